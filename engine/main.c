@@ -1,0 +1,232 @@
+/* main.c: the sbot command line. */
+#include "sbot.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct command {
+    const char *name;
+    const char *synopsis;
+    const char *help;
+    int (*run)(lua_State *L, int argc, char **argv);
+};
+
+static const struct command *find_command(const char *name);
+
+static const char usage_text[] =
+    "usage: sbot [-v | --log-level LEVEL] [--log-json] COMMAND [ARGS...]\n"
+    "\n"
+    "commands:\n"
+    "  run FILE [ARGS...]   run a Lua workflow or script\n"
+    "  repl                 interactive Lua prompt with sbot's modules loaded\n"
+    "  version              print the versions of sbot and its libraries\n"
+    "  help [COMMAND]       describe a command\n"
+    "\n"
+    "global options:\n"
+    "  -v, --verbose        log at debug level (same as --log-level debug)\n"
+    "  --log-level LEVEL    debug, info (default), warn, error or off\n"
+    "  --log-json           log lines as JSON on stderr\n";
+
+/* Report an error value on stderr with every registered secret redacted. */
+static void report(lua_State *L, const char *prefix)
+{
+    size_t len;
+    const char *msg = lua_tolstring(L, -1, &len);
+    if (!msg)
+        msg = "(error object is not a string)", len = strlen(msg);
+    sbot_log_push_redacted(L, msg, len);
+    fprintf(stderr, "%s%s\n", prefix, lua_tostring(L, -1));
+    fflush(stderr);
+    lua_pop(L, 2);
+}
+
+/* ---- run ------------------------------------------------------------------ */
+
+static int cmd_run(lua_State *L, int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "sbot run: missing FILE\nusage: sbot run FILE [ARGS...]\n");
+        return 2;
+    }
+    const char *file = argv[1];
+    FILE *f = fopen(file, "r");
+    if (!f) {
+        fprintf(stderr, "sbot run: cannot open %s: %s\n", file, strerror(errno));
+        return 2;
+    }
+    fclose(f);
+
+    /* arg as the lua interpreter gives it: arg[0] the script, arg[1..] its
+     * arguments, negative indices for what came before the script. */
+    lua_createtable(L, argc, 1);
+    lua_pushstring(L, argv[0]);
+    lua_rawseti(L, -2, -1);
+    for (int i = 1; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i - 1);
+    }
+    lua_setglobal(L, "arg");
+
+    int status = luaL_loadfile(L, file);
+    if (status != LUA_OK) {
+        /* nothing ran: a syntax or read error is a bad input (2) */
+        report(L, "sbot: ");
+        return status == LUA_ERRFILE || status == LUA_ERRSYNTAX ? 2 : 1;
+    }
+    luaL_checkstack(L, argc, "too many arguments");
+    for (int i = 2; i < argc; i++)
+        lua_pushstring(L, argv[i]);
+    status = sbot_docall(L, argc - 2, 0);
+    if (status != LUA_OK) {
+        report(L, "sbot: ");
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- repl ----------------------------------------------------------------- */
+
+static int cmd_repl(lua_State *L, int argc, char **argv)
+{
+    (void)argv;
+    if (argc > 1) {
+        fprintf(stderr, "sbot repl: unexpected argument '%s'\nusage: sbot repl\n", argv[1]);
+        return 2;
+    }
+    return sbot_repl_run(L);
+}
+
+/* ---- version -------------------------------------------------------------- */
+
+static int cmd_version(lua_State *L, int argc, char **argv)
+{
+    (void)L;
+    (void)argc;
+    (void)argv;
+    const curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
+    printf("sbot %s\n", SBOT_VERSION);
+    printf("%s\n", LUA_RELEASE);
+    printf("libcurl %s (%s)\n", cv->version, cv->ssl_version ? cv->ssl_version : "no TLS");
+    printf("%s\n", OpenSSL_version(OPENSSL_VERSION));
+    return 0;
+}
+
+/* ---- help ----------------------------------------------------------------- */
+
+static int cmd_help(lua_State *L, int argc, char **argv)
+{
+    (void)L;
+    if (argc < 2) {
+        fputs(usage_text, stdout);
+        fputs("\nRun 'sbot help COMMAND' for more about one command.\n", stdout);
+        return 0;
+    }
+    const struct command *c = find_command(argv[1]);
+    if (!c) {
+        fprintf(stderr, "sbot help: unknown command '%s'\n\n%s", argv[1], usage_text);
+        return 2;
+    }
+    printf("usage: sbot %s\n\n%s", c->synopsis, c->help);
+    return 0;
+}
+
+static const struct command commands[] = {
+    {"run", "run FILE [ARGS...]",
+     "Run the Lua script FILE in sbot's interpreter. The script sees its arguments\n"
+     "in the global 'arg' (arg[0] is FILE) and as '...'. Every sbot module is\n"
+     "available through require \"sbot.<name>\".\n"
+     "\n"
+     "Exit status: 0 on success; 1 on a runtime error (printed as\n"
+     "'sbot: FILE:LINE: message' with a traceback); 2 when FILE is missing,\n"
+     "unreadable or not valid Lua; or the status given to os.exit(n).\n",
+     cmd_run},
+    {"repl", "repl",
+     "Start an interactive Lua prompt with sbot's modules loaded.\n"
+     "Each line is tried as an expression first ('return <line>'); incomplete\n"
+     "statements continue on the next line; results are printed with inspect,\n"
+     "secrets shown as <redacted>. Tab completes globals and table fields,\n"
+     "Ctrl-C stops running code, Ctrl-D leaves. History is kept in\n"
+     "~/.sbot_history. Type :help at the prompt for more.\n",
+     cmd_repl},
+    {"version", "version", "Print the versions of sbot, Lua, libcurl and OpenSSL.\n", cmd_version},
+    {"help", "help [COMMAND]", "Print the list of commands, or describe one.\n", cmd_help},
+    {NULL, NULL, NULL, NULL}};
+
+static const struct command *find_command(const char *name)
+{
+    for (const struct command *c = commands; c->name; c++)
+        if (strcmp(c->name, name) == 0)
+            return c;
+    return NULL;
+}
+
+static int usage_error(const char *fmt, const char *what)
+{
+    fprintf(stderr, "sbot: ");
+    fprintf(stderr, fmt, what);
+    fprintf(stderr, "\n\n%s", usage_text);
+    return 2;
+}
+
+/* Global options go to sbot.log before the command runs. */
+static int configure_log(lua_State *L, const char *level, int json)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_getfield(L, -1, "sbot.log");
+    lua_getfield(L, -1, "configure");
+    lua_createtable(L, 0, 2);
+    if (level) {
+        lua_pushstring(L, level);
+        lua_setfield(L, -2, "level");
+    }
+    if (json) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "json");
+    }
+    int status = lua_pcall(L, 1, 0, 0);
+    if (status != LUA_OK)
+        report(L, "sbot: --log-level: ");
+    lua_pop(L, 2);
+    return status == LUA_OK;
+}
+
+int main(int argc, char **argv)
+{
+    const char *level = NULL;
+    int json = 0, i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (strcmp(argv[i], "-v") == 0 || strcmp(argv[i], "--verbose") == 0)
+            level = "debug";
+        else if (strcmp(argv[i], "--log-json") == 0)
+            json = 1;
+        else if (strcmp(argv[i], "--log-level") == 0 && i + 1 < argc)
+            level = argv[++i];
+        else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            fputs(usage_text, stdout);
+            return 0;
+        } else
+            return usage_error("unknown option '%s'", argv[i]);
+    }
+    if (i >= argc)
+        return usage_error("%s", "missing COMMAND");
+    const struct command *c = find_command(argv[i]);
+    if (!c)
+        return usage_error("unknown command '%s'", argv[i]);
+    if (c->run == cmd_version || c->run == cmd_help)
+        return c->run(NULL, argc - i, argv + i);
+
+    lua_State *L = sbot_runtime_new();
+    if (!L)
+        return 1;
+    if (!configure_log(L, level, json)) {
+        lua_close(L);
+        return 2;
+    }
+    int rc = c->run(L, argc - i, argv + i);
+    lua_close(L);
+    return rc;
+}

@@ -1,0 +1,5 @@
+/* Every sbot C module, listed once: SBOT_MODULE(lua name, luaopen function).
+ * runtime.c turns this list into package.preload entries, so
+ * require "sbot.<name>" finds each module without touching the file system. */
+SBOT_MODULE("cjson", luaopen_cjson)
+SBOT_MODULE("sbot.log", luaopen_sbot_log)

@@ -1,0 +1,307 @@
+/* repl.c: the interactive prompt (sbot repl), on libedit. */
+#include "sbot.h"
+
+#include <editline/readline.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PROMPT "sbot> "
+#define PROMPT2 "...> "
+#define MAX_MATCHES 512
+
+static const char help_text[] =
+    "sbot repl: each line is evaluated as Lua in one persistent interpreter.\n"
+    "  expressions     are printed (tables with inspect; secrets as <redacted>)\n"
+    "  statements      run as they are; an unfinished one continues on the next line\n"
+    "  require \"sbot.<name>\"  loads a module, e.g. local log = require \"sbot.log\"\n"
+    "  Tab             completes globals and table fields (t.fi<Tab>, obj:me<Tab>)\n"
+    "  Ctrl-C          stops running code; Ctrl-D or :quit leaves\n"
+    "  :help           this text\n";
+
+/* The REPL is one interactive session per process, so the completion
+ * callback (which libedit calls with no user pointer) finds the state here. */
+static lua_State *repl_state;
+static char *matches[MAX_MATCHES];
+static int nmatches;
+
+static char history_path[4096];
+
+/* ---- completion ---------------------------------------------------------- */
+
+static void clear_matches(void)
+{
+    for (int i = 0; i < nmatches; i++)
+        free(matches[i]);
+    nmatches = 0;
+}
+
+static void add_match(const char *s)
+{
+    if (nmatches < MAX_MATCHES)
+        matches[nmatches++] = strdup(s);
+}
+
+/* Look key up in the table at idx, following __index tables (so object
+ * methods complete) but never calling __index functions. Pushes the value. */
+static void safe_get(lua_State *L, int idx, const char *key)
+{
+    idx = lua_absindex(L, idx);
+    lua_pushvalue(L, idx);
+    for (int depth = 0; depth < 8; depth++) {
+        if (lua_type(L, -1) == LUA_TTABLE) {
+            lua_pushstring(L, key);
+            lua_rawget(L, -2);
+            if (!lua_isnil(L, -1)) {
+                lua_remove(L, -2);
+                return;
+            }
+            lua_pop(L, 1);
+        }
+        if (!lua_getmetatable(L, -1)) {
+            lua_pop(L, 1);
+            lua_pushnil(L);
+            return;
+        }
+        lua_getfield(L, -1, "__index");
+        lua_remove(L, -2);
+        lua_remove(L, -2);
+        if (lua_type(L, -1) != LUA_TTABLE) {
+            lua_pop(L, 1);
+            lua_pushnil(L);
+            return;
+        }
+    }
+    lua_pop(L, 1);
+    lua_pushnil(L);
+}
+
+/* Collect the keys of the value on top (and of its __index chain) that start
+ * with partial, each prefixed with base. */
+static void collect(lua_State *L, const char *base, const char *partial, int methods_only)
+{
+    size_t plen = strlen(partial);
+    for (int depth = 0; depth < 8 && !lua_isnil(L, -1); depth++) {
+        if (lua_type(L, -1) == LUA_TTABLE) {
+            lua_pushnil(L);
+            while (lua_next(L, -2)) {
+                if (lua_type(L, -2) == LUA_TSTRING &&
+                    (!methods_only || lua_type(L, -1) == LUA_TFUNCTION)) {
+                    const char *k = lua_tostring(L, -2);
+                    if (strncmp(k, partial, plen) == 0) {
+                        char buf[1024];
+                        const char *suffix = lua_type(L, -1) == LUA_TFUNCTION ? "(" :
+                                             lua_type(L, -1) == LUA_TTABLE ? "." : "";
+                        if (methods_only && suffix[0] == '(')
+                            suffix = "(";
+                        snprintf(buf, sizeof buf, "%s%s%s", base, k, suffix);
+                        add_match(buf);
+                    }
+                }
+                lua_pop(L, 1);
+            }
+        }
+        if (!lua_getmetatable(L, -1))
+            break;
+        lua_getfield(L, -1, "__index");
+        lua_remove(L, -2);
+        lua_remove(L, -2);
+        if (lua_type(L, -1) != LUA_TTABLE)
+            break;
+    }
+    lua_pop(L, 1);
+}
+
+static char *generator(const char *text, int state)
+{
+    (void)text;
+    static int next;
+    if (state == 0)
+        next = 0;
+    return next < nmatches ? strdup(matches[next++]) : NULL;
+}
+
+static char **complete(const char *text, int start, int end)
+{
+    lua_State *L = repl_state;
+    (void)start;
+    (void)end;
+    clear_matches();
+    int top = lua_gettop(L);
+    const char *last = NULL;
+    for (const char *p = text; *p; p++)
+        if (*p == '.' || *p == ':')
+            last = p;
+    lua_pushglobaltable(L);
+    if (last) {
+        /* walk the path before the last separator */
+        char path[1024];
+        size_t n = (size_t)(last - text);
+        if (n >= sizeof path)
+            n = sizeof path - 1;
+        memcpy(path, text, n);
+        path[n] = '\0';
+        char *save = NULL;
+        for (char *part = strtok_r(path, ".:", &save); part; part = strtok_r(NULL, ".:", &save)) {
+            safe_get(L, -1, part);
+            lua_remove(L, -2);
+            if (lua_isnil(L, -1))
+                break;
+        }
+        char base[1024];
+        snprintf(base, sizeof base, "%.*s", (int)(last - text + 1), text);
+        collect(L, base, last + 1, *last == ':');
+    } else {
+        collect(L, "", text, 0);
+        static const char *const keywords[] = {"and", "break", "do", "else", "elseif", "end",
+            "false", "for", "function", "goto", "if", "in", "local", "nil", "not", "or",
+            "repeat", "return", "then", "true", "until", "while", NULL};
+        for (int i = 0; keywords[i]; i++)
+            if (strncmp(keywords[i], text, strlen(text)) == 0)
+                add_match(keywords[i]);
+    }
+    lua_settop(L, top);
+    rl_completion_append_character = '\0';
+    if (nmatches == 0)
+        return NULL;
+    return rl_completion_matches(text, generator);
+}
+
+/* ---- evaluation ------------------------------------------------------------ */
+
+/* Print every value on the stack above base with sbot.pretty. */
+static void print_results(lua_State *L, int base)
+{
+    int n = lua_gettop(L) - base;
+    if (n == 0)
+        return;
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "sbot.pretty");
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        fprintf(stderr, "%s\n", lua_tostring(L, -1));
+        lua_settop(L, base);
+        return;
+    }
+    lua_getfield(L, -1, "print");
+    lua_remove(L, -2);
+    lua_insert(L, base + 1);
+    if (sbot_docall(L, n, 0) != LUA_OK) {
+        size_t len;
+        const char *m = lua_tolstring(L, -1, &len);
+        sbot_log_push_redacted(L, m ? m : "?", m ? len : 1);
+        fprintf(stderr, "error printing result: %s\n", lua_tostring(L, -1));
+    }
+    lua_settop(L, base);
+}
+
+static int incomplete(lua_State *L, int status)
+{
+    if (status == LUA_ERRSYNTAX) {
+        size_t len;
+        const char *msg = lua_tolstring(L, -1, &len);
+        if (len >= 5 && strcmp(msg + len - 5, "<eof>") == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Compile chunk: first as "return <chunk>", then as a statement. Returns the
+ * load status; on LUA_OK the function is on top. */
+static int compile(lua_State *L, const char *chunk)
+{
+    lua_pushfstring(L, "return %s;", chunk);
+    int status = luaL_loadbuffer(L, lua_tostring(L, -1), lua_rawlen(L, -1), "=stdin");
+    lua_remove(L, -2);
+    if (status == LUA_OK)
+        return status;
+    lua_pop(L, 1);
+    return luaL_loadbuffer(L, chunk, strlen(chunk), "=stdin");
+}
+
+static void add_to_history(const char *line)
+{
+    if (!*line)
+        return;
+    add_history(line);
+    if (history_path[0])
+        write_history(history_path);
+}
+
+/* Read one complete chunk (continuing on incomplete input) and compile it.
+ * Returns 0 at end of input, 1 when something was handled. */
+static int read_and_run(lua_State *L)
+{
+    char *line = readline(PROMPT);
+    if (!line)
+        return 0;
+    if (line[0] == ':') {
+        if (strcmp(line, ":help") == 0)
+            fputs(help_text, stdout);
+        else if (strcmp(line, ":quit") == 0 || strcmp(line, ":q") == 0) {
+            free(line);
+            return 0;
+        } else
+            fprintf(stderr, "unknown command %s (try :help)\n", line);
+        add_to_history(line);
+        free(line);
+        return 1;
+    }
+    lua_pushstring(L, line);
+    free(line);
+    int status;
+    for (;;) {
+        status = compile(L, lua_tostring(L, -1));
+        if (!incomplete(L, status))
+            break;
+        lua_pop(L, 1); /* the error message */
+        char *more = readline(PROMPT2);
+        if (!more) { /* EOF in the middle of a statement: report it */
+            status = compile(L, lua_tostring(L, -1));
+            break;
+        }
+        lua_pushfstring(L, "%s\n%s", lua_tostring(L, -1), more);
+        lua_remove(L, -2);
+        free(more);
+    }
+    add_to_history(lua_tostring(L, -2));
+    lua_remove(L, -2); /* the source text */
+    if (status == LUA_OK) {
+        int base = lua_gettop(L) - 1;
+        status = sbot_docall(L, 0, LUA_MULTRET);
+        if (status == LUA_OK) {
+            print_results(L, base);
+            return 1;
+        }
+    }
+    size_t len;
+    const char *msg = lua_tolstring(L, -1, &len);
+    sbot_log_push_redacted(L, msg ? msg : "(error object is not a string)", msg ? len : 30);
+    fprintf(stderr, "%s\n", lua_tostring(L, -1));
+    lua_pop(L, 2);
+    return 1;
+}
+
+int sbot_repl_run(lua_State *L)
+{
+    const char *home = getenv("HOME");
+    repl_state = L;
+    rl_readline_name = "sbot";
+    rl_basic_word_break_characters = " \t\n\"\\'`><=;+-*/%^~#&|{}()[],";
+    rl_attempted_completion_function = complete;
+    using_history();
+    stifle_history(1000);
+    if (home && *home) {
+        snprintf(history_path, sizeof history_path, "%s/.sbot_history", home);
+        read_history(history_path);
+    }
+    printf("sbot %s (%s) - :help for help, Ctrl-D to leave\n", SBOT_VERSION, LUA_RELEASE);
+    fflush(stdout);
+    while (read_and_run(L))
+        lua_settop(L, 0);
+    putchar('\n');
+    clear_matches();
+    repl_state = NULL;
+    return 0;
+}

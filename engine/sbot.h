@@ -1,0 +1,48 @@
+/* sbot: shared declarations of the engine. */
+#ifndef SBOT_H
+#define SBOT_H
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <stdarg.h>
+
+#define SBOT_VERSION "0.1.0"
+
+/* ---- runtime (runtime.c) ------------------------------------------------ */
+
+/* Build a configured interpreter: standard libraries, package paths, every
+ * sbot C module in the preload list, sbot.log configured. NULL on OOM. */
+lua_State *sbot_runtime_new(void);
+
+/* Directory holding sbot's Lua library (in-tree lua/ or share/sbot/lua). */
+const char *sbot_lua_dir(void);
+/* Directory holding the workflows (in-tree workflows/ or share/sbot/workflows). */
+const char *sbot_workflow_dir(void);
+
+/* Message handler for lua_pcall: adds a traceback to string errors. */
+int sbot_traceback(lua_State *L);
+
+/* Run the function on top of the stack (with nargs args below it) protected,
+ * with a traceback and Ctrl-C interruption. Returns the lua_pcall status. */
+int sbot_docall(lua_State *L, int nargs, int nresults);
+
+/* ---- log (log.c) -------------------------------------------------------- */
+
+enum sbot_level { SBOT_DEBUG = 0, SBOT_INFO, SBOT_WARN, SBOT_ERROR, SBOT_OFF };
+
+int sbot_log_enabled(lua_State *L, enum sbot_level level);
+/* printf-style message; every registered secret is redacted before output. */
+void sbot_log(lua_State *L, enum sbot_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Register a secret value: it is replaced by <redacted> in every log line. */
+void sbot_log_add_secret(lua_State *L, const char *value, size_t len);
+/* Push a copy of s with every registered secret replaced by <redacted>. */
+void sbot_log_push_redacted(lua_State *L, const char *s, size_t len);
+
+/* ---- module openers (one per C file) ------------------------------------ */
+int luaopen_sbot_log(lua_State *L);
+
+/* Not in the preload list: entry points used by main.c. */
+int sbot_repl_run(lua_State *L);
+
+#endif

@@ -1,0 +1,47 @@
+--- sbot.pretty: human-readable rendering of Lua values (the REPL's printer).
+-- Tables are rendered with lua-inspect; secret objects (anything whose
+-- metatable has __name "sbot.secret") print as <redacted>, and every string
+-- registered with sbot.log.add_secret is redacted from the output too.
+local log = require "sbot.log"
+
+local M = {}
+
+local ok, inspect = pcall(require, "inspect")
+if not ok then inspect = nil end
+
+local function is_secret(v)
+  local mt = getmetatable(v)
+  return type(mt) == "table" and mt.__name == "sbot.secret"
+end
+
+local function process(item, path)
+  if is_secret(item) then return log.REDACTED end
+  if path[#path] == inspect.METATABLE then return nil end
+  return item
+end
+
+--- Render one value as a string.
+function M.format(v)
+  if is_secret(v) then return log.REDACTED end
+  local s
+  if type(v) == "string" then
+    s = string.format("%q", v)
+  elseif type(v) == "table" and inspect then
+    s = inspect(v, { process = process })
+  else
+    s = tostring(v)
+  end
+  return log.redact(s)
+end
+
+--- Print each argument on its own line; returns its arguments (like vim.print).
+function M.print(...)
+  local n = select("#", ...)
+  for i = 1, n do
+    io.stdout:write(M.format((select(i, ...))), "\n")
+  end
+  io.stdout:flush()
+  return ...
+end
+
+return M

@@ -1,0 +1,3 @@
+-- Runs busted inside sbot's interpreter, so specs can require sbot's C modules.
+-- Usage: sbot run tests/busted.lua [busted options] SPEC...
+require "busted.runner" ({ standalone = false })

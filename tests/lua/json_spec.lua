@@ -1,0 +1,44 @@
+local json = require "sbot.json"
+
+describe("sbot.json", function()
+  it("encodes with sorted keys, null and explicit empty arrays", function()
+    assert.are.equal('{"a":[],"b":1,"c":null,"d":{}}',
+      json.encode({ b = 1, a = json.array(), c = json.null, d = {} }))
+    assert.are.equal("[]", json.encode(json.empty_array))
+    assert.are.equal('[1,"x",true]', json.encode({ 1, "x", true }))
+  end)
+
+  it("keeps [] and {} apart through a round trip", function()
+    local text = '{"a":[],"b":{},"c":[ ],"s":"[]","n":[1,[],{"x":null}]}'
+    local v = assert(json.decode(text))
+    assert.is_true(json.is_array(v.a))
+    assert.is_false(json.is_array(v.b))
+    assert.are.equal("[]", v.s)
+    assert.are.equal(json.null, v.n[3].x)
+    assert.are.equal('{"a":[],"b":{},"c":[],"n":[1,[],{"x":null}],"s":"[]"}', json.encode(v))
+  end)
+
+  it("returns nil and a message for invalid JSON", function()
+    local v, err = json.decode('{"a":')
+    assert.is_nil(v)
+    assert.matches("^invalid JSON", err)
+  end)
+
+  it("raises on values JSON cannot hold, naming the path", function()
+    assert.has_error(function() json.encode({ a = { b = 0 / 0 } }) end,
+      "json.encode: value.a.b is " .. tostring(0 / 0) .. ", which JSON cannot represent")
+    assert.has_error(function() json.encode({ f = print }) end,
+      "json.encode: value.f is a function, which JSON cannot represent")
+    local t = {}; t.self = t
+    assert.has_error(function() json.encode(t) end, "json.encode: value.self refers to itself (cycle)")
+  end)
+
+  it("pretty-prints with indent", function()
+    assert.are.equal('{\n  "a": [\n    1\n  ]\n}', json.encode({ a = { 1 } }, { indent = true }))
+  end)
+
+  it("encodes secret objects as <redacted>", function()
+    local secret = setmetatable({}, { __name = "sbot.secret" })
+    assert.are.equal('{"k":"<redacted>"}', json.encode({ k = secret }))
+  end)
+end)
