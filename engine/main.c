@@ -1,11 +1,10 @@
 /* main.c: the sbot command line. */
 #include "sbot.h"
 
-#include <curl/curl.h>
 #include <errno.h>
-#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 struct command {
@@ -90,6 +89,16 @@ static int cmd_run(lua_State *L, int argc, char **argv)
 
 /* ---- repl ----------------------------------------------------------------- */
 
+/* Commands implemented in the extension library. */
+static void *ext(const char *symbol)
+{
+    const char *err = NULL;
+    void *fn = sbot_ext_symbol(symbol, &err);
+    if (!fn)
+        fprintf(stderr, "sbot: cannot load %s from the extension library: %s\n", symbol, err);
+    return fn;
+}
+
 static int cmd_repl(lua_State *L, int argc, char **argv)
 {
     (void)argv;
@@ -97,7 +106,8 @@ static int cmd_repl(lua_State *L, int argc, char **argv)
         fprintf(stderr, "sbot repl: unexpected argument '%s'\nusage: sbot repl\n", argv[1]);
         return 2;
     }
-    return sbot_repl_run(L);
+    int (*run)(lua_State *) = (int (*)(lua_State *))(uintptr_t)ext("sbot_repl_run");
+    return run ? run(L) : 1;
 }
 
 /* ---- version -------------------------------------------------------------- */
@@ -107,11 +117,12 @@ static int cmd_version(lua_State *L, int argc, char **argv)
     (void)L;
     (void)argc;
     (void)argv;
-    const curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
+    void (*print_versions)(void) = (void (*)(void))(uintptr_t)ext("sbot_print_versions");
+    if (!print_versions)
+        return 1;
     printf("sbot %s\n", SBOT_VERSION);
     printf("%s\n", LUA_RELEASE);
-    printf("libcurl %s (%s)\n", cv->version, cv->ssl_version ? cv->ssl_version : "no TLS");
-    printf("%s\n", OpenSSL_version(OPENSSL_VERSION));
+    print_versions();
     return 0;
 }
 

@@ -1,5 +1,8 @@
-/* Every sbot C module, listed once: SBOT_MODULE(lua name, luaopen function).
- * runtime.c turns this list into package.preload entries, so
- * require "sbot.<name>" finds each module without touching the file system. */
-SBOT_MODULE("cjson", luaopen_cjson)
-SBOT_MODULE("sbot.log", luaopen_sbot_log)
+/* Every sbot C module, listed once. runtime.c turns this list into
+ * package.preload entries, so require "sbot.<name>" finds each module without
+ * touching the file system.
+ *   SBOT_CORE_MODULE(name, fn): linked into the sbot binary itself;
+ *   SBOT_MODULE(name, fn):      in the extension library libsbot-ext.so,
+ *                               opened on the first require of such a module. */
+SBOT_CORE_MODULE("cjson", luaopen_cjson)
+SBOT_CORE_MODULE("sbot.log", luaopen_sbot_log)

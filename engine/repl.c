@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define PROMPT "sbot> "
 #define PROMPT2 "...> "
@@ -28,6 +29,53 @@ static char *matches[MAX_MATCHES];
 static int nmatches;
 
 static char history_path[4096];
+
+/* Ctrl-C at the prompt abandons the line being edited. libedit's own signal
+ * handling re-sends the signal to the whole process group, so it is turned
+ * off; our handler only sets a flag, and the read function below turns the
+ * interrupted read into an end of line that read_and_run then discards. */
+static volatile sig_atomic_t prompt_interrupted;
+
+static void on_prompt_sigint(int sig)
+{
+    (void)sig;
+    prompt_interrupted = 1;
+}
+
+static int read_char(FILE *in)
+{
+    unsigned char c;
+    for (;;) {
+        ssize_t n = read(fileno(in), &c, 1);
+        if (n == 1)
+            return c;
+        if (n == 0)
+            return EOF;
+        if (errno == EINTR && prompt_interrupted)
+            return '\n';
+        if (errno != EINTR)
+            return EOF;
+    }
+}
+
+/* readline() with Ctrl-C handling; *interrupted tells the caller to drop the line. */
+static char *prompt_line(const char *prompt, int *interrupted)
+{
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_prompt_sigint; /* no SA_RESTART: read() must return EINTR */
+    sigemptyset(&sa.sa_mask);
+    prompt_interrupted = 0;
+    sigaction(SIGINT, &sa, &old);
+    char *line = readline(prompt);
+    sigaction(SIGINT, &old, NULL);
+    *interrupted = prompt_interrupted;
+    if (*interrupted) {
+        free(line);
+        return NULL;
+    }
+    return line;
+}
 
 /* ---- completion ---------------------------------------------------------- */
 
@@ -233,7 +281,10 @@ static void add_to_history(const char *line)
  * Returns 0 at end of input, 1 when something was handled. */
 static int read_and_run(lua_State *L)
 {
-    char *line = readline(PROMPT);
+    int interrupted;
+    char *line = prompt_line(PROMPT, &interrupted);
+    if (interrupted)
+        return 1;
     if (!line)
         return 0;
     if (line[0] == ':') {
@@ -256,7 +307,11 @@ static int read_and_run(lua_State *L)
         if (!incomplete(L, status))
             break;
         lua_pop(L, 1); /* the error message */
-        char *more = readline(PROMPT2);
+        char *more = prompt_line(PROMPT2, &interrupted);
+        if (interrupted) { /* Ctrl-C abandons the whole statement */
+            lua_pop(L, 1);
+            return 1;
+        }
         if (!more) { /* EOF in the middle of a statement: report it */
             status = compile(L, lua_tostring(L, -1));
             break;
@@ -288,6 +343,8 @@ int sbot_repl_run(lua_State *L)
     const char *home = getenv("HOME");
     repl_state = L;
     rl_readline_name = "sbot";
+    rl_catch_signals = 0;
+    rl_getc_function = read_char;
     rl_basic_word_break_characters = " \t\n\"\\'`><=;+-*/%^~#&|{}()[],";
     rl_attempted_completion_function = complete;
     using_history();

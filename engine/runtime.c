@@ -2,26 +2,42 @@
 #include "sbot.h"
 
 #include <lualib.h>
+#include <dlfcn.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <stdint.h>
 #include <unistd.h>
 
-#define SBOT_MODULE(name, fn) int fn(lua_State *L);
+/* Core modules are linked in. The others are declared weak: they resolve to
+ * NULL in the sbot binary, where they come from the extension library, and to
+ * the function itself in test programs linked against that library. */
+#define SBOT_CORE_MODULE(name, fn) int fn(lua_State *L);
+#define SBOT_MODULE(name, fn) int fn(lua_State *L) __attribute__((weak));
 #include "modules.h"
 #undef SBOT_MODULE
+#undef SBOT_CORE_MODULE
 
-static const luaL_Reg preload_list[] = {
-#define SBOT_MODULE(name, fn) {name, fn},
+struct module {
+    const char *name;
+    const char *symbol;
+    lua_CFunction builtin;
+};
+
+static const struct module preload_list[] = {
+#define SBOT_CORE_MODULE(name, fn) {name, #fn, fn},
+#define SBOT_MODULE(name, fn) {name, #fn, fn},
 #include "modules.h"
 #undef SBOT_MODULE
-    {NULL, NULL}};
+#undef SBOT_CORE_MODULE
+    {NULL, NULL, NULL}};
 
 static char lua_dir[PATH_MAX + 64];
 static char workflow_dir[PATH_MAX + 64];
+static char ext_path[PATH_MAX + 64];
 
 static int is_dir(const char *p)
 {
@@ -50,7 +66,12 @@ static void find_dirs(void)
     if (strcmp(exe, SBOT_BUILD_DIR) == 0 && is_dir(SBOT_SOURCE_DIR "/lua")) {
         snprintf(lua_dir, sizeof lua_dir, "%s", SBOT_SOURCE_DIR "/lua");
         snprintf(workflow_dir, sizeof workflow_dir, "%s", SBOT_SOURCE_DIR "/workflows");
+        snprintf(ext_path, sizeof ext_path, "%s/%s", SBOT_BUILD_DIR, SBOT_EXT_NAME);
     } else {
+        snprintf(ext_path, sizeof ext_path, "%s/../%s/sbot/%s", exe, SBOT_LIBDIR, SBOT_EXT_NAME);
+        if (access(ext_path, R_OK) != 0)
+            snprintf(ext_path, sizeof ext_path, "%s/%s/sbot/%s", SBOT_INSTALL_PREFIX, SBOT_LIBDIR,
+                     SBOT_EXT_NAME);
         snprintf(dir, sizeof dir, "%s/../share/sbot", exe);
         if (!is_dir(dir))
             snprintf(dir, sizeof dir, "%s", SBOT_INSTALL_PREFIX "/share/sbot");
@@ -96,11 +117,50 @@ static void set_paths(lua_State *L)
     lua_pop(L, 2);
 }
 
+/* The extension library holds the modules that need libcurl, OpenSSL,
+ * libedit, libmicrohttpd... Loading those libraries costs more than the rest
+ * of start-up together, so it is opened on the first require that needs it. */
+void *sbot_ext_symbol(const char *symbol, const char **err)
+{
+    static void *handle;
+    find_dirs();
+    if (!handle) {
+        handle = dlopen(ext_path, RTLD_NOW | RTLD_LOCAL);
+        if (!handle) {
+            *err = dlerror();
+            return NULL;
+        }
+    }
+    void *sym = dlsym(handle, symbol);
+    if (!sym)
+        *err = "symbol not found in the extension library";
+    return sym;
+}
+
+static int load_ext_module(lua_State *L)
+{
+    const char *symbol = lua_tostring(L, lua_upvalueindex(1));
+    const char *err = NULL;
+    lua_CFunction open = (lua_CFunction)(uintptr_t)sbot_ext_symbol(symbol, &err);
+    if (!open)
+        return luaL_error(L, "cannot load module '%s' from %s: %s", lua_tostring(L, 1), ext_path,
+                          err);
+    lua_pushcfunction(L, open);
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 1);
+    return 1;
+}
+
 static void set_preload(lua_State *L)
 {
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-    for (const luaL_Reg *m = preload_list; m->name; m++) {
-        lua_pushcfunction(L, m->func);
+    for (const struct module *m = preload_list; m->name; m++) {
+        if (m->builtin) {
+            lua_pushcfunction(L, m->builtin);
+        } else {
+            lua_pushstring(L, m->symbol);
+            lua_pushcclosure(L, load_ext_module, 1);
+        }
         lua_setfield(L, -2, m->name);
     }
     lua_pop(L, 1);

@@ -19,6 +19,10 @@ const char *sbot_lua_dir(void);
 /* Directory holding the workflows (in-tree workflows/ or share/sbot/workflows). */
 const char *sbot_workflow_dir(void);
 
+/* A symbol of the extension library (libsbot-ext.so, opened on first use);
+ * NULL with *err set when it cannot be loaded. */
+void *sbot_ext_symbol(const char *symbol, const char **err);
+
 /* Message handler for lua_pcall: adds a traceback to string errors. */
 int sbot_traceback(lua_State *L);
 
@@ -42,7 +46,8 @@ void sbot_log_push_redacted(lua_State *L, const char *s, size_t len);
 /* ---- module openers (one per C file) ------------------------------------ */
 int luaopen_sbot_log(lua_State *L);
 
-/* Not in the preload list: entry points used by main.c. */
-int sbot_repl_run(lua_State *L);
+/* Entry points main.c reaches through sbot_ext_symbol. */
+int sbot_repl_run(lua_State *L);     /* repl.c */
+void sbot_print_versions(void);      /* version.c */
 
 #endif
