@@ -35,7 +35,11 @@ function M.is_array(t)
   return mt == array_mt or (mt and mt.__name == "sbot.json.array") or false
 end
 
-local quote = cjson.encode -- a string argument gives a quoted, escaped string
+-- cjson.encode of a string gives it quoted and escaped; it also escapes "/",
+-- which JSON allows but nobody wants to read in a URL.
+local function quote(s)
+  return (cjson.encode(s):gsub("\\/", "/"))
+end
 
 local function is_sequence(t)
   local n = 0

@@ -42,3 +42,11 @@ describe("sbot.json", function()
     assert.are.equal('{"k":"<redacted>"}', json.encode({ k = secret }))
   end)
 end)
+
+describe("sbot.json strings", function()
+  it("does not escape slashes and round-trips backslashes", function()
+    assert.are.equal('"http://x/a"', json.encode("http://x/a"))
+    local s = "a\\/b\\\\/c\"\n\0"
+    assert.are.equal(s, json.decode(json.encode(s)))
+  end)
+end)
