@@ -3,3 +3,5 @@
  * require "sbot.<name>" finds each module without touching the file system. */
 SBOT_MODULE("cjson", luaopen_cjson)
 SBOT_MODULE("sbot.log", luaopen_sbot_log)
+SBOT_MODULE("sbot.sys", luaopen_sbot_sys)
+SBOT_MODULE("sbot.lock", luaopen_sbot_lock)
