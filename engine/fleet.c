@@ -407,21 +407,26 @@ static int worker_main(lua_State *W)
         }
     }
     lua_pop(P, 1);
-    for (enum sbot_level lv = SBOT_DEBUG; lv <= SBOT_OFF; lv++) {
-        static const char *const names[] = {"debug", "info", "warn", "error", "off"};
-        if (lv == SBOT_OFF || sbot_log_enabled(P, lv)) {
+    /* the parent's stderr log level (log.level(), called protected in P) */
+    lua_getfield(P, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_getfield(P, -1, "sbot.log");
+    lua_remove(P, -2);
+    if (lua_type(P, -1) == LUA_TTABLE) {
+        lua_getfield(P, -1, "level");
+        if (lua_pcall(P, 0, 1, 0) == LUA_OK && lua_type(P, -1) == LUA_TSTRING) {
             lua_getglobal(W, "require");
             lua_pushliteral(W, "sbot.log");
             lua_call(W, 1, 1);
             lua_getfield(W, -1, "configure");
             lua_createtable(W, 0, 1);
-            lua_pushstring(W, names[lv]);
+            lua_pushstring(W, lua_tostring(P, -1));
             lua_setfield(W, -2, "level");
             lua_call(W, 1, 0);
             lua_pop(W, 1);
-            break;
         }
+        lua_pop(P, 1);
     }
+    lua_pop(P, 1);
 
     copy_value(&c, job->fn, "fn");
     lua_rawgeti(P, job->items, job->index);

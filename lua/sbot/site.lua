@@ -137,9 +137,10 @@ function M.load(path, opts)
   site.file = path
   site.dir = dir
   site.secrets_dir = secrets_dir
-  site.state_dir = site.state_dir or (dir .. "/state")
-  if site.state_dir:sub(1, 1) ~= "/" and t.state_dir then site.state_dir = dir .. "/" .. site.state_dir end
-  site.runs_dir = site.runs_dir or "runs"
+  -- paths given in the site file are relative to the file's directory
+  local function rel(p) return (p:sub(1, 1) == "/" or dir == ".") and p or (dir .. "/" .. p) end
+  site.state_dir = site.state_dir and rel(site.state_dir) or (dir .. "/state")
+  site.runs_dir = site.runs_dir and rel(site.runs_dir) or "runs"
   return site
 end
 
