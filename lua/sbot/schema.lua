@@ -284,8 +284,9 @@ function M.describe(fields, indent)
     for _, k in ipairs(sorted_keys(fs)) do
       local spec = fs[k]
       local pad = string.rep("  ", depth)
-      local line = string.format("%s%-*s %s", pad, math.max(1, 24 - #pad), k, describe_spec(spec))
-      if spec.description then line = line .. "\n" .. pad .. string.rep(" ", 27 - #pad) .. spec.description end
+      local name = pad .. k
+      local line = name .. string.rep(" ", math.max(1, 26 - #name)) .. describe_spec(spec)
+      if spec.description then line = line .. "\n" .. string.rep(" ", 26) .. spec.description end
       lines[#lines + 1] = line
       if spec.fields then walk(spec.fields, depth + 1) end
       local inner = spec.items or spec.values
