@@ -577,7 +577,8 @@ static int m_results(lua_State *L)
     lua_settop(L, 1);
     lua_createtable(L, 0, 11);
     for (int i = 0; fields[i]; i++) {
-        lua_getfield(L, 1, fields[i]);
+        lua_pushstring(L, fields[i]);
+        lua_rawget(L, 1); /* raw: "plan" must not find the method */
         lua_setfield(L, -2, fields[i]);
     }
     return 1;
