@@ -185,16 +185,13 @@ static void copy_upvalues(struct copier *c, int fidx, int tidx, const char *path
         const char *name = lua_getupvalue(F, fidx, i);
         if (!name)
             break;
-        if (strcmp(name, "_ENV") == 0 && lua_type(F, -1) == LUA_TTABLE) {
-            lua_pushglobaltable(F);
-            int globals = lua_rawequal(F, -1, -2);
+        if (strcmp(name, "_ENV") == 0) {
+            /* globals are the worker's own: a fresh interpreter, whatever
+             * environment (sandbox, test framework) fn was defined in */
             lua_pop(F, 1);
-            if (globals) {
-                lua_pop(F, 1);
-                lua_pushglobaltable(T);
-                lua_setupvalue(T, tidx, i);
-                continue;
-            }
+            lua_pushglobaltable(T);
+            lua_setupvalue(T, tidx, i);
+            continue;
         }
         const char *p = lua_pushfstring(T, "%s upvalue '%s'", path, *name ? name : "?");
         copy_value(c, -1, p);
