@@ -72,6 +72,8 @@ function M:parser()
     :argname("URL")
   p:option("--runs-dir", "Directory of run records (default: the site's runs_dir, else ./runs).")
     :argname("DIR")
+  p:option("--state-dir", "Directory of lock files and state (default: the site's state_dir).")
+    :argname("DIR")
   p:flag("-v --verbose", "Log at debug level.")
   if self.arguments then self.arguments(p) end
   return p
@@ -203,7 +205,7 @@ function M:main(argv)
   local r, rerr = run.start { runs_dir = args.runs_dir or site.runs_dir, mode = args.mode,
     workflow = self.name, site = site.file, args = public_args, store = args.store or site.store }
   if not r then io.stderr:write("sbot: ", rerr, "\n"); return 1 end
-  local lock_dir = site.state_dir .. "/locks"
+  local lock_dir = (args.state_dir or site.state_dir) .. "/locks"
   assert(sys.mkdir(lock_dir))
 
   local jobs = {}
