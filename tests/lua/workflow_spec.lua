@@ -198,6 +198,28 @@ describe("workflow runs", function()
   end)
 end)
 
+describe("sbot repl --site", function()
+  it("loads the site and explores discovery, secrets redacted", function()
+    local dir = setup()
+    -- the REPL uses the site's component config as is ({id} is the workflow's business)
+    helpers.write_file(dir .. "/{id}.state.json", '{"a":"1"}')
+    local r = helpers.sbot({ "repl", "--site", dir .. "/site.lua" }, {
+      env = ENV .. " LUA_PATH=" .. helpers.shquote(helpers.source_dir .. "/tests/support/?.lua;;"),
+      stdin = 'discover("test_kv", "s1").discovery.pairs\n'
+        .. 'site.servers[1].idrac.password\n#plan("test_kv", "s1").plan\n' })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("2 server(s): s1, s2", r.stdout, 1, true)
+    assert.matches('a = "1"', r.stdout, 1, true)
+    assert.matches("<redacted>", r.stdout, 1, true)
+    assert.matches("\n1\n", r.stdout, 1, true) -- one change planned: b
+    assert_no_secrets("repl output", r.stdout .. r.stderr)
+    assert.are.same({ a = "1" }, json.decode(helpers.read_file(dir .. "/{id}.state.json")))
+    local bad = helpers.sbot { "repl", "--site", dir .. "/nope.lua" }
+    assert.are.equal(2, bad.code)
+    assert.matches("nope.lua", bad.stderr, 1, true)
+  end)
+end)
+
 describe("the example workflow (examples/local_boot.lua)", function()
   it("plans, applies, then finds nothing to change", function()
     local dir = helpers.tmpdir("example")
