@@ -703,7 +703,7 @@ static int start(lua_State *L, struct fleet *f, struct worker *w, int items, int
     return 0;
 }
 
-/* fleet.map(items, fn [, {jobs = 4, timeout = seconds}]) -> results
+/* fleet.map(items, fn [, {jobs = 4, timeout = seconds, partial = false}]) -> results [, interrupted]
  * results[i] = {ok = true, value = v, item = i, pid, ms}
  *            | {ok = false, error = msg, reason = "error"|"crash"|"timeout"|"exit", item, pid, ms} */
 static int l_map(lua_State *L)
@@ -712,6 +712,7 @@ static int l_map(lua_State *L)
     luaL_checktype(L, 2, LUA_TFUNCTION);
     lua_Integer jobs = 4;
     double timeout = 0;
+    int partial = 0;
     if (!lua_isnoneornil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
         if (lua_getfield(L, 3, "jobs") != LUA_TNIL) {
@@ -724,7 +725,9 @@ static int l_map(lua_State *L)
                 return luaL_error(L, "fleet.map: timeout must be a number of seconds >= 0");
             timeout = lua_tonumber(L, -1);
         }
-        lua_pop(L, 2);
+        lua_getfield(L, 3, "partial");
+        partial = lua_toboolean(L, -1);
+        lua_pop(L, 3);
     }
     lua_settop(L, 2);
     lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
@@ -770,10 +773,32 @@ static int l_map(lua_State *L)
     lua_Integer next = 1, done = 0;
     while (done < n) {
         if (stop_signal) {
-            int sig = stop_signal;
+            const char *why = stop_signal == SIGINT ? "Ctrl-C" : "SIGTERM";
             release(f);
-            return luaL_error(L, "fleet.map: interrupted! (%s); every worker was stopped",
-                              sig == SIGINT ? "Ctrl-C" : "SIGTERM");
+            if (!partial)
+                return luaL_error(L, "fleet.map: interrupted! (%s); every worker was stopped", why);
+            /* partial: the finished items keep their results; the others
+             * get an "interrupted" error result */
+            for (lua_Integer i = 1; i <= n; i++) {
+                if (lua_rawgeti(L, 3, i) == LUA_TNIL) {
+                    lua_createtable(L, 0, 4);
+                    lua_pushinteger(L, i);
+                    lua_setfield(L, -2, "item");
+                    lua_pushboolean(L, 0);
+                    lua_setfield(L, -2, "ok");
+                    lua_pushliteral(L, "interrupted");
+                    lua_setfield(L, -2, "reason");
+                    lua_pushfstring(L, "fleet.map: interrupted! (%s) %s", why,
+                                    i < next ? "while item was running; its worker was stopped"
+                                             : "before item started");
+                    lua_setfield(L, -2, "error");
+                    lua_rawseti(L, 3, i);
+                }
+                lua_pop(L, 1);
+            }
+            lua_settop(L, 3);
+            lua_pushboolean(L, 1);
+            return 2;
         }
         for (int i = 0; i < f->jobs && next <= n; i++) {
             if (f->w[i].pid == 0) {

@@ -214,7 +214,18 @@ function M:main(argv)
       run_id = r.id, run_dir = r.dir, artifact_dir = r.artifact_dir, log_file = r.log_file,
       lock_dir = lock_dir }
   end
-  local outcomes = fleet.map(jobs, server_job, { jobs = args.jobs, timeout = args.timeout })
+  -- partial: on Ctrl-C every worker is stopped and map returns what finished,
+  -- so the run record still says what happened to each server
+  local ok_map, outcomes, interrupted = pcall(fleet.map, jobs, server_job,
+    { jobs = args.jobs, timeout = args.timeout, partial = true })
+  if not ok_map then -- workers could not be started: nothing ran
+    local msg = tostring(outcomes)
+    log.error("run stopped: " .. msg, { run = r.id })
+    outcomes = {}
+    for i = 1, #servers do outcomes[i] = { ok = false, error = "run stopped: " .. msg } end
+  elseif interrupted then
+    log.error("run interrupted: every worker was stopped", { run = r.id })
+  end
   local results = {}
   for i, o in ipairs(outcomes) do
     if o.ok then
@@ -232,6 +243,7 @@ function M:main(argv)
     io.stdout:write("run record: ", r.dir, "\n")
   end
   io.stdout:flush()
+  if interrupted then return 130 end
   return record.ok and 0 or 1
 end
 

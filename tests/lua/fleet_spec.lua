@@ -86,6 +86,41 @@ describe("sbot.fleet.map", function()
     assert.are.equal(0, #fleet.map({}, function() end))
   end)
 
+  it("returns finished results and marks the rest with partial = true on Ctrl-C", function()
+    local dir = helpers.tmpdir("fleet")
+    local script = dir .. "/partial.lua"
+    helpers.write_file(script, [[
+      local fleet, json, sys = require "sbot.fleet", require "sbot.json", require "sbot.sys"
+      local dir = ...
+      local res, interrupted = fleet.map({ 1, 2, 3 }, function(i)
+        if i == 1 then return "done" end
+        local f = assert(io.open(dir .. "/w" .. i, "w")); f:write(sys.getpid()); f:close()
+        while true do end
+      end, { jobs = 2, partial = true })
+      local f = assert(io.open(dir .. "/out.json", "w"))
+      f:write(json.encode { res = res, interrupted = interrupted })
+      f:close()
+    ]])
+    local h = helpers.spawn(string.format("%s run %s %s", helpers.shquote(helpers.sbot_bin),
+      helpers.shquote(script), helpers.shquote(dir)))
+    for _ = 1, 100 do
+      if io.open(dir .. "/w2") and io.open(dir .. "/w3") then break end
+      os.execute("sleep 0.05")
+    end
+    assert.is_true(sys.kill(h.pid, "INT"))
+    for _ = 1, 100 do
+      if not h:alive() then break end
+      os.execute("sleep 0.05")
+    end
+    local out = assert(require "sbot.json".decode(helpers.read_file(dir .. "/out.json")))
+    assert.is_true(out.interrupted)
+    assert.are.equal("done", out.res[1].value)
+    for i = 2, 3 do
+      assert.are.equal("interrupted", out.res[i].reason)
+      assert.is_false(sys.pid_alive(tonumber(helpers.read_file(dir .. "/w" .. i))))
+    end
+  end)
+
   it("stops every worker (and what they started) on Ctrl-C", function()
     local dir = helpers.tmpdir("fleet")
     local h = helpers.spawn(string.format("%s run %s/tests/support/scripts/fleet_hang.lua %s",

@@ -159,6 +159,32 @@ describe("workflow runs", function()
     assert.is_nil(io.open(lockfile)) -- released at the end of the run
   end)
 
+  it("Ctrl-C stops every worker and still writes the run record", function()
+    local dir = setup(", components = { test_kv = { hang_discover = true } }")
+    local h = helpers.spawn(string.format("env %s %s run %s --site %s --runs-dir %s", ENV,
+      helpers.shquote(helpers.sbot_bin), helpers.shquote(WF), helpers.shquote(dir .. "/site.lua"),
+      helpers.shquote(dir .. "/runs")))
+    for _ = 1, 100 do
+      if io.open(dir .. "/s1.calls.pid") then break end
+      os.execute("sleep 0.05")
+    end
+    assert.matches("s1 discover", calls(dir, "s1"))
+    assert.is_true(sys.kill(h.pid, "INT"))
+    for _ = 1, 100 do
+      if not h:alive() then break end
+      os.execute("sleep 0.05")
+    end
+    assert.is_false(h:alive())
+    local rec = assert(json.decode(helpers.read_file(only_run_dir(dir) .. "/results.json")))
+    assert.is_false(rec.ok)
+    assert.matches("interrupted! %(Ctrl%-C%) while item was running", rec.results[1].error)
+    assert.are.equal("s2", rec.results[2].id) -- finished before Ctrl-C: its results are kept
+    assert.are.equal("ok", rec.results[2].status)
+    assert.matches("s1%s+%(worker%)%s+failed", h:output())
+    local pid = tonumber(helpers.read_file(dir .. "/s1.calls.pid")) -- s1 hangs, s2 finishes
+    assert.is_false(sys.pid_alive(pid), "the worker of s1 is still alive")
+  end)
+
   it("--help lists the common arguments and the workflow's own", function()
     local r = helpers.sbot { "run", WF, "--help" }
     assert.are.equal(0, r.code)

@@ -35,6 +35,7 @@ return component.define {
     calls_file = { type = "string", description = "phase calls are appended here" },
     want = { type = "map", values = { type = "string" }, default = {}, description = "desired pairs" },
     fail_discover = { type = "boolean", default = false },
+    hang_discover = { type = "boolean", default = false, description = "discover never returns" },
     fail_apply_on = { type = "string", description = "apply of this key raises" },
     fail_undo_on = { type = "string", description = "undo of this key raises" },
     password = { type = "secret", description = "a credential the component sends and reads back" },
@@ -48,6 +49,12 @@ return component.define {
   discover = function(self)
     note(self, "discover")
     if self.config.fail_discover then error("cannot reach the device") end
+    if self.config.hang_discover then
+      local f = assert(io.open(self.config.calls_file .. ".pid", "w"))
+      f:write(require "sbot.sys".getpid())
+      f:close()
+      while true do end
+    end
     local d = { pairs = read_json(self.config.state_file) }
     if self.config.password then
       -- a device that echoes the credential back as plain text
