@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -516,6 +517,7 @@ static void child(lua_State *P, int items, int fn, lua_Integer index, int wfd, p
 struct worker {
     pid_t pid;     /* 0: slot free */
     int fd;        /* read end of the result pipe, -1 once closed */
+    int pidfd;     /* readable when the worker exits; -1 if the kernel has none */
     lua_Integer index;
     double started, deadline;
     int timed_out;
@@ -553,6 +555,10 @@ static void kill_all(struct fleet *f)
             close(w->fd);
             w->fd = -1;
         }
+        if (w->pidfd >= 0) {
+            close(w->pidfd);
+            w->pidfd = -1;
+        }
     }
 }
 
@@ -570,14 +576,19 @@ static int fleet_release(lua_State *L)
     return 0;
 }
 
-/* Read what is available from w's pipe into the chunk list at chunks[index]. */
+/* Read what is available from w's pipe into the chunk list at chunks[index].
+ * At end of file the pipe is closed (w->fd = -1): the worker is exiting. */
 static void drain(lua_State *L, int chunks, struct worker *w)
 {
     char buf[65536];
-    for (;;) {
+    while (w->fd >= 0) {
         ssize_t n = read(w->fd, buf, sizeof buf);
         if (n < 0 && errno == EINTR)
             continue;
+        if (n == 0) {
+            close(w->fd);
+            w->fd = -1;
+        }
         if (n <= 0)
             return;
         lua_rawgeti(L, chunks, w->index);
@@ -662,8 +673,11 @@ static void finish(lua_State *L, int chunks, int results, struct worker *w, int 
     }
     lua_rawseti(L, results, w->index);
     lua_pop(L, 1); /* text */
-    close(w->fd);
-    w->fd = -1;
+    if (w->fd >= 0)
+        close(w->fd);
+    if (w->pidfd >= 0)
+        close(w->pidfd);
+    w->fd = w->pidfd = -1;
     w->pid = 0;
 }
 
@@ -684,9 +698,12 @@ static int start(lua_State *L, struct fleet *f, struct worker *w, int items, int
         return e;
     }
     if (pid == 0) {
-        for (int i = 0; i < f->jobs; i++)
+        for (int i = 0; i < f->jobs; i++) {
             if (f->w[i].fd >= 0)
                 close(f->w[i].fd);
+            if (f->w[i].pidfd >= 0)
+                close(f->w[i].pidfd);
+        }
         close(p[0]);
         child(L, items, fn, index, p[1], parent);
     }
@@ -695,6 +712,9 @@ static int start(lua_State *L, struct fleet *f, struct worker *w, int items, int
     fcntl(p[0], F_SETFL, fcntl(p[0], F_GETFL) | O_NONBLOCK);
     w->pid = pid;
     w->fd = p[0];
+    w->pidfd = pidfd_open(pid, 0); /* -1 on old kernels: then waitpid is polled */
+    if (w->pidfd >= 0)
+        fcntl(w->pidfd, F_SETFD, FD_CLOEXEC);
     w->index = index;
     w->started = now_s();
     w->deadline = timeout > 0 ? w->started + timeout : 0;
@@ -751,7 +771,7 @@ static int l_map(lua_State *L)
     struct fleet *f = lua_newuserdatauv(L, sizeof *f, 0); /* 5 */
     memset(f, 0, sizeof *f);
     for (int i = 0; i < MAX_JOBS; i++)
-        f->w[i].fd = -1;
+        f->w[i].fd = f->w[i].pidfd = -1;
     f->jobs = (int)jobs;
     lua_createtable(L, 0, 2);
     lua_pushcfunction(L, fleet_release);
@@ -811,16 +831,25 @@ static int l_map(lua_State *L)
                 next++;
             }
         }
-        struct pollfd pfd[MAX_JOBS];
+        struct pollfd pfd[2 * MAX_JOBS];
         int np = 0;
         double now = now_s(), wait_ms = 200;
         for (int i = 0; i < f->jobs; i++) {
             struct worker *w = &f->w[i];
             if (w->pid == 0)
                 continue;
-            pfd[np].fd = w->fd;
-            pfd[np].events = POLLIN;
-            np++;
+            if (w->fd >= 0) {
+                pfd[np].fd = w->fd;
+                pfd[np].events = POLLIN;
+                np++;
+            }
+            if (w->pidfd >= 0) {
+                pfd[np].fd = w->pidfd;
+                pfd[np].events = POLLIN;
+                np++;
+            } else if (w->fd < 0 && wait_ms > 2) {
+                wait_ms = 2; /* result read, no pidfd: poll waitpid for the exit */
+            }
             if (w->deadline > 0 && !w->timed_out) {
                 double left = (w->deadline - now) * 1000.0;
                 if (left < wait_ms)
