@@ -594,6 +594,11 @@ static int m_to_json(lua_State *L)
     lua_call(L, 1, 1);
     lua_pushvalue(L, 2);
     lua_call(L, 2, 1);
+    /* plain strings that equal a registered secret (a value read back from
+     * a device) are redacted too */
+    size_t len;
+    const char *text = lua_tolstring(L, -1, &len);
+    sbot_log_push_redacted(L, text, len);
     return 1;
 }
 
