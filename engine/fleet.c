@@ -868,11 +868,19 @@ static int l_map(lua_State *L)
                 kill(-w->pid, SIGKILL);
                 kill(w->pid, SIGKILL);
             }
-            int st;
-            pid_t r = waitpid(w->pid, &st, WNOHANG);
-            if (r == w->pid) {
+            /* Look for the exit without reaping (WNOWAIT): while the worker
+             * is an unreaped zombie its pid, and so its process group id,
+             * cannot be reused, so killing the group hits only what the
+             * worker left behind. Then reap. */
+            siginfo_t si;
+            memset(&si, 0, sizeof si);
+            if (waitid(P_PID, (id_t)w->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+                si.si_pid == w->pid) {
+                int st = 0;
+                kill(-w->pid, SIGKILL);
+                while (waitpid(w->pid, &st, 0) < 0 && errno == EINTR)
+                    ;
                 drain(L, 4, w);
-                kill(-w->pid, SIGKILL); /* anything the worker left in its group */
                 finish(L, 4, 3, w, st);
                 done++;
             }
