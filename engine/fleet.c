@@ -664,6 +664,8 @@ static void finish(lua_State *L, int chunks, int results, struct worker *w, int 
             }
         }
     }
+    sbot_log(L, SBOT_DEBUG, "fleet: item %d (pid %d) finished: %s", (int)w->index, (int)w->pid,
+             ok ? "ok" : reason);
     lua_pushboolean(L, ok);
     lua_setfield(L, e, "ok");
     if (!ok) {
