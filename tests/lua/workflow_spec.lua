@@ -85,6 +85,23 @@ describe("workflow runs", function()
     assert_no_secrets("stderr", r.stderr)
   end)
 
+  it("--store: through sbot.store when it exists, else an error that says so", function()
+    local dir = setup()
+    local r = run(dir, { "--server", "s1", "--store", "file://" .. dir .. "/store" })
+    local rec = assert(json.decode(helpers.read_file(only_run_dir(dir) .. "/results.json")))
+    if pcall(require, "sbot.store") then
+      assert.are.equal(0, r.code, r.stdout .. r.stderr)
+      assert.is_true(rec.ok)
+      assert.is_string(rec.results[1].artifacts[1].stored)
+    else
+      assert.are.equal(1, r.code)
+      assert.is_false(rec.ok)
+      assert.matches("artifact store file://" .. dir .. "/store requested but sbot.store is not available",
+        rec.artifact_error, 1, true)
+      assert.matches("error: artifacts: artifact store", r.stdout, 1, true)
+    end
+  end)
+
   it("a second run over converged state plans zero changes and writes nothing", function()
     local dir = setup()
     assert.are.equal(0, run(dir).code)
