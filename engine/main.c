@@ -21,9 +21,9 @@ static const char usage_text[] =
     "\n"
     "commands:\n"
     "  run FILE [ARGS...]   run a Lua workflow or script\n"
-    "  repl                 interactive Lua prompt with sbot's modules loaded\n"
+    "  repl [--site FILE]   interactive Lua prompt with sbot's modules loaded\n"
     "  version              print the versions of sbot and its libraries\n"
-    "  help [COMMAND]       describe a command\n"
+    "  help [COMMAND]       describe a command (help component NAME: a component)\n"
     "\n"
     "global options:\n"
     "  -v, --verbose        log at debug level (same as --log-level debug)\n"
@@ -99,11 +99,47 @@ static void *ext(const char *symbol)
     return fn;
 }
 
+/* Call require(module)[fn](arg): on success print the string it returns to
+ * stdout and return 0; on nil, err print err (redacted) and return 2. */
+static int call_text(lua_State *L, const char *module, const char *fn, const char *arg)
+{
+    lua_getglobal(L, "require");
+    lua_pushstring(L, module);
+    if (sbot_docall(L, 1, 1) != LUA_OK) {
+        report(L, "sbot: ");
+        return 1;
+    }
+    lua_getfield(L, -1, fn);
+    lua_remove(L, -2);
+    lua_pushstring(L, arg);
+    if (sbot_docall(L, 1, 2) != LUA_OK) {
+        report(L, "sbot: ");
+        return 1;
+    }
+    if (lua_isnil(L, -2)) {
+        report(L, "sbot: ");
+        lua_pop(L, 1);
+        return 2;
+    }
+    lua_pop(L, 1);
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    sbot_log_push_redacted(L, s ? s : "", s ? len : 0);
+    fputs(lua_tostring(L, -1), stdout);
+    fflush(stdout);
+    lua_pop(L, 2);
+    return 0;
+}
+
 static int cmd_repl(lua_State *L, int argc, char **argv)
 {
-    (void)argv;
-    if (argc > 1) {
-        fprintf(stderr, "sbot repl: unexpected argument '%s'\nusage: sbot repl\n", argv[1]);
+    if (argc == 3 && strcmp(argv[1], "--site") == 0) {
+        int rc = call_text(L, "sbot.explore", "open", argv[2]);
+        if (rc != 0)
+            return rc;
+    } else if (argc > 1) {
+        fprintf(stderr, "sbot repl: unexpected argument '%s'\nusage: sbot repl [--site FILE]\n",
+                argv[1]);
         return 2;
     }
     int (*run)(lua_State *) = (int (*)(lua_State *))(uintptr_t)ext("sbot_repl_run");
@@ -130,7 +166,13 @@ static int cmd_version(lua_State *L, int argc, char **argv)
 
 static int cmd_help(lua_State *L, int argc, char **argv)
 {
-    (void)L;
+    if (argc >= 2 && strcmp(argv[1], "component") == 0) {
+        if (argc != 3) {
+            fprintf(stderr, "usage: sbot help component NAME\n");
+            return 2;
+        }
+        return call_text(L, "sbot.help", "component", argv[2]);
+    }
     if (argc < 2) {
         fputs(usage_text, stdout);
         fputs("\nRun 'sbot help COMMAND' for more about one command.\n", stdout);
@@ -155,8 +197,11 @@ static const struct command commands[] = {
      "'sbot: FILE:LINE: message' with a traceback); 2 when FILE is missing,\n"
      "unreadable or not valid Lua; or the status given to os.exit(n).\n",
      cmd_run},
-    {"repl", "repl",
+    {"repl", "repl [--site FILE]",
      "Start an interactive Lua prompt with sbot's modules loaded.\n"
+     "With --site FILE the site is loaded first (secrets resolved) and the globals\n"
+     "site, server(id), component(name, id), discover(name, id) and plan(name, id)\n"
+     "explore it without changing anything.\n"
      "Each line is tried as an expression first ('return <line>'); incomplete\n"
      "statements continue on the next line; results are printed with inspect,\n"
      "secrets shown as <redacted>. Tab completes globals and table fields,\n"
@@ -164,7 +209,10 @@ static const struct command commands[] = {
      "~/.sbot_history. Type :help at the prompt for more.\n",
      cmd_repl},
     {"version", "version", "Print the versions of sbot, Lua, libcurl and OpenSSL.\n", cmd_version},
-    {"help", "help [COMMAND]", "Print the list of commands, or describe one.\n", cmd_help},
+    {"help", "help [COMMAND] | help component NAME",
+     "Print the list of commands, or describe one. 'help component NAME' prints a\n"
+     "component's description, phases and configuration schema with defaults.\n",
+     cmd_help},
     {NULL, NULL, NULL, NULL}};
 
 static const struct command *find_command(const char *name)
@@ -227,7 +275,8 @@ int main(int argc, char **argv)
     const struct command *c = find_command(argv[i]);
     if (!c)
         return usage_error("unknown command '%s'", argv[i]);
-    if (c->run == cmd_version || c->run == cmd_help)
+    int needs_lua = c->run == cmd_help && argc - i > 1 && strcmp(argv[i + 1], "component") == 0;
+    if ((c->run == cmd_version || c->run == cmd_help) && !needs_lua)
         return c->run(NULL, argc - i, argv + i);
 
     lua_State *L = sbot_runtime_new();

@@ -43,6 +43,14 @@ void sbot_log_add_secret(lua_State *L, const char *value, size_t len);
 /* Push a copy of s with every registered secret replaced by <redacted>. */
 void sbot_log_push_redacted(lua_State *L, const char *s, size_t len);
 
+/* ---- components (lifecycle.c) ------------------------------------------- */
+
+/* Define a component from the spec table at index spec ({name, description,
+ * schema, discover, plan, apply, undo, housekeep}; phase functions may be C
+ * functions). Pushes the module (with .new) and registers it as
+ * package.loaded["sbot.component.<name>"]. Raises on a bad spec. */
+int sbot_component_define(lua_State *L, int spec);
+
 /* ---- module openers (one per C file) ------------------------------------ */
 int luaopen_sbot_log(lua_State *L);
 

@@ -1,0 +1,26 @@
+--- local_boot: prepare each server's boot volume and iPXE script locally.
+-- The example workflow: Lua-defined components, no network needed.
+--   sbot run examples/local_boot.lua --site examples/site.lua [--plan] [--server r630-01]
+local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
+package.path = here .. "/lua/?.lua;" .. package.path
+
+local workflow = require "sbot.workflow"
+local ScratchVolume = require "sbot.component.scratch_volume"
+local BootScript = require "sbot.component.boot_script"
+
+local wf = workflow.new {
+  name = "local_boot",
+  description = "Create each server's boot volume (a sparse file standing in for a zvol) "
+    .. "and the iPXE script that boots it over iSCSI.",
+  arguments = function(parser)
+    parser:option("--size-mb", "Boot volume size in MiB.", "64"):convert(tonumber)
+  end,
+  components = function(server, ctx)
+    local vol = assert(ScratchVolume.new(ctx:config("scratch_volume", { size_mb = ctx.args.size_mb }),
+      ctx:opts()))
+    local boot = assert(BootScript.new(ctx:config("boot_script"), ctx:opts()))
+    return { vol, boot }
+  end,
+}
+
+os.exit(wf:main(arg), true)

@@ -1,0 +1,68 @@
+--- boot_script: writes each server's iPXE script that boots it from its iSCSI
+-- volume (sanboot), as a file under a directory an HTTP server would serve.
+-- Local only: no network, so it runs anywhere.
+local component = require "sbot.component"
+local sys = require "sbot.sys"
+
+local function read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function write_atomic(path, text)
+  local tmp = path .. ".tmp"
+  local f = assert(io.open(tmp, "wb"))
+  assert(f:write(text))
+  assert(f:close())
+  assert(os.rename(tmp, path))
+end
+
+return component.define {
+  name = "boot_script",
+  description = "The iPXE script that boots a server from its iSCSI target.",
+  schema = {
+    dir = { type = "string", required = true, description = "directory of the scripts" },
+    portal = { type = "string", required = true, pattern = "^[%w.:%-]+$",
+      description = "iSCSI portal (IP or IP:port)" },
+    basename = { type = "string", default = "iqn.2005-10.org.freenas.ctl",
+      description = "target IQN basename; the target name follows after ':'" },
+  },
+
+  discover = function(self)
+    local path = self.config.dir .. "/" .. self.id .. ".ipxe"
+    return { path = path, content = read(path) }
+  end,
+
+  plan = function(self)
+    local target = self.config.basename .. ":" .. self.id
+    -- a site hook may choose the target name
+    local hooks = self.site and self.site.hooks
+    if hooks and hooks.name_target then target = self.config.basename .. ":" .. hooks.name_target(self.server) end
+    local want = string.format("#!ipxe\n# %s\nsanboot iscsi:%s::::%s\n", self.id, self.config.portal, target)
+    local have = self.discovery.content
+    if have == want then return {} end
+    return { { resource = self.discovery.path, action = have and "update" or "create",
+      before = have, after = want } }
+  end,
+
+  apply = function(self, change)
+    assert(sys.mkdir(self.config.dir))
+    write_atomic(change.resource, change.after)
+  end,
+
+  undo = function(self, change)
+    if change.before then write_atomic(change.resource, change.before)
+    else assert(os.remove(change.resource)) end
+  end,
+
+  housekeep = function(self)
+    local path = self.discovery.path
+    local want = self.plan[1] and self.plan[1].after or self.discovery.content
+    if read(path) ~= want then error(path .. ": content read back differs from what was written") end
+    self:artifact { key = self.id .. ".ipxe", file = path, type = "text/plain" }
+    return { verified = true }
+  end,
+}

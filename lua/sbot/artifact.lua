@@ -1,0 +1,123 @@
+--- sbot.artifact: artifacts recorded by components and stored by runs.
+--
+-- A component records an artifact during any phase with
+--   self:artifact{key = "bios.json", content = text | file = path, type = "application/json",
+--                 metadata = {...}}
+-- The entry that goes into results.artifacts is {key, type, size, sha256,
+-- metadata, path}: `path` is the local file (content is written to
+-- <artifact_dir>/<id>/<component>/<key> at once, so nothing large stays in
+-- memory and a fleet worker's artifacts survive the worker).
+local sys = require "sbot.sys"
+local json = require "sbot.json"
+
+local M = {}
+
+local function check_key(key)
+  if type(key) ~= "string" or key == "" then return nil, "key must be a non-empty string" end
+  if key:sub(1, 1) == "/" or not key:match("^[%w_.%-/]+$") then
+    return nil, "key " .. string.format("%q", key) .. " must be relative and use only letters, digits, _ . - /"
+  end
+  for seg in (key .. "/"):gmatch("([^/]*)/") do
+    if seg == "" or seg == "." or seg == ".." then
+      return nil, "key " .. string.format("%q", key) .. " has an empty, '.' or '..' segment"
+    end
+  end
+  return true
+end
+
+M.check_key = check_key
+
+--- Record an artifact on component instance self. Raises on misuse (it is
+-- called from inside a phase, where an error is a phase failure).
+function M.record(self, spec)
+  local ok, err = check_key(spec.key)
+  if not ok then error("artifact: " .. err, 2) end
+  if (spec.file == nil) == (spec.content == nil) then
+    error("artifact " .. spec.key .. ": give exactly one of file = path or content = string", 2)
+  end
+  local entry = { key = spec.key, type = spec.type or "application/octet-stream",
+    metadata = spec.metadata or {} }
+  if spec.content ~= nil then
+    if type(spec.content) ~= "string" then
+      error("artifact " .. spec.key .. ": content must be a string, got " .. type(spec.content), 2)
+    end
+    local dir = self.artifact_dir
+    if not dir then
+      error("artifact " .. spec.key .. ": this instance has no artifact_dir "
+        .. "(pass new(config, {artifact_dir = dir}) or record a file = path)", 2)
+    end
+    local path = table.concat({ dir, self.id, self.component, spec.key }, "/")
+    assert(sys.mkdir(path:match("^(.*)/[^/]*$")))
+    local f = assert(io.open(path, "wb"))
+    f:write(spec.content)
+    assert(f:close())
+    entry.path = path
+  else
+    if type(spec.file) ~= "string" then
+      error("artifact " .. spec.key .. ": file must be a path, got " .. type(spec.file), 2)
+    end
+    entry.path = spec.file
+  end
+  local sha, size = sys.sha256_file(entry.path)
+  if not sha then error("artifact " .. spec.key .. ": " .. size, 2) end
+  entry.sha256, entry.size = sha, size
+  local list = self.artifacts
+  for i, a in ipairs(list) do
+    if a.key == entry.key then list[i] = entry; return entry end
+  end
+  list[#list + 1] = entry
+  return entry
+end
+
+--- Store every artifact of a list of results.
+-- opts: {run_id, run_dir, store = url or nil}. With sbot.store available,
+-- each goes through store.put under <run_id>/<server>/<component>/<key>
+-- (file://<run_dir>/artifacts when no URL is given); without it, files are
+-- copied into <run_dir>/artifacts/<server>/<component>/<key>. Each entry
+-- gets `stored` = URL or path. Returns true, or nil and the errors.
+function M.store_all(results, opts)
+  local errors = {}
+  local ok_store, store_mod = pcall(require, "sbot.store")
+  local store
+  if ok_store then
+    local url = opts.store or ("file://" .. opts.run_dir .. "/artifacts")
+    local s, err = store_mod.open(url)
+    if not s then return nil, "artifact store " .. url .. ": " .. tostring(err) end
+    store = s
+  elseif opts.store then
+    return nil, "artifact store " .. opts.store .. " requested but sbot.store is not available "
+      .. "in this build (artifacts are kept under " .. opts.run_dir .. "/artifacts)"
+  end
+  for _, r in ipairs(results) do
+    for _, a in ipairs(r.artifacts or {}) do
+      local rel = table.concat({ r.id or "-", r.component or "-", a.key }, "/")
+      if store then
+        local key = opts.run_id .. "/" .. rel
+        local meta = { sha256 = a.sha256, type = a.type }
+        for k, v in pairs(a.metadata or {}) do meta[k] = tostring(v) end
+        local res, err = store:put(key, { file = a.path }, meta)
+        if res then
+          a.stored = store.url and store:url(key) or key
+        else
+          errors[#errors + 1] = rel .. ": " .. tostring(err)
+        end
+      else
+        local dst = opts.run_dir .. "/artifacts/" .. rel
+        if a.path ~= dst then
+          assert(sys.mkdir(dst:match("^(.*)/[^/]*$")))
+          local sha, err = sys.copy_file(a.path, dst)
+          if not sha then
+            errors[#errors + 1] = rel .. ": " .. err
+          elseif sha ~= a.sha256 then
+            errors[#errors + 1] = rel .. ": changed since it was recorded (sha256 " .. sha .. ", recorded " .. a.sha256 .. ")"
+          end
+        end
+        a.stored = dst
+      end
+    end
+  end
+  if #errors > 0 then return nil, table.concat(errors, "\n") end
+  return true
+end
+
+return M

@@ -1,0 +1,201 @@
+--- sbot.secret: secret objects and the resolver chain for `secret:PATH:KEY`.
+--
+-- A secret object is a table whose metatable has __name "sbot.secret": it
+-- prints, concatenates and JSON-encodes as <redacted>; `s:reveal()` returns
+-- the value to the code that must send it. Every value wrapped here is also
+-- registered with the log redactor, so it cannot appear in a log line either.
+--
+-- References are resolved by a chain of resolvers, tried in order; the first
+-- that knows the secret wins. The default chain is {env, file}. Vault goes in
+-- front later with `secret.add_resolver(vault, 1)`.
+local log = require "sbot.log"
+local sys = require "sbot.sys"
+
+local M = {}
+
+local REDACTED = log.REDACTED
+local values = setmetatable({}, { __mode = "k" }) -- object -> value
+local sources = setmetatable({}, { __mode = "k" }) -- object -> where it came from
+
+local methods = {}
+local mt = {
+  __name = "sbot.secret",
+  __index = methods,
+  __tostring = function() return REDACTED end,
+  __concat = function(a, b)
+    local function s(x) return M.is_secret(x) and REDACTED or tostring(x) end
+    return s(a) .. s(b)
+  end,
+  __newindex = function() error("sbot.secret: secret objects are read-only", 2) end,
+}
+
+--- The value, for the code that must send it. Never log or store it.
+function methods.reveal(self)
+  local v = values[self]
+  if v == nil then error("sbot.secret: reveal() called on something that is not a secret", 2) end
+  return v
+end
+
+--- Where the value came from ("env TRUENAS_API_KEY", "file /etc/...", "literal").
+function methods.source(self)
+  return sources[self]
+end
+
+function M.is_secret(v)
+  local m = getmetatable(v)
+  return type(m) == "table" and m.__name == "sbot.secret"
+end
+
+--- Wrap a string value; registers it with the log redactor.
+function M.new(value, source)
+  if M.is_secret(value) then return value end
+  if type(value) ~= "string" then
+    error("sbot.secret.new: expected a string, got " .. type(value), 2)
+  end
+  local s = setmetatable({}, mt)
+  values[s] = value
+  sources[s] = source or "literal"
+  log.add_secret(value)
+  return s
+end
+
+--- Plain value of a secret or string (nil stays nil).
+function M.reveal(v)
+  if M.is_secret(v) then return v:reveal() end
+  return v
+end
+
+---------------------------------------------------------------------------
+-- Resolvers. A resolver is {name = ..., resolve = function(path, key, ctx)}
+-- returning the value (a string) when found, nil and a note naming what it
+-- tried when not found, or nil, message, "error" for a hard failure.
+
+local SEGMENT = "^[%w_.%-]+$"
+
+local function check_segments(path, key)
+  for seg in (path .. "/"):gmatch("([^/]*)/") do
+    if not seg:match(SEGMENT) or seg == "." or seg == ".." then
+      return nil, "bad path segment '" .. seg .. "'"
+    end
+  end
+  if not key:match(SEGMENT) or key == "." or key == ".." then
+    return nil, "bad key '" .. key .. "'"
+  end
+  return true
+end
+
+--- Environment variable name for PATH and KEY: upper case, / and - as _.
+function M.env_name(path, key)
+  return ((path .. "_" .. key):upper():gsub("[/%-%.]", "_"))
+end
+
+M.env = {
+  name = "env",
+  resolve = function(path, key, ctx)
+    local name = M.env_name(path, key)
+    local getenv = ctx and ctx.getenv or os.getenv
+    local v = getenv(name)
+    if v ~= nil and v ~= "" then return v, "env " .. name end
+    return nil, "environment variable " .. name
+  end,
+}
+
+M.file = {
+  name = "file",
+  resolve = function(path, key, ctx)
+    local dir = ctx and ctx.secrets_dir
+    if not dir then return nil, "no secrets_dir configured" end
+    local file = dir .. "/" .. path .. "/" .. key
+    local st, err, code = sys.stat(file)
+    if not st then
+      if code == 2 then return nil, "file " .. file end -- ENOENT: not here
+      return nil, "secret file " .. err, "error"
+    end
+    if st.type ~= "file" then
+      return nil, "secret file " .. file .. " is not a regular file", "error"
+    end
+    if st.mode & 0x3f ~= 0 then -- any group/other permission bit (077)
+      return nil, string.format("secret file %s has mode %04o; it must be 0600 (chmod 600 %s)",
+        file, st.mode, file), "error"
+    end
+    local f, ferr = io.open(file, "rb")
+    if not f then return nil, "secret file " .. ferr, "error" end
+    local v = f:read("a")
+    f:close()
+    v = v:gsub("\r?\n$", "")
+    if v == "" then return nil, "secret file " .. file .. " is empty", "error" end
+    return v, "file " .. file
+  end,
+}
+
+M.resolvers = { M.env, M.file }
+
+--- Insert a resolver into the chain (position 1 = tried first).
+function M.add_resolver(r, pos)
+  if type(r) ~= "table" or type(r.name) ~= "string" or type(r.resolve) ~= "function" then
+    error("sbot.secret.add_resolver: expected {name = string, resolve = function}", 2)
+  end
+  table.insert(M.resolvers, pos or #M.resolvers + 1, r)
+end
+
+--- Parse "secret:PATH:KEY" -> path, key; nil when s is not a reference;
+-- nil, err when it looks like one but is malformed.
+function M.parse_ref(s)
+  if type(s) ~= "string" or s:sub(1, 7) ~= "secret:" then return nil end
+  local path, key = s:match("^secret:(.+):([^:]+)$")
+  if not path then
+    return nil, "malformed secret reference '" .. s .. "' (expected secret:PATH:KEY)"
+  end
+  local ok, err = check_segments(path, key)
+  if not ok then return nil, "malformed secret reference '" .. s .. "': " .. err end
+  return path, key
+end
+
+--- Resolve one reference string to a secret object.
+-- ctx: {secrets_dir = dir, getenv = fn, resolvers = list}. Returns the
+-- object, or nil and a message saying what was tried.
+function M.resolve(ref, ctx)
+  local path, key = M.parse_ref(ref)
+  if not path then return nil, key or ("not a secret reference: " .. tostring(ref)) end
+  local tried = {}
+  for _, r in ipairs(ctx and ctx.resolvers or M.resolvers) do
+    local v, note, kind = r.resolve(path, key, ctx)
+    if v ~= nil then return M.new(v, note) end
+    if kind == "error" then return nil, ref .. ": " .. note end
+    tried[#tried + 1] = note
+  end
+  return nil, ref .. " not found (tried " .. table.concat(tried, ", ") .. ")"
+end
+
+local function key_path(prefix, k)
+  if type(k) == "number" then return prefix .. "[" .. k .. "]" end
+  if prefix == "" then return tostring(k) end
+  return prefix .. "." .. tostring(k)
+end
+
+--- Replace every `secret:PATH:KEY` string inside t (recursively, in place)
+-- with its secret object. Returns t, or nil and "keypath: message" errors.
+function M.resolve_tree(t, ctx, prefix)
+  local errors, seen = {}, {}
+  local function walk(node, path)
+    if seen[node] then return end
+    seen[node] = true
+    for k, v in pairs(node) do
+      local p = key_path(path, k)
+      if type(v) == "string" and v:sub(1, 7) == "secret:" then
+        local s, err = M.resolve(v, ctx)
+        if s then node[k] = s else errors[#errors + 1] = p .. ": " .. err end
+      elseif type(v) == "table" and not M.is_secret(v) and getmetatable(v) == nil then
+        walk(v, p)
+      end
+    end
+  end
+  walk(t, prefix or "")
+  if #errors > 0 then
+    table.sort(errors)
+    return nil, table.concat(errors, "\n")
+  end
+  return t
+end
+
+return M

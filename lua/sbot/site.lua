@@ -1,0 +1,158 @@
+--- sbot.site: load and validate a site configuration (site.lua).
+--
+-- A site file is Lua returning a table. Loading runs it, resolves every
+-- `secret:PATH:KEY` string (see sbot.secret), validates the result against
+-- `site.schema` and returns the normalised table. Every error names the file
+-- and the key path.
+local schema = require "sbot.schema"
+local secret = require "sbot.secret"
+
+local M = {}
+
+local ID = "^[%w][%w_.%-]*$"
+local MAC = "^%x%x:%x%x:%x%x:%x%x:%x%x:%x%x$"
+local URL = "^https?://."
+
+local tls_fields = {
+  ca_file = { type = "string", description = "CA bundle that signs the server's certificate" },
+  pin_sha256 = { type = "string", pattern = "^%x+$",
+    description = "SHA-256 of the server's public key (hex), instead of a CA" },
+  insecure = { type = "boolean", default = false,
+    description = "skip TLS verification (logged at every connection)" },
+}
+
+local function with_tls(fields)
+  for k, v in pairs(tls_fields) do fields[k] = v end
+  return fields
+end
+
+--- The site schema. Later modules may add top-level sections with
+-- site.add_section(name, spec) before loading.
+M.schema = {
+  name = { type = "string", description = "site name, shown in run records" },
+  secrets_dir = { type = "string",
+    description = "directory of secret files <dir>/PATH/KEY (mode 0600); default <site dir>/secrets" },
+  state_dir = { type = "string", description = "lock files and state; default <site dir>/state" },
+  runs_dir = { type = "string", description = "run records; default ./runs" },
+  store = { type = "string", pattern = "^%a[%w+.-]*://",
+    description = "artifact store URL (s3://bucket/prefix or file:///dir); default file:// under the run dir" },
+  servers = { type = "list", default = {}, description = "the machines this site manages",
+    items = { type = "table", fields = {
+      id = { type = "string", required = true, pattern = ID, description = "unique server id" },
+      hostname = { type = "string", description = "host name the node gets" },
+      role = { type = "string", enum = { "master", "worker", "sno", "other" }, default = "other" },
+      idrac = { type = "table", description = "the BMC", fields = with_tls {
+        address = { type = "string", required = true, description = "BMC host or IP" },
+        username = { type = "string", default = "root" },
+        password = { type = "secret", required = true },
+      } },
+      macs = { type = "list", items = { type = "string", pattern = MAC },
+        description = "NIC MAC addresses (lower case, colon separated)" },
+      boot_nic = { type = "string", description = "NIC used for iSCSI boot, e.g. NIC.Integrated.1-1-1" },
+      node_ip = { type = "string", description = "node IP address (CIDR)" },
+      gateway = { type = "string" },
+      labels = { type = "map", values = { type = "string" } },
+      components = { type = "map", values = { type = "table" },
+        description = "per-component config overrides for this server" },
+    } } },
+  truenas = { type = "table", description = "the TrueNAS SCALE system serving the zvols",
+    fields = with_tls {
+      url = { type = "string", required = true, pattern = URL },
+      api_key = { type = "secret", required = true },
+      username = { type = "string", default = "root" },
+      pool = { type = "string", required = true },
+      portal = { type = "string", description = "iSCSI portal address (IP or IP:port)" },
+      basename = { type = "string", description = "iSCSI global basename, read from the server if absent" },
+      zvol_size = { type = "string", pattern = "^%d+[KMGT]?i?B?$", default = "120G" },
+    } },
+  s3 = { type = "table", description = "S3-compatible object storage",
+    fields = with_tls {
+      endpoint = { type = "string", required = true, pattern = URL },
+      region = { type = "string", default = "us-east-1" },
+      bucket = { type = "string", required = true },
+      public_bucket = { type = "string" },
+      prefix = { type = "string", default = "" },
+      path_style = { type = "boolean", default = true },
+      access_key = { type = "secret" },
+      secret_key = { type = "secret" },
+    } },
+  openshift = { type = "table", description = "the cluster to install",
+    fields = {
+      version = { type = "string", required = true, pattern = "^%d+%.%d+" },
+      cluster_name = { type = "string", required = true, pattern = ID },
+      base_domain = { type = "string", required = true },
+      pull_secret = { type = "secret", required = true },
+      ssh_key = { type = "string" },
+    } },
+  hooks = { type = "map", values = { type = "function" },
+    description = "site decision hooks, e.g. name_target(server, version)" },
+  components = { type = "map", values = { type = "table" },
+    description = "config for each component by name, shared by every server" },
+}
+
+--- Add (or replace) a top-level section of the site schema.
+function M.add_section(name, spec)
+  schema.check { [name] = spec }
+  M.schema[name] = spec
+end
+
+local function dirname(path)
+  return path:match("^(.*)/[^/]*$") or "."
+end
+
+--- Load a site file. opts: {secrets_dir = dir, getenv = fn}.
+-- Returns the validated site table (with `site.file` and `site.dir` set),
+-- or nil and an error naming the file and key path, and a code
+-- ("load", "secret" or "invalid").
+function M.load(path, opts)
+  if type(path) ~= "string" then error("site.load: expected a file path, got " .. type(path), 2) end
+  opts = opts or {}
+  local chunk, err = loadfile(path, "t")
+  if not chunk then return nil, "site " .. err, "load" end
+  local ok, t = pcall(chunk)
+  if not ok then return nil, "site " .. path .. ": " .. tostring(t), "load" end
+  if type(t) ~= "table" then
+    return nil, "site " .. path .. ": must return a table, returned " .. type(t), "invalid"
+  end
+  local dir = dirname(path)
+  local secrets_dir = opts.secrets_dir or (type(t.secrets_dir) == "string" and t.secrets_dir)
+    or os.getenv("SBOT_SECRETS_DIR") or (dir .. "/secrets")
+  if secrets_dir:sub(1, 1) ~= "/" and type(t.secrets_dir) == "string" and not opts.secrets_dir then
+    secrets_dir = dir .. "/" .. secrets_dir
+  end
+  local _, serr = secret.resolve_tree(t, { secrets_dir = secrets_dir, getenv = opts.getenv })
+  if serr then
+    return nil, "site " .. path .. ": " .. serr:gsub("\n", "\nsite " .. path .. ": "), "secret"
+  end
+  local site, verr = schema.validate(M.schema, t, "site " .. path)
+  if not site then return nil, verr, "invalid" end
+  local seen = {}
+  for i, s in ipairs(site.servers) do
+    if seen[s.id] then
+      return nil, string.format("site %s: servers[%d].id: duplicate id %q (also servers[%d])",
+        path, i, s.id, seen[s.id]), "invalid"
+    end
+    seen[s.id] = i
+  end
+  site.file = path
+  site.dir = dir
+  site.secrets_dir = secrets_dir
+  -- paths given in the site file are relative to the file's directory
+  local function rel(p) return (p:sub(1, 1) == "/" or dir == ".") and p or (dir .. "/" .. p) end
+  site.state_dir = site.state_dir and rel(site.state_dir) or (dir .. "/state")
+  site.runs_dir = site.runs_dir and rel(site.runs_dir) or "runs"
+  return site
+end
+
+--- The server table with this id, or nil and a message listing the ids.
+function M.server(site, id)
+  local ids = {}
+  for _, s in ipairs(site.servers) do
+    if s.id == id then return s end
+    ids[#ids + 1] = s.id
+  end
+  return nil, string.format("site %s: no server %q (servers: %s)", site.file or "?", id,
+    #ids > 0 and table.concat(ids, ", ") or "none")
+end
+
+return M

@@ -1,0 +1,152 @@
+-- sbot.fleet: forked workers with fresh Lua states.
+local fleet = require "sbot.fleet"
+local helpers = require "helpers"
+local secret = require "sbot.secret"
+local sys = require "sbot.sys"
+
+local function zombies()
+  local _, _, out = helpers.sh("ps -o stat= --ppid " .. sys.getpid())
+  local n = 0
+  for line in out:gmatch("[^\n]+") do if line:match("^%s*Z") then n = n + 1 end end
+  return n
+end
+
+describe("sbot.fleet.map", function()
+  it("returns each item's result in item order, from fresh interpreters", function()
+    local factor = 3
+    local data = { offset = 100 }
+    local json = require "sbot.json"
+    _G.only_in_parent = true
+    local res = fleet.map({ 5, 6, 7, 8 }, function(x, i)
+      return { v = x * factor + data.offset, i = i, pid = sys.getpid(),
+        fresh = _G.only_in_parent == nil, arr = json.encode(json.array {}) }
+    end, { jobs = 2 })
+    _G.only_in_parent = nil
+    assert.are.equal(4, #res)
+    local pids = {}
+    for i, r in ipairs(res) do
+      assert.is_true(r.ok, r.error)
+      assert.are.equal(i, r.item)
+      assert.are.equal(({ 5, 6, 7, 8 })[i] * 3 + 100, r.value.v)
+      assert.are.equal(i, r.value.i)
+      assert.is_true(r.value.fresh)
+      assert.are.equal("[]", r.value.arr)
+      assert.are_not.equal(sys.getpid(), r.value.pid)
+      pids[r.value.pid] = true
+    end
+    local n = 0
+    for _ in pairs(pids) do n = n + 1 end
+    assert.are.equal(4, n)
+  end)
+
+  it("isolates a crashing and a hanging worker; the others finish; no zombies", function()
+    local res = fleet.map({ "ok1", "crash", "hang", "ok2" }, function(item)
+      -- SIGKILL: a crash no handler (ASan included) can intercept
+      if item == "crash" then assert(sys.kill(sys.getpid(), "KILL")) end
+      if item == "hang" then while true do end end
+      return item
+    end, { jobs = 4, timeout = 2 })
+    assert.is_true(res[1].ok)
+    assert.are.equal("ok1", res[1].value)
+    assert.is_false(res[2].ok)
+    assert.are.equal("crash", res[2].reason)
+    assert.matches("worker for item 2 %(pid %d+%) crashed: killed by signal 9", res[2].error)
+    assert.is_false(res[3].ok)
+    assert.are.equal("timeout", res[3].reason)
+    assert.matches("worker for item 3 %(pid %d+%) timed out after", res[3].error)
+    assert.is_true(res[4].ok)
+    assert.are.equal("ok2", res[4].value)
+    assert.are.equal(0, zombies())
+  end)
+
+  it("reports a Lua error as that item's error, with secrets redacted", function()
+    local pw = secret.new("fleet-secret-value-42")
+    local res = fleet.map({ 1 }, function() error("login failed with " .. pw:reveal()) end)
+    assert.is_false(res[1].ok)
+    assert.are.equal("error", res[1].reason)
+    assert.matches("login failed with <redacted>", res[1].error, 1, true)
+    assert.is_nil(res[1].error:find("fleet-secret-value-42", 1, true))
+  end)
+
+  it("copies secrets as secrets, and refuses open resources", function()
+    local pw = secret.new("copied-secret-7")
+    local res = fleet.map({ 1 }, function()
+      return { is_secret = secret.is_secret(pw), len = #pw:reveal(), shown = tostring(pw) }
+    end)
+    assert.are.same({ is_secret = true, len = 15, shown = "<redacted>" }, res[1].value)
+    local f = io.stdout
+    res = fleet.map({ 1 }, function() return f ~= nil end)
+    assert.is_false(res[1].ok)
+    assert.matches("fn upvalue 'f' is a FILE%* %(an open resource%?%), which cannot be copied", res[1].error)
+  end)
+
+  it("checks its arguments", function()
+    assert.has_error(function() fleet.map({ 1 }, print, { jobs = 0 }) end,
+      "fleet.map: jobs must be an integer from 1 to 256")
+    assert.are.equal(0, #fleet.map({}, function() end))
+  end)
+
+  it("returns finished results and marks the rest with partial = true on Ctrl-C", function()
+    local dir = helpers.tmpdir("fleet")
+    local script = dir .. "/partial.lua"
+    helpers.write_file(script, [[
+      local fleet, json, sys = require "sbot.fleet", require "sbot.json", require "sbot.sys"
+      local dir = ...
+      local res, interrupted = fleet.map({ 1, 2, 3 }, function(i)
+        if i == 1 then return "done" end
+        local f = assert(io.open(dir .. "/w" .. i, "w")); f:write(sys.getpid()); f:close()
+        while true do end
+      end, { jobs = 2, partial = true })
+      local f = assert(io.open(dir .. "/out.json", "w"))
+      f:write(json.encode { res = res, interrupted = interrupted })
+      f:close()
+    ]])
+    local h = helpers.spawn(string.format("%s run %s %s", helpers.shquote(helpers.sbot_bin),
+      helpers.shquote(script), helpers.shquote(dir)))
+    for _ = 1, 100 do
+      if io.open(dir .. "/w2") and io.open(dir .. "/w3") then break end
+      os.execute("sleep 0.05")
+    end
+    assert.is_true(sys.kill(h.pid, "INT"))
+    for _ = 1, 100 do
+      if not h:alive() then break end
+      os.execute("sleep 0.05")
+    end
+    local out = assert(require "sbot.json".decode(helpers.read_file(dir .. "/out.json")))
+    assert.is_true(out.interrupted)
+    assert.are.equal("done", out.res[1].value)
+    for i = 2, 3 do
+      assert.are.equal("interrupted", out.res[i].reason)
+      assert.is_false(sys.pid_alive(tonumber(helpers.read_file(dir .. "/w" .. i))))
+    end
+  end)
+
+  it("stops every worker (and what they started) on Ctrl-C", function()
+    local dir = helpers.tmpdir("fleet")
+    local h = helpers.spawn(string.format("%s run %s/tests/support/scripts/fleet_hang.lua %s",
+      helpers.shquote(helpers.sbot_bin), helpers.shquote(helpers.source_dir), helpers.shquote(dir)))
+    local pids = {}
+    for _ = 1, 100 do
+      pids = {}
+      for i = 1, 3 do
+        local f = io.open(dir .. "/worker." .. i)
+        if f then pids[#pids + 1] = tonumber(f:read("a")); f:close() end
+      end
+      if #pids == 3 then break end
+      os.execute("sleep 0.1")
+    end
+    assert.are.equal(3, #pids)
+    assert.is_true(sys.kill(h.pid, "INT"))
+    for _ = 1, 50 do
+      if not h:alive() then break end
+      os.execute("sleep 0.1")
+    end
+    assert.is_false(h:alive())
+    assert.matches("interrupted! %(Ctrl%-C%); every worker was stopped", h:output())
+    for _, pid in ipairs(pids) do
+      assert.is_false(sys.pid_alive(pid), "worker " .. pid .. " still alive")
+      local ok = helpers.sh("pgrep -g " .. pid)
+      assert.is_false(ok, "process group " .. pid .. " still has processes")
+    end
+  end)
+end)

@@ -1,0 +1,297 @@
+-- Whole workflow runs (sbot.workflow, sbot.run, locks, run records) with the
+-- Lua-defined test component test_kv; no network.
+local helpers = require "helpers"
+local json = require "sbot.json"
+local sys = require "sbot.sys"
+
+local WF = helpers.source_dir .. "/tests/support/workflows/kv.lua"
+local SECRETS = { "file-pw-s1-Zq81", "env-pw-s2-Kx27", "device-pw-Pp55" }
+local ENV = "IDRAC_S2_PASSWORD=" .. SECRETS[2] .. " DEV_PASSWORD=" .. SECRETS[3]
+
+local function setup(extra)
+  local dir = helpers.tmpdir("wf")
+  os.execute("mkdir -p " .. dir .. "/secrets/idrac/s1")
+  helpers.write_file(dir .. "/secrets/idrac/s1/password", SECRETS[1] .. "\n")
+  os.execute("chmod 600 " .. dir .. "/secrets/idrac/s1/password")
+  helpers.write_file(dir .. "/site.lua", string.format([[
+    return {
+      servers = {
+        { id = "s1", idrac = { address = "10.0.0.1", password = "secret:idrac/s1:password" } %s },
+        { id = "s2", idrac = { address = "10.0.0.2", password = "secret:idrac/s2:password" } },
+      },
+      components = { test_kv = { state_file = %q, calls_file = %q, want = { a = "1", b = "2" },
+        password = "secret:dev:password" } },
+    }]], extra or "", dir .. "/{id}.state.json", dir .. "/{id}.calls"))
+  return dir
+end
+
+local function run(dir, args, env)
+  local argv = { "run", WF, "--site", dir .. "/site.lua" }
+  for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
+  return helpers.sbot(argv, { cwd = dir, env = ENV .. " " .. (env or "") })
+end
+
+local function only_run_dir(dir)
+  local _, _, out = helpers.sh("ls -t " .. dir .. "/runs")
+  return dir .. "/runs/" .. out:match("^(%S+)")
+end
+
+local function calls(dir, id)
+  local f = io.open(dir .. "/" .. id .. ".calls")
+  if not f then return "" end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function assert_no_secrets(where, text)
+  for _, s in ipairs(SECRETS) do
+    assert.is_nil(text:find(s, 1, true), where .. " contains the secret " .. s)
+  end
+end
+
+describe("workflow runs", function()
+  it("apply: converges, writes the run record, prints the summary, exits 0", function()
+    local dir = setup()
+    local r = run(dir)
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("run %S+ %(apply%) ok", r.stdout)
+    assert.matches("s1%s+test_kv%s+ok%s+2%s+2%s+%d+ ms", r.stdout)
+    assert.matches("s2%s+test_kv%s+ok%s+2%s+2%s+%d+ ms", r.stdout)
+    assert.are.same({ a = "1", b = "2" }, json.decode(helpers.read_file(dir .. "/s1.state.json")))
+    assert.are.equal("s1 discover\ns1 plan\ns1 apply a\ns1 apply b\ns1 housekeep\n", calls(dir, "s1"))
+
+    local rd = only_run_dir(dir)
+    assert.matches("^%d%d%d%d%d%d%d%dT%d%d%d%d%d%dZ%-%x%x%x%x%x%x$", rd:match("[^/]+$"))
+    local rec = assert(json.decode(helpers.read_file(rd .. "/results.json")))
+    assert.are.equal("apply", rec.mode)
+    assert.is_false(rec.plan)
+    assert.is_true(rec.ok)
+    assert.are.equal(2, #rec.results)
+    assert.are.equal("<redacted>", rec.results[1].discovery.password)
+    assert.are.equal("login with <redacted>", rec.results[1].discovery.echo)
+    local art = rec.results[1].artifacts[1]
+    assert.are.equal("state.json", art.key)
+    assert.are.equal(art.sha256, (sys.sha256_file(dir .. "/" .. art.stored)))
+    local logtext = helpers.read_file(rd .. "/log.jsonl")
+    assert.matches('"msg":"logging in with <redacted>"', logtext, 1, true)
+    for line in logtext:gmatch("[^\n]+") do assert.is_table(json.decode(line)) end
+
+    -- the secrets are nowhere: run dir, stdout, stderr
+    local ok = helpers.sh("grep -r -l -F -e " .. SECRETS[1] .. " -e " .. SECRETS[2] .. " -e "
+      .. SECRETS[3] .. " " .. helpers.shquote(rd))
+    assert.is_false(ok, "a secret was found in the run directory")
+    assert_no_secrets("stdout", r.stdout)
+    assert_no_secrets("stderr", r.stderr)
+  end)
+
+  it("--store: through sbot.store when it exists, else an error that says so", function()
+    local dir = setup()
+    local r = run(dir, { "--server", "s1", "--store", "file://" .. dir .. "/store" })
+    local rec = assert(json.decode(helpers.read_file(only_run_dir(dir) .. "/results.json")))
+    if pcall(require, "sbot.store") then
+      assert.are.equal(0, r.code, r.stdout .. r.stderr)
+      assert.is_true(rec.ok)
+      assert.is_string(rec.results[1].artifacts[1].stored)
+    else
+      assert.are.equal(1, r.code)
+      assert.is_false(rec.ok)
+      assert.matches("artifact store file://" .. dir .. "/store requested but sbot.store is not available",
+        rec.artifact_error, 1, true)
+      assert.matches("error: artifacts: artifact store", r.stdout, 1, true)
+    end
+  end)
+
+  it("a second run over converged state plans zero changes and writes nothing", function()
+    local dir = setup()
+    assert.are.equal(0, run(dir).code)
+    os.remove(dir .. "/s1.calls")
+    local before = helpers.read_file(dir .. "/s1.state.json")
+    local r = run(dir, { "--json" })
+    assert.are.equal(0, r.code, r.stderr)
+    local rec = assert(json.decode(r.stdout))
+    for _, res in ipairs(rec.results) do
+      assert.are.equal(0, #res.plan)
+      assert.are.equal(0, #res.processing.applied)
+    end
+    assert.are.equal("s1 discover\ns1 plan\ns1 housekeep\n", calls(dir, "s1"))
+    assert.are.equal(before, helpers.read_file(dir .. "/s1.state.json"))
+    assert_no_secrets("--json output", r.stdout)
+  end)
+
+  it("--plan prints a diff, applies nothing, and records a plan", function()
+    local dir = setup()
+    assert.are.equal(0, run(dir).code)
+    os.remove(dir .. "/s1.calls")
+    local r = run(dir, { "--plan", "--server", "s1", "--extra-key", "c=3" })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("s1 / test_kv: 1 change(s)\n  + create kv/c: (none) -> \"3\"\n      (wanted)", r.stdout, 1, true)
+    assert.matches("run %S+ %(plan%) ok", r.stdout)
+    assert.is_nil(r.stdout:find("s2", 1, true))
+    assert.are.equal("s1 discover\ns1 plan\n", calls(dir, "s1"))
+    assert.are.same({ a = "1", b = "2" }, json.decode(helpers.read_file(dir .. "/s1.state.json")))
+    local rec = assert(json.decode(helpers.read_file(only_run_dir(dir) .. "/results.json")))
+    assert.is_true(rec.plan)
+    assert.are.equal("plan", rec.mode)
+    assert.are.equal("plan mode", rec.results[1].phases.housekeep.reason)
+  end)
+
+  it("a failing change is rolled back, reported, and the exit status is 1", function()
+    local dir = setup(", components = { test_kv = { fail_apply_on = \"b\" } }")
+    local r = run(dir, { "--server", "s1" })
+    assert.are.equal(1, r.code)
+    assert.matches("run %S+ %(apply%) FAILED", r.stdout)
+    assert.matches("s1%s+test_kv%s+failed%s+2%s+1", r.stdout)
+    assert.matches("error: s1 test_kv: process: change 2 of 2 (create kv/b) failed:", r.stdout, 1, true)
+    assert.are.equal("s1 discover\ns1 plan\ns1 apply a\ns1 apply b\ns1 undo a\n", calls(dir, "s1"))
+    assert.are.same({}, json.decode(helpers.read_file(dir .. "/s1.state.json")))
+    local rec = assert(json.decode(helpers.read_file(only_run_dir(dir) .. "/results.json")))
+    assert.are.equal("kv/a", rec.results[1].processing.undone[1].resource)
+    assert.is_true(rec.results[1].processing.undone[1].ok)
+  end)
+
+  it("a locked server fails at once; a stale lock is taken over with a warning", function()
+    local dir = setup()
+    local lockfile = dir .. "/state/locks/s1.lock"
+    os.execute("mkdir -p " .. dir .. "/state/locks")
+    local h = helpers.spawn(string.format("%s run %s/tests/support/scripts/hold_lock.lua %s %s",
+      helpers.shquote(helpers.sbot_bin), helpers.shquote(helpers.source_dir), lockfile, dir .. "/ready"))
+    for _ = 1, 100 do
+      if io.open(dir .. "/ready") then break end
+      os.execute("sleep 0.05")
+    end
+    local owner = assert(require "sbot.lock".owner(lockfile))
+    local r = run(dir, { "--server", "s1" })
+    assert.are.equal(1, r.code)
+    assert.matches(string.format("server s1 is locked by pid %d on host %s since %s", owner.pid,
+      owner.host, owner.since), r.stdout, 1, true)
+    assert.are.equal("", calls(dir, "s1"):gsub("s1 discover\n", ""))
+    h:stop("KILL")
+    -- the holder died without releasing: its file stays, its flock is gone
+    assert.is_table(require "sbot.lock".owner(lockfile))
+    r = run(dir, { "--server", "s1" })
+    assert.are.equal(0, r.code, r.stdout .. r.stderr)
+    assert.matches(string.format("server s1: taking over stale lock %s of pid %d", lockfile, owner.pid),
+      r.stderr, 1, true)
+    assert.is_nil(io.open(lockfile)) -- released at the end of the run
+  end)
+
+  it("Ctrl-C stops every worker and still writes the run record", function()
+    local dir = setup(", components = { test_kv = { hang_discover = true } }")
+    local h = helpers.spawn(string.format("env %s %s run %s -v --site %s --runs-dir %s", ENV,
+      helpers.shquote(helpers.sbot_bin), helpers.shquote(WF), helpers.shquote(dir .. "/site.lua"),
+      helpers.shquote(dir .. "/runs")))
+    for _ = 1, 200 do
+      -- s1 hangs in discover; s2 runs to the end (the parent has reaped its worker)
+      if io.open(dir .. "/s1.calls.pid") and h:output():find("fleet: item 2 %(pid %d+%) finished: ok") then
+        break
+      end
+      os.execute("sleep 0.05")
+    end
+    assert.matches("s1 discover", calls(dir, "s1"))
+    assert.matches("fleet: item 2 %(pid %d+%) finished: ok", h:output())
+    assert.is_true(sys.kill(h.pid, "INT"))
+    for _ = 1, 100 do
+      if not h:alive() then break end
+      os.execute("sleep 0.05")
+    end
+    assert.is_false(h:alive())
+    local rec = assert(json.decode(helpers.read_file(only_run_dir(dir) .. "/results.json")))
+    assert.is_false(rec.ok)
+    assert.matches("interrupted! %(Ctrl%-C%) while item was running", rec.results[1].error)
+    assert.are.equal("s2", rec.results[2].id) -- finished before Ctrl-C: its results are kept
+    assert.are.equal("ok", rec.results[2].status)
+    assert.matches("s1%s+%(worker%)%s+failed", h:output())
+    local pid = tonumber(helpers.read_file(dir .. "/s1.calls.pid")) -- s1 hangs, s2 finishes
+    assert.is_false(sys.pid_alive(pid), "the worker of s1 is still alive")
+  end)
+
+  it("--help lists the common arguments and the workflow's own", function()
+    local r = helpers.sbot { "run", WF, "--help" }
+    assert.are.equal(0, r.code)
+    assert.matches("Usage: sbot run kv.lua", r.stdout, 1, true)
+    assert.matches("Test workflow: converge each server's key/value file.", r.stdout, 1, true)
+    for _, opt in ipairs { "--site FILE", "--server ID", "--plan", "--phases LIST", "--jobs N",
+      "--json", "--log-json", "--store URL", "-v, --verbose", "--extra-key KV", "Also want this key" } do
+      assert.matches(opt, r.stdout, 1, true)
+    end
+    local bad = helpers.sbot { "run", WF, "--site", "x.lua", "--jobz", "2" }
+    assert.are.equal(2, bad.code)
+    assert.matches("unknown option '--jobz'", bad.stderr, 1, true)
+    local nosite = helpers.sbot { "run", WF }
+    assert.are.equal(2, nosite.code)
+    assert.matches("--site FILE is required", nosite.stderr, 1, true)
+  end)
+
+  it("a bad site stops the run with the file and key path", function()
+    local dir = setup(", colour = 'red'")
+    local r = run(dir)
+    assert.are.equal(2, r.code)
+    assert.matches("site " .. dir .. "/site.lua: servers[1].colour: unknown key", r.stderr, 1, true)
+  end)
+
+  it("sbot help component prints the schema with defaults", function()
+    local r = helpers.sbot({ "help", "component", "test_kv" },
+      { env = "LUA_PATH=" .. helpers.shquote(helpers.source_dir .. "/tests/support/?.lua;;") })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("component test_kv", r.stdout, 1, true)
+    assert.matches("phases: discover, plan, apply, undo, housekeep", r.stdout, 1, true)
+    assert.matches("state_file%s+string, required\n%s+the JSON file standing in for a device", r.stdout)
+    assert.matches("mode%s+string, default \"safe\", one of fast|safe", r.stdout)
+    assert.matches("    port%s+integer, default 443", r.stdout)
+    local missing = helpers.sbot { "help", "component", "no_such_thing" }
+    assert.are.equal(2, missing.code)
+    assert.matches("no component 'no_such_thing'", missing.stderr, 1, true)
+  end)
+end)
+
+describe("sbot repl --site", function()
+  it("loads the site and explores discovery, secrets redacted", function()
+    local dir = setup()
+    -- the REPL uses the site's component config as is ({id} is the workflow's business)
+    helpers.write_file(dir .. "/{id}.state.json", '{"a":"1"}')
+    local r = helpers.sbot({ "repl", "--site", dir .. "/site.lua" }, {
+      env = ENV .. " LUA_PATH=" .. helpers.shquote(helpers.source_dir .. "/tests/support/?.lua;;"),
+      stdin = 'discover("test_kv", "s1").discovery.pairs\n'
+        .. 'site.servers[1].idrac.password\n#plan("test_kv", "s1").plan\n' })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("2 server(s): s1, s2", r.stdout, 1, true)
+    assert.matches('a = "1"', r.stdout, 1, true)
+    assert.matches("<redacted>", r.stdout, 1, true)
+    assert.matches("\n1\n", r.stdout, 1, true) -- one change planned: b
+    assert_no_secrets("repl output", r.stdout .. r.stderr)
+    assert.are.same({ a = "1" }, json.decode(helpers.read_file(dir .. "/{id}.state.json")))
+    local bad = helpers.sbot { "repl", "--site", dir .. "/nope.lua" }
+    assert.are.equal(2, bad.code)
+    assert.matches("nope.lua", bad.stderr, 1, true)
+  end)
+end)
+
+describe("the example workflow (examples/local_boot.lua)", function()
+  it("plans, applies, then finds nothing to change", function()
+    local dir = helpers.tmpdir("example")
+    local argv = { "run", helpers.source_dir .. "/examples/local_boot.lua",
+      "--site", helpers.source_dir .. "/examples/site.lua", "--runs-dir", dir .. "/runs",
+      "--state-dir", dir .. "/state" }
+    local env = "IDRAC_R630_01_PASSWORD=ex-pw-1 IDRAC_R630_02_PASSWORD=ex-pw-2"
+    local function go(extra)
+      local a = {}
+      for i, v in ipairs(argv) do a[i] = v end
+      for _, v in ipairs(extra) do a[#a + 1] = v end
+      return helpers.sbot(a, { cwd = dir, env = env })
+    end
+    local r = go { "--plan" }
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("r630-01 / scratch_volume: 1 change(s)", r.stdout, 1, true)
+    assert.matches("+ sanboot iscsi:192.0.2.50:3260::::iqn.2005-10.org.freenas.ctl:ocp-r630-01", r.stdout, 1, true)
+    assert.is_nil(io.open(dir .. "/example-state/volumes/boot-r630-01.img"))
+    r = go {}
+    assert.are.equal(0, r.code, r.stdout .. r.stderr)
+    assert.are.equal(64 * 1048576, sys.stat(dir .. "/example-state/volumes/boot-r630-01.img").size)
+    r = go { "--json" }
+    assert.are.equal(0, r.code, r.stderr)
+    local rec = assert(json.decode(r.stdout))
+    assert.are.equal(4, #rec.results)
+    for _, res in ipairs(rec.results) do assert.are.equal(0, #res.plan) end
+  end)
+end)
