@@ -49,7 +49,7 @@ check "tables are printed with inspect" 'nics = \{ "NIC\.Integrated\.1-1-1" \}'
 type_text 'require("sbot.log").add_secret("hunter2-pass")'; key Enter
 type_text '"password is hunter2-pass"'; key Enter
 check "registered secrets are redacted" '^"password is <redacted>"$'
-if screen | grep -v '^sbot> ' | grep -q 'hunter2-pass'; then echo "FAIL - secret printed in clear"; fail=1; fi
+if screen | grep -qx '"password is hunter2-pass"'; then echo "FAIL - secret printed in clear"; fail=1; fi
 
 type_text 'while true do end'; key Enter
 sleep 0.5
