@@ -4,3 +4,4 @@
 SBOT_MODULE("cjson", luaopen_cjson)
 SBOT_MODULE("sbot.log", luaopen_sbot_log)
 SBOT_MODULE("sbot.http", luaopen_sbot_http)
+SBOT_MODULE("sbot.crypto", luaopen_sbot_crypto)
