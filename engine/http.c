@@ -25,7 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define STATE_KEY "sbot.http.state"
+#define STATE_KEY "sbot.http.state"  /* registry key of the state userdata */
+#define STATE_MT "sbot.http.state_mt" /* its metatable (a different registry key) */
 #define BATCH_MT "sbot.http.batch"
 
 #define DEFAULT_CONNECT_TIMEOUT 10.0
@@ -50,7 +51,7 @@ struct http_state {
 
 static int state_gc(lua_State *L)
 {
-    struct http_state *st = luaL_checkudata(L, 1, STATE_KEY);
+    struct http_state *st = luaL_checkudata(L, 1, STATE_MT);
     if (st->multi) {
         curl_multi_cleanup(st->multi);
         st->multi = NULL;
@@ -72,7 +73,7 @@ static struct http_state *push_state(lua_State *L)
     st->multi = NULL;
     st->share = NULL;
     st->busy = 0;
-    if (luaL_newmetatable(L, STATE_KEY)) {
+    if (luaL_newmetatable(L, STATE_MT)) {
         lua_pushcfunction(L, state_gc);
         lua_setfield(L, -2, "__gc");
     }
