@@ -185,6 +185,18 @@ describe("sbot.http", function()
       os.execute("rm -rf " .. helpers.shquote(dir))
     end)
 
+    it("raises a retry_if error after releasing the batch, which keeps working", function()
+      local ok, err = pcall(http.batch, {
+        { url = srv.url("/status/503"), retry_if = function() error("bad predicate") end },
+        { url = srv.url("/download/50000000?id=bg"), max_body = 100000000 },
+      })
+      assert.is_false(ok)
+      assert.matches("bad predicate", tostring(err))
+      local res = http.batch({ { url = srv.url("/status/204") }, { url = srv.url("/status/202") } })
+      assert.are.equal(204, res[1].status)
+      assert.are.equal(202, res[2].status)
+    end)
+
     it("refuses a request started from inside a callback", function()
       local ok, err = pcall(http.get, srv.url("/download/2000000?id=nest"), {
         progress = function() http.get(srv.url("/echo")) end })
