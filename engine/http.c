@@ -256,7 +256,8 @@ struct xfer {
 
     /* current attempt */
     FILE *in, *out;
-    curl_off_t in_size;
+    curl_off_t in_size, in_left; /* bytes of body_file to send, still to send */
+    long long body_offset, body_length; /* body_length -1: to the end of the file */
     enum sink sink;
     struct buf body_buf, head_buf;
     int too_large;
@@ -398,18 +399,29 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *ud)
 static size_t on_read(char *data, size_t size, size_t nitems, void *ud)
 {
     struct xfer *x = ud;
-    size_t n = fread(data, 1, size * nitems, x->in);
-    if (n == 0 && ferror(x->in)) {
-        x->read_errno = errno ? errno : EIO;
+    size_t want = size * nitems;
+    if ((curl_off_t)want > x->in_left)
+        want = (size_t)x->in_left;
+    if (want == 0)
+        return 0;
+    size_t n = fread(data, 1, want, x->in);
+    if (n == 0) {
+        /* an error, or the file shrank below the announced length */
+        x->read_errno = ferror(x->in) && errno ? errno : ENODATA;
         return CURL_READFUNC_ABORT;
     }
+    x->in_left -= (curl_off_t)n;
     return n;
 }
 
 static int on_seek(void *ud, curl_off_t offset, int origin)
 {
     struct xfer *x = ud;
-    return fseeko(x->in, (off_t)offset, origin) == 0 ? CURL_SEEKFUNC_OK : CURL_SEEKFUNC_FAIL;
+    if (origin != SEEK_SET || offset < 0 || offset > x->in_size ||
+        fseeko(x->in, (off_t)(x->body_offset + offset), SEEK_SET) != 0)
+        return CURL_SEEKFUNC_FAIL;
+    x->in_left = x->in_size - offset;
+    return CURL_SEEKFUNC_OK;
 }
 
 /* Call the progress function of x with its current counters. Returns 0, or
@@ -457,7 +469,7 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
 static const char *const request_keys[] = {
     "method", "url", "headers", "body", "body_file", "output_file", "timeout", "connect_timeout",
     "retries", "retry_unsafe", "retry_if", "tls", "basic_auth", "max_body", "progress",
-    "connection_close", NULL};
+    "connection_close", "body_offset", "body_length", NULL};
 
 static char *dup_or_die(lua_State *L, const char *s)
 {
@@ -822,6 +834,17 @@ static void parse_request(lua_State *L, struct batch *b, struct xfer *x, int t, 
         x->body_file = dup_or_die(L, bf);
         x->has_body = 1;
     }
+    double off = opt_number(L, t, "body_offset", 0, 0, where);
+    double blen = opt_number(L, t, "body_length", -1, 0, where);
+    lua_getfield(L, t, "body_length");
+    int has_len = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if ((off != 0 || has_len) && !bf)
+        luaL_error(L, "%s: 'body_offset' and 'body_length' need 'body_file'", where);
+    if (off != floor(off) || off > 9e15 || (has_len && (blen != floor(blen) || blen > 9e15)))
+        luaL_error(L, "%s: 'body_offset' and 'body_length' must be integers", where);
+    x->body_offset = (long long)off;
+    x->body_length = has_len ? (long long)blen : -1;
     const char *of = opt_string(L, t, "output_file", where);
     if (of) {
         x->output_file = dup_or_die(L, of);
@@ -884,16 +907,27 @@ static int xfer_start(lua_State *L, struct batch *b, struct xfer *x)
     CURL *e = x->easy;
     if (x->body_file) {
         struct stat sb;
+        int err = 0;
         x->in = fopen(x->body_file, "rbe");
         if (!x->in)
             return errno ? errno : EIO;
-        if (fstat(fileno(x->in), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-            int err = S_ISREG(sb.st_mode) ? errno : EINVAL;
+        if (fstat(fileno(x->in), &sb) != 0)
+            err = errno ? errno : EIO;
+        else if (!S_ISREG(sb.st_mode))
+            err = EISDIR;
+        else if (x->body_offset > (long long)sb.st_size ||
+                 (x->body_length >= 0 && x->body_offset + x->body_length > (long long)sb.st_size))
+            err = ERANGE;
+        else if (fseeko(x->in, (off_t)x->body_offset, SEEK_SET) != 0)
+            err = errno ? errno : EIO;
+        if (err) {
             fclose(x->in);
             x->in = NULL;
-            return err ? err : EINVAL;
+            return err;
         }
-        x->in_size = (curl_off_t)sb.st_size;
+        x->in_size = x->body_length >= 0 ? (curl_off_t)x->body_length
+                                          : (curl_off_t)(sb.st_size - x->body_offset);
+        x->in_left = x->in_size;
     }
     curl_easy_reset(e);
     x->sink = SINK_UNDECIDED;
@@ -1438,8 +1472,16 @@ static int xfer_done(lua_State *L, struct batch *b, struct xfer *x, CURLcode rc,
 /* The result of an attempt that never started (body_file unreadable). */
 static void xfer_cannot_start(lua_State *L, struct xfer *x, int err, int results)
 {
-    lua_pushfstring(L, "%s %s: cannot open body_file %s: %s", x->method, x->url_safe,
-                    x->body_file ? x->body_file : "?", strerror(err));
+    if (err == ERANGE)
+        lua_pushfstring(L, "%s %s: body_file %s is shorter than body_offset + body_length (%I)",
+                        x->method, x->url_safe, x->body_file,
+                        (lua_Integer)(x->body_offset + (x->body_length > 0 ? x->body_length : 0)));
+    else if (err == EISDIR)
+        lua_pushfstring(L, "%s %s: body_file %s is not a regular file", x->method, x->url_safe,
+                        x->body_file);
+    else
+        lua_pushfstring(L, "%s %s: cannot open body_file %s: %s", x->method, x->url_safe,
+                        x->body_file, strerror(err));
     log_result(L, x, 0, lua_tostring(L, -1), "file");
     lua_createtable(L, 3, 2);
     lua_pushvalue(L, -2);
