@@ -526,8 +526,12 @@ static double opt_number(lua_State *L, int t, const char *key, double dflt, doub
         luaL_error(L, "%s: '%s' must be a number, got %s", where, key, luaL_typename(L, -1));
     double v = lua_tonumber(L, -1);
     lua_pop(L, 1);
-    if (!(v >= min) || isinf(v))
-        luaL_error(L, "%s: '%s' must be a number >= %g, got %g", where, key, min, v);
+    if (!(v >= min) || isinf(v)) {
+        char lo[32], got[32];
+        snprintf(lo, sizeof lo, "%g", min);
+        snprintf(got, sizeof got, "%g", v);
+        luaL_error(L, "%s: '%s' must be a number >= %s, got %s", where, key, lo, got);
+    }
     return v;
 }
 

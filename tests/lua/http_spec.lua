@@ -110,6 +110,14 @@ describe("sbot.http", function()
       assert.has_error(function() http.get(srv.url("/"), { timeout = "3" }) end,
         "http.request: 'timeout' must be a number, got string")
       assert.has_error(function() http.request { method = "GET" } end, "http.request: 'url' is missing")
+      assert.has_error(function() http.get(srv.url("/"), { connect_timeout = -1 }) end,
+        "http.request: 'connect_timeout' must be a number >= 0.001, got -1")
+      assert.has_error(function() http.get(srv.url("/"), { retries = { max = 1, bsae = 1 } }) end,
+        "http.request: retries: unknown key 'bsae'")
+      assert.has_error(function() http.get(srv.url("/"), { tls = { insecure = true, ca_file = "x" } }) end,
+        "http.request: tls: insecure = true cannot be combined with ca_file or pin_sha256")
+      assert.has_error(function() http.batch({ { url = srv.url("/") } }, { per_host = 0 }) end,
+        "http.batch: options: 'per_host' must be a number >= 1, got 0")
       assert.has_error(function() http.get("ftp://x/") end,
         "http.request: URL 'ftp://x/' must start with http:// or https://")
       assert.has_error(function() http.get(srv.url("/"), { body = "a", body_file = "/etc/hostname" }) end)
