@@ -1391,6 +1391,7 @@ static int xfer_done(lua_State *L, struct batch *b, struct xfer *x, CURLcode rc,
             retry = safe && (status == 429 || status == 502 || status == 503 || status == 504);
         }
         if (retry) {
+            xfer_close_files(x, 1); /* no stale .part if the next attempt is not a 2xx */
             schedule_retry(L, x, status, NULL);
             lua_settop(L, top);
             return 0;
@@ -1483,18 +1484,22 @@ static void xfer_cannot_start(lua_State *L, struct xfer *x, int err, int results
     else if (err == EISDIR)
         lua_pushfstring(L, "%s %s: body_file %s is not a regular file", x->method, x->url_safe,
                         x->body_file);
-    else
+    else if (x->body_file)
         lua_pushfstring(L, "%s %s: cannot open body_file %s: %s", x->method, x->url_safe,
                         x->body_file, strerror(err));
-    log_result(L, x, 0, lua_tostring(L, -1), "file");
+    else
+        lua_pushfstring(L, "%s %s: cannot start the transfer: %s", x->method, x->url_safe,
+                        strerror(err));
+    const char *code = x->body_file ? "file" : "http";
+    log_result(L, x, 0, lua_tostring(L, -1), code);
     lua_createtable(L, 3, 2);
     lua_pushvalue(L, -2);
     lua_rawseti(L, -2, 2);
-    lua_pushliteral(L, "file");
+    lua_pushstring(L, code);
     lua_rawseti(L, -2, 3);
     lua_pushvalue(L, -2);
     lua_setfield(L, -2, "error");
-    lua_pushliteral(L, "file");
+    lua_pushstring(L, code);
     lua_setfield(L, -2, "code");
     lua_rawseti(L, results, x->index);
     lua_pop(L, 1);
@@ -1513,14 +1518,14 @@ static void run_batch(lua_State *L, struct batch *b, int results)
         luaL_error(L, "sbot.http: out of memory");
     while (remaining > 0) {
         double now = now_mono(), wake = HUGE_VAL;
-        for (int i = 0; i < b->n && running < b->total; i++) {
+        for (int i = 0; i < b->n; i++) {
             struct xfer *x = &b->x[i];
             if (x->state == X_WAITING && x->not_before > now) {
                 if (x->not_before < wake)
                     wake = x->not_before;
                 continue;
             }
-            if ((x->state != X_QUEUED && x->state != X_WAITING) ||
+            if ((x->state != X_QUEUED && x->state != X_WAITING) || running >= b->total ||
                 b->host_running[x->host] >= b->per_host)
                 continue;
             int err = xfer_start(L, b, x);
