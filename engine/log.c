@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #define STATE_KEY "sbot.log.state"
+#define STATE_MT "sbot.log.state.mt" /* not STATE_KEY: that slot holds the state */
 #define SECRETS_KEY "sbot.log.secrets"
 #define REDACTED "<redacted>"
 
@@ -30,7 +31,7 @@ static const char *const level_names[] = {"debug", "info", "warn", "error", "off
 
 static int state_gc(lua_State *L)
 {
-    struct log_state *st = luaL_checkudata(L, 1, STATE_KEY);
+    struct log_state *st = luaL_checkudata(L, 1, STATE_MT);
     if (st->file) {
         fclose(st->file);
         st->file = NULL;
@@ -57,7 +58,7 @@ static struct log_state *get_state(lua_State *L)
     for (int i = 0; env && level_names[i]; i++)
         if (strcmp(env, level_names[i]) == 0)
             st->level = i;
-    if (luaL_newmetatable(L, STATE_KEY)) {
+    if (luaL_newmetatable(L, STATE_MT)) {
         lua_pushcfunction(L, state_gc);
         lua_setfield(L, -2, "__gc");
     }
