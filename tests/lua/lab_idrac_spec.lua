@@ -290,6 +290,14 @@ describe("sbot lab iDRAC 8", function()
     assert.are.equal("Exception", failed.TaskState)
     assert.matches("ServerBoot.1#NoSuch", failed.Messages[1].Message, 1, true)
   end)
+
+  it("stops cleanly on POST /lab/stop", function()
+    local out, clean = lab.stop()
+    lab = nil
+    assert.is_true(clean, out)
+    assert.matches("sbot lab: stopped", out)
+    assert.is_nil(out:match("Sanitizer"), out)
+  end)
 end)
 
 describe("sbot lab iDRAC 9 flavour", function()

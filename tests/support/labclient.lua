@@ -137,7 +137,20 @@ function M.start_lab(args)
     local r = assert(c:get("/lab/state"))
     return r.json
   end
-  function lab.stop() proc:stop() end
+  --- Stop the lab cleanly (POST /lab/stop) and return its output; falls back
+  -- to SIGTERM when it does not exit.
+  function lab.stop()
+    local first
+    for _, d in pairs(info.devices) do first = first or d end
+    M.new({ base = first.url, cacert = first.cert_file }):request("POST", "/lab/stop")
+    for _ = 1, 100 do
+      if not proc:alive() then break end
+      os.execute("sleep 0.05")
+    end
+    local clean = not proc:alive()
+    proc:stop()
+    return proc:output(), clean
+  end
   return lab
 end
 
