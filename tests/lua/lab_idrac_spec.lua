@@ -361,6 +361,26 @@ describe("sbot lab fault injection", function()
     assert.are_not.same(a, c)
   end)
 
+  it("fails configuration jobs under the jobfail fault and drops their pending values", function()
+    local lab = labclient.start_lab({ "--servers", "1", "--time-scale", "0.3", "--faults", "idrac-1:jobfail=1" })
+    local c = lab.client("idrac-1")
+    assert.are.equal(200, assert(c:request("PATCH", SYS .. "/Bios/Settings",
+      { auth = "basic", body = { Attributes = { ProcVirtualization = "Disabled" } } })).status)
+    local j = assert(c:request("POST", MGR .. "/Jobs", { auth = "basic", body = { TargetSettingsURI = SYS .. "/Bios/Settings" } }))
+    assert.are.equal(200, j.status)
+    assert.are.equal(204, assert(c:request("POST", SYS .. "/Actions/ComputerSystem.Reset",
+      { auth = "basic", body = { ResetType = "ForceRestart" } })).status)
+    local job = wait_for(function()
+      local r = get_ready(c, j.headers["location"], { auth = "basic" }).json
+      return (r.JobState == "Completed" or r.JobState == "Failed") and r
+    end, 20, "the job")
+    assert.are.equal("Failed", job.JobState)
+    assert.are.equal("Enabled", get_ready(c, SYS .. "/Bios", { auth = "basic" }).json.Attributes.ProcVirtualization)
+    assert.is_nil(next(get_ready(c, SYS .. "/Bios/Settings", { auth = "basic" }).json.Attributes))
+    local out, clean = lab.stop()
+    assert.is_true(clean, out)
+  end)
+
   it("rejects a bad fault spec naming the problem", function()
     local r = helpers.sbot({ "lab", "--faults", "idrac:503=2" })
     assert.are.equal(2, r.code)
