@@ -1505,8 +1505,8 @@ function M.new(opts)
     }
   end
 
-  --- The site file entry for this BMC. endpoint: {host, port, pin_sha256}.
-  function dev.site_entry(endpoint)
+  --- The site file entry for this BMC. endpoint: {host, port, url, pin_sha256}.
+  function dev.site_entry(_, _, endpoint)
     return "server", {
       id = string.format("r630-%02d", index),
       idrac = { host = endpoint.host .. ":" .. endpoint.port, user = dev.user, password = dev.password,

@@ -145,6 +145,19 @@ local function try_require(name)
   error(mod, 0)
 end
 
+--- An API key in TrueNAS's form: "<id>-<64 alphanumerics>".
+local function random_api_key()
+  local f = assert(io.open("/dev/urandom", "rb"))
+  local raw = f:read(48)
+  f:close()
+  local alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+  local out = raw:gsub(".", function(c)
+    local i = c:byte() % #alphabet + 1
+    return alphabet:sub(i, i)
+  end)
+  return "1-" .. out .. out:sub(1, 16)
+end
+
 --- Start a lab (without running its loop). Returns the lab object:
 -- {devices, servers, site, info, poll(timeout), run(), stop(), state()}.
 function M.start(o)
@@ -175,11 +188,14 @@ function M.start(o)
   for _, kind in ipairs(M.optional_devices) do
     local mod = try_require("sbot.lab." .. kind)
     if mod then
-      local ctx = { clock = lab.clock, scale = o.time_scale, seed = o.seed, dir = o.dir, tgt = o.tgt,
-        host = o.host, lab = lab,
-        faults = faults.injector({ spec = o.fault_spec, kind = kind, name = kind, seed = o.seed,
-          latency_ms = o.latency }) }
-      add(mod.new(ctx))
+      local inj = faults.injector({ spec = o.fault_spec, kind = kind, name = kind, seed = o.seed,
+        latency_ms = o.latency })
+      local ctx = { name = kind, clock = lab.clock, scale = o.time_scale, seed = o.seed, dir = o.dir,
+        tgt = o.tgt, host = o.host, lab = lab, injector = inj, api_key = random_api_key() }
+      local dev, derr = mod.new(ctx)
+      if not dev then error("sbot lab: cannot create the " .. kind .. " device: " .. tostring(derr), 0) end
+      dev.faults = dev.faults or inj
+      add(dev)
     elseif kind == "truenas" and o.tgt then
       error("sbot lab: --tgt needs the TrueNAS model (sbot.lab.truenas), which is not installed", 0)
     end
@@ -250,7 +266,10 @@ function M.start(o)
     local endpoint = { host = o.host, port = srv:port(), url = srv:url(), pin_sha256 = cert.pin_sha256,
       cert_file = cert_file }
     dev.endpoint = endpoint
-    local key, value = dev.site_entry(endpoint)
+    -- site_entry(url, tls, endpoint) -> "server", entry | KEY, value | value
+    -- (a bare value goes to site[dev.kind])
+    local key, value = dev.site_entry(endpoint.url, { pin_sha256 = cert.pin_sha256 }, endpoint)
+    if type(key) ~= "string" then key, value = dev.kind, key end
     if key == "server" then
       site.servers[#site.servers + 1] = value
     elseif key ~= nil then
@@ -288,9 +307,9 @@ function M.main(argv)
     io.stdout:write(M.usage)
     return 0
   end
-  local lab, serr = M.start(o)
-  if not lab then
-    io.stderr:write(serr, "\n")
+  local ok_start, lab, serr = pcall(M.start, o)
+  if not ok_start or not lab then
+    io.stderr:write(tostring(ok_start and serr or lab), "\n")
     return 1
   end
   io.stdout:write(string.format("sbot lab: %d device(s) up; site file %s; state %s\n",
