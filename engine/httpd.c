@@ -20,6 +20,7 @@
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1043,6 +1044,11 @@ static int l_listen(lua_State *L)
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, srv->key};
     }
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    /* a client that goes away mid-response must not kill the process (as
+     * libmicrohttpd's documentation asks); only a default handler is replaced */
+    struct sigaction sa_pipe;
+    if (sigaction(SIGPIPE, NULL, &sa_pipe) == 0 && sa_pipe.sa_handler == SIG_DFL)
+        signal(SIGPIPE, SIG_IGN);
     unsigned flags = MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE;
     if (cert)
         flags |= MHD_USE_TLS;
