@@ -105,6 +105,24 @@ describe("sbot.httpd", function()
     assert.are.equal("400", code)
   end)
 
+  it("survives a WebSocket client that vanishes without a close frame", function()
+    local ok, _, out = helpers.sh(string.format([[python3 -c '
+import socket, base64, os
+s = socket.create_connection(("127.0.0.1", %d), 5)
+key = base64.b64encode(os.urandom(16)).decode()
+s.sendall(("GET /ws-echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: " + key + "\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+print(s.recv(200).split(b"\r\n")[0].decode())
+s.close()
+']], ports.plain))
+    assert.is_true(ok, out)
+    assert.matches("101", out)
+    os.execute("sleep 0.2")
+    local ok2, _, out2 = curl(string.format("'%s/echo'", ports.url))
+    assert.is_true(ok2, out2)
+    assert.are.equal("/echo", json.decode(out2).path)
+  end)
+
   it("stops the loop when every server is closed from a handler", function()
     local ok = curl(string.format("'%s/quit'", ports.url))
     assert.is_true(ok)
