@@ -881,8 +881,14 @@ static void server_release(struct server *srv, lua_State *L, int notify)
         return;
     lua_State *saved = srv->L;
     srv->L = L;
-    while (srv->sockets)
-        ws_free(srv->sockets, notify);
+    while (srv->sockets) {
+        struct websocket *w = srv->sockets;
+        if (w->ctx && !wslay_event_get_close_sent(w->ctx)) { /* 1001: going away */
+            wslay_event_queue_close(w->ctx, 1001, NULL, 0);
+            wslay_event_send(w->ctx); /* best effort: the socket is non-blocking */
+        }
+        ws_free(w, notify);
+    }
     /* parked connections must be resumed before the daemon stops */
     for (struct request *r = srv->delayed; r; r = r->next_delayed)
         MHD_resume_connection(r->conn);

@@ -123,7 +123,13 @@ s.close()
     assert.are.equal("/echo", json.decode(out2).path)
   end)
 
-  it("stops the loop when every server is closed from a handler", function()
+  it("stops the loop when every server is closed from a handler, closing websockets with 1001", function()
+    local client = helpers.spawn(string.format("python3 %s/tests/support/wsclient.py --expect 5 ws://127.0.0.1:%d/ws-echo hi",
+      helpers.shquote(helpers.source_dir), ports.plain))
+    for _ = 1, 100 do
+      if client:output():match("echo:hi") then break end
+      os.execute("sleep 0.05")
+    end
     local ok = curl(string.format("'%s/quit'", ports.url))
     assert.is_true(ok)
     for _ = 1, 100 do
@@ -132,6 +138,12 @@ s.close()
     end
     assert.is_false(proc:alive())
     assert.matches("all servers closed", proc:output())
+    for _ = 1, 100 do
+      if not client:alive() then break end
+      os.execute("sleep 0.05")
+    end
+    assert.matches("echo:hi\nCLOSE 1001", client:output())
+    client:stop()
     -- under the sanitizer build a leak or memory error shows up here
     assert.is_nil(proc:output():match("Sanitizer"), proc:output())
   end)
