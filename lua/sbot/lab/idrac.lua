@@ -367,13 +367,15 @@ function M.new(opts)
 
   -- ---- responses -------------------------------------------------------------
 
+  -- body: a table (encoded here), a string (already JSON) or nil (empty)
   local function reply(status, body, headers)
     headers = headers or {}
     headers["Content-Type"] = "application/json;odata.metadata=minimal;charset=utf-8"
     headers["OData-Version"] = "4.0"
     headers["Server"] = "Appweb/4.5.4"
     headers["Cache-Control"] = "no-cache"
-    return status, headers, body ~= nil and json.encode(body) or ""
+    if type(body) == "table" then body = json.encode(body) end
+    return status, headers, body or ""
   end
 
   --- A Dell-style Redfish error body. id: a Dell id (RAC0218) or a Base
@@ -591,6 +593,8 @@ function M.new(opts)
     end
   end
 
+  local basic_cache, basic_cached = {}, 0 -- Authorization value -> "user:pass" (bounded)
+
   local function authenticate(req)
     local tok = req.headers["x-auth-token"]
     if tok then return session_by_token(tok) end
@@ -598,7 +602,14 @@ function M.new(opts)
     if auth then
       local b = auth:match("^[Bb]asic%s+(%S+)")
       if b then
-        local user, pass = b64decode(b):match("^([^:]*):(.*)$")
+        local decoded = basic_cache[b]
+        if not decoded then
+          decoded = b64decode(b)
+          if basic_cached >= 64 then basic_cache, basic_cached = {}, 0 end
+          basic_cache[b] = decoded
+          basic_cached = basic_cached + 1
+        end
+        local user, pass = decoded:match("^([^:]*):(.*)$")
         if user == dev.user and pass == dev.password then return { user = user, basic = true } end
       end
     end
@@ -1330,7 +1341,7 @@ function M.new(opts)
   -- ---- $select / $expand -------------------------------------------------------
 
   local function etag_of(body)
-    return '"' .. fnv1a(json.encode(body)) .. '"'
+    return '"' .. fnv1a(type(body) == "string" and body or json.encode(body)) .. '"'
   end
 
   local function get_body(path)
@@ -1430,10 +1441,14 @@ function M.new(opts)
     end
     if method == "GET" then
       local body = r.get()
-      local etag = etag_of(body)
-      local shaped, err = shape(req, body)
-      if not shaped then return table.unpack(err) end
-      local s, h, b = reply(200, shaped, { ETag = etag })
+      local text = json.encode(body)
+      local etag = etag_of(text)
+      if req.query["$select"] or req.query["$expand"] then
+        local shaped, err = shape(req, body)
+        if not shaped then return table.unpack(err) end
+        text = shaped
+      end
+      local s, h, b = reply(200, text, { ETag = etag })
       if req.method == "HEAD" then b = "" end
       return s, h, b
     end
