@@ -3,4 +3,5 @@
  * require "sbot.<name>" finds each module without touching the file system. */
 SBOT_MODULE("cjson", luaopen_cjson)
 SBOT_MODULE("sbot.log", luaopen_sbot_log)
+SBOT_MODULE("sbot.httpd", luaopen_sbot_httpd)
 SBOT_MODULE("sbot.ws", luaopen_sbot_ws)
