@@ -505,6 +505,14 @@ static int decode_pin(const char *pin, unsigned char out[32])
         memcpy(out, tmp, 32);
         return 0;
     }
+    size_t plen = strlen(pin);
+    if (plen == 44 && pin[43] == '=') { /* bare base64, as httpd.selfsigned gives it */
+        unsigned char tmp[36];
+        if (EVP_DecodeBlock(tmp, (const unsigned char *)pin, 44) != 33)
+            return -1;
+        memcpy(out, tmp, 32);
+        return 0;
+    }
     size_t k = 0;
     for (const char *p = pin; *p; p++) {
         if (*p == ':')
@@ -524,7 +532,7 @@ static int tls_start(lua_State *L, struct conn *c, const struct url *u, const st
 {
     unsigned char pin[32];
     if (t->pin && decode_pin(t->pin, pin) != 0) {
-        snprintf(err, errlen, "tls.pin_sha256 '%s' is neither sha256//<base64> nor 64 hex digits", t->pin);
+        snprintf(err, errlen, "tls.pin_sha256 '%s' is not sha256//<base64>, base64 or 64 hex digits", t->pin);
         return -1;
     }
     c->ssl_ctx = SSL_CTX_new(TLS_client_method());

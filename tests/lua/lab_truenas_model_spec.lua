@@ -15,7 +15,7 @@ end
 describe("sbot.lab.truenas model", function()
   local m, s
   before_each(function()
-    m = assert(truenas.new { api_key = KEY, pool_size = 100 * GiB })
+    m = assert(truenas.model { api_key = KEY, pool_size = 100 * GiB })
     s = m:session()
     local r = assert(m:dispatch("auth.login_ex",
       { { mechanism = "API_KEY_PLAIN", username = "root", api_key = KEY } }, s))

@@ -7,7 +7,7 @@
 -- lab rejects what the real middleware rejects, with the same error shapes.
 --
 --   local truenas = require "sbot.lab.truenas"
---   local m = assert(truenas.new{ api_key = "1-abc", pool_size = 2^40 })
+--   local m = assert(truenas.model{ api_key = "1-abc", pool_size = 2^40 })
 --   local session = m:session()
 --   m:dispatch("auth.login_ex", {{mechanism = "API_KEY_PLAIN", username = "root", api_key = "1-abc"}}, session)
 --   local target, err = m:dispatch("iscsi.target.create", {{name = "node1"}}, session)
@@ -210,7 +210,7 @@ local function copy(v)
 end
 
 local function sorted_values(map)
-  local list = {}
+  local list = json.array()
   for _, v in pairs(map) do list[#list + 1] = v end
   table.sort(list, function(a, b)
     if type(a.id) == type(b.id) then return a.id < b.id end
@@ -268,20 +268,20 @@ function M.load_schemas(spec)
   return reg
 end
 
---- Create a model. opts: api_key (required), username ("root"),
+--- Create a model (the state and the API, no network). opts: api_key (required), username ("root"),
 -- pool ("tank"), pool_size (bytes, default 1 TiB), hostname ("truenas-lab"),
 -- basename ("iqn.2005-10.org.freenas.ctl"), schemas (path or registry),
 -- tgt (an object with :export(entry) / :unexport(entry), see sbot.lab.tgt),
 -- clock (function returning seconds).
-function M.new(opts)
+function M.model(opts)
   opts = opts or {}
   if type(opts.api_key) ~= "string" or opts.api_key == "" then
-    error("truenas.new: opts.api_key (string) is required", 2)
+    error("truenas.model: opts.api_key (string) is required", 2)
   end
   local schemas, err = M.load_schemas(opts.schemas)
   if not schemas then return nil, err end
   local pool_size = math.tointeger(opts.pool_size or 2 ^ 40)
-  if not pool_size or pool_size <= 0 then error("truenas.new: opts.pool_size must be a positive integer", 2) end
+  if not pool_size or pool_size <= 0 then error("truenas.model: opts.pool_size must be a positive integer", 2) end
   local pool = opts.pool or "tank"
   local self = setmetatable({
     api_key = opts.api_key,
@@ -1108,4 +1108,265 @@ end
 
 M.Model = Model
 M.validation_error = validation_error
+
+---------------------------------------------------------------------------
+-- The device: the model served over JSON-RPC 2.0 on WebSocket and REST v2.0
+-- through sbot.httpd.
+---------------------------------------------------------------------------
+
+-- Deterministic [0,1) stream (xorshift64*), for fault decisions when no
+-- injector from `sbot lab` is given.
+local function rng(seed)
+  local x = (math.tointeger(seed) or 0) * 0x9E3779B97F4A7C15 + 0x2545F4914F6CDD1D
+  if x == 0 then x = 0x2545F4914F6CDD1D end
+  return function()
+    x = x ~ (x >> 12)
+    x = x ~ (x << 25)
+    x = x ~ (x >> 27)
+    local r = x * 0x2545F4914F6CDD1D
+    return ((r >> 11) & ((1 << 53) - 1)) / 9007199254740992.0
+  end
+end
+M.rng = rng
+
+local WS_PATHS = { ["/api/current"] = true, ["/api/v25.10.0"] = true, ["/api/v25.10"] = true }
+
+local function rpc_reply(id, result, err)
+  if err then
+    return json.encode { jsonrpc = "2.0", id = id == nil and null or id, error = err }
+  end
+  return json.encode { jsonrpc = "2.0", id = id, result = result }
+end
+
+-- One JSON-RPC request text -> reply text or nil (notification / dropped).
+local function handle_rpc(dev, session, text)
+  local msg = json.decode(text)
+  if type(msg) ~= "table" or msg == null or jsonschema.is_array(msg) then
+    return rpc_reply(null, nil, { code = M.JSONRPC.INVALID_JSON, message = "Parse error",
+                                  data = { reason = "invalid JSON-RPC message" } })
+  end
+  local id = msg.id
+  if msg.jsonrpc ~= "2.0" or type(msg.method) ~= "string"
+      or (msg.params ~= nil and msg.params ~= null and not jsonschema.is_array(msg.params)) then
+    return rpc_reply(id, nil, { code = M.JSONRPC.INVALID_REQUEST, message = "Invalid Request",
+      data = { reason = "expected {jsonrpc = \"2.0\", id, method (string), params (list)}" } })
+  end
+  local result, err = dev.model:dispatch(msg.method, msg.params, session)
+  if id == nil then return nil end -- a notification gets no reply
+  if dev.inject.chance("drop") then
+    dev.dropped = dev.dropped + 1
+    return nil
+  end
+  return rpc_reply(id, result, err)
+end
+M.handle_rpc = handle_rpc
+
+-- REST v2.0 ------------------------------------------------------------------
+
+local REST_NAMESPACES = {
+  "iscsi/targetextent", "iscsi/target", "iscsi/extent", "iscsi/portal", "iscsi/initiator",
+  "pool/dataset", "service",
+}
+
+local function rest_error(err)
+  local d = err.data or {}
+  if err.code == M.JSONRPC.INVALID_PARAMS and type(d.extra) == "table" then
+    local body = {}
+    for _, e in ipairs(d.extra) do
+      local attr = e[1] ~= "" and e[1] or "__all__"
+      body[attr] = body[attr] or json.array()
+      table.insert(body[attr], { message = e[2], errno = e[3] })
+    end
+    return 422, body
+  end
+  if err.code == M.JSONRPC.METHOD_NOT_FOUND then return 404, { message = d.reason or err.message } end
+  if d.errname == "ENOENT" then return 404, { message = d.reason, errno = d.error } end
+  if d.errname == "EACCES" then return 401, { message = d.reason, errno = d.error } end
+  return 422, { message = d.reason or err.message, errno = d.error }
+end
+
+-- A path id: integer for everything but datasets.
+local function rest_id(ns, raw)
+  if ns == "pool/dataset" then return raw end
+  return math.tointeger(tonumber(raw)) or raw
+end
+
+local function query_value(v)
+  if v == "true" then return true elseif v == "false" then return false end
+  if v == "null" then return null end
+  return math.tointeger(tonumber(v)) or v
+end
+
+-- Map one REST request to (method, params) or to an error status.
+local function rest_route(dev, req)
+  local path = req.path:gsub("^/api/v2%.0/?", ""):gsub("/$", "")
+  local method = req.method
+  local body
+  if req.body ~= "" then
+    local err
+    body, err = json.decode(req.body)
+    if body == nil then return nil, 400, { message = "Request body is not valid JSON: " .. tostring(err) } end
+  end
+  if path == "core/ping" and method == "GET" then return "core.ping", json.array() end
+  if path == "system/info" and method == "GET" then return "system.info", json.array() end
+  if path == "iscsi/global" and method == "GET" then return "iscsi.global.config", json.array() end
+  if path == "pool" and method == "GET" then path = "pool" end
+  if path == "service/start" and method == "POST" then
+    return "service.start", json.array { type(body) == "table" and body.service or body }
+  end
+  if path == "auth/me" and method == "GET" then return "auth.me", json.array() end
+  local ns, rest
+  for _, n in ipairs(REST_NAMESPACES) do
+    if path == n or path:sub(1, #n + 1) == n .. "/" then ns, rest = n, path:sub(#n + 2) break end
+  end
+  if not ns and (path == "pool" or path:match("^pool/id/")) then ns, rest = "pool", path:sub(6) end
+  if not ns then return nil, 404, { message = "Not found: /api/v2.0/" .. path } end
+  local mname = ns:gsub("/", ".")
+  local id = rest:match("^id/(.+)$")
+  if rest ~= "" and not id then return nil, 404, { message = "Not found: /api/v2.0/" .. path } end
+  if method == "GET" then
+    local filters, options = json.array(), {}
+    for k, v in pairs(req.query or {}) do
+      if k == "limit" or k == "offset" then options[k] = math.tointeger(tonumber(v))
+      elseif k == "sort" then
+        options.order_by = json.array()
+        for f in v:gmatch("[^,]+") do options.order_by[#options.order_by + 1] = f end
+      elseif k == "count" then options.count = v == "true"
+      else filters[#filters + 1] = json.array { k, "=", query_value(v) } end
+    end
+    if id then
+      filters = json.array { json.array { "id", "=", rest_id(ns, id) } }
+      options = { get = true }
+    end
+    return mname .. ".query", json.array { filters, options }
+  end
+  if method == "POST" and not id then return mname .. ".create", json.array { body == nil and {} or body } end
+  if method == "PUT" and id then return mname .. ".update", json.array { rest_id(ns, id), body == nil and {} or body } end
+  if method == "DELETE" and id then
+    local m = methods[mname .. ".delete"]
+    local params = json.array { rest_id(ns, id) }
+    if body ~= nil and m and m.schema then
+      local names = dev.model.schemas:property_names(m.schema)
+      if #names == 2 and not (jsonschema.is_object(body) and body[names[2]] ~= nil) then
+        params[2] = body -- a single options object (pool.dataset.delete)
+      elseif jsonschema.is_object(body) then
+        -- named arguments (iscsi.target.delete: force, delete_extents)
+        for k in pairs(body) do
+          local known = false
+          for _, n in ipairs(names) do if n == k then known = true end end
+          if not known or k == names[1] then
+            return nil, 422, { [mname .. "_delete." .. tostring(k)] =
+              json.array { { message = "Extra inputs are not permitted", errno = ERRNO.EINVAL } } }
+          end
+        end
+        -- positional: a gap takes the argument's schema default
+        local props = dev.model.schemas:schema(m.schema).properties
+        local last = 1
+        for i = 2, #names do if body[names[i]] ~= nil then last = i end end
+        for i = 2, last do
+          local v = body[names[i]]
+          if v == nil then v = props[names[i]].default end
+          params[i] = v
+        end
+      else
+        params[2] = body
+      end
+    end
+    return mname .. ".delete", params
+  end
+  return nil, 405, { message = method .. " is not allowed on /api/v2.0/" .. path }
+end
+
+local function json_response(status, body)
+  return status, { ["Content-Type"] = "application/json" }, json.encode(body)
+end
+
+--- Build the lab device. opts: everything M.model takes, plus name
+-- ("truenas"), faults ({drop = rate}), seed, injector (an object with
+-- chance(key), from sbot.lab.faults; overrides faults/seed).
+-- Returns {name, kind, model, handler, websocket, state, site_entry}.
+function M.new(opts)
+  opts = opts or {}
+  local model, err = M.model(opts)
+  if not model then return nil, err end
+  local httpd = require "sbot.httpd"
+  local dev = { name = opts.name or "truenas", kind = "truenas", model = model, dropped = 0,
+                rpc_calls = 0, rest_calls = 0 }
+  local inject = opts.injector
+  if not inject then
+    local faults = opts.faults or {}
+    for k, v in pairs(faults) do
+      if k ~= "drop" then error("truenas.new: unknown fault '" .. tostring(k) .. "' (known: drop)", 2) end
+      if type(v) ~= "number" or v < 0 or v > 1 then error("truenas.new: faults.drop must be a rate 0..1", 2) end
+    end
+    local rand = rng(opts.seed or 0)
+    local counts = {}
+    inject = {
+      counts = counts,
+      chance = function(key)
+        local rate = faults[key]
+        if not rate or rate <= 0 then return false end
+        local hit = rand() < rate
+        if hit then counts[key] = (counts[key] or 0) + 1 end
+        return hit
+      end,
+    }
+  end
+  dev.inject = inject
+
+  function dev.websocket(ws)
+    local session = model:session()
+    while true do
+      local text = ws:recv()
+      if not text then break end
+      dev.rpc_calls = dev.rpc_calls + 1
+      local reply = handle_rpc(dev, session, text)
+      if reply and not ws:send(reply) then break end
+    end
+  end
+
+  function dev.handler(req)
+    if WS_PATHS[req.path] then
+      if (req.headers.upgrade or ""):lower() == "websocket" then return httpd.upgrade(dev.websocket) end
+      return json_response(400, { message = "WebSocket endpoint: send an HTTP/1.1 Upgrade: websocket request" })
+    end
+    if req.path == "/lab/state" and req.method == "GET" then
+      return json_response(200, dev.state())
+    end
+    if req.path:match("^/api/v2%.0") then
+      dev.rest_calls = dev.rest_calls + 1
+      local auth = req.headers.authorization or ""
+      local key = auth:match("^[Bb]earer%s+(.+)$")
+      if key ~= model.api_key then
+        return json_response(401, { message = "Authentication credentials were not provided or are invalid" })
+      end
+      local method, params, extra = rest_route(dev, req)
+      if not method then return json_response(params, extra) end
+      local session = { authenticated = true, username = model.username }
+      local result, rerr = model:dispatch(method, params, session)
+      if rerr then return json_response(rest_error(rerr)) end
+      return json_response(200, result)
+    end
+    return json_response(404, { message = "Not found: " .. req.path })
+  end
+
+  function dev.state()
+    local st = model:lab_state()
+    st.name = dev.name
+    st.faults = { dropped = dev.dropped, counts = inject.counts or {} }
+    st.rpc_messages = dev.rpc_calls
+    st.rest_calls = dev.rest_calls
+    return st
+  end
+
+  --- The site.lua entry for this device served at base ("http://127.0.0.1:PORT"
+  -- or https://...); tls is what a client needs ({pin_sha256 = ...}).
+  function dev.site_entry(base, tls)
+    local url = base:gsub("^http", "ws"):gsub("/$", "") .. "/api/current"
+    return { url = url, api_key = model.api_key, tls = tls }
+  end
+
+  return dev
+end
+
 return M
