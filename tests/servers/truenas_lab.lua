@@ -14,14 +14,11 @@ for _, a in ipairs(arg) do
 end
 
 local tgt
-if o.tgt_port then
-  local tgtmod = require "sbot.lab.tgt"
-  tgt = assert(tgtmod.start { port = tonumber(o.tgt_port), dir = o.tgt_dir })
-end
+if o.tgt_port then tgt = { port = tonumber(o.tgt_port), dir = o.tgt_dir } end
 
 local dev = assert(truenas.new {
   api_key = o.api_key, seed = tonumber(o.seed), faults = o.drop and { drop = tonumber(o.drop) } or nil,
-  tgt = tgt, iscsi_port = tonumber(o.tgt_port),
+  tgt = tgt,
 })
 local tls
 if o.tls then
@@ -35,5 +32,5 @@ local srv = assert(httpd.listen { host = "127.0.0.1", port = tonumber(o.port), h
 io.stdout:write("ready\n")
 io.stdout:flush()
 local ok, err = pcall(httpd.run, srv)
-if tgt then tgt:stop() end
+dev.close()
 if not ok then error(err, 0) end

@@ -380,7 +380,8 @@ function Model:mapping_info(te)
   local zvol = extent and extent.disk and self.state.datasets[extent.disk:gsub("^zvol/", "")]
   return { id = te.id, target_id = te.target, iqn = target and self:iqn(target), lun = te.lunid,
            extent = extent and extent.name, serial = extent and extent.serial,
-           zvol = zvol and zvol.id, size = zvol and zvol.volsize, blocksize = extent and extent.blocksize }
+           zvol = zvol and zvol.id, size = zvol and zvol.volsize, blocksize = extent and extent.blocksize,
+           tgt_lun = self.tgt and self.tgt.lun_offset and (te.lunid + self.tgt.lun_offset) or nil }
 end
 
 function Model:tgt_export(te)
@@ -416,6 +417,7 @@ function Model:lab_state()
     services = sorted_values(s.services),
     calls = self.calls,
     tgt_errors = s.tgt_errors,
+    tgt = self.tgt and self.tgt.state and self.tgt:state() or nil,
   }
 end
 
@@ -641,6 +643,10 @@ methods["pool.dataset.delete"] = { schema = "pool_dataset.PoolDatasetDeleteArgs"
   end
   for _, cid in ipairs(children) do self.state.datasets[cid] = nil end
   self.state.datasets[id] = nil
+  if self.tgt and self.tgt.zvol_deleted then
+    for _, cid in ipairs(children) do self.tgt:zvol_deleted(cid) end
+    self.tgt:zvol_deleted(id)
+  end
   return true
 end }
 
@@ -1287,8 +1293,23 @@ end
 -- Returns {name, kind, model, handler, websocket, state, site_entry}.
 function M.new(opts)
   opts = opts or {}
+  local started_tgt
+  if type(opts.tgt) == "table" and not opts.tgt.export then
+    -- tgt options {port, dir, ...}: this device runs its own tgtd
+    local terr
+    started_tgt, terr = require("sbot.lab.tgt").start(opts.tgt)
+    if not started_tgt then return nil, terr end
+    local mopts = {}
+    for k, v in pairs(opts) do mopts[k] = v end
+    mopts.tgt = started_tgt
+    mopts.iscsi_port = mopts.iscsi_port or started_tgt.port
+    opts = mopts
+  end
   local model, err = M.model(opts)
-  if not model then return nil, err end
+  if not model then
+    if started_tgt then started_tgt:stop() end
+    return nil, err
+  end
   local httpd = require "sbot.httpd"
   local dev = { name = opts.name or "truenas", kind = "truenas", model = model, dropped = 0,
                 rpc_calls = 0, rest_calls = 0 }
@@ -1357,6 +1378,11 @@ function M.new(opts)
     st.rpc_messages = dev.rpc_calls
     st.rest_calls = dev.rest_calls
     return st
+  end
+
+  --- Stop what the device started (its tgtd). Safe to call twice.
+  function dev.close()
+    if started_tgt then started_tgt:stop() end
   end
 
   --- The site.lua entry for this device served at base ("http://127.0.0.1:PORT"
