@@ -1398,13 +1398,13 @@ static int ws_gc(lua_State *L)
     struct websocket **box = luaL_checkudata(L, 1, WS_MT);
     if (*box) {
         struct websocket *w = *box;
-        lua_State *saved = w->srv->L;
-        w->srv->L = L;
+        struct server *srv = w->srv;
+        lua_State *saved = srv->L;
+        srv->L = L; /* borrowed for the unrefs */
         w->box = NULL;
         *box = NULL;
         ws_free(w, 0);
-        /* the server's L was only borrowed */
-        (void)saved;
+        srv->L = saved;
     }
     return 0;
 }

@@ -23,6 +23,7 @@ static const char usage_text[] =
     "commands:\n"
     "  run FILE [ARGS...]   run a Lua workflow or script\n"
     "  repl                 interactive Lua prompt with sbot's modules loaded\n"
+    "  lab [OPTIONS]        simulated iDRACs and TrueNAS on loopback (sbot help lab)\n"
     "  version              print the versions of sbot and its libraries\n"
     "  help [COMMAND]       describe a command\n"
     "\n"
@@ -100,6 +101,32 @@ static int cmd_repl(lua_State *L, int argc, char **argv)
     return sbot_repl_run(L);
 }
 
+/* ---- lab ------------------------------------------------------------------ */
+
+/* The lab lives in Lua (lua/sbot/lab/init.lua): main(argv) -> exit status. */
+static int cmd_lab(lua_State *L, int argc, char **argv)
+{
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "sbot.lab");
+    if (sbot_docall(L, 1, 1) != LUA_OK) {
+        report(L, "sbot lab: ");
+        return 1;
+    }
+    lua_getfield(L, -1, "main");
+    lua_createtable(L, argc, 0);
+    for (int i = 1; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i);
+    }
+    if (sbot_docall(L, 1, 1) != LUA_OK) {
+        report(L, "sbot lab: ");
+        return 1;
+    }
+    int rc = (int)lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    return rc;
+}
+
 /* ---- version -------------------------------------------------------------- */
 
 static int cmd_version(lua_State *L, int argc, char **argv)
@@ -152,6 +179,13 @@ static const struct command commands[] = {
      "Ctrl-C stops running code, Ctrl-D leaves. History is kept in\n"
      "~/.sbot_history. Type :help at the prompt for more.\n",
      cmd_repl},
+    {"lab",
+     "lab [--servers N] [--dir DIR] [--site-out FILE] [--latency MS] [--faults SPEC]\n"
+     "                [--seed N] [--time-scale X] [--tgt] [--idrac 8|9] [--host ADDR]",
+     "Run simulated devices (Dell R630 iDRACs, TrueNAS when installed) on loopback\n"
+     "until Ctrl-C, and write a ready site file for them. Details: sbot lab --help\n"
+     "and docs/lab.md.\n",
+     cmd_lab},
     {"version", "version", "Print the versions of sbot, Lua, libcurl and OpenSSL.\n", cmd_version},
     {"help", "help [COMMAND]", "Print the list of commands, or describe one.\n", cmd_help},
     {NULL, NULL, NULL, NULL}};

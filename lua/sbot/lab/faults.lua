@@ -1,0 +1,145 @@
+--- Fault injection for sbot lab: parse `--faults` specs and decide, per
+-- request, deterministically under a seed, whether a device misbehaves.
+--
+-- Spec: "DEVICE:key=value,key=value;DEVICE:..." e.g.
+--   "idrac:503=0.1,reset=0.05;truenas:drop=0.05"
+-- DEVICE is a device kind ("idrac", "truenas", ...) or "*" for every kind.
+-- Keys (rates are probabilities 0..1 per request or message):
+--   503      answer 503 (device-specific body)
+--   reset    close the connection without an answer
+--   latency  extra delay in milliseconds: "200" or a range "100-300"
+--   drop     (WebSocket devices) drop a message without answering
+--   jobfail  (iDRAC) a configuration job ends Failed
+local M = {}
+
+local KEYS = {
+  ["503"] = "rate", reset = "rate", drop = "rate", jobfail = "rate", latency = "ms",
+}
+
+--- A deterministic generator of floats in [0, 1) (xorshift64*, seeded by
+-- splitmix64 of the seed and a stream name).
+function M.rng(seed, stream)
+  local h = math.tointeger(seed) or 0
+  for i = 1, #(stream or "") do
+    h = (h * 31 + stream:byte(i)) & 0x7fffffffffffffff
+  end
+  local z = h + 0x1E3779B97F4A7C15
+  z = (z ~ (z >> 30)) * 0x3F58476D1CE4E5B9
+  z = (z ~ (z >> 27)) * 0x14D049BB133111EB
+  local x = z ~ (z >> 31)
+  if x == 0 then x = 0x2545F4914F6CDD1D end
+  return function()
+    x = x ~ (x >> 12)
+    x = x ~ (x << 25)
+    x = x ~ (x >> 27)
+    local r = x * 0x2545F4914F6CDD1D
+    return ((r >> 11) & ((1 << 53) - 1)) / 9007199254740992.0
+  end
+end
+
+local function parse_value(key, value, where)
+  local kind = KEYS[key]
+  if not kind then
+    local known = {}
+    for k in pairs(KEYS) do known[#known + 1] = k end
+    table.sort(known)
+    error(string.format("%s: unknown fault '%s' (known: %s)", where, key, table.concat(known, ", ")), 0)
+  end
+  if kind == "rate" then
+    local n = tonumber(value)
+    if not n or n < 0 or n > 1 then
+      error(string.format("%s: %s must be a rate between 0 and 1, got '%s'", where, key, value), 0)
+    end
+    return n
+  end
+  local lo, hi = value:match("^(%d+%.?%d*)%-(%d+%.?%d*)$")
+  lo, hi = tonumber(lo), tonumber(hi)
+  if not lo then
+    lo = tonumber(value)
+    hi = lo
+  end
+  if not lo or lo < 0 or hi < lo then
+    error(string.format("%s: latency must be milliseconds 'N' or 'MIN-MAX', got '%s'", where, value), 0)
+  end
+  return { lo, hi }
+end
+
+--- Parse a spec string into {kind = {key = value}}. Raises a message naming
+-- the part that is wrong.
+function M.parse(spec)
+  local out = {}
+  if spec == nil or spec == "" then return out end
+  for part in (spec .. ";"):gmatch("([^;]*);") do
+    part = part:match("^%s*(.-)%s*$")
+    if part ~= "" then
+      local dev, list = part:match("^([%w_%*%-]+)%s*:%s*(.*)$")
+      if not dev then
+        error(string.format("--faults: '%s' is not DEVICE:key=value,...", part), 0)
+      end
+      out[dev] = out[dev] or {}
+      for item in (list .. ","):gmatch("([^,]*),") do
+        item = item:match("^%s*(.-)%s*$")
+        if item ~= "" then
+          local k, v = item:match("^([%w_]+)%s*=%s*(.+)$")
+          if not k then
+            error(string.format("--faults: '%s' in '%s' is not key=value", item, part), 0)
+          end
+          out[dev][k] = parse_value(k, v, "--faults " .. dev)
+        end
+      end
+    end
+  end
+  return out
+end
+
+--- An injector for one device: decisions come from its own random stream so
+-- they do not depend on the other devices' traffic.
+-- opts: spec (parsed), kind, name, seed, latency_ms (global --latency)
+function M.injector(opts)
+  local spec = opts.spec or {}
+  local cfg = {}
+  for _, src in ipairs({ spec["*"] or {}, spec[opts.kind] or {}, spec[opts.name] or {} }) do
+    for k, v in pairs(src) do cfg[k] = v end
+  end
+  local rand = M.rng(opts.seed or 0, opts.name or opts.kind or "")
+  local inj = { config = cfg, counts = { requests = 0 } }
+
+  local function hit(key)
+    local rate = cfg[key]
+    if not rate or rate <= 0 then return false end
+    return rand() < rate
+  end
+
+  --- Whether the fault `key` (a rate) fires now; counts it.
+  function inj.chance(key)
+    local fired = hit(key)
+    if fired then inj.counts[key] = (inj.counts[key] or 0) + 1 end
+    return fired
+  end
+
+  --- Decide for one HTTP request: returns action ("reset", "503" or nil) and
+  -- a delay in seconds (0 for none).
+  function inj.request()
+    inj.counts.requests = inj.counts.requests + 1
+    local delay = (opts.latency_ms or 0) / 1000
+    if cfg.latency then
+      local lo, hi = cfg.latency[1], cfg.latency[2]
+      delay = delay + (lo + (hi - lo) * rand()) / 1000
+    end
+    -- always draw both so one fault's rate does not shift the other's stream
+    local r1, r2 = rand(), rand()
+    if cfg.reset and r1 < cfg.reset then
+      inj.counts.reset = (inj.counts.reset or 0) + 1
+      return "reset", delay
+    end
+    if cfg["503"] and r2 < cfg["503"] then
+      inj.counts["503"] = (inj.counts["503"] or 0) + 1
+      return "503", delay
+    end
+    return nil, delay
+  end
+
+  return inj
+end
+
+return M

@@ -1,0 +1,146 @@
+-- sbot.httpd: a real server process (tests/servers/httpd_demo.lua) driven by
+-- curl and a small WebSocket client.
+local helpers = require "helpers"
+local json = require "sbot.json"
+local httpd = require "sbot.httpd"
+
+local function curl(args)
+  local ok, code, out = helpers.sh("curl -sS --max-time 10 " .. args .. " 2>&1")
+  return ok, code, out
+end
+
+describe("sbot.httpd", function()
+  local dir, proc, ports
+  setup(function()
+    dir = helpers.tmpdir("httpd")
+    proc = helpers.spawn(string.format("%s run %s/tests/servers/httpd_demo.lua %s",
+      helpers.shquote(helpers.sbot_bin), helpers.shquote(helpers.source_dir), helpers.shquote(dir)))
+    for _ = 1, 200 do
+      local f = io.open(dir .. "/ports.json")
+      if f then ports = json.decode(f:read("a")); f:close(); break end
+      os.execute("sleep 0.05")
+    end
+    assert(ports, "demo server did not start: " .. proc:output())
+  end)
+  teardown(function() if proc then proc:stop() end end)
+
+  it("hands the handler method, path, decoded query, raw query, lower-cased headers, body and remote", function()
+    local ok, _, out = curl(string.format("-X PUT -H 'X-Thing: One' --data-binary 'some body' '%s/echo?a=1&b=x%%20y&b2'", ports.url))
+    assert.is_true(ok, out)
+    local req = assert(json.decode(out))
+    assert.are.equal("PUT", req.method)
+    assert.are.equal("/echo", req.path)
+    assert.are.equal("1", req.query.a)
+    assert.are.equal("x y", req.query.b)
+    assert.are.equal("a=1&b=x%20y&b2", req.raw_query)
+    assert.are.equal("One", req.headers["x-thing"])
+    assert.are.equal("some body", req.body)
+    assert.matches("^127%.0%.0%.1:%d+$", req.remote)
+    local _, _, head = curl(string.format("-D - -o /dev/null '%s/echo'", ports.url))
+    assert.matches("X%-Count: 7", head)
+  end)
+
+  it("answers 500 when the handler fails or returns nonsense, and keeps serving", function()
+    local _, _, out = curl(string.format("-w '%%{http_code}' -o /dev/null '%s/error'", ports.url))
+    assert.are.equal("500", out)
+    _, _, out = curl(string.format("-w '%%{http_code}' -o /dev/null '%s/badstatus'", ports.url))
+    assert.are.equal("500", out)
+    _, _, out = curl(string.format("-w '%%{http_code}' -o /dev/null '%s/nothing'", ports.url))
+    assert.are.equal("404", out)
+    assert.matches("boom from the handler", proc:output())
+    assert.matches("status %(1st result%) must be an integer", proc:output())
+  end)
+
+  it("closes the connection without an answer on httpd.reset()", function()
+    local ok, code = curl(string.format("'%s/reset'", ports.url))
+    assert.is_false(ok)
+    assert.are.equal(52, code) -- CURLE_GOT_NOTHING
+  end)
+
+  it("refuses bodies over max_body with 413", function()
+    local big = dir .. "/big"
+    helpers.write_file(big, string.rep("x", 5000))
+    local _, _, out = curl(string.format("-w '%%{http_code}' -o /dev/null --data-binary @%s '%s/echo'", big, ports.url))
+    assert.are.equal("413", out)
+  end)
+
+  it("delays a response without holding up other requests", function()
+    -- the slow request starts first and still finishes last
+    local script = string.format(
+      "(curl -s --max-time 10 '%s/slow?s=1.5' >/dev/null; echo slow >>%s/order) & sleep 0.2; " ..
+      "curl -s --max-time 10 '%s/echo' >/dev/null; echo fast >>%s/order; wait",
+      ports.url, dir, ports.url, dir)
+    helpers.sh(script)
+    assert.are.equal("fast\nslow\n", helpers.read_file(dir .. "/order"))
+  end)
+
+  it("serves TLS with the self-signed certificate and its pin", function()
+    local ok, _, out = curl(string.format("--cacert %s/cert.pem '%s/echo'", dir, ports.tls_url))
+    assert.is_true(ok, out)
+    assert.are.equal(true, json.decode(out).tls)
+    ok = curl(string.format("-k --pinnedpubkey 'sha256//%s' '%s/echo'", ports.pin, ports.tls_url))
+    assert.is_true(ok)
+    local _, code = curl(string.format("-k --pinnedpubkey 'sha256//%s' '%s/echo'",
+      ports.pin:gsub("^.", function(c) return c == "A" and "B" or "A" end), ports.tls_url))
+    assert.are.equal(90, code)
+    local _, _, openssl_pin = helpers.sh(string.format(
+      "openssl x509 -in %s/cert.pem -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64", dir))
+    assert.are.equal(ports.pin, (openssl_pin:gsub("%s+", "")))
+  end)
+
+  it("upgrades to WebSocket: coroutine style with ws:recv()", function()
+    local ok, _, out = helpers.sh(string.format("python3 %s/tests/support/wsclient.py --expect 3 ws://127.0.0.1:%d/ws-echo one two",
+      helpers.source_dir, ports.plain))
+    assert.is_true(ok, out)
+    assert.are.equal("HTTP/1.1 101 Switching Protocols\nhello /ws-echo\necho:one\necho:two\n", out)
+  end)
+
+  it("upgrades to WebSocket from a handler over TLS: callback style", function()
+    local ok, _, out = helpers.sh(string.format("python3 %s/tests/support/wsclient.py --cafile %s/cert.pem --expect 3 wss://127.0.0.1:%d/ws-callback a b bye",
+      helpers.source_dir, dir, ports.tls))
+    assert.is_true(ok, out)
+    assert.are.equal("HTTP/1.1 101 Switching Protocols\ncb1:a\ncb2:b\ncb3:bye\n", out)
+    -- a plain request to a WebSocket route gets 400
+    local _, _, code = curl(string.format("--cacert %s/cert.pem -w '%%{http_code}' -o /dev/null '%s/ws-callback'", dir, ports.tls_url))
+    assert.are.equal("400", code)
+  end)
+
+  it("stops the loop when every server is closed from a handler", function()
+    local ok = curl(string.format("'%s/quit'", ports.url))
+    assert.is_true(ok)
+    for _ = 1, 100 do
+      if not proc:alive() then break end
+      os.execute("sleep 0.05")
+    end
+    assert.is_false(proc:alive())
+    assert.matches("all servers closed", proc:output())
+    -- under the sanitizer build a leak or memory error shows up here
+    assert.is_nil(proc:output():match("Sanitizer"), proc:output())
+  end)
+end)
+
+describe("sbot.httpd in-process", function()
+  it("raises on misuse and returns nil, message on a port in use", function()
+    assert.has_error(function() httpd.listen({}) end, "httpd.listen: 'handler' must be a function, got nil")
+    assert.has_error(function() httpd.listen({ handler = print, host = "localhost" }) end,
+      "httpd.listen: host 'localhost' is not an IPv4 or IPv6 address")
+    assert.has_error(function() httpd.selfsigned({ ips = { "not-an-ip" } }) end,
+      "httpd.selfsigned: ips[1] is not a valid IP address")
+    local a = assert(httpd.listen({ handler = function() return 204 end }))
+    local b, err, code = httpd.listen({ handler = print, port = a:port() })
+    assert.is_nil(b)
+    assert.matches("cannot listen on 127.0.0.1 port " .. a:port(), err)
+    assert.are.equal("listen", code)
+    a:close()
+    a:close() -- twice is fine
+    assert.has_error(function() a:port() end, "httpd: the server is closed")
+  end)
+
+  it("makes certificates that differ each time", function()
+    local c1, c2 = httpd.selfsigned(), httpd.selfsigned({ cn = "x", dns = { "y.example" }, days = 2 })
+    assert.matches("^%-%-%-%-%-BEGIN CERTIFICATE", c1.cert)
+    assert.matches("^%-%-%-%-%-BEGIN PRIVATE KEY", c1.key)
+    assert.are_not.equal(c1.pin_sha256, c2.pin_sha256)
+    assert.are.equal(44, #c1.pin_sha256)
+  end)
+end)

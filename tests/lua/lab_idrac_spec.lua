@@ -1,0 +1,392 @@
+-- sbot lab, iDRAC model: driven over HTTPS by curl against a real `sbot lab`
+-- process, the way a Redfish client would see it.
+local helpers = require "helpers"
+local labclient = require "labclient"
+
+local SYS = "/redfish/v1/Systems/System.Embedded.1"
+local MGR = "/redfish/v1/Managers/iDRAC.Embedded.1"
+
+local function wait_for(fn, timeout, what)
+  local deadline = helpers.now() + (timeout or 15)
+  while helpers.now() < deadline do
+    local v = fn()
+    if v then return v end
+    os.execute("sleep 0.05")
+  end
+  error("timed out waiting for " .. (what or "a condition"))
+end
+
+-- GET that waits out SYS518 (the iDRAC is busy right after a reset).
+local function get_ready(c, path, opts)
+  return wait_for(function()
+    local r = assert(c:get(path, opts))
+    if r.status == 503 and labclient.message_id(r) == "SYS518" then return nil end
+    return r
+  end, 20, "the iDRAC to be ready for " .. path)
+end
+
+describe("sbot lab iDRAC 8", function()
+  local lab
+  setup(function()
+    lab = labclient.start_lab({ "--servers", "6", "--time-scale", "0.4", "--seed", "3" })
+  end)
+  teardown(function() if lab then lab.stop() end end)
+
+  it("writes a site file whose entries reach each BMC with its pinned certificate", function()
+    assert.are.equal(6, #lab.site.servers)
+    local s1 = lab.site.servers[1]
+    assert.are.equal("root", s1.idrac.user)
+    assert.are.equal(lab.info.devices["idrac-1"].port, tonumber(s1.idrac.host:match(":(%d+)$")))
+    -- the pin is the SHA-256 of the certificate's public key, as openssl computes it
+    local ok, _, pin = helpers.sh(string.format(
+      "openssl x509 -in %s -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64",
+      helpers.shquote(lab.info.devices["idrac-1"].cert_file)))
+    assert.is_true(ok)
+    assert.are.equal(s1.idrac.tls.pin_sha256, (pin:gsub("%s+", "")))
+    -- the right pin connects (chain not checked: only the pin), a wrong one fails
+    local good = labclient.new({ base = "https://" .. s1.idrac.host, pin = s1.idrac.tls.pin_sha256, insecure = true })
+    assert.are.equal(200, assert(good:get("/redfish/v1")).status)
+    local wrong = labclient.new({ base = "https://" .. s1.idrac.host, pin = lab.site.servers[2].idrac.tls.pin_sha256,
+      insecure = true })
+    local r, err, code = wrong:get("/redfish/v1")
+    assert.is_nil(r)
+    assert.are.equal(90, code, err) -- CURLE_SSL_PINNEDPUBKEYNOTMATCH
+    -- and without -k the certificate chain verifies against the written PEM
+    local strict = labclient.new({ base = "https://" .. s1.idrac.host, cacert = lab.info.devices["idrac-1"].cert_file })
+    assert.are.equal(200, assert(strict:get("/redfish/v1")).status)
+  end)
+
+  it("allows 8 sessions, answers the 9th with 503 RAC0218, and frees a slot on DELETE", function()
+    local root = assert(lab.client("idrac-1"):get("/redfish/v1"))
+    local sessions = root.json.Links.Sessions["@odata.id"]
+    assert.are.equal("/redfish/v1/Sessions", sessions)
+    local clients = {}
+    for i = 1, 8 do
+      local c = lab.client("idrac-1")
+      local r = assert(c:login(sessions))
+      assert.are.equal(201, r.status, r.body)
+      assert.is_truthy(r.headers["x-auth-token"])
+      assert.matches("^/redfish/v1/Sessions/%d+$", r.headers["location"])
+      clients[i] = c
+    end
+    local ninth = lab.client("idrac-1")
+    local r = assert(ninth:login(sessions))
+    assert.are.equal(503, r.status)
+    assert.are.equal("RAC0218", labclient.message_id(r))
+    -- tokens work, and a deleted session frees a slot
+    assert.are.equal(200, assert(clients[1]:get(SYS)).status)
+    assert.are.equal(200, assert(clients[1]:logout()).status)
+    assert.are.equal(401, assert(clients[1]:get(SYS, { auth = "none" })).status)
+    assert.are.equal(201, assert(ninth:login(sessions)).status)
+    for i = 2, 8 do clients[i]:logout() end
+    ninth:logout()
+    -- Basic auth also works; wrong credentials and no credentials get 401
+    local c = lab.client("idrac-1")
+    assert.are.equal(200, assert(c:get(SYS, { auth = "basic" })).status)
+    c.password = "wrong"
+    assert.are.equal(401, assert(c:get(SYS, { auth = "basic" })).status)
+    assert.are.equal(401, assert(c:login(sessions)).status)
+    assert.are.equal(401, assert(c:get(SYS, { auth = "none" })).status)
+    -- iDRAC 8 does not take logins at the DMTF path
+    local d = lab.client("idrac-1")
+    assert.are.equal(405, assert(d:login("/redfish/v1/SessionService/Sessions")).status)
+  end)
+
+  it("answers a PATCH with a stale If-Match with 412", function()
+    local c = lab.client("idrac-2")
+    local settings = SYS .. "/Bios/Settings"
+    local r1 = assert(c:get(settings, { auth = "basic" }))
+    local etag1 = r1.headers["etag"]
+    assert.is_truthy(etag1)
+    local p = assert(c:request("PATCH", settings, { auth = "basic", headers = { ["If-Match"] = etag1 },
+      body = { Attributes = { ProcVirtualization = "Disabled" } } }))
+    assert.are.equal(200, p.status, p.body)
+    local etag2 = assert(c:get(settings, { auth = "basic" })).headers["etag"]
+    assert.are_not.equal(etag1, etag2)
+    local stale = assert(c:request("PATCH", settings, { auth = "basic", headers = { ["If-Match"] = etag1 },
+      body = { Attributes = { ProcVirtualization = "Enabled" } } }))
+    assert.are.equal(412, stale.status)
+    assert.is_truthy(stale.json.error)
+    local fresh = assert(c:request("PATCH", settings, { auth = "basic", headers = { ["If-Match"] = etag2 },
+      body = { Attributes = { ProcVirtualization = "Enabled" } } }))
+    assert.are.equal(200, fresh.status)
+  end)
+
+  it("keeps values pending until a job runs at the next reset, then makes them current", function()
+    local c = lab.client("idrac-3")
+    assert.are.equal(201, assert(c:login()).status)
+    -- nothing pending: no job
+    local none = assert(c:request("POST", MGR .. "/Jobs", { body = { TargetSettingsURI = SYS .. "/Bios/Settings" } }))
+    assert.are.equal(400, none.status)
+    assert.are.equal("SUP0518", labclient.message_id(none))
+    -- a connection attribute is read-only until iSCSI is enabled
+    local early = assert(c:request("PATCH", SYS .. "/Bios/Settings",
+      { body = { Attributes = { IscsiDev1Con1TargetName = "iqn.2005-10.org.freenas.ctl:r630-03" } } }))
+    assert.are.equal(400, early.status)
+    local attrs = { IscsiDev1EnDis = "Enabled", IscsiDev1Con1EnDis = "Enabled",
+      IscsiDev1Con1TargetName = "iqn.2005-10.org.freenas.ctl:r630-03", IscsiDev1Con1TargetIp = "127.0.0.1",
+      IscsiDev1Con1Port = 3260, IscsiDev1Con1Lun = "0", IscsiDev1Con1TgtDhcpEnDis = "Disabled" }
+    local p = assert(c:request("PATCH", SYS .. "/Bios/Settings", { body = { Attributes = attrs } }))
+    assert.are.equal(200, p.status, p.body)
+    -- bad values and unknown attributes are refused with a Dell-style body
+    local bad = assert(c:request("PATCH", SYS .. "/Bios/Settings", { body = { Attributes = { BootMode = "Legacy" } } }))
+    assert.are.equal(400, bad.status)
+    assert.are.equal("PropertyValueNotInList", labclient.message_id(bad))
+    local unknown = assert(c:request("PATCH", SYS .. "/Bios/Settings", { body = { Attributes = { NoSuchAttr = 1 } } }))
+    assert.are.equal(400, unknown.status)
+    assert.are.equal("PropertyUnknown", labclient.message_id(unknown))
+    assert.matches("NoSuchAttr", unknown.json.error["@Message.ExtendedInfo"][1].Message)
+    -- /Bios still shows current values; /Bios/Settings the pending ones
+    assert.are.equal("Disabled", assert(c:get(SYS .. "/Bios")).json.Attributes.IscsiDev1EnDis)
+    assert.are.equal("Enabled", assert(c:get(SYS .. "/Bios/Settings")).json.Attributes.IscsiDev1EnDis)
+    -- the job
+    local j = assert(c:request("POST", MGR .. "/Jobs", { body = { TargetSettingsURI = SYS .. "/Bios/Settings" } }))
+    assert.are.equal(200, j.status, j.body)
+    local job_uri = j.headers["location"]
+    assert.matches("/Jobs/JID_%d+$", job_uri)
+    assert.are.equal("Scheduled", assert(c:get(job_uri)).json.JobState)
+    local again = assert(c:request("POST", MGR .. "/Jobs", { body = { TargetSettingsURI = SYS .. "/Bios/Settings" } }))
+    assert.are.equal(400, again.status)
+    assert.are.equal("SYS011", labclient.message_id(again))
+    assert.matches("already committed", again.json.error["@Message.ExtendedInfo"][1].Message)
+    -- no GracefulRestart on this generation; ForceRestart runs the job
+    local gr = assert(c:request("POST", SYS .. "/Actions/ComputerSystem.Reset", { body = { ResetType = "GracefulRestart" } }))
+    assert.are.equal(400, gr.status)
+    assert.are.equal("Scheduled", assert(c:get(job_uri)).json.JobState)
+    local rs = assert(c:request("POST", SYS .. "/Actions/ComputerSystem.Reset", { body = { ResetType = "ForceRestart" } }))
+    assert.are.equal(204, rs.status, rs.body)
+    local states = {}
+    local final = wait_for(function()
+      local r = get_ready(c, job_uri)
+      states[r.json.JobState] = true
+      if r.json.JobState == "Completed" or r.json.JobState == "Failed" then return r.json end
+    end, 20, "the job to finish")
+    assert.are.equal("Completed", final.JobState)
+    assert.are.equal(100, final.PercentComplete)
+    assert.are.equal("Enabled", get_ready(c, SYS .. "/Bios").json.Attributes.IscsiDev1EnDis)
+    assert.is_nil(next(get_ready(c, SYS .. "/Bios/Settings").json.Attributes))
+    -- the server booted from the iSCSI target it was given
+    local boot = wait_for(function()
+      local s = lab.state().devices["idrac-3"]
+      return type(s.last_boot) == "table" and s.last_boot
+    end, 20, "the boot")
+    assert.are.equal("iSCSI", boot.source)
+    assert.are.equal("iqn.2005-10.org.freenas.ctl:r630-03", boot.target.name)
+    assert.are.equal(0, boot.target.lun)
+    c:logout()
+  end)
+
+  it("answers 503 SYS518 for a while after a reset", function()
+    local c = lab.client("idrac-4")
+    local before = assert(c:get(SYS, { auth = "basic" }))
+    assert.are.equal(200, before.status)
+    assert.are.equal(204, assert(c:request("POST", SYS .. "/Actions/ComputerSystem.Reset",
+      { auth = "basic", body = { ResetType = "ForceRestart" } })).status)
+    local busy = assert(c:get(SYS, { auth = "basic" }))
+    assert.are.equal(503, busy.status)
+    assert.are.equal("SYS518", labclient.message_id(busy))
+    assert.is_true(lab.state().devices["idrac-4"].not_ready)
+    local r = get_ready(c, SYS, { auth = "basic" })
+    assert.are.equal(200, r.status)
+    assert.is_false(lab.state().devices["idrac-4"].not_ready)
+    -- power transitions: ForceOff, then On again
+    assert.are.equal(204, assert(c:request("POST", SYS .. "/Actions/ComputerSystem.Reset",
+      { auth = "basic", body = { ResetType = "ForceOff" } })).status)
+    assert.are.equal("Off", assert(c:get(SYS, { auth = "basic" })).json.PowerState)
+    assert.are.equal(409, assert(c:request("POST", SYS .. "/Actions/ComputerSystem.Reset",
+      { auth = "basic", body = { ResetType = "ForceOff" } })).status)
+    assert.are.equal(204, assert(c:request("POST", SYS .. "/Actions/ComputerSystem.Reset",
+      { auth = "basic", body = { ResetType = "On" } })).status)
+    assert.are.equal("On", get_ready(c, SYS, { auth = "basic" }).json.PowerState)
+  end)
+
+  it("serves NICs through NetworkInterfaces links, with pending iSCSIBoot settings", function()
+    local c = lab.client("idrac-5")
+    local sys = assert(c:get(SYS, { auth = "basic" })).json
+    local nis = assert(c:get(sys.NetworkInterfaces["@odata.id"], { auth = "basic" })).json
+    local ni = assert(c:get(nis.Members[1]["@odata.id"], { auth = "basic" })).json
+    local adapter = assert(c:get(ni.Links.NetworkAdapter["@odata.id"], { auth = "basic" })).json
+    assert.matches("^/redfish/v1/Systems/System.Embedded.1/NetworkAdapters/", adapter["@odata.id"])
+    local fns = assert(c:get(adapter.NetworkDeviceFunctions["@odata.id"], { auth = "basic" })).json
+    local fn_uri = fns.Members[1]["@odata.id"]
+    assert.matches("NIC.Integrated.1%-1%-1$", fn_uri)
+    local fn = assert(c:get(fn_uri, { auth = "basic" })).json
+    assert.matches("^%x%x:%x%x:%x%x:%x%x:%x%x:%x%x$", fn.Ethernet.MACAddress)
+    assert.is_true(fn.iSCSIBoot.TargetInfoViaDHCP)
+    local settings = fn["@Redfish.Settings"].SettingsObject["@odata.id"]
+    -- static target fields are read-only while TargetInfoViaDHCP is on
+    local ro = assert(c:request("PATCH", settings, { auth = "basic",
+      body = { iSCSIBoot = { PrimaryTargetName = "iqn.x:y" } } }))
+    assert.are.equal(400, ro.status)
+    local ok = assert(c:request("PATCH", settings, { auth = "basic",
+      body = { iSCSIBoot = { TargetInfoViaDHCP = false, PrimaryTargetName = "iqn.x:y", PrimaryLUN = 1 } } }))
+    assert.are.equal(200, ok.status, ok.body)
+    assert.are.equal("", assert(c:get(fn_uri, { auth = "basic" })).json.iSCSIBoot.PrimaryTargetName)
+    assert.are.equal("iqn.x:y", assert(c:get(settings, { auth = "basic" })).json.iSCSIBoot.PrimaryTargetName)
+    -- a bad type is refused
+    local bad = assert(c:request("PATCH", settings, { auth = "basic", body = { iSCSIBoot = { PrimaryLUN = "one" } } }))
+    assert.are.equal(400, bad.status)
+    assert.are.equal("PropertyValueTypeError", labclient.message_id(bad))
+  end)
+
+  it("supports $select and $expand=.($levels=1) as advertised", function()
+    local c = lab.client("idrac-5")
+    local root = assert(c:get("/redfish/v1")).json
+    assert.are.equal(1, root.ProtocolFeaturesSupported.ExpandQuery.MaxLevels)
+    assert.is_true(root.ProtocolFeaturesSupported.SelectQuery)
+    local sel = assert(c:get(SYS, { auth = "basic", query = "$select=PowerState,SKU" })).json
+    assert.are.equal("On", sel.PowerState)
+    assert.are.equal("LAB0005", sel.SKU)
+    assert.is_nil(sel.Boot)
+    local ex = assert(c:get("/redfish/v1/Systems", { auth = "basic", query = "$expand=.($levels=1)" })).json
+    assert.are.equal("PowerEdge R630", ex.Members[1].Model)
+    assert.are.equal(400, assert(c:get("/redfish/v1/Systems", { auth = "basic", query = "$expand=.($levels=2)" })).status)
+  end)
+
+  it("inserts and ejects virtual media and boots once from it through SCP import", function()
+    local c = lab.client("idrac-6")
+    local vm = MGR .. "/VirtualMedia/CD"
+    local ftp = assert(c:request("POST", vm .. "/Actions/VirtualMedia.InsertMedia",
+      { auth = "basic", body = { Image = "ftp://10.0.0.1/agent.iso" } }))
+    assert.are.equal(400, ftp.status)
+    assert.are.equal(204, assert(c:request("POST", vm .. "/Actions/VirtualMedia.InsertMedia",
+      { auth = "basic", body = { Image = "http://10.0.0.1/agent.iso" } })).status)
+    assert.are.equal(400, assert(c:request("POST", vm .. "/Actions/VirtualMedia.InsertMedia",
+      { auth = "basic", body = { Image = "http://10.0.0.1/other.iso" } })).status)
+    local got = assert(c:get(vm, { auth = "basic" })).json
+    assert.is_true(got.Inserted)
+    assert.are.equal("http://10.0.0.1/agent.iso", got.Image)
+    local scp = [[<SystemConfiguration><Component FQDD="iDRAC.Embedded.1">
+<Attribute Name="ServerBoot.1#BootOnce">Enabled</Attribute>
+<Attribute Name="ServerBoot.1#FirstBootDevice">VCD-DVD</Attribute>
+</Component></SystemConfiguration>]]
+    local imp = assert(c:request("POST", MGR .. "/Actions/Oem/EID_674_Manager.ImportSystemConfiguration",
+      { auth = "basic", body = { ShareParameters = { Target = "ALL" }, ImportBuffer = scp, ShutdownType = "NoReboot" } }))
+    assert.are.equal(202, imp.status, imp.body)
+    local task = imp.headers["location"]
+    local done = wait_for(function()
+      local t = get_ready(c, task, { auth = "basic" }).json
+      return (t.TaskState == "Completed" or t.TaskState == "Exception") and t
+    end, 20, "the import")
+    assert.are.equal("Completed", done.TaskState)
+    assert.are.equal(204, assert(c:request("POST", SYS .. "/Actions/ComputerSystem.Reset",
+      { auth = "basic", body = { ResetType = "ForceRestart" } })).status)
+    local boot = wait_for(function()
+      local s = lab.state().devices["idrac-6"]
+      return s.resets >= 1 and type(s.last_boot) == "table" and s.last_boot
+    end, 20, "the boot")
+    assert.are.equal("VirtualCD", boot.source)
+    assert.are.equal("http://10.0.0.1/agent.iso", boot.image)
+    assert.are.equal(204, assert(c:request("POST", vm .. "/Actions/VirtualMedia.EjectMedia", { auth = "basic", body = {} })).status)
+    assert.is_false(get_ready(c, vm, { auth = "basic" }).json.Inserted)
+    -- an unknown SCP attribute makes the job fail, naming it
+    local badscp = scp:gsub("ServerBoot.1#BootOnce", "ServerBoot.1#NoSuch")
+    local imp2 = assert(c:request("POST", MGR .. "/Actions/Oem/EID_674_Manager.ImportSystemConfiguration",
+      { auth = "basic", body = { ShareParameters = { Target = "ALL" }, ImportBuffer = badscp, ShutdownType = "NoReboot" } }))
+    local failed = wait_for(function()
+      local t = get_ready(c, imp2.headers["location"], { auth = "basic" }).json
+      return (t.TaskState == "Completed" or t.TaskState == "Exception") and t
+    end, 20, "the failing import")
+    assert.are.equal("Exception", failed.TaskState)
+    assert.matches("ServerBoot.1#NoSuch", failed.Messages[1].Message, 1, true)
+  end)
+
+  it("stops cleanly on POST /lab/stop", function()
+    local out, clean = lab.stop()
+    lab = nil
+    assert.is_true(clean, out)
+    assert.matches("sbot lab: stopped", out)
+    assert.is_nil(out:match("Sanitizer"), out)
+  end)
+end)
+
+describe("sbot lab iDRAC 9 flavour", function()
+  local lab
+  setup(function() lab = labclient.start_lab({ "--servers", "1", "--idrac", "9", "--time-scale", "0.4" }) end)
+  teardown(function() if lab then lab.stop() end end)
+
+  it("logs in at SessionService/Sessions, moves NICs under Chassis and schedules jobs from the PATCH", function()
+    local c = lab.client("idrac-1")
+    local root = assert(c:get("/redfish/v1")).json
+    assert.are.equal("1.17.0", root.RedfishVersion)
+    assert.are.equal("/redfish/v1/SessionService/Sessions", root.Links.Sessions["@odata.id"])
+    assert.are.equal(201, assert(c:login(root.Links.Sessions["@odata.id"])).status)
+    local ni = assert(c:get(SYS .. "/NetworkInterfaces/NIC.Integrated.1")).json
+    assert.matches("^/redfish/v1/Chassis/", ni.Links.NetworkAdapter["@odata.id"])
+    local p = assert(c:request("PATCH", SYS .. "/Bios/Settings", { body = {
+      ["@Redfish.SettingsApplyTime"] = { ApplyTime = "OnReset" }, Attributes = { ProcVirtualization = "Disabled" } } }))
+    assert.are.equal(202, p.status, p.body)
+    assert.matches("/Jobs/JID_%d+$", p.headers["location"])
+    local again = assert(c:request("POST", MGR .. "/Jobs", { body = { TargetSettingsURI = SYS .. "/Bios/Settings" } }))
+    assert.are.equal(400, again.status)
+    assert.matches("already committed", again.json.error["@Message.ExtendedInfo"][1].Message)
+    c:logout()
+  end)
+end)
+
+describe("sbot lab fault injection", function()
+  -- the outcome of each of N sequential requests: "ok", "503" or "reset"
+  local function outcomes(seed, n)
+    local lab = labclient.start_lab({ "--servers", "1", "--seed", tostring(seed),
+      "--faults", "idrac:503=0.2,reset=0.1" })
+    local c = lab.client("idrac-1")
+    local seq = {}
+    for i = 1, n do
+      local r, _, code = c:get("/redfish/v1")
+      if r and r.status == 200 then seq[i] = "ok"
+      elseif r and r.status == 503 then seq[i] = "503"
+      elseif not r and (code == 52 or code == 56 or code == 35) then seq[i] = "reset"
+      else seq[i] = "other:" .. tostring(r and r.status or code) end
+    end
+    local counts = lab.state().devices["idrac-1"].faults
+    lab.stop()
+    return seq, counts
+  end
+
+  it("injects 503s and resets at the configured rates, the same way for the same seed", function()
+    local n = 150
+    local a, counts = outcomes(11, n)
+    local tally = { ok = 0, ["503"] = 0, reset = 0 }
+    for _, o in ipairs(a) do tally[o] = (tally[o] or 0) + 1 end
+    assert.are.equal(n, tally.ok + tally["503"] + tally.reset, "unexpected outcomes")
+    -- reset drawn first (0.1), then 503 (0.2 of the rest): expected 15 and 27
+    assert.is_true(tally.reset >= 5 and tally.reset <= 27, "resets: " .. tally.reset)
+    assert.is_true(tally["503"] >= 13 and tally["503"] <= 43, "503s: " .. tally["503"])
+    -- the lab's own counters agree with what the client saw
+    assert.are.equal(tally.reset, counts.reset)
+    assert.are.equal(tally["503"], counts["503"])
+    local b = outcomes(11, n)
+    assert.are.same(a, b)
+    local c = outcomes(12, n)
+    assert.are_not.same(a, c)
+  end)
+
+  it("fails configuration jobs under the jobfail fault and drops their pending values", function()
+    local lab = labclient.start_lab({ "--servers", "1", "--time-scale", "0.3", "--faults", "idrac-1:jobfail=1" })
+    local c = lab.client("idrac-1")
+    assert.are.equal(200, assert(c:request("PATCH", SYS .. "/Bios/Settings",
+      { auth = "basic", body = { Attributes = { ProcVirtualization = "Disabled" } } })).status)
+    local j = assert(c:request("POST", MGR .. "/Jobs", { auth = "basic", body = { TargetSettingsURI = SYS .. "/Bios/Settings" } }))
+    assert.are.equal(200, j.status)
+    assert.are.equal(204, assert(c:request("POST", SYS .. "/Actions/ComputerSystem.Reset",
+      { auth = "basic", body = { ResetType = "ForceRestart" } })).status)
+    local job = wait_for(function()
+      local r = get_ready(c, j.headers["location"], { auth = "basic" }).json
+      return (r.JobState == "Completed" or r.JobState == "Failed") and r
+    end, 20, "the job")
+    assert.are.equal("Failed", job.JobState)
+    assert.are.equal("Enabled", get_ready(c, SYS .. "/Bios", { auth = "basic" }).json.Attributes.ProcVirtualization)
+    assert.is_nil(next(get_ready(c, SYS .. "/Bios/Settings", { auth = "basic" }).json.Attributes))
+    local out, clean = lab.stop()
+    assert.is_true(clean, out)
+  end)
+
+  it("rejects a bad fault spec naming the problem", function()
+    local r = helpers.sbot({ "lab", "--faults", "idrac:503=2" })
+    assert.are.equal(2, r.code)
+    assert.matches("503 must be a rate between 0 and 1", r.stderr)
+    r = helpers.sbot({ "lab", "--faults", "idrac:boom=0.1" })
+    assert.are.equal(2, r.code)
+    assert.matches("unknown fault 'boom'", r.stderr)
+  end)
+end)
