@@ -1294,6 +1294,26 @@ end
 function M.new(opts)
   opts = opts or {}
   local started_tgt
+  if opts.tgt == true then
+    -- `sbot lab --tgt`: a private tgtd on a free port under the lab's dir
+    local port = math.tointeger(opts.tgt_port)
+    if not port then
+      local probe_srv = assert(require("sbot.httpd").listen { host = opts.host or "127.0.0.1", port = 0,
+        handler = function() return 404 end })
+      port = probe_srv:port()
+      probe_srv:close()
+    end
+    local mopts = {}
+    for k, v in pairs(opts) do mopts[k] = v end
+    mopts.tgt = { port = port, host = opts.host or "127.0.0.1",
+                  dir = (opts.dir or os.getenv("TMPDIR") or "/tmp") .. "/tgt" }
+    opts = mopts
+  elseif opts.tgt == false then
+    local mopts = {}
+    for k, v in pairs(opts) do mopts[k] = v end
+    mopts.tgt = nil
+    opts = mopts
+  end
   if type(opts.tgt) == "table" and not opts.tgt.export then
     -- tgt options {port, dir, ...}: this device runs its own tgtd
     local terr
@@ -1334,6 +1354,7 @@ function M.new(opts)
     }
   end
   dev.inject = inject
+  dev.faults = opts.injector -- the lab's injector, when it gave one
 
   function dev.websocket(ws)
     local session = model:session()
@@ -1378,6 +1399,53 @@ function M.new(opts)
     st.rpc_messages = dev.rpc_calls
     st.rest_calls = dev.rest_calls
     return st
+  end
+
+  --- sbot lab calls this on every simulated iDRAC boot. For an iSCSI boot it
+  -- checks the target/LUN against the model and, with tgtd, logs in for real
+  -- as the server's initiator (INQUIRY + READ CAPACITY); the result goes to
+  -- boot.iscsi_login (shown in /lab/state).
+  function dev.boot_hook(boot)
+    if boot.source ~= "iSCSI" or type(boot.target) ~= "table" then return end
+    local t = boot.target
+    local login = { target = t.name, portal = tostring(t.ip) .. ":" .. tostring(t.port), lun = t.lun,
+                    initiator = t.initiator }
+    boot.iscsi_login = login
+    local target, mapping
+    for _, tg in pairs(model.state.iscsi.targets) do
+      if model:iqn(tg) == t.name then target = tg end
+    end
+    if target then
+      for _, te in pairs(model.state.iscsi.targetextents) do
+        if te.target == target.id and te.lunid == tonumber(t.lun) then mapping = te end
+      end
+    end
+    if not target then
+      login.ok, login.error = false, "no target " .. tostring(t.name) .. " on the TrueNAS model"
+      return
+    elseif not mapping then
+      login.ok, login.error = false, "target " .. t.name .. " has no LUN " .. tostring(t.lun)
+      return
+    end
+    local info = model:mapping_info(mapping)
+    login.zvol = info.zvol
+    if not model.tgt then
+      login.ok, login.checked = true, "model"
+      return
+    end
+    local ok_iscsi, iscsi = pcall(require, "sbot.iscsi")
+    if not ok_iscsi then
+      login.ok, login.error = false, "sbot.iscsi is not available: " .. tostring(iscsi)
+      return
+    end
+    local r, perr = iscsi.probe { portal = login.portal, target = t.name, lun = info.tgt_lun,
+                                  initiator = t.initiator ~= "" and t.initiator or nil, timeout = 5 }
+    login.checked = "tgt"
+    if r then
+      login.ok, login.capacity, login.inquiry = true, r.capacity, r.inquiry
+    else
+      login.ok, login.error = false, perr
+    end
   end
 
   --- Stop what the device started (its tgtd). Safe to call twice.
