@@ -1290,7 +1290,8 @@ end
 --- Build the lab device. opts: everything M.model takes, plus name
 -- ("truenas"), faults ({drop = rate}), seed, injector (an object with
 -- chance(key), from sbot.lab.faults; overrides faults/seed).
--- Returns {name, kind, model, handler, websocket, state, site_entry}.
+-- Returns {name, kind, model, handler, serve_websocket, state, site_entry,
+-- boot_hook, close}.
 function M.new(opts)
   opts = opts or {}
   local started_tgt
@@ -1356,7 +1357,10 @@ function M.new(opts)
   dev.inject = inject
   dev.faults = opts.injector -- the lab's injector, when it gave one
 
-  function dev.websocket(ws)
+  -- The JSON-RPC connection loop. Not exported as `websocket` on purpose:
+  -- sbot lab would then send every upgrade (any path) straight here, past
+  -- its fault wrapper; handler() routes the upgrade instead.
+  function dev.serve_websocket(ws)
     local session = model:session()
     while true do
       local text = ws:recv()
@@ -1369,7 +1373,7 @@ function M.new(opts)
 
   function dev.handler(req)
     if WS_PATHS[req.path] then
-      if (req.headers.upgrade or ""):lower() == "websocket" then return httpd.upgrade(dev.websocket) end
+      if (req.headers.upgrade or ""):lower() == "websocket" then return httpd.upgrade(dev.serve_websocket) end
       return json_response(400, { message = "WebSocket endpoint: send an HTTP/1.1 Upgrade: websocket request" })
     end
     if req.path == "/lab/state" and req.method == "GET" then
