@@ -20,6 +20,7 @@
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -880,8 +881,14 @@ static void server_release(struct server *srv, lua_State *L, int notify)
         return;
     lua_State *saved = srv->L;
     srv->L = L;
-    while (srv->sockets)
-        ws_free(srv->sockets, notify);
+    while (srv->sockets) {
+        struct websocket *w = srv->sockets;
+        if (w->ctx && !wslay_event_get_close_sent(w->ctx)) { /* 1001: going away */
+            wslay_event_queue_close(w->ctx, 1001, NULL, 0);
+            wslay_event_send(w->ctx); /* best effort: the socket is non-blocking */
+        }
+        ws_free(w, notify);
+    }
     /* parked connections must be resumed before the daemon stops */
     for (struct request *r = srv->delayed; r; r = r->next_delayed)
         MHD_resume_connection(r->conn);
@@ -1043,6 +1050,11 @@ static int l_listen(lua_State *L)
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, srv->key};
     }
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    /* a client that goes away mid-response must not kill the process (as
+     * libmicrohttpd's documentation asks); only a default handler is replaced */
+    struct sigaction sa_pipe;
+    if (sigaction(SIGPIPE, NULL, &sa_pipe) == 0 && sa_pipe.sa_handler == SIG_DFL)
+        signal(SIGPIPE, SIG_IGN);
     unsigned flags = MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE;
     if (cert)
         flags |= MHD_USE_TLS;

@@ -105,7 +105,31 @@ describe("sbot.httpd", function()
     assert.are.equal("400", code)
   end)
 
-  it("stops the loop when every server is closed from a handler", function()
+  it("survives a WebSocket client that vanishes without a close frame", function()
+    local ok, _, out = helpers.sh(string.format([[python3 -c '
+import socket, base64, os
+s = socket.create_connection(("127.0.0.1", %d), 5)
+key = base64.b64encode(os.urandom(16)).decode()
+s.sendall(("GET /ws-echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: " + key + "\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+print(s.recv(200).split(b"\r\n")[0].decode())
+s.close()
+']], ports.plain))
+    assert.is_true(ok, out)
+    assert.matches("101", out)
+    os.execute("sleep 0.2")
+    local ok2, _, out2 = curl(string.format("'%s/echo'", ports.url))
+    assert.is_true(ok2, out2)
+    assert.are.equal("/echo", json.decode(out2).path)
+  end)
+
+  it("stops the loop when every server is closed from a handler, closing websockets with 1001", function()
+    local client = helpers.spawn(string.format("python3 %s/tests/support/wsclient.py --expect 5 ws://127.0.0.1:%d/ws-echo hi",
+      helpers.shquote(helpers.source_dir), ports.plain))
+    for _ = 1, 100 do
+      if client:output():match("echo:hi") then break end
+      os.execute("sleep 0.05")
+    end
     local ok = curl(string.format("'%s/quit'", ports.url))
     assert.is_true(ok)
     for _ = 1, 100 do
@@ -114,6 +138,12 @@ describe("sbot.httpd", function()
     end
     assert.is_false(proc:alive())
     assert.matches("all servers closed", proc:output())
+    for _ = 1, 100 do
+      if not client:alive() then break end
+      os.execute("sleep 0.05")
+    end
+    assert.matches("echo:hi\nCLOSE 1001", client:output())
+    client:stop()
     -- under the sanitizer build a leak or memory error shows up here
     assert.is_nil(proc:output():match("Sanitizer"), proc:output())
   end)

@@ -381,6 +381,19 @@ describe("sbot lab fault injection", function()
     assert.is_true(clean, out)
   end)
 
+  it("delays one device without holding up the others", function()
+    local lab = labclient.start_lab({ "--servers", "2", "--faults", "idrac-1:latency=1500" })
+    local d1, d2 = lab.info.devices["idrac-1"], lab.info.devices["idrac-2"]
+    local order = lab.dir .. "/order"
+    helpers.sh(string.format(
+      "(curl -s --max-time 10 --cacert %s %s/redfish/v1 >/dev/null; echo slow >>%s) & sleep 0.3; " ..
+      "curl -s --max-time 10 --cacert %s %s/redfish/v1 >/dev/null; echo fast >>%s; wait",
+      helpers.shquote(d1.cert_file), d1.url, order, helpers.shquote(d2.cert_file), d2.url, order))
+    assert.are.equal("fast\nslow\n", helpers.read_file(order))
+    local out, clean = lab.stop()
+    assert.is_true(clean, out)
+  end)
+
   it("rejects a bad fault spec naming the problem", function()
     local r = helpers.sbot({ "lab", "--faults", "idrac:503=2" })
     assert.are.equal(2, r.code)

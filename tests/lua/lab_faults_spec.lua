@@ -1,0 +1,56 @@
+-- sbot.lab.faults: spec parsing and the deterministic injector (in-process).
+local faults = require "sbot.lab.faults"
+
+describe("sbot.lab.faults", function()
+  it("parses device sections, rates and latency ranges", function()
+    local spec = faults.parse(" idrac:503=0.1, reset=0.05 ,latency=100-300; truenas:drop=0.5;*:latency=20 ")
+    assert.are.same({ ["503"] = 0.1, reset = 0.05, latency = { 100, 300 } }, spec.idrac)
+    assert.are.same({ drop = 0.5 }, spec.truenas)
+    assert.are.same({ latency = { 20, 20 } }, spec["*"])
+    assert.are.same({}, faults.parse(""))
+    assert.are.same({}, faults.parse(nil))
+  end)
+
+  it("names what is wrong in a bad spec", function()
+    assert.has_error(function() faults.parse("idrac") end, "--faults: 'idrac' is not DEVICE:key=value,...")
+    assert.has_error(function() faults.parse("idrac:503") end, "--faults: '503' in 'idrac:503' is not key=value")
+    assert.has_error(function() faults.parse("idrac:503=-1") end,
+      "--faults idrac: 503 must be a rate between 0 and 1, got '-1'")
+    assert.has_error(function() faults.parse("idrac:latency=5-1") end,
+      "--faults idrac: latency must be milliseconds 'N' or 'MIN-MAX', got '5-1'")
+    assert.has_error(function() faults.parse("idrac:nope=1") end,
+      "--faults idrac: unknown fault 'nope' (known: 503, drop, jobfail, latency, reset)")
+  end)
+
+  it("gives the same decisions for the same seed and stream, others for another", function()
+    local spec = faults.parse("idrac:503=0.3,reset=0.1,latency=10-20")
+    local function run(seed, name)
+      local inj = faults.injector({ spec = spec, kind = "idrac", name = name, seed = seed, latency_ms = 5 })
+      local out = {}
+      for i = 1, 400 do
+        local action, delay = inj.request()
+        assert.is_true(delay >= 0.015 - 1e-9 and delay <= 0.025 + 1e-9)
+        out[i] = action or "ok"
+      end
+      return out, inj.counts
+    end
+    local a, counts = run(5, "idrac-1")
+    assert.are.same(a, (run(5, "idrac-1")))
+    assert.are_not.same(a, (run(6, "idrac-1")))
+    assert.are_not.same(a, (run(5, "idrac-2")))
+    assert.are.equal(400, counts.requests)
+    -- rates within a generous tolerance of 0.1 and 0.9 * 0.3 = 0.27
+    assert.is_true(counts.reset > 20 and counts.reset < 65, "resets " .. counts.reset)
+    assert.is_true(counts["503"] > 75 and counts["503"] < 145, "503s " .. counts["503"])
+  end)
+
+  it("applies '*', kind and name sections in that order, and chance() for message faults", function()
+    local spec = faults.parse("*:drop=1;truenas:drop=0;idrac-2:jobfail=1")
+    local t = faults.injector({ spec = spec, kind = "truenas", name = "truenas", seed = 1 })
+    local i2 = faults.injector({ spec = spec, kind = "idrac", name = "idrac-2", seed = 1 })
+    assert.is_false(t.chance("drop"))
+    assert.is_true(i2.chance("drop"))
+    assert.is_true(i2.chance("jobfail"))
+    assert.are.equal(1, i2.counts.jobfail)
+  end)
+end)
