@@ -216,8 +216,13 @@ static int l_probe(lua_State *L)
     int r = run_until(p->iscsi, &s, deadline);
     if (r == -1)
         return probe_fail(L, p, portal, target, lu, "login", "timed out", "timeout");
-    if (r == -2 || s.status != SCSI_STATUS_GOOD)
-        return probe_fail(L, p, portal, target, lu, "login", iscsi_get_error(p->iscsi), "login");
+    if (r == -2 || s.status != SCSI_STATUS_GOOD) {
+        const char *why = iscsi_get_error(p->iscsi);
+        /* libiscsi words a refused TCP connection as a failed reconnect */
+        if (why && strstr(why, "reconnect"))
+            why = "cannot connect to the portal (connection refused or closed before login)";
+        return probe_fail(L, p, portal, target, lu, "login", why, "login");
+    }
     p->logged_in = 1;
 
     char ebuf[256];

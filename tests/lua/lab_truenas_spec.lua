@@ -260,6 +260,14 @@ describe("TrueNAS lab with tgt", function()
     assert.are.equal("login", code)
     assert.matches("lun 1", err)
 
+    -- nothing listening: a login error naming the portal
+    local dead = helpers.free_port()
+    local none2, err2, code2 = iscsi.probe { portal = "127.0.0.1:" .. dead, target = iqn, lun = 1, timeout = 5 }
+    assert.is_nil(none2)
+    assert.are.equal("login", code2)
+    assert.matches("127.0.0.1:" .. dead, err2)
+    assert.matches("cannot connect", err2)
+
     assert.is_true(call("iscsi.targetextent.delete", { m.id }))
     ok, _, out = helpers.sh(string.format("iscsi-ls -s iscsi://127.0.0.1:%d 2>&1", tgt_port))
     assert.not_matches(iqn:gsub("%p", "%%%0"), out)
