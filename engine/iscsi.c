@@ -1,0 +1,335 @@
+/* iscsi.c: sbot.iscsi, iSCSI checks on libiscsi.
+ *
+ *   local iscsi = require "sbot.iscsi"
+ *   local r, err = iscsi.probe{portal = "127.0.0.1:3260",
+ *                              target = "iqn.2005-10.org.freenas.ctl:node1",
+ *                              lun = 0, initiator = "iqn.2024-01.lab:r630-01",
+ *                              timeout = 10}
+ *   -- r = {inquiry = {vendor, product, revision, device_type},
+ *   --      capacity = {blocks, block_size, bytes}}
+ *
+ * The probe logs in the way a booting server's initiator would (iSCSI login
+ * with the initiator's name, optional CHAP), sends INQUIRY and READ
+ * CAPACITY(16) (falling back to 10), and logs out. Everything runs on
+ * libiscsi's asynchronous API driven by poll(), so one deadline bounds the
+ * whole exchange. */
+#include "sbot.h"
+
+#include <iscsi/iscsi.h>
+#include <iscsi/scsi-lowlevel.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define DEFAULT_TIMEOUT 15.0
+
+struct step {
+    int done;
+    int status;
+    struct scsi_task *task;
+};
+
+static double now_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void on_done(struct iscsi_context *iscsi, int status, void *command_data, void *private_data)
+{
+    (void)iscsi;
+    struct step *s = private_data;
+    s->done = 1;
+    s->status = status;
+    if (command_data && !s->task)
+        s->task = command_data;
+}
+
+/* Drive the context until step is done or the deadline passes.
+ * 0 done, -1 timeout, -2 service error. */
+static int run_until(struct iscsi_context *iscsi, struct step *s, double deadline)
+{
+    while (!s->done) {
+        double left = deadline - now_mono();
+        if (left <= 0)
+            return -1;
+        struct pollfd p = {iscsi_get_fd(iscsi), (short)iscsi_which_events(iscsi), 0};
+        int ms = left > 0.2 ? 200 : (int)(left * 1000) + 1;
+        int r = poll(&p, 1, ms);
+        if (r < 0)
+            continue; /* EINTR */
+        if (iscsi_service(iscsi, r > 0 ? p.revents : 0) < 0 && !s->done)
+            return -2;
+    }
+    return 0;
+}
+
+/* Everything a probe holds, freed in one place. */
+struct probe {
+    struct iscsi_context *iscsi;
+    struct scsi_task *task;
+    int logged_in;
+};
+
+static void probe_release(struct probe *p)
+{
+    /* the context first: it cancels a task still in flight (its callback
+     * runs), after which the task is ours to free */
+    if (p->iscsi) {
+        iscsi_destroy_context(p->iscsi);
+        p->iscsi = NULL;
+    }
+    if (p->task) {
+        scsi_free_scsi_task(p->task);
+        p->task = NULL;
+    }
+}
+
+static int probe_gc(lua_State *L)
+{
+    probe_release(luaL_checkudata(L, 1, "sbot.iscsi.probe"));
+    return 0;
+}
+
+static const char *field_string(lua_State *L, int t, const char *key, int required)
+{
+    int ty = lua_getfield(L, t, key);
+    if (ty == LUA_TNIL) {
+        lua_pop(L, 1);
+        if (required)
+            luaL_error(L, "iscsi.probe: '%s' (string) is required", key);
+        return NULL;
+    }
+    if (ty != LUA_TSTRING)
+        luaL_error(L, "iscsi.probe: '%s' must be a string, got %s", key, lua_typename(L, ty));
+    const char *s = lua_tostring(L, -1);
+    lua_pop(L, 1); /* still referenced by the options table */
+    return s;
+}
+
+static void trim_copy(char *out, size_t n, const char *in)
+{
+    snprintf(out, n, "%s", in);
+    size_t l = strlen(out);
+    while (l && out[l - 1] == ' ')
+        out[--l] = '\0';
+}
+
+/* Push nil, "iscsi probe <portal> <target> lun N: <what>: <why>", code. */
+static int probe_fail(lua_State *L, struct probe *p, const char *portal, const char *target, int lun,
+                      const char *what, const char *why, const char *code)
+{
+    char msg[1024];
+    snprintf(msg, sizeof msg, "iscsi probe %s %s lun %d: %s: %s", portal, target, lun, what,
+             why && *why ? why : "unknown error");
+    probe_release(p);
+    luaL_pushfail(L);
+    sbot_log_push_redacted(L, msg, strlen(msg));
+    lua_pushstring(L, code);
+    return 3;
+}
+
+static const char *task_error(struct iscsi_context *iscsi, struct step *s, char *buf, size_t n)
+{
+    if (s->status == SCSI_STATUS_CHECK_CONDITION && s->task) {
+        snprintf(buf, n, "CHECK CONDITION, sense key %s, ascq 0x%04x",
+                 scsi_sense_key_str(s->task->sense.key), s->task->sense.ascq);
+        return buf;
+    }
+    if (s->status == SCSI_STATUS_TIMEOUT)
+        return "timed out";
+    if (s->status == SCSI_STATUS_CANCELLED)
+        return "cancelled";
+    snprintf(buf, n, "status 0x%x: %s", (unsigned)s->status, iscsi_get_error(iscsi));
+    return buf;
+}
+
+/* iscsi.probe{portal, target, lun, initiator, timeout, chap = {user, secret}} */
+static int l_probe(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    const char *portal = field_string(L, 1, "portal", 1);
+    const char *target = field_string(L, 1, "target", 1);
+    const char *initiator = field_string(L, 1, "initiator", 0);
+    if (!initiator)
+        initiator = "iqn.2024-01.org.sbot:probe";
+    lua_getfield(L, 1, "lun");
+    int isnum;
+    lua_Integer lun = lua_isnil(L, -1) ? 0 : lua_tointegerx(L, -1, &isnum);
+    if (!lua_isnil(L, -1) && (!isnum || lun < 0 || lun > 16383))
+        return luaL_error(L, "iscsi.probe: 'lun' must be an integer 0..16383");
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "timeout");
+    double timeout = lua_isnil(L, -1) ? DEFAULT_TIMEOUT : lua_tonumber(L, -1);
+    if (!lua_isnil(L, -1) && (!lua_isnumber(L, -1) || timeout <= 0))
+        return luaL_error(L, "iscsi.probe: 'timeout' must be a positive number of seconds");
+    lua_pop(L, 1);
+    const char *chap_user = NULL, *chap_secret = NULL;
+    int ct = lua_getfield(L, 1, "chap");
+    if (ct == LUA_TTABLE) {
+        int t = lua_gettop(L);
+        chap_user = field_string(L, t, "user", 1);
+        if (lua_getfield(L, t, "secret") != LUA_TSTRING) {
+            /* a secret object: reveal() it */
+            if (!lua_isnil(L, -1) && luaL_getmetafield(L, -1, "__name") != LUA_TNIL) {
+                lua_pop(L, 1);
+                lua_getfield(L, -1, "reveal");
+                lua_pushvalue(L, -2);
+                lua_call(L, 1, 1);
+            }
+            if (lua_type(L, -1) != LUA_TSTRING)
+                return luaL_error(L, "iscsi.probe: chap.secret must be a string or a secret");
+        }
+        chap_secret = lua_tostring(L, -1); /* left on the stack */
+    } else if (ct != LUA_TNIL) {
+        return luaL_error(L, "iscsi.probe: 'chap' must be a table {user, secret}");
+    }
+    if (!strchr(portal, ':'))
+        return luaL_error(L, "iscsi.probe: portal '%s' must be HOST:PORT", portal);
+
+    struct probe *p = lua_newuserdatauv(L, sizeof *p, 0);
+    memset(p, 0, sizeof *p);
+    if (luaL_newmetatable(L, "sbot.iscsi.probe")) {
+        lua_pushcfunction(L, probe_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    int lu = (int)lun;
+    double deadline = now_mono() + timeout;
+
+    p->iscsi = iscsi_create_context(initiator);
+    if (!p->iscsi)
+        return probe_fail(L, p, portal, target, lu, "setup", "cannot create an iSCSI context", "nomem");
+    iscsi_set_targetname(p->iscsi, target);
+    iscsi_set_session_type(p->iscsi, ISCSI_SESSION_NORMAL);
+    iscsi_set_header_digest(p->iscsi, ISCSI_HEADER_DIGEST_NONE_CRC32C);
+    iscsi_set_timeout(p->iscsi, (int)(timeout + 0.999));
+    if (chap_user && iscsi_set_initiator_username_pwd(p->iscsi, chap_user, chap_secret) != 0)
+        return probe_fail(L, p, portal, target, lu, "CHAP setup", iscsi_get_error(p->iscsi), "setup");
+
+    struct step s = {0, 0, NULL};
+    if (iscsi_full_connect_async(p->iscsi, portal, lu, on_done, &s) != 0)
+        return probe_fail(L, p, portal, target, lu, "connect", iscsi_get_error(p->iscsi), "connect");
+    int r = run_until(p->iscsi, &s, deadline);
+    if (r == -1)
+        return probe_fail(L, p, portal, target, lu, "login", "timed out", "timeout");
+    if (r == -2 || s.status != SCSI_STATUS_GOOD) {
+        const char *why = iscsi_get_error(p->iscsi);
+        /* libiscsi words a refused TCP connection as a failed reconnect */
+        if (why && strstr(why, "reconnect"))
+            why = "cannot connect to the portal (connection refused or closed before login)";
+        return probe_fail(L, p, portal, target, lu, "login", why, "login");
+    }
+    p->logged_in = 1;
+
+    char ebuf[256];
+    /* INQUIRY (standard data) */
+    struct step si = {0, 0, NULL};
+    p->task = iscsi_inquiry_task(p->iscsi, lu, 0, 0, 255, on_done, &si);
+    if (!p->task)
+        return probe_fail(L, p, portal, target, lu, "INQUIRY", iscsi_get_error(p->iscsi), "scsi");
+    si.task = p->task;
+    r = run_until(p->iscsi, &si, deadline);
+    if (r == -1)
+        return probe_fail(L, p, portal, target, lu, "INQUIRY", "timed out", "timeout");
+    if (r == -2 || si.status != SCSI_STATUS_GOOD)
+        return probe_fail(L, p, portal, target, lu, "INQUIRY", task_error(p->iscsi, &si, ebuf, sizeof ebuf),
+                          "scsi");
+    struct scsi_inquiry_standard *inq = scsi_datain_unmarshall(p->task);
+    if (!inq)
+        return probe_fail(L, p, portal, target, lu, "INQUIRY", "cannot decode the reply", "scsi");
+    char vendor[16], product[24], revision[8];
+    trim_copy(vendor, sizeof vendor, inq->vendor_identification);
+    trim_copy(product, sizeof product, inq->product_identification);
+    trim_copy(revision, sizeof revision, inq->product_revision_level);
+    int qualifier = inq->qualifier, device_type = inq->device_type;
+    scsi_free_scsi_task(p->task);
+    p->task = NULL;
+    if (qualifier != 0)
+        return probe_fail(L, p, portal, target, lu, "INQUIRY", "no logical unit at this LUN (peripheral qualifier != 0)",
+                          "nolun");
+
+    /* READ CAPACITY(16), then (10) for devices that do not know 16 */
+    uint64_t blocks = 0;
+    uint32_t block_size = 0;
+    struct step sc = {0, 0, NULL};
+    p->task = iscsi_readcapacity16_task(p->iscsi, lu, on_done, &sc);
+    if (!p->task)
+        return probe_fail(L, p, portal, target, lu, "READ CAPACITY", iscsi_get_error(p->iscsi), "scsi");
+    sc.task = p->task;
+    r = run_until(p->iscsi, &sc, deadline);
+    if (r == -1)
+        return probe_fail(L, p, portal, target, lu, "READ CAPACITY(16)", "timed out", "timeout");
+    if (r == 0 && sc.status == SCSI_STATUS_GOOD) {
+        struct scsi_readcapacity16 *rc = scsi_datain_unmarshall(p->task);
+        if (!rc)
+            return probe_fail(L, p, portal, target, lu, "READ CAPACITY(16)", "cannot decode the reply", "scsi");
+        blocks = rc->returned_lba + 1;
+        block_size = rc->block_length;
+    } else {
+        scsi_free_scsi_task(p->task);
+        p->task = NULL;
+        struct step s10 = {0, 0, NULL};
+        p->task = iscsi_readcapacity10_task(p->iscsi, lu, 0, 0, on_done, &s10);
+        if (!p->task)
+            return probe_fail(L, p, portal, target, lu, "READ CAPACITY(10)", iscsi_get_error(p->iscsi), "scsi");
+        s10.task = p->task;
+        r = run_until(p->iscsi, &s10, deadline);
+        if (r == -1)
+            return probe_fail(L, p, portal, target, lu, "READ CAPACITY(10)", "timed out", "timeout");
+        if (r == -2 || s10.status != SCSI_STATUS_GOOD)
+            return probe_fail(L, p, portal, target, lu, "READ CAPACITY(10)",
+                              task_error(p->iscsi, &s10, ebuf, sizeof ebuf), "scsi");
+        struct scsi_readcapacity10 *rc = scsi_datain_unmarshall(p->task);
+        if (!rc)
+            return probe_fail(L, p, portal, target, lu, "READ CAPACITY(10)", "cannot decode the reply", "scsi");
+        blocks = (uint64_t)rc->lba + 1;
+        block_size = rc->block_size;
+    }
+    scsi_free_scsi_task(p->task);
+    p->task = NULL;
+
+    /* log out politely (bounded); the result does not change the probe's */
+    struct step so = {0, 0, NULL};
+    if (iscsi_logout_async(p->iscsi, on_done, &so) == 0)
+        run_until(p->iscsi, &so, now_mono() + 2.0 < deadline ? now_mono() + 2.0 : deadline);
+    probe_release(p);
+
+    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, vendor);
+    lua_setfield(L, -2, "vendor");
+    lua_pushstring(L, product);
+    lua_setfield(L, -2, "product");
+    lua_pushstring(L, revision);
+    lua_setfield(L, -2, "revision");
+    lua_pushinteger(L, device_type);
+    lua_setfield(L, -2, "device_type");
+    lua_setfield(L, -2, "inquiry");
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, (lua_Integer)blocks);
+    lua_setfield(L, -2, "blocks");
+    lua_pushinteger(L, (lua_Integer)block_size);
+    lua_setfield(L, -2, "block_size");
+    lua_pushinteger(L, (lua_Integer)(blocks * block_size));
+    lua_setfield(L, -2, "bytes");
+    lua_setfield(L, -2, "capacity");
+    lua_pushstring(L, portal);
+    lua_setfield(L, -2, "portal");
+    lua_pushstring(L, target);
+    lua_setfield(L, -2, "target");
+    lua_pushinteger(L, lun);
+    lua_setfield(L, -2, "lun");
+    return 1;
+}
+
+static const luaL_Reg funcs[] = {{"probe", l_probe}, {NULL, NULL}};
+
+int luaopen_sbot_iscsi(lua_State *L)
+{
+    luaL_newlib(L, funcs);
+    return 1;
+}

@@ -1,0 +1,1116 @@
+/* ws.c: sbot.ws, a WebSocket client (RFC 6455) on wslay over a TCP socket,
+ * with TLS through OpenSSL.
+ *
+ *   local ws = require "sbot.ws"
+ *   local c <close> = assert(ws.connect("wss://nas/api/current",
+ *                              {tls = {ca_file = "ca.pem"}, timeout = 10}))
+ *   c:send('{"jsonrpc":"2.0","id":1,"method":"core.ping"}')
+ *   local text, err, code = c:recv(5)
+ *
+ * Every wait (connect, TLS handshake, HTTP upgrade, send, recv) is bounded by
+ * a timeout. TLS verification is on by default; a CA file or a pinned
+ * public-key SHA-256 handles self-signed servers, and `insecure = true` must
+ * be asked for (and is logged). The connection object owns every resource;
+ * it is created closed before anything is acquired, so a failure at any
+ * step leaks nothing, and __gc/__close share one release function. */
+#include "sbot.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <wslay/wslay.h>
+
+#define WS_CONN_MT "sbot.ws.conn"
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define MAX_HEADER_BYTES 16384
+#define DEFAULT_TIMEOUT 30.0
+#define DEFAULT_MAX_MESSAGE (64u * 1024u * 1024u)
+
+struct msg {
+    struct msg *next;
+    size_t len;
+    int binary;
+    char data[];
+};
+
+struct conn {
+    int fd;
+    SSL_CTX *ssl_ctx;
+    SSL *ssl;
+    wslay_event_context_ptr ctx;
+    char *pending; /* bytes read past the HTTP response, for wslay */
+    size_t pending_len, pending_off;
+    struct msg *head, *tail;
+    int closed_by_peer;
+    int close_status;
+    int io_error; /* last transport error (errno or -1 for TLS) */
+    char io_msg[160];
+    char url[512];
+};
+
+static double now_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- release ------------------------------------------------------------- */
+
+static void conn_release(struct conn *c)
+{
+    if (c->ctx) {
+        wslay_event_context_free(c->ctx);
+        c->ctx = NULL;
+    }
+    if (c->ssl) {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
+    if (c->ssl_ctx) {
+        SSL_CTX_free(c->ssl_ctx);
+        c->ssl_ctx = NULL;
+    }
+    if (c->fd >= 0) {
+        close(c->fd);
+        c->fd = -1;
+    }
+    free(c->pending);
+    c->pending = NULL;
+    c->pending_len = c->pending_off = 0;
+    while (c->head) {
+        struct msg *m = c->head;
+        c->head = m->next;
+        free(m);
+    }
+    c->tail = NULL;
+}
+
+/* ---- transport: plain or TLS, non-blocking --------------------------------- */
+
+/* Wait until fd is ready for events or the deadline passes.
+ * 1 ready, 0 timeout, -1 error. */
+static int wait_fd(int fd, short events, double deadline)
+{
+    for (;;) {
+        double left = deadline - now_mono();
+        if (left <= 0)
+            return 0;
+        struct pollfd p = {fd, events, 0};
+        int ms = (int)(left * 1000.0) + 1;
+        int r = poll(&p, 1, ms);
+        if (r > 0)
+            return 1;
+        if (r == 0)
+            continue;
+        if (errno != EINTR)
+            return -1;
+    }
+}
+
+enum { IO_OK = 0, IO_WANT_READ, IO_WANT_WRITE, IO_EOF, IO_ERR };
+
+static void set_io_error(struct conn *c, const char *what)
+{
+    unsigned long e = ERR_get_error();
+    if (e) {
+        char buf[120];
+        ERR_error_string_n(e, buf, sizeof buf);
+        snprintf(c->io_msg, sizeof c->io_msg, "%s: %s", what, buf);
+        ERR_clear_error();
+    } else {
+        snprintf(c->io_msg, sizeof c->io_msg, "%s: %s", what, errno ? strerror(errno) : "connection lost");
+    }
+}
+
+static int tr_read(struct conn *c, void *buf, size_t len, size_t *got)
+{
+    *got = 0;
+    if (c->ssl) {
+        ERR_clear_error();
+        int n = SSL_read(c->ssl, buf, (int)(len > 1 << 30 ? 1 << 30 : len));
+        if (n > 0) {
+            *got = (size_t)n;
+            return IO_OK;
+        }
+        int e = SSL_get_error(c->ssl, n);
+        if (e == SSL_ERROR_WANT_READ)
+            return IO_WANT_READ;
+        if (e == SSL_ERROR_WANT_WRITE)
+            return IO_WANT_WRITE;
+        if (e == SSL_ERROR_ZERO_RETURN)
+            return IO_EOF;
+        if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && errno == 0)
+            return IO_EOF;
+        set_io_error(c, "TLS read");
+        return IO_ERR;
+    }
+    ssize_t n = recv(c->fd, buf, len, 0);
+    if (n > 0) {
+        *got = (size_t)n;
+        return IO_OK;
+    }
+    if (n == 0)
+        return IO_EOF;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        return IO_WANT_READ;
+    set_io_error(c, "recv");
+    return IO_ERR;
+}
+
+static int tr_write(struct conn *c, const void *buf, size_t len, size_t *sent)
+{
+    *sent = 0;
+    if (c->ssl) {
+        ERR_clear_error();
+        int n = SSL_write(c->ssl, buf, (int)(len > 1 << 30 ? 1 << 30 : len));
+        if (n > 0) {
+            *sent = (size_t)n;
+            return IO_OK;
+        }
+        int e = SSL_get_error(c->ssl, n);
+        if (e == SSL_ERROR_WANT_READ)
+            return IO_WANT_READ;
+        if (e == SSL_ERROR_WANT_WRITE)
+            return IO_WANT_WRITE;
+        set_io_error(c, "TLS write");
+        return IO_ERR;
+    }
+    ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
+    if (n >= 0) {
+        *sent = (size_t)n;
+        return IO_OK;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        return IO_WANT_WRITE;
+    set_io_error(c, "send");
+    return IO_ERR;
+}
+
+/* Write everything before the deadline. 0 ok, -1 error (c->io_msg), -2 timeout. */
+static int write_all(struct conn *c, const char *buf, size_t len, double deadline)
+{
+    size_t off = 0;
+    while (off < len) {
+        size_t n;
+        int r = tr_write(c, buf + off, len - off, &n);
+        if (r == IO_OK) {
+            off += n;
+            continue;
+        }
+        if (r == IO_ERR)
+            return -1;
+        int w = wait_fd(c->fd, r == IO_WANT_READ ? POLLIN : POLLOUT, deadline);
+        if (w == 0)
+            return -2;
+        if (w < 0) {
+            set_io_error(c, "poll");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- wslay callbacks --------------------------------------------------------- */
+
+static ssize_t cb_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
+{
+    (void)flags;
+    struct conn *c = user;
+    if (c->pending && c->pending_off < c->pending_len) {
+        size_t n = c->pending_len - c->pending_off;
+        if (n > len)
+            n = len;
+        memcpy(buf, c->pending + c->pending_off, n);
+        c->pending_off += n;
+        return (ssize_t)n;
+    }
+    size_t got;
+    int r = tr_read(c, buf, len, &got);
+    if (r == IO_OK)
+        return (ssize_t)got;
+    if (r == IO_WANT_READ || r == IO_WANT_WRITE) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    if (r == IO_EOF) {
+        c->closed_by_peer = 1;
+        snprintf(c->io_msg, sizeof c->io_msg, "connection closed by the server");
+    }
+    wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+    return -1;
+}
+
+static ssize_t cb_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+                       void *user)
+{
+    (void)flags;
+    struct conn *c = user;
+    size_t sent;
+    int r = tr_write(c, data, len, &sent);
+    if (r == IO_OK)
+        return (ssize_t)sent;
+    if (r == IO_WANT_READ || r == IO_WANT_WRITE) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+    return -1;
+}
+
+static int cb_genmask(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *user)
+{
+    (void)user;
+    if (RAND_bytes(buf, (int)len) != 1) {
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    return 0;
+}
+
+static void cb_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg, void *user)
+{
+    (void)ctx;
+    struct conn *c = user;
+    if (arg->opcode == WSLAY_CONNECTION_CLOSE) {
+        c->closed_by_peer = 1;
+        c->close_status = arg->status_code;
+        return;
+    }
+    if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME)
+        return; /* ping/pong: wslay answers pings itself */
+    struct msg *m = malloc(sizeof *m + arg->msg_length + 1);
+    if (!m) {
+        c->io_error = ENOMEM;
+        snprintf(c->io_msg, sizeof c->io_msg, "out of memory for a %zu-byte message", arg->msg_length);
+        return;
+    }
+    m->next = NULL;
+    m->len = arg->msg_length;
+    m->binary = arg->opcode == WSLAY_BINARY_FRAME;
+    memcpy(m->data, arg->msg, arg->msg_length);
+    m->data[arg->msg_length] = '\0';
+    if (c->tail)
+        c->tail->next = m;
+    else
+        c->head = m;
+    c->tail = m;
+}
+
+static const struct wslay_event_callbacks callbacks = {cb_recv, cb_send, cb_genmask, NULL, NULL,
+                                                       NULL, cb_msg};
+
+/* Send what wslay has queued. 0 ok, -1 error, -2 timeout. */
+static int flush(struct conn *c, double deadline)
+{
+    while (wslay_event_want_write(c->ctx)) {
+        if (wslay_event_send(c->ctx) != 0) {
+            if (!c->io_msg[0])
+                snprintf(c->io_msg, sizeof c->io_msg, "websocket send failed");
+            return -1;
+        }
+        if (!wslay_event_want_write(c->ctx))
+            break;
+        int w = wait_fd(c->fd, POLLOUT, deadline);
+        if (w == 0)
+            return -2;
+        if (w < 0) {
+            set_io_error(c, "poll");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- URL, TLS options, connect ------------------------------------------------- */
+
+struct url {
+    int tls;
+    char host[256];
+    char port[8];
+    char path[1024];
+};
+
+static int parse_url(const char *s, struct url *u, char *err, size_t errlen)
+{
+    const char *p;
+    if (strncasecmp(s, "ws://", 5) == 0) {
+        u->tls = 0;
+        p = s + 5;
+    } else if (strncasecmp(s, "wss://", 6) == 0) {
+        u->tls = 1;
+        p = s + 6;
+    } else {
+        snprintf(err, errlen, "ws.connect: URL '%s' must start with ws:// or wss://", s);
+        return -1;
+    }
+    const char *host_end;
+    const char *host = p;
+    if (*p == '[') {
+        host = p + 1;
+        host_end = strchr(p, ']');
+        if (!host_end) {
+            snprintf(err, errlen, "ws.connect: URL '%s': unterminated [IPv6] host", s);
+            return -1;
+        }
+        p = host_end + 1;
+    } else {
+        host_end = p + strcspn(p, ":/?#");
+        p = host_end;
+    }
+    size_t hl = (size_t)(host_end - host);
+    if (hl == 0 || hl >= sizeof u->host) {
+        snprintf(err, errlen, "ws.connect: URL '%s' has no usable host", s);
+        return -1;
+    }
+    memcpy(u->host, host, hl);
+    u->host[hl] = '\0';
+    snprintf(u->port, sizeof u->port, "%s", u->tls ? "443" : "80");
+    if (*p == ':') {
+        p++;
+        size_t pl = strspn(p, "0123456789");
+        long port = pl ? strtol(p, NULL, 10) : 0;
+        if (pl == 0 || pl > 5 || port < 1 || port > 65535) {
+            snprintf(err, errlen, "ws.connect: URL '%s' has a bad port", s);
+            return -1;
+        }
+        snprintf(u->port, sizeof u->port, "%ld", port);
+        p += pl;
+    }
+    if (*p == '\0' || *p == '?' || *p == '#') {
+        snprintf(u->path, sizeof u->path, "/%.*s", (int)strcspn(p, "#"), p);
+    } else if (*p == '/') {
+        size_t pl = strcspn(p, "#");
+        if (pl >= sizeof u->path) {
+            snprintf(err, errlen, "ws.connect: URL path is too long");
+            return -1;
+        }
+        memcpy(u->path, p, pl);
+        u->path[pl] = '\0';
+    } else {
+        snprintf(err, errlen, "ws.connect: URL '%s' is malformed after the host", s);
+        return -1;
+    }
+    for (const char *q = u->path; *q; q++) {
+        if ((unsigned char)*q <= ' ' || *q == 0x7f) {
+            snprintf(err, errlen, "ws.connect: URL '%s' has a control character or space in its path", s);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Non-blocking connect to host:port before the deadline. */
+static int tcp_connect(struct conn *c, const struct url *u, double deadline, char *err, size_t errlen)
+{
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    int gai = getaddrinfo(u->host, u->port, &hints, &res);
+    if (gai != 0) {
+        snprintf(err, errlen, "cannot resolve %s: %s", u->host, gai_strerror(gai));
+        return -1;
+    }
+    int last = 0, timed_out = 0;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+        if (fd < 0) {
+            last = errno;
+            continue;
+        }
+        int r = connect(fd, ai->ai_addr, ai->ai_addrlen);
+        if (r != 0 && errno == EINPROGRESS) {
+            int w = wait_fd(fd, POLLOUT, deadline);
+            if (w == 1) {
+                int soerr = 0;
+                socklen_t sl = sizeof soerr;
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+                r = soerr ? -1 : 0;
+                errno = soerr;
+            } else {
+                if (w == 0)
+                    timed_out = 1;
+                r = -1;
+                errno = w == 0 ? ETIMEDOUT : errno;
+            }
+        }
+        if (r == 0) {
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            c->fd = fd;
+            freeaddrinfo(res);
+            return 0;
+        }
+        last = errno;
+        close(fd);
+        if (timed_out)
+            break;
+    }
+    freeaddrinfo(res);
+    if (timed_out)
+        snprintf(err, errlen, "connect to %s port %s timed out", u->host, u->port);
+    else
+        snprintf(err, errlen, "connect to %s port %s failed: %s", u->host, u->port, strerror(last));
+    return -1;
+}
+
+struct tls_opts {
+    const char *ca_file;
+    const char *pin; /* "sha256//base64" or hex */
+    const char *server_name;
+    int insecure;
+};
+
+static int hexval(int ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* Decode a pin ("sha256//<base64>" as curl takes it, or 64 hex digits with
+ * optional colons) into 32 bytes. */
+static int decode_pin(const char *pin, unsigned char out[32])
+{
+    if (strncmp(pin, "sha256//", 8) == 0) {
+        const char *b64 = pin + 8;
+        size_t n = strlen(b64);
+        if (n != 44)
+            return -1;
+        unsigned char tmp[36];
+        int len = EVP_DecodeBlock(tmp, (const unsigned char *)b64, (int)n);
+        if (len != 33) /* 32 bytes + one padding byte counted by DecodeBlock */
+            return -1;
+        memcpy(out, tmp, 32);
+        return 0;
+    }
+    size_t plen = strlen(pin);
+    if (plen == 44 && pin[43] == '=') { /* bare base64, as httpd.selfsigned gives it */
+        unsigned char tmp[36];
+        if (EVP_DecodeBlock(tmp, (const unsigned char *)pin, 44) != 33)
+            return -1;
+        memcpy(out, tmp, 32);
+        return 0;
+    }
+    size_t k = 0;
+    for (const char *p = pin; *p; p++) {
+        if (*p == ':')
+            continue;
+        int hi = hexval(p[0]);
+        int lo = p[1] ? hexval(p[1]) : -1;
+        if (hi < 0 || lo < 0 || k >= 32)
+            return -1;
+        out[k++] = (unsigned char)(hi << 4 | lo);
+        p++;
+    }
+    return k == 32 ? 0 : -1;
+}
+
+static int tls_start(lua_State *L, struct conn *c, const struct url *u, const struct tls_opts *t,
+                     double deadline, char *err, size_t errlen)
+{
+    unsigned char pin[32];
+    if (t->pin && decode_pin(t->pin, pin) != 0) {
+        snprintf(err, errlen, "tls.pin_sha256 '%s' is not sha256//<base64>, base64 or 64 hex digits", t->pin);
+        return -1;
+    }
+    c->ssl_ctx = SSL_CTX_new(TLS_client_method());
+    if (!c->ssl_ctx) {
+        snprintf(err, errlen, "TLS: cannot create a context");
+        return -1;
+    }
+    SSL_CTX_set_min_proto_version(c->ssl_ctx, TLS1_2_VERSION);
+    int verify_chain = !t->insecure && !t->pin;
+    if (t->ca_file) {
+        if (SSL_CTX_load_verify_locations(c->ssl_ctx, t->ca_file, NULL) != 1) {
+            snprintf(err, errlen, "TLS: cannot load CA file '%s'", t->ca_file);
+            ERR_clear_error();
+            return -1;
+        }
+        verify_chain = !t->insecure; /* a CA file is checked even with a pin */
+    } else if (verify_chain && SSL_CTX_set_default_verify_paths(c->ssl_ctx) != 1) {
+        snprintf(err, errlen, "TLS: cannot load the system CA store");
+        ERR_clear_error();
+        return -1;
+    }
+    SSL_CTX_set_verify(c->ssl_ctx, verify_chain ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+    c->ssl = SSL_new(c->ssl_ctx);
+    if (!c->ssl) {
+        snprintf(err, errlen, "TLS: cannot create a session");
+        return -1;
+    }
+    const char *sni = t->server_name ? t->server_name : u->host;
+    /* SNI only for names, not IP literals (RFC 6066) */
+    int is_ip = strspn(sni, "0123456789.") == strlen(sni) || strchr(sni, ':') != NULL;
+    if (!is_ip)
+        SSL_set_tlsext_host_name(c->ssl, sni);
+    if (verify_chain && SSL_set1_host(c->ssl, sni) != 1) {
+        snprintf(err, errlen, "TLS: cannot set the expected host name '%s'", sni);
+        return -1;
+    }
+    SSL_set_fd(c->ssl, c->fd);
+    for (;;) {
+        ERR_clear_error();
+        int r = SSL_connect(c->ssl);
+        if (r == 1)
+            break;
+        int e = SSL_get_error(c->ssl, r);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+            int w = wait_fd(c->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline);
+            if (w == 0) {
+                snprintf(err, errlen, "TLS handshake with %s timed out", u->host);
+                return -1;
+            }
+            if (w > 0)
+                continue;
+        }
+        long vr = SSL_get_verify_result(c->ssl);
+        if (vr != X509_V_OK)
+            snprintf(err, errlen, "TLS certificate verification failed for %s: %s", u->host,
+                     X509_verify_cert_error_string(vr));
+        else {
+            unsigned long ee = ERR_get_error();
+            char buf[160] = "connection closed";
+            if (ee)
+                ERR_error_string_n(ee, buf, sizeof buf);
+            snprintf(err, errlen, "TLS handshake with %s failed: %s", u->host, buf);
+        }
+        ERR_clear_error();
+        return -1;
+    }
+    if (t->pin) {
+        X509 *cert = SSL_get1_peer_certificate(c->ssl);
+        if (!cert) {
+            snprintf(err, errlen, "TLS: %s sent no certificate to check the pin against", u->host);
+            return -1;
+        }
+        unsigned char *der = NULL;
+        int dl = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
+        X509_free(cert);
+        if (dl <= 0) {
+            snprintf(err, errlen, "TLS: cannot encode the public key of %s", u->host);
+            return -1;
+        }
+        unsigned char md[32];
+        SHA256(der, (size_t)dl, md);
+        OPENSSL_free(der);
+        if (CRYPTO_memcmp(md, pin, 32) != 0) {
+            unsigned char b64[48];
+            EVP_EncodeBlock(b64, md, 32);
+            snprintf(err, errlen, "TLS: public key of %s does not match the pinned SHA-256 (server has sha256//%s)",
+                     u->host, b64);
+            return -1;
+        }
+    }
+    if (t->insecure)
+        sbot_log(L, SBOT_WARN, "ws: TLS verification disabled (insecure = true) for %s", u->host);
+    return 0;
+}
+
+/* base64 of n bytes into out (needs 4*ceil(n/3)+1). */
+static void b64(const unsigned char *in, size_t n, char *out)
+{
+    EVP_EncodeBlock((unsigned char *)out, in, (int)n);
+}
+
+/* Find header name in the raw response head; copies its value. */
+static int find_header(const char *head, const char *name, char *out, size_t outlen)
+{
+    size_t nl = strlen(name);
+    const char *p = strstr(head, "\r\n");
+    while (p && p[2] != '\r' && p[2] != '\0') {
+        const char *line = p + 2;
+        const char *end = strstr(line, "\r\n");
+        if (!end)
+            break;
+        if ((size_t)(end - line) > nl && strncasecmp(line, name, nl) == 0 && line[nl] == ':') {
+            const char *v = line + nl + 1;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            size_t vl = (size_t)(end - v);
+            while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+                vl--;
+            if (vl >= outlen)
+                vl = outlen - 1;
+            memcpy(out, v, vl);
+            out[vl] = '\0';
+            return 1;
+        }
+        p = end;
+    }
+    return 0;
+}
+
+static int has_token(const char *value, const char *token)
+{
+    size_t tl = strlen(token);
+    const char *p = value;
+    while (*p) {
+        while (*p == ' ' || *p == ',' || *p == '\t')
+            p++;
+        size_t l = strcspn(p, ", \t");
+        if (l == tl && strncasecmp(p, token, tl) == 0)
+            return 1;
+        p += l;
+    }
+    return 0;
+}
+
+/* ---- Lua API ------------------------------------------------------------------ */
+
+static struct conn *check_conn(lua_State *L)
+{
+    return luaL_checkudata(L, 1, WS_CONN_MT);
+}
+
+static int fail3(lua_State *L, const char *msg, const char *code)
+{
+    luaL_pushfail(L);
+    sbot_log_push_redacted(L, msg, strlen(msg));
+    lua_pushstring(L, code);
+    return 3;
+}
+
+static const char *opt_string_field(lua_State *L, int idx, const char *key, const char *where)
+{
+    int t = lua_getfield(L, idx, key);
+    const char *s = NULL;
+    if (t == LUA_TSTRING)
+        s = lua_tostring(L, -1);
+    else if (t != LUA_TNIL)
+        luaL_error(L, "ws.connect: %s.%s must be a string, got %s", where, key, lua_typename(L, t));
+    lua_pop(L, 1); /* still referenced by the options table */
+    return s;
+}
+
+/* Is the value at idx a secret object (metatable __name "sbot.secret")? */
+static int is_secret(lua_State *L, int idx)
+{
+    if (luaL_getmetafield(L, idx, "__name") == LUA_TNIL)
+        return 0;
+    int yes = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "sbot.secret") == 0;
+    lua_pop(L, 1);
+    return yes;
+}
+
+/* Push the upgrade request (a Lua string: nothing malloc'ed to leak). */
+static void push_request(lua_State *L, int opts, const struct url *u, const char *key)
+{
+    int is_v6 = strchr(u->host, ':') != NULL;
+    int default_port = strcmp(u->port, u->tls ? "443" : "80") == 0;
+    lua_pushfstring(L,
+                    "GET %s HTTP/1.1\r\nHost: %s%s%s%s%s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\nUser-Agent: sbot/" SBOT_VERSION "\r\n",
+                    u->path, is_v6 ? "[" : "", u->host, is_v6 ? "]" : "", default_port ? "" : ":",
+                    default_port ? "" : u->port, key);
+    int acc = lua_gettop(L);
+    if (!opts)
+        goto done;
+    int t = lua_getfield(L, opts, "headers");
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        goto done;
+    }
+    if (t != LUA_TTABLE)
+        luaL_error(L, "ws.connect: opts.headers must be a table, got %s", lua_typename(L, t));
+    int h = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, h)) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            luaL_error(L, "ws.connect: opts.headers keys must be header names (strings)");
+        const char *name = lua_tostring(L, -2);
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            if (!is_secret(L, -1))
+                luaL_error(L, "ws.connect: opts.headers['%s'] must be a string or a secret, got %s", name,
+                           luaL_typename(L, -1));
+            lua_getfield(L, -1, "reveal");
+            lua_pushvalue(L, -2);
+            lua_call(L, 1, 1);
+            if (lua_type(L, -1) != LUA_TSTRING)
+                luaL_error(L, "ws.connect: opts.headers['%s']: the secret's reveal() did not give a string", name);
+            lua_replace(L, -2);
+        }
+        const char *value = lua_tostring(L, -1);
+        if (strpbrk(name, "\r\n: ") || !*name || strpbrk(value, "\r\n"))
+            luaL_error(L, "ws.connect: opts.headers['%s'] has a bad name or a line break in its value", name);
+        lua_pushvalue(L, acc);
+        lua_pushvalue(L, -3);
+        lua_pushliteral(L, ": ");
+        lua_pushvalue(L, -4);
+        lua_pushliteral(L, "\r\n");
+        lua_concat(L, 5);
+        lua_replace(L, acc);
+        lua_pop(L, 1); /* value */
+    }
+    lua_pop(L, 1); /* headers table */
+done:
+    lua_pushliteral(L, "\r\n");
+    lua_concat(L, 2);
+}
+
+/* ws.connect(url, {headers, tls = {ca_file, pin_sha256, insecure, server_name},
+ *                  timeout, max_message}) -> conn | nil, err, code */
+static int l_connect(lua_State *L)
+{
+    const char *urlstr = luaL_checkstring(L, 1);
+    int opts = lua_isnoneornil(L, 2) ? 0 : 2;
+    if (opts)
+        luaL_checktype(L, 2, LUA_TTABLE);
+    double timeout = DEFAULT_TIMEOUT;
+    size_t max_message = DEFAULT_MAX_MESSAGE;
+    struct tls_opts t = {NULL, NULL, NULL, 0};
+    if (opts) {
+        if (lua_getfield(L, 2, "timeout") != LUA_TNIL) {
+            if (!lua_isnumber(L, -1) || lua_tonumber(L, -1) <= 0)
+                return luaL_error(L, "ws.connect: opts.timeout must be a positive number of seconds");
+            timeout = lua_tonumber(L, -1);
+        }
+        lua_pop(L, 1);
+        if (lua_getfield(L, 2, "max_message") != LUA_TNIL) {
+            if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) <= 0)
+                return luaL_error(L, "ws.connect: opts.max_message must be a positive integer");
+            max_message = (size_t)lua_tointeger(L, -1);
+        }
+        lua_pop(L, 1);
+        int tt = lua_getfield(L, 2, "tls");
+        if (tt == LUA_TTABLE) {
+            int ti = lua_gettop(L);
+            t.ca_file = opt_string_field(L, ti, "ca_file", "opts.tls");
+            t.pin = opt_string_field(L, ti, "pin_sha256", "opts.tls");
+            t.server_name = opt_string_field(L, ti, "server_name", "opts.tls");
+            int it = lua_getfield(L, ti, "insecure");
+            if (it != LUA_TNIL && it != LUA_TBOOLEAN)
+                return luaL_error(L, "ws.connect: opts.tls.insecure must be a boolean");
+            t.insecure = lua_toboolean(L, -1);
+            lua_pop(L, 1);
+            lua_pushnil(L);
+            while (lua_next(L, ti)) {
+                const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+                if (strcmp(k, "ca_file") && strcmp(k, "pin_sha256") && strcmp(k, "server_name") &&
+                    strcmp(k, "insecure"))
+                    return luaL_error(L, "ws.connect: unknown key opts.tls.%s", k);
+                lua_pop(L, 1);
+            }
+        } else if (tt != LUA_TNIL) {
+            return luaL_error(L, "ws.connect: opts.tls must be a table");
+        }
+        lua_pop(L, 1); /* tls table stays referenced by opts */
+        lua_pushnil(L);
+        while (lua_next(L, 2)) {
+            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+            if (strcmp(k, "headers") && strcmp(k, "tls") && strcmp(k, "timeout") && strcmp(k, "max_message"))
+                return luaL_error(L, "ws.connect: unknown option '%s'", k);
+            lua_pop(L, 1);
+        }
+    }
+
+    struct url u;
+    char err[512];
+    if (parse_url(urlstr, &u, err, sizeof err) != 0)
+        return luaL_error(L, "%s", err);
+    if (!u.tls && (t.ca_file || t.pin || t.insecure))
+        return luaL_error(L, "ws.connect: TLS options given for a ws:// URL (%s); use wss://", urlstr);
+
+    /* the Sec-WebSocket-Key and the request, before anything is acquired */
+    unsigned char raw_key[16];
+    char key[32];
+    if (RAND_bytes(raw_key, sizeof raw_key) != 1)
+        return luaL_error(L, "ws.connect: no random bytes for the WebSocket key");
+    b64(raw_key, sizeof raw_key, key);
+    push_request(L, opts, &u, key);
+    size_t req_len;
+    const char *req = lua_tolstring(L, -1, &req_len);
+    int req_idx = lua_gettop(L);
+
+    struct conn *c = lua_newuserdatauv(L, sizeof *c, 0);
+    memset(c, 0, sizeof *c);
+    c->fd = -1;
+    luaL_setmetatable(L, WS_CONN_MT);
+    snprintf(c->url, sizeof c->url, "%s", urlstr);
+    int conn_idx = lua_gettop(L);
+    double deadline = now_mono() + timeout;
+
+    if (tcp_connect(c, &u, deadline, err, sizeof err) != 0) {
+        conn_release(c);
+        char msg[700];
+        snprintf(msg, sizeof msg, "ws.connect %s: %s", urlstr, err);
+        return fail3(L, msg, strstr(err, "timed out") ? "timeout" : "connect");
+    }
+    if (u.tls && tls_start(L, c, &u, &t, deadline, err, sizeof err) != 0) {
+        conn_release(c);
+        char msg[700];
+        snprintf(msg, sizeof msg, "ws.connect %s: %s", urlstr, err);
+        return fail3(L, msg, strstr(err, "timed out") ? "timeout" : "tls");
+    }
+    int w = write_all(c, req, req_len, deadline);
+    if (w != 0) {
+        char msg[700];
+        snprintf(msg, sizeof msg, "ws.connect %s: sending the upgrade request: %s", urlstr,
+                 w == -2 ? "timed out" : c->io_msg);
+        conn_release(c);
+        return fail3(L, msg, w == -2 ? "timeout" : "io");
+    }
+
+    /* read the response head into a Lua buffer userdata-free: use a stack
+     * array, the head is bounded */
+    char head[MAX_HEADER_BYTES + 1];
+    size_t hl = 0;
+    char *end = NULL;
+    while (!end) {
+        if (hl >= MAX_HEADER_BYTES) {
+            conn_release(c);
+            return fail3(L, "ws.connect: upgrade response headers exceed 16 KiB", "protocol");
+        }
+        size_t got;
+        int r = tr_read(c, head + hl, MAX_HEADER_BYTES - hl, &got);
+        if (r == IO_OK) {
+            hl += got;
+            head[hl] = '\0';
+            end = strstr(head, "\r\n\r\n");
+            continue;
+        }
+        if (r == IO_EOF || r == IO_ERR) {
+            char msg[700];
+            snprintf(msg, sizeof msg, "ws.connect %s: connection closed before the upgrade response%s%s", urlstr,
+                     r == IO_ERR ? ": " : "", r == IO_ERR ? c->io_msg : "");
+            conn_release(c);
+            return fail3(L, msg, "io");
+        }
+        int ww = wait_fd(c->fd, r == IO_WANT_READ ? POLLIN : POLLOUT, deadline);
+        if (ww <= 0) {
+            char msg[700];
+            snprintf(msg, sizeof msg, "ws.connect %s: no upgrade response within %.3g s", urlstr, timeout);
+            conn_release(c);
+            return fail3(L, msg, "timeout");
+        }
+    }
+    size_t head_len = (size_t)(end - head) + 4;
+    int status = 0;
+    if (sscanf(head, "HTTP/1.%*d %d", &status) != 1 || status != 101) {
+        char line[200];
+        size_t l = strcspn(head, "\r\n");
+        snprintf(line, sizeof line, "%.*s", (int)(l < 150 ? l : 150), head);
+        /* keep the body start for the message: it often says why */
+        char msg[900];
+        snprintf(msg, sizeof msg, "ws.connect %s: server refused the WebSocket upgrade: %s%s%.200s", urlstr, line,
+                 hl > head_len ? " -- " : "", hl > head_len ? head + head_len : "");
+        conn_release(c);
+        luaL_pushfail(L);
+        sbot_log_push_redacted(L, msg, strlen(msg));
+        lua_pushinteger(L, status);
+        return 3;
+    }
+    char val[256];
+    if (!find_header(head, "Upgrade", val, sizeof val) || !has_token(val, "websocket") ||
+        !find_header(head, "Connection", val, sizeof val) || !has_token(val, "upgrade")) {
+        conn_release(c);
+        return fail3(L, "ws.connect: 101 response without Upgrade: websocket / Connection: Upgrade", "protocol");
+    }
+    char expect[64];
+    {
+        unsigned char md[SHA_DIGEST_LENGTH];
+        char cat[96];
+        snprintf(cat, sizeof cat, "%s%s", key, WS_GUID);
+        SHA1((const unsigned char *)cat, strlen(cat), md);
+        b64(md, sizeof md, expect);
+    }
+    if (!find_header(head, "Sec-WebSocket-Accept", val, sizeof val) || strcmp(val, expect) != 0) {
+        conn_release(c);
+        return fail3(L, "ws.connect: the server's Sec-WebSocket-Accept does not match our key", "protocol");
+    }
+    if (hl > head_len) {
+        c->pending = malloc(hl - head_len);
+        if (!c->pending) {
+            conn_release(c);
+            return fail3(L, "ws.connect: out of memory", "nomem");
+        }
+        memcpy(c->pending, head + head_len, hl - head_len);
+        c->pending_len = hl - head_len;
+    }
+    if (wslay_event_context_client_init(&c->ctx, &callbacks, c) != 0) {
+        conn_release(c);
+        return fail3(L, "ws.connect: cannot create the WebSocket context", "nomem");
+    }
+    wslay_event_config_set_max_recv_msg_length(c->ctx, max_message);
+    sbot_log(L, SBOT_DEBUG, "ws: connected to %s", urlstr);
+    lua_pushvalue(L, conn_idx);
+    (void)req_idx;
+    return 1;
+}
+
+static int conn_is_open(struct conn *c)
+{
+    return c->ctx != NULL && c->fd >= 0;
+}
+
+static double opt_timeout(lua_State *L, int idx)
+{
+    if (lua_isnoneornil(L, idx))
+        return DEFAULT_TIMEOUT;
+    double t = luaL_checknumber(L, idx);
+    luaL_argcheck(L, t >= 0, idx, "timeout must be >= 0 seconds");
+    return t;
+}
+
+/* conn:send(text [, timeout]) -> true | nil, err, code */
+static int l_send(lua_State *L)
+{
+    struct conn *c = check_conn(L);
+    size_t len;
+    const char *text = luaL_checklstring(L, 2, &len);
+    double timeout = opt_timeout(L, 3);
+    if (!conn_is_open(c))
+        return fail3(L, "ws send: connection is closed", "closed");
+    if (c->closed_by_peer)
+        return fail3(L, "ws send: the server closed the connection", "closed");
+    struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)text, len};
+    if (wslay_event_queue_msg(c->ctx, &m) != 0)
+        return fail3(L, "ws send: cannot queue the message (closing or out of memory)", "closed");
+    c->io_msg[0] = '\0';
+    int r = flush(c, now_mono() + timeout);
+    if (r == -2)
+        return fail3(L, "ws send: timed out", "timeout");
+    if (r != 0) {
+        char msg[900];
+        snprintf(msg, sizeof msg, "ws send to %s: %s", c->url, c->io_msg);
+        return fail3(L, msg, "io");
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int pop_message(lua_State *L, struct conn *c)
+{
+    struct msg *m = c->head;
+    c->head = m->next;
+    if (!c->head)
+        c->tail = NULL;
+    lua_pushlstring(L, m->data, m->len); /* may raise on OOM: m is unlinked, free after */
+    free(m);
+    return 1;
+}
+
+/* conn:recv([timeout]) -> text | nil, err, code  (code: "timeout", "closed", "io") */
+static int l_recv(lua_State *L)
+{
+    struct conn *c = check_conn(L);
+    double timeout = opt_timeout(L, 2);
+    if (c->head)
+        return pop_message(L, c);
+    if (!conn_is_open(c))
+        return fail3(L, "ws recv: connection is closed", "closed");
+    double deadline = now_mono() + timeout;
+    for (;;) {
+        if (c->closed_by_peer) {
+            char msg[900];
+            if (c->close_status)
+                snprintf(msg, sizeof msg, "ws recv: %s closed the connection (status %d)", c->url, c->close_status);
+            else
+                snprintf(msg, sizeof msg, "ws recv: %s closed the connection", c->url);
+            /* answer the close (best effort), then give up the socket */
+            flush(c, now_mono() + 0.5);
+            return fail3(L, msg, "closed");
+        }
+        c->io_msg[0] = '\0';
+        int has_pending = (c->pending && c->pending_off < c->pending_len) || (c->ssl && SSL_pending(c->ssl) > 0);
+        if (!has_pending) {
+            int w = wait_fd(c->fd, POLLIN, deadline);
+            if (w == 0)
+                return fail3(L, "ws recv: timed out", "timeout");
+            if (w < 0) {
+                set_io_error(c, "poll");
+                return fail3(L, c->io_msg, "io");
+            }
+        }
+        if (wslay_event_recv(c->ctx) != 0) {
+            if (c->closed_by_peer)
+                continue;
+            char msg[900];
+            snprintf(msg, sizeof msg, "ws recv from %s: %s", c->url,
+                     c->io_msg[0] ? c->io_msg : "protocol error (bad frame or message too large)");
+            return fail3(L, msg, "io");
+        }
+        if (c->io_error == ENOMEM) {
+            c->io_error = 0;
+            return fail3(L, c->io_msg, "nomem");
+        }
+        /* pongs and close replies wslay queued */
+        if (wslay_event_want_write(c->ctx))
+            flush(c, now_mono() + 1.0);
+        if (c->head)
+            return pop_message(L, c);
+        if (wslay_event_get_close_received(c->ctx))
+            c->closed_by_peer = 1;
+    }
+}
+
+/* close: a close frame (1000) if the connection still stands, then free. */
+static int l_close(lua_State *L)
+{
+    struct conn *c = check_conn(L);
+    if (c->ctx && c->fd >= 0 && !c->closed_by_peer && !wslay_event_get_close_sent(c->ctx)) {
+        if (wslay_event_queue_close(c->ctx, WSLAY_CODE_NORMAL_CLOSURE, NULL, 0) == 0)
+            flush(c, now_mono() + 1.0);
+    }
+    if (c->ssl && c->fd >= 0)
+        SSL_shutdown(c->ssl);
+    conn_release(c);
+    return 0;
+}
+
+static int l_tostring(lua_State *L)
+{
+    struct conn *c = check_conn(L);
+    lua_pushfstring(L, "sbot.ws.conn(%s%s)", c->url, conn_is_open(c) ? "" : ", closed");
+    return 1;
+}
+
+static int l_is_open(lua_State *L)
+{
+    struct conn *c = check_conn(L);
+    lua_pushboolean(L, conn_is_open(c) && !c->closed_by_peer);
+    return 1;
+}
+
+static const luaL_Reg conn_methods[] = {
+    {"send", l_send}, {"recv", l_recv}, {"close", l_close}, {"is_open", l_is_open}, {NULL, NULL}};
+
+static const luaL_Reg module_funcs[] = {{"connect", l_connect}, {NULL, NULL}};
+
+int luaopen_sbot_ws(lua_State *L)
+{
+    if (luaL_newmetatable(L, WS_CONN_MT)) {
+        luaL_newlib(L, conn_methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, l_close);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, l_close);
+        lua_setfield(L, -2, "__close");
+        lua_pushcfunction(L, l_tostring);
+        lua_setfield(L, -2, "__tostring");
+    }
+    lua_pop(L, 1);
+    luaL_newlib(L, module_funcs);
+    return 1;
+}

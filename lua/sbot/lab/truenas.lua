@@ -1,0 +1,1470 @@
+--- sbot.lab.truenas: a TrueNAS SCALE 25.10 model for the lab.
+--
+-- State lives in plain tables (model.state); every API method is a Lua
+-- function in `methods` below that reads and changes that state. Arguments
+-- are validated against the middleware's own JSON schemas
+-- (shared/truenas-api/schemas-v25_10_0.json) before a method runs, so the
+-- lab rejects what the real middleware rejects, with the same error shapes.
+--
+--   local truenas = require "sbot.lab.truenas"
+--   local m = assert(truenas.model{ api_key = "1-abc", pool_size = 2^40 })
+--   local session = m:session()
+--   m:dispatch("auth.login_ex", {{mechanism = "API_KEY_PLAIN", username = "root", api_key = "1-abc"}}, session)
+--   local target, err = m:dispatch("iscsi.target.create", {{name = "node1"}}, session)
+--
+-- dispatch returns the result, or nil and a JSON-RPC error object
+-- {code, message, data = {error, errname, reason, extra, trace}}.
+local json = require "sbot.json"
+local jsonschema = require "sbot.jsonschema"
+
+local M = {}
+
+local null = json.null
+
+local ERRNO = { EPERM = 1, ENOENT = 2, EFAULT = 14, EBUSY = 16, EEXIST = 17, EINVAL = 22,
+                ENOSPC = 28, EACCES = 13, ENOTSUP = 95, ENOMETHOD = 201 }
+local ERRNAME = {}
+for k, v in pairs(ERRNO) do ERRNAME[v] = k end
+M.ERRNO = ERRNO
+
+M.JSONRPC = { INVALID_JSON = -32700, INVALID_REQUEST = -32600, METHOD_NOT_FOUND = -32601,
+              INVALID_PARAMS = -32602, INTERNAL_ERROR = -32603, TOO_MANY_CONCURRENT_CALLS = -32000,
+              CALL_ERROR = -32001 }
+
+---------------------------------------------------------------------------
+-- Errors, shaped like middlewared's send_truenas_error /
+-- send_truenas_validation_error.
+---------------------------------------------------------------------------
+
+local ValidationErrors = {}
+ValidationErrors.__index = ValidationErrors
+
+local function verrors() return setmetatable({ list = {} }, ValidationErrors) end
+function ValidationErrors:add(attribute, message, errno)
+  self.list[#self.list + 1] = { attribute, message, errno or ERRNO.EINVAL }
+end
+function ValidationErrors:any() return #self.list > 0 end
+
+local function validation_error(list)
+  local lines, extra = {}, json.array()
+  for i, e in ipairs(list) do
+    lines[i] = string.format("[%s] %s: %s", ERRNAME[e[3]] or "EINVAL", e[1], e[2])
+    extra[i] = json.array { e[1], e[2], e[3] }
+  end
+  return { code = M.JSONRPC.INVALID_PARAMS, message = "Invalid params",
+           data = { error = ERRNO.EINVAL, errname = "EINVAL", reason = table.concat(lines, "\n") .. "\n",
+                    extra = extra, trace = null } }
+end
+
+local function call_error(errno, message)
+  local name = ERRNAME[errno] or "EUNKNOWN"
+  return { code = M.JSONRPC.CALL_ERROR, message = "Method call error",
+           data = { error = errno, errname = name, reason = "[" .. name .. "] " .. message,
+                    extra = null, trace = null } }
+end
+M.call_error = call_error
+
+-- Methods raise these (error(obj)); dispatch turns them into return values.
+local Raised = {}
+local function raise(err) error(setmetatable({ err = err }, Raised), 0) end
+local function fail(errno, message) raise(call_error(errno, message)) end
+local function check(v) if v:any() then raise(validation_error(v.list)) end end
+
+---------------------------------------------------------------------------
+-- Query filters and options: [["name", "=", "x"]], {get = true, ...}
+---------------------------------------------------------------------------
+
+local function field(obj, name)
+  local v = obj
+  for part in tostring(name):gmatch("[^%.]+") do
+    if type(v) ~= "table" then return nil end
+    v = v[part]
+  end
+  return v
+end
+
+local function values_equal(a, b)
+  if type(a) == "number" and type(b) == "number" then return a == b end
+  return a == b
+end
+
+local ops
+ops = {
+  ["="] = function(a, b) return values_equal(a, b) end,
+  ["!="] = function(a, b) return not values_equal(a, b) end,
+  [">"] = function(a, b) return type(a) == type(b) and a > b end,
+  [">="] = function(a, b) return type(a) == type(b) and a >= b end,
+  ["<"] = function(a, b) return type(a) == type(b) and a < b end,
+  ["<="] = function(a, b) return type(a) == type(b) and a <= b end,
+  ["~"] = function(a, b) return type(a) == "string" and a:find(b) ~= nil end,
+  ["in"] = function(a, b)
+    for _, x in ipairs(b) do if values_equal(a, x) then return true end end
+    return false
+  end,
+  ["nin"] = function(a, b) return not ops["in"](a, b) end,
+  ["^"] = function(a, b) return type(a) == "string" and a:sub(1, #b) == b end,
+  ["$"] = function(a, b) return type(a) == "string" and (b == "" or a:sub(-#b) == b) end,
+}
+
+local function match_filter(obj, f, v)
+  if type(f) ~= "table" then
+    v:add("filters", "Filter must be a list")
+    return false
+  end
+  if f[1] == "OR" then
+    for _, sub in ipairs(f[2] or {}) do
+      local all = true
+      if type(sub[1]) == "table" then
+        for _, s in ipairs(sub) do if not match_filter(obj, s, v) then all = false end end
+      else
+        all = match_filter(obj, sub, v)
+      end
+      if all then return true end
+    end
+    return false
+  end
+  local name, op, value = f[1], f[2], f[3]
+  local fn = ops[op]
+  if type(name) ~= "string" or not fn or #f ~= 3 then
+    v:add("filters", "Invalid filter " .. json.encode(f))
+    return false
+  end
+  if (op == "in" or op == "nin") and type(value) ~= "table" then
+    v:add("filters", "Filter value for '" .. op .. "' must be a list")
+    return false
+  end
+  return fn(field(obj, name), value)
+end
+
+local QUERY_OPTIONS = { get = true, limit = true, offset = true, order_by = true, select = true,
+                        count = true, extra = true, relationships = true, force_sql_filters = true }
+
+--- Apply TrueNAS query-filters and query-options to a list of entries.
+function M.filter_list(list, filters, options)
+  local v = verrors()
+  if filters ~= nil and filters ~= null and not jsonschema.is_array(filters) then
+    v:add("filters", "Input should be a valid list")
+  end
+  if options ~= nil and options ~= null and not jsonschema.is_object(options) then
+    v:add("options", "Input should be a valid dictionary")
+  end
+  check(v)
+  options = (options ~= null and options) or {}
+  for k in pairs(options) do
+    if not QUERY_OPTIONS[k] then v:add("options." .. tostring(k), "Extra inputs are not permitted") end
+  end
+  check(v)
+  local out = {}
+  for _, obj in ipairs(list) do
+    local keep = true
+    for _, f in ipairs((filters ~= null and filters) or {}) do
+      if not match_filter(obj, f, v) then keep = false end
+    end
+    check(v)
+    if keep then out[#out + 1] = obj end
+  end
+  for _, key in ipairs(options.order_by or {}) do
+    local desc = key:sub(1, 1) == "-"
+    local name = desc and key:sub(2) or key
+    table.sort(out, function(a, b)
+      local x, y = field(a, name), field(b, name)
+      if type(x) ~= type(y) or x == nil then return false end
+      if desc then return x > y end
+      return x < y
+    end)
+    break
+  end
+  local offset = math.tointeger(options.offset or 0) or 0
+  local limit = math.tointeger(options.limit or 0) or 0
+  if offset > 0 or limit > 0 then
+    local sliced = {}
+    for i = offset + 1, (limit > 0 and math.min(#out, offset + limit) or #out) do sliced[#sliced + 1] = out[i] end
+    out = sliced
+  end
+  if options.select then
+    local sel = {}
+    for i, obj in ipairs(out) do
+      local o = {}
+      for _, name in ipairs(options.select) do o[name] = field(obj, name) end
+      sel[i] = o
+    end
+    out = sel
+  end
+  if options.count then return #out end
+  if options.get then
+    if #out == 0 then fail(ERRNO.ENOENT, "MatchNotFound") end
+    return out[1]
+  end
+  return json.array(out)
+end
+
+---------------------------------------------------------------------------
+-- Helpers
+---------------------------------------------------------------------------
+
+local function copy(v)
+  if type(v) ~= "table" or v == null then return v end
+  local c = {}
+  for k, x in pairs(v) do c[k] = copy(x) end
+  return setmetatable(c, getmetatable(v))
+end
+
+local function sorted_values(map)
+  local list = json.array()
+  for _, v in pairs(map) do list[#list + 1] = v end
+  table.sort(list, function(a, b)
+    if type(a.id) == type(b.id) then return a.id < b.id end
+    return tostring(a.id) < tostring(b.id)
+  end)
+  return list
+end
+
+local function int(v) return math.tointeger(v) or v end
+
+local function human_size(n)
+  local units = { "B", "K", "M", "G", "T", "P" }
+  local i = 1
+  while n >= 1024 and i < #units and n % 1024 == 0 do n = n // 1024 i = i + 1 end
+  return string.format("%d%s", n, units[i])
+end
+
+local function parse_size(s)
+  local n, u = tostring(s):upper():match("^(%d+)([KMGTP]?)$")
+  if not n then return nil end
+  local mult = { [""] = 1, K = 1024, M = 1024 ^ 2, G = 1024 ^ 3, T = 1024 ^ 4, P = 1024 ^ 5 }
+  return math.tointeger(tonumber(n) * mult[u])
+end
+
+local function prop(value, rawvalue, source)
+  return { parsed = value, rawvalue = rawvalue or tostring(value), value = tostring(rawvalue or value),
+           source = source or "LOCAL", source_info = null }
+end
+
+---------------------------------------------------------------------------
+-- The model
+---------------------------------------------------------------------------
+
+local Model = {}
+Model.__index = Model
+
+local function default_schema_file()
+  local here = package.searchpath("sbot.json", package.path)
+  if not here then return nil end
+  local lua_dir = here:gsub("/sbot/json%.lua$", "")
+  return lua_dir .. "/../../shared/truenas-api/schemas-v25_10_0.json"
+end
+
+--- Find and load the schema file: opts.schemas (a path or a loaded
+-- registry), $SBOT_TRUENAS_SCHEMAS, or shared/truenas-api next to the tree.
+function M.load_schemas(spec)
+  if type(spec) == "table" then return spec end
+  local path = spec or os.getenv("SBOT_TRUENAS_SCHEMAS") or default_schema_file()
+  if not path then return nil, "truenas lab: no schema file (set SBOT_TRUENAS_SCHEMAS)" end
+  local reg, err = jsonschema.load(path)
+  if not reg then
+    return nil, "truenas lab: cannot load the TrueNAS API schemas: " .. err ..
+      " (set opts.schemas or SBOT_TRUENAS_SCHEMAS to schemas-v25_10_0.json)"
+  end
+  return reg
+end
+
+--- Create a model (the state and the API, no network). opts: api_key (required), username ("root"),
+-- pool ("tank"), pool_size (bytes, default 1 TiB), hostname ("truenas-lab"),
+-- basename ("iqn.2005-10.org.freenas.ctl"), schemas (path or registry),
+-- tgt (an object with :export(entry) / :unexport(entry), see sbot.lab.tgt),
+-- clock (function returning seconds).
+function M.model(opts)
+  opts = opts or {}
+  if type(opts.api_key) ~= "string" or opts.api_key == "" then
+    error("truenas.model: opts.api_key (string) is required", 2)
+  end
+  local schemas, err = M.load_schemas(opts.schemas)
+  if not schemas then return nil, err end
+  local pool_size = math.tointeger(opts.pool_size or 2 ^ 40)
+  if not pool_size or pool_size <= 0 then error("truenas.model: opts.pool_size must be a positive integer", 2) end
+  local pool = opts.pool or "tank"
+  local self = setmetatable({
+    api_key = opts.api_key,
+    username = opts.username or "root",
+    schemas = schemas,
+    tgt = opts.tgt,
+    clock = opts.clock or os.time,
+    started = (opts.clock or os.time)(),
+    calls = 0,
+    state = {
+      system = { hostname = opts.hostname or "truenas-lab", version = "25.10.0" },
+      pools = { [pool] = { id = 1, name = pool, guid = "1234567890123456789", status = "ONLINE",
+                           healthy = true, path = "/mnt/" .. pool, size = pool_size } },
+      datasets = {},
+      iscsi = {
+        global = { id = 1, basename = opts.basename or "iqn.2005-10.org.freenas.ctl",
+                   isns_servers = json.array(), listen_port = opts.iscsi_port or 3260,
+                   pool_avail_threshold = null, alua = false, iser = false },
+        portals = {}, initiators = {}, targets = {}, extents = {}, targetextents = {},
+      },
+      services = {},
+      next_id = { portal = 1, initiator = 1, target = 1, extent = 1, targetextent = 1, service = 1 },
+      tgt_errors = {},
+    },
+  }, Model)
+  self.state.datasets[pool] = { id = pool, name = pool, pool = pool, type = "FILESYSTEM", used = 0 }
+  for _, name in ipairs { "cifs", "ftp", "iscsitarget", "nfs", "snmp", "ssh", "ups" } do
+    local id = self.state.next_id.service
+    self.state.next_id.service = id + 1
+    self.state.services[name] = { id = id, service = name, enable = false,
+                                  state = "STOPPED", pids = json.array() }
+  end
+  return self
+end
+
+function Model:next_id(kind)
+  local id = self.state.next_id[kind]
+  self.state.next_id[kind] = id + 1
+  return id
+end
+
+--- A new connection's session (authenticated = false).
+function Model:session()
+  return { authenticated = false }
+end
+
+-- Bytes the pool has left: its size less every non-sparse zvol.
+function Model:pool_free(pool)
+  local p = self.state.pools[pool]
+  local used = 0
+  for _, ds in pairs(self.state.datasets) do
+    if ds.pool == pool then
+      used = used + (ds.type == "VOLUME" and not ds.sparse and ds.volsize or 0)
+    end
+  end
+  return p.size - used
+end
+
+function Model:pool_entry(p)
+  local free = self:pool_free(p.name)
+  return { id = p.id, name = p.name, guid = p.guid, status = p.status, healthy = p.healthy,
+           path = p.path, size = p.size, allocated = p.size - free, free = free,
+           is_decrypted = true, encrypt = 0, scan = null, topology = {} }
+end
+
+function Model:dataset_entry(ds)
+  local children = json.array()
+  for _, c in ipairs(sorted_values(self.state.datasets)) do
+    if c.id:match("^(.*)/[^/]+$") == ds.id then children[#children + 1] = self:dataset_entry(c) end
+  end
+  local e = { id = ds.id, name = ds.id, pool = ds.pool, type = ds.type, encrypted = false,
+              encryption_root = null, key_loaded = false, locked = false, children = children,
+              user_properties = {}, comments = prop(ds.comments or "", ds.comments or "", "LOCAL"),
+              mountpoint = ds.type == "FILESYSTEM" and ("/mnt/" .. ds.id) or null }
+  if ds.type == "VOLUME" then
+    e.volsize = prop(ds.volsize, tostring(ds.volsize))
+    e.volsize.value = human_size(ds.volsize)
+    e.volblocksize = prop(ds.volblocksize, ds.volblocksize_text, "DEFAULT")
+    e.sparse = prop(ds.sparse, ds.sparse and "true" or "false")
+    local refres = ds.sparse and 0 or ds.volsize
+    e.refreservation = prop(refres, tostring(refres))
+  end
+  local free = self:pool_free(ds.pool)
+  e.available = prop(free, tostring(free))
+  return e
+end
+
+function Model:iqn(target)
+  return self.state.iscsi.global.basename .. ":" .. target.name
+end
+
+-- Every (target, lun, extent) mapping, with what tgt needs to export it.
+function Model:mapping_info(te)
+  local iscsi = self.state.iscsi
+  local target, extent = iscsi.targets[te.target], iscsi.extents[te.extent]
+  local zvol = extent and extent.disk and self.state.datasets[extent.disk:gsub("^zvol/", "")]
+  return { id = te.id, target_id = te.target, iqn = target and self:iqn(target), lun = te.lunid,
+           extent = extent and extent.name, serial = extent and extent.serial,
+           zvol = zvol and zvol.id, size = zvol and zvol.volsize, blocksize = extent and extent.blocksize,
+           tgt_lun = self.tgt and self.tgt.lun_offset and (te.lunid + self.tgt.lun_offset) or nil }
+end
+
+function Model:tgt_export(te)
+  if not self.tgt then return end
+  local ok, err = self.tgt:export(self:mapping_info(te))
+  if not ok then
+    -- the mapping exists in the model; the export failure is recorded for
+    -- /lab/state and returned to the client as the real one would report a
+    -- failed reload
+    self.state.tgt_errors[#self.state.tgt_errors + 1] = tostring(err)
+    fail(ERRNO.EFAULT, "iSCSI target export failed: " .. tostring(err))
+  end
+end
+
+function Model:tgt_unexport(te)
+  if not self.tgt then return end
+  local ok, err = self.tgt:unexport(self:mapping_info(te))
+  if not ok then self.state.tgt_errors[#self.state.tgt_errors + 1] = tostring(err) end
+end
+
+--- What /lab/state shows for this device.
+function Model:lab_state()
+  local s = self.state
+  local mappings = {}
+  for _, te in ipairs(sorted_values(s.iscsi.targetextents)) do mappings[#mappings + 1] = self:mapping_info(te) end
+  return {
+    pools = (function() local t = {} for _, p in pairs(s.pools) do t[#t + 1] = self:pool_entry(p) end return t end)(),
+    datasets = sorted_values(s.datasets),
+    iscsi = { global = s.iscsi.global, portals = sorted_values(s.iscsi.portals),
+              initiators = sorted_values(s.iscsi.initiators), targets = sorted_values(s.iscsi.targets),
+              extents = sorted_values(s.iscsi.extents), targetextents = sorted_values(s.iscsi.targetextents) },
+    mappings = mappings,
+    services = sorted_values(s.services),
+    calls = self.calls,
+    tgt_errors = s.tgt_errors,
+    tgt = self.tgt and self.tgt.state and self.tgt:state() or nil,
+  }
+end
+
+---------------------------------------------------------------------------
+-- Methods. Each: function(self, args, session) where args is the validated
+-- positional argument list. `schema` names the Args schema in the file;
+-- methods without one there take free-form arguments checked here.
+---------------------------------------------------------------------------
+
+local methods = {}
+M.methods = methods
+
+local function noargs(name)
+  return function(args)
+    if #args > 0 then
+      raise(validation_error({ { name, string.format("Too many arguments (expected 0, found %d)", #args),
+        ERRNO.EINVAL } }))
+    end
+  end
+end
+
+local function query_args(args)
+  if #args > 2 then
+    raise(validation_error({ { "", string.format("Too many arguments (expected 2, found %d)", #args),
+      ERRNO.EINVAL } }))
+  end
+  return args[1], args[2]
+end
+
+-- auth ----------------------------------------------------------------------
+
+methods["auth.login_ex"] = { public = true, fn = function(self, args, session)
+  local data = args[1]
+  local v = verrors()
+  if #args ~= 1 or not jsonschema.is_object(data) then
+    v:add("login_data", "Input should be a valid dictionary")
+    check(v)
+  end
+  local mech = data.mechanism
+  local known = { API_KEY_PLAIN = true, PASSWORD_PLAIN = true, TOKEN_PLAIN = true, OTP_TOKEN = true,
+                  AUTH_TOKEN_PLAIN = true }
+  if not known[mech] then
+    v:add("login_data.mechanism", "Input tag " .. json.encode(mech) ..
+      " found using 'mechanism' does not match any of the expected tags: 'API_KEY_PLAIN', " ..
+      "'AUTH_TOKEN_PLAIN', 'OTP_TOKEN', 'PASSWORD_PLAIN' or 'TOKEN_PLAIN'")
+    check(v)
+  end
+  if mech ~= "API_KEY_PLAIN" then
+    fail(ERRNO.ENOTSUP, "truenas lab: only the API_KEY_PLAIN mechanism is modelled, not " .. mech)
+  end
+  for k in pairs(data) do
+    if k ~= "mechanism" and k ~= "username" and k ~= "api_key" and k ~= "login_options" then
+      v:add("login_data." .. tostring(k), "Extra inputs are not permitted")
+    end
+  end
+  if type(data.username) ~= "string" then v:add("login_data.username", "Field required") end
+  if type(data.api_key) ~= "string" then v:add("login_data.api_key", "Field required") end
+  check(v)
+  if data.username == self.username and data.api_key == self.api_key then
+    session.authenticated = true
+    session.username = data.username
+    return { response_type = "SUCCESS", authenticator = "LEVEL_1",
+             user_info = { pw_name = self.username, pw_uid = 0, pw_gid = 0,
+                           privilege = { roles = json.array { "FULL_ADMIN" } } } }
+  end
+  return { response_type = "AUTH_ERR" }
+end }
+
+methods["auth.login_with_api_key"] = { public = true, fn = function(self, args, session)
+  if #args ~= 1 or type(args[1]) ~= "string" then
+    raise(validation_error({ { "api_key", "Input should be a valid string", ERRNO.EINVAL } }))
+  end
+  if args[1] == self.api_key then
+    session.authenticated = true
+    session.username = self.username
+    return true
+  end
+  return false
+end }
+
+methods["auth.me"] = { fn = function(self, args, session)
+  noargs("auth.me")(args)
+  return { pw_name = session.username, pw_uid = 0, pw_gid = 0, attributes = {},
+           privilege = { roles = json.array { "FULL_ADMIN" } } }
+end }
+
+-- core / system ------------------------------------------------------------
+
+methods["core.ping"] = { public = true, fn = function(_, args)
+  noargs("core.ping")(args)
+  return "pong"
+end }
+
+methods["system.info"] = { fn = function(self, args)
+  noargs("system.info")(args)
+  return { version = self.state.system.version, hostname = self.state.system.hostname,
+           uptime_seconds = self.clock() - self.started, physmem = 68719476736, model = "Lab CPU",
+           cores = 8, physical_cores = 4, loadavg = json.array { 0, 0, 0 },
+           system_product = "TrueNAS-LAB", system_manufacturer = "sbot lab",
+           timezone = "UTC", ecc_memory = true, buildtime = null, datetime = null,
+           boottime = null, license = null, system_serial = "LAB0001", remote_info = null }
+end }
+
+-- pools and datasets --------------------------------------------------------
+
+methods["pool.query"] = { fn = function(self, args)
+  local filters, options = query_args(args)
+  local list = {}
+  for _, p in pairs(self.state.pools) do list[#list + 1] = self:pool_entry(p) end
+  table.sort(list, function(a, b) return a.id < b.id end)
+  return M.filter_list(list, filters, options)
+end }
+
+methods["pool.dataset.query"] = { fn = function(self, args)
+  local filters, options = query_args(args)
+  local list = {}
+  for _, ds in ipairs(sorted_values(self.state.datasets)) do list[#list + 1] = self:dataset_entry(ds) end
+  return M.filter_list(list, filters, options)
+end }
+
+local VOLBLOCKSIZES = { ["512"] = true, ["512B"] = true, ["1K"] = true, ["2K"] = true, ["4K"] = true,
+                        ["8K"] = true, ["16K"] = true, ["32K"] = true, ["64K"] = true, ["128K"] = true }
+
+methods["pool.dataset.create"] = { schema = "pool_dataset.PoolDatasetCreateArgs", fn = function(self, args)
+  local data = args[1]
+  local v = verrors()
+  local name = data.name
+  local pool, rest = name:match("^([^/]+)/(.+)$")
+  if not pool then
+    v:add("pool_dataset_create.name", "You need to either specify a pool or a parent dataset")
+    check(v)
+  end
+  if not self.state.pools[pool] then
+    v:add("pool_dataset_create.name", "Pool " .. pool .. " not found", ERRNO.ENOENT)
+    check(v)
+  end
+  if self.state.datasets[name] then
+    v:add("pool_dataset_create.name", "Path " .. name .. " already exists", ERRNO.EEXIST)
+    check(v)
+  end
+  if #("/dev/zvol/" .. name) > 63 and data.type == "VOLUME" then
+    v:add("pool_dataset_create.name",
+      "Zvol device path /dev/zvol/" .. name .. " is longer than 63 characters")
+  end
+  if rest:find("[^%w%._%-:/ ]") or rest:find("//") or rest:sub(-1) == "/" then
+    v:add("pool_dataset_create.name", "Invalid dataset name " .. name)
+  end
+  local parent = name:match("^(.*)/[^/]+$")
+  local parent_ds = self.state.datasets[parent]
+  if not parent_ds and not data.create_ancestors then
+    v:add("pool_dataset_create.name", "Parent dataset " .. parent .. " does not exist", ERRNO.ENOENT)
+  elseif parent_ds and parent_ds.type == "VOLUME" then
+    v:add("pool_dataset_create.name", "Parent dataset " .. parent .. " is a zvol")
+  end
+  local ds = { id = name, name = name, pool = pool, type = data.type, comments = data.comments ~= "INHERIT" and data.comments or nil }
+  if data.type == "VOLUME" then
+    local volsize = math.tointeger(data.volsize)
+    local bs_text = data.volblocksize or "16K"
+    local bs = parse_size(bs_text)
+    if data.volblocksize and not VOLBLOCKSIZES[data.volblocksize] then
+      v:add("pool_dataset_create.volblocksize", "Input should be one of the valid block sizes")
+    elseif volsize <= 0 then
+      v:add("pool_dataset_create.volsize", "Input should be greater than 0")
+    elseif volsize % bs ~= 0 and not data.force_size then
+      v:add("pool_dataset_create.volsize", "Volume size should be a multiple of volume block size")
+    end
+    local sparse = data.sparse == true
+    if not sparse and volsize > self:pool_free(pool) and not data.force_size then
+      v:add("pool_dataset_create.volsize", string.format(
+        "It is not recommended to use more than 80%% of your available space for VOLUME " ..
+        "(requested %d bytes, %d bytes available on pool %s)", volsize, self:pool_free(pool), pool),
+        ERRNO.ENOSPC)
+    end
+    ds.volsize, ds.sparse, ds.volblocksize, ds.volblocksize_text = volsize, sparse, bs, bs_text
+  end
+  check(v)
+  if data.create_ancestors and not parent_ds then
+    local path = pool
+    for part in rest:gmatch("[^/]+") do
+      local next_path = path .. "/" .. part
+      if next_path == name then break end
+      if not self.state.datasets[next_path] then
+        self.state.datasets[next_path] = { id = next_path, name = next_path, pool = pool, type = "FILESYSTEM" }
+      end
+      path = next_path
+    end
+  end
+  self.state.datasets[name] = ds
+  return self:dataset_entry(ds)
+end }
+
+function Model:extents_on(zvol)
+  local list = {}
+  for _, e in ipairs(sorted_values(self.state.iscsi.extents)) do
+    if e.type == "DISK" and e.disk == "zvol/" .. zvol then list[#list + 1] = e end
+  end
+  return list
+end
+
+methods["pool.dataset.delete"] = { schema = "pool_dataset.PoolDatasetDeleteArgs", fn = function(self, args)
+  local id, options = args[1], args[2] or {}
+  local ds = self.state.datasets[id]
+  if not ds then fail(ERRNO.ENOENT, "None: dataset " .. id .. " does not exist") end
+  if self.state.pools[id] then fail(ERRNO.EINVAL, "Root dataset " .. id .. " of a pool cannot be deleted") end
+  local children = {}
+  for cid in pairs(self.state.datasets) do
+    if cid:sub(1, #id + 1) == id .. "/" then children[#children + 1] = cid end
+  end
+  if #children > 0 and not options.recursive then
+    fail(ERRNO.EBUSY, "Failed to delete dataset: cannot destroy '" .. id ..
+      "': filesystem has children\nuse '-r' to destroy the following datasets:\n" .. table.concat(children, "\n"))
+  end
+  table.sort(children)
+  for _, cid in ipairs(children) do
+    if #self:extents_on(cid) > 0 and not options.force then
+      fail(ERRNO.EBUSY, "Failed to delete dataset: cannot destroy '" .. cid .. "': dataset is busy")
+    end
+  end
+  local users = self:extents_on(id)
+  if #users > 0 and not options.force then
+    fail(ERRNO.EBUSY, "Failed to delete dataset: cannot destroy '" .. id ..
+      "': dataset is busy (used by iSCSI extent " .. users[1].name .. ")")
+  end
+  for _, cid in ipairs(children) do self.state.datasets[cid] = nil end
+  self.state.datasets[id] = nil
+  if self.tgt and self.tgt.zvol_deleted then
+    for _, cid in ipairs(children) do self.tgt:zvol_deleted(cid) end
+    self.tgt:zvol_deleted(id)
+  end
+  return true
+end }
+
+-- iSCSI ---------------------------------------------------------------------
+
+methods["iscsi.global.config"] = { fn = function(self, args)
+  noargs("iscsi.global.config")(args)
+  return copy(self.state.iscsi.global)
+end }
+
+local function crud(kind, plural, schema_prefix, arg_prefix, hooks)
+  local prefix = "iscsi." .. kind
+  methods[prefix .. ".query"] = { fn = function(self, args)
+    local filters, options = query_args(args)
+    local list = {}
+    for _, obj in ipairs(sorted_values(self.state.iscsi[plural])) do list[#list + 1] = hooks.entry(self, obj) end
+    return M.filter_list(list, filters, options)
+  end }
+  methods[prefix .. ".get_instance"] = { fn = function(self, args)
+    local obj = self.state.iscsi[plural][int(args[1])]
+    if not obj then fail(ERRNO.ENOENT, string.format("%s %s does not exist", prefix, tostring(args[1]))) end
+    return hooks.entry(self, obj)
+  end }
+  methods[prefix .. ".create"] = { schema = schema_prefix .. "CreateArgs", fn = function(self, args)
+    local data = args[1]
+    local v = verrors()
+    hooks.validate(self, data, nil, v, arg_prefix .. "_create")
+    check(v)
+    local obj = hooks.build(self, data, self:next_id(kind))
+    self.state.iscsi[plural][obj.id] = obj
+    if hooks.created then
+      local ok, err = pcall(hooks.created, self, obj)
+      if not ok then
+        self.state.iscsi[plural][obj.id] = nil
+        error(err, 0)
+      end
+    end
+    return hooks.entry(self, obj)
+  end }
+  methods[prefix .. ".update"] = { schema = schema_prefix .. "UpdateArgs", fn = function(self, args)
+    local id, data = int(args[1]), args[2]
+    local old = self.state.iscsi[plural][id]
+    if not old then fail(ERRNO.ENOENT, string.format("%s %d does not exist", prefix, id)) end
+    local merged = copy(old)
+    for k, val in pairs(data) do merged[k] = val end
+    local v = verrors()
+    hooks.validate(self, merged, old, v, arg_prefix .. "_update")
+    check(v)
+    local obj = hooks.build(self, merged, id)
+    if hooks.updated then hooks.updated(self, old, obj) end
+    self.state.iscsi[plural][id] = obj
+    return hooks.entry(self, obj)
+  end }
+  methods[prefix .. ".delete"] = { schema = schema_prefix .. "DeleteArgs", fn = function(self, args)
+    local id = int(args[1])
+    local obj = self.state.iscsi[plural][id]
+    if not obj then fail(ERRNO.ENOENT, string.format("%s %d does not exist", prefix, id)) end
+    if hooks.delete then hooks.delete(self, obj, args) end
+    self.state.iscsi[plural][id] = nil
+    return true
+  end }
+end
+
+local function find_by(map, key, value, except_id)
+  for _, o in pairs(map) do
+    if o[key] == value and o.id ~= except_id then return o end
+  end
+end
+
+-- portal
+crud("portal", "portals", "iscsi_portal.ISCSIPortal", "iscsi_portal", {
+  validate = function(self, data, old, v, at)
+    local seen = {}
+    for i, l in ipairs(data.listen or {}) do
+      local ip = l.ip
+      if not (ip == "0.0.0.0" or ip == "::" or ip:match("^%d+%.%d+%.%d+%.%d+$") or ip:find(":")) then
+        v:add(at .. ".listen." .. (i - 1) .. ".ip", "Invalid IP address " .. ip)
+      end
+      if seen[ip] then v:add(at .. ".listen." .. (i - 1) .. ".ip", "IP " .. ip .. " listed twice", ERRNO.EEXIST) end
+      seen[ip] = true
+      for _, p in pairs(self.state.iscsi.portals) do
+        if not old or p.id ~= old.id then
+          for _, pl in ipairs(p.listen) do
+            if pl.ip == ip then
+              v:add(at .. ".listen." .. (i - 1) .. ".ip", ip .. " IP is already in use by portal " .. p.id,
+                ERRNO.EEXIST)
+            end
+          end
+        end
+      end
+    end
+    if #(data.listen or {}) == 0 then v:add(at .. ".listen", "At least one listen entry is required") end
+  end,
+  build = function(_, data, id)
+    local listen = json.array()
+    for i, l in ipairs(data.listen) do listen[i] = { ip = l.ip } end
+    return { id = id, tag = id, listen = listen, comment = data.comment or "" }
+  end,
+  entry = function(self, p)
+    local listen = json.array()
+    for i, l in ipairs(p.listen) do listen[i] = { ip = l.ip, port = self.state.iscsi.global.listen_port } end
+    return { id = p.id, tag = p.tag, listen = listen, comment = p.comment }
+  end,
+  delete = function(self, p)
+    for _, t in pairs(self.state.iscsi.targets) do
+      for _, g in ipairs(t.groups) do
+        if g.portal == p.id then
+          fail(ERRNO.EBUSY, "Portal " .. p.id .. " is in use by target " .. t.name)
+        end
+      end
+    end
+  end,
+})
+
+-- initiator group
+crud("initiator", "initiators", "iscsi_initiator.iSCSITargetAuthorizedInitiator", "iscsi_initiator", {
+  validate = function() end,
+  build = function(_, data, id)
+    local list = json.array()
+    for i, n in ipairs(data.initiators or {}) do list[i] = n end
+    return { id = id, initiators = list, comment = data.comment or "" }
+  end,
+  entry = function(_, i) return copy(i) end,
+  delete = function(self, i)
+    for _, t in pairs(self.state.iscsi.targets) do
+      for _, g in ipairs(t.groups) do
+        if g.initiator == i.id then
+          fail(ERRNO.EBUSY, "Initiator group " .. i.id .. " is in use by target " .. t.name)
+        end
+      end
+    end
+  end,
+})
+
+-- target
+local function targetextents_of(self, key, id)
+  local list = {}
+  for _, te in ipairs(sorted_values(self.state.iscsi.targetextents)) do
+    if te[key] == id then list[#list + 1] = te end
+  end
+  return list
+end
+
+crud("target", "targets", "iscsi_target.iSCSITarget", "iscsi_target", {
+  validate = function(self, data, old, v, at)
+    local name = data.name
+    if type(name) == "string" then
+      if not name:match("^[-a-z0-9.:]+$") then
+        v:add(at .. ".name", "Lowercase alphanumeric characters plus dot (.), dash (-), and colon (:) are allowed.")
+      elseif find_by(self.state.iscsi.targets, "name", name, old and old.id) then
+        v:add(at .. ".name", "Target name already exists", ERRNO.EEXIST)
+      end
+      if #(self.state.iscsi.global.basename .. ":" .. name) > 223 then
+        v:add(at .. ".name", "Target name is too long: the IQN must be at most 223 characters")
+      end
+    end
+    if data.alias ~= nil and data.alias ~= null and find_by(self.state.iscsi.targets, "alias", data.alias, old and old.id) then
+      v:add(at .. ".alias", "Alias already exists", ERRNO.EEXIST)
+    end
+    if data.mode ~= nil and data.mode ~= "ISCSI" then
+      v:add(at .. ".mode", "Fibre Channel requires a TrueNAS Enterprise license and an FC HBA")
+    end
+    local seen = {}
+    for i, g in ipairs(data.groups or {}) do
+      local gat = at .. ".groups." .. (i - 1)
+      if not self.state.iscsi.portals[int(g.portal)] then
+        v:add(gat .. ".portal", (g.portal and string.format("%d", g.portal) or "?") .. " Portal not found in database",
+          ERRNO.ENOENT)
+      end
+      if g.initiator ~= nil and g.initiator ~= null and not self.state.iscsi.initiators[int(g.initiator)] then
+        v:add(gat .. ".initiator", string.format("%d", g.initiator) .. " Initiator not found in database", ERRNO.ENOENT)
+      end
+      if (g.authmethod == "CHAP" or g.authmethod == "CHAP_MUTUAL") and (g.auth == nil or g.auth == null) then
+        v:add(gat .. ".auth", "Authentication group is required for CHAP")
+      end
+      local key = tostring(g.portal)
+      if seen[key] then v:add(gat .. ".portal", "Portal " .. key .. " cannot be used twice in one target") end
+      seen[key] = true
+    end
+  end,
+  build = function(_, data, id)
+    local groups = json.array()
+    for i, g in ipairs(data.groups or {}) do
+      groups[i] = { portal = int(g.portal), initiator = g.initiator == nil and null or int(g.initiator),
+                    authmethod = g.authmethod or "NONE", auth = g.auth == nil and null or int(g.auth) }
+    end
+    local nets = json.array()
+    for i, n in ipairs(data.auth_networks or {}) do nets[i] = n end
+    return { id = id, name = data.name, alias = data.alias == nil and null or data.alias,
+             mode = data.mode or "ISCSI", groups = groups, auth_networks = nets, rel_tgt_id = id,
+             iscsi_parameters = data.iscsi_parameters == nil and null or data.iscsi_parameters }
+  end,
+  entry = function(_, t) return copy(t) end,
+  updated = function(self, old, new)
+    if old.name ~= new.name then
+      -- re-export under the new IQN
+      for _, te in ipairs(targetextents_of(self, "target", old.id)) do
+        self:tgt_unexport(te)
+        self.state.iscsi.targets[old.id] = new
+        self:tgt_export(te)
+        self.state.iscsi.targets[old.id] = old
+      end
+    end
+  end,
+  delete = function(self, t, args)
+    local force, delete_extents = args[2], args[3]
+    local maps = targetextents_of(self, "target", t.id)
+    if self.tgt and self.tgt.sessions and not force then
+      local n = self.tgt:sessions(self:iqn(t))
+      if n and n > 0 then fail(ERRNO.EBUSY, "Target " .. t.name .. " is in use.") end
+    end
+    for _, te in ipairs(maps) do
+      self:tgt_unexport(te)
+      self.state.iscsi.targetextents[te.id] = nil
+      if delete_extents then
+        local still = #targetextents_of(self, "extent", te.extent) > 0
+        if not still then self.state.iscsi.extents[te.extent] = nil end
+      end
+    end
+  end,
+})
+
+-- extent
+local function serial_for(id)
+  return string.format("%012x%03d", 0x1e0a0b0c0d0e + id, id % 1000)
+end
+
+crud("extent", "extents", "iscsi_extent.iSCSITargetExtent", "iscsi_extent", {
+  validate = function(self, data, old, v, at)
+    if find_by(self.state.iscsi.extents, "name", data.name, old and old.id) then
+      v:add(at .. ".name", "Extent name must be unique", ERRNO.EEXIST)
+    end
+    if data.type == "FILE" then
+      v:add(at .. ".type", "truenas lab: FILE extents are not modelled; use a DISK extent on a zvol", ERRNO.ENOTSUP)
+      return
+    end
+    local disk = data.disk
+    if disk == nil or disk == null then
+      v:add(at .. ".disk", "This field is required for DISK extents")
+      return
+    end
+    local zvol = disk:match("^zvol/(.+)$")
+    local ds = zvol and self.state.datasets[zvol]
+    if not zvol then
+      v:add(at .. ".disk", "Disk must be of the form zvol/<pool>/<name>")
+    elseif not ds or ds.type ~= "VOLUME" then
+      v:add(at .. ".disk", "Device /dev/zvol/" .. zvol .. " for volume " .. zvol .. " does not exist",
+        ERRNO.ENOENT)
+    else
+      for _, e in pairs(self.state.iscsi.extents) do
+        if e.disk == disk and (not old or e.id ~= old.id) then
+          v:add(at .. ".disk", "Disk currently in use by extent " .. e.name, ERRNO.EEXIST)
+        end
+      end
+    end
+  end,
+  build = function(_, data, id)
+    local e = copy(data)
+    e.id = id
+    e.serial = (data.serial ~= nil and data.serial ~= null) and data.serial or serial_for(id)
+    e.naa = e.naa or string.format("0x6589cfc0000000%018x", id)
+    e.vendor = "TrueNAS"
+    e.locked = false
+    e.path = e.path == nil and null or e.path
+    e.blocksize = int(e.blocksize)
+    return e
+  end,
+  entry = function(_, e) return copy(e) end,
+  updated = function(self, old, new)
+    if old.disk ~= new.disk then
+      for _, te in ipairs(targetextents_of(self, "extent", old.id)) do
+        self:tgt_unexport(te)
+      end
+      self.state.iscsi.extents[old.id] = new
+      for _, te in ipairs(targetextents_of(self, "extent", old.id)) do self:tgt_export(te) end
+    end
+  end,
+  delete = function(self, e, args)
+    local _, force = args[2], args[3]
+    local maps = targetextents_of(self, "extent", e.id)
+    if #maps > 0 and not force and self.tgt and self.tgt.sessions then
+      for _, te in ipairs(maps) do
+        local t = self.state.iscsi.targets[te.target]
+        local n = t and self.tgt:sessions(self:iqn(t))
+        if n and n > 0 then fail(ERRNO.EBUSY, "Associated target " .. t.name .. " is in use.") end
+      end
+    end
+    for _, te in ipairs(maps) do
+      self:tgt_unexport(te)
+      self.state.iscsi.targetextents[te.id] = nil
+    end
+    -- remove (delete the backing file) only applies to FILE extents, which
+    -- the lab does not model; for a DISK extent the zvol stays.
+  end,
+})
+
+-- target <-> extent mapping
+crud("targetextent", "targetextents", "iscsi_target_to_extent.iSCSITargetToExtent", "iscsi_target_to_extent", {
+  validate = function(self, data, old, v, at)
+    local target, extent = int(data.target), int(data.extent)
+    if not self.state.iscsi.targets[target] then
+      v:add(at .. ".target", "Target " .. tostring(target) .. " not found", ERRNO.ENOENT)
+    end
+    if not self.state.iscsi.extents[extent] then
+      v:add(at .. ".extent", "Extent " .. tostring(extent) .. " not found", ERRNO.ENOENT)
+    end
+    local lunid = data.lunid
+    if lunid ~= nil and lunid ~= null then
+      if lunid < 0 or lunid > 1023 then v:add(at .. ".lunid", "LUN ID must be between 0 and 1023") end
+      for _, te in pairs(self.state.iscsi.targetextents) do
+        if te.target == target and te.lunid == int(lunid) and (not old or te.id ~= old.id) then
+          v:add(at .. ".lunid", "LUN ID is already being used for this target.", ERRNO.EEXIST)
+        end
+      end
+    end
+    for _, te in pairs(self.state.iscsi.targetextents) do
+      if te.target == target and te.extent == extent and (not old or te.id ~= old.id) then
+        v:add(at .. ".target", "Extent is already in this target.", ERRNO.EEXIST)
+      end
+    end
+  end,
+  build = function(self, data, id)
+    local target = int(data.target)
+    local lunid = data.lunid
+    if lunid == nil or lunid == null then
+      local used = {}
+      for _, te in pairs(self.state.iscsi.targetextents) do
+        if te.target == target then used[te.lunid] = true end
+      end
+      lunid = 0
+      while used[lunid] do lunid = lunid + 1 end
+    end
+    return { id = id, target = target, extent = int(data.extent), lunid = int(lunid) }
+  end,
+  entry = function(_, te) return copy(te) end,
+  created = function(self, te) self:tgt_export(te) end,
+  updated = function(self, old, new)
+    self:tgt_unexport(old)
+    self.state.iscsi.targetextents[old.id] = new
+    self:tgt_export(new)
+  end,
+  delete = function(self, te, args)
+    local force = args[2]
+    local t = self.state.iscsi.targets[te.target]
+    if t and self.tgt and self.tgt.sessions and not force then
+      local n = self.tgt:sessions(self:iqn(t))
+      if n and n > 0 then fail(ERRNO.EBUSY, "Associated target " .. t.name .. " is in use.") end
+    end
+    self:tgt_unexport(te)
+  end,
+})
+
+-- services ------------------------------------------------------------------
+
+methods["service.query"] = { fn = function(self, args)
+  local filters, options = query_args(args)
+  return M.filter_list(sorted_values(self.state.services), filters, options)
+end }
+
+local function service_args(self, args, method)
+  local v = verrors()
+  if type(args[1]) ~= "string" then
+    v:add("service", "Input should be a valid string")
+    check(v)
+  end
+  if #args > 2 then
+    v:add("", string.format("Too many arguments (expected 2, found %d)", #args))
+    check(v)
+  end
+  local svc = self.state.services[args[1]]
+  if not svc then fail(ERRNO.ENOENT, "The service " .. args[1] .. " does not exist (" .. method .. ")") end
+  return svc
+end
+
+methods["service.start"] = { fn = function(self, args)
+  local svc = service_args(self, args, "service.start")
+  svc.state = "RUNNING"
+  svc.pids = json.array { 1000 + svc.id }
+  return true
+end }
+
+methods["service.stop"] = { fn = function(self, args)
+  local svc = service_args(self, args, "service.stop")
+  svc.state = "STOPPED"
+  svc.pids = json.array()
+  return false
+end }
+
+methods["service.update"] = { fn = function(self, args)
+  local svc = self.state.services[args[1]]
+  if not svc then
+    for _, s in pairs(self.state.services) do if s.id == args[1] then svc = s end end
+  end
+  if not svc then fail(ERRNO.ENOENT, "The service " .. tostring(args[1]) .. " does not exist") end
+  local data = args[2]
+  if not jsonschema.is_object(data) then
+    raise(validation_error({ { "service_update", "Input should be a valid dictionary", ERRNO.EINVAL } }))
+  end
+  for k, val in pairs(data) do
+    if k ~= "enable" then
+      raise(validation_error({ { "service_update." .. k, "Extra inputs are not permitted", ERRNO.EINVAL } }))
+    end
+    if type(val) ~= "boolean" then
+      raise(validation_error({ { "service_update.enable", "Input should be a valid boolean", ERRNO.EINVAL } }))
+    end
+    svc.enable = val
+  end
+  return svc.id
+end }
+
+---------------------------------------------------------------------------
+-- Dispatch
+---------------------------------------------------------------------------
+
+--- Call a method: returns the result, or nil and a JSON-RPC error object.
+function Model:dispatch(method, params, session)
+  if type(method) ~= "string" then error("truenas dispatch: method must be a string", 2) end
+  session = session or self:session()
+  local m = methods[method]
+  if not m then
+    return nil, { code = M.JSONRPC.METHOD_NOT_FOUND, message = "Method not found",
+                  data = { error = ERRNO.ENOMETHOD, errname = "ENOMETHOD",
+                           reason = "[ENOMETHOD] Method " .. json.encode(method) .. " not found",
+                           extra = null, trace = null } }
+  end
+  if not m.public and not session.authenticated then
+    return nil, call_error(ERRNO.EACCES, "Not authenticated")
+  end
+  if params == nil or params == null then params = json.array() end
+  if not jsonschema.is_array(params) then
+    return nil, { code = M.JSONRPC.INVALID_PARAMS, message = "Invalid params",
+                  data = { error = ERRNO.EINVAL, errname = "EINVAL",
+                           reason = "[EINVAL] params: Input should be a valid list", extra = null, trace = null } }
+  end
+  local args = params
+  if m.schema then
+    local out, errs = self.schemas:validate_args(m.schema, params)
+    if not out then
+      local list = {}
+      for i, e in ipairs(errs) do list[i] = { e.path, e.message, ERRNO.EINVAL } end
+      return nil, validation_error(list)
+    end
+    args = out
+  end
+  self.calls = self.calls + 1
+  local ok, result = pcall(m.fn, self, args, session)
+  if ok then
+    if result == nil then result = null end
+    return result
+  end
+  if getmetatable(result) == Raised then return nil, result.err end
+  -- a bug in the model: report it as the middleware reports an exception
+  return nil, { code = M.JSONRPC.CALL_ERROR, message = "Method call error",
+                data = { error = ERRNO.EINVAL, errname = "EINVAL", reason = tostring(result),
+                         extra = null, trace = { formatted = debug.traceback(tostring(result)) } } }
+end
+
+--- Names of the methods the model implements.
+function M.method_names()
+  local names = {}
+  for k in pairs(methods) do names[#names + 1] = k end
+  table.sort(names)
+  return names
+end
+
+M.Model = Model
+M.validation_error = validation_error
+
+---------------------------------------------------------------------------
+-- The device: the model served over JSON-RPC 2.0 on WebSocket and REST v2.0
+-- through sbot.httpd.
+---------------------------------------------------------------------------
+
+-- Deterministic [0,1) stream (xorshift64*), for fault decisions when no
+-- injector from `sbot lab` is given.
+local function rng(seed)
+  local x = (math.tointeger(seed) or 0) * 0x9E3779B97F4A7C15 + 0x2545F4914F6CDD1D
+  if x == 0 then x = 0x2545F4914F6CDD1D end
+  return function()
+    x = x ~ (x >> 12)
+    x = x ~ (x << 25)
+    x = x ~ (x >> 27)
+    local r = x * 0x2545F4914F6CDD1D
+    return ((r >> 11) & ((1 << 53) - 1)) / 9007199254740992.0
+  end
+end
+M.rng = rng
+
+local WS_PATHS = { ["/api/current"] = true, ["/api/v25.10.0"] = true, ["/api/v25.10"] = true }
+
+local function rpc_reply(id, result, err)
+  if err then
+    return json.encode { jsonrpc = "2.0", id = id == nil and null or id, error = err }
+  end
+  return json.encode { jsonrpc = "2.0", id = id, result = result }
+end
+
+-- One JSON-RPC request text -> reply text or nil (notification / dropped).
+local function handle_rpc(dev, session, text)
+  local msg = json.decode(text)
+  if type(msg) ~= "table" or msg == null or jsonschema.is_array(msg) then
+    return rpc_reply(null, nil, { code = M.JSONRPC.INVALID_JSON, message = "Parse error",
+                                  data = { reason = "invalid JSON-RPC message" } })
+  end
+  local id = msg.id
+  if msg.jsonrpc ~= "2.0" or type(msg.method) ~= "string"
+      or (msg.params ~= nil and msg.params ~= null and not jsonschema.is_array(msg.params)) then
+    return rpc_reply(id, nil, { code = M.JSONRPC.INVALID_REQUEST, message = "Invalid Request",
+      data = { reason = "expected {jsonrpc = \"2.0\", id, method (string), params (list)}" } })
+  end
+  local result, err = dev.model:dispatch(msg.method, msg.params, session)
+  if id == nil then return nil end -- a notification gets no reply
+  if dev.inject.chance("drop") then
+    dev.dropped = dev.dropped + 1
+    return nil
+  end
+  return rpc_reply(id, result, err)
+end
+M.handle_rpc = handle_rpc
+
+-- REST v2.0 ------------------------------------------------------------------
+
+local REST_NAMESPACES = {
+  "iscsi/targetextent", "iscsi/target", "iscsi/extent", "iscsi/portal", "iscsi/initiator",
+  "pool/dataset", "service",
+}
+
+local function rest_error(err)
+  local d = err.data or {}
+  if err.code == M.JSONRPC.INVALID_PARAMS and type(d.extra) == "table" then
+    local body = {}
+    for _, e in ipairs(d.extra) do
+      local attr = e[1] ~= "" and e[1] or "__all__"
+      body[attr] = body[attr] or json.array()
+      table.insert(body[attr], { message = e[2], errno = e[3] })
+    end
+    return 422, body
+  end
+  if err.code == M.JSONRPC.METHOD_NOT_FOUND then return 404, { message = d.reason or err.message } end
+  if d.errname == "ENOENT" then return 404, { message = d.reason, errno = d.error } end
+  if d.errname == "EACCES" then return 401, { message = d.reason, errno = d.error } end
+  return 422, { message = d.reason or err.message, errno = d.error }
+end
+
+-- A path id: integer for everything but datasets.
+local function rest_id(ns, raw)
+  if ns == "pool/dataset" then return raw end
+  return math.tointeger(tonumber(raw)) or raw
+end
+
+local function query_value(v)
+  if v == "true" then return true elseif v == "false" then return false end
+  if v == "null" then return null end
+  return math.tointeger(tonumber(v)) or v
+end
+
+-- Map one REST request to (method, params) or to an error status.
+local function rest_route(dev, req)
+  local path = req.path:gsub("^/api/v2%.0/?", ""):gsub("/$", "")
+  local method = req.method
+  local body
+  if req.body ~= "" then
+    local err
+    body, err = json.decode(req.body)
+    if body == nil then return nil, 400, { message = "Request body is not valid JSON: " .. tostring(err) } end
+  end
+  if path == "core/ping" and method == "GET" then return "core.ping", json.array() end
+  if path == "system/info" and method == "GET" then return "system.info", json.array() end
+  if path == "iscsi/global" and method == "GET" then return "iscsi.global.config", json.array() end
+  if path == "pool" and method == "GET" then path = "pool" end
+  if path == "service/start" and method == "POST" then
+    return "service.start", json.array { type(body) == "table" and body.service or body }
+  end
+  if path == "auth/me" and method == "GET" then return "auth.me", json.array() end
+  local ns, rest
+  for _, n in ipairs(REST_NAMESPACES) do
+    if path == n or path:sub(1, #n + 1) == n .. "/" then ns, rest = n, path:sub(#n + 2) break end
+  end
+  if not ns and (path == "pool" or path:match("^pool/id/")) then ns, rest = "pool", path:sub(6) end
+  if not ns then return nil, 404, { message = "Not found: /api/v2.0/" .. path } end
+  local mname = ns:gsub("/", ".")
+  local id = rest:match("^id/(.+)$")
+  if rest ~= "" and not id then return nil, 404, { message = "Not found: /api/v2.0/" .. path } end
+  if method == "GET" then
+    local filters, options = json.array(), {}
+    for k, v in pairs(req.query or {}) do
+      if k == "limit" or k == "offset" then options[k] = math.tointeger(tonumber(v))
+      elseif k == "sort" then
+        options.order_by = json.array()
+        for f in v:gmatch("[^,]+") do options.order_by[#options.order_by + 1] = f end
+      elseif k == "count" then options.count = v == "true"
+      else filters[#filters + 1] = json.array { k, "=", query_value(v) } end
+    end
+    if id then
+      filters = json.array { json.array { "id", "=", rest_id(ns, id) } }
+      options = { get = true }
+    end
+    return mname .. ".query", json.array { filters, options }
+  end
+  if method == "POST" and not id then return mname .. ".create", json.array { body == nil and {} or body } end
+  if method == "PUT" and id then return mname .. ".update", json.array { rest_id(ns, id), body == nil and {} or body } end
+  if method == "DELETE" and id then
+    local m = methods[mname .. ".delete"]
+    local params = json.array { rest_id(ns, id) }
+    if body ~= nil and m and m.schema then
+      local names = dev.model.schemas:property_names(m.schema)
+      if #names == 2 and not (jsonschema.is_object(body) and body[names[2]] ~= nil) then
+        params[2] = body -- a single options object (pool.dataset.delete)
+      elseif jsonschema.is_object(body) then
+        -- named arguments (iscsi.target.delete: force, delete_extents)
+        for k in pairs(body) do
+          local known = false
+          for _, n in ipairs(names) do if n == k then known = true end end
+          if not known or k == names[1] then
+            return nil, 422, { [mname .. "_delete." .. tostring(k)] =
+              json.array { { message = "Extra inputs are not permitted", errno = ERRNO.EINVAL } } }
+          end
+        end
+        -- positional: a gap takes the argument's schema default
+        local props = dev.model.schemas:schema(m.schema).properties
+        local last = 1
+        for i = 2, #names do if body[names[i]] ~= nil then last = i end end
+        for i = 2, last do
+          local v = body[names[i]]
+          if v == nil then v = props[names[i]].default end
+          params[i] = v
+        end
+      else
+        params[2] = body
+      end
+    end
+    return mname .. ".delete", params
+  end
+  return nil, 405, { message = method .. " is not allowed on /api/v2.0/" .. path }
+end
+
+local function json_response(status, body)
+  return status, { ["Content-Type"] = "application/json" }, json.encode(body)
+end
+
+--- Build the lab device. opts: everything M.model takes, plus name
+-- ("truenas"), faults ({drop = rate}), seed, injector (an object with
+-- chance(key), from sbot.lab.faults; overrides faults/seed).
+-- Returns {name, kind, model, handler, serve_websocket, state, site_entry,
+-- boot_hook, close}.
+function M.new(opts)
+  opts = opts or {}
+  local started_tgt
+  if opts.tgt == true then
+    -- `sbot lab --tgt`: a private tgtd on a free port under the lab's dir
+    local port = math.tointeger(opts.tgt_port)
+    if not port then
+      local probe_srv = assert(require("sbot.httpd").listen { host = opts.host or "127.0.0.1", port = 0,
+        handler = function() return 404 end })
+      port = probe_srv:port()
+      probe_srv:close()
+    end
+    local mopts = {}
+    for k, v in pairs(opts) do mopts[k] = v end
+    mopts.tgt = { port = port, host = opts.host or "127.0.0.1",
+                  dir = (opts.dir or os.getenv("TMPDIR") or "/tmp") .. "/tgt" }
+    opts = mopts
+  elseif opts.tgt == false then
+    local mopts = {}
+    for k, v in pairs(opts) do mopts[k] = v end
+    mopts.tgt = nil
+    opts = mopts
+  end
+  if type(opts.tgt) == "table" and not opts.tgt.export then
+    -- tgt options {port, dir, ...}: this device runs its own tgtd
+    local terr
+    started_tgt, terr = require("sbot.lab.tgt").start(opts.tgt)
+    if not started_tgt then return nil, terr end
+    local mopts = {}
+    for k, v in pairs(opts) do mopts[k] = v end
+    mopts.tgt = started_tgt
+    mopts.iscsi_port = mopts.iscsi_port or started_tgt.port
+    opts = mopts
+  end
+  local model, err = M.model(opts)
+  if not model then
+    if started_tgt then started_tgt:stop() end
+    return nil, err
+  end
+  local httpd = require "sbot.httpd"
+  local dev = { name = opts.name or "truenas", kind = "truenas", model = model, dropped = 0,
+                rpc_calls = 0, rest_calls = 0 }
+  local inject = opts.injector
+  if not inject then
+    local faults = opts.faults or {}
+    for k, v in pairs(faults) do
+      if k ~= "drop" then error("truenas.new: unknown fault '" .. tostring(k) .. "' (known: drop)", 2) end
+      if type(v) ~= "number" or v < 0 or v > 1 then error("truenas.new: faults.drop must be a rate 0..1", 2) end
+    end
+    local rand = rng(opts.seed or 0)
+    local counts = {}
+    inject = {
+      counts = counts,
+      chance = function(key)
+        local rate = faults[key]
+        if not rate or rate <= 0 then return false end
+        local hit = rand() < rate
+        if hit then counts[key] = (counts[key] or 0) + 1 end
+        return hit
+      end,
+    }
+  end
+  dev.inject = inject
+  dev.faults = opts.injector -- the lab's injector, when it gave one
+
+  -- The JSON-RPC connection loop. Not exported as `websocket` on purpose:
+  -- sbot lab would then send every upgrade (any path) straight here, past
+  -- its fault wrapper; handler() routes the upgrade instead.
+  function dev.serve_websocket(ws)
+    local session = model:session()
+    while true do
+      local text = ws:recv()
+      if not text then break end
+      dev.rpc_calls = dev.rpc_calls + 1
+      local reply = handle_rpc(dev, session, text)
+      if reply and not ws:send(reply) then break end
+    end
+  end
+
+  function dev.handler(req)
+    if WS_PATHS[req.path] then
+      if (req.headers.upgrade or ""):lower() == "websocket" then return httpd.upgrade(dev.serve_websocket) end
+      return json_response(400, { message = "WebSocket endpoint: send an HTTP/1.1 Upgrade: websocket request" })
+    end
+    if req.path == "/lab/state" and req.method == "GET" then
+      return json_response(200, dev.state())
+    end
+    if req.path:match("^/api/v2%.0") then
+      dev.rest_calls = dev.rest_calls + 1
+      local auth = req.headers.authorization or ""
+      local key = auth:match("^[Bb]earer%s+(.+)$")
+      if key ~= model.api_key then
+        return json_response(401, { message = "Authentication credentials were not provided or are invalid" })
+      end
+      local method, params, extra = rest_route(dev, req)
+      if not method then return json_response(params, extra) end
+      local session = { authenticated = true, username = model.username }
+      local result, rerr = model:dispatch(method, params, session)
+      if rerr then return json_response(rest_error(rerr)) end
+      return json_response(200, result)
+    end
+    return json_response(404, { message = "Not found: " .. req.path })
+  end
+
+  function dev.state()
+    local st = model:lab_state()
+    st.name = dev.name
+    st.faults = { dropped = dev.dropped, counts = inject.counts or {} }
+    st.rpc_messages = dev.rpc_calls
+    st.rest_calls = dev.rest_calls
+    return st
+  end
+
+  --- sbot lab calls this on every simulated iDRAC boot. For an iSCSI boot it
+  -- checks the target/LUN against the model and, with tgtd, logs in for real
+  -- as the server's initiator (INQUIRY + READ CAPACITY); the result goes to
+  -- boot.iscsi_login (shown in /lab/state).
+  function dev.boot_hook(boot)
+    if boot.source ~= "iSCSI" or type(boot.target) ~= "table" then return end
+    local t = boot.target
+    local login = { target = t.name, portal = tostring(t.ip) .. ":" .. tostring(t.port), lun = t.lun,
+                    initiator = t.initiator }
+    boot.iscsi_login = login
+    local target, mapping
+    for _, tg in pairs(model.state.iscsi.targets) do
+      if model:iqn(tg) == t.name then target = tg end
+    end
+    if target then
+      for _, te in pairs(model.state.iscsi.targetextents) do
+        if te.target == target.id and te.lunid == tonumber(t.lun) then mapping = te end
+      end
+    end
+    if not target then
+      login.ok, login.error = false, "no target " .. tostring(t.name) .. " on the TrueNAS model"
+      return
+    elseif not mapping then
+      login.ok, login.error = false, "target " .. t.name .. " has no LUN " .. tostring(t.lun)
+      return
+    end
+    local info = model:mapping_info(mapping)
+    login.zvol = info.zvol
+    if not model.tgt then
+      login.ok, login.checked = true, "model"
+      return
+    end
+    local ok_iscsi, iscsi = pcall(require, "sbot.iscsi")
+    if not ok_iscsi then
+      login.ok, login.error = false, "sbot.iscsi is not available: " .. tostring(iscsi)
+      return
+    end
+    local r, perr = iscsi.probe { portal = login.portal, target = t.name, lun = info.tgt_lun,
+                                  initiator = t.initiator ~= "" and t.initiator or nil, timeout = 5 }
+    login.checked = "tgt"
+    if r then
+      login.ok, login.capacity, login.inquiry = true, r.capacity, r.inquiry
+    else
+      login.ok, login.error = false, perr
+    end
+  end
+
+  --- Stop what the device started (its tgtd). Safe to call twice.
+  function dev.close()
+    if started_tgt then started_tgt:stop() end
+  end
+
+  --- The site.lua entry for this device served at base ("http://127.0.0.1:PORT"
+  -- or https://...); tls is what a client needs ({pin_sha256 = ...}).
+  function dev.site_entry(base, tls)
+    local url = base:gsub("^http", "ws"):gsub("/$", "") .. "/api/current"
+    return { url = url, api_key = model.api_key, tls = tls }
+  end
+
+  return dev
+end
+
+return M

@@ -1,0 +1,88 @@
+-- `sbot lab --tgt` end to end: the TrueNAS device from the site file (wss with
+-- the pinned certificate, sbot.ws), a zvol exported by tgtd, and an iDRAC whose
+-- iSCSI boot logs in to it for real (sbot.iscsi in the lab's boot hook).
+local ws = require "sbot.ws"
+local json = require "sbot.json"
+local labclient = require "labclient"
+
+local SYS = "/redfish/v1/Systems/System.Embedded.1"
+local MGR = "/redfish/v1/Managers/iDRAC.Embedded.1"
+local MiB = 1024 * 1024
+
+local function wait_for(fn, timeout, what)
+  local deadline = os.time() + timeout
+  while os.time() <= deadline do
+    local v = fn()
+    if v then return v end
+    os.execute("sleep 0.1")
+  end
+  error("timed out waiting for " .. what)
+end
+
+describe("sbot lab --tgt", function()
+  local lab
+  setup(function()
+    lab = labclient.start_lab { "--servers", "1", "--tgt", "--time-scale", "0.1" }
+  end)
+  teardown(function()
+    local out, clean = lab.stop()
+    assert(clean, "the lab did not stop cleanly: " .. out)
+    local st = io.open(lab.dir .. "/tgt/tgtd.pid")
+    if st then
+      local pid = tonumber(st:read("a"))
+      st:close()
+      local alive = pid and os.execute("kill -0 " .. pid .. " 2>/dev/null") == true
+      if alive then os.execute("kill -KILL " .. pid) end
+      assert.is_false(alive, "tgtd outlived the lab")
+    end
+  end)
+
+  it("boots a server from a zvol the TrueNAS model exported", function()
+    local tn = lab.site.truenas
+    assert.matches("^wss://127%.0%.0%.1:%d+/api/current$", tn.url)
+    local c <close> = assert(ws.connect(tn.url, { tls = tn.tls, timeout = 5 }))
+    local id = 0
+    local function call(method, params)
+      id = id + 1
+      assert(c:send(json.encode { jsonrpc = "2.0", id = id, method = method, params = json.array(params or {}) }))
+      local msg = json.decode(assert(c:recv(10)))
+      assert(msg.error == nil, msg.error and json.encode(msg.error))
+      return msg.result
+    end
+    assert.are.equal("SUCCESS", call("auth.login_ex",
+      { { mechanism = "API_KEY_PLAIN", username = "root", api_key = tn.api_key } }).response_type)
+    local portal = call("iscsi.portal.create", { { listen = { { ip = "127.0.0.1" } } } })
+    call("pool.dataset.create", { { name = "tank/r630-01", type = "VOLUME", volsize = 48 * MiB, sparse = true } })
+    local t = call("iscsi.target.create", { { name = "r630-01", groups = { { portal = portal.id } } } })
+    local e = call("iscsi.extent.create", { { name = "r630-01", disk = "zvol/tank/r630-01" } })
+    call("iscsi.targetextent.create", { { target = t.id, extent = e.id } })
+    local global = call("iscsi.global.config")
+    local iqn = global.basename .. ":r630-01"
+
+    local idrac = lab.client("idrac-1")
+    assert.are.equal(201, assert(idrac:login()).status)
+    local attrs = { IscsiDev1EnDis = "Enabled", IscsiDev1Con1EnDis = "Enabled",
+      IscsiInitiatorName = "iqn.2024-01.org.sbot:r630-01",
+      IscsiDev1Con1TargetName = iqn, IscsiDev1Con1TargetIp = "127.0.0.1",
+      IscsiDev1Con1Port = global.listen_port, IscsiDev1Con1Lun = "0", IscsiDev1Con1TgtDhcpEnDis = "Disabled" }
+    local p = assert(idrac:request("PATCH", SYS .. "/Bios/Settings", { body = { Attributes = attrs } }))
+    assert.are.equal(200, p.status, p.body)
+    local j = assert(idrac:request("POST", MGR .. "/Jobs", { body = { TargetSettingsURI = SYS .. "/Bios/Settings" } }))
+    assert.are.equal(200, j.status, j.body)
+    local rs = assert(idrac:request("POST", SYS .. "/Actions/ComputerSystem.Reset", { body = { ResetType = "ForceRestart" } }))
+    assert.are.equal(204, rs.status, rs.body)
+    local boot = wait_for(function()
+      local s = lab.state().devices["idrac-1"]
+      local b = type(s.last_boot) == "table" and s.last_boot
+      return b and b.source == "iSCSI" and b.iscsi_login and b
+    end, 30, "the iSCSI boot")
+    local login = boot.iscsi_login
+    assert(login.ok, json.encode(login))
+    assert.are.equal("tgt", login.checked)
+    assert.are.equal(48 * MiB, login.capacity.bytes)
+    assert.are.equal("TrueNAS", login.inquiry.vendor)
+    assert.are.equal("tank/r630-01", login.zvol)
+    local tstate = lab.state().devices.truenas
+    assert.are.equal(iqn, tstate.tgt.targets[1].iqn)
+  end)
+end)

@@ -1,0 +1,275 @@
+-- The TrueNAS lab device over the network: JSON-RPC 2.0 on WebSocket (with
+-- sbot.ws), REST v2.0 (with curl), the drop fault, and real iSCSI through tgtd.
+local ws = require "sbot.ws"
+local json = require "sbot.json"
+local helpers = require "helpers"
+
+local KEY = "1-Lab0123456789abcdef"
+local MiB = 1024 * 1024
+
+local function start_lab(args)
+  local port = helpers.free_port()
+  local cmd = string.format("%s run %s port=%d api_key=%s %s", helpers.shquote(helpers.sbot_bin),
+    helpers.shquote(helpers.source_dir .. "/tests/servers/truenas_lab.lua"), port, KEY, args or "")
+  local h = helpers.spawn(cmd)
+  assert(helpers.wait_port(port, 15), "lab did not start: " .. h:output())
+  return h, port
+end
+
+local function rpc_client(conn)
+  local id = 0
+  return function(method, params)
+    id = id + 1
+    assert(conn:send(json.encode { jsonrpc = "2.0", id = id, method = method, params = json.array(params or {}) }))
+    local text = assert(conn:recv(10))
+    local msg = assert(json.decode(text))
+    assert.are.equal("2.0", msg.jsonrpc)
+    assert.are.equal(id, msg.id)
+    if msg.error then return nil, msg.error end
+    return msg.result
+  end
+end
+
+local function extra_of(err)
+  local t = {}
+  for _, e in ipairs(err.data.extra or {}) do t[e[1]] = e[2] end
+  return t
+end
+
+local function curl(port, method, path, body, auth)
+  local dir = helpers.tmpdir("curl")
+  local cmd = string.format("curl -s -o %s/body -w '%%{http_code}' -X %s %s %s http://127.0.0.1:%d%s",
+    dir, method, auth == false and "" or ("-H " .. helpers.shquote("Authorization: Bearer " .. (auth or KEY))),
+    body and ("-H 'Content-Type: application/json' --data-binary " .. helpers.shquote(json.encode(body))) or "",
+    port, path)
+  local _, _, code = helpers.sh(cmd)
+  local text = helpers.read_file(dir .. "/body")
+  os.execute("rm -rf " .. helpers.shquote(dir))
+  return tonumber(code), json.decode(text)
+end
+
+describe("TrueNAS lab device", function()
+  local lab, port
+  setup(function() lab, port = start_lab() end)
+  teardown(function() lab:stop("INT") end)
+
+  local function connect()
+    return assert(ws.connect(string.format("ws://127.0.0.1:%d/api/current", port), { timeout = 5 }))
+  end
+
+  local function login(call)
+    local r = assert(call("auth.login_ex", { { mechanism = "API_KEY_PLAIN", username = "root", api_key = KEY } }))
+    assert.are.equal("SUCCESS", r.response_type)
+  end
+
+  it("fails calls before login like the real middleware", function()
+    local c <close> = connect()
+    local call = rpc_client(c)
+    assert.are.equal("pong", call("core.ping"))
+    local r, err = call("iscsi.target.query")
+    assert.is_nil(r)
+    assert.are.equal(-32001, err.code)
+    assert.are.equal("EACCES", err.data.errname)
+    local bad = call("auth.login_ex", { { mechanism = "API_KEY_PLAIN", username = "root", api_key = "wrong" } })
+    assert.are.equal("AUTH_ERR", bad.response_type)
+    assert.is_nil((call("system.info")))
+    login(call)
+    assert.are.equal("25.10.0", call("system.info").version)
+  end)
+
+  it("rejects an unknown key and a bad type with the field path (JSON-RPC)", function()
+    local c <close> = connect()
+    local call = rpc_client(c)
+    login(call)
+    local _, err = call("iscsi.target.create", { { name = "node1", nmae = "typo" } })
+    assert.are.equal(-32602, err.code)
+    assert.are.equal("Invalid params", err.message)
+    assert.are.equal("Extra inputs are not permitted", extra_of(err)["iscsi_target_create.nmae"])
+    local _, err2 = call("pool.dataset.create", { { name = "tank/z", type = "VOLUME", volsize = "1G" } })
+    assert.are.equal("Input should be a valid integer", extra_of(err2)["data.volsize"])
+    assert.are.equal(0, #call("iscsi.target.query"))
+  end)
+
+  it("rejects an extent on a missing zvol", function()
+    local c <close> = connect()
+    local call = rpc_client(c)
+    login(call)
+    local _, err = call("iscsi.extent.create", { { name = "ghost", type = "DISK", disk = "zvol/tank/ghost" } })
+    assert.are.equal(-32602, err.code)
+    assert.matches("does not exist", extra_of(err)["iscsi_extent_create.disk"])
+  end)
+
+  it("runs a full create / query / delete cycle over WebSocket", function()
+    local c <close> = connect()
+    local call = rpc_client(c)
+    login(call)
+    local portal = assert(call("iscsi.portal.create", { { listen = { { ip = "127.0.0.1" } } } }))
+    local zvol = assert(call("pool.dataset.create",
+      { { name = "tank/r630-01", type = "VOLUME", volsize = 64 * MiB, sparse = true } }))
+    assert.are.equal(64 * MiB, zvol.volsize.parsed)
+    local target = assert(call("iscsi.target.create", { { name = "r630-01", groups = { { portal = portal.id } } } }))
+    local extent = assert(call("iscsi.extent.create", { { name = "r630-01", disk = "zvol/tank/r630-01" } }))
+    local map = assert(call("iscsi.targetextent.create", { { target = target.id, extent = extent.id } }))
+    assert.are.equal(0, map.lunid)
+    local global = call("iscsi.global.config")
+    local got = call("iscsi.target.query", { { { "name", "=", "r630-01" } }, { get = true } })
+    assert.are.equal(target.id, got.id)
+    -- the lab's state endpoint shows the IQN a client would log in to
+    local code, state = curl(port, "GET", "/lab/state", nil, false)
+    assert.are.equal(200, code)
+    assert.are.equal(global.basename .. ":r630-01", state.mappings[1].iqn)
+    assert.are.equal("tank/r630-01", state.mappings[1].zvol)
+    assert.is_true(call("iscsi.target.delete", { target.id, false, true }))
+    assert.are.equal(0, #call("iscsi.extent.query"))
+    assert.are.equal(0, #call("iscsi.targetextent.query"))
+    assert.is_true(call("pool.dataset.delete", { "tank/r630-01", { recursive = false } }))
+    assert.are.equal(0, #call("pool.dataset.query", { { { "type", "=", "VOLUME" } } }))
+    assert.is_true(call("iscsi.portal.delete", { portal.id }))
+  end)
+
+  it("serves REST v2.0 with Bearer keys and 422 field errors", function()
+    local code, body = curl(port, "GET", "/api/v2.0/iscsi/target", nil, false)
+    assert.are.equal(401, code)
+    code, body = curl(port, "POST", "/api/v2.0/iscsi/target", { name = "rest1", bogus = 1 })
+    assert.are.equal(422, code)
+    assert.are.equal("Extra inputs are not permitted", body["iscsi_target_create.bogus"][1].message)
+    code, body = curl(port, "POST", "/api/v2.0/iscsi/target", { name = 7 })
+    assert.are.equal(422, code)
+    assert.truthy(body["iscsi_target_create.name"])
+    local t
+    code, t = curl(port, "POST", "/api/v2.0/iscsi/target", { name = "rest1" })
+    assert.are.equal(200, code)
+    code, body = curl(port, "GET", "/api/v2.0/iscsi/target?name=rest1")
+    assert.are.equal(200, code)
+    assert.are.equal(t.id, body[1].id)
+    code, body = curl(port, "PUT", "/api/v2.0/iscsi/target/id/" .. t.id, { alias = "via-rest" })
+    assert.are.equal("via-rest", body.alias)
+    code, body = curl(port, "DELETE", "/api/v2.0/iscsi/target/id/" .. t.id, { force = true, delete_extents = true })
+    assert.are.equal(200, code)
+    assert.is_true(body)
+    code = curl(port, "GET", "/api/v2.0/iscsi/target/id/" .. t.id)
+    assert.are.equal(404, code)
+    code, body = curl(port, "POST", "/api/v2.0/pool/dataset", { name = "tank/rz", type = "VOLUME", volsize = 16 * MiB })
+    assert.are.equal(200, code)
+    code, body = curl(port, "DELETE", "/api/v2.0/pool/dataset/id/tank%2Frz", { recursive = true, force = false })
+    assert.are.equal(200, code)
+  end)
+
+  it("serves wss with a pinned self-signed certificate", function()
+    local dir = helpers.tmpdir("tnas-tls")
+    local h, p = start_lab("tls=" .. dir)
+    local pin = helpers.read_file(dir .. "/pin")
+    local c, err = ws.connect(string.format("wss://127.0.0.1:%d/api/current", p), { timeout = 5 })
+    assert.is_nil(c)
+    assert.matches("verif", err)
+    local c2 = assert(ws.connect(string.format("wss://127.0.0.1:%d/api/current", p),
+      { timeout = 5, tls = { pin_sha256 = pin } }))
+    local call = rpc_client(c2)
+    assert(call("auth.login_with_api_key", { KEY }))
+    assert.are.equal("tank", call("pool.query", { {}, { get = true } }).name)
+    c2:close()
+    h:stop("INT")
+  end)
+end)
+
+describe("TrueNAS lab drop fault", function()
+  -- 400 pipelined pings at drop=0.2: replies missing must be the same set
+  -- for the same seed, and their number within 4 standard deviations.
+  local N, RATE = 400, 0.2
+  local function dropped_ids(seed)
+    local h, port = start_lab(string.format("seed=%d drop=%s", seed, RATE))
+    local c <close> = assert(ws.connect(string.format("ws://127.0.0.1:%d/api/current", port), { timeout = 5 }))
+    for i = 1, N do
+      assert(c:send(json.encode { jsonrpc = "2.0", id = i, method = "core.ping", params = json.array() }))
+    end
+    local seen = {}
+    while true do
+      local text = c:recv(1.5)
+      if not text then break end
+      seen[json.decode(text).id] = true
+    end
+    local missing = {}
+    for i = 1, N do if not seen[i] then missing[#missing + 1] = i end end
+    local _, state = curl(port, "GET", "/lab/state", nil, false)
+    h:stop("INT")
+    return missing, state
+  end
+
+  it("drops replies at the configured rate, deterministically under a seed", function()
+    local a, state = dropped_ids(7)
+    local b = dropped_ids(7)
+    local sd = math.sqrt(N * RATE * (1 - RATE))
+    assert.is_true(math.abs(#a - N * RATE) <= 4 * sd, "dropped " .. #a .. " of " .. N)
+    assert.are.same(a, b)
+    assert.are.equal(#a, state.faults.dropped)
+    local other = dropped_ids(8)
+    assert.are_not.same(a, other)
+  end)
+end)
+
+describe("TrueNAS lab with tgt", function()
+  local has_tgt = os.execute("command -v tgtd >/dev/null && command -v iscsi-ls >/dev/null") == true
+  local lab, port, tgt_port, dir
+  local iscsi = require "sbot.iscsi"
+
+  setup(function()
+    assert(has_tgt, "tgt and libiscsi-bin must be installed (vendor/bootstrap)")
+    dir = helpers.tmpdir("tgt")
+    tgt_port = helpers.free_port()
+    lab, port = start_lab(string.format("tgt_port=%d tgt_dir=%s", tgt_port, dir))
+  end)
+  teardown(function()
+    lab:stop("INT")
+    -- safety net: never leave a tgtd behind
+    local f = io.open(dir .. "/tgtd.pid")
+    if f then
+      local pid = tonumber(f:read("a"))
+      f:close()
+      if pid then os.execute("kill -KILL " .. pid .. " 2>/dev/null") end
+    end
+  end)
+
+  it("exports the mapping for real: iscsi-ls sees it, sbot.iscsi.probe reads its capacity", function()
+    local c <close> = assert(ws.connect(string.format("ws://127.0.0.1:%d/api/current", port), { timeout = 5 }))
+    local call = rpc_client(c)
+    assert(call("auth.login_with_api_key", { KEY }))
+    local portal = assert(call("iscsi.portal.create", { { listen = { { ip = "127.0.0.1" } } } }))
+    assert(call("pool.dataset.create", { { name = "tank/node1", type = "VOLUME", volsize = 48 * MiB, sparse = true } }))
+    local t = assert(call("iscsi.target.create", { { name = "node1", groups = { { portal = portal.id } } } }))
+    local e = assert(call("iscsi.extent.create", { { name = "node1", disk = "zvol/tank/node1" } }))
+    local m = assert(call("iscsi.targetextent.create", { { target = t.id, extent = e.id, lunid = 0 } }))
+    local iqn = call("iscsi.global.config").basename .. ":node1"
+
+    local ok, _, out = helpers.sh(string.format("iscsi-ls -s iscsi://127.0.0.1:%d 2>&1", tgt_port))
+    assert(ok, out)
+    assert.matches("Target:" .. iqn:gsub("%p", "%%%0"), out)
+
+    local _, state = curl(port, "GET", "/lab/state", nil, false)
+    local tgt_lun = state.mappings[1].tgt_lun
+    assert.are.equal(1, tgt_lun)
+    local r = assert(iscsi.probe { portal = "127.0.0.1:" .. tgt_port, target = iqn, lun = tgt_lun,
+                                  initiator = "iqn.2024-01.org.sbot:r630-01", timeout = 10 })
+    assert.are.equal(48 * MiB, r.capacity.bytes)
+    assert.are.equal(512, r.capacity.block_size)
+    assert.are.equal("TrueNAS", r.inquiry.vendor)
+    assert.are.equal("iSCSI Disk", r.inquiry.product)
+
+    -- a wrong target name is an iSCSI login error, not a crash
+    local none, err, code = iscsi.probe { portal = "127.0.0.1:" .. tgt_port, target = iqn .. "x", lun = 1, timeout = 5 }
+    assert.is_nil(none)
+    assert.are.equal("login", code)
+    assert.matches("lun 1", err)
+
+    -- nothing listening: a login error naming the portal
+    local dead = helpers.free_port()
+    local none2, err2, code2 = iscsi.probe { portal = "127.0.0.1:" .. dead, target = iqn, lun = 1, timeout = 5 }
+    assert.is_nil(none2)
+    assert.are.equal("login", code2)
+    assert.matches("127.0.0.1:" .. dead, err2)
+    assert.matches("cannot connect", err2)
+
+    assert.is_true(call("iscsi.targetextent.delete", { m.id }))
+    ok, _, out = helpers.sh(string.format("iscsi-ls -s iscsi://127.0.0.1:%d 2>&1", tgt_port))
+    assert.not_matches(iqn:gsub("%p", "%%%0"), out)
+  end)
+end)

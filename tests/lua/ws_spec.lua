@@ -1,0 +1,169 @@
+-- sbot.ws against a real WebSocket server (tests/servers/ws_echo.py) on loopback,
+-- plain and TLS.
+local ws = require "sbot.ws"
+local json = require "sbot.json"
+local helpers = require "helpers"
+
+local server_py = helpers.source_dir .. "/tests/servers/ws_echo.py"
+
+local function start(extra)
+  local port = helpers.free_port()
+  local h = helpers.spawn(string.format("python3 %s %d %s", helpers.shquote(server_py), port, extra or ""))
+  assert(helpers.wait_port(port, 10), "ws_echo.py did not start: " .. h:output())
+  return h, port
+end
+
+describe("sbot.ws", function()
+  local plain, port
+  setup(function() plain, port = start() end)
+  teardown(function() plain:stop() end)
+
+  local function url(path) return string.format("ws://127.0.0.1:%d%s", port, path or "/api/current") end
+
+  it("connects, sends and receives text messages in order", function()
+    local c <close> = assert(ws.connect(url(), { timeout = 5 }))
+    assert.is_true(c:send("hello"))
+    assert.is_true(c:send('{"jsonrpc":"2.0","id":1}'))
+    assert.are.equal("hello", c:recv(5))
+    assert.are.equal('{"jsonrpc":"2.0","id":1}', c:recv(5))
+    assert.is_true(c:is_open())
+  end)
+
+  it("answers pings itself and reads large messages", function()
+    local c <close> = assert(ws.connect(url(), { timeout = 5 }))
+    assert(c:send("ping"))
+    assert.are.equal("pinged", c:recv(5))
+    assert(c:send("big:300000"))
+    local big = assert(c:recv(5))
+    assert.are.equal(300000, #big)
+    assert.are.equal(string.rep("x", 300000), big)
+    local text = string.rep("y", 70000)
+    assert(c:send(text))
+    assert.are.equal(text, c:recv(5))
+  end)
+
+  it("sends extra headers, secret values revealed only on the wire", function()
+    local secret = setmetatable({}, { __name = "sbot.secret",
+      __index = { reveal = function() return "Bearer s3cr3t" end } })
+    local c <close> = assert(ws.connect(url(), { headers = { Authorization = secret, ["X-Lab"] = "1" } }))
+    assert(c:send("headers"))
+    local seen = json.decode(assert(c:recv(5)))
+    assert.are.equal("Bearer s3cr3t", seen.authorization)
+    assert.are.equal("1", seen["x-lab"])
+    assert.are.equal("13", seen["sec-websocket-version"])
+    assert.matches("^127%.0%.0%.1:%d+$", seen.host)
+  end)
+
+  it("times out a recv with nothing to read", function()
+    local c <close> = assert(ws.connect(url(), { timeout = 5 }))
+    assert(c:send("silence"))
+    local text, err, code = c:recv(0.3)
+    assert.is_nil(text)
+    assert.are.equal("timeout", code)
+    assert.matches("timed out", err)
+    assert(c:send("after"))
+    assert.are.equal("after", c:recv(5))
+  end)
+
+  it("reports a server close with its status", function()
+    local c = assert(ws.connect(url(), { timeout = 5 }))
+    assert(c:send("close"))
+    local text, err, code = c:recv(5)
+    assert.is_nil(text)
+    assert.are.equal("closed", code)
+    assert.matches("status 1000", err)
+    local ok, serr, scode = c:send("more")
+    assert.is_nil(ok)
+    assert.are.equal("closed", scode)
+    assert.truthy(serr)
+    c:close()
+    c:close() -- twice is safe
+    assert.are.equal("closed", select(3, c:recv(0)))
+  end)
+
+  it("fails cleanly when nothing listens", function()
+    local dead = helpers.free_port()
+    local c, err, code = ws.connect(string.format("ws://127.0.0.1:%d/", dead), { timeout = 2 })
+    assert.is_nil(c)
+    assert.are.equal("connect", code)
+    assert.matches("127.0.0.1", err)
+  end)
+
+  it("raises on misuse", function()
+    assert.has_error(function() ws.connect("http://127.0.0.1/") end)
+    assert.has_error(function() ws.connect(url(), { timeout = -1 }) end)
+    assert.has_error(function() ws.connect(url(), { bogus = 1 }) end)
+    assert.has_error(function() ws.connect(url(), { tls = { insecure = true } }) end)
+  end)
+
+  describe("against a misbehaving server", function()
+    it("rejects a wrong Sec-WebSocket-Accept", function()
+      local h, p = start("--bad-accept")
+      local c, err, code = ws.connect(string.format("ws://127.0.0.1:%d/", p), { timeout = 5 })
+      h:stop()
+      assert.is_nil(c)
+      assert.are.equal("protocol", code)
+      assert.matches("Sec%-WebSocket%-Accept", err)
+    end)
+
+    it("reports a refused upgrade with the HTTP status and body", function()
+      local h, p = start("--refuse")
+      local c, err, code = ws.connect(string.format("ws://127.0.0.1:%d/", p), { timeout = 5 })
+      h:stop()
+      assert.is_nil(c)
+      assert.are.equal(403, code)
+      assert.matches("403 Forbidden", err)
+      assert.matches("upgrade refused by test", err)
+    end)
+  end)
+
+  describe("over TLS", function()
+    local tls_server, tls_port, dir, pin
+    setup(function()
+      dir = helpers.tmpdir("ws-tls")
+      local ok = helpers.sh(string.format(
+        "cd %s && openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem -days 2 " ..
+        "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 2>/dev/null", helpers.shquote(dir)))
+      assert(ok, "openssl failed")
+      local _, _, out = helpers.sh(string.format(
+        "cd %s && openssl x509 -in cert.pem -pubkey -noout | openssl pkey -pubin -outform der | " ..
+        "openssl dgst -sha256 -binary | base64", helpers.shquote(dir)))
+      pin = "sha256//" .. out:gsub("%s+", "")
+      tls_server, tls_port = start(string.format("--tls %s/cert.pem %s/key.pem", dir, dir))
+    end)
+    teardown(function() tls_server:stop() end)
+
+    local function turl() return string.format("wss://127.0.0.1:%d/api/current", tls_port) end
+
+    it("verifies by default and refuses a self-signed certificate", function()
+      local c, err, code = ws.connect(turl(), { timeout = 5 })
+      assert.is_nil(c)
+      assert.are.equal("tls", code)
+      assert.matches("verif", err)
+    end)
+
+    it("accepts the server with its CA file", function()
+      local c <close> = assert(ws.connect(turl(), { timeout = 5, tls = { ca_file = dir .. "/cert.pem" } }))
+      assert(c:send("over tls"))
+      assert.are.equal("over tls", c:recv(5))
+    end)
+
+    it("accepts a matching public-key pin and refuses another", function()
+      local c <close> = assert(ws.connect(turl(), { timeout = 5, tls = { pin_sha256 = pin } }))
+      assert(c:send("pinned"))
+      assert.are.equal("pinned", c:recv(5))
+      local wrong = "sha256//" .. string.rep("A", 43) .. "="
+      local c2, err, code = ws.connect(turl(), { timeout = 5, tls = { pin_sha256 = wrong } })
+      assert.is_nil(c2)
+      assert.are.equal("tls", code)
+      assert.matches("does not match the pinned", err)
+      assert.has_no_error(function() return ws.connect(turl(), { tls = { pin_sha256 = ("ab"):rep(32) } }) end)
+    end)
+
+    it("skips verification only when insecure is explicit", function()
+      local c <close> = assert(ws.connect(turl(), { timeout = 5, tls = { insecure = true } }))
+      assert(c:send("insecure"))
+      assert.are.equal("insecure", c:recv(5))
+    end)
+  end)
+end)

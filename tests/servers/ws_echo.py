@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""WebSocket echo server for sbot.ws tests (stdlib only).
+
+usage: ws_echo.py PORT [--tls CERT KEY] [--bad-accept] [--refuse]
+
+Echoes every text/binary message. Special messages: "silence" gets no reply,
+"close" makes the server send a close frame (1000), "ping" makes it send a
+ping then "pinged", "big:N" replies with N bytes of 'x', "headers" replies
+with the request headers seen, as JSON.
+"""
+import base64, hashlib, json, socket, ssl, struct, sys, threading
+
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def recv_exact(conn, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = conn.recv(n - len(buf))
+        if not chunk:
+            raise EOFError
+        buf += chunk
+    return buf
+
+
+def send_frame(conn, opcode, payload):
+    head = bytes([0x80 | opcode])
+    n = len(payload)
+    if n < 126:
+        head += bytes([n])
+    elif n < 65536:
+        head += bytes([126]) + struct.pack("!H", n)
+    else:
+        head += bytes([127]) + struct.pack("!Q", n)
+    conn.sendall(head + payload)
+
+
+def serve(conn, args):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            return
+        data += chunk
+    head = data.split(b"\r\n\r\n", 1)[0].decode()
+    lines = head.split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        k, v = line.split(":", 1)
+        headers[k.strip().lower()] = v.strip()
+    if "--refuse" in args:
+        body = b'{"message": "upgrade refused by test"}'
+        conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        return
+    key = headers.get("sec-websocket-key", "")
+    accept = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
+    if "--bad-accept" in args:
+        accept = base64.b64encode(b"0" * 20).decode()
+    conn.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                  "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n" % accept).encode())
+    while True:
+        b1, b2 = recv_exact(conn, 2)
+        opcode = b1 & 0x0F
+        n = b2 & 0x7F
+        if n == 126:
+            n = struct.unpack("!H", recv_exact(conn, 2))[0]
+        elif n == 127:
+            n = struct.unpack("!Q", recv_exact(conn, 8))[0]
+        if not b2 & 0x80:
+            send_frame(conn, 8, struct.pack("!H", 1002) + b"client frames must be masked")
+            return
+        mask = recv_exact(conn, 4)
+        payload = bytes(c ^ mask[i % 4] for i, c in enumerate(recv_exact(conn, n)))
+        if opcode == 8:
+            send_frame(conn, 8, payload[:2])
+            return
+        if opcode in (9, 10):
+            continue
+        text = payload.decode(errors="replace")
+        if text == "silence":
+            continue
+        if text == "close":
+            send_frame(conn, 8, struct.pack("!H", 1000) + b"bye")
+            continue
+        if text == "ping":
+            send_frame(conn, 9, b"p")
+            send_frame(conn, 1, b"pinged")
+            continue
+        if text.startswith("big:"):
+            send_frame(conn, 1, b"x" * int(text[4:]))
+            continue
+        if text == "headers":
+            send_frame(conn, 1, json.dumps(headers).encode())
+            continue
+        send_frame(conn, opcode, payload)
+
+
+def main():
+    args = sys.argv[1:]
+    port = int(args[0])
+    ctx = None
+    if "--tls" in args:
+        i = args.index("--tls")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args[i + 1], args[i + 2])
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", port))
+    srv.listen(16)
+    while True:
+        conn, _ = srv.accept()
+        if ctx:
+            try:
+                conn = ctx.wrap_socket(conn, server_side=True)
+            except (ssl.SSLError, OSError):
+                conn.close()
+                continue
+
+        def run(c=conn):
+            try:
+                serve(c, args)
+            except (EOFError, OSError):
+                pass
+            finally:
+                c.close()
+        threading.Thread(target=run, daemon=True).start()
+
+
+if __name__ == "__main__":
+    main()
