@@ -3,3 +3,4 @@
  * require "sbot.<name>" finds each module without touching the file system. */
 SBOT_MODULE("cjson", luaopen_cjson)
 SBOT_MODULE("sbot.log", luaopen_sbot_log)
+SBOT_MODULE("sbot.sigv4", luaopen_sbot_sigv4)
