@@ -409,6 +409,90 @@ static int l_write_atomic(lua_State *L)
     return 1;
 }
 
+/* fsio.copy_range(src, offset, length, dst) -> hex, base64, bytes | nil, err, code
+ * Copy a byte range of src into dst (created or truncated, mode 0600),
+ * hashing it in the same read: a part file for an upload. */
+static int l_copy_range(lua_State *L)
+{
+    const char *src = luaL_checkstring(L, 1);
+    lua_Integer off = luaL_checkinteger(L, 2);
+    lua_Integer len = luaL_checkinteger(L, 3);
+    const char *dst = luaL_checkstring(L, 4);
+    luaL_argcheck(L, off >= 0, 2, "offset must be >= 0");
+    luaL_argcheck(L, len >= 0, 3, "length must be >= 0");
+    struct hasher *h = new_hasher(L);
+    if (open_hasher(L, h, src) != 0) {
+        int e = errno;
+        hasher_close(h);
+        return fail(L, "open", src, e);
+    }
+    struct filebox *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->fd = b->src = -1;
+    b->tmp[0] = '\0';
+    b->committed = 1; /* the destination is the caller's: never unlinked here */
+    luaL_setmetatable(L, FILEBOX_MT);
+    b->fd = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (b->fd < 0) {
+        int e = errno;
+        hasher_close(h);
+        return abort_write(L, b, "create", dst, e);
+    }
+    if (lseek(h->fd, (off_t)off, SEEK_SET) < 0) {
+        int e = errno;
+        hasher_close(h);
+        return abort_write(L, b, "seek", src, e);
+    }
+    EVP_DigestInit_ex(h->part, EVP_sha256(), NULL);
+    long long done = 0;
+    while (done < len) {
+        size_t want = CHUNK;
+        if ((long long)want > len - done) want = (size_t)(len - done);
+        ssize_t n = read(h->fd, h->buf, want);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            int e = errno;
+            hasher_close(h);
+            return abort_write(L, b, "read", src, e);
+        }
+        if (n == 0) break;
+        EVP_DigestUpdate(h->part, h->buf, (size_t)n);
+        if (write_all(b->fd, h->buf, (size_t)n) != 0) {
+            int e = errno;
+            hasher_close(h);
+            return abort_write(L, b, "write", dst, e);
+        }
+        done += n;
+    }
+    if (close(b->fd) != 0) {
+        int e = errno;
+        b->fd = -1;
+        hasher_close(h);
+        return abort_write(L, b, "close", dst, e);
+    }
+    b->fd = -1;
+    push_digest(L, h->part, 1);
+    hasher_close(h);
+    lua_pushinteger(L, done);
+    return 3;
+}
+
+/* fsio.md5(s) -> hex, base64 (Content-MD5 of small request bodies) */
+static int l_md5(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    unsigned char md[16];
+    unsigned int mdlen;
+    char hex[33];
+    unsigned char b64[32];
+    EVP_Digest(s, n, md, &mdlen, EVP_md5(), NULL);
+    to_hex(md, 16, hex);
+    EVP_EncodeBlock(b64, md, 16);
+    lua_pushstring(L, hex);
+    lua_pushstring(L, (const char *)b64);
+    return 2;
+}
+
 /* ---- small file-system helpers ----------------------------------------- */
 
 static const char *type_name(mode_t m)
@@ -543,6 +627,8 @@ int luaopen_sbot_fsio(lua_State *L)
         {"sha256_file", l_sha256_file},
         {"part_hasher", l_part_hasher},
         {"write_atomic", l_write_atomic},
+        {"copy_range", l_copy_range},
+        {"md5", l_md5},
         {"stat", l_stat},
         {"list", l_list},
         {"mkdirs", l_mkdirs},
