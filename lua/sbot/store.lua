@@ -355,9 +355,10 @@ local function open_s3(url, opts)
   end
   if prefix ~= "" and prefix:sub(-1) ~= "/" then prefix = prefix .. "/" end
   local s3 = require "sbot.s3"
+  local path_style
+  if q.path_style ~= nil then path_style = q.path_style == "true" end
   local client, err = s3.client{
-    endpoint = q.endpoint, region = q.region,
-    path_style = q.path_style == nil and nil or q.path_style == "true",
+    endpoint = q.endpoint, region = q.region, path_style = path_style,
     access_key = opts.access_key or os.getenv("AWS_ACCESS_KEY_ID"),
     secret_key = opts.secret_key or os.getenv("AWS_SECRET_ACCESS_KEY"),
     session_token = opts.session_token or os.getenv("AWS_SESSION_TOKEN"),
