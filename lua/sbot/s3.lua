@@ -454,7 +454,8 @@ function Client:list_object_versions(a)
   need_string("list_object_versions", a, "bucket")
   local self_ = self
   return pager(function(marker)
-    local q = { versions = "", prefix = a.prefix, delimiter = a.delimiter }
+    local q = { versions = "", prefix = a.prefix, delimiter = a.delimiter,
+                ["max-keys"] = a.max_keys and tostring(a.max_keys) or nil }
     if marker then
       q["key-marker"] = marker.key
       q["version-id-marker"] = marker.version
@@ -730,7 +731,7 @@ function Client:_multipart_put(a, headers, size)
   local function cleanup_parts(wave)
     for _, p in ipairs(wave) do if p.path then fsio.remove(p.path) end end
   end
-  local result, rerr, rcode = self:_with_upload(a, upload_id, function()
+  local pok, result, rerr, rcode = pcall(self._with_upload, self, a, upload_id, function()
     local wave_ok, w_err, w_code = true, nil, nil
     for first = 1, #parts, self.concurrency do
       local wave, reqs, inflight = {}, {}, {}
@@ -794,6 +795,7 @@ function Client:_multipart_put(a, headers, size)
              version_id = nil }
   end)
   fsio.remove(tmpdir)
+  if not pok then error(result, 0) end
   return result, rerr, rcode
 end
 
