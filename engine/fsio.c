@@ -7,6 +7,7 @@
  * raises. Files are held in userdata with a shared __gc/__close release, so
  * nothing leaks when an error unwinds. */
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -493,6 +494,335 @@ static int l_md5(lua_State *L)
     return 2;
 }
 
+/* ---- part pipeline: a worker thread prepares upload parts ----------------
+ *
+ * fsio.part_pipeline(path, part_size, dir, ahead, whole) -> pipeline | nil, err
+ * A worker thread reads the file once, in order, and for each part writes a
+ * part file dir/part-N while computing the part's SHA-256 (and, when `whole`,
+ * the whole file's SHA-256 in the same read). It stays at most `ahead` parts
+ * ahead of what the caller has released, so hashing and copying overlap the
+ * uploads of the previous parts and disk use stays bounded.
+ *   p:take()      -> number, offset, size, hex, base64, path  (nil at the end;
+ *                    nil, err, code when the worker failed)
+ *   p:release(n)  removes part file n and lets the worker go on
+ *   p:sha256()    -> whole-file hex (waits for the worker; needs whole = true)
+ *   p:close()     stops the worker, removes every part file (also __gc/__close)
+ * The worker never touches the Lua state. */
+
+#define PIPE_MT "sbot.fsio.pipeline"
+
+struct part_info {
+    long long off, size;
+    char hex[65];
+    char b64[48];
+    int released;
+};
+
+struct pipeline {
+    pthread_t th;
+    int started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int fd;
+    long long size, part_size;
+    int nparts, ahead, want_whole;
+    int produced, taken, released, stop, done, err;
+    char errmsg[4600];
+    char dir[3800];
+    char whole_hex[65];
+    EVP_MD_CTX *whole, *part;
+    struct part_info *parts;
+    unsigned char *buf;
+};
+
+struct pipe_box {
+    struct pipeline *p;
+};
+
+static void part_path(const struct pipeline *p, int n, char *out, size_t len)
+{
+    snprintf(out, len, "%s/part-%d", p->dir, n);
+}
+
+static void pipe_fail(struct pipeline *p, const char *what, const char *path, int e)
+{
+    pthread_mutex_lock(&p->mu);
+    p->err = e ? e : EIO;
+    snprintf(p->errmsg, sizeof p->errmsg, "%s: %s: %s", what, path, strerror(p->err));
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void *pipe_worker(void *arg)
+{
+    struct pipeline *p = arg;
+    char path[4096];
+    for (int i = 0; i < p->nparts; i++) {
+        pthread_mutex_lock(&p->mu);
+        while (!p->stop && p->produced - p->released >= p->ahead)
+            pthread_cond_wait(&p->cv, &p->mu);
+        int stop = p->stop;
+        pthread_mutex_unlock(&p->mu);
+        if (stop) return NULL;
+        struct part_info *pi = &p->parts[i];
+        part_path(p, i + 1, path, sizeof path);
+        int out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (out < 0) {
+            pipe_fail(p, "create part file", path, errno);
+            return NULL;
+        }
+        EVP_DigestInit_ex(p->part, EVP_sha256(), NULL);
+        long long done = 0;
+        while (done < pi->size) {
+            size_t want = CHUNK;
+            if ((long long)want > pi->size - done) want = (size_t)(pi->size - done);
+            ssize_t n = pread(p->fd, p->buf, want, (off_t)(pi->off + done));
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
+                int e = n == 0 ? EIO : errno;
+                close(out);
+                unlink(path);
+                pipe_fail(p, n == 0 ? "file shrank while reading" : "read", "source", e);
+                return NULL;
+            }
+            EVP_DigestUpdate(p->part, p->buf, (size_t)n);
+            if (p->want_whole) EVP_DigestUpdate(p->whole, p->buf, (size_t)n);
+            if (write_all(out, p->buf, (size_t)n) != 0) {
+                int e = errno;
+                close(out);
+                unlink(path);
+                pipe_fail(p, "write part file", path, e);
+                return NULL;
+            }
+            done += n;
+        }
+        if (close(out) != 0) {
+            pipe_fail(p, "close part file", path, errno);
+            return NULL;
+        }
+        unsigned char md[32];
+        unsigned int mdlen;
+        EVP_DigestFinal_ex(p->part, md, &mdlen);
+        to_hex(md, 32, pi->hex);
+        EVP_EncodeBlock((unsigned char *)pi->b64, md, 32);
+        pthread_mutex_lock(&p->mu);
+        p->produced++;
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+    }
+    if (p->want_whole) {
+        unsigned char md[32];
+        unsigned int mdlen;
+        EVP_DigestFinal_ex(p->whole, md, &mdlen);
+        to_hex(md, 32, p->whole_hex);
+    }
+    pthread_mutex_lock(&p->mu);
+    p->done = 1;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static void pipe_free(struct pipeline *p)
+{
+    if (!p) return;
+    if (p->started) {
+        pthread_mutex_lock(&p->mu);
+        p->stop = 1;
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+        pthread_join(p->th, NULL);
+    }
+    char path[4096];
+    for (int i = 0; p->parts && i < p->nparts; i++) {
+        if (!p->parts[i].released) {
+            part_path(p, i + 1, path, sizeof path);
+            unlink(path); /* a part file may or may not exist */
+        }
+    }
+    if (p->fd >= 0) close(p->fd);
+    if (p->whole) EVP_MD_CTX_free(p->whole);
+    if (p->part) EVP_MD_CTX_free(p->part);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p->parts);
+    free(p->buf);
+    free(p);
+}
+
+static int pipe_release_all(lua_State *L)
+{
+    struct pipe_box *b = luaL_checkudata(L, 1, PIPE_MT);
+    pipe_free(b->p);
+    b->p = NULL;
+    return 0;
+}
+
+static struct pipeline *check_pipe(lua_State *L)
+{
+    struct pipe_box *b = luaL_checkudata(L, 1, PIPE_MT);
+    if (!b->p) luaL_error(L, "fsio: pipeline is closed");
+    return b->p;
+}
+
+static int l_part_pipeline(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    lua_Integer part_size = luaL_checkinteger(L, 2);
+    size_t dl;
+    const char *dir = luaL_checklstring(L, 3, &dl);
+    lua_Integer ahead = luaL_optinteger(L, 4, 4);
+    int whole = lua_toboolean(L, 5);
+    luaL_argcheck(L, part_size > 0, 2, "part size must be > 0");
+    luaL_argcheck(L, dl > 0 && dl < 3700, 3, "directory path empty or too long");
+    luaL_argcheck(L, ahead >= 1 && ahead <= 10000, 4, "ahead must be 1..10000");
+    struct pipe_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->p = NULL;
+    luaL_setmetatable(L, PIPE_MT);
+    struct pipeline *p = calloc(1, sizeof *p);
+    if (!p) return luaL_error(L, "fsio: out of memory");
+    b->p = p;
+    p->fd = -1;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    memcpy(p->dir, dir, dl + 1);
+    p->part_size = part_size;
+    p->ahead = (int)ahead;
+    p->want_whole = whole;
+    p->fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (p->fd < 0 || fstat(p->fd, &st) != 0) {
+        int e = errno;
+        pipe_release_all(L);
+        lua_pop(L, 1);
+        return fail(L, "open", path, e);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        pipe_release_all(L);
+        lua_pop(L, 1);
+        return fail(L, "open", path, EISDIR);
+    }
+    p->size = (long long)st.st_size;
+    long long n = p->size == 0 ? 1 : (p->size + part_size - 1) / part_size;
+    if (n > 10000) {
+        pipe_release_all(L);
+        lua_pop(L, 1);
+        return luaL_error(L, "fsio: %s needs %d parts of %d bytes (more than 10000)", path, (int)n,
+                          (int)part_size);
+    }
+    p->nparts = (int)n;
+    p->parts = calloc((size_t)n, sizeof *p->parts);
+    p->buf = malloc(CHUNK);
+    p->whole = EVP_MD_CTX_new();
+    p->part = EVP_MD_CTX_new();
+    if (!p->parts || !p->buf || !p->whole || !p->part) {
+        pipe_release_all(L);
+        return luaL_error(L, "fsio: out of memory");
+    }
+    for (int i = 0; i < p->nparts; i++) {
+        p->parts[i].off = (long long)i * part_size;
+        p->parts[i].size = p->size - p->parts[i].off < part_size ? p->size - p->parts[i].off : part_size;
+    }
+    EVP_DigestInit_ex(p->whole, EVP_sha256(), NULL);
+    if (pthread_create(&p->th, NULL, pipe_worker, p) != 0) {
+        int e = errno;
+        pipe_release_all(L);
+        lua_pop(L, 1);
+        return fail(L, "start worker for", path, e);
+    }
+    p->started = 1;
+    return 1;
+}
+
+static int pipe_take(lua_State *L)
+{
+    struct pipeline *p = check_pipe(L);
+    pthread_mutex_lock(&p->mu);
+    while (!p->err && p->taken >= p->produced && !(p->done && p->taken >= p->nparts))
+        pthread_cond_wait(&p->cv, &p->mu);
+    int err = p->err, i = p->taken;
+    int end = !err && p->taken >= p->nparts;
+    if (!err && !end) p->taken++;
+    pthread_mutex_unlock(&p->mu);
+    if (err) {
+        lua_pushnil(L);
+        lua_pushstring(L, p->errmsg);
+        lua_pushstring(L, "IO");
+        return 3;
+    }
+    if (end) return 0;
+    struct part_info *pi = &p->parts[i];
+    char path[4096];
+    part_path(p, i + 1, path, sizeof path);
+    lua_pushinteger(L, i + 1);
+    lua_pushinteger(L, pi->off);
+    lua_pushinteger(L, pi->size);
+    lua_pushstring(L, pi->hex);
+    lua_pushstring(L, pi->b64);
+    lua_pushstring(L, path);
+    return 6;
+}
+
+static int pipe_release(lua_State *L)
+{
+    struct pipeline *p = check_pipe(L);
+    lua_Integer n = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, n >= 1 && n <= p->nparts, 2, "no such part");
+    pthread_mutex_lock(&p->mu);
+    int ok = n <= p->taken && !p->parts[n - 1].released;
+    if (ok) {
+        p->parts[n - 1].released = 1;
+        p->released++;
+        pthread_cond_broadcast(&p->cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (!ok) return luaL_error(L, "fsio: part %d was not taken or is already released", (int)n);
+    char path[4096];
+    part_path(p, (int)n, path, sizeof path);
+    unlink(path);
+    return 0;
+}
+
+static int pipe_sha256(lua_State *L)
+{
+    struct pipeline *p = check_pipe(L);
+    if (!p->want_whole) return luaL_error(L, "fsio: pipeline was opened without the whole-file digest");
+    pthread_mutex_lock(&p->mu);
+    while (!p->err && !p->done) pthread_cond_wait(&p->cv, &p->mu);
+    int err = p->err;
+    pthread_mutex_unlock(&p->mu);
+    if (err) {
+        lua_pushnil(L);
+        lua_pushstring(L, p->errmsg);
+        return 2;
+    }
+    lua_pushstring(L, p->whole_hex);
+    return 1;
+}
+
+static int pipe_index(lua_State *L)
+{
+    struct pipe_box *b = luaL_checkudata(L, 1, PIPE_MT);
+    struct pipeline *p = b->p;
+    const char *k = luaL_checkstring(L, 2);
+    if (!p && (strcmp(k, "size") == 0 || strcmp(k, "parts") == 0)) {
+        lua_pushnil(L);
+        return 1;
+    }
+    if (strcmp(k, "size") == 0) {
+        lua_pushinteger(L, p->size);
+        return 1;
+    }
+    if (strcmp(k, "parts") == 0) {
+        lua_pushinteger(L, p->nparts);
+        return 1;
+    }
+    lua_getmetatable(L, 1);
+    lua_getfield(L, -1, "methods");
+    lua_getfield(L, -1, k);
+    return 1;
+}
+
 /* ---- small file-system helpers ----------------------------------------- */
 
 static const char *type_name(mode_t m)
@@ -615,6 +945,24 @@ int luaopen_sbot_fsio(lua_State *L)
     lua_setfield(L, -2, "methods");
     lua_pop(L, 1);
 
+    static const luaL_Reg pipe_methods[] = {
+        {"take", pipe_take},
+        {"release", pipe_release},
+        {"sha256", pipe_sha256},
+        {"close", pipe_release_all},
+        {NULL, NULL},
+    };
+    luaL_newmetatable(L, PIPE_MT);
+    lua_pushcfunction(L, pipe_release_all);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, pipe_release_all);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, pipe_index);
+    lua_setfield(L, -2, "__index");
+    luaL_newlib(L, pipe_methods);
+    lua_setfield(L, -2, "methods");
+    lua_pop(L, 1);
+
     luaL_newmetatable(L, FILEBOX_MT);
     lua_pushcfunction(L, filebox_release);
     lua_setfield(L, -2, "__gc");
@@ -628,6 +976,7 @@ int luaopen_sbot_fsio(lua_State *L)
         {"part_hasher", l_part_hasher},
         {"write_atomic", l_write_atomic},
         {"copy_range", l_copy_range},
+        {"part_pipeline", l_part_pipeline},
         {"md5", l_md5},
         {"stat", l_stat},
         {"list", l_list},

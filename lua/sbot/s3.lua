@@ -690,35 +690,37 @@ function Client:_with_upload(a, upload_id, body)
   return nil, err, code
 end
 
---- Multipart upload of a file: one read computes every part's SHA-256 and the
--- whole object's; parts are then copied one wave at a time into private part
--- files (hashed again while copying: a file changed underneath is detected)
--- and sent `concurrency` at a time with http.batch.
+--- Multipart upload of a file. A worker thread (fsio.part_pipeline) reads the
+-- file once, in order, writing each part to a private part file while
+-- computing its SHA-256 and the whole object's SHA-256 in the same read; it
+-- runs ahead of the uploads, which go `concurrency` at a time via http.batch.
+-- With sha256_metadata the whole-object digest must be known before the
+-- upload starts (it is metadata), so one hashing read comes first and the
+-- pipeline then checks every part against it (a file changed underneath is
+-- an error). Any failure, raised error or interrupt aborts the upload.
 function Client:_multipart_put(a, headers, size)
   local where = a.bucket .. "/" .. a.key
   local part_size = a.part_size or self.part_size
-  local nparts = (size + part_size - 1) // part_size
-  if nparts > 10000 then
+  if (size + part_size - 1) // part_size > 10000 then
     part_size = ((size + 9999) // 10000 + MiB - 1) // MiB * MiB
-    nparts = (size + part_size - 1) // part_size
   end
-  -- pass 1: part hashes and the whole-object hash, in one read
-  local h, herr = fsio.part_hasher(a.file, part_size)
-  if not h then return nil, "s3 put_object " .. where .. ": " .. herr, "BadFile" end
-  local parts = {}
-  while true do
-    local off, n, hex = h:next()
-    if not off then break end
-    parts[#parts + 1] = { number = #parts + 1, offset = off, size = n, sha256 = hex }
+  local pre, whole = nil, nil
+  if a.sha256_metadata then
+    local h, herr = fsio.part_hasher(a.file, part_size)
+    if not h then return nil, "s3 put_object " .. where .. ": " .. herr, "BadFile" end
+    pre = {}
+    while true do
+      local off, _, hex = h:next()
+      if not off then break end
+      pre[#pre + 1] = hex
+    end
+    whole = h:sha256()
+    h:close()
+    headers["x-amz-meta-sbot-sha256"] = whole
   end
-  local whole = h:sha256()
-  h:close()
-  if a.sha256_metadata then headers["x-amz-meta-sbot-sha256"] = whole end
 
   local upload_id, ierr, icode = self:_initiate(a, headers)
   if not upload_id then return nil, ierr, icode end
-  log.debug("s3: multipart upload", { bucket = a.bucket, key = a.key, parts = #parts,
-                                       part_size = part_size, upload_id = upload_id })
   local tmpdir = self.tmpdir .. "/sbot-s3-" .. upload_id:gsub("[^%w]", ""):sub(1, 24) ..
     string.format("-%x", math.random(0, 0x7fffffff))
   local made, merr = fsio.mkdirs(tmpdir)
@@ -726,74 +728,81 @@ function Client:_multipart_put(a, headers, size)
     self:abort_multipart_upload{ bucket = a.bucket, key = a.key, upload_id = upload_id }
     return nil, "s3 put_object " .. where .. ": part directory: " .. merr, "IO"
   end
+  local pipe, perr, pcode = fsio.part_pipeline(a.file, part_size, tmpdir, 2 * self.concurrency, pre == nil)
+  if not pipe then
+    self:abort_multipart_upload{ bucket = a.bucket, key = a.key, upload_id = upload_id }
+    fsio.remove(tmpdir)
+    return nil, "s3 put_object " .. where .. ": " .. perr, pcode
+  end
+  log.debug("s3: multipart upload", { bucket = a.bucket, key = a.key, parts = pipe.parts,
+                                       part_size = part_size, upload_id = upload_id })
 
   local done_bytes = 0
-  local function cleanup_parts(wave)
-    for _, p in ipairs(wave) do if p.path then fsio.remove(p.path) end end
-  end
+  local parts = {}
   local pok, result, rerr, rcode = pcall(self._with_upload, self, a, upload_id, function()
-    local wave_ok, w_err, w_code = true, nil, nil
-    for first = 1, #parts, self.concurrency do
+    local finished = false
+    while not finished do
       local wave, reqs, inflight = {}, {}, {}
-      local ok, perr = pcall(function()
-        for i = first, math.min(first + self.concurrency - 1, #parts) do
-          local p = parts[i]
-          p.path = tmpdir .. "/part-" .. p.number
-          wave[#wave + 1] = p
-          local hex, _, n = fsio.copy_range(a.file, p.offset, p.size, p.path)
-          if not hex then error({ s3 = true, msg = "s3 put_object " .. where .. ": " .. tostring(_), code = "BadFile" }) end
-          if hex ~= p.sha256 or n ~= p.size then
-            error({ s3 = true, msg = "s3 put_object " .. where .. ": " .. a.file ..
-              " changed while it was being uploaded (part " .. p.number .. ")", code = "FileChanged" })
-          end
-          local slot = #wave
-          local req = self:_build{ method = "PUT", bucket = a.bucket, key = a.key,
-            query = { partNumber = tostring(p.number), uploadId = upload_id },
-            body_file = p.path, payload_hash = p.sha256,
-            progress = a.progress and function(d)
-              inflight[slot] = d
-              local sum = done_bytes
-              for _, v in pairs(inflight) do sum = sum + v end
-              a.progress(sum, size)
-            end or nil }
-          reqs[#reqs + 1] = req
+      for _ = 1, self.concurrency do
+        local n, off, psize, hex, _, path = pipe:take()
+        if n == nil then
+          if off then return nil, "s3 put_object " .. where .. ": " .. off, "BadFile" end
+          finished = true
+          break
         end
-      end)
-      if not ok then
-        cleanup_parts(wave)
-        if type(perr) == "table" and perr.s3 then return nil, perr.msg, perr.code end
-        error(perr, 0)
+        if pre and pre[n] ~= hex then
+          pipe:release(n)
+          for _, p in ipairs(wave) do pipe:release(p.number) end
+          return nil, "s3 put_object " .. where .. ": " .. a.file ..
+            " changed while it was being uploaded (part " .. n .. ")", "FileChanged"
+        end
+        local p = { number = n, offset = off, size = psize, sha256 = hex }
+        parts[n] = p
+        wave[#wave + 1] = p
+        local slot = #wave
+        reqs[#reqs + 1] = self:_build{ method = "PUT", bucket = a.bucket, key = a.key,
+          query = { partNumber = tostring(n), uploadId = upload_id },
+          body_file = path, payload_hash = hex,
+          progress = a.progress and function(d)
+            inflight[slot] = d
+            local sum = done_bytes
+            for _, v in pairs(inflight) do sum = sum + v end
+            a.progress(sum, size)
+          end or nil }
       end
-      local okb, results = pcall(http.batch, reqs, { per_host = self.concurrency, total = self.concurrency })
-      cleanup_parts(wave)
-      if not okb then error(results, 0) end
-      for j, res in ipairs(results) do
-        local p = wave[j]
-        if res.status == nil then
-          wave_ok, w_err, w_code = false, string.format("PUT %s part %d: %s", where, p.number,
-            tostring(res.error or res[2])), res.code or res[3]
-        elseif res.status ~= 200 then
-          local _, e, c = s3_error("PUT", where .. " part " .. p.number, res)
-          wave_ok, w_err, w_code = false, e, c
-        else
+      if #reqs > 0 then
+        local okb, results = pcall(http.batch, reqs, { per_host = self.concurrency, total = self.concurrency })
+        for _, p in ipairs(wave) do pipe:release(p.number) end
+        if not okb then error(results, 0) end
+        for j, res in ipairs(results) do
+          local p = wave[j]
+          if res.status == nil then
+            return nil, string.format("PUT %s part %d: %s", where, p.number, tostring(res.error or res[2])),
+              res.code or res[3]
+          elseif res.status ~= 200 then
+            return s3_error("PUT", where .. " part " .. p.number, res)
+          end
           p.etag = unquote(header(res, "etag"))
           if not p.etag then
-            wave_ok, w_err, w_code = false, "PUT " .. where .. " part " .. p.number .. ": no ETag in the answer", "BadResponse"
+            return nil, "PUT " .. where .. " part " .. p.number .. ": no ETag in the answer", "BadResponse"
           end
+          done_bytes = done_bytes + p.size
         end
-        if not wave_ok then break end
       end
-      if not wave_ok then return nil, w_err, w_code end
-      for _, p in ipairs(wave) do done_bytes = done_bytes + p.size end
+    end
+    if not whole then
+      local werr
+      whole, werr = pipe:sha256()
+      if not whole then return nil, "s3 put_object " .. where .. ": " .. werr, "BadFile" end
     end
     local extra = {}
     if a.if_none_match then extra["If-None-Match"] = "*" end
     if a.if_match then extra["If-Match"] = a.if_match end
     local doc, cerr, ccode = self:_complete(a, upload_id, parts, extra)
     if not doc then return nil, cerr, ccode end
-    return { etag = unquote(doc.ETag), size = size, sha256 = whole, parts = #parts,
-             version_id = nil }
+    return { etag = unquote(doc.ETag), size = size, sha256 = whole, parts = #parts }
   end)
+  pipe:close()
   fsio.remove(tmpdir)
   if not pok then error(result, 0) end
   return result, rerr, rcode

@@ -138,3 +138,43 @@ describe("sbot.fsio part hasher", function()
     os.execute("rm -rf " .. helpers.shquote(dir))
   end)
 end)
+
+describe("sbot.fsio part pipeline", function()
+  it("prepares part files ahead in a worker thread with part and whole digests", function()
+    local dir = helpers.tmpdir("pipe")
+    local path = dir .. "/f"
+    assert.is_true(helpers.sh("head -c 2500000 /dev/urandom > " .. helpers.shquote(path)))
+    local p = assert(fsio.part_pipeline(path, 1000000, dir .. "/parts-dir-missing", 2, true))
+    -- the part directory does not exist: the worker's failure comes back from take()
+    local n, err, code = p:take()
+    assert.is_nil(n)
+    assert.matches("create part file", err)
+    assert.are.equal("IO", code)
+    p:close()
+    assert(fsio.mkdirs(dir .. "/parts"))
+    p = assert(fsio.part_pipeline(path, 1000000, dir .. "/parts", 2, true))
+    assert.are.equal(3, p.parts)
+    local seen = {}
+    while true do
+      local num, off, size, hex, b64, file = p:take()
+      if not num then break end
+      assert.are.equal(hex, sha256sum(file))
+      assert.are.equal(hex, (fsio.sha256_file(path, off, size)))
+      assert.is_string(b64)
+      seen[#seen + 1] = size
+      p:release(num)
+      assert.is_nil(fsio.stat(file))
+    end
+    assert.are.same({ 1000000, 1000000, 500000 }, seen)
+    assert.are.equal(sha256sum(path), p:sha256())
+    assert.has_error(function() p:release(1) end)
+    p:close()
+    p:close() -- closing twice is fine
+    -- closing early stops the worker and removes the part files it made
+    p = assert(fsio.part_pipeline(path, 1000000, dir .. "/parts", 3, false))
+    assert.is_truthy(p:take())
+    p:close()
+    assert.are.same({}, fsio.list(dir .. "/parts"))
+    os.execute("rm -rf " .. helpers.shquote(dir))
+  end)
+end)
