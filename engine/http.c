@@ -25,7 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define STATE_KEY "sbot.http.state"
+#define STATE_KEY "sbot.http.state"  /* registry key of the state userdata */
+#define STATE_MT "sbot.http.state_mt" /* its metatable (a different registry key) */
 #define BATCH_MT "sbot.http.batch"
 
 #define DEFAULT_CONNECT_TIMEOUT 10.0
@@ -50,7 +51,7 @@ struct http_state {
 
 static int state_gc(lua_State *L)
 {
-    struct http_state *st = luaL_checkudata(L, 1, STATE_KEY);
+    struct http_state *st = luaL_checkudata(L, 1, STATE_MT);
     if (st->multi) {
         curl_multi_cleanup(st->multi);
         st->multi = NULL;
@@ -72,7 +73,7 @@ static struct http_state *push_state(lua_State *L)
     st->multi = NULL;
     st->share = NULL;
     st->busy = 0;
-    if (luaL_newmetatable(L, STATE_KEY)) {
+    if (luaL_newmetatable(L, STATE_MT)) {
         lua_pushcfunction(L, state_gc);
         lua_setfield(L, -2, "__gc");
     }
@@ -828,9 +829,12 @@ static void parse_request(lua_State *L, struct batch *b, struct xfer *x, int t, 
         x->part_file = dup_or_die(L, lua_tostring(L, -1));
         lua_pop(L, 1);
     }
-    x->timeout_ms = (long)(opt_number(L, t, "timeout", DEFAULT_TIMEOUT, 0.001, where) * 1000);
-    x->connect_timeout_ms =
-        (long)(opt_number(L, t, "connect_timeout", DEFAULT_CONNECT_TIMEOUT, 0.001, where) * 1000);
+    double to = opt_number(L, t, "timeout", DEFAULT_TIMEOUT, 0.001, where);
+    double cto = opt_number(L, t, "connect_timeout", DEFAULT_CONNECT_TIMEOUT, 0.001, where);
+    if (to > 31536000 || cto > 31536000)
+        luaL_error(L, "%s: timeouts longer than a year are not supported", where);
+    x->timeout_ms = (long)(to * 1000);
+    x->connect_timeout_ms = (long)(cto * 1000);
     parse_retries(L, x, t, where);
     x->retry_unsafe = opt_bool(L, t, "retry_unsafe", where);
     x->retry_if = opt_function(L, t, "retry_if", b->anchor, where);
@@ -1301,6 +1305,19 @@ static void schedule_retry(lua_State *L, struct xfer *x, long status, const char
     x->not_before = now_mono() + delay;
 }
 
+/* x is finished and its result stored: give back its memory now rather than
+ * at the end of the batch (a batch can hold thousands of transfers). */
+static void xfer_shrink(struct xfer *x)
+{
+    if (x->easy) {
+        curl_easy_cleanup(x->easy);
+        x->easy = NULL;
+    }
+    buf_free(&x->body_buf);
+    buf_free(&x->head_buf);
+    x->state = X_DONE;
+}
+
 /* An attempt of x ended with rc. Either schedules a retry or stores the
  * final result in the results table. Returns 1 when x is finished. */
 static int xfer_done(lua_State *L, struct batch *b, struct xfer *x, CURLcode rc, int results)
@@ -1373,7 +1390,7 @@ static int xfer_done(lua_State *L, struct batch *b, struct xfer *x, CURLcode rc,
         log_result(L, x, status, NULL, NULL);
         lua_rawseti(L, results, x->index);
         lua_settop(L, top);
-        x->state = X_DONE;
+        xfer_shrink(x);
         return 1;
     }
     if (write_failed) {
@@ -1414,7 +1431,7 @@ static int xfer_done(lua_State *L, struct batch *b, struct xfer *x, CURLcode rc,
     lua_setfield(L, -2, "code");
     lua_rawseti(L, results, x->index);
     lua_settop(L, top);
-    x->state = X_DONE;
+    xfer_shrink(x);
     return 1;
 }
 
@@ -1562,24 +1579,46 @@ static void index_hostnames(lua_State *L, struct batch *b)
 
 /* Run the prepared batch (at stack index bidx); on a callback error release
  * everything, then raise that error. */
+/* run_batch under lua_pcall: arguments are the batch (light userdata), its
+ * anchor table and the results table, so stack indices are this frame's. */
+static int run_protected(lua_State *L)
+{
+    struct batch *b = lua_touserdata(L, 1);
+    b->anchor = 2;
+    luaL_checkstack(L, 40, "sbot.http");
+    run_batch(L, b, 3);
+    return 0;
+}
+
+/* Run the prepared batch (userdata at bidx). Whatever happens, every handle
+ * and file is released before this returns or raises: a Lua callback's error
+ * (or any other error) is raised only afterwards. */
 static void execute(lua_State *L, struct batch *b, int bidx, int results, long curl_per_host,
                     long curl_total)
 {
+    int anchor = b->anchor;
     index_hostnames(L, b);
     b->st = push_state(L);
     lua_pop(L, 1);
     b->st->busy = 1;
     curl_multi_setopt(b->st->multi, CURLMOPT_MAX_HOST_CONNECTIONS, curl_per_host);
     curl_multi_setopt(b->st->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, curl_total);
-    run_batch(L, b, results);
+    lua_pushcfunction(L, run_protected);
+    lua_pushlightuserdata(L, b);
+    lua_pushvalue(L, anchor);
+    lua_pushvalue(L, results);
+    int status = lua_pcall(L, 3, 0, 0);
+    b->anchor = anchor;
     int failed = b->cb_failed;
     lua_pushcfunction(L, batch_release);
     lua_pushvalue(L, bidx);
     lua_call(L, 1, 0);
     if (failed) {
-        lua_getfield(L, b->anchor, "cb_error");
+        lua_getfield(L, anchor, "cb_error");
         lua_error(L);
     }
+    if (status != LUA_OK)
+        lua_error(L);
 }
 
 static int l_request(lua_State *L)

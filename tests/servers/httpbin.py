@@ -15,6 +15,7 @@ Routes (any method unless noted):
   /conc?ms=M            waits M ms, answers "ok"; open connections and in-flight requests are
                         counted per local address (127.0.0.1 vs 127.0.0.2 = two hosts)
   /stats                JSON {local_ip: {"max_connections": n, "max_inflight": n, "requests": n}}
+                        (key "all": in-flight /conc requests over every address)
   /cookies              answers with two Set-Cookie headers
 Options: --port P, --bind ADDR (repeatable), --tls CERT KEY.
 """
@@ -105,7 +106,8 @@ class Handler(BaseHTTPRequestHandler):
             body = {"method": self.command, "path": u.path, "query": q,
                     "headers": {k.lower(): v for k, v in self.headers.items()},
                     "body": data.decode("latin-1"), "bytes": n,
-                    "body_sha256": hashlib.sha256(data).hexdigest()}
+                    "body_sha256": hashlib.sha256(data).hexdigest(),
+                    "peer_port": self.client_address[1]}
             return self.send(200, json.dumps(body), "application/json")
         self.read_body(sink=lambda c: None)
         if name == "status":
@@ -133,15 +135,17 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(200, "ok")
         if name == "conc":
             with lock:
-                s = stat_for(self.local_ip)
-                s["inflight"] += 1
-                s["requests"] += 1
-                s["max_inflight"] = max(s["max_inflight"], s["inflight"])
+                for key in (self.local_ip, "all"):
+                    s = stat_for(key)
+                    s["inflight"] += 1
+                    s["requests"] += 1
+                    s["max_inflight"] = max(s["max_inflight"], s["inflight"])
             try:
                 time.sleep(int(q.get("ms", "20")) / 1000)
             finally:
                 with lock:
                     stat_for(self.local_ip)["inflight"] -= 1
+                    stat_for("all")["inflight"] -= 1
             return self.send(200, "ok " + q.get("i", ""))
         if name == "stats":
             with lock:

@@ -1,0 +1,355 @@
+/* crypto.c: sbot.crypto - hashes, HMAC, encodings and randomness on OpenSSL.
+ *
+ * Digests are returned raw (binary strings); crypto.hex turns them into
+ * text. The *_file variants stream a file in 64 KiB blocks, so a file of any
+ * size is hashed in constant memory. */
+#include "sbot.h"
+
+#include <errno.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <string.h>
+
+#define HASHER_MT "sbot.crypto.hasher"
+#define BLOCK 65536
+
+int luaopen_sbot_crypto(lua_State *L);
+
+/* Feed a whole file to update(ctx, data, n). Returns 0 or an errno value. */
+static int feed_file(const char *path, int (*update)(void *, const void *, size_t), void *ctx)
+{
+    static const int ok = 1;
+    unsigned char buf[BLOCK];
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return errno ? errno : EIO;
+    size_t n;
+    int err = 0;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        if (update(ctx, buf, n) != ok) {
+            err = EIO;
+            break;
+        }
+    if (!err && ferror(f))
+        err = errno ? errno : EIO;
+    fclose(f);
+    return err;
+}
+
+static int md_update(void *ctx, const void *d, size_t n)
+{
+    return EVP_DigestUpdate(ctx, d, n);
+}
+
+static int mac_update(void *ctx, const void *d, size_t n)
+{
+    return EVP_MAC_update(ctx, d, n);
+}
+
+/* digest(md, data) or, with is_file, digest of the file named by arg 1. */
+static int digest(lua_State *L, const EVP_MD *md, int is_file, const char *fname)
+{
+    size_t len;
+    const char *data = luaL_checklstring(L, 1, &len);
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned int outlen = 0;
+    if (!is_file) {
+        if (!EVP_Digest(data, len, out, &outlen, md, NULL))
+            return luaL_error(L, "crypto.%s: OpenSSL digest failed", fname);
+        lua_pushlstring(L, (const char *)out, outlen);
+        return 1;
+    }
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx || !EVP_DigestInit_ex(ctx, md, NULL)) {
+        EVP_MD_CTX_free(ctx);
+        return luaL_error(L, "crypto.%s: OpenSSL digest failed", fname);
+    }
+    int err = feed_file(data, md_update, ctx);
+    int fin = !err && EVP_DigestFinal_ex(ctx, out, &outlen);
+    EVP_MD_CTX_free(ctx);
+    if (err) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "crypto.%s: cannot read %s: %s", fname, data, strerror(err));
+        lua_pushliteral(L, "file");
+        return 3;
+    }
+    if (!fin)
+        return luaL_error(L, "crypto.%s: OpenSSL digest failed", fname);
+    lua_pushlstring(L, (const char *)out, outlen);
+    return 1;
+}
+
+static int l_sha256(lua_State *L) { return digest(L, EVP_sha256(), 0, "sha256"); }
+static int l_sha256_file(lua_State *L) { return digest(L, EVP_sha256(), 1, "sha256_file"); }
+static int l_md5(lua_State *L) { return digest(L, EVP_md5(), 0, "md5"); }
+static int l_md5_file(lua_State *L) { return digest(L, EVP_md5(), 1, "md5_file"); }
+
+static EVP_MAC_CTX *hmac_new(const char *key, size_t keylen)
+{
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    if (!mac)
+        return NULL;
+    EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(mac);
+    EVP_MAC_free(mac); /* the context holds its own reference */
+    if (!ctx)
+        return NULL;
+    char digest_name[] = "SHA256";
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest_name, 0),
+        OSSL_PARAM_construct_end()};
+    /* an empty key is valid HMAC input; OpenSSL wants a non-NULL pointer */
+    if (!EVP_MAC_init(ctx, (const unsigned char *)(keylen ? key : ""), keylen, params)) {
+        EVP_MAC_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+static int hmac(lua_State *L, int is_file, const char *fname)
+{
+    size_t keylen, len;
+    const char *key = luaL_checklstring(L, 1, &keylen);
+    const char *data = luaL_checklstring(L, 2, &len);
+    unsigned char out[EVP_MAX_MD_SIZE];
+    size_t outlen = 0;
+    EVP_MAC_CTX *ctx = hmac_new(key, keylen);
+    if (!ctx)
+        return luaL_error(L, "crypto.%s: OpenSSL HMAC failed", fname);
+    int err = 0, ok;
+    if (is_file)
+        err = feed_file(data, mac_update, ctx);
+    else
+        err = EVP_MAC_update(ctx, (const unsigned char *)data, len) ? 0 : EIO;
+    ok = !err && EVP_MAC_final(ctx, out, &outlen, sizeof out);
+    EVP_MAC_CTX_free(ctx);
+    if (err && is_file) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "crypto.%s: cannot read %s: %s", fname, data, strerror(err));
+        lua_pushliteral(L, "file");
+        return 3;
+    }
+    if (!ok)
+        return luaL_error(L, "crypto.%s: OpenSSL HMAC failed", fname);
+    lua_pushlstring(L, (const char *)out, outlen);
+    return 1;
+}
+
+static int l_hmac_sha256(lua_State *L) { return hmac(L, 0, "hmac_sha256"); }
+static int l_hmac_sha256_file(lua_State *L) { return hmac(L, 1, "hmac_sha256_file"); }
+
+static int l_hex(lua_State *L)
+{
+    static const char digits[] = "0123456789abcdef";
+    size_t len;
+    const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
+    luaL_Buffer b;
+    char *p = luaL_buffinitsize(L, &b, len * 2);
+    for (size_t i = 0; i < len; i++) {
+        p[2 * i] = digits[s[i] >> 4];
+        p[2 * i + 1] = digits[s[i] & 15];
+    }
+    luaL_pushresultsize(&b, len * 2);
+    return 1;
+}
+
+static int l_base64_encode(lua_State *L)
+{
+    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t len;
+    const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (size_t i = 0; i < len; i += 3) {
+        unsigned v = (unsigned)s[i] << 16;
+        if (i + 1 < len)
+            v |= (unsigned)s[i + 1] << 8;
+        if (i + 2 < len)
+            v |= s[i + 2];
+        luaL_addchar(&b, a[(v >> 18) & 63]);
+        luaL_addchar(&b, a[(v >> 12) & 63]);
+        luaL_addchar(&b, i + 1 < len ? a[(v >> 6) & 63] : '=');
+        luaL_addchar(&b, i + 2 < len ? a[v & 63] : '=');
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
+static int b64val(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+' || c == '-')
+        return 62;
+    if (c == '/' || c == '_')
+        return 63;
+    return -1;
+}
+
+/* Standard or URL-safe alphabet; padding optional; whitespace ignored. */
+static int l_base64_decode(lua_State *L)
+{
+    size_t len;
+    const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    unsigned v = 0;
+    int bits = 0, pad = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = s[i];
+        if (c == ' ' || c == '\n' || c == '\r' || c == '\t')
+            continue;
+        if (c == '=') {
+            pad++;
+            continue;
+        }
+        int d = b64val(c);
+        if (d < 0 || pad) {
+            luaL_pushresult(&b);
+            lua_pushnil(L);
+            lua_pushfstring(L, "crypto.base64_decode: invalid base64 at byte %d", (int)i + 1);
+            lua_pushliteral(L, "invalid");
+            return 3;
+        }
+        v = (v << 6) | (unsigned)d;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            luaL_addchar(&b, (char)((v >> bits) & 0xff));
+        }
+    }
+    if (bits >= 6 || pad > 2 || (v & ((1u << bits) - 1)) != 0) {
+        luaL_pushresult(&b);
+        lua_pushnil(L);
+        lua_pushliteral(L, "crypto.base64_decode: truncated or non-canonical base64 input");
+        lua_pushliteral(L, "invalid");
+        return 3;
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
+static int l_random_bytes(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, n >= 0 && n <= 1 << 20, 1, "must be from 0 to 1048576");
+    luaL_Buffer b;
+    unsigned char *p = (unsigned char *)luaL_buffinitsize(L, &b, (size_t)n);
+    if (n > 0 && RAND_bytes(p, (int)n) != 1)
+        return luaL_error(L, "crypto.random_bytes: the OpenSSL random generator failed");
+    luaL_pushresultsize(&b, (size_t)n);
+    return 1;
+}
+
+static int l_uuid4(lua_State *L)
+{
+    unsigned char u[16];
+    char out[37];
+    if (RAND_bytes(u, sizeof u) != 1)
+        return luaL_error(L, "crypto.uuid4: the OpenSSL random generator failed");
+    u[6] = (unsigned char)((u[6] & 0x0f) | 0x40); /* version 4 */
+    u[8] = (unsigned char)((u[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    snprintf(out, sizeof out,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1],
+             u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14],
+             u[15]);
+    lua_pushstring(L, out);
+    return 1;
+}
+
+/* ---- incremental hasher ------------------------------------------------------ */
+
+struct hasher {
+    EVP_MD_CTX *ctx; /* NULL once digested or closed */
+};
+
+static int hasher_release(lua_State *L)
+{
+    struct hasher *h = luaL_checkudata(L, 1, HASHER_MT);
+    EVP_MD_CTX_free(h->ctx);
+    h->ctx = NULL;
+    return 0;
+}
+
+static struct hasher *check_open(lua_State *L)
+{
+    struct hasher *h = luaL_checkudata(L, 1, HASHER_MT);
+    if (!h->ctx)
+        luaL_error(L, "crypto hasher: already finished (digest() was called or it was closed)");
+    return h;
+}
+
+static int hasher_update(lua_State *L)
+{
+    struct hasher *h = check_open(L);
+    size_t len;
+    const char *s = luaL_checklstring(L, 2, &len);
+    if (!EVP_DigestUpdate(h->ctx, s, len))
+        return luaL_error(L, "crypto hasher: OpenSSL digest failed");
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int hasher_digest(lua_State *L)
+{
+    struct hasher *h = check_open(L);
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    int ok = EVP_DigestFinal_ex(h->ctx, out, &n);
+    EVP_MD_CTX_free(h->ctx);
+    h->ctx = NULL;
+    if (!ok)
+        return luaL_error(L, "crypto hasher: OpenSSL digest failed");
+    lua_pushlstring(L, (const char *)out, n);
+    return 1;
+}
+
+static int l_hasher(lua_State *L)
+{
+    static const char *const names[] = {"sha256", "md5", NULL};
+    int which = luaL_checkoption(L, 1, NULL, names);
+    struct hasher *h = lua_newuserdatauv(L, sizeof *h, 0);
+    h->ctx = NULL;
+    luaL_setmetatable(L, HASHER_MT);
+    h->ctx = EVP_MD_CTX_new();
+    if (!h->ctx || !EVP_DigestInit_ex(h->ctx, which == 0 ? EVP_sha256() : EVP_md5(), NULL))
+        return luaL_error(L, "crypto.hasher: OpenSSL digest failed");
+    return 1;
+}
+
+int luaopen_sbot_crypto(lua_State *L)
+{
+    static const luaL_Reg fns[] = {
+        {"sha256", l_sha256},
+        {"sha256_file", l_sha256_file},
+        {"md5", l_md5},
+        {"md5_file", l_md5_file},
+        {"hmac_sha256", l_hmac_sha256},
+        {"hmac_sha256_file", l_hmac_sha256_file},
+        {"hex", l_hex},
+        {"base64_encode", l_base64_encode},
+        {"base64_decode", l_base64_decode},
+        {"random_bytes", l_random_bytes},
+        {"uuid4", l_uuid4},
+        {"hasher", l_hasher},
+        {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"update", hasher_update}, {"digest", hasher_digest},
+                                       {NULL, NULL}};
+    if (luaL_newmetatable(L, HASHER_MT)) {
+        luaL_newlib(L, methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, hasher_release);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, hasher_release);
+        lua_setfield(L, -2, "__close");
+    }
+    lua_pop(L, 1);
+    luaL_newlib(L, fns);
+    return 1;
+}
