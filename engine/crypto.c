@@ -18,25 +18,62 @@
 
 int luaopen_sbot_crypto(lua_State *L);
 
-/* Feed a whole file to update(ctx, data, n). Returns 0 or an errno value. */
-static int feed_file(const char *path, int (*update)(void *, const void *, size_t), void *ctx)
+/* A byte range of a file: offset, and length (-1: to the end). */
+struct range {
+    long long offset, length;
+};
+
+/* Optional arguments offset, length at stack index idx, idx + 1. */
+static struct range check_range(lua_State *L, int idx)
+{
+    struct range r = {luaL_optinteger(L, idx, 0), luaL_optinteger(L, idx + 1, -1)};
+    luaL_argcheck(L, r.offset >= 0, idx, "offset must be >= 0");
+    luaL_argcheck(L, lua_isnoneornil(L, idx + 1) || r.length >= 0, idx + 1, "length must be >= 0");
+    return r;
+}
+
+/* Feed a range of a file to update(ctx, data, n). Returns 0 or an errno
+ * value (ENODATA: the file ends before the range does). */
+static int feed_file(const char *path, struct range r,
+                     int (*update)(void *, const void *, size_t), void *ctx)
 {
     static const int ok = 1;
     unsigned char buf[BLOCK];
     FILE *f = fopen(path, "rb");
     if (!f)
         return errno ? errno : EIO;
-    size_t n;
     int err = 0;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-        if (update(ctx, buf, n) != ok) {
-            err = EIO;
+    if (r.offset && fseeko(f, (off_t)r.offset, SEEK_SET) != 0)
+        err = errno ? errno : EIO;
+    long long left = r.length;
+    while (!err && left != 0) {
+        size_t want = left < 0 || left > (long long)sizeof buf ? sizeof buf : (size_t)left;
+        size_t n = fread(buf, 1, want, f);
+        if (n == 0) {
+            if (ferror(f))
+                err = errno ? errno : EIO;
+            else if (left > 0)
+                err = ENODATA;
             break;
         }
-    if (!err && ferror(f))
-        err = errno ? errno : EIO;
+        if (update(ctx, buf, n) != ok)
+            err = EIO;
+        if (left > 0)
+            left -= (long long)n;
+    }
     fclose(f);
     return err;
+}
+
+static int push_file_error(lua_State *L, const char *fname, const char *path, int err)
+{
+    lua_pushnil(L);
+    if (err == ENODATA)
+        lua_pushfstring(L, "crypto.%s: %s ends before the requested range", fname, path);
+    else
+        lua_pushfstring(L, "crypto.%s: cannot read %s: %s", fname, path, strerror(err));
+    lua_pushliteral(L, "file");
+    return 3;
 }
 
 static int md_update(void *ctx, const void *d, size_t n)
@@ -62,20 +99,17 @@ static int digest(lua_State *L, const EVP_MD *md, int is_file, const char *fname
         lua_pushlstring(L, (const char *)out, outlen);
         return 1;
     }
+    struct range r = check_range(L, 2);
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (!ctx || !EVP_DigestInit_ex(ctx, md, NULL)) {
         EVP_MD_CTX_free(ctx);
         return luaL_error(L, "crypto.%s: OpenSSL digest failed", fname);
     }
-    int err = feed_file(data, md_update, ctx);
+    int err = feed_file(data, r, md_update, ctx);
     int fin = !err && EVP_DigestFinal_ex(ctx, out, &outlen);
     EVP_MD_CTX_free(ctx);
-    if (err) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "crypto.%s: cannot read %s: %s", fname, data, strerror(err));
-        lua_pushliteral(L, "file");
-        return 3;
-    }
+    if (err)
+        return push_file_error(L, fname, data, err);
     if (!fin)
         return luaL_error(L, "crypto.%s: OpenSSL digest failed", fname);
     lua_pushlstring(L, (const char *)out, outlen);
@@ -115,22 +149,19 @@ static int hmac(lua_State *L, int is_file, const char *fname)
     const char *data = luaL_checklstring(L, 2, &len);
     unsigned char out[EVP_MAX_MD_SIZE];
     size_t outlen = 0;
+    struct range r = is_file ? check_range(L, 3) : (struct range){0, -1};
     EVP_MAC_CTX *ctx = hmac_new(key, keylen);
     if (!ctx)
         return luaL_error(L, "crypto.%s: OpenSSL HMAC failed", fname);
     int err = 0, ok;
     if (is_file)
-        err = feed_file(data, mac_update, ctx);
+        err = feed_file(data, r, mac_update, ctx);
     else
         err = EVP_MAC_update(ctx, (const unsigned char *)data, len) ? 0 : EIO;
     ok = !err && EVP_MAC_final(ctx, out, &outlen, sizeof out);
     EVP_MAC_CTX_free(ctx);
-    if (err && is_file) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "crypto.%s: cannot read %s: %s", fname, data, strerror(err));
-        lua_pushliteral(L, "file");
-        return 3;
-    }
+    if (err && is_file)
+        return push_file_error(L, fname, data, err);
     if (!ok)
         return luaL_error(L, "crypto.%s: OpenSSL HMAC failed", fname);
     lua_pushlstring(L, (const char *)out, outlen);

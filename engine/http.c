@@ -256,7 +256,8 @@ struct xfer {
 
     /* current attempt */
     FILE *in, *out;
-    curl_off_t in_size;
+    curl_off_t in_size, in_left; /* bytes of body_file to send, still to send */
+    long long body_offset, body_length; /* body_length -1: to the end of the file */
     enum sink sink;
     struct buf body_buf, head_buf;
     int too_large;
@@ -398,18 +399,29 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *ud)
 static size_t on_read(char *data, size_t size, size_t nitems, void *ud)
 {
     struct xfer *x = ud;
-    size_t n = fread(data, 1, size * nitems, x->in);
-    if (n == 0 && ferror(x->in)) {
-        x->read_errno = errno ? errno : EIO;
+    size_t want = size * nitems;
+    if ((curl_off_t)want > x->in_left)
+        want = (size_t)x->in_left;
+    if (want == 0)
+        return 0;
+    size_t n = fread(data, 1, want, x->in);
+    if (n == 0) {
+        /* an error, or the file shrank below the announced length */
+        x->read_errno = ferror(x->in) && errno ? errno : ENODATA;
         return CURL_READFUNC_ABORT;
     }
+    x->in_left -= (curl_off_t)n;
     return n;
 }
 
 static int on_seek(void *ud, curl_off_t offset, int origin)
 {
     struct xfer *x = ud;
-    return fseeko(x->in, (off_t)offset, origin) == 0 ? CURL_SEEKFUNC_OK : CURL_SEEKFUNC_FAIL;
+    if (origin != SEEK_SET || offset < 0 || offset > x->in_size ||
+        fseeko(x->in, (off_t)(x->body_offset + offset), SEEK_SET) != 0)
+        return CURL_SEEKFUNC_FAIL;
+    x->in_left = x->in_size - offset;
+    return CURL_SEEKFUNC_OK;
 }
 
 /* Call the progress function of x with its current counters. Returns 0, or
@@ -457,7 +469,7 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
 static const char *const request_keys[] = {
     "method", "url", "headers", "body", "body_file", "output_file", "timeout", "connect_timeout",
     "retries", "retry_unsafe", "retry_if", "tls", "basic_auth", "max_body", "progress",
-    "connection_close", NULL};
+    "connection_close", "body_offset", "body_length", NULL};
 
 static char *dup_or_die(lua_State *L, const char *s)
 {
@@ -514,8 +526,12 @@ static double opt_number(lua_State *L, int t, const char *key, double dflt, doub
         luaL_error(L, "%s: '%s' must be a number, got %s", where, key, luaL_typename(L, -1));
     double v = lua_tonumber(L, -1);
     lua_pop(L, 1);
-    if (!(v >= min) || isinf(v))
-        luaL_error(L, "%s: '%s' must be a number >= %g, got %g", where, key, min, v);
+    if (!(v >= min) || isinf(v)) {
+        char lo[32], got[32];
+        snprintf(lo, sizeof lo, "%g", min);
+        snprintf(got, sizeof got, "%g", v);
+        luaL_error(L, "%s: '%s' must be a number >= %s, got %s", where, key, lo, got);
+    }
     return v;
 }
 
@@ -822,6 +838,17 @@ static void parse_request(lua_State *L, struct batch *b, struct xfer *x, int t, 
         x->body_file = dup_or_die(L, bf);
         x->has_body = 1;
     }
+    double off = opt_number(L, t, "body_offset", 0, 0, where);
+    double blen = opt_number(L, t, "body_length", -1, 0, where);
+    lua_getfield(L, t, "body_length");
+    int has_len = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if ((off != 0 || has_len) && !bf)
+        luaL_error(L, "%s: 'body_offset' and 'body_length' need 'body_file'", where);
+    if (off != floor(off) || off > 9e15 || (has_len && (blen != floor(blen) || blen > 9e15)))
+        luaL_error(L, "%s: 'body_offset' and 'body_length' must be integers", where);
+    x->body_offset = (long long)off;
+    x->body_length = has_len ? (long long)blen : -1;
     const char *of = opt_string(L, t, "output_file", where);
     if (of) {
         x->output_file = dup_or_die(L, of);
@@ -884,16 +911,27 @@ static int xfer_start(lua_State *L, struct batch *b, struct xfer *x)
     CURL *e = x->easy;
     if (x->body_file) {
         struct stat sb;
+        int err = 0;
         x->in = fopen(x->body_file, "rbe");
         if (!x->in)
             return errno ? errno : EIO;
-        if (fstat(fileno(x->in), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-            int err = S_ISREG(sb.st_mode) ? errno : EINVAL;
+        if (fstat(fileno(x->in), &sb) != 0)
+            err = errno ? errno : EIO;
+        else if (!S_ISREG(sb.st_mode))
+            err = EISDIR;
+        else if (x->body_offset > (long long)sb.st_size ||
+                 (x->body_length >= 0 && x->body_offset + x->body_length > (long long)sb.st_size))
+            err = ERANGE;
+        else if (fseeko(x->in, (off_t)x->body_offset, SEEK_SET) != 0)
+            err = errno ? errno : EIO;
+        if (err) {
             fclose(x->in);
             x->in = NULL;
-            return err ? err : EINVAL;
+            return err;
         }
-        x->in_size = (curl_off_t)sb.st_size;
+        x->in_size = x->body_length >= 0 ? (curl_off_t)x->body_length
+                                          : (curl_off_t)(sb.st_size - x->body_offset);
+        x->in_left = x->in_size;
     }
     curl_easy_reset(e);
     x->sink = SINK_UNDECIDED;
@@ -1353,6 +1391,7 @@ static int xfer_done(lua_State *L, struct batch *b, struct xfer *x, CURLcode rc,
             retry = safe && (status == 429 || status == 502 || status == 503 || status == 504);
         }
         if (retry) {
+            xfer_close_files(x, 1); /* no stale .part if the next attempt is not a 2xx */
             schedule_retry(L, x, status, NULL);
             lua_settop(L, top);
             return 0;
@@ -1438,17 +1477,29 @@ static int xfer_done(lua_State *L, struct batch *b, struct xfer *x, CURLcode rc,
 /* The result of an attempt that never started (body_file unreadable). */
 static void xfer_cannot_start(lua_State *L, struct xfer *x, int err, int results)
 {
-    lua_pushfstring(L, "%s %s: cannot open body_file %s: %s", x->method, x->url_safe,
-                    x->body_file ? x->body_file : "?", strerror(err));
-    log_result(L, x, 0, lua_tostring(L, -1), "file");
+    if (err == ERANGE)
+        lua_pushfstring(L, "%s %s: body_file %s is shorter than body_offset + body_length (%I)",
+                        x->method, x->url_safe, x->body_file,
+                        (lua_Integer)(x->body_offset + (x->body_length > 0 ? x->body_length : 0)));
+    else if (err == EISDIR)
+        lua_pushfstring(L, "%s %s: body_file %s is not a regular file", x->method, x->url_safe,
+                        x->body_file);
+    else if (x->body_file)
+        lua_pushfstring(L, "%s %s: cannot open body_file %s: %s", x->method, x->url_safe,
+                        x->body_file, strerror(err));
+    else
+        lua_pushfstring(L, "%s %s: cannot start the transfer: %s", x->method, x->url_safe,
+                        strerror(err));
+    const char *code = x->body_file ? "file" : "http";
+    log_result(L, x, 0, lua_tostring(L, -1), code);
     lua_createtable(L, 3, 2);
     lua_pushvalue(L, -2);
     lua_rawseti(L, -2, 2);
-    lua_pushliteral(L, "file");
+    lua_pushstring(L, code);
     lua_rawseti(L, -2, 3);
     lua_pushvalue(L, -2);
     lua_setfield(L, -2, "error");
-    lua_pushliteral(L, "file");
+    lua_pushstring(L, code);
     lua_setfield(L, -2, "code");
     lua_rawseti(L, results, x->index);
     lua_pop(L, 1);
@@ -1467,14 +1518,14 @@ static void run_batch(lua_State *L, struct batch *b, int results)
         luaL_error(L, "sbot.http: out of memory");
     while (remaining > 0) {
         double now = now_mono(), wake = HUGE_VAL;
-        for (int i = 0; i < b->n && running < b->total; i++) {
+        for (int i = 0; i < b->n; i++) {
             struct xfer *x = &b->x[i];
             if (x->state == X_WAITING && x->not_before > now) {
                 if (x->not_before < wake)
                     wake = x->not_before;
                 continue;
             }
-            if ((x->state != X_QUEUED && x->state != X_WAITING) ||
+            if ((x->state != X_QUEUED && x->state != X_WAITING) || running >= b->total ||
                 b->host_running[x->host] >= b->per_host)
                 continue;
             int err = xfer_start(L, b, x);

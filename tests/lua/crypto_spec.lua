@@ -55,6 +55,18 @@ describe("sbot.crypto", function()
       assert.are.equal(hex(crypto.hmac_sha256("secretkey", data)), hex(crypto.hmac_sha256_file("secretkey", path)))
     end)
 
+    it("hashes a byte range of a file", function()
+      assert.are.equal(hex(crypto.sha256(data:sub(70001, 70000 + 300000))), hex(crypto.sha256_file(path, 70000, 300000)))
+      assert.are.equal(hex(crypto.md5(data:sub(1000001))), hex(crypto.md5_file(path, 1000000)))
+      assert.are.equal(hex(crypto.hmac_sha256("k", data:sub(11, 20))), hex(crypto.hmac_sha256_file("k", path, 10, 10)))
+      assert.are.equal(hex(crypto.sha256("")), hex(crypto.sha256_file(path, 5, 0)))
+      local v, err, code = crypto.sha256_file(path, #data - 5, 10)
+      assert.is_nil(v)
+      assert.matches("ends before the requested range", err)
+      assert.are.equal("file", code)
+      assert.has_error(function() crypto.sha256_file(path, -1) end)
+    end)
+
     it("returns nil, message, 'file' for an unreadable file", function()
       for _, f in ipairs({ crypto.sha256_file, crypto.md5_file }) do
         local v, err, code = f(dir .. "/missing")

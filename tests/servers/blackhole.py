@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Two kinds of unresponsive peers on loopback, for timeout tests (stdlib only).
 
-  --mode silent    accepts connections and reads, never answers (total timeout)
+  --mode silent    accepts connections and reads, never answers (total timeout);
+                   prints "accepted" for every connection
   --mode nosyn     a listening socket whose accept queue is kept full and never
                    accepted, so the kernel drops further SYNs: connecting hangs
                    (connect timeout) although the port is open
@@ -30,6 +31,7 @@ def silent(port):
 
     while True:
         c, _ = srv.accept()
+        print("accepted", flush=True)
         conns.append(c)
         threading.Thread(target=drain, args=(c,), daemon=True).start()
 

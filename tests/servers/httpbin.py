@@ -71,9 +71,13 @@ class Handler(BaseHTTPRequestHandler):
     def send(self, code, body=b"", ctype="text/plain", headers=()):
         if isinstance(body, str):
             body = body.encode()
+        no_body = code in (204, 304) or code < 200  # these never carry a body
+        if no_body:
+            body = b""
         self.send_response(code)
         self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
+        if not no_body:
+            self.send_header("Content-Length", str(len(body)))
         for k, v in headers:
             self.send_header(k, v)
         self.end_headers()
