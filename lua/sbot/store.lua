@@ -1,0 +1,382 @@
+--- sbot.store: the artifact store, one API over two backends.
+--
+--   local store = require "sbot.store"
+--   local st = assert(store.open("file:///var/lib/sbot/artifacts"))
+--   local st = assert(store.open("s3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=us-east-1",
+--                                {access_key = ..., secret_key = ...}))
+--   st:put(key, "content" | {file = path}, {meta = "data"}) -> {key, size, sha256, etag}
+--   st:get(key [, dest])   -> content, info   |  info (dest = path or {file = path})
+--   st:head(key)           -> {key, size, sha256, etag, metadata, last_modified}
+--   st:list(prefix)        -> {{key, size, last_modified}, ...} sorted by key
+--   st:url(key [, opts])   -> file:// URL, or a presigned https/http GET URL for S3
+--   st:delete(key)         -> true (deleting a missing key is not an error)
+--
+-- Expected failures return nil, message, code (code "NotFound" for a missing
+-- key, "BadKey" for a key that is not allowed, "Checksum" when stored bytes do
+-- not match their recorded SHA-256). Misuse (wrong argument types) raises.
+local fsio = require "sbot.fsio"
+local json = require "sbot.json"
+
+local M = {}
+
+local META_SUFFIX = ".sbot-meta.json"
+local TMP_PATTERN = "%.tmp%-%x%x%x%x%x%x%x%x%x%x%x%x$"
+
+--- Check a store key: relative, "/"-separated, no empty, "." or ".."
+-- segment, no NUL, not a reserved name. Returns true or nil, message.
+local function check_key(key)
+  if type(key) ~= "string" then
+    error("store: key must be a string, got " .. type(key), 3)
+  end
+  if key == "" then return nil, "store: empty key" end
+  if #key > 1024 then return nil, "store: key longer than 1024 bytes" end
+  if key:find("\0", 1, true) then return nil, "store: key contains a NUL byte" end
+  if key:sub(1, 1) == "/" then return nil, "store: key '" .. key .. "' must not start with '/'" end
+  for seg in (key .. "/"):gmatch("([^/]*)/") do
+    if seg == "" then return nil, "store: key '" .. key .. "' has an empty path segment" end
+    if seg == "." or seg == ".." then
+      return nil, "store: key '" .. key .. "' has a '" .. seg .. "' segment (keys cannot leave the store)"
+    end
+  end
+  if key:sub(-#META_SUFFIX) == META_SUFFIX or key:find(TMP_PATTERN) then
+    return nil, "store: key '" .. key .. "' uses a name reserved for the store's own files"
+  end
+  return true
+end
+M.check_key = check_key
+
+local function check_metadata(metadata)
+  if metadata == nil then return {} end
+  if type(metadata) ~= "table" then error("store: metadata must be a table of strings", 3) end
+  local out = {}
+  for k, v in pairs(metadata) do
+    if type(k) ~= "string" or not k:match("^[%w%-_]+$") then
+      error("store: metadata name " .. tostring(k) .. " must be letters, digits, '-' or '_'", 3)
+    end
+    if type(v) ~= "string" and type(v) ~= "number" then
+      error("store: metadata '" .. k .. "' must be a string", 3)
+    end
+    out[k:lower()] = tostring(v)
+  end
+  return out
+end
+
+local function check_source(source)
+  if type(source) == "string" then return end
+  if type(source) == "table" and type(source.file) == "string" then return end
+  error("store: source must be a string of content or {file = path}", 3)
+end
+
+local function dest_path(dest)
+  if dest == nil then return nil end
+  if type(dest) == "string" then return dest end
+  if type(dest) == "table" and type(dest.file) == "string" then return dest.file end
+  error("store: dest must be a path or {file = path}", 3)
+end
+
+local function url_decode(s)
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+local function parse_query(q)
+  local out = {}
+  for part in (q or ""):gmatch("[^&]+") do
+    local k, v = part:match("^([^=]*)=?(.*)$")
+    out[url_decode(k)] = url_decode(v)
+  end
+  return out
+end
+
+-- ---------------------------------------------------------------------------
+-- file:// backend
+-- ---------------------------------------------------------------------------
+
+local File = {}
+File.__index = File
+File.__name = "sbot.store.file"
+
+function File:_path(key) return self.root .. "/" .. key end
+
+function File:_where(key) return "file://" .. self.root .. "/" .. key end
+
+local function parent_of(path) return path:match("^(.*)/[^/]*$") end
+
+function File:put(key, source, metadata)
+  local ok, err = check_key(key)
+  if not ok then return nil, err, "BadKey" end
+  check_source(source)
+  local meta = check_metadata(metadata)
+  local path = self:_path(key)
+  local dir = parent_of(path)
+  local made, merr = fsio.mkdirs(dir)
+  if not made then return nil, "store put " .. self:_where(key) .. ": " .. merr, "IO" end
+  local st = fsio.stat(path)
+  if st and st.type ~= "file" then
+    return nil, "store put " .. self:_where(key) .. ": a " .. st.type .. " is in the way", "BadKey"
+  end
+  local r, werr, code = fsio.write_atomic(path, source)
+  if not r then return nil, "store put " .. self:_where(key) .. ": " .. werr, code end
+  local info = { key = key, size = r.size, sha256 = r.sha256, etag = r.sha256,
+                 metadata = meta, last_modified = os.time() }
+  local mr, mwerr, mcode = fsio.write_atomic(path .. META_SUFFIX, json.encode(info))
+  if not mr then return nil, "store put " .. self:_where(key) .. " (metadata): " .. mwerr, mcode end
+  return { key = key, size = r.size, sha256 = r.sha256, etag = r.sha256 }
+end
+
+function File:head(key)
+  local ok, err = check_key(key)
+  if not ok then return nil, err, "BadKey" end
+  local path = self:_path(key)
+  local st = fsio.stat(path)
+  if not st or st.type ~= "file" then
+    return nil, "store: no object " .. self:_where(key), "NotFound"
+  end
+  local f = io.open(path .. META_SUFFIX, "rb")
+  if not f then
+    return nil, "store: object " .. self:_where(key) .. " has no metadata file (not written by the store)", "NotFound"
+  end
+  local text = f:read("a")
+  f:close()
+  local info, jerr = json.decode(text)
+  if type(info) ~= "table" then
+    return nil, "store: metadata of " .. self:_where(key) .. " is not valid JSON: " .. tostring(jerr), "Corrupt"
+  end
+  if info.size ~= st.size then
+    return nil, string.format("store: %s is %d bytes but its metadata says %s (interrupted write?)",
+      self:_where(key), st.size, tostring(info.size)), "Checksum"
+  end
+  return { key = key, size = info.size, sha256 = info.sha256, etag = info.etag or info.sha256,
+           metadata = info.metadata or {}, last_modified = info.last_modified or st.mtime }
+end
+
+function File:get(key, dest)
+  local info, err, code = self:head(key)
+  if not info then return nil, err, code end
+  local path = self:_path(key)
+  local out = dest_path(dest)
+  if out then
+    local r, werr, wcode = fsio.write_atomic(out, { file = path })
+    if not r then return nil, "store get " .. self:_where(key) .. ": " .. werr, wcode end
+    if r.sha256 ~= info.sha256 then
+      fsio.remove(out)
+      return nil, "store get " .. self:_where(key) .. ": SHA-256 " .. r.sha256 ..
+        " does not match the recorded " .. tostring(info.sha256), "Checksum"
+    end
+    info.file = out
+    return info
+  end
+  local f, ferr = io.open(path, "rb")
+  if not f then return nil, "store get " .. self:_where(key) .. ": " .. ferr, "IO" end
+  local data = f:read("a")
+  f:close()
+  if fsio.sha256(data) ~= info.sha256 then
+    return nil, "store get " .. self:_where(key) .. ": content does not match its recorded SHA-256", "Checksum"
+  end
+  return data, info
+end
+
+function File:list(prefix)
+  prefix = prefix or ""
+  if type(prefix) ~= "string" then error("store: prefix must be a string", 2) end
+  local out = {}
+  local function walk(dir, rel)
+    local entries = fsio.list(dir)
+    if not entries then return end
+    for _, e in ipairs(entries) do
+      local key = rel == "" and e.name or (rel .. "/" .. e.name)
+      if e.type == "directory" then
+        -- descend only where the prefix can still match
+        local k = key .. "/"
+        if k:sub(1, #prefix) == prefix or prefix:sub(1, #k) == k then
+          walk(dir .. "/" .. e.name, key)
+        end
+      elseif e.type == "file" and key:sub(-#META_SUFFIX) ~= META_SUFFIX
+        and not key:find(TMP_PATTERN) and key:sub(1, #prefix) == prefix then
+        local st = fsio.stat(dir .. "/" .. e.name)
+        out[#out + 1] = { key = key, size = st and st.size, last_modified = st and st.mtime }
+      end
+    end
+  end
+  walk(self.root, "")
+  table.sort(out, function(a, b) return a.key < b.key end)
+  return out
+end
+
+function File:url(key)
+  local ok, err = check_key(key)
+  if not ok then return nil, err, "BadKey" end
+  local enc = key:gsub("[^%w%-%._~/]", function(c) return string.format("%%%02X", c:byte()) end)
+  return "file://" .. self.root .. "/" .. enc
+end
+
+function File:delete(key)
+  local ok, err = check_key(key)
+  if not ok then return nil, err, "BadKey" end
+  local path = self:_path(key)
+  local st = fsio.stat(path)
+  if st and st.type ~= "file" then
+    return nil, "store delete " .. self:_where(key) .. ": not an object (a " .. st.type .. ")", "BadKey"
+  end
+  if st then
+    local rok, rerr, rcode = fsio.remove(path)
+    if not rok then return nil, "store delete " .. self:_where(key) .. ": " .. rerr, rcode end
+  end
+  fsio.remove(path .. META_SUFFIX)
+  -- prune now-empty parent directories, never the root
+  local dir = parent_of(path)
+  while dir and #dir > #self.root do
+    local entries = fsio.list(dir)
+    if not entries or #entries > 0 then break end
+    fsio.remove(dir)
+    dir = parent_of(dir)
+  end
+  return true
+end
+
+local function open_file(url)
+  local path = url:match("^file://(.*)$")
+  path = url_decode((path or ""):gsub("%?.*$", ""))
+  if path == "" or path:sub(1, 1) ~= "/" then
+    return nil, "store: '" .. url .. "' must be file:///absolute/path", "BadURL"
+  end
+  path = path:gsub("/+$", "")
+  if path == "" then path = "/" end
+  for seg in path:gmatch("[^/]+") do
+    if seg == ".." then return nil, "store: '" .. url .. "' must not contain '..'", "BadURL" end
+  end
+  local ok, err = fsio.mkdirs(path)
+  if not ok then return nil, "store: cannot create root of " .. url .. ": " .. err, "IO" end
+  return setmetatable({ root = path, url_base = "file://" .. path, kind = "file" }, File)
+end
+
+-- ---------------------------------------------------------------------------
+-- s3:// backend (over sbot.s3)
+-- ---------------------------------------------------------------------------
+
+local S3 = {}
+S3.__index = S3
+S3.__name = "sbot.store.s3"
+
+function S3:_key(key) return self.prefix .. key end
+
+function S3:_where(key) return "s3://" .. self.bucket .. "/" .. self.prefix .. key end
+
+function S3:put(key, source, metadata)
+  local ok, err = check_key(key)
+  if not ok then return nil, err, "BadKey" end
+  check_source(source)
+  local meta = check_metadata(metadata)
+  local r, perr, code = self.client:put_object{ bucket = self.bucket, key = self:_key(key),
+    body = type(source) == "string" and source or nil,
+    file = type(source) == "table" and source.file or nil,
+    metadata = meta, sha256_metadata = true }
+  if not r then return nil, "store put " .. self:_where(key) .. ": " .. perr, code end
+  return { key = key, size = r.size, sha256 = r.sha256, etag = r.etag }
+end
+
+local function s3_info(key, h)
+  local meta = {}
+  for k, v in pairs(h.metadata or {}) do meta[k] = v end
+  local sha = meta["sbot-sha256"]
+  meta["sbot-sha256"] = nil
+  return { key = key, size = h.size, sha256 = sha, etag = h.etag, metadata = meta,
+           last_modified = h.last_modified, content_type = h.content_type }
+end
+
+function S3:head(key)
+  local ok, err = check_key(key)
+  if not ok then return nil, err, "BadKey" end
+  local h, herr, code = self.client:head_object{ bucket = self.bucket, key = self:_key(key) }
+  if not h then
+    if code == "NoSuchKey" or code == "NotFound" then
+      return nil, "store: no object " .. self:_where(key), "NotFound"
+    end
+    return nil, herr, code
+  end
+  return s3_info(key, h)
+end
+
+function S3:get(key, dest)
+  local ok, err = check_key(key)
+  if not ok then return nil, err, "BadKey" end
+  local out = dest_path(dest)
+  local r, gerr, code = self.client:get_object{ bucket = self.bucket, key = self:_key(key),
+    file = out, verify_sha256 = true }
+  if not r then
+    if code == "NoSuchKey" then return nil, "store: no object " .. self:_where(key), "NotFound" end
+    return nil, gerr, code
+  end
+  local info = s3_info(key, r)
+  if out then
+    info.file = out
+    return info
+  end
+  return r.body, info
+end
+
+function S3:list(prefix)
+  prefix = prefix or ""
+  if type(prefix) ~= "string" then error("store: prefix must be a string", 2) end
+  local out = {}
+  for obj, err in self.client:list_objects{ bucket = self.bucket, prefix = self.prefix .. prefix } do
+    if not obj then return nil, err end
+    out[#out + 1] = { key = obj.key:sub(#self.prefix + 1), size = obj.size,
+                      last_modified = obj.last_modified, etag = obj.etag }
+  end
+  table.sort(out, function(a, b) return a.key < b.key end)
+  return out
+end
+
+function S3:url(key, opts)
+  local ok, err = check_key(key)
+  if not ok then return nil, err, "BadKey" end
+  return self.client:presign{ bucket = self.bucket, key = self:_key(key), method = "GET",
+                              expires = opts and opts.expires or 3600 }
+end
+
+function S3:delete(key)
+  local ok, err = check_key(key)
+  if not ok then return nil, err, "BadKey" end
+  local r, derr, code = self.client:delete_object{ bucket = self.bucket, key = self:_key(key) }
+  if not r then return nil, derr, code end
+  return true
+end
+
+local function open_s3(url, opts)
+  local rest, query = url:match("^s3://([^?]*)%??(.*)$")
+  local bucket, prefix = rest:match("^([^/]+)/?(.*)$")
+  if not bucket then return nil, "store: '" .. url .. "' must be s3://bucket/prefix?endpoint=...", "BadURL" end
+  local q = parse_query(query)
+  for k in pairs(q) do
+    if k ~= "endpoint" and k ~= "region" and k ~= "path_style" then
+      return nil, "store: unknown parameter '" .. k .. "' in " .. url ..
+        " (known: endpoint, region, path_style)", "BadURL"
+    end
+  end
+  if prefix ~= "" and prefix:sub(-1) ~= "/" then prefix = prefix .. "/" end
+  local s3 = require "sbot.s3"
+  local path_style
+  if q.path_style ~= nil then path_style = q.path_style == "true" end
+  local client, err = s3.client{
+    endpoint = q.endpoint, region = q.region, path_style = path_style,
+    access_key = opts.access_key or os.getenv("AWS_ACCESS_KEY_ID"),
+    secret_key = opts.secret_key or os.getenv("AWS_SECRET_ACCESS_KEY"),
+    session_token = opts.session_token or os.getenv("AWS_SESSION_TOKEN"),
+    tls = opts.tls, timeout = opts.timeout, retries = opts.retries,
+  }
+  if not client then return nil, err, "BadURL" end
+  return setmetatable({ client = client, bucket = bucket, prefix = prefix, kind = "s3",
+                        url_base = "s3://" .. bucket .. "/" .. prefix }, S3)
+end
+
+--- Open a store: "file:///path" or "s3://bucket/prefix?endpoint=...&region=...".
+function M.open(url, opts)
+  if type(url) ~= "string" then error("store.open: url must be a string", 2) end
+  if opts ~= nil and type(opts) ~= "table" then error("store.open: opts must be a table", 2) end
+  opts = opts or {}
+  if url:match("^file://") then return open_file(url) end
+  if url:match("^s3://") then return open_s3(url, opts) end
+  return nil, "store.open: unsupported URL '" .. url .. "' (use file:///path or s3://bucket/prefix)", "BadURL"
+end
+
+return M
