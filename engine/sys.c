@@ -274,6 +274,18 @@ static int l_utc_iso(lua_State *L)
     return 1;
 }
 
+/* sys.realpath(path) -> absolute canonical path | nil, err, errno */
+static int l_realpath(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    char *abs = realpath(path, NULL);
+    if (!abs)
+        return fail(L, path, errno);
+    lua_pushstring(L, abs);
+    free(abs);
+    return 1;
+}
+
 int luaopen_sbot_sys(lua_State *L)
 {
     static const luaL_Reg fns[] = {
@@ -283,6 +295,7 @@ int luaopen_sbot_sys(lua_State *L)
         {"random_hex", l_random_hex}, {"sha256", l_sha256},
         {"sha256_file", l_sha256_file}, {"copy_file", l_copy_file},
         {"monotime", l_monotime},   {"utc_iso", l_utc_iso},
+        {"realpath", l_realpath},
         {NULL, NULL}};
     luaL_newlib(L, fns);
     return 1;

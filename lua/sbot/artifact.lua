@@ -69,50 +69,35 @@ function M.record(self, spec)
   return entry
 end
 
---- Store every artifact of a list of results.
--- opts: {run_id, run_dir, store = url or nil}. With sbot.store available,
--- each goes through store.put under <run_id>/<server>/<component>/<key>
--- (file://<run_dir>/artifacts when no URL is given); without it, files are
--- copied into <run_dir>/artifacts/<server>/<component>/<key>. Each entry
--- gets `stored` = URL or path. Returns true, or nil and the errors.
+--- Store every artifact of a list of results through sbot.store.
+-- opts: {run_id, run_dir, store = url or nil}. With a store URL, each artifact
+-- goes under <run_id>/<server>/<component>/<key>; without one, into the
+-- embedded file store file://<run_dir>/artifacts as <server>/<component>/<key>.
+-- Each entry gets `stored` = the object's URL. Returns true, or nil and the errors.
 function M.store_all(results, opts)
+  local store_mod = require "sbot.store"
   local errors = {}
-  local ok_store, store_mod = pcall(require, "sbot.store")
-  local store
-  if ok_store then
-    local url = opts.store or ("file://" .. opts.run_dir .. "/artifacts")
-    local s, err = store_mod.open(url)
-    if not s then return nil, "artifact store " .. url .. ": " .. tostring(err) end
-    store = s
-  elseif opts.store then
-    return nil, "artifact store " .. opts.store .. " requested but sbot.store is not available "
-      .. "in this build (artifacts are kept under " .. opts.run_dir .. "/artifacts)"
+  local url, prefix = opts.store, opts.run_id .. "/"
+  if not url then
+    local dir = opts.run_dir .. "/artifacts"
+    assert(sys.mkdir(dir))
+    url, prefix = "file://" .. assert(sys.realpath(dir)), ""
   end
+  local store, err = store_mod.open(url)
+  if not store then return nil, "artifact store " .. url .. ": " .. tostring(err) end
   for _, r in ipairs(results) do
     for _, a in ipairs(r.artifacts or {}) do
       local rel = table.concat({ r.id or "-", r.component or "-", a.key }, "/")
-      if store then
-        local key = opts.run_id .. "/" .. rel
-        local meta = { sha256 = a.sha256, type = a.type }
-        for k, v in pairs(a.metadata or {}) do meta[k] = tostring(v) end
-        local res, err = store:put(key, { file = a.path }, meta)
-        if res then
-          a.stored = store.url and store:url(key) or key
-        else
-          errors[#errors + 1] = rel .. ": " .. tostring(err)
-        end
+      local meta = { type = a.type }
+      for k, v in pairs(a.metadata or {}) do meta[k] = tostring(v) end
+      local res, perr = store:put(prefix .. rel, { file = a.path }, meta)
+      if not res then
+        errors[#errors + 1] = rel .. ": " .. tostring(perr)
+      elseif res.sha256 ~= a.sha256 then
+        errors[#errors + 1] = rel .. ": changed since it was recorded (sha256 " .. res.sha256
+          .. ", recorded " .. a.sha256 .. ")"
       else
-        local dst = opts.run_dir .. "/artifacts/" .. rel
-        if a.path ~= dst then
-          assert(sys.mkdir(dst:match("^(.*)/[^/]*$")))
-          local sha, err = sys.copy_file(a.path, dst)
-          if not sha then
-            errors[#errors + 1] = rel .. ": " .. err
-          elseif sha ~= a.sha256 then
-            errors[#errors + 1] = rel .. ": changed since it was recorded (sha256 " .. sha .. ", recorded " .. a.sha256 .. ")"
-          end
-        end
-        a.stored = dst
+        a.stored = store:url(prefix .. rel)
       end
     end
   end

@@ -72,7 +72,11 @@ describe("workflow runs", function()
     assert.are.equal("login with <redacted>", rec.results[1].discovery.echo)
     local art = rec.results[1].artifacts[1]
     assert.are.equal("state.json", art.key)
-    assert.are.equal(art.sha256, (sys.sha256_file(dir .. "/" .. art.stored)))
+    -- stored in the embedded file:// store under the run dir
+    local stored = art.stored:match("^file://(/.+)$")
+    assert.is_string(stored, art.stored)
+    assert.are.equal(sys.realpath(rd) .. "/artifacts/s1/test_kv/state.json", stored)
+    assert.are.equal(art.sha256, (sys.sha256_file(stored)))
     local logtext = helpers.read_file(rd .. "/log.jsonl")
     assert.matches('"msg":"logging in with <redacted>"', logtext, 1, true)
     for line in logtext:gmatch("[^\n]+") do assert.is_table(json.decode(line)) end
