@@ -6,10 +6,10 @@ return {
   name = "example",
   servers = {
     { id = "r630-01", hostname = "node1.example.test", role = "master",
-      idrac = { address = "192.0.2.11", password = "secret:idrac/r630-01:password" },
+      idrac = { host = "192.0.2.11", password = "secret:idrac/r630-01:password" },
       macs = { "24:6e:96:00:00:01" } },
     { id = "r630-02", hostname = "node2.example.test", role = "worker",
-      idrac = { address = "192.0.2.12", password = "secret:idrac/r630-02:password" },
+      idrac = { host = "192.0.2.12", password = "secret:idrac/r630-02:password" },
       macs = { "24:6e:96:00:00:02" } },
   },
   components = {

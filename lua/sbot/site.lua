@@ -13,17 +13,20 @@ local ID = "^[%w][%w_.%-]*$"
 local MAC = "^%x%x:%x%x:%x%x:%x%x:%x%x:%x%x$"
 local URL = "^https?://."
 
-local tls_fields = {
-  ca_file = { type = "string", description = "CA bundle that signs the server's certificate" },
-  pin_sha256 = { type = "string", pattern = "^%x+$",
-    description = "SHA-256 of the server's public key (hex), instead of a CA" },
-  insecure = { type = "boolean", default = false,
-    description = "skip TLS verification (logged at every connection)" },
-}
-
-local function with_tls(fields)
-  for k, v in pairs(tls_fields) do fields[k] = v end
-  return fields
+--- TLS settings of one endpoint, the table sbot.http and sbot.ws take as
+-- `tls` unchanged. pin_sha256 is the BASE64 SHA-256 of the server's public key
+-- (DER SubjectPublicKeyInfo), optionally as curl's "sha256//<base64>"; checked
+-- precisely in check_tls below.
+local function tls_spec(what)
+  return { type = "table", description = "TLS verification of " .. what .. " (absent: system CAs, host name checked)",
+    fields = {
+      ca_file = { type = "string", description = "CA bundle that signs the server's certificate" },
+      pin_sha256 = { type = "string", pattern = "^[%w+/]+=$",
+        description = "base64 SHA-256 of the server's public key (what `sbot lab` and httpd.selfsigned give), "
+          .. "optionally as sha256//<base64>; without ca_file the pin alone is trusted (self-signed BMCs)" },
+      insecure = { type = "boolean", default = false,
+        description = "skip TLS verification (logged at every connection); not with ca_file or pin_sha256" },
+    } }
 end
 
 --- The site schema. Later modules may add top-level sections with
@@ -41,10 +44,12 @@ M.schema = {
       id = { type = "string", required = true, pattern = ID, description = "unique server id" },
       hostname = { type = "string", description = "host name the node gets" },
       role = { type = "string", enum = { "master", "worker", "sno", "other" }, default = "other" },
-      idrac = { type = "table", description = "the BMC", fields = with_tls {
-        address = { type = "string", required = true, description = "BMC host or IP" },
-        username = { type = "string", default = "root" },
+      idrac = { type = "table", description = "the BMC", fields = {
+        host = { type = "string", required = true,
+          description = "BMC host name or IP, optionally with :port (name-or-ip[:port], [v6]:port)" },
+        user = { type = "string", default = "root" },
         password = { type = "secret", required = true },
+        tls = tls_spec("the BMC"),
       } },
       macs = { type = "list", items = { type = "string", pattern = MAC },
         description = "NIC MAC addresses (lower case, colon separated)" },
@@ -56,18 +61,23 @@ M.schema = {
         description = "per-component config overrides for this server" },
     } } },
   truenas = { type = "table", description = "the TrueNAS SCALE system serving the zvols",
-    fields = with_tls {
-      url = { type = "string", required = true, pattern = URL },
+    fields = {
+      url = { type = "string", required = true, pattern = "^%a+://.",
+        description = "ws:// or wss:// URL of the JSON-RPC endpoint (.../api/current), "
+          .. "or http:// or https:// base of the REST API (.../api/v2.0)" },
       api_key = { type = "secret", required = true },
-      username = { type = "string", default = "root" },
-      pool = { type = "string", required = true },
-      portal = { type = "string", description = "iSCSI portal address (IP or IP:port)" },
+      user = { type = "string", default = "root", description = "user the API key belongs to (auth.login_ex)" },
+      tls = tls_spec("the TrueNAS API"),
+      pool = { type = "string", required = true, description = "pool the zvols are created in" },
+      portal = { type = "string", required = true,
+        description = "iSCSI portal the servers boot from: IP or IP:port (port 3260 when absent)" },
       basename = { type = "string", description = "iSCSI global basename, read from the server if absent" },
       zvol_size = { type = "string", pattern = "^%d+[KMGT]?i?B?$", default = "120G" },
     } },
   s3 = { type = "table", description = "S3-compatible object storage",
-    fields = with_tls {
+    fields = {
       endpoint = { type = "string", required = true, pattern = URL },
+      tls = tls_spec("the S3 endpoint"),
       region = { type = "string", default = "us-east-1" },
       bucket = { type = "string", required = true },
       public_bucket = { type = "string" },
@@ -89,6 +99,66 @@ M.schema = {
   components = { type = "map", values = { type = "table" },
     description = "config for each component by name, shared by every server" },
 }
+
+-- Checks the schema language cannot express; each returns a message or nil.
+local function check_port(port)
+  local n = tonumber(port)
+  if not n or n < 1 or n > 65535 then return "port " .. port .. " is out of range 1-65535" end
+end
+
+--- "name-or-ip[:port]" (IPv6 in brackets); what idrac.host and truenas.portal take.
+local function check_hostport(v)
+  if v:find("://", 1, true) then
+    return string.format("%q: expected name-or-ip[:port], not a URL", v)
+  end
+  local port = v:match("^[%w][%w%.%-]*:(%d+)$") or v:match("^%[[%x:%.]+%]:(%d+)$")
+  if port then return check_port(port) and string.format("%q: %s", v, check_port(port)) end
+  if v:match("^[%w][%w%.%-]*$") or v:match("^%[[%x:%.]+%]$") then return nil end
+  return string.format("%q: expected name-or-ip[:port] (IPv6 as [addr]:port)", v)
+end
+
+local function check_tls(tls, url, path, errors)
+  if tls == nil then return end
+  local function bad(k, msg) errors[#errors + 1] = path .. ".tls" .. (k and ("." .. k) or "") .. ": " .. msg end
+  if tls.pin_sha256 then
+    local pin = tls.pin_sha256:gsub("^sha256//", "")
+    if #pin ~= 44 or not pin:match("^[%w+/]+=$") then
+      bad("pin_sha256", string.format("%q is not the base64 SHA-256 of a public key (44 characters ending in '=', "
+        .. "optionally after sha256//)", tls.pin_sha256))
+    end
+  end
+  if tls.insecure and (tls.ca_file or tls.pin_sha256) then
+    bad("insecure", "insecure = true cannot be combined with ca_file or pin_sha256")
+  end
+  if url and (url:match("^ws://") or url:match("^http://")) and (tls.ca_file or tls.pin_sha256 or tls.insecure) then
+    bad(nil, "TLS settings given for the plain-text URL " .. url)
+  end
+end
+
+local function check_site(site, prefix)
+  local errors = {}
+  for i, s in ipairs(site.servers) do
+    local p = string.format("%sservers[%d].idrac", prefix, i)
+    if s.idrac then
+      local m = check_hostport(s.idrac.host)
+      if m then errors[#errors + 1] = p .. ".host: " .. m end
+      check_tls(s.idrac.tls, nil, p, errors)
+    end
+  end
+  local tn = site.truenas
+  if tn then
+    local scheme = tn.url:match("^(%a+)://")
+    if scheme ~= "ws" and scheme ~= "wss" and scheme ~= "http" and scheme ~= "https" then
+      errors[#errors + 1] = string.format("%struenas.url: %q: expected a ws://, wss://, http:// or https:// URL",
+        prefix, tn.url)
+    end
+    local m = check_hostport(tn.portal)
+    if m then errors[#errors + 1] = prefix .. "truenas.portal: " .. m end
+    check_tls(tn.tls, tn.url, prefix .. "truenas", errors)
+  end
+  if site.s3 then check_tls(site.s3.tls, site.s3.endpoint, prefix .. "s3", errors) end
+  if #errors > 0 then return table.concat(errors, "\n") end
+end
 
 --- Add (or replace) a top-level section of the site schema.
 function M.add_section(name, spec)
@@ -126,6 +196,8 @@ function M.load(path, opts)
   end
   local site, verr = schema.validate(M.schema, t, "site " .. path)
   if not site then return nil, verr, "invalid" end
+  local cerr = check_site(site, "site " .. path .. ": ")
+  if cerr then return nil, cerr, "invalid" end
   local seen = {}
   for i, s in ipairs(site.servers) do
     if seen[s.id] then

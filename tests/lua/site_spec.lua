@@ -99,14 +99,18 @@ describe("sbot.site", function()
     local dir = helpers.tmpdir("site")
     put_secret(dir, "idrac/r1/password", "file-secret-1", "600")
     local path = write_site(dir, [[
-      return { servers = { { id = "r1", idrac = { address = "10.0.0.1", password = "secret:idrac/r1:password" } } },
-        truenas = { url = "https://nas.test", api_key = "secret:truenas:api_key", pool = "tank" } }
+      return { servers = { { id = "r1", idrac = { host = "10.0.0.1", password = "secret:idrac/r1:password" } } },
+        truenas = { url = "wss://nas.test/api/current", api_key = "secret:truenas:api_key", pool = "tank",
+          portal = "10.0.0.50:3260", tls = { ca_file = "/etc/sbot/nas-ca.pem" } } }
     ]])
     local s = assert(site.load(path, { getenv = function(n)
       return n == "TRUENAS_API_KEY" and "env-secret-2" or nil end }))
     assert.are.equal("file-secret-1", s.servers[1].idrac.password:reveal())
     assert.are.equal("env-secret-2", s.truenas.api_key:reveal())
-    assert.are.equal("root", s.servers[1].idrac.username)
+    assert.are.equal("root", s.servers[1].idrac.user)
+    assert.are.equal("10.0.0.1", s.servers[1].idrac.host)
+    assert.are.equal("root", s.truenas.user)
+    assert.are.same({ ca_file = "/etc/sbot/nas-ca.pem", insecure = false }, s.truenas.tls)
     assert.are.equal(dir .. "/state", s.state_dir)
     assert.is_nil(json.encode(s.servers):find("file-secret-1", 1, true))
   end)
@@ -115,7 +119,7 @@ describe("sbot.site", function()
     local dir = helpers.tmpdir("site")
     put_secret(dir, "idrac/r1/password", "loose", "644")
     local path = write_site(dir, [[
-      return { servers = { { id = "r1", idrac = { address = "a", password = "secret:idrac/r1:password" } } } }
+      return { servers = { { id = "r1", idrac = { host = "a", password = "secret:idrac/r1:password" } } } }
     ]])
     local s, err, code = site.load(path)
     assert.is_nil(s)
@@ -127,7 +131,7 @@ describe("sbot.site", function()
   it("names the file and key path of every invalid value", function()
     local dir = helpers.tmpdir("site")
     local path = write_site(dir, [[
-      return { servers = { { id = "r1", macs = { "zz" } }, { id = "r1", idrac = { address = 7, password = "p" } } },
+      return { servers = { { id = "r1", macs = { "zz" } }, { id = "r1", idrac = { host = 7, password = "p" } } },
         truenas = { url = "ftp://x", api_key = "k" }, colour = "blue" }
     ]])
     local s, err, code = site.load(path)
@@ -136,9 +140,71 @@ describe("sbot.site", function()
     local p = "site " .. path .. ": "
     assert.matches(p .. "colour: unknown key", err, 1, true)
     assert.matches(p .. 'servers[1].macs[1]: "zz" does not match pattern', err, 1, true)
-    assert.matches(p .. "servers[2].idrac.address: expected string, got integer 7", err, 1, true)
+    assert.matches(p .. "servers[2].idrac.host: expected string, got integer 7", err, 1, true)
     assert.matches(p .. "truenas.pool: required string is missing", err, 1, true)
-    assert.matches(p .. 'truenas.url: "ftp://x" does not match pattern', err, 1, true)
+    assert.matches(p .. "truenas.portal: required string is missing", err, 1, true)
+  end)
+
+  it("takes idrac = {host, user, password, tls} and checks hosts, URLs and pins", function()
+    local dir = helpers.tmpdir("site")
+    local pin = "3q2+7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+    local path = write_site(dir, string.format([[
+      return { servers = {
+          { id = "a", idrac = { host = "127.0.0.1:8443", password = "pw-a", tls = { pin_sha256 = %q } } },
+          { id = "b", idrac = { host = "[::1]:443", user = "ops", password = "pw-b",
+            tls = { pin_sha256 = "sha256//" .. %q } } },
+          { id = "c", idrac = { host = "idrac-c.example.test", password = "pw-c", tls = { insecure = true } } } },
+        truenas = { url = "https://nas.test/api/v2.0", api_key = "k-1", pool = "tank", portal = "10.0.0.50" },
+        s3 = { endpoint = "https://s3.test", bucket = "b", tls = { ca_file = "/ca.pem" } } }
+    ]], pin, pin))
+    local s = assert(site.load(path))
+    assert.are.equal("127.0.0.1:8443", s.servers[1].idrac.host)
+    assert.are.equal(pin, s.servers[1].idrac.tls.pin_sha256)
+    assert.are.equal("ops", s.servers[2].idrac.user)
+    assert.is_true(s.servers[3].idrac.tls.insecure)
+    assert.are.equal("/ca.pem", s.s3.tls.ca_file)
+    -- plain-string secrets in the file become secret objects
+    assert.is_true(secret.is_secret(s.servers[1].idrac.password))
+    assert.is_true(secret.is_secret(s.truenas.api_key))
+    assert.are.equal("pw-a", s.servers[1].idrac.password:reveal())
+    assert.is_nil(json.encode(s):find("pw-a", 1, true))
+
+    path = write_site(dir, [[
+      return { servers = {
+          { id = "a", idrac = { host = "https://10.0.0.1", password = "p", tls = { pin_sha256 = "abcd" } } },
+          { id = "b", idrac = { host = "10.0.0.2:99999", password = "p", address = "x",
+            tls = { pin_sha256 = "3q2+7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", insecure = true } } },
+          { id = "c", idrac = { host = "10.0.0.3", password = "p", pin_sha256 = "x" } } },
+        truenas = { url = "ftp://x", api_key = "k", pool = "p", portal = "a b" } }
+    ]])
+    local s2, err, code = site.load(path)
+    assert.is_nil(s2)
+    assert.are.equal("invalid", code)
+    local p = "site " .. path .. ": "
+    -- the old flat keys are named as unknown, with the keys that are expected
+    assert.matches(p .. "servers[2].idrac.address: unknown key (expected one of: host, password, tls, user)",
+      err, 1, true)
+    assert.matches(p .. "servers[3].idrac.pin_sha256: unknown key", err, 1, true)
+    -- the checks after the schema run only on a schema-valid table
+    path = write_site(dir, [[
+      return { servers = {
+          { id = "a", idrac = { host = "https://10.0.0.1", password = "p", tls = { pin_sha256 = "abcd=" } } },
+          { id = "b", idrac = { host = "10.0.0.2:99999", password = "p",
+            tls = { pin_sha256 = "3q2+7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", insecure = true } } } },
+        truenas = { url = "ftp://x", api_key = "k", pool = "p", portal = "a b",
+          tls = { ca_file = "/x" } },
+        s3 = { endpoint = "http://s3.test", bucket = "b", tls = { pin_sha256 = "sha256//abc=" } } }
+    ]])
+    s2, err = site.load(path)
+    assert.is_nil(s2)
+    assert.matches(p .. 'servers[1].idrac.host: "https://10.0.0.1": expected name-or-ip[:port], not a URL', err, 1, true)
+    assert.matches(p .. 'servers[1].idrac.tls.pin_sha256: "abcd=" is not the base64 SHA-256', err, 1, true)
+    assert.matches(p .. 'servers[2].idrac.host: "10.0.0.2:99999": port 99999 is out of range', err, 1, true)
+    assert.matches(p .. "servers[2].idrac.tls.insecure: insecure = true cannot be combined", err, 1, true)
+    assert.matches(p .. 'truenas.url: "ftp://x": expected a ws://, wss://, http:// or https:// URL', err, 1, true)
+    assert.matches(p .. 'truenas.portal: "a b": expected name-or-ip[:port]', err, 1, true)
+    assert.matches(p .. 's3.tls.pin_sha256: "sha256//abc=" is not the base64 SHA-256', err, 1, true)
+    assert.matches(p .. "s3.tls: TLS settings given for the plain-text URL http://s3.test", err, 1, true)
   end)
 
   it("reports duplicate server ids, syntax errors and missing files", function()

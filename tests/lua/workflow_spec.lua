@@ -16,8 +16,8 @@ local function setup(extra)
   helpers.write_file(dir .. "/site.lua", string.format([[
     return {
       servers = {
-        { id = "s1", idrac = { address = "10.0.0.1", password = "secret:idrac/s1:password" } %s },
-        { id = "s2", idrac = { address = "10.0.0.2", password = "secret:idrac/s2:password" } },
+        { id = "s1", idrac = { host = "10.0.0.1", password = "secret:idrac/s1:password" } %s },
+        { id = "s2", idrac = { host = "10.0.0.2", password = "secret:idrac/s2:password" } },
       },
       components = { test_kv = { state_file = %q, calls_file = %q, want = { a = "1", b = "2" },
         password = "secret:dev:password" } },

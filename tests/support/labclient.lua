@@ -1,7 +1,9 @@
---- HTTP client for the lab specs. It drives curl (a Debian test dependency)
--- through io.popen until sbot.http lands; specs only use request() and the
--- response table, so swapping the transport later touches this file only.
+--- HTTP client for the lab specs, on sbot.http (the client the product uses).
+-- Each request is one attempt on a fresh connection (retries = false,
+-- connection_close = true), so a spec sees every answer and every injected
+-- connection reset exactly as the lab produced it.
 local json = require "sbot.json"
+local http = require "sbot.http"
 local helpers = require "helpers"
 
 local M = {}
@@ -16,58 +18,46 @@ function M.new(opts)
     password = opts.password, insecure = opts.insecure, timeout = opts.timeout or 10 }, Client)
 end
 
-local function parse_headers(text)
-  local h = {}
-  -- keep only the last response's headers (curl writes all of them)
-  local last = text
-  for block in text:gmatch("HTTP/[^\r\n]*\r?\n.-\r?\n\r?\n") do last = block end
-  for name, value in last:gmatch("([%w%-]+):%s*([^\r\n]*)") do h[name:lower()] = value end
-  return h
+-- The sbot.http `tls` table for these options. A pin without a CA file is the
+-- trust anchor on its own (no chain check), which is what `insecure` plus a pin
+-- meant for curl (-k --pinnedpubkey).
+function Client:tls()
+  if not self.base:match("^https://") then return nil end
+  local tls = {}
+  if self.cacert then tls.ca_file = self.cacert end
+  if self.pin then tls.pin_sha256 = self.pin end
+  if self.insecure and not self.pin then tls.insecure = true end
+  return tls
 end
 
---- request(method, path, opts) -> response | nil, message, curl_exit
+--- request(method, path, opts) -> response | nil, message, code
 -- opts: body (table -> JSON, or string), headers {name = value},
 -- auth ("token" (default when logged in), "basic", "none"), query (raw string).
--- response: {status, headers (lower-case names), body, json}.
+-- response: {status, headers (lower-case names; a repeated header gives its
+-- last value), body, json}. code is sbot.http's failure code ("tls",
+-- "connection", "timeout", ...).
 function Client:request(method, path, opts)
   opts = opts or {}
-  local dir = helpers.tmpdir("curl")
-  local args = { "curl", "-sS", "--max-time", tostring(self.timeout), "-X", method,
-    "-D", dir .. "/headers", "-o", dir .. "/body", "-w", "%{http_code}" }
-  if self.cacert then args[#args + 1] = "--cacert"; args[#args + 1] = self.cacert end
-  if self.insecure then args[#args + 1] = "-k" end
-  if self.pin then args[#args + 1] = "--pinnedpubkey"; args[#args + 1] = "sha256//" .. self.pin end
+  local headers = {}
+  local req = { method = method, headers = headers, timeout = self.timeout,
+    connect_timeout = math.min(self.timeout, 10), retries = false, connection_close = true, tls = self:tls() }
   local auth = opts.auth or (self.token and "token" or "none")
   if auth == "basic" then
-    args[#args + 1] = "-u"; args[#args + 1] = self.user .. ":" .. self.password
+    req.basic_auth = { user = self.user, password = self.password }
   elseif auth == "token" and self.token then
-    args[#args + 1] = "-H"; args[#args + 1] = "X-Auth-Token: " .. self.token
+    headers["X-Auth-Token"] = self.token
   end
-  for k, v in pairs(opts.headers or {}) do
-    args[#args + 1] = "-H"; args[#args + 1] = k .. ": " .. v
-  end
+  for k, v in pairs(opts.headers or {}) do headers[k] = v end
   if opts.body ~= nil then
-    local body = type(opts.body) == "table" and json.encode(opts.body) or opts.body
-    helpers.write_file(dir .. "/req", body)
-    args[#args + 1] = "-H"; args[#args + 1] = "Content-Type: application/json"
-    args[#args + 1] = "--data-binary"; args[#args + 1] = "@" .. dir .. "/req"
+    req.body = type(opts.body) == "table" and json.encode(opts.body) or opts.body
+    headers["Content-Type"] = headers["Content-Type"] or "application/json"
   end
-  local url = self.base .. path
-  if opts.query then url = url .. "?" .. opts.query end
-  args[#args + 1] = url
-  local quoted = {}
-  for i, a in ipairs(args) do quoted[i] = helpers.shquote(a) end
-  local ok, code, out = helpers.sh(table.concat(quoted, " ") .. " 2>" .. dir .. "/err")
-  local res
-  if ok then
-    res = { status = tonumber(out), headers = parse_headers(helpers.read_file(dir .. "/headers")),
-      body = helpers.read_file(dir .. "/body") }
-    res.json = json.decode(res.body)
-  end
-  local err = helpers.read_file(dir .. "/err")
-  os.execute("rm -rf " .. helpers.shquote(dir))
-  if not res then return nil, "curl " .. method .. " " .. url .. ": " .. err, code end
-  return res
+  req.url = self.base .. path .. (opts.query and ("?" .. opts.query) or "")
+  local r, err, code = http.request(req)
+  if not r then return nil, err, code end
+  local h = {}
+  for k, v in pairs(r.headers) do h[k] = type(v) == "table" and v[#v] or v end
+  return { status = r.status, headers = h, body = r.body, json = json.decode(r.body) }
 end
 
 function Client:get(path, opts) return self:request("GET", path, opts) end

@@ -1457,11 +1457,18 @@ function M.new(opts)
     if started_tgt then started_tgt:stop() end
   end
 
-  --- The site.lua entry for this device served at base ("http://127.0.0.1:PORT"
-  -- or https://...); tls is what a client needs ({pin_sha256 = ...}).
+  --- The site.lua `truenas` entry for this device served at base
+  -- ("http://127.0.0.1:PORT" or https://...); tls is what a client needs
+  -- ({pin_sha256 = ...}). Fills every key the site schema requires: the pool
+  -- is the model's, the portal is where its iSCSI targets listen (the lab's
+  -- tgtd with --tgt, else the model's iscsi.global listen port on the lab host).
   function dev.site_entry(base, tls)
     local url = base:gsub("^http", "ws"):gsub("/$", "") .. "/api/current"
-    return { url = url, api_key = model.api_key, tls = tls }
+    local pool = next(model.state.pools)
+    local global = model.state.iscsi.global
+    local host = started_tgt and started_tgt.host or opts.host or "127.0.0.1"
+    return { url = url, api_key = model.api_key, user = model.username, tls = tls, pool = pool,
+             portal = host .. ":" .. tostring(global.listen_port), basename = global.basename }
   end
 
   return dev
