@@ -12,7 +12,14 @@ cleanup() { tmux -L "$sock" kill-server 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
 
 screen() { tmux -L "$sock" capture-pane -p -S -200; }
-type_text() { tmux -L "$sock" send-keys -l "$1"; }
+# the last non-empty line of the screen is the bare prompt: the REPL is reading
+prompt_ready() { screen | awk 'NF { last = $0 } END { exit !(last ~ /^(sbot|\.\.\.)>$/) }'; }
+# Type only once the REPL waits at its prompt: text typed ahead is echoed by the
+# terminal itself before libedit takes over, which would muddle the screen.
+type_text() {
+  for _ in $(seq 50); do prompt_ready && break; sleep 0.1; done
+  tmux -L "$sock" send-keys -l "$1"
+}
 key() { tmux -L "$sock" send-keys "$@"; }
 # wait until the screen matches a regex (5 s at most)
 wait_for() {
@@ -59,7 +66,9 @@ type_text '6 * 7 + 0.5'; key Enter
 check "prompt works after Ctrl-C" '^42\.5$'
 
 type_text 'abandoned_line_'; key C-c
-type_text 'if true then'; key Enter; key C-c
+type_text 'if true then'; key Enter
+for _ in $(seq 50); do prompt_ready && break; sleep 0.1; done
+key C-c
 type_text '"after" .. "-prompt-ctrl-c"'; key Enter
 check "Ctrl-C at the prompt abandons the line and keeps the REPL" '^"after-prompt-ctrl-c"$'
 if screen | grep -q 'abandoned_line_.*nil'; then echo "FAIL - abandoned line was run"; fail=1; fi
