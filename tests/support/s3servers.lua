@@ -1,6 +1,6 @@
 --- Start real S3 servers for the specs: s3rver (npm, verifies SigV4) and the
--- python S3 model in tests/servers/s3model.py (versioning, policy,
--- conditional writes, multipart listing/abort, fault injection).
+-- lab's S3 model (`sbot lab`, lua/sbot/lab/s3.lua: versioning, bucket
+-- policy, conditional writes, multipart listing/abort, fault injection).
 local helpers = require "helpers"
 
 local M = {}
@@ -23,14 +23,49 @@ function M.start_s3rver()
   return { endpoint = "http://127.0.0.1:" .. port, port = port, dir = dir, proc = proc }
 end
 
---- Start the python S3 model. Returns {endpoint, port, proc, control(cmd)}.
-function M.start_model()
-  local src = helpers.source_dir
-  local port = helpers.free_port()
-  local proc = helpers.spawn(string.format("python3 %s --port %d --access-key %s --secret-key %s",
-    helpers.shquote(src .. "/tests/servers/s3model.py"), port, M.access_key, M.secret_key))
-  assert(helpers.wait_port(port, 20), "s3model did not start: " .. proc:output())
-  return { endpoint = "http://127.0.0.1:" .. port, port = port, proc = proc }
+--- Start `sbot lab --servers 1` in a fresh directory and read the site file it
+-- writes. Returns {endpoint, tls, region, bucket, public_bucket, access_key,
+-- secret_key (plain strings from the site file), site_path, dir, proc,
+-- faults(spec), state(), stop_url}.
+function M.start_lab(extra)
+  local http = require "sbot.http"
+  local json = require "sbot.json"
+  local dir = helpers.tmpdir("labs3")
+  local parts = { helpers.shquote(helpers.sbot_bin), "lab", "--servers", "1", "--dir", helpers.shquote(dir) }
+  for _, a in ipairs(extra or {}) do parts[#parts + 1] = helpers.shquote(a) end
+  local proc = helpers.spawn(table.concat(parts, " "))
+  local info
+  for _ = 1, 400 do
+    local f = io.open(dir .. "/lab.json", "rb")
+    local text = f and f:read("a")
+    if f then f:close() end
+    if text then
+      info = json.decode(text)
+      if info then break end
+    end
+    if not proc:alive() then break end
+    os.execute("sleep 0.05")
+  end
+  if not info then
+    local out = proc:output()
+    proc:stop()
+    error("sbot lab did not start: " .. out)
+  end
+  local site = dofile(info.site)
+  assert(site.s3, "the lab's site file has no s3 entry")
+  local s = { proc = proc, dir = dir, site_path = info.site, info = info.devices.s3 }
+  for k, v in pairs(site.s3) do s[k] = v end
+  local base = info.devices.s3.url
+  --- Replace the lab's faults (a --faults spec, "" for none).
+  function s.faults(spec)
+    local r = assert(http.post(base .. "/lab/faults", { body = spec, tls = s.tls }))
+    assert(r.status == 200, "POST /lab/faults: " .. tostring(r.status) .. " " .. tostring(r.body))
+  end
+  function s.state()
+    local r = assert(http.get(base .. "/lab/state", { tls = s.tls }))
+    return assert(json.decode(r.body)).devices.s3
+  end
+  return s
 end
 
 function M.stop(s)

@@ -10,10 +10,13 @@
 --   latency  extra delay in milliseconds: "200" or a range "100-300"
 --   drop     (WebSocket devices) drop a message without answering
 --   jobfail  (iDRAC) a configuration job ends Failed
+--   failpart (S3) UploadPart number N answers 500 InternalError (an integer)
+--   completeerr (S3) rate of CompleteMultipartUpload answered 200 with an <Error> body
 local M = {}
 
 local KEYS = {
   ["503"] = "rate", reset = "rate", drop = "rate", jobfail = "rate", latency = "ms",
+  failpart = "int", completeerr = "rate",
 }
 
 --- A deterministic generator of floats in [0, 1) (xorshift64*, seeded by
@@ -49,6 +52,13 @@ local function parse_value(key, value, where)
     local n = tonumber(value)
     if not n or n < 0 or n > 1 then
       error(string.format("%s: %s must be a rate between 0 and 1, got '%s'", where, key, value), 0)
+    end
+    return n
+  end
+  if kind == "int" then
+    local n = math.tointeger(tonumber(value))
+    if not n or n < 1 then
+      error(string.format("%s: %s must be a positive integer, got '%s'", where, key, value), 0)
     end
     return n
   end
@@ -96,13 +106,20 @@ end
 -- they do not depend on the other devices' traffic.
 -- opts: spec (parsed), kind, name, seed, latency_ms (global --latency)
 function M.injector(opts)
-  local spec = opts.spec or {}
   local cfg = {}
-  for _, src in ipairs({ spec["*"] or {}, spec[opts.kind] or {}, spec[opts.name] or {} }) do
-    for k, v in pairs(src) do cfg[k] = v end
+  local function configure(spec)
+    for k in pairs(cfg) do cfg[k] = nil end
+    for _, src in ipairs({ spec["*"] or {}, spec[opts.kind] or {}, spec[opts.name] or {} }) do
+      for k, v in pairs(src) do cfg[k] = v end
+    end
   end
+  configure(opts.spec or {})
   local rand = M.rng(opts.seed or 0, opts.name or opts.kind or "")
   local inj = { config = cfg, counts = { requests = 0 } }
+
+  --- Replace the configuration with a new parsed spec (the random stream
+  -- goes on where it was).
+  function inj.reconfigure(spec) configure(spec or {}) end
 
   local function hit(key)
     local rate = cfg[key]

@@ -16,7 +16,8 @@ usage: sbot lab [--servers N] [--dir DIR] [--site-out FILE] [--latency MS]
 
 Runs simulated devices on loopback until Ctrl-C: N iDRACs (Dell R630, iDRAC 8
 Redfish, or iDRAC 9 with --idrac 9), each on its own HTTPS port with its own
-self-signed certificate, plus the TrueNAS model when it is installed.
+self-signed certificate, plus the TrueNAS model when it is installed and an
+S3 server (SigV4, versioning, bucket policies, conditional writes, multipart).
 
   --servers N      number of simulated servers (default 2)
   --dir DIR        where certificates, lab.json and the default site file go
@@ -24,7 +25,8 @@ self-signed certificate, plus the TrueNAS model when it is installed.
   --site-out FILE  write the ready site file here (default DIR/site.lua)
   --latency MS     add MS milliseconds to every response
   --faults SPEC    e.g. 'idrac:503=0.1,reset=0.05,latency=50-200;truenas:drop=0.05'
-                   (503 | reset | drop | jobfail rates, latency in ms)
+                   (503 | reset | drop | jobfail | completeerr rates, latency in
+                   ms, failpart=N: S3 UploadPart N fails)
   --seed N         seed of the fault injection (default 1): same seed and same
                    requests give the same faults
   --time-scale X   multiply job, reboot and not-ready durations by X
@@ -33,8 +35,8 @@ self-signed certificate, plus the TrueNAS model when it is installed.
   --idrac 8|9      iDRAC generation to simulate (default 8)
   --host ADDR      loopback address to listen on (default 127.0.0.1)
 
-Every device port also answers GET /lab/state (JSON state of every device) and
-POST /lab/stop (stops the lab).
+Every device port also answers GET /lab/state (JSON state of every device),
+POST /lab/faults (body: a new --faults spec) and POST /lab/stop (stops the lab).
 ]]
 
 --- Parse `sbot lab` arguments; returns options or nil, message.
@@ -136,7 +138,7 @@ end
 
 --- Device kinds beyond the iDRAC: a module sbot.lab.<kind> exporting
 -- new(ctx) -> device. Missing modules are skipped; broken ones raise.
-M.optional_devices = { "truenas" }
+M.optional_devices = { "truenas", "s3" }
 
 local function try_require(name)
   local ok, mod = pcall(require, name)
@@ -216,6 +218,15 @@ function M.start(o)
     elseif req.path == "/lab/stop" and req.method == "POST" then
       lab.stopping = true
       return 200, h, '{"stopping":true}'
+    elseif req.path == "/lab/faults" and req.method == "POST" then
+      -- replace every device's fault configuration (body: a --faults spec)
+      local ok, spec = pcall(faults.parse, req.body)
+      if not ok then return 400, h, json.encode({ error = tostring(spec) }) end
+      o.faults, o.fault_spec = req.body, spec
+      for _, d in ipairs(lab.devices) do
+        if d.faults and d.faults.reconfigure then d.faults.reconfigure(spec) end
+      end
+      return 200, h, json.encode({ faults = req.body })
     end
     return 404, h, json.encode({ error = "unknown lab endpoint " .. req.method .. " " .. req.path })
   end
@@ -254,7 +265,7 @@ function M.start(o)
   for _, dev in ipairs(lab.devices) do
     local cert = httpd.selfsigned({ cn = dev.name .. ".lab.sbot", ips = { o.host } })
     local srv, lerr = httpd.listen({ host = o.host, port = 0, tls = dev.tls == false and nil or cert,
-      handler = wrap(dev), websocket = dev.websocket })
+      handler = wrap(dev), websocket = dev.websocket, max_body = dev.max_body })
     if not srv then
       lab.stop()
       return nil, lerr

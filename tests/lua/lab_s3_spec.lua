@@ -1,0 +1,387 @@
+-- The lab's S3 model (lua/sbot/lab/s3.lua) driven by the real client
+-- (sbot.s3) and the store's s3:// backend, against a real `sbot lab` process
+-- and the site file it writes: what s3rver lacks (versioning, bucket policy,
+-- conditional writes, multipart listing and abort, an error inside a 200
+-- answer, byte-exact keys), fault injection, and the lab-level checks
+-- (signatures, presigned URLs, anonymous reads under the policy's prefix).
+local helpers = require "helpers"
+local servers = require "s3servers"
+local s3 = require "sbot.s3"
+local http = require "sbot.http"
+local json = require "sbot.json"
+
+local MiB = 1024 * 1024
+
+describe("sbot.s3 against the lab's S3 model", function()
+  local srv, c, tmp
+
+  -- the python model's /__control switches, as lab faults (POST /lab/faults)
+  local function control(t)
+    if t.fail_part then srv.faults("s3:failpart=" .. t.fail_part)
+    elseif t.complete_error then srv.faults("s3:completeerr=1")
+    else srv.faults("") end
+  end
+
+  local function client(opts)
+    local o = { endpoint = srv.endpoint, access_key = srv.access_key, secret_key = srv.secret_key,
+      region = srv.region, tls = srv.tls }
+    for k, v in pairs(opts or {}) do o[k] = v end
+    return assert(s3.client(o))
+  end
+
+  local function uploads(bucket)
+    return assert(c:list_multipart_uploads{ bucket = bucket or "lab-m" })
+  end
+
+  setup(function()
+    srv = servers.start_lab()
+    tmp = helpers.tmpdir("labs3")
+    c = client{ part_size = 5 * MiB, multipart_threshold = 5 * MiB, concurrency = 3 }
+    assert(c:create_bucket("lab-m"))
+  end)
+
+  teardown(function()
+    servers.stop(srv)
+    if tmp then os.execute("rm -rf " .. helpers.shquote(tmp)) end
+  end)
+
+  before_each(function() control({}) end)
+
+  it("checks signatures too (wrong secret rejected)", function()
+    local bad = client{ secret_key = "nope" }
+    assert.are.equal("SignatureDoesNotMatch", select(3, bad:head_object{ bucket = "lab-m", key = "x" }) and
+      select(3, bad:list_buckets()))
+    assert.is_true(c:create_bucket("lab-m")) -- BucketAlreadyOwnedByYou is success
+  end)
+
+  it("keeps '//', '.' and '..' segments and XML-special characters in keys", function()
+    local keys = { "k/x//y", "k/x/../y", "k/./z", "k/a&b<c>'\"", "k/..", "k/." }
+    for i, k in ipairs(keys) do assert(c:put_object{ bucket = "lab-m", key = k, body = "v" .. i }) end
+    for i, k in ipairs(keys) do
+      assert.are.equal("v" .. i, assert(c:get_object{ bucket = "lab-m", key = k }).body, k)
+    end
+    local listed = {}
+    for _, o in ipairs(assert(c:list_objects_all{ bucket = "lab-m", prefix = "k/" })) do listed[#listed + 1] = o.key end
+    table.sort(keys)
+    assert.are.same(keys, listed)
+    local r = assert(c:delete_objects{ bucket = "lab-m", objects = keys })
+    assert.are.equal(#keys, #r.deleted)
+  end)
+
+  it("writes conditionally: If-None-Match * and If-Match etag", function()
+    local r = assert(c:put_object{ bucket = "lab-m", key = "lock", body = "owner-1", if_none_match = "*" })
+    local again, err, code = c:put_object{ bucket = "lab-m", key = "lock", body = "owner-2", if_none_match = "*" }
+    assert.is_nil(again)
+    assert.are.equal("PreconditionFailed", code)
+    assert.matches("^PreconditionFailed: .*%(PUT lab%-m/lock%)$", err)
+    assert.are.equal("owner-1", assert(c:get_object{ bucket = "lab-m", key = "lock" }).body)
+    local r2 = assert(c:put_object{ bucket = "lab-m", key = "lock", body = "owner-1b", if_match = r.etag })
+    local stale, _, scode = c:put_object{ bucket = "lab-m", key = "lock", body = "owner-3", if_match = r.etag }
+    assert.is_nil(stale)
+    assert.are.equal("PreconditionFailed", scode)
+    assert.are.equal("owner-1b", assert(c:get_object{ bucket = "lab-m", key = "lock" }).body)
+    assert.are_not.equal(r.etag, r2.etag)
+    -- the same for a multipart upload: the condition is checked at completion
+    local big = tmp .. "/cond"
+    assert(helpers.sh("head -c " .. (11 * MiB) .. " /dev/urandom > " .. big))
+    local mp, merr, mcode = c:put_object{ bucket = "lab-m", key = "lock", file = big, if_none_match = "*" }
+    assert.is_nil(mp, merr)
+    assert.are.equal("PreconditionFailed", mcode)
+    assert.are.same({}, uploads())
+  end)
+
+  it("manages versioning, delete markers and version listings", function()
+    assert(c:create_bucket("lab-v"))
+    assert.is_nil(assert(c:get_bucket_versioning("lab-v")).status)
+    assert.is_true(c:put_bucket_versioning{ bucket = "lab-v", status = "Enabled" })
+    assert.are.equal("Enabled", assert(c:get_bucket_versioning("lab-v")).status)
+    local v1 = assert(c:put_object{ bucket = "lab-v", key = "doc", body = "one" })
+    local v2 = assert(c:put_object{ bucket = "lab-v", key = "doc", body = "two" })
+    assert.is_string(v1.version_id)
+    assert.are_not.equal(v1.version_id, v2.version_id)
+    local d = assert(c:delete_object{ bucket = "lab-v", key = "doc" })
+    assert.is_true(d.delete_marker)
+    assert.are.equal("NoSuchKey", select(3, c:get_object{ bucket = "lab-v", key = "doc" }))
+    assert.are.equal("one", assert(c:get_object{ bucket = "lab-v", key = "doc", version_id = v1.version_id }).body)
+    local seen = {}
+    for ver, err in c:list_object_versions{ bucket = "lab-v", max_keys = 1 } do
+      assert.is_truthy(ver, err)
+      seen[#seen + 1] = ver
+    end
+    assert.are.equal(3, #seen)
+    local markers, versions = 0, 0
+    for _, ver in ipairs(seen) do
+      if ver.delete_marker then markers = markers + 1 else versions = versions + 1 end
+    end
+    assert.are.equal(1, markers)
+    assert.are.equal(2, versions)
+    -- removing data for good: delete every version id
+    local objs = {}
+    for _, ver in ipairs(seen) do objs[#objs + 1] = { key = ver.key, version_id = ver.version_id } end
+    local r = assert(c:delete_objects{ bucket = "lab-v", objects = objs })
+    assert.are.equal(3, #r.deleted)
+    local left = 0
+    for _ in c:list_object_versions{ bucket = "lab-v" } do left = left + 1 end
+    assert.are.equal(0, left)
+    assert.is_true(c:put_bucket_versioning{ bucket = "lab-v", status = "Suspended" })
+    assert.are.equal("Suspended", assert(c:get_bucket_versioning("lab-v")).status)
+    assert.has_error(function() c:put_bucket_versioning{ bucket = "lab-v", status = "on" } end)
+  end)
+
+  it("puts, gets and deletes a bucket policy", function()
+    local none, _, code = c:get_bucket_policy("lab-m")
+    assert.is_nil(none)
+    assert.are.equal("NoSuchBucketPolicy", code)
+    local policy = { Version = "2012-10-17", Statement = { { Effect = "Allow", Principal = { AWS = { "*" } },
+      Action = { "s3:GetObject" }, Resource = { "arn:aws:s3:::lab-m/public/*" } } } }
+    assert.is_true(c:put_bucket_policy{ bucket = "lab-m", policy = policy })
+    local got = assert(json.decode(assert(c:get_bucket_policy("lab-m"))))
+    assert.are.equal("arn:aws:s3:::lab-m/public/*", got.Statement[1].Resource[1])
+    local bad, _, bcode = c:put_bucket_policy{ bucket = "lab-m", policy = "{not json" }
+    assert.is_nil(bad)
+    assert.are.equal("MalformedPolicy", bcode)
+    assert.is_true(c:delete_bucket_policy("lab-m"))
+    assert.are.equal("NoSuchBucketPolicy", select(3, c:get_bucket_policy("lab-m")))
+  end)
+
+  it("aborts the multipart upload when a part fails: no upload is left", function()
+    local big = tmp .. "/fail"
+    assert(helpers.sh("head -c " .. (23 * MiB) .. " /dev/urandom > " .. big))
+    control({ fail_part = 4 })
+    local r, err, code = c:put_object{ bucket = "lab-m", key = "mp/fail", file = big }
+    assert.is_nil(r)
+    assert.are.equal("InternalError", code)
+    assert.matches("part 4", err)
+    assert.are.same({}, uploads())
+    assert.are.equal("NoSuchKey", select(3, c:head_object{ bucket = "lab-m", key = "mp/fail" }))
+  end)
+
+  it("aborts the multipart upload when interrupted midway (error raised in progress)", function()
+    local big = tmp .. "/intr"
+    assert(helpers.sh("head -c " .. (30 * MiB) .. " /dev/urandom > " .. big))
+    local parts_dir = tmp .. "/parts"
+    local ci = client{ part_size = 5 * MiB, multipart_threshold = 5 * MiB, tmpdir = parts_dir }
+    local ok, err = pcall(ci.put_object, ci, { bucket = "lab-m", key = "mp/intr", file = big,
+      progress = function(done) if done > 12 * MiB then error("interrupted by the operator") end end })
+    assert.is_false(ok)
+    assert.matches("interrupted by the operator", tostring(err))
+    assert.are.same({}, uploads())
+    -- no part files are left behind either
+    local _, _, out = helpers.sh("find " .. helpers.shquote(parts_dir) .. " -mindepth 1 | wc -l")
+    assert.are.equal("0", out:match("%d+"))
+  end)
+
+  it("treats an error inside a 200 CompleteMultipartUpload answer as an error and aborts", function()
+    local big = tmp .. "/c200"
+    assert(helpers.sh("head -c " .. (11 * MiB) .. " /dev/urandom > " .. big))
+    control({ complete_error = true })
+    local r, err, code = c:put_object{ bucket = "lab-m", key = "mp/c200", file = big }
+    assert.is_nil(r)
+    assert.are.equal("InternalError", code)
+    assert.matches("POST lab%-m/mp/c200", err)
+    control({})
+    assert.are.same({}, uploads())
+  end)
+
+  it("uploads multipart and the parts reassemble exactly (etag -N)", function()
+    local big = tmp .. "/ok"
+    assert(helpers.sh("head -c " .. (17 * MiB + 1) .. " /dev/urandom > " .. big))
+    local r = assert(c:put_object{ bucket = "lab-m", key = "mp/ok", file = big, metadata = { a = "b" } })
+    assert.are.equal(4, r.parts)
+    assert.matches("%-4$", r.etag)
+    local out = tmp .. "/ok.out"
+    assert(c:get_object{ bucket = "lab-m", key = "mp/ok", file = out })
+    assert.are.equal(servers.sha256sum(big), servers.sha256sum(out))
+    assert.are.same({ a = "b" }, assert(c:head_object{ bucket = "lab-m", key = "mp/ok" }).metadata)
+  end)
+  -- ---- lab-level checks ------------------------------------------------------
+
+  it("writes a site s3 entry the site loader accepts, with its bucket created", function()
+    local site = assert(require("sbot.site").load(srv.site_path))
+    assert.are.equal(srv.endpoint, site.s3.endpoint)
+    assert.matches("^https://127%.0%.0%.1:%d+$", site.s3.endpoint)
+    assert.is_string(site.s3.tls.pin_sha256)
+    -- the loader wraps the keys into secret objects
+    assert.are.equal("sbot.secret", getmetatable(site.s3.secret_key).__name)
+    local sc = assert(s3.client{ endpoint = site.s3.endpoint, region = site.s3.region,
+      access_key = site.s3.access_key:reveal(), secret_key = site.s3.secret_key:reveal(), tls = site.s3.tls })
+    local names = {}
+    for _, b in ipairs(assert(sc:list_buckets())) do names[b.name] = true end
+    assert.is_true(names[site.s3.bucket])
+    assert.is_true(names[site.s3.public_bucket])
+    assert.are.equal("Enabled", assert(sc:get_bucket_versioning(site.s3.bucket)).status)
+    -- without the pin (self-signed certificate) TLS verification fails
+    local unpinned = assert(s3.client{ endpoint = site.s3.endpoint, access_key = srv.access_key,
+      secret_key = srv.secret_key })
+    assert.is_nil(unpinned:list_buckets())
+  end)
+
+  it("rejects a wrong secret and an unknown access key", function()
+    local bad = client{ secret_key = srv.secret_key .. "x" }
+    local r, err, code = bad:put_object{ bucket = srv.bucket, key = "nope", body = "x" }
+    assert.is_nil(r)
+    assert.are.equal("SignatureDoesNotMatch", code, err)
+    local unknown = client{ access_key = "AKIAUNKNOWN0000000" }
+    assert.are.equal("InvalidAccessKeyId", select(3, unknown:list_buckets()))
+    assert.are.equal("NoSuchKey", select(3, c:head_object{ bucket = srv.bucket, key = "nope" }))
+    -- an unsigned request is anonymous: denied without a policy
+    local a = assert(http.get(srv.endpoint .. "/" .. srv.bucket .. "/nope", { tls = srv.tls }))
+    assert.are.equal(403, a.status)
+    assert.matches("<Code>AccessDenied</Code>", a.body)
+  end)
+
+  it("checks x-amz-content-sha256 against the body, and accepts UNSIGNED-PAYLOAD", function()
+    local sigv4 = require "sbot.sigv4"
+    local host = srv.endpoint:match("^https://(.*)$")
+    local function send(body, payload_hash)
+      local sg = sigv4.sign{ method = "PUT", path = "/" .. srv.bucket .. "/sha", host = host,
+        payload_hash = payload_hash, access_key = srv.access_key, secret_key = srv.secret_key,
+        region = srv.region, service = "s3" }
+      return assert(http.request{ method = "PUT", url = srv.endpoint .. sg.uri, headers = sg.headers,
+        body = body, tls = srv.tls })
+    end
+    local crypto = require "sbot.crypto"
+    local r = send("the body", crypto.hex(crypto.sha256("another body")))
+    assert.are.equal(400, r.status)
+    assert.matches("XAmzContentSHA256Mismatch", r.body)
+    assert.are.equal(200, send("the body", crypto.hex(crypto.sha256("the body"))).status)
+    assert.are.equal(200, send("unsigned", "UNSIGNED-PAYLOAD").status)
+    assert.are.equal("unsigned", assert(c:get_object{ bucket = srv.bucket, key = "sha" }).body)
+  end)
+
+  it("serves presigned URLs, and a tampered or expired one fails", function()
+    assert(c:put_object{ bucket = srv.bucket, key = "pre/a b+c", body = "presigned body" })
+    assert(c:put_object{ bucket = srv.bucket, key = "pre/other", body = "other" })
+    local url = c:presign{ bucket = srv.bucket, key = "pre/a b+c", expires = 300 }
+    local r = assert(http.get(url, { tls = srv.tls }))
+    assert.are.equal(200, r.status)
+    assert.are.equal("presigned body", r.body)
+    local other = url:gsub("/pre/a%%20b%%2Bc%?", "/pre/other?")
+    assert.are_not.equal(url, other)
+    local t = assert(http.get(other, { tls = srv.tls }))
+    assert.are.equal(403, t.status)
+    assert.matches("SignatureDoesNotMatch", t.body)
+    local longer = url:gsub("X%-Amz%-Expires=300", "X-Amz-Expires=3000")
+    assert.are_not.equal(url, longer)
+    assert.are.equal(403, assert(http.get(longer, { tls = srv.tls })).status)
+    local sig = url:match("X%-Amz%-Signature=(%x+)")
+    local flipped = url:gsub(sig, (sig:sub(1, -2) .. (sig:sub(-1) == "0" and "1" or "0")))
+    assert.are.equal(403, assert(http.get(flipped, { tls = srv.tls })).status)
+    -- a presigned PUT with another method is refused; with PUT it works
+    local put_url = c:presign{ bucket = srv.bucket, key = "pre/put", method = "PUT", expires = 60 }
+    assert.are.equal(403, assert(http.request{ method = "GET", url = put_url, tls = srv.tls }).status)
+    assert.are.equal(200, assert(http.request{ method = "PUT", url = put_url, body = "via url", tls = srv.tls }).status)
+    assert.are.equal("via url", assert(c:get_object{ bucket = srv.bucket, key = "pre/put" }).body)
+    -- expired: signed 2 hours ago for 1 hour
+    local sigv4 = require "sbot.sigv4"
+    local host = srv.endpoint:match("^https://(.*)$")
+    local p = sigv4.presign{ method = "GET", path = "/" .. srv.bucket .. "/pre/other", host = host, expires = 3600,
+      time = os.time() - 7200, access_key = srv.access_key, secret_key = srv.secret_key, region = srv.region,
+      service = "s3" }
+    local e = assert(http.get(srv.endpoint .. p.uri, { tls = srv.tls }))
+    assert.are.equal(403, e.status)
+    assert.matches("expired", e.body)
+  end)
+
+  it("allows anonymous GET only under the public bucket policy's prefix", function()
+    local pub = srv.public_bucket
+    assert(c:put_object{ bucket = pub, key = "published/rhcos.iso", body = "iso bytes" })
+    assert(c:put_object{ bucket = pub, key = "private/secret.txt", body = "not for you" })
+    assert(c:put_object{ bucket = pub, key = "publishedx", body = "outside the prefix" })
+    local function anon(method, path, body)
+      return assert(http.request{ method = method, url = srv.endpoint .. path, body = body, tls = srv.tls })
+    end
+    local ok = anon("GET", "/" .. pub .. "/published/rhcos.iso")
+    assert.are.equal(200, ok.status)
+    assert.are.equal("iso bytes", ok.body)
+    assert.are.equal(200, anon("HEAD", "/" .. pub .. "/published/rhcos.iso").status)
+    assert.are.equal(403, anon("GET", "/" .. pub .. "/private/secret.txt").status)
+    assert.are.equal(403, anon("GET", "/" .. pub .. "/publishedx").status)
+    assert.are.equal(403, anon("PUT", "/" .. pub .. "/published/evil", "x").status)
+    assert.are.equal(403, anon("DELETE", "/" .. pub .. "/published/rhcos.iso").status)
+    assert.are.equal(403, anon("GET", "/" .. pub).status) -- no anonymous listing
+    assert.are.equal(403, anon("GET", "/" .. srv.bucket .. "/anything").status)
+    -- the policy the lab put there follows the field notes' shape
+    local policy = assert(json.decode(assert(c:get_bucket_policy(pub))))
+    assert.are.equal("arn:aws:s3:::" .. pub .. "/published/*", policy.Statement[1].Resource[1])
+    -- removing the policy closes the bucket
+    assert(c:delete_bucket_policy(pub))
+    assert.are.equal(403, anon("GET", "/" .. pub .. "/published/rhcos.iso").status)
+    assert(c:put_bucket_policy{ bucket = pub, policy = policy })
+    assert.are.equal(200, anon("GET", "/" .. pub .. "/published/rhcos.iso").status)
+  end)
+
+  it("lists with delimiter, start-after and continuation tokens; copies; serves ranges", function()
+    assert(c:create_bucket("lab-l"))
+    for _, k in ipairs { "a/1", "a/2", "b/x/1", "b/y", "c" } do assert(c:put_object{ bucket = "lab-l", key = k, body = k }) end
+    local keys = {}
+    for o in c:list_objects{ bucket = "lab-l", delimiter = "/", max_keys = 1 } do keys[#keys + 1] = o.key or o.prefix end
+    assert.are.same({ "a/", "b/", "c" }, keys)
+    keys = {}
+    for o in c:list_objects{ bucket = "lab-l", prefix = "b/", start_after = "b/x/1" } do keys[#keys + 1] = o.key end
+    assert.are.same({ "b/y" }, keys)
+    keys = {}
+    for o in c:list_objects{ bucket = "lab-l", max_keys = 2 } do keys[#keys + 1] = o.key end
+    assert.are.same({ "a/1", "a/2", "b/x/1", "b/y", "c" }, keys)
+    assert(c:put_object{ bucket = "lab-l", key = "m", body = "0123456789", metadata = { k = "v" }, content_type = "text/x" })
+    assert(c:copy_object{ bucket = "lab-l", key = "m2", source_key = "m" })
+    local h = assert(c:head_object{ bucket = "lab-l", key = "m2" })
+    assert.are.same({ k = "v" }, h.metadata)
+    assert.are.equal("text/x", h.content_type)
+    assert(c:copy_object{ bucket = "lab-l", key = "m3", source_key = "m", metadata = { n = "w" } })
+    assert.are.same({ n = "w" }, assert(c:head_object{ bucket = "lab-l", key = "m3" }).metadata)
+    local g = assert(c:get_object{ bucket = "lab-l", key = "m2", range = { 2, 4 } })
+    assert.are.equal(206, g.status)
+    assert.are.equal("234", g.body)
+    assert.are.equal("789", assert(c:get_object{ bucket = "lab-l", key = "m2", range = "bytes=-3" }).body)
+    assert.are.equal("InvalidRange", select(3, c:get_object{ bucket = "lab-l", key = "m2", range = { 20 } }))
+    assert.are.equal("BucketNotEmpty", select(3, c:delete_bucket("lab-l")))
+  end)
+
+  it("is the store's s3:// backend", function()
+    local store = require "sbot.store"
+    local st = assert(store.open("s3://" .. srv.bucket .. "/runs?endpoint=" .. srv.endpoint .. "&region=" .. srv.region,
+      { access_key = srv.access_key, secret_key = srv.secret_key, tls = srv.tls }))
+    local f = tmp .. "/artifact"
+    assert(helpers.sh("head -c " .. (7 * MiB + 3) .. " /dev/urandom > " .. f))
+    local put = assert(st:put("run-1/results.json", { file = f }, { stage = "test" }))
+    assert.are.equal(servers.sha256sum(f), put.sha256)
+    local h = assert(st:head("run-1/results.json"))
+    assert.are.equal(7 * MiB + 3, h.size)
+    local out = tmp .. "/artifact.out"
+    assert(st:get("run-1/results.json", out))
+    assert.are.equal(servers.sha256sum(f), servers.sha256sum(out))
+    local listed = assert(st:list("run-1/"))
+    assert.are.equal(1, #listed)
+    assert(st:delete("run-1/results.json"))
+    assert.is_nil(st:head("run-1/results.json"))
+  end)
+
+  it("injects faults deterministically: 503 SlowDown, counted in /lab/state", function()
+    local function run(target)
+      local raw = assert(s3.client{ endpoint = target.endpoint, access_key = target.access_key,
+        secret_key = target.secret_key, region = target.region, tls = target.tls, retries = false })
+      local seq = {}
+      for i = 1, 12 do seq[i] = select(3, raw:head_bucket(target.bucket)) or "ok" end
+      return table.concat(seq, ",")
+    end
+    srv.faults("s3:503=0.5")
+    local first = run(srv)
+    assert.matches("SlowDown", first)
+    assert.matches("ok", first)
+    assert.is_true(srv.state().faults["503"] > 0)
+    srv.faults("")
+    assert.are.equal("ok,ok,ok,ok,ok,ok,ok,ok,ok,ok,ok,ok", run(srv))
+    -- the same seed and the same requests give the same faults: two fresh labs
+    local function fresh()
+      local lab = servers.start_lab({ "--faults", "s3:503=0.5", "--seed", "7" })
+      local ok, seq = pcall(run, lab)
+      servers.stop(lab)
+      assert(ok, seq)
+      return seq
+    end
+    local a, b = fresh(), fresh()
+    assert.are.equal(a, b)
+    assert.matches("SlowDown", a)
+  end)
+end)
