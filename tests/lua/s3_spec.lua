@@ -87,7 +87,7 @@ describe("sbot.s3 against s3rver", function()
   end)
 
   -- s3rver itself folds "//" and dot segments and double-escapes '&' in
-  -- listings; those keys are checked against the S3 model (s3model_spec).
+  -- listings; those keys are checked against the lab's S3 model (lab_s3_spec).
   it("keeps odd keys exactly: spaces, '+', '=', '?', UTF-8, reserved characters", function()
     local keys = { "odd/a b", "odd/c+d", "odd/\xc3\xbc\xe1\x88\xb4", "odd/a=b?d;e,f:g@h$i",
                    "odd/~tilde*(1)!" }
