@@ -19,7 +19,25 @@ describe("sbot.lab.faults", function()
     assert.has_error(function() faults.parse("idrac:latency=5-1") end,
       "--faults idrac: latency must be milliseconds 'N' or 'MIN-MAX', got '5-1'")
     assert.has_error(function() faults.parse("idrac:nope=1") end,
-      "--faults idrac: unknown fault 'nope' (known: 503, drop, jobfail, latency, reset)")
+      "--faults idrac: unknown fault 'nope' (known: 503, completeerr, drop, failpart, jobfail, latency, reset)")
+    assert.has_error(function() faults.parse("s3:failpart=0") end,
+      "--faults s3: failpart must be a positive integer, got '0'")
+    assert.has_error(function() faults.parse("s3:failpart=2.5") end,
+      "--faults s3: failpart must be a positive integer, got '2.5'")
+  end)
+
+  it("parses the S3 keys and reconfigures an injector in place", function()
+    local inj = faults.injector({ spec = faults.parse("s3:failpart=4,completeerr=1"), kind = "s3", name = "s3", seed = 1 })
+    local cfg = inj.config
+    assert.are.same({ failpart = 4, completeerr = 1 }, cfg)
+    assert.is_true(inj.chance("completeerr"))
+    inj.reconfigure(faults.parse("*:503=1"))
+    assert.are.equal(cfg, inj.config)
+    assert.are.same({ ["503"] = 1 }, inj.config)
+    assert.are.equal("503", (inj.request()))
+    inj.reconfigure(faults.parse(""))
+    assert.are.same({}, inj.config)
+    assert.is_nil((inj.request()))
   end)
 
   it("gives the same decisions for the same seed and stream, others for another", function()
