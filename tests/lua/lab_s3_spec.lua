@@ -384,4 +384,58 @@ describe("sbot.s3 against the lab's S3 model", function()
     assert.are.equal(a, b)
     assert.matches("SlowDown", a)
   end)
+
+  it("refuses a bad fault spec on POST /lab/faults, and other odd requests with S3 errors", function()
+    local r = assert(http.post(srv.info.url .. "/lab/faults", { body = "s3:nope=1", tls = srv.tls }))
+    assert.are.equal(400, r.status)
+    assert.matches("unknown fault 'nope'", r.body)
+    assert.are.equal("InvalidBucketName", select(3, c:create_bucket("UPPER_case")))
+    assert.are.equal("NoSuchBucket", select(3, c:put_object{ bucket = "no-such-bucket", key = "k", body = "x" }))
+    -- suspended versioning: writes replace the "null" version, older ids stay readable
+    assert(c:create_bucket("lab-s"))
+    assert(c:put_bucket_versioning{ bucket = "lab-s", status = "Enabled" })
+    local v1 = assert(c:put_object{ bucket = "lab-s", key = "k", body = "1" })
+    assert(c:put_bucket_versioning{ bucket = "lab-s", status = "Suspended" })
+    assert(c:put_object{ bucket = "lab-s", key = "k", body = "2" })
+    assert(c:put_object{ bucket = "lab-s", key = "k", body = "3" })
+    local ids = {}
+    for v in c:list_object_versions{ bucket = "lab-s" } do ids[#ids + 1] = v.version_id end
+    table.sort(ids)
+    local want = { v1.version_id, "null" }
+    table.sort(want)
+    assert.are.same(want, ids)
+    assert.are.equal("3", assert(c:get_object{ bucket = "lab-s", key = "k" }).body)
+    assert.are.equal("1", assert(c:get_object{ bucket = "lab-s", key = "k", version_id = v1.version_id }).body)
+    -- conditional GET
+    local cur = assert(c:head_object{ bucket = "lab-s", key = "k" })
+    assert.are.equal("PreconditionFailed", select(3, c:get_object{ bucket = "lab-s", key = "k", if_match = "abc" }))
+    assert.are.equal("3", assert(c:get_object{ bucket = "lab-s", key = "k", if_match = cur.etag }).body)
+  end)
+end)
+
+describe("sbot.lab.s3 policy evaluation", function()
+  local lab_s3 = require "sbot.lab.s3"
+  local function policy(statements) return { Version = "2012-10-17", Statement = statements } end
+  local allow = { Effect = "Allow", Principal = { AWS = { "*" } }, Action = { "s3:GetObject" },
+    Resource = { "arn:aws:s3:::b/pub/*" } }
+
+  it("allows anonymous GetObject only on matching resources, principals and actions", function()
+    local p = policy({ allow })
+    assert.is_true(lab_s3.policy_allows_anonymous(p, "s3:GetObject", "arn:aws:s3:::b/pub/x/y"))
+    assert.is_false(lab_s3.policy_allows_anonymous(p, "s3:GetObject", "arn:aws:s3:::b/pubx"))
+    assert.is_false(lab_s3.policy_allows_anonymous(p, "s3:PutObject", "arn:aws:s3:::b/pub/x"))
+    assert.is_false(lab_s3.policy_allows_anonymous(p, "s3:GetObject", "arn:aws:s3:::c/pub/x"))
+    local named = { Effect = "Allow", Principal = { AWS = { "arn:aws:iam::1:user/u" } }, Action = "s3:*",
+      Resource = "arn:aws:s3:::b/*" }
+    assert.is_false(lab_s3.policy_allows_anonymous(policy({ named }), "s3:GetObject", "arn:aws:s3:::b/pub/x"))
+    local star = { Effect = "Allow", Principal = "*", Action = "s3:Get*", Resource = "arn:aws:s3:::b/*" }
+    assert.is_true(lab_s3.policy_allows_anonymous(policy(star), "s3:GetObject", "arn:aws:s3:::b/a"))
+  end)
+
+  it("lets a matching Deny win", function()
+    local deny = { Effect = "Deny", Principal = "*", Action = "s3:GetObject", Resource = "arn:aws:s3:::b/pub/secret*" }
+    local p = policy({ allow, deny })
+    assert.is_true(lab_s3.policy_allows_anonymous(p, "s3:GetObject", "arn:aws:s3:::b/pub/open"))
+    assert.is_false(lab_s3.policy_allows_anonymous(p, "s3:GetObject", "arn:aws:s3:::b/pub/secret.txt"))
+  end)
 end)
