@@ -385,6 +385,37 @@ describe("sbot.s3 against the lab's S3 model", function()
     assert.matches("SlowDown", a)
   end)
 
+  it("verifies signatures made by an independent signer: awscli (multipart, metadata, versions)", function()
+    -- the lab checks with sbot.sigv4, the signer sbot.s3 uses; awscli signs on its own
+    local function aws(args, secret)
+      return helpers.sh(string.format("AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s AWS_DEFAULT_REGION=%s " ..
+        "AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null " ..
+        "/usr/bin/aws --endpoint-url %s --ca-bundle %s %s 2>&1", helpers.shquote(srv.access_key),
+        helpers.shquote(secret or srv.secret_key), srv.region, srv.endpoint, helpers.shquote(srv.info.cert_file), args))
+    end
+    local f = tmp .. "/aws-in"
+    assert(helpers.sh("head -c " .. (19 * MiB + 7) .. " /dev/urandom > " .. f))
+    local ok, _, out = aws("s3 cp --no-progress --metadata origin=awscli " .. helpers.shquote(f) ..
+      " s3://" .. srv.bucket .. "/aws/big")
+    assert(ok, out)
+    local h = assert(c:head_object{ bucket = srv.bucket, key = "aws/big" })
+    assert.matches("%-%d+$", h.etag) -- awscli went multipart (8 MiB parts)
+    assert.are.same({ origin = "awscli" }, h.metadata)
+    local back = tmp .. "/aws-back"
+    assert(c:get_object{ bucket = srv.bucket, key = "aws/big", file = back })
+    assert.are.equal(servers.sha256sum(f), servers.sha256sum(back))
+    assert(c:put_object{ bucket = srv.bucket, key = "aws/small", body = "from sbot", metadata = { by = "sbot" } })
+    local ok2, _, out2 = aws("s3api head-object --bucket " .. srv.bucket .. " --key aws/small")
+    assert(ok2, out2)
+    assert.matches('"by": "sbot"', out2)
+    local ok3, _, out3 = aws("s3api list-object-versions --bucket " .. srv.bucket .. " --prefix aws/")
+    assert(ok3, out3)
+    assert.matches('"Key": "aws/big"', out3)
+    local bad, _, out4 = aws("s3 ls s3://" .. srv.bucket .. "/", srv.secret_key .. "x")
+    assert.is_false(bad)
+    assert.matches("SignatureDoesNotMatch", out4)
+  end)
+
   it("refuses a bad fault spec on POST /lab/faults, and other odd requests with S3 errors", function()
     local r = assert(http.post(srv.info.url .. "/lab/faults", { body = "s3:nope=1", tls = srv.tls }))
     assert.are.equal(400, r.status)
