@@ -1,0 +1,19 @@
+/* util.h: small encoding helpers shared by the C modules (engine/util.c):
+ * hexadecimal and base64 of raw bytes. No Lua state, no allocation. */
+#ifndef SBOT_UTIL_H
+#define SBOT_UTIL_H
+
+#include <stddef.h>
+
+/* Lower-case hex of n bytes into out, NUL-terminated (out holds 2n + 1). */
+void sbot_hex(const unsigned char *in, size_t n, char *out);
+
+/* Value of one hex digit (either case), or -1. */
+int sbot_hexval(int c);
+
+/* Standard base64 with '=' padding, no line breaks, NUL-terminated (out holds
+ * SBOT_BASE64_LEN(n) + 1). Returns the length without the NUL. */
+#define SBOT_BASE64_LEN(n) (((n) + 2) / 3 * 4)
+size_t sbot_base64(const unsigned char *in, size_t n, char *out);
+
+#endif
