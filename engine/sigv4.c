@@ -203,20 +203,31 @@ static void parse_query_string(lua_State *L, int list, const char *q, size_t n)
     }
 }
 
-/* Push the canonical query string of the flat list at index `list`. */
-static void push_canonical_query(lua_State *L, int list)
+/* The (name, value) pairs of the flat list at index `list`, in a userdata
+ * left on the stack (the strings stay anchored in the list), sorted by cmp. */
+static struct pair *sorted_pairs(lua_State *L, int list, size_t *np,
+                                 int (*cmp)(const void *, const void *))
 {
     size_t n = lua_rawlen(L, list) / 2;
     struct pair *p = lua_newuserdatauv(L, sizeof(struct pair) * (n ? n : 1), 0);
     for (size_t i = 0; i < n; i++) {
         lua_rawgeti(L, list, (lua_Integer)(2 * i + 1));
-        p[i].k = lua_tolstring(L, -1, &p[i].kl); /* anchored in the list */
+        p[i].k = lua_tolstring(L, -1, &p[i].kl);
         lua_rawgeti(L, list, (lua_Integer)(2 * i + 2));
         p[i].v = lua_tolstring(L, -1, &p[i].vl);
         lua_pop(L, 2);
         p[i].order = i;
     }
-    qsort(p, n, sizeof *p, cmp_query);
+    qsort(p, n, sizeof *p, cmp);
+    *np = n;
+    return p;
+}
+
+/* Push the canonical query string of the flat list at index `list`. */
+static void push_canonical_query(lua_State *L, int list)
+{
+    size_t n;
+    struct pair *p = sorted_pairs(L, list, &n, cmp_query);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     for (size_t i = 0; i < n; i++) {
@@ -349,17 +360,8 @@ static void read_headers(lua_State *L, int args, int list)
 /* Push canonical headers block and signed-headers list from `list`. */
 static void push_canonical_headers(lua_State *L, int list)
 {
-    size_t n = lua_rawlen(L, list) / 2;
-    struct pair *p = lua_newuserdatauv(L, sizeof(struct pair) * (n ? n : 1), 0);
-    for (size_t i = 0; i < n; i++) {
-        lua_rawgeti(L, list, (lua_Integer)(2 * i + 1));
-        p[i].k = lua_tolstring(L, -1, &p[i].kl);
-        lua_rawgeti(L, list, (lua_Integer)(2 * i + 2));
-        p[i].v = lua_tolstring(L, -1, &p[i].vl);
-        lua_pop(L, 2);
-        p[i].order = i;
-    }
-    qsort(p, n, sizeof *p, cmp_header);
+    size_t n;
+    struct pair *p = sorted_pairs(L, list, &n, cmp_header);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     for (size_t i = 0; i < n; i++) {

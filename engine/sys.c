@@ -4,12 +4,12 @@
  * Expected failures return nil, "what: why", errno. */
 #define _GNU_SOURCE
 #include "sbot.h"
+#include "util.h"
 
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -74,13 +74,8 @@ static int l_monotime(lua_State *L)
 /* sys.utc_iso() -> "2026-11-26T12:03:00.123Z" (wall clock, milliseconds) */
 static int l_utc_iso(lua_State *L)
 {
-    struct timeval tv;
-    struct tm tm;
     char out[40];
-    gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    size_t n = strftime(out, sizeof out, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, sizeof out - n, ".%03ldZ", (long)(tv.tv_usec / 1000));
+    sbot_utc_iso(out, sizeof out);
     lua_pushstring(L, out);
     return 1;
 }

@@ -1,6 +1,13 @@
-/* util.c: hex and base64 encoders shared by crypto.c, sigv4.c, fsio.c,
- * httpd.c and ws.c (see util.h). */
+/* util.c: helpers shared by the C modules (see util.h): hex and base64
+ * (crypto.c, sigv4.c, fsio.c, httpd.c, ws.c), the secret-object test
+ * (http.c, ws.c, fleet.c), UTC timestamps (sys.c, lifecycle.c). */
 #include "util.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
 
 void sbot_hex(const unsigned char *in, size_t n, char *out)
 {
@@ -40,4 +47,23 @@ size_t sbot_base64(const unsigned char *in, size_t n, char *out)
     }
     out[k] = '\0';
     return k;
+}
+
+int sbot_is_secret(lua_State *L, int idx)
+{
+    if (luaL_getmetafield(L, idx, "__name") == LUA_TNIL)
+        return 0;
+    int yes = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "sbot.secret") == 0;
+    lua_pop(L, 1);
+    return yes;
+}
+
+void sbot_utc_iso(char *out, size_t size)
+{
+    struct timeval tv;
+    struct tm tm;
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    size_t n = strftime(out, size, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, size - n, ".%03ldZ", (long)(tv.tv_usec / 1000));
 }

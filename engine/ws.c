@@ -688,16 +688,6 @@ static const char *opt_string_field(lua_State *L, int idx, const char *key, cons
     return s;
 }
 
-/* Is the value at idx a secret object (metatable __name "sbot.secret")? */
-static int is_secret(lua_State *L, int idx)
-{
-    if (luaL_getmetafield(L, idx, "__name") == LUA_TNIL)
-        return 0;
-    int yes = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "sbot.secret") == 0;
-    lua_pop(L, 1);
-    return yes;
-}
-
 /* Push the upgrade request (a Lua string: nothing malloc'ed to leak). */
 static void push_request(lua_State *L, int opts, const struct url *u, const char *key)
 {
@@ -725,7 +715,7 @@ static void push_request(lua_State *L, int opts, const struct url *u, const char
             luaL_error(L, "ws.connect: opts.headers keys must be header names (strings)");
         const char *name = lua_tostring(L, -2);
         if (lua_type(L, -1) != LUA_TSTRING) {
-            if (!is_secret(L, -1))
+            if (!sbot_is_secret(L, -1))
                 luaL_error(L, "ws.connect: opts.headers['%s'] must be a string or a secret, got %s", name,
                            luaL_typename(L, -1));
             lua_getfield(L, -1, "reveal");
