@@ -4,8 +4,12 @@
  * text. The *_file variants stream a file in 64 KiB blocks, so a file of any
  * size is hashed in constant memory. */
 #include "sbot.h"
+#include "util.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -14,6 +18,7 @@
 #include <string.h>
 
 #define HASHER_MT "sbot.crypto.hasher"
+#define JOB_MT "sbot.crypto.job"
 #define BLOCK 65536
 
 int luaopen_sbot_crypto(lua_State *L);
@@ -173,38 +178,22 @@ static int l_hmac_sha256_file(lua_State *L) { return hmac(L, 1, "hmac_sha256_fil
 
 static int l_hex(lua_State *L)
 {
-    static const char digits[] = "0123456789abcdef";
     size_t len;
     const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
     luaL_Buffer b;
-    char *p = luaL_buffinitsize(L, &b, len * 2);
-    for (size_t i = 0; i < len; i++) {
-        p[2 * i] = digits[s[i] >> 4];
-        p[2 * i + 1] = digits[s[i] & 15];
-    }
+    char *p = luaL_buffinitsize(L, &b, len * 2 + 1);
+    sbot_hex(s, len, p);
     luaL_pushresultsize(&b, len * 2);
     return 1;
 }
 
 static int l_base64_encode(lua_State *L)
 {
-    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     size_t len;
     const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
     luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    for (size_t i = 0; i < len; i += 3) {
-        unsigned v = (unsigned)s[i] << 16;
-        if (i + 1 < len)
-            v |= (unsigned)s[i + 1] << 8;
-        if (i + 2 < len)
-            v |= s[i + 2];
-        luaL_addchar(&b, a[(v >> 18) & 63]);
-        luaL_addchar(&b, a[(v >> 12) & 63]);
-        luaL_addchar(&b, i + 1 < len ? a[(v >> 6) & 63] : '=');
-        luaL_addchar(&b, i + 2 < len ? a[v & 63] : '=');
-    }
-    luaL_pushresult(&b);
+    char *p = luaL_buffinitsize(L, &b, SBOT_BASE64_LEN(len) + 1);
+    luaL_pushresultsize(&b, sbot_base64(s, len, p));
     return 1;
 }
 
@@ -354,6 +343,176 @@ static int l_hasher(lua_State *L)
     return 1;
 }
 
+/* ---- SHA-256 of byte ranges of a file, in a worker thread -------------------
+ *
+ * crypto.sha256_ranges(path, ranges [, hasher]) -> job
+ * job:wait() -> {raw digest, ...} | nil, message, "file"
+ * A worker thread hashes each {offset, length} of the file (and feeds every
+ * byte, in range order, to a copy of `hasher`'s state, which wait() copies
+ * back), so the caller can do other work (an upload) meanwhile. The worker
+ * never touches the Lua state; closing or collecting the job cancels and
+ * joins it. */
+
+struct job {
+    pthread_t tid;
+    int running;          /* thread started and not joined yet */
+    int waited;
+    atomic_int cancel;
+    char *path;
+    struct range *ranges;
+    size_t n;
+    unsigned char (*out)[32];
+    EVP_MD_CTX *part, *whole; /* whole: NULL unless a hasher was given */
+    int err;                  /* errno of the failure (ENODATA: short file, ECANCELED) */
+};
+
+struct job_feed {
+    struct job *job;
+};
+
+static int job_update(void *ctx, const void *d, size_t n)
+{
+    struct job *j = ((struct job_feed *)ctx)->job;
+    if (atomic_load(&j->cancel))
+        return 0;
+    if (!EVP_DigestUpdate(j->part, d, n))
+        return 0;
+    if (j->whole && !EVP_DigestUpdate(j->whole, d, n))
+        return 0;
+    return 1;
+}
+
+static void *job_main(void *arg)
+{
+    struct job *j = arg;
+    struct job_feed feed = {j};
+    for (size_t i = 0; i < j->n && !j->err; i++) {
+        unsigned int len = 0;
+        if (!EVP_DigestInit_ex(j->part, EVP_sha256(), NULL)) {
+            j->err = EIO;
+            break;
+        }
+        j->err = feed_file(j->path, j->ranges[i], job_update, &feed);
+        if (atomic_load(&j->cancel))
+            j->err = ECANCELED;
+        if (!j->err && !EVP_DigestFinal_ex(j->part, j->out[i], &len))
+            j->err = EIO;
+    }
+    return NULL;
+}
+
+static void job_join(struct job *j)
+{
+    if (j->running) {
+        pthread_join(j->tid, NULL);
+        j->running = 0;
+    }
+}
+
+static int job_release(lua_State *L)
+{
+    struct job *j = luaL_checkudata(L, 1, JOB_MT);
+    atomic_store(&j->cancel, 1);
+    job_join(j);
+    free(j->path);
+    free(j->ranges);
+    free(j->out);
+    EVP_MD_CTX_free(j->part);
+    EVP_MD_CTX_free(j->whole);
+    j->path = NULL;
+    j->ranges = NULL;
+    j->out = NULL;
+    j->part = j->whole = NULL;
+    j->waited = 1;
+    return 0;
+}
+
+static int l_sha256_ranges(lua_State *L)
+{
+    size_t plen;
+    const char *path = luaL_checklstring(L, 1, &plen);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    struct hasher *h = lua_isnoneornil(L, 3) ? NULL : luaL_checkudata(L, 3, HASHER_MT);
+    if (h && !h->ctx)
+        return luaL_argerror(L, 3, "the hasher is already finished");
+    lua_Integer n = luaL_len(L, 2);
+    luaL_argcheck(L, n >= 1 && n <= 100000, 2, "must list 1 to 100000 {offset, length} ranges");
+    struct range *ranges = lua_newuserdatauv(L, (size_t)n * sizeof *ranges, 0); /* scratch */
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_geti(L, 2, i);
+        if (!lua_istable(L, -1))
+            return luaL_error(L, "crypto.sha256_ranges: range #%d must be {offset, length}", (int)i);
+        lua_geti(L, -1, 1);
+        lua_geti(L, -2, 2);
+        int ok1, ok2;
+        lua_Integer off = lua_tointegerx(L, -2, &ok1), len = lua_tointegerx(L, -1, &ok2);
+        if (!ok1 || !ok2 || off < 0 || len < 0)
+            return luaL_error(L, "crypto.sha256_ranges: range #%d must be {offset >= 0, length >= 0}",
+                              (int)i);
+        ranges[i - 1] = (struct range){off, len};
+        lua_pop(L, 3);
+    }
+    struct job *j = lua_newuserdatauv(L, sizeof *j, 1);
+    memset(j, 0, sizeof *j);
+    atomic_init(&j->cancel, 0);
+    luaL_setmetatable(L, JOB_MT);
+    j->path = malloc(plen + 1);
+    j->ranges = malloc((size_t)n * sizeof *ranges);
+    j->out = malloc((size_t)n * sizeof *j->out);
+    j->part = EVP_MD_CTX_new();
+    j->whole = h ? EVP_MD_CTX_new() : NULL;
+    j->n = (size_t)n;
+    if (!j->path || !j->ranges || !j->out || !j->part || (h && !j->whole))
+        return luaL_error(L, "crypto.sha256_ranges: out of memory"); /* freed by __gc */
+    memcpy(j->path, path, plen + 1);
+    memcpy(j->ranges, ranges, (size_t)n * sizeof *ranges);
+    if (h && !EVP_MD_CTX_copy_ex(j->whole, h->ctx))
+        return luaL_error(L, "crypto.sha256_ranges: OpenSSL digest failed");
+    int e = pthread_create(&j->tid, NULL, job_main, j);
+    if (e != 0)
+        return luaL_error(L, "crypto.sha256_ranges: cannot start a thread: %s", strerror(e));
+    j->running = 1;
+    if (h) {
+        lua_pushvalue(L, 3); /* wait() copies the state back into this hasher */
+        lua_setiuservalue(L, -2, 1);
+    }
+    return 1;
+}
+
+static int job_wait(lua_State *L)
+{
+    struct job *j = luaL_checkudata(L, 1, JOB_MT);
+    if (j->waited)
+        return luaL_error(L, "crypto job: already waited for or closed");
+    job_join(j);
+    j->waited = 1;
+    if (j->err) {
+        int err = j->err;
+        lua_pushnil(L);
+        if (err == ENODATA)
+            lua_pushfstring(L, "crypto.sha256_ranges: %s ends before the requested range", j->path);
+        else
+            lua_pushfstring(L, "crypto.sha256_ranges: cannot read %s: %s", j->path, strerror(err));
+        lua_pushliteral(L, "file");
+        return 3;
+    }
+    if (j->whole) {
+        lua_getiuservalue(L, 1, 1);
+        struct hasher *h = luaL_checkudata(L, -1, HASHER_MT);
+        if (!h->ctx)
+            return luaL_error(L, "crypto job: the hasher was finished while the job ran");
+        if (!EVP_MD_CTX_copy_ex(h->ctx, j->whole))
+            return luaL_error(L, "crypto job: OpenSSL digest failed");
+        lua_pop(L, 1);
+    }
+    lua_createtable(L, (int)j->n, 0);
+    for (size_t i = 0; i < j->n; i++) {
+        lua_pushlstring(L, (const char *)j->out[i], 32);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
 int luaopen_sbot_crypto(lua_State *L)
 {
     static const luaL_Reg fns[] = {
@@ -369,6 +528,7 @@ int luaopen_sbot_crypto(lua_State *L)
         {"random_bytes", l_random_bytes},
         {"uuid4", l_uuid4},
         {"hasher", l_hasher},
+        {"sha256_ranges", l_sha256_ranges},
         {NULL, NULL}};
     static const luaL_Reg methods[] = {{"update", hasher_update}, {"digest", hasher_digest},
                                        {NULL, NULL}};
@@ -378,6 +538,16 @@ int luaopen_sbot_crypto(lua_State *L)
         lua_pushcfunction(L, hasher_release);
         lua_setfield(L, -2, "__gc");
         lua_pushcfunction(L, hasher_release);
+        lua_setfield(L, -2, "__close");
+    }
+    lua_pop(L, 1);
+    static const luaL_Reg job_methods[] = {{"wait", job_wait}, {"close", job_release}, {NULL, NULL}};
+    if (luaL_newmetatable(L, JOB_MT)) {
+        luaL_newlib(L, job_methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, job_release);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, job_release);
         lua_setfield(L, -2, "__close");
     }
     lua_pop(L, 1);

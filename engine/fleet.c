@@ -15,6 +15,7 @@
  * reaps it before map raises "interrupted!". */
 #define _GNU_SOURCE
 #include "sbot.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -116,17 +117,6 @@ static int try_require(lua_State *T, const char *name)
         return 0;
     }
     return 1;
-}
-
-static int is_secret(lua_State *F, int idx)
-{
-    int yes = 0;
-    if (lua_getmetatable(F, idx)) {
-        if (lua_getfield(F, -1, "__name") == LUA_TSTRING)
-            yes = strcmp(lua_tostring(F, -1), "sbot.secret") == 0;
-        lua_pop(F, 2);
-    }
-    return yes;
 }
 
 /* value.reveal(value) in from, protected, then sbot.secret.new(v) in to. */
@@ -336,7 +326,7 @@ static void copy_value(struct copier *c, int idx, const char *path)
     if (lua_rawget(T, c->memo) != LUA_TNIL)
         return;
     lua_pop(T, 1);
-    if ((type == LUA_TTABLE || type == LUA_TUSERDATA) && is_secret(F, idx)) {
+    if ((type == LUA_TTABLE || type == LUA_TUSERDATA) && sbot_is_secret(F, idx)) {
         copy_secret(c, idx, path);
     } else if (type == LUA_TTABLE) {
         copy_table(c, idx, path);

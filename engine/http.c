@@ -12,6 +12,7 @@
  * after every handle and file has been released. */
 #define _GNU_SOURCE
 #include "sbot.h"
+#include "util.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -560,21 +561,11 @@ static int opt_function(lua_State *L, int t, const char *key, int anchor, const 
     return slot;
 }
 
-static int is_secret(lua_State *L, int idx)
-{
-    int secret = 0;
-    if (luaL_getmetafield(L, idx, "__name") != LUA_TNIL) {
-        secret = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "sbot.secret") == 0;
-        lua_pop(L, 1);
-    }
-    return secret;
-}
-
 /* Replace the value at idx (absolute) by the revealed string of a secret
  * object, registering it with the log redactor. Returns 1 if it was one. */
 static int reveal_in_place(lua_State *L, int idx, const char *where, const char *what)
 {
-    if (!is_secret(L, idx))
+    if (!sbot_is_secret(L, idx))
         return 0;
     lua_getfield(L, idx, "reveal");
     lua_pushvalue(L, idx);
@@ -1356,6 +1347,21 @@ static void xfer_shrink(struct xfer *x)
     x->state = X_DONE;
 }
 
+/* With a message at the top of the stack, push the batch entry of a
+ * transport failure: {nil, message, code, error = message, code = code}. */
+static void push_failure_entry(lua_State *L, const char *code)
+{
+    lua_createtable(L, 3, 2);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, 2);
+    lua_pushstring(L, code);
+    lua_rawseti(L, -2, 3);
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, "error");
+    lua_pushstring(L, code);
+    lua_setfield(L, -2, "code");
+}
+
 /* An attempt of x ended with rc. Either schedules a retry or stores the
  * final result in the results table. Returns 1 when x is finished. */
 static int xfer_done(lua_State *L, struct batch *b, struct xfer *x, CURLcode rc, int results)
@@ -1459,15 +1465,7 @@ static int xfer_done(lua_State *L, struct batch *b, struct xfer *x, CURLcode rc,
     }
     xfer_close_files(x, 1);
     log_result(L, x, 0, lua_tostring(L, -1), code);
-    lua_createtable(L, 3, 2);
-    lua_pushvalue(L, -2);
-    lua_rawseti(L, -2, 2);
-    lua_pushstring(L, code);
-    lua_rawseti(L, -2, 3);
-    lua_pushvalue(L, -2);
-    lua_setfield(L, -2, "error");
-    lua_pushstring(L, code);
-    lua_setfield(L, -2, "code");
+    push_failure_entry(L, code);
     lua_rawseti(L, results, x->index);
     lua_settop(L, top);
     xfer_shrink(x);
@@ -1492,15 +1490,7 @@ static void xfer_cannot_start(lua_State *L, struct xfer *x, int err, int results
                         strerror(err));
     const char *code = x->body_file ? "file" : "http";
     log_result(L, x, 0, lua_tostring(L, -1), code);
-    lua_createtable(L, 3, 2);
-    lua_pushvalue(L, -2);
-    lua_rawseti(L, -2, 2);
-    lua_pushstring(L, code);
-    lua_rawseti(L, -2, 3);
-    lua_pushvalue(L, -2);
-    lua_setfield(L, -2, "error");
-    lua_pushstring(L, code);
-    lua_setfield(L, -2, "code");
+    push_failure_entry(L, code);
     lua_rawseti(L, results, x->index);
     lua_pop(L, 1);
     x->state = X_DONE;

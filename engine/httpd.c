@@ -8,6 +8,7 @@
  * thread. Every call into Lua from an MHD or wslay callback is protected, so
  * no Lua error ever unwinds through C library frames. */
 #include "sbot.h"
+#include "util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -354,7 +355,7 @@ static void push_ws_accept(lua_State *L, const char *key)
     size_t n;
     const char *s = lua_tolstring(L, -1, &n);
     SHA1((const unsigned char *)s, n, md);
-    EVP_EncodeBlock((unsigned char *)out, md, SHA_DIGEST_LENGTH);
+    sbot_base64(md, SHA_DIGEST_LENGTH, out);
     lua_pop(L, 1);
     lua_pushstring(L, out);
 }
@@ -1591,7 +1592,7 @@ static int l_selfsigned(lua_State *L)
         else {
             SHA256(der, (size_t)dlen, md);
             OPENSSL_free(der);
-            EVP_EncodeBlock((unsigned char *)pin, md, SHA256_DIGEST_LENGTH);
+            sbot_base64(md, SHA256_DIGEST_LENGTH, pin);
         }
     }
     if (fail) {

@@ -10,6 +10,7 @@
  * Phase errors never escape, except Ctrl-C ("interrupted!"), which stops the run. */
 #define _GNU_SOURCE
 #include "sbot.h"
+#include "util.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -25,16 +26,6 @@ static const char *const phase_names[] = {"discover", "process", "housekeep", NU
 static const char *const spec_functions[] = {"discover", "plan", "apply", "undo", "housekeep", NULL};
 
 /* ---- small helpers --------------------------------------------------------- */
-
-static void now_iso(char *out, size_t size)
-{
-    struct timeval tv;
-    struct tm tm;
-    gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    size_t n = strftime(out, size, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, size - n, ".%03ldZ", (long)(tv.tv_usec / 1000));
-}
 
 static double mono_ms(void)
 {
@@ -172,11 +163,11 @@ static int run_phase(lua_State *L, int self, const char *phase, int nargs)
 {
     char started[40], ended[40];
     self = lua_absindex(L, self);
-    now_iso(started, sizeof started);
+    sbot_utc_iso(started, sizeof started);
     double t0 = mono_ms();
     int st = pcall_tb(L, nargs);
     double ms = mono_ms() - t0;
-    now_iso(ended, sizeof ended);
+    sbot_utc_iso(ended, sizeof ended);
     int res = lua_gettop(L);
 
     lua_createtable(L, 0, 7);

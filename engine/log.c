@@ -106,10 +106,13 @@ void sbot_log_add_secret(lua_State *L, const char *value, size_t len)
     lua_pop(L, 1);
 }
 
-/* Replace the first-matching (longest registered first is not needed: we
- * scan left to right and try every secret at each position). */
+/* Replace every registered secret by <redacted>, scanning left to right and
+ * taking the longest secret that matches at each position. A <redacted> that
+ * is already in the text is copied as it is, so redacting twice changes
+ * nothing (a secret like "a" would otherwise eat into earlier replacements). */
 void sbot_log_push_redacted(lua_State *L, const char *s, size_t len)
 {
+    static const size_t rlen = sizeof REDACTED - 1;
     push_secrets(L);
     lua_Integer n = luaL_len(L, -1);
     if (n == 0) {
@@ -122,6 +125,11 @@ void sbot_log_push_redacted(lua_State *L, const char *s, size_t len)
     luaL_buffinit(L, &b);
     size_t i = 0;
     while (i < len) {
+        if (len - i >= rlen && memcmp(s + i, REDACTED, rlen) == 0) {
+            luaL_addlstring(&b, REDACTED, rlen);
+            i += rlen;
+            continue;
+        }
         size_t best = 0;
         for (lua_Integer k = 1; k <= n; k++) {
             size_t l;
@@ -132,7 +140,7 @@ void sbot_log_push_redacted(lua_State *L, const char *s, size_t len)
             lua_pop(L, 1);
         }
         if (best) {
-            luaL_addstring(&b, REDACTED);
+            luaL_addlstring(&b, REDACTED, rlen);
             i += best;
         } else {
             luaL_addchar(&b, s[i]);

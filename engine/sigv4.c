@@ -21,28 +21,19 @@
 #include <openssl/hmac.h>
 
 #include "sbot.h"
+#include "util.h"
 
 #define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 #define ALGORITHM "AWS4-HMAC-SHA256"
 
 /* ---- hashing ------------------------------------------------------------ */
 
-static void to_hex(const unsigned char *in, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 static void sha256_hex(const char *data, size_t len, char out[65])
 {
     unsigned char md[32];
     unsigned int mdlen = 0;
     EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
-    to_hex(md, 32, out);
+    sbot_hex(md, 32, out);
 }
 
 static void hmac(const void *key, size_t keylen, const char *data, size_t len,
@@ -76,14 +67,6 @@ static void add_encoded(luaL_Buffer *b, const char *s, size_t n, int keep_slash)
     }
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 /* Push s with %XX sequences decoded (invalid sequences are kept as is). */
 static void push_decoded(lua_State *L, const char *s, size_t n)
 {
@@ -91,8 +74,8 @@ static void push_decoded(lua_State *L, const char *s, size_t n)
     luaL_buffinit(L, &b);
     for (size_t i = 0; i < n; i++) {
         int hi, lo;
-        if (s[i] == '%' && i + 2 < n && (hi = hexval((unsigned char)s[i + 1])) >= 0 &&
-            (lo = hexval((unsigned char)s[i + 2])) >= 0) {
+        if (s[i] == '%' && i + 2 < n && (hi = sbot_hexval((unsigned char)s[i + 1])) >= 0 &&
+            (lo = sbot_hexval((unsigned char)s[i + 2])) >= 0) {
             luaL_addchar(&b, (char)(hi * 16 + lo));
             i += 2;
         } else {
@@ -220,20 +203,31 @@ static void parse_query_string(lua_State *L, int list, const char *q, size_t n)
     }
 }
 
-/* Push the canonical query string of the flat list at index `list`. */
-static void push_canonical_query(lua_State *L, int list)
+/* The (name, value) pairs of the flat list at index `list`, in a userdata
+ * left on the stack (the strings stay anchored in the list), sorted by cmp. */
+static struct pair *sorted_pairs(lua_State *L, int list, size_t *np,
+                                 int (*cmp)(const void *, const void *))
 {
     size_t n = lua_rawlen(L, list) / 2;
     struct pair *p = lua_newuserdatauv(L, sizeof(struct pair) * (n ? n : 1), 0);
     for (size_t i = 0; i < n; i++) {
         lua_rawgeti(L, list, (lua_Integer)(2 * i + 1));
-        p[i].k = lua_tolstring(L, -1, &p[i].kl); /* anchored in the list */
+        p[i].k = lua_tolstring(L, -1, &p[i].kl);
         lua_rawgeti(L, list, (lua_Integer)(2 * i + 2));
         p[i].v = lua_tolstring(L, -1, &p[i].vl);
         lua_pop(L, 2);
         p[i].order = i;
     }
-    qsort(p, n, sizeof *p, cmp_query);
+    qsort(p, n, sizeof *p, cmp);
+    *np = n;
+    return p;
+}
+
+/* Push the canonical query string of the flat list at index `list`. */
+static void push_canonical_query(lua_State *L, int list)
+{
+    size_t n;
+    struct pair *p = sorted_pairs(L, list, &n, cmp_query);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     for (size_t i = 0; i < n; i++) {
@@ -366,17 +360,8 @@ static void read_headers(lua_State *L, int args, int list)
 /* Push canonical headers block and signed-headers list from `list`. */
 static void push_canonical_headers(lua_State *L, int list)
 {
-    size_t n = lua_rawlen(L, list) / 2;
-    struct pair *p = lua_newuserdatauv(L, sizeof(struct pair) * (n ? n : 1), 0);
-    for (size_t i = 0; i < n; i++) {
-        lua_rawgeti(L, list, (lua_Integer)(2 * i + 1));
-        p[i].k = lua_tolstring(L, -1, &p[i].kl);
-        lua_rawgeti(L, list, (lua_Integer)(2 * i + 2));
-        p[i].v = lua_tolstring(L, -1, &p[i].vl);
-        lua_pop(L, 2);
-        p[i].order = i;
-    }
-    qsort(p, n, sizeof *p, cmp_header);
+    size_t n;
+    struct pair *p = sorted_pairs(L, list, &n, cmp_header);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     for (size_t i = 0; i < n; i++) {
@@ -564,7 +549,7 @@ static void push_signature(lua_State *L, const char *secret, size_t sl, const ch
     unsigned char sig[32];
     hmac(k, 32, s, stsl, sig);
     char hex[65];
-    to_hex(sig, 32, hex);
+    sbot_hex(sig, 32, hex);
     OPENSSL_cleanse(k, sizeof k);
     lua_pushstring(L, hex);
 }

@@ -14,6 +14,7 @@
  * it is created closed before anything is acquired, so a failure at any
  * step leaks nothing, and __gc/__close share one release function. */
 #include "sbot.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -478,17 +479,6 @@ struct tls_opts {
     int insecure;
 };
 
-static int hexval(int ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* Decode a pin ("sha256//<base64>" as curl takes it, or 64 hex digits with
  * optional colons) into 32 bytes. */
 static int decode_pin(const char *pin, unsigned char out[32])
@@ -517,8 +507,8 @@ static int decode_pin(const char *pin, unsigned char out[32])
     for (const char *p = pin; *p; p++) {
         if (*p == ':')
             continue;
-        int hi = hexval(p[0]);
-        int lo = p[1] ? hexval(p[1]) : -1;
+        int hi = sbot_hexval(p[0]);
+        int lo = p[1] ? sbot_hexval(p[1]) : -1;
         if (hi < 0 || lo < 0 || k >= 32)
             return -1;
         out[k++] = (unsigned char)(hi << 4 | lo);
@@ -616,8 +606,8 @@ static int tls_start(lua_State *L, struct conn *c, const struct url *u, const st
         SHA256(der, (size_t)dl, md);
         OPENSSL_free(der);
         if (CRYPTO_memcmp(md, pin, 32) != 0) {
-            unsigned char b64[48];
-            EVP_EncodeBlock(b64, md, 32);
+            char b64[48];
+            sbot_base64(md, 32, b64);
             snprintf(err, errlen, "TLS: public key of %s does not match the pinned SHA-256 (server has sha256//%s)",
                      u->host, b64);
             return -1;
@@ -626,12 +616,6 @@ static int tls_start(lua_State *L, struct conn *c, const struct url *u, const st
     if (t->insecure)
         sbot_log(L, SBOT_WARN, "ws: TLS verification disabled (insecure = true) for %s", u->host);
     return 0;
-}
-
-/* base64 of n bytes into out (needs 4*ceil(n/3)+1). */
-static void b64(const unsigned char *in, size_t n, char *out)
-{
-    EVP_EncodeBlock((unsigned char *)out, in, (int)n);
 }
 
 /* Find header name in the raw response head; copies its value. */
@@ -704,16 +688,6 @@ static const char *opt_string_field(lua_State *L, int idx, const char *key, cons
     return s;
 }
 
-/* Is the value at idx a secret object (metatable __name "sbot.secret")? */
-static int is_secret(lua_State *L, int idx)
-{
-    if (luaL_getmetafield(L, idx, "__name") == LUA_TNIL)
-        return 0;
-    int yes = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "sbot.secret") == 0;
-    lua_pop(L, 1);
-    return yes;
-}
-
 /* Push the upgrade request (a Lua string: nothing malloc'ed to leak). */
 static void push_request(lua_State *L, int opts, const struct url *u, const char *key)
 {
@@ -741,7 +715,7 @@ static void push_request(lua_State *L, int opts, const struct url *u, const char
             luaL_error(L, "ws.connect: opts.headers keys must be header names (strings)");
         const char *name = lua_tostring(L, -2);
         if (lua_type(L, -1) != LUA_TSTRING) {
-            if (!is_secret(L, -1))
+            if (!sbot_is_secret(L, -1))
                 luaL_error(L, "ws.connect: opts.headers['%s'] must be a string or a secret, got %s", name,
                            luaL_typename(L, -1));
             lua_getfield(L, -1, "reveal");
@@ -837,7 +811,7 @@ static int l_connect(lua_State *L)
     char key[32];
     if (RAND_bytes(raw_key, sizeof raw_key) != 1)
         return luaL_error(L, "ws.connect: no random bytes for the WebSocket key");
-    b64(raw_key, sizeof raw_key, key);
+    sbot_base64(raw_key, sizeof raw_key, key);
     push_request(L, opts, &u, key);
     size_t req_len;
     const char *req = lua_tolstring(L, -1, &req_len);
@@ -933,7 +907,7 @@ static int l_connect(lua_State *L)
         char cat[96];
         snprintf(cat, sizeof cat, "%s%s", key, WS_GUID);
         SHA1((const unsigned char *)cat, strlen(cat), md);
-        b64(md, sizeof md, expect);
+        sbot_base64(md, sizeof md, expect);
     }
     if (!find_header(head, "Sec-WebSocket-Accept", val, sizeof val) || strcmp(val, expect) != 0) {
         conn_release(c);

@@ -7,7 +7,8 @@
 -- metadata, path}: `path` is the local file (content is written to
 -- <artifact_dir>/<id>/<component>/<key> at once, so nothing large stays in
 -- memory and a fleet worker's artifacts survive the worker).
-local sys = require "sbot.sys"
+local crypto = require "sbot.crypto"
+local fsio = require "sbot.fsio"
 local json = require "sbot.json"
 
 local M = {}
@@ -47,7 +48,7 @@ function M.record(self, spec)
         .. "(pass new(config, {artifact_dir = dir}) or record a file = path)", 2)
     end
     local path = table.concat({ dir, self.id, self.component, spec.key }, "/")
-    assert(sys.mkdir(path:match("^(.*)/[^/]*$")))
+    assert(fsio.mkdirs(path:match("^(.*)/[^/]*$")))
     local f = assert(io.open(path, "wb"))
     f:write(spec.content)
     assert(f:close())
@@ -58,9 +59,10 @@ function M.record(self, spec)
     end
     entry.path = spec.file
   end
-  local sha, size = sys.sha256_file(entry.path)
-  if not sha then error("artifact " .. spec.key .. ": " .. size, 2) end
-  entry.sha256, entry.size = sha, size
+  local sum, err = crypto.sha256_file(entry.path)
+  local st, serr = fsio.stat(entry.path, true)
+  if not sum or not st then error("artifact " .. spec.key .. ": " .. (err or serr), 2) end
+  entry.sha256, entry.size = crypto.hex(sum), st.size
   local list = self.artifacts
   for i, a in ipairs(list) do
     if a.key == entry.key then list[i] = entry; return entry end
@@ -80,8 +82,8 @@ function M.store_all(results, opts)
   local url, prefix = opts.store, opts.run_id .. "/"
   if not url then
     local dir = opts.run_dir .. "/artifacts"
-    assert(sys.mkdir(dir))
-    url, prefix = "file://" .. assert(sys.realpath(dir)), ""
+    assert(fsio.mkdirs(dir))
+    url, prefix = "file://" .. assert(fsio.realpath(dir)), ""
   end
   local store, err = store_mod.open(url)
   if not store then return nil, "artifact store " .. url .. ": " .. tostring(err) end

@@ -3,13 +3,15 @@
 local json = require "sbot.json"
 local log = require "sbot.log"
 local sys = require "sbot.sys"
+local crypto = require "sbot.crypto"
+local fsio = require "sbot.fsio"
 local artifact = require "sbot.artifact"
 
 local M = {}
 
 --- A new run id: UTC time plus 6 random hex digits, e.g. 20261126T120301Z-4f9a2c.
 function M.new_id()
-  return os.date("!%Y%m%dT%H%M%SZ") .. "-" .. sys.random_hex(3)
+  return os.date("!%Y%m%dT%H%M%SZ") .. "-" .. crypto.hex(crypto.random_bytes(3))
 end
 
 --- Start a run: create <runs_dir>/<id>/ and send every log line to its
@@ -19,7 +21,7 @@ function M.start(opts)
   opts = opts or {}
   local id = opts.id or M.new_id()
   local dir = (opts.runs_dir or "runs") .. "/" .. id
-  local ok, err = sys.mkdir(dir .. "/artifacts")
+  local ok, err = fsio.mkdirs(dir .. "/artifacts")
   if not ok then return nil, "run record: " .. err end
   local run = {
     id = id, dir = dir, log_file = dir .. "/log.jsonl", artifact_dir = dir .. "/artifacts",

@@ -6,7 +6,7 @@
 --   assert(c:put_object{bucket = "b", key = "iso/rhcos.iso", file = "/tmp/rhcos.iso"})
 --
 -- Layering: C does the protocol mechanics (sigv4.c signs, s3xml.c parses with
--- expat, fsio.c hashes files while reading them, http.c moves the bytes);
+-- expat, crypto.c hashes, http.c moves the bytes, straight from and to files);
 -- this file is the orchestration: requests, pagination, multipart, errors.
 -- Expected failures return nil, "<Code>: <Message> (<METHOD> <bucket>/<key>)", "<Code>";
 -- misuse raises. See docs/s3.md.
@@ -14,6 +14,7 @@ local http = require "sbot.http"
 local sigv4 = require "sbot.sigv4"
 local s3xml = require "sbot.s3xml"
 local fsio = require "sbot.fsio"
+local crypto = require "sbot.crypto"
 local json = require "sbot.json"
 local log = require "sbot.log"
 
@@ -114,12 +115,12 @@ Client.__name = "sbot.s3.client"
 
 --- s3.client{endpoint, region, access_key, secret_key, session_token, path_style,
 --             tls, timeout, retries, part_size, concurrency, multipart_threshold,
---             copy_threshold, tmpdir}
+--             copy_threshold}
 function M.client(opts)
   check_table("client", opts)
   local known = { endpoint = 1, region = 1, access_key = 1, secret_key = 1, session_token = 1,
     path_style = 1, tls = 1, timeout = 1, retries = 1, part_size = 1, concurrency = 1,
-    multipart_threshold = 1, copy_threshold = 1, copy_part_size = 1, tmpdir = 1 }
+    multipart_threshold = 1, copy_threshold = 1, copy_part_size = 1 }
   for k in pairs(opts) do
     if not known[k] then argerr("client", "unknown option '" .. tostring(k) .. "'") end
   end
@@ -164,7 +165,6 @@ function M.client(opts)
     part_size = num("part_size", 5 * MiB), concurrency = num("concurrency", 1),
     multipart_threshold = num("multipart_threshold", 5 * MiB),
     copy_threshold = num("copy_threshold", 5 * MiB), copy_part_size = num("copy_part_size", 5 * MiB),
-    tmpdir = opts.tmpdir or os.getenv("TMPDIR") or "/tmp",
   }, Client)
   -- credentials live in a closure, not in a field a pretty-printer would show
   c._creds = function() return access, secret, token end
@@ -191,7 +191,7 @@ function Client:_build(r)
   local access, secret, token = self._creds()
   local payload = r.payload_hash
   if not payload then
-    payload = r.body and fsio.sha256(r.body) or EMPTY_SHA256
+    payload = r.body and crypto.hex(crypto.sha256(r.body)) or EMPTY_SHA256
   end
   local signed = sigv4.sign{
     method = r.method, path = path, query = r.query, host = host, headers = r.headers,
@@ -215,6 +215,7 @@ function Client:_build(r)
   local url = self.ep.scheme .. "://" .. host .. wire
   return {
     method = r.method, url = url, headers = headers, body = r.body, body_file = r.body_file,
+    body_offset = r.body_offset, body_length = r.body_length,
     output_file = r.output_file, progress = r.progress, tls = self.tls,
     timeout = r.timeout or self.timeout, retries = self.retries,
     max_body = r.max_body,
@@ -289,7 +290,7 @@ local function key_args(fn, a)
   return a
 end
 
-local function xml_body(s) return { ["Content-Type"] = "application/xml", ["Content-MD5"] = select(2, fsio.md5(s)) } end
+local function xml_body(s) return { ["Content-Type"] = "application/xml", ["Content-MD5"] = crypto.base64_encode(crypto.md5(s)) } end
 
 -- ---------------------------------------------------------------------------
 -- buckets
@@ -375,7 +376,7 @@ function Client:put_bucket_policy(a)
   if type(policy) == "table" then policy = json.encode(policy) end
   if type(policy) ~= "string" then argerr("put_bucket_policy", "'policy' must be a JSON string or a table") end
   local res, err, code = self:_call{ method = "PUT", bucket = a.bucket, query = { policy = "" },
-    body = policy, headers = { ["Content-Type"] = "application/json", ["Content-MD5"] = select(2, fsio.md5(policy)) } }
+    body = policy, headers = { ["Content-Type"] = "application/json", ["Content-MD5"] = crypto.base64_encode(crypto.md5(policy)) } }
   if not res then return nil, err, code end
   return true
 end
@@ -566,7 +567,8 @@ function Client:get_object(a)
   info.status = res.status
   local want = info.metadata["sbot-sha256"]
   if a.verify_sha256 and want and res.status == 200 then
-    local got = a.file and fsio.sha256_file(a.file) or fsio.sha256(res.body)
+    local got = a.file and crypto.sha256_file(a.file) or crypto.sha256(res.body)
+    got = got and crypto.hex(got)
     if got ~= want then
       if a.file then fsio.remove(a.file) end
       return nil, string.format("Checksum: SHA-256 %s of the download differs from the stored %s (GET %s/%s)",
@@ -614,11 +616,12 @@ function Client:put_object(a)
     size = st.size
     if size > self.multipart_threshold then return self:_multipart_put(a, headers, size) end
     local herr
-    sha, herr = fsio.sha256_file(a.file)
+    sha, herr = crypto.sha256_file(a.file)
     if not sha then return nil, "s3 put_object " .. a.bucket .. "/" .. a.key .. ": " .. herr, "BadFile" end
+    sha = crypto.hex(sha)
   else
     size = #a.body
-    sha = fsio.sha256(a.body)
+    sha = crypto.hex(crypto.sha256(a.body))
   end
   if a.sha256_metadata then headers["x-amz-meta-sbot-sha256"] = sha end
   if a.if_none_match then headers["If-None-Match"] = "*" end
@@ -690,111 +693,109 @@ function Client:_with_upload(a, upload_id, body)
   return nil, err, code
 end
 
---- Multipart upload of a file. A worker thread (fsio.part_pipeline) reads the
--- file once, in order, writing each part to a private part file while
--- computing its SHA-256 and the whole object's SHA-256 in the same read; it
--- runs ahead of the uploads, which go `concurrency` at a time via http.batch.
+--- Multipart upload of a file. Each part is sent straight from the file
+-- (http body_file with body_offset/body_length), `concurrency` at a time via
+-- http.batch, signed with its own SHA-256. The parts of the next wave are
+-- hashed by crypto.sha256_ranges in a worker thread while the current wave
+-- is on the wire; the same read feeds the whole-object crypto.hasher, so the
+-- file is read once for hashing (and once by the transfers, from the page
+-- cache) and nothing is staged on disk.
 -- With sha256_metadata the whole-object digest must be known before the
--- upload starts (it is metadata), so one hashing read comes first and the
--- pipeline then checks every part against it (a file changed underneath is
--- an error). Any failure, raised error or interrupt aborts the upload.
+-- upload starts (it is metadata), so one hashing read (parts and whole)
+-- comes first and each part is hashed again before it goes out and checked
+-- against it (a file changed underneath is an error). Any failure, raised
+-- error or interrupt aborts the upload.
 function Client:_multipart_put(a, headers, size)
   local where = a.bucket .. "/" .. a.key
   local part_size = a.part_size or self.part_size
   if (size + part_size - 1) // part_size > 10000 then
     part_size = ((size + 9999) // 10000 + MiB - 1) // MiB * MiB
   end
+  local nparts = (size + part_size - 1) // part_size
+  local function ranges(first, last)
+    local list = {}
+    for n = first, last do
+      local off = (n - 1) * part_size
+      list[#list + 1] = { off, math.min(part_size, size - off) }
+    end
+    return list
+  end
+
   local pre, whole = nil, nil
   if a.sha256_metadata then
-    local h, herr = fsio.part_hasher(a.file, part_size)
-    if not h then return nil, "s3 put_object " .. where .. ": " .. herr, "BadFile" end
+    local h <close> = crypto.hasher("sha256")
+    local job <close> = crypto.sha256_ranges(a.file, ranges(1, nparts), h)
+    local digests, herr = job:wait()
+    if not digests then return nil, "s3 put_object " .. where .. ": " .. herr, "BadFile" end
     pre = {}
-    while true do
-      local off, _, hex = h:next()
-      if not off then break end
-      pre[#pre + 1] = hex
-    end
-    whole = h:sha256()
-    h:close()
+    for n, d in ipairs(digests) do pre[n] = crypto.hex(d) end
+    whole = crypto.hex(h:digest())
     headers["x-amz-meta-sbot-sha256"] = whole
   end
+  -- the whole-object digest, fed as the parts are hashed (not with sha256_metadata)
+  local hasher <close> = not pre and crypto.hasher("sha256") or nil
 
   local upload_id, ierr, icode = self:_initiate(a, headers)
   if not upload_id then return nil, ierr, icode end
-  local tmpdir = self.tmpdir .. "/sbot-s3-" .. upload_id:gsub("[^%w]", ""):sub(1, 24) ..
-    string.format("-%x", math.random(0, 0x7fffffff))
-  local made, merr = fsio.mkdirs(tmpdir)
-  if not made then
-    self:abort_multipart_upload{ bucket = a.bucket, key = a.key, upload_id = upload_id }
-    return nil, "s3 put_object " .. where .. ": part directory: " .. merr, "IO"
-  end
-  local pipe, perr, pcode = fsio.part_pipeline(a.file, part_size, tmpdir, 2 * self.concurrency, pre == nil)
-  if not pipe then
-    self:abort_multipart_upload{ bucket = a.bucket, key = a.key, upload_id = upload_id }
-    fsio.remove(tmpdir)
-    return nil, "s3 put_object " .. where .. ": " .. perr, pcode
-  end
-  log.debug("s3: multipart upload", { bucket = a.bucket, key = a.key, parts = pipe.parts,
+  log.debug("s3: multipart upload", { bucket = a.bucket, key = a.key, parts = nparts,
                                        part_size = part_size, upload_id = upload_id })
 
+  local conc = self.concurrency
   local done_bytes = 0
   local parts = {}
+  -- the hashing job of the next wave; closed (worker cancelled) on every exit
+  local pending <close> = setmetatable({}, { __close = function(t) if t.job then t.job:close() end end })
+  local function start_wave(first)
+    if first > nparts then return nil end
+    return crypto.sha256_ranges(a.file, ranges(first, math.min(first + conc - 1, nparts)), hasher)
+  end
   local pok, result, rerr, rcode = pcall(self._with_upload, self, a, upload_id, function()
-    local finished = false
-    while not finished do
+    pending.job = start_wave(1)
+    for first = 1, nparts, conc do
+      local digests, herr = pending.job:wait()
+      pending.job:close()
+      pending.job = nil
+      if not digests then return nil, "s3 put_object " .. where .. ": " .. herr, "BadFile" end
+      pending.job = start_wave(first + conc) -- hashed while this wave is sent
       local wave, reqs, inflight = {}, {}, {}
-      for _ = 1, self.concurrency do
-        local n, off, psize, hex, _, path = pipe:take()
-        if n == nil then
-          if off then return nil, "s3 put_object " .. where .. ": " .. off, "BadFile" end
-          finished = true
-          break
-        end
+      for i, d in ipairs(digests) do
+        local n = first + i - 1
+        local off, psize = (n - 1) * part_size, math.min(part_size, size - (n - 1) * part_size)
+        local hex = crypto.hex(d)
         if pre and pre[n] ~= hex then
-          pipe:release(n)
-          for _, p in ipairs(wave) do pipe:release(p.number) end
           return nil, "s3 put_object " .. where .. ": " .. a.file ..
             " changed while it was being uploaded (part " .. n .. ")", "FileChanged"
         end
         local p = { number = n, offset = off, size = psize, sha256 = hex }
         parts[n] = p
-        wave[#wave + 1] = p
-        local slot = #wave
-        reqs[#reqs + 1] = self:_build{ method = "PUT", bucket = a.bucket, key = a.key,
+        wave[i] = p
+        reqs[i] = self:_build{ method = "PUT", bucket = a.bucket, key = a.key,
           query = { partNumber = tostring(n), uploadId = upload_id },
-          body_file = path, payload_hash = hex,
-          progress = a.progress and function(d)
-            inflight[slot] = d
+          body_file = a.file, body_offset = off, body_length = psize, payload_hash = hex,
+          progress = a.progress and function(sent)
+            inflight[i] = sent
             local sum = done_bytes
             for _, v in pairs(inflight) do sum = sum + v end
             a.progress(sum, size)
           end or nil }
       end
-      if #reqs > 0 then
-        local okb, results = pcall(http.batch, reqs, { per_host = self.concurrency, total = self.concurrency })
-        for _, p in ipairs(wave) do pipe:release(p.number) end
-        if not okb then error(results, 0) end
-        for j, res in ipairs(results) do
-          local p = wave[j]
-          if res.status == nil then
-            return nil, string.format("PUT %s part %d: %s", where, p.number, tostring(res.error or res[2])),
-              res.code or res[3]
-          elseif res.status ~= 200 then
-            return s3_error("PUT", where .. " part " .. p.number, res)
-          end
-          p.etag = unquote(header(res, "etag"))
-          if not p.etag then
-            return nil, "PUT " .. where .. " part " .. p.number .. ": no ETag in the answer", "BadResponse"
-          end
-          done_bytes = done_bytes + p.size
+      local results = http.batch(reqs, { per_host = conc, total = conc })
+      for j, res in ipairs(results) do
+        local p = wave[j]
+        if res.status == nil then
+          return nil, string.format("PUT %s part %d: %s", where, p.number, tostring(res.error or res[2])),
+            res.code or res[3]
+        elseif res.status ~= 200 then
+          return s3_error("PUT", where .. " part " .. p.number, res)
         end
+        p.etag = unquote(header(res, "etag"))
+        if not p.etag then
+          return nil, "PUT " .. where .. " part " .. p.number .. ": no ETag in the answer", "BadResponse"
+        end
+        done_bytes = done_bytes + p.size
       end
     end
-    if not whole then
-      local werr
-      whole, werr = pipe:sha256()
-      if not whole then return nil, "s3 put_object " .. where .. ": " .. werr, "BadFile" end
-    end
+    if hasher then whole = crypto.hex(hasher:digest()) end
     local extra = {}
     if a.if_none_match then extra["If-None-Match"] = "*" end
     if a.if_match then extra["If-Match"] = a.if_match end
@@ -802,8 +803,6 @@ function Client:_multipart_put(a, headers, size)
     if not doc then return nil, cerr, ccode end
     return { etag = unquote(doc.ETag), size = size, sha256 = whole, parts = #parts }
   end)
-  pipe:close()
-  fsio.remove(tmpdir)
   if not pok then error(result, 0) end
   return result, rerr, rcode
 end

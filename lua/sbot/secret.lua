@@ -9,7 +9,7 @@
 -- that knows the secret wins. The default chain is {env, file}. Vault goes in
 -- front later with `secret.add_resolver(vault, 1)`.
 local log = require "sbot.log"
-local sys = require "sbot.sys"
+local fsio = require "sbot.fsio"
 
 local M = {}
 
@@ -106,9 +106,9 @@ M.file = {
     local dir = ctx and ctx.secrets_dir
     if not dir then return nil, "no secrets_dir configured" end
     local file = dir .. "/" .. path .. "/" .. key
-    local st, err, code = sys.stat(file)
+    local st, err, code = fsio.stat(file, true)
     if not st then
-      if code == 2 then return nil, "file " .. file end -- ENOENT: not here
+      if code == "ENOENT" then return nil, "file " .. file end -- ENOENT: not here
       return nil, "secret file " .. err, "error"
     end
     if st.type ~= "file" then

@@ -15,6 +15,7 @@
 -- key, "BadKey" for a key that is not allowed, "Checksum" when stored bytes do
 -- not match their recorded SHA-256). Misuse (wrong argument types) raises.
 local fsio = require "sbot.fsio"
+local crypto = require "sbot.crypto"
 local json = require "sbot.json"
 
 local M = {}
@@ -169,7 +170,7 @@ function File:get(key, dest)
   if not f then return nil, "store get " .. self:_where(key) .. ": " .. ferr, "IO" end
   local data = f:read("a")
   f:close()
-  if fsio.sha256(data) ~= info.sha256 then
+  if crypto.hex(crypto.sha256(data)) ~= info.sha256 then
     return nil, "store get " .. self:_where(key) .. ": content does not match its recorded SHA-256", "Checksum"
   end
   return data, info

@@ -20,7 +20,7 @@ local log = require "sbot.log"
 local lock = require "sbot.lock"
 local run = require "sbot.run"
 local site_mod = require "sbot.site"
-local sys = require "sbot.sys"
+local fsio = require "sbot.fsio"
 
 local M = {}
 M.__index = M
@@ -206,7 +206,7 @@ function M:main(argv)
     workflow = self.name, site = site.file, args = public_args, store = args.store or site.store }
   if not r then io.stderr:write("sbot: ", rerr, "\n"); return 1 end
   local lock_dir = (args.state_dir or site.state_dir) .. "/locks"
-  assert(sys.mkdir(lock_dir))
+  assert(fsio.mkdirs(lock_dir))
 
   local jobs = {}
   for i, s in ipairs(servers) do

@@ -25,6 +25,21 @@ static void redacts_every_registered_secret(void **state)
     lua_close(L);
 }
 
+static void redacting_twice_changes_nothing(void **state)
+{
+    (void)state;
+    lua_State *L = sbot_runtime_new();
+    sbot_log_add_secret(L, "a", 1);
+    sbot_log_add_secret(L, "ted", 3);
+    const char *in = "plan: a table";
+    sbot_log_push_redacted(L, in, strlen(in));
+    assert_string_equal(lua_tostring(L, -1), "pl<redacted>n: <redacted> t<redacted>ble");
+    const char *once = lua_tostring(L, -1);
+    sbot_log_push_redacted(L, once, strlen(once));
+    assert_string_equal(lua_tostring(L, -1), "pl<redacted>n: <redacted> t<redacted>ble");
+    lua_close(L);
+}
+
 static void empty_secret_is_ignored(void **state)
 {
     (void)state;
@@ -70,6 +85,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(redacts_every_registered_secret),
+        cmocka_unit_test(redacting_twice_changes_nothing),
         cmocka_unit_test(empty_secret_is_ignored),
         cmocka_unit_test(file_sink_gets_redacted_json),
     };

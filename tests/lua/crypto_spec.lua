@@ -67,6 +67,46 @@ describe("sbot.crypto", function()
       assert.has_error(function() crypto.sha256_file(path, -1) end)
     end)
 
+    it("hashes byte ranges in a worker thread, feeding a whole-file hasher in the same read", function()
+      local h = crypto.hasher("sha256")
+      h:update("prefix")
+      local ranges = { { 0, 400000 }, { 400000, 400000 }, { 800000, #data - 800000 } }
+      local job = crypto.sha256_ranges(path, ranges, h)
+      local digests = assert(job:wait())
+      assert.are.equal(3, #digests)
+      for i, r in ipairs(ranges) do
+        assert.are.equal(hex(crypto.sha256(data:sub(r[1] + 1, r[1] + r[2]))), hex(digests[i]))
+      end
+      assert.are.equal(hex(crypto.sha256("prefix" .. data)), hex(h:digest()))
+      assert.has_error(function() job:wait() end, "crypto job: already waited for or closed")
+      job:close()
+      job:close() -- closing twice is fine
+      -- without a hasher; an empty range; a range past the end
+      local d = assert(crypto.sha256_ranges(path, { { 5, 0 }, { 10, 20 } }):wait())
+      assert.are.equal(hex(crypto.sha256("")), hex(d[1]))
+      assert.are.equal(hex(crypto.sha256(data:sub(11, 30))), hex(d[2]))
+      local v, err, code = crypto.sha256_ranges(path, { { 0, 10 }, { #data - 5, 10 } }):wait()
+      assert.is_nil(v)
+      assert.matches("ends before the requested range", err)
+      assert.are.equal("file", code)
+      v, err, code = crypto.sha256_ranges(dir .. "/missing", { { 0, 1 } }):wait()
+      assert.is_nil(v)
+      assert.matches("cannot read .*/missing: No such file or directory", err)
+      assert.are.equal("file", code)
+      -- a job closed (or collected) while it runs is cancelled and joined
+      local big = crypto.sha256_ranges(path, { { 0, #data }, { 0, #data }, { 0, #data } }, crypto.hasher("sha256"))
+      big:close()
+      assert.has_error(function() big:wait() end, "crypto job: already waited for or closed")
+      crypto.sha256_ranges(path, { { 0, #data } })
+      collectgarbage()
+      assert.has_error(function() crypto.sha256_ranges(path, {}) end)
+      assert.has_error(function() crypto.sha256_ranges(path, { { -1, 5 } }) end)
+      assert.has_error(function() crypto.sha256_ranges(path, { "x" }) end)
+      local done = crypto.hasher("sha256")
+      done:digest()
+      assert.has_error(function() crypto.sha256_ranges(path, { { 0, 1 } }, done) end)
+    end)
+
     it("returns nil, message, 'file' for an unreadable file", function()
       for _, f in ipairs({ crypto.sha256_file, crypto.md5_file }) do
         local v, err, code = f(dir .. "/missing")

@@ -4,7 +4,7 @@ local helpers = require "helpers"
 local servers = require "s3servers"
 local s3 = require "sbot.s3"
 local http = require "sbot.http"
-local fsio = require "sbot.fsio"
+local crypto = require "sbot.crypto"
 local store = require "sbot.store"
 
 local MiB = 1024 * 1024
@@ -67,7 +67,7 @@ describe("sbot.s3 against s3rver", function()
   it("puts and gets strings with content type, metadata and byte ranges", function()
     local r = assert(c:put_object{ bucket = "sbot", key = "docs/hello.txt", body = "hello, world",
       content_type = "text/plain", metadata = { Run = "42", site = "lab" } })
-    assert.are.equal(fsio.sha256("hello, world"), r.sha256)
+    assert.are.equal(crypto.hex(crypto.sha256("hello, world")), r.sha256)
     assert.are.equal(12, r.size)
     local h = assert(c:head_object{ bucket = "sbot", key = "docs/hello.txt" })
     assert.are.equal(12, h.size)
@@ -243,7 +243,7 @@ describe("sbot.s3 against s3rver", function()
     local st = assert(store.open("s3://sbot/artifacts/run1?endpoint=" .. srv.endpoint .. "&region=us-east-1",
       { access_key = servers.access_key, secret_key = servers.secret_key }))
     local r = assert(st:put("results.json", '{"ok":true}', { phase = "boot" }))
-    assert.are.equal(fsio.sha256('{"ok":true}'), r.sha256)
+    assert.are.equal(crypto.hex(crypto.sha256('{"ok":true}')), r.sha256)
     local data, info = assert(st:get("results.json"))
     assert.are.equal('{"ok":true}', data)
     assert.are.equal(r.sha256, info.sha256)

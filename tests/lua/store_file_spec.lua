@@ -1,7 +1,8 @@
--- The file:// backend of sbot.store and the sbot.fsio primitives under it.
+-- The file:// backend of sbot.store and the sbot.fsio / sbot.crypto primitives under it.
 local helpers = require "helpers"
 local store = require "sbot.store"
 local fsio = require "sbot.fsio"
+local crypto = require "sbot.crypto"
 
 local function sha256sum(path)
   local _, _, out = helpers.sh("sha256sum " .. helpers.shquote(path))
@@ -22,7 +23,7 @@ describe("sbot.store file://", function()
     local r = assert(st:put("runs/1/results.json", '{"ok":true}', { run = "1", Owner = "ops" }))
     assert.are.equal("runs/1/results.json", r.key)
     assert.are.equal(11, r.size)
-    assert.are.equal(fsio.sha256('{"ok":true}'), r.sha256)
+    assert.are.equal(crypto.hex(crypto.sha256('{"ok":true}')), r.sha256)
     assert.are.equal(sha256sum(root .. "/artifacts/runs/1/results.json"), r.sha256)
     local data, info = assert(st:get("runs/1/results.json"))
     assert.are.equal('{"ok":true}', data)
@@ -110,79 +111,97 @@ describe("sbot.store file://", function()
   end)
 end)
 
-describe("sbot.fsio part hasher", function()
+describe("part and whole-file digests (sbot.crypto, as the S3 multipart upload uses them)", function()
   it("hashes parts and the whole file in one read", function()
     local dir = helpers.tmpdir("fsio")
     local path = dir .. "/f"
     assert.is_true(helpers.sh("head -c 2500000 /dev/urandom > " .. helpers.shquote(path)))
-    local h = assert(fsio.part_hasher(path, 1000000))
-    assert.are.equal(2500000, h.size)
+    local size = assert(fsio.stat(path)).size
+    assert.are.equal(2500000, size)
+    -- one read: every chunk goes to the part hasher and the whole-file hasher
+    local f = assert(io.open(path, "rb"))
+    local whole = crypto.hasher("sha256")
     local parts = {}
-    while true do
-      local off, n, hex, b64 = h:next()
-      if not off then break end
-      parts[#parts + 1] = { off, n, hex, b64 }
+    for off = 0, size - 1, 1000000 do
+      local n = math.min(1000000, size - off)
+      local h = crypto.hasher("sha256")
+      local left = n
+      while left > 0 do
+        local chunk = assert(f:read(math.min(left, 65536)))
+        h:update(chunk)
+        whole:update(chunk)
+        left = left - #chunk
+      end
+      local raw = h:digest()
+      parts[#parts + 1] = { off, n, crypto.hex(raw), crypto.base64_encode(raw) }
     end
+    f:close()
     assert.are.equal(3, #parts)
     assert.are.equal(500000, parts[3][2])
     assert.are.equal(2000000, parts[3][1])
-    assert.are.equal(sha256sum(path), h:sha256())
+    assert.are.equal(sha256sum(path), crypto.hex(whole:digest()))
     local _, _, out = helpers.sh(string.format("tail -c +1000001 %s | head -c 1000000 | sha256sum", path))
     assert.are.equal(out:match("^(%x+)"), parts[2][3])
-    assert.are.equal((fsio.sha256_file(path, 1000000, 1000000)), parts[2][3])
-    h:close()
-    local hex, b64, n = fsio.copy_range(path, 1000000, 1000000, dir .. "/copy")
-    assert.are.equal(parts[2][3], hex)
-    assert.are.equal(parts[2][4], b64)
-    assert.are.equal(1000000, n)
-    assert.are.equal(hex, sha256sum(dir .. "/copy"))
-    local md5hex, md5b64 = fsio.md5("")
-    assert.are.equal("d41d8cd98f00b204e9800998ecf8427e", md5hex)
-    assert.are.equal("1B2M2Y8AsgTpgAmY7PhCfg==", md5b64)
-    local r, err, code = fsio.part_hasher(dir .. "/missing", 10)
+    assert.are.equal(crypto.hex(assert(crypto.sha256_file(path, 1000000, 1000000))), parts[2][3])
+    assert.are.equal(crypto.base64_encode(assert(crypto.sha256_file(path, 1000000, 1000000))), parts[2][4])
+    local md5 = crypto.md5("")
+    assert.are.equal("d41d8cd98f00b204e9800998ecf8427e", crypto.hex(md5))
+    assert.are.equal("1B2M2Y8AsgTpgAmY7PhCfg==", crypto.base64_encode(md5))
+    local r, err, code = crypto.sha256_file(dir .. "/missing")
     assert.is_nil(r)
-    assert.are.equal("ENOENT", code)
+    assert.are.equal("file", code)
     assert.matches("missing", err)
     os.execute("rm -rf " .. helpers.shquote(dir))
   end)
 end)
 
-describe("sbot.fsio part pipeline", function()
-  it("prepares part files ahead in a worker thread with part and whole digests", function()
-    local dir = helpers.tmpdir("pipe")
-    local path = dir .. "/f"
-    assert.is_true(helpers.sh("head -c 2500000 /dev/urandom > " .. helpers.shquote(path)))
-    local p = assert(fsio.part_pipeline(path, 1000000, dir .. "/parts-dir-missing", 2, true))
-    -- the part directory does not exist: the worker's failure comes back from take()
-    local n, err, code = p:take()
-    assert.is_nil(n)
-    assert.matches("create part file", err)
-    assert.are.equal("IO", code)
-    p:close()
-    assert(fsio.mkdirs(dir .. "/parts"))
-    p = assert(fsio.part_pipeline(path, 1000000, dir .. "/parts", 2, true))
-    assert.are.equal(3, p.parts)
-    local seen = {}
-    while true do
-      local num, off, size, hex, b64, file = p:take()
-      if not num then break end
-      assert.are.equal(hex, sha256sum(file))
-      assert.are.equal(hex, (fsio.sha256_file(path, off, size)))
-      assert.is_string(b64)
-      seen[#seen + 1] = size
-      p:release(num)
-      assert.is_nil(fsio.stat(file))
-    end
-    assert.are.same({ 1000000, 1000000, 500000 }, seen)
-    assert.are.equal(sha256sum(path), p:sha256())
-    assert.has_error(function() p:release(1) end)
-    p:close()
-    p:close() -- closing twice is fine
-    -- closing early stops the worker and removes the part files it made
-    p = assert(fsio.part_pipeline(path, 1000000, dir .. "/parts", 3, false))
-    assert.is_truthy(p:take())
-    p:close()
-    assert.are.same({}, fsio.list(dir .. "/parts"))
-    os.execute("rm -rf " .. helpers.shquote(dir))
+describe("sbot.fsio", function()
+  local dir
+  before_each(function() dir = helpers.tmpdir("fsio") end)
+  after_each(function() os.execute("rm -rf " .. helpers.shquote(dir)) end)
+
+  it("stats files, directories and links (followed only when asked)", function()
+    helpers.write_file(dir .. "/f", "12345")
+    assert.is_true(helpers.sh("chmod 640 " .. helpers.shquote(dir .. "/f") ..
+      " && ln -s f " .. helpers.shquote(dir .. "/l")))
+    local st = assert(fsio.stat(dir .. "/f"))
+    assert.are.equal("file", st.type)
+    assert.are.equal(5, st.size)
+    assert.are.equal(tonumber("640", 8), st.mode)
+    local _, _, uid = helpers.sh("id -u")
+    assert.are.equal(tonumber(uid), st.uid)
+    assert.are.equal("link", fsio.stat(dir .. "/l").type)
+    assert.are.equal("file", fsio.stat(dir .. "/l", true).type)
+    assert.are.equal("directory", fsio.stat(dir).type)
+    local r, err, code = fsio.stat(dir .. "/nope")
+    assert.is_nil(r)
+    assert.are.equal("ENOENT", code)
+    assert.are.equal("stat: " .. dir .. "/nope: No such file or directory", err)
+  end)
+
+  it("creates missing parents with a mode and refuses a file in the way", function()
+    assert.is_true(fsio.mkdirs(dir .. "/a/b/c", tonumber("700", 8)))
+    assert.are.equal(tonumber("700", 8), fsio.stat(dir .. "/a/b/c").mode)
+    assert.is_true(fsio.mkdirs(dir .. "/a/b/c")) -- existing: fine
+    helpers.write_file(dir .. "/file", "x")
+    local ok, err, code = fsio.mkdirs(dir .. "/file/sub")
+    assert.is_nil(ok)
+    assert.are.equal("ENOTDIR", code)
+    assert.matches("file/sub", err, 1, true)
+    ok, err, code = fsio.mkdirs(dir .. "/file")
+    assert.is_nil(ok)
+    assert.are.equal("ENOTDIR", code)
+    assert.has_error(function() fsio.mkdirs("") end)
+  end)
+
+  it("resolves real paths", function()
+    assert(fsio.mkdirs(dir .. "/x/y"))
+    assert.is_true(helpers.sh("ln -s x/y " .. helpers.shquote(dir .. "/link")))
+    local real = assert(fsio.realpath(dir))
+    assert.are.equal(real .. "/x/y", fsio.realpath(dir .. "/link/../y/."))
+    local r, err, code = fsio.realpath(dir .. "/none")
+    assert.is_nil(r)
+    assert.are.equal("ENOENT", code)
+    assert.matches("realpath: ", err, 1, true)
   end)
 end)

@@ -3,6 +3,8 @@
 local helpers = require "helpers"
 local json = require "sbot.json"
 local sys = require "sbot.sys"
+local crypto = require "sbot.crypto"
+local fsio = require "sbot.fsio"
 
 local WF = helpers.source_dir .. "/tests/support/workflows/kv.lua"
 local SECRETS = { "file-pw-s1-Zq81", "env-pw-s2-Kx27", "device-pw-Pp55" }
@@ -75,8 +77,8 @@ describe("workflow runs", function()
     -- stored in the embedded file:// store under the run dir
     local stored = art.stored:match("^file://(/.+)$")
     assert.is_string(stored, art.stored)
-    assert.are.equal(sys.realpath(rd) .. "/artifacts/s1/test_kv/state.json", stored)
-    assert.are.equal(art.sha256, (sys.sha256_file(stored)))
+    assert.are.equal(fsio.realpath(rd) .. "/artifacts/s1/test_kv/state.json", stored)
+    assert.are.equal(art.sha256, crypto.hex(assert(crypto.sha256_file(stored))))
     local logtext = helpers.read_file(rd .. "/log.jsonl")
     assert.matches('"msg":"logging in with <redacted>"', logtext, 1, true)
     for line in logtext:gmatch("[^\n]+") do assert.is_table(json.decode(line)) end
@@ -291,7 +293,7 @@ describe("the example workflow (examples/local_boot.lua)", function()
     assert.is_nil(io.open(dir .. "/example-state/volumes/boot-r630-01.img"))
     r = go {}
     assert.are.equal(0, r.code, r.stdout .. r.stderr)
-    assert.are.equal(64 * 1048576, sys.stat(dir .. "/example-state/volumes/boot-r630-01.img").size)
+    assert.are.equal(64 * 1048576, fsio.stat(dir .. "/example-state/volumes/boot-r630-01.img").size)
     r = go { "--json" }
     assert.are.equal(0, r.code, r.stderr)
     local rec = assert(json.decode(r.stdout))

@@ -2,7 +2,7 @@
 -- volume (sanboot), as a file under a directory an HTTP server would serve.
 -- Local only: no network, so it runs anywhere.
 local component = require "sbot.component"
-local sys = require "sbot.sys"
+local fsio = require "sbot.fsio"
 
 local function read(path)
   local f = io.open(path, "rb")
@@ -49,7 +49,7 @@ return component.define {
   end,
 
   apply = function(self, change)
-    assert(sys.mkdir(self.config.dir))
+    assert(fsio.mkdirs(self.config.dir))
     write_atomic(change.resource, change.after)
   end,
 

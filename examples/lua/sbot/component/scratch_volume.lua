@@ -3,10 +3,10 @@
 -- undo, housekeep) and needs no network, so it is the example workflow's
 -- "main job" until the lab exists.
 local component = require "sbot.component"
-local sys = require "sbot.sys"
+local fsio = require "sbot.fsio"
 
 local function size_of(path)
-  local st = sys.stat(path)
+  local st = fsio.stat(path, true)
   return st and st.type == "file" and st.size or nil
 end
 
@@ -47,7 +47,7 @@ return component.define {
   end,
 
   apply = function(self, change)
-    assert(sys.mkdir(self.config.dir))
+    assert(fsio.mkdirs(self.config.dir))
     make_sparse(change.resource, change.after.size)
     return { size = size_of(change.resource) }
   end,

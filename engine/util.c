@@ -1,0 +1,69 @@
+/* util.c: helpers shared by the C modules (see util.h): hex and base64
+ * (crypto.c, sigv4.c, fsio.c, httpd.c, ws.c), the secret-object test
+ * (http.c, ws.c, fleet.c), UTC timestamps (sys.c, lifecycle.c). */
+#include "util.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+void sbot_hex(const unsigned char *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+int sbot_hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+size_t sbot_base64(const unsigned char *in, size_t n, char *out)
+{
+    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t k = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)in[i] << 16;
+        if (i + 1 < n)
+            v |= (unsigned)in[i + 1] << 8;
+        if (i + 2 < n)
+            v |= in[i + 2];
+        out[k++] = a[(v >> 18) & 63];
+        out[k++] = a[(v >> 12) & 63];
+        out[k++] = i + 1 < n ? a[(v >> 6) & 63] : '=';
+        out[k++] = i + 2 < n ? a[v & 63] : '=';
+    }
+    out[k] = '\0';
+    return k;
+}
+
+int sbot_is_secret(lua_State *L, int idx)
+{
+    if (luaL_getmetafield(L, idx, "__name") == LUA_TNIL)
+        return 0;
+    int yes = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "sbot.secret") == 0;
+    lua_pop(L, 1);
+    return yes;
+}
+
+void sbot_utc_iso(char *out, size_t size)
+{
+    struct timeval tv;
+    struct tm tm;
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    size_t n = strftime(out, size, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, size - n, ".%03ldZ", (long)(tv.tv_usec / 1000));
+}

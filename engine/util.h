@@ -1,0 +1,28 @@
+/* util.h: small helpers shared by the C modules of the extension library
+ * (engine/util.c): hexadecimal and base64 of raw bytes, the secret-object
+ * test, UTC timestamps. No allocation. */
+#ifndef SBOT_UTIL_H
+#define SBOT_UTIL_H
+
+#include <stddef.h>
+
+#include <lua.h>
+
+/* Lower-case hex of n bytes into out, NUL-terminated (out holds 2n + 1). */
+void sbot_hex(const unsigned char *in, size_t n, char *out);
+
+/* Value of one hex digit (either case), or -1. */
+int sbot_hexval(int c);
+
+/* Standard base64 with '=' padding, no line breaks, NUL-terminated (out holds
+ * SBOT_BASE64_LEN(n) + 1). Returns the length without the NUL. */
+#define SBOT_BASE64_LEN(n) (((n) + 2) / 3 * 4)
+size_t sbot_base64(const unsigned char *in, size_t n, char *out);
+
+/* Is the value at idx a secret object (metatable __name "sbot.secret")? */
+int sbot_is_secret(lua_State *L, int idx);
+
+/* The wall clock as "2026-11-26T12:03:00.123Z" (out holds at least 32). */
+void sbot_utc_iso(char *out, size_t size);
+
+#endif
