@@ -410,10 +410,13 @@ static const char *secret_field(lua_State *L, int args, const char *key, size_t 
         lua_pop(L, 1);
         return NULL;
     }
-    if (lua_type(L, -1) != LUA_TSTRING && luaL_getmetafield(L, -1, "reveal") != LUA_TNIL) {
+    if (sbot_is_secret(L, -1)) {
+        lua_getfield(L, -1, "reveal"); /* a method: found through __index */
         lua_pushvalue(L, -2);
         lua_call(L, 1, 1);
         lua_remove(L, -2);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "sigv4: '%s': reveal() did not give a string", key);
     } else if (lua_type(L, -1) != LUA_TSTRING) {
         luaL_error(L, "sigv4: '%s' must be a string or a secret, got %s", key, luaL_typename(L, -1));
     }

@@ -220,11 +220,10 @@ describe("sbot.s3 against the lab's S3 model", function()
     assert.are.equal(srv.endpoint, site.s3.endpoint)
     assert.matches("^https://127%.0%.0%.1:%d+$", site.s3.endpoint)
     assert.is_string(site.s3.tls.pin_sha256)
-    -- the loader wraps the keys into secret objects (revealed here: sbot.sigv4
-    -- looks for `reveal` in the metatable itself, sbot.secret keeps it in __index)
+    -- the loader wraps the keys into secret objects, which the client takes as they are
     assert.are.equal("sbot.secret", getmetatable(site.s3.secret_key).__name)
     local sc = assert(s3.client{ endpoint = site.s3.endpoint, region = site.s3.region,
-      access_key = site.s3.access_key:reveal(), secret_key = site.s3.secret_key:reveal(), tls = site.s3.tls })
+      access_key = site.s3.access_key, secret_key = site.s3.secret_key, tls = site.s3.tls })
     local names = {}
     for _, b in ipairs(assert(sc:list_buckets())) do names[b.name] = true end
     assert.is_true(names[site.s3.bucket])
