@@ -20,6 +20,20 @@ local function write_atomic(path, text)
   assert(os.rename(tmp, path))
 end
 
+-- The script this server should have (a site hook may choose the target name).
+local function wanted(self)
+  local name = self.id
+  local hooks = self.site and self.site.hooks
+  if hooks and hooks.name_target then
+    name = hooks.name_target(self.server)
+    if type(name) ~= "string" or name == "" then
+      error("site hook name_target(" .. self.id .. ") returned " .. type(name) .. ", expected a target name", 0)
+    end
+  end
+  local target = self.config.basename .. ":" .. name
+  return string.format("#!ipxe\n# %s\nsanboot iscsi:%s::::%s\n", self.id, self.config.portal, target)
+end
+
 return component.define {
   name = "boot_script",
   description = "The iPXE script that boots a server from its iSCSI target.",
@@ -37,11 +51,7 @@ return component.define {
   end,
 
   plan = function(self)
-    local target = self.config.basename .. ":" .. self.id
-    -- a site hook may choose the target name
-    local hooks = self.site and self.site.hooks
-    if hooks and hooks.name_target then target = self.config.basename .. ":" .. hooks.name_target(self.server) end
-    local want = string.format("#!ipxe\n# %s\nsanboot iscsi:%s::::%s\n", self.id, self.config.portal, target)
+    local want = wanted(self)
     local have = self.discovery.content
     if have == want then return {} end
     return { { resource = self.discovery.path, action = have and "update" or "create",
@@ -60,8 +70,11 @@ return component.define {
 
   housekeep = function(self)
     local path = self.discovery.path
-    local want = self.plan[1] and self.plan[1].after or self.discovery.content
-    if read(path) ~= want then error(path .. ": content read back differs from what was written") end
+    -- verify against the desired script, not against what this run planned:
+    -- with --phases discover,housekeep nothing was planned or written
+    if read(path) ~= wanted(self) then
+      error(path .. ": content read back differs from the script this server should have", 0)
+    end
     self:artifact { key = self.id .. ".ipxe", file = path, type = "text/plain" }
     return { verified = true }
   end,

@@ -10,9 +10,13 @@ local function size_of(path)
   return st and st.type == "file" and st.size or nil
 end
 
+-- Create the file at `bytes`, or grow an existing one keeping its content
+-- (a volume's data survives a resize). Shrinking has no portable call in
+-- Lua, so a smaller size recreates the file.
 local function make_sparse(path, bytes)
-  local f = assert(io.open(path, "wb"))
-  if bytes > 0 then
+  local have = size_of(path)
+  local f = assert(io.open(path, (have and have <= bytes) and "r+b" or "wb"))
+  if bytes > 0 and bytes ~= have then
     assert(f:seek("set", bytes - 1))
     assert(f:write("\0"))
   end

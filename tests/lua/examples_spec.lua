@@ -1,0 +1,64 @@
+-- The example components under examples/lua (boot_script, scratch_volume):
+-- their housekeep verifies the desired state, a resize keeps the volume's data.
+local helpers = require "helpers"
+local fsio = require "sbot.fsio"
+
+package.path = helpers.source_dir .. "/examples/lua/?.lua;" .. package.path
+local BootScript = require "sbot.component.boot_script"
+local ScratchVolume = require "sbot.component.scratch_volume"
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+describe("example component boot_script", function()
+  it("housekeep alone (--phases discover,housekeep) checks the file against the desired script", function()
+    local dir = helpers.tmpdir("bootscript")
+    local config = { dir = dir, portal = "10.0.0.1" }
+    local opts = { id = "s1", artifact_dir = dir .. "/art" }
+    helpers.write_file(dir .. "/s1.ipxe", "#!ipxe\nstale\n")
+    local c = assert(BootScript.new(config, opts))
+    local r = c:execute { phases = { "discover", "housekeep" }, mode = "apply" }
+    assert.are.equal("failed", r.status)
+    assert.matches(dir .. "/s1.ipxe: content read back differs from the script this server should have",
+      r.error, 1, true)
+    -- converge, then housekeep alone passes on the converged file
+    r = assert(BootScript.new(config, opts)):execute { mode = "apply" }
+    assert.are.equal("ok", r.status, r.error)
+    assert.matches("sanboot iscsi:10.0.0.1::::iqn.2005-10.org.freenas.ctl:s1", read(dir .. "/s1.ipxe"), 1, true)
+    r = assert(BootScript.new(config, opts)):execute { phases = { "discover", "housekeep" }, mode = "apply" }
+    assert.are.equal("ok", r.status, r.error)
+    assert.is_true(r.housekeeping.verified)
+  end)
+
+  it("a name_target hook that returns no name is an error naming the hook", function()
+    local dir = helpers.tmpdir("bootscript")
+    local site = { hooks = { name_target = function() return nil end } }
+    local c = assert(BootScript.new({ dir = dir, portal = "10.0.0.1" }, { id = "s1", site = site, server = {} }))
+    local r = c:execute { mode = "plan" }
+    assert.are.equal("failed", r.status)
+    assert.matches("site hook name_target(s1) returned nil", r.error, 1, true)
+  end)
+end)
+
+describe("example component scratch_volume", function()
+  it("grows a volume and keeps its content", function()
+    local dir = helpers.tmpdir("scratchvol")
+    local opts = { id = "s1" }
+    local r = assert(ScratchVolume.new({ dir = dir, size_mb = 1 }, opts)):execute { mode = "apply" }
+    assert.are.equal("ok", r.status, r.error)
+    local path = dir .. "/boot-s1.img"
+    local f = assert(io.open(path, "r+b"))
+    f:write("volume data")
+    f:close()
+    r = assert(ScratchVolume.new({ dir = dir, size_mb = 2 }, opts)):execute { mode = "apply" }
+    assert.are.equal("ok", r.status, r.error)
+    assert.are.equal(1, #r.plan)
+    assert.are.equal("update", r.plan[1].action)
+    assert.are.equal(2 * 1048576, fsio.stat(path).size)
+    assert.are.equal("volume data", read(path):sub(1, 11))
+  end)
+end)
