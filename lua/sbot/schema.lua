@@ -127,7 +127,8 @@ local function validate_value(spec, v, path, errors)
   local function bad(msg) errors[#errors + 1] = path .. ": " .. msg; return nil end
   local function expected(what)
     local shown = ""
-    if type(v) == "string" and t ~= "secret" then shown = string.format(" %q", v)
+    if t == "secret" then shown = "" -- a mistyped secret (password = 1234) is still a secret
+    elseif type(v) == "string" then shown = string.format(" %q", v)
     elseif type(v) == "number" or type(v) == "boolean" then shown = " " .. tostring(v) end
     return bad("expected " .. what .. ", got " .. type_name(v) .. shown)
   end

@@ -145,6 +145,18 @@ describe("sbot.site", function()
     assert.matches(p .. "truenas.portal: required string is missing", err, 1, true)
   end)
 
+  it("does not print a secret given with the wrong type (an unquoted numeric password)", function()
+    local dir = helpers.tmpdir("site")
+    local path = write_site(dir, [[
+      return { servers = { { id = "r1", idrac = { host = "10.0.0.1", password = 80417723 } } } }
+    ]])
+    local s, err, code = site.load(path)
+    assert.is_nil(s)
+    assert.are.equal("invalid", code)
+    assert.matches("site " .. path .. ": servers[1].idrac.password: expected a secret", err, 1, true)
+    assert.is_nil(err:find("80417723", 1, true), err)
+  end)
+
   it("takes idrac = {host, user, password, tls} and checks hosts, URLs and pins", function()
     local dir = helpers.tmpdir("site")
     local pin = "3q2+7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
