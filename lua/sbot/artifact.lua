@@ -75,7 +75,8 @@ end
 -- opts: {run_id, run_dir, store = url or nil}. With a store URL, each artifact
 -- goes under <run_id>/<server>/<component>/<key>; without one, into the
 -- embedded file store file://<run_dir>/artifacts as <server>/<component>/<key>.
--- Each entry gets `stored` = the object's URL. Returns true, or nil and the errors.
+-- Each entry gets `stored` = the object's URL (file://..., or s3://bucket/prefix/key:
+-- never a presigned URL). Returns true, or nil and the errors.
 function M.store_all(results, opts)
   local store_mod = require "sbot.store"
   local errors = {}
@@ -98,6 +99,10 @@ function M.store_all(results, opts)
       elseif res.sha256 ~= a.sha256 then
         errors[#errors + 1] = rel .. ": changed since it was recorded (sha256 " .. res.sha256
           .. ", recorded " .. a.sha256 .. ")"
+      elseif store.kind == "s3" then
+        -- where it is, not a presigned URL: that would be a bearer
+        -- credential for the object written into results.json
+        a.stored = store.url_base .. prefix .. rel
       else
         a.stored = store:url(prefix .. rel)
       end

@@ -277,4 +277,31 @@ describe("sbot.s3 against s3rver", function()
     assert.are_not.equal(0, res.code)
     assert.matches("AWS_ACCESS_KEY_ID", res.stderr)
   end)
+
+  it("records an artifact stored in S3 by its s3:// location, not a presigned URL", function()
+    local json = require "sbot.json"
+    local file = tmp .. "/inv.json"
+    helpers.write_file(file, '{"model":"R630"}')
+    local results = { { id = "s1", component = "bmc_inventory", artifacts = { {
+      key = "inventory.json", type = "application/json", path = file,
+      sha256 = servers.sha256sum(file) } } } }
+    local stored_url = "s3://sbot/runs?endpoint=" .. srv.endpoint .. "&region=us-east-1"
+    -- a run's store takes its credentials from the AWS_* variables: a child sbot
+    local script = tmp .. "/art.lua"
+    helpers.write_file(script, string.format([[
+      local artifact = require "sbot.artifact"
+      local json = require "sbot.json"
+      local results = json.decode(%q)
+      assert(artifact.store_all(results, { run_id = "r1", run_dir = %q, store = %q }))
+      io.write(json.encode(results))
+    ]], json.encode(results), tmp, stored_url))
+    local res = helpers.sbot({ "run", script }, { env = "AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER" })
+    assert.are.equal(0, res.code, res.stderr)
+    local out = assert(json.decode(res.stdout))
+    local stored = out[1].artifacts[1].stored
+    assert.are.equal("s3://sbot/runs/r1/s1/bmc_inventory/inventory.json", stored)
+    assert.is_nil(stored:find("Signature", 1, true))
+    assert.are.equal('{"model":"R630"}', (assert(c:get_object{ bucket = "sbot",
+      key = "runs/r1/s1/bmc_inventory/inventory.json" })).body)
+  end)
 end)
