@@ -480,6 +480,9 @@ function Client:list_object_versions(a)
     end)
     local nxt
     if bool(doc.IsTruncated) then
+      if not doc.NextKeyMarker then -- asking again would give the same page forever
+        return nil, "s3 list_object_versions " .. a.bucket .. ": truncated answer without NextKeyMarker", "BadResponse"
+      end
       nxt = { key = doc.NextKeyMarker, version = doc.NextVersionIdMarker }
     end
     return out, nxt
@@ -501,6 +504,9 @@ function Client:list_multipart_uploads(a)
       out[#out + 1] = { key = u.Key, upload_id = u.UploadId, initiated = u.Initiated }
     end
     marker = bool(doc.IsTruncated) and { key = doc.NextKeyMarker, id = doc.NextUploadIdMarker } or nil
+    if marker and not marker.key then -- asking again would give the same page forever
+      return nil, "s3 list_multipart_uploads " .. a.bucket .. ": truncated answer without NextKeyMarker", "BadResponse"
+    end
   until not marker
   return out
 end
