@@ -120,9 +120,18 @@ local function write_atomic(path, text, mode)
   local tmp = path .. ".tmp"
   local f, err = io.open(tmp, "wb")
   if not f then return nil, "sbot lab: cannot write " .. path .. ": " .. err end
-  f:write(text)
-  f:close()
-  if mode then os.execute(string.format("chmod %s '%s'", mode, tmp:gsub("'", "'\\''"))) end
+  -- the mode before the content goes in: the site file holds the lab's credentials
+  if mode and not os.execute(string.format("chmod %s '%s'", mode, (tmp:gsub("'", "'\\''")))) then
+    f:close()
+    os.remove(tmp)
+    return nil, "sbot lab: cannot chmod " .. mode .. " " .. tmp
+  end
+  local wok, werr = f:write(text)
+  local cok, cerr = f:close()
+  if not wok or not cok then
+    os.remove(tmp)
+    return nil, "sbot lab: cannot write " .. path .. ": " .. tostring(werr or cerr)
+  end
   local ok, rerr = os.rename(tmp, path)
   if not ok then return nil, "sbot lab: cannot write " .. path .. ": " .. rerr end
   return true
