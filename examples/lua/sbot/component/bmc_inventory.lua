@@ -6,6 +6,7 @@
 local component = require "sbot.component"
 local http = require "sbot.http"
 local json = require "sbot.json"
+local log = require "sbot.log"
 
 -- One Redfish session; every request goes through it and it is always
 -- deleted, on error paths too (iDRACs allow few sessions).
@@ -46,9 +47,14 @@ end
 function Session:close()
   if not self.location then return end
   local path = self.location:gsub("^https?://[^/]+", "")
-  http.delete(self.base .. path, { headers = { ["X-Auth-Token"] = self.token },
+  local res, err = http.delete(self.base .. path, { headers = { ["X-Auth-Token"] = self.token },
     tls = self.tls, timeout = self.timeout })
   self.location = nil
+  if not res or (res.status ~= 200 and res.status ~= 204) then
+    -- say so: a leaked session counts against the BMC's few until it times out
+    log.warn("could not delete Redfish session " .. self.base .. path .. " (it stays until the BMC times it out): "
+      .. (res and ("HTTP " .. res.status) or tostring(err)))
+  end
 end
 
 local function link(doc, name)
