@@ -23,6 +23,9 @@ local function check_key(key)
       return nil, "key " .. string.format("%q", key) .. " has an empty, '.' or '..' segment"
     end
   end
+  -- what the store would refuse at the end of the run, refused now
+  local ok, err = require("sbot.store").check_key(key)
+  if not ok then return nil, (err:gsub("^store: ", "")) end
   return true
 end
 

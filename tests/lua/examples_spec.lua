@@ -1,5 +1,6 @@
 -- The example components under examples/lua (boot_script, scratch_volume):
--- their housekeep verifies the desired state, a resize keeps the volume's data.
+-- their housekeep verifies the desired state, a resize keeps the volume's data;
+-- and the artifact keys components record.
 local helpers = require "helpers"
 local fsio = require "sbot.fsio"
 
@@ -60,5 +61,18 @@ describe("example component scratch_volume", function()
     assert.are.equal("update", r.plan[1].action)
     assert.are.equal(2 * 1048576, fsio.stat(path).size)
     assert.are.equal("volume data", read(path):sub(1, 11))
+  end)
+end)
+
+describe("artifact keys", function()
+  it("a key the store reserves for its own files is refused when recorded, not at the end of the run", function()
+    local artifact = require "sbot.artifact"
+    local dir = helpers.tmpdir("artkey")
+    local self = { id = "s1", component = "c", artifact_dir = dir, artifacts = {} }
+    local ok, err = pcall(artifact.record, self, { key = "bios.json.sbot-meta.json", content = "{}" })
+    assert.is_false(ok)
+    assert.matches("artifact: key 'bios.json.sbot-meta.json' uses a name reserved for the store's own files", err, 1, true)
+    assert.are.equal(0, #self.artifacts)
+    assert.is_table(artifact.record(self, { key = "bios.json", content = "{}" }))
   end)
 end)
