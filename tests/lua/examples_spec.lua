@@ -46,7 +46,7 @@ describe("example component boot_script", function()
 end)
 
 describe("example component scratch_volume", function()
-  it("grows a volume and keeps its content", function()
+  it("grows and shrinks a volume and keeps its content", function()
     local dir = helpers.tmpdir("scratchvol")
     local opts = { id = "s1" }
     local r = assert(ScratchVolume.new({ dir = dir, size_mb = 1 }, opts)):execute { mode = "apply" }
@@ -60,6 +60,11 @@ describe("example component scratch_volume", function()
     assert.are.equal(1, #r.plan)
     assert.are.equal("update", r.plan[1].action)
     assert.are.equal(2 * 1048576, fsio.stat(path).size)
+    assert.are.equal("volume data", read(path):sub(1, 11))
+    -- and shrinks it in place (an undo of a grow is a shrink)
+    r = assert(ScratchVolume.new({ dir = dir, size_mb = 1 }, opts)):execute { mode = "apply" }
+    assert.are.equal("ok", r.status, r.error)
+    assert.are.equal(1048576, fsio.stat(path).size)
     assert.are.equal("volume data", read(path):sub(1, 11))
   end)
 end)

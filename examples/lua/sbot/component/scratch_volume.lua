@@ -10,12 +10,16 @@ local function size_of(path)
   return st and st.type == "file" and st.size or nil
 end
 
--- Create the file at `bytes`, or grow an existing one keeping its content
--- (a volume's data survives a resize). Shrinking has no portable call in
--- Lua, so a smaller size recreates the file.
+-- Create the file at `bytes`, or resize an existing one keeping its content
+-- (a volume's data survives a resize, and the undo of one).
 local function make_sparse(path, bytes)
   local have = size_of(path)
-  local f = assert(io.open(path, (have and have <= bytes) and "r+b" or "wb"))
+  if have and have > bytes then -- Lua has no truncate: coreutils' does it in place
+    local ok, _, code = os.execute(string.format("truncate -s %d '%s'", bytes, (path:gsub("'", "'\\''"))))
+    if not ok then error(string.format("%s: truncate to %d bytes failed (exit %s)", path, bytes, tostring(code)), 0) end
+    return
+  end
+  local f = assert(io.open(path, have and "r+b" or "wb"))
   if bytes > 0 and bytes ~= have then
     assert(f:seek("set", bytes - 1))
     assert(f:write("\0"))
