@@ -20,7 +20,12 @@ describe("sbot run", function()
     local path = script('local function f()\n  error("disk on fire")\nend\nf()\n')
     local r = h.sbot({ "run", path })
     assert.are.equal(1, r.code)
-    assert.matches("^sbot: " .. path:gsub("%p", "%%%0") .. ":2: disk on fire\n", r.stderr)
+    -- Lua shortens a long chunk name to "..." and its tail (LUA_IDSIZE), so the
+    -- path is whole or its tail, depending on where the build tree lives
+    local shown = r.stderr:match("^sbot: (.-):2: disk on fire\n")
+    assert.is_string(shown, r.stderr)
+    assert.is_true(shown == path or (shown:sub(1, 3) == "..." and #shown > 13
+      and path:sub(-(#shown - 3)) == shown:sub(4)), shown)
     assert.matches("stack traceback:", r.stderr)
     assert.matches("in local 'f'", r.stderr)
   end)
