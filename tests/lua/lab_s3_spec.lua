@@ -268,6 +268,37 @@ describe("sbot.s3 against the lab's S3 model", function()
     assert.are.equal("unsigned", assert(c:get_object{ bucket = srv.bucket, key = "sha" }).body)
   end)
 
+  it("refuses an x-amz-* header the signature does not cover, as S3 does", function()
+    local sigv4 = require "sbot.sigv4"
+    local crypto = require "sbot.crypto"
+    local host = srv.endpoint:match("^https://(.*)$")
+    local body = "meta body"
+    local sg = sigv4.sign{ method = "PUT", path = "/" .. srv.bucket .. "/unsigned-meta", host = host,
+      payload_hash = crypto.hex(crypto.sha256(body)), access_key = srv.access_key,
+      secret_key = srv.secret_key, region = srv.region, service = "s3" }
+    local headers = {}
+    for k, v in pairs(sg.headers) do headers[k] = v end
+    headers["x-amz-meta-added-later"] = "1" -- added after signing
+    local r = assert(http.request{ method = "PUT", url = srv.endpoint .. sg.uri, headers = headers,
+      body = body, tls = srv.tls })
+    assert.are.equal(403, r.status, r.body)
+    assert.matches("<Code>AccessDenied</Code>", r.body, 1, true)
+    assert.matches("not signed: x-amz-meta-added-later", r.body, 1, true)
+    assert.are.equal("NoSuchKey", select(3, c:head_object{ bucket = srv.bucket, key = "unsigned-meta" }))
+    -- the same header signed goes through
+    sg = sigv4.sign{ method = "PUT", path = "/" .. srv.bucket .. "/unsigned-meta", host = host,
+      headers = { ["x-amz-meta-added-later"] = "1" },
+      payload_hash = crypto.hex(crypto.sha256(body)), access_key = srv.access_key,
+      secret_key = srv.secret_key, region = srv.region, service = "s3" }
+    headers = { ["x-amz-meta-added-later"] = "1" }
+    for k, v in pairs(sg.headers) do headers[k] = v end
+    r = assert(http.request{ method = "PUT", url = srv.endpoint .. sg.uri, headers = headers,
+      body = body, tls = srv.tls })
+    assert.are.equal(200, r.status, r.body)
+    assert.are.same({ ["added-later"] = "1" },
+      assert(c:head_object{ bucket = srv.bucket, key = "unsigned-meta" }).metadata)
+  end)
+
   it("serves presigned URLs, and a tampered or expired one fails", function()
     assert(c:put_object{ bucket = srv.bucket, key = "pre/a b+c", body = "presigned body" })
     assert(c:put_object{ bucket = srv.bucket, key = "pre/other", body = "other" })

@@ -235,6 +235,25 @@ function M.new(ctx)
     return list
   end
 
+  -- S3 refuses a request carrying an x-amz-* header the signature does not
+  -- cover (someone could have added it on the way); x-amz-content-sha256
+  -- alone may go unsigned. A client that adds a header after signing fails here.
+  local function check_all_signed(req, names)
+    local signed, missing = {}, {}
+    for name in names:gmatch("[^;]+") do signed[name:lower()] = true end
+    for name in pairs(req.headers) do
+      local n = tostring(name):lower()
+      if n:sub(1, 6) == "x-amz-" and n ~= "x-amz-content-sha256" and not signed[n] then
+        missing[#missing + 1] = n
+      end
+    end
+    if #missing > 0 then
+      table.sort(missing)
+      fail(403, "AccessDenied", "There were headers present in the request which were not signed: "
+        .. table.concat(missing, ", "))
+    end
+  end
+
   local function mismatch()
     fail(403, "SignatureDoesNotMatch",
       "The request signature we calculated does not match the signature you provided. Check your key and signing method.")
@@ -266,6 +285,7 @@ function M.new(ctx)
         region = region, service = "s3" }
       local want = p.uri:match("X%-Amz%-Signature=(%x+)")
       if want ~= q["X-Amz-Signature"] then mismatch() end
+      check_all_signed(req, names)
       return true
     end
     if auth == nil then return false end
@@ -295,6 +315,7 @@ function M.new(ctx)
       headers = signed_header_list(req, names), payload_hash = payload, time = amz_date,
       access_key = access_key, secret_key = secret_key, region = region, service = "s3" }
     if s.signed_headers ~= names or s.signature ~= given then mismatch() end
+    check_all_signed(req, names)
     if payload ~= "UNSIGNED-PAYLOAD" then
       local got = #req.body == 0 and EMPTY_SHA256 or crypto.hex(crypto.sha256(req.body))
       if got ~= payload:lower() then
