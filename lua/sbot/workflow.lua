@@ -200,13 +200,15 @@ function M:main(argv)
     return 2
   end
 
+  -- the lock directory first: a run record is only started for a run that can go on
+  local lock_dir = (args.state_dir or site.state_dir) .. "/locks"
+  local lok, lerr = fsio.mkdirs(lock_dir)
+  if not lok then io.stderr:write("sbot: lock directory ", lock_dir, ": ", tostring(lerr), "\n"); return 1 end
   local public_args = {}
   for k, v in pairs(args) do if type(v) ~= "function" then public_args[k] = v end end
   local r, rerr = run.start { runs_dir = args.runs_dir or site.runs_dir, mode = args.mode,
     workflow = self.name, site = site.file, args = public_args, store = args.store or site.store }
   if not r then io.stderr:write("sbot: ", rerr, "\n"); return 1 end
-  local lock_dir = (args.state_dir or site.state_dir) .. "/locks"
-  assert(fsio.mkdirs(lock_dir))
 
   local jobs = {}
   for i, s in ipairs(servers) do

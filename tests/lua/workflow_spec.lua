@@ -236,6 +236,15 @@ describe("workflow runs", function()
     assert.matches("site " .. dir .. "/site.lua: servers[1].colour: unknown key", r.stderr, 1, true)
   end)
 
+  it("a lock directory that cannot be made stops the run before a run record is started", function()
+    local dir = setup()
+    helpers.write_file(dir .. "/blocker", "a file where the state directory should be\n")
+    local r = run(dir, { "--runs-dir", dir .. "/runs", "--state-dir", dir .. "/blocker/state" })
+    assert.are.equal(1, r.code, r.stdout .. r.stderr)
+    assert.matches("sbot: lock directory " .. dir .. "/blocker/state/locks: ", r.stderr, 1, true)
+    assert.is_nil(fsio.stat(dir .. "/runs"), "no run record for a run that did not start")
+  end)
+
   it("sbot help component prints the schema with defaults", function()
     local r = helpers.sbot({ "help", "component", "test_kv" },
       { env = "LUA_PATH=" .. helpers.shquote(helpers.source_dir .. "/tests/support/?.lua;;") })
