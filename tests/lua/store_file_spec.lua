@@ -71,6 +71,16 @@ describe("sbot.store file://", function()
     for _, e in ipairs(entries) do assert.is_nil(e.name:find("%.tmp%-")) end
   end)
 
+  it("leaves no object behind when its metadata cannot be written", function()
+    -- a directory where the metadata file goes makes its write fail
+    assert(fsio.mkdirs(root .. "/artifacts/logs/boot.log.sbot-meta.json"))
+    local r, err = st:put("logs/boot.log", "boot output")
+    assert.is_nil(r)
+    assert.matches("store put file://" .. root .. "/artifacts/logs/boot.log (metadata): ", err, 1, true)
+    assert.is_nil(fsio.stat(root .. "/artifacts/logs/boot.log"))
+    assert.are.same({}, st:list("logs/"))
+  end)
+
   it("lists by prefix, sorted, without its own metadata files", function()
     for _, k in ipairs { "b/2", "a/1", "a/3", "c" } do assert(st:put(k, k)) end
     local keys = {}
