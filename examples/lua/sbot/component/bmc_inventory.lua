@@ -65,7 +65,11 @@ end
 local function inventory(s)
   local root = s:get("/redfish/v1")
   local systems = s:get(assert(link(root, "Systems"), "service root has no Systems link"))
-  local system = s:get(systems.Members[1]["@odata.id"])
+  local first = type(systems.Members) == "table" and systems.Members[1]
+  if not (first and first["@odata.id"]) then
+    error(s.base .. "/redfish/v1: the Systems collection lists no system", 0)
+  end
+  local system = s:get(first["@odata.id"])
   local bios = link(system, "Bios") and s:get(link(system, "Bios")) or { Attributes = {} }
   local nics = json.array()
   local ifaces = link(system, "NetworkInterfaces")
