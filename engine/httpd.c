@@ -1422,6 +1422,22 @@ static int ws_gc(lua_State *L)
     return 0;
 }
 
+/* __close: what ws:close() does (a 1000 close frame; the connection is
+ * freed at the end of the poll round). Freeing it here, as __gc does, would
+ * pull it from under the poll round, the websocket function or the wslay
+ * callback that is running the code leaving the <close> scope. */
+static int ws_close_meta(lua_State *L)
+{
+    struct websocket *w = ws_get(L);
+    if (w && !w->closing && w->ctx) {
+        if (!wslay_event_get_close_sent(w->ctx))
+            wslay_event_queue_close(w->ctx, 1000, NULL, 0);
+        wslay_event_send(w->ctx);
+        w->closing = 1;
+    }
+    return 0;
+}
+
 static const luaL_Reg ws_methods[] = {
     {"send", ws_send}, {"recv", ws_recv}, {"close", ws_close}, {"is_open", ws_is_open},
     {NULL, NULL}};
@@ -1654,7 +1670,7 @@ int luaopen_sbot_httpd(lua_State *L)
         lua_setfield(L, -2, "__newindex");
         lua_pushcfunction(L, ws_gc);
         lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, ws_gc);
+        lua_pushcfunction(L, ws_close_meta);
         lua_setfield(L, -2, "__close");
         lua_pushcfunction(L, ws_tostring);
         lua_setfield(L, -2, "__tostring");
