@@ -116,7 +116,7 @@ static int wait_fd(int fd, short events, double deadline)
         if (left <= 0)
             return 0;
         struct pollfd p = {fd, events, 0};
-        int ms = (int)(left * 1000.0) + 1;
+        int ms = left > 3600.0 ? 3600000 : (int)(left * 1000.0) + 1; /* int-safe slices */
         int r = poll(&p, 1, ms);
         if (r > 0)
             return 1;
@@ -806,7 +806,7 @@ static int l_connect(lua_State *L)
     struct tls_opts t = {NULL, NULL, NULL, 0};
     if (opts) {
         if (lua_getfield(L, 2, "timeout") != LUA_TNIL) {
-            if (!lua_isnumber(L, -1) || lua_tonumber(L, -1) <= 0)
+            if (!lua_isnumber(L, -1) || !(lua_tonumber(L, -1) > 0))
                 return luaL_error(L, "ws.connect: opts.timeout must be a positive number of seconds");
             timeout = lua_tonumber(L, -1);
         }
@@ -993,7 +993,7 @@ static double opt_timeout(lua_State *L, int idx)
     if (lua_isnoneornil(L, idx))
         return DEFAULT_TIMEOUT;
     double t = luaL_checknumber(L, idx);
-    luaL_argcheck(L, t >= 0, idx, "timeout must be >= 0 seconds");
+    luaL_argcheck(L, t >= 0, idx, "timeout must be >= 0 seconds"); /* NaN fails too */
     return t;
 }
 

@@ -92,6 +92,13 @@ describe("sbot.ws", function()
   it("raises on misuse", function()
     assert.has_error(function() ws.connect("http://127.0.0.1/") end)
     assert.has_error(function() ws.connect(url(), { timeout = -1 }) end)
+    -- NaN passed "<= 0" and left every wait unbounded
+    assert.has_error(function() ws.connect(url(), { timeout = 0 / 0 }) end,
+      "ws.connect: opts.timeout must be a positive number of seconds")
+    -- a huge timeout is fine (poll waits in int-sized slices)
+    local c <close> = assert(ws.connect(url(), { timeout = math.huge }))
+    assert(c:send("big timeout", math.huge))
+    assert.are.equal("big timeout", c:recv(1e12))
     assert.has_error(function() ws.connect(url(), { bogus = 1 }) end)
     assert.has_error(function() ws.connect(url(), { tls = { insecure = true } }) end)
   end)
