@@ -164,8 +164,8 @@ static int l_probe(lua_State *L)
     lua_pop(L, 1);
     lua_getfield(L, 1, "timeout");
     double timeout = lua_isnil(L, -1) ? DEFAULT_TIMEOUT : lua_tonumber(L, -1);
-    if (!lua_isnil(L, -1) && (!lua_isnumber(L, -1) || timeout <= 0))
-        return luaL_error(L, "iscsi.probe: 'timeout' must be a positive number of seconds");
+    if (!lua_isnil(L, -1) && (!lua_isnumber(L, -1) || !(timeout > 0) || timeout > 86400))
+        return luaL_error(L, "iscsi.probe: 'timeout' must be a positive number of seconds (at most a day)");
     lua_pop(L, 1);
     const char *chap_user = NULL, *chap_secret = NULL;
     int ct = lua_getfield(L, 1, "chap");
