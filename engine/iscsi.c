@@ -14,6 +14,7 @@
  * libiscsi's asynchronous API driven by poll(), so one deadline bounds the
  * whole exchange. */
 #include "sbot.h"
+#include "util.h"
 
 #include <iscsi/iscsi.h>
 #include <iscsi/scsi-lowlevel.h>
@@ -61,7 +62,13 @@ static int run_until(struct iscsi_context *iscsi, struct step *s, double deadlin
         int r = poll(&p, 1, ms);
         if (r < 0)
             continue; /* EINTR */
-        if (iscsi_service(iscsi, r > 0 ? p.revents : 0) < 0 && !s->done)
+        /* libiscsi sends with writev(): a target that reset the
+         * connection must give an error, not a SIGPIPE */
+        struct sbot_sigpipe_guard g;
+        sbot_sigpipe_block(&g);
+        int sr = iscsi_service(iscsi, r > 0 ? p.revents : 0);
+        sbot_sigpipe_unblock(&g);
+        if (sr < 0 && !s->done)
             return -2;
     }
     return 0;

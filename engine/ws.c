@@ -28,8 +28,6 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <poll.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,44 +128,8 @@ static int wait_fd(int fd, short events, double deadline)
 enum { IO_OK = 0, IO_WANT_READ, IO_WANT_WRITE, IO_EOF, IO_ERR };
 
 /* OpenSSL writes to its socket with write(), not send(MSG_NOSIGNAL): on a
- * connection the peer has dropped that raises SIGPIPE, which kills the
- * process. Around every SSL call SIGPIPE is blocked for this thread, and one
- * it raised is consumed before unblocking (the caller sees EPIPE instead).
- * The process-wide disposition is left alone. */
-struct sigpipe_guard {
-    sigset_t old;
-    int was_pending;
-};
-
-static void sigpipe_block(struct sigpipe_guard *g)
-{
-    sigset_t set, pending;
-    sigemptyset(&set);
-    sigaddset(&set, SIGPIPE);
-    sigemptyset(&pending);
-    sigpending(&pending);
-    g->was_pending = sigismember(&pending, SIGPIPE) == 1;
-    pthread_sigmask(SIG_BLOCK, &set, &g->old);
-}
-
-static void sigpipe_unblock(struct sigpipe_guard *g)
-{
-    if (!g->was_pending) {
-        sigset_t set, pending;
-        sigemptyset(&set);
-        sigaddset(&set, SIGPIPE);
-        sigemptyset(&pending);
-        if (sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1) {
-            int saved = errno;
-            struct timespec zero = {0, 0};
-            while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR)
-                ;
-            errno = saved;
-        }
-    }
-    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
-}
-
+ * connection the peer has dropped that raises SIGPIPE, which would kill the
+ * process. Every SSL call runs inside sbot_sigpipe_block/unblock (util.h). */
 static void set_io_error(struct conn *c, const char *what)
 {
     unsigned long e = ERR_get_error();
@@ -186,10 +148,10 @@ static int tr_read(struct conn *c, void *buf, size_t len, size_t *got)
     *got = 0;
     if (c->ssl) {
         ERR_clear_error();
-        struct sigpipe_guard g;
-        sigpipe_block(&g); /* a read can write (TLS 1.3 key update, alerts) */
+        struct sbot_sigpipe_guard g;
+        sbot_sigpipe_block(&g); /* a read can write (TLS 1.3 key update, alerts) */
         int n = SSL_read(c->ssl, buf, (int)(len > 1 << 30 ? 1 << 30 : len));
-        sigpipe_unblock(&g);
+        sbot_sigpipe_unblock(&g);
         if (n > 0) {
             *got = (size_t)n;
             return IO_OK;
@@ -224,10 +186,10 @@ static int tr_write(struct conn *c, const void *buf, size_t len, size_t *sent)
     *sent = 0;
     if (c->ssl) {
         ERR_clear_error();
-        struct sigpipe_guard g;
-        sigpipe_block(&g);
+        struct sbot_sigpipe_guard g;
+        sbot_sigpipe_block(&g);
         int n = SSL_write(c->ssl, buf, (int)(len > 1 << 30 ? 1 << 30 : len));
-        sigpipe_unblock(&g);
+        sbot_sigpipe_unblock(&g);
         if (n > 0) {
             *sent = (size_t)n;
             return IO_OK;
@@ -609,10 +571,10 @@ static int tls_start(lua_State *L, struct conn *c, const struct url *u, const st
     SSL_set_fd(c->ssl, c->fd);
     for (;;) {
         ERR_clear_error();
-        struct sigpipe_guard g;
-        sigpipe_block(&g);
+        struct sbot_sigpipe_guard g;
+        sbot_sigpipe_block(&g);
         int r = SSL_connect(c->ssl);
-        sigpipe_unblock(&g);
+        sbot_sigpipe_unblock(&g);
         if (r == 1)
             break;
         int e = SSL_get_error(c->ssl, r);
@@ -1098,10 +1060,10 @@ static int l_close(lua_State *L)
             flush(c, now_mono() + 1.0);
     }
     if (c->ssl && c->fd >= 0) {
-        struct sigpipe_guard g;
-        sigpipe_block(&g);
+        struct sbot_sigpipe_guard g;
+        sbot_sigpipe_block(&g);
         SSL_shutdown(c->ssl);
-        sigpipe_unblock(&g);
+        sbot_sigpipe_unblock(&g);
     }
     conn_release(c);
     return 0;
