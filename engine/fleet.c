@@ -455,11 +455,31 @@ static void write_all(int fd, const char *s, size_t len)
     }
 }
 
+/* In the worker: close every descriptor but stdin, stdout, stderr and the
+ * result pipe. The fork inherits the parent's open files, sockets (httpd
+ * listeners, ws and HTTP connections) and other workers' pipes; held open
+ * here they would keep ports bound and connections up after the parent
+ * closes them, for as long as the worker runs. */
+static void close_inherited_fds(int keep)
+{
+    int ok = (keep <= 3 || close_range(3, (unsigned)keep - 1, 0) == 0) &&
+             close_range((unsigned)keep + 1, ~0U, 0) == 0;
+    if (!ok) { /* no close_range (old kernel): close them one by one */
+        long max = sysconf(_SC_OPEN_MAX);
+        if (max < 0 || max > 65536)
+            max = 65536;
+        for (int fd = 3; fd < (int)max; fd++)
+            if (fd != keep)
+                close(fd);
+    }
+}
+
 static void child(lua_State *P, int items, int fn, lua_Integer index, int wfd, pid_t parent)
 {
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     signal(SIGPIPE, SIG_DFL);
+    close_inherited_fds(wfd);
     setpgid(0, 0);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent)

@@ -305,10 +305,9 @@ static int l_remove(lua_State *L)
 static int l_realpath(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
-    char *abs = realpath(path, NULL);
-    if (!abs) return fail(L, "realpath", path, errno);
+    char abs[PATH_MAX]; /* not malloc'ed: lua_pushstring may raise */
+    if (!realpath(path, abs)) return fail(L, "realpath", path, errno);
     lua_pushstring(L, abs);
-    free(abs);
     return 1;
 }
 

@@ -979,8 +979,12 @@ static int l_listen(lua_State *L)
         return luaL_error(L, "httpd.listen: port must be an integer 0..65535 (0 = any free port)");
     double max_body = opt_number_field(L, 1, "max_body", 16 * 1024 * 1024);
     double timeout = opt_number_field(L, 1, "timeout", 60);
-    if (max_body < 0 || timeout < 0)
+    if (!(max_body >= 0) || !(timeout >= 0))
         return luaL_error(L, "httpd.listen: max_body and timeout must not be negative");
+    if (max_body > 1e15)
+        max_body = 1e15; /* "no limit" (math.huge): keep the size_t conversion defined */
+    if (timeout > 86400 * 365)
+        timeout = 86400 * 365;
     lua_getfield(L, 1, "handler");
     if (!lua_isfunction(L, -1))
         return luaL_error(L, "httpd.listen: 'handler' must be a function, got %s",
@@ -1026,6 +1030,8 @@ static int l_listen(lua_State *L)
     srv->tls = cert != NULL;
     srv->ipv6 = ipv6;
     srv->max_body = (size_t)max_body;
+    if (cert && !MHD_is_feature_supported(MHD_FEATURE_TLS))
+        return luaL_error(L, "httpd.listen: this libmicrohttpd has no TLS support");
     if (cert) {
         srv->cert = strdup(cert);
         srv->key = strdup(key);
@@ -1036,8 +1042,6 @@ static int l_listen(lua_State *L)
             return luaL_error(L, "httpd.listen: out of memory");
         }
     }
-    if (cert && !MHD_is_feature_supported(MHD_FEATURE_TLS))
-        return luaL_error(L, "httpd.listen: this libmicrohttpd has no TLS support");
 
     struct MHD_OptionItem opts[10];
     int n = 0;
@@ -1422,6 +1426,22 @@ static int ws_gc(lua_State *L)
     return 0;
 }
 
+/* __close: what ws:close() does (a 1000 close frame; the connection is
+ * freed at the end of the poll round). Freeing it here, as __gc does, would
+ * pull it from under the poll round, the websocket function or the wslay
+ * callback that is running the code leaving the <close> scope. */
+static int ws_close_meta(lua_State *L)
+{
+    struct websocket *w = ws_get(L);
+    if (w && !w->closing && w->ctx) {
+        if (!wslay_event_get_close_sent(w->ctx))
+            wslay_event_queue_close(w->ctx, 1000, NULL, 0);
+        wslay_event_send(w->ctx);
+        w->closing = 1;
+    }
+    return 0;
+}
+
 static const luaL_Reg ws_methods[] = {
     {"send", ws_send}, {"recv", ws_recv}, {"close", ws_close}, {"is_open", ws_is_open},
     {NULL, NULL}};
@@ -1654,7 +1674,7 @@ int luaopen_sbot_httpd(lua_State *L)
         lua_setfield(L, -2, "__newindex");
         lua_pushcfunction(L, ws_gc);
         lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, ws_gc);
+        lua_pushcfunction(L, ws_close_meta);
         lua_setfield(L, -2, "__close");
         lua_pushcfunction(L, ws_tostring);
         lua_setfield(L, -2, "__tostring");

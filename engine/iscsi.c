@@ -14,6 +14,7 @@
  * libiscsi's asynchronous API driven by poll(), so one deadline bounds the
  * whole exchange. */
 #include "sbot.h"
+#include "util.h"
 
 #include <iscsi/iscsi.h>
 #include <iscsi/scsi-lowlevel.h>
@@ -61,7 +62,13 @@ static int run_until(struct iscsi_context *iscsi, struct step *s, double deadlin
         int r = poll(&p, 1, ms);
         if (r < 0)
             continue; /* EINTR */
-        if (iscsi_service(iscsi, r > 0 ? p.revents : 0) < 0 && !s->done)
+        /* libiscsi sends with writev(): a target that reset the
+         * connection must give an error, not a SIGPIPE */
+        struct sbot_sigpipe_guard g;
+        sbot_sigpipe_block(&g);
+        int sr = iscsi_service(iscsi, r > 0 ? p.revents : 0);
+        sbot_sigpipe_unblock(&g);
+        if (sr < 0 && !s->done)
             return -2;
     }
     return 0;
@@ -164,8 +171,8 @@ static int l_probe(lua_State *L)
     lua_pop(L, 1);
     lua_getfield(L, 1, "timeout");
     double timeout = lua_isnil(L, -1) ? DEFAULT_TIMEOUT : lua_tonumber(L, -1);
-    if (!lua_isnil(L, -1) && (!lua_isnumber(L, -1) || timeout <= 0))
-        return luaL_error(L, "iscsi.probe: 'timeout' must be a positive number of seconds");
+    if (!lua_isnil(L, -1) && (!lua_isnumber(L, -1) || !(timeout > 0) || timeout > 86400))
+        return luaL_error(L, "iscsi.probe: 'timeout' must be a positive number of seconds (at most a day)");
     lua_pop(L, 1);
     const char *chap_user = NULL, *chap_secret = NULL;
     int ct = lua_getfield(L, 1, "chap");

@@ -345,14 +345,14 @@ void sbot_log(lua_State *L, enum sbot_level level, const char *fmt, ...)
         emit(L, level, small, (size_t)n, 0);
         return;
     }
-    char *big = malloc((size_t)n + 1);
-    if (!big)
-        return;
+    /* formatted straight into a Lua buffer: nothing malloc'ed to leak if
+     * Lua raises (out of memory) */
+    luaL_Buffer b;
+    char *big = luaL_buffinitsize(L, &b, (size_t)n + 1);
     va_start(ap, fmt);
     vsnprintf(big, (size_t)n + 1, fmt, ap);
     va_end(ap);
-    lua_pushlstring(L, big, (size_t)n); /* copy: the buffer can be freed now */
-    free(big);
+    luaL_pushresultsize(&b, (size_t)n);
     size_t len;
     const char *s = lua_tolstring(L, -1, &len);
     emit(L, level, s, len, 0);

@@ -444,12 +444,15 @@ static void read_time(lua_State *L, int args, char amz_date[17])
         memcpy(amz_date, s, 17);
     } else {
         time_t now;
-        if (t == LUA_TNUMBER) now = (time_t)lua_tointeger(L, -1);
+        int isint = 1;
+        if (t == LUA_TNUMBER) now = (time_t)lua_tointegerx(L, -1, &isint);
         else if (t == LUA_TNIL) now = time(NULL);
         else return (void)luaL_error(L, "sigv4: 'time' must be a string or epoch seconds");
         struct tm tm;
-        gmtime_r(&now, &tm);
-        strftime(amz_date, 17, "%Y%m%dT%H%M%SZ", &tm);
+        /* only years 0000..9999 fit the 16 characters of an x-amz-date */
+        if (!isint || !gmtime_r(&now, &tm) || tm.tm_year < -1900 || tm.tm_year > 9999 - 1900 ||
+            strftime(amz_date, 17, "%Y%m%dT%H%M%SZ", &tm) != 16)
+            luaL_error(L, "sigv4: 'time' must be integer epoch seconds of a year from 0 to 9999");
     }
     lua_pop(L, 1);
 }
@@ -467,7 +470,8 @@ static void read_target(lua_State *L, int args, struct target *t)
     const char *url = opt_field(L, args, "url", &ul);
     if (url) {
         const char *p = url, *end = url + ul;
-        const char *scheme = strstr(url, "://");
+        /* a path-only url ("/bucket/key?...") has no scheme, even if "://" occurs later */
+        const char *scheme = url[0] != '/' ? strstr(url, "://") : NULL;
         if (scheme) {
             const char *h = scheme + 3;
             const char *slash = memchr(h, '/', (size_t)(end - h));
@@ -508,9 +512,13 @@ static void read_query(lua_State *L, int args, int list, const struct target *t)
         lua_pushnil(L);
         while (lua_next(L, q)) {
             size_t kl, vl = 0;
+            /* check the key's type first: lua_tolstring would turn a number
+             * key into a string in place and break lua_next */
+            if (lua_type(L, -2) != LUA_TSTRING)
+                luaL_error(L, "sigv4: 'query' must map names to strings");
             const char *k = lua_tolstring(L, -2, &kl);
             const char *v = lua_type(L, -1) == LUA_TBOOLEAN ? "" : lua_tolstring(L, -1, &vl);
-            if (lua_type(L, -2) != LUA_TSTRING || !v)
+            if (!v)
                 luaL_error(L, "sigv4: 'query' must map names to strings");
             lua_Integer n = (lua_Integer)lua_rawlen(L, list);
             luaL_Buffer b;

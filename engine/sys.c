@@ -7,6 +7,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -41,7 +42,9 @@ static int l_hostname(lua_State *L)
 static int l_pid_alive(lua_State *L)
 {
     lua_Integer pid = luaL_checkinteger(L, 1);
-    luaL_argcheck(L, pid > 0, 1, "pid must be positive");
+    /* above INT_MAX the cast to pid_t could give -1 (every process) or a
+     * process group: only real pids get through */
+    luaL_argcheck(L, pid > 0 && pid <= INT_MAX, 1, "pid must be a positive process id");
     lua_pushboolean(L, kill((pid_t)pid, 0) == 0 || errno == EPERM);
     return 1;
 }
@@ -56,9 +59,11 @@ static int l_kill(lua_State *L)
 {
     lua_Integer pid = luaL_checkinteger(L, 1);
     int sig = signal_numbers[luaL_checkoption(L, 2, "TERM", signal_names)];
-    luaL_argcheck(L, pid > 0, 1, "pid must be positive");
-    if (kill((pid_t)pid, sig) != 0)
-        return fail(L, lua_pushfstring(L, "kill %d", (int)pid), errno);
+    luaL_argcheck(L, pid > 0 && pid <= INT_MAX, 1, "pid must be a positive process id");
+    if (kill((pid_t)pid, sig) != 0) {
+        int e = errno;
+        return fail(L, lua_pushfstring(L, "kill %d", (int)pid), e);
+    }
     lua_pushboolean(L, 1);
     return 1;
 }

@@ -1,9 +1,12 @@
 /* util.c: helpers shared by the C modules (see util.h): hex and base64
  * (crypto.c, sigv4.c, fsio.c, httpd.c, ws.c), the secret-object test
- * (http.c, ws.c, fleet.c), UTC timestamps (sys.c, lifecycle.c). */
+ * (http.c, ws.c, fleet.c), UTC timestamps (sys.c, lifecycle.c), the SIGPIPE
+ * guard (ws.c, iscsi.c). */
 #include "util.h"
 
+#include <errno.h>
 #include <lauxlib.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -66,4 +69,33 @@ void sbot_utc_iso(char *out, size_t size)
     gmtime_r(&tv.tv_sec, &tm);
     size_t n = strftime(out, size, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(out + n, size - n, ".%03ldZ", (long)(tv.tv_usec / 1000));
+}
+
+void sbot_sigpipe_block(struct sbot_sigpipe_guard *g)
+{
+    sigset_t set, pending;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    sigemptyset(&pending);
+    sigpending(&pending);
+    g->was_pending = sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &set, &g->old);
+}
+
+void sbot_sigpipe_unblock(struct sbot_sigpipe_guard *g)
+{
+    if (!g->was_pending) {
+        sigset_t set, pending;
+        sigemptyset(&set);
+        sigaddset(&set, SIGPIPE);
+        sigemptyset(&pending);
+        if (sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1) {
+            int saved = errno;
+            struct timespec zero = {0, 0};
+            while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR)
+                ;
+            errno = saved;
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
 }

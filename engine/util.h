@@ -4,6 +4,7 @@
 #ifndef SBOT_UTIL_H
 #define SBOT_UTIL_H
 
+#include <signal.h>
 #include <stddef.h>
 
 #include <lua.h>
@@ -24,5 +25,17 @@ int sbot_is_secret(lua_State *L, int idx);
 
 /* The wall clock as "2026-11-26T12:03:00.123Z" (out holds at least 32). */
 void sbot_utc_iso(char *out, size_t size);
+
+/* Block SIGPIPE for this thread around calls into libraries that write to
+ * sockets with write()/writev() (OpenSSL, libiscsi): a write to a connection
+ * the peer has reset then fails with EPIPE instead of killing the process.
+ * A SIGPIPE raised in between is consumed before unblocking; the process-wide
+ * disposition is left alone. */
+struct sbot_sigpipe_guard {
+    sigset_t old;
+    int was_pending;
+};
+void sbot_sigpipe_block(struct sbot_sigpipe_guard *g);
+void sbot_sigpipe_unblock(struct sbot_sigpipe_guard *g);
 
 #endif

@@ -114,7 +114,7 @@ static int wait_fd(int fd, short events, double deadline)
         if (left <= 0)
             return 0;
         struct pollfd p = {fd, events, 0};
-        int ms = (int)(left * 1000.0) + 1;
+        int ms = left > 3600.0 ? 3600000 : (int)(left * 1000.0) + 1; /* int-safe slices */
         int r = poll(&p, 1, ms);
         if (r > 0)
             return 1;
@@ -127,6 +127,9 @@ static int wait_fd(int fd, short events, double deadline)
 
 enum { IO_OK = 0, IO_WANT_READ, IO_WANT_WRITE, IO_EOF, IO_ERR };
 
+/* OpenSSL writes to its socket with write(), not send(MSG_NOSIGNAL): on a
+ * connection the peer has dropped that raises SIGPIPE, which would kill the
+ * process. Every SSL call runs inside sbot_sigpipe_block/unblock (util.h). */
 static void set_io_error(struct conn *c, const char *what)
 {
     unsigned long e = ERR_get_error();
@@ -145,7 +148,10 @@ static int tr_read(struct conn *c, void *buf, size_t len, size_t *got)
     *got = 0;
     if (c->ssl) {
         ERR_clear_error();
+        struct sbot_sigpipe_guard g;
+        sbot_sigpipe_block(&g); /* a read can write (TLS 1.3 key update, alerts) */
         int n = SSL_read(c->ssl, buf, (int)(len > 1 << 30 ? 1 << 30 : len));
+        sbot_sigpipe_unblock(&g);
         if (n > 0) {
             *got = (size_t)n;
             return IO_OK;
@@ -180,7 +186,10 @@ static int tr_write(struct conn *c, const void *buf, size_t len, size_t *sent)
     *sent = 0;
     if (c->ssl) {
         ERR_clear_error();
+        struct sbot_sigpipe_guard g;
+        sbot_sigpipe_block(&g);
         int n = SSL_write(c->ssl, buf, (int)(len > 1 << 30 ? 1 << 30 : len));
+        sbot_sigpipe_unblock(&g);
         if (n > 0) {
             *sent = (size_t)n;
             return IO_OK;
@@ -562,7 +571,10 @@ static int tls_start(lua_State *L, struct conn *c, const struct url *u, const st
     SSL_set_fd(c->ssl, c->fd);
     for (;;) {
         ERR_clear_error();
+        struct sbot_sigpipe_guard g;
+        sbot_sigpipe_block(&g);
         int r = SSL_connect(c->ssl);
+        sbot_sigpipe_unblock(&g);
         if (r == 1)
             break;
         int e = SSL_get_error(c->ssl, r);
@@ -756,7 +768,7 @@ static int l_connect(lua_State *L)
     struct tls_opts t = {NULL, NULL, NULL, 0};
     if (opts) {
         if (lua_getfield(L, 2, "timeout") != LUA_TNIL) {
-            if (!lua_isnumber(L, -1) || lua_tonumber(L, -1) <= 0)
+            if (!lua_isnumber(L, -1) || !(lua_tonumber(L, -1) > 0))
                 return luaL_error(L, "ws.connect: opts.timeout must be a positive number of seconds");
             timeout = lua_tonumber(L, -1);
         }
@@ -943,7 +955,7 @@ static double opt_timeout(lua_State *L, int idx)
     if (lua_isnoneornil(L, idx))
         return DEFAULT_TIMEOUT;
     double t = luaL_checknumber(L, idx);
-    luaL_argcheck(L, t >= 0, idx, "timeout must be >= 0 seconds");
+    luaL_argcheck(L, t >= 0, idx, "timeout must be >= 0 seconds"); /* NaN fails too */
     return t;
 }
 
@@ -1047,8 +1059,12 @@ static int l_close(lua_State *L)
         if (wslay_event_queue_close(c->ctx, WSLAY_CODE_NORMAL_CLOSURE, NULL, 0) == 0)
             flush(c, now_mono() + 1.0);
     }
-    if (c->ssl && c->fd >= 0)
+    if (c->ssl && c->fd >= 0) {
+        struct sbot_sigpipe_guard g;
+        sbot_sigpipe_block(&g);
         SSL_shutdown(c->ssl);
+        sbot_sigpipe_unblock(&g);
+    }
     conn_release(c);
     return 0;
 }

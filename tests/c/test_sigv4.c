@@ -245,6 +245,30 @@ static void bad_arguments(void **state)
     expect_error("sigv4.presign(s3{method = 'GET', url = '/x', expires = 0})", "'expires' must be");
 }
 
+/* Review fixes: inputs that used to read past a stack buffer, break lua_next
+ * or take part of an object key for a host. */
+static void review_edge_cases(void **state)
+{
+    (void)state;
+    /* year 10000 does not fit the 16-character x-amz-date (was a stack overread) */
+    expect_error("sigv4.sign(suite{method = 'GET', url = '/', time = 253402300800})",
+                 "'time' must be integer epoch seconds");
+    expect_error("sigv4.sign(suite{method = 'GET', url = '/', time = 1e300})",
+                 "'time' must be integer epoch seconds");
+    expect("sigv4.sign(suite{method = 'GET', url = '/', time = 1440938160}).amz_date",
+           "20150830T123600Z");
+    /* a number key in a query map is an error, not a broken traversal */
+    expect_error("sigv4.sign(suite{method = 'GET', url = '/', query = {'x'}})",
+                 "'query' must map names to strings");
+    expect_error("sigv4.sign(suite{method = 'GET', url = '/', query = {a = 'b', [2] = 'x'}})",
+                 "'query' must map names to strings");
+    /* "://" inside a path-only url is part of the key, not a scheme */
+    expect("sigv4.sign(s3{method = 'GET', url = '/bucket/a://b'}).canonical_request:match('^GET\\n([^\\n]*)')",
+           "/bucket/a%3A//b");
+    expect("sigv4.sign(s3{method = 'GET', url = '/bucket/a://b'}).canonical_request:match('\\nhost:([^\\n]*)')",
+           "examplebucket.s3.amazonaws.com");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -258,6 +282,7 @@ int main(void)
         cmocka_unit_test(s3_examples),
         cmocka_unit_test(s3_keys_not_normalised),
         cmocka_unit_test(bad_arguments),
+        cmocka_unit_test(review_edge_cases),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

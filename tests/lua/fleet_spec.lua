@@ -39,6 +39,30 @@ describe("sbot.fleet.map", function()
     assert.are.equal(4, n)
   end)
 
+  it("does not hand the parent's open files and sockets to its workers", function()
+    local dir = helpers.tmpdir("fleet-fds")
+    local marker = dir .. "/parent-only"
+    local f = assert(io.open(marker, "w"))
+    local res = fleet.map({ 1, 2 }, function()
+      local lfs = require "lfs"
+      local open = {}
+      for fd in lfs.dir("/proc/self/fd") do
+        local a = fd ~= "." and fd ~= ".." and lfs.symlinkattributes("/proc/self/fd/" .. fd)
+        if a and a.target then open[#open + 1] = a.target end
+      end
+      return open
+    end, { jobs = 2 })
+    f:close()
+    for _, r in ipairs(res) do
+      assert.is_true(r.ok, r.error)
+      for _, target in ipairs(r.value) do
+        assert.are_not.equal(marker, target)
+      end
+      -- stdin, stdout, stderr, the result pipe and the listing's own directory
+      assert.is_true(#r.value <= 5, table.concat(r.value, " "))
+    end
+  end)
+
   it("isolates a crashing and a hanging worker; the others finish; no zombies", function()
     local res = fleet.map({ "ok1", "crash", "hang", "ok2" }, function(item)
       -- SIGKILL: a crash no handler (ASan included) can intercept

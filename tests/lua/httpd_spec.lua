@@ -166,6 +166,44 @@ describe("sbot.httpd in-process", function()
     assert.has_error(function() a:port() end, "httpd: the server is closed")
   end)
 
+  it("a websocket closed by <close> inside its own function closes cleanly (no use after free)", function()
+    local finished = false
+    local srv = assert(httpd.listen({
+      handler = function() return 404 end,
+      websocket = function(ws)
+        local c <close> = ws
+        assert(ws:send("bye"))
+        finished = true
+      end,
+    }))
+    local client = helpers.spawn(string.format("python3 %s/tests/support/wsclient.py --expect 2 ws://127.0.0.1:%d/x",
+      helpers.shquote(helpers.source_dir), srv:port()))
+    for _ = 1, 400 do
+      srv:step(0.02)
+      if finished and not client:alive() then break end
+    end
+    srv:close()
+    assert.is_true(finished)
+    -- the client got the message and a normal close frame, not a dropped connection
+    assert.are.equal("HTTP/1.1 101 Switching Protocols\nbye\nCLOSE 1000\n", client:output())
+    client:stop()
+  end)
+
+  it("takes max_body = math.huge as no limit (it used to convert to 0: every body got 413)", function()
+    local srv = assert(httpd.listen({ max_body = math.huge,
+      handler = function(req) return 200, {}, "got " .. #req.body end }))
+    local client = helpers.spawn(string.format("curl -sS --max-time 10 --data-binary hello http://127.0.0.1:%d/",
+      srv:port()))
+    for _ = 1, 400 do
+      srv:step(0.02)
+      if not client:alive() then break end
+    end
+    srv:close()
+    assert.are.equal("got 5", client:output())
+    assert.has_error(function() httpd.listen({ handler = print, max_body = 0 / 0 }) end,
+      "httpd.listen: max_body and timeout must not be negative")
+  end)
+
   it("makes certificates that differ each time", function()
     local c1, c2 = httpd.selfsigned(), httpd.selfsigned({ cn = "x", dns = { "y.example" }, days = 2 })
     assert.matches("^%-%-%-%-%-BEGIN CERTIFICATE", c1.cert)

@@ -92,6 +92,13 @@ describe("sbot.ws", function()
   it("raises on misuse", function()
     assert.has_error(function() ws.connect("http://127.0.0.1/") end)
     assert.has_error(function() ws.connect(url(), { timeout = -1 }) end)
+    -- NaN passed "<= 0" and left every wait unbounded
+    assert.has_error(function() ws.connect(url(), { timeout = 0 / 0 }) end,
+      "ws.connect: opts.timeout must be a positive number of seconds")
+    -- a huge timeout is fine (poll waits in int-sized slices)
+    local c <close> = assert(ws.connect(url(), { timeout = math.huge }))
+    assert(c:send("big timeout", math.huge))
+    assert.are.equal("big timeout", c:recv(1e12))
     assert.has_error(function() ws.connect(url(), { bogus = 1 }) end)
     assert.has_error(function() ws.connect(url(), { tls = { insecure = true } }) end)
   end)
@@ -158,6 +165,32 @@ describe("sbot.ws", function()
       assert.are.equal("tls", code)
       assert.matches("does not match the pinned", err)
       assert.has_no_error(function() return ws.connect(turl(), { tls = { pin_sha256 = ("ab"):rep(32) } }) end)
+    end)
+
+    it("reports a send to a server that went away as an error instead of dying of SIGPIPE", function()
+      -- OpenSSL writes with write(): without a guard the second write after
+      -- the peer's reset raises SIGPIPE and kills the process. A separate
+      -- sbot process, so the signal cannot take the test runner with it.
+      local srv, sport = start(string.format("--tls %s/cert.pem %s/key.pem", dir, dir))
+      local script = dir .. "/drop.lua"
+      helpers.write_file(script, string.format([[
+local ws = require "sbot.ws"
+local c = assert(ws.connect("wss://127.0.0.1:%d/x", { timeout = 5, tls = { ca_file = %q } }))
+assert(c:send("one"))
+assert(c:recv(5) == "one")
+os.execute("kill -9 %d")
+os.execute("sleep 0.3")
+for i = 1, 50 do
+  local ok, err, code = c:send("more " .. i)
+  if not ok then print("send failed: " .. code .. ": " .. err); os.exit(0) end
+  os.execute("sleep 0.02")
+end
+print("every send succeeded")
+]], sport, dir .. "/cert.pem", srv.pid))
+      local r = helpers.sbot({ "run", script })
+      srv:stop()
+      assert.are.equal(0, r.code, r.stderr)
+      assert.matches("^send failed: io: ws send to wss://127.0.0.1:%d+/x: TLS write", r.stdout)
     end)
 
     it("skips verification only when insecure is explicit", function()

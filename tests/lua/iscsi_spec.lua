@@ -1,0 +1,26 @@
+-- sbot.iscsi: argument checks and a portal that refuses (no iSCSI target is
+-- needed for these).
+local iscsi = require "sbot.iscsi"
+local helpers = require "helpers"
+
+describe("sbot.iscsi.probe", function()
+  it("raises on bad options, a NaN timeout included (it made the deadline unreachable)", function()
+    assert.has_error(function() iscsi.probe({ target = "iqn.x:y" }) end,
+      "iscsi.probe: 'portal' (string) is required")
+    assert.has_error(function() iscsi.probe({ portal = "127.0.0.1", target = "iqn.x:y" }) end,
+      "iscsi.probe: portal '127.0.0.1' must be HOST:PORT")
+    for _, t in ipairs({ 0, -1, 0 / 0, 1e300 }) do
+      assert.has_error(function()
+        iscsi.probe({ portal = "127.0.0.1:1", target = "iqn.x:y", timeout = t })
+      end, "iscsi.probe: 'timeout' must be a positive number of seconds (at most a day)")
+    end
+  end)
+
+  it("returns nil, message, code when nothing listens on the portal", function()
+    local port = helpers.free_port()
+    local r, err, code = iscsi.probe({ portal = "127.0.0.1:" .. port, target = "iqn.x:y", timeout = 3 })
+    assert.is_nil(r)
+    assert.matches("^iscsi probe 127.0.0.1:" .. port .. " iqn.x:y lun 0: ", err)
+    assert.is_string(code)
+  end)
+end)
