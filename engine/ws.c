@@ -370,6 +370,13 @@ static int parse_url(const char *s, struct url *u, char *err, size_t errlen)
         snprintf(err, errlen, "ws.connect: URL '%s' must start with ws:// or wss://", s);
         return -1;
     }
+    /* user:password@ is not supported, and the URL is not echoed: it may hold a secret */
+    size_t authority = strcspn(p, "/?#");
+    if (memchr(p, '@', authority)) {
+        snprintf(err, errlen, "ws.connect: credentials in the URL (user@host) are not supported; "
+                              "send them in a header or a login call instead");
+        return -1;
+    }
     const char *host_end;
     const char *host = p;
     if (*p == '[') {

@@ -101,6 +101,11 @@ describe("sbot.ws", function()
     assert.are.equal("big timeout", c:recv(1e12))
     assert.has_error(function() ws.connect(url(), { bogus = 1 }) end)
     assert.has_error(function() ws.connect(url(), { tls = { insecure = true } }) end)
+    -- credentials in the URL are refused without echoing them
+    local ok, err = pcall(ws.connect, "wss://root:hunter2@127.0.0.1:9/api/current")
+    assert.is_false(ok)
+    assert.matches("credentials in the URL", err, 1, true)
+    assert.is_nil(tostring(err):find("hunter2", 1, true))
   end)
 
   describe("against a misbehaving server", function()
