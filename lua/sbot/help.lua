@@ -11,6 +11,11 @@ function M.component(name)
   end
   local ok, mod = pcall(require, "sbot.component." .. name)
   if not ok then
+    local modname = "sbot.component." .. name
+    if package.searchpath(modname, package.path) or package.preload[modname] then
+      -- it exists but does not load: say why instead of "no component"
+      return nil, "component '" .. name .. "' does not load: " .. tostring(mod)
+    end
     return nil, "no component '" .. name .. "': " .. tostring(mod):gsub("\n.*", ""):gsub(":$", "")
       .. " (Lua components are found on package.path as sbot/component/" .. name
       .. ".lua; add a directory with LUA_PATH=\"DIR/?.lua;;\")"

@@ -257,6 +257,14 @@ describe("workflow runs", function()
     local missing = helpers.sbot { "help", "component", "no_such_thing" }
     assert.are.equal(2, missing.code)
     assert.matches("no component 'no_such_thing'", missing.stderr, 1, true)
+    -- a component that exists but fails to load says why
+    local dir = helpers.tmpdir("brokencomp")
+    os.execute("mkdir -p " .. helpers.shquote(dir .. "/sbot/component"))
+    helpers.write_file(dir .. "/sbot/component/broken.lua", 'error("broken on purpose")\n')
+    local broken = helpers.sbot({ "help", "component", "broken" },
+      { env = "LUA_PATH=" .. helpers.shquote(dir .. "/?.lua;;") })
+    assert.are.equal(2, broken.code)
+    assert.matches("component 'broken' does not load: .*broken on purpose", broken.stderr)
   end)
 end)
 
