@@ -190,7 +190,10 @@ static int l_probe(lua_State *L)
             if (lua_type(L, -1) != LUA_TSTRING)
                 return luaL_error(L, "iscsi.probe: chap.secret must be a string or a secret");
         }
-        chap_secret = lua_tostring(L, -1); /* left on the stack */
+        size_t chap_len;
+        chap_secret = lua_tolstring(L, -1, &chap_len); /* left on the stack */
+        /* a plain-string secret is registered too: libiscsi errors may echo it */
+        sbot_log_add_secret(L, chap_secret, chap_len);
     } else if (ct != LUA_TNIL) {
         return luaL_error(L, "iscsi.probe: 'chap' must be a table {user, secret}");
     }

@@ -23,4 +23,14 @@ describe("sbot.iscsi.probe", function()
     assert.matches("^iscsi probe 127.0.0.1:" .. port .. " iqn.x:y lun 0: ", err)
     assert.is_string(code)
   end)
+
+  it("registers a plain-string CHAP secret with the log redactor", function()
+    local log = require "sbot.log"
+    local secret = "plain-chap-secret-" .. tostring(os.time())
+    assert.are.equal("x " .. secret, log.redact("x " .. secret))
+    local port = helpers.free_port()
+    iscsi.probe({ portal = "127.0.0.1:" .. port, target = "iqn.x:y", timeout = 3,
+      chap = { user = "u", secret = secret } })
+    assert.are.equal("x <redacted>", log.redact("x " .. secret))
+  end)
 end)
