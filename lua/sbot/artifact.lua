@@ -75,7 +75,8 @@ function M.record(self, spec)
 end
 
 --- Store every artifact of a list of results through sbot.store.
--- opts: {run_id, run_dir, store = url or nil}. With a store URL, each artifact
+-- opts: {run_id, run_dir, store = url or nil, store_opts = store.open's opts
+-- (credentials, tls) for that URL}. With a store URL, each artifact
 -- goes under <run_id>/<server>/<component>/<key>; without one, into the
 -- embedded file store file://<run_dir>/artifacts as <server>/<component>/<key>.
 -- Each entry gets `stored` = the object's URL (file://..., or s3://bucket/prefix/key:
@@ -89,7 +90,7 @@ function M.store_all(results, opts)
     assert(fsio.mkdirs(dir))
     url, prefix = "file://" .. assert(fsio.realpath(dir)), ""
   end
-  local store, err = store_mod.open(url)
+  local store, err = store_mod.open(url, opts.store and opts.store_opts or nil)
   if not store then return nil, "artifact store " .. url .. ": " .. tostring(err) end
   for _, r in ipairs(results) do
     for _, a in ipairs(r.artifacts or {}) do

@@ -27,6 +27,7 @@ function M.start(opts)
     id = id, dir = dir, log_file = dir .. "/log.jsonl", artifact_dir = dir .. "/artifacts",
     results_file = dir .. "/results.json", mode = opts.mode or "apply",
     workflow = opts.workflow, site = opts.site, args = opts.args, store = opts.store,
+    store_opts = opts.store_opts,
     started = sys.utc_iso(), t0 = sys.monotime(),
   }
   local lok, lerr = log.configure { file = run.log_file }
@@ -64,7 +65,7 @@ end
 --- Finish a run: store artifacts, write results.json. Returns the record.
 function M.finish(run, results)
   local stored, serr = artifact.store_all(results, { run_id = run.id, run_dir = run.dir,
-    store = run.store })
+    store = run.store, store_opts = run.store_opts })
   local record = {
     run_id = run.id, mode = run.mode, plan = run.mode == "plan", workflow = run.workflow,
     site = run.site, args = run.args, started = run.started, ended = sys.utc_iso(),

@@ -206,8 +206,15 @@ function M:main(argv)
   if not lok then io.stderr:write("sbot: lock directory ", lock_dir, ": ", tostring(lerr), "\n"); return 1 end
   local public_args = {}
   for k, v in pairs(args) do if type(v) ~= "function" then public_args[k] = v end end
+  -- an s3:// artifact store signs with the site's S3 credentials and TLS settings
+  local store_url = args.store or site.store
+  local store_opts
+  if site.s3 and store_url and store_url:match("^s3://") then
+    store_opts = { access_key = site.s3.access_key, secret_key = site.s3.secret_key, tls = site.s3.tls }
+  end
   local r, rerr = run.start { runs_dir = args.runs_dir or site.runs_dir, mode = args.mode,
-    workflow = self.name, site = site.file, args = public_args, store = args.store or site.store }
+    workflow = self.name, site = site.file, args = public_args, store = store_url,
+    store_opts = store_opts }
   if not r then io.stderr:write("sbot: ", rerr, "\n"); return 1 end
 
   local jobs = {}

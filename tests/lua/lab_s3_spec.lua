@@ -215,6 +215,34 @@ describe("sbot.s3 against the lab's S3 model", function()
   end)
   -- ---- lab-level checks ------------------------------------------------------
 
+  it("stores a workflow's artifacts with --store s3:// using the site's S3 credentials and pin", function()
+    local dir = helpers.tmpdir("labs3wf")
+    -- a site with the lab's s3 section and one server run by the test component
+    helpers.write_file(dir .. "/site.lua", string.format([[
+      local lab = dofile(%q)
+      return {
+        servers = { { id = "s1", idrac = { host = "10.0.0.1", password = "idrac-pw-Ww31" } } },
+        components = { test_kv = { state_file = %q, calls_file = %q, want = { a = "1" },
+          password = "dev-pw-Qq58" } },
+        s3 = lab.s3,
+      }]], srv.site_path, dir .. "/{id}.state.json", dir .. "/{id}.calls"))
+    local store = string.format("s3://%s/runs?endpoint=%s&region=%s", srv.bucket, srv.endpoint, srv.region)
+    local r = helpers.sbot({ "run", helpers.source_dir .. "/tests/support/workflows/kv.lua",
+      "--site", dir .. "/site.lua", "--store", store, "--json" },
+      { cwd = dir, env = "AWS_ACCESS_KEY_ID= AWS_SECRET_ACCESS_KEY= LUA_PATH="
+        .. helpers.shquote(helpers.source_dir .. "/tests/support/?.lua;;") })
+    assert.are.equal(0, r.code, r.stderr)
+    local rec = assert(json.decode(r.stdout))
+    local art = rec.results[1].artifacts[1]
+    local key = "runs/" .. rec.run_id .. "/s1/test_kv/state.json"
+    assert.are.equal("s3://" .. srv.bucket .. "/" .. key, art.stored)
+    local head = assert(c:head_object{ bucket = srv.bucket, key = key })
+    assert.are.equal(art.size, head.size)
+    -- the site's keys are secrets: nowhere in the output
+    assert.is_nil(r.stdout:find(srv.secret_key, 1, true))
+    assert.is_nil(r.stderr:find(srv.secret_key, 1, true))
+  end)
+
   it("writes a site s3 entry the site loader accepts, with its bucket created", function()
     local site = assert(require("sbot.site").load(srv.site_path))
     assert.are.equal(srv.endpoint, site.s3.endpoint)
