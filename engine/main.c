@@ -31,6 +31,20 @@ static const char usage_text[] =
     "  --log-level LEVEL    debug, info (default), warn, error or off\n"
     "  --log-json           log lines as JSON on stderr\n";
 
+/* Lua names a chunk "@FILE" in messages, shortened to "..." and the last 56
+ * characters when FILE is longer than 59 (LUA_IDSIZE is 60): put the whole
+ * name back in the error on top of the stack, so it always names the file. */
+static void whole_file_name(lua_State *L, const char *file)
+{
+    size_t n = strlen(file);
+    if (n + 1 <= 60 || lua_type(L, -1) != LUA_TSTRING)
+        return;
+    lua_pushfstring(L, "...%s", file + n - 56);
+    luaL_gsub(L, lua_tostring(L, -2), lua_tostring(L, -1), file);
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+}
+
 /* Report an error value on stderr with every registered secret redacted. */
 static void report(lua_State *L, const char *prefix)
 {
@@ -74,6 +88,7 @@ static int cmd_run(lua_State *L, int argc, char **argv)
     int status = luaL_loadfile(L, file);
     if (status != LUA_OK) {
         /* nothing ran: a syntax or read error is a bad input (2) */
+        whole_file_name(L, file);
         report(L, "sbot: ");
         return status == LUA_ERRFILE || status == LUA_ERRSYNTAX ? 2 : 1;
     }
@@ -82,6 +97,7 @@ static int cmd_run(lua_State *L, int argc, char **argv)
         lua_pushstring(L, argv[i]);
     status = sbot_docall(L, argc - 2, 0);
     if (status != LUA_OK) {
+        whole_file_name(L, file);
         report(L, "sbot: ");
         return 1;
     }

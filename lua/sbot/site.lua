@@ -170,6 +170,15 @@ local function dirname(path)
   return path:match("^(.*)/[^/]*$") or "."
 end
 
+-- Lua names a chunk "@path" in messages, shortened to "..." and the last 56
+-- characters when the path is longer than 59 (LUA_IDSIZE): put the whole
+-- path back so an error always names the file.
+local function whole_path(msg, path)
+  if #path + 1 <= 60 then return msg end
+  local short = "..." .. path:sub(-56)
+  return (msg:gsub(short:gsub("%p", "%%%0"), (path:gsub("%%", "%%%%"))))
+end
+
 --- Load a site file. opts: {secrets_dir = dir, getenv = fn}.
 -- Returns the validated site table (with `site.file` and `site.dir` set),
 -- or nil and an error naming the file and key path, and a code
@@ -178,9 +187,9 @@ function M.load(path, opts)
   if type(path) ~= "string" then error("site.load: expected a file path, got " .. type(path), 2) end
   opts = opts or {}
   local chunk, err = loadfile(path, "t")
-  if not chunk then return nil, "site " .. err, "load" end
+  if not chunk then return nil, "site " .. whole_path(err, path), "load" end
   local ok, t = pcall(chunk)
-  if not ok then return nil, "site " .. path .. ": " .. tostring(t), "load" end
+  if not ok then return nil, "site " .. path .. ": " .. whole_path(tostring(t), path), "load" end
   if type(t) ~= "table" then
     return nil, "site " .. path .. ": must return a table, returned " .. type(t), "invalid"
   end
