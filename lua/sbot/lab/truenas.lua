@@ -1120,20 +1120,6 @@ M.validation_error = validation_error
 -- through sbot.httpd.
 ---------------------------------------------------------------------------
 
--- Deterministic [0,1) stream (xorshift64*), for fault decisions when no
--- injector from `sbot lab` is given.
-local function rng(seed)
-  local x = (math.tointeger(seed) or 0) * 0x9E3779B97F4A7C15 + 0x2545F4914F6CDD1D
-  if x == 0 then x = 0x2545F4914F6CDD1D end
-  return function()
-    x = x ~ (x >> 12)
-    x = x ~ (x << 25)
-    x = x ~ (x >> 27)
-    local r = x * 0x2545F4914F6CDD1D
-    return ((r >> 11) & ((1 << 53) - 1)) / 9007199254740992.0
-  end
-end
-M.rng = rng
 
 local WS_PATHS = { ["/api/current"] = true, ["/api/v25.10.0"] = true, ["/api/v25.10"] = true }
 
@@ -1341,7 +1327,7 @@ function M.new(opts)
       if k ~= "drop" then error("truenas.new: unknown fault '" .. tostring(k) .. "' (known: drop)", 2) end
       if type(v) ~= "number" or v < 0 or v > 1 then error("truenas.new: faults.drop must be a rate 0..1", 2) end
     end
-    local rand = rng(opts.seed or 0)
+    local rand = require("sbot.lab.faults").rng(opts.seed or 0, "truenas")
     local counts = {}
     inject = {
       counts = counts,
