@@ -30,27 +30,10 @@ end
 function M.start_lab(extra)
   local http = require "sbot.http"
   local json = require "sbot.json"
-  local dir = helpers.tmpdir("labs3")
-  local parts = { helpers.shquote(helpers.sbot_bin), "lab", "--servers", "1", "--dir", helpers.shquote(dir) }
-  for _, a in ipairs(extra or {}) do parts[#parts + 1] = helpers.shquote(a) end
-  local proc = helpers.spawn(table.concat(parts, " "))
-  local info
-  for _ = 1, 400 do
-    local f = io.open(dir .. "/lab.json", "rb")
-    local text = f and f:read("a")
-    if f then f:close() end
-    if text then
-      info = json.decode(text)
-      if info then break end
-    end
-    if not proc:alive() then break end
-    os.execute("sleep 0.05")
-  end
-  if not info then
-    local out = proc:output()
-    proc:stop()
-    error("sbot lab did not start: " .. out)
-  end
+  local args = { "--servers", "1" }
+  for _, a in ipairs(extra or {}) do args[#args + 1] = a end
+  local lab = require("labclient").start_lab(args)
+  local proc, dir, info = lab.proc, lab.dir, lab.info
   local site = dofile(info.site)
   assert(site.s3, "the lab's site file has no s3 entry")
   local s = { proc = proc, dir = dir, site_path = info.site, info = info.devices.s3 }
