@@ -1754,6 +1754,39 @@ static int l_batch(lua_State *L)
     return 1;
 }
 
+/* ---- C API (engine/sbot.h) ------------------------------------------------- */
+
+/* Call f with the n values on top of the stack (consumed) protected from
+ * nothing: errors (misuse) propagate like any Lua API call. Returns the
+ * number of results pushed. */
+static int call_api(lua_State *L, lua_CFunction f, int nargs)
+{
+    int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, f);
+    lua_insert(L, base + 1);
+    lua_call(L, nargs, LUA_MULTRET);
+    return lua_gettop(L) - base;
+}
+
+int sbot_http_request(lua_State *L, int req)
+{
+    req = lua_absindex(L, req);
+    lua_pushvalue(L, req);
+    return call_api(L, l_request, 1);
+}
+
+int sbot_http_batch(lua_State *L, int reqs, int opts)
+{
+    reqs = lua_absindex(L, reqs);
+    opts = opts ? lua_absindex(L, opts) : 0;
+    lua_pushvalue(L, reqs);
+    if (opts)
+        lua_pushvalue(L, opts);
+    else
+        lua_pushnil(L);
+    return call_api(L, l_batch, 2);
+}
+
 int luaopen_sbot_http(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"request", l_request}, {"get", l_get},     {"head", l_head},

@@ -51,6 +51,28 @@ void sbot_log_push_redacted(lua_State *L, const char *s, size_t len);
  * package.loaded["sbot.component.<name>"]. Raises on a bad spec. */
 int sbot_component_define(lua_State *L, int spec);
 
+/* ---- C API of the protocol primitives (extension library) ---------------
+ * Stack-based, like the Lua API: the arguments are stack indices or C values;
+ * each pushes what its Lua face returns and returns the number of values
+ * pushed. Misuse raises a Lua error; expected failures are `nil, msg, code`.
+ * The module must have been required once (luaopen_* run) in this state. */
+
+/* http.c: http.request(t) with the request table at index req: pushes the
+ * response table (1) or nil, message, code (3). */
+int sbot_http_request(lua_State *L, int req);
+/* http.c: http.batch(reqs [, opts]) (opts 0 = none): pushes the list of results. */
+int sbot_http_batch(lua_State *L, int reqs, int opts);
+
+/* ws.c: ws.connect(url, opts) (opts 0 = none): pushes conn or nil, msg, code. */
+int sbot_ws_connect(lua_State *L, const char *url, int opts);
+/* conn:send(text, timeout): pushes true or nil, msg, code. */
+int sbot_ws_send(lua_State *L, int conn, const char *text, size_t len, double timeout);
+/* conn:recv(timeout): pushes text or nil, msg, code. */
+int sbot_ws_recv(lua_State *L, int conn, double timeout);
+/* conn:close() (idempotent); conn:is_open(). */
+void sbot_ws_close(lua_State *L, int conn);
+int sbot_ws_is_open(lua_State *L, int conn);
+
 /* ---- module openers (one per C file) ------------------------------------ */
 int luaopen_sbot_log(lua_State *L);
 

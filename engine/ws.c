@@ -1090,6 +1090,62 @@ static int l_is_open(lua_State *L)
     return 1;
 }
 
+/* ---- C API (engine/sbot.h) ------------------------------------------------- */
+
+static int ws_call(lua_State *L, lua_CFunction f, int nargs)
+{
+    int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, f);
+    lua_insert(L, base + 1);
+    lua_call(L, nargs, LUA_MULTRET);
+    return lua_gettop(L) - base;
+}
+
+int sbot_ws_connect(lua_State *L, const char *url, int opts)
+{
+    opts = opts ? lua_absindex(L, opts) : 0;
+    lua_pushstring(L, url);
+    if (opts)
+        lua_pushvalue(L, opts);
+    else
+        lua_pushnil(L);
+    return ws_call(L, l_connect, 2);
+}
+
+int sbot_ws_send(lua_State *L, int conn, const char *text, size_t len, double timeout)
+{
+    conn = lua_absindex(L, conn);
+    lua_pushvalue(L, conn);
+    lua_pushlstring(L, text, len);
+    lua_pushnumber(L, timeout);
+    return ws_call(L, l_send, 3);
+}
+
+int sbot_ws_recv(lua_State *L, int conn, double timeout)
+{
+    conn = lua_absindex(L, conn);
+    lua_pushvalue(L, conn);
+    lua_pushnumber(L, timeout);
+    return ws_call(L, l_recv, 2);
+}
+
+void sbot_ws_close(lua_State *L, int conn)
+{
+    conn = lua_absindex(L, conn);
+    lua_pushvalue(L, conn);
+    ws_call(L, l_close, 1);
+}
+
+int sbot_ws_is_open(lua_State *L, int conn)
+{
+    conn = lua_absindex(L, conn);
+    lua_pushvalue(L, conn);
+    ws_call(L, l_is_open, 1);
+    int open = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return open;
+}
+
 static const luaL_Reg conn_methods[] = {
     {"send", l_send}, {"recv", l_recv}, {"close", l_close}, {"is_open", l_is_open}, {NULL, NULL}};
 
