@@ -1131,10 +1131,15 @@ static const char *push_failure(lua_State *L, struct xfer *x, CURLcode rc, int *
         lua_pushfstring(L, "cannot connect (%s)", detail);
         break;
     case CURLE_OPERATION_TIMEDOUT: {
+        /* a connect timeout only if no connection was made and nothing was
+         * sent: on a reused (kept-alive) connection the connect time is 0
+         * too, but the request went out and may have been acted upon */
         curl_off_t connected = 0;
+        long sent = 0;
         curl_easy_getinfo(x->easy, CURLINFO_CONNECT_TIME_T, &connected);
+        curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &sent);
         code = "timeout";
-        if (connected == 0) {
+        if (connected == 0 && sent == 0) {
             *retryable = 1;
             lua_pushfstring(L, "connect timed out after %d ms (connect_timeout)",
                             (int)x->connect_timeout_ms);

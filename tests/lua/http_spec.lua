@@ -309,6 +309,15 @@ describe("sbot.http", function()
       assert.matches("connect timed out after 300 ms %(connect_timeout%)", err)
     end)
 
+    it("calls a timeout on a reused connection a total timeout, not a connect timeout", function()
+      -- the request went out on a kept-alive connection: it may have been acted upon
+      assert.are.equal(200, assert(http.get(srv.url("/status/200"))).status)
+      local _, err, code = http.post(srv.url("/never"), { body = "x", timeout = 0.3, retries = false })
+      assert.are.equal("timeout", code)
+      assert.matches("timed out after 300 ms %(timeout%)", err)
+      assert.is_nil(err:find("connect_timeout", 1, true))
+    end)
+
     it("also fires on the silent endpoint of an HTTP server", function()
       local _, err, code = http.get(srv.url("/never"), { timeout = 0.3 })
       assert.are.equal("timeout", code)
