@@ -91,6 +91,17 @@ describe("workflow runs", function()
     assert_no_secrets("stderr", r.stderr)
   end)
 
+  it("a component's hook runs the site file's function, in the worker", function()
+    local dir = setup()
+    local site = helpers.read_file(dir .. "/site.lua")
+    site = site:gsub("components = {", "hooks = { value_for = function(k, v) return k .. '=' .. v end },\n"
+      .. "      components = {", 1)
+    helpers.write_file(dir .. "/site.lua", site)
+    local r = run(dir, { "--server", "s1" })
+    assert.are.equal(0, r.code, r.stdout .. r.stderr)
+    assert.are.same({ a = "a=1", b = "b=2" }, json.decode(helpers.read_file(dir .. "/s1.state.json")))
+  end)
+
   it("--store: through sbot.store when it exists, else an error that says so", function()
     local dir = setup()
     local r = run(dir, { "--server", "s1", "--store", "file://" .. dir .. "/store" })
@@ -254,6 +265,9 @@ describe("workflow runs", function()
     assert.matches("state_file%s+string, required\n%s+the JSON file standing in for a device", r.stdout)
     assert.matches("mode%s+string, default \"safe\", one of fast|safe", r.stdout)
     assert.matches("    port%s+integer, default 443", r.stdout)
+    assert.matches("resource: open(self) once before the first phase; closed after the last", r.stdout, 1, true)
+    assert.matches("\nhooks (the site file's hooks = { NAME = function(...) end } overrides the default):\n"
+      .. "  value_for  the value wanted for a key (default: the configured one)\n", r.stdout, 1, true)
     local missing = helpers.sbot { "help", "component", "no_such_thing" }
     assert.are.equal(2, missing.code)
     assert.matches("no component 'no_such_thing'", missing.stderr, 1, true)

@@ -40,10 +40,29 @@ return component.define {
     fail_undo_on = { type = "string", description = "undo of this key raises" },
     password = { type = "secret", description = "a credential the component sends and reads back" },
     mode = { type = "string", enum = { "fast", "safe" }, default = "safe" },
+    session_log = { type = "string", description = "the resource's open and close are appended here" },
     nested = { type = "table", fields = {
       port = { type = "integer", default = 443 },
       host = { type = "string", pattern = "^[%w.-]+$" },
     } },
+  },
+
+  -- a "session" that records its open and close (tests of graceful stops)
+  open = function(self)
+    local logfile = self.config.session_log
+    local function mark(what)
+      if not logfile then return end
+      local f = assert(io.open(logfile, "ab"))
+      f:write(self.id, " ", what, "\n")
+      f:close()
+    end
+    mark("open")
+    return { close = function() mark("close"); return true end }
+  end,
+
+  hooks = {
+    value_for = { description = "the value wanted for a key (default: the configured one)",
+      default = function(_, v) return v end },
   },
 
   discover = function(self)
@@ -72,7 +91,7 @@ return component.define {
     for k in pairs(self.config.want) do keys[#keys + 1] = k end
     table.sort(keys)
     for _, k in ipairs(keys) do
-      local v = self.config.want[k]
+      local v = self:hook("value_for", k, self.config.want[k])
       if have[k] ~= v then
         changes[#changes + 1] = { resource = "kv/" .. k, action = have[k] and "update" or "create",
           before = have[k], after = v, reason = "wanted" }
@@ -103,7 +122,8 @@ return component.define {
   housekeep = function(self)
     note(self, "housekeep")
     local t = read_json(self.config.state_file)
-    for k, v in pairs(self.config.want) do
+    for k, want in pairs(self.config.want) do
+      local v = self:hook("value_for", k, want)
       if t[k] ~= v then error("read back " .. k .. " = " .. tostring(t[k]) .. ", wanted " .. v) end
     end
     self:artifact { key = "state.json", content = json.encode(t), type = "application/json" }
