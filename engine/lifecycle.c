@@ -764,12 +764,12 @@ static void reset(lua_State *L, int self)
 /* c:results() -> the uniform, JSON-serialisable results table */
 static int m_results(lua_State *L)
 {
-    static const char *const fields[] = {"component", "id", "status", "mode", "error", "phases",
-                                         "discovery", "plan", "processing", "housekeeping",
-                                         "artifacts", NULL};
+    static const char *const fields[] = {"component", "id", "step", "status", "mode", "error",
+                                         "phases", "discovery", "plan", "processing",
+                                         "housekeeping", "artifacts", NULL};
     check_instance(L, 1);
     lua_settop(L, 1);
-    lua_createtable(L, 0, 11);
+    lua_createtable(L, 0, 12);
     for (int i = 0; fields[i]; i++) {
         lua_pushstring(L, fields[i]);
         lua_rawget(L, 1); /* raw: "plan" must not find the method */
@@ -961,7 +961,7 @@ static int m_tostring(lua_State *L)
 /* ---- define / new ---------------------------------------------------------- */
 
 /* Module.new(config [, opts]) -> instance | nil, err, "config"
- * opts: {id = "r630-01", artifact_dir = dir, site = site, server = server}.
+ * opts: {id = "r630-01", step = "boot_disk", artifact_dir = dir, site = site, server = server}.
  * Upvalues: 1 module, 2 instance metatable. */
 static int l_new(lua_State *L)
 {
@@ -1004,6 +1004,9 @@ static int l_new(lua_State *L)
     lua_pushvalue(L, name_idx);
     if (lua_istable(L, 2)) {
         static const char *const opt_fields[] = {"artifact_dir", "site", "server", NULL};
+        if (lua_getfield(L, 2, "step") != LUA_TNIL && lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(L, "%s.new: opts.step must be a string", name);
+        lua_setfield(L, self, "step");
         if (lua_getfield(L, 2, "id") != LUA_TNIL) {
             if (lua_type(L, -1) != LUA_TSTRING)
                 return luaL_error(L, "%s.new: opts.id must be a string", name);

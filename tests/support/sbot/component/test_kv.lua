@@ -36,6 +36,7 @@ return component.define {
     want = { type = "map", values = { type = "string" }, default = {}, description = "desired pairs" },
     fail_discover = { type = "boolean", default = false },
     hang_discover = { type = "boolean", default = false, description = "discover never returns" },
+    slow_discover = { type = "number", description = "discover takes this many seconds" },
     fail_apply_on = { type = "string", description = "apply of this key raises" },
     fail_undo_on = { type = "string", description = "undo of this key raises" },
     password = { type = "secret", description = "a credential the component sends and reads back" },
@@ -74,7 +75,13 @@ return component.define {
       f:close()
       while true do end
     end
+    if self.config.slow_discover then os.execute("sleep " .. self.config.slow_discover) end
     local d = { pairs = read_json(self.config.state_file) }
+    -- what the device will hold once converged, known before any change:
+    -- the values later steps take (also in --plan)
+    d.final = {}
+    for k, v in pairs(d.pairs) do d.final[k] = v end
+    for k, v in pairs(self.config.want) do d.final[k] = self:hook("value_for", k, v) end
     if self.config.password then
       -- a device that echoes the credential back as plain text
       d.echo = "login with " .. self.config.password:reveal()
