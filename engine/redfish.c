@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <regex.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -2483,6 +2484,142 @@ static int l_encode(lua_State *L)
     return 1;
 }
 
+/* ---- attribute registries ---------------------------------------------------------------- */
+
+/* Is the value at v one of the entry's allowed values? (Value = [{ValueName}]
+ * as a registry gives it, or Values = ["name", ...].) -1 when the entry
+ * lists none. */
+static int in_value_list(lua_State *L, int entry, int v)
+{
+    int found = -1;
+    const char *s = lua_tostring(L, v);
+    if (lua_getfield(L, entry, "Value") == LUA_TTABLE) {
+        found = 0;
+        lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+        for (lua_Integer i = 1; i <= n && !found; i++) {
+            if (lua_rawgeti(L, -1, i) == LUA_TTABLE) {
+                if (lua_getfield(L, -1, "ValueName") == LUA_TSTRING && s && strcmp(lua_tostring(L, -1), s) == 0)
+                    found = 1;
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    if (found >= 0)
+        return found;
+    if (lua_getfield(L, entry, "Values") == LUA_TTABLE) {
+        found = 0;
+        lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+        for (lua_Integer i = 1; i <= n && !found; i++) {
+            lua_rawgeti(L, -1, i);
+            if (s && lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), s) == 0)
+                found = 1;
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    return found;
+}
+
+/* Check the value at idx against a Redfish AttributeRegistry entry at entry
+ * (Type, ReadOnly, Value/Values, LowerBound, UpperBound, MinLength, MaxLength,
+ * ValueExpression). Secret objects are checked on their value, which no
+ * message ever shows. Pushes nil when the value fits, else the reason. */
+int sbot_redfish_check_attribute(lua_State *L, int entry, int value)
+{
+    entry = lua_absindex(L, entry);
+    value = lua_absindex(L, value);
+    luaL_checkstack(L, 10, "sbot.redfish");
+    int top = lua_gettop(L);
+    int secret = lua_type(L, value) == LUA_TTABLE && sbot_is_secret(L, value);
+    if (secret) {
+        lua_getfield(L, value, "reveal");
+        lua_pushvalue(L, value);
+        lua_call(L, 1, 1);
+        value = lua_gettop(L);
+    }
+    const char *type = NULL;
+    if (lua_getfield(L, entry, "Type") == LUA_TSTRING)
+        type = lua_tostring(L, -1);
+    int ro = 0;
+    if (lua_getfield(L, entry, "ReadOnly") == LUA_TBOOLEAN)
+        ro = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    const char *why = NULL;
+    if (ro) {
+        why = lua_pushliteral(L, "it is read-only");
+    } else if (type && strcmp(type, "Enumeration") == 0) {
+        int in = lua_type(L, value) == LUA_TSTRING ? in_value_list(L, entry, value) : 0;
+        if (lua_type(L, value) != LUA_TSTRING)
+            why = lua_pushliteral(L, "it is not a string (Enumeration)");
+        else if (in == 0)
+            why = lua_pushfstring(L, "'%s' is not one of its allowed values", lua_tostring(L, value));
+    } else if (type && strcmp(type, "Integer") == 0) {
+        int isnum;
+        lua_Number v = lua_tonumberx(L, value, &isnum);
+        if (!isnum || v != floor(v)) {
+            why = lua_pushliteral(L, "it is not an integer");
+        } else {
+            int has_lo = lua_getfield(L, entry, "LowerBound") == LUA_TNUMBER;
+            lua_Number lo = lua_tonumber(L, -1);
+            int has_hi = lua_getfield(L, entry, "UpperBound") == LUA_TNUMBER;
+            lua_Number hi = lua_tonumber(L, -1);
+            lua_pop(L, 2);
+            if ((has_lo && v < lo) || (has_hi && v > hi))
+                why = lua_pushfstring(L, "%d is outside %d..%d", (int)v, has_lo ? (int)lo : INT32_MIN,
+                                      has_hi ? (int)hi : INT32_MAX);
+        }
+    } else if (type && strcmp(type, "Boolean") == 0) {
+        if (lua_type(L, value) != LUA_TBOOLEAN)
+            why = lua_pushliteral(L, "it is not a boolean");
+    } else if (type && (strcmp(type, "String") == 0 || strcmp(type, "Password") == 0)) {
+        if (lua_type(L, value) != LUA_TSTRING) {
+            why = lua_pushliteral(L, "it is not a string");
+        } else {
+            size_t len;
+            const char *s = lua_tolstring(L, value, &len);
+            int has_min = lua_getfield(L, entry, "MinLength") == LUA_TNUMBER;
+            lua_Integer mn = lua_tointeger(L, -1);
+            int has_max = lua_getfield(L, entry, "MaxLength") == LUA_TNUMBER;
+            lua_Integer mx = lua_tointeger(L, -1);
+            const char *expr = lua_getfield(L, entry, "ValueExpression") == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+            /* an empty string clears a value: lengths and patterns apply to set values */
+            if (len > 0 && ((has_min && (lua_Integer)len < mn) || (has_max && (lua_Integer)len > mx))) {
+                why = lua_pushfstring(L, "its length %d is outside %d..%d", (int)len, has_min ? (int)mn : 0,
+                                      has_max ? (int)mx : INT32_MAX);
+            } else if (len > 0 && expr && *expr) {
+                regex_t re;
+                int rc = regcomp(&re, expr, REG_EXTENDED | REG_NOSUB);
+                if (rc == 0) {
+                    int m = regexec(&re, s, 0, NULL, 0);
+                    regfree(&re);
+                    if (m != 0)
+                        why = secret ? lua_pushfstring(L, "the value does not match %s", expr)
+                                     : lua_pushfstring(L, "'%s' does not match %s", s, expr);
+                }
+                /* an expression this regex library cannot read is not held against the value */
+            }
+        }
+    }
+    if (why) {
+        lua_copy(L, -1, top + 1);
+    } else {
+        lua_pushnil(L);
+        lua_copy(L, -1, top + 1);
+    }
+    lua_settop(L, top + 1);
+    return 1;
+}
+
+/* redfish.check_attribute(entry, value) -> nil | reason */
+static int l_check_attribute(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checkany(L, 2);
+    return sbot_redfish_check_attribute(L, 1, 2);
+}
+
 /* ---- C API (engine/sbot.h) -------------------------------------------------------------- */
 
 static int call_api(lua_State *L, lua_CFunction f, int nargs)
@@ -2583,7 +2720,7 @@ int sbot_redfish_close(lua_State *L, int client)
 int luaopen_sbot_redfish(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"connect", l_connect}, {"decode", l_decode}, {"encode", l_encode},
-                                   {NULL, NULL}};
+                                   {"check_attribute", l_check_attribute}, {NULL, NULL}};
     /* the transport: sbot.http must be open in this state (sbot_http_request) */
     luaL_requiref(L, "sbot.http", luaopen_sbot_http, 0);
     lua_pop(L, 1);

@@ -107,6 +107,9 @@ int sbot_redfish_wait_job(lua_State *L, int client, const char *job, int opts);
 int sbot_redfish_identify(lua_State *L, int client);
 /* client:close(): pushes true or nil, message. Idempotent. */
 int sbot_redfish_close(lua_State *L, int client);
+/* redfish.check_attribute(entry, value): the value at index value against
+ * the AttributeRegistry entry at index entry; pushes nil or the reason. */
+int sbot_redfish_check_attribute(lua_State *L, int entry, int value);
 
 /* ---- module openers (one per C file) ------------------------------------ */
 int luaopen_sbot_log(lua_State *L);
