@@ -138,6 +138,40 @@ function M.install(dev, opts)
     end,
   })
 
+  -- DellJobService.DeleteJobQueue: one job, or JID_CLEARALL (every job that is
+  -- not running, and every pending value)
+  local JS = model.JOB_SERVICE
+  resource(JS, { get = function()
+    return P.odata(JS, "#DellJobService.v1_1_0.DellJobService", { Id = "Job Service", Name = "DellJobService",
+      Actions = { ["#DellJobService.DeleteJobQueue"] = { target = JS .. "/Actions/DellJobService.DeleteJobQueue" },
+        ["#DellJobService.SetupJobQueue"] = { target = JS .. "/Actions/DellJobService.SetupJobQueue" } } })
+  end })
+  resource(JS .. "/Actions/DellJobService.DeleteJobQueue", { post = function(body)
+    local jid = body.JobID
+    if type(jid) ~= "string" then
+      return P.fail(400, "PropertyMissing", "The property JobID is a required property and must be included in the request.",
+        { props = { "#/JobID" } })
+    end
+    if jid == "JID_CLEARALL" then
+      for _, id in ipairs(st.job_order) do
+        local j = st.jobs[id]
+        if j and j.state ~= "Running" then st.jobs[id] = nil end
+      end
+      st.bios.pending = {}
+      for _, n in ipairs(nics) do n.pending = {} end
+      return P.success(200)
+    end
+    local j = st.jobs[jid]
+    if not j then
+      return P.fail(400, "SUP011", "Unable to delete the job " .. jid .. " because it does not exist.", { args = { jid } })
+    end
+    if j.state == "Running" then
+      return P.fail(400, "RAC0679", "Unable to delete the job because it is running.")
+    end
+    st.jobs[jid] = nil
+    return P.success(200)
+  end })
+
   -- ---- virtual media -----------------------------------------------------------------
 
   local http -- sbot.http, loaded on first use (the lab may run without the extension)

@@ -47,6 +47,7 @@ M.OVERRIDE_ENABLED = { "Once", "Continuous", "Disabled" }
 M.SYS = "/redfish/v1/Systems/System.Embedded.1"
 M.MGR = "/redfish/v1/Managers/iDRAC.Embedded.1"
 M.CHASSIS = "/redfish/v1/Chassis/System.Embedded.1"
+M.JOB_SERVICE = "/redfish/v1/Dell/Managers/iDRAC.Embedded.1/DellJobService"
 
 local function copy(t)
   if type(t) ~= "table" then return t end

@@ -480,7 +480,7 @@ function M.install(dev)
       Status = { State = "Enabled", Health = "OK" },
       DateTime = protocol.iso(os.time()),
       Links = { ManagerForServers = arr({ link(SYS) }),
-        Oem = { Dell = { Jobs = link(C(MGR .. "/Jobs")) } } },
+        Oem = { Dell = { Jobs = link(C(MGR .. "/Jobs")), DellJobService = link(model.JOB_SERVICE) } } },
       Actions = {
         ["#Manager.Reset"] = { target = MGR .. "/Actions/Manager.Reset",
           ["ResetType@Redfish.AllowableValues"] = arr({ "GracefulRestart" }) },
