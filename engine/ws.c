@@ -488,69 +488,22 @@ static int tcp_connect(struct conn *c, const struct url *u, double deadline, cha
     return -1;
 }
 
-struct tls_opts {
-    const char *ca_file;
-    const char *pin; /* "sha256//base64" or hex */
-    const char *server_name;
-    int insecure;
-};
-
-/* Decode a pin ("sha256//<base64>" as curl takes it, or 64 hex digits with
- * optional colons) into 32 bytes. */
-static int decode_pin(const char *pin, unsigned char out[32])
-{
-    if (strncmp(pin, "sha256//", 8) == 0) {
-        const char *b64 = pin + 8;
-        size_t n = strlen(b64);
-        if (n != 44)
-            return -1;
-        unsigned char tmp[36];
-        int len = EVP_DecodeBlock(tmp, (const unsigned char *)b64, (int)n);
-        if (len != 33) /* 32 bytes + one padding byte counted by DecodeBlock */
-            return -1;
-        memcpy(out, tmp, 32);
-        return 0;
-    }
-    size_t plen = strlen(pin);
-    if (plen == 44 && pin[43] == '=') { /* bare base64, as httpd.selfsigned gives it */
-        unsigned char tmp[36];
-        if (EVP_DecodeBlock(tmp, (const unsigned char *)pin, 44) != 33)
-            return -1;
-        memcpy(out, tmp, 32);
-        return 0;
-    }
-    size_t k = 0;
-    for (const char *p = pin; *p; p++) {
-        if (*p == ':')
-            continue;
-        int hi = sbot_hexval(p[0]);
-        int lo = p[1] ? sbot_hexval(p[1]) : -1;
-        if (hi < 0 || lo < 0 || k >= 32)
-            return -1;
-        out[k++] = (unsigned char)(hi << 4 | lo);
-        p++;
-    }
-    return k == 32 ? 0 : -1;
-}
-
-static int tls_start(lua_State *L, struct conn *c, const struct url *u, const struct tls_opts *t,
+/* TLS on the connected socket with the options parsed by tls.c: the chain
+ * and host name are verified unless a pin without a CA file replaces them;
+ * with both, both must hold. */
+static int tls_start(lua_State *L, struct conn *c, const struct url *u, const struct sbot_tls *t,
                      double deadline, char *err, size_t errlen)
 {
-    unsigned char pin[32];
-    if (t->pin && decode_pin(t->pin, pin) != 0) {
-        snprintf(err, errlen, "tls.pin_sha256 '%s' is not sha256//<base64>, base64 or 64 hex digits", t->pin);
-        return -1;
-    }
     c->ssl_ctx = SSL_CTX_new(TLS_client_method());
     if (!c->ssl_ctx) {
         snprintf(err, errlen, "TLS: cannot create a context");
         return -1;
     }
     SSL_CTX_set_min_proto_version(c->ssl_ctx, TLS1_2_VERSION);
-    int verify_chain = !t->insecure && !t->pin;
-    if (t->ca_file) {
+    int verify_chain = !t->insecure && !t->has_pin;
+    if (t->ca_file[0]) {
         if (SSL_CTX_load_verify_locations(c->ssl_ctx, t->ca_file, NULL) != 1) {
-            snprintf(err, errlen, "TLS: cannot load CA file '%s'", t->ca_file);
+            snprintf(err, errlen, "TLS: cannot load CA file '%.400s'", t->ca_file);
             ERR_clear_error();
             return -1;
         }
@@ -566,7 +519,7 @@ static int tls_start(lua_State *L, struct conn *c, const struct url *u, const st
         snprintf(err, errlen, "TLS: cannot create a session");
         return -1;
     }
-    const char *sni = t->server_name ? t->server_name : u->host;
+    const char *sni = t->server_name[0] ? t->server_name : u->host;
     /* SNI only for names, not IP literals (RFC 6066) */
     int is_ip = strspn(sni, "0123456789.") == strlen(sni) || strchr(sni, ':') != NULL;
     if (!is_ip)
@@ -596,7 +549,8 @@ static int tls_start(lua_State *L, struct conn *c, const struct url *u, const st
         }
         long vr = SSL_get_verify_result(c->ssl);
         if (vr != X509_V_OK)
-            snprintf(err, errlen, "TLS certificate verification failed for %s: %s", u->host,
+            snprintf(err, errlen, "TLS certificate verification failed for %.200s%s%.200s%s: %s", u->host,
+                     t->server_name[0] ? " (as " : "", t->server_name, t->server_name[0] ? ")" : "",
                      X509_verify_cert_error_string(vr));
         else {
             unsigned long ee = ERR_get_error();
@@ -608,23 +562,20 @@ static int tls_start(lua_State *L, struct conn *c, const struct url *u, const st
         ERR_clear_error();
         return -1;
     }
-    if (t->pin) {
+    if (t->has_pin) {
         X509 *cert = SSL_get1_peer_certificate(c->ssl);
         if (!cert) {
             snprintf(err, errlen, "TLS: %s sent no certificate to check the pin against", u->host);
             return -1;
         }
-        unsigned char *der = NULL;
-        int dl = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
+        unsigned char md[32];
+        int spki = sbot_tls_spki_sha256(cert, md);
         X509_free(cert);
-        if (dl <= 0) {
+        if (spki != 0) {
             snprintf(err, errlen, "TLS: cannot encode the public key of %s", u->host);
             return -1;
         }
-        unsigned char md[32];
-        SHA256(der, (size_t)dl, md);
-        OPENSSL_free(der);
-        if (CRYPTO_memcmp(md, pin, 32) != 0) {
+        if (CRYPTO_memcmp(md, t->pin, 32) != 0) {
             char b64[48];
             sbot_base64(md, 32, b64);
             snprintf(err, errlen, "TLS: public key of %s does not match the pinned SHA-256 (server has sha256//%s)",
@@ -695,18 +646,6 @@ static int fail3(lua_State *L, const char *msg, const char *code)
     return 3;
 }
 
-static const char *opt_string_field(lua_State *L, int idx, const char *key, const char *where)
-{
-    int t = lua_getfield(L, idx, key);
-    const char *s = NULL;
-    if (t == LUA_TSTRING)
-        s = lua_tostring(L, -1);
-    else if (t != LUA_TNIL)
-        luaL_error(L, "ws.connect: %s.%s must be a string, got %s", where, key, lua_typename(L, t));
-    lua_pop(L, 1); /* still referenced by the options table */
-    return s;
-}
-
 /* Push the upgrade request (a Lua string: nothing malloc'ed to leak). */
 static void push_request(lua_State *L, int opts, const struct url *u, const char *key)
 {
@@ -772,7 +711,8 @@ static int l_connect(lua_State *L)
         luaL_checktype(L, 2, LUA_TTABLE);
     double timeout = DEFAULT_TIMEOUT;
     size_t max_message = DEFAULT_MAX_MESSAGE;
-    struct tls_opts t = {NULL, NULL, NULL, 0};
+    struct sbot_tls t;
+    memset(&t, 0, sizeof t);
     if (opts) {
         if (lua_getfield(L, 2, "timeout") != LUA_TNIL) {
             if (!lua_isnumber(L, -1) || !(lua_tonumber(L, -1) > 0))
@@ -786,29 +726,9 @@ static int l_connect(lua_State *L)
             max_message = (size_t)lua_tointeger(L, -1);
         }
         lua_pop(L, 1);
-        int tt = lua_getfield(L, 2, "tls");
-        if (tt == LUA_TTABLE) {
-            int ti = lua_gettop(L);
-            t.ca_file = opt_string_field(L, ti, "ca_file", "opts.tls");
-            t.pin = opt_string_field(L, ti, "pin_sha256", "opts.tls");
-            t.server_name = opt_string_field(L, ti, "server_name", "opts.tls");
-            int it = lua_getfield(L, ti, "insecure");
-            if (it != LUA_TNIL && it != LUA_TBOOLEAN)
-                return luaL_error(L, "ws.connect: opts.tls.insecure must be a boolean");
-            t.insecure = lua_toboolean(L, -1);
-            lua_pop(L, 1);
-            lua_pushnil(L);
-            while (lua_next(L, ti)) {
-                const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
-                if (strcmp(k, "ca_file") && strcmp(k, "pin_sha256") && strcmp(k, "server_name") &&
-                    strcmp(k, "insecure"))
-                    return luaL_error(L, "ws.connect: unknown key opts.tls.%s", k);
-                lua_pop(L, 1);
-            }
-        } else if (tt != LUA_TNIL) {
-            return luaL_error(L, "ws.connect: opts.tls must be a table");
-        }
-        lua_pop(L, 1); /* tls table stays referenced by opts */
+        lua_getfield(L, 2, "tls");
+        sbot_tls_check(L, -1, "ws.connect: opts.tls", urlstr, &t);
+        lua_pop(L, 1);
         lua_pushnil(L);
         while (lua_next(L, 2)) {
             const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
@@ -822,8 +742,6 @@ static int l_connect(lua_State *L)
     char err[512];
     if (parse_url(urlstr, &u, err, sizeof err) != 0)
         return luaL_error(L, "%s", err);
-    if (!u.tls && (t.ca_file || t.pin || t.insecure))
-        return luaL_error(L, "ws.connect: TLS options given for a ws:// URL (%s); use wss://", urlstr);
 
     /* the Sec-WebSocket-Key and the request, before anything is acquired */
     unsigned char raw_key[16];
