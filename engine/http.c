@@ -1172,7 +1172,7 @@ static const char *push_failure(lua_State *L, struct xfer *x, CURLcode rc, int *
     switch (rc) {
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
-        code = "dns";
+        code = "resolve";
         lua_pushfstring(L, "cannot resolve host (%s)", detail);
         break;
     case CURLE_COULDNT_CONNECT:
@@ -1218,39 +1218,59 @@ static const char *push_failure(lua_State *L, struct xfer *x, CURLcode rc, int *
         code = "tls";
         lua_pushfstring(L, "TLS error (%s)", detail);
         break;
-    case CURLE_SEND_ERROR:
-    case CURLE_RECV_ERROR:
     case CURLE_GOT_NOTHING:
     case CURLE_PARTIAL_FILE:
-        code = "connection";
+        code = "closed";
+        *retryable = 1;
+        lua_pushfstring(L, "the server closed the connection %s (%s)",
+                        rc == CURLE_GOT_NOTHING ? "without an answer" : "before the whole body",
+                        detail);
+        break;
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+        code = "io";
         *retryable = 1;
         lua_pushfstring(L, "connection broken (%s)", detail);
         break;
+    case CURLE_WEIRD_SERVER_REPLY:
+    case CURLE_BAD_CONTENT_ENCODING:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_HTTP3:
+    case CURLE_RANGE_ERROR:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        code = "protocol";
+        lua_pushfstring(L, "the server broke the HTTP protocol (%s)", detail);
+        break;
+    case CURLE_OUT_OF_MEMORY:
+        code = "ENOMEM";
+        lua_pushfstring(L, "out of memory (%s)", detail);
+        break;
     case CURLE_WRITE_ERROR:
         if (x->too_large) {
-            code = "body_too_large";
+            code = "too_large";
             lua_pushfstring(L, "response body larger than max_body (%I bytes); use output_file "
                                "for large downloads",
                             (lua_Integer)x->max_body);
         } else if (x->write_errno) {
-            code = "file";
+            code = sbot_errno_name(x->write_errno);
             lua_pushfstring(L, "cannot write %s: %s", x->part_file, strerror(x->write_errno));
         } else {
-            code = "http";
+            code = "io";
             lua_pushfstring(L, "cannot store the response (%s)", detail);
         }
         break;
     case CURLE_READ_ERROR:
     case CURLE_ABORTED_BY_CALLBACK:
         if (x->read_errno) {
-            code = "file";
+            code = sbot_errno_name(x->read_errno);
             lua_pushfstring(L, "cannot read body_file %s: %s", x->body_file,
                             strerror(x->read_errno));
             break;
         }
         /* fall through */
     default:
-        code = "http";
+        code = "io";
         lua_pushfstring(L, "%s", detail);
     }
     lua_concat(L, 2);
@@ -1538,7 +1558,7 @@ static void xfer_cannot_start(lua_State *L, struct xfer *x, int err, int results
     else
         lua_pushfstring(L, "%s %s: cannot start the transfer: %s", x->method, x->url_safe,
                         strerror(err));
-    const char *code = x->body_file ? "file" : "http";
+    const char *code = sbot_errno_name(err);
     log_result(L, x, 0, lua_tostring(L, -1), code);
     push_failure_entry(L, code);
     lua_rawseti(L, results, x->index);

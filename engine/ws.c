@@ -63,6 +63,8 @@ struct conn {
     int io_error; /* last transport error (errno or -1 for TLS) */
     char io_msg[160];
     char url[512];
+    size_t max_message;
+    char closed_why[900]; /* why a failed connection was released */
 };
 
 static double now_mono(void)
@@ -314,7 +316,8 @@ static void cb_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
     m->next = NULL;
     m->len = arg->msg_length;
     m->binary = arg->opcode == WSLAY_BINARY_FRAME;
-    memcpy(m->data, arg->msg, arg->msg_length);
+    if (arg->msg_length) /* an empty message has no buffer: msg is NULL */
+        memcpy(m->data, arg->msg, arg->msg_length);
     m->data[arg->msg_length] = '\0';
     if (c->tail)
         c->tail->next = m;
@@ -433,7 +436,8 @@ static int parse_url(const char *s, struct url *u, char *err, size_t errlen)
     return 0;
 }
 
-/* Non-blocking connect to host:port before the deadline. */
+/* Non-blocking connect to host:port before the deadline: 0, -1 connect
+ * failed, -2 name not resolved, -3 timed out. */
 static int tcp_connect(struct conn *c, const struct url *u, double deadline, char *err, size_t errlen)
 {
     struct addrinfo hints, *res = NULL;
@@ -443,7 +447,7 @@ static int tcp_connect(struct conn *c, const struct url *u, double deadline, cha
     int gai = getaddrinfo(u->host, u->port, &hints, &res);
     if (gai != 0) {
         snprintf(err, errlen, "cannot resolve %s: %s", u->host, gai_strerror(gai));
-        return -1;
+        return -2;
     }
     int last = 0, timed_out = 0;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
@@ -485,7 +489,7 @@ static int tcp_connect(struct conn *c, const struct url *u, double deadline, cha
         snprintf(err, errlen, "connect to %s port %s timed out", u->host, u->port);
     else
         snprintf(err, errlen, "connect to %s port %s failed: %s", u->host, u->port, strerror(last));
-    return -1;
+    return timed_out ? -3 : -1;
 }
 
 /* TLS on the connected socket with the options parsed by tls.c: the chain
@@ -762,11 +766,12 @@ static int l_connect(lua_State *L)
     int conn_idx = lua_gettop(L);
     double deadline = now_mono() + timeout;
 
-    if (tcp_connect(c, &u, deadline, err, sizeof err) != 0) {
+    int tr = tcp_connect(c, &u, deadline, err, sizeof err);
+    if (tr != 0) {
         conn_release(c);
         char msg[700];
         snprintf(msg, sizeof msg, "ws.connect %s: %s", urlstr, err);
-        return fail3(L, msg, strstr(err, "timed out") ? "timeout" : "connect");
+        return fail3(L, msg, tr == -2 ? "resolve" : tr == -3 ? "timeout" : "connect");
     }
     if (u.tls && tls_start(L, c, &u, &t, deadline, err, sizeof err) != 0) {
         conn_release(c);
@@ -803,10 +808,11 @@ static int l_connect(lua_State *L)
         }
         if (r == IO_EOF || r == IO_ERR) {
             char msg[700];
-            snprintf(msg, sizeof msg, "ws.connect %s: connection closed before the upgrade response%s%s", urlstr,
-                     r == IO_ERR ? ": " : "", r == IO_ERR ? c->io_msg : "");
+            snprintf(msg, sizeof msg, "ws.connect %s: connection %s before the upgrade response%s%s", urlstr,
+                     r == IO_ERR ? "failed" : "closed by the server", r == IO_ERR ? ": " : "",
+                     r == IO_ERR ? c->io_msg : "");
             conn_release(c);
-            return fail3(L, msg, "io");
+            return fail3(L, msg, r == IO_ERR ? "io" : "closed");
         }
         int ww = wait_fd(c->fd, r == IO_WANT_READ ? POLLIN : POLLOUT, deadline);
         if (ww <= 0) {
@@ -854,16 +860,17 @@ static int l_connect(lua_State *L)
         c->pending = malloc(hl - head_len);
         if (!c->pending) {
             conn_release(c);
-            return fail3(L, "ws.connect: out of memory", "nomem");
+            return fail3(L, "ws.connect: out of memory", "ENOMEM");
         }
         memcpy(c->pending, head + head_len, hl - head_len);
         c->pending_len = hl - head_len;
     }
     if (wslay_event_context_client_init(&c->ctx, &callbacks, c) != 0) {
         conn_release(c);
-        return fail3(L, "ws.connect: cannot create the WebSocket context", "nomem");
+        return fail3(L, "ws.connect: cannot create the WebSocket context (out of memory)", "ENOMEM");
     }
     wslay_event_config_set_max_recv_msg_length(c->ctx, max_message);
+    c->max_message = max_message;
     sbot_log(L, SBOT_DEBUG, "ws: connected to %s", urlstr);
     lua_pushvalue(L, conn_idx);
     (void)req_idx;
@@ -884,6 +891,36 @@ static double opt_timeout(lua_State *L, int idx)
     return t;
 }
 
+/* The connection failed (a bad frame, an oversized message, a broken
+ * transport) or the server closed it: send what wslay queued (its close
+ * frame, our answer to the server's) for at most half a second, shut TLS
+ * down, release everything, remember why; then nil, message, code. Every
+ * later call says "closed" with that reason. */
+static int fail_conn(lua_State *L, struct conn *c, const char *msg, const char *code)
+{
+    if (c->ctx && c->fd >= 0 && wslay_event_want_write(c->ctx))
+        flush(c, now_mono() + 0.5);
+    if (c->ssl && c->fd >= 0) {
+        struct sbot_sigpipe_guard g;
+        sbot_sigpipe_block(&g);
+        SSL_shutdown(c->ssl);
+        sbot_sigpipe_unblock(&g);
+    }
+    snprintf(c->closed_why, sizeof c->closed_why, "%s", msg);
+    conn_release(c);
+    return fail3(L, msg, code);
+}
+
+static int fail_closed(lua_State *L, struct conn *c, const char *what)
+{
+    char msg[1100];
+    if (c->closed_why[0])
+        snprintf(msg, sizeof msg, "%s: connection is closed (%s)", what, c->closed_why);
+    else
+        snprintf(msg, sizeof msg, "%s: connection is closed", what);
+    return fail3(L, msg, "closed");
+}
+
 /* conn:send(text [, timeout]) -> true | nil, err, code */
 static int l_send(lua_State *L)
 {
@@ -892,7 +929,7 @@ static int l_send(lua_State *L)
     const char *text = luaL_checklstring(L, 2, &len);
     double timeout = opt_timeout(L, 3);
     if (!conn_is_open(c))
-        return fail3(L, "ws send: connection is closed", "closed");
+        return fail_closed(L, c, "ws send");
     if (c->closed_by_peer)
         return fail3(L, "ws send: the server closed the connection", "closed");
     struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)text, len};
@@ -905,7 +942,7 @@ static int l_send(lua_State *L)
     if (r != 0) {
         char msg[900];
         snprintf(msg, sizeof msg, "ws send to %s: %s", c->url, c->io_msg);
-        return fail3(L, msg, "io");
+        return fail_conn(L, c, msg, "io");
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -922,7 +959,8 @@ static int pop_message(lua_State *L, struct conn *c)
     return 1;
 }
 
-/* conn:recv([timeout]) -> text | nil, err, code  (code: "timeout", "closed", "io") */
+/* conn:recv([timeout]) -> text | nil, err, code
+ * (code: "timeout", "closed", "protocol", "too_large", "io", "ENOMEM") */
 static int l_recv(lua_State *L)
 {
     struct conn *c = check_conn(L);
@@ -930,18 +968,16 @@ static int l_recv(lua_State *L)
     if (c->head)
         return pop_message(L, c);
     if (!conn_is_open(c))
-        return fail3(L, "ws recv: connection is closed", "closed");
+        return fail_closed(L, c, "ws recv");
     double deadline = now_mono() + timeout;
+    char msg[900];
     for (;;) {
         if (c->closed_by_peer) {
-            char msg[900];
             if (c->close_status)
                 snprintf(msg, sizeof msg, "ws recv: %s closed the connection (status %d)", c->url, c->close_status);
             else
                 snprintf(msg, sizeof msg, "ws recv: %s closed the connection", c->url);
-            /* answer the close (best effort), then give up the socket */
-            flush(c, now_mono() + 0.5);
-            return fail3(L, msg, "closed");
+            return fail_conn(L, c, msg, "closed");
         }
         c->io_msg[0] = '\0';
         int has_pending = (c->pending && c->pending_off < c->pending_len) || (c->ssl && SSL_pending(c->ssl) > 0);
@@ -951,20 +987,45 @@ static int l_recv(lua_State *L)
                 return fail3(L, "ws recv: timed out", "timeout");
             if (w < 0) {
                 set_io_error(c, "poll");
-                return fail3(L, c->io_msg, "io");
+                snprintf(msg, sizeof msg, "ws recv from %s: %s", c->url, c->io_msg);
+                return fail_conn(L, c, msg, "io");
             }
         }
-        if (wslay_event_recv(c->ctx) != 0) {
-            if (c->closed_by_peer)
-                continue;
-            char msg[900];
-            snprintf(msg, sizeof msg, "ws recv from %s: %s", c->url,
-                     c->io_msg[0] ? c->io_msg : "protocol error (bad frame or message too large)");
-            return fail3(L, msg, "io");
-        }
+        int rr = wslay_event_recv(c->ctx);
+        if (rr != 0 && c->closed_by_peer)
+            continue; /* end of the stream: reported above */
         if (c->io_error == ENOMEM) {
-            c->io_error = 0;
-            return fail3(L, c->io_msg, "nomem");
+            snprintf(msg, sizeof msg, "ws recv from %s: %s", c->url, c->io_msg);
+            return fail_conn(L, c, msg, "ENOMEM");
+        }
+        if (rr != 0 && c->io_msg[0]) {
+            snprintf(msg, sizeof msg, "ws recv from %s: %s", c->url, c->io_msg);
+            return fail_conn(L, c, msg, "io");
+        }
+        /* After a bad frame or an oversized message wslay queues a close
+         * frame and reads nothing more, ever (the bytes behind it stay
+         * buffered): the connection has failed. */
+        if (rr != 0 || !wslay_event_get_read_enabled(c->ctx)) {
+            if (wslay_event_get_close_received(c->ctx)) {
+                c->closed_by_peer = 1;
+                c->close_status = wslay_event_get_status_code_received(c->ctx);
+                continue;
+            }
+            if (wslay_event_want_write(c->ctx)) /* the close frame wslay queued */
+                flush(c, now_mono() + 0.5);
+            int sent = wslay_event_get_status_code_sent(c->ctx);
+            if (sent == WSLAY_CODE_MESSAGE_TOO_BIG) {
+                snprintf(msg, sizeof msg, "ws recv from %s: a message larger than max_message (%zu bytes); "
+                         "the connection was closed (status 1009)", c->url, c->max_message);
+                return fail_conn(L, c, msg, "too_large");
+            }
+            if (sent == WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA)
+                snprintf(msg, sizeof msg, "ws recv from %s: protocol error: the server sent text that is not "
+                         "UTF-8; the connection was closed (status 1007)", c->url);
+            else
+                snprintf(msg, sizeof msg, "ws recv from %s: protocol error: the server sent an invalid frame; "
+                         "the connection was closed", c->url);
+            return fail_conn(L, c, msg, "protocol");
         }
         /* pongs and close replies wslay queued */
         if (wslay_event_want_write(c->ctx))
@@ -973,6 +1034,8 @@ static int l_recv(lua_State *L)
             return pop_message(L, c);
         if (wslay_event_get_close_received(c->ctx))
             c->closed_by_peer = 1;
+        else if (now_mono() >= deadline) /* also when bytes stay buffered: never spin */
+            return fail3(L, "ws recv: timed out", "timeout");
     }
 }
 

@@ -17,6 +17,9 @@ Routes (any method unless noted):
   /stats                JSON {local_ip: {"max_connections": n, "max_inflight": n, "requests": n}}
                         (key "all": in-flight /conc requests over every address)
   /cookies              answers with two Set-Cookie headers
+  /break/<how>          a broken answer: "close" closes the connection without answering,
+                        "truncate" sends 10 of 100 announced body bytes then closes, "reset"
+                        resets the connection (RST), "garbage" answers a line that is not HTTP
 Options: --port P, --bind ADDR (repeatable), --tls CERT KEY.
 """
 import argparse
@@ -25,6 +28,7 @@ import json
 import os
 import socket
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -154,6 +158,8 @@ class Handler(BaseHTTPRequestHandler):
         if name == "stats":
             with lock:
                 return self.send(200, json.dumps(stats), "application/json")
+        if name == "break":
+            return self.broken(parts[1])
         if name == "cookies":
             return self.send(200, "cookies", headers=[("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")])
         if name == "hash":
@@ -161,6 +167,23 @@ class Handler(BaseHTTPRequestHandler):
                 h = hashes.get(parts[1])
             return self.send(200 if h else 404, h or "no such id")
         return self.send(404, "no route " + u.path)
+
+    def broken(self, how):
+        self.close_connection = True
+        if how == "close":
+            return
+        if how == "truncate":
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+            self.wfile.flush()
+            return
+        if how == "reset":  # closed here, before the server's shutdown() could send a FIN
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            return
+        if how == "garbage":
+            self.wfile.write(b"SPDY/9 banana\r\n\r\n")
+            self.wfile.flush()
+            return
 
     def upload(self):
         h = hashlib.sha256()
