@@ -1472,6 +1472,19 @@ static int xfer_done(lua_State *L, struct batch *b, struct xfer *x, CURLcode rc,
             lua_settop(L, top);
             return 0;
         }
+        /* The final progress call comes before output_file is renamed into
+         * place: if it raises, the call fails and the .part file is removed
+         * with the batch, so no file is left behind. */
+        if (x->progress) {
+            curl_off_t up = 0, down = 0, len = -1;
+            curl_easy_getinfo(x->easy, CURLINFO_SIZE_UPLOAD_T, &up);
+            curl_easy_getinfo(x->easy, CURLINFO_SIZE_DOWNLOAD_T, &down);
+            curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &len);
+            x->p_done = x->has_body ? up : down;
+            x->p_total = x->has_body ? (x->body_file ? x->in_size : (curl_off_t)x->body_len) : len;
+            if (call_progress(x) != 0)
+                return 0;
+        }
         if (x->output_file && status >= 200 && status < 300) {
             if (x->sink == SINK_UNDECIDED) { /* empty body: still produce the file */
                 FILE *f = fopen(x->part_file, "wbe");
@@ -1491,16 +1504,6 @@ static int xfer_done(lua_State *L, struct batch *b, struct xfer *x, CURLcode rc,
                 lua_settop(L, top);
                 goto failed_write;
             }
-        }
-        if (x->progress) {
-            curl_off_t up = 0, down = 0, len = -1;
-            curl_easy_getinfo(x->easy, CURLINFO_SIZE_UPLOAD_T, &up);
-            curl_easy_getinfo(x->easy, CURLINFO_SIZE_DOWNLOAD_T, &down);
-            curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &len);
-            x->p_done = x->has_body ? up : down;
-            x->p_total = x->has_body ? (x->body_file ? x->in_size : (curl_off_t)x->body_len) : len;
-            if (call_progress(x) != 0)
-                return 0;
         }
         log_result(L, x, status, NULL, NULL);
         lua_rawseti(L, results, x->index);

@@ -194,16 +194,47 @@ describe("sbot.http", function()
     end)
 
     it("aborts the transfer on a callback error, cleans up, then raises it", function()
+      -- 20 kB dripped over 1 s by the server: the throttled callback (4 per second) runs while
+      -- the transfer is under way on any machine, however fast
       local dir = helpers.tmpdir("http")
       local out = dir .. "/abort.bin"
-      local ok, err = pcall(http.get, srv.url("/download/200000000?id=abort"), {
-        output_file = out, progress = function(done) if done > 0 then error("stop here") end end })
+      local seen
+      local ok, err = pcall(http.get, srv.url("/drip/20000?chunks=11&ms=100"), {
+        output_file = out, progress = function(done, total)
+          if done < total then seen = done; error("stop here") end end })
       assert.is_false(ok)
       assert.matches("stop here", tostring(err))
+      assert.is_true(seen > 0 and seen < 20000, tostring(seen))
       assert.is_nil(io.open(out .. ".part", "rb"))
       assert.is_nil(io.open(out, "rb"))
       -- the interpreter's HTTP state is usable again
       assert.are.equal(200, assert(http.get(srv.url("/status/200"))).status)
+      os.execute("rm -rf " .. helpers.shquote(dir))
+    end)
+
+    it("leaves no output_file when the final progress call raises", function()
+      -- the last call (done == total) came after the rename: the call raised but the file stayed
+      local dir = helpers.tmpdir("http")
+      local out = dir .. "/final.bin"
+      local calls = {}
+      local ok, err = pcall(http.get, srv.url("/download/3000?id=final"), {
+        output_file = out, progress = function(done, total)
+          calls[#calls + 1] = done
+          if done == total then error("refuse the end") end end })
+      assert.is_false(ok)
+      assert.matches("refuse the end", tostring(err))
+      assert.are.equal(3000, calls[#calls])
+      assert.is_nil(io.open(out .. ".part", "rb"))
+      assert.is_nil(io.open(out, "rb"))
+      -- an empty body: the same
+      ok = pcall(http.get, srv.url("/drip/0?chunks=1"), { output_file = out,
+        progress = function() error("no") end })
+      assert.is_false(ok)
+      assert.is_nil(io.open(out, "rb"))
+      assert.is_nil(io.open(out .. ".part", "rb"))
+      -- and when it does not raise, the file is there
+      assert(http.get(srv.url("/download/3000?id=final2"), { output_file = out, progress = function() end }))
+      assert.are.equal(3000, #helpers.read_file(out))
       os.execute("rm -rf " .. helpers.shquote(dir))
     end)
 

@@ -11,6 +11,8 @@ Routes (any method unless noted):
   /upload               streams the request body, answers {"bytes": n, "sha256": hex}
   /download/<n>?id=X    streams n random bytes; their SHA-256 is kept under X, see /hash/<X>
   /hash/<id>            the hex SHA-256 of what /download sent for <id>
+  /drip/<n>?chunks=K&ms=M  n bytes ('d') announced by Content-Length, sent in K chunks with
+                        M ms between them (a transfer that takes (K-1)*M ms, whatever the machine)
   /slow?ms=M            waits M ms, answers "ok" (bench latency)
   /conc?ms=M            waits M ms, answers "ok"; open connections and in-flight requests are
                         counted per local address (127.0.0.1 vs 127.0.0.2 = two hosts)
@@ -158,6 +160,8 @@ class Handler(BaseHTTPRequestHandler):
         if name == "stats":
             with lock:
                 return self.send(200, json.dumps(stats), "application/json")
+        if name == "drip":
+            return self.drip(int(parts[1]), int(q.get("chunks", "10")), int(q.get("ms", "100")))
         if name == "break":
             return self.broken(parts[1])
         if name == "cookies":
@@ -167,6 +171,18 @@ class Handler(BaseHTTPRequestHandler):
                 h = hashes.get(parts[1])
             return self.send(200 if h else 404, h or "no such id")
         return self.send(404, "no route " + u.path)
+
+    def drip(self, n, chunks, ms):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(n))
+        self.end_headers()
+        sizes = [n // chunks + (1 if i < n % chunks else 0) for i in range(chunks)]
+        for i, size in enumerate(sizes):
+            if i:
+                time.sleep(ms / 1000)
+            self.wfile.write(b"d" * size)
+            self.wfile.flush()
 
     def broken(self, how):
         self.close_connection = True
