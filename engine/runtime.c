@@ -205,36 +205,89 @@ int sbot_traceback(lua_State *L)
     return 1;
 }
 
-/* Ctrl-C while Lua runs: a hook stops the code at the next instruction. The
- * pointer is process-wide because a signal handler has nowhere else to look;
- * it is set only for the duration of one protected call. */
+/* Stop requests: Ctrl-C (SIGINT) or SIGTERM while Lua runs in sbot_docall.
+ * The handler sets a hook that raises "interrupted! ..." at the next Lua
+ * instruction, so to-be-closed variables and component resources close on
+ * the way out. The pointer and flags are process-wide because a signal
+ * handler has nowhere else to look; running_state is set only for the
+ * duration of one protected call. A request that arrives while no Lua runs
+ * (a fleet worker starting up) stays pending and is raised as soon as
+ * sbot_docall runs Lua. A second SIGINT or SIGTERM kills the process. */
 static lua_State *volatile running_state;
+static volatile sig_atomic_t stop_signal; /* the signal of a pending request, or 0 */
+static volatile sig_atomic_t stop_reason; /* what the fleet parent said (SBOT_STOP_*), or 0 */
+static int docall_depth;
 
 static void stop_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
     lua_sethook(L, NULL, 0, 0);
+    int sig = stop_signal, why = stop_reason;
+    stop_signal = 0;
+    switch (why) {
+    case SBOT_STOP_CTRL_C: luaL_error(L, "interrupted! (Ctrl-C: the run is stopping)"); break;
+    case SBOT_STOP_SIGTERM: luaL_error(L, "interrupted! (SIGTERM: the run is stopping)"); break;
+    case SBOT_STOP_TIMEOUT: luaL_error(L, "interrupted! (the worker's time limit passed)"); break;
+    default: break;
+    }
+    if (sig == SIGTERM)
+        luaL_error(L, "interrupted! (SIGTERM)");
     luaL_error(L, "interrupted!");
 }
 
-static void on_sigint(int sig)
+static void on_stop(int sig, siginfo_t *si, void *uc)
 {
+    (void)uc;
     int mask = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
-    signal(sig, SIG_DFL); /* a second Ctrl-C kills the process */
+    if (si && si->si_code == SI_QUEUE)
+        stop_reason = si->si_value.sival_int;
+    stop_signal = sig;
+    signal(sig, SIG_DFL); /* a second one kills the process */
     if (running_state)
         lua_sethook(running_state, stop_hook, mask, 1);
 }
 
+static void catch_stop(struct sigaction *old_int, struct sigaction *old_term)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_stop;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, old_int);
+    sigaction(SIGTERM, &sa, old_term);
+}
+
+void sbot_catch_stop_signals(void)
+{
+    catch_stop(NULL, NULL);
+}
+
+int sbot_stop_requested(void)
+{
+    return stop_signal;
+}
+
 int sbot_docall(lua_State *L, int nargs, int nresults)
 {
+    struct sigaction old_int, old_term;
     int base = lua_gettop(L) - nargs;
     lua_pushcfunction(L, sbot_traceback);
     lua_insert(L, base);
+    lua_State *outer = running_state;
     running_state = L;
-    void (*old)(int) = signal(SIGINT, on_sigint);
+    docall_depth++;
+    catch_stop(&old_int, &old_term);
+    if (stop_signal) /* requested before Lua ran */
+        lua_sethook(L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
     int status = lua_pcall(L, nargs, nresults, base);
-    signal(SIGINT, old);
-    running_state = NULL;
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    running_state = outer;
+    if (--docall_depth == 0) {
+        stop_signal = 0; /* nothing left to interrupt */
+        stop_reason = 0;
+    }
     lua_sethook(L, NULL, 0, 0);
     lua_remove(L, base);
     return status;

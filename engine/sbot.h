@@ -30,6 +30,20 @@ int sbot_traceback(lua_State *L);
  * with a traceback and Ctrl-C interruption. Returns the lua_pcall status. */
 int sbot_docall(lua_State *L, int nargs, int nresults);
 
+/* Stop requests. While sbot_docall runs Lua, SIGINT (Ctrl-C) and SIGTERM
+ * raise "interrupted! (...)" at the next Lua instruction (to-be-closed
+ * variables and component resources close on the way out); a second one
+ * kills the process. A fleet parent stops a worker with SIGTERM sent by
+ * sigqueue carrying one of these reasons, which the message names. */
+enum { SBOT_STOP_CTRL_C = 1, SBOT_STOP_SIGTERM = 2, SBOT_STOP_TIMEOUT = 3 };
+/* Non-zero (the signal) while a stop request waits to be raised in Lua: C
+ * code that waits (a poll loop, a transfer) should return early with an
+ * "interrupted" failure when it sees it. Async-signal-safe. */
+int sbot_stop_requested(void);
+/* Catch SIGINT/SIGTERM as stop requests from now on, also outside
+ * sbot_docall (a request then waits for Lua to run). Fleet workers. */
+void sbot_catch_stop_signals(void);
+
 /* ---- log (log.c) -------------------------------------------------------- */
 
 enum sbot_level { SBOT_DEBUG = 0, SBOT_INFO, SBOT_WARN, SBOT_ERROR, SBOT_OFF };
