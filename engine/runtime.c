@@ -37,6 +37,7 @@ static const struct module preload_list[] = {
 
 static char lua_dir[PATH_MAX + 64];
 static char workflow_dir[PATH_MAX + 64];
+static char component_dir[PATH_MAX + 64];
 static char ext_path[PATH_MAX + 64];
 
 static int is_dir(const char *p)
@@ -66,6 +67,7 @@ static void find_dirs(void)
     if (strcmp(exe, SBOT_BUILD_DIR) == 0 && is_dir(SBOT_SOURCE_DIR "/lua")) {
         snprintf(lua_dir, sizeof lua_dir, "%s", SBOT_SOURCE_DIR "/lua");
         snprintf(workflow_dir, sizeof workflow_dir, "%s", SBOT_SOURCE_DIR "/workflows");
+        snprintf(component_dir, sizeof component_dir, "%s", SBOT_SOURCE_DIR "/components");
         snprintf(ext_path, sizeof ext_path, "%s/%s", SBOT_BUILD_DIR, SBOT_EXT_NAME);
     } else {
         snprintf(ext_path, sizeof ext_path, "%s/../%s/sbot/%s", exe, SBOT_LIBDIR, SBOT_EXT_NAME);
@@ -77,6 +79,7 @@ static void find_dirs(void)
             snprintf(dir, sizeof dir, "%s", SBOT_INSTALL_PREFIX "/share/sbot");
         snprintf(lua_dir, sizeof lua_dir, "%s/lua", dir);
         snprintf(workflow_dir, sizeof workflow_dir, "%s/workflows", dir);
+        snprintf(component_dir, sizeof component_dir, "%s/components", dir);
     }
     if (env && *env)
         snprintf(lua_dir, sizeof lua_dir, "%s", env);
@@ -92,6 +95,93 @@ const char *sbot_workflow_dir(void)
 {
     find_dirs();
     return workflow_dir;
+}
+
+const char *sbot_component_dir(void)
+{
+    find_dirs();
+    return component_dir;
+}
+
+/* Push a list of directories: those in the environment variable env
+ * (colon-separated, empty entries skipped), then dir. */
+static void push_path(lua_State *L, const char *env, const char *dir)
+{
+    lua_newtable(L);
+    lua_Integer n = 0;
+    const char *p = getenv(env);
+    while (p && *p) {
+        const char *end = strchr(p, ':');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len > 0) {
+            lua_pushlstring(L, p, len);
+            lua_rawseti(L, -2, ++n);
+        }
+        p = end ? end + 1 : NULL;
+    }
+    lua_pushstring(L, dir);
+    lua_rawseti(L, -2, ++n);
+}
+
+void sbot_push_component_path(lua_State *L)
+{
+    push_path(L, "SBOT_COMPONENT_PATH", sbot_component_dir());
+}
+
+void sbot_push_workflow_path(lua_State *L)
+{
+    push_path(L, "SBOT_WORKFLOW_PATH", sbot_workflow_dir());
+}
+
+/* package.searchers entry for "sbot.component.<name>": <dir>/<name>.lua in
+ * each directory of the component path. Other names: not ours (nil). */
+static int search_component(lua_State *L)
+{
+    const char *mod = luaL_checkstring(L, 1);
+    if (strncmp(mod, "sbot.component.", 15) != 0 || !mod[15] || strchr(mod + 15, '.') ||
+        strchr(mod + 15, '/'))
+        return 0;
+    const char *name = mod + 15;
+    sbot_push_component_path(L);
+    int dirs = lua_gettop(L);
+    luaL_Buffer tried;
+    luaL_buffinit(L, &tried);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, dirs);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, dirs, i);
+        const char *file = lua_pushfstring(L, "%s/%s.lua", lua_tostring(L, -1), name);
+        FILE *f = fopen(file, "r");
+        if (f) {
+            fclose(f);
+            if (luaL_loadfilex(L, file, NULL) != LUA_OK)
+                return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", mod, file,
+                                  lua_tostring(L, -1));
+            lua_pushstring(L, file);
+            return 2;
+        }
+        /* after the buffer's own stack slot: add the text, drop the strings */
+        lua_pushfstring(L, "%sno file '%s'", i > 1 ? "\n\t" : "", file);
+        lua_remove(L, -2);
+        lua_remove(L, -2);
+        luaL_addvalue(&tried);
+    }
+    luaL_pushresult(&tried);
+    return 1;
+}
+
+/* Put search_component right after the preload searcher: C components
+ * (preloaded) first, then the component directories, then package.path. */
+static void add_component_searcher(lua_State *L)
+{
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "searchers");
+    lua_getglobal(L, "table");
+    lua_getfield(L, -1, "insert");
+    lua_pushvalue(L, -3);
+    lua_pushinteger(L, 2);
+    lua_pushcfunction(L, search_component);
+    lua_call(L, 3, 0);
+    lua_pop(L, 3);
 }
 
 /* package.path: sbot's library first, then what Lua would use anyway (the
@@ -171,6 +261,7 @@ static int pinit(lua_State *L)
     luaL_openlibs(L);
     set_paths(L);
     set_preload(L);
+    add_component_searcher(L);
     /* sbot.log is always loaded: C modules log through it. */
     luaL_requiref(L, "sbot.log", luaopen_sbot_log, 0);
     lua_pop(L, 1);

@@ -18,6 +18,14 @@ lua_State *sbot_runtime_new(void);
 const char *sbot_lua_dir(void);
 /* Directory holding the workflows (in-tree workflows/ or share/sbot/workflows). */
 const char *sbot_workflow_dir(void);
+/* Directory holding Lua components (in-tree components/ or share/sbot/components). */
+const char *sbot_component_dir(void);
+/* Push the list of directories searched for components: $SBOT_COMPONENT_PATH
+ * (colon-separated), then sbot_component_dir(). require "sbot.component.X"
+ * finds X.lua in them (after preloaded C components, before package.path). */
+void sbot_push_component_path(lua_State *L);
+/* The same for workflows: $SBOT_WORKFLOW_PATH, then sbot_workflow_dir(). */
+void sbot_push_workflow_path(lua_State *L);
 
 /* A symbol of the extension library (libsbot-ext.so, opened on first use);
  * NULL with *err set when it cannot be loaded. */

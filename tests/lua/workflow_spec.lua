@@ -328,8 +328,8 @@ describe("workflow runs", function()
   end)
 
   it("sbot help component prints the schema with defaults", function()
-    local r = helpers.sbot({ "help", "component", "test_kv" },
-      { env = "LUA_PATH=" .. helpers.shquote(helpers.source_dir .. "/tests/support/?.lua;;") })
+    -- found by name in $SBOT_COMPONENT_PATH (tests/support/components), no LUA_PATH
+    local r = helpers.sbot { "help", "component", "test_kv" }
     assert.are.equal(0, r.code, r.stderr)
     assert.matches("component test_kv", r.stdout, 1, true)
     assert.matches("phases: discover, plan, apply, undo, housekeep", r.stdout, 1, true)
@@ -344,10 +344,9 @@ describe("workflow runs", function()
     assert.matches("no component 'no_such_thing'", missing.stderr, 1, true)
     -- a component that exists but fails to load says why
     local dir = helpers.tmpdir("brokencomp")
-    os.execute("mkdir -p " .. helpers.shquote(dir .. "/sbot/component"))
-    helpers.write_file(dir .. "/sbot/component/broken.lua", 'error("broken on purpose")\n')
+    helpers.write_file(dir .. "/broken.lua", 'error("broken on purpose")\n')
     local broken = helpers.sbot({ "help", "component", "broken" },
-      { env = "LUA_PATH=" .. helpers.shquote(dir .. "/?.lua;;") })
+      { env = "SBOT_COMPONENT_PATH=" .. helpers.shquote(dir) })
     assert.are.equal(2, broken.code)
     assert.matches("component 'broken' does not load: .*broken on purpose", broken.stderr)
   end)
@@ -359,7 +358,7 @@ describe("sbot repl --site", function()
     -- the REPL uses the site's component config as is ({id} is the workflow's business)
     helpers.write_file(dir .. "/{id}.state.json", '{"a":"1"}')
     local r = helpers.sbot({ "repl", "--site", dir .. "/site.lua" }, {
-      env = ENV .. " LUA_PATH=" .. helpers.shquote(helpers.source_dir .. "/tests/support/?.lua;;"),
+      env = ENV,
       stdin = 'discover("test_kv", "s1").discovery.pairs\n'
         .. 'site.servers[1].idrac.password\n#plan("test_kv", "s1").plan\n' })
     assert.are.equal(0, r.code, r.stderr)
@@ -381,7 +380,8 @@ describe("the example workflow (examples/local_boot.lua)", function()
     local argv = { "run", helpers.source_dir .. "/examples/local_boot.lua",
       "--site", helpers.source_dir .. "/examples/site.lua", "--runs-dir", dir .. "/runs",
       "--state-dir", dir .. "/state" }
-    local env = "IDRAC_R630_01_PASSWORD=ex-pw-1 IDRAC_R630_02_PASSWORD=ex-pw-2"
+    local env = "IDRAC_R630_01_PASSWORD=ex-pw-1 IDRAC_R630_02_PASSWORD=ex-pw-2 SBOT_COMPONENT_PATH="
+      .. helpers.shquote(helpers.source_dir .. "/examples/components")
     local function go(extra)
       local a = {}
       for i, v in ipairs(argv) do a[i] = v end
@@ -406,7 +406,6 @@ end)
 
 describe("workflow steps (ctx:step, site_steps)", function()
   local STEPS = helpers.source_dir .. "/tests/support/workflows/steps.lua"
-  local LUA_PATH = "LUA_PATH=" .. helpers.shquote(helpers.source_dir .. "/tests/support/?.lua;;")
 
   local function setup_steps(extra)
     local dir = helpers.tmpdir("steps")
@@ -427,7 +426,7 @@ describe("workflow steps (ctx:step, site_steps)", function()
   local function run_steps(dir, args)
     local argv = { "run", STEPS, "--site", dir .. "/site.lua" }
     for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
-    return helpers.sbot(argv, { cwd = dir, env = LUA_PATH })
+    return helpers.sbot(argv, { cwd = dir })
   end
 
   it("runs the site step once, then each server's steps with the values of the earlier ones", function()
@@ -506,8 +505,8 @@ describe("workflow steps (ctx:step, site_steps)", function()
     local dir = setup_steps("")
     local site = helpers.read_file(dir .. "/site.lua"):gsub("disk = {", "disk = { slow_discover = 1.5,", 1)
     helpers.write_file(dir .. "/site.lua", site)
-    local cmd = string.format("env -C %s %s %s run %s --site %s --no-site --server s1", helpers.shquote(dir),
-      LUA_PATH, helpers.shquote(helpers.sbot_bin), helpers.shquote(STEPS), helpers.shquote(dir .. "/site.lua"))
+    local cmd = string.format("env -C %s %s run %s --site %s --no-site --server s1", helpers.shquote(dir),
+      helpers.shquote(helpers.sbot_bin), helpers.shquote(STEPS), helpers.shquote(dir .. "/site.lua"))
     local a = helpers.spawn(cmd)
     for _ = 1, 100 do
       if calls(dir, "s1"):find("discover") then break end
