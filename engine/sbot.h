@@ -18,6 +18,14 @@ lua_State *sbot_runtime_new(void);
 const char *sbot_lua_dir(void);
 /* Directory holding the workflows (in-tree workflows/ or share/sbot/workflows). */
 const char *sbot_workflow_dir(void);
+/* Directory holding Lua components (in-tree components/ or share/sbot/components). */
+const char *sbot_component_dir(void);
+/* Push the list of directories searched for components: $SBOT_COMPONENT_PATH
+ * (colon-separated), then sbot_component_dir(). require "sbot.component.X"
+ * finds X.lua in them (after preloaded C components, before package.path). */
+void sbot_push_component_path(lua_State *L);
+/* The same for workflows: $SBOT_WORKFLOW_PATH, then sbot_workflow_dir(). */
+void sbot_push_workflow_path(lua_State *L);
 
 /* A symbol of the extension library (libsbot-ext.so, opened on first use);
  * NULL with *err set when it cannot be loaded. */
@@ -29,6 +37,20 @@ int sbot_traceback(lua_State *L);
 /* Run the function on top of the stack (with nargs args below it) protected,
  * with a traceback and Ctrl-C interruption. Returns the lua_pcall status. */
 int sbot_docall(lua_State *L, int nargs, int nresults);
+
+/* Stop requests. While sbot_docall runs Lua, SIGINT (Ctrl-C) and SIGTERM
+ * raise "interrupted! (...)" at the next Lua instruction (to-be-closed
+ * variables and component resources close on the way out); a second one
+ * kills the process. A fleet parent stops a worker with SIGTERM sent by
+ * sigqueue carrying one of these reasons, which the message names. */
+enum { SBOT_STOP_CTRL_C = 1, SBOT_STOP_SIGTERM = 2, SBOT_STOP_TIMEOUT = 3 };
+/* Non-zero (the signal) while a stop request waits to be raised in Lua: C
+ * code that waits (a poll loop, a transfer) should return early with an
+ * "interrupted" failure when it sees it. Async-signal-safe. */
+int sbot_stop_requested(void);
+/* Catch SIGINT/SIGTERM as stop requests from now on, also outside
+ * sbot_docall (a request then waits for Lua to run). Fleet workers. */
+void sbot_catch_stop_signals(void);
 
 /* ---- log (log.c) -------------------------------------------------------- */
 
