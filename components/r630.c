@@ -2245,11 +2245,21 @@ static void reset(lua_State *L, int self, int cl, const char *target, const char
     lua_newtable(L);
     sets(L, -1, "ResetType", type);
     int top = lua_gettop(L);
-    if (!post(L, cl, target, top)) {
+    int ok = post(L, cl, target, top);
+    if (!ok) {
+        const char *code = lua_tostring(L, -1);
+        if (code && (strcmp(code, "closed") == 0 || strcmp(code, "io") == 0 || strcmp(code, "timeout") == 0)) {
+            /* no answer: the request may not have arrived; a second one of
+             * the same type does no harm (409 when it had) */
+            lua_settop(L, top);
+            ok = post(L, cl, target, top);
+        }
+    }
+    if (!ok) {
         const char *code = lua_tostring(L, -1);
         const char *msg = lua_tostring(L, -2);
         if (!(code && (strcmp(code, "RAC0508") == 0 || strcmp(code, "RAC0509") == 0 || strcmp(code, "http_409") == 0 ||
-                       strcmp(code, "connection") == 0 || strcmp(code, "timeout") == 0)))
+                       strcmp(code, "closed") == 0 || strcmp(code, "io") == 0 || strcmp(code, "timeout") == 0)))
             luaL_error(L, "reboot: %s", msg);
         /* already there, or no answer: the power state read next decides */
         sbot_log(L, SBOT_INFO, "r630 (%s): reset %s: %s", id ? id : "?", type, msg);

@@ -917,13 +917,13 @@ static void push_http_req(lua_State *L, struct client *c, int ci, const char *me
 /* A transport failure that provably happened before the request was sent. */
 static int unsent(const char *code, const char *msg)
 {
-    return strcmp(code, "connect") == 0 || strcmp(code, "dns") == 0 ||
+    return strcmp(code, "connect") == 0 || strcmp(code, "resolve") == 0 ||
            (strcmp(code, "timeout") == 0 && msg && strstr(msg, "(connect_timeout)"));
 }
 
 static int retryable_transport(const char *code)
 {
-    return strcmp(code, "connect") == 0 || strcmp(code, "connection") == 0 ||
+    return strcmp(code, "connect") == 0 || strcmp(code, "closed") == 0 || strcmp(code, "io") == 0 ||
            strcmp(code, "timeout") == 0;
 }
 
@@ -1517,6 +1517,8 @@ static int l_connect(lua_State *L)
     if (tt != LUA_TNIL && tt != LUA_TTABLE)
         luaL_error(L, "%s: 'tls' must be a table, got %s", W, luaL_typename(L, -1));
     int tlspos = lua_gettop(L);
+    struct sbot_tls tls_check;
+    sbot_tls_check(L, tlspos, "redfish.connect: tls", NULL, &tls_check); /* misuse raises now, not at the first request */
     const char *auth = "auto";
     if (lua_getfield(L, 1, "auth") != LUA_TNIL) {
         auth = lua_tostring(L, -1);

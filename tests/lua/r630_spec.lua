@@ -94,7 +94,7 @@ describe("r630 on an iDRAC 8 (sbot lab)", function()
     assert.matches("^POST .*/Jobs/ 200$", log[3])
     assert.matches("^PATCH .*NIC%.Integrated%.1%-1%-1/Settings 200$", log[4])
     assert.matches("^POST .*/Jobs/ 200$", log[5])
-    assert.are.equal(1, count(log, "ComputerSystem.Reset"), json.encode(log))
+    assert.are.equal(2, count(log, "ComputerSystem.Reset"), json.encode(log)) -- GracefulShutdown, On
     assert.are.equal(1, count(log, "EjectMedia"))
     -- only ResetTypes the R630 lists (GracefulShutdown then On)
     assert.are.equal(2, #r.processing.applied[4].result.resets)

@@ -388,8 +388,8 @@ function M.new(dev, opts)
     st.pending_off = nil
     st.not_ready_until = t + dur.not_ready
     for _, id in ipairs(st.job_order) do
-      local j = st.jobs[id]
-      if j.state == "Scheduled" then dev.run_job(j, t) end
+      local j = st.jobs[id] -- nil once deleted
+      if j and j.state == "Scheduled" then dev.run_job(j, t) end
     end
     dev.at(t + dur.reboot, "boot", boot)
   end
