@@ -2376,9 +2376,58 @@ static int apply_settings(lua_State *L, int self, int change, int cl)
         int opts = lua_gettop(L);
         if (fstr(L, change, "etag") && !old)
             sets(L, opts, "etag", fstr(L, change, "etag"));
-        int n = sbot_redfish_patch(L, cl, settings, body, count_keys(L, opts) ? opts : 0);
-        if (n != 1)
-            return luaL_error(L, "PATCH %s: %s", settings, lua_tostring(L, -n + 1));
+        int n = 0;
+        for (int attempt = 1; attempt <= 3; attempt++) {
+            n = sbot_redfish_patch(L, cl, settings, body, count_keys(L, opts) ? opts : 0);
+            if (n == 1)
+                break;
+            const char *code = lua_tostring(L, -n + 2);
+            int no_answer = code && (strcmp(code, "closed") == 0 || strcmp(code, "io") == 0 ||
+                                     strcmp(code, "timeout") == 0);
+            if (!no_answer || attempt == 3)
+                return luaL_error(L, "PATCH %s: %s", settings, lua_tostring(L, -n + 1));
+            /* no answer: did the values arrive? (a PATCH sets values: sending it again is harmless) */
+            lua_pop(L, n);
+            rget(L, cl, settings, 0);
+            int arrived = ftab(L, -1, strcmp(kind, "bios") == 0 ? "Attributes" : "iSCSIBoot");
+            if (arrived) {
+                int pend = lua_gettop(L);
+                lua_pushnil(L);
+                while (arrived && lua_next(L, patch)) {
+                    lua_getfield(L, pend, lua_tostring(L, -2));
+                    /* a secret reads back as null: it arrived with the others */
+                    if (!is_secret(L, -2) && !same_value(L, -1, -2))
+                        arrived = 0;
+                    lua_pop(L, 2);
+                }
+                if (!arrived)
+                    lua_pop(L, 1);
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+            if (arrived && !fbool(L, change, "apply_time", 0)) {
+                lua_newtable(L); /* a result without a job: the job POST follows */
+                n = 1;
+                break;
+            }
+            if (arrived && find_job_for(L, cl, jobs, settings)) {
+                /* the PATCH arrived and scheduled its job (apply time) */
+                lua_newtable(L);
+                lua_insert(L, -2);
+                lua_setfield(L, -2, "location");
+                lua_pushliteral(L, "job");
+                lua_setfield(L, -2, "job_id");
+                n = 1;
+                break;
+            }
+            lua_settop(L, opts);
+            if (lua_getfield(L, opts, "etag") != LUA_TNIL) {
+                /* the ETag may have changed if it did arrive: read it again */
+                lua_pushnil(L);
+                lua_setfield(L, opts, "etag");
+            }
+            lua_pop(L, 1);
+        }
         job = fstr(L, -1, "location");
         if (job && !fstr(L, -1, "job_id"))
             job = NULL;
@@ -2522,33 +2571,61 @@ static int apply_reboot(lua_State *L, int self, int change, int cl)
     return 1;
 }
 
+/* Insert url (insert) or eject the virtual CD at path through its action
+ * target, until the device shows it done. A refusal that means "already
+ * so" (VRM0021, VRM0012) or no answer is settled by reading the device;
+ * no answer and not done: the POST did not arrive, send it again. Returns
+ * 1, or 0 with the reason pushed. */
+static int media_action(lua_State *L, int cl, const char *target, const char *path, int insert, const char *url)
+{
+    int top = lua_gettop(L);
+    for (int attempt = 1; attempt <= 3; attempt++) {
+        lua_settop(L, top);
+        lua_newtable(L);
+        int body = lua_gettop(L);
+        if (insert) {
+            sets(L, body, "Image", url);
+            setb(L, body, "Inserted", 1);
+            setb(L, body, "WriteProtected", 1);
+        }
+        if (post(L, cl, target, body)) {
+            lua_settop(L, top);
+            return 1;
+        }
+        const char *code = lua_tostring(L, -1);
+        int no_answer = code && (strcmp(code, "closed") == 0 || strcmp(code, "io") == 0 || strcmp(code, "timeout") == 0);
+        rget(L, cl, path, 0);
+        int inserted = fbool(L, -1, "Inserted", 0);
+        const char *img = fstr(L, -1, "Image");
+        int done = insert ? (inserted && img && url && strcmp(img, url) == 0) : !inserted;
+        lua_pop(L, 1);
+        if (done) {
+            lua_settop(L, top);
+            return 1;
+        }
+        if (!no_answer || attempt == 3) {
+            lua_pushfstring(L, "%s %s: %s", insert ? "insert" : "eject", path, lua_tostring(L, -2));
+            lua_copy(L, -1, top + 1);
+            lua_settop(L, top + 1);
+            return 0;
+        }
+    }
+    return 0;
+}
+
 static int apply_media(lua_State *L, int change, int cl, int insert)
 {
     const char *target = fstr(L, change, "target");
     const char *path = fstr(L, change, "resource");
     const char *url = NULL;
-    lua_newtable(L);
-    int body = lua_gettop(L);
     if (insert) {
         lua_getfield(L, change, "after");
         url = fstr(L, -1, "image");
-        lua_pop(L, 1);
-        sets(L, body, "Image", url);
-        setb(L, body, "Inserted", 1);
-        setb(L, body, "WriteProtected", 1);
     }
     if (!target)
         return luaL_error(L, "%s: the virtual CD offers no %s action", path, insert ? "InsertMedia" : "EjectMedia");
-    if (!post(L, cl, target, body)) {
-        /* VRM0021 / VRM0012 or no answer: the device's state decides */
-        const char *msg = lua_tostring(L, -2);
-        rget(L, cl, path, 0);
-        int inserted = fbool(L, -1, "Inserted", 0);
-        const char *img = fstr(L, -1, "Image");
-        int ok = insert ? (inserted && img && url && strcmp(img, url) == 0) : !inserted;
-        if (!ok)
-            return luaL_error(L, "%s %s: %s", insert ? "insert" : "eject", path, msg);
-    }
+    if (!media_action(L, cl, target, path, insert, url))
+        return lua_error(L);
     lua_newtable(L);
     setb(L, -1, "inserted", insert);
     if (url)
@@ -2905,17 +2982,12 @@ static int r630_housekeep(lua_State *L)
             int vmd = lua_gettop(L);
             if (fbool(L, vmd, "inserted", 0)) {
                 const char *target = fstr(L, vmd, "eject");
-                lua_newtable(L);
-                if (!target || !post(L, cl, target, lua_gettop(L))) {
-                    PROBLEM(L, problems, "eject after the one-time boot: %s",
-                            target ? lua_tostring(L, -2) : "no EjectMedia action");
-                } else {
-                    rget(L, cl, fstr(L, vmd, "path"), 0);
-                    if (fbool(L, -1, "Inserted", 0))
-                        PROBLEM(L, problems, "eject after the one-time boot: the virtual CD is still inserted");
-                    else
-                        setb(L, hk, "ejected", 1);
-                }
+                if (!target)
+                    PROBLEM(L, problems, "eject after the one-time boot: the virtual CD offers no EjectMedia action");
+                else if (!media_action(L, cl, target, fstr(L, vmd, "path"), 0, NULL))
+                    PROBLEM(L, problems, "eject after the one-time boot: %s", lua_tostring(L, -1));
+                else
+                    setb(L, hk, "ejected", 1);
             }
             lua_settop(L, wo);
         }
