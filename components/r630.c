@@ -120,6 +120,8 @@ static const char *flink(lua_State *L, int t, const char *k)
     return s;
 }
 
+static int has_prefix(const char *s, const char *p) { return s && strncmp(s, p, strlen(p)) == 0; }
+
 static int is_secret(lua_State *L, int idx)
 {
     int yes = 0;
@@ -449,22 +451,12 @@ static void discover_all(lua_State *L, int cl)
     int absent = lua_gettop(L);
     struct disc d = {cl, docs, absent, NULL};
 
-    /* the service and its manager */
-    int n = sbot_redfish_identify(L, cl);
-    if (n != 1)
-        raise_failure(L, n, "discover");
-    int info = lua_gettop(L);
+    /* Rounds of concurrent GETs (get_many, per_host in flight), each taking
+     * what the links read so far lead to; collections with $expand where the
+     * service offers it. The longest chain is root -> system -> NIC
+     * interfaces -> NIC functions -> their Settings. */
     lua_getfield(L, cl, "root");
     int root = lua_gettop(L);
-    lua_newtable(L);
-    int svc = lua_gettop(L);
-    static const char *const info_keys[] = {"vendor", "generation", "family", "firmware", "redfish_version",
-                                            "manager", "manager_model", NULL};
-    for (int i = 0; info_keys[i]; i++) {
-        lua_getfield(L, info, info_keys[i]);
-        lua_setfield(L, svc, info_keys[i]);
-    }
-    /* $expand=.($levels=1) on collections where the service offers it */
     if (ftab(L, root, "ProtocolFeaturesSupported")) {
         if (ftab(L, -1, "ExpandQuery")) {
             int eq = lua_gettop(L);
@@ -475,52 +467,132 @@ static void discover_all(lua_State *L, int cl)
         }
         lua_pop(L, 1);
     }
+    const char *systems = flink(L, root, "Systems");
+    const char *regs = flink(L, root, "Registries");
+    const char *managers = flink(L, root, "Managers");
+    if (!systems)
+        luaL_error(L, "discover: the service root of %s links no Systems collection", fstr(L, cl, "host"));
+
+    /* round 0: the systems and the registry files */
+    push_list(L);
+    int r0 = lua_gettop(L);
+    push_coll(L, &d, systems);
+    append(L, r0);
+    if (regs) {
+        push_coll(L, &d, regs);
+        append(L, r0);
+    }
+    fetch(L, &d, r0);
+    alias_coll(L, &d, systems);
+    alias_coll(L, &d, regs);
+    push_list(L);
+    int sysl = lua_gettop(L);
+    push_list(L);
+    int reg_files = lua_gettop(L);
+    push_list(L);
+    int need = lua_gettop(L);
+    members_of(L, &d, systems, need, sysl);
+    members_of(L, &d, regs, need, reg_files);
+    if (lua_rawlen(L, sysl) == 0)
+        luaL_error(L, "discover: the Systems collection of %s lists no system", fstr(L, cl, "host"));
+    lua_rawgeti(L, sysl, 1);
+    lua_setfield(L, D, "system_path"); /* anchors the string */
+    const char *sys_path = fstr(L, D, "system_path");
+    lua_pushstring(L, sys_path);
+    append(L, need);
+    fetch(L, &d, need);
+    if (!doc_of(L, &d, sys_path))
+        luaL_error(L, "discover: the system %s is absent", sys_path);
+    int sys = lua_gettop(L);
+
+    /* round 1: managers, BIOS, NIC interfaces, the system's virtual media,
+     * and (read ahead) the one BIOS attribute registry the files list */
+    const char *bios_path = flink(L, sys, "Bios");
+    const char *netifs = flink(L, sys, "NetworkInterfaces");
+    const char *sys_vm = flink(L, sys, "VirtualMedia");
+    const char *reg_guess = NULL;
+    int bios_files = 0;
+    lua_Integer nf = (lua_Integer)lua_rawlen(L, reg_files);
+    for (lua_Integer i = 1; i <= nf; i++) {
+        lua_rawgeti(L, reg_files, i);
+        if (doc_of(L, &d, lua_tostring(L, -1))) {
+            const char *id = fstr(L, -1, "Id");
+            if (has_prefix(id, "BiosAttributeRegistry") && ftab(L, -1, "Location")) {
+                if (lua_rawgeti(L, -1, 1) == LUA_TTABLE) {
+                    reg_guess = fstr(L, -1, "Uri");
+                    bios_files++;
+                }
+                lua_pop(L, 2);
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    push_list(L);
+    int r1 = lua_gettop(L);
+    const char *r1_colls[] = {managers, netifs, sys_vm};
+    for (int i = 0; i < 3; i++)
+        if (r1_colls[i]) {
+            push_coll(L, &d, r1_colls[i]);
+            append(L, r1);
+        }
+    if (bios_path) {
+        lua_pushstring(L, bios_path);
+        append(L, r1);
+    }
+    if (reg_guess && bios_files == 1) {
+        lua_pushstring(L, reg_guess);
+        append(L, r1);
+    }
+    fetch(L, &d, r1);
+    for (int i = 0; i < 3; i++)
+        alias_coll(L, &d, r1_colls[i]);
+    push_list(L);
+    int mgrs = lua_gettop(L);
+    push_list(L);
+    int netif_members = lua_gettop(L);
+    push_list(L);
+    need = lua_gettop(L);
+    members_of(L, &d, managers, need, mgrs);
+    members_of(L, &d, netifs, need, netif_members);
+    fetch(L, &d, need);
+    /* the BMC: the ManagerType BMC among the managers, else the first */
+    const char *mgr_path = NULL;
+    lua_Integer nm = (lua_Integer)lua_rawlen(L, mgrs);
+    for (lua_Integer i = 1; i <= nm; i++) {
+        lua_rawgeti(L, mgrs, i);
+        const char *p = lua_tostring(L, -1);
+        if (doc_of(L, &d, p)) {
+            const char *t = fstr(L, -1, "ManagerType");
+            if (!mgr_path || (t && strcmp(t, "BMC") == 0))
+                mgr_path = p;
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    if (!mgr_path || !doc_of(L, &d, mgr_path))
+        luaL_error(L, "discover: %s lists no manager", fstr(L, cl, "host"));
+    int mgr = lua_gettop(L);
+    int n = sbot_redfish_identify(L, cl, mgr);
+    if (n != 1)
+        raise_failure(L, n, "discover");
+    int info = lua_gettop(L);
+    lua_newtable(L);
+    int svc = lua_gettop(L);
+    static const char *const info_keys[] = {"vendor", "generation", "family", "firmware", "redfish_version",
+                                            "manager", "manager_model", NULL};
+    for (int i = 0; info_keys[i]; i++) {
+        lua_getfield(L, info, info_keys[i]);
+        lua_setfield(L, svc, info_keys[i]);
+    }
+    sets(L, svc, "system", sys_path);
     setb(L, svc, "expand", d.expand != NULL);
     lua_pushvalue(L, svc);
     lua_setfield(L, D, "service");
 
-    /* the system: the first member of the root's Systems collection */
-    const char *systems = flink(L, root, "Systems");
-    if (!systems)
-        luaL_error(L, "discover: the service root of %s links no Systems collection", fstr(L, cl, "host"));
-    push_list(L);
-    push_coll(L, &d, systems);
-    append(L, -2);
-    lua_pushstring(L, fstr(L, svc, "manager"));
-    append(L, -2);
-    fetch(L, &d, -1);
-    lua_pop(L, 1);
-    alias_coll(L, &d, systems);
-    push_list(L);
-    int sysl = lua_gettop(L);
-    push_list(L);
-    int need = lua_gettop(L);
-    members_of(L, &d, systems, need, sysl);
-    if (lua_rawlen(L, sysl) == 0)
-        luaL_error(L, "discover: the Systems collection of %s lists no system", fstr(L, cl, "host"));
-    lua_rawgeti(L, sysl, 1);
-    const char *sys_path = lua_tostring(L, -1);
-    lua_setfield(L, svc, "system"); /* anchors the string */
-    sys_path = fstr(L, svc, "system");
-    lua_pushstring(L, sys_path);
-    append(L, need);
-    fetch(L, &d, need);
-    lua_settop(L, svc);
-    if (!doc_of(L, &d, sys_path))
-        luaL_error(L, "discover: the system %s is absent", sys_path);
-    int sys = lua_gettop(L);
-    const char *mgr_path = fstr(L, svc, "manager");
-    if (!doc_of(L, &d, mgr_path))
-        luaL_error(L, "discover: the manager %s is absent", mgr_path ? mgr_path : "?");
-    int mgr = lua_gettop(L);
-
-    /* round 1: BIOS, NIC interfaces, registries, virtual media, job queue */
-    const char *bios_path = flink(L, sys, "Bios");
-    const char *netifs = flink(L, sys, "NetworkInterfaces");
-    const char *regs = flink(L, root, "Registries");
-    const char *vm = flink(L, sys, "VirtualMedia");
-    if (!vm)
-        vm = flink(L, mgr, "VirtualMedia");
+    /* round 2: pending BIOS settings, the NIC functions, the manager's
+     * virtual media and job queue, the registry if the guess was not it */
+    const char *vm = sys_vm ? sys_vm : flink(L, mgr, "VirtualMedia");
     const char *jobs = NULL, *job_service = NULL;
     if (ftab(L, mgr, "Links")) {
         if (ftab(L, -1, "Oem")) {
@@ -533,63 +605,15 @@ static void discover_all(lua_State *L, int cl)
         }
         lua_pop(L, 1);
     }
-    push_list(L);
-    int r1 = lua_gettop(L);
-    if (bios_path) {
-        lua_pushstring(L, bios_path);
-        append(L, r1);
-    }
-    const char *colls[] = {netifs, regs, vm, jobs};
-    for (int i = 0; i < 4; i++)
-        if (colls[i]) {
-            push_coll(L, &d, colls[i]);
-            append(L, r1);
-        }
-    fetch(L, &d, r1);
-    for (int i = 0; i < 4; i++)
-        alias_coll(L, &d, colls[i]);
-    lua_settop(L, mgr);
-
-    /* round 2: pending BIOS settings, registry files, NIC interface members,
-     * virtual media members, jobs */
-    const char *bios_settings = NULL;
-    push_list(L);
-    int r2 = lua_gettop(L);
+    const char *bios_settings = NULL, *reg_id = NULL, *reg_uri = NULL;
     if (doc_of(L, &d, bios_path)) {
+        reg_id = fstr(L, -1, "AttributeRegistry");
         if (ftab(L, -1, "@Redfish.Settings")) {
             bios_settings = flink(L, -1, "SettingsObject");
             lua_pop(L, 1);
         }
         lua_pop(L, 1);
     }
-    if (bios_settings) {
-        lua_pushstring(L, bios_settings);
-        append(L, r2);
-    }
-    push_list(L);
-    int reg_files = lua_gettop(L);
-    push_list(L);
-    int netif_members = lua_gettop(L);
-    push_list(L);
-    int vm_members = lua_gettop(L);
-    push_list(L);
-    int job_members = lua_gettop(L);
-    members_of(L, &d, regs, r2, reg_files);
-    members_of(L, &d, netifs, r2, netif_members);
-    members_of(L, &d, vm, r2, vm_members);
-    members_of(L, &d, jobs, r2, job_members);
-    fetch(L, &d, r2);
-
-    /* round 3: the BIOS attribute registry, NIC adapters */
-    push_list(L);
-    int r3 = lua_gettop(L);
-    const char *reg_id = NULL;
-    if (doc_of(L, &d, bios_path)) {
-        reg_id = fstr(L, -1, "AttributeRegistry");
-        lua_pop(L, 1);
-    }
-    const char *reg_uri = NULL;
-    lua_Integer nf = (lua_Integer)lua_rawlen(L, reg_files);
     for (lua_Integer i = 1; i <= nf && reg_id && !reg_uri; i++) {
         lua_rawgeti(L, reg_files, i);
         if (doc_of(L, &d, lua_tostring(L, -1))) {
@@ -603,23 +627,30 @@ static void discover_all(lua_State *L, int cl)
         }
         lua_pop(L, 1);
     }
-    if (reg_uri) {
-        lua_pushstring(L, reg_uri);
-        append(L, r3);
-    }
+    push_list(L);
+    int r2 = lua_gettop(L);
+    push_list(L);
+    int fn_colls = lua_gettop(L);
     push_list(L);
     int adapters = lua_gettop(L);
     lua_Integer ni = (lua_Integer)lua_rawlen(L, netif_members);
     for (lua_Integer i = 1; i <= ni; i++) {
         lua_rawgeti(L, netif_members, i);
         if (doc_of(L, &d, lua_tostring(L, -1))) {
-            if (ftab(L, -1, "Links")) {
+            /* the interface links its functions; older shapes only through the adapter */
+            const char *f = flink(L, -1, "NetworkDeviceFunctions");
+            if (f) {
+                lua_pushstring(L, f);
+                append(L, fn_colls);
+                push_coll(L, &d, f);
+                append(L, r2);
+            } else if (ftab(L, -1, "Links")) {
                 const char *a = flink(L, -1, "NetworkAdapter");
                 if (a) {
                     lua_pushstring(L, a);
                     append(L, adapters);
                     lua_pushstring(L, a);
-                    append(L, r3);
+                    append(L, r2);
                 }
                 lua_pop(L, 1);
             }
@@ -627,13 +658,24 @@ static void discover_all(lua_State *L, int cl)
         }
         lua_pop(L, 1);
     }
-    fetch(L, &d, r3);
-
-    /* round 4 and 5: NIC function collections and functions */
+    const char *r2_colls[] = {vm, jobs};
+    for (int i = 0; i < 2; i++)
+        if (r2_colls[i]) {
+            push_coll(L, &d, r2_colls[i]);
+            append(L, r2);
+        }
+    const char *r2_paths[] = {bios_settings, reg_uri};
+    for (int i = 0; i < 2; i++)
+        if (r2_paths[i]) {
+            lua_pushstring(L, r2_paths[i]);
+            append(L, r2);
+        }
+    fetch(L, &d, r2);
+    for (int i = 0; i < 2; i++)
+        alias_coll(L, &d, r2_colls[i]);
+    /* adapters (when the interfaces did not link the functions directly) */
     push_list(L);
-    int r4 = lua_gettop(L);
-    push_list(L);
-    int fn_colls = lua_gettop(L);
+    need = lua_gettop(L);
     lua_Integer na = (lua_Integer)lua_rawlen(L, adapters);
     for (lua_Integer i = 1; i <= na; i++) {
         lua_rawgeti(L, adapters, i);
@@ -643,36 +685,45 @@ static void discover_all(lua_State *L, int cl)
                 lua_pushstring(L, f);
                 append(L, fn_colls);
                 push_coll(L, &d, f);
-                append(L, r4);
+                append(L, need);
             }
             lua_pop(L, 1);
         }
         lua_pop(L, 1);
     }
-    fetch(L, &d, r4);
+    fetch(L, &d, need);
+
+    /* round 3: NIC functions not expanded yet, virtual media and job members,
+     * the functions' pending Settings */
     push_list(L);
-    int r5 = lua_gettop(L);
+    int vm_members = lua_gettop(L);
+    push_list(L);
+    int job_members = lua_gettop(L);
     push_list(L);
     int fns = lua_gettop(L);
+    push_list(L);
+    need = lua_gettop(L);
+    members_of(L, &d, vm, need, vm_members);
+    members_of(L, &d, jobs, need, job_members);
     lua_Integer nc = (lua_Integer)lua_rawlen(L, fn_colls);
     for (lua_Integer i = 1; i <= nc; i++) {
         lua_rawgeti(L, fn_colls, i);
         alias_coll(L, &d, lua_tostring(L, -1));
-        members_of(L, &d, lua_tostring(L, -1), r5, fns);
+        members_of(L, &d, lua_tostring(L, -1), need, fns);
         lua_pop(L, 1);
     }
-    fetch(L, &d, r5);
+    fetch(L, &d, need);
     push_list(L);
-    int r6 = lua_gettop(L);
+    int r3 = lua_gettop(L);
     lua_Integer nfn = (lua_Integer)lua_rawlen(L, fns);
     for (lua_Integer i = 1; i <= nfn; i++) {
         lua_rawgeti(L, fns, i);
         if (doc_of(L, &d, lua_tostring(L, -1))) {
             if (ftab(L, -1, "@Redfish.Settings")) {
-                const char *s = flink(L, -1, "SettingsObject");
-                if (s) {
-                    lua_pushstring(L, s);
-                    append(L, r6);
+                const char *sp = flink(L, -1, "SettingsObject");
+                if (sp) {
+                    lua_pushstring(L, sp);
+                    append(L, r3);
                 }
                 lua_pop(L, 1);
             }
@@ -680,7 +731,7 @@ static void discover_all(lua_State *L, int cl)
         }
         lua_pop(L, 1);
     }
-    fetch(L, &d, r6);
+    fetch(L, &d, r3);
 
     /* ---- the discovery table ---- */
     lua_newtable(L);
@@ -1052,7 +1103,6 @@ static const char *nic_counterpart(const char *prop)
     return NULL;
 }
 
-static int has_prefix(const char *s, const char *p) { return s && strncmp(s, p, strlen(p)) == 0; }
 
 /* Split a boot sequence "a,b, c" into a list (pushed). */
 static void push_split(lua_State *L, const char *seq)

@@ -1991,63 +1991,44 @@ static int dell_generation(const char *fw, const char *rv)
     return 0;
 }
 
-/* c:identify() -> {vendor, product, redfish_version, manager, manager_model,
- * firmware, generation, family} (cached) | nil, message, code[, status] */
-static int m_identify(lua_State *L)
+/* Push the BMC manager document (and leave its path below it): the member
+ * of the Managers collection whose ManagerType is BMC, else the first.
+ * Returns 2, or the failure count (nil, message, code[, status]). */
+static int push_bmc_manager(lua_State *L, int root)
 {
-    struct client *c = check_open(L, 1, "identify");
-    lua_settop(L, 1);
-    if (uv_get(L, 1, UV_INFO) == LUA_TTABLE)
-        return 1;
-    lua_pop(L, 1);
-    uv_get(L, 1, UV_ROOT); /* 2 */
-    lua_createtable(L, 0, 8); /* 3 */
-    lua_getfield(L, 2, "RedfishVersion");
-    lua_setfield(L, 3, "redfish_version");
-    lua_getfield(L, 2, "Product");
-    lua_setfield(L, 3, "product");
-    lua_getfield(L, 2, "Vendor");
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        if (lua_getfield(L, 2, "Oem") == LUA_TTABLE && lua_getfield(L, -1, "Dell") != LUA_TNIL) {
-            lua_pop(L, 2);
-            lua_pushliteral(L, "Dell");
-        } else {
-            lua_settop(L, 3);
-            lua_pushnil(L);
-        }
-    }
-    lua_setfield(L, 3, "vendor");
-    /* the manager: the BMC among the Managers members */
-    push_link(L, 2, "Managers");
+    struct client *c = check_client(L, 1);
+    int top = lua_gettop(L);
+    push_link(L, root, "Managers");
     if (lua_isnil(L, -1)) {
         lua_pushnil(L);
         lua_pushfstring(L, "the service root of %s links no Managers collection", c->host);
         lua_pushliteral(L, "protocol");
         return 3;
     }
+    int coll = lua_gettop(L);
     lua_pushcfunction(L, m_get);
     lua_pushvalue(L, 1);
-    lua_pushvalue(L, 4);
-    lua_call(L, 2, 4); /* 5..8 */
-    if (lua_isnil(L, 5))
+    lua_pushvalue(L, coll);
+    lua_call(L, 2, 4);
+    if (lua_isnil(L, coll + 1))
         return 4;
-    lua_settop(L, 5);
-    lua_createtable(L, 4, 0); /* 6: member paths */
-    if (lua_getfield(L, 5, "Members") == LUA_TTABLE) {
+    lua_settop(L, coll + 1);
+    lua_createtable(L, 4, 0); /* member paths */
+    int paths = lua_gettop(L);
+    if (lua_getfield(L, coll + 1, "Members") == LUA_TTABLE) {
         lua_Integer m = (lua_Integer)lua_rawlen(L, -1);
         for (lua_Integer i = 1; i <= m; i++) {
             if (lua_rawgeti(L, -1, i) == LUA_TTABLE) {
                 if (lua_getfield(L, -1, "@odata.id") == LUA_TSTRING)
-                    lua_rawseti(L, 6, (lua_Integer)lua_rawlen(L, 6) + 1);
+                    lua_rawseti(L, paths, (lua_Integer)lua_rawlen(L, paths) + 1);
                 else
                     lua_pop(L, 1);
             }
             lua_pop(L, 1);
         }
     }
-    lua_settop(L, 6);
-    if (lua_rawlen(L, 6) == 0) {
+    lua_settop(L, paths);
+    if (lua_rawlen(L, paths) == 0) {
         lua_pushnil(L);
         lua_pushfstring(L, "the Managers collection of %s lists no manager", c->host);
         lua_pushliteral(L, "protocol");
@@ -2055,12 +2036,13 @@ static int m_identify(lua_State *L)
     }
     lua_pushcfunction(L, m_get_many);
     lua_pushvalue(L, 1);
-    lua_pushvalue(L, 6);
-    lua_call(L, 2, 1); /* 7 */
+    lua_pushvalue(L, paths);
+    lua_call(L, 2, 1);
+    int got = lua_gettop(L);
     int pick = 0;
-    lua_Integer m = (lua_Integer)lua_rawlen(L, 7);
+    lua_Integer m = (lua_Integer)lua_rawlen(L, got);
     for (lua_Integer i = 1; i <= m && !pick; i++) {
-        lua_rawgeti(L, 7, i);
+        lua_rawgeti(L, got, i);
         if (lua_getfield(L, -1, "doc") == LUA_TTABLE) {
             lua_getfield(L, -1, "ManagerType");
             if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "BMC") == 0)
@@ -2071,7 +2053,7 @@ static int m_identify(lua_State *L)
     }
     if (!pick)
         pick = 1;
-    lua_rawgeti(L, 7, pick);
+    lua_rawgeti(L, got, pick);
     if (lua_getfield(L, -1, "doc") != LUA_TTABLE) {
         lua_getfield(L, -2, "error");
         lua_getfield(L, -3, "code");
@@ -2079,29 +2061,81 @@ static int m_identify(lua_State *L)
         lua_insert(L, -3);
         return 3;
     }
-    int mgr = lua_gettop(L); /* 9 */
-    lua_rawgeti(L, 6, pick);
-    lua_setfield(L, 3, "manager");
+    lua_rawgeti(L, paths, pick);
+    lua_insert(L, -2);
+    lua_copy(L, -2, top + 1);
+    lua_copy(L, -1, top + 2);
+    lua_settop(L, top + 2);
+    return 2;
+}
+
+/* c:identify([manager_doc]) -> {vendor, product, redfish_version, manager,
+ * manager_model, firmware, generation, family} (cached) | nil, message,
+ * code[, status]. Reads the Managers collection and its BMC, unless the
+ * caller already has the BMC's Manager document (then no request). */
+static int m_identify(lua_State *L)
+{
+    struct client *c = check_open(L, 1, "identify");
+    lua_settop(L, 2);
+    if (!lua_isnil(L, 2))
+        luaL_checktype(L, 2, LUA_TTABLE);
+    if (uv_get(L, 1, UV_INFO) == LUA_TTABLE)
+        return 1;
+    lua_pop(L, 1);
+    uv_get(L, 1, UV_ROOT); /* 3 */
+    int root = 3;
+    lua_createtable(L, 0, 8); /* 4 */
+    int info = 4;
+    lua_getfield(L, root, "RedfishVersion");
+    lua_setfield(L, info, "redfish_version");
+    lua_getfield(L, root, "Product");
+    lua_setfield(L, info, "product");
+    lua_getfield(L, root, "Vendor");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        if (lua_getfield(L, root, "Oem") == LUA_TTABLE && lua_getfield(L, -1, "Dell") != LUA_TNIL) {
+            lua_settop(L, info);
+            lua_pushliteral(L, "Dell");
+        } else {
+            lua_settop(L, info);
+            lua_pushnil(L);
+        }
+    }
+    lua_setfield(L, info, "vendor");
+    if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "@odata.id"); /* 5: path */
+        if (lua_type(L, 5) != LUA_TSTRING)
+            return luaL_error(L, "redfish: identify: the manager document has no @odata.id");
+        lua_pushvalue(L, 2); /* 6: doc */
+    } else {
+        int k = push_bmc_manager(L, root);
+        if (k != 2)
+            return k;
+    }
+    int mgr = 6;
+    lua_pushvalue(L, 5);
+    lua_setfield(L, info, "manager");
     lua_getfield(L, mgr, "Model");
-    lua_setfield(L, 3, "manager_model");
+    lua_setfield(L, info, "manager_model");
     lua_getfield(L, mgr, "FirmwareVersion");
-    lua_setfield(L, 3, "firmware");
-    lua_getfield(L, 3, "vendor");
-    lua_getfield(L, 3, "firmware");
-    lua_getfield(L, 3, "redfish_version");
+    lua_setfield(L, info, "firmware");
+    lua_getfield(L, info, "vendor");
+    lua_getfield(L, info, "firmware");
+    lua_getfield(L, info, "redfish_version");
     int gen = 0;
     if (lua_type(L, -3) == LUA_TSTRING && strcmp(lua_tostring(L, -3), "Dell") == 0)
         gen = dell_generation(lua_tostring(L, -2), lua_tostring(L, -1));
     lua_pop(L, 3);
     if (gen) {
         lua_pushinteger(L, gen);
-        lua_setfield(L, 3, "generation");
+        lua_setfield(L, info, "generation");
         lua_pushfstring(L, "iDRAC %d", gen);
-        lua_setfield(L, 3, "family");
+        lua_setfield(L, info, "family");
     }
-    lua_pushvalue(L, 3);
+    (void)c;
+    lua_pushvalue(L, info);
     uv_set(L, 1, UV_INFO);
-    lua_pushvalue(L, 3);
+    lua_pushvalue(L, info);
     return 1;
 }
 
@@ -2705,11 +2739,16 @@ int sbot_redfish_wait_job(lua_State *L, int client, const char *job, int opts)
     return call_api(L, m_wait_job, 3);
 }
 
-int sbot_redfish_identify(lua_State *L, int client)
+int sbot_redfish_identify(lua_State *L, int client, int manager)
 {
     client = lua_absindex(L, client);
+    manager = manager ? lua_absindex(L, manager) : 0;
     lua_pushvalue(L, client);
-    return call_api(L, m_identify, 1);
+    if (manager)
+        lua_pushvalue(L, manager);
+    else
+        lua_pushnil(L);
+    return call_api(L, m_identify, 2);
 }
 
 int sbot_redfish_close(lua_State *L, int client)

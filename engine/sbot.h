@@ -160,8 +160,9 @@ int sbot_redfish_delete(lua_State *L, int client, const char *path);
 /* client:wait_job(job, opts) (opts 0 = defaults): pushes the job document or
  * nil, message, code[, document]. */
 int sbot_redfish_wait_job(lua_State *L, int client, const char *job, int opts);
-/* client:identify(): pushes the info table or nil, message, code[, status]. */
-int sbot_redfish_identify(lua_State *L, int client);
+/* client:identify([manager_doc]) (manager 0 = read it): pushes the info
+ * table or nil, message, code[, status]. */
+int sbot_redfish_identify(lua_State *L, int client, int manager);
 /* client:close(): pushes true or nil, message. Idempotent. */
 int sbot_redfish_close(lua_State *L, int client);
 /* redfish.check_attribute(entry, value): the value at index value against

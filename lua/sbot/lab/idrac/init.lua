@@ -26,16 +26,13 @@ M.FLAVOURS = model.FLAVOURS
 M.RESET_TYPES = model.FLAVOURS[8].reset_types
 M.MAX_SESSIONS = model.FLAVOURS[8].max_sessions
 
-local function fnv1a(s)
-  local h = 0x811c9dc5
-  for i = 1, #s do
-    h = ((h ~ s:byte(i)) * 0x01000193) & 0xffffffff
-  end
-  return string.format("%08x", h)
-end
+local crypto = require "sbot.crypto"
 
+-- ETag: the first 8 bytes of the body's SHA-256 (in C: the lab serves many
+-- BMCs from one thread)
 local function etag_of(body)
-  return '"' .. fnv1a(type(body) == "string" and body or json.encode(body)) .. '"'
+  local text = type(body) == "string" and body or json.encode(body)
+  return '"' .. crypto.sha256(text):sub(1, 8):gsub(".", function(c) return string.format("%02x", c:byte()) end) .. '"'
 end
 
 --- Create an iDRAC device.
@@ -164,7 +161,9 @@ function M.new(opts)
     end
     if method == "GET" then
       local body = r.get()
-      local text = json.encode(body)
+      -- a resource that never changes (the attribute registry) is encoded once
+      local text = r.static and r.text or json.encode(body)
+      if r.static then r.text = text end
       local etag = etag_of(text)
       if req.query["$select"] or req.query["$expand"] then
         local shaped, err = shape(req, body)

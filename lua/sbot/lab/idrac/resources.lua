@@ -218,8 +218,10 @@ function M.install(dev)
       Registry = "BiosAttributeRegistry1.0", Languages = arr({ "en" }),
       Location = arr({ { Language = "en", Uri = bios_registry } }) })
   end })
-  resource(bios_registry, { get = function()
-    return registry.document(dev.bios_reg, bios_registry, F)
+  local registry_doc
+  resource(bios_registry, { static = true, get = function()
+    registry_doc = registry_doc or registry.document(dev.bios_reg, bios_registry, F)
+    return registry_doc
   end })
 
   local function effective_bios(patch)
