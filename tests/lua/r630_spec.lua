@@ -184,15 +184,48 @@ describe("r630 on an iDRAC 8 (sbot lab)", function()
     assert.are.equal(0, after.sessions, "the session is closed after a failed run too")
   end)
 
-  it("reports a failing job with its message, and fails", function()
+  it("reports a failing job with its message, fails, and takes back what it can", function()
     local f = labclient.new({ base = lab.info.devices["idrac-2"].url, cacert = lab.info.devices["idrac-2"].cert_file })
     assert.are.equal(200, assert(f:request("POST", "/lab/faults", { body = "idrac-2:jobfail=1" })).status)
-    local r = run(lab, 2, config(nil))
+    local r = run(lab, 2, config(image))
     assert.are.equal(200, assert(f:request("POST", "/lab/faults", { body = "" })).status)
     assert.are.equal("failed", r.status)
     assert.matches("SYS051: Unable to complete the configuration job", r.error)
-    assert.matches("^process: change %d of %d %(update /redfish/v1/Systems/System.Embedded.1%) failed: job JID_%d+ Failed", r.error)
-    assert.are.equal(0, dev(lab, "idrac-2").sessions)
+    assert.matches("^process: change 4 of 4 %(update /redfish/v1/Systems/System.Embedded.1%) failed: job JID_%d+ Failed", r.error)
+    -- rollback: the inserted image is ejected again; the failed jobs applied nothing
+    local undone = {}
+    for _, u in ipairs(r.processing.undone) do undone[u.index] = u end
+    assert.is_true(undone[1].ok, json.encode(undone[1]))
+    assert.is_true(undone[2].ok and undone[3].ok)
+    local st = dev(lab, "idrac-2")
+    assert.is_false(st.vmedia.CD.inserted)
+    assert.are.equal("Disabled", st.bios.current.IscsiDev1EnDis)
+    assert.are.equal(0, st.sessions)
+  end)
+
+  it("checks a CHAP secret against the registry without showing it, and sends it only with the CHAP settings", function()
+    local secret = require "sbot.secret"
+    local cfg = config(nil)
+    cfg.iscsi_boot = merge(cfg.iscsi_boot, { chap = { user = "r630-06", secret = secret.new("short-pw") } })
+    local before = dev(lab, "idrac-6")
+    local r = run(lab, 6, cfg)
+    assert.are.equal("failed", r.status)
+    assert.matches("iscsi_boot.chap.secret: 127%.0%.0%.1:%d+ would refuse IscsiDev1Con1ChapSecret = <secret>: its length 8 is outside 12..16", r.error)
+    assert.is_nil(r.error:find("short-pw", 1, true))
+    assert.are.equal(before.writes, dev(lab, "idrac-6").writes)
+    cfg.iscsi_boot.chap.secret = secret.new("long-enough-pw")
+    r = run(lab, 6, cfg)
+    assert.are.equal("ok", r.status, r.error)
+    assert.are.equal("<redacted>", json.decode(require("sbot.json").encode(r.plan[1].after)).IscsiDev1Con1ChapSecret)
+    local st = dev(lab, "idrac-6")
+    assert.are.equal("Chap", st.bios.current.IscsiDev1Con1Auth)
+    assert.are.equal("r630-06", st.bios.current.IscsiDev1Con1ChapName)
+    assert.are.equal("CHAP", st.nics[1].iscsi.AuthenticationMethod)
+    -- the secret cannot be read back: a second run does not resend it
+    local again = run(lab, 6, cfg)
+    assert.are.equal("ok", again.status, again.error)
+    assert.are.equal(0, #again.plan)
+    assert.are.equal(st.writes, dev(lab, "idrac-6").writes)
   end)
 
   it("refuses a conflicting pending job, naming it, and clears it with clear_pending", function()
@@ -377,5 +410,50 @@ describe("r630 in a workflow: the session is closed on every way out", function(
     assert.are.equal(200, assert(f:request("POST", "/lab/faults", { body = "" })).status)
     assert.matches("r630%-02", p:output())
     assert.are.equal(0, dev(lab, "idrac-2").sessions, p:output())
+  end)
+end)
+
+describe("r630 with the lab's TrueNAS and tgtd (sbot lab --tgt)", function()
+  local lab
+  setup(function() lab = labclient.start_lab({ "--servers", "1", "--tgt", "--time-scale", "0.1" }) end)
+  teardown(function() if lab then lab.stop() end end)
+
+  it("configures the iSCSI boot of a zvol the TrueNAS model exports; the next boot logs in to it", function()
+    -- the disk, made the way the iSCSI component will (JSON-RPC over wss)
+    local ws = require "sbot.ws"
+    local tn = lab.site.truenas
+    local conn <close> = assert(ws.connect(tn.url, { tls = tn.tls, timeout = 5 }))
+    local id = 0
+    local function call(method, params)
+      id = id + 1
+      assert(conn:send(json.encode { jsonrpc = "2.0", id = id, method = method, params = json.array(params or {}) }))
+      local msg = json.decode(assert(conn:recv(10)))
+      assert(msg.error == nil, msg.error and json.encode(msg.error))
+      return msg.result
+    end
+    call("auth.login_ex", { { mechanism = "API_KEY_PLAIN", username = "root", api_key = tn.api_key } })
+    local portal = call("iscsi.portal.create", { { listen = { { ip = "127.0.0.1" } } } })
+    call("pool.dataset.create", { { name = "tank/r630-01", type = "VOLUME", volsize = 32 * 1024 * 1024, sparse = true } })
+    local t = call("iscsi.target.create", { { name = "r630-01", groups = { { portal = portal.id } } } })
+    local e = call("iscsi.extent.create", { { name = "r630-01", disk = "zvol/tank/r630-01" } })
+    call("iscsi.targetextent.create", { { target = t.id, extent = e.id } })
+    local global = call("iscsi.global.config")
+    local iqn = global.basename .. ":r630-01"
+
+    local cfg = config(nil)
+    cfg.iscsi_boot = merge(cfg.iscsi_boot, { target_iqn = iqn, target_port = global.listen_port,
+      initiator_iqn = "iqn.2024-01.org.sbot:r630-01" })
+    local r = run(lab, 1, cfg)
+    assert.are.equal("ok", r.status, r.error)
+    -- the reboot of the run booted the disk (no virtual CD asked): logged in with tgtd
+    local b = wait_for(function()
+      local s = dev(lab, "idrac-1")
+      return s.last_boot ~= json.null and s.last_boot.iscsi_login and s.last_boot
+    end, 20, "the iSCSI boot")
+    assert.are.equal("iSCSI", b.source)
+    assert.are.equal(iqn, b.target.name)
+    assert(b.iscsi_login.ok, json.encode(b.iscsi_login))
+    assert.are.equal("tgt", b.iscsi_login.checked)
+    assert.are.equal("tank/r630-01", b.iscsi_login.zvol)
   end)
 end)
