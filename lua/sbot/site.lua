@@ -12,6 +12,8 @@ local M = {}
 local ID = "^[%w][%w_.%-]*$"
 local MAC = "^%x%x:%x%x:%x%x:%x%x:%x%x:%x%x$"
 local URL = "^https?://."
+local IP = "^[%x:.]+$"
+local CIDR = "^[%x:.]+/%d+$"
 
 --- TLS settings of one endpoint, the table sbot.http and sbot.ws take as
 -- `tls` unchanged. pin_sha256 is the BASE64 SHA-256 of the server's public key
@@ -86,13 +88,34 @@ M.schema = {
       access_key = { type = "secret" },
       secret_key = { type = "secret" },
     } },
-  openshift = { type = "table", description = "the cluster to install",
+  openshift = { type = "table", description = "the cluster to install (docs/openshift.md)",
     fields = {
       version = { type = "string", required = true, pattern = "^%d+%.%d+" },
       cluster_name = { type = "string", required = true, pattern = ID },
       base_domain = { type = "string", required = true },
       pull_secret = { type = "secret", required = true },
       ssh_key = { type = "string" },
+      -- what the OpenShift component renders into install-config.yaml and
+      -- agent-config.yaml; it checks them against each other and the servers
+      machine_network = { type = "string", pattern = CIDR, description = "CIDR holding every node IP and the VIPs" },
+      cluster_network = { type = "string", pattern = CIDR, default = "10.128.0.0/14" },
+      host_prefix = { type = "integer", min = 1, max = 128, default = 23 },
+      service_network = { type = "string", pattern = CIDR, default = "172.30.0.0/16" },
+      network_type = { type = "string", default = "OVNKubernetes" },
+      api_vip = { type = "string", pattern = IP, description = "API VIP (not with a single node)" },
+      ingress_vip = { type = "string", pattern = IP, description = "ingress VIP (not with a single node)" },
+      rendezvous_ip = { type = "string", pattern = IP, description = "node IP of the rendezvous host; default: the first master's" },
+      dns_servers = { type = "list", items = { type = "string", pattern = IP } },
+      ntp_servers = { type = "list", items = { type = "string" } },
+      installer = { type = "table", description = "where openshift-install comes from",
+        fields = {
+          mirror_url = { type = "string", pattern = URL,
+            description = "base of the client mirror; default https://mirror.openshift.com/pub/openshift-v4/clients/ocp" },
+          sha256 = { type = "string", pattern = "^" .. string.rep("%x", 64) .. "$",
+            description = "pin: SHA-256 (hex) the release tarball must have, beside its sha256sum.txt" },
+          tls = tls_spec("the mirror"),
+          timeout = { type = "number", min = 1, description = "seconds `agent create image` may take (default 1800)" },
+        } },
     } },
   hooks = { type = "map", values = { type = "function" },
     description = "site decision hooks, e.g. name_target(server, version)" },
@@ -157,6 +180,8 @@ local function check_site(site, prefix)
     check_tls(tn.tls, tn.url, prefix .. "truenas", errors)
   end
   if site.s3 then check_tls(site.s3.tls, site.s3.endpoint, prefix .. "s3", errors) end
+  local inst = site.openshift and site.openshift.installer
+  if inst then check_tls(inst.tls, inst.mirror_url, prefix .. "openshift.installer", errors) end
   if #errors > 0 then return table.concat(errors, "\n") end
 end
 
