@@ -12,11 +12,12 @@
 --   jobfail  (iDRAC) a configuration job ends Failed
 --   failpart (S3) UploadPart number N answers 500 InternalError (an integer)
 --   completeerr (S3) rate of CompleteMultipartUpload answered 200 with an <Error> body
+--   corrupt  (installer mirror) rate of release downloads served with one byte changed
 local M = {}
 
 local KEYS = {
   ["503"] = "rate", reset = "rate", drop = "rate", jobfail = "rate", latency = "ms",
-  failpart = "int", completeerr = "rate",
+  failpart = "int", completeerr = "rate", corrupt = "rate",
 }
 
 --- A deterministic generator of floats in [0, 1) (xorshift64*, seeded by

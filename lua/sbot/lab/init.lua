@@ -16,8 +16,9 @@ usage: sbot lab [--servers N] [--dir DIR] [--site-out FILE] [--latency MS]
 
 Runs simulated devices on loopback until Ctrl-C: N iDRACs (Dell R630, iDRAC 8
 Redfish, or iDRAC 9 with --idrac 9), each on its own HTTPS port with its own
-self-signed certificate, plus the TrueNAS model when it is installed and an
-S3 server (SigV4, versioning, bucket policies, conditional writes, multipart).
+self-signed certificate, plus the TrueNAS model when it is installed, an
+S3 server (SigV4, versioning, bucket policies, conditional writes, multipart)
+and an OpenShift client mirror serving a stand-in openshift-install.
 
   --servers N      number of simulated servers (default 2)
   --dir DIR        where certificates, lab.json and the default site file go
@@ -25,8 +26,8 @@ S3 server (SigV4, versioning, bucket policies, conditional writes, multipart).
   --site-out FILE  write the ready site file here (default DIR/site.lua)
   --latency MS     add MS milliseconds to every response
   --faults SPEC    e.g. 'idrac:503=0.1,reset=0.05,latency=50-200;truenas:drop=0.05'
-                   (503 | reset | drop | jobfail | completeerr rates, latency in
-                   ms, failpart=N: S3 UploadPart N fails)
+                   (503 | reset | drop | jobfail | completeerr | corrupt rates,
+                   latency in ms, failpart=N: S3 UploadPart N fails)
   --seed N         seed of the fault injection (default 1): same seed and same
                    requests give the same faults
   --time-scale X   multiply job, reboot and not-ready durations by X
@@ -147,7 +148,7 @@ end
 
 --- Device kinds beyond the iDRAC: a module sbot.lab.<kind> exporting
 -- new(ctx) -> device. Missing modules are skipped; broken ones raise.
-M.optional_devices = { "truenas", "s3" }
+M.optional_devices = { "truenas", "s3", "installer" }
 
 local function try_require(name)
   local ok, mod = pcall(require, name)
@@ -286,9 +287,10 @@ function M.start(o)
     local endpoint = { host = o.host, port = srv:port(), url = srv:url(), pin_sha256 = cert.pin_sha256,
       cert_file = cert_file }
     dev.endpoint = endpoint
-    -- site_entry(url, tls, endpoint) -> "server", entry | KEY, value | value
-    -- (a bare value goes to site[dev.kind])
-    local key, value = dev.site_entry(endpoint.url, { pin_sha256 = cert.pin_sha256 }, endpoint)
+    -- site_entry(url, tls, endpoint, site) -> "server", entry | KEY, value | value
+    -- (a bare value goes to site[dev.kind]); `site` is the site built so far
+    -- (the iDRACs' servers come first), which a device may complete
+    local key, value = dev.site_entry(endpoint.url, { pin_sha256 = cert.pin_sha256 }, endpoint, site)
     if type(key) ~= "string" then key, value = dev.kind, key end
     if key == "server" then
       site.servers[#site.servers + 1] = value
