@@ -1194,39 +1194,47 @@ static void render_texts(lua_State *L, int m, char hash[65])
  * the store, the cache, the paths
  * ======================================================================== */
 
-/* Absolute directory under the site's state_dir: <state_dir>/openshift/<sub>. */
-static const char *state_path(lua_State *L, int self, const char *sub)
+/* An absolute form of path (relative to the working directory), pushed. */
+static const char *push_absolute(lua_State *L, const char *path)
 {
-    lua_getfield(L, self, "site");
-    const char *sd = lua_istable(L, -1) ? get_str(L, -1, "state_dir") : NULL;
-    lua_pop(L, 1);
-    const char *rel = lua_pushfstring(L, "%s/openshift/%s", sd ? sd : "state", sub);
-    if (!mkdirs(rel, 0700))
-        luaL_error(L, "openshift: cannot create %s: %s", rel, strerror(errno));
-    char real[PATH_MAX];
-    if (!realpath(rel, real))
-        luaL_error(L, "openshift: %s: %s", rel, strerror(errno));
-    lua_pop(L, 1);
-    return lua_pushstring(L, real);
+    if (path[0] == '/')
+        return lua_pushstring(L, path);
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd))
+        luaL_error(L, "openshift: getcwd: %s", strerror(errno));
+    if (strncmp(path, "./", 2) == 0)
+        path += 2;
+    return lua_pushfstring(L, "%s/%s", cwd, strcmp(path, ".") == 0 ? "" : path);
 }
 
-/* the component config's path, or <state_dir>/openshift/<sub> */
-static const char *config_path(lua_State *L, int self, const char *key, const char *sub)
+/* The component config's directory `key`, else <state_dir>/openshift/<sub>,
+ * pushed as an absolute path. Created (mode 0700) only when create is set:
+ * discover never creates anything. */
+static const char *dir_path(lua_State *L, int self, const char *key, const char *sub, int create)
 {
     lua_getfield(L, self, "config");
     const char *v = get_str(L, -1, key);
     lua_pop(L, 1);
     if (v) {
-        if (!mkdirs(v, 0700))
-            luaL_error(L, "openshift: %s %s: %s", key, v, strerror(errno));
-        return lua_pushstring(L, v);
+        push_absolute(L, v);
+    } else {
+        lua_getfield(L, self, "site");
+        const char *sd = lua_istable(L, -1) ? get_str(L, -1, "state_dir") : NULL;
+        push_absolute(L, sd ? sd : "state");
+        lua_pushfstring(L, "%s/openshift/%s", lua_tostring(L, -1), sub);
+        lua_replace(L, -3);
+        lua_pop(L, 1);
     }
-    return state_path(L, self, sub);
+    const char *path = lua_tostring(L, -1);
+    if (create && !mkdirs(path, 0700))
+        luaL_error(L, "openshift: cannot create %s: %s", path, strerror(errno));
+    return path;
 }
 
-/* open(self) -> {store = <sbot.store>, store_url = url}: the store where the
- * cluster's ISOs live (config.store, else the site's store, else
- * file://<state_dir>/openshift/store). */
+/* open(self) -> {store_url = url}: where the cluster's ISOs live
+ * (config.store, else the site's store, else file://<state_dir>/openshift/store).
+ * The store itself is opened on first use (get_store): opening a file:// store
+ * creates its directory, which discover must not do. */
 static int os_open(lua_State *L)
 {
     int self = 1;
@@ -1236,35 +1244,52 @@ static int os_open(lua_State *L)
     const char *url = get_str(L, -1, "store");
     lua_pop(L, 1);
     lua_getfield(L, self, "site");
-    int site = lua_gettop(L);
-    if (!url && lua_istable(L, site))
-        url = get_str(L, site, "store");
-    if (!url) {
-        const char *dir = state_path(L, self, "store");
-        url = lua_pushfstring(L, "file://%s", dir);
-    }
+    if (!url && lua_istable(L, -1))
+        url = get_str(L, -1, "store");
+    if (!url)
+        url = lua_pushfstring(L, "file://%s", dir_path(L, self, "store", "store", 0));
     set_str(L, res, "store_url", url);
+    lua_settop(L, res);
+    return 1;
+}
+
+/* Push the store of res (opened once), or nil when create is 0 and it is a
+ * file:// store whose directory does not exist yet (an empty store). */
+static int get_store(lua_State *L, int self, int res, int create)
+{
+    res = lua_absindex(L, res);
+    if (lua_getfield(L, res, "store") == LUA_TTABLE)
+        return 1;
+    lua_pop(L, 1);
+    const char *url = get_str(L, res, "store_url");
+    struct stat st;
+    if (!create && strncmp(url, "file://", 7) == 0 && stat(url + 7, &st) != 0) {
+        lua_pushnil(L);
+        return 0;
+    }
     push_require(L, "sbot.store", "open");
     lua_pushstring(L, url);
-    lua_newtable(L); /* an s3:// store signs with the site's S3 credentials */
-    if (strncmp(url, "s3://", 5) == 0 && lua_istable(L, site)) {
-        lua_getfield(L, site, "s3");
+    lua_newtable(L); /* an s3:// store signs with the site's S3 credentials and TLS */
+    lua_getfield(L, self, "site");
+    if (strncmp(url, "s3://", 5) == 0 && lua_istable(L, -1)) {
+        lua_getfield(L, -1, "s3");
         if (lua_istable(L, -1)) {
             lua_getfield(L, -1, "access_key");
-            lua_setfield(L, -3, "access_key");
+            lua_setfield(L, -4, "access_key");
             lua_getfield(L, -1, "secret_key");
-            lua_setfield(L, -3, "secret_key");
+            lua_setfield(L, -4, "secret_key");
             lua_getfield(L, -1, "tls");
-            lua_setfield(L, -3, "tls");
+            lua_setfield(L, -4, "tls");
         }
         lua_pop(L, 1);
     }
+    lua_pop(L, 1);
     lua_call(L, 2, 2);
     if (lua_isnil(L, -2))
-        return luaL_error(L, "openshift: store %s: %s", url, luaL_optstring(L, -1, "cannot open"));
+        luaL_error(L, "openshift: store %s: %s", url, luaL_optstring(L, -1, "cannot open"));
     lua_pop(L, 1);
+    lua_pushvalue(L, -1);
     lua_setfield(L, res, "store");
-    lua_settop(L, res);
     return 1;
 }
 
@@ -1280,7 +1305,7 @@ static const char *iso_key(lua_State *L, int m, const char *hash)
  * Pushes {path, dir, manifest?, valid, why} */
 static void check_cache(lua_State *L, int self, int m)
 {
-    const char *cache = config_path(L, self, "cache_dir", "cache");
+    const char *cache = dir_path(L, self, "cache_dir", "cache", 0);
     const char *version = get_str(L, m, "version");
     lua_newtable(L);
     int t = lua_gettop(L);
@@ -1434,15 +1459,21 @@ static int os_discover(lua_State *L)
     lua_setfield(L, d, "rendered");
 
     /* an ISO for these configs in the store? */
-    lua_getfield(L, res, "store");
+    int have_store = get_store(L, self, res, 0);
     int st = lua_gettop(L);
     const char *key = iso_key(L, m, hash);
     lua_newtable(L);
     int iso = lua_gettop(L);
     set_str(L, iso, "key", key);
     set_str(L, iso, "store", get_str(L, res, "store_url"));
-    lua_pushstring(L, key);
-    call_method(L, st, "head", 1, 3);
+    if (have_store) {
+        lua_pushstring(L, key);
+        call_method(L, st, "head", 1, 3);
+    } else {
+        lua_pushnil(L);
+        lua_pushliteral(L, "the store's directory does not exist yet");
+        lua_pushliteral(L, "NotFound");
+    }
     if (lua_istable(L, -3)) {
         set_bool(L, iso, "exists", 1);
         lua_getfield(L, -3, "size");
@@ -1828,7 +1859,7 @@ static int iso_body(lua_State *L)
         return luaL_error(L, "openshift-install %s exited 0 but its ISO is unusable: %s", version,
                           lua_tostring(L, -1));
     int info = lua_gettop(L);
-    lua_getfield(L, res, "store");
+    get_store(L, self, res, 1);
     int st = lua_gettop(L);
     const char *key = iso_key(L, m, hash);
     int keyi = lua_gettop(L);
@@ -1932,7 +1963,7 @@ static int apply_iso(lua_State *L, int self, int change, int res, int m)
 
     /* a fresh work directory, mode 0700 (the configs hold the pull secret),
      * removed on every way out */
-    const char *root = config_path(L, self, "work_dir", "work");
+    const char *root = dir_path(L, self, "work_dir", "work", 1);
     char short_hash[17];
     snprintf(short_hash, sizeof short_hash, "%.16s", hash);
     const char *work = lua_pushfstring(L, "%s/%s-%d", root, short_hash, (int)getpid());
@@ -1982,7 +2013,7 @@ static int os_undo(lua_State *L)
     if (kind && strcmp(kind, "iso") == 0) {
         lua_getfield(L, change, "after");
         const char *key = get_str(L, -1, "key");
-        lua_getfield(L, res, "store");
+        get_store(L, 1, res, 1);
         lua_pushstring(L, key);
         call_method(L, -2, "delete", 1, 2);
         if (lua_isnil(L, -2))
@@ -2005,7 +2036,7 @@ static int os_housekeep(lua_State *L)
     const char *key = get_str(L, -1, "key");
     if (!key)
         return luaL_error(L, "openshift: no ISO key in the discovery");
-    lua_getfield(L, res, "store");
+    get_store(L, self, res, 1);
     int st = lua_gettop(L);
     lua_pushstring(L, key);
     call_method(L, st, "head", 1, 2);
@@ -2014,7 +2045,7 @@ static int os_housekeep(lua_State *L)
                           get_str(L, res, "store_url"), luaL_optstring(L, -1, "?"));
     lua_pop(L, 1);
     int head = lua_gettop(L);
-    const char *root = config_path(L, self, "work_dir", "work");
+    const char *root = dir_path(L, self, "work_dir", "work", 1);
     const char *tmp = lua_pushfstring(L, "%s/verify-%d.iso", root, (int)getpid());
     int tmpi = lua_gettop(L);
     lua_pushstring(L, key);

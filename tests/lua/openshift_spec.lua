@@ -113,11 +113,14 @@ describe("OpenShift component", function()
 
   it("plans the same in --plan mode and changes nothing", function()
     local site = assert(load_site())
-    local r = run(site, { store = "s3://sbot/plan-only?endpoint=" .. s3_url }, "plan")
+    local r = run(site, nil, "plan")
     assert(r.status == "ok", r.error)
     assert.are.equal(2, #r.plan)
+    assert.is_false(r.discovery.iso.exists)
     assert.is_true(r.phases.housekeep.skipped)
-    assert.is_nil(io.open(site.state_dir .. "/openshift/cache/4.16.8/openshift-install"))
+    -- discover and plan are read-only: not even a directory was made
+    assert.is_nil(io.open(site.state_dir .. "/openshift"))
+    assert.is_nil(io.open(site.state_dir))
   end)
 
   local invalid = {
