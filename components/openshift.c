@@ -428,6 +428,8 @@ static int verify_iso(lua_State *L, const char *path)
     unsigned char pvd[SECTOR], sec[SECTOR];
 #define BAD(...)                                       \
     do {                                               \
+        fclose(b->f);                                  \
+        b->f = NULL;                                   \
         lua_settop(L, top);                            \
         lua_pushnil(L);                                \
         lua_pushfstring(L, __VA_ARGS__);               \
@@ -612,10 +614,8 @@ static int hook_root_device_hints(lua_State *L)
     lua_pop(L, 1);
     if (!portal || !iqn)
         return luaL_error(L, "root_device_hints: the disk needs portal and iqn, or device");
-    /* udev's path_id names the portal with its port */
-    int has_port = strrchr(portal, ':') && (portal[0] != '[' || strstr(portal, "]:"));
-    if (strchr(portal, ':') && portal[0] != '[' && strchr(portal, ':') != strrchr(portal, ':'))
-        has_port = 0; /* a bare IPv6 address */
+    /* udev's path_id names the portal with its port: ip:port, [v6]:port */
+    int has_port = portal[0] == '[' ? strstr(portal, "]:") != NULL : strchr(portal, ':') != NULL;
     lua_pushfstring(L, "/dev/disk/by-path/ip-%s%s-iscsi-%s-lun-%d", portal, has_port ? "" : ":3260", iqn,
                     (int)lun);
     lua_setfield(L, -2, "deviceName");
@@ -809,6 +809,8 @@ static void build_model(lua_State *L, int self)
             if (nnodes < 256) {
                 node_ips[nnodes] = ip;
                 node_roles[nnodes++] = strcmp(role, "worker") == 0 ? 2 : 1;
+            } else {
+                problem(&p, "%s: more than 256 cluster servers (sbot checks at most 256)", where);
             }
         }
         const char *gw = get_str(L, s, "gateway");
@@ -1878,12 +1880,14 @@ static int iso_body(lua_State *L)
     for (int i = 0; auth[i]; i++) {
         const char *f = lua_pushfstring(L, "%s/%s", work, auth[i]);
         if (access(f, R_OK) == 0) {
-            if (i == 1 && push_file(L, f, 4096)) {
-                size_t n;
-                const char *pw = lua_tolstring(L, -1, &n);
-                while (n > 0 && (pw[n - 1] == '\n' || pw[n - 1] == '\r'))
-                    n--;
-                sbot_log_add_secret(L, pw, n);
+            if (i == 1) {
+                if (push_file(L, f, 4096)) {
+                    size_t n;
+                    const char *pw = lua_tolstring(L, -1, &n);
+                    while (n > 0 && (pw[n - 1] == '\n' || pw[n - 1] == '\r'))
+                        n--;
+                    sbot_log_add_secret(L, pw, n);
+                }
                 lua_pop(L, 1);
             }
             char short_hash[17];
@@ -1971,8 +1975,6 @@ static int apply_iso(lua_State *L, int self, int change, int res, int m)
     remove_tree(work);
     if (!mkdirs(work, 0700))
         return luaL_error(L, "openshift: cannot create %s: %s", work, strerror(errno));
-    lua_pushcfunction(L, sbot_traceback);
-    int handler = lua_gettop(L);
     lua_pushcfunction(L, iso_body);
     lua_pushvalue(L, self);
     lua_pushvalue(L, res);
@@ -1983,7 +1985,6 @@ static int apply_iso(lua_State *L, int self, int change, int res, int m)
     for (int i = 1; i <= 4; i++)
         lua_pushvalue(L, base + i);
     int st = lua_pcall(L, 10, 1, 0);
-    (void)handler;
     remove_tree(lua_tostring(L, wk));
     if (st != LUA_OK)
         return lua_error(L);

@@ -188,6 +188,19 @@ describe("OpenShift component", function()
     assert.matches("openshift.rendezvous_ip: 10.99.0.99", lines[3], 1, true)
   end)
 
+  it("names the iSCSI disk by path with the portal's port (3260 when the portal has none), or a local device", function()
+    local site = assert(load_site())
+    local d = disks(site)
+    d["r630-01"] = { portal = "10.0.0.2", iqn = "iqn.x:a", lun = 3 }
+    d["r630-02"] = { portal = "[fd00::2]:3261", iqn = "iqn.x:b" }
+    d["r630-03"] = { device = "/dev/sda" }
+    local r = run(site, { disks = d }, "plan")
+    assert(r.status == "ok", r.error)
+    assert.are.equal("/dev/disk/by-path/ip-10.0.0.2:3260-iscsi-iqn.x:a-lun-3", r.discovery.hosts[1].root_device)
+    assert.are.equal("/dev/disk/by-path/ip-[fd00::2]:3261-iscsi-iqn.x:b-lun-0", r.discovery.hosts[2].root_device)
+    assert.are.equal("/dev/sda", r.discovery.hosts[3].root_device)
+  end)
+
   it("needs each cluster server's boot disk", function()
     local site = assert(load_site())
     local d = disks(site)
