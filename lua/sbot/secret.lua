@@ -6,8 +6,9 @@
 -- registered with the log redactor, so it cannot appear in a log line either.
 --
 -- References are resolved by a chain of resolvers, tried in order; the first
--- that knows the secret wins. The default chain is {env, file}. Vault goes in
--- front later with `secret.add_resolver(vault, 1)`.
+-- that knows the secret wins. The default chain is {env, file}; a site file
+-- with a `vault` section puts sbot.vault's resolver in front for that site
+-- (sbot.site), and a script may insert one with `secret.add_resolver(r, 1)`.
 local log = require "sbot.log"
 local fsio = require "sbot.fsio"
 
