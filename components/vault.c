@@ -14,9 +14,10 @@
  * so the check and the run read secrets the same way and cannot drift apart.
  * The direction is still component -> protocol client (sbot.vault is at the
  * level of sbot.s3, a client over the C primitives; no policy module is
- * involved); only the language differs. In the process that loaded the site
- * (a site step) the client and its token are shared with site loading
- * (vault.shared): no second login. */
+ * involved); only the language differs. open() returns the client: in the
+ * process that loaded the site it is the one site loading used (vault.shared),
+ * token included, so no second login; a site step (its own fleet worker) or a
+ * per-server step logs in once for itself. */
 #include "sbot.h"
 
 #include <string.h>
@@ -57,21 +58,37 @@ static void copy_field(lua_State *L, int t, int out, const char *k)
         lua_pop(L, 1);
 }
 
-/* discover(self): the checks above; returns the discovery or raises. */
+/* open(self) -> the sbot.vault client of the site's vault section, shared
+ * with site loading in this process (vault.shared). It holds no connection
+ * of its own to close: the token stays with the process, so close does
+ * nothing (the client has neither close nor __close). */
+static int vault_open(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "site");
+    if (!lua_istable(L, -1))
+        return luaL_error(L, "the vault step needs the site (Module.new(config, {site = site}))");
+    lua_getfield(L, -1, "vault");
+    if (!lua_istable(L, -1))
+        return luaL_error(L, "the site has no vault section: nothing to check (docs/vault.md)");
+    push_module(L, "sbot.vault");
+    lua_getfield(L, -1, "shared");
+    lua_pushvalue(L, -3);
+    lua_call(L, 1, 1);
+    return 1;
+}
+
+/* discover(self, client): the checks above; returns the discovery or raises. */
 static int vault_discover(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE); /* the client open() returned */
+    lua_settop(L, 2);
+    int client = 2;
     lua_getfield(L, 1, "config");
     int config = lua_gettop(L);
     lua_getfield(L, 1, "site");
     int site = lua_gettop(L);
-    if (!lua_istable(L, site))
-        return luaL_error(L, "the vault step needs the site (Module.new(config, {site = site}))");
-    lua_getfield(L, site, "vault");
-    int section = lua_gettop(L);
-    if (!lua_istable(L, section))
-        return luaL_error(L, "the site has no vault section: nothing to check (docs/vault.md)");
 
     push_module(L, "sbot.vault");
     int vault = lua_gettop(L);
@@ -83,10 +100,6 @@ static int vault_discover(lua_State *L)
     lua_pushvalue(L, disc);
     lua_setfield(L, 1, "discovery"); /* kept if a check below fails */
 
-    lua_getfield(L, vault, "shared");
-    lua_pushvalue(L, section);
-    lua_call(L, 1, 1);
-    int client = lua_gettop(L);
     lua_getfield(L, client, "cfg");
     int cfg = lua_gettop(L);
     copy_field(L, cfg, disc, "addr");
@@ -167,6 +180,11 @@ static int vault_discover(lua_State *L)
         for (lua_Integer i = 1; i <= n; i++) {
             lua_createtable(L, 0, 2);
             lua_geti(L, -3, i);
+            /* PATH:KEY in a site file (a secret: string there would be resolved) */
+            if (strncmp(lua_tostring(L, -1), "secret:", 7) != 0) {
+                lua_pushfstring(L, "secret:%s", lua_tostring(L, -1));
+                lua_remove(L, -2);
+            }
             lua_setfield(L, -2, "ref");
             lua_pushfstring(L, "references[%I]", i);
             lua_setfield(L, -2, "at");
@@ -276,11 +294,12 @@ int luaopen_sbot_component_vault(lua_State *L)
     lua_createtable(L, 0, 2);
     lua_pushliteral(L, "string");
     lua_setfield(L, -2, "type");
-    lua_pushliteral(L, "^secret:");
+    lua_pushliteral(L, "^[^%s]+:[^:%s]+$");
     lua_setfield(L, -2, "pattern");
     lua_setfield(L, -2, "items");
-    lua_pushliteral(L, "secret:PATH:KEY[@N] references to check (default: every reference "
-                       "of the site file outside its vault section)");
+    lua_pushliteral(L, "references to check as PATH:KEY[@N], without secret: (which the site loader "
+                       "would resolve); default: every secret: reference of the site file outside "
+                       "its vault section");
     lua_setfield(L, -2, "description");
     lua_setfield(L, schema, "references");
     lua_createtable(L, 0, 4);
@@ -295,6 +314,8 @@ int luaopen_sbot_component_vault(lua_State *L)
     lua_setfield(L, schema, "min_ttl");
     lua_setfield(L, spec, "schema");
 
+    lua_pushcfunction(L, vault_open);
+    lua_setfield(L, spec, "open");
     lua_pushcfunction(L, vault_discover);
     lua_setfield(L, spec, "discover");
     return sbot_component_define(L, spec);

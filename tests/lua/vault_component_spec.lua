@@ -91,10 +91,29 @@ describe("component vault", function()
     assert.are.equal(before.logins + 1, after.logins)
   end)
 
+  it("as a site step of a workflow: a failed pre-flight keeps every server from running", function()
+    local dir = helpers.tmpdir("vpre")
+    helpers.write_file(dir .. "/site.lua", string.format([[
+      local site = dofile(%q)
+      site.components = { vault = { references = { "idrac/r630-01:password", "idrac/r630-09:password" } } }
+      return site]], lab.dir .. "/site.lua"))
+    local r = helpers.sbot({ "run", helpers.source_dir .. "/examples/inventory.lua", "--site", dir .. "/site.lua",
+      "--runs-dir", dir .. "/runs" }, { cwd = dir })
+    assert.are.equal(1, r.code, r.stderr)
+    assert.matches("\n%(site%)%s+vault%s+failed", r.stdout)
+    assert.matches("\nr630%-01%s+%(workflow%)%s+skipped", r.stdout)
+    assert.matches("\nr630%-02%s+%(workflow%)%s+skipped", r.stdout)
+    local rec = json.decode(helpers.read_file((assert(io.popen("ls -d " .. dir .. "/runs/*/results.json")):read("l"))))
+    local site_row = rec.results[1]
+    assert.are.equal("(site)", site_row.id)
+    assert.matches("1 of 2 secret reference(s) cannot be read from Vault", site_row.error, 1, true)
+    assert.matches("GET secret/data/idrac/r630-09: no secret at this path (HTTP 404)", site_row.error, 1, true)
+  end)
+
   it("fails naming every unreadable reference with Vault's message, and keeps the discovery", function()
     local site, tok = token_site({ policies = { "idrac-only" } })
-    local r = discover({ references = { "secret:idrac/r630-01:password", "secret:truenas:api_key",
-      "secret:idrac/r630-01:nope", "secret:idrac/r630-02:password@1" } }, site)
+    local r = discover({ references = { "idrac/r630-01:password", "truenas:api_key",
+      "idrac/r630-01:nope", "idrac/r630-02:password@1" } }, site)
     assert.are.equal("failed", r.status)
     assert.matches("2 of 4 secret reference(s) cannot be read from Vault:", r.error, 1, true)
     assert.matches("references[2] (secret:truenas:api_key): vault https://127.0.0.1:", r.error, 1, true)
