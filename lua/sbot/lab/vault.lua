@@ -13,6 +13,7 @@
 -- State is plain Lua tables (dev.st): mounts, tokens, policies, roles. Time is
 -- the lab's clock (monotonic seconds), so short TTLs expire for real.
 local crypto = require "sbot.crypto"
+local fsio = require "sbot.fsio"
 local json = require "sbot.json"
 
 local M = {}
@@ -760,12 +761,8 @@ path "kv/idrac/*" { capabilities = ["read"] }
   -- the root token, as `vault operator init` hands it over: a 0600 file beside the site file
   local token_file = ctx.dir and (ctx.dir .. "/vault-root-token")
   if token_file then
-    local f, err = io.open(token_file, "wb")
-    if not f then return nil, "cannot write " .. token_file .. ": " .. tostring(err) end
-    local ok = os.execute("chmod 600 '" .. token_file:gsub("'", "'\\''") .. "'")
-    if ok then f:write(m.root_token, "\n") end
-    f:close()
-    if not ok then os.remove(token_file); return nil, "cannot chmod 600 " .. token_file end
+    local ok, err = fsio.write_atomic(token_file, m.root_token .. "\n", { mode = "0600" })
+    if not ok then return nil, "cannot write " .. token_file .. ": " .. tostring(err) end
   end
 
   local function respond(status, doc, opts)
