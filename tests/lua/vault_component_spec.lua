@@ -98,8 +98,17 @@ describe("component vault", function()
       site.components = { vault = { references = { "idrac/r630-01:password", "idrac/r630-09:password" } } }
       return site]], lab.dir .. "/site.lua"))
     local r = helpers.sbot({ "run", helpers.source_dir .. "/examples/inventory.lua", "--site", dir .. "/site.lua",
-      "--runs-dir", dir .. "/runs" }, { cwd = dir })
+      "--runs-dir", dir .. "/runs", "-v" }, { cwd = dir })
     assert.are.equal(1, r.code, r.stderr)
+    -- debug logging on: still no credential or value in the output or the run dir
+    local _, _, all = helpers.sh("cat " .. helpers.shquote(dir) .. "/runs/*/results.json "
+      .. helpers.shquote(dir) .. "/runs/*/log.jsonl")
+    assert.matches("vault: logged in with AppRole", all, 1, true)
+    for _, v in ipairs { V.auth.secret_id, V.auth.role_id, lab.site.servers[1].idrac.password, lab.site.s3.secret_key } do
+      assert.is_nil(all:find(v, 1, true))
+      assert.is_nil(r.stdout:find(v, 1, true))
+      assert.is_nil(r.stderr:find(v, 1, true))
+    end
     assert.matches("\n%(site%)%s+vault%s+failed", r.stdout)
     assert.matches("\nr630%-01%s+%(workflow%)%s+skipped", r.stdout)
     assert.matches("\nr630%-02%s+%(workflow%)%s+skipped", r.stdout)
