@@ -457,11 +457,17 @@ function Client:api_path(path, version)
   return version == 2 and (self.cfg.mount .. "/data/" .. path) or (self.cfg.mount .. "/" .. path)
 end
 
+-- A value read from Vault as a secret object, or nil and why it cannot be
+-- one (sbot.secret refuses values it could not redact, e.g. too short; the
+-- reason never shows the value).
 local function wrap_value(v, where)
-  if type(v) == "string" then return secret.new(v, where) end
-  if v == json.null or v == nil then return nil end
-  if type(v) == "table" then return secret.new(json.encode(v), where) end
-  return secret.new(tostring(v), where)
+  if v == json.null or v == nil then return nil, "the value is null" end
+  if type(v) == "table" then v = json.encode(v)
+  elseif type(v) == "number" then v = tostring(math.tointeger(v) or v) -- JSON 8443 decodes as 8443.0
+  elseif type(v) ~= "string" then v = tostring(v) end
+  local ok, s = pcall(secret.new, v, where)
+  if ok then return s end
+  return nil, (tostring(s):gsub("^.-sbot%.secret%.new: ", ""))
 end
 
 --- Read a secret: {data = {key = secret object}, metadata = {...} (KV v2),
@@ -519,13 +525,15 @@ function Client:read(path, version)
   if type(data) ~= "table" then
     return nil, self:where("GET", shown) .. ": the answer has no data", "invalid_response"
   end
-  local out = { data = {}, kv_version = kv, api_path = api }
+  local out = { data = {}, refused = {}, kv_version = kv, api_path = api }
   if type(meta) == "table" then
     out.metadata = { version = math.tointeger(meta.version) or meta.version, created_time = meta.created_time,
       deletion_time = meta.deletion_time, destroyed = meta.destroyed }
   end
   for k, v in pairs(data) do
-    out.data[k] = wrap_value(v, "vault " .. api .. (version and ("@" .. version) or "") .. " key " .. k)
+    local where = "vault " .. api .. (version and ("@" .. version) or "") .. " key " .. k
+    local w, why = wrap_value(v, where)
+    if w then out.data[k] = w else out.refused[k] = why end
   end
   self.stats.reads = self.stats.reads + 1
   self.cache[key] = out
@@ -539,9 +547,14 @@ function Client:get(path, key, version)
   local r, err, code = self:read(path, version)
   if not r then return nil, err, code end
   local v = r.data[key]
+  if v == nil and r.refused[key] then
+    return nil, string.format("vault %s: %s key %q: %s", self.cfg.addr, r.api_path, key, r.refused[key]),
+      "invalid_value"
+  end
   if v == nil then
     local keys = {}
     for k in pairs(r.data) do keys[#keys + 1] = k end
+    for k in pairs(r.refused) do keys[#keys + 1] = k end
     table.sort(keys)
     local ver = r.metadata and r.metadata.version and (" (version " .. tostring(r.metadata.version) .. ")") or ""
     return nil, string.format("vault %s: %s%s has no key %q (keys: %s)", self.cfg.addr, r.api_path, ver, key,
