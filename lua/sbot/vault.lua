@@ -20,6 +20,7 @@ local log = require "sbot.log"
 local secret = require "sbot.secret"
 local sys = require "sbot.sys"
 local crypto = require "sbot.crypto"
+local tls = require "sbot.tls"
 
 local M = {}
 
@@ -123,8 +124,9 @@ function M.check_config(cfg)
   end
   out.kv_version = kv
   if cfg.tls ~= nil then
-    if type(cfg.tls) ~= "table" then return nil, "tls: expected a table" end
-    if out.addr:match("^http://") then return nil, "tls: TLS settings given for the plain-text address " .. out.addr end
+    -- the one parser of tls tables (docs/tls.md), as for every other section
+    local ok, terr = tls.check(cfg.tls, "tls", out.addr)
+    if not ok then return nil, terr end
     out.tls = cfg.tls
   end
   local timeout = cfg.timeout or M.defaults.timeout
@@ -257,7 +259,7 @@ local function retry_if(method)
       return method == "GET" and (res.status == 429 or res.status == 502 or res.status == 503 or res.status == 504)
     end
     -- a POST (login, renew) is repeated only when it cannot have arrived
-    return code == "connect" or (method == "GET" and code == "connection")
+    return code == "connect" or (method == "GET" and (code == "closed" or code == "io"))
   end
 end
 

@@ -98,7 +98,8 @@ describe("component vault", function()
       site.components = { vault = { references = { "idrac/r630-01:password", "idrac/r630-09:password" } } }
       return site]], lab.dir .. "/site.lua"))
     local r = helpers.sbot({ "run", helpers.source_dir .. "/examples/inventory.lua", "--site", dir .. "/site.lua",
-      "--runs-dir", dir .. "/runs", "-v" }, { cwd = dir })
+      "--runs-dir", dir .. "/runs", "-v" },
+      { cwd = dir, env = "SBOT_COMPONENT_PATH=" .. helpers.shquote(helpers.source_dir .. "/examples/components") })
     assert.are.equal(1, r.code, r.stderr)
     -- debug logging on: still no credential or value in the output or the run dir
     local _, _, all = helpers.sh("cat " .. helpers.shquote(dir) .. "/runs/*/results.json "

@@ -257,7 +257,9 @@ describe("sbot.vault client", function()
     _, err = vault.check_config { addr = V.addr, auth = { token = tok }, kv_version = 3 }
     assert.matches('kv_version: expected "auto", 1 or 2, got "3"', err, 1, true)
     _, err = vault.check_config { addr = "http://v:8200", auth = { token = tok }, tls = { insecure = true } }
-    assert.matches("tls: TLS settings given for the plain-text address", err, 1, true)
+    assert.matches("tls: TLS settings given for the plain-text URL http://v:8200", err, 1, true)
+    _, err = vault.check_config { addr = V.addr, auth = { token = tok }, tls = { pin = "x" } }
+    assert.matches("tls: unknown key 'pin'", err, 1, true)
     _, err = vault.check_config { addr = V.addr, auth = { method = "token" } }
     assert.matches("auth.token: required for method \"token\"", err, 1, true)
   end)
