@@ -25,6 +25,8 @@ local function tls_spec(what)
     .. "checked (docs/tls.md)" }
 end
 
+M.tls_spec = tls_spec
+
 --- The site schema. Later modules may add top-level sections with
 -- site.add_section(name, spec) before loading.
 M.schema = {
@@ -173,6 +175,41 @@ function M.add_section(name, spec)
   M.schema[name] = spec
 end
 
+--- Sections that bring a secret resolver of their own: name -> module,
+-- required only when a site file has the section. The module gives
+-- `site_section` (its schema spec, added with add_section) and
+-- `site_resolver(section, where)` -> resolver (see sbot.secret). Such a section
+-- is resolved (from the other resolvers) and validated first; its resolver is
+-- then tried before env and file for the rest of the file (docs/vault.md).
+M.resolver_sections = { vault = "sbot.vault" }
+
+-- The resolver chain for the rest of the file, or nil, error lines (each
+-- starting with `where`), code ("secret" or "invalid").
+local function section_resolvers(t, ctx, where)
+  local chain = {}
+  local names = {}
+  for name in pairs(M.resolver_sections) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    if t[name] ~= nil then
+      local mod = require(M.resolver_sections[name])
+      M.add_section(name, mod.site_section)
+      if type(t[name]) == "table" then
+        local _, serr = secret.resolve_tree(t[name], ctx, name)
+        if serr then return nil, where .. ": " .. serr:gsub("\n", "\n" .. where .. ": "), "secret" end
+      end
+      local sec, verr = schema.validate({ [name] = mod.site_section }, { [name] = t[name] }, where)
+      if not sec then return nil, verr, "invalid" end
+      t[name] = sec[name]
+      local r, rerr = mod.site_resolver(t[name], where .. ": " .. name)
+      if not r then return nil, rerr, "invalid" end
+      chain[#chain + 1] = r
+    end
+  end
+  for _, r in ipairs(ctx.resolvers or secret.resolvers) do chain[#chain + 1] = r end
+  return chain
+end
+
 local function dirname(path)
   return path:match("^(.*)/[^/]*$") or "."
 end
@@ -206,7 +243,11 @@ function M.load(path, opts)
   if secrets_dir:sub(1, 1) ~= "/" and type(t.secrets_dir) == "string" and not opts.secrets_dir then
     secrets_dir = dir .. "/" .. secrets_dir
   end
-  local _, serr = secret.resolve_tree(t, { secrets_dir = secrets_dir, getenv = opts.getenv })
+  local ctx = { secrets_dir = secrets_dir, getenv = opts.getenv }
+  local chain, rerr, rcode = section_resolvers(t, ctx, "site " .. path)
+  if not chain then return nil, rerr, rcode end
+  ctx.resolvers = chain
+  local _, serr = secret.resolve_tree(t, ctx)
   if serr then
     return nil, "site " .. path .. ": " .. serr:gsub("\n", "\nsite " .. path .. ": "), "secret"
   end
