@@ -62,8 +62,8 @@ describe("component vault", function()
     assert.is_true(d.token.ttl > 0 and d.token.ttl <= 1200, tostring(d.token.ttl))
     assert.is_true(d.token.renewable)
     assert.are.same({ "default", "sbot" }, d.token.policies)
-    -- 2 iDRAC passwords, the TrueNAS key, the two S3 keys
-    assert.are.equal(5, d.readable)
+    -- 2 iDRAC passwords, the TrueNAS key, the two S3 keys, the OpenShift pull secret
+    assert.are.equal(6, d.readable)
     assert.are.equal(0, d.unreadable)
     local at = {}
     for _, s in ipairs(d.secrets) do at[s.at] = s.ref; assert.is_true(s.ok) end
@@ -86,7 +86,7 @@ describe("component vault", function()
     local before = counts()
     local out = helpers.sbot({ "run", dir .. "/check.lua" })
     assert.are.equal(0, out.code, out.stderr)
-    assert.are.equal("ok\t5\n", out.stdout)
+    assert.are.equal("ok\t6\n", out.stdout)
     local after = counts()
     assert.are.equal(before.logins + 1, after.logins)
   end)
