@@ -42,6 +42,10 @@ void sbot_log(lua_State *L, enum sbot_level level, const char *fmt, ...)
 void sbot_log_add_secret(lua_State *L, const char *value, size_t len);
 /* Push a copy of s with every registered secret replaced by <redacted>. */
 void sbot_log_push_redacted(lua_State *L, const char *s, size_t len);
+/* Give `to` (a new state, e.g. a fleet worker's) the log configuration of
+ * `from`: the stderr and file levels, JSON or human lines, and every
+ * registered secret. Not the file sink: a state opens its own. */
+void sbot_log_inherit(lua_State *to, lua_State *from);
 
 /* ---- components (lifecycle.c) ------------------------------------------- */
 
