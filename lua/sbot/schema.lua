@@ -136,7 +136,11 @@ local function validate_value(spec, v, path, errors)
     return deep_copy(v)
   elseif t == "secret" then
     if secret.is_secret(v) then return v end
-    if type(v) == "string" then return secret.new(v, "literal in config") end
+    if type(v) == "string" then
+      local short = secret.too_short(v)
+      if short then return bad("the secret written here " .. short) end
+      return secret.new(v, "literal in config")
+    end
     return expected("a secret (secret:PATH:KEY or a string)")
   elseif t == "string" then
     if type(v) ~= "string" then return expected("string") end

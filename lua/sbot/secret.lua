@@ -41,6 +41,22 @@ function methods.source(self)
   return sources[self]
 end
 
+--- Shortest value accepted as a secret, in bytes. A shorter one cannot be
+-- redacted from logs without also hiding ordinary words, numbers and keys
+-- (a one-character password would turn every "a" of every line into
+-- <redacted>), and leaving it in clear is not an option: it is refused where
+-- it enters (resolution, site literals, secret.new). 6 is the length of the
+-- iDRAC factory default `calvin` and of s3rver's `S3RVER` key.
+M.MIN_LENGTH = 6
+
+--- nil when v is long enough to be a secret, else why not (no value shown).
+function M.too_short(v)
+  if #v >= M.MIN_LENGTH then return nil end
+  return string.format("is %d byte%s long; sbot refuses secrets shorter than %d bytes, which cannot be "
+    .. "redacted from logs without hiding ordinary words and numbers too: use a longer secret",
+    #v, #v == 1 and "" or "s", M.MIN_LENGTH)
+end
+
 function M.is_secret(v)
   local m = getmetatable(v)
   return type(m) == "table" and m.__name == "sbot.secret"
@@ -52,6 +68,8 @@ function M.new(value, source)
   if type(value) ~= "string" then
     error("sbot.secret.new: expected a string, got " .. type(value), 2)
   end
+  local short = M.too_short(value)
+  if short then error("sbot.secret.new: the value (" .. (source or "literal") .. ") " .. short, 2) end
   local s = setmetatable({}, mt)
   values[s] = value
   sources[s] = source or "literal"
@@ -95,7 +113,10 @@ M.env = {
     local name = M.env_name(path, key)
     local getenv = ctx and ctx.getenv or os.getenv
     local v = getenv(name)
-    if v ~= nil and v ~= "" then return v, "env " .. name end
+    if v == "" then -- set but empty: a mistake (`X=$(cat missing)`), not "use the next resolver"
+      return nil, "environment variable " .. name .. " is set but empty (unset it to try the next resolver)", "error"
+    end
+    if v ~= nil then return v, "env " .. name end
     return nil, "environment variable " .. name
   end,
 }
@@ -160,7 +181,11 @@ function M.resolve(ref, ctx)
   local tried = {}
   for _, r in ipairs(ctx and ctx.resolvers or M.resolvers) do
     local v, note, kind = r.resolve(path, key, ctx)
-    if v ~= nil then return M.new(v, note) end
+    if v ~= nil then
+      local short = M.too_short(v)
+      if short then return nil, ref .. " (" .. note .. ") " .. short end
+      return M.new(v, note)
+    end
     if kind == "error" then return nil, ref .. ": " .. note end
     tried[#tried + 1] = note
   end

@@ -88,6 +88,39 @@ describe("sbot.secret", function()
       .. "file /nonexistent/kv/x/other)", err)
   end)
 
+  it("refuses a secret shorter than 6 bytes wherever it enters, without showing it", function()
+    -- from the environment: the reference, where it came from and the rule
+    local s, err = secret.resolve("secret:idrac/r630-01:password",
+      { getenv = function(n) return n == "IDRAC_R630_01_PASSWORD" and "a" or nil end })
+    assert.is_nil(s)
+    assert.are.equal("secret:idrac/r630-01:password (env IDRAC_R630_01_PASSWORD) is 1 byte long; sbot refuses "
+      .. "secrets shorter than 6 bytes, which cannot be redacted from logs without hiding ordinary words and "
+      .. "numbers too: use a longer secret", err)
+    -- five bytes is still too short, six is enough (the iDRAC default `calvin`)
+    _, err = secret.resolve("secret:x:k", { getenv = function() return "abcde" end })
+    assert.matches("^secret:x:k %(env X_K%) is 5 bytes long; sbot refuses secrets shorter than 6 bytes", err)
+    assert.are.equal("calvin", assert(secret.resolve("secret:x:k", { getenv = function() return "calvin" end })):reveal())
+    -- wrapping directly is misuse
+    assert.has_error(function() secret.new("abc", "test") end,
+      "sbot.secret.new: the value (test) is 3 bytes long; sbot refuses secrets shorter than 6 bytes, which "
+      .. "cannot be redacted from logs without hiding ordinary words and numbers too: use a longer secret")
+    -- a short value never reached the redactor: ordinary text stays as it is
+    assert.are.equal("a plan for abc", log.redact("a plan for abc"))
+  end)
+
+  it("takes an empty environment variable as an error, not as the secret or as absent", function()
+    local dir = helpers.tmpdir("site")
+    put_secret(dir, "idrac/r1/password", "from-the-file-7", "600")
+    local path = write_site(dir, [[
+      return { servers = { { id = "r1", idrac = { host = "a", password = "secret:idrac/r1:password" } } } }
+    ]])
+    local s, err, code = site.load(path, { getenv = function(n) return n == "IDRAC_R1_PASSWORD" and "" or nil end })
+    assert.is_nil(s)
+    assert.are.equal("secret", code)
+    assert.are.equal("site " .. path .. ": servers[1].idrac.password: secret:idrac/r1:password: environment "
+      .. "variable IDRAC_R1_PASSWORD is set but empty (unset it to try the next resolver)", err)
+  end)
+
   it("rejects malformed references", function()
     local _, err = secret.resolve("secret:../etc:passwd", {})
     assert.matches("malformed secret reference 'secret:../etc:passwd': bad path segment '..'", err, 1, true)
@@ -131,8 +164,8 @@ describe("sbot.site", function()
   it("names the file and key path of every invalid value", function()
     local dir = helpers.tmpdir("site")
     local path = write_site(dir, [[
-      return { servers = { { id = "r1", macs = { "zz" } }, { id = "r1", idrac = { host = 7, password = "p" } } },
-        truenas = { url = "ftp://x", api_key = "k" }, colour = "blue" }
+      return { servers = { { id = "r1", macs = { "zz" } }, { id = "r1", idrac = { host = 7, password = "pw-Tt93x" } } },
+        truenas = { url = "ftp://x", api_key = "key-Kk28x" }, colour = "blue" }
     ]])
     local s, err, code = site.load(path)
     assert.is_nil(s)
@@ -143,6 +176,33 @@ describe("sbot.site", function()
     assert.matches(p .. "servers[2].idrac.host: expected string, got integer 7", err, 1, true)
     assert.matches(p .. "truenas.pool: required string is missing", err, 1, true)
     assert.matches(p .. "truenas.portal: required string is missing", err, 1, true)
+  end)
+
+  it("refuses short secrets from the file, from files and from the environment, naming each key path", function()
+    local dir = helpers.tmpdir("site")
+    put_secret(dir, "truenas/api_key", "k1", "600")
+    local path = write_site(dir, [[
+      return { servers = { { id = "r1", idrac = { host = "10.0.0.1", password = "pw" } },
+                           { id = "r2", idrac = { host = "10.0.0.2", password = "secret:idrac/r2:password" } } },
+        truenas = { url = "wss://nas.test/api/current", api_key = "secret:truenas:api_key", pool = "tank",
+          portal = "10.0.0.50" } }
+    ]])
+    local s, err, code = site.load(path, { getenv = function(n) return n == "IDRAC_R2_PASSWORD" and "x" or nil end })
+    assert.is_nil(s)
+    assert.are.equal("secret", code)
+    local p = "site " .. path .. ": "
+    assert.matches(p .. "servers[2].idrac.password: secret:idrac/r2:password (env IDRAC_R2_PASSWORD) is 1 byte long; "
+      .. "sbot refuses secrets shorter than 6 bytes", err, 1, true)
+    assert.matches(p .. "truenas.api_key: secret:truenas:api_key (file " .. dir .. "/secrets/truenas/api_key) is 2 "
+      .. "bytes long", err, 1, true)
+    -- once the references resolve, a short literal is a schema error at its key path
+    put_secret(dir, "truenas/api_key", "long-enough-key-1", "600")
+    s, err, code = site.load(path, { getenv = function(n) return n == "IDRAC_R2_PASSWORD" and "long-enough-2" or nil end })
+    assert.is_nil(s)
+    assert.are.equal("invalid", code)
+    assert.are.equal(p .. "servers[1].idrac.password: the secret written here is 2 bytes long; sbot refuses secrets "
+      .. "shorter than 6 bytes, which cannot be redacted from logs without hiding ordinary words and numbers too: "
+      .. "use a longer secret", err)
   end)
 
   it("does not print a secret given with the wrong type (an unquoted numeric password)", function()
@@ -162,11 +222,11 @@ describe("sbot.site", function()
     local pin = "3q2+7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
     local path = write_site(dir, string.format([[
       return { servers = {
-          { id = "a", idrac = { host = "127.0.0.1:8443", password = "pw-a", tls = { pin_sha256 = %q } } },
-          { id = "b", idrac = { host = "[::1]:443", user = "ops", password = "pw-b",
+          { id = "a", idrac = { host = "127.0.0.1:8443", password = "pw-a-Aa11", tls = { pin_sha256 = %q } } },
+          { id = "b", idrac = { host = "[::1]:443", user = "ops", password = "pw-b-Bb22",
             tls = { pin_sha256 = "sha256//" .. %q } } },
-          { id = "c", idrac = { host = "idrac-c.example.test", password = "pw-c", tls = { insecure = true } } } },
-        truenas = { url = "https://nas.test/api/v2.0", api_key = "k-1", pool = "tank", portal = "10.0.0.50" },
+          { id = "c", idrac = { host = "idrac-c.example.test", password = "pw-c-Cc33", tls = { insecure = true } } } },
+        truenas = { url = "https://nas.test/api/v2.0", api_key = "key-1-Dd44", pool = "tank", portal = "10.0.0.50" },
         s3 = { endpoint = "https://s3.test", bucket = "b", tls = { ca_file = "/ca.pem" } } }
     ]], pin, pin))
     local s = assert(site.load(path))
@@ -178,16 +238,16 @@ describe("sbot.site", function()
     -- plain-string secrets in the file become secret objects
     assert.is_true(secret.is_secret(s.servers[1].idrac.password))
     assert.is_true(secret.is_secret(s.truenas.api_key))
-    assert.are.equal("pw-a", s.servers[1].idrac.password:reveal())
-    assert.is_nil(json.encode(s):find("pw-a", 1, true))
+    assert.are.equal("pw-a-Aa11", s.servers[1].idrac.password:reveal())
+    assert.is_nil(json.encode(s):find("pw-a-Aa11", 1, true))
 
     path = write_site(dir, [[
       return { servers = {
-          { id = "a", idrac = { host = "https://10.0.0.1", password = "p", tls = { pin_sha256 = "abcd" } } },
-          { id = "b", idrac = { host = "10.0.0.2:99999", password = "p", address = "x",
+          { id = "a", idrac = { host = "https://10.0.0.1", password = "pw-Tt93x", tls = { pin_sha256 = "abcd" } } },
+          { id = "b", idrac = { host = "10.0.0.2:99999", password = "pw-Tt93x", address = "x",
             tls = { pin_sha256 = "3q2+7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", insecure = true } } },
-          { id = "c", idrac = { host = "10.0.0.3", password = "p", pin_sha256 = "x" } } },
-        truenas = { url = "ftp://x", api_key = "k", pool = "p", portal = "a b" } }
+          { id = "c", idrac = { host = "10.0.0.3", password = "pw-Tt93x", pin_sha256 = "x" } } },
+        truenas = { url = "ftp://x", api_key = "key-Kk28x", pool = "p", portal = "a b" } }
     ]])
     local s2, err, code = site.load(path)
     assert.is_nil(s2)
@@ -200,10 +260,10 @@ describe("sbot.site", function()
     -- the checks after the schema run only on a schema-valid table
     path = write_site(dir, [[
       return { servers = {
-          { id = "a", idrac = { host = "https://10.0.0.1", password = "p", tls = { pin_sha256 = "abcd=" } } },
-          { id = "b", idrac = { host = "10.0.0.2:99999", password = "p",
+          { id = "a", idrac = { host = "https://10.0.0.1", password = "pw-Tt93x", tls = { pin_sha256 = "abcd=" } } },
+          { id = "b", idrac = { host = "10.0.0.2:99999", password = "pw-Tt93x",
             tls = { pin_sha256 = "3q2+7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", insecure = true } } } },
-        truenas = { url = "ftp://x", api_key = "k", pool = "p", portal = "a b",
+        truenas = { url = "ftp://x", api_key = "key-Kk28x", pool = "p", portal = "a b",
           tls = { ca_file = "/x" } },
         s3 = { endpoint = "http://s3.test", bucket = "b", tls = { pin_sha256 = "sha256//abc=" } } }
     ]])
