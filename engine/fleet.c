@@ -119,7 +119,7 @@ static int try_require(lua_State *T, const char *name)
     return 1;
 }
 
-/* value.reveal(value) in from, protected, then sbot.secret.new(v) in to. */
+/* value.reveal(value) in from, protected, then a new secret object in to. */
 static void copy_secret(struct copier *c, int idx, const char *path)
 {
     lua_State *F = c->from, *T = c->to;
@@ -132,15 +132,11 @@ static void copy_secret(struct copier *c, int idx, const char *path)
     }
     size_t len;
     const char *s = lua_tolstring(F, -1, &len);
-    lua_getglobal(T, "require");
-    lua_pushliteral(T, "sbot.secret");
-    lua_call(T, 1, 1);
-    lua_getfield(T, -1, "new");
-    lua_remove(T, -2);
-    lua_pushlstring(T, s, len);
+    lua_pushlstring(T, s, len); /* anchored in T before F lets go of it */
     lua_pop(F, 1);
-    lua_pushliteral(T, "copied into a fleet worker");
-    lua_call(T, 2, 1);
+    s = lua_tolstring(T, -1, &len);
+    sbot_secret_push(T, s, len, "copied into a fleet worker");
+    lua_remove(T, -2);
 }
 
 static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud)

@@ -613,6 +613,130 @@ void sbot_log(lua_State *L, enum sbot_level level, const char *fmt, ...)
     lua_pop(L, 1);
 }
 
+/* ---- secret objects ----------------------------------------------------------
+ *
+ * A secret is a userdata with the metatable SBOT_SECRET_MT ("sbot.secret")
+ * holding the value's bytes (wiped when collected) and, as its user value,
+ * where the value came from. It is the one type identity every module tests
+ * (sbot_is_secret: luaL_testudata; log.is_secret in Lua): a table cannot
+ * pass for one. Creating one registers the value with the redactor. */
+
+struct secret {
+    size_t len;
+    char value[]; /* len bytes, then a NUL */
+};
+
+int sbot_is_secret(lua_State *L, int idx)
+{
+    return luaL_testudata(L, idx, SBOT_SECRET_MT) != NULL;
+}
+
+static struct secret *check_secret(lua_State *L, int idx)
+{
+    return luaL_checkudata(L, idx, SBOT_SECRET_MT);
+}
+
+static int secret_reveal(lua_State *L)
+{
+    struct secret *s = check_secret(L, 1);
+    lua_pushlstring(L, s->value, s->len);
+    return 1;
+}
+
+static int secret_source(lua_State *L)
+{
+    check_secret(L, 1);
+    lua_getiuservalue(L, 1, 1);
+    return 1;
+}
+
+static int secret_tostring(lua_State *L)
+{
+    lua_pushliteral(L, REDACTED);
+    return 1;
+}
+
+/* "pw=" .. s: either operand may be the secret; the other is a string or a
+ * number (anything else is the same error plain concatenation raises). */
+static int secret_concat(lua_State *L)
+{
+    for (int i = 1; i <= 2; i++) {
+        if (sbot_is_secret(L, i)) {
+            lua_pushliteral(L, REDACTED);
+        } else if (lua_type(L, i) == LUA_TSTRING || lua_type(L, i) == LUA_TNUMBER) {
+            lua_pushvalue(L, i);
+        } else {
+            return luaL_error(L, "attempt to concatenate a %s value with a secret", luaL_typename(L, i));
+        }
+    }
+    lua_concat(L, 2);
+    return 1;
+}
+
+static int secret_newindex(lua_State *L)
+{
+    return luaL_error(L, "sbot.secret: secret objects are read-only");
+}
+
+static int secret_gc(lua_State *L)
+{
+    struct secret *s = check_secret(L, 1);
+    explicit_bzero(s->value, s->len);
+    s->len = 0;
+    return 0;
+}
+
+static void secret_metatable(lua_State *L)
+{
+    static const luaL_Reg meta[] = {
+        {"__tostring", secret_tostring}, {"__concat", secret_concat},
+        {"__newindex", secret_newindex}, {"__gc", secret_gc}, {NULL, NULL}};
+    static const luaL_Reg methods[] = {
+        {"reveal", secret_reveal}, {"source", secret_source}, {NULL, NULL}};
+    if (luaL_newmetatable(L, SBOT_SECRET_MT)) { /* sets __name = "sbot.secret" */
+        luaL_setfuncs(L, meta, 0);
+        luaL_newlib(L, methods);
+        lua_setfield(L, -2, "__index");
+    }
+}
+
+void sbot_secret_push(lua_State *L, const char *value, size_t len, const char *source)
+{
+    if (len < SBOT_SECRET_MIN_LENGTH)
+        luaL_error(L, "sbot.secret: the value (%s) is %d byte%s long; secrets shorter than %d bytes are "
+                   "refused (see docs/log.md, Short secrets)", source ? source : "literal", (int)len,
+                   len == 1 ? "" : "s", SBOT_SECRET_MIN_LENGTH);
+    sbot_log_add_secret(L, value, len);
+    struct secret *s = lua_newuserdatauv(L, sizeof *s + len + 1, 1);
+    s->len = len;
+    memcpy(s->value, value, len);
+    s->value[len] = '\0';
+    lua_pushstring(L, source ? source : "literal");
+    lua_setiuservalue(L, -2, 1);
+    secret_metatable(L);
+    lua_setmetatable(L, -2);
+}
+
+/* log.secret(value [, source]) -> secret object */
+static int l_secret(lua_State *L)
+{
+    if (sbot_is_secret(L, 1)) {
+        lua_settop(L, 1);
+        return 1;
+    }
+    size_t len;
+    const char *v = luaL_checklstring(L, 1, &len);
+    const char *source = luaL_optstring(L, 2, "literal");
+    sbot_secret_push(L, v, len, source);
+    return 1;
+}
+
+static int l_is_secret(lua_State *L)
+{
+    lua_pushboolean(L, sbot_is_secret(L, 1));
+    return 1;
+}
+
 /* ---- Lua API -------------------------------------------------------------- */
 
 static int l_emit(lua_State *L, int level)
@@ -683,18 +807,13 @@ static int l_configure(lua_State *L)
     return 1;
 }
 
-/* log.add_secret(value): strings, or objects with a reveal() method. */
+/* log.add_secret(value): a string, or a secret object (already registered). */
 static int l_add_secret(lua_State *L)
 {
     size_t len;
     const char *s;
-    if (lua_type(L, 1) != LUA_TSTRING && luaL_getmetafield(L, 1, "__index") != LUA_TNIL) {
-        lua_pop(L, 1);
-        lua_getfield(L, 1, "reveal");
-        lua_pushvalue(L, 1);
-        lua_call(L, 1, 1);
-        lua_replace(L, 1);
-    }
+    if (sbot_is_secret(L, 1))
+        return 0;
     s = luaL_checklstring(L, 1, &len);
     sbot_log_add_secret(L, s, len);
     return 0;
@@ -714,10 +833,14 @@ int luaopen_sbot_log(lua_State *L)
         {"debug", l_debug},       {"info", l_info},           {"warn", l_warn},
         {"error", l_error},       {"enabled", l_enabled},     {"level", l_level},
         {"configure", l_configure}, {"add_secret", l_add_secret}, {"redact", l_redact},
-        {NULL, NULL}};
+        {"secret", l_secret},     {"is_secret", l_is_secret}, {NULL, NULL}};
     get_state(L);
+    secret_metatable(L);
+    lua_pop(L, 1);
     luaL_newlib(L, fns);
     lua_pushliteral(L, REDACTED);
     lua_setfield(L, -2, "REDACTED");
+    lua_pushinteger(L, SBOT_SECRET_MIN_LENGTH);
+    lua_setfield(L, -2, "SECRET_MIN_LENGTH");
     return 1;
 }

@@ -1,9 +1,11 @@
 --- sbot.secret: secret objects and the resolver chain for `secret:PATH:KEY`.
 --
--- A secret object is a table whose metatable has __name "sbot.secret": it
--- prints, concatenates and JSON-encodes as <redacted>; `s:reveal()` returns
--- the value to the code that must send it. Every value wrapped here is also
--- registered with the log redactor, so it cannot appear in a log line either.
+-- A secret object is the core's secret type (engine/log.c: a userdata with
+-- the metatable "sbot.secret", tested by `secret.is_secret` / sbot_is_secret
+-- and nothing else): it prints and concatenates as <redacted> and encodes as
+-- "<redacted>" in records; `s:reveal()` returns the value to the protocol
+-- client that must send it. Every value wrapped here is also registered with
+-- the log redactor, so it cannot appear in a log line either.
 --
 -- References are resolved by a chain of resolvers, tried in order; the first
 -- that knows the secret wins. The default chain is {env, file}. Vault goes in
@@ -13,41 +15,13 @@ local fsio = require "sbot.fsio"
 
 local M = {}
 
-local REDACTED = log.REDACTED
-local values = setmetatable({}, { __mode = "k" }) -- object -> value
-local sources = setmetatable({}, { __mode = "k" }) -- object -> where it came from
-
-local methods = {}
-local mt = {
-  __name = "sbot.secret",
-  __index = methods,
-  __tostring = function() return REDACTED end,
-  __concat = function(a, b)
-    local function s(x) return M.is_secret(x) and REDACTED or tostring(x) end
-    return s(a) .. s(b)
-  end,
-  __newindex = function() error("sbot.secret: secret objects are read-only", 2) end,
-}
-
---- The value, for the code that must send it. Never log or store it.
-function methods.reveal(self)
-  local v = values[self]
-  if v == nil then error("sbot.secret: reveal() called on something that is not a secret", 2) end
-  return v
-end
-
---- Where the value came from ("env TRUENAS_API_KEY", "file /etc/...", "literal").
-function methods.source(self)
-  return sources[self]
-end
-
 --- Shortest value accepted as a secret, in bytes. A shorter one cannot be
 -- redacted from logs without also hiding ordinary words, numbers and keys
 -- (a one-character password would turn every "a" of every line into
 -- <redacted>), and leaving it in clear is not an option: it is refused where
 -- it enters (resolution, site literals, secret.new). 6 is the length of the
 -- iDRAC factory default `calvin` and of s3rver's `S3RVER` key.
-M.MIN_LENGTH = 6
+M.MIN_LENGTH = log.SECRET_MIN_LENGTH
 
 --- nil when v is long enough to be a secret, else why not (no value shown).
 function M.too_short(v)
@@ -57,12 +31,11 @@ function M.too_short(v)
     #v, #v == 1 and "" or "s", M.MIN_LENGTH)
 end
 
-function M.is_secret(v)
-  local m = getmetatable(v)
-  return type(m) == "table" and m.__name == "sbot.secret"
-end
+--- The one test of the secret type (a userdata with the core's metatable).
+M.is_secret = log.is_secret
 
---- Wrap a string value; registers it with the log redactor.
+--- Wrap a string value; registers it with the log redactor. A secret
+-- object is returned as it is.
 function M.new(value, source)
   if M.is_secret(value) then return value end
   if type(value) ~= "string" then
@@ -70,11 +43,7 @@ function M.new(value, source)
   end
   local short = M.too_short(value)
   if short then error("sbot.secret.new: the value (" .. (source or "literal") .. ") " .. short, 2) end
-  local s = setmetatable({}, mt)
-  values[s] = value
-  sources[s] = source or "literal"
-  log.add_secret(value)
-  return s
+  return log.secret(value, source or "literal")
 end
 
 --- Plain value of a secret or string (nil stays nil).
