@@ -1,6 +1,8 @@
 /* util.c: helpers shared by the C modules (see util.h): hex and base64
- * (crypto.c, sigv4.c, fsio.c, httpd.c, ws.c), UTC timestamps (sys.c, lifecycle.c), the SIGPIPE
- * guard (ws.c, iscsi.c). */
+ * (crypto.c, sigv4.c, fsio.c, httpd.c, ws.c), UTC timestamps (sys.c,
+ * lifecycle.c), the SIGPIPE guard (ws.c, iscsi.c), errno names (fsio.c,
+ * sys.c). The secret-object test is sbot_is_secret in log.c (sbot.h). */
+#define _GNU_SOURCE
 #include "util.h"
 
 #include <errno.h>
@@ -49,6 +51,12 @@ size_t sbot_base64(const unsigned char *in, size_t n, char *out)
     }
     out[k] = '\0';
     return k;
+}
+
+const char *sbot_errno_name(int e)
+{
+    const char *name = e ? strerrorname_np(e) : NULL;
+    return name ? name : "EUNKNOWN";
 }
 
 void sbot_utc_iso(char *out, size_t size)

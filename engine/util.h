@@ -20,6 +20,10 @@ int sbot_hexval(int c);
 #define SBOT_BASE64_LEN(n) (((n) + 2) / 3 * 4)
 size_t sbot_base64(const unsigned char *in, size_t n, char *out);
 
+/* The errno name of e ("ENOENT", "EROFS", ...): the code of an expected OS
+ * failure (docs/errors.md). "EUNKNOWN" for a value the C library cannot name. */
+const char *sbot_errno_name(int e);
+
 /* The wall clock as "2026-11-26T12:03:00.123Z" (out holds at least 32). */
 void sbot_utc_iso(char *out, size_t size);
 
