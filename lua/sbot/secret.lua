@@ -169,22 +169,28 @@ end
 
 --- Replace every `secret:PATH:KEY` string inside t (recursively, in place)
 -- with its secret object. Returns t, or nil and "keypath: message" errors.
+-- Tables nested deeper than ctx.max_depth (default 64) are an error there.
 function M.resolve_tree(t, ctx, prefix)
   local errors, seen = {}, {}
-  local function walk(node, path)
+  local max_depth = ctx and ctx.max_depth or 64
+  local function walk(node, path, depth)
     if seen[node] then return end
     seen[node] = true
+    if depth > max_depth then
+      errors[#errors + 1] = path .. ": nested deeper than " .. max_depth .. " levels"
+      return
+    end
     for k, v in pairs(node) do
       local p = key_path(path, k)
       if type(v) == "string" and v:sub(1, 7) == "secret:" then
         local s, err = M.resolve(v, ctx)
         if s then node[k] = s else errors[#errors + 1] = p .. ": " .. err end
-      elseif type(v) == "table" and not M.is_secret(v) and getmetatable(v) == nil then
-        walk(v, p)
+      elseif type(v) == "table" and getmetatable(v) == nil then
+        walk(v, p, depth + 1)
       end
     end
   end
-  walk(t, prefix or "")
+  walk(t, prefix or "", 0)
   if #errors > 0 then
     table.sort(errors)
     return nil, table.concat(errors, "\n")

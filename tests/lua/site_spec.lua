@@ -7,9 +7,12 @@ local schema = require "sbot.schema"
 local secret = require "sbot.secret"
 local site = require "sbot.site"
 
-local function write_site(dir, text)
+-- mode: the file's permissions, 600 unless given (a site file that holds
+-- secrets in clear must be private)
+local function write_site(dir, text, mode)
   local path = dir .. "/site.lua"
   helpers.write_file(path, text)
+  os.execute("chmod " .. (mode or "600") .. " " .. helpers.shquote(path))
   return path
 end
 
@@ -43,6 +46,22 @@ describe("sbot.schema", function()
     assert.matches("cfg: name: required string is missing", err, 1, true)
     assert.matches("cfg: tags[2]: expected string, got integer 3", err, 1, true)
     assert.matches('cfg: opts.x: expected boolean, got string "yes"', err, 1, true)
+  end)
+
+  it("reports a value that contains itself or nests too deeply, at its key path", function()
+    local cyc = {}
+    cyc.me = { cyc }
+    local deep = {}
+    for _ = 1, 200 do deep = { deep } end
+    local shared = { 1 }
+    local out, err = schema.validate({ a = { type = "any" }, b = { type = "map" }, c = { type = "table" } },
+      { a = cyc, b = { d = deep }, c = { x = shared, y = shared } }, "cfg")
+    assert.is_nil(out)
+    assert.are.equal("cfg: a.me[1]: refers to itself (a cycle); a config value must be a tree\n"
+      .. "cfg: b.d" .. string.rep("[1]", 64) .. ": nested deeper than 64 levels", err)
+    -- the same table twice is not a cycle
+    out = assert(schema.validate({ c = { type = "table" } }, { c = { x = shared, y = shared } }))
+    assert.are.same({ 1 }, out.c.y)
   end)
 
   it("raises on a bad schema", function()
@@ -309,6 +328,95 @@ describe("sbot.site", function()
     assert.matches("^site " .. lpath:gsub("%p", "%%%0") .. ":1:", err)
     local _, err3, code = site.load(dir .. "/missing.lua")
     assert.are.equal("load", code)
-    assert.matches("missing.lua", err3, 1, true)
+    assert.are.equal("site " .. dir .. "/missing.lua: cannot open the file: No such file or directory", err3)
+  end)
+
+  it("refuses a site file readable by others when it holds secrets in clear, not when it holds references", function()
+    local dir = helpers.tmpdir("site")
+    put_secret(dir, "idrac/r2/password", "from-a-file-Mm61", "600")
+    local text = [[
+      return { servers = { { id = "r1", idrac = { host = "10.0.0.1", password = "clear-pw-Mm60" } },
+                           { id = "r2", idrac = { host = "10.0.0.2", password = "secret:idrac/r2:password" } } },
+        s3 = { endpoint = "https://s3.test", bucket = "b", access_key = "AKIACLEARTEXT1", secret_key = "secret:s3:key" } }
+    ]]
+    local getenv = function(n) return n == "S3_KEY" and "from-the-env-Mm62" or nil end
+    for _, mode in ipairs { "644", "640", "604" } do
+      local path = write_site(dir, text, mode)
+      local s, err, code = site.load(path, { getenv = getenv })
+      assert.is_nil(s)
+      assert.are.equal("secret", code)
+      assert.are.equal(string.format("site %s: holds secrets in clear text (s3.access_key, servers[1].idrac.password) "
+        .. "but has mode 0%s, readable by others: it must be 0600 (chmod 600 %s), or give the secrets as "
+        .. "secret:PATH:KEY references", path, mode, path), err)
+      assert.is_nil(err:find("clear-pw-Mm60", 1, true))
+    end
+    -- private: accepted
+    local path = write_site(dir, text, "600")
+    assert(site.load(path, { getenv = getenv }))
+    -- references only: any mode (the secrets are not in the file)
+    path = write_site(dir, [[
+      return { servers = { { id = "r2", idrac = { host = "10.0.0.2", password = "secret:idrac/r2:password" } } } }
+    ]], "644")
+    assert.are.equal("from-a-file-Mm61", assert(site.load(path)).servers[1].idrac.password:reveal())
+  end)
+
+  it("never shows the source text of a syntax error (an unterminated password)", function()
+    local dir = helpers.tmpdir("site")
+    local path = write_site(dir, 'return { servers = { { id = "a", idrac = { host = "h",\n'
+      .. '  password = "hunter2-Unterminated, } } } }\n')
+    local s, err, code = site.load(path)
+    assert.is_nil(s)
+    assert.are.equal("load", code)
+    assert.are.equal("site " .. path .. ":2: unfinished string (source text not shown: it may hold a secret)", err)
+    path = write_site(dir, 'return { servers = { { id = "a" password = "hunter2-Unexpected" } } }\n')
+    _, err = site.load(path)
+    assert.are.equal("site " .. path .. ":1: '}' expected (source text not shown: it may hold a secret)", err)
+  end)
+
+  it("answers site FILE: ... for binary, deeply nested, cyclic and raising tables, never a traceback", function()
+    local dir = helpers.tmpdir("site")
+    local cases = {
+      { "\x1bLua\x54\x00\x19\x93\r\n\x1a\n\x04\x08\x08", "load",
+        "site %s: is a precompiled (binary) Lua chunk; a site file is Lua source text" },
+      { "\xbe\xef\x00\x01binary", "load", "site %s:1: unexpected symbol (source text not shown: it may hold a secret)" },
+      { "local t = {} t.x = t\nreturn { components = { a = t } }", "invalid",
+        "site %s: components.a.x: refers to itself (a cycle); a config value must be a tree" },
+      { "local t = {} for i = 1, 100000 do t = { t } end\nreturn { components = { a = t } }", "secret",
+        "site %s: components.a" .. string.rep("[1]", 63) .. ": nested deeper than 64 levels" },
+      { "return setmetatable({}, { __pairs = function() error('no pairs here', 0) end })", "invalid",
+        "site %s: no pairs here" },
+    }
+    for _, c in ipairs(cases) do
+      local path = write_site(dir, c[1])
+      local s, err, code = site.load(path)
+      assert.is_nil(s)
+      assert.are.equal(c[2], code, err)
+      assert.are.equal(string.format(c[3], path), err)
+    end
+    -- the same from a workflow run: the message and exit status 2, no traceback
+    local path = write_site(dir, cases[3][1])
+    local r = helpers.sbot({ "run", helpers.source_dir .. "/tests/support/workflows/kv.lua", "--site", path })
+    assert.are.equal(2, r.code)
+    assert.are.equal("sbot: " .. string.format(cases[3][3], path) .. "\n", r.stderr)
+  end)
+
+  it("checks server ids at load: letters, digits, . _ -, at most 63 characters", function()
+    local dir = helpers.tmpdir("site")
+    local function with_id(id)
+      return write_site(dir, string.format("return { servers = { { id = %q } } }", id))
+    end
+    local id63 = "r" .. string.rep("x", 62)
+    assert.are.equal(id63, assert(site.load(with_id(id63))).servers[1].id)
+    local path = with_id(string.rep("a", 300))
+    local s, err, code = site.load(path)
+    assert.is_nil(s)
+    assert.are.equal("invalid", code)
+    assert.are.equal("site " .. path .. ": servers[1].id: length must be at most 63", err)
+    for _, bad in ipairs { "a/b", "../x", ".hidden", "-x", "a b", "" } do
+      path = with_id(bad)
+      _, err = site.load(path)
+      assert.are.equal(string.format("site %s: servers[1].id: %q does not match pattern ^[%%w][%%w_.%%-]*$", path, bad),
+        err)
+    end
   end)
 end)
