@@ -288,6 +288,38 @@ static void a_secret_number_field_stays_valid_json(void **state)
     lua_close(L);
 }
 
+static int push_short_secret(lua_State *L)
+{
+    sbot_secret_push(L, "abcde", 5, "test");
+    return 1;
+}
+
+/* The secret type belongs to the core: sbot_secret_push makes it (and
+ * registers the value), sbot_is_secret is the one test (a table named
+ * "sbot.secret" is not one), a value under 6 bytes is refused. */
+static void secret_objects_are_one_core_type(void **state)
+{
+    (void)state;
+    lua_State *L = sbot_runtime_new();
+    sbot_secret_push(L, "core-secret-Cs11", 16, "env CS");
+    assert_true(sbot_is_secret(L, -1));
+    lua_setglobal(L, "S");
+    assert_int_equal(luaL_dostring(L, "return tostring(S) .. ' ' .. ('x=' .. S) .. ' ' .. S:reveal() .. ' ' .. "
+                                      "S:source() .. ' ' .. require('sbot.log').redact('core-secret-Cs11')"),
+                     LUA_OK);
+    assert_string_equal(lua_tostring(L, -1), "<redacted> x=<redacted> core-secret-Cs11 env CS <redacted>");
+    lua_pop(L, 1);
+    assert_int_equal(luaL_dostring(L, "return setmetatable({}, {__name = 'sbot.secret'})"), LUA_OK);
+    assert_false(sbot_is_secret(L, -1));
+    lua_pop(L, 1);
+    lua_pushcfunction(L, push_short_secret);
+    assert_int_equal(lua_pcall(L, 0, 1, 0), LUA_ERRRUN);
+    assert_string_equal(lua_tostring(L, -1),
+                        "sbot.secret: the value (test) is 5 bytes long; secrets shorter than 6 bytes are "
+                        "refused (see docs/log.md, Short secrets)");
+    lua_close(L);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -300,6 +332,7 @@ int main(void)
         cmocka_unit_test(a_secret_added_later_is_redacted_too),
         cmocka_unit_test(secret_with_json_specials_is_redacted_on_every_sink),
         cmocka_unit_test(a_secret_number_field_stays_valid_json),
+        cmocka_unit_test(secret_objects_are_one_core_type),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
