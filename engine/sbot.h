@@ -64,6 +64,23 @@ void sbot_log(lua_State *L, enum sbot_level level, const char *fmt, ...)
 void sbot_log_add_secret(lua_State *L, const char *value, size_t len);
 /* Push a copy of s with every registered secret replaced by <redacted>. */
 void sbot_log_push_redacted(lua_State *L, const char *s, size_t len);
+/* Give `to` (a new state, e.g. a fleet worker's) the log configuration of
+ * `from`: the stderr and file levels, JSON or human lines, and every
+ * registered secret. Not the file sink: a state opens its own. */
+void sbot_log_inherit(lua_State *to, lua_State *from);
+
+/* ---- secret objects (log.c) ---------------------------------------------- */
+
+/* The metatable (registry key and __name) of secret objects. */
+#define SBOT_SECRET_MT "sbot.secret"
+/* Shortest value accepted as a secret, in bytes (docs/log.md, Short secrets). */
+#define SBOT_SECRET_MIN_LENGTH 6
+/* Push a new secret object holding value (registered with the redactor);
+ * source says where it came from ("env X", "file /p"). Raises when value is
+ * shorter than SBOT_SECRET_MIN_LENGTH. */
+void sbot_secret_push(lua_State *L, const char *value, size_t len, const char *source);
+/* Is the value at idx a secret object? (luaL_testudata: the one test) */
+int sbot_is_secret(lua_State *L, int idx);
 
 /* ---- components (lifecycle.c) ------------------------------------------- */
 

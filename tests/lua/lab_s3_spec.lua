@@ -228,6 +228,7 @@ describe("sbot.s3 against the lab's S3 model", function()
         s3 = lab.s3,
         vault = lab.vault,
       }]], srv.site_path, dir .. "/{id}.state.json", dir .. "/{id}.calls"))
+    os.execute("chmod 600 " .. helpers.shquote(dir .. "/site.lua")) -- it holds secrets in clear
     local store = string.format("s3://%s/runs?endpoint=%s&region=%s", srv.bucket, srv.endpoint, srv.region)
     local r = helpers.sbot({ "run", helpers.source_dir .. "/tests/support/workflows/kv.lua",
       "--site", dir .. "/site.lua", "--store", store, "--json" },
