@@ -122,16 +122,7 @@ static const char *flink(lua_State *L, int t, const char *k)
 
 static int has_prefix(const char *s, const char *p) { return s && strncmp(s, p, strlen(p)) == 0; }
 
-static int is_secret(lua_State *L, int idx)
-{
-    int yes = 0;
-    if (lua_getmetatable(L, idx)) {
-        lua_getfield(L, -1, "__name");
-        yes = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "sbot.secret") == 0;
-        lua_pop(L, 2);
-    }
-    return yes;
-}
+static int is_secret(lua_State *L, int idx) { return sbot_is_secret(L, idx); }
 
 /* The value at idx as text for messages (secrets hidden). Pushed. */
 static void push_shown(lua_State *L, int idx)

@@ -442,6 +442,7 @@ static void enc_value(struct jenc *e, int idx, int depth)
         enc_string(e, s, len);
         return;
     }
+    case LUA_TUSERDATA:
     case LUA_TTABLE:
         if (sbot_is_secret(L, idx)) {
             /* the wire gets the value; logs never do */
@@ -457,6 +458,8 @@ static void enc_value(struct jenc *e, int idx, int depth)
             lua_pop(L, 1);
             return;
         }
+        if (lua_type(L, idx) != LUA_TTABLE)
+            break;
         if (is_array_value(L, idx)) {
             lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
             enc_lit(e, "[");
@@ -2568,7 +2571,7 @@ int sbot_redfish_check_attribute(lua_State *L, int entry, int value)
     value = lua_absindex(L, value);
     luaL_checkstack(L, 10, "sbot.redfish");
     int top = lua_gettop(L);
-    int secret = lua_type(L, value) == LUA_TTABLE && sbot_is_secret(L, value);
+    int secret = sbot_is_secret(L, value);
     if (secret) {
         lua_getfield(L, value, "reveal");
         lua_pushvalue(L, value);
