@@ -1,6 +1,6 @@
 --- sbot.lab.idrac: a simulated Dell iDRAC 8 (PowerEdge R630, firmware
 -- 2.75.75.75, Redfish 1.4.0) and, with flavour 9, an iDRAC 9 (firmware
--- 6.10.30.00, Redfish 1.17.0), faithful to ../shared FIELD_NOTES "Dell iDRAC
+-- 6.10.30.00, Redfish 1.17.0), faithful to the field notes on "Dell iDRAC
 -- 8" — quirks and refusals included, so that a client that passes the lab
 -- has met what real machines do.
 --
