@@ -1,6 +1,12 @@
 --- sbot.run: run records (runs/<id>/results.json, log.jsonl, artifacts),
 -- the summary table and the readable plan diff.
+--
+-- A run directory holds `incomplete.lock` from the start of the run until
+-- results.json is written (atomically): a lock file (sbot.lock) whose flock
+-- lives as long as the process, so a run killed by any means leaves a
+-- directory that says "incomplete (pid P gone)" (run.state, run.list).
 local json = require "sbot.json"
+local lock = require "sbot.lock"
 local log = require "sbot.log"
 local sys = require "sbot.sys"
 local crypto = require "sbot.crypto"
@@ -8,6 +14,9 @@ local fsio = require "sbot.fsio"
 local artifact = require "sbot.artifact"
 
 local M = {}
+
+--- The file that marks a run directory as not finished (see the header).
+M.MARKER = "incomplete.lock"
 
 --- A new run id: UTC time plus 6 random hex digits, e.g. 20261126T120301Z-4f9a2c.
 function M.new_id()
@@ -30,8 +39,13 @@ function M.start(opts)
     store_opts = opts.store_opts,
     started = sys.utc_iso(), t0 = sys.monotime(),
   }
+  -- the marker first: from now on the directory says whether the run is
+  -- still going, was killed, or finished
+  local marker, merr = lock.acquire(dir .. "/" .. M.MARKER, { name = "run " .. id })
+  if not marker then return nil, "run record: " .. tostring(merr) end
+  run.marker = marker
   local lok, lerr = log.configure { file = run.log_file }
-  if not lok then return nil, "run record: " .. tostring(lerr) end
+  if not lok then marker:release(); return nil, "run record: " .. tostring(lerr) end
   log.info("run started", { run = id, mode = run.mode, workflow = opts.workflow, dir = dir })
   return run
 end
@@ -78,12 +92,75 @@ function M.finish(run, results)
     log.error("artifacts: " .. serr, { run = run.id })
   end
   record = redact_tree(record)
-  local f = assert(io.open(run.results_file, "wb"))
-  f:write(json.encode(record, { indent = true }), "\n")
-  assert(f:close())
-  log.info("run finished", { run = run.id, ok = record.ok, results = run.results_file })
+  -- atomically (temp file, fsync, rename): a reader never sees a half
+  -- record, a full disk never leaves an empty one; the marker goes only
+  -- once the record is there
+  local text = json.encode(record, { indent = true }) .. "\n"
+  local wrote, werr = fsio.write_atomic(run.results_file, text)
+  if wrote then
+    run.marker:release()
+    log.info("run finished", { run = run.id, ok = record.ok, results = run.results_file })
+  else
+    record.ok = false
+    record.record_error = "results.json not written: " .. tostring(werr)
+    run.marker:detach() -- the directory stays marked incomplete
+    log.error("run record: " .. record.record_error, { run = run.id })
+  end
   log.configure { file = false }
   return record
+end
+
+--- The state of a run directory: {state = "complete"|"running"|"incomplete",
+-- text, ok (complete runs), pid, host, since (from the marker)}.
+function M.state(dir)
+  local probe = lock.probe(dir .. "/" .. M.MARKER)
+  if probe then
+    local who = probe.pid and string.format("pid %d on %s", probe.pid, probe.host) or "its process"
+    if probe.held then
+      return { state = "running", pid = probe.pid, host = probe.host, since = probe.since,
+        text = "running (" .. who .. " since " .. tostring(probe.since) .. ")" }
+    end
+    return { state = "incomplete", pid = probe.pid, host = probe.host, since = probe.since,
+      text = "incomplete (" .. who .. " gone)" }
+  end
+  local f = io.open(dir .. "/results.json", "rb")
+  if not f then return { state = "incomplete", text = "incomplete (no results.json)" } end
+  local rec = json.decode(f:read("a") or "")
+  f:close()
+  if type(rec) ~= "table" then return { state = "incomplete", text = "incomplete (results.json unreadable)" } end
+  return { state = "complete", ok = rec.ok == true, workflow = rec.workflow, mode = rec.mode,
+    text = rec.ok == true and "ok" or "FAILED" }
+end
+
+--- Every run under runs_dir, oldest first (run ids sort by time):
+-- {{id, dir, state = M.state(dir)}, ...}; nil, err if runs_dir cannot be read.
+function M.list(runs_dir)
+  local entries, err = fsio.list(runs_dir)
+  if not entries then return nil, err end
+  local out = {}
+  for _, e in ipairs(entries) do
+    if e.type == "directory" and e.name:match("^%d+T%d+Z%-%x+$") then
+      out[#out + 1] = { id = e.name, dir = runs_dir .. "/" .. e.name }
+    end
+  end
+  table.sort(out, function(a, b) return a.id < b.id end)
+  for _, r in ipairs(out) do r.state = M.state(r.dir) end
+  return out
+end
+
+--- Text of `sbot runs [DIR]`: one line per run, its id and state.
+function M.list_text(runs_dir)
+  runs_dir = runs_dir or "runs"
+  local list, err = M.list(runs_dir)
+  if not list then return nil, "runs: " .. tostring(err) end
+  local lines = {}
+  for _, r in ipairs(list) do
+    local st = r.state
+    lines[#lines + 1] = r.id .. "  " .. st.text
+      .. (st.workflow and ("  " .. st.workflow .. " (" .. tostring(st.mode) .. ")") or "")
+  end
+  if #lines == 0 then lines[1] = "no runs in " .. runs_dir end
+  return table.concat(lines, "\n") .. "\n"
 end
 
 ---------------------------------------------------------------------------
@@ -130,6 +207,7 @@ function M.summary(record)
   end
   for _, e in ipairs(errors) do out[#out + 1] = e end
   if record.artifact_error then out[#out + 1] = "error: artifacts: " .. record.artifact_error end
+  if record.record_error then out[#out + 1] = "error: run record: " .. record.record_error end
   return log.redact(table.concat(out, "\n")) .. "\n"
 end
 

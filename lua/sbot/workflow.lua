@@ -408,6 +408,9 @@ function M:main(argv)
     for _, row in ipairs(rows) do results[#results + 1] = row end
   end
   local record = run.finish(r, results)
+  if record.record_error then -- loudly: the run is not recorded
+    io.stderr:write("sbot: run record ", r.dir, ": ", record.record_error, "\n")
+  end
   if args.json then
     io.stdout:write(json.encode(record, { indent = true }), "\n")
   else
@@ -417,6 +420,7 @@ function M:main(argv)
   end
   io.stdout:flush()
   if interrupted then return interrupted == "SIGTERM" and 143 or 130 end
+  if record.record_error then return 1 end
   return record.ok and 0 or 1
 end
 
