@@ -105,6 +105,41 @@ int sbot_ws_recv(lua_State *L, int conn, double timeout);
 void sbot_ws_close(lua_State *L, int conn);
 int sbot_ws_is_open(lua_State *L, int conn);
 
+/* ---- TLS options (tls.c) -------------------------------------------------
+ * The one parser of tls = {ca_file, pin_sha256, insecure, server_name}, with
+ * the rules of docs/tls.md; http.c, ws.c and the site schema use it, and a C
+ * client validates its tls table with it before passing the table on. */
+struct sbot_tls {
+    char ca_file[4096];    /* "" = the system CA store */
+    char server_name[256]; /* "" = the URL's host (SNI and the certificate name check) */
+    unsigned char pin[32]; /* SHA-256 of the server's DER SubjectPublicKeyInfo, if has_pin */
+    int has_pin;
+    int insecure;          /* no verification at all (never with ca_file or a pin) */
+};
+/* Parse the tls table at idx (nil or none: every default) into *out. where
+ * names the table in messages ("http.request: tls", "servers[1].idrac.tls");
+ * url, if not NULL, is the URL the settings are for (TLS settings for an
+ * http:// or ws:// URL are refused). Returns 0, or -1 with one message pushed
+ * naming every problem, one per line: "<where>.<key>: <problem>" or
+ * "<where>: unknown key 'k' (...)"; *out is then zeroed. Allocates nothing
+ * outside Lua; raises only on memory errors. */
+int sbot_tls_parse(lua_State *L, int idx, const char *where, const char *url,
+                   struct sbot_tls *out);
+/* sbot_tls_parse raising its message as a Lua error (misuse). */
+void sbot_tls_check(lua_State *L, int idx, const char *where, const char *url,
+                    struct sbot_tls *out);
+/* Any setting given (ca_file, pin, insecure, server_name)? */
+int sbot_tls_any(const struct sbot_tls *t);
+/* Push the canonical table: only the keys that are set, the pin as base64. */
+void sbot_tls_push(lua_State *L, const struct sbot_tls *t);
+/* The pin as base64 (44 characters and a NUL). */
+void sbot_tls_pin_base64(const struct sbot_tls *t, char out[45]);
+/* Decode a pin in any accepted form (n bytes at s) into 32 bytes: 0 or -1. */
+int sbot_tls_decode_pin(const char *s, size_t n, unsigned char out[32]);
+/* SHA-256 of a certificate's DER SubjectPublicKeyInfo (what a pin is): 0 or -1. */
+struct x509_st;
+int sbot_tls_spki_sha256(struct x509_st *cert, unsigned char out[32]);
+
 /* ---- module openers (one per C file) ------------------------------------ */
 int luaopen_sbot_log(lua_State *L);
 
