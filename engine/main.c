@@ -411,6 +411,7 @@ static int configure_log(lua_State *L, const char *level, int json)
 
 int main(int argc, char **argv)
 {
+    static const char *const levels[] = {"debug", "info", "warn", "error", "off", NULL};
     const char *level = NULL;
     int json = 0, i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
@@ -418,9 +419,17 @@ int main(int argc, char **argv)
             level = "debug";
         else if (strcmp(argv[i], "--log-json") == 0)
             json = 1;
-        else if (strcmp(argv[i], "--log-level") == 0 && i + 1 < argc)
+        else if (strcmp(argv[i], "--log-level") == 0) {
+            if (i + 1 >= argc)
+                return usage_error("%s", "--log-level needs a LEVEL (debug, info, warn, error or off)");
             level = argv[++i];
-        else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            int k = 0;
+            while (levels[k] && strcmp(levels[k], level) != 0)
+                k++;
+            if (!levels[k])
+                return usage_error("--log-level: unknown level '%s' (expected debug, info, warn, "
+                                   "error or off)", level);
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             fputs(usage_text, stdout);
             return 0;
         } else
