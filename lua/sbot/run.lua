@@ -50,10 +50,25 @@ function M.start(opts)
   return run
 end
 
--- Every string in results goes through the redactor: a secret value that a
--- component read back from a device as a plain string is caught here too.
-local function redact_tree(v, seen)
-  if type(v) == "string" then return log.redact(v) end
+-- The runner's own words: these values of these keys are structure, set by
+-- the runner, and stay as they are (a one-character secret must not turn a
+-- status into "f<redacted>iled").
+local VOCAB = {
+  status = { ok = true, failed = true, skipped = true, pending = true },
+  mode = { apply = true, plan = true },
+  action = { create = true, update = true, delete = true },
+}
+
+-- Every string value in results goes through the redactor: a secret value
+-- that a component read back from a device as a plain string is caught here
+-- too. Keys are never rewritten (they are the record's structure), and
+-- neither are the runner's own words above.
+local function redact_tree(v, seen, key)
+  if type(v) == "string" then
+    local words = key ~= nil and VOCAB[key]
+    if words and words[v] then return v end
+    return log.redact(v)
+  end
   if type(v) ~= "table" then return v end
   local mt = getmetatable(v)
   if type(mt) == "table" and mt.__name == "sbot.secret" then return v end
@@ -61,7 +76,7 @@ local function redact_tree(v, seen)
   if seen[v] then return seen[v] end
   local out = {}
   seen[v] = out
-  for k, x in pairs(v) do out[redact_tree(k, seen)] = redact_tree(x, seen) end
+  for k, x in pairs(v) do out[k] = redact_tree(x, seen, k) end
   if json.is_array(v) then json.array(out) end
   return out
 end
@@ -166,59 +181,81 @@ end
 ---------------------------------------------------------------------------
 -- Summary table.
 
-local function pad(s, n) s = tostring(s); return s .. string.rep(" ", n - #s) end
+-- A cell of text built from a value: redacted on its own, so the text
+-- around it (headers, the runner's words) is never touched.
+local function red(v) return log.redact(tostring(v)) end
+
+-- The runner's word for key, as is, or the value redacted.
+local function word(key, v)
+  if v ~= nil and VOCAB[key][v] then return v end
+  return v == nil and "?" or red(v)
+end
 
 -- A result's component, with its step name when the workflow gave another
--- (or a second step of the same component got "-2").
+-- (or a second step of the same component got "-2"); redacted.
 local function label(r)
-  local c = r.component or "-"
-  if r.step and r.step ~= c then return c .. " (" .. r.step .. ")" end
+  local c = red(r.component or "-")
+  if r.step and r.step ~= r.component then return c .. " (" .. red(r.step) .. ")" end
   return c
 end
 M.label = label
 
---- The summary table text for a results list.
+-- The first line(s) of an error, without its traceback; redacted.
+local function message(e)
+  local s = tostring(e)
+  local tb = s:find("\nstack traceback:", 1, true)
+  return red(tb and s:sub(1, tb - 1) or s)
+end
+
+--- The summary table text for a run record. Built from each value
+-- redacted on its own (never the whole text: a short secret would rewrite
+-- the table's own words); padding is linear in the cells' widths.
 function M.summary(record)
   local rows = { { "SERVER", "COMPONENT", "STATUS", "PLANNED", "APPLIED", "TIME" } }
-  local errors = {}
+  local notes = {}
   for _, r in ipairs(record.results) do
     local p = r.processing or {}
     local ms = 0
-    for _, ph in pairs(r.phases or {}) do ms = ms + (ph.ms or 0) end
-    rows[#rows + 1] = { r.id or "-", label(r), r.status or "?",
-      r.plan and #r.plan or (p.planned or "-"), p.applied and #p.applied or "-",
+    for _, ph in pairs(r.phases or {}) do ms = ms + (tonumber(ph.ms) or 0) end
+    local id, lab = red(r.id or "-"), label(r)
+    rows[#rows + 1] = { id, lab, word("status", r.status),
+      tostring(r.plan and #r.plan or (p.planned or "-")), tostring(p.applied and #p.applied or "-"),
       string.format("%d ms", ms) }
-    if r.error then errors[#errors + 1] = string.format("error: %s %s: %s", r.id or "-", label(r),
-      (tostring(r.error):gsub("\nstack traceback:.*", "")))
+    if r.error then notes[#notes + 1] = "error: " .. id .. " " .. lab .. ": " .. message(r.error)
     elseif r.status == "skipped" and r.reason then
-      errors[#errors + 1] = string.format("skipped: %s %s: %s", r.id or "-", label(r), r.reason)
+      notes[#notes + 1] = "skipped: " .. id .. " " .. lab .. ": " .. red(r.reason)
     end
   end
   local widths = {}
   for _, row in ipairs(rows) do
-    for i, c in ipairs(row) do widths[i] = math.max(widths[i] or 0, #tostring(c)) end
+    for i, c in ipairs(row) do widths[i] = math.max(widths[i] or 0, #c) end
   end
-  local out = { string.format("run %s (%s) %s", record.run_id, record.mode,
-    record.ok and "ok" or "FAILED") }
+  local out = { "run " .. red(record.run_id) .. " (" .. word("mode", record.mode) .. ") "
+    .. (record.ok and "ok" or "FAILED") }
+  local n = #rows[1]
   for _, row in ipairs(rows) do
     local cells = {}
-    for i, c in ipairs(row) do cells[i] = pad(c, widths[i]) end
-    out[#out + 1] = (table.concat(cells, "  "):gsub("%s+$", ""))
+    for i = 1, n - 1 do cells[i] = row[i] .. string.rep(" ", widths[i] - #row[i]) end
+    cells[n] = row[n] -- the last column is not padded: no trailing blanks to strip
+    out[#out + 1] = table.concat(cells, "  ")
   end
-  for _, e in ipairs(errors) do out[#out + 1] = e end
-  if record.artifact_error then out[#out + 1] = "error: artifacts: " .. record.artifact_error end
-  if record.record_error then out[#out + 1] = "error: run record: " .. record.record_error end
-  return log.redact(table.concat(out, "\n")) .. "\n"
+  for _, e in ipairs(notes) do out[#out + 1] = e end
+  if record.artifact_error then out[#out + 1] = "error: artifacts: " .. red(record.artifact_error) end
+  if record.record_error then out[#out + 1] = "error: run record: " .. red(record.record_error) end
+  return table.concat(out, "\n") .. "\n"
 end
 
 ---------------------------------------------------------------------------
 -- Plan diff.
 
+-- A value as text: redacted *before* it is quoted or JSON-encoded (an
+-- escaped secret, say one with a '"', would no longer match the redactor).
 local function render(v)
   if v == nil or v == json.null then return "(none)" end
+  v = redact_tree(v)
   if type(v) == "string" then return string.format("%q", v) end
   local ok, s = pcall(json.encode, v)
-  return ok and s or tostring(v)
+  return ok and s or red(v)
 end
 
 local SIGN = { create = "+", update = "~", delete = "-" }
@@ -226,7 +263,8 @@ local SIGN = { create = "+", update = "~", delete = "-" }
 --- One change as readable lines: "+ create disk/vol1: (none) -> {...}",
 -- updates of two tables show each changed key.
 function M.format_change(c)
-  local head = string.format("  %s %-6s %s", SIGN[c.action] or "?", c.action, c.resource)
+  local action = word("action", c.action)
+  local head = string.format("  %s %-6s %s", SIGN[c.action] or "?", action, red(c.resource))
   local lines = {}
   if c.action == "update" and type(c.before) == "table" and type(c.after) == "table"
     and getmetatable(c.before) == nil and getmetatable(c.after) == nil then
@@ -237,7 +275,7 @@ function M.format_change(c)
     table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
     for _, k in ipairs(keys) do
       local b, a = render(c.before[k]), render(c.after[k])
-      if a ~= b then lines[#lines + 1] = string.format("      %s: %s -> %s", tostring(k), b, a) end
+      if a ~= b then lines[#lines + 1] = string.format("      %s: %s -> %s", red(k), b, a) end
     end
   elseif (type(c.before) == "string" and c.before:find("\n")) or
          (type(c.after) == "string" and c.after:find("\n")) then
@@ -251,28 +289,30 @@ function M.format_change(c)
     local had, will = set(c.before), set(c.after)
     if type(c.before) == "string" then
       for l in c.before:gmatch("([^\n]*)\n?") do
-        if l ~= "" and not will[l] then lines[#lines + 1] = "      - " .. l end
+        if l ~= "" and not will[l] then lines[#lines + 1] = "      - " .. red(l) end
       end
     end
     if type(c.after) == "string" then
       for l in c.after:gmatch("([^\n]*)\n?") do
-        if l ~= "" and not had[l] then lines[#lines + 1] = "      + " .. l end
+        if l ~= "" and not had[l] then lines[#lines + 1] = "      + " .. red(l) end
       end
     end
   else
     lines[1] = head .. ": " .. render(c.before) .. " -> " .. render(c.after)
   end
-  if c.reason then lines[#lines + 1] = "      (" .. tostring(c.reason) .. ")" end
+  if c.reason then lines[#lines + 1] = "      (" .. red(c.reason) .. ")" end
   return table.concat(lines, "\n")
 end
 
---- The plan of every result as a readable diff.
+--- The plan of every result as a readable diff (each value redacted on its own).
 function M.format_plan(record)
   local out = {}
   for _, r in ipairs(record.results) do
-    local header = string.format("%s / %s", r.id or "-", label(r))
+    local header = red(r.id or "-") .. " / " .. label(r)
     if r.status == "failed" then
-      out[#out + 1] = header .. ": FAILED: " .. (tostring(r.error):gsub("\nstack traceback:.*", ""))
+      out[#out + 1] = header .. ": FAILED: " .. message(r.error)
+    elseif r.status == "skipped" then
+      out[#out + 1] = header .. ": skipped" .. (r.reason and (" (" .. red(r.reason) .. ")") or "")
     elseif not r.plan or #r.plan == 0 then
       out[#out + 1] = header .. ": no changes"
     else
@@ -280,7 +320,7 @@ function M.format_plan(record)
       for _, c in ipairs(r.plan) do out[#out + 1] = M.format_change(c) end
     end
   end
-  return log.redact(table.concat(out, "\n")) .. "\n"
+  return table.concat(out, "\n") .. "\n"
 end
 
 return M
