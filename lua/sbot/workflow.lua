@@ -430,9 +430,15 @@ function M:main(argv)
   if #args.server == 0 then
     servers = site.servers
   else
+    local by_id = {} -- one pass over the site, whatever the number of --server
+    for _, s in ipairs(site.servers) do by_id[s.id] = s end
     for _, id in ipairs(args.server) do
-      local s, e = site_mod.server(site, id)
-      if not s then io.stderr:write("sbot: ", e, "\n"); return 2 end
+      local s = by_id[id]
+      if not s then
+        local _, e = site_mod.server(site, id)
+        io.stderr:write("sbot: ", e, "\n")
+        return 2
+      end
       servers[#servers + 1] = s
     end
   end
@@ -519,7 +525,13 @@ function M:main(argv)
   else
     local jobs, ids = {}, {}
     for i, s in ipairs(servers) do
-      jobs[i] = job { server = s, steps = self.steps, components = self.components,
+      -- each worker gets the site with its own server only: the whole list
+      -- copied into every worker would make a run quadratic in the number
+      -- of servers (site steps see them all)
+      local view = {}
+      for k, v in pairs(site) do view[k] = v end
+      view.servers = json.array { s }
+      jobs[i] = job { server = s, site = view, steps = self.steps, components = self.components,
         site_results = site_results }
       ids[i] = s.id
     end

@@ -65,6 +65,17 @@ describe("redaction of run records and summaries", function()
     }, "\n") .. "\n", text)
   end)
 
+  it("the summary pads to the widest cell and leaves no trailing blanks, whatever the id length", function()
+    local long = string.rep("r", 5000)
+    local s = run.summary { run_id = "r", mode = "plan", ok = true, results = {
+      { id = long, component = "c", status = "ok" }, { id = "s2", component = "c", status = "ok" } } }
+    local lines = {}
+    for l in s:gmatch("[^\n]+") do lines[#lines + 1] = l end
+    assert.are.equal(4, #lines)
+    for _, l in ipairs(lines) do assert.is_nil(l:find("%s$"), "trailing blank") end
+    assert.are.equal(5000 + 3, lines[4]:find("c", 1, true)) -- "s2" padded to the long id's width, then 2 blanks
+  end)
+
   it("a whole run: results.json keeps every key, the summary its numbers", function()
     local dir = helpers.tmpdir("redrun")
     helpers.write_file(dir .. "/site.lua", string.format([[
