@@ -105,6 +105,18 @@ int sbot_ws_recv(lua_State *L, int conn, double timeout);
 void sbot_ws_close(lua_State *L, int conn);
 int sbot_ws_is_open(lua_State *L, int conn);
 
+/* sys.c: sys.spawn(opts) with the options table at index opts: pushes the
+ * result table (1) or nil, message, errno name (3). */
+int sbot_sys_spawn(lua_State *L, int opts);
+
+/* yaml.c: yaml.decode(text, {source = source}) (source NULL = "yaml"): pushes
+ * the value (1) or nil, message (2). */
+int sbot_yaml_decode(lua_State *L, const char *text, size_t len, const char *source);
+/* yaml.c: yaml.encode(value, {secrets = secrets}) with the value at index value;
+ * secrets is "error" (NULL), "reveal" or "redact". Pushes the text; raises on
+ * what YAML cannot hold. */
+int sbot_yaml_encode(lua_State *L, int value, const char *secrets);
+
 /* ---- TLS options (tls.c) -------------------------------------------------
  * The one parser of tls = {ca_file, pin_sha256, insecure, server_name}, with
  * the rules of docs/tls.md; http.c, ws.c and the site schema use it, and a C

@@ -6,8 +6,9 @@
 -- registered with the log redactor, so it cannot appear in a log line either.
 --
 -- References are resolved by a chain of resolvers, tried in order; the first
--- that knows the secret wins. The default chain is {env, file}. Vault goes in
--- front later with `secret.add_resolver(vault, 1)`.
+-- that knows the secret wins. The default chain is {env, file}; a site file
+-- with a `vault` section puts sbot.vault's resolver in front for that site
+-- (sbot.site), and a script may insert one with `secret.add_resolver(r, 1)`.
 local log = require "sbot.log"
 local fsio = require "sbot.fsio"
 
@@ -138,31 +139,46 @@ function M.add_resolver(r, pos)
   table.insert(M.resolvers, pos or #M.resolvers + 1, r)
 end
 
---- Parse "secret:PATH:KEY" -> path, key; nil when s is not a reference;
--- nil, err when it looks like one but is malformed.
+--- Parse "secret:PATH:KEY[@VERSION]" -> path, key, version (an integer, or
+-- nil); nil when s is not a reference; nil, err when it looks like one but is
+-- malformed.
 function M.parse_ref(s)
   if type(s) ~= "string" or s:sub(1, 7) ~= "secret:" then return nil end
   local path, key = s:match("^secret:(.+):([^:]+)$")
   if not path then
     return nil, "malformed secret reference '" .. s .. "' (expected secret:PATH:KEY)"
   end
+  -- a version pin (Vault KV v2): KEY@N, N >= 1
+  local k, v = key:match("^(.+)@(%d+)$")
+  local version = v and math.tointeger(tonumber(v))
+  if k then
+    if not version or version < 1 then
+      return nil, "malformed secret reference '" .. s .. "': version must be an integer >= 1"
+    end
+    key = k
+  end
   local ok, err = check_segments(path, key)
   if not ok then return nil, "malformed secret reference '" .. s .. "': " .. err end
-  return path, key
+  return path, key, version
 end
 
 --- Resolve one reference string to a secret object.
 -- ctx: {secrets_dir = dir, getenv = fn, resolvers = list}. Returns the
 -- object, or nil and a message saying what was tried.
 function M.resolve(ref, ctx)
-  local path, key = M.parse_ref(ref)
+  local path, key, version = M.parse_ref(ref)
   if not path then return nil, key or ("not a secret reference: " .. tostring(ref)) end
   local tried = {}
   for _, r in ipairs(ctx and ctx.resolvers or M.resolvers) do
-    local v, note, kind = r.resolve(path, key, ctx)
-    if v ~= nil then return M.new(v, note) end
-    if kind == "error" then return nil, ref .. ": " .. note end
-    tried[#tried + 1] = note
+    -- a pinned version (KEY@N) is only for resolvers that keep versions (Vault KV v2)
+    if version and not r.versions then
+      tried[#tried + 1] = r.name .. " (keeps no versions)"
+    else
+      local v, note, kind = r.resolve(path, key, ctx, version)
+      if v ~= nil then return M.new(v, note) end
+      if kind == "error" then return nil, ref .. ": " .. note end
+      tried[#tried + 1] = note
+    end
   end
   return nil, ref .. " not found (tried " .. table.concat(tried, ", ") .. ")"
 end

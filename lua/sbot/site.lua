@@ -13,6 +13,8 @@ local M = {}
 local ID = "^[%w][%w_.%-]*$"
 local MAC = "^%x%x:%x%x:%x%x:%x%x:%x%x:%x%x$"
 local URL = "^https?://."
+local IP = "^[%x:.]+$"
+local CIDR = "^[%x:.]+/%d+$"
 
 --- TLS settings of one endpoint, the table sbot.http and sbot.ws take as
 -- `tls` unchanged: {ca_file, pin_sha256, insecure, server_name}, checked in
@@ -22,6 +24,8 @@ local function tls_spec(what)
     .. "base64 | sha256//base64 | hex, insecure = bool, server_name = name}; absent: system CAs, host name "
     .. "checked (docs/tls.md)" }
 end
+
+M.tls_spec = tls_spec
 
 --- The site schema. Later modules may add top-level sections with
 -- site.add_section(name, spec) before loading.
@@ -80,13 +84,34 @@ M.schema = {
       access_key = { type = "secret" },
       secret_key = { type = "secret" },
     } },
-  openshift = { type = "table", description = "the cluster to install",
+  openshift = { type = "table", description = "the cluster to install (docs/openshift.md)",
     fields = {
       version = { type = "string", required = true, pattern = "^%d+%.%d+" },
       cluster_name = { type = "string", required = true, pattern = ID },
       base_domain = { type = "string", required = true },
       pull_secret = { type = "secret", required = true },
       ssh_key = { type = "string" },
+      -- what the OpenShift component renders into install-config.yaml and
+      -- agent-config.yaml; it checks them against each other and the servers
+      machine_network = { type = "string", pattern = CIDR, description = "CIDR holding every node IP and the VIPs" },
+      cluster_network = { type = "string", pattern = CIDR, default = "10.128.0.0/14" },
+      host_prefix = { type = "integer", min = 1, max = 128, default = 23 },
+      service_network = { type = "string", pattern = CIDR, default = "172.30.0.0/16" },
+      network_type = { type = "string", default = "OVNKubernetes" },
+      api_vip = { type = "string", pattern = IP, description = "API VIP (not with a single node)" },
+      ingress_vip = { type = "string", pattern = IP, description = "ingress VIP (not with a single node)" },
+      rendezvous_ip = { type = "string", pattern = IP, description = "node IP of the rendezvous host; default: the first master's" },
+      dns_servers = { type = "list", items = { type = "string", pattern = IP } },
+      ntp_servers = { type = "list", items = { type = "string" } },
+      installer = { type = "table", description = "where openshift-install comes from",
+        fields = {
+          mirror_url = { type = "string", pattern = URL,
+            description = "base of the client mirror; default https://mirror.openshift.com/pub/openshift-v4/clients/ocp" },
+          sha256 = { type = "string", pattern = "^" .. string.rep("%x", 64) .. "$",
+            description = "pin: SHA-256 (hex) the release tarball must have, beside its sha256sum.txt" },
+          tls = tls_spec("the mirror"),
+          timeout = { type = "number", min = 1, description = "seconds `agent create image` may take (default 1800)" },
+        } },
     } },
   hooks = { type = "map", values = { type = "function" },
     description = "site decision hooks, e.g. name_target(server, version)" },
@@ -139,6 +164,8 @@ local function check_site(site, prefix)
     check_tls(tn.tls, tn.url, prefix .. "truenas", errors)
   end
   if site.s3 then check_tls(site.s3.tls, site.s3.endpoint, prefix .. "s3", errors) end
+  local inst = site.openshift and site.openshift.installer
+  if inst then check_tls(inst.tls, inst.mirror_url, prefix .. "openshift.installer", errors) end
   if #errors > 0 then return table.concat(errors, "\n") end
 end
 
@@ -146,6 +173,41 @@ end
 function M.add_section(name, spec)
   schema.check { [name] = spec }
   M.schema[name] = spec
+end
+
+--- Sections that bring a secret resolver of their own: name -> module,
+-- required only when a site file has the section. The module gives
+-- `site_section` (its schema spec, added with add_section) and
+-- `site_resolver(section, where)` -> resolver (see sbot.secret). Such a section
+-- is resolved (from the other resolvers) and validated first; its resolver is
+-- then tried before env and file for the rest of the file (docs/vault.md).
+M.resolver_sections = { vault = "sbot.vault" }
+
+-- The resolver chain for the rest of the file, or nil, error lines (each
+-- starting with `where`), code ("secret" or "invalid").
+local function section_resolvers(t, ctx, where)
+  local chain = {}
+  local names = {}
+  for name in pairs(M.resolver_sections) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    if t[name] ~= nil then
+      local mod = require(M.resolver_sections[name])
+      M.add_section(name, mod.site_section)
+      if type(t[name]) == "table" then
+        local _, serr = secret.resolve_tree(t[name], ctx, name)
+        if serr then return nil, where .. ": " .. serr:gsub("\n", "\n" .. where .. ": "), "secret" end
+      end
+      local sec, verr = schema.validate({ [name] = mod.site_section }, { [name] = t[name] }, where)
+      if not sec then return nil, verr, "invalid" end
+      t[name] = sec[name]
+      local r, rerr = mod.site_resolver(t[name], where .. ": " .. name)
+      if not r then return nil, rerr, "invalid" end
+      chain[#chain + 1] = r
+    end
+  end
+  for _, r in ipairs(ctx.resolvers or secret.resolvers) do chain[#chain + 1] = r end
+  return chain
 end
 
 local function dirname(path)
@@ -181,7 +243,11 @@ function M.load(path, opts)
   if secrets_dir:sub(1, 1) ~= "/" and type(t.secrets_dir) == "string" and not opts.secrets_dir then
     secrets_dir = dir .. "/" .. secrets_dir
   end
-  local _, serr = secret.resolve_tree(t, { secrets_dir = secrets_dir, getenv = opts.getenv })
+  local ctx = { secrets_dir = secrets_dir, getenv = opts.getenv }
+  local chain, rerr, rcode = section_resolvers(t, ctx, "site " .. path)
+  if not chain then return nil, rerr, rcode end
+  ctx.resolvers = chain
+  local _, serr = secret.resolve_tree(t, ctx)
   if serr then
     return nil, "site " .. path .. ": " .. serr:gsub("\n", "\nsite " .. path .. ": "), "secret"
   end
