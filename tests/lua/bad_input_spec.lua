@@ -103,7 +103,8 @@ describe("--store s3:// without ?endpoint=", function()
     local dir = helpers.tmpdir("s3ep")
     helpers.write_file(dir .. "/site.lua", string.format([[
       local lab = dofile(%q)
-      return { servers = { { id = "s1" } }, s3 = lab.s3,
+      -- the lab's S3 keys are secret: references to the lab's Vault
+      return { servers = { { id = "s1" } }, s3 = lab.s3, vault = lab.vault,
         components = { test_kv = { state_file = %q, want = { a = "1" } } } }]],
       srv.site_path, dir .. "/s1.json"))
     -- no AWS_* variables: the keys can only come from the site
