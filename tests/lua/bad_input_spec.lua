@@ -9,7 +9,7 @@ local WF = helpers.source_dir .. "/tests/support/workflows/kv.lua"
 
 local function make_site(site_extra)
   local dir = helpers.tmpdir("badin")
-  helpers.write_file(dir .. "/site.lua", string.format([[
+  helpers.write_private(dir .. "/site.lua", string.format([[
     return { servers = { { id = "s1" } }, %s
       components = { test_kv = { state_file = %q, calls_file = %q, want = { a = "1" } } } }]],
     site_extra or "", dir .. "/s1.json", dir .. "/s1.calls"))
@@ -101,7 +101,7 @@ describe("--store s3:// without ?endpoint=", function()
 
   it("uses the site's s3.endpoint (the lab's S3), signed with the site's keys", function()
     local dir = helpers.tmpdir("s3ep")
-    helpers.write_file(dir .. "/site.lua", string.format([[
+    helpers.write_private(dir .. "/site.lua", string.format([[
       local lab = dofile(%q)
       -- the lab's S3 keys are secret: references to the lab's Vault
       return { servers = { { id = "s1" } }, s3 = lab.s3, vault = lab.vault,
