@@ -19,7 +19,7 @@ describe("sbot.lab.faults", function()
     assert.has_error(function() faults.parse("idrac:latency=5-1") end,
       "--faults idrac: latency must be milliseconds 'N' or 'MIN-MAX', got '5-1'")
     assert.has_error(function() faults.parse("idrac:nope=1") end,
-      "--faults idrac: unknown fault 'nope' (known: 503, completeerr, drop, failpart, jobfail, latency, reset)")
+      "--faults idrac: unknown fault 'nope' (known: 503, completeerr, drop, failpart, jobfail, latency, reset, zvoldev)")
     assert.has_error(function() faults.parse("s3:failpart=0") end,
       "--faults s3: failpart must be a positive integer, got '0'")
     assert.has_error(function() faults.parse("s3:failpart=2.5") end,

@@ -12,11 +12,13 @@
 --   jobfail  (iDRAC) a configuration job ends Failed
 --   failpart (S3) UploadPart number N answers 500 InternalError (an integer)
 --   completeerr (S3) rate of CompleteMultipartUpload answered 200 with an <Error> body
+--   zvoldev  (TrueNAS) a new zvol's /dev node appears 0.5 s (x time scale) late: an extent
+--            created at once fails "Device /dev/zvol/... does not exist"
 local M = {}
 
 local KEYS = {
   ["503"] = "rate", reset = "rate", drop = "rate", jobfail = "rate", latency = "ms",
-  failpart = "int", completeerr = "rate",
+  failpart = "int", completeerr = "rate", zvoldev = "rate",
 }
 
 --- A deterministic generator of floats in [0, 1) (xorshift64*, seeded by
