@@ -74,10 +74,10 @@ local function check(v) if v:any() then raise(validation_error(v.list)) end end
 -- "does not exist" is a validation error in 25.10: -32602 EINVAL with
 -- reason "[ENOENT] None: iSCSITarget 99 does not exist".
 local function not_found(what, id)
-  raise(validation_error({ { "None", string.format("%s %s does not exist", what, tostring(id)), ERRNO.ENOENT } }))
+  raise(validation_error({ { "None", string.format("%s %s does not exist", what, tostring(math.tointeger(id) or id)), ERRNO.ENOENT } }))
 end
 M.not_found_error = function(what, id)
-  return validation_error({ { "None", string.format("%s %s does not exist", what, tostring(id)), ERRNO.ENOENT } })
+  return validation_error({ { "None", string.format("%s %s does not exist", what, tostring(math.tointeger(id) or id)), ERRNO.ENOENT } })
 end
 
 ---------------------------------------------------------------------------
