@@ -83,6 +83,9 @@ int sbot_ws_recv(lua_State *L, int conn, double timeout);
 void sbot_ws_close(lua_State *L, int conn);
 int sbot_ws_is_open(lua_State *L, int conn);
 
+/* iscsi.c: iscsi.probe(opts): pushes the result table or nil, msg, code. */
+int sbot_iscsi_probe(lua_State *L, int opts);
+
 /* truenas.c: truenas.connect(opts): pushes the client or nil, msg, code. */
 int sbot_truenas_connect(lua_State *L, int opts);
 /* client:call(method, ...) with the nargs arguments on the stack top (they are
