@@ -291,8 +291,11 @@ static int c_open(lua_State *L)
     lua_pushliteral(L, "sbot.truenas");
     lua_call(L, 1, 0);
     int n = sbot_truenas_connect(L, o);
-    if (n != 1)
-        return fail(L, "truenas: %s", lua_tostring(L, -2));
+    if (n != 1) { /* nil, message: the runner reports "<phase>: open: truenas: ..." */
+        lua_pushnil(L);
+        lua_pushfstring(L, "truenas: %s", lua_tostring(L, -3));
+        return 2;
+    }
     return 1;
 }
 
@@ -388,21 +391,21 @@ static int c_discover(lua_State *L)
     lua_setfield(L, d, "names");
     const char *zvol = lua_tostring(L, names), *tname = lua_tostring(L, names + 1), *ename = lua_tostring(L, names + 2);
 
-    /* initiators: config, else the hook */
+    /* the server's initiator (the hook), and the group's initiators (config, else that one) */
+    lua_pushstring(L, id);
+    sbot_component_hook(L, self, "initiator_name", 1);
+    if (lua_type(L, -1) != LUA_TSTRING)
+        return fail(L, "iscsi: the initiator_name hook did not return a string");
+    lua_setfield(L, d, "initiator");
     if (lua_getfield(L, cfg, "initiators") != LUA_TTABLE || lua_rawlen(L, -1) == 0) {
         lua_pop(L, 1);
         push_array(L);
-        lua_pushstring(L, id);
-        sbot_component_hook(L, self, "initiator_name", 1);
-        if (lua_type(L, -1) != LUA_TSTRING)
-            return fail(L, "iscsi: the initiator_name hook did not return a string");
+        lua_getfield(L, d, "initiator");
         lua_rawseti(L, -2, 1);
     }
     int inits = lua_gettop(L);
     lua_pushvalue(L, inits);
     lua_setfield(L, d, "initiators");
-    lua_rawgeti(L, inits, 1);
-    lua_setfield(L, d, "initiator");
     lua_Integer lun = ifield(L, cfg, "lun", 0);
     lua_pushinteger(L, lun);
     lua_setfield(L, d, "lun");
@@ -486,7 +489,6 @@ static int c_discover(lua_State *L)
         lua_pop(L, 2);
         lua_pushstring(L, others);
         lua_setfield(L, pd, "others");
-        lua_pop(L, 1);
     }
     lua_pop(L, 1);
     lua_setfield(L, d, "pool");
@@ -685,6 +687,20 @@ static int c_plan(lua_State *L)
         return fail(L, "iscsi: zvol '%s' is not in pool '%s'", zvol, pname);
     if (strlen(zvol) > 255)
         return fail(L, "iscsi: zvol name '%s' is longer than ZFS's 255 characters", zvol);
+    {
+        const char *me = sfield(L, d, "initiator");
+        int in = 0;
+        lua_getfield(L, d, "initiators");
+        for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TSTRING; i++) {
+            if (me && strcmp(lua_tostring(L, -1), me) == 0)
+                in = 1;
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 2);
+        if (!in)
+            return fail(L, "iscsi: the server's initiator %s is not in the initiator group (initiators): it could "
+                           "not log in to its own disk; add it or change the initiator_name hook", me ? me : "?");
+    }
 
     /* zvol size: config zvol.size, else site truenas.zvol_size */
     lua_getfield(L, cfg, "zvol");

@@ -34,6 +34,7 @@
 
 #define TN_MT "sbot.truenas.client"
 #define LOGIN_BUDGET 10 /* logins per minute; the server allows 20 before login */
+#define MAX_RESEND 3 /* an idempotent call whose answer is lost is asked again this often */
 #define POLL_MIN 0.05
 #define POLL_MAX 1.0
 
@@ -50,7 +51,7 @@ struct tn {
     double logins[LOGIN_BUDGET];
     int nlogins;
     int login_ex_missing; /* auth.login_ex unknown: use auth.login_with_api_key */
-    long long calls, reconnects, login_count;
+    long long calls, reconnects, resends, login_count;
 };
 
 static double now_mono(void)
@@ -452,7 +453,17 @@ static int ws_login(lua_State *L, struct tn *t)
         }
         lua_rawseti(L, params, 1);
         const char *method = ex ? "auth.login_ex" : "auth.login_with_api_key";
-        int r = rpc_raw(L, t, method, params, t->call_timeout);
+        int r;
+        for (int resend = 0;; resend++) {
+            r = rpc_raw(L, t, method, params, t->call_timeout);
+            /* a lost answer: logging in again on the same connection is harmless */
+            if (r && resend < MAX_RESEND && lua_tostring(L, -1) && strcmp(lua_tostring(L, -1), "timeout") == 0) {
+                lua_pop(L, 3);
+                t->resends++;
+                continue;
+            }
+            break;
+        }
         lua_remove(L, params);
         if (r)
             return r;
@@ -780,7 +791,8 @@ static int call_once(lua_State *L, struct tn *t, const char *method, int params)
         int r = rest_call(L, t, method, params);
         return r == 0 ? 1 : r;
     }
-    for (int attempt = 0;; attempt++) {
+    int reconnected = 0, resent = 0;
+    for (;;) {
         int fresh;
         int r = ws_session(L, t, &fresh);
         if (r)
@@ -788,12 +800,20 @@ static int call_once(lua_State *L, struct tn *t, const char *method, int params)
         r = rpc_raw(L, t, method, params, t->call_timeout);
         if (r) {
             const char *code = lua_tostring(L, -1);
-            int transport = code && (strcmp(code, "closed") == 0 || strcmp(code, "io") == 0 ||
-                                     strcmp(code, "timeout") == 0);
-            if (transport && attempt == 0 && idempotent(method)) {
+            int timeout = code && strcmp(code, "timeout") == 0;
+            int dropped = code && (strcmp(code, "closed") == 0 || strcmp(code, "io") == 0);
+            if (timeout && resent < MAX_RESEND && idempotent(method)) {
+                /* the answer was lost, the connection may be fine: ask again */
+                lua_pop(L, 3);
+                resent++;
+                t->resends++;
+                continue;
+            }
+            if (dropped && !reconnected && idempotent(method)) {
                 /* one new connection and login, then the same call again */
                 lua_pop(L, 3);
                 drop_conn(L, t);
+                reconnected = 1;
                 t->reconnects++;
                 continue;
             }
@@ -1156,6 +1176,8 @@ static int l_stats(lua_State *L)
     lua_setfield(L, -2, "logins");
     lua_pushinteger(L, t->reconnects);
     lua_setfield(L, -2, "reconnects");
+    lua_pushinteger(L, t->resends);
+    lua_setfield(L, -2, "resends");
     lua_pushstring(L, t->rest ? "rest" : "jsonrpc");
     lua_setfield(L, -2, "transport");
     lua_pushstring(L, t->url);
