@@ -20,8 +20,10 @@
 --
 -- istgt reads its configuration once (this version has no reload), so apply()
 -- rewrites DIR/istgt.conf and restarts the daemon when the configuration
--- changed; it runs in the foreground (`-D`) as a child of the lab, on HOST:PORT,
--- its controller portal off. Each zvol is a sparse file of its size under DIR.
+-- changed. istgt is started with sbot.sys.spawn (no shell) and daemonizes into
+-- its own session once its portal listens on HOST:PORT; stop() (the lab's
+-- close) kills it by the pid in DIR/istgt.pid. Each zvol is a sparse file of
+-- its size under DIR.
 local sys = require "sbot.sys"
 
 local M = {}
@@ -30,9 +32,11 @@ M.MAX_LUN = 63
 local Istgt = {}
 Istgt.__index = Istgt
 
-local function shquote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function sleep(s) os.execute(string.format("sleep %.3f", s)) end
+-- A short pause without a shell: the lab is single-threaded and this is
+-- only used while istgt starts or stops (milliseconds).
+local function pause(s)
+  sys.spawn { argv = { "sleep", string.format("%.3f", s) }, timeout = s + 5 }
+end
 
 local function exists(program)
   for dir in (os.getenv("PATH") or "/usr/sbin:/usr/bin:/sbin:/bin"):gmatch("[^:]+") do
@@ -184,7 +188,7 @@ function Istgt:kill()
       sys.kill(self.pid, "KILL")
       for _ = 1, 200 do
         if not sys.pid_alive(self.pid) then break end
-        sleep(0.005)
+        pause(0.005)
       end
     end
     self.pid = nil
@@ -229,17 +233,26 @@ function Istgt:apply(config)
   f:close()
   f = io.open(self.dir .. "/auth.conf", "ab")
   if f then f:close() end
-  local p = io.popen(string.format("exec %s -c %s -D -p %s >%s 2>&1 </dev/null & echo $!",
-    shquote(self.program), shquote(self.conf_file), shquote(self.pid_file), shquote(self.log)), "r")
-  self.pid = tonumber(p:read("a"))
-  p:close()
+  -- istgt daemonizes (its own session) once its portals listen; the pid
+  -- comes from its pid file. sys.spawn runs it without a shell.
+  os.remove(self.pid_file)
+  local r, serr = sys.spawn { argv = { self.program, "-c", self.conf_file, "-p", self.pid_file }, timeout = 30 }
   self.restarts = self.restarts + 1
-  if not self.pid then return nil, "istgt: could not start " .. self.program end
-  -- ready when it answers a login; dead = a configuration it refused
+  if not r then return nil, "istgt: cannot run " .. self.program .. ": " .. tostring(serr) end
+  local wf = io.open(self.log, "ab")
+  if wf then wf:write(r.stdout, r.stderr) wf:close() end
+  if r.status ~= 0 then
+    local err = string.format("istgt on %s:%d refused its configuration (exit %s): %s", self.host, self.port,
+      tostring(r.status), (r.stdout .. r.stderr):sub(-600))
+    self.errors[#self.errors + 1] = err
+    return nil, err
+  end
+  -- ready when it answers a login (it wrote its pid file by then)
   for _ = 1, 100 do
-    if not sys.pid_alive(self.pid) then break end
-    if self:listening() then return true end
-    sleep(0.01)
+    self.pid = self.pid or tonumber(read_file(self.pid_file):match("%d+"))
+    if self.pid and not sys.pid_alive(self.pid) then break end
+    if self.pid and self:listening() then return true end
+    pause(0.01)
   end
   local log = read_file(self.log)
   local err = string.format("istgt on %s:%d did not come up: %s", self.host, self.port, log:sub(-600))
