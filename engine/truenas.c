@@ -1063,8 +1063,11 @@ static int l_connect(lua_State *L)
     const char *user = lua_isstring(L, -1) ? lua_tostring(L, -1) : "root";
     if (strlen(user) >= 128)
         return luaL_error(L, "truenas.connect: opts.user is too long");
-    if (lua_getfield(L, 1, "tls") != LUA_TNIL && lua_type(L, -1) != LUA_TTABLE)
-        return luaL_error(L, "truenas.connect: opts.tls must be a table");
+    lua_getfield(L, 1, "tls");
+    {
+        struct sbot_tls tls; /* the one TLS option parser: misuse raises here, naming truenas */
+        sbot_tls_check(L, -1, "truenas.connect: tls", url, &tls);
+    }
     if (lua_getfield(L, 1, "progress") != LUA_TNIL && lua_type(L, -1) != LUA_TFUNCTION)
         return luaL_error(L, "truenas.connect: opts.progress must be a function");
     double timeout = opt_seconds(L, 1, "timeout", 30);

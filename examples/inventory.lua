@@ -1,8 +1,7 @@
 --- inventory: log in to every server's iDRAC and record its inventory.
 -- Read-only; works against real iDRACs or `sbot lab` (see examples/lab_demo.sh).
---   sbot run examples/inventory.lua --site site.lua [--server ID] [--json]
-local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
-package.path = here .. "/lua/?.lua;" .. package.path
+--   SBOT_COMPONENT_PATH=examples/components sbot run examples/inventory.lua --site site.lua [--server ID]
+-- (its component, bmc_inventory, is in examples/components/)
 
 local workflow = require "sbot.workflow"
 local Inventory = require "sbot.component.bmc_inventory"

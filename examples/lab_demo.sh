@@ -26,7 +26,7 @@ for _ in $(seq 100); do
 done
 [ -s "$dir/site.lua" ] || { echo "lab_demo: no site file after 10 s" >&2; exit 1; }
 
-"$sbot" run "$here/inventory.lua" --site "$dir/site.lua" --runs-dir "$dir/runs"
+SBOT_COMPONENT_PATH="$here/components" "$sbot" run "$here/inventory.lua" --site "$dir/site.lua" --runs-dir "$dir/runs"
 for f in "$dir"/runs/*/artifacts/*/bmc_inventory/inventory.json; do
   echo "== ${f#"$dir"/runs/*/artifacts/}"
   cat "$f"

@@ -6,6 +6,7 @@
 -- and the key path.
 local schema = require "sbot.schema"
 local secret = require "sbot.secret"
+local tls = require "sbot.tls"
 
 local M = {}
 
@@ -14,19 +15,12 @@ local MAC = "^%x%x:%x%x:%x%x:%x%x:%x%x:%x%x$"
 local URL = "^https?://."
 
 --- TLS settings of one endpoint, the table sbot.http and sbot.ws take as
--- `tls` unchanged. pin_sha256 is the BASE64 SHA-256 of the server's public key
--- (DER SubjectPublicKeyInfo), optionally as curl's "sha256//<base64>"; checked
--- precisely in check_tls below.
+-- `tls` unchanged: {ca_file, pin_sha256, insecure, server_name}, checked in
+-- check_tls by sbot.tls, the one parser every client uses (docs/tls.md).
 local function tls_spec(what)
-  return { type = "table", description = "TLS verification of " .. what .. " (absent: system CAs, host name checked)",
-    fields = {
-      ca_file = { type = "string", description = "CA bundle that signs the server's certificate" },
-      pin_sha256 = { type = "string", pattern = "^[%w+/]+=$",
-        description = "base64 SHA-256 of the server's public key (what `sbot lab` and httpd.selfsigned give), "
-          .. "optionally as sha256//<base64>; without ca_file the pin alone is trusted (self-signed BMCs)" },
-      insecure = { type = "boolean", default = false,
-        description = "skip TLS verification (logged at every connection); not with ca_file or pin_sha256" },
-    } }
+  return { type = "table", description = "TLS verification of " .. what .. ": {ca_file = path, pin_sha256 = "
+    .. "base64 | sha256//base64 | hex, insecure = bool, server_name = name}; absent: system CAs, host name "
+    .. "checked (docs/tls.md)" }
 end
 
 --- The site schema. Later modules may add top-level sections with
@@ -117,22 +111,10 @@ local function check_hostport(v)
   return string.format("%q: expected name-or-ip[:port] (IPv6 as [addr]:port)", v)
 end
 
-local function check_tls(tls, url, path, errors)
-  if tls == nil then return end
-  local function bad(k, msg) errors[#errors + 1] = path .. ".tls" .. (k and ("." .. k) or "") .. ": " .. msg end
-  if tls.pin_sha256 then
-    local pin = tls.pin_sha256:gsub("^sha256//", "")
-    if #pin ~= 44 or not pin:match("^[%w+/]+=$") then
-      bad("pin_sha256", string.format("%q is not the base64 SHA-256 of a public key (44 characters ending in '=', "
-        .. "optionally after sha256//)", tls.pin_sha256))
-    end
-  end
-  if tls.insecure and (tls.ca_file or tls.pin_sha256) then
-    bad("insecure", "insecure = true cannot be combined with ca_file or pin_sha256")
-  end
-  if url and (url:match("^ws://") or url:match("^http://")) and (tls.ca_file or tls.pin_sha256 or tls.insecure) then
-    bad(nil, "TLS settings given for the plain-text URL " .. url)
-  end
+local function check_tls(t, url, path, errors)
+  if t == nil then return end
+  local ok, err = tls.check(t, path .. ".tls", url)
+  if not ok then errors[#errors + 1] = err end
 end
 
 local function check_site(site, prefix)

@@ -35,7 +35,7 @@ end
 -- auth ("token" (default when logged in), "basic", "none"), query (raw string).
 -- response: {status, headers (lower-case names; a repeated header gives its
 -- last value), body, json}. code is sbot.http's failure code ("tls",
--- "connection", "timeout", ...).
+-- "closed", "timeout", ...: docs/errors.md).
 function Client:request(method, path, opts)
   opts = opts or {}
   local headers = {}
