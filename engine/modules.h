@@ -14,11 +14,8 @@ SBOT_MODULE("sbot.http", luaopen_sbot_http)
 SBOT_MODULE("sbot.crypto", luaopen_sbot_crypto)
 SBOT_MODULE("sbot.httpd", luaopen_sbot_httpd)
 SBOT_MODULE("sbot.ws", luaopen_sbot_ws)
-<<<<<<< HEAD
 SBOT_MODULE("sbot.truenas", luaopen_sbot_truenas)
-=======
 SBOT_MODULE("sbot.tls", luaopen_sbot_tls)
->>>>>>> main
 SBOT_MODULE("sbot.iscsi", luaopen_sbot_iscsi)
 SBOT_MODULE("sbot.sigv4", luaopen_sbot_sigv4)
 SBOT_MODULE("sbot.s3xml", luaopen_sbot_s3xml)
