@@ -88,8 +88,8 @@ static lua_Integer ifield(lua_State *L, int t, const char *k, lua_Integer def)
 {
     lua_getfield(L, t, k);
     lua_Integer v = def;
-    if (lua_type(L, -1) == LUA_TNUMBER)
-        v = (lua_Integer)lua_tonumber(L, -1);
+    if (lua_type(L, -1) == LUA_TNUMBER && !lua_numbertointeger(lua_tonumber(L, -1), &v))
+        v = def; /* not representable: treat as absent */
     lua_pop(L, 1);
     return v;
 }
@@ -100,11 +100,11 @@ static lua_Integer prop_parsed(lua_State *L, int t, const char *k)
     lua_Integer v = -1;
     if (lua_getfield(L, t, k) == LUA_TTABLE) {
         lua_getfield(L, -1, "parsed");
-        if (lua_type(L, -1) == LUA_TNUMBER)
-            v = (lua_Integer)lua_tonumber(L, -1);
+        if (lua_type(L, -1) == LUA_TNUMBER && !lua_numbertointeger(lua_tonumber(L, -1), &v))
+            v = -1;
         lua_pop(L, 1);
-    } else if (lua_type(L, -1) == LUA_TNUMBER) {
-        v = (lua_Integer)lua_tonumber(L, -1);
+    } else if (lua_type(L, -1) == LUA_TNUMBER && !lua_numbertointeger(lua_tonumber(L, -1), &v)) {
+        v = -1;
     }
     lua_pop(L, 1);
     return v;
@@ -177,6 +177,8 @@ static lua_Integer parse_size(lua_State *L, int idx, const char *where)
         end++;
     if (end == s || *end || !(n > 0))
         fail(L, "%s: '%s' is not a size (e.g. \"120G\", \"512M\", or bytes)", where, s);
+    if (!(n * mult < 9.0e18))
+        fail(L, "%s: '%s' is too large", where, s);
     return (lua_Integer)(n * mult);
 }
 

@@ -5,7 +5,7 @@
 --           one run each; no duplicate, no orphan; a rerun writes nothing.
 --   kills:  KILLS points (default 10) spread over the process phase: the run
 --           is SIGKILLed there, the rerun converges, no sbot-marked orphan.
--- usage: build/sbot run tests/iscsi_campaign.lua [faults|kills|all] [N]
+-- usage: build/sbot run tests/iscsi_campaign.lua [faults|kills|all] [N] [FIRST_SEED]
 -- (from the source tree; SBOT_BIN defaults to build/sbot). Exit 0 when all passed.
 local dir = (debug.getinfo(1, "S").source:sub(2):match("^(.*)/[^/]*$") or ".")
 package.path = dir .. "/support/?.lua;" .. package.path
@@ -22,8 +22,8 @@ local function report(ok, msg)
   io.stdout:flush()
 end
 
-local function faults(seeds)
-  for seed = 1, seeds do
+local function faults(seeds, first)
+  for seed = first, first + seeds - 1 do
     local lab = il.start_lab { "--seed", tostring(seed), "--faults", "truenas:drop=0.05,zvoldev=0.5" }
     local ok, err = pcall(function()
       local t0 = helpers.now()
@@ -37,7 +37,8 @@ local function faults(seeds)
       assert(#tn.iscsi.targetextents == 2, #tn.iscsi.targetextents .. " mappings")
       local writes = tn.writes
       local again = il.run(lab, "r630-01")
-      assert(again.code == 0 and #again.result.plan == 0, "rerun planned changes")
+      assert(again.code == 0, "rerun failed: " .. tostring(again.result and again.result.error or again.stderr))
+      assert(#again.result.plan == 0, "rerun planned changes: " .. json.encode(again.result.plan))
       assert(il.truenas(lab).writes == writes, "rerun wrote")
       return string.format("%.1f s, %d replies dropped", helpers.now() - t0, tn.faults.dropped)
     end)
@@ -80,7 +81,7 @@ local function kills(points)
   end
 end
 
-if what == "faults" or what == "all" then faults(n or 20) end
+if what == "faults" or what == "all" then faults(n or 20, tonumber(arg[3]) or 1) end
 if what == "kills" or what == "all" then kills(n or 10) end
 print(string.format("%d of %d passed", #lines - failures, #lines))
 json.encode({})
