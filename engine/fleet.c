@@ -126,7 +126,7 @@ static int try_require(lua_State *T, const char *name)
     return 1;
 }
 
-/* value.reveal(value) in from, protected, then sbot.secret.new(v) in to. */
+/* value.reveal(value) in from, protected, then a new secret object in to. */
 static void copy_secret(struct copier *c, int idx, const char *path)
 {
     lua_State *F = c->from, *T = c->to;
@@ -139,15 +139,11 @@ static void copy_secret(struct copier *c, int idx, const char *path)
     }
     size_t len;
     const char *s = lua_tolstring(F, -1, &len);
-    lua_getglobal(T, "require");
-    lua_pushliteral(T, "sbot.secret");
-    lua_call(T, 1, 1);
-    lua_getfield(T, -1, "new");
-    lua_remove(T, -2);
-    lua_pushlstring(T, s, len);
+    lua_pushlstring(T, s, len); /* anchored in T before F lets go of it */
     lua_pop(F, 1);
-    lua_pushliteral(T, "copied into a fleet worker");
-    lua_call(T, 2, 1);
+    s = lua_tolstring(T, -1, &len);
+    sbot_secret_push(T, s, len, "copied into a fleet worker");
+    lua_remove(T, -2);
 }
 
 static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud)
@@ -379,7 +375,7 @@ static int worker_main(lua_State *W)
     c.memo = lua_gettop(W);
     index_modules(&c);
 
-    /* the parent's package paths, log level and registered secrets */
+    /* the parent's package paths and log configuration */
     lua_getglobal(W, "package");
     lua_getglobal(P, "package");
     lua_getfield(P, -1, "path");
@@ -390,38 +386,7 @@ static int worker_main(lua_State *W)
     lua_setfield(W, -2, "cpath");
     lua_pop(P, 3);
     lua_pop(W, 1);
-    if (lua_getfield(P, LUA_REGISTRYINDEX, "sbot.log.secrets") == LUA_TTABLE) {
-        lua_Integer n = (lua_Integer)lua_rawlen(P, -1);
-        for (lua_Integer i = 1; i <= n; i++) {
-            size_t len;
-            if (lua_rawgeti(P, -1, i) == LUA_TSTRING) {
-                const char *s = lua_tolstring(P, -1, &len);
-                sbot_log_add_secret(W, s, len);
-            }
-            lua_pop(P, 1);
-        }
-    }
-    lua_pop(P, 1);
-    /* the parent's stderr log level (log.level(), called protected in P) */
-    lua_getfield(P, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-    lua_getfield(P, -1, "sbot.log");
-    lua_remove(P, -2);
-    if (lua_type(P, -1) == LUA_TTABLE) {
-        lua_getfield(P, -1, "level");
-        if (lua_pcall(P, 0, 1, 0) == LUA_OK && lua_type(P, -1) == LUA_TSTRING) {
-            lua_getglobal(W, "require");
-            lua_pushliteral(W, "sbot.log");
-            lua_call(W, 1, 1);
-            lua_getfield(W, -1, "configure");
-            lua_createtable(W, 0, 1);
-            lua_pushstring(W, lua_tostring(P, -1));
-            lua_setfield(W, -2, "level");
-            lua_call(W, 1, 0);
-            lua_pop(W, 1);
-        }
-        lua_pop(P, 1);
-    }
-    lua_pop(P, 1);
+    sbot_log_inherit(W, P); /* levels, JSON or human, secrets */
 
     copy_value(&c, job->fn, "fn");
     lua_rawgeti(P, job->items, job->index);

@@ -64,6 +64,23 @@ void sbot_log(lua_State *L, enum sbot_level level, const char *fmt, ...)
 void sbot_log_add_secret(lua_State *L, const char *value, size_t len);
 /* Push a copy of s with every registered secret replaced by <redacted>. */
 void sbot_log_push_redacted(lua_State *L, const char *s, size_t len);
+/* Give `to` (a new state, e.g. a fleet worker's) the log configuration of
+ * `from`: the stderr and file levels, JSON or human lines, and every
+ * registered secret. Not the file sink: a state opens its own. */
+void sbot_log_inherit(lua_State *to, lua_State *from);
+
+/* ---- secret objects (log.c) ---------------------------------------------- */
+
+/* The metatable (registry key and __name) of secret objects. */
+#define SBOT_SECRET_MT "sbot.secret"
+/* Shortest value accepted as a secret, in bytes (docs/log.md, Short secrets). */
+#define SBOT_SECRET_MIN_LENGTH 6
+/* Push a new secret object holding value (registered with the redactor);
+ * source says where it came from ("env X", "file /p"). Raises when value is
+ * shorter than SBOT_SECRET_MIN_LENGTH. */
+void sbot_secret_push(lua_State *L, const char *value, size_t len, const char *source);
+/* Is the value at idx a secret object? (luaL_testudata: the one test) */
+int sbot_is_secret(lua_State *L, int idx);
 
 /* ---- components (lifecycle.c) ------------------------------------------- */
 
@@ -115,6 +132,18 @@ int sbot_truenas_connect(lua_State *L, int opts);
 int sbot_truenas_call(lua_State *L, int client, const char *method, int nargs);
 /* client:close() (idempotent). */
 void sbot_truenas_close(lua_State *L, int client);
+
+/* sys.c: sys.spawn(opts) with the options table at index opts: pushes the
+ * result table (1) or nil, message, errno name (3). */
+int sbot_sys_spawn(lua_State *L, int opts);
+
+/* yaml.c: yaml.decode(text, {source = source}) (source NULL = "yaml"): pushes
+ * the value (1) or nil, message (2). */
+int sbot_yaml_decode(lua_State *L, const char *text, size_t len, const char *source);
+/* yaml.c: yaml.encode(value, {secrets = secrets}) with the value at index value;
+ * secrets is "error" (NULL), "reveal" or "redact". Pushes the text; raises on
+ * what YAML cannot hold. */
+int sbot_yaml_encode(lua_State *L, int value, const char *secrets);
 
 /* ---- TLS options (tls.c) -------------------------------------------------
  * The one parser of tls = {ca_file, pin_sha256, insecure, server_name}, with

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# examples/lab_demo.sh: start `sbot lab` (two simulated R630 iDRACs and a
-# TrueNAS), run the inventory workflow against it with the site file the lab
-# wrote, print the inventory it recorded, and stop the lab.
+# examples/lab_demo.sh: start `sbot lab` (two simulated R630 iDRACs, a
+# TrueNAS, S3 and a Vault holding their credentials), run the inventory
+# workflow against it with the site file the lab wrote (its secrets are read
+# from the lab's Vault, which the workflow checks first), print the inventory
+# it recorded, and stop the lab.
 # Usage: examples/lab_demo.sh [SBOT_BINARY]   (default: build/sbot)
 set -euo pipefail
 sbot=${1:-build/sbot}

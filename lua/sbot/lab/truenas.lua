@@ -287,7 +287,7 @@ end
 --- Create a model (the state and the API, no network). opts: api_key (required), username ("root"),
 -- pool ("tank"), pool_size (bytes, default 1 TiB), hostname ("truenas-lab"),
 -- basename ("iqn.2005-10.org.freenas.ctl"), schemas (path or registry),
--- tgt (an object with :export(entry) / :unexport(entry), see sbot.lab.tgt),
+-- tgt (an object with :apply(export_config), see sbot.lab.istgt),
 -- clock (function returning seconds).
 function M.model(opts)
   opts = opts or {}
@@ -1641,7 +1641,7 @@ function M.new(opts)
   end
 
   --- sbot lab calls this on every simulated iDRAC boot. For an iSCSI boot it
-  -- checks the target/LUN against the model and, with tgtd, logs in for real
+  -- logs in for real with istgt running (else asks the model what would be visible)
   -- as the server's initiator (INQUIRY + READ CAPACITY); the result goes to
   -- boot.iscsi_login (shown in /lab/state).
   function dev.boot_hook(boot)
@@ -1681,7 +1681,7 @@ function M.new(opts)
     end
   end
 
-  --- Stop what the device started (its tgtd). Safe to call twice.
+  --- Stop what the device started (its istgt). Safe to call twice.
   function dev.close()
     if started_tgt then started_tgt:stop() end
   end
@@ -1690,7 +1690,7 @@ function M.new(opts)
   -- ("http://127.0.0.1:PORT" or https://...); tls is what a client needs
   -- ({pin_sha256 = ...}). Fills every key the site schema requires: the pool
   -- is the model's, the portal is where its iSCSI targets listen (the lab's
-  -- tgtd with --tgt, else the model's iscsi.global listen port on the lab host).
+  -- istgt with --tgt, else the model's iscsi.global listen port on the lab host).
   function dev.site_entry(base, tls)
     local url = base:gsub("^http", "ws"):gsub("/$", "") .. "/api/current"
     local pool = next(model.state.pools)
