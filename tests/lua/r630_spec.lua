@@ -413,7 +413,7 @@ describe("r630 in a workflow: the session is closed on every way out", function(
   end)
 end)
 
-describe("r630 with the lab's TrueNAS and tgtd (sbot lab --tgt)", function()
+describe("r630 with the lab's TrueNAS exporting through istgt (sbot lab --tgt)", function()
   local lab
   setup(function() lab = labclient.start_lab({ "--servers", "1", "--tgt", "--time-scale", "0.1" }) end)
   teardown(function() if lab then lab.stop() end end)
@@ -432,20 +432,25 @@ describe("r630 with the lab's TrueNAS and tgtd (sbot lab --tgt)", function()
       return msg.result
     end
     call("auth.login_ex", { { mechanism = "API_KEY_PLAIN", username = "root", api_key = tn.api_key } })
-    local portal = call("iscsi.portal.create", { { listen = { { ip = "127.0.0.1" } } } })
+    local initiator = "iqn.2024-01.org.sbot:r630-01"
+    local portal = call("iscsi.portal.create", { { listen = { { ip = "0.0.0.0" } } } })
+    local ig = call("iscsi.initiator.create", { { initiators = { initiator } } })
     call("pool.dataset.create", { { name = "tank/r630-01", type = "VOLUME", volsize = 32 * 1024 * 1024, sparse = true } })
-    local t = call("iscsi.target.create", { { name = "r630-01", groups = { { portal = portal.id } } } })
+    local t = call("iscsi.target.create", { { name = "r630-01", groups = { { portal = portal.id, initiator = ig.id } } } })
     local e = call("iscsi.extent.create", { { name = "r630-01", disk = "zvol/tank/r630-01" } })
     call("iscsi.targetextent.create", { { target = t.id, extent = e.id } })
+    call("service.update", { "iscsitarget", { enable = true } })
+    call("core.set_options", { { legacy_jobs = false } })
+    assert.is_true(call("service.control", { "START", "iscsitarget", {} }))
     local global = call("iscsi.global.config")
     local iqn = global.basename .. ":r630-01"
 
     local cfg = config(nil)
     cfg.iscsi_boot = merge(cfg.iscsi_boot, { target_iqn = iqn, target_port = global.listen_port,
-      initiator_iqn = "iqn.2024-01.org.sbot:r630-01" })
+      initiator_iqn = initiator })
     local r = run(lab, 1, cfg)
     assert.are.equal("ok", r.status, r.error)
-    -- the reboot of the run booted the disk (no virtual CD asked): logged in with tgtd
+    -- the reboot of the run booted the disk (no virtual CD asked): logged in through istgt
     local b = wait_for(function()
       local s = dev(lab, "idrac-1")
       return s.last_boot ~= json.null and s.last_boot.iscsi_login and s.last_boot
@@ -453,7 +458,8 @@ describe("r630 with the lab's TrueNAS and tgtd (sbot lab --tgt)", function()
     assert.are.equal("iSCSI", b.source)
     assert.are.equal(iqn, b.target.name)
     assert(b.iscsi_login.ok, json.encode(b.iscsi_login))
-    assert.are.equal("tgt", b.iscsi_login.checked)
+    assert.are.equal("istgt", b.iscsi_login.checked)
+    assert.are.equal("127.0.0.1:" .. math.tointeger(global.listen_port), b.iscsi_login.portal)
     assert.are.equal("tank/r630-01", b.iscsi_login.zvol)
   end)
 end)

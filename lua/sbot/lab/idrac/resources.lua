@@ -279,6 +279,9 @@ function M.install(dev)
         local u = st.counts.unchanged_attributes
         if #u < 100 then u[#u + 1] = what.kind .. ":" .. k end
       end
+      -- JSON numbers decode as floats: an Integer attribute keeps an integer
+      local spec = what.registry[k]
+      if type(spec) == "table" and spec.type == "integer" then v = math.tointeger(v) or v end
       what.pending[k] = v
     end
     if when then

@@ -25,10 +25,7 @@ local function b64decode(s)
 end
 
 local function random_token()
-  local f = io.open("/dev/urandom", "rb")
-  local raw = f and f:read(16) or (tostring(os.clock()) .. tostring({}))
-  if f then f:close() end
-  return (raw:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+  return (require("sbot.crypto").random_bytes(16):gsub(".", function(c) return string.format("%02x", c:byte()) end))
 end
 
 function M.install(dev, opts)
