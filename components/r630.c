@@ -1942,7 +1942,12 @@ static int r630_plan(lua_State *L)
         const char *dev = device_of_kind(L, -1, "cd", NULL);
         push_reg_values(L, D, "OneTimeBootMode");
         int mode_ok = list_has(L, -1, uefi ? "OneTimeUefiBootSeq" : "OneTimeBootSeq");
-        if (dev && mode_ok) {
+        const char *via = fstr(L, vmpos, "via");
+        int want_scp = via && strcmp(via, "scp") == 0;
+        if (via && strcmp(via, "bios") == 0 && !(dev && mode_ok))
+            return luaL_error(L, "virtual_media.via = bios: the BIOS of %s has no %s with a virtual optical device",
+                              host, dev_attr);
+        if (dev && mode_ok && !want_scp) {
             /* BIOS one-time boot sequence: part of the BIOS job, no extra reboot */
             lua_newtable(L);
             int once = lua_gettop(L);
@@ -3186,6 +3191,9 @@ static const char SCHEMA[] =
     "no https or CIFS; the server must support Range requests)' },\n"
     "    boot_once = { type = 'boolean', default = true, description = 'boot it once when the boot_from_cd hook "
     "says so (default: when this run changes the boot configuration); false: keep it inserted, no boot' },\n"
+    "    via = { type = 'string', enum = { 'auto', 'bios', 'scp' }, default = 'auto', description = 'how the CD is "
+    "booted once: BIOS OneTimeBootMode (part of the BIOS job), or a Server Configuration Profile import; auto: "
+    "BIOS when its registry offers it' },\n"
     "    eject_after = { type = 'boolean', default = true, description = 'eject in housekeep once the one-time "
     "boot is consumed' },\n"
     "  } },\n"

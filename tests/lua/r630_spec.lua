@@ -288,6 +288,33 @@ describe("r630 on an iDRAC 8 (sbot lab)", function()
     assert.are.equal(1, dev(lab, "idrac-5").ignored_shutdowns)
   end)
 
+  it("boots the CD once through a Server Configuration Profile import when asked (via = scp), on the site's say-so", function()
+    -- idrac-5 is converged (the test above): only the site's boot_from_cd hook asks for the installer
+    local server = lab.site.servers[5]
+    local site = { hooks = { boot_from_cd = function(srv, discovery, changing)
+      assert.are.equal("r630-05", srv.id)
+      assert.is_false(changing)
+      return true
+    end } }
+    local cfg = config(image)
+    cfg.virtual_media.via = "scp"
+    local before = dev(lab, "idrac-5")
+    local c = assert(R630.new(cfg, { id = server.id, server = server, site = site, artifact_dir = helpers.tmpdir("r630art") }))
+    local r = c:execute { mode = "apply" }
+    assert.are.equal("ok", r.status, r.error)
+    assert.are.same({ "insert", "scp_boot_once", "reboot" }, kinds(r.plan))
+    local st = dev(lab, "idrac-5")
+    assert.are.equal(before.resets + 1, st.resets)
+    assert.are.equal("VirtualCD", st.last_boot.source)
+    assert.are.equal("scp", st.last_boot.once)
+    assert.matches("Server Configuration Profile", r.housekeeping.one_time_boot)
+    assert.are.equal(0, st.sessions)
+    -- without the hook's say-so a converged server is left alone
+    local again = run(lab, 5, config(image))
+    assert.are.equal("ok", again.status, again.error)
+    assert.are.equal(0, #again.plan)
+  end)
+
   it("fails a wrong password with a message naming the host, without a retry storm", function()
     local server = merge(lab.site.servers[6], {})
     server.idrac = merge(server.idrac, { password = "not-the-password" })
