@@ -15,6 +15,8 @@ local cjson = require "cjson"
 
 local M = {}
 
+local math_type = math.type
+
 M.null = cjson.null
 
 local array_mt = { __name = "sbot.json.array" }
@@ -147,48 +149,27 @@ end
 
 -- cjson decodes [] and {} to the same empty table. To keep the difference,
 -- empty arrays outside strings are rewritten to hold one sentinel string
--- before decoding, and turned back into marked empty arrays after.
-local SENTINEL = "\0sbot.json.empty-array\0"
-local SENTINEL_JSON = '["\\u0000sbot.json.empty-array\\u0000"]'
+-- before decoding (sbot.jsonscan, one pass in C), and turned back into
+-- marked empty arrays after. The sentinel is short (a 60 MB answer may hold
+-- millions of []): a string of one NUL byte, which JSON can only spell
+-- "\u0000"; a text that holds that string itself gets the long sentinel.
+local SHORT, SHORT_JSON = "\0", '["\\u0000"]'
+local LONG, LONG_JSON = "\0sbot.json.empty-array\0", '["\\u0000sbot.json.empty-array\\u0000"]'
 
-local function rewrite_empty_arrays(s)
-  local out, pos, i, n = {}, 1, 1, #s
-  while true do
-    local j = s:find('[%["]', i)
-    if not j then break end
-    if s:byte(j) == 34 then -- a string: skip to its closing quote
-      local k = j + 1
-      while true do
-        local q = s:find('["\\]', k)
-        if not q then return s end -- unterminated: let cjson report it
-        if s:byte(q) == 92 then k = q + 2 else k = q + 1; break end
-      end
-      i = k
-    else
-      local e = s:match("^%[%s*%]()", j)
-      if e then
-        out[#out + 1] = s:sub(pos, j - 1)
-        out[#out + 1] = SENTINEL_JSON
-        pos, i = e, e
-      else
-        i = j + 1
-      end
-    end
-  end
-  out[#out + 1] = s:sub(pos)
-  return table.concat(out)
-end
-
-local function mark_arrays(v)
-  if type(v) ~= "table" then return v end
-  if #v == 1 and v[1] == SENTINEL and next(v, 1) == nil then
+-- Mark the arrays of a decoded tree (tables with keys 1..n, n > 0) and turn
+-- sentinel arrays into empty marked ones; one pass over each table.
+local function mark_arrays(v, sentinel)
+  if v[1] == sentinel and next(v, 1) == nil then
     v[1] = nil
     return setmetatable(v, array_mt)
   end
+  local n, seq = 0, true
   for k, x in pairs(v) do
-    if type(x) == "table" then v[k] = mark_arrays(x) end
+    n = n + 1
+    if seq and (math_type(k) ~= "integer" or k < 1) then seq = false end
+    if type(x) == "table" then mark_arrays(x, sentinel) end
   end
-  if #v > 0 and is_sequence(v) then setmetatable(v, array_mt) end
+  if seq and n > 0 and n == #v then setmetatable(v, array_mt) end
   return v
 end
 
@@ -199,12 +180,19 @@ function M.decode(s)
   if type(s) ~= "string" then
     error("json.decode: expected a string, got " .. type(s), 2)
   end
-  local text = s:find("%[%s*%]") and rewrite_empty_arrays(s) or s
+  local sentinel, text = SHORT, s
+  if s:find("%[%s*%]") then
+    local long = s:find('"\\u0000"', 1, true) ~= nil
+    sentinel = long and LONG or SHORT
+    text = require("sbot.jsonscan").empty_arrays(s, long and LONG_JSON or SHORT_JSON)
+  end
   local ok, v = pcall(cjson.decode, text)
+  text = nil -- the rewritten copy can go while the tree is marked
   if not ok then
     return nil, "invalid JSON: " .. (tostring(v):gsub("^Expected", "expected"))
   end
-  return mark_arrays(v)
+  if type(v) ~= "table" then return v end
+  return mark_arrays(v, sentinel)
 end
 
 return M
