@@ -1,14 +1,18 @@
-/* jsonscan.c: sbot.jsonscan - the one pass over JSON text that sbot.json
- * needs before cjson decodes it: every empty array outside a string ("[]",
- * "[ ]", ...) is rewritten to a sentinel array, so the decoded document
- * still tells [] from {} (cjson gives both as an empty table).
+/* jsonscan.c: sbot.jsonscan - the passes over JSON text that sbot.json needs
+ * around cjson, which decodes [] and {} to the same empty table:
  *
- * In Lua this pass cost more than the decoding itself on big answers: one
- * table entry per piece and per string literal visited (a 60 MB answer with
- * millions of [] took some 300 MB and seconds). Here it is one copy built in
- * a luaL_Buffer, at memory speed, and no copy when there is nothing to
- * rewrite. Malformed text (an unterminated string) is left to cjson to
- * report. */
+ *   count(text)                 how many empty arrays and empty objects there
+ *                               are outside strings ("[]", "[ ]", "{}", ...)
+ *   rewrite(text, kind, s)      the text with every empty container of that
+ *                               kind ("[" or "{") outside strings replaced by s
+ *
+ * sbot.json counts, and when both kinds occur rewrites only the rarer one to
+ * a sentinel; when one kind is absent there is nothing to rewrite at all (an
+ * empty table can only be the other kind). In Lua the rewrite cost more than
+ * the decoding itself on big answers: one table entry per piece and per
+ * string literal visited. Here counting allocates nothing and rewriting is
+ * one copy built in a luaL_Buffer. Malformed text (an unterminated string) is
+ * left to cjson to report. */
 #include "sbot.h"
 
 #include <string.h>
@@ -18,19 +22,19 @@ static int is_ws(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-/* jsonscan.empty_arrays(text, sentinel) -> text with every empty array
- * outside strings replaced by sentinel (the same string when there is none),
- * and the count replaced. */
-static int l_empty_arrays(lua_State *L)
+/* A scan of the text from position i. */
+struct scan {
+    const char *s;
+    size_t n, i;
+};
+
+/* The next empty container outside strings whose opening character is in
+ * `opens` ("[{", "[" or "{"), from sc->i on: s[*pos] is its opening
+ * character, *end one past its closing one; 0 when there is none. */
+static int next_empty(struct scan *sc, const char *opens, size_t *pos, size_t *end)
 {
-    size_t n, sl;
-    const char *s = luaL_checklstring(L, 1, &n);
-    const char *sentinel = luaL_checklstring(L, 2, &sl);
-    luaL_Buffer b;
-    int started = 0;
-    lua_Integer count = 0;
-    size_t copied = 0; /* s[0 .. copied) is in the buffer */
-    size_t i = 0;
+    const char *s = sc->s;
+    size_t n = sc->n, i = sc->i;
     while (i < n) {
         char c = s[i];
         if (c == '"') { /* skip the string, escapes included */
@@ -40,32 +44,72 @@ static int l_empty_arrays(lua_State *L)
             i++;
             continue;
         }
-        if (c != '[') {
+        if (c != '[' && c != '{') {
             i++;
             continue;
         }
         size_t j = i + 1;
         while (j < n && is_ws(s[j]))
             j++;
-        if (j >= n || s[j] != ']') {
-            i++;
-            continue;
+        if (j < n && s[j] == (c == '[' ? ']' : '}') && strchr(opens, c)) {
+            *pos = i;
+            *end = sc->i = j + 1;
+            return 1;
         }
+        i++;
+    }
+    sc->i = n;
+    return 0;
+}
+
+/* jsonscan.count(text) -> empty arrays, empty objects (outside strings) */
+static int l_count(lua_State *L)
+{
+    struct scan sc = {0, 0, 0};
+    sc.s = luaL_checklstring(L, 1, &sc.n);
+    lua_Integer arrays = 0, objects = 0;
+    size_t pos, end;
+    while (next_empty(&sc, "[{", &pos, &end)) {
+        if (sc.s[pos] == '[')
+            arrays++;
+        else
+            objects++;
+    }
+    lua_pushinteger(L, arrays);
+    lua_pushinteger(L, objects);
+    return 2;
+}
+
+/* jsonscan.rewrite(text, "[" | "{", sentinel) -> text, count replaced (the
+ * same string and 0 when there is none) */
+static int l_rewrite(lua_State *L)
+{
+    struct scan sc = {0, 0, 0};
+    sc.s = luaL_checklstring(L, 1, &sc.n);
+    const char *kind = luaL_checkstring(L, 2);
+    luaL_argcheck(L, strcmp(kind, "[") == 0 || strcmp(kind, "{") == 0, 2, "\"[\" or \"{\" expected");
+    size_t sl;
+    const char *sentinel = luaL_checklstring(L, 3, &sl);
+    luaL_Buffer b;
+    int started = 0;
+    lua_Integer count = 0;
+    size_t copied = 0, pos, end; /* s[0 .. copied) is in the buffer */
+    while (next_empty(&sc, kind, &pos, &end)) {
         if (!started) {
-            luaL_buffinitsize(L, &b, n + n / 8 + sl);
+            luaL_buffinitsize(L, &b, sc.n + sc.n / 8 + sl);
             started = 1;
         }
-        luaL_addlstring(&b, s + copied, i - copied);
+        luaL_addlstring(&b, sc.s + copied, pos - copied);
         luaL_addlstring(&b, sentinel, sl);
+        copied = end;
         count++;
-        i = copied = j + 1;
     }
     if (!started) {
         lua_settop(L, 1);
         lua_pushinteger(L, 0);
         return 2;
     }
-    luaL_addlstring(&b, s + copied, n - copied);
+    luaL_addlstring(&b, sc.s + copied, sc.n - copied);
     luaL_pushresult(&b);
     lua_pushinteger(L, count);
     return 2;
@@ -73,7 +117,7 @@ static int l_empty_arrays(lua_State *L)
 
 int luaopen_sbot_jsonscan(lua_State *L)
 {
-    static const luaL_Reg fns[] = {{"empty_arrays", l_empty_arrays}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"count", l_count}, {"rewrite", l_rewrite}, {NULL, NULL}};
     luaL_newlib(L, fns);
     return 1;
 }

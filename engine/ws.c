@@ -786,6 +786,10 @@ static int l_connect(lua_State *L)
         luaL_checktype(L, 2, LUA_TTABLE);
     double timeout = DEFAULT_TIMEOUT;
     size_t max_message = DEFAULT_MAX_MESSAGE;
+    struct url u;
+    char err[512];
+    if (parse_url(urlstr, &u, err, sizeof err) != 0)
+        return luaL_error(L, "%s", err);
     struct sbot_tls t;
     memset(&t, 0, sizeof t);
     if (opts) {
@@ -813,10 +817,6 @@ static int l_connect(lua_State *L)
         }
     }
 
-    struct url u;
-    char err[512];
-    if (parse_url(urlstr, &u, err, sizeof err) != 0)
-        return luaL_error(L, "%s", err);
 
     /* the Sec-WebSocket-Key and the request, before anything is acquired */
     unsigned char raw_key[16];

@@ -35,6 +35,22 @@ describe("sbot.json", function()
     assert.are.same({ "\0" }, v.nul)
     assert.is_true(json.is_array(v.empty))
     assert.are.equal(0, #v.empty)
+    -- only one kind of empty container: nothing rewritten, every empty table is that kind
+    v = assert(json.decode('[[], {"a":[], "b":[[]]}, "{}"]'))
+    assert.is_true(json.is_array(v[1]) and json.is_array(v[2].a) and json.is_array(v[2].b[1]))
+    assert.are.equal('[[],{"a":[],"b":[[]]},"{}"]', json.encode(v))
+    v = assert(json.decode('[{}, {"a":{}, "b":[{ }]}, "[]"]'))
+    assert.is_false(json.is_array(v[1]) or json.is_array(v[2].a) or json.is_array(v[2].b[1]))
+    assert.are.equal('[{},{"a":{},"b":[{}]},"[]"]', json.encode(v))
+    -- both kinds, fewer {} than []: the {} are the ones rewritten (and the sentinels' own
+    -- spelling in the text makes the long ones be used)
+    for _, text in ipairs({ '[[],[],[],{},{"k":[]},"{}"]', '[[],[],[],{},{"k":[]},"\\u0000"]',
+                            '[{},{},[],{"k":{}},"[]"]' }) do
+      assert.are.equal(text, json.encode(assert(json.decode(text))), text)
+    end
+    v = assert(json.decode('{"\\u0000":0,"a":[],"b":{},"c":{}}'))
+    assert.are.equal(0, v["\0"])
+    assert.are.equal('{"\\u0000":0,"a":[],"b":{},"c":{}}', json.encode(v))
     -- a top-level empty array and scalars
     assert.is_true(json.is_array(assert(json.decode("[]"))))
     assert.are.equal(5, json.decode("5"))
