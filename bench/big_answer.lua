@@ -15,6 +15,8 @@
 --   ws+json    the message, then sbot.json.decode
 -- Printed: peak MiB, peak / document size, peak / floor, and seconds.
 -- Usage: bench/big_answer   (or: build/sbot run bench/big_answer.lua)
+-- BENCH_PROBE_BIN: the sbot binary measured (default: the one running this), e.g.
+-- an older build to compare with.
 local src = os.getenv("SBOT_SOURCE_DIR") or "."
 package.path = src .. "/tests/support/?.lua;" .. package.path
 local helpers = require "helpers"
@@ -22,6 +24,7 @@ local sys = require "sbot.sys"
 local fsio = require "sbot.fsio"
 
 local MB = tonumber(os.getenv("BENCH_MB") or "60")
+local PROBE_BIN = os.getenv("BENCH_PROBE_BIN") or helpers.sbot_bin
 local RUNS = tonumber(os.getenv("BENCH_RUNS") or "3")
 local size = MB * 1000 * 1000
 
@@ -93,7 +96,7 @@ assert(fsio.write_atomic(probe, PROBE))
 local function sample(mode, arg)
   local kbs, secs = {}, {}
   for run = 1, RUNS do
-    local r = assert(sys.spawn { argv = { helpers.sbot_bin, "run", probe, mode, arg }, timeout = 900 })
+    local r = assert(sys.spawn { argv = { PROBE_BIN, "run", probe, mode, arg }, timeout = 900 })
     assert(r.status == 0, mode .. ": " .. r.stderr)
     local kb, s = r.stdout:match("(%d+)%s+([%d.]+)")
     kbs[run], secs[run] = tonumber(kb), tonumber(s)
@@ -110,7 +113,8 @@ local ws_srv = helpers.spawn(string.format("python3 %s %d",
   helpers.shquote(helpers.source_dir .. "/tests/servers/ws_echo.py"), ws_port))
 assert(helpers.wait_port(http_port, 15) and helpers.wait_port(ws_port, 15), "servers did not start")
 
-print(string.format("bench/big_answer: %d MB documents, median of %d runs, peak RSS of a fresh sbot process", MB, RUNS))
+print(string.format("bench/big_answer: %d MB documents, median of %d runs, peak RSS of a fresh sbot process (%s)",
+  MB, RUNS, PROBE_BIN))
 print(string.format("%-8s %-10s %9s %8s %8s %8s", "shape", "path", "peak MiB", "x size", "x floor", "seconds"))
 for _, shape in ipairs({ { "objects", objects_record }, { "arrays", arrays_record } }) do
   local name, record = shape[1], shape[2]
