@@ -18,6 +18,14 @@ lua_State *sbot_runtime_new(void);
 const char *sbot_lua_dir(void);
 /* Directory holding the workflows (in-tree workflows/ or share/sbot/workflows). */
 const char *sbot_workflow_dir(void);
+/* Directory holding Lua components (in-tree components/ or share/sbot/components). */
+const char *sbot_component_dir(void);
+/* Push the list of directories searched for components: $SBOT_COMPONENT_PATH
+ * (colon-separated), then sbot_component_dir(). require "sbot.component.X"
+ * finds X.lua in them (after preloaded C components, before package.path). */
+void sbot_push_component_path(lua_State *L);
+/* The same for workflows: $SBOT_WORKFLOW_PATH, then sbot_workflow_dir(). */
+void sbot_push_workflow_path(lua_State *L);
 
 /* A symbol of the extension library (libsbot-ext.so, opened on first use);
  * NULL with *err set when it cannot be loaded. */
@@ -29,6 +37,20 @@ int sbot_traceback(lua_State *L);
 /* Run the function on top of the stack (with nargs args below it) protected,
  * with a traceback and Ctrl-C interruption. Returns the lua_pcall status. */
 int sbot_docall(lua_State *L, int nargs, int nresults);
+
+/* Stop requests. While sbot_docall runs Lua, SIGINT (Ctrl-C) and SIGTERM
+ * raise "interrupted! (...)" at the next Lua instruction (to-be-closed
+ * variables and component resources close on the way out); a second one
+ * kills the process. A fleet parent stops a worker with SIGTERM sent by
+ * sigqueue carrying one of these reasons, which the message names. */
+enum { SBOT_STOP_CTRL_C = 1, SBOT_STOP_SIGTERM = 2, SBOT_STOP_TIMEOUT = 3 };
+/* Non-zero (the signal) while a stop request waits to be raised in Lua: C
+ * code that waits (a poll loop, a transfer) should return early with an
+ * "interrupted" failure when it sees it. Async-signal-safe. */
+int sbot_stop_requested(void);
+/* Catch SIGINT/SIGTERM as stop requests from now on, also outside
+ * sbot_docall (a request then waits for Lua to run). Fleet workers. */
+void sbot_catch_stop_signals(void);
 
 /* ---- log (log.c) -------------------------------------------------------- */
 
@@ -42,14 +64,41 @@ void sbot_log(lua_State *L, enum sbot_level level, const char *fmt, ...)
 void sbot_log_add_secret(lua_State *L, const char *value, size_t len);
 /* Push a copy of s with every registered secret replaced by <redacted>. */
 void sbot_log_push_redacted(lua_State *L, const char *s, size_t len);
+/* Give `to` (a new state, e.g. a fleet worker's) the log configuration of
+ * `from`: the stderr and file levels, JSON or human lines, and every
+ * registered secret. Not the file sink: a state opens its own. */
+void sbot_log_inherit(lua_State *to, lua_State *from);
+
+/* ---- secret objects (log.c) ---------------------------------------------- */
+
+/* The metatable (registry key and __name) of secret objects. */
+#define SBOT_SECRET_MT "sbot.secret"
+/* Shortest value accepted as a secret, in bytes (docs/log.md, Short secrets). */
+#define SBOT_SECRET_MIN_LENGTH 6
+/* Push a new secret object holding value (registered with the redactor);
+ * source says where it came from ("env X", "file /p"). Raises when value is
+ * shorter than SBOT_SECRET_MIN_LENGTH. */
+void sbot_secret_push(lua_State *L, const char *value, size_t len, const char *source);
+/* Is the value at idx a secret object? (luaL_testudata: the one test) */
+int sbot_is_secret(lua_State *L, int idx);
 
 /* ---- components (lifecycle.c) ------------------------------------------- */
 
 /* Define a component from the spec table at index spec ({name, description,
- * schema, discover, plan, apply, undo, housekeep}; phase functions may be C
- * functions). Pushes the module (with .new) and registers it as
- * package.loaded["sbot.component.<name>"]. Raises on a bad spec. */
+ * schema, open, discover, plan, apply, undo, housekeep, hooks}; phase
+ * functions may be C functions). Pushes the module (with .new) and registers
+ * it as package.loaded["sbot.component.<name>"]. Raises on a bad spec.
+ * Phase functions get the resource open(self) returned as their last
+ * argument: discover(self, res), plan(self, res), apply(self, change, res),
+ * undo(self, change, res), housekeep(self, res). */
 int sbot_component_define(lua_State *L, int spec);
+
+/* Call the hook `name` that the component's spec declares (hooks = {name =
+ * {description, default}}) for the instance at index self: the site's
+ * hooks[name] if the site defines it, else the declared default. The nargs
+ * arguments are on the stack top; they are replaced by the hook's first
+ * result. Returns 1. Raises if the hook is not declared or has neither. */
+int sbot_component_hook(lua_State *L, int self, const char *name, int nargs);
 
 /* ---- C API of the protocol primitives (extension library) ---------------
  * Stack-based, like the Lua API: the arguments are stack indices or C values;
@@ -72,6 +121,29 @@ int sbot_ws_recv(lua_State *L, int conn, double timeout);
 /* conn:close() (idempotent); conn:is_open(). */
 void sbot_ws_close(lua_State *L, int conn);
 int sbot_ws_is_open(lua_State *L, int conn);
+
+/* iscsi.c: iscsi.probe(opts): pushes the result table or nil, msg, code. */
+int sbot_iscsi_probe(lua_State *L, int opts);
+
+/* truenas.c: truenas.connect(opts): pushes the client or nil, msg, code. */
+int sbot_truenas_connect(lua_State *L, int opts);
+/* client:call(method, ...) with the nargs arguments on the stack top (they are
+ * consumed): pushes the result (1) or nil, message, errname (3). */
+int sbot_truenas_call(lua_State *L, int client, const char *method, int nargs);
+/* client:close() (idempotent). */
+void sbot_truenas_close(lua_State *L, int client);
+
+/* sys.c: sys.spawn(opts) with the options table at index opts: pushes the
+ * result table (1) or nil, message, errno name (3). */
+int sbot_sys_spawn(lua_State *L, int opts);
+
+/* yaml.c: yaml.decode(text, {source = source}) (source NULL = "yaml"): pushes
+ * the value (1) or nil, message (2). */
+int sbot_yaml_decode(lua_State *L, const char *text, size_t len, const char *source);
+/* yaml.c: yaml.encode(value, {secrets = secrets}) with the value at index value;
+ * secrets is "error" (NULL), "reveal" or "redact". Pushes the text; raises on
+ * what YAML cannot hold. */
+int sbot_yaml_encode(lua_State *L, int value, const char *secrets);
 
 /* ---- TLS options (tls.c) -------------------------------------------------
  * The one parser of tls = {ca_file, pin_sha256, insecure, server_name}, with

@@ -1,8 +1,7 @@
 --- local_boot: prepare each server's boot volume and iPXE script locally.
 -- The example workflow: Lua-defined components, no network needed.
---   sbot run examples/local_boot.lua --site examples/site.lua [--plan] [--server r630-01]
-local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
-package.path = here .. "/lua/?.lua;" .. package.path
+--   SBOT_COMPONENT_PATH=examples/components sbot run examples/local_boot.lua --site examples/site.lua [--plan]
+-- (its components, scratch_volume and boot_script, are in examples/components/)
 
 local workflow = require "sbot.workflow"
 local ScratchVolume = require "sbot.component.scratch_volume"
@@ -15,11 +14,10 @@ local wf = workflow.new {
   arguments = function(parser)
     parser:option("--size-mb", "Boot volume size in MiB.", "64"):convert(tonumber)
   end,
-  components = function(server, ctx)
-    local vol = assert(ScratchVolume.new(ctx:config("scratch_volume", { size_mb = ctx.args.size_mb }),
-      ctx:opts()))
-    local boot = assert(BootScript.new(ctx:config("boot_script"), ctx:opts()))
-    return { vol, boot }
+  steps = function(server, ctx)
+    local vol = ctx:step(ScratchVolume, ctx:config("scratch_volume", { size_mb = ctx.args.size_mb }))
+    -- the volume's path is known from its discovery, also in --plan
+    ctx:step(BootScript, ctx:config("boot_script", { volume = vol.discovery.path }))
   end,
 }
 

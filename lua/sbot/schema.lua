@@ -22,9 +22,17 @@ local TYPES = { string = true, number = true, integer = true, boolean = true, ta
 local SPEC_KEYS = { type = true, required = true, default = true, enum = true, pattern = true,
   description = true, fields = true, items = true, values = true, min = true, max = true }
 
+-- Which strings are identifiers (asked for every field of every server of a
+-- site: remembered rather than matched each time).
+local is_ident = setmetatable({}, { __index = function(t, k)
+  local v = k:match("^[%a_][%w_]*$") ~= nil
+  t[k] = v
+  return v
+end })
+
 local function key_path(prefix, k)
   if type(k) == "number" then return prefix .. "[" .. k .. "]" end
-  if type(k) ~= "string" or not k:match("^[%a_][%w_]*$") then
+  if type(k) ~= "string" or not is_ident[k] then
     return prefix .. "[" .. string.format("%q", tostring(k)) .. "]"
   end
   if prefix == "" then return k end
@@ -97,10 +105,31 @@ end
 ---------------------------------------------------------------------------
 -- Validation.
 
-local function deep_copy(v)
+--- Deepest nesting a config value may have below a schema field (a table
+-- nested deeper, or one that contains itself, is an error, not a crash).
+M.MAX_DEPTH = 64
+
+--- The source of a secret written in clear in a config (sbot.site refuses
+-- a file readable by others that holds one).
+M.LITERAL_SOURCE = "literal in config"
+
+-- Copy of v; a cycle or nesting deeper than MAX_DEPTH is an error at its
+-- key path (ancestors: the tables being copied above this one).
+local function deep_copy(v, path, errors, ancestors, depth)
   if type(v) ~= "table" or secret.is_secret(v) then return v end
+  ancestors, depth = ancestors or {}, depth or 0
+  if ancestors[v] then
+    errors[#errors + 1] = path .. ": refers to itself (a cycle); a config value must be a tree"
+    return nil
+  end
+  if depth >= M.MAX_DEPTH then
+    errors[#errors + 1] = path .. ": nested deeper than " .. M.MAX_DEPTH .. " levels"
+    return nil
+  end
+  ancestors[v] = true
   local c = {}
-  for k, x in pairs(v) do c[k] = deep_copy(x) end
+  for k, x in pairs(v) do c[k] = deep_copy(x, key_path(path, k), errors, ancestors, depth + 1) end
+  ancestors[v] = nil
   return setmetatable(c, getmetatable(v))
 end
 
@@ -133,10 +162,14 @@ local function validate_value(spec, v, path, errors)
     return bad("expected " .. what .. ", got " .. type_name(v) .. shown)
   end
   if t == "any" then
-    return deep_copy(v)
+    return deep_copy(v, path, errors)
   elseif t == "secret" then
     if secret.is_secret(v) then return v end
-    if type(v) == "string" then return secret.new(v, "literal in config") end
+    if type(v) == "string" then
+      local short = secret.too_short(v)
+      if short then return bad("the secret written here " .. short) end
+      return secret.new(v, M.LITERAL_SOURCE)
+    end
     return expected("a secret (secret:PATH:KEY or a string)")
   elseif t == "string" then
     if type(v) ~= "string" then return expected("string") end
@@ -158,14 +191,15 @@ local function validate_value(spec, v, path, errors)
   elseif t == "table" then
     if type(v) ~= "table" or secret.is_secret(v) then return expected("table") end
     if spec.fields then return validate_fields(spec.fields, v, path, errors) end
-    return deep_copy(v)
+    return deep_copy(v, path, errors)
   elseif t == "list" then
     if type(v) ~= "table" or secret.is_secret(v) or not is_list(v) then
       return expected("list")
     end
     local out = json.array {}
     for i, x in ipairs(v) do
-      out[i] = spec.items and validate_value(spec.items, x, key_path(path, i), errors) or deep_copy(x)
+      out[i] = spec.items and validate_value(spec.items, x, key_path(path, i), errors)
+        or deep_copy(x, key_path(path, i), errors)
     end
     v = out
   elseif t == "map" then
@@ -176,7 +210,7 @@ local function validate_value(spec, v, path, errors)
         bad("map keys must be strings, got " .. type(k) .. " " .. tostring(k))
       else
         out[k] = spec.values and validate_value(spec.values, v[k], key_path(path, k), errors)
-          or deep_copy(v[k])
+          or deep_copy(v[k], key_path(path, k), errors)
       end
     end
     v = out
@@ -203,21 +237,42 @@ local function validate_value(spec, v, path, errors)
   return v
 end
 
+-- The sorted names of a schema's fields, sorted once per schema table (a
+-- site's schema is applied to every one of its servers) and again only when
+-- the number of fields changed (site.add_section adds one).
+local field_names = setmetatable({}, { __mode = "k" })
+local function names_of(fields)
+  local n = 0
+  for _ in pairs(fields) do n = n + 1 end
+  local ks = field_names[fields]
+  if not ks or #ks ~= n then
+    ks = sorted_keys(fields)
+    field_names[fields] = ks
+  end
+  return ks
+end
+
 function validate_fields(fields, t, path, errors)
   local out = {}
-  for _, k in ipairs(sorted_keys(t)) do
-    if fields[k] == nil then
-      local known = sorted_keys(fields)
-      errors[#errors + 1] = key_path(path, k) .. ": unknown key (expected one of: "
-        .. (#known > 0 and table.concat(known, ", ") or "none") .. ")"
+  local unknown = false
+  for k in pairs(t) do
+    if fields[k] == nil then unknown = true break end
+  end
+  if unknown then -- sorted, so the messages come in a stable order
+    for _, k in ipairs(sorted_keys(t)) do
+      if fields[k] == nil then
+        local known = names_of(fields)
+        errors[#errors + 1] = key_path(path, k) .. ": unknown key (expected one of: "
+          .. (#known > 0 and table.concat(known, ", ") or "none") .. ")"
+      end
     end
   end
-  for _, k in ipairs(sorted_keys(fields)) do
+  for _, k in ipairs(names_of(fields)) do
     local spec, v = fields[k], t[k]
     local p = key_path(path, k)
     if v == nil then
       if spec.default ~= nil then
-        out[k] = deep_copy(spec.default)
+        out[k] = deep_copy(spec.default, p, errors)
       elseif spec.required then
         errors[#errors + 1] = p .. ": required " .. spec.type .. " is missing"
           .. (spec.description and (" (" .. spec.description .. ")") or "")

@@ -1,15 +1,21 @@
 --- sbot.workflow: what every workflow script shares - its command line
 -- (argparse, with --help generated from the workflow's own declarations),
--- loading the site, picking servers, a run record, running the components of
--- each server in a fleet worker under the server's lock, the summary table,
--- --plan diff and --json output, and the exit status.
+-- loading the site, picking servers, a run record, site-wide steps, each
+-- server's steps in a fleet worker under the server's lock, the summary
+-- table, --plan diff and --json output, and the exit status.
 --
 --   local workflow = require "sbot.workflow"
+--   local Disk = require "sbot.component.scratch_volume"
+--   local Boot = require "sbot.component.boot_script"
 --   local wf = workflow.new {
 --     name = "demo", description = "...",
 --     arguments = function(parser) parser:option("--size", "disk size", "10G") end,
---     components = function(server, ctx)   -- runs in the server's worker
---       return { Disk.new(ctx:config("disk", { size = ctx.args.size }), ctx:opts()) }
+--     site_steps = function(ctx)          -- once per run, before the servers
+--       ctx:step(Bucket, ctx:config("bucket"))
+--     end,
+--     steps = function(server, ctx)       -- runs in the server's worker
+--       local disk = ctx:step(Disk, ctx:config("scratch_volume", { size = ctx.args.size }))
+--       ctx:step(Boot, { target = disk.discovery.path })
 --     end,
 --   }
 --   os.exit(wf:main(arg), true)
@@ -27,19 +33,136 @@ M.__index = M
 
 local PHASES = { discover = true, process = true, housekeep = true }
 
+-- sbot.fleet's limit on workers at once (fleet.c MAX_JOBS)
+M.MAX_JOBS = 256
+
+-- Common options whose value may start with "-" (a negative number): argparse
+-- would take "-5" for an option; "--jobs=-5" reaches the converter, which
+-- then says what is wrong with it.
+local SIGNED = { ["--jobs"] = true, ["--timeout"] = true, ["--grace"] = true }
+
+local function url_decode(s)
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+local function url_encode(s)
+  return (s:gsub("[^%w%-._~/:]", function(c) return string.format("%%%02X", c:byte()) end))
+end
+
+local function query_of(url)
+  local q = {}
+  for part in (url:match("%?(.*)$") or ""):gmatch("[^&]+") do
+    local k, v = part:match("^([^=]*)=?(.*)$")
+    q[url_decode(k)] = url_decode(v)
+  end
+  return q
+end
+
+--- Check an artifact store URL without touching anything: nil when it is
+-- usable, else what is wrong (`what` names where it came from).
+function M.check_store_url(url, what)
+  local scheme = url:match("^(%a[%w+.-]*)://")
+  if scheme == "file" then
+    local path = url_decode(url:match("^file://([^?]*)"))
+    if path:sub(1, 1) ~= "/" then
+      return what .. ": '" .. url .. "' must be file:///absolute/path"
+    end
+    for seg in path:gmatch("[^/]+") do
+      if seg == ".." then return what .. ": '" .. url .. "' must not contain '..'" end
+    end
+    return nil
+  elseif scheme == "s3" then
+    if not url:match("^s3://([^/?]+)") then
+      return what .. ": '" .. url .. "' must be s3://bucket/prefix[?endpoint=URL&region=R&path_style=true|false]"
+    end
+    for k, v in pairs(query_of(url)) do
+      if k ~= "endpoint" and k ~= "region" and k ~= "path_style" then
+        return what .. ": unknown parameter '" .. k .. "' in " .. url .. " (known: endpoint, region, path_style)"
+      end
+      if k == "endpoint" and not v:match("^https?://[^/]") then
+        return what .. ": endpoint '" .. v .. "' in " .. url .. " must be an http:// or https:// URL"
+      end
+    end
+    return nil
+  end
+  return what .. ": unsupported URL '" .. url .. "' (use s3://bucket/prefix or file:///dir)"
+end
+
+-- "https://S3.example:443/" and "https://s3.example:443" name one endpoint.
+local function same_endpoint(a, b)
+  local function norm(u)
+    local scheme, rest = tostring(u):match("^(%a+)://(.-)/*$")
+    if not scheme then return tostring(u) end
+    local host, path = rest:match("^([^/]*)(.*)$")
+    return scheme:lower() .. "://" .. host:lower() .. path
+  end
+  return norm(a) == norm(b)
+end
+
+--- The store URL and store.open opts a run uses with a site. An s3:// store
+-- with the site's S3 credentials goes to the site's s3.endpoint: without
+-- ?endpoint= the site's endpoint (and region, path_style) is added; a URL that
+-- names another endpoint is refused, so the site's keys are never sent to a
+-- host the site did not name. Returns url, opts or nil, err.
+function M.store_for(url, site)
+  if not url or not url:match("^s3://") or not site.s3 then return url, nil end
+  local s3 = site.s3
+  local q = query_of(url)
+  local creds = s3.access_key ~= nil or s3.secret_key ~= nil
+  if q.endpoint then
+    if creds and not same_endpoint(q.endpoint, s3.endpoint) then
+      return nil, "--store " .. url .. ": endpoint " .. q.endpoint .. " is not the site's s3.endpoint "
+        .. s3.endpoint .. "; the site's S3 credentials are sent only to the endpoint the site names "
+        .. "(leave ?endpoint= out to use it)"
+    end
+  else
+    local extra = { "endpoint=" .. url_encode(s3.endpoint) }
+    if not q.region and s3.region then extra[#extra + 1] = "region=" .. url_encode(s3.region) end
+    if q.path_style == nil and s3.path_style ~= nil then
+      extra[#extra + 1] = "path_style=" .. tostring(s3.path_style)
+    end
+    url = url .. (url:find("?", 1, true) and "&" or "?") .. table.concat(extra, "&")
+  end
+  return url, { access_key = s3.access_key, secret_key = s3.secret_key, tls = s3.tls }
+end
+
 --- Define a workflow. spec: {name, description, epilog, arguments = fn(parser),
--- components = fn(server, ctx) -> list of component instances, site = "required"|"optional"}.
+-- steps = fn(server, ctx) (or the older components = fn(server, ctx) -> list of
+-- component instances), site_steps = fn(ctx) (optional)}.
 function M.new(spec)
   if type(spec) ~= "table" then error("workflow.new: expected a table", 2) end
   if type(spec.name) ~= "string" then error("workflow.new: name must be a string", 2) end
-  if type(spec.components) ~= "function" then
-    error("workflow.new " .. spec.name .. ": components must be a function(server, ctx)", 2)
+  for k in pairs(spec) do
+    if not (k == "name" or k == "description" or k == "epilog" or k == "arguments" or k == "steps"
+        or k == "components" or k == "site_steps") then
+      error("workflow.new " .. spec.name .. ": unknown field '" .. tostring(k) .. "' (expected name, "
+        .. "description, epilog, arguments, steps, components, site_steps)", 2)
+    end
   end
-  if spec.arguments ~= nil and type(spec.arguments) ~= "function" then
-    error("workflow.new " .. spec.name .. ": arguments must be a function(parser)", 2)
+  if (spec.steps == nil) == (spec.components == nil) then
+    error("workflow.new " .. spec.name .. ": give exactly one of steps = function(server, ctx) "
+      .. "or components = function(server, ctx)", 2)
   end
+  for _, f in ipairs { "steps", "components", "arguments", "site_steps" } do
+    if spec[f] ~= nil and type(spec[f]) ~= "function" then
+      error("workflow.new " .. spec.name .. ": " .. f .. " must be a function, got " .. type(spec[f]), 2)
+    end
+  end
+  if M._describe then error(setmetatable({ spec = spec }, M._describe), 0) end
   return setmetatable({ name = spec.name, description = spec.description, epilog = spec.epilog,
-    arguments = spec.arguments, components = spec.components }, M)
+    arguments = spec.arguments, steps = spec.steps, components = spec.components,
+    site_steps = spec.site_steps }, M)
+end
+
+-- An argparse converter for a number of seconds >= 0 (finite).
+local function seconds(opt)
+  return function(s)
+    local n = tonumber(s)
+    if not n or n ~= n or n < 0 or n == math.huge then
+      return nil, opt .. " must be a number of seconds >= 0, got '" .. s .. "'"
+    end
+    return n
+  end
 end
 
 --- The argparse parser: the common arguments plus the workflow's own.
@@ -54,22 +177,26 @@ function M:parser()
   p:flag("--plan", "Discover and plan only; print the plan as a diff and change nothing.")
   p:option("--phases", "Phases to run, comma separated.", "discover,process,housekeep")
     :argname("LIST")
-  p:option("--jobs", "Servers worked on at once (each in its own worker).", "4")
+  p:option("--jobs", "Servers worked on at once, each in its own worker (1 to " .. M.MAX_JOBS .. ").", "4")
     :argname("N"):convert(function(s)
-      local n = tonumber(s)
-      if not n or n < 1 or n ~= math.floor(n) then return nil, "--jobs must be a positive integer" end
-      return math.tointeger(n)
-    end)
-  p:option("--timeout", "Seconds one server's work may take before its worker is killed (0: no limit).",
-    "0"):argname("S"):convert(function(s)
-      local n = tonumber(s)
-      if not n or n < 0 then return nil, "--timeout must be a number of seconds >= 0" end
+      local n = math.tointeger(tonumber(s))
+      if not n or n < 1 or n > M.MAX_JOBS then
+        return nil, "--jobs must be an integer from 1 to " .. M.MAX_JOBS .. " (workers at once), got '" .. s .. "'"
+      end
       return n
     end)
+  p:option("--timeout", "Seconds one server's work may take before its worker is stopped (0: no limit).",
+    "0"):argname("S"):convert(seconds("--timeout"))
+  p:option("--grace", "Seconds a stopped worker (Ctrl-C, SIGTERM, --timeout) has to close its "
+    .. "connections before it is killed.", "20"):argname("S"):convert(seconds("--grace"))
   p:flag("--json", "Print the results as JSON instead of the summary table.")
   p:flag("--log-json", "Log lines as JSON on stderr.")
   p:option("--store", "Artifact store URL (s3://bucket/prefix or file:///dir).")
-    :argname("URL")
+    :argname("URL"):convert(function(s)
+      local bad = M.check_store_url(s, "--store")
+      if bad then return nil, bad end
+      return s
+    end)
   p:option("--runs-dir", "Directory of run records (default: the site's runs_dir, else ./runs).")
     :argname("DIR")
   p:option("--state-dir", "Directory of lock files and state (default: the site's state_dir).")
@@ -82,8 +209,18 @@ end
 --- Parse argv (a list of strings). Returns args, or nil and a usage error.
 -- --help prints the help and exits 0 (argparse's behaviour).
 function M:parse(argv)
-  local list = {}
-  for i = 1, #(argv or {}) do list[i] = argv[i] end
+  local list, i = {}, 1
+  argv = argv or {}
+  while i <= #argv do
+    local a, nxt = argv[i], argv[i + 1]
+    if SIGNED[a] and nxt and nxt:match("^%-[^%-]") then
+      list[#list + 1] = a .. "=" .. nxt
+      i = i + 2
+    else
+      list[#list + 1] = a
+      i = i + 1
+    end
+  end
   local p = self:parser()
   local ok, args = p:pparse(list)
   if not ok then return nil, p:get_usage() .. "\n\nerror: " .. args end
@@ -101,7 +238,7 @@ function M:parse(argv)
   return args
 end
 
--- The context each server's work gets (in its worker).
+-- The context each server's work (and the site steps) gets, in its worker.
 local Ctx = {}
 Ctx.__index = Ctx
 
@@ -111,62 +248,166 @@ function Ctx:config(name, base)
   local function merge(t) for k, v in pairs(t or {}) do out[k] = v end end
   merge(base)
   merge(self.site.components and self.site.components[name])
-  merge(self.server.components and self.server.components[name])
+  merge(self.server and self.server.components and self.server.components[name])
   return out
 end
 
 --- The opts for Component.new: id, artifact_dir, site, server.
 function Ctx:opts(extra)
-  local o = { id = self.server.id, artifact_dir = self.artifact_dir, site = self.site,
+  local o = { id = self.id, artifact_dir = self.artifact_dir, site = self.site,
     server = self.server }
   for k, v in pairs(extra or {}) do o[k] = v end
   return o
 end
 
-local function failed_result(server_id, component, msg)
-  return { component = component, id = server_id, status = "failed", error = msg,
-    phases = {}, artifacts = json.array {} }
+local function bare_result(id, component, status, msg)
+  local r = { component = component, id = id, status = status, phases = {}, discovery = {},
+    artifacts = json.array {} }
+  if status == "skipped" then r.reason = msg else r.error = msg end
+  return r
 end
 
--- One server's work; runs in a fleet worker (fresh Lua state).
-local function server_job(job)
+local function is_interrupt(err)
+  return tostring(err):match("^[^\n]*interrupted!") ~= nil
+end
+
+-- Run instance c with the run's phases and mode; record its results. After
+-- a failed step the later ones are skipped. An interruption is recorded
+-- (the phase it stopped in shows it) and goes on.
+function Ctx:_run(c)
+  local r
+  if self.stopped then
+    r = bare_result(self.id, c.component, "skipped", self.stopped)
+  else
+    log.info("component start", { server = self.id, component = c.component, mode = self.args.mode })
+    local ok, res = pcall(c.execute, c, { phases = self.args.phases, mode = self.args.mode })
+    if not ok then
+      r = c:results()
+      r.status = "failed"
+      r.error = r.error or tostring(res)
+      self.results[#self.results + 1] = r
+      self.stopped = "interrupted while " .. c.component .. " ran"
+      error(res, 0)
+    end
+    r = res
+    log.info("component " .. r.status, { server = self.id, component = c.component })
+  end
+  if r.status ~= "ok" and not self.stopped then
+    self.stopped = "an earlier step (" .. tostring(r.step or r.component) .. ") " .. r.status
+  end
+  self.results[#self.results + 1] = r
+  return r
+end
+
+--- Run component Module with config as the next step; returns its results
+-- (status, discovery, plan, ...). After a failed step this returns a skipped
+-- result without validating config. extra: more opts for Module.new, and
+-- extra.step: the step's name (default the component's name; a second step
+-- of the same name on this server gets "-2", ...), which names its
+-- artifacts' directory and its entry in ctx.site_results.
+function Ctx:step(Module, config, extra)
+  if type(Module) ~= "table" or type(Module.new) ~= "function" or type(Module.name) ~= "string" then
+    error("ctx:step(Module, config): Module must be a component module "
+      .. "(require \"sbot.component.<name>\"), got " .. type(Module), 2)
+  end
+  if config ~= nil and type(config) ~= "table" then
+    error("ctx:step(" .. Module.name .. ", config): config must be a table, got " .. type(config), 2)
+  end
+  if extra ~= nil and type(extra) ~= "table" then
+    error("ctx:step(" .. Module.name .. ", config, opts): opts must be a table, got " .. type(extra), 2)
+  end
+  local name = extra and extra.step or Module.name
+  if type(name) ~= "string" or not name:match("^[%w_][%w_.%-]*$") then
+    error("ctx:step(" .. Module.name .. "): opts.step must be a name (letters, digits, _ . -), got "
+      .. tostring(name), 2)
+  end
+  local n = (self.step_names[name] or 0) + 1
+  self.step_names[name] = n
+  if n > 1 then
+    if extra and extra.step then
+      error("ctx:step(" .. Module.name .. "): a step named " .. name .. " already ran for " .. self.id, 2)
+    end
+    name = name .. "-" .. n
+  end
+  local opts = { step = name }
+  for k, v in pairs(extra or {}) do if k ~= "step" then opts[k] = v end end
+  local r
+  if self.stopped then
+    r = bare_result(self.id, Module.name, "skipped", self.stopped)
+  else
+    local c, err = Module.new(config or {}, self:opts(opts))
+    if c then return self:_run(c) end
+    r = bare_result(self.id, Module.name, "failed", err)
+    self.stopped = "an earlier step (" .. name .. ") failed"
+  end
+  r.step = name
+  self.results[#self.results + 1] = r
+  return r
+end
+
+-- The lock of `name` (a server id, or "(site)") in apply mode when a phase
+-- that changes anything runs: taken before the first step's discover, so two
+-- runs cannot both plan from the same state.
+local function needs_lock(args)
+  if args.mode ~= "apply" then return false end
+  for _, p in ipairs(args.phases) do
+    if p == "process" or p == "housekeep" then return true end
+  end
+  return false
+end
+
+local function take_lock(job, name, label)
+  local l, err = lock.acquire(job.lock_dir .. "/" .. name .. ".lock", { name = label })
+  if l then log.info("lock taken", { server = name, lock = l:path() }) end
+  return l, err
+end
+
+-- One server's work (or the site steps: server = nil); runs in a fleet
+-- worker (fresh Lua state). Returns the list of results.
+local function work(job)
   local args, server = job.args, job.server
   log.configure { file = job.log_file, json = args.log_json or nil,
     level = args.verbose and "debug" or nil }
-  local ctx = setmetatable({ site = job.site, server = server, args = args, run_id = job.run_id,
-    run_dir = job.run_dir, artifact_dir = job.artifact_dir }, Ctx)
-  local ok, comps = pcall(job.components, server, ctx)
-  if not ok then
-    return { failed_result(server.id, "(workflow)", "building the components failed: " .. tostring(comps)) }
-  end
-  if type(comps) ~= "table" then
-    return { failed_result(server.id, "(workflow)", "components() must return a list of instances, returned " .. type(comps)) }
-  end
+  local id = server and server.id or "(site)"
+  local ctx = setmetatable({ site = job.site, server = server, id = id, args = args,
+    run_id = job.run_id, run_dir = job.run_dir, artifact_dir = job.artifact_dir,
+    site_results = job.site_results or {}, results = {}, step_names = {} }, Ctx)
   local held
-  local function take_lock()
-    if held then return end
-    local l, err = lock.acquire(job.lock_dir .. "/" .. server.id .. ".lock", { name = "server " .. server.id })
-    if not l then error(err, 0) end
+  if needs_lock(args) then
+    local l, err = take_lock(job, id, server and ("server " .. id) or "the site steps")
+    if not l then return { bare_result(id, "(lock)", "failed", err) } end
     held = l
-    log.info("lock taken", { server = server.id, lock = l:path() })
   end
-  local results, failed = {}, false
-  for i, c in ipairs(comps) do
-    if failed then
-      local r = c:results()
-      r.status, r.error = "skipped", "an earlier component of this server failed"
-      results[i] = r
+  local ok, err = pcall(function()
+    if not server then return job.site_steps(ctx) end
+    if job.steps then return job.steps(server, ctx) end
+    local comps = job.components(server, ctx)
+    if type(comps) ~= "table" then
+      error("components() must return a list of instances, returned " .. type(comps), 0)
+    end
+    for _, c in ipairs(comps) do ctx:_run(c) end
+  end)
+  if held then held:release() end
+  if not ok then
+    if is_interrupt(err) then
+      log.error("stopped: " .. tostring(err):match("^[^\n]*"), { server = id })
     else
-      log.info("component start", { server = server.id, component = c.component, mode = args.mode })
-      local r = c:execute { phases = args.phases, mode = args.mode,
-        before_process = args.mode == "apply" and take_lock or nil }
-      log.info("component " .. r.status, { server = server.id, component = c.component })
-      if r.status ~= "ok" then failed = true end
-      results[i] = r
+      local what = not server and "site_steps()" or job.steps and "steps()" or "building the components"
+      ctx.results[#ctx.results + 1] = bare_result(id, "(workflow)", "failed",
+        what .. " failed: " .. tostring(err))
     end
   end
-  if held then held:release() end
-  return results
+  return ctx.results
+end
+
+-- Results of fleet outcomes: each worker's list, or a failed "(worker)" row.
+local function collect(outcomes, ids, results)
+  for i, o in ipairs(outcomes) do
+    if type(o.value) == "table" then
+      for _, res in ipairs(o.value) do results[#results + 1] = res end
+    end
+    if not o.ok then results[#results + 1] = bare_result(ids[i], "(worker)", "failed", o.error) end
+  end
 end
 
 --- Run the workflow with the command line argv; returns the exit status
@@ -189,9 +430,15 @@ function M:main(argv)
   if #args.server == 0 then
     servers = site.servers
   else
+    local by_id = {} -- one pass over the site, whatever the number of --server
+    for _, s in ipairs(site.servers) do by_id[s.id] = s end
     for _, id in ipairs(args.server) do
-      local s, e = site_mod.server(site, id)
-      if not s then io.stderr:write("sbot: ", e, "\n"); return 2 end
+      local s = by_id[id]
+      if not s then
+        local _, e = site_mod.server(site, id)
+        io.stderr:write("sbot: ", e, "\n")
+        return 2
+      end
       servers[#servers + 1] = s
     end
   end
@@ -200,50 +447,102 @@ function M:main(argv)
     return 2
   end
 
+  -- an s3:// artifact store signs with the site's S3 credentials and TLS
+  -- settings, at the site's endpoint; checked before anything runs
+  local store_url = args.store or site.store
+  if store_url and not args.store then
+    local bad = M.check_store_url(store_url, "site " .. site.file .. ": store")
+    if bad then io.stderr:write("sbot: ", bad, "\n"); return 2 end
+  end
+  local store_opts
+  if store_url then
+    local u, o = M.store_for(store_url, site)
+    if not u then io.stderr:write("sbot: ", o, "\n"); return 2 end
+    store_url, store_opts = u, o
+  end
+  if store_url and store_url:match("^s3://") then
+    local ok_s3, s3err = require("sbot.store").open(store_url, store_opts)
+    if not ok_s3 then io.stderr:write("sbot: --store: ", tostring(s3err), "\n"); return 2 end
+  end
   -- the lock directory first: a run record is only started for a run that can go on
   local lock_dir = (args.state_dir or site.state_dir) .. "/locks"
   local lok, lerr = fsio.mkdirs(lock_dir)
   if not lok then io.stderr:write("sbot: lock directory ", lock_dir, ": ", tostring(lerr), "\n"); return 1 end
   local public_args = {}
   for k, v in pairs(args) do if type(v) ~= "function" then public_args[k] = v end end
-  -- an s3:// artifact store signs with the site's S3 credentials and TLS settings
-  local store_url = args.store or site.store
-  local store_opts
-  if site.s3 and store_url and store_url:match("^s3://") then
-    store_opts = { access_key = site.s3.access_key, secret_key = site.s3.secret_key, tls = site.s3.tls }
-  end
   local r, rerr = run.start { runs_dir = args.runs_dir or site.runs_dir, mode = args.mode,
     workflow = self.name, site = site.file, args = public_args, store = store_url,
     store_opts = store_opts }
   if not r then io.stderr:write("sbot: ", rerr, "\n"); return 1 end
 
-  local jobs = {}
-  for i, s in ipairs(servers) do
-    jobs[i] = { server = s, site = site, args = public_args, components = self.components,
-      run_id = r.id, run_dir = r.dir, artifact_dir = r.artifact_dir, log_file = r.log_file,
-      lock_dir = lock_dir }
+  local base = { site = site, args = public_args, run_id = r.id, run_dir = r.dir,
+    artifact_dir = r.artifact_dir, log_file = r.log_file, lock_dir = lock_dir }
+  local function job(extra)
+    local j = {}
+    for k, v in pairs(base) do j[k] = v end
+    for k, v in pairs(extra) do j[k] = v end
+    return j
   end
+  local fleet_opts = { jobs = args.jobs, timeout = args.timeout, grace = args.grace, partial = true }
   -- partial: on Ctrl-C every worker is stopped and map returns what finished,
   -- so the run record still says what happened to each server
-  local ok_map, outcomes, interrupted = pcall(fleet.map, jobs, server_job,
-    { jobs = args.jobs, timeout = args.timeout, partial = true })
-  if not ok_map then -- workers could not be started: nothing ran
-    local msg = tostring(outcomes)
-    log.error("run stopped: " .. msg, { run = r.id })
-    outcomes = {}
-    for i = 1, #servers do outcomes[i] = { ok = false, error = "run stopped: " .. msg } end
-  elseif interrupted then
-    log.error("run interrupted: every worker was stopped", { run = r.id })
+  local function map(jobs, ids)
+    local results = {}
+    local ok_map, outcomes, interrupted = pcall(fleet.map, jobs, work, fleet_opts)
+    if not ok_map then -- workers could not be started: nothing ran
+      local msg = tostring(outcomes)
+      log.error("run stopped: " .. msg, { run = r.id })
+      outcomes = {}
+      for i = 1, #jobs do outcomes[i] = { ok = false, error = "run stopped: " .. msg } end
+    elseif interrupted then
+      log.error("run interrupted (" .. interrupted .. "): every worker was stopped", { run = r.id })
+    end
+    collect(outcomes, ids, results)
+    return results, interrupted
   end
-  local results = {}
-  for i, o in ipairs(outcomes) do
-    if o.ok then
-      for _, res in ipairs(o.value) do results[#results + 1] = res end
-    else
-      results[#results + 1] = failed_result(servers[i].id, "(worker)", o.error)
+
+  local results, interrupted = {}, nil
+  local site_results, site_failed = {}, nil
+  if self.site_steps then
+    -- in a worker of its own, like a server: a crash or hang there is
+    -- contained and timed out, the parent never holds its connections, and
+    -- the results reach the servers as the same plain data a worker returns
+    local rows
+    rows, interrupted = map({ job { site_steps = self.site_steps } }, { "(site)" })
+    for _, row in ipairs(rows) do
+      results[#results + 1] = row
+      if row.id == "(site)" and row.step then site_results[row.step] = row end
+      if row.status ~= "ok" and not site_failed then
+        site_failed = "not run: the site step " .. tostring(row.component) .. " " .. row.status
+      end
     end
   end
+  if interrupted or site_failed then
+    for _, s in ipairs(servers) do
+      results[#results + 1] = bare_result(s.id, "(workflow)", "skipped",
+        interrupted and "not run: the run was interrupted during the site steps" or site_failed)
+    end
+  else
+    local jobs, ids = {}, {}
+    for i, s in ipairs(servers) do
+      -- each worker gets the site with its own server only: the whole list
+      -- copied into every worker would make a run quadratic in the number
+      -- of servers (site steps see them all)
+      local view = {}
+      for k, v in pairs(site) do view[k] = v end
+      view.servers = json.array { s }
+      jobs[i] = job { server = s, site = view, steps = self.steps, components = self.components,
+        site_results = site_results }
+      ids[i] = s.id
+    end
+    local rows
+    rows, interrupted = map(jobs, ids)
+    for _, row in ipairs(rows) do results[#results + 1] = row end
+  end
   local record = run.finish(r, results)
+  if record.record_error then -- loudly: the run is not recorded
+    io.stderr:write("sbot: run record ", r.dir, ": ", record.record_error, "\n")
+  end
   if args.json then
     io.stdout:write(json.encode(record, { indent = true }), "\n")
   else
@@ -252,7 +551,8 @@ function M:main(argv)
     io.stdout:write("run record: ", r.dir, "\n")
   end
   io.stdout:flush()
-  if interrupted then return 130 end
+  if interrupted then return interrupted == "SIGTERM" and 143 or 130 end
+  if record.record_error then return 1 end
   return record.ok and 0 or 1
 end
 

@@ -116,7 +116,8 @@ describe("global options and logging", function()
   it("rejects a bad log level with exit 2", function()
     local r = h.sbot({ "--log-level", "loud", "run", script("") })
     assert.are.equal(2, r.code)
-    assert.matches("invalid option 'loud'", r.stderr, 1, true)
+    assert.matches("sbot: --log-level: unknown level 'loud' (expected debug, info, warn, error or off)",
+      r.stderr, 1, true)
   end)
 end)
 
@@ -148,7 +149,7 @@ describe("commands", function()
     end
     r = h.sbot({ "help", "run" })
     assert.are.equal(0, r.code)
-    assert.matches("^usage: sbot run FILE %[ARGS%.%.%.%]", r.stdout)
+    assert.matches("^usage: sbot run FILE|NAME %[ARGS%.%.%.%]", r.stdout)
     r = h.sbot({ "help", "nope" })
     assert.are.equal(2, r.code)
     assert.matches("unknown command 'nope'", r.stderr)

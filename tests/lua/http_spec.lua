@@ -65,7 +65,7 @@ describe("sbot.http", function()
     end)
 
     it("sends basic auth and reveals secret objects only on the wire", function()
-      local secret = setmetatable({}, { __name = "sbot.secret", __index = { reveal = function() return "s3cr3t-value" end } })
+      local secret = require("sbot.secret").new("s3cr3t-value")
       local r = assert(http.get(srv.url("/echo"), {
         headers = { ["X-Auth-Token"] = secret }, basic_auth = { user = "root", password = "calvin" } }))
       local echo = json.decode(r.body)

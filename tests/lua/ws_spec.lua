@@ -65,8 +65,7 @@ describe("sbot.ws", function()
   end)
 
   it("sends extra headers, secret values revealed only on the wire", function()
-    local secret = setmetatable({}, { __name = "sbot.secret",
-      __index = { reveal = function() return "Bearer s3cr3t" end } })
+    local secret = require("sbot.secret").new("Bearer s3cr3t")
     local c <close> = assert(ws.connect(url(), { headers = { Authorization = secret, ["X-Lab"] = "1" } }))
     assert(c:send("headers"))
     local seen = json.decode(assert(c:recv(5)))
