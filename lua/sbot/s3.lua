@@ -388,6 +388,87 @@ function Client:delete_bucket_policy(a)
   return true
 end
 
+local function days_of(v)
+  local n = math.tointeger(tonumber(v or ""))
+  return n
+end
+
+--- Lifecycle rules as plain tables: {id, prefix, status, noncurrent_days,
+-- abort_multipart_days, expiration_days}. Other rule parts (transitions, tag
+-- filters) are kept in `other = true` so a caller knows the rule is not only
+-- what it sees.
+function Client:get_bucket_lifecycle(a)
+  a = bucket_arg("get_bucket_lifecycle", a)
+  local res, err, code = self:_call{ method = "GET", bucket = a.bucket, query = { lifecycle = "" },
+    not_found = "NoSuchLifecycleConfiguration" }
+  if not res then return nil, err, code end
+  local root, doc = s3xml.parse(res.body or "", { "Rule" })
+  if root ~= "LifecycleConfiguration" or type(doc) ~= "table" then
+    return nil, "GET " .. a.bucket .. "?lifecycle: expected <LifecycleConfiguration>, got " ..
+      tostring(root or doc), "BadResponse"
+  end
+  local out = {}
+  for _, r in ipairs(doc.Rule or {}) do
+    local filter = type(r.Filter) == "table" and r.Filter or {}
+    local prefix = filter.Prefix or r.Prefix
+    if type(prefix) ~= "string" then prefix = "" end
+    local rule = { id = r.ID, status = r.Status, prefix = prefix,
+      noncurrent_days = type(r.NoncurrentVersionExpiration) == "table" and days_of(r.NoncurrentVersionExpiration.NoncurrentDays) or nil,
+      abort_multipart_days = type(r.AbortIncompleteMultipartUpload) == "table"
+        and days_of(r.AbortIncompleteMultipartUpload.DaysAfterInitiation) or nil,
+      expiration_days = type(r.Expiration) == "table" and days_of(r.Expiration.Days) or nil }
+    if r.Transition or r.NoncurrentVersionTransition or filter.And or filter.Tag
+      or (type(r.Expiration) == "table" and r.Expiration.Days == nil) then
+      rule.other = true
+    end
+    out[#out + 1] = rule
+  end
+  return out
+end
+
+--- put_bucket_lifecycle{bucket, rules = {{id, prefix, status = "Enabled",
+--- noncurrent_days, abort_multipart_days, expiration_days}, ...}}: replaces
+-- the bucket's whole lifecycle configuration.
+function Client:put_bucket_lifecycle(a)
+  a = bucket_arg("put_bucket_lifecycle", a)
+  if type(a.rules) ~= "table" or #a.rules == 0 then argerr("put_bucket_lifecycle", "'rules' must be a non-empty list") end
+  local b = { '<LifecycleConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">' }
+  for i, r in ipairs(a.rules) do
+    if type(r) ~= "table" then argerr("put_bucket_lifecycle", "rules[" .. i .. "] must be a table") end
+    for _, k in ipairs { "noncurrent_days", "abort_multipart_days", "expiration_days" } do
+      if r[k] ~= nil and (math.type(r[k]) ~= "integer" or r[k] < 1) then
+        argerr("put_bucket_lifecycle", "rules[" .. i .. "]." .. k .. " must be a positive integer")
+      end
+    end
+    b[#b + 1] = "<Rule>" .. (r.id and ("<ID>" .. esc(r.id) .. "</ID>") or "") ..
+      "<Filter><Prefix>" .. esc(r.prefix or "") .. "</Prefix></Filter>" ..
+      "<Status>" .. (r.status or "Enabled") .. "</Status>"
+    if r.expiration_days then b[#b + 1] = "<Expiration><Days>" .. r.expiration_days .. "</Days></Expiration>" end
+    if r.noncurrent_days then
+      b[#b + 1] = "<NoncurrentVersionExpiration><NoncurrentDays>" .. r.noncurrent_days ..
+        "</NoncurrentDays></NoncurrentVersionExpiration>"
+    end
+    if r.abort_multipart_days then
+      b[#b + 1] = "<AbortIncompleteMultipartUpload><DaysAfterInitiation>" .. r.abort_multipart_days ..
+        "</DaysAfterInitiation></AbortIncompleteMultipartUpload>"
+    end
+    b[#b + 1] = "</Rule>"
+  end
+  b[#b + 1] = "</LifecycleConfiguration>"
+  local body = table.concat(b)
+  local res, err, code = self:_call{ method = "PUT", bucket = a.bucket, query = { lifecycle = "" },
+    body = body, headers = xml_body(body) }
+  if not res then return nil, err, code end
+  return true
+end
+
+function Client:delete_bucket_lifecycle(a)
+  a = bucket_arg("delete_bucket_lifecycle", a)
+  local res, err, code = self:_call{ method = "DELETE", bucket = a.bucket, query = { lifecycle = "" } }
+  if not res then return nil, err, code end
+  return true
+end
+
 -- ---------------------------------------------------------------------------
 -- listing (iterators: one page in memory at a time)
 -- ---------------------------------------------------------------------------
