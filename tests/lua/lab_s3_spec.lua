@@ -47,7 +47,8 @@ describe("sbot.s3 against the lab's S3 model", function()
 
   before_each(function() control({}) end)
 
-  require("s3checks").define(it, function() return { client = c, bucket = "lab-m", tls = srv.tls, tmp = tmp } end)
+  require("s3checks").define(it, function() return { client = c, bucket = "lab-m", tls = srv.tls, tmp = tmp,
+    access_key = srv.access_key, secret_key = srv.secret_key } end)
 
   it("checks signatures too (wrong secret rejected)", function()
     local bad = client{ secret_key = "nope" }

@@ -26,7 +26,8 @@ describe("sbot.s3 against s3rver", function()
     if tmp then os.execute("rm -rf " .. helpers.shquote(tmp)) end
   end)
 
-  require("s3checks").define(it, function() return { client = c, bucket = "sbot", tmp = tmp } end)
+  require("s3checks").define(it, function() return { client = c, bucket = "sbot", tmp = tmp,
+    access_key = servers.access_key, secret_key = servers.secret_key } end)
 
   it("is rejected with a wrong secret key or an unknown access key", function()
     local bad = assert(s3.client{ endpoint = srv.endpoint, access_key = servers.access_key,

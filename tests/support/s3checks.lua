@@ -77,6 +77,24 @@ function M.define(it, get)
     assert.are.equal("789", g.body)
   end)
 
+  it("accepts a request signed from a URL-form path, and a presigned PUT (UNSIGNED-PAYLOAD)", function()
+    local t = get()
+    local sigv4 = require "sbot.sigv4"
+    local ep = t.client.endpoint
+    local sg = sigv4.sign { method = "PUT", url = "/" .. t.bucket .. "/enc/a%20b%2Bc%25", host = ep:match("^https?://([^/]+)"),
+      body = "url form", access_key = t.access_key, secret_key = t.secret_key, region = "us-east-1", service = "s3" }
+    local r = assert(http.request { method = "PUT", url = ep .. sg.uri, headers = sg.headers, body = "url form", tls = t.tls })
+    assert.are.equal(200, r.status, r.body)
+    assert.are.equal("url form", assert(t.client:get_object { bucket = t.bucket, key = "enc/a b+c%" }).body)
+    local url = assert(t.client:presign { bucket = t.bucket, key = "enc/presigned put", method = "PUT", expires = 300 })
+    assert.matches("X%-Amz%-SignedHeaders=host&", url)
+    r = assert(http.request { method = "PUT", url = url, body = "sent without credentials", tls = t.tls })
+    assert.are.equal(200, r.status, r.body)
+    assert.are.equal("sent without credentials", assert(t.client:get_object { bucket = t.bucket, key = "enc/presigned put" }).body)
+    -- the URL is for PUT only
+    assert.are.equal(403, assert(http.request { method = "GET", url = url, tls = t.tls }).status)
+  end)
+
   it("fails verify_sha256 when the bytes do not match the stored SHA-256, and removes the file", function()
     local t = get()
     local wrong = string.rep("0", 64)
