@@ -4,7 +4,8 @@
  * the directory) that return the SHA-256 of what was written. Hashing of
  * files and byte ranges is sbot.crypto.
  *
- * Expected failures return nil, "what: path: strerror", errno-name; misuse
+ * Expected failures return nil, "what: path: strerror", the errno name
+ * ("ENOENT", "EROFS", ...: docs/errors.md); misuse
  * raises. Files are held in userdata with a shared __gc/__close release, so
  * nothing leaks when an error unwinds. */
 #define _GNU_SOURCE
@@ -32,11 +33,42 @@ static int fail(lua_State *L, const char *what, const char *path, int err)
 {
     lua_pushnil(L);
     lua_pushfstring(L, "%s: %s: %s", what, path, strerror(err));
-    const char *code = err == ENOENT ? "ENOENT" : err == EACCES ? "EACCES" : err == EEXIST ? "EEXIST"
-                     : err == ENOTDIR ? "ENOTDIR" : err == EISDIR ? "EISDIR" : err == ENOSPC ? "ENOSPC"
-                     : "EIO";
-    lua_pushstring(L, code);
+    lua_pushstring(L, sbot_errno_name(err)); /* the real name: EROFS, EPERM, ENOSPC, ... */
     return 3;
+}
+
+/* A permission mode at idx: a string of octal digits ("0600", "755") or an
+ * integer from 0 to 0777 (tonumber("600", 8), 0x180). Lua has no octal
+ * literals: 0600 is the decimal 600 (octal 1130), refused with that hint.
+ * nil gives dflt. */
+static lua_Integer check_mode(lua_State *L, int idx, lua_Integer dflt, const char *what)
+{
+    idx = lua_absindex(L, idx);
+    if (lua_isnoneornil(L, idx))
+        return dflt;
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        size_t n;
+        const char *str = lua_tolstring(L, idx, &n);
+        lua_Integer m = 0;
+        if (n < 1 || n > 4 || strspn(str, "01234567") != n)
+            return luaL_error(L, "%s must be octal permission digits such as \"0600\", got \"%s\"",
+                              what, str);
+        for (size_t i = 0; i < n; i++)
+            m = m * 8 + (str[i] - '0');
+        if (m > 0777)
+            return luaL_error(L, "%s: \"%s\": only permission bits (up to 0777) are supported", what,
+                              str);
+        return m;
+    }
+    if (!lua_isinteger(L, idx))
+        return luaL_error(L, "%s must be a string of octal digits (\"0600\") or an integer, got %s",
+                          what, luaL_typename(L, idx));
+    lua_Integer m = lua_tointeger(L, idx);
+    if (m < 0 || m > 0777)
+        return luaL_error(L, "%s: %I is not a permission mode (0 to 0777); Lua has no octal literals "
+                             "(0600 is the decimal 600): write \"0600\" or tonumber(\"600\", 8)",
+                          what, m);
+    return m;
 }
 
 /* ---- atomic write -------------------------------------------------------- */
@@ -103,11 +135,26 @@ static int abort_write(lua_State *L, struct filebox *b, const char *what, const 
     return fail(L, what, path, e);
 }
 
-/* fsio.write_atomic(path, source) -> {size, sha256} | nil, err, code
- * source: a string of content, or {file = path} streamed. */
+/* fsio.write_atomic(path, source [, {mode = 0600}]) -> {size, sha256} | nil, err, code
+ * source: a string of content, or {file = path} streamed. mode: the file's
+ * permission bits, set (not masked by the umask) before any data goes in. */
 static int l_write_atomic(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
+    lua_Integer mode = -1;
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        lua_pushnil(L);
+        while (lua_next(L, 3)) {
+            lua_pop(L, 1);
+            if (lua_type(L, -1) != LUA_TSTRING || strcmp(lua_tostring(L, -1), "mode") != 0)
+                return luaL_error(L, "fsio.write_atomic: unknown option '%s' (expected mode)",
+                                  luaL_tolstring(L, -1, NULL));
+        }
+        lua_getfield(L, 3, "mode");
+        mode = check_mode(L, -1, -1, "fsio.write_atomic: 'mode'");
+        lua_settop(L, 2);
+    }
     size_t datalen = 0;
     const char *data = NULL, *srcpath = NULL;
     if (lua_type(L, 2) == LUA_TSTRING) {
@@ -142,12 +189,16 @@ static int l_write_atomic(lua_State *L)
     char suffix[13];
     sbot_hex(rnd, sizeof rnd, suffix);
     snprintf(b->tmp, sizeof b->tmp, "%s.tmp-%s", path, suffix);
-    b->fd = open(b->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    /* with a mode the file is created owner-only, then given exactly that
+     * mode, before any byte of (possibly secret) data goes in */
+    b->fd = open(b->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode >= 0 ? 0600 : 0644);
     if (b->fd < 0) {
         int e = errno;
         b->tmp[0] = '\0';
         return abort_write(L, b, "create", path, e);
     }
+    if (mode >= 0 && fchmod(b->fd, (mode_t)mode) != 0)
+        return abort_write(L, b, "chmod", path, errno);
     long long total = 0;
     if (data) {
         EVP_DigestUpdate(b->md, data, datalen);
@@ -267,13 +318,12 @@ static int l_list(lua_State *L)
     return 1;
 }
 
-/* fsio.mkdirs(path [, mode]) -> true | nil, err, code (mkdir -p) */
+/* fsio.mkdirs(path [, mode = "0755"]) -> true | nil, err, code (mkdir -p) */
 static int l_mkdirs(lua_State *L)
 {
     size_t n;
     const char *path = luaL_checklstring(L, 1, &n);
-    lua_Integer mode = luaL_optinteger(L, 2, 0755);
-    luaL_argcheck(L, mode >= 0 && mode <= 07777, 2, "mode must be permission bits (0 to 0x0fff)");
+    lua_Integer mode = check_mode(L, 2, 0755, "fsio.mkdirs: mode");
     char buf[PATH_MAX];
     if (n == 0 || n >= sizeof buf) return luaL_argerror(L, 1, "empty or too long path");
     memcpy(buf, path, n + 1);

@@ -2,12 +2,20 @@
  * -> housekeep), the same machinery for components written in C and in Lua.
  *
  * A component is defined once from a spec table {name, description, schema,
- * discover, plan, apply, undo, housekeep}; define() returns a module with
- * .new(config [, opts]) and registers it as package.loaded["sbot.component.<name>"].
- * An instance is a plain table (its metatable names the module) whose fields
- * hold the results of each phase; every phase runs protected, and its outcome
- * (start, end, duration, error with traceback) is recorded in self.phases.
- * Phase errors never escape, except Ctrl-C ("interrupted!"), which stops the run. */
+ * open, discover, plan, apply, undo, housekeep, hooks}; define() returns a
+ * module with .new(config [, opts]) and registers it as
+ * package.loaded["sbot.component.<name>"]. An instance is a plain table (its
+ * metatable names the module) whose fields hold the results of each phase;
+ * every phase runs protected, and its outcome (start, end, duration, error
+ * with traceback) is recorded in self.phases.
+ *
+ * A component that holds a connection declares open(self) -> resource: it is
+ * called once, lazily, before the first phase function that runs, kept as
+ * self.resource (never part of the results) and passed as the last argument
+ * to every phase function. c:close() closes it; execute() always does, also
+ * when Ctrl-C or a stop request ("interrupted!") unwinds it.
+ * Phase errors never escape, except "interrupted!", which stops the run
+ * (after the phase is recorded as failed and the resource closed). */
 #define _GNU_SOURCE
 #include "sbot.h"
 #include "util.h"
@@ -23,7 +31,8 @@
 #define INSTANCE_NAME "sbot.component"
 
 static const char *const phase_names[] = {"discover", "process", "housekeep", NULL};
-static const char *const spec_functions[] = {"discover", "plan", "apply", "undo", "housekeep", NULL};
+static const char *const spec_functions[] = {"open", "discover", "plan", "apply", "undo",
+                                             "housekeep", NULL};
 
 /* ---- small helpers --------------------------------------------------------- */
 
@@ -133,14 +142,22 @@ static int is_interrupt(lua_State *L, int idx)
 }
 
 /* Protected call of the function below nargs arguments on the top, with a
- * traceback. Returns the pcall status; leaves one result or the error. */
-static int pcall_tb(lua_State *L, int nargs)
+ * traceback. Returns the pcall status; leaves one result or the error. An
+ * interruption is returned like any error (the caller re-raises it). */
+static int pcall_tb_keep(lua_State *L, int nargs)
 {
     int base = lua_gettop(L) - nargs;
     lua_pushcfunction(L, sbot_traceback);
     lua_insert(L, base);
     int st = lua_pcall(L, nargs, 1, base);
     lua_remove(L, base);
+    return st;
+}
+
+/* The same, re-raising an interruption at once. */
+static int pcall_tb(lua_State *L, int nargs)
+{
+    int st = pcall_tb_keep(L, nargs);
     if (st != LUA_OK && is_interrupt(L, -1))
         lua_error(L);
     return st;
@@ -154,6 +171,177 @@ static void mark_failed(lua_State *L, int self, const char *phase, int msg)
     lua_setfield(L, self, "error");
 }
 
+/* ---- the component's resource (spec.open) ----------------------------------- */
+
+/* Push self.resource, opening it first with spec.open(self) if the spec has
+ * one and it is not open yet; pushes nil for a component without open. Runs
+ * inside a phase's protected call: open raising, or returning nil[, err],
+ * fails that phase. */
+static void push_resource(lua_State *L, int self)
+{
+    self = lua_absindex(L, self);
+    lua_pushliteral(L, "resource");
+    if (lua_rawget(L, self) != LUA_TNIL)
+        return;
+    lua_pop(L, 1);
+    if (!push_spec_fn(L, self, "open")) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        return;
+    }
+    lua_pushvalue(L, self);
+    lua_call(L, 1, 2);
+    if (lua_isnil(L, -2)) {
+        if (lua_isnil(L, -1))
+            luaL_error(L, "open: returned no resource");
+        luaL_error(L, "open: %s", luaL_tolstring(L, -1, NULL));
+    }
+    lua_pop(L, 1);
+    lua_pushliteral(L, "resource");
+    lua_pushvalue(L, -2);
+    lua_rawset(L, self);
+    sbot_log(L, SBOT_DEBUG, "%s: resource opened", instance_label(L, self));
+    lua_pop(L, 1);
+}
+
+/* Protected body of close: arg 1 the resource. res:close() if it has a close
+ * method (a `nil, err` return is a failure), else its __close metamethod. */
+static int close_body(lua_State *L)
+{
+    int t = lua_type(L, 1);
+    if (t != LUA_TTABLE && t != LUA_TUSERDATA)
+        return 0;
+    int indexable = t == LUA_TTABLE || luaL_getmetafield(L, 1, "__index") != LUA_TNIL;
+    lua_settop(L, 1);
+    if (indexable && lua_getfield(L, 1, "close") == LUA_TFUNCTION) {
+        lua_pushvalue(L, 1);
+        lua_call(L, 1, 2);
+        if (lua_isnil(L, -2) && !lua_isnil(L, -1))
+            return luaL_error(L, "%s", luaL_tolstring(L, -1, NULL));
+        return 0;
+    }
+    lua_settop(L, 1);
+    if (luaL_getmetafield(L, 1, "__close") != LUA_TNIL) {
+        lua_pushvalue(L, 1);
+        lua_pushnil(L);
+        lua_call(L, 2, 0);
+    }
+    return 0;
+}
+
+/* Close self.resource if open (self.resource is cleared first, so a second
+ * close does nothing). Returns -1 when nothing was open, else the pcall
+ * status; on failure the redacted message is left on the stack. An
+ * interruption while closing is re-raised. */
+static int close_resource(lua_State *L, int self)
+{
+    self = lua_absindex(L, self);
+    lua_pushliteral(L, "resource");
+    if (lua_rawget(L, self) == LUA_TNIL) {
+        lua_pop(L, 1);
+        return -1;
+    }
+    lua_pushliteral(L, "resource");
+    lua_pushnil(L);
+    lua_rawset(L, self);
+    lua_pushcfunction(L, close_body);
+    lua_insert(L, -2);
+    int st = pcall_tb(L, 1);
+    if (st == LUA_OK) {
+        lua_pop(L, 1);
+        sbot_log(L, SBOT_DEBUG, "%s: resource closed", instance_label(L, self));
+        lua_pop(L, 1);
+        return st;
+    }
+    push_error_parts(L, -1);
+    lua_pop(L, 1);   /* traceback: the message is what callers report */
+    lua_remove(L, -2); /* the raw error */
+    return st;
+}
+
+/* c:close() -> true | nil, err: close the resource opened by spec.open
+ * (idempotent; nothing open is fine). */
+static int m_close(lua_State *L)
+{
+    check_instance(L, 1);
+    lua_settop(L, 1);
+    if (close_resource(L, 1) > 0) {
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* __close of an instance: `local c <close> = M.new(...)` closes its resource.
+ * A failure to close is logged (a __close must not raise over another error). */
+static int m_gc_close(lua_State *L)
+{
+    if (close_resource(L, 1) > 0) {
+        const char *msg = lua_tostring(L, -1);
+        const char *label = instance_label(L, 1);
+        sbot_log(L, SBOT_WARN, "%s: closing its resource failed: %s", label, msg);
+    }
+    return 0;
+}
+
+/* ---- hooks ------------------------------------------------------------------ */
+
+/* Push the function hook `name` resolves to for instance self: the site's
+ * hooks[name] if the site defines it, else the spec's default. Raises if the
+ * hook is not declared, or neither exists. */
+static void push_hook(lua_State *L, int self, const char *name)
+{
+    self = lua_absindex(L, self);
+    int top = lua_gettop(L);
+    check_instance(L, self);          /* top+1: the module */
+    lua_getfield(L, top + 1, "spec"); /* top+2 */
+    lua_getfield(L, top + 2, "hooks"); /* top+3 */
+    if (lua_type(L, top + 3) != LUA_TTABLE || lua_getfield(L, top + 3, name) != LUA_TTABLE) {
+        instance_label(L, self);
+        luaL_error(L, "%s: hook '%s' is not declared in the component's spec (hooks = {...})",
+                   lua_tostring(L, -1), name);
+    }
+    /* top+4: the declaration */
+    lua_getfield(L, self, "site"); /* top+5 */
+    if (lua_type(L, top + 5) == LUA_TTABLE && lua_getfield(L, top + 5, "hooks") == LUA_TTABLE &&
+        lua_getfield(L, top + 6, name) == LUA_TFUNCTION) {
+        sbot_log(L, SBOT_DEBUG, "%s: hook %s: the site's", instance_label(L, self), name);
+        lua_pop(L, 1);
+    } else {
+        lua_settop(L, top + 4);
+        if (lua_getfield(L, top + 4, "default") != LUA_TFUNCTION) {
+            instance_label(L, self);
+            luaL_error(L, "%s: hook '%s': the site defines no hooks.%s and the component has "
+                       "no default", lua_tostring(L, -1), name, name);
+        }
+    }
+    lua_replace(L, top + 1);
+    lua_settop(L, top + 1);
+}
+
+int sbot_component_hook(lua_State *L, int self, const char *name, int nargs)
+{
+    self = lua_absindex(L, self);
+    luaL_checkstack(L, 8, "component hook");
+    push_hook(L, self, name);
+    lua_insert(L, -(nargs + 1));
+    lua_call(L, nargs, 1);
+    return 1;
+}
+
+/* c:hook(name, ...) -> what the hook returns */
+static int m_hook(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 2);
+    push_hook(L, 1, name);
+    lua_replace(L, 2);
+    lua_remove(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
 /* ---- phases ---------------------------------------------------------------- */
 
 /* Run the function below nargs args on the stack as phase `phase` of self:
@@ -165,10 +353,11 @@ static int run_phase(lua_State *L, int self, const char *phase, int nargs)
     self = lua_absindex(L, self);
     sbot_utc_iso(started, sizeof started);
     double t0 = mono_ms();
-    int st = pcall_tb(L, nargs);
+    int st = pcall_tb_keep(L, nargs);
     double ms = mono_ms() - t0;
     sbot_utc_iso(ended, sizeof ended);
     int res = lua_gettop(L);
+    int interrupted = st != LUA_OK && is_interrupt(L, res);
 
     lua_createtable(L, 0, 7);
     int rec = lua_gettop(L);
@@ -190,6 +379,8 @@ static int run_phase(lua_State *L, int self, const char *phase, int nargs)
     lua_pushvalue(L, rec);
     lua_setfield(L, -2, phase);
     lua_pop(L, 2); /* phases, rec */
+    if (interrupted)
+        lua_error(L); /* recorded; the run stops (execute closes first) */
     if (st != LUA_OK) {
         lua_pop(L, 1); /* the error */
         return 0;
@@ -236,9 +427,12 @@ static const char *earlier_failure(lua_State *L, int self, const char *phase)
 static int phase_result_table(lua_State *L)
 {
     /* upvalue 1: function, upvalue 2: phase name; args: self */
+    lua_settop(L, 1);
+    push_resource(L, 1);
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_pushvalue(L, 1);
-    lua_call(L, 1, 1);
+    lua_pushvalue(L, 2);
+    lua_call(L, 2, 1);
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
         lua_newtable(L);
@@ -344,7 +538,7 @@ static void push_change_record(lua_State *L, lua_Integer i, int change)
 
 /* Undo changes applied[n..1] (records in processing.applied). Each undo's
  * outcome goes to processing.undone. */
-static void rollback(lua_State *L, int self, int plan, int processing, lua_Integer napplied)
+static void rollback(lua_State *L, int self, int plan, int processing, lua_Integer napplied, int res)
 {
     push_array(L);
     int undone = lua_gettop(L);
@@ -363,8 +557,9 @@ static void rollback(lua_State *L, int self, int plan, int processing, lua_Integ
         } else {
             lua_pushvalue(L, self);
             lua_pushvalue(L, change);
+            lua_pushvalue(L, res);
             double t0 = mono_ms();
-            int st = pcall_tb(L, 2);
+            int st = pcall_tb(L, 3);
             lua_pushinteger(L, (lua_Integer)floor(mono_ms() - t0 + 0.5));
             lua_setfield(L, rec, "ms");
             lua_pushboolean(L, st == LUA_OK);
@@ -406,9 +601,14 @@ static int process_body(lua_State *L)
     lua_pushvalue(L, processing);
     lua_setfield(L, self, "processing");
 
+    lua_pushnil(L); /* the resource, opened when a phase function needs it */
+    int res = lua_gettop(L);
     if (push_spec_fn(L, self, "plan")) {
+        push_resource(L, self);
+        lua_replace(L, res);
         lua_pushvalue(L, self);
-        lua_call(L, 1, 1);
+        lua_pushvalue(L, res);
+        lua_call(L, 2, 1);
     } else {
         lua_pop(L, 1);
         lua_pushnil(L);
@@ -437,8 +637,9 @@ static int process_body(lua_State *L)
         lua_pushvalue(L, apply_fn);
         lua_pushvalue(L, self);
         lua_pushvalue(L, change);
+        lua_pushvalue(L, res);
         double t0 = mono_ms();
-        int st = pcall_tb(L, 2);
+        int st = pcall_tb(L, 3);
         lua_pushinteger(L, (lua_Integer)floor(mono_ms() - t0 + 0.5));
         lua_setfield(L, rec, "ms");
         if (st != LUA_OK) {
@@ -455,7 +656,7 @@ static int process_body(lua_State *L)
             lua_pushvalue(L, -2);
             lua_setfield(L, -2, "traceback");
             lua_setfield(L, processing, "failed");
-            rollback(L, self, plan, processing, i - 1);
+            rollback(L, self, plan, processing, i - 1, res);
             lua_getfield(L, change, "resource");
             lua_getfield(L, change, "action");
             return luaL_error(L, "change %d of %d (%s %s) failed: %s; %d applied change(s) undone",
@@ -553,6 +754,8 @@ static void reset(lua_State *L, int self)
     }
     lua_newtable(L);
     lua_setfield(L, self, "phases");
+    lua_newtable(L); /* a failed or skipped component still has a discovery table */
+    lua_setfield(L, self, "discovery");
     push_array(L);
     lua_setfield(L, self, "artifacts");
     set_string(L, self, "status", "pending");
@@ -561,12 +764,12 @@ static void reset(lua_State *L, int self)
 /* c:results() -> the uniform, JSON-serialisable results table */
 static int m_results(lua_State *L)
 {
-    static const char *const fields[] = {"component", "id", "status", "mode", "error", "phases",
-                                         "discovery", "plan", "processing", "housekeeping",
-                                         "artifacts", NULL};
+    static const char *const fields[] = {"component", "id", "step", "status", "mode", "error",
+                                         "phases", "discovery", "plan", "processing",
+                                         "housekeeping", "artifacts", NULL};
     check_instance(L, 1);
     lua_settop(L, 1);
-    lua_createtable(L, 0, 11);
+    lua_createtable(L, 0, 12);
     for (int i = 0; fields[i]; i++) {
         lua_pushstring(L, fields[i]);
         lua_rawget(L, 1); /* raw: "plan" must not find the method */
@@ -591,6 +794,78 @@ static int m_to_json(lua_State *L)
     const char *text = lua_tolstring(L, -1, &len);
     sbot_log_push_redacted(L, text, len);
     return 1;
+}
+
+/* The phases of execute, in lifecycle order, run protected by m_execute so
+ * that the resource is closed whatever happens.
+ * Args: self, want (int[3] as light userdata), mode, before_process. */
+static int execute_body(lua_State *L)
+{
+    const int *want = lua_touserdata(L, 2);
+    const char *mode = lua_tostring(L, 3);
+    for (int k = 0; phase_names[k]; k++) {
+        int top = lua_gettop(L);
+        if (!want[k])
+            continue;
+        if (k == 2 && strcmp(mode, "plan") == 0) {
+            record_skip(L, 1, "housekeep", "plan mode");
+            continue;
+        }
+        if (k == 1) {
+            lua_pushcfunction(L, m_process);
+            lua_pushvalue(L, 1);
+            lua_createtable(L, 0, 2);
+            set_string(L, -1, "mode", mode);
+            lua_pushvalue(L, 4);
+            lua_setfield(L, -2, "before");
+            lua_call(L, 2, 2);
+        } else {
+            lua_pushcfunction(L, k == 0 ? m_discover : m_housekeep);
+            lua_pushvalue(L, 1);
+            lua_call(L, 1, 2);
+        }
+        lua_settop(L, top);
+    }
+    return 0;
+}
+
+/* Close self's resource if one is open and record it as phases.close; a
+ * failure to close fails the component (a leaked session is a real problem
+ * on a BMC) unless it failed already. */
+static void record_close(lua_State *L, int self)
+{
+    char started[40], ended[40];
+    self = lua_absindex(L, self);
+    sbot_utc_iso(started, sizeof started);
+    double t0 = mono_ms();
+    int st = close_resource(L, self);
+    if (st < 0)
+        return;
+    double ms = mono_ms() - t0;
+    sbot_utc_iso(ended, sizeof ended);
+    lua_createtable(L, 0, 5);
+    int rec = lua_gettop(L);
+    set_string(L, rec, "started", started);
+    set_string(L, rec, "ended", ended);
+    lua_pushinteger(L, (lua_Integer)floor(ms + 0.5));
+    lua_setfield(L, rec, "ms");
+    lua_pushboolean(L, st == LUA_OK);
+    lua_setfield(L, rec, "ok");
+    if (st != LUA_OK) {
+        lua_pushvalue(L, rec - 1);
+        lua_setfield(L, rec, "error");
+        lua_getfield(L, self, "status");
+        int failed = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "failed") == 0;
+        lua_pop(L, 1);
+        if (!failed)
+            mark_failed(L, self, "close", rec - 1);
+    }
+    lua_getfield(L, self, "phases");
+    lua_pushvalue(L, rec);
+    lua_setfield(L, -2, "close");
+    lua_pop(L, 2);
+    if (st != LUA_OK)
+        lua_pop(L, 1);
 }
 
 /* c:execute{phases = {...}, mode = "apply"|"plan", strict = bool, before_process = fn} */
@@ -634,29 +909,17 @@ static int m_execute(lua_State *L)
 
     reset(L, 1);
     set_string(L, 1, "mode", mode);
-    for (int k = 0; phase_names[k]; k++) {
-        int top = lua_gettop(L);
-        if (!want[k])
-            continue;
-        if (k == 2 && strcmp(mode, "plan") == 0) {
-            record_skip(L, 1, "housekeep", "plan mode");
-            continue;
-        }
-        if (k == 1) {
-            lua_pushcfunction(L, m_process);
-            lua_pushvalue(L, 1);
-            lua_createtable(L, 0, 2);
-            set_string(L, -1, "mode", mode);
-            lua_pushvalue(L, 3);
-            lua_setfield(L, -2, "before");
-            lua_call(L, 2, 2);
-        } else {
-            lua_pushcfunction(L, k == 0 ? m_discover : m_housekeep);
-            lua_pushvalue(L, 1);
-            lua_call(L, 1, 2);
-        }
-        lua_settop(L, top);
-    }
+    lua_pushcfunction(L, execute_body);
+    lua_pushvalue(L, 1);
+    lua_pushlightuserdata(L, want);
+    lua_pushstring(L, mode);
+    lua_pushvalue(L, 3);
+    int st = lua_pcall(L, 4, 0, 0);
+    /* the resource is closed whatever happened, also when Ctrl-C or a stop
+     * request unwinds the phases; then that error goes on */
+    record_close(L, 1);
+    if (st != LUA_OK)
+        lua_error(L);
     lua_getfield(L, 1, "status");
     if (strcmp(lua_tostring(L, -1), "pending") == 0)
         set_string(L, 1, "status", "skipped");
@@ -698,7 +961,7 @@ static int m_tostring(lua_State *L)
 /* ---- define / new ---------------------------------------------------------- */
 
 /* Module.new(config [, opts]) -> instance | nil, err, "config"
- * opts: {id = "r630-01", artifact_dir = dir, site = site, server = server}.
+ * opts: {id = "r630-01", step = "boot_disk", artifact_dir = dir, site = site, server = server}.
  * Upvalues: 1 module, 2 instance metatable. */
 static int l_new(lua_State *L)
 {
@@ -741,6 +1004,9 @@ static int l_new(lua_State *L)
     lua_pushvalue(L, name_idx);
     if (lua_istable(L, 2)) {
         static const char *const opt_fields[] = {"artifact_dir", "site", "server", NULL};
+        if (lua_getfield(L, 2, "step") != LUA_TNIL && lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(L, "%s.new: opts.step must be a string", name);
+        lua_setfield(L, self, "step");
         if (lua_getfield(L, 2, "id") != LUA_TNIL) {
             if (lua_type(L, -1) != LUA_TSTRING)
                 return luaL_error(L, "%s.new: opts.id must be a string", name);
@@ -784,11 +1050,55 @@ static void ensure_metatables(lua_State *L)
         static const luaL_Reg methods[] = {
             {"discover", m_discover}, {"plan", m_plan},       {"process", m_process},
             {"housekeep", m_housekeep}, {"execute", m_execute}, {"results", m_results},
-            {"to_json", m_to_json},   {"artifact", m_artifact}, {NULL, NULL}};
+            {"to_json", m_to_json},   {"artifact", m_artifact}, {"close", m_close},
+            {"hook", m_hook},         {NULL, NULL}};
         lua_pop(L, 1);
         luaL_newlib(L, methods);
         lua_pushvalue(L, -1);
         lua_setfield(L, LUA_REGISTRYINDEX, METHODS_KEY);
+    }
+    lua_pop(L, 1);
+}
+
+/* spec.hooks: {name = {description = "...", default = function}}; raises on
+ * a bad declaration, naming the component and the hook. */
+static void check_hooks(lua_State *L, int spec, const char *name)
+{
+    int t = lua_getfield(L, spec, "hooks");
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        return;
+    }
+    if (t != LUA_TTABLE)
+        luaL_error(L, "component.define %s: hooks must be a table {name = {description, "
+                   "default}}, got %s", name, lua_typename(L, t));
+    int hooks = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, hooks)) {
+        const char *h = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        if (!is_identifier(h))
+            luaL_error(L, "component.define %s: hooks: a hook name must be an identifier, got %s",
+                       name, h ? h : luaL_typename(L, -2));
+        if (lua_type(L, -1) != LUA_TTABLE)
+            luaL_error(L, "component.define %s: hooks.%s must be a table {description = "
+                       "string, default = function}, got %s", name, h, luaL_typename(L, -1));
+        int decl = lua_gettop(L);
+        lua_pushnil(L);
+        while (lua_next(L, decl)) {
+            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+            if (!k || (strcmp(k, "description") != 0 && strcmp(k, "default") != 0))
+                luaL_error(L, "component.define %s: hooks.%s: unknown field '%s' (expected "
+                           "description, default)", name, h, k ? k : luaL_typename(L, -2));
+            lua_pop(L, 1);
+        }
+        if (lua_getfield(L, decl, "description") != LUA_TSTRING)
+            luaL_error(L, "component.define %s: hooks.%s.description must be a string (it is "
+                       "what `sbot help component` shows)", name, h);
+        int d = lua_getfield(L, decl, "default");
+        if (d != LUA_TNIL && d != LUA_TFUNCTION)
+            luaL_error(L, "component.define %s: hooks.%s.default must be a function, got %s",
+                       name, h, lua_typename(L, d));
+        lua_pop(L, 3);
     }
     lua_pop(L, 1);
 }
@@ -818,18 +1128,20 @@ int sbot_component_define(lua_State *L, int spec)
     lua_pop(L, 2);
     lua_pushnil(L);
     while (lua_next(L, spec)) {
-        static const char *const known[] = {"name", "description", "schema", "discover", "plan",
-                                            "apply", "undo", "housekeep", NULL};
+        static const char *const known[] = {"name", "description", "schema", "open",
+                                            "discover", "plan", "apply", "undo", "housekeep",
+                                            "hooks", NULL};
         const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
         int ok = 0;
         for (int i = 0; k && known[i]; i++)
             ok |= strcmp(k, known[i]) == 0;
         if (!ok)
             return luaL_error(L, "component.define %s: unknown field '%s' (expected name, "
-                              "description, schema, discover, plan, apply, undo, housekeep)",
-                              name, k ? k : luaL_typename(L, -2));
+                              "description, schema, open, discover, plan, apply, undo, "
+                              "housekeep, hooks)", name, k ? k : luaL_typename(L, -2));
         lua_pop(L, 1);
     }
+    check_hooks(L, spec, name);
     int st = lua_getfield(L, spec, "description");
     if (st != LUA_TNIL && st != LUA_TSTRING)
         return luaL_error(L, "component.define %s: description must be a string", name);
@@ -842,8 +1154,10 @@ int sbot_component_define(lua_State *L, int spec)
     int schema = lua_gettop(L);
 
     /* the module */
-    lua_createtable(L, 0, 5);
+    lua_createtable(L, 0, 6);
     int mod = lua_gettop(L);
+    lua_getfield(L, spec, "hooks");
+    lua_setfield(L, mod, "hooks");
     lua_pushvalue(L, name_idx);
     lua_setfield(L, mod, "name");
     lua_pushvalue(L, description);
@@ -861,6 +1175,8 @@ int sbot_component_define(lua_State *L, int spec)
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, m_tostring);
     lua_setfield(L, -2, "__tostring");
+    lua_pushcfunction(L, m_gc_close);
+    lua_setfield(L, -2, "__close");
     lua_pushvalue(L, mod);
     lua_setfield(L, -2, "module");
     int imt = lua_gettop(L);

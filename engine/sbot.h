@@ -46,10 +46,20 @@ void sbot_log_push_redacted(lua_State *L, const char *s, size_t len);
 /* ---- components (lifecycle.c) ------------------------------------------- */
 
 /* Define a component from the spec table at index spec ({name, description,
- * schema, discover, plan, apply, undo, housekeep}; phase functions may be C
- * functions). Pushes the module (with .new) and registers it as
- * package.loaded["sbot.component.<name>"]. Raises on a bad spec. */
+ * schema, open, discover, plan, apply, undo, housekeep, hooks}; phase
+ * functions may be C functions). Pushes the module (with .new) and registers
+ * it as package.loaded["sbot.component.<name>"]. Raises on a bad spec.
+ * Phase functions get the resource open(self) returned as their last
+ * argument: discover(self, res), plan(self, res), apply(self, change, res),
+ * undo(self, change, res), housekeep(self, res). */
 int sbot_component_define(lua_State *L, int spec);
+
+/* Call the hook `name` that the component's spec declares (hooks = {name =
+ * {description, default}}) for the instance at index self: the site's
+ * hooks[name] if the site defines it, else the declared default. The nargs
+ * arguments are on the stack top; they are replaced by the hook's first
+ * result. Returns 1. Raises if the hook is not declared or has neither. */
+int sbot_component_hook(lua_State *L, int self, const char *name, int nargs);
 
 /* ---- C API of the protocol primitives (extension library) ---------------
  * Stack-based, like the Lua API: the arguments are stack indices or C values;

@@ -1,7 +1,8 @@
 /* util.c: helpers shared by the C modules (see util.h): hex and base64
  * (crypto.c, sigv4.c, fsio.c, httpd.c, ws.c), the secret-object test
  * (http.c, ws.c, fleet.c), UTC timestamps (sys.c, lifecycle.c), the SIGPIPE
- * guard (ws.c, iscsi.c). */
+ * guard (ws.c, iscsi.c), errno names (fsio.c, sys.c). */
+#define _GNU_SOURCE
 #include "util.h"
 
 #include <errno.h>
@@ -59,6 +60,12 @@ int sbot_is_secret(lua_State *L, int idx)
     int yes = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "sbot.secret") == 0;
     lua_pop(L, 1);
     return yes;
+}
+
+const char *sbot_errno_name(int e)
+{
+    const char *name = e ? strerrorname_np(e) : NULL;
+    return name ? name : "EUNKNOWN";
 }
 
 void sbot_utc_iso(char *out, size_t size)

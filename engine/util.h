@@ -23,6 +23,10 @@ size_t sbot_base64(const unsigned char *in, size_t n, char *out);
 /* Is the value at idx a secret object (metatable __name "sbot.secret")? */
 int sbot_is_secret(lua_State *L, int idx);
 
+/* The errno name of e ("ENOENT", "EROFS", ...): the code of an expected OS
+ * failure (docs/errors.md). "EUNKNOWN" for a value the C library cannot name. */
+const char *sbot_errno_name(int e);
+
 /* The wall clock as "2026-11-26T12:03:00.123Z" (out holds at least 32). */
 void sbot_utc_iso(char *out, size_t size);
 

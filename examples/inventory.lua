@@ -11,8 +11,8 @@ local wf = workflow.new {
   name = "inventory",
   description = "Log in to each server's iDRAC over Redfish and record model, service tag, "
     .. "power state, BIOS and NICs as an artifact of the run. Changes nothing.",
-  components = function(server, ctx)
-    return { assert(Inventory.new(ctx:config("bmc_inventory"), ctx:opts())) }
+  steps = function(server, ctx)
+    ctx:step(Inventory, ctx:config("bmc_inventory"))
   end,
 }
 

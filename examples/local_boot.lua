@@ -15,11 +15,10 @@ local wf = workflow.new {
   arguments = function(parser)
     parser:option("--size-mb", "Boot volume size in MiB.", "64"):convert(tonumber)
   end,
-  components = function(server, ctx)
-    local vol = assert(ScratchVolume.new(ctx:config("scratch_volume", { size_mb = ctx.args.size_mb }),
-      ctx:opts()))
-    local boot = assert(BootScript.new(ctx:config("boot_script"), ctx:opts()))
-    return { vol, boot }
+  steps = function(server, ctx)
+    local vol = ctx:step(ScratchVolume, ctx:config("scratch_volume", { size_mb = ctx.args.size_mb }))
+    -- the volume's path is known from its discovery, also in --plan
+    ctx:step(BootScript, ctx:config("boot_script", { volume = vol.discovery.path }))
   end,
 }
 

@@ -5,7 +5,7 @@
 --                 metadata = {...}}
 -- The entry that goes into results.artifacts is {key, type, size, sha256,
 -- metadata, path}: `path` is the local file (content is written to
--- <artifact_dir>/<id>/<component>/<key> at once, so nothing large stays in
+-- <artifact_dir>/<id>/<step or component>/<key> at once, so nothing large stays in
 -- memory and a fleet worker's artifacts survive the worker).
 local crypto = require "sbot.crypto"
 local fsio = require "sbot.fsio"
@@ -50,7 +50,7 @@ function M.record(self, spec)
       error("artifact " .. spec.key .. ": this instance has no artifact_dir "
         .. "(pass new(config, {artifact_dir = dir}) or record a file = path)", 2)
     end
-    local path = table.concat({ dir, self.id, self.component, spec.key }, "/")
+    local path = table.concat({ dir, self.id, self.step or self.component, spec.key }, "/")
     assert(fsio.mkdirs(path:match("^(.*)/[^/]*$")))
     local f = assert(io.open(path, "wb"))
     f:write(spec.content)
@@ -77,8 +77,9 @@ end
 --- Store every artifact of a list of results through sbot.store.
 -- opts: {run_id, run_dir, store = url or nil, store_opts = store.open's opts
 -- (credentials, tls) for that URL}. With a store URL, each artifact
--- goes under <run_id>/<server>/<component>/<key>; without one, into the
--- embedded file store file://<run_dir>/artifacts as <server>/<component>/<key>.
+-- goes under <run_id>/<server>/<step>/<key>; without one, into the
+-- embedded file store file://<run_dir>/artifacts as <server>/<step>/<key>
+-- (<step> is the step name a workflow gave, else the component name).
 -- Each entry gets `stored` = the object's URL (file://..., or s3://bucket/prefix/key:
 -- never a presigned URL). Returns true, or nil and the errors.
 function M.store_all(results, opts)
@@ -94,7 +95,7 @@ function M.store_all(results, opts)
   if not store then return nil, "artifact store " .. url .. ": " .. tostring(err) end
   for _, r in ipairs(results) do
     for _, a in ipairs(r.artifacts or {}) do
-      local rel = table.concat({ r.id or "-", r.component or "-", a.key }, "/")
+      local rel = table.concat({ r.id or "-", r.step or r.component or "-", a.key }, "/")
       local meta = { type = a.type }
       for k, v in pairs(a.metadata or {}) do meta[k] = tostring(v) end
       local res, perr = store:put(prefix .. rel, { file = a.path }, meta)

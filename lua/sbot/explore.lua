@@ -6,6 +6,8 @@
 --                             config = base < site.components[name] < server.components[name]
 --   discover(name, id [, config])   that instance after discover(); look at .discovery
 --   plan(name, id [, config])       after discover() and plan(); look at .plan (no writes)
+-- discover() and plan() close the component's resource (its open()) when done;
+-- component() leaves that to you (c:close()).
 local site_mod = require "sbot.site"
 
 local M = {}
@@ -33,11 +35,13 @@ function M.open(path)
   _G.discover = function(name, id, base)
     local c = component(name, id, base)
     c:discover()
+    c:close()
     return c
   end
   _G.plan = function(name, id, base)
     local c = component(name, id, base)
     if c:discover() then c:plan() end
+    c:close()
     return c
   end
   local ids = {}

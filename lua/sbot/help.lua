@@ -30,6 +30,22 @@ function M.component(name)
   local out = { "component " .. name }
   if mod.description then out[#out + 1] = "\n" .. mod.description end
   out[#out + 1] = "\nphases: " .. (#phases > 0 and table.concat(phases, ", ") or "none")
+  if mod.spec and mod.spec.open then
+    out[#out + 1] = "resource: open(self) once before the first phase; closed after the last"
+  end
+  local hooks = {}
+  for h in pairs(mod.hooks or {}) do hooks[#hooks + 1] = h end
+  table.sort(hooks)
+  if #hooks > 0 then
+    out[#out + 1] = "\nhooks (the site file's hooks = { NAME = function(...) end } overrides the default):"
+    local w = 0
+    for _, h in ipairs(hooks) do w = math.max(w, #h) end
+    for _, h in ipairs(hooks) do
+      local d = mod.hooks[h]
+      out[#out + 1] = string.format("  %-" .. w .. "s  %s%s", h, d.description,
+        d.default and "" or " (no default: the site must define it)")
+    end
+  end
   out[#out + 1] = "\nconfig (require \"sbot.component." .. name .. "\".new(config)):"
   if mod.schema and next(mod.schema) then
     out[#out + 1] = schema.describe(mod.schema)

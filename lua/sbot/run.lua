@@ -91,6 +91,15 @@ end
 
 local function pad(s, n) s = tostring(s); return s .. string.rep(" ", n - #s) end
 
+-- A result's component, with its step name when the workflow gave another
+-- (or a second step of the same component got "-2").
+local function label(r)
+  local c = r.component or "-"
+  if r.step and r.step ~= c then return c .. " (" .. r.step .. ")" end
+  return c
+end
+M.label = label
+
 --- The summary table text for a results list.
 function M.summary(record)
   local rows = { { "SERVER", "COMPONENT", "STATUS", "PLANNED", "APPLIED", "TIME" } }
@@ -99,11 +108,14 @@ function M.summary(record)
     local p = r.processing or {}
     local ms = 0
     for _, ph in pairs(r.phases or {}) do ms = ms + (ph.ms or 0) end
-    rows[#rows + 1] = { r.id or "-", r.component or "-", r.status or "?",
+    rows[#rows + 1] = { r.id or "-", label(r), r.status or "?",
       r.plan and #r.plan or (p.planned or "-"), p.applied and #p.applied or "-",
       string.format("%d ms", ms) }
-    if r.error then errors[#errors + 1] = string.format("%s %s: %s", r.id or "-", r.component or "-",
-      (tostring(r.error):gsub("\nstack traceback:.*", ""))) end
+    if r.error then errors[#errors + 1] = string.format("error: %s %s: %s", r.id or "-", label(r),
+      (tostring(r.error):gsub("\nstack traceback:.*", "")))
+    elseif r.status == "skipped" and r.reason then
+      errors[#errors + 1] = string.format("skipped: %s %s: %s", r.id or "-", label(r), r.reason)
+    end
   end
   local widths = {}
   for _, row in ipairs(rows) do
@@ -116,7 +128,7 @@ function M.summary(record)
     for i, c in ipairs(row) do cells[i] = pad(c, widths[i]) end
     out[#out + 1] = (table.concat(cells, "  "):gsub("%s+$", ""))
   end
-  for _, e in ipairs(errors) do out[#out + 1] = "error: " .. e end
+  for _, e in ipairs(errors) do out[#out + 1] = e end
   if record.artifact_error then out[#out + 1] = "error: artifacts: " .. record.artifact_error end
   return log.redact(table.concat(out, "\n")) .. "\n"
 end
@@ -180,7 +192,7 @@ end
 function M.format_plan(record)
   local out = {}
   for _, r in ipairs(record.results) do
-    local header = string.format("%s / %s", r.id or "-", r.component or "-")
+    local header = string.format("%s / %s", r.id or "-", label(r))
     if r.status == "failed" then
       out[#out + 1] = header .. ": FAILED: " .. (tostring(r.error):gsub("\nstack traceback:.*", ""))
     elseif not r.plan or #r.plan == 0 then

@@ -1,15 +1,21 @@
 --- sbot.workflow: what every workflow script shares - its command line
 -- (argparse, with --help generated from the workflow's own declarations),
--- loading the site, picking servers, a run record, running the components of
--- each server in a fleet worker under the server's lock, the summary table,
--- --plan diff and --json output, and the exit status.
+-- loading the site, picking servers, a run record, site-wide steps, each
+-- server's steps in a fleet worker under the server's lock, the summary
+-- table, --plan diff and --json output, and the exit status.
 --
 --   local workflow = require "sbot.workflow"
+--   local Disk = require "sbot.component.scratch_volume"
+--   local Boot = require "sbot.component.boot_script"
 --   local wf = workflow.new {
 --     name = "demo", description = "...",
 --     arguments = function(parser) parser:option("--size", "disk size", "10G") end,
---     components = function(server, ctx)   -- runs in the server's worker
---       return { Disk.new(ctx:config("disk", { size = ctx.args.size }), ctx:opts()) }
+--     site_steps = function(ctx)          -- once per run, before the servers
+--       ctx:step(Bucket, ctx:config("bucket"))
+--     end,
+--     steps = function(server, ctx)       -- runs in the server's worker
+--       local disk = ctx:step(Disk, ctx:config("scratch_volume", { size = ctx.args.size }))
+--       ctx:step(Boot, { target = disk.discovery.path })
 --     end,
 --   }
 --   os.exit(wf:main(arg), true)
@@ -28,18 +34,31 @@ M.__index = M
 local PHASES = { discover = true, process = true, housekeep = true }
 
 --- Define a workflow. spec: {name, description, epilog, arguments = fn(parser),
--- components = fn(server, ctx) -> list of component instances, site = "required"|"optional"}.
+-- steps = fn(server, ctx) (or the older components = fn(server, ctx) -> list of
+-- component instances), site_steps = fn(ctx) (optional)}.
 function M.new(spec)
   if type(spec) ~= "table" then error("workflow.new: expected a table", 2) end
   if type(spec.name) ~= "string" then error("workflow.new: name must be a string", 2) end
-  if type(spec.components) ~= "function" then
-    error("workflow.new " .. spec.name .. ": components must be a function(server, ctx)", 2)
+  for k in pairs(spec) do
+    if not (k == "name" or k == "description" or k == "epilog" or k == "arguments" or k == "steps"
+        or k == "components" or k == "site_steps") then
+      error("workflow.new " .. spec.name .. ": unknown field '" .. tostring(k) .. "' (expected name, "
+        .. "description, epilog, arguments, steps, components, site_steps)", 2)
+    end
   end
-  if spec.arguments ~= nil and type(spec.arguments) ~= "function" then
-    error("workflow.new " .. spec.name .. ": arguments must be a function(parser)", 2)
+  if (spec.steps == nil) == (spec.components == nil) then
+    error("workflow.new " .. spec.name .. ": give exactly one of steps = function(server, ctx) "
+      .. "or components = function(server, ctx)", 2)
   end
+  for _, f in ipairs { "steps", "components", "arguments", "site_steps" } do
+    if spec[f] ~= nil and type(spec[f]) ~= "function" then
+      error("workflow.new " .. spec.name .. ": " .. f .. " must be a function, got " .. type(spec[f]), 2)
+    end
+  end
+  if M._describe then error(setmetatable({ spec = spec }, M._describe), 0) end
   return setmetatable({ name = spec.name, description = spec.description, epilog = spec.epilog,
-    arguments = spec.arguments, components = spec.components }, M)
+    arguments = spec.arguments, steps = spec.steps, components = spec.components,
+    site_steps = spec.site_steps }, M)
 end
 
 --- The argparse parser: the common arguments plus the workflow's own.
@@ -101,7 +120,7 @@ function M:parse(argv)
   return args
 end
 
--- The context each server's work gets (in its worker).
+-- The context each server's work (and the site steps) gets, in its worker.
 local Ctx = {}
 Ctx.__index = Ctx
 
@@ -111,62 +130,166 @@ function Ctx:config(name, base)
   local function merge(t) for k, v in pairs(t or {}) do out[k] = v end end
   merge(base)
   merge(self.site.components and self.site.components[name])
-  merge(self.server.components and self.server.components[name])
+  merge(self.server and self.server.components and self.server.components[name])
   return out
 end
 
 --- The opts for Component.new: id, artifact_dir, site, server.
 function Ctx:opts(extra)
-  local o = { id = self.server.id, artifact_dir = self.artifact_dir, site = self.site,
+  local o = { id = self.id, artifact_dir = self.artifact_dir, site = self.site,
     server = self.server }
   for k, v in pairs(extra or {}) do o[k] = v end
   return o
 end
 
-local function failed_result(server_id, component, msg)
-  return { component = component, id = server_id, status = "failed", error = msg,
-    phases = {}, artifacts = json.array {} }
+local function bare_result(id, component, status, msg)
+  local r = { component = component, id = id, status = status, phases = {}, discovery = {},
+    artifacts = json.array {} }
+  if status == "skipped" then r.reason = msg else r.error = msg end
+  return r
 end
 
--- One server's work; runs in a fleet worker (fresh Lua state).
-local function server_job(job)
+local function is_interrupt(err)
+  return tostring(err):match("^[^\n]*interrupted!") ~= nil
+end
+
+-- Run instance c with the run's phases and mode; record its results. After
+-- a failed step the later ones are skipped. An interruption is recorded
+-- (the phase it stopped in shows it) and goes on.
+function Ctx:_run(c)
+  local r
+  if self.stopped then
+    r = bare_result(self.id, c.component, "skipped", self.stopped)
+  else
+    log.info("component start", { server = self.id, component = c.component, mode = self.args.mode })
+    local ok, res = pcall(c.execute, c, { phases = self.args.phases, mode = self.args.mode })
+    if not ok then
+      r = c:results()
+      r.status = "failed"
+      r.error = r.error or tostring(res)
+      self.results[#self.results + 1] = r
+      self.stopped = "interrupted while " .. c.component .. " ran"
+      error(res, 0)
+    end
+    r = res
+    log.info("component " .. r.status, { server = self.id, component = c.component })
+  end
+  if r.status ~= "ok" and not self.stopped then
+    self.stopped = "an earlier step (" .. tostring(r.step or r.component) .. ") " .. r.status
+  end
+  self.results[#self.results + 1] = r
+  return r
+end
+
+--- Run component Module with config as the next step; returns its results
+-- (status, discovery, plan, ...). After a failed step this returns a skipped
+-- result without validating config. extra: more opts for Module.new, and
+-- extra.step: the step's name (default the component's name; a second step
+-- of the same name on this server gets "-2", ...), which names its
+-- artifacts' directory and its entry in ctx.site_results.
+function Ctx:step(Module, config, extra)
+  if type(Module) ~= "table" or type(Module.new) ~= "function" or type(Module.name) ~= "string" then
+    error("ctx:step(Module, config): Module must be a component module "
+      .. "(require \"sbot.component.<name>\"), got " .. type(Module), 2)
+  end
+  if config ~= nil and type(config) ~= "table" then
+    error("ctx:step(" .. Module.name .. ", config): config must be a table, got " .. type(config), 2)
+  end
+  if extra ~= nil and type(extra) ~= "table" then
+    error("ctx:step(" .. Module.name .. ", config, opts): opts must be a table, got " .. type(extra), 2)
+  end
+  local name = extra and extra.step or Module.name
+  if type(name) ~= "string" or not name:match("^[%w_][%w_.%-]*$") then
+    error("ctx:step(" .. Module.name .. "): opts.step must be a name (letters, digits, _ . -), got "
+      .. tostring(name), 2)
+  end
+  local n = (self.step_names[name] or 0) + 1
+  self.step_names[name] = n
+  if n > 1 then
+    if extra and extra.step then
+      error("ctx:step(" .. Module.name .. "): a step named " .. name .. " already ran for " .. self.id, 2)
+    end
+    name = name .. "-" .. n
+  end
+  local opts = { step = name }
+  for k, v in pairs(extra or {}) do if k ~= "step" then opts[k] = v end end
+  local r
+  if self.stopped then
+    r = bare_result(self.id, Module.name, "skipped", self.stopped)
+  else
+    local c, err = Module.new(config or {}, self:opts(opts))
+    if c then return self:_run(c) end
+    r = bare_result(self.id, Module.name, "failed", err)
+    self.stopped = "an earlier step (" .. name .. ") failed"
+  end
+  r.step = name
+  self.results[#self.results + 1] = r
+  return r
+end
+
+-- The lock of `name` (a server id, or "(site)") in apply mode when a phase
+-- that changes anything runs: taken before the first step's discover, so two
+-- runs cannot both plan from the same state.
+local function needs_lock(args)
+  if args.mode ~= "apply" then return false end
+  for _, p in ipairs(args.phases) do
+    if p == "process" or p == "housekeep" then return true end
+  end
+  return false
+end
+
+local function take_lock(job, name, label)
+  local l, err = lock.acquire(job.lock_dir .. "/" .. name .. ".lock", { name = label })
+  if l then log.info("lock taken", { server = name, lock = l:path() }) end
+  return l, err
+end
+
+-- One server's work (or the site steps: server = nil); runs in a fleet
+-- worker (fresh Lua state). Returns the list of results.
+local function work(job)
   local args, server = job.args, job.server
   log.configure { file = job.log_file, json = args.log_json or nil,
     level = args.verbose and "debug" or nil }
-  local ctx = setmetatable({ site = job.site, server = server, args = args, run_id = job.run_id,
-    run_dir = job.run_dir, artifact_dir = job.artifact_dir }, Ctx)
-  local ok, comps = pcall(job.components, server, ctx)
-  if not ok then
-    return { failed_result(server.id, "(workflow)", "building the components failed: " .. tostring(comps)) }
-  end
-  if type(comps) ~= "table" then
-    return { failed_result(server.id, "(workflow)", "components() must return a list of instances, returned " .. type(comps)) }
-  end
+  local id = server and server.id or "(site)"
+  local ctx = setmetatable({ site = job.site, server = server, id = id, args = args,
+    run_id = job.run_id, run_dir = job.run_dir, artifact_dir = job.artifact_dir,
+    site_results = job.site_results or {}, results = {}, step_names = {} }, Ctx)
   local held
-  local function take_lock()
-    if held then return end
-    local l, err = lock.acquire(job.lock_dir .. "/" .. server.id .. ".lock", { name = "server " .. server.id })
-    if not l then error(err, 0) end
+  if needs_lock(args) then
+    local l, err = take_lock(job, id, server and ("server " .. id) or "the site steps")
+    if not l then return { bare_result(id, "(lock)", "failed", err) } end
     held = l
-    log.info("lock taken", { server = server.id, lock = l:path() })
   end
-  local results, failed = {}, false
-  for i, c in ipairs(comps) do
-    if failed then
-      local r = c:results()
-      r.status, r.error = "skipped", "an earlier component of this server failed"
-      results[i] = r
+  local ok, err = pcall(function()
+    if not server then return job.site_steps(ctx) end
+    if job.steps then return job.steps(server, ctx) end
+    local comps = job.components(server, ctx)
+    if type(comps) ~= "table" then
+      error("components() must return a list of instances, returned " .. type(comps), 0)
+    end
+    for _, c in ipairs(comps) do ctx:_run(c) end
+  end)
+  if held then held:release() end
+  if not ok then
+    if is_interrupt(err) then
+      log.error("stopped: " .. tostring(err):match("^[^\n]*"), { server = id })
     else
-      log.info("component start", { server = server.id, component = c.component, mode = args.mode })
-      local r = c:execute { phases = args.phases, mode = args.mode,
-        before_process = args.mode == "apply" and take_lock or nil }
-      log.info("component " .. r.status, { server = server.id, component = c.component })
-      if r.status ~= "ok" then failed = true end
-      results[i] = r
+      local what = not server and "site_steps()" or job.steps and "steps()" or "building the components"
+      ctx.results[#ctx.results + 1] = bare_result(id, "(workflow)", "failed",
+        what .. " failed: " .. tostring(err))
     end
   end
-  if held then held:release() end
-  return results
+  return ctx.results
+end
+
+-- Results of fleet outcomes: each worker's list, or a failed "(worker)" row.
+local function collect(outcomes, ids, results)
+  for i, o in ipairs(outcomes) do
+    if type(o.value) == "table" then
+      for _, res in ipairs(o.value) do results[#results + 1] = res end
+    end
+    if not o.ok then results[#results + 1] = bare_result(ids[i], "(worker)", "failed", o.error) end
+  end
 end
 
 --- Run the workflow with the command line argv; returns the exit status
@@ -217,31 +340,63 @@ function M:main(argv)
     store_opts = store_opts }
   if not r then io.stderr:write("sbot: ", rerr, "\n"); return 1 end
 
-  local jobs = {}
-  for i, s in ipairs(servers) do
-    jobs[i] = { server = s, site = site, args = public_args, components = self.components,
-      run_id = r.id, run_dir = r.dir, artifact_dir = r.artifact_dir, log_file = r.log_file,
-      lock_dir = lock_dir }
+  local base = { site = site, args = public_args, run_id = r.id, run_dir = r.dir,
+    artifact_dir = r.artifact_dir, log_file = r.log_file, lock_dir = lock_dir }
+  local function job(extra)
+    local j = {}
+    for k, v in pairs(base) do j[k] = v end
+    for k, v in pairs(extra) do j[k] = v end
+    return j
   end
+  local fleet_opts = { jobs = args.jobs, timeout = args.timeout, partial = true }
   -- partial: on Ctrl-C every worker is stopped and map returns what finished,
   -- so the run record still says what happened to each server
-  local ok_map, outcomes, interrupted = pcall(fleet.map, jobs, server_job,
-    { jobs = args.jobs, timeout = args.timeout, partial = true })
-  if not ok_map then -- workers could not be started: nothing ran
-    local msg = tostring(outcomes)
-    log.error("run stopped: " .. msg, { run = r.id })
-    outcomes = {}
-    for i = 1, #servers do outcomes[i] = { ok = false, error = "run stopped: " .. msg } end
-  elseif interrupted then
-    log.error("run interrupted: every worker was stopped", { run = r.id })
-  end
-  local results = {}
-  for i, o in ipairs(outcomes) do
-    if o.ok then
-      for _, res in ipairs(o.value) do results[#results + 1] = res end
-    else
-      results[#results + 1] = failed_result(servers[i].id, "(worker)", o.error)
+  local function map(jobs, ids)
+    local results = {}
+    local ok_map, outcomes, interrupted = pcall(fleet.map, jobs, work, fleet_opts)
+    if not ok_map then -- workers could not be started: nothing ran
+      local msg = tostring(outcomes)
+      log.error("run stopped: " .. msg, { run = r.id })
+      outcomes = {}
+      for i = 1, #jobs do outcomes[i] = { ok = false, error = "run stopped: " .. msg } end
+    elseif interrupted then
+      log.error("run interrupted: every worker was stopped", { run = r.id })
     end
+    collect(outcomes, ids, results)
+    return results, interrupted
+  end
+
+  local results, interrupted = {}, nil
+  local site_results, site_failed = {}, nil
+  if self.site_steps then
+    -- in a worker of its own, like a server: a crash or hang there is
+    -- contained and timed out, the parent never holds its connections, and
+    -- the results reach the servers as the same plain data a worker returns
+    local rows
+    rows, interrupted = map({ job { site_steps = self.site_steps } }, { "(site)" })
+    for _, row in ipairs(rows) do
+      results[#results + 1] = row
+      if row.id == "(site)" and row.step then site_results[row.step] = row end
+      if row.status ~= "ok" and not site_failed then
+        site_failed = "not run: the site step " .. tostring(row.component) .. " " .. row.status
+      end
+    end
+  end
+  if interrupted or site_failed then
+    for _, s in ipairs(servers) do
+      results[#results + 1] = bare_result(s.id, "(workflow)", "skipped",
+        interrupted and "not run: the run was interrupted during the site steps" or site_failed)
+    end
+  else
+    local jobs, ids = {}, {}
+    for i, s in ipairs(servers) do
+      jobs[i] = job { server = s, steps = self.steps, components = self.components,
+        site_results = site_results }
+      ids[i] = s.id
+    end
+    local rows
+    rows, interrupted = map(jobs, ids)
+    for _, row in ipairs(rows) do results[#results + 1] = row end
   end
   local record = run.finish(r, results)
   if args.json then

@@ -23,8 +23,56 @@ static void note(lua_State *L, const char *what)
     lua_pop(L, 2);
 }
 
+/* The resource: a userdata whose __close notes "close" in the calls list it
+ * keeps as its user value. */
+#define RES_MT "test_lifecycle.session"
+
+static int res_close(lua_State *L)
+{
+    int *open = luaL_checkudata(L, 1, RES_MT);
+    if (*open) {
+        *open = 0;
+        lua_getiuservalue(L, 1, 1);
+        lua_pushliteral(L, "close");
+        lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    }
+    return 0;
+}
+
+static int c_open(lua_State *L)
+{
+    note(L, "open");
+    int *open = lua_newuserdatauv(L, sizeof *open, 1);
+    *open = 1;
+    if (luaL_newmetatable(L, RES_MT)) {
+        lua_pushcfunction(L, res_close);
+        lua_setfield(L, -2, "__close");
+    }
+    lua_setmetatable(L, -2);
+    lua_getfield(L, 1, "config");
+    lua_getfield(L, -1, "calls");
+    lua_setiuservalue(L, -3, 1);
+    lua_pop(L, 1);
+    return 1;
+}
+
+/* Every phase gets the resource as its last argument (index nargs). */
+static void check_resource(lua_State *L, int nargs)
+{
+    if (lua_gettop(L) != nargs || !luaL_testudata(L, nargs, RES_MT))
+        luaL_error(L, "phase got %d argument(s), the last not the resource", lua_gettop(L));
+}
+
+/* The default of the hook "pick": returns its argument with a suffix. */
+static int c_pick_default(lua_State *L)
+{
+    lua_pushfstring(L, "%s (default)", luaL_checkstring(L, 1));
+    return 1;
+}
+
 static int c_discover(lua_State *L)
 {
+    check_resource(L, 2);
     note(L, "discover");
     lua_newtable(L);
     lua_getfield(L, 1, "config");
@@ -36,7 +84,13 @@ static int c_discover(lua_State *L)
 
 static int c_plan(lua_State *L)
 {
+    check_resource(L, 2);
     note(L, "plan");
+    /* a site decision through the component's declared hook */
+    lua_pushliteral(L, "x");
+    sbot_component_hook(L, 1, "pick", 1);
+    note(L, lua_pushfstring(L, "pick %s", lua_tostring(L, -1)));
+    lua_pop(L, 2);
     lua_newtable(L);
     static const char *const keys[] = {"x", "y", NULL};
     for (int i = 0; keys[i]; i++) {
@@ -54,6 +108,7 @@ static int c_plan(lua_State *L)
 
 static int c_apply(lua_State *L)
 {
+    check_resource(L, 3);
     lua_getfield(L, 2, "resource");
     const char *r = lua_tostring(L, -1);
     note(L, lua_pushfstring(L, "apply %s", r));
@@ -69,6 +124,7 @@ static int c_apply(lua_State *L)
 
 static int c_undo(lua_State *L)
 {
+    check_resource(L, 3);
     lua_getfield(L, 2, "resource");
     const char *r = lua_tostring(L, -1);
     note(L, lua_pushfstring(L, "undo %s", r));
@@ -81,6 +137,7 @@ static int c_undo(lua_State *L)
 
 static int c_housekeep(lua_State *L)
 {
+    check_resource(L, 2);
     note(L, "housekeep");
     lua_newtable(L);
     return 1;
@@ -93,6 +150,8 @@ static lua_State *define_c_component(void)
     lua_newtable(L);
     lua_pushliteral(L, "c_test");
     lua_setfield(L, -2, "name");
+    lua_pushcfunction(L, c_open);
+    lua_setfield(L, -2, "open");
     lua_pushcfunction(L, c_discover);
     lua_setfield(L, -2, "discover");
     lua_pushcfunction(L, c_plan);
@@ -103,6 +162,14 @@ static lua_State *define_c_component(void)
     lua_setfield(L, -2, "undo");
     lua_pushcfunction(L, c_housekeep);
     lua_setfield(L, -2, "housekeep");
+    lua_newtable(L); /* hooks */
+    lua_createtable(L, 0, 2);
+    lua_pushliteral(L, "pick a value");
+    lua_setfield(L, -2, "description");
+    lua_pushcfunction(L, c_pick_default);
+    lua_setfield(L, -2, "default");
+    lua_setfield(L, -2, "pick");
+    lua_setfield(L, -2, "hooks");
     sbot_component_define(L, -1);
     lua_pop(L, 2);
     return L;
@@ -126,8 +193,17 @@ static void c_component_runs_all_phases(void **state)
            "local calls, dev = {}, {}\n"
            "local c = assert(M.new({calls = calls, device = dev}, {id = 'n1'}))\n"
            "local r = c:execute()\n"
-           "return r.status .. ' ' .. table.concat(calls, ',') .. ' ' .. dev.x .. dev.y",
-           "ok discover,plan,apply x,apply y,housekeep 12");
+           "return r.status .. ' ' .. table.concat(calls, ',') .. ' ' .. dev.x .. dev.y\n"
+           "  .. ' ' .. tostring(r.phases.close.ok) .. ' ' .. tostring(c.resource)",
+           "ok open,discover,plan,pick x (default),apply x,apply y,housekeep,close 12 true nil");
+    /* the site's hook wins over the default */
+    expect(L,
+           "local M = require 'sbot.component.c_test'\n"
+           "local calls = {}\n"
+           "local site = {hooks = {pick = function(v) return v .. ' (site)' end}}\n"
+           "local r = assert(M.new({calls = calls, device = {}}, {site = site})):execute{mode = 'plan'}\n"
+           "return r.status .. ' ' .. table.concat(calls, ',')",
+           "ok open,discover,plan,pick x (site),close");
     lua_close(L);
 }
 
@@ -142,14 +218,32 @@ static void c_component_rolls_back(void **state)
            "local r = c:execute()\n"
            "return r.status .. ' ' .. table.concat(calls, ',') .. ' ' .. tostring(dev.x)\n"
            "  .. ' ' .. r.processing.undone[1].resource .. ' ' .. r.error",
-           "failed discover,plan,apply x,apply y,undo x nil x process: change 2 of 2 "
-           "(create y) failed: device rejected y; 1 applied change(s) undone");
+           "failed open,discover,plan,pick x (default),apply x,apply y,undo x,close nil x process: "
+           "change 2 of 2 (create y) failed: device rejected y; 1 applied change(s) undone");
     expect(L,
            "local M = require 'sbot.component.c_test'\n"
            "local calls = {}\n"
            "local r = assert(M.new({calls = calls, device = {}})):execute{mode = 'plan'}\n"
            "return #r.plan .. ' ' .. table.concat(calls, ',')",
-           "2 discover,plan");
+           "2 open,discover,plan,pick x (default),close");
+    lua_close(L);
+}
+
+/* Ctrl-C / a stop request inside a C phase: the resource is closed, then the
+ * interruption goes on. */
+static void c_component_closes_on_interrupt(void **state)
+{
+    (void)state;
+    lua_State *L = define_c_component();
+    expect(L,
+           "local M = require 'sbot.component.c_test'\n"
+           "local calls = {}\n"
+           "local site = {hooks = {pick = function() error('interrupted!') end}}\n"
+           "local c = assert(M.new({calls = calls, device = {}}, {site = site}))\n"
+           "local ok, err = pcall(c.execute, c)\n"
+           "return tostring(ok) .. ' ' .. tostring(err:find('interrupted!', 1, true) ~= nil) .. ' '\n"
+           "  .. table.concat(calls, ',') .. ' ' .. c:results().status",
+           "false true open,discover,plan,close failed");
     lua_close(L);
 }
 
@@ -172,6 +266,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(c_component_runs_all_phases),
         cmocka_unit_test(c_component_rolls_back),
+        cmocka_unit_test(c_component_closes_on_interrupt),
         cmocka_unit_test(bad_spec_raises),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -42,6 +42,19 @@ describe("sbot.lab.truenas model", function()
     assert.are.equal("25.10.0", m:dispatch("system.info", {}, anon).version)
   end)
 
+  it("finds the schema file it ships with (no SBOT_TRUENAS_SCHEMAS) and every schema its methods name", function()
+    local src = debug.getinfo(truenas.model, "S").source:sub(2)
+    local file = src:match("^(.*)/[^/]*$") .. "/truenas-schemas-v25_10_0.json"
+    local reg = assert(truenas.load_schemas(file))
+    for name, method in pairs(truenas.methods) do
+      if method.schema then assert.is_true(reg:has(method.schema), name .. ": " .. method.schema) end
+    end
+    local none, err = truenas.load_schemas("/nonexistent/schemas.json")
+    assert.is_nil(none)
+    assert.matches("/nonexistent/schemas.json", err)
+    assert.matches("SBOT_TRUENAS_SCHEMAS", err)
+  end)
+
   it("answers unknown methods with METHOD_NOT_FOUND", function()
     local _, err = call("iscsi.target.frobnicate", {})
     assert.are.equal(-32601, err.code)

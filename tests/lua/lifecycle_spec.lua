@@ -191,8 +191,8 @@ describe("sbot.component", function()
   it("rejects bad definitions", function()
     assert.has_error(function() component.define { name = "bad name" } end)
     assert.has_error(function() component.define { name = "x1", discovre = function() end } end,
-      "component.define x1: unknown field 'discovre' (expected name, description, schema, discover, "
-      .. "plan, apply, undo, housekeep)")
+      "component.define x1: unknown field 'discovre' (expected name, description, schema, open, discover, "
+      .. "plan, apply, undo, housekeep, hooks)")
     assert.has_error(function() component.define { name = "x2", plan = function() end } end,
       "component.define x2: a component with plan needs apply")
     assert.has_error(function() component.define { name = "x3", schema = { a = { type = "strng" } } } end)
@@ -227,5 +227,268 @@ describe("sbot.component", function()
     assert.are.equal("2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824", a.sha256)
     assert.are.equal("hello", helpers.read_file(dir .. "/n1/json_test/out/report.txt"))
     assert.has_error(function() c:artifact { key = "../x", content = "" } end)
+  end)
+
+  it("records a rollback step as failed when the component defines no undo", function()
+    local applied = {}
+    local M = component.define { name = "no_undo",
+      plan = function() return { { resource = "a", action = "create" }, { resource = "b", action = "create" } } end,
+      apply = function(_, c)
+        if c.resource == "b" then error("refused b") end
+        applied[#applied + 1] = c.resource
+      end }
+    local r = assert(M.new()):execute()
+    assert.are.equal("failed", r.status)
+    assert.are.same({ "a" }, applied)
+    assert.are.equal(1, #r.processing.undone)
+    assert.are.same({ index = 1, resource = "a", action = "create", ok = false,
+      error = "the component defines no undo" }, r.processing.undone[1])
+    assert.matches("change 2 of 2 %(create b%) failed: .*refused b; 1 applied change%(s%) undone", r.error)
+  end)
+
+  it("keeps a discovery table in the results of a failed component", function()
+    local M = component.define { name = "fails_early", discover = function() error("unreachable") end }
+    local r = assert(M.new()):execute()
+    assert.are.equal("failed", r.status)
+    assert.are.same({}, r.discovery)
+    assert.are.equal("{}", json.encode(r.discovery))
+  end)
+end)
+
+-- A resource that records what happens to it in a shared log.
+local function resource_log()
+  local log = {}
+  local function new_resource(kind)
+    local res = { kind = kind, closed = 0 }
+    if kind == "method" then
+      function res:close()
+        self.closed = self.closed + 1
+        log[#log + 1] = "close"
+        return true
+      end
+    elseif kind == "metamethod" then
+      setmetatable(res, { __close = function(r)
+        r.closed = r.closed + 1
+        log[#log + 1] = "__close"
+      end })
+    elseif kind == "failing" then
+      function res:close() log[#log + 1] = "close"; return nil, "DELETE /session: 503" end
+    end
+    return res
+  end
+  return log, new_resource
+end
+
+describe("sbot.component resources (open / close)", function()
+  local function define(name, opts)
+    opts = opts or {}
+    local log, new_resource = resource_log()
+    local seen = {}
+    local M = component.define {
+      name = name,
+      open = function(self)
+        log[#log + 1] = "open"
+        if opts.open_error then return nil, opts.open_error end
+        if opts.open_raises then error(opts.open_raises) end
+        return new_resource(opts.kind or "method")
+      end,
+      discover = not opts.no_discover and function(self, res)
+        log[#log + 1] = "discover"
+        seen.discover = res
+        assert(self.resource == res, "self.resource is the resource")
+        if opts.interrupt_in == "discover" then error("interrupted!") end
+        if opts.fail_in == "discover" then error("discover broke") end
+        return { have = "x" }
+      end or nil,
+      plan = function(self, res)
+        log[#log + 1] = "plan"
+        seen.plan = res
+        return { { resource = "r1", action = "create", after = 1 }, { resource = "r2", action = "create" } }
+      end,
+      apply = function(self, change, res)
+        log[#log + 1] = "apply " .. change.resource
+        seen["apply " .. change.resource] = res
+        if opts.interrupt_in == "apply" then error("interrupted!") end
+        if opts.fail_in == "apply" and change.resource == "r2" then error("apply broke") end
+      end,
+      undo = function(self, change, res)
+        log[#log + 1] = "undo " .. change.resource
+        seen["undo " .. change.resource] = res
+      end,
+      housekeep = function(self, res)
+        log[#log + 1] = "housekeep"
+        seen.housekeep = res
+        return {}
+      end,
+    }
+    return M, log, seen
+  end
+
+  it("opens once, before the first phase, passes the resource last to every phase, closes after the last", function()
+    local M, log, seen = define("res_ok")
+    local c = assert(M.new())
+    local r = c:execute()
+    assert.are.equal("ok", r.status)
+    assert.are.same({ "open", "discover", "plan", "apply r1", "apply r2", "housekeep", "close" }, log)
+    assert.is_table(seen.discover)
+    for _, k in ipairs { "plan", "apply r1", "apply r2", "housekeep" } do
+      assert.are.equal(seen.discover, seen[k], k)
+    end
+    assert.are.equal(1, seen.discover.closed)
+    assert.is_nil(c.resource)
+    assert.is_true(r.phases.close.ok)
+    assert.is_number(r.phases.close.ms)
+    -- never part of the results or their JSON
+    assert.is_nil(r.resource)
+    assert.is_nil(json.decode(c:to_json()).resource)
+  end)
+
+  it("passes the resource to undo, and closes after a failed apply", function()
+    local M, log, seen = define("res_undo", { fail_in = "apply" })
+    local r = assert(M.new()):execute()
+    assert.are.equal("failed", r.status)
+    assert.are.same({ "open", "discover", "plan", "apply r1", "apply r2", "undo r1", "close" }, log)
+    assert.are.equal(seen.discover, seen["undo r1"])
+    assert.are.equal(1, seen.discover.closed)
+  end)
+
+  it("closes after a phase error, and with the __close metamethod when there is no close method", function()
+    local M, log, seen = define("res_fail", { fail_in = "discover", kind = "metamethod" })
+    local r = assert(M.new()):execute()
+    assert.are.equal("failed", r.status)
+    assert.matches("^discover: .*discover broke", r.error)
+    assert.are.same({ "open", "discover", "__close" }, log)
+    assert.are.equal(1, seen.discover.closed)
+  end)
+
+  it("open returning nil, err or raising fails the phase that needed it", function()
+    local M, log = define("res_open_nil", { open_error = "login refused (401)" })
+    local r = assert(M.new()):execute()
+    assert.are.equal("failed", r.status)
+    assert.matches("^discover: .*open: login refused %(401%)", r.error)
+    assert.are.same({ "open" }, log)
+    assert.is_nil(r.phases.close) -- nothing was opened
+    local M2, log2 = define("res_open_raise", { open_raises = "no route to host", no_discover = true })
+    local r2 = assert(M2.new()):execute()
+    assert.are.equal("failed", r2.status)
+    assert.matches("^process: .*no route to host", r2.error)
+    assert.are.same({ "open" }, log2)
+    local M3 = component.define { name = "res_open_nothing", open = function() end,
+      discover = function() return {} end }
+    assert.matches("open: returned no resource", assert(M3.new()):execute().error, 1, true)
+  end)
+
+  it("opens lazily: a component whose phases do not run never opens", function()
+    local log = {}
+    local M = component.define { name = "res_lazy",
+      open = function() log[#log + 1] = "open"; return {} end,
+      housekeep = function() log[#log + 1] = "housekeep"; return {} end }
+    local c = assert(M.new())
+    local r = c:execute { mode = "plan" } -- housekeep skipped in plan mode; no other phase defined
+    assert.are.equal("ok", r.status)
+    assert.are.same({}, log)
+    assert.is_nil(r.phases.close)
+    c:execute()
+    assert.are.same({ "open", "housekeep" }, log)
+  end)
+
+  it("closes on interrupted!, records the phase, then re-raises", function()
+    local M, log, seen = define("res_interrupt", { interrupt_in = "apply" })
+    local c = assert(M.new())
+    local ok, err = pcall(c.execute, c)
+    assert.is_false(ok)
+    assert.matches("interrupted!", tostring(err), 1, true)
+    assert.are.same({ "open", "discover", "plan", "apply r1", "close" }, log)
+    assert.are.equal(1, seen.discover.closed)
+    local r = c:results()
+    assert.are.equal("failed", r.status)
+    assert.is_false(r.phases.process.ok)
+    assert.matches("^process: .*interrupted!", r.error)
+    assert.is_true(r.phases.close.ok)
+  end)
+
+  it("c:close() is idempotent; the instance is a to-be-closed variable; a phase reopens after close", function()
+    local M, log, seen = define("res_manual")
+    local c = assert(M.new())
+    assert.is_table(c:discover())
+    assert.is_table(c.resource)
+    assert.is_true(c:close())
+    assert.is_true(c:close())
+    assert.are.same({ "open", "discover", "close" }, log)
+    assert.are.equal(1, seen.discover.closed)
+    do
+      local c2 <close> = assert(M.new())
+      c2:discover()
+    end
+    assert.are.same({ "open", "discover", "close", "open", "discover", "close" }, log)
+  end)
+
+  it("a close that fails is recorded and fails an otherwise ok component", function()
+    local M, log = define("res_close_fails", { kind = "failing" })
+    local c = assert(M.new())
+    local r = c:execute()
+    assert.are.equal("failed", r.status)
+    assert.are.equal("close: DELETE /session: 503", r.error)
+    assert.is_false(r.phases.close.ok)
+    assert.are.equal("DELETE /session: 503", r.phases.close.error)
+    assert.are.equal("close", log[#log])
+    assert.is_true(r.phases.housekeep.ok)
+    -- c:close() reports it as nil, err
+    c:discover()
+    local ok, err = c:close()
+    assert.is_nil(ok)
+    assert.are.equal("DELETE /session: 503", err)
+  end)
+
+  it("rejects bad open and hooks declarations", function()
+    assert.has_error(function() component.define { name = "bo1", open = "x" } end,
+      "component.define bo1: open must be a function, got string")
+    assert.has_error(function() component.define { name = "bo2", hooks = { ["a b"] = { description = "x" } } } end,
+      "component.define bo2: hooks: a hook name must be an identifier, got a b")
+    assert.has_error(function() component.define { name = "bo3", hooks = { pick = { default = function() end } } } end,
+      "component.define bo3: hooks.pick.description must be a string (it is what `sbot help component` shows)")
+    assert.has_error(function() component.define { name = "bo4", hooks = { pick = { description = "d", dflt = 1 } } } end,
+      "component.define bo4: hooks.pick: unknown field 'dflt' (expected description, default)")
+    assert.has_error(function() component.define { name = "bo5", hooks = { pick = { description = "d", default = 3 } } } end,
+      "component.define bo5: hooks.pick.default must be a function, got number")
+  end)
+end)
+
+describe("sbot.component hooks", function()
+  local M = component.define {
+    name = "hooked",
+    hooks = {
+      choose_nic = { description = "pick the boot NIC from the discovered ones",
+        default = function(nics) return nics[1], "default" end },
+      name_target = { description = "the iSCSI target name of a server" },
+    },
+    discover = function(self) return { nic = self:hook("choose_nic", { "NIC.1", "NIC.2" }) } end,
+  }
+
+  it("calls the declared default when the site defines no such hook", function()
+    local c = assert(M.new({}, { site = { hooks = {} } }))
+    assert.are.equal("NIC.1", c:execute().discovery.nic)
+    local a, b = c:hook("choose_nic", { "x" })
+    assert.are.same({ "x", "default" }, { a, b })
+  end)
+
+  it("calls the site's hook when the site defines it", function()
+    local site = { hooks = { choose_nic = function(nics) return nics[#nics] end,
+      name_target = function(server, version) return server .. "-" .. version end } }
+    local c = assert(M.new({}, { site = site, id = "r630-01" }))
+    assert.are.equal("NIC.2", c:execute().discovery.nic)
+    assert.are.equal("r630-01-4.16", c:hook("name_target", "r630-01", "4.16"))
+  end)
+
+  it("raises for an undeclared hook and for one with neither site hook nor default", function()
+    local c = assert(M.new({}, { id = "s1" }))
+    assert.has_error(function() c:hook("bogus") end,
+      "component hooked (s1): hook 'bogus' is not declared in the component's spec (hooks = {...})")
+    assert.has_error(function() c:hook("name_target", "s1") end,
+      "component hooked (s1): hook 'name_target': the site defines no hooks.name_target and the component has no default")
+  end)
+
+  it("exposes the declarations on the module", function()
+    assert.are.equal("the iSCSI target name of a server", M.hooks.name_target.description)
   end)
 end)

@@ -91,6 +91,17 @@ describe("workflow runs", function()
     assert_no_secrets("stderr", r.stderr)
   end)
 
+  it("a component's hook runs the site file's function, in the worker", function()
+    local dir = setup()
+    local site = helpers.read_file(dir .. "/site.lua")
+    site = site:gsub("components = {", "hooks = { value_for = function(k, v) return k .. '=' .. v end },\n"
+      .. "      components = {", 1)
+    helpers.write_file(dir .. "/site.lua", site)
+    local r = run(dir, { "--server", "s1" })
+    assert.are.equal(0, r.code, r.stdout .. r.stderr)
+    assert.are.same({ a = "a=1", b = "b=2" }, json.decode(helpers.read_file(dir .. "/s1.state.json")))
+  end)
+
   it("--store: through sbot.store when it exists, else an error that says so", function()
     local dir = setup()
     local r = run(dir, { "--server", "s1", "--store", "file://" .. dir .. "/store" })
@@ -171,7 +182,7 @@ describe("workflow runs", function()
     assert.are.equal(1, r.code)
     assert.matches(string.format("server s1 is locked by pid %d on host %s since %s", owner.pid,
       owner.host, owner.since), r.stdout, 1, true)
-    assert.are.equal("", calls(dir, "s1"):gsub("s1 discover\n", ""))
+    assert.are.equal("", calls(dir, "s1")) -- the lock comes before discover
     h:stop("KILL")
     -- the holder died without releasing: its file stays, its flock is gone
     assert.is_table(require "sbot.lock".owner(lockfile))
@@ -254,6 +265,9 @@ describe("workflow runs", function()
     assert.matches("state_file%s+string, required\n%s+the JSON file standing in for a device", r.stdout)
     assert.matches("mode%s+string, default \"safe\", one of fast|safe", r.stdout)
     assert.matches("    port%s+integer, default 443", r.stdout)
+    assert.matches("resource: open(self) once before the first phase; closed after the last", r.stdout, 1, true)
+    assert.matches("\nhooks (the site file's hooks = { NAME = function(...) end } overrides the default):\n"
+      .. "  value_for  the value wanted for a key (default: the configured one)\n", r.stdout, 1, true)
     local missing = helpers.sbot { "help", "component", "no_such_thing" }
     assert.are.equal(2, missing.code)
     assert.matches("no component 'no_such_thing'", missing.stderr, 1, true)
@@ -316,5 +330,131 @@ describe("the example workflow (examples/local_boot.lua)", function()
     local rec = assert(json.decode(r.stdout))
     assert.are.equal(4, #rec.results)
     for _, res in ipairs(rec.results) do assert.are.equal(0, #res.plan) end
+  end)
+end)
+
+describe("workflow steps (ctx:step, site_steps)", function()
+  local STEPS = helpers.source_dir .. "/tests/support/workflows/steps.lua"
+  local LUA_PATH = "LUA_PATH=" .. helpers.shquote(helpers.source_dir .. "/tests/support/?.lua;;")
+
+  local function setup_steps(extra)
+    local dir = helpers.tmpdir("steps")
+    helpers.write_file(dir .. "/site.lua", string.format([[
+      return {
+        servers = { { id = "s1" }, { id = "s2" } },
+        components = {
+          bucket = { state_file = %q, calls_file = %q, want = { bucket = "b-1" } },
+          disk = { state_file = %q, calls_file = %q },
+          boot = { state_file = %q, calls_file = %q },
+        },
+        %s
+      }]], dir .. "/site.json", dir .. "/site.calls", dir .. "/{id}.disk.json", dir .. "/{id}.calls",
+      dir .. "/{id}.boot.json", dir .. "/{id}.calls", extra or ""))
+    return dir
+  end
+
+  local function run_steps(dir, args)
+    local argv = { "run", STEPS, "--site", dir .. "/site.lua" }
+    for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
+    return helpers.sbot(argv, { cwd = dir, env = LUA_PATH })
+  end
+
+  it("runs the site step once, then each server's steps with the values of the earlier ones", function()
+    local dir = setup_steps()
+    local r = run_steps(dir)
+    assert.are.equal(0, r.code, r.stdout .. r.stderr)
+    assert.are.equal("(site) discover\n(site) plan\n(site) apply bucket\n(site) housekeep\n", calls(dir, "site"))
+    assert.are.same({ bucket = "b-1" }, json.decode(helpers.read_file(dir .. "/site.json")))
+    for _, id in ipairs { "s1", "s2" } do
+      assert.are.same({ name = "vol-" .. id, bucket = "b-1" }, json.decode(helpers.read_file(dir .. "/" .. id .. ".disk.json")))
+      assert.are.same({ target = "vol-" .. id }, json.decode(helpers.read_file(dir .. "/" .. id .. ".boot.json")))
+    end
+    -- the site row first, then each server's two steps
+    assert.matches("SERVER%s+COMPONENT%s+STATUS[^\n]*\n%(site%)%s+test_kv%s+ok%s+1%s+1[^\n]*\ns1%s+test_kv%s+ok%s+2%s+2[^\n]*\n"
+      .. "s1%s+test_kv %(test_kv%-2%)%s+ok%s+1%s+1", r.stdout)
+    local rec = assert(json.decode(helpers.read_file(only_run_dir(dir) .. "/results.json")))
+    assert.are.equal(5, #rec.results)
+    assert.are.equal("(site)", rec.results[1].id)
+    assert.are.equal("%28site%29/test_kv/state.json", rec.results[1].artifacts[1].stored:match("artifacts/(.*)$"))
+    assert.are.equal("test_kv-2", rec.results[3].step) -- the second step of one component gets its own name
+    assert.matches("artifacts/s1/test_kv%-2/state.json$", rec.results[3].artifacts[1].stored)
+  end)
+
+  it("--plan shows the plan of every step, later steps planned from the earlier steps' discovery", function()
+    local dir = setup_steps()
+    local r = run_steps(dir, { "--plan", "--server", "s1" })
+    assert.are.equal(0, r.code, r.stdout .. r.stderr)
+    assert.matches('(site) / test_kv: 1 change(s)\n  + create kv/bucket: (none) -> "b-1"', r.stdout, 1, true)
+    assert.matches('s1 / test_kv: 2 change(s)\n  + create kv/bucket: (none) -> "b-1"\n      (wanted)\n'
+      .. '  + create kv/name: (none) -> "vol-s1"', r.stdout, 1, true)
+    assert.matches('s1 / test_kv (test_kv-2): 1 change(s)\n  + create kv/target: (none) -> "vol-s1"', r.stdout, 1, true)
+    assert.is_nil(io.open(dir .. "/s1.disk.json"))
+    assert.is_nil(io.open(dir .. "/site.json"))
+  end)
+
+  it("after a failed step the later ones are skipped with the reason, their config not validated", function()
+    local dir = setup_steps()
+    local r = run_steps(dir, { "--fail", "disk", "--server", "s1" })
+    assert.are.equal(1, r.code, r.stdout .. r.stderr)
+    local rec = assert(json.decode(helpers.read_file(only_run_dir(dir) .. "/results.json")))
+    local disk, boot = rec.results[2], rec.results[3]
+    assert.are.equal("failed", disk.status)
+    assert.are.same({}, disk.discovery)
+    assert.are.equal("skipped", boot.status)
+    assert.are.equal("an earlier step (test_kv) failed", boot.reason)
+    assert.is_nil(boot.error) -- its incomplete config (no state_file) was not validated
+    assert.matches("s1%s+test_kv %(test_kv%-2%)%s+skipped", r.stdout)
+    assert.matches("skipped: s1 test_kv (test_kv-2): an earlier step (test_kv) failed", r.stdout, 1, true)
+    assert.are.equal("s1 discover\n", calls(dir, "s1"))
+  end)
+
+  it("a failed site step skips every server, each with its own row", function()
+    local dir = setup_steps()
+    local r = run_steps(dir, { "--fail", "bucket" })
+    assert.are.equal(1, r.code, r.stdout .. r.stderr)
+    assert.matches("%(site%)%s+test_kv%s+failed", r.stdout)
+    assert.matches("s1%s+%(workflow%)%s+skipped", r.stdout)
+    assert.matches("s2%s+%(workflow%)%s+skipped", r.stdout)
+    assert.matches("skipped: s2 (workflow): not run: the site step test_kv failed", r.stdout, 1, true)
+    assert.are.equal("", calls(dir, "s1"))
+  end)
+
+  it("a workflow without site steps, and ctx:step misuse recorded as a (workflow) failure", function()
+    local dir = setup_steps()
+    local r = run_steps(dir, { "--no-site", "--server", "s1" })
+    assert.are.equal(0, r.code, r.stdout .. r.stderr)
+    assert.are.same({ name = "vol-s1", bucket = "none" }, json.decode(helpers.read_file(dir .. "/s1.disk.json")))
+    r = run_steps(dir, { "--no-site", "--server", "s1", "--bad-step" })
+    assert.are.equal(1, r.code)
+    assert.matches("error: s1 (workflow): steps() failed: ", r.stdout, 1, true)
+    assert.matches("ctx:step(Module, config): Module must be a component module "
+      .. '(require "sbot.component.<name>"), got string', r.stdout, 1, true)
+  end)
+
+  it("in apply mode the server's lock covers discover: of two runs over the same server one applies", function()
+    local dir = setup_steps("")
+    local site = helpers.read_file(dir .. "/site.lua"):gsub("disk = {", "disk = { slow_discover = 1.5,", 1)
+    helpers.write_file(dir .. "/site.lua", site)
+    local cmd = string.format("env -C %s %s %s run %s --site %s --no-site --server s1", helpers.shquote(dir),
+      LUA_PATH, helpers.shquote(helpers.sbot_bin), helpers.shquote(STEPS), helpers.shquote(dir .. "/site.lua"))
+    local a = helpers.spawn(cmd)
+    for _ = 1, 100 do
+      if calls(dir, "s1"):find("discover") then break end
+      os.execute("sleep 0.05")
+    end
+    local b = helpers.spawn(cmd)
+    for _ = 1, 200 do
+      if not a:alive() and not b:alive() then break end
+      os.execute("sleep 0.05")
+    end
+    local out = a:output() .. b:output()
+    -- one run applied both steps; the other found the server locked before its discover
+    local c = calls(dir, "s1")
+    local _, applies = c:gsub("apply name", "")
+    local _, discovers = c:gsub("discover", "")
+    assert.are.equal(1, applies, c .. out)
+    assert.are.equal(2, discovers, c) -- disk and boot of the one run
+    assert.matches("server s1 is locked by pid %d+", out)
+    assert.matches("s1%s+%(lock%)%s+failed", out)
   end)
 end)

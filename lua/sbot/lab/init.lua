@@ -2,6 +2,8 @@
 -- installed) served over HTTPS on loopback, one port per device, with fault
 -- injection and a scaled clock. `sbot lab --help` for the options; the device
 -- interface is described in docs/lab.md.
+local crypto = require "sbot.crypto"
+local fsio = require "sbot.fsio"
 local httpd = require "sbot.httpd"
 local json = require "sbot.json"
 local log = require "sbot.log"
@@ -117,29 +119,15 @@ end
 M.lua_literal = lua_literal
 
 local function write_atomic(path, text, mode)
-  local tmp = path .. ".tmp"
-  local f, err = io.open(tmp, "wb")
-  if not f then return nil, "sbot lab: cannot write " .. path .. ": " .. err end
-  -- the mode before the content goes in: the site file holds the lab's credentials
-  if mode and not os.execute(string.format("chmod %s '%s'", mode, (tmp:gsub("'", "'\\''")))) then
-    f:close()
-    os.remove(tmp)
-    return nil, "sbot lab: cannot chmod " .. mode .. " " .. tmp
-  end
-  local wok, werr = f:write(text)
-  local cok, cerr = f:close()
-  if not wok or not cok then
-    os.remove(tmp)
-    return nil, "sbot lab: cannot write " .. path .. ": " .. tostring(werr or cerr)
-  end
-  local ok, rerr = os.rename(tmp, path)
-  if not ok then return nil, "sbot lab: cannot write " .. path .. ": " .. rerr end
+  -- with a mode, it is set before the content goes in (the site file holds the lab's credentials)
+  local ok, err = fsio.write_atomic(path, text, mode and { mode = mode } or nil)
+  if not ok then return nil, "sbot lab: cannot write " .. path .. ": " .. err end
   return true
 end
 
 local function mkdir_p(dir)
-  local ok = os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'")
-  if not ok then return nil, "sbot lab: cannot create directory " .. dir end
+  local ok, err = fsio.mkdirs(dir)
+  if not ok then return nil, "sbot lab: cannot create directory " .. dir .. ": " .. err end
   return true
 end
 
@@ -158,9 +146,7 @@ end
 
 --- An API key in TrueNAS's form: "<id>-<64 alphanumerics>".
 local function random_api_key()
-  local f = assert(io.open("/dev/urandom", "rb"))
-  local raw = f:read(48)
-  f:close()
+  local raw = crypto.random_bytes(48)
   local alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
   local out = raw:gsub(".", function(c)
     local i = c:byte() % #alphabet + 1

@@ -3,7 +3,7 @@
 -- State lives in plain tables (model.state); every API method is a Lua
 -- function in `methods` below that reads and changes that state. Arguments
 -- are validated against the middleware's own JSON schemas
--- (shared/truenas-api/schemas-v25_10_0.json) before a method runs, so the
+-- (truenas-schemas-v25_10_0.json beside this file) before a method runs, so the
 -- lab rejects what the real middleware rejects, with the same error shapes.
 --
 --   local truenas = require "sbot.lab.truenas"
@@ -247,23 +247,29 @@ end
 local Model = {}
 Model.__index = Model
 
+-- The schema file installed with this module (same directory): the subset of
+-- the middleware's schemas the lab uses, made by vendor/truenas-schemas.
+M.SCHEMA_FILE_NAME = "truenas-schemas-v25_10_0.json"
+
 local function default_schema_file()
-  local here = package.searchpath("sbot.json", package.path)
-  if not here then return nil end
-  local lua_dir = here:gsub("/sbot/json%.lua$", "")
-  return lua_dir .. "/../../shared/truenas-api/schemas-v25_10_0.json"
+  local src = debug.getinfo(1, "S").source
+  local dir = src:sub(1, 1) == "@" and src:sub(2):match("^(.*)/[^/]*$")
+  if not dir then return nil end
+  return dir .. "/" .. M.SCHEMA_FILE_NAME
 end
 
 --- Find and load the schema file: opts.schemas (a path or a loaded
--- registry), $SBOT_TRUENAS_SCHEMAS, or shared/truenas-api next to the tree.
+-- registry), $SBOT_TRUENAS_SCHEMAS, or the file installed next to this module.
 function M.load_schemas(spec)
   if type(spec) == "table" then return spec end
-  local path = spec or os.getenv("SBOT_TRUENAS_SCHEMAS") or default_schema_file()
-  if not path then return nil, "truenas lab: no schema file (set SBOT_TRUENAS_SCHEMAS)" end
+  local env = os.getenv("SBOT_TRUENAS_SCHEMAS")
+  local path = spec or (env ~= "" and env) or default_schema_file()
+  if not path then return nil, "truenas lab: cannot locate " .. M.SCHEMA_FILE_NAME .. " (set SBOT_TRUENAS_SCHEMAS)" end
   local reg, err = jsonschema.load(path)
   if not reg then
     return nil, "truenas lab: cannot load the TrueNAS API schemas: " .. err ..
-      " (set opts.schemas or SBOT_TRUENAS_SCHEMAS to schemas-v25_10_0.json)"
+      " (the file ships with the Lua library as sbot/lab/" .. M.SCHEMA_FILE_NAME ..
+      "; opts.schemas or SBOT_TRUENAS_SCHEMAS override it)"
   end
   return reg
 end

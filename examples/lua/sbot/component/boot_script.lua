@@ -20,18 +20,16 @@ local function write_atomic(path, text)
   assert(os.rename(tmp, path))
 end
 
--- The script this server should have (a site hook may choose the target name).
+-- The script this server should have (the site's name_target hook may
+-- choose the target name).
 local function wanted(self)
-  local name = self.id
-  local hooks = self.site and self.site.hooks
-  if hooks and hooks.name_target then
-    name = hooks.name_target(self.server)
-    if type(name) ~= "string" or name == "" then
-      error("site hook name_target(" .. self.id .. ") returned " .. type(name) .. ", expected a target name", 0)
-    end
+  local name = self:hook("name_target", self.server or { id = self.id })
+  if type(name) ~= "string" or name == "" then
+    error("site hook name_target(" .. self.id .. ") returned " .. type(name) .. ", expected a target name", 0)
   end
   local target = self.config.basename .. ":" .. name
-  return string.format("#!ipxe\n# %s\nsanboot iscsi:%s::::%s\n", self.id, self.config.portal, target)
+  local volume = self.config.volume and (" volume " .. self.config.volume) or ""
+  return string.format("#!ipxe\n# %s%s\nsanboot iscsi:%s::::%s\n", self.id, volume, self.config.portal, target)
 end
 
 return component.define {
@@ -43,6 +41,13 @@ return component.define {
       description = "iSCSI portal (IP or IP:port)" },
     basename = { type = "string", default = "iqn.2005-10.org.freenas.ctl",
       description = "target IQN basename; the target name follows after ':'" },
+    volume = { type = "string", description = "the volume the target serves (a comment in the script)" },
+  },
+
+  hooks = {
+    name_target = { description = "name_target(server): the server's iSCSI target name "
+      .. "(after the basename and ':'); default the server id",
+      default = function(server) return server.id end },
   },
 
   discover = function(self)

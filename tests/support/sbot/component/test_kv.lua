@@ -36,14 +36,34 @@ return component.define {
     want = { type = "map", values = { type = "string" }, default = {}, description = "desired pairs" },
     fail_discover = { type = "boolean", default = false },
     hang_discover = { type = "boolean", default = false, description = "discover never returns" },
+    slow_discover = { type = "number", description = "discover takes this many seconds" },
     fail_apply_on = { type = "string", description = "apply of this key raises" },
     fail_undo_on = { type = "string", description = "undo of this key raises" },
     password = { type = "secret", description = "a credential the component sends and reads back" },
     mode = { type = "string", enum = { "fast", "safe" }, default = "safe" },
+    session_log = { type = "string", description = "the resource's open and close are appended here" },
     nested = { type = "table", fields = {
       port = { type = "integer", default = 443 },
       host = { type = "string", pattern = "^[%w.-]+$" },
     } },
+  },
+
+  -- a "session" that records its open and close (tests of graceful stops)
+  open = function(self)
+    local logfile = self.config.session_log
+    local function mark(what)
+      if not logfile then return end
+      local f = assert(io.open(logfile, "ab"))
+      f:write(self.id, " ", what, "\n")
+      f:close()
+    end
+    mark("open")
+    return { close = function() mark("close"); return true end }
+  end,
+
+  hooks = {
+    value_for = { description = "the value wanted for a key (default: the configured one)",
+      default = function(_, v) return v end },
   },
 
   discover = function(self)
@@ -55,7 +75,13 @@ return component.define {
       f:close()
       while true do end
     end
+    if self.config.slow_discover then os.execute("sleep " .. self.config.slow_discover) end
     local d = { pairs = read_json(self.config.state_file) }
+    -- what the device will hold once converged, known before any change:
+    -- the values later steps take (also in --plan)
+    d.final = {}
+    for k, v in pairs(d.pairs) do d.final[k] = v end
+    for k, v in pairs(self.config.want) do d.final[k] = self:hook("value_for", k, v) end
     if self.config.password then
       -- a device that echoes the credential back as plain text
       d.echo = "login with " .. self.config.password:reveal()
@@ -72,7 +98,7 @@ return component.define {
     for k in pairs(self.config.want) do keys[#keys + 1] = k end
     table.sort(keys)
     for _, k in ipairs(keys) do
-      local v = self.config.want[k]
+      local v = self:hook("value_for", k, self.config.want[k])
       if have[k] ~= v then
         changes[#changes + 1] = { resource = "kv/" .. k, action = have[k] and "update" or "create",
           before = have[k], after = v, reason = "wanted" }
@@ -103,7 +129,8 @@ return component.define {
   housekeep = function(self)
     note(self, "housekeep")
     local t = read_json(self.config.state_file)
-    for k, v in pairs(self.config.want) do
+    for k, want in pairs(self.config.want) do
+      local v = self:hook("value_for", k, want)
       if t[k] ~= v then error("read back " .. k .. " = " .. tostring(t[k]) .. ", wanted " .. v) end
     end
     self:artifact { key = "state.json", content = json.encode(t), type = "application/json" }
