@@ -83,6 +83,16 @@ function M.finish(run, results)
   assert(f:close())
   log.info("run finished", { run = run.id, ok = record.ok, results = run.results_file })
   log.configure { file = false }
+  -- with an s3:// store, results.json and log.jsonl go there too and the run
+  -- into the store's index (sbot.store.keep_run); failing that fails the run
+  local kept, kerr = require("sbot.store").keep_run(run, record)
+  if not kept then
+    record.ok, record.record_error = false, log.redact(tostring(kerr))
+    io.stderr:write("sbot: run record not kept in the store: ", record.record_error, "\n")
+    local rf = assert(io.open(run.results_file, "wb"))
+    rf:write(json.encode(record, { indent = true }), "\n")
+    assert(rf:close())
+  end
   return record
 end
 

@@ -241,6 +241,21 @@ end
 local function take_lock(job, name, label)
   local l, err = lock.acquire(job.lock_dir .. "/" .. name .. ".lock", { name = label })
   if l then log.info("lock taken", { server = name, lock = l:path() }) end
+  -- with an s3:// store, also a lease in the store: one run per server across
+  -- machines (sbot.store.lock, docs/store.md)
+  if l and job.store then
+    local lease, lerr = require("sbot.store").lock(job.store, job.store_opts, name,
+      { label = label, run_id = job.run_id })
+    if lease == nil then l:release(); return nil, lerr end
+    if lease then
+      local file_lock = l
+      l = { release = function()
+        local ok, rerr = lease:release()
+        if not ok then log.warn(tostring(rerr), { server = name }) end
+        return file_lock:release()
+      end, path = function() return file_lock:path() end }
+    end
+  end
   return l, err
 end
 
@@ -333,7 +348,8 @@ function M:main(argv)
   local store_url = args.store or site.store
   local store_opts
   if site.s3 and store_url and store_url:match("^s3://") then
-    store_opts = { access_key = site.s3.access_key, secret_key = site.s3.secret_key, tls = site.s3.tls }
+    store_opts = { access_key = site.s3.access_key, secret_key = site.s3.secret_key, tls = site.s3.tls,
+      endpoint = site.s3.endpoint, region = site.s3.region, path_style = site.s3.path_style }
   end
   local r, rerr = run.start { runs_dir = args.runs_dir or site.runs_dir, mode = args.mode,
     workflow = self.name, site = site.file, args = public_args, store = store_url,
@@ -341,7 +357,8 @@ function M:main(argv)
   if not r then io.stderr:write("sbot: ", rerr, "\n"); return 1 end
 
   local base = { site = site, args = public_args, run_id = r.id, run_dir = r.dir,
-    artifact_dir = r.artifact_dir, log_file = r.log_file, lock_dir = lock_dir }
+    artifact_dir = r.artifact_dir, log_file = r.log_file, lock_dir = lock_dir,
+    store = store_url and store_url:match("^s3://") and store_url or nil, store_opts = store_opts }
   local function job(extra)
     local j = {}
     for k, v in pairs(base) do j[k] = v end
