@@ -1185,6 +1185,15 @@ function Client:delete_objects(a)
   return out
 end
 
+--- object_url{bucket, key} -> the object's plain (unsigned) URL, as an
+-- anonymous reader fetches a public object (path or virtual-host style, as
+-- this client addresses it).
+function Client:object_url(a)
+  key_args("object_url", a)
+  local host, path = self:_target(a.bucket, a.key)
+  return self.ep.scheme .. "://" .. host .. sigv4.uri_encode(path, true)
+end
+
 --- presign{bucket, key, method = "GET", expires = 3600} -> URL
 function Client:presign(a)
   key_args("presign", a)
