@@ -554,6 +554,12 @@ static int s3_discover(lua_State *L)
                 set_bool(L, -1, "exists", 0);
             }
             set_top(L, t, "public");
+            /* where anonymous readers fetch it (plain, unsigned) */
+            int ua = args_bk(L, pub, object);
+            call_method(L, client, "object_url", ua);
+            lua_pop(L, 2);
+            set_top(L, t, "public_url");
+            lua_pop(L, 1);
         }
         lua_rawseti(L, arts, i);
         lua_pop(L, 1);
@@ -821,6 +827,8 @@ static const char *const ENTRY_FIELDS[] = {"bucket", "object", "size", "sha256",
 
 static int entry_matches(lua_State *L, int have, int want)
 {
+    have = lua_absindex(L, have);
+    want = lua_absindex(L, want);
     if (!lua_istable(L, have))
         return 0;
     for (int i = 0; ENTRY_FIELDS[i]; i++) {
@@ -1352,14 +1360,12 @@ static void apply_index(lua_State *L, int self, int change, int res)
         push_entry(L, res, ca, priv, publish ? priv : 0);
         int e = lua_gettop(L);
         lua_getfield(L, old, key);
-        if (entry_matches(L, -1, e) && lua_getfield(L, -1, "updated") == LUA_TSTRING) {
+        int oe = lua_gettop(L);
+        if (entry_matches(L, oe, e) && lua_getfield(L, oe, "updated") == LUA_TSTRING)
             set_top(L, e, "updated"); /* unchanged: keeps its date */
-        } else {
-            if (lua_istable(L, -1))
-                lua_pop(L, 1);
+        else
             set_str(L, e, "updated", now);
-        }
-        lua_pop(L, 1);
+        lua_settop(L, e);
         lua_pushvalue(L, e);
         lua_setfield(L, entries, key);
         lua_settop(L, a - 1);

@@ -46,9 +46,10 @@ function M.new(spec)
         .. "description, epilog, arguments, steps, components, site_steps)", 2)
     end
   end
-  if (spec.steps == nil) == (spec.components == nil) then
+  if (spec.steps ~= nil and spec.components ~= nil)
+      or (spec.steps == nil and spec.components == nil and spec.site_steps == nil) then
     error("workflow.new " .. spec.name .. ": give exactly one of steps = function(server, ctx) "
-      .. "or components = function(server, ctx)", 2)
+      .. "or components = function(server, ctx) (or only site_steps, for a site-wide workflow)", 2)
   end
   for _, f in ipairs { "steps", "components", "arguments", "site_steps" } do
     if spec[f] ~= nil and type(spec[f]) ~= "function" then
@@ -324,7 +325,13 @@ function M:main(argv)
     return 2
   end
   local servers = {}
-  if #args.server == 0 then
+  local site_only = not self.steps and not self.components -- a site-wide workflow: no fan-out
+  if site_only then
+    if #args.server > 0 then
+      io.stderr:write("sbot: ", self.name, " is a site-wide workflow: it takes no --server\n")
+      return 2
+    end
+  elseif #args.server == 0 then
     servers = site.servers
   else
     for _, id in ipairs(args.server) do
@@ -333,7 +340,7 @@ function M:main(argv)
       servers[#servers + 1] = s
     end
   end
-  if #servers == 0 then
+  if #servers == 0 and not site_only then
     io.stderr:write("sbot: site ", site.file, " has no servers to work on\n")
     return 2
   end

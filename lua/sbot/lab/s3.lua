@@ -226,7 +226,7 @@ function M.new(ctx)
   -- data files are immutable once written, so a server-side copy shares the
   -- source's file: refs[path] counts the versions using it
   local refs = {}
-  local st = { buckets = {}, uploads = {}, requests = 0, denied = 0 }
+  local st = { buckets = {}, uploads = {}, requests = 0, writes = 0, denied = 0 }
 
   local dev = { name = ctx.name or "s3", kind = "s3", st = st, faults = ctx.injector, dir = dir,
     max_body = M.MAX_BODY, access_key = access_key, region = region }
@@ -1225,6 +1225,7 @@ function M.new(ctx)
 
   function dev.handler(req)
     st.requests = st.requests + 1
+    if req.method ~= "GET" and req.method ~= "HEAD" then st.writes = st.writes + 1 end
     local bname, key = req.path:match("^/([^/]+)/(.+)$")
     if not bname then bname = req.path:match("^/([^/]+)/?$") end
     local ok, s, h, body, opt = pcall(function()
@@ -1274,7 +1275,7 @@ function M.new(ctx)
     end
     local uploads = 0
     for _ in pairs(st.uploads) do uploads = uploads + 1 end
-    return { buckets = buckets, uploads = uploads, requests = st.requests, denied = st.denied,
+    return { buckets = buckets, uploads = uploads, requests = st.requests, writes = st.writes, denied = st.denied,
       data_dir = dir, access_key = access_key, faults = dev.faults and dev.faults.counts or nil }
   end
 
