@@ -1467,7 +1467,44 @@ static int s3_undo(lua_State *L)
     lua_getfield(L, res, "client");
     int client = lua_gettop(L);
     if (strcmp(kind, "bucket") == 0) {
+        /* the versions of sbot's own upload markers (released, so only old
+         * versions and delete markers) would keep the bucket from going */
         int a = args_bk(L, bucket, NULL);
+        set_str(L, a, "prefix", field_str(L, res, "marker_prefix"));
+        lua_newtable(L);
+        int objs = lua_gettop(L), n = 0;
+        lua_getfield(L, client, "list_object_versions");
+        lua_pushvalue(L, client);
+        lua_pushvalue(L, a);
+        lua_call(L, 2, 1);
+        int iter = lua_gettop(L);
+        for (;;) {
+            lua_pushvalue(L, iter);
+            lua_call(L, 0, 3);
+            if (lua_isnil(L, -3)) {
+                lua_pop(L, 3);
+                break;
+            }
+            if (lua_toboolean(L, -3) == 0)
+                return luaL_error(L, "%s: listing its upload markers: %s", bucket, luaL_optstring(L, -2, "?"));
+            lua_createtable(L, 0, 2);
+            lua_getfield(L, -4, "key");
+            lua_setfield(L, -2, "key");
+            lua_getfield(L, -4, "version_id");
+            lua_setfield(L, -2, "version_id");
+            lua_rawseti(L, objs, ++n);
+            lua_pop(L, 3);
+        }
+        if (n > 0) {
+            int d = args_bk(L, bucket, NULL);
+            lua_pushvalue(L, objs);
+            set_top(L, d, "objects");
+            set_bool(L, d, "quiet", 1);
+            if (!call_method(L, client, "delete_objects", d))
+                raise_call(L, bucket);
+            lua_pop(L, 4);
+        }
+        a = args_bk(L, bucket, NULL);
         if (!call_method(L, client, "delete_bucket", a))
             raise_call(L, bucket);
         return 0;
