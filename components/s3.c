@@ -976,12 +976,14 @@ static int s3_plan(lua_State *L)
             lua_pushfstring(L, "s3://%s/%s", bucket, field_str(L, a, "object"));
             set_top(L, c, "resource");
             set_str(L, c, "key", key);
-            lua_createtable(L, 0, 2);
-            lua_getfield(L, priv, "sha256");
-            set_top(L, -2, "sha256");
-            lua_getfield(L, priv, "size");
-            set_top(L, -2, "size");
-            set_top(L, c, "before");
+            if (exists) {
+                lua_createtable(L, 0, 2);
+                lua_getfield(L, priv, "sha256");
+                set_top(L, -2, "sha256");
+                lua_getfield(L, priv, "size");
+                set_top(L, -2, "size");
+                set_top(L, c, "before");
+            }
             lua_createtable(L, 0, 3);
             set_str(L, -1, "sha256", sha);
             lua_getfield(L, a, "size");
@@ -1007,12 +1009,14 @@ static int s3_plan(lua_State *L)
                 lua_pushfstring(L, "s3://%s/%s", pub, field_str(L, a, "object"));
                 set_top(L, c, "resource");
                 set_str(L, c, "key", key);
-                lua_createtable(L, 0, 2);
-                lua_getfield(L, pubo, "sha256");
-                set_top(L, -2, "sha256");
-                lua_getfield(L, pubo, "source_version_id");
-                set_top(L, -2, "source_version_id");
-                set_top(L, c, "before");
+                if (exists) {
+                    lua_createtable(L, 0, 2);
+                    lua_getfield(L, pubo, "sha256");
+                    set_top(L, -2, "sha256");
+                    lua_getfield(L, pubo, "source_version_id");
+                    set_top(L, -2, "source_version_id");
+                    set_top(L, c, "before");
+                }
                 lua_createtable(L, 0, 1);
                 set_str(L, -1, "sha256", sha);
                 set_top(L, c, "after");
