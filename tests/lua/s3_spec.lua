@@ -156,6 +156,29 @@ describe("sbot.s3 against s3rver", function()
     assert.are.equal("NoSuchKey", code)
   end)
 
+  it("aborts a failed multipart upload on s3rver too; s3rver refuses (405) and the client says so", function()
+    local src = tmp .. "/abort-src"
+    assert(helpers.sh("head -c " .. (20 * MiB) .. " /dev/urandom > " .. src))
+    local script = tmp .. "/abort.lua"
+    helpers.write_file(script, string.format([[
+      local s3 = require "sbot.s3"
+      local c = assert(s3.client{ endpoint = %q, access_key = "S3RVER", secret_key = "S3RVER",
+        part_size = 5 * 1048576, multipart_threshold = 5 * 1048576, concurrency = 1 })
+      local ok, err = pcall(c.put_object, c, { bucket = "sbot", key = "abort/x", file = %q,
+        progress = function(done) if done > 6 * 1048576 then error("stopped by the test") end end })
+      io.write(tostring(ok), " ", tostring(err))]], srv.endpoint, src))
+    local r = helpers.sbot({ "run", script })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("^false .*stopped by the test", r.stdout)
+    -- the abort was sent (DELETE ?uploadId=...), and s3rver's refusal reported with the upload id
+    local id = r.stderr:match("could not abort multipart upload (%x+) of sbot/abort/x: MethodNotAllowed")
+    assert(id, r.stderr)
+    -- s3rver keeps the parts it received: the abort is the only thing that would have removed them
+    local ok, _, out = helpers.sh("find " .. helpers.shquote(srv.dir) .. " -path '*" .. id .. "*' | head -1")
+    assert(ok and out ~= "", "no upload directory for " .. id .. " in s3rver's store")
+    assert.are.equal("NoSuchKey", select(3, c:head_object{ bucket = "sbot", key = "abort/x" }))
+  end)
+
   it("deletes one object and more than 1000 in batches", function()
     local keys = {}
     for i = 1, 1005 do
