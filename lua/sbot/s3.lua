@@ -751,13 +751,17 @@ function Client:hash_file(a)
   end
   local part_size = effective_part_size(st.size, a.part_size or self.part_size)
   local nparts = (st.size + part_size - 1) // part_size
-  local h <close> = crypto.hasher("sha256")
-  local job <close> = crypto.sha256_ranges(a.file, part_ranges(st.size, part_size, 1, nparts), h)
-  local digests, herr = job:wait()
+  -- two worker threads at once: the parts' digests, and the whole file's
+  -- (one range); each byte is hashed twice either way, in parallel this way
+  local parts_job <close> = crypto.sha256_ranges(a.file, part_ranges(st.size, part_size, 1, nparts))
+  local whole_job <close> = crypto.sha256_ranges(a.file, { { 0, st.size } })
+  local digests, herr = parts_job:wait()
   if not digests then return nil, "s3 hash_file: " .. herr, "BadFile" end
+  local whole, werr = whole_job:wait()
+  if not whole then return nil, "s3 hash_file: " .. werr, "BadFile" end
   out.parts = {}
   for n, d in ipairs(digests) do out.parts[n] = crypto.hex(d) end
-  out.sha256 = crypto.hex(h:digest())
+  out.sha256 = crypto.hex(whole[1])
   out.part_size = part_size
   return out
 end
