@@ -11,8 +11,14 @@
  * connections, sessions and handles of the parent are never touched by a
  * worker. fn's return value comes back as JSON over a pipe. Each worker runs
  * in its own process group; a crash or a timeout yields an error result for
- * that item only, and Ctrl-C (SIGINT/SIGTERM) kills every worker group and
- * reaps it before map raises "interrupted!". */
+ * that item only.
+ *
+ * Workers are stopped gracefully: on a timeout, or on Ctrl-C/SIGTERM to the
+ * parent, the worker gets SIGTERM (sigqueue, with the reason), its
+ * interpreter raises "interrupted!", to-be-closed values and component
+ * resources close, and it sends back what it has; only after a grace period
+ * (opts.grace, default 20 s; a second Ctrl-C ends it at once) is its process
+ * group killed. Every worker is reaped before map returns or raises. */
 #define _GNU_SOURCE
 #include "sbot.h"
 #include "util.h"
@@ -35,11 +41,12 @@
 
 /* Set by the signal handler while map() waits; a handler has nowhere else
  * to put it. Only read and reset inside one map() call. */
-static volatile sig_atomic_t stop_signal;
+static volatile sig_atomic_t stop_signal, stop_count;
 
 static void on_stop(int sig)
 {
     stop_signal = sig;
+    stop_count++;
 }
 
 static double now_s(void)
@@ -119,7 +126,7 @@ static int try_require(lua_State *T, const char *name)
     return 1;
 }
 
-/* value.reveal(value) in from, protected, then sbot.secret.new(v) in to. */
+/* value.reveal(value) in from, protected, then a new secret object in to. */
 static void copy_secret(struct copier *c, int idx, const char *path)
 {
     lua_State *F = c->from, *T = c->to;
@@ -132,15 +139,11 @@ static void copy_secret(struct copier *c, int idx, const char *path)
     }
     size_t len;
     const char *s = lua_tolstring(F, -1, &len);
-    lua_getglobal(T, "require");
-    lua_pushliteral(T, "sbot.secret");
-    lua_call(T, 1, 1);
-    lua_getfield(T, -1, "new");
-    lua_remove(T, -2);
-    lua_pushlstring(T, s, len);
+    lua_pushlstring(T, s, len); /* anchored in T before F lets go of it */
     lua_pop(F, 1);
-    lua_pushliteral(T, "copied into a fleet worker");
-    lua_call(T, 2, 1);
+    s = lua_tolstring(T, -1, &len);
+    sbot_secret_push(T, s, len, "copied into a fleet worker");
+    lua_remove(T, -2);
 }
 
 static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud)
@@ -372,7 +375,7 @@ static int worker_main(lua_State *W)
     c.memo = lua_gettop(W);
     index_modules(&c);
 
-    /* the parent's package paths, log level and registered secrets */
+    /* the parent's package paths and log configuration */
     lua_getglobal(W, "package");
     lua_getglobal(P, "package");
     lua_getfield(P, -1, "path");
@@ -383,38 +386,7 @@ static int worker_main(lua_State *W)
     lua_setfield(W, -2, "cpath");
     lua_pop(P, 3);
     lua_pop(W, 1);
-    if (lua_getfield(P, LUA_REGISTRYINDEX, "sbot.log.secrets") == LUA_TTABLE) {
-        lua_Integer n = (lua_Integer)lua_rawlen(P, -1);
-        for (lua_Integer i = 1; i <= n; i++) {
-            size_t len;
-            if (lua_rawgeti(P, -1, i) == LUA_TSTRING) {
-                const char *s = lua_tolstring(P, -1, &len);
-                sbot_log_add_secret(W, s, len);
-            }
-            lua_pop(P, 1);
-        }
-    }
-    lua_pop(P, 1);
-    /* the parent's stderr log level (log.level(), called protected in P) */
-    lua_getfield(P, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-    lua_getfield(P, -1, "sbot.log");
-    lua_remove(P, -2);
-    if (lua_type(P, -1) == LUA_TTABLE) {
-        lua_getfield(P, -1, "level");
-        if (lua_pcall(P, 0, 1, 0) == LUA_OK && lua_type(P, -1) == LUA_TSTRING) {
-            lua_getglobal(W, "require");
-            lua_pushliteral(W, "sbot.log");
-            lua_call(W, 1, 1);
-            lua_getfield(W, -1, "configure");
-            lua_createtable(W, 0, 1);
-            lua_pushstring(W, lua_tostring(P, -1));
-            lua_setfield(W, -2, "level");
-            lua_call(W, 1, 0);
-            lua_pop(W, 1);
-        }
-        lua_pop(P, 1);
-    }
-    lua_pop(P, 1);
+    sbot_log_inherit(W, P); /* levels, JSON or human, secrets */
 
     copy_value(&c, job->fn, "fn");
     lua_rawgeti(P, job->items, job->index);
@@ -476,8 +448,9 @@ static void close_inherited_fds(int keep)
 
 static void child(lua_State *P, int items, int fn, lua_Integer index, int wfd, pid_t parent)
 {
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
+    /* a stop (SIGTERM from the parent) that arrives while the worker starts
+     * is kept and raised in Lua as soon as it runs */
+    sbot_catch_stop_signals();
     signal(SIGPIPE, SIG_DFL);
     close_inherited_fds(wfd);
     setpgid(0, 0);
@@ -531,14 +504,33 @@ struct worker {
     lua_Integer index;
     double started, deadline;
     int timed_out;
+    double stopped;  /* when SIGTERM was sent (0: not yet) */
+    double kill_at;  /* when the grace period ends */
+    int killed;      /* SIGKILL sent: 1 after the grace period, 2 at a second Ctrl-C/SIGTERM */
 };
 
 struct fleet {
     struct worker w[MAX_JOBS];
     int jobs;
+    double grace;
     struct sigaction old_int, old_term;
     int handlers;
 };
+
+/* Ask worker w to stop: SIGTERM carrying the reason (sbot.h SBOT_STOP_*),
+ * to the worker only (its children are its business until the grace period
+ * ends: then the whole group is killed). */
+static void stop_worker(struct fleet *f, struct worker *w, int reason, double now)
+{
+    if (w->pid <= 0 || w->stopped > 0)
+        return;
+    union sigval v;
+    v.sival_int = reason;
+    if (sigqueue(w->pid, SIGTERM, v) != 0)
+        kill(w->pid, SIGTERM);
+    w->stopped = now;
+    w->kill_at = now + f->grace;
+}
 
 static void restore_signals(struct fleet *f)
 {
@@ -608,8 +600,10 @@ static void drain(lua_State *L, int chunks, struct worker *w)
     }
 }
 
-/* The worker exited with status st: store its result entry in results. */
-static void finish(lua_State *L, int chunks, int results, struct worker *w, int st)
+/* The worker exited with status st: store its result entry in results.
+ * interrupt_name: "Ctrl-C" or "SIGTERM" when the whole map was stopped. */
+static void finish(lua_State *L, struct fleet *f, int chunks, int results, struct worker *w, int st,
+                   const char *interrupt_name)
 {
     double ms = (now_s() - w->started) * 1000.0;
     lua_getglobal(L, "table");
@@ -628,14 +622,49 @@ static void finish(lua_State *L, int chunks, int results, struct worker *w, int 
     lua_pushinteger(L, (lua_Integer)floor(ms + 0.5));
     lua_setfield(L, e, "ms");
 
+    /* what the worker sent back, if anything: {ok, value | error} */
+    int sent = 0, sent_ok = 0;
+    if (!WIFSIGNALED(st) && lua_rawlen(L, text) > 0) {
+        lua_getglobal(L, "require");
+        lua_pushliteral(L, "sbot.json");
+        lua_call(L, 1, 1);
+        lua_getfield(L, -1, "decode");
+        lua_remove(L, -2);
+        lua_pushvalue(L, text);
+        lua_call(L, 1, 2);
+        lua_pop(L, 1);
+        if (lua_type(L, -1) == LUA_TTABLE) {
+            sent = 1;
+            lua_getfield(L, -1, "ok");
+            sent_ok = lua_toboolean(L, -1);
+            lua_pop(L, 1);
+        }
+    } else {
+        lua_pushnil(L);
+    }
+    int outcome = lua_gettop(L); /* the decoded table, or nil/garbage */
+
     int ok = 0;
     const char *reason = NULL;
+    char secs[32], how[128];
+    snprintf(secs, sizeof secs, "%.1f", ms / 1000.0);
+    if (w->killed == 2)
+        snprintf(how, sizeof how, "stopped with SIGTERM, then killed (SIGKILL) at the second %s",
+                 interrupt_name ? interrupt_name : "stop");
+    else if (w->killed)
+        snprintf(how, sizeof how, "stopped with SIGTERM, then killed (SIGKILL) after the %.1f s grace "
+                 "period", f->grace);
+    else
+        snprintf(how, sizeof how, "stopped with SIGTERM, it exited %.1f s later",
+                 now_s() - w->stopped);
     if (w->timed_out) {
         reason = "timeout";
-        char secs[32];
-        snprintf(secs, sizeof secs, "%.1f", ms / 1000.0);
-        lua_pushfstring(L, "worker for item %I (pid %d) timed out after %s s and was killed",
-                        w->index, (int)w->pid, secs);
+        lua_pushfstring(L, "worker for item %I (pid %d) timed out after %s s: %s", w->index,
+                        (int)w->pid, secs, how);
+    } else if (w->stopped > 0) {
+        reason = "interrupted";
+        lua_pushfstring(L, "fleet.map: interrupted! (%s) while item was running: its worker was %s",
+                        interrupt_name, how);
     } else if (WIFSIGNALED(st)) {
         reason = "crash";
         lua_pushfstring(L, "worker for item %I (pid %d) crashed: killed by signal %d (%s)",
@@ -644,35 +673,21 @@ static void finish(lua_State *L, int chunks, int results, struct worker *w, int 
         reason = "exit";
         lua_pushfstring(L, "worker for item %I (pid %d) exited with status %d and no result",
                         w->index, (int)w->pid, WEXITSTATUS(st));
+    } else if (!sent) {
+        reason = "exit";
+        lua_pushfstring(L, "worker for item %I (pid %d) sent an unreadable result", w->index,
+                        (int)w->pid);
+    } else if (sent_ok) {
+        ok = 1;
     } else {
-        lua_getglobal(L, "require");
-        lua_pushliteral(L, "sbot.json");
-        lua_call(L, 1, 1);
-        lua_getfield(L, -1, "decode");
-        lua_remove(L, -2);
-        lua_pushvalue(L, text);
-        lua_call(L, 1, 2);
-        if (lua_type(L, -2) != LUA_TTABLE) {
-            reason = "exit";
-            lua_pushfstring(L, "worker for item %I (pid %d) sent an unreadable result: %s",
-                            w->index, (int)w->pid, luaL_optstring(L, -1, "?"));
-            lua_replace(L, -3);
-            lua_pop(L, 1);
-        } else {
-            lua_pop(L, 1);
-            lua_getfield(L, -1, "ok");
-            ok = lua_toboolean(L, -1);
-            lua_pop(L, 1);
-            if (ok) {
-                lua_getfield(L, -1, "value");
-                lua_setfield(L, e, "value");
-                lua_pop(L, 1);
-            } else {
-                reason = "error";
-                lua_getfield(L, -1, "error");
-                lua_remove(L, -2);
-            }
-        }
+        reason = "error";
+        lua_getfield(L, outcome, "error");
+    }
+    /* a stopped worker that still sent its value back keeps it: the
+     * results of what it finished (and how far it got) are worth keeping */
+    if (sent && sent_ok) {
+        lua_getfield(L, outcome, "value");
+        lua_setfield(L, e, "value");
     }
     sbot_log(L, SBOT_DEBUG, "fleet: item %d (pid %d) finished: %s", (int)w->index, (int)w->pid,
              ok ? "ok" : reason);
@@ -683,8 +698,9 @@ static void finish(lua_State *L, int chunks, int results, struct worker *w, int 
         lua_pushstring(L, reason);
         lua_setfield(L, e, "reason");
     }
+    lua_pushvalue(L, e);
     lua_rawseti(L, results, w->index);
-    lua_pop(L, 1); /* text */
+    lua_settop(L, text - 1);
     if (w->fd >= 0)
         close(w->fd);
     if (w->pidfd >= 0)
@@ -735,15 +751,38 @@ static int start(lua_State *L, struct fleet *f, struct worker *w, int items, int
     return 0;
 }
 
-/* fleet.map(items, fn [, {jobs = 4, timeout = seconds, partial = false}]) -> results [, interrupted]
+/* Item index (1-based) entries of results that are still empty get an
+ * "interrupted" error: the items that never ran. */
+static void mark_not_started(lua_State *L, int results, lua_Integer n, const char *why)
+{
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (lua_rawgeti(L, results, i) == LUA_TNIL) {
+            lua_createtable(L, 0, 4);
+            lua_pushinteger(L, i);
+            lua_setfield(L, -2, "item");
+            lua_pushboolean(L, 0);
+            lua_setfield(L, -2, "ok");
+            lua_pushliteral(L, "interrupted");
+            lua_setfield(L, -2, "reason");
+            lua_pushfstring(L, "fleet.map: interrupted! (%s) before item started", why);
+            lua_setfield(L, -2, "error");
+            lua_rawseti(L, results, i);
+        }
+        lua_pop(L, 1);
+    }
+}
+
+/* fleet.map(items, fn [, {jobs = 4, timeout = seconds, grace = 20, partial = false}])
+ *   -> results [, interrupted]
  * results[i] = {ok = true, value = v, item = i, pid, ms}
- *            | {ok = false, error = msg, reason = "error"|"crash"|"timeout"|"exit", item, pid, ms} */
+ *            | {ok = false, error = msg, reason = "error"|"crash"|"timeout"|"exit"|"interrupted",
+ *               item, pid, ms [, value = what a stopped worker still sent back]} */
 static int l_map(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     luaL_checktype(L, 2, LUA_TFUNCTION);
     lua_Integer jobs = 4;
-    double timeout = 0;
+    double timeout = 0, grace = 20;
     int partial = 0;
     if (!lua_isnoneornil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
@@ -753,13 +792,20 @@ static int l_map(lua_State *L)
             jobs = lua_tointeger(L, -1);
         }
         if (lua_getfield(L, 3, "timeout") != LUA_TNIL) {
-            if (!lua_isnumber(L, -1) || lua_tonumber(L, -1) < 0)
+            if (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) >= 0) ||
+                !isfinite(lua_tonumber(L, -1)))
                 return luaL_error(L, "fleet.map: timeout must be a number of seconds >= 0");
             timeout = lua_tonumber(L, -1);
         }
+        if (lua_getfield(L, 3, "grace") != LUA_TNIL) {
+            if (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) >= 0) ||
+                !isfinite(lua_tonumber(L, -1)))
+                return luaL_error(L, "fleet.map: grace must be a number of seconds >= 0");
+            grace = lua_tonumber(L, -1);
+        }
         lua_getfield(L, 3, "partial");
         partial = lua_toboolean(L, -1);
-        lua_pop(L, 3);
+        lua_pop(L, 4);
     }
     lua_settop(L, 2);
     lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
@@ -785,6 +831,7 @@ static int l_map(lua_State *L)
     for (int i = 0; i < MAX_JOBS; i++)
         f->w[i].fd = f->w[i].pidfd = -1;
     f->jobs = (int)jobs;
+    f->grace = grace;
     lua_createtable(L, 0, 2);
     lua_pushcfunction(L, fleet_release);
     lua_setfield(L, -2, "__gc");
@@ -798,41 +845,35 @@ static int l_map(lua_State *L)
     sa.sa_handler = on_stop;
     sigemptyset(&sa.sa_mask);
     stop_signal = 0;
+    stop_count = 0;
     sigaction(SIGINT, &sa, &f->old_int);
     sigaction(SIGTERM, &sa, &f->old_term);
     f->handlers = 1;
 
     lua_Integer next = 1, done = 0;
-    while (done < n) {
-        if (stop_signal) {
-            const char *why = stop_signal == SIGINT ? "Ctrl-C" : "SIGTERM";
-            release(f);
-            if (!partial)
-                return luaL_error(L, "fleet.map: interrupted! (%s); every worker was stopped", why);
-            /* partial: the finished items keep their results; the others
-             * get an "interrupted" error result */
-            for (lua_Integer i = 1; i <= n; i++) {
-                if (lua_rawgeti(L, 3, i) == LUA_TNIL) {
-                    lua_createtable(L, 0, 4);
-                    lua_pushinteger(L, i);
-                    lua_setfield(L, -2, "item");
-                    lua_pushboolean(L, 0);
-                    lua_setfield(L, -2, "ok");
-                    lua_pushliteral(L, "interrupted");
-                    lua_setfield(L, -2, "reason");
-                    lua_pushfstring(L, "fleet.map: interrupted! (%s) %s", why,
-                                    i < next ? "while item was running; its worker was stopped"
-                                             : "before item started");
-                    lua_setfield(L, -2, "error");
-                    lua_rawseti(L, 3, i);
-                }
-                lua_pop(L, 1);
-            }
-            lua_settop(L, 3);
-            lua_pushboolean(L, 1);
-            return 2;
+    const char *interrupted = NULL; /* "Ctrl-C" or "SIGTERM" once the parent was asked to stop */
+    for (;;) {
+        double now = now_s();
+        if (stop_signal && !interrupted) {
+            /* stop gracefully: no new item; each running worker gets SIGTERM */
+            interrupted = stop_signal == SIGINT ? "Ctrl-C" : "SIGTERM";
+            int reason = stop_signal == SIGINT ? SBOT_STOP_CTRL_C : SBOT_STOP_SIGTERM;
+            int k = 0;
+            for (int i = 0; i < f->jobs; i++)
+                k += f->w[i].pid > 0;
+            sbot_log(L, SBOT_WARN, "fleet: %s: stopping %d running worker(s) (grace period %.1f s; "
+                     "%s again kills them now)", interrupted, k, grace, interrupted);
+            for (int i = 0; i < f->jobs; i++)
+                stop_worker(f, &f->w[i], reason, now);
         }
-        for (int i = 0; i < f->jobs && next <= n; i++) {
+        int running = 0;
+        for (int i = 0; i < f->jobs; i++)
+            running += f->w[i].pid > 0;
+        if (interrupted && (stop_count > 1 || running == 0))
+            break;
+        if (!interrupted && done == n)
+            break;
+        for (int i = 0; !interrupted && i < f->jobs && next <= n; i++) {
             if (f->w[i].pid == 0) {
                 int err = start(L, f, &f->w[i], 1, 2, next, timeout);
                 if (err) {
@@ -845,7 +886,7 @@ static int l_map(lua_State *L)
         }
         struct pollfd pfd[2 * MAX_JOBS];
         int np = 0;
-        double now = now_s(), wait_ms = 200;
+        double wait_ms = 200;
         for (int i = 0; i < f->jobs; i++) {
             struct worker *w = &f->w[i];
             if (w->pid == 0)
@@ -862,8 +903,10 @@ static int l_map(lua_State *L)
             } else if (w->fd < 0 && wait_ms > 2) {
                 wait_ms = 2; /* result read, no pidfd: poll waitpid for the exit */
             }
-            if (w->deadline > 0 && !w->timed_out) {
-                double left = (w->deadline - now) * 1000.0;
+            double until = w->stopped > 0 ? (w->killed ? 0 : w->kill_at)
+                                          : (w->deadline > 0 ? w->deadline : 0);
+            if (until > 0) {
+                double left = (until - now) * 1000.0;
                 if (left < wait_ms)
                     wait_ms = left < 0 ? 0 : left;
             }
@@ -875,8 +918,16 @@ static int l_map(lua_State *L)
             if (w->pid == 0)
                 continue;
             drain(L, 4, w);
-            if (w->deadline > 0 && !w->timed_out && now >= w->deadline) {
+            if (w->deadline > 0 && !w->timed_out && w->stopped == 0 && now >= w->deadline) {
                 w->timed_out = 1;
+                sbot_log(L, SBOT_WARN, "fleet: item %d (pid %d) passed its time limit: stopping it",
+                         (int)w->index, (int)w->pid);
+                stop_worker(f, w, SBOT_STOP_TIMEOUT, now);
+            }
+            if (w->stopped > 0 && !w->killed && now >= w->kill_at) {
+                w->killed = 1;
+                sbot_log(L, SBOT_WARN, "fleet: item %d (pid %d) still running after the %.1f s "
+                         "grace period: killing it", (int)w->index, (int)w->pid, grace);
                 kill(-w->pid, SIGKILL);
                 kill(w->pid, SIGKILL);
             }
@@ -893,10 +944,34 @@ static int l_map(lua_State *L)
                 while (waitpid(w->pid, &st, 0) < 0 && errno == EINTR)
                     ;
                 drain(L, 4, w);
-                finish(L, 4, 3, w, st);
+                finish(L, f, 4, 3, w, st, interrupted);
                 done++;
             }
         }
+    }
+    if (interrupted) {
+        /* a second Ctrl-C: whoever is still running is killed now */
+        for (int i = 0; i < f->jobs; i++) {
+            struct worker *w = &f->w[i];
+            if (w->pid > 0) {
+                w->killed = 2;
+                kill(-w->pid, SIGKILL);
+                kill(w->pid, SIGKILL);
+                int st = 0;
+                while (waitpid(w->pid, &st, 0) < 0 && errno == EINTR)
+                    ;
+                drain(L, 4, w);
+                finish(L, f, 4, 3, w, st, interrupted);
+            }
+        }
+        release(f);
+        if (!partial)
+            return luaL_error(L, "fleet.map: interrupted! (%s); every worker was stopped",
+                              interrupted);
+        mark_not_started(L, 3, n, interrupted);
+        lua_settop(L, 3);
+        lua_pushstring(L, interrupted);
+        return 2;
     }
     restore_signals(f);
     lua_settop(L, 3);

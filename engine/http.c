@@ -252,7 +252,8 @@ struct xfer {
     size_t max_body;
     int connection_close;
     int insecure;
-    char *ca_file, *pin;
+    char *ca_file, *pin, *server_name;
+    struct curl_slist *connect_to; /* tls.server_name: connect to the URL's host */
     char *user, *password;
 
     /* current attempt */
@@ -327,6 +328,8 @@ static void xfer_release(struct batch *b, struct xfer *x)
     free(x->part_file);
     free(x->ca_file);
     free(x->pin);
+    free(x->server_name);
+    curl_slist_free_all(x->connect_to);
     free(x->user);
     wipe_free(x->password);
     buf_free(&x->body_buf);
@@ -658,38 +661,78 @@ static void add_header(lua_State *L, struct xfer *x, const char *line)
     x->headers = n;
 }
 
+/* tls = {ca_file, pin_sha256, insecure, server_name}: the shared parser
+ * (tls.c), then copies in x (a struct sbot_tls per transfer would cost 4 KiB
+ * each in a batch of thousands). */
 static void parse_tls(lua_State *L, struct xfer *x, int t, const char *where)
 {
-    static const char *const keys[] = {"ca_file", "pin_sha256", "insecure", NULL};
-    if (lua_getfield(L, t, "tls") == LUA_TNIL) {
-        lua_pop(L, 1);
-        return;
-    }
-    if (!lua_istable(L, -1))
-        luaL_error(L, "%s: 'tls' must be a table, got %s", where, luaL_typename(L, -1));
-    int tt = lua_gettop(L);
+    struct sbot_tls tls;
+    lua_getfield(L, t, "tls");
     lua_pushfstring(L, "%s: tls", where);
-    const char *w = lua_tostring(L, -1);
-    check_keys(L, tt, keys, w, "key");
-    const char *ca = opt_string(L, tt, "ca_file", w);
-    const char *pin = opt_string(L, tt, "pin_sha256", w);
-    x->insecure = opt_bool(L, tt, "insecure", w);
-    if (ca)
-        x->ca_file = dup_or_die(L, ca);
-    if (pin) {
-        if (strncmp(pin, "sha256//", 8) == 0)
-            pin += 8;
-        size_t pl = strlen(pin);
-        if (pl != 44 || pin[43] != '=' || strspn(pin, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") != pl)
-            luaL_error(L, "%s: pin_sha256 must be the base64 SHA-256 of the server public key "
-                       "(44 characters ending in '='), got '%s'", w, pin);
-        lua_pushfstring(L, "sha256//%s", pin);
+    sbot_tls_check(L, -2, lua_tostring(L, -1), x->url_safe, &tls);
+    lua_pop(L, 2);
+    x->insecure = tls.insecure;
+    if (tls.ca_file[0])
+        x->ca_file = dup_or_die(L, tls.ca_file);
+    if (tls.has_pin) {
+        char b64[45];
+        sbot_tls_pin_base64(&tls, b64);
+        lua_pushfstring(L, "sha256//%s", b64);
         x->pin = dup_or_die(L, lua_tostring(L, -1));
         lua_pop(L, 1);
     }
-    if (x->insecure && (ca || pin))
-        luaL_error(L, "%s: insecure = true cannot be combined with ca_file or pin_sha256", w);
-    lua_settop(L, tt - 1);
+    if (tls.server_name[0])
+        x->server_name = dup_or_die(L, tls.server_name);
+}
+
+/* tls.server_name: the URL's host becomes server_name (libcurl sends it as
+ * SNI and checks the certificate against it) while CURLOPT_CONNECT_TO still
+ * connects to the URL's host, and the Host header stays the URL's. */
+static void apply_server_name(lua_State *L, struct xfer *x, const char *where)
+{
+    CURLU *u = curl_url();
+    char *host = NULL, *port = NULL, *named = NULL;
+    if (!u)
+        luaL_error(L, "sbot.http: out of memory");
+    CURLUcode rc = curl_url_set(u, CURLUPART_URL, x->url, 0);
+    if (rc == CURLUE_OK)
+        rc = curl_url_get(u, CURLUPART_HOST, &host, 0);
+    if (rc == CURLUE_OK)
+        rc = curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT);
+    if (rc == CURLUE_OK)
+        rc = curl_url_set(u, CURLUPART_HOST, x->server_name, 0);
+    if (rc == CURLUE_OK)
+        rc = curl_url_get(u, CURLUPART_URL, &named, 0);
+    char connect[700], hosthdr[600]; /* no Lua call while libcurl's strings are held */
+    int fits = 0;
+    if (rc == CURLUE_OK) {
+        char *explicit_port = NULL;
+        int default_port = curl_url_get(u, CURLUPART_PORT, &explicit_port, 0) != CURLUE_OK;
+        curl_free(explicit_port);
+        int a = snprintf(connect, sizeof connect, "%s:%s:%s:%s", x->server_name, port, host, port);
+        int b = default_port ? snprintf(hosthdr, sizeof hosthdr, "Host: %s", host)
+                             : snprintf(hosthdr, sizeof hosthdr, "Host: %s:%s", host, port);
+        fits = a > 0 && (size_t)a < sizeof connect && b > 0 && (size_t)b < sizeof hosthdr;
+    }
+    char *url = rc == CURLUE_OK && fits ? strdup(named) : NULL;
+    curl_free(named);
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+    if (rc != CURLUE_OK)
+        luaL_error(L, "%s: tls.server_name '%s' cannot stand for the host of '%s': %s", where,
+                   x->server_name, x->url_safe, curl_url_strerror(rc));
+    if (!fits)
+        luaL_error(L, "%s: the host of '%s' is too long", where, x->url_safe);
+    if (!url)
+        luaL_error(L, "sbot.http: out of memory");
+    free(x->url);
+    x->url = url;
+    x->connect_to = curl_slist_append(NULL, connect);
+    if (!x->connect_to)
+        luaL_error(L, "sbot.http: out of memory");
+    if (!has_header(x, "Host"))
+        add_header(L, x, hosthdr);
 }
 
 static void parse_basic_auth(lua_State *L, struct xfer *x, int t, const char *where)
@@ -862,6 +905,8 @@ static void parse_request(lua_State *L, struct batch *b, struct xfer *x, int t, 
     x->connection_close = opt_bool(L, t, "connection_close", where);
     parse_tls(L, x, t, where);
     parse_basic_auth(L, x, t, where);
+    if (x->server_name)
+        apply_server_name(L, x, where);
 
     /* Bodies go out with Content-Length, no "Expect: 100-continue" round trip
      * and no form Content-Type invented by libcurl. */
@@ -974,6 +1019,8 @@ static int xfer_start(lua_State *L, struct batch *b, struct xfer *x)
         curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
         curl_easy_setopt(e, CURLOPT_XFERINFODATA, x);
     }
+    if (x->connect_to)
+        curl_easy_setopt(e, CURLOPT_CONNECT_TO, x->connect_to);
     if (x->ca_file)
         curl_easy_setopt(e, CURLOPT_CAINFO, x->ca_file);
     if (x->pin) {
@@ -1089,7 +1136,10 @@ static void push_response(lua_State *L, struct xfer *x)
         lua_pushlstring(L, x->body_buf.p ? x->body_buf.p : "", x->body_buf.len);
         lua_setfield(L, -2, "body");
     }
-    push_redacted_url(L, eff ? eff : x->url);
+    if (x->server_name) /* the URL asked for, not the one naming server_name */
+        lua_pushstring(L, x->url_safe);
+    else
+        push_redacted_url(L, eff ? eff : x->url);
     lua_setfield(L, -2, "url");
     lua_pushinteger(L, x->attempts);
     lua_setfield(L, -2, "attempts");
@@ -1122,7 +1172,7 @@ static const char *push_failure(lua_State *L, struct xfer *x, CURLcode rc, int *
     switch (rc) {
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
-        code = "dns";
+        code = "resolve";
         lua_pushfstring(L, "cannot resolve host (%s)", detail);
         break;
     case CURLE_COULDNT_CONNECT:
@@ -1168,39 +1218,59 @@ static const char *push_failure(lua_State *L, struct xfer *x, CURLcode rc, int *
         code = "tls";
         lua_pushfstring(L, "TLS error (%s)", detail);
         break;
-    case CURLE_SEND_ERROR:
-    case CURLE_RECV_ERROR:
     case CURLE_GOT_NOTHING:
     case CURLE_PARTIAL_FILE:
-        code = "connection";
+        code = "closed";
+        *retryable = 1;
+        lua_pushfstring(L, "the server closed the connection %s (%s)",
+                        rc == CURLE_GOT_NOTHING ? "without an answer" : "before the whole body",
+                        detail);
+        break;
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+        code = "io";
         *retryable = 1;
         lua_pushfstring(L, "connection broken (%s)", detail);
         break;
+    case CURLE_WEIRD_SERVER_REPLY:
+    case CURLE_BAD_CONTENT_ENCODING:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_HTTP3:
+    case CURLE_RANGE_ERROR:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        code = "protocol";
+        lua_pushfstring(L, "the server broke the HTTP protocol (%s)", detail);
+        break;
+    case CURLE_OUT_OF_MEMORY:
+        code = "ENOMEM";
+        lua_pushfstring(L, "out of memory (%s)", detail);
+        break;
     case CURLE_WRITE_ERROR:
         if (x->too_large) {
-            code = "body_too_large";
+            code = "too_large";
             lua_pushfstring(L, "response body larger than max_body (%I bytes); use output_file "
                                "for large downloads",
                             (lua_Integer)x->max_body);
         } else if (x->write_errno) {
-            code = "file";
+            code = sbot_errno_name(x->write_errno);
             lua_pushfstring(L, "cannot write %s: %s", x->part_file, strerror(x->write_errno));
         } else {
-            code = "http";
+            code = "io";
             lua_pushfstring(L, "cannot store the response (%s)", detail);
         }
         break;
     case CURLE_READ_ERROR:
     case CURLE_ABORTED_BY_CALLBACK:
         if (x->read_errno) {
-            code = "file";
+            code = sbot_errno_name(x->read_errno);
             lua_pushfstring(L, "cannot read body_file %s: %s", x->body_file,
                             strerror(x->read_errno));
             break;
         }
         /* fall through */
     default:
-        code = "http";
+        code = "io";
         lua_pushfstring(L, "%s", detail);
     }
     lua_concat(L, 2);
@@ -1402,6 +1472,19 @@ static int xfer_done(lua_State *L, struct batch *b, struct xfer *x, CURLcode rc,
             lua_settop(L, top);
             return 0;
         }
+        /* The final progress call comes before output_file is renamed into
+         * place: if it raises, the call fails and the .part file is removed
+         * with the batch, so no file is left behind. */
+        if (x->progress) {
+            curl_off_t up = 0, down = 0, len = -1;
+            curl_easy_getinfo(x->easy, CURLINFO_SIZE_UPLOAD_T, &up);
+            curl_easy_getinfo(x->easy, CURLINFO_SIZE_DOWNLOAD_T, &down);
+            curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &len);
+            x->p_done = x->has_body ? up : down;
+            x->p_total = x->has_body ? (x->body_file ? x->in_size : (curl_off_t)x->body_len) : len;
+            if (call_progress(x) != 0)
+                return 0;
+        }
         if (x->output_file && status >= 200 && status < 300) {
             if (x->sink == SINK_UNDECIDED) { /* empty body: still produce the file */
                 FILE *f = fopen(x->part_file, "wbe");
@@ -1421,16 +1504,6 @@ static int xfer_done(lua_State *L, struct batch *b, struct xfer *x, CURLcode rc,
                 lua_settop(L, top);
                 goto failed_write;
             }
-        }
-        if (x->progress) {
-            curl_off_t up = 0, down = 0, len = -1;
-            curl_easy_getinfo(x->easy, CURLINFO_SIZE_UPLOAD_T, &up);
-            curl_easy_getinfo(x->easy, CURLINFO_SIZE_DOWNLOAD_T, &down);
-            curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &len);
-            x->p_done = x->has_body ? up : down;
-            x->p_total = x->has_body ? (x->body_file ? x->in_size : (curl_off_t)x->body_len) : len;
-            if (call_progress(x) != 0)
-                return 0;
         }
         log_result(L, x, status, NULL, NULL);
         lua_rawseti(L, results, x->index);
@@ -1488,7 +1561,7 @@ static void xfer_cannot_start(lua_State *L, struct xfer *x, int err, int results
     else
         lua_pushfstring(L, "%s %s: cannot start the transfer: %s", x->method, x->url_safe,
                         strerror(err));
-    const char *code = x->body_file ? "file" : "http";
+    const char *code = sbot_errno_name(err);
     log_result(L, x, 0, lua_tostring(L, -1), code);
     push_failure_entry(L, code);
     lua_rawseti(L, results, x->index);

@@ -1241,10 +1241,19 @@ static int l_loaded(lua_State *L)
     return 1;
 }
 
+/* component.path() -> list of the directories require "sbot.component.X"
+ * searches for X.lua ($SBOT_COMPONENT_PATH, then the tree's components/ or
+ * the installed share/sbot/components) */
+static int l_path(lua_State *L)
+{
+    sbot_push_component_path(L);
+    return 1;
+}
+
 int luaopen_sbot_component(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"define", l_define}, {"is_instance", l_is_instance},
-                                   {"loaded", l_loaded}, {NULL, NULL}};
+                                   {"loaded", l_loaded}, {"path", l_path}, {NULL, NULL}};
     ensure_metatables(L);
     luaL_newlib(L, fns);
     lua_newtable(L);

@@ -20,11 +20,12 @@ static const char usage_text[] =
     "usage: sbot [-v | --log-level LEVEL] [--log-json] COMMAND [ARGS...]\n"
     "\n"
     "commands:\n"
-    "  run FILE [ARGS...]   run a Lua workflow or script\n"
+    "  run FILE [ARGS...]   run a Lua workflow or script (or a workflow by NAME)\n"
     "  repl [--site FILE]   interactive Lua prompt with sbot's modules loaded\n"
     "  lab [OPTIONS]        simulated iDRACs and TrueNAS on loopback (sbot help lab)\n"
     "  version              print the versions of sbot and its libraries\n"
-    "  help [COMMAND]       describe a command (help component NAME: a component)\n"
+    "  help [COMMAND]       describe a command (help component NAME: a component;\n"
+    "                       help workflows: the workflows sbot run NAME finds)\n"
     "\n"
     "global options:\n"
     "  -v, --verbose        log at debug level (same as --log-level debug)\n"
@@ -60,26 +61,81 @@ static void report(lua_State *L, const char *prefix)
 
 /* ---- run ------------------------------------------------------------------ */
 
+/* A bare workflow name: letters, digits, _ . - and no "/" or ".lua". */
+static int is_workflow_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || (n > 4 && strcmp(s + n - 4, ".lua") == 0))
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '_' || *s == '-' || *s == '.'))
+            return 0;
+    return 1;
+}
+
+/* Find workflow NAME as NAME.lua in the workflow path; pushes the file name
+ * and returns 1, or pushes the list of the files tried and returns 0. */
+static int find_workflow(lua_State *L, const char *name)
+{
+    sbot_push_workflow_path(L);
+    int dirs = lua_gettop(L);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, dirs);
+    luaL_Buffer tried;
+    luaL_buffinit(L, &tried);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, dirs, i);
+        const char *file = lua_pushfstring(L, "%s/%s.lua", lua_tostring(L, -1), name);
+        FILE *f = fopen(file, "r");
+        if (f) {
+            fclose(f);
+            lua_replace(L, dirs);
+            lua_settop(L, dirs);
+            return 1;
+        }
+        lua_pushfstring(L, "%s%s", i > 1 ? ", " : "", file);
+        lua_remove(L, -2);
+        lua_remove(L, -2);
+        luaL_addvalue(&tried);
+    }
+    luaL_pushresult(&tried);
+    lua_replace(L, dirs);
+    lua_settop(L, dirs);
+    return 0;
+}
+
 static int cmd_run(lua_State *L, int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "sbot run: missing FILE\nusage: sbot run FILE [ARGS...]\n");
+        fprintf(stderr, "sbot run: missing FILE\nusage: sbot run FILE|WORKFLOW [ARGS...]\n");
         return 2;
     }
     const char *file = argv[1];
     FILE *f = fopen(file, "r");
-    if (!f) {
+    if (f) {
+        fclose(f);
+    } else if (errno == ENOENT && is_workflow_name(file)) {
+        /* a bare name: the workflow NAME.lua of $SBOT_WORKFLOW_PATH, the
+         * tree's workflows/ or the installed share/sbot/workflows */
+        if (!find_workflow(L, file)) {
+            fprintf(stderr, "sbot run: no file %s and no workflow %s (looked for %s; "
+                    "sbot help workflows lists them)\n", file, file, lua_tostring(L, -1));
+            return 2;
+        }
+        file = lua_tostring(L, -1); /* stays on the stack while it runs */
+    } else {
         fprintf(stderr, "sbot run: cannot open %s: %s\n", file, strerror(errno));
         return 2;
     }
-    fclose(f);
 
     /* arg as the lua interpreter gives it: arg[0] the script, arg[1..] its
      * arguments, negative indices for what came before the script. */
     lua_createtable(L, argc, 1);
     lua_pushstring(L, argv[0]);
     lua_rawseti(L, -2, -1);
-    for (int i = 1; i < argc; i++) {
+    lua_pushstring(L, file); /* arg[0]: the file that runs (a workflow name resolved) */
+    lua_rawseti(L, -2, 0);
+    for (int i = 2; i < argc; i++) {
         lua_pushstring(L, argv[i]);
         lua_rawseti(L, -2, i - 1);
     }
@@ -207,8 +263,35 @@ static int cmd_version(lua_State *L, int argc, char **argv)
 
 /* ---- help ----------------------------------------------------------------- */
 
+/* sbot help workflows: each workflow of the workflow path with its description. */
+static int help_workflows(lua_State *L)
+{
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "sbot.help");
+    if (sbot_docall(L, 1, 1) != LUA_OK) {
+        report(L, "sbot: ");
+        return 1;
+    }
+    lua_getfield(L, -1, "workflows");
+    lua_remove(L, -2);
+    sbot_push_workflow_path(L);
+    if (sbot_docall(L, 1, 1) != LUA_OK) {
+        report(L, "sbot: ");
+        return 1;
+    }
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    sbot_log_push_redacted(L, s ? s : "", s ? len : 0);
+    fputs(lua_tostring(L, -1), stdout);
+    fflush(stdout);
+    lua_pop(L, 2);
+    return 0;
+}
+
 static int cmd_help(lua_State *L, int argc, char **argv)
 {
+    if (argc == 2 && strcmp(argv[1], "workflows") == 0)
+        return help_workflows(L);
     if (argc >= 2 && strcmp(argv[1], "component") == 0) {
         if (argc != 3) {
             fprintf(stderr, "usage: sbot help component NAME\n");
@@ -231,10 +314,13 @@ static int cmd_help(lua_State *L, int argc, char **argv)
 }
 
 static const struct command commands[] = {
-    {"run", "run FILE [ARGS...]",
+    {"run", "run FILE|NAME [ARGS...]",
      "Run the Lua script FILE in sbot's interpreter. The script sees its arguments\n"
      "in the global 'arg' (arg[0] is FILE) and as '...'. Every sbot module is\n"
      "available through require \"sbot.<name>\".\n"
+     "A bare NAME that is no file runs the workflow NAME.lua from $SBOT_WORKFLOW_PATH\n"
+     "(colon-separated directories), then the tree's workflows/ or the installed\n"
+     "share/sbot/workflows ('sbot help workflows' lists them).\n"
      "\n"
      "Exit status: 0 on success; 1 on a runtime error (printed as\n"
      "'sbot: FILE:LINE: message' with a traceback); 2 when FILE is missing,\n"
@@ -259,9 +345,11 @@ static const struct command commands[] = {
      "and docs/lab.md.\n",
      cmd_lab},
     {"version", "version", "Print the versions of sbot, Lua, libcurl and OpenSSL.\n", cmd_version},
-    {"help", "help [COMMAND] | help component NAME",
+    {"help", "help [COMMAND] | help component NAME | help workflows",
      "Print the list of commands, or describe one. 'help component NAME' prints a\n"
-     "component's description, phases and configuration schema with defaults.\n",
+     "component's description, phases, hooks and configuration schema with\n"
+     "defaults. 'help workflows' lists the workflows 'sbot run NAME' finds, with\n"
+     "their descriptions.\n",
      cmd_help},
     {NULL, NULL, NULL, NULL}};
 
@@ -325,7 +413,8 @@ int main(int argc, char **argv)
     const struct command *c = find_command(argv[i]);
     if (!c)
         return usage_error("unknown command '%s'", argv[i]);
-    int needs_lua = c->run == cmd_help && argc - i > 1 && strcmp(argv[i + 1], "component") == 0;
+    int needs_lua = c->run == cmd_help && argc - i > 1 &&
+                    (strcmp(argv[i + 1], "component") == 0 || strcmp(argv[i + 1], "workflows") == 0);
     if ((c->run == cmd_version || c->run == cmd_help) && !needs_lua)
         return c->run(NULL, argc - i, argv + i);
 

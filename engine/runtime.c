@@ -37,6 +37,7 @@ static const struct module preload_list[] = {
 
 static char lua_dir[PATH_MAX + 64];
 static char workflow_dir[PATH_MAX + 64];
+static char component_dir[PATH_MAX + 64];
 static char ext_path[PATH_MAX + 64];
 
 static int is_dir(const char *p)
@@ -66,6 +67,7 @@ static void find_dirs(void)
     if (strcmp(exe, SBOT_BUILD_DIR) == 0 && is_dir(SBOT_SOURCE_DIR "/lua")) {
         snprintf(lua_dir, sizeof lua_dir, "%s", SBOT_SOURCE_DIR "/lua");
         snprintf(workflow_dir, sizeof workflow_dir, "%s", SBOT_SOURCE_DIR "/workflows");
+        snprintf(component_dir, sizeof component_dir, "%s", SBOT_SOURCE_DIR "/components");
         snprintf(ext_path, sizeof ext_path, "%s/%s", SBOT_BUILD_DIR, SBOT_EXT_NAME);
     } else {
         snprintf(ext_path, sizeof ext_path, "%s/../%s/sbot/%s", exe, SBOT_LIBDIR, SBOT_EXT_NAME);
@@ -77,6 +79,7 @@ static void find_dirs(void)
             snprintf(dir, sizeof dir, "%s", SBOT_INSTALL_PREFIX "/share/sbot");
         snprintf(lua_dir, sizeof lua_dir, "%s/lua", dir);
         snprintf(workflow_dir, sizeof workflow_dir, "%s/workflows", dir);
+        snprintf(component_dir, sizeof component_dir, "%s/components", dir);
     }
     if (env && *env)
         snprintf(lua_dir, sizeof lua_dir, "%s", env);
@@ -92,6 +95,93 @@ const char *sbot_workflow_dir(void)
 {
     find_dirs();
     return workflow_dir;
+}
+
+const char *sbot_component_dir(void)
+{
+    find_dirs();
+    return component_dir;
+}
+
+/* Push a list of directories: those in the environment variable env
+ * (colon-separated, empty entries skipped), then dir. */
+static void push_path(lua_State *L, const char *env, const char *dir)
+{
+    lua_newtable(L);
+    lua_Integer n = 0;
+    const char *p = getenv(env);
+    while (p && *p) {
+        const char *end = strchr(p, ':');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len > 0) {
+            lua_pushlstring(L, p, len);
+            lua_rawseti(L, -2, ++n);
+        }
+        p = end ? end + 1 : NULL;
+    }
+    lua_pushstring(L, dir);
+    lua_rawseti(L, -2, ++n);
+}
+
+void sbot_push_component_path(lua_State *L)
+{
+    push_path(L, "SBOT_COMPONENT_PATH", sbot_component_dir());
+}
+
+void sbot_push_workflow_path(lua_State *L)
+{
+    push_path(L, "SBOT_WORKFLOW_PATH", sbot_workflow_dir());
+}
+
+/* package.searchers entry for "sbot.component.<name>": <dir>/<name>.lua in
+ * each directory of the component path. Other names: not ours (nil). */
+static int search_component(lua_State *L)
+{
+    const char *mod = luaL_checkstring(L, 1);
+    if (strncmp(mod, "sbot.component.", 15) != 0 || !mod[15] || strchr(mod + 15, '.') ||
+        strchr(mod + 15, '/'))
+        return 0;
+    const char *name = mod + 15;
+    sbot_push_component_path(L);
+    int dirs = lua_gettop(L);
+    luaL_Buffer tried;
+    luaL_buffinit(L, &tried);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, dirs);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, dirs, i);
+        const char *file = lua_pushfstring(L, "%s/%s.lua", lua_tostring(L, -1), name);
+        FILE *f = fopen(file, "r");
+        if (f) {
+            fclose(f);
+            if (luaL_loadfilex(L, file, NULL) != LUA_OK)
+                return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", mod, file,
+                                  lua_tostring(L, -1));
+            lua_pushstring(L, file);
+            return 2;
+        }
+        /* after the buffer's own stack slot: add the text, drop the strings */
+        lua_pushfstring(L, "%sno file '%s'", i > 1 ? "\n\t" : "", file);
+        lua_remove(L, -2);
+        lua_remove(L, -2);
+        luaL_addvalue(&tried);
+    }
+    luaL_pushresult(&tried);
+    return 1;
+}
+
+/* Put search_component right after the preload searcher: C components
+ * (preloaded) first, then the component directories, then package.path. */
+static void add_component_searcher(lua_State *L)
+{
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "searchers");
+    lua_getglobal(L, "table");
+    lua_getfield(L, -1, "insert");
+    lua_pushvalue(L, -3);
+    lua_pushinteger(L, 2);
+    lua_pushcfunction(L, search_component);
+    lua_call(L, 3, 0);
+    lua_pop(L, 3);
 }
 
 /* package.path: sbot's library first, then what Lua would use anyway (the
@@ -171,6 +261,7 @@ static int pinit(lua_State *L)
     luaL_openlibs(L);
     set_paths(L);
     set_preload(L);
+    add_component_searcher(L);
     /* sbot.log is always loaded: C modules log through it. */
     luaL_requiref(L, "sbot.log", luaopen_sbot_log, 0);
     lua_pop(L, 1);
@@ -205,36 +296,89 @@ int sbot_traceback(lua_State *L)
     return 1;
 }
 
-/* Ctrl-C while Lua runs: a hook stops the code at the next instruction. The
- * pointer is process-wide because a signal handler has nowhere else to look;
- * it is set only for the duration of one protected call. */
+/* Stop requests: Ctrl-C (SIGINT) or SIGTERM while Lua runs in sbot_docall.
+ * The handler sets a hook that raises "interrupted! ..." at the next Lua
+ * instruction, so to-be-closed variables and component resources close on
+ * the way out. The pointer and flags are process-wide because a signal
+ * handler has nowhere else to look; running_state is set only for the
+ * duration of one protected call. A request that arrives while no Lua runs
+ * (a fleet worker starting up) stays pending and is raised as soon as
+ * sbot_docall runs Lua. A second SIGINT or SIGTERM kills the process. */
 static lua_State *volatile running_state;
+static volatile sig_atomic_t stop_signal; /* the signal of a pending request, or 0 */
+static volatile sig_atomic_t stop_reason; /* what the fleet parent said (SBOT_STOP_*), or 0 */
+static int docall_depth;
 
 static void stop_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
     lua_sethook(L, NULL, 0, 0);
+    int sig = stop_signal, why = stop_reason;
+    stop_signal = 0;
+    switch (why) {
+    case SBOT_STOP_CTRL_C: luaL_error(L, "interrupted! (Ctrl-C: the run is stopping)"); break;
+    case SBOT_STOP_SIGTERM: luaL_error(L, "interrupted! (SIGTERM: the run is stopping)"); break;
+    case SBOT_STOP_TIMEOUT: luaL_error(L, "interrupted! (the worker's time limit passed)"); break;
+    default: break;
+    }
+    if (sig == SIGTERM)
+        luaL_error(L, "interrupted! (SIGTERM)");
     luaL_error(L, "interrupted!");
 }
 
-static void on_sigint(int sig)
+static void on_stop(int sig, siginfo_t *si, void *uc)
 {
+    (void)uc;
     int mask = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
-    signal(sig, SIG_DFL); /* a second Ctrl-C kills the process */
+    if (si && si->si_code == SI_QUEUE)
+        stop_reason = si->si_value.sival_int;
+    stop_signal = sig;
+    signal(sig, SIG_DFL); /* a second one kills the process */
     if (running_state)
         lua_sethook(running_state, stop_hook, mask, 1);
 }
 
+static void catch_stop(struct sigaction *old_int, struct sigaction *old_term)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_stop;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, old_int);
+    sigaction(SIGTERM, &sa, old_term);
+}
+
+void sbot_catch_stop_signals(void)
+{
+    catch_stop(NULL, NULL);
+}
+
+int sbot_stop_requested(void)
+{
+    return stop_signal;
+}
+
 int sbot_docall(lua_State *L, int nargs, int nresults)
 {
+    struct sigaction old_int, old_term;
     int base = lua_gettop(L) - nargs;
     lua_pushcfunction(L, sbot_traceback);
     lua_insert(L, base);
+    lua_State *outer = running_state;
     running_state = L;
-    void (*old)(int) = signal(SIGINT, on_sigint);
+    docall_depth++;
+    catch_stop(&old_int, &old_term);
+    if (stop_signal) /* requested before Lua ran */
+        lua_sethook(L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
     int status = lua_pcall(L, nargs, nresults, base);
-    signal(SIGINT, old);
-    running_state = NULL;
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    running_state = outer;
+    if (--docall_depth == 0) {
+        stop_signal = 0; /* nothing left to interrupt */
+        stop_reason = 0;
+    }
     lua_sethook(L, NULL, 0, 0);
     lua_remove(L, base);
     return status;

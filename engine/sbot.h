@@ -18,6 +18,14 @@ lua_State *sbot_runtime_new(void);
 const char *sbot_lua_dir(void);
 /* Directory holding the workflows (in-tree workflows/ or share/sbot/workflows). */
 const char *sbot_workflow_dir(void);
+/* Directory holding Lua components (in-tree components/ or share/sbot/components). */
+const char *sbot_component_dir(void);
+/* Push the list of directories searched for components: $SBOT_COMPONENT_PATH
+ * (colon-separated), then sbot_component_dir(). require "sbot.component.X"
+ * finds X.lua in them (after preloaded C components, before package.path). */
+void sbot_push_component_path(lua_State *L);
+/* The same for workflows: $SBOT_WORKFLOW_PATH, then sbot_workflow_dir(). */
+void sbot_push_workflow_path(lua_State *L);
 
 /* A symbol of the extension library (libsbot-ext.so, opened on first use);
  * NULL with *err set when it cannot be loaded. */
@@ -29,6 +37,20 @@ int sbot_traceback(lua_State *L);
 /* Run the function on top of the stack (with nargs args below it) protected,
  * with a traceback and Ctrl-C interruption. Returns the lua_pcall status. */
 int sbot_docall(lua_State *L, int nargs, int nresults);
+
+/* Stop requests. While sbot_docall runs Lua, SIGINT (Ctrl-C) and SIGTERM
+ * raise "interrupted! (...)" at the next Lua instruction (to-be-closed
+ * variables and component resources close on the way out); a second one
+ * kills the process. A fleet parent stops a worker with SIGTERM sent by
+ * sigqueue carrying one of these reasons, which the message names. */
+enum { SBOT_STOP_CTRL_C = 1, SBOT_STOP_SIGTERM = 2, SBOT_STOP_TIMEOUT = 3 };
+/* Non-zero (the signal) while a stop request waits to be raised in Lua: C
+ * code that waits (a poll loop, a transfer) should return early with an
+ * "interrupted" failure when it sees it. Async-signal-safe. */
+int sbot_stop_requested(void);
+/* Catch SIGINT/SIGTERM as stop requests from now on, also outside
+ * sbot_docall (a request then waits for Lua to run). Fleet workers. */
+void sbot_catch_stop_signals(void);
 
 /* ---- log (log.c) -------------------------------------------------------- */
 
@@ -42,6 +64,23 @@ void sbot_log(lua_State *L, enum sbot_level level, const char *fmt, ...)
 void sbot_log_add_secret(lua_State *L, const char *value, size_t len);
 /* Push a copy of s with every registered secret replaced by <redacted>. */
 void sbot_log_push_redacted(lua_State *L, const char *s, size_t len);
+/* Give `to` (a new state, e.g. a fleet worker's) the log configuration of
+ * `from`: the stderr and file levels, JSON or human lines, and every
+ * registered secret. Not the file sink: a state opens its own. */
+void sbot_log_inherit(lua_State *to, lua_State *from);
+
+/* ---- secret objects (log.c) ---------------------------------------------- */
+
+/* The metatable (registry key and __name) of secret objects. */
+#define SBOT_SECRET_MT "sbot.secret"
+/* Shortest value accepted as a secret, in bytes (docs/log.md, Short secrets). */
+#define SBOT_SECRET_MIN_LENGTH 6
+/* Push a new secret object holding value (registered with the redactor);
+ * source says where it came from ("env X", "file /p"). Raises when value is
+ * shorter than SBOT_SECRET_MIN_LENGTH. */
+void sbot_secret_push(lua_State *L, const char *value, size_t len, const char *source);
+/* Is the value at idx a secret object? (luaL_testudata: the one test) */
+int sbot_is_secret(lua_State *L, int idx);
 
 /* ---- components (lifecycle.c) ------------------------------------------- */
 
@@ -82,6 +121,53 @@ int sbot_ws_recv(lua_State *L, int conn, double timeout);
 /* conn:close() (idempotent); conn:is_open(). */
 void sbot_ws_close(lua_State *L, int conn);
 int sbot_ws_is_open(lua_State *L, int conn);
+
+/* sys.c: sys.spawn(opts) with the options table at index opts: pushes the
+ * result table (1) or nil, message, errno name (3). */
+int sbot_sys_spawn(lua_State *L, int opts);
+
+/* yaml.c: yaml.decode(text, {source = source}) (source NULL = "yaml"): pushes
+ * the value (1) or nil, message (2). */
+int sbot_yaml_decode(lua_State *L, const char *text, size_t len, const char *source);
+/* yaml.c: yaml.encode(value, {secrets = secrets}) with the value at index value;
+ * secrets is "error" (NULL), "reveal" or "redact". Pushes the text; raises on
+ * what YAML cannot hold. */
+int sbot_yaml_encode(lua_State *L, int value, const char *secrets);
+
+/* ---- TLS options (tls.c) -------------------------------------------------
+ * The one parser of tls = {ca_file, pin_sha256, insecure, server_name}, with
+ * the rules of docs/tls.md; http.c, ws.c and the site schema use it, and a C
+ * client validates its tls table with it before passing the table on. */
+struct sbot_tls {
+    char ca_file[4096];    /* "" = the system CA store */
+    char server_name[256]; /* "" = the URL's host (SNI and the certificate name check) */
+    unsigned char pin[32]; /* SHA-256 of the server's DER SubjectPublicKeyInfo, if has_pin */
+    int has_pin;
+    int insecure;          /* no verification at all (never with ca_file or a pin) */
+};
+/* Parse the tls table at idx (nil or none: every default) into *out. where
+ * names the table in messages ("http.request: tls", "servers[1].idrac.tls");
+ * url, if not NULL, is the URL the settings are for (TLS settings for an
+ * http:// or ws:// URL are refused). Returns 0, or -1 with one message pushed
+ * naming every problem, one per line: "<where>.<key>: <problem>" or
+ * "<where>: unknown key 'k' (...)"; *out is then zeroed. Allocates nothing
+ * outside Lua; raises only on memory errors. */
+int sbot_tls_parse(lua_State *L, int idx, const char *where, const char *url,
+                   struct sbot_tls *out);
+/* sbot_tls_parse raising its message as a Lua error (misuse). */
+void sbot_tls_check(lua_State *L, int idx, const char *where, const char *url,
+                    struct sbot_tls *out);
+/* Any setting given (ca_file, pin, insecure, server_name)? */
+int sbot_tls_any(const struct sbot_tls *t);
+/* Push the canonical table: only the keys that are set, the pin as base64. */
+void sbot_tls_push(lua_State *L, const struct sbot_tls *t);
+/* The pin as base64 (44 characters and a NUL). */
+void sbot_tls_pin_base64(const struct sbot_tls *t, char out[45]);
+/* Decode a pin in any accepted form (n bytes at s) into 32 bytes: 0 or -1. */
+int sbot_tls_decode_pin(const char *s, size_t n, unsigned char out[32]);
+/* SHA-256 of a certificate's DER SubjectPublicKeyInfo (what a pin is): 0 or -1. */
+struct x509_st;
+int sbot_tls_spki_sha256(struct x509_st *cert, unsigned char out[32]);
 
 /* ---- module openers (one per C file) ------------------------------------ */
 int luaopen_sbot_log(lua_State *L);

@@ -745,6 +745,17 @@ static int l_utc_iso(lua_State *L)
     return 1;
 }
 
+/* C API (engine/sbot.h): sys.spawn(opts) with the options table at index opts. */
+int sbot_sys_spawn(lua_State *L, int opts)
+{
+    opts = lua_absindex(L, opts);
+    int base = lua_gettop(L);
+    lua_pushcfunction(L, l_spawn);
+    lua_pushvalue(L, opts);
+    lua_call(L, 1, LUA_MULTRET);
+    return lua_gettop(L) - base;
+}
+
 int luaopen_sbot_sys(lua_State *L)
 {
     static const luaL_Reg fns[] = {

@@ -1,7 +1,7 @@
 /* util.c: helpers shared by the C modules (see util.h): hex and base64
- * (crypto.c, sigv4.c, fsio.c, httpd.c, ws.c), the secret-object test
- * (http.c, ws.c, fleet.c), UTC timestamps (sys.c, lifecycle.c), the SIGPIPE
- * guard (ws.c, iscsi.c), errno names (fsio.c, sys.c). */
+ * (crypto.c, sigv4.c, fsio.c, httpd.c, ws.c), UTC timestamps (sys.c,
+ * lifecycle.c), the SIGPIPE guard (ws.c, iscsi.c), errno names (fsio.c,
+ * sys.c). The secret-object test is sbot_is_secret in log.c (sbot.h). */
 #define _GNU_SOURCE
 #include "util.h"
 
@@ -51,15 +51,6 @@ size_t sbot_base64(const unsigned char *in, size_t n, char *out)
     }
     out[k] = '\0';
     return k;
-}
-
-int sbot_is_secret(lua_State *L, int idx)
-{
-    if (luaL_getmetafield(L, idx, "__name") == LUA_TNIL)
-        return 0;
-    int yes = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "sbot.secret") == 0;
-    lua_pop(L, 1);
-    return yes;
 }
 
 const char *sbot_errno_name(int e)

@@ -1,6 +1,6 @@
 /* util.h: small helpers shared by the C modules of the extension library
- * (engine/util.c): hexadecimal and base64 of raw bytes, the secret-object
- * test, UTC timestamps. No allocation. */
+ * (engine/util.c): hexadecimal and base64 of raw bytes,
+ * UTC timestamps. No allocation. */
 #ifndef SBOT_UTIL_H
 #define SBOT_UTIL_H
 
@@ -19,9 +19,6 @@ int sbot_hexval(int c);
  * SBOT_BASE64_LEN(n) + 1). Returns the length without the NUL. */
 #define SBOT_BASE64_LEN(n) (((n) + 2) / 3 * 4)
 size_t sbot_base64(const unsigned char *in, size_t n, char *out);
-
-/* Is the value at idx a secret object (metatable __name "sbot.secret")? */
-int sbot_is_secret(lua_State *L, int idx);
 
 /* The errno name of e ("ENOENT", "EROFS", ...): the code of an expected OS
  * failure (docs/errors.md). "EUNKNOWN" for a value the C library cannot name. */

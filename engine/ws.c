@@ -63,6 +63,8 @@ struct conn {
     int io_error; /* last transport error (errno or -1 for TLS) */
     char io_msg[160];
     char url[512];
+    size_t max_message;
+    char closed_why[900]; /* why a failed connection was released */
 };
 
 static double now_mono(void)
@@ -314,7 +316,8 @@ static void cb_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
     m->next = NULL;
     m->len = arg->msg_length;
     m->binary = arg->opcode == WSLAY_BINARY_FRAME;
-    memcpy(m->data, arg->msg, arg->msg_length);
+    if (arg->msg_length) /* an empty message has no buffer: msg is NULL */
+        memcpy(m->data, arg->msg, arg->msg_length);
     m->data[arg->msg_length] = '\0';
     if (c->tail)
         c->tail->next = m;
@@ -433,7 +436,8 @@ static int parse_url(const char *s, struct url *u, char *err, size_t errlen)
     return 0;
 }
 
-/* Non-blocking connect to host:port before the deadline. */
+/* Non-blocking connect to host:port before the deadline: 0, -1 connect
+ * failed, -2 name not resolved, -3 timed out. */
 static int tcp_connect(struct conn *c, const struct url *u, double deadline, char *err, size_t errlen)
 {
     struct addrinfo hints, *res = NULL;
@@ -443,7 +447,7 @@ static int tcp_connect(struct conn *c, const struct url *u, double deadline, cha
     int gai = getaddrinfo(u->host, u->port, &hints, &res);
     if (gai != 0) {
         snprintf(err, errlen, "cannot resolve %s: %s", u->host, gai_strerror(gai));
-        return -1;
+        return -2;
     }
     int last = 0, timed_out = 0;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
@@ -485,72 +489,25 @@ static int tcp_connect(struct conn *c, const struct url *u, double deadline, cha
         snprintf(err, errlen, "connect to %s port %s timed out", u->host, u->port);
     else
         snprintf(err, errlen, "connect to %s port %s failed: %s", u->host, u->port, strerror(last));
-    return -1;
+    return timed_out ? -3 : -1;
 }
 
-struct tls_opts {
-    const char *ca_file;
-    const char *pin; /* "sha256//base64" or hex */
-    const char *server_name;
-    int insecure;
-};
-
-/* Decode a pin ("sha256//<base64>" as curl takes it, or 64 hex digits with
- * optional colons) into 32 bytes. */
-static int decode_pin(const char *pin, unsigned char out[32])
-{
-    if (strncmp(pin, "sha256//", 8) == 0) {
-        const char *b64 = pin + 8;
-        size_t n = strlen(b64);
-        if (n != 44)
-            return -1;
-        unsigned char tmp[36];
-        int len = EVP_DecodeBlock(tmp, (const unsigned char *)b64, (int)n);
-        if (len != 33) /* 32 bytes + one padding byte counted by DecodeBlock */
-            return -1;
-        memcpy(out, tmp, 32);
-        return 0;
-    }
-    size_t plen = strlen(pin);
-    if (plen == 44 && pin[43] == '=') { /* bare base64, as httpd.selfsigned gives it */
-        unsigned char tmp[36];
-        if (EVP_DecodeBlock(tmp, (const unsigned char *)pin, 44) != 33)
-            return -1;
-        memcpy(out, tmp, 32);
-        return 0;
-    }
-    size_t k = 0;
-    for (const char *p = pin; *p; p++) {
-        if (*p == ':')
-            continue;
-        int hi = sbot_hexval(p[0]);
-        int lo = p[1] ? sbot_hexval(p[1]) : -1;
-        if (hi < 0 || lo < 0 || k >= 32)
-            return -1;
-        out[k++] = (unsigned char)(hi << 4 | lo);
-        p++;
-    }
-    return k == 32 ? 0 : -1;
-}
-
-static int tls_start(lua_State *L, struct conn *c, const struct url *u, const struct tls_opts *t,
+/* TLS on the connected socket with the options parsed by tls.c: the chain
+ * and host name are verified unless a pin without a CA file replaces them;
+ * with both, both must hold. */
+static int tls_start(lua_State *L, struct conn *c, const struct url *u, const struct sbot_tls *t,
                      double deadline, char *err, size_t errlen)
 {
-    unsigned char pin[32];
-    if (t->pin && decode_pin(t->pin, pin) != 0) {
-        snprintf(err, errlen, "tls.pin_sha256 '%s' is not sha256//<base64>, base64 or 64 hex digits", t->pin);
-        return -1;
-    }
     c->ssl_ctx = SSL_CTX_new(TLS_client_method());
     if (!c->ssl_ctx) {
         snprintf(err, errlen, "TLS: cannot create a context");
         return -1;
     }
     SSL_CTX_set_min_proto_version(c->ssl_ctx, TLS1_2_VERSION);
-    int verify_chain = !t->insecure && !t->pin;
-    if (t->ca_file) {
+    int verify_chain = !t->insecure && !t->has_pin;
+    if (t->ca_file[0]) {
         if (SSL_CTX_load_verify_locations(c->ssl_ctx, t->ca_file, NULL) != 1) {
-            snprintf(err, errlen, "TLS: cannot load CA file '%s'", t->ca_file);
+            snprintf(err, errlen, "TLS: cannot load CA file '%.400s'", t->ca_file);
             ERR_clear_error();
             return -1;
         }
@@ -566,7 +523,7 @@ static int tls_start(lua_State *L, struct conn *c, const struct url *u, const st
         snprintf(err, errlen, "TLS: cannot create a session");
         return -1;
     }
-    const char *sni = t->server_name ? t->server_name : u->host;
+    const char *sni = t->server_name[0] ? t->server_name : u->host;
     /* SNI only for names, not IP literals (RFC 6066) */
     int is_ip = strspn(sni, "0123456789.") == strlen(sni) || strchr(sni, ':') != NULL;
     if (!is_ip)
@@ -596,7 +553,8 @@ static int tls_start(lua_State *L, struct conn *c, const struct url *u, const st
         }
         long vr = SSL_get_verify_result(c->ssl);
         if (vr != X509_V_OK)
-            snprintf(err, errlen, "TLS certificate verification failed for %s: %s", u->host,
+            snprintf(err, errlen, "TLS certificate verification failed for %.200s%s%.200s%s: %s", u->host,
+                     t->server_name[0] ? " (as " : "", t->server_name, t->server_name[0] ? ")" : "",
                      X509_verify_cert_error_string(vr));
         else {
             unsigned long ee = ERR_get_error();
@@ -608,23 +566,20 @@ static int tls_start(lua_State *L, struct conn *c, const struct url *u, const st
         ERR_clear_error();
         return -1;
     }
-    if (t->pin) {
+    if (t->has_pin) {
         X509 *cert = SSL_get1_peer_certificate(c->ssl);
         if (!cert) {
             snprintf(err, errlen, "TLS: %s sent no certificate to check the pin against", u->host);
             return -1;
         }
-        unsigned char *der = NULL;
-        int dl = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
+        unsigned char md[32];
+        int spki = sbot_tls_spki_sha256(cert, md);
         X509_free(cert);
-        if (dl <= 0) {
+        if (spki != 0) {
             snprintf(err, errlen, "TLS: cannot encode the public key of %s", u->host);
             return -1;
         }
-        unsigned char md[32];
-        SHA256(der, (size_t)dl, md);
-        OPENSSL_free(der);
-        if (CRYPTO_memcmp(md, pin, 32) != 0) {
+        if (CRYPTO_memcmp(md, t->pin, 32) != 0) {
             char b64[48];
             sbot_base64(md, 32, b64);
             snprintf(err, errlen, "TLS: public key of %s does not match the pinned SHA-256 (server has sha256//%s)",
@@ -695,18 +650,6 @@ static int fail3(lua_State *L, const char *msg, const char *code)
     return 3;
 }
 
-static const char *opt_string_field(lua_State *L, int idx, const char *key, const char *where)
-{
-    int t = lua_getfield(L, idx, key);
-    const char *s = NULL;
-    if (t == LUA_TSTRING)
-        s = lua_tostring(L, -1);
-    else if (t != LUA_TNIL)
-        luaL_error(L, "ws.connect: %s.%s must be a string, got %s", where, key, lua_typename(L, t));
-    lua_pop(L, 1); /* still referenced by the options table */
-    return s;
-}
-
 /* Push the upgrade request (a Lua string: nothing malloc'ed to leak). */
 static void push_request(lua_State *L, int opts, const struct url *u, const char *key)
 {
@@ -772,7 +715,8 @@ static int l_connect(lua_State *L)
         luaL_checktype(L, 2, LUA_TTABLE);
     double timeout = DEFAULT_TIMEOUT;
     size_t max_message = DEFAULT_MAX_MESSAGE;
-    struct tls_opts t = {NULL, NULL, NULL, 0};
+    struct sbot_tls t;
+    memset(&t, 0, sizeof t);
     if (opts) {
         if (lua_getfield(L, 2, "timeout") != LUA_TNIL) {
             if (!lua_isnumber(L, -1) || !(lua_tonumber(L, -1) > 0))
@@ -786,29 +730,9 @@ static int l_connect(lua_State *L)
             max_message = (size_t)lua_tointeger(L, -1);
         }
         lua_pop(L, 1);
-        int tt = lua_getfield(L, 2, "tls");
-        if (tt == LUA_TTABLE) {
-            int ti = lua_gettop(L);
-            t.ca_file = opt_string_field(L, ti, "ca_file", "opts.tls");
-            t.pin = opt_string_field(L, ti, "pin_sha256", "opts.tls");
-            t.server_name = opt_string_field(L, ti, "server_name", "opts.tls");
-            int it = lua_getfield(L, ti, "insecure");
-            if (it != LUA_TNIL && it != LUA_TBOOLEAN)
-                return luaL_error(L, "ws.connect: opts.tls.insecure must be a boolean");
-            t.insecure = lua_toboolean(L, -1);
-            lua_pop(L, 1);
-            lua_pushnil(L);
-            while (lua_next(L, ti)) {
-                const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
-                if (strcmp(k, "ca_file") && strcmp(k, "pin_sha256") && strcmp(k, "server_name") &&
-                    strcmp(k, "insecure"))
-                    return luaL_error(L, "ws.connect: unknown key opts.tls.%s", k);
-                lua_pop(L, 1);
-            }
-        } else if (tt != LUA_TNIL) {
-            return luaL_error(L, "ws.connect: opts.tls must be a table");
-        }
-        lua_pop(L, 1); /* tls table stays referenced by opts */
+        lua_getfield(L, 2, "tls");
+        sbot_tls_check(L, -1, "ws.connect: opts.tls", urlstr, &t);
+        lua_pop(L, 1);
         lua_pushnil(L);
         while (lua_next(L, 2)) {
             const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
@@ -822,8 +746,6 @@ static int l_connect(lua_State *L)
     char err[512];
     if (parse_url(urlstr, &u, err, sizeof err) != 0)
         return luaL_error(L, "%s", err);
-    if (!u.tls && (t.ca_file || t.pin || t.insecure))
-        return luaL_error(L, "ws.connect: TLS options given for a ws:// URL (%s); use wss://", urlstr);
 
     /* the Sec-WebSocket-Key and the request, before anything is acquired */
     unsigned char raw_key[16];
@@ -844,11 +766,12 @@ static int l_connect(lua_State *L)
     int conn_idx = lua_gettop(L);
     double deadline = now_mono() + timeout;
 
-    if (tcp_connect(c, &u, deadline, err, sizeof err) != 0) {
+    int tr = tcp_connect(c, &u, deadline, err, sizeof err);
+    if (tr != 0) {
         conn_release(c);
         char msg[700];
         snprintf(msg, sizeof msg, "ws.connect %s: %s", urlstr, err);
-        return fail3(L, msg, strstr(err, "timed out") ? "timeout" : "connect");
+        return fail3(L, msg, tr == -2 ? "resolve" : tr == -3 ? "timeout" : "connect");
     }
     if (u.tls && tls_start(L, c, &u, &t, deadline, err, sizeof err) != 0) {
         conn_release(c);
@@ -885,10 +808,11 @@ static int l_connect(lua_State *L)
         }
         if (r == IO_EOF || r == IO_ERR) {
             char msg[700];
-            snprintf(msg, sizeof msg, "ws.connect %s: connection closed before the upgrade response%s%s", urlstr,
-                     r == IO_ERR ? ": " : "", r == IO_ERR ? c->io_msg : "");
+            snprintf(msg, sizeof msg, "ws.connect %s: connection %s before the upgrade response%s%s", urlstr,
+                     r == IO_ERR ? "failed" : "closed by the server", r == IO_ERR ? ": " : "",
+                     r == IO_ERR ? c->io_msg : "");
             conn_release(c);
-            return fail3(L, msg, "io");
+            return fail3(L, msg, r == IO_ERR ? "io" : "closed");
         }
         int ww = wait_fd(c->fd, r == IO_WANT_READ ? POLLIN : POLLOUT, deadline);
         if (ww <= 0) {
@@ -936,16 +860,17 @@ static int l_connect(lua_State *L)
         c->pending = malloc(hl - head_len);
         if (!c->pending) {
             conn_release(c);
-            return fail3(L, "ws.connect: out of memory", "nomem");
+            return fail3(L, "ws.connect: out of memory", "ENOMEM");
         }
         memcpy(c->pending, head + head_len, hl - head_len);
         c->pending_len = hl - head_len;
     }
     if (wslay_event_context_client_init(&c->ctx, &callbacks, c) != 0) {
         conn_release(c);
-        return fail3(L, "ws.connect: cannot create the WebSocket context", "nomem");
+        return fail3(L, "ws.connect: cannot create the WebSocket context (out of memory)", "ENOMEM");
     }
     wslay_event_config_set_max_recv_msg_length(c->ctx, max_message);
+    c->max_message = max_message;
     sbot_log(L, SBOT_DEBUG, "ws: connected to %s", urlstr);
     lua_pushvalue(L, conn_idx);
     (void)req_idx;
@@ -966,6 +891,36 @@ static double opt_timeout(lua_State *L, int idx)
     return t;
 }
 
+/* The connection failed (a bad frame, an oversized message, a broken
+ * transport) or the server closed it: send what wslay queued (its close
+ * frame, our answer to the server's) for at most half a second, shut TLS
+ * down, release everything, remember why; then nil, message, code. Every
+ * later call says "closed" with that reason. */
+static int fail_conn(lua_State *L, struct conn *c, const char *msg, const char *code)
+{
+    if (c->ctx && c->fd >= 0 && wslay_event_want_write(c->ctx))
+        flush(c, now_mono() + 0.5);
+    if (c->ssl && c->fd >= 0) {
+        struct sbot_sigpipe_guard g;
+        sbot_sigpipe_block(&g);
+        SSL_shutdown(c->ssl);
+        sbot_sigpipe_unblock(&g);
+    }
+    snprintf(c->closed_why, sizeof c->closed_why, "%s", msg);
+    conn_release(c);
+    return fail3(L, msg, code);
+}
+
+static int fail_closed(lua_State *L, struct conn *c, const char *what)
+{
+    char msg[1100];
+    if (c->closed_why[0])
+        snprintf(msg, sizeof msg, "%s: connection is closed (%s)", what, c->closed_why);
+    else
+        snprintf(msg, sizeof msg, "%s: connection is closed", what);
+    return fail3(L, msg, "closed");
+}
+
 /* conn:send(text [, timeout]) -> true | nil, err, code */
 static int l_send(lua_State *L)
 {
@@ -974,7 +929,7 @@ static int l_send(lua_State *L)
     const char *text = luaL_checklstring(L, 2, &len);
     double timeout = opt_timeout(L, 3);
     if (!conn_is_open(c))
-        return fail3(L, "ws send: connection is closed", "closed");
+        return fail_closed(L, c, "ws send");
     if (c->closed_by_peer)
         return fail3(L, "ws send: the server closed the connection", "closed");
     struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)text, len};
@@ -987,7 +942,7 @@ static int l_send(lua_State *L)
     if (r != 0) {
         char msg[900];
         snprintf(msg, sizeof msg, "ws send to %s: %s", c->url, c->io_msg);
-        return fail3(L, msg, "io");
+        return fail_conn(L, c, msg, "io");
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -1004,7 +959,8 @@ static int pop_message(lua_State *L, struct conn *c)
     return 1;
 }
 
-/* conn:recv([timeout]) -> text | nil, err, code  (code: "timeout", "closed", "io") */
+/* conn:recv([timeout]) -> text | nil, err, code
+ * (code: "timeout", "closed", "protocol", "too_large", "io", "ENOMEM") */
 static int l_recv(lua_State *L)
 {
     struct conn *c = check_conn(L);
@@ -1012,18 +968,16 @@ static int l_recv(lua_State *L)
     if (c->head)
         return pop_message(L, c);
     if (!conn_is_open(c))
-        return fail3(L, "ws recv: connection is closed", "closed");
+        return fail_closed(L, c, "ws recv");
     double deadline = now_mono() + timeout;
+    char msg[900];
     for (;;) {
         if (c->closed_by_peer) {
-            char msg[900];
             if (c->close_status)
                 snprintf(msg, sizeof msg, "ws recv: %s closed the connection (status %d)", c->url, c->close_status);
             else
                 snprintf(msg, sizeof msg, "ws recv: %s closed the connection", c->url);
-            /* answer the close (best effort), then give up the socket */
-            flush(c, now_mono() + 0.5);
-            return fail3(L, msg, "closed");
+            return fail_conn(L, c, msg, "closed");
         }
         c->io_msg[0] = '\0';
         int has_pending = (c->pending && c->pending_off < c->pending_len) || (c->ssl && SSL_pending(c->ssl) > 0);
@@ -1033,20 +987,45 @@ static int l_recv(lua_State *L)
                 return fail3(L, "ws recv: timed out", "timeout");
             if (w < 0) {
                 set_io_error(c, "poll");
-                return fail3(L, c->io_msg, "io");
+                snprintf(msg, sizeof msg, "ws recv from %s: %s", c->url, c->io_msg);
+                return fail_conn(L, c, msg, "io");
             }
         }
-        if (wslay_event_recv(c->ctx) != 0) {
-            if (c->closed_by_peer)
-                continue;
-            char msg[900];
-            snprintf(msg, sizeof msg, "ws recv from %s: %s", c->url,
-                     c->io_msg[0] ? c->io_msg : "protocol error (bad frame or message too large)");
-            return fail3(L, msg, "io");
-        }
+        int rr = wslay_event_recv(c->ctx);
+        if (rr != 0 && c->closed_by_peer)
+            continue; /* end of the stream: reported above */
         if (c->io_error == ENOMEM) {
-            c->io_error = 0;
-            return fail3(L, c->io_msg, "nomem");
+            snprintf(msg, sizeof msg, "ws recv from %s: %s", c->url, c->io_msg);
+            return fail_conn(L, c, msg, "ENOMEM");
+        }
+        if (rr != 0 && c->io_msg[0]) {
+            snprintf(msg, sizeof msg, "ws recv from %s: %s", c->url, c->io_msg);
+            return fail_conn(L, c, msg, "io");
+        }
+        /* After a bad frame or an oversized message wslay queues a close
+         * frame and reads nothing more, ever (the bytes behind it stay
+         * buffered): the connection has failed. */
+        if (rr != 0 || !wslay_event_get_read_enabled(c->ctx)) {
+            if (wslay_event_get_close_received(c->ctx)) {
+                c->closed_by_peer = 1;
+                c->close_status = wslay_event_get_status_code_received(c->ctx);
+                continue;
+            }
+            if (wslay_event_want_write(c->ctx)) /* the close frame wslay queued */
+                flush(c, now_mono() + 0.5);
+            int sent = wslay_event_get_status_code_sent(c->ctx);
+            if (sent == WSLAY_CODE_MESSAGE_TOO_BIG) {
+                snprintf(msg, sizeof msg, "ws recv from %s: a message larger than max_message (%zu bytes); "
+                         "the connection was closed (status 1009)", c->url, c->max_message);
+                return fail_conn(L, c, msg, "too_large");
+            }
+            if (sent == WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA)
+                snprintf(msg, sizeof msg, "ws recv from %s: protocol error: the server sent text that is not "
+                         "UTF-8; the connection was closed (status 1007)", c->url);
+            else
+                snprintf(msg, sizeof msg, "ws recv from %s: protocol error: the server sent an invalid frame; "
+                         "the connection was closed", c->url);
+            return fail_conn(L, c, msg, "protocol");
         }
         /* pongs and close replies wslay queued */
         if (wslay_event_want_write(c->ctx))
@@ -1055,6 +1034,8 @@ static int l_recv(lua_State *L)
             return pop_message(L, c);
         if (wslay_event_get_close_received(c->ctx))
             c->closed_by_peer = 1;
+        else if (now_mono() >= deadline) /* also when bytes stay buffered: never spin */
+            return fail3(L, "ws recv: timed out", "timeout");
     }
 }
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# examples/lab_demo.sh: start `sbot lab` (two simulated R630 iDRACs and a
-# TrueNAS), run the inventory workflow against it with the site file the lab
-# wrote, print the inventory it recorded, and stop the lab.
+# examples/lab_demo.sh: start `sbot lab` (two simulated R630 iDRACs, a
+# TrueNAS, S3 and a Vault holding their credentials), run the inventory
+# workflow against it with the site file the lab wrote (its secrets are read
+# from the lab's Vault, which the workflow checks first), print the inventory
+# it recorded, and stop the lab.
 # Usage: examples/lab_demo.sh [SBOT_BINARY]   (default: build/sbot)
 set -euo pipefail
 sbot=${1:-build/sbot}
@@ -26,7 +28,7 @@ for _ in $(seq 100); do
 done
 [ -s "$dir/site.lua" ] || { echo "lab_demo: no site file after 10 s" >&2; exit 1; }
 
-"$sbot" run "$here/inventory.lua" --site "$dir/site.lua" --runs-dir "$dir/runs"
+SBOT_COMPONENT_PATH="$here/components" "$sbot" run "$here/inventory.lua" --site "$dir/site.lua" --runs-dir "$dir/runs"
 for f in "$dir"/runs/*/artifacts/*/bmc_inventory/inventory.json; do
   echo "== ${f#"$dir"/runs/*/artifacts/}"
   cat "$f"

@@ -1,8 +1,7 @@
 --- local_boot: prepare each server's boot volume and iPXE script locally.
 -- The example workflow: Lua-defined components, no network needed.
---   sbot run examples/local_boot.lua --site examples/site.lua [--plan] [--server r630-01]
-local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
-package.path = here .. "/lua/?.lua;" .. package.path
+--   SBOT_COMPONENT_PATH=examples/components sbot run examples/local_boot.lua --site examples/site.lua [--plan]
+-- (its components, scratch_volume and boot_script, are in examples/components/)
 
 local workflow = require "sbot.workflow"
 local ScratchVolume = require "sbot.component.scratch_volume"

@@ -8,10 +8,14 @@
 --     or `json.empty_array` encode as [];
 --   * a decoded JSON array is marked with the array metatable, so [] decodes
 --     to an empty table that encodes back as [];
---   * secret objects (metatable __name "sbot.secret") encode as "<redacted>";
+--   * secret objects encode as "<redacted>" by default (records, logs,
+--     display); `secrets = "reveal"` writes their value (only a protocol
+--     client building a request body asks for that) and `secrets = "error"`
+--     refuses them;
 --   * NaN and infinities are errors (they are not JSON).
 -- `json.encode(v, {indent = true})` pretty-prints with two-space indentation.
 local cjson = require "cjson"
+local log = require "sbot.log"
 
 local M = {}
 
@@ -50,7 +54,10 @@ local function is_sequence(t)
   return n > 0 and n == #t
 end
 
-local function encode_value(v, out, indent, depth, path, seen)
+local SECRETS = { redact = true, reveal = true, error = true }
+
+local function encode_value(v, out, opts, depth, path, seen)
+  local indent = opts.indent
   local tv = type(v)
   if v == nil or v == M.null then
     out[#out + 1] = "null"
@@ -68,13 +75,20 @@ local function encode_value(v, out, indent, depth, path, seen)
   elseif tv == "string" then
     out[#out + 1] = quote(v)
   elseif tv == "table" or tv == "userdata" then
-    local mt = getmetatable(v)
-    if type(mt) == "table" and mt.__name == "sbot.secret" then
-      out[#out + 1] = '"<redacted>"'
+    if log.is_secret(v) then
+      if opts.secrets == "reveal" then
+        out[#out + 1] = quote(v:reveal())
+      elseif opts.secrets == "error" then
+        error("json.encode: " .. path .. " is a secret, and this JSON was asked to carry none "
+          .. "(secrets = \"error\"); a protocol client that must send it encodes with secrets = \"reveal\"", 0)
+      else
+        out[#out + 1] = '"' .. log.REDACTED .. '"'
+      end
       return
     end
+    local mt = getmetatable(v)
     if type(mt) == "table" and mt.__tojson then
-      return encode_value(mt.__tojson(v), out, indent, depth, path, seen)
+      return encode_value(mt.__tojson(v), out, opts, depth, path, seen)
     end
     if tv == "userdata" then
       error("json.encode: " .. path .. " is a userdata, which JSON cannot represent", 0)
@@ -100,7 +114,7 @@ local function encode_value(v, out, indent, depth, path, seen)
         for i = 1, n do
           if i > 1 then out[#out + 1] = "," end
           out[#out + 1] = nl
-          encode_value(v[i], out, indent, depth + 1, path .. "[" .. i .. "]", seen)
+          encode_value(v[i], out, opts, depth + 1, path .. "[" .. i .. "]", seen)
         end
         out[#out + 1] = close_nl .. "]"
       end
@@ -126,7 +140,7 @@ local function encode_value(v, out, indent, depth, path, seen)
           out[#out + 1] = nl
           out[#out + 1] = quote(tostring(k))
           out[#out + 1] = colon
-          encode_value(v[k], out, indent, depth + 1, path .. "." .. tostring(k), seen)
+          encode_value(v[k], out, opts, depth + 1, path .. "." .. tostring(k), seen)
         end
         out[#out + 1] = close_nl .. "}"
       end
@@ -137,11 +151,17 @@ local function encode_value(v, out, indent, depth, path, seen)
   end
 end
 
---- Encode v as JSON text. opts.indent = true pretty-prints.
+--- Encode v as JSON text. opts.indent = true pretty-prints; opts.secrets is
+-- "redact" (default), "reveal" or "error" (see the header).
 -- Raises on values JSON cannot represent (misuse), naming their path.
 function M.encode(v, opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("json.encode: opts must be a table, got " .. type(opts), 2) end
+  if opts.secrets ~= nil and not SECRETS[opts.secrets] then
+    error("json.encode: secrets must be \"redact\", \"reveal\" or \"error\", got " .. tostring(opts.secrets), 2)
+  end
   local out = {}
-  encode_value(v, out, opts and opts.indent, 0, "value", {})
+  encode_value(v, out, opts, 0, "value", {})
   return table.concat(out)
 end
 

@@ -92,8 +92,6 @@ end
 local function is_object(v)
   if type(v) ~= "table" or v == null then return false end
   if json.is_array(v) then return false end
-  local mt = getmetatable(v)
-  if mt and mt.__name == "sbot.secret" then return false end
   return next(v) == nil or v[1] == nil
 end
 

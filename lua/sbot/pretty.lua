@@ -1,6 +1,6 @@
 --- sbot.pretty: human-readable rendering of Lua values (the REPL's printer).
--- Tables are rendered with lua-inspect; secret objects (anything whose
--- metatable has __name "sbot.secret") print as <redacted>, and every string
+-- Tables are rendered with lua-inspect; secret objects (log.is_secret) print
+-- as <redacted>, and every string
 -- registered with sbot.log.add_secret is redacted from the output too.
 local log = require "sbot.log"
 
@@ -9,10 +9,7 @@ local M = {}
 local ok, inspect = pcall(require, "inspect")
 if not ok then inspect = nil end
 
-local function is_secret(v)
-  local mt = getmetatable(v)
-  return type(mt) == "table" and mt.__name == "sbot.secret"
-end
+local is_secret = log.is_secret -- the one test of the secret type
 
 local function process(item, path)
   if is_secret(item) then return log.REDACTED end

@@ -57,10 +57,7 @@ local function opt_string(fn, t, k)
   return v
 end
 
-local function is_secret(v)
-  local mt = getmetatable(v)
-  return type(v) == "table" and mt and mt.__name == "sbot.secret"
-end
+local is_secret = log.is_secret -- the one test of the secret type
 
 local function unquote(etag)
   if type(etag) ~= "string" then return etag end

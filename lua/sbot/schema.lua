@@ -97,10 +97,31 @@ end
 ---------------------------------------------------------------------------
 -- Validation.
 
-local function deep_copy(v)
+--- Deepest nesting a config value may have below a schema field (a table
+-- nested deeper, or one that contains itself, is an error, not a crash).
+M.MAX_DEPTH = 64
+
+--- The source of a secret written in clear in a config (sbot.site refuses
+-- a file readable by others that holds one).
+M.LITERAL_SOURCE = "literal in config"
+
+-- Copy of v; a cycle or nesting deeper than MAX_DEPTH is an error at its
+-- key path (ancestors: the tables being copied above this one).
+local function deep_copy(v, path, errors, ancestors, depth)
   if type(v) ~= "table" or secret.is_secret(v) then return v end
+  ancestors, depth = ancestors or {}, depth or 0
+  if ancestors[v] then
+    errors[#errors + 1] = path .. ": refers to itself (a cycle); a config value must be a tree"
+    return nil
+  end
+  if depth >= M.MAX_DEPTH then
+    errors[#errors + 1] = path .. ": nested deeper than " .. M.MAX_DEPTH .. " levels"
+    return nil
+  end
+  ancestors[v] = true
   local c = {}
-  for k, x in pairs(v) do c[k] = deep_copy(x) end
+  for k, x in pairs(v) do c[k] = deep_copy(x, key_path(path, k), errors, ancestors, depth + 1) end
+  ancestors[v] = nil
   return setmetatable(c, getmetatable(v))
 end
 
@@ -133,10 +154,14 @@ local function validate_value(spec, v, path, errors)
     return bad("expected " .. what .. ", got " .. type_name(v) .. shown)
   end
   if t == "any" then
-    return deep_copy(v)
+    return deep_copy(v, path, errors)
   elseif t == "secret" then
     if secret.is_secret(v) then return v end
-    if type(v) == "string" then return secret.new(v, "literal in config") end
+    if type(v) == "string" then
+      local short = secret.too_short(v)
+      if short then return bad("the secret written here " .. short) end
+      return secret.new(v, M.LITERAL_SOURCE)
+    end
     return expected("a secret (secret:PATH:KEY or a string)")
   elseif t == "string" then
     if type(v) ~= "string" then return expected("string") end
@@ -158,14 +183,15 @@ local function validate_value(spec, v, path, errors)
   elseif t == "table" then
     if type(v) ~= "table" or secret.is_secret(v) then return expected("table") end
     if spec.fields then return validate_fields(spec.fields, v, path, errors) end
-    return deep_copy(v)
+    return deep_copy(v, path, errors)
   elseif t == "list" then
     if type(v) ~= "table" or secret.is_secret(v) or not is_list(v) then
       return expected("list")
     end
     local out = json.array {}
     for i, x in ipairs(v) do
-      out[i] = spec.items and validate_value(spec.items, x, key_path(path, i), errors) or deep_copy(x)
+      out[i] = spec.items and validate_value(spec.items, x, key_path(path, i), errors)
+        or deep_copy(x, key_path(path, i), errors)
     end
     v = out
   elseif t == "map" then
@@ -176,7 +202,7 @@ local function validate_value(spec, v, path, errors)
         bad("map keys must be strings, got " .. type(k) .. " " .. tostring(k))
       else
         out[k] = spec.values and validate_value(spec.values, v[k], key_path(path, k), errors)
-          or deep_copy(v[k])
+          or deep_copy(v[k], key_path(path, k), errors)
       end
     end
     v = out
@@ -217,7 +243,7 @@ function validate_fields(fields, t, path, errors)
     local p = key_path(path, k)
     if v == nil then
       if spec.default ~= nil then
-        out[k] = deep_copy(spec.default)
+        out[k] = deep_copy(spec.default, p, errors)
       elseif spec.required then
         errors[#errors + 1] = p .. ": required " .. spec.type .. " is missing"
           .. (spec.description and (" (" .. spec.description .. ")") or "")

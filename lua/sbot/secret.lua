@@ -1,62 +1,50 @@
 --- sbot.secret: secret objects and the resolver chain for `secret:PATH:KEY`.
 --
--- A secret object is a table whose metatable has __name "sbot.secret": it
--- prints, concatenates and JSON-encodes as <redacted>; `s:reveal()` returns
--- the value to the code that must send it. Every value wrapped here is also
--- registered with the log redactor, so it cannot appear in a log line either.
+-- A secret object is the core's secret type (engine/log.c: a userdata with
+-- the metatable "sbot.secret", tested by `secret.is_secret` / sbot_is_secret
+-- and nothing else): it prints and concatenates as <redacted> and encodes as
+-- "<redacted>" in records; `s:reveal()` returns the value to the protocol
+-- client that must send it. Every value wrapped here is also registered with
+-- the log redactor, so it cannot appear in a log line either.
 --
 -- References are resolved by a chain of resolvers, tried in order; the first
--- that knows the secret wins. The default chain is {env, file}. Vault goes in
--- front later with `secret.add_resolver(vault, 1)`.
+-- that knows the secret wins. The default chain is {env, file}; a site file
+-- with a `vault` section puts sbot.vault's resolver in front for that site
+-- (sbot.site), and a script may insert one with `secret.add_resolver(r, 1)`.
 local log = require "sbot.log"
 local fsio = require "sbot.fsio"
 
 local M = {}
 
-local REDACTED = log.REDACTED
-local values = setmetatable({}, { __mode = "k" }) -- object -> value
-local sources = setmetatable({}, { __mode = "k" }) -- object -> where it came from
+--- Shortest value accepted as a secret, in bytes. A shorter one cannot be
+-- redacted from logs without also hiding ordinary words, numbers and keys
+-- (a one-character password would turn every "a" of every line into
+-- <redacted>), and leaving it in clear is not an option: it is refused where
+-- it enters (resolution, site literals, secret.new). 6 is the length of the
+-- iDRAC factory default `calvin` and of s3rver's `S3RVER` key.
+M.MIN_LENGTH = log.SECRET_MIN_LENGTH
 
-local methods = {}
-local mt = {
-  __name = "sbot.secret",
-  __index = methods,
-  __tostring = function() return REDACTED end,
-  __concat = function(a, b)
-    local function s(x) return M.is_secret(x) and REDACTED or tostring(x) end
-    return s(a) .. s(b)
-  end,
-  __newindex = function() error("sbot.secret: secret objects are read-only", 2) end,
-}
-
---- The value, for the code that must send it. Never log or store it.
-function methods.reveal(self)
-  local v = values[self]
-  if v == nil then error("sbot.secret: reveal() called on something that is not a secret", 2) end
-  return v
+--- nil when v is long enough to be a secret, else why not (no value shown).
+function M.too_short(v)
+  if #v >= M.MIN_LENGTH then return nil end
+  return string.format("is %d byte%s long; sbot refuses secrets shorter than %d bytes, which cannot be "
+    .. "redacted from logs without hiding ordinary words and numbers too: use a longer secret",
+    #v, #v == 1 and "" or "s", M.MIN_LENGTH)
 end
 
---- Where the value came from ("env TRUENAS_API_KEY", "file /etc/...", "literal").
-function methods.source(self)
-  return sources[self]
-end
+--- The one test of the secret type (a userdata with the core's metatable).
+M.is_secret = log.is_secret
 
-function M.is_secret(v)
-  local m = getmetatable(v)
-  return type(m) == "table" and m.__name == "sbot.secret"
-end
-
---- Wrap a string value; registers it with the log redactor.
+--- Wrap a string value; registers it with the log redactor. A secret
+-- object is returned as it is.
 function M.new(value, source)
   if M.is_secret(value) then return value end
   if type(value) ~= "string" then
     error("sbot.secret.new: expected a string, got " .. type(value), 2)
   end
-  local s = setmetatable({}, mt)
-  values[s] = value
-  sources[s] = source or "literal"
-  log.add_secret(value)
-  return s
+  local short = M.too_short(value)
+  if short then error("sbot.secret.new: the value (" .. (source or "literal") .. ") " .. short, 2) end
+  return log.secret(value, source or "literal")
 end
 
 --- Plain value of a secret or string (nil stays nil).
@@ -95,7 +83,10 @@ M.env = {
     local name = M.env_name(path, key)
     local getenv = ctx and ctx.getenv or os.getenv
     local v = getenv(name)
-    if v ~= nil and v ~= "" then return v, "env " .. name end
+    if v == "" then -- set but empty: a mistake (`X=$(cat missing)`), not "use the next resolver"
+      return nil, "environment variable " .. name .. " is set but empty (unset it to try the next resolver)", "error"
+    end
+    if v ~= nil then return v, "env " .. name end
     return nil, "environment variable " .. name
   end,
 }
@@ -138,31 +129,50 @@ function M.add_resolver(r, pos)
   table.insert(M.resolvers, pos or #M.resolvers + 1, r)
 end
 
---- Parse "secret:PATH:KEY" -> path, key; nil when s is not a reference;
--- nil, err when it looks like one but is malformed.
+--- Parse "secret:PATH:KEY[@VERSION]" -> path, key, version (an integer, or
+-- nil); nil when s is not a reference; nil, err when it looks like one but is
+-- malformed.
 function M.parse_ref(s)
   if type(s) ~= "string" or s:sub(1, 7) ~= "secret:" then return nil end
   local path, key = s:match("^secret:(.+):([^:]+)$")
   if not path then
     return nil, "malformed secret reference '" .. s .. "' (expected secret:PATH:KEY)"
   end
+  -- a version pin (Vault KV v2): KEY@N, N >= 1
+  local k, v = key:match("^(.+)@(%d+)$")
+  local version = v and math.tointeger(tonumber(v))
+  if k then
+    if not version or version < 1 then
+      return nil, "malformed secret reference '" .. s .. "': version must be an integer >= 1"
+    end
+    key = k
+  end
   local ok, err = check_segments(path, key)
   if not ok then return nil, "malformed secret reference '" .. s .. "': " .. err end
-  return path, key
+  return path, key, version
 end
 
 --- Resolve one reference string to a secret object.
 -- ctx: {secrets_dir = dir, getenv = fn, resolvers = list}. Returns the
 -- object, or nil and a message saying what was tried.
 function M.resolve(ref, ctx)
-  local path, key = M.parse_ref(ref)
+  local path, key, version = M.parse_ref(ref)
   if not path then return nil, key or ("not a secret reference: " .. tostring(ref)) end
   local tried = {}
   for _, r in ipairs(ctx and ctx.resolvers or M.resolvers) do
-    local v, note, kind = r.resolve(path, key, ctx)
-    if v ~= nil then return M.new(v, note) end
-    if kind == "error" then return nil, ref .. ": " .. note end
-    tried[#tried + 1] = note
+    -- a pinned version (KEY@N) is only for resolvers that keep versions (Vault KV v2)
+    if version and not r.versions then
+      tried[#tried + 1] = r.name .. " (keeps no versions)"
+    else
+      local v, note, kind = r.resolve(path, key, ctx, version)
+      if v ~= nil then
+        local short = M.too_short(v)
+        if short then return nil, ref .. " (" .. note .. ") " .. short end
+        return M.new(v, note)
+      end
+      if kind == "error" then return nil, ref .. ": " .. note end
+      tried[#tried + 1] = note
+    end
   end
   return nil, ref .. " not found (tried " .. table.concat(tried, ", ") .. ")"
 end
@@ -175,22 +185,28 @@ end
 
 --- Replace every `secret:PATH:KEY` string inside t (recursively, in place)
 -- with its secret object. Returns t, or nil and "keypath: message" errors.
+-- Tables nested deeper than ctx.max_depth (default 64) are an error there.
 function M.resolve_tree(t, ctx, prefix)
   local errors, seen = {}, {}
-  local function walk(node, path)
+  local max_depth = ctx and ctx.max_depth or 64
+  local function walk(node, path, depth)
     if seen[node] then return end
     seen[node] = true
+    if depth > max_depth then
+      errors[#errors + 1] = path .. ": nested deeper than " .. max_depth .. " levels"
+      return
+    end
     for k, v in pairs(node) do
       local p = key_path(path, k)
       if type(v) == "string" and v:sub(1, 7) == "secret:" then
         local s, err = M.resolve(v, ctx)
         if s then node[k] = s else errors[#errors + 1] = p .. ": " .. err end
-      elseif type(v) == "table" and not M.is_secret(v) and getmetatable(v) == nil then
-        walk(v, p)
+      elseif type(v) == "table" and getmetatable(v) == nil then
+        walk(v, p, depth + 1)
       end
     end
   end
-  walk(t, prefix or "")
+  walk(t, prefix or "", 0)
   if #errors > 0 then
     table.sort(errors)
     return nil, table.concat(errors, "\n")

@@ -4,30 +4,29 @@
 -- `secret:PATH:KEY` string (see sbot.secret), validates the result against
 -- `site.schema` and returns the normalised table. Every error names the file
 -- and the key path.
+local fsio = require "sbot.fsio"
 local schema = require "sbot.schema"
 local secret = require "sbot.secret"
+local tls = require "sbot.tls"
 
 local M = {}
 
 local ID = "^[%w][%w_.%-]*$"
 local MAC = "^%x%x:%x%x:%x%x:%x%x:%x%x:%x%x$"
 local URL = "^https?://."
+local IP = "^[%x:.]+$"
+local CIDR = "^[%x:.]+/%d+$"
 
 --- TLS settings of one endpoint, the table sbot.http and sbot.ws take as
--- `tls` unchanged. pin_sha256 is the BASE64 SHA-256 of the server's public key
--- (DER SubjectPublicKeyInfo), optionally as curl's "sha256//<base64>"; checked
--- precisely in check_tls below.
+-- `tls` unchanged: {ca_file, pin_sha256, insecure, server_name}, checked in
+-- check_tls by sbot.tls, the one parser every client uses (docs/tls.md).
 local function tls_spec(what)
-  return { type = "table", description = "TLS verification of " .. what .. " (absent: system CAs, host name checked)",
-    fields = {
-      ca_file = { type = "string", description = "CA bundle that signs the server's certificate" },
-      pin_sha256 = { type = "string", pattern = "^[%w+/]+=$",
-        description = "base64 SHA-256 of the server's public key (what `sbot lab` and httpd.selfsigned give), "
-          .. "optionally as sha256//<base64>; without ca_file the pin alone is trusted (self-signed BMCs)" },
-      insecure = { type = "boolean", default = false,
-        description = "skip TLS verification (logged at every connection); not with ca_file or pin_sha256" },
-    } }
+  return { type = "table", description = "TLS verification of " .. what .. ": {ca_file = path, pin_sha256 = "
+    .. "base64 | sha256//base64 | hex, insecure = bool, server_name = name}; absent: system CAs, host name "
+    .. "checked (docs/tls.md)" }
 end
+
+M.tls_spec = tls_spec
 
 --- The site schema. Later modules may add top-level sections with
 -- site.add_section(name, spec) before loading.
@@ -41,7 +40,9 @@ M.schema = {
     description = "artifact store URL (s3://bucket/prefix or file:///dir); default file:// under the run dir" },
   servers = { type = "list", default = {}, description = "the machines this site manages",
     items = { type = "table", fields = {
-      id = { type = "string", required = true, pattern = ID, description = "unique server id" },
+      id = { type = "string", required = true, pattern = ID, max = 63,
+        description = "unique server id: letters, digits, '.', '_', '-', starting with a letter or digit, "
+          .. "at most 63 characters (it names files: locks, run records, artifacts)" },
       hostname = { type = "string", description = "host name the node gets" },
       role = { type = "string", enum = { "master", "worker", "sno", "other" }, default = "other" },
       idrac = { type = "table", description = "the BMC", fields = {
@@ -86,13 +87,34 @@ M.schema = {
       access_key = { type = "secret" },
       secret_key = { type = "secret" },
     } },
-  openshift = { type = "table", description = "the cluster to install",
+  openshift = { type = "table", description = "the cluster to install (docs/openshift.md)",
     fields = {
       version = { type = "string", required = true, pattern = "^%d+%.%d+" },
       cluster_name = { type = "string", required = true, pattern = ID },
       base_domain = { type = "string", required = true },
       pull_secret = { type = "secret", required = true },
       ssh_key = { type = "string" },
+      -- what the OpenShift component renders into install-config.yaml and
+      -- agent-config.yaml; it checks them against each other and the servers
+      machine_network = { type = "string", pattern = CIDR, description = "CIDR holding every node IP and the VIPs" },
+      cluster_network = { type = "string", pattern = CIDR, default = "10.128.0.0/14" },
+      host_prefix = { type = "integer", min = 1, max = 128, default = 23 },
+      service_network = { type = "string", pattern = CIDR, default = "172.30.0.0/16" },
+      network_type = { type = "string", default = "OVNKubernetes" },
+      api_vip = { type = "string", pattern = IP, description = "API VIP (not with a single node)" },
+      ingress_vip = { type = "string", pattern = IP, description = "ingress VIP (not with a single node)" },
+      rendezvous_ip = { type = "string", pattern = IP, description = "node IP of the rendezvous host; default: the first master's" },
+      dns_servers = { type = "list", items = { type = "string", pattern = IP } },
+      ntp_servers = { type = "list", items = { type = "string" } },
+      installer = { type = "table", description = "where openshift-install comes from",
+        fields = {
+          mirror_url = { type = "string", pattern = URL,
+            description = "base of the client mirror; default https://mirror.openshift.com/pub/openshift-v4/clients/ocp" },
+          sha256 = { type = "string", pattern = "^" .. string.rep("%x", 64) .. "$",
+            description = "pin: SHA-256 (hex) the release tarball must have, beside its sha256sum.txt" },
+          tls = tls_spec("the mirror"),
+          timeout = { type = "number", min = 1, description = "seconds `agent create image` may take (default 1800)" },
+        } },
     } },
   hooks = { type = "map", values = { type = "function" },
     description = "site decision hooks, e.g. name_target(server, version)" },
@@ -117,22 +139,10 @@ local function check_hostport(v)
   return string.format("%q: expected name-or-ip[:port] (IPv6 as [addr]:port)", v)
 end
 
-local function check_tls(tls, url, path, errors)
-  if tls == nil then return end
-  local function bad(k, msg) errors[#errors + 1] = path .. ".tls" .. (k and ("." .. k) or "") .. ": " .. msg end
-  if tls.pin_sha256 then
-    local pin = tls.pin_sha256:gsub("^sha256//", "")
-    if #pin ~= 44 or not pin:match("^[%w+/]+=$") then
-      bad("pin_sha256", string.format("%q is not the base64 SHA-256 of a public key (44 characters ending in '=', "
-        .. "optionally after sha256//)", tls.pin_sha256))
-    end
-  end
-  if tls.insecure and (tls.ca_file or tls.pin_sha256) then
-    bad("insecure", "insecure = true cannot be combined with ca_file or pin_sha256")
-  end
-  if url and (url:match("^ws://") or url:match("^http://")) and (tls.ca_file or tls.pin_sha256 or tls.insecure) then
-    bad(nil, "TLS settings given for the plain-text URL " .. url)
-  end
+local function check_tls(t, url, path, errors)
+  if t == nil then return end
+  local ok, err = tls.check(t, path .. ".tls", url)
+  if not ok then errors[#errors + 1] = err end
 end
 
 local function check_site(site, prefix)
@@ -157,6 +167,8 @@ local function check_site(site, prefix)
     check_tls(tn.tls, tn.url, prefix .. "truenas", errors)
   end
   if site.s3 then check_tls(site.s3.tls, site.s3.endpoint, prefix .. "s3", errors) end
+  local inst = site.openshift and site.openshift.installer
+  if inst then check_tls(inst.tls, inst.mirror_url, prefix .. "openshift.installer", errors) end
   if #errors > 0 then return table.concat(errors, "\n") end
 end
 
@@ -164,6 +176,41 @@ end
 function M.add_section(name, spec)
   schema.check { [name] = spec }
   M.schema[name] = spec
+end
+
+--- Sections that bring a secret resolver of their own: name -> module,
+-- required only when a site file has the section. The module gives
+-- `site_section` (its schema spec, added with add_section) and
+-- `site_resolver(section, where)` -> resolver (see sbot.secret). Such a section
+-- is resolved (from the other resolvers) and validated first; its resolver is
+-- then tried before env and file for the rest of the file (docs/vault.md).
+M.resolver_sections = { vault = "sbot.vault" }
+
+-- The resolver chain for the rest of the file, or nil, error lines (each
+-- starting with `where`), code ("secret" or "invalid").
+local function section_resolvers(t, ctx, where)
+  local chain = {}
+  local names = {}
+  for name in pairs(M.resolver_sections) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    if t[name] ~= nil then
+      local mod = require(M.resolver_sections[name])
+      M.add_section(name, mod.site_section)
+      if type(t[name]) == "table" then
+        local _, serr = secret.resolve_tree(t[name], ctx, name)
+        if serr then return nil, where .. ": " .. serr:gsub("\n", "\n" .. where .. ": "), "secret" end
+      end
+      local sec, verr = schema.validate({ [name] = mod.site_section }, { [name] = t[name] }, where)
+      if not sec then return nil, verr, "invalid" end
+      t[name] = sec[name]
+      local r, rerr = mod.site_resolver(t[name], where .. ": " .. name)
+      if not r then return nil, rerr, "invalid" end
+      chain[#chain + 1] = r
+    end
+  end
+  for _, r in ipairs(ctx.resolvers or secret.resolvers) do chain[#chain + 1] = r end
+  return chain
 end
 
 local function dirname(path)
@@ -179,27 +226,73 @@ local function whole_path(msg, path)
   return (msg:gsub(short:gsub("%p", "%%%0"), (path:gsub("%%", "%%%%"))))
 end
 
---- Load a site file. opts: {secrets_dir = dir, getenv = fn}.
--- Returns the validated site table (with `site.file` and `site.dir` set),
--- or nil and an error naming the file and key path, and a code
--- ("load", "secret" or "invalid").
-function M.load(path, opts)
-  if type(path) ~= "string" then error("site.load: expected a file path, got " .. type(path), 2) end
-  opts = opts or {}
-  local chunk, err = loadfile(path, "t")
-  if not chunk then return nil, "site " .. whole_path(err, path), "load" end
-  local ok, t = pcall(chunk)
-  if not ok then return nil, "site " .. path .. ": " .. whole_path(tostring(t), path), "load" end
-  if type(t) ~= "table" then
-    return nil, "site " .. path .. ": must return a table, returned " .. type(t), "invalid"
+-- A syntax error as "site PATH:LINE: message", without Lua's `near '<token>'`:
+-- the token is source text, and in a site file that may be a password (an
+-- unterminated string shows everything up to the end of its line).
+local function load_error(err, path)
+  err = whole_path(err, path)
+  if err:find("binary chunk", 1, true) then
+    return "site " .. path .. ": is a precompiled (binary) Lua chunk; a site file is Lua source text"
   end
+  local esc = path:gsub("%p", "%%%0")
+  local line, msg = err:match("^" .. esc .. ":(%d+): (.*)$")
+  if line then
+    local bare = msg:match("^(.-) near .*$")
+    if bare then msg = bare .. " (source text not shown: it may hold a secret)" end
+    return "site " .. path .. ":" .. line .. ": " .. msg
+  end
+  local verb, why = err:match("^cannot (%a+) " .. esc .. ": (.*)$") -- "cannot open PATH: why"
+  if verb then return "site " .. path .. ": cannot " .. verb .. " the file: " .. why end
+  return "site " .. path .. ": " .. err
+end
+
+-- Key paths of the secrets written in clear in the file (schema-wrapped
+-- literals), in the validated site.
+local function clear_text_secrets(site)
+  local found = {}
+  local function walk(node, p, depth)
+    if depth > schema.MAX_DEPTH then return end
+    for k, v in pairs(node) do
+      local kp = type(k) == "number" and (p .. "[" .. k .. "]") or (p == "" and tostring(k) or (p .. "." .. tostring(k)))
+      if secret.is_secret(v) then
+        if v:source() == schema.LITERAL_SOURCE then found[#found + 1] = kp end
+      elseif type(v) == "table" then
+        walk(v, kp, depth + 1)
+      end
+    end
+  end
+  walk(site, "", 0)
+  table.sort(found)
+  return found
+end
+
+-- A file that holds secrets in clear must be as private as a secret file:
+-- no group or other permission bits (like secret.file's check).
+local function check_private(path, site)
+  local found = clear_text_secrets(site)
+  if #found == 0 then return nil end
+  local st, err = fsio.stat(path, true)
+  if not st then return "site " .. path .. ": cannot check its mode: " .. tostring(err) end
+  if st.mode & 0x3f == 0 then return nil end
+  return string.format("site %s: holds secrets in clear text (%s) but has mode %04o, readable by others: "
+    .. "it must be 0600 (chmod 600 %s), or give the secrets as secret:PATH:KEY references", path,
+    table.concat(found, ", "), st.mode, path)
+end
+
+-- Resolve, validate and check the table a site file returned. Returns the
+-- site, or nil, message, code.
+local function process(t, path, opts)
   local dir = dirname(path)
-  local secrets_dir = opts.secrets_dir or (type(t.secrets_dir) == "string" and t.secrets_dir)
+  local secrets_dir = opts.secrets_dir or (type(rawget(t, "secrets_dir")) == "string" and t.secrets_dir)
     or os.getenv("SBOT_SECRETS_DIR") or (dir .. "/secrets")
-  if secrets_dir:sub(1, 1) ~= "/" and type(t.secrets_dir) == "string" and not opts.secrets_dir then
+  if secrets_dir:sub(1, 1) ~= "/" and type(rawget(t, "secrets_dir")) == "string" and not opts.secrets_dir then
     secrets_dir = dir .. "/" .. secrets_dir
   end
-  local _, serr = secret.resolve_tree(t, { secrets_dir = secrets_dir, getenv = opts.getenv })
+  local ctx = { secrets_dir = secrets_dir, getenv = opts.getenv, max_depth = schema.MAX_DEPTH }
+  local chain, rerr, rcode = section_resolvers(t, ctx, "site " .. path)
+  if not chain then return nil, rerr, rcode end
+  ctx.resolvers = chain
+  local _, serr = secret.resolve_tree(t, ctx)
   if serr then
     return nil, "site " .. path .. ": " .. serr:gsub("\n", "\nsite " .. path .. ": "), "secret"
   end
@@ -215,6 +308,8 @@ function M.load(path, opts)
     end
     seen[s.id] = i
   end
+  local perr = check_private(path, site)
+  if perr then return nil, perr, "secret" end
   site.file = path
   site.dir = dir
   site.secrets_dir = secrets_dir
@@ -223,6 +318,29 @@ function M.load(path, opts)
   site.state_dir = site.state_dir and rel(site.state_dir) or (dir .. "/state")
   site.runs_dir = site.runs_dir and rel(site.runs_dir) or "runs"
   return site
+end
+
+--- Load a site file. opts: {secrets_dir = dir, getenv = fn}.
+-- Returns the validated site table (with `site.file` and `site.dir` set),
+-- or nil and an error naming the file and key path, and a code
+-- ("load", "secret" or "invalid"). Whatever the file holds (a binary chunk,
+-- tables nested without end or referring to themselves, metatables that
+-- raise), the answer is such a message, never a raised error.
+function M.load(path, opts)
+  if type(path) ~= "string" then error("site.load: expected a file path, got " .. type(path), 2) end
+  opts = opts or {}
+  local chunk, err = loadfile(path, "t")
+  if not chunk then return nil, load_error(err, path), "load" end
+  local ok, t = pcall(chunk)
+  if not ok then return nil, "site " .. path .. ": " .. whole_path(tostring(t), path), "load" end
+  if type(t) ~= "table" then
+    return nil, "site " .. path .. ": must return a table, returned " .. type(t), "invalid"
+  end
+  local pok, site, perr, code = pcall(process, t, path, opts)
+  if not pok then -- the table itself raised (a metatable's __index or __pairs)
+    return nil, "site " .. path .. ": " .. whole_path(tostring(site), path), "invalid"
+  end
+  return site, perr, code
 end
 
 --- The server table with this id, or nil and a message listing the ids.

@@ -62,6 +62,17 @@ function M.new(spec)
     site_steps = spec.site_steps }, M)
 end
 
+-- An argparse converter for a number of seconds >= 0 (finite).
+local function seconds(opt)
+  return function(s)
+    local n = tonumber(s)
+    if not n or n ~= n or n < 0 or n == math.huge then
+      return nil, opt .. " must be a number of seconds >= 0, got '" .. s .. "'"
+    end
+    return n
+  end
+end
+
 --- The argparse parser: the common arguments plus the workflow's own.
 function M:parser()
   local p = argparse("sbot run " .. self.name .. ".lua", self.description)
@@ -80,12 +91,10 @@ function M:parser()
       if not n or n < 1 or n ~= math.floor(n) then return nil, "--jobs must be a positive integer" end
       return math.tointeger(n)
     end)
-  p:option("--timeout", "Seconds one server's work may take before its worker is killed (0: no limit).",
-    "0"):argname("S"):convert(function(s)
-      local n = tonumber(s)
-      if not n or n < 0 then return nil, "--timeout must be a number of seconds >= 0" end
-      return n
-    end)
+  p:option("--timeout", "Seconds one server's work may take before its worker is stopped (0: no limit).",
+    "0"):argname("S"):convert(seconds("--timeout"))
+  p:option("--grace", "Seconds a stopped worker (Ctrl-C, SIGTERM, --timeout) has to close its "
+    .. "connections before it is killed.", "20"):argname("S"):convert(seconds("--grace"))
   p:flag("--json", "Print the results as JSON instead of the summary table.")
   p:flag("--log-json", "Log lines as JSON on stderr.")
   p:option("--store", "Artifact store URL (s3://bucket/prefix or file:///dir).")
@@ -372,7 +381,7 @@ function M:main(argv)
     for k, v in pairs(extra) do j[k] = v end
     return j
   end
-  local fleet_opts = { jobs = args.jobs, timeout = args.timeout, partial = true }
+  local fleet_opts = { jobs = args.jobs, timeout = args.timeout, grace = args.grace, partial = true }
   -- partial: on Ctrl-C every worker is stopped and map returns what finished,
   -- so the run record still says what happened to each server
   local function map(jobs, ids)
@@ -384,7 +393,7 @@ function M:main(argv)
       outcomes = {}
       for i = 1, #jobs do outcomes[i] = { ok = false, error = "run stopped: " .. msg } end
     elseif interrupted then
-      log.error("run interrupted: every worker was stopped", { run = r.id })
+      log.error("run interrupted (" .. interrupted .. "): every worker was stopped", { run = r.id })
     end
     collect(outcomes, ids, results)
     return results, interrupted
@@ -431,7 +440,7 @@ function M:main(argv)
     io.stdout:write("run record: ", r.dir, "\n")
   end
   io.stdout:flush()
-  if interrupted then return 130 end
+  if interrupted then return interrupted == "SIGTERM" and 143 or 130 end
   return record.ok and 0 or 1
 end
 

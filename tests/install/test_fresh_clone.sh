@@ -42,7 +42,8 @@ refs=$(cd "$clone" && grep -rlE '\.\./shared|/work/shared|shared/truenas-api' \
 # middleware's schema refuses (unknown key) — proving the schemas were loaded.
 cat > "$top/check.lua" <<'LUA'
 local ws, json = require "sbot.ws", require "sbot.json"
-local site = dofile(arg[1])
+-- the site file names its secrets as secret: references to the lab's Vault
+local site = assert(require("sbot.site").load(arg[1]))
 local t = site.truenas
 local c = assert(ws.connect(t.url, { tls = t.tls, timeout = 10 }))
 local id = 0
@@ -52,7 +53,7 @@ local function call(method, ...)
   local m = assert(json.decode(assert(c:recv(10))))
   return m.result, m.error
 end
-local r = call("auth.login_ex", { mechanism = "API_KEY_PLAIN", username = t.user, api_key = t.api_key })
+local r = call("auth.login_ex", { mechanism = "API_KEY_PLAIN", username = t.user, api_key = t.api_key:reveal() })
 assert(r and r.response_type == "SUCCESS", "login failed")
 local pools = assert(call("pool.query"))
 print("pool " .. pools[1].name)

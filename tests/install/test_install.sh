@@ -27,4 +27,31 @@ if [ "$out" != "$expected" ]; then
   echo "FAIL: installed sbot loaded its library from the wrong place:"; echo "$out"; exit 1
 fi
 "$moved/bin/sbot" version | grep -q '^libcurl ' || { echo "FAIL: extension library not found"; exit 1; }
+
+# components and workflows by name from share/sbot/{components,workflows},
+# with no SBOT_COMPONENT_PATH, SBOT_WORKFLOW_PATH or LUA_PATH
+test -d "$moved/share/sbot/components" || { echo "FAIL: share/sbot/components not installed"; exit 1; }
+cat > "$moved/share/sbot/components/installed_probe.lua" <<'LUA'
+return require("sbot.component").define {
+  name = "installed_probe", description = "A component found in share/sbot/components.",
+  discover = function() return { found = true } end,
+}
+LUA
+cat > "$moved/share/sbot/workflows/probe_flow.lua" <<'LUA'
+local workflow = require "sbot.workflow"
+local Probe = require "sbot.component.installed_probe"
+local wf = workflow.new { name = "probe_flow", description = "Probe of the installed lookup.",
+  steps = function(server, ctx) ctx:step(Probe, {}) end }
+os.exit(wf:main(arg), true)
+LUA
+printf 'return { servers = { { id = "n1" } } }\n' > "$moved/site.lua"
+clean_env=(env -u SBOT_COMPONENT_PATH -u SBOT_WORKFLOW_PATH -u LUA_PATH -u SBOT_LUA_DIR)
+out=$("${clean_env[@]}" "$moved/bin/sbot" help component installed_probe) ||
+  { echo "FAIL: help component installed_probe: $out"; exit 1; }
+grep -q 'A component found in share/sbot/components.' <<<"$out" || { echo "FAIL: help component: $out"; exit 1; }
+out=$("${clean_env[@]}" "$moved/bin/sbot" help workflows)
+grep -q '^  probe_flow  Probe of the installed lookup.$' <<<"$out" || { echo "FAIL: help workflows: $out"; exit 1; }
+out=$(cd "$moved" && "${clean_env[@]}" "$moved/bin/sbot" run probe_flow --site "$moved/site.lua" --runs-dir "$moved/runs") ||
+  { echo "FAIL: sbot run probe_flow: $out"; exit 1; }
+grep -Eq '^n1 +installed_probe +ok' <<<"$out" || { echo "FAIL: sbot run probe_flow: $out"; exit 1; }
 echo "install: relocatable tree works ($moved)"

@@ -148,7 +148,7 @@ describe("commands", function()
     end
     r = h.sbot({ "help", "run" })
     assert.are.equal(0, r.code)
-    assert.matches("^usage: sbot run FILE %[ARGS%.%.%.%]", r.stdout)
+    assert.matches("^usage: sbot run FILE|NAME %[ARGS%.%.%.%]", r.stdout)
     r = h.sbot({ "help", "nope" })
     assert.are.equal(2, r.code)
     assert.matches("unknown command 'nope'", r.stderr)

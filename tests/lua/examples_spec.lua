@@ -1,12 +1,12 @@
--- The example components under examples/lua (boot_script, scratch_volume):
+-- The example components under examples/components (boot_script, scratch_volume):
 -- their housekeep verifies the desired state, a resize keeps the volume's data;
 -- and the artifact keys components record.
 local helpers = require "helpers"
 local fsio = require "sbot.fsio"
 
-package.path = helpers.source_dir .. "/examples/lua/?.lua;" .. package.path
-local BootScript = require "sbot.component.boot_script"
-local ScratchVolume = require "sbot.component.scratch_volume"
+-- loaded from their files (define registers them as sbot.component.<name>)
+local BootScript = dofile(helpers.source_dir .. "/examples/components/boot_script.lua")
+local ScratchVolume = dofile(helpers.source_dir .. "/examples/components/scratch_volume.lua")
 
 local function read(path)
   local f = assert(io.open(path, "rb"))

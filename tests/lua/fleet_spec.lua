@@ -137,7 +137,7 @@ describe("sbot.fleet.map", function()
       os.execute("sleep 0.05")
     end
     local out = assert(require "sbot.json".decode(helpers.read_file(dir .. "/out.json")))
-    assert.is_true(out.interrupted)
+    assert.are.equal("Ctrl-C", out.interrupted)
     assert.are.equal("done", out.res[1].value)
     for i = 2, 3 do
       assert.are.equal("interrupted", out.res[i].reason)
@@ -172,5 +172,98 @@ describe("sbot.fleet.map", function()
       local ok = helpers.sh("pgrep -g " .. pid)
       assert.is_false(ok, "process group " .. pid .. " still has processes")
     end
+  end)
+
+  it("stops a worker past its timeout with SIGTERM: its scopes close, what it sends back is kept", function()
+    local dir = helpers.tmpdir("fleet")
+    local t0 = sys.monotime()
+    local res = fleet.map({ 1 }, function()
+      local scope <close> = setmetatable({}, { __close = function()
+        local f = assert(io.open(dir .. "/closed", "w")); f:write("closed"); f:close()
+      end })
+      local ok, err = pcall(function() while true do os.execute("sleep 0.05") end end)
+      return { caught = tostring(err), ok = ok }
+    end, { timeout = 0.5, grace = 10 })
+    assert.is_true(sys.monotime() - t0 < 5, "the worker exited on SIGTERM, not after the grace period")
+    local r = res[1]
+    assert.is_false(r.ok)
+    assert.are.equal("timeout", r.reason)
+    assert.matches("^worker for item 1 %(pid %d+%) timed out after 0%.%d s: stopped with SIGTERM, "
+      .. "it exited %d+%.%d s later$", r.error)
+    assert.matches("interrupted! (the worker's time limit passed)", r.value.caught, 1, true)
+    assert.are.equal("closed", helpers.read_file(dir .. "/closed"))
+  end)
+
+  it("kills a stopped worker that does not exit within the grace period", function()
+    local t0 = sys.monotime()
+    local res = fleet.map({ 1 }, function()
+      local stuck <close> = setmetatable({}, { __close = function() os.execute("sleep 30") end })
+      while true do os.execute("sleep 0.05") end
+    end, { timeout = 0.3, grace = 0.4 })
+    assert.is_true(sys.monotime() - t0 < 10)
+    assert.are.equal("timeout", res[1].reason)
+    assert.matches("stopped with SIGTERM, then killed (SIGKILL) after the 0.4 s grace period", res[1].error, 1, true)
+    local left = true
+    for _ = 1, 100 do -- killed processes take a moment to disappear (longer on a loaded machine)
+      left = helpers.sh("pgrep -g " .. res[1].pid)
+      if not left then break end
+      os.execute("sleep 0.05")
+    end
+    local _, _, ps = helpers.sh("ps -o pid,ppid,pgid,stat,etimes,cmd -g " .. res[1].pid)
+    assert.is_false(left, "the worker's sleep was killed with it:\n" .. ps)
+  end)
+
+  it("checks timeout and grace", function()
+    for _, bad in ipairs { -1, 0 / 0, math.huge, "5" } do
+      assert.has_error(function() fleet.map({ 1 }, function() end, { grace = bad }) end,
+        "fleet.map: grace must be a number of seconds >= 0")
+      assert.has_error(function() fleet.map({ 1 }, function() end, { timeout = bad }) end,
+        "fleet.map: timeout must be a number of seconds >= 0")
+    end
+  end)
+
+  it("Ctrl-C stops workers gracefully; a second Ctrl-C kills them at once", function()
+    local dir = helpers.tmpdir("fleet")
+    local script = dir .. "/twice.lua"
+    helpers.write_file(script, [[
+      local fleet, json, sys = require "sbot.fleet", require "sbot.json", require "sbot.sys"
+      local dir = ...
+      local res, interrupted = fleet.map({ 1, 2 }, function(i)
+        local scope <close> = setmetatable({}, { __close = function()
+          local f = assert(io.open(dir .. "/closing" .. i, "w")); f:close()
+          if i == 2 then os.execute("sleep 60") end -- item 2 closes slowly
+        end })
+        local f = assert(io.open(dir .. "/w" .. i, "w")); f:write(sys.getpid()); f:close()
+        while true do os.execute("sleep 0.05") end
+      end, { jobs = 2, grace = 60, partial = true })
+      local f = assert(io.open(dir .. "/out.json", "w"))
+      f:write(json.encode { res = res, interrupted = interrupted })
+      f:close()
+    ]])
+    local h = helpers.spawn(string.format("%s run %s %s", helpers.shquote(helpers.sbot_bin),
+      helpers.shquote(script), helpers.shquote(dir)))
+    for _ = 1, 100 do
+      if io.open(dir .. "/w1") and io.open(dir .. "/w2") then break end
+      os.execute("sleep 0.05")
+    end
+    assert.is_true(sys.kill(h.pid, "INT"))
+    for _ = 1, 100 do
+      if io.open(dir .. "/closing2") then break end
+      os.execute("sleep 0.05")
+    end
+    assert.is_truthy(io.open(dir .. "/closing1"), "item 1 closed its scope on the first Ctrl-C")
+    assert.is_true(h:alive(), "the parent waits for item 2 within the grace period")
+    assert.is_true(sys.kill(h.pid, "INT"))
+    for _ = 1, 100 do
+      if not h:alive() then break end
+      os.execute("sleep 0.05")
+    end
+    assert.is_false(h:alive())
+    local out = assert(require "sbot.json".decode(helpers.read_file(dir .. "/out.json")))
+    assert.are.equal("Ctrl-C", out.interrupted)
+    assert.matches("interrupted! (Ctrl-C) while item was running: its worker was stopped with SIGTERM, it exited",
+      out.res[1].error, 1, true)
+    assert.matches("stopped with SIGTERM, then killed (SIGKILL) at the second Ctrl-C", out.res[2].error, 1, true)
+    assert.is_false(sys.pid_alive(tonumber(helpers.read_file(dir .. "/w2"))))
   end)
 end)

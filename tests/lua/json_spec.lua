@@ -21,7 +21,7 @@ describe("sbot.json", function()
   it("returns nil and a message for invalid JSON", function()
     local v, err = json.decode('{"a":')
     assert.is_nil(v)
-    assert.matches("^invalid JSON", err)
+    assert.are.equal("invalid JSON: expected value but found T_END at character 6", err)
   end)
 
   it("raises on values JSON cannot hold, naming the path", function()
@@ -37,9 +37,25 @@ describe("sbot.json", function()
     assert.are.equal('{\n  "a": [\n    1\n  ]\n}', json.encode({ a = { 1 } }, { indent = true }))
   end)
 
-  it("encodes secret objects as <redacted>", function()
-    local secret = setmetatable({}, { __name = "sbot.secret" })
+  it("encodes secret objects as <redacted> in records; a table cannot pass for one", function()
+    local secret = require("sbot.secret").new("json-secret-Jk51")
     assert.are.equal('{"k":"<redacted>"}', json.encode({ k = secret }))
+    assert.are.equal('{"k":"<redacted>"}', json.encode({ k = secret }, { secrets = "redact" }))
+    -- the type is the core's, not a name any table can carry
+    local forged = setmetatable({}, { __name = "sbot.secret", __index = { reveal = function() return "x" end } })
+    assert.are.equal('{"k":{}}', json.encode({ k = forged }, { secrets = "reveal" }))
+  end)
+
+  it("reveals secrets only when asked (a protocol client's request body) and can refuse them", function()
+    local secret = require("sbot.secret").new('pa"ss\\word-Jk52')
+    local body = { Attributes = { ["Users.2.Password"] = secret }, n = 1 }
+    assert.are.equal('{"Attributes":{"Users.2.Password":"pa\\"ss\\\\word-Jk52"},"n":1}',
+      json.encode(body, { secrets = "reveal" }))
+    assert.has_error(function() json.encode(body, { secrets = "error" }) end,
+      'json.encode: value.Attributes.Users.2.Password is a secret, and this JSON was asked to carry none '
+      .. '(secrets = "error"); a protocol client that must send it encodes with secrets = "reveal"')
+    assert.has_error(function() json.encode(body, { secrets = "show" }) end,
+      'json.encode: secrets must be "redact", "reveal" or "error", got show')
   end)
 end)
 

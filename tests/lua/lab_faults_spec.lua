@@ -19,11 +19,22 @@ describe("sbot.lab.faults", function()
     assert.has_error(function() faults.parse("idrac:latency=5-1") end,
       "--faults idrac: latency must be milliseconds 'N' or 'MIN-MAX', got '5-1'")
     assert.has_error(function() faults.parse("idrac:nope=1") end,
-      "--faults idrac: unknown fault 'nope' (known: 503, completeerr, drop, failpart, jobfail, latency, reset)")
+      "--faults idrac: unknown fault 'nope' (known: 503, completeerr, corrupt, drop, failpart, jobfail, latency, reset, sealed)")
+    assert.has_error(function() faults.parse("vault:sealed=2") end,
+      "--faults vault: sealed must be 1 or 0, got '2'")
     assert.has_error(function() faults.parse("s3:failpart=0") end,
       "--faults s3: failpart must be a positive integer, got '0'")
     assert.has_error(function() faults.parse("s3:failpart=2.5") end,
       "--faults s3: failpart must be a positive integer, got '2.5'")
+  end)
+
+  it("parses the Vault's sealed flag", function()
+    assert.are.same({ vault = { sealed = true } }, faults.parse("vault:sealed=1"))
+    assert.are.same({ vault = { sealed = false } }, faults.parse("vault:sealed=0"))
+    local inj = faults.injector({ spec = faults.parse("vault:sealed=1"), kind = "vault", name = "vault", seed = 1 })
+    assert.is_true(inj.config.sealed)
+    inj.reconfigure(faults.parse(""))
+    assert.is_nil(inj.config.sealed)
   end)
 
   it("parses the S3 keys and reconfigures an injector in place", function()

@@ -336,7 +336,7 @@ describe("sbot lab fault injection", function()
       local r, _, code = c:get("/redfish/v1")
       if r and r.status == 200 then seq[i] = "ok"
       elseif r and r.status == 503 then seq[i] = "503"
-      elseif not r and code == "connection" then seq[i] = "reset"
+      elseif not r and code == "closed" then seq[i] = "reset"
       else seq[i] = "other:" .. tostring(r and r.status or code) end
     end
     local counts = lab.state().devices["idrac-1"].faults

@@ -265,7 +265,8 @@ describe("sbot.s3 against the lab's S3 model", function()
 
   it("stores a workflow's artifacts with --store s3:// using the site's S3 credentials and pin", function()
     local dir = helpers.tmpdir("labs3wf")
-    -- a site with the lab's s3 section and one server run by the test component
+    -- a site with the lab's s3 section (its keys are secret: references to the
+    -- lab's Vault, hence its vault section) and one server run by the test component
     helpers.write_file(dir .. "/site.lua", string.format([[
       local lab = dofile(%q)
       return {
@@ -273,7 +274,9 @@ describe("sbot.s3 against the lab's S3 model", function()
         components = { test_kv = { state_file = %q, calls_file = %q, want = { a = "1" },
           password = "dev-pw-Qq58" } },
         s3 = lab.s3,
+        vault = lab.vault,
       }]], srv.site_path, dir .. "/{id}.state.json", dir .. "/{id}.calls"))
+    os.execute("chmod 600 " .. helpers.shquote(dir .. "/site.lua")) -- it holds secrets in clear
     local store = string.format("s3://%s/runs?endpoint=%s&region=%s", srv.bucket, srv.endpoint, srv.region)
     local r = helpers.sbot({ "run", helpers.source_dir .. "/tests/support/workflows/kv.lua",
       "--site", dir .. "/site.lua", "--store", store, "--json" },

@@ -42,7 +42,7 @@ describe("sys.spawn", function()
   end
 
   local function secret(value)
-    return setmetatable({}, { __name = "sbot.secret", __index = { reveal = function() return value end } })
+    return require("sbot.secret").new(value)
   end
 
   it("runs a program without a shell: status, stdout, stderr, stdin", function()
@@ -70,8 +70,8 @@ describe("sys.spawn", function()
     local held <close> = assert(io.open(dir .. "/held", "w")) -- an fd without close-on-exec
     r = assert(sys.spawn { argv = { "ls", "/proc/self/fd" } })
     assert.are.equal("0\n1\n2\n3\n", r.stdout) -- 3: ls's own directory handle
-    r = assert(sys.spawn { argv = { "cat" }, stdin = secret("pw\n") })
-    assert.are.equal("pw\n", r.stdout)
+    r = assert(sys.spawn { argv = { "cat" }, stdin = secret("stdin-pw\n") })
+    assert.are.equal("stdin-pw\n", r.stdout)
   end)
 
   it("reports a program that cannot start as nil, message, errno name", function()
@@ -175,7 +175,7 @@ print("pcall", ok, err)
     raises({ argv = {} }, "sys.spawn: 'argv' must be a non-empty list of strings (got 0 elements)")
     raises({ argv = "ls" }, "sys.spawn: 'argv' must be a non-empty list of strings, got string")
     raises({ argv = { "ls" }, bogus = 1 }, "sys.spawn: unknown option 'bogus'")
-    raises({ argv = { "ls", secret("pw") } }, "sys.spawn: argv[2] is a secret: pass it in 'env' or 'stdin'")
+    raises({ argv = { "ls", secret("argv-pw") } }, "sys.spawn: argv[2] is a secret: pass it in 'env' or 'stdin'")
     raises({ argv = { "ls", {} } }, "sys.spawn: argv[2] must be a string, got table")
     raises({ argv = { "ls", "a\0b" } }, "sys.spawn: argv[2] contains a NUL byte")
     raises({ argv = { "" } }, "sys.spawn: argv[1] (the program) is empty")

@@ -193,11 +193,35 @@ describe("workflow runs", function()
     assert.is_nil(io.open(lockfile)) -- released at the end of the run
   end)
 
-  it("Ctrl-C stops every worker and still writes the run record", function()
-    local dir = setup(", components = { test_kv = { hang_discover = true } }")
-    local h = helpers.spawn(string.format("env %s %s run %s -v --site %s --runs-dir %s", ENV,
+  -- sbot run in the background, through a shell that records its exit status
+  local function spawn_run(dir, args)
+    local cmd = string.format("env %s %s run %s --site %s --runs-dir %s %s; echo $? > %s", ENV,
       helpers.shquote(helpers.sbot_bin), helpers.shquote(WF), helpers.shquote(dir .. "/site.lua"),
-      helpers.shquote(dir .. "/runs")))
+      helpers.shquote(dir .. "/runs"), table.concat(args or {}, " "), helpers.shquote(dir .. "/rc"))
+    local h = helpers.spawn("sh -c " .. helpers.shquote(cmd))
+    function h:sbot_pid()
+      for _ = 1, 100 do
+        local ok, _, out = helpers.sh("pgrep -P " .. self.pid .. " -x sbot")
+        if ok then return tonumber(out) end
+        os.execute("sleep 0.02")
+      end
+    end
+    function h:wait(seconds)
+      for _ = 1, (seconds or 10) * 20 do
+        if not self:alive() then break end
+        os.execute("sleep 0.05")
+      end
+      assert.is_false(self:alive())
+      return tonumber(helpers.read_file(dir .. "/rc"))
+    end
+    return h
+  end
+
+  it("Ctrl-C stops every worker gracefully: resources close, the run record is written, exit 130", function()
+    local dir = setup(", components = { test_kv = { hang_discover = true, session_log = \"SESSION\" } }")
+    local site = helpers.read_file(dir .. "/site.lua"):gsub('"SESSION"', string.format("%q", dir .. "/session.log"))
+    helpers.write_file(dir .. "/site.lua", site)
+    local h = spawn_run(dir, { "-v" })
     for _ = 1, 200 do
       -- s1 hangs in discover; s2 runs to the end (the parent has reaped its worker)
       if io.open(dir .. "/s1.calls.pid") and h:output():find("fleet: item 2 %(pid %d+%) finished: ok") then
@@ -207,20 +231,67 @@ describe("workflow runs", function()
     end
     assert.matches("s1 discover", calls(dir, "s1"))
     assert.matches("fleet: item 2 %(pid %d+%) finished: ok", h:output())
-    assert.is_true(sys.kill(h.pid, "INT"))
-    for _ = 1, 100 do
-      if not h:alive() then break end
-      os.execute("sleep 0.05")
-    end
-    assert.is_false(h:alive())
+    assert.are.equal("s1 open\n", helpers.read_file(dir .. "/session.log"))
+    assert.is_true(sys.kill(assert(h:sbot_pid()), "INT"))
+    assert.are.equal(130, h:wait())
+    -- the worker's interpreter was interrupted, the component's resource closed
+    assert.are.equal("s1 open\ns1 closing\ns1 close\n", helpers.read_file(dir .. "/session.log"))
     local rec = assert(json.decode(helpers.read_file(only_run_dir(dir) .. "/results.json")))
     assert.is_false(rec.ok)
-    assert.matches("interrupted! %(Ctrl%-C%) while item was running", rec.results[1].error)
-    assert.are.equal("s2", rec.results[2].id) -- finished before Ctrl-C: its results are kept
-    assert.are.equal("ok", rec.results[2].status)
+    local s1 = rec.results[1]
+    assert.are.equal("s1", s1.id)
+    assert.are.equal("failed", s1.status)
+    assert.matches("^discover: .*interrupted! %(Ctrl%-C: the run is stopping%)", s1.error)
+    assert.is_true(s1.phases.close.ok)
+    assert.are.equal("(worker)", rec.results[2].component)
+    assert.matches("interrupted! %(Ctrl%-C%) while item was running: its worker was stopped with SIGTERM, "
+      .. "it exited", rec.results[2].error)
+    assert.are.equal("s2", rec.results[3].id) -- finished before Ctrl-C: its results are kept
+    assert.are.equal("ok", rec.results[3].status)
     assert.matches("s1%s+%(worker%)%s+failed", h:output())
     local pid = tonumber(helpers.read_file(dir .. "/s1.calls.pid")) -- s1 hangs, s2 finishes
     assert.is_false(sys.pid_alive(pid), "the worker of s1 is still alive")
+  end)
+
+  it("SIGTERM to sbot stops the workers the same way, exit 143", function()
+    local dir = setup(", components = { test_kv = { hang_discover = true, session_log = \"SESSION\" } }")
+    local site = helpers.read_file(dir .. "/site.lua"):gsub('"SESSION"', string.format("%q", dir .. "/session.log"))
+    helpers.write_file(dir .. "/site.lua", site)
+    local h = spawn_run(dir, { "--server", "s1" })
+    for _ = 1, 200 do
+      if io.open(dir .. "/s1.calls.pid") then break end
+      os.execute("sleep 0.05")
+    end
+    assert.is_true(sys.kill(assert(h:sbot_pid()), "TERM"))
+    assert.are.equal(143, h:wait())
+    assert.are.equal("s1 open\ns1 closing\ns1 close\n", helpers.read_file(dir .. "/session.log"))
+    local rec = assert(json.decode(helpers.read_file(only_run_dir(dir) .. "/results.json")))
+    assert.matches("interrupted! (SIGTERM: the run is stopping)", rec.results[1].error, 1, true)
+  end)
+
+  it("--timeout stops the worker with SIGTERM: the component's resource closes; --grace bounds the wait", function()
+    local dir = setup(", components = { test_kv = { hang_discover = true, session_log = \"SESSION\" } }")
+    local site = helpers.read_file(dir .. "/site.lua"):gsub('"SESSION"', string.format("%q", dir .. "/session.log"))
+    helpers.write_file(dir .. "/site.lua", site)
+    local h = spawn_run(dir, { "--server", "s1", "--timeout", "1" })
+    assert.are.equal(1, h:wait(15))
+    assert.are.equal("s1 open\ns1 closing\ns1 close\n", helpers.read_file(dir .. "/session.log"))
+    local rec = assert(json.decode(helpers.read_file(only_run_dir(dir) .. "/results.json")))
+    assert.matches("^discover: .*interrupted! %(the worker.s time limit passed%)", rec.results[1].error)
+    assert.matches("^worker for item 1 %(pid %d+%) timed out after 1%.%d s: stopped with SIGTERM, it exited",
+      rec.results[2].error)
+    -- a close that takes longer than the grace period: the worker is killed
+    helpers.write_file(dir .. "/site.lua", helpers.read_file(dir .. "/site.lua"):gsub("hang_discover = true,",
+      "hang_discover = true, slow_close = 30,"))
+    os.remove(dir .. "/session.log")
+    local t0 = sys.monotime()
+    h = spawn_run(dir, { "--server", "s1", "--timeout", "0.5", "--grace", "0.5" })
+    assert.are.equal(1, h:wait(15))
+    assert.is_true(sys.monotime() - t0 < 10)
+    assert.are.equal("s1 open\ns1 closing\n", helpers.read_file(dir .. "/session.log"))
+    rec = assert(json.decode(helpers.read_file(only_run_dir(dir) .. "/results.json")))
+    assert.matches("stopped with SIGTERM, then killed (SIGKILL) after the 0.5 s grace period",
+      rec.results[1].error, 1, true)
   end)
 
   it("--help lists the common arguments and the workflow's own", function()
@@ -257,8 +328,8 @@ describe("workflow runs", function()
   end)
 
   it("sbot help component prints the schema with defaults", function()
-    local r = helpers.sbot({ "help", "component", "test_kv" },
-      { env = "LUA_PATH=" .. helpers.shquote(helpers.source_dir .. "/tests/support/?.lua;;") })
+    -- found by name in $SBOT_COMPONENT_PATH (tests/support/components), no LUA_PATH
+    local r = helpers.sbot { "help", "component", "test_kv" }
     assert.are.equal(0, r.code, r.stderr)
     assert.matches("component test_kv", r.stdout, 1, true)
     assert.matches("phases: discover, plan, apply, undo, housekeep", r.stdout, 1, true)
@@ -273,10 +344,9 @@ describe("workflow runs", function()
     assert.matches("no component 'no_such_thing'", missing.stderr, 1, true)
     -- a component that exists but fails to load says why
     local dir = helpers.tmpdir("brokencomp")
-    os.execute("mkdir -p " .. helpers.shquote(dir .. "/sbot/component"))
-    helpers.write_file(dir .. "/sbot/component/broken.lua", 'error("broken on purpose")\n')
+    helpers.write_file(dir .. "/broken.lua", 'error("broken on purpose")\n')
     local broken = helpers.sbot({ "help", "component", "broken" },
-      { env = "LUA_PATH=" .. helpers.shquote(dir .. "/?.lua;;") })
+      { env = "SBOT_COMPONENT_PATH=" .. helpers.shquote(dir) })
     assert.are.equal(2, broken.code)
     assert.matches("component 'broken' does not load: .*broken on purpose", broken.stderr)
   end)
@@ -288,7 +358,7 @@ describe("sbot repl --site", function()
     -- the REPL uses the site's component config as is ({id} is the workflow's business)
     helpers.write_file(dir .. "/{id}.state.json", '{"a":"1"}')
     local r = helpers.sbot({ "repl", "--site", dir .. "/site.lua" }, {
-      env = ENV .. " LUA_PATH=" .. helpers.shquote(helpers.source_dir .. "/tests/support/?.lua;;"),
+      env = ENV,
       stdin = 'discover("test_kv", "s1").discovery.pairs\n'
         .. 'site.servers[1].idrac.password\n#plan("test_kv", "s1").plan\n' })
     assert.are.equal(0, r.code, r.stderr)
@@ -310,7 +380,8 @@ describe("the example workflow (examples/local_boot.lua)", function()
     local argv = { "run", helpers.source_dir .. "/examples/local_boot.lua",
       "--site", helpers.source_dir .. "/examples/site.lua", "--runs-dir", dir .. "/runs",
       "--state-dir", dir .. "/state" }
-    local env = "IDRAC_R630_01_PASSWORD=ex-pw-1 IDRAC_R630_02_PASSWORD=ex-pw-2"
+    local env = "IDRAC_R630_01_PASSWORD=ex-pw-1 IDRAC_R630_02_PASSWORD=ex-pw-2 SBOT_COMPONENT_PATH="
+      .. helpers.shquote(helpers.source_dir .. "/examples/components")
     local function go(extra)
       local a = {}
       for i, v in ipairs(argv) do a[i] = v end
@@ -335,7 +406,6 @@ end)
 
 describe("workflow steps (ctx:step, site_steps)", function()
   local STEPS = helpers.source_dir .. "/tests/support/workflows/steps.lua"
-  local LUA_PATH = "LUA_PATH=" .. helpers.shquote(helpers.source_dir .. "/tests/support/?.lua;;")
 
   local function setup_steps(extra)
     local dir = helpers.tmpdir("steps")
@@ -356,7 +426,7 @@ describe("workflow steps (ctx:step, site_steps)", function()
   local function run_steps(dir, args)
     local argv = { "run", STEPS, "--site", dir .. "/site.lua" }
     for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
-    return helpers.sbot(argv, { cwd = dir, env = LUA_PATH })
+    return helpers.sbot(argv, { cwd = dir })
   end
 
   it("runs the site step once, then each server's steps with the values of the earlier ones", function()
@@ -435,8 +505,8 @@ describe("workflow steps (ctx:step, site_steps)", function()
     local dir = setup_steps("")
     local site = helpers.read_file(dir .. "/site.lua"):gsub("disk = {", "disk = { slow_discover = 1.5,", 1)
     helpers.write_file(dir .. "/site.lua", site)
-    local cmd = string.format("env -C %s %s %s run %s --site %s --no-site --server s1", helpers.shquote(dir),
-      LUA_PATH, helpers.shquote(helpers.sbot_bin), helpers.shquote(STEPS), helpers.shquote(dir .. "/site.lua"))
+    local cmd = string.format("env -C %s %s run %s --site %s --no-site --server s1", helpers.shquote(dir),
+      helpers.shquote(helpers.sbot_bin), helpers.shquote(STEPS), helpers.shquote(dir .. "/site.lua"))
     local a = helpers.spawn(cmd)
     for _ = 1, 100 do
       if calls(dir, "s1"):find("discover") then break end

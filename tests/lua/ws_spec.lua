@@ -2,6 +2,7 @@
 -- plain and TLS.
 local ws = require "sbot.ws"
 local json = require "sbot.json"
+local sys = require "sbot.sys"
 local helpers = require "helpers"
 
 local server_py = helpers.source_dir .. "/tests/servers/ws_echo.py"
@@ -12,6 +13,27 @@ local function start(extra)
   assert(helpers.wait_port(port, 10), "ws_echo.py did not start: " .. h:output())
   return h, port
 end
+
+  -- In a separate sbot process bounded by sys.spawn's timeout: before the fix
+  -- the second recv never returned (the deadline was not looked at while
+  -- bytes stayed buffered, and wslay reads nothing after a protocol error).
+  local function bad_frame_run(connect_url, first, tls_opts)
+    local dir = helpers.tmpdir("ws-bad")
+    local script = dir .. "/bad.lua"
+    helpers.write_file(script, string.format([[
+local ws = require "sbot.ws"
+local c = assert(ws.connect(%q, { timeout = 5, tls = %s }))
+if %q ~= "" then assert(c:send(%q)) end
+print("first", c:recv(5))
+print("open", c:is_open())
+print("second", c:recv(0.1))
+print("send", c:send("x"))
+]], connect_url, tls_opts or "nil", first, first))
+    local r = assert(sys.spawn { argv = { helpers.sbot_bin, "run", script }, timeout = 20 })
+    assert.is_nil(r.timed_out, "recv after a bad frame did not return: " .. r.stdout .. r.stderr)
+    assert.are.equal(0, r.status, r.stderr)
+    return r.stdout
+  end
 
 describe("sbot.ws", function()
   local plain, port
@@ -43,8 +65,7 @@ describe("sbot.ws", function()
   end)
 
   it("sends extra headers, secret values revealed only on the wire", function()
-    local secret = setmetatable({}, { __name = "sbot.secret",
-      __index = { reveal = function() return "Bearer s3cr3t" end } })
+    local secret = require("sbot.secret").new("Bearer s3cr3t")
     local c <close> = assert(ws.connect(url(), { headers = { Authorization = secret, ["X-Lab"] = "1" } }))
     assert(c:send("headers"))
     local seen = json.decode(assert(c:recv(5)))
@@ -81,17 +102,61 @@ describe("sbot.ws", function()
     assert.are.equal("closed", select(3, c:recv(0)))
   end)
 
-  it("fails cleanly when nothing listens", function()
+  it("fails cleanly when nothing listens or the name does not resolve", function()
     local dead = helpers.free_port()
     local c, err, code = ws.connect(string.format("ws://127.0.0.1:%d/", dead), { timeout = 2 })
     assert.is_nil(c)
     assert.are.equal("connect", code)
-    assert.matches("127.0.0.1", err)
+    assert.are.equal(string.format("ws.connect ws://127.0.0.1:%d/: connect to 127.0.0.1 port %d failed: "
+      .. "Connection refused", dead, dead), err)
+    c, err, code = ws.connect("ws://no-such-host.invalid/", { timeout = 5 })
+    assert.is_nil(c)
+    assert.are.equal("resolve", code) -- the word sbot.http uses for the same failure
+    assert.matches("^ws.connect ws://no%-such%-host.invalid/: cannot resolve no%-such%-host.invalid: ", err)
+  end)
+
+  it("receives an empty message", function()
+    -- wslay hands an empty message over as (NULL, 0): memcpy from NULL was undefined (UBSan abort)
+    local c <close> = assert(ws.connect(url(), { timeout = 5 }))
+    assert(c:send(""))
+    assert.are.equal("", c:recv(5))
+    assert(c:send("after empty"))
+    assert.are.equal("after empty", c:recv(5))
+  end)
+
+  it("fails and closes the connection on a message over max_message", function()
+    local c <close> = assert(ws.connect(url(), { timeout = 5, max_message = 1000 }))
+    assert(c:send("big:1000"))
+    assert.are.equal(1000, #assert(c:recv(5)))
+    assert(c:send("big:5000"))
+    local text, err, code = c:recv(5)
+    assert.is_nil(text)
+    assert.are.equal("too_large", code)
+    assert.are.equal(string.format("ws recv from %s: a message larger than max_message (1000 bytes); the "
+      .. "connection was closed (status 1009)", url()), err)
+    assert.is_false(c:is_open())
+    text, err, code = c:recv(0.1)
+    assert.are.equal("closed", code)
+    assert.are.equal("ws recv: connection is closed (ws recv from " .. url() .. ": a message larger than "
+      .. "max_message (1000 bytes); the connection was closed (status 1009))", err)
+  end)
+
+  it("fails and closes the connection on text that is not UTF-8", function()
+    local c <close> = assert(ws.connect(url(), { timeout = 5 }))
+    assert(c:send("badutf8"))
+    local text, err, code = c:recv(5)
+    assert.is_nil(text)
+    assert.are.equal("protocol", code)
+    assert.are.equal("ws recv from " .. url() .. ": protocol error: the server sent text that is not UTF-8; the "
+      .. "connection was closed (status 1007)", err)
+    assert.are.equal("closed", select(3, c:send("more")))
   end)
 
   it("raises on misuse", function()
-    assert.has_error(function() ws.connect("http://127.0.0.1/") end)
-    assert.has_error(function() ws.connect(url(), { timeout = -1 }) end)
+    assert.has_error(function() ws.connect("http://127.0.0.1/") end,
+      "ws.connect: URL 'http://127.0.0.1/' must start with ws:// or wss://")
+    assert.has_error(function() ws.connect(url(), { timeout = -1 }) end,
+      "ws.connect: opts.timeout must be a positive number of seconds")
     -- NaN passed "<= 0" and left every wait unbounded
     assert.has_error(function() ws.connect(url(), { timeout = 0 / 0 }) end,
       "ws.connect: opts.timeout must be a positive number of seconds")
@@ -99,8 +164,9 @@ describe("sbot.ws", function()
     local c <close> = assert(ws.connect(url(), { timeout = math.huge }))
     assert(c:send("big timeout", math.huge))
     assert.are.equal("big timeout", c:recv(1e12))
-    assert.has_error(function() ws.connect(url(), { bogus = 1 }) end)
-    assert.has_error(function() ws.connect(url(), { tls = { insecure = true } }) end)
+    assert.has_error(function() ws.connect(url(), { bogus = 1 }) end, "ws.connect: unknown option 'bogus'")
+    assert.has_error(function() ws.connect(url(), { tls = { insecure = true } }) end,
+      "ws.connect: opts.tls: TLS settings given for the plain-text URL " .. url() .. "; use wss://")
     -- credentials in the URL are refused without echoing them
     local ok, err = pcall(ws.connect, "wss://root:hunter2@127.0.0.1:9/api/current")
     assert.is_false(ok)
@@ -116,6 +182,19 @@ describe("sbot.ws", function()
       assert.is_nil(c)
       assert.are.equal("protocol", code)
       assert.matches("Sec%-WebSocket%-Accept", err)
+    end)
+
+    it("fails and closes the connection after a bad frame, bytes still buffered behind it", function()
+      local h, p = start("--bad-frame-after-upgrade")
+      local u = string.format("ws://127.0.0.1:%d/", p)
+      local out = bad_frame_run(u, "")
+      h:stop()
+      local why = "ws recv from " .. u .. ": protocol error: the server sent an invalid frame; the connection "
+        .. "was closed"
+      assert.matches("first\tnil\t" .. why .. "\tprotocol\n", out, 1, true)
+      assert.matches("open\tfalse\n", out, 1, true)
+      assert.matches("second\tnil\tws recv: connection is closed (" .. why .. ")\tclosed\n", out, 1, true)
+      assert.matches("send\tnil\tws send: connection is closed (" .. why .. ")\tclosed\n", out, 1, true)
     end)
 
     it("reports a refused upgrade with the HTTP status and body", function()
@@ -169,7 +248,11 @@ describe("sbot.ws", function()
       assert.is_nil(c2)
       assert.are.equal("tls", code)
       assert.matches("does not match the pinned", err)
-      assert.has_no_error(function() return ws.connect(turl(), { tls = { pin_sha256 = ("ab"):rep(32) } }) end)
+      -- a pin in hex is the same pin: refused the same way, not raised on
+      local c3, herr, hcode = ws.connect(turl(), { timeout = 5, tls = { pin_sha256 = ("ab"):rep(32) } })
+      assert.is_nil(c3)
+      assert.are.equal("tls", hcode)
+      assert.matches("does not match the pinned SHA%-256 %(server has " .. pin:gsub("%p", "%%%0") .. "%)", herr)
     end)
 
     it("reports a send to a server that went away as an error instead of dying of SIGPIPE", function()
@@ -196,6 +279,15 @@ print("every send succeeded")
       srv:stop()
       assert.are.equal(0, r.code, r.stderr)
       assert.matches("^send failed: io: ws send to wss://127.0.0.1:%d+/x: TLS write", r.stdout)
+    end)
+
+    it("fails and closes the connection after a bad frame with TLS bytes still pending", function()
+      local u = turl()
+      local out = bad_frame_run(u, "badping", string.format("{ ca_file = %q }", dir .. "/cert.pem"))
+      local why = "ws recv from " .. u .. ": protocol error: the server sent an invalid frame; the connection "
+        .. "was closed"
+      assert.matches("first\tnil\t" .. why .. "\tprotocol\n", out, 1, true)
+      assert.matches("second\tnil\tws recv: connection is closed (" .. why .. ")\tclosed\n", out, 1, true)
     end)
 
     it("skips verification only when insecure is explicit", function()

@@ -11,12 +11,17 @@ Routes (any method unless noted):
   /upload               streams the request body, answers {"bytes": n, "sha256": hex}
   /download/<n>?id=X    streams n random bytes; their SHA-256 is kept under X, see /hash/<X>
   /hash/<id>            the hex SHA-256 of what /download sent for <id>
+  /drip/<n>?chunks=K&ms=M  n bytes ('d') announced by Content-Length, sent in K chunks with
+                        M ms between them (a transfer that takes (K-1)*M ms, whatever the machine)
   /slow?ms=M            waits M ms, answers "ok" (bench latency)
   /conc?ms=M            waits M ms, answers "ok"; open connections and in-flight requests are
                         counted per local address (127.0.0.1 vs 127.0.0.2 = two hosts)
   /stats                JSON {local_ip: {"max_connections": n, "max_inflight": n, "requests": n}}
                         (key "all": in-flight /conc requests over every address)
   /cookies              answers with two Set-Cookie headers
+  /break/<how>          a broken answer: "close" closes the connection without answering,
+                        "truncate" sends 10 of 100 announced body bytes then closes, "reset"
+                        resets the connection (RST), "garbage" answers a line that is not HTTP
 Options: --port P, --bind ADDR (repeatable), --tls CERT KEY.
 """
 import argparse
@@ -25,6 +30,7 @@ import json
 import os
 import socket
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -154,6 +160,10 @@ class Handler(BaseHTTPRequestHandler):
         if name == "stats":
             with lock:
                 return self.send(200, json.dumps(stats), "application/json")
+        if name == "drip":
+            return self.drip(int(parts[1]), int(q.get("chunks", "10")), int(q.get("ms", "100")))
+        if name == "break":
+            return self.broken(parts[1])
         if name == "cookies":
             return self.send(200, "cookies", headers=[("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")])
         if name == "hash":
@@ -161,6 +171,35 @@ class Handler(BaseHTTPRequestHandler):
                 h = hashes.get(parts[1])
             return self.send(200 if h else 404, h or "no such id")
         return self.send(404, "no route " + u.path)
+
+    def drip(self, n, chunks, ms):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(n))
+        self.end_headers()
+        sizes = [n // chunks + (1 if i < n % chunks else 0) for i in range(chunks)]
+        for i, size in enumerate(sizes):
+            if i:
+                time.sleep(ms / 1000)
+            self.wfile.write(b"d" * size)
+            self.wfile.flush()
+
+    def broken(self, how):
+        self.close_connection = True
+        if how == "close":
+            return
+        if how == "truncate":
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+            self.wfile.flush()
+            return
+        if how == "reset":  # closed here, before the server's shutdown() could send a FIN
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            return
+        if how == "garbage":
+            self.wfile.write(b"SPDY/9 banana\r\n\r\n")
+            self.wfile.flush()
+            return
 
     def upload(self):
         h = hashlib.sha256()

@@ -1,16 +1,26 @@
 #!/usr/bin/env python3
 """WebSocket echo server for sbot.ws tests (stdlib only).
 
-usage: ws_echo.py PORT [--tls CERT KEY] [--bad-accept] [--refuse]
+usage: ws_echo.py PORT [--tls CERT KEY] [--bad-accept] [--refuse] [--bad-frame-after-upgrade]
 
 Echoes every text/binary message. Special messages: "silence" gets no reply,
 "close" makes the server send a close frame (1000), "ping" makes it send a
 ping then "pinged", "big:N" replies with N bytes of 'x', "headers" replies
-with the request headers seen, as JSON.
+with the request headers seen, as JSON, "badping" answers a ping frame with
+a 200-byte payload (control frames carry at most 125) followed by 4000 more
+bytes, "badutf8" a text frame that is not UTF-8, "drop" closes the TCP
+connection without a close frame, "reset" resets it (RST).
+--bad-frame-after-upgrade sends that bad ping and the 4000 bytes in the same
+write as the 101 response (so the client reads them with the response head).
 """
 import base64, hashlib, json, socket, ssl, struct, sys, threading
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+# A ping (opcode 9) whose 200-byte payload breaks RFC 6455 5.5 (control
+# frames: at most 125 bytes), then 4000 bytes of what follows.
+BAD_PING = bytes([0x89, 126]) + struct.pack("!H", 200) + b"p" * 200 + b"j" * 4000
 
 
 def recv_exact(conn, n):
@@ -56,8 +66,11 @@ def serve(conn, args):
     accept = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
     if "--bad-accept" in args:
         accept = base64.b64encode(b"0" * 20).decode()
-    conn.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                  "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n" % accept).encode())
+    response = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n" % accept).encode()
+    if "--bad-frame-after-upgrade" in args:
+        response += BAD_PING
+    conn.sendall(response)
     while True:
         b1, b2 = recv_exact(conn, 2)
         opcode = b1 & 0x0F
@@ -88,6 +101,19 @@ def serve(conn, args):
             continue
         if text.startswith("big:"):
             send_frame(conn, 1, b"x" * int(text[4:]))
+            continue
+        if text == "badping":
+            conn.sendall(BAD_PING)
+            continue
+        if text == "drop":
+            conn.shutdown(socket.SHUT_RDWR)
+            return
+        if text == "reset":
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+            return
+        if text == "badutf8":
+            send_frame(conn, 1, b"caf\xc3(")
             continue
         if text == "headers":
             send_frame(conn, 1, json.dumps(headers).encode())

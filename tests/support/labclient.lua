@@ -35,7 +35,7 @@ end
 -- auth ("token" (default when logged in), "basic", "none"), query (raw string).
 -- response: {status, headers (lower-case names; a repeated header gives its
 -- last value), body, json}. code is sbot.http's failure code ("tls",
--- "connection", "timeout", ...).
+-- "closed", "timeout", ...: docs/errors.md).
 function Client:request(method, path, opts)
   opts = opts or {}
   local headers = {}
@@ -90,8 +90,28 @@ function M.message_id(res)
   return id and id:match("([^%.]+)$"), id
 end
 
---- Start `sbot lab` with extra arguments; returns {proc, dir, info, site,
--- client(name) -> Client, state() -> table, stop()}.
+--- The lab's site file as plain values: loaded with sbot.site (every
+-- `secret:` reference resolved, from the lab's Vault), secret objects
+-- revealed, so a spec can send them. Returns the table or raises.
+function M.read_site(path)
+  local site_mod = require "sbot.site"
+  local secret = require "sbot.secret"
+  local site, err = site_mod.load(path)
+  if not site then error("cannot load the lab's site file: " .. tostring(err), 2) end
+  local seen = {}
+  local function plain(v)
+    if secret.is_secret(v) then return v:reveal() end
+    if type(v) ~= "table" or seen[v] then return v end
+    seen[v] = true
+    for k, x in pairs(v) do v[k] = plain(x) end
+    return v
+  end
+  return plain(site)
+end
+
+--- Start `sbot lab` with extra arguments; returns {proc, dir, info, site
+-- (plain values, read_site), raw_site (the file as written), client(name) ->
+-- Client, state() -> table, stop()}.
 function M.start_lab(args)
   local dir = helpers.tmpdir("lab")
   local parts = { helpers.shquote(helpers.sbot_bin), "lab", "--dir", helpers.shquote(dir) }
@@ -113,7 +133,12 @@ function M.start_lab(args)
     proc:stop()
     error("sbot lab did not start: " .. out)
   end
-  local lab = { proc = proc, dir = dir, info = info, site = dofile(dir .. "/site.lua") }
+  local ok, site = pcall(M.read_site, dir .. "/site.lua")
+  if not ok then
+    proc:stop()
+    error(site, 0)
+  end
+  local lab = { proc = proc, dir = dir, info = info, site = site, raw_site = dofile(dir .. "/site.lua") }
   function lab.client(name, extra)
     local d = assert(info.devices[name], "no lab device " .. tostring(name))
     local o = { base = d.url, cacert = d.cert_file, pin = d.pin_sha256, user = "root", password = "calvin" }

@@ -34,7 +34,7 @@ function M.start_lab(extra)
   for _, a in ipairs(extra or {}) do args[#args + 1] = a end
   local lab = require("labclient").start_lab(args)
   local proc, dir, info = lab.proc, lab.dir, lab.info
-  local site = dofile(info.site)
+  local site = lab.site -- plain values, resolved from the lab's Vault
   assert(site.s3, "the lab's site file has no s3 entry")
   local s = { proc = proc, dir = dir, site_path = info.site, info = info.devices.s3 }
   for k, v in pairs(site.s3) do s[k] = v end

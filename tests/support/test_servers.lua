@@ -72,4 +72,24 @@ function M.make_cert(dir, cn)
   return cert, key, (pin:gsub("%s+", ""))
 end
 
+--- A private CA and a certificate it signs for the DNS name `name` only (no
+-- IP address: connecting to 127.0.0.1 needs tls.server_name = name). EC keys
+-- (quick to make). Returns {ca = path, cert = path, key = path, pin = base64
+-- SHA-256 of the leaf's public key}.
+function M.make_ca_cert(dir, name)
+  local function run(cmd)
+    local ok, _, out = helpers.sh("cd " .. helpers.shquote(dir) .. " && " .. cmd .. " 2>&1")
+    assert(ok, cmd .. ": " .. tostring(out))
+  end
+  local ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
+  run("openssl req -x509 " .. ec .. " -keyout ca.key -out ca.pem -days 2 -subj /CN=sbot-test-ca")
+  run("openssl req " .. ec .. " -keyout leaf.key -out leaf.csr -subj /CN=" .. name)
+  helpers.write_file(dir .. "/leaf.ext", "subjectAltName=DNS:" .. name .. "\n")
+  run("openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out leaf.pem -days 2 "
+    .. "-extfile leaf.ext")
+  local tls = require "sbot.tls"
+  return { ca = dir .. "/ca.pem", cert = dir .. "/leaf.pem", key = dir .. "/leaf.key",
+    pin = assert(tls.pin_sha256(helpers.read_file(dir .. "/leaf.pem"))) }
+end
+
 return M

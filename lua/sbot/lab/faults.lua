@@ -12,11 +12,14 @@
 --   jobfail  (iDRAC) a configuration job ends Failed
 --   failpart (S3) UploadPart number N answers 500 InternalError (an integer)
 --   completeerr (S3) rate of CompleteMultipartUpload answered 200 with an <Error> body
+--   corrupt  (installer mirror) rate of release downloads served with one byte changed
+--   sealed   (Vault) 1 = the Vault is sealed (every request but sys/health and
+--            sys/seal-status answers 503 "Vault is sealed"), 0 = unsealed
 local M = {}
 
 local KEYS = {
   ["503"] = "rate", reset = "rate", drop = "rate", jobfail = "rate", latency = "ms",
-  failpart = "int", completeerr = "rate",
+  failpart = "int", completeerr = "rate", corrupt = "rate", sealed = "flag",
 }
 
 --- A deterministic generator of floats in [0, 1) (xorshift64*, seeded by
@@ -54,6 +57,11 @@ local function parse_value(key, value, where)
       error(string.format("%s: %s must be a rate between 0 and 1, got '%s'", where, key, value), 0)
     end
     return n
+  end
+  if kind == "flag" then
+    if value == "1" or value == "true" or value == "on" then return true end
+    if value == "0" or value == "false" or value == "off" then return false end
+    error(string.format("%s: %s must be 1 or 0, got '%s'", where, key, value), 0)
   end
   if kind == "int" then
     local n = math.tointeger(tonumber(value))

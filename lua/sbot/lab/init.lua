@@ -14,12 +14,16 @@ local M = {}
 M.usage = [[
 usage: sbot lab [--servers N] [--dir DIR] [--site-out FILE] [--latency MS]
                 [--faults SPEC] [--seed N] [--time-scale X] [--tgt] [--idrac 8|9]
-                [--host ADDR]
+                [--host ADDR] [--vault-namespace NS]
 
 Runs simulated devices on loopback until Ctrl-C: N iDRACs (Dell R630, iDRAC 8
 Redfish, or iDRAC 9 with --idrac 9), each on its own HTTPS port with its own
-self-signed certificate, plus the TrueNAS model when it is installed and an
-S3 server (SigV4, versioning, bucket policies, conditional writes, multipart).
+self-signed certificate, plus the TrueNAS model when it is installed, an
+S3 server (SigV4, versioning, bucket policies, conditional writes, multipart)
+an OpenShift client mirror serving a stand-in openshift-install,
+and a HashiCorp Vault holding every credential of the site file (KV v2 at
+secret/, KV v1 at kv/; the site file names them as secret:PATH:KEY and logs
+in with AppRole; the root token is in DIR/vault-root-token).
 
   --servers N      number of simulated servers (default 2)
   --dir DIR        where certificates, lab.json and the default site file go
@@ -27,8 +31,9 @@ S3 server (SigV4, versioning, bucket policies, conditional writes, multipart).
   --site-out FILE  write the ready site file here (default DIR/site.lua)
   --latency MS     add MS milliseconds to every response
   --faults SPEC    e.g. 'idrac:503=0.1,reset=0.05,latency=50-200;truenas:drop=0.05'
-                   (503 | reset | drop | jobfail | completeerr rates, latency in
-                   ms, failpart=N: S3 UploadPart N fails)
+                   (503 | reset | drop | jobfail | completeerr | corrupt rates,
+                   latency in ms, failpart=N: S3 UploadPart N fails,
+                   vault:sealed=1: the Vault is sealed)
   --seed N         seed of the fault injection (default 1): same seed and same
                    requests give the same faults
   --time-scale X   multiply job, reboot and not-ready durations by X
@@ -36,6 +41,9 @@ S3 server (SigV4, versioning, bucket policies, conditional writes, multipart).
   --tgt            export TrueNAS iSCSI targets with tgtd (TrueNAS model)
   --idrac 8|9      iDRAC generation to simulate (default 8)
   --host ADDR      loopback address to listen on (default 127.0.0.1)
+  --vault-namespace NS
+                   the Vault's mounts, roles and tokens live in namespace NS
+                   (Vault Enterprise / HCP; the site file sets vault.namespace)
 
 Every device port also answers GET /lab/state (JSON state of every device),
 POST /lab/faults (body: a new --faults spec) and POST /lab/stop (stops the lab).
@@ -79,6 +87,11 @@ function M.parse_args(argv)
         o.idrac = number(a, value(a), 8, true)
         if o.idrac ~= 8 and o.idrac ~= 9 then error("--idrac: expected 8 or 9, got " .. o.idrac, 0) end
       elseif a == "--host" then o.host = value(a)
+      elseif a == "--vault-namespace" then
+        o.vault_namespace = value(a)
+        if not o.vault_namespace:match("^[%w_.%-]+$") then
+          error("--vault-namespace: expected a namespace name ([A-Za-z0-9_.-]), got '" .. o.vault_namespace .. "'", 0)
+        end
       elseif a == "-h" or a == "--help" then o.help = true
       else error("unknown option '" .. a .. "'", 0) end
       i = i + 1
@@ -135,7 +148,7 @@ end
 
 --- Device kinds beyond the iDRAC: a module sbot.lab.<kind> exporting
 -- new(ctx) -> device. Missing modules are skipped; broken ones raise.
-M.optional_devices = { "truenas", "s3" }
+M.optional_devices = { "truenas", "s3", "installer", "vault" }
 
 local function try_require(name)
   local ok, mod = pcall(require, name)
@@ -188,7 +201,8 @@ function M.start(o)
       local inj = faults.injector({ spec = o.fault_spec, kind = kind, name = kind, seed = o.seed,
         latency_ms = o.latency })
       local ctx = { name = kind, clock = lab.clock, scale = o.time_scale, seed = o.seed, dir = o.dir,
-        tgt = o.tgt, host = o.host, lab = lab, injector = inj, api_key = random_api_key() }
+        tgt = o.tgt, host = o.host, lab = lab, injector = inj, api_key = random_api_key(),
+        namespace = o.vault_namespace }
       local dev, derr = mod.new(ctx)
       if not dev then error("sbot lab: cannot create the " .. kind .. " device: " .. tostring(derr), 0) end
       dev.faults = dev.faults or inj
@@ -272,9 +286,10 @@ function M.start(o)
     local endpoint = { host = o.host, port = srv:port(), url = srv:url(), pin_sha256 = cert.pin_sha256,
       cert_file = cert_file }
     dev.endpoint = endpoint
-    -- site_entry(url, tls, endpoint) -> "server", entry | KEY, value | value
-    -- (a bare value goes to site[dev.kind])
-    local key, value = dev.site_entry(endpoint.url, { pin_sha256 = cert.pin_sha256 }, endpoint)
+    -- site_entry(url, tls, endpoint, site) -> "server", entry | KEY, value | value
+    -- (a bare value goes to site[dev.kind]); `site` is the site built so far
+    -- (the iDRACs' servers come first), which a device may complete
+    local key, value = dev.site_entry(endpoint.url, { pin_sha256 = cert.pin_sha256 }, endpoint, site)
     if type(key) ~= "string" then key, value = dev.kind, key end
     if key == "server" then
       site.servers[#site.servers + 1] = value
@@ -284,6 +299,11 @@ function M.start(o)
     info.devices[dev.name] = { kind = dev.kind, url = endpoint.url, port = endpoint.port,
       pin_sha256 = cert.pin_sha256, cert_file = cert_file, state_url = endpoint.url .. "/lab/state" }
     log.info("lab device listening", { device = dev.name, url = endpoint.url })
+  end
+  -- devices that rewrite the finished site (the Vault moves every credential
+  -- into its KV mounts and leaves secret: references)
+  for _, dev in ipairs(lab.devices) do
+    if dev.rewrite_site then dev.rewrite_site(site) end
   end
   lab.site = site
   lab.info = info

@@ -1,6 +1,4 @@
 --- Test workflow over the test_kv component (tests/lua/workflow_spec.lua).
-local src = os.getenv("SBOT_SOURCE_DIR") or "."
-package.path = src .. "/tests/support/?.lua;" .. package.path
 local workflow = require "sbot.workflow"
 local KV = require "sbot.component.test_kv"
 

@@ -42,6 +42,7 @@ return component.define {
     password = { type = "secret", description = "a credential the component sends and reads back" },
     mode = { type = "string", enum = { "fast", "safe" }, default = "safe" },
     session_log = { type = "string", description = "the resource's open and close are appended here" },
+    slow_close = { type = "number", description = "closing the resource takes this many seconds" },
     nested = { type = "table", fields = {
       port = { type = "integer", default = 443 },
       host = { type = "string", pattern = "^[%w.-]+$" },
@@ -58,7 +59,12 @@ return component.define {
       f:close()
     end
     mark("open")
-    return { close = function() mark("close"); return true end }
+    return { close = function()
+      mark("closing")
+      if self.config.slow_close then os.execute("sleep " .. self.config.slow_close) end
+      mark("close")
+      return true
+    end }
   end,
 
   hooks = {
@@ -73,7 +79,7 @@ return component.define {
       local f = assert(io.open(self.config.calls_file .. ".pid", "w"))
       f:write(require "sbot.sys".getpid())
       f:close()
-      while true do end
+      while true do os.execute("sleep 0.05") end -- stopped only by an interruption
     end
     if self.config.slow_discover then os.execute("sleep " .. self.config.slow_discover) end
     local d = { pairs = read_json(self.config.state_file) }

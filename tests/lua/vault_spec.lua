@@ -1,0 +1,381 @@
+-- sbot.vault against the lab's Vault (a real `sbot lab` process): KV v2 and
+-- v1, token and AppRole, a policy denial, a sealed Vault, missing keys and
+-- paths, a mount that is not KV, renewal during a long run, namespaces, and
+-- site loading through the `vault` section (one login for 50 servers, no
+-- secret in any log, record or error).
+local helpers = require "helpers"
+local labclient = require "labclient"
+local json = require "sbot.json"
+local http = require "sbot.http"
+local secret = require "sbot.secret"
+local site_mod = require "sbot.site"
+local vault = require "sbot.vault"
+
+local lab, V, root
+
+-- A request to the lab's Vault with the root token (how a test sets Vault up).
+local function admin(method, path, body, token)
+  local r = assert(http.request { method = method, url = V.addr .. "/v1/" .. path, tls = V.tls, retries = false,
+    headers = { ["X-Vault-Token"] = token or root, ["Content-Type"] = "application/json" },
+    body = body and json.encode(body) or nil, timeout = 10 })
+  return r.status, r.body ~= "" and json.decode(r.body) or nil
+end
+
+local function counts() return lab.state().devices.vault.counts end
+
+local function faults(spec)
+  local d = lab.info.devices.vault
+  local r = assert(http.post(d.url .. "/lab/faults", { body = spec, tls = { pin_sha256 = d.pin_sha256 } }))
+  assert(r.status == 200, r.body)
+end
+
+-- A token from the lab's Vault: spec as auth/token/create takes it.
+local function new_token(spec)
+  local st, doc = admin("POST", "auth/token/create", spec)
+  assert(st == 200, json.encode(doc))
+  return doc.auth.client_token
+end
+
+local function approle()
+  return { method = "approle", role_id = V.auth.role_id, secret_id = V.auth.secret_id }
+end
+
+local function client(extra)
+  local cfg = { addr = V.addr, tls = V.tls, auth = approle() }
+  for k, v in pairs(extra or {}) do cfg[k] = v end
+  return vault.client(cfg)
+end
+
+setup(function()
+  lab = labclient.start_lab({ "--servers", "3", "--seed", "11" })
+  V = lab.raw_site.vault
+  root = helpers.read_file(lab.dir .. "/vault-root-token"):gsub("%s+$", "")
+end)
+teardown(function() if lab then lab.stop() end end)
+
+describe("sbot.vault client", function()
+  it("reads KV v2 with AppRole: one login, secret objects, versions pinned with @N", function()
+    local before = counts()
+    local c = client()
+    local pw, err = c:get("idrac/r630-01", "password")
+    assert.is_true(secret.is_secret(pw), err)
+    assert.are.equal(lab.site.servers[1].idrac.password, pw:reveal())
+    assert.are.equal("<redacted>", tostring(pw))
+    -- version 1 is the password rotated away; the latest is 2
+    local old = assert(c:get("idrac/r630-01", "password", 1))
+    assert.matches("^rotated%-", old:reveal())
+    local r = assert(c:read("idrac/r630-01"))
+    assert.are.equal(2, r.metadata.version)
+    assert.are.equal(2, r.kv_version)
+    assert.are.equal("secret/data/idrac/r630-01", r.api_path)
+    local after = counts()
+    assert.are.equal(before.logins + 1, after.logins)
+    assert.are.equal(1, c.stats.logins)
+    -- the same path is read once (cached), the pinned version once more
+    assert.are.equal(before.reads + 2, after.reads)
+  end)
+
+  it("tells KV v1 from v2 by asking sys/internal/ui/mounts, and refuses a pin on v1", function()
+    local c = client({ mount = "kv" })
+    assert.are.equal(1, (c:kv_version()))
+    assert.are.equal(lab.site.truenas.api_key, assert(c:get("truenas", "api_key")):reveal())
+    local v, err, code = c:get("truenas", "api_key", 2)
+    assert.is_nil(v)
+    assert.are.equal("unsupported_mount", code)
+    assert.matches("version pinning needs KV v2; mount kv/ is KV version 1", err, 1, true)
+  end)
+
+  it("refuses a mount that is not a KV engine, naming its type", function()
+    -- (the lab's AppRole may not even see pki/: root may)
+    local v, err, code = vault.client({ addr = V.addr, tls = V.tls, mount = "pki",
+      auth = { method = "token", token = root } }):get("x", "y")
+    assert.is_nil(v)
+    assert.are.equal("unsupported_mount", code)
+    assert.matches('mount pki/ is a "pki" secrets engine, not KV', err, 1, true)
+  end)
+
+  it("names the path and key when a key or a path is missing", function()
+    local c = client()
+    local v, err, code = c:get("idrac/r630-01", "pasword")
+    assert.is_nil(v)
+    assert.are.equal("not_found", code)
+    assert.matches('secret/data/idrac/r630-01 (version 2) has no key "pasword" (keys: password, user)', err, 1, true)
+    v, err, code = c:get("idrac/r630-99", "password")
+    assert.is_nil(v)
+    assert.are.equal("not_found", code)
+    assert.matches("GET secret/data/idrac/r630-99: no secret at this path (HTTP 404)", err, 1, true)
+    v, err, code = c:get("idrac/r630-01", "password", 9)
+    assert.is_nil(v)
+    assert.are.equal("not_found", code)
+    assert.matches("secret/data/idrac/r630-01?version=9: no secret at this path (HTTP 404)", err, 1, true)
+  end)
+
+  it("gives a JSON value as its JSON text and refuses a null, naming the key", function()
+    assert.are.equal(200, (admin("POST", "secret/data/shapes", { data = { doc = { auths = { ["quay.io"] = { auth = "cXVheTpxdWF5" } } },
+      port = 84430443, none = json.null } })))
+    local c = client()
+    assert.are.equal('{"auths":{"quay.io":{"auth":"cXVheTpxdWF5"}}}', assert(c:get("shapes", "doc")):reveal())
+    assert.are.equal("84430443", assert(c:get("shapes", "port")):reveal())
+    local v, err, code = c:get("shapes", "none")
+    assert.is_nil(v)
+    assert.are.equal("invalid_value", code)
+    assert.matches('secret/data/shapes key "none": the value is null', err, 1, true)
+    _, err = c:get("shapes", "nope")
+    assert.matches("(keys: doc, none, port)", err, 1, true)
+  end)
+
+  it("reports a deleted version with Vault's metadata", function()
+    assert.are.equal(200, (admin("POST", "secret/data/rotating", { data = { k = "one-Ab12" } })))
+    assert.are.equal(200, (admin("POST", "secret/data/rotating", { data = { k = "two-Cd34" } })))
+    assert.are.equal(204, (admin("POST", "secret/delete/rotating", { versions = { 1 } })))
+    local c = client()
+    local v, err, code = c:get("rotating", "k", 1)
+    assert.is_nil(v)
+    assert.are.equal("not_found", code)
+    assert.matches("version 1 was deleted at %d%d%d%d%-", err)
+    assert.are.equal("two-Cd34", c:get("rotating", "k"):reveal())
+  end)
+
+  it("with a token: lookup-self gives its TTL; a policy denial carries Vault's message", function()
+    local tok = new_token({ policies = { "idrac-only" }, ttl = "1h" })
+    local c = vault.client { addr = V.addr, tls = V.tls, auth = { method = "token", token = tok } }
+    assert.is_true(c:login())
+    local info = assert(c:lookup())
+    assert.is_true(info.ttl > 3500 and info.ttl <= 3600, tostring(info.ttl))
+    assert.is_true(info.renewable)
+    assert.are.same({ "default", "idrac-only" }, info.policies)
+    assert.is_nil(info.id)
+    assert.truthy(c:get("idrac/r630-02", "password"))
+    local v, err, code = c:get("truenas", "api_key")
+    assert.is_nil(v)
+    assert.are.equal("permission_denied", code)
+    assert.matches("GET secret/data/truenas: permission denied (HTTP 403)", err, 1, true)
+    assert.is_nil(err:find(tok, 1, true))
+  end)
+
+  it("a token that may not read the mount table: the error says to set kv_version", function()
+    assert.are.equal(204, (admin("PUT", "sys/policies/acl/kv1-only", { policy = 'path "kv/*" { capabilities = ["read"] }' })))
+    local tok = new_token({ policies = { "kv1-only" } })
+    local c = vault.client { addr = V.addr, tls = V.tls, auth = { method = "token", token = tok } }
+    local v, err, code = c:get("truenas", "api_key")
+    assert.is_nil(v)
+    assert.are.equal("permission_denied", code)
+    assert.matches("cannot tell the KV version of mount secret/", err, 1, true)
+    assert.matches("preflight capability check returned 403", err, 1, true)
+    assert.matches("set vault.kv_version = 1 or 2", err, 1, true)
+    -- told the version, it reads what its policy allows
+    local c1 = vault.client { addr = V.addr, tls = V.tls, mount = "kv", kv_version = 1,
+      auth = { method = "token", token = tok } }
+    assert.are.equal(lab.site.truenas.api_key, assert(c1:get("truenas", "api_key")):reveal())
+  end)
+
+  it("AppRole with a wrong SecretID: Vault's message, the SecretID nowhere", function()
+    local bad = "0badbad0-1111-2222-3333-444455556666"
+    local c = vault.client { addr = V.addr, tls = V.tls,
+      auth = { method = "approle", role_id = V.auth.role_id, secret_id = bad } }
+    local v, err, code = c:get("truenas", "api_key")
+    assert.is_nil(v)
+    assert.are.equal("invalid_request", code)
+    assert.matches("POST auth/approle/login: AppRole login failed: invalid role or secret ID (HTTP 400)", err, 1, true)
+    assert.is_nil(err:find(bad, 1, true))
+  end)
+
+  it("a sealed Vault: 503 'Vault is sealed' for reads, sealed = true from sys/health", function()
+    faults("vault:sealed=1")
+    local ok, e = pcall(function()
+      local c = client()
+      local v, err, code = c:get("truenas", "api_key")
+      assert.is_nil(v)
+      assert.are.equal("sealed", code)
+      assert.matches("Vault is sealed (HTTP 503)", err, 1, true)
+      local h = assert(c:health())
+      assert.is_true(h.sealed)
+      assert.is_true(h.initialized)
+    end)
+    faults("")
+    assert(ok, e)
+    assert.is_false(assert(client():health()).sealed)
+  end)
+
+  it("renews tokens during a long run; an AppRole token at its max TTL is replaced by a new login", function()
+    -- a 3 s token renewed after 2/3 of its lease, and an AppRole whose tokens live 3 s, at most 5 s
+    local tok = new_token({ policies = { "sbot" }, ttl = "3s", explicit_max_ttl = "60s" })
+    local ct = vault.client { addr = V.addr, tls = V.tls, auth = { method = "token", token = tok } }
+    assert.are.equal(204, (admin("POST", "auth/approle/role/short", { token_policies = { "sbot" },
+      token_ttl = "3s", token_max_ttl = "5s" })))
+    local _, rid = admin("GET", "auth/approle/role/short/role-id")
+    local _, sid = admin("POST", "auth/approle/role/short/secret-id")
+    local ca = vault.client { addr = V.addr, tls = V.tls, auth = { method = "approle",
+      role_id = rid.data.role_id, secret_id = sid.data.secret_id } }
+    local before = counts()
+    local paths = { "idrac/r630-01", "idrac/r630-02", "idrac/r630-03" }
+    for i, p in ipairs(paths) do
+      if i > 1 then os.execute("sleep 2.1") end
+      assert.truthy(ct:get(p, "password"))
+      assert.truthy(ca:get(p, "password"))
+    end
+    -- 4.2 s after the start: the 3 s token still works because it was renewed twice
+    assert.are.equal(2, ct.stats.renewals)
+    assert.are.equal(0, ct.stats.logins)
+    local info = assert(ct:lookup())
+    assert.is_true(info.ttl >= 2, tostring(info.ttl))
+    -- the AppRole token: renewed at 2.1 s (capped at 5 s), replaced by a new login at 4.2 s
+    assert.are.equal(2, ca.stats.logins)
+    assert.are.equal(2, ca.stats.renewals)
+    local after = counts()
+    assert.are.equal(before.renewals + 4, after.renewals)
+    assert.are.equal(before.logins + 2, after.logins)
+  end)
+
+  it("sends X-Vault-Namespace: a lab in a namespace answers only within it", function()
+    local nslab = labclient.start_lab({ "--servers", "1", "--vault-namespace", "team1" })
+    local ok, e = pcall(function()
+      local NV = nslab.raw_site.vault
+      assert.are.equal("team1", NV.namespace)
+      -- read_site above resolved the lab's secrets through the namespace
+      assert.is_string(nslab.site.servers[1].idrac.password)
+      local c = vault.client { addr = NV.addr, tls = NV.tls, namespace = "team1",
+        auth = { method = "approle", role_id = NV.auth.role_id, secret_id = NV.auth.secret_id } }
+      assert.are.equal(nslab.site.servers[1].idrac.password, assert(c:get("idrac/r630-01", "password")):reveal())
+      local outside = vault.client { addr = NV.addr, tls = NV.tls,
+        auth = { method = "approle", role_id = NV.auth.role_id, secret_id = NV.auth.secret_id } }
+      local v, err, code = outside:get("idrac/r630-01", "password")
+      assert.is_nil(v)
+      assert.are.equal("not_found", code)
+      assert.matches('no handler for route "auth/approle/login"', err, 1, true)
+    end)
+    nslab.stop()
+    assert(ok, e)
+  end)
+
+  it("raises on a bad configuration, naming the key", function()
+    local tok = "hvs.not-a-real-token-Qm4x"
+    assert.has_error(function() vault.client { addr = "vault:8200", auth = { token = tok } } end,
+      'vault.client: addr: expected the Vault address as an http:// or https:// URL (e.g. https://vault:8200), got "vault:8200"')
+    local _, err = vault.check_config { addr = V.addr, auth = { method = "approle", role_id = "not-a-role-id-Pz7" } }
+    assert.matches("auth.secret_id: required for method \"approle\"", err, 1, true)
+    _, err = vault.check_config { addr = V.addr, auth = { token = tok }, kv_version = 3 }
+    assert.matches('kv_version: expected "auto", 1 or 2, got "3"', err, 1, true)
+    _, err = vault.check_config { addr = "http://v:8200", auth = { token = tok }, tls = { insecure = true } }
+    assert.matches("tls: TLS settings given for the plain-text URL http://v:8200", err, 1, true)
+    _, err = vault.check_config { addr = V.addr, auth = { token = tok }, tls = { pin = "x" } }
+    assert.matches("tls: unknown key 'pin'", err, 1, true)
+    _, err = vault.check_config { addr = V.addr, auth = { method = "token" } }
+    assert.matches("auth.token: required for method \"token\"", err, 1, true)
+  end)
+end)
+
+describe("site files with a vault section", function()
+  local dir
+
+  before_each(function() dir = helpers.tmpdir("vsite") end)
+
+  -- A site file over the lab's Vault: servers from `servers`, extra top-level text.
+  local function write_site(servers, extra, vault_text)
+    local lines = {}
+    for _, s in ipairs(servers) do
+      lines[#lines + 1] = string.format('{ id = %q, idrac = { host = "10.0.0.1", password = %q } },', s.id, s.password)
+    end
+    local path = dir .. "/site.lua"
+    helpers.write_file(path, string.format([[
+local lab = dofile(%q)
+return {
+  vault = %s,
+  servers = {
+%s
+  },
+%s
+}
+]], lab.dir .. "/site.lua", vault_text or "lab.vault", table.concat(lines, "\n"), extra or ""))
+    return path
+  end
+
+  it("resolves through Vault first, falls back to env for a path Vault lacks, and names Vault's answer", function()
+    local path = write_site({ { id = "a", password = "secret:idrac/r630-01:password" },
+      { id = "b", password = "secret:local/b:password" } })
+    local site, err = site_mod.load(path, { getenv = function(n) return n == "LOCAL_B_PASSWORD" and "env-b-Zx81" or nil end })
+    assert.is_table(site, err)
+    assert.are.equal(lab.site.servers[1].idrac.password, site.servers[1].idrac.password:reveal())
+    assert.matches("^vault secret:idrac/r630%-01:password$", site.servers[1].idrac.password:source())
+    assert.are.equal("env-b-Zx81", site.servers[2].idrac.password:reveal())
+    -- not in Vault and nowhere else: Vault's 404 is part of the message
+    local _, err2, code = site_mod.load(path, { getenv = function() return nil end })
+    assert.are.equal("secret", code)
+    assert.matches("servers%[2%]%.idrac%.password: secret:local/b:password not found %(tried vault https://127%.0%.0%.1:%d+: "
+      .. "GET secret/data/local/b: no secret at this path %(HTTP 404%), environment variable LOCAL_B_PASSWORD", err2)
+    -- a pinned version never comes from env or a file
+    local p2 = write_site({ { id = "a", password = "secret:local/b:password@2" } })
+    _, err2 = site_mod.load(p2, { getenv = function() return "env-b-Zx81" end })
+    assert.matches("env %(keeps no versions%), file %(keeps no versions%)", err2)
+  end)
+
+  it("stops at a denial, naming the file, the key path, the reference and Vault's message", function()
+    local tok = new_token({ policies = { "idrac-only" } })
+    local path = write_site({ { id = "a", password = "secret:idrac/r630-01:password" } },
+      "truenas = { url = 'wss://127.0.0.1:1/api/current', api_key = 'secret:truenas:api_key', pool = 'tank', portal = '127.0.0.1' },",
+      string.format("{ addr = lab.vault.addr, tls = lab.vault.tls, auth = { method = 'token', token = %q } }", tok))
+    local site, err, code = site_mod.load(path)
+    assert.is_nil(site)
+    assert.are.equal("secret", code)
+    assert.matches("site " .. path .. ": truenas.api_key: secret:truenas:api_key: vault https://127.0.0.1:", err, 1, true)
+    assert.matches("GET secret/data/truenas: permission denied (HTTP 403)", err, 1, true)
+    assert.is_nil(err:find(tok, 1, true))
+  end)
+
+  it("takes the Vault credentials from env (secret:vault:secret_id) and checks the section", function()
+    local path = write_site({ { id = "a", password = "secret:idrac/r630-02:password" } }, nil,
+      "{ addr = lab.vault.addr, tls = lab.vault.tls, auth = { method = 'approle', role_id = lab.vault.auth.role_id, "
+        .. "secret_id = 'secret:vault:secret_id' } }")
+    local env = { VAULT_SECRET_ID = V.auth.secret_id }
+    local site, err = site_mod.load(path, { getenv = function(n) return env[n] end })
+    assert.is_table(site, err)
+    assert.are.equal(lab.site.servers[2].idrac.password, site.servers[1].idrac.password:reveal())
+    assert.is_true(secret.is_secret(site.vault.auth.secret_id))
+    -- without it: the error names vault.auth.secret_id
+    local _, err2, code = site_mod.load(path, { getenv = function() return nil end })
+    assert.are.equal("secret", code)
+    assert.matches("site " .. path .. ": vault.auth.secret_id: secret:vault:secret_id not found "
+      .. "(tried environment variable VAULT_SECRET_ID", err2, 1, true)
+    -- a section that does not say how to log in
+    local p3 = write_site({}, nil, "{ addr = lab.vault.addr, auth = { method = 'approle' } }")
+    local _, err3, code3 = site_mod.load(p3)
+    assert.are.equal("invalid", code3)
+    assert.matches("site " .. p3 .. ": vault.auth.role_id: required for method \"approle\"", err3, 1, true)
+    local p4 = write_site({}, nil, "{ addr = lab.vault.addr, auth = { method = 'ldap' } }")
+    local _, err4 = site_mod.load(p4)
+    assert.matches("vault.auth.method", err4, 1, true)
+  end)
+
+  it("a run over 50 servers logs in once in the parent; no secret reaches the run dir or the output", function()
+    -- 50 secrets in Vault, one per server
+    local passwords = {}
+    for i = 1, 50 do
+      passwords[i] = string.format("fleet-pw-%02d-%s", i, helpers.read_file("/proc/sys/kernel/random/uuid"):sub(1, 8))
+      assert.are.equal(200, (admin("POST", string.format("secret/data/fleet/n%02d", i), { data = { password = passwords[i] } })))
+    end
+    local servers = {}
+    for i = 1, 50 do servers[i] = { id = string.format("n%02d", i), password = string.format("secret:fleet/n%02d:password", i) } end
+    local path = write_site(servers, string.format(
+      "components = { test_kv = { state_file = %q, want = { a = '1' }, password = 'secret:fleet/n01:password' } },",
+      dir .. "/{id}.state.json"))
+    local before = counts()
+    local r = helpers.sbot({ "run", helpers.source_dir .. "/tests/support/workflows/kv.lua", "--site", path,
+      "--jobs", "8", "--runs-dir", dir .. "/runs" }, { cwd = dir })
+    assert.are.equal(0, r.code, r.stderr)
+    local after = counts()
+    assert.are.equal(before.logins + 1, after.logins)
+    assert.are.equal(before.reads + 50, after.reads) -- 50 paths, each read once, none by the workers
+    assert.are.equal(before.lookups, after.lookups)
+    local _, _, all = helpers.sh("cat " .. helpers.shquote(dir) .. "/runs/*/results.json "
+      .. helpers.shquote(dir) .. "/runs/*/log.jsonl")
+    assert.is_true(#all > 1000)
+    for _, pw in ipairs(passwords) do
+      assert.is_nil(all:find(pw, 1, true), "a password in the run record")
+      assert.is_nil(r.stdout:find(pw, 1, true))
+      assert.is_nil(r.stderr:find(pw, 1, true))
+    end
+    local _, _, grep = helpers.sh("grep -rlF " .. helpers.shquote(V.auth.secret_id) .. " " .. helpers.shquote(dir .. "/runs")
+      .. "; grep -rlF fleet-pw- " .. helpers.shquote(dir .. "/runs"))
+    assert.are.equal("", grep)
+  end)
+end)
