@@ -15,8 +15,9 @@
  * parent closes the stop pipe (stop, __close, __gc, or the parent exiting).
  *
  * `args` is plain data (strings, numbers, booleans, tables) plus secret
- * objects, which are revealed for the helper's state only and registered
- * with its log redactor; it is copied into the helper at fork time. */
+ * objects, which are made secret objects again in the helper's state (and
+ * registered with its log redactor); it is copied into the helper at fork
+ * time. */
 #define _GNU_SOURCE
 #include "sbot.h"
 #include "util.h"
@@ -50,9 +51,13 @@ static void check_args(lua_State *L, int idx, int depth, const char *path)
     switch (lua_type(L, idx)) {
     case LUA_TNIL: case LUA_TBOOLEAN: case LUA_TNUMBER: case LUA_TSTRING:
         return;
-    case LUA_TTABLE:
+    case LUA_TUSERDATA:
         if (sbot_is_secret(L, idx))
             return;
+        luaL_error(L, "keeper.start: args holds a userdata at %s (only plain data and secrets cross "
+                      "into the helper)", path);
+        return;
+    case LUA_TTABLE:
         if (lua_getmetatable(L, idx)) {
             lua_pop(L, 1);
             /* a JSON array marker is fine: the helper gets a plain table */
@@ -98,19 +103,20 @@ static void copy_value(lua_State *P, int idx, lua_State *W)
         lua_pushlstring(W, s, n);
         return;
     }
-    case LUA_TTABLE:
+    case LUA_TUSERDATA: /* a secret (check_args made sure): a secret again in W */
         if (sbot_is_secret(P, idx)) {
             lua_getfield(P, idx, "reveal");
             lua_pushvalue(P, idx);
             lua_call(P, 1, 1);
             size_t n;
             const char *s = lua_tolstring(P, -1, &n);
-            lua_pushlstring(W, s ? s : "", s ? n : 0);
-            if (s && n)
-                sbot_log_add_secret(W, s, n);
+            sbot_secret_push(W, s ? s : "", s ? n : 0, "keeper");
             lua_pop(P, 1);
             return;
         }
+        lua_pushnil(W);
+        return;
+    case LUA_TTABLE:
         lua_newtable(W);
         lua_pushnil(P);
         while (lua_next(P, idx)) {

@@ -240,6 +240,7 @@ describe("the S3 component against s3rver", function()
     local dir = helpers.tmpdir("comps3r")
     helpers.write_file(dir .. "/site.lua", string.format([[return { s3 = { endpoint = %q, bucket = "priv",
       public_bucket = "pub", access_key = "S3RVER", secret_key = "S3RVER" } }]], srv.endpoint))
+    os.execute("chmod 600 " .. helpers.shquote(dir .. "/site.lua")) -- it holds secrets in clear
     local site = assert(site_mod.load(dir .. "/site.lua"))
     local c = assert(s3.client { endpoint = srv.endpoint, access_key = "S3RVER", secret_key = "S3RVER" })
     assert(c:create_bucket("priv"))

@@ -19,8 +19,9 @@ describe("an s3:// store", function()
       return {
         servers = { { id = "s1", idrac = { host = "10.0.0.1", password = "idrac-pw-Xy12" } } },
         components = { test_kv = { state_file = %q, want = { a = "1" } } },
-        s3 = lab.s3,
+        s3 = lab.s3, vault = lab.vault, -- the lab's keys are references into its Vault
       }]], srv.site_path, tmp .. "/{id}.state.json"))
+    os.execute("chmod 600 " .. helpers.shquote(tmp .. "/site.lua")) -- it holds secrets in clear
   end)
 
   teardown(function()
@@ -72,7 +73,6 @@ describe("an s3:// store", function()
 
   it("loses no index entry with 20 concurrent writers", function()
     local script = tmp .. "/writer.lua"
-    local site = dofile(srv.site_path).s3
     helpers.write_file(script, string.format([[
       local store, keeper = require "sbot.store", require "sbot.keeper"
       local st = assert(store.open("s3://%s/crowd", { endpoint = %q, access_key = %q, secret_key = %q,
@@ -84,7 +84,7 @@ describe("an s3:// store", function()
         doc.runs[me] = { writer = me }
         return doc
       end))
-      io.write(r.attempts)]], srv.bucket, site.endpoint, site.access_key, site.secret_key, site.tls.pin_sha256,
+      io.write(r.attempts)]], srv.bucket, srv.endpoint, srv.access_key, srv.secret_key, srv.tls.pin_sha256,
       tmp .. "/go"))
     local procs = {}
     for i = 1, 20 do
@@ -118,6 +118,7 @@ describe("an s3:// store", function()
       local site = dofile(%q)
       site.components.test_kv.slow_discover = 4
       return site]], tmp .. "/site.lua"))
+    os.execute("chmod 600 " .. helpers.shquote(tmp .. "/site2.lua"))
     local first = helpers.spawn(string.format("env -C %s AWS_ACCESS_KEY_ID= %s run %s --site %s --store %s " ..
       "--state-dir %s --runs-dir %s", helpers.shquote(tmp), helpers.shquote(helpers.sbot_bin),
       helpers.shquote(helpers.source_dir .. "/tests/support/workflows/kv.lua"), helpers.shquote(tmp .. "/site2.lua"),
