@@ -338,6 +338,18 @@ static int l_probe(lua_State *L)
 
 static const luaL_Reg funcs[] = {{"probe", l_probe}, {NULL, NULL}};
 
+/* C API (engine/sbot.h): iscsi.probe(opts) with the options table at index
+ * opts: pushes the result (1) or nil, message, code (3). */
+int sbot_iscsi_probe(lua_State *L, int opts)
+{
+    opts = lua_absindex(L, opts);
+    int base = lua_gettop(L);
+    lua_pushcfunction(L, l_probe);
+    lua_pushvalue(L, opts);
+    lua_call(L, 1, LUA_MULTRET);
+    return lua_gettop(L) - base;
+}
+
 int luaopen_sbot_iscsi(lua_State *L)
 {
     luaL_newlib(L, funcs);

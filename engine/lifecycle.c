@@ -778,6 +778,45 @@ static int m_results(lua_State *L)
     return 1;
 }
 
+/* Push a copy of the value at idx whose string values are redacted (keys
+ * and metatables kept: keys are structure, a metatable marks a JSON array or
+ * a secret). seen maps tables already copied to their copy (cycles). */
+static void push_redacted_copy(lua_State *L, int idx, int seen, int depth)
+{
+    idx = lua_absindex(L, idx);
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        size_t len;
+        const char *s = lua_tolstring(L, idx, &len);
+        sbot_log_push_redacted(L, s, len);
+        return;
+    }
+    if (lua_type(L, idx) != LUA_TTABLE || sbot_is_secret(L, idx)) {
+        lua_pushvalue(L, idx);
+        return;
+    }
+    if (depth > 200)
+        luaL_error(L, "to_json: results nested deeper than 200 tables");
+    luaL_checkstack(L, 8, "to_json");
+    lua_pushvalue(L, idx);
+    if (lua_rawget(L, seen) != LUA_TNIL)
+        return;
+    lua_pop(L, 1);
+    lua_newtable(L);
+    int out = lua_gettop(L);
+    lua_pushvalue(L, idx);
+    lua_pushvalue(L, out);
+    lua_rawset(L, seen);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pushvalue(L, -2);
+        push_redacted_copy(L, -2, seen, depth + 1);
+        lua_rawset(L, out);
+        lua_pop(L, 1);
+    }
+    if (lua_getmetatable(L, idx))
+        lua_setmetatable(L, out);
+}
+
 static int m_to_json(lua_State *L)
 {
     check_instance(L, 1);
@@ -786,13 +825,15 @@ static int m_to_json(lua_State *L)
     lua_pushcfunction(L, m_results);
     lua_pushvalue(L, 1);
     lua_call(L, 1, 1);
+    /* every string value that holds a registered secret (a value read back
+     * from a device) is redacted before it is encoded: after encoding, a
+     * secret with a '"' or '\' would be escaped and no longer match */
+    lua_newtable(L);
+    push_redacted_copy(L, -2, lua_gettop(L), 0);
+    lua_replace(L, -3);
+    lua_pop(L, 1);
     lua_pushvalue(L, 2);
     lua_call(L, 2, 1);
-    /* plain strings that equal a registered secret (a value read back from
-     * a device) are redacted too */
-    size_t len;
-    const char *text = lua_tolstring(L, -1, &len);
-    sbot_log_push_redacted(L, text, len);
     return 1;
 }
 

@@ -60,6 +60,20 @@ static int lock_release(lua_State *L)
     return 1;
 }
 
+/* lock:detach(): let go of the flock but leave the file, which then tells
+ * whoever looks that its holder is gone (a run record that could not be
+ * finished). Idempotent; release() after it does nothing. */
+static int lock_detach(lua_State *L)
+{
+    struct lock *lk = luaL_checkudata(L, 1, LOCK_MT);
+    if (lk->fd >= 0) {
+        close(lk->fd);
+        lk->fd = -1;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static int lock_held(lua_State *L)
 {
     struct lock *lk = luaL_checkudata(L, 1, LOCK_MT);
@@ -197,11 +211,48 @@ static int l_owner(lua_State *L)
     return 1;
 }
 
+/* lock.probe(path) -> {held = bool, pid, host, since} | nil, msg, code:
+ * whether a live process holds the lock file now (its flock), without taking
+ * it over; the owner fields when the file names one. No file: nil, msg,
+ * "ENOENT". The flock is tried shared, so it never blocks the holder. */
+static int l_probe(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        lua_pushnil(L);
+        lua_pushfstring(L, "lock %s: %s", path, strerror(e));
+        lua_pushstring(L, e == ENOENT ? "ENOENT" : "error");
+        return 3;
+    }
+    int held = 0;
+    if (flock(fd, LOCK_SH | LOCK_NB) != 0)
+        held = errno == EWOULDBLOCK;
+    struct owner o;
+    read_owner(fd, &o);
+    close(fd); /* drops our shared flock, if we got it */
+    lua_createtable(L, 0, 4);
+    lua_pushboolean(L, held);
+    lua_setfield(L, -2, "held");
+    if (o.parsed) {
+        lua_pushinteger(L, o.pid);
+        lua_setfield(L, -2, "pid");
+        lua_pushstring(L, o.host);
+        lua_setfield(L, -2, "host");
+        lua_pushstring(L, o.since);
+        lua_setfield(L, -2, "since");
+    }
+    return 1;
+}
+
 int luaopen_sbot_lock(lua_State *L)
 {
     static const luaL_Reg methods[] = {
-        {"release", lock_release}, {"held", lock_held}, {"path", lock_path}, {NULL, NULL}};
-    static const luaL_Reg fns[] = {{"acquire", l_acquire}, {"owner", l_owner}, {NULL, NULL}};
+        {"release", lock_release}, {"held", lock_held}, {"path", lock_path},
+        {"detach", lock_detach},   {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"acquire", l_acquire}, {"owner", l_owner}, {"probe", l_probe},
+                                   {NULL, NULL}};
     if (luaL_newmetatable(L, LOCK_MT)) {
         luaL_newlib(L, methods);
         lua_setfield(L, -2, "__index");

@@ -23,6 +23,7 @@ static const char usage_text[] =
     "  run FILE [ARGS...]   run a Lua workflow or script (or a workflow by NAME)\n"
     "  repl [--site FILE]   interactive Lua prompt with sbot's modules loaded\n"
     "  lab [OPTIONS]        simulated iDRACs and TrueNAS on loopback (sbot help lab)\n"
+    "  runs [DIR]           the run records under DIR (./runs): ok, FAILED, running, incomplete\n"
     "  version              print the versions of sbot and its libraries\n"
     "  help [COMMAND]       describe a command (help component NAME: a component;\n"
     "                       help workflows: the workflows sbot run NAME finds)\n"
@@ -245,6 +246,17 @@ static int cmd_lab(lua_State *L, int argc, char **argv)
     return rc;
 }
 
+/* ---- runs ----------------------------------------------------------------- */
+
+static int cmd_runs(lua_State *L, int argc, char **argv)
+{
+    if (argc > 2) {
+        fprintf(stderr, "sbot runs: unexpected argument '%s'\nusage: sbot runs [DIR]\n", argv[2]);
+        return 2;
+    }
+    return call_text(L, "sbot.run", "list_text", argc == 2 ? argv[1] : "runs");
+}
+
 /* ---- version -------------------------------------------------------------- */
 
 static int cmd_version(lua_State *L, int argc, char **argv)
@@ -344,6 +356,12 @@ static const struct command commands[] = {
      "until Ctrl-C, and write a ready site file for them. Details: sbot lab --help\n"
      "and docs/lab.md.\n",
      cmd_lab},
+    {"runs", "runs [DIR]",
+     "List the run records under DIR (default ./runs), oldest first, each with its\n"
+     "state: ok or FAILED (finished), running (pid P on host H since T), or\n"
+     "incomplete (pid P on host H gone) for a run that was killed before it wrote\n"
+     "its results.json.\n",
+     cmd_runs},
     {"version", "version", "Print the versions of sbot, Lua, libcurl and OpenSSL.\n", cmd_version},
     {"help", "help [COMMAND] | help component NAME | help workflows",
      "Print the list of commands, or describe one. 'help component NAME' prints a\n"
@@ -393,6 +411,7 @@ static int configure_log(lua_State *L, const char *level, int json)
 
 int main(int argc, char **argv)
 {
+    static const char *const levels[] = {"debug", "info", "warn", "error", "off", NULL};
     const char *level = NULL;
     int json = 0, i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
@@ -400,9 +419,17 @@ int main(int argc, char **argv)
             level = "debug";
         else if (strcmp(argv[i], "--log-json") == 0)
             json = 1;
-        else if (strcmp(argv[i], "--log-level") == 0 && i + 1 < argc)
+        else if (strcmp(argv[i], "--log-level") == 0) {
+            if (i + 1 >= argc)
+                return usage_error("%s", "--log-level needs a LEVEL (debug, info, warn, error or off)");
             level = argv[++i];
-        else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            int k = 0;
+            while (levels[k] && strcmp(levels[k], level) != 0)
+                k++;
+            if (!levels[k])
+                return usage_error("--log-level: unknown level '%s' (expected debug, info, warn, "
+                                   "error or off)", level);
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             fputs(usage_text, stdout);
             return 0;
         } else

@@ -122,6 +122,17 @@ int sbot_ws_recv(lua_State *L, int conn, double timeout);
 void sbot_ws_close(lua_State *L, int conn);
 int sbot_ws_is_open(lua_State *L, int conn);
 
+/* iscsi.c: iscsi.probe(opts): pushes the result table or nil, msg, code. */
+int sbot_iscsi_probe(lua_State *L, int opts);
+
+/* truenas.c: truenas.connect(opts): pushes the client or nil, msg, code. */
+int sbot_truenas_connect(lua_State *L, int opts);
+/* client:call(method, ...) with the nargs arguments on the stack top (they are
+ * consumed): pushes the result (1) or nil, message, errname (3). */
+int sbot_truenas_call(lua_State *L, int client, const char *method, int nargs);
+/* client:close() (idempotent). */
+void sbot_truenas_close(lua_State *L, int client);
+
 /* sys.c: sys.spawn(opts) with the options table at index opts: pushes the
  * result table (1) or nil, message, errno name (3). */
 int sbot_sys_spawn(lua_State *L, int opts);

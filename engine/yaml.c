@@ -1055,6 +1055,25 @@ static void encode_value(struct enc *e, int idx, const char *path, int depth)
 {
     lua_State *L = e->L;
     idx = lua_absindex(L, idx);
+    if (sbot_is_secret(L, idx)) {
+        if (e->secrets == SECRETS_ERROR)
+            luaL_error(L, "yaml.encode: %s is a secret; pass {secrets = \"reveal\"} to write its value "
+                          "or {secrets = \"redact\"} to write <redacted>", path);
+        if (e->secrets == SECRETS_REDACT) {
+            emit_string(e, "<redacted>", 10, path);
+            return;
+        }
+        lua_getfield(L, idx, "reveal");
+        lua_pushvalue(L, idx);
+        lua_call(L, 1, 1);
+        size_t n;
+        const char *s = lua_tolstring(L, -1, &n);
+        if (!s)
+            luaL_error(L, "yaml.encode: %s: the secret's reveal() gave no string", path);
+        emit_string(e, s, n, path);
+        lua_pop(L, 1);
+        return;
+    }
     switch (lua_type(L, idx)) {
     case LUA_TNIL:
         emit_plain(e, "null", path);
@@ -1084,25 +1103,6 @@ static void encode_value(struct enc *e, int idx, const char *path, int depth)
         }
         break;
     case LUA_TTABLE:
-        if (sbot_is_secret(L, idx)) {
-            if (e->secrets == SECRETS_ERROR)
-                luaL_error(L, "yaml.encode: %s is a secret; pass {secrets = \"reveal\"} to write its value "
-                              "or {secrets = \"redact\"} to write <redacted>", path);
-            if (e->secrets == SECRETS_REDACT) {
-                emit_string(e, "<redacted>", 10, path);
-                return;
-            }
-            lua_getfield(L, idx, "reveal");
-            lua_pushvalue(L, idx);
-            lua_call(L, 1, 1);
-            size_t n;
-            const char *s = lua_tolstring(L, -1, &n);
-            if (!s)
-                luaL_error(L, "yaml.encode: %s: the secret's reveal() gave no string", path);
-            emit_string(e, s, n, path);
-            lua_pop(L, 1);
-            return;
-        }
         encode_table(e, idx, path, depth);
         return;
     default:

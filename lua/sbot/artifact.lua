@@ -51,10 +51,10 @@ function M.record(self, spec)
         .. "(pass new(config, {artifact_dir = dir}) or record a file = path)", 2)
     end
     local path = table.concat({ dir, self.id, self.step or self.component, spec.key }, "/")
-    assert(fsio.mkdirs(path:match("^(.*)/[^/]*$")))
-    local f = assert(io.open(path, "wb"))
-    f:write(spec.content)
-    assert(f:close())
+    local ok, merr = fsio.mkdirs(path:match("^(.*)/[^/]*$"))
+    if not ok then error("artifact " .. spec.key .. ": " .. merr, 2) end
+    local w, werr = fsio.write_atomic(path, spec.content)
+    if not w then error("artifact " .. spec.key .. ": " .. werr, 2) end
     entry.path = path
   else
     if type(spec.file) ~= "string" then

@@ -59,8 +59,19 @@ end
 -- sbot.workflow.new raises it back to us (workflow._describe). Returns the
 -- spec, or nil and why not.
 local function describe_workflow(path)
+  -- Lua shortens a long chunk name to "..." and its last characters: the
+  -- whole path is what names the file
+  local function whole(msg)
+    msg = tostring(msg):match("^[^\n]*")
+    if #path + 1 > 60 then
+      local short = "..." .. path:sub(-56)
+      local at = msg:find(short, 1, true)
+      if at then msg = msg:sub(1, at - 1) .. path .. msg:sub(at + #short) end
+    end
+    return msg
+  end
   local chunk, err = loadfile(path, "t")
-  if not chunk then return nil, "does not load: " .. tostring(err) end
+  if not chunk then return nil, "does not load: " .. whole(err) end
   local workflow = require "sbot.workflow"
   local found, exit_mark = {}, {}
   local saved_arg, saved_exit, saved_print = _G.arg, os.exit, _G.print
@@ -71,9 +82,7 @@ local function describe_workflow(path)
   local ok, e = pcall(chunk)
   workflow._describe, _G.arg, os.exit, _G.print = nil, saved_arg, saved_exit, saved_print
   if not ok and getmetatable(e) == found then return e.spec end
-  if not ok and e ~= exit_mark then
-    return nil, "does not load: " .. tostring(e):match("^[^\n]*")
-  end
+  if not ok and e ~= exit_mark then return nil, "does not load: " .. whole(e) end
   return nil, "defines no workflow (no workflow.new{...})"
 end
 

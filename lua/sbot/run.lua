@@ -1,6 +1,12 @@
 --- sbot.run: run records (runs/<id>/results.json, log.jsonl, artifacts),
 -- the summary table and the readable plan diff.
+--
+-- A run directory holds `incomplete.lock` from the start of the run until
+-- results.json is written (atomically): a lock file (sbot.lock) whose flock
+-- lives as long as the process, so a run killed by any means leaves a
+-- directory that says "incomplete (pid P gone)" (run.state, run.list).
 local json = require "sbot.json"
+local lock = require "sbot.lock"
 local log = require "sbot.log"
 local sys = require "sbot.sys"
 local crypto = require "sbot.crypto"
@@ -8,6 +14,9 @@ local fsio = require "sbot.fsio"
 local artifact = require "sbot.artifact"
 
 local M = {}
+
+--- The file that marks a run directory as not finished (see the header).
+M.MARKER = "incomplete.lock"
 
 --- A new run id: UTC time plus 6 random hex digits, e.g. 20261126T120301Z-4f9a2c.
 function M.new_id()
@@ -30,16 +39,36 @@ function M.start(opts)
     store_opts = opts.store_opts,
     started = sys.utc_iso(), t0 = sys.monotime(),
   }
+  -- the marker first: from now on the directory says whether the run is
+  -- still going, was killed, or finished
+  local marker, merr = lock.acquire(dir .. "/" .. M.MARKER, { name = "run " .. id })
+  if not marker then return nil, "run record: " .. tostring(merr) end
+  run.marker = marker
   local lok, lerr = log.configure { file = run.log_file }
-  if not lok then return nil, "run record: " .. tostring(lerr) end
+  if not lok then marker:release(); return nil, "run record: " .. tostring(lerr) end
   log.info("run started", { run = id, mode = run.mode, workflow = opts.workflow, dir = dir })
   return run
 end
 
--- Every string in results goes through the redactor: a secret value that a
--- component read back from a device as a plain string is caught here too.
-local function redact_tree(v, seen)
-  if type(v) == "string" then return log.redact(v) end
+-- The runner's own words: these values of these keys are structure, set by
+-- the runner, and stay as they are (a one-character secret must not turn a
+-- status into "f<redacted>iled").
+local VOCAB = {
+  status = { ok = true, failed = true, skipped = true, pending = true },
+  mode = { apply = true, plan = true },
+  action = { create = true, update = true, delete = true },
+}
+
+-- Every string value in results goes through the redactor: a secret value
+-- that a component read back from a device as a plain string is caught here
+-- too. Keys are never rewritten (they are the record's structure), and
+-- neither are the runner's own words above.
+local function redact_tree(v, seen, key)
+  if type(v) == "string" then
+    local words = key ~= nil and VOCAB[key]
+    if words and words[v] then return v end
+    return log.redact(v)
+  end
   if type(v) ~= "table" then return v end
   local mt = getmetatable(v)
   if type(mt) == "table" and mt.__name == "sbot.secret" then return v end
@@ -47,7 +76,7 @@ local function redact_tree(v, seen)
   if seen[v] then return seen[v] end
   local out = {}
   seen[v] = out
-  for k, x in pairs(v) do out[redact_tree(k, seen)] = redact_tree(x, seen) end
+  for k, x in pairs(v) do out[k] = redact_tree(x, seen, k) end
   if json.is_array(v) then json.array(out) end
   return out
 end
@@ -78,10 +107,20 @@ function M.finish(run, results)
     log.error("artifacts: " .. serr, { run = run.id })
   end
   record = redact_tree(record)
-  local f = assert(io.open(run.results_file, "wb"))
-  f:write(json.encode(record, { indent = true }), "\n")
-  assert(f:close())
-  log.info("run finished", { run = run.id, ok = record.ok, results = run.results_file })
+  -- atomically (temp file, fsync, rename): a reader never sees a half
+  -- record, a full disk never leaves an empty one; the marker goes only
+  -- once the record is there
+  local text = json.encode(record, { indent = true }) .. "\n"
+  local wrote, werr = fsio.write_atomic(run.results_file, text)
+  if wrote then
+    run.marker:release()
+    log.info("run finished", { run = run.id, ok = record.ok, results = run.results_file })
+  else
+    record.ok = false
+    record.record_error = "results.json not written: " .. tostring(werr)
+    run.marker:detach() -- the directory stays marked incomplete
+    log.error("run record: " .. record.record_error, { run = run.id })
+  end
   log.configure { file = false }
   -- with an s3:// store, results.json and log.jsonl go there too and the run
   -- into the store's index (sbot.store.keep_run); failing that fails the run
@@ -96,61 +135,137 @@ function M.finish(run, results)
   return record
 end
 
+--- The state of a run directory: {state = "complete"|"running"|"incomplete",
+-- text, ok (complete runs), pid, host, since (from the marker)}.
+function M.state(dir)
+  local probe = lock.probe(dir .. "/" .. M.MARKER)
+  if probe then
+    local who = probe.pid and string.format("pid %d on %s", probe.pid, probe.host) or "its process"
+    if probe.held then
+      return { state = "running", pid = probe.pid, host = probe.host, since = probe.since,
+        text = "running (" .. who .. " since " .. tostring(probe.since) .. ")" }
+    end
+    return { state = "incomplete", pid = probe.pid, host = probe.host, since = probe.since,
+      text = "incomplete (" .. who .. " gone)" }
+  end
+  local f = io.open(dir .. "/results.json", "rb")
+  if not f then return { state = "incomplete", text = "incomplete (no results.json)" } end
+  local rec = json.decode(f:read("a") or "")
+  f:close()
+  if type(rec) ~= "table" then return { state = "incomplete", text = "incomplete (results.json unreadable)" } end
+  return { state = "complete", ok = rec.ok == true, workflow = rec.workflow, mode = rec.mode,
+    text = rec.ok == true and "ok" or "FAILED" }
+end
+
+--- Every run under runs_dir, oldest first (run ids sort by time):
+-- {{id, dir, state = M.state(dir)}, ...}; nil, err if runs_dir cannot be read.
+function M.list(runs_dir)
+  local entries, err = fsio.list(runs_dir)
+  if not entries then return nil, err end
+  local out = {}
+  for _, e in ipairs(entries) do
+    if e.type == "directory" and e.name:match("^%d+T%d+Z%-%x+$") then
+      out[#out + 1] = { id = e.name, dir = runs_dir .. "/" .. e.name }
+    end
+  end
+  table.sort(out, function(a, b) return a.id < b.id end)
+  for _, r in ipairs(out) do r.state = M.state(r.dir) end
+  return out
+end
+
+--- Text of `sbot runs [DIR]`: one line per run, its id and state.
+function M.list_text(runs_dir)
+  runs_dir = runs_dir or "runs"
+  local list, err = M.list(runs_dir)
+  if not list then return nil, "runs: " .. tostring(err) end
+  local lines = {}
+  for _, r in ipairs(list) do
+    local st = r.state
+    lines[#lines + 1] = r.id .. "  " .. st.text
+      .. (st.workflow and ("  " .. st.workflow .. " (" .. tostring(st.mode) .. ")") or "")
+  end
+  if #lines == 0 then lines[1] = "no runs in " .. runs_dir end
+  return table.concat(lines, "\n") .. "\n"
+end
+
 ---------------------------------------------------------------------------
 -- Summary table.
 
-local function pad(s, n) s = tostring(s); return s .. string.rep(" ", n - #s) end
+-- A cell of text built from a value: redacted on its own, so the text
+-- around it (headers, the runner's words) is never touched.
+local function red(v) return log.redact(tostring(v)) end
+
+-- The runner's word for key, as is, or the value redacted.
+local function word(key, v)
+  if v ~= nil and VOCAB[key][v] then return v end
+  return v == nil and "?" or red(v)
+end
 
 -- A result's component, with its step name when the workflow gave another
--- (or a second step of the same component got "-2").
+-- (or a second step of the same component got "-2"); redacted.
 local function label(r)
-  local c = r.component or "-"
-  if r.step and r.step ~= c then return c .. " (" .. r.step .. ")" end
+  local c = red(r.component or "-")
+  if r.step and r.step ~= r.component then return c .. " (" .. red(r.step) .. ")" end
   return c
 end
 M.label = label
 
---- The summary table text for a results list.
+-- The first line(s) of an error, without its traceback; redacted.
+local function message(e)
+  local s = tostring(e)
+  local tb = s:find("\nstack traceback:", 1, true)
+  return red(tb and s:sub(1, tb - 1) or s)
+end
+
+--- The summary table text for a run record. Built from each value
+-- redacted on its own (never the whole text: a short secret would rewrite
+-- the table's own words); padding is linear in the cells' widths.
 function M.summary(record)
   local rows = { { "SERVER", "COMPONENT", "STATUS", "PLANNED", "APPLIED", "TIME" } }
-  local errors = {}
+  local notes = {}
   for _, r in ipairs(record.results) do
     local p = r.processing or {}
     local ms = 0
-    for _, ph in pairs(r.phases or {}) do ms = ms + (ph.ms or 0) end
-    rows[#rows + 1] = { r.id or "-", label(r), r.status or "?",
-      r.plan and #r.plan or (p.planned or "-"), p.applied and #p.applied or "-",
+    for _, ph in pairs(r.phases or {}) do ms = ms + (tonumber(ph.ms) or 0) end
+    local id, lab = red(r.id or "-"), label(r)
+    rows[#rows + 1] = { id, lab, word("status", r.status),
+      tostring(r.plan and #r.plan or (p.planned or "-")), tostring(p.applied and #p.applied or "-"),
       string.format("%d ms", ms) }
-    if r.error then errors[#errors + 1] = string.format("error: %s %s: %s", r.id or "-", label(r),
-      (tostring(r.error):gsub("\nstack traceback:.*", "")))
+    if r.error then notes[#notes + 1] = "error: " .. id .. " " .. lab .. ": " .. message(r.error)
     elseif r.status == "skipped" and r.reason then
-      errors[#errors + 1] = string.format("skipped: %s %s: %s", r.id or "-", label(r), r.reason)
+      notes[#notes + 1] = "skipped: " .. id .. " " .. lab .. ": " .. red(r.reason)
     end
   end
   local widths = {}
   for _, row in ipairs(rows) do
-    for i, c in ipairs(row) do widths[i] = math.max(widths[i] or 0, #tostring(c)) end
+    for i, c in ipairs(row) do widths[i] = math.max(widths[i] or 0, #c) end
   end
-  local out = { string.format("run %s (%s) %s", record.run_id, record.mode,
-    record.ok and "ok" or "FAILED") }
+  local out = { "run " .. red(record.run_id) .. " (" .. word("mode", record.mode) .. ") "
+    .. (record.ok and "ok" or "FAILED") }
+  local n = #rows[1]
   for _, row in ipairs(rows) do
     local cells = {}
-    for i, c in ipairs(row) do cells[i] = pad(c, widths[i]) end
-    out[#out + 1] = (table.concat(cells, "  "):gsub("%s+$", ""))
+    for i = 1, n - 1 do cells[i] = row[i] .. string.rep(" ", widths[i] - #row[i]) end
+    cells[n] = row[n] -- the last column is not padded: no trailing blanks to strip
+    out[#out + 1] = table.concat(cells, "  ")
   end
-  for _, e in ipairs(errors) do out[#out + 1] = e end
-  if record.artifact_error then out[#out + 1] = "error: artifacts: " .. record.artifact_error end
-  return log.redact(table.concat(out, "\n")) .. "\n"
+  for _, e in ipairs(notes) do out[#out + 1] = e end
+  if record.artifact_error then out[#out + 1] = "error: artifacts: " .. red(record.artifact_error) end
+  if record.record_error then out[#out + 1] = "error: run record: " .. red(record.record_error) end
+  return table.concat(out, "\n") .. "\n"
 end
 
 ---------------------------------------------------------------------------
 -- Plan diff.
 
+-- A value as text: redacted *before* it is quoted or JSON-encoded (an
+-- escaped secret, say one with a '"', would no longer match the redactor).
 local function render(v)
   if v == nil or v == json.null then return "(none)" end
+  v = redact_tree(v)
   if type(v) == "string" then return string.format("%q", v) end
   local ok, s = pcall(json.encode, v)
-  return ok and s or tostring(v)
+  return ok and s or red(v)
 end
 
 local SIGN = { create = "+", update = "~", delete = "-" }
@@ -158,7 +273,8 @@ local SIGN = { create = "+", update = "~", delete = "-" }
 --- One change as readable lines: "+ create disk/vol1: (none) -> {...}",
 -- updates of two tables show each changed key.
 function M.format_change(c)
-  local head = string.format("  %s %-6s %s", SIGN[c.action] or "?", c.action, c.resource)
+  local action = word("action", c.action)
+  local head = string.format("  %s %-6s %s", SIGN[c.action] or "?", action, red(c.resource))
   local lines = {}
   if c.action == "update" and type(c.before) == "table" and type(c.after) == "table"
     and getmetatable(c.before) == nil and getmetatable(c.after) == nil then
@@ -169,7 +285,7 @@ function M.format_change(c)
     table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
     for _, k in ipairs(keys) do
       local b, a = render(c.before[k]), render(c.after[k])
-      if a ~= b then lines[#lines + 1] = string.format("      %s: %s -> %s", tostring(k), b, a) end
+      if a ~= b then lines[#lines + 1] = string.format("      %s: %s -> %s", red(k), b, a) end
     end
   elseif (type(c.before) == "string" and c.before:find("\n")) or
          (type(c.after) == "string" and c.after:find("\n")) then
@@ -183,28 +299,30 @@ function M.format_change(c)
     local had, will = set(c.before), set(c.after)
     if type(c.before) == "string" then
       for l in c.before:gmatch("([^\n]*)\n?") do
-        if l ~= "" and not will[l] then lines[#lines + 1] = "      - " .. l end
+        if l ~= "" and not will[l] then lines[#lines + 1] = "      - " .. red(l) end
       end
     end
     if type(c.after) == "string" then
       for l in c.after:gmatch("([^\n]*)\n?") do
-        if l ~= "" and not had[l] then lines[#lines + 1] = "      + " .. l end
+        if l ~= "" and not had[l] then lines[#lines + 1] = "      + " .. red(l) end
       end
     end
   else
     lines[1] = head .. ": " .. render(c.before) .. " -> " .. render(c.after)
   end
-  if c.reason then lines[#lines + 1] = "      (" .. tostring(c.reason) .. ")" end
+  if c.reason then lines[#lines + 1] = "      (" .. red(c.reason) .. ")" end
   return table.concat(lines, "\n")
 end
 
---- The plan of every result as a readable diff.
+--- The plan of every result as a readable diff (each value redacted on its own).
 function M.format_plan(record)
   local out = {}
   for _, r in ipairs(record.results) do
-    local header = string.format("%s / %s", r.id or "-", label(r))
+    local header = red(r.id or "-") .. " / " .. label(r)
     if r.status == "failed" then
-      out[#out + 1] = header .. ": FAILED: " .. (tostring(r.error):gsub("\nstack traceback:.*", ""))
+      out[#out + 1] = header .. ": FAILED: " .. message(r.error)
+    elseif r.status == "skipped" then
+      out[#out + 1] = header .. ": skipped" .. (r.reason and (" (" .. red(r.reason) .. ")") or "")
     elseif not r.plan or #r.plan == 0 then
       out[#out + 1] = header .. ": no changes"
     else
@@ -212,7 +330,7 @@ function M.format_plan(record)
       for _, c in ipairs(r.plan) do out[#out + 1] = M.format_change(c) end
     end
   end
-  return log.redact(table.concat(out, "\n")) .. "\n"
+  return table.concat(out, "\n") .. "\n"
 end
 
 return M

@@ -22,9 +22,17 @@ local TYPES = { string = true, number = true, integer = true, boolean = true, ta
 local SPEC_KEYS = { type = true, required = true, default = true, enum = true, pattern = true,
   description = true, fields = true, items = true, values = true, min = true, max = true }
 
+-- Which strings are identifiers (asked for every field of every server of a
+-- site: remembered rather than matched each time).
+local is_ident = setmetatable({}, { __index = function(t, k)
+  local v = k:match("^[%a_][%w_]*$") ~= nil
+  t[k] = v
+  return v
+end })
+
 local function key_path(prefix, k)
   if type(k) == "number" then return prefix .. "[" .. k .. "]" end
-  if type(k) ~= "string" or not k:match("^[%a_][%w_]*$") then
+  if type(k) ~= "string" or not is_ident[k] then
     return prefix .. "[" .. string.format("%q", tostring(k)) .. "]"
   end
   if prefix == "" then return k end
@@ -229,16 +237,37 @@ local function validate_value(spec, v, path, errors)
   return v
 end
 
+-- The sorted names of a schema's fields, sorted once per schema table (a
+-- site's schema is applied to every one of its servers) and again only when
+-- the number of fields changed (site.add_section adds one).
+local field_names = setmetatable({}, { __mode = "k" })
+local function names_of(fields)
+  local n = 0
+  for _ in pairs(fields) do n = n + 1 end
+  local ks = field_names[fields]
+  if not ks or #ks ~= n then
+    ks = sorted_keys(fields)
+    field_names[fields] = ks
+  end
+  return ks
+end
+
 function validate_fields(fields, t, path, errors)
   local out = {}
-  for _, k in ipairs(sorted_keys(t)) do
-    if fields[k] == nil then
-      local known = sorted_keys(fields)
-      errors[#errors + 1] = key_path(path, k) .. ": unknown key (expected one of: "
-        .. (#known > 0 and table.concat(known, ", ") or "none") .. ")"
+  local unknown = false
+  for k in pairs(t) do
+    if fields[k] == nil then unknown = true break end
+  end
+  if unknown then -- sorted, so the messages come in a stable order
+    for _, k in ipairs(sorted_keys(t)) do
+      if fields[k] == nil then
+        local known = names_of(fields)
+        errors[#errors + 1] = key_path(path, k) .. ": unknown key (expected one of: "
+          .. (#known > 0 and table.concat(known, ", ") or "none") .. ")"
+      end
     end
   end
-  for _, k in ipairs(sorted_keys(fields)) do
+  for _, k in ipairs(names_of(fields)) do
     local spec, v = fields[k], t[k]
     local p = key_path(path, k)
     if v == nil then

@@ -33,6 +33,99 @@ M.__index = M
 
 local PHASES = { discover = true, process = true, housekeep = true }
 
+-- sbot.fleet's limit on workers at once (fleet.c MAX_JOBS)
+M.MAX_JOBS = 256
+
+-- Common options whose value may start with "-" (a negative number): argparse
+-- would take "-5" for an option; "--jobs=-5" reaches the converter, which
+-- then says what is wrong with it.
+local SIGNED = { ["--jobs"] = true, ["--timeout"] = true, ["--grace"] = true }
+
+local function url_decode(s)
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+local function url_encode(s)
+  return (s:gsub("[^%w%-._~/:]", function(c) return string.format("%%%02X", c:byte()) end))
+end
+
+local function query_of(url)
+  local q = {}
+  for part in (url:match("%?(.*)$") or ""):gmatch("[^&]+") do
+    local k, v = part:match("^([^=]*)=?(.*)$")
+    q[url_decode(k)] = url_decode(v)
+  end
+  return q
+end
+
+--- Check an artifact store URL without touching anything: nil when it is
+-- usable, else what is wrong (`what` names where it came from).
+function M.check_store_url(url, what)
+  local scheme = url:match("^(%a[%w+.-]*)://")
+  if scheme == "file" then
+    local path = url_decode(url:match("^file://([^?]*)"))
+    if path:sub(1, 1) ~= "/" then
+      return what .. ": '" .. url .. "' must be file:///absolute/path"
+    end
+    for seg in path:gmatch("[^/]+") do
+      if seg == ".." then return what .. ": '" .. url .. "' must not contain '..'" end
+    end
+    return nil
+  elseif scheme == "s3" then
+    if not url:match("^s3://([^/?]+)") then
+      return what .. ": '" .. url .. "' must be s3://bucket/prefix[?endpoint=URL&region=R&path_style=true|false]"
+    end
+    for k, v in pairs(query_of(url)) do
+      if k ~= "endpoint" and k ~= "region" and k ~= "path_style" then
+        return what .. ": unknown parameter '" .. k .. "' in " .. url .. " (known: endpoint, region, path_style)"
+      end
+      if k == "endpoint" and not v:match("^https?://[^/]") then
+        return what .. ": endpoint '" .. v .. "' in " .. url .. " must be an http:// or https:// URL"
+      end
+    end
+    return nil
+  end
+  return what .. ": unsupported URL '" .. url .. "' (use s3://bucket/prefix or file:///dir)"
+end
+
+-- "https://S3.example:443/" and "https://s3.example:443" name one endpoint.
+local function same_endpoint(a, b)
+  local function norm(u)
+    local scheme, rest = tostring(u):match("^(%a+)://(.-)/*$")
+    if not scheme then return tostring(u) end
+    local host, path = rest:match("^([^/]*)(.*)$")
+    return scheme:lower() .. "://" .. host:lower() .. path
+  end
+  return norm(a) == norm(b)
+end
+
+--- The store URL and store.open opts a run uses with a site. An s3:// store
+-- with the site's S3 credentials goes to the site's s3.endpoint: without
+-- ?endpoint= the site's endpoint (and region, path_style) is added; a URL that
+-- names another endpoint is refused, so the site's keys are never sent to a
+-- host the site did not name. Returns url, opts or nil, err.
+function M.store_for(url, site)
+  if not url or not url:match("^s3://") or not site.s3 then return url, nil end
+  local s3 = site.s3
+  local q = query_of(url)
+  local creds = s3.access_key ~= nil or s3.secret_key ~= nil
+  if q.endpoint then
+    if creds and not same_endpoint(q.endpoint, s3.endpoint) then
+      return nil, "--store " .. url .. ": endpoint " .. q.endpoint .. " is not the site's s3.endpoint "
+        .. s3.endpoint .. "; the site's S3 credentials are sent only to the endpoint the site names "
+        .. "(leave ?endpoint= out to use it)"
+    end
+  else
+    local extra = { "endpoint=" .. url_encode(s3.endpoint) }
+    if not q.region and s3.region then extra[#extra + 1] = "region=" .. url_encode(s3.region) end
+    if q.path_style == nil and s3.path_style ~= nil then
+      extra[#extra + 1] = "path_style=" .. tostring(s3.path_style)
+    end
+    url = url .. (url:find("?", 1, true) and "&" or "?") .. table.concat(extra, "&")
+  end
+  return url, { access_key = s3.access_key, secret_key = s3.secret_key, tls = s3.tls }
+end
+
 --- Define a workflow. spec: {name, description, epilog, arguments = fn(parser),
 -- steps = fn(server, ctx) (or the older components = fn(server, ctx) -> list of
 -- component instances), site_steps = fn(ctx) (optional)}.
@@ -85,11 +178,13 @@ function M:parser()
   p:flag("--plan", "Discover and plan only; print the plan as a diff and change nothing.")
   p:option("--phases", "Phases to run, comma separated.", "discover,process,housekeep")
     :argname("LIST")
-  p:option("--jobs", "Servers worked on at once (each in its own worker).", "4")
+  p:option("--jobs", "Servers worked on at once, each in its own worker (1 to " .. M.MAX_JOBS .. ").", "4")
     :argname("N"):convert(function(s)
-      local n = tonumber(s)
-      if not n or n < 1 or n ~= math.floor(n) then return nil, "--jobs must be a positive integer" end
-      return math.tointeger(n)
+      local n = math.tointeger(tonumber(s))
+      if not n or n < 1 or n > M.MAX_JOBS then
+        return nil, "--jobs must be an integer from 1 to " .. M.MAX_JOBS .. " (workers at once), got '" .. s .. "'"
+      end
+      return n
     end)
   p:option("--timeout", "Seconds one server's work may take before its worker is stopped (0: no limit).",
     "0"):argname("S"):convert(seconds("--timeout"))
@@ -98,7 +193,11 @@ function M:parser()
   p:flag("--json", "Print the results as JSON instead of the summary table.")
   p:flag("--log-json", "Log lines as JSON on stderr.")
   p:option("--store", "Artifact store URL (s3://bucket/prefix or file:///dir).")
-    :argname("URL")
+    :argname("URL"):convert(function(s)
+      local bad = M.check_store_url(s, "--store")
+      if bad then return nil, bad end
+      return s
+    end)
   p:option("--runs-dir", "Directory of run records (default: the site's runs_dir, else ./runs).")
     :argname("DIR")
   p:option("--state-dir", "Directory of lock files and state (default: the site's state_dir).")
@@ -111,8 +210,18 @@ end
 --- Parse argv (a list of strings). Returns args, or nil and a usage error.
 -- --help prints the help and exits 0 (argparse's behaviour).
 function M:parse(argv)
-  local list = {}
-  for i = 1, #(argv or {}) do list[i] = argv[i] end
+  local list, i = {}, 1
+  argv = argv or {}
+  while i <= #argv do
+    local a, nxt = argv[i], argv[i + 1]
+    if SIGNED[a] and nxt and nxt:match("^%-[^%-]") then
+      list[#list + 1] = a .. "=" .. nxt
+      i = i + 2
+    else
+      list[#list + 1] = a
+      i = i + 1
+    end
+  end
   local p = self:parser()
   local ok, args = p:pparse(list)
   if not ok then return nil, p:get_usage() .. "\n\nerror: " .. args end
@@ -343,9 +452,15 @@ function M:main(argv)
   elseif #args.server == 0 then
     servers = site.servers
   else
+    local by_id = {} -- one pass over the site, whatever the number of --server
+    for _, s in ipairs(site.servers) do by_id[s.id] = s end
     for _, id in ipairs(args.server) do
-      local s, e = site_mod.server(site, id)
-      if not s then io.stderr:write("sbot: ", e, "\n"); return 2 end
+      local s = by_id[id]
+      if not s then
+        local _, e = site_mod.server(site, id)
+        io.stderr:write("sbot: ", e, "\n")
+        return 2
+      end
       servers[#servers + 1] = s
     end
   end
@@ -354,19 +469,29 @@ function M:main(argv)
     return 2
   end
 
+  -- an s3:// artifact store signs with the site's S3 credentials and TLS
+  -- settings, at the site's endpoint; checked before anything runs
+  local store_url = args.store or site.store
+  if store_url and not args.store then
+    local bad = M.check_store_url(store_url, "site " .. site.file .. ": store")
+    if bad then io.stderr:write("sbot: ", bad, "\n"); return 2 end
+  end
+  local store_opts
+  if store_url then
+    local u, o = M.store_for(store_url, site)
+    if not u then io.stderr:write("sbot: ", o, "\n"); return 2 end
+    store_url, store_opts = u, o
+  end
+  if store_url and store_url:match("^s3://") then
+    local ok_s3, s3err = require("sbot.store").open(store_url, store_opts)
+    if not ok_s3 then io.stderr:write("sbot: --store: ", tostring(s3err), "\n"); return 2 end
+  end
   -- the lock directory first: a run record is only started for a run that can go on
   local lock_dir = (args.state_dir or site.state_dir) .. "/locks"
   local lok, lerr = fsio.mkdirs(lock_dir)
   if not lok then io.stderr:write("sbot: lock directory ", lock_dir, ": ", tostring(lerr), "\n"); return 1 end
   local public_args = {}
   for k, v in pairs(args) do if type(v) ~= "function" then public_args[k] = v end end
-  -- an s3:// artifact store signs with the site's S3 credentials and TLS settings
-  local store_url = args.store or site.store
-  local store_opts
-  if site.s3 and store_url and store_url:match("^s3://") then
-    store_opts = { access_key = site.s3.access_key, secret_key = site.s3.secret_key, tls = site.s3.tls,
-      endpoint = site.s3.endpoint, region = site.s3.region, path_style = site.s3.path_style }
-  end
   local r, rerr = run.start { runs_dir = args.runs_dir or site.runs_dir, mode = args.mode,
     workflow = self.name, site = site.file, args = public_args, store = store_url,
     store_opts = store_opts }
@@ -423,7 +548,13 @@ function M:main(argv)
   else
     local jobs, ids = {}, {}
     for i, s in ipairs(servers) do
-      jobs[i] = job { server = s, steps = self.steps, components = self.components,
+      -- each worker gets the site with its own server only: the whole list
+      -- copied into every worker would make a run quadratic in the number
+      -- of servers (site steps see them all)
+      local view = {}
+      for k, v in pairs(site) do view[k] = v end
+      view.servers = json.array { s }
+      jobs[i] = job { server = s, site = view, steps = self.steps, components = self.components,
         site_results = site_results }
       ids[i] = s.id
     end
@@ -432,6 +563,9 @@ function M:main(argv)
     for _, row in ipairs(rows) do results[#results + 1] = row end
   end
   local record = run.finish(r, results)
+  if record.record_error then -- loudly: the run is not recorded
+    io.stderr:write("sbot: run record ", r.dir, ": ", record.record_error, "\n")
+  end
   if args.json then
     io.stdout:write(json.encode(record, { indent = true }), "\n")
   else
@@ -441,6 +575,7 @@ function M:main(argv)
   end
   io.stdout:flush()
   if interrupted then return interrupted == "SIGTERM" and 143 or 130 end
+  if record.record_error then return 1 end
   return record.ok and 0 or 1
 end
 

@@ -116,7 +116,8 @@ describe("global options and logging", function()
   it("rejects a bad log level with exit 2", function()
     local r = h.sbot({ "--log-level", "loud", "run", script("") })
     assert.are.equal(2, r.code)
-    assert.matches("invalid option 'loud'", r.stderr, 1, true)
+    assert.matches("sbot: --log-level: unknown level 'loud' (expected debug, info, warn, error or off)",
+      r.stderr, 1, true)
   end)
 end)
 

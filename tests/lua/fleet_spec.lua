@@ -247,11 +247,12 @@ describe("sbot.fleet.map", function()
       os.execute("sleep 0.05")
     end
     assert.is_true(sys.kill(h.pid, "INT"))
-    for _ = 1, 100 do
-      if io.open(dir .. "/closing2") then break end
+    for _ = 1, 200 do
+      if io.open(dir .. "/closing1") and io.open(dir .. "/closing2") then break end
       os.execute("sleep 0.05")
     end
     assert.is_truthy(io.open(dir .. "/closing1"), "item 1 closed its scope on the first Ctrl-C")
+    assert.is_truthy(io.open(dir .. "/closing2"), "item 2 is closing its scope")
     assert.is_true(h:alive(), "the parent waits for item 2 within the grace period")
     assert.is_true(sys.kill(h.pid, "INT"))
     for _ = 1, 100 do

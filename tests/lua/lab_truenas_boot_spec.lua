@@ -1,5 +1,5 @@
 -- `sbot lab --tgt` end to end: the TrueNAS device from the site file (wss with
--- the pinned certificate, sbot.ws), a zvol exported by tgtd, and an iDRAC whose
+-- the pinned certificate, sbot.ws), a zvol exported by istgt, and an iDRAC whose
 -- iSCSI boot logs in to it for real (sbot.iscsi in the lab's boot hook).
 local ws = require "sbot.ws"
 local json = require "sbot.json"
@@ -27,13 +27,13 @@ describe("sbot lab --tgt", function()
   teardown(function()
     local out, clean = lab.stop()
     assert(clean, "the lab did not stop cleanly: " .. out)
-    local st = io.open(lab.dir .. "/tgt/tgtd.pid")
+    local st = io.open(lab.dir .. "/iscsi/istgt.pid")
     if st then
       local pid = tonumber(st:read("a"))
       st:close()
       local alive = pid and os.execute("kill -0 " .. pid .. " 2>/dev/null") == true
       if alive then os.execute("kill -KILL " .. pid) end
-      assert.is_false(alive, "tgtd outlived the lab")
+      assert.is_false(alive, "istgt outlived the lab")
     end
   end)
 
@@ -51,18 +51,23 @@ describe("sbot lab --tgt", function()
     end
     assert.are.equal("SUCCESS", call("auth.login_ex",
       { { mechanism = "API_KEY_PLAIN", username = "root", api_key = tn.api_key } }).response_type)
-    local portal = call("iscsi.portal.create", { { listen = { { ip = "127.0.0.1" } } } })
+    local initiator = "iqn.2024-01.org.sbot:r630-01"
+    local portal = call("iscsi.portal.create", { { listen = { { ip = "0.0.0.0" } } } })
+    local ig = call("iscsi.initiator.create", { { initiators = { initiator } } })
     call("pool.dataset.create", { { name = "tank/r630-01", type = "VOLUME", volsize = 48 * MiB, sparse = true } })
-    local t = call("iscsi.target.create", { { name = "r630-01", groups = { { portal = portal.id } } } })
+    local t = call("iscsi.target.create", { { name = "r630-01", groups = { { portal = portal.id, initiator = ig.id } } } })
     local e = call("iscsi.extent.create", { { name = "r630-01", disk = "zvol/tank/r630-01" } })
     call("iscsi.targetextent.create", { { target = t.id, extent = e.id } })
+    assert.are.equal(1, call("service.update", { "iscsitarget", { enable = true } }) and 1)
+    assert.is_true(call("core.set_options", { { legacy_jobs = false } }).legacy_jobs == false)
+    assert.is_true(call("service.control", { "START", "iscsitarget", {} }))
     local global = call("iscsi.global.config")
     local iqn = global.basename .. ":r630-01"
 
     local idrac = lab.client("idrac-1")
     assert.are.equal(201, assert(idrac:login()).status)
     local attrs = { IscsiDev1EnDis = "Enabled", IscsiDev1Con1EnDis = "Enabled",
-      IscsiInitiatorName = "iqn.2024-01.org.sbot:r630-01",
+      IscsiInitiatorName = initiator,
       IscsiDev1Con1TargetName = iqn, IscsiDev1Con1TargetIp = "127.0.0.1",
       IscsiDev1Con1Port = global.listen_port, IscsiDev1Con1Lun = "0", IscsiDev1Con1TgtDhcpEnDis = "Disabled" }
     local p = assert(idrac:request("PATCH", SYS .. "/Bios/Settings", { body = { Attributes = attrs } }))
@@ -78,11 +83,12 @@ describe("sbot lab --tgt", function()
     end, 30, "the iSCSI boot")
     local login = boot.iscsi_login
     assert(login.ok, json.encode(login))
-    assert.are.equal("tgt", login.checked)
+    assert.are.equal("istgt", login.checked)
     assert.are.equal(48 * MiB, login.capacity.bytes)
     assert.are.equal("TrueNAS", login.inquiry.vendor)
     assert.are.equal("tank/r630-01", login.zvol)
     local tstate = lab.state().devices.truenas
-    assert.are.equal(iqn, tstate.tgt.targets[1].iqn)
+    assert.are.equal("r630-01", tstate.tgt.targets[1].name)
+    assert.are.equal(0, tstate.tgt.targets[1].luns[1].lun)
   end)
 end)

@@ -1,5 +1,5 @@
 -- The TrueNAS lab device over the network: JSON-RPC 2.0 on WebSocket (with
--- sbot.ws), REST v2.0 (with curl), the drop fault, and real iSCSI through tgtd.
+-- sbot.ws), REST v2.0 (with curl), the drop fault, and real iSCSI through istgt.
 local ws = require "sbot.ws"
 local json = require "sbot.json"
 local helpers = require "helpers"
@@ -69,7 +69,7 @@ describe("TrueNAS lab device", function()
     local r, err = call("iscsi.target.query")
     assert.is_nil(r)
     assert.are.equal(-32001, err.code)
-    assert.are.equal("EACCES", err.data.errname)
+    assert.are.equal("ENOTAUTHENTICATED", err.data.errname)
     local bad = call("auth.login_ex", { { mechanism = "API_KEY_PLAIN", username = "root", api_key = "wrong" } })
     assert.are.equal("AUTH_ERR", bad.response_type)
     assert.is_nil((call("system.info")))
@@ -207,21 +207,22 @@ describe("TrueNAS lab drop fault", function()
   end)
 end)
 
-describe("TrueNAS lab with tgt", function()
-  local has_tgt = os.execute("command -v tgtd >/dev/null && command -v iscsi-ls >/dev/null") == true
+describe("TrueNAS lab with a real iSCSI target (istgt)", function()
   local lab, port, tgt_port, dir
   local iscsi = require "sbot.iscsi"
+  local GOOD, OTHER = "iqn.2024-01.org.sbot:r630-01", "iqn.2024-01.org.sbot:r630-99"
 
   setup(function()
-    assert(has_tgt, "tgt and libiscsi-bin must be installed (vendor/bootstrap)")
-    dir = helpers.tmpdir("tgt")
+    assert(os.execute("command -v istgt >/dev/null || test -x /usr/sbin/istgt") == true,
+      "istgt must be installed (vendor/bootstrap)")
+    dir = helpers.tmpdir("istgt")
     tgt_port = helpers.free_port()
     lab, port = start_lab(string.format("tgt_port=%d tgt_dir=%s", tgt_port, dir))
   end)
   teardown(function()
     lab:stop("INT")
-    -- safety net: never leave a tgtd behind
-    local f = io.open(dir .. "/tgtd.pid")
+    -- safety net: never leave an istgt behind
+    local f = io.open(dir .. "/istgt.pid")
     if f then
       local pid = tonumber(f:read("a"))
       f:close()
@@ -229,47 +230,74 @@ describe("TrueNAS lab with tgt", function()
     end
   end)
 
-  it("exports the mapping for real: iscsi-ls sees it, sbot.iscsi.probe reads its capacity", function()
+  local function probe(iqn, lun, initiator)
+    return iscsi.probe { portal = "127.0.0.1:" .. tgt_port, target = iqn, lun = lun, initiator = initiator, timeout = 10 }
+  end
+
+  it("exports only while iscsitarget runs, at the mapped LUN, to the target's initiator group", function()
     local c <close> = assert(ws.connect(string.format("ws://127.0.0.1:%d/api/current", port), { timeout = 5 }))
     local call = rpc_client(c)
     assert(call("auth.login_with_api_key", { KEY }))
     local portal = assert(call("iscsi.portal.create", { { listen = { { ip = "127.0.0.1" } } } }))
+    local ig = assert(call("iscsi.initiator.create", { { initiators = { GOOD } } }))
     assert(call("pool.dataset.create", { { name = "tank/node1", type = "VOLUME", volsize = 48 * MiB, sparse = true } }))
-    local t = assert(call("iscsi.target.create", { { name = "node1", groups = { { portal = portal.id } } } }))
+    local t = assert(call("iscsi.target.create", { { name = "node1", groups = { { portal = portal.id, initiator = ig.id } } } }))
     local e = assert(call("iscsi.extent.create", { { name = "node1", disk = "zvol/tank/node1" } }))
     local m = assert(call("iscsi.targetextent.create", { { target = t.id, extent = e.id, lunid = 0 } }))
     local iqn = call("iscsi.global.config").basename .. ":node1"
 
-    local ok, _, out = helpers.sh(string.format("iscsi-ls -s iscsi://127.0.0.1:%d 2>&1", tgt_port))
-    assert(ok, out)
-    assert.matches("Target:" .. iqn:gsub("%p", "%%%0"), out)
-
+    -- the service is stopped: nothing answers
+    local none, err = probe(iqn, 0, GOOD)
+    assert.is_nil(none)
+    assert.matches("login", err)
     local _, state = curl(port, "GET", "/lab/state", nil, false)
-    local tgt_lun = state.mappings[1].tgt_lun
-    assert.are.equal(1, tgt_lun)
-    local r = assert(iscsi.probe { portal = "127.0.0.1:" .. tgt_port, target = iqn, lun = tgt_lun,
-                                  initiator = "iqn.2024-01.org.sbot:r630-01", timeout = 10 })
+    assert.is_false(state.exports.running)
+
+    local jid = call("service.control", { "START", "iscsitarget", {} })
+    assert.is_true(call("core.get_jobs", { { { "id", "=", jid } }, { get = true } }).result)
+    local r = assert(probe(iqn, 0, GOOD))
     assert.are.equal(48 * MiB, r.capacity.bytes)
     assert.are.equal(512, r.capacity.block_size)
     assert.are.equal("TrueNAS", r.inquiry.vendor)
     assert.are.equal("iSCSI Disk", r.inquiry.product)
 
+    -- an initiator outside the group: "Target not found", as TrueNAS answers
+    local no, oerr, ocode = probe(iqn, 0, OTHER)
+    assert.is_nil(no)
+    assert.are.equal("login", ocode)
+    assert.matches("[Nn]ot found", oerr)
+
     -- a wrong target name is an iSCSI login error, not a crash
-    local none, err, code = iscsi.probe { portal = "127.0.0.1:" .. tgt_port, target = iqn .. "x", lun = 1, timeout = 5 }
-    assert.is_nil(none)
-    assert.are.equal("login", code)
-    assert.matches("lun 1", err)
+    local none2, err2, code2 = probe(iqn .. "x", 0, GOOD)
+    assert.is_nil(none2)
+    assert.are.equal("login", code2)
+    assert.matches("lun 0", err2)
+
+    -- the same LUN number on the wire as in the mapping: LUN 1 is another zvol
+    assert(call("pool.dataset.create", { { name = "tank/node1b", type = "VOLUME", volsize = 32 * MiB, sparse = true } }))
+    local e2 = assert(call("iscsi.extent.create", { { name = "node1b", disk = "zvol/tank/node1b" } }))
+    assert(call("iscsi.targetextent.create", { { target = t.id, extent = e2.id, lunid = 1 } }))
+    assert.are.equal(32 * MiB, assert(probe(iqn, 1, GOOD)).capacity.bytes)
+    assert.are.equal(48 * MiB, assert(probe(iqn, 0, GOOD)).capacity.bytes)
+
+    -- deleting the zvol under LUN 0 takes its extent and mapping along
+    assert.is_true(call("pool.dataset.delete", { "tank/node1" }))
+    assert.are.equal(0, #call("iscsi.targetextent.query", { { { "id", "=", m.id } } }))
+    assert.is_nil((probe(iqn, 0, GOOD)))
+    -- LUN 1 alone: TrueNAS would show it; istgt cannot, and the lab says so
+    local _, st2 = curl(port, "GET", "/lab/state", nil, false)
+    assert.matches("LUN 0", st2.tgt.unexported[1].reason)
+
+    -- stopped again: gone
+    assert.is_true(call("service.control", { "STOP", "iscsitarget" }) ~= nil)
+    assert.is_nil((probe(iqn, 1, GOOD)))
 
     -- nothing listening: a login error naming the portal
     local dead = helpers.free_port()
-    local none2, err2, code2 = iscsi.probe { portal = "127.0.0.1:" .. dead, target = iqn, lun = 1, timeout = 5 }
-    assert.is_nil(none2)
-    assert.are.equal("login", code2)
-    assert.matches("127.0.0.1:" .. dead, err2)
-    assert.matches("cannot connect", err2)
-
-    assert.is_true(call("iscsi.targetextent.delete", { m.id }))
-    ok, _, out = helpers.sh(string.format("iscsi-ls -s iscsi://127.0.0.1:%d 2>&1", tgt_port))
-    assert.not_matches(iqn:gsub("%p", "%%%0"), out)
+    local none3, err3, code3 = iscsi.probe { portal = "127.0.0.1:" .. dead, target = iqn, lun = 1, timeout = 5 }
+    assert.is_nil(none3)
+    assert.are.equal("login", code3)
+    assert.matches("127.0.0.1:" .. dead, err3)
+    assert.matches("cannot connect", err3)
   end)
 end)

@@ -246,6 +246,22 @@ describe("sbot.component", function()
     assert.matches("change 2 of 2 %(create b%) failed: .*refused b; 1 applied change%(s%) undone", r.error)
   end)
 
+  it("to_json redacts values before encoding them, and never a key", function()
+    require("sbot.log").add_secret('q"uote\\Zk7')
+    require("sbot.log").add_secret("phases")
+    local M = component.define { name = "json_escape",
+      discover = function() return { said = 'the device said q"uote\\Zk7', list = json.array { 'q"uote\\Zk7' } } end }
+    local c = assert(M.new())
+    c:execute()
+    local text = c:to_json()
+    assert.is_nil(text:find("Zk7", 1, true), text)
+    local back = assert(json.decode(text))
+    assert.are.equal("the device said <redacted>", back.discovery.said)
+    assert.are.same({ "<redacted>" }, back.discovery.list)
+    assert.is_table(back.phases) -- the key "phases" is a secret here, and stays a key
+    assert.is_true(back.phases.discover.ok)
+  end)
+
   it("keeps a discovery table in the results of a failed component", function()
     local M = component.define { name = "fails_early", discover = function() error("unreachable") end }
     local r = assert(M.new()):execute()

@@ -93,7 +93,7 @@ describe("component vault", function()
 
   it("as a site step of a workflow: a failed pre-flight keeps every server from running", function()
     local dir = helpers.tmpdir("vpre")
-    helpers.write_file(dir .. "/site.lua", string.format([[
+    helpers.write_private(dir .. "/site.lua", string.format([[
       local site = dofile(%q)
       site.components = { vault = { references = { "idrac/r630-01:password", "idrac/r630-09:password" } } }
       return site]], lab.dir .. "/site.lua"))

@@ -277,7 +277,7 @@ describe("site files with a vault section", function()
       lines[#lines + 1] = string.format('{ id = %q, idrac = { host = "10.0.0.1", password = %q } },', s.id, s.password)
     end
     local path = dir .. "/site.lua"
-    helpers.write_file(path, string.format([[
+    helpers.write_private(path, string.format([[
 local lab = dofile(%q)
 return {
   vault = %s,

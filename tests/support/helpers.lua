@@ -40,6 +40,14 @@ function M.write_file(path, data)
   f:close()
 end
 
+--- Write a file only its owner may read (mode 0600), e.g. a site file that
+-- holds secrets in clear (sbot.site refuses it at a looser mode).
+function M.write_private(path, data)
+  M.write_file(path, "")
+  assert(M.sh("chmod 600 " .. M.shquote(path)))
+  M.write_file(path, data)
+end
+
 --- Run sbot with an argument list; returns {code, stdout, stderr}.
 -- opts.env: a string of VAR=value assignments; opts.stdin: text to feed.
 function M.sbot(args, opts)

@@ -118,7 +118,7 @@ function M.start_lab(args)
   for _, a in ipairs(args or {}) do parts[#parts + 1] = helpers.shquote(a) end
   local proc = helpers.spawn(table.concat(parts, " "))
   local info
-  for _ = 1, 400 do -- 20 s: under ASan with tgtd the lab takes a while
+  for _ = 1, 400 do -- 20 s: under ASan with istgt the lab takes a while
     local f = io.open(dir .. "/lab.json", "rb")
     if f then
       info = json.decode(f:read("a"))

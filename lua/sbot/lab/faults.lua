@@ -12,6 +12,8 @@
 --   jobfail  (iDRAC) a configuration job ends Failed
 --   failpart (S3) UploadPart number N answers 500 InternalError (an integer)
 --   completeerr (S3) rate of CompleteMultipartUpload answered 200 with an <Error> body
+--   zvoldev  (TrueNAS) a new zvol's /dev node appears 0.5 s (x time scale) late: an extent
+--            created at once fails "Device /dev/zvol/... does not exist"
 --   corrupt  (installer mirror) rate of release downloads served with one byte changed
 --   sealed   (Vault) 1 = the Vault is sealed (every request but sys/health and
 --            sys/seal-status answers 503 "Vault is sealed"), 0 = unsealed
@@ -19,7 +21,7 @@ local M = {}
 
 local KEYS = {
   ["503"] = "rate", reset = "rate", drop = "rate", jobfail = "rate", latency = "ms",
-  failpart = "int", completeerr = "rate", corrupt = "rate", sealed = "flag",
+  failpart = "int", completeerr = "rate", corrupt = "rate", sealed = "flag", zvoldev = "rate",
 }
 
 --- A deterministic generator of floats in [0, 1) (xorshift64*, seeded by

@@ -38,7 +38,7 @@ in with AppRole; the root token is in DIR/vault-root-token).
                    requests give the same faults
   --time-scale X   multiply job, reboot and not-ready durations by X
                    (default 1: a config job ~0.5 s, a reboot ~1 s; 0.1 = 10x faster)
-  --tgt            export TrueNAS iSCSI targets with tgtd (TrueNAS model)
+  --tgt            export TrueNAS iSCSI targets for real with istgt (TrueNAS model)
   --idrac 8|9      iDRAC generation to simulate (default 8)
   --host ADDR      loopback address to listen on (default 127.0.0.1)
   --vault-namespace NS

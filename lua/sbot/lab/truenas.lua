@@ -22,7 +22,7 @@ local M = {}
 local null = json.null
 
 local ERRNO = { EPERM = 1, ENOENT = 2, EFAULT = 14, EBUSY = 16, EEXIST = 17, EINVAL = 22,
-                ENOSPC = 28, EACCES = 13, ENOTSUP = 95, ENOMETHOD = 201 }
+                ENOSPC = 28, EACCES = 13, ENOTSUP = 95, ENOMETHOD = 201, ENOTAUTHENTICATED = 207 }
 local ERRNAME = {}
 for k, v in pairs(ERRNO) do ERRNAME[v] = k end
 M.ERRNO = ERRNO
@@ -56,7 +56,9 @@ local function validation_error(list)
                     extra = extra, trace = null } }
 end
 
+-- A CallError: -32001, errno EFAULT unless the middleware gives another.
 local function call_error(errno, message)
+  errno = errno or ERRNO.EFAULT
   local name = ERRNAME[errno] or "EUNKNOWN"
   return { code = M.JSONRPC.CALL_ERROR, message = "Method call error",
            data = { error = errno, errname = name, reason = "[" .. name .. "] " .. message,
@@ -69,6 +71,14 @@ local Raised = {}
 local function raise(err) error(setmetatable({ err = err }, Raised), 0) end
 local function fail(errno, message) raise(call_error(errno, message)) end
 local function check(v) if v:any() then raise(validation_error(v.list)) end end
+-- "does not exist" is a validation error in 25.10: -32602 EINVAL with
+-- reason "[ENOENT] None: iSCSITarget 99 does not exist".
+local function not_found(what, id)
+  raise(validation_error({ { "None", string.format("%s %s does not exist", what, tostring(math.tointeger(id) or id)), ERRNO.ENOENT } }))
+end
+M.not_found_error = function(what, id)
+  return validation_error({ { "None", string.format("%s %s does not exist", what, tostring(math.tointeger(id) or id)), ERRNO.ENOENT } })
+end
 
 ---------------------------------------------------------------------------
 -- Query filters and options: [["name", "=", "x"]], {get = true, ...}
@@ -277,7 +287,7 @@ end
 --- Create a model (the state and the API, no network). opts: api_key (required), username ("root"),
 -- pool ("tank"), pool_size (bytes, default 1 TiB), hostname ("truenas-lab"),
 -- basename ("iqn.2005-10.org.freenas.ctl"), schemas (path or registry),
--- tgt (an object with :export(entry) / :unexport(entry), see sbot.lab.tgt),
+-- tgt (an object with :apply(export_config), see sbot.lab.istgt),
 -- clock (function returning seconds).
 function M.model(opts)
   opts = opts or {}
@@ -295,8 +305,14 @@ function M.model(opts)
     schemas = schemas,
     tgt = opts.tgt,
     clock = opts.clock or os.time,
+    now = opts.now or require("sbot.sys").monotime,
+    scale = opts.scale or 1,
+    export_host = opts.export_host or "127.0.0.1",
+    fault = opts.fault or function() return false end,
     started = (opts.clock or os.time)(),
     calls = 0,
+    writes = 0,
+    rate = {},
     state = {
       system = { hostname = opts.hostname or "truenas-lab", version = "25.10.0" },
       pools = { [pool] = { id = 1, name = pool, guid = "1234567890123456789", status = "ONLINE",
@@ -309,7 +325,8 @@ function M.model(opts)
         portals = {}, initiators = {}, targets = {}, extents = {}, targetextents = {},
       },
       services = {},
-      next_id = { portal = 1, initiator = 1, target = 1, extent = 1, targetextent = 1, service = 1 },
+      jobs = {},
+      next_id = { portal = 1, initiator = 1, target = 1, extent = 1, targetextent = 1, service = 1, job = 1 },
       tgt_errors = {},
     },
   }, Model)
@@ -330,8 +347,9 @@ function Model:next_id(kind)
 end
 
 --- A new connection's session (authenticated = false).
-function Model:session()
-  return { authenticated = false }
+function Model:session(ip)
+  return { authenticated = false, ip = ip, options = { legacy_jobs = true, private_methods = false,
+                                                       py_exceptions = false } }
 end
 
 -- Bytes the pool has left: its size less every non-sparse zvol.
@@ -340,7 +358,7 @@ function Model:pool_free(pool)
   local used = 0
   for _, ds in pairs(self.state.datasets) do
     if ds.pool == pool then
-      used = used + (ds.type == "VOLUME" and not ds.sparse and ds.volsize or 0)
+      used = used + (ds.type == "VOLUME" and ds.refreservation or 0)
     end
   end
   return p.size - used
@@ -366,9 +384,8 @@ function Model:dataset_entry(ds)
     e.volsize = prop(ds.volsize, tostring(ds.volsize))
     e.volsize.value = human_size(ds.volsize)
     e.volblocksize = prop(ds.volblocksize, ds.volblocksize_text, "DEFAULT")
-    e.sparse = prop(ds.sparse, ds.sparse and "true" or "false")
-    local refres = ds.sparse and 0 or ds.volsize
-    e.refreservation = prop(refres, tostring(refres))
+    -- no `sparse` key on a zvol entry: thin = refreservation 0
+    e.refreservation = prop(ds.refreservation, tostring(ds.refreservation))
   end
   local free = self:pool_free(ds.pool)
   e.available = prop(free, tostring(free))
@@ -386,26 +403,94 @@ function Model:mapping_info(te)
   local zvol = extent and extent.disk and self.state.datasets[extent.disk:gsub("^zvol/", "")]
   return { id = te.id, target_id = te.target, iqn = target and self:iqn(target), lun = te.lunid,
            extent = extent and extent.name, serial = extent and extent.serial,
-           zvol = zvol and zvol.id, size = zvol and zvol.volsize, blocksize = extent and extent.blocksize,
-           tgt_lun = self.tgt and self.tgt.lun_offset and (te.lunid + self.tgt.lun_offset) or nil }
+           zvol = zvol and zvol.id, size = zvol and zvol.volsize, blocksize = extent and extent.blocksize }
 end
 
-function Model:tgt_export(te)
-  if not self.tgt then return end
-  local ok, err = self.tgt:export(self:mapping_info(te))
-  if not ok then
-    -- the mapping exists in the model; the export failure is recorded for
-    -- /lab/state and returned to the client as the real one would report a
-    -- failed reload
-    self.state.tgt_errors[#self.state.tgt_errors + 1] = tostring(err)
-    fail(ERRNO.EFAULT, "iSCSI target export failed: " .. tostring(err))
+-- The listen IPs of a portal as the lab can serve them: a wildcard is the
+-- lab's address, a loopback address is itself, anything else cannot be bound
+-- on this host and is left out.
+function Model:portal_ips(portal)
+  local ips = {}
+  for _, l in ipairs(portal.listen) do
+    if l.ip == "0.0.0.0" or l.ip == "::" then ips[#ips + 1] = self.export_host
+    elseif l.ip:match("^127%.") or l.ip == "::1" then ips[#ips + 1] = l.ip end
   end
+  return ips
 end
 
-function Model:tgt_unexport(te)
+--- What TrueNAS 25.10 exports right now: nothing unless the iscsitarget
+-- service is RUNNING; per target, its enabled extents at their LUN ids, visible
+-- only to the initiator + portal pairs of its groups (a group without an
+-- initiator group, or an initiator group without names, allows every
+-- initiator; the target's auth_networks restrict the addresses).
+-- -> {nodebase, running, targets = {{name, iqn, alias, groups = {{portals, initiators, netmasks}}, luns}}}
+function Model:export_config()
+  local st = self.state
+  local cfg = { nodebase = st.iscsi.global.basename, targets = {},
+                running = st.services.iscsitarget.state == "RUNNING" }
+  if not cfg.running then return cfg end
+  for _, t in ipairs(sorted_values(st.iscsi.targets)) do
+    local luns = {}
+    for _, te in ipairs(sorted_values(st.iscsi.targetextents)) do
+      local e = st.iscsi.extents[te.extent]
+      local zvol = te.target == t.id and e and e.enabled ~= false and e.disk and st.datasets[e.disk:gsub("^zvol/", "")]
+      if zvol then
+        luns[#luns + 1] = { lun = te.lunid, zvol = zvol.id, size = zvol.volsize, serial = e.serial,
+                            blocksize = e.blocksize, vendor = e.vendor, product = e.product_id or "iSCSI Disk" }
+      end
+    end
+    local groups = {}
+    for _, g in ipairs(t.groups) do
+      local portal = st.iscsi.portals[g.portal]
+      local ips = portal and self:portal_ips(portal) or {}
+      local ig = g.initiator ~= null and g.initiator ~= nil and st.iscsi.initiators[g.initiator]
+      local names = {}
+      if ig then for _, n in ipairs(ig.initiators) do names[#names + 1] = n end end
+      if #names == 0 then names = { "ALL" } end -- an empty initiator group allows all
+      local nets = {}
+      for _, n in ipairs(t.auth_networks or {}) do nets[#nets + 1] = n end
+      if #nets == 0 then nets = { "ALL" } end
+      if #ips > 0 then
+        groups[#groups + 1] = { portals = ips, initiators = names, netmasks = nets }
+      end
+    end
+    if #luns > 0 then
+      cfg.targets[#cfg.targets + 1] = { name = t.name, iqn = self:iqn(t),
+        alias = t.alias ~= null and t.alias or nil, groups = groups, luns = luns }
+    end
+  end
+  return cfg
+end
+
+--- Push the export configuration to the real target (istgt) when there is
+-- one. A failure is recorded (/lab/state tgt_errors); the API call that
+-- caused it still succeeds, as a TrueNAS whose target reload failed.
+function Model:sync_export()
   if not self.tgt then return end
-  local ok, err = self.tgt:unexport(self:mapping_info(te))
+  local ok, err = self.tgt:apply(self:export_config())
   if not ok then self.state.tgt_errors[#self.state.tgt_errors + 1] = tostring(err) end
+end
+
+--- Whether `initiator` would see LUN `lun` of target `iqn` through a portal
+-- on `ip` (the model's answer, used without a real target): true or false, reason.
+function Model:visible(iqn, lun, initiator, ip)
+  local cfg = self:export_config()
+  if not cfg.running then return false, "the iscsitarget service is not running" end
+  for _, t in ipairs(cfg.targets) do
+    if t.iqn == iqn then
+      local seen
+      for _, g in ipairs(t.groups) do
+        local pok, iok = false, false
+        for _, p in ipairs(g.portals) do if not ip or p == ip then pok = true end end
+        for _, n in ipairs(g.initiators) do if n == "ALL" or n == initiator then iok = true end end
+        if pok and iok then seen = true end
+      end
+      if not seen then return false, "Target not found: " .. tostring(initiator) .. " is in none of the target's groups" end
+      for _, l in ipairs(t.luns) do if l.lun == tonumber(lun) then return true end end
+      return false, "target " .. iqn .. " has no LUN " .. tostring(lun)
+    end
+  end
+  return false, "Target not found: " .. tostring(iqn) .. " is not exported"
 end
 
 --- What /lab/state shows for this device.
@@ -421,7 +506,10 @@ function Model:lab_state()
               extents = sorted_values(s.iscsi.extents), targetextents = sorted_values(s.iscsi.targetextents) },
     mappings = mappings,
     services = sorted_values(s.services),
+    jobs = sorted_values(s.jobs),
+    exports = self:export_config(),
     calls = self.calls,
+    writes = self.writes,
     tgt_errors = s.tgt_errors,
     tgt = self.tgt and self.tgt.state and self.tgt:state() or nil,
   }
@@ -564,9 +652,8 @@ methods["pool.dataset.create"] = { schema = "pool_dataset.PoolDatasetCreateArgs"
     v:add("pool_dataset_create.name", "Path " .. name .. " already exists", ERRNO.EEXIST)
     check(v)
   end
-  if #("/dev/zvol/" .. name) > 63 and data.type == "VOLUME" then
-    v:add("pool_dataset_create.name",
-      "Zvol device path /dev/zvol/" .. name .. " is longer than 63 characters")
+  if #name > 255 then -- ZFS's own limit (ZFS_MAX_DATASET_NAME_LEN); TrueNAS adds none for zvols
+    v:add("pool_dataset_create.name", "Dataset name is too long (" .. #name .. " > 255 characters)")
   end
   if rest:find("[^%w%._%-:/ ]") or rest:find("//") or rest:sub(-1) == "/" then
     v:add("pool_dataset_create.name", "Invalid dataset name " .. name)
@@ -587,19 +674,29 @@ methods["pool.dataset.create"] = { schema = "pool_dataset.PoolDatasetCreateArgs"
       v:add("pool_dataset_create.volblocksize", "Input should be one of the valid block sizes")
     elseif volsize <= 0 then
       v:add("pool_dataset_create.volsize", "Input should be greater than 0")
-    elseif volsize % bs ~= 0 and not data.force_size then
+    elseif volsize % bs ~= 0 then
       v:add("pool_dataset_create.volsize", "Volume size should be a multiple of volume block size")
     end
+    -- 80 % of the parent's available space, sparse or not, unless force_size
     local sparse = data.sparse == true
-    if not sparse and volsize > self:pool_free(pool) and not data.force_size then
-      v:add("pool_dataset_create.volsize", string.format(
-        "It is not recommended to use more than 80%% of your available space for VOLUME " ..
-        "(requested %d bytes, %d bytes available on pool %s)", volsize, self:pool_free(pool), pool),
-        ERRNO.ENOSPC)
+    local avail = self:pool_free(pool)
+    if volsize > 0 and volsize > avail * 0.8 and not data.force_size then
+      v:add("pool_dataset_create.volsize",
+        "It is not recommended to use more than 80% of your available space for VOLUME")
     end
-    ds.volsize, ds.sparse, ds.volblocksize, ds.volblocksize_text = volsize, sparse, bs, bs_text
+    ds.volsize, ds.volblocksize, ds.volblocksize_text = volsize, bs, bs_text
+    ds.refreservation = sparse and 0 or volsize
   end
   check(v)
+  if ds.type == "VOLUME" and ds.refreservation > self:pool_free(pool) then
+    -- forced past the rule, ZFS itself refuses a reservation it cannot hold
+    fail(ERRNO.EFAULT, "Failed to create dataset: cannot create '" .. name .. "': out of space")
+  end
+  if ds.type == "VOLUME" and self.fault("zvoldev") then
+    -- the /dev/zvol node shows up a little later (udev): an extent made at
+    -- once fails "Device ... does not exist" until then
+    ds.device_at = self.now() + 0.5 * self.scale
+  end
   if data.create_ancestors and not parent_ds then
     local path = pool
     for part in rest:gmatch("[^/]+") do
@@ -615,6 +712,14 @@ methods["pool.dataset.create"] = { schema = "pool_dataset.PoolDatasetCreateArgs"
   return self:dataset_entry(ds)
 end }
 
+local function targetextents_of(self, key, id)
+  local list = {}
+  for _, te in ipairs(sorted_values(self.state.iscsi.targetextents)) do
+    if te[key] == id then list[#list + 1] = te end
+  end
+  return list
+end
+
 function Model:extents_on(zvol)
   local list = {}
   for _, e in ipairs(sorted_values(self.state.iscsi.extents)) do
@@ -623,10 +728,33 @@ function Model:extents_on(zvol)
   return list
 end
 
+methods["pool.dataset.get_instance"] = { fn = function(self, args)
+  if #args ~= 1 or type(args[1]) ~= "string" then
+    raise(validation_error({ { "id", "Input should be a valid string", ERRNO.EINVAL } }))
+  end
+  local ds = self.state.datasets[args[1]]
+  if not ds then not_found("Dataset", args[1]) end
+  return self:dataset_entry(ds)
+end }
+
+-- Delete an extent, its mappings, and the targets that are left without a
+-- LUN (what the middleware does when the zvol under an extent goes).
+function Model:cascade_extent(e)
+  local targets = {}
+  for _, te in ipairs(targetextents_of(self, "extent", e.id)) do
+    targets[te.target] = true
+    self.state.iscsi.targetextents[te.id] = nil
+  end
+  self.state.iscsi.extents[e.id] = nil
+  for tid in pairs(targets) do
+    if #targetextents_of(self, "target", tid) == 0 then self.state.iscsi.targets[tid] = nil end
+  end
+end
+
 methods["pool.dataset.delete"] = { schema = "pool_dataset.PoolDatasetDeleteArgs", fn = function(self, args)
   local id, options = args[1], args[2] or {}
   local ds = self.state.datasets[id]
-  if not ds then fail(ERRNO.ENOENT, "None: dataset " .. id .. " does not exist") end
+  if not ds then not_found("Dataset", id) end
   if self.state.pools[id] then fail(ERRNO.EINVAL, "Root dataset " .. id .. " of a pool cannot be deleted") end
   local children = {}
   for cid in pairs(self.state.datasets) do
@@ -637,21 +765,16 @@ methods["pool.dataset.delete"] = { schema = "pool_dataset.PoolDatasetDeleteArgs"
       "': filesystem has children\nuse '-r' to destroy the following datasets:\n" .. table.concat(children, "\n"))
   end
   table.sort(children)
+  -- not refused: the extents on these zvols go too, with their mappings and
+  -- any target left without LUNs (TrueNAS 25.10)
+  children[#children + 1] = id
   for _, cid in ipairs(children) do
-    if #self:extents_on(cid) > 0 and not options.force then
-      fail(ERRNO.EBUSY, "Failed to delete dataset: cannot destroy '" .. cid .. "': dataset is busy")
-    end
-  end
-  local users = self:extents_on(id)
-  if #users > 0 and not options.force then
-    fail(ERRNO.EBUSY, "Failed to delete dataset: cannot destroy '" .. id ..
-      "': dataset is busy (used by iSCSI extent " .. users[1].name .. ")")
+    for _, e in ipairs(self:extents_on(cid)) do self:cascade_extent(e) end
   end
   for _, cid in ipairs(children) do self.state.datasets[cid] = nil end
-  self.state.datasets[id] = nil
+  self:sync_export()
   if self.tgt and self.tgt.zvol_deleted then
     for _, cid in ipairs(children) do self.tgt:zvol_deleted(cid) end
-    self.tgt:zvol_deleted(id)
   end
   return true
 end }
@@ -665,6 +788,7 @@ end }
 
 local function crud(kind, plural, schema_prefix, arg_prefix, hooks)
   local prefix = "iscsi." .. kind
+  local verbose = hooks.verbose
   methods[prefix .. ".query"] = { fn = function(self, args)
     local filters, options = query_args(args)
     local list = {}
@@ -673,7 +797,7 @@ local function crud(kind, plural, schema_prefix, arg_prefix, hooks)
   end }
   methods[prefix .. ".get_instance"] = { fn = function(self, args)
     local obj = self.state.iscsi[plural][int(args[1])]
-    if not obj then fail(ERRNO.ENOENT, string.format("%s %s does not exist", prefix, tostring(args[1]))) end
+    if not obj then not_found(verbose, args[1]) end
     return hooks.entry(self, obj)
   end }
   methods[prefix .. ".create"] = { schema = schema_prefix .. "CreateArgs", fn = function(self, args)
@@ -695,7 +819,7 @@ local function crud(kind, plural, schema_prefix, arg_prefix, hooks)
   methods[prefix .. ".update"] = { schema = schema_prefix .. "UpdateArgs", fn = function(self, args)
     local id, data = int(args[1]), args[2]
     local old = self.state.iscsi[plural][id]
-    if not old then fail(ERRNO.ENOENT, string.format("%s %d does not exist", prefix, id)) end
+    if not old then not_found(verbose, id) end
     local merged = copy(old)
     for k, val in pairs(data) do merged[k] = val end
     local v = verrors()
@@ -709,7 +833,7 @@ local function crud(kind, plural, schema_prefix, arg_prefix, hooks)
   methods[prefix .. ".delete"] = { schema = schema_prefix .. "DeleteArgs", fn = function(self, args)
     local id = int(args[1])
     local obj = self.state.iscsi[plural][id]
-    if not obj then fail(ERRNO.ENOENT, string.format("%s %d does not exist", prefix, id)) end
+    if not obj then not_found(verbose, id) end
     if hooks.delete then hooks.delete(self, obj, args) end
     self.state.iscsi[plural][id] = nil
     return true
@@ -724,6 +848,7 @@ end
 
 -- portal
 crud("portal", "portals", "iscsi_portal.ISCSIPortal", "iscsi_portal", {
+  verbose = "iSCSIPortal",
   validate = function(self, data, old, v, at)
     local seen = {}
     for i, l in ipairs(data.listen or {}) do
@@ -769,6 +894,7 @@ crud("portal", "portals", "iscsi_portal.ISCSIPortal", "iscsi_portal", {
 
 -- initiator group
 crud("initiator", "initiators", "iscsi_initiator.iSCSITargetAuthorizedInitiator", "iscsi_initiator", {
+  verbose = "iSCSITargetAuthorizedInitiator",
   validate = function() end,
   build = function(_, data, id)
     local list = json.array()
@@ -788,15 +914,9 @@ crud("initiator", "initiators", "iscsi_initiator.iSCSITargetAuthorizedInitiator"
 })
 
 -- target
-local function targetextents_of(self, key, id)
-  local list = {}
-  for _, te in ipairs(sorted_values(self.state.iscsi.targetextents)) do
-    if te[key] == id then list[#list + 1] = te end
-  end
-  return list
-end
 
 crud("target", "targets", "iscsi_target.iSCSITarget", "iscsi_target", {
+  verbose = "iSCSITarget",
   validate = function(self, data, old, v, at)
     local name = data.name
     if type(name) == "string" then
@@ -846,41 +966,24 @@ crud("target", "targets", "iscsi_target.iSCSITarget", "iscsi_target", {
              iscsi_parameters = data.iscsi_parameters == nil and null or data.iscsi_parameters }
   end,
   entry = function(_, t) return copy(t) end,
-  updated = function(self, old, new)
-    if old.name ~= new.name then
-      -- re-export under the new IQN
-      for _, te in ipairs(targetextents_of(self, "target", old.id)) do
-        self:tgt_unexport(te)
-        self.state.iscsi.targets[old.id] = new
-        self:tgt_export(te)
-        self.state.iscsi.targets[old.id] = old
-      end
-    end
-  end,
   delete = function(self, t, args)
-    local force, delete_extents = args[2], args[3]
-    local maps = targetextents_of(self, "target", t.id)
-    if self.tgt and self.tgt.sessions and not force then
-      local n = self.tgt:sessions(self:iqn(t))
-      if n and n > 0 then fail(ERRNO.EBUSY, "Target " .. t.name .. " is in use.") end
-    end
-    for _, te in ipairs(maps) do
-      self:tgt_unexport(te)
+    local delete_extents = args[3]
+    for _, te in ipairs(targetextents_of(self, "target", t.id)) do
       self.state.iscsi.targetextents[te.id] = nil
-      if delete_extents then
-        local still = #targetextents_of(self, "extent", te.extent) > 0
-        if not still then self.state.iscsi.extents[te.extent] = nil end
+      if delete_extents and #targetextents_of(self, "extent", te.extent) == 0 then
+        self.state.iscsi.extents[te.extent] = nil
       end
     end
   end,
 })
 
--- extent
+-- extent: a 15-hex-digit serial, vendor TrueNAS, product "iSCSI Disk", path = disk
 local function serial_for(id)
-  return string.format("%012x%03d", 0x1e0a0b0c0d0e + id, id % 1000)
+  return string.format("%012x%03x", 0x1e0a0b0c0d0e, id % 4096)
 end
 
 crud("extent", "extents", "iscsi_extent.iSCSITargetExtent", "iscsi_extent", {
+  verbose = "iSCSITargetExtent",
   validate = function(self, data, old, v, at)
     if find_by(self.state.iscsi.extents, "name", data.name, old and old.id) then
       v:add(at .. ".name", "Extent name must be unique", ERRNO.EEXIST)
@@ -898,9 +1001,8 @@ crud("extent", "extents", "iscsi_extent.iSCSITargetExtent", "iscsi_extent", {
     local ds = zvol and self.state.datasets[zvol]
     if not zvol then
       v:add(at .. ".disk", "Disk must be of the form zvol/<pool>/<name>")
-    elseif not ds or ds.type ~= "VOLUME" then
-      v:add(at .. ".disk", "Device /dev/zvol/" .. zvol .. " for volume " .. zvol .. " does not exist",
-        ERRNO.ENOENT)
+    elseif not ds or ds.type ~= "VOLUME" or (ds.device_at and self.now() < ds.device_at) then
+      v:add(at .. ".disk", "Device /dev/zvol/" .. zvol .. " for volume " .. zvol .. " does not exist")
     else
       for _, e in pairs(self.state.iscsi.extents) do
         if e.disk == disk and (not old or e.id ~= old.id) then
@@ -915,33 +1017,15 @@ crud("extent", "extents", "iscsi_extent.iSCSITargetExtent", "iscsi_extent", {
     e.serial = (data.serial ~= nil and data.serial ~= null) and data.serial or serial_for(id)
     e.naa = e.naa or string.format("0x6589cfc0000000%018x", id)
     e.vendor = "TrueNAS"
+    e.product_id = (data.product_id ~= nil and data.product_id ~= null) and data.product_id or "iSCSI Disk"
     e.locked = false
-    e.path = e.path == nil and null or e.path
+    e.path = e.disk ~= nil and e.disk or null
     e.blocksize = int(e.blocksize)
     return e
   end,
   entry = function(_, e) return copy(e) end,
-  updated = function(self, old, new)
-    if old.disk ~= new.disk then
-      for _, te in ipairs(targetextents_of(self, "extent", old.id)) do
-        self:tgt_unexport(te)
-      end
-      self.state.iscsi.extents[old.id] = new
-      for _, te in ipairs(targetextents_of(self, "extent", old.id)) do self:tgt_export(te) end
-    end
-  end,
-  delete = function(self, e, args)
-    local _, force = args[2], args[3]
-    local maps = targetextents_of(self, "extent", e.id)
-    if #maps > 0 and not force and self.tgt and self.tgt.sessions then
-      for _, te in ipairs(maps) do
-        local t = self.state.iscsi.targets[te.target]
-        local n = t and self.tgt:sessions(self:iqn(t))
-        if n and n > 0 then fail(ERRNO.EBUSY, "Associated target " .. t.name .. " is in use.") end
-      end
-    end
-    for _, te in ipairs(maps) do
-      self:tgt_unexport(te)
+  delete = function(self, e)
+    for _, te in ipairs(targetextents_of(self, "extent", e.id)) do
       self.state.iscsi.targetextents[te.id] = nil
     end
     -- remove (delete the backing file) only applies to FILE extents, which
@@ -949,8 +1033,10 @@ crud("extent", "extents", "iscsi_extent.iSCSITargetExtent", "iscsi_extent", {
   end,
 })
 
--- target <-> extent mapping
+-- target <-> extent mapping: LUN ids 0..16382, shown as given; an extent
+-- belongs to one target only
 crud("targetextent", "targetextents", "iscsi_target_to_extent.iSCSITargetToExtent", "iscsi_target_to_extent", {
+  verbose = "iSCSITargetToExtent",
   validate = function(self, data, old, v, at)
     local target, extent = int(data.target), int(data.extent)
     if not self.state.iscsi.targets[target] then
@@ -961,7 +1047,7 @@ crud("targetextent", "targetextents", "iscsi_target_to_extent.iSCSITargetToExten
     end
     local lunid = data.lunid
     if lunid ~= nil and lunid ~= null then
-      if lunid < 0 or lunid > 1023 then v:add(at .. ".lunid", "LUN ID must be between 0 and 1023") end
+      if lunid < 0 or lunid > 16382 then v:add(at .. ".lunid", "LUN ID must be between 0 and 16382") end
       for _, te in pairs(self.state.iscsi.targetextents) do
         if te.target == target and te.lunid == int(lunid) and (not old or te.id ~= old.id) then
           v:add(at .. ".lunid", "LUN ID is already being used for this target.", ERRNO.EEXIST)
@@ -969,8 +1055,12 @@ crud("targetextent", "targetextents", "iscsi_target_to_extent.iSCSITargetToExten
       end
     end
     for _, te in pairs(self.state.iscsi.targetextents) do
-      if te.target == target and te.extent == extent and (not old or te.id ~= old.id) then
-        v:add(at .. ".target", "Extent is already in this target.", ERRNO.EEXIST)
+      if te.extent == extent and (not old or te.id ~= old.id) then
+        if te.target == target then
+          v:add(at .. ".target", "Extent is already in this target.", ERRNO.EEXIST)
+        else
+          v:add(at .. ".extent", "Extent is already in use.")
+        end
       end
     end
   end,
@@ -988,21 +1078,6 @@ crud("targetextent", "targetextents", "iscsi_target_to_extent.iSCSITargetToExten
     return { id = id, target = target, extent = int(data.extent), lunid = int(lunid) }
   end,
   entry = function(_, te) return copy(te) end,
-  created = function(self, te) self:tgt_export(te) end,
-  updated = function(self, old, new)
-    self:tgt_unexport(old)
-    self.state.iscsi.targetextents[old.id] = new
-    self:tgt_export(new)
-  end,
-  delete = function(self, te, args)
-    local force = args[2]
-    local t = self.state.iscsi.targets[te.target]
-    if t and self.tgt and self.tgt.sessions and not force then
-      local n = self.tgt:sessions(self:iqn(t))
-      if n and n > 0 then fail(ERRNO.EBUSY, "Associated target " .. t.name .. " is in use.") end
-    end
-    self:tgt_unexport(te)
-  end,
 })
 
 -- services ------------------------------------------------------------------
@@ -1011,6 +1086,14 @@ methods["service.query"] = { fn = function(self, args)
   local filters, options = query_args(args)
   return M.filter_list(sorted_values(self.state.services), filters, options)
 end }
+
+local function find_service(self, name)
+  local svc = self.state.services[name]
+  if not svc then
+    for _, x in pairs(self.state.services) do if x.id == name then svc = x end end
+  end
+  return svc
+end
 
 local function service_args(self, args, method)
   local v = verrors()
@@ -1022,34 +1105,74 @@ local function service_args(self, args, method)
     v:add("", string.format("Too many arguments (expected 2, found %d)", #args))
     check(v)
   end
+  if args[2] ~= nil and args[2] ~= null and not jsonschema.is_object(args[2]) then
+    v:add("options", "Input should be a valid dictionary")
+    check(v)
+  end
   local svc = self.state.services[args[1]]
   if not svc then fail(ERRNO.ENOENT, "The service " .. args[1] .. " does not exist (" .. method .. ")") end
   return svc
 end
 
+local function set_running(self, svc, running)
+  svc.state = running and "RUNNING" or "STOPPED"
+  svc.pids = running and json.array { 1000 + svc.id } or json.array()
+  self:sync_export()
+end
+
 methods["service.start"] = { fn = function(self, args)
-  local svc = service_args(self, args, "service.start")
-  svc.state = "RUNNING"
-  svc.pids = json.array { 1000 + svc.id }
+  set_running(self, service_args(self, args, "service.start"), true)
   return true
 end }
 
 methods["service.stop"] = { fn = function(self, args)
-  local svc = service_args(self, args, "service.stop")
-  svc.state = "STOPPED"
-  svc.pids = json.array()
-  return false
+  set_running(self, service_args(self, args, "service.stop"), false)
+  return true
+end }
+
+local VERBS = { START = true, STOP = true, RESTART = true, RELOAD = true }
+-- 25.10: service.control(verb, service, options) is a job; its result says
+-- whether the service runs (START/RESTART/RELOAD) or stopped (STOP).
+methods["service.control"] = { job = true, check = function(_, args)
+  local v = verrors()
+  if not VERBS[args[1]] then
+    v:add("verb", "Input should be 'START', 'STOP', 'RESTART' or 'RELOAD'")
+  end
+  if type(args[2]) ~= "string" then v:add("service", "Input should be a valid string") end
+  if args[3] ~= nil and args[3] ~= null and not jsonschema.is_object(args[3]) then
+    v:add("options", "Input should be a valid dictionary")
+  end
+  if #args > 3 then v:add("", string.format("Too many arguments (expected 3, found %d)", #args)) end
+  check(v)
+  for k, val in pairs(args[3] or {}) do
+    if k ~= "ha_propagate" and k ~= "silent" and k ~= "timeout" then
+      v:add("options." .. tostring(k), "Extra inputs are not permitted")
+    elseif k ~= "timeout" and type(val) ~= "boolean" then
+      v:add("options." .. k, "Input should be a valid boolean")
+    end
+  end
+  check(v)
+end, fn = function(self, args)
+  local svc = self.state.services[args[2]]
+  if not svc then fail(ERRNO.ENOENT, "The service " .. args[2] .. " does not exist") end
+  if args[1] == "STOP" then
+    set_running(self, svc, false)
+    return true
+  end
+  if args[1] == "RELOAD" and svc.state ~= "RUNNING" then return false end
+  set_running(self, svc, true)
+  return true
 end }
 
 methods["service.update"] = { fn = function(self, args)
-  local svc = self.state.services[args[1]]
-  if not svc then
-    for _, s in pairs(self.state.services) do if s.id == args[1] then svc = s end end
-  end
-  if not svc then fail(ERRNO.ENOENT, "The service " .. tostring(args[1]) .. " does not exist") end
+  local svc = find_service(self, args[1])
+  if not svc then not_found("Service", args[1]) end
   local data = args[2]
   if not jsonschema.is_object(data) then
     raise(validation_error({ { "service_update", "Input should be a valid dictionary", ERRNO.EINVAL } }))
+  end
+  if data.enable == nil then
+    raise(validation_error({ { "service_update.enable", "Field required", ERRNO.EINVAL } }))
   end
   for k, val in pairs(data) do
     if k ~= "enable" then
@@ -1058,14 +1181,109 @@ methods["service.update"] = { fn = function(self, args)
     if type(val) ~= "boolean" then
       raise(validation_error({ { "service_update.enable", "Input should be a valid boolean", ERRNO.EINVAL } }))
     end
-    svc.enable = val
   end
+  svc.enable = data.enable
   return svc.id
+end }
+
+-- jobs ------------------------------------------------------------------------
+-- Lab jobs run to their end inside the call that starts them (no waiting
+-- state is observable); what a client sees is TrueNAS's protocol: with
+-- legacy_jobs (the default) the call returns the job id, followed with
+-- core.job_wait (itself a job) or core.get_jobs; after core.set_options
+-- {legacy_jobs = false} the call returns the job's result or its error.
+
+local function iso() return os.date("!%Y-%m-%dT%H:%M:%SZ") end
+
+function Model:run_job(method, args, fn, session)
+  local id = self:next_id("job")
+  local job = { id = id, method = method, arguments = copy(args), message_ids = json.array(),
+                transient = false, description = null, abortable = false, logs_path = null,
+                logs_excerpt = null, progress = { percent = 0, description = null, extra = null },
+                result = null, result_encoding_error = null, error = null, exception = null,
+                exc_info = null, state = "RUNNING", time_started = { ["$date"] = iso() },
+                time_finished = null, credentials = { type = "API_KEY", data = { username = session.username } } }
+  self.state.jobs[id] = job
+  local ok, result = pcall(fn, self, args, session)
+  job.time_finished = { ["$date"] = iso() }
+  if ok then
+    job.state, job.result = "SUCCESS", result == nil and null or result
+    job.progress = { percent = 100, description = null, extra = null }
+  else
+    local err = getmetatable(result) == Raised and result.err
+      or call_error(ERRNO.EFAULT, tostring(result))
+    job.state = "FAILED"
+    job.error = err.data and err.data.reason or err.message
+    job.exception = job.error
+    job.exc_info = { repr = job.error, type = err.code == M.JSONRPC.INVALID_PARAMS and "VALIDATION" or "CallError",
+                     errno = err.data and err.data.error or ERRNO.EFAULT,
+                     extra = err.data and err.data.extra or null }
+    job.raised = err
+  end
+  return job
+end
+
+methods["core.get_jobs"] = { fn = function(self, args)
+  local filters, options = query_args(args)
+  local list = {}
+  for _, j in ipairs(sorted_values(self.state.jobs)) do
+    local e = copy(j)
+    e.raised = nil
+    list[#list + 1] = e
+  end
+  return M.filter_list(list, filters, options)
+end }
+
+methods["core.job_wait"] = { job = true, check = function(_, args)
+  if #args ~= 1 or not math.tointeger(args[1]) then
+    raise(validation_error({ { "id", "Input should be a valid integer", ERRNO.EINVAL } }))
+  end
+end, fn = function(self, args)
+  local id = math.tointeger(args[1])
+  local job = self.state.jobs[id]
+  if not job then fail(ERRNO.ENOENT, "Job with id " .. id .. " does not exist") end
+  if job.state == "FAILED" then raise(job.raised) end
+  return job.result
+end }
+
+methods["core.set_options"] = { fn = function(_, args, session)
+  local opts = args[1]
+  if #args ~= 1 or not jsonschema.is_object(opts) then
+    raise(validation_error({ { "options", "Input should be a valid dictionary", ERRNO.EINVAL } }))
+  end
+  for _, k in ipairs { "legacy_jobs", "private_methods", "py_exceptions" } do
+    if opts[k] ~= nil then
+      if type(opts[k]) ~= "boolean" then
+        raise(validation_error({ { "options." .. k, "Input should be a valid boolean", ERRNO.EINVAL } }))
+      end
+      session.options[k] = opts[k]
+    end
+  end -- other keys are ignored (newer clients may send more)
+  return copy(session.options)
+end }
+
+methods["core.get_methods"] = { fn = function(self, args)
+  local only = args[1] ~= null and args[1] or nil
+  local out = {}
+  for name, m in pairs(methods) do
+    if not only or name:sub(1, #only + 1) == only .. "." then
+      out[name] = { job = m.job == true, description = null, require_websocket = false }
+    end
+  end
+  return out
 end }
 
 ---------------------------------------------------------------------------
 -- Dispatch
 ---------------------------------------------------------------------------
+
+local function is_write(method)
+  return method:match("%.create$") or method:match("%.update$") or method:match("%.delete$")
+    or method:match("^service%.") and method ~= "service.query"
+end
+M.is_write = is_write
+
+local RATE_LIMIT, RATE_WINDOW = 20, 60
 
 --- Call a method: returns the result, or nil and a JSON-RPC error object.
 function Model:dispatch(method, params, session)
@@ -1078,8 +1296,18 @@ function Model:dispatch(method, params, session)
                            reason = "[ENOMETHOD] Method " .. json.encode(method) .. " not found",
                            extra = null, trace = null } }
   end
-  if not m.public and not session.authenticated then
-    return nil, call_error(ERRNO.EACCES, "Not authenticated")
+  if not session.authenticated then
+    -- before login every call counts: 20 per method per address per minute
+    local key = method .. "@" .. tostring(session.ip or "local")
+    local now = self.clock()
+    local r = self.rate[key]
+    if not r or now - r.start >= RATE_WINDOW then
+      r = { start = now, n = 0 }
+      self.rate[key] = r
+    end
+    r.n = r.n + 1
+    if r.n > RATE_LIMIT then return nil, call_error(ERRNO.EBUSY, "Rate Limit Exceeded") end
+    if not m.public then return nil, call_error(ERRNO.ENOTAUTHENTICATED, "Not authenticated") end
   end
   if params == nil or params == null then params = json.array() end
   if not jsonschema.is_array(params) then
@@ -1098,15 +1326,33 @@ function Model:dispatch(method, params, session)
     args = out
   end
   self.calls = self.calls + 1
+  if is_write(method) then self.writes = self.writes + 1 end
+  if m.check then
+    -- arguments are validated before a job exists
+    local ok, e = pcall(m.check, self, args, session)
+    if not ok then
+      if getmetatable(e) == Raised then return nil, e.err end
+      error(e, 0)
+    end
+  end
+  if m.job then
+    local job = self:run_job(method, args, m.fn, session)
+    if session.options and session.options.legacy_jobs == false then
+      if job.state == "FAILED" then return nil, job.raised end
+      return job.result
+    end
+    return job.id
+  end
   local ok, result = pcall(m.fn, self, args, session)
   if ok then
     if result == nil then result = null end
+    if is_write(method) then self:sync_export() end
     return result
   end
   if getmetatable(result) == Raised then return nil, result.err end
-  -- a bug in the model: report it as the middleware reports an exception
+  -- a bug in the model: reported as the middleware reports an exception
   return nil, { code = M.JSONRPC.CALL_ERROR, message = "Method call error",
-                data = { error = ERRNO.EINVAL, errname = "EINVAL", reason = tostring(result),
+                data = { error = ERRNO.EFAULT, errname = "EFAULT", reason = tostring(result),
                          extra = null, trace = { formatted = debug.traceback(tostring(result)) } } }
 end
 
@@ -1179,7 +1425,7 @@ local function rest_error(err)
   end
   if err.code == M.JSONRPC.METHOD_NOT_FOUND then return 404, { message = d.reason or err.message } end
   if d.errname == "ENOENT" then return 404, { message = d.reason, errno = d.error } end
-  if d.errname == "EACCES" then return 401, { message = d.reason, errno = d.error } end
+  if d.errname == "ENOTAUTHENTICATED" then return 401, { message = d.reason, errno = d.error } end
   return 422, { message = d.reason or err.message, errno = d.error }
 end
 
@@ -1287,8 +1533,9 @@ end
 function M.new(opts)
   opts = opts or {}
   local started_tgt
+  opts = (function() local c = {} for k, v in pairs(opts) do c[k] = v end return c end)()
   if opts.tgt == true then
-    -- `sbot lab --tgt`: a private tgtd on a free port under the lab's dir
+    -- `sbot lab --tgt`: a private istgt on a free port under the lab's dir
     local port = math.tointeger(opts.tgt_port)
     if not port then
       local probe_srv = assert(require("sbot.httpd").listen { host = opts.host or "127.0.0.1", port = 0,
@@ -1296,28 +1543,20 @@ function M.new(opts)
       port = probe_srv:port()
       probe_srv:close()
     end
-    local mopts = {}
-    for k, v in pairs(opts) do mopts[k] = v end
-    mopts.tgt = { port = port, host = opts.host or "127.0.0.1",
-                  dir = (opts.dir or os.getenv("TMPDIR") or "/tmp") .. "/tgt" }
-    opts = mopts
+    opts.tgt = { port = port, host = opts.host or "127.0.0.1",
+                 dir = (opts.dir or os.getenv("TMPDIR") or "/tmp") .. "/iscsi" }
   elseif opts.tgt == false then
-    local mopts = {}
-    for k, v in pairs(opts) do mopts[k] = v end
-    mopts.tgt = nil
-    opts = mopts
+    opts.tgt = nil
   end
-  if type(opts.tgt) == "table" and not opts.tgt.export then
-    -- tgt options {port, dir, ...}: this device runs its own tgtd
+  if type(opts.tgt) == "table" and not opts.tgt.apply then
+    -- target options {port, dir, host}: this device runs its own istgt
     local terr
-    started_tgt, terr = require("sbot.lab.tgt").start(opts.tgt)
+    started_tgt, terr = require("sbot.lab.istgt").start(opts.tgt)
     if not started_tgt then return nil, terr end
-    local mopts = {}
-    for k, v in pairs(opts) do mopts[k] = v end
-    mopts.tgt = started_tgt
-    mopts.iscsi_port = mopts.iscsi_port or started_tgt.port
-    opts = mopts
+    opts.tgt = started_tgt
+    opts.iscsi_port = opts.iscsi_port or started_tgt.port
   end
+  opts.export_host = opts.export_host or (started_tgt and started_tgt.host) or opts.host or "127.0.0.1"
   local model, err = M.model(opts)
   if not model then
     if started_tgt then started_tgt:stop() end
@@ -1330,8 +1569,10 @@ function M.new(opts)
   if not inject then
     local faults = opts.faults or {}
     for k, v in pairs(faults) do
-      if k ~= "drop" then error("truenas.new: unknown fault '" .. tostring(k) .. "' (known: drop)", 2) end
-      if type(v) ~= "number" or v < 0 or v > 1 then error("truenas.new: faults.drop must be a rate 0..1", 2) end
+      if k ~= "drop" and k ~= "zvoldev" then
+        error("truenas.new: unknown fault '" .. tostring(k) .. "' (known: drop, zvoldev)", 2)
+      end
+      if type(v) ~= "number" or v < 0 or v > 1 then error("truenas.new: faults." .. k .. " must be a rate 0..1", 2) end
     end
     local rand = require("sbot.lab.faults").rng(opts.seed or 0, "truenas")
     local counts = {}
@@ -1348,12 +1589,14 @@ function M.new(opts)
   end
   dev.inject = inject
   dev.faults = opts.injector -- the lab's injector, when it gave one
+  model.fault = function(key) return inject.chance(key) end
 
   -- The JSON-RPC connection loop. Not exported as `websocket` on purpose:
   -- sbot lab would then send every upgrade (any path) straight here, past
   -- its fault wrapper; handler() routes the upgrade instead.
   function dev.serve_websocket(ws)
-    local session = model:session()
+    local remote = ws.request and ws.request.remote or ""
+    local session = model:session(remote:match("^%[(.*)%]:%d+$") or remote:match("^(.*):%d+$") or remote)
     while true do
       local text = ws:recv()
       if not text then break end
@@ -1398,7 +1641,7 @@ function M.new(opts)
   end
 
   --- sbot lab calls this on every simulated iDRAC boot. For an iSCSI boot it
-  -- checks the target/LUN against the model and, with tgtd, logs in for real
+  -- logs in for real with istgt running (else asks the model what would be visible)
   -- as the server's initiator (INQUIRY + READ CAPACITY); the result goes to
   -- boot.iscsi_login (shown in /lab/state).
   function dev.boot_hook(boot)
@@ -1416,17 +1659,11 @@ function M.new(opts)
         if te.target == target.id and te.lunid == tonumber(t.lun) then mapping = te end
       end
     end
-    if not target then
-      login.ok, login.error = false, "no target " .. tostring(t.name) .. " on the TrueNAS model"
-      return
-    elseif not mapping then
-      login.ok, login.error = false, "target " .. t.name .. " has no LUN " .. tostring(t.lun)
-      return
-    end
-    local info = model:mapping_info(mapping)
-    login.zvol = info.zvol
+    if mapping then login.zvol = model:mapping_info(mapping).zvol end
     if not model.tgt then
-      login.ok, login.checked = true, "model"
+      -- no real target: the model says what an initiator would see
+      local ok, why = model:visible(t.name, t.lun, t.initiator, tostring(t.ip))
+      login.ok, login.checked, login.error = ok, "model", not ok and why or nil
       return
     end
     local ok_iscsi, iscsi = pcall(require, "sbot.iscsi")
@@ -1434,9 +1671,9 @@ function M.new(opts)
       login.ok, login.error = false, "sbot.iscsi is not available: " .. tostring(iscsi)
       return
     end
-    local r, perr = iscsi.probe { portal = login.portal, target = t.name, lun = info.tgt_lun,
+    local r, perr = iscsi.probe { portal = login.portal, target = t.name, lun = tonumber(t.lun) or 0,
                                   initiator = t.initiator ~= "" and t.initiator or nil, timeout = 5 }
-    login.checked = "tgt"
+    login.checked = "istgt"
     if r then
       login.ok, login.capacity, login.inquiry = true, r.capacity, r.inquiry
     else
@@ -1444,7 +1681,7 @@ function M.new(opts)
     end
   end
 
-  --- Stop what the device started (its tgtd). Safe to call twice.
+  --- Stop what the device started (its istgt). Safe to call twice.
   function dev.close()
     if started_tgt then started_tgt:stop() end
   end
@@ -1453,7 +1690,7 @@ function M.new(opts)
   -- ("http://127.0.0.1:PORT" or https://...); tls is what a client needs
   -- ({pin_sha256 = ...}). Fills every key the site schema requires: the pool
   -- is the model's, the portal is where its iSCSI targets listen (the lab's
-  -- tgtd with --tgt, else the model's iscsi.global listen port on the lab host).
+  -- istgt with --tgt, else the model's iscsi.global listen port on the lab host).
   function dev.site_entry(base, tls)
     local url = base:gsub("^http", "ws"):gsub("/$", "") .. "/api/current"
     local pool = next(model.state.pools)

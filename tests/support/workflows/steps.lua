@@ -19,10 +19,14 @@ local wf = workflow.new {
     parser:flag("--bad-step", "Call ctx:step with something that is not a component.")
   end,
   site_steps = function(ctx)
+    -- the site steps see every server; a server's steps see only their own
+    assert(#ctx.site.servers == 2, "site steps see every server")
     if ctx.args.no_site then return end
     ctx:step(KV, per_server(ctx:config("bucket", { fail_discover = ctx.args.fail == "bucket" }), "site"))
   end,
   steps = function(server, ctx)
+    assert(#ctx.site.servers == 1 and ctx.site.servers[1].id == server.id,
+      "a server's worker gets the site with its own server only")
     if ctx.args.bad_step then ctx:step("test_kv", {}) end
     local bucket = ctx.site_results.test_kv
     local disk = ctx:step(KV, per_server(ctx:config("disk", {

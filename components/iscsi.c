@@ -1,0 +1,1652 @@
+/* iscsi.c: the iSCSI component — a bootable zvol per server on TrueNAS SCALE.
+ *
+ *   local Iscsi = require "sbot.component.iscsi"
+ *   local c = assert(Iscsi.new({version = "4.14.3"}, {id = "r630-01", site = site, server = server}))
+ *   local r = c:execute()   -- r.discovery.iqn, .portal, .lun, .initiator feed the R630's iSCSI boot
+ *
+ * discover reads the system, the pool, the zvol, portals, initiator groups,
+ * the target, the extent, its mapping and the iscsitarget service, and names
+ * the IQN (<basename>:<target name>), portal and LUN a server will boot from.
+ * plan checks names and size rules before anything is written, then lists what
+ * is missing, in the order TrueNAS needs it: zvol, portal, initiator group,
+ * target with the (portal, group) pair, extent on "zvol/<zvol>", the mapping at
+ * the LUN, the iscsitarget service enabled and running. apply creates one
+ * thing per change, marked for this server ("sbot:<server>" as comment or
+ * alias); a create whose answer was lost is read back and adopted rather than
+ * made twice. undo deletes what this run created, never a zvol an extent
+ * still uses (TrueNAS would delete the extent with it). housekeep reads it all
+ * back, logs in for real (sbot.iscsi.probe) as the server's initiator and
+ * checks the LUN's capacity against the zvol, removes sbot-marked unmapped
+ * extents, targets and initiator groups of this server that are not the
+ * current ones, and records an artifact with the connection details.
+ *
+ * Everything goes through the C APIs of sbot.truenas and sbot.iscsi; the
+ * TrueNAS connection is the component's resource (open/close). */
+#include "sbot.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- helpers ------------------------------------------------------------------- */
+
+static int fail(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(lua_State *L, const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    lua_pushstring(L, msg);
+    return lua_error(L);
+}
+
+static void sleep_for(double s)
+{
+    struct timespec ts = {(time_t)s, (long)((s - floor(s)) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
+static void push_array(lua_State *L)
+{
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "sbot.json");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "array");
+    lua_remove(L, -2);
+    lua_call(L, 0, 1);
+}
+
+/* [[field, "=", <value at idx>]] */
+static void push_filter(lua_State *L, const char *field, int value)
+{
+    value = lua_absindex(L, value);
+    push_array(L);
+    push_array(L);
+    lua_pushstring(L, field);
+    lua_rawseti(L, -2, 1);
+    lua_pushliteral(L, "=");
+    lua_rawseti(L, -2, 2);
+    lua_pushvalue(L, value);
+    lua_rawseti(L, -2, 3);
+    lua_rawseti(L, -2, 1);
+}
+
+static const char *sfield(lua_State *L, int t, const char *k)
+{
+    lua_getfield(L, t, k);
+    const char *s = lua_tostring(L, -1);
+    lua_pop(L, 1); /* strings in tables stay alive while the table does */
+    return s;
+}
+
+static lua_Integer ifield(lua_State *L, int t, const char *k, lua_Integer def)
+{
+    lua_getfield(L, t, k);
+    lua_Integer v = def;
+    if (lua_type(L, -1) == LUA_TNUMBER && !lua_numbertointeger(lua_tonumber(L, -1), &v))
+        v = def; /* not representable: treat as absent */
+    lua_pop(L, 1);
+    return v;
+}
+
+/* A number in a dataset property {parsed, ...} or a plain number. */
+static lua_Integer prop_parsed(lua_State *L, int t, const char *k)
+{
+    lua_Integer v = -1;
+    if (lua_getfield(L, t, k) == LUA_TTABLE) {
+        lua_getfield(L, -1, "parsed");
+        if (lua_type(L, -1) == LUA_TNUMBER && !lua_numbertointeger(lua_tonumber(L, -1), &v))
+            v = -1;
+        lua_pop(L, 1);
+    } else if (lua_type(L, -1) == LUA_TNUMBER && !lua_numbertointeger(lua_tonumber(L, -1), &v)) {
+        v = -1;
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* The per-instance state table self._iscsi (ids and created things). */
+static int state(lua_State *L, int self)
+{
+    if (lua_getfield(L, self, "_iscsi") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, self, "_iscsi");
+    }
+    return lua_gettop(L);
+}
+
+/* client:call(method, <nargs args on top>): leaves the result (1) or raises
+ * "<what>: <message>" naming the TrueNAS failure. */
+static void must(lua_State *L, int res, const char *method, int nargs)
+{
+    int n = sbot_truenas_call(L, res, method, nargs);
+    if (n != 1)
+        fail(L, "%s", lua_tostring(L, -2));
+}
+
+/* The first entry of method's query with [[field, "=", value]] (value on top,
+ * consumed), or nil. Raises on failure. */
+static void query1(lua_State *L, int res, const char *method, const char *field)
+{
+    int v = lua_gettop(L);
+    push_filter(L, field, v);
+    lua_remove(L, v);
+    must(L, res, method, 1);
+    lua_rawgeti(L, -1, 1);
+    lua_remove(L, -2);
+}
+
+static int transport_code(const char *code)
+{
+    return code && (strcmp(code, "timeout") == 0 || strcmp(code, "closed") == 0 || strcmp(code, "io") == 0);
+}
+
+/* ---- config and names ---------------------------------------------------------------- */
+
+static lua_Integer parse_size(lua_State *L, int idx, const char *where)
+{
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        lua_Integer v = 0;
+        if (!lua_numbertointeger(lua_tonumber(L, idx), &v) || v <= 0)
+            fail(L, "%s: expected a positive number of bytes", where);
+        return v;
+    }
+    const char *s = lua_tostring(L, idx);
+    if (!s)
+        fail(L, "%s: expected a size such as \"120G\"", where);
+    char *end;
+    double n = strtod(s, &end);
+    double mult = 1;
+    switch (*end) {
+    case 'K': case 'k': mult = 1024.0; end++; break;
+    case 'M': case 'm': mult = 1024.0 * 1024; end++; break;
+    case 'G': case 'g': mult = 1024.0 * 1024 * 1024; end++; break;
+    case 'T': case 't': mult = 1024.0 * 1024 * 1024 * 1024; end++; break;
+    default: break;
+    }
+    if (*end == 'i' || *end == 'B')
+        end++;
+    if (*end == 'B')
+        end++;
+    if (end == s || *end || !(n > 0))
+        fail(L, "%s: '%s' is not a size (e.g. \"120G\", \"512M\", or bytes)", where, s);
+    if (!(n * mult < 9.0e18))
+        fail(L, "%s: '%s' is too large", where, s);
+    return (lua_Integer)(n * mult);
+}
+
+/* The config value (self.config[k]) or the site's truenas[k]; pushes it. */
+static void push_cfg_or_site(lua_State *L, int self, const char *k, const char *site_section, const char *site_key)
+{
+    int top = lua_gettop(L);
+    lua_getfield(L, self, "config");
+    if (lua_type(L, -1) == LUA_TTABLE && lua_getfield(L, -1, k) != LUA_TNIL) {
+        lua_replace(L, top + 1);
+        lua_settop(L, top + 1);
+        return;
+    }
+    lua_settop(L, top);
+    lua_getfield(L, self, "site");
+    if (lua_type(L, -1) == LUA_TTABLE && lua_getfield(L, -1, site_section) == LUA_TTABLE) {
+        lua_getfield(L, -1, site_key);
+        lua_replace(L, top + 1);
+        lua_settop(L, top + 1);
+        return;
+    }
+    lua_settop(L, top);
+    lua_pushnil(L);
+}
+
+static const char *server_id(lua_State *L, int self)
+{
+    const char *id = sfield(L, self, "id");
+    return id ? id : "server";
+}
+
+/* Names through the hooks: pushes zvol, target, extent names. */
+static void push_names(lua_State *L, int self, const char *pool, const char *version)
+{
+    const char *id = server_id(L, self);
+    lua_pushstring(L, id);
+    lua_pushstring(L, version);
+    lua_pushstring(L, pool);
+    sbot_component_hook(L, self, "zvol_name", 3);
+    lua_pushstring(L, id);
+    lua_pushstring(L, version);
+    sbot_component_hook(L, self, "target_name", 2);
+    lua_pushstring(L, id);
+    lua_pushstring(L, version);
+    sbot_component_hook(L, self, "extent_name", 2);
+    for (int i = -3; i <= -1; i++)
+        if (lua_type(L, i) != LUA_TSTRING)
+            fail(L, "iscsi: the %s hook did not return a string", i == -3 ? "zvol_name" : i == -2 ? "target_name" : "extent_name");
+}
+
+/* version with dots as underscores */
+static void push_underscored(lua_State *L, const char *v)
+{
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (; *v; v++)
+        luaL_addchar(&b, *v == '.' ? '_' : *v);
+    luaL_pushresult(&b);
+}
+
+static int h_zvol_name(lua_State *L)
+{
+    const char *server = luaL_checkstring(L, 1), *version = luaL_checkstring(L, 2), *pool = luaL_checkstring(L, 3);
+    push_underscored(L, version);
+    lua_pushfstring(L, "%s/openshift_installations/r630_%s_%s", pool, server, lua_tostring(L, -1));
+    return 1;
+}
+
+static int h_target_name(lua_State *L)
+{
+    lua_pushfstring(L, "r630-%s.openshift%s", luaL_checkstring(L, 1), luaL_checkstring(L, 2));
+    return 1;
+}
+
+static int h_extent_name(lua_State *L)
+{
+    const char *server = luaL_checkstring(L, 1);
+    push_underscored(L, luaL_checkstring(L, 2));
+    lua_pushfstring(L, "openshift_r630_%s_%s_extent", server, lua_tostring(L, -1));
+    return 1;
+}
+
+static int h_initiator_name(lua_State *L)
+{
+    lua_pushfstring(L, "iqn.2024-01.org.sbot:%s", luaL_checkstring(L, 1));
+    return 1;
+}
+
+/* ---- open ---------------------------------------------------------------------------- */
+
+static int c_open(lua_State *L)
+{
+    int self = 1;
+    lua_getfield(L, self, "site");
+    if (lua_type(L, -1) != LUA_TTABLE || lua_getfield(L, -1, "truenas") != LUA_TTABLE)
+        return fail(L, "iscsi: the site has no truenas section (url, api_key, pool, portal)");
+    int tn = lua_gettop(L);
+    lua_createtable(L, 0, 6);
+    int o = lua_gettop(L);
+    static const char *const keys[] = {"url", "api_key", "user", "tls", NULL};
+    for (int i = 0; keys[i]; i++) {
+        lua_getfield(L, tn, keys[i]);
+        lua_setfield(L, o, keys[i]);
+    }
+    lua_getfield(L, self, "config");
+    lua_getfield(L, -1, "timeout");
+    lua_setfield(L, o, "timeout");
+    lua_getfield(L, -1, "call_timeout");
+    lua_setfield(L, o, "call_timeout");
+    lua_pop(L, 1);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "sbot.truenas");
+    lua_call(L, 1, 0);
+    int n = sbot_truenas_connect(L, o);
+    if (n != 1) { /* nil, message: the runner reports "<phase>: open: truenas: ..." */
+        lua_pushnil(L);
+        lua_pushfstring(L, "truenas: %s", lua_tostring(L, -3));
+        return 2;
+    }
+    return 1;
+}
+
+/* ---- discover -------------------------------------------------------------------------- */
+
+/* Does the IP of a portal entry (at idx) serve `ip`? */
+static int portal_serves(lua_State *L, int portal, const char *ip)
+{
+    int found = 0;
+    if (lua_getfield(L, portal, "listen") == LUA_TTABLE) {
+        for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TTABLE; i++) {
+            const char *lip = sfield(L, lua_gettop(L), "ip");
+            if (lip && (strcmp(lip, ip) == 0))
+                found = 1;
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return found;
+}
+
+/* The list at idx (strings) equals, as a set, the list at idx2. */
+static int same_set(lua_State *L, int a, int b)
+{
+    a = lua_absindex(L, a);
+    b = lua_absindex(L, b);
+    lua_Integer na = (lua_Integer)lua_rawlen(L, a), nb = (lua_Integer)lua_rawlen(L, b);
+    if (na != nb)
+        return 0;
+    for (lua_Integer i = 1; i <= na; i++) {
+        lua_rawgeti(L, a, i);
+        int found = 0;
+        for (lua_Integer j = 1; j <= nb && !found; j++) {
+            lua_rawgeti(L, b, j);
+            found = lua_rawequal(L, -1, -2);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        if (!found)
+            return 0;
+    }
+    return 1;
+}
+
+static int c_discover(lua_State *L)
+{
+    int self = 1, res = 2;
+    const char *id = server_id(L, self);
+    char mark[256];
+    snprintf(mark, sizeof mark, "sbot:%s", id);
+    lua_newtable(L);
+    int d = lua_gettop(L);
+
+    /* config + site defaults */
+    push_cfg_or_site(L, self, "pool", "truenas", "pool");
+    if (lua_type(L, -1) != LUA_TSTRING)
+        return fail(L, "iscsi: no pool (config pool or site truenas.pool)");
+    const char *pool = lua_tostring(L, -1);
+    int pool_i = lua_gettop(L);
+    push_cfg_or_site(L, self, "version", "openshift", "version");
+    if (lua_type(L, -1) != LUA_TSTRING)
+        return fail(L, "iscsi: no OpenShift version for the names (config version or site openshift.version)");
+    const char *version = lua_tostring(L, -1);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, d, "version");
+    push_cfg_or_site(L, self, "portal", "truenas", "portal");
+    if (lua_type(L, -1) != LUA_TSTRING)
+        return fail(L, "iscsi: no portal (config portal or site truenas.portal, \"ip[:port]\")");
+    const char *portal_cfg = lua_tostring(L, -1);
+    int portal_cfg_i = lua_gettop(L);
+    (void)portal_cfg_i;
+
+    /* names: config overrides, else hooks */
+    push_names(L, self, pool, version);
+    int names = lua_gettop(L) - 2;
+    lua_getfield(L, self, "config");
+    int cfg = lua_gettop(L);
+    for (int i = 0; i < 2; i++) { /* config zvol.name / target.name win over the hooks */
+        int top = lua_gettop(L);
+        if (lua_getfield(L, cfg, i == 0 ? "zvol" : "target") == LUA_TTABLE &&
+            lua_getfield(L, -1, "name") == LUA_TSTRING)
+            lua_replace(L, names + i);
+        lua_settop(L, top);
+    }
+    lua_createtable(L, 0, 3);
+    lua_pushvalue(L, names);
+    lua_setfield(L, -2, "zvol");
+    lua_pushvalue(L, names + 1);
+    lua_setfield(L, -2, "target");
+    lua_pushvalue(L, names + 2);
+    lua_setfield(L, -2, "extent");
+    lua_setfield(L, d, "names");
+    const char *zvol = lua_tostring(L, names), *tname = lua_tostring(L, names + 1), *ename = lua_tostring(L, names + 2);
+
+    /* the server's initiator (the hook), and the group's initiators (config, else that one) */
+    lua_pushstring(L, id);
+    sbot_component_hook(L, self, "initiator_name", 1);
+    if (lua_type(L, -1) != LUA_TSTRING)
+        return fail(L, "iscsi: the initiator_name hook did not return a string");
+    lua_setfield(L, d, "initiator");
+    if (lua_getfield(L, cfg, "initiators") != LUA_TTABLE || lua_rawlen(L, -1) == 0) {
+        lua_pop(L, 1);
+        push_array(L);
+        lua_getfield(L, d, "initiator");
+        lua_rawseti(L, -2, 1);
+    }
+    int inits = lua_gettop(L);
+    lua_pushvalue(L, inits);
+    lua_setfield(L, d, "initiators");
+    lua_Integer lun = ifield(L, cfg, "lun", 0);
+    lua_pushinteger(L, lun);
+    lua_setfield(L, d, "lun");
+    lua_pushstring(L, mark);
+    lua_setfield(L, d, "mark");
+
+    /* the system */
+    must(L, res, "system.info", 0);
+    lua_createtable(L, 0, 2);
+    lua_getfield(L, -2, "version");
+    lua_setfield(L, -2, "version");
+    lua_getfield(L, -2, "hostname");
+    lua_setfield(L, -2, "hostname");
+    lua_setfield(L, d, "truenas");
+    lua_pop(L, 1);
+    must(L, res, "iscsi.global.config", 0);
+    int global = lua_gettop(L);
+    const char *basename = sfield(L, global, "basename");
+    lua_Integer listen_port = ifield(L, global, "listen_port", 3260);
+    lua_pushstring(L, basename ? basename : "");
+    lua_setfield(L, d, "basename");
+    lua_pushfstring(L, "%s:%s", basename ? basename : "", tname);
+    lua_setfield(L, d, "iqn");
+    /* portal "ip[:port]": the port the servers use, else the global one */
+    char pip[256];
+    snprintf(pip, sizeof pip, "%s", portal_cfg);
+    char *colon = strrchr(pip, ':');
+    long pport = listen_port;
+    if (colon && !strchr(colon, ']') && strchr(pip, ':') == colon) {
+        pport = strtol(colon + 1, NULL, 10);
+        *colon = '\0';
+    }
+    lua_pushstring(L, pip);
+    lua_setfield(L, d, "portal_ip");
+    lua_pushfstring(L, "%s:%d", pip, (int)pport);
+    lua_setfield(L, d, "portal");
+
+    /* the pool and the space the zvol's parent has */
+    lua_createtable(L, 0, 4);
+    int pd = lua_gettop(L);
+    lua_pushvalue(L, pool_i);
+    lua_setfield(L, pd, "name");
+    lua_pushvalue(L, pool_i);
+    query1(L, res, "pool.query", "name");
+    lua_pushboolean(L, !lua_isnil(L, -1));
+    lua_setfield(L, pd, "exists");
+    lua_pop(L, 1);
+    if (lua_getfield(L, pd, "exists"), lua_toboolean(L, -1)) {
+        /* the nearest existing ancestor of the zvol */
+        char parent[512];
+        snprintf(parent, sizeof parent, "%s", zvol);
+        for (;;) {
+            char *slash = strrchr(parent, '/');
+            if (!slash)
+                break;
+            *slash = '\0';
+            lua_pushstring(L, parent);
+            query1(L, res, "pool.dataset.query", "id");
+            if (!lua_isnil(L, -1)) {
+                lua_pushinteger(L, prop_parsed(L, lua_gettop(L), "available"));
+                lua_setfield(L, pd, "available");
+                lua_pushstring(L, parent);
+                lua_setfield(L, pd, "parent");
+                lua_pop(L, 1);
+                break;
+            }
+            lua_pop(L, 1);
+        }
+    } else {
+        must(L, res, "pool.query", 0);
+        char others[1024] = "";
+        size_t on = 0;
+        for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TTABLE; i++) {
+            const char *nm = sfield(L, -1, "name");
+            if (nm && on < sizeof others - 1)
+                on += (size_t)snprintf(others + on, sizeof others - on, "%s%s", i > 1 ? ", " : "", nm);
+            if (on >= sizeof others)
+                on = sizeof others - 1;
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 2);
+        lua_pushstring(L, others);
+        lua_setfield(L, pd, "others");
+    }
+    lua_pop(L, 1);
+    lua_setfield(L, d, "pool");
+
+    /* the zvol */
+    lua_pushstring(L, zvol);
+    query1(L, res, "pool.dataset.query", "id");
+    if (!lua_isnil(L, -1)) {
+        int z = lua_gettop(L);
+        lua_createtable(L, 0, 4);
+        lua_pushstring(L, zvol);
+        lua_setfield(L, -2, "id");
+        lua_getfield(L, z, "type");
+        lua_setfield(L, -2, "type");
+        lua_pushinteger(L, prop_parsed(L, z, "volsize"));
+        lua_setfield(L, -2, "size");
+        lua_getfield(L, z, "comments");
+        lua_getfield(L, -1, "value");
+        lua_remove(L, -2);
+        lua_setfield(L, -2, "comments");
+        lua_setfield(L, d, "zvol");
+    }
+    lua_pop(L, 1);
+
+    /* portal: one that listens on the portal IP (or everywhere) */
+    must(L, res, "iscsi.portal.query", 0);
+    for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TTABLE; i++) {
+        int p = lua_gettop(L);
+        if (portal_serves(L, p, pip) || portal_serves(L, p, "0.0.0.0")) {
+            lua_getfield(L, p, "id");
+            lua_setfield(L, d, "portal_id");
+            lua_pop(L, 1);
+            lua_pushnil(L);
+            break;
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 2);
+
+    /* initiator group: ours (marked), else one with exactly these initiators */
+    must(L, res, "iscsi.initiator.query", 0);
+    int groups = lua_gettop(L);
+    for (int pass = 0; pass < 2; pass++) {
+        lua_getfield(L, d, "initiator_group_id");
+        int have = !lua_isnil(L, -1);
+        lua_pop(L, 1);
+        if (have)
+            break;
+        for (lua_Integer i = 1; lua_rawgeti(L, groups, i) == LUA_TTABLE; i++) {
+            int g = lua_gettop(L);
+            const char *comment = sfield(L, g, "comment");
+            lua_getfield(L, g, "initiators");
+            int match = pass == 0 ? (comment && strcmp(comment, mark) == 0) : same_set(L, -1, inits);
+            if (match) {
+                lua_setfield(L, d, "initiator_group_initiators");
+                lua_getfield(L, g, "id");
+                lua_setfield(L, d, "initiator_group_id");
+                lua_pop(L, 1);
+                break;
+            }
+            lua_pop(L, 2);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+
+    /* target, extent, mapping */
+    lua_pushstring(L, tname);
+    query1(L, res, "iscsi.target.query", "name");
+    if (!lua_isnil(L, -1)) {
+        lua_getfield(L, -1, "id");
+        lua_setfield(L, d, "target_id");
+        lua_getfield(L, -1, "groups");
+        lua_setfield(L, d, "target_groups");
+        lua_getfield(L, -1, "alias");
+        lua_setfield(L, d, "target_alias");
+    }
+    lua_pop(L, 1);
+    lua_pushstring(L, ename);
+    query1(L, res, "iscsi.extent.query", "name");
+    if (!lua_isnil(L, -1)) {
+        lua_getfield(L, -1, "id");
+        lua_setfield(L, d, "extent_id");
+        lua_getfield(L, -1, "disk");
+        lua_setfield(L, d, "extent_disk");
+    }
+    lua_pop(L, 1);
+    lua_pushfstring(L, "zvol/%s", zvol);
+    query1(L, res, "iscsi.extent.query", "disk");
+    if (!lua_isnil(L, -1)) {
+        lua_getfield(L, -1, "name");
+        lua_setfield(L, d, "disk_extent_name");
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, d, "extent_id") != LUA_TNIL) {
+        query1(L, res, "iscsi.targetextent.query", "extent");
+        if (!lua_isnil(L, -1)) {
+            lua_createtable(L, 0, 3);
+            lua_getfield(L, -2, "id");
+            lua_setfield(L, -2, "id");
+            lua_getfield(L, -2, "target");
+            lua_setfield(L, -2, "target");
+            lua_getfield(L, -2, "lunid");
+            lua_setfield(L, -2, "lun");
+            lua_setfield(L, d, "mapping");
+        }
+        lua_pop(L, 1);
+    } else {
+        lua_pop(L, 1);
+    }
+    /* the LUN is free on our target? */
+    if (lua_getfield(L, d, "target_id") != LUA_TNIL) {
+        query1(L, res, "iscsi.targetextent.query", "target");
+        lua_pop(L, 1);
+    } else {
+        lua_pop(L, 1);
+    }
+
+    /* the service */
+    lua_pushliteral(L, "iscsitarget");
+    query1(L, res, "service.query", "service");
+    if (!lua_isnil(L, -1)) {
+        lua_createtable(L, 0, 2);
+        lua_getfield(L, -2, "state");
+        lua_setfield(L, -2, "state");
+        lua_getfield(L, -2, "enable");
+        lua_setfield(L, -2, "enable");
+        lua_setfield(L, d, "service");
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, d);
+    return 1;
+}
+
+/* ---- plan ------------------------------------------------------------------------------- */
+
+/* Append {resource, action, after = <value at index after, 0 = none>, reason}. */
+static void add_change(lua_State *L, int list, int after, const char *resource, const char *action, const char *reason)
+{
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, resource);
+    lua_setfield(L, -2, "resource");
+    lua_pushstring(L, action);
+    lua_setfield(L, -2, "action");
+    lua_pushstring(L, reason);
+    lua_setfield(L, -2, "reason");
+    if (after) {
+        lua_pushvalue(L, after);
+        lua_setfield(L, -2, "after");
+    }
+    lua_rawseti(L, list, (lua_Integer)lua_rawlen(L, list) + 1);
+}
+
+static int valid_target_name(const char *s)
+{
+    if (!*s || strlen(s) > 120)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-' || *s == '.' || *s == ':'))
+            return 0;
+    return 1;
+}
+
+static int c_plan(lua_State *L)
+{
+    int self = 1;
+    lua_getfield(L, self, "discovery");
+    int d = lua_gettop(L);
+    lua_getfield(L, self, "config");
+    int cfg = lua_gettop(L);
+    lua_getfield(L, d, "names");
+    int names = lua_gettop(L);
+    const char *zvol = sfield(L, names, "zvol"), *tname = sfield(L, names, "target"), *ename = sfield(L, names, "extent");
+    lua_getfield(L, d, "pool");
+    int pool = lua_gettop(L);
+    const char *pname = sfield(L, pool, "name");
+    const char *id = server_id(L, self);
+    char mark[256];
+    snprintf(mark, sizeof mark, "sbot:%s", id);
+    push_array(L);
+    int list = lua_gettop(L);
+
+    /* everything is checked before anything is written */
+    if (lua_getfield(L, cfg, "chap"), !lua_isnil(L, -1))
+        return fail(L, "iscsi: chap: CHAP authentication is not implemented yet (iscsi.auth groups); remove it");
+    lua_pop(L, 1);
+    lua_getfield(L, pool, "exists");
+    if (!lua_toboolean(L, -1))
+        return fail(L, "iscsi: pool '%s' does not exist on the TrueNAS (pools: %s)", pname,
+                    sfield(L, pool, "others") ? sfield(L, pool, "others") : "none");
+    lua_pop(L, 1);
+    if (!valid_target_name(tname))
+        return fail(L, "iscsi: target name '%s' is invalid: TrueNAS takes 1-120 characters of lowercase letters, "
+                       "digits, '.', '-' and ':' (no underscores; write the version with dots)", tname);
+    if (strncmp(zvol, pname, strlen(pname)) != 0 || zvol[strlen(pname)] != '/')
+        return fail(L, "iscsi: zvol '%s' is not in pool '%s'", zvol, pname);
+    if (strlen(zvol) > 255)
+        return fail(L, "iscsi: zvol name '%s' is longer than ZFS's 255 characters", zvol);
+    {
+        const char *me = sfield(L, d, "initiator");
+        int in = 0;
+        lua_getfield(L, d, "initiators");
+        for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TSTRING; i++) {
+            if (me && strcmp(lua_tostring(L, -1), me) == 0)
+                in = 1;
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 2);
+        if (!in)
+            return fail(L, "iscsi: the server's initiator %s is not in the initiator group (initiators): it could "
+                           "not log in to its own disk; add it or change the initiator_name hook", me ? me : "?");
+    }
+
+    /* zvol size: config zvol.size, else site truenas.zvol_size */
+    lua_getfield(L, cfg, "zvol");
+    int zc = lua_gettop(L);
+    if (lua_type(L, zc) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+    }
+    lua_getfield(L, zc, "size");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        push_cfg_or_site(L, self, "zvol_size", "truenas", "zvol_size");
+    }
+    if (lua_isnil(L, -1))
+        return fail(L, "iscsi: no zvol size (config zvol.size or site truenas.zvol_size)");
+    lua_Integer size = parse_size(L, -1, "iscsi: zvol.size");
+    lua_pop(L, 1);
+    lua_getfield(L, zc, "volblocksize");
+    lua_Integer bs = lua_isnil(L, -1) ? 16384 : parse_size(L, -1, "iscsi: zvol.volblocksize");
+    const char *bs_text = lua_isnil(L, -1) ? "16K" : lua_tostring(L, -1);
+    char bs_buf[16];
+    snprintf(bs_buf, sizeof bs_buf, "%s", bs_text ? bs_text : "16K");
+    lua_pop(L, 1);
+    lua_getfield(L, zc, "sparse");
+    int sparse = lua_isnil(L, -1) ? 1 : lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, zc, "force_size");
+    int force = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (size % bs != 0)
+        return fail(L, "iscsi: zvol.size %lld is not a multiple of volblocksize %s (%lld bytes)", (long long)size,
+                    bs_buf, (long long)bs);
+
+    /* the zvol */
+    lua_getfield(L, d, "zvol");
+    if (lua_isnil(L, -1)) {
+        lua_Integer avail = ifield(L, pool, "available", -1);
+        if (avail >= 0 && !force && (double)size > 0.8 * (double)avail)
+            return fail(L, "iscsi: zvol %s of %lld bytes is more than 80%% of the %lld bytes available under %s: "
+                           "TrueNAS refuses it (set zvol.force_size to override, or a smaller zvol.size)",
+                        zvol, (long long)size, (long long)avail, sfield(L, pool, "parent") ? sfield(L, pool, "parent") : pname);
+        lua_createtable(L, 0, 8);
+        lua_pushstring(L, zvol);
+        lua_setfield(L, -2, "name");
+        lua_pushliteral(L, "VOLUME");
+        lua_setfield(L, -2, "type");
+        lua_pushinteger(L, size);
+        lua_setfield(L, -2, "volsize");
+        lua_pushstring(L, bs_buf);
+        lua_setfield(L, -2, "volblocksize");
+        lua_pushboolean(L, sparse);
+        lua_setfield(L, -2, "sparse");
+        if (force) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, -2, "force_size");
+        }
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "create_ancestors");
+        lua_pushstring(L, mark);
+        lua_setfield(L, -2, "comments");
+        lua_pushfstring(L, "zvol:%s", zvol);
+        add_change(L, list, lua_gettop(L) - 1, lua_tostring(L, -1), "create", "the server's boot zvol does not exist");
+        lua_pop(L, 2);
+    } else {
+        lua_Integer have = ifield(L, -1, "size", -1);
+        const char *type = sfield(L, -1, "type");
+        if (type && strcmp(type, "VOLUME") != 0)
+            return fail(L, "iscsi: %s exists and is a %s, not a zvol", zvol, type);
+        if (have != size)
+            return fail(L, "iscsi: zvol %s exists with %lld bytes, the config asks %lld: sbot does not resize "
+                           "(or delete) a boot disk; change zvol.size or the zvol by hand", zvol, (long long)have,
+                        (long long)size);
+    }
+    lua_pop(L, 1);
+
+    /* portal */
+    lua_getfield(L, d, "portal_id");
+    if (lua_isnil(L, -1)) {
+        lua_createtable(L, 0, 2);
+        lua_createtable(L, 1, 0);
+        lua_createtable(L, 0, 1);
+        lua_getfield(L, d, "portal_ip");
+        lua_setfield(L, -2, "ip");
+        lua_rawseti(L, -2, 1);
+        lua_setfield(L, -2, "listen");
+        lua_pushstring(L, mark);
+        lua_setfield(L, -2, "comment");
+        lua_pushfstring(L, "portal:%s", sfield(L, d, "portal_ip"));
+        add_change(L, list, lua_gettop(L) - 1, lua_tostring(L, -1), "create", "no portal listens on the portal's address");
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+
+    /* initiator group */
+    lua_getfield(L, d, "initiator_group_id");
+    if (lua_isnil(L, -1)) {
+        lua_createtable(L, 0, 2);
+        lua_getfield(L, d, "initiators");
+        lua_setfield(L, -2, "initiators");
+        lua_pushstring(L, mark);
+        lua_setfield(L, -2, "comment");
+        add_change(L, list, lua_gettop(L), "initiator_group:", "create", "no initiator group holds the server's initiator");
+        lua_pop(L, 1);
+    } else {
+        lua_getfield(L, d, "initiator_group_initiators");
+        lua_getfield(L, d, "initiators");
+        int same = lua_type(L, -2) == LUA_TTABLE && same_set(L, -1, -2);
+        lua_pop(L, 2);
+        if (!same) {
+            lua_createtable(L, 0, 1);
+            lua_getfield(L, d, "initiators");
+            lua_setfield(L, -2, "initiators");
+            add_change(L, list, lua_gettop(L), "initiator_group:", "update", "the server's initiator group lists other initiators");
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+
+    /* target (with the group pair) */
+    lua_getfield(L, d, "target_id");
+    if (lua_isnil(L, -1)) {
+        lua_createtable(L, 0, 2);
+        lua_pushstring(L, tname);
+        lua_setfield(L, -2, "name");
+        lua_pushfstring(L, "target:%s", tname);
+        add_change(L, list, lua_gettop(L) - 1, lua_tostring(L, -1), "create", "the server's target does not exist");
+        lua_pop(L, 2);
+    } else {
+        const char *alias = NULL;
+        lua_getfield(L, d, "target_alias");
+        alias = lua_tostring(L, -1);
+        int ours = alias && strncmp(alias, mark, strlen(mark)) == 0 && (alias[strlen(mark)] == '\0' || alias[strlen(mark)] == ' ');
+        lua_pop(L, 1);
+        (void)ours;
+        /* the pair present? (ids known when both exist) */
+        lua_getfield(L, d, "portal_id");
+        lua_getfield(L, d, "initiator_group_id");
+        int known = !lua_isnil(L, -1) && !lua_isnil(L, -2);
+        lua_Integer pid = (lua_Integer)lua_tonumber(L, -2), gid = (lua_Integer)lua_tonumber(L, -1);
+        lua_pop(L, 2);
+        int has = 0;
+        if (known && lua_getfield(L, d, "target_groups") == LUA_TTABLE) {
+            for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TTABLE; i++) {
+                if (ifield(L, -1, "portal", -1) == pid && ifield(L, -1, "initiator", -1) == gid)
+                    has = 1;
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        if (!has) {
+            lua_pushfstring(L, "target_groups:%s", tname);
+            add_change(L, list, 0, lua_tostring(L, -1), "update", "the target lacks the (portal, initiator group) pair");
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+
+    /* extent */
+    lua_getfield(L, d, "extent_id");
+    if (lua_isnil(L, -1)) {
+        const char *other = sfield(L, d, "disk_extent_name");
+        if (other)
+            return fail(L, "iscsi: zvol %s is already the disk of extent '%s' (not '%s'): set the extent_name hook "
+                           "or remove that extent", zvol, other, ename);
+        lua_createtable(L, 0, 4);
+        lua_pushstring(L, ename);
+        lua_setfield(L, -2, "name");
+        lua_pushliteral(L, "DISK");
+        lua_setfield(L, -2, "type");
+        lua_pushfstring(L, "zvol/%s", zvol);
+        lua_setfield(L, -2, "disk");
+        lua_pushstring(L, mark);
+        lua_setfield(L, -2, "comment");
+        lua_pushfstring(L, "extent:%s", ename);
+        add_change(L, list, lua_gettop(L) - 1, lua_tostring(L, -1), "create", "the zvol has no extent");
+        lua_pop(L, 2);
+    } else {
+        const char *disk = sfield(L, d, "extent_disk");
+        char want[600];
+        snprintf(want, sizeof want, "zvol/%s", zvol);
+        if (!disk || strcmp(disk, want) != 0)
+            return fail(L, "iscsi: extent '%s' exists on %s, not on %s", ename, disk ? disk : "no disk", want);
+    }
+    lua_pop(L, 1);
+
+    /* mapping */
+    lua_Integer lun = ifield(L, d, "lun", 0);
+    lua_getfield(L, d, "mapping");
+    if (lua_isnil(L, -1)) {
+        lua_createtable(L, 0, 1);
+        lua_pushinteger(L, lun);
+        lua_setfield(L, -2, "lunid");
+        lua_pushfstring(L, "mapping:%s/%d", tname, (int)lun);
+        add_change(L, list, lua_gettop(L) - 1, lua_tostring(L, -1), "create", "the extent is not mapped to the target");
+        lua_pop(L, 2);
+    } else {
+        lua_Integer mt = ifield(L, -1, "target", -1), ml = ifield(L, -1, "lun", -1);
+        lua_Integer tid = ifield(L, d, "target_id", -2);
+        if (mt != tid)
+            return fail(L, "iscsi: extent '%s' is mapped to target %lld, not to %s: TrueNAS maps an extent to one "
+                           "target only", ename, (long long)mt, tname);
+        if (ml != lun)
+            return fail(L, "iscsi: extent '%s' is LUN %lld of %s, the config asks LUN %lld", ename, (long long)ml, tname,
+                        (long long)lun);
+    }
+    lua_pop(L, 1);
+
+    /* the service */
+    lua_getfield(L, d, "service");
+    int svc = lua_gettop(L);
+    lua_getfield(L, svc, "enable");
+    if (!lua_toboolean(L, -1)) {
+        add_change(L, list, 0, "service:iscsitarget:enable", "update", "iscsitarget does not start at boot");
+    }
+    lua_pop(L, 1);
+    const char *st = lua_type(L, svc) == LUA_TTABLE ? sfield(L, svc, "state") : NULL;
+    if (!st || strcmp(st, "RUNNING") != 0) {
+        add_change(L, list, 0, "service:iscsitarget:start", "update",
+                   "iscsitarget is not running: nothing is exported until it runs");
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, list);
+    return 1;
+}
+
+/* ---- apply / undo ---------------------------------------------------------------------------- */
+
+/* Create with the args table on top (consumed); on a lost answer, look the
+ * object up (query field = value at key) and adopt it, else create once more.
+ * Leaves the entry. */
+static void create_or_adopt(lua_State *L, int res, const char *create, const char *query, const char *field,
+                            const char *key)
+{
+    int args = lua_gettop(L);
+    for (int attempt = 0;; attempt++) {
+        lua_pushvalue(L, args);
+        int n = sbot_truenas_call(L, res, create, 1);
+        if (n == 1) {
+            lua_remove(L, args);
+            return;
+        }
+        const char *code = lua_tostring(L, -1);
+        if (!transport_code(code) || attempt >= 2)
+            fail(L, "%s", lua_tostring(L, -2));
+        lua_pop(L, 3);
+        lua_getfield(L, args, key);
+        query1(L, res, query, field);
+        if (!lua_isnil(L, -1)) {
+            lua_remove(L, args);
+            return;
+        }
+        lua_pop(L, 1);
+    }
+}
+
+static lua_Integer ids_get(lua_State *L, int self, const char *k)
+{
+    int st = state(L, self);
+    lua_Integer v = ifield(L, st, k, -1);
+    lua_pop(L, 1);
+    if (v < 0) {
+        lua_getfield(L, self, "discovery");
+        char dk[64];
+        snprintf(dk, sizeof dk, "%s_id", k);
+        v = ifield(L, -1, dk, -1);
+        lua_pop(L, 1);
+    }
+    return v;
+}
+
+static void ids_set(lua_State *L, int self, const char *k, int value, int created)
+{
+    value = lua_absindex(L, value);
+    int st = state(L, self);
+    lua_pushvalue(L, value);
+    lua_setfield(L, st, k);
+    if (created) {
+        char ck[64];
+        snprintf(ck, sizeof ck, "created_%s", k);
+        lua_pushvalue(L, value);
+        lua_setfield(L, st, ck);
+    }
+    lua_pop(L, 1);
+}
+
+static int c_apply(lua_State *L)
+{
+    int self = 1, change = 2, res = 3;
+    const char *resource = sfield(L, change, "resource");
+    const char *action = sfield(L, change, "action");
+    lua_getfield(L, change, "after");
+    int after = lua_gettop(L);
+    lua_getfield(L, self, "discovery");
+    int d = lua_gettop(L);
+    lua_newtable(L);
+    int out = lua_gettop(L);
+    if (strncmp(resource, "zvol:", 5) == 0) {
+        lua_pushvalue(L, after);
+        create_or_adopt(L, res, "pool.dataset.create", "pool.dataset.query", "id", "name");
+        lua_getfield(L, -1, "id");
+        ids_set(L, self, "zvol", -1, 1);
+        lua_setfield(L, out, "id");
+    } else if (strncmp(resource, "portal:", 7) == 0) {
+        lua_pushvalue(L, after);
+        create_or_adopt(L, res, "iscsi.portal.create", "iscsi.portal.query", "comment", "comment");
+        lua_getfield(L, -1, "id");
+        ids_set(L, self, "portal", -1, 1);
+        lua_setfield(L, out, "id");
+    } else if (strncmp(resource, "initiator_group:", 16) == 0) {
+        if (strcmp(action, "create") == 0) {
+            lua_pushvalue(L, after);
+            create_or_adopt(L, res, "iscsi.initiator.create", "iscsi.initiator.query", "comment", "comment");
+            lua_getfield(L, -1, "id");
+            ids_set(L, self, "initiator_group", -1, 1);
+            lua_setfield(L, out, "id");
+        } else {
+            lua_pushinteger(L, ids_get(L, self, "initiator_group"));
+            lua_pushvalue(L, after);
+            must(L, res, "iscsi.initiator.update", 2);
+        }
+    } else if (strncmp(resource, "target:", 7) == 0) {
+        lua_Integer pid = ids_get(L, self, "portal"), gid = ids_get(L, self, "initiator_group");
+        const char *id = server_id(L, self);
+        lua_createtable(L, 0, 3);
+        lua_getfield(L, after, "name");
+        lua_setfield(L, -2, "name");
+        lua_getfield(L, self, "config");
+        lua_getfield(L, -1, "target");
+        const char *alias = lua_type(L, -1) == LUA_TTABLE ? sfield(L, -1, "alias") : NULL;
+        if (alias)
+            lua_pushfstring(L, "sbot:%s %s", id, alias);
+        else
+            lua_pushfstring(L, "sbot:%s", id);
+        lua_setfield(L, -4, "alias");
+        lua_pop(L, 2);
+        push_array(L);
+        lua_createtable(L, 0, 2);
+        lua_pushinteger(L, pid);
+        lua_setfield(L, -2, "portal");
+        lua_pushinteger(L, gid);
+        lua_setfield(L, -2, "initiator");
+        lua_rawseti(L, -2, 1);
+        lua_setfield(L, -2, "groups");
+        create_or_adopt(L, res, "iscsi.target.create", "iscsi.target.query", "name", "name");
+        lua_getfield(L, -1, "id");
+        ids_set(L, self, "target", -1, 1);
+        lua_setfield(L, out, "id");
+    } else if (strncmp(resource, "target_groups:", 14) == 0) {
+        lua_Integer tid = ids_get(L, self, "target");
+        lua_Integer pid = ids_get(L, self, "portal"), gid = ids_get(L, self, "initiator_group");
+        lua_pushinteger(L, tid);
+        must(L, res, "iscsi.target.get_instance", 1);
+        lua_getfield(L, -1, "groups");
+        int groups = lua_gettop(L);
+        push_array(L);
+        int ng = lua_gettop(L);
+        lua_Integer n = 0;
+        int has = 0;
+        for (lua_Integer i = 1; lua_rawgeti(L, groups, i) == LUA_TTABLE; i++) {
+            if (ifield(L, -1, "portal", -1) == pid && ifield(L, -1, "initiator", -1) == gid)
+                has = 1;
+            lua_rawseti(L, ng, ++n);
+        }
+        lua_pop(L, 1);
+        if (!has) {
+            lua_createtable(L, 0, 2);
+            lua_pushinteger(L, pid);
+            lua_setfield(L, -2, "portal");
+            lua_pushinteger(L, gid);
+            lua_setfield(L, -2, "initiator");
+            lua_rawseti(L, ng, ++n);
+            lua_pushinteger(L, tid);
+            lua_createtable(L, 0, 1);
+            lua_pushvalue(L, ng);
+            lua_setfield(L, -2, "groups");
+            int nres = sbot_truenas_call(L, res, "iscsi.target.update", 2);
+            if (nres != 1) {
+                if (!transport_code(lua_tostring(L, -1)))
+                    return fail(L, "%s", lua_tostring(L, -2));
+                /* lost answer: the read-back in housekeep decides; try once more */
+                lua_pop(L, 3);
+                lua_pushinteger(L, tid);
+                lua_createtable(L, 0, 1);
+                lua_pushvalue(L, ng);
+                lua_setfield(L, -2, "groups");
+                must(L, res, "iscsi.target.update", 2);
+            }
+        }
+        lua_pushboolean(L, 1);
+        lua_setfield(L, out, "groups");
+    } else if (strncmp(resource, "extent:", 7) == 0) {
+        /* the zvol's device may show up a moment after the zvol: wait and retry */
+        for (int attempt = 0;; attempt++) {
+            lua_pushvalue(L, after);
+            lua_pushvalue(L, after);
+            int n = sbot_truenas_call(L, res, "iscsi.extent.create", 1);
+            if (n == 1) {
+                lua_remove(L, -2);
+                break;
+            }
+            const char *msg = lua_tostring(L, -2), *code = lua_tostring(L, -1);
+            if (msg && strstr(msg, "does not exist") && strstr(msg, "/dev/zvol/") && attempt < 40) {
+                lua_pop(L, 4);
+                sleep_for(0.05 * (attempt < 10 ? attempt + 1 : 10));
+                continue;
+            }
+            if (transport_code(code) && attempt < 40) {
+                lua_pop(L, 4);
+                lua_getfield(L, after, "name");
+                query1(L, res, "iscsi.extent.query", "name");
+                if (!lua_isnil(L, -1))
+                    break;
+                lua_pop(L, 1);
+                continue;
+            }
+            return fail(L, "%s", msg);
+        }
+        lua_getfield(L, -1, "id");
+        ids_set(L, self, "extent", -1, 1);
+        lua_setfield(L, out, "id");
+    } else if (strncmp(resource, "mapping:", 8) == 0) {
+        lua_Integer tid = ids_get(L, self, "target"), eid = ids_get(L, self, "extent");
+        lua_createtable(L, 0, 3);
+        lua_pushinteger(L, tid);
+        lua_setfield(L, -2, "target");
+        lua_pushinteger(L, eid);
+        lua_setfield(L, -2, "extent");
+        lua_getfield(L, after, "lunid");
+        lua_setfield(L, -2, "lunid");
+        lua_pushinteger(L, eid);
+        lua_setfield(L, -2, "_extent");
+        /* the lookup key goes through the args table; drop it before the call */
+        lua_getfield(L, -1, "_extent");
+        lua_pushnil(L);
+        lua_setfield(L, -3, "_extent");
+        lua_pop(L, 1);
+        int args = lua_gettop(L);
+        for (int attempt = 0;; attempt++) {
+            lua_pushvalue(L, args);
+            int n = sbot_truenas_call(L, res, "iscsi.targetextent.create", 1);
+            if (n == 1)
+                break;
+            if (!transport_code(lua_tostring(L, -1)) || attempt >= 2)
+                return fail(L, "%s", lua_tostring(L, -2));
+            lua_pop(L, 3);
+            lua_pushinteger(L, eid);
+            query1(L, res, "iscsi.targetextent.query", "extent");
+            if (!lua_isnil(L, -1))
+                break;
+            lua_pop(L, 1);
+        }
+        lua_getfield(L, -1, "id");
+        ids_set(L, self, "mapping", -1, 1);
+        lua_setfield(L, out, "id");
+    } else if (strcmp(resource, "service:iscsitarget:enable") == 0) {
+        lua_pushliteral(L, "iscsitarget");
+        lua_createtable(L, 0, 1);
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "enable");
+        int n = sbot_truenas_call(L, res, "service.update", 2);
+        if (n != 1) {
+            if (!transport_code(lua_tostring(L, -1)))
+                return fail(L, "%s", lua_tostring(L, -2));
+            lua_pop(L, 3);
+            lua_pushliteral(L, "iscsitarget");
+            lua_createtable(L, 0, 1);
+            lua_pushboolean(L, 1);
+            lua_setfield(L, -2, "enable");
+            must(L, res, "service.update", 2);
+        }
+        lua_pushboolean(L, 1);
+        lua_setfield(L, out, "enable");
+    } else if (strcmp(resource, "service:iscsitarget:start") == 0) {
+        for (int attempt = 0;; attempt++) {
+            lua_pushliteral(L, "START");
+            lua_pushliteral(L, "iscsitarget");
+            lua_newtable(L);
+            int n = sbot_truenas_call(L, res, "service.control", 3);
+            if (n == 1) {
+                if (!lua_toboolean(L, -1))
+                    return fail(L, "service.control START iscsitarget: the service did not start");
+                break;
+            }
+            if (!transport_code(lua_tostring(L, -1)) || attempt >= 2)
+                return fail(L, "%s", lua_tostring(L, -2));
+            lua_pop(L, 3);
+            lua_pushliteral(L, "iscsitarget");
+            query1(L, res, "service.query", "service");
+            const char *st = lua_type(L, -1) == LUA_TTABLE ? sfield(L, -1, "state") : NULL;
+            if (st && strcmp(st, "RUNNING") == 0)
+                break;
+            lua_pop(L, 1);
+        }
+        lua_pushboolean(L, 1);
+        lua_setfield(L, out, "running");
+    } else {
+        return fail(L, "iscsi: unknown change %s", resource);
+    }
+    (void)d;
+    lua_pushvalue(L, out);
+    return 1;
+}
+
+/* Delete by id (method, id), tolerating a lost answer (read back) and an
+ * object already gone. */
+static void delete_id(lua_State *L, int res, const char *method, const char *get, lua_Integer id)
+{
+    lua_pushinteger(L, id);
+    int n = sbot_truenas_call(L, res, method, 1);
+    if (n == 1) {
+        lua_pop(L, 1);
+        return;
+    }
+    const char *msg = lua_tostring(L, -2);
+    if (msg && strstr(msg, "does not exist")) {
+        lua_pop(L, 3);
+        return;
+    }
+    if (!transport_code(lua_tostring(L, -1)))
+        fail(L, "%s", msg);
+    lua_pop(L, 3);
+    lua_pushinteger(L, id);
+    n = sbot_truenas_call(L, res, get, 1);
+    if (n == 1)
+        fail(L, "%s %lld: the answer was lost and it still exists", method, (long long)id);
+    lua_pop(L, 3);
+}
+
+static int c_undo(lua_State *L)
+{
+    int self = 1, change = 2, res = 3;
+    const char *resource = sfield(L, change, "resource");
+    int st = state(L, self);
+    if (strncmp(resource, "zvol:", 5) == 0) {
+        const char *zvol = resource + 5;
+        lua_getfield(L, st, "created_zvol");
+        if (lua_isnil(L, -1))
+            return 0;
+        /* never a zvol an extent uses: TrueNAS would delete the extent too */
+        lua_pushfstring(L, "zvol/%s", zvol);
+        query1(L, res, "iscsi.extent.query", "disk");
+        if (!lua_isnil(L, -1))
+            return fail(L, "iscsi undo: zvol %s is the disk of extent '%s': not deleting it", zvol, sfield(L, -1, "name"));
+        lua_pop(L, 1);
+        lua_pushstring(L, zvol);
+        int n = sbot_truenas_call(L, res, "pool.dataset.delete", 1);
+        if (n != 1 && !(lua_tostring(L, -2) && strstr(lua_tostring(L, -2), "does not exist")))
+            return fail(L, "%s", lua_tostring(L, -2));
+        return 0;
+    }
+    static const struct {
+        const char *prefix, *key, *del, *get;
+    } kinds[] = {{"portal:", "created_portal", "iscsi.portal.delete", "iscsi.portal.get_instance"},
+                 {"initiator_group:", "created_initiator_group", "iscsi.initiator.delete", "iscsi.initiator.get_instance"},
+                 {"target:", "created_target", "iscsi.target.delete", "iscsi.target.get_instance"},
+                 {"extent:", "created_extent", "iscsi.extent.delete", "iscsi.extent.get_instance"},
+                 {"mapping:", "created_mapping", "iscsi.targetextent.delete", "iscsi.targetextent.get_instance"},
+                 {NULL, NULL, NULL, NULL}};
+    for (int i = 0; kinds[i].prefix; i++) {
+        if (strncmp(resource, kinds[i].prefix, strlen(kinds[i].prefix)) == 0) {
+            lua_Integer id = ifield(L, st, kinds[i].key, -1);
+            if (id >= 0)
+                delete_id(L, res, kinds[i].del, kinds[i].get, id);
+            return 0;
+        }
+    }
+    /* group updates and the service stay: other targets may rely on them */
+    return 0;
+}
+
+/* ---- housekeep ---------------------------------------------------------------------------------- */
+
+static int c_housekeep(lua_State *L)
+{
+    int self = 1, res = 2;
+    lua_getfield(L, self, "discovery");
+    int d = lua_gettop(L);
+    lua_getfield(L, d, "names");
+    int names = lua_gettop(L);
+    const char *zvol = sfield(L, names, "zvol"), *tname = sfield(L, names, "target"), *ename = sfield(L, names, "extent");
+    const char *iqn = sfield(L, d, "iqn"), *portal = sfield(L, d, "portal"), *initiator = sfield(L, d, "initiator");
+    const char *mark = sfield(L, d, "mark");
+    lua_Integer lun = ifield(L, d, "lun", 0);
+    lua_newtable(L);
+    int hk = lua_gettop(L);
+
+    /* read back */
+    lua_pushstring(L, zvol);
+    query1(L, res, "pool.dataset.query", "id");
+    if (lua_isnil(L, -1))
+        return fail(L, "iscsi: read back: zvol %s does not exist", zvol);
+    lua_Integer volsize = prop_parsed(L, lua_gettop(L), "volsize");
+    lua_pop(L, 1);
+    lua_pushstring(L, tname);
+    query1(L, res, "iscsi.target.query", "name");
+    if (lua_isnil(L, -1))
+        return fail(L, "iscsi: read back: target %s does not exist", tname);
+    lua_Integer tid = ifield(L, -1, "id", -1);
+    lua_getfield(L, -1, "groups");
+    lua_Integer ngroups = (lua_Integer)lua_rawlen(L, -1);
+    lua_pop(L, 2);
+    if (ngroups == 0)
+        return fail(L, "iscsi: read back: target %s has no groups: nothing would be visible", tname);
+    lua_pushstring(L, ename);
+    query1(L, res, "iscsi.extent.query", "name");
+    if (lua_isnil(L, -1))
+        return fail(L, "iscsi: read back: extent %s does not exist", ename);
+    lua_Integer eid = ifield(L, -1, "id", -1);
+    lua_pop(L, 1);
+    lua_pushinteger(L, eid);
+    query1(L, res, "iscsi.targetextent.query", "extent");
+    if (lua_isnil(L, -1) || ifield(L, -1, "target", -1) != tid || ifield(L, -1, "lunid", -1) != lun)
+        return fail(L, "iscsi: read back: extent %s is not LUN %lld of target %s", ename, (long long)lun, tname);
+    lua_pop(L, 1);
+    lua_pushliteral(L, "iscsitarget");
+    query1(L, res, "service.query", "service");
+    const char *svc_state = lua_type(L, -1) == LUA_TTABLE ? sfield(L, -1, "state") : NULL;
+    if (!svc_state || strcmp(svc_state, "RUNNING") != 0)
+        return fail(L, "iscsi: read back: the iscsitarget service is %s, not RUNNING", svc_state ? svc_state : "missing");
+    lua_pop(L, 1);
+
+    /* a real login as the server's initiator */
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "sbot.iscsi");
+    lua_call(L, 1, 0);
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, portal);
+    lua_setfield(L, -2, "portal");
+    lua_pushstring(L, iqn);
+    lua_setfield(L, -2, "target");
+    lua_pushinteger(L, lun);
+    lua_setfield(L, -2, "lun");
+    lua_pushstring(L, initiator);
+    lua_setfield(L, -2, "initiator");
+    lua_getfield(L, self, "config");
+    lua_getfield(L, -1, "probe_timeout");
+    lua_setfield(L, -3, "timeout");
+    lua_pop(L, 1);
+    int n = sbot_iscsi_probe(L, -1);
+    if (n != 1)
+        return fail(L, "iscsi: login as %s to %s LUN %lld at %s failed: %s", initiator, iqn, (long long)lun, portal,
+                    lua_tostring(L, -2));
+    int probe = lua_gettop(L);
+    lua_getfield(L, probe, "capacity");
+    lua_Integer bytes = ifield(L, -1, "bytes", -1);
+    lua_pop(L, 1);
+    if (bytes != volsize)
+        return fail(L, "iscsi: LUN %lld of %s shows %lld bytes, the zvol has %lld", (long long)lun, iqn, (long long)bytes,
+                    (long long)volsize);
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, initiator);
+    lua_setfield(L, -2, "initiator");
+    lua_pushinteger(L, bytes);
+    lua_setfield(L, -2, "capacity");
+    lua_getfield(L, probe, "inquiry");
+    lua_setfield(L, -2, "inquiry");
+    lua_setfield(L, hk, "login");
+    lua_remove(L, probe);
+    lua_pop(L, 1); /* probe opts */
+
+    /* leftovers of this server marked by sbot: unmapped extents, targets
+     * without LUNs, unused initiator groups (zvols are data: listed only) */
+    push_array(L);
+    int removed = lua_gettop(L);
+    lua_Integer nrem = 0;
+    lua_pushstring(L, mark);
+    {
+        int v = lua_gettop(L);
+        push_filter(L, "comment", v);
+        lua_remove(L, v);
+    }
+    must(L, res, "iscsi.extent.query", 1);
+    for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TTABLE; i++) {
+        lua_Integer id = ifield(L, -1, "id", -1);
+        if (id != eid) {
+            lua_pushinteger(L, id);
+            query1(L, res, "iscsi.targetextent.query", "extent");
+            int mapped = !lua_isnil(L, -1);
+            lua_pop(L, 1);
+            if (!mapped) {
+                delete_id(L, res, "iscsi.extent.delete", "iscsi.extent.get_instance", id);
+                lua_pushfstring(L, "extent %s", sfield(L, -1, "name"));
+                lua_rawseti(L, removed, ++nrem);
+            }
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 2);
+    must(L, res, "iscsi.target.query", 0);
+    int targets = lua_gettop(L);
+    for (lua_Integer i = 1; lua_rawgeti(L, targets, i) == LUA_TTABLE; i++) {
+        const char *alias = sfield(L, -1, "alias");
+        lua_Integer id = ifield(L, -1, "id", -1);
+        size_t ml = strlen(mark);
+        if (id != tid && alias && strncmp(alias, mark, ml) == 0 && (alias[ml] == '\0' || alias[ml] == ' ')) {
+            lua_pushinteger(L, id);
+            query1(L, res, "iscsi.targetextent.query", "target");
+            int mapped = !lua_isnil(L, -1);
+            lua_pop(L, 1);
+            if (!mapped) {
+                delete_id(L, res, "iscsi.target.delete", "iscsi.target.get_instance", id);
+                lua_pushfstring(L, "target %s", sfield(L, -1, "name"));
+                lua_rawseti(L, removed, ++nrem);
+            }
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    lua_Integer gid = ids_get(L, self, "initiator_group");
+    lua_pushstring(L, mark);
+    {
+        int v = lua_gettop(L);
+        push_filter(L, "comment", v);
+        lua_remove(L, v);
+    }
+    must(L, res, "iscsi.initiator.query", 1);
+    int igs = lua_gettop(L);
+    for (lua_Integer i = 1; lua_rawgeti(L, igs, i) == LUA_TTABLE; i++) {
+        lua_Integer id = ifield(L, -1, "id", -1);
+        if (id != gid) {
+            /* used by any target? */
+            must(L, res, "iscsi.target.query", 0);
+            int used = 0;
+            for (lua_Integer j = 1; lua_rawgeti(L, -1, j) == LUA_TTABLE; j++) {
+                lua_getfield(L, -1, "groups");
+                for (lua_Integer k = 1; lua_rawgeti(L, -1, k) == LUA_TTABLE; k++) {
+                    if (ifield(L, -1, "initiator", -2) == id)
+                        used = 1;
+                    lua_pop(L, 1);
+                }
+                lua_pop(L, 3);
+            }
+            lua_pop(L, 2);
+            if (!used) {
+                delete_id(L, res, "iscsi.initiator.delete", "iscsi.initiator.get_instance", id);
+                lua_pushfstring(L, "initiator group %d", (int)id);
+                lua_rawseti(L, removed, ++nrem);
+            }
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 2);
+    lua_pushvalue(L, removed);
+    lua_setfield(L, hk, "removed");
+    lua_pop(L, 1);
+    /* marked zvols of this server other than the current one: reported */
+    push_array(L);
+    int left = lua_gettop(L);
+    lua_Integer nleft = 0;
+    lua_pushliteral(L, "VOLUME");
+    {
+        int v = lua_gettop(L);
+        push_filter(L, "type", v);
+        lua_remove(L, v);
+    }
+    must(L, res, "pool.dataset.query", 1);
+    for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TTABLE; i++) {
+        const char *zid = sfield(L, -1, "id");
+        lua_getfield(L, -1, "comments");
+        const char *c = lua_type(L, -1) == LUA_TTABLE ? sfield(L, -1, "value") : NULL;
+        if (zid && c && strcmp(c, mark) == 0 && strcmp(zid, zvol) != 0) {
+            lua_pushstring(L, zid);
+            lua_rawseti(L, left, ++nleft);
+        }
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 2);
+    lua_setfield(L, hk, "other_zvols");
+
+    /* the connection details, as an artifact */
+    lua_createtable(L, 0, 8);
+    int info = lua_gettop(L);
+    lua_pushstring(L, iqn);
+    lua_setfield(L, info, "iqn");
+    lua_pushstring(L, portal);
+    lua_setfield(L, info, "portal");
+    lua_pushinteger(L, lun);
+    lua_setfield(L, info, "lun");
+    lua_pushstring(L, initiator);
+    lua_setfield(L, info, "initiator");
+    lua_pushstring(L, zvol);
+    lua_setfield(L, info, "zvol");
+    lua_pushinteger(L, volsize);
+    lua_setfield(L, info, "size");
+    lua_pushstring(L, tname);
+    lua_setfield(L, info, "target");
+    lua_pushstring(L, ename);
+    lua_setfield(L, info, "extent");
+    lua_pushvalue(L, info);
+    lua_setfield(L, hk, "connection");
+    lua_getfield(L, self, "artifact");
+    lua_pushvalue(L, self);
+    lua_createtable(L, 0, 3);
+    lua_pushliteral(L, "iscsi.json");
+    lua_setfield(L, -2, "key");
+    lua_pushliteral(L, "application/json");
+    lua_setfield(L, -2, "type");
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "sbot.json");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "encode");
+    lua_pushvalue(L, info);
+    lua_createtable(L, 0, 1);
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "indent");
+    lua_call(L, 2, 1);
+    lua_remove(L, -2);
+    lua_setfield(L, -2, "content");
+    lua_call(L, 2, 0);
+    lua_pushboolean(L, 1);
+    lua_setfield(L, hk, "verified");
+    lua_pushvalue(L, hk);
+    return 1;
+}
+
+/* ---- definition -------------------------------------------------------------------------------------- */
+
+static void field(lua_State *L, int schema, const char *name, const char *type, const char *desc)
+{
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, type);
+    lua_setfield(L, -2, "type");
+    lua_pushstring(L, desc);
+    lua_setfield(L, -2, "description");
+    lua_setfield(L, schema, name);
+}
+
+static void hook(lua_State *L, int hooks, const char *name, lua_CFunction fn, const char *desc)
+{
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, desc);
+    lua_setfield(L, -2, "description");
+    lua_pushcfunction(L, fn);
+    lua_setfield(L, -2, "default");
+    lua_setfield(L, hooks, name);
+}
+
+int luaopen_sbot_component_iscsi(lua_State *L)
+{
+    lua_newtable(L);
+    int spec = lua_gettop(L);
+    lua_pushliteral(L, "iscsi");
+    lua_setfield(L, spec, "name");
+    lua_pushliteral(L, "A bootable iSCSI disk per server on TrueNAS SCALE: zvol, portal, initiator group, target, "
+                       "extent, mapping, iscsitarget running; verified by a real iSCSI login.");
+    lua_setfield(L, spec, "description");
+
+    lua_newtable(L);
+    int schema = lua_gettop(L);
+    field(L, schema, "pool", "string", "ZFS pool of the zvol (default: site truenas.pool)");
+    field(L, schema, "version", "string", "OpenShift version in the names, e.g. \"4.14.3\" (default: site openshift.version)");
+    lua_createtable(L, 0, 3);
+    lua_pushliteral(L, "table");
+    lua_setfield(L, -2, "type");
+    lua_pushliteral(L, "{name, size (\"120G\" or bytes; default site truenas.zvol_size), sparse = true, volblocksize = \"16K\", force_size = false}");
+    lua_setfield(L, -2, "description");
+    lua_newtable(L);
+    int zf = lua_gettop(L);
+    field(L, zf, "name", "string", "full zvol name (default: the zvol_name hook)");
+    field(L, zf, "size", "any", "size, \"120G\" or bytes");
+    field(L, zf, "sparse", "boolean", "thin provisioned (default true)");
+    field(L, zf, "volblocksize", "string", "block size (default \"16K\")");
+    field(L, zf, "force_size", "boolean", "pass TrueNAS's 80 % rule (default false)");
+    lua_setfield(L, -2, "fields");
+    lua_setfield(L, schema, "zvol");
+    lua_createtable(L, 0, 3);
+    lua_pushliteral(L, "table");
+    lua_setfield(L, -2, "type");
+    lua_pushliteral(L, "{name (default: the target_name hook), alias}");
+    lua_setfield(L, -2, "description");
+    lua_newtable(L);
+    int tf = lua_gettop(L);
+    field(L, tf, "name", "string", "target name: the part after the basename (lowercase, digits, . - :)");
+    field(L, tf, "alias", "string", "added to the target's alias after sbot's mark");
+    lua_setfield(L, -2, "fields");
+    lua_setfield(L, schema, "target");
+    field(L, schema, "portal", "string", "\"ip[:port]\" servers boot from (default: site truenas.portal)");
+    lua_createtable(L, 0, 3);
+    lua_pushliteral(L, "list");
+    lua_setfield(L, -2, "type");
+    lua_pushliteral(L, "initiator IQNs allowed to log in (default: the initiator_name hook)");
+    lua_setfield(L, -2, "description");
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "string");
+    lua_setfield(L, -2, "type");
+    lua_setfield(L, -2, "items");
+    lua_setfield(L, schema, "initiators");
+    field(L, schema, "chap", "table", "CHAP {user, secret}: not implemented yet (an error)");
+    lua_createtable(L, 0, 5);
+    lua_pushliteral(L, "integer");
+    lua_setfield(L, -2, "type");
+    lua_pushinteger(L, 0);
+    lua_setfield(L, -2, "default");
+    lua_pushinteger(L, 0);
+    lua_setfield(L, -2, "min");
+    lua_pushinteger(L, 16382);
+    lua_setfield(L, -2, "max");
+    lua_pushliteral(L, "LUN id of the disk on its target (as the initiator sees it)");
+    lua_setfield(L, -2, "description");
+    lua_setfield(L, schema, "lun");
+    static const struct {
+        const char *name, *desc;
+        double def;
+    } nums[] = {{"timeout", "TrueNAS connect timeout, seconds", 30},
+                {"call_timeout", "one TrueNAS call's timeout, seconds", 30},
+                {"probe_timeout", "the iSCSI login check's timeout, seconds", 15},
+                {NULL, NULL, 0}};
+    for (int i = 0; nums[i].name; i++) {
+        lua_createtable(L, 0, 3);
+        lua_pushliteral(L, "number");
+        lua_setfield(L, -2, "type");
+        lua_pushnumber(L, nums[i].def);
+        lua_setfield(L, -2, "default");
+        lua_pushstring(L, nums[i].desc);
+        lua_setfield(L, -2, "description");
+        lua_setfield(L, schema, nums[i].name);
+    }
+    lua_setfield(L, spec, "schema");
+
+    lua_newtable(L);
+    int hooks = lua_gettop(L);
+    hook(L, hooks, "zvol_name", h_zvol_name,
+         "zvol_name(server, version, pool) -> full zvol name; default <pool>/openshift_installations/r630_<server>_<version_>");
+    hook(L, hooks, "target_name", h_target_name,
+         "target_name(server, version) -> target name (after the basename); default r630-<server>.openshift<version>");
+    hook(L, hooks, "extent_name", h_extent_name,
+         "extent_name(server, version) -> extent name; default openshift_r630_<server>_<version_>_extent");
+    hook(L, hooks, "initiator_name", h_initiator_name,
+         "initiator_name(server) -> the server's initiator IQN; default iqn.2024-01.org.sbot:<server>");
+    lua_setfield(L, spec, "hooks");
+
+    lua_pushcfunction(L, c_open);
+    lua_setfield(L, spec, "open");
+    lua_pushcfunction(L, c_discover);
+    lua_setfield(L, spec, "discover");
+    lua_pushcfunction(L, c_plan);
+    lua_setfield(L, spec, "plan");
+    lua_pushcfunction(L, c_apply);
+    lua_setfield(L, spec, "apply");
+    lua_pushcfunction(L, c_undo);
+    lua_setfield(L, spec, "undo");
+    lua_pushcfunction(L, c_housekeep);
+    lua_setfield(L, spec, "housekeep");
+    sbot_component_define(L, spec);
+    return 1;
+}

@@ -1,0 +1,284 @@
+--- sbot.lab.istgt: a private istgt (Debian package istgt, the userspace iSCSI
+-- target of FreeNAS's own lineage) that exports what the TrueNAS model says is
+-- exported, for real.
+--
+--   local istgt = assert(require "sbot.lab.istgt".start{port = 3260, dir = "/tmp/lab/iscsi"})
+--   assert(istgt:apply{ nodebase = "iqn.2005-10.org.freenas.ctl", targets = {
+--     { name = "node1", groups = { { portals = {"127.0.0.1"}, initiators = {"ALL"}, netmasks = {"ALL"} } },
+--       luns = { { lun = 0, zvol = "tank/node1", size = 8 * 2^30, serial = "1e0a0b0c0d0e001",
+--                  blocksize = 512, vendor = "TrueNAS", product = "iSCSI Disk" } } } } })
+--   ...
+--   istgt:stop()
+--
+-- Why istgt and not tgt: TrueNAS (SCST) shows a mapped LUN at its own number and
+-- only to the initiator + portal pairs of the target's groups. istgt has the
+-- same model — NodeBase + short TargetName, `Mapping PortalGroupN
+-- InitiatorGroupM`, `LUN0 Storage <file>` as a disk — while tgt keeps LUN 0 for
+-- its controller (the model's LUN 0 would be LUN 1 on the wire). istgt's own
+-- limits, recorded per target in state().unexported with the reason: every
+-- target needs a LUN 0 (SCST would show LUN n alone) and LUNs go up to 63.
+--
+-- istgt reads its configuration once (this version has no reload), so apply()
+-- rewrites DIR/istgt.conf and restarts the daemon when the configuration
+-- changed. istgt is started with sbot.sys.spawn (no shell) and daemonizes into
+-- its own session once its portal listens on HOST:PORT; stop() (the lab's
+-- close) kills it by the pid in DIR/istgt.pid. Each zvol is a sparse file of
+-- its size under DIR.
+local sys = require "sbot.sys"
+
+local M = {}
+M.MAX_LUN = 63
+
+local Istgt = {}
+Istgt.__index = Istgt
+
+-- A short pause without a shell: the lab is single-threaded and this is
+-- only used while istgt starts or stops (milliseconds).
+local function pause(s)
+  sys.spawn { argv = { "sleep", string.format("%.3f", s) }, timeout = s + 5 }
+end
+
+local function exists(program)
+  for dir in (os.getenv("PATH") or "/usr/sbin:/usr/bin:/sbin:/bin"):gmatch("[^:]+") do
+    local f = io.open(dir .. "/" .. program, "rb")
+    if f then f:close() return dir .. "/" .. program end
+  end
+  for _, dir in ipairs { "/usr/sbin", "/sbin" } do
+    local f = io.open(dir .. "/" .. program, "rb")
+    if f then f:close() return dir .. "/" .. program end
+  end
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+--- Start the controller (the daemon starts on the first apply with a target).
+-- opts: port (required), dir (required), host ("127.0.0.1"), istgt (program).
+-- Returns the controller or nil, message.
+function M.start(opts)
+  opts = opts or {}
+  local port = math.tointeger(opts.port)
+  if not port or port < 1 or port > 65535 then error("istgt.start: opts.port must be a TCP port", 2) end
+  if type(opts.dir) ~= "string" then error("istgt.start: opts.dir (string) is required", 2) end
+  local program = opts.istgt or exists("istgt")
+  if not program then return nil, "istgt: program istgt not found (install the Debian package istgt)" end
+  local ok, err = require("sbot.fsio").mkdirs(opts.dir)
+  if not ok then return nil, "istgt: cannot create " .. opts.dir .. ": " .. tostring(err) end
+  local self = setmetatable({ port = port, host = opts.host or "127.0.0.1", dir = opts.dir, program = program,
+    conf_file = opts.dir .. "/istgt.conf", pid_file = opts.dir .. "/istgt.pid", log = opts.dir .. "/istgt.log",
+    conf = nil, exported = {}, unexported = {}, files = {}, restarts = 0, errors = {} }, Istgt)
+  return self
+end
+
+--- The backing file of a zvol.
+function Istgt:backing_file(zvol)
+  return self.dir .. "/" .. zvol:gsub("[^%w%.%-]", "_") .. ".img"
+end
+
+-- A sparse file of exactly `size` bytes (grown, never shrunk, keeping data).
+function Istgt:ensure_file(zvol, size)
+  local file = self:backing_file(zvol)
+  local f = io.open(file, "r+b") or io.open(file, "w+b")
+  if not f then return nil, "istgt: cannot create backing file " .. file end
+  local cur = f:seek("end")
+  if cur < size then
+    f:seek("set", size - 1)
+    f:write("\0")
+  end
+  f:close()
+  self.files[zvol] = file
+  return file
+end
+
+--- The zvol is gone: its backing file goes too.
+function Istgt:zvol_deleted(zvol)
+  local file = self:backing_file(zvol)
+  os.remove(file)
+  self.files[zvol] = nil
+end
+
+local function q(s) return '"' .. tostring(s):gsub('[\\"]', "") .. '"' end
+
+-- config = {nodebase, targets = {{name, alias, groups = {{portals, initiators, netmasks}}, luns}}}
+-- -> istgt.conf text (nil when nothing is exported), and the list of targets left out.
+function Istgt:render(config)
+  local out, skipped = {}, {}
+  local pg, ig = {}, {}
+  local lus = {}
+  for _, t in ipairs(config.targets or {}) do
+    local reason
+    local has0 = false
+    for _, l in ipairs(t.luns) do
+      if l.lun == 0 then has0 = true end
+      if l.lun > M.MAX_LUN then reason = "istgt serves LUNs 0.." .. M.MAX_LUN .. ", not " .. l.lun end
+    end
+    if #t.luns == 0 then reason = "no LUN"
+    elseif not has0 then reason = reason or "istgt needs a LUN 0 in every target (TrueNAS would show the others alone)"
+    elseif #t.groups == 0 then reason = "no portal/initiator group: nothing is visible" end
+    if reason then
+      skipped[#skipped + 1] = { name = t.name, reason = reason }
+    else
+      local maps = {}
+      for _, g in ipairs(t.groups) do
+        local pkey = table.concat(g.portals, ",")
+        if not pg[pkey] then
+          pg[#pg + 1] = g.portals
+          pg[pkey] = #pg
+        end
+        ig[#ig + 1] = g
+        maps[#maps + 1] = string.format("  Mapping PortalGroup%d InitiatorGroup%d", pg[pkey], #ig)
+      end
+      lus[#lus + 1] = { t = t, maps = maps }
+    end
+  end
+  if #lus == 0 then return nil, skipped end
+  out[#out + 1] = "[Global]"
+  out[#out + 1] = "  NodeBase " .. q(config.nodebase)
+  out[#out + 1] = "  PidFile " .. self.pid_file
+  out[#out + 1] = "  AuthFile " .. self.dir .. "/auth.conf"
+  out[#out + 1] = "  MediaDirectory " .. self.dir
+  out[#out + 1] = "  Timeout 30\n  NopInInterval 20\n  DiscoveryAuthMethod None\n  MaxSessions 32\n  MaxConnections 4"
+  out[#out + 1] = "[UnitControl]\n  AuthMethod None"
+  for i, portals in ipairs(pg) do
+    out[#out + 1] = string.format("[PortalGroup%d]", i)
+    for j, ip in ipairs(portals) do
+      local addr = ip:find(":") and ("[" .. ip .. "]") or ip
+      out[#out + 1] = string.format("  Portal P%d %s:%d", j, addr, self.port)
+    end
+  end
+  for i, g in ipairs(ig) do
+    out[#out + 1] = string.format("[InitiatorGroup%d]", i)
+    for _, n in ipairs(g.initiators) do out[#out + 1] = "  InitiatorName " .. q(n) end
+    for _, n in ipairs(g.netmasks) do out[#out + 1] = "  Netmask " .. n end
+  end
+  for i, lu in ipairs(lus) do
+    local t = lu.t
+    out[#out + 1] = string.format("[LogicalUnit%d]", i)
+    out[#out + 1] = "  TargetName " .. t.name
+    if t.alias then out[#out + 1] = "  TargetAlias " .. q(t.alias) end
+    for _, m in ipairs(lu.maps) do out[#out + 1] = m end
+    out[#out + 1] = "  AuthMethod None\n  UseDigest Auto\n  UnitType Disk"
+    local first = t.luns[1]
+    out[#out + 1] = string.format("  UnitInquiry %s %s %s %s", q(first.vendor or "TrueNAS"),
+      q(first.product or "iSCSI Disk"), q("0123"), q(first.serial or "0"))
+    if first.blocksize and first.blocksize ~= 512 then out[#out + 1] = "  BlockLength " .. first.blocksize end
+    table.sort(t.luns, function(a, b) return a.lun < b.lun end)
+    for _, l in ipairs(t.luns) do
+      out[#out + 1] = string.format("  LUN%d Storage %s %dMB", l.lun, l.file, math.max(1, l.size // (1024 * 1024)))
+      if l.serial then out[#out + 1] = string.format("  LUN%d Option Serial %s", l.lun, q(l.serial)) end
+    end
+  end
+  return table.concat(out, "\n") .. "\n", skipped
+end
+
+function Istgt:alive()
+  return self.pid ~= nil and sys.pid_alive(self.pid)
+end
+
+function Istgt:kill()
+  if self.pid then
+    if sys.pid_alive(self.pid) then
+      -- SIGTERM makes istgt wait seconds for its connections; nothing is
+      -- lost with SIGKILL (every write went to the backing file already)
+      sys.kill(self.pid, "KILL")
+      for _ = 1, 200 do
+        if not sys.pid_alive(self.pid) then break end
+        pause(0.005)
+      end
+    end
+    self.pid = nil
+  end
+end
+
+-- Whether istgt answers on the portal: a login to a target that does not
+-- exist is refused with "Target not found" by a listening istgt.
+function Istgt:listening()
+  local _, err = require("sbot.iscsi").probe { portal = self.host .. ":" .. self.port,
+    target = "iqn.2005-10.org.sbot.lab:readiness", timeout = 1 }
+  return err ~= nil and err:find("not found", 1, true) ~= nil
+end
+
+--- Export exactly what config says (see render); restarts istgt when the
+-- configuration changed. Returns true or nil, message.
+function Istgt:apply(config)
+  for _, t in ipairs(config.targets or {}) do
+    for _, l in ipairs(t.luns) do
+      local file, err = self:ensure_file(l.zvol, l.size)
+      if not file then return nil, err end
+      l.file = file
+    end
+  end
+  local text, skipped = self:render(config)
+  self.unexported = skipped
+  self.exported = {}
+  if text then
+    for _, t in ipairs(config.targets) do
+      local left = false
+      for _, s in ipairs(skipped) do if s.name == t.name then left = true end end
+      if not left then self.exported[#self.exported + 1] = t end
+    end
+  end
+  if text == self.conf and (text == nil or self:alive()) then return true end
+  self:kill()
+  self.conf = text
+  if not text then return true end
+  local f = io.open(self.conf_file, "wb")
+  if not f then return nil, "istgt: cannot write " .. self.conf_file end
+  f:write(text)
+  f:close()
+  f = io.open(self.dir .. "/auth.conf", "ab")
+  if f then f:close() end
+  -- istgt daemonizes (its own session) once its portals listen; the pid
+  -- comes from its pid file. sys.spawn runs it without a shell.
+  os.remove(self.pid_file)
+  local r, serr = sys.spawn { argv = { self.program, "-c", self.conf_file, "-p", self.pid_file }, timeout = 30 }
+  self.restarts = self.restarts + 1
+  if not r then return nil, "istgt: cannot run " .. self.program .. ": " .. tostring(serr) end
+  local wf = io.open(self.log, "ab")
+  if wf then wf:write(r.stdout, r.stderr) wf:close() end
+  if r.status ~= 0 then
+    local err = string.format("istgt on %s:%d refused its configuration (exit %s): %s", self.host, self.port,
+      tostring(r.status), (r.stdout .. r.stderr):sub(-600))
+    self.errors[#self.errors + 1] = err
+    return nil, err
+  end
+  -- ready when it answers a login (it wrote its pid file by then)
+  for _ = 1, 100 do
+    self.pid = self.pid or tonumber(read_file(self.pid_file):match("%d+"))
+    if self.pid and not sys.pid_alive(self.pid) then break end
+    if self.pid and self:listening() then return true end
+    pause(0.01)
+  end
+  local log = read_file(self.log)
+  local err = string.format("istgt on %s:%d did not come up: %s", self.host, self.port, log:sub(-600))
+  self.errors[#self.errors + 1] = err
+  self:kill()
+  return nil, err
+end
+
+--- What the lab shows in /lab/state.
+function Istgt:state()
+  local targets = {}
+  for _, t in ipairs(self.exported) do
+    local luns = {}
+    for _, l in ipairs(t.luns) do luns[#luns + 1] = { lun = l.lun, zvol = l.zvol, size = l.size } end
+    targets[#targets + 1] = { name = t.name, luns = luns, groups = t.groups }
+  end
+  return { program = "istgt", portal = self.host .. ":" .. self.port, pid = self.pid, alive = self:alive(),
+           restarts = self.restarts, targets = targets, unexported = self.unexported, errors = self.errors }
+end
+
+--- Stop istgt and remove the backing files. Safe to call twice.
+function Istgt:stop()
+  self:kill()
+  for zvol in pairs(self.files) do self:zvol_deleted(zvol) end
+  os.remove(self.pid_file)
+  self.conf = nil
+end
+
+return M

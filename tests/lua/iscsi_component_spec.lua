@@ -1,0 +1,156 @@
+-- The iSCSI component (components/iscsi.c) against `sbot lab --tgt`: it
+-- converges, a real iSCSI login as the server's initiator sees the zvol, a
+-- second run plans nothing and writes nothing, bad inputs fail clearly with
+-- nothing created, and runs with lost answers or killed mid-way converge
+-- without duplicates or orphans. The full campaigns (20 seeds, 10 kill
+-- points) are tests/iscsi_campaign.lua.
+local json = require "sbot.json"
+local helpers = require "helpers"
+local il = require "iscsi_lab"
+
+local function counts(tn)
+  return { datasets = #tn.datasets, targets = #tn.iscsi.targets, extents = #tn.iscsi.extents,
+           mappings = #tn.iscsi.targetextents, groups = #tn.iscsi.initiators, portals = #tn.iscsi.portals }
+end
+
+describe("iscsi component", function()
+  local lab
+  setup(function() lab = il.start_lab() end)
+  teardown(function() lab.stop() end)
+
+  it("converges, logs in as the server's initiator, and a second run writes nothing", function()
+    local r = il.run(lab, "r630-01")
+    assert(r.code == 0, r.stdout .. r.stderr)
+    local res = r.result
+    assert.are.equal("ok", res.status)
+    local d = res.discovery
+    assert.are.equal("iqn.2005-10.org.freenas.ctl:r630-r630-01.openshift4.14.3", d.iqn)
+    assert.are.equal(lab.site.truenas.portal, d.portal)
+    assert.are.equal(0, d.lun)
+    assert.are.equal("tank/openshift_installations/r630_r630-01_4_14_3", d.names.zvol)
+    assert.are.equal("openshift_r630_r630-01_4_14_3_extent", d.names.extent)
+    local kinds = {}
+    for _, ch in ipairs(res.plan) do kinds[#kinds + 1] = ch.resource:match("^[%w_]+") end
+    assert.are.same({ "zvol", "portal", "initiator_group", "target", "extent", "mapping", "service", "service" }, kinds)
+    local login = res.housekeeping.login
+    assert.are.equal(64 * 1024 * 1024, login.capacity)
+    assert.are.equal("TrueNAS", login.inquiry.vendor)
+    assert.are.equal(d.initiator, login.initiator)
+    assert.are.equal("iscsi.json", res.artifacts[1].key)
+    -- the lab exports exactly that: the service runs, the LUN is 0, the group is the server's
+    local tn = il.truenas(lab)
+    assert.is_true(tn.exports.running)
+    assert.are.equal("r630-r630-01.openshift4.14.3", tn.exports.targets[1].name)
+    assert.are.equal(0, tn.exports.targets[1].luns[1].lun)
+    assert.are.same({ d.initiator }, tn.exports.targets[1].groups[1].initiators)
+    assert.are.equal("r630-r630-01.openshift4.14.3", tn.tgt.targets[1].name)
+
+    local writes = tn.writes
+    local again = il.run(lab, "r630-01")
+    assert(again.code == 0, again.stdout .. again.stderr)
+    assert.are.equal(0, #again.result.plan)
+    assert.are.same({}, again.result.housekeeping.removed)
+    assert.are.equal(writes, il.truenas(lab).writes)
+    assert.are.same({}, il.problems(il.truenas(lab), { "r630-01" }))
+  end)
+
+  it("plan mode shows the IQN, portal and LUN a later step needs, and changes nothing", function()
+    local writes = il.truenas(lab).writes
+    local r = il.run(lab, "r630-02", nil, "plan")
+    assert(r.code == 0, r.stdout .. r.stderr)
+    assert.are.equal("iqn.2005-10.org.freenas.ctl:r630-r630-02.openshift4.14.3", r.result.discovery.iqn)
+    assert.is_true(#r.result.plan >= 5)
+    assert.are.equal(writes, il.truenas(lab).writes)
+  end)
+
+  describe("refuses bad inputs with a clear error and creates nothing", function()
+    local function refused(config, pattern, site_file)
+      local before = il.truenas(lab)
+      local r = il.run(lab, "r630-02", config, "apply", site_file)
+      assert.are.equal(1, r.code, r.stdout .. r.stderr)
+      assert.are.equal("failed", r.result.status)
+      assert.matches(pattern, r.result.error)
+      local after = il.truenas(lab)
+      assert.are.equal(before.writes, after.writes)
+      assert.are.same(counts(before), counts(after))
+      return r.result.error
+    end
+
+    it("an unknown pool", function()
+      refused({ pool = "nope" }, "process: iscsi: pool 'nope' does not exist on the TrueNAS %(pools: tank%)")
+    end)
+    it("a zvol bigger than TrueNAS allows", function()
+      refused({ zvol = { size = "900G" } }, "more than 80%% of the %d+ bytes available under tank[%w_/]*: TrueNAS refuses it")
+      refused({ zvol = { size = 1000 } }, "not a multiple of volblocksize 16K")
+    end)
+    it("an invalid target name", function()
+      refused({ target = { name = "r630_02.openshift4_14_3" } },
+        "target name 'r630_02.openshift4_14_3' is invalid: .*no underscores")
+    end)
+    it("an initiator not in the group", function()
+      refused({ initiators = { "iqn.2024-01.org.sbot:someone-else" } },
+        "the server's initiator iqn.2024%-01.org.sbot:r630%-02 is not in the initiator group")
+    end)
+    it("a wrong API key", function()
+      local site = helpers.read_file(lab.site_file):gsub('api_key = "[^"]*"', 'api_key = "1-wrongkey"', 1)
+      local file = lab.dir .. "/site-badkey.lua"
+      helpers.write_file(file, site)
+      os.execute("chmod 600 " .. helpers.shquote(file))
+      local err = refused({}, "discover: open: truenas: .*API key was refused", file)
+      assert.not_matches("wrongkey", err)
+    end)
+    it("TrueNAS unreachable", function()
+      local port = helpers.free_port()
+      local site = helpers.read_file(lab.site_file):gsub('(url = "wss://127%.0%.0%.1:)%d+(/api/current")', "%1" .. port .. "%2", 1)
+      local file = lab.dir .. "/site-dead.lua"
+      helpers.write_file(file, site)
+      os.execute("chmod 600 " .. helpers.shquote(file))
+      refused({}, "discover: open: truenas: .*127%.0%.0%.1:" .. port .. ".*Connection refused", file)
+    end)
+  end)
+end)
+
+describe("iscsi component with lost answers and the zvol device race", function()
+  for _, seed in ipairs { 3, 11 } do
+    it("converges in one run, seed " .. seed, function()
+      local lab = il.start_lab { "--seed", tostring(seed), "--faults", "truenas:drop=0.05,zvoldev=0.5" }
+      local ok, err = pcall(function()
+        for _, server in ipairs { "r630-01", "r630-02" } do
+          local r = il.run(lab, server)
+          assert(r.code == 0, r.stdout .. r.stderr)
+        end
+        local tn = il.truenas(lab)
+        assert.are.same({}, il.problems(tn, { "r630-01", "r630-02" }))
+        assert.are.equal(2, #tn.iscsi.targetextents)
+      end)
+      lab.stop()
+      assert(ok, err)
+    end)
+  end
+end)
+
+describe("iscsi component killed in its process phase", function()
+  it("converges on the rerun and leaves no sbot-marked orphan", function()
+    local lab = il.start_lab { "--latency", "20" }
+    local ok, err = pcall(function()
+      for i, delay in ipairs { 0.15, 0.45 } do
+        local server = "r630-0" .. i
+        local p = il.spawn(lab, server)
+        local started
+        for _ = 1, 200 do
+          if helpers.read_file(p.log):find("process", 1, true) then started = true break end
+          os.execute("sleep 0.02")
+        end
+        assert(started, "the process phase did not start: " .. p:output())
+        os.execute("sleep " .. delay)
+        p:stop("KILL")
+        local r = il.run(lab, server)
+        assert(r.code == 0, r.stdout .. r.stderr)
+      end
+      assert.are.same({}, il.problems(il.truenas(lab), { "r630-01", "r630-02" }))
+    end)
+    lab.stop()
+    assert(ok, err)
+    json.encode({})
+  end)
+end)
