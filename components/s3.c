@@ -1646,6 +1646,15 @@ static int s3_housekeep(lua_State *L)
         const char *key = field_str(L, a, "key");
         const char *object = field_str(L, a, "object");
         lua_getfield(L, hashes, key);
+        if (lua_isnil(L, -1)) { /* housekeep without discover: hash the file now */
+            lua_pop(L, 1);
+            lua_createtable(L, 0, 1);
+            set_str(L, -1, "file", field_str(L, a, "file"));
+            if (!call_method(L, client, "hash_file", lua_gettop(L)))
+                return luaL_error(L, "artifact %s: %s", key, luaL_optstring(L, -2, "cannot read the file"));
+            lua_pop(L, 2);
+            lua_replace(L, -2);
+        }
         int h = lua_gettop(L);
         lua_getfield(L, a, "publish");
         int publish = lua_toboolean(L, -1);
@@ -1777,21 +1786,48 @@ static int s3_housekeep(lua_State *L)
                     lua_settop(L, top);
                 }
                 lua_pushnil(L);
+                /* one listing of the prefix (1,000 keys a page), not a HEAD per entry */
+                lua_newtable(L);
+                int listed = lua_gettop(L);
+                int la = args_bk(L, bucket, NULL);
+                set_str(L, la, "prefix", field_str(L, res, "prefix"));
+                if (!call_method(L, client, "list_objects_all", la)) {
+                    PROBLEM("listing s3://%s/%s: %s", bucket, field_str(L, res, "prefix"), luaL_optstring(L, -2, "?"));
+                } else {
+                    lua_Integer nl = luaL_len(L, -3);
+                    for (lua_Integer i = 1; i <= nl; i++) {
+                        lua_rawgeti(L, -3, i);
+                        lua_getfield(L, -1, "key");
+                        lua_getfield(L, -2, "etag");
+                        lua_settable(L, listed);
+                        lua_pop(L, 1);
+                    }
+                }
+                lua_settop(L, listed);
+                lua_pushnil(L);
                 while (lua_next(L, objs)) {
                     entries++;
-                    if (lua_istable(L, -1)) {
-                        const char *ob = field_str(L, lua_gettop(L), "object");
-                        const char *bk = field_str(L, lua_gettop(L), "bucket");
-                        if (ob && bk) {
+                    int ent = lua_gettop(L);
+                    if (lua_istable(L, ent)) {
+                        const char *ob = field_str(L, ent, "object");
+                        const char *bk = field_str(L, ent, "bucket");
+                        if (ob && bk && strcmp(bk, bucket) == 0) {
+                            lua_getfield(L, listed, ob);
+                            lua_getfield(L, ent, "etag");
+                            if (lua_isnil(L, -2))
+                                PROBLEM("the index lists s3://%s/%s, which does not exist", bk, ob);
+                            else if (!lua_compare(L, -1, -2, LUA_OPEQ))
+                                PROBLEM("the index entry of s3://%s/%s has another ETag than the object", bk, ob);
+                        } else if (ob && bk) { /* an entry of another bucket: read it back */
                             discover_object(L, client, bk, ob);
                             lua_getfield(L, -1, "exists");
                             if (!lua_toboolean(L, -1))
                                 PROBLEM("the index lists s3://%s/%s, which does not exist", bk, ob);
-                            lua_pop(L, 2);
                         }
                     }
-                    lua_pop(L, 1);
+                    lua_settop(L, ent - 1);
                 }
+                lua_pop(L, 1); /* listed */
             }
             set_int(L, out, "index_entries", entries);
             lua_settop(L, a);

@@ -217,6 +217,27 @@ describe("the S3 component against the lab's S3", function()
     assert.is_false(sys.pid_alive(p.pid))
   end)
 
+  it("finds an index entry whose object is gone (housekeep fails), and the next run drops it", function()
+    helpers.write_file(tmp .. "/a.txt", "small artifact")
+    local cfg = { bucket = "cs4-priv", public_bucket = "cs4-pub", artifacts = { { key = "configs/a.txt", file = tmp .. "/a.txt" } } }
+    assert.are.equal("ok", run(cfg).status)
+    assert(c:update_json { bucket = "cs4-priv", key = "metadata/index.json", update = function(doc)
+      doc.objects["old/gone.iso"] = { key = "old/gone.iso", bucket = "cs4-priv", object = "old/gone.iso", etag = "0f" }
+      return doc
+    end })
+    local comp = assert(S3.new(cfg, { id = "(site)", site = site }))
+    local hk = comp:execute { phases = { "housekeep" } }
+    assert.are.equal("failed", hk.status)
+    assert.matches("the index lists s3://cs4%-priv/old/gone%.iso, which does not exist", hk.error)
+    local r = run(cfg)
+    assert.are.equal("ok", r.status, r.error)
+    assert.are.equal("index:update", kinds(r.plan))
+    assert.are.same({ "old/gone.iso" }, r.plan[1].after.drop)
+    local index = json.decode(assert(c:get_object { bucket = "cs4-priv", key = "metadata/index.json" }).body)
+    assert.is_nil(index.objects["old/gone.iso"])
+    assert.is_table(index.objects["configs/a.txt"])
+  end)
+
   it("refuses bad configurations with the key path", function()
     local none, err = S3.new({ publish = "isos/" }, { id = "(site)", site = site })
     assert.is_nil(none)
