@@ -343,33 +343,29 @@ static int same_set(lua_State *L, int a, int b)
     return 1;
 }
 
-static int c_discover(lua_State *L)
+/* What names the server's disk, from the config, the site and the hooks
+ * (no TrueNAS call): d gets version, names {zvol, target, extent},
+ * initiator, initiators, lun and mark. Pushes pool, version and the portal
+ * setting ("ip[:port]"), in that order (discover uses them). */
+static void fill_identity(lua_State *L, int self, int d)
 {
-    int self = 1, res = 2;
+    self = lua_absindex(L, self);
+    d = lua_absindex(L, d);
     const char *id = server_id(L, self);
-    char mark[256];
-    snprintf(mark, sizeof mark, "sbot:%s", id);
-    lua_newtable(L);
-    int d = lua_gettop(L);
-
-    /* config + site defaults */
     push_cfg_or_site(L, self, "pool", "truenas", "pool");
     if (lua_type(L, -1) != LUA_TSTRING)
-        return fail(L, "iscsi: no pool (config pool or site truenas.pool)");
+        fail(L, "iscsi: no pool (config pool or site truenas.pool)");
     const char *pool = lua_tostring(L, -1);
-    int pool_i = lua_gettop(L);
     push_cfg_or_site(L, self, "version", "openshift", "version");
     if (lua_type(L, -1) != LUA_TSTRING)
-        return fail(L, "iscsi: no OpenShift version for the names (config version or site openshift.version)");
+        fail(L, "iscsi: no OpenShift version for the names (config version or site openshift.version)");
     const char *version = lua_tostring(L, -1);
     lua_pushvalue(L, -1);
     lua_setfield(L, d, "version");
     push_cfg_or_site(L, self, "portal", "truenas", "portal");
     if (lua_type(L, -1) != LUA_TSTRING)
-        return fail(L, "iscsi: no portal (config portal or site truenas.portal, \"ip[:port]\")");
-    const char *portal_cfg = lua_tostring(L, -1);
-    int portal_cfg_i = lua_gettop(L);
-    (void)portal_cfg_i;
+        fail(L, "iscsi: no portal (config portal or site truenas.portal, \"ip[:port]\")");
+    int top = lua_gettop(L); /* pool, version, portal stay */
 
     /* names: config overrides, else hooks */
     push_names(L, self, pool, version);
@@ -377,11 +373,11 @@ static int c_discover(lua_State *L)
     lua_getfield(L, self, "config");
     int cfg = lua_gettop(L);
     for (int i = 0; i < 2; i++) { /* config zvol.name / target.name win over the hooks */
-        int top = lua_gettop(L);
+        int t = lua_gettop(L);
         if (lua_getfield(L, cfg, i == 0 ? "zvol" : "target") == LUA_TTABLE &&
             lua_getfield(L, -1, "name") == LUA_TSTRING)
             lua_replace(L, names + i);
-        lua_settop(L, top);
+        lua_settop(L, t);
     }
     lua_createtable(L, 0, 3);
     lua_pushvalue(L, names);
@@ -391,13 +387,12 @@ static int c_discover(lua_State *L)
     lua_pushvalue(L, names + 2);
     lua_setfield(L, -2, "extent");
     lua_setfield(L, d, "names");
-    const char *zvol = lua_tostring(L, names), *tname = lua_tostring(L, names + 1), *ename = lua_tostring(L, names + 2);
 
     /* the server's initiator (the hook), and the group's initiators (config, else that one) */
     lua_pushstring(L, id);
     sbot_component_hook(L, self, "initiator_name", 1);
     if (lua_type(L, -1) != LUA_TSTRING)
-        return fail(L, "iscsi: the initiator_name hook did not return a string");
+        fail(L, "iscsi: the initiator_name hook did not return a string");
     lua_setfield(L, d, "initiator");
     if (lua_getfield(L, cfg, "initiators") != LUA_TTABLE || lua_rawlen(L, -1) == 0) {
         lua_pop(L, 1);
@@ -405,14 +400,110 @@ static int c_discover(lua_State *L)
         lua_getfield(L, d, "initiator");
         lua_rawseti(L, -2, 1);
     }
-    int inits = lua_gettop(L);
-    lua_pushvalue(L, inits);
     lua_setfield(L, d, "initiators");
-    lua_Integer lun = ifield(L, cfg, "lun", 0);
-    lua_pushinteger(L, lun);
+    lua_pushinteger(L, ifield(L, cfg, "lun", 0));
     lua_setfield(L, d, "lun");
-    lua_pushstring(L, mark);
+    lua_pushfstring(L, "sbot:%s", id);
     lua_setfield(L, d, "mark");
+    lua_settop(L, top);
+}
+
+/* The target's address as an initiator sees it: d gets basename, iqn
+ * (<basename>:<target name>), portal_ip and portal ("ip:port": the port of
+ * the portal setting, else the global listen port). */
+static void fill_address(lua_State *L, int d, const char *portal_cfg, const char *basename, lua_Integer listen_port)
+{
+    d = lua_absindex(L, d);
+    lua_getfield(L, d, "names");
+    const char *tname = sfield(L, lua_gettop(L), "target");
+    lua_pushstring(L, basename ? basename : "");
+    lua_setfield(L, d, "basename");
+    lua_pushfstring(L, "%s:%s", basename ? basename : "", tname ? tname : "");
+    lua_setfield(L, d, "iqn");
+    lua_pop(L, 1);
+    char pip[256];
+    snprintf(pip, sizeof pip, "%s", portal_cfg);
+    char *colon = strrchr(pip, ':');
+    long pport = (long)listen_port;
+    if (colon && !strchr(colon, ']') && strchr(pip, ':') == colon) {
+        pport = strtol(colon + 1, NULL, 10);
+        *colon = '\0';
+    }
+    lua_pushstring(L, pip);
+    lua_setfield(L, d, "portal_ip");
+    lua_pushfstring(L, "%s:%d", pip, (int)pport);
+    lua_setfield(L, d, "portal");
+}
+
+/* Is there a port in the portal setting "ip:port" ([v6]:port)? */
+static int portal_has_port(const char *portal)
+{
+    const char *colon = strrchr(portal, ':');
+    return colon && !strchr(colon, ']') && strchr(portal, ':') == colon;
+}
+
+/* IscsiComponent.address(c [, global]) -> {iqn, portal, portal_ip, lun,
+ * initiator, names, version, basename} | nil, message: the disk's address
+ * computed as discover does, from the config, the site and the hooks,
+ * without asking TrueNAS — with global = {basename, listen_port} (what
+ * iscsi.global.config says; default: the site's truenas.basename and the
+ * portal setting's port). For steps that need the address before the disk's
+ * own step runs (the agent ISO's rootDeviceHints). */
+static int l_address(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 2);
+    lua_newtable(L);
+    int d = lua_gettop(L);
+    fill_identity(L, 1, d);
+    const char *portal_cfg = lua_tostring(L, -1);
+    const char *basename = NULL;
+    lua_Integer port = -1;
+    if (lua_istable(L, 2)) {
+        basename = sfield(L, 2, "basename");
+        port = ifield(L, 2, "listen_port", -1);
+    }
+    if (!basename) {
+        lua_getfield(L, 1, "site");
+        if (lua_istable(L, -1) && lua_getfield(L, -1, "truenas") == LUA_TTABLE)
+            basename = sfield(L, lua_gettop(L), "basename");
+    }
+    if (!basename) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "iscsi: the target's basename is not known without TrueNAS: give the site's "
+                           "truenas.basename (iscsi.global.config's basename) or discover the disk");
+        return 2;
+    }
+    if (port < 0 && !portal_has_port(portal_cfg)) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "iscsi: the portal '%s' has no port, and the global listen port is not known "
+                           "without TrueNAS: write the site's truenas.portal as ip:port or discover the disk",
+                        portal_cfg);
+        return 2;
+    }
+    fill_address(L, d, portal_cfg, basename, port < 0 ? 3260 : port);
+    lua_pushvalue(L, d);
+    return 1;
+}
+
+static int c_discover(lua_State *L)
+{
+    int self = 1, res = 2;
+    const char *id = server_id(L, self);
+    char mark[256];
+    snprintf(mark, sizeof mark, "sbot:%s", id);
+    lua_newtable(L);
+    int d = lua_gettop(L);
+
+    /* config + site defaults, names, initiators (fill_identity) */
+    fill_identity(L, self, d);
+    int pool_i = lua_gettop(L) - 2;
+    const char *portal_cfg = lua_tostring(L, -1);
+    lua_getfield(L, d, "names");
+    int names = lua_gettop(L);
+    const char *zvol = sfield(L, names, "zvol"), *tname = sfield(L, names, "target"), *ename = sfield(L, names, "extent");
+    lua_getfield(L, d, "initiators");
+    int inits = lua_gettop(L);
 
     /* the system */
     must(L, res, "system.info", 0);
@@ -427,23 +518,12 @@ static int c_discover(lua_State *L)
     int global = lua_gettop(L);
     const char *basename = sfield(L, global, "basename");
     lua_Integer listen_port = ifield(L, global, "listen_port", 3260);
-    lua_pushstring(L, basename ? basename : "");
-    lua_setfield(L, d, "basename");
-    lua_pushfstring(L, "%s:%s", basename ? basename : "", tname);
-    lua_setfield(L, d, "iqn");
+    lua_pushinteger(L, listen_port);
+    lua_setfield(L, d, "listen_port");
     /* portal "ip[:port]": the port the servers use, else the global one */
-    char pip[256];
-    snprintf(pip, sizeof pip, "%s", portal_cfg);
-    char *colon = strrchr(pip, ':');
-    long pport = listen_port;
-    if (colon && !strchr(colon, ']') && strchr(pip, ':') == colon) {
-        pport = strtol(colon + 1, NULL, 10);
-        *colon = '\0';
-    }
-    lua_pushstring(L, pip);
-    lua_setfield(L, d, "portal_ip");
-    lua_pushfstring(L, "%s:%d", pip, (int)pport);
-    lua_setfield(L, d, "portal");
+    fill_address(L, d, portal_cfg, basename, listen_port);
+    (void)tname;
+    const char *pip = sfield(L, d, "portal_ip"); /* d keeps it alive */
 
     /* the pool and the space the zvol's parent has */
     lua_createtable(L, 0, 4);
@@ -677,6 +757,21 @@ static int c_plan(lua_State *L)
     if (lua_getfield(L, cfg, "chap"), !lua_isnil(L, -1))
         return fail(L, "iscsi: chap: CHAP authentication is not implemented yet (iscsi.auth groups); remove it");
     lua_pop(L, 1);
+    {
+        /* the site's basename is what names are computed from before this
+         * step runs (IscsiComponent.address: the agent ISO's rootDeviceHints):
+         * it must be the TrueNAS's */
+        const char *have = sfield(L, d, "basename");
+        lua_getfield(L, self, "site");
+        const char *want = NULL;
+        if (lua_istable(L, -1) && lua_getfield(L, -1, "truenas") == LUA_TTABLE)
+            want = sfield(L, lua_gettop(L), "basename");
+        if (want && have && strcmp(want, have) != 0)
+            return fail(L, "iscsi: the site's truenas.basename '%s' is not the TrueNAS's iSCSI basename '%s': "
+                           "names computed from the site (the agent ISO's rootDeviceHints) would not be this "
+                           "disk's; fix truenas.basename", want, have);
+        lua_settop(L, list);
+    }
     lua_getfield(L, pool, "exists");
     if (!lua_toboolean(L, -1))
         return fail(L, "iscsi: pool '%s' does not exist on the TrueNAS (pools: %s)", pname,
@@ -732,12 +827,20 @@ static int c_plan(lua_State *L)
     lua_getfield(L, zc, "force_size");
     int force = lua_toboolean(L, -1);
     lua_pop(L, 1);
+    lua_getfield(L, zc, "existing");
+    int existing = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     if (size % bs != 0)
         return fail(L, "iscsi: zvol.size %lld is not a multiple of volblocksize %s (%lld bytes)", (long long)size,
                     bs_buf, (long long)bs);
 
     /* the zvol */
     lua_getfield(L, d, "zvol");
+    if (lua_isnil(L, -1) && existing)
+        return fail(L, "iscsi: zvol %s does not exist, and zvol.existing is set: this step only points the "
+                       "server at a disk that is already there (it never creates an empty disk to boot from); "
+                       "install version %s on it first (full_deployment or iscsi_only)", zvol,
+                    sfield(L, d, "version") ? sfield(L, d, "version") : "?");
     if (lua_isnil(L, -1)) {
         lua_Integer avail = ifield(L, pool, "available", -1);
         if (avail >= 0 && !force && (double)size > 0.8 * (double)avail)
@@ -771,7 +874,7 @@ static int c_plan(lua_State *L)
         const char *type = sfield(L, -1, "type");
         if (type && strcmp(type, "VOLUME") != 0)
             return fail(L, "iscsi: %s exists and is a %s, not a zvol", zvol, type);
-        if (have != size)
+        if (have != size && !existing) /* an existing disk is taken as it is */
             return fail(L, "iscsi: zvol %s exists with %lld bytes, the config asks %lld: sbot does not resize "
                            "(or delete) a boot disk; change zvol.size or the zvol by hand", zvol, (long long)have,
                         (long long)size);
@@ -959,6 +1062,14 @@ static void create_or_adopt(lua_State *L, int res, const char *create, const cha
     }
 }
 
+/* protected_create_portal(res, args) -> the portal (create_or_adopt, raising) */
+static int protected_create_portal(lua_State *L)
+{
+    lua_settop(L, 2);
+    create_or_adopt(L, 1, "iscsi.portal.create", "iscsi.portal.query", "comment", "comment");
+    return 1;
+}
+
 static lua_Integer ids_get(lua_State *L, int self, const char *k)
 {
     int st = state(L, self);
@@ -1007,11 +1118,42 @@ static int c_apply(lua_State *L)
         ids_set(L, self, "zvol", -1, 1);
         lua_setfield(L, out, "id");
     } else if (strncmp(resource, "portal:", 7) == 0) {
+        /* the portal is shared by every server booting from this address:
+         * another server's run may create it between our discover and now
+         * (TrueNAS then refuses ours: "IP is already in use"); that one is
+         * adopted, not ours to undo */
         lua_pushvalue(L, after);
-        create_or_adopt(L, res, "iscsi.portal.create", "iscsi.portal.query", "comment", "comment");
-        lua_getfield(L, -1, "id");
-        ids_set(L, self, "portal", -1, 1);
-        lua_setfield(L, out, "id");
+        int top = lua_gettop(L);
+        lua_pushcfunction(L, protected_create_portal);
+        lua_pushvalue(L, res);
+        lua_pushvalue(L, top);
+        int ok = lua_pcall(L, 2, 1, 0) == LUA_OK;
+        if (ok) {
+            lua_getfield(L, -1, "id");
+            ids_set(L, self, "portal", -1, 1);
+            lua_setfield(L, out, "id");
+        } else {
+            int err = lua_gettop(L);
+            const char *ip = sfield(L, d, "portal_ip");
+            must(L, res, "iscsi.portal.query", 0);
+            lua_Integer found = -1;
+            for (lua_Integer i = 1; found < 0 && lua_rawgeti(L, -1, i) == LUA_TTABLE; i++) {
+                if (ip && (portal_serves(L, lua_gettop(L), ip) || portal_serves(L, lua_gettop(L), "0.0.0.0")))
+                    found = ifield(L, -1, "id", -1);
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+            if (found < 0) {
+                lua_pushvalue(L, err);
+                lua_error(L);
+            }
+            lua_pushinteger(L, found);
+            ids_set(L, self, "portal", -1, 0);
+            lua_setfield(L, out, "id");
+            lua_pushboolean(L, 1);
+            lua_setfield(L, out, "adopted");
+        }
+        lua_settop(L, top - 1);
     } else if (strncmp(resource, "initiator_group:", 16) == 0) {
         if (strcmp(action, "create") == 0) {
             lua_pushvalue(L, after);
@@ -1033,10 +1175,13 @@ static int c_apply(lua_State *L)
         lua_getfield(L, self, "config");
         lua_getfield(L, -1, "target");
         const char *alias = lua_type(L, -1) == LUA_TTABLE ? sfield(L, -1, "alias") : NULL;
+        /* TrueNAS wants every target's alias unique: a server has a target
+         * per OpenShift version, so the mark is followed by the target name */
+        const char *tname = sfield(L, after, "name");
         if (alias)
-            lua_pushfstring(L, "sbot:%s %s", id, alias);
+            lua_pushfstring(L, "sbot:%s %s %s", id, tname ? tname : "", alias);
         else
-            lua_pushfstring(L, "sbot:%s", id);
+            lua_pushfstring(L, "sbot:%s %s", id, tname ? tname : "");
         lua_setfield(L, -4, "alias");
         lua_pop(L, 2);
         push_array(L);
@@ -1563,6 +1708,9 @@ int luaopen_sbot_component_iscsi(lua_State *L)
     lua_newtable(L);
     int zf = lua_gettop(L);
     field(L, zf, "name", "string", "full zvol name (default: the zvol_name hook)");
+    field(L, zf, "existing", "boolean",
+          "the zvol must exist already (plan fails otherwise; its size is taken as it is): for steps that "
+          "point a server at an installed disk and must never create an empty one (switch_version)");
     field(L, zf, "size", "any", "size, \"120G\" or bytes");
     field(L, zf, "sparse", "boolean", "thin provisioned (default true)");
     field(L, zf, "volblocksize", "string", "block size (default \"16K\")");
@@ -1648,5 +1796,7 @@ int luaopen_sbot_component_iscsi(lua_State *L)
     lua_pushcfunction(L, c_housekeep);
     lua_setfield(L, spec, "housekeep");
     sbot_component_define(L, spec);
+    lua_pushcfunction(L, l_address);
+    lua_setfield(L, -2, "address");
     return 1;
 }

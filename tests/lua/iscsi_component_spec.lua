@@ -154,3 +154,99 @@ describe("iscsi component killed in its process phase", function()
     json.encode({})
   end)
 end)
+
+describe("iscsi component: names without TrueNAS, an existing disk, a shared portal, a target per version", function()
+  local lab, site
+  local Iscsi = require "sbot.component.iscsi"
+  setup(function()
+    lab = il.start_lab()
+    site = assert(require("sbot.site").load(lab.site_file))
+  end)
+  teardown(function() lab.stop() end)
+
+  local function component(id, config, s)
+    s = s or site
+    local server = assert(require("sbot.site").server(s, id))
+    local cfg = json.decode(json.encode(il.CONFIG))
+    for k, v in pairs(config or {}) do cfg[k] = v end
+    return assert(Iscsi.new(cfg, { id = id, site = s, server = server, artifact_dir = lab.dir .. "/artifacts" }))
+  end
+
+  it("address() gives what discover finds, from the site and the hooks alone", function()
+    local a = assert(Iscsi.address(component("r630-01")))
+    local r = il.run(lab, "r630-01", nil, "plan")
+    assert(r.code == 0, r.stdout .. r.stderr)
+    for _, k in ipairs { "iqn", "portal", "portal_ip", "lun", "initiator", "basename" } do
+      assert.are.equal(r.result.discovery[k], a[k], k)
+    end
+    assert.are.same(r.result.discovery.names, a.names)
+    -- what only TrueNAS knows, when the site does not say it
+    local bare = json.decode(json.encode(lab.raw_site))
+    bare.truenas.basename = nil
+    bare.truenas.portal = "127.0.0.1"
+    local file = lab.dir .. "/site-bare.lua"
+    helpers.write_private(file, "return " .. require("sbot.lab").lua_literal(bare) .. "\n")
+    local s2 = assert(require("sbot.site").load(file))
+    local none, why = Iscsi.address(component("r630-01", nil, s2))
+    assert.is_nil(none)
+    assert.matches("basename is not known without TrueNAS", why, 1, true)
+    bare.truenas.basename = "iqn.2005-10.org.freenas.ctl"
+    helpers.write_private(file, "return " .. require("sbot.lab").lua_literal(bare) .. "\n")
+    s2 = assert(require("sbot.site").load(file))
+    none, why = Iscsi.address(component("r630-01", nil, s2))
+    assert.is_nil(none)
+    assert.matches("the portal '127.0.0.1' has no port", why, 1, true)
+    local g = assert(Iscsi.address(component("r630-01", nil, s2), { listen_port = 3261 }))
+    assert.are.equal("127.0.0.1:3261", g.portal)
+  end)
+
+  it("zvol.existing refuses a disk that is not there, writing nothing", function()
+    local before = il.truenas(lab)
+    local r = il.run(lab, "r630-02", { version = "4.99.1", zvol = { size = "64M", existing = true } })
+    assert.are.equal(1, r.code, r.stdout .. r.stderr)
+    assert.matches("zvol tank/openshift_installations/r630_r630-02_4_99_1 does not exist, and zvol.existing is set",
+      r.result.error, 1, true)
+    assert.are.equal(before.writes, il.truenas(lab).writes)
+  end)
+
+  it("adopts the portal another server's run made between its discover and its apply", function()
+    local a = component("r630-01")
+    local r = a:execute { before_process = function()
+      -- r630-02's run makes the shared portal now: r630-01 planned to make it too
+      local b = il.run(lab, "r630-02")
+      assert(b.code == 0, b.stdout .. b.stderr)
+    end }
+    assert.are.equal("ok", r.status, r.error)
+    assert.are.equal("portal:127.0.0.1", r.plan[2].resource)
+    assert.is_true(r.processing.applied[2].result.adopted)
+    assert.are.equal(1, #il.truenas(lab).iscsi.portals)
+    assert.are.same({}, il.problems(il.truenas(lab), { "r630-01", "r630-02" }))
+  end)
+
+  it("gives a server a target per version (TrueNAS wants target aliases unique)", function()
+    local r = il.run(lab, "r630-01", { version = "4.14.4" })
+    assert(r.code == 0, r.stdout .. r.stderr)
+    local aliases = {}
+    for _, t in ipairs(il.truenas(lab).iscsi.targets) do aliases[#aliases + 1] = t.alias end
+    table.sort(aliases)
+    assert.are.same({ "sbot:r630-01 r630-r630-01.openshift4.14.3", "sbot:r630-01 r630-r630-01.openshift4.14.4",
+      "sbot:r630-02 r630-r630-02.openshift4.14.3" }, aliases)
+    -- and the first version's is still converged
+    local again = il.run(lab, "r630-01")
+    assert(again.code == 0, again.stdout .. again.stderr)
+    assert.are.equal(0, #again.result.plan)
+  end)
+
+  it("refuses a site whose truenas.basename is not the TrueNAS's", function()
+    local wrong = json.decode(json.encode(lab.raw_site))
+    wrong.truenas.basename = "iqn.2000-01.org.example"
+    local file = lab.dir .. "/site-basename.lua"
+    helpers.write_private(file, "return " .. require("sbot.lab").lua_literal(wrong) .. "\n")
+    local before = il.truenas(lab)
+    local r = il.run(lab, "r630-02", { version = "4.14.5" }, "apply", file)
+    assert.are.equal(1, r.code, r.stdout .. r.stderr)
+    assert.matches("the site's truenas.basename 'iqn.2000-01.org.example' is not the TrueNAS's iSCSI basename "
+      .. "'iqn.2005-10.org.freenas.ctl'", r.result.error, 1, true)
+    assert.are.equal(before.writes, il.truenas(lab).writes)
+  end)
+end)
