@@ -440,6 +440,28 @@ describe("sbot.s3 against the lab's S3 model", function()
     assert.are.equal(200, anon("GET", "/" .. pub .. "/published/rhcos.iso").status)
   end)
 
+  it("answers plain HTTP too, at the site's s3.public_endpoint: anonymous reads with Range, signed requests, "
+    .. "presigned URLs for that address", function()
+    local pub = srv.public_bucket
+    assert.matches("^http://127%.0%.0%.1:%d+$", srv.public_endpoint)
+    assert.are.equal(srv.public_endpoint, srv.info.http_url)
+    assert(c:put_object{ bucket = pub, key = "published/boot.iso", body = string.rep("b", 40000) })
+    local r = assert(http.get(srv.public_endpoint .. "/" .. pub .. "/published/boot.iso",
+      { headers = { Range = "bytes=32768-34815" } }))
+    assert.are.equal(206, r.status)
+    assert.are.equal(2048, #r.body)
+    assert.are.equal("bytes 32768-34815/40000", r.headers["content-range"])
+    assert.are.equal(403, assert(http.get(srv.public_endpoint .. "/" .. srv.bucket .. "/x")).status)
+    -- the same server: a client signing for the plain address reads the private bucket
+    local plain = assert(s3.client { endpoint = srv.public_endpoint, access_key = srv.access_key,
+      secret_key = srv.secret_key, region = srv.region })
+    assert(c:put_object{ bucket = srv.bucket, key = "plain/secret", body = "private bytes" })
+    assert.are.equal("private bytes", assert(plain:get_object{ bucket = srv.bucket, key = "plain/secret" }).body)
+    local url = plain:presign{ bucket = srv.bucket, key = "plain/secret", expires = 60 }
+    assert.matches("^http://", url)
+    assert.are.equal("private bytes", assert(http.get(url)).body)
+  end)
+
   it("lists with delimiter, start-after and continuation tokens; copies; serves ranges", function()
     assert(c:create_bucket("lab-l"))
     for _, k in ipairs { "a/1", "a/2", "b/x/1", "b/y", "c" } do assert(c:put_object{ bucket = "lab-l", key = k, body = k }) end

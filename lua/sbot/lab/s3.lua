@@ -1279,9 +1279,14 @@ function M.new(ctx)
       data_dir = dir, access_key = access_key, faults = dev.faults and dev.faults.counts or nil }
   end
 
-  function dev.site_entry(url, tls)
+  -- the same S3 also answers plain HTTP on a second port: the address
+  -- anonymous readers (iDRAC 8 virtual media: http only) are given
+  dev.plain_http = true
+
+  function dev.site_entry(url, tls, endpoint)
     return "s3", { endpoint = url, region = region, bucket = ctx.bucket or M.BUCKET,
       public_bucket = ctx.public_bucket or M.PUBLIC_BUCKET, path_style = true,
+      public_endpoint = endpoint and endpoint.http_url or nil,
       access_key = access_key, secret_key = secret_key, tls = tls }
   end
 
