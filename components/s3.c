@@ -211,6 +211,36 @@ static int s3_open(lua_State *L)
         return luaL_error(L, "%s", luaL_optstring(L, -1, "cannot make the S3 client"));
     lua_pop(L, 1);
     set_top(L, res, "client");
+    /* the readers' client: the same server at the address anonymous readers
+     * (the BMCs) use, s3.public_endpoint (iDRAC 8: http only); it only makes
+     * URLs (plain and presigned) and sends the anonymous checks' GETs */
+    lua_getfield(L, site, "public_endpoint");
+    if (!lua_isnil(L, -1)) {
+        const char *pe = lua_tostring(L, -1);
+        lua_setfield(L, copts, "endpoint");
+        if (strncmp(pe, "http://", 7) == 0) {
+            lua_pushnil(L); /* no TLS settings on a plain http address */
+            lua_setfield(L, copts, "tls");
+        }
+        push_module(L, "sbot.s3", "client");
+        lua_pushvalue(L, copts);
+        lua_call(L, 1, 2);
+        if (lua_isnil(L, -2))
+            return luaL_error(L, "s3.public_endpoint: %s", luaL_optstring(L, -1, "cannot make the S3 client"));
+        lua_pop(L, 1);
+        lua_getfield(L, site, "public_endpoint");
+        set_top(L, res, "public_endpoint");
+        if (strncmp(pe, "http://", 7) != 0) {
+            lua_getfield(L, site, "tls");
+            set_top(L, res, "reader_tls");
+        }
+    } else {
+        lua_pop(L, 1);
+        lua_getfield(L, res, "client");
+        lua_getfield(L, site, "tls");
+        set_top(L, res, "reader_tls");
+    }
+    set_top(L, res, "reader");
     lua_pop(L, 1); /* copts */
 
     const char *bucket = conf_or_site(L, cfg, site, "bucket", NULL);
@@ -274,12 +304,36 @@ static int s3_open(lua_State *L)
         if (!lua_toboolean(L, -2))
             return luaL_error(L, "artifacts[%d].key: %s", (int)i, lua_tostring(L, -1));
         lua_pop(L, 2);
-        lua_createtable(L, 0, 8);
+        lua_createtable(L, 0, 12);
         int e = lua_gettop(L);
         set_str(L, e, "key", key);
         lua_pushfstring(L, "%s%s", px, key);
         set_top(L, e, "object");
-        set_str(L, e, "file", field_str(L, a, "file"));
+        /* the bytes: a local file to upload, or an object already stored in
+         * the private bucket (by the artifact store: an agent ISO) */
+        const char *file = field_str(L, a, "file"), *source = field_str(L, a, "source");
+        if ((file != NULL) == (source != NULL))
+            return luaL_error(L, "artifacts[%d] (%s): give file (a local file to upload) or source (a key "
+                                 "already stored in the private bucket, under prefix), %s", (int)i, key,
+                              file ? "not both" : "one of them");
+        set_str(L, e, "file", file);
+        if (source) {
+            push_module(L, "sbot.store", "check_key");
+            lua_pushstring(L, source);
+            lua_call(L, 1, 2);
+            if (!lua_toboolean(L, -2))
+                return luaL_error(L, "artifacts[%d].source: %s", (int)i, lua_tostring(L, -1));
+            lua_pop(L, 2);
+            set_str(L, e, "source", source);
+            lua_pushfstring(L, "%s%s", px, source);
+        } else {
+            lua_pushfstring(L, "%s%s", px, key);
+        }
+        set_top(L, e, "private_object");
+        lua_getfield(L, a, "presign");
+        set_top(L, e, "presign");
+        lua_getfield(L, a, "warning");
+        set_top(L, e, "warning");
         lua_getfield(L, a, "content_type");
         set_top(L, e, "content_type");
         lua_getfield(L, a, "metadata");
@@ -516,33 +570,122 @@ static int s3_discover(lua_State *L)
         lua_rawgeti(L, cfga, i);
         int e = lua_gettop(L);
         const char *key = field_str(L, e, "key");
-        const char *object = field_str(L, e, "object");
-        lua_createtable(L, 0, 8);
+        const char *source = field_str(L, e, "source");
+        lua_createtable(L, 0, 12);
         int t = lua_gettop(L);
+        /* the bytes first: their SHA-256 may be part of the key ({sha256}) */
+        lua_pushnil(L); /* the private object's state, below */
+        int pv = lua_gettop(L);
+        const char *sha = NULL;
+        lua_Integer size = -1;
+        if (source) {
+            /* stored already: its size and SHA-256 (the store's metadata) are
+             * what the public copy must have; not there yet = an earlier step
+             * of this run stores it (--plan), published once it is */
+            const char *pobject = field_str(L, e, "private_object");
+            if (priv_exists)
+                discover_object(L, client, bucket, pobject);
+            else {
+                lua_createtable(L, 0, 1);
+                set_bool(L, -1, "exists", 0);
+            }
+            lua_replace(L, pv);
+            set_str(L, t, "source", source);
+            lua_pushfstring(L, "s3://%s/%s", bucket, pobject);
+            set_top(L, t, "source_url");
+            lua_getfield(L, pv, "exists");
+            int there = lua_toboolean(L, -1);
+            lua_pop(L, 1);
+            if (!there) {
+                set_bool(L, t, "pending", 1);
+            } else {
+                sha = field_str(L, pv, "sha256");
+                if (!sha)
+                    return luaL_error(L, "artifact %s: the source s3://%s/%s has no sbot-sha256 metadata (it was "
+                                         "not stored by sbot): sbot publishes only what it can check", key, bucket,
+                                      pobject);
+                size = (lua_getfield(L, pv, "size"), lua_tointeger(L, -1));
+                lua_pop(L, 1);
+            }
+        } else {
+            lua_createtable(L, 0, 1);
+            set_str(L, -1, "file", field_str(L, e, "file"));
+            int ha = lua_gettop(L);
+            if (!call_method(L, client, "hash_file", ha))
+                return luaL_error(L, "artifact %s: %s", key, luaL_optstring(L, -2, "cannot read the file"));
+            lua_pushvalue(L, -3);
+            set_top(L, e, "hash");
+            lua_getfield(L, -3, "size");
+            size = lua_tointeger(L, -1);
+            lua_pop(L, 1);
+            lua_getfield(L, -3, "sha256");
+            set_top(L, e, "sha256");
+            sha = field_str(L, e, "sha256");
+            lua_pop(L, 4);
+        }
+        /* a key naming {sha256} (a content-addressed, unguessable key): the
+         * bytes' SHA-256 goes in, once known; until then (a source not stored
+         * yet, --plan) it stays a template */
+        if (sha && strstr(key, "{sha256}")) {
+            push_module(L, "string", "gsub");
+            lua_pushstring(L, key);
+            lua_pushliteral(L, "{sha256}");
+            lua_pushstring(L, sha);
+            lua_call(L, 3, 1);
+            set_top(L, e, "key");
+            key = field_str(L, e, "key");
+            lua_pushfstring(L, "%s%s", field_str(L, res, "prefix"), key);
+            set_top(L, e, "object");
+            if (!source) {
+                lua_getfield(L, e, "object");
+                set_top(L, e, "private_object");
+            }
+        }
+        if (!source) {
+            lua_getfield(L, e, "hash");
+            lua_setfield(L, hashes, key);
+        }
+        const char *object = field_str(L, e, "object");
+        const char *pobject = field_str(L, e, "private_object");
+        if (!source) {
+            if (priv_exists)
+                discover_object(L, client, bucket, pobject);
+            else {
+                lua_createtable(L, 0, 1);
+                set_bool(L, -1, "exists", 0);
+            }
+            lua_replace(L, pv);
+        }
         set_str(L, t, "key", key);
         set_str(L, t, "object", object);
+        set_str(L, t, "private_object", pobject);
         set_str(L, t, "file", field_str(L, e, "file"));
         lua_getfield(L, e, "publish");
         set_top(L, t, "publish");
-        lua_createtable(L, 0, 1);
-        set_str(L, -1, "file", field_str(L, e, "file"));
-        int ha = lua_gettop(L);
-        if (!call_method(L, client, "hash_file", ha))
-            return luaL_error(L, "artifact %s: %s", key, luaL_optstring(L, -2, "cannot read the file"));
-        lua_pushvalue(L, -3);
-        lua_setfield(L, hashes, key);
-        lua_getfield(L, -3, "size");
-        set_top(L, t, "size");
-        lua_getfield(L, -3, "sha256");
-        set_top(L, t, "sha256");
-        lua_pop(L, 4);
-        if (priv_exists)
-            discover_object(L, client, bucket, object);
-        else {
-            lua_createtable(L, 0, 1);
-            set_bool(L, -1, "exists", 0);
+        lua_getfield(L, e, "warning");
+        set_top(L, t, "warning");
+        if (sha) {
+            set_str(L, t, "sha256", sha);
+            set_int(L, t, "size", size);
         }
+        lua_pushvalue(L, pv);
         set_top(L, t, "private");
+        lua_pop(L, 1); /* pv */
+        lua_getfield(L, e, "presign");
+        lua_Integer presign = lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        if (presign > 0) {
+            /* a GET of the private object for readers that take a URL with a
+             * query string, at the readers' address; it expires */
+            lua_getfield(L, res, "reader");
+            int ua = args_bk(L, bucket, pobject);
+            set_int(L, ua, "expires", presign);
+            call_method(L, lua_gettop(L) - 1, "presign", ua);
+            lua_pop(L, 2);
+            set_top(L, t, "presigned_url");
+            lua_pop(L, 2);
+            set_int(L, t, "presign_expires", presign);
+        }
         lua_getfield(L, t, "publish");
         int publish = lua_toboolean(L, -1);
         lua_pop(L, 1);
@@ -555,12 +698,19 @@ static int s3_discover(lua_State *L)
             }
             set_top(L, t, "public");
             /* where anonymous readers fetch it (plain, unsigned) */
+            lua_getfield(L, res, "reader");
             int ua = args_bk(L, pub, object);
-            call_method(L, client, "object_url", ua);
+            call_method(L, lua_gettop(L) - 1, "object_url", ua);
             lua_pop(L, 2);
             set_top(L, t, "public_url");
-            lua_pop(L, 1);
+            lua_pop(L, 2);
         }
+        /* the URL readers are given: presigned when asked, else the public one */
+        if (lua_getfield(L, t, "presigned_url") == LUA_TNIL) {
+            lua_pop(L, 1);
+            lua_getfield(L, t, "public_url");
+        }
+        set_top(L, t, "url");
         lua_rawseti(L, arts, i);
         lua_pop(L, 1);
     }
@@ -799,7 +949,7 @@ static void push_entry(lua_State *L, int res, int art, int priv, int pubo)
     int e = lua_gettop(L);
     set_str(L, e, "key", field_str(L, art, "key"));
     set_str(L, e, "bucket", field_str(L, res, "bucket"));
-    set_str(L, e, "object", field_str(L, art, "object"));
+    set_str(L, e, "object", field_str(L, art, "private_object"));
     lua_getfield(L, priv, "size");
     set_top(L, e, "size");
     lua_getfield(L, priv, "sha256");
@@ -812,7 +962,7 @@ static void push_entry(lua_State *L, int res, int art, int priv, int pubo)
         lua_createtable(L, 0, 3);
         set_str(L, -1, "bucket", field_str(L, res, "public_bucket"));
         set_str(L, -1, "key", field_str(L, art, "object"));
-        lua_getfield(L, res, "client");
+        lua_getfield(L, res, "reader");
         int a = args_bk(L, field_str(L, res, "public_bucket"), field_str(L, art, "object"));
         call_method(L, -2, "object_url", a);
         lua_pop(L, 2);
@@ -961,11 +1111,14 @@ static int s3_plan(lua_State *L)
         lua_rawgeti(L, arts, i);
         int a = lua_gettop(L);
         const char *key = field_str(L, a, "key");
-        const char *sha = field_str(L, a, "sha256");
+        const char *sha = field_str(L, a, "sha256"); /* NULL: a source not stored yet */
+        const char *source = field_str(L, a, "source");
         lua_getfield(L, a, "private");
         int priv = lua_gettop(L);
         const char *have = field_str(L, priv, "sha256");
-        int upload = !have || strcmp(have, sha) != 0;
+        /* a source is stored by someone else: never uploaded here */
+        int upload = !source && (!have || strcmp(have, sha) != 0);
+        int changed = upload;
         if (upload) {
             lua_getfield(L, priv, "exists");
             int exists = lua_toboolean(L, -1);
@@ -1000,12 +1153,27 @@ static int s3_plan(lua_State *L)
             lua_getfield(L, a, "public");
             pubo = lua_gettop(L);
             const char *phave = field_str(L, pubo, "sha256");
-            if (upload || !phave || strcmp(phave, sha) != 0) {
+            if (upload || !sha || !phave || strcmp(phave, sha) != 0) {
                 lua_getfield(L, pubo, "exists");
                 int exists = lua_toboolean(L, -1);
                 lua_pop(L, 1);
-                int c = new_change(L, plan, "publish", exists ? "update" : "create",
-                                   "published: a server-side copy of the private object");
+                luaL_Buffer why;
+                luaL_buffinit(L, &why);
+                luaL_addstring(&why, "published: a server-side copy of the private object");
+                if (source) {
+                    luaL_addstring(&why, " ");
+                    luaL_addstring(&why, field_str(L, a, "source_url"));
+                    if (!sha)
+                        luaL_addstring(&why, ", once it is stored (it is not yet: an earlier step of "
+                                             "the run stores it)");
+                }
+                const char *warning = field_str(L, a, "warning");
+                if (warning) {
+                    luaL_addstring(&why, ". WARNING: ");
+                    luaL_addstring(&why, warning);
+                }
+                luaL_pushresult(&why);
+                int c = new_change(L, plan, "publish", exists ? "update" : "create", lua_tostring(L, -1));
                 lua_pushfstring(L, "s3://%s/%s", pub, field_str(L, a, "object"));
                 set_top(L, c, "resource");
                 set_str(L, c, "key", key);
@@ -1017,14 +1185,20 @@ static int s3_plan(lua_State *L)
                     set_top(L, -2, "source_version_id");
                     set_top(L, c, "before");
                 }
-                lua_createtable(L, 0, 1);
+                lua_createtable(L, 0, 3);
                 set_str(L, -1, "sha256", sha);
+                if (source)
+                    set_str(L, -1, "source", field_str(L, a, "source_url"));
+                lua_getfield(L, a, "public_url");
+                set_top(L, -2, "url");
                 set_top(L, c, "after");
-                lua_pop(L, 1);
-                upload = 1; /* the index entry changes too */
+                lua_pop(L, 2); /* the change, its reason */
+                changed = 1; /* the index entry changes too */
             }
         }
-        if (upload) {
+        if (!changed && source && !sha)
+            changed = 1; /* an unpublished source not stored yet: its entry comes with it */
+        if (changed) {
             lua_pushstring(L, key);
             lua_rawseti(L, entries_changed, ++nchanged);
         } else {
@@ -1233,17 +1407,42 @@ static void apply_publish(lua_State *L, int self, int change, int res)
     int art = lua_gettop(L) - 1, disc = lua_gettop(L);
     lua_getfield(L, res, "client");
     int client = lua_gettop(L);
-    /* the version to copy: the one uploaded now, else the stored one */
+    const char *pobject = field_str(L, art, "private_object");
+    const char *sha = field_str(L, disc, "sha256");
+    if (strstr(key, "{sha256}"))
+        luaL_error(L, "publishing %s: the key names {sha256}, which was not known when discover ran (the "
+                      "source s3://%s/%s was not stored yet); run again", key, field_str(L, res, "bucket"), pobject);
+    /* the version to copy: the one uploaded now, else the stored one; a
+     * source is read again now (an earlier step may have stored it since
+     * discover), and what is copied is what the index records */
     lua_getfield(L, res, "applied");
-    lua_getfield(L, -1, key);
-    if (lua_isnil(L, -1)) {
+    int applied = lua_gettop(L);
+    lua_getfield(L, applied, key);
+    if (lua_isnil(L, -1) && field_str(L, art, "source")) {
+        lua_pop(L, 1);
+        discover_object(L, client, field_str(L, res, "bucket"), pobject);
+        lua_getfield(L, -1, "exists");
+        if (!lua_toboolean(L, -1))
+            luaL_error(L, "publishing %s: the source s3://%s/%s does not exist (the step that stores it "
+                          "did not run, or failed)", key, field_str(L, res, "bucket"), pobject);
+        lua_pop(L, 1);
+        sha = field_str(L, lua_gettop(L), "sha256");
+        if (!sha)
+            luaL_error(L, "publishing %s: the source s3://%s/%s has no sbot-sha256 metadata (it was not "
+                          "stored by sbot)", key, field_str(L, res, "bucket"), pobject);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, applied, key);
+    } else if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
         lua_getfield(L, disc, "private");
     }
     int src = lua_gettop(L);
+    const char *warning = field_str(L, art, "warning");
+    if (warning)
+        sbot_log(L, SBOT_WARN, "publishing %s: %s", key, warning);
     int a = args_bk(L, field_str(L, res, "public_bucket"), field_str(L, art, "object"));
     set_str(L, a, "source_bucket", field_str(L, res, "bucket"));
-    set_str(L, a, "source_key", field_str(L, art, "object"));
+    set_str(L, a, "source_key", pobject);
     const char *vid = field_str(L, src, "version_id");
     if (vid && strcmp(vid, "null") != 0)
         set_str(L, a, "source_version_id", vid);
@@ -1267,7 +1466,7 @@ static void apply_publish(lua_State *L, int self, int change, int res)
         }
     }
     lua_pop(L, 1);
-    set_str(L, -1, "sbot-sha256", field_str(L, disc, "sha256"));
+    set_str(L, -1, "sbot-sha256", sha);
     if (vid)
         set_str(L, -1, "sbot-source-version-id", vid);
     set_top(L, a, "metadata");
@@ -1565,7 +1764,7 @@ static int s3_undo(lua_State *L)
         int ok;
         if (prev) { /* copy the version it was published from again */
             set_str(L, a, "source_bucket", field_str(L, res, "bucket"));
-            set_str(L, a, "source_key", field_str(L, art, "object"));
+            set_str(L, a, "source_key", field_str(L, art, "private_object"));
             set_str(L, a, "source_version_id", prev);
             ok = call_method(L, client, "copy_object", a);
         } else {
@@ -1594,7 +1793,7 @@ static lua_Integer anonymous_get(lua_State *L, int res, const char *url)
     lua_createtable(L, 0, 1);
     set_str(L, -1, "Range", "bytes=0-0");
     set_top(L, req, "headers");
-    lua_getfield(L, res, "tls");
+    lua_getfield(L, res, "reader_tls");
     set_top(L, req, "tls");
     set_int(L, req, "timeout", 60);
     set_int(L, req, "max_body", 1 << 20);
@@ -1645,8 +1844,17 @@ static int s3_housekeep(lua_State *L)
         int a = lua_gettop(L);
         const char *key = field_str(L, a, "key");
         const char *object = field_str(L, a, "object");
+        const char *pobject = field_str(L, a, "private_object");
+        int is_source = field_str(L, a, "source") != NULL;
         lua_getfield(L, hashes, key);
-        if (lua_isnil(L, -1)) { /* housekeep without discover: hash the file now */
+        if (is_source) { /* what the copy must match: the source as stored now */
+            lua_pop(L, 1);
+            discover_object(L, client, bucket, pobject);
+            lua_getfield(L, -1, "exists");
+            if (!lua_toboolean(L, -1))
+                PROBLEM("the source s3://%s/%s is missing", bucket, pobject);
+            lua_pop(L, 1);
+        } else if (lua_isnil(L, -1)) { /* housekeep without discover: hash the file now */
             lua_pop(L, 1);
             lua_createtable(L, 0, 1);
             set_str(L, -1, "file", field_str(L, a, "file"));
@@ -1661,7 +1869,7 @@ static int s3_housekeep(lua_State *L)
         lua_pop(L, 1);
         for (int b = 0; b < (publish ? 2 : 1); b++) {
             const char *bk = b ? pub : bucket;
-            discover_object(L, client, bk, object);
+            discover_object(L, client, bk, b ? object : pobject);
             int o = lua_gettop(L);
             lua_getfield(L, o, "exists");
             int exists = lua_toboolean(L, -1);
@@ -1672,23 +1880,27 @@ static int s3_housekeep(lua_State *L)
             lua_pop(L, 3);
             const char *osha = field_str(L, o, "sha256");
             const char *hsha = field_str(L, h, "sha256");
+            const char *ob = b ? object : pobject;
+            const char *what = is_source ? "the source" : "the file";
             if (!exists)
-                PROBLEM("s3://%s/%s is missing", bk, object);
+                PROBLEM("s3://%s/%s is missing", bk, ob);
             else if (osize != hsize)
-                PROBLEM("s3://%s/%s is %I bytes, the file %I", bk, object, osize, hsize);
+                PROBLEM("s3://%s/%s is %I bytes, %s %I", bk, ob, osize, what, hsize);
             else if (!osha || !hsha || strcmp(osha, hsha) != 0)
-                PROBLEM("s3://%s/%s has SHA-256 %s in its metadata, the file %s", bk, object,
-                        osha ? osha : "(none)", hsha ? hsha : "?");
+                PROBLEM("s3://%s/%s has SHA-256 %s in its metadata, %s %s", bk, ob,
+                        osha ? osha : "(none)", what, hsha ? hsha : "?");
             else {
-                lua_pushfstring(L, "s3://%s/%s", bk, object);
+                lua_pushfstring(L, "s3://%s/%s", bk, ob);
                 lua_rawseti(L, checked, ++nc);
             }
             lua_settop(L, o - 1);
         }
-        /* anonymous readers: the published copy readable, the private one not */
-        lua_getfield(L, client, "object_url");
-        lua_pushvalue(L, client);
-        args_bk(L, bucket, object);
+        /* anonymous readers, at their address: the published copy readable,
+         * the private one not */
+        lua_getfield(L, res, "reader");
+        lua_getfield(L, -1, "object_url");
+        lua_insert(L, -2);
+        args_bk(L, bucket, pobject);
         lua_call(L, 2, 1);
         const char *priv_url = lua_tostring(L, -1);
         lua_Integer st = anonymous_get(L, res, priv_url);
@@ -1700,8 +1912,9 @@ static int s3_housekeep(lua_State *L)
         if (st != 403)
             PROBLEM("an anonymous GET of the private object %s answered %d, not 403", priv_url, (int)st);
         if (publish) {
-            lua_getfield(L, client, "object_url");
-            lua_pushvalue(L, client);
+            lua_getfield(L, res, "reader");
+            lua_getfield(L, -1, "object_url");
+            lua_insert(L, -2);
             args_bk(L, pub, object);
             lua_call(L, 2, 1);
             const char *pub_url = lua_tostring(L, -1);
@@ -1719,8 +1932,9 @@ static int s3_housekeep(lua_State *L)
     /* the public bucket outside the published prefixes: refused too (403,
      * also for a key that does not exist: a 404 would mean anyone may look) */
     {
-        lua_getfield(L, client, "object_url");
-        lua_pushvalue(L, client);
+        lua_getfield(L, res, "reader");
+        lua_getfield(L, -1, "object_url");
+        lua_insert(L, -2);
         lua_pushfstring(L, "%s.sbot/anonymous-probe", field_str(L, res, "prefix"));
         args_bk(L, pub, lua_tostring(L, -1));
         lua_remove(L, -2);
@@ -1748,8 +1962,13 @@ static int s3_housekeep(lua_State *L)
     {
         int a = args_bk(L, bucket, field_str(L, res, "index_key"));
         if (!call_method(L, client, "get_object", a)) {
-            PROBLEM("the index s3://%s/%s cannot be read: %s", bucket, field_str(L, res, "index_key"),
-                    luaL_optstring(L, -2, "?"));
+            /* no index and nothing to list in it (a step with no artifacts,
+             * on a new bucket): nothing is missing */
+            if (!(na == 0 && strcmp(fail_code(L), "NoSuchKey") == 0))
+                PROBLEM("the index s3://%s/%s cannot be read: %s", bucket, field_str(L, res, "index_key"),
+                        luaL_optstring(L, -2, "?"));
+            else
+                set_int(L, out, "index_entries", 0);
         } else {
             lua_getfield(L, -3, "body");
             json_decode(L, lua_tostring(L, -1));
@@ -1763,7 +1982,7 @@ static int s3_housekeep(lua_State *L)
                     int top = lua_gettop(L);
                     lua_rawgeti(L, arts, i);
                     const char *key = field_str(L, top + 1, "key");
-                    const char *object = field_str(L, top + 1, "object");
+                    const char *object = field_str(L, top + 1, "private_object");
                     lua_getfield(L, objs, key);
                     int ent = top + 2;
                     discover_object(L, client, bucket, object);
@@ -2024,8 +2243,17 @@ static void push_schema(lua_State *L)
     int af = lua_gettop(L);
     int k = field(L, af, "key", "string", "key under prefix, e.g. isos/agent.iso");
     set_bool(L, k, "required", 1);
-    int f = field(L, af, "file", "string", "local file to upload");
-    set_bool(L, f, "required", 1);
+    field(L, af, "file", "string", "local file to upload (or source)");
+    field(L, af, "source", "string",
+          "instead of file: a key (under prefix) already stored in the private bucket by sbot (the "
+          "artifact store): published by server-side copy, never uploaded; not there yet in --plan = "
+          "an earlier step stores it");
+    int ps = field(L, af, "presign", "integer",
+                   "seconds: also give readers a presigned GET URL of the private object, at s3.public_endpoint "
+                   "(discovery.artifacts[i].presigned_url)");
+    set_int(L, ps, "min", 1);
+    set_int(L, ps, "max", 604800);
+    field(L, af, "warning", "string", "what readers of the published copy get (shown with its publish change, and logged)");
     field(L, af, "content_type", "string", "Content-Type (default application/octet-stream)");
     field(L, af, "publish", "boolean", "publish it (default: when the key is under a published prefix)");
     int md = field(L, af, "metadata", "map", "x-amz-meta-* values");

@@ -121,7 +121,8 @@ describe("the S3 component against the lab's S3", function()
     local head = assert(c:head_object { bucket = "cs-priv", key = "site-a/isos/agent.iso" })
     assert.are.equal(head.etag, index.objects["isos/agent.iso"].etag)
     assert.are.equal(head.version_id, index.objects["isos/agent.iso"].version_id)
-    assert.are.equal(srv.endpoint .. "/cs-pub/site-a/isos/agent.iso", index.objects["isos/agent.iso"].public.url)
+    -- the URL readers (the BMCs) get: the site's s3.public_endpoint (plain HTTP in the lab)
+    assert.are.equal(srv.public_endpoint .. "/cs-pub/site-a/isos/agent.iso", index.objects["isos/agent.iso"].public.url)
     assert.is_table(index.objects["configs/c.json"])
     assert.is_nil(index.objects["configs/c.json"].public)
 
@@ -236,6 +237,84 @@ describe("the S3 component against the lab's S3", function()
     local index = json.decode(assert(c:get_object { bucket = "cs4-priv", key = "metadata/index.json" }).body)
     assert.is_nil(index.objects["old/gone.iso"])
     assert.is_table(index.objects["configs/a.txt"])
+  end)
+
+  it("publishes an object the store already holds by server-side copy (never a second upload), under its "
+    .. "SHA-256 ({sha256} in the key), planned before it exists; presigns the private one for readers", function()
+    local store = require "sbot.store"
+    local http = require "sbot.http"
+    local st = assert(store.open("s3://cs5-priv/site-c?endpoint=" .. srv.endpoint,
+      { access_key = srv.access_key, secret_key = srv.secret_key, tls = srv.tls }))
+    local iso = tmp .. "/stored.iso"
+    assert(helpers.sh("head -c 70000 /dev/urandom > " .. iso))
+    local want = servers.sha256sum(iso)
+    local warning = "it holds a pull secret"
+    local cfg = { bucket = "cs5-priv", public_bucket = "cs5-pub", prefix = "site-c",
+      artifacts = { { key = "isos/cl/{sha256}/agent.iso", source = "store/cl/agent.iso", warning = warning },
+                    { key = "store/cl/agent.iso", source = "store/cl/agent.iso", publish = false, presign = 900 } } }
+    -- --plan while the source is not stored yet (an earlier step stores it): the publish is planned,
+    -- its key still the template; nothing to upload
+    local p = run(cfg, "plan")
+    assert.are.equal("ok", p.status, p.error)
+    assert.are.equal("bucket:create versioning:create lifecycle:create bucket:create policy:create lifecycle:create "
+      .. "publish:create index:create", kinds(p.plan))
+    local pub = p.plan[7]
+    assert.are.equal("s3://cs5-pub/site-c/isos/cl/{sha256}/agent.iso", pub.resource)
+    assert.matches("once it is stored", pub.reason, 1, true)
+    assert.matches("WARNING: " .. warning, pub.reason, 1, true)
+    assert.is_true(p.discovery.artifacts[1].pending)
+    -- the buckets, then the store puts the source (sbot-sha256 in its metadata)
+    assert.are.equal("ok", run { bucket = "cs5-priv", public_bucket = "cs5-pub", prefix = "site-c" }.status)
+    assert(st:put("store/cl/agent.iso", { file = iso }))
+    local writes = srv.state().writes
+    local r = run(cfg)
+    assert.are.equal("ok", r.status, r.error)
+    assert.are.equal("publish:create index:create", kinds(r.plan))
+    assert.are.equal("s3://cs5-pub/site-c/isos/cl/" .. want .. "/agent.iso", r.plan[1].resource)
+    assert.are.equal(2, srv.state().writes - writes, "one copy and the index: no upload")
+    local a = r.discovery.artifacts[1]
+    assert.are.equal(srv.public_endpoint .. "/cs5-pub/site-c/isos/cl/" .. want .. "/agent.iso", a.public_url)
+    assert.are.equal(a.public_url, a.url)
+    -- anonymous readers at the public endpoint (plain HTTP): the copy, with Range; not the source
+    local g = assert(http.get(a.url, { headers = { Range = "bytes=0-9" } }))
+    assert.are.equal(206, g.status)
+    local src = assert(http.get(srv.public_endpoint .. "/cs5-priv/site-c/store/cl/agent.iso"))
+    assert.are.equal(403, src.status)
+    -- the presigned URL of the private object works there, unsigned otherwise
+    local b = r.discovery.artifacts[2]
+    assert.is_nil(b.public_url)
+    assert.matches("^" .. srv.public_endpoint:gsub("%p", "%%%0") .. "/cs5%-priv/site%-c/store/cl/agent%.iso%?.*X%-Amz%-Expires=900", b.url)
+    local pg = assert(http.get(b.url, { headers = { Range = "bytes=0-9" } }))
+    assert.are.equal(206, pg.status)
+    -- housekeeping checked the copy against the source
+    assert.are.same({ "s3://cs5-priv/site-c/store/cl/agent.iso", "s3://cs5-pub/site-c/isos/cl/" .. want .. "/agent.iso",
+      "s3://cs5-priv/site-c/store/cl/agent.iso" }, r.housekeeping.verified)
+    local index = json.decode(assert(c:get_object { bucket = "cs5-priv", key = "site-c/metadata/index.json" }).body)
+    local e = index.objects["isos/cl/" .. want .. "/agent.iso"]
+    assert.are.equal("site-c/store/cl/agent.iso", e.object)
+    assert.are.equal(want, e.sha256)
+    assert.are.equal(a.public_url, e.public.url)
+    -- converged: nothing planned, nothing written
+    writes = srv.state().writes
+    local again = run(cfg)
+    assert.are.equal("ok", again.status, again.error)
+    assert.are.equal("", kinds(again.plan))
+    assert.are.equal(writes, srv.state().writes)
+    -- a source not stored by sbot (no sbot-sha256) is refused: sbot publishes what it can check
+    assert(c:put_object { bucket = "cs5-priv", key = "site-c/store/cl/foreign.iso", body = "x" })
+    local bad = run { bucket = "cs5-priv", public_bucket = "cs5-pub", prefix = "site-c",
+      artifacts = { { key = "isos/foreign.iso", source = "store/cl/foreign.iso" } } }
+    assert.are.equal("failed", bad.status)
+    assert.matches("has no sbot%-sha256 metadata", bad.error)
+    local both = run { artifacts = { { key = "isos/x", file = iso, source = "store/cl/agent.iso" } } }
+    assert.matches("give file .* or source .*, not both", both.error)
+  end)
+
+  it("a step without artifacts is fine on a bucket that has no index yet", function()
+    local r = run { bucket = "cs6-priv", public_bucket = "cs6-pub" }
+    assert.are.equal("ok", r.status, r.error)
+    assert.are.equal(0, r.housekeeping.index_entries)
+    assert.are.equal("NoSuchKey", select(3, c:head_object { bucket = "cs6-priv", key = "metadata/index.json" }))
   end)
 
   it("refuses bad configurations with the key path", function()
