@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -28,6 +29,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/select.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -928,8 +930,15 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls,
     struct request *r = cls;
     lua_State *L = r->srv->L;
     struct ws_open o = {r, extra_in, extra_in_size, sock, urh, 0};
-    (void)conn;
     (void)con_cls;
+    /* libmicrohttpd turned Nagle back on for the connection; an upgraded
+     * connection sends small frames (under TLS, forwarded as several small
+     * records) that would each wait for the peer's delayed ACK (~40 ms) */
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci) {
+        int one = 1;
+        setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
     if (L && lua_checkstack(L, 4)) {
         int top = lua_gettop(L);
         lua_pushcfunction(L, pws_open);
