@@ -487,6 +487,51 @@ function M.lock(url, opts, name, o)
 end
 
 --- Open a store: "file:///path" or "s3://bucket/prefix?endpoint=...&region=...".
+-- "https://S3.example:443/" and "https://s3.example:443" name one endpoint.
+local function same_endpoint(a, b)
+  local function norm(u)
+    local scheme, rest = tostring(u):match("^(%a+)://(.-)/*$")
+    if not scheme then return tostring(u) end
+    local host, path = rest:match("^([^/]*)(.*)$")
+    return scheme:lower() .. "://" .. host:lower() .. path
+  end
+  return norm(a) == norm(b)
+end
+
+local function url_encode(s)
+  return (s:gsub("[^%w%-._~/:]", function(c) return string.format("%%%02X", c:byte()) end))
+end
+
+--- The store URL and store.open opts to use with a site (a loaded site
+-- table). An s3:// store with the site's S3 credentials goes to the site's
+-- s3.endpoint: without ?endpoint= the site's endpoint (and region,
+-- path_style) is added; a URL that names another endpoint is refused, so the
+-- site's keys are never sent to a host the site did not name. Other URLs, or
+-- a site without an s3 section: the URL unchanged and no opts. Returns url,
+-- opts or nil, err. (`what` names where the URL came from in the error,
+-- default "--store".)
+function M.for_site(url, site, what)
+  if not url or not url:match("^s3://") or not site or not site.s3 then return url, nil end
+  local s3 = site.s3
+  local q = parse_query(url:match("%?(.*)$"))
+  local creds = s3.access_key ~= nil or s3.secret_key ~= nil
+  if q.endpoint then
+    if creds and not same_endpoint(q.endpoint, s3.endpoint) then
+      return nil, (what or "--store") .. " " .. url .. ": endpoint " .. q.endpoint .. " is not the site's s3.endpoint "
+        .. s3.endpoint .. "; the site's S3 credentials are sent only to the endpoint the site names "
+        .. "(leave ?endpoint= out to use it)"
+    end
+  else
+    local extra = { "endpoint=" .. url_encode(s3.endpoint) }
+    if not q.region and s3.region then extra[#extra + 1] = "region=" .. url_encode(s3.region) end
+    if q.path_style == nil and s3.path_style ~= nil then
+      extra[#extra + 1] = "path_style=" .. tostring(s3.path_style)
+    end
+    url = url .. (url:find("?", 1, true) and "&" or "?") .. table.concat(extra, "&")
+  end
+  return url, { access_key = s3.access_key, secret_key = s3.secret_key, tls = s3.tls }
+end
+
 function M.open(url, opts)
   if type(url) ~= "string" then error("store.open: url must be a string", 2) end
   if opts ~= nil and type(opts) ~= "table" then error("store.open: opts must be a table", 2) end

@@ -45,10 +45,6 @@ local function url_decode(s)
   return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
 end
 
-local function url_encode(s)
-  return (s:gsub("[^%w%-._~/:]", function(c) return string.format("%%%02X", c:byte()) end))
-end
-
 local function query_of(url)
   local q = {}
   for part in (url:match("%?(.*)$") or ""):gmatch("[^&]+") do
@@ -88,42 +84,11 @@ function M.check_store_url(url, what)
   return what .. ": unsupported URL '" .. url .. "' (use s3://bucket/prefix or file:///dir)"
 end
 
--- "https://S3.example:443/" and "https://s3.example:443" name one endpoint.
-local function same_endpoint(a, b)
-  local function norm(u)
-    local scheme, rest = tostring(u):match("^(%a+)://(.-)/*$")
-    if not scheme then return tostring(u) end
-    local host, path = rest:match("^([^/]*)(.*)$")
-    return scheme:lower() .. "://" .. host:lower() .. path
-  end
-  return norm(a) == norm(b)
-end
-
---- The store URL and store.open opts a run uses with a site. An s3:// store
--- with the site's S3 credentials goes to the site's s3.endpoint: without
--- ?endpoint= the site's endpoint (and region, path_style) is added; a URL that
--- names another endpoint is refused, so the site's keys are never sent to a
--- host the site did not name. Returns url, opts or nil, err.
+--- The store URL and store.open opts a run uses with a site: sbot.store's
+-- for_site (an s3:// store signs with the site's S3 credentials only at the
+-- site's endpoint). Returns url, opts or nil, err.
 function M.store_for(url, site)
-  if not url or not url:match("^s3://") or not site.s3 then return url, nil end
-  local s3 = site.s3
-  local q = query_of(url)
-  local creds = s3.access_key ~= nil or s3.secret_key ~= nil
-  if q.endpoint then
-    if creds and not same_endpoint(q.endpoint, s3.endpoint) then
-      return nil, "--store " .. url .. ": endpoint " .. q.endpoint .. " is not the site's s3.endpoint "
-        .. s3.endpoint .. "; the site's S3 credentials are sent only to the endpoint the site names "
-        .. "(leave ?endpoint= out to use it)"
-    end
-  else
-    local extra = { "endpoint=" .. url_encode(s3.endpoint) }
-    if not q.region and s3.region then extra[#extra + 1] = "region=" .. url_encode(s3.region) end
-    if q.path_style == nil and s3.path_style ~= nil then
-      extra[#extra + 1] = "path_style=" .. tostring(s3.path_style)
-    end
-    url = url .. (url:find("?", 1, true) and "&" or "?") .. table.concat(extra, "&")
-  end
-  return url, { access_key = s3.access_key, secret_key = s3.secret_key, tls = s3.tls }
+  return require("sbot.store").for_site(url, site, "--store")
 end
 
 --- Define a workflow. spec: {name, description, epilog, arguments = fn(parser),
@@ -275,13 +240,13 @@ end
 -- Run instance c with the run's phases and mode; record its results. After
 -- a failed step the later ones are skipped. An interruption is recorded
 -- (the phase it stopped in shows it) and goes on.
-function Ctx:_run(c)
+function Ctx:_run(c, phases)
   local r
   if self.stopped then
     r = bare_result(self.id, c.component, "skipped", self.stopped)
   else
     log.info("component start", { server = self.id, component = c.component, mode = self.args.mode })
-    local ok, res = pcall(c.execute, c, { phases = self.args.phases, mode = self.args.mode })
+    local ok, res = pcall(c.execute, c, { phases = phases or self.args.phases, mode = self.args.mode })
     if not ok then
       r = c:results()
       r.status = "failed"
@@ -330,14 +295,40 @@ function Ctx:step(Module, config, extra)
     end
     name = name .. "-" .. n
   end
+  -- opts.phases: the phases this step runs (e.g. {"discover"}: a read-only
+  -- step that reads what a later step needs); those of the run's --phases,
+  -- and discover always (it changes nothing, and later steps need its data)
+  local phases
+  if extra and extra.phases ~= nil then
+    if type(extra.phases) ~= "table" or #extra.phases == 0 then
+      error("ctx:step(" .. Module.name .. "): opts.phases must be a non-empty list of phases", 2)
+    end
+    local run_has = {}
+    for _, p in ipairs(self.args.phases) do run_has[p] = true end
+    phases = {}
+    for _, p in ipairs(extra.phases) do
+      if not PHASES[p] then
+        error("ctx:step(" .. Module.name .. "): opts.phases: unknown phase '" .. tostring(p)
+          .. "' (expected discover, process, housekeep)", 2)
+      end
+      if run_has[p] or p == "discover" then phases[#phases + 1] = p end
+    end
+  end
   local opts = { step = name }
-  for k, v in pairs(extra or {}) do if k ~= "step" then opts[k] = v end end
+  for k, v in pairs(extra or {}) do if k ~= "step" and k ~= "phases" then opts[k] = v end end
   local r
   if self.stopped then
     r = bare_result(self.id, Module.name, "skipped", self.stopped)
+  elseif phases and #phases == 0 then -- none of its phases runs in this run
+    r = bare_result(self.id, Module.name, "skipped", "its phases (" .. table.concat(extra.phases, ", ")
+      .. ") are not among this run's")
+    r.status = "ok"
   else
     local c, err = Module.new(config or {}, self:opts(opts))
-    if c then return self:_run(c) end
+    if c then
+      local res = self:_run(c, phases)
+      return res
+    end
     r = bare_result(self.id, Module.name, "failed", err)
     self.stopped = "an earlier step (" .. name .. ") failed"
   end
