@@ -460,6 +460,29 @@ static void discover_object(lua_State *L, int client, const char *bucket, const 
     lua_pop(L, 4);
 }
 
+/* The artifact e (of res.artifacts) with {sha256} in its key: sha put in
+ * its key and object (and private object, for a file). Returns the key. */
+static const char *resolve_key(lua_State *L, int res, int e, const char *sha)
+{
+    const char *key = field_str(L, e, "key");
+    if (!strstr(key, "{sha256}"))
+        return key;
+    push_module(L, "string", "gsub");
+    lua_pushstring(L, key);
+    lua_pushliteral(L, "{sha256}");
+    lua_pushstring(L, sha);
+    lua_call(L, 3, 1);
+    set_top(L, e, "key");
+    key = field_str(L, e, "key");
+    lua_pushfstring(L, "%s%s", field_str(L, res, "prefix"), key);
+    set_top(L, e, "object");
+    if (!field_str(L, e, "source")) {
+        lua_getfield(L, e, "object");
+        set_top(L, e, "private_object");
+    }
+    return key;
+}
+
 /* discover(self, res) */
 static int s3_discover(lua_State *L)
 {
@@ -626,21 +649,8 @@ static int s3_discover(lua_State *L)
         /* a key naming {sha256} (a content-addressed, unguessable key): the
          * bytes' SHA-256 goes in, once known; until then (a source not stored
          * yet, --plan) it stays a template */
-        if (sha && strstr(key, "{sha256}")) {
-            push_module(L, "string", "gsub");
-            lua_pushstring(L, key);
-            lua_pushliteral(L, "{sha256}");
-            lua_pushstring(L, sha);
-            lua_call(L, 3, 1);
-            set_top(L, e, "key");
-            key = field_str(L, e, "key");
-            lua_pushfstring(L, "%s%s", field_str(L, res, "prefix"), key);
-            set_top(L, e, "object");
-            if (!source) {
-                lua_getfield(L, e, "object");
-                set_top(L, e, "private_object");
-            }
-        }
+        if (sha)
+            key = resolve_key(L, res, e, sha);
         if (!source) {
             lua_getfield(L, e, "hash");
             lua_setfield(L, hashes, key);
@@ -1843,7 +1853,6 @@ static int s3_housekeep(lua_State *L)
         lua_rawgeti(L, arts, i);
         int a = lua_gettop(L);
         const char *key = field_str(L, a, "key");
-        const char *object = field_str(L, a, "object");
         const char *pobject = field_str(L, a, "private_object");
         int is_source = field_str(L, a, "source") != NULL;
         lua_getfield(L, hashes, key);
@@ -1864,6 +1873,12 @@ static int s3_housekeep(lua_State *L)
             lua_replace(L, -2);
         }
         int h = lua_gettop(L);
+        /* housekeep without discover: a {sha256} key is resolved here */
+        if (field_str(L, h, "sha256")) {
+            key = resolve_key(L, res, a, field_str(L, h, "sha256"));
+            pobject = field_str(L, a, "private_object");
+        }
+        const char *object = field_str(L, a, "object");
         lua_getfield(L, a, "publish");
         int publish = lua_toboolean(L, -1);
         lua_pop(L, 1);

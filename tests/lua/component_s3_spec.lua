@@ -300,6 +300,10 @@ describe("the S3 component against the lab's S3", function()
     assert.are.equal("ok", again.status, again.error)
     assert.are.equal("", kinds(again.plan))
     assert.are.equal(writes, srv.state().writes)
+    -- housekeep alone (no discover) finds the {sha256} key by itself
+    local hk = assert(S3.new(cfg, { id = "(site)", site = site })):execute { phases = { "housekeep" } }
+    assert.are.equal("ok", hk.status, hk.error)
+    assert.are.same(r.housekeeping.verified, hk.housekeeping.verified)
     -- a source not stored by sbot (no sbot-sha256) is refused: sbot publishes what it can check
     assert(c:put_object { bucket = "cs5-priv", key = "site-c/store/cl/foreign.iso", body = "x" })
     local bad = run { bucket = "cs5-priv", public_bucket = "cs5-pub", prefix = "site-c",

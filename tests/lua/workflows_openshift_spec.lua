@@ -280,6 +280,24 @@ describe("the OpenShift workflows against sbot lab --tgt", function()
     assert.matches("HTTP 403", devices()["idrac-3"].vmedia_error.reason, 1, true)
   end)
 
+  it("reads the iSCSI basename and port from TrueNAS when the site does not give them: the same disks, "
+    .. "the same ISO", function()
+    assert(url, "needs the deployment above")
+    local path = write_site(function(t)
+      t.truenas.basename = nil
+      t.truenas.portal = t.truenas.portal:match("^(.*):%d+$") -- the port: iSCSI's global listen port
+    end)
+    local r = run("full_deployment", { "--plan", "--server", "r630-01" }, path)
+    assert.are.equal(0, r.code, r.stdout .. r.stderr)
+    local rec = record(r)
+    assert.are.equal("iscsi-global", rec.results[1].step)
+    assert.are.equal("r630-01", rec.results[1].id)
+    assert.is_nil(rec.results[1].phases.process, "discover only")
+    -- the names are the ones the site gave before: the stored ISO is found, nothing to build
+    assert.matches("(site) / openshift: no changes", r.stdout, 1, true)
+    assert.is_true(rec.results[3].discovery.iso.exists)
+  end)
+
   describe("refuses an invalid site before anything runs", function()
     local cases = {
       { "a missing pull secret", function(t) t.openshift.pull_secret = nil end, 2,
