@@ -69,9 +69,9 @@ local function redact_tree(v, seen, key)
     if words and words[v] then return v end
     return log.redact(v)
   end
-  if type(v) ~= "table" then return v end
-  local mt = getmetatable(v)
-  if type(mt) == "table" and mt.__name == "sbot.secret" then return v end
+  -- a secret object (log.is_secret: the one test, never a __name string)
+  -- stays as it is; json.encode writes it as <redacted>
+  if log.is_secret(v) or type(v) ~= "table" then return v end
   seen = seen or {}
   if seen[v] then return seen[v] end
   local out = {}
