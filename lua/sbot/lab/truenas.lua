@@ -1535,13 +1535,14 @@ function M.new(opts)
   local started_tgt
   opts = (function() local c = {} for k, v in pairs(opts) do c[k] = v end return c end)()
   if opts.tgt == true then
-    -- `sbot lab --tgt`: a private istgt on a free port under the lab's dir
+    -- `sbot lab --tgt`: a private istgt on a free port under the lab's dir,
+    -- outside the ephemeral range (nothing listens there while istgt
+    -- restarts, and an outgoing connection could take an ephemeral port)
     local port = math.tointeger(opts.tgt_port)
     if not port then
-      local probe_srv = assert(require("sbot.httpd").listen { host = opts.host or "127.0.0.1", port = 0,
-        handler = function() return 404 end })
-      port = probe_srv:port()
-      probe_srv:close()
+      local perr
+      port, perr = require("sbot.lab.istgt").free_port(opts.host or "127.0.0.1")
+      if not port then return nil, perr end
     end
     opts.tgt = { port = port, host = opts.host or "127.0.0.1",
                  dir = (opts.dir or os.getenv("TMPDIR") or "/tmp") .. "/iscsi" }
