@@ -463,12 +463,17 @@ function Model:export_config()
 end
 
 --- Push the export configuration to the real target (istgt) when there is
--- one. A failure is recorded (/lab/state tgt_errors); the API call that
--- caused it still succeeds, as a TrueNAS whose target reload failed.
+-- one. A failure is recorded (/lab/state tgt_errors) and returned (nil, why);
+-- a configuration change that caused it still succeeds, as on a TrueNAS whose
+-- target reload failed, but a service start does not (set_running).
 function Model:sync_export()
-  if not self.tgt then return end
+  if not self.tgt then return true end
   local ok, err = self.tgt:apply(self:export_config())
-  if not ok then self.state.tgt_errors[#self.state.tgt_errors + 1] = tostring(err) end
+  if not ok then
+    self.state.tgt_errors[#self.state.tgt_errors + 1] = tostring(err)
+    return nil, tostring(err)
+  end
+  return true
 end
 
 --- Whether `initiator` would see LUN `lun` of target `iqn` through a portal
@@ -1114,15 +1119,23 @@ local function service_args(self, args, method)
   return svc
 end
 
+-- Start or stop a service. TrueNAS checks a service's health after starting
+-- it: when the iscsitarget service cannot export (istgt under --tgt did not
+-- come up), it is not running. Returns true, or false and why.
 local function set_running(self, svc, running)
   svc.state = running and "RUNNING" or "STOPPED"
   svc.pids = running and json.array { 1000 + svc.id } or json.array()
-  self:sync_export()
+  local ok, err = self:sync_export()
+  if running and not ok and svc.service == "iscsitarget" then
+    svc.state, svc.pids = "STOPPED", json.array()
+    self:sync_export()
+    return false, err
+  end
+  return true
 end
 
 methods["service.start"] = { fn = function(self, args)
-  set_running(self, service_args(self, args, "service.start"), true)
-  return true
+  return (set_running(self, service_args(self, args, "service.start"), true))
 end }
 
 methods["service.stop"] = { fn = function(self, args)
@@ -1160,8 +1173,14 @@ end, fn = function(self, args)
     return true
   end
   if args[1] == "RELOAD" and svc.state ~= "RUNNING" then return false end
-  set_running(self, svc, true)
-  return true
+  local ok, why = set_running(self, svc, true)
+  if ok then return true end
+  -- options.silent (default true): false; else the CallError TrueNAS raises
+  -- with the service's failure logs
+  if type(args[3]) == "table" and args[3].silent == false then
+    fail(ERRNO.EFAULT, "Service not running after start: " .. tostring(why))
+  end
+  return false
 end }
 
 methods["service.update"] = { fn = function(self, args)
