@@ -177,9 +177,14 @@ static lua_Integer parse_size(lua_State *L, int idx, const char *where)
         end++;
     if (end == s || *end || !(n > 0))
         fail(L, "%s: '%s' is not a size (e.g. \"120G\", \"512M\", or bytes)", where, s);
-    if (!(n * mult < 9.0e18))
+    double bytes = n * mult;
+    if (!(bytes < 9.0e18))
         fail(L, "%s: '%s' is too large", where, s);
-    return (lua_Integer)(n * mult);
+    /* "0.5" or "1.5" bytes: no such size (and a 0 would be a zvol of no
+     * bytes, or a division by zero in the block-size check) */
+    if (bytes < 1 || bytes != floor(bytes))
+        fail(L, "%s: '%s' is not a whole number of bytes", where, s);
+    return (lua_Integer)bytes;
 }
 
 /* The config value (self.config[k]) or the site's truenas[k]; pushes it. */

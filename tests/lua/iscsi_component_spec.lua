@@ -83,6 +83,12 @@ describe("iscsi component", function()
       refused({ zvol = { size = "900G" } }, "more than 80%% of the %d+ bytes available under tank[%w_/]*: TrueNAS refuses it")
       refused({ zvol = { size = 1000 } }, "not a multiple of volblocksize 16K")
     end)
+    it("sizes that are not a whole number of bytes", function()
+      -- "0.5" once became 0: a zvol of 0 bytes, and a block size of 0 a division by zero
+      refused({ zvol = { size = "64M", volblocksize = "0.5" } },
+        "iscsi: zvol.volblocksize: '0.5' is not a whole number of bytes")
+      refused({ zvol = { size = "1.5" } }, "iscsi: zvol.size: '1.5' is not a whole number of bytes")
+    end)
     it("an invalid target name", function()
       refused({ target = { name = "r630_02.openshift4_14_3" } },
         "target name 'r630_02.openshift4_14_3' is invalid: .*no underscores")
