@@ -110,7 +110,7 @@ function M.finish(run, results)
   -- atomically (temp file, fsync, rename): a reader never sees a half
   -- record, a full disk never leaves an empty one; the marker goes only
   -- once the record is there
-  local text = json.encode(record, { indent = true }) .. "\n"
+  local text = json.encode(record, { indent = true, secrets = "redact" }) .. "\n"
   local wrote, werr = fsio.write_atomic(run.results_file, text)
   if wrote then
     run.marker:release()
@@ -254,7 +254,7 @@ local function render(v)
   if v == nil or v == json.null then return "(none)" end
   v = redact_tree(v)
   if type(v) == "string" then return string.format("%q", v) end
-  local ok, s = pcall(json.encode, v)
+  local ok, s = pcall(json.encode, v, { secrets = "redact" })
   return ok and s or red(v)
 end
 
