@@ -45,6 +45,13 @@ static int fail(lua_State *L, const char *fmt, ...)
     return lua_error(L);
 }
 
+static double now_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static void sleep_for(double s)
 {
     struct timespec ts = {(time_t)s, (long)((s - floor(s)) * 1e9)};
@@ -1330,27 +1337,46 @@ static int c_housekeep(lua_State *L)
         return fail(L, "iscsi: read back: the iscsitarget service is %s, not RUNNING", svc_state ? svc_state : "missing");
     lua_pop(L, 1);
 
-    /* a real login as the server's initiator */
+    /* a real login as the server's initiator. TrueNAS reloads its target
+     * after configuration changes, so the portal may be closed for a moment
+     * right after them: a connection refused (or closed before the login)
+     * is tried again until probe_timeout has passed; any other answer of
+     * the target (Target not found, a LUN it does not have) is final. */
     lua_getglobal(L, "require");
     lua_pushliteral(L, "sbot.iscsi");
     lua_call(L, 1, 0);
-    lua_createtable(L, 0, 5);
-    lua_pushstring(L, portal);
-    lua_setfield(L, -2, "portal");
-    lua_pushstring(L, iqn);
-    lua_setfield(L, -2, "target");
-    lua_pushinteger(L, lun);
-    lua_setfield(L, -2, "lun");
-    lua_pushstring(L, initiator);
-    lua_setfield(L, -2, "initiator");
     lua_getfield(L, self, "config");
     lua_getfield(L, -1, "probe_timeout");
-    lua_setfield(L, -3, "timeout");
-    lua_pop(L, 1);
-    int n = sbot_iscsi_probe(L, -1);
-    if (n != 1)
-        return fail(L, "iscsi: login as %s to %s LUN %lld at %s failed: %s", initiator, iqn, (long long)lun, portal,
-                    lua_tostring(L, -2));
+    double probe_timeout = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 15;
+    lua_pop(L, 2);
+    double probe_deadline = now_mono() + probe_timeout, wait = 0.1;
+    int n, attempts = 0;
+    for (;;) {
+        double left = probe_deadline - now_mono();
+        lua_createtable(L, 0, 5);
+        lua_pushstring(L, portal);
+        lua_setfield(L, -2, "portal");
+        lua_pushstring(L, iqn);
+        lua_setfield(L, -2, "target");
+        lua_pushinteger(L, lun);
+        lua_setfield(L, -2, "lun");
+        lua_pushstring(L, initiator);
+        lua_setfield(L, -2, "initiator");
+        lua_pushnumber(L, left > 1 ? left : 1);
+        lua_setfield(L, -2, "timeout");
+        n = sbot_iscsi_probe(L, -1);
+        attempts++;
+        if (n == 1)
+            break;
+        const char *perr = lua_tostring(L, -2);
+        int closed = perr && strstr(perr, "cannot connect to the portal") != NULL;
+        if (!closed || now_mono() + wait >= probe_deadline)
+            return fail(L, "iscsi: login as %s to %s LUN %lld at %s failed%s: %s", initiator, iqn, (long long)lun,
+                        portal, attempts > 1 ? " (portal closed throughout probe_timeout)" : "", perr);
+        lua_pop(L, n + 1); /* nil, message, code and the opts */
+        sleep_for(wait);
+        wait = wait * 2 > 1.0 ? 1.0 : wait * 2;
+    }
     int probe = lua_gettop(L);
     lua_getfield(L, probe, "capacity");
     lua_Integer bytes = ifield(L, -1, "bytes", -1);

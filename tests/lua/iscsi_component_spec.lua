@@ -63,6 +63,28 @@ describe("iscsi component", function()
     assert.are.equal(writes, il.truenas(lab).writes)
   end)
 
+  it("logs in through a portal that is closed for a moment (a target reloading its configuration)", function()
+    -- TrueNAS reloads its target after configuration changes: a login right
+    -- after one may find the portal closed. The first two connections here
+    -- are closed at once, later ones reach the lab's istgt.
+    local tgt_port = tonumber(lab.site.truenas.portal:match(":(%d+)$"))
+    local fwd = helpers.spawn(string.format("python3 %s --close 2 --to %d",
+      helpers.shquote(helpers.source_dir .. "/tests/servers/reloading_portal.py"), tgt_port))
+    local port
+    for _ = 1, 200 do
+      port = tonumber(helpers.read_file(fwd.log):match("^(%d+)\n"))
+      if port then break end
+      os.execute("sleep 0.02")
+    end
+    local r = port and il.run(lab, "r630-01", { portal = "127.0.0.1:" .. port })
+    local out = fwd:output()
+    fwd:stop()
+    assert(port, "the portal did not start: " .. out)
+    assert(r.code == 0, r.stdout .. r.stderr)
+    assert.are.equal(64 * 1024 * 1024, r.result.housekeeping.login.capacity)
+    assert.matches("closed\nclosed\nforwarded", out)
+  end)
+
   describe("refuses bad inputs with a clear error and creates nothing", function()
     local function refused(config, pattern, site_file)
       local before = il.truenas(lab)
