@@ -971,6 +971,25 @@ static void create_or_adopt(lua_State *L, int res, const char *create, const cha
     }
 }
 
+/* Push the portal entry that serves ip (or every address), or nil. Raises
+ * on failure. */
+static void push_portal_serving(lua_State *L, int res, const char *ip)
+{
+    must(L, res, "iscsi.portal.query", 0);
+    int list = lua_gettop(L);
+    for (lua_Integer i = 1; lua_rawgeti(L, list, i) == LUA_TTABLE; i++) {
+        int p = lua_gettop(L);
+        if (portal_serves(L, p, ip) || portal_serves(L, p, "0.0.0.0")) {
+            lua_replace(L, list);
+            return;
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1); /* the nil that ended the list */
+    lua_pushnil(L);
+    lua_replace(L, list);
+}
+
 static lua_Integer ids_get(lua_State *L, int self, const char *k)
 {
     int st = state(L, self);
@@ -1019,11 +1038,41 @@ static int c_apply(lua_State *L)
         ids_set(L, self, "zvol", -1, 1);
         lua_setfield(L, out, "id");
     } else if (strncmp(resource, "portal:", 7) == 0) {
-        lua_pushvalue(L, after);
-        create_or_adopt(L, res, "iscsi.portal.create", "iscsi.portal.query", "comment", "comment");
+        /* The portal is the one object servers share: another server's run
+         * (workers run in parallel) may have made one on this IP since our
+         * discovery, and TrueNAS refuses a second ("IP is already in use").
+         * After any failure, a portal that now serves the IP is used: ours
+         * when the answer was lost (marked, undone on rollback), else the
+         * other run's (never deleted by us). */
+        const char *pip = sfield(L, d, "portal_ip");
+        const char *mark = sfield(L, d, "mark");
+        int created = 1;
+        for (int attempt = 0;; attempt++) {
+            lua_pushvalue(L, after);
+            int n = sbot_truenas_call(L, res, "iscsi.portal.create", 1);
+            if (n == 1)
+                break;
+            int lost = transport_code(lua_tostring(L, -1));
+            lua_pop(L, 1);
+            lua_remove(L, -2); /* the message stays for the final error */
+            int msg = lua_gettop(L);
+            push_portal_serving(L, res, pip ? pip : "");
+            if (!lua_isnil(L, -1)) {
+                const char *comment = sfield(L, -1, "comment");
+                created = lost && comment && mark && strcmp(comment, mark) == 0;
+                lua_remove(L, msg);
+                break;
+            }
+            lua_pop(L, 1);
+            if (!lost || attempt >= 2)
+                return fail(L, "%s", lua_tostring(L, msg));
+            lua_pop(L, 1);
+        }
         lua_getfield(L, -1, "id");
-        ids_set(L, self, "portal", -1, 1);
+        ids_set(L, self, "portal", -1, created);
         lua_setfield(L, out, "id");
+        lua_pushboolean(L, created);
+        lua_setfield(L, out, "created");
     } else if (strncmp(resource, "initiator_group:", 16) == 0) {
         if (strcmp(action, "create") == 0) {
             lua_pushvalue(L, after);

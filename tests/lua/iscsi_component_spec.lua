@@ -138,6 +138,32 @@ describe("iscsi component", function()
   end)
 end)
 
+describe("iscsi component beside another server's run", function()
+  it("adopts the portal another run created after its discovery (servers run in parallel)", function()
+    local lab = il.start_lab()
+    local ok, err = pcall(function()
+      local site_mod = require "sbot.site"
+      local site = assert(site_mod.load(lab.site_file))
+      local server = assert(site_mod.server(site, "r630-02"))
+      local Iscsi = require "sbot.component.iscsi"
+      local c = assert(Iscsi.new({ version = il.VERSION, zvol = { size = "64M" }, probe_timeout = 10 },
+        { id = server.id, site = site, server = server, artifact_dir = helpers.tmpdir("iscsiart") }))
+      local r = c:execute { before_process = function()
+        -- r630-02 has discovered no portal; r630-01's worker makes one now
+        local other = il.run(lab, "r630-01")
+        assert(other.code == 0, other.stdout .. other.stderr)
+      end }
+      assert.are.equal("ok", r.status, r.error)
+      local tn = il.truenas(lab)
+      assert.are.equal(1, #tn.iscsi.portals)
+      assert.are.equal(2, #tn.iscsi.targetextents)
+      assert.are.same({}, il.problems(tn, { "r630-01", "r630-02" }))
+    end)
+    lab.stop()
+    assert(ok, err)
+  end)
+end)
+
 describe("iscsi component with lost answers and the zvol device race", function()
   for _, seed in ipairs { 3, 11 } do
     it("converges in one run, seed " .. seed, function()
