@@ -794,8 +794,14 @@ static int l_configure(lua_State *L)
     if (t == LUA_TSTRING) {
         const char *path = lua_tostring(L, -1);
         FILE *f = fopen(path, "ae");
-        if (!f)
-            return luaL_fileresult(L, 0, path);
+        if (!f) { /* nil, "path: reason", errno name (docs/errors.md) */
+            int e = errno;
+            const char *name = strerrorname_np(e);
+            lua_pushnil(L);
+            lua_pushfstring(L, "%s: %s", path, strerror(e));
+            lua_pushstring(L, name ? name : "EUNKNOWN");
+            return 3;
+        }
         if (st->file)
             fclose(st->file);
         st->file = f;

@@ -82,6 +82,14 @@ describe("log redaction on every sink of a run", function()
     assert.is_true(t.yes)
   end)
 
+  it("a log file that cannot be opened is nil, message, errno name (docs/errors.md)", function()
+    local dir = helpers.tmpdir("lognofile")
+    local ok, err, code = log.configure { file = dir .. "/missing/log.jsonl" }
+    assert.is_nil(ok)
+    assert.are.equal(dir .. "/missing/log.jsonl: No such file or directory", err)
+    assert.are.equal("ENOENT", code)
+  end)
+
   it("log.redact finds a secret with a quote, a backslash and a tab as it is", function()
     log.add_secret('q"b\\t\tz-Lq70')
     assert.are.equal("x <redacted> y", log.redact('x q"b\\t\tz-Lq70 y'))
