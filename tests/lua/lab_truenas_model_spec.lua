@@ -333,6 +333,17 @@ describe("sbot.lab.truenas model", function()
     assert.matches("does not exist", gone.data.reason)
   end)
 
+  it("answers methods that need a login with ENOTAUTHENTICATED before login, never a rate limit", function()
+    -- the middleware rate-limits only the methods callable without
+    -- authentication (authorize_method_call); any other is refused at once
+    local anon = m:session("127.0.0.4")
+    for i = 1, 25 do
+      local r, err = m:dispatch("pool.query", {}, anon)
+      assert.is_nil(r)
+      assert.are.equal("ENOTAUTHENTICATED", err.data.errname, "call " .. i)
+    end
+  end)
+
   it("limits calls before login to 20 per method per address per minute", function()
     local now = 1000
     local rl = assert(truenas.model { api_key = KEY, clock = function() return now end })

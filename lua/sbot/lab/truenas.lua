@@ -1316,7 +1316,10 @@ function Model:dispatch(method, params, session)
                            extra = null, trace = null } }
   end
   if not session.authenticated then
-    -- before login every call counts: 20 per method per address per minute
+    -- a method that needs a login is refused at once; the ones callable
+    -- without one (login, ping) count: 20 per method per address per minute
+    -- (middlewared's authorize_method_call)
+    if not m.public then return nil, call_error(ERRNO.ENOTAUTHENTICATED, "Not authenticated") end
     local key = method .. "@" .. tostring(session.ip or "local")
     local now = self.clock()
     local r = self.rate[key]
@@ -1326,7 +1329,6 @@ function Model:dispatch(method, params, session)
     end
     r.n = r.n + 1
     if r.n > RATE_LIMIT then return nil, call_error(ERRNO.EBUSY, "Rate Limit Exceeded") end
-    if not m.public then return nil, call_error(ERRNO.ENOTAUTHENTICATED, "Not authenticated") end
   end
   if params == nil or params == null then params = json.array() end
   if not jsonschema.is_array(params) then
