@@ -129,7 +129,7 @@ function M.finish(run, results)
     record.ok, record.record_error = false, log.redact(tostring(kerr))
     io.stderr:write("sbot: run record not kept in the store: ", record.record_error, "\n")
     local rf = assert(io.open(run.results_file, "wb"))
-    rf:write(json.encode(record, { indent = true }), "\n")
+    rf:write(json.encode(record, { indent = true, secrets = "redact" }), "\n")
     assert(rf:close())
   end
   return record
