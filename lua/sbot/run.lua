@@ -69,9 +69,9 @@ local function redact_tree(v, seen, key)
     if words and words[v] then return v end
     return log.redact(v)
   end
-  if type(v) ~= "table" then return v end
-  local mt = getmetatable(v)
-  if type(mt) == "table" and mt.__name == "sbot.secret" then return v end
+  -- a secret object (log.is_secret: the one test, never a __name string)
+  -- stays as it is; json.encode writes it as <redacted>
+  if log.is_secret(v) or type(v) ~= "table" then return v end
   seen = seen or {}
   if seen[v] then return seen[v] end
   local out = {}
@@ -110,7 +110,7 @@ function M.finish(run, results)
   -- atomically (temp file, fsync, rename): a reader never sees a half
   -- record, a full disk never leaves an empty one; the marker goes only
   -- once the record is there
-  local text = json.encode(record, { indent = true }) .. "\n"
+  local text = json.encode(record, { indent = true, secrets = "redact" }) .. "\n"
   local wrote, werr = fsio.write_atomic(run.results_file, text)
   if wrote then
     run.marker:release()
@@ -129,7 +129,7 @@ function M.finish(run, results)
     record.ok, record.record_error = false, log.redact(tostring(kerr))
     io.stderr:write("sbot: run record not kept in the store: ", record.record_error, "\n")
     local rf = assert(io.open(run.results_file, "wb"))
-    rf:write(json.encode(record, { indent = true }), "\n")
+    rf:write(json.encode(record, { indent = true, secrets = "redact" }), "\n")
     assert(rf:close())
   end
   return record
@@ -264,7 +264,7 @@ local function render(v)
   if v == nil or v == json.null then return "(none)" end
   v = redact_tree(v)
   if type(v) == "string" then return string.format("%q", v) end
-  local ok, s = pcall(json.encode, v)
+  local ok, s = pcall(json.encode, v, { secrets = "redact" })
   return ok and s or red(v)
 end
 

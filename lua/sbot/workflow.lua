@@ -558,7 +558,7 @@ function M:main(argv)
     io.stderr:write("sbot: run record ", r.dir, ": ", record.record_error, "\n")
   end
   if args.json then
-    io.stdout:write(json.encode(record, { indent = true }), "\n")
+    io.stdout:write(json.encode(record, { indent = true, secrets = "redact" }), "\n")
   else
     if args.plan then io.stdout:write(run.format_plan(record), "\n") end
     io.stdout:write(run.summary(record))
