@@ -50,7 +50,7 @@ out=$("${clean_env[@]}" "$moved/bin/sbot" help component installed_probe) ||
   { echo "FAIL: help component installed_probe: $out"; exit 1; }
 grep -q 'A component found in share/sbot/components.' <<<"$out" || { echo "FAIL: help component: $out"; exit 1; }
 out=$("${clean_env[@]}" "$moved/bin/sbot" help workflows)
-grep -q '^  probe_flow  Probe of the installed lookup.$' <<<"$out" || { echo "FAIL: help workflows: $out"; exit 1; }
+grep -Eq '^  probe_flow +Probe of the installed lookup\.$' <<<"$out" || { echo "FAIL: help workflows: $out"; exit 1; }
 out=$(cd "$moved" && "${clean_env[@]}" "$moved/bin/sbot" run probe_flow --site "$moved/site.lua" --runs-dir "$moved/runs") ||
   { echo "FAIL: sbot run probe_flow: $out"; exit 1; }
 grep -Eq '^n1 +installed_probe +ok' <<<"$out" || { echo "FAIL: sbot run probe_flow: $out"; exit 1; }

@@ -6,6 +6,7 @@
 -- points) are tests/iscsi_campaign.lua.
 local helpers = require "helpers"
 local il = require "iscsi_lab"
+local json = require "sbot.json"
 
 local function counts(tn)
   return { datasets = #tn.datasets, targets = #tn.iscsi.targets, extents = #tn.iscsi.extents,
