@@ -470,9 +470,11 @@ function M:main(argv)
   if not lok then io.stderr:write("sbot: lock directory ", lock_dir, ": ", tostring(lerr), "\n"); return 1 end
   local public_args = {}
   for k, v in pairs(args) do if type(v) ~= "function" then public_args[k] = v end end
+  local selected = {}
+  for i, s in ipairs(servers) do selected[i] = s.id end
   local r, rerr = run.start { runs_dir = args.runs_dir or site.runs_dir, mode = args.mode,
     workflow = self.name, site = site.file, args = public_args, store = store_url,
-    store_opts = store_opts }
+    store_opts = store_opts, servers = selected }
   if not r then io.stderr:write("sbot: ", rerr, "\n"); return 1 end
 
   local base = { site = site, args = public_args, run_id = r.id, run_dir = r.dir,
