@@ -1177,18 +1177,24 @@ static int c_apply(lua_State *L)
         lua_pushboolean(L, 1);
         lua_setfield(L, out, "enable");
     } else if (strcmp(resource, "service:iscsitarget:start") == 0) {
+        /* a TrueNAS job (service.control): its percent shows beside this */
+        sbot_progress(L, "start the iscsitarget service", SBOT_PROGRESS_UNKNOWN);
         for (int attempt = 0;; attempt++) {
             lua_pushliteral(L, "START");
             lua_pushliteral(L, "iscsitarget");
             lua_newtable(L);
             int n = sbot_truenas_call(L, res, "service.control", 3);
             if (n == 1) {
-                if (!lua_toboolean(L, -1))
+                if (!lua_toboolean(L, -1)) {
+                    sbot_progress_end(L, "start the iscsitarget service");
                     return fail(L, "service.control START iscsitarget: the service did not start");
+                }
                 break;
             }
-            if (!transport_code(lua_tostring(L, -1)) || attempt >= 2)
+            if (!transport_code(lua_tostring(L, -1)) || attempt >= 2) {
+                sbot_progress_end(L, "start the iscsitarget service");
                 return fail(L, "%s", lua_tostring(L, -2));
+            }
             lua_pop(L, 3);
             lua_pushliteral(L, "iscsitarget");
             query1(L, res, "service.query", "service");
@@ -1197,6 +1203,7 @@ static int c_apply(lua_State *L)
                 break;
             lua_pop(L, 1);
         }
+        sbot_progress_end(L, "start the iscsitarget service");
         lua_pushboolean(L, 1);
         lua_setfield(L, out, "running");
     } else {
@@ -1342,7 +1349,11 @@ static int c_housekeep(lua_State *L)
     lua_getfield(L, -1, "probe_timeout");
     lua_setfield(L, -3, "timeout");
     lua_pop(L, 1);
+    char wait[256];
+    snprintf(wait, sizeof wait, "iSCSI login to %s at %s", iqn, portal);
+    sbot_progress(L, wait, SBOT_PROGRESS_UNKNOWN); /* up to probe_timeout on a busy portal */
     int n = sbot_iscsi_probe(L, -1);
+    sbot_progress_end(L, wait);
     if (n != 1)
         return fail(L, "iscsi: login as %s to %s LUN %lld at %s failed: %s", initiator, iqn, (long long)lun, portal,
                     lua_tostring(L, -2));

@@ -222,13 +222,13 @@ static int cmd_repl(lua_State *L, int argc, char **argv)
 
 /* ---- lab ------------------------------------------------------------------ */
 
-/* The lab lives in Lua (lua/sbot/lab/init.lua): main(argv) -> exit status. */
-static int cmd_lab(lua_State *L, int argc, char **argv)
+/* Call require(module).main({argv[1], ...}) -> exit status (a Lua error: 1). */
+static int call_main(lua_State *L, const char *module, const char *prefix, int argc, char **argv)
 {
     lua_getglobal(L, "require");
-    lua_pushliteral(L, "sbot.lab");
+    lua_pushstring(L, module);
     if (sbot_docall(L, 1, 1) != LUA_OK) {
-        report(L, "sbot lab: ");
+        report(L, prefix);
         return 1;
     }
     lua_getfield(L, -1, "main");
@@ -238,7 +238,7 @@ static int cmd_lab(lua_State *L, int argc, char **argv)
         lua_rawseti(L, -2, i);
     }
     if (sbot_docall(L, 1, 1) != LUA_OK) {
-        report(L, "sbot lab: ");
+        report(L, prefix);
         return 1;
     }
     int rc = (int)lua_tointeger(L, -1);
@@ -246,15 +246,18 @@ static int cmd_lab(lua_State *L, int argc, char **argv)
     return rc;
 }
 
+/* The lab lives in Lua (lua/sbot/lab/init.lua): main(argv) -> exit status. */
+static int cmd_lab(lua_State *L, int argc, char **argv)
+{
+    return call_main(L, "sbot.lab", "sbot lab: ", argc, argv);
+}
+
 /* ---- runs ----------------------------------------------------------------- */
 
+/* The runs command lives in Lua (lua/sbot/runs.lua): main(argv) -> exit status. */
 static int cmd_runs(lua_State *L, int argc, char **argv)
 {
-    if (argc > 2) {
-        fprintf(stderr, "sbot runs: unexpected argument '%s'\nusage: sbot runs [DIR]\n", argv[2]);
-        return 2;
-    }
-    return call_text(L, "sbot.run", "list_text", argc == 2 ? argv[1] : "runs");
+    return call_main(L, "sbot.runs", "sbot runs: ", argc, argv);
 }
 
 /* ---- version -------------------------------------------------------------- */

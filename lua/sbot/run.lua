@@ -337,6 +337,14 @@ function M.list(runs_dir)
   return M.records(runs_dir):list()
 end
 
+--- A number as text, an integral one without ".0" (JSON gives floats).
+function M.num(v)
+  if math.type(v) == "float" and v == math.floor(v) and math.abs(v) < 2 ^ 53 then
+    return string.format("%d", v)
+  end
+  return tostring(v)
+end
+
 --- A duration in milliseconds as text: "850 ms", "12.3 s", "4m05s", "1h02m".
 function M.duration(ms)
   ms = tonumber(ms)

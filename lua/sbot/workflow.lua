@@ -189,7 +189,9 @@ function M:parser()
     "0"):argname("S"):convert(seconds("--timeout"))
   p:option("--grace", "Seconds a stopped worker (Ctrl-C, SIGTERM, --timeout) has to close its "
     .. "connections before it is killed.", "20"):argname("S"):convert(seconds("--grace"))
-  p:flag("--json", "Print the results as JSON instead of the summary table.")
+  p:flag("--json", "Print the run record as JSON (docs/run-record.schema.json) instead of the summary table.")
+  p:option("--junit", "Also write a JUnit XML report to FILE (a testcase per server and step).")
+    :argname("FILE")
   p:flag("--log-json", "Log lines as JSON on stderr.")
   p:option("--store", "Artifact store URL (s3://bucket/prefix or file:///dir).")
     :argname("URL"):convert(function(s)
@@ -234,6 +236,13 @@ function M:parse(argv)
   if #phases == 0 then return nil, "error: --phases: no phase given" end
   args.phases = phases
   args.mode = args.plan and "plan" or "apply"
+  if args.junit then -- checked now: a report that cannot be written fails the run at its end
+    local dir = args.junit:match("^(.*)/[^/]*$") or "."
+    local st = fsio.stat(dir == "" and "/" or dir)
+    if not st or st.type ~= "directory" then
+      return nil, "error: --junit " .. args.junit .. ": no directory " .. dir
+    end
+  end
   if not args.site then return nil, p:get_usage() .. "\n\nerror: --site FILE is required" end
   return args
 end
@@ -490,7 +499,10 @@ function M:main(argv)
   -- so the run record still says what happened to each server
   local function map(jobs, ids)
     local results = {}
-    local ok_map, outcomes, interrupted = pcall(fleet.map, jobs, work, fleet_opts)
+    local opts = {}
+    for k, v in pairs(fleet_opts) do opts[k] = v end
+    opts.labels = ids -- the progress board's lines and the workers' log lines name the server
+    local ok_map, outcomes, interrupted = pcall(fleet.map, jobs, work, opts)
     if not ok_map then -- workers could not be started: nothing ran
       local msg = tostring(outcomes)
       log.error("run stopped: " .. msg, { run = r.id })
@@ -545,6 +557,14 @@ function M:main(argv)
   if record.record_error then -- loudly: the run is not recorded
     io.stderr:write("sbot: run record ", r.dir, ": ", record.record_error, "\n")
   end
+  local junit_failed
+  if args.junit then
+    local wrote, werr = fsio.write_atomic(args.junit, require("sbot.report").junit(record))
+    if not wrote then
+      junit_failed = true
+      io.stderr:write("sbot: --junit: ", tostring(werr), "\n")
+    end
+  end
   if args.json then
     io.stdout:write(json.encode(record, { indent = true }), "\n")
   else
@@ -554,7 +574,7 @@ function M:main(argv)
   end
   io.stdout:flush()
   if interrupted then return interrupted == "SIGTERM" and 143 or 130 end
-  if record.record_error then return 1 end
+  if record.record_error or junit_failed then return 1 end
   return record.ok and 0 or 1
 end
 
