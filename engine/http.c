@@ -99,6 +99,19 @@ struct buf {
     size_t len, cap;
 };
 
+/* Capacity for exactly cap bytes (no-op when it already has that much). */
+static int buf_reserve(struct buf *b, size_t cap)
+{
+    if (cap <= b->cap)
+        return 0;
+    char *p = realloc(b->p, cap);
+    if (!p)
+        return -1;
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
 static int buf_add(struct buf *b, const void *data, size_t n)
 {
     if (b->len + n + 1 > b->cap) {
@@ -400,6 +413,18 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *ud)
             return 0;
         }
         return n;
+    }
+    if (x->body_buf.len == 0 && x->body_buf.cap == 0) {
+        /* a body of announced size: refuse it now if it is over max_body,
+         * else hold exactly that (growing by doubling could hold twice) */
+        curl_off_t announced = -1;
+        curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced);
+        if (announced > (curl_off_t)x->max_body) {
+            x->too_large = 1;
+            return 0;
+        }
+        if (announced > 0 && buf_reserve(&x->body_buf, (size_t)announced + 1) != 0)
+            return 0;
     }
     if (x->body_buf.len + n > x->max_body) {
         x->too_large = 1;
@@ -1239,10 +1264,15 @@ static const char *push_failure(lua_State *L, struct xfer *x, CURLcode rc, int *
         lua_pushfstring(L, "cannot connect (%s)", detail);
         break;
     case CURLE_OPERATION_TIMEDOUT: {
+        /* a connect timeout only if no connection was made and nothing was
+         * sent: on a reused (kept-alive) connection the connect time is 0
+         * too, but the request went out and may have been acted upon */
         curl_off_t connected = 0;
+        long sent = 0;
         curl_easy_getinfo(x->easy, CURLINFO_CONNECT_TIME_T, &connected);
+        curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &sent);
         code = "timeout";
-        if (connected == 0) {
+        if (connected == 0 && sent == 0) {
             *retryable = 1;
             lua_pushfstring(L, "connect timed out after %d ms (connect_timeout)",
                             (int)x->connect_timeout_ms);
@@ -1814,6 +1844,11 @@ static int l_request(lua_State *L)
 /* http.get(url, opts) and friends: a copy of opts with method and url. */
 static int shorthand(lua_State *L, const char *method)
 {
+    char name[16]; /* "get" for messages: the function the caller called */
+    size_t k = 0;
+    for (; method[k] && k < sizeof name - 1; k++)
+        name[k] = (char)tolower((unsigned char)method[k]);
+    name[k] = '\0';
     const char *url = luaL_checkstring(L, 1);
     lua_settop(L, 2);
     lua_newtable(L);
@@ -1829,7 +1864,7 @@ static int shorthand(lua_State *L, const char *method)
         lua_getfield(L, 3, "url");
         if (!lua_isnil(L, -1) || !lua_isnil(L, -2))
             luaL_error(L, "http.%s: pass the URL as the first argument, not 'url' or 'method' "
-                          "in the options", method);
+                          "in the options", name);
         lua_pop(L, 2);
     }
     lua_pushstring(L, method);

@@ -217,6 +217,35 @@ int sbot_tls_decode_pin(const char *s, size_t n, unsigned char out[32]);
 struct x509_st;
 int sbot_tls_spki_sha256(struct x509_st *cert, unsigned char out[32]);
 
+/* redfish.c: a Redfish client (docs/redfish.md); every function is the Lua
+ * method of the same name, with the client userdata at index client.
+ * redfish.connect(opts) with the options table at index opts: pushes the
+ * client (1) or nil, message, code[, status]. */
+int sbot_redfish_connect(lua_State *L, int opts);
+/* client:get(path): pushes doc, meta (2) or nil, message, code[, status]. */
+int sbot_redfish_get(lua_State *L, int client, const char *path);
+/* client:get_many(paths) (list at index paths): pushes the list of
+ * {doc, etag, status} | {error, code, status}. */
+int sbot_redfish_get_many(lua_State *L, int client, int paths);
+/* client:patch(path, body [, opts]) (opts 0 = none): pushes {status,
+ * location, job_id, body} or nil, message, code[, status]. */
+int sbot_redfish_patch(lua_State *L, int client, const char *path, int body, int opts);
+/* client:post(path, body) (body 0 = {}): as patch. */
+int sbot_redfish_post(lua_State *L, int client, const char *path, int body);
+/* client:delete(path): as patch. */
+int sbot_redfish_delete(lua_State *L, int client, const char *path);
+/* client:wait_job(job, opts) (opts 0 = defaults): pushes the job document or
+ * nil, message, code[, document]. */
+int sbot_redfish_wait_job(lua_State *L, int client, const char *job, int opts);
+/* client:identify([manager_doc]) (manager 0 = read it): pushes the info
+ * table or nil, message, code[, status]. */
+int sbot_redfish_identify(lua_State *L, int client, int manager);
+/* client:close(): pushes true or nil, message. Idempotent. */
+int sbot_redfish_close(lua_State *L, int client);
+/* redfish.check_attribute(entry, value): the value at index value against
+ * the AttributeRegistry entry at index entry; pushes nil or the reason. */
+int sbot_redfish_check_attribute(lua_State *L, int entry, int value);
+
 /* ---- module openers (one per C file) ------------------------------------ */
 int luaopen_sbot_log(lua_State *L);
 int luaopen_sbot_progress(lua_State *L);

@@ -58,6 +58,9 @@ struct conn {
     char *pending; /* bytes read past the HTTP response, for wslay */
     size_t pending_len, pending_off;
     struct msg *head, *tail;
+    struct msg *asm_msg; /* the data message being received, frame by frame */
+    size_t asm_cap;      /* bytes its data[] can hold */
+    int in_data_frame;   /* the frame being received belongs to asm_msg */
     int closed_by_peer;
     int close_status;
     int io_error; /* last transport error (errno or -1 for TLS) */
@@ -103,6 +106,9 @@ static void conn_release(struct conn *c)
         free(m);
     }
     c->tail = NULL;
+    free(c->asm_msg);
+    c->asm_msg = NULL;
+    c->asm_cap = 0;
 }
 
 /* ---- transport: plain or TLS, non-blocking --------------------------------- */
@@ -296,6 +302,75 @@ static int cb_genmask(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, voi
     return 0;
 }
 
+/* Data messages are received without wslay's buffering (it kept every
+ * frame's payload, then a flattened copy, then ours: three copies of a big
+ * message). Each frame's payload goes straight into asm_msg, sized from the
+ * frame header; control frames (ping, pong, close) are wslay's. */
+static void fail_receive(wslay_event_context_ptr ctx, struct conn *c, uint16_t status)
+{
+    free(c->asm_msg);
+    c->asm_msg = NULL;
+    c->asm_cap = 0;
+    c->in_data_frame = 0;
+    wslay_event_queue_close(ctx, status, NULL, 0);
+    wslay_event_shutdown_read(ctx);
+}
+
+static void cb_frame_start(wslay_event_context_ptr ctx,
+                           const struct wslay_event_on_frame_recv_start_arg *arg, void *user)
+{
+    struct conn *c = user;
+    c->in_data_frame = 0;
+    if (arg->opcode >= 8) /* control frame */
+        return;
+    if (arg->opcode != WSLAY_CONTINUATION_FRAME) { /* a new message */
+        free(c->asm_msg);
+        c->asm_msg = NULL;
+        c->asm_cap = 0;
+    } else if (!c->asm_msg) {
+        return; /* wslay refuses a continuation without a message */
+    }
+    size_t have = c->asm_msg ? c->asm_msg->len : 0;
+    if (arg->payload_length > c->max_message - have) { /* also a fragmented one */
+        fail_receive(ctx, c, WSLAY_CODE_MESSAGE_TOO_BIG);
+        return;
+    }
+    size_t need = have + (size_t)arg->payload_length;
+    if (!c->asm_msg || need > c->asm_cap) {
+        size_t cap = need;
+        if (c->asm_msg && cap < 2 * c->asm_cap && 2 * c->asm_cap <= c->max_message)
+            cap = 2 * c->asm_cap; /* many small fragments: no quadratic copying */
+        struct msg *m = realloc(c->asm_msg, sizeof *m + cap + 1);
+        if (!m) {
+            c->io_error = ENOMEM;
+            snprintf(c->io_msg, sizeof c->io_msg, "out of memory for a %zu-byte message", need);
+            fail_receive(ctx, c, WSLAY_CODE_INTERNAL_SERVER_ERROR);
+            return;
+        }
+        if (!c->asm_msg) {
+            m->next = NULL;
+            m->len = 0;
+            m->binary = arg->opcode == WSLAY_BINARY_FRAME;
+        }
+        c->asm_msg = m;
+        c->asm_cap = cap;
+    }
+    c->in_data_frame = 1;
+}
+
+static void cb_frame_chunk(wslay_event_context_ptr ctx,
+                           const struct wslay_event_on_frame_recv_chunk_arg *arg, void *user)
+{
+    (void)ctx;
+    struct conn *c = user;
+    if (!c->in_data_frame || !c->asm_msg || arg->data_length == 0)
+        return; /* an empty payload may come with no buffer: never memcpy from NULL */
+    if (arg->data_length > c->asm_cap - c->asm_msg->len)
+        return; /* more than the header announced: wslay does not let that happen */
+    memcpy(c->asm_msg->data + c->asm_msg->len, arg->data, arg->data_length);
+    c->asm_msg->len += arg->data_length;
+}
+
 static void cb_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg, void *user)
 {
     (void)ctx;
@@ -307,18 +382,13 @@ static void cb_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
     }
     if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME)
         return; /* ping/pong: wslay answers pings itself */
-    struct msg *m = malloc(sizeof *m + arg->msg_length + 1);
-    if (!m) {
-        c->io_error = ENOMEM;
-        snprintf(c->io_msg, sizeof c->io_msg, "out of memory for a %zu-byte message", arg->msg_length);
+    struct msg *m = c->asm_msg;
+    if (!m)
         return;
-    }
-    m->next = NULL;
-    m->len = arg->msg_length;
-    m->binary = arg->opcode == WSLAY_BINARY_FRAME;
-    if (arg->msg_length) /* an empty message has no buffer: msg is NULL */
-        memcpy(m->data, arg->msg, arg->msg_length);
-    m->data[arg->msg_length] = '\0';
+    c->asm_msg = NULL;
+    c->asm_cap = 0;
+    c->in_data_frame = 0;
+    m->data[m->len] = '\0';
     if (c->tail)
         c->tail->next = m;
     else
@@ -326,8 +396,9 @@ static void cb_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
     c->tail = m;
 }
 
-static const struct wslay_event_callbacks callbacks = {cb_recv, cb_send, cb_genmask, NULL, NULL,
-                                                       NULL, cb_msg};
+static const struct wslay_event_callbacks callbacks = {cb_recv,        cb_send,        cb_genmask,
+                                                       cb_frame_start, cb_frame_chunk, NULL,
+                                                       cb_msg};
 
 /* Send what wslay has queued. 0 ok, -1 error, -2 timeout. */
 static int flush(struct conn *c, double deadline)
@@ -715,6 +786,10 @@ static int l_connect(lua_State *L)
         luaL_checktype(L, 2, LUA_TTABLE);
     double timeout = DEFAULT_TIMEOUT;
     size_t max_message = DEFAULT_MAX_MESSAGE;
+    struct url u;
+    char err[512];
+    if (parse_url(urlstr, &u, err, sizeof err) != 0)
+        return luaL_error(L, "%s", err);
     struct sbot_tls t;
     memset(&t, 0, sizeof t);
     if (opts) {
@@ -742,10 +817,6 @@ static int l_connect(lua_State *L)
         }
     }
 
-    struct url u;
-    char err[512];
-    if (parse_url(urlstr, &u, err, sizeof err) != 0)
-        return luaL_error(L, "%s", err);
 
     /* the Sec-WebSocket-Key and the request, before anything is acquired */
     unsigned char raw_key[16];
@@ -870,6 +941,7 @@ static int l_connect(lua_State *L)
         return fail3(L, "ws.connect: cannot create the WebSocket context (out of memory)", "ENOMEM");
     }
     wslay_event_config_set_max_recv_msg_length(c->ctx, max_message);
+    wslay_event_config_set_no_buffering(c->ctx, 1); /* data frames: cb_frame_* */
     c->max_message = max_message;
     sbot_log(L, SBOT_DEBUG, "ws: connected to %s", urlstr);
     lua_pushvalue(L, conn_idx);

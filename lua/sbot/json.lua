@@ -19,6 +19,8 @@ local log = require "sbot.log"
 
 local M = {}
 
+local math_type = math.type
+
 M.null = cjson.null
 
 local array_mt = { __name = "sbot.json.array" }
@@ -166,50 +168,45 @@ function M.encode(v, opts)
 end
 
 -- cjson decodes [] and {} to the same empty table. To keep the difference,
--- empty arrays outside strings are rewritten to hold one sentinel string
--- before decoding, and turned back into marked empty arrays after.
-local SENTINEL = "\0sbot.json.empty-array\0"
-local SENTINEL_JSON = '["\\u0000sbot.json.empty-array\\u0000"]'
+-- sbot.jsonscan (one pass in C) counts the empty arrays and empty objects
+-- outside strings. When one kind is absent, every empty table is the other
+-- kind: nothing to rewrite. When both occur, the rarer kind is rewritten to a
+-- sentinel before decoding and turned back after. Sentinels are short (a
+-- 60 MB answer may hold millions of []): a string or key of one NUL byte,
+-- which JSON can only spell "\u0000"; a text that holds that string itself
+-- gets the long ones.
+local SENTINELS = {
+  short = { value = "\0", array = '["\\u0000"]', object = '{"\\u0000":0}' },
+  long = { value = "\0sbot.json.empty\0", array = '["\\u0000sbot.json.empty\\u0000"]',
+           object = '{"\\u0000sbot.json.empty\\u0000":0}' },
+}
 
-local function rewrite_empty_arrays(s)
-  local out, pos, i, n = {}, 1, 1, #s
-  while true do
-    local j = s:find('[%["]', i)
-    if not j then break end
-    if s:byte(j) == 34 then -- a string: skip to its closing quote
-      local k = j + 1
-      while true do
-        local q = s:find('["\\]', k)
-        if not q then return s end -- unterminated: let cjson report it
-        if s:byte(q) == 92 then k = q + 2 else k = q + 1; break end
-      end
-      i = k
-    else
-      local e = s:match("^%[%s*%]()", j)
-      if e then
-        out[#out + 1] = s:sub(pos, j - 1)
-        out[#out + 1] = SENTINEL_JSON
-        pos, i = e, e
-      else
-        i = j + 1
-      end
-    end
+-- Mark the arrays of a decoded tree (tables with keys 1..n, n > 0) and give
+-- empty tables their kind, one pass over each table. empty: "array" (every
+-- empty table was []), "object", or nil (look for the sentinel: a sentinel
+-- array is an empty array, a sentinel object an empty object, another empty
+-- table the other kind).
+local function mark(v, empty, sentinel, sentinel_kind)
+  local k1, x1 = next(v)
+  if k1 == nil then
+    if empty == "array" then setmetatable(v, array_mt) end
+    return
   end
-  out[#out + 1] = s:sub(pos)
-  return table.concat(out)
-end
-
-local function mark_arrays(v)
-  if type(v) ~= "table" then return v end
-  if #v == 1 and v[1] == SENTINEL and next(v, 1) == nil then
+  if sentinel_kind == "array" and k1 == 1 and x1 == sentinel and next(v, 1) == nil then
     v[1] = nil
-    return setmetatable(v, array_mt)
+    setmetatable(v, array_mt)
+    return
+  elseif sentinel_kind == "object" and k1 == sentinel and x1 == 0 and next(v, k1) == nil then
+    v[k1] = nil
+    return
   end
+  local n, seq = 0, true
   for k, x in pairs(v) do
-    if type(x) == "table" then v[k] = mark_arrays(x) end
+    n = n + 1
+    if seq and (math_type(k) ~= "integer" or k < 1) then seq = false end
+    if type(x) == "table" then mark(x, empty, sentinel, sentinel_kind) end
   end
-  if #v > 0 and is_sequence(v) then setmetatable(v, array_mt) end
-  return v
+  if seq and n == #v then setmetatable(v, array_mt) end
 end
 
 --- Decode JSON text. Returns the value, or nil and "invalid JSON: ..." for bad input.
@@ -219,12 +216,32 @@ function M.decode(s)
   if type(s) ~= "string" then
     error("json.decode: expected a string, got " .. type(s), 2)
   end
-  local text = s:find("%[%s*%]") and rewrite_empty_arrays(s) or s
+  local text, empty, sentinel, kind = s, "object", nil, nil
+  if s:find("[%[{]%s*[%]}]") then
+    local scan = require "sbot.jsonscan"
+    local arrays, objects = scan.count(s)
+    if arrays > 0 and objects == 0 then
+      empty = "array"
+    elseif arrays > 0 then
+      local set = s:find('"\\u0000"', 1, true) and SENTINELS.long or SENTINELS.short
+      empty, sentinel = nil, set.value
+      if arrays <= objects then
+        kind = "array" -- [] rewritten; other empty tables are objects
+        text = scan.rewrite(s, "[", set.array)
+      else
+        kind = "object" -- {} rewritten; other empty tables are arrays
+        text = scan.rewrite(s, "{", set.object)
+      end
+    end
+  end
   local ok, v = pcall(cjson.decode, text)
+  text = nil -- a rewritten copy can go while the tree is marked
   if not ok then
     return nil, "invalid JSON: " .. (tostring(v):gsub("^Expected", "expected"))
   end
-  return mark_arrays(v)
+  if type(v) ~= "table" then return v end
+  mark(v, empty or (kind == "array" and "object" or "array"), sentinel, kind)
+  return v
 end
 
 return M

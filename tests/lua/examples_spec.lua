@@ -81,3 +81,27 @@ describe("artifact keys", function()
     assert.is_table(artifact.record(self, { key = "bios.json", content = "{}" }))
   end)
 end)
+
+describe("example component bmc_inventory", function()
+  local labclient = require "labclient"
+  for _, gen in ipairs({ "8", "9" }) do
+    it("inventories an iDRAC " .. gen .. " by following links, and leaves no session", function()
+      local BmcInventory = dofile(helpers.source_dir .. "/examples/components/bmc_inventory.lua")
+      local lab = labclient.start_lab({ "--servers", "1", "--idrac", gen, "--time-scale", "0.1" })
+      local server = lab.site.servers[1]
+      local dir = helpers.tmpdir("inv")
+      local r = assert(BmcInventory.new({ timeout = 10 }, { id = server.id, server = server, artifact_dir = dir }))
+        :execute { mode = "apply" }
+      local st = lab.state().devices["idrac-1"]
+      lab.stop()
+      assert.are.equal("ok", r.status, r.error)
+      assert.are.equal(tonumber(gen), r.discovery.bmc.generation)
+      assert.are.equal("LAB0001", r.discovery.service_tag)
+      assert.are.equal(4, #r.discovery.nics)
+      assert.matches("^NIC%.Integrated%.1%-1%-1$", r.discovery.nics[1].id)
+      assert.are.equal(0, st.sessions, "the session was deleted")
+      assert.are.equal(0, st.leaked_logins)
+      assert.are.equal(0, st.writes)
+    end)
+  end
+end)

@@ -120,11 +120,15 @@ describe("sbot.http", function()
         "http.batch: options: 'per_host' must be a number >= 1, got 0")
       assert.has_error(function() http.get("ftp://x/") end,
         "http.request: URL 'ftp://x/' must start with http:// or https://")
-      assert.has_error(function() http.get(srv.url("/"), { body = "a", body_file = "/etc/hostname" }) end)
+      assert.has_error(function() http.get(srv.url("/"), { body = "a", body_file = "/etc/hostname" }) end,
+        "http.request: give either 'body' or 'body_file', not both")
       assert.has_error(function() http.get(srv.url("/"), { headers = { ["X-A"] = "a\r\nB: c" } }) end,
         "http.request: headers.X-A contains a line break or NUL byte")
-      assert.has_error(function() http.get(srv.url("/"), { tls = { pin_sha256 = "short" } }) end)
-      assert.has_error(function() http.get(srv.url("/"), { url = "x" }) end)
+      assert.has_error(function() http.get("https://127.0.0.1:9/", { tls = { pin_sha256 = "short" } }) end,
+        "http.request: tls.pin_sha256: 'short' is not a SHA-256 public-key pin: give its 44 base64 characters "
+        .. "ending in '=' (optionally after sha256//) or its 64 hex digits (colons allowed between bytes)")
+      assert.has_error(function() http.get(srv.url("/"), { url = "x" }) end,
+        "http.get: pass the URL as the first argument, not 'url' or 'method' in the options")
       assert.has_error(function() http.batch({ { url = srv.url("/") }, { url = 5 } }) end,
         "http.batch: request #2: 'url' must be a string, got number")
     end)
@@ -275,6 +279,52 @@ describe("sbot.http", function()
       assert.is_true(secs >= 0.95)
     end)
 
+    it("retries GET on 429, 502 and 504 as on 503, and not on other statuses", function()
+      local quick = { max = 2, base = 0.01, cap = 0.05 }
+      for _, status in ipairs({ 429, 502, 503, 504 }) do
+        local r = assert(http.get(srv.url("/flaky/s" .. status .. "?fail=1&after=none&status=" .. status),
+          { retries = quick }))
+        assert.are.equal(200, r.status, status)
+        assert.are.equal(2, r.attempts, status)
+      end
+      for _, status in ipairs({ 500, 501, 404, 408 }) do
+        local r = assert(http.get(srv.url("/flaky/n" .. status .. "?fail=1&after=none&status=" .. status),
+          { retries = quick }))
+        assert.are.equal(status, r.status)
+        assert.are.equal(1, r.attempts, status)
+      end
+    end)
+
+    it("honours Retry-After given as an HTTP date", function()
+      -- the date is 2 s ahead at second resolution: the wait is over 1 s, far above the 10 ms backoff
+      local r = assert(http.get(srv.url("/flaky/date1?fail=1&after=date:2"), { retries = { max = 1, base = 0.01, cap = 10 } }))
+      assert.are.equal(200, r.status)
+      assert.are.equal(2, r.attempts)
+      local times = json.decode(http.get(srv.url("/attempts/date1")).body)
+      assert.is_true(times[2] - times[1] >= 1.0, "waited only " .. (times[2] - times[1]) .. " s")
+    end)
+
+    it("caps a Retry-After wait at retries.cap", function()
+      -- an hour asked for, in seconds or as a date; cap 0.3 s: the retry comes after about
+      -- 0.3 s. In a child process bounded by sys.spawn's timeout, so that an uncapped wait
+      -- fails the test in 60 s instead of hanging it for an hour.
+      local dir = helpers.tmpdir("http-cap")
+      helpers.write_file(dir .. "/cap.lua", [[
+local http = require "sbot.http"
+local r = assert(http.get(..., { retries = { max = 1, base = 0.01, cap = 0.3 } }))
+print(r.status, r.attempts)
+]])
+      for _, after in ipairs({ "3600", "date:3600" }) do
+        local id = "cap" .. after:gsub("%W", "")
+        local run = assert(require("sbot.sys").spawn { argv = { helpers.sbot_bin, "run", dir .. "/cap.lua",
+          srv.url("/flaky/" .. id .. "?fail=1&after=" .. after) }, timeout = 60 })
+        assert.is_nil(run.timed_out, after .. ": the wait was not capped")
+        assert.are.equal("200\t2\n", run.stdout, run.stderr)
+        local times = json.decode(http.get(srv.url("/attempts/" .. id)).body)
+        assert.is_true(times[2] - times[1] >= 0.25, after .. ": Retry-After was not honoured up to the cap")
+      end
+    end)
+
     it("gives up after max retries and returns the last answer", function()
       local r = assert(http.get(srv.url("/flaky/get2?fail=10"), { retries = { max = 1, base = 0.01, cap = 0.05 } }))
       assert.are.equal(503, r.status)
@@ -338,6 +388,15 @@ describe("sbot.http", function()
       assert.is_nil(r)
       assert.are.equal("timeout", code)
       assert.matches("connect timed out after 300 ms %(connect_timeout%)", err)
+    end)
+
+    it("calls a timeout on a reused connection a total timeout, not a connect timeout", function()
+      -- the request went out on a kept-alive connection: it may have been acted upon
+      assert.are.equal(200, assert(http.get(srv.url("/status/200"))).status)
+      local _, err, code = http.post(srv.url("/never"), { body = "x", timeout = 0.3, retries = false })
+      assert.are.equal("timeout", code)
+      assert.matches("timed out after 300 ms %(timeout%)", err)
+      assert.is_nil(err:find("connect_timeout", 1, true))
     end)
 
     it("also fires on the silent endpoint of an HTTP server", function()

@@ -71,3 +71,65 @@ describe("sbot.http streaming", function()
     os.remove(dir .. "/down.bin")
   end)
 end)
+
+-- A big answer held in memory (an http body, a WebSocket message) costs two
+-- copies while it becomes a Lua string (the C buffer, the string), never more:
+-- the bound is generous (2.6x the answer, on top of the process's start) so
+-- that only a real regression (a third copy, a log line holding the body, a
+-- doubling buffer that is written through) trips it. Measured in a separate
+-- process from the kernel's VmHWM. bench/big_answer has the full picture.
+describe("big answers in memory", function()
+  local SIZE = 40 * 1000 * 1000
+  local probe = [[
+local mode, url = ...
+local function hwm()
+  for line in io.lines("/proc/self/status") do
+    local kb = line:match("^VmHWM:%s+(%d+) kB")
+    if kb then return tonumber(kb) end
+  end
+end
+local http, ws = require "sbot.http", require "sbot.ws" -- the libraries count in the start
+local start = hwm()
+local text
+if mode == "http" then
+  local r = assert(http.get(url, { timeout = 120 }))
+  assert(r.status == 200)
+  text = r.body
+else
+  local c = assert(ws.connect(url, { timeout = 120 }))
+  assert(c:send("big:" .. ]] .. SIZE .. [[))
+  text = assert(c:recv(120))
+end
+print(#text, start, hwm())
+]]
+  local srv, ws_srv, ws_port, dir
+  setup(function()
+    srv = servers.httpbin()
+    ws_port = helpers.free_port()
+    ws_srv = helpers.spawn(string.format("python3 %s %d",
+      helpers.shquote(helpers.source_dir .. "/tests/servers/ws_echo.py"), ws_port))
+    assert(helpers.wait_port(ws_port, 10))
+    dir = helpers.tmpdir("bigmem")
+    helpers.write_file(dir .. "/probe.lua", probe)
+  end)
+  teardown(function()
+    if srv then srv:stop() end
+    if ws_srv then ws_srv:stop() end
+  end)
+
+  for _, mode in ipairs({ "http", "ws" }) do
+    it("a " .. SIZE // 1000000 .. " MB " .. mode .. " answer costs under 2.6x its size", function()
+      local url = mode == "http" and srv.url("/download/" .. SIZE .. "?id=mem")
+        or string.format("ws://127.0.0.1:%d/", ws_port)
+      local r = require("sbot.sys").spawn { argv = { helpers.sbot_bin, "run", dir .. "/probe.lua", mode, url },
+        timeout = 300 }
+      assert.are.equal(0, r.status, r.stderr)
+      local n, start, peak = r.stdout:match("(%d+)%s+(%d+)%s+(%d+)")
+      assert.are.equal(SIZE, tonumber(n))
+      local cost = (tonumber(peak) - tonumber(start)) * 1024
+      print(string.format("\n  %s: %.1f MB answer, peak RSS %.1f MiB over the start: %.2fx", mode, SIZE / 1e6,
+        cost / 1048576, cost / SIZE))
+      assert.is_true(cost < 2.6 * SIZE, string.format("%.2fx the answer", cost / SIZE))
+    end)
+  end
+end)

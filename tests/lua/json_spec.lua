@@ -18,6 +18,45 @@ describe("sbot.json", function()
     assert.are.equal('{"a":[],"b":{},"c":[],"n":[1,[],{"x":null}],"s":"[]"}', json.encode(v))
   end)
 
+  it("tells [] from {} around strings that look like them, and around the sentinels", function()
+    -- the rewrite before cjson decodes skips strings, escapes included
+    local v = assert(json.decode('["a\\"[]", "[ ]", [\n\t ], {"k":"\\\\", "l":[]}, [[]]]'))
+    assert.are.equal('a"[]', v[1])
+    assert.are.equal("[ ]", v[2])
+    assert.is_true(json.is_array(v[3]))
+    assert.are.equal(0, #v[3])
+    assert.are.equal("\\", v[4].k)
+    assert.is_true(json.is_array(v[4].l))
+    assert.are.same({}, v[5][1])
+    assert.is_true(json.is_array(v[5][1]))
+    assert.are.equal('["a\\"[]","[ ]",[],{"k":"\\\\","l":[]},[[]]]', json.encode(v))
+    -- text that holds the short sentinel itself (a string of one NUL) keeps it
+    v = assert(json.decode('{"nul":["\\u0000"],"empty":[]}'))
+    assert.are.same({ "\0" }, v.nul)
+    assert.is_true(json.is_array(v.empty))
+    assert.are.equal(0, #v.empty)
+    -- only one kind of empty container: nothing rewritten, every empty table is that kind
+    v = assert(json.decode('[[], {"a":[], "b":[[]]}, "{}"]'))
+    assert.is_true(json.is_array(v[1]) and json.is_array(v[2].a) and json.is_array(v[2].b[1]))
+    assert.are.equal('[[],{"a":[],"b":[[]]},"{}"]', json.encode(v))
+    v = assert(json.decode('[{}, {"a":{}, "b":[{ }]}, "[]"]'))
+    assert.is_false(json.is_array(v[1]) or json.is_array(v[2].a) or json.is_array(v[2].b[1]))
+    assert.are.equal('[{},{"a":{},"b":[{}]},"[]"]', json.encode(v))
+    -- both kinds, fewer {} than []: the {} are the ones rewritten (and the sentinels' own
+    -- spelling in the text makes the long ones be used)
+    for _, text in ipairs({ '[[],[],[],{},{"k":[]},"{}"]', '[[],[],[],{},{"k":[]},"\\u0000"]',
+                            '[{},{},[],{"k":{}},"[]"]' }) do
+      assert.are.equal(text, json.encode(assert(json.decode(text))), text)
+    end
+    v = assert(json.decode('{"\\u0000":0,"a":[],"b":{},"c":{}}'))
+    assert.are.equal(0, v["\0"])
+    assert.are.equal('{"\\u0000":0,"a":[],"b":{},"c":{}}', json.encode(v))
+    -- a top-level empty array and scalars
+    assert.is_true(json.is_array(assert(json.decode("[]"))))
+    assert.are.equal(5, json.decode("5"))
+    assert.are.equal("x", json.decode('"x"'))
+  end)
+
   it("returns nil and a message for invalid JSON", function()
     local v, err = json.decode('{"a":')
     assert.is_nil(v)

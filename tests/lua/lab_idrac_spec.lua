@@ -2,6 +2,7 @@
 -- process, the way a Redfish client would see it.
 local helpers = require "helpers"
 local labclient = require "labclient"
+local images = require "images"
 
 local SYS = "/redfish/v1/Systems/System.Embedded.1"
 local MGR = "/redfish/v1/Managers/iDRAC.Embedded.1"
@@ -86,11 +87,21 @@ describe("sbot lab iDRAC 8", function()
     assert.are.equal(200, assert(c:get(SYS, { auth = "basic" })).status)
     c.password = "wrong"
     assert.are.equal(401, assert(c:get(SYS, { auth = "basic" })).status)
-    assert.are.equal(401, assert(c:login(sessions)).status)
     assert.are.equal(401, assert(c:get(SYS, { auth = "none" })).status)
-    -- iDRAC 8 does not take logins at the DMTF path
+    local bad = assert(c:login(sessions))
+    assert.are.equal(401, bad.status)
+    assert.are.equal("ResourceAtUriUnauthorized", labclient.message_id(bad))
+    assert.is_nil(bad.json.error["@Message.ExtendedInfo"][1], "ExtendedInfo as one object")
+    -- iDRAC 8 refuses logins at the DMTF path with 405 -- and creates the session anyway
+    local before = lab.state().devices["idrac-1"]
     local d = lab.client("idrac-1")
-    assert.are.equal(405, assert(d:login("/redfish/v1/SessionService/Sessions")).status)
+    local r405 = assert(d:login("/redfish/v1/SessionService/Sessions"))
+    assert.are.equal(405, r405.status)
+    assert.are.equal("SYS402", labclient.message_id(r405))
+    assert.is_nil(r405.headers["x-auth-token"])
+    local after = lab.state().devices["idrac-1"]
+    assert.are.equal(before.sessions + 1, after.sessions)
+    assert.are.equal(before.leaked_logins + 1, after.leaked_logins)
   end)
 
   it("answers a PATCH with a stale If-Match with 412", function()
@@ -107,7 +118,8 @@ describe("sbot lab iDRAC 8", function()
     local stale = assert(c:request("PATCH", settings, { auth = "basic", headers = { ["If-Match"] = etag1 },
       body = { Attributes = { ProcVirtualization = "Enabled" } } }))
     assert.are.equal(412, stale.status)
-    assert.is_truthy(stale.json.error)
+    assert.are.equal("PreconditionFailed", labclient.message_id(stale))
+    assert.are.equal(etag2, stale.headers["etag"])
     local fresh = assert(c:request("PATCH", settings, { auth = "basic", headers = { ["If-Match"] = etag2 },
       body = { Attributes = { ProcVirtualization = "Enabled" } } }))
     assert.are.equal(200, fresh.status)
@@ -201,7 +213,73 @@ describe("sbot lab iDRAC 8", function()
     assert.are.equal("On", get_ready(c, SYS, { auth = "basic" }).json.PowerState)
   end)
 
-  it("serves NICs through NetworkInterfaces links, with pending iSCSIBoot settings", function()
+  it("publishes its BIOS attribute registry through /redfish/v1/Registries and enforces its limits", function()
+    local c = lab.client("idrac-5")
+    assert.are.equal(201, assert(c:login()).status)
+    local bios = assert(c:get(SYS .. "/Bios")).json
+    local regs = assert(c:get(assert(c:get("/redfish/v1")).json.Registries["@odata.id"])).json
+    local file
+    for _, m in ipairs(regs.Members) do
+      local f = assert(c:get(m["@odata.id"])).json
+      if f.Id == bios.AttributeRegistry then file = f end
+    end
+    assert.is_truthy(file, "no registry file named " .. bios.AttributeRegistry)
+    local doc = assert(c:get(file.Location[1].Uri)).json
+    local by = {}
+    for _, a in ipairs(doc.RegistryEntries.Attributes) do by[a.AttributeName] = a end
+    assert.are.equal(0, by.IscsiDev1Con1Retry.LowerBound)
+    assert.are.equal(5, by.IscsiDev1Con1Retry.UpperBound)
+    assert.are.equal(1000, by.IscsiDev1Con1Timeout.LowerBound)
+    assert.are.equal(30000, by.IscsiDev1Con1Timeout.UpperBound)
+    assert.are.equal(12, by.IscsiDev1Con1ChapSecret.MinLength)
+    assert.are.equal(16, by.IscsiDev1Con1ChapSecret.MaxLength)
+    assert.are.equal("Password", by.IscsiDev1Con1ChapSecret.Type)
+    assert.matches("^%^iqn", by.IscsiDev1Con1TargetName.ValueExpression)
+    assert.is_true(by.SystemServiceTag.ReadOnly)
+    local dep
+    for _, d in ipairs(doc.RegistryEntries.Dependencies) do
+      if d.DependencyFor == "IscsiDev1Con1TargetName" then dep = d.Dependency end
+    end
+    assert.are.equal("IscsiDev1Con1EnDis", dep.MapFrom[1].MapFromAttribute)
+    assert.are.equal("ReadOnly", dep.MapToProperty)
+    -- the limits hold on writes
+    local en = { IscsiDev1EnDis = "Enabled", IscsiDev1Con1EnDis = "Enabled" }
+    local function patch(extra)
+      local a = {}
+      for k, v in pairs(en) do a[k] = v end
+      for k, v in pairs(extra) do a[k] = v end
+      return assert(c:request("PATCH", SYS .. "/Bios/Settings", { body = { Attributes = a } }))
+    end
+    local r = patch({ IscsiDev1Con1Retry = 6 })
+    assert.are.equal(400, r.status)
+    assert.are.equal("PropertyValueOutOfRange", labclient.message_id(r))
+    r = patch({ IscsiDev1Con1Timeout = 999 })
+    assert.are.equal("PropertyValueOutOfRange", labclient.message_id(r))
+    r = patch({ IscsiDev1Con1ChapSecret = "short" })
+    assert.are.equal("PropertyValueFormatError", labclient.message_id(r))
+    assert.is_nil(r.body:find("short", 1, true), "a secret is never echoed")
+    r = patch({ IscsiDev1Con1TargetName = "r630-05" })
+    assert.are.equal("PropertyValueFormatError", labclient.message_id(r))
+    r = patch({ SystemServiceTag = "X" })
+    assert.are.equal("PropertyNotWritable", labclient.message_id(r))
+    -- a boot sequence lists every device once; the iSCSI device only while enabled
+    local seq = assert(c:get(SYS .. "/Bios")).json.Attributes.UefiBootSeq
+    r = assert(c:request("PATCH", SYS .. "/Bios/Settings", { body = { Attributes = {
+      UefiBootSeq = "iSCSI.Dev1.Con1," .. seq } } }))
+    assert.are.equal(400, r.status)
+    assert.matches("not a boot device", r.json.error["@Message.ExtendedInfo"][1].Message)
+    r = patch({ UefiBootSeq = "iSCSI.Dev1.Con1," .. seq, IscsiDev1Con1Retry = 5 })
+    assert.are.equal(200, r.status, r.body)
+    assert.are.equal("iSCSI.Dev1.Con1," .. seq, assert(c:get(SYS .. "/Bios/Settings")).json.Attributes.UefiBootSeq)
+    -- writing a value that is already current is recorded (old firmware hangs on it)
+    assert.are.equal(200, assert(c:request("PATCH", SYS .. "/Bios/Settings",
+      { body = { Attributes = { ProcVirtualization = "Enabled" } } })).status)
+    local st = lab.state().devices["idrac-5"]
+    assert.are.same({ "bios:ProcVirtualization" }, st.unchanged_attributes)
+    c:logout()
+  end)
+
+  it("serves NICs through NetworkInterfaces links, with pending iSCSIBoot settings checked against limits", function()
     local c = lab.client("idrac-5")
     local sys = assert(c:get(SYS, { auth = "basic" })).json
     local nis = assert(c:get(sys.NetworkInterfaces["@odata.id"], { auth = "basic" })).json
@@ -215,19 +293,55 @@ describe("sbot lab iDRAC 8", function()
     assert.matches("^%x%x:%x%x:%x%x:%x%x:%x%x:%x%x$", fn.Ethernet.MACAddress)
     assert.is_true(fn.iSCSIBoot.TargetInfoViaDHCP)
     local settings = fn["@Redfish.Settings"].SettingsObject["@odata.id"]
+    local iqn = "iqn.2005-10.org.freenas.ctl:r630-05"
     -- static target fields are read-only while TargetInfoViaDHCP is on
     local ro = assert(c:request("PATCH", settings, { auth = "basic",
-      body = { iSCSIBoot = { PrimaryTargetName = "iqn.x:y" } } }))
+      body = { iSCSIBoot = { PrimaryTargetName = iqn } } }))
     assert.are.equal(400, ro.status)
     local ok = assert(c:request("PATCH", settings, { auth = "basic",
-      body = { iSCSIBoot = { TargetInfoViaDHCP = false, PrimaryTargetName = "iqn.x:y", PrimaryLUN = 1 } } }))
+      body = { iSCSIBoot = { TargetInfoViaDHCP = false, PrimaryTargetName = iqn, PrimaryLUN = 1 } } }))
     assert.are.equal(200, ok.status, ok.body)
     assert.are.equal("", assert(c:get(fn_uri, { auth = "basic" })).json.iSCSIBoot.PrimaryTargetName)
-    assert.are.equal("iqn.x:y", assert(c:get(settings, { auth = "basic" })).json.iSCSIBoot.PrimaryTargetName)
-    -- a bad type is refused
-    local bad = assert(c:request("PATCH", settings, { auth = "basic", body = { iSCSIBoot = { PrimaryLUN = "one" } } }))
-    assert.are.equal(400, bad.status)
-    assert.are.equal("PropertyValueTypeError", labclient.message_id(bad))
+    assert.are.equal(iqn, assert(c:get(settings, { auth = "basic" })).json.iSCSIBoot.PrimaryTargetName)
+    -- limits: a bad type, a LUN out of range, a short CHAP secret, a name that is no IQN
+    for body, id in pairs({ [{ PrimaryLUN = "one" }] = "PropertyValueTypeError",
+      [{ PrimaryLUN = 256 }] = "PropertyValueOutOfRange", [{ CHAPSecret = "abc" }] = "PropertyValueFormatError",
+      [{ InitiatorName = "r630-05" }] = "PropertyValueFormatError" }) do
+      local bad = assert(c:request("PATCH", settings, { auth = "basic", body = { iSCSIBoot = body } }))
+      assert.are.equal(400, bad.status, bad.body)
+      assert.are.equal(id, labclient.message_id(bad))
+    end
+    -- a job per Settings target, applied at the next reset
+    local j = assert(c:request("POST", MGR .. "/Jobs", { auth = "basic", body = { TargetSettingsURI = settings } }))
+    assert.are.equal(200, j.status, j.body)
+    assert.are.equal(204, assert(c:request("POST", SYS .. "/Actions/ComputerSystem.Reset",
+      { auth = "basic", body = { ResetType = "ForceRestart" } })).status)
+    wait_for(function()
+      return get_ready(c, j.headers["location"], { auth = "basic" }).json.JobState == "Completed"
+    end, 20, "the NIC job")
+    assert.are.equal(iqn, get_ready(c, fn_uri, { auth = "basic" }).json.iSCSIBoot.PrimaryTargetName)
+  end)
+
+  it("writes collections with a trailing slash and member ids with ':' and '%7C', served verbatim", function()
+    local c = lab.client("idrac-5")
+    local root = assert(c:get("/redfish/v1", { auth = "basic" })).json
+    assert.are.equal("/redfish/v1/Systems/", root.Systems["@odata.id"])
+    local systems = assert(c:get(root.Systems["@odata.id"], { auth = "basic" })).json
+    assert.are.equal("/redfish/v1/Systems/", systems["@odata.id"])
+    local sys = assert(c:get(systems.Members[1]["@odata.id"], { auth = "basic" })).json
+    local storage = assert(c:get(sys.Storage["@odata.id"], { auth = "basic" })).json
+    local ctrl = assert(c:get(storage.Members[1]["@odata.id"], { auth = "basic" })).json
+    local drive_uri = ctrl.Drives[1]["@odata.id"]
+    assert.matches(":Enclosure", drive_uri, 1, true)
+    assert.are.equal(200, assert(c:get(drive_uri, { auth = "basic" })).status)
+    local us = assert(c:get(root.UpdateService["@odata.id"], { auth = "basic" })).json
+    local fw = assert(c:get(us.FirmwareInventory["@odata.id"], { auth = "basic" })).json
+    local member = fw.Members[1]["@odata.id"]
+    assert.matches("%7C", member, 1, true)
+    assert.are.equal(200, assert(c:get(member, { auth = "basic" })).status)
+    -- a client that encodes the id again does not find it
+    local twice = member:gsub("%%7C", "%%257C")
+    assert.are.equal(404, assert(c:get(twice, { auth = "basic" })).status)
   end)
 
   it("supports $select and $expand=.($levels=1) as advertised", function()
@@ -244,52 +358,248 @@ describe("sbot lab iDRAC 8", function()
     assert.are.equal(400, assert(c:get("/redfish/v1/Systems", { auth = "basic", query = "$expand=.($levels=2)" })).status)
   end)
 
-  it("inserts and ejects virtual media and boots once from it through SCP import", function()
-    local c = lab.client("idrac-6")
-    local vm = MGR .. "/VirtualMedia/CD"
-    local ftp = assert(c:request("POST", vm .. "/Actions/VirtualMedia.InsertMedia",
-      { auth = "basic", body = { Image = "ftp://10.0.0.1/agent.iso" } }))
-    assert.are.equal(400, ftp.status)
-    assert.are.equal(204, assert(c:request("POST", vm .. "/Actions/VirtualMedia.InsertMedia",
-      { auth = "basic", body = { Image = "http://10.0.0.1/agent.iso" } })).status)
-    assert.are.equal(400, assert(c:request("POST", vm .. "/Actions/VirtualMedia.InsertMedia",
-      { auth = "basic", body = { Image = "http://10.0.0.1/other.iso" } })).status)
-    local got = assert(c:get(vm, { auth = "basic" })).json
-    assert.is_true(got.Inserted)
-    assert.are.equal("http://10.0.0.1/agent.iso", got.Image)
-    local scp = [[<SystemConfiguration><Component FQDD="iDRAC.Embedded.1">
+  describe("virtual media", function()
+    local imgs
+    setup(function()
+      local dir = helpers.tmpdir("images")
+      images.make_iso(dir .. "/agent.iso", "AGENT_4_14")
+      images.make_iso(dir .. "/other.iso", "OTHER")
+      helpers.write_file(dir .. "/notiso.img", string.rep("x", 40000))
+      imgs = images.server(dir)
+    end)
+    teardown(function() if imgs then imgs.stop() end end)
+
+    local function vm_members(c)
+      local mgr = assert(c:get(MGR, { auth = "basic" })).json
+      local coll = assert(c:get(mgr.VirtualMedia["@odata.id"], { auth = "basic" })).json
+      local cd, ids = nil, {}
+      for _, m in ipairs(coll.Members) do
+        local v = assert(c:get(m["@odata.id"], { auth = "basic" })).json
+        ids[#ids + 1] = v.Id
+        for _, t in ipairs(v.MediaTypes) do if t == "CD" then cd = v end end
+      end
+      return cd, ids, coll
+    end
+
+    it("lists [RemovableDisk, CD], reads the image with a Range request, refuses what iDRAC 8 refuses", function()
+      local c = lab.client("idrac-6")
+      local cd, ids, coll = vm_members(c)
+      assert.are.same({ "RemovableDisk", "CD" }, ids)
+      assert.matches("/$", coll["@odata.id"])
+      local insert = cd.Actions["#VirtualMedia.InsertMedia"].target
+      local eject = cd.Actions["#VirtualMedia.EjectMedia"].target
+      local function try(image)
+        return assert(c:request("POST", insert, { auth = "basic", body = { Image = image } }))
+      end
+      local function refused(r, why)
+        assert.are.equal(500, r.status, r.body)
+        assert.are.equal("RAC0904", labclient.message_id(r))
+        assert.matches(why, lab.state().devices["idrac-6"].vmedia_error.reason)
+      end
+      refused(try("https://127.0.0.1:" .. imgs.port .. "/agent.iso"), "cannot use https")
+      refused(try("//127.0.0.1/share/agent.iso"), "cannot use cifs")
+      refused(try("cifs://127.0.0.1/share/agent.iso"), "cannot use cifs")
+      refused(try(imgs.url("missing.iso")), "HTTP 404")
+      refused(try(imgs.url("notiso.img")), "not an ISO 9660 image")
+      refused(try("http://127.0.0.1:" .. helpers.free_port() .. "/agent.iso"), "cannot reach the image server")
+      -- eject with nothing inserted: 500 VRM0012
+      local e = assert(c:request("POST", eject, { auth = "basic", body = {} }))
+      assert.are.equal(500, e.status)
+      assert.are.equal("VRM0012", labclient.message_id(e))
+      -- a good image: read with a Range request for its volume descriptor
+      assert.are.equal(204, try(imgs.url("agent.iso")).status)
+      assert.matches("GET /agent.iso range=bytes=32768%-", imgs.log())
+      local got = assert(c:get(cd["@odata.id"], { auth = "basic" })).json
+      assert.is_true(got.Inserted)
+      assert.are.equal(imgs.url("agent.iso"), got.Image)
+      assert.are.equal("AGENT_4_14", lab.state().devices["idrac-6"].vmedia.CD.volume_id)
+      -- insert over an inserted image: 500 VRM0021; eject first
+      local again = try(imgs.url("other.iso"))
+      assert.are.equal(500, again.status)
+      assert.are.equal("VRM0021", labclient.message_id(again))
+      assert.are.equal(204, assert(c:request("POST", eject, { auth = "basic", body = {} })).status)
+      assert.are.equal(204, try(imgs.url("other.iso")).status)
+      assert.are.equal(204, assert(c:request("POST", eject, { auth = "basic", body = {} })).status)
+    end)
+
+    it("refuses an image server without Range support", function()
+      local dir = helpers.tmpdir("images")
+      images.make_iso(dir .. "/agent.iso", "AGENT")
+      local plain = images.server(dir, { no_range = true })
+      local c = lab.client("idrac-6")
+      local cd = vm_members(c)
+      local r = assert(c:request("POST", cd.Actions["#VirtualMedia.InsertMedia"].target,
+        { auth = "basic", body = { Image = plain.url("agent.iso") } }))
+      plain.stop()
+      assert.are.equal(500, r.status)
+      assert.are.equal("RAC0904", labclient.message_id(r))
+      assert.matches("Range", lab.state().devices["idrac-6"].vmedia_error.reason)
+    end)
+
+    it("boots the virtual CD once through SCP import (LC068 while changes are pending), then the disk again", function()
+      local c = lab.client("idrac-6")
+      local sys = assert(c:get(SYS, { auth = "basic" })).json
+      -- at rest: Once with target None
+      assert.are.equal("Once", sys.Boot.BootSourceOverrideEnabled)
+      assert.are.equal("None", sys.Boot.BootSourceOverrideTarget)
+      local cd = vm_members(c)
+      assert.are.equal(204, assert(c:request("POST", cd.Actions["#VirtualMedia.InsertMedia"].target,
+        { auth = "basic", body = { Image = imgs.url("agent.iso") } })).status)
+      -- the import action under its real key, found by suffix
+      local mgr = assert(c:get(MGR, { auth = "basic" })).json
+      local action
+      for k, v in pairs(mgr.Actions.Oem) do
+        if k:match("OemManager%.ImportSystemConfiguration$") then action = v.target; assert.are.equal(
+          "#OemManager.v1_1_0#OemManager.ImportSystemConfiguration", k) end
+      end
+      assert.is_truthy(action)
+      local scp = [[<SystemConfiguration><Component FQDD="iDRAC.Embedded.1">
 <Attribute Name="ServerBoot.1#BootOnce">Enabled</Attribute>
 <Attribute Name="ServerBoot.1#FirstBootDevice">VCD-DVD</Attribute>
 </Component></SystemConfiguration>]]
-    local imp = assert(c:request("POST", MGR .. "/Actions/Oem/EID_674_Manager.ImportSystemConfiguration",
-      { auth = "basic", body = { ShareParameters = { Target = "ALL" }, ImportBuffer = scp, ShutdownType = "NoReboot" } }))
-    assert.are.equal(202, imp.status, imp.body)
-    local task = imp.headers["location"]
-    local done = wait_for(function()
-      local t = get_ready(c, task, { auth = "basic" }).json
-      return (t.TaskState == "Completed" or t.TaskState == "Exception") and t
-    end, 20, "the import")
-    assert.are.equal("Completed", done.TaskState)
+      local body = { ShareParameters = { Target = "ALL" }, ImportBuffer = scp, ShutdownType = "NoReboot" }
+      -- a pending BIOS change blocks the import: 400 LC068, ExtendedInfo as one object
+      assert.are.equal(200, assert(c:request("PATCH", SYS .. "/Bios/Settings",
+        { auth = "basic", body = { Attributes = { ProcVirtualization = "Disabled" } } })).status)
+      local blocked = assert(c:request("POST", action, { auth = "basic", body = body }))
+      assert.are.equal(400, blocked.status)
+      local info = blocked.json.error["@Message.ExtendedInfo"]
+      assert.is_nil(info[1], "one object, not a list")
+      assert.matches("LC068$", info.MessageId)
+      assert.are.equal("LC068", labclient.message_id(blocked))
+      -- apply the pending change (job + reset), then import
+      local j = assert(c:request("POST", MGR .. "/Jobs", { auth = "basic", body = { TargetSettingsURI = SYS .. "/Bios/Settings" } }))
+      assert.are.equal(204, assert(c:request("POST", SYS .. "/Actions/ComputerSystem.Reset",
+        { auth = "basic", body = { ResetType = "ForceRestart" } })).status)
+      wait_for(function() return get_ready(c, j.headers["location"], { auth = "basic" }).json.JobState == "Completed" end,
+        20, "the BIOS job")
+      local imp = assert(c:request("POST", action, { auth = "basic", body = body }))
+      assert.are.equal(202, imp.status, imp.body)
+      local done = wait_for(function()
+        local t = get_ready(c, imp.headers["location"], { auth = "basic" }).json
+        return (t.TaskState == "Completed" or t.TaskState == "Exception") and t
+      end, 20, "the import")
+      assert.are.equal("Completed", done.TaskState)
+      local n0 = #lab.state().devices["idrac-6"].boots
+      assert.are.equal(204, assert(c:request("POST", SYS .. "/Actions/ComputerSystem.Reset",
+        { auth = "basic", body = { ResetType = "ForceRestart" } })).status)
+      local boot = wait_for(function()
+        local s = lab.state().devices["idrac-6"]
+        return #s.boots > n0 and s.last_boot
+      end, 20, "the boot")
+      assert.are.equal("VirtualCD", boot.source)
+      assert.are.equal("scp", boot.once)
+      assert.are.equal("AGENT_4_14", boot.volume_id)
+      -- once: the next boot is the disk again
+      local n = #lab.state().devices["idrac-6"].boots
+      get_ready(c, SYS, { auth = "basic" })
+      assert.are.equal(204, assert(c:request("POST", SYS .. "/Actions/ComputerSystem.Reset",
+        { auth = "basic", body = { ResetType = "ForceRestart" } })).status)
+      local next_boot = wait_for(function()
+        local s = lab.state().devices["idrac-6"]
+        return #s.boots > n and s.last_boot
+      end, 20, "the next boot")
+      assert.are.equal("Hdd", next_boot.source)
+      -- an unknown SCP attribute makes the job fail, naming it
+      get_ready(c, SYS, { auth = "basic" })
+      local badscp = scp:gsub("ServerBoot.1#BootOnce", "ServerBoot.1#NoSuch")
+      local imp2 = assert(c:request("POST", action, { auth = "basic", body = { ShareParameters = { Target = "ALL" },
+        ImportBuffer = badscp, ShutdownType = "NoReboot" } }))
+      local failed = wait_for(function()
+        local t = get_ready(c, imp2.headers["location"], { auth = "basic" }).json
+        return (t.TaskState == "Completed" or t.TaskState == "Exception") and t
+      end, 20, "the failing import")
+      assert.are.equal("Exception", failed.TaskState)
+      assert.matches("ServerBoot.1#NoSuch", failed.Messages[1].Message, 1, true)
+      assert.are.equal(204, assert(c:request("POST", cd.Actions["#VirtualMedia.EjectMedia"].target,
+        { auth = "basic", body = {} })).status)
+    end)
+
+    it("boots the virtual CD once through BIOS OneTimeUefiBootSeq, not through the Cd override (the physical drive)", function()
+      local c = lab.client("idrac-4")
+      local cd = vm_members(c)
+      assert.are.equal(204, assert(c:request("POST", cd.Actions["#VirtualMedia.InsertMedia"].target,
+        { auth = "basic", body = { Image = imgs.url("agent.iso") } })).status)
+      -- BootSourceOverrideTarget Cd: the physical drive, which has no disc
+      assert.are.equal(200, assert(c:request("PATCH", SYS, { auth = "basic",
+        body = { Boot = { BootSourceOverrideTarget = "Cd", BootSourceOverrideEnabled = "Once" } } })).status)
+      local function reset_and_boot()
+        get_ready(c, SYS, { auth = "basic" })
+        local n = #lab.state().devices["idrac-4"].boots
+        assert.are.equal(204, assert(c:request("POST", SYS .. "/Actions/ComputerSystem.Reset",
+          { auth = "basic", body = { ResetType = "ForceRestart" } })).status)
+        return wait_for(function()
+          local s = lab.state().devices["idrac-4"]
+          return #s.boots > n and s.last_boot
+        end, 20, "a boot")
+      end
+      local b = reset_and_boot()
+      assert.are_not.equal("VirtualCD", b.source)
+      assert.are.equal("Cd", b.tried[1].device)
+      assert.matches("physical optical drive", b.tried[1].error)
+      local sys = get_ready(c, SYS, { auth = "basic" }).json
+      assert.are.equal("None", sys.Boot.BootSourceOverrideTarget)
+      assert.are.equal("Once", sys.Boot.BootSourceOverrideEnabled)
+      -- the BIOS one-time UEFI boot sequence with the iDRAC's virtual optical drive
+      assert.are.equal(200, assert(c:request("PATCH", SYS .. "/Bios/Settings", { auth = "basic", body = { Attributes = {
+        OneTimeBootMode = "OneTimeUefiBootSeq", OneTimeUefiBootSeqDev = "Optical.iDRACVirtual.1-1" } } })).status)
+      assert.are.equal(200, assert(c:request("POST", MGR .. "/Jobs", { auth = "basic",
+        body = { TargetSettingsURI = SYS .. "/Bios/Settings" } })).status)
+      b = reset_and_boot()
+      assert.are.equal("VirtualCD", b.source)
+      assert.are.equal("bios", b.once)
+      assert.are.equal("Disabled", get_ready(c, SYS .. "/Bios", { auth = "basic" }).json.Attributes.OneTimeBootMode)
+      assert.are_not.equal("VirtualCD", reset_and_boot().source)
+      assert.are.equal(204, assert(c:request("POST", cd.Actions["#VirtualMedia.EjectMedia"].target,
+        { auth = "basic", body = {} })).status)
+    end)
+  end)
+
+  it("counts write requests apart from logins and logouts", function()
+    local c = lab.client("idrac-2")
+    local before = lab.state().devices["idrac-2"]
+    assert.are.equal(201, assert(c:login()).status)
+    assert.are.equal(200, assert(c:get(SYS)).status)
+    local mid = lab.state().devices["idrac-2"]
+    assert.are.equal(before.writes, mid.writes)
+    assert.are.equal(before.logins + 1, mid.logins)
+    assert.are.equal(before.sessions + 1, mid.sessions)
+    assert.are.equal(200, assert(c:request("PATCH", SYS, { body = { Boot = { BootSourceOverrideTarget = "None" } } })).status)
+    assert.are.equal(200, assert(c:logout()).status)
+    local after = lab.state().devices["idrac-2"]
+    assert.are.equal(before.writes + 1, after.writes)
+    assert.matches("^PATCH /redfish/v1/Systems/System.Embedded.1 200$", after.write_log[#after.write_log])
+    assert.are.equal(before.sessions, after.sessions)
+    assert.are.equal(before.logouts + 1, after.logouts)
+  end)
+
+  it("offers only the R630's ResetTypes and ignores graceful shutdowns under the noshutdown fault", function()
+    local c = lab.client("idrac-2")
+    local sys = assert(c:get(SYS, { auth = "basic" })).json
+    local allowed = sys.Actions["#ComputerSystem.Reset"]["ResetType@Redfish.AllowableValues"]
+    assert.are.same({ "On", "ForceOff", "ForceRestart", "GracefulShutdown", "PushPowerButton", "Nmi" }, allowed)
+    for _, rt in ipairs({ "GracefulRestart", "PowerCycle", "ForceOn" }) do
+      local r = assert(c:request("POST", SYS .. "/Actions/ComputerSystem.Reset", { auth = "basic", body = { ResetType = rt } }))
+      assert.are.equal(400, r.status)
+      assert.are.equal("PropertyValueNotInList", labclient.message_id(r))
+    end
+    -- a graceful shutdown takes a while, then the host is off
     assert.are.equal(204, assert(c:request("POST", SYS .. "/Actions/ComputerSystem.Reset",
-      { auth = "basic", body = { ResetType = "ForceRestart" } })).status)
-    local boot = wait_for(function()
-      local s = lab.state().devices["idrac-6"]
-      return s.resets >= 1 and type(s.last_boot) == "table" and s.last_boot
-    end, 20, "the boot")
-    assert.are.equal("VirtualCD", boot.source)
-    assert.are.equal("http://10.0.0.1/agent.iso", boot.image)
-    assert.are.equal(204, assert(c:request("POST", vm .. "/Actions/VirtualMedia.EjectMedia", { auth = "basic", body = {} })).status)
-    assert.is_false(get_ready(c, vm, { auth = "basic" }).json.Inserted)
-    -- an unknown SCP attribute makes the job fail, naming it
-    local badscp = scp:gsub("ServerBoot.1#BootOnce", "ServerBoot.1#NoSuch")
-    local imp2 = assert(c:request("POST", MGR .. "/Actions/Oem/EID_674_Manager.ImportSystemConfiguration",
-      { auth = "basic", body = { ShareParameters = { Target = "ALL" }, ImportBuffer = badscp, ShutdownType = "NoReboot" } }))
-    local failed = wait_for(function()
-      local t = get_ready(c, imp2.headers["location"], { auth = "basic" }).json
-      return (t.TaskState == "Completed" or t.TaskState == "Exception") and t
-    end, 20, "the failing import")
-    assert.are.equal("Exception", failed.TaskState)
-    assert.matches("ServerBoot.1#NoSuch", failed.Messages[1].Message, 1, true)
+      { auth = "basic", body = { ResetType = "GracefulShutdown" } })).status)
+    assert.are.equal("On", assert(c:get(SYS, { auth = "basic" })).json.PowerState)
+    wait_for(function() return assert(c:get(SYS, { auth = "basic" })).json.PowerState == "Off" end, 10, "power off")
+    assert.are.equal(204, assert(c:request("POST", SYS .. "/Actions/ComputerSystem.Reset",
+      { auth = "basic", body = { ResetType = "On" } })).status)
+    get_ready(c, SYS, { auth = "basic" })
+    -- an OS that ignores the ACPI request stays on
+    local f = labclient.new({ base = lab.info.devices["idrac-2"].url, cacert = lab.info.devices["idrac-2"].cert_file })
+    assert.are.equal(200, assert(f:request("POST", "/lab/faults", { body = "idrac-2:noshutdown=1" })).status)
+    assert.are.equal(204, assert(c:request("POST", SYS .. "/Actions/ComputerSystem.Reset",
+      { auth = "basic", body = { ResetType = "GracefulShutdown" } })).status)
+    os.execute("sleep 0.5")
+    assert.are.equal("On", assert(c:get(SYS, { auth = "basic" })).json.PowerState)
+    assert.are.equal(1, lab.state().devices["idrac-2"].ignored_shutdowns)
+    assert.are.equal(200, assert(f:request("POST", "/lab/faults", { body = "" })).status)
   end)
 
   it("stops cleanly on POST /lab/stop", function()
@@ -312,6 +622,8 @@ describe("sbot lab iDRAC 9 flavour", function()
     assert.are.equal("1.17.0", root.RedfishVersion)
     assert.are.equal("/redfish/v1/SessionService/Sessions", root.Links.Sessions["@odata.id"])
     assert.are.equal(201, assert(c:login(root.Links.Sessions["@odata.id"])).status)
+    local mgr = assert(c:get(MGR)).json
+    assert.matches("^6%.", mgr.FirmwareVersion)
     local ni = assert(c:get(SYS .. "/NetworkInterfaces/NIC.Integrated.1")).json
     assert.matches("^/redfish/v1/Chassis/", ni.Links.NetworkAdapter["@odata.id"])
     local p = assert(c:request("PATCH", SYS .. "/Bios/Settings", { body = {
@@ -322,6 +634,31 @@ describe("sbot lab iDRAC 9 flavour", function()
     assert.are.equal(400, again.status)
     assert.matches("already committed", again.json.error["@Message.ExtendedInfo"][1].Message)
     c:logout()
+  end)
+
+  it("lists GracefulRestart and PowerCycle, and puts virtual media under the System (6.x)", function()
+    local c = lab.client("idrac-1")
+    local sys = assert(c:get(SYS, { auth = "basic" })).json
+    local allowed = sys.Actions["#ComputerSystem.Reset"]["ResetType@Redfish.AllowableValues"]
+    local set = {}
+    for _, v in ipairs(allowed) do set[v] = true end
+    assert.is_true(set.GracefulRestart and set.PowerCycle and set.GracefulShutdown and set.On)
+    assert.is_nil(assert(c:get(MGR, { auth = "basic" })).json.VirtualMedia)
+    local coll = assert(c:get(sys.VirtualMedia["@odata.id"], { auth = "basic" })).json
+    assert.matches("^/redfish/v1/Systems/System.Embedded.1/VirtualMedia/", coll["@odata.id"])
+    local types = {}
+    for _, m in ipairs(coll.Members) do
+      local v = assert(c:get(m["@odata.id"], { auth = "basic" })).json
+      types[v.Id] = v.MediaTypes[1]
+    end
+    assert.are.same({ ["1"] = "CD", ["2"] = "USBStick" }, types)
+    assert.are.equal("2", coll.Members[1]["@odata.id"]:match("(%d)$"), "members are not in MediaTypes order")
+    -- a GracefulRestart restarts the host (jobs run, the iDRAC is busy for a while)
+    local before = lab.state().devices["idrac-1"].resets
+    assert.are.equal(204, assert(c:request("POST", SYS .. "/Actions/ComputerSystem.Reset",
+      { auth = "basic", body = { ResetType = "GracefulRestart" } })).status)
+    wait_for(function() return lab.state().devices["idrac-1"].resets > before end, 10, "the restart")
+    get_ready(c, SYS, { auth = "basic" })
   end)
 end)
 

@@ -124,6 +124,25 @@ describe("sbot.ws", function()
     assert.are.equal("after empty", c:recv(5))
   end)
 
+  it("reassembles a fragmented message, a ping between its fragments", function()
+    local c <close> = assert(ws.connect(url(), { timeout = 5, max_message = 300000 }))
+    local function letters(n)
+      local t = {}
+      for i = 0, n - 1 do t[#t + 1] = string.char(97 + i % 26) end
+      return table.concat(t)
+    end
+    for _, case in ipairs({ { 100000, 7 }, { 300000, 3 }, { 26, 26 }, { 5, 1 } }) do
+      assert(c:send(string.format("frag:%d:%d", case[1], case[2])))
+      assert.are.equal(letters(case[1]), c:recv(5))
+    end
+    -- a fragmented message over max_message is refused too (wslay checks single frames only)
+    assert(c:send("frag:300001:3"))
+    local text, err, code = c:recv(5)
+    assert.is_nil(text)
+    assert.are.equal("too_large", code)
+    assert.matches("a message larger than max_message (300000 bytes)", err, 1, true)
+  end)
+
   it("fails and closes the connection on a message over max_message", function()
     local c <close> = assert(ws.connect(url(), { timeout = 5, max_message = 1000 }))
     assert(c:send("big:1000"))

@@ -4,8 +4,11 @@
 Routes (any method unless noted):
   /echo                 JSON: method, path, query, headers, body (text), body_sha256
   /status/<code>        answers <code> with a short text body
-  /flaky/<id>?fail=N    answers 503 N times for <id> (the first with Retry-After: 1), then 200;
-                        every attempt's arrival time is recorded, see /attempts/<id>
+  /flaky/<id>?fail=N&status=S&after=A
+                        answers S (default 503) N times for <id>, then 200; the first failure
+                        carries Retry-After: A (default 1; "date:N": an HTTP date N seconds
+                        ahead; "none": no header); every attempt's arrival time is recorded,
+                        see /attempts/<id>
   /attempts/<id>        JSON list of arrival times (seconds, time.monotonic) for /flaky/<id>
   /never                reads the request and never answers
   /upload               streams the request body, answers {"bytes": n, "sha256": hex}
@@ -25,6 +28,7 @@ Routes (any method unless noted):
 Options: --port P, --bind ADDR (repeatable), --tls CERT KEY.
 """
 import argparse
+import email.utils
 import hashlib
 import json
 import os
@@ -131,8 +135,11 @@ class Handler(BaseHTTPRequestHandler):
                 flaky_counts[key] = k + 1
                 flaky_times.setdefault(key, []).append(time.monotonic())
             if k < fail:
-                hdrs = [("Retry-After", "1")] if k == 0 else []
-                return self.send(503, "busy", headers=hdrs)
+                after = q.get("after", "1")
+                if after.startswith("date:"):
+                    after = email.utils.formatdate(time.time() + float(after[5:]), usegmt=True)
+                hdrs = [("Retry-After", after)] if k == 0 and after != "none" else []
+                return self.send(int(q.get("status", "503")), "busy", headers=hdrs)
             return self.send(200, "ok after %d" % (k + 1))
         if name == "attempts":
             with lock:

@@ -9,7 +9,10 @@ ping then "pinged", "big:N" replies with N bytes of 'x', "headers" replies
 with the request headers seen, as JSON, "badping" answers a ping frame with
 a 200-byte payload (control frames carry at most 125) followed by 4000 more
 bytes, "badutf8" a text frame that is not UTF-8, "drop" closes the TCP
-connection without a close frame, "reset" resets it (RST).
+connection without a close frame, "reset" resets it (RST), "frag:N:K" sends
+N bytes ('a'..'z' repeated) as one text message in K fragments with a ping
+between the first two, "file:PATH" sends the content of the file PATH as
+one text message.
 --bad-frame-after-upgrade sends that bad ping and the 4000 bytes in the same
 write as the 101 response (so the client reads them with the response head).
 """
@@ -104,6 +107,31 @@ def serve(conn, args):
             continue
         if text == "badping":
             conn.sendall(BAD_PING)
+            continue
+        if text.startswith("file:"):
+            with open(text[5:], "rb") as f:
+                send_frame(conn, 1, f.read())
+            continue
+        if text.startswith("frag:"):
+            _, n, k = text.split(":")
+            n, k = int(n), int(k)
+            data = bytes(97 + i % 26 for i in range(n))
+            size = -(-n // k)
+            parts = [data[i:i + size] for i in range(0, n, size)] or [b""]
+            for i, part in enumerate(parts):
+                opcode = 1 if i == 0 else 0
+                fin = 0x80 if i == len(parts) - 1 else 0
+                head = bytes([fin | opcode])
+                m = len(part)
+                if m < 126:
+                    head += bytes([m])
+                elif m < 65536:
+                    head += bytes([126]) + struct.pack("!H", m)
+                else:
+                    head += bytes([127]) + struct.pack("!Q", m)
+                conn.sendall(head + part)
+                if i == 0:
+                    send_frame(conn, 9, b"mid")
             continue
         if text == "drop":
             conn.shutdown(socket.SHUT_RDWR)

@@ -82,10 +82,11 @@ function Client:logout()
 end
 
 --- The Dell MessageId of an error response, without the registry prefix
--- ("IDRAC.1.6.RAC0218" -> "RAC0218").
+-- ("IDRAC.1.6.RAC0218" -> "RAC0218"). ExtendedInfo may be one object or a list.
 function M.message_id(res)
   local e = res and res.json and res.json.error
-  local info = e and e["@Message.ExtendedInfo"] and e["@Message.ExtendedInfo"][1]
+  local info = e and e["@Message.ExtendedInfo"]
+  if type(info) == "table" and info.MessageId == nil then info = info[1] end -- one object or a list
   local id = info and info.MessageId
   return id and id:match("([^%.]+)$"), id
 end

@@ -17,11 +17,13 @@
 --   corrupt  (installer mirror) rate of release downloads served with one byte changed
 --   sealed   (Vault) 1 = the Vault is sealed (every request but sys/health and
 --            sys/seal-status answers 503 "Vault is sealed"), 0 = unsealed
+--   noshutdown (iDRAC) rate of GracefulShutdown requests the host OS ignores
 local M = {}
 
 local KEYS = {
   ["503"] = "rate", reset = "rate", drop = "rate", jobfail = "rate", latency = "ms",
   failpart = "int", completeerr = "rate", corrupt = "rate", sealed = "flag", zvoldev = "rate",
+  noshutdown = "rate",
 }
 
 --- A deterministic generator of floats in [0, 1) (xorshift64*, seeded by
