@@ -172,6 +172,16 @@ function M.finish(run, results)
     log.error("run record: " .. record.record_error, { run = run.id })
   end
   log.configure { file = false }
+  -- with an s3:// store, results.json and log.jsonl go there too and the run
+  -- into the store's index (sbot.store.keep_run); failing that fails the run
+  local kept, kerr = require("sbot.store").keep_run(run, record)
+  if not kept then
+    record.ok, record.record_error = false, log.redact(tostring(kerr))
+    io.stderr:write("sbot: run record not kept in the store: ", record.record_error, "\n")
+    local rf = assert(io.open(run.results_file, "wb"))
+    rf:write(json.encode(record, { indent = true }), "\n")
+    assert(rf:close())
+  end
   return record
 end
 

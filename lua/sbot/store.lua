@@ -11,6 +11,12 @@
 --   st:url(key [, opts])   -> file:// URL, or a presigned https/http GET URL for S3
 --   st:delete(key)         -> true (deleting a missing key is not an error)
 --
+-- With an s3:// store the store also keeps run records and locks across
+-- machines: store.keep_run(run, record) puts results.json and log.jsonl next
+-- to the run's artifacts and adds the run to the store's index
+-- (metadata/index.json, updated with conditional writes), and
+-- store.lock(url, opts, name, o) takes a per-server lease (sbot.lease).
+--
 -- Expected failures return nil, message, code (code "NotFound" for a missing
 -- key, "BadKey" for a key that is not allowed, "Checksum" when stored bytes do
 -- not match their recorded SHA-256). Misuse (wrong argument types) raises.
@@ -19,6 +25,10 @@ local crypto = require "sbot.crypto"
 local json = require "sbot.json"
 
 local M = {}
+
+M.INDEX_KEY = "metadata/index.json"
+M.INDEX_FORMAT = "sbot-index/1"
+M.LOCK_PREFIX = ".sbot/locks/"
 
 local META_SUFFIX = ".sbot-meta.json"
 local TMP_PATTERN = "%.tmp%-%x%x%x%x%x%x%x%x%x%x%x%x$"
@@ -354,6 +364,38 @@ function S3:delete(key)
   return true
 end
 
+--- The store's index (`<prefix>metadata/index.json`): read-modify-write with
+-- conditional writes (sbot.s3 update_json). update(doc) gets the normalised
+-- document {format, objects = {}, runs = {}} and returns it changed, or nil.
+function S3:update_index(update)
+  return self.client:update_json { bucket = self.bucket, key = self.prefix .. M.INDEX_KEY,
+    update = function(doc)
+      return update(M.normalise_index(doc))
+    end }
+end
+
+--- The index document as read (or nil) -> one with every part present.
+function M.normalise_index(doc)
+  doc = type(doc) == "table" and doc or {}
+  doc.format = doc.format or M.INDEX_FORMAT
+  if type(doc.objects) ~= "table" then doc.objects = {} end
+  if type(doc.runs) ~= "table" then doc.runs = {} end
+  return doc
+end
+
+function S3:read_index()
+  local r, err, code = self.client:get_object { bucket = self.bucket, key = self.prefix .. M.INDEX_KEY }
+  if not r then
+    if code == "NoSuchKey" then return M.normalise_index(nil), nil end
+    return nil, err, code
+  end
+  local doc = json.decode(r.body)
+  if type(doc) ~= "table" then
+    return nil, "store index s3://" .. self.bucket .. "/" .. self.prefix .. M.INDEX_KEY .. " is not JSON", "BadDocument"
+  end
+  return M.normalise_index(doc), r.etag
+end
+
 local function open_s3(url, opts)
   local rest, query = url:match("^s3://([^?]*)%??(.*)$")
   local bucket, prefix = rest:match("^([^/]+)/?(.*)$")
@@ -369,8 +411,9 @@ local function open_s3(url, opts)
   local s3 = require "sbot.s3"
   local path_style
   if q.path_style ~= nil then path_style = q.path_style == "true" end
+  if path_style == nil then path_style = opts.path_style end
   local client, err = s3.client{
-    endpoint = q.endpoint, region = q.region, path_style = path_style,
+    endpoint = q.endpoint or opts.endpoint, region = q.region or opts.region, path_style = path_style,
     access_key = opts.access_key or os.getenv("AWS_ACCESS_KEY_ID"),
     secret_key = opts.secret_key or os.getenv("AWS_SECRET_ACCESS_KEY"),
     session_token = opts.session_token or os.getenv("AWS_SESSION_TOKEN"),
@@ -379,6 +422,76 @@ local function open_s3(url, opts)
   if not client then return nil, err, "BadURL" end
   return setmetatable({ client = client, bucket = bucket, prefix = prefix, kind = "s3",
                         url_base = "s3://" .. bucket .. "/" .. prefix }, S3)
+end
+
+--- The index entry of a run: which server got what, when, by which run.
+local function run_entry(run, record, st, keys)
+  local servers = {}
+  for _, r in ipairs(record.results or {}) do
+    local id = r.id or "-"
+    local s = servers[id] or { status = "ok", components = {}, artifacts = {} }
+    servers[id] = s
+    s.components[#s.components + 1] = { component = r.component, step = r.step, status = r.status,
+      error = r.error and tostring(r.error):match("^[^\n]*") or nil }
+    if r.status ~= "ok" and s.status == "ok" then s.status = r.status end
+    for _, a in ipairs(r.artifacts or {}) do
+      s.artifacts[#s.artifacts + 1] = { key = a.key, sha256 = a.sha256, size = a.size, stored = a.stored }
+    end
+  end
+  for _, s in pairs(servers) do
+    s.components = json.array(s.components)
+    s.artifacts = json.array(s.artifacts)
+  end
+  return { run_id = run.id, workflow = record.workflow, mode = record.mode, ok = record.ok,
+    started = record.started, ended = record.ended, host = record.host, pid = record.pid,
+    site = record.site, args = record.args, servers = servers,
+    results = st.url_base .. keys.results, log = st.url_base .. keys.log }
+end
+
+--- Keep a finished run in an s3:// store: its results.json and log.jsonl go
+-- next to its artifacts (<prefix><run_id>/results.json, .../log.jsonl) and
+-- the store's index gains runs[<run_id>] (conditional writes: concurrent
+-- runs lose nothing). run: sbot.run's run table {id, store, store_opts,
+-- results_file, log_file}; record: the run record. For a file:// store (or
+-- none) there is nothing to do: the run directory is the record.
+-- -> true | nil, err, code
+function M.keep_run(run, record)
+  if type(run) ~= "table" or type(record) ~= "table" then error("store.keep_run: expects (run, record)", 2) end
+  if not run.store or not run.store:match("^s3://") then return true end
+  local st, err, code = M.open(run.store, run.store_opts)
+  if not st then return nil, err, code end
+  local keys = { results = run.id .. "/results.json", log = run.id .. "/log.jsonl" }
+  local meta = { run = run.id, workflow = record.workflow }
+  if fsio.stat(run.log_file, true) then
+    local ok, perr, pcode = st:put(keys.log, { file = run.log_file }, meta)
+    if not ok then return nil, "run record: " .. tostring(perr), pcode end
+  end
+  local ok, perr, pcode = st:put(keys.results, { file = run.results_file }, meta)
+  if not ok then return nil, "run record: " .. tostring(perr), pcode end
+  local entry = run_entry(run, record, st, keys)
+  local r, ierr, icode = st:update_index(function(doc)
+    doc.runs[run.id] = entry
+    return doc
+  end)
+  if not r then return nil, "run record: index: " .. tostring(ierr), icode end
+  return true
+end
+
+--- A per-server lock across machines: with an s3:// store, a lease object
+-- <prefix>.sbot/locks/<name>.lease (sbot.lease: If-None-Match: * to take it,
+-- renewed by a keeper process while the run lasts, taken over after expiry
+-- with a warning). o: {label, run_id, ttl}. Returns the lease (release() it),
+-- false when the store is not S3 (the local lock is all there is), or nil,
+-- err, code ("Locked" when another run holds it).
+function M.lock(url, opts, name, o)
+  if type(name) ~= "string" or name == "" then error("store.lock: name must be a non-empty string", 2) end
+  if not url or not url:match("^s3://") then return false end
+  o = o or {}
+  local st, err, code = M.open(url, opts)
+  if not st then return nil, err, code end
+  local safe = name:gsub("[^%w%.%-_()]", "_")
+  return require("sbot.lease").acquire(st.client, { bucket = st.bucket, key = st.prefix .. M.LOCK_PREFIX .. safe .. ".lease",
+    name = o.label or name, ttl = o.ttl, holder = { run_id = o.run_id, lock = name } })
 end
 
 --- Open a store: "file:///path" or "s3://bucket/prefix?endpoint=...&region=...".

@@ -139,9 +139,10 @@ function M.new(spec)
         .. "description, epilog, arguments, steps, components, site_steps)", 2)
     end
   end
-  if (spec.steps == nil) == (spec.components == nil) then
+  if (spec.steps ~= nil and spec.components ~= nil)
+      or (spec.steps == nil and spec.components == nil and spec.site_steps == nil) then
     error("workflow.new " .. spec.name .. ": give exactly one of steps = function(server, ctx) "
-      .. "or components = function(server, ctx)", 2)
+      .. "or components = function(server, ctx) (or only site_steps, for a site-wide workflow)", 2)
   end
   for _, f in ipairs { "steps", "components", "arguments", "site_steps" } do
     if spec[f] ~= nil and type(spec[f]) ~= "function" then
@@ -368,6 +369,21 @@ end
 local function take_lock(job, name, label)
   local l, err = lock.acquire(job.lock_dir .. "/" .. name .. ".lock", { name = label })
   if l then log.info("lock taken", { server = name, lock = l:path() }) end
+  -- with an s3:// store, also a lease in the store: one run per server across
+  -- machines (sbot.store.lock, docs/store.md)
+  if l and job.store then
+    local lease, lerr = require("sbot.store").lock(job.store, job.store_opts, name,
+      { label = label, run_id = job.run_id })
+    if lease == nil then l:release(); return nil, lerr end
+    if lease then
+      local file_lock = l
+      l = { release = function()
+        local ok, rerr = lease:release()
+        if not ok then log.warn(tostring(rerr), { server = name }) end
+        return file_lock:release()
+      end, path = function() return file_lock:path() end }
+    end
+  end
   return l, err
 end
 
@@ -436,7 +452,13 @@ function M:main(argv)
     return 2
   end
   local servers = {}
-  if #args.server == 0 then
+  local site_only = not self.steps and not self.components -- a site-wide workflow: no fan-out
+  if site_only then
+    if #args.server > 0 then
+      io.stderr:write("sbot: ", self.name, " is a site-wide workflow: it takes no --server\n")
+      return 2
+    end
+  elseif #args.server == 0 then
     servers = site.servers
   else
     local by_id = {} -- one pass over the site, whatever the number of --server
@@ -451,7 +473,7 @@ function M:main(argv)
       servers[#servers + 1] = s
     end
   end
-  if #servers == 0 then
+  if #servers == 0 and not site_only then
     io.stderr:write("sbot: site ", site.file, " has no servers to work on\n")
     return 2
   end
@@ -487,7 +509,8 @@ function M:main(argv)
   if not r then io.stderr:write("sbot: ", rerr, "\n"); return 1 end
 
   local base = { site = site, args = public_args, run_id = r.id, run_dir = r.dir,
-    artifact_dir = r.artifact_dir, log_file = r.log_file, lock_dir = lock_dir }
+    artifact_dir = r.artifact_dir, log_file = r.log_file, lock_dir = lock_dir,
+    store = store_url and store_url:match("^s3://") and store_url or nil, store_opts = store_opts }
   local function job(extra)
     local j = {}
     for k, v in pairs(base) do j[k] = v end
