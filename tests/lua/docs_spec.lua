@@ -116,7 +116,14 @@ describe("API reference", function()
   for _, name in ipairs(C_MODULES) do
     it("documents and types every function of the C module " .. name, function()
       local short = name:match("^sbot%.(.+)$")
-      local path, doc = page_for(name, short:match("^component%.") and short:match("[^.]+$") or short)
+      local path, doc
+      if short:match("^component%.") then -- docs/component-<name>.md, else docs/<name>.md
+        local last = short:match("[^.]+$")
+        path, doc = page_for(name, "component-" .. last)
+        if not doc then path, doc = page_for(name, last) end
+      else
+        path, doc = page_for(name, short)
+      end
       assert(doc, "no reference page for " .. name .. " (docs/" .. short .. ".md, or a page titled '# ... "
         .. name .. " ...')")
       local mod = require(name)
