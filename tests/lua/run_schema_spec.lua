@@ -100,4 +100,29 @@ describe("the run record's JSON schema", function()
     bad(function(r) r.results[2].phases.discover.ms = "fast" end, "ms")
     bad(function(r) r.run_id = nil end, "run_id")
   end)
+
+  it("--junit FILE: a testcase per server and step, the failure's message, the skipped reason", function()
+    local dir = helpers.tmpdir("junit")
+    local _, code = json_run(REPORT_WF, { "--site", demo_site(dir), "--junit", dir .. "/junit.xml" }, dir)
+    assert.are.equal(1, code)
+    local s3xml = require "sbot.s3xml"
+    local root, doc = s3xml.parse(helpers.read_file(dir .. "/junit.xml"), { "testsuite", "testcase" })
+    assert.are.equal("testsuites", root, tostring(doc))
+    local cases = {}
+    for _, suite in ipairs(doc.testsuite) do
+      for _, c in ipairs(suite.testcase) do
+        cases[#cases + 1] = (c.failure and "failure: " .. c.failure or c.skipped and "skipped" or "ok")
+      end
+    end
+    assert.are.equal(5, #cases)
+    assert.are.same({ "ok", "ok", "ok" }, { cases[1], cases[2], cases[3] })
+    assert.matches("^failure: process: change 1 of 2 %(create kv/bucket%) failed: .*device refused bucket", cases[4])
+    assert.are.equal("skipped", cases[5])
+    -- a directory that is not there: a usage error before anything runs
+    local r = helpers.sbot({ "run", REPORT_WF, "--site", demo_site(dir), "--runs-dir", dir .. "/runs2",
+      "--junit", dir .. "/nowhere/junit.xml" }, { cwd = dir })
+    assert.are.equal(2, r.code)
+    assert.matches("%-%-junit " .. dir:gsub("%p", "%%%0") .. "/nowhere/junit%.xml: no directory ", r.stderr)
+    assert.is_nil(io.open(dir .. "/runs2"))
+  end)
 end)
