@@ -9,10 +9,11 @@ set -u
 sbot=$(realpath "${SBOT_BIN:-build/sbot}")
 src=$(realpath "${SBOT_SOURCE_DIR:-.}")
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/sbot-progress.XXXXXX")
-sock="sbot-progress-$$"
+sock="sbot-progress-$$-0"
 export SBOT_COMPONENT_PATH="$src/tests/support/components"
 fail=0
 cleanup() { tmux -L "$sock" kill-server 2>/dev/null; rm -rf "$tmp"; }
+runs=0
 trap cleanup EXIT
 
 cat >"$tmp/site.lua" <<'EOF'
@@ -30,6 +31,8 @@ bad() { echo "FAIL - $1"; fail=1; }
 run_sampled() {
   rm -rf "$tmp/samples"; mkdir -p "$tmp/samples"
   tmux -L "$sock" kill-server 2>/dev/null
+  # a tmux server of its own per run: a new session never meets the last one shutting down
+  runs=$((runs + 1)); sock="sbot-progress-$$-$runs"
   tmux -L "$sock" -f /dev/null new-session -d -x 150 -y 40 -c "$tmp" "$1; echo EXIT=\$?; sleep 60"
   for i in $(seq 300); do
     screen >"$tmp/samples/$(printf %03d "$i")"
