@@ -10,7 +10,7 @@
 --                             workers, --jobs caps); prints as an aligned table,
 --                             indexes by server id: d["r630-01"].discovery
 --   runs([where])             the recorded runs (runs dir or store), an aligned table
---   run([id])                 one run's record: run(id).servers["r630-01"].<step>.discovery
+--   run([id [, where]])       one run's record: run(id).servers["r630-01"].<step>.discovery
 -- discover() and plan() close the component's resource (its open()) when done;
 -- component() leaves that to you (c:close()).
 local site_mod = require "sbot.site"
@@ -258,8 +258,8 @@ function M.open(path)
     local w = where_default(where)
     return setmetatable(list, { __pretty = function() return run_mod.list_text_of(list, w) end })
   end
-  _G.run = function(id)
-    local recs = records(nil)
+  _G.run = function(id, where)
+    local recs = records(where)
     local rec, err = recs:load(id)
     if not rec then error(err, 2) end
     return M.run_view(rec)
@@ -306,7 +306,7 @@ RunView.__pretty = function(v)
     .. "\"]), failures, results, args, plan"
 end
 
-M.HELP = [[
+M.HELP = [==[
 with --site (each with an example):
   site                          the site; site.servers[1].idrac.host  (secrets print <redacted>)
   server(id)                    server("r630-01").idrac
@@ -317,9 +317,10 @@ with --site (each with an example):
                                 printed as a table; d["r630-01"].discovery; opts {jobs, timeout,
                                 config, servers}
   runs([where])                 runs()  -- the site's store or runs dir, or runs("runs"), runs("s3://b/p")
-  run([id])                     r = run("20261126T1203")  -- an id or its unique start; run() = newest
-                                r.servers["r630-01"].bmc_inventory.discovery.nics; r.failures
+  run([id [, where]])           r = run("20261126T1203")  -- an id or its unique start; run() = newest
+                                r.servers["r630-01"].bmc_inventory.discovery.nics; r.failures;
+                                run("last", "s3://sbot/runs") reads a store
   Tab completes inside these: r.servers["r6<Tab>, run("2026<Tab>, server("<Tab>
-]]
+]==]
 
 return M

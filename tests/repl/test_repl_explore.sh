@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Drives `sbot repl --site` through a real pseudo-terminal (tmux) against
 # `sbot lab`: discover_all over every server (bmc_inventory from examples/,
-# and the C components iscsi, vault, openshift), printed as aligned tables;
+# and the C components iscsi, vault, r630, openshift), printed as aligned tables;
 # runs() and run(id) reading a recorded run back; Tab completion into those
 # tables and into run("<id>, server("<id>, discover_all("<name>; :help;
 # secrets shown as <redacted>.
@@ -29,6 +29,11 @@ if [ ! -s "$tmp/site.lua" ]; then echo "FAIL - the lab did not start"; cat "$tmp
 (cd "$tmp" && "$sbot" run "$src/examples/inventory.lua" --site site.lua >"$tmp/run.out" 2>&1) ||
   { echo "FAIL - the inventory run failed"; cat "$tmp/run.out"; exit 1; }
 run_id=$(ls "$tmp/runs")
+# and one kept in the lab's S3 too (the record goes to the store: runs/<id>/)
+(cd "$tmp" && "$sbot" run "$src/examples/inventory.lua" --site site.lua --runs-dir runs-s3 \
+  --store s3://sbot/repl-test >"$tmp/run2.out" 2>&1) ||
+  { echo "FAIL - the inventory run with an S3 store failed"; cat "$tmp/run2.out"; exit 1; }
+s3_id=$(ls "$tmp/runs-s3")
 
 screen() { tmux -L "$sock" capture-pane -p -J -S -400; }
 prompt_ready() { screen | awk 'NF { last = $0 } END { exit !(last ~ /^(sbot|\.\.\.)> *$/) }'; }
@@ -48,6 +53,9 @@ wait_for() { # regex [tries of 0.1 s]
   return 1
 }
 check() { # name regex
+  if screen | grep -q '^REPL-EXITED='; then
+    echo "FAIL - $1: the REPL ended early:"; screen | grep -v "^ *$" | tail -25; exit 1
+  fi
   [ -n "${TRACE:-}" ] && echo "$(date +%T.%N | cut -c1-12) $1" >&2
   if wait_for "$2"; then echo "ok   - $1"; else echo "FAIL - $1 (no match for /$2/)"; screen | grep -v "^ *$" | tail -25; fail=1; fi
 }
@@ -55,7 +63,8 @@ check_not() { # name regex: must not be on the screen now
   if screen | grep -Eq -- "$2"; then echo "FAIL - $1 (/$2/ is on the screen)"; fail=1; else echo "ok   - $1"; fi
 }
 
-tmux -L "$sock" -f /dev/null new-session -d -x 220 -y 60 -c "$tmp" "$sbot repl --site site.lua"
+# the REPL's output stays readable when it ends (a REPL that died is reported, not waited for)
+tmux -L "$sock" -f /dev/null new-session -d -x 220 -y 60 -c "$tmp" "$sbot repl --site site.lua; echo REPL-EXITED=\$?; sleep 600"
 check "banner names the site's servers" '2 server\(s\): r630-01, r630-02'
 check "banner lists the explore globals" 'discover_all\(name\), runs\(\), run\(id\)'
 
@@ -84,6 +93,8 @@ type_text 'discover_all("iscsi")'; key Enter
 check "iscsi (a C component) over the fleet" '^r630-01 +ok .*iqn\.2005-10\.org\.freenas\.ctl +iqn\.2024-01\.org\.sbot:r630-01'
 type_text 'discover_all("vault")'; key Enter
 check "vault over the fleet" '^r630-02 +ok .*https://127\.0\.0\.1:[0-9]+ +vault-cluster-lab'
+type_text 'discover_all("r630")'; key Enter
+check "r630 (Redfish) over the fleet" '^r630-02 +ok .*/redfish/v1/Systems/System\.Em'
 type_text 'discover_all("openshift")'; key Enter
 check "a failing component: ERROR column with the message" '^r630-01 +failed .*discover: .*no boot disk for this server'
 clear_screen
@@ -96,6 +107,10 @@ type_more ')'; key Enter
 type_text 'r'; key Enter
 check "run(id) prints its summary" "^run $run_id \\(apply\\) ok"
 check "run(id) summary rows" '^r630-02 +bmc_inventory +ok'
+type_text 'runs("s3://sbot/repl-test")'; key Enter
+check "runs(\"s3://...\") lists the run kept in the store" "^$s3_id +ok +inventory \\(apply\\) +r630-01, r630-02"
+type_text 'run("last", "s3://sbot/repl-test").servers["r630-01"].bmc_inventory.discovery.model'; key Enter
+check "run(id, \"s3://...\") reads a record from the store" '^"PowerEdge R630"$'
 clear_screen
 type_text 'r.servers["r630-02"].bm'; key Tab
 check "Tab completes a step of a server in a run" '^sbot> r\.servers\["r630-02"\]\.bmc_inventory\.$'
@@ -118,6 +133,6 @@ check ":help lists runs()" '^  runs\(\[where\]\) '
 check ":help keeps the general part" 'completes globals and table fields'
 
 key C-d
-for _ in $(seq 50); do tmux -L "$sock" has-session 2>/dev/null || break; sleep 0.1; done
+wait_for '^REPL-EXITED=0$' 50 && echo "ok   - Ctrl-D leaves (exit 0)" || { echo "FAIL - Ctrl-D did not leave with 0"; fail=1; }
 [ $fail -eq 0 ] && echo "repl explore: all checks passed"
 exit $fail
