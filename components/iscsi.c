@@ -45,6 +45,13 @@ static int fail(lua_State *L, const char *fmt, ...)
     return lua_error(L);
 }
 
+static double now_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static void sleep_for(double s)
 {
     struct timespec ts = {(time_t)s, (long)((s - floor(s)) * 1e9)};
@@ -177,9 +184,14 @@ static lua_Integer parse_size(lua_State *L, int idx, const char *where)
         end++;
     if (end == s || *end || !(n > 0))
         fail(L, "%s: '%s' is not a size (e.g. \"120G\", \"512M\", or bytes)", where, s);
-    if (!(n * mult < 9.0e18))
+    double bytes = n * mult;
+    if (!(bytes < 9.0e18))
         fail(L, "%s: '%s' is too large", where, s);
-    return (lua_Integer)(n * mult);
+    /* "0.5" or "1.5" bytes: no such size (and a 0 would be a zvol of no
+     * bytes, or a division by zero in the block-size check) */
+    if (bytes < 1 || bytes != floor(bytes))
+        fail(L, "%s: '%s' is not a whole number of bytes", where, s);
+    return (lua_Integer)bytes;
 }
 
 /* The config value (self.config[k]) or the site's truenas[k]; pushes it. */
@@ -959,6 +971,25 @@ static void create_or_adopt(lua_State *L, int res, const char *create, const cha
     }
 }
 
+/* Push the portal entry that serves ip (or every address), or nil. Raises
+ * on failure. */
+static void push_portal_serving(lua_State *L, int res, const char *ip)
+{
+    must(L, res, "iscsi.portal.query", 0);
+    int list = lua_gettop(L);
+    for (lua_Integer i = 1; lua_rawgeti(L, list, i) == LUA_TTABLE; i++) {
+        int p = lua_gettop(L);
+        if (portal_serves(L, p, ip) || portal_serves(L, p, "0.0.0.0")) {
+            lua_replace(L, list);
+            return;
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1); /* the nil that ended the list */
+    lua_pushnil(L);
+    lua_replace(L, list);
+}
+
 static lua_Integer ids_get(lua_State *L, int self, const char *k)
 {
     int st = state(L, self);
@@ -1007,11 +1038,41 @@ static int c_apply(lua_State *L)
         ids_set(L, self, "zvol", -1, 1);
         lua_setfield(L, out, "id");
     } else if (strncmp(resource, "portal:", 7) == 0) {
-        lua_pushvalue(L, after);
-        create_or_adopt(L, res, "iscsi.portal.create", "iscsi.portal.query", "comment", "comment");
+        /* The portal is the one object servers share: another server's run
+         * (workers run in parallel) may have made one on this IP since our
+         * discovery, and TrueNAS refuses a second ("IP is already in use").
+         * After any failure, a portal that now serves the IP is used: ours
+         * when the answer was lost (marked, undone on rollback), else the
+         * other run's (never deleted by us). */
+        const char *pip = sfield(L, d, "portal_ip");
+        const char *mark = sfield(L, d, "mark");
+        int created = 1;
+        for (int attempt = 0;; attempt++) {
+            lua_pushvalue(L, after);
+            int n = sbot_truenas_call(L, res, "iscsi.portal.create", 1);
+            if (n == 1)
+                break;
+            int lost = transport_code(lua_tostring(L, -1));
+            lua_pop(L, 1);
+            lua_remove(L, -2); /* the message stays for the final error */
+            int msg = lua_gettop(L);
+            push_portal_serving(L, res, pip ? pip : "");
+            if (!lua_isnil(L, -1)) {
+                const char *comment = sfield(L, -1, "comment");
+                created = lost && comment && mark && strcmp(comment, mark) == 0;
+                lua_remove(L, msg);
+                break;
+            }
+            lua_pop(L, 1);
+            if (!lost || attempt >= 2)
+                return fail(L, "%s", lua_tostring(L, msg));
+            lua_pop(L, 1);
+        }
         lua_getfield(L, -1, "id");
-        ids_set(L, self, "portal", -1, 1);
+        ids_set(L, self, "portal", -1, created);
         lua_setfield(L, out, "id");
+        lua_pushboolean(L, created);
+        lua_setfield(L, out, "created");
     } else if (strncmp(resource, "initiator_group:", 16) == 0) {
         if (strcmp(action, "create") == 0) {
             lua_pushvalue(L, after);
@@ -1332,31 +1393,55 @@ static int c_housekeep(lua_State *L)
         return fail(L, "iscsi: read back: the iscsitarget service is %s, not RUNNING", svc_state ? svc_state : "missing");
     lua_pop(L, 1);
 
-    /* a real login as the server's initiator */
+    /* a real login as the server's initiator. TrueNAS reloads its target
+     * after configuration changes, so the portal may be closed for a moment
+     * right after them: a connection refused (or closed before the login)
+     * is tried again until probe_timeout has passed; any other answer of
+     * the target (Target not found, a LUN it does not have) is final. */
     lua_getglobal(L, "require");
     lua_pushliteral(L, "sbot.iscsi");
     lua_call(L, 1, 0);
-    lua_createtable(L, 0, 5);
-    lua_pushstring(L, portal);
-    lua_setfield(L, -2, "portal");
-    lua_pushstring(L, iqn);
-    lua_setfield(L, -2, "target");
-    lua_pushinteger(L, lun);
-    lua_setfield(L, -2, "lun");
-    lua_pushstring(L, initiator);
-    lua_setfield(L, -2, "initiator");
     lua_getfield(L, self, "config");
     lua_getfield(L, -1, "probe_timeout");
-    lua_setfield(L, -3, "timeout");
-    lua_pop(L, 1);
-    char wait[256];
-    snprintf(wait, sizeof wait, "iSCSI login to %s at %s", iqn, portal);
-    sbot_progress(L, wait, SBOT_PROGRESS_UNKNOWN); /* up to probe_timeout on a busy portal */
-    int n = sbot_iscsi_probe(L, -1);
-    sbot_progress_end(L, wait);
-    if (n != 1)
-        return fail(L, "iscsi: login as %s to %s LUN %lld at %s failed: %s", initiator, iqn, (long long)lun, portal,
-                    lua_tostring(L, -2));
+    double probe_timeout = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 15;
+    lua_pop(L, 2);
+    double probe_deadline = now_mono() + probe_timeout, wait = 0.1;
+    int n, attempts = 0;
+    char login[256];
+    snprintf(login, sizeof login, "iSCSI login to %s at %s", iqn, portal);
+    sbot_progress(L, login, SBOT_PROGRESS_UNKNOWN); /* up to probe_timeout on a busy portal */
+    for (;;) {
+        double left = probe_deadline - now_mono();
+        lua_createtable(L, 0, 5);
+        lua_pushstring(L, portal);
+        lua_setfield(L, -2, "portal");
+        lua_pushstring(L, iqn);
+        lua_setfield(L, -2, "target");
+        lua_pushinteger(L, lun);
+        lua_setfield(L, -2, "lun");
+        lua_pushstring(L, initiator);
+        lua_setfield(L, -2, "initiator");
+        lua_pushnumber(L, left > 1 ? left : 1);
+        lua_setfield(L, -2, "timeout");
+        n = sbot_iscsi_probe(L, -1);
+        attempts++;
+        if (n == 1)
+            break;
+        const char *perr = lua_tostring(L, -2);
+        int closed = perr && strstr(perr, "cannot connect to the portal") != NULL;
+        if (!closed || now_mono() + wait >= probe_deadline) {
+            sbot_progress_end(L, login);
+            return fail(L, "iscsi: login as %s to %s LUN %lld at %s failed%s: %s", initiator, iqn, (long long)lun,
+                        portal, attempts > 1 ? " (portal closed throughout probe_timeout)" : "", perr);
+        }
+        char detail[64];
+        snprintf(detail, sizeof detail, "the portal closed the connection (attempt %d)", attempts);
+        sbot_progress_detail(L, login, SBOT_PROGRESS_UNKNOWN, detail);
+        lua_pop(L, n + 1); /* nil, message, code and the opts */
+        sleep_for(wait);
+        wait = wait * 2 > 1.0 ? 1.0 : wait * 2;
+    }
+    sbot_progress_end(L, login);
     int probe = lua_gettop(L);
     lua_getfield(L, probe, "capacity");
     lua_Integer bytes = ifield(L, -1, "bytes", -1);

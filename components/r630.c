@@ -3070,6 +3070,7 @@ static int r630_housekeep(lua_State *L)
     lua_setfield(L, rec, "problems");
     lua_newtable(L);
     setb(L, -1, "indent", 1);
+    sets(L, -1, "secrets", "redact"); /* a record: a CHAP secret in the plan is <redacted> */
     lua_call(L, 2, 1);
     int text = lua_gettop(L);
     lua_getfield(L, self, "artifact");

@@ -411,7 +411,10 @@ static int encode_outcome(lua_State *W)
     lua_setfield(W, -2, "ok");
     lua_pushvalue(W, 2);
     lua_setfield(W, -2, lua_toboolean(W, 1) ? "value" : "error");
-    lua_call(W, 1, 1);
+    lua_createtable(W, 0, 1); /* results are records: a secret object is <redacted> */
+    lua_pushliteral(W, "redact");
+    lua_setfield(W, -2, "secrets");
+    lua_call(W, 2, 1);
     return 1;
 }
 

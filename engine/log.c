@@ -8,6 +8,7 @@
 #include "sbot.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -475,7 +476,11 @@ static int collect_fields(lua_State *L, int fields)
         lua_rawgeti(L, keys, i);
         lua_pushvalue(L, -1);
         lua_gettable(L, fields);
-        int raw = lua_type(L, -1) == LUA_TNUMBER || lua_type(L, -1) == LUA_TBOOLEAN;
+        /* numbers and booleans go unquoted in JSON, except what JSON has no
+         * number for (inf, -inf, nan): those are written as strings */
+        int raw = lua_type(L, -1) == LUA_TBOOLEAN ||
+                  (lua_type(L, -1) == LUA_TNUMBER &&
+                   (lua_isinteger(L, -1) || isfinite(lua_tonumber(L, -1))));
         luaL_tolstring(L, -1, NULL);
         lua_remove(L, -2);
         if (redact_top(L)) /* a number that is a secret is written as a string */
@@ -806,8 +811,14 @@ static int l_configure(lua_State *L)
     if (t == LUA_TSTRING) {
         const char *path = lua_tostring(L, -1);
         FILE *f = fopen(path, "ae");
-        if (!f)
-            return luaL_fileresult(L, 0, path);
+        if (!f) { /* nil, "path: reason", errno name (docs/errors.md) */
+            int e = errno;
+            const char *name = strerrorname_np(e);
+            lua_pushnil(L);
+            lua_pushfstring(L, "%s: %s", path, strerror(e));
+            lua_pushstring(L, name ? name : "EUNKNOWN");
+            return 3;
+        }
         if (st->file)
             fclose(st->file);
         st->file = f;

@@ -47,14 +47,35 @@ static int l_hostname(lua_State *L)
     return 1;
 }
 
-/* sys.pid_alive(pid) -> boolean: a process with that pid exists (on this host). */
+/* Is pid a zombie (exited, waiting for its parent to reap it)? Linux's
+ * /proc/<pid>/stat: "pid (comm) S ...", comm may hold spaces and ')'. */
+static int is_zombie(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    const char *close_paren = strrchr(buf, ')');
+    return close_paren && close_paren[1] == ' ' && close_paren[2] == 'Z';
+}
+
+/* sys.pid_alive(pid) -> boolean: a process with that pid runs (on this host).
+ * A zombie has exited (its memory, files and sockets are gone) and only
+ * waits for its parent -- init for a daemon -- to reap it: not alive. */
 static int l_pid_alive(lua_State *L)
 {
     lua_Integer pid = luaL_checkinteger(L, 1);
     /* above INT_MAX the cast to pid_t could give -1 (every process) or a
      * process group: only real pids get through */
     luaL_argcheck(L, pid > 0 && pid <= INT_MAX, 1, "pid must be a positive process id");
-    lua_pushboolean(L, kill((pid_t)pid, 0) == 0 || errno == EPERM);
+    int exists = kill((pid_t)pid, 0) == 0 || errno == EPERM;
+    lua_pushboolean(L, exists && !is_zombie((pid_t)pid));
     return 1;
 }
 

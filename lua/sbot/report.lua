@@ -25,26 +25,8 @@ local esc = M.escape
 -- A value for the page: redacted, then escaped.
 local function h(v) return esc(red(v == nil and "" or v)) end
 
--- Days since 1970-01-01 of a civil date (proleptic Gregorian).
-local function days_from_civil(y, m, d)
-  y = m <= 2 and y - 1 or y
-  local era = (y >= 0 and y or y - 399) // 400
-  local yoe = y - era * 400
-  local doy = (153 * (m + (m > 2 and -3 or 9)) + 2) // 5 + d - 1
-  local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-  return era * 146097 + doe - 719468
-end
-
---- Milliseconds since the epoch of an ISO-8601 UTC time
--- ("2026-11-26T12:03:00.123Z"), or nil.
-function M.parse_time(s)
-  if type(s) ~= "string" then return nil end
-  local y, mo, d, hh, mi, ss, frac = s:match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)%.?(%d*)Z$")
-  if not y then return nil end
-  local ms = tonumber(((frac or "") .. "000"):sub(1, 3)) or 0
-  local days = days_from_civil(tonumber(y), tonumber(mo), tonumber(d))
-  return ((days * 24 + tonumber(hh)) * 60 + tonumber(mi)) * 60000 + tonumber(ss) * 1000 + ms
-end
+--- Milliseconds since the epoch of an ISO-8601 UTC time, or nil (run.parse_time).
+M.parse_time = run.parse_time
 
 local PHASES = { "discover", "process", "housekeep", "close" }
 

@@ -22,10 +22,6 @@ M.MARKER = "incomplete.lock"
 -- field changes meaning or goes away; docs/run-record.schema.json describes it.
 M.SCHEMA_VERSION = 1
 
---- Where a run's record goes in an artifact store: runs/<id>/results.json and
--- runs/<id>/log.jsonl (artifacts are under <id>/..., so the two never meet).
-M.STORE_PREFIX = "runs/"
-
 --- A new run id: UTC time plus 6 random hex digits, e.g. 20261126T120301Z-4f9a2c.
 function M.new_id()
   return os.date("!%Y%m%dT%H%M%SZ") .. "-" .. crypto.hex(crypto.random_bytes(3))
@@ -77,9 +73,9 @@ local function redact_tree(v, seen, key)
     if words and words[v] then return v end
     return log.redact(v)
   end
-  if type(v) ~= "table" then return v end
-  local mt = getmetatable(v)
-  if type(mt) == "table" and mt.__name == "sbot.secret" then return v end
+  -- a secret object (log.is_secret: the one test, never a __name string)
+  -- stays as it is; json.encode writes it as <redacted>
+  if log.is_secret(v) or type(v) ~= "table" then return v end
   seen = seen or {}
   if seen[v] then return seen[v] end
   local out = {}
@@ -114,21 +110,8 @@ local function server_ids(given, results)
   return out
 end
 
--- Put the record (and the log so far) into the run's store as
--- runs/<id>/results.json and runs/<id>/log.jsonl. Returns true or nil, err.
-local function store_record(run, text)
-  local st, err = require("sbot.store").open(run.store, run.store_opts)
-  if not st then return nil, tostring(err) end
-  local prefix = M.STORE_PREFIX .. run.id .. "/"
-  local ok, perr = st:put(prefix .. "log.jsonl", { file = run.log_file }, { type = "application/x-ndjson" })
-  if not ok then return nil, tostring(perr) end
-  ok, perr = st:put(prefix .. "results.json", text, { type = "application/json" })
-  if not ok then return nil, tostring(perr) end
-  return true
-end
-
---- Finish a run: store artifacts, write results.json (and, with a store,
--- put the record and its log there too). Returns the record.
+--- Finish a run: store artifacts, write results.json (and, with an s3://
+-- store, keep the record there too: sbot.store.keep_run). Returns the record.
 function M.finish(run, results)
   local stored, serr = artifact.store_all(results, { run_id = run.id, run_dir = run.dir,
     store = run.store, store_opts = run.store_opts })
@@ -145,18 +128,7 @@ function M.finish(run, results)
     log.error("artifacts: " .. serr, { run = run.id })
   end
   record = redact_tree(record)
-  local text = json.encode(record, { indent = true }) .. "\n"
-  if run.store then
-    -- the store holds the record too, so `sbot runs` and the REPL's run(id)
-    -- read it from anywhere; a record that did not get there fails the run
-    local sok, sterr = store_record(run, text)
-    if not sok then
-      record.ok = false
-      record.record_error = "not stored in " .. log.redact(run.store) .. ": " .. log.redact(sterr)
-      log.error("run record: " .. record.record_error, { run = run.id })
-      text = json.encode(record, { indent = true }) .. "\n"
-    end
-  end
+  local text = json.encode(record, { indent = true, secrets = "redact" }) .. "\n"
   -- atomically (temp file, fsync, rename): a reader never sees a half
   -- record, a full disk never leaves an empty one; the marker goes only
   -- once the record is there
@@ -166,8 +138,7 @@ function M.finish(run, results)
     log.info("run finished", { run = run.id, ok = record.ok, results = run.results_file })
   else
     record.ok = false
-    record.record_error = (record.record_error and (record.record_error .. "; ") or "")
-      .. "results.json not written: " .. tostring(werr)
+    record.record_error = "results.json not written: " .. tostring(werr)
     run.marker:detach() -- the directory stays marked incomplete
     log.error("run record: " .. record.record_error, { run = run.id })
   end
@@ -179,7 +150,7 @@ function M.finish(run, results)
     record.ok, record.record_error = false, log.redact(tostring(kerr))
     io.stderr:write("sbot: run record not kept in the store: ", record.record_error, "\n")
     local rf = assert(io.open(run.results_file, "wb"))
-    rf:write(json.encode(record, { indent = true }), "\n")
+    rf:write(json.encode(record, { indent = true, secrets = "redact" }), "\n")
     assert(rf:close())
   end
   return record
@@ -240,7 +211,9 @@ function M.records(where, opts)
   return setmetatable({ kind = "dir", where = where }, Records)
 end
 
---- Every run id, oldest first; nil, err when the place cannot be read.
+--- Every run id, oldest first; nil, err when the place cannot be read. An
+-- s3:// store's runs are those of its index (metadata/index.json, kept by
+-- sbot.store.keep_run); another store's, the <id>/results.json it holds.
 function Records:ids()
   local ids = {}
   if self.kind == "dir" then
@@ -249,16 +222,35 @@ function Records:ids()
     for _, e in ipairs(entries) do
       if e.type == "directory" and e.name:match(RUN_ID) then ids[#ids + 1] = e.name end
     end
+  elseif self.store.read_index then
+    local doc, err = self.store:read_index()
+    if not doc then return nil, "runs in " .. log.redact(self.where) .. ": " .. tostring(err) end
+    self.index = doc.runs
+    for id in pairs(doc.runs) do
+      if type(id) == "string" and id:match(RUN_ID) then ids[#ids + 1] = id end
+    end
   else
-    local list, err = self.store:list(M.STORE_PREFIX)
+    local list, err = self.store:list("")
     if not list then return nil, "runs in " .. log.redact(self.where) .. ": " .. tostring(err) end
     for _, o in ipairs(list) do
-      local id = o.key:match("^runs/([^/]+)/results%.json$")
+      local id = o.key:match("^([^/]+)/results%.json$")
       if id and id:match(RUN_ID) then ids[#ids + 1] = id end
     end
   end
   table.sort(ids)
   return ids
+end
+
+-- The state of a run from its entry in an s3:// store's index.
+local function index_state(e)
+  local servers = {}
+  for id in pairs(type(e.servers) == "table" and e.servers or {}) do
+    if id ~= "(site)" then servers[#servers + 1] = id end
+  end
+  table.sort(servers)
+  local t0, t1 = M.parse_time(e.started), M.parse_time(e.ended)
+  return { state = "complete", ok = e.ok == true, workflow = e.workflow, mode = e.mode, started = e.started,
+    ms = t0 and t1 and (t1 - t0) or nil, servers = servers, text = e.ok == true and "ok" or "FAILED" }
 end
 
 --- Every run, oldest first: {{id, dir (a directory's), state = M.state}, ...}.
@@ -270,6 +262,8 @@ function Records:list()
     if self.kind == "dir" then
       local dir = self.where .. "/" .. id
       out[i] = { id = id, dir = dir, state = M.state(dir) }
+    elseif self.index and type(self.index[id]) == "table" then
+      out[i] = { id = id, state = index_state(self.index[id]) }
     else
       local rec, lerr = self:_read(id)
       out[i] = { id = id, state = rec and complete_state(rec)
@@ -310,7 +304,7 @@ function Records:_read(id)
     text = f:read("a")
     f:close()
   else
-    text, err = self.store:get(M.STORE_PREFIX .. id .. "/results.json")
+    text, err = self.store:get(id .. "/results.json")
     if not text then return nil, "run " .. id .. ": " .. tostring(err) end
   end
   local rec, jerr = json.decode(text)
@@ -336,7 +330,7 @@ function Records:log(id)
     f:close()
     return text
   end
-  local text, gerr = self.store:get(M.STORE_PREFIX .. full .. "/log.jsonl")
+  local text, gerr = self.store:get(full .. "/log.jsonl")
   if not text then return nil, tostring(gerr) end
   return text
 end
@@ -345,6 +339,27 @@ end
 -- {{id, dir, state = M.state(dir)}, ...}; nil, err if runs_dir cannot be read.
 function M.list(runs_dir)
   return M.records(runs_dir):list()
+end
+
+-- Days since 1970-01-01 of a civil date (proleptic Gregorian).
+local function days_from_civil(y, m, d)
+  y = m <= 2 and y - 1 or y
+  local era = (y >= 0 and y or y - 399) // 400
+  local yoe = y - era * 400
+  local doy = (153 * (m + (m > 2 and -3 or 9)) + 2) // 5 + d - 1
+  local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+  return era * 146097 + doe - 719468
+end
+
+--- Milliseconds since the epoch of an ISO-8601 UTC time
+-- ("2026-11-26T12:03:00.123Z"), or nil.
+function M.parse_time(s)
+  if type(s) ~= "string" then return nil end
+  local y, mo, d, hh, mi, ss, frac = s:match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)%.?(%d*)Z$")
+  if not y then return nil end
+  local ms = tonumber(((frac or "") .. "000"):sub(1, 3)) or 0
+  local days = days_from_civil(tonumber(y), tonumber(mo), tonumber(d))
+  return ((days * 24 + tonumber(hh)) * 60 + tonumber(mi)) * 60000 + tonumber(ss) * 1000 + ms
 end
 
 --- A number as text, an integral one without ".0" (JSON gives floats).
@@ -508,7 +523,7 @@ local function render(v)
   if v == nil or v == json.null then return "(none)" end
   v = redact_tree(v)
   if type(v) == "string" then return string.format("%q", v) end
-  local ok, s = pcall(json.encode, v)
+  local ok, s = pcall(json.encode, v, { secrets = "redact" })
   return ok and s or red(v)
 end
 

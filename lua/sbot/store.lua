@@ -136,7 +136,7 @@ function File:put(key, source, metadata)
   if not r then return nil, "store put " .. self:_where(key) .. ": " .. werr, code end
   local info = { key = key, size = r.size, sha256 = r.sha256, etag = r.sha256,
                  metadata = meta, last_modified = os.time() }
-  local mr, mwerr, mcode = fsio.write_atomic(path .. META_SUFFIX, json.encode(info))
+  local mr, mwerr, mcode = fsio.write_atomic(path .. META_SUFFIX, json.encode(info, { secrets = "redact" }))
   if not mr then
     fsio.remove(path) -- no object without its metadata (head and get would refuse it anyway)
     return nil, "store put " .. self:_where(key) .. " (metadata): " .. mwerr, mcode

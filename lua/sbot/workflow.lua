@@ -589,7 +589,7 @@ function M:main(argv)
     end
   end
   if args.json then
-    io.stdout:write(json.encode(record, { indent = true }), "\n")
+    io.stdout:write(json.encode(record, { indent = true, secrets = "redact" }), "\n")
   else
     if args.plan then io.stdout:write(run.format_plan(record), "\n") end
     io.stdout:write(run.summary(record))

@@ -4,7 +4,6 @@
 -- nothing created, and runs with lost answers or killed mid-way converge
 -- without duplicates or orphans. The full campaigns (20 seeds, 10 kill
 -- points) are tests/iscsi_campaign.lua.
-local json = require "sbot.json"
 local helpers = require "helpers"
 local il = require "iscsi_lab"
 
@@ -63,6 +62,28 @@ describe("iscsi component", function()
     assert.are.equal(writes, il.truenas(lab).writes)
   end)
 
+  it("logs in through a portal that is closed for a moment (a target reloading its configuration)", function()
+    -- TrueNAS reloads its target after configuration changes: a login right
+    -- after one may find the portal closed. The first two connections here
+    -- are closed at once, later ones reach the lab's istgt.
+    local tgt_port = tonumber(lab.site.truenas.portal:match(":(%d+)$"))
+    local fwd = helpers.spawn(string.format("python3 %s --close 2 --to %d",
+      helpers.shquote(helpers.source_dir .. "/tests/servers/reloading_portal.py"), tgt_port))
+    local port
+    for _ = 1, 200 do
+      port = tonumber(helpers.read_file(fwd.log):match("^(%d+)\n"))
+      if port then break end
+      os.execute("sleep 0.02")
+    end
+    local r = port and il.run(lab, "r630-01", { portal = "127.0.0.1:" .. port })
+    local out = fwd:output()
+    fwd:stop()
+    assert(port, "the portal did not start: " .. out)
+    assert(r.code == 0, r.stdout .. r.stderr)
+    assert.are.equal(64 * 1024 * 1024, r.result.housekeeping.login.capacity)
+    assert.matches("closed\nclosed\nforwarded", out)
+  end)
+
   describe("refuses bad inputs with a clear error and creates nothing", function()
     local function refused(config, pattern, site_file)
       local before = il.truenas(lab)
@@ -82,6 +103,12 @@ describe("iscsi component", function()
     it("a zvol bigger than TrueNAS allows", function()
       refused({ zvol = { size = "900G" } }, "more than 80%% of the %d+ bytes available under tank[%w_/]*: TrueNAS refuses it")
       refused({ zvol = { size = 1000 } }, "not a multiple of volblocksize 16K")
+    end)
+    it("sizes that are not a whole number of bytes", function()
+      -- "0.5" once became 0: a zvol of 0 bytes, and a block size of 0 a division by zero
+      refused({ zvol = { size = "64M", volblocksize = "0.5" } },
+        "iscsi: zvol.volblocksize: '0.5' is not a whole number of bytes")
+      refused({ zvol = { size = "1.5" } }, "iscsi: zvol.size: '1.5' is not a whole number of bytes")
     end)
     it("an invalid target name", function()
       refused({ target = { name = "r630_02.openshift4_14_3" } },
@@ -107,6 +134,32 @@ describe("iscsi component", function()
       os.execute("chmod 600 " .. helpers.shquote(file))
       refused({}, "discover: open: truenas: .*127%.0%.0%.1:" .. port .. ".*Connection refused", file)
     end)
+  end)
+end)
+
+describe("iscsi component beside another server's run", function()
+  it("adopts the portal another run created after its discovery (servers run in parallel)", function()
+    local lab = il.start_lab()
+    local ok, err = pcall(function()
+      local site_mod = require "sbot.site"
+      local site = assert(site_mod.load(lab.site_file))
+      local server = assert(site_mod.server(site, "r630-02"))
+      local Iscsi = require "sbot.component.iscsi"
+      local c = assert(Iscsi.new({ version = il.VERSION, zvol = { size = "64M" }, probe_timeout = 10 },
+        { id = server.id, site = site, server = server, artifact_dir = helpers.tmpdir("iscsiart") }))
+      local r = c:execute { before_process = function()
+        -- r630-02 has discovered no portal; r630-01's worker makes one now
+        local other = il.run(lab, "r630-01")
+        assert(other.code == 0, other.stdout .. other.stderr)
+      end }
+      assert.are.equal("ok", r.status, r.error)
+      local tn = il.truenas(lab)
+      assert.are.equal(1, #tn.iscsi.portals)
+      assert.are.equal(2, #tn.iscsi.targetextents)
+      assert.are.same({}, il.problems(tn, { "r630-01", "r630-02" }))
+    end)
+    lab.stop()
+    assert(ok, err)
   end)
 end)
 
@@ -151,6 +204,5 @@ describe("iscsi component killed in its process phase", function()
     end)
     lab.stop()
     assert(ok, err)
-    json.encode({})
   end)
 end)

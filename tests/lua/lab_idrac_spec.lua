@@ -82,6 +82,13 @@ describe("sbot lab iDRAC 8", function()
     assert.are.equal(201, assert(ninth:login(sessions)).status)
     for i = 2, 8 do clients[i]:logout() end
     ninth:logout()
+    -- a password handed over as a secret object: the request body carries
+    -- its value (a protocol body encodes with secrets = "reveal")
+    local sc = lab.client("idrac-1")
+    sc.password = require("sbot.secret").new(sc.password, "test")
+    local sr = assert(sc:login(sessions))
+    assert.are.equal(201, sr.status, sr.body)
+    sc:logout()
     -- Basic auth also works; wrong credentials and no credentials get 401
     local c = lab.client("idrac-1")
     assert.are.equal(200, assert(c:get(SYS, { auth = "basic" })).status)

@@ -126,40 +126,6 @@ describe("run records", function()
       helpers.sbot({ "runs", dir .. "/runs/20260101T000000Z-abcdef" }).stdout)
   end)
 
-  it("a run with a store keeps its record there too: sbot runs list/show read it back", function()
-    local dir = helpers.tmpdir("store")
-    local store = "file://" .. dir .. "/store"
-    local r = helpers.sbot({ "run", WF, "--site", site(dir), "--runs-dir", dir .. "/runs", "--store", store },
-      { cwd = dir })
-    assert.are.equal(0, r.code, r.stdout .. r.stderr)
-    local id = assert(run.list(dir .. "/runs"))[1].id
-    local stored = helpers.read_file(dir .. "/store/runs/" .. id .. "/results.json")
-    assert.are.same(json.decode(helpers.read_file(dir .. "/runs/" .. id .. "/results.json")), json.decode(stored))
-    assert.matches('"msg":"run started"', helpers.read_file(dir .. "/store/runs/" .. id .. "/log.jsonl"))
-    local out = helpers.sbot { "runs", "list", "--store", store }
-    assert.are.equal(0, out.code, out.stderr)
-    assert.matches("\n" .. esc(id) .. "  ok +kv %(apply%)  s1 ", out.stdout)
-    out = helpers.sbot { "runs", "show", id:sub(1, 10), "--store", store, "--json" }
-    assert.are.equal(0, out.code, out.stderr)
-    assert.are.equal(id, json.decode(out.stdout).run_id)
-    -- the site's store is the default place with --site
-    out = helpers.sbot({ "runs", "show", "last", "--site", site(dir, "") }, { cwd = dir })
-    assert.are.equal(0, out.code, out.stderr)
-  end)
-
-  it("a record that cannot be put in the store fails the run loudly (still written locally)", function()
-    local dir = helpers.tmpdir("store-bad")
-    os.execute("mkdir -p " .. helpers.shquote(dir .. "/store"))
-    helpers.write_file(dir .. "/store/runs", "in the way") -- a file where the runs/ prefix would go
-    local r = helpers.sbot({ "run", WF, "--site", site(dir), "--runs-dir", dir .. "/runs",
-      "--store", "file://" .. dir .. "/store" }, { cwd = dir })
-    assert.are.equal(1, r.code, r.stdout .. r.stderr)
-    assert.matches("run %S+ %(apply%) FAILED\n", r.stdout)
-    assert.matches("error: run record: not stored in file://" .. esc(dir) .. "/store: store put ", r.stdout)
-    local list = assert(run.list(dir .. "/runs"))
-    assert.are.equal("FAILED", list[1].state.text)
-  end)
-
   it("runs show and report: an unknown or ambiguous id, a missing option", function()
     local dir = helpers.tmpdir("ids")
     for _, id in ipairs { "20260101T000000Z-aaaaaa", "20260101T000001Z-bbbbbb" } do

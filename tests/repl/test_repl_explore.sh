@@ -34,6 +34,15 @@ run_id=$(ls "$tmp/runs")
   --store s3://sbot/repl-test >"$tmp/run2.out" 2>&1) ||
   { echo "FAIL - the inventory run with an S3 store failed"; cat "$tmp/run2.out"; exit 1; }
 s3_id=$(ls "$tmp/runs-s3")
+# sbot runs reads it back from the store's index and record (the site gives the S3 keys)
+(cd "$tmp" && "$sbot" runs list --store s3://sbot/repl-test --site site.lua) >"$tmp/list.out" 2>&1
+grep -Eq "^$s3_id +ok +inventory \(apply\) +r630-01, r630-02 +[0-9.]+ m?s$" "$tmp/list.out" &&
+  echo "ok   - sbot runs list --store s3://... lists the run from the store's index" ||
+  { echo "FAIL - sbot runs list --store: $(cat "$tmp/list.out")"; fail=1; }
+(cd "$tmp" && "$sbot" runs show "${s3_id:0:10}" --store s3://sbot/repl-test --site site.lua --json) >"$tmp/show.out" 2>&1
+grep -q "\"run_id\": \"$s3_id\"" "$tmp/show.out" &&
+  echo "ok   - sbot runs show ID --store s3://... reads its results.json" ||
+  { echo "FAIL - sbot runs show --store: $(head -5 "$tmp/show.out")"; fail=1; }
 
 screen() { tmux -L "$sock" capture-pane -p -J -S -400; }
 prompt_ready() { screen | awk 'NF { last = $0 } END { exit !(last ~ /^(sbot|\.\.\.)> *$/) }'; }
