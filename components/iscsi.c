@@ -1344,18 +1344,24 @@ static int c_apply(lua_State *L)
         lua_pushboolean(L, 1);
         lua_setfield(L, out, "enable");
     } else if (strcmp(resource, "service:iscsitarget:start") == 0) {
+        /* a TrueNAS job (service.control): its percent shows beside this */
+        sbot_progress(L, "start the iscsitarget service", SBOT_PROGRESS_UNKNOWN);
         for (int attempt = 0;; attempt++) {
             lua_pushliteral(L, "START");
             lua_pushliteral(L, "iscsitarget");
             lua_newtable(L);
             int n = sbot_truenas_call(L, res, "service.control", 3);
             if (n == 1) {
-                if (!lua_toboolean(L, -1))
+                if (!lua_toboolean(L, -1)) {
+                    sbot_progress_end(L, "start the iscsitarget service");
                     return fail(L, "service.control START iscsitarget: the service did not start");
+                }
                 break;
             }
-            if (!transport_code(lua_tostring(L, -1)) || attempt >= 2)
+            if (!transport_code(lua_tostring(L, -1)) || attempt >= 2) {
+                sbot_progress_end(L, "start the iscsitarget service");
                 return fail(L, "%s", lua_tostring(L, -2));
+            }
             lua_pop(L, 3);
             lua_pushliteral(L, "iscsitarget");
             query1(L, res, "service.query", "service");
@@ -1364,6 +1370,7 @@ static int c_apply(lua_State *L)
                 break;
             lua_pop(L, 1);
         }
+        sbot_progress_end(L, "start the iscsitarget service");
         lua_pushboolean(L, 1);
         lua_setfield(L, out, "running");
     } else {
@@ -1506,6 +1513,9 @@ static int c_housekeep(lua_State *L)
     lua_pop(L, 2);
     double probe_deadline = now_mono() + probe_timeout, wait = 0.1;
     int n, attempts = 0;
+    char login[256];
+    snprintf(login, sizeof login, "iSCSI login to %s at %s", iqn, portal);
+    sbot_progress(L, login, SBOT_PROGRESS_UNKNOWN); /* up to probe_timeout on a busy portal */
     for (;;) {
         double left = probe_deadline - now_mono();
         lua_createtable(L, 0, 5);
@@ -1525,13 +1535,19 @@ static int c_housekeep(lua_State *L)
             break;
         const char *perr = lua_tostring(L, -2);
         int closed = perr && strstr(perr, "cannot connect to the portal") != NULL;
-        if (!closed || now_mono() + wait >= probe_deadline)
+        if (!closed || now_mono() + wait >= probe_deadline) {
+            sbot_progress_end(L, login);
             return fail(L, "iscsi: login as %s to %s LUN %lld at %s failed%s: %s", initiator, iqn, (long long)lun,
                         portal, attempts > 1 ? " (portal closed throughout probe_timeout)" : "", perr);
+        }
+        char detail[64];
+        snprintf(detail, sizeof detail, "the portal closed the connection (attempt %d)", attempts);
+        sbot_progress_detail(L, login, SBOT_PROGRESS_UNKNOWN, detail);
         lua_pop(L, n + 1); /* nil, message, code and the opts */
         sleep_for(wait);
         wait = wait * 2 > 1.0 ? 1.0 : wait * 2;
     }
+    sbot_progress_end(L, login);
     int probe = lua_gettop(L);
     lua_getfield(L, probe, "capacity");
     lua_Integer bytes = ifield(L, -1, "bytes", -1);

@@ -1672,6 +1672,7 @@ static void run_program(lua_State *L, int argv, const char *cwd, double timeout,
     }
     lua_pushnumber(L, timeout);
     lua_setfield(L, -2, "timeout");
+    set_str(L, -1, "progress", what); /* minutes: a wait of sbot.progress */
     int n = sbot_sys_spawn(L, -1);
     if (n != 1)
         luaL_error(L, "%s: %s", what, luaL_optstring(L, -n + 1, "cannot start"));
@@ -1725,6 +1726,9 @@ static int apply_installer(lua_State *L, int self, int m)
     lua_newtable(L);
     set_str(L, -1, "url", get_str(L, ms, "url"));
     set_str(L, -1, "output_file", tarball);
+    const char *wait = lua_pushfstring(L, "download openshift-install %s", version);
+    set_str(L, -2, "progress", wait);
+    lua_pop(L, 1);
     lua_getfield(L, inst, "tls");
     lua_setfield(L, -2, "tls");
     lua_getfield(L, inst, "timeout");
@@ -1804,6 +1808,10 @@ static void store_put(lua_State *L, int st, const char *key, const char *path, c
     lua_pushstring(L, key);
     lua_newtable(L);
     set_str(L, -1, "file", path);
+    /* an upload of an ISO takes a while: a wait of sbot.progress */
+    const char *wait = lua_pushfstring(L, "upload %s", key);
+    set_str(L, -2, "progress", wait);
+    lua_pop(L, 1);
     if (meta)
         lua_pushvalue(L, meta);
     else

@@ -634,7 +634,13 @@ static int s3_discover(lua_State *L)
             lua_createtable(L, 0, 1);
             set_str(L, -1, "file", field_str(L, e, "file"));
             int ha = lua_gettop(L);
-            if (!call_method(L, client, "hash_file", ha))
+            /* hashing a large file (an ISO) takes a while: a wait of sbot.progress */
+            char wait[256];
+            snprintf(wait, sizeof wait, "hash %s", key);
+            sbot_progress(L, wait, SBOT_PROGRESS_UNKNOWN);
+            int hashed = call_method(L, client, "hash_file", ha);
+            sbot_progress_end(L, wait);
+            if (!hashed)
                 return luaL_error(L, "artifact %s: %s", key, luaL_optstring(L, -2, "cannot read the file"));
             lua_pushvalue(L, -3);
             set_top(L, e, "hash");
@@ -1379,6 +1385,9 @@ static void apply_upload(lua_State *L, int self, int change, int res)
     int client = lua_gettop(L);
     int a = args_bk(L, field_str(L, res, "bucket"), field_str(L, art, "object"));
     set_str(L, a, "file", field_str(L, art, "file"));
+    /* an upload takes a while: a wait of sbot.progress (one for all its parts) */
+    lua_pushfstring(L, "upload %s", field_str(L, art, "object"));
+    set_top(L, a, "progress");
     set_bool(L, a, "sha256_metadata", 1);
     lua_getfield(L, art, "content_type");
     set_top(L, a, "content_type");

@@ -259,6 +259,8 @@ static void helper(struct helper *h, int res_fd, pid_t parent)
     signal(SIGTERM, SIG_DFL);
     signal(SIGPIPE, SIG_DFL);
     close_other_fds(h->stop_fd, res_fd);
+    /* a fork: a progress board the caller draws is not the helper's to redraw */
+    sbot_progress_worker(-1, NULL);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent)
         _exit(70);

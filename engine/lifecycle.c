@@ -355,6 +355,8 @@ static int run_phase(lua_State *L, int self, const char *phase, int nargs)
     double t0 = mono_ms();
     int st = pcall_tb_keep(L, nargs);
     double ms = mono_ms() - t0;
+    if (st != LUA_OK) /* a wait never outlives the phase that failed in it */
+        sbot_progress_end(L, NULL);
     sbot_utc_iso(ended, sizeof ended);
     int res = lua_gettop(L);
     int interrupted = st != LUA_OK && is_interrupt(L, res);

@@ -548,8 +548,11 @@ static void emit(lua_State *L, int level, const char *msg, size_t msglen, int fi
             fwrite(j, 1, jl, st->file);
             fflush(st->file);
         }
-        if (to_stderr && st->json)
+        if (to_stderr && st->json) {
+            sbot_progress_hide(); /* below the progress board, if one is drawn */
             fwrite(j, 1, jl, stderr);
+            sbot_progress_show();
+        }
     }
     if (to_stderr && !st->json) {
         static const char *const colour[] = {"\033[2m", "\033[36m", "\033[33m", "\033[31m"};
@@ -583,10 +586,24 @@ static void emit(lua_State *L, int level, const char *msg, size_t msglen, int fi
         luaL_pushresult(&b);
         size_t hl;
         const char *h = lua_tolstring(L, -1, &hl);
+        sbot_progress_hide();
         fwrite(h, 1, hl, stderr);
+        sbot_progress_show();
     }
     fflush(stderr);
     lua_settop(L, top);
+}
+
+void sbot_log_fields(lua_State *L, enum sbot_level level, const char *msg, int fields)
+{
+    if (!sbot_log_enabled(L, level))
+        return;
+    emit(L, level, msg, strlen(msg), fields ? lua_absindex(L, fields) : 0);
+}
+
+int sbot_log_json(lua_State *L)
+{
+    return get_state(L)->json;
 }
 
 void sbot_log(lua_State *L, enum sbot_level level, const char *fmt, ...)

@@ -6,6 +6,7 @@
  *                               opened on the first require of such a module. */
 SBOT_CORE_MODULE("cjson", luaopen_cjson)
 SBOT_CORE_MODULE("sbot.log", luaopen_sbot_log)
+SBOT_CORE_MODULE("sbot.progress", luaopen_sbot_progress)
 SBOT_MODULE("sbot.sys", luaopen_sbot_sys)
 SBOT_MODULE("sbot.lock", luaopen_sbot_lock)
 SBOT_MODULE("sbot.component", luaopen_sbot_component)

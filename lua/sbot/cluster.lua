@@ -5,9 +5,9 @@
 -- the cluster's agent ISO:
 --
 --   s3          the buckets, versioning, the public-read policy, lifecycle rules
---   (check)     the site against itself (OpenShiftComponent.check), each
+--   (check)     the site against itself (openshift.check), each
 --               node's iSCSI disk address from the iSCSI component's names
---               (IscsiComponent.address): the ISO's rootDeviceHints
+--               (iscsi.address): the ISO's rootDeviceHints
 --   openshift   the agent ISO, rendered, built, verified, kept in the private bucket
 --   publish     the S3 component publishes it (server-side copy, index), or
 --               presigns it (site openshift.iso.publish)
@@ -139,7 +139,7 @@ function M.iso_store(site, config)
 end
 
 --- Every node's iSCSI disk address {portal, iqn, lun}, by server id, as the
--- iSCSI component names it (IscsiComponent.address: its config, the site
+-- iSCSI component names it (iscsi.address: its config, the site
 -- and its hooks — the names its own step will give the disk). Without
 -- TrueNAS when the site gives truenas.basename and the portal's port;
 -- otherwise one read-only look at the first node's disk (a discover-only

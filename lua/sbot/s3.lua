@@ -945,6 +945,16 @@ end
 -- aborts the upload.
 function Client:_multipart_put(a, headers, size)
   local where = a.bucket .. "/" .. a.key
+  -- progress = "what": the whole upload (every part) is one wait of
+  -- sbot.progress; a function gets (bytes sent, size) as for one PUT
+  local report, wait = a.progress, nil
+  if type(report) == "string" then
+    wait = require("sbot.progress").start(report)
+    report = function(sent, total)
+      wait:update(math.min(sent / total, 1), string.format("%.1f of %.1f MiB", sent / MiB, total / MiB))
+    end
+  end
+  local _ <close> = wait
   local part_size = effective_part_size(size, a.part_size or self.part_size)
   local pre, whole = nil, nil
   if a.hashes then
@@ -1023,11 +1033,11 @@ function Client:_multipart_put(a, headers, size)
         reqs[i] = self:_build{ method = "PUT", bucket = a.bucket, key = a.key,
           query = { partNumber = tostring(n), uploadId = upload_id },
           body_file = a.file, body_offset = off, body_length = psize, payload_hash = hex,
-          progress = a.progress and function(sent)
+          progress = report and function(sent)
             inflight[i] = sent
             local sum = done_bytes
             for _, v in pairs(inflight) do sum = sum + v end
-            a.progress(sum, size)
+            report(sum, size)
           end or nil }
       end
       local results = http.batch(reqs, { per_host = conc, total = conc })

@@ -4,7 +4,7 @@
 --   local st = assert(store.open("file:///var/lib/sbot/artifacts"))
 --   local st = assert(store.open("s3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=us-east-1",
 --                                {access_key = ..., secret_key = ...}))
---   st:put(key, "content" | {file = path}, {meta = "data"}) -> {key, size, sha256, etag}
+--   st:put(key, "content" | {file = path [, progress = "upload x"]}, {meta = "data"}) -> {key, size, sha256, etag}
 --   st:get(key [, dest])   -> content, info   |  info (dest = path or {file = path})
 --   st:head(key)           -> {key, size, sha256, etag, metadata, last_modified}
 --   st:list(prefix)        -> {{key, size, last_modified}, ...} sorted by key
@@ -74,8 +74,13 @@ end
 
 local function check_source(source)
   if type(source) == "string" then return end
-  if type(source) == "table" and type(source.file) == "string" then return end
-  error("store: source must be a string of content or {file = path}", 3)
+  if type(source) == "table" and type(source.file) == "string" then
+    if source.progress ~= nil and type(source.progress) ~= "string" then
+      error("store: source.progress must be a string (the wait's name, docs/progress.md)", 3)
+    end
+    return
+  end
+  error("store: source must be a string of content or {file = path [, progress = what]}", 3)
 end
 
 local function dest_path(dest)
@@ -125,7 +130,9 @@ function File:put(key, source, metadata)
   if st and st.type ~= "file" then
     return nil, "store put " .. self:_where(key) .. ": a " .. st.type .. " is in the way", "BadKey"
   end
-  local r, werr, code = fsio.write_atomic(path, source)
+  local wait <close> = type(source) == "table" and source.progress
+    and require("sbot.progress").start(source.progress) or nil
+  local r, werr, code = fsio.write_atomic(path, type(source) == "table" and { file = source.file } or source)
   if not r then return nil, "store put " .. self:_where(key) .. ": " .. werr, code end
   local info = { key = key, size = r.size, sha256 = r.sha256, etag = r.sha256,
                  metadata = meta, last_modified = os.time() }
@@ -283,6 +290,7 @@ function S3:put(key, source, metadata)
   local r, perr, code = self.client:put_object{ bucket = self.bucket, key = self:_key(key),
     body = type(source) == "string" and source or nil,
     file = type(source) == "table" and source.file or nil,
+    progress = type(source) == "table" and source.progress or nil,
     metadata = meta, sha256_metadata = true }
   if not r then return nil, "store put " .. self:_where(key) .. ": " .. perr, code end
   return { key = key, size = r.size, sha256 = r.sha256, etag = r.etag }

@@ -155,7 +155,9 @@ function M:parser()
     "0"):argname("S"):convert(seconds("--timeout"))
   p:option("--grace", "Seconds a stopped worker (Ctrl-C, SIGTERM, --timeout) has to close its "
     .. "connections before it is killed.", "20"):argname("S"):convert(seconds("--grace"))
-  p:flag("--json", "Print the results as JSON instead of the summary table.")
+  p:flag("--json", "Print the run record as JSON (docs/run-record.schema.json) instead of the summary table.")
+  p:option("--junit", "Also write a JUnit XML report to FILE (a testcase per server and step).")
+    :argname("FILE")
   p:flag("--log-json", "Log lines as JSON on stderr.")
   p:option("--store", "Artifact store URL (s3://bucket/prefix or file:///dir).")
     :argname("URL"):convert(function(s)
@@ -200,6 +202,13 @@ function M:parse(argv)
   if #phases == 0 then return nil, "error: --phases: no phase given" end
   args.phases = phases
   args.mode = args.plan and "plan" or "apply"
+  if args.junit then -- checked now: a report that cannot be written fails the run at its end
+    local dir = args.junit:match("^(.*)/[^/]*$") or "."
+    local st = fsio.stat(dir == "" and "/" or dir)
+    if not st or st.type ~= "directory" then
+      return nil, "error: --junit " .. args.junit .. ": no directory " .. dir
+    end
+  end
   if not args.site then return nil, p:get_usage() .. "\n\nerror: --site FILE is required" end
   return args
 end
@@ -483,9 +492,11 @@ function M:main(argv)
   if not lok then io.stderr:write("sbot: lock directory ", lock_dir, ": ", tostring(lerr), "\n"); return 1 end
   local public_args = {}
   for k, v in pairs(args) do if type(v) ~= "function" then public_args[k] = v end end
+  local selected = {}
+  for i, s in ipairs(servers) do selected[i] = s.id end
   local r, rerr = run.start { runs_dir = args.runs_dir or site.runs_dir, mode = args.mode,
     workflow = self.name, site = site.file, args = public_args, store = store_url,
-    store_opts = store_opts }
+    store_opts = store_opts, servers = selected }
   if not r then io.stderr:write("sbot: ", rerr, "\n"); return 1 end
 
   local base = { site = site, args = public_args, run_id = r.id, run_dir = r.dir,
@@ -502,7 +513,10 @@ function M:main(argv)
   -- so the run record still says what happened to each server
   local function map(jobs, ids)
     local results = {}
-    local ok_map, outcomes, interrupted = pcall(fleet.map, jobs, work, fleet_opts)
+    local opts = {}
+    for k, v in pairs(fleet_opts) do opts[k] = v end
+    opts.labels = ids -- the progress board's lines and the workers' log lines name the server
+    local ok_map, outcomes, interrupted = pcall(fleet.map, jobs, work, opts)
     if not ok_map then -- workers could not be started: nothing ran
       local msg = tostring(outcomes)
       log.error("run stopped: " .. msg, { run = r.id })
@@ -557,6 +571,14 @@ function M:main(argv)
   if record.record_error then -- loudly: the run is not recorded
     io.stderr:write("sbot: run record ", r.dir, ": ", record.record_error, "\n")
   end
+  local junit_failed
+  if args.junit then
+    local wrote, werr = fsio.write_atomic(args.junit, require("sbot.report").junit(record))
+    if not wrote then
+      junit_failed = true
+      io.stderr:write("sbot: --junit: ", tostring(werr), "\n")
+    end
+  end
   if args.json then
     io.stdout:write(json.encode(record, { indent = true, secrets = "redact" }), "\n")
   else
@@ -566,7 +588,7 @@ function M:main(argv)
   end
   io.stdout:flush()
   if interrupted then return interrupted == "SIGTERM" and 143 or 130 end
-  if record.record_error then return 1 end
+  if record.record_error or junit_failed then return 1 end
   return record.ok and 0 or 1
 end
 

@@ -10,6 +10,21 @@ test -x "$prefix/bin/sbot"
 test -f "$prefix/share/sbot/lua/sbot/json.lua"
 test -d "$prefix/share/sbot/workflows"
 ls "$prefix"/lib*/sbot/libsbot-ext.so >/dev/null
+# the man page and the bash completion (generated at build time from
+# lua/sbot/cli.lua), and the LuaCATS stubs for editors
+man1="$prefix/share/man/man1/sbot.1"
+test -f "$man1" || { echo "FAIL: share/man/man1/sbot.1 not installed"; exit 1; }
+for c in run repl lab runs version help complete; do
+  grep -q "^\.B sbot $c" "$man1" || { echo "FAIL: the man page has no command $c"; exit 1; }
+done
+grep -q '^\.SH EXIT STATUS' "$man1" || { echo "FAIL: the man page has no EXIT STATUS"; exit 1; }
+if command -v man >/dev/null; then
+  MANWIDTH=80 man -l "$man1" 2>/dev/null | grep -q 'sbot runs \[list\]' || { echo "FAIL: man -l does not render it"; exit 1; }
+fi
+test -f "$prefix/share/bash-completion/completions/sbot" || { echo "FAIL: bash completion not installed"; exit 1; }
+bash -n "$prefix/share/bash-completion/completions/sbot" || { echo "FAIL: the completion is not valid bash"; exit 1; }
+test -f "$prefix/share/sbot/types/sbot/http.lua" || { echo "FAIL: share/sbot/types not installed"; exit 1; }
+head -1 "$prefix/share/sbot/types/sbot/http.lua" | grep -q '^---@meta' || { echo "FAIL: types are not ---@meta stubs"; exit 1; }
 # move the whole tree: nothing may point back at the build or source tree
 moved=$(mktemp -d "${TMPDIR:-/tmp}/sbot-moved.XXXXXX")
 mv "$prefix"/* "$moved"/
