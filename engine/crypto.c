@@ -38,7 +38,8 @@ static struct range check_range(lua_State *L, int idx)
 }
 
 /* Feed a range of a file to update(ctx, data, n). Returns 0 or an errno
- * value (ENODATA: the file ends before the range does). */
+ * value (ERANGE: the file ends before the range does, the code
+ * http.request gives a body_file shorter than its range). */
 static int feed_file(const char *path, struct range r,
                      int (*update)(void *, const void *, size_t), void *ctx)
 {
@@ -58,7 +59,7 @@ static int feed_file(const char *path, struct range r,
             if (ferror(f))
                 err = errno ? errno : EIO;
             else if (left > 0)
-                err = ENODATA;
+                err = ERANGE;
             break;
         }
         if (update(ctx, buf, n) != ok)
@@ -70,14 +71,15 @@ static int feed_file(const char *path, struct range r,
     return err;
 }
 
+/* nil, message, the errno name (docs/errors.md) */
 static int push_file_error(lua_State *L, const char *fname, const char *path, int err)
 {
     lua_pushnil(L);
-    if (err == ENODATA)
+    if (err == ERANGE)
         lua_pushfstring(L, "crypto.%s: %s ends before the requested range", fname, path);
     else
         lua_pushfstring(L, "crypto.%s: cannot read %s: %s", fname, path, strerror(err));
-    lua_pushliteral(L, "file");
+    lua_pushstring(L, sbot_errno_name(err));
     return 3;
 }
 
@@ -346,7 +348,7 @@ static int l_hasher(lua_State *L)
 /* ---- SHA-256 of byte ranges of a file, in a worker thread -------------------
  *
  * crypto.sha256_ranges(path, ranges [, hasher]) -> job
- * job:wait() -> {raw digest, ...} | nil, message, "file"
+ * job:wait() -> {raw digest, ...} | nil, message, errno name
  * A worker thread hashes each {offset, length} of the file (and feeds every
  * byte, in range order, to a copy of `hasher`'s state, which wait() copies
  * back), so the caller can do other work (an upload) meanwhile. The worker
@@ -363,7 +365,7 @@ struct job {
     size_t n;
     unsigned char (*out)[32];
     EVP_MD_CTX *part, *whole; /* whole: NULL unless a hasher was given */
-    int err;                  /* errno of the failure (ENODATA: short file, ECANCELED) */
+    int err;                  /* errno of the failure (ERANGE: short file, ECANCELED) */
 };
 
 struct job_feed {
@@ -486,16 +488,8 @@ static int job_wait(lua_State *L)
         return luaL_error(L, "crypto job: already waited for or closed");
     job_join(j);
     j->waited = 1;
-    if (j->err) {
-        int err = j->err;
-        lua_pushnil(L);
-        if (err == ENODATA)
-            lua_pushfstring(L, "crypto.sha256_ranges: %s ends before the requested range", j->path);
-        else
-            lua_pushfstring(L, "crypto.sha256_ranges: cannot read %s: %s", j->path, strerror(err));
-        lua_pushliteral(L, "file");
-        return 3;
-    }
+    if (j->err)
+        return push_file_error(L, "sha256_ranges", j->path, j->err);
     if (j->whole) {
         lua_getiuservalue(L, 1, 1);
         struct hasher *h = luaL_checkudata(L, -1, HASHER_MT);

@@ -128,3 +128,44 @@ describe("the error vocabulary", function()
     assert.are.equal(403, c)
   end)
 end)
+
+-- Every module's expected failures speak the documented words: an errno name
+-- (E + capitals), a transport word of docs/errors.md's table, or one of the
+-- other words that page names; never a module's own step name ("file",
+-- "login", "listen", ...). Device ids are tested with their devices.
+describe("the documented words", function()
+  local words = {}
+  do
+    local f = assert(io.open(helpers.source_dir .. "/docs/errors.md"))
+    local text = f:read("a")
+    f:close()
+    local transport = text:match("\n## Transport words.-\n(|.-)\n\n")
+    for w in transport:gmatch("\n| `([%w_]+)` |") do words[w] = true end
+    for w in text:gmatch("One more word stands beside them: %*%*`\"([%w_]+)\"`%*%*") do words[w] = true end
+  end
+  local function documented(code)
+    return type(code) == "string" and (code:match("^E[A-Z0-9]+$") ~= nil or words[code] == true)
+  end
+
+  it("reads the transport words and the data word from docs/errors.md", function()
+    for _, w in ipairs({ "resolve", "connect", "timeout", "tls", "closed", "io", "protocol", "too_large", "invalid" }) do
+      assert.is_true(words[w], w)
+    end
+  end)
+
+  it("sbot.crypto: file reads give the errno name, base64_decode a documented word", function()
+    local crypto = require "sbot.crypto"
+    local dir = helpers.tmpdir("vocab")
+    for _, r in ipairs({
+      { crypto.sha256_file(dir .. "/missing") },
+      { crypto.md5_file(dir) },
+      { crypto.hmac_sha256_file("k", dir .. "/missing") },
+      { crypto.sha256_ranges(dir .. "/missing", { { 0, 1 } }):wait() },
+      { crypto.base64_decode("Zm9v*") },
+      { crypto.base64_decode("Zm9vY") },
+    }) do
+      assert.is_nil(r[1])
+      assert.is_true(documented(r[3]), tostring(r[2]) .. ": code " .. tostring(r[3]))
+    end
+  end)
+end)

@@ -16,6 +16,7 @@ function Hasher:digest() end
 local Job = {}
 ---@return string[]|nil digests raw 32-byte SHA-256 of each range, in order
 ---@return string? err
+---@return string? code the errno name ("ENOENT", ...; "ERANGE": the file ends before a range)
 function Job:wait() end
 ---Cancel and join the worker (idempotent).
 function Job:close() end
@@ -30,7 +31,7 @@ function crypto.sha256(data) end
 ---@param length? integer
 ---@return string|nil digest 32 bytes
 ---@return string? err
----@return string? code "file"
+---@return string? code the errno name ("ENOENT", "EACCES", ...; "ERANGE": the file ends before the range)
 function crypto.sha256_file(path, offset, length) end
 ---@param data string
 ---@return string digest 16 bytes
@@ -40,7 +41,7 @@ function crypto.md5(data) end
 ---@param length? integer
 ---@return string|nil digest
 ---@return string? err
----@return string? code
+---@return string? code the errno name
 function crypto.md5_file(path, offset, length) end
 ---@param key string
 ---@param data string
@@ -52,7 +53,7 @@ function crypto.hmac_sha256(key, data) end
 ---@param length? integer
 ---@return string|nil mac
 ---@return string? err
----@return string? code
+---@return string? code the errno name
 function crypto.hmac_sha256_file(key, path, offset, length) end
 ---@param name "sha256"|"md5"
 ---@return sbot.crypto.hasher
@@ -71,7 +72,7 @@ function crypto.base64_encode(bytes) end
 ---@param text string
 ---@return string|nil bytes
 ---@return string? err
----@return string? code "invalid"
+---@return "invalid"|nil code input that is not base64 (docs/errors.md)
 function crypto.base64_decode(text) end
 ---@param n integer 0 .. 1 MiB
 ---@return string bytes
