@@ -96,6 +96,7 @@ struct server {
     struct request *delayed;
     struct websocket *sockets;
     char last_error[256];
+    int last_errno; /* the errno last_error reports (its strerror text is in it), or 0 */
 };
 
 static double now_mono(void)
@@ -107,13 +108,19 @@ static double now_mono(void)
 
 /* ---- MHD callbacks: request lifecycle ------------------------------------- */
 
+/* libmicrohttpd logs a failed call right after it, with strerror(errno) in
+ * the text: errno still holds that call's error here. It is kept when the
+ * text does report it, so listen() can return the errno name. */
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     struct server *srv = cls;
+    int e = errno;
     vsnprintf(srv->last_error, sizeof srv->last_error, fmt, ap);
     size_t n = strlen(srv->last_error);
     while (n && (srv->last_error[n - 1] == '\n' || srv->last_error[n - 1] == '\r'))
         srv->last_error[--n] = '\0';
+    srv->last_errno = e && strstr(srv->last_error, strerror(e)) ? e : 0;
+    errno = e;
 }
 
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
@@ -1155,16 +1162,22 @@ static int l_listen(lua_State *L)
         flags |= MHD_USE_TLS;
     if (ipv6)
         flags |= MHD_USE_IPv6;
+    errno = 0;
     srv->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, srv,
                               MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
     if (!srv->d) {
+        /* the code (docs/errors.md): the errno name of the call that failed
+         * (EADDRINUSE, EADDRNOTAVAIL, EACCES, ...); "tls" when the TLS
+         * library refused the certificate or key */
+        int e = srv->last_errno ? srv->last_errno : errno;
+        int tls_failed = cert && !srv->last_errno && strstr(srv->last_error, "TLS") != NULL;
         free(srv->cert);
         free(srv->key);
         srv->cert = srv->key = NULL;
         lua_pushnil(L);
         lua_pushfstring(L, "httpd.listen: cannot listen on %s port %d: %s", host, (int)port,
-                        srv->last_error[0] ? srv->last_error : strerror(errno));
-        lua_pushliteral(L, "listen");
+                        srv->last_error[0] ? srv->last_error : strerror(e ? e : EIO));
+        lua_pushstring(L, tls_failed ? "tls" : sbot_errno_name(e ? e : EIO));
         return 3;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_LISTEN_FD);

@@ -168,4 +168,15 @@ describe("the documented words", function()
       assert.is_true(documented(r[3]), tostring(r[2]) .. ": code " .. tostring(r[3]))
     end
   end)
+
+  it("sbot.httpd: listen failures give the errno name or a transport word", function()
+    local httpd = require "sbot.httpd"
+    local a <close> = assert(httpd.listen({ handler = print }))
+    for _, opts in ipairs({ { port = a:port() }, { host = "192.0.2.1" }, { tls = { cert = "x", key = "y" } } }) do
+      opts.handler = print
+      local srv, err, code = httpd.listen(opts)
+      assert.is_nil(srv)
+      assert.is_true(documented(code), tostring(err) .. ": code " .. tostring(code))
+    end
+  end)
 end)

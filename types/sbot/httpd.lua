@@ -62,7 +62,7 @@ local httpd = {}
 ---@param options sbot.httpd.Options
 ---@return sbot.httpd.server|nil server
 ---@return string? err
----@return "listen"|nil code
+---@return string? code the errno name ("EADDRINUSE", "EADDRNOTAVAIL", "EACCES", ...) or "tls"
 function httpd.listen(options) end
 ---One round over servers.
 ---@param servers sbot.httpd.server|sbot.httpd.server[]
