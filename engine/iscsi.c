@@ -12,10 +12,17 @@
  * with the initiator's name, optional CHAP), sends INQUIRY and READ
  * CAPACITY(16) (falling back to 10), and logs out. Everything runs on
  * libiscsi's asynchronous API driven by poll(), so one deadline bounds the
- * whole exchange. */
+ * whole exchange.
+ *
+ * Failures speak docs/errors.md's vocabulary: a transport word when the
+ * connection failed (connect, timeout, closed, io, protocol, resolve), the
+ * target's own id when it refused (the iSCSI login status, the SCSI sense
+ * key or status), an errno name when the library could not allocate. */
 #include "sbot.h"
 #include "util.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <iscsi/iscsi.h>
 #include <iscsi/scsi-lowlevel.h>
 #include <poll.h>
@@ -154,6 +161,131 @@ static const char *task_error(struct iscsi_context *iscsi, struct step *s, char 
     return buf;
 }
 
+/* ---- codes (docs/iscsi.md, docs/errors.md) -------------------------------- */
+
+/* The iSCSI login status class/detail (RFC 7143, 11.13.5) a target refused
+ * a login with, as its id; an unknown detail is its class's name. */
+static const char *login_status_id(int status)
+{
+    static const struct {
+        int status;
+        const char *id;
+    } ids[] = {{0x0101, "TARGET_MOVED_TEMPORARILY"}, {0x0102, "TARGET_MOVED_PERMANENTLY"},
+               {0x0200, "INITIATOR_ERROR"},         {0x0201, "AUTHENTICATION_FAILURE"},
+               {0x0202, "AUTHORIZATION_FAILURE"},   {0x0203, "TARGET_NOT_FOUND"},
+               {0x0204, "TARGET_REMOVED"},          {0x0205, "UNSUPPORTED_VERSION"},
+               {0x0206, "TOO_MANY_CONNECTIONS"},    {0x0207, "MISSING_PARAMETER"},
+               {0x0208, "CANT_INCLUDE_IN_SESSION"}, {0x0209, "SESSION_TYPE_NOT_SUPPORTED"},
+               {0x020a, "SESSION_DOES_NOT_EXIST"},  {0x020b, "INVALID_DURING_LOGIN"},
+               {0x0300, "TARGET_ERROR"},            {0x0301, "SERVICE_UNAVAILABLE"},
+               {0x0302, "OUT_OF_RESOURCES"}};
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
+        if (ids[i].status == status)
+            return ids[i].id;
+    switch (status >> 8) {
+    case 1: return "REDIRECTION";
+    case 2: return "INITIATOR_ERROR";
+    case 3: return "TARGET_ERROR";
+    default: return "protocol";
+    }
+}
+
+/* libiscsi reports a refused login only in its error text, "Failed to log in
+ * to target. Status: <text>(<status>)": the status, or -1. */
+static int login_status_of(const char *why)
+{
+    const char *p = why ? strstr(why, "Status: ") : NULL;
+    const char *open = p ? strrchr(p, '(') : NULL;
+    if (!open)
+        return -1;
+    char *end;
+    long v = strtol(open + 1, &end, 10);
+    return end != open + 1 && *end == ')' && v > 0 && v <= 0xffff ? (int)v : -1;
+}
+
+/* The SPC sense key names. */
+static const char *sense_key_id(int key)
+{
+    static const char *const names[] = {"NO_SENSE",        "RECOVERED_ERROR", "NOT_READY",
+                                        "MEDIUM_ERROR",    "HARDWARE_ERROR",  "ILLEGAL_REQUEST",
+                                        "UNIT_ATTENTION",  "DATA_PROTECT",    "BLANK_CHECK",
+                                        "VENDOR_SPECIFIC", "COPY_ABORTED",    "ABORTED_COMMAND",
+                                        NULL,              "VOLUME_OVERFLOW", "MISCOMPARE"};
+    return key >= 0 && key < (int)(sizeof names / sizeof names[0]) && names[key] ? names[key]
+                                                                                  : "CHECK_CONDITION";
+}
+
+/* The code of a failed SCSI command (its step is done, r is run_until's). */
+static const char *task_code(int r, const struct step *s)
+{
+    if (r == -1)
+        return "timeout";
+    if (r == -2)
+        return "io";
+    switch (s->status) {
+    case SCSI_STATUS_CHECK_CONDITION:
+        if (!s->task)
+            return "CHECK_CONDITION";
+        /* no such LUN: ILLEGAL REQUEST, LOGICAL UNIT NOT SUPPORTED (25h/00h) */
+        if (s->task->sense.key == SCSI_SENSE_ILLEGAL_REQUEST &&
+            s->task->sense.ascq == SCSI_SENSE_ASCQ_LOGICAL_UNIT_NOT_SUPPORTED)
+            return "LOGICAL_UNIT_NOT_SUPPORTED";
+        return sense_key_id(s->task->sense.key);
+    case SCSI_STATUS_BUSY: return "BUSY";
+    case SCSI_STATUS_RESERVATION_CONFLICT: return "RESERVATION_CONFLICT";
+    case SCSI_STATUS_TASK_SET_FULL: return "TASK_SET_FULL";
+    case SCSI_STATUS_ACA_ACTIVE: return "ACA_ACTIVE";
+    case SCSI_STATUS_TASK_ABORTED: return "TASK_ABORTED";
+    case SCSI_STATUS_TIMEOUT: return "timeout";
+    case SCSI_STATUS_CANCELLED: return "closed";
+    default: return "protocol"; /* SCSI_STATUS_ERROR: a reply libiscsi could not take */
+    }
+}
+
+/* A portal is HOST:PORT, an IPv6 address in brackets ("[::1]:3260"): the
+ * form libiscsi reads (it would take "fe80::1:3260" as port 3260 of fe80::1,
+ * and use port 3260 for "[::1]"). Returns NULL or what is wrong. */
+static const char *check_portal(const char *portal)
+{
+    const char *port;
+    if (portal[0] == '[') {
+        const char *close = strchr(portal, ']');
+        char addr[INET6_ADDRSTRLEN + 64];
+        struct in6_addr a6;
+        size_t n = close ? (size_t)(close - portal - 1) : 0;
+        if (!close || n == 0 || n >= sizeof addr)
+            return "must be HOST:PORT (IPv6 as [addr]:port)";
+        memcpy(addr, portal + 1, n);
+        addr[n] = '\0';
+        char *zone = strchr(addr, '%'); /* fe80::1%eth0 */
+        if (zone)
+            *zone = '\0';
+        if (inet_pton(AF_INET6, addr, &a6) != 1)
+            return "is not [IPv6 address]:PORT";
+        if (close[1] != ':')
+            return "must be HOST:PORT (IPv6 as [addr]:port)";
+        port = close + 2;
+    } else {
+        const char *colon = strchr(portal, ':');
+        if (!colon || colon == portal)
+            return "must be HOST:PORT (IPv6 as [addr]:port)";
+        if (strchr(colon + 1, ':'))
+            return "must be HOST:PORT: write an IPv6 address in brackets, [addr]:port";
+        for (const char *c = portal; c < colon; c++)
+            if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+                  *c == '.' || *c == '-' || *c == '_'))
+                return "must be HOST:PORT (a host name or an IP address, IPv6 as [addr]:port)";
+        port = colon + 1;
+    }
+    long v = 0;
+    const char *c = port;
+    for (; *c >= '0' && *c <= '9' && v <= 65535; c++)
+        v = v * 10 + (*c - '0');
+    if (c == port || *c || v < 1 || v > 65535)
+        return "has no port 1..65535 (HOST:PORT, IPv6 as [addr]:port)";
+    return NULL;
+}
+
 /* iscsi.probe{portal, target, lun, initiator, timeout, chap = {user, secret}} */
 static int l_probe(lua_State *L)
 {
@@ -196,8 +328,9 @@ static int l_probe(lua_State *L)
     } else if (ct != LUA_TNIL) {
         return luaL_error(L, "iscsi.probe: 'chap' must be a table {user, secret}");
     }
-    if (!strchr(portal, ':'))
-        return luaL_error(L, "iscsi.probe: portal '%s' must be HOST:PORT", portal);
+    const char *bad_portal = check_portal(portal);
+    if (bad_portal)
+        return luaL_error(L, "iscsi.probe: portal '%s' %s", portal, bad_portal);
 
     struct probe *p = lua_newuserdatauv(L, sizeof *p, 0);
     memset(p, 0, sizeof *p);
@@ -211,13 +344,13 @@ static int l_probe(lua_State *L)
 
     p->iscsi = iscsi_create_context(initiator);
     if (!p->iscsi)
-        return probe_fail(L, p, portal, target, lu, "setup", "cannot create an iSCSI context", "nomem");
+        return probe_fail(L, p, portal, target, lu, "setup", "cannot create an iSCSI context", "ENOMEM");
     iscsi_set_targetname(p->iscsi, target);
     iscsi_set_session_type(p->iscsi, ISCSI_SESSION_NORMAL);
     iscsi_set_header_digest(p->iscsi, ISCSI_HEADER_DIGEST_NONE_CRC32C);
     iscsi_set_timeout(p->iscsi, (int)(timeout + 0.999));
     if (chap_user && iscsi_set_initiator_username_pwd(p->iscsi, chap_user, chap_secret) != 0)
-        return probe_fail(L, p, portal, target, lu, "CHAP setup", iscsi_get_error(p->iscsi), "setup");
+        return probe_fail(L, p, portal, target, lu, "CHAP setup", iscsi_get_error(p->iscsi), "ENOMEM");
 
     /* Connect, log in and TEST UNIT READY step by step, as
      * iscsi_full_connect_async would: that one mallocs a connect_task that
@@ -226,25 +359,41 @@ static int l_probe(lua_State *L)
      * its callback). Our steps live on this stack frame instead. */
     static const char *const closed = "cannot connect to the portal (connection refused or closed before login)";
     struct step s = {0, 0, NULL};
-    if (iscsi_connect_async(p->iscsi, portal, on_done, &s) != 0)
-        return probe_fail(L, p, portal, target, lu, "connect", iscsi_get_error(p->iscsi), "connect");
+    if (iscsi_connect_async(p->iscsi, portal, on_done, &s) != 0) {
+        const char *why = iscsi_get_error(p->iscsi);
+        return probe_fail(L, p, portal, target, lu, "connect", why,
+                          why && strstr(why, "resolv") ? "resolve"
+                          : why && strstr(why, "Out-of-memory") ? "ENOMEM"
+                                                                 : "connect");
+    }
     int r = run_until(p->iscsi, &s, deadline);
     if (r == -1)
-        return probe_fail(L, p, portal, target, lu, "login", "timed out", "timeout");
+        return probe_fail(L, p, portal, target, lu, "connect", "timed out", "timeout");
     if (r == -2 || s.status != SCSI_STATUS_GOOD)
-        return probe_fail(L, p, portal, target, lu, "login", closed, "login");
+        return probe_fail(L, p, portal, target, lu, "connect", closed, "connect");
     struct step sl = {0, 0, NULL};
     if (iscsi_login_async(p->iscsi, on_done, &sl) != 0)
-        return probe_fail(L, p, portal, target, lu, "login", iscsi_get_error(p->iscsi), "login");
+        return probe_fail(L, p, portal, target, lu, "login", iscsi_get_error(p->iscsi), "ENOMEM");
     r = run_until(p->iscsi, &sl, deadline);
     if (r == -1)
         return probe_fail(L, p, portal, target, lu, "login", "timed out", "timeout");
     if (r == -2 || sl.status != SCSI_STATUS_GOOD) {
         const char *why = iscsi_get_error(p->iscsi);
+        int status = r == 0 ? login_status_of(why) : -1;
+        char refused[256];
+        if (status > 0) { /* the target's answer: its login status is the code */
+            const char *text = strstr(why, "Status: ") + 8;
+            snprintf(refused, sizeof refused, "refused by the target: %.*s (status 0x%04x)",
+                     (int)(strrchr(text, '(') - text), text, (unsigned)status);
+            return probe_fail(L, p, portal, target, lu, "login", refused, login_status_id(status));
+        }
+        if (r == 0 && sl.status == SCSI_STATUS_REDIRECT)
+            return probe_fail(L, p, portal, target, lu, "login",
+                              "the target redirects the login to another portal (not followed)", "REDIRECTION");
         /* libiscsi words a connection closed before the login as a failed reconnect */
         if (why && strstr(why, "reconnect"))
-            why = closed;
-        return probe_fail(L, p, portal, target, lu, "login", why, "login");
+            return probe_fail(L, p, portal, target, lu, "login", closed, "closed");
+        return probe_fail(L, p, portal, target, lu, "login", why, r == -2 ? "io" : "protocol");
     }
     p->logged_in = 1;
 
@@ -257,11 +406,11 @@ static int l_probe(lua_State *L)
         struct step st = {0, 0, NULL};
         p->task = iscsi_testunitready_task(p->iscsi, lu, on_done, &st);
         if (!p->task)
-            return probe_fail(L, p, portal, target, lu, "login", iscsi_get_error(p->iscsi), "login");
+            return probe_fail(L, p, portal, target, lu, "TEST UNIT READY", iscsi_get_error(p->iscsi), "ENOMEM");
         st.task = p->task;
         r = run_until(p->iscsi, &st, deadline);
         if (r == -1)
-            return probe_fail(L, p, portal, target, lu, "login", "timed out", "timeout");
+            return probe_fail(L, p, portal, target, lu, "TEST UNIT READY", "timed out", "timeout");
         int sense = p->task->sense.key, ascq = p->task->sense.ascq;
         int check = r == 0 && st.status == SCSI_STATUS_CHECK_CONDITION;
         int fine = r == 0 && (st.status == SCSI_STATUS_GOOD || st.status == SCSI_STATUS_RESERVATION_CONFLICT ||
@@ -272,7 +421,7 @@ static int l_probe(lua_State *L)
         int again = check && sense == SCSI_SENSE_UNIT_ATTENTION && ua < 10;
         if (!fine && !again) {
             const char *why = r == -2 ? iscsi_get_error(p->iscsi) : task_error(p->iscsi, &st, ebuf, sizeof ebuf);
-            return probe_fail(L, p, portal, target, lu, "login", why, "login");
+            return probe_fail(L, p, portal, target, lu, "TEST UNIT READY", why, task_code(r, &st));
         }
         scsi_free_scsi_task(p->task);
         p->task = NULL;
@@ -284,17 +433,17 @@ static int l_probe(lua_State *L)
     struct step si = {0, 0, NULL};
     p->task = iscsi_inquiry_task(p->iscsi, lu, 0, 0, 255, on_done, &si);
     if (!p->task)
-        return probe_fail(L, p, portal, target, lu, "INQUIRY", iscsi_get_error(p->iscsi), "scsi");
+        return probe_fail(L, p, portal, target, lu, "INQUIRY", iscsi_get_error(p->iscsi), "ENOMEM");
     si.task = p->task;
     r = run_until(p->iscsi, &si, deadline);
     if (r == -1)
         return probe_fail(L, p, portal, target, lu, "INQUIRY", "timed out", "timeout");
     if (r == -2 || si.status != SCSI_STATUS_GOOD)
         return probe_fail(L, p, portal, target, lu, "INQUIRY", task_error(p->iscsi, &si, ebuf, sizeof ebuf),
-                          "scsi");
+                          task_code(r, &si));
     struct scsi_inquiry_standard *inq = scsi_datain_unmarshall(p->task);
     if (!inq)
-        return probe_fail(L, p, portal, target, lu, "INQUIRY", "cannot decode the reply", "scsi");
+        return probe_fail(L, p, portal, target, lu, "INQUIRY", "cannot decode the reply", "protocol");
     char vendor[16], product[24], revision[8];
     trim_copy(vendor, sizeof vendor, inq->vendor_identification);
     trim_copy(product, sizeof product, inq->product_identification);
@@ -304,7 +453,7 @@ static int l_probe(lua_State *L)
     p->task = NULL;
     if (qualifier != 0)
         return probe_fail(L, p, portal, target, lu, "INQUIRY", "no logical unit at this LUN (peripheral qualifier != 0)",
-                          "nolun");
+                          "LOGICAL_UNIT_NOT_SUPPORTED");
 
     /* READ CAPACITY(16), then (10) for devices that do not know 16 */
     uint64_t blocks = 0;
@@ -312,7 +461,7 @@ static int l_probe(lua_State *L)
     struct step sc = {0, 0, NULL};
     p->task = iscsi_readcapacity16_task(p->iscsi, lu, on_done, &sc);
     if (!p->task)
-        return probe_fail(L, p, portal, target, lu, "READ CAPACITY", iscsi_get_error(p->iscsi), "scsi");
+        return probe_fail(L, p, portal, target, lu, "READ CAPACITY", iscsi_get_error(p->iscsi), "ENOMEM");
     sc.task = p->task;
     r = run_until(p->iscsi, &sc, deadline);
     if (r == -1)
@@ -320,7 +469,7 @@ static int l_probe(lua_State *L)
     if (r == 0 && sc.status == SCSI_STATUS_GOOD) {
         struct scsi_readcapacity16 *rc = scsi_datain_unmarshall(p->task);
         if (!rc)
-            return probe_fail(L, p, portal, target, lu, "READ CAPACITY(16)", "cannot decode the reply", "scsi");
+            return probe_fail(L, p, portal, target, lu, "READ CAPACITY(16)", "cannot decode the reply", "protocol");
         blocks = rc->returned_lba + 1;
         block_size = rc->block_length;
     } else {
@@ -329,17 +478,17 @@ static int l_probe(lua_State *L)
         struct step s10 = {0, 0, NULL};
         p->task = iscsi_readcapacity10_task(p->iscsi, lu, 0, 0, on_done, &s10);
         if (!p->task)
-            return probe_fail(L, p, portal, target, lu, "READ CAPACITY(10)", iscsi_get_error(p->iscsi), "scsi");
+            return probe_fail(L, p, portal, target, lu, "READ CAPACITY(10)", iscsi_get_error(p->iscsi), "ENOMEM");
         s10.task = p->task;
         r = run_until(p->iscsi, &s10, deadline);
         if (r == -1)
             return probe_fail(L, p, portal, target, lu, "READ CAPACITY(10)", "timed out", "timeout");
         if (r == -2 || s10.status != SCSI_STATUS_GOOD)
             return probe_fail(L, p, portal, target, lu, "READ CAPACITY(10)",
-                              task_error(p->iscsi, &s10, ebuf, sizeof ebuf), "scsi");
+                              task_error(p->iscsi, &s10, ebuf, sizeof ebuf), task_code(r, &s10));
         struct scsi_readcapacity10 *rc = scsi_datain_unmarshall(p->task);
         if (!rc)
-            return probe_fail(L, p, portal, target, lu, "READ CAPACITY(10)", "cannot decode the reply", "scsi");
+            return probe_fail(L, p, portal, target, lu, "READ CAPACITY(10)", "cannot decode the reply", "protocol");
         blocks = (uint64_t)rc->lba + 1;
         block_size = rc->block_size;
     }

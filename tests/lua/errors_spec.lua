@@ -169,6 +169,14 @@ describe("the documented words", function()
     end
   end)
 
+  it("sbot.iscsi: a portal that refuses or closes gives a transport word", function()
+    local iscsi = require "sbot.iscsi"
+    local r, err, code = iscsi.probe({ portal = "127.0.0.1:" .. helpers.free_port(), target = "iqn.x:y", timeout = 3 })
+    assert.is_nil(r)
+    assert.are.equal("connect", code, err)
+    assert.is_true(documented(code))
+  end)
+
   it("sbot.httpd: listen failures give the errno name or a transport word", function()
     local httpd = require "sbot.httpd"
     local a <close> = assert(httpd.listen({ handler = print }))

@@ -247,9 +247,10 @@ describe("TrueNAS lab with a real iSCSI target (istgt)", function()
     local iqn = call("iscsi.global.config").basename .. ":node1"
 
     -- the service is stopped: nothing answers
-    local none, err = probe(iqn, 0, GOOD)
+    local none, err, code = probe(iqn, 0, GOOD)
     assert.is_nil(none)
-    assert.matches("login", err)
+    assert.matches("cannot connect to the portal", err)
+    assert.are.equal("connect", code)
     local _, state = curl(port, "GET", "/lab/state", nil, false)
     assert.is_false(state.exports.running)
 
@@ -264,13 +265,13 @@ describe("TrueNAS lab with a real iSCSI target (istgt)", function()
     -- an initiator outside the group: "Target not found", as TrueNAS answers
     local no, oerr, ocode = probe(iqn, 0, OTHER)
     assert.is_nil(no)
-    assert.are.equal("login", ocode)
+    assert.are.equal("TARGET_NOT_FOUND", ocode)
     assert.matches("[Nn]ot found", oerr)
 
-    -- a wrong target name is an iSCSI login error, not a crash
+    -- a wrong target name is the target's refusal, not a crash
     local none2, err2, code2 = probe(iqn .. "x", 0, GOOD)
     assert.is_nil(none2)
-    assert.are.equal("login", code2)
+    assert.are.equal("TARGET_NOT_FOUND", code2)
     assert.matches("lun 0", err2)
 
     -- the same LUN number on the wire as in the mapping: LUN 1 is another zvol
@@ -292,11 +293,11 @@ describe("TrueNAS lab with a real iSCSI target (istgt)", function()
     assert.is_true(call("service.control", { "STOP", "iscsitarget" }) ~= nil)
     assert.is_nil((probe(iqn, 1, GOOD)))
 
-    -- nothing listening: a login error naming the portal
+    -- nothing listening: a connect error naming the portal
     local dead = helpers.free_port()
     local none3, err3, code3 = iscsi.probe { portal = "127.0.0.1:" .. dead, target = iqn, lun = 1, timeout = 5 }
     assert.is_nil(none3)
-    assert.are.equal("login", code3)
+    assert.are.equal("connect", code3)
     assert.matches("127.0.0.1:" .. dead, err3)
     assert.matches("cannot connect", err3)
   end)

@@ -6,6 +6,7 @@ is forwarded to --to PORT. Prints the port it listens on, then one line per
 connection ("closed" or "forwarded"). stdlib only.
 
   reloading_portal.py --close 2 --to 3260      # listens on a free port
+  reloading_portal.py --close 1 --to 3260 --host ::1
 """
 import argparse
 import socket
@@ -34,10 +35,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--close", type=int, required=True)
     ap.add_argument("--to", type=int, required=True)
+    ap.add_argument("--host", default="127.0.0.1", help="address to listen on (IPv6: ::1)")
     args = ap.parse_args()
-    srv = socket.socket()
+    srv = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("127.0.0.1", 0))
+    srv.bind((args.host, 0))
     srv.listen(16)
     print(srv.getsockname()[1], flush=True)
     n = 0

@@ -3,7 +3,7 @@
 -- libiscsi. Reference: docs/iscsi.md.
 
 ---@class sbot.iscsi.ProbeOptions
----@field portal string "HOST:PORT" (IPv6 as "[addr]:port")
+---@field portal string "HOST:PORT" (IPv6 as "[addr]:port"; anything else raises)
 ---@field target string the target's IQN
 ---@field lun? integer 0..16383 (default 0)
 ---@field initiator? string sent at login (default "iqn.2024-01.org.sbot:probe")
@@ -23,7 +23,7 @@ local iscsi = {}
 ---@param opts sbot.iscsi.ProbeOptions
 ---@return sbot.iscsi.ProbeResult|nil result
 ---@return string? err
----@return "connect"|"login"|"timeout"|"scsi"|"nolun"|"setup"|"nomem"|nil code
+---@return string? code a transport word ("connect", "closed", "timeout", "resolve", "io", "protocol"), the target's login status ("TARGET_NOT_FOUND", "AUTHENTICATION_FAILURE", ...), "LOGICAL_UNIT_NOT_SUPPORTED", a SCSI sense key or status ("NOT_READY", "BUSY", ...) or "ENOMEM" (docs/iscsi.md)
 function iscsi.probe(opts) end
 
 return iscsi
