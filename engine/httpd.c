@@ -1037,8 +1037,8 @@ static int server_tostring(lua_State *L)
 {
     struct server *srv = check_server(L, 1);
     if (srv->d)
-        lua_pushfstring(L, "httpd server (%s:%d%s)", srv->host, (int)srv->port,
-                        srv->tls ? ", tls" : "");
+        lua_pushfstring(L, srv->ipv6 ? "httpd server ([%s]:%d%s)" : "httpd server (%s:%d%s)", srv->host,
+                        (int)srv->port, srv->tls ? ", tls" : "");
     else
         lua_pushliteral(L, "httpd server (closed)");
     return 1;

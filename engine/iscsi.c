@@ -21,7 +21,6 @@
 #include "sbot.h"
 #include "util.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <iscsi/iscsi.h>
 #include <iscsi/scsi-lowlevel.h>
@@ -242,49 +241,6 @@ static const char *task_code(int r, const struct step *s)
     }
 }
 
-/* A portal is HOST:PORT, an IPv6 address in brackets ("[::1]:3260"): the
- * form libiscsi reads (it would take "fe80::1:3260" as port 3260 of fe80::1,
- * and use port 3260 for "[::1]"). Returns NULL or what is wrong. */
-static const char *check_portal(const char *portal)
-{
-    const char *port;
-    if (portal[0] == '[') {
-        const char *close = strchr(portal, ']');
-        char addr[INET6_ADDRSTRLEN + 64];
-        struct in6_addr a6;
-        size_t n = close ? (size_t)(close - portal - 1) : 0;
-        if (!close || n == 0 || n >= sizeof addr)
-            return "must be HOST:PORT (IPv6 as [addr]:port)";
-        memcpy(addr, portal + 1, n);
-        addr[n] = '\0';
-        char *zone = strchr(addr, '%'); /* fe80::1%eth0 */
-        if (zone)
-            *zone = '\0';
-        if (inet_pton(AF_INET6, addr, &a6) != 1)
-            return "is not [IPv6 address]:PORT";
-        if (close[1] != ':')
-            return "must be HOST:PORT (IPv6 as [addr]:port)";
-        port = close + 2;
-    } else {
-        const char *colon = strchr(portal, ':');
-        if (!colon || colon == portal)
-            return "must be HOST:PORT (IPv6 as [addr]:port)";
-        if (strchr(colon + 1, ':'))
-            return "must be HOST:PORT: write an IPv6 address in brackets, [addr]:port";
-        for (const char *c = portal; c < colon; c++)
-            if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-                  *c == '.' || *c == '-' || *c == '_'))
-                return "must be HOST:PORT (a host name or an IP address, IPv6 as [addr]:port)";
-        port = colon + 1;
-    }
-    long v = 0;
-    const char *c = port;
-    for (; *c >= '0' && *c <= '9' && v <= 65535; c++)
-        v = v * 10 + (*c - '0');
-    if (c == port || *c || v < 1 || v > 65535)
-        return "has no port 1..65535 (HOST:PORT, IPv6 as [addr]:port)";
-    return NULL;
-}
 
 /* iscsi.probe{portal, target, lun, initiator, timeout, chap = {user, secret}} */
 static int l_probe(lua_State *L)
@@ -328,7 +284,9 @@ static int l_probe(lua_State *L)
     } else if (ct != LUA_TNIL) {
         return luaL_error(L, "iscsi.probe: 'chap' must be a table {user, secret}");
     }
-    const char *bad_portal = check_portal(portal);
+    /* HOST:PORT, [IPv6]:PORT: libiscsi would read "fe80::1:3260" as port 3260
+     * of fe80::1, and take port 3260 for "[::1]" */
+    const char *bad_portal = sbot_check_hostport(portal, 1);
     if (bad_portal)
         return luaL_error(L, "iscsi.probe: portal '%s' %s", portal, bad_portal);
 

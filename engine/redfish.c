@@ -1498,6 +1498,9 @@ static int l_connect(lua_State *L)
     const char *host = lua_tostring(L, -1);
     if (!*host || strstr(host, "://") || strpbrk(host, " \t\r\n/?#@"))
         luaL_error(L, "%s: 'host' must be name-or-ip[:port], not '%s'", W, host);
+    const char *bad_host = sbot_check_hostport(host, 0); /* [v6]:port: the URL is https://<host> */
+    if (bad_host)
+        luaL_error(L, "%s: 'host' '%s' %s", W, host, bad_host);
     int hostpos = lua_gettop(L);
     int ut = lua_getfield(L, 1, "user");
     if (ut != LUA_TNIL && ut != LUA_TSTRING)

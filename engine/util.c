@@ -1,10 +1,12 @@
 /* util.c: helpers shared by the C modules (see util.h): hex and base64
  * (crypto.c, sigv4.c, fsio.c, httpd.c, ws.c), UTC timestamps (sys.c,
  * lifecycle.c), the SIGPIPE guard (ws.c, iscsi.c), errno names (fsio.c,
- * sys.c). The secret-object test is sbot_is_secret in log.c (sbot.h). */
+ * sys.c), the host[:port] grammar (iscsi.c, redfish.c). The secret-object
+ * test is sbot_is_secret in log.c (sbot.h). */
 #define _GNU_SOURCE
 #include "util.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <lauxlib.h>
 #include <pthread.h>
@@ -57,6 +59,55 @@ const char *sbot_errno_name(int e)
 {
     const char *name = e ? strerrorname_np(e) : NULL;
     return name ? name : "EUNKNOWN";
+}
+
+const char *sbot_check_hostport(const char *s, int port_required)
+{
+    const char *port = NULL;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        char addr[INET6_ADDRSTRLEN + 64];
+        struct in6_addr a6;
+        size_t n = close ? (size_t)(close - s - 1) : 0;
+        if (!close || n == 0 || n >= sizeof addr)
+            return port_required ? "must be HOST:PORT (IPv6 as [addr]:port)"
+                                 : "must be HOST[:PORT] (IPv6 as [addr]:port)";
+        memcpy(addr, s + 1, n);
+        addr[n] = '\0';
+        char *zone = strchr(addr, '%'); /* fe80::1%eth0 */
+        if (zone)
+            *zone = '\0';
+        if (inet_pton(AF_INET6, addr, &a6) != 1)
+            return "has no IPv6 address in its brackets";
+        if (close[1] == ':')
+            port = close + 2;
+        else if (close[1] || port_required)
+            return port_required ? "must be HOST:PORT (IPv6 as [addr]:port)"
+                                 : "must be HOST[:PORT] (IPv6 as [addr]:port)";
+    } else {
+        const char *colon = strchr(s, ':');
+        if (colon && strchr(colon + 1, ':'))
+            return "holds an IPv6 address without brackets: write [addr]:port";
+        const char *end = colon ? colon : s + strlen(s);
+        if (end == s || (!colon && port_required))
+            return port_required ? "must be HOST:PORT (IPv6 as [addr]:port)"
+                                 : "must be HOST[:PORT] (IPv6 as [addr]:port)";
+        for (const char *c = s; c < end; c++)
+            if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+                  *c == '.' || *c == '-' || *c == '_'))
+                return "is not a host name or an IP address (IPv6 as [addr]:port)";
+        if (colon)
+            port = colon + 1;
+    }
+    if (port) {
+        long v = 0;
+        const char *c = port;
+        for (; *c >= '0' && *c <= '9' && v <= 65535; c++)
+            v = v * 10 + (*c - '0');
+        if (c == port || *c || v < 1 || v > 65535)
+            return "has no port 1..65535 after its ':'";
+    }
+    return NULL;
 }
 
 void sbot_utc_iso(char *out, size_t size)

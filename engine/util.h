@@ -24,6 +24,14 @@ size_t sbot_base64(const unsigned char *in, size_t n, char *out);
  * failure (docs/errors.md). "EUNKNOWN" for a value the C library cannot name. */
 const char *sbot_errno_name(int e);
 
+/* Check "host[:port]", the form a portal or a BMC address takes: a host name
+ * or an IP address, an IPv6 address in brackets ("[fd00::5]:3260", a zone
+ * allowed), then ':' and a port 1..65535 (required when port_required).
+ * Returns NULL, or what is wrong as the end of a sentence naming the value
+ * ("must be HOST:PORT (IPv6 as [addr]:port)"). A bare IPv6 address is
+ * refused: "fe80::1:3260" cannot say where its port is. */
+const char *sbot_check_hostport(const char *s, int port_required);
+
 /* The wall clock as "2026-11-26T12:03:00.123Z" (out holds at least 32). */
 void sbot_utc_iso(char *out, size_t size);
 

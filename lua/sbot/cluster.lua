@@ -73,10 +73,14 @@ end
 --- The R630's iscsi_boot settings from an iSCSI step's results: the target,
 -- its portal, the LUN and the initiator the server logs in with (the iSCSI
 -- component's initiator_name hook: the initiator group lets only that one in).
+-- The portal is "ip:port" or "[ipv6]:port"; the BIOS takes the address bare.
 function M.iscsi_boot(disk)
   local d = disk and disk.discovery or {}
-  local ip, port = tostring(d.portal or ""):match("^(.+):(%d+)$")
-  return { target_iqn = d.iqn, target_ip = d.portal_ip or ip, target_port = tonumber(port),
+  local portal = tostring(d.portal or "")
+  local ip, port = portal:match("^%[([^%]]+)%]:(%d+)$")
+  if not ip then ip, port = portal:match("^([^:]+):(%d+)$") end
+  local pip = d.portal_ip and tostring(d.portal_ip):gsub("^%[(.*)%]$", "%1")
+  return { target_iqn = d.iqn, target_ip = pip or ip, target_port = tonumber(port),
     lun = d.lun, initiator_iqn = d.initiator }
 end
 

@@ -141,14 +141,19 @@ local function check_port(port)
   if not n or n < 1 or n > 65535 then return "port " .. port .. " is out of range 1-65535" end
 end
 
---- "name-or-ip[:port]" (IPv6 in brackets); what idrac.host and truenas.portal take.
+--- "name-or-ip[:port]" (IPv6 in brackets); what idrac.host and truenas.portal take,
+-- the grammar sbot.iscsi.probe and sbot.redfish check (engine/util.c, sbot_check_hostport).
+local V6 = "%[[%x:%.]*:[%x:%.]*%%?[%w_.%-]*%]" -- [fd00::5], [::ffff:10.0.0.1], [fe80::1%eth0]
 local function check_hostport(v)
   if v:find("://", 1, true) then
     return string.format("%q: expected name-or-ip[:port], not a URL", v)
   end
-  local port = v:match("^[%w][%w%.%-]*:(%d+)$") or v:match("^%[[%x:%.]+%]:(%d+)$")
+  if not v:find("[", 1, true) and select(2, v:gsub(":", "")) > 1 then
+    return string.format("%q: an IPv6 address goes in brackets: [addr] or [addr]:port", v)
+  end
+  local port = v:match("^[%w][%w%.%-_]*:(%d+)$") or v:match("^" .. V6 .. ":(%d+)$")
   if port then return check_port(port) and string.format("%q: %s", v, check_port(port)) end
-  if v:match("^[%w][%w%.%-]*$") or v:match("^%[[%x:%.]+%]$") then return nil end
+  if v:match("^[%w][%w%.%-_]*$") or v:match("^" .. V6 .. "$") then return nil end
   return string.format("%q: expected name-or-ip[:port] (IPv6 as [addr]:port)", v)
 end
 

@@ -171,6 +171,10 @@ describe("sbot.httpd in-process", function()
     assert.is_nil(b)
     assert.matches("cannot listen on 127.0.0.1 port 0: .*TLS", err)
     assert.are.equal("tls", code)
+    -- an IPv6 server names itself [addr]:port, as its URL does
+    local v6 <close> = assert(httpd.listen({ host = "::1", handler = print }))
+    assert.are.equal("httpd server ([::1]:" .. v6:port() .. ")", tostring(v6))
+    assert.are.equal("http://[::1]:" .. v6:port(), v6:url())
     a:close()
     a:close() -- twice is fine
     assert.has_error(function() a:port() end, "httpd: the server is closed")

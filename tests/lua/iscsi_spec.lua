@@ -40,14 +40,16 @@ describe("sbot.iscsi.probe", function()
       return err
     end
     -- libiscsi would read these as port 3260 of fe80::1, and as [::1] on its default port
-    assert.matches("portal 'fe80::1:3260' must be HOST:PORT: write an IPv6 address in brackets", refused("fe80::1:3260"), 1, true)
+    assert.matches("portal 'fe80::1:3260' holds an IPv6 address without brackets: write [addr]:port",
+      refused("fe80::1:3260"), 1, true)
     assert.matches("portal '[::1]' must be HOST:PORT (IPv6 as [addr]:port)", refused("[::1]"), 1, true)
-    assert.matches("portal '::1' must be HOST:PORT", refused("::1"), 1, true)
-    assert.matches("portal '[::1]:' has no port 1..65535", refused("[::1]:"), 1, true)
-    assert.matches("portal '[nothost]:3260' is not [IPv6 address]:PORT", refused("[nothost]:3260"), 1, true)
+    assert.matches("portal '::1' holds an IPv6 address without brackets", refused("::1"), 1, true)
+    assert.matches("portal '[::1]:' has no port 1..65535 after its ':'", refused("[::1]:"), 1, true)
+    assert.matches("portal '[nothost]:3260' has no IPv6 address in its brackets", refused("[nothost]:3260"), 1, true)
+    assert.matches("portal '[1.2.3.4]:3260' has no IPv6 address in its brackets", refused("[1.2.3.4]:3260"), 1, true)
     assert.matches("portal '127.0.0.1:0' has no port 1..65535", refused("127.0.0.1:0"), 1, true)
     assert.matches("portal '127.0.0.1:65536' has no port", refused("127.0.0.1:65536"), 1, true)
-    assert.matches("portal 'a b:3260' must be HOST:PORT", refused("a b:3260"), 1, true)
+    assert.matches("portal 'a b:3260' is not a host name or an IP address", refused("a b:3260"), 1, true)
     assert.matches("portal 'host:3260,1' has no port", refused("host:3260,1"), 1, true)
   end)
 

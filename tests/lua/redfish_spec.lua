@@ -367,16 +367,17 @@ end)
 describe("sbot.redfish against a DMTF-style mockup", function()
   local FIXTURES = helpers.source_dir .. "/tests/fixtures/redfish-mockup"
 
-  local function start_mockup(extra)
+  local function start_mockup(extra, ipv6)
     local dir = helpers.tmpdir("mockup")
     local cmd = helpers.shquote(helpers.sbot_bin) .. " run " ..
       helpers.shquote(helpers.source_dir .. "/tests/servers/redfish_mockup.lua") .. " " ..
       helpers.shquote(FIXTURES) .. " " .. helpers.shquote(dir) .. " " .. (extra or "")
+      .. (ipv6 and " --host ::1" or "")
     local p = helpers.spawn(cmd)
     wait_for(function() return io.open(dir .. "/port") or not p:alive() end, 20, "the mockup")
     local port = tonumber(helpers.read_file(dir .. "/port"))
     assert(port, p:output())
-    local m = { proc = p, host = "127.0.0.1:" .. port, pin = helpers.read_file(dir .. "/pin") }
+    local m = { proc = p, host = (ipv6 and "[::1]:" or "127.0.0.1:") .. port, pin = helpers.read_file(dir .. "/pin") }
     function m.state()
       local c = labclient.new({ base = "https://" .. m.host, pin = m.pin, insecure = true })
       return assert(c:get("/mockup/state")).json
@@ -449,6 +450,26 @@ describe("sbot.redfish against a DMTF-style mockup", function()
     assert.are.equal(0, mock.state().sessions)
   end)
 
+  it("reaches a service on an IPv6 address given as [addr]:port", function()
+    local v6 = start_mockup(nil, true)
+    local c, err = redfish.connect { host = v6.host, user = "admin", password = "mockup-pw",
+      tls = { pin_sha256 = v6.pin }, retries = FAST }
+    local ok, model, sessions
+    if c then
+      model = (c:get("/redfish/v1/Systems/node-7") or {}).Model
+      sessions = v6.state().sessions
+      ok = c:close()
+    end
+    local after = v6.state().sessions
+    v6.stop()
+    assert(c, err)
+    assert.are.equal("session", c.auth)
+    assert.are.equal("AX-200", model)
+    assert.are.equal(1, sessions)
+    assert.is_true(ok)
+    assert.are.equal(0, after)
+  end)
+
   it("uses Basic auth only where the service has no session service", function()
     local basic = start_mockup("--no-sessions")
     local o = { host = basic.host, user = "admin", password = "mockup-pw", tls = { pin_sha256 = basic.pin }, retries = FAST }
@@ -472,6 +493,13 @@ describe("sbot.redfish misuse", function()
       "redfish.connect: unknown option 'bogus'")
     assert.has_error(function() redfish.connect({ host = "https://x", password = "pw-x1" }) end,
       "redfish.connect: 'host' must be name-or-ip[:port], not 'https://x'")
+    -- an IPv6 address goes in brackets: https://fe80::1:443 would not be a URL
+    assert.has_error(function() redfish.connect({ host = "fe80::1", password = "pw-x1" }) end,
+      "redfish.connect: 'host' 'fe80::1' holds an IPv6 address without brackets: write [addr]:port")
+    assert.has_error(function() redfish.connect({ host = "[::1]:0", password = "pw-x1" }) end,
+      "redfish.connect: 'host' '[::1]:0' has no port 1..65535 after its ':'")
+    assert.has_error(function() redfish.connect({ host = "[::1", password = "pw-x1" }) end,
+      "redfish.connect: 'host' '[::1' must be HOST[:PORT] (IPv6 as [addr]:port)")
     assert.has_error(function() redfish.connect({ host = "x", password = 5 }) end,
       "redfish.connect: 'password' must be a string or a secret, got number")
     assert.has_error(function() redfish.connect({ host = "x", password = "pw-x1", per_host = 99 }) end)

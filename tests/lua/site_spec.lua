@@ -312,6 +312,25 @@ describe("sbot.site", function()
     assert.matches(p .. "s3.tls: TLS settings given for the plain-text URL http://s3.test; use https://", err, 1, true)
   end)
 
+  it("takes an IPv6 portal or BMC in brackets, with or without its port, and nothing else", function()
+    local dir = helpers.tmpdir("site")
+    local function load(host, portal)
+      return site.load(write_site(dir, string.format([[
+        return { servers = { { id = "a", idrac = { host = %q, password = "pw-a-Aa11", tls = { insecure = true } } } },
+          truenas = { url = "https://nas.test/api/v2.0", api_key = "key-1-Dd44", pool = "tank", portal = %q } }
+      ]], host, portal)))
+    end
+    local s = assert(load("[fd00::7]", "[fd00::5]:3260"))
+    assert.are.equal("[fd00::5]:3260", s.truenas.portal)
+    assert(load("[fe80::7%eth0]:443", "[::1]"))
+    local _, err = load("fd00::7", "fd00::5:3260")
+    assert.matches('servers[1].idrac.host: "fd00::7": an IPv6 address goes in brackets: [addr] or [addr]:port', err, 1, true)
+    assert.matches('truenas.portal: "fd00::5:3260": an IPv6 address goes in brackets', err, 1, true)
+    _, err = load("[10.0.0.7]:443", "[::1]:0")
+    assert.matches('servers[1].idrac.host: "[10.0.0.7]:443": expected name-or-ip[:port]', err, 1, true)
+    assert.matches('truenas.portal: "[::1]:0": port 0 is out of range 1-65535', err, 1, true)
+  end)
+
   it("reports duplicate server ids, syntax errors and missing files", function()
     local dir = helpers.tmpdir("site")
     local path = write_site(dir, [[ return { servers = { { id = "a" }, { id = "a" } } } ]])

@@ -8,20 +8,22 @@
 -- any vendor MessageIds. A linked resource without a file answers 404.
 --   --no-sessions  the root has no SessionService and no Links.Sessions:
 --                  clients must use Basic auth
+--   --host ADDR    the address to listen on (default 127.0.0.1; ::1 for IPv6)
 -- Writes DIR2/port and DIR2/pin (base64 SHA-256 of the key) when listening;
 -- GET /mockup/state -> {sessions, logins, requests, max_inflight}; POST /mockup/quit
 -- stops. /redfish/v1/Slow/<n> answers after 0.2 s (max_inflight counts them).
--- usage: sbot run tests/servers/redfish_mockup.lua FIXTURES OUTDIR [--no-sessions] [--user U --password P]
+-- usage: sbot run tests/servers/redfish_mockup.lua FIXTURES OUTDIR [--no-sessions] [--user U --password P] [--host ADDR]
 local httpd = require "sbot.httpd"
 local json = require "sbot.json"
 
 local fixtures, out = assert(arg[1], "usage: redfish_mockup.lua FIXTURES OUTDIR [...]"), assert(arg[2])
-local no_sessions, user, password = false, "admin", "mockup-pw"
+local no_sessions, user, password, host = false, "admin", "mockup-pw", "127.0.0.1"
 local i = 3
 while arg[i] do
   if arg[i] == "--no-sessions" then no_sessions = true
   elseif arg[i] == "--user" then i = i + 1; user = arg[i]
   elseif arg[i] == "--password" then i = i + 1; password = arg[i]
+  elseif arg[i] == "--host" then i = i + 1; host = arg[i]
   else error("unknown option " .. arg[i]) end
   i = i + 1
 end
@@ -168,8 +170,8 @@ local function handler(req)
   return fail(405, "OperationNotAllowed", "The HTTP method is not allowed on this resource.")
 end
 
-local cert = httpd.selfsigned({ cn = "redfish-mockup", ips = { "127.0.0.1" } })
-srv = assert(httpd.listen({ host = "127.0.0.1", port = 0, tls = cert, handler = handler }))
+local cert = httpd.selfsigned({ cn = "redfish-mockup", ips = { "127.0.0.1", "::1" } })
+srv = assert(httpd.listen({ host = host, port = 0, tls = cert, handler = handler }))
 local function put(name, text)
   local f = assert(io.open(out .. "/" .. name .. ".tmp", "w"))
   f:write(text)

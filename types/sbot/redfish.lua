@@ -5,7 +5,7 @@
 -- with code a transport word or the device's MessageId.
 
 ---@class sbot.redfish.ConnectOptions
----@field host string name-or-ip[:port] of the BMC (the site's idrac.host); HTTPS
+---@field host string name-or-ip[:port] of the BMC (the site's idrac.host; IPv6 as [addr]:port); HTTPS
 ---@field user? string default "root"
 ---@field password string|sbot.secret
 ---@field tls? sbot.tls.Options
