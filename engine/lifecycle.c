@@ -1,5 +1,10 @@
-/* lifecycle.c: sbot.component - the component lifecycle (discover -> process
+/* lifecycle.c: sbot.lifecycle - the component lifecycle (discover -> process
  * -> housekeep), the same machinery for components written in C and in Lua.
+ * Scripts use it as sbot.component (lua/sbot/component.lua), which hands the
+ * core its collaborators once: validate and check (sbot.schema), record_artifact
+ * (sbot.artifact), encode (sbot.json). The core requires no Lua module
+ * (DESIGN.md, "Layers"): what it needs is passed in (configure), and using a
+ * collaborator before it is set is an error that says so.
  *
  * A component is defined once from a spec table {name, description, schema,
  * open, discover, plan, apply, undo, housekeep, hooks}; define() returns a
@@ -50,23 +55,70 @@ static void set_string(lua_State *L, int t, const char *k, const char *v)
     lua_setfield(L, t, k);
 }
 
-/* Push require(name)[field] (field may be NULL for the module itself). */
-static void push_required(lua_State *L, const char *name, const char *field)
+/* ---- collaborators ---------------------------------------------------------- */
+
+#define COLLAB_KEY "sbot.lifecycle.collaborators"
+
+static const struct {
+    const char *name, *what;
+} collaborators[] = {
+    {"validate", "validates a config against a component's schema, sbot.schema.validate"},
+    {"check", "checks a component's schema, sbot.schema.check"},
+    {"record_artifact", "records an artifact, sbot.artifact.record"},
+    {"encode", "encodes results as JSON, sbot.json.encode"},
+    {NULL, NULL}};
+
+/* Push the collaborator `name` configure() was given, or raise. */
+static void push_collaborator(lua_State *L, const char *name)
 {
-    lua_getglobal(L, "require");
-    lua_pushstring(L, name);
-    lua_call(L, 1, 1);
-    if (field) {
-        lua_getfield(L, -1, field);
+    if (lua_getfield(L, LUA_REGISTRYINDEX, COLLAB_KEY) == LUA_TTABLE &&
+        lua_getfield(L, -1, name) == LUA_TFUNCTION) {
         lua_remove(L, -2);
+        return;
     }
+    const char *what = "?";
+    for (int i = 0; collaborators[i].name; i++)
+        if (strcmp(collaborators[i].name, name) == 0)
+            what = collaborators[i].what;
+    luaL_error(L, "sbot.component: the lifecycle has no '%s' (the function that %s): require "
+                  "\"sbot.component\" first, which hands the lifecycle its collaborators "
+                  "(sbot.lifecycle.configure)", name, what);
 }
 
-/* A new table marked as a JSON array (so an empty one encodes as []). */
+/* lifecycle.configure{validate = fn, check = fn, record_artifact = fn,
+ * encode = fn}: every one is required; a later call replaces them all. */
+static int l_configure(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        int known = 0;
+        for (int i = 0; k && collaborators[i].name; i++)
+            known |= strcmp(k, collaborators[i].name) == 0;
+        if (!known)
+            return luaL_error(L, "lifecycle.configure: unknown collaborator '%s' (expected validate, "
+                                 "check, record_artifact, encode)", k ? k : luaL_typename(L, -2));
+        lua_pop(L, 1);
+    }
+    lua_createtable(L, 0, 4);
+    for (int i = 0; collaborators[i].name; i++) {
+        if (lua_getfield(L, 1, collaborators[i].name) != LUA_TFUNCTION)
+            return luaL_error(L, "lifecycle.configure: '%s' must be a function (the one that %s), got %s",
+                              collaborators[i].name, collaborators[i].what, luaL_typename(L, -1));
+        lua_setfield(L, 2, collaborators[i].name);
+    }
+    lua_setfield(L, LUA_REGISTRYINDEX, COLLAB_KEY);
+    return 0;
+}
+
+/* A new table marked as a JSON array (so an empty one encodes as []): the
+ * metatable named "sbot.json.array" that sbot.json.is_array recognises. */
 static void push_array(lua_State *L)
 {
     lua_newtable(L);
-    push_required(L, "sbot.json", "array_mt");
+    luaL_newmetatable(L, "sbot.json.array");
     lua_setmetatable(L, -2);
 }
 
@@ -848,7 +900,7 @@ static int m_to_json(lua_State *L)
     }
     set_string(L, -1, "secrets", "redact");
     lua_replace(L, 2);
-    push_required(L, "sbot.json", "encode");
+    push_collaborator(L, "encode");
     lua_pushcfunction(L, m_results);
     lua_pushvalue(L, 1);
     lua_call(L, 1, 1);
@@ -1003,14 +1055,15 @@ static int m_execute(lua_State *L)
     return 1;
 }
 
-/* c:artifact{key, file | content, type, metadata}: delegated to sbot.artifact. */
+/* c:artifact{key, file | content, type, metadata}: delegated to the
+ * record_artifact collaborator (sbot.artifact.record). */
 static int m_artifact(lua_State *L)
 {
     check_instance(L, 1);
     lua_pop(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 2);
-    push_required(L, "sbot.artifact", "record");
+    push_collaborator(L, "record_artifact");
     lua_insert(L, 1);
     lua_call(L, 2, LUA_MULTRET);
     return lua_gettop(L);
@@ -1047,7 +1100,7 @@ static int l_new(lua_State *L)
 
     lua_getfield(L, lua_upvalueindex(1), "schema");
     if (lua_istable(L, -1)) {
-        push_required(L, "sbot.schema", "validate");
+        push_collaborator(L, "validate");
         lua_insert(L, -2);
         lua_pushvalue(L, 1);
         lua_pushfstring(L, "component %s config", name);
@@ -1215,7 +1268,7 @@ int sbot_component_define(lua_State *L, int spec)
         return luaL_error(L, "component.define %s: description must be a string", name);
     int description = lua_gettop(L);
     if (lua_getfield(L, spec, "schema") != LUA_TNIL) {
-        push_required(L, "sbot.schema", "check");
+        push_collaborator(L, "check");
         lua_pushvalue(L, -2);
         lua_call(L, 1, 0);
     }
@@ -1318,10 +1371,11 @@ static int l_path(lua_State *L)
     return 1;
 }
 
-int luaopen_sbot_component(lua_State *L)
+int luaopen_sbot_lifecycle(lua_State *L)
 {
-    static const luaL_Reg fns[] = {{"define", l_define}, {"is_instance", l_is_instance},
-                                   {"loaded", l_loaded}, {"path", l_path}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"define", l_define},           {"is_instance", l_is_instance},
+                                   {"loaded", l_loaded},           {"path", l_path},
+                                   {"configure", l_configure},     {NULL, NULL}};
     ensure_metatables(L);
     luaL_newlib(L, fns);
     lua_newtable(L);

@@ -241,6 +241,23 @@ static int load_ext_module(lua_State *L)
     return 1;
 }
 
+/* A C component (sbot.component.<name>) defines itself with
+ * sbot_component_define, which needs the lifecycle's collaborators: the
+ * state is wired first by requiring sbot.component (lua/sbot/component.lua
+ * hands them to the C core, which requires no Lua module itself). Upvalue 1:
+ * the module's own loader. */
+static int load_c_component(lua_State *L)
+{
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "sbot.component");
+    lua_call(L, 1, 0);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, 2);
+    lua_call(L, 2, 1);
+    return 1;
+}
+
 static void set_preload(lua_State *L)
 {
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
@@ -251,6 +268,8 @@ static void set_preload(lua_State *L)
             lua_pushstring(L, m->symbol);
             lua_pushcclosure(L, load_ext_module, 1);
         }
+        if (strncmp(m->name, "sbot.component.", 15) == 0)
+            lua_pushcclosure(L, load_c_component, 1);
         lua_setfield(L, -2, m->name);
     }
     lua_pop(L, 1);

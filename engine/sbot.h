@@ -119,12 +119,15 @@ void sbot_secret_push(lua_State *L, const char *value, size_t len, const char *s
 /* Is the value at idx a secret object? (luaL_testudata: the one test) */
 int sbot_is_secret(lua_State *L, int idx);
 
-/* ---- components (lifecycle.c) ------------------------------------------- */
+/* ---- components (lifecycle.c, sbot.lifecycle) --------------------------- */
 
 /* Define a component from the spec table at index spec ({name, description,
  * schema, open, discover, plan, apply, undo, housekeep, hooks}; phase
  * functions may be C functions). Pushes the module (with .new) and registers
- * it as package.loaded["sbot.component.<name>"]. Raises on a bad spec.
+ * it as package.loaded["sbot.component.<name>"]. Raises on a bad spec, and
+ * when the spec has a schema but nothing handed the lifecycle its
+ * collaborators yet (require "sbot.component" does; the runtime does it
+ * before opening a preloaded C component: docs/lifecycle.md).
  * Phase functions get the resource open(self) returned as their last
  * argument: discover(self, res), plan(self, res), apply(self, change, res),
  * undo(self, change, res), housekeep(self, res). */

@@ -258,6 +258,91 @@ static void bad_spec_raises(void **state)
     lua_close(L);
 }
 
+/* A C component with a schema, defined from C (sbot_component_define) in a
+ * state nothing wired: the core requires no Lua module, so it says what is
+ * missing instead of reaching up for sbot.schema. */
+static int define_with_schema(lua_State *L)
+{
+    lua_newtable(L);
+    lua_pushliteral(L, "c_schema");
+    lua_setfield(L, -2, "name");
+    luaL_dostring(L, "return {size = {type = 'integer', default = 4}}");
+    lua_setfield(L, -2, "schema");
+    sbot_component_define(L, -1);
+    return 1;
+}
+
+static void c_component_needs_the_collaborators(void **state)
+{
+    (void)state;
+    lua_State *L = sbot_runtime_new();
+    lua_pushcfunction(L, define_with_schema);
+    assert_int_not_equal(lua_pcall(L, 0, 1, 0), LUA_OK);
+    assert_string_equal(lua_tostring(L, -1),
+                        "sbot.component: the lifecycle has no 'check' (the function that checks a "
+                        "component's schema, sbot.schema.check): require \"sbot.component\" first, which "
+                        "hands the lifecycle its collaborators (sbot.lifecycle.configure)");
+    lua_pop(L, 1);
+    /* wired by sbot.component, the same definition works */
+    assert_int_equal(luaL_dostring(L, "require 'sbot.component'"), LUA_OK);
+    lua_pushcfunction(L, define_with_schema);
+    assert_int_equal(lua_pcall(L, 0, 1, 0), LUA_OK);
+    lua_pop(L, 1);
+    expect(L, "return tostring(assert(require('sbot.component.c_schema').new({})).config.size)", "4");
+    lua_close(L);
+}
+
+/* The core with collaborators a test hands in: it uses them and loads none
+ * of sbot.schema, sbot.artifact, sbot.json. */
+static void collaborators_are_injected(void **state)
+{
+    (void)state;
+    lua_State *L = sbot_runtime_new();
+    expect(L,
+           "local lc = require 'sbot.lifecycle'\n"
+           "local seen = {}\n"
+           "lc.configure {\n"
+           "  check = function(spec) seen[#seen + 1] = 'check' end,\n"
+           "  validate = function(spec, config, where) seen[#seen + 1] = 'validate ' .. where\n"
+           "    return { size = config.size or 7 } end,\n"
+           "  record_artifact = function(self, a) seen[#seen + 1] = 'artifact ' .. a.key; return { key = a.key } end,\n"
+           "  encode = function(v, o) seen[#seen + 1] = 'encode ' .. o.secrets; return 'json' end }\n"
+           "local M = lc.define { name = 'fake_wired', schema = { size = { type = 'integer' } },\n"
+           "  discover = function(self) self:artifact { key = 'a.txt', content = 'x' }; return {} end }\n"
+           "local c = assert(M.new({}))\n"
+           "c:execute { phases = { 'discover' } }\n"
+           "local text = c:to_json()\n"
+           "seen[#seen + 1] = text .. ' ' .. c.config.size\n"
+           "for _, m in ipairs { 'sbot.schema', 'sbot.artifact', 'sbot.json', 'sbot.component' } do\n"
+           "  if package.loaded[m] then seen[#seen + 1] = m .. ' loaded' end end\n"
+           "return table.concat(seen, ', ')",
+           "check, validate component fake_wired config, artifact a.txt, encode redact, json 7");
+    /* misuse names the key */
+    assert_int_not_equal(luaL_dostring(L, "require 'sbot.lifecycle'.configure { encode = print, chek = print }"),
+                         LUA_OK);
+    assert_non_null(strstr(lua_tostring(L, -1), "lifecycle.configure: unknown collaborator 'chek' (expected "
+                                                "validate, check, record_artifact, encode)"));
+    lua_pop(L, 1);
+    assert_int_not_equal(luaL_dostring(L, "require 'sbot.lifecycle'.configure { encode = print }"), LUA_OK);
+    assert_non_null(strstr(lua_tostring(L, -1), "lifecycle.configure: 'validate' must be a function (the one "
+                                                "that validates a config against a component's schema, "
+                                                "sbot.schema.validate), got nil"));
+    lua_close(L);
+}
+
+/* A C component required first thing in a fresh state: the runtime wires
+ * the lifecycle before opening it. */
+static void c_component_required_alone(void **state)
+{
+    (void)state;
+    lua_State *L = sbot_runtime_new();
+    expect(L,
+           "local S3 = require 'sbot.component.s3'\n"
+           "return S3.name .. ' ' .. tostring(require 'sbot.component' == require 'sbot.lifecycle')",
+           "s3 true");
+    lua_close(L);
+}
+
 int main(void)
 {
     /* the Lua library (sbot.json, sbot.schema) from the source tree: this
@@ -268,6 +353,9 @@ int main(void)
         cmocka_unit_test(c_component_rolls_back),
         cmocka_unit_test(c_component_closes_on_interrupt),
         cmocka_unit_test(bad_spec_raises),
+        cmocka_unit_test(c_component_needs_the_collaborators),
+        cmocka_unit_test(collaborators_are_injected),
+        cmocka_unit_test(c_component_required_alone),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -267,12 +267,17 @@ describe("sbot.component", function()
       discover = function() return { pw = require("sbot.log").secret("to-json-secret", "test") } end }
     local c = assert(M.new())
     c:execute()
-    -- what sbot.json.encode is asked to do (to_json calls it through require)
-    local encode, got = json.encode, {}
-    json.encode = function(v, o) got[#got + 1] = o; return encode(v, o) end
+    -- what the encode collaborator (sbot.json.encode, handed over by
+    -- sbot.component) is asked to do
+    local lifecycle, got = require "sbot.lifecycle", {}
+    local function wire(encode)
+      lifecycle.configure { validate = require("sbot.schema").validate, check = require("sbot.schema").check,
+        record_artifact = require("sbot.artifact").record, encode = encode }
+    end
+    wire(function(v, o) got[#got + 1] = o; return json.encode(v, o) end)
     local ok, text = pcall(c.to_json, c)
     local ok2, indented = pcall(c.to_json, c, { indent = true })
-    json.encode = encode
+    wire(json.encode)
     assert(ok, text)
     assert(ok2, indented)
     -- not the component's module (once passed as the options by mistake)

@@ -1,6 +1,7 @@
 ---@meta sbot.component
--- LuaCATS stubs of sbot.component (engine/lifecycle.c): the component
--- lifecycle discover -> process -> housekeep. Reference: docs/lifecycle.md.
+-- LuaCATS stubs of sbot.component (lua/sbot/component.lua: the C core
+-- sbot.lifecycle, engine/lifecycle.c, wired to its collaborators): the
+-- component lifecycle discover -> process -> housekeep. Reference: docs/lifecycle.md.
 
 ---@class sbot.component.Change
 ---@field resource string
@@ -111,5 +112,8 @@ function component.is_instance(v) end
 function component.loaded() end
 ---@return string[] dirs where require "sbot.component.<name>" looks for <name>.lua
 function component.path() end
+---Hand the lifecycle its collaborators (sbot.component does, once per state).
+---@param collaborators sbot.lifecycle.Collaborators
+function component.configure(collaborators) end
 
 return component
