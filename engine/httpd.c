@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -847,8 +848,15 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls,
     struct request *r = cls;
     lua_State *L = r->srv->L;
     struct ws_open o = {r, extra_in, extra_in_size, sock, urh, 0};
-    (void)conn;
     (void)con_cls;
+    /* A WebSocket answers small messages one by one: without TCP_NODELAY on
+     * the client's TCP connection (MHD relays TLS through it) each answer
+     * waits for the client's delayed ACK, ~40 ms a message. */
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci) {
+        int one = 1;
+        setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
     if (L && lua_checkstack(L, 4)) {
         int top = lua_gettop(L);
         lua_pushcfunction(L, pws_open);
