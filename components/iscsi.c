@@ -320,6 +320,29 @@ static int portal_serves(lua_State *L, int portal, const char *ip)
     return found;
 }
 
+/* Pushes the id of a portal that serves `ip` (or listens on every address),
+ * else nil. Raises when the query fails. */
+static void push_portal_for(lua_State *L, int res, const char *ip)
+{
+    must(L, res, "iscsi.portal.query", 0);
+    int list = lua_gettop(L);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, list);
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (lua_rawgeti(L, list, i) == LUA_TTABLE) {
+            int p = lua_gettop(L);
+            if (portal_serves(L, p, ip) || portal_serves(L, p, "0.0.0.0") || portal_serves(L, p, "::")) {
+                lua_getfield(L, p, "id");
+                lua_replace(L, list);
+                lua_settop(L, list);
+                return;
+            }
+        }
+        lua_pop(L, 1);
+    }
+    lua_pushnil(L);
+    lua_replace(L, list);
+}
+
 /* The list at idx (strings) equals, as a set, the list at idx2. */
 static int same_set(lua_State *L, int a, int b)
 {
@@ -516,19 +539,8 @@ static int c_discover(lua_State *L)
     lua_pop(L, 1);
 
     /* portal: one that listens on the portal IP (or everywhere) */
-    must(L, res, "iscsi.portal.query", 0);
-    for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TTABLE; i++) {
-        int p = lua_gettop(L);
-        if (portal_serves(L, p, pip) || portal_serves(L, p, "0.0.0.0")) {
-            lua_getfield(L, p, "id");
-            lua_setfield(L, d, "portal_id");
-            lua_pop(L, 1);
-            lua_pushnil(L);
-            break;
-        }
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 2);
+    push_portal_for(L, res, pip);
+    lua_setfield(L, d, "portal_id");
 
     /* initiator group: ours (marked), else one with exactly these initiators */
     must(L, res, "iscsi.initiator.query", 0);
@@ -601,10 +613,21 @@ static int c_discover(lua_State *L)
     } else {
         lua_pop(L, 1);
     }
-    /* the LUN is free on our target? */
+    /* the LUN on our target: held by another extent? */
     if (lua_getfield(L, d, "target_id") != LUA_TNIL) {
-        query1(L, res, "iscsi.targetextent.query", "target");
-        lua_pop(L, 1);
+        int v = lua_gettop(L);
+        push_filter(L, "target", v);
+        lua_remove(L, v);
+        must(L, res, "iscsi.targetextent.query", 1);
+        lua_Integer mine = ifield(L, d, "extent_id", -1);
+        for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TTABLE; i++) {
+            if (ifield(L, -1, "lunid", -1) == lun && ifield(L, -1, "extent", -1) != mine) {
+                lua_getfield(L, -1, "extent");
+                lua_setfield(L, d, "lun_taken_by");
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 2);
     } else {
         lua_pop(L, 1);
     }
@@ -804,7 +827,9 @@ static int c_plan(lua_State *L)
         lua_setfield(L, -2, "initiators");
         lua_pushstring(L, mark);
         lua_setfield(L, -2, "comment");
-        add_change(L, list, lua_gettop(L), "initiator_group:", "create", "no initiator group holds the server's initiator");
+        lua_pushfstring(L, "initiator_group:%s", sfield(L, d, "initiator"));
+        add_change(L, list, lua_gettop(L) - 1, lua_tostring(L, -1), "create", "no initiator group holds the server's initiator");
+        lua_pop(L, 1);
         lua_pop(L, 1);
     } else {
         lua_getfield(L, d, "initiator_group_initiators");
@@ -815,7 +840,9 @@ static int c_plan(lua_State *L)
             lua_createtable(L, 0, 1);
             lua_getfield(L, d, "initiators");
             lua_setfield(L, -2, "initiators");
-            add_change(L, list, lua_gettop(L), "initiator_group:", "update", "the server's initiator group lists other initiators");
+            lua_pushfstring(L, "initiator_group:%s", sfield(L, d, "initiator"));
+            add_change(L, list, lua_gettop(L) - 1, lua_tostring(L, -1), "update", "the server's initiator group lists other initiators");
+            lua_pop(L, 1);
             lua_pop(L, 1);
         }
     }
@@ -893,6 +920,10 @@ static int c_plan(lua_State *L)
     lua_Integer lun = ifield(L, d, "lun", 0);
     lua_getfield(L, d, "mapping");
     if (lua_isnil(L, -1)) {
+        lua_Integer other = ifield(L, d, "lun_taken_by", -1);
+        if (other >= 0)
+            return fail(L, "iscsi: LUN %lld of target %s is already extent %lld's: choose another lun, or free it",
+                        (long long)lun, tname, (long long)other);
         lua_createtable(L, 0, 1);
         lua_pushinteger(L, lun);
         lua_setfield(L, -2, "lunid");
@@ -911,18 +942,39 @@ static int c_plan(lua_State *L)
     }
     lua_pop(L, 1);
 
-    /* the service */
+    /* the service: before -> after shown in the plan */
     lua_getfield(L, d, "service");
     int svc = lua_gettop(L);
-    lua_getfield(L, svc, "enable");
-    if (!lua_toboolean(L, -1)) {
-        add_change(L, list, 0, "service:iscsitarget:enable", "update", "iscsitarget does not start at boot");
+    if (lua_type(L, svc) != LUA_TTABLE)
+        return fail(L, "iscsi: TrueNAS lists no iscsitarget service (service.query): nothing could be exported");
+    if (lua_getfield(L, svc, "enable"), !lua_toboolean(L, -1)) {
+        lua_createtable(L, 0, 1);
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "enable");
+        add_change(L, list, lua_gettop(L), "service:iscsitarget:enable", "update", "iscsitarget does not start at boot");
+        lua_pop(L, 1);
+        lua_rawgeti(L, list, (lua_Integer)lua_rawlen(L, list));
+        lua_createtable(L, 0, 1);
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "enable");
+        lua_setfield(L, -2, "before");
+        lua_pop(L, 1);
     }
     lua_pop(L, 1);
-    const char *st = lua_type(L, svc) == LUA_TTABLE ? sfield(L, svc, "state") : NULL;
+    const char *st = sfield(L, svc, "state");
     if (!st || strcmp(st, "RUNNING") != 0) {
-        add_change(L, list, 0, "service:iscsitarget:start", "update",
+        lua_createtable(L, 0, 1);
+        lua_pushliteral(L, "RUNNING");
+        lua_setfield(L, -2, "state");
+        add_change(L, list, lua_gettop(L), "service:iscsitarget:start", "update",
                    "iscsitarget is not running: nothing is exported until it runs");
+        lua_pop(L, 1);
+        lua_rawgeti(L, list, (lua_Integer)lua_rawlen(L, list));
+        lua_createtable(L, 0, 1);
+        lua_pushstring(L, st ? st : "unknown");
+        lua_setfield(L, -2, "state");
+        lua_setfield(L, -2, "before");
+        lua_pop(L, 1);
     }
     lua_pop(L, 1);
     lua_pushvalue(L, list);
@@ -1007,11 +1059,47 @@ static int c_apply(lua_State *L)
         ids_set(L, self, "zvol", -1, 1);
         lua_setfield(L, out, "id");
     } else if (strncmp(resource, "portal:", 7) == 0) {
-        lua_pushvalue(L, after);
-        create_or_adopt(L, res, "iscsi.portal.create", "iscsi.portal.query", "comment", "comment");
-        lua_getfield(L, -1, "id");
-        ids_set(L, self, "portal", -1, 1);
-        lua_setfield(L, out, "id");
+        /* The portal is shared by every server's target: another server's run
+         * (a fleet run works on several at once) may create it between our
+         * discover and this create, which TrueNAS then refuses ("IP is already
+         * in use by portal N"). Whatever the failure, a portal now serving
+         * the address is used; it is ours (to undo) only if it carries our mark
+         * after a lost answer. */
+        const char *ip = sfield(L, d, "portal_ip");
+        const char *mark = sfield(L, d, "mark");
+        for (int attempt = 0;; attempt++) {
+            lua_pushvalue(L, after);
+            int n = sbot_truenas_call(L, res, "iscsi.portal.create", 1);
+            if (n == 1) {
+                lua_getfield(L, -1, "id");
+                ids_set(L, self, "portal", -1, 1);
+                lua_setfield(L, out, "id");
+                lua_pop(L, 1);
+                break;
+            }
+            int lost = transport_code(lua_tostring(L, -1));
+            int msg = lua_gettop(L) - 1;
+            push_portal_for(L, res, ip);
+            if (!lua_isnil(L, -1)) {
+                int ours = 0;
+                if (lost) {
+                    lua_pushvalue(L, -1);
+                    must(L, res, "iscsi.portal.get_instance", 1);
+                    const char *c = sfield(L, -1, "comment");
+                    ours = c && mark && strcmp(c, mark) == 0;
+                    lua_pop(L, 1);
+                }
+                ids_set(L, self, "portal", -1, ours);
+                lua_setfield(L, out, "id");
+                lua_pushboolean(L, !ours);
+                lua_setfield(L, out, "adopted");
+                lua_settop(L, msg - 2);
+                break;
+            }
+            if (!lost || attempt >= 2)
+                return fail(L, "%s", lua_tostring(L, msg));
+            lua_settop(L, msg - 2);
+        }
     } else if (strncmp(resource, "initiator_group:", 16) == 0) {
         if (strcmp(action, "create") == 0) {
             lua_pushvalue(L, after);
@@ -1342,10 +1430,24 @@ static int c_housekeep(lua_State *L)
     lua_getfield(L, -1, "probe_timeout");
     lua_setfield(L, -3, "timeout");
     lua_pop(L, 1);
-    int n = sbot_iscsi_probe(L, -1);
+    /* Up to three logins: a target whose configuration just changed may
+     * refuse or drop a connection for a moment (the lab's istgt restarts; a
+     * TrueNAS reloads SCST), which is not what this check is about. */
+    const int tries = 3;
+    int opts = lua_gettop(L), n = 0, attempt;
+    for (attempt = 1;; attempt++) {
+        n = sbot_iscsi_probe(L, opts);
+        if (n == 1)
+            break;
+        const char *code = lua_tostring(L, -1);
+        if (attempt == tries || (code && strcmp(code, "nolun") == 0))
+            break;
+        lua_settop(L, opts);
+        sleep_for(0.5 * attempt);
+    }
     if (n != 1)
-        return fail(L, "iscsi: login as %s to %s LUN %lld at %s failed: %s", initiator, iqn, (long long)lun, portal,
-                    lua_tostring(L, -2));
+        return fail(L, "iscsi: login as %s to %s LUN %lld at %s failed: %s (%d attempt%s)", initiator, iqn,
+                    (long long)lun, portal, lua_tostring(L, -2), attempt, attempt > 1 ? "s" : "");
     int probe = lua_gettop(L);
     lua_getfield(L, probe, "capacity");
     lua_Integer bytes = ifield(L, -1, "bytes", -1);

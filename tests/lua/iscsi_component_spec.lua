@@ -32,6 +32,12 @@ describe("iscsi component", function()
     local kinds = {}
     for _, ch in ipairs(res.plan) do kinds[#kinds + 1] = ch.resource:match("^[%w_]+") end
     assert.are.same({ "zvol", "portal", "initiator_group", "target", "extent", "mapping", "service", "service" }, kinds)
+    -- the plan names what it changes: the group by the server's initiator, the service's before -> after
+    assert.are.equal("initiator_group:iqn.2024-01.org.sbot:r630-01", res.plan[3].resource)
+    assert.are.same({ enable = false }, res.plan[7].before)
+    assert.are.same({ enable = true }, res.plan[7].after)
+    assert.are.same({ state = "STOPPED" }, res.plan[8].before)
+    assert.are.same({ state = "RUNNING" }, res.plan[8].after)
     local login = res.housekeeping.login
     assert.are.equal(64 * 1024 * 1024, login.capacity)
     assert.are.equal("TrueNAS", login.inquiry.vendor)
@@ -61,6 +67,17 @@ describe("iscsi component", function()
     assert.are.equal("iqn.2005-10.org.freenas.ctl:r630-r630-02.openshift4.14.3", r.result.discovery.iqn)
     assert.is_true(#r.result.plan >= 5)
     assert.are.equal(writes, il.truenas(lab).writes)
+  end)
+
+  it("refuses a LUN another extent holds on the target, before writing anything", function()
+    -- r630-02's disk asked on r630-01's target (converged above, LUN 0 is its extent's)
+    local before = il.truenas(lab)
+    local r = il.run(lab, "r630-02", { target = { name = "r630-r630-01.openshift4.14.3" } })
+    assert.are.equal(1, r.code, r.stdout .. r.stderr)
+    assert.matches("process: iscsi: LUN 0 of target r630%-r630%-01%.openshift4%.14%.3 is already extent %d+'s", r.result.error)
+    local after = il.truenas(lab)
+    assert.are.equal(before.writes, after.writes)
+    assert.are.same(counts(before), counts(after))
   end)
 
   describe("refuses bad inputs with a clear error and creates nothing", function()
@@ -152,5 +169,89 @@ describe("iscsi component killed in its process phase", function()
     lab.stop()
     assert(ok, err)
     json.encode({})
+  end)
+end)
+
+-- The component in this process, against the lab's site file (its secrets
+-- read from the lab's Vault).
+local function component(lab, id, config)
+  local site_mod = require "sbot.site"
+  local site = assert(site_mod.load(lab.site_file))
+  local server = assert(site_mod.server(site, id))
+  local Iscsi = require "sbot.component.iscsi"
+  local cfg = json.decode(json.encode(il.CONFIG))
+  for k, v in pairs(config or {}) do cfg[k] = v end
+  return assert(Iscsi.new(cfg, { id = id, site = site, server = server, artifact_dir = helpers.tmpdir("iscsiart") }))
+end
+
+-- One JSON-RPC call to the lab's TrueNAS as another client would make it.
+local function tn_call(lab, method, params)
+  local ws = require "sbot.ws"
+  local tn = lab.site.truenas
+  local c <close> = assert(ws.connect(tn.url, { tls = tn.tls, timeout = 5 }))
+  local function call(m, p)
+    assert(c:send(json.encode { jsonrpc = "2.0", id = 1, method = m, params = json.array(p or {}) }))
+    local msg = json.decode(assert(c:recv(10)))
+    assert(msg.error == nil, msg.error and json.encode(msg.error))
+    return msg.result
+  end
+  call("auth.login_ex", { { mechanism = "API_KEY_PLAIN", username = "root", api_key = tn.api_key } })
+  return call(method, params)
+end
+
+describe("iscsi component next to other runs (a fleet converges servers at once)", function()
+  local lab
+  setup(function() lab = il.start_lab() end)
+  teardown(function() lab.stop() end)
+
+  it("uses the portal another run created after this one's discover, instead of failing", function()
+    local c = component(lab, "r630-01")
+    local r = c:execute { before_process = function()
+      -- what r630-02's run does in the meantime: the shared portal
+      tn_call(lab, "iscsi.portal.create", { { listen = { { ip = "127.0.0.1" } }, comment = "sbot:r630-02" } })
+    end }
+    assert.are.equal("ok", r.status, r.error)
+    assert.are.equal("portal:127.0.0.1", r.processing.applied[2].resource)
+    assert.is_true(r.processing.applied[2].result.adopted)
+    local tn = il.truenas(lab)
+    assert.are.equal(1, #tn.iscsi.portals)
+    assert.are.equal("sbot:r630-02", tn.iscsi.portals[1].comment)
+    assert.are.equal(tn.iscsi.portals[1].id, tn.iscsi.targets[1].groups[1].portal)
+  end)
+
+  it("logs in again when the portal refuses for a moment (a target restarting after a change)", function()
+    local c = component(lab, "r630-02")
+    assert(c:discover())
+    assert(c:process { mode = "apply" })
+    -- istgt goes away; another client's write call a moment later brings it back
+    local pid = assert(math.tointeger(il.truenas(lab).tgt.pid))
+    os.execute("kill -KILL " .. pid)
+    for _ = 1, 100 do
+      if not il.truenas(lab).tgt.alive then break end
+      os.execute("sleep 0.01")
+    end
+    assert.is_false(il.truenas(lab).tgt.alive)
+    local script = helpers.tmpdir("revive") .. "/revive.lua"
+    helpers.write_file(script, string.format([[
+local ws = require "sbot.ws"
+local json = require "sbot.json"
+local c = assert(ws.connect(%q, { tls = { pin_sha256 = %q }, timeout = 5 }))
+local n = 0
+local function call(m, p)
+  n = n + 1
+  assert(c:send(json.encode { jsonrpc = "2.0", id = n, method = m, params = json.array(p) }))
+  return json.decode(assert(c:recv(10)))
+end
+call("auth.login_ex", { { mechanism = "API_KEY_PLAIN", username = "root", api_key = %q } })
+call("service.update", { "iscsitarget", { enable = true } })
+]], lab.site.truenas.url, lab.site.truenas.tls.pin_sha256, lab.site.truenas.api_key))
+    local p = helpers.spawn("sh -c " .. helpers.shquote("sleep 0.6; " .. helpers.shquote(helpers.sbot_bin)
+      .. " run " .. helpers.shquote(script)))
+    local hk, err = c:housekeep()
+    p:stop()
+    c:close()
+    assert(hk, err)
+    assert.are.equal(il.CONFIG.zvol.size and 64 * 1024 * 1024, hk.login.capacity)
+    assert.is_true(il.truenas(lab).tgt.alive)
   end)
 end)
