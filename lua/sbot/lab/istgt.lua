@@ -28,6 +28,7 @@ local sys = require "sbot.sys"
 
 local M = {}
 M.MAX_LUN = 63
+M.IDLE_WAIT = 3
 
 local Istgt = {}
 Istgt.__index = Istgt
@@ -195,6 +196,23 @@ function Istgt:kill()
   end
 end
 
+--- The number of TCP connections istgt has on its portal now (ESTABLISHED,
+-- from /proc/net/tcp and tcp6).
+function Istgt:sessions()
+  local n, port = 0, string.format(":%04X", self.port)
+  for _, file in ipairs { "/proc/net/tcp", "/proc/net/tcp6" } do
+    local f = io.open(file, "rb")
+    if f then
+      for line in f:lines() do
+        local loc, st = line:match("^%s*%d+:%s+(%S+)%s+%S+%s+(%x%x)")
+        if loc and st == "01" and loc:sub(-5) == port then n = n + 1 end
+      end
+      f:close()
+    end
+  end
+  return n
+end
+
 -- Whether istgt's portal accepts TCP connections. istgt listens by the time
 -- it has daemonized, so this is a confirmation. Not an iSCSI login: istgt
 -- pauses a second in every login, and the lab (one thread) would stand still
@@ -227,6 +245,11 @@ function Istgt:apply(config)
     end
   end
   if text == self.conf and (text == nil or self:alive()) then return true end
+  -- A TrueNAS applies a configuration change without dropping the sessions
+  -- it has; istgt must restart for it. Let the logins in progress finish
+  -- first (a login takes istgt a second), for at most IDLE_WAIT seconds.
+  local deadline = sys.monotime() + M.IDLE_WAIT
+  while self:alive() and self:sessions() > 0 and sys.monotime() < deadline do pause(0.01) end
   self:kill()
   self.conf = text
   if not text then return true end
@@ -273,7 +296,7 @@ function Istgt:state()
     targets[#targets + 1] = { name = t.name, luns = luns, groups = t.groups }
   end
   return { program = "istgt", portal = self.host .. ":" .. self.port, pid = self.pid, alive = self:alive(),
-           restarts = self.restarts, targets = targets, unexported = self.unexported, errors = self.errors }
+           sessions = self:alive() and self:sessions() or 0, restarts = self.restarts, targets = targets, unexported = self.unexported, errors = self.errors }
 end
 
 --- Stop istgt and remove the backing files. Safe to call twice.
