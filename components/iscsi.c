@@ -51,6 +51,16 @@ static void sleep_for(double s)
     nanosleep(&ts, NULL);
 }
 
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* seconds between logins while TrueNAS rate-limits them */
+#define RATE_RETRY 5.0
+
 static void push_array(lua_State *L)
 {
     lua_getglobal(L, "require");
@@ -288,17 +298,42 @@ static int c_open(lua_State *L)
     lua_setfield(L, o, "timeout");
     lua_getfield(L, -1, "call_timeout");
     lua_setfield(L, o, "call_timeout");
-    lua_pop(L, 1);
+    lua_getfield(L, -1, "login_wait");
+    double wait = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 90;
+    lua_pop(L, 2); /* login_wait, config */
     lua_getglobal(L, "require");
     lua_pushliteral(L, "sbot.truenas");
     lua_call(L, 1, 0);
-    int n = sbot_truenas_connect(L, o);
-    if (n != 1) { /* nil, message: the runner reports "<phase>: open: truenas: ..." */
+    /* TrueNAS takes 20 logins a minute from one address (then EBUSY "Rate
+     * Limit Exceeded"): a fleet of more servers than that, each worker with
+     * its own connection, waits its turn rather than failing. */
+    double start = mono(), waited = 0;
+    int warned = 0;
+    for (;;) {
+        int n = sbot_truenas_connect(L, o);
+        if (n == 1)
+            return 1;
+        const char *msg = lua_tostring(L, -2), *code = lua_tostring(L, -1);
+        int limited = code && strcmp(code, "EBUSY") == 0 && msg && strstr(msg, "Rate Limit");
+        waited = mono() - start;
+        if (limited && waited + RATE_RETRY <= wait) {
+            if (!warned++)
+                sbot_log(L, SBOT_WARN, "iscsi (%s): TrueNAS refuses logins for now (%s; it takes 20 a minute "
+                         "from one address): trying again every %.0f s for up to %.0f s",
+                         server_id(L, self), msg, RATE_RETRY, wait);
+            lua_settop(L, o);
+            sleep_for(RATE_RETRY);
+            continue;
+        }
+        /* nil, message: the runner reports "<phase>: open: truenas: ..." */
         lua_pushnil(L);
-        lua_pushfstring(L, "truenas: %s", lua_tostring(L, -3));
+        if (limited)
+            lua_pushfstring(L, "truenas: %s (still after %d s of waiting: TrueNAS takes 20 logins a minute from one "
+                               "address; login_wait sets how long to wait)", msg, (int)waited);
+        else
+            lua_pushfstring(L, "truenas: %s", msg);
         return 2;
     }
-    return 1;
 }
 
 /* ---- discover -------------------------------------------------------------------------- */
@@ -1712,6 +1747,8 @@ int luaopen_sbot_component_iscsi(lua_State *L)
     } nums[] = {{"timeout", "TrueNAS connect timeout, seconds", 30},
                 {"call_timeout", "one TrueNAS call's timeout, seconds", 30},
                 {"probe_timeout", "the iSCSI login check's timeout, seconds", 15},
+                {"login_wait", "seconds to wait while TrueNAS rate-limits logins (20 a minute from one address) "
+                               "before failing", 90},
                 {NULL, NULL, 0}};
     for (int i = 0; nums[i].name; i++) {
         lua_createtable(L, 0, 3);

@@ -1298,10 +1298,11 @@ function Model:dispatch(method, params, session)
   end
   if not session.authenticated then
     -- before login every call counts: 20 per method per address per minute
+    -- (the minute scaled by the lab's --time-scale, like its other durations)
     local key = method .. "@" .. tostring(session.ip or "local")
     local now = self.clock()
     local r = self.rate[key]
-    if not r or now - r.start >= RATE_WINDOW then
+    if not r or now - r.start >= RATE_WINDOW * self.scale then
       r = { start = now, n = 0 }
       self.rate[key] = r
     end
