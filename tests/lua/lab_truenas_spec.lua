@@ -301,6 +301,34 @@ describe("TrueNAS lab with a real iSCSI target (istgt)", function()
     assert.matches("cannot connect", err3)
   end)
 
+  it("runs istgt under libfaketime, so that its whole-second sleeps are short", function()
+    local _, st = curl(port, "GET", "/lab/state", nil, false)
+    assert.are.equal("libfaketime x20", st.tgt.pace)
+  end)
+end)
+
+describe("TrueNAS lab with istgt at its own pace (a login takes it a second)", function()
+  local lab, port, tgt_port, dir
+  local iscsi = require "sbot.iscsi"
+  local GOOD = "iqn.2024-01.org.sbot:r630-01"
+  setup(function()
+    dir = helpers.tmpdir("istgt")
+    tgt_port = helpers.free_port()
+    lab, port = start_lab(string.format("tgt_port=%d tgt_dir=%s tgt_faketime=no", tgt_port, dir))
+  end)
+  teardown(function()
+    lab:stop("INT")
+    local f = io.open(dir .. "/istgt.pid")
+    if f then
+      local pid = tonumber(f:read("a"))
+      f:close()
+      if pid then os.execute("kill -KILL " .. pid .. " 2>/dev/null") end
+    end
+  end)
+  local function probe(iqn, lun, initiator)
+    return iscsi.probe { portal = "127.0.0.1:" .. tgt_port, target = iqn, lun = lun, initiator = initiator, timeout = 10 }
+  end
+
   it("applies a configuration change without dropping a login in progress, as TrueNAS does", function()
     local c <close> = assert(ws.connect(string.format("ws://127.0.0.1:%d/api/current", port), { timeout = 5 }))
     local call = rpc_client(c)

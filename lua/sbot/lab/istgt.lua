@@ -29,6 +29,7 @@ local sys = require "sbot.sys"
 local M = {}
 M.MAX_LUN = 63
 M.IDLE_WAIT = 3
+M.SPEED = 20
 
 local Istgt = {}
 Istgt.__index = Istgt
@@ -59,7 +60,8 @@ local function read_file(path)
 end
 
 --- Start the controller (the daemon starts on the first apply with a target).
--- opts: port (required), dir (required), host ("127.0.0.1"), istgt (program).
+-- opts: port (required), dir (required), host ("127.0.0.1"), istgt (program),
+-- faketime (path of libfaketimeMT.so.1, or false for none; default: found).
 -- Returns the controller or nil, message.
 function M.start(opts)
   opts = opts or {}
@@ -70,9 +72,25 @@ function M.start(opts)
   if not program then return nil, "istgt: program istgt not found (install the Debian package istgt)" end
   local ok, err = require("sbot.fsio").mkdirs(opts.dir)
   if not ok then return nil, "istgt: cannot create " .. opts.dir .. ": " .. tostring(err) end
-  local self = setmetatable({ port = port, host = opts.host or "127.0.0.1", dir = opts.dir, program = program,
+  -- istgt sleeps whole seconds where TrueNAS does not: one after accepting
+  -- each connection (so it takes one login a second) and one in every login.
+  -- Under libfaketime at SPEED times the clock those seconds are 1/SPEED s;
+  -- without it, istgt runs at its own pace (state().pace says which).
+  local faketime = opts.faketime
+  if faketime == nil then
+    for _, dir in ipairs { "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib" } do
+      local f = io.open(dir .. "/faketime/libfaketimeMT.so.1", "rb")
+      if f then
+        f:close()
+        faketime = dir .. "/faketime/libfaketimeMT.so.1"
+        break
+      end
+    end
+  end
+  local self = setmetatable({ faketime = faketime or nil, speed = faketime and M.SPEED or 1,
+    port = port, host = opts.host or "127.0.0.1", dir = opts.dir, program = program,
     conf_file = opts.dir .. "/istgt.conf", pid_file = opts.dir .. "/istgt.pid", log = opts.dir .. "/istgt.log",
-    conf = nil, exported = {}, unexported = {}, files = {}, restarts = 0, errors = {} }, Istgt)
+    conf = nil, exported = {}, unexported = {}, files = {}, restarts = 0, errors = {}, timings = {} }, Istgt)
   return self
 end
 
@@ -143,7 +161,9 @@ function Istgt:render(config)
   out[#out + 1] = "  PidFile " .. self.pid_file
   out[#out + 1] = "  AuthFile " .. self.dir .. "/auth.conf"
   out[#out + 1] = "  MediaDirectory " .. self.dir
-  out[#out + 1] = "  Timeout 30\n  NopInInterval 20\n  DiscoveryAuthMethod None\n  MaxSessions 32\n  MaxConnections 4"
+  -- istgt's 30 s timeout and 20 s NOP-In interval, in its own (faster) clock
+  out[#out + 1] = string.format("  Timeout %d\n  NopInInterval %d\n  DiscoveryAuthMethod None\n  MaxSessions 32\n"
+    .. "  MaxConnections 4", 30 * self.speed, 20 * self.speed)
   out[#out + 1] = "[UnitControl]\n  AuthMethod None"
   for i, portals in ipairs(pg) do
     out[#out + 1] = string.format("[PortalGroup%d]", i)
@@ -177,18 +197,30 @@ function Istgt:render(config)
   return table.concat(out, "\n") .. "\n", skipped
 end
 
+-- Whether pid has exited: gone, or a zombie waiting to be reaped (istgt
+-- daemonizes, so its parent is init, which may reap late; a zombie has
+-- closed its sockets already).
+local function exited(pid)
+  if not sys.pid_alive(pid) then return true end
+  local f = io.open("/proc/" .. pid .. "/stat", "rb")
+  if not f then return true end
+  local st = f:read("a"):match("%) (%a)")
+  f:close()
+  return st == "Z" or st == "X"
+end
+
 function Istgt:alive()
-  return self.pid ~= nil and sys.pid_alive(self.pid)
+  return self.pid ~= nil and not exited(self.pid)
 end
 
 function Istgt:kill()
   if self.pid then
-    if sys.pid_alive(self.pid) then
+    if not exited(self.pid) then
       -- SIGTERM makes istgt wait seconds for its connections; nothing is
       -- lost with SIGKILL (every write went to the backing file already)
       sys.kill(self.pid, "KILL")
       for _ = 1, 200 do
-        if not sys.pid_alive(self.pid) then break end
+        if exited(self.pid) then break end
         pause(0.005)
       end
     end
@@ -248,8 +280,10 @@ function Istgt:apply(config)
   -- A TrueNAS applies a configuration change without dropping the sessions
   -- it has; istgt must restart for it. Let the logins in progress finish
   -- first (a login takes istgt a second), for at most IDLE_WAIT seconds.
-  local deadline = sys.monotime() + M.IDLE_WAIT
+  local t0 = sys.monotime()
+  local deadline = t0 + M.IDLE_WAIT
   while self:alive() and self:sessions() > 0 and sys.monotime() < deadline do pause(0.01) end
+  local t1 = sys.monotime()
   self:kill()
   self.conf = text
   if not text then return true end
@@ -262,7 +296,13 @@ function Istgt:apply(config)
   -- istgt daemonizes (its own session) once its portals listen; the pid
   -- comes from its pid file. sys.spawn runs it without a shell.
   os.remove(self.pid_file)
-  local r, serr = sys.spawn { argv = { self.program, "-c", self.conf_file, "-p", self.pid_file }, timeout = 30 }
+  local env
+  if self.faketime then
+    env = { PATH = os.getenv("PATH") or "/usr/sbin:/usr/bin:/sbin:/bin", LD_PRELOAD = self.faketime,
+            FAKETIME = "+0 x" .. self.speed }
+  end
+  local r, serr = sys.spawn { argv = { self.program, "-c", self.conf_file, "-p", self.pid_file }, env = env,
+    timeout = 30 }
   self.restarts = self.restarts + 1
   if not r then return nil, "istgt: cannot run " .. self.program .. ": " .. tostring(serr) end
   local wf = io.open(self.log, "ab")
@@ -277,7 +317,13 @@ function Istgt:apply(config)
   for _ = 1, 100 do
     self.pid = self.pid or tonumber(read_file(self.pid_file):match("%d+"))
     if self.pid and not sys.pid_alive(self.pid) then break end
-    if self.pid and self:listening() then return true end
+    if self.pid and self:listening() then
+      -- the last restarts: how long the lab waited for logins, then restarting took
+      self.timings[#self.timings + 1] = { waited_ms = math.floor((t1 - t0) * 1000),
+        restart_ms = math.floor((sys.monotime() - t1) * 1000) }
+      if #self.timings > 20 then table.remove(self.timings, 1) end
+      return true
+    end
     pause(0.01)
   end
   local log = read_file(self.log)
@@ -296,7 +342,8 @@ function Istgt:state()
     targets[#targets + 1] = { name = t.name, luns = luns, groups = t.groups }
   end
   return { program = "istgt", portal = self.host .. ":" .. self.port, pid = self.pid, alive = self:alive(),
-           sessions = self:alive() and self:sessions() or 0, restarts = self.restarts, targets = targets, unexported = self.unexported, errors = self.errors }
+           sessions = self:alive() and self:sessions() or 0, restarts = self.restarts, timings = self.timings,
+           pace = self.faketime and ("libfaketime x" .. self.speed) or "its own (libfaketime not found)", targets = targets, unexported = self.unexported, errors = self.errors }
 end
 
 --- Stop istgt and remove the backing files. Safe to call twice.
