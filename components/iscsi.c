@@ -489,18 +489,41 @@ static int c_discover(lua_State *L)
     lua_setfield(L, d, "basename");
     lua_pushfstring(L, "%s:%s", basename ? basename : "", tname);
     lua_setfield(L, d, "iqn");
-    /* portal "ip[:port]": the port the servers use, else the global one */
+    /* portal "ip[:port]" or "[ipv6][:port]": the port the servers use, else the global one */
     char pip[256];
-    snprintf(pip, sizeof pip, "%s", portal_cfg);
-    char *colon = strrchr(pip, ':');
     long pport = listen_port;
-    if (colon && !strchr(colon, ']') && strchr(pip, ':') == colon) {
-        pport = strtol(colon + 1, NULL, 10);
-        *colon = '\0';
+    const char *port_text = NULL;
+    if (portal_cfg[0] == '[') {
+        const char *close = strchr(portal_cfg, ']');
+        if (!close || (close[1] != '\0' && close[1] != ':'))
+            return fail(L, "iscsi: portal '%s': expected \"ip[:port]\" or \"[ipv6][:port]\"", portal_cfg);
+        snprintf(pip, sizeof pip, "%.*s", (int)(close - portal_cfg - 1), portal_cfg + 1);
+        if (close[1] == ':')
+            port_text = close + 2;
+    } else {
+        const char *colon = strchr(portal_cfg, ':');
+        if (colon && !strchr(colon + 1, ':')) { /* one colon: ip:port (more: a bare IPv6 address) */
+            snprintf(pip, sizeof pip, "%.*s", (int)(colon - portal_cfg), portal_cfg);
+            port_text = colon + 1;
+        } else {
+            snprintf(pip, sizeof pip, "%s", portal_cfg);
+        }
     }
+    if (port_text) {
+        char *end;
+        long v = strtol(port_text, &end, 10);
+        if (!*port_text || *end || v < 1 || v > 65535)
+            return fail(L, "iscsi: portal '%s': the port must be a number from 1 to 65535", portal_cfg);
+        pport = v;
+    }
+    if (!pip[0])
+        return fail(L, "iscsi: portal '%s': no address", portal_cfg);
     lua_pushstring(L, pip);
     lua_setfield(L, d, "portal_ip");
-    lua_pushfstring(L, "%s:%d", pip, (int)pport);
+    if (strchr(pip, ':'))
+        lua_pushfstring(L, "[%s]:%d", pip, (int)pport);
+    else
+        lua_pushfstring(L, "%s:%d", pip, (int)pport);
     lua_setfield(L, d, "portal");
 
     /* the pool and the space the zvol's parent has */

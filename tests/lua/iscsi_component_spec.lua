@@ -69,6 +69,16 @@ describe("iscsi component", function()
     assert.are.equal(writes, il.truenas(lab).writes)
   end)
 
+  it("takes an IPv6 portal in brackets, with or without its port", function()
+    local r = il.run(lab, "r630-02", { portal = "[::1]:3270" }, "plan")
+    assert(r.code == 0, r.stdout .. r.stderr)
+    assert.are.equal("[::1]:3270", r.result.discovery.portal)
+    assert.are.equal("::1", r.result.discovery.portal_ip)
+    r = il.run(lab, "r630-02", { portal = "::1" }, "plan")
+    assert(r.code == 0, r.stdout .. r.stderr)
+    assert.matches("^%[::1%]:%d+$", r.result.discovery.portal)
+  end)
+
   it("refuses a LUN another extent holds on the target, before writing anything", function()
     -- r630-02's disk asked on r630-01's target (converged above, LUN 0 is its extent's)
     local before = il.truenas(lab)
@@ -93,6 +103,11 @@ describe("iscsi component", function()
       return r.result.error
     end
 
+    it("a portal whose port is not a port", function()
+      refused({ portal = "127.0.0.1:99999" }, "discover: iscsi: portal '127%.0%.0%.1:99999': the port must be a number from 1 to 65535")
+      refused({ portal = "127.0.0.1:" }, "the port must be a number from 1 to 65535")
+      refused({ portal = "[::1" }, "portal '%[::1': expected \"ip%[:port%]\" or \"%[ipv6%]%[:port%]\"")
+    end)
     it("an unknown pool", function()
       refused({ pool = "nope" }, "process: iscsi: pool 'nope' does not exist on the TrueNAS %(pools: tank%)")
     end)
