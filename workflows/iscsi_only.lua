@@ -15,6 +15,15 @@ local R630 = require "sbot.component.r630"
 -- to 16382. Refused before the iSCSI step makes a disk no BIOS could boot.
 local MAX_BOOT_LUN = 255
 
+-- A copy of table t (or an empty table) with the fields of `set` on top: the
+-- site's configuration stays as the site file wrote it.
+local function with(t, set)
+  local out = {}
+  for k, v in pairs(t or {}) do out[k] = v end
+  for k, v in pairs(set) do out[k] = v end
+  return out
+end
+
 local wf = workflow.new {
   name = "iscsi_only",
   description = "Give each server a zvol and an iSCSI target on TrueNAS SCALE, verified by a "
@@ -47,10 +56,7 @@ local wf = workflow.new {
 
   steps = function(server, ctx)
     local iscsi = ctx:config("iscsi")
-    if ctx.args.size then
-      iscsi.zvol = iscsi.zvol or {}
-      iscsi.zvol.size = ctx.args.size
-    end
+    if ctx.args.size then iscsi.zvol = with(iscsi.zvol, { size = ctx.args.size }) end
     if math.type(iscsi.lun) == "integer" and iscsi.lun > MAX_BOOT_LUN then
       error(string.format("iscsi.lun %s: the R630 boots LUN 0..%d only", tostring(iscsi.lun), MAX_BOOT_LUN), 0)
     end
@@ -70,22 +76,17 @@ local wf = workflow.new {
     --   TrueNAS's listen_port); the BIOS takes the two apart;
     -- - LUN: TrueNAS's LUN n is LUN n on the wire, the same number for both.
     -- After a failed iSCSI step d is empty and this step is skipped unread.
+    -- The site's components.r630 may choose the NIC (iscsi_boot.nic), the
+    -- boot mode, timeouts; what names the disk comes from TrueNAS and wins.
     local ip, port = tostring(d.portal or ""):match("^(.+):(%d+)$")
     local boot = ctx:config("r630")
-    -- the site may add to iscsi_boot (nic, chap); what names the disk comes
-    -- from TrueNAS and wins
-    local ib = boot.iscsi_boot or {}
-    ib.target_iqn, ib.target_ip, ib.target_port = d.iqn, ip, tonumber(port)
-    ib.lun, ib.initiator_iqn = d.lun, d.initiator
-    boot.iscsi_boot = ib
-    boot.boot = boot.boot or { mode = "Uefi" }
-    boot.boot.first = "iscsi"
+    boot.iscsi_boot = with(boot.iscsi_boot, { target_iqn = d.iqn, target_ip = ip, target_port = tonumber(port),
+                                              lun = d.lun, initiator_iqn = d.initiator })
+    boot.boot = with(boot.boot, { first = "iscsi" })
     local p = ctx.args.poll_interval
     if p then
-      boot.power = boot.power or {}
-      boot.jobs = boot.jobs or {}
-      boot.power.interval = boot.power.interval or p
-      boot.jobs.interval = boot.jobs.interval or p
+      boot.power = with(boot.power, { interval = p })
+      boot.jobs = with(boot.jobs, { interval = p })
     end
     -- No virtual media: this workflow makes the disk bootable; installing an
     -- OS onto it is another workflow's job. The R630 step reboots once, only
