@@ -45,6 +45,13 @@ static int fail(lua_State *L, const char *fmt, ...)
     return lua_error(L);
 }
 
+static double now_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static void sleep_for(double s)
 {
     struct timespec ts = {(time_t)s, (long)((s - floor(s)) * 1e9)};
@@ -187,9 +194,14 @@ static lua_Integer parse_size(lua_State *L, int idx, const char *where)
         end++;
     if (end == s || *end || !(n > 0))
         fail(L, "%s: '%s' is not a size (e.g. \"120G\", \"512M\", or bytes)", where, s);
-    if (!(n * mult < 9.0e18))
+    double bytes = n * mult;
+    if (!(bytes < 9.0e18))
         fail(L, "%s: '%s' is too large", where, s);
-    return (lua_Integer)(n * mult);
+    /* "0.5" or "1.5" bytes: no such size (and a 0 would be a zvol of no
+     * bytes, or a division by zero in the block-size check) */
+    if (bytes < 1 || bytes != floor(bytes))
+        fail(L, "%s: '%s' is not a whole number of bytes", where, s);
+    return (lua_Integer)bytes;
 }
 
 /* The config value (self.config[k]) or the site's truenas[k]; pushes it. */
@@ -355,25 +367,21 @@ static int portal_serves(lua_State *L, int portal, const char *ip)
     return found;
 }
 
-/* Pushes the id of a portal that serves `ip` (or listens on every address),
- * else nil. Raises when the query fails. */
-static void push_portal_for(lua_State *L, int res, const char *ip)
+/* Push the portal entry that serves ip (or every address), or nil. Raises
+ * on failure. */
+static void push_portal_serving(lua_State *L, int res, const char *ip)
 {
     must(L, res, "iscsi.portal.query", 0);
     int list = lua_gettop(L);
-    lua_Integer n = (lua_Integer)lua_rawlen(L, list);
-    for (lua_Integer i = 1; i <= n; i++) {
-        if (lua_rawgeti(L, list, i) == LUA_TTABLE) {
-            int p = lua_gettop(L);
-            if (portal_serves(L, p, ip) || portal_serves(L, p, "0.0.0.0") || portal_serves(L, p, "::")) {
-                lua_getfield(L, p, "id");
-                lua_replace(L, list);
-                lua_settop(L, list);
-                return;
-            }
+    for (lua_Integer i = 1; lua_rawgeti(L, list, i) == LUA_TTABLE; i++) {
+        int p = lua_gettop(L);
+        if (portal_serves(L, p, ip) || portal_serves(L, p, "0.0.0.0")) {
+            lua_replace(L, list);
+            return;
         }
         lua_pop(L, 1);
     }
+    lua_pop(L, 1); /* the nil that ended the list */
     lua_pushnil(L);
     lua_replace(L, list);
 }
@@ -401,33 +409,29 @@ static int same_set(lua_State *L, int a, int b)
     return 1;
 }
 
-static int c_discover(lua_State *L)
+/* What names the server's disk, from the config, the site and the hooks
+ * (no TrueNAS call): d gets version, names {zvol, target, extent},
+ * initiator, initiators, lun and mark. Pushes pool, version and the portal
+ * setting ("ip[:port]"), in that order (discover uses them). */
+static void fill_identity(lua_State *L, int self, int d)
 {
-    int self = 1, res = 2;
+    self = lua_absindex(L, self);
+    d = lua_absindex(L, d);
     const char *id = server_id(L, self);
-    char mark[256];
-    snprintf(mark, sizeof mark, "sbot:%s", id);
-    lua_newtable(L);
-    int d = lua_gettop(L);
-
-    /* config + site defaults */
     push_cfg_or_site(L, self, "pool", "truenas", "pool");
     if (lua_type(L, -1) != LUA_TSTRING)
-        return fail(L, "iscsi: no pool (config pool or site truenas.pool)");
+        fail(L, "iscsi: no pool (config pool or site truenas.pool)");
     const char *pool = lua_tostring(L, -1);
-    int pool_i = lua_gettop(L);
     push_cfg_or_site(L, self, "version", "openshift", "version");
     if (lua_type(L, -1) != LUA_TSTRING)
-        return fail(L, "iscsi: no OpenShift version for the names (config version or site openshift.version)");
+        fail(L, "iscsi: no OpenShift version for the names (config version or site openshift.version)");
     const char *version = lua_tostring(L, -1);
     lua_pushvalue(L, -1);
     lua_setfield(L, d, "version");
     push_cfg_or_site(L, self, "portal", "truenas", "portal");
     if (lua_type(L, -1) != LUA_TSTRING)
-        return fail(L, "iscsi: no portal (config portal or site truenas.portal, \"ip[:port]\")");
-    const char *portal_cfg = lua_tostring(L, -1);
-    int portal_cfg_i = lua_gettop(L);
-    (void)portal_cfg_i;
+        fail(L, "iscsi: no portal (config portal or site truenas.portal, \"ip[:port]\")");
+    int top = lua_gettop(L); /* pool, version, portal stay */
 
     /* names: config overrides, else hooks */
     push_names(L, self, pool, version);
@@ -435,11 +439,11 @@ static int c_discover(lua_State *L)
     lua_getfield(L, self, "config");
     int cfg = lua_gettop(L);
     for (int i = 0; i < 2; i++) { /* config zvol.name / target.name win over the hooks */
-        int top = lua_gettop(L);
+        int t = lua_gettop(L);
         if (lua_getfield(L, cfg, i == 0 ? "zvol" : "target") == LUA_TTABLE &&
             lua_getfield(L, -1, "name") == LUA_TSTRING)
             lua_replace(L, names + i);
-        lua_settop(L, top);
+        lua_settop(L, t);
     }
     lua_createtable(L, 0, 3);
     lua_pushvalue(L, names);
@@ -449,13 +453,12 @@ static int c_discover(lua_State *L)
     lua_pushvalue(L, names + 2);
     lua_setfield(L, -2, "extent");
     lua_setfield(L, d, "names");
-    const char *zvol = lua_tostring(L, names), *tname = lua_tostring(L, names + 1), *ename = lua_tostring(L, names + 2);
 
     /* the server's initiator (the hook), and the group's initiators (config, else that one) */
     lua_pushstring(L, id);
     sbot_component_hook(L, self, "initiator_name", 1);
     if (lua_type(L, -1) != LUA_TSTRING)
-        return fail(L, "iscsi: the initiator_name hook did not return a string");
+        fail(L, "iscsi: the initiator_name hook did not return a string");
     lua_setfield(L, d, "initiator");
     if (lua_getfield(L, cfg, "initiators") != LUA_TTABLE || lua_rawlen(L, -1) == 0) {
         lua_pop(L, 1);
@@ -463,14 +466,173 @@ static int c_discover(lua_State *L)
         lua_getfield(L, d, "initiator");
         lua_rawseti(L, -2, 1);
     }
-    int inits = lua_gettop(L);
-    lua_pushvalue(L, inits);
     lua_setfield(L, d, "initiators");
-    lua_Integer lun = ifield(L, cfg, "lun", 0);
-    lua_pushinteger(L, lun);
+    lua_pushinteger(L, ifield(L, cfg, "lun", 0));
     lua_setfield(L, d, "lun");
-    lua_pushstring(L, mark);
+    lua_pushfstring(L, "sbot:%s", id);
     lua_setfield(L, d, "mark");
+    lua_settop(L, top);
+}
+
+/* The target's address as an initiator sees it: d gets basename, iqn
+ * (<basename>:<target name>), portal_ip and portal ("ip:port": the port of
+ * the portal setting, else the global listen port). */
+/* The portal setting "ip[:port]" or "[ipv6][:port]" (a bare IPv6 address has
+ * no port): the address without brackets into ip, the port into *port (0:
+ * none given). 0, or -1 with the reason in err. */
+static int parse_portal(const char *portal, char *ip, size_t iplen, long *port, char *err, size_t errlen)
+{
+    const char *port_text = NULL;
+    *port = 0;
+    if (portal[0] == '[') {
+        const char *close = strchr(portal, ']');
+        if (!close || (close[1] != '\0' && close[1] != ':')) {
+            snprintf(err, errlen, "iscsi: portal '%s': expected \"ip[:port]\" or \"[ipv6][:port]\"", portal);
+            return -1;
+        }
+        snprintf(ip, iplen, "%.*s", (int)(close - portal - 1), portal + 1);
+        if (close[1] == ':')
+            port_text = close + 2;
+    } else {
+        const char *colon = strchr(portal, ':');
+        if (colon && !strchr(colon + 1, ':')) { /* one colon: ip:port (more: a bare IPv6 address) */
+            snprintf(ip, iplen, "%.*s", (int)(colon - portal), portal);
+            port_text = colon + 1;
+        } else {
+            snprintf(ip, iplen, "%s", portal);
+        }
+    }
+    if (port_text) {
+        char *end;
+        long v = strtol(port_text, &end, 10);
+        if (!*port_text || *end || v < 1 || v > 65535) {
+            snprintf(err, errlen, "iscsi: portal '%s': the port must be a number from 1 to 65535", portal);
+            return -1;
+        }
+        *port = v;
+    }
+    if (!ip[0]) {
+        snprintf(err, errlen, "iscsi: portal '%s': no address", portal);
+        return -1;
+    }
+    return 0;
+}
+
+/* d.basename, d.iqn, d.portal_ip and d.portal ("ip:port", "[ipv6]:port")
+ * from the portal setting (its port, else listen_port). NULL, or why the
+ * setting is wrong. */
+static const char *fill_address(lua_State *L, int d, const char *portal_cfg, const char *basename,
+                                lua_Integer listen_port, char *err, size_t errlen)
+{
+    d = lua_absindex(L, d);
+    lua_getfield(L, d, "names");
+    const char *tname = sfield(L, lua_gettop(L), "target");
+    lua_pushstring(L, basename ? basename : "");
+    lua_setfield(L, d, "basename");
+    lua_pushfstring(L, "%s:%s", basename ? basename : "", tname ? tname : "");
+    lua_setfield(L, d, "iqn");
+    lua_pop(L, 1);
+    char pip[256];
+    long pport;
+    if (parse_portal(portal_cfg, pip, sizeof pip, &pport, err, errlen) != 0)
+        return err;
+    if (!pport)
+        pport = (long)listen_port;
+    lua_pushstring(L, pip);
+    lua_setfield(L, d, "portal_ip");
+    if (strchr(pip, ':'))
+        lua_pushfstring(L, "[%s]:%d", pip, (int)pport);
+    else
+        lua_pushfstring(L, "%s:%d", pip, (int)pport);
+    lua_setfield(L, d, "portal");
+    return NULL;
+}
+
+/* Is there a port in the portal setting? (a wrong one counts as none: the
+ * address is refused with its reason by fill_address) */
+static int portal_has_port(const char *portal)
+{
+    char ip[256], err[300];
+    long port;
+    return parse_portal(portal, ip, sizeof ip, &port, err, sizeof err) == 0 && port > 0;
+}
+
+/* IscsiComponent.address(c [, global]) -> {iqn, portal, portal_ip, lun,
+ * initiator, names, version, basename} | nil, message: the disk's address
+ * computed as discover does, from the config, the site and the hooks,
+ * without asking TrueNAS — with global = {basename, listen_port} (what
+ * iscsi.global.config says; default: the site's truenas.basename and the
+ * portal setting's port). For steps that need the address before the disk's
+ * own step runs (the agent ISO's rootDeviceHints). */
+static int l_address(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 2);
+    lua_newtable(L);
+    int d = lua_gettop(L);
+    fill_identity(L, 1, d);
+    const char *portal_cfg = lua_tostring(L, -1);
+    const char *basename = NULL;
+    lua_Integer port = -1;
+    if (lua_istable(L, 2)) {
+        basename = sfield(L, 2, "basename");
+        port = ifield(L, 2, "listen_port", -1);
+    }
+    if (!basename) {
+        lua_getfield(L, 1, "site");
+        if (lua_istable(L, -1) && lua_getfield(L, -1, "truenas") == LUA_TTABLE)
+            basename = sfield(L, lua_gettop(L), "basename");
+    }
+    if (!basename) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "iscsi: the target's basename is not known without TrueNAS: give the site's "
+                           "truenas.basename (iscsi.global.config's basename) or discover the disk");
+        return 2;
+    }
+    {
+        char ip[256], perr[600];
+        long given;
+        if (parse_portal(portal_cfg, ip, sizeof ip, &given, perr, sizeof perr) != 0) {
+            lua_pushnil(L);
+            lua_pushstring(L, perr);
+            return 2;
+        }
+    }
+    if (port < 0 && !portal_has_port(portal_cfg)) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "iscsi: the portal '%s' has no port, and the global listen port is not known "
+                           "without TrueNAS: write the site's truenas.portal as ip:port or discover the disk",
+                        portal_cfg);
+        return 2;
+    }
+    char perr[600];
+    if (fill_address(L, d, portal_cfg, basename, port < 0 ? 3260 : port, perr, sizeof perr)) {
+        lua_pushnil(L);
+        lua_pushstring(L, perr);
+        return 2;
+    }
+    lua_pushvalue(L, d);
+    return 1;
+}
+
+static int c_discover(lua_State *L)
+{
+    int self = 1, res = 2;
+    const char *id = server_id(L, self);
+    char mark[256];
+    snprintf(mark, sizeof mark, "sbot:%s", id);
+    lua_newtable(L);
+    int d = lua_gettop(L);
+
+    /* config + site defaults, names, initiators (fill_identity) */
+    fill_identity(L, self, d);
+    int pool_i = lua_gettop(L) - 2;
+    const char *portal_cfg = lua_tostring(L, -1);
+    lua_getfield(L, d, "names");
+    int names = lua_gettop(L);
+    const char *zvol = sfield(L, names, "zvol"), *tname = sfield(L, names, "target"), *ename = sfield(L, names, "extent");
+    lua_getfield(L, d, "initiators");
+    int inits = lua_gettop(L);
 
     /* the system */
     must(L, res, "system.info", 0);
@@ -485,46 +647,16 @@ static int c_discover(lua_State *L)
     int global = lua_gettop(L);
     const char *basename = sfield(L, global, "basename");
     lua_Integer listen_port = ifield(L, global, "listen_port", 3260);
-    lua_pushstring(L, basename ? basename : "");
-    lua_setfield(L, d, "basename");
-    lua_pushfstring(L, "%s:%s", basename ? basename : "", tname);
-    lua_setfield(L, d, "iqn");
-    /* portal "ip[:port]" or "[ipv6][:port]": the port the servers use, else the global one */
-    char pip[256];
-    long pport = listen_port;
-    const char *port_text = NULL;
-    if (portal_cfg[0] == '[') {
-        const char *close = strchr(portal_cfg, ']');
-        if (!close || (close[1] != '\0' && close[1] != ':'))
-            return fail(L, "iscsi: portal '%s': expected \"ip[:port]\" or \"[ipv6][:port]\"", portal_cfg);
-        snprintf(pip, sizeof pip, "%.*s", (int)(close - portal_cfg - 1), portal_cfg + 1);
-        if (close[1] == ':')
-            port_text = close + 2;
-    } else {
-        const char *colon = strchr(portal_cfg, ':');
-        if (colon && !strchr(colon + 1, ':')) { /* one colon: ip:port (more: a bare IPv6 address) */
-            snprintf(pip, sizeof pip, "%.*s", (int)(colon - portal_cfg), portal_cfg);
-            port_text = colon + 1;
-        } else {
-            snprintf(pip, sizeof pip, "%s", portal_cfg);
-        }
+    lua_pushinteger(L, listen_port);
+    lua_setfield(L, d, "listen_port");
+    /* portal "ip[:port]": the port the servers use, else the global one */
+    {
+        char perr[600];
+        if (fill_address(L, d, portal_cfg, basename, listen_port, perr, sizeof perr))
+            return fail(L, "%s", perr);
     }
-    if (port_text) {
-        char *end;
-        long v = strtol(port_text, &end, 10);
-        if (!*port_text || *end || v < 1 || v > 65535)
-            return fail(L, "iscsi: portal '%s': the port must be a number from 1 to 65535", portal_cfg);
-        pport = v;
-    }
-    if (!pip[0])
-        return fail(L, "iscsi: portal '%s': no address", portal_cfg);
-    lua_pushstring(L, pip);
-    lua_setfield(L, d, "portal_ip");
-    if (strchr(pip, ':'))
-        lua_pushfstring(L, "[%s]:%d", pip, (int)pport);
-    else
-        lua_pushfstring(L, "%s:%d", pip, (int)pport);
-    lua_setfield(L, d, "portal");
+    (void)tname;
+    const char *pip = sfield(L, d, "portal_ip"); /* d keeps it alive */
 
     /* the pool and the space the zvol's parent has */
     lua_createtable(L, 0, 4);
@@ -597,8 +729,12 @@ static int c_discover(lua_State *L)
     lua_pop(L, 1);
 
     /* portal: one that listens on the portal IP (or everywhere) */
-    push_portal_for(L, res, pip);
-    lua_setfield(L, d, "portal_id");
+    push_portal_serving(L, res, pip);
+    if (!lua_isnil(L, -1)) {
+        lua_getfield(L, -1, "id");
+        lua_setfield(L, d, "portal_id");
+    }
+    lua_pop(L, 1);
 
     /* initiator group: ours (marked), else one with exactly these initiators */
     must(L, res, "iscsi.initiator.query", 0);
@@ -679,7 +815,7 @@ static int c_discover(lua_State *L)
         must(L, res, "iscsi.targetextent.query", 1);
         lua_Integer mine = ifield(L, d, "extent_id", -1);
         for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TTABLE; i++) {
-            if (ifield(L, -1, "lunid", -1) == lun && ifield(L, -1, "extent", -1) != mine) {
+            if (ifield(L, -1, "lunid", -1) == ifield(L, d, "lun", 0) && ifield(L, -1, "extent", -1) != mine) {
                 lua_getfield(L, -1, "extent");
                 lua_setfield(L, d, "lun_taken_by");
             }
@@ -758,6 +894,21 @@ static int c_plan(lua_State *L)
     if (lua_getfield(L, cfg, "chap"), !lua_isnil(L, -1))
         return fail(L, "iscsi: chap: CHAP authentication is not implemented yet (iscsi.auth groups); remove it");
     lua_pop(L, 1);
+    {
+        /* the site's basename is what names are computed from before this
+         * step runs (IscsiComponent.address: the agent ISO's rootDeviceHints):
+         * it must be the TrueNAS's */
+        const char *have = sfield(L, d, "basename");
+        lua_getfield(L, self, "site");
+        const char *want = NULL;
+        if (lua_istable(L, -1) && lua_getfield(L, -1, "truenas") == LUA_TTABLE)
+            want = sfield(L, lua_gettop(L), "basename");
+        if (want && have && strcmp(want, have) != 0)
+            return fail(L, "iscsi: the site's truenas.basename '%s' is not the TrueNAS's iSCSI basename '%s': "
+                           "names computed from the site (the agent ISO's rootDeviceHints) would not be this "
+                           "disk's; fix truenas.basename", want, have);
+        lua_settop(L, list);
+    }
     lua_getfield(L, pool, "exists");
     if (!lua_toboolean(L, -1))
         return fail(L, "iscsi: pool '%s' does not exist on the TrueNAS (pools: %s)", pname,
@@ -813,12 +964,20 @@ static int c_plan(lua_State *L)
     lua_getfield(L, zc, "force_size");
     int force = lua_toboolean(L, -1);
     lua_pop(L, 1);
+    lua_getfield(L, zc, "existing");
+    int existing = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     if (size % bs != 0)
         return fail(L, "iscsi: zvol.size %lld is not a multiple of volblocksize %s (%lld bytes)", (long long)size,
                     bs_buf, (long long)bs);
 
     /* the zvol */
     lua_getfield(L, d, "zvol");
+    if (lua_isnil(L, -1) && existing)
+        return fail(L, "iscsi: zvol %s does not exist, and zvol.existing is set: this step only points the "
+                       "server at a disk that is already there (it never creates an empty disk to boot from); "
+                       "install version %s on it first (full_deployment or iscsi_only)", zvol,
+                    sfield(L, d, "version") ? sfield(L, d, "version") : "?");
     if (lua_isnil(L, -1)) {
         lua_Integer avail = ifield(L, pool, "available", -1);
         if (avail >= 0 && !force && (double)size > 0.8 * (double)avail)
@@ -852,7 +1011,7 @@ static int c_plan(lua_State *L)
         const char *type = sfield(L, -1, "type");
         if (type && strcmp(type, "VOLUME") != 0)
             return fail(L, "iscsi: %s exists and is a %s, not a zvol", zvol, type);
-        if (have != size)
+        if (have != size && !existing) /* an existing disk is taken as it is */
             return fail(L, "iscsi: zvol %s exists with %lld bytes, the config asks %lld: sbot does not resize "
                            "(or delete) a boot disk; change zvol.size or the zvol by hand", zvol, (long long)have,
                         (long long)size);
@@ -1117,47 +1276,41 @@ static int c_apply(lua_State *L)
         ids_set(L, self, "zvol", -1, 1);
         lua_setfield(L, out, "id");
     } else if (strncmp(resource, "portal:", 7) == 0) {
-        /* The portal is shared by every server's target: another server's run
-         * (a fleet run works on several at once) may create it between our
-         * discover and this create, which TrueNAS then refuses ("IP is already
-         * in use by portal N"). Whatever the failure, a portal now serving
-         * the address is used; it is ours (to undo) only if it carries our mark
-         * after a lost answer. */
-        const char *ip = sfield(L, d, "portal_ip");
+        /* The portal is the one object servers share: another server's run
+         * (workers run in parallel) may have made one on this IP since our
+         * discovery, and TrueNAS refuses a second ("IP is already in use").
+         * After any failure, a portal that now serves the IP is used: ours
+         * when the answer was lost (marked, undone on rollback), else the
+         * other run's (never deleted by us). */
+        const char *pip = sfield(L, d, "portal_ip");
         const char *mark = sfield(L, d, "mark");
+        int created = 1;
         for (int attempt = 0;; attempt++) {
             lua_pushvalue(L, after);
             int n = sbot_truenas_call(L, res, "iscsi.portal.create", 1);
-            if (n == 1) {
-                lua_getfield(L, -1, "id");
-                ids_set(L, self, "portal", -1, 1);
-                lua_setfield(L, out, "id");
-                lua_pop(L, 1);
+            if (n == 1)
                 break;
-            }
             int lost = transport_code(lua_tostring(L, -1));
-            int msg = lua_gettop(L) - 1;
-            push_portal_for(L, res, ip);
+            lua_pop(L, 1);
+            lua_remove(L, -2); /* the message stays for the final error */
+            int msg = lua_gettop(L);
+            push_portal_serving(L, res, pip ? pip : "");
             if (!lua_isnil(L, -1)) {
-                int ours = 0;
-                if (lost) {
-                    lua_pushvalue(L, -1);
-                    must(L, res, "iscsi.portal.get_instance", 1);
-                    const char *c = sfield(L, -1, "comment");
-                    ours = c && mark && strcmp(c, mark) == 0;
-                    lua_pop(L, 1);
-                }
-                ids_set(L, self, "portal", -1, ours);
-                lua_setfield(L, out, "id");
-                lua_pushboolean(L, !ours);
-                lua_setfield(L, out, "adopted");
-                lua_settop(L, msg - 2);
+                const char *comment = sfield(L, -1, "comment");
+                created = lost && comment && mark && strcmp(comment, mark) == 0;
+                lua_remove(L, msg);
                 break;
             }
+            lua_pop(L, 1);
             if (!lost || attempt >= 2)
                 return fail(L, "%s", lua_tostring(L, msg));
-            lua_settop(L, msg - 2);
+            lua_pop(L, 1);
         }
+        lua_getfield(L, -1, "id");
+        ids_set(L, self, "portal", -1, created);
+        lua_setfield(L, out, "id");
+        lua_pushboolean(L, created);
+        lua_setfield(L, out, "created");
     } else if (strncmp(resource, "initiator_group:", 16) == 0) {
         if (strcmp(action, "create") == 0) {
             lua_pushvalue(L, after);
@@ -1179,10 +1332,13 @@ static int c_apply(lua_State *L)
         lua_getfield(L, self, "config");
         lua_getfield(L, -1, "target");
         const char *alias = lua_type(L, -1) == LUA_TTABLE ? sfield(L, -1, "alias") : NULL;
+        /* TrueNAS wants every target's alias unique: a server has a target
+         * per OpenShift version, so the mark is followed by the target name */
+        const char *tname = sfield(L, after, "name");
         if (alias)
-            lua_pushfstring(L, "sbot:%s %s", id, alias);
+            lua_pushfstring(L, "sbot:%s %s %s", id, tname ? tname : "", alias);
         else
-            lua_pushfstring(L, "sbot:%s", id);
+            lua_pushfstring(L, "sbot:%s %s", id, tname ? tname : "");
         lua_setfield(L, -4, "alias");
         lua_pop(L, 2);
         push_array(L);
@@ -1323,18 +1479,24 @@ static int c_apply(lua_State *L)
         lua_pushboolean(L, 1);
         lua_setfield(L, out, "enable");
     } else if (strcmp(resource, "service:iscsitarget:start") == 0) {
+        /* a TrueNAS job (service.control): its percent shows beside this */
+        sbot_progress(L, "start the iscsitarget service", SBOT_PROGRESS_UNKNOWN);
         for (int attempt = 0;; attempt++) {
             lua_pushliteral(L, "START");
             lua_pushliteral(L, "iscsitarget");
             lua_newtable(L);
             int n = sbot_truenas_call(L, res, "service.control", 3);
             if (n == 1) {
-                if (!lua_toboolean(L, -1))
+                if (!lua_toboolean(L, -1)) {
+                    sbot_progress_end(L, "start the iscsitarget service");
                     return fail(L, "service.control START iscsitarget: the service did not start");
+                }
                 break;
             }
-            if (!transport_code(lua_tostring(L, -1)) || attempt >= 2)
+            if (!transport_code(lua_tostring(L, -1)) || attempt >= 2) {
+                sbot_progress_end(L, "start the iscsitarget service");
                 return fail(L, "%s", lua_tostring(L, -2));
+            }
             lua_pop(L, 3);
             lua_pushliteral(L, "iscsitarget");
             query1(L, res, "service.query", "service");
@@ -1343,6 +1505,7 @@ static int c_apply(lua_State *L)
                 break;
             lua_pop(L, 1);
         }
+        sbot_progress_end(L, "start the iscsitarget service");
         lua_pushboolean(L, 1);
         lua_setfield(L, out, "running");
     } else {
@@ -1471,41 +1634,55 @@ static int c_housekeep(lua_State *L)
         return fail(L, "iscsi: read back: the iscsitarget service is %s, not RUNNING", svc_state ? svc_state : "missing");
     lua_pop(L, 1);
 
-    /* a real login as the server's initiator */
+    /* a real login as the server's initiator. TrueNAS reloads its target
+     * after configuration changes, so the portal may be closed for a moment
+     * right after them: a connection refused (or closed before the login)
+     * is tried again until probe_timeout has passed; any other answer of
+     * the target (Target not found, a LUN it does not have) is final. */
     lua_getglobal(L, "require");
     lua_pushliteral(L, "sbot.iscsi");
     lua_call(L, 1, 0);
-    lua_createtable(L, 0, 5);
-    lua_pushstring(L, portal);
-    lua_setfield(L, -2, "portal");
-    lua_pushstring(L, iqn);
-    lua_setfield(L, -2, "target");
-    lua_pushinteger(L, lun);
-    lua_setfield(L, -2, "lun");
-    lua_pushstring(L, initiator);
-    lua_setfield(L, -2, "initiator");
     lua_getfield(L, self, "config");
     lua_getfield(L, -1, "probe_timeout");
-    lua_setfield(L, -3, "timeout");
-    lua_pop(L, 1);
-    /* Up to three logins: a target whose configuration just changed may
-     * refuse or drop a connection for a moment (the lab's istgt restarts; a
-     * TrueNAS reloads SCST), which is not what this check is about. */
-    const int tries = 3;
-    int opts = lua_gettop(L), n = 0, attempt;
-    for (attempt = 1;; attempt++) {
-        n = sbot_iscsi_probe(L, opts);
+    double probe_timeout = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 15;
+    lua_pop(L, 2);
+    double probe_deadline = now_mono() + probe_timeout, wait = 0.1;
+    int n, attempts = 0;
+    char login[256];
+    snprintf(login, sizeof login, "iSCSI login to %s at %s", iqn, portal);
+    sbot_progress(L, login, SBOT_PROGRESS_UNKNOWN); /* up to probe_timeout on a busy portal */
+    for (;;) {
+        double left = probe_deadline - now_mono();
+        lua_createtable(L, 0, 5);
+        lua_pushstring(L, portal);
+        lua_setfield(L, -2, "portal");
+        lua_pushstring(L, iqn);
+        lua_setfield(L, -2, "target");
+        lua_pushinteger(L, lun);
+        lua_setfield(L, -2, "lun");
+        lua_pushstring(L, initiator);
+        lua_setfield(L, -2, "initiator");
+        lua_pushnumber(L, left > 1 ? left : 1);
+        lua_setfield(L, -2, "timeout");
+        n = sbot_iscsi_probe(L, -1);
+        attempts++;
         if (n == 1)
             break;
-        const char *code = lua_tostring(L, -1);
-        if (attempt == tries || (code && strcmp(code, "nolun") == 0))
-            break;
-        lua_settop(L, opts);
-        sleep_for(0.5 * attempt);
+        const char *perr = lua_tostring(L, -2);
+        int closed = perr && strstr(perr, "cannot connect to the portal") != NULL;
+        if (!closed || now_mono() + wait >= probe_deadline) {
+            sbot_progress_end(L, login);
+            return fail(L, "iscsi: login as %s to %s LUN %lld at %s failed%s: %s", initiator, iqn, (long long)lun,
+                        portal, attempts > 1 ? " (portal closed throughout probe_timeout)" : "", perr);
+        }
+        char detail[64];
+        snprintf(detail, sizeof detail, "the portal closed the connection (attempt %d)", attempts);
+        sbot_progress_detail(L, login, SBOT_PROGRESS_UNKNOWN, detail);
+        lua_pop(L, n + 1); /* nil, message, code and the opts */
+        sleep_for(wait);
+        wait = wait * 2 > 1.0 ? 1.0 : wait * 2;
     }
-    if (n != 1)
-        return fail(L, "iscsi: login as %s to %s LUN %lld at %s failed: %s (%d attempt%s)", initiator, iqn,
-                    (long long)lun, portal, lua_tostring(L, -2), attempt, attempt > 1 ? "s" : "");
+    sbot_progress_end(L, login);
     int probe = lua_gettop(L);
     lua_getfield(L, probe, "capacity");
     lua_Integer bytes = ifield(L, -1, "bytes", -1);
@@ -1723,6 +1900,9 @@ int luaopen_sbot_component_iscsi(lua_State *L)
     lua_newtable(L);
     int zf = lua_gettop(L);
     field(L, zf, "name", "string", "full zvol name (default: the zvol_name hook)");
+    field(L, zf, "existing", "boolean",
+          "the zvol must exist already (plan fails otherwise; its size is taken as it is): for steps that "
+          "point a server at an installed disk and must never create an empty one (switch_version)");
     field(L, zf, "size", "any", "size, \"120G\" or bytes");
     field(L, zf, "sparse", "boolean", "thin provisioned (default true)");
     field(L, zf, "volblocksize", "string", "block size (default \"16K\")");
@@ -1810,5 +1990,7 @@ int luaopen_sbot_component_iscsi(lua_State *L)
     lua_pushcfunction(L, c_housekeep);
     lua_setfield(L, spec, "housekeep");
     sbot_component_define(L, spec);
+    lua_pushcfunction(L, l_address);
+    lua_setfield(L, -2, "address");
     return 1;
 }

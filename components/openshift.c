@@ -989,6 +989,31 @@ static void build_model(lua_State *L, int self)
     lua_settop(L, plist);
 }
 
+/* OpenShiftComponent.check(c) -> {cluster, version, platform, masters,
+ * workers, rendezvous_ip}: discover's checks of the site against itself
+ * (build_model) for an instance, without the store, the cache or the mirror,
+ * so that a workflow can refuse an inconsistent site before any step runs.
+ * Raises with every problem, one per line, as discover does. */
+static int l_check(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    build_model(L, 1);
+    int m = lua_gettop(L);
+    lua_newtable(L);
+    static const char *const keep[] = {"cluster", "version", "rendezvous_ip", NULL};
+    for (int i = 0; keep[i]; i++)
+        set_str(L, -1, keep[i], get_str(L, m, keep[i]));
+    lua_getfield(L, m, "sno");
+    set_str(L, -2, "platform", lua_toboolean(L, -1) ? "none" : "baremetal");
+    lua_pop(L, 1);
+    lua_getfield(L, m, "masters");
+    lua_setfield(L, -2, "masters");
+    lua_getfield(L, m, "workers");
+    lua_setfield(L, -2, "workers");
+    return 1;
+}
+
 /* ===========================================================================
  * rendering install-config.yaml and agent-config.yaml
  * ======================================================================== */
@@ -1269,24 +1294,26 @@ static int get_store(lua_State *L, int self, int res, int create)
         lua_pushnil(L);
         return 0;
     }
-    push_require(L, "sbot.store", "open");
+    /* an s3:// store signs with the site's S3 credentials and TLS, at the
+     * site's endpoint only (sbot.store for_site: a URL naming another
+     * endpoint is refused rather than sent the site's keys) */
+    push_require(L, "sbot.store", "for_site");
     lua_pushstring(L, url);
-    lua_newtable(L); /* an s3:// store signs with the site's S3 credentials and TLS */
     lua_getfield(L, self, "site");
-    if (strncmp(url, "s3://", 5) == 0 && lua_istable(L, -1)) {
-        lua_getfield(L, -1, "s3");
-        if (lua_istable(L, -1)) {
-            lua_getfield(L, -1, "access_key");
-            lua_setfield(L, -4, "access_key");
-            lua_getfield(L, -1, "secret_key");
-            lua_setfield(L, -4, "secret_key");
-            lua_getfield(L, -1, "tls");
-            lua_setfield(L, -4, "tls");
-        }
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
+    lua_pushliteral(L, "openshift: store");
+    lua_call(L, 3, 2);
+    if (lua_isnil(L, -2))
+        luaL_error(L, "%s", luaL_optstring(L, -1, "store: bad URL"));
+    int opts = lua_gettop(L);
+    push_require(L, "sbot.store", "open");
+    lua_pushvalue(L, opts - 1);
+    if (lua_isnil(L, opts))
+        lua_newtable(L);
+    else
+        lua_pushvalue(L, opts);
     lua_call(L, 2, 2);
+    lua_remove(L, opts);
+    lua_remove(L, opts - 1);
     if (lua_isnil(L, -2))
         luaL_error(L, "openshift: store %s: %s", url, luaL_optstring(L, -1, "cannot open"));
     lua_pop(L, 1);
@@ -1645,6 +1672,7 @@ static void run_program(lua_State *L, int argv, const char *cwd, double timeout,
     }
     lua_pushnumber(L, timeout);
     lua_setfield(L, -2, "timeout");
+    set_str(L, -1, "progress", what); /* minutes: a wait of sbot.progress */
     int n = sbot_sys_spawn(L, -1);
     if (n != 1)
         luaL_error(L, "%s: %s", what, luaL_optstring(L, -n + 1, "cannot start"));
@@ -1698,6 +1726,9 @@ static int apply_installer(lua_State *L, int self, int m)
     lua_newtable(L);
     set_str(L, -1, "url", get_str(L, ms, "url"));
     set_str(L, -1, "output_file", tarball);
+    const char *wait = lua_pushfstring(L, "download openshift-install %s", version);
+    set_str(L, -2, "progress", wait);
+    lua_pop(L, 1);
     lua_getfield(L, inst, "tls");
     lua_setfield(L, -2, "tls");
     lua_getfield(L, inst, "timeout");
@@ -1777,6 +1808,10 @@ static void store_put(lua_State *L, int st, const char *key, const char *path, c
     lua_pushstring(L, key);
     lua_newtable(L);
     set_str(L, -1, "file", path);
+    /* an upload of an ISO takes a while: a wait of sbot.progress */
+    const char *wait = lua_pushfstring(L, "upload %s", key);
+    set_str(L, -2, "progress", wait);
+    lua_pop(L, 1);
     if (meta)
         lua_pushvalue(L, meta);
     else
@@ -2184,5 +2219,7 @@ int luaopen_sbot_component_openshift(lua_State *L)
     sbot_component_define(L, spec);
     lua_pushcfunction(L, l_verify_iso);
     lua_setfield(L, -2, "verify_iso");
+    lua_pushcfunction(L, l_check);
+    lua_setfield(L, -2, "check");
     return 1;
 }

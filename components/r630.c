@@ -2273,9 +2273,13 @@ static const char *power_state(lua_State *L, int cl, const char *sys, char out[3
 static int wait_power(lua_State *L, int cl, const char *sys, const char *want, double timeout, double interval)
 {
     double end = now_s() + timeout;
-    char ps[32];
+    char ps[32], detail[96];
     for (;;) {
-        if (strcmp(power_state(L, cl, sys, ps), want) == 0)
+        const char *now = power_state(L, cl, sys, ps);
+        /* the reboot is a wait of sbot.progress (docs/progress.md) */
+        snprintf(detail, sizeof detail, "power %s, waiting for %s", now, want);
+        sbot_progress_detail(L, "reboot", SBOT_PROGRESS_UNKNOWN, detail);
+        if (strcmp(now, want) == 0)
             return 1;
         if (now_s() >= end)
             return 0;
@@ -2313,16 +2317,6 @@ static void reset(lua_State *L, int self, int cl, const char *target, const char
     lua_settop(L, top - 1);
 }
 
-static int progress(lua_State *L)
-{
-    const char *who = lua_tostring(L, lua_upvalueindex(1));
-    luaL_checktype(L, 1, LUA_TTABLE);
-    const char *msg = fstr(L, 1, "message");
-    sbot_log(L, SBOT_INFO, "r630 (%s): job %s %s %d%%%s%s", who ? who : "?", fstr(L, 1, "id"),
-             fstr(L, 1, "state") ? fstr(L, 1, "state") : "?", (int)fnum(L, 1, "percent", 0), msg ? ": " : "",
-             msg ? msg : "");
-    return 0;
-}
 
 /* The jobs this run made or reuses (list of paths pushed): the results of
  * applied settings changes, plus the scheduled jobs the reboot change names. */
@@ -2572,6 +2566,7 @@ static int apply_reboot(lua_State *L, int self, int change, int cl)
         if (!wait_power(L, cl, sys, "On", timeout, interval))
             return luaL_error(L, "reboot: %s is still %s %d s after On", sys, power_state(L, cl, sys, ps), (int)timeout);
     }
+    sbot_progress_end(L, "reboot");
     lua_pushvalue(L, steps);
     lua_setfield(L, res, "resets");
     setb(L, res, "forced", forced);
@@ -2590,9 +2585,8 @@ static int apply_reboot(lua_State *L, int self, int change, int cl)
     lua_setfield(L, wopts, "timeout");
     lua_pushnumber(L, cfgnum(L, self, "jobs", "interval", 5));
     lua_setfield(L, wopts, "interval");
-    lua_getfield(L, self, "id");
-    lua_pushcclosure(L, progress, 1);
-    lua_setfield(L, wopts, "progress");
+    /* no progress function: each job is a wait of sbot.progress ("iDRAC job
+     * JID_..."), its percent and state on the board or in log lines */
     lua_Integer n = (lua_Integer)lua_rawlen(L, jl);
     for (lua_Integer i = 1; i <= n; i++) {
         lua_rawgeti(L, jl, i);
@@ -3076,6 +3070,7 @@ static int r630_housekeep(lua_State *L)
     lua_setfield(L, rec, "problems");
     lua_newtable(L);
     setb(L, -1, "indent", 1);
+    sets(L, -1, "secrets", "redact"); /* a record: a CHAP secret in the plan is <redacted> */
     lua_call(L, 2, 1);
     int text = lua_gettop(L);
     lua_getfield(L, self, "artifact");

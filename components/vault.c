@@ -20,6 +20,7 @@
  * per-server step logs in once for itself. */
 #include "sbot.h"
 
+#include <stdio.h>
 #include <string.h>
 
 /* Push require(name). */
@@ -209,7 +210,11 @@ static int vault_discover(lua_State *L)
     lua_newtable(L);
     int problems = lua_gettop(L);
     lua_Integer nrefs = luaL_len(L, refs), readable = 0, unreadable = 0;
+    static const char wait[] = "read the site's Vault secrets";
     for (lua_Integer i = 1; i <= nrefs; i++) {
+        char detail[64];
+        snprintf(detail, sizeof detail, "%lld of %lld", (long long)i - 1, (long long)nrefs);
+        sbot_progress_detail(L, wait, (double)(i - 1) / (double)nrefs, detail); /* each read may retry */
         int base = lua_gettop(L);
         lua_geti(L, refs, i);
         int entry = lua_gettop(L);
@@ -256,6 +261,7 @@ static int vault_discover(lua_State *L)
         lua_rawseti(L, checked, i);
         lua_settop(L, base);
     }
+    sbot_progress_end(L, wait);
     lua_pushvalue(L, checked);
     lua_setfield(L, disc, "secrets");
     lua_pushinteger(L, readable);

@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/pidfd.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -410,7 +411,10 @@ static int encode_outcome(lua_State *W)
     lua_setfield(W, -2, "ok");
     lua_pushvalue(W, 2);
     lua_setfield(W, -2, lua_toboolean(W, 1) ? "value" : "error");
-    lua_call(W, 1, 1);
+    lua_createtable(W, 0, 1); /* results are records: a secret object is <redacted> */
+    lua_pushliteral(W, "redact");
+    lua_setfield(W, -2, "secrets");
+    lua_call(W, 2, 1);
     return 1;
 }
 
@@ -446,12 +450,19 @@ static void close_inherited_fds(int keep)
     }
 }
 
-static void child(lua_State *P, int items, int fn, lua_Integer index, int wfd, pid_t parent)
+static void child(lua_State *P, int items, int fn, lua_Integer index, int wfd, pid_t parent, int errfd,
+                  const char *label)
 {
     /* a stop (SIGTERM from the parent) that arrives while the worker starts
      * is kept and raised in Lua as soon as it runs */
     sbot_catch_stop_signals();
     signal(SIGPIPE, SIG_DFL);
+    /* a parent that draws the progress board reads our stderr (log lines
+     * and progress records, docs/progress.md); otherwise waits are logged,
+     * labelled with the item's label (the server) */
+    if (errfd >= 0 && dup2(errfd, STDERR_FILENO) < 0)
+        errfd = -1;
+    sbot_progress_worker(errfd >= 0 ? STDERR_FILENO : -1, label);
     close_inherited_fds(wfd);
     setpgid(0, 0);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -497,9 +508,15 @@ static void child(lua_State *P, int items, int fn, lua_Integer index, int wfd, p
 
 /* ---- the parent ------------------------------------------------------------- */
 
+#define LINE_MAX_BYTES 8192 /* a worker's stderr line kept for the board at most */
+
 struct worker {
     pid_t pid;     /* 0: slot free */
     int fd;        /* read end of the result pipe, -1 once closed */
+    int errfd;     /* the worker's stderr when the board is drawn, else -1 */
+    char *line;    /* what came on errfd and is not handled yet (LINE_MAX_BYTES) */
+    size_t line_len;
+    char label[64]; /* the item's label (labels[i], else "item i") */
     int pidfd;     /* readable when the worker exits; -1 if the kernel has none */
     lua_Integer index;
     double started, deadline;
@@ -515,6 +532,7 @@ struct fleet {
     double grace;
     struct sigaction old_int, old_term;
     int handlers;
+    int board;     /* sbot_progress_board_start said yes: workers' stderr comes here */
 };
 
 /* Ask worker w to stop: SIGTERM carrying the reason (sbot.h SBOT_STOP_*),
@@ -561,6 +579,13 @@ static void kill_all(struct fleet *f)
             close(w->pidfd);
             w->pidfd = -1;
         }
+        if (w->errfd >= 0) {
+            close(w->errfd);
+            w->errfd = -1;
+        }
+        free(w->line);
+        w->line = NULL;
+        w->line_len = 0;
     }
 }
 
@@ -570,6 +595,35 @@ static void release(struct fleet *f)
 {
     kill_all(f);
     restore_signals(f);
+    if (f->board) {
+        f->board = 0;
+        sbot_progress_board_stop();
+    }
+}
+
+/* Read what the worker wrote on its stderr (board mode) and hand it to the
+ * board: progress records are rendered, lines are written above it. At end
+ * of file (or flush) what is left is written out and the descriptor closed. */
+static void drain_err(struct worker *w, int slot, int flush)
+{
+    while (w->errfd >= 0 && w->line) {
+        if (w->line_len == LINE_MAX_BYTES) /* a very long line: out it goes as it is */
+            w->line_len = sbot_progress_feed(slot, w->label, w->line, w->line_len, 1);
+        ssize_t n = read(w->errfd, w->line + w->line_len, LINE_MAX_BYTES - w->line_len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+                close(w->errfd);
+                w->errfd = -1;
+                flush = 1;
+            }
+            break;
+        }
+        w->line_len = sbot_progress_feed(slot, w->label, w->line, w->line_len + (size_t)n, 0);
+    }
+    if (flush && w->line && w->line_len > 0)
+        w->line_len = sbot_progress_feed(slot, w->label, w->line, w->line_len, 1);
 }
 
 static int fleet_release(lua_State *L)
@@ -707,23 +761,58 @@ static void finish(lua_State *L, struct fleet *f, int chunks, int results, struc
         close(w->pidfd);
     w->fd = w->pidfd = -1;
     w->pid = 0;
+    if (f->board) {
+        int slot = (int)(w - f->w);
+        drain_err(w, slot, 1);
+        if (w->errfd >= 0)
+            close(w->errfd);
+        w->errfd = -1;
+        w->line_len = 0;
+        sbot_progress_slot_done(slot);
+    }
 }
 
 static int start(lua_State *L, struct fleet *f, struct worker *w, int items, int fn,
                  lua_Integer index, double timeout)
 {
-    int p[2];
+    int p[2], e[2] = {-1, -1};
+    /* the label: labels[index] (the fleet userdata's user value), else "item N" */
+    lua_getiuservalue(L, 5, 1);
+    if (lua_type(L, -1) == LUA_TTABLE && lua_rawgeti(L, -1, index) == LUA_TSTRING)
+        snprintf(w->label, sizeof w->label, "%s", lua_tostring(L, -1));
+    else
+        snprintf(w->label, sizeof w->label, "item %lld", (long long)index);
+    lua_settop(L, 5);
     if (pipe2(p, O_CLOEXEC) != 0)
         return errno;
+    /* board: the worker's stderr is a socket to us (records go with
+     * MSG_DONTWAIT, so a slow parent never blocks a worker's progress) */
+    if (f->board && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, e) != 0) {
+        int err = errno;
+        close(p[0]);
+        close(p[1]);
+        return err;
+    }
+    if (f->board && !w->line && !(w->line = malloc(LINE_MAX_BYTES))) {
+        close(p[0]);
+        close(p[1]);
+        close(e[0]);
+        close(e[1]);
+        return ENOMEM;
+    }
     fflush(stdout);
     fflush(stderr);
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
-        int e = errno;
+        int err = errno;
         close(p[0]);
         close(p[1]);
-        return e;
+        if (e[0] >= 0) {
+            close(e[0]);
+            close(e[1]);
+        }
+        return err;
     }
     if (pid == 0) {
         for (int i = 0; i < f->jobs; i++) {
@@ -731,12 +820,22 @@ static int start(lua_State *L, struct fleet *f, struct worker *w, int items, int
                 close(f->w[i].fd);
             if (f->w[i].pidfd >= 0)
                 close(f->w[i].pidfd);
+            if (f->w[i].errfd >= 0)
+                close(f->w[i].errfd);
         }
         close(p[0]);
-        child(L, items, fn, index, p[1], parent);
+        if (e[0] >= 0)
+            close(e[0]);
+        child(L, items, fn, index, p[1], parent, e[1], w->label);
     }
     setpgid(pid, pid); /* also done by the child; whichever runs first */
     close(p[1]);
+    if (e[0] >= 0) {
+        close(e[1]);
+        fcntl(e[0], F_SETFL, fcntl(e[0], F_GETFL) | O_NONBLOCK);
+        w->errfd = e[0];
+        w->line_len = 0;
+    }
     fcntl(p[0], F_SETFL, fcntl(p[0], F_GETFL) | O_NONBLOCK);
     w->pid = pid;
     w->fd = p[0];
@@ -806,7 +905,21 @@ static int l_map(lua_State *L)
         lua_getfield(L, 3, "partial");
         partial = lua_toboolean(L, -1);
         lua_pop(L, 4);
+        if (lua_getfield(L, 3, "labels") != LUA_TNIL) {
+            if (lua_type(L, -1) != LUA_TTABLE)
+                return luaL_error(L, "fleet.map: labels must be a list of strings (one per item)");
+            for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, 1); i++) {
+                int t = lua_rawgeti(L, -1, i);
+                if (t != LUA_TSTRING && t != LUA_TNIL)
+                    return luaL_error(L, "fleet.map: labels[%I] must be a string, got %s", i, lua_typename(L, t));
+                lua_pop(L, 1);
+            }
+        }
+        lua_replace(L, 3); /* opts -> labels (or nil) */
     }
+    lua_settop(L, 3);
+    lua_pushvalue(L, 3);
+    lua_setfield(L, LUA_REGISTRYINDEX, "sbot.fleet.labels"); /* kept until the userdata holds it */
     lua_settop(L, 2);
     lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
     lua_createtable(L, (int)n, 0); /* 3: results */
@@ -826,10 +939,14 @@ static int l_map(lua_State *L)
     if (jobs > n)
         jobs = n;
 
-    struct fleet *f = lua_newuserdatauv(L, sizeof *f, 0); /* 5 */
+    struct fleet *f = lua_newuserdatauv(L, sizeof *f, 1); /* 5 */
     memset(f, 0, sizeof *f);
     for (int i = 0; i < MAX_JOBS; i++)
-        f->w[i].fd = f->w[i].pidfd = -1;
+        f->w[i].fd = f->w[i].pidfd = f->w[i].errfd = -1;
+    lua_getfield(L, LUA_REGISTRYINDEX, "sbot.fleet.labels");
+    lua_setiuservalue(L, 5, 1);
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "sbot.fleet.labels");
     f->jobs = (int)jobs;
     f->grace = grace;
     lua_createtable(L, 0, 2);
@@ -839,6 +956,7 @@ static int l_map(lua_State *L)
     lua_setfield(L, -2, "__close");
     lua_setmetatable(L, 5);
     lua_toclose(L, 5);
+    f->board = sbot_progress_board_start(L);
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -884,15 +1002,20 @@ static int l_map(lua_State *L)
                 next++;
             }
         }
-        struct pollfd pfd[2 * MAX_JOBS];
+        struct pollfd pfd[3 * MAX_JOBS];
         int np = 0;
-        double wait_ms = 200;
+        double wait_ms = f->board ? 100 : 200; /* the board's elapsed times move */
         for (int i = 0; i < f->jobs; i++) {
             struct worker *w = &f->w[i];
             if (w->pid == 0)
                 continue;
             if (w->fd >= 0) {
                 pfd[np].fd = w->fd;
+                pfd[np].events = POLLIN;
+                np++;
+            }
+            if (w->errfd >= 0) {
+                pfd[np].fd = w->errfd;
                 pfd[np].events = POLLIN;
                 np++;
             }
@@ -918,6 +1041,8 @@ static int l_map(lua_State *L)
             if (w->pid == 0)
                 continue;
             drain(L, 4, w);
+            if (f->board)
+                drain_err(w, i, 0);
             if (w->deadline > 0 && !w->timed_out && w->stopped == 0 && now >= w->deadline) {
                 w->timed_out = 1;
                 sbot_log(L, SBOT_WARN, "fleet: item %d (pid %d) passed its time limit: stopping it",
@@ -948,6 +1073,8 @@ static int l_map(lua_State *L)
                 done++;
             }
         }
+        if (f->board)
+            sbot_progress_tick();
     }
     if (interrupted) {
         /* a second Ctrl-C: whoever is still running is killed now */
@@ -973,7 +1100,7 @@ static int l_map(lua_State *L)
         lua_pushstring(L, interrupted);
         return 2;
     }
-    restore_signals(f);
+    release(f); /* every worker is reaped: this only restores and clears the board */
     lua_settop(L, 3);
     return 1;
 }

@@ -262,6 +262,8 @@ struct xfer {
     int retry_unsafe;
     int retry_if; /* index in the anchor table, 0 = none */
     int progress; /* index in the anchor table, 0 = none */
+    char *progress_what; /* progress = "what": reported through sbot.progress */
+    int progress_shown;  /* a wait was begun for progress_what */
     size_t max_body;
     int connection_close;
     int insecure;
@@ -324,6 +326,12 @@ static void wipe_free(char *s)
 
 static void xfer_release(struct batch *b, struct xfer *x)
 {
+    if (x->progress_shown && b->L) {
+        x->progress_shown = 0;
+        sbot_progress_end(b->L, x->progress_what);
+    }
+    free(x->progress_what);
+    x->progress_what = NULL;
     if (x->easy) {
         if (x->state == X_RUNNING && b->st && b->st->multi)
             curl_multi_remove_handle(b->st->multi, x->easy);
@@ -453,12 +461,54 @@ static int on_seek(void *ud, curl_off_t offset, int origin)
     return CURL_SEEKFUNC_OK;
 }
 
+static void human_bytes(char *out, size_t size, double n)
+{
+    if (n < 1024)
+        snprintf(out, size, "%.0f B", n);
+    else if (n < 1024.0 * 1024)
+        snprintf(out, size, "%.1f KiB", n / 1024);
+    else if (n < 1024.0 * 1024 * 1024)
+        snprintf(out, size, "%.1f MiB", n / (1024.0 * 1024));
+    else
+        snprintf(out, size, "%.2f GiB", n / (1024.0 * 1024 * 1024));
+}
+
+/* progress = "what": the transfer's counters as a wait of sbot.progress.
+ * Runs protected (it may allocate); the xfer is the light userdata. */
+static int report_progress(lua_State *L)
+{
+    struct xfer *x = lua_touserdata(L, 1);
+    char done[32], total[32], detail[80];
+    human_bytes(done, sizeof done, (double)x->p_done);
+    double fraction = SBOT_PROGRESS_UNKNOWN;
+    if (x->p_total > 0) {
+        human_bytes(total, sizeof total, (double)x->p_total);
+        snprintf(detail, sizeof detail, "%s of %s", done, total);
+        fraction = (double)x->p_done / (double)x->p_total;
+    } else {
+        snprintf(detail, sizeof detail, "%s", done);
+    }
+    sbot_progress_detail(L, x->progress_what, fraction, detail);
+    x->progress_shown = 1;
+    return 0;
+}
+
 /* Call the progress function of x with its current counters. Returns 0, or
  * -1 when it raised (the error goes to anchor.cb_error, the batch fails). */
 static int call_progress(struct xfer *x)
 {
     struct batch *b = x->batch;
     lua_State *L = b->L;
+    if (x->progress_what) {
+        lua_pushcfunction(L, report_progress);
+        lua_pushlightuserdata(L, x);
+        if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+            lua_setfield(L, b->anchor, "cb_error");
+            b->cb_failed = 1;
+            return -1;
+        }
+        return 0;
+    }
     lua_rawgeti(L, b->anchor, x->progress);
     lua_pushinteger(L, (lua_Integer)x->p_done);
     if (x->p_total > 0)
@@ -924,7 +974,15 @@ static void parse_request(lua_State *L, struct batch *b, struct xfer *x, int t, 
     parse_retries(L, x, t, where);
     x->retry_unsafe = opt_bool(L, t, "retry_unsafe", where);
     x->retry_if = opt_function(L, t, "retry_if", b->anchor, where);
-    x->progress = opt_function(L, t, "progress", b->anchor, where);
+    if (lua_getfield(L, t, "progress") == LUA_TSTRING) {
+        /* a name: the transfer is a wait of sbot.progress (docs/progress.md) */
+        x->progress_what = dup_or_die(L, lua_tostring(L, -1));
+        x->progress = -1;
+        lua_pop(L, 1);
+    } else {
+        lua_pop(L, 1);
+        x->progress = opt_function(L, t, "progress", b->anchor, where);
+    }
     double mb = opt_number(L, t, "max_body", DEFAULT_MAX_BODY, 0, where);
     x->max_body = mb > (double)SIZE_MAX / 2 ? SIZE_MAX / 2 : (size_t)mb;
     x->connection_close = opt_bool(L, t, "connection_close", where);

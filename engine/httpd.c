@@ -16,7 +16,6 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <linux/sockios.h>
-#include <netinet/tcp.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -24,13 +23,16 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/ioctl.h>
 #include <sys/select.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <wslay/wslay.h>
@@ -179,6 +181,8 @@ struct dispatch {
     enum outcome outcome; /* results */
     unsigned status;
     double delay;
+    int fd;             /* options.file: the body is this file's bytes, or -1 */
+    uint64_t offset, length;
 };
 
 static enum MHD_Result add_header(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -309,7 +313,8 @@ static int run_handler(lua_State *L)
         lua_newtable(L);
         lua_getiuservalue(L, base, 1); /* the websocket function as "body" */
         lua_pushnumber(L, 0);
-        return 5;
+        lua_pushnil(L);
+        return 6;
     }
     if (lua_touserdata(L, base) == &reset_sentinel) {
         lua_pushinteger(L, OUT_RESET);
@@ -317,7 +322,8 @@ static int run_handler(lua_State *L)
         lua_newtable(L);
         lua_pushliteral(L, "");
         lua_pushnumber(L, 0);
-        return 5;
+        lua_pushnil(L);
+        return 6;
     }
     int isnum;
     lua_Integer status = lua_tointegerx(L, base, &isnum);
@@ -329,10 +335,28 @@ static int run_handler(lua_State *L)
         luaL_error(L, "httpd handler: body (3rd result) must be a string, got %s",
                    luaL_typename(L, base + 2));
     double delay = 0;
+    int has_file = 0;
     if (lua_istable(L, base + 3)) {
         lua_getfield(L, base + 3, "delay");
         delay = lua_isnil(L, -1) ? 0 : luaL_checknumber(L, -1);
         lua_pop(L, 1);
+        has_file = lua_getfield(L, base + 3, "file") != LUA_TNIL;
+        if (has_file && lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "httpd handler: options.file must be a path (string), got %s",
+                       luaL_typename(L, -1));
+        lua_pop(L, 1);
+        if (has_file && !lua_isnoneornil(L, base + 2) && lua_rawlen(L, base + 2) > 0)
+            luaL_error(L, "httpd handler: give a body (3rd result) or options.file, not both");
+        for (int i = 0; i < 2; i++) {
+            const char *k = i == 0 ? "offset" : "length";
+            if (lua_getfield(L, base + 3, k) != LUA_TNIL) {
+                int isint;
+                lua_Integer v = lua_tointegerx(L, -1, &isint);
+                if (!has_file || !isint || v < 0)
+                    luaL_error(L, "httpd handler: options.%s must be an integer >= 0 with options.file", k);
+            }
+            lua_pop(L, 1);
+        }
     } else if (!lua_isnoneornil(L, base + 3)) {
         luaL_error(L, "httpd handler: options (4th result) must be a table");
     }
@@ -344,7 +368,50 @@ static int run_handler(lua_State *L)
     else
         lua_pushvalue(L, base + 2);
     lua_pushnumber(L, delay);
-    return 5;
+    if (has_file)
+        lua_pushvalue(L, base + 3);
+    else
+        lua_pushnil(L);
+    return 6;
+}
+
+/* Open options.file (the table at idx) for a response streamed from the
+ * file: fills c->fd, c->offset, c->length. The last thing pdispatch does,
+ * so nothing can raise while the descriptor is held. 0, or -1 with the
+ * reason logged. */
+static int open_body_file(lua_State *L, struct dispatch *c, int idx)
+{
+    lua_getfield(L, idx, "file");
+    lua_getfield(L, idx, "offset");
+    lua_getfield(L, idx, "length");
+    const char *path = lua_tostring(L, -3);
+    uint64_t off = (uint64_t)luaL_optinteger(L, -2, 0);
+    int has_len = !lua_isnil(L, -1);
+    uint64_t len = has_len ? (uint64_t)lua_tointeger(L, -1) : 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        sbot_log(L, SBOT_ERROR, "httpd: handler for %s %s: cannot open options.file %s: %s",
+                 c->method, c->url, path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        lua_pop(L, 3);
+        return -1;
+    }
+    uint64_t size = (uint64_t)st.st_size;
+    if (off > size || (has_len && len > size - off)) {
+        sbot_log(L, SBOT_ERROR, "httpd: handler for %s %s: options.file %s is %llu bytes, "
+                 "offset %llu + length %llu is past its end", c->method, c->url, path,
+                 (unsigned long long)size, (unsigned long long)off, (unsigned long long)len);
+        close(fd);
+        lua_pop(L, 3);
+        return -1;
+    }
+    lua_pop(L, 3);
+    c->fd = fd;
+    c->offset = off;
+    c->length = has_len ? len : size - off;
+    return 0;
 }
 
 static void push_ws_accept(lua_State *L, const char *key)
@@ -382,10 +449,11 @@ static int pdispatch(lua_State *L)
         lua_newtable(L);
         lua_rawgeti(L, LUA_REGISTRYINDEX, srv->ws_fn_ref);
         lua_pushnumber(L, 0);
+        lua_pushnil(L);
     } else {
         lua_rawgeti(L, LUA_REGISTRYINDEX, srv->handler_ref);
         lua_pushvalue(L, 1);
-        if (lua_pcall(L, 2, 5, 2) != LUA_OK) {
+        if (lua_pcall(L, 2, 6, 2) != LUA_OK) {
             sbot_log(L, SBOT_ERROR, "httpd: handler for %s %s failed: %s", c->method, c->url,
                      lua_tostring(L, -1));
             lua_pop(L, 1);
@@ -398,9 +466,10 @@ static int pdispatch(lua_State *L)
             lua_rawseti(L, -2, 2);
             lua_pushliteral(L, "internal error in the request handler (see the log)\n");
             lua_pushnumber(L, 0);
+            lua_pushnil(L);
         }
     }
-    /* stack: req, traceback, outcome, status, headers, body, delay */
+    /* stack: req, traceback, outcome, status, headers, body, delay, file options */
     c->outcome = (enum outcome)lua_tointeger(L, 3);
     c->status = (unsigned)lua_tointeger(L, 4);
     c->delay = lua_tonumber(L, 7);
@@ -433,6 +502,13 @@ static int pdispatch(lua_State *L)
             lua_pushliteral(L, "");
         }
     } else {
+        if (lua_istable(L, 8) && open_body_file(L, c, 8) != 0) {
+            c->status = 500;
+            lua_settop(L, 4);
+            lua_newtable(L);
+            lua_pushliteral(L, "internal error: the response file could not be read (see the log)\n");
+            return 2;
+        }
         lua_settop(L, 6);
     }
     return 2; /* headers, body */
@@ -469,7 +545,7 @@ static enum MHD_Result dispatch(struct server *srv, struct request *r, const cha
                                 const char *method)
 {
     lua_State *L = srv->L;
-    struct dispatch c = {srv, r, url, method, 0, OUT_RESPONSE, 500, 0};
+    struct dispatch c = {srv, r, url, method, 0, OUT_RESPONSE, 500, 0, -1, 0, 0};
     if (!L)
         return MHD_NO;
     c.is_ws = strcmp(method, "GET") == 0 && header_has_token(r->conn, "Upgrade", "websocket") &&
@@ -489,11 +565,16 @@ static enum MHD_Result dispatch(struct server *srv, struct request *r, const cha
     }
     size_t blen;
     const char *body = lua_tolstring(L, -1, &blen);
-    struct MHD_Response *resp =
-        c.outcome == OUT_UPGRADE
-            ? MHD_create_response_for_upgrade(on_upgrade, r)
-            : MHD_create_response_from_buffer(blen, (void *)body, MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *resp;
+    if (c.outcome == OUT_UPGRADE)
+        resp = MHD_create_response_for_upgrade(on_upgrade, r);
+    else if (c.fd >= 0) /* streamed from the file (sendfile where possible); MHD closes fd */
+        resp = MHD_create_response_from_fd_at_offset64(c.length, c.fd, c.offset);
+    else
+        resp = MHD_create_response_from_buffer(blen, (void *)body, MHD_RESPMEM_MUST_COPY);
     if (!resp) {
+        if (c.fd >= 0)
+            close(c.fd);
         lua_settop(L, top);
         return MHD_NO;
     }
@@ -852,9 +933,9 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls,
     lua_State *L = r->srv->L;
     struct ws_open o = {r, extra_in, extra_in_size, sock, urh, 0};
     (void)con_cls;
-    /* A WebSocket answers small messages one by one: without TCP_NODELAY on
-     * the client's TCP connection (MHD relays TLS through it) each answer
-     * waits for the client's delayed ACK, ~40 ms a message. */
+    /* libmicrohttpd turned Nagle back on for the connection; an upgraded
+     * connection sends small frames (under TLS, forwarded as several small
+     * records) that would each wait for the peer's delayed ACK (~40 ms) */
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (ci) {
         int one = 1;

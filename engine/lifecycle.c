@@ -355,6 +355,8 @@ static int run_phase(lua_State *L, int self, const char *phase, int nargs)
     double t0 = mono_ms();
     int st = pcall_tb_keep(L, nargs);
     double ms = mono_ms() - t0;
+    if (st != LUA_OK) /* a wait never outlives the phase that failed in it */
+        sbot_progress_end(L, NULL);
     sbot_utc_iso(ended, sizeof ended);
     int res = lua_gettop(L);
     int interrupted = st != LUA_OK && is_interrupt(L, res);
@@ -817,10 +819,35 @@ static void push_redacted_copy(lua_State *L, int idx, int seen, int depth)
         lua_setmetatable(L, out);
 }
 
+/* c:to_json([{indent = true}]): results are records, so json.encode is
+ * always asked to redact secret objects; the only option is indent. */
 static int m_to_json(lua_State *L)
 {
     check_instance(L, 1);
+    lua_pop(L, 1); /* the module check_instance pushed */
     lua_settop(L, 2);
+    int indent = 0;
+    if (!lua_isnil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        lua_pushnil(L);
+        while (lua_next(L, 2)) {
+            lua_pop(L, 1);
+            if (lua_type(L, -1) != LUA_TSTRING || strcmp(lua_tostring(L, -1), "indent") != 0)
+                return luaL_error(L, "to_json: unknown option '%s' (expected indent): results are "
+                                     "records, their secrets are always redacted",
+                                  luaL_tolstring(L, -1, NULL));
+        }
+        lua_getfield(L, 2, "indent");
+        indent = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    lua_createtable(L, 0, 2); /* the options json.encode gets */
+    if (indent) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "indent");
+    }
+    set_string(L, -1, "secrets", "redact");
+    lua_replace(L, 2);
     push_required(L, "sbot.json", "encode");
     lua_pushcfunction(L, m_results);
     lua_pushvalue(L, 1);

@@ -8,6 +8,7 @@
 #include "sbot.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -475,7 +476,11 @@ static int collect_fields(lua_State *L, int fields)
         lua_rawgeti(L, keys, i);
         lua_pushvalue(L, -1);
         lua_gettable(L, fields);
-        int raw = lua_type(L, -1) == LUA_TNUMBER || lua_type(L, -1) == LUA_TBOOLEAN;
+        /* numbers and booleans go unquoted in JSON, except what JSON has no
+         * number for (inf, -inf, nan): those are written as strings */
+        int raw = lua_type(L, -1) == LUA_TBOOLEAN ||
+                  (lua_type(L, -1) == LUA_TNUMBER &&
+                   (lua_isinteger(L, -1) || isfinite(lua_tonumber(L, -1))));
         luaL_tolstring(L, -1, NULL);
         lua_remove(L, -2);
         if (redact_top(L)) /* a number that is a secret is written as a string */
@@ -543,8 +548,11 @@ static void emit(lua_State *L, int level, const char *msg, size_t msglen, int fi
             fwrite(j, 1, jl, st->file);
             fflush(st->file);
         }
-        if (to_stderr && st->json)
+        if (to_stderr && st->json) {
+            sbot_progress_hide(); /* below the progress board, if one is drawn */
             fwrite(j, 1, jl, stderr);
+            sbot_progress_show();
+        }
     }
     if (to_stderr && !st->json) {
         static const char *const colour[] = {"\033[2m", "\033[36m", "\033[33m", "\033[31m"};
@@ -578,10 +586,24 @@ static void emit(lua_State *L, int level, const char *msg, size_t msglen, int fi
         luaL_pushresult(&b);
         size_t hl;
         const char *h = lua_tolstring(L, -1, &hl);
+        sbot_progress_hide();
         fwrite(h, 1, hl, stderr);
+        sbot_progress_show();
     }
     fflush(stderr);
     lua_settop(L, top);
+}
+
+void sbot_log_fields(lua_State *L, enum sbot_level level, const char *msg, int fields)
+{
+    if (!sbot_log_enabled(L, level))
+        return;
+    emit(L, level, msg, strlen(msg), fields ? lua_absindex(L, fields) : 0);
+}
+
+int sbot_log_json(lua_State *L)
+{
+    return get_state(L)->json;
 }
 
 void sbot_log(lua_State *L, enum sbot_level level, const char *fmt, ...)
@@ -789,8 +811,14 @@ static int l_configure(lua_State *L)
     if (t == LUA_TSTRING) {
         const char *path = lua_tostring(L, -1);
         FILE *f = fopen(path, "ae");
-        if (!f)
-            return luaL_fileresult(L, 0, path);
+        if (!f) { /* nil, "path: reason", errno name (docs/errors.md) */
+            int e = errno;
+            const char *name = strerrorname_np(e);
+            lua_pushnil(L);
+            lua_pushfstring(L, "%s: %s", path, strerror(e));
+            lua_pushstring(L, name ? name : "EUNKNOWN");
+            return 3;
+        }
         if (st->file)
             fclose(st->file);
         st->file = f;

@@ -9,29 +9,10 @@
 
 struct command {
     const char *name;
-    const char *synopsis;
-    const char *help;
     int (*run)(lua_State *L, int argc, char **argv);
 };
 
 static const struct command *find_command(const char *name);
-
-static const char usage_text[] =
-    "usage: sbot [-v | --log-level LEVEL] [--log-json] COMMAND [ARGS...]\n"
-    "\n"
-    "commands:\n"
-    "  run FILE [ARGS...]   run a Lua workflow or script (or a workflow by NAME)\n"
-    "  repl [--site FILE]   interactive Lua prompt with sbot's modules loaded\n"
-    "  lab [OPTIONS]        simulated iDRACs and TrueNAS on loopback (sbot help lab)\n"
-    "  runs [DIR]           the run records under DIR (./runs): ok, FAILED, running, incomplete\n"
-    "  version              print the versions of sbot and its libraries\n"
-    "  help [COMMAND]       describe a command (help component NAME: a component;\n"
-    "                       help workflows: the workflows sbot run NAME finds)\n"
-    "\n"
-    "global options:\n"
-    "  -v, --verbose        log at debug level (same as --log-level debug)\n"
-    "  --log-level LEVEL    debug, info (default), warn, error or off\n"
-    "  --log-json           log lines as JSON on stderr\n";
 
 /* Lua names a chunk "@FILE" in messages, shortened to "..." and the last 56
  * characters when FILE is longer than 59 (LUA_IDSIZE is 60): put the whole
@@ -222,13 +203,13 @@ static int cmd_repl(lua_State *L, int argc, char **argv)
 
 /* ---- lab ------------------------------------------------------------------ */
 
-/* The lab lives in Lua (lua/sbot/lab/init.lua): main(argv) -> exit status. */
-static int cmd_lab(lua_State *L, int argc, char **argv)
+/* Call require(module).main({argv[1], ...}) -> exit status (a Lua error: 1). */
+static int call_main(lua_State *L, const char *module, const char *prefix, int argc, char **argv)
 {
     lua_getglobal(L, "require");
-    lua_pushliteral(L, "sbot.lab");
+    lua_pushstring(L, module);
     if (sbot_docall(L, 1, 1) != LUA_OK) {
-        report(L, "sbot lab: ");
+        report(L, prefix);
         return 1;
     }
     lua_getfield(L, -1, "main");
@@ -238,7 +219,7 @@ static int cmd_lab(lua_State *L, int argc, char **argv)
         lua_rawseti(L, -2, i);
     }
     if (sbot_docall(L, 1, 1) != LUA_OK) {
-        report(L, "sbot lab: ");
+        report(L, prefix);
         return 1;
     }
     int rc = (int)lua_tointeger(L, -1);
@@ -246,15 +227,18 @@ static int cmd_lab(lua_State *L, int argc, char **argv)
     return rc;
 }
 
+/* The lab lives in Lua (lua/sbot/lab/init.lua): main(argv) -> exit status. */
+static int cmd_lab(lua_State *L, int argc, char **argv)
+{
+    return call_main(L, "sbot.lab", "sbot lab: ", argc, argv);
+}
+
 /* ---- runs ----------------------------------------------------------------- */
 
+/* The runs command lives in Lua (lua/sbot/runs.lua): main(argv) -> exit status. */
 static int cmd_runs(lua_State *L, int argc, char **argv)
 {
-    if (argc > 2) {
-        fprintf(stderr, "sbot runs: unexpected argument '%s'\nusage: sbot runs [DIR]\n", argv[2]);
-        return 2;
-    }
-    return call_text(L, "sbot.run", "list_text", argc == 2 ? argv[1] : "runs");
+    return call_main(L, "sbot.runs", "sbot runs: ", argc, argv);
 }
 
 /* ---- version -------------------------------------------------------------- */
@@ -274,6 +258,49 @@ static int cmd_version(lua_State *L, int argc, char **argv)
 }
 
 /* ---- help ----------------------------------------------------------------- */
+
+/* The command line is described once, in Lua (lua/sbot/cli.lua): the usage,
+ * each command's help, the man page and the bash completion are rendered
+ * from it. Call require("sbot.cli")[fn](arg) and push its first result (nil
+ * and the error reported on a Lua error). */
+static void push_cli(lua_State *L, const char *fn, const char *arg)
+{
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "sbot.cli");
+    if (sbot_docall(L, 1, 1) != LUA_OK) {
+        report(L, "sbot: ");
+        lua_pushnil(L);
+        return;
+    }
+    lua_getfield(L, -1, fn);
+    lua_remove(L, -2);
+    if (arg)
+        lua_pushstring(L, arg);
+    else
+        lua_pushliteral(L, SBOT_VERSION);
+    if (sbot_docall(L, 1, 1) != LUA_OK) {
+        report(L, "sbot: ");
+        lua_pushnil(L);
+    }
+}
+
+/* The usage text on out; a state is made for it when there is none.
+ * Returns 0, or 1 when it could not be rendered (reported on stderr). */
+static int print_usage(lua_State *L, FILE *out)
+{
+    lua_State *own = L ? NULL : sbot_runtime_new();
+    lua_State *S = L ? L : own;
+    if (!S)
+        return 1;
+    push_cli(S, "usage", NULL);
+    int ok = lua_isstring(S, -1);
+    if (ok)
+        fputs(lua_tostring(S, -1), out);
+    lua_pop(S, 1);
+    if (own)
+        lua_close(own);
+    return ok ? 0 : 1;
+}
 
 /* sbot help workflows: each workflow of the workflow path with its description. */
 static int help_workflows(lua_State *L)
@@ -300,6 +327,31 @@ static int help_workflows(lua_State *L)
     return 0;
 }
 
+/* Write text (on the stack top, popped) to path, or to stdout when path is NULL. */
+static int write_text(lua_State *L, const char *path)
+{
+    size_t len;
+    const char *text = lua_tolstring(L, -1, &len);
+    if (!text) {
+        lua_pop(L, 1);
+        return 1;
+    }
+    FILE *f = path ? fopen(path, "we") : stdout;
+    if (!f) {
+        fprintf(stderr, "sbot help: cannot write %s: %s\n", path, strerror(errno));
+        lua_pop(L, 1);
+        return 1;
+    }
+    int ok = fwrite(text, 1, len, f) == len;
+    ok = (path ? fclose(f) : fflush(f)) == 0 && ok;
+    lua_pop(L, 1);
+    if (!ok) {
+        fprintf(stderr, "sbot help: cannot write %s: %s\n", path ? path : "stdout", strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
 static int cmd_help(lua_State *L, int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], "workflows") == 0)
@@ -311,65 +363,75 @@ static int cmd_help(lua_State *L, int argc, char **argv)
         }
         return call_text(L, "sbot.help", "component", argv[2]);
     }
+    if (argc >= 2 && (strcmp(argv[1], "--man") == 0 || strcmp(argv[1], "--bash-completion") == 0)) {
+        if (argc > 3) {
+            fprintf(stderr, "usage: sbot help %s [FILE]\n", argv[1]);
+            return 2;
+        }
+        int man = strcmp(argv[1], "--man") == 0;
+        push_cli(L, man ? "man" : "bash_completion", NULL);
+        return write_text(L, argc == 3 ? argv[2] : NULL);
+    }
     if (argc < 2) {
-        fputs(usage_text, stdout);
-        fputs("\nRun 'sbot help COMMAND' for more about one command.\n", stdout);
+        if (print_usage(L, stdout) != 0)
+            return 1;
+        fputs("\nRun 'sbot help COMMAND' for more about one command; 'man sbot' for everything.\n", stdout);
         return 0;
     }
-    const struct command *c = find_command(argv[1]);
-    if (!c) {
-        fprintf(stderr, "sbot help: unknown command '%s'\n\n%s", argv[1], usage_text);
+    if (argc > 2 || !find_command(argv[1])) {
+        fprintf(stderr, "sbot help: unknown command '%s'\n\n", argv[1]);
+        print_usage(L, stderr);
         return 2;
     }
-    printf("usage: sbot %s\n\n%s", c->synopsis, c->help);
+    push_cli(L, "help", argv[1]);
+    return write_text(L, NULL);
+}
+
+/* sbot complete KIND [ARG]: one name per line (the bash completion's source). */
+static int cmd_complete(lua_State *L, int argc, char **argv)
+{
+    if (argc < 2 || argc > 3) {
+        fprintf(stderr, "usage: sbot complete commands|workflows|components|servers SITE|runs [DIR]\n");
+        return 2;
+    }
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "sbot.cli");
+    if (sbot_docall(L, 1, 1) != LUA_OK) {
+        report(L, "sbot complete: ");
+        return 1;
+    }
+    lua_getfield(L, -1, "complete");
+    lua_pushstring(L, argv[1]);
+    if (argc == 3)
+        lua_pushstring(L, argv[2]);
+    else
+        lua_pushnil(L);
+    sbot_push_workflow_path(L);
+    if (sbot_docall(L, 3, 2) != LUA_OK) {
+        report(L, "sbot complete: ");
+        return 1;
+    }
+    if (!lua_istable(L, -2)) {
+        report(L, "sbot complete: ");
+        return 2;
+    }
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -2);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, -2, i);
+        if (lua_isstring(L, -1))
+            printf("%s\n", lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+    fflush(stdout);
+    lua_pop(L, 3);
     return 0;
 }
 
+/* The commands sbot runs; what each does and how it is used is in
+ * lua/sbot/cli.lua (tests/lua/cli_doc_spec.lua keeps the two lists equal). */
 static const struct command commands[] = {
-    {"run", "run FILE|NAME [ARGS...]",
-     "Run the Lua script FILE in sbot's interpreter. The script sees its arguments\n"
-     "in the global 'arg' (arg[0] is FILE) and as '...'. Every sbot module is\n"
-     "available through require \"sbot.<name>\".\n"
-     "A bare NAME that is no file runs the workflow NAME.lua from $SBOT_WORKFLOW_PATH\n"
-     "(colon-separated directories), then the tree's workflows/ or the installed\n"
-     "share/sbot/workflows ('sbot help workflows' lists them).\n"
-     "\n"
-     "Exit status: 0 on success; 1 on a runtime error (printed as\n"
-     "'sbot: FILE:LINE: message' with a traceback); 2 when FILE is missing,\n"
-     "unreadable or not valid Lua; or the status given to os.exit(n).\n",
-     cmd_run},
-    {"repl", "repl [--site FILE]",
-     "Start an interactive Lua prompt with sbot's modules loaded.\n"
-     "With --site FILE the site is loaded first (secrets resolved) and the globals\n"
-     "site, server(id), component(name, id), discover(name, id) and plan(name, id)\n"
-     "explore it without changing anything.\n"
-     "Each line is tried as an expression first ('return <line>'); incomplete\n"
-     "statements continue on the next line; results are printed with inspect,\n"
-     "secrets shown as <redacted>. Tab completes globals and table fields,\n"
-     "Ctrl-C stops running code, Ctrl-D leaves. History is kept in\n"
-     "~/.sbot_history. Type :help at the prompt for more.\n",
-     cmd_repl},
-    {"lab",
-     "lab [--servers N] [--dir DIR] [--site-out FILE] [--latency MS] [--faults SPEC]\n"
-     "                [--seed N] [--time-scale X] [--tgt] [--idrac 8|9] [--host ADDR]",
-     "Run simulated devices (Dell R630 iDRACs, TrueNAS when installed) on loopback\n"
-     "until Ctrl-C, and write a ready site file for them. Details: sbot lab --help\n"
-     "and docs/lab.md.\n",
-     cmd_lab},
-    {"runs", "runs [DIR]",
-     "List the run records under DIR (default ./runs), oldest first, each with its\n"
-     "state: ok or FAILED (finished), running (pid P on host H since T), or\n"
-     "incomplete (pid P on host H gone) for a run that was killed before it wrote\n"
-     "its results.json.\n",
-     cmd_runs},
-    {"version", "version", "Print the versions of sbot, Lua, libcurl and OpenSSL.\n", cmd_version},
-    {"help", "help [COMMAND] | help component NAME | help workflows",
-     "Print the list of commands, or describe one. 'help component NAME' prints a\n"
-     "component's description, phases, hooks and configuration schema with\n"
-     "defaults. 'help workflows' lists the workflows 'sbot run NAME' finds, with\n"
-     "their descriptions.\n",
-     cmd_help},
-    {NULL, NULL, NULL, NULL}};
+    {"run", cmd_run},       {"repl", cmd_repl},   {"lab", cmd_lab},           {"runs", cmd_runs},
+    {"version", cmd_version}, {"help", cmd_help}, {"complete", cmd_complete}, {NULL, NULL}};
 
 static const struct command *find_command(const char *name)
 {
@@ -383,7 +445,8 @@ static int usage_error(const char *fmt, const char *what)
 {
     fprintf(stderr, "sbot: ");
     fprintf(stderr, fmt, what);
-    fprintf(stderr, "\n\n%s", usage_text);
+    fputs("\n\n", stderr);
+    print_usage(NULL, stderr);
     return 2;
 }
 
@@ -430,8 +493,7 @@ int main(int argc, char **argv)
                 return usage_error("--log-level: unknown level '%s' (expected debug, info, warn, "
                                    "error or off)", level);
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            fputs(usage_text, stdout);
-            return 0;
+            return print_usage(NULL, stdout);
         } else
             return usage_error("unknown option '%s'", argv[i]);
     }
@@ -440,9 +502,7 @@ int main(int argc, char **argv)
     const struct command *c = find_command(argv[i]);
     if (!c)
         return usage_error("unknown command '%s'", argv[i]);
-    int needs_lua = c->run == cmd_help && argc - i > 1 &&
-                    (strcmp(argv[i + 1], "component") == 0 || strcmp(argv[i + 1], "workflows") == 0);
-    if ((c->run == cmd_version || c->run == cmd_help) && !needs_lua)
+    if (c->run == cmd_version)
         return c->run(NULL, argc - i, argv + i);
 
     lua_State *L = sbot_runtime_new();

@@ -2279,6 +2279,9 @@ static void read_job(lua_State *L, int doc, struct jobview *j)
     }
 }
 
+static int wait_job_loop(lua_State *L, struct client *c, const char *path, const char *short_id, double timeout,
+                         double interval, const char *wait);
+
 /* c:wait_job(job [, {timeout = 1800, interval = 5, progress = fn}]) -> job
  * document | nil, message, code, document. job: a path (a write's location)
  * or a job id (found in the job queue by following links). progress(view)
@@ -2313,6 +2316,26 @@ static int m_wait_job(lua_State *L)
     const char *path = lua_tostring(L, 4);
     const char *short_id = strrchr(path, '/');
     short_id = short_id ? short_id + 1 : path;
+    /* without a progress function the job is a wait of sbot.progress
+     * (docs/progress.md): the board's line or log lines, with its percent */
+    int has_fn = 0;
+    if (!lua_isnil(L, 3)) {
+        has_fn = lua_getfield(L, 3, "progress") == LUA_TFUNCTION;
+        lua_pop(L, 1);
+    }
+    char wait[160];
+    snprintf(wait, sizeof wait, "iDRAC job %s", short_id);
+    int n = wait_job_loop(L, c, path, short_id, timeout, interval, has_fn ? NULL : wait);
+    if (!has_fn)
+        sbot_progress_end(L, wait);
+    return n;
+}
+
+/* The polling of m_wait_job (its stack: 1 client, 2 job, 3 opts, 4 path);
+ * wait: the sbot.progress name, or NULL (a progress function is called). */
+static int wait_job_loop(lua_State *L, struct client *c, const char *path, const char *short_id, double timeout,
+                         double interval, const char *wait)
+{
     double deadline = now_mono() + timeout;
     char last_state[64] = "";
     int last_percent = -2;
@@ -2326,6 +2349,15 @@ static int m_wait_job(lua_State *L)
         if (lua_istable(L, 6)) {
             struct jobview j;
             read_job(L, 6, &j);
+            if (wait && j.state) { /* every poll: the board shows the time go by */
+                char detail[96];
+                if (lua_getfield(L, 6, "Name") == LUA_TSTRING)
+                    snprintf(detail, sizeof detail, "%s (%s)", j.state, lua_tostring(L, -1));
+                else
+                    snprintf(detail, sizeof detail, "%s", j.state);
+                lua_pop(L, 1);
+                sbot_progress_detail(L, wait, j.percent >= 0 ? j.percent / 100.0 : SBOT_PROGRESS_UNKNOWN, detail);
+            }
             if (j.state && (strcmp(j.state, last_state) != 0 || j.percent != last_percent)) {
                 snprintf(last_state, sizeof last_state, "%s", j.state);
                 last_percent = j.percent;

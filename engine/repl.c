@@ -13,15 +13,6 @@
 #define PROMPT2 "...> "
 #define MAX_MATCHES 512
 
-static const char help_text[] =
-    "sbot repl: each line is evaluated as Lua in one persistent interpreter.\n"
-    "  expressions     are printed (tables with inspect; secrets as <redacted>)\n"
-    "  statements      run as they are; an unfinished one continues on the next line\n"
-    "  require \"sbot.<name>\"  loads a module, e.g. local log = require \"sbot.log\"\n"
-    "  Tab             completes globals and table fields (t.fi<Tab>, obj:me<Tab>)\n"
-    "  Ctrl-C          stops running code; Ctrl-D or :quit leaves\n"
-    "  :help           this text\n";
-
 /* The REPL is one interactive session per process, so the completion
  * callback (which libedit calls with no user pointer) finds the state here. */
 static lua_State *repl_state;
@@ -92,76 +83,6 @@ static void add_match(const char *s)
         matches[nmatches++] = strdup(s);
 }
 
-/* Look key up in the table at idx, following __index tables (so object
- * methods complete) but never calling __index functions. Pushes the value. */
-static void safe_get(lua_State *L, int idx, const char *key)
-{
-    idx = lua_absindex(L, idx);
-    lua_pushvalue(L, idx);
-    for (int depth = 0; depth < 8; depth++) {
-        if (lua_type(L, -1) == LUA_TTABLE) {
-            lua_pushstring(L, key);
-            lua_rawget(L, -2);
-            if (!lua_isnil(L, -1)) {
-                lua_remove(L, -2);
-                return;
-            }
-            lua_pop(L, 1);
-        }
-        if (!lua_getmetatable(L, -1)) {
-            lua_pop(L, 1);
-            lua_pushnil(L);
-            return;
-        }
-        lua_getfield(L, -1, "__index");
-        lua_remove(L, -2);
-        lua_remove(L, -2);
-        if (lua_type(L, -1) != LUA_TTABLE) {
-            lua_pop(L, 1);
-            lua_pushnil(L);
-            return;
-        }
-    }
-    lua_pop(L, 1);
-    lua_pushnil(L);
-}
-
-/* Collect the keys of the value on top (and of its __index chain) that start
- * with partial, each prefixed with base. */
-static void collect(lua_State *L, const char *base, const char *partial, int methods_only)
-{
-    size_t plen = strlen(partial);
-    for (int depth = 0; depth < 8 && !lua_isnil(L, -1); depth++) {
-        if (lua_type(L, -1) == LUA_TTABLE) {
-            lua_pushnil(L);
-            while (lua_next(L, -2)) {
-                if (lua_type(L, -2) == LUA_TSTRING &&
-                    (!methods_only || lua_type(L, -1) == LUA_TFUNCTION)) {
-                    const char *k = lua_tostring(L, -2);
-                    if (strncmp(k, partial, plen) == 0) {
-                        char buf[1024];
-                        const char *suffix = lua_type(L, -1) == LUA_TFUNCTION ? "(" :
-                                             lua_type(L, -1) == LUA_TTABLE ? "." : "";
-                        if (methods_only && suffix[0] == '(')
-                            suffix = "(";
-                        snprintf(buf, sizeof buf, "%s%s%s", base, k, suffix);
-                        add_match(buf);
-                    }
-                }
-                lua_pop(L, 1);
-            }
-        }
-        if (!lua_getmetatable(L, -1))
-            break;
-        lua_getfield(L, -1, "__index");
-        lua_remove(L, -2);
-        lua_remove(L, -2);
-        if (lua_type(L, -1) != LUA_TTABLE)
-            break;
-    }
-    lua_pop(L, 1);
-}
-
 static char *generator(const char *text, int state)
 {
     (void)text;
@@ -171,44 +92,45 @@ static char *generator(const char *text, int state)
     return next < nmatches ? strdup(matches[next++]) : NULL;
 }
 
+/* Call require("sbot.repl")[fn] with nargs arguments on the stack top,
+ * protected; leaves its first result (nil on any error). */
+static void call_repl_lua(lua_State *L, const char *fn, int nargs)
+{
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "sbot.repl");
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK || lua_type(L, -1) != LUA_TTABLE) {
+        lua_pop(L, 1 + nargs);
+        lua_pushnil(L);
+        return;
+    }
+    lua_getfield(L, -1, fn);
+    lua_remove(L, -2);
+    lua_insert(L, -1 - nargs);
+    if (lua_pcall(L, nargs, 1, 0) != LUA_OK) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+    }
+}
+
+/* Completion is Lua's (sbot.repl.complete: expressions, t["key"], the
+ * string arguments of run(...), server(...)): it gets the word before the
+ * cursor and the line in front of it, and returns the replacements. */
 static char **complete(const char *text, int start, int end)
 {
     lua_State *L = repl_state;
-    (void)start;
     (void)end;
     clear_matches();
     int top = lua_gettop(L);
-    const char *last = NULL;
-    for (const char *p = text; *p; p++)
-        if (*p == '.' || *p == ':')
-            last = p;
-    lua_pushglobaltable(L);
-    if (last) {
-        /* walk the path before the last separator */
-        char path[1024];
-        size_t n = (size_t)(last - text);
-        if (n >= sizeof path)
-            n = sizeof path - 1;
-        memcpy(path, text, n);
-        path[n] = '\0';
-        char *save = NULL;
-        for (char *part = strtok_r(path, ".:", &save); part; part = strtok_r(NULL, ".:", &save)) {
-            safe_get(L, -1, part);
-            lua_remove(L, -2);
-            if (lua_isnil(L, -1))
-                break;
+    lua_pushstring(L, text);
+    lua_pushlstring(L, rl_line_buffer ? rl_line_buffer : "", rl_line_buffer && start > 0 ? (size_t)start : 0);
+    call_repl_lua(L, "complete", 2);
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+        for (lua_Integer i = 1; i <= n; i++) {
+            if (lua_rawgeti(L, -1, i) == LUA_TSTRING)
+                add_match(lua_tostring(L, -1));
+            lua_pop(L, 1);
         }
-        char base[1024];
-        snprintf(base, sizeof base, "%.*s", (int)(last - text + 1), text);
-        collect(L, base, last + 1, *last == ':');
-    } else {
-        collect(L, "", text, 0);
-        static const char *const keywords[] = {"and", "break", "do", "else", "elseif", "end",
-            "false", "for", "function", "goto", "if", "in", "local", "nil", "not", "or",
-            "repeat", "return", "then", "true", "until", "while", NULL};
-        for (int i = 0; keywords[i]; i++)
-            if (strncmp(keywords[i], text, strlen(text)) == 0)
-                add_match(keywords[i]);
     }
     lua_settop(L, top);
     rl_completion_append_character = '\0';
@@ -288,8 +210,11 @@ static int read_and_run(lua_State *L)
     if (!line)
         return 0;
     if (line[0] == ':') {
-        if (strcmp(line, ":help") == 0)
-            fputs(help_text, stdout);
+        if (strcmp(line, ":help") == 0) {
+            call_repl_lua(L, "help", 0);
+            fputs(lua_isstring(L, -1) ? lua_tostring(L, -1) : "no help: sbot.repl does not load\n", stdout);
+            lua_pop(L, 1);
+        }
         else if (strcmp(line, ":quit") == 0 || strcmp(line, ":q") == 0) {
             free(line);
             return 0;
@@ -345,7 +270,9 @@ int sbot_repl_run(lua_State *L)
     rl_readline_name = "sbot";
     rl_catch_signals = 0;
     rl_getc_function = read_char;
-    rl_basic_word_break_characters = " \t\n\"\\'`><=;+-*/%^~#&|{}()[],";
+    /* quotes, brackets, '-', '.' and ':' belong to the word: t["r630-01"].nics
+     * is one expression to complete (sbot.repl finds where it starts) */
+    rl_basic_word_break_characters = " \t\n`><=;+*/%^~#&|{}(),";
     rl_attempted_completion_function = complete;
     using_history();
     stifle_history(1000);

@@ -60,6 +60,11 @@ int sbot_log_enabled(lua_State *L, enum sbot_level level);
 /* printf-style message; every registered secret is redacted before output. */
 void sbot_log(lua_State *L, enum sbot_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* One line with fields: the table at stack index fields (0: none) gives
+ * key=value pairs (human) or JSON members, as log.info(msg, fields) does. */
+void sbot_log_fields(lua_State *L, enum sbot_level level, const char *msg, int fields);
+/* Are stderr log lines JSON (--log-json, log.configure{json = true})? */
+int sbot_log_json(lua_State *L);
 /* Register a secret value: it is replaced by <redacted> in every log line. */
 void sbot_log_add_secret(lua_State *L, const char *value, size_t len);
 /* Push a copy of s with every registered secret replaced by <redacted>. */
@@ -68,6 +73,38 @@ void sbot_log_push_redacted(lua_State *L, const char *s, size_t len);
  * `from`: the stderr and file levels, JSON or human lines, and every
  * registered secret. Not the file sink: a state opens its own. */
 void sbot_log_inherit(lua_State *to, lua_State *from);
+
+/* ---- progress of long waits (progress.c, docs/progress.md) -------------
+ * A wait is named by `what` ("iDRAC job JID_123", "upload agent.iso"); the
+ * same `what` again updates it. fraction is from 0 to 1, or
+ * SBOT_PROGRESS_UNKNOWN when the device gives none. Throttled where it is
+ * called: call it as often as the work polls or transfers. Shown as a line
+ * per server on a terminal, as log lines otherwise (docs/progress.md). */
+#define SBOT_PROGRESS_UNKNOWN (-1.0)
+void sbot_progress(lua_State *L, const char *what, double fraction);
+/* The same with a detail shown beside it (a job state, "120 of 900 MiB"). */
+void sbot_progress_detail(lua_State *L, const char *what, double fraction, const char *detail);
+/* The wait `what` is over (NULL: every wait of this process). Call it on
+ * error paths too; a failed component phase ends its waits anyway. */
+void sbot_progress_end(lua_State *L, const char *what);
+/* For fleet.c: the parent draws a board when sbot_progress_board_start
+ * returns 1 (then its workers' stderr comes through it: feed each worker's
+ * bytes to sbot_progress_feed, which renders records and forwards lines);
+ * sbot_progress_board_stop when done. A worker calls sbot_progress_worker
+ * first (fd: where records go, its stderr; -1: log lines; label: its server). */
+int sbot_progress_board_start(lua_State *L);
+void sbot_progress_board_stop(void);
+void sbot_progress_worker(int fd, const char *label);
+/* Handle buf[0..len) read from the stderr of the worker in slot (records
+ * and whole lines; flush: the worker is gone, write what is left). Returns
+ * the length of what is kept in buf for later (the start of a line). */
+size_t sbot_progress_feed(int slot, const char *label, char *buf, size_t len, int flush);
+void sbot_progress_slot_done(int slot);
+void sbot_progress_tick(void);
+/* Write text to stderr without tearing a board that is drawn (log.c). */
+void sbot_progress_text(const char *text, size_t len);
+void sbot_progress_hide(void);
+void sbot_progress_show(void);
 
 /* ---- secret objects (log.c) ---------------------------------------------- */
 
@@ -211,6 +248,7 @@ int sbot_redfish_check_attribute(lua_State *L, int entry, int value);
 
 /* ---- module openers (one per C file) ------------------------------------ */
 int luaopen_sbot_log(lua_State *L);
+int luaopen_sbot_progress(lua_State *L);
 
 /* Entry points main.c reaches through sbot_ext_symbol. */
 int sbot_repl_run(lua_State *L);     /* repl.c */

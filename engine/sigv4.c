@@ -7,11 +7,13 @@
  *   sigv4.uri_encode(s [, keep_slash])
  *
  * Every intermediate string is built on the Lua stack (luaL_Buffer) or in
- * fixed stack buffers, so an argument error never leaks memory. The path is
- * the raw (unencoded) path; the query is taken as it appears in a URL and is
- * normalised (percent-decoded, then re-encoded strictly). The result's `uri`
- * is the exact request target to send, so what the server canonicalises is
- * what was signed. */
+ * fixed stack buffers, so an argument error never leaks memory. `path` is
+ * the raw (unencoded) path; a `url` holds its path and query in URL form
+ * (percent-encoded). For S3 both are percent-decoded and re-encoded strictly;
+ * for other services the query is, and the path is signed encoded once more
+ * (AWS's double-encoding rule, see push_paths). The result's `uri` is the
+ * exact request target to send, so what the server canonicalises is what was
+ * signed. */
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,9 +102,11 @@ static void push_query_component(lua_State *L, const char *s, size_t n)
 
 /* ---- path --------------------------------------------------------------- */
 
-/* Push the canonical URI of a raw path. With normalize (every service but
- * S3), empty and "." segments are dropped and ".." removes the previous one. */
-static void push_canonical_uri(lua_State *L, const char *path, size_t n, int normalize)
+/* Push path p as a request path: with normalize, empty and "." segments are
+ * dropped and ".." removes the previous one; with encode, each byte but the
+ * unreserved ones and '/' is percent-encoded, else the bytes are kept as
+ * they are (a path already in URL form). */
+static void push_path(lua_State *L, const char *path, size_t n, int normalize, int encode)
 {
     luaL_Buffer b;
     if (n == 0) {
@@ -112,7 +116,8 @@ static void push_canonical_uri(lua_State *L, const char *path, size_t n, int nor
     if (!normalize) {
         luaL_buffinit(L, &b);
         if (path[0] != '/') luaL_addchar(&b, '/');
-        add_encoded(&b, path, n, 1);
+        if (encode) add_encoded(&b, path, n, 1);
+        else luaL_addlstring(&b, path, n);
         luaL_pushresult(&b);
         return;
     }
@@ -137,11 +142,44 @@ static void push_canonical_uri(lua_State *L, const char *path, size_t n, int nor
     luaL_buffinit(L, &b);
     for (size_t k = 0; k < count; k++) {
         luaL_addchar(&b, '/');
-        add_encoded(&b, path + seg[2 * k], seg[2 * k + 1], 0);
+        if (encode) add_encoded(&b, path + seg[2 * k], seg[2 * k + 1], 0);
+        else luaL_addlstring(&b, path + seg[2 * k], seg[2 * k + 1]);
     }
     if (count == 0 || path[n - 1] == '/') luaL_addchar(&b, '/');
     luaL_pushresult(&b);
     lua_remove(L, -2);
+}
+
+/* Push the path to send (the "wire" path) and then the canonical URI.
+ * `path` is raw (unencoded) unless from_url, where it is in URL form.
+ * S3 decodes a path to its key and signs the key encoded once, so for S3 a
+ * URL-form path is decoded first (as the query is) and the canonical URI is
+ * the wire path. Every other service signs the path it received encoded
+ * once more (AWS's "encode twice" rule): the wire path is a raw path encoded
+ * once, or a URL-form path as given, and the canonical URI is it encoded
+ * again. */
+static void push_paths(lua_State *L, const char *path, size_t n, int from_url, int is_s3,
+                       int normalize)
+{
+    if (from_url && is_s3) {
+        push_decoded(L, path, n);
+        size_t dl;
+        const char *d = lua_tolstring(L, -1, &dl);
+        push_path(L, d, dl, normalize, 1);
+        lua_remove(L, -2);
+    } else {
+        push_path(L, path, n, normalize, !from_url);
+    }
+    if (is_s3) {
+        lua_pushvalue(L, -1);
+        return;
+    }
+    size_t wl;
+    const char *w = lua_tolstring(L, -1, &wl);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    add_encoded(&b, w, wl, 1);
+    luaL_pushresult(&b);
 }
 
 /* ---- query -------------------------------------------------------------- */
@@ -460,6 +498,7 @@ static void read_time(lua_State *L, int args, char amz_date[17])
 struct target {
     const char *path, *host, *query;
     size_t pathl, hostl, queryl;
+    int path_from_url; /* path in URL form (percent-encoded), not raw */
 };
 
 /* Read url (path?query, or scheme://host/path?query), path, query, host. */
@@ -485,6 +524,7 @@ static void read_target(lua_State *L, int args, struct target *t)
         const char *qm = memchr(p, '?', (size_t)(end - p));
         t->path = p;
         t->pathl = (size_t)((qm ? qm : end) - p);
+        t->path_from_url = 1;
         if (qm) {
             t->query = qm + 1;
             t->queryl = (size_t)(end - qm - 1);
@@ -492,7 +532,7 @@ static void read_target(lua_State *L, int args, struct target *t)
     }
     size_t l;
     const char *s;
-    if ((s = opt_field(L, args, "path", &l))) { t->path = s; t->pathl = l; }
+    if ((s = opt_field(L, args, "path", &l))) { t->path = s; t->pathl = l; t->path_from_url = 0; }
     if ((s = opt_field(L, args, "host", &l))) { t->host = s; t->hostl = l; }
     if (!t->path) luaL_error(L, "sigv4: 'url' or 'path' is required");
 }
@@ -593,7 +633,8 @@ static int do_sign(lua_State *L, int presign)
     memcpy(date8, amz_date, 8);
     date8[8] = '\0';
 
-    int normalize = strcmp(service, "s3") != 0;
+    int is_s3 = strcmp(service, "s3") == 0;
+    int normalize = !is_s3;
     if (lua_getfield(L, 1, "normalize_path") != LUA_TNIL) normalize = lua_toboolean(L, -1);
     lua_pop(L, 1);
 
@@ -612,9 +653,15 @@ static int do_sign(lua_State *L, int presign)
     size_t bl;
     const char *body = opt_field(L, 1, "body", &bl);
     const char *given = opt_field(L, 1, "payload_hash", &l);
-    if (given) payload = given;
+    if (presign && is_s3) {
+        /* S3 checks a presigned URL against UNSIGNED-PAYLOAD whatever the
+         * body: a body hash here would give a URL that S3 refuses */
+        if (body || (given && strcmp(given, "UNSIGNED-PAYLOAD") != 0))
+            luaL_error(L, "sigv4.presign: an S3 presigned URL signs UNSIGNED-PAYLOAD; "
+                          "give no 'body' or 'payload_hash'");
+        payload = "UNSIGNED-PAYLOAD";
+    } else if (given) payload = given;
     else if (body) { sha256_hex(body, bl, body_hash); payload = body_hash; }
-    else if (presign && !normalize) payload = "UNSIGNED-PAYLOAD";
     else payload = EMPTY_SHA256;
 
     /* Headers. */
@@ -629,7 +676,7 @@ static int do_sign(lua_State *L, int presign)
         if (!header_present(L, hl, "x-amz-date")) header_add(L, hl, "x-amz-date", 10, amz_date, 16);
         if (token && !header_present(L, hl, "x-amz-security-token"))
             header_add(L, hl, "x-amz-security-token", 20, token, tokl);
-        if (strcmp(service, "s3") == 0 && !header_present(L, hl, "x-amz-content-sha256"))
+        if (is_s3 && !header_present(L, hl, "x-amz-content-sha256"))
             header_add(L, hl, "x-amz-content-sha256", 20, payload, strlen(payload));
     }
     push_canonical_headers(L, hl);
@@ -671,8 +718,8 @@ static int do_sign(lua_State *L, int presign)
     }
     push_canonical_query(L, ql);
     int canon_query = lua_gettop(L);
-    push_canonical_uri(L, t.path, t.pathl, normalize);
-    int canon_uri = lua_gettop(L);
+    push_paths(L, t.path, t.pathl, t.path_from_url, is_s3, normalize);
+    int canon_uri = lua_gettop(L), wire_path = canon_uri - 1;
 
     lua_pushfstring(L, "%s\n%s\n%s\n%s\n%s\n%s", method, lua_tostring(L, canon_uri),
                     lua_tostring(L, canon_query), lua_tostring(L, canon_headers),
@@ -697,14 +744,14 @@ static int do_sign(lua_State *L, int presign)
     lua_pushstring(L, payload);
     lua_setfield(L, r, "payload_hash");
     if (presign) {
-        lua_pushfstring(L, "%s?%s&X-Amz-Signature=%s", lua_tostring(L, canon_uri),
+        lua_pushfstring(L, "%s?%s&X-Amz-Signature=%s", lua_tostring(L, wire_path),
                         lua_tostring(L, canon_query), lua_tostring(L, sig));
         lua_setfield(L, r, "uri");
     } else {
         if (lua_rawlen(L, canon_query) > 0)
-            lua_pushfstring(L, "%s?%s", lua_tostring(L, canon_uri), lua_tostring(L, canon_query));
+            lua_pushfstring(L, "%s?%s", lua_tostring(L, wire_path), lua_tostring(L, canon_query));
         else
-            lua_pushvalue(L, canon_uri);
+            lua_pushvalue(L, wire_path);
         lua_setfield(L, r, "uri");
         lua_pushfstring(L, ALGORITHM " Credential=%s, SignedHeaders=%s, Signature=%s",
                         lua_tostring(L, credential), lua_tostring(L, signed_headers),
@@ -720,7 +767,7 @@ static int do_sign(lua_State *L, int presign)
             lua_pushlstring(L, token, tokl);
             lua_setfield(L, -2, "X-Amz-Security-Token");
         }
-        if (strcmp(service, "s3") == 0) {
+        if (is_s3) {
             lua_pushstring(L, payload);
             lua_setfield(L, -2, "X-Amz-Content-Sha256");
         }

@@ -47,14 +47,35 @@ static int l_hostname(lua_State *L)
     return 1;
 }
 
-/* sys.pid_alive(pid) -> boolean: a process with that pid exists (on this host). */
+/* Is pid a zombie (exited, waiting for its parent to reap it)? Linux's
+ * /proc/<pid>/stat: "pid (comm) S ...", comm may hold spaces and ')'. */
+static int is_zombie(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    const char *close_paren = strrchr(buf, ')');
+    return close_paren && close_paren[1] == ' ' && close_paren[2] == 'Z';
+}
+
+/* sys.pid_alive(pid) -> boolean: a process with that pid runs (on this host).
+ * A zombie has exited (its memory, files and sockets are gone) and only
+ * waits for its parent -- init for a daemon -- to reap it: not alive. */
 static int l_pid_alive(lua_State *L)
 {
     lua_Integer pid = luaL_checkinteger(L, 1);
     /* above INT_MAX the cast to pid_t could give -1 (every process) or a
      * process group: only real pids get through */
     luaL_argcheck(L, pid > 0 && pid <= INT_MAX, 1, "pid must be a positive process id");
-    lua_pushboolean(L, kill((pid_t)pid, 0) == 0 || errno == EPERM);
+    int exists = kill((pid_t)pid, 0) == 0 || errno == EPERM;
+    lua_pushboolean(L, exists && !is_zombie((pid_t)pid));
     return 1;
 }
 
@@ -91,7 +112,7 @@ static int l_monotime(lua_State *L)
 }
 
 /* ---- spawn ----------------------------------------------------------------
- * sys.spawn{argv, cwd, env, stdin, timeout, output_limit}: posix_spawn (no
+ * sys.spawn{argv, cwd, env, stdin, timeout, output_limit, progress}: posix_spawn (no
  * shell), the child in its own process group, stdin from a string, stdout and
  * stderr captured up to a limit, the group stopped (TERM, then KILL after
  * KILL_GRACE) at the deadline and on SIGINT/SIGTERM.
@@ -269,7 +290,7 @@ static void signal_group(struct child *c, int sig)
 }
 
 static const char *const spawn_keys[] = {"argv", "cwd", "env", "stdin", "timeout",
-                                         "output_limit", NULL};
+                                         "output_limit", "progress", NULL};
 
 /* The string at idx, or a secret object revealed (and registered with the
  * log redactor) into the anchor table; NULL for other types. */
@@ -467,7 +488,7 @@ static int l_spawn(lua_State *L)
                 ok |= strcmp(lua_tostring(L, -1), spawn_keys[i]) == 0;
         if (!ok)
             return luaL_error(L, "sys.spawn: unknown option '%s' (expected argv, cwd, env, stdin, "
-                                 "timeout, output_limit)", luaL_tolstring(L, -1, NULL));
+                                 "timeout, output_limit, progress)", luaL_tolstring(L, -1, NULL));
     }
     lua_newtable(L); /* 2: anchor of every string the child gets */
     char **argv = build_argv(L, 1, 2);   /* 3 */
@@ -496,6 +517,15 @@ static int l_spawn(lua_State *L)
         limit = (size_t)lua_tointeger(L, -1);
     }
     lua_pop(L, 1);
+    /* progress = "what": the run is a wait of sbot.progress (docs/progress.md) */
+    const char *progress = NULL;
+    if (lua_getfield(L, 1, "progress") != LUA_TNIL) {
+        if (lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(L, "sys.spawn: 'progress' must be a string (the wait's name), got %s",
+                              luaL_typename(L, -1));
+        progress = lua_tostring(L, -1); /* anchored in opts */
+    }
+    lua_pop(L, 1);
     const char *prog = argv[0];
 
     if (cwd) {
@@ -521,6 +551,10 @@ static int l_spawn(lua_State *L)
     }
     lua_setmetatable(L, -2);
     int box = lua_gettop(L);
+    /* begun before anything is acquired; ended on every way out (below).
+     * While the child runs only sbot_progress_tick is called: no Lua. */
+    if (progress)
+        sbot_progress(L, progress, SBOT_PROGRESS_UNKNOWN);
 
     int p[2], e = 0;
     if (make_pipe(p) != 0)
@@ -635,6 +669,8 @@ static int l_spawn(lua_State *L)
         double wait = next - now;
         if (c->pid > 0 && c->pidfd < 0 && wait > 0.02)
             wait = 0.02;
+        if (progress && wait > 0.25) /* a board on this terminal shows the time go by */
+            wait = 0.25;
         struct timespec ts, *tsp = NULL;
         if (wait < 3600.0) {
             if (wait < 0)
@@ -644,6 +680,8 @@ static int l_spawn(lua_State *L)
             tsp = &ts;
         }
         int r = ppoll(pf, (nfds_t)np, tsp, &wait_mask);
+        if (progress)
+            sbot_progress_tick();
         if (r < 0)
             continue; /* EINTR: a stop signal, looked at above */
         if (i_out >= 0 && pf[i_out].revents)
@@ -673,6 +711,8 @@ static int l_spawn(lua_State *L)
     double ms = (now_mono() - started) * 1000.0;
     consume_sigpipe(&c->old_mask);
     unguard(c);
+    if (progress)
+        sbot_progress_end(L, progress);
     if (stopped_by) {
         int dfl = 0;
         for (int i = 0; i < 2; i++)
@@ -723,6 +763,8 @@ static int l_spawn(lua_State *L)
 
 spawn_failure:
     child_release(c);
+    if (progress)
+        sbot_progress_end(L, progress);
     lua_pushnil(L);
     lua_pushfstring(L, "sys.spawn %s: %s", prog, strerror(e));
     lua_pushstring(L, sbot_errno_name(e));
@@ -730,6 +772,8 @@ spawn_failure:
 os_failure:
     e = errno;
     child_release(c);
+    if (progress)
+        sbot_progress_end(L, progress);
     lua_pushnil(L);
     lua_pushfstring(L, "sys.spawn %s: cannot create a pipe: %s", prog, strerror(e));
     lua_pushstring(L, sbot_errno_name(e));

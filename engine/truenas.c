@@ -872,7 +872,13 @@ static int is_job(lua_State *L, struct tn *t, const char *method)
     return isjob;
 }
 
-static void report_progress(lua_State *L, struct tn *t, int job)
+/* The name of job id's wait (sbot.progress): "TrueNAS job 42 pool.create". */
+static void job_wait_name(char *out, size_t size, const char *method, lua_Integer id)
+{
+    snprintf(out, size, "TrueNAS job %lld %s", (long long)id, method);
+}
+
+static void report_progress(lua_State *L, struct tn *t, int job, const char *wait)
 {
     if (t->progress_ref != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, t->progress_ref);
@@ -880,6 +886,17 @@ static void report_progress(lua_State *L, struct tn *t, int job)
         lua_call(L, 1, 0);
         return;
     }
+    /* no callback: the job is a wait of sbot.progress, with TrueNAS's
+     * percent and description */
+    lua_getfield(L, job, "progress");
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        lua_getfield(L, -1, "percent");
+        lua_getfield(L, -2, "description");
+        sbot_progress_detail(L, wait, lua_isnumber(L, -2) ? lua_tonumber(L, -2) / 100.0 : SBOT_PROGRESS_UNKNOWN,
+                             lua_tostring(L, -1));
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
     if (!sbot_log_enabled(L, SBOT_DEBUG))
         return;
     lua_getfield(L, job, "progress");
@@ -895,10 +912,10 @@ static void report_progress(lua_State *L, struct tn *t, int job)
 
 /* Follow job `id` to its end by polling core.get_jobs; pushes its result (1)
  * or nil, msg, code (3). */
-static int follow_job(lua_State *L, struct tn *t, const char *method, lua_Integer id)
+static int follow_job(lua_State *L, struct tn *t, const char *method, lua_Integer id, const char *wait_name)
 {
     double deadline = now_mono() + t->job_timeout, wait = POLL_MIN;
-    double last_percent = -1;
+    double last_percent = -2; /* the first poll is reported, with a percent or without */
     for (;;) {
         /* core.get_jobs [["id", "=", id]] */
         push_array(L, t);
@@ -928,7 +945,7 @@ static int follow_job(lua_State *L, struct tn *t, const char *method, lua_Intege
         double percent = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : -1;
         lua_pop(L, 2);
         if (percent != last_percent) {
-            report_progress(L, t, job);
+            report_progress(L, t, job, wait_name);
             last_percent = percent;
         }
         lua_getfield(L, job, "state");
@@ -1004,7 +1021,12 @@ static int do_call(lua_State *L, struct tn *t, const char *method, int params)
     if (!j)
         return 1;
     lua_pop(L, 1);
-    return follow_job(L, t, method, id);
+    char wait_name[160];
+    job_wait_name(wait_name, sizeof wait_name, method, id);
+    n = follow_job(L, t, method, id, wait_name);
+    if (t->progress_ref == LUA_NOREF)
+        sbot_progress_end(L, wait_name);
+    return n;
 }
 
 /* ---- Lua API --------------------------------------------------------------------------- */

@@ -27,7 +27,7 @@ for _, name in ipairs(modules) do
   else log.error("module does not load", { module = name, error = err }) end
 end
 
-print(json.encode(report, { indent = pretty }))
+print(json.encode(report, { indent = pretty, secrets = "redact" }))
 for _, m in ipairs(report.modules) do
   if not m.loaded then os.exit(1) end
 end

@@ -7,6 +7,7 @@
 -- workflow of your own: docs/workflows.md says what it changes.
 
 local workflow = require "sbot.workflow"
+local cluster = require "sbot.cluster"
 local Vault = require "sbot.component.vault"
 local Iscsi = require "sbot.component.iscsi"
 local R630 = require "sbot.component.r630"
@@ -64,34 +65,30 @@ local wf = workflow.new {
     -- 1. The disk. Its discover already knows the target IQN, portal, LUN and
     -- the server's initiator name, so --plan can show the R630 plan below too.
     local disk = ctx:step(Iscsi, iscsi)
-    local d = disk.discovery
 
     -- 2. The server. Everything the BIOS needs comes from the iSCSI step, so
-    -- the two devices cannot disagree:
+    -- the two devices cannot disagree (sbot.cluster.r630_config, shared with
+    -- full_deployment and switch_version; docs/workflows.md):
     -- - initiator: the iSCSI component's initiator_name hook is the one
     --   source; TrueNAS's initiator group admits exactly that name, so the
     --   BIOS must log in with it (the R630's own initiator_iqn hook, the
     --   BIOS's factory name by default, is not asked);
     -- - portal: "ip:port" on the iSCSI side (the port from the site, else
     --   TrueNAS's listen_port); the BIOS takes the two apart;
-    -- - LUN: TrueNAS's LUN n is LUN n on the wire, the same number for both.
-    -- After a failed iSCSI step d is empty and this step is skipped unread.
-    -- The site's components.r630 may choose the NIC (iscsi_boot.nic), the
-    -- boot mode, timeouts; what names the disk comes from TrueNAS and wins.
-    local ip, port = tostring(d.portal or ""):match("^(.+):(%d+)$")
-    local boot = ctx:config("r630")
-    boot.iscsi_boot = with(boot.iscsi_boot, { target_iqn = d.iqn, target_ip = ip, target_port = tonumber(port),
-                                              lun = d.lun, initiator_iqn = d.initiator })
-    boot.boot = with(boot.boot, { first = "iscsi" })
+    -- - LUN: TrueNAS's LUN n is LUN n on the wire, the same number for both;
+    -- - iSCSI first in the boot order. No image: no virtual media, whatever
+    --   the site's components.r630 says — this workflow makes the disk
+    --   bootable; installing an OS onto it is another workflow's job.
+    -- The site's components.r630 still chooses the NIC, timeouts and the rest.
+    -- After a failed iSCSI step this step is skipped, its config unread.
+    local boot = cluster.r630_config(ctx, disk)
     local p = ctx.args.poll_interval
     if p then
       boot.power = with(boot.power, { interval = p })
       boot.jobs = with(boot.jobs, { interval = p })
     end
-    -- No virtual media: this workflow makes the disk bootable; installing an
-    -- OS onto it is another workflow's job. The R630 step reboots once, only
-    -- when a configuration job needs it, and its housekeep checks the values
-    -- are current (not just pending) after that reboot.
+    -- The R630 step reboots once, only when a configuration job needs it, and
+    -- its housekeep checks the values are current (not just pending) after.
     ctx:step(R630, boot)
   end,
 }

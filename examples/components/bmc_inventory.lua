@@ -98,7 +98,7 @@ return component.define {
 
   housekeep = function(self)
     self:artifact { key = "inventory.json", type = "application/json",
-      content = json.encode(self.discovery, { indent = true }) .. "\n" }
+      content = json.encode(self.discovery, { indent = true, secrets = "redact" }) .. "\n" }
     return { recorded = true }
   end,
 }

@@ -8,10 +8,11 @@
 --     or `json.empty_array` encode as [];
 --   * a decoded JSON array is marked with the array metatable, so [] decodes
 --     to an empty table that encodes back as [];
---   * secret objects encode as "<redacted>" by default (records, logs,
---     display); `secrets = "reveal"` writes their value (only a protocol
---     client building a request body asks for that) and `secrets = "error"`
---     refuses them;
+--   * a secret object is encoded only as the caller says: `secrets =
+--     "redact"` writes "<redacted>" (records, logs, display), `secrets =
+--     "reveal"` writes its value (only a protocol client building a request
+--     body asks for that); without either (`secrets = "error"`, the default)
+--     it is refused, so no JSON carries a secret, redacted or not, by accident;
 --   * NaN and infinities are errors (they are not JSON).
 -- `json.encode(v, {indent = true})` pretty-prints with two-space indentation.
 local cjson = require "cjson"
@@ -80,11 +81,12 @@ local function encode_value(v, out, opts, depth, path, seen)
     if log.is_secret(v) then
       if opts.secrets == "reveal" then
         out[#out + 1] = quote(v:reveal())
-      elseif opts.secrets == "error" then
-        error("json.encode: " .. path .. " is a secret, and this JSON was asked to carry none "
-          .. "(secrets = \"error\"); a protocol client that must send it encodes with secrets = \"reveal\"", 0)
-      else
+      elseif opts.secrets == "redact" then
         out[#out + 1] = '"' .. log.REDACTED .. '"'
+      else
+        error("json.encode: " .. path .. " is a secret, and this JSON was asked to carry none "
+          .. "(secrets = \"error\", the default): a record or a display encodes with secrets = \"redact\", "
+          .. "a protocol client that must send it with secrets = \"reveal\"", 0)
       end
       return
     end
@@ -154,13 +156,13 @@ local function encode_value(v, out, opts, depth, path, seen)
 end
 
 --- Encode v as JSON text. opts.indent = true pretty-prints; opts.secrets is
--- "redact" (default), "reveal" or "error" (see the header).
+-- "error" (default), "redact" or "reveal" (see the header).
 -- Raises on values JSON cannot represent (misuse), naming their path.
 function M.encode(v, opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("json.encode: opts must be a table, got " .. type(opts), 2) end
   if opts.secrets ~= nil and not SECRETS[opts.secrets] then
-    error("json.encode: secrets must be \"redact\", \"reveal\" or \"error\", got " .. tostring(opts.secrets), 2)
+    error("json.encode: secrets must be \"error\", \"redact\" or \"reveal\", got " .. tostring(opts.secrets), 2)
   end
   local out = {}
   encode_value(v, out, opts, 0, "value", {})

@@ -17,11 +17,16 @@ local function process(item, path)
   return item
 end
 
---- Render one value as a string.
+--- Render one value as a string. A table whose metatable has a
+-- `__pretty(t) -> text` function renders as that text (the REPL's aligned
+-- tables: discover_all, runs, run); every other table with inspect.
 function M.format(v)
   if is_secret(v) then return log.REDACTED end
   local s
-  if type(v) == "string" then
+  local mt = type(v) == "table" and getmetatable(v)
+  if type(mt) == "table" and type(rawget(mt, "__pretty")) == "function" then
+    s = tostring(mt.__pretty(v))
+  elseif type(v) == "string" then
     s = string.format("%q", v)
   elseif type(v) == "table" and inspect then
     s = inspect(v, { process = process })

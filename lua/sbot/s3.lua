@@ -165,7 +165,36 @@ function M.client(opts)
   }, Client)
   -- credentials live in a closure, not in a field a pretty-printer would show
   c._creds = function() return access, secret, token end
+  local given = {}
+  for k, v in pairs(opts) do given[k] = v end
+  given.access_key, given.secret_key, given.session_token = access, secret, token
+  c._given = function() return given end
   return c
+end
+
+--- The options this client was made with (credentials as they were given:
+-- strings or secret objects), for building the same client elsewhere (a
+-- keeper process renewing a lease). Never log or serialise it as it is.
+function Client:options()
+  local out = {}
+  for k, v in pairs(self._given()) do out[k] = v end
+  return out
+end
+
+local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8, Sep = 9,
+  Oct = 10, Nov = 11, Dec = 12 }
+
+--- "Tue, 01 Dec 2026 10:00:00 GMT" (an HTTP date: Date, Last-Modified) -> epoch seconds, or nil.
+function M.parse_http_date(s)
+  local d, mon, y, h, mi, se = tostring(s):match("^%a+, (%d%d) (%a%a%a) (%d%d%d%d) (%d%d):(%d%d):(%d%d) GMT$")
+  if not d or not MONTHS[mon] then return nil end
+  y, mon = tonumber(y), MONTHS[mon]
+  local yy = mon <= 2 and y - 1 or y
+  local era = (yy >= 0 and yy or yy - 399) // 400
+  local yoe = yy - era * 400
+  local doy = (153 * (mon + (mon > 2 and -3 or 9)) + 2) // 5 + tonumber(d) - 1
+  local days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+  return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(se)
 end
 
 --- Host, raw path and human name of (bucket, key).
@@ -385,6 +414,87 @@ function Client:delete_bucket_policy(a)
   return true
 end
 
+local function days_of(v)
+  local n = math.tointeger(tonumber(v or ""))
+  return n
+end
+
+--- Lifecycle rules as plain tables: {id, prefix, status, noncurrent_days,
+-- abort_multipart_days, expiration_days}. Other rule parts (transitions, tag
+-- filters) are kept in `other = true` so a caller knows the rule is not only
+-- what it sees.
+function Client:get_bucket_lifecycle(a)
+  a = bucket_arg("get_bucket_lifecycle", a)
+  local res, err, code = self:_call{ method = "GET", bucket = a.bucket, query = { lifecycle = "" },
+    not_found = "NoSuchLifecycleConfiguration" }
+  if not res then return nil, err, code end
+  local root, doc = s3xml.parse(res.body or "", { "Rule" })
+  if root ~= "LifecycleConfiguration" or type(doc) ~= "table" then
+    return nil, "GET " .. a.bucket .. "?lifecycle: expected <LifecycleConfiguration>, got " ..
+      tostring(root or doc), "BadResponse"
+  end
+  local out = {}
+  for _, r in ipairs(doc.Rule or {}) do
+    local filter = type(r.Filter) == "table" and r.Filter or {}
+    local prefix = filter.Prefix or r.Prefix
+    if type(prefix) ~= "string" then prefix = "" end
+    local rule = { id = r.ID, status = r.Status, prefix = prefix,
+      noncurrent_days = type(r.NoncurrentVersionExpiration) == "table" and days_of(r.NoncurrentVersionExpiration.NoncurrentDays) or nil,
+      abort_multipart_days = type(r.AbortIncompleteMultipartUpload) == "table"
+        and days_of(r.AbortIncompleteMultipartUpload.DaysAfterInitiation) or nil,
+      expiration_days = type(r.Expiration) == "table" and days_of(r.Expiration.Days) or nil }
+    if r.Transition or r.NoncurrentVersionTransition or filter.And or filter.Tag
+      or (type(r.Expiration) == "table" and r.Expiration.Days == nil) then
+      rule.other = true
+    end
+    out[#out + 1] = rule
+  end
+  return out
+end
+
+--- put_bucket_lifecycle{bucket, rules = {{id, prefix, status = "Enabled",
+--- noncurrent_days, abort_multipart_days, expiration_days}, ...}}: replaces
+-- the bucket's whole lifecycle configuration.
+function Client:put_bucket_lifecycle(a)
+  a = bucket_arg("put_bucket_lifecycle", a)
+  if type(a.rules) ~= "table" or #a.rules == 0 then argerr("put_bucket_lifecycle", "'rules' must be a non-empty list") end
+  local b = { '<LifecycleConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">' }
+  for i, r in ipairs(a.rules) do
+    if type(r) ~= "table" then argerr("put_bucket_lifecycle", "rules[" .. i .. "] must be a table") end
+    for _, k in ipairs { "noncurrent_days", "abort_multipart_days", "expiration_days" } do
+      if r[k] ~= nil and (math.type(r[k]) ~= "integer" or r[k] < 1) then
+        argerr("put_bucket_lifecycle", "rules[" .. i .. "]." .. k .. " must be a positive integer")
+      end
+    end
+    b[#b + 1] = "<Rule>" .. (r.id and ("<ID>" .. esc(r.id) .. "</ID>") or "") ..
+      "<Filter><Prefix>" .. esc(r.prefix or "") .. "</Prefix></Filter>" ..
+      "<Status>" .. (r.status or "Enabled") .. "</Status>"
+    if r.expiration_days then b[#b + 1] = "<Expiration><Days>" .. r.expiration_days .. "</Days></Expiration>" end
+    if r.noncurrent_days then
+      b[#b + 1] = "<NoncurrentVersionExpiration><NoncurrentDays>" .. r.noncurrent_days ..
+        "</NoncurrentDays></NoncurrentVersionExpiration>"
+    end
+    if r.abort_multipart_days then
+      b[#b + 1] = "<AbortIncompleteMultipartUpload><DaysAfterInitiation>" .. r.abort_multipart_days ..
+        "</DaysAfterInitiation></AbortIncompleteMultipartUpload>"
+    end
+    b[#b + 1] = "</Rule>"
+  end
+  b[#b + 1] = "</LifecycleConfiguration>"
+  local body = table.concat(b)
+  local res, err, code = self:_call{ method = "PUT", bucket = a.bucket, query = { lifecycle = "" },
+    body = body, headers = xml_body(body) }
+  if not res then return nil, err, code end
+  return true
+end
+
+function Client:delete_bucket_lifecycle(a)
+  a = bucket_arg("delete_bucket_lifecycle", a)
+  local res, err, code = self:_call{ method = "DELETE", bucket = a.bucket, query = { lifecycle = "" } }
+  if not res then return nil, err, code end
+  return true
+end
+
 -- ---------------------------------------------------------------------------
 -- listing (iterators: one page in memory at a time)
 -- ---------------------------------------------------------------------------
@@ -524,6 +634,7 @@ local function object_info(res)
     content_type = header(res, "content-type"),
     last_modified = header(res, "last-modified"),
     version_id = header(res, "x-amz-version-id"),
+    date = header(res, "date"), -- the server's clock when it answered
     metadata = meta,
   }
 end
@@ -596,8 +707,64 @@ local function put_headers(a)
   return h
 end
 
+--- The part size used for a file of `size` bytes: `part_size`, raised to a
+-- whole number of MiB when the file would need more than 10,000 parts.
+local function effective_part_size(size, part_size)
+  if (size + part_size - 1) // part_size > 10000 then
+    part_size = ((size + 9999) // 10000 + MiB - 1) // MiB * MiB
+  end
+  return part_size
+end
+
+local function part_ranges(size, part_size, first, last)
+  local list = {}
+  for n = first, last do
+    local off = (n - 1) * part_size
+    list[#list + 1] = { off, math.min(part_size, size - off) }
+  end
+  return list
+end
+
+--- hash_file{file, part_size} -> {file, size, mtime, sha256, part_size, parts}
+-- One read of the file giving its SHA-256 and, when put_object would upload
+-- it in parts (size above multipart_threshold), each part's SHA-256 too
+-- (`parts`, hex, for parts of `part_size`). put_object{hashes = ...} then
+-- sends the file without hashing it again: the server checks every part
+-- against the digest signed with it, so a file changed since it was hashed
+-- is refused (XAmzContentSHA256Mismatch), never stored.
+function Client:hash_file(a)
+  check_table("hash_file", a)
+  need_string("hash_file", a, "file")
+  local st, serr, scode = fsio.stat(a.file, true)
+  if not st or st.type ~= "file" then
+    return nil, "s3 hash_file: " .. (serr or (a.file .. " is not a regular file")), scode or "BadFile"
+  end
+  local out = { file = a.file, size = st.size, mtime = st.mtime }
+  if st.size <= self.multipart_threshold then
+    local sum, herr = crypto.sha256_file(a.file)
+    if not sum then return nil, "s3 hash_file: " .. herr, "BadFile" end
+    out.sha256 = crypto.hex(sum)
+    return out
+  end
+  local part_size = effective_part_size(st.size, a.part_size or self.part_size)
+  local nparts = (st.size + part_size - 1) // part_size
+  -- two worker threads at once: the parts' digests, and the whole file's
+  -- (one range); each byte is hashed twice either way, in parallel this way
+  local parts_job <close> = crypto.sha256_ranges(a.file, part_ranges(st.size, part_size, 1, nparts))
+  local whole_job <close> = crypto.sha256_ranges(a.file, { { 0, st.size } })
+  local digests, herr = parts_job:wait()
+  if not digests then return nil, "s3 hash_file: " .. herr, "BadFile" end
+  local whole, werr = whole_job:wait()
+  if not whole then return nil, "s3 hash_file: " .. werr, "BadFile" end
+  out.parts = {}
+  for n, d in ipairs(digests) do out.parts[n] = crypto.hex(d) end
+  out.sha256 = crypto.hex(whole[1])
+  out.part_size = part_size
+  return out
+end
+
 --- put_object{bucket, key, body | file, content_type, metadata, if_none_match,
----            if_match, progress, sha256_metadata}
+---            if_match, progress, sha256_metadata, hashes, on_upload}
 -- -> {etag, size, sha256, version_id}
 function Client:put_object(a)
   key_args("put_object", a)
@@ -608,6 +775,10 @@ function Client:put_object(a)
     argerr("put_object", "'if_none_match' must be \"*\"")
   end
   opt_string("put_object", a, "if_match")
+  if a.hashes ~= nil and (a.file == nil or type(a.hashes) ~= "table" or type(a.hashes.sha256) ~= "string") then
+    argerr("put_object", "'hashes' must be what hash_file returned, with 'file'")
+  end
+  if a.on_upload ~= nil and type(a.on_upload) ~= "function" then argerr("put_object", "'on_upload' must be a function") end
   local headers = put_headers(a)
   local size, sha
   if a.file then
@@ -617,11 +788,19 @@ function Client:put_object(a)
         (serr or (a.file .. " is not a regular file")), scode or "BadFile"
     end
     size = st.size
+    if a.hashes and (a.hashes.size ~= size or (a.hashes.mtime and a.hashes.mtime ~= st.mtime)) then
+      return nil, "s3 put_object " .. a.bucket .. "/" .. a.key .. ": " .. a.file ..
+        " changed since it was hashed (size or modification time)", "FileChanged"
+    end
     if size > self.multipart_threshold then return self:_multipart_put(a, headers, size) end
-    local herr
-    sha, herr = crypto.sha256_file(a.file)
-    if not sha then return nil, "s3 put_object " .. a.bucket .. "/" .. a.key .. ": " .. herr, "BadFile" end
-    sha = crypto.hex(sha)
+    if a.hashes then
+      sha = a.hashes.sha256
+    else
+      local herr
+      sha, herr = crypto.sha256_file(a.file)
+      if not sha then return nil, "s3 put_object " .. a.bucket .. "/" .. a.key .. ": " .. herr, "BadFile" end
+      sha = crypto.hex(sha)
+    end
   else
     size = #a.body
     sha = crypto.hex(crypto.sha256(a.body))
@@ -634,6 +813,58 @@ function Client:put_object(a)
   if not res then return nil, err, code end
   return { etag = unquote(header(res, "etag")), size = size, sha256 = sha,
            version_id = header(res, "x-amz-version-id") }
+end
+
+--- update_json{bucket, key, update = function(doc, info) -> new_doc | nil, attempts = 25}
+-- -> {changed, etag, version_id, attempts, doc} | nil, err, code
+-- A read-modify-write of a JSON document that concurrent writers cannot
+-- corrupt: GET it (doc = nil when there is none), let `update` build the new
+-- document from what was read, PUT it with `If-Match` the ETag read
+-- (`If-None-Match: *` when there was none). When another writer came first
+-- (412 PreconditionFailed, 409 ConditionalRequestConflict, 404 for an
+-- If-Match on a document deleted meanwhile), read again and redo the update,
+-- after a short random pause. `update` must build from the doc it is given
+-- (it may be called several times) and returns nil for "nothing to change":
+-- then nothing is written. A document that is not JSON is an error, never
+-- overwritten.
+function Client:update_json(a)
+  key_args("update_json", a)
+  if type(a.update) ~= "function" then argerr("update_json", "'update' must be a function") end
+  local attempts = a.attempts or 25
+  local where = a.bucket .. "/" .. a.key
+  for attempt = 1, attempts do
+    local doc, etag
+    local got, err, code = self:get_object{ bucket = a.bucket, key = a.key }
+    if got then
+      local derr
+      doc, derr = json.decode(got.body)
+      if type(doc) ~= "table" then
+        return nil, "s3 update_json " .. where .. ": the document is not a JSON object (" ..
+          tostring(derr or type(doc)) .. "); not overwriting it", "BadDocument"
+      end
+      etag = got.etag
+    elseif code ~= "NoSuchKey" then
+      return nil, err, code
+    end
+    local new = a.update(doc, { etag = etag, attempt = attempt })
+    if new == nil then return { changed = false, etag = etag, attempts = attempt, doc = doc } end
+    local put, perr, pcode = self:put_object{ bucket = a.bucket, key = a.key, content_type = "application/json",
+      body = json.encode(new, { indent = true }) .. "\n",
+      if_match = etag, if_none_match = not etag and "*" or nil }
+    if put then
+      return { changed = true, etag = put.etag, version_id = put.version_id, attempts = attempt, doc = new }
+    end
+    if pcode ~= "PreconditionFailed" and pcode ~= "ConditionalRequestConflict" and pcode ~= "NoSuchKey" then
+      return nil, perr, pcode
+    end
+    log.debug("s3 update_json: another writer came first; reading again",
+      { bucket = a.bucket, key = a.key, attempt = attempt, code = pcode })
+    -- a random pause (up to 50 ms, growing) spreads writers that collided
+    local n = string.unpack("I2", crypto.random_bytes(2))
+    require("sbot.keeper").sleep((n % 50 + 1) / 1000 * math.min(attempt, 4))
+  end
+  return nil, "s3 update_json " .. where .. ": still conflicting after " .. attempts ..
+    " attempts (too many concurrent writers?)", "ConditionalRequestConflict"
 end
 
 --- Abort a multipart upload (also used on every failure path).
@@ -671,12 +902,13 @@ function Client:_complete(a, upload_id, parts, extra)
   local body = complete_body(parts)
   local headers = { ["Content-Type"] = "application/xml" }
   for k, v in pairs(extra or {}) do headers[k] = v end
-  local root, doc, code = self:_xml{ method = "POST", bucket = a.bucket, key = a.key,
+  local root, doc, res = self:_xml{ method = "POST", bucket = a.bucket, key = a.key,
     query = { uploadId = upload_id }, body = body, headers = headers }
-  if not root then return nil, doc, code end
+  if not root then return nil, doc, res end
   if root ~= "CompleteMultipartUploadResult" then
     return nil, "s3 multipart " .. a.bucket .. "/" .. a.key .. ": unexpected answer <" .. root .. ">", "BadResponse"
   end
+  doc._version_id = header(res, "x-amz-version-id")
   return doc
 end
 
@@ -706,26 +938,43 @@ end
 -- With sha256_metadata the whole-object digest must be known before the
 -- upload starts (it is metadata), so one hashing read (parts and whole)
 -- comes first and each part is hashed again before it goes out and checked
--- against it (a file changed underneath is an error). Any failure, raised
--- error or interrupt aborts the upload.
+-- against it (a file changed underneath is an error). With `hashes` (from
+-- hash_file) every digest is known already: nothing is hashed here, and the
+-- server checks each part against its signed digest. `on_upload(upload_id)`
+-- is called once the upload exists. Any failure, raised error or interrupt
+-- aborts the upload.
 function Client:_multipart_put(a, headers, size)
   local where = a.bucket .. "/" .. a.key
-  local part_size = a.part_size or self.part_size
-  if (size + part_size - 1) // part_size > 10000 then
-    part_size = ((size + 9999) // 10000 + MiB - 1) // MiB * MiB
+  -- progress = "what": the whole upload (every part) is one wait of
+  -- sbot.progress; a function gets (bytes sent, size) as for one PUT
+  local report, wait = a.progress, nil
+  if type(report) == "string" then
+    wait = require("sbot.progress").start(report)
+    report = function(sent, total)
+      wait:update(math.min(sent / total, 1), string.format("%.1f of %.1f MiB", sent / MiB, total / MiB))
+    end
+  end
+  local _ <close> = wait
+  local part_size = effective_part_size(size, a.part_size or self.part_size)
+  local pre, whole = nil, nil
+  if a.hashes then
+    if not a.hashes.parts or not a.hashes.part_size then
+      return nil, "s3 put_object " .. where .. ": the hashes of " .. a.file .. " have no part digests " ..
+        "(hashed by a client with another multipart_threshold?)", "BadHashes"
+    end
+    part_size = a.hashes.part_size
+    pre, whole = a.hashes.parts, a.hashes.sha256
+    if #pre ~= (size + part_size - 1) // part_size then
+      return nil, "s3 put_object " .. where .. ": the hashes have " .. #pre .. " part digests for " ..
+        (size + part_size - 1) // part_size .. " parts", "BadHashes"
+    end
+    if a.sha256_metadata then headers["x-amz-meta-sbot-sha256"] = whole end
   end
   local nparts = (size + part_size - 1) // part_size
-  local function ranges(first, last)
-    local list = {}
-    for n = first, last do
-      local off = (n - 1) * part_size
-      list[#list + 1] = { off, math.min(part_size, size - off) }
-    end
-    return list
-  end
+  local function ranges(first, last) return part_ranges(size, part_size, first, last) end
 
-  local pre, whole = nil, nil
-  if a.sha256_metadata then
+  local verify_parts = false -- digests known before the upload: each wave is hashed again and compared
+  if a.sha256_metadata and not pre then
     local h <close> = crypto.hasher("sha256")
     local job <close> = crypto.sha256_ranges(a.file, ranges(1, nparts), h)
     local digests, herr = job:wait()
@@ -734,8 +983,11 @@ function Client:_multipart_put(a, headers, size)
     for n, d in ipairs(digests) do pre[n] = crypto.hex(d) end
     whole = crypto.hex(h:digest())
     headers["x-amz-meta-sbot-sha256"] = whole
+    verify_parts = true
   end
-  -- the whole-object digest, fed as the parts are hashed (not with sha256_metadata)
+  -- hash the waves here unless hash_file gave every digest (then the server checks)
+  local hash_waves = not pre or verify_parts
+  -- the whole-object digest, fed as the parts are hashed (not when known before)
   local hasher <close> = not pre and crypto.hasher("sha256") or nil
 
   local upload_id, ierr, icode = self:_initiate(a, headers)
@@ -749,22 +1001,28 @@ function Client:_multipart_put(a, headers, size)
   -- the hashing job of the next wave; closed (worker cancelled) on every exit
   local pending <close> = setmetatable({}, { __close = function(t) if t.job then t.job:close() end end })
   local function start_wave(first)
-    if first > nparts then return nil end
+    if first > nparts or not hash_waves then return nil end
     return crypto.sha256_ranges(a.file, ranges(first, math.min(first + conc - 1, nparts)), hasher)
   end
   local pok, result, rerr, rcode = pcall(self._with_upload, self, a, upload_id, function()
+    if a.on_upload then a.on_upload(upload_id) end
     pending.job = start_wave(1)
     for first = 1, nparts, conc do
-      local digests, herr = pending.job:wait()
-      pending.job:close()
-      pending.job = nil
-      if not digests then return nil, "s3 put_object " .. where .. ": " .. herr, "BadFile" end
-      pending.job = start_wave(first + conc) -- hashed while this wave is sent
+      local digests = {}
+      if hash_waves then
+        local d, herr = pending.job:wait()
+        pending.job:close()
+        pending.job = nil
+        if not d then return nil, "s3 put_object " .. where .. ": " .. herr, "BadFile" end
+        for i, x in ipairs(d) do digests[i] = crypto.hex(x) end
+        pending.job = start_wave(first + conc) -- hashed while this wave is sent
+      else
+        for n = first, math.min(first + conc - 1, nparts) do digests[#digests + 1] = pre[n] end
+      end
       local wave, reqs, inflight = {}, {}, {}
-      for i, d in ipairs(digests) do
+      for i, hex in ipairs(digests) do
         local n = first + i - 1
         local off, psize = (n - 1) * part_size, math.min(part_size, size - (n - 1) * part_size)
-        local hex = crypto.hex(d)
         if pre and pre[n] ~= hex then
           return nil, "s3 put_object " .. where .. ": " .. a.file ..
             " changed while it was being uploaded (part " .. n .. ")", "FileChanged"
@@ -775,11 +1033,11 @@ function Client:_multipart_put(a, headers, size)
         reqs[i] = self:_build{ method = "PUT", bucket = a.bucket, key = a.key,
           query = { partNumber = tostring(n), uploadId = upload_id },
           body_file = a.file, body_offset = off, body_length = psize, payload_hash = hex,
-          progress = a.progress and function(sent)
+          progress = report and function(sent)
             inflight[i] = sent
             local sum = done_bytes
             for _, v in pairs(inflight) do sum = sum + v end
-            a.progress(sum, size)
+            report(sum, size)
           end or nil }
       end
       local results = http.batch(reqs, { per_host = conc, total = conc })
@@ -789,7 +1047,11 @@ function Client:_multipart_put(a, headers, size)
           return nil, string.format("PUT %s part %d: %s", where, p.number, tostring(res.error or res[2])),
             res.code or res[3]
         elseif res.status ~= 200 then
-          return s3_error("PUT", where .. " part " .. p.number, res)
+          local _, perr, pcode = s3_error("PUT", where .. " part " .. p.number, res)
+          if pcode == "XAmzContentSHA256Mismatch" and not hash_waves then
+            return nil, perr .. ": " .. a.file .. " changed since it was hashed", "FileChanged"
+          end
+          return nil, perr, pcode
         end
         p.etag = unquote(header(res, "etag"))
         if not p.etag then
@@ -804,7 +1066,8 @@ function Client:_multipart_put(a, headers, size)
     if a.if_match then extra["If-Match"] = a.if_match end
     local doc, cerr, ccode = self:_complete(a, upload_id, parts, extra)
     if not doc then return nil, cerr, ccode end
-    return { etag = unquote(doc.ETag), size = size, sha256 = whole, parts = #parts }
+    return { etag = unquote(doc.ETag), size = size, sha256 = whole, parts = #parts,
+             upload_id = upload_id, version_id = doc._version_id }
   end)
   if not pok then error(result, 0) end
   return result, rerr, rcode
@@ -837,10 +1100,11 @@ function Client:copy_object(a)
   headers["x-amz-metadata-directive"] = directive
   if a.if_none_match then headers["If-None-Match"] = a.if_none_match end
   if a.if_match then headers["If-Match"] = a.if_match end
-  local root, doc, code = self:_xml{ method = "PUT", bucket = a.bucket, key = a.key, headers = headers,
-                                     root = "CopyObjectResult" }
-  if not root then return nil, doc, code end
-  return { etag = unquote(doc.ETag), last_modified = doc.LastModified, size = head.size }
+  local root, doc, res = self:_xml{ method = "PUT", bucket = a.bucket, key = a.key, headers = headers,
+                                    root = "CopyObjectResult" }
+  if not root then return nil, doc, res end
+  return { etag = unquote(doc.ETag), last_modified = doc.LastModified, size = head.size,
+           version_id = header(res, "x-amz-version-id") }
 end
 
 function Client:_multipart_copy(a, headers, source, size)
@@ -881,7 +1145,7 @@ function Client:_multipart_copy(a, headers, source, size)
     end
     local doc, cerr, ccode = self:_complete(a, upload_id, parts)
     if not doc then return nil, cerr, ccode end
-    return { etag = unquote(doc.ETag), size = size, parts = #parts }
+    return { etag = unquote(doc.ETag), size = size, parts = #parts, version_id = doc._version_id }
   end)
 end
 
@@ -930,6 +1194,15 @@ function Client:delete_objects(a)
     end
   end
   return out
+end
+
+--- object_url{bucket, key} -> the object's plain (unsigned) URL, as an
+-- anonymous reader fetches a public object (path or virtual-host style, as
+-- this client addresses it).
+function Client:object_url(a)
+  key_args("object_url", a)
+  local host, path = self:_target(a.bucket, a.key)
+  return self.ep.scheme .. "://" .. host .. sigv4.uri_encode(path, true)
 end
 
 --- presign{bucket, key, method = "GET", expires = 3600} -> URL

@@ -308,7 +308,7 @@ end
 local function render_default(d)
   if type(d) == "string" then return string.format("%q", d) end
   if type(d) == "table" then
-    local ok, s = pcall(json.encode, d)
+    local ok, s = pcall(json.encode, d, { secrets = "redact" })
     return ok and s or "{...}"
   end
   return tostring(d)

@@ -82,6 +82,9 @@ M.schema = {
       region = { type = "string", default = "us-east-1" },
       bucket = { type = "string", required = true },
       public_bucket = { type = "string" },
+      public_endpoint = { type = "string", pattern = URL,
+        description = "base URL anonymous readers (the BMCs) fetch published objects from, e.g. "
+          .. "http://s3.example:9000 (iDRAC 8 virtual media: http only); default: endpoint" },
       prefix = { type = "string", default = "" },
       path_style = { type = "boolean", default = true },
       access_key = { type = "secret" },
@@ -106,6 +109,16 @@ M.schema = {
       rendezvous_ip = { type = "string", pattern = IP, description = "node IP of the rendezvous host; default: the first master's" },
       dns_servers = { type = "list", items = { type = "string", pattern = IP } },
       ntp_servers = { type = "list", items = { type = "string" } },
+      iso = { type = "table", description = "how the BMCs get the agent ISO (docs/openshift.md, \"Publishing\")",
+        default = { publish = "public" },
+        fields = {
+          publish = { type = "string", enum = { "public", "presigned" }, default = "public",
+            description = "public: a copy in the public bucket under an unguessable key (anyone who "
+              .. "reaches s3.public_endpoint and learns the URL can read it, and the ISO holds the "
+              .. "pull secret); presigned: the private copy through a presigned URL that expires" },
+          expires = { type = "integer", min = 900, max = 604800, default = 86400,
+            description = "presigned: seconds the URL stays valid (SigV4 allows at most 7 days)" },
+        } },
       installer = { type = "table", description = "where openshift-install comes from",
         fields = {
           mirror_url = { type = "string", pattern = URL,

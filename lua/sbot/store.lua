@@ -4,12 +4,18 @@
 --   local st = assert(store.open("file:///var/lib/sbot/artifacts"))
 --   local st = assert(store.open("s3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=us-east-1",
 --                                {access_key = ..., secret_key = ...}))
---   st:put(key, "content" | {file = path}, {meta = "data"}) -> {key, size, sha256, etag}
+--   st:put(key, "content" | {file = path [, progress = "upload x"]}, {meta = "data"}) -> {key, size, sha256, etag}
 --   st:get(key [, dest])   -> content, info   |  info (dest = path or {file = path})
 --   st:head(key)           -> {key, size, sha256, etag, metadata, last_modified}
 --   st:list(prefix)        -> {{key, size, last_modified}, ...} sorted by key
 --   st:url(key [, opts])   -> file:// URL, or a presigned https/http GET URL for S3
 --   st:delete(key)         -> true (deleting a missing key is not an error)
+--
+-- With an s3:// store the store also keeps run records and locks across
+-- machines: store.keep_run(run, record) puts results.json and log.jsonl next
+-- to the run's artifacts and adds the run to the store's index
+-- (metadata/index.json, updated with conditional writes), and
+-- store.lock(url, opts, name, o) takes a per-server lease (sbot.lease).
 --
 -- Expected failures return nil, message, code (code "NotFound" for a missing
 -- key, "BadKey" for a key that is not allowed, "Checksum" when stored bytes do
@@ -19,6 +25,10 @@ local crypto = require "sbot.crypto"
 local json = require "sbot.json"
 
 local M = {}
+
+M.INDEX_KEY = "metadata/index.json"
+M.INDEX_FORMAT = "sbot-index/1"
+M.LOCK_PREFIX = ".sbot/locks/"
 
 local META_SUFFIX = ".sbot-meta.json"
 local TMP_PATTERN = "%.tmp%-%x%x%x%x%x%x%x%x%x%x%x%x$"
@@ -64,8 +74,13 @@ end
 
 local function check_source(source)
   if type(source) == "string" then return end
-  if type(source) == "table" and type(source.file) == "string" then return end
-  error("store: source must be a string of content or {file = path}", 3)
+  if type(source) == "table" and type(source.file) == "string" then
+    if source.progress ~= nil and type(source.progress) ~= "string" then
+      error("store: source.progress must be a string (the wait's name, docs/progress.md)", 3)
+    end
+    return
+  end
+  error("store: source must be a string of content or {file = path [, progress = what]}", 3)
 end
 
 local function dest_path(dest)
@@ -115,11 +130,13 @@ function File:put(key, source, metadata)
   if st and st.type ~= "file" then
     return nil, "store put " .. self:_where(key) .. ": a " .. st.type .. " is in the way", "BadKey"
   end
-  local r, werr, code = fsio.write_atomic(path, source)
+  local wait <close> = type(source) == "table" and source.progress
+    and require("sbot.progress").start(source.progress) or nil
+  local r, werr, code = fsio.write_atomic(path, type(source) == "table" and { file = source.file } or source)
   if not r then return nil, "store put " .. self:_where(key) .. ": " .. werr, code end
   local info = { key = key, size = r.size, sha256 = r.sha256, etag = r.sha256,
                  metadata = meta, last_modified = os.time() }
-  local mr, mwerr, mcode = fsio.write_atomic(path .. META_SUFFIX, json.encode(info))
+  local mr, mwerr, mcode = fsio.write_atomic(path .. META_SUFFIX, json.encode(info, { secrets = "redact" }))
   if not mr then
     fsio.remove(path) -- no object without its metadata (head and get would refuse it anyway)
     return nil, "store put " .. self:_where(key) .. " (metadata): " .. mwerr, mcode
@@ -273,6 +290,7 @@ function S3:put(key, source, metadata)
   local r, perr, code = self.client:put_object{ bucket = self.bucket, key = self:_key(key),
     body = type(source) == "string" and source or nil,
     file = type(source) == "table" and source.file or nil,
+    progress = type(source) == "table" and source.progress or nil,
     metadata = meta, sha256_metadata = true }
   if not r then return nil, "store put " .. self:_where(key) .. ": " .. perr, code end
   return { key = key, size = r.size, sha256 = r.sha256, etag = r.etag }
@@ -346,6 +364,38 @@ function S3:delete(key)
   return true
 end
 
+--- The store's index (`<prefix>metadata/index.json`): read-modify-write with
+-- conditional writes (sbot.s3 update_json). update(doc) gets the normalised
+-- document {format, objects = {}, runs = {}} and returns it changed, or nil.
+function S3:update_index(update)
+  return self.client:update_json { bucket = self.bucket, key = self.prefix .. M.INDEX_KEY,
+    update = function(doc)
+      return update(M.normalise_index(doc))
+    end }
+end
+
+--- The index document as read (or nil) -> one with every part present.
+function M.normalise_index(doc)
+  doc = type(doc) == "table" and doc or {}
+  doc.format = doc.format or M.INDEX_FORMAT
+  if type(doc.objects) ~= "table" then doc.objects = {} end
+  if type(doc.runs) ~= "table" then doc.runs = {} end
+  return doc
+end
+
+function S3:read_index()
+  local r, err, code = self.client:get_object { bucket = self.bucket, key = self.prefix .. M.INDEX_KEY }
+  if not r then
+    if code == "NoSuchKey" then return M.normalise_index(nil), nil end
+    return nil, err, code
+  end
+  local doc = json.decode(r.body)
+  if type(doc) ~= "table" then
+    return nil, "store index s3://" .. self.bucket .. "/" .. self.prefix .. M.INDEX_KEY .. " is not JSON", "BadDocument"
+  end
+  return M.normalise_index(doc), r.etag
+end
+
 local function open_s3(url, opts)
   local rest, query = url:match("^s3://([^?]*)%??(.*)$")
   local bucket, prefix = rest:match("^([^/]+)/?(.*)$")
@@ -361,8 +411,9 @@ local function open_s3(url, opts)
   local s3 = require "sbot.s3"
   local path_style
   if q.path_style ~= nil then path_style = q.path_style == "true" end
+  if path_style == nil then path_style = opts.path_style end
   local client, err = s3.client{
-    endpoint = q.endpoint, region = q.region, path_style = path_style,
+    endpoint = q.endpoint or opts.endpoint, region = q.region or opts.region, path_style = path_style,
     access_key = opts.access_key or os.getenv("AWS_ACCESS_KEY_ID"),
     secret_key = opts.secret_key or os.getenv("AWS_SECRET_ACCESS_KEY"),
     session_token = opts.session_token or os.getenv("AWS_SESSION_TOKEN"),
@@ -373,7 +424,122 @@ local function open_s3(url, opts)
                         url_base = "s3://" .. bucket .. "/" .. prefix }, S3)
 end
 
+--- The index entry of a run: which server got what, when, by which run.
+local function run_entry(run, record, st, keys)
+  local servers = {}
+  for _, r in ipairs(record.results or {}) do
+    local id = r.id or "-"
+    local s = servers[id] or { status = "ok", components = {}, artifacts = {} }
+    servers[id] = s
+    s.components[#s.components + 1] = { component = r.component, step = r.step, status = r.status,
+      error = r.error and tostring(r.error):match("^[^\n]*") or nil }
+    if r.status ~= "ok" and s.status == "ok" then s.status = r.status end
+    for _, a in ipairs(r.artifacts or {}) do
+      s.artifacts[#s.artifacts + 1] = { key = a.key, sha256 = a.sha256, size = a.size, stored = a.stored }
+    end
+  end
+  for _, s in pairs(servers) do
+    s.components = json.array(s.components)
+    s.artifacts = json.array(s.artifacts)
+  end
+  return { run_id = run.id, workflow = record.workflow, mode = record.mode, ok = record.ok,
+    started = record.started, ended = record.ended, host = record.host, pid = record.pid,
+    site = record.site, args = record.args, servers = servers,
+    results = st.url_base .. keys.results, log = st.url_base .. keys.log }
+end
+
+--- Keep a finished run in an s3:// store: its results.json and log.jsonl go
+-- next to its artifacts (<prefix><run_id>/results.json, .../log.jsonl) and
+-- the store's index gains runs[<run_id>] (conditional writes: concurrent
+-- runs lose nothing). run: sbot.run's run table {id, store, store_opts,
+-- results_file, log_file}; record: the run record. For a file:// store (or
+-- none) there is nothing to do: the run directory is the record.
+-- -> true | nil, err, code
+function M.keep_run(run, record)
+  if type(run) ~= "table" or type(record) ~= "table" then error("store.keep_run: expects (run, record)", 2) end
+  if not run.store or not run.store:match("^s3://") then return true end
+  local st, err, code = M.open(run.store, run.store_opts)
+  if not st then return nil, err, code end
+  local keys = { results = run.id .. "/results.json", log = run.id .. "/log.jsonl" }
+  local meta = { run = run.id, workflow = record.workflow }
+  if fsio.stat(run.log_file, true) then
+    local ok, perr, pcode = st:put(keys.log, { file = run.log_file }, meta)
+    if not ok then return nil, "run record: " .. tostring(perr), pcode end
+  end
+  local ok, perr, pcode = st:put(keys.results, { file = run.results_file }, meta)
+  if not ok then return nil, "run record: " .. tostring(perr), pcode end
+  local entry = run_entry(run, record, st, keys)
+  local r, ierr, icode = st:update_index(function(doc)
+    doc.runs[run.id] = entry
+    return doc
+  end)
+  if not r then return nil, "run record: index: " .. tostring(ierr), icode end
+  return true
+end
+
+--- A per-server lock across machines: with an s3:// store, a lease object
+-- <prefix>.sbot/locks/<name>.lease (sbot.lease: If-None-Match: * to take it,
+-- renewed by a keeper process while the run lasts, taken over after expiry
+-- with a warning). o: {label, run_id, ttl}. Returns the lease (release() it),
+-- false when the store is not S3 (the local lock is all there is), or nil,
+-- err, code ("Locked" when another run holds it).
+function M.lock(url, opts, name, o)
+  if type(name) ~= "string" or name == "" then error("store.lock: name must be a non-empty string", 2) end
+  if not url or not url:match("^s3://") then return false end
+  o = o or {}
+  local st, err, code = M.open(url, opts)
+  if not st then return nil, err, code end
+  local safe = name:gsub("[^%w%.%-_()]", "_")
+  return require("sbot.lease").acquire(st.client, { bucket = st.bucket, key = st.prefix .. M.LOCK_PREFIX .. safe .. ".lease",
+    name = o.label or name, ttl = o.ttl, holder = { run_id = o.run_id, lock = name } })
+end
+
 --- Open a store: "file:///path" or "s3://bucket/prefix?endpoint=...&region=...".
+-- "https://S3.example:443/" and "https://s3.example:443" name one endpoint.
+local function same_endpoint(a, b)
+  local function norm(u)
+    local scheme, rest = tostring(u):match("^(%a+)://(.-)/*$")
+    if not scheme then return tostring(u) end
+    local host, path = rest:match("^([^/]*)(.*)$")
+    return scheme:lower() .. "://" .. host:lower() .. path
+  end
+  return norm(a) == norm(b)
+end
+
+local function url_encode(s)
+  return (s:gsub("[^%w%-._~/:]", function(c) return string.format("%%%02X", c:byte()) end))
+end
+
+--- The store URL and store.open opts to use with a site (a loaded site
+-- table). An s3:// store with the site's S3 credentials goes to the site's
+-- s3.endpoint: without ?endpoint= the site's endpoint (and region,
+-- path_style) is added; a URL that names another endpoint is refused, so the
+-- site's keys are never sent to a host the site did not name. Other URLs, or
+-- a site without an s3 section: the URL unchanged and no opts. Returns url,
+-- opts or nil, err. (`what` names where the URL came from in the error,
+-- default "--store".)
+function M.for_site(url, site, what)
+  if not url or not url:match("^s3://") or not site or not site.s3 then return url, nil end
+  local s3 = site.s3
+  local q = parse_query(url:match("%?(.*)$"))
+  local creds = s3.access_key ~= nil or s3.secret_key ~= nil
+  if q.endpoint then
+    if creds and not same_endpoint(q.endpoint, s3.endpoint) then
+      return nil, (what or "--store") .. " " .. url .. ": endpoint " .. q.endpoint .. " is not the site's s3.endpoint "
+        .. s3.endpoint .. "; the site's S3 credentials are sent only to the endpoint the site names "
+        .. "(leave ?endpoint= out to use it)"
+    end
+  else
+    local extra = { "endpoint=" .. url_encode(s3.endpoint) }
+    if not q.region and s3.region then extra[#extra + 1] = "region=" .. url_encode(s3.region) end
+    if q.path_style == nil and s3.path_style ~= nil then
+      extra[#extra + 1] = "path_style=" .. tostring(s3.path_style)
+    end
+    url = url .. (url:find("?", 1, true) and "&" or "?") .. table.concat(extra, "&")
+  end
+  return url, { access_key = s3.access_key, secret_key = s3.secret_key, tls = s3.tls }
+end
+
 function M.open(url, opts)
   if type(url) ~= "string" then error("store.open: url must be a string", 2) end
   if opts ~= nil and type(opts) ~= "table" then error("store.open: opts must be a table", 2) end

@@ -273,7 +273,7 @@ function Client:call(method, path, opts)
   if opts.namespace ~= false and self.cfg.namespace then headers["X-Vault-Namespace"] = self.cfg.namespace end
   local body
   if opts.body ~= nil then
-    body = json.encode(opts.body) -- secret objects would encode as <redacted>: reveal first
+    body = json.encode(opts.body, { secrets = "reveal" }) -- the wire: a secret object carries its value
     headers["Content-Type"] = "application/json"
   end
   self.stats.requests = self.stats.requests + 1

@@ -45,10 +45,6 @@ local function url_decode(s)
   return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
 end
 
-local function url_encode(s)
-  return (s:gsub("[^%w%-._~/:]", function(c) return string.format("%%%02X", c:byte()) end))
-end
-
 local function query_of(url)
   local q = {}
   for part in (url:match("%?(.*)$") or ""):gmatch("[^&]+") do
@@ -88,42 +84,11 @@ function M.check_store_url(url, what)
   return what .. ": unsupported URL '" .. url .. "' (use s3://bucket/prefix or file:///dir)"
 end
 
--- "https://S3.example:443/" and "https://s3.example:443" name one endpoint.
-local function same_endpoint(a, b)
-  local function norm(u)
-    local scheme, rest = tostring(u):match("^(%a+)://(.-)/*$")
-    if not scheme then return tostring(u) end
-    local host, path = rest:match("^([^/]*)(.*)$")
-    return scheme:lower() .. "://" .. host:lower() .. path
-  end
-  return norm(a) == norm(b)
-end
-
---- The store URL and store.open opts a run uses with a site. An s3:// store
--- with the site's S3 credentials goes to the site's s3.endpoint: without
--- ?endpoint= the site's endpoint (and region, path_style) is added; a URL that
--- names another endpoint is refused, so the site's keys are never sent to a
--- host the site did not name. Returns url, opts or nil, err.
+--- The store URL and store.open opts a run uses with a site: sbot.store's
+-- for_site (an s3:// store signs with the site's S3 credentials only at the
+-- site's endpoint). Returns url, opts or nil, err.
 function M.store_for(url, site)
-  if not url or not url:match("^s3://") or not site.s3 then return url, nil end
-  local s3 = site.s3
-  local q = query_of(url)
-  local creds = s3.access_key ~= nil or s3.secret_key ~= nil
-  if q.endpoint then
-    if creds and not same_endpoint(q.endpoint, s3.endpoint) then
-      return nil, "--store " .. url .. ": endpoint " .. q.endpoint .. " is not the site's s3.endpoint "
-        .. s3.endpoint .. "; the site's S3 credentials are sent only to the endpoint the site names "
-        .. "(leave ?endpoint= out to use it)"
-    end
-  else
-    local extra = { "endpoint=" .. url_encode(s3.endpoint) }
-    if not q.region and s3.region then extra[#extra + 1] = "region=" .. url_encode(s3.region) end
-    if q.path_style == nil and s3.path_style ~= nil then
-      extra[#extra + 1] = "path_style=" .. tostring(s3.path_style)
-    end
-    url = url .. (url:find("?", 1, true) and "&" or "?") .. table.concat(extra, "&")
-  end
-  return url, { access_key = s3.access_key, secret_key = s3.secret_key, tls = s3.tls }
+  return require("sbot.store").for_site(url, site, "--store")
 end
 
 --- Define a workflow. spec: {name, description, epilog, arguments = fn(parser),
@@ -139,9 +104,10 @@ function M.new(spec)
         .. "description, epilog, arguments, steps, components, site_steps)", 2)
     end
   end
-  if (spec.steps == nil) == (spec.components == nil) then
+  if (spec.steps ~= nil and spec.components ~= nil)
+      or (spec.steps == nil and spec.components == nil and spec.site_steps == nil) then
     error("workflow.new " .. spec.name .. ": give exactly one of steps = function(server, ctx) "
-      .. "or components = function(server, ctx)", 2)
+      .. "or components = function(server, ctx) (or only site_steps, for a site-wide workflow)", 2)
   end
   for _, f in ipairs { "steps", "components", "arguments", "site_steps" } do
     if spec[f] ~= nil and type(spec[f]) ~= "function" then
@@ -189,7 +155,9 @@ function M:parser()
     "0"):argname("S"):convert(seconds("--timeout"))
   p:option("--grace", "Seconds a stopped worker (Ctrl-C, SIGTERM, --timeout) has to close its "
     .. "connections before it is killed.", "20"):argname("S"):convert(seconds("--grace"))
-  p:flag("--json", "Print the results as JSON instead of the summary table.")
+  p:flag("--json", "Print the run record as JSON (docs/run-record.schema.json) instead of the summary table.")
+  p:option("--junit", "Also write a JUnit XML report to FILE (a testcase per server and step).")
+    :argname("FILE")
   p:flag("--log-json", "Log lines as JSON on stderr.")
   p:option("--store", "Artifact store URL (s3://bucket/prefix or file:///dir).")
     :argname("URL"):convert(function(s)
@@ -234,6 +202,13 @@ function M:parse(argv)
   if #phases == 0 then return nil, "error: --phases: no phase given" end
   args.phases = phases
   args.mode = args.plan and "plan" or "apply"
+  if args.junit then -- checked now: a report that cannot be written fails the run at its end
+    local dir = args.junit:match("^(.*)/[^/]*$") or "."
+    local st = fsio.stat(dir == "" and "/" or dir)
+    if not st or st.type ~= "directory" then
+      return nil, "error: --junit " .. args.junit .. ": no directory " .. dir
+    end
+  end
   if not args.site then return nil, p:get_usage() .. "\n\nerror: --site FILE is required" end
   return args
 end
@@ -274,13 +249,13 @@ end
 -- Run instance c with the run's phases and mode; record its results. After
 -- a failed step the later ones are skipped. An interruption is recorded
 -- (the phase it stopped in shows it) and goes on.
-function Ctx:_run(c)
+function Ctx:_run(c, phases)
   local r
   if self.stopped then
     r = bare_result(self.id, c.component, "skipped", self.stopped)
   else
     log.info("component start", { server = self.id, component = c.component, mode = self.args.mode })
-    local ok, res = pcall(c.execute, c, { phases = self.args.phases, mode = self.args.mode })
+    local ok, res = pcall(c.execute, c, { phases = phases or self.args.phases, mode = self.args.mode })
     if not ok then
       r = c:results()
       r.status = "failed"
@@ -329,14 +304,40 @@ function Ctx:step(Module, config, extra)
     end
     name = name .. "-" .. n
   end
+  -- opts.phases: the phases this step runs (e.g. {"discover"}: a read-only
+  -- step that reads what a later step needs); those of the run's --phases,
+  -- and discover always (it changes nothing, and later steps need its data)
+  local phases
+  if extra and extra.phases ~= nil then
+    if type(extra.phases) ~= "table" or #extra.phases == 0 then
+      error("ctx:step(" .. Module.name .. "): opts.phases must be a non-empty list of phases", 2)
+    end
+    local run_has = {}
+    for _, p in ipairs(self.args.phases) do run_has[p] = true end
+    phases = {}
+    for _, p in ipairs(extra.phases) do
+      if not PHASES[p] then
+        error("ctx:step(" .. Module.name .. "): opts.phases: unknown phase '" .. tostring(p)
+          .. "' (expected discover, process, housekeep)", 2)
+      end
+      if run_has[p] or p == "discover" then phases[#phases + 1] = p end
+    end
+  end
   local opts = { step = name }
-  for k, v in pairs(extra or {}) do if k ~= "step" then opts[k] = v end end
+  for k, v in pairs(extra or {}) do if k ~= "step" and k ~= "phases" then opts[k] = v end end
   local r
   if self.stopped then
     r = bare_result(self.id, Module.name, "skipped", self.stopped)
+  elseif phases and #phases == 0 then -- none of its phases runs in this run
+    r = bare_result(self.id, Module.name, "skipped", "its phases (" .. table.concat(extra.phases, ", ")
+      .. ") are not among this run's")
+    r.status = "ok"
   else
     local c, err = Module.new(config or {}, self:opts(opts))
-    if c then return self:_run(c) end
+    if c then
+      local res = self:_run(c, phases)
+      return res
+    end
     r = bare_result(self.id, Module.name, "failed", err)
     self.stopped = "an earlier step (" .. name .. ") failed"
   end
@@ -359,6 +360,21 @@ end
 local function take_lock(job, name, label)
   local l, err = lock.acquire(job.lock_dir .. "/" .. name .. ".lock", { name = label })
   if l then log.info("lock taken", { server = name, lock = l:path() }) end
+  -- with an s3:// store, also a lease in the store: one run per server across
+  -- machines (sbot.store.lock, docs/store.md)
+  if l and job.store then
+    local lease, lerr = require("sbot.store").lock(job.store, job.store_opts, name,
+      { label = label, run_id = job.run_id })
+    if lease == nil then l:release(); return nil, lerr end
+    if lease then
+      local file_lock = l
+      l = { release = function()
+        local ok, rerr = lease:release()
+        if not ok then log.warn(tostring(rerr), { server = name }) end
+        return file_lock:release()
+      end, path = function() return file_lock:path() end }
+    end
+  end
   return l, err
 end
 
@@ -427,7 +443,13 @@ function M:main(argv)
     return 2
   end
   local servers = {}
-  if #args.server == 0 then
+  local site_only = not self.steps and not self.components -- a site-wide workflow: no fan-out
+  if site_only then
+    if #args.server > 0 then
+      io.stderr:write("sbot: ", self.name, " is a site-wide workflow: it takes no --server\n")
+      return 2
+    end
+  elseif #args.server == 0 then
     servers = site.servers
   else
     local by_id = {} -- one pass over the site, whatever the number of --server
@@ -442,7 +464,7 @@ function M:main(argv)
       servers[#servers + 1] = s
     end
   end
-  if #servers == 0 then
+  if #servers == 0 and not site_only then
     io.stderr:write("sbot: site ", site.file, " has no servers to work on\n")
     return 2
   end
@@ -470,13 +492,16 @@ function M:main(argv)
   if not lok then io.stderr:write("sbot: lock directory ", lock_dir, ": ", tostring(lerr), "\n"); return 1 end
   local public_args = {}
   for k, v in pairs(args) do if type(v) ~= "function" then public_args[k] = v end end
+  local selected = {}
+  for i, s in ipairs(servers) do selected[i] = s.id end
   local r, rerr = run.start { runs_dir = args.runs_dir or site.runs_dir, mode = args.mode,
     workflow = self.name, site = site.file, args = public_args, store = store_url,
-    store_opts = store_opts }
+    store_opts = store_opts, servers = selected }
   if not r then io.stderr:write("sbot: ", rerr, "\n"); return 1 end
 
   local base = { site = site, args = public_args, run_id = r.id, run_dir = r.dir,
-    artifact_dir = r.artifact_dir, log_file = r.log_file, lock_dir = lock_dir }
+    artifact_dir = r.artifact_dir, log_file = r.log_file, lock_dir = lock_dir,
+    store = store_url and store_url:match("^s3://") and store_url or nil, store_opts = store_opts }
   local function job(extra)
     local j = {}
     for k, v in pairs(base) do j[k] = v end
@@ -488,7 +513,10 @@ function M:main(argv)
   -- so the run record still says what happened to each server
   local function map(jobs, ids)
     local results = {}
-    local ok_map, outcomes, interrupted = pcall(fleet.map, jobs, work, fleet_opts)
+    local opts = {}
+    for k, v in pairs(fleet_opts) do opts[k] = v end
+    opts.labels = ids -- the progress board's lines and the workers' log lines name the server
+    local ok_map, outcomes, interrupted = pcall(fleet.map, jobs, work, opts)
     if not ok_map then -- workers could not be started: nothing ran
       local msg = tostring(outcomes)
       log.error("run stopped: " .. msg, { run = r.id })
@@ -543,8 +571,16 @@ function M:main(argv)
   if record.record_error then -- loudly: the run is not recorded
     io.stderr:write("sbot: run record ", r.dir, ": ", record.record_error, "\n")
   end
+  local junit_failed
+  if args.junit then
+    local wrote, werr = fsio.write_atomic(args.junit, require("sbot.report").junit(record))
+    if not wrote then
+      junit_failed = true
+      io.stderr:write("sbot: --junit: ", tostring(werr), "\n")
+    end
+  end
   if args.json then
-    io.stdout:write(json.encode(record, { indent = true }), "\n")
+    io.stdout:write(json.encode(record, { indent = true, secrets = "redact" }), "\n")
   else
     if args.plan then io.stdout:write(run.format_plan(record), "\n") end
     io.stdout:write(run.summary(record))
@@ -552,7 +588,7 @@ function M:main(argv)
   end
   io.stdout:flush()
   if interrupted then return interrupted == "SIGTERM" and 143 or 130 end
-  if record.record_error then return 1 end
+  if record.record_error or junit_failed then return 1 end
   return record.ok and 0 or 1
 end
 

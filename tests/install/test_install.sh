@@ -10,6 +10,21 @@ test -x "$prefix/bin/sbot"
 test -f "$prefix/share/sbot/lua/sbot/json.lua"
 test -d "$prefix/share/sbot/workflows"
 ls "$prefix"/lib*/sbot/libsbot-ext.so >/dev/null
+# the man page and the bash completion (generated at build time from
+# lua/sbot/cli.lua), and the LuaCATS stubs for editors
+man1="$prefix/share/man/man1/sbot.1"
+test -f "$man1" || { echo "FAIL: share/man/man1/sbot.1 not installed"; exit 1; }
+for c in run repl lab runs version help complete; do
+  grep -q "^\.B sbot $c" "$man1" || { echo "FAIL: the man page has no command $c"; exit 1; }
+done
+grep -q '^\.SH EXIT STATUS' "$man1" || { echo "FAIL: the man page has no EXIT STATUS"; exit 1; }
+if command -v man >/dev/null; then
+  MANWIDTH=80 man -l "$man1" 2>/dev/null | grep -q 'sbot runs \[list\]' || { echo "FAIL: man -l does not render it"; exit 1; }
+fi
+test -f "$prefix/share/bash-completion/completions/sbot" || { echo "FAIL: bash completion not installed"; exit 1; }
+bash -n "$prefix/share/bash-completion/completions/sbot" || { echo "FAIL: the completion is not valid bash"; exit 1; }
+test -f "$prefix/share/sbot/types/sbot/http.lua" || { echo "FAIL: share/sbot/types not installed"; exit 1; }
+head -1 "$prefix/share/sbot/types/sbot/http.lua" | grep -q '^---@meta' || { echo "FAIL: types are not ---@meta stubs"; exit 1; }
 # move the whole tree: nothing may point back at the build or source tree
 moved=$(mktemp -d "${TMPDIR:-/tmp}/sbot-moved.XXXXXX")
 mv "$prefix"/* "$moved"/
@@ -50,7 +65,7 @@ out=$("${clean_env[@]}" "$moved/bin/sbot" help component installed_probe) ||
   { echo "FAIL: help component installed_probe: $out"; exit 1; }
 grep -q 'A component found in share/sbot/components.' <<<"$out" || { echo "FAIL: help component: $out"; exit 1; }
 out=$("${clean_env[@]}" "$moved/bin/sbot" help workflows)
-grep -q '^  probe_flow  Probe of the installed lookup.$' <<<"$out" || { echo "FAIL: help workflows: $out"; exit 1; }
+grep -Eq '^  probe_flow +Probe of the installed lookup\.$' <<<"$out" || { echo "FAIL: help workflows: $out"; exit 1; }
 out=$(cd "$moved" && "${clean_env[@]}" "$moved/bin/sbot" run probe_flow --site "$moved/site.lua" --runs-dir "$moved/runs") ||
   { echo "FAIL: sbot run probe_flow: $out"; exit 1; }
 grep -Eq '^n1 +installed_probe +ok' <<<"$out" || { echo "FAIL: sbot run probe_flow: $out"; exit 1; }

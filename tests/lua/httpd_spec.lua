@@ -204,6 +204,40 @@ describe("sbot.httpd in-process", function()
       "httpd.listen: max_body and timeout must not be negative")
   end)
 
+  it("streams a response body from a file (options.file, offset, length), HEAD included", function()
+    local dir = helpers.tmpdir("httpdfile")
+    local path = dir .. "/data"
+    helpers.write_file(path, "0123456789abcdef")
+    local srv = assert(httpd.listen({ handler = function(req)
+      if req.path == "/whole" then return 200, { ["Content-Type"] = "application/x-test" }, nil, { file = path } end
+      if req.path == "/part" then return 206, {}, nil, { file = path, offset = 3, length = 4 } end
+      if req.path == "/empty" then return 200, {}, nil, { file = path, offset = 16 } end
+      if req.path == "/past" then return 200, {}, nil, { file = path, offset = 10, length = 7 } end
+      if req.path == "/missing" then return 200, {}, nil, { file = dir .. "/nope" } end
+      if req.path == "/both" then return 200, {}, "body", { file = path } end
+      return 200, {}, nil, { file = path, offset = -1 }
+    end }))
+    local function get(p, extra)
+      local client = helpers.spawn(string.format("curl -sS --max-time 10 -w ' %%{http_code} %%{size_download}' %s http://127.0.0.1:%d%s",
+        extra or "", srv:port(), p))
+      for _ = 1, 400 do
+        srv:step(0.02)
+        if not client:alive() then break end
+      end
+      return client:output()
+    end
+    assert.are.equal("0123456789abcdef 200 16", get("/whole"))
+    assert.are.equal("3456 206 4", get("/part"))
+    assert.are.equal(" 200 0", get("/empty"))
+    assert.matches("content%-length: 16", get("/whole", "-I"):lower())
+    assert.matches(" 500 ", get("/past"))
+    assert.matches(" 500 ", get("/missing"))
+    assert.matches(" 500 ", get("/both"))
+    assert.matches(" 500 ", get("/negative"))
+    srv:close()
+    os.execute("rm -rf " .. helpers.shquote(dir))
+  end)
+
   it("makes certificates that differ each time", function()
     local c1, c2 = httpd.selfsigned(), httpd.selfsigned({ cn = "x", dns = { "y.example" }, days = 2 })
     assert.matches("^%-%-%-%-%-BEGIN CERTIFICATE", c1.cert)

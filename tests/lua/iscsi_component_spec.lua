@@ -4,9 +4,9 @@
 -- nothing created, and runs with lost answers or killed mid-way converge
 -- without duplicates or orphans. The full campaigns (20 seeds, 10 kill
 -- points) are tests/iscsi_campaign.lua.
-local json = require "sbot.json"
 local helpers = require "helpers"
 local il = require "iscsi_lab"
+local json = require "sbot.json"
 
 local function counts(tn)
   return { datasets = #tn.datasets, targets = #tn.iscsi.targets, extents = #tn.iscsi.extents,
@@ -90,6 +90,28 @@ describe("iscsi component", function()
     assert.are.same(counts(before), counts(after))
   end)
 
+  it("logs in through a portal that is closed for a moment (a target reloading its configuration)", function()
+    -- TrueNAS reloads its target after configuration changes: a login right
+    -- after one may find the portal closed. The first two connections here
+    -- are closed at once, later ones reach the lab's istgt.
+    local tgt_port = tonumber(lab.site.truenas.portal:match(":(%d+)$"))
+    local fwd = helpers.spawn(string.format("python3 %s --close 2 --to %d",
+      helpers.shquote(helpers.source_dir .. "/tests/servers/reloading_portal.py"), tgt_port))
+    local port
+    for _ = 1, 200 do
+      port = tonumber(helpers.read_file(fwd.log):match("^(%d+)\n"))
+      if port then break end
+      os.execute("sleep 0.02")
+    end
+    local r = port and il.run(lab, "r630-01", { portal = "127.0.0.1:" .. port })
+    local out = fwd:output()
+    fwd:stop()
+    assert(port, "the portal did not start: " .. out)
+    assert(r.code == 0, r.stdout .. r.stderr)
+    assert.are.equal(64 * 1024 * 1024, r.result.housekeeping.login.capacity)
+    assert.matches("closed\nclosed\nforwarded", out)
+  end)
+
   describe("refuses bad inputs with a clear error and creates nothing", function()
     local function refused(config, pattern, site_file)
       local before = il.truenas(lab)
@@ -115,6 +137,12 @@ describe("iscsi component", function()
       refused({ zvol = { size = "900G" } }, "more than 80%% of the %d+ bytes available under tank[%w_/]*: TrueNAS refuses it")
       refused({ zvol = { size = 1000 } }, "not a multiple of volblocksize 16K")
     end)
+    it("sizes that are not a whole number of bytes", function()
+      -- "0.5" once became 0: a zvol of 0 bytes, and a block size of 0 a division by zero
+      refused({ zvol = { size = "64M", volblocksize = "0.5" } },
+        "iscsi: zvol.volblocksize: '0.5' is not a whole number of bytes")
+      refused({ zvol = { size = "1.5" } }, "iscsi: zvol.size: '1.5' is not a whole number of bytes")
+    end)
     it("an invalid target name", function()
       refused({ target = { name = "r630_02.openshift4_14_3" } },
         "target name 'r630_02.openshift4_14_3' is invalid: .*no underscores")
@@ -139,6 +167,32 @@ describe("iscsi component", function()
       os.execute("chmod 600 " .. helpers.shquote(file))
       refused({}, "discover: open: truenas: .*127%.0%.0%.1:" .. port .. ".*Connection refused", file)
     end)
+  end)
+end)
+
+describe("iscsi component beside another server's run", function()
+  it("adopts the portal another run created after its discovery (servers run in parallel)", function()
+    local lab = il.start_lab()
+    local ok, err = pcall(function()
+      local site_mod = require "sbot.site"
+      local site = assert(site_mod.load(lab.site_file))
+      local server = assert(site_mod.server(site, "r630-02"))
+      local Iscsi = require "sbot.component.iscsi"
+      local c = assert(Iscsi.new({ version = il.VERSION, zvol = { size = "64M" }, probe_timeout = 10 },
+        { id = server.id, site = site, server = server, artifact_dir = helpers.tmpdir("iscsiart") }))
+      local r = c:execute { before_process = function()
+        -- r630-02 has discovered no portal; r630-01's worker makes one now
+        local other = il.run(lab, "r630-01")
+        assert(other.code == 0, other.stdout .. other.stderr)
+      end }
+      assert.are.equal("ok", r.status, r.error)
+      local tn = il.truenas(lab)
+      assert.are.equal(1, #tn.iscsi.portals)
+      assert.are.equal(2, #tn.iscsi.targetextents)
+      assert.are.same({}, il.problems(tn, { "r630-01", "r630-02" }))
+    end)
+    lab.stop()
+    assert(ok, err)
   end)
 end)
 
@@ -183,90 +237,89 @@ describe("iscsi component killed in its process phase", function()
     end)
     lab.stop()
     assert(ok, err)
-    json.encode({})
   end)
 end)
 
--- The component in this process, against the lab's site file (its secrets
--- read from the lab's Vault).
-local function component(lab, id, config)
-  local site_mod = require "sbot.site"
-  local site = assert(site_mod.load(lab.site_file))
-  local server = assert(site_mod.server(site, id))
+describe("iscsi component: names without TrueNAS, an existing disk, a target per version", function()
+  local lab, site
   local Iscsi = require "sbot.component.iscsi"
-  local cfg = json.decode(json.encode(il.CONFIG))
-  for k, v in pairs(config or {}) do cfg[k] = v end
-  return assert(Iscsi.new(cfg, { id = id, site = site, server = server, artifact_dir = helpers.tmpdir("iscsiart") }))
-end
-
--- One JSON-RPC call to the lab's TrueNAS as another client would make it.
-local function tn_call(lab, method, params)
-  local ws = require "sbot.ws"
-  local tn = lab.site.truenas
-  local c <close> = assert(ws.connect(tn.url, { tls = tn.tls, timeout = 5 }))
-  local function call(m, p)
-    assert(c:send(json.encode { jsonrpc = "2.0", id = 1, method = m, params = json.array(p or {}) }))
-    local msg = json.decode(assert(c:recv(10)))
-    assert(msg.error == nil, msg.error and json.encode(msg.error))
-    return msg.result
-  end
-  call("auth.login_ex", { { mechanism = "API_KEY_PLAIN", username = "root", api_key = tn.api_key } })
-  return call(method, params)
-end
-
-describe("iscsi component next to other runs (a fleet converges servers at once)", function()
-  local lab
-  setup(function() lab = il.start_lab() end)
+  setup(function()
+    lab = il.start_lab()
+    site = assert(require("sbot.site").load(lab.site_file))
+  end)
   teardown(function() lab.stop() end)
 
-  it("uses the portal another run created after this one's discover, instead of failing", function()
-    local c = component(lab, "r630-01")
-    local r = c:execute { before_process = function()
-      -- what r630-02's run does in the meantime: the shared portal
-      tn_call(lab, "iscsi.portal.create", { { listen = { { ip = "127.0.0.1" } }, comment = "sbot:r630-02" } })
-    end }
-    assert.are.equal("ok", r.status, r.error)
-    assert.are.equal("portal:127.0.0.1", r.processing.applied[2].resource)
-    assert.is_true(r.processing.applied[2].result.adopted)
-    local tn = il.truenas(lab)
-    assert.are.equal(1, #tn.iscsi.portals)
-    assert.are.equal("sbot:r630-02", tn.iscsi.portals[1].comment)
-    assert.are.equal(tn.iscsi.portals[1].id, tn.iscsi.targets[1].groups[1].portal)
+  local function component(id, config, s)
+    s = s or site
+    local server = assert(require("sbot.site").server(s, id))
+    local cfg = json.decode(json.encode(il.CONFIG))
+    for k, v in pairs(config or {}) do cfg[k] = v end
+    return assert(Iscsi.new(cfg, { id = id, site = s, server = server, artifact_dir = lab.dir .. "/artifacts" }))
+  end
+
+  it("address() gives what discover finds, from the site and the hooks alone", function()
+    local a = assert(Iscsi.address(component("r630-01")))
+    local r = il.run(lab, "r630-01", nil, "plan")
+    assert(r.code == 0, r.stdout .. r.stderr)
+    for _, k in ipairs { "iqn", "portal", "portal_ip", "lun", "initiator", "basename" } do
+      assert.are.equal(r.result.discovery[k], a[k], k)
+    end
+    assert.are.same(r.result.discovery.names, a.names)
+    -- what only TrueNAS knows, when the site does not say it
+    local bare = json.decode(json.encode(lab.raw_site))
+    bare.truenas.basename = nil
+    bare.truenas.portal = "127.0.0.1"
+    local file = lab.dir .. "/site-bare.lua"
+    helpers.write_private(file, "return " .. require("sbot.lab").lua_literal(bare) .. "\n")
+    local s2 = assert(require("sbot.site").load(file))
+    local none, why = Iscsi.address(component("r630-01", nil, s2))
+    assert.is_nil(none)
+    assert.matches("basename is not known without TrueNAS", why, 1, true)
+    bare.truenas.basename = "iqn.2005-10.org.freenas.ctl"
+    helpers.write_private(file, "return " .. require("sbot.lab").lua_literal(bare) .. "\n")
+    s2 = assert(require("sbot.site").load(file))
+    none, why = Iscsi.address(component("r630-01", nil, s2))
+    assert.is_nil(none)
+    assert.matches("the portal '127.0.0.1' has no port", why, 1, true)
+    local g = assert(Iscsi.address(component("r630-01", nil, s2), { listen_port = 3261 }))
+    assert.are.equal("127.0.0.1:3261", g.portal)
   end)
 
-  it("logs in again when the portal refuses for a moment (a target restarting after a change)", function()
-    local c = component(lab, "r630-02")
-    assert(c:discover())
-    assert(c:process { mode = "apply" })
-    -- istgt goes away; another client's write call a moment later brings it back
-    local pid = assert(math.tointeger(il.truenas(lab).tgt.pid))
-    os.execute("kill -KILL " .. pid)
-    for _ = 1, 100 do
-      if not il.truenas(lab).tgt.alive then break end
-      os.execute("sleep 0.01")
-    end
-    assert.is_false(il.truenas(lab).tgt.alive)
-    local script = helpers.tmpdir("revive") .. "/revive.lua"
-    helpers.write_file(script, string.format([[
-local ws = require "sbot.ws"
-local json = require "sbot.json"
-local c = assert(ws.connect(%q, { tls = { pin_sha256 = %q }, timeout = 5 }))
-local n = 0
-local function call(m, p)
-  n = n + 1
-  assert(c:send(json.encode { jsonrpc = "2.0", id = n, method = m, params = json.array(p) }))
-  return json.decode(assert(c:recv(10)))
-end
-call("auth.login_ex", { { mechanism = "API_KEY_PLAIN", username = "root", api_key = %q } })
-call("service.update", { "iscsitarget", { enable = true } })
-]], lab.site.truenas.url, lab.site.truenas.tls.pin_sha256, lab.site.truenas.api_key))
-    local p = helpers.spawn("sh -c " .. helpers.shquote("sleep 0.6; " .. helpers.shquote(helpers.sbot_bin)
-      .. " run " .. helpers.shquote(script)))
-    local hk, err = c:housekeep()
-    p:stop()
-    c:close()
-    assert(hk, err)
-    assert.are.equal(il.CONFIG.zvol.size and 64 * 1024 * 1024, hk.login.capacity)
-    assert.is_true(il.truenas(lab).tgt.alive)
+  it("zvol.existing refuses a disk that is not there, writing nothing", function()
+    local before = il.truenas(lab)
+    local r = il.run(lab, "r630-02", { version = "4.99.1", zvol = { size = "64M", existing = true } })
+    assert.are.equal(1, r.code, r.stdout .. r.stderr)
+    assert.matches("zvol tank/openshift_installations/r630_r630-02_4_99_1 does not exist, and zvol.existing is set",
+      r.result.error, 1, true)
+    assert.are.equal(before.writes, il.truenas(lab).writes)
+  end)
+
+  it("gives a server a target per version (TrueNAS wants target aliases unique)", function()
+    local first = il.run(lab, "r630-01")
+    assert(first.code == 0, first.stdout .. first.stderr)
+    local r = il.run(lab, "r630-01", { version = "4.14.4" })
+    assert(r.code == 0, r.stdout .. r.stderr)
+    local aliases = {}
+    for _, t in ipairs(il.truenas(lab).iscsi.targets) do aliases[#aliases + 1] = t.alias end
+    table.sort(aliases)
+    assert.are.same({ "sbot:r630-01 r630-r630-01.openshift4.14.3", "sbot:r630-01 r630-r630-01.openshift4.14.4" },
+      aliases)
+    -- and the first version's is still converged
+    local again = il.run(lab, "r630-01")
+    assert(again.code == 0, again.stdout .. again.stderr)
+    assert.are.equal(0, #again.result.plan)
+  end)
+
+  it("refuses a site whose truenas.basename is not the TrueNAS's", function()
+    local wrong = json.decode(json.encode(lab.raw_site))
+    wrong.truenas.basename = "iqn.2000-01.org.example"
+    local file = lab.dir .. "/site-basename.lua"
+    helpers.write_private(file, "return " .. require("sbot.lab").lua_literal(wrong) .. "\n")
+    local before = il.truenas(lab)
+    local r = il.run(lab, "r630-02", { version = "4.14.5" }, "apply", file)
+    assert.are.equal(1, r.code, r.stdout .. r.stderr)
+    assert.matches("the site's truenas.basename 'iqn.2000-01.org.example' is not the TrueNAS's iSCSI basename "
+      .. "'iqn.2005-10.org.freenas.ctl'", r.result.error, 1, true)
+    assert.are.equal(before.writes, il.truenas(lab).writes)
   end)
 end)

@@ -25,6 +25,36 @@ describe("sbot.iscsi.probe", function()
     assert.are.equal("login", code)
   end)
 
+  it("returns nil, message, code when the portal closes the connection before the login", function()
+    -- a target restarting its listener; under ASan this also checks that a
+    -- failed login leaks nothing (libiscsi's full connect leaked its task here)
+    local fwd = helpers.spawn(string.format("python3 %s --close 100 --to 1",
+      helpers.shquote(helpers.source_dir .. "/tests/servers/reloading_portal.py")))
+    local port
+    for _ = 1, 200 do
+      port = tonumber(helpers.read_file(fwd.log):match("^(%d+)\n"))
+      if port then break end
+      os.execute("sleep 0.02")
+    end
+    local r, err, code
+    if port then
+      r, err, code = iscsi.probe({ portal = "127.0.0.1:" .. port, target = "iqn.x:y", timeout = 3 })
+    end
+    fwd:stop()
+    assert(port, "the portal did not start")
+    assert.is_nil(r)
+    assert.are.equal("iscsi probe 127.0.0.1:" .. port .. " iqn.x:y lun 0: login: cannot connect to the portal "
+      .. "(connection refused or closed before login)", err)
+    assert.are.equal("login", code)
+  end)
+
+  it("takes a CHAP secret as a string or a secret object, nothing that only names itself one", function()
+    local forged = setmetatable({}, { __name = "sbot.secret", __index = { reveal = function() return "xxxxxxxx" end } })
+    assert.has_error(function()
+      iscsi.probe({ portal = "127.0.0.1:1", target = "iqn.x:y", timeout = 1, chap = { user = "u", secret = forged } })
+    end, "iscsi.probe: chap.secret must be a string or a secret")
+  end)
+
   it("registers a plain-string CHAP secret with the log redactor", function()
     local log = require "sbot.log"
     local secret = "plain-chap-secret-" .. tostring(os.time())

@@ -76,25 +76,30 @@ describe("sbot.json", function()
     assert.are.equal('{\n  "a": [\n    1\n  ]\n}', json.encode({ a = { 1 } }, { indent = true }))
   end)
 
-  it("encodes secret objects as <redacted> in records; a table cannot pass for one", function()
+  it("encodes secret objects as <redacted> when asked (records); a table cannot pass for one", function()
     local secret = require("sbot.secret").new("json-secret-Jk51")
-    assert.are.equal('{"k":"<redacted>"}', json.encode({ k = secret }))
     assert.are.equal('{"k":"<redacted>"}', json.encode({ k = secret }, { secrets = "redact" }))
     -- the type is the core's, not a name any table can carry
     local forged = setmetatable({}, { __name = "sbot.secret", __index = { reveal = function() return "x" end } })
     assert.are.equal('{"k":{}}', json.encode({ k = forged }, { secrets = "reveal" }))
+    assert.are.equal('{"k":{}}', json.encode({ k = forged }))
   end)
 
-  it("reveals secrets only when asked (a protocol client's request body) and can refuse them", function()
+  it("reveals secrets only when asked (a protocol client's request body), and refuses them unless told", function()
     local secret = require("sbot.secret").new('pa"ss\\word-Jk52')
     local body = { Attributes = { ["Users.2.Password"] = secret }, n = 1 }
     assert.are.equal('{"Attributes":{"Users.2.Password":"pa\\"ss\\\\word-Jk52"},"n":1}',
       json.encode(body, { secrets = "reveal" }))
-    assert.has_error(function() json.encode(body, { secrets = "error" }) end,
-      'json.encode: value.Attributes.Users.2.Password is a secret, and this JSON was asked to carry none '
-      .. '(secrets = "error"); a protocol client that must send it encodes with secrets = "reveal"')
+    -- no option: neither in clear nor as "<redacted>" (a body sent with that
+    -- would set the password to "<redacted>"); the caller must say which
+    local refused = 'json.encode: value.Attributes.Users.2.Password is a secret, and this JSON was asked to carry '
+      .. 'none (secrets = "error", the default): a record or a display encodes with secrets = "redact", a protocol '
+      .. 'client that must send it with secrets = "reveal"'
+    assert.has_error(function() json.encode(body) end, refused)
+    assert.has_error(function() json.encode(body, { indent = true }) end, refused)
+    assert.has_error(function() json.encode(body, { secrets = "error" }) end, refused)
     assert.has_error(function() json.encode(body, { secrets = "show" }) end,
-      'json.encode: secrets must be "redact", "reveal" or "error", got show')
+      'json.encode: secrets must be "error", "redact" or "reveal", got show')
   end)
 end)
 

@@ -82,6 +82,13 @@ describe("sbot lab iDRAC 8", function()
     assert.are.equal(201, assert(ninth:login(sessions)).status)
     for i = 2, 8 do clients[i]:logout() end
     ninth:logout()
+    -- a password handed over as a secret object: the request body carries
+    -- its value (a protocol body encodes with secrets = "reveal")
+    local sc = lab.client("idrac-1")
+    sc.password = require("sbot.secret").new(sc.password, "test")
+    local sr = assert(sc:login(sessions))
+    assert.are.equal(201, sr.status, sr.body)
+    sc:logout()
     -- Basic auth also works; wrong credentials and no credentials get 401
     local c = lab.client("idrac-1")
     assert.are.equal(200, assert(c:get(SYS, { auth = "basic" })).status)
@@ -380,6 +387,36 @@ describe("sbot lab iDRAC 8", function()
       end
       return cd, ids, coll
     end
+
+    it("reads an image from the lab's own S3 over plain HTTP (handed to the S3 device in-process: the lab is "
+      .. "one thread), judged by the bucket policy like any anonymous read", function()
+      local s3site = lab.site.s3
+      local s3c = assert(require("sbot.s3").client { endpoint = s3site.endpoint, tls = s3site.tls,
+        access_key = s3site.access_key, secret_key = s3site.secret_key })
+      local dir = helpers.tmpdir("s3img")
+      images.make_iso(dir .. "/lab.iso", "FROM_LAB_S3")
+      assert(s3c:put_object { bucket = s3site.public_bucket, key = "published/lab.iso", file = dir .. "/lab.iso" })
+      assert(s3c:put_object { bucket = s3site.bucket, key = "private/lab.iso", file = dir .. "/lab.iso" })
+      local c = lab.client("idrac-5")
+      local cd = vm_members(c)
+      local insert = cd.Actions["#VirtualMedia.InsertMedia"].target
+      local eject = cd.Actions["#VirtualMedia.EjectMedia"].target
+      local before = lab.state().devices.s3
+      local url = s3site.public_endpoint .. "/" .. s3site.public_bucket .. "/published/lab.iso"
+      local r = assert(c:request("POST", insert, { auth = "basic", body = { Image = url } }))
+      assert.are.equal(204, r.status, r.body)
+      local st = lab.state().devices
+      assert.are.equal("FROM_LAB_S3", st["idrac-5"].vmedia.CD.volume_id)
+      assert.are.equal(before.requests + 1, st.s3.requests, "the read reached the S3 device")
+      assert.are.equal(204, assert(c:request("POST", eject, { auth = "basic", body = {} })).status)
+      -- the private bucket is not for anonymous readers: the iDRAC cannot read it
+      local no = assert(c:request("POST", insert, { auth = "basic",
+        body = { Image = s3site.public_endpoint .. "/" .. s3site.bucket .. "/private/lab.iso" } }))
+      assert.are.equal(500, no.status)
+      assert.are.equal("RAC0904", labclient.message_id(no))
+      assert.matches("HTTP 403", lab.state().devices["idrac-5"].vmedia_error.reason, 1, true)
+      os.execute("rm -rf " .. helpers.shquote(dir))
+    end)
 
     it("lists [RemovableDisk, CD], reads the image with a Range request, refuses what iDRAC 8 refuses", function()
       local c = lab.client("idrac-6")

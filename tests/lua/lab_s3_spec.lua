@@ -47,11 +47,24 @@ describe("sbot.s3 against the lab's S3 model", function()
 
   before_each(function() control({}) end)
 
+  require("s3checks").define(it, function() return { client = c, bucket = "lab-m", tls = srv.tls, tmp = tmp,
+    access_key = srv.access_key, secret_key = srv.secret_key } end)
+
   it("checks signatures too (wrong secret rejected)", function()
     local bad = client{ secret_key = "nope" }
-    assert.are.equal("SignatureDoesNotMatch", select(3, bad:head_object{ bucket = "lab-m", key = "x" }) and
-      select(3, bad:list_buckets()))
-    assert.is_true(c:create_bucket("lab-m")) -- BucketAlreadyOwnedByYou is success
+    local ok, err, code = bad:list_buckets()
+    assert.is_nil(ok)
+    assert.are.equal("SignatureDoesNotMatch", code)
+    assert.matches("^SignatureDoesNotMatch: The request signature we calculated", err)
+    -- a HEAD answer has no body: the code comes from the status
+    ok, err, code = bad:head_object{ bucket = "lab-m", key = "x" }
+    assert.is_nil(ok)
+    assert.are.equal("AccessDenied", code)
+    assert.matches("HTTP 403 %(HEAD lab%-m/x%)", err)
+    -- creating a bucket you own in us-east-1 answers 200 (not 409), which is success
+    local res = assert(c:_call{ method = "PUT", bucket = "lab-m" })
+    assert.are.equal(200, res.status)
+    assert.is_true(c:create_bucket("lab-m"))
   end)
 
   it("keeps '//', '.' and '..' segments and XML-special characters in keys", function()
@@ -200,6 +213,41 @@ describe("sbot.s3 against the lab's S3 model", function()
     assert.matches("POST lab%-m/mp/c200", err)
     control({})
     assert.are.same({}, uploads())
+  end)
+
+  it("streams GETs: the lab's peak RSS does not grow with the size of what it serves", function()
+    local big = tmp .. "/stream"
+    assert(helpers.sh("head -c " .. (96 * MiB) .. " /dev/urandom > " .. big))
+    assert(c:put_object{ bucket = "lab-m", key = "mp/stream", file = big })
+    local function kib(field)
+      local f = assert(io.open("/proc/" .. srv.proc.pid .. "/status"))
+      local text = f:read("a")
+      f:close()
+      return tonumber(text:match(field .. ":%s*(%d+) kB"))
+    end
+    -- reset the lab's peak RSS (VmHWM) to its current RSS, then read 96 MiB
+    local f = assert(io.open("/proc/" .. srv.proc.pid .. "/clear_refs", "w"))
+    f:write("5")
+    f:close()
+    local before = kib("VmRSS")
+    local out, part = tmp .. "/stream.out", tmp .. "/stream.part"
+    assert(c:get_object{ bucket = "lab-m", key = "mp/stream", file = out })
+    local r = assert(c:get_object{ bucket = "lab-m", key = "mp/stream", file = part, range = { MiB, 41 * MiB - 1 } })
+    local grew = kib("VmHWM") - before
+    assert.is_true(grew < 16 * 1024, "the lab's peak RSS grew by " .. grew .. " KiB serving 136 MiB")
+    assert.are.equal(servers.sha256sum(big), servers.sha256sum(out))
+    assert.are.equal(206, r.status)
+    assert.are.equal(40 * MiB, r.size)
+    for _, p in ipairs { big, out, part } do os.remove(p) end
+  end)
+
+  it("ignores an invalid Range (first > last) and sends the whole object, as S3", function()
+    assert(c:put_object{ bucket = "lab-m", key = "rng/inv", body = "0123456789" })
+    local g = assert(c:get_object{ bucket = "lab-m", key = "rng/inv", range = "bytes=5-2" })
+    assert.are.equal(200, g.status)
+    assert.are.equal("0123456789", g.body)
+    assert(c:put_object{ bucket = "lab-m", key = "rng/empty", body = "" })
+    assert.are.equal("InvalidRange", select(3, c:get_object{ bucket = "lab-m", key = "rng/empty", range = { 0, 3 } }))
   end)
 
   it("uploads multipart and the parts reassemble exactly (etag -N)", function()
@@ -390,6 +438,28 @@ describe("sbot.s3 against the lab's S3 model", function()
     assert.are.equal(403, anon("GET", "/" .. pub .. "/published/rhcos.iso").status)
     assert(c:put_bucket_policy{ bucket = pub, policy = policy })
     assert.are.equal(200, anon("GET", "/" .. pub .. "/published/rhcos.iso").status)
+  end)
+
+  it("answers plain HTTP too, at the site's s3.public_endpoint: anonymous reads with Range, signed requests, "
+    .. "presigned URLs for that address", function()
+    local pub = srv.public_bucket
+    assert.matches("^http://127%.0%.0%.1:%d+$", srv.public_endpoint)
+    assert.are.equal(srv.public_endpoint, srv.info.http_url)
+    assert(c:put_object{ bucket = pub, key = "published/boot.iso", body = string.rep("b", 40000) })
+    local r = assert(http.get(srv.public_endpoint .. "/" .. pub .. "/published/boot.iso",
+      { headers = { Range = "bytes=32768-34815" } }))
+    assert.are.equal(206, r.status)
+    assert.are.equal(2048, #r.body)
+    assert.are.equal("bytes 32768-34815/40000", r.headers["content-range"])
+    assert.are.equal(403, assert(http.get(srv.public_endpoint .. "/" .. srv.bucket .. "/x")).status)
+    -- the same server: a client signing for the plain address reads the private bucket
+    local plain = assert(s3.client { endpoint = srv.public_endpoint, access_key = srv.access_key,
+      secret_key = srv.secret_key, region = srv.region })
+    assert(c:put_object{ bucket = srv.bucket, key = "plain/secret", body = "private bytes" })
+    assert.are.equal("private bytes", assert(plain:get_object{ bucket = srv.bucket, key = "plain/secret" }).body)
+    local url = plain:presign{ bucket = srv.bucket, key = "plain/secret", expires = 60 }
+    assert.matches("^http://", url)
+    assert.are.equal("private bytes", assert(http.get(url)).body)
   end)
 
   it("lists with delimiter, start-after and continuation tokens; copies; serves ranges", function()

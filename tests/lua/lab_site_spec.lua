@@ -81,7 +81,7 @@ describe("sbot lab --site-out", function()
     -- without --tgt the portal is the model's iSCSI listen port on the lab host
     assert.are.equal("127.0.0.1:3260", site.truenas.portal)
     -- the revealed values appear nowhere the site is shown
-    local shown = json.encode(site) .. require("sbot.pretty").format(site)
+    local shown = json.encode(site, { secrets = "redact" }) .. require("sbot.pretty").format(site)
     assert.is_nil(shown:find(site.truenas.api_key:reveal(), 1, true))
     assert.is_nil(shown:find(site.servers[1].idrac.password:reveal(), 1, true))
   end)

@@ -240,6 +240,35 @@ describe("sbot.lab.truenas model", function()
     assert.is_false(call("core.get_methods", { "service" })["service.query"].job)
   end)
 
+  it("reports a start whose target cannot come up as TrueNAS does: false (silent), the service not running", function()
+    -- the real target (istgt under --tgt) cannot start: TrueNAS checks a
+    -- service's health after starting it and answers false, or a CallError
+    -- with options.silent = false
+    local tgt = { applied = 0, apply = function(self, cfg)
+      self.applied = self.applied + 1
+      if cfg.running then return nil, "istgt on 127.0.0.1:1 did not come up: bind: Address already in use" end
+      return true
+    end }
+    local tm = assert(truenas.model { api_key = KEY, pool_size = 100 * GiB, tgt = tgt })
+    local ts = tm:session()
+    assert(tm:dispatch("auth.login_with_api_key", { KEY }, ts))
+    assert.is_false(tm:dispatch("core.set_options", { { legacy_jobs = false } }, ts).legacy_jobs)
+    local function tcall(method, params) return tm:dispatch(method, json.array(params or {}), ts) end
+    local function state() return tcall("service.query", { { { "service", "=", "iscsitarget" } }, { get = true } }).state end
+    assert.is_false(tcall("service.control", { "START", "iscsitarget", {} }))
+    assert.are.equal("STOPPED", state())
+    local r, err = tcall("service.control", { "START", "iscsitarget", { silent = false } })
+    assert.is_nil(r)
+    assert.are.equal(-32001, err.code)
+    assert.are.equal("EFAULT", err.data.errname)
+    assert.matches("did not come up", err.data.reason)
+    assert.are.equal("STOPPED", state())
+    assert.is_false(tcall("service.start", { "iscsitarget" }))
+    assert.are.equal("STOPPED", state())
+    assert.is_false(tm:export_config().running)
+    assert.matches("did not come up", tm:lab_state().tgt_errors[1])
+  end)
+
   -- a mapped target: portal, initiator group, zvol, extent, mapping
   local function export_one(name, lunid, initiators)
     local portal = call("iscsi.portal.query", { { { "comment", "=", "p" } } })[1]
@@ -302,6 +331,17 @@ describe("sbot.lab.truenas model", function()
     assert.are.same({ { id = 3, target = t2.id, extent = ex.id, lunid = 1 } }, call("iscsi.targetextent.query"))
     local _, gone = call("iscsi.target.get_instance", { t1.id })
     assert.matches("does not exist", gone.data.reason)
+  end)
+
+  it("answers methods that need a login with ENOTAUTHENTICATED before login, never a rate limit", function()
+    -- the middleware rate-limits only the methods callable without
+    -- authentication (authorize_method_call); any other is refused at once
+    local anon = m:session("127.0.0.4")
+    for i = 1, 25 do
+      local r, err = m:dispatch("pool.query", {}, anon)
+      assert.is_nil(r)
+      assert.are.equal("ENOTAUTHENTICATED", err.data.errname, "call " .. i)
+    end
   end)
 
   it("limits calls before login to 20 per method per address per minute", function()

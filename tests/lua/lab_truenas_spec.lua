@@ -216,7 +216,7 @@ describe("TrueNAS lab with a real iSCSI target (istgt)", function()
     assert(os.execute("command -v istgt >/dev/null || test -x /usr/sbin/istgt") == true,
       "istgt must be installed (vendor/bootstrap)")
     dir = helpers.tmpdir("istgt")
-    tgt_port = helpers.free_port()
+    tgt_port = assert(require("sbot.lab.istgt").free_port()) -- not an ephemeral port (see sbot.lab.istgt)
     lab, port = start_lab(string.format("tgt_port=%d tgt_dir=%s", tgt_port, dir))
   end)
   teardown(function()

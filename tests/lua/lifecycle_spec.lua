@@ -262,6 +262,28 @@ describe("sbot.component", function()
     assert.is_true(back.phases.discover.ok)
   end)
 
+  it("to_json encodes with the options it was given, secrets always redacted", function()
+    local M = component.define { name = "json_opts",
+      discover = function() return { pw = require("sbot.log").secret("to-json-secret", "test") } end }
+    local c = assert(M.new())
+    c:execute()
+    -- what sbot.json.encode is asked to do (to_json calls it through require)
+    local encode, got = json.encode, {}
+    json.encode = function(v, o) got[#got + 1] = o; return encode(v, o) end
+    local ok, text = pcall(c.to_json, c)
+    local ok2, indented = pcall(c.to_json, c, { indent = true })
+    json.encode = encode
+    assert(ok, text)
+    assert(ok2, indented)
+    -- not the component's module (once passed as the options by mistake)
+    assert.are.same({ { secrets = "redact" }, { indent = true, secrets = "redact" } }, got)
+    assert.are.equal("<redacted>", json.decode(text).discovery.pw)
+    assert.is_nil(text:find("\n", 1, true))
+    assert.truthy(indented:find("\n  ", 1, true))
+    assert.has_error(function() c:to_json { secrets = "reveal" } end,
+      "to_json: unknown option 'secrets' (expected indent): results are records, their secrets are always redacted")
+  end)
+
   it("keeps a discovery table in the results of a failed component", function()
     local M = component.define { name = "fails_early", discover = function() error("unreachable") end }
     local r = assert(M.new()):execute()

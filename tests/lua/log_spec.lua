@@ -63,6 +63,33 @@ describe("log redaction on every sink of a run", function()
     assert.is_true(n > 0)
   end)
 
+  it("log.jsonl stays JSON with fields that are infinite or not a number", function()
+    local file = helpers.tmpdir("logjson") .. "/log.jsonl"
+    assert(log.configure { file = file })
+    log.info("numbers", { inf = math.huge, ninf = -math.huge, nan = 0 / 0, half = 0.5, n = 3, yes = true })
+    log.configure { file = false }
+    local line = helpers.read_file(file):match("[^\n]+")
+    -- JSON has no inf or nan: written as strings, what a strict reader accepts
+    local ok = helpers.sh("python3 -c 'import json,sys; json.loads(sys.stdin.read(), "
+      .. "parse_constant=lambda c: sys.exit(1))' <<'EOF'\n" .. line .. "\nEOF")
+    assert.is_true(ok, line)
+    local t = assert(json.decode(line))
+    assert.are.equal("inf", t.inf)
+    assert.are.equal("-inf", t.ninf)
+    assert.matches("^%-?nan$", t.nan)
+    assert.are.equal(0.5, t.half)
+    assert.are.equal(3, t.n)
+    assert.is_true(t.yes)
+  end)
+
+  it("a log file that cannot be opened is nil, message, errno name (docs/errors.md)", function()
+    local dir = helpers.tmpdir("lognofile")
+    local ok, err, code = log.configure { file = dir .. "/missing/log.jsonl" }
+    assert.is_nil(ok)
+    assert.are.equal(dir .. "/missing/log.jsonl: No such file or directory", err)
+    assert.are.equal("ENOENT", code)
+  end)
+
   it("log.redact finds a secret with a quote, a backslash and a tab as it is", function()
     log.add_secret('q"b\\t\tz-Lq70')
     assert.are.equal("x <redacted> y", log.redact('x q"b\\t\tz-Lq70 y'))

@@ -167,6 +167,32 @@ describe("OpenShift component", function()
     end)
   end
 
+  it("check() runs discover's site checks alone: no store, no cache, no mirror", function()
+    local site = assert(load_site())
+    local requests = installer_state().requests
+    local c = assert(OpenShift.new({ disks = disks(site) }, { site = site }))
+    assert.are.same({ cluster = "lab", version = "4.16.8", platform = "baremetal", masters = 3, workers = 0,
+      rendezvous_ip = "10.99.0.11" }, OpenShift.check(c))
+    local bad = assert(load_site(invalid[1][2]))
+    local ok, err = pcall(OpenShift.check, assert(OpenShift.new({ disks = disks(bad) }, { site = bad })))
+    assert.is_false(ok)
+    assert.are.equal("site " .. bad.file .. ": " .. invalid[1][3], err)
+    assert.are.equal(requests, installer_state().requests)
+    assert.is_nil(io.open(site.state_dir))
+  end)
+
+  it("keeps an s3:// store at the site's S3 endpoint, with its keys; a store naming another endpoint is refused", function()
+    local site = assert(load_site())
+    local r = run(site, { store = "s3://sbot/st" }, "plan")
+    assert(r.status == "ok", r.error)
+    assert.is_false(r.discovery.iso.exists)
+    assert.are.equal("s3://sbot/st", r.discovery.iso.store)
+    local other = run(site, { store = "s3://sbot/st?endpoint=https://127.0.0.1:9" }, "plan")
+    assert.are.equal("failed", other.status)
+    assert.matches("endpoint https://127.0.0.1:9 is not the site's s3.endpoint " .. site.s3.endpoint, other.error, 1, true)
+    assert.matches("sent only to the endpoint the site names", other.error, 1, true)
+  end)
+
   it("refuses a site without a pull secret when it is loaded", function()
     local site, err = load_site(function(t) t.openshift.pull_secret = nil end)
     assert.is_nil(site)

@@ -31,10 +31,19 @@ describe("run records", function()
     local list = assert(run.list(dir .. "/runs"))
     assert.are.equal(1, #list)
     assert.are.equal("artifacts\nlog.jsonl\nresults.json\n", ls(list[1].dir))
-    assert.are.same({ state = "complete", ok = true, workflow = "kv", mode = "apply", text = "ok" }, list[1].state)
-    local out = helpers.sbot { "runs", dir .. "/runs" }
-    assert.are.equal(0, out.code, out.stderr)
-    assert.are.equal(list[1].id .. "  ok  kv (apply)\n", out.stdout)
+    local st = list[1].state
+    assert.are.same({ state = "complete", ok = true, workflow = "kv", mode = "apply", text = "ok", servers = { "s1" } },
+      { state = st.state, ok = st.ok, workflow = st.workflow, mode = st.mode, text = st.text, servers = st.servers })
+    assert.matches("^%d+%-%d+%-%d+T[%d:.]+Z$", st.started)
+    assert.are.equal("number", type(st.ms))
+    -- `sbot runs DIR` is `sbot runs list DIR`: what ran, when, where, how it ended
+    for _, args in ipairs { { "runs", dir .. "/runs" }, { "runs", "list", dir .. "/runs" },
+      { "runs", "list", "--runs-dir", dir .. "/runs" } } do
+      local out = helpers.sbot(args)
+      assert.are.equal(0, out.code, out.stderr)
+      assert.matches("^RUN +OUTCOME +WORKFLOW +SERVERS +TIME\n" .. esc(list[1].id) .. "  ok +kv %(apply%)  s1 +[%d.]+ m?s\n$",
+        out.stdout)
+    end
   end)
 
   it("a full disk: results.json is not written, sbot says so and exits 1, never ok; the run stays incomplete", function()
@@ -98,7 +107,8 @@ describe("run records", function()
     assert.are.equal("incomplete", st.state)
     assert.are.equal("incomplete (pid " .. h.pid .. " on " .. sys.hostname() .. " gone)", st.text)
     local out = helpers.sbot { "runs", dir .. "/runs" }
-    assert.are.equal(list[1].id .. "  incomplete (pid " .. h.pid .. " on " .. sys.hostname() .. " gone)\n", out.stdout)
+    assert.matches("\n" .. esc(list[1].id) .. "  incomplete %(pid " .. h.pid .. " on " .. esc(sys.hostname())
+      .. " gone%)  %-         %-        %-\n$", out.stdout)
   end)
 
   it("a directory without marker or record, and a runs dir that is not there", function()
@@ -110,8 +120,32 @@ describe("run records", function()
     assert.are.equal("incomplete (no results.json)", list[1].state.text)
     local out = helpers.sbot { "runs", dir .. "/nothing" }
     assert.are.equal(2, out.code)
-    assert.matches("^sbot: runs: list: " .. esc(dir) .. "/nothing: No such file or directory", out.stderr)
+    assert.matches("^sbot runs: no runs in " .. esc(dir) .. "/nothing %(list: " .. esc(dir)
+      .. "/nothing: No such file or directory%)\n$", out.stderr)
     assert.are.equal("no runs in " .. dir .. "/runs/20260101T000000Z-abcdef\n",
       helpers.sbot({ "runs", dir .. "/runs/20260101T000000Z-abcdef" }).stdout)
+  end)
+
+  it("runs show and report: an unknown or ambiguous id, a missing option", function()
+    local dir = helpers.tmpdir("ids")
+    for _, id in ipairs { "20260101T000000Z-aaaaaa", "20260101T000001Z-bbbbbb" } do
+      os.execute("mkdir -p " .. helpers.shquote(dir .. "/runs/" .. id))
+      helpers.write_file(dir .. "/runs/" .. id .. "/results.json", json.encode { run_id = id, ok = true,
+        mode = "apply", workflow = "kv", results = json.array {} })
+    end
+    local out = helpers.sbot { "runs", "show", "2026", dir .. "/runs" }
+    assert.are.equal(1, out.code)
+    assert.matches("run id 2026 is ambiguous in " .. esc(dir) .. "/runs: 20260101T000000Z%-aaaaaa, "
+      .. "20260101T000001Z%-bbbbbb", out.stderr)
+    out = helpers.sbot { "runs", "show", "2027", dir .. "/runs" }
+    assert.matches("no run 2027 in ", out.stderr)
+    out = helpers.sbot { "runs", "show", "last", dir .. "/runs" }
+    assert.are.equal(0, out.code, out.stderr)
+    assert.matches("run 20260101T000001Z%-bbbbbb %(apply%) ok", out.stdout)
+    out = helpers.sbot { "runs", "report", "last", dir .. "/runs" }
+    assert.are.equal(2, out.code)
+    assert.matches("give %-%-html FILE and/or %-%-junit FILE", out.stderr)
+    out = helpers.sbot { "runs", "frobnicate", "x", "y" }
+    assert.are.equal(2, out.code)
   end)
 end)

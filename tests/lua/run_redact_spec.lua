@@ -65,6 +65,17 @@ describe("redaction of run records and summaries", function()
     }, "\n") .. "\n", text)
   end)
 
+  it("a table that only names itself sbot.secret is not a secret: its values are redacted", function()
+    -- the one test of the secret type is log.is_secret (a userdata with the
+    -- core's metatable); a __name string is no proof
+    local forged = setmetatable({ echo = "login with processing" }, { __name = "sbot.secret" })
+    local r = run.redact_tree({ results = json.array { { discovery = forged } } })
+    assert.are.equal("login with <redacted>", r.results[1].discovery.echo)
+    -- a real secret object stays itself (json.encode writes it as <redacted>)
+    local s = log.secret("a-real-secret", "test")
+    assert.are.equal(s, run.redact_tree({ v = s }).v)
+  end)
+
   it("the summary pads to the widest cell and leaves no trailing blanks, whatever the id length", function()
     local long = string.rep("r", 5000)
     local s = run.summary { run_id = "r", mode = "plan", ok = true, results = {

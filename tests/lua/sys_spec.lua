@@ -8,6 +8,30 @@ describe("sbot.sys", function()
     assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$", sys.utc_iso())
   end)
 
+  it("a zombie (exited, not yet reaped) is not alive", function()
+    -- sh starts a short sleep and becomes a long one, which never reaps the
+    -- short one when it exits: a zombie for as long as the long sleep runs
+    local helpers = require "helpers"
+    local dir = helpers.tmpdir("zombie")
+    local h = helpers.spawn("sh -c " .. helpers.shquote("sleep 0.1 & echo $! > " .. dir .. "/pid; exec sleep 30"))
+    local pid, zombie
+    for _ = 1, 200 do
+      local pf = not pid and io.open(dir .. "/pid")
+      if pf then pid = tonumber(pf:read("a")); pf:close() end
+      local f = pid and io.open("/proc/" .. pid .. "/stat")
+      if f then
+        zombie = f:read("a"):match("^%d+ %b() (%a)") == "Z"
+        f:close()
+        if zombie then break end
+      end
+      os.execute("sleep 0.02")
+    end
+    local alive = zombie and sys.pid_alive(pid)
+    h:stop("KILL")
+    assert.is_true(zombie, "no zombie to look at (pid " .. tostring(pid) .. ")")
+    assert.is_false(alive)
+  end)
+
   it("refuses pids that do not fit a pid_t instead of signalling every process", function()
     -- 2^32 - 1 used to become kill(-1, ...): "alive" for pid_alive, and
     -- every process of the user for kill. (kill is only tried with a pid

@@ -49,7 +49,9 @@ function Client:request(method, path, opts)
   end
   for k, v in pairs(opts.headers or {}) do headers[k] = v end
   if opts.body ~= nil then
-    req.body = type(opts.body) == "table" and json.encode(opts.body) or opts.body
+    -- a request body is the wire: a secret object in it carries its value
+    -- (docs/json.md: protocol bodies encode with secrets = "reveal")
+    req.body = type(opts.body) == "table" and json.encode(opts.body, { secrets = "reveal" }) or opts.body
     headers["Content-Type"] = headers["Content-Type"] or "application/json"
   end
   req.url = self.base .. path .. (opts.query and ("?" .. opts.query) or "")

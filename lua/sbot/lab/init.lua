@@ -189,6 +189,7 @@ function M.start(o)
   for i = 1, o.servers do
     local name = "idrac-" .. i
     add(idrac.new({ index = i, flavour = o.idrac, clock = lab.clock, scale = o.time_scale,
+      request = function(req) return lab.local_request(req) end,
       faults = faults.injector({ spec = o.fault_spec, kind = "idrac", name = name, seed = o.seed,
         latency_ms = o.latency }),
       on_boot = function(dev, boot)
@@ -260,6 +261,59 @@ function M.start(o)
     end
   end
 
+  --- An sbot.http request table for one of the lab's own listeners, served
+  -- in-process: the lab is one thread, so a device reading from another
+  -- (an iDRAC fetching a virtual-media image from the S3 device) cannot go
+  -- through a socket to itself; the request goes to that device's handler
+  -- exactly as the server would hand it over (path decoded, query parsed,
+  -- headers lower-cased, the device's faults applied), and a file body is
+  -- read from the file. Returns {status, headers, body}, nil and an error
+  -- (a reset), or false when the URL is not one of the lab's.
+  function lab.local_request(req)
+    local scheme, authority, path, query = tostring(req.url):match("^(%a+)://([^/?#]+)([^?#]*)%??([^#]*)")
+    if not scheme then return false end
+    scheme = scheme:lower()
+    local target
+    for _, d in ipairs(lab.devices) do
+      local e = d.endpoint
+      if e then
+        local hp = e.host .. ":" .. e.port
+        if (scheme == "https" and authority == hp and d.tls ~= false)
+            or (scheme == "http" and e.http_port and authority == e.host .. ":" .. e.http_port)
+            or (scheme == "http" and d.tls == false and authority == hp) then
+          target = d
+        end
+      end
+    end
+    if not target then return false end
+    local function decode(x)
+      return (x:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+    end
+    local q = {}
+    for part in query:gmatch("[^&]+") do
+      local k, v = part:match("^([^=]*)=?(.*)$")
+      q[decode(k)] = decode(v)
+    end
+    local headers = { host = authority }
+    for k, v in pairs(req.headers or {}) do headers[k:lower()] = tostring(v) end
+    local method = req.method or (req.body and "POST" or "GET")
+    local s, h, b, opt = target.wrapped({ method = method, path = decode(path ~= "" and path or "/"),
+      raw_query = query, query = q, headers = headers, body = req.body or "", remote = "127.0.0.1:0",
+      tls = scheme == "https" })
+    if type(s) ~= "number" then return nil, "the lab device closed the connection", "closed" end
+    local out = {}
+    for k, v in pairs(h or {}) do out[k:lower()] = tostring(v) end
+    if opt and opt.file then
+      local f, ferr = io.open(opt.file, "rb")
+      if not f then return nil, "lab: " .. tostring(ferr), "io" end
+      f:seek("set", opt.offset or 0)
+      b = opt.length and f:read(opt.length) or f:read("a")
+      f:close()
+    end
+    if method == "HEAD" then b = "" end
+    return { status = s, headers = out, body = b or "" }
+  end
+
   function lab.stop()
     for _, s in ipairs(lab.servers) do s:close() end
     for _, d in ipairs(lab.devices) do
@@ -273,18 +327,30 @@ function M.start(o)
   local info = { devices = {}, site = o.site_out }
   for _, dev in ipairs(lab.devices) do
     local cert = httpd.selfsigned({ cn = dev.name .. ".lab.sbot", ips = { o.host } })
+    dev.wrapped = wrap(dev)
     local srv, lerr = httpd.listen({ host = o.host, port = 0, tls = dev.tls == false and nil or cert,
-      handler = wrap(dev), websocket = dev.websocket, max_body = dev.max_body })
+      handler = dev.wrapped, websocket = dev.websocket, max_body = dev.max_body })
     if not srv then
       lab.stop()
       return nil, lerr
     end
     lab.servers[#lab.servers + 1] = srv
+    -- a device may also answer plain HTTP on a second port (the S3 device:
+    -- iDRAC 8 reads virtual media over http only)
+    local plain
+    if dev.plain_http then
+      plain, lerr = httpd.listen({ host = o.host, port = 0, handler = dev.wrapped, max_body = dev.max_body })
+      if not plain then
+        lab.stop()
+        return nil, lerr
+      end
+      lab.servers[#lab.servers + 1] = plain
+    end
     local cert_file = o.dir .. "/" .. dev.name .. ".pem"
     ok, err = write_atomic(cert_file, cert.cert)
     if not ok then lab.stop(); return nil, err end
     local endpoint = { host = o.host, port = srv:port(), url = srv:url(), pin_sha256 = cert.pin_sha256,
-      cert_file = cert_file }
+      cert_file = cert_file, http_port = plain and plain:port(), http_url = plain and plain:url() }
     dev.endpoint = endpoint
     -- site_entry(url, tls, endpoint, site) -> "server", entry | KEY, value | value
     -- (a bare value goes to site[dev.kind]); `site` is the site built so far
@@ -297,7 +363,8 @@ function M.start(o)
       site[key] = value
     end
     info.devices[dev.name] = { kind = dev.kind, url = endpoint.url, port = endpoint.port,
-      pin_sha256 = cert.pin_sha256, cert_file = cert_file, state_url = endpoint.url .. "/lab/state" }
+      pin_sha256 = cert.pin_sha256, cert_file = cert_file, state_url = endpoint.url .. "/lab/state",
+      http_url = endpoint.http_url }
     log.info("lab device listening", { device = dev.name, url = endpoint.url })
   end
   -- devices that rewrite the finished site (the Vault moves every credential

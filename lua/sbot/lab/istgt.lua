@@ -24,12 +24,51 @@
 -- its own session once its portal listens on HOST:PORT; stop() (the lab's
 -- close) kills it by the pid in DIR/istgt.pid. Each zvol is a sparse file of
 -- its size under DIR.
+--
+-- apply() returns only once the new istgt answers a login on its portal (or
+-- with the reason it does not): the old one must have exited (its portal
+-- released) before the new one binds, and both waits are bounded by time, not
+-- by a number of polls, so a loaded machine makes them slower, never wrong.
+-- The portal's port is best outside the kernel's ephemeral range
+-- (M.free_port): while istgt restarts nothing listens there, and any outgoing
+-- connection on the host could take a free ephemeral port as its own.
 local sys = require "sbot.sys"
 
 local M = {}
 M.MAX_LUN = 63
 M.IDLE_WAIT = 3
 M.SPEED = 20
+M.START_TIMEOUT = 30 -- seconds a (re)started istgt may take to answer on its portal
+M.STOP_TIMEOUT = 10  -- seconds a killed istgt may take to exit (and release its portal)
+
+--- A free TCP port on host for istgt, outside the ephemeral range
+-- (/proc/sys/net/ipv4/ip_local_port_range) so that no outgoing connection
+-- can take it while istgt restarts. Returns the port or nil, message.
+function M.free_port(host)
+  host = host or "127.0.0.1"
+  local low, high = 32768, 60999
+  local f = io.open("/proc/sys/net/ipv4/ip_local_port_range", "rb")
+  if f then
+    local a, b = f:read("a"):match("(%d+)%s+(%d+)")
+    f:close()
+    low, high = tonumber(a) or low, tonumber(b) or high
+  end
+  local ranges = {}
+  if low - 1 >= 10000 then ranges[#ranges + 1] = { 10000, low - 1 } end
+  if high + 1 <= 65535 then ranges[#ranges + 1] = { high + 1, 65535 } end
+  if #ranges == 0 then return nil, "istgt: no port outside the ephemeral range " .. low .. "-" .. high end
+  local crypto, httpd = require "sbot.crypto", require "sbot.httpd"
+  for _ = 1, 64 do
+    local r = ranges[1 + string.unpack("<I2", crypto.random_bytes(2)) % #ranges]
+    local port = r[1] + string.unpack("<I4", crypto.random_bytes(4)) % (r[2] - r[1] + 1)
+    local srv = httpd.listen { host = host, port = port, handler = function() return 404 end }
+    if srv then
+      srv:close()
+      return port
+    end
+  end
+  return nil, "istgt: no free port found outside the ephemeral range " .. low .. "-" .. high
+end
 
 local Istgt = {}
 Istgt.__index = Istgt
@@ -61,7 +100,8 @@ end
 
 --- Start the controller (the daemon starts on the first apply with a target).
 -- opts: port (required), dir (required), host ("127.0.0.1"), istgt (program),
--- faketime (path of libfaketimeMT.so.1, or false for none; default: found).
+-- faketime (path of libfaketimeMT.so.1, or false for none; default: found),
+-- start_timeout (seconds, M.START_TIMEOUT).
 -- Returns the controller or nil, message.
 function M.start(opts)
   opts = opts or {}
@@ -72,6 +112,10 @@ function M.start(opts)
   if not program then return nil, "istgt: program istgt not found (install the Debian package istgt)" end
   local ok, err = require("sbot.fsio").mkdirs(opts.dir)
   if not ok then return nil, "istgt: cannot create " .. opts.dir .. ": " .. tostring(err) end
+  local start_timeout = opts.start_timeout or M.START_TIMEOUT
+  if type(start_timeout) ~= "number" or not (start_timeout > 0) then
+    error("istgt.start: opts.start_timeout must be a number of seconds > 0", 2)
+  end
   -- istgt sleeps whole seconds where TrueNAS does not: one after accepting
   -- each connection (so it takes one login a second) and one in every login.
   -- Under libfaketime at SPEED times the clock those seconds are 1/SPEED s;
@@ -90,6 +134,7 @@ function M.start(opts)
   local self = setmetatable({ faketime = faketime or nil, speed = faketime and M.SPEED or 1,
     port = port, host = opts.host or "127.0.0.1", dir = opts.dir, program = program,
     conf_file = opts.dir .. "/istgt.conf", pid_file = opts.dir .. "/istgt.pid", log = opts.dir .. "/istgt.log",
+    start_timeout = start_timeout,
     conf = nil, exported = {}, unexported = {}, files = {}, restarts = 0, errors = {}, timings = {} }, Istgt)
   return self
 end
@@ -213,19 +258,26 @@ function Istgt:alive()
   return self.pid ~= nil and not exited(self.pid)
 end
 
+-- Kill istgt and wait until it has exited, so its portal is free again.
+-- Returns true, or nil and why (it is still there after M.STOP_TIMEOUT).
 function Istgt:kill()
-  if self.pid then
-    if not exited(self.pid) then
-      -- SIGTERM makes istgt wait seconds for its connections; nothing is
-      -- lost with SIGKILL (every write went to the backing file already)
-      sys.kill(self.pid, "KILL")
-      for _ = 1, 200 do
-        if exited(self.pid) then break end
-        pause(0.005)
+  local pid = self.pid
+  if not pid then return true end
+  if not exited(pid) then
+    -- SIGTERM makes istgt wait seconds for its connections; nothing is
+    -- lost with SIGKILL (every write went to the backing file already)
+    sys.kill(pid, "KILL")
+    local deadline = sys.monotime() + M.STOP_TIMEOUT
+    while not exited(pid) do
+      if sys.monotime() > deadline then
+        return nil, string.format("istgt pid %d is still running %g s after SIGKILL (its portal %s:%d stays "
+          .. "bound)", pid, M.STOP_TIMEOUT, self.host, self.port)
       end
+      pause(0.005)
     end
-    self.pid = nil
   end
+  self.pid = nil
+  return true
 end
 
 --- The number of TCP connections istgt has on its portal now (ESTABLISHED,
@@ -284,7 +336,11 @@ function Istgt:apply(config)
   local deadline = t0 + M.IDLE_WAIT
   while self:alive() and self:sessions() > 0 and sys.monotime() < deadline do pause(0.01) end
   local t1 = sys.monotime()
-  self:kill()
+  local killed, kerr = self:kill()
+  if not killed then
+    self.errors[#self.errors + 1] = kerr
+    return nil, kerr
+  end
   self.conf = text
   if not text then return true end
   local f = io.open(self.conf_file, "wb")
@@ -313,10 +369,12 @@ function Istgt:apply(config)
     self.errors[#self.errors + 1] = err
     return nil, err
   end
-  -- ready when it answers a login (it wrote its pid file by then)
-  for _ = 1, 100 do
+  -- ready when its portal accepts connections (it wrote its pid file by then); the
+  -- wait is bounded by time: on a loaded machine polls are slower, not fewer
+  local deadline = sys.monotime() + self.start_timeout
+  repeat
     self.pid = self.pid or tonumber(read_file(self.pid_file):match("%d+"))
-    if self.pid and not sys.pid_alive(self.pid) then break end
+    if self.pid and exited(self.pid) then break end
     if self.pid and self:listening() then
       -- the last restarts: how long the lab waited for logins, then restarting took
       self.timings[#self.timings + 1] = { waited_ms = math.floor((t1 - t0) * 1000),
@@ -325,9 +383,11 @@ function Istgt:apply(config)
       return true
     end
     pause(0.01)
-  end
+  until sys.monotime() > deadline
   local log = read_file(self.log)
-  local err = string.format("istgt on %s:%d did not come up: %s", self.host, self.port, log:sub(-600))
+  local err = string.format("istgt on %s:%d did not come up%s: %s", self.host, self.port,
+    self.pid and exited(self.pid) and " (it exited)" or
+      string.format(" within %g s", self.start_timeout), log:sub(-600))
   self.errors[#self.errors + 1] = err
   self:kill()
   return nil, err

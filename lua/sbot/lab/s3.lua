@@ -1,16 +1,18 @@
 --- sbot.lab.s3: an S3 server model for `sbot lab` (docs/lab.md, "The S3 model").
 --
 -- Path-style buckets and keys on sbot.httpd; every request is checked with
--- SigV4 (header or presigned query, via sbot.sigv4) unless a bucket policy
--- allows it anonymously. Bucket and object state (versions, delete markers,
--- metadata, policies, multipart uploads) lives in plain Lua tables
--- (`dev.st`); object and part bytes live in files under `<lab dir>/s3-data`
--- so large objects do not sit in memory between requests.
+-- SigV4 (header or presigned query, via sbot.sigv4); an unsigned request is
+-- anonymous and is judged by the bucket policy. Bucket and object state
+-- (versions, delete markers, metadata, policies, lifecycle rules, multipart
+-- uploads) lives in plain Lua tables (`dev.st`); object and part bytes live in
+-- files under `<lab dir>/s3-data`, written once and never changed, and GETs
+-- stream them from there (httpd's options.file), so no object sits in memory.
 --
 --   local dev = assert(require("sbot.lab.s3").new{ dir = "/tmp/lab", name = "s3",
 --     injector = faults.injector{ kind = "s3", name = "s3" } })
 --   -- dev.handler(req) -> status, headers, body
 local crypto = require "sbot.crypto"
+local fsio = require "sbot.fsio"
 local sigv4 = require "sbot.sigv4"
 local s3xml = require "sbot.s3xml"
 local json = require "sbot.json"
@@ -32,8 +34,9 @@ local EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b78
 
 local S3Error = {}
 S3Error.__index = S3Error
-local function fail(status, code, message)
-  error(setmetatable({ status = status, code = code, message = message }, S3Error), 0)
+-- extra: more elements of the <Error> document, in order ({{"Key", k}, ...})
+local function fail(status, code, message, extra)
+  error(setmetatable({ status = status, code = code, message = message, extra = extra }, S3Error), 0)
 end
 
 local esc = s3xml.escape
@@ -66,15 +69,6 @@ local function iso_ms(ms)
 end
 local function http_date(ms) return os.date("!%a, %d %b %Y %H:%M:%S GMT", ms // 1000) end
 
-local function read_file(path, offset, length)
-  local f, err = io.open(path, "rb")
-  if not f then fail(500, "InternalError", "lab s3: cannot read " .. path .. ": " .. tostring(err)) end
-  if offset then f:seek("set", offset) end
-  local data = length and (length > 0 and f:read(length) or "") or f:read("a")
-  f:close()
-  return data or ""
-end
-
 local function write_file(path, data)
   local f, err = io.open(path, "wb")
   if not f then fail(500, "InternalError", "lab s3: cannot write " .. path .. ": " .. tostring(err)) end
@@ -82,6 +76,48 @@ local function write_file(path, data)
   f:close()
 end
 
+--- Copy `length` bytes of src from `offset` into the new file dst, 1 MiB at
+-- a time; returns the hex MD5 of the bytes copied.
+local function copy_range(src, offset, length, dst)
+  local i, ierr = io.open(src, "rb")
+  if not i then fail(500, "InternalError", "lab s3: cannot read " .. src .. ": " .. tostring(ierr)) end
+  local o, oerr = io.open(dst, "wb")
+  if not o then
+    i:close()
+    fail(500, "InternalError", "lab s3: cannot write " .. dst .. ": " .. tostring(oerr))
+  end
+  local md5 = crypto.hasher("md5")
+  i:seek("set", offset)
+  local left = length
+  while left > 0 do
+    local chunk = i:read(math.min(left, 1024 * 1024))
+    if not chunk then break end
+    o:write(chunk)
+    md5:update(chunk)
+    left = left - #chunk
+  end
+  i:close()
+  o:close()
+  if left > 0 then fail(500, "InternalError", "lab s3: " .. src .. " ended " .. left .. " bytes early") end
+  return crypto.hex(md5:digest())
+end
+
+--- Remove a directory tree (the lab's own data directory) with sbot.fsio;
+-- links are removed, never followed. true, or nil and the first error.
+local function remove_tree(path)
+  local st = fsio.stat(path)
+  if not st then return true end
+  if st.type == "directory" then
+    local entries, err = fsio.list(path)
+    if not entries then return nil, err end
+    for _, e in ipairs(entries) do
+      local ok, rerr = remove_tree(path .. "/" .. e.name)
+      if not ok then return nil, rerr end
+    end
+  end
+  return fsio.remove(path)
+end
+M.remove_tree = remove_tree
 local function random_id(n) return crypto.hex(crypto.random_bytes(n)) end
 
 -- Glob match for policy resources ("*" any run, "?" one character).
@@ -143,8 +179,33 @@ local function validate_policy(text)
     for _, f in ipairs { "Principal", "Action", "Resource" } do
       if st[f] == nil then fail(400, "MalformedPolicy", "Statement " .. i .. ": missing required field " .. f) end
     end
+    -- refused rather than silently ignored: an Allow whose Condition the lab
+    -- skipped would open more than the policy says
+    for _, f in ipairs { "Condition", "NotPrincipal", "NotAction", "NotResource" } do
+      if st[f] ~= nil then
+        fail(501, "NotImplemented", "the lab S3 model does not evaluate '" .. f .. "' in bucket policies (Statement " .. i .. ")")
+      end
+    end
   end
   return doc
+end
+
+--- S3's bucket naming rules (general purpose buckets): true, or nil and the
+-- rule broken.
+function M.check_bucket_name(name)
+  if #name < 3 or #name > 63 then return nil, "The bucket name must be between 3 and 63 characters." end
+  if not name:match("^[a-z0-9][a-z0-9%.%-]*[a-z0-9]$") then
+    return nil, "Bucket names can contain lowercase letters, numbers, periods and hyphens, and must begin and end with a letter or number."
+  end
+  if name:find("..", 1, true) then return nil, "Bucket names must not contain two adjacent periods." end
+  if name:match("^%d+%.%d+%.%d+%.%d+$") then return nil, "Bucket names must not be formatted as an IP address." end
+  for _, p in ipairs { "xn--", "sthree-", "amzn-s3-demo-" } do
+    if name:sub(1, #p) == p then return nil, "Bucket names must not start with the prefix '" .. p .. "'." end
+  end
+  for _, suffix in ipairs { "-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3" } do
+    if name:sub(-#suffix) == suffix then return nil, "Bucket names must not end with the suffix '" .. suffix .. "'." end
+  end
+  return true
 end
 
 -- ---- the device ---------------------------------------------------------------------
@@ -153,15 +214,19 @@ end
 -- optional `access_key`, `secret_key`, `region`, `bucket`, `public_bucket`.
 function M.new(ctx)
   local dir = (ctx.dir or ".") .. "/s3-data"
-  if not os.execute("rm -rf '" .. dir:gsub("'", "'\\''") .. "' && mkdir -p '" .. dir:gsub("'", "'\\''") .. "'") then
-    return nil, "cannot create " .. dir
-  end
+  local cleared, cerr = remove_tree(dir)
+  if not cleared then return nil, "cannot clear " .. dir .. ": " .. tostring(cerr) end
+  local made, merr = fsio.mkdirs(dir)
+  if not made then return nil, "cannot create " .. dir .. ": " .. tostring(merr) end
   local access_key = ctx.access_key or ("LAB" .. random_id(8):upper():sub(1, 17))
   local secret_key = ctx.secret_key or crypto.base64_encode(crypto.random_bytes(30))
   local region = ctx.region or M.REGION
   local clock_ms = 0
   local file_seq = 0
-  local st = { buckets = {}, uploads = {}, requests = 0, denied = 0 }
+  -- data files are immutable once written, so a server-side copy shares the
+  -- source's file: refs[path] counts the versions using it
+  local refs = {}
+  local st = { buckets = {}, uploads = {}, requests = 0, writes = 0, denied = 0 }
 
   local dev = { name = ctx.name or "s3", kind = "s3", st = st, faults = ctx.injector, dir = dir,
     max_body = M.MAX_BODY, access_key = access_key, region = region }
@@ -175,16 +240,32 @@ function M.new(ctx)
 
   local function new_file()
     file_seq = file_seq + 1
-    return dir .. "/" .. string.format("%08d", file_seq)
+    local path = dir .. "/" .. string.format("%08d", file_seq)
+    refs[path] = 1
+    return path
+  end
+
+  local function share(path)
+    refs[path] = (refs[path] or 0) + 1
+    return path
+  end
+
+  local function release(path)
+    if not path then return end
+    local n = (refs[path] or 1) - 1
+    if n > 0 then refs[path] = n; return end
+    refs[path] = nil
+    os.remove(path)
   end
 
   local function drop(obj)
-    if obj and obj.file then os.remove(obj.file) end
+    if obj and obj.file then release(obj.file) end
   end
 
   local function create_bucket(name)
     if st.buckets[name] then return false end
-    st.buckets[name] = { name = name, created = now_ms(), versioning = nil, policy = nil, objects = {} }
+    st.buckets[name] = { name = name, created = now_ms(), versioning = nil, policy = nil, lifecycle = nil,
+      objects = {} }
     return true
   end
 
@@ -329,7 +410,7 @@ function M.new(ctx)
 
   local function bucket_of(name)
     local b = st.buckets[name]
-    if not b then fail(404, "NoSuchBucket", "The specified bucket does not exist") end
+    if not b then fail(404, "NoSuchBucket", "The specified bucket does not exist", { { "BucketName", name } }) end
     return b
   end
 
@@ -369,28 +450,30 @@ function M.new(ctx)
         if v.version_id == version_id then return v end
       end
       if version_id ~= "null" and not version_id:match("^%x+$") then
-        fail(400, "InvalidArgument", "Invalid version id specified")
+        fail(400, "InvalidArgument", "Invalid version id specified",
+          { { "ArgumentName", "versionId" }, { "ArgumentValue", version_id } })
       end
-      fail(404, "NoSuchVersion", "The specified version does not exist.")
+      fail(404, "NoSuchVersion", "The specified version does not exist.", { { "Key", key }, { "VersionId", version_id } })
     end
     local cur = vs[#vs]
-    if not live(cur) then fail(404, "NoSuchKey", "The specified key does not exist.") end
+    if not live(cur) then fail(404, "NoSuchKey", "The specified key does not exist.", { { "Key", key } }) end
     return cur
   end
 
-  local function check_conditions(req, cur)
+  local function precondition(which)
+    fail(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold",
+      { { "Condition", which } })
+  end
+
+  local function check_conditions(req, key, cur)
     local inm, im = req.headers["if-none-match"], req.headers["if-match"]
     if inm ~= nil and inm ~= "*" then
       fail(501, "NotImplemented", "If-None-Match on a write only supports '*'")
     end
-    if inm == "*" and live(cur) then
-      fail(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold")
-    end
+    if inm == "*" and live(cur) then precondition("If-None-Match") end
     if im ~= nil then
-      if not live(cur) then fail(404, "NoSuchKey", "The specified key does not exist.") end
-      if im ~= "*" and im:gsub('"', "") ~= cur.etag then
-        fail(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold")
-      end
+      if not live(cur) then fail(404, "NoSuchKey", "The specified key does not exist.", { { "Key", key } }) end
+      if im ~= "*" and im:gsub('"', "") ~= cur.etag then precondition("If-Match") end
     end
   end
 
@@ -403,10 +486,22 @@ function M.new(ctx)
     return m
   end
 
-  local function check_md5(req)
+  -- Content-MD5: the base64 of 16 bytes, else InvalidDigest; then it must
+  -- match the body, else BadDigest (what S3 answers in that order)
+  local function check_md5(req, required)
     local want = req.headers["content-md5"]
-    if want and want ~= crypto.base64_encode(crypto.md5(req.body)) then
-      fail(400, "BadDigest", "The Content-MD5 you specified did not match what we received.")
+    if want == nil then
+      if required then fail(400, "InvalidRequest", "Missing required header for this request: Content-MD5") end
+      return
+    end
+    local raw = want:match("^[%w+/]+=*$") and crypto.base64_decode(want)
+    if not raw or #raw ~= 16 then
+      fail(400, "InvalidDigest", "The Content-MD5 you specified was invalid.", { { "Content-MD5", want } })
+    end
+    local got = crypto.md5(req.body)
+    if raw ~= got then
+      fail(400, "BadDigest", "The Content-MD5 you specified did not match what we received.",
+        { { "ExpectedDigest", crypto.hex(raw) }, { "CalculatedDigest", crypto.base64_encode(got) } })
     end
   end
 
@@ -474,7 +569,8 @@ function M.new(ctx)
         end
         if not (p and seen[p]) then
           if count == max_keys then
-            truncated = true
+            -- max-keys=0 asks for nothing: an empty page, not truncated (as S3)
+            truncated = max_keys > 0
             break
           end
           count = count + 1
@@ -524,7 +620,7 @@ function M.new(ctx)
       end
     end
     local out, n = {}, 0
-    local truncated = #entries - first + 1 > max_keys
+    local truncated = max_keys > 0 and #entries - first + 1 > max_keys
     local last
     for i = first, math.min(#entries, first + max_keys - 1) do
       local k, v, latest = entries[i][1], entries[i][2], entries[i][3]
@@ -593,7 +689,7 @@ function M.new(ctx)
   end
 
   local function delete_many(b, req)
-    check_md5(req)
+    check_md5(req, true)
     local root, doc = s3xml.parse(req.body, { "Object" })
     if root ~= "Delete" or type(doc) ~= "table" then
       fail(400, "MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema")
@@ -608,35 +704,111 @@ function M.new(ctx)
       end
       local vid = o.VersionId
       if vid == "" then vid = nil end
-      local r = delete_version_or_key(b, o.Key, vid)
-      if not quiet then
-        local inner = el("Key", o.Key)
-        if vid then inner = inner .. el("VersionId", vid) end
-        if r.marker then inner = inner .. el("DeleteMarker", "true") end
-        if r.marker_version then inner = inner .. el("DeleteMarkerVersionId", r.marker_version) end
-        out[#out + 1] = "<Deleted>" .. inner .. "</Deleted>"
+      local arn = "arn:aws:s3:::" .. b.name .. "/" .. o.Key
+      if req.anonymous and not M.policy_allows_anonymous(b.policy and b.policy.doc or {},
+          vid and "s3:DeleteObjectVersion" or "s3:DeleteObject", arn) then
+        st.denied = st.denied + 1
+        out[#out + 1] = "<Error>" .. el("Key", o.Key) .. (vid and el("VersionId", vid) or "") ..
+          el("Code", "AccessDenied") .. el("Message", "Access Denied") .. "</Error>"
+      else
+        local r = delete_version_or_key(b, o.Key, vid)
+        if not quiet then
+          local inner = el("Key", o.Key)
+          if vid then inner = inner .. el("VersionId", vid) end
+          if r.marker then inner = inner .. el("DeleteMarker", "true") end
+          if r.marker_version then inner = inner .. el("DeleteMarkerVersionId", r.marker_version) end
+          out[#out + 1] = "<Deleted>" .. inner .. "</Deleted>"
+        end
       end
     end
     return 200, XML, xml_doc("DeleteResult", table.concat(out))
   end
 
+  -- CreateBucket: S3's naming rules; the location constraint must name this
+  -- endpoint's region (none for us-east-1). Creating a bucket you already own
+  -- is 200 in us-east-1 (S3's legacy behaviour there) and 409
+  -- BucketAlreadyOwnedByYou in every other region.
+  local function put_bucket(req, bname)
+    local ok, why = M.check_bucket_name(bname)
+    if not ok then fail(400, "InvalidBucketName", "The specified bucket is not valid. " .. why, { { "BucketName", bname } }) end
+    local constraint = ""
+    if req.body ~= "" then
+      local root, doc = s3xml.parse(req.body)
+      if root ~= "CreateBucketConfiguration" then
+        fail(400, "MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema")
+      end
+      constraint = type(doc) == "table" and type(doc.LocationConstraint) == "string" and doc.LocationConstraint or ""
+    end
+    local want = region == "us-east-1" and "" or region
+    if constraint ~= want then
+      if constraint == "" then
+        fail(400, "IllegalLocationConstraintException",
+          "The unspecified location constraint is incompatible for the region specific endpoint this request was sent to.")
+      end
+      fail(400, region == "us-east-1" and "InvalidLocationConstraint" or "IllegalLocationConstraintException",
+        "The " .. constraint .. " location constraint is incompatible for the region specific endpoint this request was sent to.")
+    end
+    if not create_bucket(bname) and region ~= "us-east-1" then
+      fail(409, "BucketAlreadyOwnedByYou", "Your previous request to create the named bucket succeeded and you already own it.",
+        { { "BucketName", bname } })
+    end
+    return 200, { Location = "/" .. bname }, ""
+  end
+
+  -- Lifecycle rules are validated and kept (GET returns them as put); the
+  -- lab does not run them: their time scale is days.
+  local function put_lifecycle(req, b)
+    check_md5(req, true)
+    local root, doc = s3xml.parse(req.body, { "Rule" })
+    if root ~= "LifecycleConfiguration" or type(doc) ~= "table" then
+      fail(400, "MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema")
+    end
+    local rules = doc.Rule or {}
+    if #rules == 0 or #rules > 1000 then
+      fail(400, "MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema")
+    end
+    local ids = {}
+    for i, r in ipairs(rules) do
+      local function bad(msg) fail(400, "InvalidArgument", "Rule " .. i .. ": " .. msg) end
+      if type(r) ~= "table" then bad("not an element") end
+      if r.Status ~= "Enabled" and r.Status ~= "Disabled" then bad("Status must be Enabled or Disabled") end
+      if r.ID ~= nil then
+        if type(r.ID) ~= "string" or #r.ID > 255 then bad("ID must be at most 255 characters") end
+        if ids[r.ID] then bad("RuleId must be unique. Found same ID for more than one rule") end
+        ids[r.ID] = true
+      end
+      if r.Filter == nil and r.Prefix == nil then bad("a Filter (or Prefix) is required") end
+      local actions = 0
+      local function days(parent, field)
+        local t = r[parent]
+        if t == nil then return end
+        local v = type(t) == "table" and math.tointeger(tonumber(t[field] or "")) or nil
+        if not v or v < 1 then bad("'" .. field .. "' for '" .. parent .. "' must be a positive integer") end
+        actions = actions + 1
+      end
+      days("NoncurrentVersionExpiration", "NoncurrentDays")
+      days("AbortIncompleteMultipartUpload", "DaysAfterInitiation")
+      if r.Expiration ~= nil then actions = actions + 1 end
+      if r.Transition ~= nil or r.NoncurrentVersionTransition ~= nil then actions = actions + 1 end
+      if actions == 0 then bad("At least one action needs to be specified in a rule") end
+    end
+    b.lifecycle = req.body:gsub("^%s*<%?xml[^>]*%?>%s*", "")
+    return 200, {}, ""
+  end
+
   local function bucket_request(req, bname)
     local m, q = req.method, req.query
-    if m == "PUT" and next(q) == nil then
-      if #bname < 3 or #bname > 63 or not bname:match("^[a-z0-9][a-z0-9%.%-]*[a-z0-9]$") then
-        fail(400, "InvalidBucketName", "The specified bucket is not valid.")
-      end
-      if not create_bucket(bname) then
-        fail(409, "BucketAlreadyOwnedByYou", "Your previous request to create the named bucket succeeded and you already own it.")
-      end
-      return 200, { Location = "/" .. bname }, ""
-    end
+    if m == "PUT" and next(q) == nil then return put_bucket(req, bname) end
     local b = bucket_of(bname)
     if m == "HEAD" and next(q) == nil then return 200, { ["x-amz-bucket-region"] = region }, "" end
     if m == "DELETE" and next(q) == nil then
-      if next(b.objects) ~= nil then fail(409, "BucketNotEmpty", "The bucket you tried to delete is not empty") end
+      if next(b.objects) ~= nil then
+        fail(409, "BucketNotEmpty", "The bucket you tried to delete is not empty", { { "BucketName", bname } })
+      end
       for _, u in pairs(st.uploads) do
-        if u.bucket == bname then fail(409, "BucketNotEmpty", "The bucket you tried to delete has multipart uploads in progress") end
+        if u.bucket == bname then
+          fail(409, "BucketNotEmpty", "The bucket you tried to delete has multipart uploads in progress", { { "BucketName", bname } })
+        end
       end
       st.buckets[bname] = nil
       return 204, {}, ""
@@ -655,7 +827,7 @@ function M.new(ctx)
       end
     elseif q.policy then
       if m == "GET" then
-        if not b.policy then fail(404, "NoSuchBucketPolicy", "The bucket policy does not exist") end
+        if not b.policy then fail(404, "NoSuchBucketPolicy", "The bucket policy does not exist", { { "BucketName", bname } }) end
         return 200, { ["Content-Type"] = "application/json" }, b.policy.text
       elseif m == "PUT" then
         local doc = validate_policy(req.body)
@@ -663,6 +835,18 @@ function M.new(ctx)
         return 204, {}, ""
       elseif m == "DELETE" then
         b.policy = nil
+        return 204, {}, ""
+      end
+    elseif q.lifecycle then
+      if m == "GET" then
+        if not b.lifecycle then
+          fail(404, "NoSuchLifecycleConfiguration", "The lifecycle configuration does not exist", { { "BucketName", bname } })
+        end
+        return 200, XML, '<?xml version="1.0" encoding="UTF-8"?>\n' .. b.lifecycle
+      elseif m == "PUT" then
+        return put_lifecycle(req, b)
+      elseif m == "DELETE" then
+        b.lifecycle = nil
         return 204, {}, ""
       end
     elseif q.location and m == "GET" then
@@ -691,21 +875,37 @@ function M.new(ctx)
 
   -- ---- objects ----------------------------------------------------------------
 
+  -- One "bytes=first-last" / "bytes=first-" / "bytes=-suffix" range, as S3
+  -- reads it (RFC 9110): a header that does not parse as one satisfiable-or-
+  -- not range (first > last, several ranges, another unit) is ignored and the
+  -- whole object is sent; a range that starts past the end, a zero suffix, or
+  -- any range on an empty object is 416 InvalidRange.
   local function parse_range(h, size)
     local a, b = h:match("^bytes=(%d*)%-(%d*)$")
     if not a or (a == "" and b == "") then return nil end
     local first, last
     if a == "" then
       local n = tonumber(b)
-      if n == 0 then fail(416, "InvalidRange", "The requested range is not satisfiable") end
       first, last = math.max(0, size - n), size - 1
+      if n == 0 or size == 0 then first = nil end
     else
       first = tonumber(a)
+      if b ~= "" and tonumber(b) < first then return nil end -- invalid: ignored
       last = b == "" and size - 1 or math.min(tonumber(b), size - 1)
-      if first >= size or last < first then fail(416, "InvalidRange", "The requested range is not satisfiable") end
+      if first >= size then first = nil end
+    end
+    if not first then
+      fail(416, "InvalidRange", "The requested range is not satisfiable",
+        { { "RangeRequested", h }, { "ActualObjectSize", tostring(size) } })
     end
     return first, last
   end
+
+  -- GetObject's response-* query parameters override these headers
+  local RESPONSE_OVERRIDES = { ["response-content-type"] = "Content-Type",
+    ["response-content-language"] = "Content-Language", ["response-expires"] = "Expires",
+    ["response-cache-control"] = "Cache-Control", ["response-content-disposition"] = "Content-Disposition",
+    ["response-content-encoding"] = "Content-Encoding" }
 
   local function get_object(req, b, key)
     local obj = find(b, key, req.query.versionId)
@@ -714,24 +914,26 @@ function M.new(ctx)
     end
     local h = object_headers(obj)
     local im, inm = req.headers["if-match"], req.headers["if-none-match"]
-    if im and im ~= "*" and im:gsub('"', "") ~= obj.etag then
-      fail(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold")
-    end
+    if im and im ~= "*" and im:gsub('"', "") ~= obj.etag then precondition("If-Match") end
     if inm and (inm == "*" or inm:gsub('"', "") == obj.etag) then return 304, h, "" end
+    for q, name in pairs(RESPONSE_OVERRIDES) do
+      if req.query[q] then h[name] = req.query[q] end
+    end
     local rh = req.headers["range"]
-    if rh and obj.size > 0 then
+    if rh then
       local first, last = parse_range(rh, obj.size)
       if first then
         h["Content-Range"] = string.format("bytes %d-%d/%d", first, last, obj.size)
-        return 206, h, read_file(obj.file, first, last - first + 1)
+        return 206, h, nil, { file = obj.file, offset = first, length = last - first + 1 }
       end
     end
-    return 200, h, obj.size > 0 and read_file(obj.file) or ""
+    if obj.size == 0 then return 200, h, "" end
+    return 200, h, nil, { file = obj.file }
   end
 
   local function put_object(req, b, key)
     check_md5(req)
-    check_conditions(req, current(b, key))
+    check_conditions(req, key, current(b, key))
     local file = new_file()
     write_file(file, req.body)
     local obj = new_version(b, key, { file = file, size = #req.body, etag = crypto.hex(crypto.md5(req.body)),
@@ -747,25 +949,37 @@ function M.new(ctx)
     path = path or src
     local sbucket, skey = path:gsub("^/", ""):match("^([^/]+)/(.+)$")
     if not sbucket then fail(400, "InvalidArgument", "Copy Source must mention the source bucket and key: sourcebucket/sourcekey") end
-    return find(bucket_of(sbucket), skey, vid ~= "" and vid or nil)
+    local src = find(bucket_of(sbucket), skey, vid ~= "" and vid or nil)
+    if src.delete_marker then
+      fail(400, "InvalidRequest", "The source of a copy request may not specifically refer to a delete marker by version id.")
+    end
+    return src
   end
 
   local function copy_object(req, b, key)
     local src = copy_source(req)
-    check_conditions(req, current(b, key))
+    check_conditions(req, key, current(b, key))
     local directive = req.headers["x-amz-metadata-directive"] or "COPY"
     if directive ~= "COPY" and directive ~= "REPLACE" then
       fail(400, "InvalidArgument", "Unknown metadata directive.")
     end
-    local file = new_file()
-    write_file(file, src.size > 0 and read_file(src.file) or "")
+    -- the copy shares the source's (immutable) data file; its ETag is the
+    -- MD5 of the data, as for any single-part object (S3 gives a copy of a
+    -- multipart object a plain MD5 ETag)
+    local etag = src.etag
+    if etag:find("-", 1, true) then
+      local md5, merr = crypto.md5_file(src.file)
+      if not md5 then fail(500, "InternalError", "lab s3: " .. tostring(merr)) end
+      etag = crypto.hex(md5)
+    end
+    local file = share(src.file)
     local meta, ctype = {}, src.content_type
     if directive == "REPLACE" then
       meta, ctype = user_meta(req), req.headers["content-type"] or src.content_type
     else
       for k, v in pairs(src.meta) do meta[k] = v end
     end
-    local obj = new_version(b, key, { file = file, size = src.size, etag = src.etag, meta = meta, content_type = ctype })
+    local obj = new_version(b, key, { file = file, size = src.size, etag = etag, meta = meta, content_type = ctype })
     local h = XML
     if b.versioning then h = { ["Content-Type"] = "application/xml", ["x-amz-version-id"] = obj.version_id } end
     return 200, h, xml_doc("CopyObjectResult", el("LastModified", iso_ms(obj.modified)) .. el("ETag", '"' .. obj.etag .. '"'))
@@ -793,7 +1007,7 @@ function M.new(ctx)
     local up = st.uploads[id]
     if not up or up.bucket ~= bname or up.key ~= key then
       fail(404, "NoSuchUpload", "The specified multipart upload does not exist. The upload ID may be invalid, " ..
-        "or the upload may have been aborted or completed.")
+        "or the upload may have been aborted or completed.", { { "UploadId", tostring(id) } })
     end
     return up, id
   end
@@ -801,7 +1015,7 @@ function M.new(ctx)
   local function drop_upload(id)
     local up = st.uploads[id]
     if up then
-      for _, p in pairs(up.parts) do os.remove(p.file) end
+      for _, p in pairs(up.parts) do release(p.file) end
       st.uploads[id] = nil
     end
   end
@@ -816,7 +1030,7 @@ function M.new(ctx)
       dev.faults.counts.failpart = (dev.faults.counts.failpart or 0) + 1
       fail(500, "InternalError", "We encountered an internal error. Please try again.")
     end
-    local data, result
+    local file, etag, size
     if req.headers["x-amz-copy-source"] then
       local src = copy_source(req)
       local rh = req.headers["x-amz-copy-source-range"]
@@ -828,19 +1042,19 @@ function M.new(ctx)
           fail(400, "InvalidArgument", "The x-amz-copy-source-range value must be of the form bytes=first-last within the object")
         end
       end
-      data = src.size > 0 and read_file(src.file, first, last - first + 1) or ""
+      size = last - first + 1
+      file = new_file()
+      etag = copy_range(src.file, first, size, file)
     else
       check_md5(req)
-      data = req.body
+      file = new_file()
+      write_file(file, req.body)
+      etag, size = crypto.hex(crypto.md5(req.body)), #req.body
     end
-    local etag = crypto.hex(crypto.md5(data))
-    if up.parts[n] then os.remove(up.parts[n].file) end
-    local file = new_file()
-    write_file(file, data)
-    up.parts[n] = { etag = etag, size = #data, file = file }
+    if up.parts[n] then release(up.parts[n].file) end
+    up.parts[n] = { etag = etag, size = size, file = file }
     if req.headers["x-amz-copy-source"] then
-      result = xml_doc("CopyPartResult", el("ETag", '"' .. etag .. '"') .. el("LastModified", iso_ms(now_ms())))
-      return 200, XML, result
+      return 200, XML, xml_doc("CopyPartResult", el("ETag", '"' .. etag .. '"') .. el("LastModified", iso_ms(now_ms())))
     end
     return 200, { ETag = '"' .. etag .. '"' }, ""
   end
@@ -876,7 +1090,7 @@ function M.new(ctx)
         fail(400, "EntityTooSmall", "Your proposed upload is smaller than the minimum allowed object size.")
       end
     end
-    check_conditions(req, current(b, up.key))
+    check_conditions(req, up.key, current(b, up.key))
     local file = new_file()
     local f, err = io.open(file, "wb")
     if not f then fail(500, "InternalError", "lab s3: cannot write " .. file .. ": " .. tostring(err)) end
@@ -921,7 +1135,7 @@ function M.new(ctx)
       fail(501, "NotImplemented", "the lab S3 model does not implement " .. m .. " on an upload (ListParts)")
     end
     for k in pairs(q) do
-      if k ~= "versionId" then
+      if k ~= "versionId" and not (RESPONSE_OVERRIDES[k] and (m == "GET" or m == "HEAD")) then
         fail(501, "NotImplemented", "the lab S3 model does not implement the object subresource '" .. k .. "'")
       end
     end
@@ -936,31 +1150,87 @@ function M.new(ctx)
     fail(405, "MethodNotAllowed", "The specified method is not allowed against this resource.")
   end
 
-  -- anonymous requests: only GET/HEAD of an object a bucket policy opens to everyone
-  local function anonymous_allowed(req, bname, key)
-    if not key or (req.method ~= "GET" and req.method ~= "HEAD") or next(req.query) ~= nil then return false end
-    local b = st.buckets[bname]
-    if not b or not b.policy then return false end
-    return M.policy_allows_anonymous(b.policy.doc, "s3:GetObject", "arn:aws:s3:::" .. bname .. "/" .. key)
+  -- ---- anonymous requests: judged by the bucket policy --------------------------
+
+  local BUCKET_ACTIONS = {
+    GET = { [""] = "s3:ListBucket", versions = "s3:ListBucketVersions", uploads = "s3:ListBucketMultipartUploads",
+      policy = "s3:GetBucketPolicy", versioning = "s3:GetBucketVersioning", location = "s3:GetBucketLocation",
+      lifecycle = "s3:GetLifecycleConfiguration" },
+    HEAD = { [""] = "s3:ListBucket" },
+    PUT = { [""] = "s3:CreateBucket", policy = "s3:PutBucketPolicy", versioning = "s3:PutBucketVersioning",
+      lifecycle = "s3:PutLifecycleConfiguration" },
+    DELETE = { [""] = "s3:DeleteBucket", policy = "s3:DeleteBucketPolicy", lifecycle = "s3:PutLifecycleConfiguration" },
+    POST = { delete = "s3:DeleteObject" }, -- checked per key in delete_many
+  }
+
+  --- The IAM action and resource ARN a request needs (S3's authorization
+  -- mapping, for the operations the model implements).
+  local function request_action(req, bname, key)
+    local m, q = req.method, req.query
+    if key then
+      local arn = "arn:aws:s3:::" .. bname .. "/" .. key
+      if m == "GET" or m == "HEAD" then
+        if q.uploadId then return "s3:ListMultipartUploadParts", arn end
+        return q.versionId and "s3:GetObjectVersion" or "s3:GetObject", arn
+      elseif m == "PUT" or m == "POST" then
+        return "s3:PutObject", arn
+      elseif m == "DELETE" then
+        if q.uploadId then return "s3:AbortMultipartUpload", arn end
+        return q.versionId and "s3:DeleteObjectVersion" or "s3:DeleteObject", arn
+      end
+      return nil
+    end
+    local sub = ""
+    for k in pairs(q) do
+      if BUCKET_ACTIONS[m] and BUCKET_ACTIONS[m][k] then sub = k end
+    end
+    return BUCKET_ACTIONS[m] and BUCKET_ACTIONS[m][sub], "arn:aws:s3:::" .. bname
   end
 
+  local function anonymous_may(bname, action, resource)
+    local b = st.buckets[bname]
+    return b ~= nil and b.policy ~= nil and action ~= nil and
+      M.policy_allows_anonymous(b.policy.doc, action, resource)
+  end
+
+  local function deny_anonymous()
+    st.denied = st.denied + 1
+    fail(403, "AccessDenied", "Access Denied")
+  end
+
+  local function check_anonymous(req, bname, key)
+    if not bname then deny_anonymous() end
+    bucket_of(bname) -- a bucket that does not exist is NoSuchBucket, also to anyone
+    for q in pairs(req.query) do
+      if RESPONSE_OVERRIDES[q] then
+        fail(400, "InvalidRequest", "Request specific response headers cannot be used for anonymous GET requests.")
+      end
+    end
+    local action, resource = request_action(req, bname, key)
+    if action == "s3:DeleteObject" and not key then return end -- DeleteObjects: per key
+    if not anonymous_may(bname, action, resource) then deny_anonymous() end
+  end
+
+  local HOST_ID = crypto.base64_encode(crypto.random_bytes(48))
+
   local function error_response(req, e)
-    local h = { ["Content-Type"] = "application/xml", ["x-amz-request-id"] = random_id(8) }
+    local id = random_id(8)
+    local h = { ["Content-Type"] = "application/xml", ["x-amz-request-id"] = id, ["x-amz-id-2"] = HOST_ID }
     if req.method == "HEAD" then return e.status, h, "" end
+    local extra = {}
+    for _, kv in ipairs(e.extra or {}) do extra[#extra + 1] = el(kv[1], kv[2]) end
     return e.status, h, '<?xml version="1.0" encoding="UTF-8"?>\n<Error>' .. el("Code", e.code) ..
-      el("Message", e.message) .. el("Resource", req.path) .. el("RequestId", h["x-amz-request-id"]) .. "</Error>"
+      el("Message", e.message) .. table.concat(extra) .. el("RequestId", id) .. el("HostId", HOST_ID) .. "</Error>"
   end
 
   function dev.handler(req)
     st.requests = st.requests + 1
-    local ok, s, h, body = pcall(function()
-      local bname, key = req.path:match("^/([^/]+)/(.+)$")
-      if not bname then bname = req.path:match("^/([^/]+)/?$") end
-      local signed = authenticate(req)
-      if not signed and not anonymous_allowed(req, bname, key) then
-        st.denied = st.denied + 1
-        fail(403, "AccessDenied", "Access Denied")
-      end
+    if req.method ~= "GET" and req.method ~= "HEAD" then st.writes = st.writes + 1 end
+    local bname, key = req.path:match("^/([^/]+)/(.+)$")
+    if not bname then bname = req.path:match("^/([^/]+)/?$") end
+    local ok, s, h, body, opt = pcall(function()
+      req.anonymous = not authenticate(req)
+      if req.anonymous then check_anonymous(req, bname, key) end
       if req.query["X-Amz-Signature"] then
         local q = {}
         for k, v in pairs(req.query) do if not PRESIGN_KEYS[k] then q[k] = v end end
@@ -974,12 +1244,17 @@ function M.new(ctx)
       return bucket_request(req, bname)
     end)
     if not ok then
-      if getmetatable(s) == S3Error then return error_response(req, s) end
-      error(s, 0)
+      if getmetatable(s) ~= S3Error then error(s, 0) end
+      -- without s3:ListBucket, a missing key is not revealed to anyone: 403 (as S3)
+      if req.anonymous and s.code == "NoSuchKey" and not anonymous_may(bname, "s3:ListBucket", "arn:aws:s3:::" .. bname) then
+        s = setmetatable({ status = 403, code = "AccessDenied", message = "Access Denied" }, S3Error)
+      end
+      return error_response(req, s)
     end
     h = h or {}
     h["x-amz-request-id"] = h["x-amz-request-id"] or random_id(8)
-    return s, h, body
+    h["x-amz-id-2"] = HOST_ID
+    return s, h, body, opt
   end
 
   function dev.fault_503()
@@ -1000,18 +1275,23 @@ function M.new(ctx)
     end
     local uploads = 0
     for _ in pairs(st.uploads) do uploads = uploads + 1 end
-    return { buckets = buckets, uploads = uploads, requests = st.requests, denied = st.denied,
+    return { buckets = buckets, uploads = uploads, requests = st.requests, writes = st.writes, denied = st.denied,
       data_dir = dir, access_key = access_key, faults = dev.faults and dev.faults.counts or nil }
   end
 
-  function dev.site_entry(url, tls)
+  -- the same S3 also answers plain HTTP on a second port: the address
+  -- anonymous readers (iDRAC 8 virtual media: http only) are given
+  dev.plain_http = true
+
+  function dev.site_entry(url, tls, endpoint)
     return "s3", { endpoint = url, region = region, bucket = ctx.bucket or M.BUCKET,
       public_bucket = ctx.public_bucket or M.PUBLIC_BUCKET, path_style = true,
+      public_endpoint = endpoint and endpoint.http_url or nil,
       access_key = access_key, secret_key = secret_key, tls = tls }
   end
 
   function dev.close()
-    os.execute("rm -rf '" .. dir:gsub("'", "'\\''") .. "'")
+    remove_tree(dir)
   end
 
   -- the site's buckets: a private versioned one and a public one whose

@@ -463,12 +463,17 @@ function Model:export_config()
 end
 
 --- Push the export configuration to the real target (istgt) when there is
--- one. A failure is recorded (/lab/state tgt_errors); the API call that
--- caused it still succeeds, as a TrueNAS whose target reload failed.
+-- one. A failure is recorded (/lab/state tgt_errors) and returned (nil, why);
+-- a configuration change that caused it still succeeds, as on a TrueNAS whose
+-- target reload failed, but a service start does not (set_running).
 function Model:sync_export()
-  if not self.tgt then return end
+  if not self.tgt then return true end
   local ok, err = self.tgt:apply(self:export_config())
-  if not ok then self.state.tgt_errors[#self.state.tgt_errors + 1] = tostring(err) end
+  if not ok then
+    self.state.tgt_errors[#self.state.tgt_errors + 1] = tostring(err)
+    return nil, tostring(err)
+  end
+  return true
 end
 
 --- Whether `initiator` would see LUN `lun` of target `iqn` through a portal
@@ -1114,15 +1119,23 @@ local function service_args(self, args, method)
   return svc
 end
 
+-- Start or stop a service. TrueNAS checks a service's health after starting
+-- it: when the iscsitarget service cannot export (istgt under --tgt did not
+-- come up), it is not running. Returns true, or false and why.
 local function set_running(self, svc, running)
   svc.state = running and "RUNNING" or "STOPPED"
   svc.pids = running and json.array { 1000 + svc.id } or json.array()
-  self:sync_export()
+  local ok, err = self:sync_export()
+  if running and not ok and svc.service == "iscsitarget" then
+    svc.state, svc.pids = "STOPPED", json.array()
+    self:sync_export()
+    return false, err
+  end
+  return true
 end
 
 methods["service.start"] = { fn = function(self, args)
-  set_running(self, service_args(self, args, "service.start"), true)
-  return true
+  return (set_running(self, service_args(self, args, "service.start"), true))
 end }
 
 methods["service.stop"] = { fn = function(self, args)
@@ -1160,8 +1173,14 @@ end, fn = function(self, args)
     return true
   end
   if args[1] == "RELOAD" and svc.state ~= "RUNNING" then return false end
-  set_running(self, svc, true)
-  return true
+  local ok, why = set_running(self, svc, true)
+  if ok then return true end
+  -- options.silent (default true): false; else the CallError TrueNAS raises
+  -- with the service's failure logs
+  if type(args[3]) == "table" and args[3].silent == false then
+    fail(ERRNO.EFAULT, "Service not running after start: " .. tostring(why))
+  end
+  return false
 end }
 
 methods["service.update"] = { fn = function(self, args)
@@ -1297,8 +1316,11 @@ function Model:dispatch(method, params, session)
                            extra = null, trace = null } }
   end
   if not session.authenticated then
-    -- before login every call counts: 20 per method per address per minute
-    -- (the minute scaled by the lab's --time-scale, like its other durations)
+    -- a method that needs a login is refused at once; the ones callable
+    -- without one (login, ping) count: 20 per method per address per minute
+    -- (middlewared's authorize_method_call; the minute scaled by the lab's
+    -- --time-scale, like its other durations)
+    if not m.public then return nil, call_error(ERRNO.ENOTAUTHENTICATED, "Not authenticated") end
     local key = method .. "@" .. tostring(session.ip or "local")
     local now = self.clock()
     local r = self.rate[key]
@@ -1308,7 +1330,6 @@ function Model:dispatch(method, params, session)
     end
     r.n = r.n + 1
     if r.n > RATE_LIMIT then return nil, call_error(ERRNO.EBUSY, "Rate Limit Exceeded") end
-    if not m.public then return nil, call_error(ERRNO.ENOTAUTHENTICATED, "Not authenticated") end
   end
   if params == nil or params == null then params = json.array() end
   if not jsonschema.is_array(params) then
@@ -1536,13 +1557,14 @@ function M.new(opts)
   local started_tgt
   opts = (function() local c = {} for k, v in pairs(opts) do c[k] = v end return c end)()
   if opts.tgt == true then
-    -- `sbot lab --tgt`: a private istgt on a free port under the lab's dir
+    -- `sbot lab --tgt`: a private istgt on a free port under the lab's dir,
+    -- outside the ephemeral range (nothing listens there while istgt
+    -- restarts, and an outgoing connection could take an ephemeral port)
     local port = math.tointeger(opts.tgt_port)
     if not port then
-      local probe_srv = assert(require("sbot.httpd").listen { host = opts.host or "127.0.0.1", port = 0,
-        handler = function() return 404 end })
-      port = probe_srv:port()
-      probe_srv:close()
+      local perr
+      port, perr = require("sbot.lab.istgt").free_port(opts.host or "127.0.0.1")
+      if not port then return nil, perr end
     end
     opts.tgt = { port = port, host = opts.host or "127.0.0.1",
                  dir = (opts.dir or os.getenv("TMPDIR") or "/tmp") .. "/iscsi" }

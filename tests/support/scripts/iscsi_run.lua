@@ -15,5 +15,5 @@ local r = c:execute { mode = arg[3] or "apply", before_process = function()
   io.stderr:write("process\n")
   io.stderr:flush()
 end }
-io.stdout:write(json.encode(r), "\n")
+io.stdout:write(json.encode(r, { secrets = "redact" }), "\n")
 os.exit(r.status == "ok" and 0 or 1)

@@ -17,6 +17,8 @@ local wf = workflow.new {
     parser:option("--fail", "Make this step's discover fail (bucket, disk or boot)."):argname("STEP")
     parser:flag("--no-site", "Run no site step.")
     parser:flag("--bad-step", "Call ctx:step with something that is not a component.")
+    parser:flag("--peek", "Before the disk step, a read-only step (phases = {\"discover\"}) over the same state.")
+    parser:flag("--bad-phases", "Call ctx:step with an unknown phase in opts.phases.")
   end,
   site_steps = function(ctx)
     -- the site steps see every server; a server's steps see only their own
@@ -28,6 +30,12 @@ local wf = workflow.new {
     assert(#ctx.site.servers == 1 and ctx.site.servers[1].id == server.id,
       "a server's worker gets the site with its own server only")
     if ctx.args.bad_step then ctx:step("test_kv", {}) end
+    if ctx.args.bad_phases then ctx:step(KV, {}, { phases = { "discover", "apply" } }) end
+    if ctx.args.peek then
+      -- reads what the disk step will find, changes nothing (discover only, in every mode)
+      ctx:step(KV, per_server(ctx:config("disk", { want = { name = "peeked" } }), server.id),
+        { step = "peek", phases = { "discover" } })
+    end
     local bucket = ctx.site_results.test_kv
     local disk = ctx:step(KV, per_server(ctx:config("disk", {
       fail_discover = ctx.args.fail == "disk",

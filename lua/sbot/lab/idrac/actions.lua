@@ -188,10 +188,17 @@ function M.install(dev, opts)
     if opts.fetch then
       return opts.fetch(url)
     end
-    http = http or require "sbot.http"
-    local res, err = http.request({ url = url, headers = { Range = string.format("bytes=%d-%d", PVD_OFFSET, PVD_OFFSET + 2047) },
+    local req = { url = url, headers = { Range = string.format("bytes=%d-%d", PVD_OFFSET, PVD_OFFSET + 2047) },
       timeout = 10, connect_timeout = 5, retries = false, max_body = 1024 * 1024,
-      tls = scheme == "https" and { insecure = true } or nil })
+      tls = scheme == "https" and { insecure = true } or nil }
+    -- the lab's own devices answer through opts.request (the lab is one
+    -- thread: a socket to itself would wait for an answer it cannot give)
+    local res, err
+    if opts.request then res, err = opts.request(req) end
+    if res == false or (res == nil and err == nil) then
+      http = http or require "sbot.http"
+      res, err = http.request(req)
+    end
     if not res then return nil, "cannot reach the image server: " .. tostring(err) end
     if res.status == 200 then
       return nil, "the image server ignored the Range request (200 with the whole file): HTTP Range support is required"

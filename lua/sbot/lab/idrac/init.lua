@@ -40,7 +40,10 @@ end
 -- seconds), scale (duration multiplier), faults (injector, optional),
 -- on_boot (function(dev, boot), optional), durations {job, reboot, not_ready,
 -- shutdown} in unscaled seconds, session_timeout (seconds), fetch (function
--- (url) -> {volume_id, size} | nil, why: replaces the HTTP read of images).
+-- (url) -> {volume_id, size} | nil, why: replaces the HTTP read of images),
+-- request (function(req) -> response | nil, err | false: sends the image
+-- reads an sbot.http request table describes; false = not handled, use
+-- sbot.http — the lab passes one that serves its own devices in-process).
 function M.new(opts)
   opts = opts or {}
   local flavour = tonumber(opts.flavour or 8)

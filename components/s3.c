@@ -1,0 +1,2318 @@
+/* components/s3.c: the S3 component (sbot.component.s3), a site-wide step.
+ *
+ * A private bucket with versioning for everything, a public bucket whose
+ * policy lets anonymous readers GET the published prefixes only, lifecycle
+ * rules (noncurrent versions, stale multipart uploads), the artifacts it is
+ * given uploaded (streamed, SHA-256 in metadata, multipart for large files)
+ * and published (server-side copy into the public bucket), and the metadata
+ * index updated with conditional writes. docs/component-s3.md.
+ *
+ * Layering: the S3 protocol client is sbot.s3 (lua/sbot/s3.lua), a protocol
+ * primitive written in Lua over C mechanics (sigv4.c signs, s3xml.c parses,
+ * http.c moves bytes, crypto.c hashes). This component reaches it, and the
+ * lease and JSON modules it builds on, with `require`: a downward arrow
+ * (component -> primitive), never upward (none of them calls a component or
+ * a policy module). A second S3 client in C would duplicate 1,000 lines of
+ * protocol code that must stay exactly one. Where a C API exists the
+ * component uses it: the anonymous reads of housekeep go through
+ * sbot_http_request, unsigned, as an anonymous reader's would.
+ *
+ * Every phase gets the resource open() made (a table: the client, the
+ * resolved buckets and keys, the part digests computed by discover, the
+ * results of applied changes); it is never part of the results. */
+#include "sbot.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SID "SbotPublicRead"
+#define RULE_ID "sbot"
+
+/* ---- small helpers ------------------------------------------------------------ */
+
+static void set_str(lua_State *L, int t, const char *k, const char *v)
+{
+    t = lua_absindex(L, t);
+    if (v)
+        lua_pushstring(L, v);
+    else
+        lua_pushnil(L);
+    lua_setfield(L, t, k);
+}
+
+static void set_int(lua_State *L, int t, const char *k, lua_Integer v)
+{
+    t = lua_absindex(L, t);
+    lua_pushinteger(L, v);
+    lua_setfield(L, t, k);
+}
+
+static void set_bool(lua_State *L, int t, const char *k, int v)
+{
+    t = lua_absindex(L, t);
+    lua_pushboolean(L, v);
+    lua_setfield(L, t, k);
+}
+
+/* t[k] = the value on the top (popped) */
+static void set_top(lua_State *L, int t, const char *k)
+{
+    t = lua_absindex(L, t);
+    lua_setfield(L, t, k);
+}
+
+/* Push require(name)[field] (or the module when field is NULL). */
+static void push_module(lua_State *L, const char *name, const char *field)
+{
+    lua_getglobal(L, "require");
+    lua_pushstring(L, name);
+    lua_call(L, 1, 1);
+    if (field) {
+        lua_getfield(L, -1, field);
+        lua_remove(L, -2);
+    }
+}
+
+/* Call obj:method(args) where obj is at index `obj` and the argument table
+ * at index `args` (0: no argument). Pushes value, err, code. Returns whether
+ * value is truthy (the call succeeded). */
+static int call_method(lua_State *L, int obj, const char *method, int args)
+{
+    obj = lua_absindex(L, obj);
+    if (args)
+        args = lua_absindex(L, args);
+    lua_getfield(L, obj, method);
+    if (lua_type(L, -1) != LUA_TFUNCTION)
+        luaL_error(L, "s3 component: the client has no method %s", method);
+    lua_pushvalue(L, obj);
+    if (args)
+        lua_pushvalue(L, args);
+    lua_call(L, args ? 2 : 1, 3);
+    return lua_toboolean(L, -3);
+}
+
+/* After call_method failed: the S3 code (or ""), kept on the stack. */
+static const char *fail_code(lua_State *L)
+{
+    return lua_isstring(L, -1) ? lua_tostring(L, -1) : "";
+}
+
+/* Raise "<what>: <err>" with the err of a failed call_method on the stack. */
+static int raise_call(lua_State *L, const char *what)
+{
+    return luaL_error(L, "%s: %s", what, luaL_optstring(L, -2, "failed"));
+}
+
+/* A new args table with bucket (and key) set: left on the stack. */
+static int args_bk(lua_State *L, const char *bucket, const char *key)
+{
+    lua_createtable(L, 0, 6);
+    set_str(L, -1, "bucket", bucket);
+    if (key)
+        set_str(L, -1, "key", key);
+    return lua_gettop(L);
+}
+
+static const char *field_str(lua_State *L, int t, const char *k)
+{
+    lua_getfield(L, t, k);
+    const char *s = lua_tostring(L, -1);
+    lua_pop(L, 1); /* strings stay alive while t holds them */
+    return s;
+}
+
+/* json.encode(value at idx) pushed */
+static const char *json_encode(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    push_module(L, "sbot.json", "encode");
+    lua_pushvalue(L, idx);
+    lua_call(L, 1, 1);
+    return lua_tostring(L, -1);
+}
+
+/* json.decode(s) pushed (nil on bad JSON) */
+static void json_decode(lua_State *L, const char *s)
+{
+    push_module(L, "sbot.json", "decode");
+    lua_pushstring(L, s);
+    lua_call(L, 1, 1);
+}
+
+/* json.array(t at top): mark the table on the top as a JSON list */
+static void json_array(lua_State *L)
+{
+    push_module(L, "sbot.json", "array");
+    lua_pushvalue(L, -2);
+    lua_call(L, 1, 0);
+}
+
+static int starts_with(const char *s, const char *p)
+{
+    return strncmp(s, p, strlen(p)) == 0;
+}
+
+/* ---- the resource: open ---------------------------------------------------------- */
+
+/* The site's s3 section (error when there is none). */
+static int push_site_s3(lua_State *L, int self)
+{
+    lua_getfield(L, self, "site");
+    if (lua_type(L, -1) != LUA_TTABLE || lua_getfield(L, -1, "s3") != LUA_TTABLE)
+        luaL_error(L, "the site has no s3 section (endpoint, bucket, access_key, secret_key): "
+                      "the S3 component needs one");
+    lua_remove(L, -2);
+    return lua_gettop(L);
+}
+
+/* config value k, else the site's s3 value k, else dflt (pushed) */
+static const char *conf_or_site(lua_State *L, int cfg, int site, const char *k, const char *dflt)
+{
+    if (lua_getfield(L, cfg, k) != LUA_TNIL)
+        return lua_tostring(L, -1);
+    lua_pop(L, 1);
+    if (lua_getfield(L, site, k) != LUA_TNIL)
+        return lua_tostring(L, -1);
+    lua_pop(L, 1);
+    lua_pushstring(L, dflt ? dflt : "");
+    return dflt;
+}
+
+/* open(self) -> resource table */
+static int s3_open(lua_State *L)
+{
+    int self = 1;
+    lua_settop(L, 1);
+    int site = push_site_s3(L, self);
+    lua_getfield(L, self, "config");
+    int cfg = lua_gettop(L);
+    lua_newtable(L);
+    int res = lua_gettop(L);
+
+    /* the client, from the site's endpoint and credentials */
+    lua_createtable(L, 0, 8);
+    int copts = lua_gettop(L);
+    static const char *const from_site[] = {"endpoint", "region", "access_key", "secret_key",
+                                            "tls", "path_style", NULL};
+    for (int i = 0; from_site[i]; i++) {
+        lua_getfield(L, site, from_site[i]);
+        lua_setfield(L, copts, from_site[i]);
+    }
+    static const char *const from_cfg[] = {"part_size", "concurrency", "multipart_threshold", NULL};
+    for (int i = 0; from_cfg[i]; i++) {
+        lua_getfield(L, cfg, from_cfg[i]);
+        lua_setfield(L, copts, from_cfg[i]);
+    }
+    push_module(L, "sbot.s3", "client");
+    lua_pushvalue(L, copts);
+    lua_call(L, 1, 2);
+    if (lua_isnil(L, -2))
+        return luaL_error(L, "%s", luaL_optstring(L, -1, "cannot make the S3 client"));
+    lua_pop(L, 1);
+    set_top(L, res, "client");
+    /* the readers' client: the same server at the address anonymous readers
+     * (the BMCs) use, s3.public_endpoint (iDRAC 8: http only); it only makes
+     * URLs (plain and presigned) and sends the anonymous checks' GETs */
+    lua_getfield(L, site, "public_endpoint");
+    if (!lua_isnil(L, -1)) {
+        const char *pe = lua_tostring(L, -1);
+        lua_setfield(L, copts, "endpoint");
+        if (strncmp(pe, "http://", 7) == 0) {
+            lua_pushnil(L); /* no TLS settings on a plain http address */
+            lua_setfield(L, copts, "tls");
+        }
+        push_module(L, "sbot.s3", "client");
+        lua_pushvalue(L, copts);
+        lua_call(L, 1, 2);
+        if (lua_isnil(L, -2))
+            return luaL_error(L, "s3.public_endpoint: %s", luaL_optstring(L, -1, "cannot make the S3 client"));
+        lua_pop(L, 1);
+        lua_getfield(L, site, "public_endpoint");
+        set_top(L, res, "public_endpoint");
+        if (strncmp(pe, "http://", 7) != 0) {
+            lua_getfield(L, site, "tls");
+            set_top(L, res, "reader_tls");
+        }
+    } else {
+        lua_pop(L, 1);
+        lua_getfield(L, res, "client");
+        lua_getfield(L, site, "tls");
+        set_top(L, res, "reader_tls");
+    }
+    set_top(L, res, "reader");
+    lua_pop(L, 1); /* copts */
+
+    const char *bucket = conf_or_site(L, cfg, site, "bucket", NULL);
+    if (!bucket || !*bucket)
+        return luaL_error(L, "no bucket: give the site's s3.bucket or the component's bucket");
+    set_str(L, res, "bucket", bucket);
+    const char *pub = conf_or_site(L, cfg, site, "public_bucket", NULL);
+    if (!pub || !*pub)
+        return luaL_error(L, "no public bucket: give the site's s3.public_bucket or the component's public_bucket");
+    if (strcmp(pub, bucket) == 0)
+        return luaL_error(L, "the public bucket must not be the private bucket (%s): anonymous "
+                             "readers would reach the private one's published prefixes", bucket);
+    set_str(L, res, "public_bucket", pub);
+    const char *prefix = conf_or_site(L, cfg, site, "prefix", "");
+    size_t pl = strlen(prefix);
+    if (pl && prefix[pl - 1] != '/')
+        lua_pushfstring(L, "%s/", prefix);
+    else
+        lua_pushstring(L, prefix);
+    set_top(L, res, "prefix");
+    lua_getfield(L, res, "prefix");
+    const char *px = lua_tostring(L, -1);
+
+    lua_getfield(L, cfg, "index_key");
+    lua_pushfstring(L, "%s%s", px, lua_tostring(L, -1));
+    set_top(L, res, "index_key");
+    lua_pop(L, 1);
+    lua_pushfstring(L, "%s.sbot/uploads/", px);
+    set_top(L, res, "marker_prefix");
+
+    /* published prefixes, as full keys */
+    lua_newtable(L);
+    int pubs = lua_gettop(L);
+    lua_getfield(L, cfg, "publish");
+    lua_Integer np = luaL_len(L, -1);
+    for (lua_Integer i = 1; i <= np; i++) {
+        lua_rawgeti(L, -1, i);
+        const char *p = lua_tostring(L, -1);
+        if (!p || !*p)
+            return luaL_error(L, "publish[%d] must be a non-empty prefix (\"\" would publish everything)", (int)i);
+        lua_pushfstring(L, "%s%s", px, p);
+        lua_rawseti(L, pubs, i);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, pubs);
+    set_top(L, res, "publish");
+
+    /* the artifacts: keys checked, published or not */
+    lua_newtable(L);
+    int arts = lua_gettop(L);
+    lua_getfield(L, cfg, "artifacts");
+    lua_Integer na = luaL_len(L, -1);
+    for (lua_Integer i = 1; i <= na; i++) {
+        lua_rawgeti(L, -1, i);
+        int a = lua_gettop(L);
+        const char *key = field_str(L, a, "key");
+        push_module(L, "sbot.store", "check_key");
+        lua_pushstring(L, key);
+        lua_call(L, 1, 2);
+        if (!lua_toboolean(L, -2))
+            return luaL_error(L, "artifacts[%d].key: %s", (int)i, lua_tostring(L, -1));
+        lua_pop(L, 2);
+        lua_createtable(L, 0, 12);
+        int e = lua_gettop(L);
+        set_str(L, e, "key", key);
+        lua_pushfstring(L, "%s%s", px, key);
+        set_top(L, e, "object");
+        /* the bytes: a local file to upload, or an object already stored in
+         * the private bucket (by the artifact store: an agent ISO) */
+        const char *file = field_str(L, a, "file"), *source = field_str(L, a, "source");
+        if ((file != NULL) == (source != NULL))
+            return luaL_error(L, "artifacts[%d] (%s): give file (a local file to upload) or source (a key "
+                                 "already stored in the private bucket, under prefix), %s", (int)i, key,
+                              file ? "not both" : "one of them");
+        set_str(L, e, "file", file);
+        if (source) {
+            push_module(L, "sbot.store", "check_key");
+            lua_pushstring(L, source);
+            lua_call(L, 1, 2);
+            if (!lua_toboolean(L, -2))
+                return luaL_error(L, "artifacts[%d].source: %s", (int)i, lua_tostring(L, -1));
+            lua_pop(L, 2);
+            set_str(L, e, "source", source);
+            lua_pushfstring(L, "%s%s", px, source);
+        } else {
+            lua_pushfstring(L, "%s%s", px, key);
+        }
+        set_top(L, e, "private_object");
+        lua_getfield(L, a, "presign");
+        set_top(L, e, "presign");
+        lua_getfield(L, a, "warning");
+        set_top(L, e, "warning");
+        lua_getfield(L, a, "content_type");
+        set_top(L, e, "content_type");
+        lua_getfield(L, a, "metadata");
+        set_top(L, e, "metadata");
+        int under = 0;
+        for (lua_Integer k = 1; k <= np; k++) {
+            lua_rawgeti(L, pubs, k);
+            lua_getfield(L, e, "object");
+            under |= starts_with(lua_tostring(L, -1), lua_tostring(L, -2));
+            lua_pop(L, 2);
+        }
+        int publish = under;
+        if (lua_getfield(L, a, "publish") == LUA_TBOOLEAN) {
+            publish = lua_toboolean(L, -1);
+            if (publish && !under)
+                return luaL_error(L, "artifacts[%d] (%s): publish = true, but the key is under none "
+                                     "of the published prefixes (publish = {...}); the bucket policy "
+                                     "would not let anyone read it", (int)i, key);
+        }
+        lua_pop(L, 1);
+        set_bool(L, e, "publish", publish);
+        lua_rawseti(L, arts, i);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    set_top(L, res, "artifacts");
+
+    lua_getfield(L, cfg, "lifecycle");
+    set_top(L, res, "lifecycle");
+    lua_getfield(L, cfg, "upload_lease");
+    set_top(L, res, "upload_lease");
+    lua_getfield(L, site, "tls");
+    set_top(L, res, "tls");
+    lua_newtable(L);
+    set_top(L, res, "hashes");
+    lua_newtable(L);
+    set_top(L, res, "applied");
+    lua_pushvalue(L, res);
+    return 1;
+}
+
+/* ---- discover ------------------------------------------------------------------ */
+
+/* Discover one bucket into a table {name, exists, versioning, policy, lifecycle}. */
+static void discover_bucket(lua_State *L, int client, const char *name, int want_policy)
+{
+    lua_createtable(L, 0, 6);
+    int t = lua_gettop(L);
+    set_str(L, t, "name", name);
+    int a = args_bk(L, name, NULL);
+    if (!call_method(L, client, "head_bucket", a)) {
+        const char *code = fail_code(L);
+        if (strcmp(code, "NoSuchBucket") == 0) {
+            set_bool(L, t, "exists", 0);
+            lua_pop(L, 4);
+            return;
+        }
+        if (strcmp(code, "AccessDenied") == 0 || strcmp(code, "SignatureDoesNotMatch") == 0 ||
+            strcmp(code, "InvalidAccessKeyId") == 0)
+            luaL_error(L, "bucket %s: the endpoint refused our signed request (%s): check the "
+                          "site's s3 access_key/secret_key and region, and that the key may use this bucket",
+                       name, code);
+        raise_call(L, name);
+    }
+    lua_pop(L, 3);
+    set_bool(L, t, "exists", 1);
+    if (!call_method(L, client, "get_bucket_versioning", a))
+        raise_call(L, name);
+    lua_getfield(L, -3, "status");
+    set_top(L, t, "versioning");
+    lua_pop(L, 3);
+    if (want_policy) {
+        if (call_method(L, client, "get_bucket_policy", a)) {
+            set_str(L, t, "policy_text", lua_tostring(L, -3));
+            json_decode(L, lua_tostring(L, -3));
+            if (!lua_istable(L, -1))
+                luaL_error(L, "bucket %s: its policy is not JSON", name);
+            set_top(L, t, "policy");
+        } else if (strcmp(fail_code(L), "NoSuchBucketPolicy") != 0) {
+            raise_call(L, name);
+        }
+        lua_pop(L, 3);
+    }
+    if (call_method(L, client, "get_bucket_lifecycle", a)) {
+        lua_pushvalue(L, -3);
+        json_array(L);
+        set_top(L, t, "lifecycle");
+    } else if (strcmp(fail_code(L), "NoSuchLifecycleConfiguration") != 0) {
+        raise_call(L, name);
+    }
+    lua_pop(L, 4); /* results, args */
+}
+
+/* head of (bucket, key) -> table {exists, size, sha256, etag, version_id,
+ * source_version_id} pushed */
+static void discover_object(lua_State *L, int client, const char *bucket, const char *key)
+{
+    lua_createtable(L, 0, 6);
+    int t = lua_gettop(L);
+    int a = args_bk(L, bucket, key);
+    if (!call_method(L, client, "head_object", a)) {
+        if (strcmp(fail_code(L), "NoSuchKey") != 0 && strcmp(fail_code(L), "NoSuchBucket") != 0)
+            raise_call(L, key);
+        set_bool(L, t, "exists", 0);
+        lua_pop(L, 4);
+        return;
+    }
+    int h = lua_gettop(L) - 2;
+    set_bool(L, t, "exists", 1);
+    lua_getfield(L, h, "size");
+    set_top(L, t, "size");
+    lua_getfield(L, h, "etag");
+    set_top(L, t, "etag");
+    lua_getfield(L, h, "version_id");
+    set_top(L, t, "version_id");
+    lua_getfield(L, h, "content_type");
+    set_top(L, t, "content_type");
+    lua_getfield(L, h, "metadata");
+    lua_getfield(L, -1, "sbot-sha256");
+    set_top(L, t, "sha256");
+    lua_getfield(L, -1, "sbot-source-version-id");
+    set_top(L, t, "source_version_id");
+    lua_pop(L, 1);
+    lua_pop(L, 4);
+}
+
+/* The artifact e (of res.artifacts) with {sha256} in its key: sha put in
+ * its key and object (and private object, for a file). Returns the key. */
+static const char *resolve_key(lua_State *L, int res, int e, const char *sha)
+{
+    const char *key = field_str(L, e, "key");
+    if (!strstr(key, "{sha256}"))
+        return key;
+    push_module(L, "string", "gsub");
+    lua_pushstring(L, key);
+    lua_pushliteral(L, "{sha256}");
+    lua_pushstring(L, sha);
+    lua_call(L, 3, 1);
+    set_top(L, e, "key");
+    key = field_str(L, e, "key");
+    lua_pushfstring(L, "%s%s", field_str(L, res, "prefix"), key);
+    set_top(L, e, "object");
+    if (!field_str(L, e, "source")) {
+        lua_getfield(L, e, "object");
+        set_top(L, e, "private_object");
+    }
+    return key;
+}
+
+/* discover(self, res) */
+static int s3_discover(lua_State *L)
+{
+    lua_settop(L, 2);
+    int res = 2;
+    lua_getfield(L, res, "client");
+    int client = lua_gettop(L);
+    const char *bucket = field_str(L, res, "bucket");
+    const char *pub = field_str(L, res, "public_bucket");
+    const char *prefix = field_str(L, res, "prefix");
+    lua_newtable(L);
+    int d = lua_gettop(L);
+    lua_getfield(L, client, "endpoint");
+    set_top(L, d, "endpoint");
+    lua_getfield(L, client, "region");
+    set_top(L, d, "region");
+    set_str(L, d, "prefix", prefix);
+
+    /* endpoint reachable and signing accepted (a transport failure or a
+     * refused signature fails discover, naming which) */
+    lua_createtable(L, 0, 2);
+    discover_bucket(L, client, bucket, 0);
+    set_top(L, -2, "private");
+    discover_bucket(L, client, pub, 1);
+    set_top(L, -2, "public");
+    set_top(L, d, "buckets");
+    set_bool(L, d, "reachable", 1);
+    lua_getfield(L, d, "buckets");
+    lua_getfield(L, -1, "private");
+    int priv_exists = (lua_getfield(L, -1, "exists"), lua_toboolean(L, -1));
+    lua_pop(L, 2);
+    lua_getfield(L, -1, "public");
+    int pub_exists = (lua_getfield(L, -1, "exists"), lua_toboolean(L, -1));
+    lua_pop(L, 3);
+
+    /* the index: content and ETag */
+    lua_createtable(L, 0, 4);
+    int idx = lua_gettop(L);
+    set_str(L, idx, "key", field_str(L, res, "index_key"));
+    set_bool(L, idx, "exists", 0);
+    if (priv_exists) {
+        int a = args_bk(L, bucket, field_str(L, res, "index_key"));
+        if (call_method(L, client, "get_object", a)) {
+            int g = lua_gettop(L) - 2;
+            set_bool(L, idx, "exists", 1);
+            lua_getfield(L, g, "etag");
+            set_top(L, idx, "etag");
+            lua_getfield(L, g, "body");
+            json_decode(L, lua_tostring(L, -1));
+            if (!lua_istable(L, -1))
+                return luaL_error(L, "the index s3://%s/%s is not JSON: sbot will not overwrite it",
+                                  bucket, field_str(L, res, "index_key"));
+            push_module(L, "sbot.store", "normalise_index");
+            lua_insert(L, -2);
+            lua_call(L, 1, 1);
+            lua_getfield(L, -1, "objects");
+            set_top(L, idx, "objects");
+            lua_pop(L, 2);
+        } else if (strcmp(fail_code(L), "NoSuchKey") != 0) {
+            raise_call(L, "the index");
+        }
+        lua_pop(L, 4);
+    }
+    if (lua_getfield(L, idx, "objects") == LUA_TNIL) {
+        lua_newtable(L);
+        set_top(L, idx, "objects");
+    }
+    lua_pop(L, 1);
+    set_top(L, d, "index");
+
+    /* the objects under the prefix (one listing, 1000 keys a page): what the
+     * index entries must match */
+    lua_newtable(L);
+    int listing = lua_gettop(L);
+    if (priv_exists) {
+        int a = args_bk(L, bucket, NULL);
+        set_str(L, a, "prefix", prefix);
+        if (!call_method(L, client, "list_objects_all", a))
+            raise_call(L, "listing the private bucket");
+        int list = lua_gettop(L) - 2;
+        lua_Integer n = luaL_len(L, list);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_rawgeti(L, list, i);
+            lua_createtable(L, 0, 2);
+            lua_getfield(L, -2, "size");
+            set_top(L, -2, "size");
+            lua_getfield(L, -2, "etag");
+            set_top(L, -2, "etag");
+            lua_getfield(L, -2, "key");
+            lua_insert(L, -2);
+            lua_settable(L, listing);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 4);
+    }
+    lua_setfield(L, res, "listing"); /* in the resource: not part of the results */
+
+    /* the artifacts: the local file (size, SHA-256 and part digests in one
+     * read, kept in the resource for the upload) and the stored objects */
+    lua_newtable(L);
+    int arts = lua_gettop(L);
+    lua_getfield(L, res, "artifacts");
+    int cfga = lua_gettop(L);
+    lua_getfield(L, res, "hashes");
+    int hashes = lua_gettop(L);
+    lua_Integer na = luaL_len(L, cfga);
+    for (lua_Integer i = 1; i <= na; i++) {
+        lua_rawgeti(L, cfga, i);
+        int e = lua_gettop(L);
+        const char *key = field_str(L, e, "key");
+        const char *source = field_str(L, e, "source");
+        lua_createtable(L, 0, 12);
+        int t = lua_gettop(L);
+        /* the bytes first: their SHA-256 may be part of the key ({sha256}) */
+        lua_pushnil(L); /* the private object's state, below */
+        int pv = lua_gettop(L);
+        const char *sha = NULL;
+        lua_Integer size = -1;
+        if (source) {
+            /* stored already: its size and SHA-256 (the store's metadata) are
+             * what the public copy must have; not there yet = an earlier step
+             * of this run stores it (--plan), published once it is */
+            const char *pobject = field_str(L, e, "private_object");
+            if (priv_exists)
+                discover_object(L, client, bucket, pobject);
+            else {
+                lua_createtable(L, 0, 1);
+                set_bool(L, -1, "exists", 0);
+            }
+            lua_replace(L, pv);
+            set_str(L, t, "source", source);
+            lua_pushfstring(L, "s3://%s/%s", bucket, pobject);
+            set_top(L, t, "source_url");
+            lua_getfield(L, pv, "exists");
+            int there = lua_toboolean(L, -1);
+            lua_pop(L, 1);
+            if (!there) {
+                set_bool(L, t, "pending", 1);
+            } else {
+                sha = field_str(L, pv, "sha256");
+                if (!sha)
+                    return luaL_error(L, "artifact %s: the source s3://%s/%s has no sbot-sha256 metadata (it was "
+                                         "not stored by sbot): sbot publishes only what it can check", key, bucket,
+                                      pobject);
+                size = (lua_getfield(L, pv, "size"), lua_tointeger(L, -1));
+                lua_pop(L, 1);
+            }
+        } else {
+            lua_createtable(L, 0, 1);
+            set_str(L, -1, "file", field_str(L, e, "file"));
+            int ha = lua_gettop(L);
+            /* hashing a large file (an ISO) takes a while: a wait of sbot.progress */
+            char wait[256];
+            snprintf(wait, sizeof wait, "hash %s", key);
+            sbot_progress(L, wait, SBOT_PROGRESS_UNKNOWN);
+            int hashed = call_method(L, client, "hash_file", ha);
+            sbot_progress_end(L, wait);
+            if (!hashed)
+                return luaL_error(L, "artifact %s: %s", key, luaL_optstring(L, -2, "cannot read the file"));
+            lua_pushvalue(L, -3);
+            set_top(L, e, "hash");
+            lua_getfield(L, -3, "size");
+            size = lua_tointeger(L, -1);
+            lua_pop(L, 1);
+            lua_getfield(L, -3, "sha256");
+            set_top(L, e, "sha256");
+            sha = field_str(L, e, "sha256");
+            lua_pop(L, 4);
+        }
+        /* a key naming {sha256} (a content-addressed, unguessable key): the
+         * bytes' SHA-256 goes in, once known; until then (a source not stored
+         * yet, --plan) it stays a template */
+        if (sha)
+            key = resolve_key(L, res, e, sha);
+        if (!source) {
+            lua_getfield(L, e, "hash");
+            lua_setfield(L, hashes, key);
+        }
+        const char *object = field_str(L, e, "object");
+        const char *pobject = field_str(L, e, "private_object");
+        if (!source) {
+            if (priv_exists)
+                discover_object(L, client, bucket, pobject);
+            else {
+                lua_createtable(L, 0, 1);
+                set_bool(L, -1, "exists", 0);
+            }
+            lua_replace(L, pv);
+        }
+        set_str(L, t, "key", key);
+        set_str(L, t, "object", object);
+        set_str(L, t, "private_object", pobject);
+        set_str(L, t, "file", field_str(L, e, "file"));
+        lua_getfield(L, e, "publish");
+        set_top(L, t, "publish");
+        lua_getfield(L, e, "warning");
+        set_top(L, t, "warning");
+        if (sha) {
+            set_str(L, t, "sha256", sha);
+            set_int(L, t, "size", size);
+        }
+        lua_pushvalue(L, pv);
+        set_top(L, t, "private");
+        lua_pop(L, 1); /* pv */
+        lua_getfield(L, e, "presign");
+        lua_Integer presign = lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        if (presign > 0) {
+            /* a GET of the private object for readers that take a URL with a
+             * query string, at the readers' address; it expires */
+            lua_getfield(L, res, "reader");
+            int ua = args_bk(L, bucket, pobject);
+            set_int(L, ua, "expires", presign);
+            call_method(L, lua_gettop(L) - 1, "presign", ua);
+            lua_pop(L, 2);
+            set_top(L, t, "presigned_url");
+            lua_pop(L, 2);
+            set_int(L, t, "presign_expires", presign);
+        }
+        lua_getfield(L, t, "publish");
+        int publish = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        if (publish) {
+            if (pub_exists)
+                discover_object(L, client, pub, object);
+            else {
+                lua_createtable(L, 0, 1);
+                set_bool(L, -1, "exists", 0);
+            }
+            set_top(L, t, "public");
+            /* where anonymous readers fetch it (plain, unsigned) */
+            lua_getfield(L, res, "reader");
+            int ua = args_bk(L, pub, object);
+            call_method(L, lua_gettop(L) - 1, "object_url", ua);
+            lua_pop(L, 2);
+            set_top(L, t, "public_url");
+            lua_pop(L, 2);
+        }
+        /* the URL readers are given: presigned when asked, else the public one */
+        if (lua_getfield(L, t, "presigned_url") == LUA_TNIL) {
+            lua_pop(L, 1);
+            lua_getfield(L, t, "public_url");
+        }
+        set_top(L, t, "url");
+        lua_rawseti(L, arts, i);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 2);
+    json_array(L);
+    set_top(L, d, "artifacts");
+
+    /* unfinished multipart uploads under our prefix, in both buckets */
+    lua_newtable(L);
+    int ups = lua_gettop(L);
+    int nu = 0;
+    for (int b = 0; b < 2; b++) {
+        const char *name = b ? pub : bucket;
+        if (!(b ? pub_exists : priv_exists))
+            continue;
+        int a = args_bk(L, name, NULL);
+        set_str(L, a, "prefix", prefix);
+        if (!call_method(L, client, "list_multipart_uploads", a))
+            raise_call(L, name);
+        int list = lua_gettop(L) - 2;
+        lua_Integer n = luaL_len(L, list);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_rawgeti(L, list, i);
+            set_str(L, -1, "bucket", name);
+            lua_rawseti(L, ups, ++nu);
+        }
+        lua_pop(L, 4);
+    }
+    json_array(L);
+    set_top(L, d, "uploads");
+    lua_pushvalue(L, d);
+    return 1;
+}
+
+/* ---- desired state ----------------------------------------------------------- */
+
+/* Is the statement at idx an Allow whose principal is everyone? */
+static int anonymous_allow(lua_State *L, int st)
+{
+    st = lua_absindex(L, st);
+    if (!lua_istable(L, st))
+        return 0;
+    lua_getfield(L, st, "Effect");
+    int allow = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "Allow") == 0;
+    lua_pop(L, 1);
+    if (!allow)
+        return 0;
+    int anyone = 0;
+    lua_getfield(L, st, "Principal");
+    if (lua_isstring(L, -1)) {
+        anyone = strcmp(lua_tostring(L, -1), "*") == 0;
+    } else if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "AWS");
+        if (lua_isstring(L, -1)) {
+            anyone = strcmp(lua_tostring(L, -1), "*") == 0;
+        } else if (lua_istable(L, -1)) {
+            lua_Integer n = luaL_len(L, -1);
+            for (lua_Integer i = 1; i <= n; i++) {
+                lua_rawgeti(L, -1, i);
+                anyone |= lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "*") == 0;
+                lua_pop(L, 1);
+            }
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return anyone;
+}
+
+/* Push the policy the public bucket must have: every statement it has that
+ * is not an anonymous Allow, plus ours (anonymous s3:GetObject on the
+ * published prefixes only). Pushes the removed statements' Sids too. */
+static void push_desired_policy(lua_State *L, int res, int current)
+{
+    const char *pub = field_str(L, res, "public_bucket");
+    lua_createtable(L, 0, 2);
+    int pol = lua_gettop(L);
+    set_str(L, pol, "Version", "2012-10-17");
+    lua_newtable(L);
+    int sts = lua_gettop(L);
+    int n = 0;
+    lua_newtable(L);
+    int removed = lua_gettop(L);
+    int nr = 0;
+    if (lua_istable(L, current)) {
+        lua_getfield(L, current, "Statement");
+        if (lua_istable(L, -1) && lua_rawlen(L, -1) == 0) {
+            int single = lua_getfield(L, -1, "Effect") != LUA_TNIL;
+            lua_pop(L, 1);
+            if (single) { /* a single statement object, not a list */
+                lua_newtable(L);
+                lua_insert(L, -2);
+                lua_rawseti(L, -2, 1);
+            }
+        }
+        lua_Integer m = lua_istable(L, -1) ? (lua_Integer)lua_rawlen(L, -1) : 0;
+        for (lua_Integer i = 1; i <= m; i++) {
+            lua_rawgeti(L, -1, i);
+            lua_getfield(L, -1, "Sid");
+            int ours = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), SID) == 0;
+            lua_pop(L, 1);
+            if (ours || anonymous_allow(L, -1)) {
+                if (!ours) {
+                    lua_getfield(L, -1, "Sid");
+                    if (lua_isnil(L, -1)) {
+                        lua_pop(L, 1);
+                        lua_pushfstring(L, "statement %d", (int)i);
+                    }
+                    lua_rawseti(L, removed, ++nr);
+                }
+                lua_pop(L, 1);
+            } else {
+                lua_rawseti(L, sts, ++n);
+            }
+        }
+        lua_pop(L, 1);
+    }
+    /* ours */
+    lua_createtable(L, 0, 5);
+    int st = lua_gettop(L);
+    set_str(L, st, "Sid", SID);
+    set_str(L, st, "Effect", "Allow");
+    lua_createtable(L, 0, 1);
+    lua_createtable(L, 1, 0);
+    lua_pushliteral(L, "*");
+    lua_rawseti(L, -2, 1);
+    json_array(L);
+    lua_setfield(L, -2, "AWS");
+    set_top(L, st, "Principal");
+    lua_createtable(L, 1, 0);
+    lua_pushliteral(L, "s3:GetObject");
+    lua_rawseti(L, -2, 1);
+    json_array(L);
+    set_top(L, st, "Action");
+    lua_newtable(L);
+    lua_getfield(L, res, "publish");
+    lua_Integer np = luaL_len(L, -1);
+    for (lua_Integer i = 1; i <= np; i++) {
+        lua_rawgeti(L, -1, i);
+        lua_pushfstring(L, "arn:aws:s3:::%s/%s*", pub, lua_tostring(L, -1));
+        lua_rawseti(L, -4, i);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    json_array(L);
+    set_top(L, st, "Resource");
+    lua_rawseti(L, sts, ++n);
+    lua_pushvalue(L, sts);
+    json_array(L);
+    lua_pop(L, 1);
+    lua_pushvalue(L, sts);
+    set_top(L, pol, "Statement");
+    lua_pushvalue(L, removed);
+    json_array(L);
+    lua_pop(L, 1);
+    /* stack: pol, sts, removed -> pol, removed */
+    lua_remove(L, sts);
+}
+
+/* The lifecycle rules the bucket must have: its other rules, then ours.
+ * Raises when another rule has parts sbot cannot write back. */
+static void push_desired_rules(lua_State *L, int res, int current, int private_bucket,
+                               const char *bucket)
+{
+    lua_newtable(L);
+    int rules = lua_gettop(L);
+    int n = 0;
+    if (lua_istable(L, current)) {
+        lua_Integer m = luaL_len(L, current);
+        for (lua_Integer i = 1; i <= m; i++) {
+            lua_rawgeti(L, current, i);
+            lua_getfield(L, -1, "id");
+            int ours = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), RULE_ID) == 0;
+            lua_pop(L, 1);
+            if (!ours) {
+                lua_getfield(L, -1, "other");
+                if (lua_toboolean(L, -1))
+                    luaL_error(L, "bucket %s has lifecycle rules with parts sbot cannot rewrite "
+                                  "(transitions, tag filters, dated expirations): sbot would have "
+                                  "to replace them to add its own rule; merge rule '%s' by hand",
+                               bucket, RULE_ID);
+                lua_pop(L, 1);
+                lua_rawseti(L, rules, ++n);
+            } else {
+                lua_pop(L, 1);
+            }
+        }
+    }
+    lua_createtable(L, 0, 5);
+    set_str(L, -1, "id", RULE_ID);
+    set_str(L, -1, "prefix", field_str(L, res, "prefix"));
+    set_str(L, -1, "status", "Enabled");
+    lua_getfield(L, res, "lifecycle");
+    lua_getfield(L, -1, "abort_multipart_days");
+    set_top(L, -3, "abort_multipart_days");
+    if (private_bucket) {
+        lua_getfield(L, -1, "noncurrent_days");
+        set_top(L, -3, "noncurrent_days");
+    }
+    lua_pop(L, 1);
+    lua_rawseti(L, rules, ++n);
+    json_array(L);
+}
+
+/* equal(a, b) by their canonical JSON (sorted keys) */
+static int json_equal(lua_State *L, int a, int b)
+{
+    a = lua_absindex(L, a);
+    b = lua_absindex(L, b);
+    const char *x = json_encode(L, a);
+    const char *y = json_encode(L, b);
+    int eq = x && y && strcmp(x, y) == 0;
+    lua_pop(L, 2);
+    return eq;
+}
+
+/* A change {kind, resource, action, before, after, reason} appended to plan. */
+static int new_change(lua_State *L, int plan, const char *kind, const char *action,
+                      const char *reason)
+{
+    lua_createtable(L, 0, 8);
+    int c = lua_gettop(L);
+    set_str(L, c, "kind", kind);
+    set_str(L, c, "action", action);
+    set_str(L, c, "reason", reason);
+    lua_pushvalue(L, c);
+    lua_rawseti(L, plan, (lua_Integer)lua_rawlen(L, plan) + 1);
+    return c;
+}
+
+/* The index entry an artifact's objects call for, from (private, public)
+ * states at indices priv and pubo (0 when not published). Pushed. */
+static void push_entry(lua_State *L, int res, int art, int priv, int pubo)
+{
+    lua_createtable(L, 0, 8);
+    int e = lua_gettop(L);
+    set_str(L, e, "key", field_str(L, art, "key"));
+    set_str(L, e, "bucket", field_str(L, res, "bucket"));
+    set_str(L, e, "object", field_str(L, art, "private_object"));
+    lua_getfield(L, priv, "size");
+    set_top(L, e, "size");
+    lua_getfield(L, priv, "sha256");
+    set_top(L, e, "sha256");
+    lua_getfield(L, priv, "etag");
+    set_top(L, e, "etag");
+    lua_getfield(L, priv, "version_id");
+    set_top(L, e, "version_id");
+    if (pubo) {
+        lua_createtable(L, 0, 3);
+        set_str(L, -1, "bucket", field_str(L, res, "public_bucket"));
+        set_str(L, -1, "key", field_str(L, art, "object"));
+        lua_getfield(L, res, "reader");
+        int a = args_bk(L, field_str(L, res, "public_bucket"), field_str(L, art, "object"));
+        call_method(L, -2, "object_url", a);
+        lua_pop(L, 2);
+        set_top(L, -4, "url");
+        lua_pop(L, 2);
+        set_top(L, e, "public");
+    }
+}
+
+/* the fields an index entry must agree on with its objects */
+static const char *const ENTRY_FIELDS[] = {"bucket", "object", "size", "sha256", "etag", "version_id", NULL};
+
+static int entry_matches(lua_State *L, int have, int want)
+{
+    have = lua_absindex(L, have);
+    want = lua_absindex(L, want);
+    if (!lua_istable(L, have))
+        return 0;
+    for (int i = 0; ENTRY_FIELDS[i]; i++) {
+        lua_getfield(L, have, ENTRY_FIELDS[i]);
+        lua_getfield(L, want, ENTRY_FIELDS[i]);
+        int eq = lua_compare(L, -1, -2, LUA_OPEQ) || (lua_isnil(L, -1) && lua_isnil(L, -2));
+        lua_pop(L, 2);
+        if (!eq)
+            return 0;
+    }
+    lua_getfield(L, have, "public");
+    lua_getfield(L, want, "public");
+    int eq = json_equal(L, -1, -2);
+    lua_pop(L, 2);
+    return eq;
+}
+
+/* plan(self, res) */
+static int s3_plan(lua_State *L)
+{
+    lua_settop(L, 2);
+    int self = 1, res = 2;
+    lua_getfield(L, self, "discovery");
+    int d = lua_gettop(L);
+    lua_newtable(L);
+    int plan = lua_gettop(L);
+    const char *bucket = field_str(L, res, "bucket");
+    const char *pub = field_str(L, res, "public_bucket");
+    lua_getfield(L, d, "buckets");
+    lua_getfield(L, -1, "private");
+    int bp = lua_gettop(L);
+    lua_getfield(L, -2, "public");
+    int bq = lua_gettop(L);
+
+    /* the private bucket, versioned, with its lifecycle rule */
+    lua_getfield(L, bp, "exists");
+    int p_exists = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (!p_exists) {
+        int c = new_change(L, plan, "bucket", "create", "the private bucket does not exist");
+        lua_pushfstring(L, "s3://%s", bucket);
+        set_top(L, c, "resource");
+        set_str(L, c, "bucket", bucket);
+        lua_pop(L, 1);
+    }
+    lua_getfield(L, bp, "versioning");
+    const char *ver = lua_tostring(L, -1);
+    if (!ver || strcmp(ver, "Enabled") != 0) {
+        int c = new_change(L, plan, "versioning", ver ? "update" : "create",
+                           "the private bucket keeps every version of what sbot stores");
+        lua_pushfstring(L, "s3://%s?versioning", bucket);
+        set_top(L, c, "resource");
+        set_str(L, c, "bucket", bucket);
+        set_str(L, c, "before", ver);
+        set_str(L, c, "after", "Enabled");
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    for (int b = 0; b < 2; b++) {
+        int bt = b ? bq : bp;
+        const char *name = b ? pub : bucket;
+        if (b) {
+            lua_getfield(L, bq, "exists");
+            int q_exists = lua_toboolean(L, -1);
+            lua_pop(L, 1);
+            if (!q_exists) {
+                int c = new_change(L, plan, "bucket", "create", "the public bucket does not exist");
+                lua_pushfstring(L, "s3://%s", pub);
+                set_top(L, c, "resource");
+                set_str(L, c, "bucket", pub);
+                lua_pop(L, 1);
+            }
+            /* the policy: anonymous GetObject on the published prefixes only */
+            lua_getfield(L, bq, "policy");
+            int cur = lua_gettop(L);
+            push_desired_policy(L, res, cur);
+            int want = lua_gettop(L) - 1, removed = lua_gettop(L);
+            if (!json_equal(L, cur, want)) {
+                const char *reason = "anonymous readers may GET the published prefixes, and nothing else";
+                if (lua_rawlen(L, removed) > 0) {
+                    push_module(L, "table", "concat");
+                    lua_pushvalue(L, removed);
+                    lua_pushliteral(L, ", ");
+                    lua_call(L, 2, 1);
+                    reason = lua_pushfstring(L, "%s; removes anonymous access outside them (%s)",
+                                             reason, lua_tostring(L, -1));
+                }
+                int c = new_change(L, plan, "policy", lua_isnil(L, cur) ? "create" : "update", reason);
+                lua_pushfstring(L, "s3://%s?policy", pub);
+                set_top(L, c, "resource");
+                set_str(L, c, "bucket", pub);
+                lua_pushvalue(L, cur);
+                set_top(L, c, "before");
+                lua_pushvalue(L, want);
+                set_top(L, c, "after");
+                lua_settop(L, removed);
+            }
+            lua_settop(L, cur - 1);
+        }
+        lua_getfield(L, bt, "lifecycle");
+        int cur = lua_gettop(L);
+        push_desired_rules(L, res, cur, !b, name);
+        if (!json_equal(L, cur, -1)) {
+            int c = new_change(L, plan, "lifecycle", lua_isnil(L, cur) ? "create" : "update",
+                               b ? "stale multipart uploads are removed after abort_multipart_days"
+                                 : "noncurrent versions expire after noncurrent_days; stale "
+                                   "multipart uploads are removed after abort_multipart_days");
+            lua_pushfstring(L, "s3://%s?lifecycle", name);
+            set_top(L, c, "resource");
+            set_str(L, c, "bucket", name);
+            lua_pushvalue(L, cur);
+            set_top(L, c, "before");
+            lua_pushvalue(L, cur + 1);
+            set_top(L, c, "after");
+        }
+        lua_settop(L, cur - 1);
+    }
+
+    /* uploads and publishes; the index entries they call for */
+    lua_getfield(L, d, "artifacts");
+    int arts = lua_gettop(L);
+    lua_getfield(L, d, "index");
+    lua_getfield(L, -1, "objects");
+    int idx_objects = lua_gettop(L);
+    lua_newtable(L);
+    int entries_changed = lua_gettop(L);
+    int nchanged = 0;
+    lua_Integer na = luaL_len(L, arts);
+    for (lua_Integer i = 1; i <= na; i++) {
+        lua_rawgeti(L, arts, i);
+        int a = lua_gettop(L);
+        const char *key = field_str(L, a, "key");
+        const char *sha = field_str(L, a, "sha256"); /* NULL: a source not stored yet */
+        const char *source = field_str(L, a, "source");
+        lua_getfield(L, a, "private");
+        int priv = lua_gettop(L);
+        const char *have = field_str(L, priv, "sha256");
+        /* a source is stored by someone else: never uploaded here */
+        int upload = !source && (!have || strcmp(have, sha) != 0);
+        int changed = upload;
+        if (upload) {
+            lua_getfield(L, priv, "exists");
+            int exists = lua_toboolean(L, -1);
+            lua_pop(L, 1);
+            int c = new_change(L, plan, "upload", exists ? "update" : "create",
+                               exists ? "the stored object's SHA-256 differs from the file's"
+                                      : "not stored yet");
+            lua_pushfstring(L, "s3://%s/%s", bucket, field_str(L, a, "object"));
+            set_top(L, c, "resource");
+            set_str(L, c, "key", key);
+            if (exists) {
+                lua_createtable(L, 0, 2);
+                lua_getfield(L, priv, "sha256");
+                set_top(L, -2, "sha256");
+                lua_getfield(L, priv, "size");
+                set_top(L, -2, "size");
+                set_top(L, c, "before");
+            }
+            lua_createtable(L, 0, 3);
+            set_str(L, -1, "sha256", sha);
+            lua_getfield(L, a, "size");
+            set_top(L, -2, "size");
+            set_str(L, -1, "file", field_str(L, a, "file"));
+            set_top(L, c, "after");
+            lua_pop(L, 1);
+        }
+        int pubo = 0;
+        lua_getfield(L, a, "publish");
+        int publish = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        if (publish) {
+            lua_getfield(L, a, "public");
+            pubo = lua_gettop(L);
+            const char *phave = field_str(L, pubo, "sha256");
+            if (upload || !sha || !phave || strcmp(phave, sha) != 0) {
+                lua_getfield(L, pubo, "exists");
+                int exists = lua_toboolean(L, -1);
+                lua_pop(L, 1);
+                luaL_Buffer why;
+                luaL_buffinit(L, &why);
+                luaL_addstring(&why, "published: a server-side copy of the private object");
+                if (source) {
+                    luaL_addstring(&why, " ");
+                    luaL_addstring(&why, field_str(L, a, "source_url"));
+                    if (!sha)
+                        luaL_addstring(&why, ", once it is stored (it is not yet: an earlier step of "
+                                             "the run stores it)");
+                }
+                const char *warning = field_str(L, a, "warning");
+                if (warning) {
+                    luaL_addstring(&why, ". WARNING: ");
+                    luaL_addstring(&why, warning);
+                }
+                luaL_pushresult(&why);
+                int c = new_change(L, plan, "publish", exists ? "update" : "create", lua_tostring(L, -1));
+                lua_pushfstring(L, "s3://%s/%s", pub, field_str(L, a, "object"));
+                set_top(L, c, "resource");
+                set_str(L, c, "key", key);
+                if (exists) {
+                    lua_createtable(L, 0, 2);
+                    lua_getfield(L, pubo, "sha256");
+                    set_top(L, -2, "sha256");
+                    lua_getfield(L, pubo, "source_version_id");
+                    set_top(L, -2, "source_version_id");
+                    set_top(L, c, "before");
+                }
+                lua_createtable(L, 0, 3);
+                set_str(L, -1, "sha256", sha);
+                if (source)
+                    set_str(L, -1, "source", field_str(L, a, "source_url"));
+                lua_getfield(L, a, "public_url");
+                set_top(L, -2, "url");
+                set_top(L, c, "after");
+                lua_pop(L, 2); /* the change, its reason */
+                changed = 1; /* the index entry changes too */
+            }
+        }
+        if (!changed && source && !sha)
+            changed = 1; /* an unpublished source not stored yet: its entry comes with it */
+        if (changed) {
+            lua_pushstring(L, key);
+            lua_rawseti(L, entries_changed, ++nchanged);
+        } else {
+            push_entry(L, res, a, priv, pubo);
+            lua_getfield(L, idx_objects, key);
+            if (!entry_matches(L, -1, -2)) {
+                lua_pushstring(L, key);
+                lua_rawseti(L, entries_changed, ++nchanged);
+            }
+            lua_pop(L, 2);
+        }
+        lua_settop(L, a - 1);
+    }
+    /* index entries whose object is gone or changed outside sbot */
+    lua_newtable(L);
+    int stale = lua_gettop(L);
+    int nstale = 0;
+    lua_getfield(L, res, "listing");
+    int listing = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, idx_objects)) {
+        int configured = 0;
+        for (lua_Integer i = 1; i <= na; i++) {
+            lua_rawgeti(L, arts, i);
+            lua_getfield(L, -1, "key");
+            configured |= lua_compare(L, -1, -4, LUA_OPEQ);
+            lua_pop(L, 2);
+        }
+        if (!configured && lua_istable(L, -1)) {
+            lua_getfield(L, -1, "object");
+            lua_gettable(L, listing);
+            int gone = !lua_istable(L, -1);
+            int changed = 0;
+            if (!gone) {
+                lua_getfield(L, -1, "etag");
+                lua_getfield(L, -3, "etag");
+                changed = !lua_compare(L, -1, -2, LUA_OPEQ);
+                lua_pop(L, 2);
+            }
+            lua_pop(L, 1);
+            if (gone || changed) {
+                lua_pushvalue(L, -2);
+                lua_rawseti(L, stale, ++nstale);
+            }
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    if (nchanged || nstale) {
+        lua_getfield(L, d, "index");
+        lua_getfield(L, -1, "exists");
+        int exists = lua_toboolean(L, -1);
+        lua_pop(L, 2);
+        int c = new_change(L, plan, "index", exists ? "update" : "create",
+                           nstale ? "the index lists objects that are gone or were changed outside sbot"
+                                  : "the index lists every stored and published object");
+        lua_pushfstring(L, "s3://%s/%s", bucket, field_str(L, res, "index_key"));
+        set_top(L, c, "resource");
+        lua_createtable(L, 0, 2);
+        lua_pushvalue(L, entries_changed);
+        json_array(L);
+        set_top(L, -2, "set");
+        lua_pushvalue(L, stale);
+        json_array(L);
+        set_top(L, -2, "drop");
+        set_top(L, c, "after");
+        lua_pop(L, 1);
+    }
+    lua_pushvalue(L, plan);
+    return 1;
+}
+
+/* ---- apply and undo ---------------------------------------------------------- */
+
+/* The artifact (from the resource) and its discovery entry, by key: pushes
+ * the resource's artifact table and the discovery's. */
+static void push_artifact(lua_State *L, int self, int res, const char *key)
+{
+    lua_getfield(L, res, "artifacts");
+    lua_Integer n = luaL_len(L, -1);
+    int found = 0;
+    for (lua_Integer i = 1; i <= n && !found; i++) {
+        lua_rawgeti(L, -1, i);
+        lua_getfield(L, -1, "key");
+        found = strcmp(lua_tostring(L, -1), key) == 0;
+        lua_pop(L, 1);
+        if (found) {
+            lua_remove(L, -2);
+            lua_getfield(L, self, "discovery");
+            lua_getfield(L, -1, "artifacts");
+            lua_rawgeti(L, -1, i);
+            lua_remove(L, -2);
+            lua_remove(L, -2);
+            return;
+        }
+        lua_pop(L, 1);
+    }
+    luaL_error(L, "no artifact %s in the configuration", key);
+}
+
+/* on_upload(upload_id): the upload's lease marker, so that a later
+ * housekeep knows whose it is (upvalues: res, key) */
+static int upload_started(lua_State *L)
+{
+    const char *id = luaL_checkstring(L, 1);
+    int res = lua_upvalueindex(1);
+    push_module(L, "sbot.lease", "acquire");
+    lua_getfield(L, res, "client");
+    lua_createtable(L, 0, 6);
+    set_str(L, -1, "bucket", field_str(L, res, "bucket"));
+    lua_pushfstring(L, "%s%s.lease", field_str(L, res, "marker_prefix"), id);
+    set_top(L, -2, "key");
+    lua_pushfstring(L, "multipart upload %s", id);
+    set_top(L, -2, "name");
+    lua_getfield(L, res, "upload_lease");
+    set_top(L, -2, "ttl");
+    lua_createtable(L, 0, 2);
+    lua_pushvalue(L, lua_upvalueindex(2));
+    set_top(L, -2, "key");
+    set_str(L, -1, "upload_id", id);
+    set_top(L, -2, "holder");
+    lua_call(L, 2, 3);
+    if (lua_isnil(L, -3))
+        return luaL_error(L, "marking multipart upload %s as sbot's: %s", id, luaL_optstring(L, -2, "?"));
+    lua_getfield(L, res, "upload_leases");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, res, "upload_leases");
+    }
+    lua_pushvalue(L, -4);
+    lua_setfield(L, -2, id);
+    return 0;
+}
+
+/* release every upload marker lease held (after an upload, and in close) */
+static void release_markers(lua_State *L, int res)
+{
+    if (lua_getfield(L, res, "upload_leases") == LUA_TTABLE) {
+        int t = lua_gettop(L);
+        lua_pushnil(L);
+        while (lua_next(L, t)) {
+            lua_getfield(L, -1, "release");
+            lua_pushvalue(L, -2);
+            lua_pcall(L, 1, 0, 0) == LUA_OK ? (void)0 : lua_pop(L, 1);
+            lua_pop(L, 1);
+        }
+        lua_pushnil(L);
+        lua_setfield(L, res, "upload_leases");
+    }
+    lua_pop(L, 1);
+}
+
+static int protected_put(lua_State *L)
+{
+    /* client, args -> client:put_object(args) with 3 results */
+    call_method(L, 1, "put_object", 2);
+    return 3;
+}
+
+static void apply_upload(lua_State *L, int self, int change, int res)
+{
+    const char *key = field_str(L, change, "key");
+    push_artifact(L, self, res, key);
+    int art = lua_gettop(L) - 1;
+    lua_getfield(L, res, "client");
+    int client = lua_gettop(L);
+    int a = args_bk(L, field_str(L, res, "bucket"), field_str(L, art, "object"));
+    set_str(L, a, "file", field_str(L, art, "file"));
+    /* an upload takes a while: a wait of sbot.progress (one for all its parts) */
+    lua_pushfstring(L, "upload %s", field_str(L, art, "object"));
+    set_top(L, a, "progress");
+    set_bool(L, a, "sha256_metadata", 1);
+    lua_getfield(L, art, "content_type");
+    set_top(L, a, "content_type");
+    lua_getfield(L, art, "metadata");
+    set_top(L, a, "metadata");
+    lua_getfield(L, res, "hashes");
+    lua_getfield(L, -1, key);
+    set_top(L, a, "hashes");
+    lua_pop(L, 1);
+    lua_pushvalue(L, res);
+    lua_pushstring(L, key);
+    lua_pushcclosure(L, upload_started, 2);
+    set_top(L, a, "on_upload");
+    /* the upload is protected so its markers are released whatever happens */
+    lua_pushcfunction(L, protected_put);
+    lua_pushvalue(L, client);
+    lua_pushvalue(L, a);
+    int st = lua_pcall(L, 2, 3, 0);
+    release_markers(L, res);
+    if (st != LUA_OK)
+        lua_error(L);
+    if (!lua_toboolean(L, -3))
+        luaL_error(L, "uploading %s: %s", key, luaL_optstring(L, -2, "failed"));
+    int r = lua_gettop(L) - 2;
+    lua_getfield(L, res, "applied");
+    lua_pushvalue(L, r);
+    lua_setfield(L, -2, key);
+    lua_pop(L, 1);
+    lua_pushvalue(L, r);
+}
+
+static void apply_publish(lua_State *L, int self, int change, int res)
+{
+    const char *key = field_str(L, change, "key");
+    push_artifact(L, self, res, key);
+    int art = lua_gettop(L) - 1, disc = lua_gettop(L);
+    lua_getfield(L, res, "client");
+    int client = lua_gettop(L);
+    const char *pobject = field_str(L, art, "private_object");
+    const char *sha = field_str(L, disc, "sha256");
+    if (strstr(key, "{sha256}"))
+        luaL_error(L, "publishing %s: the key names {sha256}, which was not known when discover ran (the "
+                      "source s3://%s/%s was not stored yet); run again", key, field_str(L, res, "bucket"), pobject);
+    /* the version to copy: the one uploaded now, else the stored one; a
+     * source is read again now (an earlier step may have stored it since
+     * discover), and what is copied is what the index records */
+    lua_getfield(L, res, "applied");
+    int applied = lua_gettop(L);
+    lua_getfield(L, applied, key);
+    if (lua_isnil(L, -1) && field_str(L, art, "source")) {
+        lua_pop(L, 1);
+        discover_object(L, client, field_str(L, res, "bucket"), pobject);
+        lua_getfield(L, -1, "exists");
+        if (!lua_toboolean(L, -1))
+            luaL_error(L, "publishing %s: the source s3://%s/%s does not exist (the step that stores it "
+                          "did not run, or failed)", key, field_str(L, res, "bucket"), pobject);
+        lua_pop(L, 1);
+        sha = field_str(L, lua_gettop(L), "sha256");
+        if (!sha)
+            luaL_error(L, "publishing %s: the source s3://%s/%s has no sbot-sha256 metadata (it was not "
+                          "stored by sbot)", key, field_str(L, res, "bucket"), pobject);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, applied, key);
+    } else if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_getfield(L, disc, "private");
+    }
+    int src = lua_gettop(L);
+    const char *warning = field_str(L, art, "warning");
+    if (warning)
+        sbot_log(L, SBOT_WARN, "publishing %s: %s", key, warning);
+    int a = args_bk(L, field_str(L, res, "public_bucket"), field_str(L, art, "object"));
+    set_str(L, a, "source_bucket", field_str(L, res, "bucket"));
+    set_str(L, a, "source_key", pobject);
+    const char *vid = field_str(L, src, "version_id");
+    if (vid && strcmp(vid, "null") != 0)
+        set_str(L, a, "source_version_id", vid);
+    set_str(L, a, "metadata_directive", "REPLACE");
+    lua_getfield(L, art, "content_type");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_getfield(L, disc, "private");
+        lua_getfield(L, -1, "content_type");
+        lua_remove(L, -2);
+    }
+    set_top(L, a, "content_type");
+    lua_newtable(L);
+    lua_getfield(L, art, "metadata");
+    if (lua_istable(L, -1)) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_settable(L, -5);
+        }
+    }
+    lua_pop(L, 1);
+    set_str(L, -1, "sbot-sha256", sha);
+    if (vid)
+        set_str(L, -1, "sbot-source-version-id", vid);
+    set_top(L, a, "metadata");
+    if (!call_method(L, client, "copy_object", a))
+        luaL_error(L, "publishing %s: %s", key, luaL_optstring(L, -2, "failed"));
+    lua_createtable(L, 0, 3);
+    lua_getfield(L, -4, "etag");
+    set_top(L, -2, "etag");
+    set_str(L, -1, "source_version_id", vid);
+    set_str(L, -1, "bucket", field_str(L, res, "public_bucket"));
+}
+
+/* the index update: entries of every configured artifact from what is
+ * stored now, stale entries dropped (conditional writes: see update_index) */
+static int index_update(lua_State *L)
+{
+    /* upvalues: res, entries (key -> entry), drop (list); arg: the index doc */
+    int res = lua_upvalueindex(1);
+    (void)res;
+    lua_settop(L, 1);
+    push_module(L, "sbot.store", "normalise_index");
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 1);
+    int doc = lua_gettop(L);
+    lua_getfield(L, doc, "objects");
+    int objs = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, lua_upvalueindex(2))) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_settable(L, objs);
+    }
+    lua_Integer n = luaL_len(L, lua_upvalueindex(3));
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, lua_upvalueindex(3), i);
+        lua_pushnil(L);
+        lua_settable(L, objs);
+    }
+    lua_pushvalue(L, doc);
+    return 1;
+}
+
+static const char *utc_now(lua_State *L)
+{
+    push_module(L, "sbot.sys", "utc_iso");
+    lua_call(L, 0, 1);
+    return lua_tostring(L, -1);
+}
+
+static void apply_index(lua_State *L, int self, int change, int res)
+{
+    lua_getfield(L, self, "discovery");
+    int d = lua_gettop(L);
+    lua_getfield(L, d, "artifacts");
+    int arts = lua_gettop(L);
+    lua_getfield(L, d, "index");
+    lua_getfield(L, -1, "objects");
+    int old = lua_gettop(L);
+    lua_getfield(L, res, "applied");
+    int applied = lua_gettop(L);
+    lua_getfield(L, res, "artifacts");
+    int cfga = lua_gettop(L);
+    lua_newtable(L);
+    int entries = lua_gettop(L);
+    const char *now = utc_now(L);
+    lua_Integer na = luaL_len(L, arts);
+    for (lua_Integer i = 1; i <= na; i++) {
+        lua_rawgeti(L, arts, i);
+        int a = lua_gettop(L);
+        lua_rawgeti(L, cfga, i);
+        int ca = lua_gettop(L);
+        const char *key = field_str(L, a, "key");
+        /* the private object now: as uploaded by this run, else as discovered */
+        lua_getfield(L, applied, key);
+        int priv;
+        if (lua_istable(L, -1)) {
+            lua_createtable(L, 0, 4);
+            lua_getfield(L, -2, "size");
+            set_top(L, -2, "size");
+            lua_getfield(L, -2, "sha256");
+            set_top(L, -2, "sha256");
+            lua_getfield(L, -2, "etag");
+            set_top(L, -2, "etag");
+            lua_getfield(L, -2, "version_id");
+            set_top(L, -2, "version_id");
+            priv = lua_gettop(L);
+        } else {
+            lua_getfield(L, a, "private");
+            priv = lua_gettop(L);
+        }
+        lua_getfield(L, a, "publish");
+        int publish = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        push_entry(L, res, ca, priv, publish ? priv : 0);
+        int e = lua_gettop(L);
+        lua_getfield(L, old, key);
+        int oe = lua_gettop(L);
+        if (entry_matches(L, oe, e) && lua_getfield(L, oe, "updated") == LUA_TSTRING)
+            set_top(L, e, "updated"); /* unchanged: keeps its date */
+        else
+            set_str(L, e, "updated", now);
+        lua_settop(L, e);
+        lua_pushvalue(L, e);
+        lua_setfield(L, entries, key);
+        lua_settop(L, a - 1);
+    }
+    lua_getfield(L, change, "after");
+    lua_getfield(L, -1, "drop");
+    int drop = lua_gettop(L);
+    lua_getfield(L, res, "client");
+    int client = lua_gettop(L);
+    int a = args_bk(L, field_str(L, res, "bucket"), field_str(L, res, "index_key"));
+    lua_pushvalue(L, res);
+    lua_pushvalue(L, entries);
+    lua_pushvalue(L, drop);
+    lua_pushcclosure(L, index_update, 3);
+    set_top(L, a, "update");
+    if (!call_method(L, client, "update_json", a))
+        luaL_error(L, "updating the index: %s", luaL_optstring(L, -2, "failed"));
+    lua_createtable(L, 0, 4);
+    lua_getfield(L, -4, "etag");
+    set_top(L, -2, "etag");
+    lua_getfield(L, -4, "version_id");
+    set_top(L, -2, "version_id");
+    lua_getfield(L, -4, "attempts");
+    set_top(L, -2, "attempts");
+    set_int(L, -1, "entries", (lua_Integer)na);
+    set_int(L, -1, "dropped", (lua_Integer)luaL_len(L, drop));
+}
+
+/* apply(self, change, res) */
+static int s3_apply(lua_State *L)
+{
+    lua_settop(L, 3);
+    int self = 1, change = 2, res = 3;
+    const char *kind = field_str(L, change, "kind");
+    const char *bucket = field_str(L, change, "bucket");
+    lua_getfield(L, res, "client");
+    int client = lua_gettop(L);
+    if (strcmp(kind, "bucket") == 0) {
+        int a = args_bk(L, bucket, NULL);
+        if (!call_method(L, client, "create_bucket", a))
+            raise_call(L, bucket);
+        lua_createtable(L, 0, 1);
+        set_bool(L, -1, "created", 1);
+        return 1;
+    }
+    if (strcmp(kind, "versioning") == 0) {
+        int a = args_bk(L, bucket, NULL);
+        set_str(L, a, "status", "Enabled");
+        if (!call_method(L, client, "put_bucket_versioning", a))
+            raise_call(L, bucket);
+        lua_createtable(L, 0, 1);
+        set_str(L, -1, "versioning", "Enabled");
+        return 1;
+    }
+    if (strcmp(kind, "policy") == 0) {
+        int a = args_bk(L, bucket, NULL);
+        lua_getfield(L, change, "after");
+        set_top(L, a, "policy");
+        if (!call_method(L, client, "put_bucket_policy", a))
+            raise_call(L, bucket);
+        lua_createtable(L, 0, 1);
+        set_bool(L, -1, "policy", 1);
+        return 1;
+    }
+    if (strcmp(kind, "lifecycle") == 0) {
+        int a = args_bk(L, bucket, NULL);
+        lua_getfield(L, change, "after");
+        set_top(L, a, "rules");
+        if (!call_method(L, client, "put_bucket_lifecycle", a))
+            raise_call(L, bucket);
+        lua_createtable(L, 0, 1);
+        lua_getfield(L, change, "after");
+        set_int(L, -2, "rules", (lua_Integer)lua_rawlen(L, -1));
+        lua_pop(L, 1);
+        return 1;
+    }
+    if (strcmp(kind, "upload") == 0) {
+        apply_upload(L, self, change, res);
+        return 1;
+    }
+    if (strcmp(kind, "publish") == 0) {
+        apply_publish(L, self, change, res);
+        return 1;
+    }
+    if (strcmp(kind, "index") == 0) {
+        apply_index(L, self, change, res);
+        return 1;
+    }
+    return luaL_error(L, "unknown change kind %s", kind);
+}
+
+/* undo(self, change, res): put back what the change replaced, where S3 allows */
+static int s3_undo(lua_State *L)
+{
+    lua_settop(L, 3);
+    int self = 1, change = 2, res = 3;
+    const char *kind = field_str(L, change, "kind");
+    const char *bucket = field_str(L, change, "bucket");
+    lua_getfield(L, res, "client");
+    int client = lua_gettop(L);
+    if (strcmp(kind, "bucket") == 0) {
+        /* the versions of sbot's own upload markers (released, so only old
+         * versions and delete markers) would keep the bucket from going */
+        int a = args_bk(L, bucket, NULL);
+        set_str(L, a, "prefix", field_str(L, res, "marker_prefix"));
+        lua_newtable(L);
+        int objs = lua_gettop(L), n = 0;
+        lua_getfield(L, client, "list_object_versions");
+        lua_pushvalue(L, client);
+        lua_pushvalue(L, a);
+        lua_call(L, 2, 1);
+        int iter = lua_gettop(L);
+        for (;;) {
+            lua_pushvalue(L, iter);
+            lua_call(L, 0, 3);
+            if (lua_isnil(L, -3)) {
+                lua_pop(L, 3);
+                break;
+            }
+            if (lua_toboolean(L, -3) == 0)
+                return luaL_error(L, "%s: listing its upload markers: %s", bucket, luaL_optstring(L, -2, "?"));
+            lua_createtable(L, 0, 2);
+            lua_getfield(L, -4, "key");
+            lua_setfield(L, -2, "key");
+            lua_getfield(L, -4, "version_id");
+            lua_setfield(L, -2, "version_id");
+            lua_rawseti(L, objs, ++n);
+            lua_pop(L, 3);
+        }
+        if (n > 0) {
+            int d = args_bk(L, bucket, NULL);
+            lua_pushvalue(L, objs);
+            set_top(L, d, "objects");
+            set_bool(L, d, "quiet", 1);
+            if (!call_method(L, client, "delete_objects", d))
+                raise_call(L, bucket);
+            lua_pop(L, 4);
+        }
+        a = args_bk(L, bucket, NULL);
+        if (!call_method(L, client, "delete_bucket", a))
+            raise_call(L, bucket);
+        return 0;
+    }
+    if (strcmp(kind, "versioning") == 0) {
+        lua_getfield(L, change, "before");
+        if (lua_isnil(L, -1))
+            return luaL_error(L, "versioning of %s cannot be turned off again once enabled (S3 "
+                                 "only allows Suspended); left Enabled", bucket);
+        int a = args_bk(L, bucket, NULL);
+        set_str(L, a, "status", lua_tostring(L, -2));
+        if (!call_method(L, client, "put_bucket_versioning", a))
+            raise_call(L, bucket);
+        return 0;
+    }
+    if (strcmp(kind, "policy") == 0 || strcmp(kind, "lifecycle") == 0) {
+        int policy = strcmp(kind, "policy") == 0;
+        lua_getfield(L, change, "before");
+        int a = args_bk(L, bucket, NULL);
+        int ok;
+        if (lua_isnil(L, -2)) {
+            ok = call_method(L, client, policy ? "delete_bucket_policy" : "delete_bucket_lifecycle", a);
+        } else {
+            lua_pushvalue(L, -2);
+            set_top(L, a, policy ? "policy" : "rules");
+            ok = call_method(L, client, policy ? "put_bucket_policy" : "put_bucket_lifecycle", a);
+        }
+        if (!ok)
+            raise_call(L, bucket);
+        return 0;
+    }
+    if (strcmp(kind, "upload") == 0) {
+        /* the version this run made goes; the previous one is current again */
+        const char *key = field_str(L, change, "key");
+        lua_getfield(L, res, "applied");
+        lua_getfield(L, -1, key);
+        const char *vid = lua_istable(L, -1) ? field_str(L, lua_gettop(L), "version_id") : NULL;
+        if (!vid || strcmp(vid, "null") == 0)
+            return luaL_error(L, "%s: no version id to remove (is versioning on?)", key);
+        push_artifact(L, self, res, key);
+        int a = args_bk(L, field_str(L, res, "bucket"), field_str(L, -2, "object"));
+        set_str(L, a, "version_id", vid);
+        if (!call_method(L, client, "delete_object", a))
+            raise_call(L, key);
+        return 0;
+    }
+    if (strcmp(kind, "publish") == 0) {
+        const char *key = field_str(L, change, "key");
+        push_artifact(L, self, res, key);
+        int art = lua_gettop(L) - 1;
+        lua_getfield(L, change, "before");
+        const char *prev = field_str(L, lua_gettop(L), "source_version_id");
+        int a = args_bk(L, field_str(L, res, "public_bucket"), field_str(L, art, "object"));
+        int ok;
+        if (prev) { /* copy the version it was published from again */
+            set_str(L, a, "source_bucket", field_str(L, res, "bucket"));
+            set_str(L, a, "source_key", field_str(L, art, "private_object"));
+            set_str(L, a, "source_version_id", prev);
+            ok = call_method(L, client, "copy_object", a);
+        } else {
+            ok = call_method(L, client, "delete_object", a);
+        }
+        if (!ok)
+            raise_call(L, key);
+        return 0;
+    }
+    if (strcmp(kind, "index") == 0)
+        return luaL_error(L, "the index is not rolled back: it lists what is stored, and the "
+                             "undone uploads are listed again by the next run");
+    return luaL_error(L, "unknown change kind %s", kind);
+}
+
+/* ---- housekeep ---------------------------------------------------------------- */
+
+/* An unsigned GET of url (first byte only) through sbot.http's C API, as an
+ * anonymous reader would: pushes the status (integer) or raises. */
+static lua_Integer anonymous_get(lua_State *L, int res, const char *url)
+{
+    lua_createtable(L, 0, 6);
+    int req = lua_gettop(L);
+    set_str(L, req, "method", "GET");
+    set_str(L, req, "url", url);
+    lua_createtable(L, 0, 1);
+    set_str(L, -1, "Range", "bytes=0-0");
+    set_top(L, req, "headers");
+    lua_getfield(L, res, "reader_tls");
+    set_top(L, req, "tls");
+    set_int(L, req, "timeout", 60);
+    set_int(L, req, "max_body", 1 << 20);
+    push_module(L, "sbot.http", NULL); /* the module must be loaded for its C API */
+    lua_pop(L, 1);
+    int n = sbot_http_request(L, req);
+    if (n != 1 || lua_isnil(L, -n))
+        luaL_error(L, "anonymous GET %s: %s", url, n >= 2 ? luaL_optstring(L, -n + 1, "?") : "?");
+    lua_getfield(L, -1, "status");
+    lua_Integer st = lua_tointeger(L, -1);
+    lua_pop(L, 3);
+    return st;
+}
+
+/* housekeep(self, res) */
+static int s3_housekeep(lua_State *L)
+{
+    lua_settop(L, 2);
+    int res = 2;
+    lua_getfield(L, res, "client");
+    int client = lua_gettop(L);
+    const char *bucket = field_str(L, res, "bucket");
+    const char *pub = field_str(L, res, "public_bucket");
+    lua_newtable(L);
+    int out = lua_gettop(L);
+    lua_newtable(L);
+    int problems = lua_gettop(L);
+    int np = 0;
+#define PROBLEM(...)                                    \
+    do {                                                \
+        lua_pushfstring(L, __VA_ARGS__);                \
+        lua_rawseti(L, problems, ++np);                 \
+    } while (0)
+
+    /* every artifact read back by HEAD: size and SHA-256 metadata, in both buckets */
+    lua_getfield(L, res, "artifacts");
+    int arts = lua_gettop(L);
+    lua_getfield(L, res, "hashes");
+    int hashes = lua_gettop(L);
+    lua_newtable(L);
+    int checked = lua_gettop(L);
+    lua_newtable(L);
+    int anon = lua_gettop(L);
+    int nc = 0, nanon = 0;
+    lua_Integer na = luaL_len(L, arts);
+    for (lua_Integer i = 1; i <= na; i++) {
+        lua_rawgeti(L, arts, i);
+        int a = lua_gettop(L);
+        const char *key = field_str(L, a, "key");
+        const char *pobject = field_str(L, a, "private_object");
+        int is_source = field_str(L, a, "source") != NULL;
+        lua_getfield(L, hashes, key);
+        if (is_source) { /* what the copy must match: the source as stored now */
+            lua_pop(L, 1);
+            discover_object(L, client, bucket, pobject);
+            lua_getfield(L, -1, "exists");
+            if (!lua_toboolean(L, -1))
+                PROBLEM("the source s3://%s/%s is missing", bucket, pobject);
+            lua_pop(L, 1);
+        } else if (lua_isnil(L, -1)) { /* housekeep without discover: hash the file now */
+            lua_pop(L, 1);
+            lua_createtable(L, 0, 1);
+            set_str(L, -1, "file", field_str(L, a, "file"));
+            if (!call_method(L, client, "hash_file", lua_gettop(L)))
+                return luaL_error(L, "artifact %s: %s", key, luaL_optstring(L, -2, "cannot read the file"));
+            lua_pop(L, 2);
+            lua_replace(L, -2);
+        }
+        int h = lua_gettop(L);
+        /* housekeep without discover: a {sha256} key is resolved here */
+        if (field_str(L, h, "sha256")) {
+            key = resolve_key(L, res, a, field_str(L, h, "sha256"));
+            pobject = field_str(L, a, "private_object");
+        }
+        const char *object = field_str(L, a, "object");
+        lua_getfield(L, a, "publish");
+        int publish = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        for (int b = 0; b < (publish ? 2 : 1); b++) {
+            const char *bk = b ? pub : bucket;
+            discover_object(L, client, bk, b ? object : pobject);
+            int o = lua_gettop(L);
+            lua_getfield(L, o, "exists");
+            int exists = lua_toboolean(L, -1);
+            lua_getfield(L, o, "size");
+            lua_Integer osize = lua_tointeger(L, -1);
+            lua_getfield(L, h, "size");
+            lua_Integer hsize = lua_tointeger(L, -1);
+            lua_pop(L, 3);
+            const char *osha = field_str(L, o, "sha256");
+            const char *hsha = field_str(L, h, "sha256");
+            const char *ob = b ? object : pobject;
+            const char *what = is_source ? "the source" : "the file";
+            if (!exists)
+                PROBLEM("s3://%s/%s is missing", bk, ob);
+            else if (osize != hsize)
+                PROBLEM("s3://%s/%s is %I bytes, %s %I", bk, ob, osize, what, hsize);
+            else if (!osha || !hsha || strcmp(osha, hsha) != 0)
+                PROBLEM("s3://%s/%s has SHA-256 %s in its metadata, %s %s", bk, ob,
+                        osha ? osha : "(none)", what, hsha ? hsha : "?");
+            else {
+                lua_pushfstring(L, "s3://%s/%s", bk, ob);
+                lua_rawseti(L, checked, ++nc);
+            }
+            lua_settop(L, o - 1);
+        }
+        /* anonymous readers, at their address: the published copy readable,
+         * the private one not */
+        lua_getfield(L, res, "reader");
+        lua_getfield(L, -1, "object_url");
+        lua_insert(L, -2);
+        args_bk(L, bucket, pobject);
+        lua_call(L, 2, 1);
+        const char *priv_url = lua_tostring(L, -1);
+        lua_Integer st = anonymous_get(L, res, priv_url);
+        lua_createtable(L, 0, 3);
+        set_str(L, -1, "url", priv_url);
+        set_str(L, -1, "expect", "refused");
+        set_int(L, -1, "status", st);
+        lua_rawseti(L, anon, ++nanon);
+        if (st != 403)
+            PROBLEM("an anonymous GET of the private object %s answered %d, not 403", priv_url, (int)st);
+        if (publish) {
+            lua_getfield(L, res, "reader");
+            lua_getfield(L, -1, "object_url");
+            lua_insert(L, -2);
+            args_bk(L, pub, object);
+            lua_call(L, 2, 1);
+            const char *pub_url = lua_tostring(L, -1);
+            st = anonymous_get(L, res, pub_url);
+            lua_createtable(L, 0, 3);
+            set_str(L, -1, "url", pub_url);
+            set_str(L, -1, "expect", "allowed");
+            set_int(L, -1, "status", st);
+            lua_rawseti(L, anon, ++nanon);
+            if (st != 200 && st != 206 && st != 416)
+                PROBLEM("an anonymous GET of the published object %s answered %d", pub_url, (int)st);
+        }
+        lua_settop(L, a - 1);
+    }
+    /* the public bucket outside the published prefixes: refused too (403,
+     * also for a key that does not exist: a 404 would mean anyone may look) */
+    {
+        lua_getfield(L, res, "reader");
+        lua_getfield(L, -1, "object_url");
+        lua_insert(L, -2);
+        lua_pushfstring(L, "%s.sbot/anonymous-probe", field_str(L, res, "prefix"));
+        args_bk(L, pub, lua_tostring(L, -1));
+        lua_remove(L, -2);
+        lua_call(L, 2, 1);
+        const char *url = lua_tostring(L, -1);
+        lua_Integer st = anonymous_get(L, res, url);
+        lua_createtable(L, 0, 3);
+        set_str(L, -1, "url", url);
+        set_str(L, -1, "expect", "refused");
+        set_int(L, -1, "status", st);
+        lua_rawseti(L, anon, ++nanon);
+        if (st != 403)
+            PROBLEM("an anonymous GET outside the published prefixes (%s) answered %d, not 403", url, (int)st);
+        lua_pop(L, 1);
+    }
+    lua_pushvalue(L, checked);
+    json_array(L);
+    set_top(L, out, "verified");
+    lua_pushvalue(L, anon);
+    json_array(L);
+    set_top(L, out, "anonymous");
+
+    /* the index: exactly the configured artifacts as stored, no entry for
+     * an object that is gone */
+    {
+        int a = args_bk(L, bucket, field_str(L, res, "index_key"));
+        if (!call_method(L, client, "get_object", a)) {
+            /* no index and nothing to list in it (a step with no artifacts,
+             * on a new bucket): nothing is missing */
+            if (!(na == 0 && strcmp(fail_code(L), "NoSuchKey") == 0))
+                PROBLEM("the index s3://%s/%s cannot be read: %s", bucket, field_str(L, res, "index_key"),
+                        luaL_optstring(L, -2, "?"));
+            else
+                set_int(L, out, "index_entries", 0);
+        } else {
+            lua_getfield(L, -3, "body");
+            json_decode(L, lua_tostring(L, -1));
+            lua_getfield(L, -1, "objects");
+            int objs = lua_gettop(L);
+            int entries = 0;
+            if (!lua_istable(L, objs)) {
+                PROBLEM("the index has no objects table");
+            } else {
+                for (lua_Integer i = 1; i <= na; i++) {
+                    int top = lua_gettop(L);
+                    lua_rawgeti(L, arts, i);
+                    const char *key = field_str(L, top + 1, "key");
+                    const char *object = field_str(L, top + 1, "private_object");
+                    lua_getfield(L, objs, key);
+                    int ent = top + 2;
+                    discover_object(L, client, bucket, object);
+                    int o = top + 3;
+                    if (!lua_istable(L, ent)) {
+                        PROBLEM("the index has no entry for %s", key);
+                    } else {
+                        static const char *const same[] = {"etag", "sha256", "size", "version_id", NULL};
+                        for (int f = 0; same[f]; f++) {
+                            lua_getfield(L, ent, same[f]);
+                            lua_getfield(L, o, same[f]);
+                            int eq = lua_compare(L, -1, -2, LUA_OPEQ) || (lua_isnil(L, -1) && lua_isnil(L, -2));
+                            lua_pop(L, 2);
+                            if (!eq) {
+                                PROBLEM("the index entry of %s does not match the stored object (%s)", key, same[f]);
+                                break;
+                            }
+                        }
+                    }
+                    lua_settop(L, top);
+                }
+                lua_pushnil(L);
+                /* one listing of the prefix (1,000 keys a page), not a HEAD per entry */
+                lua_newtable(L);
+                int listed = lua_gettop(L);
+                int la = args_bk(L, bucket, NULL);
+                set_str(L, la, "prefix", field_str(L, res, "prefix"));
+                if (!call_method(L, client, "list_objects_all", la)) {
+                    PROBLEM("listing s3://%s/%s: %s", bucket, field_str(L, res, "prefix"), luaL_optstring(L, -2, "?"));
+                } else {
+                    lua_Integer nl = luaL_len(L, -3);
+                    for (lua_Integer i = 1; i <= nl; i++) {
+                        lua_rawgeti(L, -3, i);
+                        lua_getfield(L, -1, "key");
+                        lua_getfield(L, -2, "etag");
+                        lua_settable(L, listed);
+                        lua_pop(L, 1);
+                    }
+                }
+                lua_settop(L, listed);
+                lua_pushnil(L);
+                while (lua_next(L, objs)) {
+                    entries++;
+                    int ent = lua_gettop(L);
+                    if (lua_istable(L, ent)) {
+                        const char *ob = field_str(L, ent, "object");
+                        const char *bk = field_str(L, ent, "bucket");
+                        if (ob && bk && strcmp(bk, bucket) == 0) {
+                            lua_getfield(L, listed, ob);
+                            lua_getfield(L, ent, "etag");
+                            if (lua_isnil(L, -2))
+                                PROBLEM("the index lists s3://%s/%s, which does not exist", bk, ob);
+                            else if (!lua_compare(L, -1, -2, LUA_OPEQ))
+                                PROBLEM("the index entry of s3://%s/%s has another ETag than the object", bk, ob);
+                        } else if (ob && bk) { /* an entry of another bucket: read it back */
+                            discover_object(L, client, bk, ob);
+                            lua_getfield(L, -1, "exists");
+                            if (!lua_toboolean(L, -1))
+                                PROBLEM("the index lists s3://%s/%s, which does not exist", bk, ob);
+                        }
+                    }
+                    lua_settop(L, ent - 1);
+                }
+                lua_pop(L, 1); /* listed */
+            }
+            set_int(L, out, "index_entries", entries);
+            lua_settop(L, a);
+        }
+        lua_pop(L, 1);
+    }
+
+    /* sbot's own stale multipart uploads: those whose marker lease is stale
+     * (expired, or its process on this host is gone) are aborted; others'
+     * are left alone */
+    lua_newtable(L);
+    int aborted = lua_gettop(L);
+    lua_newtable(L);
+    int kept = lua_gettop(L);
+    lua_newtable(L);
+    int live_ids = lua_gettop(L);
+    int nab = 0, nkept = 0;
+    const char *markers = field_str(L, res, "marker_prefix");
+    for (int b = 0; b < 2; b++) {
+        const char *bk = b ? pub : bucket;
+        int a = args_bk(L, bk, NULL);
+        set_str(L, a, "prefix", field_str(L, res, "prefix"));
+        if (!call_method(L, client, "list_multipart_uploads", a)) {
+            PROBLEM("listing the multipart uploads of %s: %s", bk, luaL_optstring(L, -2, "?"));
+            lua_settop(L, a - 1);
+            continue;
+        }
+        int list = lua_gettop(L) - 2;
+        lua_Integer n = luaL_len(L, list);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_rawgeti(L, list, i);
+            int u = lua_gettop(L);
+            const char *id = field_str(L, u, "upload_id");
+            const char *key = field_str(L, u, "key");
+            lua_pushboolean(L, 1);
+            lua_setfield(L, live_ids, id);
+            push_module(L, "sbot.lease", "read");
+            lua_pushvalue(L, client);
+            lua_pushstring(L, bucket);
+            lua_pushfstring(L, "%s%s.lease", markers, id);
+            lua_call(L, 3, 3);
+            int info = lua_gettop(L) - 2;
+            lua_createtable(L, 0, 5);
+            int e = lua_gettop(L);
+            set_str(L, e, "bucket", bk);
+            set_str(L, e, "key", key);
+            set_str(L, e, "upload_id", id);
+            lua_getfield(L, u, "initiated");
+            set_top(L, e, "initiated");
+            if (!lua_istable(L, info)) {
+                set_str(L, e, "why", strcmp(luaL_optstring(L, info + 2, ""), "NoSuchKey") == 0
+                                         ? "not sbot's: no marker" : luaL_optstring(L, info + 1, "?"));
+                lua_rawseti(L, kept, ++nkept);
+            } else if (lua_getfield(L, info, "stale"), lua_toboolean(L, -1)) {
+                lua_pop(L, 1);
+                lua_getfield(L, info, "why");
+                set_top(L, e, "why");
+                int ab = args_bk(L, bk, key);
+                set_str(L, ab, "upload_id", id);
+                if (!call_method(L, client, "abort_multipart_upload", ab) &&
+                    strcmp(fail_code(L), "NoSuchUpload") != 0)
+                    PROBLEM("aborting sbot's stale multipart upload %s of s3://%s/%s: %s", id, bk, key,
+                            luaL_optstring(L, -2, "?"));
+                lua_pop(L, 3);
+                set_str(L, ab, "bucket", bucket);
+                lua_pushfstring(L, "%s%s.lease", markers, id);
+                set_top(L, ab, "key");
+                call_method(L, client, "delete_object", ab);
+                lua_pop(L, 4);
+                lua_pushvalue(L, e);
+                lua_rawseti(L, aborted, ++nab);
+            } else {
+                lua_pop(L, 1);
+                lua_pushliteral(L, "in progress");
+                set_top(L, e, "why");
+                lua_getfield(L, info, "holder");
+                set_top(L, e, "holder");
+                lua_rawseti(L, kept, ++nkept);
+            }
+            lua_settop(L, u - 1);
+        }
+        lua_settop(L, a - 1);
+    }
+    /* markers whose upload is gone (completed or aborted elsewhere) and that
+     * nobody renews any more: removed */
+    {
+        int a = args_bk(L, bucket, NULL);
+        set_str(L, a, "prefix", markers);
+        if (call_method(L, client, "list_objects_all", a)) {
+            int list = lua_gettop(L) - 2;
+            lua_Integer n = luaL_len(L, list);
+            size_t ml = strlen(markers);
+            for (lua_Integer i = 1; i <= n; i++) {
+                int top = lua_gettop(L);
+                lua_rawgeti(L, list, i);
+                const char *mk = field_str(L, top + 1, "key");
+                size_t kl = mk ? strlen(mk) : 0;
+                if (kl > ml + 6 && strcmp(mk + kl - 6, ".lease") == 0) {
+                    lua_pushlstring(L, mk + ml, kl - ml - 6);
+                    if (lua_getfield(L, live_ids, lua_tostring(L, -1)) == LUA_TNIL) {
+                        push_module(L, "sbot.lease", "read");
+                        lua_pushvalue(L, client);
+                        lua_pushstring(L, bucket);
+                        lua_pushstring(L, mk);
+                        lua_call(L, 3, 3);
+                        int info = lua_gettop(L) - 2;
+                        if (lua_istable(L, info) && (lua_getfield(L, info, "stale"), lua_toboolean(L, -1))) {
+                            int d = args_bk(L, bucket, mk);
+                            call_method(L, client, "delete_object", d);
+                        }
+                    }
+                }
+                lua_settop(L, top);
+            }
+        }
+        lua_settop(L, a - 1);
+    }
+    lua_pushvalue(L, aborted);
+    json_array(L);
+    set_top(L, out, "uploads_aborted");
+    lua_pushvalue(L, kept);
+    json_array(L);
+    set_top(L, out, "uploads_left");
+
+    if (np > 0) {
+        push_module(L, "table", "concat");
+        lua_pushvalue(L, problems);
+        lua_pushliteral(L, "; ");
+        lua_call(L, 2, 1);
+        return luaL_error(L, "%d check(s) failed: %s", np, lua_tostring(L, -1));
+    }
+    lua_pushvalue(L, out);
+    return 1;
+#undef PROBLEM
+}
+
+/* ---- the module ---------------------------------------------------------------- */
+
+/* schema helpers: t[name] = {type, description [, default]} */
+static int field(lua_State *L, int t, const char *name, const char *type, const char *desc)
+{
+    lua_createtable(L, 0, 4);
+    set_str(L, -1, "type", type);
+    set_str(L, -1, "description", desc);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, t, name);
+    return lua_gettop(L); /* the spec, left on the stack */
+}
+
+static void push_schema(lua_State *L)
+{
+    lua_newtable(L);
+    int s = lua_gettop(L);
+    field(L, s, "bucket", "string", "private, versioned bucket (default: the site's s3.bucket)");
+    field(L, s, "public_bucket", "string",
+          "bucket anonymous readers may GET the published prefixes of (default: the site's s3.public_bucket)");
+    field(L, s, "prefix", "string", "key prefix of everything sbot stores (default: the site's s3.prefix)");
+    int p = field(L, s, "publish", "list", "prefixes (under prefix) readable anonymously in the public bucket");
+    lua_createtable(L, 0, 1);
+    set_str(L, -1, "type", "string");
+    set_top(L, p, "items");
+    lua_createtable(L, 1, 0);
+    lua_pushliteral(L, "isos/");
+    lua_rawseti(L, -2, 1);
+    set_top(L, p, "default");
+    int lc = field(L, s, "lifecycle", "table", "lifecycle rules sbot keeps on both buckets");
+    lua_newtable(L);
+    int lf = lua_gettop(L);
+    int nd = field(L, lf, "noncurrent_days", "integer", "days a noncurrent version is kept (private bucket)");
+    set_int(L, nd, "default", 30);
+    set_int(L, nd, "min", 1);
+    int ad = field(L, lf, "abort_multipart_days", "integer", "days after which an unfinished multipart upload is removed");
+    set_int(L, ad, "default", 2);
+    set_int(L, ad, "min", 1);
+    lua_settop(L, lf);
+    set_top(L, lc, "fields");
+    lua_createtable(L, 0, 2);
+    set_int(L, -1, "noncurrent_days", 30);
+    set_int(L, -1, "abort_multipart_days", 2);
+    set_top(L, lc, "default");
+    int ik = field(L, s, "index_key", "string", "the metadata index, under prefix");
+    set_str(L, ik, "default", "metadata/index.json");
+    int ul = field(L, s, "upload_lease", "integer",
+                   "seconds a multipart upload's marker lease lasts without renewal (renewed while it runs)");
+    set_int(L, ul, "default", 300);
+    set_int(L, ul, "min", 10);
+    field(L, s, "part_size", "integer", "multipart part size in bytes (sbot.s3's default: 16 MiB)");
+    field(L, s, "concurrency", "integer", "parts in flight (sbot.s3's default: 4)");
+    field(L, s, "multipart_threshold", "integer", "files above this many bytes go multipart (default 16 MiB)");
+    int ar = field(L, s, "artifacts", "list", "files to store (and publish when under a published prefix)");
+    lua_createtable(L, 0, 2);
+    set_str(L, -1, "type", "table");
+    lua_newtable(L);
+    int af = lua_gettop(L);
+    int k = field(L, af, "key", "string", "key under prefix, e.g. isos/agent.iso");
+    set_bool(L, k, "required", 1);
+    field(L, af, "file", "string", "local file to upload (or source)");
+    field(L, af, "source", "string",
+          "instead of file: a key (under prefix) already stored in the private bucket by sbot (the "
+          "artifact store): published by server-side copy, never uploaded; not there yet in --plan = "
+          "an earlier step stores it");
+    int ps = field(L, af, "presign", "integer",
+                   "seconds: also give readers a presigned GET URL of the private object, at s3.public_endpoint "
+                   "(discovery.artifacts[i].presigned_url)");
+    set_int(L, ps, "min", 1);
+    set_int(L, ps, "max", 604800);
+    field(L, af, "warning", "string", "what readers of the published copy get (shown with its publish change, and logged)");
+    field(L, af, "content_type", "string", "Content-Type (default application/octet-stream)");
+    field(L, af, "publish", "boolean", "publish it (default: when the key is under a published prefix)");
+    int md = field(L, af, "metadata", "map", "x-amz-meta-* values");
+    lua_createtable(L, 0, 1);
+    set_str(L, -1, "type", "string");
+    set_top(L, md, "values");
+    lua_settop(L, af);
+    set_top(L, -2, "fields");
+    set_top(L, ar, "items");
+    lua_newtable(L);
+    set_top(L, ar, "default");
+    lua_settop(L, s);
+}
+
+int luaopen_sbot_component_s3(lua_State *L)
+{
+    lua_createtable(L, 0, 10);
+    int spec = lua_gettop(L);
+    set_str(L, spec, "name", "s3");
+    set_str(L, spec, "description",
+            "S3 for a site (a site-wide step): a private bucket with versioning, a public bucket "
+            "whose policy lets anonymous readers GET the published prefixes only, lifecycle "
+            "rules, the given files uploaded (SHA-256 in metadata, multipart when large) and "
+            "published by server-side copy, and the metadata index kept with conditional writes.");
+    push_schema(L);
+    lua_setfield(L, spec, "schema");
+    static const struct {
+        const char *name;
+        lua_CFunction fn;
+    } phases[] = {{"open", s3_open},   {"discover", s3_discover},   {"plan", s3_plan},
+                  {"apply", s3_apply}, {"undo", s3_undo},           {"housekeep", s3_housekeep},
+                  {NULL, NULL}};
+    for (int i = 0; phases[i].name; i++) {
+        lua_pushcfunction(L, phases[i].fn);
+        lua_setfield(L, spec, phases[i].name);
+    }
+    return sbot_component_define(L, spec);
+}

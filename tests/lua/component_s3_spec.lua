@@ -1,0 +1,360 @@
+-- The S3 component (components/s3.c) against the lab's S3 device, checked
+-- with awscli as an independent client (signed and --no-sign-request), and
+-- against s3rver, which lacks what the component needs.
+local helpers = require "helpers"
+local servers = require "s3servers"
+local s3 = require "sbot.s3"
+local json = require "sbot.json"
+local sys = require "sbot.sys"
+local keeper = require "sbot.keeper"
+local site_mod = require "sbot.site"
+
+local MiB = 1024 * 1024
+
+describe("the S3 component against the lab's S3", function()
+  local srv, site, c, tmp
+  local S3
+
+  local function aws(args, sign)
+    local ok, _, out = helpers.sh(string.format("AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s AWS_DEFAULT_REGION=%s " ..
+      "AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null " ..
+      "/usr/bin/aws --endpoint-url %s --ca-bundle %s %s %s 2>&1", helpers.shquote(srv.access_key),
+      helpers.shquote(srv.secret_key), srv.region, srv.endpoint, helpers.shquote(srv.info.cert_file),
+      sign == false and "--no-sign-request" or "", args))
+    return ok, out
+  end
+
+  local function run(config, mode)
+    local comp = assert(S3.new(config, { id = "(site)", site = site }))
+    return comp:execute { mode = mode or "apply" }
+  end
+
+  local function kinds(plan)
+    local out = {}
+    for _, ch in ipairs(plan) do out[#out + 1] = ch.kind .. ":" .. ch.action end
+    return table.concat(out, " ")
+  end
+
+  setup(function()
+    srv = servers.start_lab()
+    site = assert(site_mod.load(srv.site_path))
+    c = assert(s3.client { endpoint = srv.endpoint, access_key = srv.access_key, secret_key = srv.secret_key,
+      region = srv.region, tls = srv.tls })
+    tmp = helpers.tmpdir("comps3")
+    S3 = require "sbot.component.s3"
+  end)
+
+  teardown(function()
+    servers.stop(srv)
+    if tmp then os.execute("rm -rf " .. helpers.shquote(tmp)) end
+  end)
+
+  it("makes both buckets, versioning, the public-read policy and lifecycle rules; uploads, publishes, indexes; a second run changes nothing", function()
+    -- the public bucket exists already, with a statement of someone else's
+    -- (kept), an anonymous read of everything (removed) and a foreign rule (kept)
+    assert(c:create_bucket("cs-pub"))
+    assert(c:put_bucket_policy { bucket = "cs-pub", policy = { Version = "2012-10-17", Statement = {
+      { Sid = "KeepMe", Effect = "Deny", Principal = "*", Action = "s3:PutObject", Resource = "arn:aws:s3:::cs-pub/locked/*" },
+      { Sid = "OpenAll", Effect = "Allow", Principal = "*", Action = "s3:GetObject", Resource = "arn:aws:s3:::cs-pub/*" } } } })
+    assert(c:put_bucket_lifecycle { bucket = "cs-pub", rules = { { id = "theirs", prefix = "logs/", expiration_days = 90 } } })
+    local iso = tmp .. "/agent.iso"
+    assert(helpers.sh("head -c " .. (11 * MiB + 5) .. " /dev/urandom > " .. iso))
+    helpers.write_file(tmp .. "/c.json", '{"config": 1}')
+    local cfg = { bucket = "cs-priv", public_bucket = "cs-pub", prefix = "site-a",
+      part_size = 5 * MiB, multipart_threshold = 5 * MiB,
+      artifacts = { { key = "isos/agent.iso", file = iso }, { key = "configs/c.json", file = tmp .. "/c.json",
+        content_type = "application/json" } } }
+    local r = run(cfg)
+    assert.are.equal("ok", r.status, r.error)
+    assert.are.equal("bucket:create versioning:create lifecycle:create policy:update lifecycle:update " ..
+      "upload:create publish:create upload:create index:create", kinds(r.plan))
+    assert.matches("removes anonymous access outside them %(OpenAll%)", r.plan[4].reason)
+
+    -- awscli sees what was made
+    local ok, out = aws("s3api get-bucket-versioning --bucket cs-priv")
+    assert(ok, out)
+    assert.are.equal("Enabled", json.decode(out).Status)
+    ok, out = aws("s3api get-bucket-policy --bucket cs-pub")
+    assert(ok, out)
+    local policy = json.decode(json.decode(out).Policy)
+    local sids = {}
+    for _, st in ipairs(policy.Statement) do sids[st.Sid] = st end
+    assert.is_table(sids.KeepMe)
+    assert.is_nil(sids.OpenAll)
+    assert.are.same({ "arn:aws:s3:::cs-pub/site-a/isos/*" }, sids.SbotPublicRead.Resource)
+    assert.are.same({ "*" }, sids.SbotPublicRead.Principal.AWS)
+    ok, out = aws("s3api get-bucket-lifecycle-configuration --bucket cs-priv")
+    assert(ok, out)
+    local rule = json.decode(out).Rules[1]
+    assert.are.equal("sbot", rule.ID)
+    assert.are.equal(30, rule.NoncurrentVersionExpiration.NoncurrentDays)
+    assert.are.equal(2, rule.AbortIncompleteMultipartUpload.DaysAfterInitiation)
+    ok, out = aws("s3api get-bucket-lifecycle-configuration --bucket cs-pub")
+    assert(ok, out)
+    local ids = {}
+    for _, rl in ipairs(json.decode(out).Rules) do ids[#ids + 1] = rl.ID end
+    assert.are.same({ "theirs", "sbot" }, ids)
+    ok, out = aws("s3api head-object --bucket cs-priv --key site-a/isos/agent.iso")
+    assert(ok, out)
+    assert.are.equal(servers.sha256sum(iso), json.decode(out).Metadata["sbot-sha256"])
+    -- anonymous (unsigned) reads: published yes, private and outside the prefixes no
+    ok, out = aws("s3api get-object --bucket cs-pub --key site-a/isos/agent.iso " .. tmp .. "/anon.iso", false)
+    assert(ok, out)
+    assert.are.equal(servers.sha256sum(iso), servers.sha256sum(tmp .. "/anon.iso"))
+    ok, out = aws("s3api get-object --bucket cs-priv --key site-a/isos/agent.iso " .. tmp .. "/no", false)
+    assert.is_false(ok)
+    assert.matches("AccessDenied", out)
+    ok, out = aws("s3api get-object --bucket cs-pub --key site-a/configs/c.json " .. tmp .. "/no", false)
+    assert.is_false(ok)
+    assert.matches("AccessDenied", out)
+    -- what housekeeping checked, for real
+    local hk = r.housekeeping
+    assert.are.same({ "s3://cs-priv/site-a/isos/agent.iso", "s3://cs-pub/site-a/isos/agent.iso",
+      "s3://cs-priv/site-a/configs/c.json" }, hk.verified)
+    local statuses = {}
+    for _, a in ipairs(hk.anonymous) do statuses[#statuses + 1] = a.expect .. ":" .. math.tointeger(a.status) end
+    assert.are.same({ "refused:403", "allowed:206", "refused:403", "refused:403" }, statuses)
+    -- the index, read by awscli, lists both objects as stored
+    ok, out = aws("s3 cp s3://cs-priv/site-a/metadata/index.json " .. tmp .. "/index.json")
+    assert(ok, out)
+    local index = json.decode(helpers.read_file(tmp .. "/index.json"))
+    local head = assert(c:head_object { bucket = "cs-priv", key = "site-a/isos/agent.iso" })
+    assert.are.equal(head.etag, index.objects["isos/agent.iso"].etag)
+    assert.are.equal(head.version_id, index.objects["isos/agent.iso"].version_id)
+    -- the URL readers (the BMCs) get: the site's s3.public_endpoint (plain HTTP in the lab)
+    assert.are.equal(srv.public_endpoint .. "/cs-pub/site-a/isos/agent.iso", index.objects["isos/agent.iso"].public.url)
+    assert.is_table(index.objects["configs/c.json"])
+    assert.is_nil(index.objects["configs/c.json"].public)
+
+    -- converged: the second run plans nothing and writes nothing
+    local writes = srv.state().writes
+    local again = run(cfg)
+    assert.are.equal("ok", again.status, again.error)
+    assert.are.equal(0, #again.plan)
+    assert.are.equal(writes, srv.state().writes)
+    assert.are.same({}, again.housekeeping.uploads_aborted)
+
+    -- a changed file: a new version (the old one kept), published again, index updated
+    assert(helpers.sh("head -c " .. (6 * MiB) .. " /dev/urandom > " .. iso))
+    local r3 = run(cfg)
+    assert.are.equal("ok", r3.status, r3.error)
+    assert.are.equal("upload:update publish:update index:update", kinds(r3.plan))
+    local versions = 0
+    for v in c:list_object_versions { bucket = "cs-priv", prefix = "site-a/isos/" } do
+      if v.key == "site-a/isos/agent.iso" then versions = versions + 1 end
+    end
+    assert.are.equal(2, versions)
+    ok, out = aws("s3api get-object --bucket cs-pub --key site-a/isos/agent.iso " .. tmp .. "/anon2.iso", false)
+    assert(ok, out)
+    assert.are.equal(servers.sha256sum(iso), servers.sha256sum(tmp .. "/anon2.iso"))
+  end)
+
+  it("undoes what it did when a later change fails", function()
+    local iso = tmp .. "/fail.iso"
+    assert(helpers.sh("head -c " .. (11 * MiB) .. " /dev/urandom > " .. iso))
+    srv.faults("s3:failpart=2")
+    local r = run { bucket = "cs2-priv", public_bucket = "cs2-pub", part_size = 5 * MiB, multipart_threshold = 5 * MiB,
+      artifacts = { { key = "isos/x.iso", file = iso } } }
+    srv.faults("")
+    assert.are.equal("failed", r.status)
+    assert.matches("change 7 of 9 %(create s3://cs2%-priv/isos/x.iso%) failed: uploading isos/x.iso: InternalError", r.error)
+    local undone = {}
+    for _, u in ipairs(r.processing.undone) do undone[#undone + 1] = u.resource .. "=" .. tostring(u.ok) end
+    assert.are.same({ "s3://cs2-pub?lifecycle=true", "s3://cs2-pub?policy=true", "s3://cs2-pub=true",
+      "s3://cs2-priv?lifecycle=true", "s3://cs2-priv?versioning=false", "s3://cs2-priv=true" }, undone)
+    assert.matches("cannot be turned off again", r.processing.undone[5].error)
+    assert.are.equal("NoSuchBucket", select(3, c:head_bucket("cs2-priv")))
+    assert.are.equal("NoSuchBucket", select(3, c:head_bucket("cs2-pub")))
+    -- and no multipart upload was left behind (the client aborted it)
+    assert.are.equal(0, srv.state().uploads)
+  end)
+
+  it("aborts sbot's own multipart upload left by a SIGKILLed run, and leaves others' alone", function()
+    local iso = tmp .. "/big.iso"
+    assert(helpers.sh("head -c " .. (60 * MiB) .. " /dev/urandom > " .. iso))
+    assert(c:create_bucket("cs3-priv"))
+    local script = tmp .. "/upload.lua"
+    helpers.write_file(script, string.format([[
+      local site = assert(require("sbot.site").load(%q))
+      local S3 = require "sbot.component.s3"
+      local comp = assert(S3.new({ bucket = "cs3-priv", public_bucket = "cs3-pub", part_size = 5 * 1048576,
+        multipart_threshold = 5 * 1048576, concurrency = 1,
+        artifacts = { { key = "isos/big.iso", file = %q } } }, { id = "(site)", site = site }))
+      comp:execute { mode = "apply" }]], srv.site_path, iso))
+    srv.faults("s3:latency=150-150") -- slow parts: the run is killed mid-upload
+    local p = helpers.spawn(helpers.shquote(helpers.sbot_bin) .. " run " .. helpers.shquote(script))
+    local marker
+    for _ = 1, 400 do
+      local list = c:list_objects_all { bucket = "cs3-priv", prefix = ".sbot/uploads/" }
+      if list and list[1] then marker = list[1].key; break end
+      keeper.sleep(0.05)
+    end
+    assert(marker, "no upload marker appeared: " .. p:output())
+    keeper.sleep(0.3)
+    p:stop("KILL")
+    srv.faults("")
+    local uploads = assert(c:list_multipart_uploads { bucket = "cs3-priv" })
+    assert.are.equal(1, #uploads)
+    local killed = uploads[1].upload_id
+    assert.are.equal(".sbot/uploads/" .. killed .. ".lease", marker)
+    -- someone else's upload, started with awscli: not sbot's, left alone
+    local ok, out = aws("s3api create-multipart-upload --bucket cs3-priv --key isos/someone-elses")
+    assert(ok, out)
+    local foreign = json.decode(out).UploadId
+    local r = run { bucket = "cs3-priv", public_bucket = "cs3-pub", part_size = 5 * MiB, multipart_threshold = 5 * MiB,
+      artifacts = { { key = "isos/big.iso", file = iso } } }
+    assert.are.equal("ok", r.status, r.error)
+    assert.are.equal(1, #r.housekeeping.uploads_aborted)
+    assert.are.equal(killed, r.housekeeping.uploads_aborted[1].upload_id)
+    assert.matches("is gone", r.housekeeping.uploads_aborted[1].why)
+    assert.are.equal(foreign, r.housekeeping.uploads_left[1].upload_id)
+    assert.are.equal("not sbot's: no marker", r.housekeeping.uploads_left[1].why)
+    ok, out = aws("s3api list-multipart-uploads --bucket cs3-priv")
+    assert(ok, out)
+    local left = json.decode(out).Uploads
+    assert.are.equal(1, #left)
+    assert.are.equal(foreign, left[1].UploadId)
+    assert.are.same({}, assert(c:list_objects_all { bucket = "cs3-priv", prefix = ".sbot/uploads/" }))
+    assert.is_false(sys.pid_alive(p.pid))
+  end)
+
+  it("finds an index entry whose object is gone (housekeep fails), and the next run drops it", function()
+    helpers.write_file(tmp .. "/a.txt", "small artifact")
+    local cfg = { bucket = "cs4-priv", public_bucket = "cs4-pub", artifacts = { { key = "configs/a.txt", file = tmp .. "/a.txt" } } }
+    assert.are.equal("ok", run(cfg).status)
+    assert(c:update_json { bucket = "cs4-priv", key = "metadata/index.json", update = function(doc)
+      doc.objects["old/gone.iso"] = { key = "old/gone.iso", bucket = "cs4-priv", object = "old/gone.iso", etag = "0f" }
+      return doc
+    end })
+    local comp = assert(S3.new(cfg, { id = "(site)", site = site }))
+    local hk = comp:execute { phases = { "housekeep" } }
+    assert.are.equal("failed", hk.status)
+    assert.matches("the index lists s3://cs4%-priv/old/gone%.iso, which does not exist", hk.error)
+    local r = run(cfg)
+    assert.are.equal("ok", r.status, r.error)
+    assert.are.equal("index:update", kinds(r.plan))
+    assert.are.same({ "old/gone.iso" }, r.plan[1].after.drop)
+    local index = json.decode(assert(c:get_object { bucket = "cs4-priv", key = "metadata/index.json" }).body)
+    assert.is_nil(index.objects["old/gone.iso"])
+    assert.is_table(index.objects["configs/a.txt"])
+  end)
+
+  it("publishes an object the store already holds by server-side copy (never a second upload), under its "
+    .. "SHA-256 ({sha256} in the key), planned before it exists; presigns the private one for readers", function()
+    local store = require "sbot.store"
+    local http = require "sbot.http"
+    local st = assert(store.open("s3://cs5-priv/site-c?endpoint=" .. srv.endpoint,
+      { access_key = srv.access_key, secret_key = srv.secret_key, tls = srv.tls }))
+    local iso = tmp .. "/stored.iso"
+    assert(helpers.sh("head -c 70000 /dev/urandom > " .. iso))
+    local want = servers.sha256sum(iso)
+    local warning = "it holds a pull secret"
+    local cfg = { bucket = "cs5-priv", public_bucket = "cs5-pub", prefix = "site-c",
+      artifacts = { { key = "isos/cl/{sha256}/agent.iso", source = "store/cl/agent.iso", warning = warning },
+                    { key = "store/cl/agent.iso", source = "store/cl/agent.iso", publish = false, presign = 900 } } }
+    -- --plan while the source is not stored yet (an earlier step stores it): the publish is planned,
+    -- its key still the template; nothing to upload
+    local p = run(cfg, "plan")
+    assert.are.equal("ok", p.status, p.error)
+    assert.are.equal("bucket:create versioning:create lifecycle:create bucket:create policy:create lifecycle:create "
+      .. "publish:create index:create", kinds(p.plan))
+    local pub = p.plan[7]
+    assert.are.equal("s3://cs5-pub/site-c/isos/cl/{sha256}/agent.iso", pub.resource)
+    assert.matches("once it is stored", pub.reason, 1, true)
+    assert.matches("WARNING: " .. warning, pub.reason, 1, true)
+    assert.is_true(p.discovery.artifacts[1].pending)
+    -- the buckets, then the store puts the source (sbot-sha256 in its metadata)
+    assert.are.equal("ok", run { bucket = "cs5-priv", public_bucket = "cs5-pub", prefix = "site-c" }.status)
+    assert(st:put("store/cl/agent.iso", { file = iso }))
+    local writes = srv.state().writes
+    local r = run(cfg)
+    assert.are.equal("ok", r.status, r.error)
+    assert.are.equal("publish:create index:create", kinds(r.plan))
+    assert.are.equal("s3://cs5-pub/site-c/isos/cl/" .. want .. "/agent.iso", r.plan[1].resource)
+    assert.are.equal(2, srv.state().writes - writes, "one copy and the index: no upload")
+    local a = r.discovery.artifacts[1]
+    assert.are.equal(srv.public_endpoint .. "/cs5-pub/site-c/isos/cl/" .. want .. "/agent.iso", a.public_url)
+    assert.are.equal(a.public_url, a.url)
+    -- anonymous readers at the public endpoint (plain HTTP): the copy, with Range; not the source
+    local g = assert(http.get(a.url, { headers = { Range = "bytes=0-9" } }))
+    assert.are.equal(206, g.status)
+    local src = assert(http.get(srv.public_endpoint .. "/cs5-priv/site-c/store/cl/agent.iso"))
+    assert.are.equal(403, src.status)
+    -- the presigned URL of the private object works there, unsigned otherwise
+    local b = r.discovery.artifacts[2]
+    assert.is_nil(b.public_url)
+    assert.matches("^" .. srv.public_endpoint:gsub("%p", "%%%0") .. "/cs5%-priv/site%-c/store/cl/agent%.iso%?.*X%-Amz%-Expires=900", b.url)
+    local pg = assert(http.get(b.url, { headers = { Range = "bytes=0-9" } }))
+    assert.are.equal(206, pg.status)
+    -- housekeeping checked the copy against the source
+    assert.are.same({ "s3://cs5-priv/site-c/store/cl/agent.iso", "s3://cs5-pub/site-c/isos/cl/" .. want .. "/agent.iso",
+      "s3://cs5-priv/site-c/store/cl/agent.iso" }, r.housekeeping.verified)
+    local index = json.decode(assert(c:get_object { bucket = "cs5-priv", key = "site-c/metadata/index.json" }).body)
+    local e = index.objects["isos/cl/" .. want .. "/agent.iso"]
+    assert.are.equal("site-c/store/cl/agent.iso", e.object)
+    assert.are.equal(want, e.sha256)
+    assert.are.equal(a.public_url, e.public.url)
+    -- converged: nothing planned, nothing written
+    writes = srv.state().writes
+    local again = run(cfg)
+    assert.are.equal("ok", again.status, again.error)
+    assert.are.equal("", kinds(again.plan))
+    assert.are.equal(writes, srv.state().writes)
+    -- housekeep alone (no discover) finds the {sha256} key by itself
+    local hk = assert(S3.new(cfg, { id = "(site)", site = site })):execute { phases = { "housekeep" } }
+    assert.are.equal("ok", hk.status, hk.error)
+    assert.are.same(r.housekeeping.verified, hk.housekeeping.verified)
+    -- a source not stored by sbot (no sbot-sha256) is refused: sbot publishes what it can check
+    assert(c:put_object { bucket = "cs5-priv", key = "site-c/store/cl/foreign.iso", body = "x" })
+    local bad = run { bucket = "cs5-priv", public_bucket = "cs5-pub", prefix = "site-c",
+      artifacts = { { key = "isos/foreign.iso", source = "store/cl/foreign.iso" } } }
+    assert.are.equal("failed", bad.status)
+    assert.matches("has no sbot%-sha256 metadata", bad.error)
+    local both = run { artifacts = { { key = "isos/x", file = iso, source = "store/cl/agent.iso" } } }
+    assert.matches("give file .* or source .*, not both", both.error)
+  end)
+
+  it("a step without artifacts is fine on a bucket that has no index yet", function()
+    local r = run { bucket = "cs6-priv", public_bucket = "cs6-pub" }
+    assert.are.equal("ok", r.status, r.error)
+    assert.are.equal(0, r.housekeeping.index_entries)
+    assert.are.equal("NoSuchKey", select(3, c:head_object { bucket = "cs6-priv", key = "metadata/index.json" }))
+  end)
+
+  it("refuses bad configurations with the key path", function()
+    local none, err = S3.new({ publish = "isos/" }, { id = "(site)", site = site })
+    assert.is_nil(none)
+    assert.matches("component s3 config: publish: expected list", err)
+    local r = run { bucket = "same", public_bucket = "same" }
+    assert.are.equal("failed", r.status)
+    assert.matches("the public bucket must not be the private bucket", r.error)
+    r = run { artifacts = { { key = "configs/x", file = "/etc/hostname", publish = true } } }
+    assert.matches("publish = true, but the key is under none of the published prefixes", r.error)
+    r = run { artifacts = { { key = "isos/../x", file = "/etc/hostname" } } }
+    assert.matches("artifacts%[1%]%.key: .*'%.%.' segment", r.error)
+    r = run { artifacts = { { key = "isos/missing", file = tmp .. "/does-not-exist" } } }
+    assert.are.equal("failed", r.status)
+    assert.matches("discover: artifact isos/missing: s3 hash_file: .*does%-not%-exist", r.error)
+  end)
+end)
+
+describe("the S3 component against s3rver", function()
+  it("fails discover clearly where the server lacks what it needs (versioning)", function()
+    local srv = servers.start_s3rver()
+    local dir = helpers.tmpdir("comps3r")
+    helpers.write_file(dir .. "/site.lua", string.format([[return { s3 = { endpoint = %q, bucket = "priv",
+      public_bucket = "pub", access_key = "S3RVER", secret_key = "S3RVER" } }]], srv.endpoint))
+    os.execute("chmod 600 " .. helpers.shquote(dir .. "/site.lua")) -- it holds secrets in clear
+    local site = assert(site_mod.load(dir .. "/site.lua"))
+    local c = assert(s3.client { endpoint = srv.endpoint, access_key = "S3RVER", secret_key = "S3RVER" })
+    assert(c:create_bucket("priv"))
+    local comp = assert(require("sbot.component.s3").new({}, { id = "(site)", site = site }))
+    local r = comp:execute { mode = "plan" }
+    servers.stop(srv)
+    os.execute("rm -rf " .. helpers.shquote(dir))
+    assert.are.equal("failed", r.status)
+    -- s3rver answers GET ?versioning with a listing
+    assert.matches("discover: priv: GET priv: expected <VersioningConfiguration> in the answer, got <ListBucketResult> " ..
+      "%(server does not support this call%?%)", r.error)
+  end)
+end)

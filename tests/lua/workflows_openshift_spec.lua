@@ -1,0 +1,337 @@
+-- workflows/full_deployment.lua, openshift_only.lua and switch_version.lua
+-- against `sbot lab --tgt` (3 servers, --time-scale 0.1): the agent ISO built
+-- by the stand-in installer, kept in the lab's S3, published (or presigned)
+-- for the iDRACs, which read it over plain HTTP with Range requests; the
+-- servers' iSCSI disks on the TrueNAS model exported by istgt; the R630s set
+-- up with one reboot. Every lab device counts its writes: a rerun must make
+-- none. The boot records show what each simulated server booted.
+local h = require "helpers"
+local labclient = require "labclient"
+local json = require "sbot.json"
+local http = require "sbot.http"
+
+local SYS = "/redfish/v1/Systems/System.Embedded.1"
+local MGR = "/redfish/v1/Managers/iDRAC.Embedded.1"
+
+local function wait_for(fn, timeout, what)
+  local deadline = h.now() + timeout
+  while h.now() < deadline do
+    local v = fn()
+    if v then return v end
+    os.execute("sleep 0.1")
+  end
+  error("timed out waiting for " .. what)
+end
+
+describe("the OpenShift workflows against sbot lab --tgt", function()
+  local lab, tmp, n_site = nil, nil, 0
+  local site_path, url
+
+  -- A site file from the lab's (secret: references left as they are), with
+  -- fast polling for the R630 and its own state and runs directories;
+  -- edit(t) may change the raw table first.
+  local function write_site(edit)
+    n_site = n_site + 1
+    local dir = tmp .. "/site" .. n_site
+    os.execute("mkdir -p " .. h.shquote(dir))
+    local t = dofile(lab.dir .. "/site.lua")
+    t.components = { r630 = { power = { interval = 0.1 }, jobs = { interval = 0.1 } } }
+    t.state_dir = tmp .. "/state"
+    t.runs_dir = tmp .. "/runs"
+    if edit then edit(t) end
+    local path = dir .. "/site.lua"
+    h.write_private(path, "return " .. require("sbot.lab").lua_literal(t) .. "\n")
+    return path
+  end
+
+  local function run(wf, args, site)
+    local all = { "run", h.source_dir .. "/workflows/" .. wf .. ".lua", "--site", site or site_path }
+    for _, a in ipairs(args or {}) do all[#all + 1] = a end
+    return h.sbot(all, { cwd = tmp })
+  end
+
+  -- the run record a run printed ("run record: DIR")
+  local function record(r)
+    local dir = assert(r.stdout:match("run record: (%S+)"), r.stdout .. r.stderr)
+    return json.decode(h.read_file(dir .. "/results.json"))
+  end
+
+  local function devices() return lab.state().devices end
+
+  -- writes of every device that counts them
+  local function writes(d)
+    local w = {}
+    for name, s in pairs(d or devices()) do
+      if type(s) == "table" and s.writes then w[name] = s.writes end
+    end
+    return w
+  end
+
+  local function client(i)
+    return lab.client("idrac-" .. i, { password = lab.site.servers[i].idrac.password })
+  end
+
+  -- the installer's own reboot, at the end of an installation: the server
+  -- comes back up from its boot order
+  local function restart(i)
+    local n = #devices()["idrac-" .. i].boots
+    wait_for(function() return not devices()["idrac-" .. i].not_ready end, 10, "idrac-" .. i)
+    local r = assert(client(i):request("POST", SYS .. "/Actions/ComputerSystem.Reset",
+      { auth = "basic", body = { ResetType = "ForceRestart" } }))
+    assert.are.equal(204, r.status, r.body)
+    return wait_for(function()
+      local s = devices()["idrac-" .. i]
+      return #s.boots > n and s.last_boot
+    end, 15, "the next boot of idrac-" .. i)
+  end
+
+  setup(function()
+    lab = labclient.start_lab { "--servers", "3", "--tgt", "--time-scale", "0.1" }
+    tmp = h.tmpdir("ocpwf")
+    site_path = write_site()
+  end)
+
+  teardown(function()
+    if lab then lab.stop() end
+    if tmp then os.execute("rm -rf " .. h.shquote(tmp)) end
+  end)
+
+  it("full_deployment: --plan shows every step's changes and writes nothing; the run converges three "
+    .. "servers with one reboot each, the ISO booted once from the lab's S3 over HTTP, then the iSCSI disk; "
+    .. "a rerun plans zero changes and writes nothing", function()
+    local before = devices()
+    local p = run("full_deployment", { "--plan" })
+    assert.are.equal(0, p.code, p.stdout .. p.stderr)
+    -- every step's changes: the site steps', then each server's
+    assert.matches("%(site%) / s3: %d+ change%(s%)", p.stdout)
+    assert.matches("(site) / openshift: 2 change(s)", p.stdout, 1, true)
+    assert.matches("(site) / s3 (publish): ", p.stdout, 1, true)
+    assert.matches("+ create s3://sbot-public/isos/openshift/lab/4.16.8/{sha256}/agent.x86_64.iso", p.stdout, 1, true)
+    assert.matches("WARNING: the agent ISO embeds the cluster's pull secret", p.stdout, 1, true)
+    for i = 1, 3 do
+      assert.matches(string.format("r630-0%d / iscsi: 8 change(s)", i), p.stdout, 1, true)
+      assert.matches(string.format("r630-0%d / r630: 4 change(s)", i), p.stdout, 1, true)
+    end
+    assert.matches("IscsiDev1Con1TargetName: \"\" -> \"iqn.2005-10.org.freenas.ctl:r630-r630-01.openshift4.16.8\"",
+      p.stdout, 1, true)
+    assert.matches("OneTimeUefiBootSeqDev: \"NIC.PxeDevice.1-1\" -> \"Optical.iDRACVirtual.1-1\"", p.stdout, 1, true)
+    assert.are.same(writes(before), writes())
+    assert.are.same({}, devices().installer.downloads)
+
+    -- the run
+    local r = run("full_deployment")
+    assert.are.equal(0, r.code, r.stdout .. r.stderr)
+    local rec = record(r)
+    local rows = {}
+    for _, row in ipairs(rec.results) do rows[#rows + 1] = row.id .. " " .. (row.step or row.component) end
+    assert.are.same({ "(site) s3", "(site) openshift", "(site) publish", "r630-01 iscsi", "r630-01 r630",
+      "r630-02 iscsi", "r630-02 r630", "r630-03 iscsi", "r630-03 r630" }, rows)
+    -- the ISO's public URL: in the results, at the readers' (plain HTTP) address,
+    -- under a key that is the ISO's SHA-256
+    local pub = rec.results[3].discovery.artifacts[1]
+    url = pub.url
+    local iso_sha = rec.results[2].housekeeping.iso.sha256
+    assert.are.equal(lab.site.s3.public_endpoint .. "/sbot-public/isos/openshift/lab/4.16.8/" .. iso_sha
+      .. "/agent.x86_64.iso", url)
+    assert.matches("^http://", url)
+    -- the index lists it, with the private copy it was copied from
+    local s3c = assert(require("sbot.s3").client { endpoint = lab.site.s3.endpoint, tls = lab.site.s3.tls,
+      access_key = lab.site.s3.access_key, secret_key = lab.site.s3.secret_key })
+    local index = json.decode(assert(s3c:get_object { bucket = "sbot", key = "metadata/index.json" }).body)
+    local entry = index.objects["isos/openshift/lab/4.16.8/" .. iso_sha .. "/agent.x86_64.iso"]
+    assert.are.equal(rec.results[2].discovery.iso.key, entry.object)
+    assert.are.equal(iso_sha, entry.sha256)
+    assert.are.equal(url, entry.public.url)
+    -- anyone may read it with a Range request; the private copy is refused
+    local g = assert(http.get(url, { headers = { Range = "bytes=32768-34815" } }))
+    assert.are.equal(206, g.status)
+    assert.are.equal("\1CD001", g.body:sub(1, 6))
+    local priv = assert(http.get(lab.site.s3.public_endpoint .. "/sbot/" .. rec.results[2].discovery.iso.key))
+    assert.are.equal(403, priv.status)
+
+    local after = devices()
+    for i = 1, 3 do
+      local name = "idrac-" .. i
+      local b0, s = before[name], after[name]
+      assert.are.equal(b0.resets + 1, s.resets, name .. ": exactly one reboot")
+      assert.are.equal(#b0.boots + 1, #s.boots, name)
+      local boot = s.last_boot
+      assert.are.equal("VirtualCD", boot.source, json.encode(boot))
+      assert.are.equal("bios", boot.once)
+      assert.are.equal(url, boot.image)
+      assert.are.equal("agent-sbot-lab-4.16.8", boot.volume_id)
+      assert.is_false(s.vmedia.CD.inserted, name .. ": ejected after the one-time boot")
+      assert.are.equal("Disabled", s.bios.current.OneTimeBootMode)
+      assert.matches("^iSCSI%.Dev1%.Con1,", s.bios.current.UefiBootSeq)
+      assert.are.equal(0, s.sessions)
+    end
+    -- the installer reboots each node when it is done: the next boot is the iSCSI disk
+    for i = 1, 3 do
+      local b = restart(i)
+      assert.are.equal("iSCSI", b.source, json.encode(b))
+      assert.are.equal("iqn.2005-10.org.freenas.ctl:r630-r630-0" .. i .. ".openshift4.16.8", b.target.name)
+      assert(b.iscsi_login and b.iscsi_login.ok, json.encode(b.iscsi_login))
+      assert.are.equal("istgt", b.iscsi_login.checked)
+      assert.are.equal("tank/openshift_installations/r630_r630-0" .. i .. "_4_16_8", b.iscsi_login.zvol)
+    end
+
+    -- converged: a rerun plans zero changes and writes nothing on any device
+    for i = 1, 3 do
+      wait_for(function() return not devices()["idrac-" .. i].not_ready end, 10, "idrac-" .. i)
+    end
+    local w = writes()
+    local again = run("full_deployment")
+    assert.are.equal(0, again.code, again.stdout .. again.stderr)
+    for _, row in ipairs(record(again).results) do
+      assert.are.equal("ok", row.status, json.encode(row))
+      assert.are.equal(0, #(row.plan or {}), row.id .. " " .. tostring(row.step) .. " plans " .. json.encode(row.plan))
+    end
+    assert.are.same(w, writes())
+    assert.are.equal(1, #devices().installer.downloads, "one download of the installer in all")
+  end)
+
+  it("openshift_only reuses the ISO: no build, no upload, no write anywhere", function()
+    assert(url, "needs the deployment above")
+    local w = writes()
+    local r = run("openshift_only")
+    assert.are.equal(0, r.code, r.stdout .. r.stderr)
+    assert.matches("agent ISO URL: " .. url:gsub("%p", "%%%0") .. "\n", r.stdout)
+    local rec = record(r)
+    for _, row in ipairs(rec.results) do
+      assert.are.equal(0, #(row.plan or {}), (row.step or row.component) .. ": " .. json.encode(row.plan))
+    end
+    assert.is_true(rec.results[2].discovery.iso.exists)
+    assert.are.same(w, writes())
+  end)
+
+  it("switch_version refuses a version without a disk, then moves a server to another version's disk and "
+    .. "back: one reboot each, the boot logs in to the new target", function()
+    assert(url, "needs the deployment above")
+    local w = writes()
+    local no = run("switch_version", { "4.17.3", "--server", "r630-01" })
+    assert.are.equal(1, no.code, no.stdout .. no.stderr)
+    assert.matches("zvol tank/openshift_installations/r630_r630-01_4_17_3 does not exist, and zvol.existing is set",
+      no.stdout, 1, true)
+    assert.matches("skipped: r630-01 r630: an earlier step (iscsi) failed", no.stdout, 1, true)
+    assert.are.same(w, writes(), "nothing was written")
+
+    -- another version's disk, made by the iSCSI component as full_deployment would
+    local site = labclient.read_site(site_path)
+    local Iscsi = require "sbot.component.iscsi"
+    local c = assert(Iscsi.new({ version = "4.17.3" }, { id = "r630-01", site = site, server = site.servers[1],
+      artifact_dir = tmp .. "/art" }))
+    local made = c:execute()
+    assert.are.equal("ok", made.status, made.error)
+
+    local function switch(version)
+      local before = devices()["idrac-1"]
+      local r = run("switch_version", { version, "--server", "r630-01" })
+      assert.are.equal(0, r.code, r.stdout .. r.stderr)
+      local rec = record(r)
+      assert.are.equal(0, #rec.results[1].plan, "the disk exists: " .. json.encode(rec.results[1].plan))
+      local iqn = "iqn.2005-10.org.freenas.ctl:r630-r630-01.openshift" .. version
+      assert.are.equal(iqn, rec.results[1].discovery.iqn)
+      assert.is_true(rec.results[1].housekeeping.login.capacity > 0, "logged in as the server's initiator")
+      local s = devices()["idrac-1"]
+      assert.are.equal(before.resets + 1, s.resets, "one reboot")
+      assert.are.equal(#before.boots + 1, #s.boots)
+      local b = s.last_boot
+      assert.are.equal("iSCSI", b.source, json.encode(b))
+      assert.is_nil(b.once, "no one-time boot: nothing to reinstall")
+      assert.are.equal(iqn, b.target.name)
+      assert(b.iscsi_login and b.iscsi_login.ok, json.encode(b.iscsi_login))
+      assert.are.equal("tank/openshift_installations/r630_r630-01_" .. version:gsub("%.", "_"), b.iscsi_login.zvol)
+      assert.is_false(s.vmedia.CD.inserted)
+      wait_for(function() return not devices()["idrac-1"].not_ready end, 10, "idrac-1")
+    end
+    switch("4.17.3")
+    switch("4.16.8")
+  end)
+
+  it("presigned: the ISO stays private; the lab's iDRAC 8 reads it through a presigned http URL (a query "
+    .. "string) with Range requests", function()
+    assert(url, "needs the deployment above")
+    local path = write_site(function(t) t.openshift.iso = { publish = "presigned", expires = 3600 } end)
+    local r = run("openshift_only", {}, path)
+    assert.are.equal(0, r.code, r.stdout .. r.stderr)
+    local signed = assert(r.stdout:match("agent ISO URL: (%S+)"), r.stdout)
+    assert.matches("^" .. lab.site.s3.public_endpoint:gsub("%p", "%%%0") .. "/sbot/openshift/lab/4%.16%.8/%x+/agent%.x86_64%.iso%?", signed)
+    assert.matches("X-Amz-Expires=3600", signed, 1, true)
+    assert.matches("X%-Amz%-Signature=%x+", signed)
+    local rec = record(r)
+    assert.is_nil(rec.results[3].discovery.artifacts[1].public_url, "not published")
+    -- a server takes it as virtual media (InsertMedia reads the volume descriptor), and ejects it
+    wait_for(function() return not devices()["idrac-3"].not_ready end, 10, "idrac-3")
+    local c = client(3)
+    local ins = assert(c:request("POST", MGR .. "/VirtualMedia/CD/Actions/VirtualMedia.InsertMedia",
+      { auth = "basic", body = { Image = signed, Inserted = true, WriteProtected = true } }))
+    assert.are.equal(204, ins.status, ins.body .. json.encode(devices()["idrac-3"].vmedia_error))
+    local s = devices()["idrac-3"]
+    assert.is_true(s.vmedia.CD.inserted)
+    assert.are.equal(signed, s.vmedia.CD.image)
+    assert.are.equal(204, assert(c:request("POST", MGR .. "/VirtualMedia/CD/Actions/VirtualMedia.EjectMedia",
+      { auth = "basic", body = {} })).status)
+    -- the same URL with its signature changed is refused (RAC0904: the S3 answered 403)
+    local bad = signed:gsub("X%-Amz%-Signature=(%x)", function(x) return "X-Amz-Signature=" .. (x == "0" and "1" or "0") end)
+    local no = assert(c:request("POST", MGR .. "/VirtualMedia/CD/Actions/VirtualMedia.InsertMedia",
+      { auth = "basic", body = { Image = bad } }))
+    assert.are.equal(500, no.status)
+    assert.are.equal("RAC0904", labclient.message_id(no))
+    assert.matches("HTTP 403", devices()["idrac-3"].vmedia_error.reason, 1, true)
+  end)
+
+  it("reads the iSCSI basename and port from TrueNAS when the site does not give them: the same disks, "
+    .. "the same ISO", function()
+    assert(url, "needs the deployment above")
+    local path = write_site(function(t)
+      t.truenas.basename = nil
+      t.truenas.portal = t.truenas.portal:match("^(.*):%d+$") -- the port: iSCSI's global listen port
+    end)
+    local r = run("full_deployment", { "--plan", "--server", "r630-01" }, path)
+    assert.are.equal(0, r.code, r.stdout .. r.stderr)
+    local rec = record(r)
+    assert.are.equal("iscsi-global", rec.results[1].step)
+    assert.are.equal("r630-01", rec.results[1].id)
+    assert.is_nil(rec.results[1].phases.process, "discover only")
+    -- the names are the ones the site gave before: the stored ISO is found, nothing to build
+    assert.matches("(site) / openshift: no changes", r.stdout, 1, true)
+    assert.is_true(rec.results[3].discovery.iso.exists)
+  end)
+
+  describe("refuses an invalid site before anything runs", function()
+    local cases = {
+      { "a missing pull secret", function(t) t.openshift.pull_secret = nil end, 2,
+        "openshift.pull_secret: required secret is missing" },
+      { "a rendezvous IP outside the nodes", function(t) t.openshift.rendezvous_ip = "10.99.0.99" end, 1,
+        "openshift.rendezvous_ip: 10.99.0.99 is not the node IP of any cluster server" },
+      { "a duplicate MAC", function(t) t.servers[3].macs = { t.servers[1].macs[1]:upper() } end, 1,
+        "servers[3] (r630-03).macs[1]: MAC 24:6e:96:00:01:11 is also servers[1] (r630-01)'s" },
+      { "a single node with VIPs", function(t)
+          t.servers[1].role = "sno"
+          t.servers[2].role = "other"
+          t.servers[3].role = "other"
+        end, 1, "openshift.api_vip: a single-node cluster (role sno) has no VIPs" },
+    }
+    for _, case in ipairs(cases) do
+      it(case[1], function()
+        local path = write_site(case[2])
+        local w = writes()
+        local downloads = #devices().installer.downloads
+        local r = run("full_deployment", {}, path)
+        assert.are.equal(case[3], r.code, r.stdout .. r.stderr)
+        assert.matches(case[4], r.stdout .. r.stderr, 1, true)
+        if case[3] == 1 then
+          -- the site steps stopped at the check: no step ran, no server was touched
+          local rec = record(r)
+          assert.are.equal("(workflow)", rec.results[1].component)
+          assert.matches("^site_steps%(%) failed: site ", rec.results[1].error)
+          for i = 2, #rec.results do
+            assert.are.equal("skipped", rec.results[i].status)
+          end
+        end
+        assert.are.same(w, writes())
+        assert.are.equal(downloads, #devices().installer.downloads)
+      end)
+    end
+  end)
+end)
