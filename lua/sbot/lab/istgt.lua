@@ -242,16 +242,10 @@ function Istgt:render(config)
   return table.concat(out, "\n") .. "\n", skipped
 end
 
--- Whether pid has exited: gone, or a zombie waiting to be reaped (istgt
--- daemonizes, so its parent is init, which may reap late; a zombie has
--- closed its sockets already).
+-- Whether pid has exited (sys.pid_alive counts a zombie as gone: istgt
+-- daemonizes, so init reaps it, late; a zombie has closed its sockets).
 local function exited(pid)
-  if not sys.pid_alive(pid) then return true end
-  local f = io.open("/proc/" .. pid .. "/stat", "rb")
-  if not f then return true end
-  local st = f:read("a"):match("%) (%a)")
-  f:close()
-  return st == "Z" or st == "X"
+  return not sys.pid_alive(pid)
 end
 
 function Istgt:alive()
