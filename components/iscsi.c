@@ -58,6 +58,16 @@ static void sleep_for(double s)
     nanosleep(&ts, NULL);
 }
 
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* seconds between logins while TrueNAS rate-limits them */
+#define RATE_RETRY 5.0
+
 static void push_array(lua_State *L)
 {
     lua_getglobal(L, "require");
@@ -300,17 +310,42 @@ static int c_open(lua_State *L)
     lua_setfield(L, o, "timeout");
     lua_getfield(L, -1, "call_timeout");
     lua_setfield(L, o, "call_timeout");
-    lua_pop(L, 1);
+    lua_getfield(L, -1, "login_wait");
+    double wait = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 90;
+    lua_pop(L, 2); /* login_wait, config */
     lua_getglobal(L, "require");
     lua_pushliteral(L, "sbot.truenas");
     lua_call(L, 1, 0);
-    int n = sbot_truenas_connect(L, o);
-    if (n != 1) { /* nil, message: the runner reports "<phase>: open: truenas: ..." */
+    /* TrueNAS takes 20 logins a minute from one address (then EBUSY "Rate
+     * Limit Exceeded"): a fleet of more servers than that, each worker with
+     * its own connection, waits its turn rather than failing. */
+    double start = mono(), waited = 0;
+    int warned = 0;
+    for (;;) {
+        int n = sbot_truenas_connect(L, o);
+        if (n == 1)
+            return 1;
+        const char *msg = lua_tostring(L, -2), *code = lua_tostring(L, -1);
+        int limited = code && strcmp(code, "EBUSY") == 0 && msg && strstr(msg, "Rate Limit");
+        waited = mono() - start;
+        if (limited && waited + RATE_RETRY <= wait) {
+            if (!warned++)
+                sbot_log(L, SBOT_WARN, "iscsi (%s): TrueNAS refuses logins for now (%s; it takes 20 a minute "
+                         "from one address): trying again every %.0f s for up to %.0f s",
+                         server_id(L, self), msg, RATE_RETRY, wait);
+            lua_settop(L, o);
+            sleep_for(RATE_RETRY);
+            continue;
+        }
+        /* nil, message: the runner reports "<phase>: open: truenas: ..." */
         lua_pushnil(L);
-        lua_pushfstring(L, "truenas: %s", lua_tostring(L, -3));
+        if (limited)
+            lua_pushfstring(L, "truenas: %s (still after %d s of waiting: TrueNAS takes 20 logins a minute from one "
+                               "address; login_wait sets how long to wait)", msg, (int)waited);
+        else
+            lua_pushfstring(L, "truenas: %s", msg);
         return 2;
     }
-    return 1;
 }
 
 /* ---- discover -------------------------------------------------------------------------- */
@@ -330,6 +365,25 @@ static int portal_serves(lua_State *L, int portal, const char *ip)
     }
     lua_pop(L, 1);
     return found;
+}
+
+/* Push the portal entry that serves ip (or every address), or nil. Raises
+ * on failure. */
+static void push_portal_serving(lua_State *L, int res, const char *ip)
+{
+    must(L, res, "iscsi.portal.query", 0);
+    int list = lua_gettop(L);
+    for (lua_Integer i = 1; lua_rawgeti(L, list, i) == LUA_TTABLE; i++) {
+        int p = lua_gettop(L);
+        if (portal_serves(L, p, ip) || portal_serves(L, p, "0.0.0.0")) {
+            lua_replace(L, list);
+            return;
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1); /* the nil that ended the list */
+    lua_pushnil(L);
+    lua_replace(L, list);
 }
 
 /* The list at idx (strings) equals, as a set, the list at idx2. */
@@ -423,7 +477,52 @@ static void fill_identity(lua_State *L, int self, int d)
 /* The target's address as an initiator sees it: d gets basename, iqn
  * (<basename>:<target name>), portal_ip and portal ("ip:port": the port of
  * the portal setting, else the global listen port). */
-static void fill_address(lua_State *L, int d, const char *portal_cfg, const char *basename, lua_Integer listen_port)
+/* The portal setting "ip[:port]" or "[ipv6][:port]" (a bare IPv6 address has
+ * no port): the address without brackets into ip, the port into *port (0:
+ * none given). 0, or -1 with the reason in err. */
+static int parse_portal(const char *portal, char *ip, size_t iplen, long *port, char *err, size_t errlen)
+{
+    const char *port_text = NULL;
+    *port = 0;
+    if (portal[0] == '[') {
+        const char *close = strchr(portal, ']');
+        if (!close || (close[1] != '\0' && close[1] != ':')) {
+            snprintf(err, errlen, "iscsi: portal '%s': expected \"ip[:port]\" or \"[ipv6][:port]\"", portal);
+            return -1;
+        }
+        snprintf(ip, iplen, "%.*s", (int)(close - portal - 1), portal + 1);
+        if (close[1] == ':')
+            port_text = close + 2;
+    } else {
+        const char *colon = strchr(portal, ':');
+        if (colon && !strchr(colon + 1, ':')) { /* one colon: ip:port (more: a bare IPv6 address) */
+            snprintf(ip, iplen, "%.*s", (int)(colon - portal), portal);
+            port_text = colon + 1;
+        } else {
+            snprintf(ip, iplen, "%s", portal);
+        }
+    }
+    if (port_text) {
+        char *end;
+        long v = strtol(port_text, &end, 10);
+        if (!*port_text || *end || v < 1 || v > 65535) {
+            snprintf(err, errlen, "iscsi: portal '%s': the port must be a number from 1 to 65535", portal);
+            return -1;
+        }
+        *port = v;
+    }
+    if (!ip[0]) {
+        snprintf(err, errlen, "iscsi: portal '%s': no address", portal);
+        return -1;
+    }
+    return 0;
+}
+
+/* d.basename, d.iqn, d.portal_ip and d.portal ("ip:port", "[ipv6]:port")
+ * from the portal setting (its port, else listen_port). NULL, or why the
+ * setting is wrong. */
+static const char *fill_address(lua_State *L, int d, const char *portal_cfg, const char *basename,
+                                lua_Integer listen_port, char *err, size_t errlen)
 {
     d = lua_absindex(L, d);
     lua_getfield(L, d, "names");
@@ -434,24 +533,28 @@ static void fill_address(lua_State *L, int d, const char *portal_cfg, const char
     lua_setfield(L, d, "iqn");
     lua_pop(L, 1);
     char pip[256];
-    snprintf(pip, sizeof pip, "%s", portal_cfg);
-    char *colon = strrchr(pip, ':');
-    long pport = (long)listen_port;
-    if (colon && !strchr(colon, ']') && strchr(pip, ':') == colon) {
-        pport = strtol(colon + 1, NULL, 10);
-        *colon = '\0';
-    }
+    long pport;
+    if (parse_portal(portal_cfg, pip, sizeof pip, &pport, err, errlen) != 0)
+        return err;
+    if (!pport)
+        pport = (long)listen_port;
     lua_pushstring(L, pip);
     lua_setfield(L, d, "portal_ip");
-    lua_pushfstring(L, "%s:%d", pip, (int)pport);
+    if (strchr(pip, ':'))
+        lua_pushfstring(L, "[%s]:%d", pip, (int)pport);
+    else
+        lua_pushfstring(L, "%s:%d", pip, (int)pport);
     lua_setfield(L, d, "portal");
+    return NULL;
 }
 
-/* Is there a port in the portal setting "ip:port" ([v6]:port)? */
+/* Is there a port in the portal setting? (a wrong one counts as none: the
+ * address is refused with its reason by fill_address) */
 static int portal_has_port(const char *portal)
 {
-    const char *colon = strrchr(portal, ':');
-    return colon && !strchr(colon, ']') && strchr(portal, ':') == colon;
+    char ip[256], err[300];
+    long port;
+    return parse_portal(portal, ip, sizeof ip, &port, err, sizeof err) == 0 && port > 0;
 }
 
 /* IscsiComponent.address(c [, global]) -> {iqn, portal, portal_ip, lun,
@@ -486,6 +589,15 @@ static int l_address(lua_State *L)
                            "truenas.basename (iscsi.global.config's basename) or discover the disk");
         return 2;
     }
+    {
+        char ip[256], perr[600];
+        long given;
+        if (parse_portal(portal_cfg, ip, sizeof ip, &given, perr, sizeof perr) != 0) {
+            lua_pushnil(L);
+            lua_pushstring(L, perr);
+            return 2;
+        }
+    }
     if (port < 0 && !portal_has_port(portal_cfg)) {
         lua_pushnil(L);
         lua_pushfstring(L, "iscsi: the portal '%s' has no port, and the global listen port is not known "
@@ -493,7 +605,12 @@ static int l_address(lua_State *L)
                         portal_cfg);
         return 2;
     }
-    fill_address(L, d, portal_cfg, basename, port < 0 ? 3260 : port);
+    char perr[600];
+    if (fill_address(L, d, portal_cfg, basename, port < 0 ? 3260 : port, perr, sizeof perr)) {
+        lua_pushnil(L);
+        lua_pushstring(L, perr);
+        return 2;
+    }
     lua_pushvalue(L, d);
     return 1;
 }
@@ -533,7 +650,11 @@ static int c_discover(lua_State *L)
     lua_pushinteger(L, listen_port);
     lua_setfield(L, d, "listen_port");
     /* portal "ip[:port]": the port the servers use, else the global one */
-    fill_address(L, d, portal_cfg, basename, listen_port);
+    {
+        char perr[600];
+        if (fill_address(L, d, portal_cfg, basename, listen_port, perr, sizeof perr))
+            return fail(L, "%s", perr);
+    }
     (void)tname;
     const char *pip = sfield(L, d, "portal_ip"); /* d keeps it alive */
 
@@ -608,19 +729,12 @@ static int c_discover(lua_State *L)
     lua_pop(L, 1);
 
     /* portal: one that listens on the portal IP (or everywhere) */
-    must(L, res, "iscsi.portal.query", 0);
-    for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TTABLE; i++) {
-        int p = lua_gettop(L);
-        if (portal_serves(L, p, pip) || portal_serves(L, p, "0.0.0.0")) {
-            lua_getfield(L, p, "id");
-            lua_setfield(L, d, "portal_id");
-            lua_pop(L, 1);
-            lua_pushnil(L);
-            break;
-        }
-        lua_pop(L, 1);
+    push_portal_serving(L, res, pip);
+    if (!lua_isnil(L, -1)) {
+        lua_getfield(L, -1, "id");
+        lua_setfield(L, d, "portal_id");
     }
-    lua_pop(L, 2);
+    lua_pop(L, 1);
 
     /* initiator group: ours (marked), else one with exactly these initiators */
     must(L, res, "iscsi.initiator.query", 0);
@@ -693,10 +807,21 @@ static int c_discover(lua_State *L)
     } else {
         lua_pop(L, 1);
     }
-    /* the LUN is free on our target? */
+    /* the LUN on our target: held by another extent? */
     if (lua_getfield(L, d, "target_id") != LUA_TNIL) {
-        query1(L, res, "iscsi.targetextent.query", "target");
-        lua_pop(L, 1);
+        int v = lua_gettop(L);
+        push_filter(L, "target", v);
+        lua_remove(L, v);
+        must(L, res, "iscsi.targetextent.query", 1);
+        lua_Integer mine = ifield(L, d, "extent_id", -1);
+        for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TTABLE; i++) {
+            if (ifield(L, -1, "lunid", -1) == ifield(L, d, "lun", 0) && ifield(L, -1, "extent", -1) != mine) {
+                lua_getfield(L, -1, "extent");
+                lua_setfield(L, d, "lun_taken_by");
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 2);
     } else {
         lua_pop(L, 1);
     }
@@ -919,7 +1044,9 @@ static int c_plan(lua_State *L)
         lua_setfield(L, -2, "initiators");
         lua_pushstring(L, mark);
         lua_setfield(L, -2, "comment");
-        add_change(L, list, lua_gettop(L), "initiator_group:", "create", "no initiator group holds the server's initiator");
+        lua_pushfstring(L, "initiator_group:%s", sfield(L, d, "initiator"));
+        add_change(L, list, lua_gettop(L) - 1, lua_tostring(L, -1), "create", "no initiator group holds the server's initiator");
+        lua_pop(L, 1);
         lua_pop(L, 1);
     } else {
         lua_getfield(L, d, "initiator_group_initiators");
@@ -930,7 +1057,9 @@ static int c_plan(lua_State *L)
             lua_createtable(L, 0, 1);
             lua_getfield(L, d, "initiators");
             lua_setfield(L, -2, "initiators");
-            add_change(L, list, lua_gettop(L), "initiator_group:", "update", "the server's initiator group lists other initiators");
+            lua_pushfstring(L, "initiator_group:%s", sfield(L, d, "initiator"));
+            add_change(L, list, lua_gettop(L) - 1, lua_tostring(L, -1), "update", "the server's initiator group lists other initiators");
+            lua_pop(L, 1);
             lua_pop(L, 1);
         }
     }
@@ -1008,6 +1137,10 @@ static int c_plan(lua_State *L)
     lua_Integer lun = ifield(L, d, "lun", 0);
     lua_getfield(L, d, "mapping");
     if (lua_isnil(L, -1)) {
+        lua_Integer other = ifield(L, d, "lun_taken_by", -1);
+        if (other >= 0)
+            return fail(L, "iscsi: LUN %lld of target %s is already extent %lld's: choose another lun, or free it",
+                        (long long)lun, tname, (long long)other);
         lua_createtable(L, 0, 1);
         lua_pushinteger(L, lun);
         lua_setfield(L, -2, "lunid");
@@ -1026,18 +1159,39 @@ static int c_plan(lua_State *L)
     }
     lua_pop(L, 1);
 
-    /* the service */
+    /* the service: before -> after shown in the plan */
     lua_getfield(L, d, "service");
     int svc = lua_gettop(L);
-    lua_getfield(L, svc, "enable");
-    if (!lua_toboolean(L, -1)) {
-        add_change(L, list, 0, "service:iscsitarget:enable", "update", "iscsitarget does not start at boot");
+    if (lua_type(L, svc) != LUA_TTABLE)
+        return fail(L, "iscsi: TrueNAS lists no iscsitarget service (service.query): nothing could be exported");
+    if (lua_getfield(L, svc, "enable"), !lua_toboolean(L, -1)) {
+        lua_createtable(L, 0, 1);
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "enable");
+        add_change(L, list, lua_gettop(L), "service:iscsitarget:enable", "update", "iscsitarget does not start at boot");
+        lua_pop(L, 1);
+        lua_rawgeti(L, list, (lua_Integer)lua_rawlen(L, list));
+        lua_createtable(L, 0, 1);
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "enable");
+        lua_setfield(L, -2, "before");
+        lua_pop(L, 1);
     }
     lua_pop(L, 1);
-    const char *st = lua_type(L, svc) == LUA_TTABLE ? sfield(L, svc, "state") : NULL;
+    const char *st = sfield(L, svc, "state");
     if (!st || strcmp(st, "RUNNING") != 0) {
-        add_change(L, list, 0, "service:iscsitarget:start", "update",
+        lua_createtable(L, 0, 1);
+        lua_pushliteral(L, "RUNNING");
+        lua_setfield(L, -2, "state");
+        add_change(L, list, lua_gettop(L), "service:iscsitarget:start", "update",
                    "iscsitarget is not running: nothing is exported until it runs");
+        lua_pop(L, 1);
+        lua_rawgeti(L, list, (lua_Integer)lua_rawlen(L, list));
+        lua_createtable(L, 0, 1);
+        lua_pushstring(L, st ? st : "unknown");
+        lua_setfield(L, -2, "state");
+        lua_setfield(L, -2, "before");
+        lua_pop(L, 1);
     }
     lua_pop(L, 1);
     lua_pushvalue(L, list);
@@ -1072,25 +1226,6 @@ static void create_or_adopt(lua_State *L, int res, const char *create, const cha
         }
         lua_pop(L, 1);
     }
-}
-
-/* Push the portal entry that serves ip (or every address), or nil. Raises
- * on failure. */
-static void push_portal_serving(lua_State *L, int res, const char *ip)
-{
-    must(L, res, "iscsi.portal.query", 0);
-    int list = lua_gettop(L);
-    for (lua_Integer i = 1; lua_rawgeti(L, list, i) == LUA_TTABLE; i++) {
-        int p = lua_gettop(L);
-        if (portal_serves(L, p, ip) || portal_serves(L, p, "0.0.0.0")) {
-            lua_replace(L, list);
-            return;
-        }
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 1); /* the nil that ended the list */
-    lua_pushnil(L);
-    lua_replace(L, list);
 }
 
 static lua_Integer ids_get(lua_State *L, int self, const char *k)
@@ -1815,6 +1950,8 @@ int luaopen_sbot_component_iscsi(lua_State *L)
     } nums[] = {{"timeout", "TrueNAS connect timeout, seconds", 30},
                 {"call_timeout", "one TrueNAS call's timeout, seconds", 30},
                 {"probe_timeout", "the iSCSI login check's timeout, seconds", 15},
+                {"login_wait", "seconds to wait while TrueNAS rate-limits logins (20 a minute from one address) "
+                               "before failing", 90},
                 {NULL, NULL, 0}};
     for (int i = 0; nums[i].name; i++) {
         lua_createtable(L, 0, 3);

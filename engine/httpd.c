@@ -15,7 +15,7 @@
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
+#include <linux/sockios.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/select.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -81,6 +82,7 @@ struct websocket {
     int co_ref;   /* the coroutine running the websocket function */
     int waiting;  /* that coroutine is suspended in ws:recv() */
     int closing;  /* to be freed at the end of the poll round */
+    int corked;   /* TCP_CORK on while pump_upgraded relays */
     struct websocket *next;
 };
 
@@ -1225,6 +1227,47 @@ static int collect_servers(lua_State *L, int idx, struct server **list)
     return n;
 }
 
+/* libmicrohttpd 0.9.75 (Debian 12) relays an upgraded TLS connection through
+ * buffers of 4 bytes each way: its connection memory pool is spent on the
+ * HTTP buffers by then (later versions free them first). Each MHD run moves 4
+ * bytes, one TLS record; a 10 KB answer would take 2,500 poll rounds and
+ * reach the client as 2,500 separate segments. So after the websockets have
+ * written, run MHD until it has taken what they wrote (bounded). */
+static int ws_queued(struct websocket *w)
+{
+    int queued = 0;
+    return !w->closing && w->ctx && w->urh && ioctl(w->sock, SIOCOUTQ, &queued) == 0 && queued > 0;
+}
+
+static void pump_upgraded(struct server *s)
+{
+    if (!s->tls || !s->d)
+        return;
+    /* corked meanwhile, so that the records leave in full segments */
+    int corked = 0;
+    for (struct websocket *w = s->sockets; w; w = w->next)
+        if (ws_queued(w) && MHD_upgrade_action(w->urh, MHD_UPGRADE_ACTION_CORK_ON) == MHD_YES) {
+            w->corked = 1;
+            corked = 1;
+        }
+    if (!corked)
+        return;
+    for (int k = 0; k < 1 << 16; k++) {
+        int waiting = 0;
+        for (struct websocket *w = s->sockets; w && !waiting; w = w->next)
+            waiting = ws_queued(w);
+        if (!waiting)
+            break;
+        MHD_run(s->d);
+    }
+    for (struct websocket *w = s->sockets; w; w = w->next)
+        if (w->corked) {
+            w->corked = 0;
+            if (!w->closing && w->urh)
+                MHD_upgrade_action(w->urh, MHD_UPGRADE_ACTION_CORK_OFF);
+        }
+}
+
 /* One round: wait up to timeout seconds for activity on any of the servers,
  * then run every handler that is ready. */
 static void poll_round(lua_State *L, struct server **list, int n, double timeout)
@@ -1308,6 +1351,7 @@ static void poll_round(lua_State *L, struct server **list, int n, double timeout
             if (wslay_event_get_close_sent(w->ctx) && !wslay_event_want_write(w->ctx))
                 w->closing = 1;
         }
+        pump_upgraded(s);
         now = now_mono();
         int resumed = 0;
         for (struct request **p = &s->delayed; *p;) {

@@ -4,7 +4,8 @@
 # them — no ../shared — and `sbot lab` runs from that copy (the built binary
 # pointed at the copy's Lua library with SBOT_LUA_DIR) and from an installed,
 # moved tree, and answers TrueNAS JSON-RPC calls whose arguments it validates
-# against the schemas the repository carries. Also: no code, test or example
+# against the schemas the repository carries; the README's main job
+# (examples/iscsi_demo.sh) runs from the copy. Also: no code, test or example
 # in the tree names the developers' reference directory.
 set -euo pipefail
 src=${SBOT_SOURCE_DIR:?SBOT_SOURCE_DIR not set}
@@ -90,7 +91,16 @@ run_lab() { # $1 sbot binary, $2 label; the rest: env for it
 # 3. the built binary with the copy's Lua library
 run_lab "$sbot" copy SBOT_LUA_DIR="$clone/lua"
 
-# 4. an installed tree, moved away from its prefix
+# 4. the README's main job (examples/iscsi_demo.sh: sbot lab --tgt, the iscsi_only
+# workflow, the iSCSI login proof) from the copy: its workflow, examples and Lua
+demo=$(cd "$clone" && SBOT_LUA_DIR="$clone/lua" examples/iscsi_demo.sh "$sbot" 1 2>&1) && rc=0 || rc=$?
+if [ $rc -eq 0 ] && grep -q '(apply) ok$' <<<"$demo" && grep -q '^r630-01: booted from iSCSI' <<<"$demo"; then
+  ok "copy: examples/iscsi_demo.sh converges a server that then boots its zvol over iSCSI"
+else
+  bad "copy: examples/iscsi_demo.sh failed (exit $rc): $demo"
+fi
+
+# 5. an installed tree, moved away from its prefix
 prefix="$top/prefix"
 cmake --install "$build" --prefix "$prefix" >/dev/null
 [ -f "$prefix/share/sbot/lua/sbot/lab/truenas-schemas-v25_10_0.json" ] && ok "the schemas are installed" \

@@ -260,3 +260,33 @@ describe("sbot.httpd in-process", function()
     assert.are.equal(44, #c1.pin_sha256)
   end)
 end)
+
+describe("sbot.httpd WebSocket over TLS (libmicrohttpd's relay)", function()
+  it("sends a large message in a few poll rounds, not 4 bytes a round", function()
+    -- libmicrohttpd 0.9.75 relays an upgraded TLS connection through 4-byte
+    -- buffers; the server pumps the relay after its websockets write
+    local cert = httpd.selfsigned { ips = { "127.0.0.1" } }
+    local size = 200000
+    local srv = assert(httpd.listen { host = "127.0.0.1", port = 0, tls = { cert = cert.cert, key = cert.key },
+      handler = function() return 404 end,
+      websocket = function(ws) ws:send(string.rep("x", size)) ws:recv() end })
+    local script = helpers.tmpdir("wsbig") .. "/client.lua"
+    helpers.write_file(script, string.format([[
+local c = assert(require("sbot.ws").connect(%q, { tls = { pin_sha256 = %q }, timeout = 20 }))
+local m = assert(c:recv(20))
+print("got " .. #m)
+c:close()
+]], "wss://127.0.0.1:" .. srv:port() .. "/", cert.pin_sha256))
+    local p = helpers.spawn(helpers.shquote(helpers.sbot_bin) .. " run " .. helpers.shquote(script))
+    local rounds = 0
+    while p:alive() and rounds < 400 do
+      httpd.poll(srv, 0.02)
+      rounds = rounds + 1
+    end
+    local out = p:output()
+    p:stop()
+    srv:close()
+    assert.matches("got " .. size, out)
+    assert(rounds < 400, "the message took more than 400 poll rounds")
+  end)
+end)

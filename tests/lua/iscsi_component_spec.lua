@@ -32,6 +32,12 @@ describe("iscsi component", function()
     local kinds = {}
     for _, ch in ipairs(res.plan) do kinds[#kinds + 1] = ch.resource:match("^[%w_]+") end
     assert.are.same({ "zvol", "portal", "initiator_group", "target", "extent", "mapping", "service", "service" }, kinds)
+    -- the plan names what it changes: the group by the server's initiator, the service's before -> after
+    assert.are.equal("initiator_group:iqn.2024-01.org.sbot:r630-01", res.plan[3].resource)
+    assert.are.same({ enable = false }, res.plan[7].before)
+    assert.are.same({ enable = true }, res.plan[7].after)
+    assert.are.same({ state = "STOPPED" }, res.plan[8].before)
+    assert.are.same({ state = "RUNNING" }, res.plan[8].after)
     local login = res.housekeeping.login
     assert.are.equal(64 * 1024 * 1024, login.capacity)
     assert.are.equal("TrueNAS", login.inquiry.vendor)
@@ -61,6 +67,27 @@ describe("iscsi component", function()
     assert.are.equal("iqn.2005-10.org.freenas.ctl:r630-r630-02.openshift4.14.3", r.result.discovery.iqn)
     assert.is_true(#r.result.plan >= 5)
     assert.are.equal(writes, il.truenas(lab).writes)
+  end)
+
+  it("takes an IPv6 portal in brackets, with or without its port", function()
+    local r = il.run(lab, "r630-02", { portal = "[::1]:3270" }, "plan")
+    assert(r.code == 0, r.stdout .. r.stderr)
+    assert.are.equal("[::1]:3270", r.result.discovery.portal)
+    assert.are.equal("::1", r.result.discovery.portal_ip)
+    r = il.run(lab, "r630-02", { portal = "::1" }, "plan")
+    assert(r.code == 0, r.stdout .. r.stderr)
+    assert.matches("^%[::1%]:%d+$", r.result.discovery.portal)
+  end)
+
+  it("refuses a LUN another extent holds on the target, before writing anything", function()
+    -- r630-02's disk asked on r630-01's target (converged above, LUN 0 is its extent's)
+    local before = il.truenas(lab)
+    local r = il.run(lab, "r630-02", { target = { name = "r630-r630-01.openshift4.14.3" } })
+    assert.are.equal(1, r.code, r.stdout .. r.stderr)
+    assert.matches("process: iscsi: LUN 0 of target r630%-r630%-01%.openshift4%.14%.3 is already extent %d+'s", r.result.error)
+    local after = il.truenas(lab)
+    assert.are.equal(before.writes, after.writes)
+    assert.are.same(counts(before), counts(after))
   end)
 
   it("logs in through a portal that is closed for a moment (a target reloading its configuration)", function()
@@ -98,6 +125,11 @@ describe("iscsi component", function()
       return r.result.error
     end
 
+    it("a portal whose port is not a port", function()
+      refused({ portal = "127.0.0.1:99999" }, "discover: iscsi: portal '127%.0%.0%.1:99999': the port must be a number from 1 to 65535")
+      refused({ portal = "127.0.0.1:" }, "the port must be a number from 1 to 65535")
+      refused({ portal = "[::1" }, "portal '%[::1': expected \"ip%[:port%]\" or \"%[ipv6%]%[:port%]\"")
+    end)
     it("an unknown pool", function()
       refused({ pool = "nope" }, "process: iscsi: pool 'nope' does not exist on the TrueNAS %(pools: tank%)")
     end)

@@ -301,4 +301,75 @@ describe("TrueNAS lab with a real iSCSI target (istgt)", function()
     assert.matches("127.0.0.1:" .. dead, err3)
     assert.matches("cannot connect", err3)
   end)
+
+  it("runs istgt under libfaketime, so that its whole-second sleeps are short", function()
+    local _, st = curl(port, "GET", "/lab/state", nil, false)
+    assert.are.equal("libfaketime x20", st.tgt.pace)
+  end)
+end)
+
+describe("TrueNAS lab with istgt at its own pace (a login takes it a second)", function()
+  local lab, port, tgt_port, dir
+  local iscsi = require "sbot.iscsi"
+  local GOOD = "iqn.2024-01.org.sbot:r630-01"
+  setup(function()
+    dir = helpers.tmpdir("istgt")
+    tgt_port = helpers.free_port()
+    lab, port = start_lab(string.format("tgt_port=%d tgt_dir=%s tgt_faketime=no", tgt_port, dir))
+  end)
+  teardown(function()
+    lab:stop("INT")
+    local f = io.open(dir .. "/istgt.pid")
+    if f then
+      local pid = tonumber(f:read("a"))
+      f:close()
+      if pid then os.execute("kill -KILL " .. pid .. " 2>/dev/null") end
+    end
+  end)
+  local function probe(iqn, lun, initiator)
+    return iscsi.probe { portal = "127.0.0.1:" .. tgt_port, target = iqn, lun = lun, initiator = initiator, timeout = 10 }
+  end
+
+  it("applies a configuration change without dropping a login in progress, as TrueNAS does", function()
+    local c <close> = assert(ws.connect(string.format("ws://127.0.0.1:%d/api/current", port), { timeout = 5 }))
+    local call = rpc_client(c)
+    assert(call("auth.login_with_api_key", { KEY }))
+    local portal = assert(call("iscsi.portal.query"))[1] or assert(call("iscsi.portal.create", { { listen = { { ip = "127.0.0.1" } } } }))
+    local ig = assert(call("iscsi.initiator.create", { { initiators = { GOOD } } }))
+    local function disk(name)
+      assert(call("pool.dataset.create", { { name = "tank/" .. name, type = "VOLUME", volsize = 16 * MiB, sparse = true } }))
+      local t = assert(call("iscsi.target.create", { { name = name, groups = { { portal = portal.id, initiator = ig.id } } } }))
+      local e = assert(call("iscsi.extent.create", { { name = name, disk = "zvol/tank/" .. name } }))
+      assert(call("iscsi.targetextent.create", { { target = t.id, extent = e.id, lunid = 0 } }))
+      return call("iscsi.global.config").basename .. ":" .. name
+    end
+    local iqn = disk("live1")
+    assert(call("service.control", { "START", "iscsitarget", {} }))
+    local _, st = curl(port, "GET", "/lab/state", nil, false)
+    local restarts = st.tgt.restarts
+    -- a login in another process (istgt takes a second over each login)
+    local script = helpers.tmpdir("login") .. "/login.lua"
+    helpers.write_file(script, string.format([[
+local r, err = require("sbot.iscsi").probe { portal = %q, target = %q, lun = 0, initiator = %q, timeout = 10 }
+print(r and ("ok " .. r.capacity.bytes) or ("failed " .. err))
+]], "127.0.0.1:" .. tgt_port, iqn, GOOD))
+    local p = helpers.spawn(helpers.shquote(helpers.sbot_bin) .. " run " .. helpers.shquote(script))
+    local connected
+    for _ = 1, 200 do
+      local _, s = curl(port, "GET", "/lab/state", nil, false)
+      if s.tgt.sessions > 0 then connected = true break end
+      os.execute("sleep 0.01")
+    end
+    assert(connected, "the login did not reach istgt: " .. p:output())
+    -- meanwhile another target is added: istgt restarts, after the login
+    local iqn2 = disk("live2")
+    local _, st2 = curl(port, "GET", "/lab/state", nil, false)
+    assert.are.equal(restarts + 1, st2.tgt.restarts)
+    for _ = 1, 100 do
+      if not p:alive() then break end
+      os.execute("sleep 0.05")
+    end
+    assert.matches("^ok " .. 16 * MiB, p:output())
+    assert.are.equal(16 * MiB, assert(probe(iqn2, 0, GOOD)).capacity.bytes)
+  end)
 end)

@@ -1,6 +1,6 @@
 -- Serve the TrueNAS lab device on loopback for the tests, until killed.
 -- usage: sbot run tests/servers/truenas_lab.lua key=value ...
---   port=N api_key=K [seed=N] [drop=RATE] [tls=DIR] [tgt_port=N tgt_dir=DIR]
+--   port=N api_key=K [seed=N] [drop=RATE] [tls=DIR] [tgt_port=N tgt_dir=DIR [tgt_faketime=no]]
 -- With tls=DIR the server uses a fresh self-signed certificate and writes
 -- its pin to DIR/pin. Writes "ready" to stdout once listening.
 local truenas = require "sbot.lab.truenas"
@@ -14,7 +14,10 @@ for _, a in ipairs(arg) do
 end
 
 local tgt
-if o.tgt_port then tgt = { port = tonumber(o.tgt_port), dir = o.tgt_dir } end
+if o.tgt_port then
+  tgt = { port = tonumber(o.tgt_port), dir = o.tgt_dir }
+  if o.tgt_faketime == "no" then tgt.faketime = false end -- istgt at its own pace
+end
 
 local dev = assert(truenas.new {
   api_key = o.api_key, seed = tonumber(o.seed), faults = o.drop and { drop = tonumber(o.drop) } or nil,

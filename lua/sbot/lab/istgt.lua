@@ -36,6 +36,8 @@ local sys = require "sbot.sys"
 
 local M = {}
 M.MAX_LUN = 63
+M.IDLE_WAIT = 3
+M.SPEED = 20
 M.START_TIMEOUT = 30 -- seconds a (re)started istgt may take to answer on its portal
 M.STOP_TIMEOUT = 10  -- seconds a killed istgt may take to exit (and release its portal)
 
@@ -98,6 +100,7 @@ end
 
 --- Start the controller (the daemon starts on the first apply with a target).
 -- opts: port (required), dir (required), host ("127.0.0.1"), istgt (program),
+-- faketime (path of libfaketimeMT.so.1, or false for none; default: found),
 -- start_timeout (seconds, M.START_TIMEOUT).
 -- Returns the controller or nil, message.
 function M.start(opts)
@@ -113,10 +116,26 @@ function M.start(opts)
   if type(start_timeout) ~= "number" or not (start_timeout > 0) then
     error("istgt.start: opts.start_timeout must be a number of seconds > 0", 2)
   end
-  local self = setmetatable({ port = port, host = opts.host or "127.0.0.1", dir = opts.dir, program = program,
+  -- istgt sleeps whole seconds where TrueNAS does not: one after accepting
+  -- each connection (so it takes one login a second) and one in every login.
+  -- Under libfaketime at SPEED times the clock those seconds are 1/SPEED s;
+  -- without it, istgt runs at its own pace (state().pace says which).
+  local faketime = opts.faketime
+  if faketime == nil then
+    for _, dir in ipairs { "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib" } do
+      local f = io.open(dir .. "/faketime/libfaketimeMT.so.1", "rb")
+      if f then
+        f:close()
+        faketime = dir .. "/faketime/libfaketimeMT.so.1"
+        break
+      end
+    end
+  end
+  local self = setmetatable({ faketime = faketime or nil, speed = faketime and M.SPEED or 1,
+    port = port, host = opts.host or "127.0.0.1", dir = opts.dir, program = program,
     conf_file = opts.dir .. "/istgt.conf", pid_file = opts.dir .. "/istgt.pid", log = opts.dir .. "/istgt.log",
     start_timeout = start_timeout,
-    conf = nil, exported = {}, unexported = {}, files = {}, restarts = 0, errors = {} }, Istgt)
+    conf = nil, exported = {}, unexported = {}, files = {}, restarts = 0, errors = {}, timings = {} }, Istgt)
   return self
 end
 
@@ -187,7 +206,9 @@ function Istgt:render(config)
   out[#out + 1] = "  PidFile " .. self.pid_file
   out[#out + 1] = "  AuthFile " .. self.dir .. "/auth.conf"
   out[#out + 1] = "  MediaDirectory " .. self.dir
-  out[#out + 1] = "  Timeout 30\n  NopInInterval 20\n  DiscoveryAuthMethod None\n  MaxSessions 32\n  MaxConnections 4"
+  -- istgt's 30 s timeout and 20 s NOP-In interval, in its own (faster) clock
+  out[#out + 1] = string.format("  Timeout %d\n  NopInInterval %d\n  DiscoveryAuthMethod None\n  MaxSessions 32\n"
+    .. "  MaxConnections 4", 30 * self.speed, 20 * self.speed)
   out[#out + 1] = "[UnitControl]\n  AuthMethod None"
   for i, portals in ipairs(pg) do
     out[#out + 1] = string.format("[PortalGroup%d]", i)
@@ -221,8 +242,14 @@ function Istgt:render(config)
   return table.concat(out, "\n") .. "\n", skipped
 end
 
+-- Whether pid has exited (sys.pid_alive counts a zombie as gone: istgt
+-- daemonizes, so init reaps it, late; a zombie has closed its sockets).
+local function exited(pid)
+  return not sys.pid_alive(pid)
+end
+
 function Istgt:alive()
-  return self.pid ~= nil and sys.pid_alive(self.pid)
+  return self.pid ~= nil and not exited(self.pid)
 end
 
 -- Kill istgt and wait until it has exited, so its portal is free again.
@@ -230,12 +257,12 @@ end
 function Istgt:kill()
   local pid = self.pid
   if not pid then return true end
-  if sys.pid_alive(pid) then
+  if not exited(pid) then
     -- SIGTERM makes istgt wait seconds for its connections; nothing is
     -- lost with SIGKILL (every write went to the backing file already)
     sys.kill(pid, "KILL")
     local deadline = sys.monotime() + M.STOP_TIMEOUT
-    while sys.pid_alive(pid) do
+    while not exited(pid) do
       if sys.monotime() > deadline then
         return nil, string.format("istgt pid %d is still running %g s after SIGKILL (its portal %s:%d stays "
           .. "bound)", pid, M.STOP_TIMEOUT, self.host, self.port)
@@ -247,12 +274,32 @@ function Istgt:kill()
   return true
 end
 
--- Whether istgt answers on the portal: a login to a target that does not
--- exist is refused with "Target not found" by a listening istgt.
+--- The number of TCP connections istgt has on its portal now (ESTABLISHED,
+-- from /proc/net/tcp and tcp6).
+function Istgt:sessions()
+  local n, port = 0, string.format(":%04X", self.port)
+  for _, file in ipairs { "/proc/net/tcp", "/proc/net/tcp6" } do
+    local f = io.open(file, "rb")
+    if f then
+      for line in f:lines() do
+        local loc, st = line:match("^%s*%d+:%s+(%S+)%s+%S+%s+(%x%x)")
+        if loc and st == "01" and loc:sub(-5) == port then n = n + 1 end
+      end
+      f:close()
+    end
+  end
+  return n
+end
+
+-- Whether istgt's portal accepts TCP connections. istgt listens by the time
+-- it has daemonized, so this is a confirmation. Not an iSCSI login: istgt
+-- pauses a second in every login, and the lab (one thread) would stand still
+-- that long at every restart. A connection that is accepted and then waits
+-- (istgt reads a PDU that never comes) times out; only a refusal is "connect".
 function Istgt:listening()
-  local _, err = require("sbot.iscsi").probe { portal = self.host .. ":" .. self.port,
-    target = "iqn.2005-10.org.sbot.lab:readiness", timeout = 1 }
-  return err ~= nil and err:find("not found", 1, true) ~= nil
+  local _, _, code = require("sbot.http").request { url = "http://" .. self.host .. ":" .. self.port .. "/",
+    method = "HEAD", timeout = 0.05, connect_timeout = 0.05, retries = false }
+  return code ~= "connect"
 end
 
 --- Export exactly what config says (see render); restarts istgt when the
@@ -276,6 +323,13 @@ function Istgt:apply(config)
     end
   end
   if text == self.conf and (text == nil or self:alive()) then return true end
+  -- A TrueNAS applies a configuration change without dropping the sessions
+  -- it has; istgt must restart for it. Let the logins in progress finish
+  -- first (a login takes istgt a second), for at most IDLE_WAIT seconds.
+  local t0 = sys.monotime()
+  local deadline = t0 + M.IDLE_WAIT
+  while self:alive() and self:sessions() > 0 and sys.monotime() < deadline do pause(0.01) end
+  local t1 = sys.monotime()
   local killed, kerr = self:kill()
   if not killed then
     self.errors[#self.errors + 1] = kerr
@@ -292,7 +346,13 @@ function Istgt:apply(config)
   -- istgt daemonizes (its own session) once its portals listen; the pid
   -- comes from its pid file. sys.spawn runs it without a shell.
   os.remove(self.pid_file)
-  local r, serr = sys.spawn { argv = { self.program, "-c", self.conf_file, "-p", self.pid_file }, timeout = 30 }
+  local env
+  if self.faketime then
+    env = { PATH = os.getenv("PATH") or "/usr/sbin:/usr/bin:/sbin:/bin", LD_PRELOAD = self.faketime,
+            FAKETIME = "+0 x" .. self.speed }
+  end
+  local r, serr = sys.spawn { argv = { self.program, "-c", self.conf_file, "-p", self.pid_file }, env = env,
+    timeout = 30 }
   self.restarts = self.restarts + 1
   if not r then return nil, "istgt: cannot run " .. self.program .. ": " .. tostring(serr) end
   local wf = io.open(self.log, "ab")
@@ -303,18 +363,24 @@ function Istgt:apply(config)
     self.errors[#self.errors + 1] = err
     return nil, err
   end
-  -- ready when it answers a login (it wrote its pid file by then); the
+  -- ready when its portal accepts connections (it wrote its pid file by then); the
   -- wait is bounded by time: on a loaded machine polls are slower, not fewer
   local deadline = sys.monotime() + self.start_timeout
   repeat
     self.pid = self.pid or tonumber(read_file(self.pid_file):match("%d+"))
-    if self.pid and not sys.pid_alive(self.pid) then break end
-    if self.pid and self:listening() then return true end
+    if self.pid and exited(self.pid) then break end
+    if self.pid and self:listening() then
+      -- the last restarts: how long the lab waited for logins, then restarting took
+      self.timings[#self.timings + 1] = { waited_ms = math.floor((t1 - t0) * 1000),
+        restart_ms = math.floor((sys.monotime() - t1) * 1000) }
+      if #self.timings > 20 then table.remove(self.timings, 1) end
+      return true
+    end
     pause(0.01)
   until sys.monotime() > deadline
   local log = read_file(self.log)
   local err = string.format("istgt on %s:%d did not come up%s: %s", self.host, self.port,
-    self.pid and not sys.pid_alive(self.pid) and " (it exited)" or
+    self.pid and exited(self.pid) and " (it exited)" or
       string.format(" within %g s", self.start_timeout), log:sub(-600))
   self.errors[#self.errors + 1] = err
   self:kill()
@@ -330,7 +396,8 @@ function Istgt:state()
     targets[#targets + 1] = { name = t.name, luns = luns, groups = t.groups }
   end
   return { program = "istgt", portal = self.host .. ":" .. self.port, pid = self.pid, alive = self:alive(),
-           restarts = self.restarts, targets = targets, unexported = self.unexported, errors = self.errors }
+           sessions = self:alive() and self:sessions() or 0, restarts = self.restarts, timings = self.timings,
+           pace = self.faketime and ("libfaketime x" .. self.speed) or "its own (libfaketime not found)", targets = targets, unexported = self.unexported, errors = self.errors }
 end
 
 --- Stop istgt and remove the backing files. Safe to call twice.

@@ -1318,12 +1318,13 @@ function Model:dispatch(method, params, session)
   if not session.authenticated then
     -- a method that needs a login is refused at once; the ones callable
     -- without one (login, ping) count: 20 per method per address per minute
-    -- (middlewared's authorize_method_call)
+    -- (middlewared's authorize_method_call; the minute scaled by the lab's
+    -- --time-scale, like its other durations)
     if not m.public then return nil, call_error(ERRNO.ENOTAUTHENTICATED, "Not authenticated") end
     local key = method .. "@" .. tostring(session.ip or "local")
     local now = self.clock()
     local r = self.rate[key]
-    if not r or now - r.start >= RATE_WINDOW then
+    if not r or now - r.start >= RATE_WINDOW * self.scale then
       r = { start = now, n = 0 }
       self.rate[key] = r
     end

@@ -1,0 +1,71 @@
+--- iscsi_proof: what each simulated server booted after an iscsi_only run
+-- against `sbot lab --tgt`, from two witnesses: the lab's /lab/state (the
+-- iDRAC's last boot: the lab logged in to istgt as the server's initiator,
+-- INQUIRY + READ CAPACITY) and the run record (the iSCSI step's own login in
+-- its housekeep). Used by examples/iscsi_demo.sh.
+--   sbot run examples/iscsi_proof.lua LAB_DIR RUN_DIR
+-- Exit 0 when every server of the run booted its own LUN with the zvol's size.
+local json = require "sbot.json"
+local http = require "sbot.http"
+
+local lab_dir, run_dir = arg[1], arg[2]
+if not lab_dir or not run_dir then
+  io.stderr:write("usage: sbot run examples/iscsi_proof.lua LAB_DIR RUN_DIR\n")
+  os.exit(2)
+end
+
+local function read_json(path)
+  local f = assert(io.open(path, "rb"))
+  local v = json.decode(f:read("a"))
+  f:close()
+  return v
+end
+
+-- /lab/state from any device of the lab (its certificate is pinned)
+local lab = read_json(lab_dir .. "/lab.json")
+local truenas = lab.devices.truenas
+local res = assert(http.request { url = truenas.url .. "/lab/state", tls = { pin_sha256 = truenas.pin_sha256 },
+  timeout = 10 })
+local state = json.decode(res.body)
+local record = read_json(run_dir .. "/results.json")
+
+local function gib(bytes) return string.format("%.1f GiB", bytes / 2 ^ 30) end
+
+-- each server's iDRAC device: the one listening on the port of its idrac.host
+local idrac_of = {}
+for _, server in ipairs(dofile(lab.site).servers) do
+  local port = tonumber(server.idrac.host:match(":(%d+)$"))
+  for name, d in pairs(lab.devices) do
+    if d.kind == "idrac" and d.port == port then idrac_of[server.id] = state.devices[name] end
+  end
+end
+
+local ok = true
+print("iSCSI login proof")
+for _, row in ipairs(record.results) do
+  if row.component == "iscsi" then
+    local id, login = row.id, row.housekeeping and row.housekeeping.login
+    local dev = idrac_of[id]
+    local boot = dev and type(dev.last_boot) == "table" and dev.last_boot or {}
+    local l = type(boot.iscsi_login) == "table" and boot.iscsi_login or {}
+    if boot.source == "iSCSI" and l.ok then
+      print(string.format("%s: booted from iSCSI (%s boot, boot #%d) as %s", id, boot.via or "?", boot.n or 0, l.initiator))
+      print(string.format("  logged in to %s at %s, LUN %d", l.target, l.portal, l.lun))
+      print(string.format("  saw %s %s, %d bytes (%s): zvol %s", l.inquiry.vendor, l.inquiry.product,
+        l.capacity.bytes, gib(l.capacity.bytes), l.zvol or "?"))
+    else
+      ok = false
+      print(string.format("%s: did NOT boot from its iSCSI disk: %s", id,
+        json.encode { source = boot.source, iscsi_login = boot.iscsi_login }))
+    end
+    if login then
+      print(string.format("  sbot's own check (iscsi housekeep): logged in as %s, LUN %d, %d bytes",
+        login.initiator, row.discovery.lun, login.capacity))
+      ok = ok and login.capacity == l.capacity.bytes
+    else
+      ok = false
+      print(string.format("  sbot's own check: none (%s)", row.error or row.status))
+    end
+  end
+end
+os.exit(ok and 0 or 1)
