@@ -69,9 +69,11 @@ const char *sbot_check_hostport(const char *s, int port_required)
         char addr[INET6_ADDRSTRLEN + 64];
         struct in6_addr a6;
         size_t n = close ? (size_t)(close - s - 1) : 0;
-        if (!close || n == 0 || n >= sizeof addr)
+        if (!close || n == 0)
             return port_required ? "must be HOST:PORT (IPv6 as [addr]:port)"
                                  : "must be HOST[:PORT] (IPv6 as [addr]:port)";
+        if (n >= sizeof addr)
+            return "has no IPv6 address in its brackets";
         memcpy(addr, s + 1, n);
         addr[n] = '\0';
         char *zone = strchr(addr, '%'); /* fe80::1%eth0 */
