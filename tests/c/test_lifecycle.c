@@ -292,6 +292,53 @@ static void c_component_needs_the_collaborators(void **state)
     lua_close(L);
 }
 
+/* The core alone, nothing configured: a component without a schema runs
+ * every phase; the first use of a collaborator (an artifact, results as
+ * JSON) is an error that names it and says what to do, and nothing reached
+ * for sbot.schema, sbot.artifact or sbot.json meanwhile. */
+static void lifecycle_without_collaborators(void **state)
+{
+    (void)state;
+    lua_State *L = sbot_runtime_new();
+    expect(L,
+           "local lc = require 'sbot.lifecycle'\n"
+           "local calls = {}\n"
+           "local M = lc.define { name = 'bare',\n"
+           "  discover = function(self) calls[#calls + 1] = 'discover'; return { n = 1 } end,\n"
+           "  plan = function(self) calls[#calls + 1] = 'plan'\n"
+           "    return { { resource = 'x', action = 'create' } } end,\n"
+           "  apply = function(self, ch) calls[#calls + 1] = 'apply ' .. ch.resource end,\n"
+           "  housekeep = function(self) calls[#calls + 1] = 'housekeep'; return {} end }\n"
+           "local r = assert(M.new({})):execute()\n"
+           "local loaded = {}\n"
+           "for _, m in ipairs { 'sbot.schema', 'sbot.artifact', 'sbot.json', 'sbot.component' } do\n"
+           "  if package.loaded[m] then loaded[#loaded + 1] = m end end\n"
+           "return r.status .. ' ' .. r.discovery.n .. ' ' .. table.concat(calls, ',') .. ' ['\n"
+           "  .. table.concat(loaded, ',') .. ']'",
+           "ok 1 discover,plan,apply x,housekeep []");
+    /* c:to_json() needs encode: raised, as misuse */
+    int rc = luaL_dostring(L, "local c = assert(require('sbot.component.bare').new({}))\n"
+                              "c:execute { phases = { 'discover' } }\n"
+                              "return c:to_json()");
+    assert_int_not_equal(rc, LUA_OK);
+    assert_non_null(strstr(lua_tostring(L, -1),
+                           "sbot.component: the lifecycle has no 'encode' (the function that encodes "
+                           "results as JSON, sbot.json.encode): require \"sbot.component\" first, which "
+                           "hands the lifecycle its collaborators (sbot.lifecycle.configure)"));
+    lua_pop(L, 1);
+    /* self:artifact in a phase needs record_artifact: that phase fails with it */
+    expect(L,
+           "local M = require 'sbot.lifecycle'.define { name = 'bare_artifact',\n"
+           "  discover = function(self) self:artifact { key = 'a.txt', content = 'x' }; return {} end }\n"
+           "local r = assert(M.new({})):execute()\n"
+           "return r.status .. ' | ' .. (r.error:gsub('^discover: %[string .-%]:%d+: ', 'discover: '))",
+           "failed | discover: "
+           "sbot.component: the lifecycle has no 'record_artifact' (the function that records an "
+           "artifact, sbot.artifact.record): require \"sbot.component\" first, which hands the "
+           "lifecycle its collaborators (sbot.lifecycle.configure)");
+    lua_close(L);
+}
+
 /* The core with collaborators a test hands in: it uses them and loads none
  * of sbot.schema, sbot.artifact, sbot.json. */
 static void collaborators_are_injected(void **state)
@@ -354,6 +401,7 @@ int main(void)
         cmocka_unit_test(c_component_closes_on_interrupt),
         cmocka_unit_test(bad_spec_raises),
         cmocka_unit_test(c_component_needs_the_collaborators),
+        cmocka_unit_test(lifecycle_without_collaborators),
         cmocka_unit_test(collaborators_are_injected),
         cmocka_unit_test(c_component_required_alone),
     };
