@@ -13,6 +13,7 @@
 --               presigns it (site openshift.iso.publish)
 --
 -- Policy lives here and in the workflows; the components only do their part.
+local fsio = require "sbot.fsio"
 local Iscsi = require "sbot.component.iscsi"
 local OpenShift = require "sbot.component.openshift"
 local S3 = require "sbot.component.s3"
@@ -70,14 +71,40 @@ function M.iscsi_config(site, server, version, existing)
   return cfg
 end
 
+--- Did an iSCSI step's results set the server's CHAP secret on TrueNAS (its
+-- chap: change applied: new credentials, or a new secret)?
+function M.chap_changed(disk)
+  for _, a in ipairs(disk and disk.processing and disk.processing.applied or {}) do
+    if a.ok and tostring(a.resource):match("^chap:") then return true end
+  end
+  return false
+end
+
 --- The R630's iscsi_boot settings from an iSCSI step's results: the target,
 -- its portal, the LUN and the initiator the server logs in with (the iSCSI
--- component's initiator_name hook: the initiator group lets only that one in).
-function M.iscsi_boot(disk)
+-- component's initiator_name hook: the initiator group lets only that one in),
+-- and with CHAP the user and the secret the target asks for (`chap = {user,
+-- secret}`: the iSCSI config's, as its discover carries them; the secret a
+-- secret object). `resend` (with CHAP): send the secret although the BIOS
+-- and NIC already use CHAP with that user — the target's secret changed.
+function M.iscsi_boot(disk, resend)
   local d = disk and disk.discovery or {}
   local ip, port = tostring(d.portal or ""):match("^(.+):(%d+)$")
+  local chap
+  if type(d.chap) == "table" and d.chap.user then
+    chap = { user = d.chap.user, secret = d.chap.secret, resend = resend or M.chap_changed(disk) or nil }
+  end
   return { target_iqn = d.iqn, target_ip = d.portal_ip or ip, target_port = tonumber(port),
-    lun = d.lun, initiator_iqn = d.initiator }
+    lun = d.lun, initiator_iqn = d.initiator, chap = chap }
+end
+
+-- <state_dir>/chap/<server>.resend: this server's CHAP secret changed on
+-- TrueNAS and its R630 step has not yet sent it (the iDRAC never shows a
+-- secret, so nothing else could tell a later run). Holds no secret.
+local function resend_marker(ctx)
+  local dir = (ctx.args and ctx.args.state_dir) or (ctx.site and ctx.site.state_dir)
+  if not dir or not ctx.id then return nil end
+  return dir .. "/chap", dir .. "/chap/" .. ctx.id .. ".resend"
 end
 
 local function over(base, top)
@@ -89,13 +116,29 @@ end
 
 --- The R630 step's config for a server booting the disk of an iSCSI step's
 -- results: the site's components.r630 (and the server's) with, on top,
--- iscsi_boot from the disk (target, portal, LUN, initiator), boot.first =
+-- iscsi_boot from the disk (target, portal, LUN, initiator, and CHAP or
+-- none: the target's say, never the site's components.r630), boot.first =
 -- "iscsi" (boot.mode default Uefi), and with image_url the virtual media
 -- booted once and ejected after (image_url nil: no virtual media at all,
 -- whatever the site says — a switch must not boot an installer).
+-- When the iSCSI step set a new CHAP secret, the secret is sent (chap.resend)
+-- and a marker in the state directory keeps saying so until r630_done sees
+-- the R630 step succeed: a run stopped in between sends it on the next run.
 function M.r630_config(ctx, disk, image_url)
   local cfg = ctx:config("r630", {})
-  cfg.iscsi_boot = over(cfg.iscsi_boot, M.iscsi_boot(disk))
+  local dir, marker = resend_marker(ctx)
+  local resend = false
+  if marker and M.chap_changed(disk) then
+    assert(fsio.mkdirs(dir))
+    assert(fsio.write_atomic(marker, "the CHAP secret of " .. tostring(disk.discovery.chap.user)
+      .. " changed on TrueNAS; the R630 step has not sent it yet\n"))
+    resend = true
+  elseif marker then
+    resend = fsio.stat(marker) ~= nil
+  end
+  local boot = M.iscsi_boot(disk, resend)
+  cfg.iscsi_boot = over(cfg.iscsi_boot, boot)
+  cfg.iscsi_boot.chap = boot.chap -- the target's CHAP, or none (both sides agree)
   cfg.boot = over({ mode = "Uefi" }, over(cfg.boot, { first = "iscsi" }))
   if image_url then
     cfg.virtual_media = over(over({ boot_once = true, eject_after = true }, cfg.virtual_media),
@@ -104,6 +147,17 @@ function M.r630_config(ctx, disk, image_url)
     cfg.virtual_media = nil
   end
   return cfg
+end
+
+--- After the R630 step (its results r): once it has sent the CHAP secret
+-- (process ran in apply mode and the step is ok), the state directory's
+-- marker goes (r630_config). Returns r.
+function M.r630_done(ctx, r)
+  local _, marker = resend_marker(ctx)
+  if marker and r and r.status == "ok" and type(r.processing) == "table" and r.processing.mode == "apply" then
+    os.remove(marker)
+  end
+  return r
 end
 
 -- "s3://bucket/prefix?..." -> bucket, prefix ("" or ending in "/")

@@ -854,6 +854,15 @@ path "kv/idrac/*" { capabilities = ["read"] }
         s.idrac.password = "secret:" .. path .. ":password"
       end
     end
+    for _, s in ipairs(site.servers or {}) do
+      local chap = s.components and s.components.iscsi and s.components.iscsi.chap
+      if chap and chap.secret and not tostring(chap.secret):match("^secret:") then
+        -- each server's CHAP secret: the iSCSI step gives it to TrueNAS, the R630 step to the BIOS
+        local path = "iscsi/" .. s.id
+        store(path, { chap = chap.secret })
+        chap.secret = "secret:" .. path .. ":chap"
+      end
+    end
     if site.truenas and site.truenas.api_key then
       store("truenas", { api_key = site.truenas.api_key })
       site.truenas.api_key = "secret:truenas:api_key"
