@@ -72,12 +72,26 @@ function M.iscsi_config(site, server, version, existing)
 end
 
 --- Did an iSCSI step's results set the server's CHAP secret on TrueNAS (its
--- chap: change applied: new credentials, or a new secret)?
+-- chap: change applied: new credentials, or a new secret)? In a --plan run
+-- (nothing applied): does its plan have a chap: change, i.e. would it?
 function M.chap_changed(disk)
-  for _, a in ipairs(disk and disk.processing and disk.processing.applied or {}) do
-    if a.ok and tostring(a.resource):match("^chap:") then return true end
+  local p = disk and disk.processing
+  if type(p) == "table" and p.mode == "apply" then
+    for _, a in ipairs(p.applied or {}) do
+      if a.ok and tostring(a.resource):match("^chap:") then return true end
+    end
+    return false
+  end
+  for _, ch in ipairs(disk and disk.plan or {}) do
+    if tostring(ch.resource):match("^chap:") then return true end
   end
   return false
+end
+
+-- Did this step apply a chap: change (not just plan one)?
+local function chap_applied(disk)
+  local p = disk and disk.processing
+  return type(p) == "table" and p.mode == "apply" and M.chap_changed(disk)
 end
 
 --- The R630's iscsi_boot settings from an iSCSI step's results: the target,
@@ -127,13 +141,15 @@ end
 function M.r630_config(ctx, disk, image_url)
   local cfg = ctx:config("r630", {})
   local dir, marker = resend_marker(ctx)
-  local resend = false
-  if marker and M.chap_changed(disk) then
-    assert(fsio.mkdirs(dir))
-    assert(fsio.write_atomic(marker, "the CHAP secret of " .. tostring(disk.discovery.chap.user)
-      .. " changed on TrueNAS; the R630 step has not sent it yet\n"))
-    resend = true
-  elseif marker then
+  local resend = M.chap_changed(disk) -- applied now, or planned (--plan writes no marker)
+  if marker and chap_applied(disk) then
+    local ok, err = fsio.mkdirs(dir)
+    if ok then
+      ok, err = fsio.write_atomic(marker, "the CHAP secret of " .. tostring(disk.discovery.chap.user)
+        .. " changed on TrueNAS; the R630 step has not sent it yet\n")
+    end
+    if not ok then error("CHAP resend marker " .. marker .. ": " .. tostring(err), 0) end
+  elseif marker and not resend then
     resend = fsio.stat(marker) ~= nil
   end
   local boot = M.iscsi_boot(disk, resend)

@@ -109,9 +109,13 @@ describe("the OpenShift workflows against sbot lab --tgt", function()
     assert.matches("+ create s3://sbot-public/isos/openshift/lab/4.16.8/{sha256}/agent.x86_64.iso", p.stdout, 1, true)
     assert.matches("WARNING: the agent ISO embeds the cluster's pull secret", p.stdout, 1, true)
     for i = 1, 3 do
-      assert.matches(string.format("r630-0%d / iscsi: 8 change(s)", i), p.stdout, 1, true)
+      -- with the server's CHAP credentials (the lab's site: user <id>, the secret in Vault)
+      assert.matches(string.format("r630-0%d / iscsi: 9 change(s)", i), p.stdout, 1, true)
+      assert.matches(string.format("+ create chap:r630-0%d", i), p.stdout, 1, true)
       assert.matches(string.format("r630-0%d / r630: 4 change(s)", i), p.stdout, 1, true)
     end
+    assert.matches("IscsiDev1Con1Auth: \"None\" -> \"Chap\"", p.stdout, 1, true)
+    assert.matches("IscsiDev1Con1ChapName: \"\" -> \"r630-01\"", p.stdout, 1, true)
     assert.matches("IscsiDev1Con1TargetName: \"\" -> \"iqn.2005-10.org.freenas.ctl:r630-r630-01.openshift4.16.8\"",
       p.stdout, 1, true)
     assert.matches("OneTimeUefiBootSeqDev: \"NIC.PxeDevice.1-1\" -> \"Optical.iDRACVirtual.1-1\"", p.stdout, 1, true)
@@ -173,6 +177,17 @@ describe("the OpenShift workflows against sbot lab --tgt", function()
       assert(b.iscsi_login and b.iscsi_login.ok, json.encode(b.iscsi_login))
       assert.are.equal("istgt", b.iscsi_login.checked)
       assert.are.equal("tank/openshift_installations/r630_r630-0" .. i .. "_4_16_8", b.iscsi_login.zvol)
+      -- with the CHAP user and secret the R630 step gave the BIOS (istgt checked the secret)
+      assert.are.equal("r630-0" .. i, b.iscsi_login.chap)
+    end
+    -- no CHAP secret in the output, the log or the record of either run
+    for _, out in ipairs { p, r } do
+      local dir = out.stdout:match("run record: (%S+)")
+      for i = 1, 3 do
+        local secret = lab.site.servers[i].components.iscsi.chap.secret
+        assert.is_nil((out.stdout .. out.stderr):find(secret, 1, true))
+        assert.is_false(h.sh("grep -rqF " .. h.shquote(secret) .. " " .. h.shquote(dir)), "secret in " .. dir)
+      end
     end
 
     -- converged: a rerun plans zero changes and writes nothing on any device
@@ -218,7 +233,8 @@ describe("the OpenShift workflows against sbot lab --tgt", function()
     -- another version's disk, made by the iSCSI component as full_deployment would
     local site = labclient.read_site(site_path)
     local Iscsi = require "sbot.component.iscsi"
-    local c = assert(Iscsi.new({ version = "4.17.3" }, { id = "r630-01", site = site, server = site.servers[1],
+    local c = assert(Iscsi.new({ version = "4.17.3", chap = site.servers[1].components.iscsi.chap },
+      { id = "r630-01", site = site, server = site.servers[1],
       artifact_dir = tmp .. "/art" }))
     local made = c:execute()
     assert.are.equal("ok", made.status, made.error)
@@ -241,6 +257,7 @@ describe("the OpenShift workflows against sbot lab --tgt", function()
       assert.are.equal(iqn, b.target.name)
       assert(b.iscsi_login and b.iscsi_login.ok, json.encode(b.iscsi_login))
       assert.are.equal("tank/openshift_installations/r630_r630-01_" .. version:gsub("%.", "_"), b.iscsi_login.zvol)
+      assert.are.equal("r630-01", b.iscsi_login.chap, "the same CHAP credentials on the new target")
       assert.is_false(s.vmedia.CD.inserted)
       wait_for(function() return not devices()["idrac-1"].not_ready end, 10, "idrac-1")
     end
