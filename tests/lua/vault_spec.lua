@@ -414,6 +414,25 @@ return {
     for _, pw in ipairs(passwords) do assert.is_nil(all:find(pw, 1, true)) end
   end)
 
+  it("a failed run still makes one login and revokes its token at its end", function()
+    local path = fleet_site(3)
+    -- every server's step fails (its discover raises), after the Vault pre-flight passed
+    local failing = dir .. "/site-failing.lua"
+    helpers.write_private(failing, string.format([[
+local site = dofile(%q)
+site.components.test_kv.fail_discover = true
+return site
+]], path))
+    local before = counts()
+    local r = run_wf("vault_kv", failing)
+    assert.are.equal(1, r.code, r.stdout .. r.stderr)
+    assert.matches("\n%(site%)%s+vault%s+ok", r.stdout)
+    assert.matches("n01%s+test_kv%s+failed", r.stdout)
+    local after = counts()
+    assert.are.equal(before.logins + 1, after.logins)
+    assert.are.equal(before.revocations + 1, after.revocations, "the failed run's token was revoked")
+  end)
+
   it("a worker renews the handed-over token when its lease says so, instead of logging in", function()
     -- an AppRole whose tokens live 3 s (at most 60 s): the site step starts 2.2 s after the login
     assert.are.equal(204, (admin("POST", "auth/approle/role/brief", { token_policies = { "sbot" },

@@ -119,8 +119,14 @@ describe("the OpenShift workflows against sbot lab --tgt", function()
     assert.are.same({}, devices().installer.downloads)
 
     -- the run
+    local vault_before = devices().vault.counts
     local r = run("full_deployment")
     assert.are.equal(0, r.code, r.stdout .. r.stderr)
+    -- the site's secrets come from the lab's Vault: one AppRole login for the whole run
+    -- (site steps and three servers' workers), and that token revoked at its end
+    local vault_after = devices().vault.counts
+    assert.are.equal(vault_before.logins + 1, vault_after.logins)
+    assert.are.equal(vault_before.revocations + 1, vault_after.revocations)
     local rec = record(r)
     local rows = {}
     for _, row in ipairs(rec.results) do rows[#rows + 1] = row.id .. " " .. (row.step or row.component) end
