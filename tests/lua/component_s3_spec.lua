@@ -336,6 +336,24 @@ describe("the S3 component against the lab's S3", function()
         supersedes = "isos/cl/", keep_previous = keep } }
       return t
     end
+    -- config errors name the artifact and the key
+    for _, bad in ipairs {
+      { { supersedes = "isos/cl" }, "artifacts%[1%]%.supersedes: expected a key prefix ending in '/'" },
+      { { supersedes = "../cl/" }, "artifacts%[1%]%.supersedes: " },
+    } do
+      local a = { key = "isos/cl/x/{sha256}/agent.iso", source = "store/cl/4.1/agent.iso" }
+      for k, v in pairs(bad[1]) do a[k] = v end
+      local t = {}
+      for k, x in pairs(base) do t[k] = x end
+      t.artifacts = { a }
+      local r = run(t)
+      assert.are.equal("failed", r.status)
+      assert.matches(bad[2], r.error)
+    end
+    local neg = { key = "isos/cl/x.iso", source = "store/cl/4.1/agent.iso", supersedes = "isos/cl/", keep_previous = -1 }
+    local nc, nerr = S3.new({ bucket = "cs7-priv", artifacts = { neg } }, { id = "(site)", site = site })
+    assert.is_nil(nc)
+    assert.matches("artifacts%[1%]%.keep_previous: must be at least 0", nerr)
     local function public_key(v) return "site-d/isos/cl/" .. v .. "/" .. sha[v] .. "/agent.iso" end
     local function anon(v) return assert(http.get(srv.public_endpoint .. "/cs7-pub/" .. public_key(v))).status end
     local function index()
