@@ -239,6 +239,44 @@ function M.disks(ctx)
   return disks
 end
 
+--- The cluster's nodes another run is working on now: their lock is held
+-- (<state_dir>/locks/<id>.lock, and with an s3:// store the lease in it), so
+-- their BMCs may be booting an earlier agent ISO from its public copy. A
+-- list of "r630-01 (pid P on host H)"; in a run's site steps the run holds
+-- no server lock of its own yet.
+function M.nodes_in_use(ctx)
+  local site = ctx.site
+  local args = ctx.args or {}
+  local out = {}
+  local dir = args.state_dir or site.state_dir
+  local store_url, store_opts = args.store or site.store, nil
+  if store_url and store_url:match("^s3://") then
+    local store = require "sbot.store"
+    store_url, store_opts = store.for_site(store_url, site)
+  else
+    store_url = nil
+  end
+  for _, s in ipairs(M.nodes(site)) do
+    local p, perr, pcode
+    if dir then p, perr, pcode = require("sbot.lock").probe(dir .. "/locks/" .. s.id .. ".lock") end
+    if not p and perr and pcode ~= "ENOENT" then -- cannot tell: counted as in use
+      out[#out + 1] = s.id .. " (its lock file cannot be read: " .. tostring(perr) .. ")"
+    elseif p and p.held then
+      out[#out + 1] = string.format("%s (pid %s on %s)", s.id, tostring(math.tointeger(p.pid) or p.pid), tostring(p.host))
+    elseif store_url then
+      local info, err = require("sbot.store").lock_info(store_url, store_opts, s.id)
+      if info and not info.stale then
+        local h = info.holder or {}
+        out[#out + 1] = string.format("%s (pid %s on %s, run %s)", s.id, tostring(math.tointeger(h.pid) or h.pid),
+          tostring(h.host), tostring(h.run_id))
+      elseif info == nil then -- cannot tell: counted as in use
+        out[#out + 1] = s.id .. " (its lease cannot be read: " .. tostring(err) .. ")"
+      end
+    end
+  end
+  return out
+end
+
 --- The site steps that build and publish the cluster's agent ISO (see the
 -- file's header). The site is checked against itself first (the OpenShift
 -- component's checks: hosts vs replicas, rendezvous IP, CIDRs, MACs, VIPs),
@@ -265,16 +303,28 @@ function M.iso_site_steps(ctx)
 
   local iso = os_r.discovery and os_r.discovery.iso or {}
   local mode = site.openshift and site.openshift.iso or {}
+  local published = (s3cfg.publish or { "isos/" })[1]
+  local cluster_dir = published .. "openshift/" .. tostring(os_r.discovery and os_r.discovery.cluster) .. "/"
   local art
   if mode.publish == "presigned" then
     art = { key = iso.key, source = iso.key, publish = false, presign = mode.expires,
       content_type = "application/x-iso9660-image" }
   else
-    local published = (s3cfg.publish or { "isos/" })[1]
-    art = { key = published .. "openshift/" .. tostring(os_r.discovery and os_r.discovery.cluster) .. "/"
-        .. tostring(os_r.discovery and os_r.discovery.version) .. "/{sha256}/" .. M.ISO_NAME,
+    art = { key = cluster_dir .. tostring(os_r.discovery and os_r.discovery.version) .. "/{sha256}/" .. M.ISO_NAME,
       source = iso.key, publish = true, warning = M.PUBLIC_WARNING,
       content_type = "application/x-iso9660-image" }
+  end
+  -- the public copies of this cluster's earlier ISOs (other versions, other
+  -- configs, or all of them once the site says presigned) hold the pull
+  -- secret: the S3 component deletes them, but for openshift.iso.keep_previous;
+  -- not while another run works on a node (it may be booting one of them)
+  local busy = M.nodes_in_use(ctx)
+  if #busy == 0 then
+    art.supersedes = cluster_dir
+    art.keep_previous = mode.keep_previous or 0
+  else
+    require("sbot.log").warn("earlier agent ISOs stay published this run: another run is working on "
+      .. table.concat(busy, ", ") .. " and may be booting one of them", { step = "publish" })
   end
   local list = { art }
   for _, a in ipairs(artifacts or {}) do list[#list + 1] = a end

@@ -123,8 +123,14 @@ describe("the OpenShift workflows against sbot lab --tgt", function()
     assert.are.same({}, devices().installer.downloads)
 
     -- the run
+    local vault_before = devices().vault.counts
     local r = run("full_deployment")
     assert.are.equal(0, r.code, r.stdout .. r.stderr)
+    -- the site's secrets come from the lab's Vault: one AppRole login for the whole run
+    -- (site steps and three servers' workers), and that token revoked at its end
+    local vault_after = devices().vault.counts
+    assert.are.equal(vault_before.logins + 1, vault_after.logins)
+    assert.are.equal(vault_before.revocations + 1, vault_after.revocations)
     local rec = record(r)
     local rows = {}
     for _, row in ipairs(rec.results) do rows[#rows + 1] = row.id .. " " .. (row.step or row.component) end
@@ -277,6 +283,10 @@ describe("the OpenShift workflows against sbot lab --tgt", function()
     assert.matches("X%-Amz%-Signature=%x+", signed)
     local rec = record(r)
     assert.is_nil(rec.results[3].discovery.artifacts[1].public_url, "not published")
+    -- and the public copy the deployment published is gone: the site wants the ISO private now
+    assert.are.equal(url, rec.results[3].discovery.superseded[1].url)
+    assert.are.equal("unpublish", rec.results[3].discovery.superseded[1].action)
+    assert.are.equal(403, assert(http.get(url)).status)
     -- a server takes it as virtual media (InsertMedia reads the volume descriptor), and ejects it
     wait_for(function() return not devices()["idrac-3"].not_ready end, 10, "idrac-3")
     local c = client(3)
@@ -313,6 +323,104 @@ describe("the OpenShift workflows against sbot lab --tgt", function()
     -- the names are the ones the site gave before: the stored ISO is found, nothing to build
     assert.matches("(site) / openshift: no changes", r.stdout, 1, true)
     assert.is_true(rec.results[3].discovery.iso.exists)
+  end)
+
+  it("openshift_only for another version: its ISO published, the earlier public copy deleted (--plan shows "
+    .. "it), both private ISOs kept, the index says which copy was unpublished", function()
+    assert(url, "needs the deployment above")
+    local s3c = assert(require("sbot.s3").client { endpoint = lab.site.s3.endpoint, tls = lab.site.s3.tls,
+      access_key = lab.site.s3.access_key, secret_key = lab.site.s3.secret_key })
+    -- 4.16.8 published again (the presigned run above took its public copy away)
+    local r1 = run("openshift_only")
+    assert.are.equal(0, r1.code, r1.stdout .. r1.stderr)
+    assert.are.equal(200, assert(http.get(url)).status)
+    local old_key = record(r1).results[2].discovery.iso.key
+    os.execute("sleep 1.1") -- the index's `updated` has whole seconds
+    local v2 = write_site(function(t) t.openshift.version = "4.17.3" end)
+    local p = run("openshift_only", { "--plan" }, v2)
+    assert.are.equal(0, p.code, p.stdout .. p.stderr)
+    assert.matches("- delete " .. url:gsub("^http://[^/]+/", "s3://"), p.stdout, 1, true)
+    assert.are.equal(200, assert(http.get(url)).status, "--plan deletes nothing")
+    local r2 = run("openshift_only", {}, v2)
+    assert.are.equal(0, r2.code, r2.stdout .. r2.stderr)
+    local new_url = assert(r2.stdout:match("agent ISO URL: (%S+)"), r2.stdout)
+    assert.matches("/isos/openshift/lab/4%.17%.3/%x+/agent%.x86_64%.iso$", new_url)
+    assert.are.equal(403, assert(http.get(url)).status, "the 4.16.8 public copy is gone")
+    assert.are.equal(206, assert(http.get(new_url, { headers = { Range = "bytes=0-9" } })).status)
+    local rec = record(r2)
+    local new_key = rec.results[2].discovery.iso.key
+    for _, k in ipairs { old_key, new_key } do -- the private ISOs are kept
+      assert.truthy(s3c:head_object { bucket = "sbot", key = k })
+    end
+    local un = rec.results[3].housekeeping.unpublished
+    assert.are.equal(1, #un)
+    local index = json.decode(assert(s3c:get_object { bucket = "sbot", key = "metadata/index.json" }).body)
+    local entry = index.objects[url:match("/sbot%-public/(.*)$")]
+    assert.is_nil(entry.public)
+    assert.are.equal(url:match("/sbot%-public/(.*)$"), entry.unpublished.key)
+    assert.are.equal(old_key, entry.object)
+  end)
+
+  it("earlier agent ISOs stay published while another run holds a node (its lock file, or its lease in an "
+    .. "s3:// store); openshift.iso.keep_previous = 1 keeps the newest earlier one, 0 unpublishes it", function()
+    assert(url, "needs the deployment above")
+    local sys = require "sbot.sys"
+    local v2 = write_site(function(t) t.openshift.version = "4.17.3" end)
+    local r0 = run("openshift_only", {}, v2)
+    assert.are.equal(0, r0.code, r0.stdout .. r0.stderr)
+    local url2 = assert(r0.stdout:match("agent ISO URL: (%S+)"), r0.stdout)
+    assert.are.equal(403, assert(http.get(url)).status)
+    local function run_log(r)
+      return h.read_file(assert(r.stdout:match("run record: (%S+)"), r.stdout) .. "/log.jsonl")
+    end
+    -- another run holds r630-02's lock file: back to 4.16.8, and 4.17.3 stays public
+    os.execute("sleep 1.1") -- the index's `updated` has whole seconds
+    local l = assert(require("sbot.lock").acquire(tmp .. "/state/locks/r630-02.lock", { name = "server r630-02" }))
+    local r1 = run("openshift_only")
+    l:release()
+    assert.are.equal(0, r1.code, r1.stdout .. r1.stderr)
+    assert.are.equal(200, assert(http.get(url)).status)
+    assert.are.equal(200, assert(http.get(url2)).status, "not unpublished while r630-02 is in use")
+    assert.matches("earlier agent ISOs stay published this run: another run is working on r630-02 (pid "
+      .. sys.getpid(), run_log(r1), 1, true)
+    assert.are.same({}, record(r1).results[3].discovery.superseded)
+    -- with an s3:// store, another machine's run holds r630-03's lease there (no lock file here)
+    os.execute("sleep 1.1")
+    local store = require "sbot.store"
+    local surl, sopts = store.for_site("s3://sbot/records", lab.site)
+    local lease = assert(store.lock(surl, sopts, "r630-03", { run_id = "elsewhere-1" }))
+    local held = assert(store.lock_info(surl, sopts, "r630-03"))
+    assert.are.equal("elsewhere-1", held.holder.run_id)
+    assert.is_falsy(held.stale)
+    local r2 = run("openshift_only", { "--store", "s3://sbot/records" }, v2)
+    lease:release()
+    assert.are.equal(0, r2.code, r2.stdout .. r2.stderr)
+    assert.is_false(store.lock_info(surl, sopts, "r630-03"), "released")
+    assert.are.equal(200, assert(http.get(url)).status, "not unpublished while r630-03 is in use")
+    assert.are.equal(200, assert(http.get(url2)).status)
+    assert.matches("another run is working on r630-03 (pid " .. sys.getpid() .. " on " .. sys.hostname()
+      .. ", run elsewhere-1)", run_log(r2), 1, true)
+    -- nobody else now; keep_previous = 1: 4.16.8 (the newest earlier copy) stays
+    os.execute("sleep 1.1")
+    local keep1 = write_site(function(t)
+      t.openshift.version = "4.17.3"
+      t.openshift.iso = t.openshift.iso or {}
+      t.openshift.iso.keep_previous = 1
+    end)
+    local r3 = run("openshift_only", {}, keep1)
+    assert.are.equal(0, r3.code, r3.stdout .. r3.stderr)
+    local sup = record(r3).results[3].discovery.superseded
+    assert.are.equal(1, #sup)
+    assert.are.equal("kept", sup[1].action)
+    assert.are.equal(url, sup[1].url)
+    assert.are.equal(200, assert(http.get(url)).status)
+    assert.are.equal(200, assert(http.get(url2)).status)
+    -- keep_previous = 0 (the default): it goes
+    local r4 = run("openshift_only", {}, v2)
+    assert.are.equal(0, r4.code, r4.stdout .. r4.stderr)
+    assert.are.equal("unpublish", record(r4).results[3].discovery.superseded[1].action)
+    assert.are.equal(403, assert(http.get(url)).status)
+    assert.are.equal(200, assert(http.get(url2)).status)
   end)
 
   describe("refuses an invalid site before anything runs", function()

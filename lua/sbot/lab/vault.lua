@@ -202,7 +202,7 @@ function M.model(opts)
     sealed = false, cluster_name = "vault-cluster-lab", cluster_id = uuid(),
     mounts = {}, tokens = {}, policies = {}, roles = {},
     counts = { requests = 0, logins = 0, login_failures = 0, renewals = 0, lookups = 0, reads = 0,
-      writes = 0, denied = 0, sealed = 0, tokens_created = 0 },
+      writes = 0, denied = 0, sealed = 0, tokens_created = 0, revocations = 0 },
   }, Model)
   m:set_policy("default", DEFAULT_POLICY)
   m:mount("secret", "kv", { version = "2" }, "key/value secret storage")
@@ -448,7 +448,9 @@ end
 api["auth/token/revoke-self"] = function(m, req)
   if req.op ~= "update" then fail(405, "unsupported operation") end
   local t = need_token(m, req)
+  m:check(t, "auth/token/revoke-self", "update")
   m.tokens[t.id] = nil
+  m.counts.revocations = m.counts.revocations + 1
   return 204
 end
 
