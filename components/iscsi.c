@@ -24,6 +24,7 @@
  * TrueNAS connection is the component's resource (open/close). */
 #include "sbot.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -163,6 +164,132 @@ static void query1(lua_State *L, int res, const char *method, const char *field)
 static int transport_code(const char *code)
 {
     return code && (strcmp(code, "timeout") == 0 || strcmp(code, "closed") == 0 || strcmp(code, "io") == 0);
+}
+
+/* ---- CHAP ----------------------------------------------------------------------------- */
+
+/* Is alias sbot's mark for this server: "sbot:<server>" alone or followed by
+ * a space (the target's alias, "sbot:<server> <target name>[ <alias>]")? */
+static int marked_alias(const char *alias, const char *mark)
+{
+    size_t ml = strlen(mark);
+    return alias && strncmp(alias, mark, ml) == 0 && (alias[ml] == '\0' || alias[ml] == ' ');
+}
+
+/* Push the text of the secret object (or string) at idx, or nil; returns it. */
+static const char *push_secret_text(lua_State *L, int idx, size_t *len)
+{
+    idx = lua_absindex(L, idx);
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        lua_pushvalue(L, idx);
+    } else if (sbot_is_secret(L, idx)) {
+        lua_getfield(L, idx, "reveal");
+        lua_pushvalue(L, idx);
+        lua_call(L, 1, 1);
+    } else {
+        lua_pushnil(L);
+    }
+    return lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, len) : NULL;
+}
+
+/* Do the secrets (objects or strings) at a and b hold the same text? Compared
+ * without an early exit; never logged. */
+static int same_secret(lua_State *L, int a, int b)
+{
+    a = lua_absindex(L, a);
+    b = lua_absindex(L, b);
+    size_t la = 0, lb = 0;
+    const char *sa = push_secret_text(L, a, &la);
+    const char *sb = push_secret_text(L, b, &lb);
+    int same = sa && sb && la == lb;
+    if (same) {
+        unsigned char diff = 0;
+        for (size_t i = 0; i < la; i++)
+            diff |= (unsigned char)(sa[i] ^ sb[i]);
+        same = diff == 0;
+    }
+    lua_pop(L, 2);
+    return same;
+}
+
+/* TrueNAS's answer for a secret the caller may not see (no SHARING_ISCSI_AUTH_WRITE). */
+#define REDACTED_SECRET "********"
+
+/* iscsi.auth.query with the nargs arguments on top (consumed); leaves the
+ * list. TrueNAS answers CHAP secrets in clear: each entry's `secret` and
+ * `peersecret` become secret objects (registered with the log redactor)
+ * the moment they are read; a redacted one is `<field>_redacted = true`
+ * instead. Raises on failure. */
+static void auth_query(lua_State *L, int res, int nargs)
+{
+    must(L, res, "iscsi.auth.query", nargs);
+    int list = lua_gettop(L);
+    for (lua_Integer i = 1; lua_rawgeti(L, list, i) == LUA_TTABLE; i++) {
+        int e = lua_gettop(L);
+        static const char *const keys[] = {"secret", "peersecret", NULL};
+        for (int k = 0; keys[k]; k++) {
+            size_t n = 0;
+            lua_getfield(L, e, keys[k]);
+            const char *sv = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+            if (sv && strcmp(sv, REDACTED_SECRET) == 0) {
+                lua_pushnil(L);
+                lua_setfield(L, e, keys[k]);
+                lua_pushboolean(L, 1);
+                lua_setfield(L, e, k == 0 ? "secret_redacted" : "peersecret_redacted");
+            } else if (sv && n >= SBOT_SECRET_MIN_LENGTH) {
+                sbot_secret_push(L, sv, n, "TrueNAS iscsi.auth");
+                lua_setfield(L, e, keys[k]);
+            } else if (sv && n > 0) {
+                /* shorter than any TrueNAS takes: hidden all the same, never equal */
+                sbot_log_add_secret(L, sv, n);
+                lua_pushboolean(L, 0);
+                lua_setfield(L, e, keys[k]);
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
+/* Is CHAP asked by the config (config.chap a table)? */
+static int want_chap(lua_State *L, int self)
+{
+    int top = lua_gettop(L);
+    lua_getfield(L, self, "config");
+    int want = lua_type(L, -1) == LUA_TTABLE && lua_getfield(L, -1, "chap") == LUA_TTABLE;
+    lua_settop(L, top);
+    return want;
+}
+
+/* The largest tag the auth entries (list at entries, 0: none) or the
+ * groups of the targets (list at targets, 0: none) name; 0 when none. */
+static lua_Integer max_tag(lua_State *L, int entries, int targets)
+{
+    lua_Integer m = 0;
+    if (entries) {
+        for (lua_Integer i = 1; lua_rawgeti(L, entries, i) == LUA_TTABLE; i++) {
+            lua_Integer t = ifield(L, -1, "tag", 0);
+            m = t > m ? t : m;
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    if (targets) {
+        for (lua_Integer i = 1; lua_rawgeti(L, targets, i) == LUA_TTABLE; i++) {
+            if (lua_getfield(L, -1, "groups") == LUA_TTABLE) {
+                for (lua_Integer j = 1; lua_rawgeti(L, -1, j) == LUA_TTABLE; j++) {
+                    lua_Integer t = ifield(L, -1, "auth", 0);
+                    m = t > m ? t : m;
+                    lua_pop(L, 1);
+                }
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 2);
+        }
+        lua_pop(L, 1);
+    }
+    return m;
 }
 
 /* ---- config and names ---------------------------------------------------------------- */
@@ -615,6 +742,162 @@ static int l_address(lua_State *L)
     return 1;
 }
 
+/* Append the integer v to the list at idx unless it is there. */
+static void add_unique(lua_State *L, int list, lua_Integer v)
+{
+    lua_Integer n = (lua_Integer)lua_rawlen(L, list);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, list, i);
+        int same = lua_tointeger(L, -1) == v;
+        lua_pop(L, 1);
+        if (same)
+            return;
+    }
+    lua_pushinteger(L, v);
+    lua_rawseti(L, list, n + 1);
+}
+
+/* The server's CHAP credentials on TrueNAS. d.chap_tags: the tags the groups
+ * of this server's targets name with CHAP (the current target's first, then
+ * its other marked targets': a server has a target per version, all with
+ * the same credentials). With config.chap, d.chap = {user, secret (the
+ * config's secret object: records show "<redacted>"), next_tag, and when an
+ * entry with the user is found in those tags (or, left by a run killed
+ * before its target used it, one that no target names with the same user,
+ * the same secret and no other entry in its tag): auth_id, tag, secret_ok,
+ * secret_redacted}. No secret TrueNAS answers is kept in clear. */
+static void discover_chap(lua_State *L, int self, int res, int d, const char *mark)
+{
+    int top = lua_gettop(L);
+    int want = want_chap(L, self);
+    lua_Integer cur_tid = ifield(L, d, "target_id", -1), cur_tag = -1;
+    lua_newtable(L); /* tag -> true: named by a group of any target */
+    int referenced = lua_gettop(L);
+    push_array(L);
+    int others = lua_gettop(L);
+    must(L, res, "iscsi.target.query", 0);
+    int targets = lua_gettop(L);
+    for (lua_Integer i = 1; lua_rawgeti(L, targets, i) == LUA_TTABLE; i++) {
+        int t = lua_gettop(L);
+        lua_Integer tid = ifield(L, t, "id", -1);
+        int mine = marked_alias(sfield(L, t, "alias"), mark);
+        if (lua_getfield(L, t, "groups") == LUA_TTABLE) {
+            for (lua_Integer j = 1; lua_rawgeti(L, -1, j) == LUA_TTABLE; j++) {
+                lua_Integer tag = ifield(L, -1, "auth", -1);
+                const char *m = sfield(L, -1, "authmethod");
+                if (tag >= 0) {
+                    lua_pushboolean(L, 1);
+                    lua_rawseti(L, referenced, tag);
+                    if (m && strcmp(m, "NONE") != 0) {
+                        if (tid == cur_tid && cur_tag < 0)
+                            cur_tag = tag;
+                        else if (mine)
+                            add_unique(L, others, tag);
+                    }
+                }
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+    push_array(L);
+    int tags = lua_gettop(L);
+    if (cur_tag >= 0)
+        add_unique(L, tags, cur_tag);
+    for (lua_Integer i = 1; lua_rawgeti(L, others, i) == LUA_TNUMBER; i++) {
+        add_unique(L, tags, lua_tointeger(L, -1));
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, tags);
+    lua_setfield(L, d, "chap_tags");
+    if (!want) {
+        lua_settop(L, top);
+        return;
+    }
+
+    lua_getfield(L, self, "config");
+    lua_getfield(L, -1, "chap");
+    int chap = lua_gettop(L);
+    const char *user = sfield(L, chap, "user");
+    lua_getfield(L, chap, "secret");
+    int secret = lua_gettop(L);
+    auth_query(L, res, 0);
+    int entries = lua_gettop(L);
+    lua_Integer next = max_tag(L, entries, targets) + 1; /* a tag nothing names */
+    int found = 0, adopted = 0;
+    lua_Integer ntags = (lua_Integer)lua_rawlen(L, tags);
+    for (lua_Integer k = 1; k <= ntags && !found; k++) {
+        lua_rawgeti(L, tags, k);
+        lua_Integer tag = lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        for (lua_Integer i = 1; !found && lua_rawgeti(L, entries, i) == LUA_TTABLE; i++) {
+            const char *u = sfield(L, -1, "user");
+            if (ifield(L, -1, "tag", -1) == tag && u && user && strcmp(u, user) == 0)
+                found = lua_gettop(L);
+            else
+                lua_pop(L, 1);
+        }
+        if (!found)
+            lua_pop(L, 1); /* the nil that ended the list */
+    }
+    if (!found) {
+        /* left by a run killed between the entry and the target that uses it */
+        for (lua_Integer i = 1; !found && lua_rawgeti(L, entries, i) == LUA_TTABLE; i++) {
+            int e = lua_gettop(L);
+            const char *u = sfield(L, e, "user"), *pu = sfield(L, e, "peeruser");
+            lua_Integer tag = ifield(L, e, "tag", -1);
+            int named = lua_rawgeti(L, referenced, tag) != LUA_TNIL;
+            lua_pop(L, 1);
+            int alone = 1;
+            for (lua_Integer j = 1; lua_rawgeti(L, entries, j) == LUA_TTABLE; j++) {
+                if (j != i && ifield(L, -1, "tag", -2) == tag)
+                    alone = 0;
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+            lua_getfield(L, e, "secret");
+            int same = u && user && strcmp(u, user) == 0 && !named && alone && (!pu || !*pu) &&
+                       same_secret(L, -1, secret);
+            lua_pop(L, 1);
+            if (same)
+                found = adopted = e;
+            else
+                lua_pop(L, 1);
+        }
+        if (!found)
+            lua_pop(L, 1);
+    }
+    lua_createtable(L, 0, 8);
+    int dc = lua_gettop(L);
+    lua_pushstring(L, user);
+    lua_setfield(L, dc, "user");
+    lua_pushvalue(L, secret);
+    lua_setfield(L, dc, "secret");
+    lua_pushinteger(L, next);
+    lua_setfield(L, dc, "next_tag");
+    if (found) {
+        lua_getfield(L, found, "id");
+        lua_setfield(L, dc, "auth_id");
+        lua_getfield(L, found, "tag");
+        lua_setfield(L, dc, "tag");
+        lua_getfield(L, found, "secret");
+        lua_pushboolean(L, same_secret(L, -1, secret));
+        lua_setfield(L, dc, "secret_ok");
+        lua_pop(L, 1);
+        lua_getfield(L, found, "secret_redacted");
+        lua_setfield(L, dc, "secret_redacted");
+        if (adopted) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, dc, "adopted");
+        }
+    }
+    lua_setfield(L, d, "chap");
+    lua_settop(L, top);
+}
+
 static int c_discover(lua_State *L)
 {
     int self = 1, res = 2;
@@ -826,6 +1109,9 @@ static int c_discover(lua_State *L)
         lua_pop(L, 1);
     }
 
+    /* the CHAP credentials (iscsi.auth) */
+    discover_chap(L, self, res, d, mark);
+
     /* the service */
     lua_pushliteral(L, "iscsitarget");
     query1(L, res, "service.query", "service");
@@ -891,9 +1177,40 @@ static int c_plan(lua_State *L)
     int list = lua_gettop(L);
 
     /* everything is checked before anything is written */
-    if (lua_getfield(L, cfg, "chap"), !lua_isnil(L, -1))
-        return fail(L, "iscsi: chap: CHAP authentication is not implemented yet (iscsi.auth groups); remove it");
-    lua_pop(L, 1);
+    int chap = want_chap(L, self);
+    if (chap) {
+        /* TrueNAS's rules for a secret (plugins/iscsi_/auth.py), the BIOS's
+         * too (12..16): checked here, the value never shown */
+        lua_getfield(L, cfg, "chap");
+        const char *user = sfield(L, -1, "user");
+        if (!user || !*user)
+            return fail(L, "iscsi: chap.user: the CHAP user name is empty");
+        for (const char *c = user; *c; c++)
+            if ((unsigned char)*c <= ' ' || *c == '"' || *c == '\\')
+                return fail(L, "iscsi: chap.user '%s': no spaces, quotes, backslashes or control characters "
+                               "(the target's configuration cannot hold them)", user);
+        lua_getfield(L, -1, "secret");
+        size_t n = 0;
+        const char *sx = push_secret_text(L, -1, &n);
+        if (!sx)
+            return fail(L, "iscsi: chap.secret: expected a secret (a secret: reference in the site)");
+        const char *why = NULL;
+        if (n < 12 || n > 16)
+            why = "TrueNAS (and the R630's BIOS) take 12 to 16 characters";
+        else if (isspace((unsigned char)sx[0]) || isspace((unsigned char)sx[n - 1]))
+            why = "it begins or ends with a space, which TrueNAS refuses";
+        else if (memchr(sx, '#', n))
+            why = "it contains '#', which TrueNAS refuses";
+        else if (memchr(sx, '"', n) || memchr(sx, '\\', n))
+            why = "it contains a quote or a backslash, which the target's configuration cannot hold";
+        for (size_t i = 0; !why && i < n; i++)
+            if ((unsigned char)sx[i] < ' ' || sx[i] == 0x7f)
+                why = "it contains a control character";
+        lua_pop(L, 3);
+        if (why)
+            return fail(L, "iscsi: chap.secret of user %s (%zu characters, not shown) cannot be used: %s", user, n,
+                        why);
+    }
     {
         /* the site's basename is what names are computed from before this
          * step runs (IscsiComponent.address: the agent ISO's rootDeviceHints):
@@ -1065,12 +1382,62 @@ static int c_plan(lua_State *L)
     }
     lua_pop(L, 1);
 
+    /* the CHAP credentials: the server's user and secret in a tag of its own */
+    lua_Integer chap_tag = -1;
+    if (chap) {
+        lua_getfield(L, d, "chap");
+        int dc = lua_gettop(L);
+        const char *user = sfield(L, dc, "user");
+        lua_getfield(L, dc, "secret_redacted");
+        if (lua_toboolean(L, -1))
+            return fail(L, "iscsi: TrueNAS shows the CHAP secret of user %s as %s: the API key's user may not read "
+                           "it (it needs the SHARING_ISCSI_AUTH_WRITE role, or full admin), so sbot cannot compare it",
+                        user, REDACTED_SECRET);
+        lua_pop(L, 1);
+        chap_tag = ifield(L, dc, "tag", -1);
+        if (ifield(L, dc, "auth_id", -1) < 0) {
+            lua_createtable(L, 0, 3);
+            lua_pushinteger(L, ifield(L, dc, "next_tag", 1));
+            lua_setfield(L, -2, "tag");
+            lua_pushstring(L, user);
+            lua_setfield(L, -2, "user");
+            lua_getfield(L, dc, "secret");
+            lua_setfield(L, -2, "secret");
+            lua_pushfstring(L, "chap:%s", user);
+            add_change(L, list, lua_gettop(L) - 1, lua_tostring(L, -1), "create",
+                       "no CHAP credentials of this user in the server's tags (iscsi.auth)");
+            lua_pop(L, 2);
+        } else {
+            lua_getfield(L, dc, "secret_ok");
+            int ok = lua_toboolean(L, -1);
+            lua_pop(L, 1);
+            if (!ok) {
+                lua_createtable(L, 0, 1);
+                lua_getfield(L, dc, "secret");
+                lua_setfield(L, -2, "secret");
+                lua_pushfstring(L, "chap:%s", user);
+                add_change(L, list, lua_gettop(L) - 1, lua_tostring(L, -1), "update",
+                           "the CHAP secret on TrueNAS is not the config's");
+                lua_pop(L, 2);
+                lua_rawgeti(L, list, (lua_Integer)lua_rawlen(L, list));
+                lua_createtable(L, 0, 1);
+                lua_pushliteral(L, "(another)");
+                lua_setfield(L, -2, "secret");
+                lua_setfield(L, -2, "before");
+                lua_pop(L, 1);
+            }
+        }
+        lua_pop(L, 1);
+    }
+
     /* target (with the group pair) */
     lua_getfield(L, d, "target_id");
     if (lua_isnil(L, -1)) {
         lua_createtable(L, 0, 2);
         lua_pushstring(L, tname);
         lua_setfield(L, -2, "name");
+        lua_pushstring(L, chap ? "CHAP" : "NONE");
+        lua_setfield(L, -2, "authmethod");
         lua_pushfstring(L, "target:%s", tname);
         add_change(L, list, lua_gettop(L) - 1, lua_tostring(L, -1), "create", "the server's target does not exist");
         lua_pop(L, 2);
@@ -1087,20 +1454,41 @@ static int c_plan(lua_State *L)
         int known = !lua_isnil(L, -1) && !lua_isnil(L, -2);
         lua_Integer pid = (lua_Integer)lua_tonumber(L, -2), gid = (lua_Integer)lua_tonumber(L, -1);
         lua_pop(L, 2);
-        int has = 0;
+        /* TrueNAS keeps one group per portal on a target */
+        int has = 0, auth_ok = 0;
+        char method[32] = "NONE";
         if (known && lua_getfield(L, d, "target_groups") == LUA_TTABLE) {
             for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TTABLE; i++) {
-                if (ifield(L, -1, "portal", -1) == pid && ifield(L, -1, "initiator", -1) == gid)
-                    has = 1;
+                if (ifield(L, -1, "portal", -1) == pid) {
+                    has = ifield(L, -1, "initiator", -1) == gid;
+                    const char *m = sfield(L, -1, "authmethod");
+                    snprintf(method, sizeof method, "%s", m ? m : "NONE");
+                    auth_ok = chap ? strcmp(method, "CHAP") == 0 && chap_tag >= 0 && ifield(L, -1, "auth", -1) == chap_tag
+                                   : strcmp(method, "NONE") == 0;
+                }
                 lua_pop(L, 1);
             }
             lua_pop(L, 1);
         }
         lua_pop(L, 1);
-        if (!has) {
+        if (!has || !auth_ok) {
+            lua_createtable(L, 0, 1);
+            lua_pushstring(L, chap ? "CHAP" : "NONE");
+            lua_setfield(L, -2, "authmethod");
             lua_pushfstring(L, "target_groups:%s", tname);
-            add_change(L, list, 0, lua_tostring(L, -1), "update", "the target lacks the (portal, initiator group) pair");
-            lua_pop(L, 1);
+            add_change(L, list, lua_gettop(L) - 1, lua_tostring(L, -1), "update",
+                       !has ? "the target lacks the (portal, initiator group) pair"
+                       : chap ? "the target's group does not ask for the server's CHAP credentials"
+                              : "the target's group asks for CHAP, the config has none");
+            lua_pop(L, 2);
+            if (has) {
+                lua_rawgeti(L, list, (lua_Integer)lua_rawlen(L, list));
+                lua_createtable(L, 0, 1);
+                lua_pushstring(L, method);
+                lua_setfield(L, -2, "authmethod");
+                lua_setfield(L, -2, "before");
+                lua_pop(L, 1);
+            }
         }
     }
     lua_pop(L, 1);
@@ -1258,6 +1646,195 @@ static void ids_set(lua_State *L, int self, const char *k, int value, int create
     lua_pop(L, 1);
 }
 
+/* Delete by id (method, id), tolerating a lost answer (read back) and an
+ * object already gone. */
+static void delete_id(lua_State *L, int res, const char *method, const char *get, lua_Integer id)
+{
+    lua_pushinteger(L, id);
+    int n = sbot_truenas_call(L, res, method, 1);
+    if (n == 1) {
+        lua_pop(L, 1);
+        return;
+    }
+    const char *msg = lua_tostring(L, -2);
+    if (msg && strstr(msg, "does not exist")) {
+        lua_pop(L, 3);
+        return;
+    }
+    if (!transport_code(lua_tostring(L, -1)))
+        fail(L, "%s", msg);
+    lua_pop(L, 3);
+    lua_pushinteger(L, id);
+    n = sbot_truenas_call(L, res, get, 1);
+    if (n == 1)
+        fail(L, "%s %lld: the answer was lost and it still exists", method, (long long)id);
+    lua_pop(L, 3);
+}
+
+/* The tag of the server's CHAP credentials: this run's (made by the chap:
+ * change), else the discovered one; -1 when none. */
+static lua_Integer chap_tag_now(lua_State *L, int self)
+{
+    int st = state(L, self);
+    lua_Integer t = ifield(L, st, "chap_tag", -1);
+    lua_pop(L, 1);
+    if (t < 0) {
+        lua_getfield(L, self, "discovery");
+        if (lua_getfield(L, -1, "chap") == LUA_TTABLE)
+            t = ifield(L, -1, "tag", -1);
+        lua_pop(L, 2);
+    }
+    return t;
+}
+
+/* Push the target group {portal, initiator, authmethod[, auth]} the config
+ * wants: CHAP with the server's tag, or NONE (auth null). */
+static void push_group(lua_State *L, int self, lua_Integer pid, lua_Integer gid)
+{
+    int chap = want_chap(L, self);
+    lua_Integer tag = chap ? chap_tag_now(L, self) : -1;
+    if (chap && tag < 0)
+        fail(L, "iscsi: the server's CHAP tag is not known: its credentials were not made (the chap: change)");
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, pid);
+    lua_setfield(L, -2, "portal");
+    lua_pushinteger(L, gid);
+    lua_setfield(L, -2, "initiator");
+    lua_pushstring(L, chap ? "CHAP" : "NONE");
+    lua_setfield(L, -2, "authmethod");
+    if (chap) {
+        lua_pushinteger(L, tag);
+        lua_setfield(L, -2, "auth");
+    }
+}
+
+/* The first tag no auth entry and no target's group names. Raises on failure. */
+static lua_Integer free_tag(lua_State *L, int res)
+{
+    auth_query(L, res, 0);
+    must(L, res, "iscsi.target.query", 0);
+    lua_Integer t = max_tag(L, lua_gettop(L) - 1, lua_gettop(L)) + 1;
+    lua_pop(L, 2);
+    return t;
+}
+
+/* [[field1, "=", v1], [field2, "=", v2]] with v1 an integer, v2 a string. */
+static void push_filter2(lua_State *L, const char *f1, lua_Integer v1, const char *f2, const char *v2)
+{
+    push_array(L);
+    for (int i = 0; i < (f2 ? 2 : 1); i++) {
+        push_array(L);
+        lua_pushstring(L, i == 0 ? f1 : f2);
+        lua_rawseti(L, -2, 1);
+        lua_pushliteral(L, "=");
+        lua_rawseti(L, -2, 2);
+        if (i == 0)
+            lua_pushinteger(L, v1);
+        else
+            lua_pushstring(L, v2);
+        lua_rawseti(L, -2, 3);
+        lua_rawseti(L, -2, i + 1);
+    }
+}
+
+/* The chap: change. create: the entry {tag, user, secret} (a lost answer is
+ * looked up by tag and user and adopted); servers converging in parallel may
+ * pick the same free tag, so the tag is read back: when an older entry (a
+ * lower id) has it too, this one goes and the next free tag is taken. update:
+ * the secret. Leaves {id, tag} (never the secret) at out. */
+static void apply_chap(lua_State *L, int self, int res, const char *action, int after, int out)
+{
+    lua_getfield(L, self, "discovery");
+    lua_getfield(L, -1, "chap");
+    int dc = lua_gettop(L);
+    const char *user = sfield(L, dc, "user");
+    if (strcmp(action, "update") == 0) {
+        lua_Integer id = ifield(L, dc, "auth_id", -1);
+        for (int attempt = 0;; attempt++) {
+            lua_pushinteger(L, id);
+            lua_createtable(L, 0, 1);
+            lua_getfield(L, after, "secret");
+            lua_setfield(L, -2, "secret");
+            int n = sbot_truenas_call(L, res, "iscsi.auth.update", 2);
+            if (n == 1)
+                break;
+            if (!transport_code(lua_tostring(L, -1)) || attempt >= 2)
+                fail(L, "%s", lua_tostring(L, -2)); /* idempotent: a lost answer is sent again */
+            lua_pop(L, 3);
+        }
+        lua_pop(L, 1);
+        lua_pushinteger(L, id);
+        lua_setfield(L, out, "id");
+        lua_pushinteger(L, ifield(L, dc, "tag", -1));
+        lua_setfield(L, out, "tag");
+        lua_pop(L, 2);
+        return;
+    }
+    lua_Integer tag = ifield(L, after, "tag", 1);
+    for (int round = 0;; round++) {
+        lua_createtable(L, 0, 3);
+        lua_pushinteger(L, tag);
+        lua_setfield(L, -2, "tag");
+        lua_pushstring(L, user);
+        lua_setfield(L, -2, "user");
+        lua_getfield(L, after, "secret");
+        lua_setfield(L, -2, "secret");
+        int args = lua_gettop(L);
+        for (int attempt = 0;; attempt++) {
+            lua_pushvalue(L, args);
+            int n = sbot_truenas_call(L, res, "iscsi.auth.create", 1);
+            if (n == 1)
+                break;
+            if (!transport_code(lua_tostring(L, -1)) || attempt >= 2)
+                fail(L, "%s", lua_tostring(L, -2));
+            lua_pop(L, 3);
+            push_filter2(L, "tag", tag, "user", user);
+            auth_query(L, res, 1);
+            lua_rawgeti(L, -1, 1);
+            lua_remove(L, -2);
+            if (!lua_isnil(L, -1))
+                break;
+            lua_pop(L, 1);
+        }
+        lua_Integer id = ifield(L, -1, "id", -1);
+        lua_pop(L, 2); /* the entry (its secret in clear, if it was the create's answer), args */
+        lua_pushinteger(L, id);
+        ids_set(L, self, "chap", -1, 1);
+        lua_pop(L, 1);
+        /* the tag read back: an older entry there is another run's */
+        push_filter2(L, "tag", tag, NULL, NULL);
+        auth_query(L, res, 1);
+        int older = 0;
+        for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TTABLE; i++) {
+            lua_Integer other = ifield(L, -1, "id", -1);
+            if (other >= 0 && other < id)
+                older = 1;
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 2);
+        if (!older) {
+            lua_pushinteger(L, tag);
+            int st = state(L, self);
+            lua_pushvalue(L, -2);
+            lua_setfield(L, st, "chap_tag");
+            lua_pop(L, 2);
+            lua_pushinteger(L, id);
+            lua_setfield(L, out, "id");
+            lua_pushinteger(L, tag);
+            lua_setfield(L, out, "tag");
+            break;
+        }
+        if (round >= 5)
+            fail(L, "iscsi: CHAP tag %lld was taken by another entry %d times in a row (servers converging at once): "
+                    "run again", (long long)tag, round + 1);
+        sbot_log(L, SBOT_INFO, "iscsi (%s): CHAP tag %lld was also taken by another run: moving to another",
+                 server_id(L, self), (long long)tag);
+        delete_id(L, res, "iscsi.auth.delete", "iscsi.auth.get_instance", id);
+        tag = free_tag(L, res);
+    }
+    lua_pop(L, 2);
+}
+
 static int c_apply(lua_State *L)
 {
     int self = 1, change = 2, res = 3;
@@ -1342,11 +1919,7 @@ static int c_apply(lua_State *L)
         lua_setfield(L, -4, "alias");
         lua_pop(L, 2);
         push_array(L);
-        lua_createtable(L, 0, 2);
-        lua_pushinteger(L, pid);
-        lua_setfield(L, -2, "portal");
-        lua_pushinteger(L, gid);
-        lua_setfield(L, -2, "initiator");
+        push_group(L, self, pid, gid);
         lua_rawseti(L, -2, 1);
         lua_setfield(L, -2, "groups");
         create_or_adopt(L, res, "iscsi.target.create", "iscsi.target.query", "name", "name");
@@ -1362,21 +1935,30 @@ static int c_apply(lua_State *L)
         int groups = lua_gettop(L);
         push_array(L);
         int ng = lua_gettop(L);
+        push_group(L, self, pid, gid);
+        int want = lua_gettop(L);
+        const char *want_method = sfield(L, want, "authmethod");
+        lua_Integer want_tag = ifield(L, want, "auth", -1);
         lua_Integer n = 0;
-        int has = 0;
+        int has = 0, replaced = 0;
+        /* one group per portal: the portal's group becomes the wanted one */
         for (lua_Integer i = 1; lua_rawgeti(L, groups, i) == LUA_TTABLE; i++) {
-            if (ifield(L, -1, "portal", -1) == pid && ifield(L, -1, "initiator", -1) == gid)
-                has = 1;
+            if (ifield(L, -1, "portal", -1) == pid) {
+                const char *m = sfield(L, -1, "authmethod");
+                has = ifield(L, -1, "initiator", -1) == gid && strcmp(m ? m : "NONE", want_method) == 0 &&
+                      ifield(L, -1, "auth", -1) == want_tag;
+                lua_pop(L, 1);
+                lua_pushvalue(L, want);
+                replaced = 1;
+            }
             lua_rawseti(L, ng, ++n);
         }
         lua_pop(L, 1);
         if (!has) {
-            lua_createtable(L, 0, 2);
-            lua_pushinteger(L, pid);
-            lua_setfield(L, -2, "portal");
-            lua_pushinteger(L, gid);
-            lua_setfield(L, -2, "initiator");
-            lua_rawseti(L, ng, ++n);
+            if (!replaced) {
+                lua_pushvalue(L, want);
+                lua_rawseti(L, ng, ++n);
+            }
             lua_pushinteger(L, tid);
             lua_createtable(L, 0, 1);
             lua_pushvalue(L, ng);
@@ -1396,6 +1978,8 @@ static int c_apply(lua_State *L)
         }
         lua_pushboolean(L, 1);
         lua_setfield(L, out, "groups");
+    } else if (strncmp(resource, "chap:", 5) == 0) {
+        apply_chap(L, self, res, action, after, out);
     } else if (strncmp(resource, "extent:", 7) == 0) {
         /* the zvol's device may show up a moment after the zvol: wait and retry */
         for (int attempt = 0;; attempt++) {
@@ -1516,31 +2100,6 @@ static int c_apply(lua_State *L)
     return 1;
 }
 
-/* Delete by id (method, id), tolerating a lost answer (read back) and an
- * object already gone. */
-static void delete_id(lua_State *L, int res, const char *method, const char *get, lua_Integer id)
-{
-    lua_pushinteger(L, id);
-    int n = sbot_truenas_call(L, res, method, 1);
-    if (n == 1) {
-        lua_pop(L, 1);
-        return;
-    }
-    const char *msg = lua_tostring(L, -2);
-    if (msg && strstr(msg, "does not exist")) {
-        lua_pop(L, 3);
-        return;
-    }
-    if (!transport_code(lua_tostring(L, -1)))
-        fail(L, "%s", msg);
-    lua_pop(L, 3);
-    lua_pushinteger(L, id);
-    n = sbot_truenas_call(L, res, get, 1);
-    if (n == 1)
-        fail(L, "%s %lld: the answer was lost and it still exists", method, (long long)id);
-    lua_pop(L, 3);
-}
-
 static int c_undo(lua_State *L)
 {
     int self = 1, change = 2, res = 3;
@@ -1563,6 +2122,27 @@ static int c_undo(lua_State *L)
             return fail(L, "%s", lua_tostring(L, -2));
         return 0;
     }
+    if (strncmp(resource, "chap:", 5) == 0) {
+        /* the entry this run made; a new secret cannot be taken back (the old
+         * one is not known) */
+        lua_Integer id = ifield(L, st, "created_chap", -1);
+        if (id < 0)
+            return 0;
+        lua_pushinteger(L, id);
+        int n = sbot_truenas_call(L, res, "iscsi.auth.delete", 1);
+        if (n == 1)
+            return 0;
+        const char *msg = lua_tostring(L, -2);
+        if (msg && strstr(msg, "is being used")) {
+            /* a target kept from before this run names it now (its group
+             * update is not undone): left, and the next run finds it there */
+            sbot_log(L, SBOT_WARN, "iscsi undo: CHAP entry %lld stays: %s", (long long)id, msg);
+            return 0;
+        }
+        if (msg && strstr(msg, "does not exist"))
+            return 0;
+        return fail(L, "%s", msg ? msg : "iscsi.auth.delete failed");
+    }
     static const struct {
         const char *prefix, *key, *del, *get;
     } kinds[] = {{"portal:", "created_portal", "iscsi.portal.delete", "iscsi.portal.get_instance"},
@@ -1584,6 +2164,69 @@ static int c_undo(lua_State *L)
 }
 
 /* ---- housekeep ---------------------------------------------------------------------------------- */
+
+/* One login check's parameters; attempts counts the probes made. */
+struct login {
+    const char *portal, *iqn;
+    lua_Integer lun;
+    const char *initiator;
+    int attempts;
+    int pad;
+};
+
+/* sbot.iscsi.probe as the server's initiator, with the CHAP table at chap
+ * ({user, secret}; 0: none). TrueNAS reloads its target after
+ * configuration changes, so the portal may be closed for a moment right
+ * after them: a connection refused (or closed before the login) is tried
+ * again, with backoff, until the deadline; any other answer of the target
+ * (Target not found, an authentication failure, a LUN it does not have) is
+ * final. Pushes the result (1) or nil, message, code (3). */
+static int login_until(lua_State *L, struct login *lg, int chap, double deadline, const char *label)
+{
+    double wait = 0.1;
+    for (;;) {
+        double left = deadline - now_mono();
+        lua_createtable(L, 0, 6);
+        lua_pushstring(L, lg->portal);
+        lua_setfield(L, -2, "portal");
+        lua_pushstring(L, lg->iqn);
+        lua_setfield(L, -2, "target");
+        lua_pushinteger(L, lg->lun);
+        lua_setfield(L, -2, "lun");
+        lua_pushstring(L, lg->initiator);
+        lua_setfield(L, -2, "initiator");
+        lua_pushnumber(L, left > 1 ? left : 1);
+        lua_setfield(L, -2, "timeout");
+        if (chap) {
+            lua_pushvalue(L, chap);
+            lua_setfield(L, -2, "chap");
+        }
+        int opts = lua_gettop(L);
+        int n = sbot_iscsi_probe(L, opts);
+        lg->attempts++;
+        lua_remove(L, opts);
+        if (n == 1)
+            return 1;
+        const char *perr = lua_tostring(L, -2);
+        int closed = perr && strstr(perr, "cannot connect to the portal") != NULL;
+        if (!closed || now_mono() + wait >= deadline)
+            return n;
+        char detail[64];
+        snprintf(detail, sizeof detail, "the portal closed the connection (attempt %d)", lg->attempts);
+        sbot_progress_detail(L, label, SBOT_PROGRESS_UNKNOWN, detail);
+        lua_pop(L, n);
+        sleep_for(wait);
+        wait = wait * 2 > 1.0 ? 1.0 : wait * 2;
+    }
+}
+
+/* Is the failed probe on the stack top (nil, message, code) a refused
+ * authentication (the iSCSI login status 0x0201)? */
+static int is_auth_failure(lua_State *L)
+{
+    const char *msg = lua_tostring(L, -2), *code = lua_tostring(L, -1);
+    return (msg && strstr(msg, "Authentication failure")) || (code && strcmp(code, "auth") == 0);
+}
 
 static int c_housekeep(lua_State *L)
 {
@@ -1613,9 +2256,39 @@ static int c_housekeep(lua_State *L)
     lua_Integer tid = ifield(L, -1, "id", -1);
     lua_getfield(L, -1, "groups");
     lua_Integer ngroups = (lua_Integer)lua_rawlen(L, -1);
+    int chap = want_chap(L, self);
+    lua_Integer chap_tag = chap ? chap_tag_now(L, self) : -1;
+    if (chap) {
+        /* the portal's group asks for CHAP with the server's tag */
+        lua_Integer pid = ids_get(L, self, "portal");
+        int asks = 0;
+        for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TTABLE; i++) {
+            const char *m = sfield(L, -1, "authmethod");
+            if (ifield(L, -1, "portal", -1) == pid && m && strcmp(m, "CHAP") == 0 && ifield(L, -1, "auth", -1) == chap_tag)
+                asks = 1;
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        if (!asks)
+            return fail(L, "iscsi: read back: target %s does not ask for CHAP with tag %lld on portal %lld", tname,
+                        (long long)chap_tag, (long long)pid);
+    }
     lua_pop(L, 2);
     if (ngroups == 0)
         return fail(L, "iscsi: read back: target %s has no groups: nothing would be visible", tname);
+    if (chap) {
+        lua_getfield(L, self, "config");
+        lua_getfield(L, -1, "chap");
+        const char *user = sfield(L, -1, "user");
+        push_filter2(L, "tag", chap_tag, "user", user);
+        auth_query(L, res, 1);
+        int none = lua_rawlen(L, -1) == 0;
+        lua_pop(L, 1);
+        if (none)
+            return fail(L, "iscsi: read back: no CHAP credentials of user %s in tag %lld (iscsi.auth)", user,
+                        (long long)chap_tag);
+        lua_pop(L, 2);
+    }
     lua_pushstring(L, ename);
     query1(L, res, "iscsi.extent.query", "name");
     if (lua_isnil(L, -1))
@@ -1634,72 +2307,84 @@ static int c_housekeep(lua_State *L)
         return fail(L, "iscsi: read back: the iscsitarget service is %s, not RUNNING", svc_state ? svc_state : "missing");
     lua_pop(L, 1);
 
-    /* a real login as the server's initiator. TrueNAS reloads its target
-     * after configuration changes, so the portal may be closed for a moment
-     * right after them: a connection refused (or closed before the login)
-     * is tried again until probe_timeout has passed; any other answer of
-     * the target (Target not found, a LUN it does not have) is final. */
+    /* a real login as the server's initiator (with the server's CHAP user
+     * and secret when the config has them); then, with CHAP, one without
+     * them, which the target must refuse: the proof that it asks for them
+     * (TrueNAS exports a target whose CHAP tag has no entry without any) */
     lua_getglobal(L, "require");
     lua_pushliteral(L, "sbot.iscsi");
     lua_call(L, 1, 0);
     lua_getfield(L, self, "config");
     lua_getfield(L, -1, "probe_timeout");
     double probe_timeout = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 15;
-    lua_pop(L, 2);
-    double probe_deadline = now_mono() + probe_timeout, wait = 0.1;
-    int n, attempts = 0;
+    lua_pop(L, 1);
+    int chap_t = 0;
+    const char *chap_user = NULL;
+    if (lua_getfield(L, -1, "chap") == LUA_TTABLE) {
+        chap_t = lua_gettop(L);
+        chap_user = sfield(L, chap_t, "user");
+    } else {
+        lua_pop(L, 1);
+    }
+    struct login lg = {portal, iqn, lun, initiator, 0, 0};
     char login[256];
     snprintf(login, sizeof login, "iSCSI login to %s at %s", iqn, portal);
     sbot_progress(L, login, SBOT_PROGRESS_UNKNOWN); /* up to probe_timeout on a busy portal */
-    for (;;) {
-        double left = probe_deadline - now_mono();
-        lua_createtable(L, 0, 5);
-        lua_pushstring(L, portal);
-        lua_setfield(L, -2, "portal");
-        lua_pushstring(L, iqn);
-        lua_setfield(L, -2, "target");
-        lua_pushinteger(L, lun);
-        lua_setfield(L, -2, "lun");
-        lua_pushstring(L, initiator);
-        lua_setfield(L, -2, "initiator");
-        lua_pushnumber(L, left > 1 ? left : 1);
-        lua_setfield(L, -2, "timeout");
-        n = sbot_iscsi_probe(L, -1);
-        attempts++;
-        if (n == 1)
-            break;
+    int n = login_until(L, &lg, chap_t, now_mono() + probe_timeout, login);
+    if (n != 1) {
+        sbot_progress_end(L, login);
         const char *perr = lua_tostring(L, -2);
-        int closed = perr && strstr(perr, "cannot connect to the portal") != NULL;
-        if (!closed || now_mono() + wait >= probe_deadline) {
+        if (chap_t && is_auth_failure(L))
+            return fail(L, "iscsi: login as %s to %s LUN %lld at %s with CHAP user %s was refused: the target does "
+                           "not take the config's secret for that user (the secret on TrueNAS is another one, or "
+                           "its target has not taken the new one yet): %s", initiator, iqn, (long long)lun, portal,
+                        chap_user, perr);
+        return fail(L, "iscsi: login as %s to %s LUN %lld at %s%s%s failed%s: %s", initiator, iqn, (long long)lun,
+                    portal, chap_t ? " with CHAP user " : "", chap_t ? chap_user : "",
+                    lg.attempts > 1 ? " (portal closed throughout probe_timeout)" : "", perr);
+    }
+    int probe = lua_gettop(L);
+    if (chap_t) {
+        sbot_progress_detail(L, login, SBOT_PROGRESS_UNKNOWN, "a login without CHAP must be refused");
+        int m = login_until(L, &lg, 0, now_mono() + probe_timeout, login);
+        if (m == 1) {
             sbot_progress_end(L, login);
-            return fail(L, "iscsi: login as %s to %s LUN %lld at %s failed%s: %s", initiator, iqn, (long long)lun,
-                        portal, attempts > 1 ? " (portal closed throughout probe_timeout)" : "", perr);
+            return fail(L, "iscsi: %s at %s let %s log in without CHAP: the target does not ask for the CHAP "
+                           "credentials its group names (on TrueNAS a CHAP group whose tag has no entry exports "
+                           "without authentication)", iqn, portal, initiator);
         }
-        char detail[64];
-        snprintf(detail, sizeof detail, "the portal closed the connection (attempt %d)", attempts);
-        sbot_progress_detail(L, login, SBOT_PROGRESS_UNKNOWN, detail);
-        lua_pop(L, n + 1); /* nil, message, code and the opts */
-        sleep_for(wait);
-        wait = wait * 2 > 1.0 ? 1.0 : wait * 2;
+        if (!is_auth_failure(L)) {
+            sbot_progress_end(L, login);
+            return fail(L, "iscsi: a login without CHAP to %s at %s failed, but not for want of CHAP: %s", iqn,
+                        portal, lua_tostring(L, -2));
+        }
+        lua_pop(L, 3);
     }
     sbot_progress_end(L, login);
-    int probe = lua_gettop(L);
     lua_getfield(L, probe, "capacity");
     lua_Integer bytes = ifield(L, -1, "bytes", -1);
     lua_pop(L, 1);
     if (bytes != volsize)
         return fail(L, "iscsi: LUN %lld of %s shows %lld bytes, the zvol has %lld", (long long)lun, iqn, (long long)bytes,
                     (long long)volsize);
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 6);
     lua_pushstring(L, initiator);
     lua_setfield(L, -2, "initiator");
     lua_pushinteger(L, bytes);
     lua_setfield(L, -2, "capacity");
     lua_getfield(L, probe, "inquiry");
     lua_setfield(L, -2, "inquiry");
+    if (chap_t) {
+        lua_pushstring(L, chap_user);
+        lua_setfield(L, -2, "chap_user");
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "refused_without_chap");
+    }
     lua_setfield(L, hk, "login");
     lua_remove(L, probe);
-    lua_pop(L, 1); /* probe opts */
+    if (chap_t)
+        lua_remove(L, chap_t);
+    lua_pop(L, 1); /* config */
 
     /* leftovers of this server marked by sbot: unmapped extents, targets
      * without LUNs, unused initiator groups (zvols are data: listed only) */
@@ -1783,6 +2468,54 @@ static int c_housekeep(lua_State *L)
         lua_pop(L, 1);
     }
     lua_pop(L, 2);
+    /* CHAP tags this server's targets named (discover) that no target names
+     * now (CHAP turned off, another user, a target removed above): their
+     * entries could only serve those targets */
+    lua_getfield(L, d, "chap_tags");
+    if (lua_type(L, -1) == LUA_TTABLE && lua_rawlen(L, -1) > 0) {
+        int was = lua_gettop(L);
+        lua_newtable(L);
+        int named = lua_gettop(L);
+        must(L, res, "iscsi.target.query", 0);
+        for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TTABLE; i++) {
+            if (lua_getfield(L, -1, "groups") == LUA_TTABLE) {
+                for (lua_Integer j = 1; lua_rawgeti(L, -1, j) == LUA_TTABLE; j++) {
+                    lua_Integer t = ifield(L, -1, "auth", -1);
+                    if (t >= 0) {
+                        lua_pushboolean(L, 1);
+                        lua_rawseti(L, named, t);
+                    }
+                    lua_pop(L, 1);
+                }
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 2);
+        }
+        lua_pop(L, 2);
+        auth_query(L, res, 0);
+        int entries = lua_gettop(L);
+        for (lua_Integer k = 1; lua_rawgeti(L, was, k) == LUA_TNUMBER; k++) {
+            lua_Integer tag = lua_tointeger(L, -1);
+            lua_pop(L, 1);
+            if (tag == chap_tag || lua_rawgeti(L, named, tag) != LUA_TNIL) {
+                if (tag != chap_tag)
+                    lua_pop(L, 1);
+                continue;
+            }
+            lua_pop(L, 1);
+            for (lua_Integer i = 1; lua_rawgeti(L, entries, i) == LUA_TTABLE; i++) {
+                if (ifield(L, -1, "tag", -1) == tag) {
+                    delete_id(L, res, "iscsi.auth.delete", "iscsi.auth.get_instance", ifield(L, -1, "id", -1));
+                    lua_pushfstring(L, "CHAP credentials of user %s (tag %d)", sfield(L, -1, "user"), (int)tag);
+                    lua_rawseti(L, removed, ++nrem);
+                }
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 3); /* the nil, entries, named */
+    }
+    lua_pop(L, 1);
     lua_pushvalue(L, removed);
     lua_setfield(L, hk, "removed");
     lua_pop(L, 1);
@@ -1829,6 +2562,15 @@ static int c_housekeep(lua_State *L)
     lua_setfield(L, info, "target");
     lua_pushstring(L, ename);
     lua_setfield(L, info, "extent");
+    if (chap) {
+        lua_getfield(L, self, "config");
+        lua_getfield(L, -1, "chap");
+        lua_getfield(L, -1, "user");
+        lua_setfield(L, info, "chap_user"); /* the user; the secret stays where the site keeps it */
+        lua_pop(L, 2);
+        lua_pushinteger(L, chap_tag);
+        lua_setfield(L, info, "chap_tag");
+    }
     lua_pushvalue(L, info);
     lua_setfield(L, hk, "connection");
     lua_getfield(L, self, "artifact");
@@ -1931,7 +2673,33 @@ int luaopen_sbot_component_iscsi(lua_State *L)
     lua_setfield(L, -2, "type");
     lua_setfield(L, -2, "items");
     lua_setfield(L, schema, "initiators");
-    field(L, schema, "chap", "table", "CHAP {user, secret}: not implemented yet (an error)");
+    lua_createtable(L, 0, 3);
+    lua_pushliteral(L, "table");
+    lua_setfield(L, -2, "type");
+    lua_pushliteral(L, "one-way CHAP {user, secret}: the target asks the server for them (iscsi.auth entry in a tag "
+                       "of the server's own, the target's group authmethod CHAP); absent: no CHAP");
+    lua_setfield(L, -2, "description");
+    lua_newtable(L);
+    int cf = lua_gettop(L);
+    lua_createtable(L, 0, 3);
+    lua_pushliteral(L, "string");
+    lua_setfield(L, -2, "type");
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "required");
+    lua_pushliteral(L, "CHAP user name (the R630's IscsiDev1Con1ChapName and CHAPUsername)");
+    lua_setfield(L, -2, "description");
+    lua_setfield(L, cf, "user");
+    lua_createtable(L, 0, 3);
+    lua_pushliteral(L, "secret");
+    lua_setfield(L, -2, "type");
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "required");
+    lua_pushliteral(L, "CHAP secret, 12 to 16 characters, no '#' (a secret: reference in the site, e.g. "
+                       "\"secret:iscsi/r630-01:chap\")");
+    lua_setfield(L, -2, "description");
+    lua_setfield(L, cf, "secret");
+    lua_setfield(L, -2, "fields");
+    lua_setfield(L, schema, "chap");
     lua_createtable(L, 0, 5);
     lua_pushliteral(L, "integer");
     lua_setfield(L, -2, "type");

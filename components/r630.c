@@ -1279,6 +1279,8 @@ static void push_desired(lua_State *L, int self, int D)
         lua_Integer lun = (lua_Integer)fnum(L, ib, "lun", 0);
         int chap = ftab(L, ib, "chap");
         int ch = chap ? lua_gettop(L) : 0;
+        if (chap && fbool(L, ch, "resend", 0))
+            setb(L, W, "chap_resend", 1);
         if (uefi) {
             lua_pushvalue(L, iqnpos);
             lua_setfield(L, bios, "IscsiInitiatorName");
@@ -1894,6 +1896,13 @@ static int r630_plan(lua_State *L)
         lua_getfield(L, bcur, "IscsiDev1Con1ChapName");
         bios_secret = !same_value(L, -4, -3) || !same_value(L, -2, -1);
         lua_pop(L, 4);
+        /* the secret changed on the target's side (the iDRAC cannot show
+         * whether this one has it): sent along although nothing else moved */
+        if (fbool(L, W, "chap_resend", 0)) {
+            if (lua_getfield(L, bwant, "IscsiDev1Con1ChapSecret") != LUA_TNIL)
+                bios_secret = 1;
+            lua_pop(L, 1);
+        }
         if (nic && nic_d) {
             lua_getfield(L, nicpos, "values");
             lua_getfield(L, nic_d, "iscsi");
@@ -1901,7 +1910,7 @@ static int r630_plan(lua_State *L)
             lua_getfield(L, -2, "AuthenticationMethod");
             lua_getfield(L, -4, "CHAPUsername");
             lua_getfield(L, -4, "CHAPUsername");
-            nic_secret = !same_value(L, -4, -3) || !same_value(L, -2, -1);
+            nic_secret = !same_value(L, -4, -3) || !same_value(L, -2, -1) || fbool(L, W, "chap_resend", 0);
             lua_pop(L, 6);
         }
     }
@@ -3174,7 +3183,9 @@ static const char SCHEMA[] =
     "    target_port = { type = 'integer', default = 3260, min = 1, max = 65535 },\n"
     "    lun = { type = 'integer', default = 0, min = 0, max = 255 },\n"
     "    chap = { type = 'table', description = 'one-way CHAP', fields = {\n"
-    "      user = { type = 'string', required = true }, secret = { type = 'secret', required = true } } },\n"
+    "      user = { type = 'string', required = true }, secret = { type = 'secret', required = true },\n"
+    "      resend = { type = 'boolean', default = false, description = 'send the secret even when the BIOS and "
+    "NIC already use CHAP with this user (the iDRAC never shows a secret): the target\\'s secret has changed' } } },\n"
     "  } },\n"
     "  boot = { type = 'table', description = 'BIOS boot mode and first boot device', fields = {\n"
     "    mode = { type = 'string', enum = { 'Uefi', 'Bios' }, default = 'Uefi' },\n"

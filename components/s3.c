@@ -355,6 +355,27 @@ static int s3_open(lua_State *L)
         }
         lua_pop(L, 1);
         set_bool(L, e, "publish", publish);
+        /* the published copies of earlier builds this one replaces (index
+         * entries under this prefix): unpublished but for keep_previous */
+        const char *sup = field_str(L, a, "supersedes");
+        if (sup) {
+            size_t sl = strlen(sup);
+            if (sl < 2 || sup[sl - 1] != '/')
+                return luaL_error(L, "artifacts[%d].supersedes: expected a key prefix ending in '/' (e.g. "
+                                     "\"isos/openshift/lab/\"), got \"%s\"", (int)i, sup);
+            push_module(L, "sbot.store", "check_key");
+            lua_pushlstring(L, sup, sl - 1);
+            lua_call(L, 1, 2);
+            if (!lua_toboolean(L, -2))
+                return luaL_error(L, "artifacts[%d].supersedes: %s", (int)i, lua_tostring(L, -1));
+            lua_pop(L, 2);
+            set_str(L, e, "supersedes", sup);
+        }
+        lua_getfield(L, a, "keep_previous");
+        if (!lua_isnil(L, -1) && (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0))
+            return luaL_error(L, "artifacts[%d].keep_previous: expected an integer >= 0", (int)i);
+        set_int(L, e, "keep_previous", lua_tointeger(L, -1));
+        lua_pop(L, 1);
         lua_rawseti(L, arts, i);
         lua_pop(L, 1);
     }
@@ -481,6 +502,303 @@ static const char *resolve_key(lua_State *L, int res, int e, const char *sha)
         set_top(L, e, "private_object");
     }
     return key;
+}
+
+/* ---- superseded published copies ------------------------------------------------- */
+
+/* table.sort comparator over index entry keys (upvalue 1: the index's
+ * objects): the newest `updated` first, then by key */
+static int newer_first(lua_State *L)
+{
+    lua_getfield(L, lua_upvalueindex(1), lua_tostring(L, 1));
+    lua_getfield(L, -1, "updated");
+    lua_getfield(L, lua_upvalueindex(1), lua_tostring(L, 2));
+    lua_getfield(L, -1, "updated");
+    const char *ua = lua_isstring(L, -3) ? lua_tostring(L, -3) : "";
+    const char *ub = lua_isstring(L, -1) ? lua_tostring(L, -1) : "";
+    int c = strcmp(ua, ub);
+    lua_pushboolean(L, c != 0 ? c > 0 : strcmp(lua_tostring(L, 1), lua_tostring(L, 2)) < 0);
+    return 1;
+}
+
+/* The versions of exactly `key` in a versioned bucket, each non-marker one
+ * HEADed for its sbot-sha256: pushes {{version_id, delete_marker, sha256,
+ * content_type}}; raises when S3 refuses. */
+static void key_versions(lua_State *L, int client, const char *bucket, const char *key)
+{
+    lua_newtable(L);
+    int out = lua_gettop(L), n = 0;
+    int a = args_bk(L, bucket, NULL);
+    set_str(L, a, "prefix", key);
+    lua_getfield(L, client, "list_object_versions");
+    lua_pushvalue(L, client);
+    lua_pushvalue(L, a);
+    lua_call(L, 2, 1);
+    int iter = lua_gettop(L);
+    for (;;) {
+        lua_pushvalue(L, iter);
+        lua_call(L, 0, 3);
+        if (lua_isnil(L, -3)) {
+            lua_pop(L, 3);
+            break;
+        }
+        if (!lua_toboolean(L, -3))
+            luaL_error(L, "listing the versions of s3://%s/%s: %s", bucket, key, luaL_optstring(L, -2, "?"));
+        int v = lua_gettop(L) - 2;
+        if (strcmp(field_str(L, v, "key"), key) == 0) {
+            lua_createtable(L, 0, 4);
+            int r = lua_gettop(L);
+            lua_getfield(L, v, "version_id");
+            set_top(L, r, "version_id");
+            lua_getfield(L, v, "delete_marker");
+            int marker = lua_toboolean(L, -1);
+            set_top(L, r, "delete_marker");
+            if (!marker) {
+                int h = args_bk(L, bucket, key);
+                lua_getfield(L, v, "version_id");
+                set_top(L, h, "version_id");
+                if (!call_method(L, client, "head_object", h))
+                    luaL_error(L, "HEAD s3://%s/%s (version %s): %s", bucket, key, field_str(L, r, "version_id"),
+                               luaL_optstring(L, -2, "?"));
+                lua_getfield(L, -3, "metadata");
+                lua_getfield(L, -1, "sbot-sha256");
+                set_top(L, r, "sha256");
+                lua_pop(L, 1);
+                lua_getfield(L, -3, "content_type");
+                set_top(L, r, "content_type");
+                lua_pop(L, 4);
+            }
+            lua_rawseti(L, out, ++n);
+        }
+        lua_pop(L, 3);
+    }
+    lua_settop(L, out);
+}
+
+/* discovery.superseded: for each artifact with `supersedes`, the index
+ * entries under that prefix (not a configured artifact's) with a public copy
+ * in this public bucket — copies sbot published for earlier builds — newest
+ * first by the entry's `updated`. The first keep_previous are kept; each
+ * other one is to be unpublished when the public object (each of its
+ * versions, in a versioned bucket) is still the copy sbot made: its
+ * sbot-sha256 is the entry's. Records {key, by, public_key, url, sha256,
+ * updated, source = {bucket, object, version_id}, action = "unpublish" |
+ * "kept" | "gone" (nothing left to delete: the index is fixed) | "left" (not
+ * sbot's copy), why, versions, delete = {{key, version_id}}}. Pushes the list. */
+static void discover_superseded(lua_State *L, int res, int d, int client, const char *pub, int pub_exists,
+                                int versioned)
+{
+    lua_newtable(L);
+    int out = lua_gettop(L), n = 0;
+    lua_getfield(L, res, "artifacts");
+    int cfga = lua_gettop(L);
+    lua_getfield(L, d, "artifacts");
+    int arts = lua_gettop(L);
+    lua_getfield(L, d, "index");
+    lua_getfield(L, -1, "objects");
+    lua_remove(L, -2);
+    int objs = lua_gettop(L);
+    lua_newtable(L);
+    int seen = lua_gettop(L); /* configured keys and entries already taken */
+    lua_Integer na = luaL_len(L, arts);
+    for (lua_Integer i = 1; i <= na; i++) {
+        lua_rawgeti(L, arts, i);
+        lua_getfield(L, -1, "key");
+        lua_pushboolean(L, 1);
+        lua_settable(L, seen);
+        lua_pop(L, 1);
+    }
+    for (lua_Integer i = 1; i <= na; i++) {
+        int top = lua_gettop(L);
+        lua_rawgeti(L, cfga, i);
+        int ca = top + 1;
+        const char *sup = field_str(L, ca, "supersedes");
+        if (!sup) {
+            lua_settop(L, top);
+            continue;
+        }
+        lua_getfield(L, ca, "keep_previous");
+        lua_Integer keep = lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        lua_rawgeti(L, arts, i);
+        const char *by = field_str(L, top + 2, "key");
+        lua_newtable(L);
+        int cands = lua_gettop(L), nc = 0;
+        lua_pushnil(L);
+        while (lua_next(L, objs)) {
+            int ent = lua_gettop(L);
+            if (lua_type(L, ent - 1) == LUA_TSTRING && lua_istable(L, ent) &&
+                starts_with(lua_tostring(L, ent - 1), sup)) {
+                lua_pushvalue(L, ent - 1);
+                int taken = lua_gettable(L, seen) != LUA_TNIL;
+                lua_pop(L, 1);
+                if (!taken && lua_getfield(L, ent, "public") == LUA_TTABLE) {
+                    const char *pb = field_str(L, -1, "bucket"), *pk = field_str(L, -1, "key");
+                    if (pb && pk && strcmp(pb, pub) == 0) {
+                        lua_pushvalue(L, ent - 1);
+                        lua_rawseti(L, cands, ++nc);
+                    }
+                }
+            }
+            lua_settop(L, ent - 1);
+        }
+        push_module(L, "table", "sort");
+        lua_pushvalue(L, cands);
+        lua_pushvalue(L, objs);
+        lua_pushcclosure(L, newer_first, 1);
+        lua_call(L, 2, 0);
+        for (int j = 1; j <= nc; j++) {
+            int base = lua_gettop(L);
+            lua_rawgeti(L, cands, j);
+            const char *key = lua_tostring(L, -1);
+            lua_pushboolean(L, 1);
+            lua_setfield(L, seen, key);
+            lua_getfield(L, objs, key);
+            int ent = lua_gettop(L);
+            lua_getfield(L, ent, "public");
+            int pe = lua_gettop(L);
+            lua_createtable(L, 0, 12);
+            int r = lua_gettop(L);
+            set_str(L, r, "key", key);
+            set_str(L, r, "by", by);
+            const char *pk = field_str(L, pe, "key");
+            set_str(L, r, "public_key", pk);
+            lua_getfield(L, pe, "url");
+            set_top(L, r, "url");
+            const char *sha = field_str(L, ent, "sha256");
+            set_str(L, r, "sha256", sha);
+            lua_getfield(L, ent, "updated");
+            set_top(L, r, "updated");
+            lua_createtable(L, 0, 3);
+            lua_getfield(L, ent, "bucket");
+            set_top(L, -2, "bucket");
+            lua_getfield(L, ent, "object");
+            set_top(L, -2, "object");
+            lua_getfield(L, ent, "version_id");
+            set_top(L, -2, "version_id");
+            set_top(L, r, "source");
+            const char *action, *why = NULL;
+            if (j <= keep) {
+                action = "kept";
+                why = lua_pushfstring(L, "keep_previous = %d: one of the %d newest earlier copies", (int)keep,
+                                      (int)keep);
+            } else if (!pub_exists) {
+                action = "gone";
+                why = "the public bucket does not exist";
+            } else if (versioned) {
+                /* a versioned bucket keeps a deleted key's data as a noncurrent
+                 * version (hidden from anonymous GetObject, but stored, and
+                 * readable by version id to whoever may GetObjectVersion):
+                 * sbot's versions are deleted by id */
+                key_versions(L, client, pub, pk);
+                int vs = lua_gettop(L);
+                lua_pushvalue(L, vs);
+                json_array(L);
+                lua_pop(L, 1);
+                lua_newtable(L);
+                int del = lua_gettop(L), ndel = 0, data = 0, theirs = 0;
+                lua_Integer nv = luaL_len(L, vs);
+                for (lua_Integer v = 1; v <= nv; v++) {
+                    lua_rawgeti(L, vs, v);
+                    lua_getfield(L, -1, "delete_marker");
+                    int marker = lua_toboolean(L, -1);
+                    lua_pop(L, 1);
+                    const char *vsha = field_str(L, -1, "sha256");
+                    int ours = !marker && vsha && sha && strcmp(vsha, sha) == 0;
+                    if (!marker)
+                        set_bool(L, -1, "ours", ours);
+                    if (!marker) {
+                        data++;
+                        if (!ours)
+                            theirs++;
+                    }
+                    if (ours) {
+                        lua_createtable(L, 0, 2);
+                        set_str(L, -1, "key", pk);
+                        lua_getfield(L, -2, "version_id");
+                        set_top(L, -2, "version_id");
+                        lua_rawseti(L, del, ++ndel);
+                        if (field_str(L, -1, "content_type")) {
+                            lua_getfield(L, -1, "content_type");
+                            set_top(L, r, "content_type");
+                        }
+                    }
+                    lua_pop(L, 1);
+                }
+                /* delete markers go too once no data is left under the key
+                 * (removing one in front of someone else's version would make
+                 * that version current again) */
+                if (theirs == 0) {
+                    for (lua_Integer v = 1; v <= nv; v++) {
+                        lua_rawgeti(L, vs, v);
+                        lua_getfield(L, -1, "delete_marker");
+                        if (lua_toboolean(L, -1)) {
+                            lua_createtable(L, 0, 2);
+                            set_str(L, -1, "key", pk);
+                            lua_getfield(L, -3, "version_id");
+                            set_top(L, -2, "version_id");
+                            lua_rawseti(L, del, ++ndel);
+                        }
+                        lua_pop(L, 2);
+                    }
+                }
+                lua_pushvalue(L, vs);
+                set_top(L, r, "versions");
+                set_int(L, r, "others", theirs);
+                if (data - theirs > 0) {
+                    action = "unpublish";
+                    why = theirs ? "sbot's versions of the key are deleted; other versions are not sbot's and are "
+                                   "left"
+                                 : "every version of the key is deleted (the bucket is versioned: a plain delete "
+                                   "would only hide the data behind a delete marker)";
+                    lua_pushvalue(L, del);
+                    json_array(L);
+                    set_top(L, r, "delete");
+                } else if (data == 0) {
+                    action = ndel ? "unpublish" : "gone";
+                    why = ndel ? "only delete markers are left under the key: they are removed"
+                               : "the public copy no longer exists";
+                    if (ndel) {
+                        lua_pushvalue(L, del);
+                        json_array(L);
+                        set_top(L, r, "delete");
+                    }
+                } else {
+                    action = "left";
+                    why = "the object at that key is not the copy sbot published (its sbot-sha256 is not the "
+                          "index entry's): left alone";
+                }
+            } else {
+                discover_object(L, client, pub, pk);
+                int o = lua_gettop(L);
+                lua_getfield(L, o, "exists");
+                int exists = lua_toboolean(L, -1);
+                lua_pop(L, 1);
+                const char *osha = field_str(L, o, "sha256");
+                if (!exists) {
+                    action = "gone";
+                    why = "the public copy no longer exists";
+                } else if (osha && sha && strcmp(osha, sha) == 0) {
+                    action = "unpublish";
+                    why = "the public bucket is not versioned: deleting the key removes the data";
+                    lua_getfield(L, o, "content_type");
+                    set_top(L, r, "content_type");
+                } else {
+                    action = "left";
+                    why = "the object at that key is not the copy sbot published (its sbot-sha256 is not the "
+                          "index entry's): left alone";
+                }
+            }
+            set_str(L, r, "action", action);
+            set_str(L, r, "why", why);
+            lua_pushvalue(L, r);
+            lua_rawseti(L, out, ++n);
+            lua_settop(L, base);
+        }
+        lua_settop(L, top);
+    }
+    lua_settop(L, out);
+    json_array(L);
 }
 
 /* discover(self, res) */
@@ -733,6 +1051,19 @@ static int s3_discover(lua_State *L)
     lua_pop(L, 2);
     json_array(L);
     set_top(L, d, "artifacts");
+
+    /* published copies of earlier builds that this run's artifacts supersede */
+    {
+        lua_getfield(L, d, "buckets");
+        lua_getfield(L, -1, "public");
+        lua_getfield(L, -1, "versioning");
+        int versioned = lua_isstring(L, -1); /* Enabled or Suspended: keys keep versions */
+        lua_pop(L, 3);
+        discover_superseded(L, res, d, client, pub, pub_exists, versioned);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, res, "superseded");
+        set_top(L, d, "superseded");
+    }
 
     /* unfinished multipart uploads under our prefix, in both buckets */
     lua_newtable(L);
@@ -1228,6 +1559,63 @@ static int s3_plan(lua_State *L)
         }
         lua_settop(L, a - 1);
     }
+    /* published copies of earlier builds: deleted after the new copies are
+     * made (a failed publish stops the run before any of them goes); the
+     * index then records each as unpublished */
+    lua_newtable(L);
+    int unpub = lua_gettop(L);
+    int nunpub = 0;
+    lua_getfield(L, d, "superseded");
+    int sup = lua_gettop(L);
+    lua_Integer nsup = lua_istable(L, sup) ? luaL_len(L, sup) : 0;
+    for (lua_Integer i = 1; i <= nsup; i++) {
+        lua_rawgeti(L, sup, i);
+        int r = lua_gettop(L);
+        const char *action = field_str(L, r, "action");
+        if (strcmp(action, "unpublish") == 0) {
+            lua_pushfstring(L, "superseded by %s: the copy sbot published for an earlier build, still "
+                               "readable by anyone given its URL; %s", field_str(L, r, "by"), field_str(L, r, "why"));
+            int c = new_change(L, plan, "unpublish", "delete", lua_tostring(L, -1));
+            lua_pushfstring(L, "s3://%s/%s", pub, field_str(L, r, "public_key"));
+            set_top(L, c, "resource");
+            set_str(L, c, "key", field_str(L, r, "key"));
+            set_str(L, c, "bucket", pub);
+            set_str(L, c, "public_key", field_str(L, r, "public_key"));
+            lua_createtable(L, 0, 6);
+            lua_getfield(L, r, "sha256");
+            set_top(L, -2, "sha256");
+            lua_getfield(L, r, "url");
+            set_top(L, -2, "url");
+            lua_getfield(L, r, "updated");
+            set_top(L, -2, "published");
+            lua_getfield(L, r, "source");
+            set_top(L, -2, "source");
+            lua_getfield(L, r, "content_type");
+            set_top(L, -2, "content_type");
+            if (lua_getfield(L, r, "delete") == LUA_TTABLE) {
+                lua_newtable(L);
+                lua_Integer nd = luaL_len(L, -2);
+                for (lua_Integer k = 1; k <= nd; k++) {
+                    lua_rawgeti(L, -2, k);
+                    lua_getfield(L, -1, "version_id");
+                    lua_rawseti(L, -3, k);
+                    lua_pop(L, 1);
+                }
+                json_array(L);
+                set_top(L, -3, "versions");
+            }
+            lua_pop(L, 1);
+            set_top(L, c, "before");
+            lua_pop(L, 2); /* the change, its reason */
+        }
+        if (strcmp(action, "unpublish") == 0 || strcmp(action, "gone") == 0) {
+            lua_getfield(L, r, "key");
+            lua_rawseti(L, unpub, ++nunpub);
+        }
+        lua_settop(L, r - 1);
+    }
+    lua_pop(L, 1); /* superseded */
+
     /* index entries whose object is gone or changed outside sbot */
     lua_newtable(L);
     int stale = lua_gettop(L);
@@ -1263,14 +1651,15 @@ static int s3_plan(lua_State *L)
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
-    if (nchanged || nstale) {
+    if (nchanged || nstale || nunpub) {
         lua_getfield(L, d, "index");
         lua_getfield(L, -1, "exists");
         int exists = lua_toboolean(L, -1);
         lua_pop(L, 2);
         int c = new_change(L, plan, "index", exists ? "update" : "create",
                            nstale ? "the index lists objects that are gone or were changed outside sbot"
-                                  : "the index lists every stored and published object");
+                           : nchanged ? "the index lists every stored and published object"
+                                      : "the index records the superseded copies as unpublished");
         lua_pushfstring(L, "s3://%s/%s", bucket, field_str(L, res, "index_key"));
         set_top(L, c, "resource");
         lua_createtable(L, 0, 2);
@@ -1280,6 +1669,9 @@ static int s3_plan(lua_State *L)
         lua_pushvalue(L, stale);
         json_array(L);
         set_top(L, -2, "drop");
+        lua_pushvalue(L, unpub);
+        json_array(L);
+        set_top(L, -2, "unpublish");
         set_top(L, c, "after");
         lua_pop(L, 1);
     }
@@ -1498,6 +1890,76 @@ static void apply_publish(lua_State *L, int self, int change, int res)
     set_str(L, -1, "bucket", field_str(L, res, "public_bucket"));
 }
 
+/* The superseded record (res.superseded) of an index key: pushed (raises
+ * when discover did not find it). */
+static int push_superseded(lua_State *L, int res, const char *key)
+{
+    lua_getfield(L, res, "superseded");
+    lua_Integer n = lua_istable(L, -1) ? luaL_len(L, -1) : 0;
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        if (strcmp(field_str(L, -1, "key"), key) == 0) {
+            lua_remove(L, -2);
+            return lua_gettop(L);
+        }
+        lua_pop(L, 1);
+    }
+    return luaL_error(L, "no superseded copy %s in the discovery", key);
+}
+
+/* unpublish: delete the superseded public copy — in a versioned bucket each
+ * of sbot's versions by id (and the delete markers once nothing else is
+ * left), else the key. Pushes {bucket, key, deleted = {{key, version_id,
+ * delete_marker}}}. */
+static void apply_unpublish(lua_State *L, int change, int res)
+{
+    const char *key = field_str(L, change, "key");
+    int r = push_superseded(L, res, key);
+    lua_getfield(L, res, "client");
+    int client = lua_gettop(L);
+    const char *pub = field_str(L, res, "public_bucket");
+    const char *pk = field_str(L, r, "public_key");
+    lua_createtable(L, 0, 3);
+    int out = lua_gettop(L);
+    set_str(L, out, "bucket", pub);
+    set_str(L, out, "key", pk);
+    if (lua_getfield(L, r, "delete") == LUA_TTABLE) {
+        int a = args_bk(L, pub, NULL);
+        lua_pushvalue(L, -2);
+        set_top(L, a, "objects");
+        if (!call_method(L, client, "delete_objects", a))
+            luaL_error(L, "unpublishing %s (s3://%s/%s): %s", key, pub, pk, luaL_optstring(L, -2, "failed"));
+        int dr = lua_gettop(L) - 2;
+        lua_getfield(L, dr, "errors");
+        if (luaL_len(L, -1) > 0) {
+            lua_rawgeti(L, -1, 1);
+            int e = lua_gettop(L);
+            const char *ev = field_str(L, e, "version_id"), *em = field_str(L, e, "message");
+            const char *ec = field_str(L, e, "code");
+            luaL_error(L, "unpublishing %s: deleting s3://%s/%s version %s: %s (%s)", key, pub, pk,
+                       ev ? ev : "(none)", em ? em : "refused", ec ? ec : "?");
+        }
+        lua_pop(L, 1);
+        lua_getfield(L, dr, "deleted");
+        set_top(L, out, "deleted");
+    } else {
+        int a = args_bk(L, pub, pk);
+        if (!call_method(L, client, "delete_object", a))
+            luaL_error(L, "unpublishing %s (s3://%s/%s): %s", key, pub, pk, luaL_optstring(L, -2, "failed"));
+        lua_createtable(L, 1, 0);
+        lua_createtable(L, 0, 1);
+        set_str(L, -1, "key", pk);
+        lua_rawseti(L, -2, 1);
+        set_top(L, out, "deleted");
+    }
+    lua_getfield(L, out, "deleted");
+    json_array(L);
+    lua_pop(L, 1);
+    sbot_log(L, SBOT_INFO, "unpublished %s: s3://%s/%s (superseded by %s)", key, pub, pk, field_str(L, r, "by"));
+    set_bool(L, r, "unpublished", 1); /* for housekeep's checks (the resource's copy) */
+    lua_pushvalue(L, out);
+}
+
 /* the index update: entries of every configured artifact from what is
  * stored now, stale entries dropped (conditional writes: see update_index) */
 static int index_update(lua_State *L)
@@ -1517,6 +1979,28 @@ static int index_update(lua_State *L)
         lua_pushvalue(L, -2);
         lua_insert(L, -2);
         lua_settable(L, objs);
+    }
+    /* the superseded copies deleted by this run: the entry stays (the
+     * private object is kept) without its public copy, which it records as
+     * unpublished (upvalue 4: their keys, 5: the time) */
+    lua_Integer nu = luaL_len(L, lua_upvalueindex(4));
+    for (lua_Integer i = 1; i <= nu; i++) {
+        lua_rawgeti(L, lua_upvalueindex(4), i);
+        if (lua_gettable(L, objs) == LUA_TTABLE) {
+            int e = lua_gettop(L);
+            if (lua_getfield(L, e, "public") == LUA_TTABLE) {
+                lua_pushvalue(L, lua_upvalueindex(5));
+                lua_setfield(L, -2, "at");
+                lua_setfield(L, e, "unpublished");
+                lua_pushnil(L);
+                lua_setfield(L, e, "public");
+                lua_pushvalue(L, lua_upvalueindex(5));
+                lua_setfield(L, e, "updated");
+            } else {
+                lua_pop(L, 1);
+            }
+        }
+        lua_pop(L, 1);
     }
     lua_Integer n = luaL_len(L, lua_upvalueindex(3));
     for (lua_Integer i = 1; i <= n; i++) {
@@ -1595,13 +2079,21 @@ static void apply_index(lua_State *L, int self, int change, int res)
     lua_getfield(L, change, "after");
     lua_getfield(L, -1, "drop");
     int drop = lua_gettop(L);
+    lua_getfield(L, -2, "unpublish");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+    }
+    int unpub = lua_gettop(L);
     lua_getfield(L, res, "client");
     int client = lua_gettop(L);
     int a = args_bk(L, field_str(L, res, "bucket"), field_str(L, res, "index_key"));
     lua_pushvalue(L, res);
     lua_pushvalue(L, entries);
     lua_pushvalue(L, drop);
-    lua_pushcclosure(L, index_update, 3);
+    lua_pushvalue(L, unpub);
+    lua_pushstring(L, now);
+    lua_pushcclosure(L, index_update, 5);
     set_top(L, a, "update");
     if (!call_method(L, client, "update_json", a))
         luaL_error(L, "updating the index: %s", luaL_optstring(L, -2, "failed"));
@@ -1614,6 +2106,7 @@ static void apply_index(lua_State *L, int self, int change, int res)
     set_top(L, -2, "attempts");
     set_int(L, -1, "entries", (lua_Integer)na);
     set_int(L, -1, "dropped", (lua_Integer)luaL_len(L, drop));
+    set_int(L, -1, "unpublished", (lua_Integer)luaL_len(L, unpub));
 }
 
 /* apply(self, change, res) */
@@ -1670,6 +2163,10 @@ static int s3_apply(lua_State *L)
     }
     if (strcmp(kind, "publish") == 0) {
         apply_publish(L, self, change, res);
+        return 1;
+    }
+    if (strcmp(kind, "unpublish") == 0) {
+        apply_unpublish(L, change, res);
         return 1;
     }
     if (strcmp(kind, "index") == 0) {
@@ -1791,6 +2288,37 @@ static int s3_undo(lua_State *L)
         }
         if (!ok)
             raise_call(L, key);
+        return 0;
+    }
+    if (strcmp(kind, "unpublish") == 0) {
+        /* published again: a copy of the private version it was copied from */
+        lua_getfield(L, change, "before");
+        int before = lua_gettop(L);
+        lua_getfield(L, before, "source");
+        int src = lua_gettop(L);
+        const char *sbucket = lua_istable(L, src) ? field_str(L, src, "bucket") : NULL;
+        const char *sobject = lua_istable(L, src) ? field_str(L, src, "object") : NULL;
+        if (!sbucket || !sobject)
+            return luaL_error(L, "%s: the index entry names no private object to publish it from again",
+                              field_str(L, change, "key"));
+        int a = args_bk(L, bucket, field_str(L, change, "public_key"));
+        set_str(L, a, "source_bucket", sbucket);
+        set_str(L, a, "source_key", sobject);
+        const char *vid = field_str(L, src, "version_id");
+        if (vid && strcmp(vid, "null") != 0)
+            set_str(L, a, "source_version_id", vid);
+        set_str(L, a, "metadata_directive", "REPLACE");
+        lua_getfield(L, before, "content_type");
+        set_top(L, a, "content_type");
+        lua_newtable(L);
+        lua_getfield(L, before, "sha256");
+        set_top(L, -2, "sbot-sha256");
+        if (vid)
+            set_str(L, -1, "sbot-source-version-id", vid);
+        set_top(L, a, "metadata");
+        if (!call_method(L, client, "copy_object", a))
+            return luaL_error(L, "publishing %s again from s3://%s/%s: %s", field_str(L, change, "key"), sbucket,
+                              sobject, luaL_optstring(L, -2, "failed"));
         return 0;
     }
     if (strcmp(kind, "index") == 0)
@@ -1953,6 +2481,67 @@ static int s3_housekeep(lua_State *L)
         }
         lua_settop(L, a - 1);
     }
+    /* the superseded copies this run deleted: gone for anonymous readers
+     * (403: the policy lets nobody list, so a missing key is refused too),
+     * and in a versioned bucket no version of sbot's copy left */
+    lua_newtable(L);
+    int unpublished = lua_gettop(L), nunp = 0;
+    lua_getfield(L, res, "superseded");
+    int sup = lua_gettop(L);
+    lua_Integer nsup = lua_istable(L, sup) ? luaL_len(L, sup) : 0;
+    for (lua_Integer i = 1; i <= nsup; i++) {
+        lua_rawgeti(L, sup, i);
+        int r = lua_gettop(L);
+        lua_getfield(L, r, "unpublished");
+        int done = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        if (!done) {
+            lua_settop(L, r - 1);
+            continue;
+        }
+        const char *pk = field_str(L, r, "public_key");
+        lua_getfield(L, r, "others");
+        int others = lua_tointeger(L, -1) > 0; /* versions someone else wrote: one may be current */
+        lua_pop(L, 1);
+        lua_getfield(L, res, "reader");
+        lua_getfield(L, -1, "object_url");
+        lua_insert(L, -2);
+        args_bk(L, pub, pk);
+        lua_call(L, 2, 1);
+        const char *url = lua_tostring(L, -1);
+        lua_Integer st = anonymous_get(L, res, url);
+        lua_createtable(L, 0, 3);
+        set_str(L, -1, "url", url);
+        set_str(L, -1, "expect", others ? "not sbot's" : "gone");
+        set_int(L, -1, "status", st);
+        lua_rawseti(L, anon, ++nanon);
+        if (!others && st != 403 && st != 404)
+            PROBLEM("the unpublished copy %s still answers an anonymous GET with %d", url, (int)st);
+        lua_createtable(L, 0, 3);
+        lua_getfield(L, r, "key");
+        set_top(L, -2, "key");
+        set_str(L, -1, "url", url);
+        set_int(L, -1, "status", st);
+        lua_rawseti(L, unpublished, ++nunp);
+        if (lua_getfield(L, r, "versions") == LUA_TTABLE) {
+            key_versions(L, client, pub, pk);
+            const char *sha = field_str(L, r, "sha256");
+            lua_Integer nv = luaL_len(L, -1);
+            for (lua_Integer v = 1; v <= nv; v++) {
+                lua_rawgeti(L, -1, v);
+                const char *vsha = field_str(L, -1, "sha256");
+                if (vsha && sha && strcmp(vsha, sha) == 0)
+                    PROBLEM("s3://%s/%s still holds version %s of sbot's unpublished copy", pub, pk,
+                            field_str(L, -1, "version_id"));
+                lua_pop(L, 1);
+            }
+        }
+        lua_settop(L, r - 1);
+    }
+    lua_pop(L, 1); /* superseded */
+    json_array(L);
+    set_top(L, out, "unpublished");
+
     /* the public bucket outside the published prefixes: refused too (403,
      * also for a key that does not exist: a 404 would mean anyone may look) */
     {
@@ -2280,6 +2869,14 @@ static void push_schema(lua_State *L)
     field(L, af, "warning", "string", "what readers of the published copy get (shown with its publish change, and logged)");
     field(L, af, "content_type", "string", "Content-Type (default application/octet-stream)");
     field(L, af, "publish", "boolean", "publish it (default: when the key is under a published prefix)");
+    field(L, af, "supersedes", "string",
+          "a key prefix ending in '/': the public copies sbot published for index entries under it (earlier "
+          "builds of the same thing) are unpublished — deleted, every version of sbot's copy in a versioned "
+          "bucket — but for the keep_previous newest; the entries stay, marked unpublished");
+    int kp = field(L, af, "keep_previous", "integer",
+                   "with supersedes: how many of the newest earlier public copies stay published (default 0)");
+    set_int(L, kp, "min", 0);
+    set_int(L, kp, "default", 0);
     int md = field(L, af, "metadata", "map", "x-amz-meta-* values");
     lua_createtable(L, 0, 1);
     set_str(L, -1, "type", "string");

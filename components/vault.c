@@ -16,8 +16,9 @@
  * level of sbot.s3, a client over the C primitives; no policy module is
  * involved); only the language differs. open() returns the client: in the
  * process that loaded the site it is the one site loading used (vault.shared),
- * token included, so no second login; a site step (its own fleet worker) or a
- * per-server step logs in once for itself. */
+ * token included, so no second login; in a fleet worker (a site step, a
+ * server's step) it starts with the token the parent handed over (the
+ * workflow runner's vault.handoff/vault.adopt), renewed if its lease says so. */
 #include "sbot.h"
 
 #include <stdio.h>

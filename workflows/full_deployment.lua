@@ -39,7 +39,8 @@ local wf = workflow.new {
     local url = cluster.iso_url(ctx)
     if not url then error("the site steps gave no URL for the agent ISO", 0) end
     local disk = ctx:step(Iscsi, cluster.iscsi_config(ctx.site, server))
-    ctx:step(R630, cluster.r630_config(ctx, disk, url))
+    -- r630_done: a CHAP secret the iSCSI step changed has reached the server
+    cluster.r630_done(ctx, ctx:step(R630, cluster.r630_config(ctx, disk, url)))
   end,
 }
 os.exit(wf:main(arg), true)

@@ -1,9 +1,10 @@
 --- iscsi_only: give each server its own boot disk on TrueNAS and make it boot from it.
 --   sbot run iscsi_only --site site.lua [--server r630-01] [--plan]
 -- Per server: the iSCSI step (zvol, target, extent, LUN mapping, initiator
--- group on TrueNAS, checked by a real iSCSI login), then the R630 step (the
--- BIOS and NIC iSCSI boot settings pointing at that target, iSCSI first in
--- the boot order, one reboot, everything read back). Copy it to start a
+-- group and, when the site gives them, CHAP credentials on TrueNAS, checked
+-- by a real iSCSI login), then the R630 step (the BIOS and NIC iSCSI boot
+-- settings pointing at that target, with the same CHAP user and secret,
+-- iSCSI first in the boot order, one reboot, everything read back). Copy it to start a
 -- workflow of your own: docs/workflows.md says what it changes.
 
 local workflow = require "sbot.workflow"
@@ -30,9 +31,9 @@ local wf = workflow.new {
   description = "Give each server a zvol and an iSCSI target on TrueNAS SCALE, verified by a "
     .. "real iSCSI login, and point its iDRAC at it: iSCSI first in the boot order, one reboot, "
     .. "everything read back.",
-  epilog = "Changes: on TrueNAS the server's zvol, portal, initiator group, target, extent, LUN "
-    .. "mapping and the iscsitarget service (never deletes a zvol); on the iDRAC the BIOS and NIC "
-    .. "iSCSI boot settings and the boot order, applied by one reboot. A converged server is "
+  epilog = "Changes: on TrueNAS the server's zvol, portal, initiator group, CHAP credentials (with the "
+    .. "iSCSI config's chap), target, extent, LUN mapping and the iscsitarget service (never deletes a "
+    .. "zvol); on the iDRAC the BIOS and NIC iSCSI boot settings and the boot order, applied by one reboot. A converged server is "
     .. "left alone. Details: docs/workflows.md.",
   arguments = function(parser)
     parser:option("--size", "Size of a new zvol, \"120G\" or bytes (default: the site's "
@@ -76,6 +77,10 @@ local wf = workflow.new {
     -- - portal: "ip:port" on the iSCSI side (the port from the site, else
     --   TrueNAS's listen_port); the BIOS takes the two apart;
     -- - LUN: TrueNAS's LUN n is LUN n on the wire, the same number for both;
+    -- - CHAP: the user and secret the target asks for (the iSCSI config's
+    --   chap, e.g. the site's servers[i].components.iscsi.chap), or none;
+    --   a secret the iSCSI step changed is sent again (the iDRAC never
+    --   shows one, so the R630 step could not tell);
     -- - iSCSI first in the boot order. No image: no virtual media, whatever
     --   the site's components.r630 says — this workflow makes the disk
     --   bootable; installing an OS onto it is another workflow's job.
@@ -88,8 +93,10 @@ local wf = workflow.new {
       boot.jobs = with(boot.jobs, { interval = p })
     end
     -- The R630 step reboots once, only when a configuration job needs it, and
-    -- its housekeep checks the values are current (not just pending) after.
-    ctx:step(R630, boot)
+    -- its housekeep checks the values are current (not just pending) after;
+    -- r630_done then notes that a CHAP secret the iSCSI step changed has
+    -- reached the server (until then every run sends it again).
+    cluster.r630_done(ctx, ctx:step(R630, boot))
   end,
 }
 

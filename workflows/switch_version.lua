@@ -32,7 +32,8 @@ local wf = workflow.new {
   end,
   steps = function(server, ctx)
     local disk = ctx:step(Iscsi, cluster.iscsi_config(ctx.site, server, ctx.args.version, true))
-    ctx:step(R630, cluster.r630_config(ctx, disk, nil)) -- no virtual media: nothing to reinstall
+    -- no virtual media: nothing to reinstall; r630_done: a changed CHAP secret has reached the server
+    cluster.r630_done(ctx, ctx:step(R630, cluster.r630_config(ctx, disk, nil)))
   end,
 }
 os.exit(wf:main(arg), true)

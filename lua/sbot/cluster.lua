@@ -13,6 +13,7 @@
 --               presigns it (site openshift.iso.publish)
 --
 -- Policy lives here and in the workflows; the components only do their part.
+local fsio = require "sbot.fsio"
 local Iscsi = require "sbot.component.iscsi"
 local OpenShift = require "sbot.component.openshift"
 local S3 = require "sbot.component.s3"
@@ -70,18 +71,58 @@ function M.iscsi_config(site, server, version, existing)
   return cfg
 end
 
+--- Did an iSCSI step's results set the server's CHAP secret on TrueNAS (its
+-- chap: change applied: new credentials, or a new secret)? In a --plan run
+-- (nothing applied): does its plan have a chap: change, i.e. would it?
+function M.chap_changed(disk)
+  local p = disk and disk.processing
+  if type(p) == "table" and p.mode == "apply" then
+    for _, a in ipairs(p.applied or {}) do
+      if a.ok and tostring(a.resource):match("^chap:") then return true end
+    end
+    return false
+  end
+  for _, ch in ipairs(disk and disk.plan or {}) do
+    if tostring(ch.resource):match("^chap:") then return true end
+  end
+  return false
+end
+
+-- Did this step apply a chap: change (not just plan one)?
+local function chap_applied(disk)
+  local p = disk and disk.processing
+  return type(p) == "table" and p.mode == "apply" and M.chap_changed(disk)
+end
+
 --- The R630's iscsi_boot settings from an iSCSI step's results: the target,
 -- its portal, the LUN and the initiator the server logs in with (the iSCSI
--- component's initiator_name hook: the initiator group lets only that one in).
+-- component's initiator_name hook: the initiator group lets only that one in),
+-- and with CHAP the user and the secret the target asks for (`chap = {user,
+-- secret}`: the iSCSI config's, as its discover carries them; the secret a
+-- secret object). `resend` (with CHAP): send the secret although the BIOS
+-- and NIC already use CHAP with that user — the target's secret changed.
 -- The portal is "ip:port" or "[ipv6]:port"; the BIOS takes the address bare.
-function M.iscsi_boot(disk)
+function M.iscsi_boot(disk, resend)
   local d = disk and disk.discovery or {}
   local portal = tostring(d.portal or "")
   local ip, port = portal:match("^%[([^%]]+)%]:(%d+)$")
   if not ip then ip, port = portal:match("^([^:]+):(%d+)$") end
   local pip = d.portal_ip and tostring(d.portal_ip):gsub("^%[(.*)%]$", "%1")
+  local chap
+  if type(d.chap) == "table" and d.chap.user then
+    chap = { user = d.chap.user, secret = d.chap.secret, resend = resend or M.chap_changed(disk) or nil }
+  end
   return { target_iqn = d.iqn, target_ip = pip or ip, target_port = tonumber(port),
-    lun = d.lun, initiator_iqn = d.initiator }
+    lun = d.lun, initiator_iqn = d.initiator, chap = chap }
+end
+
+-- <state_dir>/chap/<server>.resend: this server's CHAP secret changed on
+-- TrueNAS and its R630 step has not yet sent it (the iDRAC never shows a
+-- secret, so nothing else could tell a later run). Holds no secret.
+local function resend_marker(ctx)
+  local dir = (ctx.args and ctx.args.state_dir) or (ctx.site and ctx.site.state_dir)
+  if not dir or not ctx.id then return nil end
+  return dir .. "/chap", dir .. "/chap/" .. ctx.id .. ".resend"
 end
 
 local function over(base, top)
@@ -93,13 +134,31 @@ end
 
 --- The R630 step's config for a server booting the disk of an iSCSI step's
 -- results: the site's components.r630 (and the server's) with, on top,
--- iscsi_boot from the disk (target, portal, LUN, initiator), boot.first =
+-- iscsi_boot from the disk (target, portal, LUN, initiator, and CHAP or
+-- none: the target's say, never the site's components.r630), boot.first =
 -- "iscsi" (boot.mode default Uefi), and with image_url the virtual media
 -- booted once and ejected after (image_url nil: no virtual media at all,
 -- whatever the site says — a switch must not boot an installer).
+-- When the iSCSI step set a new CHAP secret, the secret is sent (chap.resend)
+-- and a marker in the state directory keeps saying so until r630_done sees
+-- the R630 step succeed: a run stopped in between sends it on the next run.
 function M.r630_config(ctx, disk, image_url)
   local cfg = ctx:config("r630", {})
-  cfg.iscsi_boot = over(cfg.iscsi_boot, M.iscsi_boot(disk))
+  local dir, marker = resend_marker(ctx)
+  local resend = M.chap_changed(disk) -- applied now, or planned (--plan writes no marker)
+  if marker and chap_applied(disk) then
+    local ok, err = fsio.mkdirs(dir)
+    if ok then
+      ok, err = fsio.write_atomic(marker, "the CHAP secret of " .. tostring(disk.discovery.chap.user)
+        .. " changed on TrueNAS; the R630 step has not sent it yet\n")
+    end
+    if not ok then error("CHAP resend marker " .. marker .. ": " .. tostring(err), 0) end
+  elseif marker and not resend then
+    resend = fsio.stat(marker) ~= nil
+  end
+  local boot = M.iscsi_boot(disk, resend)
+  cfg.iscsi_boot = over(cfg.iscsi_boot, boot)
+  cfg.iscsi_boot.chap = boot.chap -- the target's CHAP, or none (both sides agree)
   cfg.boot = over({ mode = "Uefi" }, over(cfg.boot, { first = "iscsi" }))
   if image_url then
     cfg.virtual_media = over(over({ boot_once = true, eject_after = true }, cfg.virtual_media),
@@ -108,6 +167,17 @@ function M.r630_config(ctx, disk, image_url)
     cfg.virtual_media = nil
   end
   return cfg
+end
+
+--- After the R630 step (its results r): once it has sent the CHAP secret
+-- (process ran in apply mode and the step is ok), the state directory's
+-- marker goes (r630_config). Returns r.
+function M.r630_done(ctx, r)
+  local _, marker = resend_marker(ctx)
+  if marker and r and r.status == "ok" and type(r.processing) == "table" and r.processing.mode == "apply" then
+    os.remove(marker)
+  end
+  return r
 end
 
 -- "s3://bucket/prefix?..." -> bucket, prefix ("" or ending in "/")
@@ -173,6 +243,44 @@ function M.disks(ctx)
   return disks
 end
 
+--- The cluster's nodes another run is working on now: their lock is held
+-- (<state_dir>/locks/<id>.lock, and with an s3:// store the lease in it), so
+-- their BMCs may be booting an earlier agent ISO from its public copy. A
+-- list of "r630-01 (pid P on host H)"; in a run's site steps the run holds
+-- no server lock of its own yet.
+function M.nodes_in_use(ctx)
+  local site = ctx.site
+  local args = ctx.args or {}
+  local out = {}
+  local dir = args.state_dir or site.state_dir
+  local store_url, store_opts = args.store or site.store, nil
+  if store_url and store_url:match("^s3://") then
+    local store = require "sbot.store"
+    store_url, store_opts = store.for_site(store_url, site)
+  else
+    store_url = nil
+  end
+  for _, s in ipairs(M.nodes(site)) do
+    local p, perr, pcode
+    if dir then p, perr, pcode = require("sbot.lock").probe(dir .. "/locks/" .. s.id .. ".lock") end
+    if not p and perr and pcode ~= "ENOENT" then -- cannot tell: counted as in use
+      out[#out + 1] = s.id .. " (its lock file cannot be read: " .. tostring(perr) .. ")"
+    elseif p and p.held then
+      out[#out + 1] = string.format("%s (pid %s on %s)", s.id, tostring(math.tointeger(p.pid) or p.pid), tostring(p.host))
+    elseif store_url then
+      local info, err = require("sbot.store").lock_info(store_url, store_opts, s.id)
+      if info and not info.stale then
+        local h = info.holder or {}
+        out[#out + 1] = string.format("%s (pid %s on %s, run %s)", s.id, tostring(math.tointeger(h.pid) or h.pid),
+          tostring(h.host), tostring(h.run_id))
+      elseif info == nil then -- cannot tell: counted as in use
+        out[#out + 1] = s.id .. " (its lease cannot be read: " .. tostring(err) .. ")"
+      end
+    end
+  end
+  return out
+end
+
 --- The site steps that build and publish the cluster's agent ISO (see the
 -- file's header). The site is checked against itself first (the OpenShift
 -- component's checks: hosts vs replicas, rendezvous IP, CIDRs, MACs, VIPs),
@@ -199,16 +307,28 @@ function M.iso_site_steps(ctx)
 
   local iso = os_r.discovery and os_r.discovery.iso or {}
   local mode = site.openshift and site.openshift.iso or {}
+  local published = (s3cfg.publish or { "isos/" })[1]
+  local cluster_dir = published .. "openshift/" .. tostring(os_r.discovery and os_r.discovery.cluster) .. "/"
   local art
   if mode.publish == "presigned" then
     art = { key = iso.key, source = iso.key, publish = false, presign = mode.expires,
       content_type = "application/x-iso9660-image" }
   else
-    local published = (s3cfg.publish or { "isos/" })[1]
-    art = { key = published .. "openshift/" .. tostring(os_r.discovery and os_r.discovery.cluster) .. "/"
-        .. tostring(os_r.discovery and os_r.discovery.version) .. "/{sha256}/" .. M.ISO_NAME,
+    art = { key = cluster_dir .. tostring(os_r.discovery and os_r.discovery.version) .. "/{sha256}/" .. M.ISO_NAME,
       source = iso.key, publish = true, warning = M.PUBLIC_WARNING,
       content_type = "application/x-iso9660-image" }
+  end
+  -- the public copies of this cluster's earlier ISOs (other versions, other
+  -- configs, or all of them once the site says presigned) hold the pull
+  -- secret: the S3 component deletes them, but for openshift.iso.keep_previous;
+  -- not while another run works on a node (it may be booting one of them)
+  local busy = M.nodes_in_use(ctx)
+  if #busy == 0 then
+    art.supersedes = cluster_dir
+    art.keep_previous = mode.keep_previous or 0
+  else
+    require("sbot.log").warn("earlier agent ISOs stay published this run: another run is working on "
+      .. table.concat(busy, ", ") .. " and may be booting one of them", { step = "publish" })
   end
   local list = { art }
   for _, a in ipairs(artifacts or {}) do list[#list + 1] = a end

@@ -118,6 +118,9 @@ M.schema = {
               .. "pull secret); presigned: the private copy through a presigned URL that expires" },
           expires = { type = "integer", min = 900, max = 604800, default = 86400,
             description = "presigned: seconds the URL stays valid (SigV4 allows at most 7 days)" },
+          keep_previous = { type = "integer", min = 0, default = 0,
+            description = "public copies of this cluster's earlier ISOs that stay published, newest "
+              .. "first (default 0: each holds the pull secret; docs/openshift.md)" },
         } },
       installer = { type = "table", description = "where openshift-install comes from",
         fields = {

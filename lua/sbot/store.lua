@@ -477,6 +477,11 @@ function M.keep_run(run, record)
   return true
 end
 
+-- The lease object of a lock name (store.lock, store.lock_info).
+local function lock_key(st, name)
+  return st.prefix .. M.LOCK_PREFIX .. name:gsub("[^%w%.%-_()]", "_") .. ".lease"
+end
+
 --- A per-server lock across machines: with an s3:// store, a lease object
 -- <prefix>.sbot/locks/<name>.lease (sbot.lease: If-None-Match: * to take it,
 -- renewed by a keeper process while the run lasts, taken over after expiry
@@ -489,9 +494,24 @@ function M.lock(url, opts, name, o)
   o = o or {}
   local st, err, code = M.open(url, opts)
   if not st then return nil, err, code end
-  local safe = name:gsub("[^%w%.%-_()]", "_")
-  return require("sbot.lease").acquire(st.client, { bucket = st.bucket, key = st.prefix .. M.LOCK_PREFIX .. safe .. ".lease",
+  return require("sbot.lease").acquire(st.client, { bucket = st.bucket, key = lock_key(st, name),
     name = o.label or name, ttl = o.ttl, holder = { run_id = o.run_id, lock = name } })
+end
+
+--- Who holds the store lease of `name` (store.lock), without taking it:
+-- the lease's info (sbot.lease.read: holder, stale, why, ...), false when
+-- nobody holds one or the store is not S3, or nil, err, code.
+function M.lock_info(url, opts, name)
+  if type(name) ~= "string" or name == "" then error("store.lock_info: name must be a non-empty string", 2) end
+  if not url or not url:match("^s3://") then return false end
+  local st, err, code = M.open(url, opts)
+  if not st then return nil, err, code end
+  local info, rerr, rcode = require("sbot.lease").read(st.client, st.bucket, lock_key(st, name))
+  if not info then
+    if rcode == "NoSuchKey" then return false end
+    return nil, rerr, rcode
+  end
+  return info
 end
 
 --- Open a store: "file:///path" or "s3://bucket/prefix?endpoint=...&region=...".

@@ -201,31 +201,103 @@ function M.client(cfg)
   local c, err = M.check_config(cfg)
   if not c then error("vault.client: " .. err, 2) end
   return setmetatable({ cfg = c, mounts = {}, cache = {}, clock = sys.monotime,
-    stats = { logins = 0, renewals = 0, reads = 0, requests = 0, lookups = 0 } }, Client)
+    stats = { logins = 0, renewals = 0, reads = 0, requests = 0, lookups = 0, revocations = 0 } }, Client)
 end
 
 function Client:__tostring()
   return string.format("sbot.vault.client(%s, %s)", self.cfg.addr, self.cfg.auth.method)
 end
 
-local shared = {} -- for the life of the process (a run): one login
+local shared = {}  -- for the life of the process (a run): one login
+local adopted = {} -- tokens handed over by the parent process (M.adopt), by identity
+
+-- The identity of a checked configuration: address, namespace, credentials, mount.
+local function identity(c)
+  local a = c.auth
+  return table.concat({ c.addr, c.namespace or "", a.method, a.mount or "",
+    crypto.hex(crypto.sha256(secret.reveal(a.token or a.role_id) .. "\0" .. (a.secret_id and a.secret_id:reveal() or ""))),
+    c.mount, tostring(c.kv_version) }, "|")
+end
 
 --- One client per Vault identity (address, namespace, credentials) in this
 -- process: site loading and the `vault` component share its token, so a run
--- logs in once. cfg as for vault.client.
+-- logs in once. In a fleet worker the client starts with the token the
+-- parent handed over (M.adopt), if any. cfg as for vault.client.
 function M.shared(cfg)
   local c, err = M.check_config(cfg)
   if not c then error("vault.shared: " .. err, 2) end
-  local a = c.auth
-  local id = table.concat({ c.addr, c.namespace or "", a.method, a.mount or "",
-    crypto.hex(crypto.sha256(secret.reveal(a.token or a.role_id) .. "\0" .. (a.secret_id and a.secret_id:reveal() or ""))),
-    c.mount, tostring(c.kv_version) }, "|")
+  local id = identity(c)
   local cl = shared[id]
   if not cl then
     cl = M.client(c)
     shared[id] = cl
+    local h = adopted[id]
+    if h then cl:adopt(h) end
   end
   return cl
+end
+
+--- What a fleet worker needs to use this process's tokens instead of
+-- logging in again: {[identity] = {token (a secret object), lease,
+-- renewable, issued_lease, expires_in, renew_in, mounts}} for every shared
+-- client holding a token, or nil when none does. The workflow runner puts it
+-- in each worker's job (the fleet copies the token as a secret object); the
+-- worker calls M.adopt with it. A handed-over token is never revoked by the
+-- worker: the process that logged in revokes it (M.revoke_logins).
+function M.handoff()
+  local out, any = {}, false
+  for id, cl in pairs(shared) do
+    if cl.token then
+      local now = cl.clock()
+      local mounts = {}
+      for k, v in pairs(cl.mounts) do mounts[k] = v end
+      out[id] = { token = cl.token, lease = cl.lease, renewable = cl.renewable, issued_lease = cl.issued_lease,
+        expires_in = cl.expires and (cl.expires - now) or nil, renew_in = cl.renew_at and (cl.renew_at - now) or nil,
+        mounts = mounts }
+      any = true
+    end
+  end
+  return any and out or nil
+end
+
+--- In a fleet worker: take the parent's tokens (M.handoff's table). The
+-- shared client of each identity starts with that token (renewed when its
+-- lease says so, like any other) instead of logging in.
+function M.adopt(h)
+  if h == nil then return end
+  if type(h) ~= "table" then error("vault.adopt: expected the table vault.handoff() returned", 2) end
+  for id, t in pairs(h) do
+    if type(t) ~= "table" or not secret.is_secret(t.token) then
+      error("vault.adopt: entry " .. tostring(id) .. " has no token (a secret object)", 2)
+    end
+    -- the lease runs from now (the handoff was just made), not from when
+    -- a step first asks for the client
+    local now = sys.monotime()
+    local a = {}
+    for k, v in pairs(t) do a[k] = v end
+    a.expires_at = t.expires_in and (now + t.expires_in) or nil
+    a.renew_at = t.renew_in and (now + t.renew_in) or nil
+    adopted[id] = a
+    local cl = shared[id]
+    if cl and not cl.token then cl:adopt(a) end
+  end
+end
+
+--- Revoke (auth/token/revoke-self) every token this process got by logging
+-- in with AppRole: at the end of a run nothing it logged in for stays valid.
+-- A token the operator gave (method token) or one handed over by the parent
+-- process is never revoked here. Returns the number revoked and a list of
+-- failure messages (a token Vault no longer knows is already gone, not a
+-- failure); never raises for Vault's answers.
+function M.revoke_logins()
+  local n, errs = 0, {}
+  for _, cl in pairs(shared) do
+    if cl.token and cl.owned then
+      local ok, err = cl:revoke()
+      if ok then n = n + 1 else errs[#errs + 1] = err end
+    end
+  end
+  return n, errs
 end
 
 -- "vault https://vault:8200: GET secret/data/x" (+ namespace)
@@ -308,6 +380,7 @@ end
 -- (lookup-self) to learn its TTL. Returns true or nil, message, code.
 function Client:login()
   local a = self.cfg.auth
+  self.owned = false
   if a.method == "token" then
     self.token = a.token
     local info, err, code = self:lookup()
@@ -325,6 +398,7 @@ function Client:login()
     return nil, self:where("POST", path) .. ": the answer has no auth.client_token", "invalid_response"
   end
   self.token = secret.new(auth.client_token, "vault token (AppRole login)")
+  self.owned = true -- this process logged in: it revokes the token at the end of the run
   self:set_lease(auth.lease_duration, auth.renewable)
   self.issued_lease = self.lease
   self.stats.logins = self.stats.logins + 1
@@ -350,6 +424,46 @@ function Client:lookup()
   end
   self:set_lease(d.ttl, d.renewable)
   return info
+end
+
+--- Start with a token another process got (an entry of M.handoff): its
+-- lease as that process knew it, the mounts it had looked up. Not owned:
+-- this client never revokes it.
+function Client:adopt(h)
+  local now = self.clock()
+  self.token = h.token
+  self.owned = false
+  self.lease = tonumber(h.lease) or 0
+  self.renewable = h.renewable and true or false
+  self.issued_lease = h.issued_lease
+  -- expires_at/renew_at: on sys.monotime, set by M.adopt when it was handed over
+  local base = h.expires_at and (now - sys.monotime()) or now
+  self.expires = h.expires_at and (base + h.expires_at) or (h.expires_in and (now + h.expires_in)) or nil
+  self.renew_at = h.renew_at and (base + h.renew_at) or (h.renew_in and (now + h.renew_in)) or nil
+  for k, v in pairs(type(h.mounts) == "table" and h.mounts or {}) do
+    if self.mounts[k] == nil then self.mounts[k] = v end
+  end
+  log.debug("vault: using the token of the process that loaded the site", { vault = self.cfg.addr,
+    ttl = self.expires and math.floor(self.expires - now) or nil })
+end
+
+--- auth/token/revoke-self: the token is revoked and forgotten (the next
+-- request logs in again). Vault is asked even when the lease this process
+-- knows has run out (a worker may have renewed the token since); a token
+-- Vault no longer knows (403 "invalid token": expired) is gone already. Returns true or nil,
+-- message, code.
+function Client:revoke()
+  if not self.token then return nil, "vault: not logged in", "not_logged_in" end
+  local res, doc, code = self:call("POST", "auth/token/revoke-self", { body = {} })
+  if not res then return nil, doc, code end
+  local gone = res.status == 403 and (vault_message(doc) or ""):find("invalid token", 1, true) ~= nil
+  if not gone and res.status ~= 204 and res.status ~= 200 then
+    return self:fail("POST", "auth/token/revoke-self", res, doc, "token revocation failed")
+  end
+  if not gone then self.stats.revocations = self.stats.revocations + 1 end
+  log.debug(gone and "vault: the token had expired already" or "vault: token revoked", { vault = self.cfg.addr })
+  self.token, self.owned, self.expires, self.renew_at, self.lease = nil, nil, nil, nil, nil
+  return true
 end
 
 --- auth/token/renew-self. Returns the new lease in seconds or nil, message, code.

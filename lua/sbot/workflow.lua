@@ -378,12 +378,29 @@ local function take_lock(job, name, label)
   return l, err
 end
 
+-- The parent's Vault tokens, for the workers (docs/vault.md, "Once per
+-- run"): a step that speaks to Vault in a worker uses the token the site
+-- was loaded with instead of logging in again. nil when no Vault was used.
+local function vault_handoff()
+  local v = package.loaded["sbot.vault"]
+  return v and v.handoff() or nil
+end
+
+-- Revoke the Vault tokens this process logged in for (AppRole), if any.
+local function vault_revoke(where)
+  local v = package.loaded["sbot.vault"]
+  if not v then return end
+  local _, errs = v.revoke_logins()
+  for _, e in ipairs(errs) do log.warn("vault: could not revoke the run's token: " .. tostring(e), where) end
+end
+
 -- One server's work (or the site steps: server = nil); runs in a fleet
 -- worker (fresh Lua state). Returns the list of results.
 local function work(job)
   local args, server = job.args, job.server
   log.configure { file = job.log_file, json = args.log_json or nil,
     level = args.verbose and "debug" or nil }
+  if job.vault then require("sbot.vault").adopt(job.vault) end
   local id = server and server.id or "(site)"
   local ctx = setmetatable({ site = job.site, server = server, id = id, args = args,
     run_id = job.run_id, run_dir = job.run_dir, artifact_dir = job.artifact_dir,
@@ -404,6 +421,7 @@ local function work(job)
     for _, c in ipairs(comps) do ctx:_run(c) end
   end)
   if held then held:release() end
+  vault_revoke({ server = id }) -- a login of its own (the handed-over token had run out)
   if not ok then
     if is_interrupt(err) then
       log.error("stopped: " .. tostring(err):match("^[^\n]*"), { server = id })
@@ -426,9 +444,18 @@ local function collect(outcomes, ids, results)
   end
 end
 
+local main
+
 --- Run the workflow with the command line argv; returns the exit status
 -- (0 only if every component of every selected server is ok; 2 for usage errors).
 function M:main(argv)
+  local ok, code = pcall(main, self, argv)
+  vault_revoke({}) -- also when the run stopped early (the site was loaded: a login)
+  if not ok then error(code, 0) end
+  return code
+end
+
+function main(self, argv)
   local args, err = self:parse(argv)
   if not args then
     io.stderr:write(err, "\n")
@@ -506,6 +533,7 @@ function M:main(argv)
     local j = {}
     for k, v in pairs(base) do j[k] = v end
     for k, v in pairs(extra) do j[k] = v end
+    j.vault = vault_handoff()
     return j
   end
   local fleet_opts = { jobs = args.jobs, timeout = args.timeout, grace = args.grace, partial = true }
@@ -567,6 +595,9 @@ function M:main(argv)
     rows, interrupted = map(jobs, ids)
     for _, row in ipairs(rows) do results[#results + 1] = row end
   end
+  -- the run's Vault token goes with the run, when sbot logged in for it
+  -- (AppRole); a token the operator gave is theirs and stays valid
+  vault_revoke({ run = r.id })
   local record = run.finish(r, results)
   if record.record_error then -- loudly: the run is not recorded
     io.stderr:write("sbot: run record ", r.dir, ": ", record.record_error, "\n")

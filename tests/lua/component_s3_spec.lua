@@ -314,6 +314,190 @@ describe("the S3 component against the lab's S3", function()
     assert.matches("give file .* or source .*, not both", both.error)
   end)
 
+  it("unpublishes the copies an artifact supersedes: v1's public copy gone after v2 (shown by --plan), the "
+    .. "private copies kept, the index says so; keep_previous keeps the newest earlier ones", function()
+    local store = require "sbot.store"
+    local http = require "sbot.http"
+    local st = assert(store.open("s3://cs7-priv/site-d?endpoint=" .. srv.endpoint,
+      { access_key = srv.access_key, secret_key = srv.secret_key, tls = srv.tls }))
+    local base = { bucket = "cs7-priv", public_bucket = "cs7-pub", prefix = "site-d" }
+    assert.are.equal("ok", run(base).status)
+    local sha = {}
+    for _, v in ipairs { "4.1", "4.2", "4.3" } do
+      local f = tmp .. "/v" .. v .. ".iso"
+      assert(helpers.sh("head -c 40000 /dev/urandom > " .. f))
+      sha[v] = servers.sha256sum(f)
+      assert(st:put("store/cl/" .. v .. "/agent.iso", { file = f }))
+    end
+    local function cfg(v, keep)
+      local t = {}
+      for k, x in pairs(base) do t[k] = x end
+      t.artifacts = { { key = "isos/cl/" .. v .. "/{sha256}/agent.iso", source = "store/cl/" .. v .. "/agent.iso",
+        supersedes = "isos/cl/", keep_previous = keep } }
+      return t
+    end
+    -- config errors name the artifact and the key
+    for _, bad in ipairs {
+      { { supersedes = "isos/cl" }, "artifacts%[1%]%.supersedes: expected a key prefix ending in '/'" },
+      { { supersedes = "../cl/" }, "artifacts%[1%]%.supersedes: " },
+    } do
+      local a = { key = "isos/cl/x/{sha256}/agent.iso", source = "store/cl/4.1/agent.iso" }
+      for k, v in pairs(bad[1]) do a[k] = v end
+      local t = {}
+      for k, x in pairs(base) do t[k] = x end
+      t.artifacts = { a }
+      local r = run(t)
+      assert.are.equal("failed", r.status)
+      assert.matches(bad[2], r.error)
+    end
+    local neg = { key = "isos/cl/x.iso", source = "store/cl/4.1/agent.iso", supersedes = "isos/cl/", keep_previous = -1 }
+    local nc, nerr = S3.new({ bucket = "cs7-priv", artifacts = { neg } }, { id = "(site)", site = site })
+    assert.is_nil(nc)
+    assert.matches("artifacts%[1%]%.keep_previous: must be at least 0", nerr)
+    local function public_key(v) return "site-d/isos/cl/" .. v .. "/" .. sha[v] .. "/agent.iso" end
+    local function anon(v) return assert(http.get(srv.public_endpoint .. "/cs7-pub/" .. public_key(v))).status end
+    local function index()
+      return json.decode(assert(c:get_object { bucket = "cs7-priv", key = "site-d/metadata/index.json" }).body).objects
+    end
+    local r1 = run(cfg("4.1"))
+    assert.are.equal("ok", r1.status, r1.error)
+    assert.are.equal("publish:create index:create", kinds(r1.plan))
+    assert.are.equal(200, anon("4.1"))
+    os.execute("sleep 1.1") -- the index's `updated` has whole seconds: v2 is newer
+
+    -- --plan of v2 shows the deletion of v1's copy, and changes nothing
+    local writes = srv.state().writes
+    local p = run(cfg("4.2"), "plan")
+    assert.are.equal("ok", p.status, p.error)
+    assert.are.equal("publish:create unpublish:delete index:update", kinds(p.plan))
+    local del = p.plan[2]
+    assert.are.equal("s3://cs7-pub/" .. public_key("4.1"), del.resource)
+    assert.matches("superseded by isos/cl/4.2/" .. sha["4.2"] .. "/agent.iso", del.reason, 1, true)
+    assert.matches("not versioned", del.reason, 1, true)
+    assert.are.equal(sha["4.1"], del.before.sha256)
+    assert.are.same({ "isos/cl/4.1/" .. sha["4.1"] .. "/agent.iso" }, p.plan[3].after.unpublish)
+    assert.are.equal("unpublish", p.discovery.superseded[1].action)
+    assert.are.equal(writes, srv.state().writes)
+    assert.are.equal(200, anon("4.1"))
+
+    local r2 = run(cfg("4.2"))
+    assert.are.equal("ok", r2.status, r2.error)
+    assert.are.equal("publish:create unpublish:delete index:update", kinds(r2.plan))
+    assert.are.equal(403, anon("4.1"), "v1's public copy is gone")
+    assert.are.equal(200, anon("4.2"))
+    assert.are.equal("NoSuchKey", select(3, c:head_object { bucket = "cs7-pub", key = public_key("4.1") }))
+    for _, v in ipairs { "4.1", "4.2" } do -- the private copies are kept
+      assert.truthy(c:head_object { bucket = "cs7-priv", key = "site-d/store/cl/" .. v .. "/agent.iso" })
+    end
+    local un = r2.housekeeping.unpublished
+    assert.are.equal(1, #un)
+    assert.are.equal(403, math.tointeger(un[1].status))
+    local objs = index()
+    local e1 = objs["isos/cl/4.1/" .. sha["4.1"] .. "/agent.iso"]
+    assert.is_nil(e1.public)
+    assert.are.equal(public_key("4.1"), e1.unpublished.key)
+    assert.matches("^%d%d%d%d%-", e1.unpublished.at)
+    assert.are.equal("site-d/store/cl/4.1/agent.iso", e1.object)
+    assert.is_table(objs["isos/cl/4.2/" .. sha["4.2"] .. "/agent.iso"].public)
+    -- converged: a rerun plans nothing and writes nothing
+    writes = srv.state().writes
+    local again = run(cfg("4.2"))
+    assert.are.equal("", kinds(again.plan))
+    assert.are.equal(writes, srv.state().writes)
+
+    -- keep_previous = 1: v3 keeps v2 published; with 0 v2 goes too
+    os.execute("sleep 1.1")
+    local r3 = run(cfg("4.3", 1))
+    assert.are.equal("ok", r3.status, r3.error)
+    assert.are.equal("publish:create index:create", kinds(r3.plan):gsub("index:update", "index:create"))
+    assert.are.equal("kept", r3.discovery.superseded[1].action)
+    assert.are.equal(200, anon("4.2"))
+    local r4 = run(cfg("4.3", 0))
+    assert.are.equal("unpublish:delete index:update", kinds(r4.plan))
+    assert.are.equal(403, anon("4.2"))
+    assert.are.equal(200, anon("4.3"))
+    -- back to v1: published again under its key, v3 unpublished
+    os.execute("sleep 1.1")
+    local r5 = run(cfg("4.1"))
+    assert.are.equal("publish:create unpublish:delete index:update", kinds(r5.plan))
+    assert.are.equal(200, anon("4.1"))
+    assert.are.equal(403, anon("4.3"))
+    assert.is_nil(index()["isos/cl/4.1/" .. sha["4.1"] .. "/agent.iso"].unpublished)
+    -- a public object that is no longer the copy sbot made is left alone
+    assert(c:put_object { bucket = "cs7-pub", key = public_key("4.1"), body = "someone else's now" })
+    os.execute("sleep 1.1")
+    local r6 = run(cfg("4.2"))
+    assert.are.equal("ok", r6.status, r6.error)
+    assert.are.equal("publish:create index:update", kinds(r6.plan))
+    local left = r6.discovery.superseded[1]
+    assert.are.equal("left", left.action)
+    assert.matches("not the copy sbot published", left.why, 1, true)
+    assert.are.equal("someone else's now", assert(c:get_object { bucket = "cs7-pub", key = public_key("4.1") }).body)
+  end)
+
+  it("in a versioned public bucket every version of sbot's superseded copy is deleted, not hidden behind a "
+    .. "delete marker; another writer's version is left", function()
+    local store = require "sbot.store"
+    local http = require "sbot.http"
+    assert(c:create_bucket("cs8-pub"))
+    assert(c:put_bucket_versioning { bucket = "cs8-pub", status = "Enabled" })
+    local st = assert(store.open("s3://cs8-priv/?endpoint=" .. srv.endpoint,
+      { access_key = srv.access_key, secret_key = srv.secret_key, tls = srv.tls }))
+    local base = { bucket = "cs8-priv", public_bucket = "cs8-pub" }
+    assert.are.equal("ok", run(base).status)
+    local sha = {}
+    for _, v in ipairs { "1", "2", "3" } do
+      local f = tmp .. "/w" .. v .. ".iso"
+      assert(helpers.sh("head -c 30000 /dev/urandom > " .. f))
+      sha[v] = servers.sha256sum(f)
+      assert(st:put("store/" .. v .. ".iso", { file = f }))
+    end
+    local function cfg(v)
+      return { bucket = "cs8-priv", public_bucket = "cs8-pub", artifacts = { { key = "isos/" .. v .. "/{sha256}.iso",
+        source = "store/" .. v .. ".iso", supersedes = "isos/" } } }
+    end
+    local function key(v) return "isos/" .. v .. "/" .. sha[v] .. ".iso" end
+    local function versions(k)
+      local out = {}
+      for v in c:list_object_versions { bucket = "cs8-pub", prefix = k } do out[#out + 1] = v end
+      return out
+    end
+    assert.are.equal("ok", run(cfg("1")).status)
+    -- a second version of the same copy (as a re-publish would make): both are sbot's
+    assert(c:copy_object { bucket = "cs8-pub", key = key("1"), source_key = key("1"), metadata_directive = "REPLACE",
+      metadata = { ["sbot-sha256"] = sha["1"] } })
+    local old = versions(key("1"))
+    assert.are.equal(2, #old)
+    os.execute("sleep 1.1")
+    local p = run(cfg("2"), "plan")
+    assert.are.equal("publish:create unpublish:delete index:update", kinds(p.plan))
+    assert.matches("every version of the key is deleted", p.plan[2].reason, 1, true)
+    assert.are.equal(2, #p.plan[2].before.versions)
+    local r = run(cfg("2"))
+    assert.are.equal("ok", r.status, r.error)
+    assert.are.same({}, versions(key("1")), "no version and no delete marker left")
+    for _, v in ipairs(old) do
+      local got, _, code = c:get_object { bucket = "cs8-pub", key = key("1"), version_id = v.version_id }
+      assert.is_nil(got)
+      assert.are.equal("NoSuchVersion", code)
+    end
+    assert.are.equal(403, assert(http.get(srv.public_endpoint .. "/cs8-pub/" .. key("1"))).status)
+    local applied = r.processing.applied[2]
+    assert.are.equal("s3://cs8-pub/" .. key("1"), applied.resource)
+    assert.are.equal(2, #applied.result.deleted) -- recorded: which versions went
+
+    -- someone else writes over v2's copy: sbot deletes its own version only, theirs stays current
+    assert(c:put_object { bucket = "cs8-pub", key = key("2"), body = "someone else's" })
+    os.execute("sleep 1.1")
+    local r3 = run(cfg("3"))
+    assert.are.equal("ok", r3.status, r3.error)
+    assert.matches("other versions are not sbot's", r3.plan[2].reason, 1, true)
+    local left = versions(key("2"))
+    assert.are.equal(1, #left)
+    assert.is_false(left[1].delete_marker)
+    assert.are.equal("someone else's", assert(c:get_object { bucket = "cs8-pub", key = key("2") }).body)
+  end)
+
   it("a step without artifacts is fine on a bucket that has no index yet", function()
     local r = run { bucket = "cs6-priv", public_bucket = "cs6-pub" }
     assert.are.equal("ok", r.status, r.error)

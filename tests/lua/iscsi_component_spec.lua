@@ -323,3 +323,149 @@ describe("iscsi component: names without TrueNAS, an existing disk, a target per
     assert.are.equal(before.writes, il.truenas(lab).writes)
   end)
 end)
+
+describe("iscsi component with CHAP", function()
+  local lab, site
+  local Iscsi = require "sbot.component.iscsi"
+  local truenas = require "sbot.truenas"
+  local iscsi = require "sbot.iscsi"
+  local SECRET, NEW = "chap-First-0001", "chap-Second-002"
+  setup(function()
+    lab = il.start_lab()
+    site = assert(require("sbot.site").load(lab.site_file))
+  end)
+  teardown(function() lab.stop() end)
+
+  local function cfg(secret, extra)
+    local c = { chap = { user = "r630-01", secret = secret } }
+    for k, v in pairs(extra or {}) do c[k] = v end
+    return c
+  end
+  -- the component in its own process, logging at debug level (-v): its results and every log line
+  local function run(secret, mode, extra)
+    local c = json.decode(json.encode(il.CONFIG))
+    for k, v in pairs(cfg(secret, extra)) do c[k] = v end
+    local r = helpers.sbot({ "-v", "run", helpers.source_dir .. "/tests/support/scripts/iscsi_run.lua", lab.site_file,
+      "r630-01", mode or "apply", json.encode(c) }, { env = "ISCSI_ARTIFACTS=" .. helpers.shquote(lab.dir .. "/artifacts") })
+    r.result = json.decode((r.stdout:match("[^\n]*") or ""))
+    return r
+  end
+  local function no_secret(r, ...)
+    for _, s in ipairs { ... } do
+      assert.is_nil(r.stdout:find(s, 1, true), "a CHAP secret in the results")
+      assert.is_nil(r.stderr:find(s, 1, true), "a CHAP secret in the log")
+      local ok, _, out = helpers.sh("grep -rlF " .. helpers.shquote(s) .. " " .. helpers.shquote(lab.dir .. "/artifacts")
+        .. " 2>/dev/null")
+      assert.is_false(ok and out ~= "", "a CHAP secret in an artifact: " .. tostring(out))
+    end
+  end
+  local function login(chap)
+    local tn = il.truenas(lab)
+    local t = tn.exports.targets[1]
+    local r, err = iscsi.probe { portal = lab.site.truenas.portal, target = t.iqn, lun = 0,
+      initiator = "iqn.2024-01.org.sbot:r630-01", chap = chap, timeout = 10 }
+    return r and "ok" or err
+  end
+  local function api()
+    local tn = lab.site.truenas
+    return assert(truenas.connect { url = tn.url, api_key = tn.api_key, user = tn.user, tls = tn.tls })
+  end
+
+  it("converges with CHAP: the target asks for the server's user and secret, a second run writes nothing", function()
+    local r = run(SECRET)
+    assert(r.code == 0, r.stdout .. r.stderr)
+    local res = r.result
+    local kinds = {}
+    for _, ch in ipairs(res.plan) do kinds[#kinds + 1] = ch.resource:match("^[%w_]+") end
+    assert.are.same({ "zvol", "portal", "initiator_group", "chap", "target", "extent", "mapping", "service", "service" }, kinds)
+    assert.are.equal("chap:r630-01", res.plan[4].resource)
+    assert.are.equal("<redacted>", res.plan[4].after.secret)
+    assert.are.equal("CHAP", res.plan[5].after.authmethod)
+    assert.are.equal("r630-01", res.housekeeping.login.chap_user)
+    assert.is_true(res.housekeeping.login.refused_without_chap)
+    no_secret(r, SECRET)
+    -- on TrueNAS: one entry (secret never in /lab/state), the target's group asks CHAP with its tag
+    local tn = il.truenas(lab)
+    assert.are.equal(1, #tn.iscsi.auths)
+    local a = tn.iscsi.auths[1]
+    assert.are.same({ "r630-01", "********" }, { a.user, a.secret })
+    assert.are.same({ "CHAP", a.tag }, { tn.iscsi.targets[1].groups[1].authmethod, tn.iscsi.targets[1].groups[1].auth })
+    assert.are.same({ mutual = false, users = { "r630-01" } }, tn.tgt.targets[1].chap)
+    -- for real: no CHAP, a wrong secret, another user: refused
+    assert.matches("Authentication failure", login(nil))
+    assert.matches("Authentication failure", login { user = "r630-01", secret = NEW })
+    assert.matches("Authentication failure", login { user = "r630-02", secret = SECRET })
+    assert.are.equal("ok", login { user = "r630-01", secret = SECRET })
+
+    local writes = tn.writes
+    local again = run(SECRET)
+    assert(again.code == 0, again.stdout .. again.stderr)
+    assert.are.same({}, again.result.plan)
+    assert.are.equal(writes, il.truenas(lab).writes)
+    no_secret(again, SECRET)
+  end)
+
+  it("changes the secret in place, and refuses one TrueNAS would refuse before writing", function()
+    local before = il.truenas(lab)
+    local bad = run("too-short")
+    assert.are.equal(1, bad.code)
+    assert.matches("process: iscsi: chap.secret of user r630%-01 %(9 characters, not shown%) cannot be used", bad.result.error)
+    bad = run("has-a-#-in-it")
+    assert.matches("it contains '#', which TrueNAS refuses", bad.result.error)
+    bad = run("seventeen-chars-x")
+    assert.matches("%(17 characters, not shown%).*take 12 to 16 characters", bad.result.error)
+    no_secret(bad, "seventeen-chars-x")
+    assert.are.equal(before.writes, il.truenas(lab).writes)
+
+    local r = run(NEW)
+    assert(r.code == 0, r.stdout .. r.stderr)
+    assert.are.equal(1, #r.result.plan)
+    assert.are.same({ "chap:r630-01", "update" }, { r.result.plan[1].resource, r.result.plan[1].action })
+    assert.are.same({ secret = "(another)" }, r.result.plan[1].before)
+    no_secret(r, SECRET, NEW)
+    assert.are.equal(before.writes + 1, il.truenas(lab).writes)
+    assert.are.equal(before.tgt.restarts, il.truenas(lab).tgt.restarts) -- a new secret: no target restart
+    assert.matches("Authentication failure", login { user = "r630-01", secret = SECRET })
+    assert.are.equal("ok", login { user = "r630-01", secret = NEW })
+  end)
+
+  it("a secret changed on TrueNAS behind its back: a verification (discover + housekeep) fails on the refused login", function()
+    local c = api()
+    local entry = assert(c:call("iscsi.auth.query"))[1]
+    assert(c:call("iscsi.auth.update", entry.id, { secret = "changed-by-hand" }))
+    c:close()
+    local server = assert(require("sbot.site").server(site, "r630-01"))
+    local conf = json.decode(json.encode(il.CONFIG))
+    conf.chap = { user = "r630-01", secret = NEW }
+    local comp = assert(Iscsi.new(conf, { id = "r630-01", site = site, server = server, artifact_dir = lab.dir .. "/artifacts" }))
+    local r = comp:execute { phases = { "discover", "housekeep" } }
+    assert.are.equal("failed", r.status)
+    assert.matches("housekeep: iscsi: login as iqn%.2024%-01%.org%.sbot:r630%-01 to iqn%S+ LUN 0 at %S+ with CHAP user "
+      .. "r630%-01 was refused: the target does not take the config's secret for that user", r.error)
+    assert.is_nil(comp:to_json():find("changed-by-hand", 1, true))
+    assert.is_nil(comp:to_json():find(NEW, 1, true))
+    -- the plan sees it and puts the config's secret back
+    local again = run(NEW)
+    assert(again.code == 0, again.stdout .. again.stderr)
+    assert.are.same({ "chap:r630-01" }, { again.result.plan[1].resource })
+    no_secret(again, NEW, "changed-by-hand")
+  end)
+
+  it("turns CHAP off: the group asks for none, and the credentials nothing names any more go", function()
+    local c = json.decode(json.encode(il.CONFIG))
+    local r = il.run(lab, "r630-01", c)
+    assert(r.code == 0, r.stdout .. r.stderr)
+    assert.are.same({ "target_groups:r630-r630-01.openshift4.14.3" }, { r.result.plan[1].resource })
+    assert.are.same({ authmethod = "CHAP" }, r.result.plan[1].before)
+    assert.are.same({ "CHAP credentials of user r630-01 (tag 1)" }, r.result.housekeeping.removed)
+    assert.are.equal(0, #il.truenas(lab).iscsi.auths)
+    assert.are.equal("ok", login(nil))
+    -- and on again: a new entry, the group asks for it
+    local on = run(NEW)
+    assert(on.code == 0, on.stdout .. on.stderr)
+    assert.are.same({ "chap:r630-01", "target_groups:r630-r630-01.openshift4.14.3" },
+      { on.result.plan[1].resource, on.result.plan[2].resource })
+    assert.matches("Authentication failure", login(nil))
+    assert.are.same({}, il.problems(il.truenas(lab), { "r630-01" }))
+  end)
+end)

@@ -1,6 +1,8 @@
 -- The lab's istgt controller (lua/sbot/lab/istgt.lua): apply() answers only
 -- once the target really listens, however slowly istgt starts; its portal
--- port is outside the kernel's ephemeral range.
+-- port is outside the kernel's ephemeral range; a target with CHAP users
+-- refuses a login without them or with a wrong secret, and a new secret
+-- takes effect without a restart.
 local helpers = require "helpers"
 local istgt = require "sbot.lab.istgt"
 local iscsi = require "sbot.iscsi"
@@ -79,5 +81,42 @@ describe("the lab's istgt", function()
     assert(ok, err)
     assert.are.same({ 17 * MiB, 18 * MiB, 19 * MiB }, sizes)
     assert.are.equal(3, st.restarts)
+  end)
+
+  it("asks CHAP of a target with users, and takes a new secret without restarting", function()
+    local dir = helpers.tmpdir("istgtchap")
+    local port = assert(istgt.free_port())
+    local ctl = assert(istgt.start { port = port, dir = dir })
+    local cfg = config(16 * MiB)
+    cfg.targets[1].auth = { users = { { user = "r630-01", secret = "first-secret-01" } } }
+    local function login(chap)
+      local r, perr = iscsi.probe { portal = "127.0.0.1:" .. port, target = "iqn.2005-10.org.freenas.ctl:node1",
+        lun = 0, timeout = 10, chap = chap }
+      return r and "ok" or perr
+    end
+    local ok, err = ctl:apply(cfg)
+    local out = {}
+    if ok then
+      out.none = login(nil)
+      out.wrong = login { user = "r630-01", secret = "wrong-secret-01" }
+      out.other_user = login { user = "r630-02", secret = "first-secret-01" }
+      out.right = login { user = "r630-01", secret = "first-secret-01" }
+      cfg.targets[1].auth.users[1].secret = "second-secret-2"
+      ok, err = ctl:apply(cfg)
+      out.old = login { user = "r630-01", secret = "first-secret-01" }
+      out.new = login { user = "r630-01", secret = "second-secret-2" }
+    end
+    local st = ctl:state()
+    local mode = string.format("%o", require("sbot.fsio").stat(dir .. "/auth.conf").mode)
+    ctl:stop()
+    assert(ok, err)
+    for _, k in ipairs { "none", "wrong", "other_user", "old" } do
+      assert.matches("login: .*Authentication failure", out[k], nil, false, k)
+    end
+    assert.are.equal("ok", out.right)
+    assert.are.equal("ok", out.new)
+    assert.are.equal(1, st.restarts) -- the new secret needed none
+    assert.are.same({ mutual = false, users = { "r630-01" } }, st.targets[1].chap)
+    assert.are.equal("600", mode)
   end)
 end)

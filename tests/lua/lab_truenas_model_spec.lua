@@ -387,4 +387,82 @@ describe("sbot.lab.truenas model", function()
     call("iscsi.target.create", { { name = "w" } })
     assert.are.equal(before + 1, m.writes)
   end)
+
+  it("keeps CHAP credentials (iscsi.auth) with the middleware's rules, and exports a target's users", function()
+    -- the secret rules of plugins/iscsi_/auth.py, at the middleware's own attribute names
+    local bad = {
+      { { tag = 1, user = "u", secret = "short" }, "iscsi_auth_create.secret", "Secret must be between 12 and 16 characters." },
+      { { tag = 1, user = "u", secret = "seventeen-chars-x" }, "iscsi_auth_create.secret", "Secret must be between 12 and 16 characters." },
+      { { tag = 1, user = "u", secret = " twelve-chars" }, "iscsi_auth_create.secret", "Secret contains leading or trailing space." },
+      { { tag = 1, user = "u", secret = "twelve#chars" }, "iscsi_auth_create.secret", "Secret contains invalid characters: #" },
+      { { tag = 1, user = "u", secret = "twelve-chars", peersecret = "other-secret" }, "iscsi_auth_create.peersecret",
+        "The peer user is required if you set a peer secret." },
+      { { tag = 1, user = "u", secret = "twelve-chars", peeruser = "p" }, "iscsi_auth_create.peersecret",
+        "The peer secret is required if you set a peer user." },
+      { { tag = 1, user = "u", secret = "twelve-chars", peeruser = "p", peersecret = "twelve-chars" },
+        "iscsi_auth_create.peersecret", "The peer secret cannot be the same as user secret." },
+      -- the schema: unknown keys, missing fields
+      { { tag = 1, user = "u", secret = "twelve-chars", comment = "x" }, "data.comment", "Extra inputs are not permitted" },
+      { { user = "u", secret = "twelve-chars" }, "data.tag", "Field required" },
+    }
+    for _, b in ipairs(bad) do
+      local r, err = call("iscsi.auth.create", { b[1] })
+      assert.is_nil(r)
+      assert.are.equal(-32602, err.code)
+      assert.are.equal(b[3], extra_of(err)[b[2]], b[2])
+      assert.is_nil(err.data.reason:find("twelve", 1, true), "a secret in the error: " .. err.data.reason)
+    end
+    local a = assert(call("iscsi.auth.create", { { tag = 7, user = "r630-01", secret = "first-secret-01" } }))
+    assert.are.same({ id = a.id, tag = 7, user = "r630-01", secret = "first-secret-01", peeruser = "",
+      peersecret = "", discovery_auth = "NONE" }, a)
+    local ok, errs = m.schemas:validate("iscsi_auth.IscsiAuthEntry", call("iscsi.auth.get_instance", { a.id }))
+    assert(ok, errs and jsonschema.format(errs))
+    local _, nope = call("iscsi.auth.get_instance", { 99 })
+    assert.matches("iSCSITargetAuthCredential 99 does not exist", nope.data.reason)
+
+    -- a CHAP group needs a tag; CHAP_MUTUAL a tag whose first entry has a peer
+    local p = assert(call("iscsi.portal.create", { { listen = { { ip = "127.0.0.1" } } } }))
+    local _, notag = call("iscsi.target.create", { { name = "t0", groups = { { portal = p.id, authmethod = "CHAP" } } } })
+    assert.are.equal("Authentication group is required for CHAP and CHAP Mutual", extra_of(notag)["iscsi_target_create.groups.0.auth"])
+    local _, nomutual = call("iscsi.target.create", { { name = "t0",
+      groups = { { portal = p.id, authmethod = "CHAP_MUTUAL", auth = 7 } } } })
+    assert.are.equal("Authentication group 7 does not support CHAP Mutual", extra_of(nomutual)["iscsi_target_create.groups.0.auth"])
+    local t = assert(call("iscsi.target.create", { { name = "t1", groups = { { portal = p.id, authmethod = "CHAP", auth = 7 } } } }))
+    assert.truthy(call("pool.dataset.create", { { name = "tank/t1", type = "VOLUME", volsize = GiB, sparse = true } }))
+    local e = assert(call("iscsi.extent.create", { { name = "t1", disk = "zvol/tank/t1" } }))
+    assert(call("iscsi.targetextent.create", { { target = t.id, extent = e.id, lunid = 0 } }))
+    assert(call("service.start", { "iscsitarget" }))
+
+    -- exported with the tag's users; the model's visibility asks for them
+    local iqn = "iqn.2005-10.org.freenas.ctl:t1"
+    local x = m:export_config().targets[1]
+    assert.are.same({ users = { { user = "r630-01", secret = "first-secret-01" } } }, x.auth)
+    assert.is_true((m:visible(iqn, 0, "any", nil, { user = "r630-01", secret = "first-secret-01" })))
+    local seen, why = m:visible(iqn, 0, "any", nil, nil)
+    assert.is_false(seen)
+    assert.matches("Authentication failure", why)
+    assert.is_false((m:visible(iqn, 0, "any", nil, { user = "r630-01", secret = "wrong-secret-01" })))
+
+    -- the last entry of a tag in use cannot go, nor leave the tag
+    local _, inuse = call("iscsi.auth.delete", { a.id })
+    assert.are.equal(-32001, inuse.code)
+    assert.matches("Authorized access of %d+ is being used by following target%(s%): " .. t.id, inuse.data.reason)
+    local _, retag = call("iscsi.auth.update", { a.id, { tag = 8 } })
+    assert.matches("is being used by following target", extra_of(retag)["iscsi_auth_update.tag"])
+    -- a new secret: exported at once
+    assert(call("iscsi.auth.update", { a.id, { secret = "second-secret-2" } }))
+    assert.are.equal("second-secret-2", m:export_config().targets[1].auth.users[1].secret)
+
+    -- /lab/state never shows a secret
+    local text = json.encode(m:lab_state())
+    assert.is_nil(text:find("second-secret-2", 1, true))
+    assert.are.equal("********", m:lab_state().iscsi.auths[1].secret)
+    assert.are.same({ method = "CHAP", users = { "r630-01" } }, m:lab_state().exports.targets[1].auth)
+
+    -- a group without CHAP: the tag is free again, and the entry can go
+    assert(call("iscsi.target.update", { t.id, { groups = { { portal = p.id } } } }))
+    assert.is_nil(m:export_config().targets[1].auth)
+    assert.is_true(call("iscsi.auth.delete", { a.id }))
+  end)
 end)
+

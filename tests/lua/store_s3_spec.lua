@@ -130,6 +130,17 @@ describe("an s3:// store", function()
       keeper.sleep(0.05)
     end
     assert.is_true(held, first:output())
+    -- store.lock_info: who holds it, without taking it
+    local sbstore = require "sbot.store"
+    local lurl = "s3://" .. srv.bucket .. "/records?endpoint=" .. srv.endpoint
+    local lopts = { access_key = srv.access_key, secret_key = srv.secret_key, tls = srv.tls }
+    local info = assert(sbstore.lock_info(lurl, lopts, "s1"))
+    assert.is_falsy(info.stale)
+    assert.are.equal(require("sbot.sys").hostname(), info.holder.host)
+    assert.is_string(info.holder.run_id)
+    assert.are.equal("s1", info.holder.lock)
+    assert.is_false(sbstore.lock_info(lurl, lopts, "s2"), "nobody holds s2")
+    assert.is_false(sbstore.lock_info("file://" .. tmp .. "/files", nil, "s1"), "not an S3 store")
     local second = sbot_run { "--store", store, "--state-dir", tmp .. "/m2", "--json" }
     assert.are.equal(1, second.code)
     local rec = json.decode(second.stdout)
@@ -142,6 +153,7 @@ describe("an s3:// store", function()
     assert.matches("run .* ok", first:output())
     -- released: the next run gets it
     assert.are.equal("NoSuchKey", select(3, c:head_object { bucket = srv.bucket, key = lease_key }))
+    assert.is_false(sbstore.lock_info(lurl, lopts, "s1"))
     local third = sbot_run { "--store", store, "--state-dir", tmp .. "/m2" }
     assert.are.equal(0, third.code, third.stderr)
   end)

@@ -62,16 +62,18 @@ describe("component vault", function()
     assert.is_true(d.token.ttl > 0 and d.token.ttl <= 1200, tostring(d.token.ttl))
     assert.is_true(d.token.renewable)
     assert.are.same({ "default", "sbot" }, d.token.policies)
-    -- 2 iDRAC passwords, the TrueNAS key, the two S3 keys, the OpenShift pull secret
-    assert.are.equal(6, d.readable)
+    -- 2 iDRAC passwords, 2 CHAP secrets, the TrueNAS key, the two S3 keys, the OpenShift pull secret
+    assert.are.equal(8, d.readable)
     assert.are.equal(0, d.unreadable)
     local at = {}
     for _, s in ipairs(d.secrets) do at[s.at] = s.ref; assert.is_true(s.ok) end
     assert.are.equal("secret:idrac/r630-02:password", at["servers[2].idrac.password"])
     assert.are.equal("secret:s3:secret_key", at["s3.secret_key"])
+    assert.are.equal("secret:iscsi/r630-02:chap", at["servers[2].components.iscsi.chap.secret"])
     -- the results hold no value
     local text = json.encode(r)
-    for _, v in ipairs { lab.site.servers[1].idrac.password, lab.site.truenas.api_key, lab.site.s3.secret_key } do
+    for _, v in ipairs { lab.site.servers[1].idrac.password, lab.site.truenas.api_key, lab.site.s3.secret_key,
+      lab.site.servers[1].components.iscsi.chap.secret } do
       assert.is_nil(text:find(v, 1, true))
     end
   end)
@@ -86,7 +88,7 @@ describe("component vault", function()
     local before = counts()
     local out = helpers.sbot({ "run", dir .. "/check.lua" })
     assert.are.equal(0, out.code, out.stderr)
-    assert.are.equal("ok\t6\n", out.stdout)
+    assert.are.equal("ok\t8\n", out.stdout)
     local after = counts()
     assert.are.equal(before.logins + 1, after.logins)
   end)
@@ -104,7 +106,8 @@ describe("component vault", function()
     -- debug logging on: still no credential or value in the output or the run dir
     local _, _, all = helpers.sh("cat " .. helpers.shquote(dir) .. "/runs/*/results.json "
       .. helpers.shquote(dir) .. "/runs/*/log.jsonl")
-    assert.matches("vault: logged in with AppRole", all, 1, true)
+    -- the parent logged in loading the site; the step's worker used that token
+    assert.matches("vault: using the token of the process that loaded the site", all, 1, true)
     for _, v in ipairs { V.auth.secret_id, V.auth.role_id, lab.site.servers[1].idrac.password, lab.site.s3.secret_key } do
       assert.is_nil(all:find(v, 1, true))
       assert.is_nil(r.stdout:find(v, 1, true))

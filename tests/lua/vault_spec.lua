@@ -346,21 +346,33 @@ return {
     assert.matches("vault.auth.method", err4, 1, true)
   end)
 
-  it("a run over 50 servers logs in once in the parent; no secret reaches the run dir or the output", function()
-    -- 50 secrets in Vault, one per server
+  -- n secrets in Vault, one per server, and a site file of n servers that
+  -- reference them (vault_text: the site's vault section, default the lab's)
+  local function fleet_site(n, vault_text)
     local passwords = {}
-    for i = 1, 50 do
+    for i = 1, n do
       passwords[i] = string.format("fleet-pw-%02d-%s", i, helpers.read_file("/proc/sys/kernel/random/uuid"):sub(1, 8))
       assert.are.equal(200, (admin("POST", string.format("secret/data/fleet/n%02d", i), { data = { password = passwords[i] } })))
     end
     local servers = {}
-    for i = 1, 50 do servers[i] = { id = string.format("n%02d", i), password = string.format("secret:fleet/n%02d:password", i) } end
+    for i = 1, n do servers[i] = { id = string.format("n%02d", i), password = string.format("secret:fleet/n%02d:password", i) } end
     local path = write_site(servers, string.format(
       "components = { test_kv = { state_file = %q, want = { a = '1' }, password = 'secret:fleet/n01:password' } },",
-      dir .. "/{id}.state.json"))
+      dir .. "/{id}.state.json"), vault_text)
+    return path, passwords
+  end
+
+  local function run_wf(name, path, extra)
+    local argv = { "run", helpers.source_dir .. "/tests/support/workflows/" .. name .. ".lua", "--site", path,
+      "--jobs", "8", "--runs-dir", dir .. "/runs" }
+    for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
+    return helpers.sbot(argv, { cwd = dir })
+  end
+
+  it("a run over 50 servers logs in once in the parent; no secret reaches the run dir or the output", function()
+    local path, passwords = fleet_site(50)
     local before = counts()
-    local r = helpers.sbot({ "run", helpers.source_dir .. "/tests/support/workflows/kv.lua", "--site", path,
-      "--jobs", "8", "--runs-dir", dir .. "/runs" }, { cwd = dir })
+    local r = run_wf("kv", path)
     assert.are.equal(0, r.code, r.stderr)
     local after = counts()
     assert.are.equal(before.logins + 1, after.logins)
@@ -377,5 +389,78 @@ return {
     local _, _, grep = helpers.sh("grep -rlF " .. helpers.shquote(V.auth.secret_id) .. " " .. helpers.shquote(dir .. "/runs")
       .. "; grep -rlF fleet-pw- " .. helpers.shquote(dir .. "/runs"))
     assert.are.equal("", grep)
+  end)
+  it("the Vault pre-flight as a site step and 50 servers: one login for the whole run, revoked at its end", function()
+    local path, passwords = fleet_site(50)
+    local before = counts()
+    local r = run_wf("vault_kv", path, { "-v" })
+    assert.are.equal(0, r.code, r.stdout .. r.stderr)
+    assert.matches("\n%(site%)%s+vault%s+ok", r.stdout)
+    local after = counts()
+    -- the site step's worker used the parent's token: no login of its own
+    assert.are.equal(before.logins + 1, after.logins)
+    -- sbot logged in with AppRole: the token went with the run
+    assert.are.equal(before.revocations + 1, after.revocations)
+    -- the check read every reference with the handed-over token (50 paths again)
+    assert.are.equal(before.reads + 100, after.reads)
+    local rec = json.decode(helpers.read_file((assert(io.popen("ls -d " .. dir .. "/runs/*/results.json")):read("l"))))
+    assert.are.equal(51, rec.results[1].discovery.readable)
+    -- the token was in the workers (a secret object): never in a record, a log or the output
+    local _, _, all = helpers.sh("cat " .. helpers.shquote(dir) .. "/runs/*/results.json "
+      .. helpers.shquote(dir) .. "/runs/*/log.jsonl")
+    assert.matches("vault: using the token of the process that loaded the site", all, 1, true)
+    assert.is_nil(all:find("hvs%.[%w]+"), "a Vault token in the run record")
+    assert.is_nil(r.stderr:find("hvs%.[%w]+"))
+    for _, pw in ipairs(passwords) do assert.is_nil(all:find(pw, 1, true)) end
+  end)
+
+  it("a failed run still makes one login and revokes its token at its end", function()
+    local path = fleet_site(3)
+    -- every server's step fails (its discover raises), after the Vault pre-flight passed
+    local failing = dir .. "/site-failing.lua"
+    helpers.write_private(failing, string.format([[
+local site = dofile(%q)
+site.components.test_kv.fail_discover = true
+return site
+]], path))
+    local before = counts()
+    local r = run_wf("vault_kv", failing)
+    assert.are.equal(1, r.code, r.stdout .. r.stderr)
+    assert.matches("\n%(site%)%s+vault%s+ok", r.stdout)
+    assert.matches("n01%s+test_kv%s+failed", r.stdout)
+    local after = counts()
+    assert.are.equal(before.logins + 1, after.logins)
+    assert.are.equal(before.revocations + 1, after.revocations, "the failed run's token was revoked")
+  end)
+
+  it("a worker renews the handed-over token when its lease says so, instead of logging in", function()
+    -- an AppRole whose tokens live 3 s (at most 60 s): the site step starts 2.2 s after the login
+    assert.are.equal(204, (admin("POST", "auth/approle/role/brief", { token_policies = { "sbot" },
+      token_ttl = "3s", token_max_ttl = "60s" })))
+    local _, rid = admin("GET", "auth/approle/role/brief/role-id")
+    local _, sid = admin("POST", "auth/approle/role/brief/secret-id")
+    local path = fleet_site(2, string.format("{ addr = lab.vault.addr, tls = lab.vault.tls, auth = { method = 'approle', "
+      .. "role_id = %q, secret_id = %q } }", rid.data.role_id, sid.data.secret_id))
+    local before = counts()
+    local r = run_wf("vault_kv", path, { "--wait", "2.2" })
+    assert.are.equal(0, r.code, r.stdout .. r.stderr)
+    local after = counts()
+    assert.are.equal(before.logins + 1, after.logins)
+    assert.is_true(after.renewals > before.renewals, "the worker renewed the token")
+    -- the parent revokes it although its own idea of the lease ran out: the worker renewed it
+    assert.are.equal(before.revocations + 1, after.revocations)
+  end)
+
+  it("never revokes a token the operator gave", function()
+    local tok = new_token({ policies = { "sbot" }, ttl = "1h" })
+    local path = fleet_site(2, string.format("{ addr = lab.vault.addr, tls = lab.vault.tls, auth = { method = 'token', "
+      .. "token = %q } }", tok))
+    local before = counts()
+    local r = run_wf("vault_kv", path)
+    assert.are.equal(0, r.code, r.stdout .. r.stderr)
+    local after = counts()
+    assert.are.equal(before.logins, after.logins)
+    assert.are.equal(before.revocations, after.revocations)
+    assert.are.equal(200, (admin("GET", "auth/token/lookup-self", nil, tok)), "the operator's token still works")
   end)
 end)

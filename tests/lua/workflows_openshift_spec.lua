@@ -109,9 +109,13 @@ describe("the OpenShift workflows against sbot lab --tgt", function()
     assert.matches("+ create s3://sbot-public/isos/openshift/lab/4.16.8/{sha256}/agent.x86_64.iso", p.stdout, 1, true)
     assert.matches("WARNING: the agent ISO embeds the cluster's pull secret", p.stdout, 1, true)
     for i = 1, 3 do
-      assert.matches(string.format("r630-0%d / iscsi: 8 change(s)", i), p.stdout, 1, true)
+      -- with the server's CHAP credentials (the lab's site: user <id>, the secret in Vault)
+      assert.matches(string.format("r630-0%d / iscsi: 9 change(s)", i), p.stdout, 1, true)
+      assert.matches(string.format("+ create chap:r630-0%d", i), p.stdout, 1, true)
       assert.matches(string.format("r630-0%d / r630: 4 change(s)", i), p.stdout, 1, true)
     end
+    assert.matches("IscsiDev1Con1Auth: \"None\" -> \"Chap\"", p.stdout, 1, true)
+    assert.matches("IscsiDev1Con1ChapName: \"\" -> \"r630-01\"", p.stdout, 1, true)
     assert.matches("IscsiDev1Con1TargetName: \"\" -> \"iqn.2005-10.org.freenas.ctl:r630-r630-01.openshift4.16.8\"",
       p.stdout, 1, true)
     assert.matches("OneTimeUefiBootSeqDev: \"NIC.PxeDevice.1-1\" -> \"Optical.iDRACVirtual.1-1\"", p.stdout, 1, true)
@@ -119,8 +123,14 @@ describe("the OpenShift workflows against sbot lab --tgt", function()
     assert.are.same({}, devices().installer.downloads)
 
     -- the run
+    local vault_before = devices().vault.counts
     local r = run("full_deployment")
     assert.are.equal(0, r.code, r.stdout .. r.stderr)
+    -- the site's secrets come from the lab's Vault: one AppRole login for the whole run
+    -- (site steps and three servers' workers), and that token revoked at its end
+    local vault_after = devices().vault.counts
+    assert.are.equal(vault_before.logins + 1, vault_after.logins)
+    assert.are.equal(vault_before.revocations + 1, vault_after.revocations)
     local rec = record(r)
     local rows = {}
     for _, row in ipairs(rec.results) do rows[#rows + 1] = row.id .. " " .. (row.step or row.component) end
@@ -173,6 +183,17 @@ describe("the OpenShift workflows against sbot lab --tgt", function()
       assert(b.iscsi_login and b.iscsi_login.ok, json.encode(b.iscsi_login))
       assert.are.equal("istgt", b.iscsi_login.checked)
       assert.are.equal("tank/openshift_installations/r630_r630-0" .. i .. "_4_16_8", b.iscsi_login.zvol)
+      -- with the CHAP user and secret the R630 step gave the BIOS (istgt checked the secret)
+      assert.are.equal("r630-0" .. i, b.iscsi_login.chap)
+    end
+    -- no CHAP secret in the output, the log or the record of either run
+    for _, out in ipairs { p, r } do
+      local dir = out.stdout:match("run record: (%S+)")
+      for i = 1, 3 do
+        local secret = lab.site.servers[i].components.iscsi.chap.secret
+        assert.is_nil((out.stdout .. out.stderr):find(secret, 1, true))
+        assert.is_false(h.sh("grep -rqF " .. h.shquote(secret) .. " " .. h.shquote(dir)), "secret in " .. dir)
+      end
     end
 
     -- converged: a rerun plans zero changes and writes nothing on any device
@@ -218,7 +239,8 @@ describe("the OpenShift workflows against sbot lab --tgt", function()
     -- another version's disk, made by the iSCSI component as full_deployment would
     local site = labclient.read_site(site_path)
     local Iscsi = require "sbot.component.iscsi"
-    local c = assert(Iscsi.new({ version = "4.17.3" }, { id = "r630-01", site = site, server = site.servers[1],
+    local c = assert(Iscsi.new({ version = "4.17.3", chap = site.servers[1].components.iscsi.chap },
+      { id = "r630-01", site = site, server = site.servers[1],
       artifact_dir = tmp .. "/art" }))
     local made = c:execute()
     assert.are.equal("ok", made.status, made.error)
@@ -241,6 +263,7 @@ describe("the OpenShift workflows against sbot lab --tgt", function()
       assert.are.equal(iqn, b.target.name)
       assert(b.iscsi_login and b.iscsi_login.ok, json.encode(b.iscsi_login))
       assert.are.equal("tank/openshift_installations/r630_r630-01_" .. version:gsub("%.", "_"), b.iscsi_login.zvol)
+      assert.are.equal("r630-01", b.iscsi_login.chap, "the same CHAP credentials on the new target")
       assert.is_false(s.vmedia.CD.inserted)
       wait_for(function() return not devices()["idrac-1"].not_ready end, 10, "idrac-1")
     end
@@ -260,6 +283,10 @@ describe("the OpenShift workflows against sbot lab --tgt", function()
     assert.matches("X%-Amz%-Signature=%x+", signed)
     local rec = record(r)
     assert.is_nil(rec.results[3].discovery.artifacts[1].public_url, "not published")
+    -- and the public copy the deployment published is gone: the site wants the ISO private now
+    assert.are.equal(url, rec.results[3].discovery.superseded[1].url)
+    assert.are.equal("unpublish", rec.results[3].discovery.superseded[1].action)
+    assert.are.equal(403, assert(http.get(url)).status)
     -- a server takes it as virtual media (InsertMedia reads the volume descriptor), and ejects it
     wait_for(function() return not devices()["idrac-3"].not_ready end, 10, "idrac-3")
     local c = client(3)
@@ -296,6 +323,104 @@ describe("the OpenShift workflows against sbot lab --tgt", function()
     -- the names are the ones the site gave before: the stored ISO is found, nothing to build
     assert.matches("(site) / openshift: no changes", r.stdout, 1, true)
     assert.is_true(rec.results[3].discovery.iso.exists)
+  end)
+
+  it("openshift_only for another version: its ISO published, the earlier public copy deleted (--plan shows "
+    .. "it), both private ISOs kept, the index says which copy was unpublished", function()
+    assert(url, "needs the deployment above")
+    local s3c = assert(require("sbot.s3").client { endpoint = lab.site.s3.endpoint, tls = lab.site.s3.tls,
+      access_key = lab.site.s3.access_key, secret_key = lab.site.s3.secret_key })
+    -- 4.16.8 published again (the presigned run above took its public copy away)
+    local r1 = run("openshift_only")
+    assert.are.equal(0, r1.code, r1.stdout .. r1.stderr)
+    assert.are.equal(200, assert(http.get(url)).status)
+    local old_key = record(r1).results[2].discovery.iso.key
+    os.execute("sleep 1.1") -- the index's `updated` has whole seconds
+    local v2 = write_site(function(t) t.openshift.version = "4.17.3" end)
+    local p = run("openshift_only", { "--plan" }, v2)
+    assert.are.equal(0, p.code, p.stdout .. p.stderr)
+    assert.matches("- delete " .. url:gsub("^http://[^/]+/", "s3://"), p.stdout, 1, true)
+    assert.are.equal(200, assert(http.get(url)).status, "--plan deletes nothing")
+    local r2 = run("openshift_only", {}, v2)
+    assert.are.equal(0, r2.code, r2.stdout .. r2.stderr)
+    local new_url = assert(r2.stdout:match("agent ISO URL: (%S+)"), r2.stdout)
+    assert.matches("/isos/openshift/lab/4%.17%.3/%x+/agent%.x86_64%.iso$", new_url)
+    assert.are.equal(403, assert(http.get(url)).status, "the 4.16.8 public copy is gone")
+    assert.are.equal(206, assert(http.get(new_url, { headers = { Range = "bytes=0-9" } })).status)
+    local rec = record(r2)
+    local new_key = rec.results[2].discovery.iso.key
+    for _, k in ipairs { old_key, new_key } do -- the private ISOs are kept
+      assert.truthy(s3c:head_object { bucket = "sbot", key = k })
+    end
+    local un = rec.results[3].housekeeping.unpublished
+    assert.are.equal(1, #un)
+    local index = json.decode(assert(s3c:get_object { bucket = "sbot", key = "metadata/index.json" }).body)
+    local entry = index.objects[url:match("/sbot%-public/(.*)$")]
+    assert.is_nil(entry.public)
+    assert.are.equal(url:match("/sbot%-public/(.*)$"), entry.unpublished.key)
+    assert.are.equal(old_key, entry.object)
+  end)
+
+  it("earlier agent ISOs stay published while another run holds a node (its lock file, or its lease in an "
+    .. "s3:// store); openshift.iso.keep_previous = 1 keeps the newest earlier one, 0 unpublishes it", function()
+    assert(url, "needs the deployment above")
+    local sys = require "sbot.sys"
+    local v2 = write_site(function(t) t.openshift.version = "4.17.3" end)
+    local r0 = run("openshift_only", {}, v2)
+    assert.are.equal(0, r0.code, r0.stdout .. r0.stderr)
+    local url2 = assert(r0.stdout:match("agent ISO URL: (%S+)"), r0.stdout)
+    assert.are.equal(403, assert(http.get(url)).status)
+    local function run_log(r)
+      return h.read_file(assert(r.stdout:match("run record: (%S+)"), r.stdout) .. "/log.jsonl")
+    end
+    -- another run holds r630-02's lock file: back to 4.16.8, and 4.17.3 stays public
+    os.execute("sleep 1.1") -- the index's `updated` has whole seconds
+    local l = assert(require("sbot.lock").acquire(tmp .. "/state/locks/r630-02.lock", { name = "server r630-02" }))
+    local r1 = run("openshift_only")
+    l:release()
+    assert.are.equal(0, r1.code, r1.stdout .. r1.stderr)
+    assert.are.equal(200, assert(http.get(url)).status)
+    assert.are.equal(200, assert(http.get(url2)).status, "not unpublished while r630-02 is in use")
+    assert.matches("earlier agent ISOs stay published this run: another run is working on r630-02 (pid "
+      .. sys.getpid(), run_log(r1), 1, true)
+    assert.are.same({}, record(r1).results[3].discovery.superseded)
+    -- with an s3:// store, another machine's run holds r630-03's lease there (no lock file here)
+    os.execute("sleep 1.1")
+    local store = require "sbot.store"
+    local surl, sopts = store.for_site("s3://sbot/records", lab.site)
+    local lease = assert(store.lock(surl, sopts, "r630-03", { run_id = "elsewhere-1" }))
+    local held = assert(store.lock_info(surl, sopts, "r630-03"))
+    assert.are.equal("elsewhere-1", held.holder.run_id)
+    assert.is_falsy(held.stale)
+    local r2 = run("openshift_only", { "--store", "s3://sbot/records" }, v2)
+    lease:release()
+    assert.are.equal(0, r2.code, r2.stdout .. r2.stderr)
+    assert.is_false(store.lock_info(surl, sopts, "r630-03"), "released")
+    assert.are.equal(200, assert(http.get(url)).status, "not unpublished while r630-03 is in use")
+    assert.are.equal(200, assert(http.get(url2)).status)
+    assert.matches("another run is working on r630-03 (pid " .. sys.getpid() .. " on " .. sys.hostname()
+      .. ", run elsewhere-1)", run_log(r2), 1, true)
+    -- nobody else now; keep_previous = 1: 4.16.8 (the newest earlier copy) stays
+    os.execute("sleep 1.1")
+    local keep1 = write_site(function(t)
+      t.openshift.version = "4.17.3"
+      t.openshift.iso = t.openshift.iso or {}
+      t.openshift.iso.keep_previous = 1
+    end)
+    local r3 = run("openshift_only", {}, keep1)
+    assert.are.equal(0, r3.code, r3.stdout .. r3.stderr)
+    local sup = record(r3).results[3].discovery.superseded
+    assert.are.equal(1, #sup)
+    assert.are.equal("kept", sup[1].action)
+    assert.are.equal(url, sup[1].url)
+    assert.are.equal(200, assert(http.get(url)).status)
+    assert.are.equal(200, assert(http.get(url2)).status)
+    -- keep_previous = 0 (the default): it goes
+    local r4 = run("openshift_only", {}, v2)
+    assert.are.equal(0, r4.code, r4.stdout .. r4.stderr)
+    assert.are.equal("unpublish", record(r4).results[3].discovery.superseded[1].action)
+    assert.are.equal(403, assert(http.get(url)).status)
+    assert.are.equal(200, assert(http.get(url2)).status)
   end)
 
   describe("refuses an invalid site before anything runs", function()

@@ -23,7 +23,7 @@ end
 local function converged(lab, st, ids)
   local probs = io_lab.problems(st.truenas, ids)
   for _, id in ipairs(ids) do
-    for _, p in ipairs(io_lab.boot_problems(st, id, io_lab.SIZE)) do probs[#probs + 1] = p end
+    for _, p in ipairs(io_lab.boot_problems(st, id, io_lab.SIZE, io_lab.chap_user(lab, id))) do probs[#probs + 1] = p end
   end
   check(#probs == 0, table.concat(probs, "; "))
   check(#st.truenas.iscsi.targetextents == #ids, #st.truenas.iscsi.targetextents .. " mappings for " .. #ids .. " servers")

@@ -110,8 +110,9 @@ end
 --- What is wrong with server `id` after a converged run, as a list of
 -- strings: its last boot must be from iSCSI, logged in through istgt as the
 -- initiator TrueNAS's group admits, to its own target, seeing a LUN of the
--- zvol's size; no pending value or unfinished job left on the iDRAC.
-function M.boot_problems(st, id, size)
+-- zvol's size, with CHAP user chap_user (nil: without CHAP); no pending
+-- value or unfinished job left on the iDRAC.
+function M.boot_problems(st, id, size, chap_user)
   local out = {}
   local d = st.idrac[id]
   local b = type(d.last_boot) == "table" and d.last_boot or {}
@@ -124,6 +125,9 @@ function M.boot_problems(st, id, size)
   if login.target ~= want_iqn then out[#out + 1] = id .. ": logged in to " .. tostring(login.target) end
   if login.initiator ~= want_init then out[#out + 1] = id .. ": logged in as " .. tostring(login.initiator) end
   if login.lun ~= 0 then out[#out + 1] = id .. ": LUN " .. tostring(login.lun) end
+  if login.chap ~= chap_user then
+    out[#out + 1] = id .. ": logged in with CHAP user " .. tostring(login.chap) .. ", expected " .. tostring(chap_user)
+  end
   if not (type(login.capacity) == "table" and login.capacity.bytes == size) then
     out[#out + 1] = id .. ": capacity " .. json.encode(login.capacity) .. ", expected " .. size
   end
@@ -135,6 +139,66 @@ function M.boot_problems(st, id, size)
   end
   if d.bios.current.IscsiInitiatorName ~= want_init then
     out[#out + 1] = id .. ": BIOS initiator " .. tostring(d.bios.current.IscsiInitiatorName)
+  end
+  return out
+end
+
+--- The CHAP user the lab's site gives server id (components.iscsi.chap), or nil.
+function M.chap_user(lab, id)
+  for _, s in ipairs(lab.site.servers) do
+    local chap = s.id == id and s.components and s.components.iscsi and s.components.iscsi.chap
+    if chap then return chap.user end
+  end
+end
+
+--- Every CHAP secret of the lab's site, in clear (lab.site holds plain
+-- values: labclient.read_site), for the tests that look for them.
+function M.chap_secrets(lab)
+  local out = {}
+  for _, s in ipairs(lab.site.servers) do
+    local chap = s.components and s.components.iscsi and s.components.iscsi.chap
+    if chap then out[#out + 1] = chap.secret end
+  end
+  return out
+end
+
+--- Server id's CHAP secret, in clear (nil: none).
+function M.chap_secrets_of(lab, id)
+  for _, s in ipairs(lab.site.servers) do
+    local chap = s.id == id and s.components and s.components.iscsi and s.components.iscsi.chap
+    if chap then return chap.secret end
+  end
+end
+
+--- Give server id's CHAP secret a new value in the lab's Vault (a new
+-- version of secret:iscsi/<id>:chap, written with the lab's root token), as
+-- an operator rotating it would. Returns the new secret.
+function M.rotate_chap(lab, id, new)
+  local vault = require "sbot.vault"
+  local V = lab.raw_site.vault
+  local root = helpers.read_file(lab.dir .. "/vault-root-token"):gsub("%s+$", "")
+  local c = vault.client { addr = V.addr, tls = V.tls, auth = { method = "token", token = root } }
+  assert(c:login())
+  local res, doc = c:call("POST", "secret/data/iscsi/" .. id, { body = { data = { chap = new } } })
+  assert(res and res.status == 200, "vault write of iscsi/" .. id .. ": " .. tostring(res and res.status or doc))
+  for _, s in ipairs(lab.site.servers) do
+    if s.id == id then s.components.iscsi.chap.secret = new end
+  end
+  return new
+end
+
+--- Where a run of r (io_lab.run's answer) shows any of the secrets: its
+-- output, its log, or a file of its run directory (results.json, artifacts,
+-- the log). Returns a list of places, empty when none.
+function M.secret_leaks(r, secrets)
+  local out = {}
+  for _, s in ipairs(secrets) do
+    if r.stdout:find(s, 1, true) then out[#out + 1] = "stdout" end
+    if r.stderr:find(s, 1, true) then out[#out + 1] = "stderr" end
+    if r.dir then
+      local ok, _, files = helpers.sh("grep -rlF " .. helpers.shquote(s) .. " " .. helpers.shquote(r.dir) .. " 2>/dev/null")
+      if ok and files ~= "" then out[#out + 1] = files end
+    end
   end
   return out
 end

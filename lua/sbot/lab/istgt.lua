@@ -168,10 +168,16 @@ end
 
 local function q(s) return '"' .. tostring(s):gsub('[\\"]', "") .. '"' end
 
--- config = {nodebase, targets = {{name, alias, groups = {{portals, initiators, netmasks}}, luns}}}
--- -> istgt.conf text (nil when nothing is exported), and the list of targets left out.
+-- A CHAP user or secret istgt's auth.conf can hold: its quoted strings have
+-- no escapes.
+local function auth_word_ok(w) return type(w) == "string" and w ~= "" and not w:find('[\\"%c]') end
+
+-- config = {nodebase, targets = {{name, alias, groups = {{portals, initiators, netmasks}}, luns,
+-- auth = {users = {{user, secret}}, mutual = {user, secret}} | nil}}}
+-- -> istgt.conf text (nil when nothing is exported), the list of targets left
+-- out, and auth.conf text (one AuthGroup per target that asks for CHAP).
 function Istgt:render(config)
-  local out, skipped = {}, {}
+  local out, skipped, auth = {}, {}, {}
   local pg, ig = {}, {}
   local lus = {}
   for _, t in ipairs(config.targets or {}) do
@@ -184,6 +190,18 @@ function Istgt:render(config)
     if #t.luns == 0 then reason = "no LUN"
     elseif not has0 then reason = reason or "istgt needs a LUN 0 in every target (TrueNAS would show the others alone)"
     elseif #t.groups == 0 then reason = "no portal/initiator group: nothing is visible" end
+    if not reason and t.auth then
+      for _, u in ipairs(t.auth.users) do
+        if not (auth_word_ok(u.user) and auth_word_ok(u.secret)) then
+          reason = "istgt's auth.conf cannot hold CHAP user " .. tostring(u.user) .. " or its secret (a quote, "
+            .. "backslash or control character)"
+        end
+      end
+      local m = t.auth.mutual
+      if m and not (auth_word_ok(m.user) and auth_word_ok(m.secret)) then
+        reason = "istgt's auth.conf cannot hold the mutual CHAP user " .. tostring(m.user) .. " or its secret"
+      end
+    end
     if reason then
       skipped[#skipped + 1] = { name = t.name, reason = reason }
     else
@@ -200,7 +218,7 @@ function Istgt:render(config)
       lus[#lus + 1] = { t = t, maps = maps }
     end
   end
-  if #lus == 0 then return nil, skipped end
+  if #lus == 0 then return nil, skipped, "" end
   out[#out + 1] = "[Global]"
   out[#out + 1] = "  NodeBase " .. q(config.nodebase)
   out[#out + 1] = "  PidFile " .. self.pid_file
@@ -228,7 +246,21 @@ function Istgt:render(config)
     out[#out + 1] = "  TargetName " .. t.name
     if t.alias then out[#out + 1] = "  TargetAlias " .. q(t.alias) end
     for _, m in ipairs(lu.maps) do out[#out + 1] = m end
-    out[#out + 1] = "  AuthMethod None\n  UseDigest Auto\n  UnitType Disk"
+    if t.auth then
+      -- as SCST on TrueNAS: CHAP asked of every initiator of the target; the
+      -- users (and the mutual peer) in auth.conf, which istgt reads at each login
+      out[#out + 1] = t.auth.mutual and "  AuthMethod CHAP Mutual" or "  AuthMethod CHAP"
+      out[#out + 1] = string.format("  AuthGroup AuthGroup%d", i)
+      auth[#auth + 1] = string.format("[AuthGroup%d]", i)
+      for _, u in ipairs(t.auth.users) do
+        local m = t.auth.mutual
+        auth[#auth + 1] = string.format('  Auth "%s" "%s"%s', u.user, u.secret,
+          m and string.format(' "%s" "%s"', m.user, m.secret) or "")
+      end
+    else
+      out[#out + 1] = "  AuthMethod None"
+    end
+    out[#out + 1] = "  UseDigest Auto\n  UnitType Disk"
     local first = t.luns[1]
     out[#out + 1] = string.format("  UnitInquiry %s %s %s %s", q(first.vendor or "TrueNAS"),
       q(first.product or "iSCSI Disk"), q("0123"), q(first.serial or "0"))
@@ -239,7 +271,7 @@ function Istgt:render(config)
       if l.serial then out[#out + 1] = string.format("  LUN%d Option Serial %s", l.lun, q(l.serial)) end
     end
   end
-  return table.concat(out, "\n") .. "\n", skipped
+  return table.concat(out, "\n") .. "\n", skipped, table.concat(auth, "\n") .. "\n"
 end
 
 -- Whether pid has exited (sys.pid_alive counts a zombie as gone: istgt
@@ -312,7 +344,7 @@ function Istgt:apply(config)
       l.file = file
     end
   end
-  local text, skipped = self:render(config)
+  local text, skipped, auth = self:render(config)
   self.unexported = skipped
   self.exported = {}
   if text then
@@ -321,6 +353,14 @@ function Istgt:apply(config)
       for _, s in ipairs(skipped) do if s.name == t.name then left = true end end
       if not left then self.exported[#self.exported + 1] = t end
     end
+  end
+  -- istgt reads auth.conf at every login: a new CHAP secret needs no restart
+  -- (TrueNAS reloads its target without dropping sessions too); the file is
+  -- replaced whole (rename), private to the lab's user
+  if auth ~= self.auth then
+    local ok, aerr = require("sbot.fsio").write_atomic(self.dir .. "/auth.conf", auth, { mode = "0600" })
+    if not ok then return nil, "istgt: cannot write " .. self.dir .. "/auth.conf: " .. tostring(aerr) end
+    self.auth = auth
   end
   if text == self.conf and (text == nil or self:alive()) then return true end
   -- A TrueNAS applies a configuration change without dropping the sessions
@@ -341,8 +381,6 @@ function Istgt:apply(config)
   if not f then return nil, "istgt: cannot write " .. self.conf_file end
   f:write(text)
   f:close()
-  f = io.open(self.dir .. "/auth.conf", "ab")
-  if f then f:close() end
   -- istgt daemonizes (its own session) once its portals listen; the pid
   -- comes from its pid file. sys.spawn runs it without a shell.
   os.remove(self.pid_file)
@@ -393,7 +431,12 @@ function Istgt:state()
   for _, t in ipairs(self.exported) do
     local luns = {}
     for _, l in ipairs(t.luns) do luns[#luns + 1] = { lun = l.lun, zvol = l.zvol, size = l.size } end
-    targets[#targets + 1] = { name = t.name, luns = luns, groups = t.groups }
+    local chap
+    if t.auth then
+      chap = { mutual = t.auth.mutual ~= nil, users = {} }
+      for i, u in ipairs(t.auth.users) do chap.users[i] = u.user end -- the names; secrets never
+    end
+    targets[#targets + 1] = { name = t.name, luns = luns, groups = t.groups, chap = chap }
   end
   return { program = "istgt", portal = self.host .. ":" .. self.port, pid = self.pid, alive = self:alive(),
            sessions = self:alive() and self:sessions() or 0, restarts = self.restarts, timings = self.timings,

@@ -322,11 +322,12 @@ function M.model(opts)
         global = { id = 1, basename = opts.basename or "iqn.2005-10.org.freenas.ctl",
                    isns_servers = json.array(), listen_port = opts.iscsi_port or 3260,
                    pool_avail_threshold = null, alua = false, iser = false },
-        portals = {}, initiators = {}, targets = {}, extents = {}, targetextents = {},
+        portals = {}, initiators = {}, targets = {}, extents = {}, targetextents = {}, auths = {},
       },
       services = {},
       jobs = {},
-      next_id = { portal = 1, initiator = 1, target = 1, extent = 1, targetextent = 1, service = 1, job = 1 },
+      next_id = { portal = 1, initiator = 1, target = 1, extent = 1, targetextent = 1, auth = 1, service = 1,
+                  job = 1 },
       tgt_errors = {},
     },
   }, Model)
@@ -456,10 +457,42 @@ function Model:export_config()
     end
     if #luns > 0 then
       cfg.targets[#cfg.targets + 1] = { name = t.name, iqn = self:iqn(t),
-        alias = t.alias ~= null and t.alias or nil, groups = groups, luns = luns }
+        alias = t.alias ~= null and t.alias or nil, groups = groups, luns = luns, auth = self:target_auth(t) }
     end
   end
   return cfg
+end
+
+--- The CHAP a target asks for, as TrueNAS (SCST) renders it: authentication
+-- is set per target, not per group — the users of every entry whose tag a
+-- group with authmethod CHAP or CHAP_MUTUAL names, all of them accepted on
+-- every portal of the target; for mutual CHAP the peer of the first such
+-- group's first entry. A CHAP group whose tag has no entry adds no user (and
+-- a target without users asks for no authentication at all, as SCST's
+-- configuration then has no IncomingUser). -> {users = {{user, secret}},
+-- mutual = {user, secret} | nil} or nil.
+function Model:target_auth(t)
+  local users, seen, mutual = {}, {}, nil
+  for _, g in ipairs(t.groups) do
+    if g.authmethod ~= "NONE" and g.auth ~= null and g.auth ~= nil then
+      local entries = {}
+      for _, a in ipairs(sorted_values(self.state.iscsi.auths)) do
+        if a.tag == g.auth then entries[#entries + 1] = a end
+      end
+      if g.authmethod == "CHAP_MUTUAL" and not mutual and entries[1] and entries[1].peeruser ~= "" then
+        mutual = { user = entries[1].peeruser, secret = entries[1].peersecret }
+      end
+      for _, a in ipairs(entries) do
+        local key = a.user .. "\0" .. a.secret
+        if not seen[key] then
+          seen[key] = true
+          users[#users + 1] = { user = a.user, secret = a.secret }
+        end
+      end
+    end
+  end
+  if #users == 0 then return nil end
+  return { users = users, mutual = mutual }
 end
 
 --- Push the export configuration to the real target (istgt) when there is
@@ -477,8 +510,9 @@ function Model:sync_export()
 end
 
 --- Whether `initiator` would see LUN `lun` of target `iqn` through a portal
--- on `ip` (the model's answer, used without a real target): true or false, reason.
-function Model:visible(iqn, lun, initiator, ip)
+-- on `ip`, logging in with `chap` ({user, secret} or nil) (the model's answer,
+-- used without a real target): true or false, reason.
+function Model:visible(iqn, lun, initiator, ip, chap)
   local cfg = self:export_config()
   if not cfg.running then return false, "the iscsitarget service is not running" end
   for _, t in ipairs(cfg.targets) do
@@ -491,6 +525,16 @@ function Model:visible(iqn, lun, initiator, ip)
         if pok and iok then seen = true end
       end
       if not seen then return false, "Target not found: " .. tostring(initiator) .. " is in none of the target's groups" end
+      if t.auth then
+        local ok = false
+        for _, u in ipairs(t.auth.users) do
+          if chap and chap.user == u.user and chap.secret == u.secret then ok = true end
+        end
+        if not ok then
+          return false, "Authentication failure: the target asks for CHAP and " ..
+            (chap and ("user " .. tostring(chap.user) .. " with that secret is not one of its users") or "none was given")
+        end
+      end
       for _, l in ipairs(t.luns) do if l.lun == tonumber(lun) then return true end end
       return false, "target " .. iqn .. " has no LUN " .. tostring(lun)
     end
@@ -498,9 +542,35 @@ function Model:visible(iqn, lun, initiator, ip)
   return false, "Target not found: " .. tostring(iqn) .. " is not exported"
 end
 
---- What /lab/state shows for this device.
+-- CHAP secrets as TrueNAS shows them to a user without the write role: never
+-- in /lab/state (it is the lab's witness, printed and saved by tests).
+local REDACTED = "********"
+local function redact_auth(a)
+  local c = copy(a)
+  if c.secret ~= nil and c.secret ~= "" then c.secret = REDACTED end
+  if c.peersecret ~= nil and c.peersecret ~= "" then c.peersecret = REDACTED end
+  return c
+end
+
+--- export_config() without the CHAP secrets (what /lab/state shows).
+function Model:export_view()
+  local cfg = self:export_config()
+  for _, t in ipairs(cfg.targets) do
+    if t.auth then
+      local users = {}
+      for i, u in ipairs(t.auth.users) do users[i] = u.user end
+      t.auth = { method = t.auth.mutual and "CHAP_MUTUAL" or "CHAP", users = users,
+                 mutual_user = t.auth.mutual and t.auth.mutual.user or nil }
+    end
+  end
+  return cfg
+end
+
+--- What /lab/state shows for this device (CHAP secrets masked).
 function Model:lab_state()
   local s = self.state
+  local auths = json.array()
+  for i, a in ipairs(sorted_values(s.iscsi.auths)) do auths[i] = redact_auth(a) end
   local mappings = {}
   for _, te in ipairs(sorted_values(s.iscsi.targetextents)) do mappings[#mappings + 1] = self:mapping_info(te) end
   return {
@@ -508,11 +578,12 @@ function Model:lab_state()
     datasets = sorted_values(s.datasets),
     iscsi = { global = s.iscsi.global, portals = sorted_values(s.iscsi.portals),
               initiators = sorted_values(s.iscsi.initiators), targets = sorted_values(s.iscsi.targets),
-              extents = sorted_values(s.iscsi.extents), targetextents = sorted_values(s.iscsi.targetextents) },
+              extents = sorted_values(s.iscsi.extents), targetextents = sorted_values(s.iscsi.targetextents),
+              auths = auths },
     mappings = mappings,
     services = sorted_values(s.services),
     jobs = sorted_values(s.jobs),
-    exports = self:export_config(),
+    exports = self:export_view(),
     calls = self.calls,
     writes = self.writes,
     tgt_errors = s.tgt_errors,
@@ -951,7 +1022,18 @@ crud("target", "targets", "iscsi_target.iSCSITarget", "iscsi_target", {
         v:add(gat .. ".initiator", string.format("%d", g.initiator) .. " Initiator not found in database", ERRNO.ENOENT)
       end
       if (g.authmethod == "CHAP" or g.authmethod == "CHAP_MUTUAL") and (g.auth == nil or g.auth == null) then
-        v:add(gat .. ".auth", "Authentication group is required for CHAP")
+        v:add(gat .. ".auth", "Authentication group is required for CHAP and CHAP Mutual")
+      elseif g.authmethod == "CHAP_MUTUAL" then
+        -- (for CHAP the tag is not checked: a tag without entries exports without authentication)
+        local first
+        for _, a in ipairs(sorted_values(self.state.iscsi.auths)) do
+          if a.tag == int(g.auth) and not first then first = a end
+        end
+        if not first then
+          v:add(gat .. ".auth", "Authentication group not found", ERRNO.ENOENT)
+        elseif first.peeruser == "" then
+          v:add(gat .. ".auth", "Authentication group " .. string.format("%d", g.auth) .. " does not support CHAP Mutual")
+        end
       end
       local key = tostring(g.portal)
       if seen[key] then v:add(gat .. ".portal", "Portal " .. key .. " cannot be used twice in one target") end
@@ -1083,6 +1165,88 @@ crud("targetextent", "targetextents", "iscsi_target_to_extent.iSCSITargetToExten
     return { id = id, target = target, extent = int(data.extent), lunid = int(lunid) }
   end,
   entry = function(_, te) return copy(te) end,
+})
+
+-- CHAP credentials (iscsi.auth): a tag is a group of entries that a target's
+-- groups name (`auth`); the middleware's own rules (plugins/iscsi_/auth.py).
+-- Query results carry the secrets in clear, as TrueNAS gives them to a full
+-- admin (the lab's API key) or a holder of SHARING_ISCSI_AUTH_WRITE.
+local AUTH_INVALID_CHARACTERS = "#"
+
+local function auth_secret_rules(secret, field, title, at, v)
+  if #secret < 12 or #secret > 16 then
+    v:add(at .. "." .. field, title .. " must be between 12 and 16 characters.")
+  end
+  if secret ~= secret:match("^%s*(.-)%s*$") then
+    v:add(at .. "." .. field, title .. " contains leading or trailing space.")
+  end
+  local bad = {}
+  for ch in AUTH_INVALID_CHARACTERS:gmatch(".") do
+    if secret:find(ch, 1, true) then bad[#bad + 1] = ch end
+  end
+  if #bad > 0 then v:add(at .. "." .. field, title .. " contains invalid characters: " .. table.concat(bad, ",")) end
+end
+
+-- The targets whose groups name `tag` (TrueNAS's is_in_use).
+local function auth_usages(self, id, tag)
+  local ids = {}
+  for _, t in ipairs(sorted_values(self.state.iscsi.targets)) do
+    for _, g in ipairs(t.groups) do
+      if g.auth == tag then
+        ids[#ids + 1] = string.format("%d", t.id)
+        break
+      end
+    end
+  end
+  if #ids == 0 then return nil end
+  return string.format("Authorized access of %d is being used by following target(s): %s", id, table.concat(ids, ", "))
+end
+
+local function other_with_tag(self, tag, id)
+  for _, a in pairs(self.state.iscsi.auths) do
+    if a.tag == tag and a.id ~= id then return a end
+  end
+end
+
+crud("auth", "auths", "iscsi_auth.iSCSITargetAuthCredential", "iscsi_auth", {
+  verbose = "iSCSITargetAuthCredential",
+  validate = function(self, data, old, v, at)
+    local secret, peer_secret, peer_user = data.secret, data.peersecret or "", data.peeruser or ""
+    if data.discovery_auth ~= nil and data.discovery_auth ~= "NONE" then
+      -- discovery sessions (SendTargets) are not modelled
+      v:add(at .. ".discovery_auth", "truenas lab: discovery authentication is not modelled; use NONE",
+        ERRNO.ENOTSUP)
+    end
+    if peer_user == "" and peer_secret ~= "" then
+      v:add(at .. ".peersecret", "The peer user is required if you set a peer secret.")
+    end
+    auth_secret_rules(secret, "secret", "Secret", at, v)
+    if peer_user ~= "" then
+      if peer_secret == "" then
+        v:add(at .. ".peersecret", "The peer secret is required if you set a peer user.")
+      elseif peer_secret == secret then
+        v:add(at .. ".peersecret", "The peer secret cannot be the same as user secret.")
+      else
+        auth_secret_rules(peer_secret, "peersecret", "Peer Secret", at, v)
+      end
+    end
+    if old and data.tag ~= old.tag and not other_with_tag(self, old.tag, old.id) then
+      local usages = auth_usages(self, old.id, old.tag)
+      if usages then v:add(at .. ".tag", usages) end
+    end
+  end,
+  build = function(_, data, id)
+    return { id = id, tag = int(data.tag), user = data.user, secret = data.secret, peeruser = data.peeruser or "",
+             peersecret = data.peersecret or "", discovery_auth = data.discovery_auth or "NONE" }
+  end,
+  entry = function(_, a) return copy(a) end,
+  delete = function(self, a)
+    -- the last entry of a tag a target uses cannot go
+    if not other_with_tag(self, a.tag, a.id) then
+      local usages = auth_usages(self, a.id, a.tag)
+      if usages then fail(ERRNO.EFAULT, usages) end
+    end
+  end,
 })
 
 -- services ------------------------------------------------------------------
@@ -1430,7 +1594,7 @@ M.handle_rpc = handle_rpc
 -- REST v2.0 ------------------------------------------------------------------
 
 local REST_NAMESPACES = {
-  "iscsi/targetextent", "iscsi/target", "iscsi/extent", "iscsi/portal", "iscsi/initiator",
+  "iscsi/targetextent", "iscsi/target", "iscsi/extent", "iscsi/portal", "iscsi/initiator", "iscsi/auth",
   "pool/dataset", "service",
 }
 
@@ -1665,13 +1829,16 @@ function M.new(opts)
 
   --- sbot lab calls this on every simulated iDRAC boot. For an iSCSI boot it
   -- logs in for real with istgt running (else asks the model what would be visible)
-  -- as the server's initiator (INQUIRY + READ CAPACITY); the result goes to
-  -- boot.iscsi_login (shown in /lab/state).
-  function dev.boot_hook(boot)
+  -- as the server's initiator (INQUIRY + READ CAPACITY), with the CHAP user and
+  -- secret the booting firmware holds (idrac.boot_chap(boot): the BIOS's
+  -- IscsiDev1Con1ChapName/ChapSecret, or the NIC's CHAPUsername/CHAPSecret);
+  -- the result goes to boot.iscsi_login (shown in /lab/state; the secret never).
+  function dev.boot_hook(boot, idrac)
     if boot.source ~= "iSCSI" or type(boot.target) ~= "table" then return end
     local t = boot.target
+    local chap = idrac and idrac.boot_chap and idrac.boot_chap(boot) or nil
     local login = { target = t.name, portal = tostring(t.ip) .. ":" .. tostring(t.port), lun = t.lun,
-                    initiator = t.initiator }
+                    initiator = t.initiator, chap = chap and chap.user or nil }
     boot.iscsi_login = login
     local target, mapping
     for _, tg in pairs(model.state.iscsi.targets) do
@@ -1685,7 +1852,7 @@ function M.new(opts)
     if mapping then login.zvol = model:mapping_info(mapping).zvol end
     if not model.tgt then
       -- no real target: the model says what an initiator would see
-      local ok, why = model:visible(t.name, t.lun, t.initiator, tostring(t.ip))
+      local ok, why = model:visible(t.name, t.lun, t.initiator, tostring(t.ip), chap)
       login.ok, login.checked, login.error = ok, "model", not ok and why or nil
       return
     end
@@ -1695,7 +1862,8 @@ function M.new(opts)
       return
     end
     local r, perr = iscsi.probe { portal = login.portal, target = t.name, lun = tonumber(t.lun) or 0,
-                                  initiator = t.initiator ~= "" and t.initiator or nil, timeout = 5 }
+                                  initiator = t.initiator ~= "" and t.initiator or nil, timeout = 5,
+                                  chap = chap and chap.secret ~= "" and chap or nil }
     login.checked = "istgt"
     if r then
       login.ok, login.capacity, login.inquiry = true, r.capacity, r.inquiry
@@ -1714,7 +1882,22 @@ function M.new(opts)
   -- ({pin_sha256 = ...}). Fills every key the site schema requires: the pool
   -- is the model's, the portal is where its iSCSI targets listen (the lab's
   -- istgt with --tgt, else the model's iscsi.global listen port on the lab host).
-  function dev.site_entry(base, tls)
+  -- Each server of the site built so far gets its own CHAP credentials for
+  -- its boot disk (`components.iscsi.chap = {user = <id>, secret = 16 random
+  -- characters}`; the lab's Vault then keeps the secret, docs/iscsi.md).
+  function dev.site_entry(base, tls, _, site)
+    local crypto = require "sbot.crypto"
+    local alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
+    for _, s in ipairs(site and site.servers or {}) do
+      local chars = {}
+      for i, b in ipairs { crypto.random_bytes(16):byte(1, -1) } do
+        local k = b % #alphabet + 1
+        chars[i] = alphabet:sub(k, k)
+      end
+      s.components = s.components or {}
+      s.components.iscsi = s.components.iscsi or {}
+      s.components.iscsi.chap = { user = s.id, secret = table.concat(chars) }
+    end
     local url = base:gsub("^http", "ws"):gsub("/$", "") .. "/api/current"
     local pool = next(model.state.pools)
     local global = model.state.iscsi.global

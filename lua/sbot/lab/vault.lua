@@ -202,7 +202,7 @@ function M.model(opts)
     sealed = false, cluster_name = "vault-cluster-lab", cluster_id = uuid(),
     mounts = {}, tokens = {}, policies = {}, roles = {},
     counts = { requests = 0, logins = 0, login_failures = 0, renewals = 0, lookups = 0, reads = 0,
-      writes = 0, denied = 0, sealed = 0, tokens_created = 0 },
+      writes = 0, denied = 0, sealed = 0, tokens_created = 0, revocations = 0 },
   }, Model)
   m:set_policy("default", DEFAULT_POLICY)
   m:mount("secret", "kv", { version = "2" }, "key/value secret storage")
@@ -448,7 +448,9 @@ end
 api["auth/token/revoke-self"] = function(m, req)
   if req.op ~= "update" then fail(405, "unsupported operation") end
   local t = need_token(m, req)
+  m:check(t, "auth/token/revoke-self", "update")
   m.tokens[t.id] = nil
+  m.counts.revocations = m.counts.revocations + 1
   return 204
 end
 
@@ -852,6 +854,15 @@ path "kv/idrac/*" { capabilities = ["read"] }
         m:seed("secret", path, { user = s.idrac.user, password = "rotated-" .. crypto.hex(crypto.random_bytes(6)) })
         store(path, { user = s.idrac.user, password = s.idrac.password })
         s.idrac.password = "secret:" .. path .. ":password"
+      end
+    end
+    for _, s in ipairs(site.servers or {}) do
+      local chap = s.components and s.components.iscsi and s.components.iscsi.chap
+      if chap and chap.secret and not tostring(chap.secret):match("^secret:") then
+        -- each server's CHAP secret: the iSCSI step gives it to TrueNAS, the R630 step to the BIOS
+        local path = "iscsi/" .. s.id
+        store(path, { chap = chap.secret })
+        chap.secret = "secret:" .. path .. ":chap"
       end
     end
     if site.truenas and site.truenas.api_key then

@@ -249,6 +249,14 @@ function M.new(dev, opts)
 
   -- ---- booting -----------------------------------------------------------------
 
+  -- The CHAP user and secret an iSCSI boot logs in with, by boot record:
+  -- kept beside the record (which /lab/state shows), never in it.
+  local boot_chap = setmetatable({}, { __mode = "k" })
+
+  --- The CHAP credentials {user, secret} the firmware used for boot record b
+  -- (nil: none); the lab's TrueNAS logs in with them (its boot_hook).
+  function dev.boot_chap(b) return boot_chap[b] end
+
   --- Try one boot device; returns a boot record (ok = true when it booted)
   -- or nil and why it could not boot.
   local function try_device(d)
@@ -257,11 +265,14 @@ function M.new(dev, opts)
       if a.IscsiDev1EnDis ~= "Enabled" or a.IscsiDev1Con1EnDis ~= "Enabled" then
         return nil, "iSCSI device 1 connection 1 is disabled"
       end
-      return { source = "iSCSI", via = "bios", device = d,
+      local chap = a.IscsiDev1Con1Auth == "Chap"
+      local b = { source = "iSCSI", via = "bios", device = d,
         target = { name = a.IscsiDev1Con1TargetName, ip = a.IscsiDev1Con1TargetIp,
           port = a.IscsiDev1Con1Port, lun = tonumber(a.IscsiDev1Con1Lun) or 0,
           initiator = a.IscsiInitiatorName, interface = a.IscsiDev1Con1Interface,
-          chap = a.IscsiDev1Con1Auth == "Chap" and a.IscsiDev1Con1ChapName or nil } }
+          chap = chap and a.IscsiDev1Con1ChapName or nil } }
+      if chap then boot_chap[b] = { user = a.IscsiDev1Con1ChapName, secret = a.IscsiDev1Con1ChapSecret or "" } end
+      return b
     elseif d:match("^Optical%.iDRACVirtual") then
       local cd = dev.virtual_cd()
       if not cd or not cd.inserted then return nil, "no virtual media inserted" end
@@ -276,9 +287,13 @@ function M.new(dev, opts)
       if not nic then return nil, "no such NIC" end
       local i = nic.iscsi
       if nic.legacy_boot_proto == "iSCSI" or (i.PrimaryTargetName ~= "" and not i.TargetInfoViaDHCP) then
-        return { source = "iSCSI", via = "nic", device = d,
+        local chap = i.AuthenticationMethod == "CHAP" or i.AuthenticationMethod == "MutualCHAP"
+        local b = { source = "iSCSI", via = "nic", device = d,
           target = { name = i.PrimaryTargetName, ip = i.PrimaryTargetIPAddress, port = i.PrimaryTargetTCPPort,
-            lun = i.PrimaryLUN, initiator = i.InitiatorName, interface = nic.fqdd } }
+            lun = i.PrimaryLUN, initiator = i.InitiatorName, interface = nic.fqdd,
+            chap = chap and i.CHAPUsername or nil } }
+        if chap then boot_chap[b] = { user = i.CHAPUsername, secret = i.CHAPSecret or "" } end
+        return b
       end
       return nil, "PXE: no DHCP offer with a boot file on the lab network"
     elseif d:match("^Disk%.SDInternal") then
