@@ -2221,11 +2221,12 @@ static int login_until(lua_State *L, struct login *lg, int chap, double deadline
 }
 
 /* Is the failed probe on the stack top (nil, message, code) a refused
- * authentication (the iSCSI login status 0x0201)? */
+ * authentication? The code is the target's own id for the iSCSI login
+ * status 0x0201 (docs/errors.md). */
 static int is_auth_failure(lua_State *L)
 {
-    const char *msg = lua_tostring(L, -2), *code = lua_tostring(L, -1);
-    return (msg && strstr(msg, "Authentication failure")) || (code && strcmp(code, "auth") == 0);
+    const char *code = lua_tostring(L, -1);
+    return code && strcmp(code, "AUTHENTICATION_FAILURE") == 0;
 }
 
 static int c_housekeep(lua_State *L)

@@ -69,7 +69,7 @@ for _, row in ipairs(record.results) do
         if r then
           ok = false
           print("  a login without CHAP: ACCEPTED (the target does not ask for CHAP)")
-        elseif code == "login" and tostring(err):match("[Aa]uthentication") then
+        elseif code == "AUTHENTICATION_FAILURE" then -- the target's own id (docs/errors.md)
           print("  a login without CHAP: refused (authentication failure)")
         else
           ok = false

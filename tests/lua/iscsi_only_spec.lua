@@ -107,11 +107,11 @@ describe("iscsi_only on a fresh lab (two servers)", function()
       assert.are.equal(io_lab.SIZE, ok.capacity.bytes)
       local no, nerr, ncode = probe(nil)
       assert.is_nil(no)
-      assert.are.equal("login", ncode)
+      assert.are.equal("AUTHENTICATION_FAILURE", ncode)
       assert.matches("[Aa]uthentication", nerr)
       no, nerr, ncode = probe { user = id, secret = "not-the-secret-1" }
       assert.is_nil(no)
-      assert.are.equal("login", ncode)
+      assert.are.equal("AUTHENTICATION_FAILURE", ncode)
       assert.not_matches("not%-the%-secret", nerr)
     end
     -- each target's group asks for CHAP, with the users of its own tag only
@@ -191,7 +191,7 @@ describe("iscsi_only on a fresh lab (two servers)", function()
     local no, _, ncode = iscsi.probe { portal = row.discovery.portal, target = row.discovery.iqn, lun = 0,
       initiator = row.discovery.initiator, timeout = 10, chap = { user = "r630-01", secret = old } }
     assert.is_nil(no)
-    assert.are.equal("login", ncode)
+    assert.are.equal("AUTHENTICATION_FAILURE", ncode)
     assert.are.same({}, io_lab.secret_leaks(r, { old, new }))
     -- converged again: nothing to send, the marker gone
     local again = io_lab.run(lab, { "--plan" })
