@@ -197,6 +197,48 @@ describe("sbot.lease against the lab's S3", function()
     assert.is_true(taken:release())
   end)
 
+  it("keeps what it wrote when the answer was lost and the retry met its own change", function()
+    -- the create lands, its answer is lost, sbot.http sends the PUT again:
+    -- If-None-Match: * now fails against the lease this very call made
+    local key = "locks/lost-answer.lease"
+    srv.faults("s3:lostanswers=1")
+    local l, err, code = lease.acquire(c, { bucket = srv.bucket, key = key, ttl = 30, keep = false })
+    srv.faults("")
+    assert.is_truthy(l, tostring(code) .. " " .. tostring(err))
+    assert.are.equal(l.token, assert(lease.read(c, srv.bucket, key)).token)
+    -- a renewal lands, its answer is lost, the retry's If-Match (the ETag
+    -- before it) fails: the lease is still ours, with a new ETag
+    srv.faults("s3:lostanswers=1")
+    local ok, rerr, rcode = l:renew()
+    srv.faults("")
+    assert.is_true(ok, tostring(rcode) .. " " .. tostring(rerr))
+    assert.are.equal(assert(lease.read(c, srv.bucket, key)).etag, l.etag)
+    assert.is_true(l:renew())
+    assert.is_true(l:release())
+  end)
+
+  it("keeps renewing after a renewal that failed, each one bounded by the ttl", function()
+    local key = "locks/slow.lease"
+    local l = assert(lease.acquire(c, { bucket = srv.bucket, key = key, ttl = 6, keep = false }))
+    local args = { client = c:options(), bucket = srv.bucket, key = key, name = "slow", ttl = 6, token = l.token,
+      holder = l.holder, acquired = l.acquired, where = l.where, etag = l.etag }
+    -- answers 3 s late: a renewal of a 6 s lease that waits that long is
+    -- worth nothing; it gives up and the keeper tries again at its next tick
+    srv.faults("s3:latency=3000")
+    local st, err = lease.keep(args, nil)
+    srv.faults("")
+    assert.is_table(st, "the keeper stopped renewing: " .. tostring(err))
+    assert.matches("timed out", st.error)
+    assert.are.equal(1, st.failures)
+    local st2 = assert(lease.keep(args, st))
+    assert.is_nil(st2.error)
+    local info = assert(lease.read(c, srv.bucket, key))
+    assert.are.equal(info.etag, st2.etag)
+    assert.are.equal(l.token, info.token)
+    l.etag = st2.etag
+    assert.is_true(l:release())
+  end)
+
   it("reports a lease lost while held (taken over after expiry) at release", function()
     local key = "locks/lost.lease"
     local l = assert(lease.acquire(c, { bucket = srv.bucket, key = key, ttl = 3, keep = false }))
