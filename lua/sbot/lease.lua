@@ -179,9 +179,11 @@ end
 -- the lease described by args; state carries the latest ETag. A renewal
 -- that fails for another reason than the lease being lost (the endpoint
 -- slow or away) is tried again at the next tick: the state counts the
--- failures and keeps the last error. Each request is bounded by a quarter
--- of the ttl (a renewal that answers after the lease expired is worth
--- nothing; the next tick tries again on a fresh connection).
+-- failures in a row (`failures`, with the last `error`) and in all
+-- (`failed`). Each request is bounded by a quarter of the ttl and made once
+-- (a renewal that answers after the lease expired is worth nothing; the
+-- next tick is the retry, on a fresh connection), so a tick takes at most
+-- two requests: the PUT and, on a 412, the read.
 local keeper_clients = {} -- one client per lease for every tick of a keeper process
 function M.keep(args, state)
   local client = keeper_clients[args.where]
@@ -190,7 +192,7 @@ function M.keep(args, state)
     for k, v in pairs(args.client) do opts[k] = v end
     local bound = math.max(1, (tonumber(args.ttl) or M.DEFAULT_TTL) / 4)
     if type(opts.timeout) ~= "number" or opts.timeout > bound then opts.timeout = bound end
-    if opts.retries == nil then opts.retries = { max = 2, base = 0.5, cap = bound } end
+    opts.retries = false
     client = assert(s3().client(opts))
     keeper_clients[args.where] = client
   end
@@ -198,12 +200,14 @@ function M.keep(args, state)
     ttl = args.ttl, token = args.token, holder = args.holder, acquired = args.acquired, where = args.where,
     etag = state and state.etag or args.etag }, Lease)
   local ok, err, code = l:renew()
-  if ok then return { etag = l.etag, renewed = sys.utc_iso() } end
+  local failed = state and math.tointeger(state.failed) or nil
+  if ok then return { etag = l.etag, renewed = sys.utc_iso(), failed = failed } end
   if code == "LeaseLost" then return nil, err end
   local failures = (state and math.tointeger(state.failures) or 0) + 1
   log.warn(string.format("%s: renewing the lease failed (%d in a row), trying again in %s s: %s", tostring(args.name),
     failures, tostring(math.max(1, (tonumber(args.ttl) or M.DEFAULT_TTL) / 3)), tostring(err)), { lease = args.where })
-  return { etag = l.etag, renewed = state and state.renewed, failures = failures, error = err }
+  return { etag = l.etag, renewed = state and state.renewed, failures = failures, error = err,
+    failed = (failed or 0) + 1 }
 end
 
 function Lease:_keep()
@@ -233,6 +237,9 @@ function Lease:release()
       if st.error then
         log.warn(string.format("%s: the last %d renewal(s) of the lease failed: %s", self.name,
           math.tointeger(st.failures) or 1, tostring(st.error)), { lease = self.where })
+      elseif st.failed then
+        log.info(string.format("%s: %d renewal(s) of the lease failed during the run, each tried again at the next tick",
+          self.name, math.tointeger(st.failed) or 0), { lease = self.where })
       end
     elseif not st then
       lost = kerr
