@@ -320,6 +320,7 @@ print("every send succeeded")
       assert(c:send("hello"))
       assert.are.equal("hello", c:recv(5))
       assert(c:send("slowrecord:1000"))
+      -- os.clock is clock(3): this process's CPU time, every thread
       local cpu0, wall0 = os.clock(), sys.monotime()
       local m = c:recv(5)
       local cpu, wall = os.clock() - cpu0, sys.monotime() - wall0
