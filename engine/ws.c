@@ -64,6 +64,9 @@ struct conn {
     int closed_by_peer;
     int close_status;
     int io_error; /* last transport error (errno or -1 for TLS) */
+    int tls_starved; /* the last TLS read wanted bytes from the socket: what
+                      * OpenSSL still holds (read-ahead) is at most a partial
+                      * record, which only the socket can complete */
     char io_msg[160];
     char url[512];
     size_t max_message;
@@ -171,14 +174,17 @@ static int tr_read(struct conn *c, void *buf, size_t len, size_t *got)
                 total += (size_t)n;
         }
         sbot_sigpipe_unblock(&g);
+        c->tls_starved = 0;
         if (total > 0) {
             ERR_clear_error(); /* a WANT_READ after some data: the data first */
             *got = total;
             return IO_OK;
         }
         int e = SSL_get_error(c->ssl, n);
-        if (e == SSL_ERROR_WANT_READ)
+        if (e == SSL_ERROR_WANT_READ) {
+            c->tls_starved = 1;
             return IO_WANT_READ;
+        }
         if (e == SSL_ERROR_WANT_WRITE)
             return IO_WANT_WRITE;
         if (e == SSL_ERROR_ZERO_RETURN)
@@ -1065,7 +1071,13 @@ static int l_recv(lua_State *L)
             return fail_conn(L, c, msg, "closed");
         }
         c->io_msg[0] = '\0';
-        int has_pending = (c->pending && c->pending_off < c->pending_len) || (c->ssl && SSL_has_pending(c->ssl));
+        /* Read without waiting for the socket when bytes are buffered: ours
+         * (past the HTTP response), or OpenSSL's - decrypted data, or whole
+         * records read ahead. A partial record read ahead (SSL_has_pending
+         * says yes to it too) needs the socket: waiting for it in poll, not
+         * in a loop of reads that find nothing new. */
+        int has_pending = (c->pending && c->pending_off < c->pending_len) ||
+                          (c->ssl && (SSL_pending(c->ssl) > 0 || (SSL_has_pending(c->ssl) && !c->tls_starved)));
         if (!has_pending) {
             int w = wait_fd(c->fd, POLLIN, deadline);
             if (w == 0)

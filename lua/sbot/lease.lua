@@ -94,11 +94,14 @@ function M.acquire(client, o)
     if not put and code == "PreconditionFailed" then
       local info, rerr, rcode = M.read(client, o.bucket, o.key)
       if not info and rcode ~= "NoSuchKey" then return nil, name .. ": reading the lease " .. where .. ": " .. rerr, rcode end
-      if info and not info.stale then
+      if info and info.token == token then
+        -- our own create: it landed, its answer was lost, and the PUT sent
+        -- again (sbot.http retries a PUT whose connection broke) met it
+        put = { etag = info.etag }
+      elseif info and not info.stale then
         return nil, string.format("%s is locked by %s since %s, until %s at the earliest (lease %s)", name,
           describe_holder(info.holder), tostring(info.acquired), os.date("!%Y-%m-%dT%H:%M:%SZ", info.expires), where), "Locked"
-      end
-      if info then
+      elseif info then
         -- expired: take it over, only if nobody else did first
         put, err, code = client:put_object { bucket = o.bucket, key = o.key, if_match = info.etag,
           body = body_of(holder, token, ttl, acquired), content_type = "application/json" }
@@ -156,6 +159,16 @@ function Lease:renew()
     self.etag = put.etag
     return true
   end
+  if code == "PreconditionFailed" then
+    -- a renewal that landed with its answer lost (and was sent again, or
+    -- is followed by this one) changed the ETag: the lease with our token
+    -- is still ours
+    local info = M.read(self.client, self.bucket, self.key)
+    if info and info.token == self.token then
+      self.etag = info.etag
+      return true
+    end
+  end
   if code == "PreconditionFailed" or code == "NoSuchKey" then
     return nil, self.name .. ": the lease " .. self.where .. " is not ours any more (taken over or removed)", "LeaseLost"
   end
@@ -163,17 +176,38 @@ function Lease:renew()
 end
 
 --- The keeper's tick (runs in the keeper process, see sbot.keeper): renew
--- the lease described by args; state carries the latest ETag.
-local keeper_client -- one client for every tick of a keeper process
+-- the lease described by args; state carries the latest ETag. A renewal
+-- that fails for another reason than the lease being lost (the endpoint
+-- slow or away) is tried again at the next tick: the state counts the
+-- failures in a row (`failures`, with the last `error`) and in all
+-- (`failed`). Each request is bounded by a quarter of the ttl and made once
+-- (a renewal that answers after the lease expired is worth nothing; the
+-- next tick is the retry, on a fresh connection), so a tick takes at most
+-- two requests: the PUT and, on a 412, the read.
+local keeper_clients = {} -- one client per lease for every tick of a keeper process
 function M.keep(args, state)
-  keeper_client = keeper_client or assert(s3().client(args.client))
-  local client = keeper_client
+  local client = keeper_clients[args.where]
+  if not client then
+    local opts = {}
+    for k, v in pairs(args.client) do opts[k] = v end
+    local bound = math.max(1, (tonumber(args.ttl) or M.DEFAULT_TTL) / 4)
+    if type(opts.timeout) ~= "number" or opts.timeout > bound then opts.timeout = bound end
+    opts.retries = false
+    client = assert(s3().client(opts))
+    keeper_clients[args.where] = client
+  end
   local l = setmetatable({ client = client, bucket = args.bucket, key = args.key, name = args.name,
     ttl = args.ttl, token = args.token, holder = args.holder, acquired = args.acquired, where = args.where,
     etag = state and state.etag or args.etag }, Lease)
-  local ok, err = l:renew()
-  if not ok then return nil, err end
-  return { etag = l.etag, renewed = sys.utc_iso() }
+  local ok, err, code = l:renew()
+  local failed = state and math.tointeger(state.failed) or nil
+  if ok then return { etag = l.etag, renewed = sys.utc_iso(), failed = failed } end
+  if code == "LeaseLost" then return nil, err end
+  local failures = (state and math.tointeger(state.failures) or 0) + 1
+  log.warn(string.format("%s: renewing the lease failed (%d in a row), trying again in %s s: %s", tostring(args.name),
+    failures, tostring(math.max(1, (tonumber(args.ttl) or M.DEFAULT_TTL) / 3)), tostring(err)), { lease = args.where })
+  return { etag = l.etag, renewed = state and state.renewed, failures = failures, error = err,
+    failed = (failed or 0) + 1 }
 end
 
 function Lease:_keep()
@@ -200,6 +234,13 @@ function Lease:release()
     self.keeper = nil
     if type(st) == "table" and st.etag then
       self.etag = st.etag
+      if st.error then
+        log.warn(string.format("%s: the last %d renewal(s) of the lease failed: %s", self.name,
+          math.tointeger(st.failures) or 1, tostring(st.error)), { lease = self.where })
+      elseif st.failed then
+        log.info(string.format("%s: %d renewal(s) of the lease failed during the run, each tried again at the next tick",
+          self.name, math.tointeger(st.failed) or 0), { lease = self.where })
+      end
     elseif not st then
       lost = kerr
     end

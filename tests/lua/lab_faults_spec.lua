@@ -19,7 +19,7 @@ describe("sbot.lab.faults", function()
     assert.has_error(function() faults.parse("idrac:latency=5-1") end,
       "--faults idrac: latency must be milliseconds 'N' or 'MIN-MAX', got '5-1'")
     assert.has_error(function() faults.parse("idrac:nope=1") end,
-      "--faults idrac: unknown fault 'nope' (known: 503, completeerr, corrupt, drop, failpart, jobfail, latency, noshutdown, reset, sealed, zvoldev)")
+      "--faults idrac: unknown fault 'nope' (known: 503, completeerr, corrupt, drop, failpart, jobfail, latency, lostanswers, noshutdown, reset, sealed, zvoldev)")
     assert.has_error(function() faults.parse("vault:sealed=2") end,
       "--faults vault: sealed must be 1 or 0, got '2'")
     assert.has_error(function() faults.parse("s3:failpart=0") end,
@@ -49,6 +49,14 @@ describe("sbot.lab.faults", function()
     inj.reconfigure(faults.parse(""))
     assert.are.same({}, inj.config)
     assert.is_nil((inj.request()))
+  end)
+
+  it("loses the answers of the next N requests, then none", function()
+    local inj = faults.injector({ spec = faults.parse("s3:lostanswers=2"), kind = "s3", name = "s3", seed = 1 })
+    assert.are.equal("lostanswer", (inj.request()))
+    assert.are.equal("lostanswer", (inj.request()))
+    assert.is_nil((inj.request()))
+    assert.are.equal(2, inj.counts.lostanswers)
   end)
 
   it("gives the same decisions for the same seed and stream, others for another", function()

@@ -536,6 +536,35 @@ describe("sbot.s3 against the lab's S3 model", function()
     assert.matches("SlowDown", a)
   end)
 
+  it("loses the answers of the next N requests: they happen, the client is left without an answer", function()
+    -- a fresh process: libcurl sends a request again by itself when a
+    -- connection it reused dies before the answer; on a new one it does not
+    local script = tmp .. "/lost.lua"
+    helpers.write_file(script, string.format([[
+      local s3 = require "sbot.s3"
+      local c = assert(s3.client { endpoint = %q, access_key = %q, secret_key = %q, region = %q,
+        tls = { pin_sha256 = %q }, retries = false })
+      local function show(r, err, code) print(r and "answered" or ("nil " .. tostring(code) .. " " .. tostring(err))) end
+      show(c:put_object { bucket = "lab-m", key = "lost/one", body = "first" })
+      show(c:put_object { bucket = "lab-m", key = "lost/one", body = "second", if_none_match = "*" })
+      local got = assert(c:get_object { bucket = "lab-m", key = "lost/one" })
+      print("body " .. got.body)]], srv.endpoint, srv.access_key, srv.secret_key, srv.region, srv.tls.pin_sha256))
+    local before = srv.state().faults.lostanswers or 0
+    srv.faults("s3:lostanswers=2")
+    local r = helpers.sbot({ "run", script })
+    srv.faults("")
+    assert.are.equal(0, r.code, r.stderr)
+    local lines = {}
+    for l in r.stdout:gmatch("[^\n]+") do lines[#lines + 1] = l end
+    -- neither write was answered; the first happened, the second (If-None-Match
+    -- against the first) was refused unseen; the third request is answered
+    assert.matches("^nil closed ", lines[1])
+    assert.matches("^nil closed ", lines[2])
+    assert.are.equal("body first", lines[3])
+    assert.are.equal(before + 2, srv.state().faults.lostanswers)
+    assert(c:delete_object { bucket = "lab-m", key = "lost/one" })
+  end)
+
   it("verifies signatures made by an independent signer: awscli (multipart, metadata, versions)", function()
     -- the lab checks with sbot.sigv4, the signer sbot.s3 uses; awscli signs on its own
     local function aws(args, secret)

@@ -197,6 +197,94 @@ describe("sbot.lease against the lab's S3", function()
     assert.is_true(taken:release())
   end)
 
+  it("keeps what it wrote when the answer was lost and the retry met its own change", function()
+    -- the create lands, its answer is lost, sbot.http sends the PUT again:
+    -- If-None-Match: * now fails against the lease this very call made
+    local key = "locks/lost-answer.lease"
+    local lost0 = srv.state().faults.lostanswers or 0
+    srv.faults("s3:lostanswers=1")
+    local l, err, code = lease.acquire(c, { bucket = srv.bucket, key = key, ttl = 30, keep = false })
+    srv.faults("")
+    assert.are.equal(lost0 + 1, srv.state().faults.lostanswers, "the create's answer was lost")
+    assert.is_truthy(l, tostring(code) .. " " .. tostring(err))
+    assert.are.equal(l.token, assert(lease.read(c, srv.bucket, key)).token)
+    -- a renewal lands, its answer is lost, the retry's If-Match (the ETag
+    -- before it) fails: the lease is still ours, with a new ETag
+    srv.faults("s3:lostanswers=1")
+    local ok, rerr, rcode = l:renew()
+    srv.faults("")
+    assert.are.equal(lost0 + 2, srv.state().faults.lostanswers, "the renewal's answer was lost")
+    assert.is_true(ok, tostring(rcode) .. " " .. tostring(rerr))
+    assert.are.equal(assert(lease.read(c, srv.bucket, key)).etag, l.etag)
+    assert.is_true(l:renew())
+    assert.is_true(l:release())
+  end)
+
+  it("keeps renewing after a renewal that failed, each one bounded by the ttl", function()
+    local key = "locks/slow.lease"
+    local l = assert(lease.acquire(c, { bucket = srv.bucket, key = key, ttl = 6, keep = false }))
+    local args = { client = c:options(), bucket = srv.bucket, key = key, name = "slow", ttl = 6, token = l.token,
+      holder = l.holder, acquired = l.acquired, where = l.where, etag = l.etag }
+    -- answers 3 s late: a renewal of a 6 s lease that waits that long is
+    -- worth nothing; it gives up and the keeper tries again at its next tick
+    srv.faults("s3:latency=3000")
+    local t0 = sys.monotime()
+    local st, err = lease.keep(args, nil)
+    local waited = sys.monotime() - t0
+    srv.faults("")
+    assert.is_table(st, "the keeper stopped renewing: " .. tostring(err))
+    assert.matches("timed out", st.error)
+    assert.are.equal(1, st.failures)
+    -- given up at ttl/4 = 1.5 s, not after the 3 s answer
+    assert.is_true(waited < 2.9, string.format("the failed renewal took %.2f s", waited))
+    -- refused (503 SlowDown): one request, not retried within the tick
+    -- (the next tick is the retry)
+    local n0 = srv.state().faults.requests
+    srv.faults("s3:503=1")
+    local st1 = assert(lease.keep(args, st))
+    srv.faults("")
+    assert.matches("SlowDown", st1.error)
+    assert.are.equal(2, st1.failures)
+    assert.are.equal(n0 + 1, srv.state().faults.requests, "requests made by the refused renewal")
+    st = st1
+    local st2 = assert(lease.keep(args, st))
+    assert.is_nil(st2.error)
+    local info = assert(lease.read(c, srv.bucket, key))
+    assert.are.equal(info.etag, st2.etag)
+    assert.are.equal(l.token, info.token)
+    l.etag = st2.etag
+    assert.is_true(l:release())
+  end)
+
+  it("has its keeper renew again at the next tick after a renewal that failed", function()
+    -- ttl 3: a tick every second, each request bounded by 1 s
+    local key = "locks/keeper-retry.lease"
+    local l = assert(lease.acquire(c, { bucket = srv.bucket, key = key, ttl = 3 }))
+    assert.is_true(l.keeper:alive())
+    -- the next renewal is answered 2 s late: the keeper gives up on it
+    local n0 = srv.state().faults.requests
+    srv.faults("s3:latency=2000")
+    assert.is_true(wait_for(function() return srv.state().faults.requests > n0 end, 10), "no renewal came")
+    srv.faults("")
+    local failed_at = assert(lease.read(c, srv.bucket, key))
+    -- it goes on renewing: the lease gets fresher writes and never expires
+    assert.is_true(wait_for(function()
+      local info = assert(lease.read(c, srv.bucket, key))
+      return info.etag ~= failed_at.etag and info.last_modified > failed_at.last_modified
+    end, 10), "the keeper did not renew after the failed renewal")
+    assert.is_true(l.keeper:alive(), "the keeper stopped after a failed renewal")
+    keeper.sleep(3.5)
+    local info = assert(lease.read(c, srv.bucket, key))
+    assert.is_false(info.stale == true)
+    assert.are.equal(l.token, info.token)
+    local st = assert(l.keeper:stop())
+    l.keeper = nil
+    assert.is_nil(st.error, "the last renewal succeeded")
+    assert.is_true((math.tointeger(st.failed) or 0) >= 1, "the late renewal failed (bounded by ttl/4)")
+    l.etag = st.etag
+    assert.is_true(l:release())
+  end)
+
   it("reports a lease lost while held (taken over after expiry) at release", function()
     local key = "locks/lost.lease"
     local l = assert(lease.acquire(c, { bucket = srv.bucket, key = key, ttl = 3, keep = false }))

@@ -309,6 +309,27 @@ print("every send succeeded")
       assert.matches("second\tnil\tws recv: connection is closed (" .. why .. ")\tclosed\n", out, 1, true)
     end)
 
+    it("waits in poll, not in a loop of reads, while a TLS record arrives in two parts", function()
+      -- With read-ahead OpenSSL holds the first half of the record and
+      -- SSL_has_pending says so; before the fix recv took that for data to
+      -- read and looped on SSL_read (WANT_READ) without waiting, burning a
+      -- CPU until the second half came a second later.
+      local srv, sport = start(string.format("--tls %s/cert.pem %s/key.pem --tls-bio", dir, dir))
+      local c <close> = assert(ws.connect(string.format("wss://127.0.0.1:%d/x", sport),
+        { timeout = 5, tls = { ca_file = dir .. "/cert.pem" } }))
+      assert(c:send("hello"))
+      assert.are.equal("hello", c:recv(5))
+      assert(c:send("slowrecord:1000"))
+      -- os.clock is clock(3): this process's CPU time, every thread
+      local cpu0, wall0 = os.clock(), sys.monotime()
+      local m = c:recv(5)
+      local cpu, wall = os.clock() - cpu0, sys.monotime() - wall0
+      srv:stop()
+      assert.are.equal(string.rep("x", 1000), m)
+      assert.is_true(wall >= 0.9, "the record came in two parts a second apart (" .. wall .. " s)")
+      assert.is_true(cpu < 0.25, string.format("recv used %.2f s of CPU in %.2f s of waiting", cpu, wall))
+    end)
+
     it("skips verification only when insecure is explicit", function()
       local c <close> = assert(ws.connect(turl(), { timeout = 5, tls = { insecure = true } }))
       assert(c:send("insecure"))

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """WebSocket echo server for sbot.ws tests (stdlib only).
 
-usage: ws_echo.py PORT [--tls CERT KEY] [--bad-accept] [--refuse] [--bad-frame-after-upgrade]
+usage: ws_echo.py PORT [--tls CERT KEY [--tls-bio]] [--bad-accept] [--refuse] [--bad-frame-after-upgrade]
 
 Echoes every text/binary message. Special messages: "silence" gets no reply,
 "close" makes the server send a close frame (1000), "ping" makes it send a
@@ -13,10 +13,15 @@ connection without a close frame, "reset" resets it (RST), "frag:N:K" sends
 N bytes ('a'..'z' repeated) as one text message in K fragments with a ping
 between the first two, "file:PATH" sends the content of the file PATH as
 one text message.
+--tls-bio runs TLS through memory BIOs, so the server decides how the TLS
+records it writes are cut into writes on the socket: "slowrecord:N" then
+sends a text message of N bytes of 'x' as one TLS record whose first half
+goes out at once and the rest a second later (a client that reads ahead
+holds a partial record meanwhile).
 --bad-frame-after-upgrade sends that bad ping and the 4000 bytes in the same
 write as the 101 response (so the client reads them with the response head).
 """
-import base64, hashlib, json, socket, ssl, struct, sys, threading
+import base64, hashlib, json, socket, ssl, struct, sys, threading, time
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -24,6 +29,67 @@ GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 # A ping (opcode 9) whose 200-byte payload breaks RFC 6455 5.5 (control
 # frames: at most 125 bytes), then 4000 bytes of what follows.
 BAD_PING = bytes([0x89, 126]) + struct.pack("!H", 200) + b"p" * 200 + b"j" * 4000
+
+
+class BioConn:
+    """A server-side TLS connection over memory BIOs (the socket API serve()
+    uses), which can also split one TLS record across two socket writes."""
+
+    def __init__(self, ctx, sock):
+        self.sock = sock
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = ctx.wrap_bio(self.incoming, self.outgoing, server_side=True)
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._flush()
+                if not self._fill():
+                    raise EOFError
+        self._flush()
+
+    def _flush(self):
+        data = self.outgoing.read()
+        if data:
+            self.sock.sendall(data)
+
+    def _fill(self):
+        data = self.sock.recv(16384)
+        if data:
+            self.incoming.write(data)
+        return data
+
+    def recv(self, n):
+        while True:
+            try:
+                return self.tls.read(n)
+            except ssl.SSLWantReadError:
+                self._flush()
+                if not self._fill():
+                    return b""
+            except ssl.SSLZeroReturnError:
+                return b""
+
+    def sendall(self, data):
+        self.tls.write(data)
+        self._flush()
+
+    def send_split(self, data, pause):
+        self.tls.write(data)
+        record = self.outgoing.read()
+        self.sock.sendall(record[:len(record) // 2])
+        time.sleep(pause)
+        self.sock.sendall(record[len(record) // 2:])
+
+    def shutdown(self, how):
+        self.sock.shutdown(how)
+
+    def setsockopt(self, *a):
+        self.sock.setsockopt(*a)
+
+    def close(self):
+        self.sock.close()
 
 
 def recv_exact(conn, n):
@@ -36,7 +102,7 @@ def recv_exact(conn, n):
     return buf
 
 
-def send_frame(conn, opcode, payload):
+def frame(opcode, payload):
     head = bytes([0x80 | opcode])
     n = len(payload)
     if n < 126:
@@ -45,7 +111,11 @@ def send_frame(conn, opcode, payload):
         head += bytes([126]) + struct.pack("!H", n)
     else:
         head += bytes([127]) + struct.pack("!Q", n)
-    conn.sendall(head + payload)
+    return head + payload
+
+
+def send_frame(conn, opcode, payload):
+    conn.sendall(frame(opcode, payload))
 
 
 def serve(conn, args):
@@ -140,6 +210,10 @@ def serve(conn, args):
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             conn.close()
             return
+        if text.startswith("slowrecord:"):
+            n = int(text[11:])
+            conn.send_split(frame(1, b"x" * n), 1.0)
+            continue
         if text == "badutf8":
             send_frame(conn, 1, b"caf\xc3(")
             continue
@@ -165,8 +239,11 @@ def main():
         conn, _ = srv.accept()
         if ctx:
             try:
-                conn = ctx.wrap_socket(conn, server_side=True)
-            except (ssl.SSLError, OSError):
+                if "--tls-bio" in args:
+                    conn = BioConn(ctx, conn)
+                else:
+                    conn = ctx.wrap_socket(conn, server_side=True)
+            except (ssl.SSLError, OSError, EOFError):
                 conn.close()
                 continue
 

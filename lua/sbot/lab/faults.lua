@@ -18,12 +18,14 @@
 --   sealed   (Vault) 1 = the Vault is sealed (every request but sys/health and
 --            sys/seal-status answers 503 "Vault is sealed"), 0 = unsealed
 --   noshutdown (iDRAC) rate of GracefulShutdown requests the host OS ignores
+--   lostanswers the next N requests (an integer) are handled, then their connections
+--            closed without the answer: the client cannot tell whether they happened
 local M = {}
 
 local KEYS = {
   ["503"] = "rate", reset = "rate", drop = "rate", jobfail = "rate", latency = "ms",
   failpart = "int", completeerr = "rate", corrupt = "rate", sealed = "flag", zvoldev = "rate",
-  noshutdown = "rate",
+  noshutdown = "rate", lostanswers = "int",
 }
 
 --- A deterministic generator of floats in [0, 1) (xorshift64*, seeded by
@@ -146,10 +148,15 @@ function M.injector(opts)
     return fired
   end
 
-  --- Decide for one HTTP request: returns action ("reset", "503" or nil) and
-  -- a delay in seconds (0 for none).
+  --- Decide for one HTTP request: returns action ("reset", "503", "lostanswer"
+  -- or nil) and a delay in seconds (0 for none).
   function inj.request()
     inj.counts.requests = inj.counts.requests + 1
+    if (cfg.lostanswers or 0) > 0 then
+      cfg.lostanswers = cfg.lostanswers - 1
+      inj.counts.lostanswers = (inj.counts.lostanswers or 0) + 1
+      return "lostanswer", 0
+    end
     local delay = (opts.latency_ms or 0) / 1000
     if cfg.latency then
       local lo, hi = cfg.latency[1], cfg.latency[2]

@@ -33,6 +33,7 @@ in with AppRole; the root token is in DIR/vault-root-token).
   --faults SPEC    e.g. 'idrac:503=0.1,reset=0.05,latency=50-200;truenas:drop=0.05'
                    (503 | reset | drop | jobfail | completeerr | corrupt rates,
                    latency in ms, failpart=N: S3 UploadPart N fails,
+                   lostanswers=N: the next N requests happen, their answers are lost,
                    vault:sealed=1: the Vault is sealed)
   --seed N         seed of the fault injection (default 1): same seed and same
                    requests give the same faults
@@ -246,6 +247,10 @@ function M.start(o)
       if req.path:sub(1, 5) == "/lab/" then return lab_endpoint(req) end
       local action, delay = dev.faults.request()
       if action == "reset" then return httpd.reset() end
+      if action == "lostanswer" then
+        dev.handler(req) -- done, but the answer never reaches the client
+        return httpd.reset()
+      end
       local s, h, b, opt
       if action == "503" then
         if dev.fault_503 then s, h, b = dev.fault_503() else s, h, b = 503, {}, "Service Unavailable\n" end
