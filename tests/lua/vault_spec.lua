@@ -209,10 +209,12 @@ describe("sbot.vault client", function()
       role_id = rid.data.role_id, secret_id = sid.data.secret_id } }
     local before = counts()
     local paths = { "idrac/r630-01", "idrac/r630-02", "idrac/r630-03" }
+    local first
     for i, p in ipairs(paths) do
       if i > 1 then os.execute("sleep 2.1") end
       assert.truthy(ct:get(p, "password"))
       assert.truthy(ca:get(p, "password"))
+      first = first or ca.token
     end
     -- 4.2 s after the start: the 3 s token still works because it was renewed twice
     assert.are.equal(2, ct.stats.renewals)
@@ -225,6 +227,37 @@ describe("sbot.vault client", function()
     local after = counts()
     assert.are.equal(before.renewals + 4, after.renewals)
     assert.are.equal(before.logins + 2, after.logins)
+    -- the token the new login replaced (still valid for 0.8 s) was revoked, not abandoned
+    assert.are.equal(before.revocations + 1, after.revocations)
+    assert.are.equal(1, ca.stats.revocations)
+    assert.are_not.equal(first, ca.token)
+    local st, doc = admin("GET", "auth/token/lookup-self", nil, first:reveal())
+    assert.are.equal(403, st)
+    assert.matches("invalid token", json.encode(doc), 1, true)
+    -- as in Vault, the role's token_max_ttl caps renewals without being the token's explicit max TTL
+    assert.are.equal(0, assert(ca:lookup()).explicit_max_ttl)
+  end)
+
+  it("a token that expired before the new login: its revocation is skipped quietly (Vault no longer knows it)", function()
+    assert.are.equal(204, (admin("POST", "auth/approle/role/tiny", { token_policies = { "sbot" },
+      token_ttl = "1s", token_max_ttl = "60s" })))
+    local _, rid = admin("GET", "auth/approle/role/tiny/role-id")
+    local _, sid = admin("POST", "auth/approle/role/tiny/secret-id")
+    local ca = vault.client { addr = V.addr, tls = V.tls, auth = { method = "approle",
+      role_id = rid.data.role_id, secret_id = sid.data.secret_id } }
+    assert.truthy(ca:get("idrac/r630-01", "password"))
+    local before = counts()
+    os.execute("sleep 1.3")
+    -- renewal fails (403 invalid token), a new login, the old token's revocation answers 403 too
+    local v, err = ca:get("idrac/r630-02", "password")
+    assert.truthy(v, err)
+    assert.are.equal(2, ca.stats.logins)
+    assert.are.equal(0, ca.stats.revocations)
+    local after = counts()
+    assert.are.equal(before.logins + 1, after.logins)
+    assert.are.equal(before.revocations, after.revocations)
+    assert.is_true(assert(ca:revoke()))
+    assert.are.equal(before.revocations + 1, counts().revocations)
   end)
 
   it("sends X-Vault-Namespace: a lab in a namespace answers only within it", function()
