@@ -247,6 +247,17 @@ end
 function M.handoff()
   local out, any = {}, false
   for id, cl in pairs(shared) do
+    if cl.token and cl.renew_at and cl.clock() >= cl.renew_at then
+      -- past its renewal point (the parent did other work since, e.g. a long
+      -- site step): renewed - or replaced by a new login - before it is
+      -- copied, so a worker gets at least a third of a lease, not a token
+      -- about to run out that it would have to log in again for
+      local ok, err = cl:ensure_token()
+      if not ok then
+        log.warn("vault: could not renew the token before handing it to the workers", { vault = cl.cfg.addr,
+          error = err })
+      end
+    end
     if cl.token then
       local now = cl.clock()
       local mounts = {}

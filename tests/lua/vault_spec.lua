@@ -484,6 +484,30 @@ return site
     assert.are.equal(before.revocations + 1, after.revocations)
   end)
 
+  it("a site step longer than the token's renewal point: the parent renews it before the servers' workers get it", function()
+    -- tokens that live 5 s (at most 60 s), due for renewal after 3.3 s: the site step takes 3.6 s after its
+    -- check, then each server works 2 s before reading Vault - past the lease the token had left then
+    assert.are.equal(204, (admin("POST", "auth/approle/role/iso", { token_policies = { "sbot" },
+      token_ttl = "5s", token_max_ttl = "60s" })))
+    local _, rid = admin("GET", "auth/approle/role/iso/role-id")
+    local _, sid = admin("POST", "auth/approle/role/iso/secret-id")
+    local path = fleet_site(2, string.format("{ addr = lab.vault.addr, tls = lab.vault.tls, auth = { method = 'approle', "
+      .. "role_id = %q, secret_id = %q } }", rid.data.role_id, sid.data.secret_id))
+    local before = counts()
+    local r = run_wf("vault_long", path, { "--site-wait", "3.6", "--server-wait", "2" })
+    assert.are.equal(0, r.code, r.stdout .. r.stderr)
+    assert.matches("\n%(site%)%s+vault%s+ok", r.stdout)
+    assert.matches("\nn01%s+vault%s+ok", r.stdout)
+    assert.matches("\nn02%s+vault%s+ok", r.stdout)
+    local after = counts()
+    assert.are.equal(before.logins + 1, after.logins, "one login for the whole run")
+    assert.are.equal(before.login_failures, after.login_failures)
+    assert.is_true(after.renewals > before.renewals, "the parent renewed the token")
+    -- the parent read both paths at site loading, then each of the three workers read them with the token
+    assert.are.equal(before.reads + 8, after.reads)
+    assert.are.equal(before.revocations + 1, after.revocations)
+  end)
+
   it("never revokes a token the operator gave", function()
     local tok = new_token({ policies = { "sbot" }, ttl = "1h" })
     local path = fleet_site(2, string.format("{ addr = lab.vault.addr, tls = lab.vault.tls, auth = { method = 'token', "
