@@ -508,6 +508,49 @@ return site
     assert.are.equal(before.revocations + 1, after.revocations)
   end)
 
+  it("Ctrl-C during a run that logged in with AppRole: its token is revoked before sbot exits", function()
+    local path = fleet_site(2)
+    local function accessors()
+      local st, doc = admin("GET", "auth/token/accessors?list=true")
+      assert.are.equal(200, st)
+      return doc.data.keys
+    end
+    -- listing accessors needs sudo (Vault's rule): the AppRole's policy has none
+    assert.are.equal(403, (admin("GET", "auth/token/accessors?list=true", nil,
+      new_token({ policies = { "sbot" }, ttl = "1m" }))))
+    local known = {}
+    for _, a in ipairs(accessors()) do known[a] = true end
+    local before = counts()
+    local cmd = { helpers.shquote(helpers.sbot_bin), "run",
+      helpers.shquote(helpers.source_dir .. "/tests/support/workflows/vault_long.lua"),
+      "--site", helpers.shquote(path), "--runs-dir", helpers.shquote(dir .. "/runs"), "--site-wait", "60" }
+    local p = helpers.spawn(table.concat(cmd, " "), { log = dir .. "/out.log" })
+    -- the pre-flight site step has read both paths with the parent's token: the site step now sleeps
+    local deadline = helpers.now() + 30
+    while counts().reads < before.reads + 4 do
+      assert(p:alive(), p:output())
+      assert(helpers.now() < deadline, "the pre-flight did not run: " .. p:output())
+      os.execute("sleep 0.1")
+    end
+    local new = {}
+    for _, a in ipairs(accessors()) do if not known[a] then new[#new + 1] = a end end
+    assert.are.equal(1, #new, "one token made for the run")
+    assert.are.equal(200, (admin("POST", "auth/token/lookup-accessor", { accessor = new[1] })))
+    os.execute("kill -INT " .. p.pid)
+    deadline = helpers.now() + 30
+    while p:alive() do
+      assert(helpers.now() < deadline, "sbot did not stop on SIGINT")
+      os.execute("sleep 0.1")
+    end
+    assert.matches("run interrupted (Ctrl-C)", p:output(), 1, true)
+    local after = counts()
+    assert.are.equal(before.logins + 1, after.logins)
+    assert.are.equal(before.revocations + 1, after.revocations)
+    local st, doc = admin("POST", "auth/token/lookup-accessor", { accessor = new[1] })
+    assert.are.equal(400, st)
+    assert.matches("invalid accessor", json.encode(doc), 1, true)
+  end)
+
   it("never revokes a token the operator gave", function()
     local tok = new_token({ policies = { "sbot" }, ttl = "1h" })
     local path = fleet_site(2, string.format("{ addr = lab.vault.addr, tls = lab.vault.tls, auth = { method = 'token', "
