@@ -551,6 +551,49 @@ return site
     assert.matches("invalid accessor", json.encode(doc), 1, true)
   end)
 
+  it("a Vault that does not answer when the servers' workers are handed the token is asked once, not per server", function()
+    -- 3 s tokens: due for renewal when the 4 s site step ends; Vault is sealed by then
+    assert.are.equal(204, (admin("POST", "auth/approle/role/sealed", { token_policies = { "sbot" },
+      token_ttl = "3s", token_max_ttl = "60s" })))
+    local _, rid = admin("GET", "auth/approle/role/sealed/role-id")
+    local _, sid = admin("POST", "auth/approle/role/sealed/secret-id")
+    local path = fleet_site(3, string.format("{ addr = lab.vault.addr, tls = lab.vault.tls, auth = { method = 'approle', "
+      .. "role_id = %q, secret_id = %q } }", rid.data.role_id, sid.data.secret_id))
+    local before = counts()
+    local cmd = { helpers.shquote(helpers.sbot_bin), "run",
+      helpers.shquote(helpers.source_dir .. "/tests/support/workflows/vault_long.lua"), "--site", helpers.shquote(path),
+      "--runs-dir", helpers.shquote(dir .. "/runs"), "--site-wait", "4", "--server-wait", "60" }
+    local p = helpers.spawn(table.concat(cmd, " "), { log = dir .. "/out.log" })
+    local function wait_until(cond, what)
+      local deadline = helpers.now() + 30
+      while not cond() do
+        assert(p:alive(), p:output())
+        assert(helpers.now() < deadline, what .. ": " .. p:output())
+        os.execute("sleep 0.1")
+      end
+    end
+    wait_until(function() return counts().reads >= before.reads + 6 end, "the pre-flight did not run")
+    faults("vault:sealed=1")
+    local warning = "vault: could not renew the token before handing it to the workers"
+    wait_until(function() return p:output():find(warning, 1, true) end, "no warning")
+    os.execute("sleep 0.5")
+    local sealed = counts().sealed - before.sealed
+    faults("")
+    os.execute("kill -INT " .. p.pid)
+    local deadline = helpers.now() + 30
+    while p:alive() do
+      assert(helpers.now() < deadline, "sbot did not stop on SIGINT")
+      os.execute("sleep 0.1")
+    end
+    -- renew-self, then the AppRole login that would replace the token: both refused, once
+    assert.are.equal(2, sealed)
+    local out = p:output()
+    local _, warnings = out:gsub(warning:gsub("%p", "%%%0"), "")
+    assert.are.equal(1, warnings)
+    assert.matches("Vault is sealed", out, 1, true)
+    assert.is_nil(out:find("hvs%.[%w]+"), "a token in the output")
+  end)
+
   it("never revokes a token the operator gave", function()
     local tok = new_token({ policies = { "sbot" }, ttl = "1h" })
     local path = fleet_site(2, string.format("{ addr = lab.vault.addr, tls = lab.vault.tls, auth = { method = 'token', "
