@@ -1737,6 +1737,46 @@ static void push_filter2(lua_State *L, const char *f1, lua_Integer v1, const cha
     }
 }
 
+/* lua_CFunction (res, tag, id): is there an entry with that tag and a lower
+ * id (another run's, older)? Raises on failure. */
+static int l_older_in_tag(lua_State *L)
+{
+    lua_Integer tag = luaL_checkinteger(L, 2), id = luaL_checkinteger(L, 3);
+    push_filter2(L, "tag", tag, NULL, NULL);
+    auth_query(L, 1, 1);
+    int older = 0;
+    for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TTABLE; i++) {
+        lua_Integer other = ifield(L, -1, "id", -1);
+        if (other >= 0 && other < id)
+            older = 1;
+        lua_pop(L, 1);
+    }
+    lua_pushboolean(L, older);
+    return 1;
+}
+
+/* lua_CFunction (res, id): delete the auth entry id (delete_id). */
+static int l_delete_auth(lua_State *L)
+{
+    delete_id(L, 1, "iscsi.auth.delete", "iscsi.auth.get_instance", luaL_checkinteger(L, 2));
+    return 0;
+}
+
+/* The entry id this change made cannot stay: the change fails, and a failed
+ * change is not undone (only the ones before it). Delete it (protected),
+ * then raise the message on the stack top, saying what became of it. */
+static int chap_fail_made(lua_State *L, int res, lua_Integer id)
+{
+    int msg = lua_gettop(L);
+    lua_pushcfunction(L, l_delete_auth);
+    lua_pushvalue(L, res);
+    lua_pushinteger(L, id);
+    if (lua_pcall(L, 2, 0, 0) == LUA_OK)
+        return fail(L, "%s (the CHAP entry %lld this change made was deleted)", lua_tostring(L, msg), (long long)id);
+    return fail(L, "%s; the CHAP entry %lld this change made could not be deleted (%s): delete it by hand",
+                lua_tostring(L, msg), (long long)id, lua_tostring(L, -1));
+}
+
 /* The chap: change. create: the entry {tag, user, secret} (a lost answer is
  * looked up by tag and user and adopted); servers converging in parallel may
  * pick the same free tag, so the tag is read back: when an older entry (a
@@ -1802,16 +1842,14 @@ static void apply_chap(lua_State *L, int self, int res, const char *action, int 
         ids_set(L, self, "chap", -1, 1);
         lua_pop(L, 1);
         /* the tag read back: an older entry there is another run's */
-        push_filter2(L, "tag", tag, NULL, NULL);
-        auth_query(L, res, 1);
-        int older = 0;
-        for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TTABLE; i++) {
-            lua_Integer other = ifield(L, -1, "id", -1);
-            if (other >= 0 && other < id)
-                older = 1;
-            lua_pop(L, 1);
-        }
-        lua_pop(L, 2);
+        lua_pushcfunction(L, l_older_in_tag);
+        lua_pushvalue(L, res);
+        lua_pushinteger(L, tag);
+        lua_pushinteger(L, id);
+        if (lua_pcall(L, 3, 1, 0) != LUA_OK)
+            chap_fail_made(L, res, id);
+        int older = lua_toboolean(L, -1);
+        lua_pop(L, 1);
         if (!older) {
             lua_pushinteger(L, tag);
             int st = state(L, self);
@@ -1824,9 +1862,11 @@ static void apply_chap(lua_State *L, int self, int res, const char *action, int 
             lua_setfield(L, out, "tag");
             break;
         }
-        if (round >= 5)
-            fail(L, "iscsi: CHAP tag %lld was taken by another entry %d times in a row (servers converging at once): "
-                    "run again", (long long)tag, round + 1);
+        if (round >= 5) {
+            lua_pushfstring(L, "iscsi: CHAP tag %I was taken by another entry %d times in a row (servers converging "
+                               "at once): run again", tag, round + 1);
+            chap_fail_made(L, res, id);
+        }
         sbot_log(L, SBOT_INFO, "iscsi (%s): CHAP tag %lld was also taken by another run: moving to another",
                  server_id(L, self), (long long)tag);
         delete_id(L, res, "iscsi.auth.delete", "iscsi.auth.get_instance", id);

@@ -522,8 +522,8 @@ static int newer_first(lua_State *L)
 }
 
 /* The versions of exactly `key` in a versioned bucket, each non-marker one
- * HEADed for its sbot-sha256: pushes {{version_id, delete_marker, sha256,
- * content_type}}; raises when S3 refuses. */
+ * HEADed for its sbot-sha256: pushes {{version_id, delete_marker, is_latest,
+ * sha256, content_type}}; raises when S3 refuses. */
 static void key_versions(lua_State *L, int client, const char *bucket, const char *key)
 {
     lua_newtable(L);
@@ -546,10 +546,12 @@ static void key_versions(lua_State *L, int client, const char *bucket, const cha
             luaL_error(L, "listing the versions of s3://%s/%s: %s", bucket, key, luaL_optstring(L, -2, "?"));
         int v = lua_gettop(L) - 2;
         if (strcmp(field_str(L, v, "key"), key) == 0) {
-            lua_createtable(L, 0, 4);
+            lua_createtable(L, 0, 5);
             int r = lua_gettop(L);
             lua_getfield(L, v, "version_id");
             set_top(L, r, "version_id");
+            lua_getfield(L, v, "is_latest");
+            set_top(L, r, "is_latest");
             lua_getfield(L, v, "delete_marker");
             int marker = lua_toboolean(L, -1);
             set_top(L, r, "delete_marker");
@@ -678,6 +680,7 @@ static void discover_superseded(lua_State *L, int res, int d, int client, const 
             set_top(L, -2, "version_id");
             set_top(L, r, "source");
             const char *action, *why = NULL;
+            int current = 0; /* the key shows sbot's copy: what an undo puts back */
             if (j <= keep) {
                 action = "kept";
                 why = lua_pushfstring(L, "keep_previous = %d: one of the %d newest earlier copies", (int)keep,
@@ -705,6 +708,10 @@ static void discover_superseded(lua_State *L, int res, int d, int client, const 
                     lua_pop(L, 1);
                     const char *vsha = field_str(L, -1, "sha256");
                     int ours = !marker && vsha && sha && strcmp(vsha, sha) == 0;
+                    lua_getfield(L, -1, "is_latest");
+                    if (ours && lua_toboolean(L, -1))
+                        current = 1;
+                    lua_pop(L, 1);
                     if (!marker)
                         set_bool(L, -1, "ours", ours);
                     if (!marker) {
@@ -780,6 +787,7 @@ static void discover_superseded(lua_State *L, int res, int d, int client, const 
                     why = "the public copy no longer exists";
                 } else if (osha && sha && strcmp(osha, sha) == 0) {
                     action = "unpublish";
+                    current = 1;
                     why = "the public bucket is not versioned: deleting the key removes the data";
                     lua_getfield(L, o, "content_type");
                     set_top(L, r, "content_type");
@@ -791,6 +799,7 @@ static void discover_superseded(lua_State *L, int res, int d, int client, const 
             }
             set_str(L, r, "action", action);
             set_str(L, r, "why", why);
+            set_bool(L, r, "current", current);
             lua_pushvalue(L, r);
             lua_rawseti(L, out, ++n);
             lua_settop(L, base);
@@ -1592,6 +1601,8 @@ static int s3_plan(lua_State *L)
             set_top(L, -2, "source");
             lua_getfield(L, r, "content_type");
             set_top(L, -2, "content_type");
+            lua_getfield(L, r, "current");
+            set_top(L, -2, "current");
             if (lua_getfield(L, r, "delete") == LUA_TTABLE) {
                 lua_newtable(L);
                 lua_Integer nd = luaL_len(L, -2);
@@ -2291,9 +2302,22 @@ static int s3_undo(lua_State *L)
         return 0;
     }
     if (strcmp(kind, "unpublish") == 0) {
-        /* published again: a copy of the private version it was copied from */
+        /* published again: a copy of the private version it was copied from,
+         * when the key showed sbot's copy before (a copy becomes the current
+         * version: over someone else's current one, or where only noncurrent
+         * versions or delete markers were deleted, it would publish what
+         * readers did not get before the change) */
         lua_getfield(L, change, "before");
         int before = lua_gettop(L);
+        lua_getfield(L, before, "current");
+        int current = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        if (!current) {
+            sbot_log(L, SBOT_INFO, "undo %s: s3://%s/%s did not show sbot's copy before the change: nothing to "
+                                   "publish again", field_str(L, change, "key"), bucket,
+                     field_str(L, change, "public_key"));
+            return 0;
+        }
         lua_getfield(L, before, "source");
         int src = lua_gettop(L);
         const char *sbucket = lua_istable(L, src) ? field_str(L, src, "bucket") : NULL;

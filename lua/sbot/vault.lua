@@ -247,6 +247,17 @@ end
 function M.handoff()
   local out, any = {}, false
   for id, cl in pairs(shared) do
+    if cl.token and cl.renew_at and cl.clock() >= cl.renew_at then
+      -- past its renewal point (the parent did other work since, e.g. a long
+      -- site step): renewed - or replaced by a new login - before it is
+      -- copied, so a worker gets at least a third of a lease, not a token
+      -- about to run out that it would have to log in again for
+      local ok, err = cl:ensure_token()
+      if not ok then
+        log.warn("vault: could not renew the token before handing it to the workers", { vault = cl.cfg.addr,
+          error = err })
+      end
+    end
     if cl.token then
       local now = cl.clock()
       local mounts = {}
@@ -337,11 +348,14 @@ end
 
 --- One request: returns the HTTP response and its decoded JSON body (nil
 -- when empty), or nil, message, code for transport failures.
--- opts: body (table), query (string), token (false: send none), namespace (false: none)
+-- opts: body (table), query (string), token (false: send none; a secret
+-- object: that token instead of the client's), namespace (false: none)
 function Client:call(method, path, opts)
   opts = opts or {}
   local headers = { ["X-Vault-Request"] = "true" }
-  if opts.token ~= false and self.token then headers["X-Vault-Token"] = self.token end
+  local token = opts.token
+  if token == nil then token = self.token end
+  if token then headers["X-Vault-Token"] = token end
   if opts.namespace ~= false and self.cfg.namespace then headers["X-Vault-Namespace"] = self.cfg.namespace end
   local body
   if opts.body ~= nil then
@@ -380,6 +394,11 @@ end
 -- (lookup-self) to learn its TTL. Returns true or nil, message, code.
 function Client:login()
   local a = self.cfg.auth
+  -- a token this process logged in for earlier (at its max TTL, or no
+  -- longer renewable) is revoked once the new one is there, not abandoned;
+  -- if the login fails it stays this client's, so the end of the run still
+  -- revokes it. A handed-over token (not owned) is the parent's to revoke.
+  local old = self.owned and self.token or nil
   self.owned = false
   if a.method == "token" then
     self.token = a.token
@@ -387,15 +406,19 @@ function Client:login()
     if not info then self.token = nil; return nil, err, code end
     return true
   end
+  local function give_up(...)
+    if old then self.token, self.owned = old, true else self.token = nil end
+    return ...
+  end
   local path = "auth/" .. a.mount .. "/login"
   local body = { role_id = a.role_id:reveal(), secret_id = a.secret_id:reveal() }
   self.token = nil
   local res, doc, code = self:call("POST", path, { body = body, token = false })
-  if not res then return nil, doc, code end
-  if res.status ~= 200 then return self:fail("POST", path, res, doc, "AppRole login failed") end
+  if not res then return give_up(nil, doc, code) end
+  if res.status ~= 200 then return give_up(self:fail("POST", path, res, doc, "AppRole login failed")) end
   local auth = type(doc) == "table" and doc.auth
   if type(auth) ~= "table" or type(auth.client_token) ~= "string" or auth.client_token == "" then
-    return nil, self:where("POST", path) .. ": the answer has no auth.client_token", "invalid_response"
+    return give_up(nil, self:where("POST", path) .. ": the answer has no auth.client_token", "invalid_response")
   end
   self.token = secret.new(auth.client_token, "vault token (AppRole login)")
   self.owned = true -- this process logged in: it revokes the token at the end of the run
@@ -404,6 +427,13 @@ function Client:login()
   self.stats.logins = self.stats.logins + 1
   log.debug("vault: logged in with AppRole", { vault = self.cfg.addr, ttl = self.lease,
     renewable = self.renewable })
+  if old then
+    local ok, err = self:revoke_token(old)
+    if not ok then
+      log.warn("vault: could not revoke the token the new login replaced (it expires by its TTL)",
+        { vault = self.cfg.addr, error = err })
+    end
+  end
   return true
 end
 
@@ -454,7 +484,17 @@ end
 -- message, code.
 function Client:revoke()
   if not self.token then return nil, "vault: not logged in", "not_logged_in" end
-  local res, doc, code = self:call("POST", "auth/token/revoke-self", { body = {} })
+  local ok, err, code = self:revoke_token(self.token)
+  if not ok then return nil, err, code end
+  self.token, self.owned, self.expires, self.renew_at, self.lease = nil, nil, nil, nil, nil
+  return true
+end
+
+--- revoke-self with the given token (a secret object), not necessarily the
+-- client's current one: true when Vault revoked it or no longer knows it
+-- (403 "invalid token": expired or revoked already), else nil, message, code.
+function Client:revoke_token(token)
+  local res, doc, code = self:call("POST", "auth/token/revoke-self", { body = {}, token = token })
   if not res then return nil, doc, code end
   local gone = res.status == 403 and (vault_message(doc) or ""):find("invalid token", 1, true) ~= nil
   if not gone and res.status ~= 204 and res.status ~= 200 then
@@ -462,7 +502,6 @@ function Client:revoke()
   end
   if not gone then self.stats.revocations = self.stats.revocations + 1 end
   log.debug(gone and "vault: the token had expired already" or "vault: token revoked", { vault = self.cfg.addr })
-  self.token, self.owned, self.expires, self.renew_at, self.lease = nil, nil, nil, nil, nil
   return true
 end
 

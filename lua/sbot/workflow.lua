@@ -529,11 +529,14 @@ function main(self, argv)
   local base = { site = site, args = public_args, run_id = r.id, run_dir = r.dir,
     artifact_dir = r.artifact_dir, log_file = r.log_file, lock_dir = lock_dir,
     store = store_url and store_url:match("^s3://") and store_url or nil, store_opts = store_opts }
-  local function job(extra)
+  -- vault: the parent's tokens (vault_handoff()), taken once per fan-out
+  -- and given to each of its jobs: a token due for renewal is renewed once
+  -- there, and a Vault that does not answer is asked once, not once per server
+  local function job(extra, vault)
     local j = {}
     for k, v in pairs(base) do j[k] = v end
     for k, v in pairs(extra) do j[k] = v end
-    j.vault = vault_handoff()
+    j.vault = vault
     return j
   end
   local fleet_opts = { jobs = args.jobs, timeout = args.timeout, grace = args.grace, partial = true }
@@ -564,7 +567,7 @@ function main(self, argv)
     -- contained and timed out, the parent never holds its connections, and
     -- the results reach the servers as the same plain data a worker returns
     local rows
-    rows, interrupted = map({ job { site_steps = self.site_steps } }, { "(site)" })
+    rows, interrupted = map({ job({ site_steps = self.site_steps }, vault_handoff()) }, { "(site)" })
     for _, row in ipairs(rows) do
       results[#results + 1] = row
       if row.id == "(site)" and row.step then site_results[row.step] = row end
@@ -580,6 +583,7 @@ function main(self, argv)
     end
   else
     local jobs, ids = {}, {}
+    local vault = vault_handoff() -- after the site steps: renewed now if they took long
     for i, s in ipairs(servers) do
       -- each worker gets the site with its own server only: the whole list
       -- copied into every worker would make a run quadratic in the number
@@ -587,8 +591,8 @@ function main(self, argv)
       local view = {}
       for k, v in pairs(site) do view[k] = v end
       view.servers = json.array { s }
-      jobs[i] = job { server = s, site = view, steps = self.steps, components = self.components,
-        site_results = site_results }
+      jobs[i] = job({ server = s, site = view, steps = self.steps, components = self.components,
+        site_results = site_results }, vault)
       ids[i] = s.id
     end
     local rows

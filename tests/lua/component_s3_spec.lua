@@ -496,6 +496,19 @@ describe("the S3 component against the lab's S3", function()
     assert.are.equal(1, #left)
     assert.is_false(left[1].delete_marker)
     assert.are.equal("someone else's", assert(c:get_object { bucket = "cs8-pub", key = key("2") }).body)
+
+    -- undoing those unpublish changes (as a later change failing would): sbot's copy is put back
+    -- where it was what the key showed, never over the version someone else made current since
+    local comp = assert(S3.new(cfg("3"), { id = "(site)", site = site }))
+    local res = assert(S3.spec.open(comp))
+    S3.spec.undo(comp, r3.plan[2], res)
+    assert.are.equal("someone else's", assert(c:get_object { bucket = "cs8-pub", key = key("2") }).body)
+    assert.are.equal(1, #versions(key("2")))
+    assert.is_false(r3.plan[2].before.current)
+    assert.is_true(r.plan[2].before.current)
+    S3.spec.undo(comp, r.plan[2], res)
+    local back = assert(c:head_object { bucket = "cs8-pub", key = key("1") })
+    assert.are.equal(sha["1"], back.metadata["sbot-sha256"])
   end)
 
   it("a step without artifacts is fine on a bucket that has no index yet", function()

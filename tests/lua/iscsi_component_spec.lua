@@ -468,4 +468,25 @@ describe("iscsi component with CHAP", function()
     assert.matches("Authentication failure", login(nil))
     assert.are.same({}, il.problems(il.truenas(lab), { "r630-01" }))
   end)
+
+  it("parallel runs beating it to every free CHAP tag: the change fails after 6 rounds and leaves no entry it made "
+    .. "(a failed change is not undone)", function()
+    local labclient = require "labclient"
+    local d = lab.info.devices.truenas
+    local f = labclient.new { base = d.url, cacert = d.cert_file }
+    assert.are.equal(200, assert(f:request("POST", "/lab/faults", { body = "truenas:authrace=1" })).status)
+    local r = run(NEW, "apply", { chap = { user = "r630-race", secret = NEW } })
+    assert.are.equal(200, assert(f:request("POST", "/lab/faults", { body = "" })).status)
+    assert.are.equal(1, r.code, r.stdout .. r.stderr)
+    local mine, races = 0, 0
+    for _, a in ipairs(il.truenas(lab).iscsi.auths) do
+      if a.user == "r630-race" then mine = mine + 1 end
+      if a.user:match("^lab%-race%-") then races = races + 1 end
+    end
+    assert.are.equal(6, races)
+    assert.are.equal(0, mine, "an entry this run made is left")
+    assert.matches("%(create chap:r630%-race%) failed: iscsi: CHAP tag %d+ was taken by another entry 6 times in a "
+      .. "row .*%(the CHAP entry %d+ this change made was deleted%)", r.result.error)
+    no_secret(r, NEW)
+  end)
 end)

@@ -19,7 +19,7 @@ describe("sbot.lab.faults", function()
     assert.has_error(function() faults.parse("idrac:latency=5-1") end,
       "--faults idrac: latency must be milliseconds 'N' or 'MIN-MAX', got '5-1'")
     assert.has_error(function() faults.parse("idrac:nope=1") end,
-      "--faults idrac: unknown fault 'nope' (known: 503, completeerr, corrupt, drop, failpart, jobfail, latency, lostanswers, noshutdown, reset, sealed, zvoldev)")
+      "--faults idrac: unknown fault 'nope' (known: 503, authrace, completeerr, corrupt, drop, failpart, jobfail, latency, lostanswers, noshutdown, reset, sealed, zvoldev)")
     assert.has_error(function() faults.parse("vault:sealed=2") end,
       "--faults vault: sealed must be 1 or 0, got '2'")
     assert.has_error(function() faults.parse("s3:failpart=0") end,

@@ -209,10 +209,12 @@ describe("sbot.vault client", function()
       role_id = rid.data.role_id, secret_id = sid.data.secret_id } }
     local before = counts()
     local paths = { "idrac/r630-01", "idrac/r630-02", "idrac/r630-03" }
+    local first
     for i, p in ipairs(paths) do
       if i > 1 then os.execute("sleep 2.1") end
       assert.truthy(ct:get(p, "password"))
       assert.truthy(ca:get(p, "password"))
+      first = first or ca.token
     end
     -- 4.2 s after the start: the 3 s token still works because it was renewed twice
     assert.are.equal(2, ct.stats.renewals)
@@ -225,6 +227,37 @@ describe("sbot.vault client", function()
     local after = counts()
     assert.are.equal(before.renewals + 4, after.renewals)
     assert.are.equal(before.logins + 2, after.logins)
+    -- the token the new login replaced (still valid for 0.8 s) was revoked, not abandoned
+    assert.are.equal(before.revocations + 1, after.revocations)
+    assert.are.equal(1, ca.stats.revocations)
+    assert.are_not.equal(first, ca.token)
+    local st, doc = admin("GET", "auth/token/lookup-self", nil, first:reveal())
+    assert.are.equal(403, st)
+    assert.matches("invalid token", json.encode(doc), 1, true)
+    -- as in Vault, the role's token_max_ttl caps renewals without being the token's explicit max TTL
+    assert.are.equal(0, assert(ca:lookup()).explicit_max_ttl)
+  end)
+
+  it("a token that expired before the new login: its revocation is skipped quietly (Vault no longer knows it)", function()
+    assert.are.equal(204, (admin("POST", "auth/approle/role/tiny", { token_policies = { "sbot" },
+      token_ttl = "1s", token_max_ttl = "60s" })))
+    local _, rid = admin("GET", "auth/approle/role/tiny/role-id")
+    local _, sid = admin("POST", "auth/approle/role/tiny/secret-id")
+    local ca = vault.client { addr = V.addr, tls = V.tls, auth = { method = "approle",
+      role_id = rid.data.role_id, secret_id = sid.data.secret_id } }
+    assert.truthy(ca:get("idrac/r630-01", "password"))
+    local before = counts()
+    os.execute("sleep 1.3")
+    -- renewal fails (403 invalid token), a new login, the old token's revocation answers 403 too
+    local v, err = ca:get("idrac/r630-02", "password")
+    assert.truthy(v, err)
+    assert.are.equal(2, ca.stats.logins)
+    assert.are.equal(0, ca.stats.revocations)
+    local after = counts()
+    assert.are.equal(before.logins + 1, after.logins)
+    assert.are.equal(before.revocations, after.revocations)
+    assert.is_true(assert(ca:revoke()))
+    assert.are.equal(before.revocations + 1, counts().revocations)
   end)
 
   it("sends X-Vault-Namespace: a lab in a namespace answers only within it", function()
@@ -449,6 +482,116 @@ return site
     assert.is_true(after.renewals > before.renewals, "the worker renewed the token")
     -- the parent revokes it although its own idea of the lease ran out: the worker renewed it
     assert.are.equal(before.revocations + 1, after.revocations)
+  end)
+
+  it("a site step longer than the token's renewal point: the parent renews it before the servers' workers get it", function()
+    -- tokens that live 5 s (at most 60 s), due for renewal after 3.3 s: the site step takes 3.6 s after its
+    -- check, then each server works 2 s before reading Vault - past the lease the token had left then
+    assert.are.equal(204, (admin("POST", "auth/approle/role/iso", { token_policies = { "sbot" },
+      token_ttl = "5s", token_max_ttl = "60s" })))
+    local _, rid = admin("GET", "auth/approle/role/iso/role-id")
+    local _, sid = admin("POST", "auth/approle/role/iso/secret-id")
+    local path = fleet_site(2, string.format("{ addr = lab.vault.addr, tls = lab.vault.tls, auth = { method = 'approle', "
+      .. "role_id = %q, secret_id = %q } }", rid.data.role_id, sid.data.secret_id))
+    local before = counts()
+    local r = run_wf("vault_long", path, { "--site-wait", "3.6", "--server-wait", "2" })
+    assert.are.equal(0, r.code, r.stdout .. r.stderr)
+    assert.matches("\n%(site%)%s+vault%s+ok", r.stdout)
+    assert.matches("\nn01%s+vault%s+ok", r.stdout)
+    assert.matches("\nn02%s+vault%s+ok", r.stdout)
+    local after = counts()
+    assert.are.equal(before.logins + 1, after.logins, "one login for the whole run")
+    assert.are.equal(before.login_failures, after.login_failures)
+    assert.is_true(after.renewals > before.renewals, "the parent renewed the token")
+    -- the parent read both paths at site loading, then each of the three workers read them with the token
+    assert.are.equal(before.reads + 8, after.reads)
+    assert.are.equal(before.revocations + 1, after.revocations)
+  end)
+
+  it("Ctrl-C during a run that logged in with AppRole: its token is revoked before sbot exits", function()
+    local path = fleet_site(2)
+    local function accessors()
+      local st, doc = admin("GET", "auth/token/accessors?list=true")
+      assert.are.equal(200, st)
+      return doc.data.keys
+    end
+    -- listing accessors needs sudo (Vault's rule): the AppRole's policy has none
+    assert.are.equal(403, (admin("GET", "auth/token/accessors?list=true", nil,
+      new_token({ policies = { "sbot" }, ttl = "1m" }))))
+    local known = {}
+    for _, a in ipairs(accessors()) do known[a] = true end
+    local before = counts()
+    local cmd = { helpers.shquote(helpers.sbot_bin), "run",
+      helpers.shquote(helpers.source_dir .. "/tests/support/workflows/vault_long.lua"),
+      "--site", helpers.shquote(path), "--runs-dir", helpers.shquote(dir .. "/runs"), "--site-wait", "60" }
+    local p = helpers.spawn(table.concat(cmd, " "), { log = dir .. "/out.log" })
+    -- the pre-flight site step has read both paths with the parent's token: the site step now sleeps
+    local deadline = helpers.now() + 30
+    while counts().reads < before.reads + 4 do
+      assert(p:alive(), p:output())
+      assert(helpers.now() < deadline, "the pre-flight did not run: " .. p:output())
+      os.execute("sleep 0.1")
+    end
+    local new = {}
+    for _, a in ipairs(accessors()) do if not known[a] then new[#new + 1] = a end end
+    assert.are.equal(1, #new, "one token made for the run")
+    assert.are.equal(200, (admin("POST", "auth/token/lookup-accessor", { accessor = new[1] })))
+    os.execute("kill -INT " .. p.pid)
+    deadline = helpers.now() + 30
+    while p:alive() do
+      assert(helpers.now() < deadline, "sbot did not stop on SIGINT")
+      os.execute("sleep 0.1")
+    end
+    assert.matches("run interrupted (Ctrl-C)", p:output(), 1, true)
+    local after = counts()
+    assert.are.equal(before.logins + 1, after.logins)
+    assert.are.equal(before.revocations + 1, after.revocations)
+    local st, doc = admin("POST", "auth/token/lookup-accessor", { accessor = new[1] })
+    assert.are.equal(400, st)
+    assert.matches("invalid accessor", json.encode(doc), 1, true)
+  end)
+
+  it("a Vault that does not answer when the servers' workers are handed the token is asked once, not per server", function()
+    -- 3 s tokens: due for renewal when the 4 s site step ends; Vault is sealed by then
+    assert.are.equal(204, (admin("POST", "auth/approle/role/sealed", { token_policies = { "sbot" },
+      token_ttl = "3s", token_max_ttl = "60s" })))
+    local _, rid = admin("GET", "auth/approle/role/sealed/role-id")
+    local _, sid = admin("POST", "auth/approle/role/sealed/secret-id")
+    local path = fleet_site(3, string.format("{ addr = lab.vault.addr, tls = lab.vault.tls, auth = { method = 'approle', "
+      .. "role_id = %q, secret_id = %q } }", rid.data.role_id, sid.data.secret_id))
+    local before = counts()
+    local cmd = { helpers.shquote(helpers.sbot_bin), "run",
+      helpers.shquote(helpers.source_dir .. "/tests/support/workflows/vault_long.lua"), "--site", helpers.shquote(path),
+      "--runs-dir", helpers.shquote(dir .. "/runs"), "--site-wait", "4", "--server-wait", "60" }
+    local p = helpers.spawn(table.concat(cmd, " "), { log = dir .. "/out.log" })
+    local function wait_until(cond, what)
+      local deadline = helpers.now() + 30
+      while not cond() do
+        assert(p:alive(), p:output())
+        assert(helpers.now() < deadline, what .. ": " .. p:output())
+        os.execute("sleep 0.1")
+      end
+    end
+    wait_until(function() return counts().reads >= before.reads + 6 end, "the pre-flight did not run")
+    faults("vault:sealed=1")
+    local warning = "vault: could not renew the token before handing it to the workers"
+    wait_until(function() return p:output():find(warning, 1, true) end, "no warning")
+    os.execute("sleep 0.5")
+    local sealed = counts().sealed - before.sealed
+    faults("")
+    os.execute("kill -INT " .. p.pid)
+    local deadline = helpers.now() + 30
+    while p:alive() do
+      assert(helpers.now() < deadline, "sbot did not stop on SIGINT")
+      os.execute("sleep 0.1")
+    end
+    -- renew-self, then the AppRole login that would replace the token: both refused, once
+    assert.are.equal(2, sealed)
+    local out = p:output()
+    local _, warnings = out:gsub(warning:gsub("%p", "%%%0"), "")
+    assert.are.equal(1, warnings)
+    assert.matches("Vault is sealed", out, 1, true)
+    assert.is_nil(out:find("hvs%.[%w]+"), "a token in the output")
   end)
 
   it("never revokes a token the operator gave", function()

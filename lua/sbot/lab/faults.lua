@@ -14,6 +14,8 @@
 --   completeerr (S3) rate of CompleteMultipartUpload answered 200 with an <Error> body
 --   zvoldev  (TrueNAS) a new zvol's /dev node appears 0.5 s (x time scale) late: an extent
 --            created at once fails "Device /dev/zvol/... does not exist"
+--   authrace (TrueNAS) rate of iscsi.auth.create calls that another client's create of an
+--            entry with the same tag beats (a parallel run that picked the same free tag)
 --   corrupt  (installer mirror) rate of release downloads served with one byte changed
 --   sealed   (Vault) 1 = the Vault is sealed (every request but sys/health and
 --            sys/seal-status answers 503 "Vault is sealed"), 0 = unsealed
@@ -25,7 +27,7 @@ local M = {}
 local KEYS = {
   ["503"] = "rate", reset = "rate", drop = "rate", jobfail = "rate", latency = "ms",
   failpart = "int", completeerr = "rate", corrupt = "rate", sealed = "flag", zvoldev = "rate",
-  noshutdown = "rate", lostanswers = "int",
+  noshutdown = "rate", lostanswers = "int", authrace = "rate",
 }
 
 --- A deterministic generator of floats in [0, 1) (xorshift64*, seeded by

@@ -881,6 +881,7 @@ local function crud(kind, plural, schema_prefix, arg_prefix, hooks)
     local v = verrors()
     hooks.validate(self, data, nil, v, arg_prefix .. "_create")
     check(v)
+    if hooks.before_create then hooks.before_create(self, data) end
     local obj = hooks.build(self, data, self:next_id(kind))
     self.state.iscsi[plural][obj.id] = obj
     if hooks.created then
@@ -1238,6 +1239,15 @@ crud("auth", "auths", "iscsi_auth.iSCSITargetAuthCredential", "iscsi_auth", {
   build = function(_, data, id)
     return { id = id, tag = int(data.tag), user = data.user, secret = data.secret, peeruser = data.peeruser or "",
              peersecret = data.peersecret or "", discovery_auth = data.discovery_auth or "NONE" }
+  end,
+  -- fault authrace: another client (a parallel run that picked the same
+  -- free tag) creates an entry with this tag just before this create
+  before_create = function(self, data)
+    if self.fault("authrace") then
+      local id = self:next_id("auth")
+      self.state.iscsi.auths[id] = { id = id, tag = int(data.tag), user = string.format("lab-race-%d", id),
+        secret = string.format("race-secret-%d", id % 10000), peeruser = "", peersecret = "", discovery_auth = "NONE" }
+    end
   end,
   entry = function(_, a) return copy(a) end,
   delete = function(self, a)
@@ -1756,8 +1766,8 @@ function M.new(opts)
   if not inject then
     local faults = opts.faults or {}
     for k, v in pairs(faults) do
-      if k ~= "drop" and k ~= "zvoldev" then
-        error("truenas.new: unknown fault '" .. tostring(k) .. "' (known: drop, zvoldev)", 2)
+      if k ~= "drop" and k ~= "zvoldev" and k ~= "authrace" then
+        error("truenas.new: unknown fault '" .. tostring(k) .. "' (known: authrace, drop, zvoldev)", 2)
       end
       if type(v) ~= "number" or v < 0 or v > 1 then error("truenas.new: faults." .. k .. " must be a rate 0..1", 2) end
     end

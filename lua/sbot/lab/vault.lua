@@ -228,8 +228,10 @@ function Model:set_policy(name, text)
   return p
 end
 
---- Create a token; spec: {policies, ttl, explicit_max_ttl, renewable,
--- display_name, path, no_default_policy, meta, num_uses, period}.
+--- Create a token; spec: {policies, ttl, explicit_max_ttl, max_ttl, renewable,
+-- display_name, path, no_default_policy, meta, num_uses, period}. max_ttl is
+-- what an auth method's role sets (AppRole token_max_ttl): it caps renewals
+-- like explicit_max_ttl but, as in Vault, lookup-self shows explicit_max_ttl 0.
 function Model:create_token(spec)
   local pols = {}
   local seen = {}
@@ -241,6 +243,9 @@ function Model:create_token(spec)
   local root = seen.root
   local ttl = root and 0 or (spec.ttl or 2764800)
   local max = spec.explicit_max_ttl or 0
+  local cap = M.DEFAULT_MAX_TTL
+  if max > 0 then cap = math.min(cap, max) end
+  if (spec.max_ttl or 0) > 0 then cap = math.min(cap, spec.max_ttl) end
   local t = { id = token_id(), accessor = crypto.hex(crypto.random_bytes(12)), policies = pols,
     display_name = spec.display_name or "token", path = spec.path or "auth/token/create",
     meta = spec.meta, num_uses = spec.num_uses or 0, orphan = spec.orphan ~= false,
@@ -248,7 +253,7 @@ function Model:create_token(spec)
     created = now, created_epoch = self.now(), namespace = self.namespace, role = spec.role }
   if ttl > 0 then
     t.expires = now + ttl
-    t.max_expires = now + (max > 0 and math.min(max, M.DEFAULT_MAX_TTL) or M.DEFAULT_MAX_TTL)
+    t.max_expires = now + cap
     if t.expires > t.max_expires then t.expires = t.max_expires end
   end
   self.tokens[t.id] = t
@@ -405,20 +410,53 @@ api["sys/seal-status"] = function(m)
     storage_type = "inmem" }, { raw = true }
 end
 
+local lookup_data
+
 api["auth/token/lookup-self"] = function(m, req)
   if req.op ~= "read" and req.op ~= "update" then fail(405, "unsupported operation") end
   local t = need_token(m, req)
   m:check(t, "auth/token/lookup-self", "read")
   m.counts.lookups = m.counts.lookups + 1
+  return 200, { data = lookup_data(m, t, t.id) }
+end
+
+-- LIST auth/token/accessors (sudo): the accessors of the live tokens.
+api["auth/token/accessors"] = function(m, req)
+  if req.op ~= "list" then fail(405, "unsupported operation") end
+  local t = need_token(m, req)
+  m:check(t, "auth/token/accessors", "list")
+  m:check(t, "auth/token/accessors", "sudo")
+  local keys = {}
+  for id, x in pairs(m.tokens) do if m:token(id) then keys[#keys + 1] = x.accessor end end
+  table.sort(keys)
+  if #keys == 0 then return 404 end
+  return 200, { data = { keys = json.array(keys) } }
+end
+
+-- POST auth/token/lookup-accessor {accessor}: the token's properties, id
+-- blanked; a revoked or expired token's accessor -> 400 "invalid accessor".
+api["auth/token/lookup-accessor"] = function(m, req)
+  if req.op ~= "update" then fail(405, "unsupported operation") end
+  local t = need_token(m, req)
+  m:check(t, "auth/token/lookup-accessor", "update")
+  local acc = req.body.accessor
+  if type(acc) ~= "string" or acc == "" then fail(400, "missing accessor") end
+  for id, x in pairs(m.tokens) do
+    if x.accessor == acc and m:token(id) then return 200, { data = lookup_data(m, x, "") } end
+  end
+  fail(400, multierror("invalid accessor"))
+end
+
+function lookup_data(m, t, id)
   local ttl = m:ttl(t)
-  return 200, { data = { id = t.id, accessor = t.accessor, policies = json.array(copy(t.policies)),
+  return { id = id, accessor = t.accessor, policies = json.array(copy(t.policies)),
     path = t.path, meta = t.meta or null, display_name = t.display_name, num_uses = t.num_uses,
     orphan = t.orphan, creation_time = math.floor(t.created_epoch), creation_ttl = t.creation_ttl,
     ttl = ttl, explicit_max_ttl = t.explicit_max_ttl, entity_id = "", type = "service",
     renewable = t.renewable, issue_time = rfc3339(t.created_epoch),
     expire_time = t.expires and rfc3339(m.now() + ttl) or null,
     last_renewal_time = t.last_renewal_epoch and math.floor(t.last_renewal_epoch) or nil,
-    last_renewal = t.last_renewal_epoch and rfc3339(t.last_renewal_epoch) or nil } }
+    last_renewal = t.last_renewal_epoch and rfc3339(t.last_renewal_epoch) or nil }
 end
 
 api["auth/token/renew-self"] = function(m, req)
@@ -547,7 +585,7 @@ local function approle_api(m, req, rest)
       if sid.uses >= sid.num_uses then role.secret_ids[b.secret_id] = nil end
     end
     local t = m:create_token({ policies = role.token_policies, ttl = role.token_ttl,
-      explicit_max_ttl = role.token_max_ttl, display_name = "approle", path = "auth/approle/login",
+      max_ttl = role.token_max_ttl, display_name = "approle", path = "auth/approle/login",
       meta = { role_name = role.name }, role = role.name })
     m.counts.logins = m.counts.logins + 1
     return 200, { auth = auth_block(m, t) }
