@@ -2085,20 +2085,32 @@ static int c_apply(lua_State *L)
         ids_set(L, self, "mapping", -1, 1);
         lua_setfield(L, out, "id");
     } else if (strcmp(resource, "service:iscsitarget:enable") == 0) {
-        lua_pushliteral(L, "iscsitarget");
-        lua_createtable(L, 0, 1);
-        lua_pushboolean(L, 1);
-        lua_setfield(L, -2, "enable");
-        int n = sbot_truenas_call(L, res, "service.update", 2);
-        if (n != 1) {
-            if (!transport_code(lua_tostring(L, -1)))
-                return fail(L, "%s", lua_tostring(L, -2));
-            lua_pop(L, 3);
+        /* a lost answer: read the service back, as for every other write
+         * (up to 3 attempts); enabling twice is harmless */
+        for (int attempt = 0;; attempt++) {
             lua_pushliteral(L, "iscsitarget");
             lua_createtable(L, 0, 1);
             lua_pushboolean(L, 1);
             lua_setfield(L, -2, "enable");
-            must(L, res, "service.update", 2);
+            int n = sbot_truenas_call(L, res, "service.update", 2);
+            if (n == 1) {
+                lua_pop(L, 1);
+                break;
+            }
+            if (!transport_code(lua_tostring(L, -1)) || attempt >= 2)
+                return fail(L, "%s", lua_tostring(L, -2));
+            lua_pop(L, 3);
+            lua_pushliteral(L, "iscsitarget");
+            query1(L, res, "service.query", "service");
+            int enabled = 0;
+            if (lua_type(L, -1) == LUA_TTABLE) {
+                lua_getfield(L, -1, "enable");
+                enabled = lua_toboolean(L, -1);
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+            if (enabled)
+                break;
         }
         lua_pushboolean(L, 1);
         lua_setfield(L, out, "enable");

@@ -22,12 +22,15 @@
 --   noshutdown (iDRAC) rate of GracefulShutdown requests the host OS ignores
 --   lostanswers the next N requests (an integer) are handled, then their connections
 --            closed without the answer: the client cannot tell whether they happened
+--   dropcalls (WebSocket devices) "METHOD*N": the replies to the next N calls of METHOD
+--            are dropped (counted down, before the drop rate; draws nothing from the
+--            random stream), e.g. truenas:dropcalls=service.update*2
 local M = {}
 
 local KEYS = {
   ["503"] = "rate", reset = "rate", drop = "rate", jobfail = "rate", latency = "ms",
   failpart = "int", completeerr = "rate", corrupt = "rate", sealed = "flag", zvoldev = "rate",
-  noshutdown = "rate", lostanswers = "int", authrace = "rate",
+  noshutdown = "rate", lostanswers = "int", authrace = "rate", dropcalls = "calls",
 }
 
 --- A deterministic generator of floats in [0, 1) (xorshift64*, seeded by
@@ -77,6 +80,14 @@ local function parse_value(key, value, where)
       error(string.format("%s: %s must be a positive integer, got '%s'", where, key, value), 0)
     end
     return n
+  end
+  if kind == "calls" then
+    local method, n = value:match("^([%w_%.]+)%*(%d+)$")
+    n = math.tointeger(tonumber(n))
+    if not method or not n or n < 1 then
+      error(string.format("%s: %s must be METHOD*N (N a positive integer), got '%s'", where, key, value), 0)
+    end
+    return { method = method, n = n }
   end
   local lo, hi = value:match("^(%d+%.?%d*)%-(%d+%.?%d*)$")
   lo, hi = tonumber(lo), tonumber(hi)
@@ -148,6 +159,17 @@ function M.injector(opts)
     local fired = hit(key)
     if fired then inj.counts[key] = (inj.counts[key] or 0) + 1 end
     return fired
+  end
+
+  --- Whether the reply to this call of `method` is dropped by `dropcalls`
+  -- (the next N calls of one method); counts it as "dropcalls".
+  function inj.drop_call(method)
+    local d = cfg.dropcalls
+    if not d or d.n <= 0 or d.method ~= method then return false end
+    -- a copy: the parsed spec may be shared by every device
+    cfg.dropcalls = { method = d.method, n = d.n - 1 }
+    inj.counts.dropcalls = (inj.counts.dropcalls or 0) + 1
+    return true
   end
 
   --- Decide for one HTTP request: returns action ("reset", "503", "lostanswer"

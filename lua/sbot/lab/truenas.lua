@@ -1593,7 +1593,7 @@ local function handle_rpc(dev, session, text)
   end
   local result, err = dev.model:dispatch(msg.method, msg.params, session)
   if id == nil then return nil end -- a notification gets no reply
-  if dev.inject.chance("drop") then
+  if (dev.inject.drop_call and dev.inject.drop_call(msg.method)) or dev.inject.chance("drop") then
     dev.dropped = dev.dropped + 1
     return nil
   end
