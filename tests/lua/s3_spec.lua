@@ -180,16 +180,21 @@ describe("sbot.s3 against s3rver", function()
   end)
 
   it("deletes one object and more than 1000 in batches", function()
+    -- keys without a "/": s3rver 5.0.0 deletes a batch's keys concurrently and
+    -- then removes each key's directory once it looks empty; when the last keys
+    -- of a directory finish together, two of them remove it and one answers
+    -- InternalError (ENOENT) - more often on a loaded machine. Keys at the
+    -- bucket's top level have no directory to remove. Real S3 has no such race.
     local keys = {}
     for i = 1, 1005 do
-      keys[i] = string.format("bulk/%04d", i)
+      keys[i] = string.format("bulk-%04d", i)
     end
     for _, k in ipairs(keys) do assert(c:put_object{ bucket = "sbot", key = k, body = "" }) end
-    assert.are.equal(1005, #assert(c:list_objects_all{ bucket = "sbot", prefix = "bulk/" }))
+    assert.are.equal(1005, #assert(c:list_objects_all{ bucket = "sbot", prefix = "bulk-" }))
     local r = assert(c:delete_objects{ bucket = "sbot", objects = keys })
     assert.are.equal(1005, #r.deleted)
     assert.are.equal(0, #r.errors)
-    assert.are.equal(0, #assert(c:list_objects_all{ bucket = "sbot", prefix = "bulk/" }))
+    assert.are.equal(0, #assert(c:list_objects_all{ bucket = "sbot", prefix = "bulk-" }))
     assert(c:put_object{ bucket = "sbot", key = "del/one", body = "1" })
     assert(c:delete_object{ bucket = "sbot", key = "del/one" })
     assert.are.equal("NoSuchKey", select(3, c:head_object{ bucket = "sbot", key = "del/one" }))
