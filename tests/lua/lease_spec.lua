@@ -221,13 +221,15 @@ describe("sbot.lease against the lab's S3", function()
   end)
 
   it("keeps renewing after a renewal that failed, each one bounded by the ttl", function()
+    -- the windows x the build's slowdown (the bound is wall-clock time)
+    local x = helpers.slowdown
     local key = "locks/slow.lease"
-    local l = assert(lease.acquire(c, { bucket = srv.bucket, key = key, ttl = 6, keep = false }))
-    local args = { client = c:options(), bucket = srv.bucket, key = key, name = "slow", ttl = 6, token = l.token,
+    local l = assert(lease.acquire(c, { bucket = srv.bucket, key = key, ttl = 6 * x, keep = false }))
+    local args = { client = c:options(), bucket = srv.bucket, key = key, name = "slow", ttl = 6 * x, token = l.token,
       holder = l.holder, acquired = l.acquired, where = l.where, etag = l.etag }
     -- answers 3 s late: a renewal of a 6 s lease that waits that long is
     -- worth nothing; it gives up and the keeper tries again at its next tick
-    srv.faults("s3:latency=3000")
+    srv.faults("s3:latency=" .. 3000 * x)
     local t0 = sys.monotime()
     local st, err = lease.keep(args, nil)
     local waited = sys.monotime() - t0
@@ -236,7 +238,7 @@ describe("sbot.lease against the lab's S3", function()
     assert.matches("timed out", st.error)
     assert.are.equal(1, st.failures)
     -- given up at ttl/4 = 1.5 s, not after the 3 s answer
-    assert.is_true(waited < 2.9, string.format("the failed renewal took %.2f s", waited))
+    assert.is_true(waited < 2.9 * x, string.format("the failed renewal took %.2f s", waited))
     -- refused (503 SlowDown): one request, not retried within the tick
     -- (the next tick is the retry)
     local n0 = srv.state().faults.requests
@@ -257,23 +259,26 @@ describe("sbot.lease against the lab's S3", function()
   end)
 
   it("has its keeper renew again at the next tick after a renewal that failed", function()
-    -- ttl 3: a tick every second, each request bounded by 1 s
+    -- ttl 3 (x the build's slowdown: a real keeper on wall-clock ticks, whose
+    -- renewals must each come back within their bound): a tick every second,
+    -- each request bounded by 1 s
+    local x = helpers.slowdown
     local key = "locks/keeper-retry.lease"
-    local l = assert(lease.acquire(c, { bucket = srv.bucket, key = key, ttl = 3 }))
+    local l = assert(lease.acquire(c, { bucket = srv.bucket, key = key, ttl = 3 * x }))
     assert.is_true(l.keeper:alive())
     -- the next renewal is answered 2 s late: the keeper gives up on it
     local n0 = srv.state().faults.requests
-    srv.faults("s3:latency=2000")
-    assert.is_true(wait_for(function() return srv.state().faults.requests > n0 end, 10), "no renewal came")
+    srv.faults("s3:latency=" .. 2000 * x)
+    assert.is_true(wait_for(function() return srv.state().faults.requests > n0 end, 10 * x), "no renewal came")
     srv.faults("")
     local failed_at = assert(lease.read(c, srv.bucket, key))
     -- it goes on renewing: the lease gets fresher writes and never expires
     assert.is_true(wait_for(function()
       local info = assert(lease.read(c, srv.bucket, key))
       return info.etag ~= failed_at.etag and info.last_modified > failed_at.last_modified
-    end, 10), "the keeper did not renew after the failed renewal")
+    end, 10 * x), "the keeper did not renew after the failed renewal")
     assert.is_true(l.keeper:alive(), "the keeper stopped after a failed renewal")
-    keeper.sleep(3.5)
+    keeper.sleep(3.5 * x)
     local info = assert(lease.read(c, srv.bucket, key))
     assert.is_false(info.stale == true)
     assert.are.equal(l.token, info.token)

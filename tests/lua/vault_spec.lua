@@ -198,11 +198,14 @@ describe("sbot.vault client", function()
   end)
 
   it("renews tokens during a long run; an AppRole token at its max TTL is replaced by a new login", function()
-    -- a 3 s token renewed after 2/3 of its lease, and an AppRole whose tokens live 3 s, at most 5 s
-    local tok = new_token({ policies = { "sbot" }, ttl = "3s", explicit_max_ttl = "60s" })
+    -- a 3 s token renewed after 2/3 of its lease, and an AppRole whose tokens live 3 s, at most 5 s;
+    -- every duration x the build's slowdown (real Vault leases in wall-clock seconds: the
+    -- replaced token has 0.8 s x slowdown left when it is revoked)
+    local x = helpers.slowdown
+    local tok = new_token({ policies = { "sbot" }, ttl = 3 * x .. "s", explicit_max_ttl = "60s" })
     local ct = vault.client { addr = V.addr, tls = V.tls, auth = { method = "token", token = tok } }
     assert.are.equal(204, (admin("POST", "auth/approle/role/short", { token_policies = { "sbot" },
-      token_ttl = "3s", token_max_ttl = "5s" })))
+      token_ttl = 3 * x .. "s", token_max_ttl = 5 * x .. "s" })))
     local _, rid = admin("GET", "auth/approle/role/short/role-id")
     local _, sid = admin("POST", "auth/approle/role/short/secret-id")
     local ca = vault.client { addr = V.addr, tls = V.tls, auth = { method = "approle",
@@ -211,7 +214,7 @@ describe("sbot.vault client", function()
     local paths = { "idrac/r630-01", "idrac/r630-02", "idrac/r630-03" }
     local first
     for i, p in ipairs(paths) do
-      if i > 1 then os.execute("sleep 2.1") end
+      if i > 1 then os.execute("sleep " .. 2.1 * x) end
       assert.truthy(ct:get(p, "password"))
       assert.truthy(ca:get(p, "password"))
       first = first or ca.token
@@ -220,7 +223,7 @@ describe("sbot.vault client", function()
     assert.are.equal(2, ct.stats.renewals)
     assert.are.equal(0, ct.stats.logins)
     local info = assert(ct:lookup())
-    assert.is_true(info.ttl >= 2, tostring(info.ttl))
+    assert.is_true(info.ttl >= 2 * x, tostring(info.ttl))
     -- the AppRole token: renewed at 2.1 s (capped at 5 s), replaced by a new login at 4.2 s
     assert.are.equal(2, ca.stats.logins)
     assert.are.equal(2, ca.stats.renewals)
@@ -468,14 +471,16 @@ return site
 
   it("a worker renews the handed-over token when its lease says so, instead of logging in", function()
     -- an AppRole whose tokens live 3 s (at most 60 s): the site step starts 2.2 s after the login
+    -- (x the build's slowdown: the worker must get the token before its lease runs out)
+    local x = helpers.slowdown
     assert.are.equal(204, (admin("POST", "auth/approle/role/brief", { token_policies = { "sbot" },
-      token_ttl = "3s", token_max_ttl = "60s" })))
+      token_ttl = 3 * x .. "s", token_max_ttl = "60s" })))
     local _, rid = admin("GET", "auth/approle/role/brief/role-id")
     local _, sid = admin("POST", "auth/approle/role/brief/secret-id")
     local path = fleet_site(2, string.format("{ addr = lab.vault.addr, tls = lab.vault.tls, auth = { method = 'approle', "
       .. "role_id = %q, secret_id = %q } }", rid.data.role_id, sid.data.secret_id))
     local before = counts()
-    local r = run_wf("vault_kv", path, { "--wait", "2.2" })
+    local r = run_wf("vault_kv", path, { "--wait", tostring(2.2 * x) })
     assert.are.equal(0, r.code, r.stdout .. r.stderr)
     local after = counts()
     assert.are.equal(before.logins + 1, after.logins)
@@ -486,15 +491,17 @@ return site
 
   it("a site step longer than the token's renewal point: the parent renews it before the servers' workers get it", function()
     -- tokens that live 5 s (at most 60 s), due for renewal after 3.3 s: the site step takes 3.6 s after its
-    -- check, then each server works 2 s before reading Vault - past the lease the token had left then
+    -- check, then each server works 2 s before reading Vault - past the lease the token had left then;
+    -- every duration x the build's slowdown (the renewal must come within the 5 s lease)
+    local x = helpers.slowdown
     assert.are.equal(204, (admin("POST", "auth/approle/role/iso", { token_policies = { "sbot" },
-      token_ttl = "5s", token_max_ttl = "60s" })))
+      token_ttl = 5 * x .. "s", token_max_ttl = "60s" })))
     local _, rid = admin("GET", "auth/approle/role/iso/role-id")
     local _, sid = admin("POST", "auth/approle/role/iso/secret-id")
     local path = fleet_site(2, string.format("{ addr = lab.vault.addr, tls = lab.vault.tls, auth = { method = 'approle', "
       .. "role_id = %q, secret_id = %q } }", rid.data.role_id, sid.data.secret_id))
     local before = counts()
-    local r = run_wf("vault_long", path, { "--site-wait", "3.6", "--server-wait", "2" })
+    local r = run_wf("vault_long", path, { "--site-wait", tostring(3.6 * x), "--server-wait", tostring(2 * x) })
     assert.are.equal(0, r.code, r.stdout .. r.stderr)
     assert.matches("\n%(site%)%s+vault%s+ok", r.stdout)
     assert.matches("\nn01%s+vault%s+ok", r.stdout)

@@ -6,6 +6,15 @@ M.sbot_bin = os.getenv("SBOT_BIN") or "build/sbot"
 M.source_dir = os.getenv("SBOT_SOURCE_DIR") or "."
 M.tmp_root = os.getenv("SBOT_TEST_TMP") or "/tmp/sbot-test"
 
+--- How much slower than a plain build this one runs (SBOT_TEST_SLOWDOWN, an
+-- integer >= 1; tests/CMakeLists.txt sets 3 for the sanitizer build, where
+-- everything takes 2-3 times as long). A test about timing whose windows are
+-- measured in wall-clock time scales them by this (ttl, sleeps, bounds
+-- together), so that the same order of events happens with the same slack
+-- relative to the machine; a test not about timing just waits generously.
+M.slowdown = math.tointeger(tonumber(os.getenv("SBOT_TEST_SLOWDOWN") or "1")) or 1
+assert(M.slowdown >= 1, "SBOT_TEST_SLOWDOWN must be an integer >= 1")
+
 --- Quote a string for /bin/sh.
 function M.shquote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
@@ -107,6 +116,20 @@ while time.time()<end:
     except OSError: time.sleep(0.05)
 sys.exit(1)']], timeout or 10, host or "127.0.0.1", port)
   return os.execute(cmd) == true
+end
+
+--- Wait until pred() is true, polling every 0.05 s for at most `seconds`
+-- (monotonic time: a loaded machine polls less often, never waits less).
+-- Returns pred()'s last result.
+function M.wait_for(pred, seconds)
+  local sys = require "sbot.sys"
+  local deadline = sys.monotime() + seconds
+  while sys.monotime() < deadline do
+    local v = pred()
+    if v then return v end
+    os.execute("sleep 0.05")
+  end
+  return pred()
 end
 
 --- Wall-clock seconds (sub-second resolution).
