@@ -90,8 +90,10 @@ function M.spawn(cmd, opts)
   local _, _, out = M.sh(string.format("setsid sh -c %s >%s 2>&1 </dev/null & echo $!",
     M.shquote("exec " .. cmd), M.shquote(log)))
   local h = { pid = tonumber(out), log = log }
+  -- an exited process nobody has reaped yet (its parent, the shell above,
+  -- is gone; init reaps late on some machines) is a zombie: not alive
   function h:alive()
-    return os.execute("kill -0 " .. self.pid .. " 2>/dev/null") == true
+    return require("sbot.sys").pid_alive(self.pid)
   end
   function h:stop(sig)
     os.execute(string.format("kill -%s -- -%d 2>/dev/null; kill -%s %d 2>/dev/null",
