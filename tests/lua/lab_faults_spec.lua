@@ -19,13 +19,17 @@ describe("sbot.lab.faults", function()
     assert.has_error(function() faults.parse("idrac:latency=5-1") end,
       "--faults idrac: latency must be milliseconds 'N' or 'MIN-MAX', got '5-1'")
     assert.has_error(function() faults.parse("idrac:nope=1") end,
-      "--faults idrac: unknown fault 'nope' (known: 503, authrace, completeerr, corrupt, drop, failpart, jobfail, latency, lostanswers, noshutdown, reset, sealed, zvoldev)")
+      "--faults idrac: unknown fault 'nope' (known: 503, authrace, completeerr, corrupt, drop, dropcalls, failpart, jobfail, latency, lostanswers, noshutdown, reset, sealed, zvoldev)")
     assert.has_error(function() faults.parse("vault:sealed=2") end,
       "--faults vault: sealed must be 1 or 0, got '2'")
     assert.has_error(function() faults.parse("s3:failpart=0") end,
       "--faults s3: failpart must be a positive integer, got '0'")
     assert.has_error(function() faults.parse("s3:failpart=2.5") end,
       "--faults s3: failpart must be a positive integer, got '2.5'")
+    assert.has_error(function() faults.parse("truenas:dropcalls=service.update") end,
+      "--faults truenas: dropcalls must be METHOD*N (N a positive integer), got 'service.update'")
+    assert.has_error(function() faults.parse("truenas:dropcalls=service.update*0") end,
+      "--faults truenas: dropcalls must be METHOD*N (N a positive integer), got 'service.update*0'")
   end)
 
   it("parses the Vault's sealed flag", function()
@@ -57,6 +61,18 @@ describe("sbot.lab.faults", function()
     assert.are.equal("lostanswer", (inj.request()))
     assert.is_nil((inj.request()))
     assert.are.equal(2, inj.counts.lostanswers)
+  end)
+
+  it("drops the replies to the next N calls of one method, drawing nothing from the stream", function()
+    local spec = faults.parse("truenas:dropcalls=service.update*2")
+    local inj = faults.injector({ spec = spec, kind = "truenas", name = "truenas", seed = 1 })
+    assert.is_false(inj.drop_call("service.query"))
+    assert.is_true(inj.drop_call("service.update"))
+    assert.is_true(inj.drop_call("service.update"))
+    assert.is_false(inj.drop_call("service.update"))
+    assert.are.equal(2, inj.counts.dropcalls)
+    -- the parsed spec is left as it was (another device may share it)
+    assert.are.same({ truenas = { dropcalls = { method = "service.update", n = 2 } } }, spec)
   end)
 
   it("gives the same decisions for the same seed and stream, others for another", function()

@@ -34,6 +34,7 @@ in with AppRole; the root token is in DIR/vault-root-token).
                    (503 | reset | drop | jobfail | completeerr | corrupt rates,
                    latency in ms, failpart=N: S3 UploadPart N fails,
                    lostanswers=N: the next N requests happen, their answers are lost,
+                   truenas:dropcalls=METHOD*N: the next N replies to METHOD are dropped,
                    vault:sealed=1: the Vault is sealed)
   --seed N         seed of the fault injection (default 1): same seed and same
                    requests give the same faults
