@@ -38,6 +38,7 @@
 
 #include <openssl/evp.h>
 
+#include "luax.h"
 #include "sbot.h"
 #include "util.h"
 
@@ -90,15 +91,6 @@ static void append(lua_State *L, int list)
     lua_rawseti(L, list, (lua_Integer)lua_rawlen(L, list) + 1);
 }
 
-/* t[k] as a string, or NULL (the string stays alive in t). */
-static const char *get_str(lua_State *L, int t, const char *k)
-{
-    lua_getfield(L, t, k);
-    const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-    lua_pop(L, 1);
-    return s;
-}
-
 static void push_require(lua_State *L, const char *mod, const char *field)
 {
     lua_getglobal(L, "require");
@@ -125,7 +117,7 @@ static void call_method(lua_State *L, int obj, const char *name, int nargs, int 
 static const char *site_file(lua_State *L, int self)
 {
     lua_getfield(L, self, "site");
-    const char *f = lua_istable(L, -1) ? get_str(L, -1, "file") : NULL;
+    const char *f = lua_istable(L, -1) ? sbot_field_str(L, -1, "file") : NULL;
     lua_pop(L, 1);
     return f ? f : "(no file)";
 }
@@ -580,7 +572,7 @@ static int full_version(const char *v)
  * NIC.Integrated.1-<port>-1 (R630 onboard ports), else eno1. */
 static int hook_interface_name(lua_State *L)
 {
-    const char *nic = lua_istable(L, 1) ? get_str(L, 1, "boot_nic") : NULL;
+    const char *nic = lua_istable(L, 1) ? sbot_field_str(L, 1, "boot_nic") : NULL;
     int port;
     if (nic && sscanf(nic, "NIC.Integrated.1-%d-", &port) == 1 && port > 0)
         lua_pushfstring(L, "eno%d", port);
@@ -592,8 +584,8 @@ static int hook_interface_name(lua_State *L)
 static int hook_hostname(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
-    const char *h = get_str(L, 1, "hostname");
-    lua_pushstring(L, h ? h : get_str(L, 1, "id"));
+    const char *h = sbot_field_str(L, 1, "hostname");
+    lua_pushstring(L, h ? h : sbot_field_str(L, 1, "id"));
     return 1;
 }
 
@@ -603,12 +595,12 @@ static int hook_root_device_hints(lua_State *L)
 {
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_newtable(L);
-    const char *device = get_str(L, 2, "device");
+    const char *device = sbot_field_str(L, 2, "device");
     if (device) {
         set_str(L, -1, "deviceName", device);
         return 1;
     }
-    const char *portal = get_str(L, 2, "portal"), *iqn = get_str(L, 2, "iqn");
+    const char *portal = sbot_field_str(L, 2, "portal"), *iqn = sbot_field_str(L, 2, "iqn");
     lua_getfield(L, 2, "lun");
     lua_Integer lun = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
     lua_pop(L, 1);
@@ -649,15 +641,16 @@ static void build_model(lua_State *L, int self)
     if (!lua_istable(L, os))
         luaL_error(L, "site %s: openshift: the site has no openshift section (version, cluster_name, "
                       "base_domain, pull_secret, machine_network, ...: docs/openshift.md)", file);
-    const char *version = get_str(L, os, "version");
+    const char *version = sbot_field_str(L, os, "version");
     if (!full_version(version))
         problem(&p, "openshift.version: \"%s\" names no release; give major.minor.patch (e.g. 4.16.8): the "
                     "mirror's stable-x.y directories move", version ? version : "");
     set_str(L, m, "version", version);
-    set_str(L, m, "cluster", get_str(L, os, "cluster_name"));
-    set_str(L, m, "base_domain", get_str(L, os, "base_domain"));
-    set_str(L, m, "ssh_key", get_str(L, os, "ssh_key"));
-    set_str(L, m, "network_type", get_str(L, os, "network_type") ? get_str(L, os, "network_type") : "OVNKubernetes");
+    set_str(L, m, "cluster", sbot_field_str(L, os, "cluster_name"));
+    set_str(L, m, "base_domain", sbot_field_str(L, os, "base_domain"));
+    set_str(L, m, "ssh_key", sbot_field_str(L, os, "ssh_key"));
+    set_str(L, m, "network_type",
+            sbot_field_str(L, os, "network_type") ? sbot_field_str(L, os, "network_type") : "OVNKubernetes");
     lua_getfield(L, os, "host_prefix");
     set_int(L, m, "host_prefix", lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 23);
     lua_pop(L, 1);
@@ -688,7 +681,7 @@ static void build_model(lua_State *L, int self)
 
     /* networks */
     struct addr machine, cluster_net, service_net, tmp;
-    const char *mn = get_str(L, os, "machine_network");
+    const char *mn = sbot_field_str(L, os, "machine_network");
     int have_machine = 0;
     if (!mn)
         problem(&p, "openshift.machine_network: required (the CIDR holding the node IPs and VIPs)");
@@ -697,7 +690,7 @@ static void build_model(lua_State *L, int self)
     else
         have_machine = 1;
     set_str(L, m, "machine_network", mn);
-    const char *cn = get_str(L, os, "cluster_network"), *sn = get_str(L, os, "service_network");
+    const char *cn = sbot_field_str(L, os, "cluster_network"), *sn = sbot_field_str(L, os, "service_network");
     cn = cn ? cn : "10.128.0.0/14";
     sn = sn ? sn : "172.30.0.0/16";
     set_str(L, m, "cluster_network", cn);
@@ -730,8 +723,8 @@ static void build_model(lua_State *L, int self)
     for (lua_Integer i = 1; i <= nservers; i++) {
         lua_rawgeti(L, servers, i);
         int s = lua_gettop(L);
-        const char *id = get_str(L, s, "id");
-        const char *role = get_str(L, s, "role");
+        const char *id = sbot_field_str(L, s, "id");
+        const char *role = sbot_field_str(L, s, "role");
         const char *where = lua_pushfstring(L, "servers[%d] (%s)", (int)i, id ? id : "?");
         /* every server's MACs are unique, in the cluster or not */
         lua_getfield(L, s, "macs");
@@ -789,7 +782,7 @@ static void build_model(lua_State *L, int self)
             lua_setfield(L, h, "mac");
         }
         lua_pop(L, 2);
-        const char *node_ip = get_str(L, s, "node_ip");
+        const char *node_ip = sbot_field_str(L, s, "node_ip");
         struct addr ip;
         if (!node_ip) {
             problem(&p, "%s.node_ip: a cluster server needs its node IP (CIDR, e.g. 10.0.0.11/24)", where);
@@ -813,7 +806,7 @@ static void build_model(lua_State *L, int self)
                 problem(&p, "%s: more than 256 cluster servers (sbot checks at most 256)", where);
             }
         }
-        const char *gw = get_str(L, s, "gateway");
+        const char *gw = sbot_field_str(L, s, "gateway");
         if (gw) {
             if (!parse_ip(gw, &tmp))
                 problem(&p, "%s.gateway: \"%s\" is not an IP address", where, gw);
@@ -830,7 +823,7 @@ static void build_model(lua_State *L, int self)
             lua_pop(L, 1);
         } else {
             int d = lua_gettop(L);
-            if (!get_str(L, d, "device") && (!get_str(L, d, "portal") || !get_str(L, d, "iqn"))) {
+            if (!sbot_field_str(L, d, "device") && (!sbot_field_str(L, d, "portal") || !sbot_field_str(L, d, "iqn"))) {
                 problem(&p, "%s: disks[\"%s\"] needs portal and iqn (or device)", where, id);
                 lua_pop(L, 1);
             } else {
@@ -860,7 +853,7 @@ static void build_model(lua_State *L, int self)
     set_int(L, m, "workers", workers);
 
     /* VIPs: none for a single node, both otherwise */
-    const char *api = get_str(L, os, "api_vip"), *ingress = get_str(L, os, "ingress_vip");
+    const char *api = sbot_field_str(L, os, "api_vip"), *ingress = sbot_field_str(L, os, "ingress_vip");
     if (sno && (api || ingress)) {
         problem(&p, "openshift.%s: a single-node cluster (role sno) has no VIPs (its platform is none: the node's "
                     "own IP serves the API and ingress); remove api_vip and ingress_vip", api ? "api_vip" : "ingress_vip");
@@ -890,7 +883,7 @@ static void build_model(lua_State *L, int self)
     set_str(L, m, "ingress_vip", ingress);
 
     /* the rendezvous host: a control-plane node's IP */
-    const char *rv = get_str(L, os, "rendezvous_ip");
+    const char *rv = sbot_field_str(L, os, "rendezvous_ip");
     if (rv) {
         struct addr r;
         int found = 0;
@@ -910,7 +903,7 @@ static void build_model(lua_State *L, int self)
     } else {
         for (lua_Integer k = 1; k <= (lua_Integer)lua_rawlen(L, hosts); k++) {
             lua_rawgeti(L, hosts, k);
-            const char *role = get_str(L, -1, "role"), *ip = get_str(L, -1, "ip");
+            const char *role = sbot_field_str(L, -1, "role"), *ip = sbot_field_str(L, -1, "ip");
             if (role && strcmp(role, "master") == 0 && ip) {
                 set_str(L, m, "rendezvous_ip", ip);
                 lua_pop(L, 1);
@@ -941,7 +934,7 @@ static void build_model(lua_State *L, int self)
     int inst = lua_gettop(L);
     lua_getfield(L, os, "installer");
     int si = lua_gettop(L);
-    const char *mirror = lua_istable(L, si) ? get_str(L, si, "mirror_url") : NULL;
+    const char *mirror = lua_istable(L, si) ? sbot_field_str(L, si, "mirror_url") : NULL;
     lua_pushstring(L, mirror ? mirror : DEFAULT_MIRROR);
     luaL_gsub(L, lua_tostring(L, -1), "//+$", "");
     lua_remove(L, -2);
@@ -953,7 +946,7 @@ static void build_model(lua_State *L, int self)
     lua_setfield(L, inst, "mirror_url");
     lua_pop(L, 1);
     if (lua_istable(L, si)) {
-        const char *pin = get_str(L, si, "sha256");
+        const char *pin = sbot_field_str(L, si, "sha256");
         if (pin) {
             lua_getglobal(L, "string");
             lua_getfield(L, -1, "lower");
@@ -1003,7 +996,7 @@ static int l_check(lua_State *L)
     lua_newtable(L);
     static const char *const keep[] = {"cluster", "version", "rendezvous_ip", NULL};
     for (int i = 0; keep[i]; i++)
-        set_str(L, -1, keep[i], get_str(L, m, keep[i]));
+        set_str(L, -1, keep[i], sbot_field_str(L, m, keep[i]));
     lua_getfield(L, m, "sno");
     set_str(L, -2, "platform", lua_toboolean(L, -1) ? "none" : "baremetal");
     lua_pop(L, 1);
@@ -1029,7 +1022,9 @@ static void push_str_list(lua_State *L, const char *a)
  * default route through the gateway, the DNS servers */
 static void push_network_config(lua_State *L, int m, int h)
 {
-    const char *itf = get_str(L, h, "interface"), *mac = get_str(L, h, "mac"), *ip = get_str(L, h, "ip");
+    const char *itf = sbot_field_str(L, h, "interface");
+    const char *mac = sbot_field_str(L, h, "mac");
+    const char *ip = sbot_field_str(L, h, "ip");
     lua_getfield(L, h, "family");
     int v6 = lua_tointeger(L, -1) == 6;
     lua_pop(L, 1);
@@ -1056,7 +1051,7 @@ static void push_network_config(lua_State *L, int m, int h)
     lua_setfield(L, -2, v6 ? "ipv6" : "ipv4");
     append(L, -2);
     lua_setfield(L, nc, "interfaces");
-    const char *gw = get_str(L, h, "gateway");
+    const char *gw = sbot_field_str(L, h, "gateway");
     if (gw) {
         lua_newtable(L);
         new_array(L);
@@ -1092,9 +1087,9 @@ static void render(lua_State *L, int m)
     lua_newtable(L);
     int ic = lua_gettop(L);
     set_str(L, ic, "apiVersion", "v1");
-    set_str(L, ic, "baseDomain", get_str(L, m, "base_domain"));
+    set_str(L, ic, "baseDomain", sbot_field_str(L, m, "base_domain"));
     lua_newtable(L);
-    set_str(L, -1, "name", get_str(L, m, "cluster"));
+    set_str(L, -1, "name", sbot_field_str(L, m, "cluster"));
     lua_setfield(L, ic, "metadata");
     lua_newtable(L);
     set_str(L, -1, "name", "master");
@@ -1113,36 +1108,36 @@ static void render(lua_State *L, int m)
     append(L, -2);
     lua_setfield(L, ic, "compute");
     lua_newtable(L);
-    set_str(L, -1, "networkType", get_str(L, m, "network_type"));
+    set_str(L, -1, "networkType", sbot_field_str(L, m, "network_type"));
     new_array(L);
     lua_newtable(L);
-    set_str(L, -1, "cidr", get_str(L, m, "machine_network"));
+    set_str(L, -1, "cidr", sbot_field_str(L, m, "machine_network"));
     append(L, -2);
     lua_setfield(L, -2, "machineNetwork");
     new_array(L);
     lua_newtable(L);
-    set_str(L, -1, "cidr", get_str(L, m, "cluster_network"));
+    set_str(L, -1, "cidr", sbot_field_str(L, m, "cluster_network"));
     lua_getfield(L, m, "host_prefix");
     lua_setfield(L, -2, "hostPrefix");
     append(L, -2);
     lua_setfield(L, -2, "clusterNetwork");
-    push_str_list(L, get_str(L, m, "service_network"));
+    push_str_list(L, sbot_field_str(L, m, "service_network"));
     lua_setfield(L, -2, "serviceNetwork");
     lua_setfield(L, ic, "networking");
     lua_newtable(L);
     lua_newtable(L);
     if (!sno) {
-        push_str_list(L, get_str(L, m, "api_vip"));
+        push_str_list(L, sbot_field_str(L, m, "api_vip"));
         lua_setfield(L, -2, "apiVIPs");
-        push_str_list(L, get_str(L, m, "ingress_vip"));
+        push_str_list(L, sbot_field_str(L, m, "ingress_vip"));
         lua_setfield(L, -2, "ingressVIPs");
     }
     lua_setfield(L, -2, sno ? "none" : "baremetal");
     lua_setfield(L, ic, "platform");
     lua_getfield(L, m, "pull_secret");
     lua_setfield(L, ic, "pullSecret");
-    if (get_str(L, m, "ssh_key"))
-        set_str(L, ic, "sshKey", get_str(L, m, "ssh_key"));
+    if (sbot_field_str(L, m, "ssh_key"))
+        set_str(L, ic, "sshKey", sbot_field_str(L, m, "ssh_key"));
 
     /* agent-config.yaml */
     lua_newtable(L);
@@ -1150,9 +1145,9 @@ static void render(lua_State *L, int m)
     set_str(L, ac, "apiVersion", "v1beta1");
     set_str(L, ac, "kind", "AgentConfig");
     lua_newtable(L);
-    set_str(L, -1, "name", get_str(L, m, "cluster"));
+    set_str(L, -1, "name", sbot_field_str(L, m, "cluster"));
     lua_setfield(L, ac, "metadata");
-    set_str(L, ac, "rendezvousIP", get_str(L, m, "rendezvous_ip"));
+    set_str(L, ac, "rendezvousIP", sbot_field_str(L, m, "rendezvous_ip"));
     lua_getfield(L, m, "ntp_servers");
     if (lua_istable(L, -1) && lua_rawlen(L, -1) > 0) {
         new_array(L);
@@ -1170,12 +1165,12 @@ static void render(lua_State *L, int m)
         lua_rawgeti(L, -1, k);
         int h = lua_gettop(L);
         lua_newtable(L);
-        set_str(L, -1, "hostname", get_str(L, h, "hostname"));
-        set_str(L, -1, "role", get_str(L, h, "role"));
+        set_str(L, -1, "hostname", sbot_field_str(L, h, "hostname"));
+        set_str(L, -1, "role", sbot_field_str(L, h, "role"));
         new_array(L);
         lua_newtable(L);
-        set_str(L, -1, "name", get_str(L, h, "interface"));
-        set_str(L, -1, "macAddress", get_str(L, h, "mac"));
+        set_str(L, -1, "name", sbot_field_str(L, h, "interface"));
+        set_str(L, -1, "macAddress", sbot_field_str(L, h, "mac"));
         append(L, -2);
         lua_setfield(L, -2, "interfaces");
         lua_getfield(L, h, "root_device_hints");
@@ -1202,7 +1197,7 @@ static void render_texts(lua_State *L, int m, char hash[65])
     lua_remove(L, ic); /* ac */
     luaL_Buffer b;
     luaL_buffinit(L, &b);
-    luaL_addstring(&b, get_str(L, m, "version"));
+    luaL_addstring(&b, sbot_field_str(L, m, "version"));
     luaL_addchar(&b, '\n');
     lua_pushvalue(L, -3);
     luaL_addvalue(&b);
@@ -1240,13 +1235,13 @@ static const char *push_absolute(lua_State *L, const char *path)
 static const char *dir_path(lua_State *L, int self, const char *key, const char *sub, int create)
 {
     lua_getfield(L, self, "config");
-    const char *v = get_str(L, -1, key);
+    const char *v = sbot_field_str(L, -1, key);
     lua_pop(L, 1);
     if (v) {
         push_absolute(L, v);
     } else {
         lua_getfield(L, self, "site");
-        const char *sd = lua_istable(L, -1) ? get_str(L, -1, "state_dir") : NULL;
+        const char *sd = lua_istable(L, -1) ? sbot_field_str(L, -1, "state_dir") : NULL;
         push_absolute(L, sd ? sd : "state");
         lua_pushfstring(L, "%s/openshift/%s", lua_tostring(L, -1), sub);
         lua_replace(L, -3);
@@ -1268,11 +1263,11 @@ static int os_open(lua_State *L)
     lua_newtable(L);
     int res = lua_gettop(L);
     lua_getfield(L, self, "config");
-    const char *url = get_str(L, -1, "store");
+    const char *url = sbot_field_str(L, -1, "store");
     lua_pop(L, 1);
     lua_getfield(L, self, "site");
     if (!url && lua_istable(L, -1))
-        url = get_str(L, -1, "store");
+        url = sbot_field_str(L, -1, "store");
     if (!url)
         url = lua_pushfstring(L, "file://%s", dir_path(L, self, "store", "store", 0));
     set_str(L, res, "store_url", url);
@@ -1288,7 +1283,7 @@ static int get_store(lua_State *L, int self, int res, int create)
     if (lua_getfield(L, res, "store") == LUA_TTABLE)
         return 1;
     lua_pop(L, 1);
-    const char *url = get_str(L, res, "store_url");
+    const char *url = sbot_field_str(L, res, "store_url");
     struct stat st;
     if (!create && strncmp(url, "file://", 7) == 0 && stat(url + 7, &st) != 0) {
         lua_pushnil(L);
@@ -1326,8 +1321,8 @@ static const char *iso_key(lua_State *L, int m, const char *hash)
 {
     char short_hash[17];
     snprintf(short_hash, sizeof short_hash, "%.16s", hash);
-    return lua_pushfstring(L, "openshift/%s/%s/%s/%s", get_str(L, m, "cluster"), get_str(L, m, "version"), short_hash,
-                           ISO_NAME);
+    return lua_pushfstring(L, "openshift/%s/%s/%s/%s", sbot_field_str(L, m, "cluster"), sbot_field_str(L, m, "version"),
+                           short_hash, ISO_NAME);
 }
 
 /* the cached installer: <cache>/<version>/openshift-install + manifest.json.
@@ -1335,7 +1330,7 @@ static const char *iso_key(lua_State *L, int m, const char *hash)
 static void check_cache(lua_State *L, int self, int m)
 {
     const char *cache = dir_path(L, self, "cache_dir", "cache", 0);
-    const char *version = get_str(L, m, "version");
+    const char *version = sbot_field_str(L, m, "version");
     lua_newtable(L);
     int t = lua_gettop(L);
     const char *dir = lua_pushfstring(L, "%s/%s", cache, version);
@@ -1356,10 +1351,10 @@ static void check_cache(lua_State *L, int self, int m)
         } else {
             lua_pushvalue(L, -1);
             lua_setfield(L, t, "manifest");
-            const char *want = get_str(L, -1, "binary_sha256");
-            const char *tsum = get_str(L, -1, "tarball_sha256");
+            const char *want = sbot_field_str(L, -1, "binary_sha256");
+            const char *tsum = sbot_field_str(L, -1, "tarball_sha256");
             lua_getfield(L, m, "installer");
-            const char *pin = get_str(L, -1, "sha256");
+            const char *pin = sbot_field_str(L, -1, "sha256");
             lua_pop(L, 1);
             char hex[65];
             if (pin && (!tsum || strcmp(pin, tsum) != 0))
@@ -1384,14 +1379,14 @@ static void mirror_sums(lua_State *L, int m)
 {
     lua_getfield(L, m, "installer");
     int inst = lua_gettop(L);
-    const char *version = get_str(L, m, "version");
+    const char *version = sbot_field_str(L, m, "version");
     lua_newtable(L);
     int t = lua_gettop(L);
-    const char *url = lua_pushfstring(L, "%s/%s/sha256sum.txt", get_str(L, inst, "mirror_url"), version);
+    const char *url = lua_pushfstring(L, "%s/%s/sha256sum.txt", sbot_field_str(L, inst, "mirror_url"), version);
     set_str(L, t, "sums_url", url);
     const char *file = lua_pushfstring(L, "openshift-install-linux-%s.tar.gz", version);
     set_str(L, t, "file", file);
-    set_str(L, t, "url", lua_pushfstring(L, "%s/%s/%s", get_str(L, inst, "mirror_url"), version, file));
+    set_str(L, t, "url", lua_pushfstring(L, "%s/%s/%s", sbot_field_str(L, inst, "mirror_url"), version, file));
     lua_pop(L, 1);
     lua_newtable(L);
     set_str(L, -1, "url", url);
@@ -1415,7 +1410,7 @@ static void mirror_sums(lua_State *L, int m)
             lua_pop(L, 1);
         } else {
             set_bool(L, t, "reachable", 1);
-            const char *body = get_str(L, -1, "body");
+            const char *body = sbot_field_str(L, -1, "body");
             /* "<hex>  <file>" lines */
             size_t fl = strlen(file);
             for (const char *line = body; line && *line;) {
@@ -1431,7 +1426,7 @@ static void mirror_sums(lua_State *L, int m)
                 }
                 line = nl ? nl + 1 : NULL;
             }
-            if (!get_str(L, t, "expected"))
+            if (!sbot_field_str(L, t, "expected"))
                 set_str(L, t, "error", lua_pushfstring(L, "%s lists no %s", url, file));
         }
     }
@@ -1453,8 +1448,8 @@ static int os_discover(lua_State *L)
     int top = lua_gettop(L);
     lua_newtable(L);
     int d = lua_gettop(L);
-    set_str(L, d, "cluster", get_str(L, m, "cluster"));
-    set_str(L, d, "version", get_str(L, m, "version"));
+    set_str(L, d, "cluster", sbot_field_str(L, m, "cluster"));
+    set_str(L, d, "version", sbot_field_str(L, m, "version"));
     set_str(L, d, "config_sha256", hash);
     set_str(L, d, "platform", (lua_getfield(L, m, "sno"), lua_toboolean(L, -1)) ? "none" : "baremetal");
     lua_pop(L, 1);
@@ -1462,7 +1457,7 @@ static int os_discover(lua_State *L)
     lua_setfield(L, d, "masters");
     lua_getfield(L, m, "workers");
     lua_setfield(L, d, "workers");
-    set_str(L, d, "rendezvous_ip", get_str(L, m, "rendezvous_ip"));
+    set_str(L, d, "rendezvous_ip", sbot_field_str(L, m, "rendezvous_ip"));
     new_array(L);
     lua_getfield(L, m, "hosts");
     for (lua_Integer k = 1; k <= (lua_Integer)lua_rawlen(L, -1); k++) {
@@ -1470,7 +1465,7 @@ static int os_discover(lua_State *L)
         lua_newtable(L);
         static const char *const keep[] = {"id", "hostname", "role", "mac", "interface", "ip", NULL};
         for (int i = 0; keep[i]; i++)
-            set_str(L, -1, keep[i], get_str(L, -2, keep[i]));
+            set_str(L, -1, keep[i], sbot_field_str(L, -2, keep[i]));
         lua_getfield(L, -2, "root_device_hints");
         lua_getfield(L, -1, "deviceName");
         lua_setfield(L, -3, "root_device");
@@ -1494,7 +1489,7 @@ static int os_discover(lua_State *L)
     lua_newtable(L);
     int iso = lua_gettop(L);
     set_str(L, iso, "key", key);
-    set_str(L, iso, "store", get_str(L, res, "store_url"));
+    set_str(L, iso, "store", sbot_field_str(L, res, "store_url"));
     if (have_store) {
         lua_pushstring(L, key);
         call_method(L, st, "head", 1, 3);
@@ -1512,7 +1507,7 @@ static int os_discover(lua_State *L)
     } else if (lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "NotFound") == 0) {
         set_bool(L, iso, "exists", 0);
     } else {
-        return luaL_error(L, "openshift: store %s: head %s: %s", get_str(L, res, "store_url"), key,
+        return luaL_error(L, "openshift: store %s: head %s: %s", sbot_field_str(L, res, "store_url"), key,
                           luaL_optstring(L, -2, "failed"));
     }
     lua_pop(L, 3);
@@ -1528,33 +1523,33 @@ static int os_discover(lua_State *L)
     lua_newtable(L);
     int inst = lua_gettop(L);
     lua_getfield(L, m, "installer");
-    set_str(L, inst, "mirror_url", get_str(L, -1, "mirror_url"));
-    set_str(L, inst, "pin", get_str(L, -1, "sha256"));
+    set_str(L, inst, "mirror_url", sbot_field_str(L, -1, "mirror_url"));
+    set_str(L, inst, "pin", sbot_field_str(L, -1, "sha256"));
     lua_pop(L, 1);
-    set_str(L, inst, "path", get_str(L, cache, "path"));
+    set_str(L, inst, "path", sbot_field_str(L, cache, "path"));
     lua_getfield(L, cache, "valid");
     int cached = lua_toboolean(L, -1);
     lua_setfield(L, inst, "cached");
     if (!cached)
-        set_str(L, inst, "cache", get_str(L, cache, "why"));
+        set_str(L, inst, "cache", sbot_field_str(L, cache, "why"));
     if (!exists && !cached) {
         mirror_sums(L, m);
         int ms = lua_gettop(L);
         static const char *const copy[] = {"url", "sums_url", "expected", "error", NULL};
         for (int i = 0; copy[i]; i++)
-            set_str(L, inst, copy[i], get_str(L, ms, copy[i]));
+            set_str(L, inst, copy[i], sbot_field_str(L, ms, copy[i]));
         lua_getfield(L, ms, "reachable");
         int reachable = lua_toboolean(L, -1);
         lua_setfield(L, inst, "reachable");
-        if (!reachable || !get_str(L, ms, "expected"))
+        if (!reachable || !sbot_field_str(L, ms, "expected"))
             return luaL_error(L, "openshift: openshift-install %s is not in the cache (%s) and its mirror cannot "
-                                 "give it: %s", get_str(L, m, "version"), get_str(L, cache, "path"),
-                              get_str(L, ms, "error"));
-        const char *pin = get_str(L, inst, "pin"), *expected = get_str(L, ms, "expected");
+                                 "give it: %s", sbot_field_str(L, m, "version"), sbot_field_str(L, cache, "path"),
+                              sbot_field_str(L, ms, "error"));
+        const char *pin = sbot_field_str(L, inst, "pin"), *expected = sbot_field_str(L, ms, "expected");
         if (pin && strcmp(pin, expected) != 0)
             return luaL_error(L, "openshift: openshift.installer.sha256 pins %s but %s lists %s for %s: the mirror "
                                  "serves another release than the one pinned; nothing downloaded",
-                              pin, get_str(L, ms, "sums_url"), expected, get_str(L, ms, "file"));
+                              pin, sbot_field_str(L, ms, "sums_url"), expected, sbot_field_str(L, ms, "file"));
         lua_pop(L, 1);
     }
     lua_setfield(L, d, "installer");
@@ -1584,31 +1579,31 @@ static int os_plan(lua_State *L)
     if (!cached) {
         lua_newtable(L);
         set_str(L, -1, "kind", "installer");
-        lua_pushfstring(L, "openshift-install %s", get_str(L, d, "version"));
+        lua_pushfstring(L, "openshift-install %s", sbot_field_str(L, d, "version"));
         lua_setfield(L, -2, "resource");
         set_str(L, -1, "action", "create");
         lua_newtable(L);
-        set_str(L, -1, "path", get_str(L, inst, "path"));
-        set_str(L, -1, "from", get_str(L, inst, "url"));
-        set_str(L, -1, "sha256", get_str(L, inst, "expected"));
+        set_str(L, -1, "path", sbot_field_str(L, inst, "path"));
+        set_str(L, -1, "from", sbot_field_str(L, inst, "url"));
+        set_str(L, -1, "sha256", sbot_field_str(L, inst, "expected"));
         lua_setfield(L, -2, "after");
-        set_str(L, -1, "reason", get_str(L, inst, "cache"));
+        set_str(L, -1, "reason", sbot_field_str(L, inst, "cache"));
         append(L, plan);
     }
     lua_newtable(L);
     set_str(L, -1, "kind", "iso");
-    lua_pushfstring(L, "%s %s", get_str(L, iso, "store"), get_str(L, iso, "key"));
+    lua_pushfstring(L, "%s %s", sbot_field_str(L, iso, "store"), sbot_field_str(L, iso, "key"));
     lua_setfield(L, -2, "resource");
     set_str(L, -1, "action", "create");
     lua_newtable(L);
     static const char *const keep[] = {"cluster", "version", "config_sha256", "platform", "rendezvous_ip", NULL};
     for (int i = 0; keep[i]; i++)
-        set_str(L, -1, keep[i], get_str(L, d, keep[i]));
+        set_str(L, -1, keep[i], sbot_field_str(L, d, keep[i]));
     lua_getfield(L, d, "masters");
     lua_setfield(L, -2, "masters");
     lua_getfield(L, d, "workers");
     lua_setfield(L, -2, "workers");
-    set_str(L, -1, "key", get_str(L, iso, "key"));
+    set_str(L, -1, "key", sbot_field_str(L, iso, "key"));
     lua_setfield(L, -2, "after");
     set_str(L, -1, "reason", "no agent ISO for these configs and this version in the store");
     append(L, plan);
@@ -1677,7 +1672,7 @@ static void run_program(lua_State *L, int argv, const char *cwd, double timeout,
     if (n != 1)
         luaL_error(L, "%s: %s", what, luaL_optstring(L, -n + 1, "cannot start"));
     int r = lua_gettop(L);
-    const char *out = get_str(L, r, "stdout"), *err = get_str(L, r, "stderr");
+    const char *out = sbot_field_str(L, r, "stdout"), *err = sbot_field_str(L, r, "stderr");
     lua_rawgeti(L, argv, 1);
     const char *prog = strrchr(lua_tostring(L, -1), '/') ? strrchr(lua_tostring(L, -1), '/') + 1 : lua_tostring(L, -1);
     log_lines(L, prog, out);
@@ -1705,26 +1700,26 @@ static int apply_installer(lua_State *L, int self, int m)
 {
     mirror_sums(L, m);
     int ms = lua_gettop(L);
-    const char *version = get_str(L, m, "version");
-    const char *expected = get_str(L, ms, "expected");
+    const char *version = sbot_field_str(L, m, "version");
+    const char *expected = sbot_field_str(L, ms, "expected");
     if (!expected)
-        return luaL_error(L, "openshift-install %s: %s", version, get_str(L, ms, "error"));
+        return luaL_error(L, "openshift-install %s: %s", version, sbot_field_str(L, ms, "error"));
     lua_getfield(L, m, "installer");
     int inst = lua_gettop(L);
-    const char *pin = get_str(L, inst, "sha256");
+    const char *pin = sbot_field_str(L, inst, "sha256");
     if (pin && strcmp(pin, expected) != 0)
         return luaL_error(L, "openshift-install %s: openshift.installer.sha256 pins %s but %s lists %s; nothing "
-                             "downloaded", version, pin, get_str(L, ms, "sums_url"), expected);
+                             "downloaded", version, pin, sbot_field_str(L, ms, "sums_url"), expected);
     check_cache(L, self, m);
     int cache = lua_gettop(L);
-    const char *dir = get_str(L, cache, "dir");
+    const char *dir = sbot_field_str(L, cache, "dir");
     if (!mkdirs(dir, 0700))
         return luaL_error(L, "openshift-install %s: cannot create %s: %s", version, dir, strerror(errno));
-    const char *tarball = lua_pushfstring(L, "%s/%s", dir, get_str(L, ms, "file"));
+    const char *tarball = lua_pushfstring(L, "%s/%s", dir, sbot_field_str(L, ms, "file"));
     int tb = lua_gettop(L);
-    sbot_log(L, SBOT_INFO, "openshift-install %s: downloading %s", version, get_str(L, ms, "url"));
+    sbot_log(L, SBOT_INFO, "openshift-install %s: downloading %s", version, sbot_field_str(L, ms, "url"));
     lua_newtable(L);
-    set_str(L, -1, "url", get_str(L, ms, "url"));
+    set_str(L, -1, "url", sbot_field_str(L, ms, "url"));
     set_str(L, -1, "output_file", tarball);
     const char *wait = lua_pushfstring(L, "download openshift-install %s", version);
     set_str(L, -2, "progress", wait);
@@ -1740,7 +1735,7 @@ static int apply_installer(lua_State *L, int self, int m)
     int status = (int)lua_tointeger(L, -1);
     lua_pop(L, 1);
     if (status != 200)
-        return luaL_error(L, "openshift-install %s: GET %s: HTTP %d", version, get_str(L, ms, "url"), status);
+        return luaL_error(L, "openshift-install %s: GET %s: HTTP %d", version, sbot_field_str(L, ms, "url"), status);
     lua_pop(L, 2);
     char got[65];
     long long size = 0;
@@ -1752,11 +1747,11 @@ static int apply_installer(lua_State *L, int self, int m)
     if (strcmp(got, expected) != 0) {
         unlink(tarball);
         return luaL_error(L, "openshift-install %s: the download's SHA-256 is %s but %s says %s: refused, not "
-                             "unpacked and not run (removed %s)", version, got, get_str(L, ms, "sums_url"),
+                             "unpacked and not run (removed %s)", version, got, sbot_field_str(L, ms, "sums_url"),
                           expected, tarball);
     }
     /* unpack the one program we need */
-    const char *bin = get_str(L, cache, "path");
+    const char *bin = sbot_field_str(L, cache, "path");
     unlink(bin);
     new_array(L);
     static const char *const tar_argv[] = {"tar", "-xzf", NULL, "-C", NULL, "--no-same-owner", "openshift-install"};
@@ -1779,7 +1774,7 @@ static int apply_installer(lua_State *L, int self, int m)
     chmod(bin, 0755);
     lua_newtable(L);
     set_str(L, -1, "version", version);
-    set_str(L, -1, "tarball", get_str(L, ms, "url"));
+    set_str(L, -1, "tarball", sbot_field_str(L, ms, "url"));
     set_str(L, -1, "tarball_sha256", got);
     set_int(L, -1, "tarball_size", size);
     set_str(L, -1, "binary_sha256", binsum);
@@ -1819,7 +1814,7 @@ static void store_put(lua_State *L, int st, const char *key, const char *path, c
     call_method(L, st, "put", 3, 2);
     if (!lua_istable(L, top + 1))
         luaL_error(L, "store put %s: %s", key, luaL_optstring(L, top + 2, "failed"));
-    const char *got = get_str(L, top + 1, "sha256");
+    const char *got = sbot_field_str(L, top + 1, "sha256");
     if (sha && (!got || strcmp(got, sha) != 0))
         luaL_error(L, "store put %s: the stored SHA-256 %s differs from the file's %s", key, got ? got : "?", sha);
     lua_settop(L, top);
@@ -1829,7 +1824,7 @@ static void store_put(lua_State *L, int st, const char *key, const char *path, c
  * (never a presigned URL: that is a credential). */
 static const char *push_stored_url(lua_State *L, int res, const char *key)
 {
-    const char *base = get_str(L, res, "store_url");
+    const char *base = sbot_field_str(L, res, "store_url");
     if (strncmp(base, "s3://", 5) == 0) {
         const char *q = strchr(base, '?');
         size_t n = q ? (size_t)(q - base) : strlen(base);
@@ -1851,7 +1846,7 @@ static int iso_body(lua_State *L)
     int self = 1, res = 2, m = 3;
     const char *work = lua_tostring(L, 4), *bin = lua_tostring(L, 5), *cache = lua_tostring(L, 6);
     const char *hash = lua_tostring(L, 10);
-    const char *version = get_str(L, m, "version");
+    const char *version = sbot_field_str(L, m, "version");
     size_t len;
     const char *ic = lua_tolstring(L, 7, &len);
     const char *icp = lua_pushfstring(L, "%s/install-config.yaml", work);
@@ -1886,7 +1881,7 @@ static int iso_body(lua_State *L)
     double timeout = lua_tonumber(L, -1);
     lua_pop(L, 2);
     sbot_log(L, SBOT_INFO, "openshift-install %s: agent create image for cluster %s (configs %.16s)", version,
-             get_str(L, m, "cluster"), hash);
+             sbot_field_str(L, m, "cluster"), hash);
     run_program(L, argv, work, timeout, env, lua_pushfstring(L, "openshift-install %s agent create image", version));
     lua_pop(L, 2); /* result, what */
 
@@ -1903,11 +1898,11 @@ static int iso_body(lua_State *L)
     lua_newtable(L);
     int meta = lua_gettop(L);
     set_str(L, meta, "version", version);
-    set_str(L, meta, "cluster", get_str(L, m, "cluster"));
+    set_str(L, meta, "cluster", sbot_field_str(L, m, "cluster"));
     set_str(L, meta, "config-sha256", hash);
-    set_str(L, meta, "volume-id", get_str(L, info, "volume_id"));
-    store_put(L, st, key, isop, get_str(L, info, "sha256"), meta);
-    sbot_log(L, SBOT_INFO, "openshift: agent ISO %s stored (%s)", key, get_str(L, info, "sha256"));
+    set_str(L, meta, "volume-id", sbot_field_str(L, info, "volume_id"));
+    store_put(L, st, key, isop, sbot_field_str(L, info, "sha256"), meta);
+    sbot_log(L, SBOT_INFO, "openshift: agent ISO %s stored (%s)", key, sbot_field_str(L, info, "sha256"));
 
     /* what the installer leaves for the operator: kept beside the ISO in the
      * (private) store; the password is a secret from now on */
@@ -1927,8 +1922,8 @@ static int iso_body(lua_State *L)
             }
             char short_hash[17];
             snprintf(short_hash, sizeof short_hash, "%.16s", hash);
-            const char *k = lua_pushfstring(L, "openshift/%s/%s/%s/%s", get_str(L, m, "cluster"), version, short_hash,
-                                            auth[i]);
+            const char *k = lua_pushfstring(L, "openshift/%s/%s/%s/%s", sbot_field_str(L, m, "cluster"), version,
+                                            short_hash, auth[i]);
             store_put(L, st, k, f, NULL, 0);
             lua_pop(L, 1);
         }
@@ -1986,18 +1981,18 @@ static int apply_iso(lua_State *L, int self, int change, int res, int m)
     int base = lua_gettop(L);
     render_texts(L, m, hash); /* ic, ac, ic_redacted, hash */
     lua_getfield(L, change, "after");
-    const char *planned = get_str(L, -1, "config_sha256");
+    const char *planned = sbot_field_str(L, -1, "config_sha256");
     lua_pop(L, 1);
     if (!planned || strcmp(planned, hash) != 0)
         return luaL_error(L, "the rendered configs changed since the plan (config SHA-256 %s, planned %s): plan again",
                           hash, planned ? planned : "?");
-    const char *version = get_str(L, m, "version");
+    const char *version = sbot_field_str(L, m, "version");
     check_cache(L, self, m);
     int cache = lua_gettop(L);
     lua_getfield(L, cache, "valid");
     if (!lua_toboolean(L, -1))
-        return luaL_error(L, "openshift-install %s: %s (%s)", version, get_str(L, cache, "why"),
-                          get_str(L, cache, "path"));
+        return luaL_error(L, "openshift-install %s: %s (%s)", version, sbot_field_str(L, cache, "why"),
+                          sbot_field_str(L, cache, "path"));
     lua_pop(L, 1);
 
     /* a fresh work directory, mode 0700 (the configs hold the pull secret),
@@ -2031,7 +2026,7 @@ static int os_apply(lua_State *L)
     int self = 1, change = 2, res = 3;
     build_model(L, self);
     int m = lua_gettop(L);
-    const char *kind = get_str(L, change, "kind");
+    const char *kind = sbot_field_str(L, change, "kind");
     if (kind && strcmp(kind, "installer") == 0)
         return apply_installer(L, self, m);
     if (kind && strcmp(kind, "iso") == 0)
@@ -2043,12 +2038,12 @@ static int os_apply(lua_State *L)
 static int os_undo(lua_State *L)
 {
     int change = 2, res = 3;
-    const char *kind = get_str(L, change, "kind");
+    const char *kind = sbot_field_str(L, change, "kind");
     lua_newtable(L);
     int r = lua_gettop(L);
     if (kind && strcmp(kind, "iso") == 0) {
         lua_getfield(L, change, "after");
-        const char *key = get_str(L, -1, "key");
+        const char *key = sbot_field_str(L, -1, "key");
         get_store(L, 1, res, 1);
         lua_pushstring(L, key);
         call_method(L, -2, "delete", 1, 2);
@@ -2069,7 +2064,7 @@ static int os_housekeep(lua_State *L)
     lua_getfield(L, self, "discovery");
     int d = lua_gettop(L);
     lua_getfield(L, d, "iso");
-    const char *key = get_str(L, -1, "key");
+    const char *key = sbot_field_str(L, -1, "key");
     if (!key)
         return luaL_error(L, "openshift: no ISO key in the discovery");
     get_store(L, self, res, 1);
@@ -2078,7 +2073,7 @@ static int os_housekeep(lua_State *L)
     call_method(L, st, "head", 1, 2);
     if (!lua_istable(L, -2))
         return luaL_error(L, "openshift: the agent ISO %s is not in the store %s: %s", key,
-                          get_str(L, res, "store_url"), luaL_optstring(L, -1, "?"));
+                          sbot_field_str(L, res, "store_url"), luaL_optstring(L, -1, "?"));
     lua_pop(L, 1);
     int head = lua_gettop(L);
     const char *root = dir_path(L, self, "work_dir", "work", 1);
@@ -2089,8 +2084,8 @@ static int os_housekeep(lua_State *L)
     call_method(L, st, "get", 2, 3);
     if (lua_isnil(L, -3)) {
         unlink(tmp);
-        return luaL_error(L, "openshift: reading the agent ISO %s back from %s: %s", key, get_str(L, res, "store_url"),
-                          luaL_optstring(L, -2, "?"));
+        return luaL_error(L, "openshift: reading the agent ISO %s back from %s: %s", key,
+                          sbot_field_str(L, res, "store_url"), luaL_optstring(L, -2, "?"));
     }
     lua_pop(L, 3);
     int n = verify_iso(L, lua_tostring(L, tmpi));
@@ -2098,10 +2093,10 @@ static int os_housekeep(lua_State *L)
     if (n != 1)
         return luaL_error(L, "openshift: the stored agent ISO %s fails verification: %s", key, lua_tostring(L, -1));
     int info = lua_gettop(L);
-    const char *want = get_str(L, head, "sha256");
-    if (!want || strcmp(want, get_str(L, info, "sha256")) != 0)
+    const char *want = sbot_field_str(L, head, "sha256");
+    if (!want || strcmp(want, sbot_field_str(L, info, "sha256")) != 0)
         return luaL_error(L, "openshift: the stored agent ISO %s has SHA-256 %s, the store recorded %s", key,
-                          get_str(L, info, "sha256"), want ? want : "none");
+                          sbot_field_str(L, info, "sha256"), want ? want : "none");
     lua_getfield(L, head, "size");
     lua_getfield(L, info, "size");
     if (!lua_rawequal(L, -1, -2))

@@ -22,6 +22,7 @@
  *   is not success), jobs Completed, the one-time boot consumed, the media
  *   ejected if asked; an artifact with before/after and the job ids. */
 #define _GNU_SOURCE
+#include "luax.h"
 #include "sbot.h"
 
 #include <math.h>
@@ -36,44 +37,7 @@ int luaopen_sbot_redfish(lua_State *L);
 
 #define ARRAY_MT "sbot.json.array"
 
-/* ---- small table helpers ----------------------------------------------------------
- * Strings returned by fstr() stay valid while the table holding them lives. */
-
-static const char *fstr(lua_State *L, int t, const char *k)
-{
-    const char *s = NULL;
-    if (lua_getfield(L, t, k) == LUA_TSTRING)
-        s = lua_tostring(L, -1);
-    lua_pop(L, 1);
-    return s;
-}
-
-static int fbool(lua_State *L, int t, const char *k, int dflt)
-{
-    int v = dflt;
-    if (lua_getfield(L, t, k) == LUA_TBOOLEAN)
-        v = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    return v;
-}
-
-static double fnum(lua_State *L, int t, const char *k, double dflt)
-{
-    double v = dflt;
-    if (lua_getfield(L, t, k) == LUA_TNUMBER)
-        v = lua_tonumber(L, -1);
-    lua_pop(L, 1);
-    return v;
-}
-
-/* Push t[k] if it is a table and return 1; else push nothing, return 0. */
-static int ftab(lua_State *L, int t, const char *k)
-{
-    if (lua_getfield(L, t, k) == LUA_TTABLE)
-        return 1;
-    lua_pop(L, 1);
-    return 0;
-}
+/* ---- small table helpers (the shared ones are in luax.h) -------------------------- */
 
 static void sets(lua_State *L, int t, const char *k, const char *v)
 {
@@ -282,14 +246,14 @@ static void fetch(lua_State *L, struct disc *d, int list)
             }
         } else {
             lua_pop(L, 1);
-            if (fnum(L, r, "status", 0) == 404) {
+            if (sbot_field_num(L, r, "status", 0) == 404) {
                 lua_pushvalue(L, p);
                 append(L, d->absent);
                 lua_pushvalue(L, p);
                 lua_pushboolean(L, 0);
                 lua_rawset(L, d->docs); /* known, absent */
             } else {
-                const char *e = fstr(L, r, "error");
+                const char *e = sbot_field_str(L, r, "error");
                 luaL_error(L, "discover: %s", e ? e : "a request failed");
             }
         }
@@ -328,13 +292,13 @@ static void members_of(lua_State *L, struct disc *d, const char *path, int need,
     if (!doc_of(L, d, path))
         return;
     int coll = lua_gettop(L);
-    if (ftab(L, coll, "Members")) {
+    if (sbot_field_table(L, coll, "Members")) {
         int m = lua_gettop(L);
         lua_Integer n = (lua_Integer)lua_rawlen(L, m);
         for (lua_Integer i = 1; i <= n; i++) {
             if (lua_rawgeti(L, m, i) == LUA_TTABLE) {
                 int mem = lua_gettop(L);
-                const char *p = fstr(L, mem, "@odata.id");
+                const char *p = sbot_field_str(L, mem, "@odata.id");
                 if (p) {
                     int fields = 0;
                     lua_pushnil(L);
@@ -399,7 +363,7 @@ static void push_reg_entry(lua_State *L, int e)
         lua_getfield(L, e, keep[i]);
         lua_setfield(L, t, keep[i]);
     }
-    if (ftab(L, e, "Value")) {
+    if (sbot_field_table(L, e, "Value")) {
         push_list(L);
         lua_Integer n = (lua_Integer)lua_rawlen(L, -2);
         for (lua_Integer i = 1; i <= n; i++) {
@@ -448,11 +412,12 @@ static void discover_all(lua_State *L, int cl)
      * interfaces -> NIC functions -> their Settings. */
     lua_getfield(L, cl, "root");
     int root = lua_gettop(L);
-    if (ftab(L, root, "ProtocolFeaturesSupported")) {
-        if (ftab(L, -1, "ExpandQuery")) {
+    if (sbot_field_table(L, root, "ProtocolFeaturesSupported")) {
+        if (sbot_field_table(L, -1, "ExpandQuery")) {
             int eq = lua_gettop(L);
-            if ((fbool(L, eq, "NoLinks", 0) || fbool(L, eq, "ExpandAll", 0)) && fbool(L, eq, "Levels", 0) &&
-                fnum(L, eq, "MaxLevels", 0) >= 1)
+            if ((sbot_field_bool(L, eq, "NoLinks", 0) || sbot_field_bool(L, eq, "ExpandAll", 0)) &&
+                sbot_field_bool(L, eq, "Levels", 0) &&
+                sbot_field_num(L, eq, "MaxLevels", 0) >= 1)
                 d.expand = "?$expand=.($levels=1)";
             lua_pop(L, 1);
         }
@@ -462,7 +427,7 @@ static void discover_all(lua_State *L, int cl)
     const char *regs = flink(L, root, "Registries");
     const char *managers = flink(L, root, "Managers");
     if (!systems)
-        luaL_error(L, "discover: the service root of %s links no Systems collection", fstr(L, cl, "host"));
+        luaL_error(L, "discover: the service root of %s links no Systems collection", sbot_field_str(L, cl, "host"));
 
     /* round 0: the systems and the registry files */
     push_list(L);
@@ -485,10 +450,10 @@ static void discover_all(lua_State *L, int cl)
     members_of(L, &d, systems, need, sysl);
     members_of(L, &d, regs, need, reg_files);
     if (lua_rawlen(L, sysl) == 0)
-        luaL_error(L, "discover: the Systems collection of %s lists no system", fstr(L, cl, "host"));
+        luaL_error(L, "discover: the Systems collection of %s lists no system", sbot_field_str(L, cl, "host"));
     lua_rawgeti(L, sysl, 1);
     lua_setfield(L, D, "system_path"); /* anchors the string */
-    const char *sys_path = fstr(L, D, "system_path");
+    const char *sys_path = sbot_field_str(L, D, "system_path");
     lua_pushstring(L, sys_path);
     append(L, need);
     fetch(L, &d, need);
@@ -507,10 +472,10 @@ static void discover_all(lua_State *L, int cl)
     for (lua_Integer i = 1; i <= nf; i++) {
         lua_rawgeti(L, reg_files, i);
         if (doc_of(L, &d, lua_tostring(L, -1))) {
-            const char *id = fstr(L, -1, "Id");
-            if (has_prefix(id, "BiosAttributeRegistry") && ftab(L, -1, "Location")) {
+            const char *id = sbot_field_str(L, -1, "Id");
+            if (has_prefix(id, "BiosAttributeRegistry") && sbot_field_table(L, -1, "Location")) {
                 if (lua_rawgeti(L, -1, 1) == LUA_TTABLE) {
-                    reg_guess = fstr(L, -1, "Uri");
+                    reg_guess = sbot_field_str(L, -1, "Uri");
                     bios_files++;
                 }
                 lua_pop(L, 2);
@@ -554,7 +519,7 @@ static void discover_all(lua_State *L, int cl)
         lua_rawgeti(L, mgrs, i);
         const char *p = lua_tostring(L, -1);
         if (doc_of(L, &d, p)) {
-            const char *t = fstr(L, -1, "ManagerType");
+            const char *t = sbot_field_str(L, -1, "ManagerType");
             if (!mgr_path || (t && strcmp(t, "BMC") == 0))
                 mgr_path = p;
             lua_pop(L, 1);
@@ -562,7 +527,7 @@ static void discover_all(lua_State *L, int cl)
         lua_pop(L, 1);
     }
     if (!mgr_path || !doc_of(L, &d, mgr_path))
-        luaL_error(L, "discover: %s lists no manager", fstr(L, cl, "host"));
+        luaL_error(L, "discover: %s lists no manager", sbot_field_str(L, cl, "host"));
     int mgr = lua_gettop(L);
     int n = sbot_redfish_identify(L, cl, mgr);
     if (n != 1)
@@ -585,9 +550,9 @@ static void discover_all(lua_State *L, int cl)
      * virtual media and job queue, the registry if the guess was not it */
     const char *vm = sys_vm ? sys_vm : flink(L, mgr, "VirtualMedia");
     const char *jobs = NULL, *job_service = NULL;
-    if (ftab(L, mgr, "Links")) {
-        if (ftab(L, -1, "Oem")) {
-            if (ftab(L, -1, "Dell")) {
+    if (sbot_field_table(L, mgr, "Links")) {
+        if (sbot_field_table(L, -1, "Oem")) {
+            if (sbot_field_table(L, -1, "Dell")) {
                 jobs = flink(L, -1, "Jobs");
                 job_service = flink(L, -1, "DellJobService");
                 lua_pop(L, 1);
@@ -598,8 +563,8 @@ static void discover_all(lua_State *L, int cl)
     }
     const char *bios_settings = NULL, *reg_id = NULL, *reg_uri = NULL;
     if (doc_of(L, &d, bios_path)) {
-        reg_id = fstr(L, -1, "AttributeRegistry");
-        if (ftab(L, -1, "@Redfish.Settings")) {
+        reg_id = sbot_field_str(L, -1, "AttributeRegistry");
+        if (sbot_field_table(L, -1, "@Redfish.Settings")) {
             bios_settings = flink(L, -1, "SettingsObject");
             lua_pop(L, 1);
         }
@@ -608,10 +573,10 @@ static void discover_all(lua_State *L, int cl)
     for (lua_Integer i = 1; i <= nf && reg_id && !reg_uri; i++) {
         lua_rawgeti(L, reg_files, i);
         if (doc_of(L, &d, lua_tostring(L, -1))) {
-            const char *id = fstr(L, -1, "Id");
-            if (id && strcmp(id, reg_id) == 0 && ftab(L, -1, "Location")) {
+            const char *id = sbot_field_str(L, -1, "Id");
+            if (id && strcmp(id, reg_id) == 0 && sbot_field_table(L, -1, "Location")) {
                 if (lua_rawgeti(L, -1, 1) == LUA_TTABLE)
-                    reg_uri = fstr(L, -1, "Uri");
+                    reg_uri = sbot_field_str(L, -1, "Uri");
                 lua_pop(L, 2);
             }
             lua_pop(L, 1);
@@ -635,7 +600,7 @@ static void discover_all(lua_State *L, int cl)
                 append(L, fn_colls);
                 push_coll(L, &d, f);
                 append(L, r2);
-            } else if (ftab(L, -1, "Links")) {
+            } else if (sbot_field_table(L, -1, "Links")) {
                 const char *a = flink(L, -1, "NetworkAdapter");
                 if (a) {
                     lua_pushstring(L, a);
@@ -710,7 +675,7 @@ static void discover_all(lua_State *L, int cl)
     for (lua_Integer i = 1; i <= nfn; i++) {
         lua_rawgeti(L, fns, i);
         if (doc_of(L, &d, lua_tostring(L, -1))) {
-            if (ftab(L, -1, "@Redfish.Settings")) {
+            if (sbot_field_table(L, -1, "@Redfish.Settings")) {
                 const char *sp = flink(L, -1, "SettingsObject");
                 if (sp) {
                     lua_pushstring(L, sp);
@@ -735,8 +700,8 @@ static void discover_all(lua_State *L, int cl)
         lua_getfield(L, sys, sys_keys[i][1]);
         lua_setfield(L, s, sys_keys[i][0]);
     }
-    if (ftab(L, sys, "Actions")) {
-        if (ftab(L, -1, "#ComputerSystem.Reset")) {
+    if (sbot_field_table(L, sys, "Actions")) {
+        if (sbot_field_table(L, -1, "#ComputerSystem.Reset")) {
             lua_getfield(L, -1, "target");
             lua_setfield(L, s, "reset_target");
             lua_getfield(L, -1, "ResetType@Redfish.AllowableValues");
@@ -745,7 +710,7 @@ static void discover_all(lua_State *L, int cl)
         }
         lua_pop(L, 1);
     }
-    if (ftab(L, sys, "Boot")) {
+    if (sbot_field_table(L, sys, "Boot")) {
         int b = lua_gettop(L);
         lua_newtable(L);
         lua_getfield(L, b, "BootSourceOverrideTarget");
@@ -765,8 +730,8 @@ static void discover_all(lua_State *L, int cl)
     sets(L, m, "jobs", jobs);
     sets(L, m, "job_service", job_service);
     sets(L, m, "virtual_media", vm);
-    if (ftab(L, mgr, "Actions")) {
-        if (ftab(L, -1, "Oem")) {
+    if (sbot_field_table(L, mgr, "Actions")) {
+        if (sbot_field_table(L, -1, "Oem")) {
             int oem = lua_gettop(L);
             lua_pushnil(L);
             while (lua_next(L, oem)) {
@@ -804,14 +769,14 @@ static void discover_all(lua_State *L, int cl)
     int pend = lua_gettop(L);
     if (doc_of(L, &d, bios_path)) {
         int bd = lua_gettop(L);
-        if (ftab(L, bd, "Attributes")) {
+        if (sbot_field_table(L, bd, "Attributes")) {
             for (int i = 0; bios_names[i]; i++) {
                 lua_getfield(L, -1, bios_names[i]);
                 lua_setfield(L, cur, bios_names[i]);
             }
             lua_pop(L, 1);
         }
-        if (ftab(L, bd, "@Redfish.Settings")) {
+        if (sbot_field_table(L, bd, "@Redfish.Settings")) {
             lua_getfield(L, -1, "SupportedApplyTimes");
             lua_setfield(L, bt, "apply_times");
             lua_pop(L, 1);
@@ -819,7 +784,7 @@ static void discover_all(lua_State *L, int cl)
         lua_pop(L, 1);
     }
     if (doc_of(L, &d, bios_settings)) {
-        if (ftab(L, -1, "Attributes")) {
+        if (sbot_field_table(L, -1, "Attributes")) {
             /* every pending attribute: foreign ones are a conflict */
             lua_pushnil(L);
             while (lua_next(L, -2)) {
@@ -829,7 +794,7 @@ static void discover_all(lua_State *L, int cl)
             }
             lua_pop(L, 1);
         }
-        if (ftab(L, -1, "@Redfish.SettingsApplyTime")) {
+        if (sbot_field_table(L, -1, "@Redfish.SettingsApplyTime")) {
             lua_getfield(L, -1, "ApplyTime@Redfish.AllowableValues");
             lua_setfield(L, bt, "settings_apply_times");
             lua_pop(L, 1);
@@ -850,13 +815,13 @@ static void discover_all(lua_State *L, int cl)
         int ra = lua_gettop(L);
         push_list(L);
         int rdeps = lua_gettop(L);
-        if (ftab(L, rd, "RegistryEntries")) {
+        if (sbot_field_table(L, rd, "RegistryEntries")) {
             int re = lua_gettop(L);
-            if (ftab(L, re, "Attributes")) {
+            if (sbot_field_table(L, re, "Attributes")) {
                 lua_Integer k = (lua_Integer)lua_rawlen(L, -1);
                 for (lua_Integer i = 1; i <= k; i++) {
                     if (lua_rawgeti(L, -1, i) == LUA_TTABLE) {
-                        const char *an = fstr(L, -1, "AttributeName");
+                        const char *an = sbot_field_str(L, -1, "AttributeName");
                         if (an && managed_bios(an)) {
                             push_reg_entry(L, lua_gettop(L));
                             lua_setfield(L, ra, an);
@@ -866,12 +831,12 @@ static void discover_all(lua_State *L, int cl)
                 }
                 lua_pop(L, 1);
             }
-            if (ftab(L, re, "Dependencies")) {
+            if (sbot_field_table(L, re, "Dependencies")) {
                 lua_Integer k = (lua_Integer)lua_rawlen(L, -1);
                 for (lua_Integer i = 1; i <= k; i++) {
                     if (lua_rawgeti(L, -1, i) == LUA_TTABLE) {
-                        const char *df = fstr(L, -1, "DependencyFor");
-                        if (df && managed_bios(df) && ftab(L, -1, "Dependency")) {
+                        const char *df = sbot_field_str(L, -1, "DependencyFor");
+                        if (df && managed_bios(df) && sbot_field_table(L, -1, "Dependency")) {
                             append(L, rdeps);
                         }
                     }
@@ -900,16 +865,16 @@ static void discover_all(lua_State *L, int cl)
             lua_getfield(L, f, "Id");
             lua_setfield(L, e, "id");
             sets(L, e, "path", fp);
-            if (ftab(L, f, "Ethernet")) {
+            if (sbot_field_table(L, f, "Ethernet")) {
                 lua_getfield(L, -1, "MACAddress");
                 lua_setfield(L, e, "mac");
                 lua_pop(L, 1);
             }
-            if (ftab(L, f, "iSCSIBoot")) {
+            if (sbot_field_table(L, f, "iSCSIBoot")) {
                 lua_setfield(L, e, "iscsi");
             }
             const char *sp = NULL;
-            if (ftab(L, f, "@Redfish.Settings")) {
+            if (sbot_field_table(L, f, "@Redfish.Settings")) {
                 sp = flink(L, -1, "SettingsObject");
                 lua_pop(L, 1);
             }
@@ -917,7 +882,7 @@ static void discover_all(lua_State *L, int cl)
             if (sp) {
                 sets(L, e, "settings_etag", etag_of(L, &d, sp));
                 if (doc_of(L, &d, sp)) {
-                    if (ftab(L, -1, "iSCSIBoot")) {
+                    if (sbot_field_table(L, -1, "iSCSIBoot")) {
                         lua_setfield(L, e, "pending");
                     }
                     lua_pop(L, 1);
@@ -943,7 +908,7 @@ static void discover_all(lua_State *L, int cl)
         int is_cd = 0;
         if (doc_of(L, &d, vp)) {
             int v = lua_gettop(L);
-            if (ftab(L, v, "MediaTypes")) {
+            if (sbot_field_table(L, v, "MediaTypes")) {
                 lua_Integer k = (lua_Integer)lua_rawlen(L, -1);
                 for (lua_Integer j = 1; j <= k; j++) {
                     lua_rawgeti(L, -1, j);
@@ -960,20 +925,20 @@ static void discover_all(lua_State *L, int cl)
                 sets(L, e, "path", vp);
                 lua_getfield(L, v, "Id");
                 lua_setfield(L, e, "id");
-                setb(L, e, "inserted", fbool(L, v, "Inserted", 0));
+                setb(L, e, "inserted", sbot_field_bool(L, v, "Inserted", 0));
                 lua_getfield(L, v, "Image");
                 if (lua_type(L, -1) != LUA_TSTRING) {
                     lua_pop(L, 1);
                     lua_pushnil(L);
                 }
                 lua_setfield(L, e, "image");
-                if (ftab(L, v, "Actions")) {
-                    if (ftab(L, -1, "#VirtualMedia.InsertMedia")) {
+                if (sbot_field_table(L, v, "Actions")) {
+                    if (sbot_field_table(L, -1, "#VirtualMedia.InsertMedia")) {
                         lua_getfield(L, -1, "target");
                         lua_setfield(L, e, "insert");
                         lua_pop(L, 1);
                     }
-                    if (ftab(L, -1, "#VirtualMedia.EjectMedia")) {
+                    if (sbot_field_table(L, -1, "#VirtualMedia.EjectMedia")) {
                         lua_getfield(L, -1, "target");
                         lua_setfield(L, e, "eject");
                         lua_pop(L, 1);
@@ -998,7 +963,7 @@ static void discover_all(lua_State *L, int cl)
         const char *jp = lua_tostring(L, -1);
         if (doc_of(L, &d, jp)) {
             int j = lua_gettop(L);
-            const char *state = fstr(L, j, "JobState");
+            const char *state = sbot_field_str(L, j, "JobState");
             if (!job_done(state)) {
                 lua_newtable(L);
                 int e = lua_gettop(L);
@@ -1157,10 +1122,10 @@ static const char *device_of_kind(lua_State *L, int list, const char *kind, cons
 /* The enumeration values of registry attribute name (list pushed; empty if none). */
 static void push_reg_values(lua_State *L, int D, const char *name)
 {
-    if (ftab(L, D, "registry")) {
-        if (ftab(L, -1, "attributes")) {
-            if (ftab(L, -1, name)) {
-                if (ftab(L, -1, "Values")) {
+    if (sbot_field_table(L, D, "registry")) {
+        if (sbot_field_table(L, -1, "attributes")) {
+            if (sbot_field_table(L, -1, name)) {
+                if (sbot_field_table(L, -1, "Values")) {
                     lua_replace(L, -4);
                     lua_settop(L, lua_gettop(L) - 2);
                     return;
@@ -1177,9 +1142,9 @@ static void push_reg_values(lua_State *L, int D, const char *name)
 static const char *host_of(lua_State *L, int self)
 {
     const char *h = NULL;
-    if (ftab(L, self, "server")) {
-        if (ftab(L, -1, "idrac")) {
-            h = fstr(L, -1, "host");
+    if (sbot_field_table(L, self, "server")) {
+        if (sbot_field_table(L, -1, "idrac")) {
+            h = sbot_field_str(L, -1, "host");
             lua_pop(L, 1);
         }
         lua_pop(L, 1);
@@ -1204,21 +1169,21 @@ static void push_desired(lua_State *L, int self, int D)
     lua_newtable(L);
     int wo = lua_gettop(L);
     const char *mode = "Uefi";
-    int has_boot = ftab(L, cfg, "boot");
+    int has_boot = sbot_field_table(L, cfg, "boot");
     int boot = has_boot ? lua_gettop(L) : 0;
-    if (boot && fstr(L, boot, "mode"))
-        mode = fstr(L, boot, "mode");
+    if (boot && sbot_field_str(L, boot, "mode"))
+        mode = sbot_field_str(L, boot, "mode");
     sets(L, W, "mode", mode);
     int uefi = strcmp(mode, "Uefi") == 0;
     if (boot)
         sets(L, bios, "BootMode", mode);
     const char *nic = NULL;
-    if (ftab(L, cfg, "iscsi_boot")) {
+    if (sbot_field_table(L, cfg, "iscsi_boot")) {
         int ib = lua_gettop(L);
         /* the NIC: config, else the site's server entry, else the hook */
-        nic = fstr(L, ib, "nic");
-        if (!nic && ftab(L, self, "server")) {
-            nic = fstr(L, -1, "boot_nic");
+        nic = sbot_field_str(L, ib, "nic");
+        if (!nic && sbot_field_table(L, self, "server")) {
+            nic = sbot_field_str(L, -1, "boot_nic");
             lua_pop(L, 1);
         }
         if (!nic) {
@@ -1228,7 +1193,7 @@ static void push_desired(lua_State *L, int self, int D)
                 luaL_error(L, "iscsi_boot.nic: not set, and the choose_boot_nic hook returned %s (expected a NIC "
                               "function id such as NIC.Integrated.1-1-1)", luaL_typename(L, -1));
             lua_setfield(L, W, "nic_id");
-            nic = fstr(L, W, "nic_id");
+            nic = sbot_field_str(L, W, "nic_id");
         }
         /* the NIC must be one of the server's functions */
         int found = 0;
@@ -1239,7 +1204,7 @@ static void push_desired(lua_State *L, int self, int D)
         luaL_buffinit(L, &have);
         for (lua_Integer i = 1; i <= nn; i++) {
             lua_rawgeti(L, nics, i);
-            const char *id = fstr(L, -1, "id");
+            const char *id = sbot_field_str(L, -1, "id");
             if (id && strcmp(id, nic) == 0) {
                 found = (int)i;
             }
@@ -1262,7 +1227,7 @@ static void push_desired(lua_State *L, int self, int D)
         int nd = lua_gettop(L);
         /* the initiator name: config, else the hook (default: what the BIOS has) */
         int iqnpos;
-        if (fstr(L, ib, "initiator_iqn")) {
+        if (sbot_field_str(L, ib, "initiator_iqn")) {
             lua_getfield(L, ib, "initiator_iqn");
         } else {
             lua_getfield(L, self, "server");
@@ -1273,13 +1238,13 @@ static void push_desired(lua_State *L, int self, int D)
                               "the IQN this server logs in with)", luaL_typename(L, -1));
         }
         iqnpos = lua_gettop(L);
-        const char *tiqn = fstr(L, ib, "target_iqn");
-        const char *tip = fstr(L, ib, "target_ip");
-        lua_Integer port = (lua_Integer)fnum(L, ib, "target_port", 3260);
-        lua_Integer lun = (lua_Integer)fnum(L, ib, "lun", 0);
-        int chap = ftab(L, ib, "chap");
+        const char *tiqn = sbot_field_str(L, ib, "target_iqn");
+        const char *tip = sbot_field_str(L, ib, "target_ip");
+        lua_Integer port = (lua_Integer)sbot_field_num(L, ib, "target_port", 3260);
+        lua_Integer lun = (lua_Integer)sbot_field_num(L, ib, "lun", 0);
+        int chap = sbot_field_table(L, ib, "chap");
         int ch = chap ? lua_gettop(L) : 0;
-        if (chap && fbool(L, ch, "resend", 0))
+        if (chap && sbot_field_bool(L, ch, "resend", 0))
             setb(L, W, "chap_resend", 1);
         if (uefi) {
             lua_pushvalue(L, iqnpos);
@@ -1336,13 +1301,13 @@ static void push_desired(lua_State *L, int self, int D)
         lua_settop(L, ib - 1);
     }
     /* the boot order: the device of boot.first first, the rest in their order */
-    if (boot && fstr(L, boot, "first")) {
-        const char *first = fstr(L, boot, "first");
+    if (boot && sbot_field_str(L, boot, "first")) {
+        const char *first = sbot_field_str(L, boot, "first");
         const char *seq_attr = uefi ? "UefiBootSeq" : "BootSeq";
         sets(L, W, "seq_attr", seq_attr);
         lua_getfield(L, D, "bios");
         lua_getfield(L, -1, "attributes");
-        const char *cur = fstr(L, -1, seq_attr);
+        const char *cur = sbot_field_str(L, -1, seq_attr);
         lua_pop(L, 2);
         if (!cur)
             luaL_error(L, "boot.first: the BIOS of %s has no %s attribute", host_of(L, self), seq_attr);
@@ -1398,7 +1363,7 @@ static void push_desired(lua_State *L, int self, int D)
         lua_settop(L, boot);
     }
     lua_settop(L, boot ? boot : wo);
-    if (ftab(L, cfg, "virtual_media"))
+    if (sbot_field_table(L, cfg, "virtual_media"))
         lua_setfield(L, W, "vm");
     lua_settop(L, wo);
     lua_setfield(L, W, "write_only");
@@ -1412,11 +1377,11 @@ static void push_desired(lua_State *L, int self, int D)
 /* The registry entry of BIOS attribute name (pushed, 1) or nothing (0). */
 static int reg_entry(lua_State *L, int D, const char *name)
 {
-    if (!ftab(L, D, "registry"))
+    if (!sbot_field_table(L, D, "registry"))
         return 0;
     int ok = 0;
-    if (ftab(L, -1, "attributes")) {
-        ok = ftab(L, -1, name);
+    if (sbot_field_table(L, -1, "attributes")) {
+        ok = sbot_field_table(L, -1, name);
         if (ok)
             lua_replace(L, -3);
         lua_pop(L, 1);
@@ -1438,7 +1403,7 @@ static void check_values(lua_State *L, int self, int D, int values, int names, i
     luaL_checkstack(L, 20, "r630: checks");
     const char *host = host_of(L, self);
     int have_registry = 0;
-    if (ftab(L, D, "registry")) {
+    if (sbot_field_table(L, D, "registry")) {
         have_registry = 1;
         lua_pop(L, 1);
     }
@@ -1519,7 +1484,7 @@ static int read_only_by_dependency(lua_State *L, int D, int eff, const char *nam
 {
     luaL_checkstack(L, 20, "r630: checks");
     int top = lua_gettop(L);
-    if (!ftab(L, D, "registry") || !ftab(L, -1, "dependencies")) {
+    if (!sbot_field_table(L, D, "registry") || !sbot_field_table(L, -1, "dependencies")) {
         lua_settop(L, top);
         return 0;
     }
@@ -1529,15 +1494,15 @@ static int read_only_by_dependency(lua_State *L, int D, int eff, const char *nam
         lua_settop(L, deps);
         if (lua_rawgeti(L, deps, i) != LUA_TTABLE)
             continue;
-        const char *df = fstr(L, -1, "DependencyFor");
-        if (!df || strcmp(df, name) != 0 || !ftab(L, -1, "Dependency"))
+        const char *df = sbot_field_str(L, -1, "DependencyFor");
+        if (!df || strcmp(df, name) != 0 || !sbot_field_table(L, -1, "Dependency"))
             continue;
         int dep = lua_gettop(L);
-        const char *to = fstr(L, dep, "MapToProperty");
+        const char *to = sbot_field_str(L, dep, "MapToProperty");
         lua_getfield(L, dep, "MapToValue");
         int makes_ro = to && strcmp(to, "ReadOnly") == 0 && lua_toboolean(L, -1);
         lua_pop(L, 1);
-        if (!makes_ro || !ftab(L, dep, "MapFrom"))
+        if (!makes_ro || !sbot_field_table(L, dep, "MapFrom"))
             continue;
         int from = lua_gettop(L);
         lua_Integer m = (lua_Integer)lua_rawlen(L, from);
@@ -1549,9 +1514,9 @@ static int read_only_by_dependency(lua_State *L, int D, int eff, const char *nam
                 continue;
             }
             int t = lua_gettop(L);
-            const char *fa = fstr(L, t, "MapFromAttribute");
-            const char *cond = fstr(L, t, "MapFromCondition");
-            const char *terms = fstr(L, t, "MapTerms");
+            const char *fa = sbot_field_str(L, t, "MapFromAttribute");
+            const char *cond = sbot_field_str(L, t, "MapFromCondition");
+            const char *terms = sbot_field_str(L, t, "MapTerms");
             if (!first_attr)
                 first_attr = fa;
             lua_getfield(L, eff, fa ? fa : "");
@@ -1722,12 +1687,12 @@ static void push_jobs_for(lua_State *L, int D, const char *settings)
 {
     push_list(L);
     int out = lua_gettop(L);
-    if (!ftab(L, D, "jobs"))
+    if (!sbot_field_table(L, D, "jobs"))
         return;
     lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
     for (lua_Integer i = 1; i <= n; i++) {
         lua_rawgeti(L, -1, i);
-        const char *t = fstr(L, -1, "target");
+        const char *t = sbot_field_str(L, -1, "target");
         if (settings && t && strcmp(t, settings) == 0)
             append(L, out);
         else
@@ -1784,7 +1749,7 @@ static void raise_problems(lua_State *L, int problems, const char *head)
 static void add_settings_change(lua_State *L, int changes, int diff, const char *kind, const char *settings,
                                 const char *etag, int apply_time, int job, const char *label, int reboot_jobs)
 {
-    int n_send = (int)fnum(L, diff, "n_send", 0), n_ok = (int)fnum(L, diff, "n_ok", 0);
+    int n_send = (int)sbot_field_num(L, diff, "n_send", 0), n_ok = (int)sbot_field_num(L, diff, "n_ok", 0);
     if (n_send == 0 && n_ok == 0)
         return;
     if (n_send == 0 && job) {
@@ -1825,7 +1790,7 @@ static int r630_plan(lua_State *L)
     const char *host = host_of(L, self);
     lua_getfield(L, self, "discovery"); /* 3 */
     int D = 3;
-    if (!lua_istable(L, D) || !ftab(L, D, "system"))
+    if (!lua_istable(L, D) || !sbot_field_table(L, D, "system"))
         return luaL_error(L, "plan needs the discovery (run discover first)");
     lua_pop(L, 1);
     lua_getfield(L, self, "config"); /* 4 */
@@ -1848,12 +1813,12 @@ static int r630_plan(lua_State *L)
     int bwant = 12;
     lua_getfield(L, W, "write_only"); /* 13 */
     int wo = 13;
-    int clear = fbool(L, cfg, "clear_pending", 0);
-    const char *bios_settings = fstr(L, bios, "settings");
+    int clear = sbot_field_bool(L, cfg, "clear_pending", 0);
+    const char *bios_settings = sbot_field_str(L, bios, "settings");
 
     /* the values, checked against the registry before anything else */
     check_values(L, self, D, bwant, 0, 0, problems);
-    int nic = ftab(L, W, "nic") ? lua_gettop(L) : 0; /* 14 */
+    int nic = sbot_field_table(L, W, "nic") ? lua_gettop(L) : 0; /* 14 */
     if (!nic)
         lua_pushnil(L), nic = 0;
     int nicpos = 14;
@@ -1862,12 +1827,12 @@ static int r630_plan(lua_State *L)
         lua_getfield(L, nicpos, "values");
         check_values(L, self, D, lua_gettop(L), 0, 1, problems);
         lua_pop(L, 1);
-        const char *id = fstr(L, nicpos, "id");
+        const char *id = sbot_field_str(L, nicpos, "id");
         lua_getfield(L, D, "nics");
         lua_Integer nn = (lua_Integer)lua_rawlen(L, -1);
         for (lua_Integer i = 1; i <= nn && !nic_d; i++) {
             lua_rawgeti(L, -1, i);
-            const char *x = fstr(L, -1, "id");
+            const char *x = sbot_field_str(L, -1, "id");
             if (x && id && strcmp(x, id) == 0) {
                 lua_replace(L, -2);
                 nic_d = lua_gettop(L); /* 15 */
@@ -1898,7 +1863,7 @@ static int r630_plan(lua_State *L)
         lua_pop(L, 4);
         /* the secret changed on the target's side (the iDRAC cannot show
          * whether this one has it): sent along although nothing else moved */
-        if (fbool(L, W, "chap_resend", 0)) {
+        if (sbot_field_bool(L, W, "chap_resend", 0)) {
             if (lua_getfield(L, bwant, "IscsiDev1Con1ChapSecret") != LUA_TNIL)
                 bios_secret = 1;
             lua_pop(L, 1);
@@ -1910,7 +1875,7 @@ static int r630_plan(lua_State *L)
             lua_getfield(L, -2, "AuthenticationMethod");
             lua_getfield(L, -4, "CHAPUsername");
             lua_getfield(L, -4, "CHAPUsername");
-            nic_secret = !same_value(L, -4, -3) || !same_value(L, -2, -1) || fbool(L, W, "chap_resend", 0);
+            nic_secret = !same_value(L, -4, -3) || !same_value(L, -2, -1) || sbot_field_bool(L, W, "chap_resend", 0);
             lua_pop(L, 6);
         }
     }
@@ -1927,15 +1892,15 @@ static int r630_plan(lua_State *L)
         lua_newtable(L);
     }
     int ndiff = 17;
-    int changing = fnum(L, bdiff, "n_send", 0) > 0 || fnum(L, ndiff, "n_send", 0) > 0;
+    int changing = sbot_field_num(L, bdiff, "n_send", 0) > 0 || sbot_field_num(L, ndiff, "n_send", 0) > 0;
 
     /* the one-time boot from the virtual CD */
-    int cd_boot = 0, vm_cfg = ftab(L, W, "vm") ? lua_gettop(L) : 0; /* 18 */
+    int cd_boot = 0, vm_cfg = sbot_field_table(L, W, "vm") ? lua_gettop(L) : 0; /* 18 */
     if (!vm_cfg)
         lua_pushnil(L);
     int vmpos = 18;
     int use_scp = 0;
-    if (vm_cfg && fbool(L, vmpos, "boot_once", 1)) {
+    if (vm_cfg && sbot_field_bool(L, vmpos, "boot_once", 1)) {
         lua_getfield(L, self, "server");
         lua_pushvalue(L, D);
         lua_pushboolean(L, changing);
@@ -1944,14 +1909,14 @@ static int r630_plan(lua_State *L)
         lua_pop(L, 1);
     }
     if (cd_boot) {
-        const char *mode = fstr(L, W, "mode");
+        const char *mode = sbot_field_str(L, W, "mode");
         int uefi = mode && strcmp(mode, "Uefi") == 0;
         const char *dev_attr = uefi ? "OneTimeUefiBootSeqDev" : "OneTimeBootSeqDev";
         push_reg_values(L, D, dev_attr);
         const char *dev = device_of_kind(L, -1, "cd", NULL);
         push_reg_values(L, D, "OneTimeBootMode");
         int mode_ok = list_has(L, -1, uefi ? "OneTimeUefiBootSeq" : "OneTimeBootSeq");
-        const char *via = fstr(L, vmpos, "via");
+        const char *via = sbot_field_str(L, vmpos, "via");
         int want_scp = via && strcmp(via, "scp") == 0;
         if (via && strcmp(via, "bios") == 0 && !(dev && mode_ok))
             return luaL_error(L, "virtual_media.via = bios: the BIOS of %s has no %s with a virtual optical device",
@@ -1974,7 +1939,7 @@ static int r630_plan(lua_State *L)
             lua_settop(L, vmpos);
             push_diff(L, bcur, bpend, bwant, wo, bios_secret, "BIOS");
             lua_replace(L, bdiff);
-        } else if (ftab(L, D, "manager") && ftab(L, -1, "scp")) {
+        } else if (sbot_field_table(L, D, "manager") && sbot_field_table(L, -1, "scp")) {
             use_scp = 1;
             lua_settop(L, vmpos);
         } else {
@@ -1987,10 +1952,10 @@ static int r630_plan(lua_State *L)
     /* pending configuration: reuse what carries our values, refuse what does not */
     push_list(L); /* 19: conflicts */
     int conflicts = 19;
-    const char *nic_settings = nic_d ? fstr(L, nic_d, "settings") : NULL;
+    const char *nic_settings = nic_d ? sbot_field_str(L, nic_d, "settings") : NULL;
     for (int t = 0; t < 2; t++) {
         int diff = t ? ndiff : bdiff;
-        if (!lua_istable(L, diff) || !ftab(L, diff, "conflict"))
+        if (!lua_istable(L, diff) || !sbot_field_table(L, diff, "conflict"))
             continue;
         lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
         for (lua_Integer i = 1; i <= n; i++) {
@@ -1999,18 +1964,19 @@ static int r630_plan(lua_State *L)
         }
         lua_pop(L, 1);
     }
-    int will_reboot = changing || cd_boot || fnum(L, bdiff, "n_ok", 0) > 0 || fnum(L, ndiff, "n_ok", 0) > 0;
-    if (ftab(L, D, "jobs")) {
+    int will_reboot = changing || cd_boot || sbot_field_num(L, bdiff, "n_ok", 0) > 0 || sbot_field_num(L, ndiff, "n_ok",
+                                                                                                       0) > 0;
+    if (sbot_field_table(L, D, "jobs")) {
         lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
         for (lua_Integer i = 1; i <= n; i++) {
             lua_rawgeti(L, -1, i);
             int jb = lua_gettop(L);
-            const char *t = fstr(L, jb, "target");
-            const char *jid = fstr(L, jb, "id");
-            const char *jname = fstr(L, jb, "name");
+            const char *t = sbot_field_str(L, jb, "target");
+            const char *jid = sbot_field_str(L, jb, "id");
+            const char *jname = sbot_field_str(L, jb, "name");
             int ours = t && ((bios_settings && strcmp(t, bios_settings) == 0) ||
                              (nic_settings && strcmp(t, nic_settings) == 0));
-            const char *state = fstr(L, jb, "state");
+            const char *state = sbot_field_str(L, jb, "state");
             if (!ours && will_reboot) {
                 lua_pushfstring(L, "job %s (%s, %s) would run at this run's reboot", jid ? jid : "?",
                                 state ? state : "?", t ? t : (jname ? jname : "no target"));
@@ -2021,7 +1987,7 @@ static int r630_plan(lua_State *L)
             } else if (ours) {
                 /* a scheduled job for our target with foreign pending values */
                 int diff = (bios_settings && strcmp(t, bios_settings) == 0) ? bdiff : ndiff;
-                if (ftab(L, diff, "conflict")) {
+                if (sbot_field_table(L, diff, "conflict")) {
                     if (lua_rawlen(L, -1) > 0) {
                         lua_pushfstring(L, "job %s (%s) would apply those pending values", jid ? jid : "?",
                                         state ? state : "?");
@@ -2042,7 +2008,7 @@ static int r630_plan(lua_State *L)
             raise_problems(L, conflicts, lua_tostring(L, -1));
         }
         lua_getfield(L, D, "manager");
-        const char *js = fstr(L, -1, "job_service");
+        const char *js = sbot_field_str(L, -1, "job_service");
         lua_pop(L, 1);
         if (!js)
             return luaL_error(L, "clear_pending: %s offers no DellJobService to clear its job queue", host);
@@ -2074,14 +2040,14 @@ static int r630_plan(lua_State *L)
     }
 
     /* virtual media: eject whatever else is inserted, then insert */
-    if (vm_cfg && (cd_boot || !fbool(L, vmpos, "boot_once", 1))) {
-        const char *url = fstr(L, vmpos, "image_url");
-        if (!ftab(L, D, "virtual_media"))
+    if (vm_cfg && (cd_boot || !sbot_field_bool(L, vmpos, "boot_once", 1))) {
+        const char *url = sbot_field_str(L, vmpos, "image_url");
+        if (!sbot_field_table(L, D, "virtual_media"))
             return luaL_error(L, "virtual_media: %s has no virtual CD (no VirtualMedia member with MediaTypes CD or DVD)",
                               host);
         int cd = lua_gettop(L);
-        const char *img = fstr(L, cd, "image");
-        int inserted = fbool(L, cd, "inserted", 0);
+        const char *img = sbot_field_str(L, cd, "image");
+        int inserted = sbot_field_bool(L, cd, "inserted", 0);
         if (inserted && img && url && strcmp(img, url) == 0 && !cd_boot) {
             /* in place */
         } else {
@@ -2153,15 +2119,16 @@ static int r630_plan(lua_State *L)
     push_jobs_for(L, D, bios_settings);
     lua_rawgeti(L, -1, 1);
     int bjob = clearing || lua_isnil(L, -1) ? 0 : lua_gettop(L);
-    add_settings_change(L, changes, bdiff, "bios", bios_settings, fstr(L, bios, "settings_etag"), bios_apply_time,
+    add_settings_change(L, changes, bdiff, "bios", bios_settings, sbot_field_str(L, bios, "settings_etag"),
+                        bios_apply_time,
                         bjob, "BIOS", reboot_jobs);
     lua_settop(L, conflicts);
     if (nic_d && nic_settings) {
         push_jobs_for(L, D, nic_settings);
         lua_rawgeti(L, -1, 1);
         int njob = clearing || lua_isnil(L, -1) ? 0 : lua_gettop(L);
-        lua_pushfstring(L, "NIC %s", fstr(L, nic_d, "id"));
-        add_settings_change(L, changes, ndiff, "nic", nic_settings, fstr(L, nic_d, "settings_etag"), 0, njob,
+        lua_pushfstring(L, "NIC %s", sbot_field_str(L, nic_d, "id"));
+        add_settings_change(L, changes, ndiff, "nic", nic_settings, sbot_field_str(L, nic_d, "settings_etag"), 0, njob,
                             lua_tostring(L, -1), reboot_jobs);
         lua_settop(L, conflicts);
     } else if (nic && !nic_d) {
@@ -2173,7 +2140,7 @@ static int r630_plan(lua_State *L)
     lua_Integer nch = (lua_Integer)lua_rawlen(L, changes);
     for (lua_Integer i = 1; i <= nch; i++) {
         lua_rawgeti(L, changes, i);
-        const char *k = fstr(L, -1, "kind");
+        const char *k = sbot_field_str(L, -1, "kind");
         if (k && (strcmp(k, "bios") == 0 || strcmp(k, "nic") == 0))
             need_reboot = 1;
         lua_pop(L, 1);
@@ -2193,9 +2160,9 @@ static int r630_plan(lua_State *L)
         sets(L, c, "action", "update");
         lua_newtable(L);
         const char *how = "graceful_then_force";
-        if (ftab(L, cfg, "power")) {
-            if (fstr(L, -1, "reboot"))
-                how = fstr(L, -1, "reboot");
+        if (sbot_field_table(L, cfg, "power")) {
+            if (sbot_field_str(L, -1, "reboot"))
+                how = sbot_field_str(L, -1, "reboot");
             lua_pop(L, 1);
         }
         sets(L, -1, "reset", how);
@@ -2246,8 +2213,8 @@ static double cfgnum(lua_State *L, int self, const char *k, const char *f, doubl
 {
     double v = d;
     lua_getfield(L, self, "config");
-    if (ftab(L, -1, k)) {
-        v = fnum(L, -1, f, d);
+    if (sbot_field_table(L, -1, k)) {
+        v = sbot_field_num(L, -1, f, d);
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
@@ -2273,7 +2240,7 @@ static int post(lua_State *L, int cl, const char *path, int body)
 static const char *power_state(lua_State *L, int cl, const char *sys, char out[32])
 {
     rget(L, cl, sys, 0);
-    const char *p = fstr(L, -1, "PowerState");
+    const char *p = sbot_field_str(L, -1, "PowerState");
     snprintf(out, 32, "%s", p ? p : "Unknown");
     lua_pop(L, 1);
     return out;
@@ -2299,7 +2266,7 @@ static int wait_power(lua_State *L, int cl, const char *sys, const char *want, d
 /* POST a ResetType the system lists. 409 (already in that state) is fine. */
 static void reset(lua_State *L, int self, int cl, const char *target, const char *type)
 {
-    const char *id = fstr(L, self, "id");
+    const char *id = sbot_field_str(L, self, "id");
     sbot_log(L, SBOT_INFO, "r630 (%s): ComputerSystem.Reset %s", id ? id : "?", type);
     lua_newtable(L);
     sets(L, -1, "ResetType", type);
@@ -2333,13 +2300,13 @@ static void push_run_jobs(lua_State *L, int self, int extra)
 {
     push_list(L);
     int out = lua_gettop(L);
-    if (ftab(L, self, "processing")) {
-        if (ftab(L, -1, "applied")) {
+    if (sbot_field_table(L, self, "processing")) {
+        if (sbot_field_table(L, -1, "applied")) {
             lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
             for (lua_Integer i = 1; i <= n; i++) {
                 lua_rawgeti(L, -1, i);
-                if (ftab(L, -1, "result")) {
-                    if (fstr(L, -1, "job")) {
+                if (sbot_field_table(L, -1, "result")) {
+                    if (sbot_field_str(L, -1, "job")) {
                         lua_getfield(L, -1, "job");
                         append(L, out);
                     }
@@ -2371,14 +2338,14 @@ static int find_job_for(lua_State *L, int cl, const char *jobs, const char *targ
     lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
     for (lua_Integer i = n; i >= 1; i--) { /* newest last */
         lua_rawgeti(L, -1, i);
-        const char *p = fstr(L, -1, "@odata.id");
+        const char *p = sbot_field_str(L, -1, "@odata.id");
         lua_pop(L, 1);
         if (!p)
             continue;
         rget(L, cl, p, 1);
         if (lua_istable(L, -1)) {
-            const char *t = fstr(L, -1, "TargetSettingsURI");
-            if (t && strcmp(t, target) == 0 && !job_done(fstr(L, -1, "JobState"))) {
+            const char *t = sbot_field_str(L, -1, "TargetSettingsURI");
+            if (t && strcmp(t, target) == 0 && !job_done(sbot_field_str(L, -1, "JobState"))) {
                 lua_pushstring(L, p);
                 lua_replace(L, coll);
                 lua_settop(L, coll);
@@ -2393,15 +2360,15 @@ static int find_job_for(lua_State *L, int cl, const char *jobs, const char *targ
 
 static int apply_settings(lua_State *L, int self, int change, int cl)
 {
-    const char *kind = fstr(L, change, "kind");
-    const char *settings = fstr(L, change, "resource");
+    const char *kind = sbot_field_str(L, change, "kind");
+    const char *settings = sbot_field_str(L, change, "resource");
     lua_getfield(L, self, "discovery");
     int D = lua_gettop(L);
     lua_getfield(L, D, "manager");
-    const char *jobs = fstr(L, -1, "jobs");
+    const char *jobs = sbot_field_str(L, -1, "jobs");
     lua_pop(L, 1);
     /* a scheduled job takes no more values: delete it first (its pending values stay) */
-    const char *old = fstr(L, change, "delete_job");
+    const char *old = sbot_field_str(L, change, "delete_job");
     if (old) {
         int n = sbot_redfish_delete(L, cl, old);
         if (n != 1 && !(n == 4 && lua_tointeger(L, -1) == 404))
@@ -2416,15 +2383,15 @@ static int apply_settings(lua_State *L, int self, int change, int cl)
         int body = lua_gettop(L);
         lua_pushvalue(L, patch);
         lua_setfield(L, body, strcmp(kind, "bios") == 0 ? "Attributes" : "iSCSIBoot");
-        if (fbool(L, change, "apply_time", 0)) {
+        if (sbot_field_bool(L, change, "apply_time", 0)) {
             lua_newtable(L);
             sets(L, -1, "ApplyTime", "OnReset");
             lua_setfield(L, body, "@Redfish.SettingsApplyTime");
         }
         lua_newtable(L);
         int opts = lua_gettop(L);
-        if (fstr(L, change, "etag") && !old)
-            sets(L, opts, "etag", fstr(L, change, "etag"));
+        if (sbot_field_str(L, change, "etag") && !old)
+            sets(L, opts, "etag", sbot_field_str(L, change, "etag"));
         int n = 0;
         for (int attempt = 1; attempt <= 3; attempt++) {
             n = sbot_redfish_patch(L, cl, settings, body, count_keys(L, opts) ? opts : 0);
@@ -2438,7 +2405,7 @@ static int apply_settings(lua_State *L, int self, int change, int cl)
             /* no answer: did the values arrive? (a PATCH sets values: sending it again is harmless) */
             lua_pop(L, n);
             rget(L, cl, settings, 0);
-            int arrived = ftab(L, -1, strcmp(kind, "bios") == 0 ? "Attributes" : "iSCSIBoot");
+            int arrived = sbot_field_table(L, -1, strcmp(kind, "bios") == 0 ? "Attributes" : "iSCSIBoot");
             if (arrived) {
                 int pend = lua_gettop(L);
                 lua_pushnil(L);
@@ -2454,7 +2421,7 @@ static int apply_settings(lua_State *L, int self, int change, int cl)
                 lua_pop(L, 1);
             }
             lua_pop(L, 1);
-            if (arrived && !fbool(L, change, "apply_time", 0)) {
+            if (arrived && !sbot_field_bool(L, change, "apply_time", 0)) {
                 lua_newtable(L); /* a result without a job: the job POST follows */
                 n = 1;
                 break;
@@ -2477,13 +2444,13 @@ static int apply_settings(lua_State *L, int self, int change, int cl)
             }
             lua_pop(L, 1);
         }
-        job = fstr(L, -1, "location");
-        if (job && !fstr(L, -1, "job_id"))
+        job = sbot_field_str(L, -1, "location");
+        if (job && !sbot_field_str(L, -1, "job_id"))
             job = NULL;
         if (job) {
             lua_getfield(L, -1, "location");
             lua_setfield(L, change, "created_job");
-            job = fstr(L, change, "created_job");
+            job = sbot_field_str(L, change, "created_job");
         }
     }
     if (!job) {
@@ -2492,7 +2459,7 @@ static int apply_settings(lua_State *L, int self, int change, int cl)
         lua_newtable(L);
         sets(L, -1, "TargetSettingsURI", settings);
         if (post(L, cl, jobs, lua_gettop(L))) {
-            job = fstr(L, -1, "location");
+            job = sbot_field_str(L, -1, "location");
             if (!job)
                 return luaL_error(L, "POST %s: the answer names no job (no Location)", jobs);
         } else {
@@ -2504,7 +2471,7 @@ static int apply_settings(lua_State *L, int self, int change, int cl)
         }
         lua_pushstring(L, job);
         lua_setfield(L, change, "created_job");
-        job = fstr(L, change, "created_job");
+        job = sbot_field_str(L, change, "created_job");
     }
     lua_newtable(L);
     sets(L, -1, "job", job);
@@ -2521,14 +2488,14 @@ static int apply_reboot(lua_State *L, int self, int change, int cl)
     int D = lua_gettop(L);
     lua_getfield(L, D, "system");
     int sysd = lua_gettop(L);
-    const char *sys = fstr(L, sysd, "path");
-    const char *target = fstr(L, sysd, "reset_target");
+    const char *sys = sbot_field_str(L, sysd, "path");
+    const char *target = sbot_field_str(L, sysd, "reset_target");
     lua_getfield(L, sysd, "reset_types");
     int types = lua_gettop(L);
     if (!target || !lua_istable(L, types))
         return luaL_error(L, "reboot: the system %s lists no ComputerSystem.Reset action with ResetType values", sys);
     lua_getfield(L, change, "after");
-    const char *how = fstr(L, -1, "reset");
+    const char *how = sbot_field_str(L, -1, "reset");
     lua_pop(L, 1);
     double timeout = cfgnum(L, self, "power", "timeout", 300);
     double interval = cfgnum(L, self, "power", "interval", 5);
@@ -2546,7 +2513,7 @@ static int apply_reboot(lua_State *L, int self, int change, int cl)
             lua_pushliteral(L, "GracefulShutdown");
             append(L, steps);
             if (!wait_power(L, cl, sys, "Off", timeout, interval)) {
-                const char *id = fstr(L, self, "id");
+                const char *id = sbot_field_str(L, self, "id");
                 sbot_log(L, SBOT_WARN, "r630 (%s): still on %d s after GracefulShutdown; forcing it off", id ? id : "?",
                          (int)timeout);
                 forced = 1;
@@ -2644,8 +2611,8 @@ static int media_action(lua_State *L, int cl, const char *target, const char *pa
         const char *code = lua_tostring(L, -1);
         int no_answer = code && (strcmp(code, "closed") == 0 || strcmp(code, "io") == 0 || strcmp(code, "timeout") == 0);
         rget(L, cl, path, 0);
-        int inserted = fbool(L, -1, "Inserted", 0);
-        const char *img = fstr(L, -1, "Image");
+        int inserted = sbot_field_bool(L, -1, "Inserted", 0);
+        const char *img = sbot_field_str(L, -1, "Image");
         int done = insert ? (inserted && img && url && strcmp(img, url) == 0) : !inserted;
         lua_pop(L, 1);
         if (done) {
@@ -2664,12 +2631,12 @@ static int media_action(lua_State *L, int cl, const char *target, const char *pa
 
 static int apply_media(lua_State *L, int change, int cl, int insert)
 {
-    const char *target = fstr(L, change, "target");
-    const char *path = fstr(L, change, "resource");
+    const char *target = sbot_field_str(L, change, "target");
+    const char *path = sbot_field_str(L, change, "resource");
     const char *url = NULL;
     if (insert) {
         lua_getfield(L, change, "after");
-        url = fstr(L, -1, "image");
+        url = sbot_field_str(L, -1, "image");
     }
     if (!target)
         return luaL_error(L, "%s: the virtual CD offers no %s action", path, insert ? "InsertMedia" : "EjectMedia");
@@ -2684,12 +2651,12 @@ static int apply_media(lua_State *L, int change, int cl, int insert)
 
 static int apply_clear(lua_State *L, int change, int cl)
 {
-    const char *js = fstr(L, change, "resource");
+    const char *js = sbot_field_str(L, change, "resource");
     rget(L, cl, js, 0);
     const char *target = NULL;
-    if (ftab(L, -1, "Actions")) {
-        if (ftab(L, -1, "#DellJobService.DeleteJobQueue")) {
-            target = fstr(L, -1, "target");
+    if (sbot_field_table(L, -1, "Actions")) {
+        if (sbot_field_table(L, -1, "#DellJobService.DeleteJobQueue")) {
+            target = sbot_field_str(L, -1, "target");
             lua_pop(L, 1);
         }
         lua_pop(L, 1);
@@ -2707,7 +2674,7 @@ static int apply_clear(lua_State *L, int change, int cl)
 
 static int apply_scp(lua_State *L, int self, int change, int cl)
 {
-    const char *target = fstr(L, change, "target");
+    const char *target = sbot_field_str(L, change, "target");
     lua_newtable(L);
     int body = lua_gettop(L);
     lua_newtable(L);
@@ -2721,7 +2688,7 @@ static int apply_scp(lua_State *L, int self, int change, int cl)
          "</Component></SystemConfiguration>");
     if (!post(L, cl, target, body))
         return luaL_error(L, "Server Configuration Profile import: %s", lua_tostring(L, -2));
-    const char *loc = fstr(L, -1, "location");
+    const char *loc = sbot_field_str(L, -1, "location");
     if (!loc)
         return luaL_error(L, "Server Configuration Profile import: the answer names no task");
     lua_newtable(L);
@@ -2743,7 +2710,7 @@ static int r630_apply(lua_State *L)
 {
     luaL_checkstack(L, 60, "r630: apply");
     lua_settop(L, 3);
-    const char *kind = fstr(L, 2, "kind");
+    const char *kind = sbot_field_str(L, 2, "kind");
     if (!kind)
         return luaL_error(L, "r630: a change without a kind (not from this component's plan)");
     if (strcmp(kind, "bios") == 0 || strcmp(kind, "nic") == 0)
@@ -2766,13 +2733,13 @@ static int r630_undo(lua_State *L)
 {
     luaL_checkstack(L, 40, "r630: undo");
     lua_settop(L, 3);
-    const char *kind = fstr(L, 2, "kind");
+    const char *kind = sbot_field_str(L, 2, "kind");
     if (!kind)
         return luaL_error(L, "r630: a change without a kind");
     if (strcmp(kind, "insert") == 0) {
         lua_getfield(L, 1, "discovery");
         lua_getfield(L, -1, "virtual_media");
-        const char *eject = lua_istable(L, -1) ? fstr(L, -1, "eject") : NULL;
+        const char *eject = lua_istable(L, -1) ? sbot_field_str(L, -1, "eject") : NULL;
         if (!eject)
             return luaL_error(L, "undo insert: no EjectMedia action");
         lua_newtable(L);
@@ -2787,10 +2754,10 @@ static int r630_undo(lua_State *L)
     }
     if (strcmp(kind, "eject") == 0) {
         lua_getfield(L, 2, "before");
-        const char *img = fstr(L, -1, "image");
+        const char *img = sbot_field_str(L, -1, "image");
         lua_getfield(L, 1, "discovery");
         lua_getfield(L, -1, "virtual_media");
-        const char *insert = lua_istable(L, -1) ? fstr(L, -1, "insert") : NULL;
+        const char *insert = lua_istable(L, -1) ? sbot_field_str(L, -1, "insert") : NULL;
         if (!img || !insert)
             return luaL_error(L, "undo eject: the image that was inserted is not known");
         lua_newtable(L);
@@ -2804,16 +2771,16 @@ static int r630_undo(lua_State *L)
         return 1;
     }
     if (strcmp(kind, "bios") == 0 || strcmp(kind, "nic") == 0) {
-        const char *job = fstr(L, 2, "created_job");
+        const char *job = sbot_field_str(L, 2, "created_job");
         if (!job)
-            return luaL_error(L, "undo: no job was created for %s", fstr(L, 2, "resource"));
+            return luaL_error(L, "undo: no job was created for %s", sbot_field_str(L, 2, "resource"));
         rget(L, 3, job, 1);
         if (lua_isnil(L, -1)) {
             lua_newtable(L);
             sets(L, -1, "note", "the job is gone");
             return 1;
         }
-        const char *state = fstr(L, -1, "JobState");
+        const char *state = sbot_field_str(L, -1, "JobState");
         if (state && (strcmp(state, "Scheduled") == 0 || strcmp(state, "New") == 0)) {
             int n = sbot_redfish_delete(L, 3, job);
             if (n != 1)
@@ -2843,12 +2810,12 @@ static int r630_undo(lua_State *L)
 /* Did this run plan kind k (the plan change, pushed, 1) or not (0)? */
 static int planned(lua_State *L, int self, const char *k)
 {
-    if (!ftab(L, self, "plan"))
+    if (!sbot_field_table(L, self, "plan"))
         return 0;
     lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
     for (lua_Integer i = 1; i <= n; i++) {
         lua_rawgeti(L, -1, i);
-        const char *kind = lua_istable(L, -1) ? fstr(L, -1, "kind") : NULL;
+        const char *kind = lua_istable(L, -1) ? sbot_field_str(L, -1, "kind") : NULL;
         if (kind && strcmp(kind, k) == 0) {
             lua_replace(L, -2);
             return 1;
@@ -2863,18 +2830,18 @@ static int planned(lua_State *L, int self, const char *k)
 static int applied(lua_State *L, int self, const char *k)
 {
     int yes = 0;
-    if (!ftab(L, self, "processing"))
+    if (!sbot_field_table(L, self, "processing"))
         return 0;
-    if (ftab(L, -1, "applied")) {
+    if (sbot_field_table(L, -1, "applied")) {
         lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
         for (lua_Integer i = 1; i <= n && !yes; i++) {
             lua_rawgeti(L, -1, i);
-            lua_Integer idx = (lua_Integer)fnum(L, -1, "index", 0);
-            int ok = fbool(L, -1, "ok", 0);
+            lua_Integer idx = (lua_Integer)sbot_field_num(L, -1, "index", 0);
+            int ok = sbot_field_bool(L, -1, "ok", 0);
             lua_pop(L, 1);
-            if (ok && ftab(L, self, "plan")) {
+            if (ok && sbot_field_table(L, self, "plan")) {
                 lua_rawgeti(L, -1, idx);
-                const char *kind = lua_istable(L, -1) ? fstr(L, -1, "kind") : NULL;
+                const char *kind = lua_istable(L, -1) ? sbot_field_str(L, -1, "kind") : NULL;
                 yes = kind && strcmp(kind, k) == 0;
                 lua_pop(L, 2);
             }
@@ -2918,7 +2885,7 @@ static int r630_housekeep(lua_State *L)
     luaL_checkstack(L, 60, "r630: housekeep");
     lua_settop(L, 2);
     int self = 1, cl = 2;
-    const char *id = fstr(L, self, "id");
+    const char *id = sbot_field_str(L, self, "id");
     discover_all(L, cl); /* 3: the state now */
     int D2 = 3;
     push_desired(L, self, D2); /* 4 */
@@ -2935,14 +2902,14 @@ static int r630_housekeep(lua_State *L)
     lua_getfield(L, W, "bios");
     verify_values(L, lua_gettop(L), lua_gettop(L) - 2, lua_gettop(L) - 1, wo, "BIOS", problems);
     lua_settop(L, wo);
-    if (ftab(L, W, "nic")) {
+    if (sbot_field_table(L, W, "nic")) {
         int n = lua_gettop(L);
-        const char *nid = fstr(L, n, "id");
+        const char *nid = sbot_field_str(L, n, "id");
         lua_getfield(L, D2, "nics");
         lua_Integer nn = (lua_Integer)lua_rawlen(L, -1);
         for (lua_Integer i = 1; i <= nn; i++) {
             lua_rawgeti(L, -1, i);
-            const char *x = fstr(L, -1, "id");
+            const char *x = sbot_field_str(L, -1, "id");
             if (x && nid && strcmp(x, nid) == 0) {
                 lua_getfield(L, -1, "iscsi");
                 lua_getfield(L, -2, "pending");
@@ -2974,9 +2941,9 @@ static int r630_housekeep(lua_State *L)
         const char *jp = lua_tostring(L, -1);
         const char *slash = strrchr(jp, '/');
         rget(L, cl, jp, 1);
-        const char *state = lua_istable(L, -1) ? fstr(L, -1, "JobState") : NULL;
+        const char *state = lua_istable(L, -1) ? sbot_field_str(L, -1, "JobState") : NULL;
         if (!state && lua_istable(L, -1))
-            state = fstr(L, -1, "TaskState");
+            state = sbot_field_str(L, -1, "TaskState");
         sets(L, jobs, slash ? slash + 1 : jp, state ? state : "absent");
         if (!state || strcmp(state, "Completed") != 0)
             PROBLEM(L, problems, "job %s is %s, not Completed", slash ? slash + 1 : jp, state ? state : "absent");
@@ -2988,7 +2955,7 @@ static int r630_housekeep(lua_State *L)
     /* the one-time boot from the virtual CD: consumed, then eject if asked */
     int cd_boot = 0;
     if (planned(L, self, "reboot")) {
-        cd_boot = fbool(L, -1, "cd_boot", 0);
+        cd_boot = sbot_field_bool(L, -1, "cd_boot", 0);
         lua_pop(L, 1);
     }
     int rebooted = applied(L, self, "reboot");
@@ -2996,19 +2963,19 @@ static int r630_housekeep(lua_State *L)
         int bios_once = 0;
         if (planned(L, self, "bios")) {
             lua_getfield(L, -1, "after");
-            bios_once = lua_istable(L, -1) && fstr(L, -1, "OneTimeBootMode") != NULL;
+            bios_once = lua_istable(L, -1) && sbot_field_str(L, -1, "OneTimeBootMode") != NULL;
             lua_pop(L, 2);
         }
         if (bios_once) {
             lua_getfield(L, D2, "bios");
-            const char *bios_path = fstr(L, -1, "path");
+            const char *bios_path = sbot_field_str(L, -1, "path");
             lua_pop(L, 1);
             double end = now_s() + cfgnum(L, self, "power", "timeout", 300);
             const char *mode = NULL;
             for (;;) {
                 rget(L, cl, bios_path, 0);
                 lua_getfield(L, -1, "Attributes");
-                mode = fstr(L, -1, "OneTimeBootMode");
+                mode = sbot_field_str(L, -1, "OneTimeBootMode");
                 lua_pop(L, 2);
                 if (!mode || strcmp(mode, "Disabled") == 0 || now_s() >= end)
                     break;
@@ -3024,16 +2991,16 @@ static int r630_housekeep(lua_State *L)
             sets(L, hk, "one_time_boot", "requested through Server Configuration Profile (not readable back)");
         }
         lua_getfield(L, W, "vm");
-        int eject = lua_istable(L, -1) && fbool(L, -1, "eject_after", 1);
+        int eject = lua_istable(L, -1) && sbot_field_bool(L, -1, "eject_after", 1);
         lua_pop(L, 1);
-        const char *consumed = fstr(L, hk, "one_time_boot");
-        if (eject && consumed && strcmp(consumed, "consumed") == 0 && ftab(L, D2, "virtual_media")) {
+        const char *consumed = sbot_field_str(L, hk, "one_time_boot");
+        if (eject && consumed && strcmp(consumed, "consumed") == 0 && sbot_field_table(L, D2, "virtual_media")) {
             int vmd = lua_gettop(L);
-            if (fbool(L, vmd, "inserted", 0)) {
-                const char *target = fstr(L, vmd, "eject");
+            if (sbot_field_bool(L, vmd, "inserted", 0)) {
+                const char *target = sbot_field_str(L, vmd, "eject");
                 if (!target)
                     PROBLEM(L, problems, "eject after the one-time boot: the virtual CD offers no EjectMedia action");
-                else if (!media_action(L, cl, target, fstr(L, vmd, "path"), 0, NULL))
+                else if (!media_action(L, cl, target, sbot_field_str(L, vmd, "path"), 0, NULL))
                     PROBLEM(L, problems, "eject after the one-time boot: %s", lua_tostring(L, -1));
                 else
                     setb(L, hk, "ejected", 1);
@@ -3044,12 +3011,12 @@ static int r630_housekeep(lua_State *L)
         PROBLEM(L, problems, "the one-time boot from the virtual CD was planned but no reboot happened");
     }
     lua_getfield(L, W, "vm");
-    if (lua_istable(L, -1) && !fbool(L, -1, "boot_once", 1)) {
-        const char *url = fstr(L, -1, "image_url");
+    if (lua_istable(L, -1) && !sbot_field_bool(L, -1, "boot_once", 1)) {
+        const char *url = sbot_field_str(L, -1, "image_url");
         int ok = 0;
-        if (ftab(L, D2, "virtual_media")) {
-            const char *img = fstr(L, -1, "image");
-            ok = fbool(L, -1, "inserted", 0) && img && url && strcmp(img, url) == 0;
+        if (sbot_field_table(L, D2, "virtual_media")) {
+            const char *img = sbot_field_str(L, -1, "image");
+            ok = sbot_field_bool(L, -1, "inserted", 0) && img && url && strcmp(img, url) == 0;
             lua_pop(L, 1);
         }
         if (!ok)
@@ -3108,8 +3075,8 @@ static int r630_open(lua_State *L)
 {
     luaL_checkstack(L, 30, "r630: open");
     lua_settop(L, 1);
-    const char *id = fstr(L, 1, "id");
-    if (!ftab(L, 1, "server") || !ftab(L, -1, "idrac"))
+    const char *id = sbot_field_str(L, 1, "id");
+    if (!sbot_field_table(L, 1, "server") || !sbot_field_table(L, -1, "idrac"))
         return luaL_error(L, "server %s has no idrac entry in the site", id ? id : "?");
     int idrac = lua_gettop(L);
     lua_newtable(L);
@@ -3120,14 +3087,14 @@ static int r630_open(lua_State *L)
         lua_setfield(L, o, keys[i]);
     }
     lua_getfield(L, 1, "config");
-    if (ftab(L, -1, "redfish")) {
+    if (sbot_field_table(L, -1, "redfish")) {
         int r = lua_gettop(L);
         static const char *const rkeys[] = {"timeout", "per_host", "login_timeout", "not_ready_wait", NULL};
         for (int i = 0; rkeys[i]; i++) {
             lua_getfield(L, r, rkeys[i]);
             lua_setfield(L, o, rkeys[i]);
         }
-        if (ftab(L, r, "retries")) {
+        if (sbot_field_table(L, r, "retries")) {
             lua_setfield(L, o, "retries");
         }
     }
@@ -3137,7 +3104,7 @@ static int r630_open(lua_State *L)
 
 static int hook_choose_boot_nic(lua_State *L)
 {
-    if (lua_istable(L, 1) && ftab(L, 1, "nics")) {
+    if (lua_istable(L, 1) && sbot_field_table(L, 1, "nics")) {
         if (lua_rawgeti(L, -1, 1) == LUA_TTABLE) {
             lua_getfield(L, -1, "id");
             return 1;
@@ -3150,8 +3117,8 @@ static int hook_choose_boot_nic(lua_State *L)
 static int hook_initiator_iqn(lua_State *L)
 {
     /* default: the initiator name the BIOS already has (the factory one on a new server) */
-    if (lua_istable(L, 2) && ftab(L, 2, "bios") && ftab(L, -1, "attributes")) {
-        const char *s = fstr(L, -1, "IscsiInitiatorName");
+    if (lua_istable(L, 2) && sbot_field_table(L, 2, "bios") && sbot_field_table(L, -1, "attributes")) {
+        const char *s = sbot_field_str(L, -1, "IscsiInitiatorName");
         if (s && *s) {
             lua_pushstring(L, s);
             return 1;

@@ -20,6 +20,7 @@
  * Every phase gets the resource open() made (a table: the client, the
  * resolved buckets and keys, the part digests computed by discover, the
  * results of applied changes); it is never part of the results. */
+#include "luax.h"
 #include "sbot.h"
 
 #include <stdio.h>
@@ -112,14 +113,6 @@ static int args_bk(lua_State *L, const char *bucket, const char *key)
     if (key)
         set_str(L, -1, "key", key);
     return lua_gettop(L);
-}
-
-static const char *field_str(lua_State *L, int t, const char *k)
-{
-    lua_getfield(L, t, k);
-    const char *s = lua_tostring(L, -1);
-    lua_pop(L, 1); /* strings stay alive while t holds them */
-    return s;
 }
 
 /* json.encode(value at idx) pushed */
@@ -297,7 +290,7 @@ static int s3_open(lua_State *L)
     for (lua_Integer i = 1; i <= na; i++) {
         lua_rawgeti(L, -1, i);
         int a = lua_gettop(L);
-        const char *key = field_str(L, a, "key");
+        const char *key = sbot_field_tostr(L, a, "key");
         push_module(L, "sbot.store", "check_key");
         lua_pushstring(L, key);
         lua_call(L, 1, 2);
@@ -311,7 +304,7 @@ static int s3_open(lua_State *L)
         set_top(L, e, "object");
         /* the bytes: a local file to upload, or an object already stored in
          * the private bucket (by the artifact store: an agent ISO) */
-        const char *file = field_str(L, a, "file"), *source = field_str(L, a, "source");
+        const char *file = sbot_field_tostr(L, a, "file"), *source = sbot_field_tostr(L, a, "source");
         if ((file != NULL) == (source != NULL))
             return luaL_error(L, "artifacts[%d] (%s): give file (a local file to upload) or source (a key "
                                  "already stored in the private bucket, under prefix), %s", (int)i, key,
@@ -357,7 +350,7 @@ static int s3_open(lua_State *L)
         set_bool(L, e, "publish", publish);
         /* the published copies of earlier builds this one replaces (index
          * entries under this prefix): unpublished but for keep_previous */
-        const char *sup = field_str(L, a, "supersedes");
+        const char *sup = sbot_field_tostr(L, a, "supersedes");
         if (sup) {
             size_t sl = strlen(sup);
             if (sl < 2 || sup[sl - 1] != '/')
@@ -485,7 +478,7 @@ static void discover_object(lua_State *L, int client, const char *bucket, const 
  * its key and object (and private object, for a file). Returns the key. */
 static const char *resolve_key(lua_State *L, int res, int e, const char *sha)
 {
-    const char *key = field_str(L, e, "key");
+    const char *key = sbot_field_tostr(L, e, "key");
     if (!strstr(key, "{sha256}"))
         return key;
     push_module(L, "string", "gsub");
@@ -494,10 +487,10 @@ static const char *resolve_key(lua_State *L, int res, int e, const char *sha)
     lua_pushstring(L, sha);
     lua_call(L, 3, 1);
     set_top(L, e, "key");
-    key = field_str(L, e, "key");
-    lua_pushfstring(L, "%s%s", field_str(L, res, "prefix"), key);
+    key = sbot_field_tostr(L, e, "key");
+    lua_pushfstring(L, "%s%s", sbot_field_tostr(L, res, "prefix"), key);
     set_top(L, e, "object");
-    if (!field_str(L, e, "source")) {
+    if (!sbot_field_tostr(L, e, "source")) {
         lua_getfield(L, e, "object");
         set_top(L, e, "private_object");
     }
@@ -545,7 +538,7 @@ static void key_versions(lua_State *L, int client, const char *bucket, const cha
         if (!lua_toboolean(L, -3))
             luaL_error(L, "listing the versions of s3://%s/%s: %s", bucket, key, luaL_optstring(L, -2, "?"));
         int v = lua_gettop(L) - 2;
-        if (strcmp(field_str(L, v, "key"), key) == 0) {
+        if (strcmp(sbot_field_tostr(L, v, "key"), key) == 0) {
             lua_createtable(L, 0, 4);
             int r = lua_gettop(L);
             lua_getfield(L, v, "version_id");
@@ -558,7 +551,7 @@ static void key_versions(lua_State *L, int client, const char *bucket, const cha
                 lua_getfield(L, v, "version_id");
                 set_top(L, h, "version_id");
                 if (!call_method(L, client, "head_object", h))
-                    luaL_error(L, "HEAD s3://%s/%s (version %s): %s", bucket, key, field_str(L, r, "version_id"),
+                    luaL_error(L, "HEAD s3://%s/%s (version %s): %s", bucket, key, sbot_field_tostr(L, r, "version_id"),
                                luaL_optstring(L, -2, "?"));
                 lua_getfield(L, -3, "metadata");
                 lua_getfield(L, -1, "sbot-sha256");
@@ -612,7 +605,7 @@ static void discover_superseded(lua_State *L, int res, int d, int client, const 
         int top = lua_gettop(L);
         lua_rawgeti(L, cfga, i);
         int ca = top + 1;
-        const char *sup = field_str(L, ca, "supersedes");
+        const char *sup = sbot_field_tostr(L, ca, "supersedes");
         if (!sup) {
             lua_settop(L, top);
             continue;
@@ -621,7 +614,7 @@ static void discover_superseded(lua_State *L, int res, int d, int client, const 
         lua_Integer keep = lua_tointeger(L, -1);
         lua_pop(L, 1);
         lua_rawgeti(L, arts, i);
-        const char *by = field_str(L, top + 2, "key");
+        const char *by = sbot_field_tostr(L, top + 2, "key");
         lua_newtable(L);
         int cands = lua_gettop(L), nc = 0;
         lua_pushnil(L);
@@ -633,7 +626,7 @@ static void discover_superseded(lua_State *L, int res, int d, int client, const 
                 int taken = lua_gettable(L, seen) != LUA_TNIL;
                 lua_pop(L, 1);
                 if (!taken && lua_getfield(L, ent, "public") == LUA_TTABLE) {
-                    const char *pb = field_str(L, -1, "bucket"), *pk = field_str(L, -1, "key");
+                    const char *pb = sbot_field_tostr(L, -1, "bucket"), *pk = sbot_field_tostr(L, -1, "key");
                     if (pb && pk && strcmp(pb, pub) == 0) {
                         lua_pushvalue(L, ent - 1);
                         lua_rawseti(L, cands, ++nc);
@@ -661,11 +654,11 @@ static void discover_superseded(lua_State *L, int res, int d, int client, const 
             int r = lua_gettop(L);
             set_str(L, r, "key", key);
             set_str(L, r, "by", by);
-            const char *pk = field_str(L, pe, "key");
+            const char *pk = sbot_field_tostr(L, pe, "key");
             set_str(L, r, "public_key", pk);
             lua_getfield(L, pe, "url");
             set_top(L, r, "url");
-            const char *sha = field_str(L, ent, "sha256");
+            const char *sha = sbot_field_tostr(L, ent, "sha256");
             set_str(L, r, "sha256", sha);
             lua_getfield(L, ent, "updated");
             set_top(L, r, "updated");
@@ -703,7 +696,7 @@ static void discover_superseded(lua_State *L, int res, int d, int client, const 
                     lua_getfield(L, -1, "delete_marker");
                     int marker = lua_toboolean(L, -1);
                     lua_pop(L, 1);
-                    const char *vsha = field_str(L, -1, "sha256");
+                    const char *vsha = sbot_field_tostr(L, -1, "sha256");
                     int ours = !marker && vsha && sha && strcmp(vsha, sha) == 0;
                     if (!marker)
                         set_bool(L, -1, "ours", ours);
@@ -718,7 +711,7 @@ static void discover_superseded(lua_State *L, int res, int d, int client, const 
                         lua_getfield(L, -2, "version_id");
                         set_top(L, -2, "version_id");
                         lua_rawseti(L, del, ++ndel);
-                        if (field_str(L, -1, "content_type")) {
+                        if (sbot_field_tostr(L, -1, "content_type")) {
                             lua_getfield(L, -1, "content_type");
                             set_top(L, r, "content_type");
                         }
@@ -774,7 +767,7 @@ static void discover_superseded(lua_State *L, int res, int d, int client, const 
                 lua_getfield(L, o, "exists");
                 int exists = lua_toboolean(L, -1);
                 lua_pop(L, 1);
-                const char *osha = field_str(L, o, "sha256");
+                const char *osha = sbot_field_tostr(L, o, "sha256");
                 if (!exists) {
                     action = "gone";
                     why = "the public copy no longer exists";
@@ -808,9 +801,9 @@ static int s3_discover(lua_State *L)
     int res = 2;
     lua_getfield(L, res, "client");
     int client = lua_gettop(L);
-    const char *bucket = field_str(L, res, "bucket");
-    const char *pub = field_str(L, res, "public_bucket");
-    const char *prefix = field_str(L, res, "prefix");
+    const char *bucket = sbot_field_tostr(L, res, "bucket");
+    const char *pub = sbot_field_tostr(L, res, "public_bucket");
+    const char *prefix = sbot_field_tostr(L, res, "prefix");
     lua_newtable(L);
     int d = lua_gettop(L);
     lua_getfield(L, client, "endpoint");
@@ -839,10 +832,10 @@ static int s3_discover(lua_State *L)
     /* the index: content and ETag */
     lua_createtable(L, 0, 4);
     int idx = lua_gettop(L);
-    set_str(L, idx, "key", field_str(L, res, "index_key"));
+    set_str(L, idx, "key", sbot_field_tostr(L, res, "index_key"));
     set_bool(L, idx, "exists", 0);
     if (priv_exists) {
-        int a = args_bk(L, bucket, field_str(L, res, "index_key"));
+        int a = args_bk(L, bucket, sbot_field_tostr(L, res, "index_key"));
         if (call_method(L, client, "get_object", a)) {
             int g = lua_gettop(L) - 2;
             set_bool(L, idx, "exists", 1);
@@ -852,7 +845,7 @@ static int s3_discover(lua_State *L)
             json_decode(L, lua_tostring(L, -1));
             if (!lua_istable(L, -1))
                 return luaL_error(L, "the index s3://%s/%s is not JSON: sbot will not overwrite it",
-                                  bucket, field_str(L, res, "index_key"));
+                                  bucket, sbot_field_tostr(L, res, "index_key"));
             push_module(L, "sbot.store", "normalise_index");
             lua_insert(L, -2);
             lua_call(L, 1, 1);
@@ -910,8 +903,8 @@ static int s3_discover(lua_State *L)
     for (lua_Integer i = 1; i <= na; i++) {
         lua_rawgeti(L, cfga, i);
         int e = lua_gettop(L);
-        const char *key = field_str(L, e, "key");
-        const char *source = field_str(L, e, "source");
+        const char *key = sbot_field_tostr(L, e, "key");
+        const char *source = sbot_field_tostr(L, e, "source");
         lua_createtable(L, 0, 12);
         int t = lua_gettop(L);
         /* the bytes first: their SHA-256 may be part of the key ({sha256}) */
@@ -923,7 +916,7 @@ static int s3_discover(lua_State *L)
             /* stored already: its size and SHA-256 (the store's metadata) are
              * what the public copy must have; not there yet = an earlier step
              * of this run stores it (--plan), published once it is */
-            const char *pobject = field_str(L, e, "private_object");
+            const char *pobject = sbot_field_tostr(L, e, "private_object");
             if (priv_exists)
                 discover_object(L, client, bucket, pobject);
             else {
@@ -940,7 +933,7 @@ static int s3_discover(lua_State *L)
             if (!there) {
                 set_bool(L, t, "pending", 1);
             } else {
-                sha = field_str(L, pv, "sha256");
+                sha = sbot_field_tostr(L, pv, "sha256");
                 if (!sha)
                     return luaL_error(L, "artifact %s: the source s3://%s/%s has no sbot-sha256 metadata (it was "
                                          "not stored by sbot): sbot publishes only what it can check", key, bucket,
@@ -950,7 +943,7 @@ static int s3_discover(lua_State *L)
             }
         } else {
             lua_createtable(L, 0, 1);
-            set_str(L, -1, "file", field_str(L, e, "file"));
+            set_str(L, -1, "file", sbot_field_tostr(L, e, "file"));
             int ha = lua_gettop(L);
             /* hashing a large file (an ISO) takes a while: a wait of sbot.progress */
             char wait[256];
@@ -967,7 +960,7 @@ static int s3_discover(lua_State *L)
             lua_pop(L, 1);
             lua_getfield(L, -3, "sha256");
             set_top(L, e, "sha256");
-            sha = field_str(L, e, "sha256");
+            sha = sbot_field_tostr(L, e, "sha256");
             lua_pop(L, 4);
         }
         /* a key naming {sha256} (a content-addressed, unguessable key): the
@@ -979,8 +972,8 @@ static int s3_discover(lua_State *L)
             lua_getfield(L, e, "hash");
             lua_setfield(L, hashes, key);
         }
-        const char *object = field_str(L, e, "object");
-        const char *pobject = field_str(L, e, "private_object");
+        const char *object = sbot_field_tostr(L, e, "object");
+        const char *pobject = sbot_field_tostr(L, e, "private_object");
         if (!source) {
             if (priv_exists)
                 discover_object(L, client, bucket, pobject);
@@ -993,7 +986,7 @@ static int s3_discover(lua_State *L)
         set_str(L, t, "key", key);
         set_str(L, t, "object", object);
         set_str(L, t, "private_object", pobject);
-        set_str(L, t, "file", field_str(L, e, "file"));
+        set_str(L, t, "file", sbot_field_tostr(L, e, "file"));
         lua_getfield(L, e, "publish");
         set_top(L, t, "publish");
         lua_getfield(L, e, "warning");
@@ -1132,7 +1125,7 @@ static int anonymous_allow(lua_State *L, int st)
  * published prefixes only). Pushes the removed statements' Sids too. */
 static void push_desired_policy(lua_State *L, int res, int current)
 {
-    const char *pub = field_str(L, res, "public_bucket");
+    const char *pub = sbot_field_tostr(L, res, "public_bucket");
     lua_createtable(L, 0, 2);
     int pol = lua_gettop(L);
     set_str(L, pol, "Version", "2012-10-17");
@@ -1248,7 +1241,7 @@ static void push_desired_rules(lua_State *L, int res, int current, int private_b
     }
     lua_createtable(L, 0, 5);
     set_str(L, -1, "id", RULE_ID);
-    set_str(L, -1, "prefix", field_str(L, res, "prefix"));
+    set_str(L, -1, "prefix", sbot_field_tostr(L, res, "prefix"));
     set_str(L, -1, "status", "Enabled");
     lua_getfield(L, res, "lifecycle");
     lua_getfield(L, -1, "abort_multipart_days");
@@ -1294,9 +1287,9 @@ static void push_entry(lua_State *L, int res, int art, int priv, int pubo)
 {
     lua_createtable(L, 0, 8);
     int e = lua_gettop(L);
-    set_str(L, e, "key", field_str(L, art, "key"));
-    set_str(L, e, "bucket", field_str(L, res, "bucket"));
-    set_str(L, e, "object", field_str(L, art, "private_object"));
+    set_str(L, e, "key", sbot_field_tostr(L, art, "key"));
+    set_str(L, e, "bucket", sbot_field_tostr(L, res, "bucket"));
+    set_str(L, e, "object", sbot_field_tostr(L, art, "private_object"));
     lua_getfield(L, priv, "size");
     set_top(L, e, "size");
     lua_getfield(L, priv, "sha256");
@@ -1307,10 +1300,10 @@ static void push_entry(lua_State *L, int res, int art, int priv, int pubo)
     set_top(L, e, "version_id");
     if (pubo) {
         lua_createtable(L, 0, 3);
-        set_str(L, -1, "bucket", field_str(L, res, "public_bucket"));
-        set_str(L, -1, "key", field_str(L, art, "object"));
+        set_str(L, -1, "bucket", sbot_field_tostr(L, res, "public_bucket"));
+        set_str(L, -1, "key", sbot_field_tostr(L, art, "object"));
         lua_getfield(L, res, "reader");
-        int a = args_bk(L, field_str(L, res, "public_bucket"), field_str(L, art, "object"));
+        int a = args_bk(L, sbot_field_tostr(L, res, "public_bucket"), sbot_field_tostr(L, art, "object"));
         call_method(L, -2, "object_url", a);
         lua_pop(L, 2);
         set_top(L, -4, "url");
@@ -1352,8 +1345,8 @@ static int s3_plan(lua_State *L)
     int d = lua_gettop(L);
     lua_newtable(L);
     int plan = lua_gettop(L);
-    const char *bucket = field_str(L, res, "bucket");
-    const char *pub = field_str(L, res, "public_bucket");
+    const char *bucket = sbot_field_tostr(L, res, "bucket");
+    const char *pub = sbot_field_tostr(L, res, "public_bucket");
     lua_getfield(L, d, "buckets");
     lua_getfield(L, -1, "private");
     int bp = lua_gettop(L);
@@ -1457,12 +1450,12 @@ static int s3_plan(lua_State *L)
     for (lua_Integer i = 1; i <= na; i++) {
         lua_rawgeti(L, arts, i);
         int a = lua_gettop(L);
-        const char *key = field_str(L, a, "key");
-        const char *sha = field_str(L, a, "sha256"); /* NULL: a source not stored yet */
-        const char *source = field_str(L, a, "source");
+        const char *key = sbot_field_tostr(L, a, "key");
+        const char *sha = sbot_field_tostr(L, a, "sha256"); /* NULL: a source not stored yet */
+        const char *source = sbot_field_tostr(L, a, "source");
         lua_getfield(L, a, "private");
         int priv = lua_gettop(L);
-        const char *have = field_str(L, priv, "sha256");
+        const char *have = sbot_field_tostr(L, priv, "sha256");
         /* a source is stored by someone else: never uploaded here */
         int upload = !source && (!have || strcmp(have, sha) != 0);
         int changed = upload;
@@ -1473,7 +1466,7 @@ static int s3_plan(lua_State *L)
             int c = new_change(L, plan, "upload", exists ? "update" : "create",
                                exists ? "the stored object's SHA-256 differs from the file's"
                                       : "not stored yet");
-            lua_pushfstring(L, "s3://%s/%s", bucket, field_str(L, a, "object"));
+            lua_pushfstring(L, "s3://%s/%s", bucket, sbot_field_tostr(L, a, "object"));
             set_top(L, c, "resource");
             set_str(L, c, "key", key);
             if (exists) {
@@ -1488,7 +1481,7 @@ static int s3_plan(lua_State *L)
             set_str(L, -1, "sha256", sha);
             lua_getfield(L, a, "size");
             set_top(L, -2, "size");
-            set_str(L, -1, "file", field_str(L, a, "file"));
+            set_str(L, -1, "file", sbot_field_tostr(L, a, "file"));
             set_top(L, c, "after");
             lua_pop(L, 1);
         }
@@ -1499,7 +1492,7 @@ static int s3_plan(lua_State *L)
         if (publish) {
             lua_getfield(L, a, "public");
             pubo = lua_gettop(L);
-            const char *phave = field_str(L, pubo, "sha256");
+            const char *phave = sbot_field_tostr(L, pubo, "sha256");
             if (upload || !sha || !phave || strcmp(phave, sha) != 0) {
                 lua_getfield(L, pubo, "exists");
                 int exists = lua_toboolean(L, -1);
@@ -1509,19 +1502,19 @@ static int s3_plan(lua_State *L)
                 luaL_addstring(&why, "published: a server-side copy of the private object");
                 if (source) {
                     luaL_addstring(&why, " ");
-                    luaL_addstring(&why, field_str(L, a, "source_url"));
+                    luaL_addstring(&why, sbot_field_tostr(L, a, "source_url"));
                     if (!sha)
                         luaL_addstring(&why, ", once it is stored (it is not yet: an earlier step of "
                                              "the run stores it)");
                 }
-                const char *warning = field_str(L, a, "warning");
+                const char *warning = sbot_field_tostr(L, a, "warning");
                 if (warning) {
                     luaL_addstring(&why, ". WARNING: ");
                     luaL_addstring(&why, warning);
                 }
                 luaL_pushresult(&why);
                 int c = new_change(L, plan, "publish", exists ? "update" : "create", lua_tostring(L, -1));
-                lua_pushfstring(L, "s3://%s/%s", pub, field_str(L, a, "object"));
+                lua_pushfstring(L, "s3://%s/%s", pub, sbot_field_tostr(L, a, "object"));
                 set_top(L, c, "resource");
                 set_str(L, c, "key", key);
                 if (exists) {
@@ -1535,7 +1528,7 @@ static int s3_plan(lua_State *L)
                 lua_createtable(L, 0, 3);
                 set_str(L, -1, "sha256", sha);
                 if (source)
-                    set_str(L, -1, "source", field_str(L, a, "source_url"));
+                    set_str(L, -1, "source", sbot_field_tostr(L, a, "source_url"));
                 lua_getfield(L, a, "public_url");
                 set_top(L, -2, "url");
                 set_top(L, c, "after");
@@ -1571,16 +1564,17 @@ static int s3_plan(lua_State *L)
     for (lua_Integer i = 1; i <= nsup; i++) {
         lua_rawgeti(L, sup, i);
         int r = lua_gettop(L);
-        const char *action = field_str(L, r, "action");
+        const char *action = sbot_field_tostr(L, r, "action");
         if (strcmp(action, "unpublish") == 0) {
             lua_pushfstring(L, "superseded by %s: the copy sbot published for an earlier build, still "
-                               "readable by anyone given its URL; %s", field_str(L, r, "by"), field_str(L, r, "why"));
+                               "readable by anyone given its URL; %s",
+                            sbot_field_tostr(L, r, "by"), sbot_field_tostr(L, r, "why"));
             int c = new_change(L, plan, "unpublish", "delete", lua_tostring(L, -1));
-            lua_pushfstring(L, "s3://%s/%s", pub, field_str(L, r, "public_key"));
+            lua_pushfstring(L, "s3://%s/%s", pub, sbot_field_tostr(L, r, "public_key"));
             set_top(L, c, "resource");
-            set_str(L, c, "key", field_str(L, r, "key"));
+            set_str(L, c, "key", sbot_field_tostr(L, r, "key"));
             set_str(L, c, "bucket", pub);
-            set_str(L, c, "public_key", field_str(L, r, "public_key"));
+            set_str(L, c, "public_key", sbot_field_tostr(L, r, "public_key"));
             lua_createtable(L, 0, 6);
             lua_getfield(L, r, "sha256");
             set_top(L, -2, "sha256");
@@ -1660,7 +1654,7 @@ static int s3_plan(lua_State *L)
                            nstale ? "the index lists objects that are gone or were changed outside sbot"
                            : nchanged ? "the index lists every stored and published object"
                                       : "the index records the superseded copies as unpublished");
-        lua_pushfstring(L, "s3://%s/%s", bucket, field_str(L, res, "index_key"));
+        lua_pushfstring(L, "s3://%s/%s", bucket, sbot_field_tostr(L, res, "index_key"));
         set_top(L, c, "resource");
         lua_createtable(L, 0, 2);
         lua_pushvalue(L, entries_changed);
@@ -1716,8 +1710,8 @@ static int upload_started(lua_State *L)
     push_module(L, "sbot.lease", "acquire");
     lua_getfield(L, res, "client");
     lua_createtable(L, 0, 6);
-    set_str(L, -1, "bucket", field_str(L, res, "bucket"));
-    lua_pushfstring(L, "%s%s.lease", field_str(L, res, "marker_prefix"), id);
+    set_str(L, -1, "bucket", sbot_field_tostr(L, res, "bucket"));
+    lua_pushfstring(L, "%s%s.lease", sbot_field_tostr(L, res, "marker_prefix"), id);
     set_top(L, -2, "key");
     lua_pushfstring(L, "multipart upload %s", id);
     set_top(L, -2, "name");
@@ -1770,15 +1764,15 @@ static int protected_put(lua_State *L)
 
 static void apply_upload(lua_State *L, int self, int change, int res)
 {
-    const char *key = field_str(L, change, "key");
+    const char *key = sbot_field_tostr(L, change, "key");
     push_artifact(L, self, res, key);
     int art = lua_gettop(L) - 1;
     lua_getfield(L, res, "client");
     int client = lua_gettop(L);
-    int a = args_bk(L, field_str(L, res, "bucket"), field_str(L, art, "object"));
-    set_str(L, a, "file", field_str(L, art, "file"));
+    int a = args_bk(L, sbot_field_tostr(L, res, "bucket"), sbot_field_tostr(L, art, "object"));
+    set_str(L, a, "file", sbot_field_tostr(L, art, "file"));
     /* an upload takes a while: a wait of sbot.progress (one for all its parts) */
-    lua_pushfstring(L, "upload %s", field_str(L, art, "object"));
+    lua_pushfstring(L, "upload %s", sbot_field_tostr(L, art, "object"));
     set_top(L, a, "progress");
     set_bool(L, a, "sha256_metadata", 1);
     lua_getfield(L, art, "content_type");
@@ -1813,34 +1807,35 @@ static void apply_upload(lua_State *L, int self, int change, int res)
 
 static void apply_publish(lua_State *L, int self, int change, int res)
 {
-    const char *key = field_str(L, change, "key");
+    const char *key = sbot_field_tostr(L, change, "key");
     push_artifact(L, self, res, key);
     int art = lua_gettop(L) - 1, disc = lua_gettop(L);
     lua_getfield(L, res, "client");
     int client = lua_gettop(L);
-    const char *pobject = field_str(L, art, "private_object");
-    const char *sha = field_str(L, disc, "sha256");
+    const char *pobject = sbot_field_tostr(L, art, "private_object");
+    const char *sha = sbot_field_tostr(L, disc, "sha256");
     if (strstr(key, "{sha256}"))
         luaL_error(L, "publishing %s: the key names {sha256}, which was not known when discover ran (the "
-                      "source s3://%s/%s was not stored yet); run again", key, field_str(L, res, "bucket"), pobject);
+                      "source s3://%s/%s was not stored yet); run again", key, sbot_field_tostr(L, res,
+                                                                                                "bucket"), pobject);
     /* the version to copy: the one uploaded now, else the stored one; a
      * source is read again now (an earlier step may have stored it since
      * discover), and what is copied is what the index records */
     lua_getfield(L, res, "applied");
     int applied = lua_gettop(L);
     lua_getfield(L, applied, key);
-    if (lua_isnil(L, -1) && field_str(L, art, "source")) {
+    if (lua_isnil(L, -1) && sbot_field_tostr(L, art, "source")) {
         lua_pop(L, 1);
-        discover_object(L, client, field_str(L, res, "bucket"), pobject);
+        discover_object(L, client, sbot_field_tostr(L, res, "bucket"), pobject);
         lua_getfield(L, -1, "exists");
         if (!lua_toboolean(L, -1))
             luaL_error(L, "publishing %s: the source s3://%s/%s does not exist (the step that stores it "
-                          "did not run, or failed)", key, field_str(L, res, "bucket"), pobject);
+                          "did not run, or failed)", key, sbot_field_tostr(L, res, "bucket"), pobject);
         lua_pop(L, 1);
-        sha = field_str(L, lua_gettop(L), "sha256");
+        sha = sbot_field_tostr(L, lua_gettop(L), "sha256");
         if (!sha)
             luaL_error(L, "publishing %s: the source s3://%s/%s has no sbot-sha256 metadata (it was not "
-                          "stored by sbot)", key, field_str(L, res, "bucket"), pobject);
+                          "stored by sbot)", key, sbot_field_tostr(L, res, "bucket"), pobject);
         lua_pushvalue(L, -1);
         lua_setfield(L, applied, key);
     } else if (lua_isnil(L, -1)) {
@@ -1848,13 +1843,13 @@ static void apply_publish(lua_State *L, int self, int change, int res)
         lua_getfield(L, disc, "private");
     }
     int src = lua_gettop(L);
-    const char *warning = field_str(L, art, "warning");
+    const char *warning = sbot_field_tostr(L, art, "warning");
     if (warning)
         sbot_log(L, SBOT_WARN, "publishing %s: %s", key, warning);
-    int a = args_bk(L, field_str(L, res, "public_bucket"), field_str(L, art, "object"));
-    set_str(L, a, "source_bucket", field_str(L, res, "bucket"));
+    int a = args_bk(L, sbot_field_tostr(L, res, "public_bucket"), sbot_field_tostr(L, art, "object"));
+    set_str(L, a, "source_bucket", sbot_field_tostr(L, res, "bucket"));
     set_str(L, a, "source_key", pobject);
-    const char *vid = field_str(L, src, "version_id");
+    const char *vid = sbot_field_tostr(L, src, "version_id");
     if (vid && strcmp(vid, "null") != 0)
         set_str(L, a, "source_version_id", vid);
     set_str(L, a, "metadata_directive", "REPLACE");
@@ -1887,7 +1882,7 @@ static void apply_publish(lua_State *L, int self, int change, int res)
     lua_getfield(L, -4, "etag");
     set_top(L, -2, "etag");
     set_str(L, -1, "source_version_id", vid);
-    set_str(L, -1, "bucket", field_str(L, res, "public_bucket"));
+    set_str(L, -1, "bucket", sbot_field_tostr(L, res, "public_bucket"));
 }
 
 /* The superseded record (res.superseded) of an index key: pushed (raises
@@ -1898,7 +1893,7 @@ static int push_superseded(lua_State *L, int res, const char *key)
     lua_Integer n = lua_istable(L, -1) ? luaL_len(L, -1) : 0;
     for (lua_Integer i = 1; i <= n; i++) {
         lua_rawgeti(L, -1, i);
-        if (strcmp(field_str(L, -1, "key"), key) == 0) {
+        if (strcmp(sbot_field_tostr(L, -1, "key"), key) == 0) {
             lua_remove(L, -2);
             return lua_gettop(L);
         }
@@ -1913,12 +1908,12 @@ static int push_superseded(lua_State *L, int res, const char *key)
  * delete_marker}}}. */
 static void apply_unpublish(lua_State *L, int change, int res)
 {
-    const char *key = field_str(L, change, "key");
+    const char *key = sbot_field_tostr(L, change, "key");
     int r = push_superseded(L, res, key);
     lua_getfield(L, res, "client");
     int client = lua_gettop(L);
-    const char *pub = field_str(L, res, "public_bucket");
-    const char *pk = field_str(L, r, "public_key");
+    const char *pub = sbot_field_tostr(L, res, "public_bucket");
+    const char *pk = sbot_field_tostr(L, r, "public_key");
     lua_createtable(L, 0, 3);
     int out = lua_gettop(L);
     set_str(L, out, "bucket", pub);
@@ -1934,8 +1929,8 @@ static void apply_unpublish(lua_State *L, int change, int res)
         if (luaL_len(L, -1) > 0) {
             lua_rawgeti(L, -1, 1);
             int e = lua_gettop(L);
-            const char *ev = field_str(L, e, "version_id"), *em = field_str(L, e, "message");
-            const char *ec = field_str(L, e, "code");
+            const char *ev = sbot_field_tostr(L, e, "version_id"), *em = sbot_field_tostr(L, e, "message");
+            const char *ec = sbot_field_tostr(L, e, "code");
             luaL_error(L, "unpublishing %s: deleting s3://%s/%s version %s: %s (%s)", key, pub, pk,
                        ev ? ev : "(none)", em ? em : "refused", ec ? ec : "?");
         }
@@ -1955,7 +1950,7 @@ static void apply_unpublish(lua_State *L, int change, int res)
     lua_getfield(L, out, "deleted");
     json_array(L);
     lua_pop(L, 1);
-    sbot_log(L, SBOT_INFO, "unpublished %s: s3://%s/%s (superseded by %s)", key, pub, pk, field_str(L, r, "by"));
+    sbot_log(L, SBOT_INFO, "unpublished %s: s3://%s/%s (superseded by %s)", key, pub, pk, sbot_field_tostr(L, r, "by"));
     set_bool(L, r, "unpublished", 1); /* for housekeep's checks (the resource's copy) */
     lua_pushvalue(L, out);
 }
@@ -2041,7 +2036,7 @@ static void apply_index(lua_State *L, int self, int change, int res)
         int a = lua_gettop(L);
         lua_rawgeti(L, cfga, i);
         int ca = lua_gettop(L);
-        const char *key = field_str(L, a, "key");
+        const char *key = sbot_field_tostr(L, a, "key");
         /* the private object now: as uploaded by this run, else as discovered */
         lua_getfield(L, applied, key);
         int priv;
@@ -2087,7 +2082,7 @@ static void apply_index(lua_State *L, int self, int change, int res)
     int unpub = lua_gettop(L);
     lua_getfield(L, res, "client");
     int client = lua_gettop(L);
-    int a = args_bk(L, field_str(L, res, "bucket"), field_str(L, res, "index_key"));
+    int a = args_bk(L, sbot_field_tostr(L, res, "bucket"), sbot_field_tostr(L, res, "index_key"));
     lua_pushvalue(L, res);
     lua_pushvalue(L, entries);
     lua_pushvalue(L, drop);
@@ -2114,8 +2109,8 @@ static int s3_apply(lua_State *L)
 {
     lua_settop(L, 3);
     int self = 1, change = 2, res = 3;
-    const char *kind = field_str(L, change, "kind");
-    const char *bucket = field_str(L, change, "bucket");
+    const char *kind = sbot_field_tostr(L, change, "kind");
+    const char *bucket = sbot_field_tostr(L, change, "bucket");
     lua_getfield(L, res, "client");
     int client = lua_gettop(L);
     if (strcmp(kind, "bucket") == 0) {
@@ -2181,15 +2176,15 @@ static int s3_undo(lua_State *L)
 {
     lua_settop(L, 3);
     int self = 1, change = 2, res = 3;
-    const char *kind = field_str(L, change, "kind");
-    const char *bucket = field_str(L, change, "bucket");
+    const char *kind = sbot_field_tostr(L, change, "kind");
+    const char *bucket = sbot_field_tostr(L, change, "bucket");
     lua_getfield(L, res, "client");
     int client = lua_gettop(L);
     if (strcmp(kind, "bucket") == 0) {
         /* the versions of sbot's own upload markers (released, so only old
          * versions and delete markers) would keep the bucket from going */
         int a = args_bk(L, bucket, NULL);
-        set_str(L, a, "prefix", field_str(L, res, "marker_prefix"));
+        set_str(L, a, "prefix", sbot_field_tostr(L, res, "marker_prefix"));
         lua_newtable(L);
         int objs = lua_gettop(L), n = 0;
         lua_getfield(L, client, "list_object_versions");
@@ -2257,30 +2252,30 @@ static int s3_undo(lua_State *L)
     }
     if (strcmp(kind, "upload") == 0) {
         /* the version this run made goes; the previous one is current again */
-        const char *key = field_str(L, change, "key");
+        const char *key = sbot_field_tostr(L, change, "key");
         lua_getfield(L, res, "applied");
         lua_getfield(L, -1, key);
-        const char *vid = lua_istable(L, -1) ? field_str(L, lua_gettop(L), "version_id") : NULL;
+        const char *vid = lua_istable(L, -1) ? sbot_field_tostr(L, lua_gettop(L), "version_id") : NULL;
         if (!vid || strcmp(vid, "null") == 0)
             return luaL_error(L, "%s: no version id to remove (is versioning on?)", key);
         push_artifact(L, self, res, key);
-        int a = args_bk(L, field_str(L, res, "bucket"), field_str(L, -2, "object"));
+        int a = args_bk(L, sbot_field_tostr(L, res, "bucket"), sbot_field_tostr(L, -2, "object"));
         set_str(L, a, "version_id", vid);
         if (!call_method(L, client, "delete_object", a))
             raise_call(L, key);
         return 0;
     }
     if (strcmp(kind, "publish") == 0) {
-        const char *key = field_str(L, change, "key");
+        const char *key = sbot_field_tostr(L, change, "key");
         push_artifact(L, self, res, key);
         int art = lua_gettop(L) - 1;
         lua_getfield(L, change, "before");
-        const char *prev = field_str(L, lua_gettop(L), "source_version_id");
-        int a = args_bk(L, field_str(L, res, "public_bucket"), field_str(L, art, "object"));
+        const char *prev = sbot_field_tostr(L, lua_gettop(L), "source_version_id");
+        int a = args_bk(L, sbot_field_tostr(L, res, "public_bucket"), sbot_field_tostr(L, art, "object"));
         int ok;
         if (prev) { /* copy the version it was published from again */
-            set_str(L, a, "source_bucket", field_str(L, res, "bucket"));
-            set_str(L, a, "source_key", field_str(L, art, "private_object"));
+            set_str(L, a, "source_bucket", sbot_field_tostr(L, res, "bucket"));
+            set_str(L, a, "source_key", sbot_field_tostr(L, art, "private_object"));
             set_str(L, a, "source_version_id", prev);
             ok = call_method(L, client, "copy_object", a);
         } else {
@@ -2296,15 +2291,15 @@ static int s3_undo(lua_State *L)
         int before = lua_gettop(L);
         lua_getfield(L, before, "source");
         int src = lua_gettop(L);
-        const char *sbucket = lua_istable(L, src) ? field_str(L, src, "bucket") : NULL;
-        const char *sobject = lua_istable(L, src) ? field_str(L, src, "object") : NULL;
+        const char *sbucket = lua_istable(L, src) ? sbot_field_tostr(L, src, "bucket") : NULL;
+        const char *sobject = lua_istable(L, src) ? sbot_field_tostr(L, src, "object") : NULL;
         if (!sbucket || !sobject)
             return luaL_error(L, "%s: the index entry names no private object to publish it from again",
-                              field_str(L, change, "key"));
-        int a = args_bk(L, bucket, field_str(L, change, "public_key"));
+                              sbot_field_tostr(L, change, "key"));
+        int a = args_bk(L, bucket, sbot_field_tostr(L, change, "public_key"));
         set_str(L, a, "source_bucket", sbucket);
         set_str(L, a, "source_key", sobject);
-        const char *vid = field_str(L, src, "version_id");
+        const char *vid = sbot_field_tostr(L, src, "version_id");
         if (vid && strcmp(vid, "null") != 0)
             set_str(L, a, "source_version_id", vid);
         set_str(L, a, "metadata_directive", "REPLACE");
@@ -2317,7 +2312,7 @@ static int s3_undo(lua_State *L)
             set_str(L, -1, "sbot-source-version-id", vid);
         set_top(L, a, "metadata");
         if (!call_method(L, client, "copy_object", a))
-            return luaL_error(L, "publishing %s again from s3://%s/%s: %s", field_str(L, change, "key"), sbucket,
+            return luaL_error(L, "publishing %s again from s3://%s/%s: %s", sbot_field_tostr(L, change, "key"), sbucket,
                               sobject, luaL_optstring(L, -2, "failed"));
         return 0;
     }
@@ -2362,8 +2357,8 @@ static int s3_housekeep(lua_State *L)
     int res = 2;
     lua_getfield(L, res, "client");
     int client = lua_gettop(L);
-    const char *bucket = field_str(L, res, "bucket");
-    const char *pub = field_str(L, res, "public_bucket");
+    const char *bucket = sbot_field_tostr(L, res, "bucket");
+    const char *pub = sbot_field_tostr(L, res, "public_bucket");
     lua_newtable(L);
     int out = lua_gettop(L);
     lua_newtable(L);
@@ -2389,9 +2384,9 @@ static int s3_housekeep(lua_State *L)
     for (lua_Integer i = 1; i <= na; i++) {
         lua_rawgeti(L, arts, i);
         int a = lua_gettop(L);
-        const char *key = field_str(L, a, "key");
-        const char *pobject = field_str(L, a, "private_object");
-        int is_source = field_str(L, a, "source") != NULL;
+        const char *key = sbot_field_tostr(L, a, "key");
+        const char *pobject = sbot_field_tostr(L, a, "private_object");
+        int is_source = sbot_field_tostr(L, a, "source") != NULL;
         lua_getfield(L, hashes, key);
         if (is_source) { /* what the copy must match: the source as stored now */
             lua_pop(L, 1);
@@ -2403,7 +2398,7 @@ static int s3_housekeep(lua_State *L)
         } else if (lua_isnil(L, -1)) { /* housekeep without discover: hash the file now */
             lua_pop(L, 1);
             lua_createtable(L, 0, 1);
-            set_str(L, -1, "file", field_str(L, a, "file"));
+            set_str(L, -1, "file", sbot_field_tostr(L, a, "file"));
             if (!call_method(L, client, "hash_file", lua_gettop(L)))
                 return luaL_error(L, "artifact %s: %s", key, luaL_optstring(L, -2, "cannot read the file"));
             lua_pop(L, 2);
@@ -2411,11 +2406,11 @@ static int s3_housekeep(lua_State *L)
         }
         int h = lua_gettop(L);
         /* housekeep without discover: a {sha256} key is resolved here */
-        if (field_str(L, h, "sha256")) {
-            key = resolve_key(L, res, a, field_str(L, h, "sha256"));
-            pobject = field_str(L, a, "private_object");
+        if (sbot_field_tostr(L, h, "sha256")) {
+            key = resolve_key(L, res, a, sbot_field_tostr(L, h, "sha256"));
+            pobject = sbot_field_tostr(L, a, "private_object");
         }
-        const char *object = field_str(L, a, "object");
+        const char *object = sbot_field_tostr(L, a, "object");
         lua_getfield(L, a, "publish");
         int publish = lua_toboolean(L, -1);
         lua_pop(L, 1);
@@ -2430,8 +2425,8 @@ static int s3_housekeep(lua_State *L)
             lua_getfield(L, h, "size");
             lua_Integer hsize = lua_tointeger(L, -1);
             lua_pop(L, 3);
-            const char *osha = field_str(L, o, "sha256");
-            const char *hsha = field_str(L, h, "sha256");
+            const char *osha = sbot_field_tostr(L, o, "sha256");
+            const char *hsha = sbot_field_tostr(L, h, "sha256");
             const char *ob = b ? object : pobject;
             const char *what = is_source ? "the source" : "the file";
             if (!exists)
@@ -2499,7 +2494,7 @@ static int s3_housekeep(lua_State *L)
             lua_settop(L, r - 1);
             continue;
         }
-        const char *pk = field_str(L, r, "public_key");
+        const char *pk = sbot_field_tostr(L, r, "public_key");
         lua_getfield(L, r, "others");
         int others = lua_tointeger(L, -1) > 0; /* versions someone else wrote: one may be current */
         lua_pop(L, 1);
@@ -2525,14 +2520,14 @@ static int s3_housekeep(lua_State *L)
         lua_rawseti(L, unpublished, ++nunp);
         if (lua_getfield(L, r, "versions") == LUA_TTABLE) {
             key_versions(L, client, pub, pk);
-            const char *sha = field_str(L, r, "sha256");
+            const char *sha = sbot_field_tostr(L, r, "sha256");
             lua_Integer nv = luaL_len(L, -1);
             for (lua_Integer v = 1; v <= nv; v++) {
                 lua_rawgeti(L, -1, v);
-                const char *vsha = field_str(L, -1, "sha256");
+                const char *vsha = sbot_field_tostr(L, -1, "sha256");
                 if (vsha && sha && strcmp(vsha, sha) == 0)
                     PROBLEM("s3://%s/%s still holds version %s of sbot's unpublished copy", pub, pk,
-                            field_str(L, -1, "version_id"));
+                            sbot_field_tostr(L, -1, "version_id"));
                 lua_pop(L, 1);
             }
         }
@@ -2548,7 +2543,7 @@ static int s3_housekeep(lua_State *L)
         lua_getfield(L, res, "reader");
         lua_getfield(L, -1, "object_url");
         lua_insert(L, -2);
-        lua_pushfstring(L, "%s.sbot/anonymous-probe", field_str(L, res, "prefix"));
+        lua_pushfstring(L, "%s.sbot/anonymous-probe", sbot_field_tostr(L, res, "prefix"));
         args_bk(L, pub, lua_tostring(L, -1));
         lua_remove(L, -2);
         lua_call(L, 2, 1);
@@ -2573,12 +2568,12 @@ static int s3_housekeep(lua_State *L)
     /* the index: exactly the configured artifacts as stored, no entry for
      * an object that is gone */
     {
-        int a = args_bk(L, bucket, field_str(L, res, "index_key"));
+        int a = args_bk(L, bucket, sbot_field_tostr(L, res, "index_key"));
         if (!call_method(L, client, "get_object", a)) {
             /* no index and nothing to list in it (a step with no artifacts,
              * on a new bucket): nothing is missing */
             if (!(na == 0 && strcmp(fail_code(L), "NoSuchKey") == 0))
-                PROBLEM("the index s3://%s/%s cannot be read: %s", bucket, field_str(L, res, "index_key"),
+                PROBLEM("the index s3://%s/%s cannot be read: %s", bucket, sbot_field_tostr(L, res, "index_key"),
                         luaL_optstring(L, -2, "?"));
             else
                 set_int(L, out, "index_entries", 0);
@@ -2594,8 +2589,8 @@ static int s3_housekeep(lua_State *L)
                 for (lua_Integer i = 1; i <= na; i++) {
                     int top = lua_gettop(L);
                     lua_rawgeti(L, arts, i);
-                    const char *key = field_str(L, top + 1, "key");
-                    const char *object = field_str(L, top + 1, "private_object");
+                    const char *key = sbot_field_tostr(L, top + 1, "key");
+                    const char *object = sbot_field_tostr(L, top + 1, "private_object");
                     lua_getfield(L, objs, key);
                     int ent = top + 2;
                     discover_object(L, client, bucket, object);
@@ -2622,9 +2617,10 @@ static int s3_housekeep(lua_State *L)
                 lua_newtable(L);
                 int listed = lua_gettop(L);
                 int la = args_bk(L, bucket, NULL);
-                set_str(L, la, "prefix", field_str(L, res, "prefix"));
+                set_str(L, la, "prefix", sbot_field_tostr(L, res, "prefix"));
                 if (!call_method(L, client, "list_objects_all", la)) {
-                    PROBLEM("listing s3://%s/%s: %s", bucket, field_str(L, res, "prefix"), luaL_optstring(L, -2, "?"));
+                    PROBLEM("listing s3://%s/%s: %s", bucket, sbot_field_tostr(L, res, "prefix"),
+                            luaL_optstring(L, -2, "?"));
                 } else {
                     lua_Integer nl = luaL_len(L, -3);
                     for (lua_Integer i = 1; i <= nl; i++) {
@@ -2641,8 +2637,8 @@ static int s3_housekeep(lua_State *L)
                     entries++;
                     int ent = lua_gettop(L);
                     if (lua_istable(L, ent)) {
-                        const char *ob = field_str(L, ent, "object");
-                        const char *bk = field_str(L, ent, "bucket");
+                        const char *ob = sbot_field_tostr(L, ent, "object");
+                        const char *bk = sbot_field_tostr(L, ent, "bucket");
                         if (ob && bk && strcmp(bk, bucket) == 0) {
                             lua_getfield(L, listed, ob);
                             lua_getfield(L, ent, "etag");
@@ -2677,11 +2673,11 @@ static int s3_housekeep(lua_State *L)
     lua_newtable(L);
     int live_ids = lua_gettop(L);
     int nab = 0, nkept = 0;
-    const char *markers = field_str(L, res, "marker_prefix");
+    const char *markers = sbot_field_tostr(L, res, "marker_prefix");
     for (int b = 0; b < 2; b++) {
         const char *bk = b ? pub : bucket;
         int a = args_bk(L, bk, NULL);
-        set_str(L, a, "prefix", field_str(L, res, "prefix"));
+        set_str(L, a, "prefix", sbot_field_tostr(L, res, "prefix"));
         if (!call_method(L, client, "list_multipart_uploads", a)) {
             PROBLEM("listing the multipart uploads of %s: %s", bk, luaL_optstring(L, -2, "?"));
             lua_settop(L, a - 1);
@@ -2692,8 +2688,8 @@ static int s3_housekeep(lua_State *L)
         for (lua_Integer i = 1; i <= n; i++) {
             lua_rawgeti(L, list, i);
             int u = lua_gettop(L);
-            const char *id = field_str(L, u, "upload_id");
-            const char *key = field_str(L, u, "key");
+            const char *id = sbot_field_tostr(L, u, "upload_id");
+            const char *key = sbot_field_tostr(L, u, "key");
             lua_pushboolean(L, 1);
             lua_setfield(L, live_ids, id);
             push_module(L, "sbot.lease", "read");
@@ -2755,7 +2751,7 @@ static int s3_housekeep(lua_State *L)
             for (lua_Integer i = 1; i <= n; i++) {
                 int top = lua_gettop(L);
                 lua_rawgeti(L, list, i);
-                const char *mk = field_str(L, top + 1, "key");
+                const char *mk = sbot_field_tostr(L, top + 1, "key");
                 size_t kl = mk ? strlen(mk) : 0;
                 if (kl > ml + 6 && strcmp(mk + kl - 6, ".lease") == 0) {
                     lua_pushlstring(L, mk + ml, kl - ml - 6);

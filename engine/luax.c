@@ -1,0 +1,48 @@
+/* luax.c: Lua C API helpers shared by the components and the protocol
+ * modules of the extension library (see luax.h). */
+#include "luax.h"
+
+#include <lauxlib.h>
+
+const char *sbot_field_str(lua_State *L, int t, const char *k)
+{
+    const char *s = NULL;
+    if (lua_getfield(L, t, k) == LUA_TSTRING)
+        s = lua_tostring(L, -1);
+    lua_pop(L, 1); /* the string stays alive in t */
+    return s;
+}
+
+const char *sbot_field_tostr(lua_State *L, int t, const char *k)
+{
+    lua_getfield(L, t, k);
+    const char *s = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    return s;
+}
+
+int sbot_field_bool(lua_State *L, int t, const char *k, int dflt)
+{
+    int v = dflt;
+    if (lua_getfield(L, t, k) == LUA_TBOOLEAN)
+        v = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+double sbot_field_num(lua_State *L, int t, const char *k, double dflt)
+{
+    double v = dflt;
+    if (lua_getfield(L, t, k) == LUA_TNUMBER)
+        v = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+int sbot_field_table(lua_State *L, int t, const char *k)
+{
+    if (lua_getfield(L, t, k) == LUA_TTABLE)
+        return 1;
+    lua_pop(L, 1);
+    return 0;
+}

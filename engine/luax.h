@@ -1,0 +1,34 @@
+/* luax.h: small Lua C API helpers shared by the components (components/<name>.c)
+ * and the protocol modules of the extension library (engine/luax.c).
+ *
+ * They live in libsbot-ext.so with their users; the core binary (runtime.c,
+ * log.c, progress.c, main.c) does not use them.
+ *
+ * Table arguments `t` may be relative (negative) indices: every helper turns
+ * them absolute before pushing anything. */
+#ifndef SBOT_LUAX_H
+#define SBOT_LUAX_H
+
+#include <lua.h>
+
+/* ---- reading fields: t[k] (metamethods apply, as lua_getfield) -----------
+ * A string returned stays valid while the table holding it lives. */
+
+/* t[k] if it is a string, else NULL. */
+const char *sbot_field_str(lua_State *L, int t, const char *k);
+
+/* t[k] as lua_tostring gives it: a string, a number converted to a string,
+ * else NULL. A converted number is not anchored anywhere once returned:
+ * prefer sbot_field_str where the value must be a string. */
+const char *sbot_field_tostr(lua_State *L, int t, const char *k);
+
+/* t[k] if it is a boolean, else dflt. */
+int sbot_field_bool(lua_State *L, int t, const char *k, int dflt);
+
+/* t[k] if it is a number, else dflt. */
+double sbot_field_num(lua_State *L, int t, const char *k, double dflt);
+
+/* Push t[k] and return 1 if it is a table; else push nothing and return 0. */
+int sbot_field_table(lua_State *L, int t, const char *k);
+
+#endif
