@@ -53,30 +53,6 @@
  * small Lua helpers
  * ======================================================================== */
 
-static void set_str(lua_State *L, int t, const char *k, const char *v)
-{
-    t = lua_absindex(L, t);
-    if (v)
-        lua_pushstring(L, v);
-    else
-        lua_pushnil(L);
-    lua_setfield(L, t, k);
-}
-
-static void set_int(lua_State *L, int t, const char *k, lua_Integer v)
-{
-    t = lua_absindex(L, t);
-    lua_pushinteger(L, v);
-    lua_setfield(L, t, k);
-}
-
-static void set_bool(lua_State *L, int t, const char *k, int v)
-{
-    t = lua_absindex(L, t);
-    lua_pushboolean(L, v);
-    lua_setfield(L, t, k);
-}
-
 /* A new table marked as a JSON array (sbot.json's marker, by its name). */
 static void new_array(lua_State *L)
 {
@@ -468,7 +444,7 @@ static int verify_iso(lua_State *L, const char *path)
     lua_createtable(L, 0, 8);
     int info = lua_gettop(L);
     lua_createtable(L, 0, 2);
-    set_int(L, -1, "catalog_lba", catalog);
+    sbot_set_int(L, -1, "catalog_lba", catalog);
     new_array(L);
     int entries = lua_gettop(L);
     int platform = sec[1];
@@ -482,13 +458,13 @@ static int verify_iso(lua_State *L, const char *path)
                 BAD("ISO %s: El Torito entry %d has boot indicator 0x%s", path, n + 1,
                     lua_pushfstring(L, "%d", e[0]));
             lua_createtable(L, 0, 5);
-            set_str(L, -1, "platform", platform_name(platform));
-            set_bool(L, -1, "bootable", e[0] == 0x88);
+            sbot_set_str(L, -1, "platform", platform_name(platform));
+            sbot_set_bool(L, -1, "bootable", e[0] == 0x88);
             static const char *const media[] = {"none", "1.2M floppy", "1.44M floppy", "2.88M floppy",
                                                  "hard disk"};
-            set_str(L, -1, "emulation", (e[1] & 0x0F) <= 4 ? media[e[1] & 0x0F] : "unknown");
-            set_int(L, -1, "load_rba", le32(e + 8));
-            set_int(L, -1, "sectors", le16(e + 6));
+            sbot_set_str(L, -1, "emulation", (e[1] & 0x0F) <= 4 ? media[e[1] & 0x0F] : "unknown");
+            sbot_set_int(L, -1, "load_rba", le32(e + 8));
+            sbot_set_int(L, -1, "sectors", le16(e + 6));
             if (le32(e + 8) >= blocks)
                 BAD("ISO %s: El Torito boot image at block %d is outside the image", path, (int)le32(e + 8));
             append(L, entries);
@@ -506,14 +482,14 @@ static int verify_iso(lua_State *L, const char *path)
     lua_pop(L, 2);
     lua_setfield(L, -2, "entries");
     lua_setfield(L, info, "el_torito");
-    set_str(L, info, "volume_id", volid);
-    set_int(L, info, "blocks", blocks);
-    set_int(L, info, "size", size);
+    sbot_set_str(L, info, "volume_id", volid);
+    sbot_set_int(L, info, "blocks", blocks);
+    sbot_set_int(L, info, "size", size);
     char hex[65];
     long long hashed = 0;
     if (!sha256_file(L, path, hex, &hashed))
         BAD("ISO %s: %s", path, strerror(errno));
-    set_str(L, info, "sha256", hex);
+    sbot_set_str(L, info, "sha256", hex);
 #undef BAD
     lua_pushcfunction(L, fbox_release);
     lua_pushvalue(L, box);
@@ -597,7 +573,7 @@ static int hook_root_device_hints(lua_State *L)
     lua_newtable(L);
     const char *device = sbot_field_str(L, 2, "device");
     if (device) {
-        set_str(L, -1, "deviceName", device);
+        sbot_set_str(L, -1, "deviceName", device);
         return 1;
     }
     const char *portal = sbot_field_str(L, 2, "portal"), *iqn = sbot_field_str(L, 2, "iqn");
@@ -630,7 +606,7 @@ static void build_model(lua_State *L, int self)
     int plist = p.list;
     lua_newtable(L);
     int m = lua_gettop(L);
-    set_str(L, m, "file", file);
+    sbot_set_str(L, m, "file", file);
 
     lua_getfield(L, self, "site");
     int site = lua_gettop(L);
@@ -645,14 +621,14 @@ static void build_model(lua_State *L, int self)
     if (!full_version(version))
         problem(&p, "openshift.version: \"%s\" names no release; give major.minor.patch (e.g. 4.16.8): the "
                     "mirror's stable-x.y directories move", version ? version : "");
-    set_str(L, m, "version", version);
-    set_str(L, m, "cluster", sbot_field_str(L, os, "cluster_name"));
-    set_str(L, m, "base_domain", sbot_field_str(L, os, "base_domain"));
-    set_str(L, m, "ssh_key", sbot_field_str(L, os, "ssh_key"));
-    set_str(L, m, "network_type",
+    sbot_set_str(L, m, "version", version);
+    sbot_set_str(L, m, "cluster", sbot_field_str(L, os, "cluster_name"));
+    sbot_set_str(L, m, "base_domain", sbot_field_str(L, os, "base_domain"));
+    sbot_set_str(L, m, "ssh_key", sbot_field_str(L, os, "ssh_key"));
+    sbot_set_str(L, m, "network_type",
             sbot_field_str(L, os, "network_type") ? sbot_field_str(L, os, "network_type") : "OVNKubernetes");
     lua_getfield(L, os, "host_prefix");
-    set_int(L, m, "host_prefix", lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 23);
+    sbot_set_int(L, m, "host_prefix", lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 23);
     lua_pop(L, 1);
 
     /* the pull secret: present and shaped like one (the installer's rule) */
@@ -689,12 +665,12 @@ static void build_model(lua_State *L, int self)
         problem(&p, "openshift.machine_network: \"%s\" is not a CIDR (address/prefix)", mn);
     else
         have_machine = 1;
-    set_str(L, m, "machine_network", mn);
+    sbot_set_str(L, m, "machine_network", mn);
     const char *cn = sbot_field_str(L, os, "cluster_network"), *sn = sbot_field_str(L, os, "service_network");
     cn = cn ? cn : "10.128.0.0/14";
     sn = sn ? sn : "172.30.0.0/16";
-    set_str(L, m, "cluster_network", cn);
-    set_str(L, m, "service_network", sn);
+    sbot_set_str(L, m, "cluster_network", cn);
+    sbot_set_str(L, m, "service_network", sn);
     if (!parse_cidr(cn, &cluster_net))
         problem(&p, "openshift.cluster_network: \"%s\" is not a CIDR", cn);
     else if (have_machine && nets_overlap(&cluster_net, &machine))
@@ -760,8 +736,8 @@ static void build_model(lua_State *L, int self)
             masters++;
         lua_newtable(L);
         int h = lua_gettop(L);
-        set_str(L, h, "id", id);
-        set_str(L, h, "role", strcmp(role, "worker") == 0 ? "worker" : "master");
+        sbot_set_str(L, h, "id", id);
+        sbot_set_str(L, h, "role", strcmp(role, "worker") == 0 ? "worker" : "master");
         lua_pushvalue(L, s);
         sbot_component_hook(L, self, "hostname", 1);
         lua_setfield(L, h, "hostname");
@@ -791,9 +767,9 @@ static void build_model(lua_State *L, int self)
         } else {
             char text[INET6_ADDRSTRLEN];
             inet_ntop(ip.family, ip.b, text, sizeof text);
-            set_str(L, h, "ip", text);
-            set_int(L, h, "prefix", ip.bits);
-            set_int(L, h, "family", ip.family == AF_INET ? 4 : 6);
+            sbot_set_str(L, h, "ip", text);
+            sbot_set_int(L, h, "prefix", ip.bits);
+            sbot_set_int(L, h, "family", ip.family == AF_INET ? 4 : 6);
             if (have_machine && !net_contains(&machine, &ip))
                 problem(&p, "%s.node_ip: %s is outside openshift.machine_network %s", where, text, mn);
             for (int k = 0; k < nnodes; k++)
@@ -810,7 +786,7 @@ static void build_model(lua_State *L, int self)
         if (gw) {
             if (!parse_ip(gw, &tmp))
                 problem(&p, "%s.gateway: \"%s\" is not an IP address", where, gw);
-            set_str(L, h, "gateway", gw);
+            sbot_set_str(L, h, "gateway", gw);
         }
         /* the boot disk, from the iSCSI step's results */
         if (lua_istable(L, disks) && id)
@@ -848,9 +824,9 @@ static void build_model(lua_State *L, int self)
     else if (!sno && (masters < 3 || masters > 5))
         problem(&p, "servers: %d server(s) with role master; a cluster has 3, 4 or 5 control-plane nodes, or one "
                     "server with role sno", masters);
-    set_bool(L, m, "sno", sno);
-    set_int(L, m, "masters", sno ? 1 : masters);
-    set_int(L, m, "workers", workers);
+    sbot_set_bool(L, m, "sno", sno);
+    sbot_set_int(L, m, "masters", sno ? 1 : masters);
+    sbot_set_int(L, m, "workers", workers);
 
     /* VIPs: none for a single node, both otherwise */
     const char *api = sbot_field_str(L, os, "api_vip"), *ingress = sbot_field_str(L, os, "ingress_vip");
@@ -879,8 +855,8 @@ static void build_model(lua_State *L, int self)
         if (vals[0] && vals[1] && same_ip(&vip[0], &vip[1]))
             problem(&p, "openshift.ingress_vip: %s is the API VIP too; they must differ", ingress);
     }
-    set_str(L, m, "api_vip", api);
-    set_str(L, m, "ingress_vip", ingress);
+    sbot_set_str(L, m, "api_vip", api);
+    sbot_set_str(L, m, "ingress_vip", ingress);
 
     /* the rendezvous host: a control-plane node's IP */
     const char *rv = sbot_field_str(L, os, "rendezvous_ip");
@@ -899,13 +875,13 @@ static void build_model(lua_State *L, int self)
             else if (found == 2)
                 problem(&p, "openshift.rendezvous_ip: %s is a worker's node IP; it must be a master's", rv);
         }
-        set_str(L, m, "rendezvous_ip", rv);
+        sbot_set_str(L, m, "rendezvous_ip", rv);
     } else {
         for (lua_Integer k = 1; k <= (lua_Integer)lua_rawlen(L, hosts); k++) {
             lua_rawgeti(L, hosts, k);
             const char *role = sbot_field_str(L, -1, "role"), *ip = sbot_field_str(L, -1, "ip");
             if (role && strcmp(role, "master") == 0 && ip) {
-                set_str(L, m, "rendezvous_ip", ip);
+                sbot_set_str(L, m, "rendezvous_ip", ip);
                 lua_pop(L, 1);
                 break;
             }
@@ -996,9 +972,9 @@ static int l_check(lua_State *L)
     lua_newtable(L);
     static const char *const keep[] = {"cluster", "version", "rendezvous_ip", NULL};
     for (int i = 0; keep[i]; i++)
-        set_str(L, -1, keep[i], sbot_field_str(L, m, keep[i]));
+        sbot_set_str(L, -1, keep[i], sbot_field_str(L, m, keep[i]));
     lua_getfield(L, m, "sno");
-    set_str(L, -2, "platform", lua_toboolean(L, -1) ? "none" : "baremetal");
+    sbot_set_str(L, -2, "platform", lua_toboolean(L, -1) ? "none" : "baremetal");
     lua_pop(L, 1);
     lua_getfield(L, m, "masters");
     lua_setfield(L, -2, "masters");
@@ -1032,22 +1008,22 @@ static void push_network_config(lua_State *L, int m, int h)
     int nc = lua_gettop(L);
     new_array(L);
     lua_newtable(L);
-    set_str(L, -1, "name", itf);
-    set_str(L, -1, "type", "ethernet");
-    set_str(L, -1, "state", "up");
-    set_str(L, -1, "mac-address", mac);
+    sbot_set_str(L, -1, "name", itf);
+    sbot_set_str(L, -1, "type", "ethernet");
+    sbot_set_str(L, -1, "state", "up");
+    sbot_set_str(L, -1, "mac-address", mac);
     lua_newtable(L);
-    set_bool(L, -1, "enabled", 1);
-    set_bool(L, -1, "dhcp", 0);
+    sbot_set_bool(L, -1, "enabled", 1);
+    sbot_set_bool(L, -1, "dhcp", 0);
     new_array(L);
     lua_newtable(L);
-    set_str(L, -1, "ip", ip);
+    sbot_set_str(L, -1, "ip", ip);
     lua_getfield(L, h, "prefix");
     lua_setfield(L, -2, "prefix-length");
     append(L, -2);
     lua_setfield(L, -2, "address");
     if (v6)
-        set_bool(L, -1, "autoconf", 0);
+        sbot_set_bool(L, -1, "autoconf", 0);
     lua_setfield(L, -2, v6 ? "ipv6" : "ipv4");
     append(L, -2);
     lua_setfield(L, nc, "interfaces");
@@ -1056,10 +1032,10 @@ static void push_network_config(lua_State *L, int m, int h)
         lua_newtable(L);
         new_array(L);
         lua_newtable(L);
-        set_str(L, -1, "destination", v6 ? "::/0" : "0.0.0.0/0");
-        set_str(L, -1, "next-hop-address", gw);
-        set_str(L, -1, "next-hop-interface", itf);
-        set_int(L, -1, "table-id", 254);
+        sbot_set_str(L, -1, "destination", v6 ? "::/0" : "0.0.0.0/0");
+        sbot_set_str(L, -1, "next-hop-address", gw);
+        sbot_set_str(L, -1, "next-hop-interface", itf);
+        sbot_set_int(L, -1, "table-id", 254);
         append(L, -2);
         lua_setfield(L, -2, "config");
         lua_setfield(L, nc, "routes");
@@ -1086,37 +1062,37 @@ static void render(lua_State *L, int m)
     /* install-config.yaml */
     lua_newtable(L);
     int ic = lua_gettop(L);
-    set_str(L, ic, "apiVersion", "v1");
-    set_str(L, ic, "baseDomain", sbot_field_str(L, m, "base_domain"));
+    sbot_set_str(L, ic, "apiVersion", "v1");
+    sbot_set_str(L, ic, "baseDomain", sbot_field_str(L, m, "base_domain"));
     lua_newtable(L);
-    set_str(L, -1, "name", sbot_field_str(L, m, "cluster"));
+    sbot_set_str(L, -1, "name", sbot_field_str(L, m, "cluster"));
     lua_setfield(L, ic, "metadata");
     lua_newtable(L);
-    set_str(L, -1, "name", "master");
+    sbot_set_str(L, -1, "name", "master");
     lua_getfield(L, m, "masters");
     lua_setfield(L, -2, "replicas");
-    set_str(L, -1, "architecture", "amd64");
-    set_str(L, -1, "hyperthreading", "Enabled");
+    sbot_set_str(L, -1, "architecture", "amd64");
+    sbot_set_str(L, -1, "hyperthreading", "Enabled");
     lua_setfield(L, ic, "controlPlane");
     new_array(L);
     lua_newtable(L);
-    set_str(L, -1, "name", "worker");
+    sbot_set_str(L, -1, "name", "worker");
     lua_getfield(L, m, "workers");
     lua_setfield(L, -2, "replicas");
-    set_str(L, -1, "architecture", "amd64");
-    set_str(L, -1, "hyperthreading", "Enabled");
+    sbot_set_str(L, -1, "architecture", "amd64");
+    sbot_set_str(L, -1, "hyperthreading", "Enabled");
     append(L, -2);
     lua_setfield(L, ic, "compute");
     lua_newtable(L);
-    set_str(L, -1, "networkType", sbot_field_str(L, m, "network_type"));
+    sbot_set_str(L, -1, "networkType", sbot_field_str(L, m, "network_type"));
     new_array(L);
     lua_newtable(L);
-    set_str(L, -1, "cidr", sbot_field_str(L, m, "machine_network"));
+    sbot_set_str(L, -1, "cidr", sbot_field_str(L, m, "machine_network"));
     append(L, -2);
     lua_setfield(L, -2, "machineNetwork");
     new_array(L);
     lua_newtable(L);
-    set_str(L, -1, "cidr", sbot_field_str(L, m, "cluster_network"));
+    sbot_set_str(L, -1, "cidr", sbot_field_str(L, m, "cluster_network"));
     lua_getfield(L, m, "host_prefix");
     lua_setfield(L, -2, "hostPrefix");
     append(L, -2);
@@ -1137,17 +1113,17 @@ static void render(lua_State *L, int m)
     lua_getfield(L, m, "pull_secret");
     lua_setfield(L, ic, "pullSecret");
     if (sbot_field_str(L, m, "ssh_key"))
-        set_str(L, ic, "sshKey", sbot_field_str(L, m, "ssh_key"));
+        sbot_set_str(L, ic, "sshKey", sbot_field_str(L, m, "ssh_key"));
 
     /* agent-config.yaml */
     lua_newtable(L);
     int ac = lua_gettop(L);
-    set_str(L, ac, "apiVersion", "v1beta1");
-    set_str(L, ac, "kind", "AgentConfig");
+    sbot_set_str(L, ac, "apiVersion", "v1beta1");
+    sbot_set_str(L, ac, "kind", "AgentConfig");
     lua_newtable(L);
-    set_str(L, -1, "name", sbot_field_str(L, m, "cluster"));
+    sbot_set_str(L, -1, "name", sbot_field_str(L, m, "cluster"));
     lua_setfield(L, ac, "metadata");
-    set_str(L, ac, "rendezvousIP", sbot_field_str(L, m, "rendezvous_ip"));
+    sbot_set_str(L, ac, "rendezvousIP", sbot_field_str(L, m, "rendezvous_ip"));
     lua_getfield(L, m, "ntp_servers");
     if (lua_istable(L, -1) && lua_rawlen(L, -1) > 0) {
         new_array(L);
@@ -1165,12 +1141,12 @@ static void render(lua_State *L, int m)
         lua_rawgeti(L, -1, k);
         int h = lua_gettop(L);
         lua_newtable(L);
-        set_str(L, -1, "hostname", sbot_field_str(L, h, "hostname"));
-        set_str(L, -1, "role", sbot_field_str(L, h, "role"));
+        sbot_set_str(L, -1, "hostname", sbot_field_str(L, h, "hostname"));
+        sbot_set_str(L, -1, "role", sbot_field_str(L, h, "role"));
         new_array(L);
         lua_newtable(L);
-        set_str(L, -1, "name", sbot_field_str(L, h, "interface"));
-        set_str(L, -1, "macAddress", sbot_field_str(L, h, "mac"));
+        sbot_set_str(L, -1, "name", sbot_field_str(L, h, "interface"));
+        sbot_set_str(L, -1, "macAddress", sbot_field_str(L, h, "mac"));
         append(L, -2);
         lua_setfield(L, -2, "interfaces");
         lua_getfield(L, h, "root_device_hints");
@@ -1270,7 +1246,7 @@ static int os_open(lua_State *L)
         url = sbot_field_str(L, -1, "store");
     if (!url)
         url = lua_pushfstring(L, "file://%s", dir_path(L, self, "store", "store", 0));
-    set_str(L, res, "store_url", url);
+    sbot_set_str(L, res, "store_url", url);
     lua_settop(L, res);
     return 1;
 }
@@ -1334,9 +1310,9 @@ static void check_cache(lua_State *L, int self, int m)
     lua_newtable(L);
     int t = lua_gettop(L);
     const char *dir = lua_pushfstring(L, "%s/%s", cache, version);
-    set_str(L, t, "dir", dir);
+    sbot_set_str(L, t, "dir", dir);
     const char *bin = lua_pushfstring(L, "%s/openshift-install", dir);
-    set_str(L, t, "path", bin);
+    sbot_set_str(L, t, "path", bin);
     const char *mpath = lua_pushfstring(L, "%s/manifest.json", dir);
     push_file(L, mpath, 65536);
     const char *why = NULL;
@@ -1366,9 +1342,9 @@ static void check_cache(lua_State *L, int self, int m)
         }
     }
     lua_pop(L, 1);
-    set_bool(L, t, "valid", why == NULL);
+    sbot_set_bool(L, t, "valid", why == NULL);
     if (why)
-        set_str(L, t, "why", why);
+        sbot_set_str(L, t, "why", why);
     lua_settop(L, t);
     lua_remove(L, t - 1); /* cache string */
 }
@@ -1383,33 +1359,33 @@ static void mirror_sums(lua_State *L, int m)
     lua_newtable(L);
     int t = lua_gettop(L);
     const char *url = lua_pushfstring(L, "%s/%s/sha256sum.txt", sbot_field_str(L, inst, "mirror_url"), version);
-    set_str(L, t, "sums_url", url);
+    sbot_set_str(L, t, "sums_url", url);
     const char *file = lua_pushfstring(L, "openshift-install-linux-%s.tar.gz", version);
-    set_str(L, t, "file", file);
-    set_str(L, t, "url", lua_pushfstring(L, "%s/%s/%s", sbot_field_str(L, inst, "mirror_url"), version, file));
+    sbot_set_str(L, t, "file", file);
+    sbot_set_str(L, t, "url", lua_pushfstring(L, "%s/%s/%s", sbot_field_str(L, inst, "mirror_url"), version, file));
     lua_pop(L, 1);
     lua_newtable(L);
-    set_str(L, -1, "url", url);
+    sbot_set_str(L, -1, "url", url);
     lua_getfield(L, inst, "tls");
     lua_setfield(L, -2, "tls");
     lua_pushnumber(L, 30);
     lua_setfield(L, -2, "timeout");
     int nres = sbot_http_request(L, -1);
     if (nres != 1 || !lua_istable(L, -nres)) {
-        set_bool(L, t, "reachable", 0);
-        set_str(L, t, "error", lua_tostring(L, -nres + 1));
+        sbot_set_bool(L, t, "reachable", 0);
+        sbot_set_str(L, t, "error", lua_tostring(L, -nres + 1));
     } else {
         lua_getfield(L, -1, "status");
         int status = (int)lua_tointeger(L, -1);
         lua_pop(L, 1);
-        set_int(L, t, "status", status);
+        sbot_set_int(L, t, "status", status);
         if (status != 200) {
-            set_bool(L, t, "reachable", 0);
-            set_str(L, t, "error", lua_pushfstring(L, "GET %s: HTTP %d (no release %s on the mirror?)", url, status,
-                                                   version));
+            sbot_set_bool(L, t, "reachable", 0);
+            sbot_set_str(L, t, "error",
+                         lua_pushfstring(L, "GET %s: HTTP %d (no release %s on the mirror?)", url, status, version));
             lua_pop(L, 1);
         } else {
-            set_bool(L, t, "reachable", 1);
+            sbot_set_bool(L, t, "reachable", 1);
             const char *body = sbot_field_str(L, -1, "body");
             /* "<hex>  <file>" lines */
             size_t fl = strlen(file);
@@ -1422,12 +1398,12 @@ static void mirror_sums(lua_State *L, int m)
                     for (int i = 0; i < 64; i++)
                         hex[i] = (char)((line[i] >= 'A' && line[i] <= 'F') ? line[i] + 32 : line[i]);
                     hex[64] = '\0';
-                    set_str(L, t, "expected", hex);
+                    sbot_set_str(L, t, "expected", hex);
                 }
                 line = nl ? nl + 1 : NULL;
             }
             if (!sbot_field_str(L, t, "expected"))
-                set_str(L, t, "error", lua_pushfstring(L, "%s lists no %s", url, file));
+                sbot_set_str(L, t, "error", lua_pushfstring(L, "%s lists no %s", url, file));
         }
     }
     lua_settop(L, t);
@@ -1448,16 +1424,16 @@ static int os_discover(lua_State *L)
     int top = lua_gettop(L);
     lua_newtable(L);
     int d = lua_gettop(L);
-    set_str(L, d, "cluster", sbot_field_str(L, m, "cluster"));
-    set_str(L, d, "version", sbot_field_str(L, m, "version"));
-    set_str(L, d, "config_sha256", hash);
-    set_str(L, d, "platform", (lua_getfield(L, m, "sno"), lua_toboolean(L, -1)) ? "none" : "baremetal");
+    sbot_set_str(L, d, "cluster", sbot_field_str(L, m, "cluster"));
+    sbot_set_str(L, d, "version", sbot_field_str(L, m, "version"));
+    sbot_set_str(L, d, "config_sha256", hash);
+    sbot_set_str(L, d, "platform", (lua_getfield(L, m, "sno"), lua_toboolean(L, -1)) ? "none" : "baremetal");
     lua_pop(L, 1);
     lua_getfield(L, m, "masters");
     lua_setfield(L, d, "masters");
     lua_getfield(L, m, "workers");
     lua_setfield(L, d, "workers");
-    set_str(L, d, "rendezvous_ip", sbot_field_str(L, m, "rendezvous_ip"));
+    sbot_set_str(L, d, "rendezvous_ip", sbot_field_str(L, m, "rendezvous_ip"));
     new_array(L);
     lua_getfield(L, m, "hosts");
     for (lua_Integer k = 1; k <= (lua_Integer)lua_rawlen(L, -1); k++) {
@@ -1465,7 +1441,7 @@ static int os_discover(lua_State *L)
         lua_newtable(L);
         static const char *const keep[] = {"id", "hostname", "role", "mac", "interface", "ip", NULL};
         for (int i = 0; keep[i]; i++)
-            set_str(L, -1, keep[i], sbot_field_str(L, -2, keep[i]));
+            sbot_set_str(L, -1, keep[i], sbot_field_str(L, -2, keep[i]));
         lua_getfield(L, -2, "root_device_hints");
         lua_getfield(L, -1, "deviceName");
         lua_setfield(L, -3, "root_device");
@@ -1488,8 +1464,8 @@ static int os_discover(lua_State *L)
     const char *key = iso_key(L, m, hash);
     lua_newtable(L);
     int iso = lua_gettop(L);
-    set_str(L, iso, "key", key);
-    set_str(L, iso, "store", sbot_field_str(L, res, "store_url"));
+    sbot_set_str(L, iso, "key", key);
+    sbot_set_str(L, iso, "store", sbot_field_str(L, res, "store_url"));
     if (have_store) {
         lua_pushstring(L, key);
         call_method(L, st, "head", 1, 3);
@@ -1499,13 +1475,13 @@ static int os_discover(lua_State *L)
         lua_pushliteral(L, "NotFound");
     }
     if (lua_istable(L, -3)) {
-        set_bool(L, iso, "exists", 1);
+        sbot_set_bool(L, iso, "exists", 1);
         lua_getfield(L, -3, "size");
         lua_setfield(L, iso, "size");
         lua_getfield(L, -3, "sha256");
         lua_setfield(L, iso, "sha256");
     } else if (lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "NotFound") == 0) {
-        set_bool(L, iso, "exists", 0);
+        sbot_set_bool(L, iso, "exists", 0);
     } else {
         return luaL_error(L, "openshift: store %s: head %s: %s", sbot_field_str(L, res, "store_url"), key,
                           luaL_optstring(L, -2, "failed"));
@@ -1523,21 +1499,21 @@ static int os_discover(lua_State *L)
     lua_newtable(L);
     int inst = lua_gettop(L);
     lua_getfield(L, m, "installer");
-    set_str(L, inst, "mirror_url", sbot_field_str(L, -1, "mirror_url"));
-    set_str(L, inst, "pin", sbot_field_str(L, -1, "sha256"));
+    sbot_set_str(L, inst, "mirror_url", sbot_field_str(L, -1, "mirror_url"));
+    sbot_set_str(L, inst, "pin", sbot_field_str(L, -1, "sha256"));
     lua_pop(L, 1);
-    set_str(L, inst, "path", sbot_field_str(L, cache, "path"));
+    sbot_set_str(L, inst, "path", sbot_field_str(L, cache, "path"));
     lua_getfield(L, cache, "valid");
     int cached = lua_toboolean(L, -1);
     lua_setfield(L, inst, "cached");
     if (!cached)
-        set_str(L, inst, "cache", sbot_field_str(L, cache, "why"));
+        sbot_set_str(L, inst, "cache", sbot_field_str(L, cache, "why"));
     if (!exists && !cached) {
         mirror_sums(L, m);
         int ms = lua_gettop(L);
         static const char *const copy[] = {"url", "sums_url", "expected", "error", NULL};
         for (int i = 0; copy[i]; i++)
-            set_str(L, inst, copy[i], sbot_field_str(L, ms, copy[i]));
+            sbot_set_str(L, inst, copy[i], sbot_field_str(L, ms, copy[i]));
         lua_getfield(L, ms, "reachable");
         int reachable = lua_toboolean(L, -1);
         lua_setfield(L, inst, "reachable");
@@ -1578,34 +1554,34 @@ static int os_plan(lua_State *L)
     lua_pop(L, 1);
     if (!cached) {
         lua_newtable(L);
-        set_str(L, -1, "kind", "installer");
+        sbot_set_str(L, -1, "kind", "installer");
         lua_pushfstring(L, "openshift-install %s", sbot_field_str(L, d, "version"));
         lua_setfield(L, -2, "resource");
-        set_str(L, -1, "action", "create");
+        sbot_set_str(L, -1, "action", "create");
         lua_newtable(L);
-        set_str(L, -1, "path", sbot_field_str(L, inst, "path"));
-        set_str(L, -1, "from", sbot_field_str(L, inst, "url"));
-        set_str(L, -1, "sha256", sbot_field_str(L, inst, "expected"));
+        sbot_set_str(L, -1, "path", sbot_field_str(L, inst, "path"));
+        sbot_set_str(L, -1, "from", sbot_field_str(L, inst, "url"));
+        sbot_set_str(L, -1, "sha256", sbot_field_str(L, inst, "expected"));
         lua_setfield(L, -2, "after");
-        set_str(L, -1, "reason", sbot_field_str(L, inst, "cache"));
+        sbot_set_str(L, -1, "reason", sbot_field_str(L, inst, "cache"));
         append(L, plan);
     }
     lua_newtable(L);
-    set_str(L, -1, "kind", "iso");
+    sbot_set_str(L, -1, "kind", "iso");
     lua_pushfstring(L, "%s %s", sbot_field_str(L, iso, "store"), sbot_field_str(L, iso, "key"));
     lua_setfield(L, -2, "resource");
-    set_str(L, -1, "action", "create");
+    sbot_set_str(L, -1, "action", "create");
     lua_newtable(L);
     static const char *const keep[] = {"cluster", "version", "config_sha256", "platform", "rendezvous_ip", NULL};
     for (int i = 0; keep[i]; i++)
-        set_str(L, -1, keep[i], sbot_field_str(L, d, keep[i]));
+        sbot_set_str(L, -1, keep[i], sbot_field_str(L, d, keep[i]));
     lua_getfield(L, d, "masters");
     lua_setfield(L, -2, "masters");
     lua_getfield(L, d, "workers");
     lua_setfield(L, -2, "workers");
-    set_str(L, -1, "key", sbot_field_str(L, iso, "key"));
+    sbot_set_str(L, -1, "key", sbot_field_str(L, iso, "key"));
     lua_setfield(L, -2, "after");
-    set_str(L, -1, "reason", "no agent ISO for these configs and this version in the store");
+    sbot_set_str(L, -1, "reason", "no agent ISO for these configs and this version in the store");
     append(L, plan);
     lua_pushvalue(L, plan);
     return 1;
@@ -1660,14 +1636,14 @@ static void run_program(lua_State *L, int argv, const char *cwd, double timeout,
     lua_pushvalue(L, argv);
     lua_setfield(L, -2, "argv");
     if (cwd)
-        set_str(L, -1, "cwd", cwd);
+        sbot_set_str(L, -1, "cwd", cwd);
     if (env) {
         lua_pushvalue(L, env);
         lua_setfield(L, -2, "env");
     }
     lua_pushnumber(L, timeout);
     lua_setfield(L, -2, "timeout");
-    set_str(L, -1, "progress", what); /* minutes: a wait of sbot.progress */
+    sbot_set_str(L, -1, "progress", what); /* minutes: a wait of sbot.progress */
     int n = sbot_sys_spawn(L, -1);
     if (n != 1)
         luaL_error(L, "%s: %s", what, luaL_optstring(L, -n + 1, "cannot start"));
@@ -1719,10 +1695,10 @@ static int apply_installer(lua_State *L, int self, int m)
     int tb = lua_gettop(L);
     sbot_log(L, SBOT_INFO, "openshift-install %s: downloading %s", version, sbot_field_str(L, ms, "url"));
     lua_newtable(L);
-    set_str(L, -1, "url", sbot_field_str(L, ms, "url"));
-    set_str(L, -1, "output_file", tarball);
+    sbot_set_str(L, -1, "url", sbot_field_str(L, ms, "url"));
+    sbot_set_str(L, -1, "output_file", tarball);
     const char *wait = lua_pushfstring(L, "download openshift-install %s", version);
-    set_str(L, -2, "progress", wait);
+    sbot_set_str(L, -2, "progress", wait);
     lua_pop(L, 1);
     lua_getfield(L, inst, "tls");
     lua_setfield(L, -2, "tls");
@@ -1773,11 +1749,11 @@ static int apply_installer(lua_State *L, int self, int m)
                           strerror(errno));
     chmod(bin, 0755);
     lua_newtable(L);
-    set_str(L, -1, "version", version);
-    set_str(L, -1, "tarball", sbot_field_str(L, ms, "url"));
-    set_str(L, -1, "tarball_sha256", got);
-    set_int(L, -1, "tarball_size", size);
-    set_str(L, -1, "binary_sha256", binsum);
+    sbot_set_str(L, -1, "version", version);
+    sbot_set_str(L, -1, "tarball", sbot_field_str(L, ms, "url"));
+    sbot_set_str(L, -1, "tarball_sha256", got);
+    sbot_set_int(L, -1, "tarball_size", size);
+    sbot_set_str(L, -1, "binary_sha256", binsum);
     int man = lua_gettop(L);
     push_require(L, "sbot.json", "encode");
     lua_pushvalue(L, man);
@@ -1789,7 +1765,7 @@ static int apply_installer(lua_State *L, int self, int m)
         return luaL_error(L, "openshift-install %s: %s: %s", version, mpath, strerror(errno));
     lua_pop(L, 2);
     sbot_log(L, SBOT_INFO, "openshift-install %s: cached at %s (release SHA-256 %s)", version, bin, got);
-    set_str(L, man, "path", bin);
+    sbot_set_str(L, man, "path", bin);
     lua_remove(L, tb);
     return 1;
 }
@@ -1802,10 +1778,10 @@ static void store_put(lua_State *L, int st, const char *key, const char *path, c
     st = lua_absindex(L, st);
     lua_pushstring(L, key);
     lua_newtable(L);
-    set_str(L, -1, "file", path);
+    sbot_set_str(L, -1, "file", path);
     /* an upload of an ISO takes a while: a wait of sbot.progress */
     const char *wait = lua_pushfstring(L, "upload %s", key);
-    set_str(L, -2, "progress", wait);
+    sbot_set_str(L, -2, "progress", wait);
     lua_pop(L, 1);
     if (meta)
         lua_pushvalue(L, meta);
@@ -1871,11 +1847,11 @@ static int iso_body(lua_State *L)
     lua_newtable(L);
     int env = lua_gettop(L);
     const char *path = getenv("PATH");
-    set_str(L, env, "PATH", path ? path : "/usr/local/bin:/usr/bin:/bin");
-    set_str(L, env, "HOME", work);
+    sbot_set_str(L, env, "PATH", path ? path : "/usr/local/bin:/usr/bin:/bin");
+    sbot_set_str(L, env, "HOME", work);
     /* the real installer caches the RHCOS base ISO under $XDG_CACHE_HOME/agent */
-    set_str(L, env, "XDG_CACHE_HOME", cache);
-    set_str(L, env, "LANG", "C.UTF-8");
+    sbot_set_str(L, env, "XDG_CACHE_HOME", cache);
+    sbot_set_str(L, env, "LANG", "C.UTF-8");
     lua_getfield(L, m, "installer");
     lua_getfield(L, -1, "timeout");
     double timeout = lua_tonumber(L, -1);
@@ -1897,10 +1873,10 @@ static int iso_body(lua_State *L)
     int keyi = lua_gettop(L);
     lua_newtable(L);
     int meta = lua_gettop(L);
-    set_str(L, meta, "version", version);
-    set_str(L, meta, "cluster", sbot_field_str(L, m, "cluster"));
-    set_str(L, meta, "config-sha256", hash);
-    set_str(L, meta, "volume-id", sbot_field_str(L, info, "volume_id"));
+    sbot_set_str(L, meta, "version", version);
+    sbot_set_str(L, meta, "cluster", sbot_field_str(L, m, "cluster"));
+    sbot_set_str(L, meta, "config-sha256", hash);
+    sbot_set_str(L, meta, "volume-id", sbot_field_str(L, info, "volume_id"));
     store_put(L, st, key, isop, sbot_field_str(L, info, "sha256"), meta);
     sbot_log(L, SBOT_INFO, "openshift: agent ISO %s stored (%s)", key, sbot_field_str(L, info, "sha256"));
 
@@ -1935,12 +1911,12 @@ static int iso_body(lua_State *L)
     static const char *const names[] = {"install-config.yaml", "agent-config.yaml", NULL};
     for (int i = 0; names[i]; i++) {
         lua_newtable(L);
-        set_str(L, -1, "key", names[i]);
+        sbot_set_str(L, -1, "key", names[i]);
         lua_pushvalue(L, i == 0 ? 9 : 8);
         lua_setfield(L, -2, "content");
-        set_str(L, -1, "type", "application/yaml");
+        sbot_set_str(L, -1, "type", "application/yaml");
         lua_newtable(L);
-        set_str(L, -1, "config-sha256", hash);
+        sbot_set_str(L, -1, "config-sha256", hash);
         lua_setfield(L, -2, "metadata");
         call_method(L, self, "artifact", 1, 0);
     }
@@ -1950,10 +1926,10 @@ static int iso_body(lua_State *L)
         const char *text = lua_tolstring(L, -1, &n);
         sbot_log_push_redacted(L, text, n);
         lua_newtable(L);
-        set_str(L, -1, "key", "openshift_install.log");
+        sbot_set_str(L, -1, "key", "openshift_install.log");
         lua_pushvalue(L, -2);
         lua_setfield(L, -2, "content");
-        set_str(L, -1, "type", "text/plain");
+        sbot_set_str(L, -1, "type", "text/plain");
         call_method(L, self, "artifact", 1, 0);
         lua_pop(L, 1);
     }
@@ -1970,7 +1946,7 @@ static int iso_body(lua_State *L)
         lua_getfield(L, info, keep[i]);
         lua_setfield(L, r, keep[i]);
     }
-    set_str(L, r, "config_sha256", hash);
+    sbot_set_str(L, r, "config_sha256", hash);
     return 1;
 }
 
@@ -2049,9 +2025,9 @@ static int os_undo(lua_State *L)
         call_method(L, -2, "delete", 1, 2);
         if (lua_isnil(L, -2))
             return luaL_error(L, "store delete %s: %s", key, luaL_optstring(L, -1, "failed"));
-        set_str(L, r, "deleted", key);
+        sbot_set_str(L, r, "deleted", key);
     } else {
-        set_str(L, r, "kept", "a verified installer stays in the cache");
+        sbot_set_str(L, r, "kept", "a verified installer stays in the cache");
     }
     lua_settop(L, r);
     return 1;
@@ -2106,10 +2082,10 @@ static int os_housekeep(lua_State *L)
     lua_newtable(L);
     int r = lua_gettop(L);
     lua_pushvalue(L, info);
-    set_str(L, -1, "key", key);
+    sbot_set_str(L, -1, "key", key);
     push_stored_url(L, res, key);
     lua_setfield(L, -2, "stored");
-    set_bool(L, -1, "verified", 1);
+    sbot_set_bool(L, -1, "verified", 1);
     lua_setfield(L, r, "iso");
     return 1;
 }
@@ -2122,15 +2098,15 @@ static int os_housekeep(lua_State *L)
 static void field(lua_State *L, const char *type, const char *desc)
 {
     lua_createtable(L, 0, 3);
-    set_str(L, -1, "type", type);
+    sbot_set_str(L, -1, "type", type);
     if (desc)
-        set_str(L, -1, "description", desc);
+        sbot_set_str(L, -1, "description", desc);
 }
 
 static void hook(lua_State *L, int hooks, const char *name, const char *desc, lua_CFunction fn)
 {
     lua_createtable(L, 0, 2);
-    set_str(L, -1, "description", desc);
+    sbot_set_str(L, -1, "description", desc);
     lua_pushcfunction(L, fn);
     lua_setfield(L, -2, "default");
     lua_setfield(L, hooks, name);
@@ -2146,8 +2122,8 @@ int luaopen_sbot_component_openshift(lua_State *L)
 
     lua_newtable(L);
     int spec = lua_gettop(L);
-    set_str(L, spec, "name", NAME);
-    set_str(L, spec, "description",
+    sbot_set_str(L, spec, "name", NAME);
+    sbot_set_str(L, spec, "description",
             "The cluster's agent ISO (site-wide step): install-config.yaml and agent-config.yaml rendered from the "
             "site's openshift section and cluster servers, checked against each other, built with the real "
             "`openshift-install agent create image` (downloaded from the mirror, SHA-256 checked, cached), "
@@ -2159,18 +2135,18 @@ int luaopen_sbot_component_openshift(lua_State *L)
                     "results (rootDeviceHints /dev/disk/by-path/ip-<portal>-iscsi-<iqn>-lun-<lun>) or "
                     "{device = \"/dev/...\"}");
     lua_newtable(L);
-    set_str(L, -1, "type", "table");
+    sbot_set_str(L, -1, "type", "table");
     lua_newtable(L);
     field(L, "string", "iSCSI portal ip[:port] (port 3260 when absent)");
     lua_setfield(L, -2, "portal");
     field(L, "string", "target IQN");
     lua_setfield(L, -2, "iqn");
     field(L, "integer", "LUN");
-    set_int(L, -1, "min", 0);
-    set_int(L, -1, "default", 0);
+    sbot_set_int(L, -1, "min", 0);
+    sbot_set_int(L, -1, "default", 0);
     lua_setfield(L, -2, "lun");
     field(L, "string", "a local disk instead of iSCSI");
-    set_str(L, -1, "pattern", "^/dev/");
+    sbot_set_str(L, -1, "pattern", "^/dev/");
     lua_setfield(L, -2, "device");
     lua_setfield(L, -2, "fields");
     lua_setfield(L, -2, "values");
@@ -2179,7 +2155,7 @@ int luaopen_sbot_component_openshift(lua_State *L)
     lua_setfield(L, schema, "disks");
     field(L, "string", "where agent ISOs are kept (file:///dir or s3://bucket/prefix?endpoint=...); default the "
                        "site's store, else file://<state_dir>/openshift/store");
-    set_str(L, -1, "pattern", "^%a[%w+.-]*://");
+    sbot_set_str(L, -1, "pattern", "^%a[%w+.-]*://");
     lua_setfield(L, schema, "store");
     field(L, "string", "installer cache; default <state_dir>/openshift/cache");
     lua_setfield(L, schema, "cache_dir");

@@ -39,23 +39,6 @@ int luaopen_sbot_redfish(lua_State *L);
 
 /* ---- small table helpers (the shared ones are in luax.h) -------------------------- */
 
-static void sets(lua_State *L, int t, const char *k, const char *v)
-{
-    t = lua_absindex(L, t);
-    if (v)
-        lua_pushstring(L, v);
-    else
-        lua_pushnil(L);
-    lua_setfield(L, t, k);
-}
-
-static void setb(lua_State *L, int t, const char *k, int v)
-{
-    t = lua_absindex(L, t);
-    lua_pushboolean(L, v);
-    lua_setfield(L, t, k);
-}
-
 /* A new empty list that encodes as [] in JSON. */
 static void push_list(lua_State *L)
 {
@@ -541,8 +524,8 @@ static void discover_all(lua_State *L, int cl)
         lua_getfield(L, info, info_keys[i]);
         lua_setfield(L, svc, info_keys[i]);
     }
-    sets(L, svc, "system", sys_path);
-    setb(L, svc, "expand", d.expand != NULL);
+    sbot_set_str(L, svc, "system", sys_path);
+    sbot_set_bool(L, svc, "expand", d.expand != NULL);
     lua_pushvalue(L, svc);
     lua_setfield(L, D, "service");
 
@@ -692,7 +675,7 @@ static void discover_all(lua_State *L, int cl)
     /* ---- the discovery table ---- */
     lua_newtable(L);
     int s = lua_gettop(L);
-    sets(L, s, "path", sys_path);
+    sbot_set_str(L, s, "path", sys_path);
     static const char *const sys_keys[][2] = {{"model", "Model"}, {"service_tag", "SKU"},
                                               {"power_state", "PowerState"}, {"bios_version", "BiosVersion"},
                                               {"manufacturer", "Manufacturer"}, {NULL, NULL}};
@@ -726,10 +709,10 @@ static void discover_all(lua_State *L, int cl)
 
     lua_newtable(L);
     int m = lua_gettop(L);
-    sets(L, m, "path", mgr_path);
-    sets(L, m, "jobs", jobs);
-    sets(L, m, "job_service", job_service);
-    sets(L, m, "virtual_media", vm);
+    sbot_set_str(L, m, "path", mgr_path);
+    sbot_set_str(L, m, "jobs", jobs);
+    sbot_set_str(L, m, "job_service", job_service);
+    sbot_set_str(L, m, "virtual_media", vm);
     if (sbot_field_table(L, mgr, "Actions")) {
         if (sbot_field_table(L, -1, "Oem")) {
             int oem = lua_gettop(L);
@@ -741,7 +724,7 @@ static void discover_all(lua_State *L, int cl)
                 size_t sl = strlen(suffix);
                 if (kl >= sl && strcmp(k + kl - sl, suffix) == 0 && lua_istable(L, -1)) {
                     lua_newtable(L);
-                    sets(L, -1, "key", k);
+                    sbot_set_str(L, -1, "key", k);
                     lua_getfield(L, -2, "target");
                     lua_setfield(L, -2, "target");
                     lua_setfield(L, m, "scp");
@@ -757,12 +740,12 @@ static void discover_all(lua_State *L, int cl)
     /* BIOS: current and pending values of the attributes the component uses */
     lua_newtable(L);
     int bt = lua_gettop(L);
-    sets(L, bt, "path", bios_path);
-    sets(L, bt, "settings", bios_settings);
-    sets(L, bt, "registry_id", reg_id);
-    sets(L, bt, "registry", reg_uri);
+    sbot_set_str(L, bt, "path", bios_path);
+    sbot_set_str(L, bt, "settings", bios_settings);
+    sbot_set_str(L, bt, "registry_id", reg_id);
+    sbot_set_str(L, bt, "registry", reg_uri);
     if (bios_settings)
-        sets(L, bt, "settings_etag", etag_of(L, &d, bios_settings));
+        sbot_set_str(L, bt, "settings_etag", etag_of(L, &d, bios_settings));
     lua_newtable(L);
     int cur = lua_gettop(L);
     lua_newtable(L);
@@ -810,7 +793,7 @@ static void discover_all(lua_State *L, int cl)
         int rd = lua_gettop(L);
         lua_newtable(L);
         int rt = lua_gettop(L);
-        sets(L, rt, "path", reg_uri);
+        sbot_set_str(L, rt, "path", reg_uri);
         lua_newtable(L);
         int ra = lua_gettop(L);
         push_list(L);
@@ -864,7 +847,7 @@ static void discover_all(lua_State *L, int cl)
             int e = lua_gettop(L);
             lua_getfield(L, f, "Id");
             lua_setfield(L, e, "id");
-            sets(L, e, "path", fp);
+            sbot_set_str(L, e, "path", fp);
             if (sbot_field_table(L, f, "Ethernet")) {
                 lua_getfield(L, -1, "MACAddress");
                 lua_setfield(L, e, "mac");
@@ -878,9 +861,9 @@ static void discover_all(lua_State *L, int cl)
                 sp = flink(L, -1, "SettingsObject");
                 lua_pop(L, 1);
             }
-            sets(L, e, "settings", sp);
+            sbot_set_str(L, e, "settings", sp);
             if (sp) {
-                sets(L, e, "settings_etag", etag_of(L, &d, sp));
+                sbot_set_str(L, e, "settings_etag", etag_of(L, &d, sp));
                 if (doc_of(L, &d, sp)) {
                     if (sbot_field_table(L, -1, "iSCSIBoot")) {
                         lua_setfield(L, e, "pending");
@@ -922,10 +905,10 @@ static void discover_all(lua_State *L, int cl)
             if (is_cd) {
                 lua_newtable(L);
                 int e = lua_gettop(L);
-                sets(L, e, "path", vp);
+                sbot_set_str(L, e, "path", vp);
                 lua_getfield(L, v, "Id");
                 lua_setfield(L, e, "id");
-                setb(L, e, "inserted", sbot_field_bool(L, v, "Inserted", 0));
+                sbot_set_bool(L, e, "inserted", sbot_field_bool(L, v, "Inserted", 0));
                 lua_getfield(L, v, "Image");
                 if (lua_type(L, -1) != LUA_TSTRING) {
                     lua_pop(L, 1);
@@ -969,8 +952,8 @@ static void discover_all(lua_State *L, int cl)
                 int e = lua_gettop(L);
                 lua_getfield(L, j, "Id");
                 lua_setfield(L, e, "id");
-                sets(L, e, "path", jp);
-                sets(L, e, "state", state);
+                sbot_set_str(L, e, "path", jp);
+                sbot_set_str(L, e, "state", state);
                 lua_getfield(L, j, "PercentComplete");
                 lua_setfield(L, e, "percent");
                 lua_getfield(L, j, "TargetSettingsURI");
@@ -1173,10 +1156,10 @@ static void push_desired(lua_State *L, int self, int D)
     int boot = has_boot ? lua_gettop(L) : 0;
     if (boot && sbot_field_str(L, boot, "mode"))
         mode = sbot_field_str(L, boot, "mode");
-    sets(L, W, "mode", mode);
+    sbot_set_str(L, W, "mode", mode);
     int uefi = strcmp(mode, "Uefi") == 0;
     if (boot)
-        sets(L, bios, "BootMode", mode);
+        sbot_set_str(L, bios, "BootMode", mode);
     const char *nic = NULL;
     if (sbot_field_table(L, cfg, "iscsi_boot")) {
         int ib = lua_gettop(L);
@@ -1245,27 +1228,27 @@ static void push_desired(lua_State *L, int self, int D)
         int chap = sbot_field_table(L, ib, "chap");
         int ch = chap ? lua_gettop(L) : 0;
         if (chap && sbot_field_bool(L, ch, "resend", 0))
-            setb(L, W, "chap_resend", 1);
+            sbot_set_bool(L, W, "chap_resend", 1);
         if (uefi) {
             lua_pushvalue(L, iqnpos);
             lua_setfield(L, bios, "IscsiInitiatorName");
-            sets(L, bios, "IscsiDev1EnDis", "Enabled");
-            sets(L, bios, "IscsiDev1Con1EnDis", "Enabled");
-            sets(L, bios, "IscsiDev1Con1Interface", nic);
-            sets(L, bios, "IscsiDev1Con1TgtDhcpEnDis", "Disabled");
-            sets(L, bios, "IscsiDev1Con1TargetName", tiqn);
-            sets(L, bios, "IscsiDev1Con1TargetIp", tip);
+            sbot_set_str(L, bios, "IscsiDev1EnDis", "Enabled");
+            sbot_set_str(L, bios, "IscsiDev1Con1EnDis", "Enabled");
+            sbot_set_str(L, bios, "IscsiDev1Con1Interface", nic);
+            sbot_set_str(L, bios, "IscsiDev1Con1TgtDhcpEnDis", "Disabled");
+            sbot_set_str(L, bios, "IscsiDev1Con1TargetName", tiqn);
+            sbot_set_str(L, bios, "IscsiDev1Con1TargetIp", tip);
             lua_pushinteger(L, port);
             lua_setfield(L, bios, "IscsiDev1Con1Port");
             lua_pushfstring(L, "%I", lun);
             lua_setfield(L, bios, "IscsiDev1Con1Lun");
-            sets(L, bios, "IscsiDev1Con1Auth", chap ? "Chap" : "None");
+            sbot_set_str(L, bios, "IscsiDev1Con1Auth", chap ? "Chap" : "None");
             if (chap) {
                 lua_getfield(L, ch, "user");
                 lua_setfield(L, bios, "IscsiDev1Con1ChapName");
                 lua_getfield(L, ch, "secret");
                 lua_setfield(L, bios, "IscsiDev1Con1ChapSecret");
-                setb(L, wo, "IscsiDev1Con1ChapSecret", 1);
+                sbot_set_bool(L, wo, "IscsiDev1Con1ChapSecret", 1);
             }
         }
         /* the NIC function's own iSCSI boot settings */
@@ -1281,20 +1264,20 @@ static void push_desired(lua_State *L, int self, int D)
         int v = lua_gettop(L);
         lua_pushvalue(L, iqnpos);
         lua_setfield(L, v, "InitiatorName");
-        setb(L, v, "TargetInfoViaDHCP", 0);
-        sets(L, v, "PrimaryTargetName", tiqn);
-        sets(L, v, "PrimaryTargetIPAddress", tip);
+        sbot_set_bool(L, v, "TargetInfoViaDHCP", 0);
+        sbot_set_str(L, v, "PrimaryTargetName", tiqn);
+        sbot_set_str(L, v, "PrimaryTargetIPAddress", tip);
         lua_pushinteger(L, port);
         lua_setfield(L, v, "PrimaryTargetTCPPort");
         lua_pushinteger(L, lun);
         lua_setfield(L, v, "PrimaryLUN");
-        sets(L, v, "AuthenticationMethod", chap ? "CHAP" : "None");
+        sbot_set_str(L, v, "AuthenticationMethod", chap ? "CHAP" : "None");
         if (chap) {
             lua_getfield(L, ch, "user");
             lua_setfield(L, v, "CHAPUsername");
             lua_getfield(L, ch, "secret");
             lua_setfield(L, v, "CHAPSecret");
-            setb(L, wo, "CHAPSecret", 1);
+            sbot_set_bool(L, wo, "CHAPSecret", 1);
         }
         lua_setfield(L, n, "values");
         lua_setfield(L, W, "nic");
@@ -1304,7 +1287,7 @@ static void push_desired(lua_State *L, int self, int D)
     if (boot && sbot_field_str(L, boot, "first")) {
         const char *first = sbot_field_str(L, boot, "first");
         const char *seq_attr = uefi ? "UefiBootSeq" : "BootSeq";
-        sets(L, W, "seq_attr", seq_attr);
+        sbot_set_str(L, W, "seq_attr", seq_attr);
         lua_getfield(L, D, "bios");
         lua_getfield(L, -1, "attributes");
         const char *cur = sbot_field_str(L, -1, seq_attr);
@@ -1760,17 +1743,17 @@ static void add_settings_change(lua_State *L, int changes, int diff, const char 
     }
     lua_newtable(L);
     int c = lua_gettop(L);
-    sets(L, c, "kind", kind);
-    sets(L, c, "resource", settings);
-    sets(L, c, "action", "update");
+    sbot_set_str(L, c, "kind", kind);
+    sbot_set_str(L, c, "resource", settings);
+    sbot_set_str(L, c, "action", "update");
     lua_getfield(L, diff, "before");
     lua_setfield(L, c, "before");
     lua_getfield(L, diff, "after");
     lua_setfield(L, c, "after");
     lua_getfield(L, diff, "send");
     lua_setfield(L, c, "patch");
-    sets(L, c, "etag", etag);
-    setb(L, c, "apply_time", apply_time);
+    sbot_set_str(L, c, "etag", etag);
+    sbot_set_bool(L, c, "apply_time", apply_time);
     if (job) {
         lua_getfield(L, job, "path");
         lua_setfield(L, c, "delete_job");
@@ -1925,8 +1908,8 @@ static int r630_plan(lua_State *L)
             /* BIOS one-time boot sequence: part of the BIOS job, no extra reboot */
             lua_newtable(L);
             int once = lua_gettop(L);
-            sets(L, once, "OneTimeBootMode", uefi ? "OneTimeUefiBootSeq" : "OneTimeBootSeq");
-            sets(L, once, dev_attr, dev);
+            sbot_set_str(L, once, "OneTimeBootMode", uefi ? "OneTimeUefiBootSeq" : "OneTimeBootSeq");
+            sbot_set_str(L, once, dev_attr, dev);
             check_values(L, self, D, once, 0, 0, problems);
             raise_problems(L, problems, "");
             lua_pushnil(L);
@@ -2015,14 +1998,14 @@ static int r630_plan(lua_State *L)
         clearing = 1;
         lua_newtable(L);
         int c = lua_gettop(L);
-        sets(L, c, "kind", "clear_pending");
-        sets(L, c, "resource", js);
-        sets(L, c, "action", "delete");
+        sbot_set_str(L, c, "kind", "clear_pending");
+        sbot_set_str(L, c, "resource", js);
+        sbot_set_str(L, c, "action", "delete");
         lua_getfield(L, D, "jobs");
         lua_setfield(L, c, "before");
         lua_pushvalue(L, conflicts);
         lua_setfield(L, c, "conflicts");
-        sets(L, c, "reason", "clear_pending: pending jobs and values conflict with this run");
+        sbot_set_str(L, c, "reason", "clear_pending: pending jobs and values conflict with this run");
         append(L, changes);
         /* with the queue cleared, compare against current values only */
         lua_newtable(L);
@@ -2054,36 +2037,36 @@ static int r630_plan(lua_State *L)
             if (inserted) {
                 lua_newtable(L);
                 int c = lua_gettop(L);
-                sets(L, c, "kind", "eject");
+                sbot_set_str(L, c, "kind", "eject");
                 lua_getfield(L, cd, "path");
                 lua_setfield(L, c, "resource");
-                sets(L, c, "action", "delete");
+                sbot_set_str(L, c, "action", "delete");
                 lua_newtable(L);
-                sets(L, -1, "image", img);
+                sbot_set_str(L, -1, "image", img);
                 lua_setfield(L, c, "before");
                 lua_getfield(L, cd, "eject");
                 lua_setfield(L, c, "target");
-                sets(L, c, "reason", img && url && strcmp(img, url) == 0
+                sbot_set_str(L, c, "reason", img && url && strcmp(img, url) == 0
                                          ? "eject before inserting again (the one-time boot reads a fresh mount)"
                                          : "another image is inserted: eject before insert");
                 append(L, changes);
             }
             lua_newtable(L);
             int c = lua_gettop(L);
-            sets(L, c, "kind", "insert");
+            sbot_set_str(L, c, "kind", "insert");
             lua_getfield(L, cd, "path");
             lua_setfield(L, c, "resource");
-            sets(L, c, "action", inserted ? "update" : "create");
+            sbot_set_str(L, c, "action", inserted ? "update" : "create");
             lua_newtable(L);
-            setb(L, -1, "inserted", inserted);
-            sets(L, -1, "image", img);
+            sbot_set_bool(L, -1, "inserted", inserted);
+            sbot_set_str(L, -1, "image", img);
             lua_setfield(L, c, "before");
             lua_newtable(L);
-            sets(L, -1, "image", url);
+            sbot_set_str(L, -1, "image", url);
             lua_setfield(L, c, "after");
             lua_getfield(L, cd, "insert");
             lua_setfield(L, c, "target");
-            sets(L, c, "reason", cd_boot ? "the image this server boots once" : "the image stays inserted");
+            sbot_set_str(L, c, "reason", cd_boot ? "the image this server boots once" : "the image stays inserted");
             append(L, changes);
         }
         lua_pop(L, 1);
@@ -2091,7 +2074,7 @@ static int r630_plan(lua_State *L)
     if (use_scp) {
         lua_newtable(L);
         int c = lua_gettop(L);
-        sets(L, c, "kind", "scp_boot_once");
+        sbot_set_str(L, c, "kind", "scp_boot_once");
         lua_getfield(L, D, "manager");
         lua_getfield(L, -1, "scp");
         lua_getfield(L, -1, "target");
@@ -2099,12 +2082,14 @@ static int r630_plan(lua_State *L)
         lua_getfield(L, -1, "target");
         lua_setfield(L, c, "target");
         lua_pop(L, 2);
-        sets(L, c, "action", "update");
+        sbot_set_str(L, c, "action", "update");
         lua_newtable(L);
-        sets(L, -1, "ServerBoot.1#BootOnce", "Enabled");
-        sets(L, -1, "ServerBoot.1#FirstBootDevice", "VCD-DVD");
+        sbot_set_str(L, -1, "ServerBoot.1#BootOnce", "Enabled");
+        sbot_set_str(L, -1, "ServerBoot.1#FirstBootDevice", "VCD-DVD");
         lua_setfield(L, c, "after");
-        sets(L, c, "reason", "boot the virtual CD once (Server Configuration Profile import: the BIOS has no one-time boot attributes)");
+        sbot_set_str(L, c, "reason",
+                     "boot the virtual CD once (Server Configuration Profile import: the BIOS has no one-time boot "
+                     "attributes)");
         append(L, changes);
     }
 
@@ -2148,7 +2133,7 @@ static int r630_plan(lua_State *L)
     if (need_reboot) {
         lua_newtable(L);
         int c = lua_gettop(L);
-        sets(L, c, "kind", "reboot");
+        sbot_set_str(L, c, "kind", "reboot");
         lua_getfield(L, D, "system");
         lua_getfield(L, -1, "path");
         lua_setfield(L, c, "resource");
@@ -2157,7 +2142,7 @@ static int r630_plan(lua_State *L)
         lua_setfield(L, -2, "power_state");
         lua_setfield(L, c, "before");
         lua_pop(L, 1);
-        sets(L, c, "action", "update");
+        sbot_set_str(L, c, "action", "update");
         lua_newtable(L);
         const char *how = "graceful_then_force";
         if (sbot_field_table(L, cfg, "power")) {
@@ -2165,14 +2150,14 @@ static int r630_plan(lua_State *L)
                 how = sbot_field_str(L, -1, "reboot");
             lua_pop(L, 1);
         }
-        sets(L, -1, "reset", how);
+        sbot_set_str(L, -1, "reset", how);
         lua_pushvalue(L, reboot_jobs);
         lua_setfield(L, -2, "scheduled_jobs");
         lua_setfield(L, c, "after");
         lua_pushvalue(L, reboot_jobs);
         lua_setfield(L, c, "jobs");
-        setb(L, c, "cd_boot", cd_boot);
-        sets(L, c, "reason", cd_boot ? "one reboot: run the configuration jobs and boot the virtual CD once"
+        sbot_set_bool(L, c, "cd_boot", cd_boot);
+        sbot_set_str(L, c, "reason", cd_boot ? "one reboot: run the configuration jobs and boot the virtual CD once"
                                      : "one reboot: run the configuration jobs");
         append(L, changes);
     }
@@ -2269,7 +2254,7 @@ static void reset(lua_State *L, int self, int cl, const char *target, const char
     const char *id = sbot_field_str(L, self, "id");
     sbot_log(L, SBOT_INFO, "r630 (%s): ComputerSystem.Reset %s", id ? id : "?", type);
     lua_newtable(L);
-    sets(L, -1, "ResetType", type);
+    sbot_set_str(L, -1, "ResetType", type);
     int top = lua_gettop(L);
     int ok = post(L, cl, target, top);
     if (!ok) {
@@ -2385,13 +2370,13 @@ static int apply_settings(lua_State *L, int self, int change, int cl)
         lua_setfield(L, body, strcmp(kind, "bios") == 0 ? "Attributes" : "iSCSIBoot");
         if (sbot_field_bool(L, change, "apply_time", 0)) {
             lua_newtable(L);
-            sets(L, -1, "ApplyTime", "OnReset");
+            sbot_set_str(L, -1, "ApplyTime", "OnReset");
             lua_setfield(L, body, "@Redfish.SettingsApplyTime");
         }
         lua_newtable(L);
         int opts = lua_gettop(L);
         if (sbot_field_str(L, change, "etag") && !old)
-            sets(L, opts, "etag", sbot_field_str(L, change, "etag"));
+            sbot_set_str(L, opts, "etag", sbot_field_str(L, change, "etag"));
         int n = 0;
         for (int attempt = 1; attempt <= 3; attempt++) {
             n = sbot_redfish_patch(L, cl, settings, body, count_keys(L, opts) ? opts : 0);
@@ -2457,7 +2442,7 @@ static int apply_settings(lua_State *L, int self, int change, int cl)
         if (!jobs)
             return luaL_error(L, "%s: the manager offers no job queue to run the change", settings);
         lua_newtable(L);
-        sets(L, -1, "TargetSettingsURI", settings);
+        sbot_set_str(L, -1, "TargetSettingsURI", settings);
         if (post(L, cl, jobs, lua_gettop(L))) {
             job = sbot_field_str(L, -1, "location");
             if (!job)
@@ -2474,9 +2459,9 @@ static int apply_settings(lua_State *L, int self, int change, int cl)
         job = sbot_field_str(L, change, "created_job");
     }
     lua_newtable(L);
-    sets(L, -1, "job", job);
+    sbot_set_str(L, -1, "job", job);
     const char *slash = strrchr(job, '/');
-    sets(L, -1, "job_id", slash ? slash + 1 : job);
+    sbot_set_str(L, -1, "job_id", slash ? slash + 1 : job);
     lua_getfield(L, change, "after");
     lua_setfield(L, -2, "set");
     return 1;
@@ -2545,7 +2530,7 @@ static int apply_reboot(lua_State *L, int self, int change, int cl)
     sbot_progress_end(L, "reboot");
     lua_pushvalue(L, steps);
     lua_setfield(L, res, "resets");
-    setb(L, res, "forced", forced);
+    sbot_set_bool(L, res, "forced", forced);
 
     /* every job of this run, with progress */
     lua_getfield(L, change, "jobs");
@@ -2571,11 +2556,11 @@ static int apply_reboot(lua_State *L, int self, int change, int cl)
         const char *jid = slash ? slash + 1 : jp;
         int k = sbot_redfish_wait_job(L, cl, jp, wopts);
         if (k == 1) {
-            sets(L, done, jid, "Completed");
+            sbot_set_str(L, done, jid, "Completed");
         } else {
             lua_pushvalue(L, -k + 1);
             append(L, failed);
-            sets(L, done, jid, "Failed");
+            sbot_set_str(L, done, jid, "Failed");
         }
         lua_pop(L, k + 1);
     }
@@ -2600,9 +2585,9 @@ static int media_action(lua_State *L, int cl, const char *target, const char *pa
         lua_newtable(L);
         int body = lua_gettop(L);
         if (insert) {
-            sets(L, body, "Image", url);
-            setb(L, body, "Inserted", 1);
-            setb(L, body, "WriteProtected", 1);
+            sbot_set_str(L, body, "Image", url);
+            sbot_set_bool(L, body, "Inserted", 1);
+            sbot_set_bool(L, body, "WriteProtected", 1);
         }
         if (post(L, cl, target, body)) {
             lua_settop(L, top);
@@ -2643,9 +2628,9 @@ static int apply_media(lua_State *L, int change, int cl, int insert)
     if (!media_action(L, cl, target, path, insert, url))
         return lua_error(L);
     lua_newtable(L);
-    setb(L, -1, "inserted", insert);
+    sbot_set_bool(L, -1, "inserted", insert);
     if (url)
-        sets(L, -1, "image", url);
+        sbot_set_str(L, -1, "image", url);
     return 1;
 }
 
@@ -2664,11 +2649,11 @@ static int apply_clear(lua_State *L, int change, int cl)
     if (!target)
         return luaL_error(L, "clear_pending: %s offers no DellJobService.DeleteJobQueue action", js);
     lua_newtable(L);
-    sets(L, -1, "JobID", "JID_CLEARALL");
+    sbot_set_str(L, -1, "JobID", "JID_CLEARALL");
     if (!post(L, cl, target, lua_gettop(L)))
         return luaL_error(L, "clear_pending: %s", lua_tostring(L, -2));
     lua_newtable(L);
-    setb(L, -1, "cleared", 1);
+    sbot_set_bool(L, -1, "cleared", 1);
     return 1;
 }
 
@@ -2678,10 +2663,10 @@ static int apply_scp(lua_State *L, int self, int change, int cl)
     lua_newtable(L);
     int body = lua_gettop(L);
     lua_newtable(L);
-    sets(L, -1, "Target", "IDRAC");
+    sbot_set_str(L, -1, "Target", "IDRAC");
     lua_setfield(L, body, "ShareParameters");
-    sets(L, body, "ShutdownType", "NoReboot");
-    sets(L, body, "ImportBuffer",
+    sbot_set_str(L, body, "ShutdownType", "NoReboot");
+    sbot_set_str(L, body, "ImportBuffer",
          "<SystemConfiguration><Component FQDD=\"iDRAC.Embedded.1\">"
          "<Attribute Name=\"ServerBoot.1#BootOnce\">Enabled</Attribute>"
          "<Attribute Name=\"ServerBoot.1#FirstBootDevice\">VCD-DVD</Attribute>"
@@ -2701,7 +2686,7 @@ static int apply_scp(lua_State *L, int self, int change, int cl)
     if (k != 1)
         return luaL_error(L, "Server Configuration Profile import: %s", lua_tostring(L, -k + 1));
     lua_newtable(L);
-    sets(L, -1, "task", loc);
+    sbot_set_str(L, -1, "task", loc);
     return 1;
 }
 
@@ -2749,7 +2734,7 @@ static int r630_undo(lua_State *L)
                 return luaL_error(L, "undo insert: eject: %s", lua_tostring(L, -2));
         }
         lua_newtable(L);
-        setb(L, -1, "ejected", 1);
+        sbot_set_bool(L, -1, "ejected", 1);
         return 1;
     }
     if (strcmp(kind, "eject") == 0) {
@@ -2761,13 +2746,13 @@ static int r630_undo(lua_State *L)
         if (!img || !insert)
             return luaL_error(L, "undo eject: the image that was inserted is not known");
         lua_newtable(L);
-        sets(L, -1, "Image", img);
-        setb(L, -1, "Inserted", 1);
-        setb(L, -1, "WriteProtected", 1);
+        sbot_set_str(L, -1, "Image", img);
+        sbot_set_bool(L, -1, "Inserted", 1);
+        sbot_set_bool(L, -1, "WriteProtected", 1);
         if (!post(L, 3, insert, lua_gettop(L)))
             return luaL_error(L, "undo eject: insert %s again: %s", img, lua_tostring(L, -2));
         lua_newtable(L);
-        sets(L, -1, "inserted", img);
+        sbot_set_str(L, -1, "inserted", img);
         return 1;
     }
     if (strcmp(kind, "bios") == 0 || strcmp(kind, "nic") == 0) {
@@ -2777,7 +2762,7 @@ static int r630_undo(lua_State *L)
         rget(L, 3, job, 1);
         if (lua_isnil(L, -1)) {
             lua_newtable(L);
-            sets(L, -1, "note", "the job is gone");
+            sbot_set_str(L, -1, "note", "the job is gone");
             return 1;
         }
         const char *state = sbot_field_str(L, -1, "JobState");
@@ -2786,16 +2771,16 @@ static int r630_undo(lua_State *L)
             if (n != 1)
                 return luaL_error(L, "undo: delete job %s: %s", job, lua_tostring(L, -n + 1));
             lua_newtable(L);
-            sets(L, -1, "deleted_job", job);
-            sets(L, -1, "note", "the job will not run; its values stay pending in the Settings resource");
+            sbot_set_str(L, -1, "deleted_job", job);
+            sbot_set_str(L, -1, "note", "the job will not run; its values stay pending in the Settings resource");
             return 1;
         }
         if (state && strcmp(state, "Completed") == 0)
             return luaL_error(L, "undo: job %s already applied the values; restoring them needs another job and "
                                  "reboot: run again with the previous configuration", job);
         lua_newtable(L);
-        sets(L, -1, "note", "the job did not apply its values");
-        sets(L, -1, "state", state);
+        sbot_set_str(L, -1, "note", "the job did not apply its values");
+        sbot_set_str(L, -1, "state", state);
         return 1;
     }
     if (strcmp(kind, "reboot") == 0)
@@ -2944,7 +2929,7 @@ static int r630_housekeep(lua_State *L)
         const char *state = lua_istable(L, -1) ? sbot_field_str(L, -1, "JobState") : NULL;
         if (!state && lua_istable(L, -1))
             state = sbot_field_str(L, -1, "TaskState");
-        sets(L, jobs, slash ? slash + 1 : jp, state ? state : "absent");
+        sbot_set_str(L, jobs, slash ? slash + 1 : jp, state ? state : "absent");
         if (!state || strcmp(state, "Completed") != 0)
             PROBLEM(L, problems, "job %s is %s, not Completed", slash ? slash + 1 : jp, state ? state : "absent");
         lua_pop(L, 2);
@@ -2985,10 +2970,10 @@ static int r630_housekeep(lua_State *L)
                 PROBLEM(L, problems, "the one-time boot from the virtual CD has not happened (OneTimeBootMode is still %s)",
                         mode);
             } else {
-                sets(L, hk, "one_time_boot", "consumed");
+                sbot_set_str(L, hk, "one_time_boot", "consumed");
             }
         } else {
-            sets(L, hk, "one_time_boot", "requested through Server Configuration Profile (not readable back)");
+            sbot_set_str(L, hk, "one_time_boot", "requested through Server Configuration Profile (not readable back)");
         }
         lua_getfield(L, W, "vm");
         int eject = lua_istable(L, -1) && sbot_field_bool(L, -1, "eject_after", 1);
@@ -3003,7 +2988,7 @@ static int r630_housekeep(lua_State *L)
                 else if (!media_action(L, cl, target, sbot_field_str(L, vmd, "path"), 0, NULL))
                     PROBLEM(L, problems, "eject after the one-time boot: %s", lua_tostring(L, -1));
                 else
-                    setb(L, hk, "ejected", 1);
+                    sbot_set_bool(L, hk, "ejected", 1);
             }
             lua_settop(L, wo);
         }
@@ -3031,7 +3016,7 @@ static int r630_housekeep(lua_State *L)
     lua_getfield(L, -1, "encode");
     lua_newtable(L);
     int rec = lua_gettop(L);
-    sets(L, rec, "id", id);
+    sbot_set_str(L, rec, "id", id);
     lua_getfield(L, D2, "service");
     lua_setfield(L, rec, "service");
     lua_getfield(L, self, "discovery");
@@ -3045,24 +3030,24 @@ static int r630_housekeep(lua_State *L)
     lua_pushvalue(L, problems);
     lua_setfield(L, rec, "problems");
     lua_newtable(L);
-    setb(L, -1, "indent", 1);
-    sets(L, -1, "secrets", "redact"); /* a record: a CHAP secret in the plan is <redacted> */
+    sbot_set_bool(L, -1, "indent", 1);
+    sbot_set_str(L, -1, "secrets", "redact"); /* a record: a CHAP secret in the plan is <redacted> */
     lua_call(L, 2, 1);
     int text = lua_gettop(L);
     lua_getfield(L, self, "artifact");
     lua_pushvalue(L, self);
     lua_newtable(L);
-    sets(L, -1, "key", "r630.json");
-    sets(L, -1, "type", "application/json");
+    sbot_set_str(L, -1, "key", "r630.json");
+    sbot_set_str(L, -1, "type", "application/json");
     lua_pushvalue(L, text);
     lua_setfield(L, -2, "content");
     lua_call(L, 2, 0);
     lua_settop(L, wo);
 
     raise_problems(L, problems, "verification failed: ");
-    setb(L, hk, "verified", 1);
+    sbot_set_bool(L, hk, "verified", 1);
     if (lua_getfield(L, hk, "ejected") == LUA_TNIL)
-        setb(L, hk, "ejected", 0);
+        sbot_set_bool(L, hk, "ejected", 0);
     lua_pop(L, 1);
     lua_pushvalue(L, hk);
     return 1;
@@ -3196,8 +3181,8 @@ int luaopen_sbot_component_r630(lua_State *L)
     lua_pop(L, 1);
     lua_newtable(L);
     int spec = lua_gettop(L);
-    sets(L, spec, "name", "r630");
-    sets(L, spec, "description",
+    sbot_set_str(L, spec, "name", "r630");
+    sbot_set_str(L, spec, "description",
          "Dell PowerEdge R630 (iDRAC 8; iDRAC 9 machines too) over Redfish: BIOS and NIC iSCSI boot settings "
          "checked against the attribute registry, one configuration job per Settings target, the virtual CD "
          "booted once, exactly one reboot, verified by reading everything back.");
@@ -3233,7 +3218,7 @@ int luaopen_sbot_component_r630(lua_State *L)
               {NULL, NULL, NULL}};
     for (int i = 0; hs[i].name; i++) {
         lua_newtable(L);
-        sets(L, -1, "description", hs[i].description);
+        sbot_set_str(L, -1, "description", hs[i].description);
         lua_pushcfunction(L, hs[i].def);
         lua_setfield(L, -2, "default");
         lua_setfield(L, hooks, hs[i].name);

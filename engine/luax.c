@@ -46,3 +46,33 @@ int sbot_field_table(lua_State *L, int t, const char *k)
     lua_pop(L, 1);
     return 0;
 }
+
+void sbot_set_str(lua_State *L, int t, const char *k, const char *v)
+{
+    t = lua_absindex(L, t);
+    if (v)
+        lua_pushstring(L, v);
+    else
+        lua_pushnil(L);
+    lua_setfield(L, t, k);
+}
+
+void sbot_set_int(lua_State *L, int t, const char *k, lua_Integer v)
+{
+    t = lua_absindex(L, t);
+    lua_pushinteger(L, v);
+    lua_setfield(L, t, k);
+}
+
+void sbot_set_bool(lua_State *L, int t, const char *k, int v)
+{
+    t = lua_absindex(L, t);
+    lua_pushboolean(L, v);
+    lua_setfield(L, t, k);
+}
+
+void sbot_set_top(lua_State *L, int t, const char *k)
+{
+    t = lua_absindex(L, t);
+    lua_setfield(L, t, k);
+}

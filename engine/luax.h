@@ -31,4 +31,14 @@ double sbot_field_num(lua_State *L, int t, const char *k, double dflt);
 /* Push t[k] and return 1 if it is a table; else push nothing and return 0. */
 int sbot_field_table(lua_State *L, int t, const char *k);
 
+/* ---- writing fields: t[k] = v (metamethods apply, as lua_setfield) -------- */
+
+/* t[k] = v, or nil when v is NULL. */
+void sbot_set_str(lua_State *L, int t, const char *k, const char *v);
+void sbot_set_int(lua_State *L, int t, const char *k, lua_Integer v);
+/* t[k] = (v != 0) */
+void sbot_set_bool(lua_State *L, int t, const char *k, int v);
+/* t[k] = the value on the top of the stack, which is popped. */
+void sbot_set_top(lua_State *L, int t, const char *k);
+
 #endif
