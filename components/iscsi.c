@@ -70,22 +70,12 @@ static double mono(void)
 /* seconds between logins while TrueNAS rate-limits them */
 #define RATE_RETRY 5.0
 
-static void push_array(lua_State *L)
-{
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "sbot.json");
-    lua_call(L, 1, 1);
-    lua_getfield(L, -1, "array");
-    lua_remove(L, -2);
-    lua_call(L, 0, 1);
-}
-
 /* [[field, "=", <value at idx>]] */
 static void push_filter(lua_State *L, const char *field, int value)
 {
     value = lua_absindex(L, value);
-    push_array(L);
-    push_array(L);
+    sbot_push_array(L);
+    sbot_push_array(L);
     lua_pushstring(L, field);
     lua_rawseti(L, -2, 1);
     lua_pushliteral(L, "=");
@@ -582,7 +572,7 @@ static void fill_identity(lua_State *L, int self, int d)
     lua_setfield(L, d, "initiator");
     if (lua_getfield(L, cfg, "initiators") != LUA_TTABLE || lua_rawlen(L, -1) == 0) {
         lua_pop(L, 1);
-        push_array(L);
+        sbot_push_array(L);
         lua_getfield(L, d, "initiator");
         lua_rawseti(L, -2, 1);
     }
@@ -766,7 +756,7 @@ static void discover_chap(lua_State *L, int self, int res, int d, const char *ma
     lua_Integer cur_tid = ifield(L, d, "target_id", -1), cur_tag = -1;
     lua_newtable(L); /* tag -> true: named by a group of any target */
     int referenced = lua_gettop(L);
-    push_array(L);
+    sbot_push_array(L);
     int others = lua_gettop(L);
     must(L, res, "iscsi.target.query", 0);
     int targets = lua_gettop(L);
@@ -795,7 +785,7 @@ static void discover_chap(lua_State *L, int self, int res, int d, const char *ma
         lua_pop(L, 2);
     }
     lua_pop(L, 1);
-    push_array(L);
+    sbot_push_array(L);
     int tags = lua_gettop(L);
     if (cur_tag >= 0)
         add_unique(L, tags, cur_tag);
@@ -1170,7 +1160,7 @@ static int c_plan(lua_State *L)
     const char *id = server_id(L, self);
     char mark[256];
     snprintf(mark, sizeof mark, "sbot:%s", id);
-    push_array(L);
+    sbot_push_array(L);
     int list = lua_gettop(L);
 
     /* everything is checked before anything is written */
@@ -1719,9 +1709,9 @@ static lua_Integer free_tag(lua_State *L, int res)
 /* [[field1, "=", v1], [field2, "=", v2]] with v1 an integer, v2 a string. */
 static void push_filter2(lua_State *L, const char *f1, lua_Integer v1, const char *f2, const char *v2)
 {
-    push_array(L);
+    sbot_push_array(L);
     for (int i = 0; i < (f2 ? 2 : 1); i++) {
-        push_array(L);
+        sbot_push_array(L);
         lua_pushstring(L, i == 0 ? f1 : f2);
         lua_rawseti(L, -2, 1);
         lua_pushliteral(L, "=");
@@ -1916,7 +1906,7 @@ static int c_apply(lua_State *L)
             lua_pushfstring(L, "sbot:%s %s", id, tname ? tname : "");
         lua_setfield(L, -4, "alias");
         lua_pop(L, 2);
-        push_array(L);
+        sbot_push_array(L);
         push_group(L, self, pid, gid);
         lua_rawseti(L, -2, 1);
         lua_setfield(L, -2, "groups");
@@ -1931,7 +1921,7 @@ static int c_apply(lua_State *L)
         must(L, res, "iscsi.target.get_instance", 1);
         lua_getfield(L, -1, "groups");
         int groups = lua_gettop(L);
-        push_array(L);
+        sbot_push_array(L);
         int ng = lua_gettop(L);
         push_group(L, self, pid, gid);
         int want = lua_gettop(L);
@@ -2391,7 +2381,7 @@ static int c_housekeep(lua_State *L)
 
     /* leftovers of this server marked by sbot: unmapped extents, targets
      * without LUNs, unused initiator groups (zvols are data: listed only) */
-    push_array(L);
+    sbot_push_array(L);
     int removed = lua_gettop(L);
     lua_Integer nrem = 0;
     lua_pushstring(L, mark);
@@ -2524,7 +2514,7 @@ static int c_housekeep(lua_State *L)
     lua_setfield(L, hk, "removed");
     lua_pop(L, 1);
     /* marked zvols of this server other than the current one: reported */
-    push_array(L);
+    sbot_push_array(L);
     int left = lua_gettop(L);
     lua_Integer nleft = 0;
     lua_pushliteral(L, "VOLUME");

@@ -53,20 +53,6 @@
  * small Lua helpers
  * ======================================================================== */
 
-/* A new table marked as a JSON array (sbot.json's marker, by its name). */
-static void new_array(lua_State *L)
-{
-    lua_newtable(L);
-    luaL_newmetatable(L, "sbot.json.array");
-    lua_setmetatable(L, -2);
-}
-
-static void append(lua_State *L, int list)
-{
-    list = lua_absindex(L, list);
-    lua_rawseti(L, list, (lua_Integer)lua_rawlen(L, list) + 1);
-}
-
 static void push_require(lua_State *L, const char *mod, const char *field)
 {
     lua_getglobal(L, "require");
@@ -445,7 +431,7 @@ static int verify_iso(lua_State *L, const char *path)
     int info = lua_gettop(L);
     lua_createtable(L, 0, 2);
     sbot_set_int(L, -1, "catalog_lba", catalog);
-    new_array(L);
+    sbot_push_array(L);
     int entries = lua_gettop(L);
     int platform = sec[1];
     /* the initial entry, then section headers (0x90, last 0x91) with entries */
@@ -467,7 +453,7 @@ static int verify_iso(lua_State *L, const char *path)
             sbot_set_int(L, -1, "sectors", le16(e + 6));
             if (le32(e + 8) >= blocks)
                 BAD("ISO %s: El Torito boot image at block %d is outside the image", path, (int)le32(e + 8));
-            append(L, entries);
+            sbot_append(L, entries);
             n++;
         } else if (e[0] == 0x90 || e[0] == 0x91) {
             platform = e[1];
@@ -521,7 +507,7 @@ static void problem(struct problems *p, const char *fmt, ...)
     lua_pushvfstring(p->L, fmt, ap);
     va_end(ap);
     lua_concat(p->L, 2);
-    append(p->L, p->list);
+    sbot_append(p->L, p->list);
 }
 
 /* Push a MAC in the one form compared and written: lower case, ':' separated. */
@@ -681,7 +667,7 @@ static void build_model(lua_State *L, int self)
         problem(&p, "openshift.service_network: %s overlaps the machine network %s", sn, mn);
 
     /* the cluster's servers */
-    new_array(L);
+    sbot_push_array(L);
     int hosts = lua_gettop(L);
     lua_newtable(L); /* mac -> "servers[i] (id)" */
     int macs_seen = lua_gettop(L);
@@ -809,7 +795,7 @@ static void build_model(lua_State *L, int self)
                 lua_setfield(L, h, "root_device_hints");
             }
         }
-        append(L, hosts);
+        sbot_append(L, hosts);
         lua_pop(L, 2); /* where, server */
     }
     lua_pop(L, 1); /* servers */
@@ -989,9 +975,9 @@ static int l_check(lua_State *L)
 
 static void push_str_list(lua_State *L, const char *a)
 {
-    new_array(L);
+    sbot_push_array(L);
     lua_pushstring(L, a);
-    append(L, -2);
+    sbot_append(L, -2);
 }
 
 /* nmstate for one host: its primary interface with the static node IP, the
@@ -1006,7 +992,7 @@ static void push_network_config(lua_State *L, int m, int h)
     lua_pop(L, 1);
     lua_newtable(L);
     int nc = lua_gettop(L);
-    new_array(L);
+    sbot_push_array(L);
     lua_newtable(L);
     sbot_set_str(L, -1, "name", itf);
     sbot_set_str(L, -1, "type", "ethernet");
@@ -1015,28 +1001,28 @@ static void push_network_config(lua_State *L, int m, int h)
     lua_newtable(L);
     sbot_set_bool(L, -1, "enabled", 1);
     sbot_set_bool(L, -1, "dhcp", 0);
-    new_array(L);
+    sbot_push_array(L);
     lua_newtable(L);
     sbot_set_str(L, -1, "ip", ip);
     lua_getfield(L, h, "prefix");
     lua_setfield(L, -2, "prefix-length");
-    append(L, -2);
+    sbot_append(L, -2);
     lua_setfield(L, -2, "address");
     if (v6)
         sbot_set_bool(L, -1, "autoconf", 0);
     lua_setfield(L, -2, v6 ? "ipv6" : "ipv4");
-    append(L, -2);
+    sbot_append(L, -2);
     lua_setfield(L, nc, "interfaces");
     const char *gw = sbot_field_str(L, h, "gateway");
     if (gw) {
         lua_newtable(L);
-        new_array(L);
+        sbot_push_array(L);
         lua_newtable(L);
         sbot_set_str(L, -1, "destination", v6 ? "::/0" : "0.0.0.0/0");
         sbot_set_str(L, -1, "next-hop-address", gw);
         sbot_set_str(L, -1, "next-hop-interface", itf);
         sbot_set_int(L, -1, "table-id", 254);
-        append(L, -2);
+        sbot_append(L, -2);
         lua_setfield(L, -2, "config");
         lua_setfield(L, nc, "routes");
     }
@@ -1074,28 +1060,28 @@ static void render(lua_State *L, int m)
     sbot_set_str(L, -1, "architecture", "amd64");
     sbot_set_str(L, -1, "hyperthreading", "Enabled");
     lua_setfield(L, ic, "controlPlane");
-    new_array(L);
+    sbot_push_array(L);
     lua_newtable(L);
     sbot_set_str(L, -1, "name", "worker");
     lua_getfield(L, m, "workers");
     lua_setfield(L, -2, "replicas");
     sbot_set_str(L, -1, "architecture", "amd64");
     sbot_set_str(L, -1, "hyperthreading", "Enabled");
-    append(L, -2);
+    sbot_append(L, -2);
     lua_setfield(L, ic, "compute");
     lua_newtable(L);
     sbot_set_str(L, -1, "networkType", sbot_field_str(L, m, "network_type"));
-    new_array(L);
+    sbot_push_array(L);
     lua_newtable(L);
     sbot_set_str(L, -1, "cidr", sbot_field_str(L, m, "machine_network"));
-    append(L, -2);
+    sbot_append(L, -2);
     lua_setfield(L, -2, "machineNetwork");
-    new_array(L);
+    sbot_push_array(L);
     lua_newtable(L);
     sbot_set_str(L, -1, "cidr", sbot_field_str(L, m, "cluster_network"));
     lua_getfield(L, m, "host_prefix");
     lua_setfield(L, -2, "hostPrefix");
-    append(L, -2);
+    sbot_append(L, -2);
     lua_setfield(L, -2, "clusterNetwork");
     push_str_list(L, sbot_field_str(L, m, "service_network"));
     lua_setfield(L, -2, "serviceNetwork");
@@ -1126,15 +1112,15 @@ static void render(lua_State *L, int m)
     sbot_set_str(L, ac, "rendezvousIP", sbot_field_str(L, m, "rendezvous_ip"));
     lua_getfield(L, m, "ntp_servers");
     if (lua_istable(L, -1) && lua_rawlen(L, -1) > 0) {
-        new_array(L);
+        sbot_push_array(L);
         for (lua_Integer k = 1; k <= (lua_Integer)lua_rawlen(L, -2); k++) {
             lua_rawgeti(L, -2, k);
-            append(L, -2);
+            sbot_append(L, -2);
         }
         lua_setfield(L, ac, "additionalNTPSources");
     }
     lua_pop(L, 1);
-    new_array(L);
+    sbot_push_array(L);
     int hosts = lua_gettop(L);
     lua_getfield(L, m, "hosts");
     for (lua_Integer k = 1; k <= (lua_Integer)lua_rawlen(L, -1); k++) {
@@ -1143,17 +1129,17 @@ static void render(lua_State *L, int m)
         lua_newtable(L);
         sbot_set_str(L, -1, "hostname", sbot_field_str(L, h, "hostname"));
         sbot_set_str(L, -1, "role", sbot_field_str(L, h, "role"));
-        new_array(L);
+        sbot_push_array(L);
         lua_newtable(L);
         sbot_set_str(L, -1, "name", sbot_field_str(L, h, "interface"));
         sbot_set_str(L, -1, "macAddress", sbot_field_str(L, h, "mac"));
-        append(L, -2);
+        sbot_append(L, -2);
         lua_setfield(L, -2, "interfaces");
         lua_getfield(L, h, "root_device_hints");
         lua_setfield(L, -2, "rootDeviceHints");
         push_network_config(L, m, h);
         lua_setfield(L, -2, "networkConfig");
-        append(L, hosts);
+        sbot_append(L, hosts);
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
@@ -1434,7 +1420,7 @@ static int os_discover(lua_State *L)
     lua_getfield(L, m, "workers");
     lua_setfield(L, d, "workers");
     sbot_set_str(L, d, "rendezvous_ip", sbot_field_str(L, m, "rendezvous_ip"));
-    new_array(L);
+    sbot_push_array(L);
     lua_getfield(L, m, "hosts");
     for (lua_Integer k = 1; k <= (lua_Integer)lua_rawlen(L, -1); k++) {
         lua_rawgeti(L, -1, k);
@@ -1446,7 +1432,7 @@ static int os_discover(lua_State *L)
         lua_getfield(L, -1, "deviceName");
         lua_setfield(L, -3, "root_device");
         lua_pop(L, 1);
-        append(L, -4);
+        sbot_append(L, -4);
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
@@ -1538,7 +1524,7 @@ static int os_plan(lua_State *L)
     int self = 1;
     lua_getfield(L, self, "discovery");
     int d = lua_gettop(L);
-    new_array(L);
+    sbot_push_array(L);
     int plan = lua_gettop(L);
     lua_getfield(L, d, "iso");
     int iso = lua_gettop(L);
@@ -1564,7 +1550,7 @@ static int os_plan(lua_State *L)
         sbot_set_str(L, -1, "sha256", sbot_field_str(L, inst, "expected"));
         lua_setfield(L, -2, "after");
         sbot_set_str(L, -1, "reason", sbot_field_str(L, inst, "cache"));
-        append(L, plan);
+        sbot_append(L, plan);
     }
     lua_newtable(L);
     sbot_set_str(L, -1, "kind", "iso");
@@ -1582,7 +1568,7 @@ static int os_plan(lua_State *L)
     sbot_set_str(L, -1, "key", sbot_field_str(L, iso, "key"));
     lua_setfield(L, -2, "after");
     sbot_set_str(L, -1, "reason", "no agent ISO for these configs and this version in the store");
-    append(L, plan);
+    sbot_append(L, plan);
     lua_pushvalue(L, plan);
     return 1;
 }
@@ -1729,11 +1715,11 @@ static int apply_installer(lua_State *L, int self, int m)
     /* unpack the one program we need */
     const char *bin = sbot_field_str(L, cache, "path");
     unlink(bin);
-    new_array(L);
+    sbot_push_array(L);
     static const char *const tar_argv[] = {"tar", "-xzf", NULL, "-C", NULL, "--no-same-owner", "openshift-install"};
     for (int i = 0; i < 7; i++) {
         lua_pushstring(L, i == 2 ? tarball : i == 4 ? dir : tar_argv[i]);
-        append(L, -2);
+        sbot_append(L, -2);
     }
     int targv = lua_gettop(L);
     lua_getfield(L, inst, "timeout");
@@ -1835,14 +1821,14 @@ static int iso_body(lua_State *L)
     lua_pop(L, 2);
 
     /* the installer: no shell, its own environment, a deadline */
-    new_array(L);
+    sbot_push_array(L);
     int argv = lua_gettop(L);
     static const char *const args[] = {"agent", "create", "image", "--dir", NULL, "--log-level", "info"};
     lua_pushstring(L, bin);
-    append(L, argv);
+    sbot_append(L, argv);
     for (int i = 0; i < 7; i++) {
         lua_pushstring(L, args[i] ? args[i] : work);
-        append(L, argv);
+        sbot_append(L, argv);
     }
     lua_newtable(L);
     int env = lua_gettop(L);

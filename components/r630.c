@@ -35,23 +35,7 @@
 int luaopen_sbot_component_r630(lua_State *L);
 int luaopen_sbot_redfish(lua_State *L);
 
-#define ARRAY_MT "sbot.json.array"
-
 /* ---- small table helpers (the shared ones are in luax.h) -------------------------- */
-
-/* A new empty list that encodes as [] in JSON. */
-static void push_list(lua_State *L)
-{
-    lua_newtable(L);
-    luaL_setmetatable(L, ARRAY_MT);
-}
-
-/* Append the value on top to the list at idx (pops it). */
-static void append(lua_State *L, int list)
-{
-    list = lua_absindex(L, list);
-    lua_rawseti(L, list, (lua_Integer)lua_rawlen(L, list) + 1);
-}
 
 /* The link t[k]["@odata.id"] (string) or NULL. */
 static const char *flink(lua_State *L, int t, const char *k)
@@ -181,7 +165,7 @@ static void fetch(lua_State *L, struct disc *d, int list)
 {
     luaL_checkstack(L, 20, "r630: discover");
     list = lua_absindex(L, list);
-    push_list(L);
+    sbot_push_array(L);
     int want = lua_gettop(L);
     lua_Integer n = (lua_Integer)lua_rawlen(L, list);
     lua_newtable(L);
@@ -198,7 +182,7 @@ static void fetch(lua_State *L, struct disc *d, int list)
             lua_pushvalue(L, -1);
             lua_pushboolean(L, 1);
             lua_rawset(L, seen);
-            append(L, want);
+            sbot_append(L, want);
         } else {
             lua_pop(L, 1);
         }
@@ -231,7 +215,7 @@ static void fetch(lua_State *L, struct disc *d, int list)
             lua_pop(L, 1);
             if (sbot_field_num(L, r, "status", 0) == 404) {
                 lua_pushvalue(L, p);
-                append(L, d->absent);
+                sbot_append(L, d->absent);
                 lua_pushvalue(L, p);
                 lua_pushboolean(L, 0);
                 lua_rawset(L, d->docs); /* known, absent */
@@ -295,11 +279,11 @@ static void members_of(lua_State *L, struct disc *d, const char *path, int need,
                         lua_rawset(L, d->docs);
                     } else if (need) {
                         lua_pushstring(L, p);
-                        append(L, need);
+                        sbot_append(L, need);
                     }
                     if (out) {
                         lua_pushstring(L, p);
-                        append(L, out);
+                        sbot_append(L, out);
                     }
                 }
             }
@@ -347,12 +331,12 @@ static void push_reg_entry(lua_State *L, int e)
         lua_setfield(L, t, keep[i]);
     }
     if (sbot_field_table(L, e, "Value")) {
-        push_list(L);
+        sbot_push_array(L);
         lua_Integer n = (lua_Integer)lua_rawlen(L, -2);
         for (lua_Integer i = 1; i <= n; i++) {
             if (lua_rawgeti(L, -2, i) == LUA_TTABLE && lua_getfield(L, -1, "ValueName") == LUA_TSTRING) {
                 lua_remove(L, -2);
-                append(L, -2);
+                sbot_append(L, -2);
             } else {
                 lua_pop(L, lua_istable(L, -1) ? 2 : 1);
             }
@@ -385,7 +369,7 @@ static void discover_all(lua_State *L, int cl)
     int D = lua_gettop(L);
     lua_newtable(L);
     int docs = lua_gettop(L);
-    push_list(L);
+    sbot_push_array(L);
     int absent = lua_gettop(L);
     struct disc d = {cl, docs, absent, NULL};
 
@@ -413,22 +397,22 @@ static void discover_all(lua_State *L, int cl)
         luaL_error(L, "discover: the service root of %s links no Systems collection", sbot_field_str(L, cl, "host"));
 
     /* round 0: the systems and the registry files */
-    push_list(L);
+    sbot_push_array(L);
     int r0 = lua_gettop(L);
     push_coll(L, &d, systems);
-    append(L, r0);
+    sbot_append(L, r0);
     if (regs) {
         push_coll(L, &d, regs);
-        append(L, r0);
+        sbot_append(L, r0);
     }
     fetch(L, &d, r0);
     alias_coll(L, &d, systems);
     alias_coll(L, &d, regs);
-    push_list(L);
+    sbot_push_array(L);
     int sysl = lua_gettop(L);
-    push_list(L);
+    sbot_push_array(L);
     int reg_files = lua_gettop(L);
-    push_list(L);
+    sbot_push_array(L);
     int need = lua_gettop(L);
     members_of(L, &d, systems, need, sysl);
     members_of(L, &d, regs, need, reg_files);
@@ -438,7 +422,7 @@ static void discover_all(lua_State *L, int cl)
     lua_setfield(L, D, "system_path"); /* anchors the string */
     const char *sys_path = sbot_field_str(L, D, "system_path");
     lua_pushstring(L, sys_path);
-    append(L, need);
+    sbot_append(L, need);
     fetch(L, &d, need);
     if (!doc_of(L, &d, sys_path))
         luaL_error(L, "discover: the system %s is absent", sys_path);
@@ -467,30 +451,30 @@ static void discover_all(lua_State *L, int cl)
         }
         lua_pop(L, 1);
     }
-    push_list(L);
+    sbot_push_array(L);
     int r1 = lua_gettop(L);
     const char *r1_colls[] = {managers, netifs, sys_vm};
     for (int i = 0; i < 3; i++)
         if (r1_colls[i]) {
             push_coll(L, &d, r1_colls[i]);
-            append(L, r1);
+            sbot_append(L, r1);
         }
     if (bios_path) {
         lua_pushstring(L, bios_path);
-        append(L, r1);
+        sbot_append(L, r1);
     }
     if (reg_guess && bios_files == 1) {
         lua_pushstring(L, reg_guess);
-        append(L, r1);
+        sbot_append(L, r1);
     }
     fetch(L, &d, r1);
     for (int i = 0; i < 3; i++)
         alias_coll(L, &d, r1_colls[i]);
-    push_list(L);
+    sbot_push_array(L);
     int mgrs = lua_gettop(L);
-    push_list(L);
+    sbot_push_array(L);
     int netif_members = lua_gettop(L);
-    push_list(L);
+    sbot_push_array(L);
     need = lua_gettop(L);
     members_of(L, &d, managers, need, mgrs);
     members_of(L, &d, netifs, need, netif_members);
@@ -566,11 +550,11 @@ static void discover_all(lua_State *L, int cl)
         }
         lua_pop(L, 1);
     }
-    push_list(L);
+    sbot_push_array(L);
     int r2 = lua_gettop(L);
-    push_list(L);
+    sbot_push_array(L);
     int fn_colls = lua_gettop(L);
-    push_list(L);
+    sbot_push_array(L);
     int adapters = lua_gettop(L);
     lua_Integer ni = (lua_Integer)lua_rawlen(L, netif_members);
     for (lua_Integer i = 1; i <= ni; i++) {
@@ -580,16 +564,16 @@ static void discover_all(lua_State *L, int cl)
             const char *f = flink(L, -1, "NetworkDeviceFunctions");
             if (f) {
                 lua_pushstring(L, f);
-                append(L, fn_colls);
+                sbot_append(L, fn_colls);
                 push_coll(L, &d, f);
-                append(L, r2);
+                sbot_append(L, r2);
             } else if (sbot_field_table(L, -1, "Links")) {
                 const char *a = flink(L, -1, "NetworkAdapter");
                 if (a) {
                     lua_pushstring(L, a);
-                    append(L, adapters);
+                    sbot_append(L, adapters);
                     lua_pushstring(L, a);
-                    append(L, r2);
+                    sbot_append(L, r2);
                 }
                 lua_pop(L, 1);
             }
@@ -601,19 +585,19 @@ static void discover_all(lua_State *L, int cl)
     for (int i = 0; i < 2; i++)
         if (r2_colls[i]) {
             push_coll(L, &d, r2_colls[i]);
-            append(L, r2);
+            sbot_append(L, r2);
         }
     const char *r2_paths[] = {bios_settings, reg_uri};
     for (int i = 0; i < 2; i++)
         if (r2_paths[i]) {
             lua_pushstring(L, r2_paths[i]);
-            append(L, r2);
+            sbot_append(L, r2);
         }
     fetch(L, &d, r2);
     for (int i = 0; i < 2; i++)
         alias_coll(L, &d, r2_colls[i]);
     /* adapters (when the interfaces did not link the functions directly) */
-    push_list(L);
+    sbot_push_array(L);
     need = lua_gettop(L);
     lua_Integer na = (lua_Integer)lua_rawlen(L, adapters);
     for (lua_Integer i = 1; i <= na; i++) {
@@ -622,9 +606,9 @@ static void discover_all(lua_State *L, int cl)
             const char *f = flink(L, -1, "NetworkDeviceFunctions");
             if (f) {
                 lua_pushstring(L, f);
-                append(L, fn_colls);
+                sbot_append(L, fn_colls);
                 push_coll(L, &d, f);
-                append(L, need);
+                sbot_append(L, need);
             }
             lua_pop(L, 1);
         }
@@ -634,13 +618,13 @@ static void discover_all(lua_State *L, int cl)
 
     /* round 3: NIC functions not expanded yet, virtual media and job members,
      * the functions' pending Settings */
-    push_list(L);
+    sbot_push_array(L);
     int vm_members = lua_gettop(L);
-    push_list(L);
+    sbot_push_array(L);
     int job_members = lua_gettop(L);
-    push_list(L);
+    sbot_push_array(L);
     int fns = lua_gettop(L);
-    push_list(L);
+    sbot_push_array(L);
     need = lua_gettop(L);
     members_of(L, &d, vm, need, vm_members);
     members_of(L, &d, jobs, need, job_members);
@@ -652,7 +636,7 @@ static void discover_all(lua_State *L, int cl)
         lua_pop(L, 1);
     }
     fetch(L, &d, need);
-    push_list(L);
+    sbot_push_array(L);
     int r3 = lua_gettop(L);
     lua_Integer nfn = (lua_Integer)lua_rawlen(L, fns);
     for (lua_Integer i = 1; i <= nfn; i++) {
@@ -662,7 +646,7 @@ static void discover_all(lua_State *L, int cl)
                 const char *sp = flink(L, -1, "SettingsObject");
                 if (sp) {
                     lua_pushstring(L, sp);
-                    append(L, r3);
+                    sbot_append(L, r3);
                 }
                 lua_pop(L, 1);
             }
@@ -796,7 +780,7 @@ static void discover_all(lua_State *L, int cl)
         sbot_set_str(L, rt, "path", reg_uri);
         lua_newtable(L);
         int ra = lua_gettop(L);
-        push_list(L);
+        sbot_push_array(L);
         int rdeps = lua_gettop(L);
         if (sbot_field_table(L, rd, "RegistryEntries")) {
             int re = lua_gettop(L);
@@ -820,7 +804,7 @@ static void discover_all(lua_State *L, int cl)
                     if (lua_rawgeti(L, -1, i) == LUA_TTABLE) {
                         const char *df = sbot_field_str(L, -1, "DependencyFor");
                         if (df && managed_bios(df) && sbot_field_table(L, -1, "Dependency")) {
-                            append(L, rdeps);
+                            sbot_append(L, rdeps);
                         }
                     }
                     lua_pop(L, 1);
@@ -836,7 +820,7 @@ static void discover_all(lua_State *L, int cl)
     }
 
     /* NIC functions */
-    push_list(L);
+    sbot_push_array(L);
     int nics = lua_gettop(L);
     for (lua_Integer i = 1; i <= nfn; i++) {
         lua_rawgeti(L, fns, i);
@@ -876,7 +860,7 @@ static void discover_all(lua_State *L, int cl)
                 lua_setfield(L, e, "pending");
             }
             lua_pop(L, 1);
-            append(L, nics);
+            sbot_append(L, nics);
             lua_pop(L, 1);
         }
         lua_pop(L, 1);
@@ -938,7 +922,7 @@ static void discover_all(lua_State *L, int cl)
     }
 
     /* unfinished jobs (a real queue keeps hundreds of finished ones) */
-    push_list(L);
+    sbot_push_array(L);
     int jl = lua_gettop(L);
     lua_Integer nj = (lua_Integer)lua_rawlen(L, job_members);
     for (lua_Integer i = 1; i <= nj; i++) {
@@ -966,7 +950,7 @@ static void discover_all(lua_State *L, int cl)
                 lua_setfield(L, e, "name");
                 lua_getfield(L, j, "Message");
                 lua_setfield(L, e, "message");
-                append(L, jl);
+                sbot_append(L, jl);
             }
             lua_pop(L, 1);
         }
@@ -1046,7 +1030,7 @@ static const char *nic_counterpart(const char *prop)
 /* Split a boot sequence "a,b, c" into a list (pushed). */
 static void push_split(lua_State *L, const char *seq)
 {
-    push_list(L);
+    sbot_push_array(L);
     if (!seq)
         return;
     const char *p = seq;
@@ -1061,7 +1045,7 @@ static void push_split(lua_State *L, const char *seq)
             t--;
         if (t > p) {
             lua_pushlstring(L, p, (size_t)(t - p));
-            append(L, -2);
+            sbot_append(L, -2);
         }
         p = e;
     }
@@ -1119,7 +1103,7 @@ static void push_reg_values(lua_State *L, int D, const char *name)
         }
         lua_pop(L, 1);
     }
-    push_list(L);
+    sbot_push_array(L);
 }
 
 static const char *host_of(lua_State *L, int self)
@@ -1376,7 +1360,7 @@ static int reg_entry(lua_State *L, int D, const char *name)
 }
 
 /* Add "line" (on top, popped) to the problems list at idx. */
-#define PROBLEM(L, list, ...) (lua_pushfstring((L), __VA_ARGS__), append((L), (list)))
+#define PROBLEM(L, list, ...) (lua_pushfstring((L), __VA_ARGS__), sbot_append((L), (list)))
 
 /* Check every value of `values` (a table at idx) that is in `names` (or all
  * when names == 0) against the registry. nic: check NIC iSCSIBoot properties
@@ -1551,7 +1535,7 @@ static void check_dependencies(lua_State *L, int D, int cur, int pend, int diff,
         const char *name = lua_tostring(L, -2);
         if (read_only_by_dependency(L, D, eff, name)) {
             lua_pushfstring(L, "%s: %s", config_key_of(name), lua_tostring(L, -1));
-            append(L, problems);
+            sbot_append(L, problems);
             lua_pop(L, 1);
         }
         lua_pop(L, 1);
@@ -1574,7 +1558,7 @@ static void push_diff(lua_State *L, int cur, int pend, int want, int wo, int wit
     int send = lua_gettop(L);
     lua_newtable(L);
     int ok = lua_gettop(L);
-    push_list(L);
+    sbot_push_array(L);
     int conflict = lua_gettop(L);
     lua_newtable(L);
     int before = lua_gettop(L);
@@ -1624,7 +1608,7 @@ static void push_diff(lua_State *L, int cur, int pend, int want, int wo, int wit
                 push_shown(L, v);
                 lua_pushfstring(L, "%s %s is pending as %s, this run wants %s", what, name, lua_tostring(L, -2),
                                 lua_tostring(L, -1));
-                append(L, conflict);
+                sbot_append(L, conflict);
                 lua_pop(L, 2);
             }
         } else if (!same_value(L, c, v)) {
@@ -1649,7 +1633,7 @@ static void push_diff(lua_State *L, int cur, int pend, int want, int wo, int wit
             push_shown(L, v);
             lua_pushfstring(L, "%s %s is pending as %s (not set by this component)", what, lua_tostring(L, v - 1),
                             lua_tostring(L, -1));
-            append(L, conflict);
+            sbot_append(L, conflict);
             lua_pop(L, 1);
         }
         lua_settop(L, v - 1);
@@ -1668,7 +1652,7 @@ static void push_diff(lua_State *L, int cur, int pend, int want, int wo, int wit
 /* The unfinished jobs of the discovery at D that target `settings` (list pushed). */
 static void push_jobs_for(lua_State *L, int D, const char *settings)
 {
-    push_list(L);
+    sbot_push_array(L);
     int out = lua_gettop(L);
     if (!sbot_field_table(L, D, "jobs"))
         return;
@@ -1677,7 +1661,7 @@ static void push_jobs_for(lua_State *L, int D, const char *settings)
         lua_rawgeti(L, -1, i);
         const char *t = sbot_field_str(L, -1, "target");
         if (settings && t && strcmp(t, settings) == 0)
-            append(L, out);
+            sbot_append(L, out);
         else
             lua_pop(L, 1);
     }
@@ -1738,7 +1722,7 @@ static void add_settings_change(lua_State *L, int changes, int diff, const char 
     if (n_send == 0 && job) {
         /* a scheduled job already carries exactly these values: reuse it */
         lua_getfield(L, job, "path");
-        append(L, reboot_jobs);
+        sbot_append(L, reboot_jobs);
         return;
     }
     lua_newtable(L);
@@ -1761,7 +1745,7 @@ static void add_settings_change(lua_State *L, int changes, int diff, const char 
     lua_pushfstring(L, "%s: %d value(s) to set%s, applied by one configuration job at the reboot", label,
                     n_send + n_ok, job ? " (the scheduled job is re-created to take them all)" : "");
     lua_setfield(L, c, "reason");
-    append(L, changes);
+    sbot_append(L, changes);
 }
 
 /* plan(self, client) -> changes */
@@ -1780,11 +1764,11 @@ static int r630_plan(lua_State *L)
     int cfg = 4;
     push_desired(L, self, D); /* 5 */
     int W = 5;
-    push_list(L); /* 6: changes */
+    sbot_push_array(L); /* 6: changes */
     int changes = 6;
-    push_list(L); /* 7: jobs to run at the reboot that already exist */
+    sbot_push_array(L); /* 7: jobs to run at the reboot that already exist */
     int reboot_jobs = 7;
-    push_list(L); /* 8: problems */
+    sbot_push_array(L); /* 8: problems */
     int problems = 8;
     lua_getfield(L, D, "bios"); /* 9 */
     int bios = 9;
@@ -1933,7 +1917,7 @@ static int r630_plan(lua_State *L)
     }
 
     /* pending configuration: reuse what carries our values, refuse what does not */
-    push_list(L); /* 19: conflicts */
+    sbot_push_array(L); /* 19: conflicts */
     int conflicts = 19;
     const char *nic_settings = nic_d ? sbot_field_str(L, nic_d, "settings") : NULL;
     for (int t = 0; t < 2; t++) {
@@ -1943,7 +1927,7 @@ static int r630_plan(lua_State *L)
         lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
         for (lua_Integer i = 1; i <= n; i++) {
             lua_rawgeti(L, -1, i);
-            append(L, conflicts);
+            sbot_append(L, conflicts);
         }
         lua_pop(L, 1);
     }
@@ -1963,10 +1947,10 @@ static int r630_plan(lua_State *L)
             if (!ours && will_reboot) {
                 lua_pushfstring(L, "job %s (%s, %s) would run at this run's reboot", jid ? jid : "?",
                                 state ? state : "?", t ? t : (jname ? jname : "no target"));
-                append(L, conflicts);
+                sbot_append(L, conflicts);
             } else if (ours && state && strcmp(state, "Running") == 0) {
                 lua_pushfstring(L, "job %s is running on %s", jid ? jid : "?", t);
-                append(L, conflicts);
+                sbot_append(L, conflicts);
             } else if (ours) {
                 /* a scheduled job for our target with foreign pending values */
                 int diff = (bios_settings && strcmp(t, bios_settings) == 0) ? bdiff : ndiff;
@@ -1974,7 +1958,7 @@ static int r630_plan(lua_State *L)
                     if (lua_rawlen(L, -1) > 0) {
                         lua_pushfstring(L, "job %s (%s) would apply those pending values", jid ? jid : "?",
                                         state ? state : "?");
-                        append(L, conflicts);
+                        sbot_append(L, conflicts);
                     }
                     lua_pop(L, 1);
                 }
@@ -2006,7 +1990,7 @@ static int r630_plan(lua_State *L)
         lua_pushvalue(L, conflicts);
         lua_setfield(L, c, "conflicts");
         sbot_set_str(L, c, "reason", "clear_pending: pending jobs and values conflict with this run");
-        append(L, changes);
+        sbot_append(L, changes);
         /* with the queue cleared, compare against current values only */
         lua_newtable(L);
         lua_replace(L, bpend);
@@ -2049,7 +2033,7 @@ static int r630_plan(lua_State *L)
                 sbot_set_str(L, c, "reason", img && url && strcmp(img, url) == 0
                                          ? "eject before inserting again (the one-time boot reads a fresh mount)"
                                          : "another image is inserted: eject before insert");
-                append(L, changes);
+                sbot_append(L, changes);
             }
             lua_newtable(L);
             int c = lua_gettop(L);
@@ -2067,7 +2051,7 @@ static int r630_plan(lua_State *L)
             lua_getfield(L, cd, "insert");
             lua_setfield(L, c, "target");
             sbot_set_str(L, c, "reason", cd_boot ? "the image this server boots once" : "the image stays inserted");
-            append(L, changes);
+            sbot_append(L, changes);
         }
         lua_pop(L, 1);
     }
@@ -2090,7 +2074,7 @@ static int r630_plan(lua_State *L)
         sbot_set_str(L, c, "reason",
                      "boot the virtual CD once (Server Configuration Profile import: the BIOS has no one-time boot "
                      "attributes)");
-        append(L, changes);
+        sbot_append(L, changes);
     }
 
     /* what the PATCH sends must be writable given what the BIOS will hold */
@@ -2159,7 +2143,7 @@ static int r630_plan(lua_State *L)
         sbot_set_bool(L, c, "cd_boot", cd_boot);
         sbot_set_str(L, c, "reason", cd_boot ? "one reboot: run the configuration jobs and boot the virtual CD once"
                                      : "one reboot: run the configuration jobs");
-        append(L, changes);
+        sbot_append(L, changes);
     }
     lua_pushvalue(L, changes);
     return 1;
@@ -2283,7 +2267,7 @@ static void reset(lua_State *L, int self, int cl, const char *target, const char
  * applied settings changes, plus the scheduled jobs the reboot change names. */
 static void push_run_jobs(lua_State *L, int self, int extra)
 {
-    push_list(L);
+    sbot_push_array(L);
     int out = lua_gettop(L);
     if (sbot_field_table(L, self, "processing")) {
         if (sbot_field_table(L, -1, "applied")) {
@@ -2293,7 +2277,7 @@ static void push_run_jobs(lua_State *L, int self, int extra)
                 if (sbot_field_table(L, -1, "result")) {
                     if (sbot_field_str(L, -1, "job")) {
                         lua_getfield(L, -1, "job");
-                        append(L, out);
+                        sbot_append(L, out);
                     }
                     lua_pop(L, 1);
                 }
@@ -2307,7 +2291,7 @@ static void push_run_jobs(lua_State *L, int self, int extra)
         lua_Integer n = (lua_Integer)lua_rawlen(L, extra);
         for (lua_Integer i = 1; i <= n; i++) {
             lua_rawgeti(L, extra, i);
-            append(L, out);
+            sbot_append(L, out);
         }
     }
 }
@@ -2488,7 +2472,7 @@ static int apply_reboot(lua_State *L, int self, int change, int cl)
     const char *state = power_state(L, cl, sys, ps);
     lua_newtable(L);
     int res = lua_gettop(L);
-    push_list(L);
+    sbot_push_array(L);
     int steps = lua_gettop(L);
     int forced = 0;
     if (strcmp(state, "Off") != 0) {
@@ -2496,7 +2480,7 @@ static int apply_reboot(lua_State *L, int self, int change, int cl)
         if (graceful) {
             reset(L, self, cl, target, "GracefulShutdown");
             lua_pushliteral(L, "GracefulShutdown");
-            append(L, steps);
+            sbot_append(L, steps);
             if (!wait_power(L, cl, sys, "Off", timeout, interval)) {
                 const char *id = sbot_field_str(L, self, "id");
                 sbot_log(L, SBOT_WARN, "r630 (%s): still on %d s after GracefulShutdown; forcing it off", id ? id : "?",
@@ -2510,7 +2494,7 @@ static int apply_reboot(lua_State *L, int self, int change, int cl)
                                   luaL_tolstring(L, types, NULL));
             reset(L, self, cl, target, "ForceOff");
             lua_pushliteral(L, "ForceOff");
-            append(L, steps);
+            sbot_append(L, steps);
             if (!wait_power(L, cl, sys, "Off", timeout, interval))
                 return luaL_error(L, "reboot: %s is still %s %d s after ForceOff", sys, power_state(L, cl, sys, ps),
                                   (int)timeout);
@@ -2520,7 +2504,7 @@ static int apply_reboot(lua_State *L, int self, int change, int cl)
         return luaL_error(L, "reboot: %s lists no On ResetType", sys);
     reset(L, self, cl, target, "On");
     lua_pushliteral(L, "On");
-    append(L, steps);
+    sbot_append(L, steps);
     if (!wait_power(L, cl, sys, "On", timeout, interval)) {
         /* On without an answer may not have arrived: once more */
         reset(L, self, cl, target, "On");
@@ -2538,7 +2522,7 @@ static int apply_reboot(lua_State *L, int self, int change, int cl)
     int jl = lua_gettop(L);
     lua_newtable(L);
     int done = lua_gettop(L);
-    push_list(L);
+    sbot_push_array(L);
     int failed = lua_gettop(L);
     lua_newtable(L);
     int wopts = lua_gettop(L);
@@ -2559,7 +2543,7 @@ static int apply_reboot(lua_State *L, int self, int change, int cl)
             sbot_set_str(L, done, jid, "Completed");
         } else {
             lua_pushvalue(L, -k + 1);
-            append(L, failed);
+            sbot_append(L, failed);
             sbot_set_str(L, done, jid, "Failed");
         }
         lua_pop(L, k + 1);
@@ -2875,7 +2859,7 @@ static int r630_housekeep(lua_State *L)
     int D2 = 3;
     push_desired(L, self, D2); /* 4 */
     int W = 4;
-    push_list(L); /* 5: problems */
+    sbot_push_array(L); /* 5: problems */
     int problems = 5;
     lua_newtable(L); /* 6: housekeeping */
     int hk = 6;

@@ -76,3 +76,16 @@ void sbot_set_top(lua_State *L, int t, const char *k)
     t = lua_absindex(L, t);
     lua_setfield(L, t, k);
 }
+
+void sbot_push_array(lua_State *L)
+{
+    lua_newtable(L);
+    luaL_newmetatable(L, SBOT_JSON_ARRAY_MT); /* new: __name = SBOT_JSON_ARRAY_MT */
+    lua_setmetatable(L, -2);
+}
+
+void sbot_append(lua_State *L, int list)
+{
+    list = lua_absindex(L, list);
+    lua_rawseti(L, list, (lua_Integer)lua_rawlen(L, list) + 1);
+}

@@ -41,4 +41,17 @@ void sbot_set_bool(lua_State *L, int t, const char *k, int v);
 /* t[k] = the value on the top of the stack, which is popped. */
 void sbot_set_top(lua_State *L, int t, const char *k);
 
+/* ---- JSON arrays -------------------------------------------------------------- */
+
+/* The metatable name sbot.json recognises as an array marker (json.is_array):
+ * a table carrying it encodes as [] even when empty. */
+#define SBOT_JSON_ARRAY_MT "sbot.json.array"
+
+/* Push a new empty table marked as a JSON array (the registry's metatable
+ * named SBOT_JSON_ARRAY_MT, created on first use). */
+void sbot_push_array(lua_State *L);
+
+/* Append the value on the top to the sequence at index list (popped). */
+void sbot_append(lua_State *L, int list);
+
 #endif
