@@ -53,28 +53,6 @@
  * small Lua helpers
  * ======================================================================== */
 
-static void push_require(lua_State *L, const char *mod, const char *field)
-{
-    lua_getglobal(L, "require");
-    lua_pushstring(L, mod);
-    lua_call(L, 1, 1);
-    if (field) {
-        lua_getfield(L, -1, field);
-        lua_remove(L, -2);
-    }
-}
-
-/* obj:name(args...) with the object at index obj and nargs arguments on the
- * top; leaves nres results. */
-static void call_method(lua_State *L, int obj, const char *name, int nargs, int nres)
-{
-    obj = lua_absindex(L, obj);
-    lua_getfield(L, obj, name);
-    lua_pushvalue(L, obj);
-    lua_rotate(L, -(nargs + 2), 2);
-    lua_call(L, nargs + 1, nres);
-}
-
 /* "site <file>: " prefix for messages about site values */
 static const char *site_file(lua_State *L, int self)
 {
@@ -624,8 +602,8 @@ static void build_model(lua_State *L, int self)
     } else {
         lua_pushvalue(L, -1);
         lua_setfield(L, m, "pull_secret");
-        call_method(L, -1, "reveal", 0, 1);
-        push_require(L, "sbot.json", "decode");
+        sbot_call_method(L, -1, "reveal", 0, 1);
+        sbot_push_require(L, "sbot.json", "decode");
         lua_insert(L, -2);
         lua_call(L, 1, 2);
         int ok = lua_istable(L, -2);
@@ -1254,7 +1232,7 @@ static int get_store(lua_State *L, int self, int res, int create)
     /* an s3:// store signs with the site's S3 credentials and TLS, at the
      * site's endpoint only (sbot.store for_site: a URL naming another
      * endpoint is refused rather than sent the site's keys) */
-    push_require(L, "sbot.store", "for_site");
+    sbot_push_require(L, "sbot.store", "for_site");
     lua_pushstring(L, url);
     lua_getfield(L, self, "site");
     lua_pushliteral(L, "openshift: store");
@@ -1262,7 +1240,7 @@ static int get_store(lua_State *L, int self, int res, int create)
     if (lua_isnil(L, -2))
         luaL_error(L, "%s", luaL_optstring(L, -1, "store: bad URL"));
     int opts = lua_gettop(L);
-    push_require(L, "sbot.store", "open");
+    sbot_push_require(L, "sbot.store", "open");
     lua_pushvalue(L, opts - 1);
     if (lua_isnil(L, opts))
         lua_newtable(L);
@@ -1305,7 +1283,7 @@ static void check_cache(lua_State *L, int self, int m)
     if (lua_isnil(L, -1)) {
         why = "not in the cache";
     } else {
-        push_require(L, "sbot.json", "decode");
+        sbot_push_require(L, "sbot.json", "decode");
         lua_insert(L, -2);
         lua_call(L, 1, 1);
         if (!lua_istable(L, -1)) {
@@ -1454,7 +1432,7 @@ static int os_discover(lua_State *L)
     sbot_set_str(L, iso, "store", sbot_field_str(L, res, "store_url"));
     if (have_store) {
         lua_pushstring(L, key);
-        call_method(L, st, "head", 1, 3);
+        sbot_call_method(L, st, "head", 1, 3);
     } else {
         lua_pushnil(L);
         lua_pushliteral(L, "the store's directory does not exist yet");
@@ -1741,7 +1719,7 @@ static int apply_installer(lua_State *L, int self, int m)
     sbot_set_int(L, -1, "tarball_size", size);
     sbot_set_str(L, -1, "binary_sha256", binsum);
     int man = lua_gettop(L);
-    push_require(L, "sbot.json", "encode");
+    sbot_push_require(L, "sbot.json", "encode");
     lua_pushvalue(L, man);
     lua_call(L, 1, 1);
     size_t len;
@@ -1773,7 +1751,7 @@ static void store_put(lua_State *L, int st, const char *key, const char *path, c
         lua_pushvalue(L, meta);
     else
         lua_newtable(L);
-    call_method(L, st, "put", 3, 2);
+    sbot_call_method(L, st, "put", 3, 2);
     if (!lua_istable(L, top + 1))
         luaL_error(L, "store put %s: %s", key, luaL_optstring(L, top + 2, "failed"));
     const char *got = sbot_field_str(L, top + 1, "sha256");
@@ -1904,7 +1882,7 @@ static int iso_body(lua_State *L)
         lua_newtable(L);
         sbot_set_str(L, -1, "config-sha256", hash);
         lua_setfield(L, -2, "metadata");
-        call_method(L, self, "artifact", 1, 0);
+        sbot_call_method(L, self, "artifact", 1, 0);
     }
     const char *logp = lua_pushfstring(L, "%s/.openshift_install.log", work);
     if (push_file(L, logp, 16 * 1024 * 1024)) {
@@ -1916,7 +1894,7 @@ static int iso_body(lua_State *L)
         lua_pushvalue(L, -2);
         lua_setfield(L, -2, "content");
         sbot_set_str(L, -1, "type", "text/plain");
-        call_method(L, self, "artifact", 1, 0);
+        sbot_call_method(L, self, "artifact", 1, 0);
         lua_pop(L, 1);
     }
     lua_pop(L, 2);
@@ -2008,7 +1986,7 @@ static int os_undo(lua_State *L)
         const char *key = sbot_field_str(L, -1, "key");
         get_store(L, 1, res, 1);
         lua_pushstring(L, key);
-        call_method(L, -2, "delete", 1, 2);
+        sbot_call_method(L, -2, "delete", 1, 2);
         if (lua_isnil(L, -2))
             return luaL_error(L, "store delete %s: %s", key, luaL_optstring(L, -1, "failed"));
         sbot_set_str(L, r, "deleted", key);
@@ -2032,7 +2010,7 @@ static int os_housekeep(lua_State *L)
     get_store(L, self, res, 1);
     int st = lua_gettop(L);
     lua_pushstring(L, key);
-    call_method(L, st, "head", 1, 2);
+    sbot_call_method(L, st, "head", 1, 2);
     if (!lua_istable(L, -2))
         return luaL_error(L, "openshift: the agent ISO %s is not in the store %s: %s", key,
                           sbot_field_str(L, res, "store_url"), luaL_optstring(L, -1, "?"));
@@ -2043,7 +2021,7 @@ static int os_housekeep(lua_State *L)
     int tmpi = lua_gettop(L);
     lua_pushstring(L, key);
     lua_pushstring(L, tmp);
-    call_method(L, st, "get", 2, 3);
+    sbot_call_method(L, st, "get", 2, 3);
     if (lua_isnil(L, -3)) {
         unlink(tmp);
         return luaL_error(L, "openshift: reading the agent ISO %s back from %s: %s", key,
@@ -2101,9 +2079,9 @@ static void hook(lua_State *L, int hooks, const char *name, const char *desc, lu
 int luaopen_sbot_component_openshift(lua_State *L)
 {
     /* the primitives whose C API the phases use */
-    push_require(L, "sbot.http", NULL);
-    push_require(L, "sbot.sys", NULL);
-    push_require(L, "sbot.yaml", NULL);
+    sbot_push_require(L, "sbot.http", NULL);
+    sbot_push_require(L, "sbot.sys", NULL);
+    sbot_push_require(L, "sbot.yaml", NULL);
     lua_pop(L, 3);
 
     lua_newtable(L);

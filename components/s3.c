@@ -32,18 +32,6 @@
 
 /* ---- small helpers ------------------------------------------------------------ */
 
-/* Push require(name)[field] (or the module when field is NULL). */
-static void push_module(lua_State *L, const char *name, const char *field)
-{
-    lua_getglobal(L, "require");
-    lua_pushstring(L, name);
-    lua_call(L, 1, 1);
-    if (field) {
-        lua_getfield(L, -1, field);
-        lua_remove(L, -2);
-    }
-}
-
 /* Call obj:method(args) where obj is at index `obj` and the argument table
  * at index `args` (0: no argument). Pushes value, err, code. Returns whether
  * value is truthy (the call succeeded). */
@@ -88,7 +76,7 @@ static int args_bk(lua_State *L, const char *bucket, const char *key)
 static const char *json_encode(lua_State *L, int idx)
 {
     idx = lua_absindex(L, idx);
-    push_module(L, "sbot.json", "encode");
+    sbot_push_require(L, "sbot.json", "encode");
     lua_pushvalue(L, idx);
     lua_call(L, 1, 1);
     return lua_tostring(L, -1);
@@ -97,7 +85,7 @@ static const char *json_encode(lua_State *L, int idx)
 /* json.decode(s) pushed (nil on bad JSON) */
 static void json_decode(lua_State *L, const char *s)
 {
-    push_module(L, "sbot.json", "decode");
+    sbot_push_require(L, "sbot.json", "decode");
     lua_pushstring(L, s);
     lua_call(L, 1, 1);
 }
@@ -105,7 +93,7 @@ static void json_decode(lua_State *L, const char *s)
 /* json.array(t at top): mark the table on the top as a JSON list */
 static void json_array(lua_State *L)
 {
-    push_module(L, "sbot.json", "array");
+    sbot_push_require(L, "sbot.json", "array");
     lua_pushvalue(L, -2);
     lua_call(L, 1, 0);
 }
@@ -166,7 +154,7 @@ static int s3_open(lua_State *L)
         lua_getfield(L, cfg, from_cfg[i]);
         lua_setfield(L, copts, from_cfg[i]);
     }
-    push_module(L, "sbot.s3", "client");
+    sbot_push_require(L, "sbot.s3", "client");
     lua_pushvalue(L, copts);
     lua_call(L, 1, 2);
     if (lua_isnil(L, -2))
@@ -184,7 +172,7 @@ static int s3_open(lua_State *L)
             lua_pushnil(L); /* no TLS settings on a plain http address */
             lua_setfield(L, copts, "tls");
         }
-        push_module(L, "sbot.s3", "client");
+        sbot_push_require(L, "sbot.s3", "client");
         lua_pushvalue(L, copts);
         lua_call(L, 1, 2);
         if (lua_isnil(L, -2))
@@ -260,7 +248,7 @@ static int s3_open(lua_State *L)
         lua_rawgeti(L, -1, i);
         int a = lua_gettop(L);
         const char *key = sbot_field_tostr(L, a, "key");
-        push_module(L, "sbot.store", "check_key");
+        sbot_push_require(L, "sbot.store", "check_key");
         lua_pushstring(L, key);
         lua_call(L, 1, 2);
         if (!lua_toboolean(L, -2))
@@ -280,7 +268,7 @@ static int s3_open(lua_State *L)
                               file ? "not both" : "one of them");
         sbot_set_str(L, e, "file", file);
         if (source) {
-            push_module(L, "sbot.store", "check_key");
+            sbot_push_require(L, "sbot.store", "check_key");
             lua_pushstring(L, source);
             lua_call(L, 1, 2);
             if (!lua_toboolean(L, -2))
@@ -325,7 +313,7 @@ static int s3_open(lua_State *L)
             if (sl < 2 || sup[sl - 1] != '/')
                 return luaL_error(L, "artifacts[%d].supersedes: expected a key prefix ending in '/' (e.g. "
                                      "\"isos/openshift/lab/\"), got \"%s\"", (int)i, sup);
-            push_module(L, "sbot.store", "check_key");
+            sbot_push_require(L, "sbot.store", "check_key");
             lua_pushlstring(L, sup, sl - 1);
             lua_call(L, 1, 2);
             if (!lua_toboolean(L, -2))
@@ -450,7 +438,7 @@ static const char *resolve_key(lua_State *L, int res, int e, const char *sha)
     const char *key = sbot_field_tostr(L, e, "key");
     if (!strstr(key, "{sha256}"))
         return key;
-    push_module(L, "string", "gsub");
+    sbot_push_require(L, "string", "gsub");
     lua_pushstring(L, key);
     lua_pushliteral(L, "{sha256}");
     lua_pushstring(L, sha);
@@ -604,7 +592,7 @@ static void discover_superseded(lua_State *L, int res, int d, int client, const 
             }
             lua_settop(L, ent - 1);
         }
-        push_module(L, "table", "sort");
+        sbot_push_require(L, "table", "sort");
         lua_pushvalue(L, cands);
         lua_pushvalue(L, objs);
         lua_pushcclosure(L, newer_first, 1);
@@ -815,7 +803,7 @@ static int s3_discover(lua_State *L)
             if (!lua_istable(L, -1))
                 return luaL_error(L, "the index s3://%s/%s is not JSON: sbot will not overwrite it",
                                   bucket, sbot_field_tostr(L, res, "index_key"));
-            push_module(L, "sbot.store", "normalise_index");
+            sbot_push_require(L, "sbot.store", "normalise_index");
             lua_insert(L, -2);
             lua_call(L, 1, 1);
             lua_getfield(L, -1, "objects");
@@ -1368,7 +1356,7 @@ static int s3_plan(lua_State *L)
             if (!json_equal(L, cur, want)) {
                 const char *reason = "anonymous readers may GET the published prefixes, and nothing else";
                 if (lua_rawlen(L, removed) > 0) {
-                    push_module(L, "table", "concat");
+                    sbot_push_require(L, "table", "concat");
                     lua_pushvalue(L, removed);
                     lua_pushliteral(L, ", ");
                     lua_call(L, 2, 1);
@@ -1676,7 +1664,7 @@ static int upload_started(lua_State *L)
 {
     const char *id = luaL_checkstring(L, 1);
     int res = lua_upvalueindex(1);
-    push_module(L, "sbot.lease", "acquire");
+    sbot_push_require(L, "sbot.lease", "acquire");
     lua_getfield(L, res, "client");
     lua_createtable(L, 0, 6);
     sbot_set_str(L, -1, "bucket", sbot_field_tostr(L, res, "bucket"));
@@ -1932,7 +1920,7 @@ static int index_update(lua_State *L)
     int res = lua_upvalueindex(1);
     (void)res;
     lua_settop(L, 1);
-    push_module(L, "sbot.store", "normalise_index");
+    sbot_push_require(L, "sbot.store", "normalise_index");
     lua_pushvalue(L, 1);
     lua_call(L, 1, 1);
     int doc = lua_gettop(L);
@@ -1978,7 +1966,7 @@ static int index_update(lua_State *L)
 
 static const char *utc_now(lua_State *L)
 {
-    push_module(L, "sbot.sys", "utc_iso");
+    sbot_push_require(L, "sbot.sys", "utc_iso");
     lua_call(L, 0, 1);
     return lua_tostring(L, -1);
 }
@@ -2308,7 +2296,7 @@ static lua_Integer anonymous_get(lua_State *L, int res, const char *url)
     sbot_set_top(L, req, "tls");
     sbot_set_int(L, req, "timeout", 60);
     sbot_set_int(L, req, "max_body", 1 << 20);
-    push_module(L, "sbot.http", NULL); /* the module must be loaded for its C API */
+    sbot_push_require(L, "sbot.http", NULL); /* the module must be loaded for its C API */
     lua_pop(L, 1);
     int n = sbot_http_request(L, req);
     if (n != 1 || lua_isnil(L, -n))
@@ -2661,7 +2649,7 @@ static int s3_housekeep(lua_State *L)
             const char *key = sbot_field_tostr(L, u, "key");
             lua_pushboolean(L, 1);
             lua_setfield(L, live_ids, id);
-            push_module(L, "sbot.lease", "read");
+            sbot_push_require(L, "sbot.lease", "read");
             lua_pushvalue(L, client);
             lua_pushstring(L, bucket);
             lua_pushfstring(L, "%s%s.lease", markers, id);
@@ -2725,7 +2713,7 @@ static int s3_housekeep(lua_State *L)
                 if (kl > ml + 6 && strcmp(mk + kl - 6, ".lease") == 0) {
                     lua_pushlstring(L, mk + ml, kl - ml - 6);
                     if (lua_getfield(L, live_ids, lua_tostring(L, -1)) == LUA_TNIL) {
-                        push_module(L, "sbot.lease", "read");
+                        sbot_push_require(L, "sbot.lease", "read");
                         lua_pushvalue(L, client);
                         lua_pushstring(L, bucket);
                         lua_pushstring(L, mk);
@@ -2750,7 +2738,7 @@ static int s3_housekeep(lua_State *L)
     sbot_set_top(L, out, "uploads_left");
 
     if (np > 0) {
-        push_module(L, "table", "concat");
+        sbot_push_require(L, "table", "concat");
         lua_pushvalue(L, problems);
         lua_pushliteral(L, "; ");
         lua_call(L, 2, 1);

@@ -44,23 +44,11 @@ static double mono_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-/* Push require(name)[field] (field may be NULL for the module itself). */
-static void push_required(lua_State *L, const char *name, const char *field)
-{
-    lua_getglobal(L, "require");
-    lua_pushstring(L, name);
-    lua_call(L, 1, 1);
-    if (field) {
-        lua_getfield(L, -1, field);
-        lua_remove(L, -2);
-    }
-}
-
 /* A new table marked as a JSON array (so an empty one encodes as []). */
 static void push_array(lua_State *L)
 {
     lua_newtable(L);
-    push_required(L, "sbot.json", "array_mt");
+    sbot_push_require(L, "sbot.json", "array_mt");
     lua_setmetatable(L, -2);
 }
 
@@ -842,7 +830,7 @@ static int m_to_json(lua_State *L)
     }
     sbot_set_str(L, -1, "secrets", "redact");
     lua_replace(L, 2);
-    push_required(L, "sbot.json", "encode");
+    sbot_push_require(L, "sbot.json", "encode");
     lua_pushcfunction(L, m_results);
     lua_pushvalue(L, 1);
     lua_call(L, 1, 1);
@@ -1004,7 +992,7 @@ static int m_artifact(lua_State *L)
     lua_pop(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 2);
-    push_required(L, "sbot.artifact", "record");
+    sbot_push_require(L, "sbot.artifact", "record");
     lua_insert(L, 1);
     lua_call(L, 2, LUA_MULTRET);
     return lua_gettop(L);
@@ -1041,7 +1029,7 @@ static int l_new(lua_State *L)
 
     lua_getfield(L, lua_upvalueindex(1), "schema");
     if (lua_istable(L, -1)) {
-        push_required(L, "sbot.schema", "validate");
+        sbot_push_require(L, "sbot.schema", "validate");
         lua_insert(L, -2);
         lua_pushvalue(L, 1);
         lua_pushfstring(L, "component %s config", name);
@@ -1209,7 +1197,7 @@ int sbot_component_define(lua_State *L, int spec)
         return luaL_error(L, "component.define %s: description must be a string", name);
     int description = lua_gettop(L);
     if (lua_getfield(L, spec, "schema") != LUA_TNIL) {
-        push_required(L, "sbot.schema", "check");
+        sbot_push_require(L, "sbot.schema", "check");
         lua_pushvalue(L, -2);
         lua_call(L, 1, 0);
     }

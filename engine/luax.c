@@ -89,3 +89,23 @@ void sbot_append(lua_State *L, int list)
     list = lua_absindex(L, list);
     lua_rawseti(L, list, (lua_Integer)lua_rawlen(L, list) + 1);
 }
+
+void sbot_push_require(lua_State *L, const char *name, const char *field)
+{
+    lua_getglobal(L, "require");
+    lua_pushstring(L, name);
+    lua_call(L, 1, 1);
+    if (field) {
+        lua_getfield(L, -1, field);
+        lua_remove(L, -2);
+    }
+}
+
+void sbot_call_method(lua_State *L, int obj, const char *method, int nargs, int nresults)
+{
+    obj = lua_absindex(L, obj);
+    lua_getfield(L, obj, method);
+    lua_pushvalue(L, obj);
+    lua_rotate(L, -(nargs + 2), 2); /* method, obj, args... */
+    lua_call(L, nargs + 1, nresults);
+}

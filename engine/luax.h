@@ -54,4 +54,15 @@ void sbot_push_array(lua_State *L);
 /* Append the value on the top to the sequence at index list (popped). */
 void sbot_append(lua_State *L, int list);
 
+/* ---- modules and methods --------------------------------------------------------- */
+
+/* Push require(name)[field], or require(name) itself when field is NULL.
+ * Errors of require propagate. */
+void sbot_push_require(lua_State *L, const char *name, const char *field);
+
+/* Call obj:method(...) with the object at index obj and the nargs arguments
+ * on the top of the stack (consumed); leaves nresults results. Errors
+ * propagate (lua_call). */
+void sbot_call_method(lua_State *L, int obj, const char *method, int nargs, int nresults);
+
 #endif
