@@ -109,3 +109,12 @@ void sbot_call_method(lua_State *L, int obj, const char *method, int nargs, int 
     lua_rotate(L, -(nargs + 2), 2); /* method, obj, args... */
     lua_call(L, nargs + 1, nresults);
 }
+
+int sbot_call_api(lua_State *L, lua_CFunction f, int nargs)
+{
+    int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, f);
+    lua_insert(L, base + 1);
+    lua_call(L, nargs, LUA_MULTRET);
+    return lua_gettop(L) - base;
+}

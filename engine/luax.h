@@ -65,4 +65,10 @@ void sbot_push_require(lua_State *L, const char *name, const char *field);
  * propagate (lua_call). */
 void sbot_call_method(lua_State *L, int obj, const char *method, int nargs, int nresults);
 
+/* Call the C function f with the nargs values on the top of the stack
+ * (consumed), unprotected: errors (misuse) propagate like any Lua API call.
+ * Returns the number of results pushed. The C API of a module (sbot.h) is
+ * its Lua functions called this way. */
+int sbot_call_api(lua_State *L, lua_CFunction f, int nargs);
+
 #endif
