@@ -60,13 +60,6 @@ static void sleep_for(double s)
     nanosleep(&ts, NULL);
 }
 
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* seconds between logins while TrueNAS rate-limits them */
 #define RATE_RETRY 5.0
 
@@ -429,7 +422,7 @@ static int c_open(lua_State *L)
     /* TrueNAS takes 20 logins a minute from one address (then EBUSY "Rate
      * Limit Exceeded"): a fleet of more servers than that, each worker with
      * its own connection, waits its turn rather than failing. */
-    double start = mono(), waited = 0;
+    double start = now_mono(), waited = 0;
     int warned = 0;
     for (;;) {
         int n = sbot_truenas_connect(L, o);
@@ -437,7 +430,7 @@ static int c_open(lua_State *L)
             return 1;
         const char *msg = lua_tostring(L, -2), *code = lua_tostring(L, -1);
         int limited = code && strcmp(code, "EBUSY") == 0 && msg && strstr(msg, "Rate Limit");
-        waited = mono() - start;
+        waited = now_mono() - start;
         if (limited && waited + RATE_RETRY <= wait) {
             if (!warned++)
                 sbot_log(L, SBOT_WARN, "iscsi (%s): TrueNAS refuses logins for now (%s; it takes 20 a minute "
