@@ -13,6 +13,7 @@
  * client is the only code that reveals the BMC password.
  * Policy (what to change, in which order) belongs to the components. */
 #define _GNU_SOURCE
+#include "luax.h"
 #include "sbot.h"
 #include "util.h"
 
@@ -2696,19 +2697,10 @@ static int l_check_attribute(lua_State *L)
 
 /* ---- C API (engine/sbot.h) -------------------------------------------------------------- */
 
-static int call_api(lua_State *L, lua_CFunction f, int nargs)
-{
-    int base = lua_gettop(L) - nargs;
-    lua_pushcfunction(L, f);
-    lua_insert(L, base + 1);
-    lua_call(L, nargs, LUA_MULTRET);
-    return lua_gettop(L) - base;
-}
-
 int sbot_redfish_connect(lua_State *L, int opts)
 {
     lua_pushvalue(L, opts);
-    return call_api(L, l_connect, 1);
+    return sbot_call_api(L, l_connect, 1);
 }
 
 int sbot_redfish_get(lua_State *L, int client, const char *path)
@@ -2716,7 +2708,7 @@ int sbot_redfish_get(lua_State *L, int client, const char *path)
     client = lua_absindex(L, client);
     lua_pushvalue(L, client);
     lua_pushstring(L, path);
-    return call_api(L, m_get, 2);
+    return sbot_call_api(L, m_get, 2);
 }
 
 int sbot_redfish_get_many(lua_State *L, int client, int paths)
@@ -2725,7 +2717,7 @@ int sbot_redfish_get_many(lua_State *L, int client, int paths)
     paths = lua_absindex(L, paths);
     lua_pushvalue(L, client);
     lua_pushvalue(L, paths);
-    return call_api(L, m_get_many, 2);
+    return sbot_call_api(L, m_get_many, 2);
 }
 
 int sbot_redfish_patch(lua_State *L, int client, const char *path, int body, int opts)
@@ -2740,7 +2732,7 @@ int sbot_redfish_patch(lua_State *L, int client, const char *path, int body, int
         lua_pushvalue(L, opts);
     else
         lua_pushnil(L);
-    return call_api(L, m_patch, 4);
+    return sbot_call_api(L, m_patch, 4);
 }
 
 int sbot_redfish_post(lua_State *L, int client, const char *path, int body)
@@ -2753,7 +2745,7 @@ int sbot_redfish_post(lua_State *L, int client, const char *path, int body)
         lua_pushvalue(L, body);
     else
         lua_pushnil(L);
-    return call_api(L, m_post, 3);
+    return sbot_call_api(L, m_post, 3);
 }
 
 int sbot_redfish_delete(lua_State *L, int client, const char *path)
@@ -2761,7 +2753,7 @@ int sbot_redfish_delete(lua_State *L, int client, const char *path)
     client = lua_absindex(L, client);
     lua_pushvalue(L, client);
     lua_pushstring(L, path);
-    return call_api(L, m_delete, 2);
+    return sbot_call_api(L, m_delete, 2);
 }
 
 int sbot_redfish_wait_job(lua_State *L, int client, const char *job, int opts)
@@ -2774,7 +2766,7 @@ int sbot_redfish_wait_job(lua_State *L, int client, const char *job, int opts)
         lua_pushvalue(L, opts);
     else
         lua_pushnil(L);
-    return call_api(L, m_wait_job, 3);
+    return sbot_call_api(L, m_wait_job, 3);
 }
 
 int sbot_redfish_identify(lua_State *L, int client, int manager)
@@ -2786,14 +2778,14 @@ int sbot_redfish_identify(lua_State *L, int client, int manager)
         lua_pushvalue(L, manager);
     else
         lua_pushnil(L);
-    return call_api(L, m_identify, 2);
+    return sbot_call_api(L, m_identify, 2);
 }
 
 int sbot_redfish_close(lua_State *L, int client)
 {
     client = lua_absindex(L, client);
     lua_pushvalue(L, client);
-    return call_api(L, m_close, 1);
+    return sbot_call_api(L, m_close, 1);
 }
 
 int luaopen_sbot_redfish(lua_State *L)

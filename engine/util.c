@@ -1,8 +1,9 @@
 /* util.c: helpers shared by the C modules (see util.h): hex and base64
  * (crypto.c, sigv4.c, fsio.c, httpd.c, ws.c), UTC timestamps (sys.c,
  * lifecycle.c), the SIGPIPE guard (ws.c, iscsi.c), errno names (fsio.c,
- * sys.c), the host[:port] grammar (iscsi.c, redfish.c). The secret-object
- * test is sbot_is_secret in log.c (sbot.h). */
+ * sys.c), the host[:port] grammar (iscsi.c, redfish.c), a forked child's
+ * result pipe and descriptors (fleet.c, keeper.c). The secret-object test is
+ * sbot_is_secret in log.c (sbot.h). */
 #define _GNU_SOURCE
 #include "util.h"
 
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 void sbot_hex(const unsigned char *in, size_t n, char *out)
 {
@@ -149,4 +151,37 @@ void sbot_sigpipe_unblock(struct sbot_sigpipe_guard *g)
         }
     }
     pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
+void sbot_write_all(int fd, const char *s, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, s, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;
+        s += n;
+        len -= (size_t)n;
+    }
+}
+
+void sbot_close_fds_except(int a, int b)
+{
+    if (a > b) {
+        int t = a;
+        a = b;
+        b = t;
+    }
+    int ok = (a <= 3 || close_range(3, (unsigned)a - 1, 0) == 0) &&
+             (b <= a + 1 || close_range((unsigned)a + 1, (unsigned)b - 1, 0) == 0) &&
+             close_range((unsigned)b + 1, ~0U, 0) == 0;
+    if (!ok) { /* no close_range (old kernel): one by one */
+        long max = sysconf(_SC_OPEN_MAX);
+        if (max < 0 || max > 65536)
+            max = 65536;
+        for (int fd = 3; fd < (int)max; fd++)
+            if (fd != a && fd != b)
+                close(fd);
+    }
 }

@@ -47,4 +47,16 @@ struct sbot_sigpipe_guard {
 void sbot_sigpipe_block(struct sbot_sigpipe_guard *g);
 void sbot_sigpipe_unblock(struct sbot_sigpipe_guard *g);
 
+/* write(2) all len bytes of s to fd, again after EINTR; stops silently at any
+ * other failure (the reader then sees a short message). For a forked child
+ * sending its result to the parent (fleet.c, keeper.c). */
+void sbot_write_all(int fd, const char *s, size_t len);
+
+/* In a forked child: close every descriptor from 3 up but a and b (the same
+ * descriptor twice to keep only one), with close_range(2), else one by one.
+ * The fork inherits the parent's open files, sockets and other children's
+ * pipes; held open they would keep ports bound and connections up after the
+ * parent closes them. */
+void sbot_close_fds_except(int a, int b);
+
 #endif
