@@ -15,8 +15,24 @@ const char *sbot_field_str(lua_State *L, int t, const char *k)
 
 const char *sbot_field_tostr(lua_State *L, int t, const char *k)
 {
-    lua_getfield(L, t, k);
+    t = lua_absindex(L, t);
+    int type = lua_getfield(L, t, k);
     const char *s = lua_tostring(L, -1);
+    if (type == LUA_TNUMBER) {
+        /* The converted string lives only on the stack: anchor it in the
+         * registry's set of such strings (a number's text is short and a run
+         * converts few distinct ones) so the pointer outlives the pop. */
+        if (lua_getfield(L, LUA_REGISTRYINDEX, "sbot.luax.tostr") != LUA_TTABLE) {
+            lua_pop(L, 1);
+            lua_newtable(L);
+            lua_pushvalue(L, -1);
+            lua_setfield(L, LUA_REGISTRYINDEX, "sbot.luax.tostr");
+        }
+        lua_pushvalue(L, -2);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, -3);
+        lua_pop(L, 1);
+    }
     lua_pop(L, 1);
     return s;
 }

@@ -18,8 +18,9 @@
 const char *sbot_field_str(lua_State *L, int t, const char *k);
 
 /* t[k] as lua_tostring gives it: a string, a number converted to a string,
- * else NULL. A converted number is not anchored anywhere once returned:
- * prefer sbot_field_str where the value must be a string. */
+ * else NULL. A converted number's text is anchored in the registry (a set
+ * of such strings, "sbot.luax.tostr"), so it stays valid like a field's own
+ * string; prefer sbot_field_str where the value must be a string. */
 const char *sbot_field_tostr(lua_State *L, int t, const char *k);
 
 /* t[k] if it is a boolean, else dflt. */
