@@ -2251,10 +2251,14 @@ static void reset(lua_State *L, int self, int cl, const char *target, const char
         }
     }
     if (!ok) {
-        const char *code = lua_tostring(L, -1);
+        /* the code: a MessageId or transport word, or the HTTP status (an
+         * integer) of an answer without a MessageId */
+        int conflict = lua_isinteger(L, -1) && lua_tointeger(L, -1) == 409;
+        const char *code = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
         const char *msg = lua_tostring(L, -2);
-        if (!(code && (strcmp(code, "RAC0508") == 0 || strcmp(code, "RAC0509") == 0 || strcmp(code, "http_409") == 0 ||
-                       strcmp(code, "closed") == 0 || strcmp(code, "io") == 0 || strcmp(code, "timeout") == 0)))
+        if (!(conflict || (code && (strcmp(code, "RAC0508") == 0 || strcmp(code, "RAC0509") == 0 ||
+                                    strcmp(code, "closed") == 0 || strcmp(code, "io") == 0 ||
+                                    strcmp(code, "timeout") == 0))))
             luaL_error(L, "reboot: %s", msg);
         /* already there, or no answer: the power state read next decides */
         sbot_log(L, SBOT_INFO, "r630 (%s): reset %s: %s", id ? id : "?", type, msg);

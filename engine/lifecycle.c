@@ -1075,7 +1075,8 @@ static int m_tostring(lua_State *L)
 
 /* ---- define / new ---------------------------------------------------------- */
 
-/* Module.new(config [, opts]) -> instance | nil, err, "config"
+/* Module.new(config [, opts]) -> instance | nil, err, "invalid" (docs/errors.md:
+ * a config that does not validate is input not in the format new reads)
  * opts: {id = "r630-01", step = "boot_disk", artifact_dir = dir, site = site, server = server}.
  * Upvalues: 1 module, 2 instance metatable. */
 static int l_new(lua_State *L)
@@ -1100,7 +1101,7 @@ static int l_new(lua_State *L)
         lua_pushfstring(L, "component %s config", name);
         lua_call(L, 3, 2);
         if (lua_isnil(L, -2)) {
-            lua_pushliteral(L, "config");
+            lua_pushliteral(L, "invalid");
             return 3;
         }
         lua_pop(L, 1);

@@ -790,7 +790,8 @@ static void push_response_id(lua_State *L, int res)
 
 /* For an HTTP response at res with an error status: pushes nil, message,
  * code, status (returns 4). The message is "ID: text (METHOD path on host)";
- * without a MessageId the code is "http_<status>". */
+ * without a MessageId the code is the HTTP status itself (an integer: the
+ * device's answer, as sbot.ws gives for a refused upgrade; docs/errors.md). */
 static int push_http_error(lua_State *L, struct client *c, int res, const char *method, const char *path)
 {
     res = lua_absindex(L, res);
@@ -811,7 +812,7 @@ static int push_http_error(lua_State *L, struct client *c, int res, const char *
             lua_pushfstring(L, "HTTP %d: %s (%s %s on %s)", status, msg, method, path, c->host);
         else
             lua_pushfstring(L, "HTTP %d (%s %s on %s)", status, method, path, c->host);
-        lua_pushfstring(L, "http_%d", status);
+        lua_pushinteger(L, status);
     }
     lua_pushinteger(L, status);
     for (int i = 0; i < 4; i++)
@@ -962,7 +963,9 @@ static int rf_request(lua_State *L, int ci, const char *method, const char *path
     headers = headers ? lua_absindex(L, headers) : 0;
     int top = lua_gettop(L);
     if (push_url(L, c, path) == 2) {
-        lua_pushliteral(L, "foreign");
+        /* a link that is not a path on this service: not in the format a
+         * request takes (the token never leaves for another host) */
+        lua_pushliteral(L, "invalid");
         return 3;
     }
     int url = lua_gettop(L);
@@ -2222,7 +2225,7 @@ static int find_job(lua_State *L, const char *id)
     lua_settop(L, top);
     lua_pushnil(L);
     lua_pushfstring(L, "job %s is not in the job queue of %s", id, c->host);
-    lua_pushliteral(L, "not_found");
+    lua_pushliteral(L, "not_found"); /* docs/errors.md: a lookup found nothing */
     return 3;
 }
 
@@ -2401,7 +2404,13 @@ static int wait_job_loop(lua_State *L, struct client *c, const char *path, const
                 } else {
                     lua_pushfstring(L, "job %s %s: %s (GET %s on %s)", short_id, j.state,
                                     j.message ? j.message : "(no message)", path, c->host);
-                    lua_pushliteral(L, "job_failed");
+                    /* no MessageId: the device's own word for how the job
+                     * ended (JobState/TaskState; "Critical" for a task that
+                     * Completed with TaskStatus Critical) */
+                    if (strcmp(j.state, "Completed") == 0)
+                        lua_pushliteral(L, "Critical");
+                    else
+                        lua_pushstring(L, j.state);
                 }
                 lua_pushvalue(L, 6);
                 return 4;
