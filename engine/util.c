@@ -63,6 +63,31 @@ const char *sbot_errno_name(int e)
     return name ? name : "EUNKNOWN";
 }
 
+/* A host name of RFC 1123 (2.1): labels of letters, digits and '-', 1..63
+ * characters, neither starting nor ending with '-', joined by '.', 253
+ * characters at most; '_' is taken inside a label too (names with one exist
+ * in real DNS). An IPv4 address is such a name. No empty label: no leading,
+ * trailing or doubled '.'. */
+static int is_host_name(const char *s, const char *end)
+{
+    if (end - s > 253)
+        return 0;
+    const char *label = s;
+    for (const char *c = s;; c++) {
+        if (c == end || *c == '.') {
+            size_t n = (size_t)(c - label);
+            if (n == 0 || n > 63 || label[0] == '-' || c[-1] == '-')
+                return 0;
+            if (c == end)
+                return 1;
+            label = c + 1;
+        } else if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+                     *c == '-' || *c == '_')) {
+            return 0;
+        }
+    }
+}
+
 const char *sbot_check_hostport(const char *s, int port_required)
 {
     const char *port = NULL;
@@ -96,10 +121,8 @@ const char *sbot_check_hostport(const char *s, int port_required)
         if (end == s || (!colon && port_required))
             return port_required ? "must be HOST:PORT (IPv6 as [addr]:port)"
                                  : "must be HOST[:PORT] (IPv6 as [addr]:port)";
-        for (const char *c = s; c < end; c++)
-            if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-                  *c == '.' || *c == '-' || *c == '_'))
-                return "is not a host name or an IP address (IPv6 as [addr]:port)";
+        if (!is_host_name(s, end))
+            return "is not a host name or an IP address (IPv6 as [addr]:port)";
         if (colon)
             port = colon + 1;
     }

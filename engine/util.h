@@ -25,8 +25,11 @@ size_t sbot_base64(const unsigned char *in, size_t n, char *out);
 const char *sbot_errno_name(int e);
 
 /* Check "host[:port]", the form a portal or a BMC address takes: a host name
- * or an IP address, an IPv6 address in brackets ("[fd00::5]:3260", a zone
- * allowed), then ':' and a port 1..65535 (required when port_required).
+ * (RFC 1123 labels; '_' allowed inside one) or an IP address, an IPv6
+ * address in brackets ("[fd00::5]:3260", a zone allowed), then ':' and a port
+ * 1..65535 (required when port_required). sys.check_hostport is its Lua face
+ * (the site file's idrac.host and truenas.portal). Cases shared by the C and
+ * the Lua tests: tests/fixtures/hostport_cases.txt.
  * Returns NULL, or what is wrong as the end of a sentence naming the value
  * ("must be HOST:PORT (IPv6 as [addr]:port)"). A bare IPv6 address is
  * refused: "fe80::1:3260" cannot say where its port is. */

@@ -7,6 +7,7 @@
 local fsio = require "sbot.fsio"
 local schema = require "sbot.schema"
 local secret = require "sbot.secret"
+local sys = require "sbot.sys"
 local tls = require "sbot.tls"
 
 local M = {}
@@ -139,25 +140,17 @@ M.schema = {
 }
 
 -- Checks the schema language cannot express; each returns a message or nil.
-local function check_port(port)
-  local n = tonumber(port)
-  if not n or n < 1 or n > 65535 then return "port " .. port .. " is out of range 1-65535" end
-end
 
---- "name-or-ip[:port]" (IPv6 in brackets); what idrac.host and truenas.portal take,
--- the grammar sbot.iscsi.probe and sbot.redfish check (engine/util.c, sbot_check_hostport).
-local V6 = "%[[%x:%.]*:[%x:%.]*%%?[%w_.%-]*%]" -- [fd00::5], [::ffff:10.0.0.1], [fe80::1%eth0]
+--- "name-or-ip[:port]" (IPv6 in brackets); what idrac.host and truenas.portal take:
+-- the grammar sbot.iscsi.probe and sbot.redfish check, sbot_check_hostport
+-- (engine/util.c) through sys.check_hostport, so the site refuses exactly what
+-- they would (tests/fixtures/hostport_cases.txt). A URL gets its own advice.
 local function check_hostport(v)
   if v:find("://", 1, true) then
     return string.format("%q: expected name-or-ip[:port], not a URL", v)
   end
-  if not v:find("[", 1, true) and select(2, v:gsub(":", "")) > 1 then
-    return string.format("%q: an IPv6 address goes in brackets: [addr] or [addr]:port", v)
-  end
-  local port = v:match("^[%w][%w%.%-_]*:(%d+)$") or v:match("^" .. V6 .. ":(%d+)$")
-  if port then return check_port(port) and string.format("%q: %s", v, check_port(port)) end
-  if v:match("^[%w][%w%.%-_]*$") or v:match("^" .. V6 .. "$") then return nil end
-  return string.format("%q: expected name-or-ip[:port] (IPv6 as [addr]:port)", v)
+  local ok, why = sys.check_hostport(v, false)
+  if not ok then return why end
 end
 
 local function check_tls(t, url, path, errors)
