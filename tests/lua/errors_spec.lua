@@ -141,7 +141,7 @@ describe("the documented words", function()
     f:close()
     local transport = text:match("\n## Transport words.-\n(|.-)\n\n")
     for w in transport:gmatch("\n| `([%w_]+)` |") do words[w] = true end
-    local other = text:match("\nTwo more words stand beside them.-\n(|.-)\n\n")
+    local other = text:match("\nMore words stand beside them.-\n(|.-)\n\n")
     for w in other:gmatch("\n| `([%w_]+)` |") do words[w] = true end
   end
   -- an errno name, a documented word, or (a device's answer without an id
@@ -153,11 +153,31 @@ describe("the documented words", function()
 
   it("reads the transport words and the other words from docs/errors.md", function()
     for _, w in ipairs({ "resolve", "connect", "timeout", "tls", "closed", "io", "protocol", "too_large",
-      "invalid", "not_found" }) do
+      "invalid", "not_found", "locked" }) do
       assert.is_true(words[w], w)
     end
     -- what the old codes were is not a word
     for _, w in ipairs({ "config", "foreign", "job_failed", "http_409" }) do assert.is_nil(words[w], w) end
+  end)
+
+  it("sbot.lock: a lock another process holds is locked; a failed call on the file its errno name", function()
+    local lock = require "sbot.lock"
+    local dir = helpers.tmpdir("vocab-lock")
+    local path = dir .. "/x.lock"
+    -- flock(1) holds the file's flock, as another sbot would
+    local holder = helpers.spawn(string.format("flock %s -c %s", helpers.shquote(path),
+      helpers.shquote("touch " .. helpers.shquote(dir .. "/held") .. "; exec sleep 30")))
+    local deadline = helpers.now() + 10
+    while not io.open(dir .. "/held") and helpers.now() < deadline do os.execute("sleep 0.05") end
+    local l, err, code = lock.acquire(path, { name = "vocab" })
+    holder:stop()
+    assert.is_nil(l)
+    assert.are.equal("locked", code, err)
+    assert.is_true(documented(code))
+    l, err, code = lock.acquire(dir .. "/missing/x.lock")
+    assert.is_nil(l)
+    assert.are.equal("ENOENT", code, err)
+    assert.is_true(documented(code))
   end)
 
   it("sbot.component: Module.new of a config that does not validate, for every component", function()
