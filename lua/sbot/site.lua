@@ -336,17 +336,31 @@ end
 
 --- Load a site file. opts: {secrets_dir = dir, getenv = fn}.
 -- Returns the validated site table (with `site.file` and `site.dir` set),
--- or nil and an error naming the file and key path, and a code
--- ("load", "secret" or "invalid"). Whatever the file holds (a binary chunk,
+-- or nil and an error naming the file and key path, and a code: the errno
+-- name when the file cannot be read ("ENOENT", "EACCES", "EISDIR"), "invalid"
+-- when it is not Lua that returns a valid site table (docs/errors.md), "secret"
+-- when its secrets cannot be had. Whatever the file holds (a binary chunk,
 -- tables nested without end or referring to themselves, metatables that
 -- raise), the answer is such a message, never a raised error.
 function M.load(path, opts)
   if type(path) ~= "string" then error("site.load: expected a file path, got " .. type(path), 2) end
   opts = opts or {}
+  -- loadfile's "cannot open" carries no errno name: ask the file system first
+  local st, serr, scode = fsio.stat(path, true)
+  if not st then -- serr is "<what>: <path>: <strerror>"
+    return nil, "site " .. path .. ": cannot open the file: " .. (serr:match(".*: (.-)$") or serr), scode
+  end
+  if st.type == "directory" then return nil, "site " .. path .. ": is a directory, not a site file", "EISDIR" end
   local chunk, err = loadfile(path, "t")
-  if not chunk then return nil, load_error(err, path), "load" end
+  if not chunk then
+    if err:match("^cannot %a+ ") then -- the file is there but cannot be opened or read
+      local again, _, acode = fsio.stat(path, true)
+      return nil, load_error(err, path), (not again and acode) or (err:match("Permission denied$") and "EACCES") or "EIO"
+    end
+    return nil, load_error(err, path), "invalid" -- not Lua source text
+  end
   local ok, t = pcall(chunk)
-  if not ok then return nil, "site " .. path .. ": " .. whole_path(tostring(t), path), "load" end
+  if not ok then return nil, "site " .. path .. ": " .. whole_path(tostring(t), path), "invalid" end
   if type(t) ~= "table" then
     return nil, "site " .. path .. ": must return a table, returned " .. type(t), "invalid"
   end

@@ -376,8 +376,13 @@ describe("sbot.site", function()
     _, err = site.load(lpath)
     assert.are.equal("site " .. lpath .. ":1: unexpected symbol (source text not shown: it may hold a secret)", err)
     local _, err3, code = site.load(dir .. "/missing.lua")
-    assert.are.equal("load", code)
+    assert.are.equal("ENOENT", code)
     assert.are.equal("site " .. dir .. "/missing.lua: cannot open the file: No such file or directory", err3)
+    _, err3, code = site.load(dir)
+    assert.are.equal("EISDIR", code)
+    assert.are.equal("site " .. dir .. ": is a directory, not a site file", err3)
+    _, err3, code = site.load(dir .. "/missing.lua/site.lua")
+    assert.are.equal("ENOENT", code, err3)
   end)
 
   it("refuses a site file readable by others when it holds secrets in clear, not when it holds references", function()
@@ -415,7 +420,7 @@ describe("sbot.site", function()
       .. '  password = "hunter2-Unterminated, } } } }\n')
     local s, err, code = site.load(path)
     assert.is_nil(s)
-    assert.are.equal("load", code)
+    assert.are.equal("invalid", code)
     assert.are.equal("site " .. path .. ":2: unfinished string (source text not shown: it may hold a secret)", err)
     path = write_site(dir, 'return { servers = { { id = "a" password = "hunter2-Unexpected" } } }\n')
     _, err = site.load(path)
@@ -425,9 +430,9 @@ describe("sbot.site", function()
   it("answers site FILE: ... for binary, deeply nested, cyclic and raising tables, never a traceback", function()
     local dir = helpers.tmpdir("site")
     local cases = {
-      { "\x1bLua\x54\x00\x19\x93\r\n\x1a\n\x04\x08\x08", "load",
+      { "\x1bLua\x54\x00\x19\x93\r\n\x1a\n\x04\x08\x08", "invalid",
         "site %s: is a precompiled (binary) Lua chunk; a site file is Lua source text" },
-      { "\xbe\xef\x00\x01binary", "load", "site %s:1: unexpected symbol (source text not shown: it may hold a secret)" },
+      { "\xbe\xef\x00\x01binary", "invalid", "site %s:1: unexpected symbol (source text not shown: it may hold a secret)" },
       { "local t = {} t.x = t\nreturn { components = { a = t } }", "invalid",
         "site %s: components.a.x: refers to itself (a cycle); a config value must be a tree" },
       { "local t = {} for i = 1, 100000 do t = { t } end\nreturn { components = { a = t } }", "secret",
