@@ -902,6 +902,7 @@ static void discover_chap(lua_State *L, int self, int res, int d, const char *ma
             lua_pushboolean(L, 1);
             lua_setfield(L, dc, "adopted");
         }
+        sbot_set_bool(L, dc, "marked", chap_marked(L, found, mark));
     }
     lua_setfield(L, d, "chap");
     lua_settop(L, top);
@@ -1437,6 +1438,22 @@ static int c_plan(lua_State *L)
                 lua_createtable(L, 0, 1);
                 lua_pushliteral(L, "(another)");
                 lua_setfield(L, -2, "secret");
+                lua_setfield(L, -2, "before");
+                lua_pop(L, 1);
+            }
+            if (!sbot_field_bool(L, dc, "marked", 0)) {
+                /* an entry made before sbot marked its entries: marked now,
+                 * so that housekeep knows it for this server's (a change of
+                 * its own: not a new secret, nothing to send to the R630) */
+                lua_createtable(L, 0, 1);
+                sbot_set_str(L, -1, "peeruser", mark);
+                lua_pushfstring(L, "chap_mark:%s", user);
+                add_change(L, list, lua_gettop(L) - 1, lua_tostring(L, -1), "update",
+                           "the CHAP entry does not carry sbot's mark for this server (peeruser)");
+                lua_pop(L, 2);
+                lua_rawgeti(L, list, (lua_Integer)lua_rawlen(L, list));
+                lua_createtable(L, 0, 1);
+                sbot_set_str(L, -1, "peeruser", "(not the mark)");
                 lua_setfield(L, -2, "before");
                 lua_pop(L, 1);
             }
@@ -2041,6 +2058,29 @@ static int c_apply(lua_State *L)
         }
         lua_pushboolean(L, 1);
         lua_setfield(L, out, "groups");
+    } else if (strncmp(resource, "chap_mark:", 10) == 0) {
+        /* sbot's mark on an entry made before sbot marked its entries; a
+         * lost answer is sent again (a new peer secret: nothing uses it) */
+        lua_getfield(L, d, "chap");
+        lua_Integer id = ifield(L, -1, "auth_id", -1);
+        lua_getfield(L, -1, "secret");
+        int secret = lua_gettop(L);
+        for (int attempt = 0;; attempt++) {
+            lua_pushinteger(L, id);
+            lua_createtable(L, 0, 2);
+            lua_getfield(L, after, "peeruser");
+            lua_setfield(L, -2, "peeruser");
+            push_peer_secret(L, secret);
+            lua_setfield(L, -2, "peersecret");
+            int n = sbot_truenas_call(L, res, "iscsi.auth.update", 2);
+            if (n == 1)
+                break;
+            if (!transport_code(lua_tostring(L, -1)) || attempt >= 2)
+                return fail(L, "%s", lua_tostring(L, -2));
+            lua_pop(L, 3);
+        }
+        lua_pop(L, 3);
+        sbot_set_int(L, out, "id", id);
     } else if (strncmp(resource, "chap:", 5) == 0) {
         apply_chap(L, self, res, action, after, out);
     } else if (strncmp(resource, "extent:", 7) == 0) {

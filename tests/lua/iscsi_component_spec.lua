@@ -608,4 +608,31 @@ describe("iscsi component with CHAP", function()
     assert.are.equal(lost0 + 1, st.faults.counts.lostanswers, "the delete's answer was not lost")
     assert.is_nil(auth_by_id(st, entry.id))
   end)
+
+  it("marks the server's entry made before sbot marked its entries (a change of its own, not a new secret)", function()
+    local st = il.truenas(lab)
+    local target
+    for _, x in ipairs(st.iscsi.targets) do if (x.alias or ""):match("^sbot:r630%-01 ") then target = x end end
+    local g = target.groups[1]
+    local c = api()
+    local old = assert(c:call("iscsi.auth.create", { tag = 950, user = "r630-01", secret = NEW }))
+    assert(c:call("iscsi.target.update", target.id, { groups = { { portal = g.portal, initiator = g.initiator,
+      authmethod = "CHAP", auth = 950 } } }))
+    c:close()
+    local r = run(NEW)
+    assert(r.code == 0, r.stdout .. r.stderr)
+    assert.are.equal(1, #r.result.plan)
+    assert.are.same({ "chap_mark:r630-01", "update", { peeruser = "sbot:r630-01" } },
+      { r.result.plan[1].resource, r.result.plan[1].action, r.result.plan[1].after })
+    assert.is_false(require("sbot.cluster").chap_changed(r.result), "the R630 would be sent the secret again")
+    no_secret(r, NEW)
+    st = il.truenas(lab)
+    assert.are.same({ 950, "sbot:r630-01", "********" },
+      { auth_by_id(st, old.id).tag, auth_by_id(st, old.id).peeruser, auth_by_id(st, old.id).peersecret })
+    assert.are.equal("ok", login { user = "r630-01", secret = NEW })
+    local again = run(NEW)
+    assert(again.code == 0, again.stdout .. again.stderr)
+    assert.are.same({}, again.result.plan)
+    assert.are.same({}, il.problems(il.truenas(lab), { "r630-01", "r630-02" }))
+  end)
 end)
