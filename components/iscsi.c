@@ -188,6 +188,40 @@ static int same_secret(lua_State *L, int a, int b)
     return same;
 }
 
+/* Is the auth entry at e one sbot made for the server whose mark is mark
+ * ("sbot:<server>")? TrueNAS's iscsi.auth has no comment: sbot writes the
+ * mark as the entry's peeruser (with a random peer secret nobody uses; the
+ * targets ask for one-way CHAP, where the peer credentials play no part). */
+static int chap_marked(lua_State *L, int e, const char *mark)
+{
+    const char *pu = sbot_field_str(L, e, "peeruser");
+    return pu && mark && strcmp(pu, mark) == 0;
+}
+
+/* Push a fresh random peer secret (16 letters and digits, never the text of
+ * the secret at avoid), registered with the log redactor. */
+static void push_peer_secret(lua_State *L, int avoid)
+{
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    avoid = lua_absindex(L, avoid);
+    for (;;) {
+        sbot_push_require(L, "sbot.crypto", "random_bytes");
+        lua_pushinteger(L, 16);
+        lua_call(L, 1, 1);
+        size_t n = 0;
+        const unsigned char *b = (const unsigned char *)lua_tolstring(L, -1, &n);
+        char out[16];
+        for (size_t i = 0; i < sizeof out && i < n; i++)
+            out[i] = alphabet[b[i] % (sizeof alphabet - 1)];
+        lua_pop(L, 1);
+        sbot_log_add_secret(L, out, sizeof out);
+        lua_pushlstring(L, out, sizeof out);
+        if (!same_secret(L, -1, avoid))
+            return;
+        lua_pop(L, 1);
+    }
+}
+
 /* TrueNAS's answer for a secret the caller may not see (no SHARING_ISCSI_AUTH_WRITE). */
 #define REDACTED_SECRET "********"
 
@@ -820,10 +854,12 @@ static void discover_chap(lua_State *L, int self, int res, int d, const char *ma
             lua_pop(L, 1); /* the nil that ended the list */
     }
     if (!found) {
-        /* left by a run killed between the entry and the target that uses it */
+        /* left by a run killed between the entry and the target that uses it:
+         * only an entry sbot made for this server (its peeruser is the
+         * server's mark), never one of another server with the same user */
         for (lua_Integer i = 1; !found && lua_rawgeti(L, entries, i) == LUA_TTABLE; i++) {
             int e = lua_gettop(L);
-            const char *u = sbot_field_tostr(L, e, "user"), *pu = sbot_field_tostr(L, e, "peeruser");
+            const char *u = sbot_field_tostr(L, e, "user");
             lua_Integer tag = ifield(L, e, "tag", -1);
             int named = lua_rawgeti(L, referenced, tag) != LUA_TNIL;
             lua_pop(L, 1);
@@ -834,10 +870,7 @@ static void discover_chap(lua_State *L, int self, int res, int d, const char *ma
                 lua_pop(L, 1);
             }
             lua_pop(L, 1);
-            lua_getfield(L, e, "secret");
-            int same = u && user && strcmp(u, user) == 0 && !named && alone && (!pu || !*pu) &&
-                       same_secret(L, -1, secret);
-            lua_pop(L, 1);
+            int same = u && user && strcmp(u, user) == 0 && !named && alone && chap_marked(L, e, mark);
             if (same)
                 found = adopted = e;
             else
@@ -869,6 +902,7 @@ static void discover_chap(lua_State *L, int self, int res, int d, const char *ma
             lua_pushboolean(L, 1);
             lua_setfield(L, dc, "adopted");
         }
+        sbot_set_bool(L, dc, "marked", chap_marked(L, found, mark));
     }
     lua_setfield(L, d, "chap");
     lua_settop(L, top);
@@ -1407,6 +1441,22 @@ static int c_plan(lua_State *L)
                 lua_setfield(L, -2, "before");
                 lua_pop(L, 1);
             }
+            if (!sbot_field_bool(L, dc, "marked", 0)) {
+                /* an entry made before sbot marked its entries: marked now,
+                 * so that housekeep knows it for this server's (a change of
+                 * its own: not a new secret, nothing to send to the R630) */
+                lua_createtable(L, 0, 1);
+                sbot_set_str(L, -1, "peeruser", mark);
+                lua_pushfstring(L, "chap_mark:%s", user);
+                add_change(L, list, lua_gettop(L) - 1, lua_tostring(L, -1), "update",
+                           "the CHAP entry does not carry sbot's mark for this server (peeruser)");
+                lua_pop(L, 2);
+                lua_rawgeti(L, list, (lua_Integer)lua_rawlen(L, list));
+                lua_createtable(L, 0, 1);
+                sbot_set_str(L, -1, "peeruser", "(not the mark)");
+                lua_setfield(L, -2, "before");
+                lua_pop(L, 1);
+            }
         }
         lua_pop(L, 1);
     }
@@ -1792,14 +1842,23 @@ static void apply_chap(lua_State *L, int self, int res, const char *action, int 
         return;
     }
     lua_Integer tag = ifield(L, after, "tag", 1);
+    const char *mark = sbot_field_str(L, dc - 1, "mark");
+    if (!mark)
+        fail(L, "iscsi: the discovery has no mark for the server: cannot make its CHAP entry");
     for (int round = 0;; round++) {
-        lua_createtable(L, 0, 3);
+        lua_createtable(L, 0, 5);
         lua_pushinteger(L, tag);
         lua_setfield(L, -2, "tag");
         lua_pushstring(L, user);
         lua_setfield(L, -2, "user");
         lua_getfield(L, after, "secret");
         lua_setfield(L, -2, "secret");
+        /* sbot's mark (see chap_marked) */
+        sbot_set_str(L, -1, "peeruser", mark);
+        lua_getfield(L, after, "secret");
+        push_peer_secret(L, -1);
+        lua_remove(L, -2);
+        lua_setfield(L, -2, "peersecret");
         int args = lua_gettop(L);
         for (int attempt = 0;; attempt++) {
             lua_pushvalue(L, args);
@@ -1999,6 +2058,29 @@ static int c_apply(lua_State *L)
         }
         lua_pushboolean(L, 1);
         lua_setfield(L, out, "groups");
+    } else if (strncmp(resource, "chap_mark:", 10) == 0) {
+        /* sbot's mark on an entry made before sbot marked its entries; a
+         * lost answer is sent again (a new peer secret: nothing uses it) */
+        lua_getfield(L, d, "chap");
+        lua_Integer id = ifield(L, -1, "auth_id", -1);
+        lua_getfield(L, -1, "secret");
+        int secret = lua_gettop(L);
+        for (int attempt = 0;; attempt++) {
+            lua_pushinteger(L, id);
+            lua_createtable(L, 0, 2);
+            lua_getfield(L, after, "peeruser");
+            lua_setfield(L, -2, "peeruser");
+            push_peer_secret(L, secret);
+            lua_setfield(L, -2, "peersecret");
+            int n = sbot_truenas_call(L, res, "iscsi.auth.update", 2);
+            if (n == 1)
+                break;
+            if (!transport_code(lua_tostring(L, -1)) || attempt >= 2)
+                return fail(L, "%s", lua_tostring(L, -2));
+            lua_pop(L, 3);
+        }
+        lua_pop(L, 3);
+        sbot_set_int(L, out, "id", id);
     } else if (strncmp(resource, "chap:", 5) == 0) {
         apply_chap(L, self, res, action, after, out);
     } else if (strncmp(resource, "extent:", 7) == 0) {
@@ -2163,6 +2245,20 @@ static int c_undo(lua_State *L)
         }
         if (msg && strstr(msg, "does not exist"))
             return 0;
+        if (transport_code(lua_tostring(L, -1))) {
+            /* the answer was lost: read back, as delete_id does */
+            lua_pop(L, 3);
+            lua_pushinteger(L, id);
+            n = sbot_truenas_call(L, res, "iscsi.auth.get_instance", 1);
+            if (n == 1)
+                return fail(L, "iscsi.auth.delete %lld: the answer was lost and the CHAP entry still exists",
+                            (long long)id);
+            msg = lua_tostring(L, -2);
+            if (msg && strstr(msg, "does not exist"))
+                return 0;
+            return fail(L, "iscsi.auth.delete %lld: the answer was lost and reading the entry back failed: %s",
+                        (long long)id, msg ? msg : "iscsi.auth.get_instance failed");
+        }
         return fail(L, "%s", msg ? msg : "iscsi.auth.delete failed");
     }
     static const struct {
@@ -2495,11 +2591,13 @@ static int c_housekeep(lua_State *L)
         lua_pop(L, 1);
     }
     lua_pop(L, 2);
-    /* CHAP tags this server's targets named (discover) that no target names
-     * now (CHAP turned off, another user, a target removed above): their
-     * entries could only serve those targets */
-    lua_getfield(L, d, "chap_tags");
-    if (lua_type(L, -1) == LUA_TTABLE && lua_rawlen(L, -1) > 0) {
+    /* CHAP entries no target names (CHAP turned off, another user, a target
+     * removed above, a run killed before its housekeep or before its target
+     * used the entry): those sbot made for this server (marked, see
+     * chap_marked) go; others in a tag this server's targets named
+     * (discover) stay, with a warning: an admin may have added them */
+    {
+        lua_getfield(L, d, "chap_tags");
         int was = lua_gettop(L);
         lua_newtable(L);
         int named = lua_gettop(L);
@@ -2519,31 +2617,39 @@ static int c_housekeep(lua_State *L)
             lua_pop(L, 2);
         }
         lua_pop(L, 2);
-        auth_query(L, res, 0);
-        int entries = lua_gettop(L);
-        for (lua_Integer k = 1; lua_rawgeti(L, was, k) == LUA_TNUMBER; k++) {
-            lua_Integer tag = lua_tointeger(L, -1);
-            lua_pop(L, 1);
-            if (tag == chap_tag || lua_rawgeti(L, named, tag) != LUA_TNIL) {
-                if (tag != chap_tag)
-                    lua_pop(L, 1);
-                continue;
+        lua_newtable(L); /* tag -> true: named by this server's targets at discovery */
+        int was_set = lua_gettop(L);
+        if (lua_type(L, was) == LUA_TTABLE) {
+            for (lua_Integer k = 1; lua_rawgeti(L, was, k) == LUA_TNUMBER; k++) {
+                lua_pushboolean(L, 1);
+                lua_rawset(L, was_set);
             }
             lua_pop(L, 1);
-            for (lua_Integer i = 1; lua_rawgeti(L, entries, i) == LUA_TTABLE; i++) {
-                if (ifield(L, -1, "tag", -1) == tag) {
-                    delete_id(L, res, "iscsi.auth.delete", "iscsi.auth.get_instance", ifield(L, -1, "id", -1));
-                    lua_pushfstring(L, "CHAP credentials of user %s (tag %d)", sbot_field_tostr(L, -1, "user"),
-                                    (int)tag);
-                    lua_rawseti(L, removed, ++nrem);
-                }
+        }
+        auth_query(L, res, 0);
+        int entries = lua_gettop(L);
+        for (lua_Integer i = 1; lua_rawgeti(L, entries, i) == LUA_TTABLE; i++) {
+            int e = lua_gettop(L);
+            lua_Integer tag = ifield(L, e, "tag", -1);
+            int keep = lua_rawgeti(L, named, tag) != LUA_TNIL || tag == chap_tag;
+            lua_pop(L, 1);
+            if (!keep && chap_marked(L, e, mark)) {
+                delete_id(L, res, "iscsi.auth.delete", "iscsi.auth.get_instance", ifield(L, e, "id", -1));
+                lua_pushfstring(L, "CHAP credentials of user %s (tag %d)", sbot_field_tostr(L, e, "user"), (int)tag);
+                lua_rawseti(L, removed, ++nrem);
+            } else if (!keep && lua_rawgeti(L, was_set, tag) != LUA_TNIL) {
+                sbot_log(L, SBOT_WARN,
+                         "iscsi housekeep (%s): CHAP tag %lld, which this server's targets named, keeps the entry of "
+                         "user %s: sbot did not make it for this server (delete it by hand if nothing needs it)",
+                         server_id(L, self), (long long)tag, sbot_field_tostr(L, e, "user"));
+                lua_pop(L, 1);
+            } else if (!keep) {
                 lua_pop(L, 1);
             }
             lua_pop(L, 1);
         }
-        lua_pop(L, 3); /* the nil, entries, named */
+        lua_pop(L, 5); /* the nil, entries, was_set, named, was */
     }
-    lua_pop(L, 1);
     lua_pushvalue(L, removed);
     lua_setfield(L, hk, "removed");
     lua_pop(L, 1);
