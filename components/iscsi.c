@@ -22,6 +22,7 @@
  *
  * Everything goes through the C APIs of sbot.truenas and sbot.iscsi; the
  * TrueNAS connection is the component's resource (open/close). */
+#include "luax.h"
 #include "sbot.h"
 
 #include <ctype.h>
@@ -59,32 +60,15 @@ static void sleep_for(double s)
     nanosleep(&ts, NULL);
 }
 
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* seconds between logins while TrueNAS rate-limits them */
 #define RATE_RETRY 5.0
-
-static void push_array(lua_State *L)
-{
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "sbot.json");
-    lua_call(L, 1, 1);
-    lua_getfield(L, -1, "array");
-    lua_remove(L, -2);
-    lua_call(L, 0, 1);
-}
 
 /* [[field, "=", <value at idx>]] */
 static void push_filter(lua_State *L, const char *field, int value)
 {
     value = lua_absindex(L, value);
-    push_array(L);
-    push_array(L);
+    sbot_push_array(L);
+    sbot_push_array(L);
     lua_pushstring(L, field);
     lua_rawseti(L, -2, 1);
     lua_pushliteral(L, "=");
@@ -92,14 +76,6 @@ static void push_filter(lua_State *L, const char *field, int value)
     lua_pushvalue(L, value);
     lua_rawseti(L, -2, 3);
     lua_rawseti(L, -2, 1);
-}
-
-static const char *sfield(lua_State *L, int t, const char *k)
-{
-    lua_getfield(L, t, k);
-    const char *s = lua_tostring(L, -1);
-    lua_pop(L, 1); /* strings in tables stay alive while the table does */
-    return s;
 }
 
 static lua_Integer ifield(lua_State *L, int t, const char *k, lua_Integer def)
@@ -210,6 +186,40 @@ static int same_secret(lua_State *L, int a, int b)
     }
     lua_pop(L, 2);
     return same;
+}
+
+/* Is the auth entry at e one sbot made for the server whose mark is mark
+ * ("sbot:<server>")? TrueNAS's iscsi.auth has no comment: sbot writes the
+ * mark as the entry's peeruser (with a random peer secret nobody uses; the
+ * targets ask for one-way CHAP, where the peer credentials play no part). */
+static int chap_marked(lua_State *L, int e, const char *mark)
+{
+    const char *pu = sbot_field_str(L, e, "peeruser");
+    return pu && mark && strcmp(pu, mark) == 0;
+}
+
+/* Push a fresh random peer secret (16 letters and digits, never the text of
+ * the secret at avoid), registered with the log redactor. */
+static void push_peer_secret(lua_State *L, int avoid)
+{
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    avoid = lua_absindex(L, avoid);
+    for (;;) {
+        sbot_push_require(L, "sbot.crypto", "random_bytes");
+        lua_pushinteger(L, 16);
+        lua_call(L, 1, 1);
+        size_t n = 0;
+        const unsigned char *b = (const unsigned char *)lua_tolstring(L, -1, &n);
+        char out[16];
+        for (size_t i = 0; i < sizeof out && i < n; i++)
+            out[i] = alphabet[b[i] % (sizeof alphabet - 1)];
+        lua_pop(L, 1);
+        sbot_log_add_secret(L, out, sizeof out);
+        lua_pushlstring(L, out, sizeof out);
+        if (!same_secret(L, -1, avoid))
+            return;
+        lua_pop(L, 1);
+    }
 }
 
 /* TrueNAS's answer for a secret the caller may not see (no SHARING_ISCSI_AUTH_WRITE). */
@@ -355,7 +365,7 @@ static void push_cfg_or_site(lua_State *L, int self, const char *k, const char *
 
 static const char *server_id(lua_State *L, int self)
 {
-    const char *id = sfield(L, self, "id");
+    const char *id = sbot_field_tostr(L, self, "id");
     return id ? id : "server";
 }
 
@@ -446,7 +456,7 @@ static int c_open(lua_State *L)
     /* TrueNAS takes 20 logins a minute from one address (then EBUSY "Rate
      * Limit Exceeded"): a fleet of more servers than that, each worker with
      * its own connection, waits its turn rather than failing. */
-    double start = mono(), waited = 0;
+    double start = now_mono(), waited = 0;
     int warned = 0;
     for (;;) {
         int n = sbot_truenas_connect(L, o);
@@ -454,7 +464,7 @@ static int c_open(lua_State *L)
             return 1;
         const char *msg = lua_tostring(L, -2), *code = lua_tostring(L, -1);
         int limited = code && strcmp(code, "EBUSY") == 0 && msg && strstr(msg, "Rate Limit");
-        waited = mono() - start;
+        waited = now_mono() - start;
         if (limited && waited + RATE_RETRY <= wait) {
             if (!warned++)
                 sbot_log(L, SBOT_WARN, "iscsi (%s): TrueNAS refuses logins for now (%s; it takes 20 a minute "
@@ -483,7 +493,7 @@ static int portal_serves(lua_State *L, int portal, const char *ip)
     int found = 0;
     if (lua_getfield(L, portal, "listen") == LUA_TTABLE) {
         for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TTABLE; i++) {
-            const char *lip = sfield(L, lua_gettop(L), "ip");
+            const char *lip = sbot_field_tostr(L, lua_gettop(L), "ip");
             if (lip && (strcmp(lip, ip) == 0))
                 found = 1;
             lua_pop(L, 1);
@@ -589,7 +599,7 @@ static void fill_identity(lua_State *L, int self, int d)
     lua_setfield(L, d, "initiator");
     if (lua_getfield(L, cfg, "initiators") != LUA_TTABLE || lua_rawlen(L, -1) == 0) {
         lua_pop(L, 1);
-        push_array(L);
+        sbot_push_array(L);
         lua_getfield(L, d, "initiator");
         lua_rawseti(L, -2, 1);
     }
@@ -653,7 +663,7 @@ static const char *fill_address(lua_State *L, int d, const char *portal_cfg, con
 {
     d = lua_absindex(L, d);
     lua_getfield(L, d, "names");
-    const char *tname = sfield(L, lua_gettop(L), "target");
+    const char *tname = sbot_field_tostr(L, lua_gettop(L), "target");
     lua_pushstring(L, basename ? basename : "");
     lua_setfield(L, d, "basename");
     lua_pushfstring(L, "%s:%s", basename ? basename : "", tname ? tname : "");
@@ -702,13 +712,13 @@ static int l_address(lua_State *L)
     const char *basename = NULL;
     lua_Integer port = -1;
     if (lua_istable(L, 2)) {
-        basename = sfield(L, 2, "basename");
+        basename = sbot_field_tostr(L, 2, "basename");
         port = ifield(L, 2, "listen_port", -1);
     }
     if (!basename) {
         lua_getfield(L, 1, "site");
         if (lua_istable(L, -1) && lua_getfield(L, -1, "truenas") == LUA_TTABLE)
-            basename = sfield(L, lua_gettop(L), "basename");
+            basename = sbot_field_tostr(L, lua_gettop(L), "basename");
     }
     if (!basename) {
         lua_pushnil(L);
@@ -773,18 +783,18 @@ static void discover_chap(lua_State *L, int self, int res, int d, const char *ma
     lua_Integer cur_tid = ifield(L, d, "target_id", -1), cur_tag = -1;
     lua_newtable(L); /* tag -> true: named by a group of any target */
     int referenced = lua_gettop(L);
-    push_array(L);
+    sbot_push_array(L);
     int others = lua_gettop(L);
     must(L, res, "iscsi.target.query", 0);
     int targets = lua_gettop(L);
     for (lua_Integer i = 1; lua_rawgeti(L, targets, i) == LUA_TTABLE; i++) {
         int t = lua_gettop(L);
         lua_Integer tid = ifield(L, t, "id", -1);
-        int mine = marked_alias(sfield(L, t, "alias"), mark);
+        int mine = marked_alias(sbot_field_tostr(L, t, "alias"), mark);
         if (lua_getfield(L, t, "groups") == LUA_TTABLE) {
             for (lua_Integer j = 1; lua_rawgeti(L, -1, j) == LUA_TTABLE; j++) {
                 lua_Integer tag = ifield(L, -1, "auth", -1);
-                const char *m = sfield(L, -1, "authmethod");
+                const char *m = sbot_field_tostr(L, -1, "authmethod");
                 if (tag >= 0) {
                     lua_pushboolean(L, 1);
                     lua_rawseti(L, referenced, tag);
@@ -802,7 +812,7 @@ static void discover_chap(lua_State *L, int self, int res, int d, const char *ma
         lua_pop(L, 2);
     }
     lua_pop(L, 1);
-    push_array(L);
+    sbot_push_array(L);
     int tags = lua_gettop(L);
     if (cur_tag >= 0)
         add_unique(L, tags, cur_tag);
@@ -821,7 +831,7 @@ static void discover_chap(lua_State *L, int self, int res, int d, const char *ma
     lua_getfield(L, self, "config");
     lua_getfield(L, -1, "chap");
     int chap = lua_gettop(L);
-    const char *user = sfield(L, chap, "user");
+    const char *user = sbot_field_tostr(L, chap, "user");
     lua_getfield(L, chap, "secret");
     int secret = lua_gettop(L);
     auth_query(L, res, 0);
@@ -834,7 +844,7 @@ static void discover_chap(lua_State *L, int self, int res, int d, const char *ma
         lua_Integer tag = lua_tointeger(L, -1);
         lua_pop(L, 1);
         for (lua_Integer i = 1; !found && lua_rawgeti(L, entries, i) == LUA_TTABLE; i++) {
-            const char *u = sfield(L, -1, "user");
+            const char *u = sbot_field_tostr(L, -1, "user");
             if (ifield(L, -1, "tag", -1) == tag && u && user && strcmp(u, user) == 0)
                 found = lua_gettop(L);
             else
@@ -844,10 +854,12 @@ static void discover_chap(lua_State *L, int self, int res, int d, const char *ma
             lua_pop(L, 1); /* the nil that ended the list */
     }
     if (!found) {
-        /* left by a run killed between the entry and the target that uses it */
+        /* left by a run killed between the entry and the target that uses it:
+         * only an entry sbot made for this server (its peeruser is the
+         * server's mark), never one of another server with the same user */
         for (lua_Integer i = 1; !found && lua_rawgeti(L, entries, i) == LUA_TTABLE; i++) {
             int e = lua_gettop(L);
-            const char *u = sfield(L, e, "user"), *pu = sfield(L, e, "peeruser");
+            const char *u = sbot_field_tostr(L, e, "user");
             lua_Integer tag = ifield(L, e, "tag", -1);
             int named = lua_rawgeti(L, referenced, tag) != LUA_TNIL;
             lua_pop(L, 1);
@@ -858,10 +870,7 @@ static void discover_chap(lua_State *L, int self, int res, int d, const char *ma
                 lua_pop(L, 1);
             }
             lua_pop(L, 1);
-            lua_getfield(L, e, "secret");
-            int same = u && user && strcmp(u, user) == 0 && !named && alone && (!pu || !*pu) &&
-                       same_secret(L, -1, secret);
-            lua_pop(L, 1);
+            int same = u && user && strcmp(u, user) == 0 && !named && alone && chap_marked(L, e, mark);
             if (same)
                 found = adopted = e;
             else
@@ -893,6 +902,7 @@ static void discover_chap(lua_State *L, int self, int res, int d, const char *ma
             lua_pushboolean(L, 1);
             lua_setfield(L, dc, "adopted");
         }
+        sbot_set_bool(L, dc, "marked", chap_marked(L, found, mark));
     }
     lua_setfield(L, d, "chap");
     lua_settop(L, top);
@@ -913,7 +923,9 @@ static int c_discover(lua_State *L)
     const char *portal_cfg = lua_tostring(L, -1);
     lua_getfield(L, d, "names");
     int names = lua_gettop(L);
-    const char *zvol = sfield(L, names, "zvol"), *tname = sfield(L, names, "target"), *ename = sfield(L, names, "extent");
+    const char *zvol = sbot_field_tostr(L, names, "zvol");
+    const char *tname = sbot_field_tostr(L, names, "target");
+    const char *ename = sbot_field_tostr(L, names, "extent");
     lua_getfield(L, d, "initiators");
     int inits = lua_gettop(L);
 
@@ -928,7 +940,7 @@ static int c_discover(lua_State *L)
     lua_pop(L, 1);
     must(L, res, "iscsi.global.config", 0);
     int global = lua_gettop(L);
-    const char *basename = sfield(L, global, "basename");
+    const char *basename = sbot_field_tostr(L, global, "basename");
     lua_Integer listen_port = ifield(L, global, "listen_port", 3260);
     lua_pushinteger(L, listen_port);
     lua_setfield(L, d, "listen_port");
@@ -939,7 +951,7 @@ static int c_discover(lua_State *L)
             return fail(L, "%s", perr);
     }
     (void)tname;
-    const char *pip = sfield(L, d, "portal_ip"); /* d keeps it alive */
+    const char *pip = sbot_field_tostr(L, d, "portal_ip"); /* d keeps it alive */
 
     /* the pool and the space the zvol's parent has */
     lua_createtable(L, 0, 4);
@@ -977,7 +989,7 @@ static int c_discover(lua_State *L)
         char others[1024] = "";
         size_t on = 0;
         for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TTABLE; i++) {
-            const char *nm = sfield(L, -1, "name");
+            const char *nm = sbot_field_tostr(L, -1, "name");
             if (nm && on < sizeof others - 1)
                 on += (size_t)snprintf(others + on, sizeof others - on, "%s%s", i > 1 ? ", " : "", nm);
             if (on >= sizeof others)
@@ -1030,7 +1042,7 @@ static int c_discover(lua_State *L)
             break;
         for (lua_Integer i = 1; lua_rawgeti(L, groups, i) == LUA_TTABLE; i++) {
             int g = lua_gettop(L);
-            const char *comment = sfield(L, g, "comment");
+            const char *comment = sbot_field_tostr(L, g, "comment");
             lua_getfield(L, g, "initiators");
             int match = pass == 0 ? (comment && strcmp(comment, mark) == 0) : same_set(L, -1, inits);
             if (match) {
@@ -1166,14 +1178,16 @@ static int c_plan(lua_State *L)
     int cfg = lua_gettop(L);
     lua_getfield(L, d, "names");
     int names = lua_gettop(L);
-    const char *zvol = sfield(L, names, "zvol"), *tname = sfield(L, names, "target"), *ename = sfield(L, names, "extent");
+    const char *zvol = sbot_field_tostr(L, names, "zvol");
+    const char *tname = sbot_field_tostr(L, names, "target");
+    const char *ename = sbot_field_tostr(L, names, "extent");
     lua_getfield(L, d, "pool");
     int pool = lua_gettop(L);
-    const char *pname = sfield(L, pool, "name");
+    const char *pname = sbot_field_tostr(L, pool, "name");
     const char *id = server_id(L, self);
     char mark[256];
     snprintf(mark, sizeof mark, "sbot:%s", id);
-    push_array(L);
+    sbot_push_array(L);
     int list = lua_gettop(L);
 
     /* everything is checked before anything is written */
@@ -1182,7 +1196,7 @@ static int c_plan(lua_State *L)
         /* TrueNAS's rules for a secret (plugins/iscsi_/auth.py), the BIOS's
          * too (12..16): checked here, the value never shown */
         lua_getfield(L, cfg, "chap");
-        const char *user = sfield(L, -1, "user");
+        const char *user = sbot_field_tostr(L, -1, "user");
         if (!user || !*user)
             return fail(L, "iscsi: chap.user: the CHAP user name is empty");
         for (const char *c = user; *c; c++)
@@ -1215,11 +1229,11 @@ static int c_plan(lua_State *L)
         /* the site's basename is what names are computed from before this
          * step runs (IscsiComponent.address: the agent ISO's rootDeviceHints):
          * it must be the TrueNAS's */
-        const char *have = sfield(L, d, "basename");
+        const char *have = sbot_field_tostr(L, d, "basename");
         lua_getfield(L, self, "site");
         const char *want = NULL;
         if (lua_istable(L, -1) && lua_getfield(L, -1, "truenas") == LUA_TTABLE)
-            want = sfield(L, lua_gettop(L), "basename");
+            want = sbot_field_tostr(L, lua_gettop(L), "basename");
         if (want && have && strcmp(want, have) != 0)
             return fail(L, "iscsi: the site's truenas.basename '%s' is not the TrueNAS's iSCSI basename '%s': "
                            "names computed from the site (the agent ISO's rootDeviceHints) would not be this "
@@ -1229,7 +1243,7 @@ static int c_plan(lua_State *L)
     lua_getfield(L, pool, "exists");
     if (!lua_toboolean(L, -1))
         return fail(L, "iscsi: pool '%s' does not exist on the TrueNAS (pools: %s)", pname,
-                    sfield(L, pool, "others") ? sfield(L, pool, "others") : "none");
+                    sbot_field_tostr(L, pool, "others") ? sbot_field_tostr(L, pool, "others") : "none");
     lua_pop(L, 1);
     if (!valid_target_name(tname))
         return fail(L, "iscsi: target name '%s' is invalid: TrueNAS takes 1-120 characters of lowercase letters, "
@@ -1239,7 +1253,7 @@ static int c_plan(lua_State *L)
     if (strlen(zvol) > 255)
         return fail(L, "iscsi: zvol name '%s' is longer than ZFS's 255 characters", zvol);
     {
-        const char *me = sfield(L, d, "initiator");
+        const char *me = sbot_field_tostr(L, d, "initiator");
         int in = 0;
         lua_getfield(L, d, "initiators");
         for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TSTRING; i++) {
@@ -1294,13 +1308,14 @@ static int c_plan(lua_State *L)
         return fail(L, "iscsi: zvol %s does not exist, and zvol.existing is set: this step only points the "
                        "server at a disk that is already there (it never creates an empty disk to boot from); "
                        "install version %s on it first (full_deployment or iscsi_only)", zvol,
-                    sfield(L, d, "version") ? sfield(L, d, "version") : "?");
+                    sbot_field_tostr(L, d, "version") ? sbot_field_tostr(L, d, "version") : "?");
     if (lua_isnil(L, -1)) {
         lua_Integer avail = ifield(L, pool, "available", -1);
         if (avail >= 0 && !force && (double)size > 0.8 * (double)avail)
             return fail(L, "iscsi: zvol %s of %lld bytes is more than 80%% of the %lld bytes available under %s: "
                            "TrueNAS refuses it (set zvol.force_size to override, or a smaller zvol.size)",
-                        zvol, (long long)size, (long long)avail, sfield(L, pool, "parent") ? sfield(L, pool, "parent") : pname);
+                        zvol, (long long)size, (long long)avail,
+                        sbot_field_tostr(L, pool, "parent") ? sbot_field_tostr(L, pool, "parent") : pname);
         lua_createtable(L, 0, 8);
         lua_pushstring(L, zvol);
         lua_setfield(L, -2, "name");
@@ -1325,7 +1340,7 @@ static int c_plan(lua_State *L)
         lua_pop(L, 2);
     } else {
         lua_Integer have = ifield(L, -1, "size", -1);
-        const char *type = sfield(L, -1, "type");
+        const char *type = sbot_field_tostr(L, -1, "type");
         if (type && strcmp(type, "VOLUME") != 0)
             return fail(L, "iscsi: %s exists and is a %s, not a zvol", zvol, type);
         if (have != size && !existing) /* an existing disk is taken as it is */
@@ -1347,7 +1362,7 @@ static int c_plan(lua_State *L)
         lua_setfield(L, -2, "listen");
         lua_pushstring(L, mark);
         lua_setfield(L, -2, "comment");
-        lua_pushfstring(L, "portal:%s", sfield(L, d, "portal_ip"));
+        lua_pushfstring(L, "portal:%s", sbot_field_tostr(L, d, "portal_ip"));
         add_change(L, list, lua_gettop(L) - 1, lua_tostring(L, -1), "create", "no portal listens on the portal's address");
         lua_pop(L, 2);
     }
@@ -1361,7 +1376,7 @@ static int c_plan(lua_State *L)
         lua_setfield(L, -2, "initiators");
         lua_pushstring(L, mark);
         lua_setfield(L, -2, "comment");
-        lua_pushfstring(L, "initiator_group:%s", sfield(L, d, "initiator"));
+        lua_pushfstring(L, "initiator_group:%s", sbot_field_tostr(L, d, "initiator"));
         add_change(L, list, lua_gettop(L) - 1, lua_tostring(L, -1), "create", "no initiator group holds the server's initiator");
         lua_pop(L, 1);
         lua_pop(L, 1);
@@ -1374,7 +1389,7 @@ static int c_plan(lua_State *L)
             lua_createtable(L, 0, 1);
             lua_getfield(L, d, "initiators");
             lua_setfield(L, -2, "initiators");
-            lua_pushfstring(L, "initiator_group:%s", sfield(L, d, "initiator"));
+            lua_pushfstring(L, "initiator_group:%s", sbot_field_tostr(L, d, "initiator"));
             add_change(L, list, lua_gettop(L) - 1, lua_tostring(L, -1), "update", "the server's initiator group lists other initiators");
             lua_pop(L, 1);
             lua_pop(L, 1);
@@ -1387,7 +1402,7 @@ static int c_plan(lua_State *L)
     if (chap) {
         lua_getfield(L, d, "chap");
         int dc = lua_gettop(L);
-        const char *user = sfield(L, dc, "user");
+        const char *user = sbot_field_tostr(L, dc, "user");
         lua_getfield(L, dc, "secret_redacted");
         if (lua_toboolean(L, -1))
             return fail(L, "iscsi: TrueNAS shows the CHAP secret of user %s as %s: the API key's user may not read "
@@ -1426,6 +1441,22 @@ static int c_plan(lua_State *L)
                 lua_setfield(L, -2, "before");
                 lua_pop(L, 1);
             }
+            if (!sbot_field_bool(L, dc, "marked", 0)) {
+                /* an entry made before sbot marked its entries: marked now,
+                 * so that housekeep knows it for this server's (a change of
+                 * its own: not a new secret, nothing to send to the R630) */
+                lua_createtable(L, 0, 1);
+                sbot_set_str(L, -1, "peeruser", mark);
+                lua_pushfstring(L, "chap_mark:%s", user);
+                add_change(L, list, lua_gettop(L) - 1, lua_tostring(L, -1), "update",
+                           "the CHAP entry does not carry sbot's mark for this server (peeruser)");
+                lua_pop(L, 2);
+                lua_rawgeti(L, list, (lua_Integer)lua_rawlen(L, list));
+                lua_createtable(L, 0, 1);
+                sbot_set_str(L, -1, "peeruser", "(not the mark)");
+                lua_setfield(L, -2, "before");
+                lua_pop(L, 1);
+            }
         }
         lua_pop(L, 1);
     }
@@ -1461,7 +1492,7 @@ static int c_plan(lua_State *L)
             for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TTABLE; i++) {
                 if (ifield(L, -1, "portal", -1) == pid) {
                     has = ifield(L, -1, "initiator", -1) == gid;
-                    const char *m = sfield(L, -1, "authmethod");
+                    const char *m = sbot_field_tostr(L, -1, "authmethod");
                     snprintf(method, sizeof method, "%s", m ? m : "NONE");
                     auth_ok = chap ? strcmp(method, "CHAP") == 0 && chap_tag >= 0 && ifield(L, -1, "auth", -1) == chap_tag
                                    : strcmp(method, "NONE") == 0;
@@ -1496,7 +1527,7 @@ static int c_plan(lua_State *L)
     /* extent */
     lua_getfield(L, d, "extent_id");
     if (lua_isnil(L, -1)) {
-        const char *other = sfield(L, d, "disk_extent_name");
+        const char *other = sbot_field_tostr(L, d, "disk_extent_name");
         if (other)
             return fail(L, "iscsi: zvol %s is already the disk of extent '%s' (not '%s'): set the extent_name hook "
                            "or remove that extent", zvol, other, ename);
@@ -1513,7 +1544,7 @@ static int c_plan(lua_State *L)
         add_change(L, list, lua_gettop(L) - 1, lua_tostring(L, -1), "create", "the zvol has no extent");
         lua_pop(L, 2);
     } else {
-        const char *disk = sfield(L, d, "extent_disk");
+        const char *disk = sbot_field_tostr(L, d, "extent_disk");
         char want[600];
         snprintf(want, sizeof want, "zvol/%s", zvol);
         if (!disk || strcmp(disk, want) != 0)
@@ -1566,7 +1597,7 @@ static int c_plan(lua_State *L)
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
-    const char *st = sfield(L, svc, "state");
+    const char *st = sbot_field_tostr(L, svc, "state");
     if (!st || strcmp(st, "RUNNING") != 0) {
         lua_createtable(L, 0, 1);
         lua_pushliteral(L, "RUNNING");
@@ -1721,9 +1752,9 @@ static lua_Integer free_tag(lua_State *L, int res)
 /* [[field1, "=", v1], [field2, "=", v2]] with v1 an integer, v2 a string. */
 static void push_filter2(lua_State *L, const char *f1, lua_Integer v1, const char *f2, const char *v2)
 {
-    push_array(L);
+    sbot_push_array(L);
     for (int i = 0; i < (f2 ? 2 : 1); i++) {
-        push_array(L);
+        sbot_push_array(L);
         lua_pushstring(L, i == 0 ? f1 : f2);
         lua_rawseti(L, -2, 1);
         lua_pushliteral(L, "=");
@@ -1787,7 +1818,7 @@ static void apply_chap(lua_State *L, int self, int res, const char *action, int 
     lua_getfield(L, self, "discovery");
     lua_getfield(L, -1, "chap");
     int dc = lua_gettop(L);
-    const char *user = sfield(L, dc, "user");
+    const char *user = sbot_field_tostr(L, dc, "user");
     if (strcmp(action, "update") == 0) {
         lua_Integer id = ifield(L, dc, "auth_id", -1);
         for (int attempt = 0;; attempt++) {
@@ -1811,14 +1842,23 @@ static void apply_chap(lua_State *L, int self, int res, const char *action, int 
         return;
     }
     lua_Integer tag = ifield(L, after, "tag", 1);
+    const char *mark = sbot_field_str(L, dc - 1, "mark");
+    if (!mark)
+        fail(L, "iscsi: the discovery has no mark for the server: cannot make its CHAP entry");
     for (int round = 0;; round++) {
-        lua_createtable(L, 0, 3);
+        lua_createtable(L, 0, 5);
         lua_pushinteger(L, tag);
         lua_setfield(L, -2, "tag");
         lua_pushstring(L, user);
         lua_setfield(L, -2, "user");
         lua_getfield(L, after, "secret");
         lua_setfield(L, -2, "secret");
+        /* sbot's mark (see chap_marked) */
+        sbot_set_str(L, -1, "peeruser", mark);
+        lua_getfield(L, after, "secret");
+        push_peer_secret(L, -1);
+        lua_remove(L, -2);
+        lua_setfield(L, -2, "peersecret");
         int args = lua_gettop(L);
         for (int attempt = 0;; attempt++) {
             lua_pushvalue(L, args);
@@ -1878,8 +1918,8 @@ static void apply_chap(lua_State *L, int self, int res, const char *action, int 
 static int c_apply(lua_State *L)
 {
     int self = 1, change = 2, res = 3;
-    const char *resource = sfield(L, change, "resource");
-    const char *action = sfield(L, change, "action");
+    const char *resource = sbot_field_tostr(L, change, "resource");
+    const char *action = sbot_field_tostr(L, change, "action");
     lua_getfield(L, change, "after");
     int after = lua_gettop(L);
     lua_getfield(L, self, "discovery");
@@ -1899,8 +1939,8 @@ static int c_apply(lua_State *L)
          * After any failure, a portal that now serves the IP is used: ours
          * when the answer was lost (marked, undone on rollback), else the
          * other run's (never deleted by us). */
-        const char *pip = sfield(L, d, "portal_ip");
-        const char *mark = sfield(L, d, "mark");
+        const char *pip = sbot_field_tostr(L, d, "portal_ip");
+        const char *mark = sbot_field_tostr(L, d, "mark");
         int created = 1;
         for (int attempt = 0;; attempt++) {
             lua_pushvalue(L, after);
@@ -1913,7 +1953,7 @@ static int c_apply(lua_State *L)
             int msg = lua_gettop(L);
             push_portal_serving(L, res, pip ? pip : "");
             if (!lua_isnil(L, -1)) {
-                const char *comment = sfield(L, -1, "comment");
+                const char *comment = sbot_field_tostr(L, -1, "comment");
                 created = lost && comment && mark && strcmp(comment, mark) == 0;
                 lua_remove(L, msg);
                 break;
@@ -1948,17 +1988,17 @@ static int c_apply(lua_State *L)
         lua_setfield(L, -2, "name");
         lua_getfield(L, self, "config");
         lua_getfield(L, -1, "target");
-        const char *alias = lua_type(L, -1) == LUA_TTABLE ? sfield(L, -1, "alias") : NULL;
+        const char *alias = lua_type(L, -1) == LUA_TTABLE ? sbot_field_tostr(L, -1, "alias") : NULL;
         /* TrueNAS wants every target's alias unique: a server has a target
          * per OpenShift version, so the mark is followed by the target name */
-        const char *tname = sfield(L, after, "name");
+        const char *tname = sbot_field_tostr(L, after, "name");
         if (alias)
             lua_pushfstring(L, "sbot:%s %s %s", id, tname ? tname : "", alias);
         else
             lua_pushfstring(L, "sbot:%s %s", id, tname ? tname : "");
         lua_setfield(L, -4, "alias");
         lua_pop(L, 2);
-        push_array(L);
+        sbot_push_array(L);
         push_group(L, self, pid, gid);
         lua_rawseti(L, -2, 1);
         lua_setfield(L, -2, "groups");
@@ -1973,18 +2013,18 @@ static int c_apply(lua_State *L)
         must(L, res, "iscsi.target.get_instance", 1);
         lua_getfield(L, -1, "groups");
         int groups = lua_gettop(L);
-        push_array(L);
+        sbot_push_array(L);
         int ng = lua_gettop(L);
         push_group(L, self, pid, gid);
         int want = lua_gettop(L);
-        const char *want_method = sfield(L, want, "authmethod");
+        const char *want_method = sbot_field_tostr(L, want, "authmethod");
         lua_Integer want_tag = ifield(L, want, "auth", -1);
         lua_Integer n = 0;
         int has = 0, replaced = 0;
         /* one group per portal: the portal's group becomes the wanted one */
         for (lua_Integer i = 1; lua_rawgeti(L, groups, i) == LUA_TTABLE; i++) {
             if (ifield(L, -1, "portal", -1) == pid) {
-                const char *m = sfield(L, -1, "authmethod");
+                const char *m = sbot_field_tostr(L, -1, "authmethod");
                 has = ifield(L, -1, "initiator", -1) == gid && strcmp(m ? m : "NONE", want_method) == 0 &&
                       ifield(L, -1, "auth", -1) == want_tag;
                 lua_pop(L, 1);
@@ -2018,6 +2058,29 @@ static int c_apply(lua_State *L)
         }
         lua_pushboolean(L, 1);
         lua_setfield(L, out, "groups");
+    } else if (strncmp(resource, "chap_mark:", 10) == 0) {
+        /* sbot's mark on an entry made before sbot marked its entries; a
+         * lost answer is sent again (a new peer secret: nothing uses it) */
+        lua_getfield(L, d, "chap");
+        lua_Integer id = ifield(L, -1, "auth_id", -1);
+        lua_getfield(L, -1, "secret");
+        int secret = lua_gettop(L);
+        for (int attempt = 0;; attempt++) {
+            lua_pushinteger(L, id);
+            lua_createtable(L, 0, 2);
+            lua_getfield(L, after, "peeruser");
+            lua_setfield(L, -2, "peeruser");
+            push_peer_secret(L, secret);
+            lua_setfield(L, -2, "peersecret");
+            int n = sbot_truenas_call(L, res, "iscsi.auth.update", 2);
+            if (n == 1)
+                break;
+            if (!transport_code(lua_tostring(L, -1)) || attempt >= 2)
+                return fail(L, "%s", lua_tostring(L, -2));
+            lua_pop(L, 3);
+        }
+        lua_pop(L, 3);
+        sbot_set_int(L, out, "id", id);
     } else if (strncmp(resource, "chap:", 5) == 0) {
         apply_chap(L, self, res, action, after, out);
     } else if (strncmp(resource, "extent:", 7) == 0) {
@@ -2136,7 +2199,7 @@ static int c_apply(lua_State *L)
             lua_pop(L, 3);
             lua_pushliteral(L, "iscsitarget");
             query1(L, res, "service.query", "service");
-            const char *st = lua_type(L, -1) == LUA_TTABLE ? sfield(L, -1, "state") : NULL;
+            const char *st = lua_type(L, -1) == LUA_TTABLE ? sbot_field_tostr(L, -1, "state") : NULL;
             if (st && strcmp(st, "RUNNING") == 0)
                 break;
             lua_pop(L, 1);
@@ -2155,7 +2218,7 @@ static int c_apply(lua_State *L)
 static int c_undo(lua_State *L)
 {
     int self = 1, change = 2, res = 3;
-    const char *resource = sfield(L, change, "resource");
+    const char *resource = sbot_field_tostr(L, change, "resource");
     int st = state(L, self);
     if (strncmp(resource, "zvol:", 5) == 0) {
         const char *zvol = resource + 5;
@@ -2166,7 +2229,8 @@ static int c_undo(lua_State *L)
         lua_pushfstring(L, "zvol/%s", zvol);
         query1(L, res, "iscsi.extent.query", "disk");
         if (!lua_isnil(L, -1))
-            return fail(L, "iscsi undo: zvol %s is the disk of extent '%s': not deleting it", zvol, sfield(L, -1, "name"));
+            return fail(L, "iscsi undo: zvol %s is the disk of extent '%s': not deleting it", zvol,
+                        sbot_field_tostr(L, -1, "name"));
         lua_pop(L, 1);
         lua_pushstring(L, zvol);
         int n = sbot_truenas_call(L, res, "pool.dataset.delete", 1);
@@ -2193,6 +2257,20 @@ static int c_undo(lua_State *L)
         }
         if (msg && strstr(msg, "does not exist"))
             return 0;
+        if (transport_code(lua_tostring(L, -1))) {
+            /* the answer was lost: read back, as delete_id does */
+            lua_pop(L, 3);
+            lua_pushinteger(L, id);
+            n = sbot_truenas_call(L, res, "iscsi.auth.get_instance", 1);
+            if (n == 1)
+                return fail(L, "iscsi.auth.delete %lld: the answer was lost and the CHAP entry still exists",
+                            (long long)id);
+            msg = lua_tostring(L, -2);
+            if (msg && strstr(msg, "does not exist"))
+                return 0;
+            return fail(L, "iscsi.auth.delete %lld: the answer was lost and reading the entry back failed: %s",
+                        (long long)id, msg ? msg : "iscsi.auth.get_instance failed");
+        }
         return fail(L, "%s", msg ? msg : "iscsi.auth.delete failed");
     }
     static const struct {
@@ -2288,9 +2366,13 @@ static int c_housekeep(lua_State *L)
     int d = lua_gettop(L);
     lua_getfield(L, d, "names");
     int names = lua_gettop(L);
-    const char *zvol = sfield(L, names, "zvol"), *tname = sfield(L, names, "target"), *ename = sfield(L, names, "extent");
-    const char *iqn = sfield(L, d, "iqn"), *portal = sfield(L, d, "portal"), *initiator = sfield(L, d, "initiator");
-    const char *mark = sfield(L, d, "mark");
+    const char *zvol = sbot_field_tostr(L, names, "zvol");
+    const char *tname = sbot_field_tostr(L, names, "target");
+    const char *ename = sbot_field_tostr(L, names, "extent");
+    const char *iqn = sbot_field_tostr(L, d, "iqn");
+    const char *portal = sbot_field_tostr(L, d, "portal");
+    const char *initiator = sbot_field_tostr(L, d, "initiator");
+    const char *mark = sbot_field_tostr(L, d, "mark");
     lua_Integer lun = ifield(L, d, "lun", 0);
     lua_newtable(L);
     int hk = lua_gettop(L);
@@ -2316,7 +2398,7 @@ static int c_housekeep(lua_State *L)
         lua_Integer pid = ids_get(L, self, "portal");
         int asks = 0;
         for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TTABLE; i++) {
-            const char *m = sfield(L, -1, "authmethod");
+            const char *m = sbot_field_tostr(L, -1, "authmethod");
             if (ifield(L, -1, "portal", -1) == pid && m && strcmp(m, "CHAP") == 0 && ifield(L, -1, "auth", -1) == chap_tag)
                 asks = 1;
             lua_pop(L, 1);
@@ -2332,7 +2414,7 @@ static int c_housekeep(lua_State *L)
     if (chap) {
         lua_getfield(L, self, "config");
         lua_getfield(L, -1, "chap");
-        const char *user = sfield(L, -1, "user");
+        const char *user = sbot_field_tostr(L, -1, "user");
         push_filter2(L, "tag", chap_tag, "user", user);
         auth_query(L, res, 1);
         int none = lua_rawlen(L, -1) == 0;
@@ -2355,7 +2437,7 @@ static int c_housekeep(lua_State *L)
     lua_pop(L, 1);
     lua_pushliteral(L, "iscsitarget");
     query1(L, res, "service.query", "service");
-    const char *svc_state = lua_type(L, -1) == LUA_TTABLE ? sfield(L, -1, "state") : NULL;
+    const char *svc_state = lua_type(L, -1) == LUA_TTABLE ? sbot_field_tostr(L, -1, "state") : NULL;
     if (!svc_state || strcmp(svc_state, "RUNNING") != 0)
         return fail(L, "iscsi: read back: the iscsitarget service is %s, not RUNNING", svc_state ? svc_state : "missing");
     lua_pop(L, 1);
@@ -2375,7 +2457,7 @@ static int c_housekeep(lua_State *L)
     const char *chap_user = NULL;
     if (lua_getfield(L, -1, "chap") == LUA_TTABLE) {
         chap_t = lua_gettop(L);
-        chap_user = sfield(L, chap_t, "user");
+        chap_user = sbot_field_tostr(L, chap_t, "user");
     } else {
         lua_pop(L, 1);
     }
@@ -2441,7 +2523,7 @@ static int c_housekeep(lua_State *L)
 
     /* leftovers of this server marked by sbot: unmapped extents, targets
      * without LUNs, unused initiator groups (zvols are data: listed only) */
-    push_array(L);
+    sbot_push_array(L);
     int removed = lua_gettop(L);
     lua_Integer nrem = 0;
     lua_pushstring(L, mark);
@@ -2460,7 +2542,7 @@ static int c_housekeep(lua_State *L)
             lua_pop(L, 1);
             if (!mapped) {
                 delete_id(L, res, "iscsi.extent.delete", "iscsi.extent.get_instance", id);
-                lua_pushfstring(L, "extent %s", sfield(L, -1, "name"));
+                lua_pushfstring(L, "extent %s", sbot_field_tostr(L, -1, "name"));
                 lua_rawseti(L, removed, ++nrem);
             }
         }
@@ -2470,7 +2552,7 @@ static int c_housekeep(lua_State *L)
     must(L, res, "iscsi.target.query", 0);
     int targets = lua_gettop(L);
     for (lua_Integer i = 1; lua_rawgeti(L, targets, i) == LUA_TTABLE; i++) {
-        const char *alias = sfield(L, -1, "alias");
+        const char *alias = sbot_field_tostr(L, -1, "alias");
         lua_Integer id = ifield(L, -1, "id", -1);
         size_t ml = strlen(mark);
         if (id != tid && alias && strncmp(alias, mark, ml) == 0 && (alias[ml] == '\0' || alias[ml] == ' ')) {
@@ -2480,7 +2562,7 @@ static int c_housekeep(lua_State *L)
             lua_pop(L, 1);
             if (!mapped) {
                 delete_id(L, res, "iscsi.target.delete", "iscsi.target.get_instance", id);
-                lua_pushfstring(L, "target %s", sfield(L, -1, "name"));
+                lua_pushfstring(L, "target %s", sbot_field_tostr(L, -1, "name"));
                 lua_rawseti(L, removed, ++nrem);
             }
         }
@@ -2521,11 +2603,13 @@ static int c_housekeep(lua_State *L)
         lua_pop(L, 1);
     }
     lua_pop(L, 2);
-    /* CHAP tags this server's targets named (discover) that no target names
-     * now (CHAP turned off, another user, a target removed above): their
-     * entries could only serve those targets */
-    lua_getfield(L, d, "chap_tags");
-    if (lua_type(L, -1) == LUA_TTABLE && lua_rawlen(L, -1) > 0) {
+    /* CHAP entries no target names (CHAP turned off, another user, a target
+     * removed above, a run killed before its housekeep or before its target
+     * used the entry): those sbot made for this server (marked, see
+     * chap_marked) go; others in a tag this server's targets named
+     * (discover) stay, with a warning: an admin may have added them */
+    {
+        lua_getfield(L, d, "chap_tags");
         int was = lua_gettop(L);
         lua_newtable(L);
         int named = lua_gettop(L);
@@ -2545,35 +2629,44 @@ static int c_housekeep(lua_State *L)
             lua_pop(L, 2);
         }
         lua_pop(L, 2);
-        auth_query(L, res, 0);
-        int entries = lua_gettop(L);
-        for (lua_Integer k = 1; lua_rawgeti(L, was, k) == LUA_TNUMBER; k++) {
-            lua_Integer tag = lua_tointeger(L, -1);
-            lua_pop(L, 1);
-            if (tag == chap_tag || lua_rawgeti(L, named, tag) != LUA_TNIL) {
-                if (tag != chap_tag)
-                    lua_pop(L, 1);
-                continue;
+        lua_newtable(L); /* tag -> true: named by this server's targets at discovery */
+        int was_set = lua_gettop(L);
+        if (lua_type(L, was) == LUA_TTABLE) {
+            for (lua_Integer k = 1; lua_rawgeti(L, was, k) == LUA_TNUMBER; k++) {
+                lua_pushboolean(L, 1);
+                lua_rawset(L, was_set);
             }
             lua_pop(L, 1);
-            for (lua_Integer i = 1; lua_rawgeti(L, entries, i) == LUA_TTABLE; i++) {
-                if (ifield(L, -1, "tag", -1) == tag) {
-                    delete_id(L, res, "iscsi.auth.delete", "iscsi.auth.get_instance", ifield(L, -1, "id", -1));
-                    lua_pushfstring(L, "CHAP credentials of user %s (tag %d)", sfield(L, -1, "user"), (int)tag);
-                    lua_rawseti(L, removed, ++nrem);
-                }
+        }
+        auth_query(L, res, 0);
+        int entries = lua_gettop(L);
+        for (lua_Integer i = 1; lua_rawgeti(L, entries, i) == LUA_TTABLE; i++) {
+            int e = lua_gettop(L);
+            lua_Integer tag = ifield(L, e, "tag", -1);
+            int keep = lua_rawgeti(L, named, tag) != LUA_TNIL || tag == chap_tag;
+            lua_pop(L, 1);
+            if (!keep && chap_marked(L, e, mark)) {
+                delete_id(L, res, "iscsi.auth.delete", "iscsi.auth.get_instance", ifield(L, e, "id", -1));
+                lua_pushfstring(L, "CHAP credentials of user %s (tag %d)", sbot_field_tostr(L, e, "user"), (int)tag);
+                lua_rawseti(L, removed, ++nrem);
+            } else if (!keep && lua_rawgeti(L, was_set, tag) != LUA_TNIL) {
+                sbot_log(L, SBOT_WARN,
+                         "iscsi housekeep (%s): CHAP tag %lld, which this server's targets named, keeps the entry of "
+                         "user %s: sbot did not make it for this server (delete it by hand if nothing needs it)",
+                         server_id(L, self), (long long)tag, sbot_field_tostr(L, e, "user"));
+                lua_pop(L, 1);
+            } else if (!keep) {
                 lua_pop(L, 1);
             }
             lua_pop(L, 1);
         }
-        lua_pop(L, 3); /* the nil, entries, named */
+        lua_pop(L, 5); /* the nil, entries, was_set, named, was */
     }
-    lua_pop(L, 1);
     lua_pushvalue(L, removed);
     lua_setfield(L, hk, "removed");
     lua_pop(L, 1);
     /* marked zvols of this server other than the current one: reported */
-    push_array(L);
+    sbot_push_array(L);
     int left = lua_gettop(L);
     lua_Integer nleft = 0;
     lua_pushliteral(L, "VOLUME");
@@ -2584,9 +2677,9 @@ static int c_housekeep(lua_State *L)
     }
     must(L, res, "pool.dataset.query", 1);
     for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TTABLE; i++) {
-        const char *zid = sfield(L, -1, "id");
+        const char *zid = sbot_field_tostr(L, -1, "id");
         lua_getfield(L, -1, "comments");
-        const char *c = lua_type(L, -1) == LUA_TTABLE ? sfield(L, -1, "value") : NULL;
+        const char *c = lua_type(L, -1) == LUA_TTABLE ? sbot_field_tostr(L, -1, "value") : NULL;
         if (zid && c && strcmp(c, mark) == 0 && strcmp(zid, zvol) != 0) {
             lua_pushstring(L, zid);
             lua_rawseti(L, left, ++nleft);

@@ -38,6 +38,7 @@
 
 #include <openssl/evp.h>
 
+#include "luax.h"
 #include "sbot.h"
 #include "util.h"
 
@@ -52,80 +53,11 @@
  * small Lua helpers
  * ======================================================================== */
 
-static void set_str(lua_State *L, int t, const char *k, const char *v)
-{
-    t = lua_absindex(L, t);
-    if (v)
-        lua_pushstring(L, v);
-    else
-        lua_pushnil(L);
-    lua_setfield(L, t, k);
-}
-
-static void set_int(lua_State *L, int t, const char *k, lua_Integer v)
-{
-    t = lua_absindex(L, t);
-    lua_pushinteger(L, v);
-    lua_setfield(L, t, k);
-}
-
-static void set_bool(lua_State *L, int t, const char *k, int v)
-{
-    t = lua_absindex(L, t);
-    lua_pushboolean(L, v);
-    lua_setfield(L, t, k);
-}
-
-/* A new table marked as a JSON array (sbot.json's marker, by its name). */
-static void new_array(lua_State *L)
-{
-    lua_newtable(L);
-    luaL_newmetatable(L, "sbot.json.array");
-    lua_setmetatable(L, -2);
-}
-
-static void append(lua_State *L, int list)
-{
-    list = lua_absindex(L, list);
-    lua_rawseti(L, list, (lua_Integer)lua_rawlen(L, list) + 1);
-}
-
-/* t[k] as a string, or NULL (the string stays alive in t). */
-static const char *get_str(lua_State *L, int t, const char *k)
-{
-    lua_getfield(L, t, k);
-    const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-    lua_pop(L, 1);
-    return s;
-}
-
-static void push_require(lua_State *L, const char *mod, const char *field)
-{
-    lua_getglobal(L, "require");
-    lua_pushstring(L, mod);
-    lua_call(L, 1, 1);
-    if (field) {
-        lua_getfield(L, -1, field);
-        lua_remove(L, -2);
-    }
-}
-
-/* obj:name(args...) with the object at index obj and nargs arguments on the
- * top; leaves nres results. */
-static void call_method(lua_State *L, int obj, const char *name, int nargs, int nres)
-{
-    obj = lua_absindex(L, obj);
-    lua_getfield(L, obj, name);
-    lua_pushvalue(L, obj);
-    lua_rotate(L, -(nargs + 2), 2);
-    lua_call(L, nargs + 1, nres);
-}
-
 /* "site <file>: " prefix for messages about site values */
 static const char *site_file(lua_State *L, int self)
 {
     lua_getfield(L, self, "site");
-    const char *f = lua_istable(L, -1) ? get_str(L, -1, "file") : NULL;
+    const char *f = lua_istable(L, -1) ? sbot_field_str(L, -1, "file") : NULL;
     lua_pop(L, 1);
     return f ? f : "(no file)";
 }
@@ -476,8 +408,8 @@ static int verify_iso(lua_State *L, const char *path)
     lua_createtable(L, 0, 8);
     int info = lua_gettop(L);
     lua_createtable(L, 0, 2);
-    set_int(L, -1, "catalog_lba", catalog);
-    new_array(L);
+    sbot_set_int(L, -1, "catalog_lba", catalog);
+    sbot_push_array(L);
     int entries = lua_gettop(L);
     int platform = sec[1];
     /* the initial entry, then section headers (0x90, last 0x91) with entries */
@@ -490,16 +422,16 @@ static int verify_iso(lua_State *L, const char *path)
                 BAD("ISO %s: El Torito entry %d has boot indicator 0x%s", path, n + 1,
                     lua_pushfstring(L, "%d", e[0]));
             lua_createtable(L, 0, 5);
-            set_str(L, -1, "platform", platform_name(platform));
-            set_bool(L, -1, "bootable", e[0] == 0x88);
+            sbot_set_str(L, -1, "platform", platform_name(platform));
+            sbot_set_bool(L, -1, "bootable", e[0] == 0x88);
             static const char *const media[] = {"none", "1.2M floppy", "1.44M floppy", "2.88M floppy",
                                                  "hard disk"};
-            set_str(L, -1, "emulation", (e[1] & 0x0F) <= 4 ? media[e[1] & 0x0F] : "unknown");
-            set_int(L, -1, "load_rba", le32(e + 8));
-            set_int(L, -1, "sectors", le16(e + 6));
+            sbot_set_str(L, -1, "emulation", (e[1] & 0x0F) <= 4 ? media[e[1] & 0x0F] : "unknown");
+            sbot_set_int(L, -1, "load_rba", le32(e + 8));
+            sbot_set_int(L, -1, "sectors", le16(e + 6));
             if (le32(e + 8) >= blocks)
                 BAD("ISO %s: El Torito boot image at block %d is outside the image", path, (int)le32(e + 8));
-            append(L, entries);
+            sbot_append(L, entries);
             n++;
         } else if (e[0] == 0x90 || e[0] == 0x91) {
             platform = e[1];
@@ -514,14 +446,14 @@ static int verify_iso(lua_State *L, const char *path)
     lua_pop(L, 2);
     lua_setfield(L, -2, "entries");
     lua_setfield(L, info, "el_torito");
-    set_str(L, info, "volume_id", volid);
-    set_int(L, info, "blocks", blocks);
-    set_int(L, info, "size", size);
+    sbot_set_str(L, info, "volume_id", volid);
+    sbot_set_int(L, info, "blocks", blocks);
+    sbot_set_int(L, info, "size", size);
     char hex[65];
     long long hashed = 0;
     if (!sha256_file(L, path, hex, &hashed))
         BAD("ISO %s: %s", path, strerror(errno));
-    set_str(L, info, "sha256", hex);
+    sbot_set_str(L, info, "sha256", hex);
 #undef BAD
     lua_pushcfunction(L, fbox_release);
     lua_pushvalue(L, box);
@@ -553,7 +485,7 @@ static void problem(struct problems *p, const char *fmt, ...)
     lua_pushvfstring(p->L, fmt, ap);
     va_end(ap);
     lua_concat(p->L, 2);
-    append(p->L, p->list);
+    sbot_append(p->L, p->list);
 }
 
 /* Push a MAC in the one form compared and written: lower case, ':' separated. */
@@ -580,7 +512,7 @@ static int full_version(const char *v)
  * NIC.Integrated.1-<port>-1 (R630 onboard ports), else eno1. */
 static int hook_interface_name(lua_State *L)
 {
-    const char *nic = lua_istable(L, 1) ? get_str(L, 1, "boot_nic") : NULL;
+    const char *nic = lua_istable(L, 1) ? sbot_field_str(L, 1, "boot_nic") : NULL;
     int port;
     if (nic && sscanf(nic, "NIC.Integrated.1-%d-", &port) == 1 && port > 0)
         lua_pushfstring(L, "eno%d", port);
@@ -592,8 +524,8 @@ static int hook_interface_name(lua_State *L)
 static int hook_hostname(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
-    const char *h = get_str(L, 1, "hostname");
-    lua_pushstring(L, h ? h : get_str(L, 1, "id"));
+    const char *h = sbot_field_str(L, 1, "hostname");
+    lua_pushstring(L, h ? h : sbot_field_str(L, 1, "id"));
     return 1;
 }
 
@@ -603,12 +535,12 @@ static int hook_root_device_hints(lua_State *L)
 {
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_newtable(L);
-    const char *device = get_str(L, 2, "device");
+    const char *device = sbot_field_str(L, 2, "device");
     if (device) {
-        set_str(L, -1, "deviceName", device);
+        sbot_set_str(L, -1, "deviceName", device);
         return 1;
     }
-    const char *portal = get_str(L, 2, "portal"), *iqn = get_str(L, 2, "iqn");
+    const char *portal = sbot_field_str(L, 2, "portal"), *iqn = sbot_field_str(L, 2, "iqn");
     lua_getfield(L, 2, "lun");
     lua_Integer lun = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
     lua_pop(L, 1);
@@ -638,7 +570,7 @@ static void build_model(lua_State *L, int self)
     int plist = p.list;
     lua_newtable(L);
     int m = lua_gettop(L);
-    set_str(L, m, "file", file);
+    sbot_set_str(L, m, "file", file);
 
     lua_getfield(L, self, "site");
     int site = lua_gettop(L);
@@ -649,17 +581,18 @@ static void build_model(lua_State *L, int self)
     if (!lua_istable(L, os))
         luaL_error(L, "site %s: openshift: the site has no openshift section (version, cluster_name, "
                       "base_domain, pull_secret, machine_network, ...: docs/openshift.md)", file);
-    const char *version = get_str(L, os, "version");
+    const char *version = sbot_field_str(L, os, "version");
     if (!full_version(version))
         problem(&p, "openshift.version: \"%s\" names no release; give major.minor.patch (e.g. 4.16.8): the "
                     "mirror's stable-x.y directories move", version ? version : "");
-    set_str(L, m, "version", version);
-    set_str(L, m, "cluster", get_str(L, os, "cluster_name"));
-    set_str(L, m, "base_domain", get_str(L, os, "base_domain"));
-    set_str(L, m, "ssh_key", get_str(L, os, "ssh_key"));
-    set_str(L, m, "network_type", get_str(L, os, "network_type") ? get_str(L, os, "network_type") : "OVNKubernetes");
+    sbot_set_str(L, m, "version", version);
+    sbot_set_str(L, m, "cluster", sbot_field_str(L, os, "cluster_name"));
+    sbot_set_str(L, m, "base_domain", sbot_field_str(L, os, "base_domain"));
+    sbot_set_str(L, m, "ssh_key", sbot_field_str(L, os, "ssh_key"));
+    sbot_set_str(L, m, "network_type",
+            sbot_field_str(L, os, "network_type") ? sbot_field_str(L, os, "network_type") : "OVNKubernetes");
     lua_getfield(L, os, "host_prefix");
-    set_int(L, m, "host_prefix", lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 23);
+    sbot_set_int(L, m, "host_prefix", lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 23);
     lua_pop(L, 1);
 
     /* the pull secret: present and shaped like one (the installer's rule) */
@@ -669,8 +602,8 @@ static void build_model(lua_State *L, int self)
     } else {
         lua_pushvalue(L, -1);
         lua_setfield(L, m, "pull_secret");
-        call_method(L, -1, "reveal", 0, 1);
-        push_require(L, "sbot.json", "decode");
+        sbot_call_method(L, -1, "reveal", 0, 1);
+        sbot_push_require(L, "sbot.json", "decode");
         lua_insert(L, -2);
         lua_call(L, 1, 2);
         int ok = lua_istable(L, -2);
@@ -688,7 +621,7 @@ static void build_model(lua_State *L, int self)
 
     /* networks */
     struct addr machine, cluster_net, service_net, tmp;
-    const char *mn = get_str(L, os, "machine_network");
+    const char *mn = sbot_field_str(L, os, "machine_network");
     int have_machine = 0;
     if (!mn)
         problem(&p, "openshift.machine_network: required (the CIDR holding the node IPs and VIPs)");
@@ -696,12 +629,12 @@ static void build_model(lua_State *L, int self)
         problem(&p, "openshift.machine_network: \"%s\" is not a CIDR (address/prefix)", mn);
     else
         have_machine = 1;
-    set_str(L, m, "machine_network", mn);
-    const char *cn = get_str(L, os, "cluster_network"), *sn = get_str(L, os, "service_network");
+    sbot_set_str(L, m, "machine_network", mn);
+    const char *cn = sbot_field_str(L, os, "cluster_network"), *sn = sbot_field_str(L, os, "service_network");
     cn = cn ? cn : "10.128.0.0/14";
     sn = sn ? sn : "172.30.0.0/16";
-    set_str(L, m, "cluster_network", cn);
-    set_str(L, m, "service_network", sn);
+    sbot_set_str(L, m, "cluster_network", cn);
+    sbot_set_str(L, m, "service_network", sn);
     if (!parse_cidr(cn, &cluster_net))
         problem(&p, "openshift.cluster_network: \"%s\" is not a CIDR", cn);
     else if (have_machine && nets_overlap(&cluster_net, &machine))
@@ -712,7 +645,7 @@ static void build_model(lua_State *L, int self)
         problem(&p, "openshift.service_network: %s overlaps the machine network %s", sn, mn);
 
     /* the cluster's servers */
-    new_array(L);
+    sbot_push_array(L);
     int hosts = lua_gettop(L);
     lua_newtable(L); /* mac -> "servers[i] (id)" */
     int macs_seen = lua_gettop(L);
@@ -730,8 +663,8 @@ static void build_model(lua_State *L, int self)
     for (lua_Integer i = 1; i <= nservers; i++) {
         lua_rawgeti(L, servers, i);
         int s = lua_gettop(L);
-        const char *id = get_str(L, s, "id");
-        const char *role = get_str(L, s, "role");
+        const char *id = sbot_field_str(L, s, "id");
+        const char *role = sbot_field_str(L, s, "role");
         const char *where = lua_pushfstring(L, "servers[%d] (%s)", (int)i, id ? id : "?");
         /* every server's MACs are unique, in the cluster or not */
         lua_getfield(L, s, "macs");
@@ -767,8 +700,8 @@ static void build_model(lua_State *L, int self)
             masters++;
         lua_newtable(L);
         int h = lua_gettop(L);
-        set_str(L, h, "id", id);
-        set_str(L, h, "role", strcmp(role, "worker") == 0 ? "worker" : "master");
+        sbot_set_str(L, h, "id", id);
+        sbot_set_str(L, h, "role", strcmp(role, "worker") == 0 ? "worker" : "master");
         lua_pushvalue(L, s);
         sbot_component_hook(L, self, "hostname", 1);
         lua_setfield(L, h, "hostname");
@@ -789,7 +722,7 @@ static void build_model(lua_State *L, int self)
             lua_setfield(L, h, "mac");
         }
         lua_pop(L, 2);
-        const char *node_ip = get_str(L, s, "node_ip");
+        const char *node_ip = sbot_field_str(L, s, "node_ip");
         struct addr ip;
         if (!node_ip) {
             problem(&p, "%s.node_ip: a cluster server needs its node IP (CIDR, e.g. 10.0.0.11/24)", where);
@@ -798,9 +731,9 @@ static void build_model(lua_State *L, int self)
         } else {
             char text[INET6_ADDRSTRLEN];
             inet_ntop(ip.family, ip.b, text, sizeof text);
-            set_str(L, h, "ip", text);
-            set_int(L, h, "prefix", ip.bits);
-            set_int(L, h, "family", ip.family == AF_INET ? 4 : 6);
+            sbot_set_str(L, h, "ip", text);
+            sbot_set_int(L, h, "prefix", ip.bits);
+            sbot_set_int(L, h, "family", ip.family == AF_INET ? 4 : 6);
             if (have_machine && !net_contains(&machine, &ip))
                 problem(&p, "%s.node_ip: %s is outside openshift.machine_network %s", where, text, mn);
             for (int k = 0; k < nnodes; k++)
@@ -813,11 +746,11 @@ static void build_model(lua_State *L, int self)
                 problem(&p, "%s: more than 256 cluster servers (sbot checks at most 256)", where);
             }
         }
-        const char *gw = get_str(L, s, "gateway");
+        const char *gw = sbot_field_str(L, s, "gateway");
         if (gw) {
             if (!parse_ip(gw, &tmp))
                 problem(&p, "%s.gateway: \"%s\" is not an IP address", where, gw);
-            set_str(L, h, "gateway", gw);
+            sbot_set_str(L, h, "gateway", gw);
         }
         /* the boot disk, from the iSCSI step's results */
         if (lua_istable(L, disks) && id)
@@ -830,7 +763,7 @@ static void build_model(lua_State *L, int self)
             lua_pop(L, 1);
         } else {
             int d = lua_gettop(L);
-            if (!get_str(L, d, "device") && (!get_str(L, d, "portal") || !get_str(L, d, "iqn"))) {
+            if (!sbot_field_str(L, d, "device") && (!sbot_field_str(L, d, "portal") || !sbot_field_str(L, d, "iqn"))) {
                 problem(&p, "%s: disks[\"%s\"] needs portal and iqn (or device)", where, id);
                 lua_pop(L, 1);
             } else {
@@ -840,7 +773,7 @@ static void build_model(lua_State *L, int self)
                 lua_setfield(L, h, "root_device_hints");
             }
         }
-        append(L, hosts);
+        sbot_append(L, hosts);
         lua_pop(L, 2); /* where, server */
     }
     lua_pop(L, 1); /* servers */
@@ -855,12 +788,12 @@ static void build_model(lua_State *L, int self)
     else if (!sno && (masters < 3 || masters > 5))
         problem(&p, "servers: %d server(s) with role master; a cluster has 3, 4 or 5 control-plane nodes, or one "
                     "server with role sno", masters);
-    set_bool(L, m, "sno", sno);
-    set_int(L, m, "masters", sno ? 1 : masters);
-    set_int(L, m, "workers", workers);
+    sbot_set_bool(L, m, "sno", sno);
+    sbot_set_int(L, m, "masters", sno ? 1 : masters);
+    sbot_set_int(L, m, "workers", workers);
 
     /* VIPs: none for a single node, both otherwise */
-    const char *api = get_str(L, os, "api_vip"), *ingress = get_str(L, os, "ingress_vip");
+    const char *api = sbot_field_str(L, os, "api_vip"), *ingress = sbot_field_str(L, os, "ingress_vip");
     if (sno && (api || ingress)) {
         problem(&p, "openshift.%s: a single-node cluster (role sno) has no VIPs (its platform is none: the node's "
                     "own IP serves the API and ingress); remove api_vip and ingress_vip", api ? "api_vip" : "ingress_vip");
@@ -886,11 +819,11 @@ static void build_model(lua_State *L, int self)
         if (vals[0] && vals[1] && same_ip(&vip[0], &vip[1]))
             problem(&p, "openshift.ingress_vip: %s is the API VIP too; they must differ", ingress);
     }
-    set_str(L, m, "api_vip", api);
-    set_str(L, m, "ingress_vip", ingress);
+    sbot_set_str(L, m, "api_vip", api);
+    sbot_set_str(L, m, "ingress_vip", ingress);
 
     /* the rendezvous host: a control-plane node's IP */
-    const char *rv = get_str(L, os, "rendezvous_ip");
+    const char *rv = sbot_field_str(L, os, "rendezvous_ip");
     if (rv) {
         struct addr r;
         int found = 0;
@@ -906,13 +839,13 @@ static void build_model(lua_State *L, int self)
             else if (found == 2)
                 problem(&p, "openshift.rendezvous_ip: %s is a worker's node IP; it must be a master's", rv);
         }
-        set_str(L, m, "rendezvous_ip", rv);
+        sbot_set_str(L, m, "rendezvous_ip", rv);
     } else {
         for (lua_Integer k = 1; k <= (lua_Integer)lua_rawlen(L, hosts); k++) {
             lua_rawgeti(L, hosts, k);
-            const char *role = get_str(L, -1, "role"), *ip = get_str(L, -1, "ip");
+            const char *role = sbot_field_str(L, -1, "role"), *ip = sbot_field_str(L, -1, "ip");
             if (role && strcmp(role, "master") == 0 && ip) {
-                set_str(L, m, "rendezvous_ip", ip);
+                sbot_set_str(L, m, "rendezvous_ip", ip);
                 lua_pop(L, 1);
                 break;
             }
@@ -941,7 +874,7 @@ static void build_model(lua_State *L, int self)
     int inst = lua_gettop(L);
     lua_getfield(L, os, "installer");
     int si = lua_gettop(L);
-    const char *mirror = lua_istable(L, si) ? get_str(L, si, "mirror_url") : NULL;
+    const char *mirror = lua_istable(L, si) ? sbot_field_str(L, si, "mirror_url") : NULL;
     lua_pushstring(L, mirror ? mirror : DEFAULT_MIRROR);
     luaL_gsub(L, lua_tostring(L, -1), "//+$", "");
     lua_remove(L, -2);
@@ -953,7 +886,7 @@ static void build_model(lua_State *L, int self)
     lua_setfield(L, inst, "mirror_url");
     lua_pop(L, 1);
     if (lua_istable(L, si)) {
-        const char *pin = get_str(L, si, "sha256");
+        const char *pin = sbot_field_str(L, si, "sha256");
         if (pin) {
             lua_getglobal(L, "string");
             lua_getfield(L, -1, "lower");
@@ -1003,9 +936,9 @@ static int l_check(lua_State *L)
     lua_newtable(L);
     static const char *const keep[] = {"cluster", "version", "rendezvous_ip", NULL};
     for (int i = 0; keep[i]; i++)
-        set_str(L, -1, keep[i], get_str(L, m, keep[i]));
+        sbot_set_str(L, -1, keep[i], sbot_field_str(L, m, keep[i]));
     lua_getfield(L, m, "sno");
-    set_str(L, -2, "platform", lua_toboolean(L, -1) ? "none" : "baremetal");
+    sbot_set_str(L, -2, "platform", lua_toboolean(L, -1) ? "none" : "baremetal");
     lua_pop(L, 1);
     lua_getfield(L, m, "masters");
     lua_setfield(L, -2, "masters");
@@ -1020,52 +953,54 @@ static int l_check(lua_State *L)
 
 static void push_str_list(lua_State *L, const char *a)
 {
-    new_array(L);
+    sbot_push_array(L);
     lua_pushstring(L, a);
-    append(L, -2);
+    sbot_append(L, -2);
 }
 
 /* nmstate for one host: its primary interface with the static node IP, the
  * default route through the gateway, the DNS servers */
 static void push_network_config(lua_State *L, int m, int h)
 {
-    const char *itf = get_str(L, h, "interface"), *mac = get_str(L, h, "mac"), *ip = get_str(L, h, "ip");
+    const char *itf = sbot_field_str(L, h, "interface");
+    const char *mac = sbot_field_str(L, h, "mac");
+    const char *ip = sbot_field_str(L, h, "ip");
     lua_getfield(L, h, "family");
     int v6 = lua_tointeger(L, -1) == 6;
     lua_pop(L, 1);
     lua_newtable(L);
     int nc = lua_gettop(L);
-    new_array(L);
+    sbot_push_array(L);
     lua_newtable(L);
-    set_str(L, -1, "name", itf);
-    set_str(L, -1, "type", "ethernet");
-    set_str(L, -1, "state", "up");
-    set_str(L, -1, "mac-address", mac);
+    sbot_set_str(L, -1, "name", itf);
+    sbot_set_str(L, -1, "type", "ethernet");
+    sbot_set_str(L, -1, "state", "up");
+    sbot_set_str(L, -1, "mac-address", mac);
     lua_newtable(L);
-    set_bool(L, -1, "enabled", 1);
-    set_bool(L, -1, "dhcp", 0);
-    new_array(L);
+    sbot_set_bool(L, -1, "enabled", 1);
+    sbot_set_bool(L, -1, "dhcp", 0);
+    sbot_push_array(L);
     lua_newtable(L);
-    set_str(L, -1, "ip", ip);
+    sbot_set_str(L, -1, "ip", ip);
     lua_getfield(L, h, "prefix");
     lua_setfield(L, -2, "prefix-length");
-    append(L, -2);
+    sbot_append(L, -2);
     lua_setfield(L, -2, "address");
     if (v6)
-        set_bool(L, -1, "autoconf", 0);
+        sbot_set_bool(L, -1, "autoconf", 0);
     lua_setfield(L, -2, v6 ? "ipv6" : "ipv4");
-    append(L, -2);
+    sbot_append(L, -2);
     lua_setfield(L, nc, "interfaces");
-    const char *gw = get_str(L, h, "gateway");
+    const char *gw = sbot_field_str(L, h, "gateway");
     if (gw) {
         lua_newtable(L);
-        new_array(L);
+        sbot_push_array(L);
         lua_newtable(L);
-        set_str(L, -1, "destination", v6 ? "::/0" : "0.0.0.0/0");
-        set_str(L, -1, "next-hop-address", gw);
-        set_str(L, -1, "next-hop-interface", itf);
-        set_int(L, -1, "table-id", 254);
-        append(L, -2);
+        sbot_set_str(L, -1, "destination", v6 ? "::/0" : "0.0.0.0/0");
+        sbot_set_str(L, -1, "next-hop-address", gw);
+        sbot_set_str(L, -1, "next-hop-interface", itf);
+        sbot_set_int(L, -1, "table-id", 254);
+        sbot_append(L, -2);
         lua_setfield(L, -2, "config");
         lua_setfield(L, nc, "routes");
     }
@@ -1091,98 +1026,98 @@ static void render(lua_State *L, int m)
     /* install-config.yaml */
     lua_newtable(L);
     int ic = lua_gettop(L);
-    set_str(L, ic, "apiVersion", "v1");
-    set_str(L, ic, "baseDomain", get_str(L, m, "base_domain"));
+    sbot_set_str(L, ic, "apiVersion", "v1");
+    sbot_set_str(L, ic, "baseDomain", sbot_field_str(L, m, "base_domain"));
     lua_newtable(L);
-    set_str(L, -1, "name", get_str(L, m, "cluster"));
+    sbot_set_str(L, -1, "name", sbot_field_str(L, m, "cluster"));
     lua_setfield(L, ic, "metadata");
     lua_newtable(L);
-    set_str(L, -1, "name", "master");
+    sbot_set_str(L, -1, "name", "master");
     lua_getfield(L, m, "masters");
     lua_setfield(L, -2, "replicas");
-    set_str(L, -1, "architecture", "amd64");
-    set_str(L, -1, "hyperthreading", "Enabled");
+    sbot_set_str(L, -1, "architecture", "amd64");
+    sbot_set_str(L, -1, "hyperthreading", "Enabled");
     lua_setfield(L, ic, "controlPlane");
-    new_array(L);
+    sbot_push_array(L);
     lua_newtable(L);
-    set_str(L, -1, "name", "worker");
+    sbot_set_str(L, -1, "name", "worker");
     lua_getfield(L, m, "workers");
     lua_setfield(L, -2, "replicas");
-    set_str(L, -1, "architecture", "amd64");
-    set_str(L, -1, "hyperthreading", "Enabled");
-    append(L, -2);
+    sbot_set_str(L, -1, "architecture", "amd64");
+    sbot_set_str(L, -1, "hyperthreading", "Enabled");
+    sbot_append(L, -2);
     lua_setfield(L, ic, "compute");
     lua_newtable(L);
-    set_str(L, -1, "networkType", get_str(L, m, "network_type"));
-    new_array(L);
+    sbot_set_str(L, -1, "networkType", sbot_field_str(L, m, "network_type"));
+    sbot_push_array(L);
     lua_newtable(L);
-    set_str(L, -1, "cidr", get_str(L, m, "machine_network"));
-    append(L, -2);
+    sbot_set_str(L, -1, "cidr", sbot_field_str(L, m, "machine_network"));
+    sbot_append(L, -2);
     lua_setfield(L, -2, "machineNetwork");
-    new_array(L);
+    sbot_push_array(L);
     lua_newtable(L);
-    set_str(L, -1, "cidr", get_str(L, m, "cluster_network"));
+    sbot_set_str(L, -1, "cidr", sbot_field_str(L, m, "cluster_network"));
     lua_getfield(L, m, "host_prefix");
     lua_setfield(L, -2, "hostPrefix");
-    append(L, -2);
+    sbot_append(L, -2);
     lua_setfield(L, -2, "clusterNetwork");
-    push_str_list(L, get_str(L, m, "service_network"));
+    push_str_list(L, sbot_field_str(L, m, "service_network"));
     lua_setfield(L, -2, "serviceNetwork");
     lua_setfield(L, ic, "networking");
     lua_newtable(L);
     lua_newtable(L);
     if (!sno) {
-        push_str_list(L, get_str(L, m, "api_vip"));
+        push_str_list(L, sbot_field_str(L, m, "api_vip"));
         lua_setfield(L, -2, "apiVIPs");
-        push_str_list(L, get_str(L, m, "ingress_vip"));
+        push_str_list(L, sbot_field_str(L, m, "ingress_vip"));
         lua_setfield(L, -2, "ingressVIPs");
     }
     lua_setfield(L, -2, sno ? "none" : "baremetal");
     lua_setfield(L, ic, "platform");
     lua_getfield(L, m, "pull_secret");
     lua_setfield(L, ic, "pullSecret");
-    if (get_str(L, m, "ssh_key"))
-        set_str(L, ic, "sshKey", get_str(L, m, "ssh_key"));
+    if (sbot_field_str(L, m, "ssh_key"))
+        sbot_set_str(L, ic, "sshKey", sbot_field_str(L, m, "ssh_key"));
 
     /* agent-config.yaml */
     lua_newtable(L);
     int ac = lua_gettop(L);
-    set_str(L, ac, "apiVersion", "v1beta1");
-    set_str(L, ac, "kind", "AgentConfig");
+    sbot_set_str(L, ac, "apiVersion", "v1beta1");
+    sbot_set_str(L, ac, "kind", "AgentConfig");
     lua_newtable(L);
-    set_str(L, -1, "name", get_str(L, m, "cluster"));
+    sbot_set_str(L, -1, "name", sbot_field_str(L, m, "cluster"));
     lua_setfield(L, ac, "metadata");
-    set_str(L, ac, "rendezvousIP", get_str(L, m, "rendezvous_ip"));
+    sbot_set_str(L, ac, "rendezvousIP", sbot_field_str(L, m, "rendezvous_ip"));
     lua_getfield(L, m, "ntp_servers");
     if (lua_istable(L, -1) && lua_rawlen(L, -1) > 0) {
-        new_array(L);
+        sbot_push_array(L);
         for (lua_Integer k = 1; k <= (lua_Integer)lua_rawlen(L, -2); k++) {
             lua_rawgeti(L, -2, k);
-            append(L, -2);
+            sbot_append(L, -2);
         }
         lua_setfield(L, ac, "additionalNTPSources");
     }
     lua_pop(L, 1);
-    new_array(L);
+    sbot_push_array(L);
     int hosts = lua_gettop(L);
     lua_getfield(L, m, "hosts");
     for (lua_Integer k = 1; k <= (lua_Integer)lua_rawlen(L, -1); k++) {
         lua_rawgeti(L, -1, k);
         int h = lua_gettop(L);
         lua_newtable(L);
-        set_str(L, -1, "hostname", get_str(L, h, "hostname"));
-        set_str(L, -1, "role", get_str(L, h, "role"));
-        new_array(L);
+        sbot_set_str(L, -1, "hostname", sbot_field_str(L, h, "hostname"));
+        sbot_set_str(L, -1, "role", sbot_field_str(L, h, "role"));
+        sbot_push_array(L);
         lua_newtable(L);
-        set_str(L, -1, "name", get_str(L, h, "interface"));
-        set_str(L, -1, "macAddress", get_str(L, h, "mac"));
-        append(L, -2);
+        sbot_set_str(L, -1, "name", sbot_field_str(L, h, "interface"));
+        sbot_set_str(L, -1, "macAddress", sbot_field_str(L, h, "mac"));
+        sbot_append(L, -2);
         lua_setfield(L, -2, "interfaces");
         lua_getfield(L, h, "root_device_hints");
         lua_setfield(L, -2, "rootDeviceHints");
         push_network_config(L, m, h);
         lua_setfield(L, -2, "networkConfig");
-        append(L, hosts);
+        sbot_append(L, hosts);
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
@@ -1202,7 +1137,7 @@ static void render_texts(lua_State *L, int m, char hash[65])
     lua_remove(L, ic); /* ac */
     luaL_Buffer b;
     luaL_buffinit(L, &b);
-    luaL_addstring(&b, get_str(L, m, "version"));
+    luaL_addstring(&b, sbot_field_str(L, m, "version"));
     luaL_addchar(&b, '\n');
     lua_pushvalue(L, -3);
     luaL_addvalue(&b);
@@ -1240,13 +1175,13 @@ static const char *push_absolute(lua_State *L, const char *path)
 static const char *dir_path(lua_State *L, int self, const char *key, const char *sub, int create)
 {
     lua_getfield(L, self, "config");
-    const char *v = get_str(L, -1, key);
+    const char *v = sbot_field_str(L, -1, key);
     lua_pop(L, 1);
     if (v) {
         push_absolute(L, v);
     } else {
         lua_getfield(L, self, "site");
-        const char *sd = lua_istable(L, -1) ? get_str(L, -1, "state_dir") : NULL;
+        const char *sd = lua_istable(L, -1) ? sbot_field_str(L, -1, "state_dir") : NULL;
         push_absolute(L, sd ? sd : "state");
         lua_pushfstring(L, "%s/openshift/%s", lua_tostring(L, -1), sub);
         lua_replace(L, -3);
@@ -1268,14 +1203,14 @@ static int os_open(lua_State *L)
     lua_newtable(L);
     int res = lua_gettop(L);
     lua_getfield(L, self, "config");
-    const char *url = get_str(L, -1, "store");
+    const char *url = sbot_field_str(L, -1, "store");
     lua_pop(L, 1);
     lua_getfield(L, self, "site");
     if (!url && lua_istable(L, -1))
-        url = get_str(L, -1, "store");
+        url = sbot_field_str(L, -1, "store");
     if (!url)
         url = lua_pushfstring(L, "file://%s", dir_path(L, self, "store", "store", 0));
-    set_str(L, res, "store_url", url);
+    sbot_set_str(L, res, "store_url", url);
     lua_settop(L, res);
     return 1;
 }
@@ -1288,7 +1223,7 @@ static int get_store(lua_State *L, int self, int res, int create)
     if (lua_getfield(L, res, "store") == LUA_TTABLE)
         return 1;
     lua_pop(L, 1);
-    const char *url = get_str(L, res, "store_url");
+    const char *url = sbot_field_str(L, res, "store_url");
     struct stat st;
     if (!create && strncmp(url, "file://", 7) == 0 && stat(url + 7, &st) != 0) {
         lua_pushnil(L);
@@ -1297,7 +1232,7 @@ static int get_store(lua_State *L, int self, int res, int create)
     /* an s3:// store signs with the site's S3 credentials and TLS, at the
      * site's endpoint only (sbot.store for_site: a URL naming another
      * endpoint is refused rather than sent the site's keys) */
-    push_require(L, "sbot.store", "for_site");
+    sbot_push_require(L, "sbot.store", "for_site");
     lua_pushstring(L, url);
     lua_getfield(L, self, "site");
     lua_pushliteral(L, "openshift: store");
@@ -1305,7 +1240,7 @@ static int get_store(lua_State *L, int self, int res, int create)
     if (lua_isnil(L, -2))
         luaL_error(L, "%s", luaL_optstring(L, -1, "store: bad URL"));
     int opts = lua_gettop(L);
-    push_require(L, "sbot.store", "open");
+    sbot_push_require(L, "sbot.store", "open");
     lua_pushvalue(L, opts - 1);
     if (lua_isnil(L, opts))
         lua_newtable(L);
@@ -1326,8 +1261,8 @@ static const char *iso_key(lua_State *L, int m, const char *hash)
 {
     char short_hash[17];
     snprintf(short_hash, sizeof short_hash, "%.16s", hash);
-    return lua_pushfstring(L, "openshift/%s/%s/%s/%s", get_str(L, m, "cluster"), get_str(L, m, "version"), short_hash,
-                           ISO_NAME);
+    return lua_pushfstring(L, "openshift/%s/%s/%s/%s", sbot_field_str(L, m, "cluster"), sbot_field_str(L, m, "version"),
+                           short_hash, ISO_NAME);
 }
 
 /* the cached installer: <cache>/<version>/openshift-install + manifest.json.
@@ -1335,20 +1270,20 @@ static const char *iso_key(lua_State *L, int m, const char *hash)
 static void check_cache(lua_State *L, int self, int m)
 {
     const char *cache = dir_path(L, self, "cache_dir", "cache", 0);
-    const char *version = get_str(L, m, "version");
+    const char *version = sbot_field_str(L, m, "version");
     lua_newtable(L);
     int t = lua_gettop(L);
     const char *dir = lua_pushfstring(L, "%s/%s", cache, version);
-    set_str(L, t, "dir", dir);
+    sbot_set_str(L, t, "dir", dir);
     const char *bin = lua_pushfstring(L, "%s/openshift-install", dir);
-    set_str(L, t, "path", bin);
+    sbot_set_str(L, t, "path", bin);
     const char *mpath = lua_pushfstring(L, "%s/manifest.json", dir);
     push_file(L, mpath, 65536);
     const char *why = NULL;
     if (lua_isnil(L, -1)) {
         why = "not in the cache";
     } else {
-        push_require(L, "sbot.json", "decode");
+        sbot_push_require(L, "sbot.json", "decode");
         lua_insert(L, -2);
         lua_call(L, 1, 1);
         if (!lua_istable(L, -1)) {
@@ -1356,10 +1291,10 @@ static void check_cache(lua_State *L, int self, int m)
         } else {
             lua_pushvalue(L, -1);
             lua_setfield(L, t, "manifest");
-            const char *want = get_str(L, -1, "binary_sha256");
-            const char *tsum = get_str(L, -1, "tarball_sha256");
+            const char *want = sbot_field_str(L, -1, "binary_sha256");
+            const char *tsum = sbot_field_str(L, -1, "tarball_sha256");
             lua_getfield(L, m, "installer");
-            const char *pin = get_str(L, -1, "sha256");
+            const char *pin = sbot_field_str(L, -1, "sha256");
             lua_pop(L, 1);
             char hex[65];
             if (pin && (!tsum || strcmp(pin, tsum) != 0))
@@ -1371,9 +1306,9 @@ static void check_cache(lua_State *L, int self, int m)
         }
     }
     lua_pop(L, 1);
-    set_bool(L, t, "valid", why == NULL);
+    sbot_set_bool(L, t, "valid", why == NULL);
     if (why)
-        set_str(L, t, "why", why);
+        sbot_set_str(L, t, "why", why);
     lua_settop(L, t);
     lua_remove(L, t - 1); /* cache string */
 }
@@ -1384,38 +1319,38 @@ static void mirror_sums(lua_State *L, int m)
 {
     lua_getfield(L, m, "installer");
     int inst = lua_gettop(L);
-    const char *version = get_str(L, m, "version");
+    const char *version = sbot_field_str(L, m, "version");
     lua_newtable(L);
     int t = lua_gettop(L);
-    const char *url = lua_pushfstring(L, "%s/%s/sha256sum.txt", get_str(L, inst, "mirror_url"), version);
-    set_str(L, t, "sums_url", url);
+    const char *url = lua_pushfstring(L, "%s/%s/sha256sum.txt", sbot_field_str(L, inst, "mirror_url"), version);
+    sbot_set_str(L, t, "sums_url", url);
     const char *file = lua_pushfstring(L, "openshift-install-linux-%s.tar.gz", version);
-    set_str(L, t, "file", file);
-    set_str(L, t, "url", lua_pushfstring(L, "%s/%s/%s", get_str(L, inst, "mirror_url"), version, file));
+    sbot_set_str(L, t, "file", file);
+    sbot_set_str(L, t, "url", lua_pushfstring(L, "%s/%s/%s", sbot_field_str(L, inst, "mirror_url"), version, file));
     lua_pop(L, 1);
     lua_newtable(L);
-    set_str(L, -1, "url", url);
+    sbot_set_str(L, -1, "url", url);
     lua_getfield(L, inst, "tls");
     lua_setfield(L, -2, "tls");
     lua_pushnumber(L, 30);
     lua_setfield(L, -2, "timeout");
     int nres = sbot_http_request(L, -1);
     if (nres != 1 || !lua_istable(L, -nres)) {
-        set_bool(L, t, "reachable", 0);
-        set_str(L, t, "error", lua_tostring(L, -nres + 1));
+        sbot_set_bool(L, t, "reachable", 0);
+        sbot_set_str(L, t, "error", lua_tostring(L, -nres + 1));
     } else {
         lua_getfield(L, -1, "status");
         int status = (int)lua_tointeger(L, -1);
         lua_pop(L, 1);
-        set_int(L, t, "status", status);
+        sbot_set_int(L, t, "status", status);
         if (status != 200) {
-            set_bool(L, t, "reachable", 0);
-            set_str(L, t, "error", lua_pushfstring(L, "GET %s: HTTP %d (no release %s on the mirror?)", url, status,
-                                                   version));
+            sbot_set_bool(L, t, "reachable", 0);
+            sbot_set_str(L, t, "error",
+                         lua_pushfstring(L, "GET %s: HTTP %d (no release %s on the mirror?)", url, status, version));
             lua_pop(L, 1);
         } else {
-            set_bool(L, t, "reachable", 1);
-            const char *body = get_str(L, -1, "body");
+            sbot_set_bool(L, t, "reachable", 1);
+            const char *body = sbot_field_str(L, -1, "body");
             /* "<hex>  <file>" lines */
             size_t fl = strlen(file);
             for (const char *line = body; line && *line;) {
@@ -1427,12 +1362,12 @@ static void mirror_sums(lua_State *L, int m)
                     for (int i = 0; i < 64; i++)
                         hex[i] = (char)((line[i] >= 'A' && line[i] <= 'F') ? line[i] + 32 : line[i]);
                     hex[64] = '\0';
-                    set_str(L, t, "expected", hex);
+                    sbot_set_str(L, t, "expected", hex);
                 }
                 line = nl ? nl + 1 : NULL;
             }
-            if (!get_str(L, t, "expected"))
-                set_str(L, t, "error", lua_pushfstring(L, "%s lists no %s", url, file));
+            if (!sbot_field_str(L, t, "expected"))
+                sbot_set_str(L, t, "error", lua_pushfstring(L, "%s lists no %s", url, file));
         }
     }
     lua_settop(L, t);
@@ -1453,29 +1388,29 @@ static int os_discover(lua_State *L)
     int top = lua_gettop(L);
     lua_newtable(L);
     int d = lua_gettop(L);
-    set_str(L, d, "cluster", get_str(L, m, "cluster"));
-    set_str(L, d, "version", get_str(L, m, "version"));
-    set_str(L, d, "config_sha256", hash);
-    set_str(L, d, "platform", (lua_getfield(L, m, "sno"), lua_toboolean(L, -1)) ? "none" : "baremetal");
+    sbot_set_str(L, d, "cluster", sbot_field_str(L, m, "cluster"));
+    sbot_set_str(L, d, "version", sbot_field_str(L, m, "version"));
+    sbot_set_str(L, d, "config_sha256", hash);
+    sbot_set_str(L, d, "platform", (lua_getfield(L, m, "sno"), lua_toboolean(L, -1)) ? "none" : "baremetal");
     lua_pop(L, 1);
     lua_getfield(L, m, "masters");
     lua_setfield(L, d, "masters");
     lua_getfield(L, m, "workers");
     lua_setfield(L, d, "workers");
-    set_str(L, d, "rendezvous_ip", get_str(L, m, "rendezvous_ip"));
-    new_array(L);
+    sbot_set_str(L, d, "rendezvous_ip", sbot_field_str(L, m, "rendezvous_ip"));
+    sbot_push_array(L);
     lua_getfield(L, m, "hosts");
     for (lua_Integer k = 1; k <= (lua_Integer)lua_rawlen(L, -1); k++) {
         lua_rawgeti(L, -1, k);
         lua_newtable(L);
         static const char *const keep[] = {"id", "hostname", "role", "mac", "interface", "ip", NULL};
         for (int i = 0; keep[i]; i++)
-            set_str(L, -1, keep[i], get_str(L, -2, keep[i]));
+            sbot_set_str(L, -1, keep[i], sbot_field_str(L, -2, keep[i]));
         lua_getfield(L, -2, "root_device_hints");
         lua_getfield(L, -1, "deviceName");
         lua_setfield(L, -3, "root_device");
         lua_pop(L, 1);
-        append(L, -4);
+        sbot_append(L, -4);
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
@@ -1493,26 +1428,26 @@ static int os_discover(lua_State *L)
     const char *key = iso_key(L, m, hash);
     lua_newtable(L);
     int iso = lua_gettop(L);
-    set_str(L, iso, "key", key);
-    set_str(L, iso, "store", get_str(L, res, "store_url"));
+    sbot_set_str(L, iso, "key", key);
+    sbot_set_str(L, iso, "store", sbot_field_str(L, res, "store_url"));
     if (have_store) {
         lua_pushstring(L, key);
-        call_method(L, st, "head", 1, 3);
+        sbot_call_method(L, st, "head", 1, 3);
     } else {
         lua_pushnil(L);
         lua_pushliteral(L, "the store's directory does not exist yet");
         lua_pushliteral(L, "NotFound");
     }
     if (lua_istable(L, -3)) {
-        set_bool(L, iso, "exists", 1);
+        sbot_set_bool(L, iso, "exists", 1);
         lua_getfield(L, -3, "size");
         lua_setfield(L, iso, "size");
         lua_getfield(L, -3, "sha256");
         lua_setfield(L, iso, "sha256");
     } else if (lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "NotFound") == 0) {
-        set_bool(L, iso, "exists", 0);
+        sbot_set_bool(L, iso, "exists", 0);
     } else {
-        return luaL_error(L, "openshift: store %s: head %s: %s", get_str(L, res, "store_url"), key,
+        return luaL_error(L, "openshift: store %s: head %s: %s", sbot_field_str(L, res, "store_url"), key,
                           luaL_optstring(L, -2, "failed"));
     }
     lua_pop(L, 3);
@@ -1528,33 +1463,33 @@ static int os_discover(lua_State *L)
     lua_newtable(L);
     int inst = lua_gettop(L);
     lua_getfield(L, m, "installer");
-    set_str(L, inst, "mirror_url", get_str(L, -1, "mirror_url"));
-    set_str(L, inst, "pin", get_str(L, -1, "sha256"));
+    sbot_set_str(L, inst, "mirror_url", sbot_field_str(L, -1, "mirror_url"));
+    sbot_set_str(L, inst, "pin", sbot_field_str(L, -1, "sha256"));
     lua_pop(L, 1);
-    set_str(L, inst, "path", get_str(L, cache, "path"));
+    sbot_set_str(L, inst, "path", sbot_field_str(L, cache, "path"));
     lua_getfield(L, cache, "valid");
     int cached = lua_toboolean(L, -1);
     lua_setfield(L, inst, "cached");
     if (!cached)
-        set_str(L, inst, "cache", get_str(L, cache, "why"));
+        sbot_set_str(L, inst, "cache", sbot_field_str(L, cache, "why"));
     if (!exists && !cached) {
         mirror_sums(L, m);
         int ms = lua_gettop(L);
         static const char *const copy[] = {"url", "sums_url", "expected", "error", NULL};
         for (int i = 0; copy[i]; i++)
-            set_str(L, inst, copy[i], get_str(L, ms, copy[i]));
+            sbot_set_str(L, inst, copy[i], sbot_field_str(L, ms, copy[i]));
         lua_getfield(L, ms, "reachable");
         int reachable = lua_toboolean(L, -1);
         lua_setfield(L, inst, "reachable");
-        if (!reachable || !get_str(L, ms, "expected"))
+        if (!reachable || !sbot_field_str(L, ms, "expected"))
             return luaL_error(L, "openshift: openshift-install %s is not in the cache (%s) and its mirror cannot "
-                                 "give it: %s", get_str(L, m, "version"), get_str(L, cache, "path"),
-                              get_str(L, ms, "error"));
-        const char *pin = get_str(L, inst, "pin"), *expected = get_str(L, ms, "expected");
+                                 "give it: %s", sbot_field_str(L, m, "version"), sbot_field_str(L, cache, "path"),
+                              sbot_field_str(L, ms, "error"));
+        const char *pin = sbot_field_str(L, inst, "pin"), *expected = sbot_field_str(L, ms, "expected");
         if (pin && strcmp(pin, expected) != 0)
             return luaL_error(L, "openshift: openshift.installer.sha256 pins %s but %s lists %s for %s: the mirror "
                                  "serves another release than the one pinned; nothing downloaded",
-                              pin, get_str(L, ms, "sums_url"), expected, get_str(L, ms, "file"));
+                              pin, sbot_field_str(L, ms, "sums_url"), expected, sbot_field_str(L, ms, "file"));
         lua_pop(L, 1);
     }
     lua_setfield(L, d, "installer");
@@ -1567,7 +1502,7 @@ static int os_plan(lua_State *L)
     int self = 1;
     lua_getfield(L, self, "discovery");
     int d = lua_gettop(L);
-    new_array(L);
+    sbot_push_array(L);
     int plan = lua_gettop(L);
     lua_getfield(L, d, "iso");
     int iso = lua_gettop(L);
@@ -1583,35 +1518,35 @@ static int os_plan(lua_State *L)
     lua_pop(L, 1);
     if (!cached) {
         lua_newtable(L);
-        set_str(L, -1, "kind", "installer");
-        lua_pushfstring(L, "openshift-install %s", get_str(L, d, "version"));
+        sbot_set_str(L, -1, "kind", "installer");
+        lua_pushfstring(L, "openshift-install %s", sbot_field_str(L, d, "version"));
         lua_setfield(L, -2, "resource");
-        set_str(L, -1, "action", "create");
+        sbot_set_str(L, -1, "action", "create");
         lua_newtable(L);
-        set_str(L, -1, "path", get_str(L, inst, "path"));
-        set_str(L, -1, "from", get_str(L, inst, "url"));
-        set_str(L, -1, "sha256", get_str(L, inst, "expected"));
+        sbot_set_str(L, -1, "path", sbot_field_str(L, inst, "path"));
+        sbot_set_str(L, -1, "from", sbot_field_str(L, inst, "url"));
+        sbot_set_str(L, -1, "sha256", sbot_field_str(L, inst, "expected"));
         lua_setfield(L, -2, "after");
-        set_str(L, -1, "reason", get_str(L, inst, "cache"));
-        append(L, plan);
+        sbot_set_str(L, -1, "reason", sbot_field_str(L, inst, "cache"));
+        sbot_append(L, plan);
     }
     lua_newtable(L);
-    set_str(L, -1, "kind", "iso");
-    lua_pushfstring(L, "%s %s", get_str(L, iso, "store"), get_str(L, iso, "key"));
+    sbot_set_str(L, -1, "kind", "iso");
+    lua_pushfstring(L, "%s %s", sbot_field_str(L, iso, "store"), sbot_field_str(L, iso, "key"));
     lua_setfield(L, -2, "resource");
-    set_str(L, -1, "action", "create");
+    sbot_set_str(L, -1, "action", "create");
     lua_newtable(L);
     static const char *const keep[] = {"cluster", "version", "config_sha256", "platform", "rendezvous_ip", NULL};
     for (int i = 0; keep[i]; i++)
-        set_str(L, -1, keep[i], get_str(L, d, keep[i]));
+        sbot_set_str(L, -1, keep[i], sbot_field_str(L, d, keep[i]));
     lua_getfield(L, d, "masters");
     lua_setfield(L, -2, "masters");
     lua_getfield(L, d, "workers");
     lua_setfield(L, -2, "workers");
-    set_str(L, -1, "key", get_str(L, iso, "key"));
+    sbot_set_str(L, -1, "key", sbot_field_str(L, iso, "key"));
     lua_setfield(L, -2, "after");
-    set_str(L, -1, "reason", "no agent ISO for these configs and this version in the store");
-    append(L, plan);
+    sbot_set_str(L, -1, "reason", "no agent ISO for these configs and this version in the store");
+    sbot_append(L, plan);
     lua_pushvalue(L, plan);
     return 1;
 }
@@ -1665,19 +1600,19 @@ static void run_program(lua_State *L, int argv, const char *cwd, double timeout,
     lua_pushvalue(L, argv);
     lua_setfield(L, -2, "argv");
     if (cwd)
-        set_str(L, -1, "cwd", cwd);
+        sbot_set_str(L, -1, "cwd", cwd);
     if (env) {
         lua_pushvalue(L, env);
         lua_setfield(L, -2, "env");
     }
     lua_pushnumber(L, timeout);
     lua_setfield(L, -2, "timeout");
-    set_str(L, -1, "progress", what); /* minutes: a wait of sbot.progress */
+    sbot_set_str(L, -1, "progress", what); /* minutes: a wait of sbot.progress */
     int n = sbot_sys_spawn(L, -1);
     if (n != 1)
         luaL_error(L, "%s: %s", what, luaL_optstring(L, -n + 1, "cannot start"));
     int r = lua_gettop(L);
-    const char *out = get_str(L, r, "stdout"), *err = get_str(L, r, "stderr");
+    const char *out = sbot_field_str(L, r, "stdout"), *err = sbot_field_str(L, r, "stderr");
     lua_rawgeti(L, argv, 1);
     const char *prog = strrchr(lua_tostring(L, -1), '/') ? strrchr(lua_tostring(L, -1), '/') + 1 : lua_tostring(L, -1);
     log_lines(L, prog, out);
@@ -1705,29 +1640,29 @@ static int apply_installer(lua_State *L, int self, int m)
 {
     mirror_sums(L, m);
     int ms = lua_gettop(L);
-    const char *version = get_str(L, m, "version");
-    const char *expected = get_str(L, ms, "expected");
+    const char *version = sbot_field_str(L, m, "version");
+    const char *expected = sbot_field_str(L, ms, "expected");
     if (!expected)
-        return luaL_error(L, "openshift-install %s: %s", version, get_str(L, ms, "error"));
+        return luaL_error(L, "openshift-install %s: %s", version, sbot_field_str(L, ms, "error"));
     lua_getfield(L, m, "installer");
     int inst = lua_gettop(L);
-    const char *pin = get_str(L, inst, "sha256");
+    const char *pin = sbot_field_str(L, inst, "sha256");
     if (pin && strcmp(pin, expected) != 0)
         return luaL_error(L, "openshift-install %s: openshift.installer.sha256 pins %s but %s lists %s; nothing "
-                             "downloaded", version, pin, get_str(L, ms, "sums_url"), expected);
+                             "downloaded", version, pin, sbot_field_str(L, ms, "sums_url"), expected);
     check_cache(L, self, m);
     int cache = lua_gettop(L);
-    const char *dir = get_str(L, cache, "dir");
+    const char *dir = sbot_field_str(L, cache, "dir");
     if (!mkdirs(dir, 0700))
         return luaL_error(L, "openshift-install %s: cannot create %s: %s", version, dir, strerror(errno));
-    const char *tarball = lua_pushfstring(L, "%s/%s", dir, get_str(L, ms, "file"));
+    const char *tarball = lua_pushfstring(L, "%s/%s", dir, sbot_field_str(L, ms, "file"));
     int tb = lua_gettop(L);
-    sbot_log(L, SBOT_INFO, "openshift-install %s: downloading %s", version, get_str(L, ms, "url"));
+    sbot_log(L, SBOT_INFO, "openshift-install %s: downloading %s", version, sbot_field_str(L, ms, "url"));
     lua_newtable(L);
-    set_str(L, -1, "url", get_str(L, ms, "url"));
-    set_str(L, -1, "output_file", tarball);
+    sbot_set_str(L, -1, "url", sbot_field_str(L, ms, "url"));
+    sbot_set_str(L, -1, "output_file", tarball);
     const char *wait = lua_pushfstring(L, "download openshift-install %s", version);
-    set_str(L, -2, "progress", wait);
+    sbot_set_str(L, -2, "progress", wait);
     lua_pop(L, 1);
     lua_getfield(L, inst, "tls");
     lua_setfield(L, -2, "tls");
@@ -1740,7 +1675,7 @@ static int apply_installer(lua_State *L, int self, int m)
     int status = (int)lua_tointeger(L, -1);
     lua_pop(L, 1);
     if (status != 200)
-        return luaL_error(L, "openshift-install %s: GET %s: HTTP %d", version, get_str(L, ms, "url"), status);
+        return luaL_error(L, "openshift-install %s: GET %s: HTTP %d", version, sbot_field_str(L, ms, "url"), status);
     lua_pop(L, 2);
     char got[65];
     long long size = 0;
@@ -1752,17 +1687,17 @@ static int apply_installer(lua_State *L, int self, int m)
     if (strcmp(got, expected) != 0) {
         unlink(tarball);
         return luaL_error(L, "openshift-install %s: the download's SHA-256 is %s but %s says %s: refused, not "
-                             "unpacked and not run (removed %s)", version, got, get_str(L, ms, "sums_url"),
+                             "unpacked and not run (removed %s)", version, got, sbot_field_str(L, ms, "sums_url"),
                           expected, tarball);
     }
     /* unpack the one program we need */
-    const char *bin = get_str(L, cache, "path");
+    const char *bin = sbot_field_str(L, cache, "path");
     unlink(bin);
-    new_array(L);
+    sbot_push_array(L);
     static const char *const tar_argv[] = {"tar", "-xzf", NULL, "-C", NULL, "--no-same-owner", "openshift-install"};
     for (int i = 0; i < 7; i++) {
         lua_pushstring(L, i == 2 ? tarball : i == 4 ? dir : tar_argv[i]);
-        append(L, -2);
+        sbot_append(L, -2);
     }
     int targv = lua_gettop(L);
     lua_getfield(L, inst, "timeout");
@@ -1778,13 +1713,13 @@ static int apply_installer(lua_State *L, int self, int m)
                           strerror(errno));
     chmod(bin, 0755);
     lua_newtable(L);
-    set_str(L, -1, "version", version);
-    set_str(L, -1, "tarball", get_str(L, ms, "url"));
-    set_str(L, -1, "tarball_sha256", got);
-    set_int(L, -1, "tarball_size", size);
-    set_str(L, -1, "binary_sha256", binsum);
+    sbot_set_str(L, -1, "version", version);
+    sbot_set_str(L, -1, "tarball", sbot_field_str(L, ms, "url"));
+    sbot_set_str(L, -1, "tarball_sha256", got);
+    sbot_set_int(L, -1, "tarball_size", size);
+    sbot_set_str(L, -1, "binary_sha256", binsum);
     int man = lua_gettop(L);
-    push_require(L, "sbot.json", "encode");
+    sbot_push_require(L, "sbot.json", "encode");
     lua_pushvalue(L, man);
     lua_call(L, 1, 1);
     size_t len;
@@ -1794,7 +1729,7 @@ static int apply_installer(lua_State *L, int self, int m)
         return luaL_error(L, "openshift-install %s: %s: %s", version, mpath, strerror(errno));
     lua_pop(L, 2);
     sbot_log(L, SBOT_INFO, "openshift-install %s: cached at %s (release SHA-256 %s)", version, bin, got);
-    set_str(L, man, "path", bin);
+    sbot_set_str(L, man, "path", bin);
     lua_remove(L, tb);
     return 1;
 }
@@ -1807,19 +1742,19 @@ static void store_put(lua_State *L, int st, const char *key, const char *path, c
     st = lua_absindex(L, st);
     lua_pushstring(L, key);
     lua_newtable(L);
-    set_str(L, -1, "file", path);
+    sbot_set_str(L, -1, "file", path);
     /* an upload of an ISO takes a while: a wait of sbot.progress */
     const char *wait = lua_pushfstring(L, "upload %s", key);
-    set_str(L, -2, "progress", wait);
+    sbot_set_str(L, -2, "progress", wait);
     lua_pop(L, 1);
     if (meta)
         lua_pushvalue(L, meta);
     else
         lua_newtable(L);
-    call_method(L, st, "put", 3, 2);
+    sbot_call_method(L, st, "put", 3, 2);
     if (!lua_istable(L, top + 1))
         luaL_error(L, "store put %s: %s", key, luaL_optstring(L, top + 2, "failed"));
-    const char *got = get_str(L, top + 1, "sha256");
+    const char *got = sbot_field_str(L, top + 1, "sha256");
     if (sha && (!got || strcmp(got, sha) != 0))
         luaL_error(L, "store put %s: the stored SHA-256 %s differs from the file's %s", key, got ? got : "?", sha);
     lua_settop(L, top);
@@ -1829,7 +1764,7 @@ static void store_put(lua_State *L, int st, const char *key, const char *path, c
  * (never a presigned URL: that is a credential). */
 static const char *push_stored_url(lua_State *L, int res, const char *key)
 {
-    const char *base = get_str(L, res, "store_url");
+    const char *base = sbot_field_str(L, res, "store_url");
     if (strncmp(base, "s3://", 5) == 0) {
         const char *q = strchr(base, '?');
         size_t n = q ? (size_t)(q - base) : strlen(base);
@@ -1851,7 +1786,7 @@ static int iso_body(lua_State *L)
     int self = 1, res = 2, m = 3;
     const char *work = lua_tostring(L, 4), *bin = lua_tostring(L, 5), *cache = lua_tostring(L, 6);
     const char *hash = lua_tostring(L, 10);
-    const char *version = get_str(L, m, "version");
+    const char *version = sbot_field_str(L, m, "version");
     size_t len;
     const char *ic = lua_tolstring(L, 7, &len);
     const char *icp = lua_pushfstring(L, "%s/install-config.yaml", work);
@@ -1864,29 +1799,29 @@ static int iso_body(lua_State *L)
     lua_pop(L, 2);
 
     /* the installer: no shell, its own environment, a deadline */
-    new_array(L);
+    sbot_push_array(L);
     int argv = lua_gettop(L);
     static const char *const args[] = {"agent", "create", "image", "--dir", NULL, "--log-level", "info"};
     lua_pushstring(L, bin);
-    append(L, argv);
+    sbot_append(L, argv);
     for (int i = 0; i < 7; i++) {
         lua_pushstring(L, args[i] ? args[i] : work);
-        append(L, argv);
+        sbot_append(L, argv);
     }
     lua_newtable(L);
     int env = lua_gettop(L);
     const char *path = getenv("PATH");
-    set_str(L, env, "PATH", path ? path : "/usr/local/bin:/usr/bin:/bin");
-    set_str(L, env, "HOME", work);
+    sbot_set_str(L, env, "PATH", path ? path : "/usr/local/bin:/usr/bin:/bin");
+    sbot_set_str(L, env, "HOME", work);
     /* the real installer caches the RHCOS base ISO under $XDG_CACHE_HOME/agent */
-    set_str(L, env, "XDG_CACHE_HOME", cache);
-    set_str(L, env, "LANG", "C.UTF-8");
+    sbot_set_str(L, env, "XDG_CACHE_HOME", cache);
+    sbot_set_str(L, env, "LANG", "C.UTF-8");
     lua_getfield(L, m, "installer");
     lua_getfield(L, -1, "timeout");
     double timeout = lua_tonumber(L, -1);
     lua_pop(L, 2);
     sbot_log(L, SBOT_INFO, "openshift-install %s: agent create image for cluster %s (configs %.16s)", version,
-             get_str(L, m, "cluster"), hash);
+             sbot_field_str(L, m, "cluster"), hash);
     run_program(L, argv, work, timeout, env, lua_pushfstring(L, "openshift-install %s agent create image", version));
     lua_pop(L, 2); /* result, what */
 
@@ -1902,12 +1837,12 @@ static int iso_body(lua_State *L)
     int keyi = lua_gettop(L);
     lua_newtable(L);
     int meta = lua_gettop(L);
-    set_str(L, meta, "version", version);
-    set_str(L, meta, "cluster", get_str(L, m, "cluster"));
-    set_str(L, meta, "config-sha256", hash);
-    set_str(L, meta, "volume-id", get_str(L, info, "volume_id"));
-    store_put(L, st, key, isop, get_str(L, info, "sha256"), meta);
-    sbot_log(L, SBOT_INFO, "openshift: agent ISO %s stored (%s)", key, get_str(L, info, "sha256"));
+    sbot_set_str(L, meta, "version", version);
+    sbot_set_str(L, meta, "cluster", sbot_field_str(L, m, "cluster"));
+    sbot_set_str(L, meta, "config-sha256", hash);
+    sbot_set_str(L, meta, "volume-id", sbot_field_str(L, info, "volume_id"));
+    store_put(L, st, key, isop, sbot_field_str(L, info, "sha256"), meta);
+    sbot_log(L, SBOT_INFO, "openshift: agent ISO %s stored (%s)", key, sbot_field_str(L, info, "sha256"));
 
     /* what the installer leaves for the operator: kept beside the ISO in the
      * (private) store; the password is a secret from now on */
@@ -1927,8 +1862,8 @@ static int iso_body(lua_State *L)
             }
             char short_hash[17];
             snprintf(short_hash, sizeof short_hash, "%.16s", hash);
-            const char *k = lua_pushfstring(L, "openshift/%s/%s/%s/%s", get_str(L, m, "cluster"), version, short_hash,
-                                            auth[i]);
+            const char *k = lua_pushfstring(L, "openshift/%s/%s/%s/%s", sbot_field_str(L, m, "cluster"), version,
+                                            short_hash, auth[i]);
             store_put(L, st, k, f, NULL, 0);
             lua_pop(L, 1);
         }
@@ -1940,14 +1875,14 @@ static int iso_body(lua_State *L)
     static const char *const names[] = {"install-config.yaml", "agent-config.yaml", NULL};
     for (int i = 0; names[i]; i++) {
         lua_newtable(L);
-        set_str(L, -1, "key", names[i]);
+        sbot_set_str(L, -1, "key", names[i]);
         lua_pushvalue(L, i == 0 ? 9 : 8);
         lua_setfield(L, -2, "content");
-        set_str(L, -1, "type", "application/yaml");
+        sbot_set_str(L, -1, "type", "application/yaml");
         lua_newtable(L);
-        set_str(L, -1, "config-sha256", hash);
+        sbot_set_str(L, -1, "config-sha256", hash);
         lua_setfield(L, -2, "metadata");
-        call_method(L, self, "artifact", 1, 0);
+        sbot_call_method(L, self, "artifact", 1, 0);
     }
     const char *logp = lua_pushfstring(L, "%s/.openshift_install.log", work);
     if (push_file(L, logp, 16 * 1024 * 1024)) {
@@ -1955,11 +1890,11 @@ static int iso_body(lua_State *L)
         const char *text = lua_tolstring(L, -1, &n);
         sbot_log_push_redacted(L, text, n);
         lua_newtable(L);
-        set_str(L, -1, "key", "openshift_install.log");
+        sbot_set_str(L, -1, "key", "openshift_install.log");
         lua_pushvalue(L, -2);
         lua_setfield(L, -2, "content");
-        set_str(L, -1, "type", "text/plain");
-        call_method(L, self, "artifact", 1, 0);
+        sbot_set_str(L, -1, "type", "text/plain");
+        sbot_call_method(L, self, "artifact", 1, 0);
         lua_pop(L, 1);
     }
     lua_pop(L, 2);
@@ -1975,7 +1910,7 @@ static int iso_body(lua_State *L)
         lua_getfield(L, info, keep[i]);
         lua_setfield(L, r, keep[i]);
     }
-    set_str(L, r, "config_sha256", hash);
+    sbot_set_str(L, r, "config_sha256", hash);
     return 1;
 }
 
@@ -1986,18 +1921,18 @@ static int apply_iso(lua_State *L, int self, int change, int res, int m)
     int base = lua_gettop(L);
     render_texts(L, m, hash); /* ic, ac, ic_redacted, hash */
     lua_getfield(L, change, "after");
-    const char *planned = get_str(L, -1, "config_sha256");
+    const char *planned = sbot_field_str(L, -1, "config_sha256");
     lua_pop(L, 1);
     if (!planned || strcmp(planned, hash) != 0)
         return luaL_error(L, "the rendered configs changed since the plan (config SHA-256 %s, planned %s): plan again",
                           hash, planned ? planned : "?");
-    const char *version = get_str(L, m, "version");
+    const char *version = sbot_field_str(L, m, "version");
     check_cache(L, self, m);
     int cache = lua_gettop(L);
     lua_getfield(L, cache, "valid");
     if (!lua_toboolean(L, -1))
-        return luaL_error(L, "openshift-install %s: %s (%s)", version, get_str(L, cache, "why"),
-                          get_str(L, cache, "path"));
+        return luaL_error(L, "openshift-install %s: %s (%s)", version, sbot_field_str(L, cache, "why"),
+                          sbot_field_str(L, cache, "path"));
     lua_pop(L, 1);
 
     /* a fresh work directory, mode 0700 (the configs hold the pull secret),
@@ -2031,7 +1966,7 @@ static int os_apply(lua_State *L)
     int self = 1, change = 2, res = 3;
     build_model(L, self);
     int m = lua_gettop(L);
-    const char *kind = get_str(L, change, "kind");
+    const char *kind = sbot_field_str(L, change, "kind");
     if (kind && strcmp(kind, "installer") == 0)
         return apply_installer(L, self, m);
     if (kind && strcmp(kind, "iso") == 0)
@@ -2043,20 +1978,20 @@ static int os_apply(lua_State *L)
 static int os_undo(lua_State *L)
 {
     int change = 2, res = 3;
-    const char *kind = get_str(L, change, "kind");
+    const char *kind = sbot_field_str(L, change, "kind");
     lua_newtable(L);
     int r = lua_gettop(L);
     if (kind && strcmp(kind, "iso") == 0) {
         lua_getfield(L, change, "after");
-        const char *key = get_str(L, -1, "key");
+        const char *key = sbot_field_str(L, -1, "key");
         get_store(L, 1, res, 1);
         lua_pushstring(L, key);
-        call_method(L, -2, "delete", 1, 2);
+        sbot_call_method(L, -2, "delete", 1, 2);
         if (lua_isnil(L, -2))
             return luaL_error(L, "store delete %s: %s", key, luaL_optstring(L, -1, "failed"));
-        set_str(L, r, "deleted", key);
+        sbot_set_str(L, r, "deleted", key);
     } else {
-        set_str(L, r, "kept", "a verified installer stays in the cache");
+        sbot_set_str(L, r, "kept", "a verified installer stays in the cache");
     }
     lua_settop(L, r);
     return 1;
@@ -2069,16 +2004,16 @@ static int os_housekeep(lua_State *L)
     lua_getfield(L, self, "discovery");
     int d = lua_gettop(L);
     lua_getfield(L, d, "iso");
-    const char *key = get_str(L, -1, "key");
+    const char *key = sbot_field_str(L, -1, "key");
     if (!key)
         return luaL_error(L, "openshift: no ISO key in the discovery");
     get_store(L, self, res, 1);
     int st = lua_gettop(L);
     lua_pushstring(L, key);
-    call_method(L, st, "head", 1, 2);
+    sbot_call_method(L, st, "head", 1, 2);
     if (!lua_istable(L, -2))
         return luaL_error(L, "openshift: the agent ISO %s is not in the store %s: %s", key,
-                          get_str(L, res, "store_url"), luaL_optstring(L, -1, "?"));
+                          sbot_field_str(L, res, "store_url"), luaL_optstring(L, -1, "?"));
     lua_pop(L, 1);
     int head = lua_gettop(L);
     const char *root = dir_path(L, self, "work_dir", "work", 1);
@@ -2086,11 +2021,11 @@ static int os_housekeep(lua_State *L)
     int tmpi = lua_gettop(L);
     lua_pushstring(L, key);
     lua_pushstring(L, tmp);
-    call_method(L, st, "get", 2, 3);
+    sbot_call_method(L, st, "get", 2, 3);
     if (lua_isnil(L, -3)) {
         unlink(tmp);
-        return luaL_error(L, "openshift: reading the agent ISO %s back from %s: %s", key, get_str(L, res, "store_url"),
-                          luaL_optstring(L, -2, "?"));
+        return luaL_error(L, "openshift: reading the agent ISO %s back from %s: %s", key,
+                          sbot_field_str(L, res, "store_url"), luaL_optstring(L, -2, "?"));
     }
     lua_pop(L, 3);
     int n = verify_iso(L, lua_tostring(L, tmpi));
@@ -2098,10 +2033,10 @@ static int os_housekeep(lua_State *L)
     if (n != 1)
         return luaL_error(L, "openshift: the stored agent ISO %s fails verification: %s", key, lua_tostring(L, -1));
     int info = lua_gettop(L);
-    const char *want = get_str(L, head, "sha256");
-    if (!want || strcmp(want, get_str(L, info, "sha256")) != 0)
+    const char *want = sbot_field_str(L, head, "sha256");
+    if (!want || strcmp(want, sbot_field_str(L, info, "sha256")) != 0)
         return luaL_error(L, "openshift: the stored agent ISO %s has SHA-256 %s, the store recorded %s", key,
-                          get_str(L, info, "sha256"), want ? want : "none");
+                          sbot_field_str(L, info, "sha256"), want ? want : "none");
     lua_getfield(L, head, "size");
     lua_getfield(L, info, "size");
     if (!lua_rawequal(L, -1, -2))
@@ -2111,10 +2046,10 @@ static int os_housekeep(lua_State *L)
     lua_newtable(L);
     int r = lua_gettop(L);
     lua_pushvalue(L, info);
-    set_str(L, -1, "key", key);
+    sbot_set_str(L, -1, "key", key);
     push_stored_url(L, res, key);
     lua_setfield(L, -2, "stored");
-    set_bool(L, -1, "verified", 1);
+    sbot_set_bool(L, -1, "verified", 1);
     lua_setfield(L, r, "iso");
     return 1;
 }
@@ -2127,15 +2062,15 @@ static int os_housekeep(lua_State *L)
 static void field(lua_State *L, const char *type, const char *desc)
 {
     lua_createtable(L, 0, 3);
-    set_str(L, -1, "type", type);
+    sbot_set_str(L, -1, "type", type);
     if (desc)
-        set_str(L, -1, "description", desc);
+        sbot_set_str(L, -1, "description", desc);
 }
 
 static void hook(lua_State *L, int hooks, const char *name, const char *desc, lua_CFunction fn)
 {
     lua_createtable(L, 0, 2);
-    set_str(L, -1, "description", desc);
+    sbot_set_str(L, -1, "description", desc);
     lua_pushcfunction(L, fn);
     lua_setfield(L, -2, "default");
     lua_setfield(L, hooks, name);
@@ -2144,15 +2079,15 @@ static void hook(lua_State *L, int hooks, const char *name, const char *desc, lu
 int luaopen_sbot_component_openshift(lua_State *L)
 {
     /* the primitives whose C API the phases use */
-    push_require(L, "sbot.http", NULL);
-    push_require(L, "sbot.sys", NULL);
-    push_require(L, "sbot.yaml", NULL);
+    sbot_push_require(L, "sbot.http", NULL);
+    sbot_push_require(L, "sbot.sys", NULL);
+    sbot_push_require(L, "sbot.yaml", NULL);
     lua_pop(L, 3);
 
     lua_newtable(L);
     int spec = lua_gettop(L);
-    set_str(L, spec, "name", NAME);
-    set_str(L, spec, "description",
+    sbot_set_str(L, spec, "name", NAME);
+    sbot_set_str(L, spec, "description",
             "The cluster's agent ISO (site-wide step): install-config.yaml and agent-config.yaml rendered from the "
             "site's openshift section and cluster servers, checked against each other, built with the real "
             "`openshift-install agent create image` (downloaded from the mirror, SHA-256 checked, cached), "
@@ -2164,18 +2099,18 @@ int luaopen_sbot_component_openshift(lua_State *L)
                     "results (rootDeviceHints /dev/disk/by-path/ip-<portal>-iscsi-<iqn>-lun-<lun>) or "
                     "{device = \"/dev/...\"}");
     lua_newtable(L);
-    set_str(L, -1, "type", "table");
+    sbot_set_str(L, -1, "type", "table");
     lua_newtable(L);
     field(L, "string", "iSCSI portal ip[:port] (port 3260 when absent)");
     lua_setfield(L, -2, "portal");
     field(L, "string", "target IQN");
     lua_setfield(L, -2, "iqn");
     field(L, "integer", "LUN");
-    set_int(L, -1, "min", 0);
-    set_int(L, -1, "default", 0);
+    sbot_set_int(L, -1, "min", 0);
+    sbot_set_int(L, -1, "default", 0);
     lua_setfield(L, -2, "lun");
     field(L, "string", "a local disk instead of iSCSI");
-    set_str(L, -1, "pattern", "^/dev/");
+    sbot_set_str(L, -1, "pattern", "^/dev/");
     lua_setfield(L, -2, "device");
     lua_setfield(L, -2, "fields");
     lua_setfield(L, -2, "values");
@@ -2184,7 +2119,7 @@ int luaopen_sbot_component_openshift(lua_State *L)
     lua_setfield(L, schema, "disks");
     field(L, "string", "where agent ISOs are kept (file:///dir or s3://bucket/prefix?endpoint=...); default the "
                        "site's store, else file://<state_dir>/openshift/store");
-    set_str(L, -1, "pattern", "^%a[%w+.-]*://");
+    sbot_set_str(L, -1, "pattern", "^%a[%w+.-]*://");
     lua_setfield(L, schema, "store");
     field(L, "string", "installer cache; default <state_dir>/openshift/cache");
     lua_setfield(L, schema, "cache_dir");

@@ -22,6 +22,7 @@
  *   is not success), jobs Completed, the one-time boot consumed, the media
  *   ejected if asked; an artifact with before/after and the job ids. */
 #define _GNU_SOURCE
+#include "luax.h"
 #include "sbot.h"
 
 #include <math.h>
@@ -34,77 +35,7 @@
 int luaopen_sbot_component_r630(lua_State *L);
 int luaopen_sbot_redfish(lua_State *L);
 
-#define ARRAY_MT "sbot.json.array"
-
-/* ---- small table helpers ----------------------------------------------------------
- * Strings returned by fstr() stay valid while the table holding them lives. */
-
-static const char *fstr(lua_State *L, int t, const char *k)
-{
-    const char *s = NULL;
-    if (lua_getfield(L, t, k) == LUA_TSTRING)
-        s = lua_tostring(L, -1);
-    lua_pop(L, 1);
-    return s;
-}
-
-static int fbool(lua_State *L, int t, const char *k, int dflt)
-{
-    int v = dflt;
-    if (lua_getfield(L, t, k) == LUA_TBOOLEAN)
-        v = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    return v;
-}
-
-static double fnum(lua_State *L, int t, const char *k, double dflt)
-{
-    double v = dflt;
-    if (lua_getfield(L, t, k) == LUA_TNUMBER)
-        v = lua_tonumber(L, -1);
-    lua_pop(L, 1);
-    return v;
-}
-
-/* Push t[k] if it is a table and return 1; else push nothing, return 0. */
-static int ftab(lua_State *L, int t, const char *k)
-{
-    if (lua_getfield(L, t, k) == LUA_TTABLE)
-        return 1;
-    lua_pop(L, 1);
-    return 0;
-}
-
-static void sets(lua_State *L, int t, const char *k, const char *v)
-{
-    t = lua_absindex(L, t);
-    if (v)
-        lua_pushstring(L, v);
-    else
-        lua_pushnil(L);
-    lua_setfield(L, t, k);
-}
-
-static void setb(lua_State *L, int t, const char *k, int v)
-{
-    t = lua_absindex(L, t);
-    lua_pushboolean(L, v);
-    lua_setfield(L, t, k);
-}
-
-/* A new empty list that encodes as [] in JSON. */
-static void push_list(lua_State *L)
-{
-    lua_newtable(L);
-    luaL_setmetatable(L, ARRAY_MT);
-}
-
-/* Append the value on top to the list at idx (pops it). */
-static void append(lua_State *L, int list)
-{
-    list = lua_absindex(L, list);
-    lua_rawseti(L, list, (lua_Integer)lua_rawlen(L, list) + 1);
-}
+/* ---- small table helpers (the shared ones are in luax.h) -------------------------- */
 
 /* The link t[k]["@odata.id"] (string) or NULL. */
 static const char *flink(lua_State *L, int t, const char *k)
@@ -234,7 +165,7 @@ static void fetch(lua_State *L, struct disc *d, int list)
 {
     luaL_checkstack(L, 20, "r630: discover");
     list = lua_absindex(L, list);
-    push_list(L);
+    sbot_push_array(L);
     int want = lua_gettop(L);
     lua_Integer n = (lua_Integer)lua_rawlen(L, list);
     lua_newtable(L);
@@ -251,7 +182,7 @@ static void fetch(lua_State *L, struct disc *d, int list)
             lua_pushvalue(L, -1);
             lua_pushboolean(L, 1);
             lua_rawset(L, seen);
-            append(L, want);
+            sbot_append(L, want);
         } else {
             lua_pop(L, 1);
         }
@@ -282,14 +213,14 @@ static void fetch(lua_State *L, struct disc *d, int list)
             }
         } else {
             lua_pop(L, 1);
-            if (fnum(L, r, "status", 0) == 404) {
+            if (sbot_field_num(L, r, "status", 0) == 404) {
                 lua_pushvalue(L, p);
-                append(L, d->absent);
+                sbot_append(L, d->absent);
                 lua_pushvalue(L, p);
                 lua_pushboolean(L, 0);
                 lua_rawset(L, d->docs); /* known, absent */
             } else {
-                const char *e = fstr(L, r, "error");
+                const char *e = sbot_field_str(L, r, "error");
                 luaL_error(L, "discover: %s", e ? e : "a request failed");
             }
         }
@@ -328,13 +259,13 @@ static void members_of(lua_State *L, struct disc *d, const char *path, int need,
     if (!doc_of(L, d, path))
         return;
     int coll = lua_gettop(L);
-    if (ftab(L, coll, "Members")) {
+    if (sbot_field_table(L, coll, "Members")) {
         int m = lua_gettop(L);
         lua_Integer n = (lua_Integer)lua_rawlen(L, m);
         for (lua_Integer i = 1; i <= n; i++) {
             if (lua_rawgeti(L, m, i) == LUA_TTABLE) {
                 int mem = lua_gettop(L);
-                const char *p = fstr(L, mem, "@odata.id");
+                const char *p = sbot_field_str(L, mem, "@odata.id");
                 if (p) {
                     int fields = 0;
                     lua_pushnil(L);
@@ -348,11 +279,11 @@ static void members_of(lua_State *L, struct disc *d, const char *path, int need,
                         lua_rawset(L, d->docs);
                     } else if (need) {
                         lua_pushstring(L, p);
-                        append(L, need);
+                        sbot_append(L, need);
                     }
                     if (out) {
                         lua_pushstring(L, p);
-                        append(L, out);
+                        sbot_append(L, out);
                     }
                 }
             }
@@ -399,13 +330,13 @@ static void push_reg_entry(lua_State *L, int e)
         lua_getfield(L, e, keep[i]);
         lua_setfield(L, t, keep[i]);
     }
-    if (ftab(L, e, "Value")) {
-        push_list(L);
+    if (sbot_field_table(L, e, "Value")) {
+        sbot_push_array(L);
         lua_Integer n = (lua_Integer)lua_rawlen(L, -2);
         for (lua_Integer i = 1; i <= n; i++) {
             if (lua_rawgeti(L, -2, i) == LUA_TTABLE && lua_getfield(L, -1, "ValueName") == LUA_TSTRING) {
                 lua_remove(L, -2);
-                append(L, -2);
+                sbot_append(L, -2);
             } else {
                 lua_pop(L, lua_istable(L, -1) ? 2 : 1);
             }
@@ -438,7 +369,7 @@ static void discover_all(lua_State *L, int cl)
     int D = lua_gettop(L);
     lua_newtable(L);
     int docs = lua_gettop(L);
-    push_list(L);
+    sbot_push_array(L);
     int absent = lua_gettop(L);
     struct disc d = {cl, docs, absent, NULL};
 
@@ -448,11 +379,12 @@ static void discover_all(lua_State *L, int cl)
      * interfaces -> NIC functions -> their Settings. */
     lua_getfield(L, cl, "root");
     int root = lua_gettop(L);
-    if (ftab(L, root, "ProtocolFeaturesSupported")) {
-        if (ftab(L, -1, "ExpandQuery")) {
+    if (sbot_field_table(L, root, "ProtocolFeaturesSupported")) {
+        if (sbot_field_table(L, -1, "ExpandQuery")) {
             int eq = lua_gettop(L);
-            if ((fbool(L, eq, "NoLinks", 0) || fbool(L, eq, "ExpandAll", 0)) && fbool(L, eq, "Levels", 0) &&
-                fnum(L, eq, "MaxLevels", 0) >= 1)
+            if ((sbot_field_bool(L, eq, "NoLinks", 0) || sbot_field_bool(L, eq, "ExpandAll", 0)) &&
+                sbot_field_bool(L, eq, "Levels", 0) &&
+                sbot_field_num(L, eq, "MaxLevels", 0) >= 1)
                 d.expand = "?$expand=.($levels=1)";
             lua_pop(L, 1);
         }
@@ -462,35 +394,35 @@ static void discover_all(lua_State *L, int cl)
     const char *regs = flink(L, root, "Registries");
     const char *managers = flink(L, root, "Managers");
     if (!systems)
-        luaL_error(L, "discover: the service root of %s links no Systems collection", fstr(L, cl, "host"));
+        luaL_error(L, "discover: the service root of %s links no Systems collection", sbot_field_str(L, cl, "host"));
 
     /* round 0: the systems and the registry files */
-    push_list(L);
+    sbot_push_array(L);
     int r0 = lua_gettop(L);
     push_coll(L, &d, systems);
-    append(L, r0);
+    sbot_append(L, r0);
     if (regs) {
         push_coll(L, &d, regs);
-        append(L, r0);
+        sbot_append(L, r0);
     }
     fetch(L, &d, r0);
     alias_coll(L, &d, systems);
     alias_coll(L, &d, regs);
-    push_list(L);
+    sbot_push_array(L);
     int sysl = lua_gettop(L);
-    push_list(L);
+    sbot_push_array(L);
     int reg_files = lua_gettop(L);
-    push_list(L);
+    sbot_push_array(L);
     int need = lua_gettop(L);
     members_of(L, &d, systems, need, sysl);
     members_of(L, &d, regs, need, reg_files);
     if (lua_rawlen(L, sysl) == 0)
-        luaL_error(L, "discover: the Systems collection of %s lists no system", fstr(L, cl, "host"));
+        luaL_error(L, "discover: the Systems collection of %s lists no system", sbot_field_str(L, cl, "host"));
     lua_rawgeti(L, sysl, 1);
     lua_setfield(L, D, "system_path"); /* anchors the string */
-    const char *sys_path = fstr(L, D, "system_path");
+    const char *sys_path = sbot_field_str(L, D, "system_path");
     lua_pushstring(L, sys_path);
-    append(L, need);
+    sbot_append(L, need);
     fetch(L, &d, need);
     if (!doc_of(L, &d, sys_path))
         luaL_error(L, "discover: the system %s is absent", sys_path);
@@ -507,10 +439,10 @@ static void discover_all(lua_State *L, int cl)
     for (lua_Integer i = 1; i <= nf; i++) {
         lua_rawgeti(L, reg_files, i);
         if (doc_of(L, &d, lua_tostring(L, -1))) {
-            const char *id = fstr(L, -1, "Id");
-            if (has_prefix(id, "BiosAttributeRegistry") && ftab(L, -1, "Location")) {
+            const char *id = sbot_field_str(L, -1, "Id");
+            if (has_prefix(id, "BiosAttributeRegistry") && sbot_field_table(L, -1, "Location")) {
                 if (lua_rawgeti(L, -1, 1) == LUA_TTABLE) {
-                    reg_guess = fstr(L, -1, "Uri");
+                    reg_guess = sbot_field_str(L, -1, "Uri");
                     bios_files++;
                 }
                 lua_pop(L, 2);
@@ -519,30 +451,30 @@ static void discover_all(lua_State *L, int cl)
         }
         lua_pop(L, 1);
     }
-    push_list(L);
+    sbot_push_array(L);
     int r1 = lua_gettop(L);
     const char *r1_colls[] = {managers, netifs, sys_vm};
     for (int i = 0; i < 3; i++)
         if (r1_colls[i]) {
             push_coll(L, &d, r1_colls[i]);
-            append(L, r1);
+            sbot_append(L, r1);
         }
     if (bios_path) {
         lua_pushstring(L, bios_path);
-        append(L, r1);
+        sbot_append(L, r1);
     }
     if (reg_guess && bios_files == 1) {
         lua_pushstring(L, reg_guess);
-        append(L, r1);
+        sbot_append(L, r1);
     }
     fetch(L, &d, r1);
     for (int i = 0; i < 3; i++)
         alias_coll(L, &d, r1_colls[i]);
-    push_list(L);
+    sbot_push_array(L);
     int mgrs = lua_gettop(L);
-    push_list(L);
+    sbot_push_array(L);
     int netif_members = lua_gettop(L);
-    push_list(L);
+    sbot_push_array(L);
     need = lua_gettop(L);
     members_of(L, &d, managers, need, mgrs);
     members_of(L, &d, netifs, need, netif_members);
@@ -554,7 +486,7 @@ static void discover_all(lua_State *L, int cl)
         lua_rawgeti(L, mgrs, i);
         const char *p = lua_tostring(L, -1);
         if (doc_of(L, &d, p)) {
-            const char *t = fstr(L, -1, "ManagerType");
+            const char *t = sbot_field_str(L, -1, "ManagerType");
             if (!mgr_path || (t && strcmp(t, "BMC") == 0))
                 mgr_path = p;
             lua_pop(L, 1);
@@ -562,7 +494,7 @@ static void discover_all(lua_State *L, int cl)
         lua_pop(L, 1);
     }
     if (!mgr_path || !doc_of(L, &d, mgr_path))
-        luaL_error(L, "discover: %s lists no manager", fstr(L, cl, "host"));
+        luaL_error(L, "discover: %s lists no manager", sbot_field_str(L, cl, "host"));
     int mgr = lua_gettop(L);
     int n = sbot_redfish_identify(L, cl, mgr);
     if (n != 1)
@@ -576,8 +508,8 @@ static void discover_all(lua_State *L, int cl)
         lua_getfield(L, info, info_keys[i]);
         lua_setfield(L, svc, info_keys[i]);
     }
-    sets(L, svc, "system", sys_path);
-    setb(L, svc, "expand", d.expand != NULL);
+    sbot_set_str(L, svc, "system", sys_path);
+    sbot_set_bool(L, svc, "expand", d.expand != NULL);
     lua_pushvalue(L, svc);
     lua_setfield(L, D, "service");
 
@@ -585,9 +517,9 @@ static void discover_all(lua_State *L, int cl)
      * virtual media and job queue, the registry if the guess was not it */
     const char *vm = sys_vm ? sys_vm : flink(L, mgr, "VirtualMedia");
     const char *jobs = NULL, *job_service = NULL;
-    if (ftab(L, mgr, "Links")) {
-        if (ftab(L, -1, "Oem")) {
-            if (ftab(L, -1, "Dell")) {
+    if (sbot_field_table(L, mgr, "Links")) {
+        if (sbot_field_table(L, -1, "Oem")) {
+            if (sbot_field_table(L, -1, "Dell")) {
                 jobs = flink(L, -1, "Jobs");
                 job_service = flink(L, -1, "DellJobService");
                 lua_pop(L, 1);
@@ -598,8 +530,8 @@ static void discover_all(lua_State *L, int cl)
     }
     const char *bios_settings = NULL, *reg_id = NULL, *reg_uri = NULL;
     if (doc_of(L, &d, bios_path)) {
-        reg_id = fstr(L, -1, "AttributeRegistry");
-        if (ftab(L, -1, "@Redfish.Settings")) {
+        reg_id = sbot_field_str(L, -1, "AttributeRegistry");
+        if (sbot_field_table(L, -1, "@Redfish.Settings")) {
             bios_settings = flink(L, -1, "SettingsObject");
             lua_pop(L, 1);
         }
@@ -608,21 +540,21 @@ static void discover_all(lua_State *L, int cl)
     for (lua_Integer i = 1; i <= nf && reg_id && !reg_uri; i++) {
         lua_rawgeti(L, reg_files, i);
         if (doc_of(L, &d, lua_tostring(L, -1))) {
-            const char *id = fstr(L, -1, "Id");
-            if (id && strcmp(id, reg_id) == 0 && ftab(L, -1, "Location")) {
+            const char *id = sbot_field_str(L, -1, "Id");
+            if (id && strcmp(id, reg_id) == 0 && sbot_field_table(L, -1, "Location")) {
                 if (lua_rawgeti(L, -1, 1) == LUA_TTABLE)
-                    reg_uri = fstr(L, -1, "Uri");
+                    reg_uri = sbot_field_str(L, -1, "Uri");
                 lua_pop(L, 2);
             }
             lua_pop(L, 1);
         }
         lua_pop(L, 1);
     }
-    push_list(L);
+    sbot_push_array(L);
     int r2 = lua_gettop(L);
-    push_list(L);
+    sbot_push_array(L);
     int fn_colls = lua_gettop(L);
-    push_list(L);
+    sbot_push_array(L);
     int adapters = lua_gettop(L);
     lua_Integer ni = (lua_Integer)lua_rawlen(L, netif_members);
     for (lua_Integer i = 1; i <= ni; i++) {
@@ -632,16 +564,16 @@ static void discover_all(lua_State *L, int cl)
             const char *f = flink(L, -1, "NetworkDeviceFunctions");
             if (f) {
                 lua_pushstring(L, f);
-                append(L, fn_colls);
+                sbot_append(L, fn_colls);
                 push_coll(L, &d, f);
-                append(L, r2);
-            } else if (ftab(L, -1, "Links")) {
+                sbot_append(L, r2);
+            } else if (sbot_field_table(L, -1, "Links")) {
                 const char *a = flink(L, -1, "NetworkAdapter");
                 if (a) {
                     lua_pushstring(L, a);
-                    append(L, adapters);
+                    sbot_append(L, adapters);
                     lua_pushstring(L, a);
-                    append(L, r2);
+                    sbot_append(L, r2);
                 }
                 lua_pop(L, 1);
             }
@@ -653,19 +585,19 @@ static void discover_all(lua_State *L, int cl)
     for (int i = 0; i < 2; i++)
         if (r2_colls[i]) {
             push_coll(L, &d, r2_colls[i]);
-            append(L, r2);
+            sbot_append(L, r2);
         }
     const char *r2_paths[] = {bios_settings, reg_uri};
     for (int i = 0; i < 2; i++)
         if (r2_paths[i]) {
             lua_pushstring(L, r2_paths[i]);
-            append(L, r2);
+            sbot_append(L, r2);
         }
     fetch(L, &d, r2);
     for (int i = 0; i < 2; i++)
         alias_coll(L, &d, r2_colls[i]);
     /* adapters (when the interfaces did not link the functions directly) */
-    push_list(L);
+    sbot_push_array(L);
     need = lua_gettop(L);
     lua_Integer na = (lua_Integer)lua_rawlen(L, adapters);
     for (lua_Integer i = 1; i <= na; i++) {
@@ -674,9 +606,9 @@ static void discover_all(lua_State *L, int cl)
             const char *f = flink(L, -1, "NetworkDeviceFunctions");
             if (f) {
                 lua_pushstring(L, f);
-                append(L, fn_colls);
+                sbot_append(L, fn_colls);
                 push_coll(L, &d, f);
-                append(L, need);
+                sbot_append(L, need);
             }
             lua_pop(L, 1);
         }
@@ -686,13 +618,13 @@ static void discover_all(lua_State *L, int cl)
 
     /* round 3: NIC functions not expanded yet, virtual media and job members,
      * the functions' pending Settings */
-    push_list(L);
+    sbot_push_array(L);
     int vm_members = lua_gettop(L);
-    push_list(L);
+    sbot_push_array(L);
     int job_members = lua_gettop(L);
-    push_list(L);
+    sbot_push_array(L);
     int fns = lua_gettop(L);
-    push_list(L);
+    sbot_push_array(L);
     need = lua_gettop(L);
     members_of(L, &d, vm, need, vm_members);
     members_of(L, &d, jobs, need, job_members);
@@ -704,17 +636,17 @@ static void discover_all(lua_State *L, int cl)
         lua_pop(L, 1);
     }
     fetch(L, &d, need);
-    push_list(L);
+    sbot_push_array(L);
     int r3 = lua_gettop(L);
     lua_Integer nfn = (lua_Integer)lua_rawlen(L, fns);
     for (lua_Integer i = 1; i <= nfn; i++) {
         lua_rawgeti(L, fns, i);
         if (doc_of(L, &d, lua_tostring(L, -1))) {
-            if (ftab(L, -1, "@Redfish.Settings")) {
+            if (sbot_field_table(L, -1, "@Redfish.Settings")) {
                 const char *sp = flink(L, -1, "SettingsObject");
                 if (sp) {
                     lua_pushstring(L, sp);
-                    append(L, r3);
+                    sbot_append(L, r3);
                 }
                 lua_pop(L, 1);
             }
@@ -727,7 +659,7 @@ static void discover_all(lua_State *L, int cl)
     /* ---- the discovery table ---- */
     lua_newtable(L);
     int s = lua_gettop(L);
-    sets(L, s, "path", sys_path);
+    sbot_set_str(L, s, "path", sys_path);
     static const char *const sys_keys[][2] = {{"model", "Model"}, {"service_tag", "SKU"},
                                               {"power_state", "PowerState"}, {"bios_version", "BiosVersion"},
                                               {"manufacturer", "Manufacturer"}, {NULL, NULL}};
@@ -735,8 +667,8 @@ static void discover_all(lua_State *L, int cl)
         lua_getfield(L, sys, sys_keys[i][1]);
         lua_setfield(L, s, sys_keys[i][0]);
     }
-    if (ftab(L, sys, "Actions")) {
-        if (ftab(L, -1, "#ComputerSystem.Reset")) {
+    if (sbot_field_table(L, sys, "Actions")) {
+        if (sbot_field_table(L, -1, "#ComputerSystem.Reset")) {
             lua_getfield(L, -1, "target");
             lua_setfield(L, s, "reset_target");
             lua_getfield(L, -1, "ResetType@Redfish.AllowableValues");
@@ -745,7 +677,7 @@ static void discover_all(lua_State *L, int cl)
         }
         lua_pop(L, 1);
     }
-    if (ftab(L, sys, "Boot")) {
+    if (sbot_field_table(L, sys, "Boot")) {
         int b = lua_gettop(L);
         lua_newtable(L);
         lua_getfield(L, b, "BootSourceOverrideTarget");
@@ -761,12 +693,12 @@ static void discover_all(lua_State *L, int cl)
 
     lua_newtable(L);
     int m = lua_gettop(L);
-    sets(L, m, "path", mgr_path);
-    sets(L, m, "jobs", jobs);
-    sets(L, m, "job_service", job_service);
-    sets(L, m, "virtual_media", vm);
-    if (ftab(L, mgr, "Actions")) {
-        if (ftab(L, -1, "Oem")) {
+    sbot_set_str(L, m, "path", mgr_path);
+    sbot_set_str(L, m, "jobs", jobs);
+    sbot_set_str(L, m, "job_service", job_service);
+    sbot_set_str(L, m, "virtual_media", vm);
+    if (sbot_field_table(L, mgr, "Actions")) {
+        if (sbot_field_table(L, -1, "Oem")) {
             int oem = lua_gettop(L);
             lua_pushnil(L);
             while (lua_next(L, oem)) {
@@ -776,7 +708,7 @@ static void discover_all(lua_State *L, int cl)
                 size_t sl = strlen(suffix);
                 if (kl >= sl && strcmp(k + kl - sl, suffix) == 0 && lua_istable(L, -1)) {
                     lua_newtable(L);
-                    sets(L, -1, "key", k);
+                    sbot_set_str(L, -1, "key", k);
                     lua_getfield(L, -2, "target");
                     lua_setfield(L, -2, "target");
                     lua_setfield(L, m, "scp");
@@ -792,26 +724,26 @@ static void discover_all(lua_State *L, int cl)
     /* BIOS: current and pending values of the attributes the component uses */
     lua_newtable(L);
     int bt = lua_gettop(L);
-    sets(L, bt, "path", bios_path);
-    sets(L, bt, "settings", bios_settings);
-    sets(L, bt, "registry_id", reg_id);
-    sets(L, bt, "registry", reg_uri);
+    sbot_set_str(L, bt, "path", bios_path);
+    sbot_set_str(L, bt, "settings", bios_settings);
+    sbot_set_str(L, bt, "registry_id", reg_id);
+    sbot_set_str(L, bt, "registry", reg_uri);
     if (bios_settings)
-        sets(L, bt, "settings_etag", etag_of(L, &d, bios_settings));
+        sbot_set_str(L, bt, "settings_etag", etag_of(L, &d, bios_settings));
     lua_newtable(L);
     int cur = lua_gettop(L);
     lua_newtable(L);
     int pend = lua_gettop(L);
     if (doc_of(L, &d, bios_path)) {
         int bd = lua_gettop(L);
-        if (ftab(L, bd, "Attributes")) {
+        if (sbot_field_table(L, bd, "Attributes")) {
             for (int i = 0; bios_names[i]; i++) {
                 lua_getfield(L, -1, bios_names[i]);
                 lua_setfield(L, cur, bios_names[i]);
             }
             lua_pop(L, 1);
         }
-        if (ftab(L, bd, "@Redfish.Settings")) {
+        if (sbot_field_table(L, bd, "@Redfish.Settings")) {
             lua_getfield(L, -1, "SupportedApplyTimes");
             lua_setfield(L, bt, "apply_times");
             lua_pop(L, 1);
@@ -819,7 +751,7 @@ static void discover_all(lua_State *L, int cl)
         lua_pop(L, 1);
     }
     if (doc_of(L, &d, bios_settings)) {
-        if (ftab(L, -1, "Attributes")) {
+        if (sbot_field_table(L, -1, "Attributes")) {
             /* every pending attribute: foreign ones are a conflict */
             lua_pushnil(L);
             while (lua_next(L, -2)) {
@@ -829,7 +761,7 @@ static void discover_all(lua_State *L, int cl)
             }
             lua_pop(L, 1);
         }
-        if (ftab(L, -1, "@Redfish.SettingsApplyTime")) {
+        if (sbot_field_table(L, -1, "@Redfish.SettingsApplyTime")) {
             lua_getfield(L, -1, "ApplyTime@Redfish.AllowableValues");
             lua_setfield(L, bt, "settings_apply_times");
             lua_pop(L, 1);
@@ -845,18 +777,18 @@ static void discover_all(lua_State *L, int cl)
         int rd = lua_gettop(L);
         lua_newtable(L);
         int rt = lua_gettop(L);
-        sets(L, rt, "path", reg_uri);
+        sbot_set_str(L, rt, "path", reg_uri);
         lua_newtable(L);
         int ra = lua_gettop(L);
-        push_list(L);
+        sbot_push_array(L);
         int rdeps = lua_gettop(L);
-        if (ftab(L, rd, "RegistryEntries")) {
+        if (sbot_field_table(L, rd, "RegistryEntries")) {
             int re = lua_gettop(L);
-            if (ftab(L, re, "Attributes")) {
+            if (sbot_field_table(L, re, "Attributes")) {
                 lua_Integer k = (lua_Integer)lua_rawlen(L, -1);
                 for (lua_Integer i = 1; i <= k; i++) {
                     if (lua_rawgeti(L, -1, i) == LUA_TTABLE) {
-                        const char *an = fstr(L, -1, "AttributeName");
+                        const char *an = sbot_field_str(L, -1, "AttributeName");
                         if (an && managed_bios(an)) {
                             push_reg_entry(L, lua_gettop(L));
                             lua_setfield(L, ra, an);
@@ -866,13 +798,13 @@ static void discover_all(lua_State *L, int cl)
                 }
                 lua_pop(L, 1);
             }
-            if (ftab(L, re, "Dependencies")) {
+            if (sbot_field_table(L, re, "Dependencies")) {
                 lua_Integer k = (lua_Integer)lua_rawlen(L, -1);
                 for (lua_Integer i = 1; i <= k; i++) {
                     if (lua_rawgeti(L, -1, i) == LUA_TTABLE) {
-                        const char *df = fstr(L, -1, "DependencyFor");
-                        if (df && managed_bios(df) && ftab(L, -1, "Dependency")) {
-                            append(L, rdeps);
+                        const char *df = sbot_field_str(L, -1, "DependencyFor");
+                        if (df && managed_bios(df) && sbot_field_table(L, -1, "Dependency")) {
+                            sbot_append(L, rdeps);
                         }
                     }
                     lua_pop(L, 1);
@@ -888,7 +820,7 @@ static void discover_all(lua_State *L, int cl)
     }
 
     /* NIC functions */
-    push_list(L);
+    sbot_push_array(L);
     int nics = lua_gettop(L);
     for (lua_Integer i = 1; i <= nfn; i++) {
         lua_rawgeti(L, fns, i);
@@ -899,25 +831,25 @@ static void discover_all(lua_State *L, int cl)
             int e = lua_gettop(L);
             lua_getfield(L, f, "Id");
             lua_setfield(L, e, "id");
-            sets(L, e, "path", fp);
-            if (ftab(L, f, "Ethernet")) {
+            sbot_set_str(L, e, "path", fp);
+            if (sbot_field_table(L, f, "Ethernet")) {
                 lua_getfield(L, -1, "MACAddress");
                 lua_setfield(L, e, "mac");
                 lua_pop(L, 1);
             }
-            if (ftab(L, f, "iSCSIBoot")) {
+            if (sbot_field_table(L, f, "iSCSIBoot")) {
                 lua_setfield(L, e, "iscsi");
             }
             const char *sp = NULL;
-            if (ftab(L, f, "@Redfish.Settings")) {
+            if (sbot_field_table(L, f, "@Redfish.Settings")) {
                 sp = flink(L, -1, "SettingsObject");
                 lua_pop(L, 1);
             }
-            sets(L, e, "settings", sp);
+            sbot_set_str(L, e, "settings", sp);
             if (sp) {
-                sets(L, e, "settings_etag", etag_of(L, &d, sp));
+                sbot_set_str(L, e, "settings_etag", etag_of(L, &d, sp));
                 if (doc_of(L, &d, sp)) {
-                    if (ftab(L, -1, "iSCSIBoot")) {
+                    if (sbot_field_table(L, -1, "iSCSIBoot")) {
                         lua_setfield(L, e, "pending");
                     }
                     lua_pop(L, 1);
@@ -928,7 +860,7 @@ static void discover_all(lua_State *L, int cl)
                 lua_setfield(L, e, "pending");
             }
             lua_pop(L, 1);
-            append(L, nics);
+            sbot_append(L, nics);
             lua_pop(L, 1);
         }
         lua_pop(L, 1);
@@ -943,7 +875,7 @@ static void discover_all(lua_State *L, int cl)
         int is_cd = 0;
         if (doc_of(L, &d, vp)) {
             int v = lua_gettop(L);
-            if (ftab(L, v, "MediaTypes")) {
+            if (sbot_field_table(L, v, "MediaTypes")) {
                 lua_Integer k = (lua_Integer)lua_rawlen(L, -1);
                 for (lua_Integer j = 1; j <= k; j++) {
                     lua_rawgeti(L, -1, j);
@@ -957,23 +889,23 @@ static void discover_all(lua_State *L, int cl)
             if (is_cd) {
                 lua_newtable(L);
                 int e = lua_gettop(L);
-                sets(L, e, "path", vp);
+                sbot_set_str(L, e, "path", vp);
                 lua_getfield(L, v, "Id");
                 lua_setfield(L, e, "id");
-                setb(L, e, "inserted", fbool(L, v, "Inserted", 0));
+                sbot_set_bool(L, e, "inserted", sbot_field_bool(L, v, "Inserted", 0));
                 lua_getfield(L, v, "Image");
                 if (lua_type(L, -1) != LUA_TSTRING) {
                     lua_pop(L, 1);
                     lua_pushnil(L);
                 }
                 lua_setfield(L, e, "image");
-                if (ftab(L, v, "Actions")) {
-                    if (ftab(L, -1, "#VirtualMedia.InsertMedia")) {
+                if (sbot_field_table(L, v, "Actions")) {
+                    if (sbot_field_table(L, -1, "#VirtualMedia.InsertMedia")) {
                         lua_getfield(L, -1, "target");
                         lua_setfield(L, e, "insert");
                         lua_pop(L, 1);
                     }
-                    if (ftab(L, -1, "#VirtualMedia.EjectMedia")) {
+                    if (sbot_field_table(L, -1, "#VirtualMedia.EjectMedia")) {
                         lua_getfield(L, -1, "target");
                         lua_setfield(L, e, "eject");
                         lua_pop(L, 1);
@@ -990,7 +922,7 @@ static void discover_all(lua_State *L, int cl)
     }
 
     /* unfinished jobs (a real queue keeps hundreds of finished ones) */
-    push_list(L);
+    sbot_push_array(L);
     int jl = lua_gettop(L);
     lua_Integer nj = (lua_Integer)lua_rawlen(L, job_members);
     for (lua_Integer i = 1; i <= nj; i++) {
@@ -998,14 +930,14 @@ static void discover_all(lua_State *L, int cl)
         const char *jp = lua_tostring(L, -1);
         if (doc_of(L, &d, jp)) {
             int j = lua_gettop(L);
-            const char *state = fstr(L, j, "JobState");
+            const char *state = sbot_field_str(L, j, "JobState");
             if (!job_done(state)) {
                 lua_newtable(L);
                 int e = lua_gettop(L);
                 lua_getfield(L, j, "Id");
                 lua_setfield(L, e, "id");
-                sets(L, e, "path", jp);
-                sets(L, e, "state", state);
+                sbot_set_str(L, e, "path", jp);
+                sbot_set_str(L, e, "state", state);
                 lua_getfield(L, j, "PercentComplete");
                 lua_setfield(L, e, "percent");
                 lua_getfield(L, j, "TargetSettingsURI");
@@ -1018,7 +950,7 @@ static void discover_all(lua_State *L, int cl)
                 lua_setfield(L, e, "name");
                 lua_getfield(L, j, "Message");
                 lua_setfield(L, e, "message");
-                append(L, jl);
+                sbot_append(L, jl);
             }
             lua_pop(L, 1);
         }
@@ -1098,7 +1030,7 @@ static const char *nic_counterpart(const char *prop)
 /* Split a boot sequence "a,b, c" into a list (pushed). */
 static void push_split(lua_State *L, const char *seq)
 {
-    push_list(L);
+    sbot_push_array(L);
     if (!seq)
         return;
     const char *p = seq;
@@ -1113,7 +1045,7 @@ static void push_split(lua_State *L, const char *seq)
             t--;
         if (t > p) {
             lua_pushlstring(L, p, (size_t)(t - p));
-            append(L, -2);
+            sbot_append(L, -2);
         }
         p = e;
     }
@@ -1157,10 +1089,10 @@ static const char *device_of_kind(lua_State *L, int list, const char *kind, cons
 /* The enumeration values of registry attribute name (list pushed; empty if none). */
 static void push_reg_values(lua_State *L, int D, const char *name)
 {
-    if (ftab(L, D, "registry")) {
-        if (ftab(L, -1, "attributes")) {
-            if (ftab(L, -1, name)) {
-                if (ftab(L, -1, "Values")) {
+    if (sbot_field_table(L, D, "registry")) {
+        if (sbot_field_table(L, -1, "attributes")) {
+            if (sbot_field_table(L, -1, name)) {
+                if (sbot_field_table(L, -1, "Values")) {
                     lua_replace(L, -4);
                     lua_settop(L, lua_gettop(L) - 2);
                     return;
@@ -1171,15 +1103,15 @@ static void push_reg_values(lua_State *L, int D, const char *name)
         }
         lua_pop(L, 1);
     }
-    push_list(L);
+    sbot_push_array(L);
 }
 
 static const char *host_of(lua_State *L, int self)
 {
     const char *h = NULL;
-    if (ftab(L, self, "server")) {
-        if (ftab(L, -1, "idrac")) {
-            h = fstr(L, -1, "host");
+    if (sbot_field_table(L, self, "server")) {
+        if (sbot_field_table(L, -1, "idrac")) {
+            h = sbot_field_str(L, -1, "host");
             lua_pop(L, 1);
         }
         lua_pop(L, 1);
@@ -1204,21 +1136,21 @@ static void push_desired(lua_State *L, int self, int D)
     lua_newtable(L);
     int wo = lua_gettop(L);
     const char *mode = "Uefi";
-    int has_boot = ftab(L, cfg, "boot");
+    int has_boot = sbot_field_table(L, cfg, "boot");
     int boot = has_boot ? lua_gettop(L) : 0;
-    if (boot && fstr(L, boot, "mode"))
-        mode = fstr(L, boot, "mode");
-    sets(L, W, "mode", mode);
+    if (boot && sbot_field_str(L, boot, "mode"))
+        mode = sbot_field_str(L, boot, "mode");
+    sbot_set_str(L, W, "mode", mode);
     int uefi = strcmp(mode, "Uefi") == 0;
     if (boot)
-        sets(L, bios, "BootMode", mode);
+        sbot_set_str(L, bios, "BootMode", mode);
     const char *nic = NULL;
-    if (ftab(L, cfg, "iscsi_boot")) {
+    if (sbot_field_table(L, cfg, "iscsi_boot")) {
         int ib = lua_gettop(L);
         /* the NIC: config, else the site's server entry, else the hook */
-        nic = fstr(L, ib, "nic");
-        if (!nic && ftab(L, self, "server")) {
-            nic = fstr(L, -1, "boot_nic");
+        nic = sbot_field_str(L, ib, "nic");
+        if (!nic && sbot_field_table(L, self, "server")) {
+            nic = sbot_field_str(L, -1, "boot_nic");
             lua_pop(L, 1);
         }
         if (!nic) {
@@ -1228,7 +1160,7 @@ static void push_desired(lua_State *L, int self, int D)
                 luaL_error(L, "iscsi_boot.nic: not set, and the choose_boot_nic hook returned %s (expected a NIC "
                               "function id such as NIC.Integrated.1-1-1)", luaL_typename(L, -1));
             lua_setfield(L, W, "nic_id");
-            nic = fstr(L, W, "nic_id");
+            nic = sbot_field_str(L, W, "nic_id");
         }
         /* the NIC must be one of the server's functions */
         int found = 0;
@@ -1239,7 +1171,7 @@ static void push_desired(lua_State *L, int self, int D)
         luaL_buffinit(L, &have);
         for (lua_Integer i = 1; i <= nn; i++) {
             lua_rawgeti(L, nics, i);
-            const char *id = fstr(L, -1, "id");
+            const char *id = sbot_field_str(L, -1, "id");
             if (id && strcmp(id, nic) == 0) {
                 found = (int)i;
             }
@@ -1262,7 +1194,7 @@ static void push_desired(lua_State *L, int self, int D)
         int nd = lua_gettop(L);
         /* the initiator name: config, else the hook (default: what the BIOS has) */
         int iqnpos;
-        if (fstr(L, ib, "initiator_iqn")) {
+        if (sbot_field_str(L, ib, "initiator_iqn")) {
             lua_getfield(L, ib, "initiator_iqn");
         } else {
             lua_getfield(L, self, "server");
@@ -1273,34 +1205,34 @@ static void push_desired(lua_State *L, int self, int D)
                               "the IQN this server logs in with)", luaL_typename(L, -1));
         }
         iqnpos = lua_gettop(L);
-        const char *tiqn = fstr(L, ib, "target_iqn");
-        const char *tip = fstr(L, ib, "target_ip");
-        lua_Integer port = (lua_Integer)fnum(L, ib, "target_port", 3260);
-        lua_Integer lun = (lua_Integer)fnum(L, ib, "lun", 0);
-        int chap = ftab(L, ib, "chap");
+        const char *tiqn = sbot_field_str(L, ib, "target_iqn");
+        const char *tip = sbot_field_str(L, ib, "target_ip");
+        lua_Integer port = (lua_Integer)sbot_field_num(L, ib, "target_port", 3260);
+        lua_Integer lun = (lua_Integer)sbot_field_num(L, ib, "lun", 0);
+        int chap = sbot_field_table(L, ib, "chap");
         int ch = chap ? lua_gettop(L) : 0;
-        if (chap && fbool(L, ch, "resend", 0))
-            setb(L, W, "chap_resend", 1);
+        if (chap && sbot_field_bool(L, ch, "resend", 0))
+            sbot_set_bool(L, W, "chap_resend", 1);
         if (uefi) {
             lua_pushvalue(L, iqnpos);
             lua_setfield(L, bios, "IscsiInitiatorName");
-            sets(L, bios, "IscsiDev1EnDis", "Enabled");
-            sets(L, bios, "IscsiDev1Con1EnDis", "Enabled");
-            sets(L, bios, "IscsiDev1Con1Interface", nic);
-            sets(L, bios, "IscsiDev1Con1TgtDhcpEnDis", "Disabled");
-            sets(L, bios, "IscsiDev1Con1TargetName", tiqn);
-            sets(L, bios, "IscsiDev1Con1TargetIp", tip);
+            sbot_set_str(L, bios, "IscsiDev1EnDis", "Enabled");
+            sbot_set_str(L, bios, "IscsiDev1Con1EnDis", "Enabled");
+            sbot_set_str(L, bios, "IscsiDev1Con1Interface", nic);
+            sbot_set_str(L, bios, "IscsiDev1Con1TgtDhcpEnDis", "Disabled");
+            sbot_set_str(L, bios, "IscsiDev1Con1TargetName", tiqn);
+            sbot_set_str(L, bios, "IscsiDev1Con1TargetIp", tip);
             lua_pushinteger(L, port);
             lua_setfield(L, bios, "IscsiDev1Con1Port");
             lua_pushfstring(L, "%I", lun);
             lua_setfield(L, bios, "IscsiDev1Con1Lun");
-            sets(L, bios, "IscsiDev1Con1Auth", chap ? "Chap" : "None");
+            sbot_set_str(L, bios, "IscsiDev1Con1Auth", chap ? "Chap" : "None");
             if (chap) {
                 lua_getfield(L, ch, "user");
                 lua_setfield(L, bios, "IscsiDev1Con1ChapName");
                 lua_getfield(L, ch, "secret");
                 lua_setfield(L, bios, "IscsiDev1Con1ChapSecret");
-                setb(L, wo, "IscsiDev1Con1ChapSecret", 1);
+                sbot_set_bool(L, wo, "IscsiDev1Con1ChapSecret", 1);
             }
         }
         /* the NIC function's own iSCSI boot settings */
@@ -1316,33 +1248,33 @@ static void push_desired(lua_State *L, int self, int D)
         int v = lua_gettop(L);
         lua_pushvalue(L, iqnpos);
         lua_setfield(L, v, "InitiatorName");
-        setb(L, v, "TargetInfoViaDHCP", 0);
-        sets(L, v, "PrimaryTargetName", tiqn);
-        sets(L, v, "PrimaryTargetIPAddress", tip);
+        sbot_set_bool(L, v, "TargetInfoViaDHCP", 0);
+        sbot_set_str(L, v, "PrimaryTargetName", tiqn);
+        sbot_set_str(L, v, "PrimaryTargetIPAddress", tip);
         lua_pushinteger(L, port);
         lua_setfield(L, v, "PrimaryTargetTCPPort");
         lua_pushinteger(L, lun);
         lua_setfield(L, v, "PrimaryLUN");
-        sets(L, v, "AuthenticationMethod", chap ? "CHAP" : "None");
+        sbot_set_str(L, v, "AuthenticationMethod", chap ? "CHAP" : "None");
         if (chap) {
             lua_getfield(L, ch, "user");
             lua_setfield(L, v, "CHAPUsername");
             lua_getfield(L, ch, "secret");
             lua_setfield(L, v, "CHAPSecret");
-            setb(L, wo, "CHAPSecret", 1);
+            sbot_set_bool(L, wo, "CHAPSecret", 1);
         }
         lua_setfield(L, n, "values");
         lua_setfield(L, W, "nic");
         lua_settop(L, ib - 1);
     }
     /* the boot order: the device of boot.first first, the rest in their order */
-    if (boot && fstr(L, boot, "first")) {
-        const char *first = fstr(L, boot, "first");
+    if (boot && sbot_field_str(L, boot, "first")) {
+        const char *first = sbot_field_str(L, boot, "first");
         const char *seq_attr = uefi ? "UefiBootSeq" : "BootSeq";
-        sets(L, W, "seq_attr", seq_attr);
+        sbot_set_str(L, W, "seq_attr", seq_attr);
         lua_getfield(L, D, "bios");
         lua_getfield(L, -1, "attributes");
-        const char *cur = fstr(L, -1, seq_attr);
+        const char *cur = sbot_field_str(L, -1, seq_attr);
         lua_pop(L, 2);
         if (!cur)
             luaL_error(L, "boot.first: the BIOS of %s has no %s attribute", host_of(L, self), seq_attr);
@@ -1398,7 +1330,7 @@ static void push_desired(lua_State *L, int self, int D)
         lua_settop(L, boot);
     }
     lua_settop(L, boot ? boot : wo);
-    if (ftab(L, cfg, "virtual_media"))
+    if (sbot_field_table(L, cfg, "virtual_media"))
         lua_setfield(L, W, "vm");
     lua_settop(L, wo);
     lua_setfield(L, W, "write_only");
@@ -1412,11 +1344,11 @@ static void push_desired(lua_State *L, int self, int D)
 /* The registry entry of BIOS attribute name (pushed, 1) or nothing (0). */
 static int reg_entry(lua_State *L, int D, const char *name)
 {
-    if (!ftab(L, D, "registry"))
+    if (!sbot_field_table(L, D, "registry"))
         return 0;
     int ok = 0;
-    if (ftab(L, -1, "attributes")) {
-        ok = ftab(L, -1, name);
+    if (sbot_field_table(L, -1, "attributes")) {
+        ok = sbot_field_table(L, -1, name);
         if (ok)
             lua_replace(L, -3);
         lua_pop(L, 1);
@@ -1428,7 +1360,7 @@ static int reg_entry(lua_State *L, int D, const char *name)
 }
 
 /* Add "line" (on top, popped) to the problems list at idx. */
-#define PROBLEM(L, list, ...) (lua_pushfstring((L), __VA_ARGS__), append((L), (list)))
+#define PROBLEM(L, list, ...) (lua_pushfstring((L), __VA_ARGS__), sbot_append((L), (list)))
 
 /* Check every value of `values` (a table at idx) that is in `names` (or all
  * when names == 0) against the registry. nic: check NIC iSCSIBoot properties
@@ -1438,7 +1370,7 @@ static void check_values(lua_State *L, int self, int D, int values, int names, i
     luaL_checkstack(L, 20, "r630: checks");
     const char *host = host_of(L, self);
     int have_registry = 0;
-    if (ftab(L, D, "registry")) {
+    if (sbot_field_table(L, D, "registry")) {
         have_registry = 1;
         lua_pop(L, 1);
     }
@@ -1519,7 +1451,7 @@ static int read_only_by_dependency(lua_State *L, int D, int eff, const char *nam
 {
     luaL_checkstack(L, 20, "r630: checks");
     int top = lua_gettop(L);
-    if (!ftab(L, D, "registry") || !ftab(L, -1, "dependencies")) {
+    if (!sbot_field_table(L, D, "registry") || !sbot_field_table(L, -1, "dependencies")) {
         lua_settop(L, top);
         return 0;
     }
@@ -1529,15 +1461,15 @@ static int read_only_by_dependency(lua_State *L, int D, int eff, const char *nam
         lua_settop(L, deps);
         if (lua_rawgeti(L, deps, i) != LUA_TTABLE)
             continue;
-        const char *df = fstr(L, -1, "DependencyFor");
-        if (!df || strcmp(df, name) != 0 || !ftab(L, -1, "Dependency"))
+        const char *df = sbot_field_str(L, -1, "DependencyFor");
+        if (!df || strcmp(df, name) != 0 || !sbot_field_table(L, -1, "Dependency"))
             continue;
         int dep = lua_gettop(L);
-        const char *to = fstr(L, dep, "MapToProperty");
+        const char *to = sbot_field_str(L, dep, "MapToProperty");
         lua_getfield(L, dep, "MapToValue");
         int makes_ro = to && strcmp(to, "ReadOnly") == 0 && lua_toboolean(L, -1);
         lua_pop(L, 1);
-        if (!makes_ro || !ftab(L, dep, "MapFrom"))
+        if (!makes_ro || !sbot_field_table(L, dep, "MapFrom"))
             continue;
         int from = lua_gettop(L);
         lua_Integer m = (lua_Integer)lua_rawlen(L, from);
@@ -1549,9 +1481,9 @@ static int read_only_by_dependency(lua_State *L, int D, int eff, const char *nam
                 continue;
             }
             int t = lua_gettop(L);
-            const char *fa = fstr(L, t, "MapFromAttribute");
-            const char *cond = fstr(L, t, "MapFromCondition");
-            const char *terms = fstr(L, t, "MapTerms");
+            const char *fa = sbot_field_str(L, t, "MapFromAttribute");
+            const char *cond = sbot_field_str(L, t, "MapFromCondition");
+            const char *terms = sbot_field_str(L, t, "MapTerms");
             if (!first_attr)
                 first_attr = fa;
             lua_getfield(L, eff, fa ? fa : "");
@@ -1603,7 +1535,7 @@ static void check_dependencies(lua_State *L, int D, int cur, int pend, int diff,
         const char *name = lua_tostring(L, -2);
         if (read_only_by_dependency(L, D, eff, name)) {
             lua_pushfstring(L, "%s: %s", config_key_of(name), lua_tostring(L, -1));
-            append(L, problems);
+            sbot_append(L, problems);
             lua_pop(L, 1);
         }
         lua_pop(L, 1);
@@ -1626,7 +1558,7 @@ static void push_diff(lua_State *L, int cur, int pend, int want, int wo, int wit
     int send = lua_gettop(L);
     lua_newtable(L);
     int ok = lua_gettop(L);
-    push_list(L);
+    sbot_push_array(L);
     int conflict = lua_gettop(L);
     lua_newtable(L);
     int before = lua_gettop(L);
@@ -1676,7 +1608,7 @@ static void push_diff(lua_State *L, int cur, int pend, int want, int wo, int wit
                 push_shown(L, v);
                 lua_pushfstring(L, "%s %s is pending as %s, this run wants %s", what, name, lua_tostring(L, -2),
                                 lua_tostring(L, -1));
-                append(L, conflict);
+                sbot_append(L, conflict);
                 lua_pop(L, 2);
             }
         } else if (!same_value(L, c, v)) {
@@ -1701,7 +1633,7 @@ static void push_diff(lua_State *L, int cur, int pend, int want, int wo, int wit
             push_shown(L, v);
             lua_pushfstring(L, "%s %s is pending as %s (not set by this component)", what, lua_tostring(L, v - 1),
                             lua_tostring(L, -1));
-            append(L, conflict);
+            sbot_append(L, conflict);
             lua_pop(L, 1);
         }
         lua_settop(L, v - 1);
@@ -1720,16 +1652,16 @@ static void push_diff(lua_State *L, int cur, int pend, int want, int wo, int wit
 /* The unfinished jobs of the discovery at D that target `settings` (list pushed). */
 static void push_jobs_for(lua_State *L, int D, const char *settings)
 {
-    push_list(L);
+    sbot_push_array(L);
     int out = lua_gettop(L);
-    if (!ftab(L, D, "jobs"))
+    if (!sbot_field_table(L, D, "jobs"))
         return;
     lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
     for (lua_Integer i = 1; i <= n; i++) {
         lua_rawgeti(L, -1, i);
-        const char *t = fstr(L, -1, "target");
+        const char *t = sbot_field_str(L, -1, "target");
         if (settings && t && strcmp(t, settings) == 0)
-            append(L, out);
+            sbot_append(L, out);
         else
             lua_pop(L, 1);
     }
@@ -1784,28 +1716,28 @@ static void raise_problems(lua_State *L, int problems, const char *head)
 static void add_settings_change(lua_State *L, int changes, int diff, const char *kind, const char *settings,
                                 const char *etag, int apply_time, int job, const char *label, int reboot_jobs)
 {
-    int n_send = (int)fnum(L, diff, "n_send", 0), n_ok = (int)fnum(L, diff, "n_ok", 0);
+    int n_send = (int)sbot_field_num(L, diff, "n_send", 0), n_ok = (int)sbot_field_num(L, diff, "n_ok", 0);
     if (n_send == 0 && n_ok == 0)
         return;
     if (n_send == 0 && job) {
         /* a scheduled job already carries exactly these values: reuse it */
         lua_getfield(L, job, "path");
-        append(L, reboot_jobs);
+        sbot_append(L, reboot_jobs);
         return;
     }
     lua_newtable(L);
     int c = lua_gettop(L);
-    sets(L, c, "kind", kind);
-    sets(L, c, "resource", settings);
-    sets(L, c, "action", "update");
+    sbot_set_str(L, c, "kind", kind);
+    sbot_set_str(L, c, "resource", settings);
+    sbot_set_str(L, c, "action", "update");
     lua_getfield(L, diff, "before");
     lua_setfield(L, c, "before");
     lua_getfield(L, diff, "after");
     lua_setfield(L, c, "after");
     lua_getfield(L, diff, "send");
     lua_setfield(L, c, "patch");
-    sets(L, c, "etag", etag);
-    setb(L, c, "apply_time", apply_time);
+    sbot_set_str(L, c, "etag", etag);
+    sbot_set_bool(L, c, "apply_time", apply_time);
     if (job) {
         lua_getfield(L, job, "path");
         lua_setfield(L, c, "delete_job");
@@ -1813,7 +1745,7 @@ static void add_settings_change(lua_State *L, int changes, int diff, const char 
     lua_pushfstring(L, "%s: %d value(s) to set%s, applied by one configuration job at the reboot", label,
                     n_send + n_ok, job ? " (the scheduled job is re-created to take them all)" : "");
     lua_setfield(L, c, "reason");
-    append(L, changes);
+    sbot_append(L, changes);
 }
 
 /* plan(self, client) -> changes */
@@ -1825,18 +1757,18 @@ static int r630_plan(lua_State *L)
     const char *host = host_of(L, self);
     lua_getfield(L, self, "discovery"); /* 3 */
     int D = 3;
-    if (!lua_istable(L, D) || !ftab(L, D, "system"))
+    if (!lua_istable(L, D) || !sbot_field_table(L, D, "system"))
         return luaL_error(L, "plan needs the discovery (run discover first)");
     lua_pop(L, 1);
     lua_getfield(L, self, "config"); /* 4 */
     int cfg = 4;
     push_desired(L, self, D); /* 5 */
     int W = 5;
-    push_list(L); /* 6: changes */
+    sbot_push_array(L); /* 6: changes */
     int changes = 6;
-    push_list(L); /* 7: jobs to run at the reboot that already exist */
+    sbot_push_array(L); /* 7: jobs to run at the reboot that already exist */
     int reboot_jobs = 7;
-    push_list(L); /* 8: problems */
+    sbot_push_array(L); /* 8: problems */
     int problems = 8;
     lua_getfield(L, D, "bios"); /* 9 */
     int bios = 9;
@@ -1848,12 +1780,12 @@ static int r630_plan(lua_State *L)
     int bwant = 12;
     lua_getfield(L, W, "write_only"); /* 13 */
     int wo = 13;
-    int clear = fbool(L, cfg, "clear_pending", 0);
-    const char *bios_settings = fstr(L, bios, "settings");
+    int clear = sbot_field_bool(L, cfg, "clear_pending", 0);
+    const char *bios_settings = sbot_field_str(L, bios, "settings");
 
     /* the values, checked against the registry before anything else */
     check_values(L, self, D, bwant, 0, 0, problems);
-    int nic = ftab(L, W, "nic") ? lua_gettop(L) : 0; /* 14 */
+    int nic = sbot_field_table(L, W, "nic") ? lua_gettop(L) : 0; /* 14 */
     if (!nic)
         lua_pushnil(L), nic = 0;
     int nicpos = 14;
@@ -1862,12 +1794,12 @@ static int r630_plan(lua_State *L)
         lua_getfield(L, nicpos, "values");
         check_values(L, self, D, lua_gettop(L), 0, 1, problems);
         lua_pop(L, 1);
-        const char *id = fstr(L, nicpos, "id");
+        const char *id = sbot_field_str(L, nicpos, "id");
         lua_getfield(L, D, "nics");
         lua_Integer nn = (lua_Integer)lua_rawlen(L, -1);
         for (lua_Integer i = 1; i <= nn && !nic_d; i++) {
             lua_rawgeti(L, -1, i);
-            const char *x = fstr(L, -1, "id");
+            const char *x = sbot_field_str(L, -1, "id");
             if (x && id && strcmp(x, id) == 0) {
                 lua_replace(L, -2);
                 nic_d = lua_gettop(L); /* 15 */
@@ -1898,7 +1830,7 @@ static int r630_plan(lua_State *L)
         lua_pop(L, 4);
         /* the secret changed on the target's side (the iDRAC cannot show
          * whether this one has it): sent along although nothing else moved */
-        if (fbool(L, W, "chap_resend", 0)) {
+        if (sbot_field_bool(L, W, "chap_resend", 0)) {
             if (lua_getfield(L, bwant, "IscsiDev1Con1ChapSecret") != LUA_TNIL)
                 bios_secret = 1;
             lua_pop(L, 1);
@@ -1910,7 +1842,7 @@ static int r630_plan(lua_State *L)
             lua_getfield(L, -2, "AuthenticationMethod");
             lua_getfield(L, -4, "CHAPUsername");
             lua_getfield(L, -4, "CHAPUsername");
-            nic_secret = !same_value(L, -4, -3) || !same_value(L, -2, -1) || fbool(L, W, "chap_resend", 0);
+            nic_secret = !same_value(L, -4, -3) || !same_value(L, -2, -1) || sbot_field_bool(L, W, "chap_resend", 0);
             lua_pop(L, 6);
         }
     }
@@ -1927,15 +1859,15 @@ static int r630_plan(lua_State *L)
         lua_newtable(L);
     }
     int ndiff = 17;
-    int changing = fnum(L, bdiff, "n_send", 0) > 0 || fnum(L, ndiff, "n_send", 0) > 0;
+    int changing = sbot_field_num(L, bdiff, "n_send", 0) > 0 || sbot_field_num(L, ndiff, "n_send", 0) > 0;
 
     /* the one-time boot from the virtual CD */
-    int cd_boot = 0, vm_cfg = ftab(L, W, "vm") ? lua_gettop(L) : 0; /* 18 */
+    int cd_boot = 0, vm_cfg = sbot_field_table(L, W, "vm") ? lua_gettop(L) : 0; /* 18 */
     if (!vm_cfg)
         lua_pushnil(L);
     int vmpos = 18;
     int use_scp = 0;
-    if (vm_cfg && fbool(L, vmpos, "boot_once", 1)) {
+    if (vm_cfg && sbot_field_bool(L, vmpos, "boot_once", 1)) {
         lua_getfield(L, self, "server");
         lua_pushvalue(L, D);
         lua_pushboolean(L, changing);
@@ -1944,14 +1876,14 @@ static int r630_plan(lua_State *L)
         lua_pop(L, 1);
     }
     if (cd_boot) {
-        const char *mode = fstr(L, W, "mode");
+        const char *mode = sbot_field_str(L, W, "mode");
         int uefi = mode && strcmp(mode, "Uefi") == 0;
         const char *dev_attr = uefi ? "OneTimeUefiBootSeqDev" : "OneTimeBootSeqDev";
         push_reg_values(L, D, dev_attr);
         const char *dev = device_of_kind(L, -1, "cd", NULL);
         push_reg_values(L, D, "OneTimeBootMode");
         int mode_ok = list_has(L, -1, uefi ? "OneTimeUefiBootSeq" : "OneTimeBootSeq");
-        const char *via = fstr(L, vmpos, "via");
+        const char *via = sbot_field_str(L, vmpos, "via");
         int want_scp = via && strcmp(via, "scp") == 0;
         if (via && strcmp(via, "bios") == 0 && !(dev && mode_ok))
             return luaL_error(L, "virtual_media.via = bios: the BIOS of %s has no %s with a virtual optical device",
@@ -1960,8 +1892,8 @@ static int r630_plan(lua_State *L)
             /* BIOS one-time boot sequence: part of the BIOS job, no extra reboot */
             lua_newtable(L);
             int once = lua_gettop(L);
-            sets(L, once, "OneTimeBootMode", uefi ? "OneTimeUefiBootSeq" : "OneTimeBootSeq");
-            sets(L, once, dev_attr, dev);
+            sbot_set_str(L, once, "OneTimeBootMode", uefi ? "OneTimeUefiBootSeq" : "OneTimeBootSeq");
+            sbot_set_str(L, once, dev_attr, dev);
             check_values(L, self, D, once, 0, 0, problems);
             raise_problems(L, problems, "");
             lua_pushnil(L);
@@ -1974,7 +1906,7 @@ static int r630_plan(lua_State *L)
             lua_settop(L, vmpos);
             push_diff(L, bcur, bpend, bwant, wo, bios_secret, "BIOS");
             lua_replace(L, bdiff);
-        } else if (ftab(L, D, "manager") && ftab(L, -1, "scp")) {
+        } else if (sbot_field_table(L, D, "manager") && sbot_field_table(L, -1, "scp")) {
             use_scp = 1;
             lua_settop(L, vmpos);
         } else {
@@ -1985,47 +1917,48 @@ static int r630_plan(lua_State *L)
     }
 
     /* pending configuration: reuse what carries our values, refuse what does not */
-    push_list(L); /* 19: conflicts */
+    sbot_push_array(L); /* 19: conflicts */
     int conflicts = 19;
-    const char *nic_settings = nic_d ? fstr(L, nic_d, "settings") : NULL;
+    const char *nic_settings = nic_d ? sbot_field_str(L, nic_d, "settings") : NULL;
     for (int t = 0; t < 2; t++) {
         int diff = t ? ndiff : bdiff;
-        if (!lua_istable(L, diff) || !ftab(L, diff, "conflict"))
+        if (!lua_istable(L, diff) || !sbot_field_table(L, diff, "conflict"))
             continue;
         lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
         for (lua_Integer i = 1; i <= n; i++) {
             lua_rawgeti(L, -1, i);
-            append(L, conflicts);
+            sbot_append(L, conflicts);
         }
         lua_pop(L, 1);
     }
-    int will_reboot = changing || cd_boot || fnum(L, bdiff, "n_ok", 0) > 0 || fnum(L, ndiff, "n_ok", 0) > 0;
-    if (ftab(L, D, "jobs")) {
+    int will_reboot = changing || cd_boot || sbot_field_num(L, bdiff, "n_ok", 0) > 0 || sbot_field_num(L, ndiff, "n_ok",
+                                                                                                       0) > 0;
+    if (sbot_field_table(L, D, "jobs")) {
         lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
         for (lua_Integer i = 1; i <= n; i++) {
             lua_rawgeti(L, -1, i);
             int jb = lua_gettop(L);
-            const char *t = fstr(L, jb, "target");
-            const char *jid = fstr(L, jb, "id");
-            const char *jname = fstr(L, jb, "name");
+            const char *t = sbot_field_str(L, jb, "target");
+            const char *jid = sbot_field_str(L, jb, "id");
+            const char *jname = sbot_field_str(L, jb, "name");
             int ours = t && ((bios_settings && strcmp(t, bios_settings) == 0) ||
                              (nic_settings && strcmp(t, nic_settings) == 0));
-            const char *state = fstr(L, jb, "state");
+            const char *state = sbot_field_str(L, jb, "state");
             if (!ours && will_reboot) {
                 lua_pushfstring(L, "job %s (%s, %s) would run at this run's reboot", jid ? jid : "?",
                                 state ? state : "?", t ? t : (jname ? jname : "no target"));
-                append(L, conflicts);
+                sbot_append(L, conflicts);
             } else if (ours && state && strcmp(state, "Running") == 0) {
                 lua_pushfstring(L, "job %s is running on %s", jid ? jid : "?", t);
-                append(L, conflicts);
+                sbot_append(L, conflicts);
             } else if (ours) {
                 /* a scheduled job for our target with foreign pending values */
                 int diff = (bios_settings && strcmp(t, bios_settings) == 0) ? bdiff : ndiff;
-                if (ftab(L, diff, "conflict")) {
+                if (sbot_field_table(L, diff, "conflict")) {
                     if (lua_rawlen(L, -1) > 0) {
                         lua_pushfstring(L, "job %s (%s) would apply those pending values", jid ? jid : "?",
                                         state ? state : "?");
-                        append(L, conflicts);
+                        sbot_append(L, conflicts);
                     }
                     lua_pop(L, 1);
                 }
@@ -2042,22 +1975,22 @@ static int r630_plan(lua_State *L)
             raise_problems(L, conflicts, lua_tostring(L, -1));
         }
         lua_getfield(L, D, "manager");
-        const char *js = fstr(L, -1, "job_service");
+        const char *js = sbot_field_str(L, -1, "job_service");
         lua_pop(L, 1);
         if (!js)
             return luaL_error(L, "clear_pending: %s offers no DellJobService to clear its job queue", host);
         clearing = 1;
         lua_newtable(L);
         int c = lua_gettop(L);
-        sets(L, c, "kind", "clear_pending");
-        sets(L, c, "resource", js);
-        sets(L, c, "action", "delete");
+        sbot_set_str(L, c, "kind", "clear_pending");
+        sbot_set_str(L, c, "resource", js);
+        sbot_set_str(L, c, "action", "delete");
         lua_getfield(L, D, "jobs");
         lua_setfield(L, c, "before");
         lua_pushvalue(L, conflicts);
         lua_setfield(L, c, "conflicts");
-        sets(L, c, "reason", "clear_pending: pending jobs and values conflict with this run");
-        append(L, changes);
+        sbot_set_str(L, c, "reason", "clear_pending: pending jobs and values conflict with this run");
+        sbot_append(L, changes);
         /* with the queue cleared, compare against current values only */
         lua_newtable(L);
         lua_replace(L, bpend);
@@ -2074,58 +2007,58 @@ static int r630_plan(lua_State *L)
     }
 
     /* virtual media: eject whatever else is inserted, then insert */
-    if (vm_cfg && (cd_boot || !fbool(L, vmpos, "boot_once", 1))) {
-        const char *url = fstr(L, vmpos, "image_url");
-        if (!ftab(L, D, "virtual_media"))
+    if (vm_cfg && (cd_boot || !sbot_field_bool(L, vmpos, "boot_once", 1))) {
+        const char *url = sbot_field_str(L, vmpos, "image_url");
+        if (!sbot_field_table(L, D, "virtual_media"))
             return luaL_error(L, "virtual_media: %s has no virtual CD (no VirtualMedia member with MediaTypes CD or DVD)",
                               host);
         int cd = lua_gettop(L);
-        const char *img = fstr(L, cd, "image");
-        int inserted = fbool(L, cd, "inserted", 0);
+        const char *img = sbot_field_str(L, cd, "image");
+        int inserted = sbot_field_bool(L, cd, "inserted", 0);
         if (inserted && img && url && strcmp(img, url) == 0 && !cd_boot) {
             /* in place */
         } else {
             if (inserted) {
                 lua_newtable(L);
                 int c = lua_gettop(L);
-                sets(L, c, "kind", "eject");
+                sbot_set_str(L, c, "kind", "eject");
                 lua_getfield(L, cd, "path");
                 lua_setfield(L, c, "resource");
-                sets(L, c, "action", "delete");
+                sbot_set_str(L, c, "action", "delete");
                 lua_newtable(L);
-                sets(L, -1, "image", img);
+                sbot_set_str(L, -1, "image", img);
                 lua_setfield(L, c, "before");
                 lua_getfield(L, cd, "eject");
                 lua_setfield(L, c, "target");
-                sets(L, c, "reason", img && url && strcmp(img, url) == 0
+                sbot_set_str(L, c, "reason", img && url && strcmp(img, url) == 0
                                          ? "eject before inserting again (the one-time boot reads a fresh mount)"
                                          : "another image is inserted: eject before insert");
-                append(L, changes);
+                sbot_append(L, changes);
             }
             lua_newtable(L);
             int c = lua_gettop(L);
-            sets(L, c, "kind", "insert");
+            sbot_set_str(L, c, "kind", "insert");
             lua_getfield(L, cd, "path");
             lua_setfield(L, c, "resource");
-            sets(L, c, "action", inserted ? "update" : "create");
+            sbot_set_str(L, c, "action", inserted ? "update" : "create");
             lua_newtable(L);
-            setb(L, -1, "inserted", inserted);
-            sets(L, -1, "image", img);
+            sbot_set_bool(L, -1, "inserted", inserted);
+            sbot_set_str(L, -1, "image", img);
             lua_setfield(L, c, "before");
             lua_newtable(L);
-            sets(L, -1, "image", url);
+            sbot_set_str(L, -1, "image", url);
             lua_setfield(L, c, "after");
             lua_getfield(L, cd, "insert");
             lua_setfield(L, c, "target");
-            sets(L, c, "reason", cd_boot ? "the image this server boots once" : "the image stays inserted");
-            append(L, changes);
+            sbot_set_str(L, c, "reason", cd_boot ? "the image this server boots once" : "the image stays inserted");
+            sbot_append(L, changes);
         }
         lua_pop(L, 1);
     }
     if (use_scp) {
         lua_newtable(L);
         int c = lua_gettop(L);
-        sets(L, c, "kind", "scp_boot_once");
+        sbot_set_str(L, c, "kind", "scp_boot_once");
         lua_getfield(L, D, "manager");
         lua_getfield(L, -1, "scp");
         lua_getfield(L, -1, "target");
@@ -2133,13 +2066,15 @@ static int r630_plan(lua_State *L)
         lua_getfield(L, -1, "target");
         lua_setfield(L, c, "target");
         lua_pop(L, 2);
-        sets(L, c, "action", "update");
+        sbot_set_str(L, c, "action", "update");
         lua_newtable(L);
-        sets(L, -1, "ServerBoot.1#BootOnce", "Enabled");
-        sets(L, -1, "ServerBoot.1#FirstBootDevice", "VCD-DVD");
+        sbot_set_str(L, -1, "ServerBoot.1#BootOnce", "Enabled");
+        sbot_set_str(L, -1, "ServerBoot.1#FirstBootDevice", "VCD-DVD");
         lua_setfield(L, c, "after");
-        sets(L, c, "reason", "boot the virtual CD once (Server Configuration Profile import: the BIOS has no one-time boot attributes)");
-        append(L, changes);
+        sbot_set_str(L, c, "reason",
+                     "boot the virtual CD once (Server Configuration Profile import: the BIOS has no one-time boot "
+                     "attributes)");
+        sbot_append(L, changes);
     }
 
     /* what the PATCH sends must be writable given what the BIOS will hold */
@@ -2153,15 +2088,16 @@ static int r630_plan(lua_State *L)
     push_jobs_for(L, D, bios_settings);
     lua_rawgeti(L, -1, 1);
     int bjob = clearing || lua_isnil(L, -1) ? 0 : lua_gettop(L);
-    add_settings_change(L, changes, bdiff, "bios", bios_settings, fstr(L, bios, "settings_etag"), bios_apply_time,
+    add_settings_change(L, changes, bdiff, "bios", bios_settings, sbot_field_str(L, bios, "settings_etag"),
+                        bios_apply_time,
                         bjob, "BIOS", reboot_jobs);
     lua_settop(L, conflicts);
     if (nic_d && nic_settings) {
         push_jobs_for(L, D, nic_settings);
         lua_rawgeti(L, -1, 1);
         int njob = clearing || lua_isnil(L, -1) ? 0 : lua_gettop(L);
-        lua_pushfstring(L, "NIC %s", fstr(L, nic_d, "id"));
-        add_settings_change(L, changes, ndiff, "nic", nic_settings, fstr(L, nic_d, "settings_etag"), 0, njob,
+        lua_pushfstring(L, "NIC %s", sbot_field_str(L, nic_d, "id"));
+        add_settings_change(L, changes, ndiff, "nic", nic_settings, sbot_field_str(L, nic_d, "settings_etag"), 0, njob,
                             lua_tostring(L, -1), reboot_jobs);
         lua_settop(L, conflicts);
     } else if (nic && !nic_d) {
@@ -2173,7 +2109,7 @@ static int r630_plan(lua_State *L)
     lua_Integer nch = (lua_Integer)lua_rawlen(L, changes);
     for (lua_Integer i = 1; i <= nch; i++) {
         lua_rawgeti(L, changes, i);
-        const char *k = fstr(L, -1, "kind");
+        const char *k = sbot_field_str(L, -1, "kind");
         if (k && (strcmp(k, "bios") == 0 || strcmp(k, "nic") == 0))
             need_reboot = 1;
         lua_pop(L, 1);
@@ -2181,7 +2117,7 @@ static int r630_plan(lua_State *L)
     if (need_reboot) {
         lua_newtable(L);
         int c = lua_gettop(L);
-        sets(L, c, "kind", "reboot");
+        sbot_set_str(L, c, "kind", "reboot");
         lua_getfield(L, D, "system");
         lua_getfield(L, -1, "path");
         lua_setfield(L, c, "resource");
@@ -2190,24 +2126,24 @@ static int r630_plan(lua_State *L)
         lua_setfield(L, -2, "power_state");
         lua_setfield(L, c, "before");
         lua_pop(L, 1);
-        sets(L, c, "action", "update");
+        sbot_set_str(L, c, "action", "update");
         lua_newtable(L);
         const char *how = "graceful_then_force";
-        if (ftab(L, cfg, "power")) {
-            if (fstr(L, -1, "reboot"))
-                how = fstr(L, -1, "reboot");
+        if (sbot_field_table(L, cfg, "power")) {
+            if (sbot_field_str(L, -1, "reboot"))
+                how = sbot_field_str(L, -1, "reboot");
             lua_pop(L, 1);
         }
-        sets(L, -1, "reset", how);
+        sbot_set_str(L, -1, "reset", how);
         lua_pushvalue(L, reboot_jobs);
         lua_setfield(L, -2, "scheduled_jobs");
         lua_setfield(L, c, "after");
         lua_pushvalue(L, reboot_jobs);
         lua_setfield(L, c, "jobs");
-        setb(L, c, "cd_boot", cd_boot);
-        sets(L, c, "reason", cd_boot ? "one reboot: run the configuration jobs and boot the virtual CD once"
+        sbot_set_bool(L, c, "cd_boot", cd_boot);
+        sbot_set_str(L, c, "reason", cd_boot ? "one reboot: run the configuration jobs and boot the virtual CD once"
                                      : "one reboot: run the configuration jobs");
-        append(L, changes);
+        sbot_append(L, changes);
     }
     lua_pushvalue(L, changes);
     return 1;
@@ -2246,8 +2182,8 @@ static double cfgnum(lua_State *L, int self, const char *k, const char *f, doubl
 {
     double v = d;
     lua_getfield(L, self, "config");
-    if (ftab(L, -1, k)) {
-        v = fnum(L, -1, f, d);
+    if (sbot_field_table(L, -1, k)) {
+        v = sbot_field_num(L, -1, f, d);
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
@@ -2273,7 +2209,7 @@ static int post(lua_State *L, int cl, const char *path, int body)
 static const char *power_state(lua_State *L, int cl, const char *sys, char out[32])
 {
     rget(L, cl, sys, 0);
-    const char *p = fstr(L, -1, "PowerState");
+    const char *p = sbot_field_str(L, -1, "PowerState");
     snprintf(out, 32, "%s", p ? p : "Unknown");
     lua_pop(L, 1);
     return out;
@@ -2299,10 +2235,10 @@ static int wait_power(lua_State *L, int cl, const char *sys, const char *want, d
 /* POST a ResetType the system lists. 409 (already in that state) is fine. */
 static void reset(lua_State *L, int self, int cl, const char *target, const char *type)
 {
-    const char *id = fstr(L, self, "id");
+    const char *id = sbot_field_str(L, self, "id");
     sbot_log(L, SBOT_INFO, "r630 (%s): ComputerSystem.Reset %s", id ? id : "?", type);
     lua_newtable(L);
-    sets(L, -1, "ResetType", type);
+    sbot_set_str(L, -1, "ResetType", type);
     int top = lua_gettop(L);
     int ok = post(L, cl, target, top);
     if (!ok) {
@@ -2315,10 +2251,14 @@ static void reset(lua_State *L, int self, int cl, const char *target, const char
         }
     }
     if (!ok) {
-        const char *code = lua_tostring(L, -1);
+        /* the code: a MessageId or transport word, or the HTTP status (an
+         * integer) of an answer without a MessageId */
+        int conflict = lua_isinteger(L, -1) && lua_tointeger(L, -1) == 409;
+        const char *code = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
         const char *msg = lua_tostring(L, -2);
-        if (!(code && (strcmp(code, "RAC0508") == 0 || strcmp(code, "RAC0509") == 0 || strcmp(code, "http_409") == 0 ||
-                       strcmp(code, "closed") == 0 || strcmp(code, "io") == 0 || strcmp(code, "timeout") == 0)))
+        if (!(conflict || (code && (strcmp(code, "RAC0508") == 0 || strcmp(code, "RAC0509") == 0 ||
+                                    strcmp(code, "closed") == 0 || strcmp(code, "io") == 0 ||
+                                    strcmp(code, "timeout") == 0))))
             luaL_error(L, "reboot: %s", msg);
         /* already there, or no answer: the power state read next decides */
         sbot_log(L, SBOT_INFO, "r630 (%s): reset %s: %s", id ? id : "?", type, msg);
@@ -2331,17 +2271,17 @@ static void reset(lua_State *L, int self, int cl, const char *target, const char
  * applied settings changes, plus the scheduled jobs the reboot change names. */
 static void push_run_jobs(lua_State *L, int self, int extra)
 {
-    push_list(L);
+    sbot_push_array(L);
     int out = lua_gettop(L);
-    if (ftab(L, self, "processing")) {
-        if (ftab(L, -1, "applied")) {
+    if (sbot_field_table(L, self, "processing")) {
+        if (sbot_field_table(L, -1, "applied")) {
             lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
             for (lua_Integer i = 1; i <= n; i++) {
                 lua_rawgeti(L, -1, i);
-                if (ftab(L, -1, "result")) {
-                    if (fstr(L, -1, "job")) {
+                if (sbot_field_table(L, -1, "result")) {
+                    if (sbot_field_str(L, -1, "job")) {
                         lua_getfield(L, -1, "job");
-                        append(L, out);
+                        sbot_append(L, out);
                     }
                     lua_pop(L, 1);
                 }
@@ -2355,7 +2295,7 @@ static void push_run_jobs(lua_State *L, int self, int extra)
         lua_Integer n = (lua_Integer)lua_rawlen(L, extra);
         for (lua_Integer i = 1; i <= n; i++) {
             lua_rawgeti(L, extra, i);
-            append(L, out);
+            sbot_append(L, out);
         }
     }
 }
@@ -2371,14 +2311,14 @@ static int find_job_for(lua_State *L, int cl, const char *jobs, const char *targ
     lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
     for (lua_Integer i = n; i >= 1; i--) { /* newest last */
         lua_rawgeti(L, -1, i);
-        const char *p = fstr(L, -1, "@odata.id");
+        const char *p = sbot_field_str(L, -1, "@odata.id");
         lua_pop(L, 1);
         if (!p)
             continue;
         rget(L, cl, p, 1);
         if (lua_istable(L, -1)) {
-            const char *t = fstr(L, -1, "TargetSettingsURI");
-            if (t && strcmp(t, target) == 0 && !job_done(fstr(L, -1, "JobState"))) {
+            const char *t = sbot_field_str(L, -1, "TargetSettingsURI");
+            if (t && strcmp(t, target) == 0 && !job_done(sbot_field_str(L, -1, "JobState"))) {
                 lua_pushstring(L, p);
                 lua_replace(L, coll);
                 lua_settop(L, coll);
@@ -2393,15 +2333,15 @@ static int find_job_for(lua_State *L, int cl, const char *jobs, const char *targ
 
 static int apply_settings(lua_State *L, int self, int change, int cl)
 {
-    const char *kind = fstr(L, change, "kind");
-    const char *settings = fstr(L, change, "resource");
+    const char *kind = sbot_field_str(L, change, "kind");
+    const char *settings = sbot_field_str(L, change, "resource");
     lua_getfield(L, self, "discovery");
     int D = lua_gettop(L);
     lua_getfield(L, D, "manager");
-    const char *jobs = fstr(L, -1, "jobs");
+    const char *jobs = sbot_field_str(L, -1, "jobs");
     lua_pop(L, 1);
     /* a scheduled job takes no more values: delete it first (its pending values stay) */
-    const char *old = fstr(L, change, "delete_job");
+    const char *old = sbot_field_str(L, change, "delete_job");
     if (old) {
         int n = sbot_redfish_delete(L, cl, old);
         if (n != 1 && !(n == 4 && lua_tointeger(L, -1) == 404))
@@ -2416,15 +2356,15 @@ static int apply_settings(lua_State *L, int self, int change, int cl)
         int body = lua_gettop(L);
         lua_pushvalue(L, patch);
         lua_setfield(L, body, strcmp(kind, "bios") == 0 ? "Attributes" : "iSCSIBoot");
-        if (fbool(L, change, "apply_time", 0)) {
+        if (sbot_field_bool(L, change, "apply_time", 0)) {
             lua_newtable(L);
-            sets(L, -1, "ApplyTime", "OnReset");
+            sbot_set_str(L, -1, "ApplyTime", "OnReset");
             lua_setfield(L, body, "@Redfish.SettingsApplyTime");
         }
         lua_newtable(L);
         int opts = lua_gettop(L);
-        if (fstr(L, change, "etag") && !old)
-            sets(L, opts, "etag", fstr(L, change, "etag"));
+        if (sbot_field_str(L, change, "etag") && !old)
+            sbot_set_str(L, opts, "etag", sbot_field_str(L, change, "etag"));
         int n = 0;
         for (int attempt = 1; attempt <= 3; attempt++) {
             n = sbot_redfish_patch(L, cl, settings, body, count_keys(L, opts) ? opts : 0);
@@ -2438,7 +2378,7 @@ static int apply_settings(lua_State *L, int self, int change, int cl)
             /* no answer: did the values arrive? (a PATCH sets values: sending it again is harmless) */
             lua_pop(L, n);
             rget(L, cl, settings, 0);
-            int arrived = ftab(L, -1, strcmp(kind, "bios") == 0 ? "Attributes" : "iSCSIBoot");
+            int arrived = sbot_field_table(L, -1, strcmp(kind, "bios") == 0 ? "Attributes" : "iSCSIBoot");
             if (arrived) {
                 int pend = lua_gettop(L);
                 lua_pushnil(L);
@@ -2454,7 +2394,7 @@ static int apply_settings(lua_State *L, int self, int change, int cl)
                 lua_pop(L, 1);
             }
             lua_pop(L, 1);
-            if (arrived && !fbool(L, change, "apply_time", 0)) {
+            if (arrived && !sbot_field_bool(L, change, "apply_time", 0)) {
                 lua_newtable(L); /* a result without a job: the job POST follows */
                 n = 1;
                 break;
@@ -2477,22 +2417,22 @@ static int apply_settings(lua_State *L, int self, int change, int cl)
             }
             lua_pop(L, 1);
         }
-        job = fstr(L, -1, "location");
-        if (job && !fstr(L, -1, "job_id"))
+        job = sbot_field_str(L, -1, "location");
+        if (job && !sbot_field_str(L, -1, "job_id"))
             job = NULL;
         if (job) {
             lua_getfield(L, -1, "location");
             lua_setfield(L, change, "created_job");
-            job = fstr(L, change, "created_job");
+            job = sbot_field_str(L, change, "created_job");
         }
     }
     if (!job) {
         if (!jobs)
             return luaL_error(L, "%s: the manager offers no job queue to run the change", settings);
         lua_newtable(L);
-        sets(L, -1, "TargetSettingsURI", settings);
+        sbot_set_str(L, -1, "TargetSettingsURI", settings);
         if (post(L, cl, jobs, lua_gettop(L))) {
-            job = fstr(L, -1, "location");
+            job = sbot_field_str(L, -1, "location");
             if (!job)
                 return luaL_error(L, "POST %s: the answer names no job (no Location)", jobs);
         } else {
@@ -2504,12 +2444,12 @@ static int apply_settings(lua_State *L, int self, int change, int cl)
         }
         lua_pushstring(L, job);
         lua_setfield(L, change, "created_job");
-        job = fstr(L, change, "created_job");
+        job = sbot_field_str(L, change, "created_job");
     }
     lua_newtable(L);
-    sets(L, -1, "job", job);
+    sbot_set_str(L, -1, "job", job);
     const char *slash = strrchr(job, '/');
-    sets(L, -1, "job_id", slash ? slash + 1 : job);
+    sbot_set_str(L, -1, "job_id", slash ? slash + 1 : job);
     lua_getfield(L, change, "after");
     lua_setfield(L, -2, "set");
     return 1;
@@ -2521,14 +2461,14 @@ static int apply_reboot(lua_State *L, int self, int change, int cl)
     int D = lua_gettop(L);
     lua_getfield(L, D, "system");
     int sysd = lua_gettop(L);
-    const char *sys = fstr(L, sysd, "path");
-    const char *target = fstr(L, sysd, "reset_target");
+    const char *sys = sbot_field_str(L, sysd, "path");
+    const char *target = sbot_field_str(L, sysd, "reset_target");
     lua_getfield(L, sysd, "reset_types");
     int types = lua_gettop(L);
     if (!target || !lua_istable(L, types))
         return luaL_error(L, "reboot: the system %s lists no ComputerSystem.Reset action with ResetType values", sys);
     lua_getfield(L, change, "after");
-    const char *how = fstr(L, -1, "reset");
+    const char *how = sbot_field_str(L, -1, "reset");
     lua_pop(L, 1);
     double timeout = cfgnum(L, self, "power", "timeout", 300);
     double interval = cfgnum(L, self, "power", "interval", 5);
@@ -2536,7 +2476,7 @@ static int apply_reboot(lua_State *L, int self, int change, int cl)
     const char *state = power_state(L, cl, sys, ps);
     lua_newtable(L);
     int res = lua_gettop(L);
-    push_list(L);
+    sbot_push_array(L);
     int steps = lua_gettop(L);
     int forced = 0;
     if (strcmp(state, "Off") != 0) {
@@ -2544,9 +2484,9 @@ static int apply_reboot(lua_State *L, int self, int change, int cl)
         if (graceful) {
             reset(L, self, cl, target, "GracefulShutdown");
             lua_pushliteral(L, "GracefulShutdown");
-            append(L, steps);
+            sbot_append(L, steps);
             if (!wait_power(L, cl, sys, "Off", timeout, interval)) {
-                const char *id = fstr(L, self, "id");
+                const char *id = sbot_field_str(L, self, "id");
                 sbot_log(L, SBOT_WARN, "r630 (%s): still on %d s after GracefulShutdown; forcing it off", id ? id : "?",
                          (int)timeout);
                 forced = 1;
@@ -2558,7 +2498,7 @@ static int apply_reboot(lua_State *L, int self, int change, int cl)
                                   luaL_tolstring(L, types, NULL));
             reset(L, self, cl, target, "ForceOff");
             lua_pushliteral(L, "ForceOff");
-            append(L, steps);
+            sbot_append(L, steps);
             if (!wait_power(L, cl, sys, "Off", timeout, interval))
                 return luaL_error(L, "reboot: %s is still %s %d s after ForceOff", sys, power_state(L, cl, sys, ps),
                                   (int)timeout);
@@ -2568,7 +2508,7 @@ static int apply_reboot(lua_State *L, int self, int change, int cl)
         return luaL_error(L, "reboot: %s lists no On ResetType", sys);
     reset(L, self, cl, target, "On");
     lua_pushliteral(L, "On");
-    append(L, steps);
+    sbot_append(L, steps);
     if (!wait_power(L, cl, sys, "On", timeout, interval)) {
         /* On without an answer may not have arrived: once more */
         reset(L, self, cl, target, "On");
@@ -2578,7 +2518,7 @@ static int apply_reboot(lua_State *L, int self, int change, int cl)
     sbot_progress_end(L, "reboot");
     lua_pushvalue(L, steps);
     lua_setfield(L, res, "resets");
-    setb(L, res, "forced", forced);
+    sbot_set_bool(L, res, "forced", forced);
 
     /* every job of this run, with progress */
     lua_getfield(L, change, "jobs");
@@ -2586,7 +2526,7 @@ static int apply_reboot(lua_State *L, int self, int change, int cl)
     int jl = lua_gettop(L);
     lua_newtable(L);
     int done = lua_gettop(L);
-    push_list(L);
+    sbot_push_array(L);
     int failed = lua_gettop(L);
     lua_newtable(L);
     int wopts = lua_gettop(L);
@@ -2604,11 +2544,11 @@ static int apply_reboot(lua_State *L, int self, int change, int cl)
         const char *jid = slash ? slash + 1 : jp;
         int k = sbot_redfish_wait_job(L, cl, jp, wopts);
         if (k == 1) {
-            sets(L, done, jid, "Completed");
+            sbot_set_str(L, done, jid, "Completed");
         } else {
             lua_pushvalue(L, -k + 1);
-            append(L, failed);
-            sets(L, done, jid, "Failed");
+            sbot_append(L, failed);
+            sbot_set_str(L, done, jid, "Failed");
         }
         lua_pop(L, k + 1);
     }
@@ -2633,9 +2573,9 @@ static int media_action(lua_State *L, int cl, const char *target, const char *pa
         lua_newtable(L);
         int body = lua_gettop(L);
         if (insert) {
-            sets(L, body, "Image", url);
-            setb(L, body, "Inserted", 1);
-            setb(L, body, "WriteProtected", 1);
+            sbot_set_str(L, body, "Image", url);
+            sbot_set_bool(L, body, "Inserted", 1);
+            sbot_set_bool(L, body, "WriteProtected", 1);
         }
         if (post(L, cl, target, body)) {
             lua_settop(L, top);
@@ -2644,8 +2584,8 @@ static int media_action(lua_State *L, int cl, const char *target, const char *pa
         const char *code = lua_tostring(L, -1);
         int no_answer = code && (strcmp(code, "closed") == 0 || strcmp(code, "io") == 0 || strcmp(code, "timeout") == 0);
         rget(L, cl, path, 0);
-        int inserted = fbool(L, -1, "Inserted", 0);
-        const char *img = fstr(L, -1, "Image");
+        int inserted = sbot_field_bool(L, -1, "Inserted", 0);
+        const char *img = sbot_field_str(L, -1, "Image");
         int done = insert ? (inserted && img && url && strcmp(img, url) == 0) : !inserted;
         lua_pop(L, 1);
         if (done) {
@@ -2664,32 +2604,32 @@ static int media_action(lua_State *L, int cl, const char *target, const char *pa
 
 static int apply_media(lua_State *L, int change, int cl, int insert)
 {
-    const char *target = fstr(L, change, "target");
-    const char *path = fstr(L, change, "resource");
+    const char *target = sbot_field_str(L, change, "target");
+    const char *path = sbot_field_str(L, change, "resource");
     const char *url = NULL;
     if (insert) {
         lua_getfield(L, change, "after");
-        url = fstr(L, -1, "image");
+        url = sbot_field_str(L, -1, "image");
     }
     if (!target)
         return luaL_error(L, "%s: the virtual CD offers no %s action", path, insert ? "InsertMedia" : "EjectMedia");
     if (!media_action(L, cl, target, path, insert, url))
         return lua_error(L);
     lua_newtable(L);
-    setb(L, -1, "inserted", insert);
+    sbot_set_bool(L, -1, "inserted", insert);
     if (url)
-        sets(L, -1, "image", url);
+        sbot_set_str(L, -1, "image", url);
     return 1;
 }
 
 static int apply_clear(lua_State *L, int change, int cl)
 {
-    const char *js = fstr(L, change, "resource");
+    const char *js = sbot_field_str(L, change, "resource");
     rget(L, cl, js, 0);
     const char *target = NULL;
-    if (ftab(L, -1, "Actions")) {
-        if (ftab(L, -1, "#DellJobService.DeleteJobQueue")) {
-            target = fstr(L, -1, "target");
+    if (sbot_field_table(L, -1, "Actions")) {
+        if (sbot_field_table(L, -1, "#DellJobService.DeleteJobQueue")) {
+            target = sbot_field_str(L, -1, "target");
             lua_pop(L, 1);
         }
         lua_pop(L, 1);
@@ -2697,31 +2637,31 @@ static int apply_clear(lua_State *L, int change, int cl)
     if (!target)
         return luaL_error(L, "clear_pending: %s offers no DellJobService.DeleteJobQueue action", js);
     lua_newtable(L);
-    sets(L, -1, "JobID", "JID_CLEARALL");
+    sbot_set_str(L, -1, "JobID", "JID_CLEARALL");
     if (!post(L, cl, target, lua_gettop(L)))
         return luaL_error(L, "clear_pending: %s", lua_tostring(L, -2));
     lua_newtable(L);
-    setb(L, -1, "cleared", 1);
+    sbot_set_bool(L, -1, "cleared", 1);
     return 1;
 }
 
 static int apply_scp(lua_State *L, int self, int change, int cl)
 {
-    const char *target = fstr(L, change, "target");
+    const char *target = sbot_field_str(L, change, "target");
     lua_newtable(L);
     int body = lua_gettop(L);
     lua_newtable(L);
-    sets(L, -1, "Target", "IDRAC");
+    sbot_set_str(L, -1, "Target", "IDRAC");
     lua_setfield(L, body, "ShareParameters");
-    sets(L, body, "ShutdownType", "NoReboot");
-    sets(L, body, "ImportBuffer",
+    sbot_set_str(L, body, "ShutdownType", "NoReboot");
+    sbot_set_str(L, body, "ImportBuffer",
          "<SystemConfiguration><Component FQDD=\"iDRAC.Embedded.1\">"
          "<Attribute Name=\"ServerBoot.1#BootOnce\">Enabled</Attribute>"
          "<Attribute Name=\"ServerBoot.1#FirstBootDevice\">VCD-DVD</Attribute>"
          "</Component></SystemConfiguration>");
     if (!post(L, cl, target, body))
         return luaL_error(L, "Server Configuration Profile import: %s", lua_tostring(L, -2));
-    const char *loc = fstr(L, -1, "location");
+    const char *loc = sbot_field_str(L, -1, "location");
     if (!loc)
         return luaL_error(L, "Server Configuration Profile import: the answer names no task");
     lua_newtable(L);
@@ -2734,7 +2674,7 @@ static int apply_scp(lua_State *L, int self, int change, int cl)
     if (k != 1)
         return luaL_error(L, "Server Configuration Profile import: %s", lua_tostring(L, -k + 1));
     lua_newtable(L);
-    sets(L, -1, "task", loc);
+    sbot_set_str(L, -1, "task", loc);
     return 1;
 }
 
@@ -2743,7 +2683,7 @@ static int r630_apply(lua_State *L)
 {
     luaL_checkstack(L, 60, "r630: apply");
     lua_settop(L, 3);
-    const char *kind = fstr(L, 2, "kind");
+    const char *kind = sbot_field_str(L, 2, "kind");
     if (!kind)
         return luaL_error(L, "r630: a change without a kind (not from this component's plan)");
     if (strcmp(kind, "bios") == 0 || strcmp(kind, "nic") == 0)
@@ -2766,13 +2706,13 @@ static int r630_undo(lua_State *L)
 {
     luaL_checkstack(L, 40, "r630: undo");
     lua_settop(L, 3);
-    const char *kind = fstr(L, 2, "kind");
+    const char *kind = sbot_field_str(L, 2, "kind");
     if (!kind)
         return luaL_error(L, "r630: a change without a kind");
     if (strcmp(kind, "insert") == 0) {
         lua_getfield(L, 1, "discovery");
         lua_getfield(L, -1, "virtual_media");
-        const char *eject = lua_istable(L, -1) ? fstr(L, -1, "eject") : NULL;
+        const char *eject = lua_istable(L, -1) ? sbot_field_str(L, -1, "eject") : NULL;
         if (!eject)
             return luaL_error(L, "undo insert: no EjectMedia action");
         lua_newtable(L);
@@ -2782,53 +2722,53 @@ static int r630_undo(lua_State *L)
                 return luaL_error(L, "undo insert: eject: %s", lua_tostring(L, -2));
         }
         lua_newtable(L);
-        setb(L, -1, "ejected", 1);
+        sbot_set_bool(L, -1, "ejected", 1);
         return 1;
     }
     if (strcmp(kind, "eject") == 0) {
         lua_getfield(L, 2, "before");
-        const char *img = fstr(L, -1, "image");
+        const char *img = sbot_field_str(L, -1, "image");
         lua_getfield(L, 1, "discovery");
         lua_getfield(L, -1, "virtual_media");
-        const char *insert = lua_istable(L, -1) ? fstr(L, -1, "insert") : NULL;
+        const char *insert = lua_istable(L, -1) ? sbot_field_str(L, -1, "insert") : NULL;
         if (!img || !insert)
             return luaL_error(L, "undo eject: the image that was inserted is not known");
         lua_newtable(L);
-        sets(L, -1, "Image", img);
-        setb(L, -1, "Inserted", 1);
-        setb(L, -1, "WriteProtected", 1);
+        sbot_set_str(L, -1, "Image", img);
+        sbot_set_bool(L, -1, "Inserted", 1);
+        sbot_set_bool(L, -1, "WriteProtected", 1);
         if (!post(L, 3, insert, lua_gettop(L)))
             return luaL_error(L, "undo eject: insert %s again: %s", img, lua_tostring(L, -2));
         lua_newtable(L);
-        sets(L, -1, "inserted", img);
+        sbot_set_str(L, -1, "inserted", img);
         return 1;
     }
     if (strcmp(kind, "bios") == 0 || strcmp(kind, "nic") == 0) {
-        const char *job = fstr(L, 2, "created_job");
+        const char *job = sbot_field_str(L, 2, "created_job");
         if (!job)
-            return luaL_error(L, "undo: no job was created for %s", fstr(L, 2, "resource"));
+            return luaL_error(L, "undo: no job was created for %s", sbot_field_str(L, 2, "resource"));
         rget(L, 3, job, 1);
         if (lua_isnil(L, -1)) {
             lua_newtable(L);
-            sets(L, -1, "note", "the job is gone");
+            sbot_set_str(L, -1, "note", "the job is gone");
             return 1;
         }
-        const char *state = fstr(L, -1, "JobState");
+        const char *state = sbot_field_str(L, -1, "JobState");
         if (state && (strcmp(state, "Scheduled") == 0 || strcmp(state, "New") == 0)) {
             int n = sbot_redfish_delete(L, 3, job);
             if (n != 1)
                 return luaL_error(L, "undo: delete job %s: %s", job, lua_tostring(L, -n + 1));
             lua_newtable(L);
-            sets(L, -1, "deleted_job", job);
-            sets(L, -1, "note", "the job will not run; its values stay pending in the Settings resource");
+            sbot_set_str(L, -1, "deleted_job", job);
+            sbot_set_str(L, -1, "note", "the job will not run; its values stay pending in the Settings resource");
             return 1;
         }
         if (state && strcmp(state, "Completed") == 0)
             return luaL_error(L, "undo: job %s already applied the values; restoring them needs another job and "
                                  "reboot: run again with the previous configuration", job);
         lua_newtable(L);
-        sets(L, -1, "note", "the job did not apply its values");
-        sets(L, -1, "state", state);
+        sbot_set_str(L, -1, "note", "the job did not apply its values");
+        sbot_set_str(L, -1, "state", state);
         return 1;
     }
     if (strcmp(kind, "reboot") == 0)
@@ -2843,12 +2783,12 @@ static int r630_undo(lua_State *L)
 /* Did this run plan kind k (the plan change, pushed, 1) or not (0)? */
 static int planned(lua_State *L, int self, const char *k)
 {
-    if (!ftab(L, self, "plan"))
+    if (!sbot_field_table(L, self, "plan"))
         return 0;
     lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
     for (lua_Integer i = 1; i <= n; i++) {
         lua_rawgeti(L, -1, i);
-        const char *kind = lua_istable(L, -1) ? fstr(L, -1, "kind") : NULL;
+        const char *kind = lua_istable(L, -1) ? sbot_field_str(L, -1, "kind") : NULL;
         if (kind && strcmp(kind, k) == 0) {
             lua_replace(L, -2);
             return 1;
@@ -2863,18 +2803,18 @@ static int planned(lua_State *L, int self, const char *k)
 static int applied(lua_State *L, int self, const char *k)
 {
     int yes = 0;
-    if (!ftab(L, self, "processing"))
+    if (!sbot_field_table(L, self, "processing"))
         return 0;
-    if (ftab(L, -1, "applied")) {
+    if (sbot_field_table(L, -1, "applied")) {
         lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
         for (lua_Integer i = 1; i <= n && !yes; i++) {
             lua_rawgeti(L, -1, i);
-            lua_Integer idx = (lua_Integer)fnum(L, -1, "index", 0);
-            int ok = fbool(L, -1, "ok", 0);
+            lua_Integer idx = (lua_Integer)sbot_field_num(L, -1, "index", 0);
+            int ok = sbot_field_bool(L, -1, "ok", 0);
             lua_pop(L, 1);
-            if (ok && ftab(L, self, "plan")) {
+            if (ok && sbot_field_table(L, self, "plan")) {
                 lua_rawgeti(L, -1, idx);
-                const char *kind = lua_istable(L, -1) ? fstr(L, -1, "kind") : NULL;
+                const char *kind = lua_istable(L, -1) ? sbot_field_str(L, -1, "kind") : NULL;
                 yes = kind && strcmp(kind, k) == 0;
                 lua_pop(L, 2);
             }
@@ -2918,12 +2858,12 @@ static int r630_housekeep(lua_State *L)
     luaL_checkstack(L, 60, "r630: housekeep");
     lua_settop(L, 2);
     int self = 1, cl = 2;
-    const char *id = fstr(L, self, "id");
+    const char *id = sbot_field_str(L, self, "id");
     discover_all(L, cl); /* 3: the state now */
     int D2 = 3;
     push_desired(L, self, D2); /* 4 */
     int W = 4;
-    push_list(L); /* 5: problems */
+    sbot_push_array(L); /* 5: problems */
     int problems = 5;
     lua_newtable(L); /* 6: housekeeping */
     int hk = 6;
@@ -2935,14 +2875,14 @@ static int r630_housekeep(lua_State *L)
     lua_getfield(L, W, "bios");
     verify_values(L, lua_gettop(L), lua_gettop(L) - 2, lua_gettop(L) - 1, wo, "BIOS", problems);
     lua_settop(L, wo);
-    if (ftab(L, W, "nic")) {
+    if (sbot_field_table(L, W, "nic")) {
         int n = lua_gettop(L);
-        const char *nid = fstr(L, n, "id");
+        const char *nid = sbot_field_str(L, n, "id");
         lua_getfield(L, D2, "nics");
         lua_Integer nn = (lua_Integer)lua_rawlen(L, -1);
         for (lua_Integer i = 1; i <= nn; i++) {
             lua_rawgeti(L, -1, i);
-            const char *x = fstr(L, -1, "id");
+            const char *x = sbot_field_str(L, -1, "id");
             if (x && nid && strcmp(x, nid) == 0) {
                 lua_getfield(L, -1, "iscsi");
                 lua_getfield(L, -2, "pending");
@@ -2974,10 +2914,10 @@ static int r630_housekeep(lua_State *L)
         const char *jp = lua_tostring(L, -1);
         const char *slash = strrchr(jp, '/');
         rget(L, cl, jp, 1);
-        const char *state = lua_istable(L, -1) ? fstr(L, -1, "JobState") : NULL;
+        const char *state = lua_istable(L, -1) ? sbot_field_str(L, -1, "JobState") : NULL;
         if (!state && lua_istable(L, -1))
-            state = fstr(L, -1, "TaskState");
-        sets(L, jobs, slash ? slash + 1 : jp, state ? state : "absent");
+            state = sbot_field_str(L, -1, "TaskState");
+        sbot_set_str(L, jobs, slash ? slash + 1 : jp, state ? state : "absent");
         if (!state || strcmp(state, "Completed") != 0)
             PROBLEM(L, problems, "job %s is %s, not Completed", slash ? slash + 1 : jp, state ? state : "absent");
         lua_pop(L, 2);
@@ -2988,7 +2928,7 @@ static int r630_housekeep(lua_State *L)
     /* the one-time boot from the virtual CD: consumed, then eject if asked */
     int cd_boot = 0;
     if (planned(L, self, "reboot")) {
-        cd_boot = fbool(L, -1, "cd_boot", 0);
+        cd_boot = sbot_field_bool(L, -1, "cd_boot", 0);
         lua_pop(L, 1);
     }
     int rebooted = applied(L, self, "reboot");
@@ -2996,19 +2936,19 @@ static int r630_housekeep(lua_State *L)
         int bios_once = 0;
         if (planned(L, self, "bios")) {
             lua_getfield(L, -1, "after");
-            bios_once = lua_istable(L, -1) && fstr(L, -1, "OneTimeBootMode") != NULL;
+            bios_once = lua_istable(L, -1) && sbot_field_str(L, -1, "OneTimeBootMode") != NULL;
             lua_pop(L, 2);
         }
         if (bios_once) {
             lua_getfield(L, D2, "bios");
-            const char *bios_path = fstr(L, -1, "path");
+            const char *bios_path = sbot_field_str(L, -1, "path");
             lua_pop(L, 1);
             double end = now_s() + cfgnum(L, self, "power", "timeout", 300);
             const char *mode = NULL;
             for (;;) {
                 rget(L, cl, bios_path, 0);
                 lua_getfield(L, -1, "Attributes");
-                mode = fstr(L, -1, "OneTimeBootMode");
+                mode = sbot_field_str(L, -1, "OneTimeBootMode");
                 lua_pop(L, 2);
                 if (!mode || strcmp(mode, "Disabled") == 0 || now_s() >= end)
                     break;
@@ -3018,25 +2958,25 @@ static int r630_housekeep(lua_State *L)
                 PROBLEM(L, problems, "the one-time boot from the virtual CD has not happened (OneTimeBootMode is still %s)",
                         mode);
             } else {
-                sets(L, hk, "one_time_boot", "consumed");
+                sbot_set_str(L, hk, "one_time_boot", "consumed");
             }
         } else {
-            sets(L, hk, "one_time_boot", "requested through Server Configuration Profile (not readable back)");
+            sbot_set_str(L, hk, "one_time_boot", "requested through Server Configuration Profile (not readable back)");
         }
         lua_getfield(L, W, "vm");
-        int eject = lua_istable(L, -1) && fbool(L, -1, "eject_after", 1);
+        int eject = lua_istable(L, -1) && sbot_field_bool(L, -1, "eject_after", 1);
         lua_pop(L, 1);
-        const char *consumed = fstr(L, hk, "one_time_boot");
-        if (eject && consumed && strcmp(consumed, "consumed") == 0 && ftab(L, D2, "virtual_media")) {
+        const char *consumed = sbot_field_str(L, hk, "one_time_boot");
+        if (eject && consumed && strcmp(consumed, "consumed") == 0 && sbot_field_table(L, D2, "virtual_media")) {
             int vmd = lua_gettop(L);
-            if (fbool(L, vmd, "inserted", 0)) {
-                const char *target = fstr(L, vmd, "eject");
+            if (sbot_field_bool(L, vmd, "inserted", 0)) {
+                const char *target = sbot_field_str(L, vmd, "eject");
                 if (!target)
                     PROBLEM(L, problems, "eject after the one-time boot: the virtual CD offers no EjectMedia action");
-                else if (!media_action(L, cl, target, fstr(L, vmd, "path"), 0, NULL))
+                else if (!media_action(L, cl, target, sbot_field_str(L, vmd, "path"), 0, NULL))
                     PROBLEM(L, problems, "eject after the one-time boot: %s", lua_tostring(L, -1));
                 else
-                    setb(L, hk, "ejected", 1);
+                    sbot_set_bool(L, hk, "ejected", 1);
             }
             lua_settop(L, wo);
         }
@@ -3044,12 +2984,12 @@ static int r630_housekeep(lua_State *L)
         PROBLEM(L, problems, "the one-time boot from the virtual CD was planned but no reboot happened");
     }
     lua_getfield(L, W, "vm");
-    if (lua_istable(L, -1) && !fbool(L, -1, "boot_once", 1)) {
-        const char *url = fstr(L, -1, "image_url");
+    if (lua_istable(L, -1) && !sbot_field_bool(L, -1, "boot_once", 1)) {
+        const char *url = sbot_field_str(L, -1, "image_url");
         int ok = 0;
-        if (ftab(L, D2, "virtual_media")) {
-            const char *img = fstr(L, -1, "image");
-            ok = fbool(L, -1, "inserted", 0) && img && url && strcmp(img, url) == 0;
+        if (sbot_field_table(L, D2, "virtual_media")) {
+            const char *img = sbot_field_str(L, -1, "image");
+            ok = sbot_field_bool(L, -1, "inserted", 0) && img && url && strcmp(img, url) == 0;
             lua_pop(L, 1);
         }
         if (!ok)
@@ -3064,7 +3004,7 @@ static int r630_housekeep(lua_State *L)
     lua_getfield(L, -1, "encode");
     lua_newtable(L);
     int rec = lua_gettop(L);
-    sets(L, rec, "id", id);
+    sbot_set_str(L, rec, "id", id);
     lua_getfield(L, D2, "service");
     lua_setfield(L, rec, "service");
     lua_getfield(L, self, "discovery");
@@ -3078,24 +3018,24 @@ static int r630_housekeep(lua_State *L)
     lua_pushvalue(L, problems);
     lua_setfield(L, rec, "problems");
     lua_newtable(L);
-    setb(L, -1, "indent", 1);
-    sets(L, -1, "secrets", "redact"); /* a record: a CHAP secret in the plan is <redacted> */
+    sbot_set_bool(L, -1, "indent", 1);
+    sbot_set_str(L, -1, "secrets", "redact"); /* a record: a CHAP secret in the plan is <redacted> */
     lua_call(L, 2, 1);
     int text = lua_gettop(L);
     lua_getfield(L, self, "artifact");
     lua_pushvalue(L, self);
     lua_newtable(L);
-    sets(L, -1, "key", "r630.json");
-    sets(L, -1, "type", "application/json");
+    sbot_set_str(L, -1, "key", "r630.json");
+    sbot_set_str(L, -1, "type", "application/json");
     lua_pushvalue(L, text);
     lua_setfield(L, -2, "content");
     lua_call(L, 2, 0);
     lua_settop(L, wo);
 
     raise_problems(L, problems, "verification failed: ");
-    setb(L, hk, "verified", 1);
+    sbot_set_bool(L, hk, "verified", 1);
     if (lua_getfield(L, hk, "ejected") == LUA_TNIL)
-        setb(L, hk, "ejected", 0);
+        sbot_set_bool(L, hk, "ejected", 0);
     lua_pop(L, 1);
     lua_pushvalue(L, hk);
     return 1;
@@ -3108,8 +3048,8 @@ static int r630_open(lua_State *L)
 {
     luaL_checkstack(L, 30, "r630: open");
     lua_settop(L, 1);
-    const char *id = fstr(L, 1, "id");
-    if (!ftab(L, 1, "server") || !ftab(L, -1, "idrac"))
+    const char *id = sbot_field_str(L, 1, "id");
+    if (!sbot_field_table(L, 1, "server") || !sbot_field_table(L, -1, "idrac"))
         return luaL_error(L, "server %s has no idrac entry in the site", id ? id : "?");
     int idrac = lua_gettop(L);
     lua_newtable(L);
@@ -3120,14 +3060,14 @@ static int r630_open(lua_State *L)
         lua_setfield(L, o, keys[i]);
     }
     lua_getfield(L, 1, "config");
-    if (ftab(L, -1, "redfish")) {
+    if (sbot_field_table(L, -1, "redfish")) {
         int r = lua_gettop(L);
         static const char *const rkeys[] = {"timeout", "per_host", "login_timeout", "not_ready_wait", NULL};
         for (int i = 0; rkeys[i]; i++) {
             lua_getfield(L, r, rkeys[i]);
             lua_setfield(L, o, rkeys[i]);
         }
-        if (ftab(L, r, "retries")) {
+        if (sbot_field_table(L, r, "retries")) {
             lua_setfield(L, o, "retries");
         }
     }
@@ -3137,7 +3077,7 @@ static int r630_open(lua_State *L)
 
 static int hook_choose_boot_nic(lua_State *L)
 {
-    if (lua_istable(L, 1) && ftab(L, 1, "nics")) {
+    if (lua_istable(L, 1) && sbot_field_table(L, 1, "nics")) {
         if (lua_rawgeti(L, -1, 1) == LUA_TTABLE) {
             lua_getfield(L, -1, "id");
             return 1;
@@ -3150,8 +3090,8 @@ static int hook_choose_boot_nic(lua_State *L)
 static int hook_initiator_iqn(lua_State *L)
 {
     /* default: the initiator name the BIOS already has (the factory one on a new server) */
-    if (lua_istable(L, 2) && ftab(L, 2, "bios") && ftab(L, -1, "attributes")) {
-        const char *s = fstr(L, -1, "IscsiInitiatorName");
+    if (lua_istable(L, 2) && sbot_field_table(L, 2, "bios") && sbot_field_table(L, -1, "attributes")) {
+        const char *s = sbot_field_str(L, -1, "IscsiInitiatorName");
         if (s && *s) {
             lua_pushstring(L, s);
             return 1;
@@ -3229,8 +3169,8 @@ int luaopen_sbot_component_r630(lua_State *L)
     lua_pop(L, 1);
     lua_newtable(L);
     int spec = lua_gettop(L);
-    sets(L, spec, "name", "r630");
-    sets(L, spec, "description",
+    sbot_set_str(L, spec, "name", "r630");
+    sbot_set_str(L, spec, "description",
          "Dell PowerEdge R630 (iDRAC 8; iDRAC 9 machines too) over Redfish: BIOS and NIC iSCSI boot settings "
          "checked against the attribute registry, one configuration job per Settings target, the virtual CD "
          "booted once, exactly one reboot, verified by reading everything back.");
@@ -3266,7 +3206,7 @@ int luaopen_sbot_component_r630(lua_State *L)
               {NULL, NULL, NULL}};
     for (int i = 0; hs[i].name; i++) {
         lua_newtable(L);
-        sets(L, -1, "description", hs[i].description);
+        sbot_set_str(L, -1, "description", hs[i].description);
         lua_pushcfunction(L, hs[i].def);
         lua_setfield(L, -2, "default");
         lua_setfield(L, hooks, hs[i].name);

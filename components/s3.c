@@ -20,6 +20,7 @@
  * Every phase gets the resource open() made (a table: the client, the
  * resolved buckets and keys, the part digests computed by discover, the
  * results of applied changes); it is never part of the results. */
+#include "luax.h"
 #include "sbot.h"
 
 #include <stdio.h>
@@ -30,49 +31,6 @@
 #define RULE_ID "sbot"
 
 /* ---- small helpers ------------------------------------------------------------ */
-
-static void set_str(lua_State *L, int t, const char *k, const char *v)
-{
-    t = lua_absindex(L, t);
-    if (v)
-        lua_pushstring(L, v);
-    else
-        lua_pushnil(L);
-    lua_setfield(L, t, k);
-}
-
-static void set_int(lua_State *L, int t, const char *k, lua_Integer v)
-{
-    t = lua_absindex(L, t);
-    lua_pushinteger(L, v);
-    lua_setfield(L, t, k);
-}
-
-static void set_bool(lua_State *L, int t, const char *k, int v)
-{
-    t = lua_absindex(L, t);
-    lua_pushboolean(L, v);
-    lua_setfield(L, t, k);
-}
-
-/* t[k] = the value on the top (popped) */
-static void set_top(lua_State *L, int t, const char *k)
-{
-    t = lua_absindex(L, t);
-    lua_setfield(L, t, k);
-}
-
-/* Push require(name)[field] (or the module when field is NULL). */
-static void push_module(lua_State *L, const char *name, const char *field)
-{
-    lua_getglobal(L, "require");
-    lua_pushstring(L, name);
-    lua_call(L, 1, 1);
-    if (field) {
-        lua_getfield(L, -1, field);
-        lua_remove(L, -2);
-    }
-}
 
 /* Call obj:method(args) where obj is at index `obj` and the argument table
  * at index `args` (0: no argument). Pushes value, err, code. Returns whether
@@ -108,25 +66,17 @@ static int raise_call(lua_State *L, const char *what)
 static int args_bk(lua_State *L, const char *bucket, const char *key)
 {
     lua_createtable(L, 0, 6);
-    set_str(L, -1, "bucket", bucket);
+    sbot_set_str(L, -1, "bucket", bucket);
     if (key)
-        set_str(L, -1, "key", key);
+        sbot_set_str(L, -1, "key", key);
     return lua_gettop(L);
-}
-
-static const char *field_str(lua_State *L, int t, const char *k)
-{
-    lua_getfield(L, t, k);
-    const char *s = lua_tostring(L, -1);
-    lua_pop(L, 1); /* strings stay alive while t holds them */
-    return s;
 }
 
 /* json.encode(value at idx) pushed */
 static const char *json_encode(lua_State *L, int idx)
 {
     idx = lua_absindex(L, idx);
-    push_module(L, "sbot.json", "encode");
+    sbot_push_require(L, "sbot.json", "encode");
     lua_pushvalue(L, idx);
     lua_call(L, 1, 1);
     return lua_tostring(L, -1);
@@ -135,7 +85,7 @@ static const char *json_encode(lua_State *L, int idx)
 /* json.decode(s) pushed (nil on bad JSON) */
 static void json_decode(lua_State *L, const char *s)
 {
-    push_module(L, "sbot.json", "decode");
+    sbot_push_require(L, "sbot.json", "decode");
     lua_pushstring(L, s);
     lua_call(L, 1, 1);
 }
@@ -143,7 +93,7 @@ static void json_decode(lua_State *L, const char *s)
 /* json.array(t at top): mark the table on the top as a JSON list */
 static void json_array(lua_State *L)
 {
-    push_module(L, "sbot.json", "array");
+    sbot_push_require(L, "sbot.json", "array");
     lua_pushvalue(L, -2);
     lua_call(L, 1, 0);
 }
@@ -204,13 +154,13 @@ static int s3_open(lua_State *L)
         lua_getfield(L, cfg, from_cfg[i]);
         lua_setfield(L, copts, from_cfg[i]);
     }
-    push_module(L, "sbot.s3", "client");
+    sbot_push_require(L, "sbot.s3", "client");
     lua_pushvalue(L, copts);
     lua_call(L, 1, 2);
     if (lua_isnil(L, -2))
         return luaL_error(L, "%s", luaL_optstring(L, -1, "cannot make the S3 client"));
     lua_pop(L, 1);
-    set_top(L, res, "client");
+    sbot_set_top(L, res, "client");
     /* the readers' client: the same server at the address anonymous readers
      * (the BMCs) use, s3.public_endpoint (iDRAC 8: http only); it only makes
      * URLs (plain and presigned) and sends the anonymous checks' GETs */
@@ -222,54 +172,54 @@ static int s3_open(lua_State *L)
             lua_pushnil(L); /* no TLS settings on a plain http address */
             lua_setfield(L, copts, "tls");
         }
-        push_module(L, "sbot.s3", "client");
+        sbot_push_require(L, "sbot.s3", "client");
         lua_pushvalue(L, copts);
         lua_call(L, 1, 2);
         if (lua_isnil(L, -2))
             return luaL_error(L, "s3.public_endpoint: %s", luaL_optstring(L, -1, "cannot make the S3 client"));
         lua_pop(L, 1);
         lua_getfield(L, site, "public_endpoint");
-        set_top(L, res, "public_endpoint");
+        sbot_set_top(L, res, "public_endpoint");
         if (strncmp(pe, "http://", 7) != 0) {
             lua_getfield(L, site, "tls");
-            set_top(L, res, "reader_tls");
+            sbot_set_top(L, res, "reader_tls");
         }
     } else {
         lua_pop(L, 1);
         lua_getfield(L, res, "client");
         lua_getfield(L, site, "tls");
-        set_top(L, res, "reader_tls");
+        sbot_set_top(L, res, "reader_tls");
     }
-    set_top(L, res, "reader");
+    sbot_set_top(L, res, "reader");
     lua_pop(L, 1); /* copts */
 
     const char *bucket = conf_or_site(L, cfg, site, "bucket", NULL);
     if (!bucket || !*bucket)
         return luaL_error(L, "no bucket: give the site's s3.bucket or the component's bucket");
-    set_str(L, res, "bucket", bucket);
+    sbot_set_str(L, res, "bucket", bucket);
     const char *pub = conf_or_site(L, cfg, site, "public_bucket", NULL);
     if (!pub || !*pub)
         return luaL_error(L, "no public bucket: give the site's s3.public_bucket or the component's public_bucket");
     if (strcmp(pub, bucket) == 0)
         return luaL_error(L, "the public bucket must not be the private bucket (%s): anonymous "
                              "readers would reach the private one's published prefixes", bucket);
-    set_str(L, res, "public_bucket", pub);
+    sbot_set_str(L, res, "public_bucket", pub);
     const char *prefix = conf_or_site(L, cfg, site, "prefix", "");
     size_t pl = strlen(prefix);
     if (pl && prefix[pl - 1] != '/')
         lua_pushfstring(L, "%s/", prefix);
     else
         lua_pushstring(L, prefix);
-    set_top(L, res, "prefix");
+    sbot_set_top(L, res, "prefix");
     lua_getfield(L, res, "prefix");
     const char *px = lua_tostring(L, -1);
 
     lua_getfield(L, cfg, "index_key");
     lua_pushfstring(L, "%s%s", px, lua_tostring(L, -1));
-    set_top(L, res, "index_key");
+    sbot_set_top(L, res, "index_key");
     lua_pop(L, 1);
     lua_pushfstring(L, "%s.sbot/uploads/", px);
-    set_top(L, res, "marker_prefix");
+    sbot_set_top(L, res, "marker_prefix");
 
     /* published prefixes, as full keys */
     lua_newtable(L);
@@ -287,7 +237,7 @@ static int s3_open(lua_State *L)
     }
     lua_pop(L, 1);
     lua_pushvalue(L, pubs);
-    set_top(L, res, "publish");
+    sbot_set_top(L, res, "publish");
 
     /* the artifacts: keys checked, published or not */
     lua_newtable(L);
@@ -297,8 +247,8 @@ static int s3_open(lua_State *L)
     for (lua_Integer i = 1; i <= na; i++) {
         lua_rawgeti(L, -1, i);
         int a = lua_gettop(L);
-        const char *key = field_str(L, a, "key");
-        push_module(L, "sbot.store", "check_key");
+        const char *key = sbot_field_tostr(L, a, "key");
+        sbot_push_require(L, "sbot.store", "check_key");
         lua_pushstring(L, key);
         lua_call(L, 1, 2);
         if (!lua_toboolean(L, -2))
@@ -306,38 +256,38 @@ static int s3_open(lua_State *L)
         lua_pop(L, 2);
         lua_createtable(L, 0, 12);
         int e = lua_gettop(L);
-        set_str(L, e, "key", key);
+        sbot_set_str(L, e, "key", key);
         lua_pushfstring(L, "%s%s", px, key);
-        set_top(L, e, "object");
+        sbot_set_top(L, e, "object");
         /* the bytes: a local file to upload, or an object already stored in
          * the private bucket (by the artifact store: an agent ISO) */
-        const char *file = field_str(L, a, "file"), *source = field_str(L, a, "source");
+        const char *file = sbot_field_tostr(L, a, "file"), *source = sbot_field_tostr(L, a, "source");
         if ((file != NULL) == (source != NULL))
             return luaL_error(L, "artifacts[%d] (%s): give file (a local file to upload) or source (a key "
                                  "already stored in the private bucket, under prefix), %s", (int)i, key,
                               file ? "not both" : "one of them");
-        set_str(L, e, "file", file);
+        sbot_set_str(L, e, "file", file);
         if (source) {
-            push_module(L, "sbot.store", "check_key");
+            sbot_push_require(L, "sbot.store", "check_key");
             lua_pushstring(L, source);
             lua_call(L, 1, 2);
             if (!lua_toboolean(L, -2))
                 return luaL_error(L, "artifacts[%d].source: %s", (int)i, lua_tostring(L, -1));
             lua_pop(L, 2);
-            set_str(L, e, "source", source);
+            sbot_set_str(L, e, "source", source);
             lua_pushfstring(L, "%s%s", px, source);
         } else {
             lua_pushfstring(L, "%s%s", px, key);
         }
-        set_top(L, e, "private_object");
+        sbot_set_top(L, e, "private_object");
         lua_getfield(L, a, "presign");
-        set_top(L, e, "presign");
+        sbot_set_top(L, e, "presign");
         lua_getfield(L, a, "warning");
-        set_top(L, e, "warning");
+        sbot_set_top(L, e, "warning");
         lua_getfield(L, a, "content_type");
-        set_top(L, e, "content_type");
+        sbot_set_top(L, e, "content_type");
         lua_getfield(L, a, "metadata");
-        set_top(L, e, "metadata");
+        sbot_set_top(L, e, "metadata");
         int under = 0;
         for (lua_Integer k = 1; k <= np; k++) {
             lua_rawgeti(L, pubs, k);
@@ -354,44 +304,44 @@ static int s3_open(lua_State *L)
                                      "would not let anyone read it", (int)i, key);
         }
         lua_pop(L, 1);
-        set_bool(L, e, "publish", publish);
+        sbot_set_bool(L, e, "publish", publish);
         /* the published copies of earlier builds this one replaces (index
          * entries under this prefix): unpublished but for keep_previous */
-        const char *sup = field_str(L, a, "supersedes");
+        const char *sup = sbot_field_tostr(L, a, "supersedes");
         if (sup) {
             size_t sl = strlen(sup);
             if (sl < 2 || sup[sl - 1] != '/')
                 return luaL_error(L, "artifacts[%d].supersedes: expected a key prefix ending in '/' (e.g. "
                                      "\"isos/openshift/lab/\"), got \"%s\"", (int)i, sup);
-            push_module(L, "sbot.store", "check_key");
+            sbot_push_require(L, "sbot.store", "check_key");
             lua_pushlstring(L, sup, sl - 1);
             lua_call(L, 1, 2);
             if (!lua_toboolean(L, -2))
                 return luaL_error(L, "artifacts[%d].supersedes: %s", (int)i, lua_tostring(L, -1));
             lua_pop(L, 2);
-            set_str(L, e, "supersedes", sup);
+            sbot_set_str(L, e, "supersedes", sup);
         }
         lua_getfield(L, a, "keep_previous");
         if (!lua_isnil(L, -1) && (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0))
             return luaL_error(L, "artifacts[%d].keep_previous: expected an integer >= 0", (int)i);
-        set_int(L, e, "keep_previous", lua_tointeger(L, -1));
+        sbot_set_int(L, e, "keep_previous", lua_tointeger(L, -1));
         lua_pop(L, 1);
         lua_rawseti(L, arts, i);
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
-    set_top(L, res, "artifacts");
+    sbot_set_top(L, res, "artifacts");
 
     lua_getfield(L, cfg, "lifecycle");
-    set_top(L, res, "lifecycle");
+    sbot_set_top(L, res, "lifecycle");
     lua_getfield(L, cfg, "upload_lease");
-    set_top(L, res, "upload_lease");
+    sbot_set_top(L, res, "upload_lease");
     lua_getfield(L, site, "tls");
-    set_top(L, res, "tls");
+    sbot_set_top(L, res, "tls");
     lua_newtable(L);
-    set_top(L, res, "hashes");
+    sbot_set_top(L, res, "hashes");
     lua_newtable(L);
-    set_top(L, res, "applied");
+    sbot_set_top(L, res, "applied");
     lua_pushvalue(L, res);
     return 1;
 }
@@ -403,12 +353,12 @@ static void discover_bucket(lua_State *L, int client, const char *name, int want
 {
     lua_createtable(L, 0, 6);
     int t = lua_gettop(L);
-    set_str(L, t, "name", name);
+    sbot_set_str(L, t, "name", name);
     int a = args_bk(L, name, NULL);
     if (!call_method(L, client, "head_bucket", a)) {
         const char *code = fail_code(L);
         if (strcmp(code, "NoSuchBucket") == 0) {
-            set_bool(L, t, "exists", 0);
+            sbot_set_bool(L, t, "exists", 0);
             lua_pop(L, 4);
             return;
         }
@@ -420,19 +370,19 @@ static void discover_bucket(lua_State *L, int client, const char *name, int want
         raise_call(L, name);
     }
     lua_pop(L, 3);
-    set_bool(L, t, "exists", 1);
+    sbot_set_bool(L, t, "exists", 1);
     if (!call_method(L, client, "get_bucket_versioning", a))
         raise_call(L, name);
     lua_getfield(L, -3, "status");
-    set_top(L, t, "versioning");
+    sbot_set_top(L, t, "versioning");
     lua_pop(L, 3);
     if (want_policy) {
         if (call_method(L, client, "get_bucket_policy", a)) {
-            set_str(L, t, "policy_text", lua_tostring(L, -3));
+            sbot_set_str(L, t, "policy_text", lua_tostring(L, -3));
             json_decode(L, lua_tostring(L, -3));
             if (!lua_istable(L, -1))
                 luaL_error(L, "bucket %s: its policy is not JSON", name);
-            set_top(L, t, "policy");
+            sbot_set_top(L, t, "policy");
         } else if (strcmp(fail_code(L), "NoSuchBucketPolicy") != 0) {
             raise_call(L, name);
         }
@@ -441,7 +391,7 @@ static void discover_bucket(lua_State *L, int client, const char *name, int want
     if (call_method(L, client, "get_bucket_lifecycle", a)) {
         lua_pushvalue(L, -3);
         json_array(L);
-        set_top(L, t, "lifecycle");
+        sbot_set_top(L, t, "lifecycle");
     } else if (strcmp(fail_code(L), "NoSuchLifecycleConfiguration") != 0) {
         raise_call(L, name);
     }
@@ -458,25 +408,25 @@ static void discover_object(lua_State *L, int client, const char *bucket, const 
     if (!call_method(L, client, "head_object", a)) {
         if (strcmp(fail_code(L), "NoSuchKey") != 0 && strcmp(fail_code(L), "NoSuchBucket") != 0)
             raise_call(L, key);
-        set_bool(L, t, "exists", 0);
+        sbot_set_bool(L, t, "exists", 0);
         lua_pop(L, 4);
         return;
     }
     int h = lua_gettop(L) - 2;
-    set_bool(L, t, "exists", 1);
+    sbot_set_bool(L, t, "exists", 1);
     lua_getfield(L, h, "size");
-    set_top(L, t, "size");
+    sbot_set_top(L, t, "size");
     lua_getfield(L, h, "etag");
-    set_top(L, t, "etag");
+    sbot_set_top(L, t, "etag");
     lua_getfield(L, h, "version_id");
-    set_top(L, t, "version_id");
+    sbot_set_top(L, t, "version_id");
     lua_getfield(L, h, "content_type");
-    set_top(L, t, "content_type");
+    sbot_set_top(L, t, "content_type");
     lua_getfield(L, h, "metadata");
     lua_getfield(L, -1, "sbot-sha256");
-    set_top(L, t, "sha256");
+    sbot_set_top(L, t, "sha256");
     lua_getfield(L, -1, "sbot-source-version-id");
-    set_top(L, t, "source_version_id");
+    sbot_set_top(L, t, "source_version_id");
     lua_pop(L, 1);
     lua_pop(L, 4);
 }
@@ -485,21 +435,21 @@ static void discover_object(lua_State *L, int client, const char *bucket, const 
  * its key and object (and private object, for a file). Returns the key. */
 static const char *resolve_key(lua_State *L, int res, int e, const char *sha)
 {
-    const char *key = field_str(L, e, "key");
+    const char *key = sbot_field_tostr(L, e, "key");
     if (!strstr(key, "{sha256}"))
         return key;
-    push_module(L, "string", "gsub");
+    sbot_push_require(L, "string", "gsub");
     lua_pushstring(L, key);
     lua_pushliteral(L, "{sha256}");
     lua_pushstring(L, sha);
     lua_call(L, 3, 1);
-    set_top(L, e, "key");
-    key = field_str(L, e, "key");
-    lua_pushfstring(L, "%s%s", field_str(L, res, "prefix"), key);
-    set_top(L, e, "object");
-    if (!field_str(L, e, "source")) {
+    sbot_set_top(L, e, "key");
+    key = sbot_field_tostr(L, e, "key");
+    lua_pushfstring(L, "%s%s", sbot_field_tostr(L, res, "prefix"), key);
+    sbot_set_top(L, e, "object");
+    if (!sbot_field_tostr(L, e, "source")) {
         lua_getfield(L, e, "object");
-        set_top(L, e, "private_object");
+        sbot_set_top(L, e, "private_object");
     }
     return key;
 }
@@ -529,7 +479,7 @@ static void key_versions(lua_State *L, int client, const char *bucket, const cha
     lua_newtable(L);
     int out = lua_gettop(L), n = 0;
     int a = args_bk(L, bucket, NULL);
-    set_str(L, a, "prefix", key);
+    sbot_set_str(L, a, "prefix", key);
     lua_getfield(L, client, "list_object_versions");
     lua_pushvalue(L, client);
     lua_pushvalue(L, a);
@@ -545,29 +495,29 @@ static void key_versions(lua_State *L, int client, const char *bucket, const cha
         if (!lua_toboolean(L, -3))
             luaL_error(L, "listing the versions of s3://%s/%s: %s", bucket, key, luaL_optstring(L, -2, "?"));
         int v = lua_gettop(L) - 2;
-        if (strcmp(field_str(L, v, "key"), key) == 0) {
+        if (strcmp(sbot_field_tostr(L, v, "key"), key) == 0) {
             lua_createtable(L, 0, 5);
             int r = lua_gettop(L);
             lua_getfield(L, v, "version_id");
-            set_top(L, r, "version_id");
+            sbot_set_top(L, r, "version_id");
             lua_getfield(L, v, "is_latest");
-            set_top(L, r, "is_latest");
+            sbot_set_top(L, r, "is_latest");
             lua_getfield(L, v, "delete_marker");
             int marker = lua_toboolean(L, -1);
-            set_top(L, r, "delete_marker");
+            sbot_set_top(L, r, "delete_marker");
             if (!marker) {
                 int h = args_bk(L, bucket, key);
                 lua_getfield(L, v, "version_id");
-                set_top(L, h, "version_id");
+                sbot_set_top(L, h, "version_id");
                 if (!call_method(L, client, "head_object", h))
-                    luaL_error(L, "HEAD s3://%s/%s (version %s): %s", bucket, key, field_str(L, r, "version_id"),
+                    luaL_error(L, "HEAD s3://%s/%s (version %s): %s", bucket, key, sbot_field_tostr(L, r, "version_id"),
                                luaL_optstring(L, -2, "?"));
                 lua_getfield(L, -3, "metadata");
                 lua_getfield(L, -1, "sbot-sha256");
-                set_top(L, r, "sha256");
+                sbot_set_top(L, r, "sha256");
                 lua_pop(L, 1);
                 lua_getfield(L, -3, "content_type");
-                set_top(L, r, "content_type");
+                sbot_set_top(L, r, "content_type");
                 lua_pop(L, 4);
             }
             lua_rawseti(L, out, ++n);
@@ -614,7 +564,7 @@ static void discover_superseded(lua_State *L, int res, int d, int client, const 
         int top = lua_gettop(L);
         lua_rawgeti(L, cfga, i);
         int ca = top + 1;
-        const char *sup = field_str(L, ca, "supersedes");
+        const char *sup = sbot_field_tostr(L, ca, "supersedes");
         if (!sup) {
             lua_settop(L, top);
             continue;
@@ -623,7 +573,7 @@ static void discover_superseded(lua_State *L, int res, int d, int client, const 
         lua_Integer keep = lua_tointeger(L, -1);
         lua_pop(L, 1);
         lua_rawgeti(L, arts, i);
-        const char *by = field_str(L, top + 2, "key");
+        const char *by = sbot_field_tostr(L, top + 2, "key");
         lua_newtable(L);
         int cands = lua_gettop(L), nc = 0;
         lua_pushnil(L);
@@ -635,7 +585,7 @@ static void discover_superseded(lua_State *L, int res, int d, int client, const 
                 int taken = lua_gettable(L, seen) != LUA_TNIL;
                 lua_pop(L, 1);
                 if (!taken && lua_getfield(L, ent, "public") == LUA_TTABLE) {
-                    const char *pb = field_str(L, -1, "bucket"), *pk = field_str(L, -1, "key");
+                    const char *pb = sbot_field_tostr(L, -1, "bucket"), *pk = sbot_field_tostr(L, -1, "key");
                     if (pb && pk && strcmp(pb, pub) == 0) {
                         lua_pushvalue(L, ent - 1);
                         lua_rawseti(L, cands, ++nc);
@@ -644,7 +594,7 @@ static void discover_superseded(lua_State *L, int res, int d, int client, const 
             }
             lua_settop(L, ent - 1);
         }
-        push_module(L, "table", "sort");
+        sbot_push_require(L, "table", "sort");
         lua_pushvalue(L, cands);
         lua_pushvalue(L, objs);
         lua_pushcclosure(L, newer_first, 1);
@@ -661,24 +611,24 @@ static void discover_superseded(lua_State *L, int res, int d, int client, const 
             int pe = lua_gettop(L);
             lua_createtable(L, 0, 12);
             int r = lua_gettop(L);
-            set_str(L, r, "key", key);
-            set_str(L, r, "by", by);
-            const char *pk = field_str(L, pe, "key");
-            set_str(L, r, "public_key", pk);
+            sbot_set_str(L, r, "key", key);
+            sbot_set_str(L, r, "by", by);
+            const char *pk = sbot_field_tostr(L, pe, "key");
+            sbot_set_str(L, r, "public_key", pk);
             lua_getfield(L, pe, "url");
-            set_top(L, r, "url");
-            const char *sha = field_str(L, ent, "sha256");
-            set_str(L, r, "sha256", sha);
+            sbot_set_top(L, r, "url");
+            const char *sha = sbot_field_tostr(L, ent, "sha256");
+            sbot_set_str(L, r, "sha256", sha);
             lua_getfield(L, ent, "updated");
-            set_top(L, r, "updated");
+            sbot_set_top(L, r, "updated");
             lua_createtable(L, 0, 3);
             lua_getfield(L, ent, "bucket");
-            set_top(L, -2, "bucket");
+            sbot_set_top(L, -2, "bucket");
             lua_getfield(L, ent, "object");
-            set_top(L, -2, "object");
+            sbot_set_top(L, -2, "object");
             lua_getfield(L, ent, "version_id");
-            set_top(L, -2, "version_id");
-            set_top(L, r, "source");
+            sbot_set_top(L, -2, "version_id");
+            sbot_set_top(L, r, "source");
             const char *action, *why = NULL;
             int current = 0; /* the key shows sbot's copy: what an undo puts back */
             if (j <= keep) {
@@ -706,14 +656,14 @@ static void discover_superseded(lua_State *L, int res, int d, int client, const 
                     lua_getfield(L, -1, "delete_marker");
                     int marker = lua_toboolean(L, -1);
                     lua_pop(L, 1);
-                    const char *vsha = field_str(L, -1, "sha256");
+                    const char *vsha = sbot_field_tostr(L, -1, "sha256");
                     int ours = !marker && vsha && sha && strcmp(vsha, sha) == 0;
                     lua_getfield(L, -1, "is_latest");
                     if (ours && lua_toboolean(L, -1))
                         current = 1;
                     lua_pop(L, 1);
                     if (!marker)
-                        set_bool(L, -1, "ours", ours);
+                        sbot_set_bool(L, -1, "ours", ours);
                     if (!marker) {
                         data++;
                         if (!ours)
@@ -721,13 +671,13 @@ static void discover_superseded(lua_State *L, int res, int d, int client, const 
                     }
                     if (ours) {
                         lua_createtable(L, 0, 2);
-                        set_str(L, -1, "key", pk);
+                        sbot_set_str(L, -1, "key", pk);
                         lua_getfield(L, -2, "version_id");
-                        set_top(L, -2, "version_id");
+                        sbot_set_top(L, -2, "version_id");
                         lua_rawseti(L, del, ++ndel);
-                        if (field_str(L, -1, "content_type")) {
+                        if (sbot_field_tostr(L, -1, "content_type")) {
                             lua_getfield(L, -1, "content_type");
-                            set_top(L, r, "content_type");
+                            sbot_set_top(L, r, "content_type");
                         }
                     }
                     lua_pop(L, 1);
@@ -741,17 +691,17 @@ static void discover_superseded(lua_State *L, int res, int d, int client, const 
                         lua_getfield(L, -1, "delete_marker");
                         if (lua_toboolean(L, -1)) {
                             lua_createtable(L, 0, 2);
-                            set_str(L, -1, "key", pk);
+                            sbot_set_str(L, -1, "key", pk);
                             lua_getfield(L, -3, "version_id");
-                            set_top(L, -2, "version_id");
+                            sbot_set_top(L, -2, "version_id");
                             lua_rawseti(L, del, ++ndel);
                         }
                         lua_pop(L, 2);
                     }
                 }
                 lua_pushvalue(L, vs);
-                set_top(L, r, "versions");
-                set_int(L, r, "others", theirs);
+                sbot_set_top(L, r, "versions");
+                sbot_set_int(L, r, "others", theirs);
                 if (data - theirs > 0) {
                     action = "unpublish";
                     why = theirs ? "sbot's versions of the key are deleted; other versions are not sbot's and are "
@@ -760,7 +710,7 @@ static void discover_superseded(lua_State *L, int res, int d, int client, const 
                                    "would only hide the data behind a delete marker)";
                     lua_pushvalue(L, del);
                     json_array(L);
-                    set_top(L, r, "delete");
+                    sbot_set_top(L, r, "delete");
                 } else if (data == 0) {
                     action = ndel ? "unpublish" : "gone";
                     why = ndel ? "only delete markers are left under the key: they are removed"
@@ -768,7 +718,7 @@ static void discover_superseded(lua_State *L, int res, int d, int client, const 
                     if (ndel) {
                         lua_pushvalue(L, del);
                         json_array(L);
-                        set_top(L, r, "delete");
+                        sbot_set_top(L, r, "delete");
                     }
                 } else {
                     action = "left";
@@ -781,7 +731,7 @@ static void discover_superseded(lua_State *L, int res, int d, int client, const 
                 lua_getfield(L, o, "exists");
                 int exists = lua_toboolean(L, -1);
                 lua_pop(L, 1);
-                const char *osha = field_str(L, o, "sha256");
+                const char *osha = sbot_field_tostr(L, o, "sha256");
                 if (!exists) {
                     action = "gone";
                     why = "the public copy no longer exists";
@@ -790,16 +740,16 @@ static void discover_superseded(lua_State *L, int res, int d, int client, const 
                     current = 1;
                     why = "the public bucket is not versioned: deleting the key removes the data";
                     lua_getfield(L, o, "content_type");
-                    set_top(L, r, "content_type");
+                    sbot_set_top(L, r, "content_type");
                 } else {
                     action = "left";
                     why = "the object at that key is not the copy sbot published (its sbot-sha256 is not the "
                           "index entry's): left alone";
                 }
             }
-            set_str(L, r, "action", action);
-            set_str(L, r, "why", why);
-            set_bool(L, r, "current", current);
+            sbot_set_str(L, r, "action", action);
+            sbot_set_str(L, r, "why", why);
+            sbot_set_bool(L, r, "current", current);
             lua_pushvalue(L, r);
             lua_rawseti(L, out, ++n);
             lua_settop(L, base);
@@ -817,26 +767,26 @@ static int s3_discover(lua_State *L)
     int res = 2;
     lua_getfield(L, res, "client");
     int client = lua_gettop(L);
-    const char *bucket = field_str(L, res, "bucket");
-    const char *pub = field_str(L, res, "public_bucket");
-    const char *prefix = field_str(L, res, "prefix");
+    const char *bucket = sbot_field_tostr(L, res, "bucket");
+    const char *pub = sbot_field_tostr(L, res, "public_bucket");
+    const char *prefix = sbot_field_tostr(L, res, "prefix");
     lua_newtable(L);
     int d = lua_gettop(L);
     lua_getfield(L, client, "endpoint");
-    set_top(L, d, "endpoint");
+    sbot_set_top(L, d, "endpoint");
     lua_getfield(L, client, "region");
-    set_top(L, d, "region");
-    set_str(L, d, "prefix", prefix);
+    sbot_set_top(L, d, "region");
+    sbot_set_str(L, d, "prefix", prefix);
 
     /* endpoint reachable and signing accepted (a transport failure or a
      * refused signature fails discover, naming which) */
     lua_createtable(L, 0, 2);
     discover_bucket(L, client, bucket, 0);
-    set_top(L, -2, "private");
+    sbot_set_top(L, -2, "private");
     discover_bucket(L, client, pub, 1);
-    set_top(L, -2, "public");
-    set_top(L, d, "buckets");
-    set_bool(L, d, "reachable", 1);
+    sbot_set_top(L, -2, "public");
+    sbot_set_top(L, d, "buckets");
+    sbot_set_bool(L, d, "reachable", 1);
     lua_getfield(L, d, "buckets");
     lua_getfield(L, -1, "private");
     int priv_exists = (lua_getfield(L, -1, "exists"), lua_toboolean(L, -1));
@@ -848,25 +798,25 @@ static int s3_discover(lua_State *L)
     /* the index: content and ETag */
     lua_createtable(L, 0, 4);
     int idx = lua_gettop(L);
-    set_str(L, idx, "key", field_str(L, res, "index_key"));
-    set_bool(L, idx, "exists", 0);
+    sbot_set_str(L, idx, "key", sbot_field_tostr(L, res, "index_key"));
+    sbot_set_bool(L, idx, "exists", 0);
     if (priv_exists) {
-        int a = args_bk(L, bucket, field_str(L, res, "index_key"));
+        int a = args_bk(L, bucket, sbot_field_tostr(L, res, "index_key"));
         if (call_method(L, client, "get_object", a)) {
             int g = lua_gettop(L) - 2;
-            set_bool(L, idx, "exists", 1);
+            sbot_set_bool(L, idx, "exists", 1);
             lua_getfield(L, g, "etag");
-            set_top(L, idx, "etag");
+            sbot_set_top(L, idx, "etag");
             lua_getfield(L, g, "body");
             json_decode(L, lua_tostring(L, -1));
             if (!lua_istable(L, -1))
                 return luaL_error(L, "the index s3://%s/%s is not JSON: sbot will not overwrite it",
-                                  bucket, field_str(L, res, "index_key"));
-            push_module(L, "sbot.store", "normalise_index");
+                                  bucket, sbot_field_tostr(L, res, "index_key"));
+            sbot_push_require(L, "sbot.store", "normalise_index");
             lua_insert(L, -2);
             lua_call(L, 1, 1);
             lua_getfield(L, -1, "objects");
-            set_top(L, idx, "objects");
+            sbot_set_top(L, idx, "objects");
             lua_pop(L, 2);
         } else if (strcmp(fail_code(L), "NoSuchKey") != 0) {
             raise_call(L, "the index");
@@ -875,10 +825,10 @@ static int s3_discover(lua_State *L)
     }
     if (lua_getfield(L, idx, "objects") == LUA_TNIL) {
         lua_newtable(L);
-        set_top(L, idx, "objects");
+        sbot_set_top(L, idx, "objects");
     }
     lua_pop(L, 1);
-    set_top(L, d, "index");
+    sbot_set_top(L, d, "index");
 
     /* the objects under the prefix (one listing, 1000 keys a page): what the
      * index entries must match */
@@ -886,7 +836,7 @@ static int s3_discover(lua_State *L)
     int listing = lua_gettop(L);
     if (priv_exists) {
         int a = args_bk(L, bucket, NULL);
-        set_str(L, a, "prefix", prefix);
+        sbot_set_str(L, a, "prefix", prefix);
         if (!call_method(L, client, "list_objects_all", a))
             raise_call(L, "listing the private bucket");
         int list = lua_gettop(L) - 2;
@@ -895,9 +845,9 @@ static int s3_discover(lua_State *L)
             lua_rawgeti(L, list, i);
             lua_createtable(L, 0, 2);
             lua_getfield(L, -2, "size");
-            set_top(L, -2, "size");
+            sbot_set_top(L, -2, "size");
             lua_getfield(L, -2, "etag");
-            set_top(L, -2, "etag");
+            sbot_set_top(L, -2, "etag");
             lua_getfield(L, -2, "key");
             lua_insert(L, -2);
             lua_settable(L, listing);
@@ -919,8 +869,8 @@ static int s3_discover(lua_State *L)
     for (lua_Integer i = 1; i <= na; i++) {
         lua_rawgeti(L, cfga, i);
         int e = lua_gettop(L);
-        const char *key = field_str(L, e, "key");
-        const char *source = field_str(L, e, "source");
+        const char *key = sbot_field_tostr(L, e, "key");
+        const char *source = sbot_field_tostr(L, e, "source");
         lua_createtable(L, 0, 12);
         int t = lua_gettop(L);
         /* the bytes first: their SHA-256 may be part of the key ({sha256}) */
@@ -932,24 +882,24 @@ static int s3_discover(lua_State *L)
             /* stored already: its size and SHA-256 (the store's metadata) are
              * what the public copy must have; not there yet = an earlier step
              * of this run stores it (--plan), published once it is */
-            const char *pobject = field_str(L, e, "private_object");
+            const char *pobject = sbot_field_tostr(L, e, "private_object");
             if (priv_exists)
                 discover_object(L, client, bucket, pobject);
             else {
                 lua_createtable(L, 0, 1);
-                set_bool(L, -1, "exists", 0);
+                sbot_set_bool(L, -1, "exists", 0);
             }
             lua_replace(L, pv);
-            set_str(L, t, "source", source);
+            sbot_set_str(L, t, "source", source);
             lua_pushfstring(L, "s3://%s/%s", bucket, pobject);
-            set_top(L, t, "source_url");
+            sbot_set_top(L, t, "source_url");
             lua_getfield(L, pv, "exists");
             int there = lua_toboolean(L, -1);
             lua_pop(L, 1);
             if (!there) {
-                set_bool(L, t, "pending", 1);
+                sbot_set_bool(L, t, "pending", 1);
             } else {
-                sha = field_str(L, pv, "sha256");
+                sha = sbot_field_tostr(L, pv, "sha256");
                 if (!sha)
                     return luaL_error(L, "artifact %s: the source s3://%s/%s has no sbot-sha256 metadata (it was "
                                          "not stored by sbot): sbot publishes only what it can check", key, bucket,
@@ -959,7 +909,7 @@ static int s3_discover(lua_State *L)
             }
         } else {
             lua_createtable(L, 0, 1);
-            set_str(L, -1, "file", field_str(L, e, "file"));
+            sbot_set_str(L, -1, "file", sbot_field_tostr(L, e, "file"));
             int ha = lua_gettop(L);
             /* hashing a large file (an ISO) takes a while: a wait of sbot.progress */
             char wait[256];
@@ -970,13 +920,13 @@ static int s3_discover(lua_State *L)
             if (!hashed)
                 return luaL_error(L, "artifact %s: %s", key, luaL_optstring(L, -2, "cannot read the file"));
             lua_pushvalue(L, -3);
-            set_top(L, e, "hash");
+            sbot_set_top(L, e, "hash");
             lua_getfield(L, -3, "size");
             size = lua_tointeger(L, -1);
             lua_pop(L, 1);
             lua_getfield(L, -3, "sha256");
-            set_top(L, e, "sha256");
-            sha = field_str(L, e, "sha256");
+            sbot_set_top(L, e, "sha256");
+            sha = sbot_field_tostr(L, e, "sha256");
             lua_pop(L, 4);
         }
         /* a key naming {sha256} (a content-addressed, unguessable key): the
@@ -988,31 +938,31 @@ static int s3_discover(lua_State *L)
             lua_getfield(L, e, "hash");
             lua_setfield(L, hashes, key);
         }
-        const char *object = field_str(L, e, "object");
-        const char *pobject = field_str(L, e, "private_object");
+        const char *object = sbot_field_tostr(L, e, "object");
+        const char *pobject = sbot_field_tostr(L, e, "private_object");
         if (!source) {
             if (priv_exists)
                 discover_object(L, client, bucket, pobject);
             else {
                 lua_createtable(L, 0, 1);
-                set_bool(L, -1, "exists", 0);
+                sbot_set_bool(L, -1, "exists", 0);
             }
             lua_replace(L, pv);
         }
-        set_str(L, t, "key", key);
-        set_str(L, t, "object", object);
-        set_str(L, t, "private_object", pobject);
-        set_str(L, t, "file", field_str(L, e, "file"));
+        sbot_set_str(L, t, "key", key);
+        sbot_set_str(L, t, "object", object);
+        sbot_set_str(L, t, "private_object", pobject);
+        sbot_set_str(L, t, "file", sbot_field_tostr(L, e, "file"));
         lua_getfield(L, e, "publish");
-        set_top(L, t, "publish");
+        sbot_set_top(L, t, "publish");
         lua_getfield(L, e, "warning");
-        set_top(L, t, "warning");
+        sbot_set_top(L, t, "warning");
         if (sha) {
-            set_str(L, t, "sha256", sha);
-            set_int(L, t, "size", size);
+            sbot_set_str(L, t, "sha256", sha);
+            sbot_set_int(L, t, "size", size);
         }
         lua_pushvalue(L, pv);
-        set_top(L, t, "private");
+        sbot_set_top(L, t, "private");
         lua_pop(L, 1); /* pv */
         lua_getfield(L, e, "presign");
         lua_Integer presign = lua_tointeger(L, -1);
@@ -1022,12 +972,12 @@ static int s3_discover(lua_State *L)
              * query string, at the readers' address; it expires */
             lua_getfield(L, res, "reader");
             int ua = args_bk(L, bucket, pobject);
-            set_int(L, ua, "expires", presign);
+            sbot_set_int(L, ua, "expires", presign);
             call_method(L, lua_gettop(L) - 1, "presign", ua);
             lua_pop(L, 2);
-            set_top(L, t, "presigned_url");
+            sbot_set_top(L, t, "presigned_url");
             lua_pop(L, 2);
-            set_int(L, t, "presign_expires", presign);
+            sbot_set_int(L, t, "presign_expires", presign);
         }
         lua_getfield(L, t, "publish");
         int publish = lua_toboolean(L, -1);
@@ -1037,15 +987,15 @@ static int s3_discover(lua_State *L)
                 discover_object(L, client, pub, object);
             else {
                 lua_createtable(L, 0, 1);
-                set_bool(L, -1, "exists", 0);
+                sbot_set_bool(L, -1, "exists", 0);
             }
-            set_top(L, t, "public");
+            sbot_set_top(L, t, "public");
             /* where anonymous readers fetch it (plain, unsigned) */
             lua_getfield(L, res, "reader");
             int ua = args_bk(L, pub, object);
             call_method(L, lua_gettop(L) - 1, "object_url", ua);
             lua_pop(L, 2);
-            set_top(L, t, "public_url");
+            sbot_set_top(L, t, "public_url");
             lua_pop(L, 2);
         }
         /* the URL readers are given: presigned when asked, else the public one */
@@ -1053,13 +1003,13 @@ static int s3_discover(lua_State *L)
             lua_pop(L, 1);
             lua_getfield(L, t, "public_url");
         }
-        set_top(L, t, "url");
+        sbot_set_top(L, t, "url");
         lua_rawseti(L, arts, i);
         lua_pop(L, 1);
     }
     lua_pop(L, 2);
     json_array(L);
-    set_top(L, d, "artifacts");
+    sbot_set_top(L, d, "artifacts");
 
     /* published copies of earlier builds that this run's artifacts supersede */
     {
@@ -1071,7 +1021,7 @@ static int s3_discover(lua_State *L)
         discover_superseded(L, res, d, client, pub, pub_exists, versioned);
         lua_pushvalue(L, -1);
         lua_setfield(L, res, "superseded");
-        set_top(L, d, "superseded");
+        sbot_set_top(L, d, "superseded");
     }
 
     /* unfinished multipart uploads under our prefix, in both buckets */
@@ -1083,20 +1033,20 @@ static int s3_discover(lua_State *L)
         if (!(b ? pub_exists : priv_exists))
             continue;
         int a = args_bk(L, name, NULL);
-        set_str(L, a, "prefix", prefix);
+        sbot_set_str(L, a, "prefix", prefix);
         if (!call_method(L, client, "list_multipart_uploads", a))
             raise_call(L, name);
         int list = lua_gettop(L) - 2;
         lua_Integer n = luaL_len(L, list);
         for (lua_Integer i = 1; i <= n; i++) {
             lua_rawgeti(L, list, i);
-            set_str(L, -1, "bucket", name);
+            sbot_set_str(L, -1, "bucket", name);
             lua_rawseti(L, ups, ++nu);
         }
         lua_pop(L, 4);
     }
     json_array(L);
-    set_top(L, d, "uploads");
+    sbot_set_top(L, d, "uploads");
     lua_pushvalue(L, d);
     return 1;
 }
@@ -1141,10 +1091,10 @@ static int anonymous_allow(lua_State *L, int st)
  * published prefixes only). Pushes the removed statements' Sids too. */
 static void push_desired_policy(lua_State *L, int res, int current)
 {
-    const char *pub = field_str(L, res, "public_bucket");
+    const char *pub = sbot_field_tostr(L, res, "public_bucket");
     lua_createtable(L, 0, 2);
     int pol = lua_gettop(L);
-    set_str(L, pol, "Version", "2012-10-17");
+    sbot_set_str(L, pol, "Version", "2012-10-17");
     lua_newtable(L);
     int sts = lua_gettop(L);
     int n = 0;
@@ -1187,20 +1137,20 @@ static void push_desired_policy(lua_State *L, int res, int current)
     /* ours */
     lua_createtable(L, 0, 5);
     int st = lua_gettop(L);
-    set_str(L, st, "Sid", SID);
-    set_str(L, st, "Effect", "Allow");
+    sbot_set_str(L, st, "Sid", SID);
+    sbot_set_str(L, st, "Effect", "Allow");
     lua_createtable(L, 0, 1);
     lua_createtable(L, 1, 0);
     lua_pushliteral(L, "*");
     lua_rawseti(L, -2, 1);
     json_array(L);
     lua_setfield(L, -2, "AWS");
-    set_top(L, st, "Principal");
+    sbot_set_top(L, st, "Principal");
     lua_createtable(L, 1, 0);
     lua_pushliteral(L, "s3:GetObject");
     lua_rawseti(L, -2, 1);
     json_array(L);
-    set_top(L, st, "Action");
+    sbot_set_top(L, st, "Action");
     lua_newtable(L);
     lua_getfield(L, res, "publish");
     lua_Integer np = luaL_len(L, -1);
@@ -1212,13 +1162,13 @@ static void push_desired_policy(lua_State *L, int res, int current)
     }
     lua_pop(L, 1);
     json_array(L);
-    set_top(L, st, "Resource");
+    sbot_set_top(L, st, "Resource");
     lua_rawseti(L, sts, ++n);
     lua_pushvalue(L, sts);
     json_array(L);
     lua_pop(L, 1);
     lua_pushvalue(L, sts);
-    set_top(L, pol, "Statement");
+    sbot_set_top(L, pol, "Statement");
     lua_pushvalue(L, removed);
     json_array(L);
     lua_pop(L, 1);
@@ -1256,15 +1206,15 @@ static void push_desired_rules(lua_State *L, int res, int current, int private_b
         }
     }
     lua_createtable(L, 0, 5);
-    set_str(L, -1, "id", RULE_ID);
-    set_str(L, -1, "prefix", field_str(L, res, "prefix"));
-    set_str(L, -1, "status", "Enabled");
+    sbot_set_str(L, -1, "id", RULE_ID);
+    sbot_set_str(L, -1, "prefix", sbot_field_tostr(L, res, "prefix"));
+    sbot_set_str(L, -1, "status", "Enabled");
     lua_getfield(L, res, "lifecycle");
     lua_getfield(L, -1, "abort_multipart_days");
-    set_top(L, -3, "abort_multipart_days");
+    sbot_set_top(L, -3, "abort_multipart_days");
     if (private_bucket) {
         lua_getfield(L, -1, "noncurrent_days");
-        set_top(L, -3, "noncurrent_days");
+        sbot_set_top(L, -3, "noncurrent_days");
     }
     lua_pop(L, 1);
     lua_rawseti(L, rules, ++n);
@@ -1289,9 +1239,9 @@ static int new_change(lua_State *L, int plan, const char *kind, const char *acti
 {
     lua_createtable(L, 0, 8);
     int c = lua_gettop(L);
-    set_str(L, c, "kind", kind);
-    set_str(L, c, "action", action);
-    set_str(L, c, "reason", reason);
+    sbot_set_str(L, c, "kind", kind);
+    sbot_set_str(L, c, "action", action);
+    sbot_set_str(L, c, "reason", reason);
     lua_pushvalue(L, c);
     lua_rawseti(L, plan, (lua_Integer)lua_rawlen(L, plan) + 1);
     return c;
@@ -1303,28 +1253,28 @@ static void push_entry(lua_State *L, int res, int art, int priv, int pubo)
 {
     lua_createtable(L, 0, 8);
     int e = lua_gettop(L);
-    set_str(L, e, "key", field_str(L, art, "key"));
-    set_str(L, e, "bucket", field_str(L, res, "bucket"));
-    set_str(L, e, "object", field_str(L, art, "private_object"));
+    sbot_set_str(L, e, "key", sbot_field_tostr(L, art, "key"));
+    sbot_set_str(L, e, "bucket", sbot_field_tostr(L, res, "bucket"));
+    sbot_set_str(L, e, "object", sbot_field_tostr(L, art, "private_object"));
     lua_getfield(L, priv, "size");
-    set_top(L, e, "size");
+    sbot_set_top(L, e, "size");
     lua_getfield(L, priv, "sha256");
-    set_top(L, e, "sha256");
+    sbot_set_top(L, e, "sha256");
     lua_getfield(L, priv, "etag");
-    set_top(L, e, "etag");
+    sbot_set_top(L, e, "etag");
     lua_getfield(L, priv, "version_id");
-    set_top(L, e, "version_id");
+    sbot_set_top(L, e, "version_id");
     if (pubo) {
         lua_createtable(L, 0, 3);
-        set_str(L, -1, "bucket", field_str(L, res, "public_bucket"));
-        set_str(L, -1, "key", field_str(L, art, "object"));
+        sbot_set_str(L, -1, "bucket", sbot_field_tostr(L, res, "public_bucket"));
+        sbot_set_str(L, -1, "key", sbot_field_tostr(L, art, "object"));
         lua_getfield(L, res, "reader");
-        int a = args_bk(L, field_str(L, res, "public_bucket"), field_str(L, art, "object"));
+        int a = args_bk(L, sbot_field_tostr(L, res, "public_bucket"), sbot_field_tostr(L, art, "object"));
         call_method(L, -2, "object_url", a);
         lua_pop(L, 2);
-        set_top(L, -4, "url");
+        sbot_set_top(L, -4, "url");
         lua_pop(L, 2);
-        set_top(L, e, "public");
+        sbot_set_top(L, e, "public");
     }
 }
 
@@ -1361,8 +1311,8 @@ static int s3_plan(lua_State *L)
     int d = lua_gettop(L);
     lua_newtable(L);
     int plan = lua_gettop(L);
-    const char *bucket = field_str(L, res, "bucket");
-    const char *pub = field_str(L, res, "public_bucket");
+    const char *bucket = sbot_field_tostr(L, res, "bucket");
+    const char *pub = sbot_field_tostr(L, res, "public_bucket");
     lua_getfield(L, d, "buckets");
     lua_getfield(L, -1, "private");
     int bp = lua_gettop(L);
@@ -1376,8 +1326,8 @@ static int s3_plan(lua_State *L)
     if (!p_exists) {
         int c = new_change(L, plan, "bucket", "create", "the private bucket does not exist");
         lua_pushfstring(L, "s3://%s", bucket);
-        set_top(L, c, "resource");
-        set_str(L, c, "bucket", bucket);
+        sbot_set_top(L, c, "resource");
+        sbot_set_str(L, c, "bucket", bucket);
         lua_pop(L, 1);
     }
     lua_getfield(L, bp, "versioning");
@@ -1386,10 +1336,10 @@ static int s3_plan(lua_State *L)
         int c = new_change(L, plan, "versioning", ver ? "update" : "create",
                            "the private bucket keeps every version of what sbot stores");
         lua_pushfstring(L, "s3://%s?versioning", bucket);
-        set_top(L, c, "resource");
-        set_str(L, c, "bucket", bucket);
-        set_str(L, c, "before", ver);
-        set_str(L, c, "after", "Enabled");
+        sbot_set_top(L, c, "resource");
+        sbot_set_str(L, c, "bucket", bucket);
+        sbot_set_str(L, c, "before", ver);
+        sbot_set_str(L, c, "after", "Enabled");
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
@@ -1403,8 +1353,8 @@ static int s3_plan(lua_State *L)
             if (!q_exists) {
                 int c = new_change(L, plan, "bucket", "create", "the public bucket does not exist");
                 lua_pushfstring(L, "s3://%s", pub);
-                set_top(L, c, "resource");
-                set_str(L, c, "bucket", pub);
+                sbot_set_top(L, c, "resource");
+                sbot_set_str(L, c, "bucket", pub);
                 lua_pop(L, 1);
             }
             /* the policy: anonymous GetObject on the published prefixes only */
@@ -1415,7 +1365,7 @@ static int s3_plan(lua_State *L)
             if (!json_equal(L, cur, want)) {
                 const char *reason = "anonymous readers may GET the published prefixes, and nothing else";
                 if (lua_rawlen(L, removed) > 0) {
-                    push_module(L, "table", "concat");
+                    sbot_push_require(L, "table", "concat");
                     lua_pushvalue(L, removed);
                     lua_pushliteral(L, ", ");
                     lua_call(L, 2, 1);
@@ -1424,12 +1374,12 @@ static int s3_plan(lua_State *L)
                 }
                 int c = new_change(L, plan, "policy", lua_isnil(L, cur) ? "create" : "update", reason);
                 lua_pushfstring(L, "s3://%s?policy", pub);
-                set_top(L, c, "resource");
-                set_str(L, c, "bucket", pub);
+                sbot_set_top(L, c, "resource");
+                sbot_set_str(L, c, "bucket", pub);
                 lua_pushvalue(L, cur);
-                set_top(L, c, "before");
+                sbot_set_top(L, c, "before");
                 lua_pushvalue(L, want);
-                set_top(L, c, "after");
+                sbot_set_top(L, c, "after");
                 lua_settop(L, removed);
             }
             lua_settop(L, cur - 1);
@@ -1443,12 +1393,12 @@ static int s3_plan(lua_State *L)
                                  : "noncurrent versions expire after noncurrent_days; stale "
                                    "multipart uploads are removed after abort_multipart_days");
             lua_pushfstring(L, "s3://%s?lifecycle", name);
-            set_top(L, c, "resource");
-            set_str(L, c, "bucket", name);
+            sbot_set_top(L, c, "resource");
+            sbot_set_str(L, c, "bucket", name);
             lua_pushvalue(L, cur);
-            set_top(L, c, "before");
+            sbot_set_top(L, c, "before");
             lua_pushvalue(L, cur + 1);
-            set_top(L, c, "after");
+            sbot_set_top(L, c, "after");
         }
         lua_settop(L, cur - 1);
     }
@@ -1466,12 +1416,12 @@ static int s3_plan(lua_State *L)
     for (lua_Integer i = 1; i <= na; i++) {
         lua_rawgeti(L, arts, i);
         int a = lua_gettop(L);
-        const char *key = field_str(L, a, "key");
-        const char *sha = field_str(L, a, "sha256"); /* NULL: a source not stored yet */
-        const char *source = field_str(L, a, "source");
+        const char *key = sbot_field_tostr(L, a, "key");
+        const char *sha = sbot_field_tostr(L, a, "sha256"); /* NULL: a source not stored yet */
+        const char *source = sbot_field_tostr(L, a, "source");
         lua_getfield(L, a, "private");
         int priv = lua_gettop(L);
-        const char *have = field_str(L, priv, "sha256");
+        const char *have = sbot_field_tostr(L, priv, "sha256");
         /* a source is stored by someone else: never uploaded here */
         int upload = !source && (!have || strcmp(have, sha) != 0);
         int changed = upload;
@@ -1482,23 +1432,23 @@ static int s3_plan(lua_State *L)
             int c = new_change(L, plan, "upload", exists ? "update" : "create",
                                exists ? "the stored object's SHA-256 differs from the file's"
                                       : "not stored yet");
-            lua_pushfstring(L, "s3://%s/%s", bucket, field_str(L, a, "object"));
-            set_top(L, c, "resource");
-            set_str(L, c, "key", key);
+            lua_pushfstring(L, "s3://%s/%s", bucket, sbot_field_tostr(L, a, "object"));
+            sbot_set_top(L, c, "resource");
+            sbot_set_str(L, c, "key", key);
             if (exists) {
                 lua_createtable(L, 0, 2);
                 lua_getfield(L, priv, "sha256");
-                set_top(L, -2, "sha256");
+                sbot_set_top(L, -2, "sha256");
                 lua_getfield(L, priv, "size");
-                set_top(L, -2, "size");
-                set_top(L, c, "before");
+                sbot_set_top(L, -2, "size");
+                sbot_set_top(L, c, "before");
             }
             lua_createtable(L, 0, 3);
-            set_str(L, -1, "sha256", sha);
+            sbot_set_str(L, -1, "sha256", sha);
             lua_getfield(L, a, "size");
-            set_top(L, -2, "size");
-            set_str(L, -1, "file", field_str(L, a, "file"));
-            set_top(L, c, "after");
+            sbot_set_top(L, -2, "size");
+            sbot_set_str(L, -1, "file", sbot_field_tostr(L, a, "file"));
+            sbot_set_top(L, c, "after");
             lua_pop(L, 1);
         }
         int pubo = 0;
@@ -1508,7 +1458,7 @@ static int s3_plan(lua_State *L)
         if (publish) {
             lua_getfield(L, a, "public");
             pubo = lua_gettop(L);
-            const char *phave = field_str(L, pubo, "sha256");
+            const char *phave = sbot_field_tostr(L, pubo, "sha256");
             if (upload || !sha || !phave || strcmp(phave, sha) != 0) {
                 lua_getfield(L, pubo, "exists");
                 int exists = lua_toboolean(L, -1);
@@ -1518,36 +1468,36 @@ static int s3_plan(lua_State *L)
                 luaL_addstring(&why, "published: a server-side copy of the private object");
                 if (source) {
                     luaL_addstring(&why, " ");
-                    luaL_addstring(&why, field_str(L, a, "source_url"));
+                    luaL_addstring(&why, sbot_field_tostr(L, a, "source_url"));
                     if (!sha)
                         luaL_addstring(&why, ", once it is stored (it is not yet: an earlier step of "
                                              "the run stores it)");
                 }
-                const char *warning = field_str(L, a, "warning");
+                const char *warning = sbot_field_tostr(L, a, "warning");
                 if (warning) {
                     luaL_addstring(&why, ". WARNING: ");
                     luaL_addstring(&why, warning);
                 }
                 luaL_pushresult(&why);
                 int c = new_change(L, plan, "publish", exists ? "update" : "create", lua_tostring(L, -1));
-                lua_pushfstring(L, "s3://%s/%s", pub, field_str(L, a, "object"));
-                set_top(L, c, "resource");
-                set_str(L, c, "key", key);
+                lua_pushfstring(L, "s3://%s/%s", pub, sbot_field_tostr(L, a, "object"));
+                sbot_set_top(L, c, "resource");
+                sbot_set_str(L, c, "key", key);
                 if (exists) {
                     lua_createtable(L, 0, 2);
                     lua_getfield(L, pubo, "sha256");
-                    set_top(L, -2, "sha256");
+                    sbot_set_top(L, -2, "sha256");
                     lua_getfield(L, pubo, "source_version_id");
-                    set_top(L, -2, "source_version_id");
-                    set_top(L, c, "before");
+                    sbot_set_top(L, -2, "source_version_id");
+                    sbot_set_top(L, c, "before");
                 }
                 lua_createtable(L, 0, 3);
-                set_str(L, -1, "sha256", sha);
+                sbot_set_str(L, -1, "sha256", sha);
                 if (source)
-                    set_str(L, -1, "source", field_str(L, a, "source_url"));
+                    sbot_set_str(L, -1, "source", sbot_field_tostr(L, a, "source_url"));
                 lua_getfield(L, a, "public_url");
-                set_top(L, -2, "url");
-                set_top(L, c, "after");
+                sbot_set_top(L, -2, "url");
+                sbot_set_top(L, c, "after");
                 lua_pop(L, 2); /* the change, its reason */
                 changed = 1; /* the index entry changes too */
             }
@@ -1580,29 +1530,30 @@ static int s3_plan(lua_State *L)
     for (lua_Integer i = 1; i <= nsup; i++) {
         lua_rawgeti(L, sup, i);
         int r = lua_gettop(L);
-        const char *action = field_str(L, r, "action");
+        const char *action = sbot_field_tostr(L, r, "action");
         if (strcmp(action, "unpublish") == 0) {
             lua_pushfstring(L, "superseded by %s: the copy sbot published for an earlier build, still "
-                               "readable by anyone given its URL; %s", field_str(L, r, "by"), field_str(L, r, "why"));
+                               "readable by anyone given its URL; %s",
+                            sbot_field_tostr(L, r, "by"), sbot_field_tostr(L, r, "why"));
             int c = new_change(L, plan, "unpublish", "delete", lua_tostring(L, -1));
-            lua_pushfstring(L, "s3://%s/%s", pub, field_str(L, r, "public_key"));
-            set_top(L, c, "resource");
-            set_str(L, c, "key", field_str(L, r, "key"));
-            set_str(L, c, "bucket", pub);
-            set_str(L, c, "public_key", field_str(L, r, "public_key"));
+            lua_pushfstring(L, "s3://%s/%s", pub, sbot_field_tostr(L, r, "public_key"));
+            sbot_set_top(L, c, "resource");
+            sbot_set_str(L, c, "key", sbot_field_tostr(L, r, "key"));
+            sbot_set_str(L, c, "bucket", pub);
+            sbot_set_str(L, c, "public_key", sbot_field_tostr(L, r, "public_key"));
             lua_createtable(L, 0, 6);
             lua_getfield(L, r, "sha256");
-            set_top(L, -2, "sha256");
+            sbot_set_top(L, -2, "sha256");
             lua_getfield(L, r, "url");
-            set_top(L, -2, "url");
+            sbot_set_top(L, -2, "url");
             lua_getfield(L, r, "updated");
-            set_top(L, -2, "published");
+            sbot_set_top(L, -2, "published");
             lua_getfield(L, r, "source");
-            set_top(L, -2, "source");
+            sbot_set_top(L, -2, "source");
             lua_getfield(L, r, "content_type");
-            set_top(L, -2, "content_type");
+            sbot_set_top(L, -2, "content_type");
             lua_getfield(L, r, "current");
-            set_top(L, -2, "current");
+            sbot_set_top(L, -2, "current");
             if (lua_getfield(L, r, "delete") == LUA_TTABLE) {
                 lua_newtable(L);
                 lua_Integer nd = luaL_len(L, -2);
@@ -1613,10 +1564,10 @@ static int s3_plan(lua_State *L)
                     lua_pop(L, 1);
                 }
                 json_array(L);
-                set_top(L, -3, "versions");
+                sbot_set_top(L, -3, "versions");
             }
             lua_pop(L, 1);
-            set_top(L, c, "before");
+            sbot_set_top(L, c, "before");
             lua_pop(L, 2); /* the change, its reason */
         }
         if (strcmp(action, "unpublish") == 0 || strcmp(action, "gone") == 0) {
@@ -1671,19 +1622,19 @@ static int s3_plan(lua_State *L)
                            nstale ? "the index lists objects that are gone or were changed outside sbot"
                            : nchanged ? "the index lists every stored and published object"
                                       : "the index records the superseded copies as unpublished");
-        lua_pushfstring(L, "s3://%s/%s", bucket, field_str(L, res, "index_key"));
-        set_top(L, c, "resource");
+        lua_pushfstring(L, "s3://%s/%s", bucket, sbot_field_tostr(L, res, "index_key"));
+        sbot_set_top(L, c, "resource");
         lua_createtable(L, 0, 2);
         lua_pushvalue(L, entries_changed);
         json_array(L);
-        set_top(L, -2, "set");
+        sbot_set_top(L, -2, "set");
         lua_pushvalue(L, stale);
         json_array(L);
-        set_top(L, -2, "drop");
+        sbot_set_top(L, -2, "drop");
         lua_pushvalue(L, unpub);
         json_array(L);
-        set_top(L, -2, "unpublish");
-        set_top(L, c, "after");
+        sbot_set_top(L, -2, "unpublish");
+        sbot_set_top(L, c, "after");
         lua_pop(L, 1);
     }
     lua_pushvalue(L, plan);
@@ -1724,21 +1675,21 @@ static int upload_started(lua_State *L)
 {
     const char *id = luaL_checkstring(L, 1);
     int res = lua_upvalueindex(1);
-    push_module(L, "sbot.lease", "acquire");
+    sbot_push_require(L, "sbot.lease", "acquire");
     lua_getfield(L, res, "client");
     lua_createtable(L, 0, 6);
-    set_str(L, -1, "bucket", field_str(L, res, "bucket"));
-    lua_pushfstring(L, "%s%s.lease", field_str(L, res, "marker_prefix"), id);
-    set_top(L, -2, "key");
+    sbot_set_str(L, -1, "bucket", sbot_field_tostr(L, res, "bucket"));
+    lua_pushfstring(L, "%s%s.lease", sbot_field_tostr(L, res, "marker_prefix"), id);
+    sbot_set_top(L, -2, "key");
     lua_pushfstring(L, "multipart upload %s", id);
-    set_top(L, -2, "name");
+    sbot_set_top(L, -2, "name");
     lua_getfield(L, res, "upload_lease");
-    set_top(L, -2, "ttl");
+    sbot_set_top(L, -2, "ttl");
     lua_createtable(L, 0, 2);
     lua_pushvalue(L, lua_upvalueindex(2));
-    set_top(L, -2, "key");
-    set_str(L, -1, "upload_id", id);
-    set_top(L, -2, "holder");
+    sbot_set_top(L, -2, "key");
+    sbot_set_str(L, -1, "upload_id", id);
+    sbot_set_top(L, -2, "holder");
     lua_call(L, 2, 3);
     if (lua_isnil(L, -3))
         return luaL_error(L, "marking multipart upload %s as sbot's: %s", id, luaL_optstring(L, -2, "?"));
@@ -1781,29 +1732,29 @@ static int protected_put(lua_State *L)
 
 static void apply_upload(lua_State *L, int self, int change, int res)
 {
-    const char *key = field_str(L, change, "key");
+    const char *key = sbot_field_tostr(L, change, "key");
     push_artifact(L, self, res, key);
     int art = lua_gettop(L) - 1;
     lua_getfield(L, res, "client");
     int client = lua_gettop(L);
-    int a = args_bk(L, field_str(L, res, "bucket"), field_str(L, art, "object"));
-    set_str(L, a, "file", field_str(L, art, "file"));
+    int a = args_bk(L, sbot_field_tostr(L, res, "bucket"), sbot_field_tostr(L, art, "object"));
+    sbot_set_str(L, a, "file", sbot_field_tostr(L, art, "file"));
     /* an upload takes a while: a wait of sbot.progress (one for all its parts) */
-    lua_pushfstring(L, "upload %s", field_str(L, art, "object"));
-    set_top(L, a, "progress");
-    set_bool(L, a, "sha256_metadata", 1);
+    lua_pushfstring(L, "upload %s", sbot_field_tostr(L, art, "object"));
+    sbot_set_top(L, a, "progress");
+    sbot_set_bool(L, a, "sha256_metadata", 1);
     lua_getfield(L, art, "content_type");
-    set_top(L, a, "content_type");
+    sbot_set_top(L, a, "content_type");
     lua_getfield(L, art, "metadata");
-    set_top(L, a, "metadata");
+    sbot_set_top(L, a, "metadata");
     lua_getfield(L, res, "hashes");
     lua_getfield(L, -1, key);
-    set_top(L, a, "hashes");
+    sbot_set_top(L, a, "hashes");
     lua_pop(L, 1);
     lua_pushvalue(L, res);
     lua_pushstring(L, key);
     lua_pushcclosure(L, upload_started, 2);
-    set_top(L, a, "on_upload");
+    sbot_set_top(L, a, "on_upload");
     /* the upload is protected so its markers are released whatever happens */
     lua_pushcfunction(L, protected_put);
     lua_pushvalue(L, client);
@@ -1824,34 +1775,35 @@ static void apply_upload(lua_State *L, int self, int change, int res)
 
 static void apply_publish(lua_State *L, int self, int change, int res)
 {
-    const char *key = field_str(L, change, "key");
+    const char *key = sbot_field_tostr(L, change, "key");
     push_artifact(L, self, res, key);
     int art = lua_gettop(L) - 1, disc = lua_gettop(L);
     lua_getfield(L, res, "client");
     int client = lua_gettop(L);
-    const char *pobject = field_str(L, art, "private_object");
-    const char *sha = field_str(L, disc, "sha256");
+    const char *pobject = sbot_field_tostr(L, art, "private_object");
+    const char *sha = sbot_field_tostr(L, disc, "sha256");
     if (strstr(key, "{sha256}"))
         luaL_error(L, "publishing %s: the key names {sha256}, which was not known when discover ran (the "
-                      "source s3://%s/%s was not stored yet); run again", key, field_str(L, res, "bucket"), pobject);
+                      "source s3://%s/%s was not stored yet); run again", key, sbot_field_tostr(L, res,
+                                                                                                "bucket"), pobject);
     /* the version to copy: the one uploaded now, else the stored one; a
      * source is read again now (an earlier step may have stored it since
      * discover), and what is copied is what the index records */
     lua_getfield(L, res, "applied");
     int applied = lua_gettop(L);
     lua_getfield(L, applied, key);
-    if (lua_isnil(L, -1) && field_str(L, art, "source")) {
+    if (lua_isnil(L, -1) && sbot_field_tostr(L, art, "source")) {
         lua_pop(L, 1);
-        discover_object(L, client, field_str(L, res, "bucket"), pobject);
+        discover_object(L, client, sbot_field_tostr(L, res, "bucket"), pobject);
         lua_getfield(L, -1, "exists");
         if (!lua_toboolean(L, -1))
             luaL_error(L, "publishing %s: the source s3://%s/%s does not exist (the step that stores it "
-                          "did not run, or failed)", key, field_str(L, res, "bucket"), pobject);
+                          "did not run, or failed)", key, sbot_field_tostr(L, res, "bucket"), pobject);
         lua_pop(L, 1);
-        sha = field_str(L, lua_gettop(L), "sha256");
+        sha = sbot_field_tostr(L, lua_gettop(L), "sha256");
         if (!sha)
             luaL_error(L, "publishing %s: the source s3://%s/%s has no sbot-sha256 metadata (it was not "
-                          "stored by sbot)", key, field_str(L, res, "bucket"), pobject);
+                          "stored by sbot)", key, sbot_field_tostr(L, res, "bucket"), pobject);
         lua_pushvalue(L, -1);
         lua_setfield(L, applied, key);
     } else if (lua_isnil(L, -1)) {
@@ -1859,16 +1811,16 @@ static void apply_publish(lua_State *L, int self, int change, int res)
         lua_getfield(L, disc, "private");
     }
     int src = lua_gettop(L);
-    const char *warning = field_str(L, art, "warning");
+    const char *warning = sbot_field_tostr(L, art, "warning");
     if (warning)
         sbot_log(L, SBOT_WARN, "publishing %s: %s", key, warning);
-    int a = args_bk(L, field_str(L, res, "public_bucket"), field_str(L, art, "object"));
-    set_str(L, a, "source_bucket", field_str(L, res, "bucket"));
-    set_str(L, a, "source_key", pobject);
-    const char *vid = field_str(L, src, "version_id");
+    int a = args_bk(L, sbot_field_tostr(L, res, "public_bucket"), sbot_field_tostr(L, art, "object"));
+    sbot_set_str(L, a, "source_bucket", sbot_field_tostr(L, res, "bucket"));
+    sbot_set_str(L, a, "source_key", pobject);
+    const char *vid = sbot_field_tostr(L, src, "version_id");
     if (vid && strcmp(vid, "null") != 0)
-        set_str(L, a, "source_version_id", vid);
-    set_str(L, a, "metadata_directive", "REPLACE");
+        sbot_set_str(L, a, "source_version_id", vid);
+    sbot_set_str(L, a, "metadata_directive", "REPLACE");
     lua_getfield(L, art, "content_type");
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
@@ -1876,7 +1828,7 @@ static void apply_publish(lua_State *L, int self, int change, int res)
         lua_getfield(L, -1, "content_type");
         lua_remove(L, -2);
     }
-    set_top(L, a, "content_type");
+    sbot_set_top(L, a, "content_type");
     lua_newtable(L);
     lua_getfield(L, art, "metadata");
     if (lua_istable(L, -1)) {
@@ -1888,17 +1840,17 @@ static void apply_publish(lua_State *L, int self, int change, int res)
         }
     }
     lua_pop(L, 1);
-    set_str(L, -1, "sbot-sha256", sha);
+    sbot_set_str(L, -1, "sbot-sha256", sha);
     if (vid)
-        set_str(L, -1, "sbot-source-version-id", vid);
-    set_top(L, a, "metadata");
+        sbot_set_str(L, -1, "sbot-source-version-id", vid);
+    sbot_set_top(L, a, "metadata");
     if (!call_method(L, client, "copy_object", a))
         luaL_error(L, "publishing %s: %s", key, luaL_optstring(L, -2, "failed"));
     lua_createtable(L, 0, 3);
     lua_getfield(L, -4, "etag");
-    set_top(L, -2, "etag");
-    set_str(L, -1, "source_version_id", vid);
-    set_str(L, -1, "bucket", field_str(L, res, "public_bucket"));
+    sbot_set_top(L, -2, "etag");
+    sbot_set_str(L, -1, "source_version_id", vid);
+    sbot_set_str(L, -1, "bucket", sbot_field_tostr(L, res, "public_bucket"));
 }
 
 /* The superseded record (res.superseded) of an index key: pushed (raises
@@ -1909,7 +1861,7 @@ static int push_superseded(lua_State *L, int res, const char *key)
     lua_Integer n = lua_istable(L, -1) ? luaL_len(L, -1) : 0;
     for (lua_Integer i = 1; i <= n; i++) {
         lua_rawgeti(L, -1, i);
-        if (strcmp(field_str(L, -1, "key"), key) == 0) {
+        if (strcmp(sbot_field_tostr(L, -1, "key"), key) == 0) {
             lua_remove(L, -2);
             return lua_gettop(L);
         }
@@ -1924,20 +1876,20 @@ static int push_superseded(lua_State *L, int res, const char *key)
  * delete_marker}}}. */
 static void apply_unpublish(lua_State *L, int change, int res)
 {
-    const char *key = field_str(L, change, "key");
+    const char *key = sbot_field_tostr(L, change, "key");
     int r = push_superseded(L, res, key);
     lua_getfield(L, res, "client");
     int client = lua_gettop(L);
-    const char *pub = field_str(L, res, "public_bucket");
-    const char *pk = field_str(L, r, "public_key");
+    const char *pub = sbot_field_tostr(L, res, "public_bucket");
+    const char *pk = sbot_field_tostr(L, r, "public_key");
     lua_createtable(L, 0, 3);
     int out = lua_gettop(L);
-    set_str(L, out, "bucket", pub);
-    set_str(L, out, "key", pk);
+    sbot_set_str(L, out, "bucket", pub);
+    sbot_set_str(L, out, "key", pk);
     if (lua_getfield(L, r, "delete") == LUA_TTABLE) {
         int a = args_bk(L, pub, NULL);
         lua_pushvalue(L, -2);
-        set_top(L, a, "objects");
+        sbot_set_top(L, a, "objects");
         if (!call_method(L, client, "delete_objects", a))
             luaL_error(L, "unpublishing %s (s3://%s/%s): %s", key, pub, pk, luaL_optstring(L, -2, "failed"));
         int dr = lua_gettop(L) - 2;
@@ -1945,29 +1897,29 @@ static void apply_unpublish(lua_State *L, int change, int res)
         if (luaL_len(L, -1) > 0) {
             lua_rawgeti(L, -1, 1);
             int e = lua_gettop(L);
-            const char *ev = field_str(L, e, "version_id"), *em = field_str(L, e, "message");
-            const char *ec = field_str(L, e, "code");
+            const char *ev = sbot_field_tostr(L, e, "version_id"), *em = sbot_field_tostr(L, e, "message");
+            const char *ec = sbot_field_tostr(L, e, "code");
             luaL_error(L, "unpublishing %s: deleting s3://%s/%s version %s: %s (%s)", key, pub, pk,
                        ev ? ev : "(none)", em ? em : "refused", ec ? ec : "?");
         }
         lua_pop(L, 1);
         lua_getfield(L, dr, "deleted");
-        set_top(L, out, "deleted");
+        sbot_set_top(L, out, "deleted");
     } else {
         int a = args_bk(L, pub, pk);
         if (!call_method(L, client, "delete_object", a))
             luaL_error(L, "unpublishing %s (s3://%s/%s): %s", key, pub, pk, luaL_optstring(L, -2, "failed"));
         lua_createtable(L, 1, 0);
         lua_createtable(L, 0, 1);
-        set_str(L, -1, "key", pk);
+        sbot_set_str(L, -1, "key", pk);
         lua_rawseti(L, -2, 1);
-        set_top(L, out, "deleted");
+        sbot_set_top(L, out, "deleted");
     }
     lua_getfield(L, out, "deleted");
     json_array(L);
     lua_pop(L, 1);
-    sbot_log(L, SBOT_INFO, "unpublished %s: s3://%s/%s (superseded by %s)", key, pub, pk, field_str(L, r, "by"));
-    set_bool(L, r, "unpublished", 1); /* for housekeep's checks (the resource's copy) */
+    sbot_log(L, SBOT_INFO, "unpublished %s: s3://%s/%s (superseded by %s)", key, pub, pk, sbot_field_tostr(L, r, "by"));
+    sbot_set_bool(L, r, "unpublished", 1); /* for housekeep's checks (the resource's copy) */
     lua_pushvalue(L, out);
 }
 
@@ -1979,7 +1931,7 @@ static int index_update(lua_State *L)
     int res = lua_upvalueindex(1);
     (void)res;
     lua_settop(L, 1);
-    push_module(L, "sbot.store", "normalise_index");
+    sbot_push_require(L, "sbot.store", "normalise_index");
     lua_pushvalue(L, 1);
     lua_call(L, 1, 1);
     int doc = lua_gettop(L);
@@ -2025,7 +1977,7 @@ static int index_update(lua_State *L)
 
 static const char *utc_now(lua_State *L)
 {
-    push_module(L, "sbot.sys", "utc_iso");
+    sbot_push_require(L, "sbot.sys", "utc_iso");
     lua_call(L, 0, 1);
     return lua_tostring(L, -1);
 }
@@ -2052,20 +2004,20 @@ static void apply_index(lua_State *L, int self, int change, int res)
         int a = lua_gettop(L);
         lua_rawgeti(L, cfga, i);
         int ca = lua_gettop(L);
-        const char *key = field_str(L, a, "key");
+        const char *key = sbot_field_tostr(L, a, "key");
         /* the private object now: as uploaded by this run, else as discovered */
         lua_getfield(L, applied, key);
         int priv;
         if (lua_istable(L, -1)) {
             lua_createtable(L, 0, 4);
             lua_getfield(L, -2, "size");
-            set_top(L, -2, "size");
+            sbot_set_top(L, -2, "size");
             lua_getfield(L, -2, "sha256");
-            set_top(L, -2, "sha256");
+            sbot_set_top(L, -2, "sha256");
             lua_getfield(L, -2, "etag");
-            set_top(L, -2, "etag");
+            sbot_set_top(L, -2, "etag");
             lua_getfield(L, -2, "version_id");
-            set_top(L, -2, "version_id");
+            sbot_set_top(L, -2, "version_id");
             priv = lua_gettop(L);
         } else {
             lua_getfield(L, a, "private");
@@ -2079,9 +2031,9 @@ static void apply_index(lua_State *L, int self, int change, int res)
         lua_getfield(L, old, key);
         int oe = lua_gettop(L);
         if (entry_matches(L, oe, e) && lua_getfield(L, oe, "updated") == LUA_TSTRING)
-            set_top(L, e, "updated"); /* unchanged: keeps its date */
+            sbot_set_top(L, e, "updated"); /* unchanged: keeps its date */
         else
-            set_str(L, e, "updated", now);
+            sbot_set_str(L, e, "updated", now);
         lua_settop(L, e);
         lua_pushvalue(L, e);
         lua_setfield(L, entries, key);
@@ -2098,26 +2050,26 @@ static void apply_index(lua_State *L, int self, int change, int res)
     int unpub = lua_gettop(L);
     lua_getfield(L, res, "client");
     int client = lua_gettop(L);
-    int a = args_bk(L, field_str(L, res, "bucket"), field_str(L, res, "index_key"));
+    int a = args_bk(L, sbot_field_tostr(L, res, "bucket"), sbot_field_tostr(L, res, "index_key"));
     lua_pushvalue(L, res);
     lua_pushvalue(L, entries);
     lua_pushvalue(L, drop);
     lua_pushvalue(L, unpub);
     lua_pushstring(L, now);
     lua_pushcclosure(L, index_update, 5);
-    set_top(L, a, "update");
+    sbot_set_top(L, a, "update");
     if (!call_method(L, client, "update_json", a))
         luaL_error(L, "updating the index: %s", luaL_optstring(L, -2, "failed"));
     lua_createtable(L, 0, 4);
     lua_getfield(L, -4, "etag");
-    set_top(L, -2, "etag");
+    sbot_set_top(L, -2, "etag");
     lua_getfield(L, -4, "version_id");
-    set_top(L, -2, "version_id");
+    sbot_set_top(L, -2, "version_id");
     lua_getfield(L, -4, "attempts");
-    set_top(L, -2, "attempts");
-    set_int(L, -1, "entries", (lua_Integer)na);
-    set_int(L, -1, "dropped", (lua_Integer)luaL_len(L, drop));
-    set_int(L, -1, "unpublished", (lua_Integer)luaL_len(L, unpub));
+    sbot_set_top(L, -2, "attempts");
+    sbot_set_int(L, -1, "entries", (lua_Integer)na);
+    sbot_set_int(L, -1, "dropped", (lua_Integer)luaL_len(L, drop));
+    sbot_set_int(L, -1, "unpublished", (lua_Integer)luaL_len(L, unpub));
 }
 
 /* apply(self, change, res) */
@@ -2125,8 +2077,8 @@ static int s3_apply(lua_State *L)
 {
     lua_settop(L, 3);
     int self = 1, change = 2, res = 3;
-    const char *kind = field_str(L, change, "kind");
-    const char *bucket = field_str(L, change, "bucket");
+    const char *kind = sbot_field_tostr(L, change, "kind");
+    const char *bucket = sbot_field_tostr(L, change, "bucket");
     lua_getfield(L, res, "client");
     int client = lua_gettop(L);
     if (strcmp(kind, "bucket") == 0) {
@@ -2134,37 +2086,37 @@ static int s3_apply(lua_State *L)
         if (!call_method(L, client, "create_bucket", a))
             raise_call(L, bucket);
         lua_createtable(L, 0, 1);
-        set_bool(L, -1, "created", 1);
+        sbot_set_bool(L, -1, "created", 1);
         return 1;
     }
     if (strcmp(kind, "versioning") == 0) {
         int a = args_bk(L, bucket, NULL);
-        set_str(L, a, "status", "Enabled");
+        sbot_set_str(L, a, "status", "Enabled");
         if (!call_method(L, client, "put_bucket_versioning", a))
             raise_call(L, bucket);
         lua_createtable(L, 0, 1);
-        set_str(L, -1, "versioning", "Enabled");
+        sbot_set_str(L, -1, "versioning", "Enabled");
         return 1;
     }
     if (strcmp(kind, "policy") == 0) {
         int a = args_bk(L, bucket, NULL);
         lua_getfield(L, change, "after");
-        set_top(L, a, "policy");
+        sbot_set_top(L, a, "policy");
         if (!call_method(L, client, "put_bucket_policy", a))
             raise_call(L, bucket);
         lua_createtable(L, 0, 1);
-        set_bool(L, -1, "policy", 1);
+        sbot_set_bool(L, -1, "policy", 1);
         return 1;
     }
     if (strcmp(kind, "lifecycle") == 0) {
         int a = args_bk(L, bucket, NULL);
         lua_getfield(L, change, "after");
-        set_top(L, a, "rules");
+        sbot_set_top(L, a, "rules");
         if (!call_method(L, client, "put_bucket_lifecycle", a))
             raise_call(L, bucket);
         lua_createtable(L, 0, 1);
         lua_getfield(L, change, "after");
-        set_int(L, -2, "rules", (lua_Integer)lua_rawlen(L, -1));
+        sbot_set_int(L, -2, "rules", (lua_Integer)lua_rawlen(L, -1));
         lua_pop(L, 1);
         return 1;
     }
@@ -2192,15 +2144,15 @@ static int s3_undo(lua_State *L)
 {
     lua_settop(L, 3);
     int self = 1, change = 2, res = 3;
-    const char *kind = field_str(L, change, "kind");
-    const char *bucket = field_str(L, change, "bucket");
+    const char *kind = sbot_field_tostr(L, change, "kind");
+    const char *bucket = sbot_field_tostr(L, change, "bucket");
     lua_getfield(L, res, "client");
     int client = lua_gettop(L);
     if (strcmp(kind, "bucket") == 0) {
         /* the versions of sbot's own upload markers (released, so only old
          * versions and delete markers) would keep the bucket from going */
         int a = args_bk(L, bucket, NULL);
-        set_str(L, a, "prefix", field_str(L, res, "marker_prefix"));
+        sbot_set_str(L, a, "prefix", sbot_field_tostr(L, res, "marker_prefix"));
         lua_newtable(L);
         int objs = lua_gettop(L), n = 0;
         lua_getfield(L, client, "list_object_versions");
@@ -2228,8 +2180,8 @@ static int s3_undo(lua_State *L)
         if (n > 0) {
             int d = args_bk(L, bucket, NULL);
             lua_pushvalue(L, objs);
-            set_top(L, d, "objects");
-            set_bool(L, d, "quiet", 1);
+            sbot_set_top(L, d, "objects");
+            sbot_set_bool(L, d, "quiet", 1);
             if (!call_method(L, client, "delete_objects", d))
                 raise_call(L, bucket);
             lua_pop(L, 4);
@@ -2245,7 +2197,7 @@ static int s3_undo(lua_State *L)
             return luaL_error(L, "versioning of %s cannot be turned off again once enabled (S3 "
                                  "only allows Suspended); left Enabled", bucket);
         int a = args_bk(L, bucket, NULL);
-        set_str(L, a, "status", lua_tostring(L, -2));
+        sbot_set_str(L, a, "status", lua_tostring(L, -2));
         if (!call_method(L, client, "put_bucket_versioning", a))
             raise_call(L, bucket);
         return 0;
@@ -2259,7 +2211,7 @@ static int s3_undo(lua_State *L)
             ok = call_method(L, client, policy ? "delete_bucket_policy" : "delete_bucket_lifecycle", a);
         } else {
             lua_pushvalue(L, -2);
-            set_top(L, a, policy ? "policy" : "rules");
+            sbot_set_top(L, a, policy ? "policy" : "rules");
             ok = call_method(L, client, policy ? "put_bucket_policy" : "put_bucket_lifecycle", a);
         }
         if (!ok)
@@ -2268,31 +2220,31 @@ static int s3_undo(lua_State *L)
     }
     if (strcmp(kind, "upload") == 0) {
         /* the version this run made goes; the previous one is current again */
-        const char *key = field_str(L, change, "key");
+        const char *key = sbot_field_tostr(L, change, "key");
         lua_getfield(L, res, "applied");
         lua_getfield(L, -1, key);
-        const char *vid = lua_istable(L, -1) ? field_str(L, lua_gettop(L), "version_id") : NULL;
+        const char *vid = lua_istable(L, -1) ? sbot_field_tostr(L, lua_gettop(L), "version_id") : NULL;
         if (!vid || strcmp(vid, "null") == 0)
             return luaL_error(L, "%s: no version id to remove (is versioning on?)", key);
         push_artifact(L, self, res, key);
-        int a = args_bk(L, field_str(L, res, "bucket"), field_str(L, -2, "object"));
-        set_str(L, a, "version_id", vid);
+        int a = args_bk(L, sbot_field_tostr(L, res, "bucket"), sbot_field_tostr(L, -2, "object"));
+        sbot_set_str(L, a, "version_id", vid);
         if (!call_method(L, client, "delete_object", a))
             raise_call(L, key);
         return 0;
     }
     if (strcmp(kind, "publish") == 0) {
-        const char *key = field_str(L, change, "key");
+        const char *key = sbot_field_tostr(L, change, "key");
         push_artifact(L, self, res, key);
         int art = lua_gettop(L) - 1;
         lua_getfield(L, change, "before");
-        const char *prev = field_str(L, lua_gettop(L), "source_version_id");
-        int a = args_bk(L, field_str(L, res, "public_bucket"), field_str(L, art, "object"));
+        const char *prev = sbot_field_tostr(L, lua_gettop(L), "source_version_id");
+        int a = args_bk(L, sbot_field_tostr(L, res, "public_bucket"), sbot_field_tostr(L, art, "object"));
         int ok;
         if (prev) { /* copy the version it was published from again */
-            set_str(L, a, "source_bucket", field_str(L, res, "bucket"));
-            set_str(L, a, "source_key", field_str(L, art, "private_object"));
-            set_str(L, a, "source_version_id", prev);
+            sbot_set_str(L, a, "source_bucket", sbot_field_tostr(L, res, "bucket"));
+            sbot_set_str(L, a, "source_key", sbot_field_tostr(L, art, "private_object"));
+            sbot_set_str(L, a, "source_version_id", prev);
             ok = call_method(L, client, "copy_object", a);
         } else {
             ok = call_method(L, client, "delete_object", a);
@@ -2314,34 +2266,34 @@ static int s3_undo(lua_State *L)
         lua_pop(L, 1);
         if (!current) {
             sbot_log(L, SBOT_INFO, "undo %s: s3://%s/%s did not show sbot's copy before the change: nothing to "
-                                   "publish again", field_str(L, change, "key"), bucket,
-                     field_str(L, change, "public_key"));
+                                   "publish again", sbot_field_tostr(L, change, "key"), bucket,
+                     sbot_field_tostr(L, change, "public_key"));
             return 0;
         }
         lua_getfield(L, before, "source");
         int src = lua_gettop(L);
-        const char *sbucket = lua_istable(L, src) ? field_str(L, src, "bucket") : NULL;
-        const char *sobject = lua_istable(L, src) ? field_str(L, src, "object") : NULL;
+        const char *sbucket = lua_istable(L, src) ? sbot_field_tostr(L, src, "bucket") : NULL;
+        const char *sobject = lua_istable(L, src) ? sbot_field_tostr(L, src, "object") : NULL;
         if (!sbucket || !sobject)
             return luaL_error(L, "%s: the index entry names no private object to publish it from again",
-                              field_str(L, change, "key"));
-        int a = args_bk(L, bucket, field_str(L, change, "public_key"));
-        set_str(L, a, "source_bucket", sbucket);
-        set_str(L, a, "source_key", sobject);
-        const char *vid = field_str(L, src, "version_id");
+                              sbot_field_tostr(L, change, "key"));
+        int a = args_bk(L, bucket, sbot_field_tostr(L, change, "public_key"));
+        sbot_set_str(L, a, "source_bucket", sbucket);
+        sbot_set_str(L, a, "source_key", sobject);
+        const char *vid = sbot_field_tostr(L, src, "version_id");
         if (vid && strcmp(vid, "null") != 0)
-            set_str(L, a, "source_version_id", vid);
-        set_str(L, a, "metadata_directive", "REPLACE");
+            sbot_set_str(L, a, "source_version_id", vid);
+        sbot_set_str(L, a, "metadata_directive", "REPLACE");
         lua_getfield(L, before, "content_type");
-        set_top(L, a, "content_type");
+        sbot_set_top(L, a, "content_type");
         lua_newtable(L);
         lua_getfield(L, before, "sha256");
-        set_top(L, -2, "sbot-sha256");
+        sbot_set_top(L, -2, "sbot-sha256");
         if (vid)
-            set_str(L, -1, "sbot-source-version-id", vid);
-        set_top(L, a, "metadata");
+            sbot_set_str(L, -1, "sbot-source-version-id", vid);
+        sbot_set_top(L, a, "metadata");
         if (!call_method(L, client, "copy_object", a))
-            return luaL_error(L, "publishing %s again from s3://%s/%s: %s", field_str(L, change, "key"), sbucket,
+            return luaL_error(L, "publishing %s again from s3://%s/%s: %s", sbot_field_tostr(L, change, "key"), sbucket,
                               sobject, luaL_optstring(L, -2, "failed"));
         return 0;
     }
@@ -2359,16 +2311,16 @@ static lua_Integer anonymous_get(lua_State *L, int res, const char *url)
 {
     lua_createtable(L, 0, 6);
     int req = lua_gettop(L);
-    set_str(L, req, "method", "GET");
-    set_str(L, req, "url", url);
+    sbot_set_str(L, req, "method", "GET");
+    sbot_set_str(L, req, "url", url);
     lua_createtable(L, 0, 1);
-    set_str(L, -1, "Range", "bytes=0-0");
-    set_top(L, req, "headers");
+    sbot_set_str(L, -1, "Range", "bytes=0-0");
+    sbot_set_top(L, req, "headers");
     lua_getfield(L, res, "reader_tls");
-    set_top(L, req, "tls");
-    set_int(L, req, "timeout", 60);
-    set_int(L, req, "max_body", 1 << 20);
-    push_module(L, "sbot.http", NULL); /* the module must be loaded for its C API */
+    sbot_set_top(L, req, "tls");
+    sbot_set_int(L, req, "timeout", 60);
+    sbot_set_int(L, req, "max_body", 1 << 20);
+    sbot_push_require(L, "sbot.http", NULL); /* the module must be loaded for its C API */
     lua_pop(L, 1);
     int n = sbot_http_request(L, req);
     if (n != 1 || lua_isnil(L, -n))
@@ -2386,8 +2338,8 @@ static int s3_housekeep(lua_State *L)
     int res = 2;
     lua_getfield(L, res, "client");
     int client = lua_gettop(L);
-    const char *bucket = field_str(L, res, "bucket");
-    const char *pub = field_str(L, res, "public_bucket");
+    const char *bucket = sbot_field_tostr(L, res, "bucket");
+    const char *pub = sbot_field_tostr(L, res, "public_bucket");
     lua_newtable(L);
     int out = lua_gettop(L);
     lua_newtable(L);
@@ -2413,9 +2365,9 @@ static int s3_housekeep(lua_State *L)
     for (lua_Integer i = 1; i <= na; i++) {
         lua_rawgeti(L, arts, i);
         int a = lua_gettop(L);
-        const char *key = field_str(L, a, "key");
-        const char *pobject = field_str(L, a, "private_object");
-        int is_source = field_str(L, a, "source") != NULL;
+        const char *key = sbot_field_tostr(L, a, "key");
+        const char *pobject = sbot_field_tostr(L, a, "private_object");
+        int is_source = sbot_field_tostr(L, a, "source") != NULL;
         lua_getfield(L, hashes, key);
         if (is_source) { /* what the copy must match: the source as stored now */
             lua_pop(L, 1);
@@ -2427,7 +2379,7 @@ static int s3_housekeep(lua_State *L)
         } else if (lua_isnil(L, -1)) { /* housekeep without discover: hash the file now */
             lua_pop(L, 1);
             lua_createtable(L, 0, 1);
-            set_str(L, -1, "file", field_str(L, a, "file"));
+            sbot_set_str(L, -1, "file", sbot_field_tostr(L, a, "file"));
             if (!call_method(L, client, "hash_file", lua_gettop(L)))
                 return luaL_error(L, "artifact %s: %s", key, luaL_optstring(L, -2, "cannot read the file"));
             lua_pop(L, 2);
@@ -2435,11 +2387,11 @@ static int s3_housekeep(lua_State *L)
         }
         int h = lua_gettop(L);
         /* housekeep without discover: a {sha256} key is resolved here */
-        if (field_str(L, h, "sha256")) {
-            key = resolve_key(L, res, a, field_str(L, h, "sha256"));
-            pobject = field_str(L, a, "private_object");
+        if (sbot_field_tostr(L, h, "sha256")) {
+            key = resolve_key(L, res, a, sbot_field_tostr(L, h, "sha256"));
+            pobject = sbot_field_tostr(L, a, "private_object");
         }
-        const char *object = field_str(L, a, "object");
+        const char *object = sbot_field_tostr(L, a, "object");
         lua_getfield(L, a, "publish");
         int publish = lua_toboolean(L, -1);
         lua_pop(L, 1);
@@ -2454,8 +2406,8 @@ static int s3_housekeep(lua_State *L)
             lua_getfield(L, h, "size");
             lua_Integer hsize = lua_tointeger(L, -1);
             lua_pop(L, 3);
-            const char *osha = field_str(L, o, "sha256");
-            const char *hsha = field_str(L, h, "sha256");
+            const char *osha = sbot_field_tostr(L, o, "sha256");
+            const char *hsha = sbot_field_tostr(L, h, "sha256");
             const char *ob = b ? object : pobject;
             const char *what = is_source ? "the source" : "the file";
             if (!exists)
@@ -2481,9 +2433,9 @@ static int s3_housekeep(lua_State *L)
         const char *priv_url = lua_tostring(L, -1);
         lua_Integer st = anonymous_get(L, res, priv_url);
         lua_createtable(L, 0, 3);
-        set_str(L, -1, "url", priv_url);
-        set_str(L, -1, "expect", "refused");
-        set_int(L, -1, "status", st);
+        sbot_set_str(L, -1, "url", priv_url);
+        sbot_set_str(L, -1, "expect", "refused");
+        sbot_set_int(L, -1, "status", st);
         lua_rawseti(L, anon, ++nanon);
         if (st != 403)
             PROBLEM("an anonymous GET of the private object %s answered %d, not 403", priv_url, (int)st);
@@ -2496,9 +2448,9 @@ static int s3_housekeep(lua_State *L)
             const char *pub_url = lua_tostring(L, -1);
             st = anonymous_get(L, res, pub_url);
             lua_createtable(L, 0, 3);
-            set_str(L, -1, "url", pub_url);
-            set_str(L, -1, "expect", "allowed");
-            set_int(L, -1, "status", st);
+            sbot_set_str(L, -1, "url", pub_url);
+            sbot_set_str(L, -1, "expect", "allowed");
+            sbot_set_int(L, -1, "status", st);
             lua_rawseti(L, anon, ++nanon);
             if (st != 200 && st != 206 && st != 416)
                 PROBLEM("an anonymous GET of the published object %s answered %d", pub_url, (int)st);
@@ -2523,7 +2475,7 @@ static int s3_housekeep(lua_State *L)
             lua_settop(L, r - 1);
             continue;
         }
-        const char *pk = field_str(L, r, "public_key");
+        const char *pk = sbot_field_tostr(L, r, "public_key");
         lua_getfield(L, r, "others");
         int others = lua_tointeger(L, -1) > 0; /* versions someone else wrote: one may be current */
         lua_pop(L, 1);
@@ -2535,28 +2487,28 @@ static int s3_housekeep(lua_State *L)
         const char *url = lua_tostring(L, -1);
         lua_Integer st = anonymous_get(L, res, url);
         lua_createtable(L, 0, 3);
-        set_str(L, -1, "url", url);
-        set_str(L, -1, "expect", others ? "not sbot's" : "gone");
-        set_int(L, -1, "status", st);
+        sbot_set_str(L, -1, "url", url);
+        sbot_set_str(L, -1, "expect", others ? "not sbot's" : "gone");
+        sbot_set_int(L, -1, "status", st);
         lua_rawseti(L, anon, ++nanon);
         if (!others && st != 403 && st != 404)
             PROBLEM("the unpublished copy %s still answers an anonymous GET with %d", url, (int)st);
         lua_createtable(L, 0, 3);
         lua_getfield(L, r, "key");
-        set_top(L, -2, "key");
-        set_str(L, -1, "url", url);
-        set_int(L, -1, "status", st);
+        sbot_set_top(L, -2, "key");
+        sbot_set_str(L, -1, "url", url);
+        sbot_set_int(L, -1, "status", st);
         lua_rawseti(L, unpublished, ++nunp);
         if (lua_getfield(L, r, "versions") == LUA_TTABLE) {
             key_versions(L, client, pub, pk);
-            const char *sha = field_str(L, r, "sha256");
+            const char *sha = sbot_field_tostr(L, r, "sha256");
             lua_Integer nv = luaL_len(L, -1);
             for (lua_Integer v = 1; v <= nv; v++) {
                 lua_rawgeti(L, -1, v);
-                const char *vsha = field_str(L, -1, "sha256");
+                const char *vsha = sbot_field_tostr(L, -1, "sha256");
                 if (vsha && sha && strcmp(vsha, sha) == 0)
                     PROBLEM("s3://%s/%s still holds version %s of sbot's unpublished copy", pub, pk,
-                            field_str(L, -1, "version_id"));
+                            sbot_field_tostr(L, -1, "version_id"));
                 lua_pop(L, 1);
             }
         }
@@ -2564,7 +2516,7 @@ static int s3_housekeep(lua_State *L)
     }
     lua_pop(L, 1); /* superseded */
     json_array(L);
-    set_top(L, out, "unpublished");
+    sbot_set_top(L, out, "unpublished");
 
     /* the public bucket outside the published prefixes: refused too (403,
      * also for a key that does not exist: a 404 would mean anyone may look) */
@@ -2572,16 +2524,16 @@ static int s3_housekeep(lua_State *L)
         lua_getfield(L, res, "reader");
         lua_getfield(L, -1, "object_url");
         lua_insert(L, -2);
-        lua_pushfstring(L, "%s.sbot/anonymous-probe", field_str(L, res, "prefix"));
+        lua_pushfstring(L, "%s.sbot/anonymous-probe", sbot_field_tostr(L, res, "prefix"));
         args_bk(L, pub, lua_tostring(L, -1));
         lua_remove(L, -2);
         lua_call(L, 2, 1);
         const char *url = lua_tostring(L, -1);
         lua_Integer st = anonymous_get(L, res, url);
         lua_createtable(L, 0, 3);
-        set_str(L, -1, "url", url);
-        set_str(L, -1, "expect", "refused");
-        set_int(L, -1, "status", st);
+        sbot_set_str(L, -1, "url", url);
+        sbot_set_str(L, -1, "expect", "refused");
+        sbot_set_int(L, -1, "status", st);
         lua_rawseti(L, anon, ++nanon);
         if (st != 403)
             PROBLEM("an anonymous GET outside the published prefixes (%s) answered %d, not 403", url, (int)st);
@@ -2589,23 +2541,23 @@ static int s3_housekeep(lua_State *L)
     }
     lua_pushvalue(L, checked);
     json_array(L);
-    set_top(L, out, "verified");
+    sbot_set_top(L, out, "verified");
     lua_pushvalue(L, anon);
     json_array(L);
-    set_top(L, out, "anonymous");
+    sbot_set_top(L, out, "anonymous");
 
     /* the index: exactly the configured artifacts as stored, no entry for
      * an object that is gone */
     {
-        int a = args_bk(L, bucket, field_str(L, res, "index_key"));
+        int a = args_bk(L, bucket, sbot_field_tostr(L, res, "index_key"));
         if (!call_method(L, client, "get_object", a)) {
             /* no index and nothing to list in it (a step with no artifacts,
              * on a new bucket): nothing is missing */
             if (!(na == 0 && strcmp(fail_code(L), "NoSuchKey") == 0))
-                PROBLEM("the index s3://%s/%s cannot be read: %s", bucket, field_str(L, res, "index_key"),
+                PROBLEM("the index s3://%s/%s cannot be read: %s", bucket, sbot_field_tostr(L, res, "index_key"),
                         luaL_optstring(L, -2, "?"));
             else
-                set_int(L, out, "index_entries", 0);
+                sbot_set_int(L, out, "index_entries", 0);
         } else {
             lua_getfield(L, -3, "body");
             json_decode(L, lua_tostring(L, -1));
@@ -2618,8 +2570,8 @@ static int s3_housekeep(lua_State *L)
                 for (lua_Integer i = 1; i <= na; i++) {
                     int top = lua_gettop(L);
                     lua_rawgeti(L, arts, i);
-                    const char *key = field_str(L, top + 1, "key");
-                    const char *object = field_str(L, top + 1, "private_object");
+                    const char *key = sbot_field_tostr(L, top + 1, "key");
+                    const char *object = sbot_field_tostr(L, top + 1, "private_object");
                     lua_getfield(L, objs, key);
                     int ent = top + 2;
                     discover_object(L, client, bucket, object);
@@ -2646,9 +2598,10 @@ static int s3_housekeep(lua_State *L)
                 lua_newtable(L);
                 int listed = lua_gettop(L);
                 int la = args_bk(L, bucket, NULL);
-                set_str(L, la, "prefix", field_str(L, res, "prefix"));
+                sbot_set_str(L, la, "prefix", sbot_field_tostr(L, res, "prefix"));
                 if (!call_method(L, client, "list_objects_all", la)) {
-                    PROBLEM("listing s3://%s/%s: %s", bucket, field_str(L, res, "prefix"), luaL_optstring(L, -2, "?"));
+                    PROBLEM("listing s3://%s/%s: %s", bucket, sbot_field_tostr(L, res, "prefix"),
+                            luaL_optstring(L, -2, "?"));
                 } else {
                     lua_Integer nl = luaL_len(L, -3);
                     for (lua_Integer i = 1; i <= nl; i++) {
@@ -2665,8 +2618,8 @@ static int s3_housekeep(lua_State *L)
                     entries++;
                     int ent = lua_gettop(L);
                     if (lua_istable(L, ent)) {
-                        const char *ob = field_str(L, ent, "object");
-                        const char *bk = field_str(L, ent, "bucket");
+                        const char *ob = sbot_field_tostr(L, ent, "object");
+                        const char *bk = sbot_field_tostr(L, ent, "bucket");
                         if (ob && bk && strcmp(bk, bucket) == 0) {
                             lua_getfield(L, listed, ob);
                             lua_getfield(L, ent, "etag");
@@ -2685,7 +2638,7 @@ static int s3_housekeep(lua_State *L)
                 }
                 lua_pop(L, 1); /* listed */
             }
-            set_int(L, out, "index_entries", entries);
+            sbot_set_int(L, out, "index_entries", entries);
             lua_settop(L, a);
         }
         lua_pop(L, 1);
@@ -2701,11 +2654,11 @@ static int s3_housekeep(lua_State *L)
     lua_newtable(L);
     int live_ids = lua_gettop(L);
     int nab = 0, nkept = 0;
-    const char *markers = field_str(L, res, "marker_prefix");
+    const char *markers = sbot_field_tostr(L, res, "marker_prefix");
     for (int b = 0; b < 2; b++) {
         const char *bk = b ? pub : bucket;
         int a = args_bk(L, bk, NULL);
-        set_str(L, a, "prefix", field_str(L, res, "prefix"));
+        sbot_set_str(L, a, "prefix", sbot_field_tostr(L, res, "prefix"));
         if (!call_method(L, client, "list_multipart_uploads", a)) {
             PROBLEM("listing the multipart uploads of %s: %s", bk, luaL_optstring(L, -2, "?"));
             lua_settop(L, a - 1);
@@ -2716,11 +2669,11 @@ static int s3_housekeep(lua_State *L)
         for (lua_Integer i = 1; i <= n; i++) {
             lua_rawgeti(L, list, i);
             int u = lua_gettop(L);
-            const char *id = field_str(L, u, "upload_id");
-            const char *key = field_str(L, u, "key");
+            const char *id = sbot_field_tostr(L, u, "upload_id");
+            const char *key = sbot_field_tostr(L, u, "key");
             lua_pushboolean(L, 1);
             lua_setfield(L, live_ids, id);
-            push_module(L, "sbot.lease", "read");
+            sbot_push_require(L, "sbot.lease", "read");
             lua_pushvalue(L, client);
             lua_pushstring(L, bucket);
             lua_pushfstring(L, "%s%s.lease", markers, id);
@@ -2728,29 +2681,29 @@ static int s3_housekeep(lua_State *L)
             int info = lua_gettop(L) - 2;
             lua_createtable(L, 0, 5);
             int e = lua_gettop(L);
-            set_str(L, e, "bucket", bk);
-            set_str(L, e, "key", key);
-            set_str(L, e, "upload_id", id);
+            sbot_set_str(L, e, "bucket", bk);
+            sbot_set_str(L, e, "key", key);
+            sbot_set_str(L, e, "upload_id", id);
             lua_getfield(L, u, "initiated");
-            set_top(L, e, "initiated");
+            sbot_set_top(L, e, "initiated");
             if (!lua_istable(L, info)) {
-                set_str(L, e, "why", strcmp(luaL_optstring(L, info + 2, ""), "NoSuchKey") == 0
+                sbot_set_str(L, e, "why", strcmp(luaL_optstring(L, info + 2, ""), "NoSuchKey") == 0
                                          ? "not sbot's: no marker" : luaL_optstring(L, info + 1, "?"));
                 lua_rawseti(L, kept, ++nkept);
             } else if (lua_getfield(L, info, "stale"), lua_toboolean(L, -1)) {
                 lua_pop(L, 1);
                 lua_getfield(L, info, "why");
-                set_top(L, e, "why");
+                sbot_set_top(L, e, "why");
                 int ab = args_bk(L, bk, key);
-                set_str(L, ab, "upload_id", id);
+                sbot_set_str(L, ab, "upload_id", id);
                 if (!call_method(L, client, "abort_multipart_upload", ab) &&
                     strcmp(fail_code(L), "NoSuchUpload") != 0)
                     PROBLEM("aborting sbot's stale multipart upload %s of s3://%s/%s: %s", id, bk, key,
                             luaL_optstring(L, -2, "?"));
                 lua_pop(L, 3);
-                set_str(L, ab, "bucket", bucket);
+                sbot_set_str(L, ab, "bucket", bucket);
                 lua_pushfstring(L, "%s%s.lease", markers, id);
-                set_top(L, ab, "key");
+                sbot_set_top(L, ab, "key");
                 call_method(L, client, "delete_object", ab);
                 lua_pop(L, 4);
                 lua_pushvalue(L, e);
@@ -2758,9 +2711,9 @@ static int s3_housekeep(lua_State *L)
             } else {
                 lua_pop(L, 1);
                 lua_pushliteral(L, "in progress");
-                set_top(L, e, "why");
+                sbot_set_top(L, e, "why");
                 lua_getfield(L, info, "holder");
-                set_top(L, e, "holder");
+                sbot_set_top(L, e, "holder");
                 lua_rawseti(L, kept, ++nkept);
             }
             lua_settop(L, u - 1);
@@ -2771,7 +2724,7 @@ static int s3_housekeep(lua_State *L)
      * nobody renews any more: removed */
     {
         int a = args_bk(L, bucket, NULL);
-        set_str(L, a, "prefix", markers);
+        sbot_set_str(L, a, "prefix", markers);
         if (call_method(L, client, "list_objects_all", a)) {
             int list = lua_gettop(L) - 2;
             lua_Integer n = luaL_len(L, list);
@@ -2779,12 +2732,12 @@ static int s3_housekeep(lua_State *L)
             for (lua_Integer i = 1; i <= n; i++) {
                 int top = lua_gettop(L);
                 lua_rawgeti(L, list, i);
-                const char *mk = field_str(L, top + 1, "key");
+                const char *mk = sbot_field_tostr(L, top + 1, "key");
                 size_t kl = mk ? strlen(mk) : 0;
                 if (kl > ml + 6 && strcmp(mk + kl - 6, ".lease") == 0) {
                     lua_pushlstring(L, mk + ml, kl - ml - 6);
                     if (lua_getfield(L, live_ids, lua_tostring(L, -1)) == LUA_TNIL) {
-                        push_module(L, "sbot.lease", "read");
+                        sbot_push_require(L, "sbot.lease", "read");
                         lua_pushvalue(L, client);
                         lua_pushstring(L, bucket);
                         lua_pushstring(L, mk);
@@ -2803,13 +2756,13 @@ static int s3_housekeep(lua_State *L)
     }
     lua_pushvalue(L, aborted);
     json_array(L);
-    set_top(L, out, "uploads_aborted");
+    sbot_set_top(L, out, "uploads_aborted");
     lua_pushvalue(L, kept);
     json_array(L);
-    set_top(L, out, "uploads_left");
+    sbot_set_top(L, out, "uploads_left");
 
     if (np > 0) {
-        push_module(L, "table", "concat");
+        sbot_push_require(L, "table", "concat");
         lua_pushvalue(L, problems);
         lua_pushliteral(L, "; ");
         lua_call(L, 2, 1);
@@ -2826,8 +2779,8 @@ static int s3_housekeep(lua_State *L)
 static int field(lua_State *L, int t, const char *name, const char *type, const char *desc)
 {
     lua_createtable(L, 0, 4);
-    set_str(L, -1, "type", type);
-    set_str(L, -1, "description", desc);
+    sbot_set_str(L, -1, "type", type);
+    sbot_set_str(L, -1, "description", desc);
     lua_pushvalue(L, -1);
     lua_setfield(L, t, name);
     return lua_gettop(L); /* the spec, left on the stack */
@@ -2843,43 +2796,43 @@ static void push_schema(lua_State *L)
     field(L, s, "prefix", "string", "key prefix of everything sbot stores (default: the site's s3.prefix)");
     int p = field(L, s, "publish", "list", "prefixes (under prefix) readable anonymously in the public bucket");
     lua_createtable(L, 0, 1);
-    set_str(L, -1, "type", "string");
-    set_top(L, p, "items");
+    sbot_set_str(L, -1, "type", "string");
+    sbot_set_top(L, p, "items");
     lua_createtable(L, 1, 0);
     lua_pushliteral(L, "isos/");
     lua_rawseti(L, -2, 1);
-    set_top(L, p, "default");
+    sbot_set_top(L, p, "default");
     int lc = field(L, s, "lifecycle", "table", "lifecycle rules sbot keeps on both buckets");
     lua_newtable(L);
     int lf = lua_gettop(L);
     int nd = field(L, lf, "noncurrent_days", "integer", "days a noncurrent version is kept (private bucket)");
-    set_int(L, nd, "default", 30);
-    set_int(L, nd, "min", 1);
+    sbot_set_int(L, nd, "default", 30);
+    sbot_set_int(L, nd, "min", 1);
     int ad = field(L, lf, "abort_multipart_days", "integer", "days after which an unfinished multipart upload is removed");
-    set_int(L, ad, "default", 2);
-    set_int(L, ad, "min", 1);
+    sbot_set_int(L, ad, "default", 2);
+    sbot_set_int(L, ad, "min", 1);
     lua_settop(L, lf);
-    set_top(L, lc, "fields");
+    sbot_set_top(L, lc, "fields");
     lua_createtable(L, 0, 2);
-    set_int(L, -1, "noncurrent_days", 30);
-    set_int(L, -1, "abort_multipart_days", 2);
-    set_top(L, lc, "default");
+    sbot_set_int(L, -1, "noncurrent_days", 30);
+    sbot_set_int(L, -1, "abort_multipart_days", 2);
+    sbot_set_top(L, lc, "default");
     int ik = field(L, s, "index_key", "string", "the metadata index, under prefix");
-    set_str(L, ik, "default", "metadata/index.json");
+    sbot_set_str(L, ik, "default", "metadata/index.json");
     int ul = field(L, s, "upload_lease", "integer",
                    "seconds a multipart upload's marker lease lasts without renewal (renewed while it runs)");
-    set_int(L, ul, "default", 300);
-    set_int(L, ul, "min", 10);
+    sbot_set_int(L, ul, "default", 300);
+    sbot_set_int(L, ul, "min", 10);
     field(L, s, "part_size", "integer", "multipart part size in bytes (sbot.s3's default: 16 MiB)");
     field(L, s, "concurrency", "integer", "parts in flight (sbot.s3's default: 4)");
     field(L, s, "multipart_threshold", "integer", "files above this many bytes go multipart (default 16 MiB)");
     int ar = field(L, s, "artifacts", "list", "files to store (and publish when under a published prefix)");
     lua_createtable(L, 0, 2);
-    set_str(L, -1, "type", "table");
+    sbot_set_str(L, -1, "type", "table");
     lua_newtable(L);
     int af = lua_gettop(L);
     int k = field(L, af, "key", "string", "key under prefix, e.g. isos/agent.iso");
-    set_bool(L, k, "required", 1);
+    sbot_set_bool(L, k, "required", 1);
     field(L, af, "file", "string", "local file to upload (or source)");
     field(L, af, "source", "string",
           "instead of file: a key (under prefix) already stored in the private bucket by sbot (the "
@@ -2888,8 +2841,8 @@ static void push_schema(lua_State *L)
     int ps = field(L, af, "presign", "integer",
                    "seconds: also give readers a presigned GET URL of the private object, at s3.public_endpoint "
                    "(discovery.artifacts[i].presigned_url)");
-    set_int(L, ps, "min", 1);
-    set_int(L, ps, "max", 604800);
+    sbot_set_int(L, ps, "min", 1);
+    sbot_set_int(L, ps, "max", 604800);
     field(L, af, "warning", "string", "what readers of the published copy get (shown with its publish change, and logged)");
     field(L, af, "content_type", "string", "Content-Type (default application/octet-stream)");
     field(L, af, "publish", "boolean", "publish it (default: when the key is under a published prefix)");
@@ -2899,17 +2852,17 @@ static void push_schema(lua_State *L)
           "bucket — but for the keep_previous newest; the entries stay, marked unpublished");
     int kp = field(L, af, "keep_previous", "integer",
                    "with supersedes: how many of the newest earlier public copies stay published (default 0)");
-    set_int(L, kp, "min", 0);
-    set_int(L, kp, "default", 0);
+    sbot_set_int(L, kp, "min", 0);
+    sbot_set_int(L, kp, "default", 0);
     int md = field(L, af, "metadata", "map", "x-amz-meta-* values");
     lua_createtable(L, 0, 1);
-    set_str(L, -1, "type", "string");
-    set_top(L, md, "values");
+    sbot_set_str(L, -1, "type", "string");
+    sbot_set_top(L, md, "values");
     lua_settop(L, af);
-    set_top(L, -2, "fields");
-    set_top(L, ar, "items");
+    sbot_set_top(L, -2, "fields");
+    sbot_set_top(L, ar, "items");
     lua_newtable(L);
-    set_top(L, ar, "default");
+    sbot_set_top(L, ar, "default");
     lua_settop(L, s);
 }
 
@@ -2917,8 +2870,8 @@ int luaopen_sbot_component_s3(lua_State *L)
 {
     lua_createtable(L, 0, 10);
     int spec = lua_gettop(L);
-    set_str(L, spec, "name", "s3");
-    set_str(L, spec, "description",
+    sbot_set_str(L, spec, "name", "s3");
+    sbot_set_str(L, spec, "description",
             "S3 for a site (a site-wide step): a private bucket with versioning, a public bucket "
             "whose policy lets anonymous readers GET the published prefixes only, lifecycle "
             "rules, the given files uploaded (SHA-256 in metadata, multipart when large) and "

@@ -19,30 +19,11 @@
  * token included, so no second login; in a fleet worker (a site step, a
  * server's step) it starts with the token the parent handed over (the
  * workflow runner's vault.handoff/vault.adopt), renewed if its lease says so. */
+#include "luax.h"
 #include "sbot.h"
 
 #include <stdio.h>
 #include <string.h>
-
-/* Push require(name). */
-static void push_module(lua_State *L, const char *name)
-{
-    lua_getglobal(L, "require");
-    lua_pushstring(L, name);
-    lua_call(L, 1, 1);
-}
-
-/* Call obj:method(args...) with nargs arguments already on the stack top
- * (above nothing else of ours); obj at index obj. Leaves nresults. */
-static void call_method(lua_State *L, int obj, const char *method, int nargs, int nresults)
-{
-    obj = lua_absindex(L, obj);
-    lua_getfield(L, obj, method);
-    lua_insert(L, -(nargs + 1));
-    lua_pushvalue(L, obj);
-    lua_insert(L, -(nargs + 1));
-    lua_call(L, nargs + 1, nresults);
-}
 
 /* A failure triple on the stack top (nil, msg, code): raise msg, prefixed. */
 static int raise_failure(lua_State *L, const char *what)
@@ -73,7 +54,7 @@ static int vault_open(lua_State *L)
     lua_getfield(L, -1, "vault");
     if (!lua_istable(L, -1))
         return luaL_error(L, "the site has no vault section: nothing to check (docs/vault.md)");
-    push_module(L, "sbot.vault");
+    sbot_push_require(L, "sbot.vault", NULL);
     lua_getfield(L, -1, "shared");
     lua_pushvalue(L, -3);
     lua_call(L, 1, 1);
@@ -92,9 +73,9 @@ static int vault_discover(lua_State *L)
     lua_getfield(L, 1, "site");
     int site = lua_gettop(L);
 
-    push_module(L, "sbot.vault");
+    sbot_push_require(L, "sbot.vault", NULL);
     int vault = lua_gettop(L);
-    push_module(L, "sbot.secret");
+    sbot_push_require(L, "sbot.secret", NULL);
     int secret = lua_gettop(L);
 
     lua_newtable(L);
@@ -109,7 +90,7 @@ static int vault_discover(lua_State *L)
     copy_field(L, cfg, disc, "mount");
 
     /* reachable and unsealed */
-    call_method(L, client, "health", 0, 3);
+    sbot_call_method(L, client, "health", 0, 3);
     if (lua_isnil(L, -3))
         return raise_failure(L, "Vault unreachable");
     lua_pop(L, 2);
@@ -133,11 +114,11 @@ static int vault_discover(lua_State *L)
     }
 
     /* logged in, token valid: its TTL */
-    call_method(L, client, "ensure_token", 0, 3);
+    sbot_call_method(L, client, "ensure_token", 0, 3);
     if (lua_isnil(L, -3))
         return raise_failure(L, "Vault login failed");
     lua_pop(L, 3);
-    call_method(L, client, "lookup", 0, 3);
+    sbot_call_method(L, client, "lookup", 0, 3);
     if (lua_isnil(L, -3))
         return raise_failure(L, "Vault token not valid");
     lua_pop(L, 2);
@@ -166,7 +147,7 @@ static int vault_discover(lua_State *L)
                           "at least min_ttl = %I s", ttl, min_ttl);
 
     /* the mount */
-    call_method(L, client, "kv_version", 0, 3);
+    sbot_call_method(L, client, "kv_version", 0, 3);
     if (lua_isnil(L, -3))
         return raise_failure(L, "Vault mount");
     lua_pop(L, 2);
@@ -235,7 +216,7 @@ static int vault_discover(lua_State *L)
                 lua_pushvalue(L, -2);
             lua_setfield(L, rec, "error");
         } else {
-            call_method(L, client, "get", 3, 3);
+            sbot_call_method(L, client, "get", 3, 3);
             int ok = !lua_isnil(L, -3);
             lua_pushboolean(L, ok);
             lua_setfield(L, rec, "ok");

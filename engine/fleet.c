@@ -418,38 +418,6 @@ static int encode_outcome(lua_State *W)
     return 1;
 }
 
-static void write_all(int fd, const char *s, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, s, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return;
-        s += n;
-        len -= (size_t)n;
-    }
-}
-
-/* In the worker: close every descriptor but stdin, stdout, stderr and the
- * result pipe. The fork inherits the parent's open files, sockets (httpd
- * listeners, ws and HTTP connections) and other workers' pipes; held open
- * here they would keep ports bound and connections up after the parent
- * closes them, for as long as the worker runs. */
-static void close_inherited_fds(int keep)
-{
-    int ok = (keep <= 3 || close_range(3, (unsigned)keep - 1, 0) == 0) &&
-             close_range((unsigned)keep + 1, ~0U, 0) == 0;
-    if (!ok) { /* no close_range (old kernel): close them one by one */
-        long max = sysconf(_SC_OPEN_MAX);
-        if (max < 0 || max > 65536)
-            max = 65536;
-        for (int fd = 3; fd < (int)max; fd++)
-            if (fd != keep)
-                close(fd);
-    }
-}
-
 static void child(lua_State *P, int items, int fn, lua_Integer index, int wfd, pid_t parent, int errfd,
                   const char *label)
 {
@@ -463,7 +431,7 @@ static void child(lua_State *P, int items, int fn, lua_Integer index, int wfd, p
     if (errfd >= 0 && dup2(errfd, STDERR_FILENO) < 0)
         errfd = -1;
     sbot_progress_worker(errfd >= 0 ? STDERR_FILENO : -1, label);
-    close_inherited_fds(wfd);
+    sbot_close_fds_except(wfd, wfd); /* all but stdin/out/err and the result pipe */
     setpgid(0, 0);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent)
@@ -471,7 +439,7 @@ static void child(lua_State *P, int items, int fn, lua_Integer index, int wfd, p
     lua_State *W = sbot_runtime_new();
     if (!W) {
         static const char oom[] = "{\"ok\":false,\"error\":\"fleet worker: cannot create a Lua state\"}";
-        write_all(wfd, oom, sizeof oom - 1);
+        sbot_write_all(wfd, oom, sizeof oom - 1);
         _exit(71);
     }
     struct job job = {P, items, fn, index};
@@ -500,7 +468,7 @@ static void child(lua_State *P, int items, int fn, lua_Integer index, int wfd, p
     }
     size_t len;
     const char *out = lua_tolstring(W, -1, &len);
-    write_all(wfd, out, len);
+    sbot_write_all(wfd, out, len);
     close(wfd);
     lua_close(W);
     _exit(0);

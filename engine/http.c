@@ -11,6 +11,7 @@
  * the libcurl callback by returning "abort", and the error is raised only
  * after every handle and file has been released. */
 #define _GNU_SOURCE
+#include "luax.h"
 #include "sbot.h"
 #include "util.h"
 
@@ -1922,23 +1923,11 @@ static int l_batch(lua_State *L)
 
 /* ---- C API (engine/sbot.h) ------------------------------------------------- */
 
-/* Call f with the n values on top of the stack (consumed) protected from
- * nothing: errors (misuse) propagate like any Lua API call. Returns the
- * number of results pushed. */
-static int call_api(lua_State *L, lua_CFunction f, int nargs)
-{
-    int base = lua_gettop(L) - nargs;
-    lua_pushcfunction(L, f);
-    lua_insert(L, base + 1);
-    lua_call(L, nargs, LUA_MULTRET);
-    return lua_gettop(L) - base;
-}
-
 int sbot_http_request(lua_State *L, int req)
 {
     req = lua_absindex(L, req);
     lua_pushvalue(L, req);
-    return call_api(L, l_request, 1);
+    return sbot_call_api(L, l_request, 1);
 }
 
 int sbot_http_batch(lua_State *L, int reqs, int opts)
@@ -1950,7 +1939,7 @@ int sbot_http_batch(lua_State *L, int reqs, int opts)
         lua_pushvalue(L, opts);
     else
         lua_pushnil(L);
-    return call_api(L, l_batch, 2);
+    return sbot_call_api(L, l_batch, 2);
 }
 
 int luaopen_sbot_http(lua_State *L)

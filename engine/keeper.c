@@ -131,19 +131,6 @@ static void copy_value(lua_State *P, int idx, lua_State *W)
     }
 }
 
-static void write_all(int fd, const char *s, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, s, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return;
-        s += n;
-        len -= (size_t)n;
-    }
-}
-
 /* ---- the helper ------------------------------------------------------------- */
 
 struct helper {
@@ -231,34 +218,12 @@ static int encode_error(lua_State *W)
     return 1;
 }
 
-/* In the helper: close every inherited descriptor (connections, listeners,
- * other pipes) but stdin/out/err and the two pipes, like sbot.fleet's workers. */
-static void close_other_fds(int a, int b)
-{
-    if (a > b) {
-        int t = a;
-        a = b;
-        b = t;
-    }
-    int ok = (a <= 3 || close_range(3, (unsigned)a - 1, 0) == 0) &&
-             (b <= a + 1 || close_range((unsigned)a + 1, (unsigned)b - 1, 0) == 0) &&
-             close_range((unsigned)b + 1, ~0U, 0) == 0;
-    if (!ok) { /* no close_range (old kernel): one by one */
-        long max = sysconf(_SC_OPEN_MAX);
-        if (max < 0 || max > 65536)
-            max = 65536;
-        for (int fd = 3; fd < (int)max; fd++)
-            if (fd != a && fd != b)
-                close(fd);
-    }
-}
-
 static void helper(struct helper *h, int res_fd, pid_t parent)
 {
     signal(SIGINT, SIG_IGN); /* the parent decides when to stop; it dies -> SIGKILL */
     signal(SIGTERM, SIG_DFL);
     signal(SIGPIPE, SIG_DFL);
-    close_other_fds(h->stop_fd, res_fd);
+    sbot_close_fds_except(h->stop_fd, res_fd); /* all but stdin/out/err and the two pipes */
     /* a fork: a progress board the caller draws is not the helper's to redraw */
     sbot_progress_worker(-1, NULL);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -267,7 +232,7 @@ static void helper(struct helper *h, int res_fd, pid_t parent)
     lua_State *W = sbot_runtime_new();
     if (!W) {
         static const char oom[] = "{\"ok\":false,\"error\":\"keeper: cannot create a Lua state\"}";
-        write_all(res_fd, oom, sizeof oom - 1);
+        sbot_write_all(res_fd, oom, sizeof oom - 1);
         _exit(71);
     }
     lua_pushcfunction(W, helper_main);
@@ -286,7 +251,7 @@ static void helper(struct helper *h, int res_fd, pid_t parent)
     }
     size_t len;
     const char *out = lua_tolstring(W, -1, &len);
-    write_all(res_fd, out, len);
+    sbot_write_all(res_fd, out, len);
     close(res_fd);
     _exit(code);
 }

@@ -23,6 +23,7 @@
  * (after the phase is recorded as failed and the resource closed). */
 #define _GNU_SOURCE
 #include "sbot.h"
+#include "luax.h"
 #include "util.h"
 
 #include <math.h>
@@ -46,13 +47,6 @@ static double mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static void set_string(lua_State *L, int t, const char *k, const char *v)
-{
-    t = lua_absindex(L, t);
-    lua_pushstring(L, v);
-    lua_setfield(L, t, k);
 }
 
 /* ---- collaborators ---------------------------------------------------------- */
@@ -218,7 +212,7 @@ static int pcall_tb(lua_State *L, int nargs)
 static void mark_failed(lua_State *L, int self, const char *phase, int msg)
 {
     msg = lua_absindex(L, msg);
-    set_string(L, self, "status", "failed");
+    sbot_set_str(L, self, "status", "failed");
     lua_pushfstring(L, "%s: %s", phase, lua_tostring(L, msg));
     lua_setfield(L, self, "error");
 }
@@ -415,8 +409,8 @@ static int run_phase(lua_State *L, int self, const char *phase, int nargs)
 
     lua_createtable(L, 0, 7);
     int rec = lua_gettop(L);
-    set_string(L, rec, "started", started);
-    set_string(L, rec, "ended", ended);
+    sbot_set_str(L, rec, "started", started);
+    sbot_set_str(L, rec, "ended", ended);
     lua_pushinteger(L, (lua_Integer)floor(ms + 0.5));
     lua_setfield(L, rec, "ms");
     lua_pushboolean(L, st == LUA_OK);
@@ -441,7 +435,7 @@ static int run_phase(lua_State *L, int self, const char *phase, int nargs)
     }
     lua_getfield(L, self, "status");
     if (strcmp(luaL_optstring(L, -1, "pending"), "failed") != 0)
-        set_string(L, self, "status", "ok");
+        sbot_set_str(L, self, "status", "ok");
     lua_pop(L, 1);
     return 1;
 }
@@ -452,7 +446,7 @@ static void record_skip(lua_State *L, int self, const char *phase, const char *r
     lua_createtable(L, 0, 2);
     lua_pushboolean(L, 1);
     lua_setfield(L, -2, "skipped");
-    set_string(L, -1, "reason", reason);
+    sbot_set_str(L, -1, "reason", reason);
     lua_setfield(L, -2, phase);
     lua_pop(L, 1);
 }
@@ -517,7 +511,7 @@ static int simple_phase(lua_State *L, const char *phase, const char *field)
         lua_setfield(L, 1, field);
         lua_getfield(L, 1, "status");
         if (strcmp(luaL_optstring(L, -1, "pending"), "pending") == 0)
-            set_string(L, 1, "status", "ok");
+            sbot_set_str(L, 1, "status", "ok");
         lua_pop(L, 1);
         return 1;
     }
@@ -607,7 +601,7 @@ static void rollback(lua_State *L, int self, int plan, int processing, lua_Integ
             lua_pop(L, 1);
             lua_pushboolean(L, 0);
             lua_setfield(L, rec, "ok");
-            set_string(L, rec, "error", "the component defines no undo");
+            sbot_set_str(L, rec, "error", "the component defines no undo");
         } else {
             lua_pushvalue(L, self);
             lua_pushvalue(L, change);
@@ -649,7 +643,7 @@ static int process_body(lua_State *L)
 
     lua_createtable(L, 0, 4);
     int processing = lua_gettop(L);
-    set_string(L, processing, "mode", apply ? "apply" : "plan");
+    sbot_set_str(L, processing, "mode", apply ? "apply" : "plan");
     push_array(L);
     lua_setfield(L, processing, "applied");
     lua_pushvalue(L, processing);
@@ -757,7 +751,7 @@ static int m_process(lua_State *L)
         lua_insert(L, -2);
         return 2;
     }
-    set_string(L, 1, "mode", mode);
+    sbot_set_str(L, 1, "mode", mode);
     lua_pushcfunction(L, process_body);
     lua_pushvalue(L, 1);
     lua_pushstring(L, mode);
@@ -781,7 +775,7 @@ static int m_plan(lua_State *L)
     lua_pushcfunction(L, m_process);
     lua_pushvalue(L, 1);
     lua_createtable(L, 0, 1);
-    set_string(L, -1, "mode", "plan");
+    sbot_set_str(L, -1, "mode", "plan");
     lua_call(L, 2, 2);
     if (lua_isnil(L, -2))
         return 2;
@@ -812,7 +806,7 @@ static void reset(lua_State *L, int self)
     lua_setfield(L, self, "discovery");
     push_array(L);
     lua_setfield(L, self, "artifacts");
-    set_string(L, self, "status", "pending");
+    sbot_set_str(L, self, "status", "pending");
 }
 
 /* c:results() -> the uniform, JSON-serialisable results table */
@@ -898,7 +892,7 @@ static int m_to_json(lua_State *L)
         lua_pushboolean(L, 1);
         lua_setfield(L, -2, "indent");
     }
-    set_string(L, -1, "secrets", "redact");
+    sbot_set_str(L, -1, "secrets", "redact");
     lua_replace(L, 2);
     push_collaborator(L, "encode");
     lua_pushcfunction(L, m_results);
@@ -935,7 +929,7 @@ static int execute_body(lua_State *L)
             lua_pushcfunction(L, m_process);
             lua_pushvalue(L, 1);
             lua_createtable(L, 0, 2);
-            set_string(L, -1, "mode", mode);
+            sbot_set_str(L, -1, "mode", mode);
             lua_pushvalue(L, 4);
             lua_setfield(L, -2, "before");
             lua_call(L, 2, 2);
@@ -965,8 +959,8 @@ static void record_close(lua_State *L, int self)
     sbot_utc_iso(ended, sizeof ended);
     lua_createtable(L, 0, 5);
     int rec = lua_gettop(L);
-    set_string(L, rec, "started", started);
-    set_string(L, rec, "ended", ended);
+    sbot_set_str(L, rec, "started", started);
+    sbot_set_str(L, rec, "ended", ended);
     lua_pushinteger(L, (lua_Integer)floor(ms + 0.5));
     lua_setfield(L, rec, "ms");
     lua_pushboolean(L, st == LUA_OK);
@@ -1028,7 +1022,7 @@ static int m_execute(lua_State *L)
     lua_getfield(L, 2, "before_process"); /* index 3 */
 
     reset(L, 1);
-    set_string(L, 1, "mode", mode);
+    sbot_set_str(L, 1, "mode", mode);
     lua_pushcfunction(L, execute_body);
     lua_pushvalue(L, 1);
     lua_pushlightuserdata(L, want);
@@ -1042,7 +1036,7 @@ static int m_execute(lua_State *L)
         lua_error(L);
     lua_getfield(L, 1, "status");
     if (strcmp(lua_tostring(L, -1), "pending") == 0)
-        set_string(L, 1, "status", "skipped");
+        sbot_set_str(L, 1, "status", "skipped");
     else if (strict && strcmp(lua_tostring(L, -1), "failed") == 0) {
         instance_label(L, 1);
         lua_getfield(L, 1, "error");
@@ -1081,7 +1075,8 @@ static int m_tostring(lua_State *L)
 
 /* ---- define / new ---------------------------------------------------------- */
 
-/* Module.new(config [, opts]) -> instance | nil, err, "config"
+/* Module.new(config [, opts]) -> instance | nil, err, "invalid" (docs/errors.md:
+ * a config that does not validate is input not in the format new reads)
  * opts: {id = "r630-01", step = "boot_disk", artifact_dir = dir, site = site, server = server}.
  * Upvalues: 1 module, 2 instance metatable. */
 static int l_new(lua_State *L)
@@ -1106,7 +1101,7 @@ static int l_new(lua_State *L)
         lua_pushfstring(L, "component %s config", name);
         lua_call(L, 3, 2);
         if (lua_isnil(L, -2)) {
-            lua_pushliteral(L, "config");
+            lua_pushliteral(L, "invalid");
             return 3;
         }
         lua_pop(L, 1);

@@ -7,6 +7,7 @@
  * and is taken over with a warning naming its previous owner. */
 #define _GNU_SOURCE
 #include "sbot.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -122,7 +123,7 @@ static int l_acquire(lua_State *L)
             int e = errno;
             lua_pushnil(L);
             lua_pushfstring(L, "lock %s: %s", path, strerror(e));
-            lua_pushliteral(L, "error");
+            lua_pushstring(L, sbot_errno_name(e));
             return 3;
         }
         if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -138,7 +139,10 @@ static int l_acquire(lua_State *L)
                                 name, (int)o.pid, o.host, o.since, path);
             else
                 lua_pushfstring(L, "%s is locked by another process (lock file %s)", name, path);
-            lua_pushliteral(L, "locked");
+            if (e != EWOULDBLOCK)
+                lua_pushstring(L, sbot_errno_name(e));
+            else
+                lua_pushliteral(L, "locked");
             return 3;
         }
         /* The file may have been released (unlinked) between open and flock:
@@ -176,7 +180,7 @@ static int l_acquire(lua_State *L)
             lua_call(L, 1, 0);
             lua_pushnil(L);
             lua_pushfstring(L, "lock %s: cannot write owner: %s", path, strerror(e));
-            lua_pushliteral(L, "error");
+            lua_pushstring(L, sbot_errno_name(e));
             return 3;
         }
         fsync(fd);
@@ -184,8 +188,11 @@ static int l_acquire(lua_State *L)
         return 1;
     }
     lua_pushnil(L);
-    lua_pushfstring(L, "lock %s: file keeps changing under us, giving up", path);
-    lua_pushliteral(L, "error");
+    /* ten times the file was released and made again between our open and
+     * flock: other processes are taking and releasing it */
+    lua_pushfstring(L, "%s: the lock file %s keeps changing hands (released and taken again by other "
+                       "processes); try again", name, path);
+    lua_pushliteral(L, "locked");
     return 3;
 }
 

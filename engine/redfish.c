@@ -13,6 +13,7 @@
  * client is the only code that reveals the BMC password.
  * Policy (what to change, in which order) belongs to the components. */
 #define _GNU_SOURCE
+#include "luax.h"
 #include "sbot.h"
 #include "util.h"
 
@@ -789,7 +790,8 @@ static void push_response_id(lua_State *L, int res)
 
 /* For an HTTP response at res with an error status: pushes nil, message,
  * code, status (returns 4). The message is "ID: text (METHOD path on host)";
- * without a MessageId the code is "http_<status>". */
+ * without a MessageId the code is the HTTP status itself (an integer: the
+ * device's answer, as sbot.ws gives for a refused upgrade; docs/errors.md). */
 static int push_http_error(lua_State *L, struct client *c, int res, const char *method, const char *path)
 {
     res = lua_absindex(L, res);
@@ -810,7 +812,7 @@ static int push_http_error(lua_State *L, struct client *c, int res, const char *
             lua_pushfstring(L, "HTTP %d: %s (%s %s on %s)", status, msg, method, path, c->host);
         else
             lua_pushfstring(L, "HTTP %d (%s %s on %s)", status, method, path, c->host);
-        lua_pushfstring(L, "http_%d", status);
+        lua_pushinteger(L, status);
     }
     lua_pushinteger(L, status);
     for (int i = 0; i < 4; i++)
@@ -961,7 +963,9 @@ static int rf_request(lua_State *L, int ci, const char *method, const char *path
     headers = headers ? lua_absindex(L, headers) : 0;
     int top = lua_gettop(L);
     if (push_url(L, c, path) == 2) {
-        lua_pushliteral(L, "foreign");
+        /* a link that is not a path on this service: not in the format a
+         * request takes (the token never leaves for another host) */
+        lua_pushliteral(L, "invalid");
         return 3;
     }
     int url = lua_gettop(L);
@@ -2221,7 +2225,7 @@ static int find_job(lua_State *L, const char *id)
     lua_settop(L, top);
     lua_pushnil(L);
     lua_pushfstring(L, "job %s is not in the job queue of %s", id, c->host);
-    lua_pushliteral(L, "not_found");
+    lua_pushliteral(L, "not_found"); /* docs/errors.md: a lookup found nothing */
     return 3;
 }
 
@@ -2400,7 +2404,13 @@ static int wait_job_loop(lua_State *L, struct client *c, const char *path, const
                 } else {
                     lua_pushfstring(L, "job %s %s: %s (GET %s on %s)", short_id, j.state,
                                     j.message ? j.message : "(no message)", path, c->host);
-                    lua_pushliteral(L, "job_failed");
+                    /* no MessageId: the device's own word for how the job
+                     * ended (JobState/TaskState; "Critical" for a task that
+                     * Completed with TaskStatus Critical) */
+                    if (strcmp(j.state, "Completed") == 0)
+                        lua_pushliteral(L, "Critical");
+                    else
+                        lua_pushstring(L, j.state);
                 }
                 lua_pushvalue(L, 6);
                 return 4;
@@ -2696,19 +2706,10 @@ static int l_check_attribute(lua_State *L)
 
 /* ---- C API (engine/sbot.h) -------------------------------------------------------------- */
 
-static int call_api(lua_State *L, lua_CFunction f, int nargs)
-{
-    int base = lua_gettop(L) - nargs;
-    lua_pushcfunction(L, f);
-    lua_insert(L, base + 1);
-    lua_call(L, nargs, LUA_MULTRET);
-    return lua_gettop(L) - base;
-}
-
 int sbot_redfish_connect(lua_State *L, int opts)
 {
     lua_pushvalue(L, opts);
-    return call_api(L, l_connect, 1);
+    return sbot_call_api(L, l_connect, 1);
 }
 
 int sbot_redfish_get(lua_State *L, int client, const char *path)
@@ -2716,7 +2717,7 @@ int sbot_redfish_get(lua_State *L, int client, const char *path)
     client = lua_absindex(L, client);
     lua_pushvalue(L, client);
     lua_pushstring(L, path);
-    return call_api(L, m_get, 2);
+    return sbot_call_api(L, m_get, 2);
 }
 
 int sbot_redfish_get_many(lua_State *L, int client, int paths)
@@ -2725,7 +2726,7 @@ int sbot_redfish_get_many(lua_State *L, int client, int paths)
     paths = lua_absindex(L, paths);
     lua_pushvalue(L, client);
     lua_pushvalue(L, paths);
-    return call_api(L, m_get_many, 2);
+    return sbot_call_api(L, m_get_many, 2);
 }
 
 int sbot_redfish_patch(lua_State *L, int client, const char *path, int body, int opts)
@@ -2740,7 +2741,7 @@ int sbot_redfish_patch(lua_State *L, int client, const char *path, int body, int
         lua_pushvalue(L, opts);
     else
         lua_pushnil(L);
-    return call_api(L, m_patch, 4);
+    return sbot_call_api(L, m_patch, 4);
 }
 
 int sbot_redfish_post(lua_State *L, int client, const char *path, int body)
@@ -2753,7 +2754,7 @@ int sbot_redfish_post(lua_State *L, int client, const char *path, int body)
         lua_pushvalue(L, body);
     else
         lua_pushnil(L);
-    return call_api(L, m_post, 3);
+    return sbot_call_api(L, m_post, 3);
 }
 
 int sbot_redfish_delete(lua_State *L, int client, const char *path)
@@ -2761,7 +2762,7 @@ int sbot_redfish_delete(lua_State *L, int client, const char *path)
     client = lua_absindex(L, client);
     lua_pushvalue(L, client);
     lua_pushstring(L, path);
-    return call_api(L, m_delete, 2);
+    return sbot_call_api(L, m_delete, 2);
 }
 
 int sbot_redfish_wait_job(lua_State *L, int client, const char *job, int opts)
@@ -2774,7 +2775,7 @@ int sbot_redfish_wait_job(lua_State *L, int client, const char *job, int opts)
         lua_pushvalue(L, opts);
     else
         lua_pushnil(L);
-    return call_api(L, m_wait_job, 3);
+    return sbot_call_api(L, m_wait_job, 3);
 }
 
 int sbot_redfish_identify(lua_State *L, int client, int manager)
@@ -2786,14 +2787,14 @@ int sbot_redfish_identify(lua_State *L, int client, int manager)
         lua_pushvalue(L, manager);
     else
         lua_pushnil(L);
-    return call_api(L, m_identify, 2);
+    return sbot_call_api(L, m_identify, 2);
 }
 
 int sbot_redfish_close(lua_State *L, int client)
 {
     client = lua_absindex(L, client);
     lua_pushvalue(L, client);
-    return call_api(L, m_close, 1);
+    return sbot_call_api(L, m_close, 1);
 }
 
 int luaopen_sbot_redfish(lua_State *L)

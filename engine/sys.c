@@ -780,6 +780,28 @@ os_failure:
     return 3;
 }
 
+/* sys.check_hostport(s [, port_required]) -> true | nil, "'<s>' <what is
+ * wrong>", "invalid": the grammar of sbot_check_hostport (util.h), the one
+ * iscsi.probe's portal and redfish.connect's host are checked with. */
+static int l_check_hostport(lua_State *L)
+{
+    size_t len;
+    luaL_checktype(L, 1, LUA_TSTRING);
+    const char *s = lua_tolstring(L, 1, &len);
+    if (!lua_isnoneornil(L, 2))
+        luaL_checktype(L, 2, LUA_TBOOLEAN);
+    const char *why = strlen(s) != len ? "is not a host name or an IP address (IPv6 as [addr]:port)"
+                                       : sbot_check_hostport(s, lua_toboolean(L, 2));
+    if (!why) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushnil(L);
+    lua_pushfstring(L, "'%s' %s", s, why);
+    lua_pushliteral(L, "invalid");
+    return 3;
+}
+
 /* sys.utc_iso() -> "2026-11-26T12:03:00.123Z" (wall clock, milliseconds) */
 static int l_utc_iso(lua_State *L)
 {
@@ -806,7 +828,8 @@ int luaopen_sbot_sys(lua_State *L)
         {"getpid", l_getpid},       {"hostname", l_hostname},
         {"pid_alive", l_pid_alive}, {"kill", l_kill},
         {"monotime", l_monotime},   {"utc_iso", l_utc_iso},
-        {"spawn", l_spawn},         {NULL, NULL}};
+        {"spawn", l_spawn},         {"check_hostport", l_check_hostport},
+        {NULL, NULL}};
     luaL_newlib(L, fns);
     return 1;
 }

@@ -1,8 +1,9 @@
 /* util.c: helpers shared by the C modules (see util.h): hex and base64
  * (crypto.c, sigv4.c, fsio.c, httpd.c, ws.c), UTC timestamps (sys.c,
  * lifecycle.c), the SIGPIPE guard (ws.c, iscsi.c), errno names (fsio.c,
- * sys.c), the host[:port] grammar (iscsi.c, redfish.c). The secret-object
- * test is sbot_is_secret in log.c (sbot.h). */
+ * sys.c), the host[:port] grammar (iscsi.c, redfish.c), a forked child's
+ * result pipe and descriptors (fleet.c, keeper.c). The secret-object test is
+ * sbot_is_secret in log.c (sbot.h). */
 #define _GNU_SOURCE
 #include "util.h"
 
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 void sbot_hex(const unsigned char *in, size_t n, char *out)
 {
@@ -61,6 +63,31 @@ const char *sbot_errno_name(int e)
     return name ? name : "EUNKNOWN";
 }
 
+/* A host name of RFC 1123 (2.1): labels of letters, digits and '-', 1..63
+ * characters, neither starting nor ending with '-', joined by '.', 253
+ * characters at most; '_' is taken inside a label too (names with one exist
+ * in real DNS). An IPv4 address is such a name. No empty label: no leading,
+ * trailing or doubled '.'. */
+static int is_host_name(const char *s, const char *end)
+{
+    if (end - s > 253)
+        return 0;
+    const char *label = s;
+    for (const char *c = s;; c++) {
+        if (c == end || *c == '.') {
+            size_t n = (size_t)(c - label);
+            if (n == 0 || n > 63 || label[0] == '-' || c[-1] == '-')
+                return 0;
+            if (c == end)
+                return 1;
+            label = c + 1;
+        } else if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+                     *c == '-' || *c == '_')) {
+            return 0;
+        }
+    }
+}
+
 const char *sbot_check_hostport(const char *s, int port_required)
 {
     const char *port = NULL;
@@ -94,10 +121,8 @@ const char *sbot_check_hostport(const char *s, int port_required)
         if (end == s || (!colon && port_required))
             return port_required ? "must be HOST:PORT (IPv6 as [addr]:port)"
                                  : "must be HOST[:PORT] (IPv6 as [addr]:port)";
-        for (const char *c = s; c < end; c++)
-            if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-                  *c == '.' || *c == '-' || *c == '_'))
-                return "is not a host name or an IP address (IPv6 as [addr]:port)";
+        if (!is_host_name(s, end))
+            return "is not a host name or an IP address (IPv6 as [addr]:port)";
         if (colon)
             port = colon + 1;
     }
@@ -149,4 +174,37 @@ void sbot_sigpipe_unblock(struct sbot_sigpipe_guard *g)
         }
     }
     pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
+void sbot_write_all(int fd, const char *s, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, s, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;
+        s += n;
+        len -= (size_t)n;
+    }
+}
+
+void sbot_close_fds_except(int a, int b)
+{
+    if (a > b) {
+        int t = a;
+        a = b;
+        b = t;
+    }
+    int ok = (a <= 3 || close_range(3, (unsigned)a - 1, 0) == 0) &&
+             (b <= a + 1 || close_range((unsigned)a + 1, (unsigned)b - 1, 0) == 0) &&
+             close_range((unsigned)b + 1, ~0U, 0) == 0;
+    if (!ok) { /* no close_range (old kernel): one by one */
+        long max = sysconf(_SC_OPEN_MAX);
+        if (max < 0 || max > 65536)
+            max = 65536;
+        for (int fd = 3; fd < (int)max; fd++)
+            if (fd != a && fd != b)
+                close(fd);
+    }
 }

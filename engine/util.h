@@ -25,8 +25,11 @@ size_t sbot_base64(const unsigned char *in, size_t n, char *out);
 const char *sbot_errno_name(int e);
 
 /* Check "host[:port]", the form a portal or a BMC address takes: a host name
- * or an IP address, an IPv6 address in brackets ("[fd00::5]:3260", a zone
- * allowed), then ':' and a port 1..65535 (required when port_required).
+ * (RFC 1123 labels; '_' allowed inside one) or an IP address, an IPv6
+ * address in brackets ("[fd00::5]:3260", a zone allowed), then ':' and a port
+ * 1..65535 (required when port_required). sys.check_hostport is its Lua face
+ * (the site file's idrac.host and truenas.portal). Cases shared by the C and
+ * the Lua tests: tests/fixtures/hostport_cases.txt.
  * Returns NULL, or what is wrong as the end of a sentence naming the value
  * ("must be HOST:PORT (IPv6 as [addr]:port)"). A bare IPv6 address is
  * refused: "fe80::1:3260" cannot say where its port is. */
@@ -46,5 +49,17 @@ struct sbot_sigpipe_guard {
 };
 void sbot_sigpipe_block(struct sbot_sigpipe_guard *g);
 void sbot_sigpipe_unblock(struct sbot_sigpipe_guard *g);
+
+/* write(2) all len bytes of s to fd, again after EINTR; stops silently at any
+ * other failure (the reader then sees a short message). For a forked child
+ * sending its result to the parent (fleet.c, keeper.c). */
+void sbot_write_all(int fd, const char *s, size_t len);
+
+/* In a forked child: close every descriptor from 3 up but a and b (the same
+ * descriptor twice to keep only one), with close_range(2), else one by one.
+ * The fork inherits the parent's open files, sockets and other children's
+ * pipes; held open they would keep ports bound and connections up after the
+ * parent closes them. */
+void sbot_close_fds_except(int a, int b);
 
 #endif

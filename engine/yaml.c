@@ -33,6 +33,7 @@
 
 #include <yaml.h>
 
+#include "luax.h"
 #include "sbot.h"
 #include "util.h"
 
@@ -1174,22 +1175,13 @@ static int l_encode_all(lua_State *L) { return encode_stream(L, 1); }
 
 /* ---- C API (engine/sbot.h) ------------------------------------------------ */
 
-static int call_api(lua_State *L, lua_CFunction f, int nargs)
-{
-    int base = lua_gettop(L) - nargs;
-    lua_pushcfunction(L, f);
-    lua_insert(L, base + 1);
-    lua_call(L, nargs, LUA_MULTRET);
-    return lua_gettop(L) - base;
-}
-
 int sbot_yaml_decode(lua_State *L, const char *text, size_t len, const char *source)
 {
     lua_pushlstring(L, text, len);
     lua_createtable(L, 0, 1);
     lua_pushstring(L, source ? source : "yaml");
     lua_setfield(L, -2, "source");
-    return call_api(L, l_decode, 2);
+    return sbot_call_api(L, l_decode, 2);
 }
 
 int sbot_yaml_encode(lua_State *L, int value, const char *secrets)
@@ -1199,7 +1191,7 @@ int sbot_yaml_encode(lua_State *L, int value, const char *secrets)
     lua_createtable(L, 0, 1);
     lua_pushstring(L, secrets ? secrets : "error");
     lua_setfield(L, -2, "secrets");
-    return call_api(L, l_encode, 2);
+    return sbot_call_api(L, l_encode, 2);
 }
 
 int luaopen_sbot_yaml(lua_State *L)

@@ -7,6 +7,7 @@
 local fsio = require "sbot.fsio"
 local schema = require "sbot.schema"
 local secret = require "sbot.secret"
+local sys = require "sbot.sys"
 local tls = require "sbot.tls"
 
 local M = {}
@@ -139,25 +140,17 @@ M.schema = {
 }
 
 -- Checks the schema language cannot express; each returns a message or nil.
-local function check_port(port)
-  local n = tonumber(port)
-  if not n or n < 1 or n > 65535 then return "port " .. port .. " is out of range 1-65535" end
-end
 
---- "name-or-ip[:port]" (IPv6 in brackets); what idrac.host and truenas.portal take,
--- the grammar sbot.iscsi.probe and sbot.redfish check (engine/util.c, sbot_check_hostport).
-local V6 = "%[[%x:%.]*:[%x:%.]*%%?[%w_.%-]*%]" -- [fd00::5], [::ffff:10.0.0.1], [fe80::1%eth0]
+--- "name-or-ip[:port]" (IPv6 in brackets); what idrac.host and truenas.portal take:
+-- the grammar sbot.iscsi.probe and sbot.redfish check, sbot_check_hostport
+-- (engine/util.c) through sys.check_hostport, so the site refuses exactly what
+-- they would (tests/fixtures/hostport_cases.txt). A URL gets its own advice.
 local function check_hostport(v)
   if v:find("://", 1, true) then
     return string.format("%q: expected name-or-ip[:port], not a URL", v)
   end
-  if not v:find("[", 1, true) and select(2, v:gsub(":", "")) > 1 then
-    return string.format("%q: an IPv6 address goes in brackets: [addr] or [addr]:port", v)
-  end
-  local port = v:match("^[%w][%w%.%-_]*:(%d+)$") or v:match("^" .. V6 .. ":(%d+)$")
-  if port then return check_port(port) and string.format("%q: %s", v, check_port(port)) end
-  if v:match("^[%w][%w%.%-_]*$") or v:match("^" .. V6 .. "$") then return nil end
-  return string.format("%q: expected name-or-ip[:port] (IPv6 as [addr]:port)", v)
+  local ok, why = sys.check_hostport(v, false)
+  if not ok then return why end
 end
 
 local function check_tls(t, url, path, errors)
@@ -343,17 +336,31 @@ end
 
 --- Load a site file. opts: {secrets_dir = dir, getenv = fn}.
 -- Returns the validated site table (with `site.file` and `site.dir` set),
--- or nil and an error naming the file and key path, and a code
--- ("load", "secret" or "invalid"). Whatever the file holds (a binary chunk,
+-- or nil and an error naming the file and key path, and a code: the errno
+-- name when the file cannot be read ("ENOENT", "EACCES", "EISDIR"), "invalid"
+-- when it is not Lua that returns a valid site table (docs/errors.md), "secret"
+-- when its secrets cannot be had. Whatever the file holds (a binary chunk,
 -- tables nested without end or referring to themselves, metatables that
 -- raise), the answer is such a message, never a raised error.
 function M.load(path, opts)
   if type(path) ~= "string" then error("site.load: expected a file path, got " .. type(path), 2) end
   opts = opts or {}
+  -- loadfile's "cannot open" carries no errno name: ask the file system first
+  local st, serr, scode = fsio.stat(path, true)
+  if not st then -- serr is "<what>: <path>: <strerror>"
+    return nil, "site " .. path .. ": cannot open the file: " .. (serr:match(".*: (.-)$") or serr), scode
+  end
+  if st.type == "directory" then return nil, "site " .. path .. ": is a directory, not a site file", "EISDIR" end
   local chunk, err = loadfile(path, "t")
-  if not chunk then return nil, load_error(err, path), "load" end
+  if not chunk then
+    if err:match("^cannot %a+ ") then -- the file is there but cannot be opened or read
+      local again, _, acode = fsio.stat(path, true)
+      return nil, load_error(err, path), (not again and acode) or (err:match("Permission denied$") and "EACCES") or "EIO"
+    end
+    return nil, load_error(err, path), "invalid" -- not Lua source text
+  end
   local ok, t = pcall(chunk)
-  if not ok then return nil, "site " .. path .. ": " .. whole_path(tostring(t), path), "load" end
+  if not ok then return nil, "site " .. path .. ": " .. whole_path(tostring(t), path), "invalid" end
   if type(t) ~= "table" then
     return nil, "site " .. path .. ": must return a table, returned " .. type(t), "invalid"
   end

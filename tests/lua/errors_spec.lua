@@ -141,16 +141,114 @@ describe("the documented words", function()
     f:close()
     local transport = text:match("\n## Transport words.-\n(|.-)\n\n")
     for w in transport:gmatch("\n| `([%w_]+)` |") do words[w] = true end
-    for w in text:gmatch("One more word stands beside them: %*%*`\"([%w_]+)\"`%*%*") do words[w] = true end
+    local other = text:match("\nMore words stand beside them.-\n(|.-)\n\n")
+    for w in other:gmatch("\n| `([%w_]+)` |") do words[w] = true end
   end
+  -- an errno name, a documented word, or (a device's answer without an id
+  -- of its own) an HTTP status, an integer
   local function documented(code)
+    if math.type(code) == "integer" then return code >= 100 and code <= 599 end
     return type(code) == "string" and (code:match("^E[A-Z0-9]+$") ~= nil or words[code] == true)
   end
 
-  it("reads the transport words and the data word from docs/errors.md", function()
-    for _, w in ipairs({ "resolve", "connect", "timeout", "tls", "closed", "io", "protocol", "too_large", "invalid" }) do
+  it("reads the transport words and the other words from docs/errors.md", function()
+    for _, w in ipairs({ "resolve", "connect", "timeout", "tls", "closed", "io", "protocol", "too_large",
+      "invalid", "not_found", "locked" }) do
       assert.is_true(words[w], w)
     end
+    -- what the old codes were is not a word
+    for _, w in ipairs({ "config", "foreign", "job_failed", "http_409" }) do assert.is_nil(words[w], w) end
+  end)
+
+  it("sbot.lock: a lock another process holds is locked; a failed call on the file its errno name", function()
+    local lock = require "sbot.lock"
+    local dir = helpers.tmpdir("vocab-lock")
+    local path = dir .. "/x.lock"
+    -- flock(1) holds the file's flock, as another sbot would
+    local holder = helpers.spawn(string.format("flock %s -c %s", helpers.shquote(path),
+      helpers.shquote("touch " .. helpers.shquote(dir .. "/held") .. "; exec sleep 30")))
+    local deadline = helpers.now() + 10
+    while not io.open(dir .. "/held") and helpers.now() < deadline do os.execute("sleep 0.05") end
+    local l, err, code = lock.acquire(path, { name = "vocab" })
+    holder:stop()
+    assert.is_nil(l)
+    assert.are.equal("locked", code, err)
+    assert.is_true(documented(code))
+    l, err, code = lock.acquire(dir .. "/missing/x.lock")
+    assert.is_nil(l)
+    assert.are.equal("ENOENT", code, err)
+    assert.is_true(documented(code))
+  end)
+
+  it("sbot.component: Module.new of a config that does not validate, for every component", function()
+    local component = require "sbot.component"
+    local M = component.define { name = "vocab_test", schema = { host = { type = "string", required = true } },
+      discover = function() return {} end }
+    local mods = { vocab_test = M }
+    for _, name in ipairs({ "s3", "iscsi", "vault", "openshift", "r630" }) do
+      mods[name] = require("sbot.component." .. name)
+    end
+    for name, mod in pairs(mods) do
+      local c, err, code = mod.new({ no_such_key_anywhere = true })
+      assert.is_nil(c, name)
+      assert.matches("^component " .. name .. " config: ", err)
+      assert.are.equal("invalid", code, name)
+      assert.is_true(documented(code), name .. ": code " .. tostring(code))
+    end
+  end)
+
+  describe("sbot.redfish against the DMTF-style mockup", function()
+    local redfish = require "sbot.redfish"
+    local mock, c
+    setup(function()
+      mock = servers.redfish_mockup()
+      c = assert(redfish.connect({ host = mock.host, user = "admin", password = "mockup-pw",
+        tls = { pin_sha256 = mock.pin }, retries = false }))
+    end)
+    teardown(function()
+      if c then c:close() end
+      if mock then mock.stop() end
+    end)
+
+    it("a device error with a MessageId gives the id; without one, the HTTP status", function()
+      local r, err, code, status = c:get("/redfish/v1/Systems/no-such-node")
+      assert.is_nil(r)
+      assert.are.equal("ResourceMissingAtURI", code, err)
+      assert.are.equal(404, status)
+      r, err, code, status = c:get("/redfish/v1/Plain/409")
+      assert.is_nil(r)
+      assert.are.equal(409, code, err)
+      assert.are.equal(409, status)
+      assert.matches("^HTTP 409", err)
+      assert.is_true(documented(code))
+      local many = c:get_many({ "/redfish/v1/Plain/403" })
+      assert.are.equal(403, many[1].code, many[1].error)
+    end)
+
+    it("a link to another host is refused with a documented word", function()
+      local r, err, code = c:get("https://198.51.100.7/redfish/v1")
+      assert.is_nil(r)
+      assert.matches("refusing to follow", err)
+      assert.are.equal("invalid", code)
+      assert.is_true(documented(code))
+    end)
+
+    it("wait_job: a task that failed without a MessageId gives its TaskState; an unknown job id not_found", function()
+      local r, err, code, doc = c:wait_job("/redfish/v1/TaskService/Tasks/7", { interval = 0.05, timeout = 5 })
+      assert.is_nil(r)
+      assert.are.equal(doc.TaskState, code, err) -- the device's own word, read from its answer
+      assert.are.equal("Exception", code)
+      assert.matches("^job 7 Exception: ", err)
+      local none, nerr, ncode = c:wait_job("JID_000000000001", { interval = 0.05, timeout = 2 })
+      assert.is_nil(none)
+      assert.matches("JID_000000000001 is not in the job queue", nerr)
+      assert.are.equal("not_found", ncode)
+      assert.is_true(documented(ncode))
+      -- the id of a task that is there is found by following links
+      local found, _, fcode = c:wait_job("7", { interval = 0.05, timeout = 5 })
+      assert.is_nil(found)
+      assert.are.equal("Exception", fcode)
+    end)
   end)
 
   it("sbot.crypto: file reads give the errno name, base64_decode a documented word", function()

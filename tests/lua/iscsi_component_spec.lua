@@ -511,4 +511,150 @@ describe("iscsi component with CHAP", function()
       .. "row .*%(the CHAP entry %d+ this change made was deleted%)", r.result.error)
     no_secret(r, NEW)
   end)
+
+  local function group_of(st, alias_mark)
+    for _, t in ipairs(st.iscsi.targets) do
+      if type(t.alias) == "string" and t.alias:sub(1, #alias_mark + 1) == alias_mark .. " " then return t.groups[1] end
+    end
+  end
+  local function auth_by_id(st, id)
+    for _, a in ipairs(st.iscsi.auths) do if a.id == id then return a end end
+  end
+
+  it("adopts only CHAP credentials sbot made for the server: another server's or an admin's entry with the same "
+    .. "user and secret stays theirs", function()
+    local c = api()
+    -- nothing names these tags: an entry another server's run made (killed before its target used it), one an
+    -- admin made, and one this server's own run made before it was killed
+    local theirs = assert(c:call("iscsi.auth.create", { tag = 900, user = "r630-02", secret = SECRET,
+      peeruser = "sbot:r630-03", peersecret = "peer-Secret-0001" }))
+    local admins = assert(c:call("iscsi.auth.create", { tag = 901, user = "r630-02", secret = SECRET }))
+    local own = assert(c:call("iscsi.auth.create", { tag = 902, user = "r630-02", secret = SECRET,
+      peeruser = "sbot:r630-02", peersecret = "peer-Secret-0002" }))
+    c:close()
+    local r = il.run(lab, "r630-02", { chap = { user = "r630-02", secret = SECRET } })
+    assert(r.code == 0, r.stdout .. r.stderr)
+    for _, ch in ipairs(r.result.plan) do assert.is_nil(ch.resource:match("^chap:"), "a CHAP entry was made: " .. ch.resource) end
+    local st = il.truenas(lab)
+    assert.are.same({ "CHAP", 902 }, { group_of(st, "sbot:r630-02").authmethod, group_of(st, "sbot:r630-02").auth })
+    assert.are.same({ 900, "sbot:r630-03" }, { auth_by_id(st, theirs.id).tag, auth_by_id(st, theirs.id).peeruser })
+    assert.are.same({ 901, "" }, { auth_by_id(st, admins.id).tag, auth_by_id(st, admins.id).peeruser })
+    assert.are.equal(902, auth_by_id(st, own.id).tag)
+    assert.are.same({}, il.problems(st, { "r630-01", "r630-02" }))
+  end)
+
+  it("turns CHAP off: only the entry sbot made for the server goes; one an admin added to its tag stays, with a warning",
+    function()
+    local st = il.truenas(lab)
+    local tag = group_of(st, "sbot:r630-01").auth
+    local c = api()
+    local extra = assert(c:call("iscsi.auth.create", { tag = tag, user = "admin-extra", secret = "admin-Secret-01" }))
+    c:close()
+    local r = il.run(lab, "r630-01", {})
+    assert(r.code == 0, r.stdout .. r.stderr)
+    assert.are.same({ string.format("CHAP credentials of user r630-01 (tag %d)", tag) }, r.result.housekeeping.removed)
+    assert.matches(string.format("CHAP tag %d, which this server's targets named, keeps the entry of user admin%%-extra",
+      tag), r.stderr)
+    st = il.truenas(lab)
+    assert.are.equal(tag, auth_by_id(st, extra.id).tag)
+    for _, a in ipairs(st.iscsi.auths) do assert.are_not.equal("r630-01", a.user) end
+    assert.are.equal("ok", login(nil))
+    -- the admin's entry goes by hand; the others of this spec stay as they are
+    c = api()
+    assert(c:call("iscsi.auth.delete", extra.id))
+    c:close()
+  end)
+
+  it("a run turning CHAP off killed (SIGKILL) between the change and its housekeep: the next run removes the entry "
+    .. "sbot made for the server", function()
+    local on = run(NEW)
+    assert(on.code == 0, on.stdout .. on.stderr)
+    local tag = group_of(il.truenas(lab), "sbot:r630-01").auth
+    local w0 = il.truenas(lab).writes
+    local p = il.spawn(lab, "r630-01", {})
+    local changed
+    for _ = 1, 3000 do
+      if il.truenas(lab).writes > w0 then changed = true break end
+      if not p:alive() then break end
+    end
+    p:stop("KILL")
+    assert(changed, "the run wrote nothing: " .. p:output():sub(-1500))
+    local st = il.truenas(lab)
+    assert.are.equal("NONE", group_of(st, "sbot:r630-01").authmethod)
+    local left
+    for _, a in ipairs(st.iscsi.auths) do if a.user == "r630-01" then left = a end end
+    assert(left, "the kill came after the housekeep: " .. p:output():sub(-1500))
+    assert.are.same({ tag, "sbot:r630-01" }, { left.tag, left.peeruser })
+    -- the next run: no target names the tag, the entry is still found as this server's
+    local r = il.run(lab, "r630-01", {})
+    assert(r.code == 0, r.stdout .. r.stderr)
+    assert.are.same({}, r.result.plan)
+    assert.are.same({ string.format("CHAP credentials of user r630-01 (tag %d)", tag) }, r.result.housekeeping.removed)
+    assert.is_nil(auth_by_id(il.truenas(lab), left.id))
+    assert.are.same({}, il.problems(il.truenas(lab), { "r630-01", "r630-02" }))
+  end)
+
+  it("the undo of a CHAP entry whose delete answer is lost reads it back (lostanswers)", function()
+    local labclient = require "labclient"
+    local d = lab.info.devices.truenas
+    local f = labclient.new { base = d.url, cacert = d.cert_file }
+    local server = assert(require("sbot.site").server(site, "r630-01"))
+    local conf = json.decode(json.encode(il.CONFIG))
+    conf.chap = { user = "r630-01", secret = NEW }
+    local comp = assert(Iscsi.new(conf, { id = "r630-01", site = site, server = server,
+      artifact_dir = lab.dir .. "/artifacts" }))
+    assert(comp:discover())
+    assert(comp:process { mode = "apply" })
+    local change
+    for _, ch in ipairs(comp.plan) do if ch.resource == "chap:r630-01" then change = ch end end
+    assert(change and change.action == "create", "no CHAP entry made")
+    local st = il.truenas(lab)
+    local entry
+    for _, a in ipairs(st.iscsi.auths) do if a.user == "r630-01" then entry = a end end
+    assert(entry, "no entry of r630-01")
+    -- its target asks for none again (as before the run), so the entry can go
+    local target
+    for _, x in ipairs(st.iscsi.targets) do if (x.alias or ""):match("^sbot:r630%-01 ") then target = x end end
+    local g = target.groups[1]
+    local c = api()
+    assert(c:call("iscsi.target.update", target.id, { groups = { { portal = g.portal, initiator = g.initiator,
+      authmethod = "NONE", auth = json.null } } }))
+    c:close()
+    local lost0 = st.faults.counts.lostanswers or 0
+    assert.are.equal(200, assert(f:request("POST", "/lab/faults", { body = "truenas:lostanswers=1" })).status)
+    local ok, err = pcall(Iscsi.spec.undo, comp, change, comp.resource)
+    assert.are.equal(200, assert(f:request("POST", "/lab/faults", { body = "" })).status)
+    comp:close()
+    assert(ok, tostring(err))
+    st = il.truenas(lab)
+    assert.are.equal(lost0 + 1, st.faults.counts.lostanswers, "the delete's answer was not lost")
+    assert.is_nil(auth_by_id(st, entry.id))
+  end)
+
+  it("marks the server's entry made before sbot marked its entries (a change of its own, not a new secret)", function()
+    local st = il.truenas(lab)
+    local target
+    for _, x in ipairs(st.iscsi.targets) do if (x.alias or ""):match("^sbot:r630%-01 ") then target = x end end
+    local g = target.groups[1]
+    local c = api()
+    local old = assert(c:call("iscsi.auth.create", { tag = 950, user = "r630-01", secret = NEW }))
+    assert(c:call("iscsi.target.update", target.id, { groups = { { portal = g.portal, initiator = g.initiator,
+      authmethod = "CHAP", auth = 950 } } }))
+    c:close()
+    local r = run(NEW)
+    assert(r.code == 0, r.stdout .. r.stderr)
+    assert.are.equal(1, #r.result.plan)
+    assert.are.same({ "chap_mark:r630-01", "update", { peeruser = "sbot:r630-01" } },
+      { r.result.plan[1].resource, r.result.plan[1].action, r.result.plan[1].after })
+    assert.is_false(require("sbot.cluster").chap_changed(r.result), "the R630 would be sent the secret again")
+    no_secret(r, NEW)
+    st = il.truenas(lab)
+    assert.are.same({ 950, "sbot:r630-01", "********" },
+      { auth_by_id(st, old.id).tag, auth_by_id(st, old.id).peeruser, auth_by_id(st, old.id).peersecret })
+    assert.are.equal("ok", login { user = "r630-01", secret = NEW })
+    local again = run(NEW)
+    assert(again.code == 0, again.stdout .. again.stderr)
+    assert.are.same({}, again.result.plan)
+    assert.are.same({}, il.problems(il.truenas(lab), { "r630-01", "r630-02" }))
+  end)
 end)

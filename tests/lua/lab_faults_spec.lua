@@ -75,6 +75,16 @@ describe("sbot.lab.faults", function()
     assert.are.same({ truenas = { dropcalls = { method = "service.update", n = 2 } } }, spec)
   end)
 
+  it("a WebSocket device loses the answers of its next N messages, not its upgrade (TrueNAS)", function()
+    local inj = faults.injector({ spec = faults.parse("truenas:lostanswers=1"), kind = "truenas", name = "truenas",
+      seed = 1 })
+    assert.is_nil((inj.request({ upgrade = true })))
+    assert.is_true(inj.lostanswer())
+    assert.is_false(inj.lostanswer())
+    assert.is_nil((inj.request()))
+    assert.are.equal(1, inj.counts.lostanswers)
+  end)
+
   it("gives the same decisions for the same seed and stream, others for another", function()
     local spec = faults.parse("idrac:503=0.3,reset=0.1,latency=10-20")
     local function run(seed, name)

@@ -174,7 +174,7 @@ describe("sbot.component", function()
     local c, err, code = M.new { host = 5, nic = { mac = "zz", extra = 1 }, targets = { { name = "a" }, {} },
       mode = "legacy", bogus = true }
     assert.is_nil(c)
-    assert.are.equal("config", code)
+    assert.are.equal("invalid", code)
     assert.matches("component schema_test config: bogus: unknown key", err, 1, true)
     assert.matches("host: expected string, got integer 5", err, 1, true)
     assert.matches("mode: expected one of uefi, bios, got legacy", err, 1, true)

@@ -304,10 +304,10 @@ describe("sbot.site", function()
     assert.is_nil(s2)
     assert.matches(p .. 'servers[1].idrac.host: "https://10.0.0.1": expected name-or-ip[:port], not a URL', err, 1, true)
     assert.matches(p .. "servers[1].idrac.tls.pin_sha256: 'abcd=' is not a SHA-256 public-key pin", err, 1, true)
-    assert.matches(p .. 'servers[2].idrac.host: "10.0.0.2:99999": port 99999 is out of range', err, 1, true)
+    assert.matches(p .. "servers[2].idrac.host: '10.0.0.2:99999' has no port 1..65535 after its ':'", err, 1, true)
     assert.matches(p .. "servers[2].idrac.tls.insecure: insecure = true cannot be combined", err, 1, true)
     assert.matches(p .. 'truenas.url: "ftp://x": expected a ws://, wss://, http:// or https:// URL', err, 1, true)
-    assert.matches(p .. 'truenas.portal: "a b": expected name-or-ip[:port]', err, 1, true)
+    assert.matches(p .. "truenas.portal: 'a b' is not a host name or an IP address (IPv6 as [addr]:port)", err, 1, true)
     assert.matches(p .. "s3.tls.pin_sha256: 'sha256//abc=' is not a SHA-256 public-key pin", err, 1, true)
     assert.matches(p .. "s3.tls: TLS settings given for the plain-text URL http://s3.test; use https://", err, 1, true)
   end)
@@ -324,11 +324,40 @@ describe("sbot.site", function()
     assert.are.equal("[fd00::5]:3260", s.truenas.portal)
     assert(load("[fe80::7%eth0]:443", "[::1]"))
     local _, err = load("fd00::7", "fd00::5:3260")
-    assert.matches('servers[1].idrac.host: "fd00::7": an IPv6 address goes in brackets: [addr] or [addr]:port', err, 1, true)
-    assert.matches('truenas.portal: "fd00::5:3260": an IPv6 address goes in brackets', err, 1, true)
+    assert.matches("servers[1].idrac.host: 'fd00::7' holds an IPv6 address without brackets: write [addr]:port", err, 1, true)
+    assert.matches("truenas.portal: 'fd00::5:3260' holds an IPv6 address without brackets", err, 1, true)
     _, err = load("[10.0.0.7]:443", "[::1]:0")
-    assert.matches('servers[1].idrac.host: "[10.0.0.7]:443": expected name-or-ip[:port]', err, 1, true)
-    assert.matches('truenas.portal: "[::1]:0": port 0 is out of range 1-65535', err, 1, true)
+    assert.matches("servers[1].idrac.host: '[10.0.0.7]:443' has no IPv6 address in its brackets", err, 1, true)
+    assert.matches("truenas.portal: '[::1]:0' has no port 1..65535 after its ':'", err, 1, true)
+  end)
+
+  -- One grammar with sbot.iscsi and sbot.redfish (sbot_check_hostport): every
+  -- case of the table the C test reads, through the site's idrac.host and
+  -- truenas.portal (both take the port as optional).
+  it("takes exactly the hosts sbot_check_hostport takes (tests/fixtures/hostport_cases.txt)", function()
+    local dir = helpers.tmpdir("site")
+    local cases = helpers.hostport_cases()
+    local n = 0
+    for _, case in ipairs(cases) do
+      if case.port == "optional" then
+        n = n + 1
+        local path = write_site(dir, string.format([[
+          return { servers = { { id = "a", idrac = { host = %q, password = "pw-a-Aa11", tls = { insecure = true } } } },
+            truenas = { url = "https://nas.test/api/v2.0", api_key = "key-1-Dd44", pool = "tank", portal = %q } }
+        ]], case.value, case.value))
+        local s, err, code = site.load(path)
+        if case.verdict == "accept" then
+          assert(s, case.value .. ": " .. tostring(err))
+        else
+          assert.is_nil(s, case.value)
+          assert.are.equal("invalid", code)
+          local want = string.format("'%s' %s", case.value, case.reason)
+          assert.matches("servers[1].idrac.host: " .. want, err, 1, true)
+          assert.matches("truenas.portal: " .. want, err, 1, true)
+        end
+      end
+    end
+    assert.is_true(n > 30)
   end)
 
   it("reports duplicate server ids, syntax errors and missing files", function()
@@ -347,8 +376,13 @@ describe("sbot.site", function()
     _, err = site.load(lpath)
     assert.are.equal("site " .. lpath .. ":1: unexpected symbol (source text not shown: it may hold a secret)", err)
     local _, err3, code = site.load(dir .. "/missing.lua")
-    assert.are.equal("load", code)
+    assert.are.equal("ENOENT", code)
     assert.are.equal("site " .. dir .. "/missing.lua: cannot open the file: No such file or directory", err3)
+    _, err3, code = site.load(dir)
+    assert.are.equal("EISDIR", code)
+    assert.are.equal("site " .. dir .. ": is a directory, not a site file", err3)
+    _, err3, code = site.load(dir .. "/missing.lua/site.lua")
+    assert.are.equal("ENOENT", code, err3)
   end)
 
   it("refuses a site file readable by others when it holds secrets in clear, not when it holds references", function()
@@ -386,7 +420,7 @@ describe("sbot.site", function()
       .. '  password = "hunter2-Unterminated, } } } }\n')
     local s, err, code = site.load(path)
     assert.is_nil(s)
-    assert.are.equal("load", code)
+    assert.are.equal("invalid", code)
     assert.are.equal("site " .. path .. ":2: unfinished string (source text not shown: it may hold a secret)", err)
     path = write_site(dir, 'return { servers = { { id = "a" password = "hunter2-Unexpected" } } }\n')
     _, err = site.load(path)
@@ -396,9 +430,9 @@ describe("sbot.site", function()
   it("answers site FILE: ... for binary, deeply nested, cyclic and raising tables, never a traceback", function()
     local dir = helpers.tmpdir("site")
     local cases = {
-      { "\x1bLua\x54\x00\x19\x93\r\n\x1a\n\x04\x08\x08", "load",
+      { "\x1bLua\x54\x00\x19\x93\r\n\x1a\n\x04\x08\x08", "invalid",
         "site %s: is a precompiled (binary) Lua chunk; a site file is Lua source text" },
-      { "\xbe\xef\x00\x01binary", "load", "site %s:1: unexpected symbol (source text not shown: it may hold a secret)" },
+      { "\xbe\xef\x00\x01binary", "invalid", "site %s:1: unexpected symbol (source text not shown: it may hold a secret)" },
       { "local t = {} t.x = t\nreturn { components = { a = t } }", "invalid",
         "site %s: components.a.x: refers to itself (a cycle); a config value must be a tree" },
       { "local t = {} for i = 1, 100000 do t = { t } end\nreturn { components = { a = t } }", "secret",

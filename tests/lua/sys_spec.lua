@@ -215,3 +215,32 @@ print("pcall", ok, err)
     raises({ argv = { "ls" }, cwd = 5 }, "sys.spawn: 'cwd' must be a string, got number")
   end)
 end)
+
+-- The host[:port] grammar of sbot_check_hostport (engine/util.c): the same
+-- table of cases tests/c/test_hostport.c reads, through the Lua face.
+describe("sys.check_hostport", function()
+  local helpers = require "helpers"
+
+  it("accepts and refuses every case of tests/fixtures/hostport_cases.txt, with its reason", function()
+    local cases = helpers.hostport_cases()
+    assert.is_true(#cases > 60)
+    for _, case in ipairs(cases) do
+      local ok, err, code = sys.check_hostport(case.value, case.port == "required")
+      if case.verdict == "accept" then
+        assert.is_true(ok, case.value .. " (port " .. case.port .. "): " .. tostring(err))
+      else
+        assert.is_nil(ok, case.value .. " (port " .. case.port .. ")")
+        assert.are.equal(string.format("'%s' %s", case.value, case.reason), err)
+        assert.are.equal("invalid", code)
+      end
+    end
+  end)
+
+  it("takes the port as optional by default; a NUL byte is no host name; misuse raises", function()
+    assert.is_true(sys.check_hostport("idrac.lab"))
+    assert.is_nil(sys.check_hostport("idrac.lab", true))
+    assert.is_nil(sys.check_hostport("idrac\0.lab"))
+    assert.has_error(function() sys.check_hostport(5) end)
+    assert.has_error(function() sys.check_hostport("a", "yes") end)
+  end)
+end)

@@ -11,7 +11,9 @@
 --   --host ADDR    the address to listen on (default 127.0.0.1; ::1 for IPv6)
 -- Writes DIR2/port and DIR2/pin (base64 SHA-256 of the key) when listening;
 -- GET /mockup/state -> {sessions, logins, requests, max_inflight}; POST /mockup/quit
--- stops. /redfish/v1/Slow/<n> answers after 0.2 s (max_inflight counts them).
+-- stops. /redfish/v1/Slow/<n> answers after 0.2 s (max_inflight counts them);
+-- /redfish/v1/Plain/<status> answers that status with a text/plain page and no
+-- Redfish error body (a proxy in front of a BMC, a firmware's error page).
 -- usage: sbot run tests/servers/redfish_mockup.lua FIXTURES OUTDIR [--no-sessions] [--user U --password P] [--host ADDR]
 local httpd = require "sbot.httpd"
 local json = require "sbot.json"
@@ -141,6 +143,10 @@ local function handler(req)
     if #live > max_inflight then max_inflight = #live end
     local st, h, b = reply(200, { ["@odata.id"] = path, Id = path:match("(%d+)$") })
     return st, h, b, { delay = 0.2 }
+  end
+  local plain = path:match("^/redfish/v1/Plain/(%d%d%d)$")
+  if plain then
+    return tonumber(plain), { ["Content-Type"] = "text/plain" }, plain .. " from the mockup's proxy\n"
   end
   if req.method == "POST" and path:match("/Actions/") then
     counts.posts = counts.posts + 1

@@ -140,4 +140,19 @@ function M.now()
   return tonumber(out)
 end
 
+--- The host[:port] cases shared with tests/c/test_hostport.c
+-- (tests/fixtures/hostport_cases.txt): {verdict = "accept"|"refuse",
+-- port = "required"|"optional", value, reason}.
+function M.hostport_cases()
+  local out = {}
+  for line in M.read_file(M.source_dir .. "/tests/fixtures/hostport_cases.txt"):gmatch("[^\n]+") do
+    if not line:match("^#") then
+      local verdict, port, value, reason = line:match("^(%a+)\t(%a+)\t([^\t]*)\t(.*)$")
+      assert(verdict, "hostport_cases.txt: cannot read " .. line)
+      out[#out + 1] = { verdict = verdict, port = port, value = value, reason = reason }
+    end
+  end
+  return out
+end
+
 return M

@@ -95,6 +95,16 @@ function M.problems(st, servers)
       end
     end
     if zvols > 1 then out[#out + 1] = zvols .. " zvols marked " .. mark end
+    -- CHAP entries sbot made for the server (its mark as peeruser) that no target names
+    local named = {}
+    for _, t in ipairs(st.iscsi.targets) do
+      for _, g in ipairs(t.groups) do if type(g.auth) == "number" then named[g.auth] = true end end
+    end
+    for _, a in ipairs(st.iscsi.auths or {}) do
+      if a.peeruser == mark and not named[a.tag] then
+        out[#out + 1] = "orphan CHAP entry of user " .. a.user .. " (tag " .. a.tag .. ")"
+      end
+    end
   end
   return out
 end

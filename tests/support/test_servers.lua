@@ -92,4 +92,39 @@ function M.make_ca_cert(dir, name)
     pin = assert(tls.pin_sha256(helpers.read_file(dir .. "/leaf.pem"))) }
 end
 
+--- The static Redfish service of tests/servers/redfish_mockup.lua over
+-- tests/fixtures/redfish-mockup (HTTPS, self-signed). extra: more arguments
+-- ("--no-sessions"); ipv6: listen on ::1. Returns {proc, host = "addr:port",
+-- pin, state() (GET /mockup/state), stop()}.
+function M.redfish_mockup(extra, ipv6)
+  local dir = helpers.tmpdir("mockup")
+  local cmd = helpers.shquote(helpers.sbot_bin) .. " run " ..
+    helpers.shquote(server_path("redfish_mockup.lua")) .. " " ..
+    helpers.shquote(helpers.source_dir .. "/tests/fixtures/redfish-mockup") .. " " .. helpers.shquote(dir) ..
+    " " .. (extra or "") .. (ipv6 and " --host ::1" or "")
+  local p = helpers.spawn(cmd)
+  local deadline = helpers.now() + 20
+  while helpers.now() < deadline do
+    local f = io.open(dir .. "/port")
+    if f then f:close(); break end
+    if not p:alive() then break end
+    os.execute("sleep 0.05")
+  end
+  local f = io.open(dir .. "/port")
+  local port = f and tonumber(f:read("a"))
+  if f then f:close() end
+  if not port then
+    local out = p:output()
+    p:stop()
+    error("redfish_mockup.lua did not start: " .. out)
+  end
+  local m = { proc = p, host = (ipv6 and "[::1]:" or "127.0.0.1:") .. port, pin = helpers.read_file(dir .. "/pin") }
+  function m.state()
+    local c = require("labclient").new({ base = "https://" .. m.host, pin = m.pin, insecure = true })
+    return assert(c:get("/mockup/state")).json
+  end
+  function m.stop() p:stop() end
+  return m
+end
+
 return M

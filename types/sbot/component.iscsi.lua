@@ -9,7 +9,7 @@ local M = {}
 ---@param opts? sbot.component.Opts
 ---@return sbot.component.instance|nil c
 ---@return string? err
----@return "config"|nil code
+---@return "invalid"|nil code the config does not validate (docs/errors.md)
 function M.new(config, opts) end
 
 ---A disk's address as discover computes it, from the instance's config, the site and the

@@ -55,7 +55,7 @@ local Module = {}
 ---@param opts? sbot.component.Opts
 ---@return sbot.component.instance|nil c
 ---@return string? err every problem, one per line
----@return "config"|nil code
+---@return "invalid"|nil code the config does not validate (docs/errors.md)
 function Module.new(config, opts) end
 
 ---An instance: a component for one server (a to-be-closed value).

@@ -9,7 +9,7 @@ local M = {}
 ---@param opts? sbot.component.Opts
 ---@return sbot.component.instance|nil c
 ---@return string? err
----@return "config"|nil code
+---@return "invalid"|nil code the config does not validate (docs/errors.md)
 function M.new(config, opts) end
 
 ---Check an agent ISO: ISO 9660 with El Torito boot records, and its digest.

@@ -21,7 +21,7 @@ local lock = {}
 ---@param opts? {name?: string} what it locks, for messages
 ---@return sbot.lock|nil lock
 ---@return string? err
----@return "locked"|"error"|nil code
+---@return string? code "locked" (another process holds it), or the errno name of a failed call
 function lock.acquire(path, opts) end
 ---@param path string
 ---@return {pid: integer, host: string, since: string}|nil owner

@@ -2,7 +2,8 @@
 -- LuaCATS stubs of sbot.redfish (engine/redfish.c): a Redfish client for
 -- BMCs (iDRAC 8/9): sessions, links followed verbatim, retries, jobs.
 -- Reference: docs/redfish.md. Failures are `nil, message, code[, status]`
--- with code a transport word or the device's MessageId.
+-- with code a transport word, the device's MessageId, or the HTTP status (an
+-- integer) of an error answer without one; "invalid" for a link to another host.
 
 ---@class sbot.redfish.ConnectOptions
 ---@field host string name-or-ip[:port] of the BMC (the site's idrac.host; IPv6 as [addr]:port); HTTPS
@@ -42,32 +43,32 @@ local Client = {}
 ---@param path string an @odata.id, used verbatim
 ---@return table|nil doc
 ---@return {status: integer, etag?: string, location?: string}|string meta_or_err
----@return string? code
+---@return string|integer|nil code
 ---@return integer? status
 function Client:get(path) end
 ---Concurrent GETs (at most per_host in flight).
 ---@param paths string[]
----@return {doc?: table, etag?: string, status?: integer, error?: string, code?: string}[]
+---@return {doc?: table, etag?: string, status?: integer, error?: string, code?: string|integer}[]
 function Client:get_many(paths) end
 ---@param path string
 ---@param body table
 ---@param opts? {etag?: string}
 ---@return sbot.redfish.Result|nil result
 ---@return string? err
----@return string? code
+---@return string|integer|nil code
 ---@return integer? status
 function Client:patch(path, body, opts) end
 ---@param path string
 ---@param body? table default {}
 ---@return sbot.redfish.Result|nil result
 ---@return string? err
----@return string? code
+---@return string|integer|nil code
 ---@return integer? status
 function Client:post(path, body) end
 ---@param path string
 ---@return sbot.redfish.Result|nil result
 ---@return string? err
----@return string? code
+---@return string|integer|nil code
 ---@return integer? status
 function Client:delete(path) end
 ---Poll a job (a path or a job id) until it ends; without opts.progress it is a wait of sbot.progress.
@@ -75,13 +76,13 @@ function Client:delete(path) end
 ---@param opts? {timeout?: number, interval?: number, progress?: fun(view: sbot.redfish.JobView)}
 ---@return table|nil doc the job document when Completed
 ---@return string? err
----@return string? code the job's MessageId, "job_failed" or "timeout"
+---@return string|integer|nil code the job's MessageId (else its JobState/TaskState), "not_found", "timeout", or a failed read's code
 ---@return table? doc
 function Client:wait_job(job, opts) end
 ---@param manager_doc? table the BMC's Manager document, when already read
 ---@return {vendor: string, product: string, redfish_version: string, manager: string, manager_model: string, firmware: string, generation: integer, family: string}|nil info
 ---@return string? err
----@return string? code
+---@return string|integer|nil code
 ---@return integer? status
 function Client:identify(manager_doc) end
 ---Delete the session (idempotent).
@@ -96,7 +97,7 @@ local redfish = {}
 ---@param opts sbot.redfish.ConnectOptions
 ---@return sbot.redfish.client|nil client
 ---@return string? err
----@return string? code
+---@return string|integer|nil code
 ---@return integer? status
 function redfish.connect(opts) end
 ---Decode JSON as Redfish documents (arrays keep their [] form).

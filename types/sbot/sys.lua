@@ -44,4 +44,12 @@ function sys.monotime() end
 ---@return string time "2026-11-26T12:03:00.123Z"
 function sys.utc_iso() end
 
+---Whether s is name-or-ip[:port] (IPv6 in brackets): the grammar of iscsi.probe's portal and redfish.connect's host.
+---@param s string
+---@param port_required? boolean
+---@return true|nil ok
+---@return string? err "'<s>' <what is wrong>"
+---@return "invalid"|nil code
+function sys.check_hostport(s, port_required) end
+
 return sys

@@ -22,6 +22,7 @@
 --   noshutdown (iDRAC) rate of GracefulShutdown requests the host OS ignores
 --   lostanswers the next N requests (an integer) are handled, then their connections
 --            closed without the answer: the client cannot tell whether they happened
+--            (TrueNAS: the next N JSON-RPC calls on its WebSocket, not the upgrade)
 --   dropcalls (WebSocket devices) "METHOD*N": the replies to the next N calls of METHOD
 --            are dropped (counted down, before the drop rate; draws nothing from the
 --            random stream), e.g. truenas:dropcalls=service.update*2
@@ -172,13 +173,24 @@ function M.injector(opts)
     return true
   end
 
-  --- Decide for one HTTP request: returns action ("reset", "503", "lostanswer"
-  -- or nil) and a delay in seconds (0 for none).
-  function inj.request()
-    inj.counts.requests = inj.counts.requests + 1
+  --- Whether the answer of the request or message being handled is lost
+  -- (lostanswers, counted down); counts it.
+  function inj.lostanswer()
     if (cfg.lostanswers or 0) > 0 then
       cfg.lostanswers = cfg.lostanswers - 1
       inj.counts.lostanswers = (inj.counts.lostanswers or 0) + 1
+      return true
+    end
+    return false
+  end
+
+  --- Decide for one HTTP request: returns action ("reset", "503", "lostanswer"
+  -- or nil) and a delay in seconds (0 for none). opts.upgrade: a WebSocket
+  -- upgrade whose device loses the answers of its messages instead
+  -- (lostanswers is not spent on the upgrade).
+  function inj.request(ropts)
+    inj.counts.requests = inj.counts.requests + 1
+    if not (ropts and ropts.upgrade) and inj.lostanswer() then
       return "lostanswer", 0
     end
     local delay = (opts.latency_ms or 0) / 1000

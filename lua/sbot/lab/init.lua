@@ -246,7 +246,8 @@ function M.start(o)
   local function wrap(dev)
     return function(req)
       if req.path:sub(1, 5) == "/lab/" then return lab_endpoint(req) end
-      local action, delay = dev.faults.request()
+      local upgrade = dev.lostanswers_per_message and (req.headers.upgrade or ""):lower() == "websocket"
+      local action, delay = dev.faults.request({ upgrade = upgrade })
       if action == "reset" then return httpd.reset() end
       if action == "lostanswer" then
         dev.handler(req) -- done, but the answer never reaches the client

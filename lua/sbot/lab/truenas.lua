@@ -1761,7 +1761,7 @@ function M.new(opts)
   end
   local httpd = require "sbot.httpd"
   local dev = { name = opts.name or "truenas", kind = "truenas", model = model, dropped = 0,
-                rpc_calls = 0, rest_calls = 0 }
+                rpc_calls = 0, rest_calls = 0, lostanswers_per_message = true }
   local inject = opts.injector
   if not inject then
     local faults = opts.faults or {}
@@ -1799,6 +1799,9 @@ function M.new(opts)
       if not text then break end
       dev.rpc_calls = dev.rpc_calls + 1
       local reply = handle_rpc(dev, session, text)
+      -- fault lostanswers: the call happened, its answer is lost with the
+      -- connection (the client sees it closed)
+      if reply and dev.faults and dev.faults.lostanswer and dev.faults.lostanswer() then break end
       if reply and not ws:send(reply) then break end
     end
   end
