@@ -307,7 +307,7 @@ describe("iscsi_only under faults (503 on the iDRAC, dropped TrueNAS replies)", 
     it("converges in one run without duplicates, seed " .. seed, function()
       local lab = io_lab.start_lab(2, { "--seed", tostring(seed), "--faults", "idrac:503=0.1;truenas:drop=0.05" })
       local ok, err = pcall(function()
-        lab.fast_site = io_lab.site(lab, "fast", io_lab.FAST)
+        lab.fast_site = io_lab.site(lab, "fast", io_lab.DROPS)
         local r = io_lab.run(lab)
         assert_ok(r)
         local st = io_lab.state(lab)

@@ -34,7 +34,7 @@ end
 function M.fault_seed(seed)
   local lab = io_lab.start_lab(2, { "--seed", tostring(seed), "--faults", M.FAULTS })
   local ok, res = pcall(function()
-    lab.fast_site = io_lab.site(lab, "fast", io_lab.FAST)
+    lab.fast_site = io_lab.site(lab, "fast", io_lab.DROPS)
     local t0 = helpers.now()
     local r = io_lab.run(lab)
     local wall = helpers.now() - t0

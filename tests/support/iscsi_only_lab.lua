@@ -39,12 +39,22 @@ function M.site(lab, name, patch)
 end
 
 -- Quick retries: 503s and SYS518 windows last milliseconds at --time-scale 0.1.
-M.FAST = [[
+-- A TrueNAS call may wait: the lab's TrueNAS stands still while istgt restarts
+-- for a configuration change (it lets logins in progress finish first, up to
+-- istgt.IDLE_WAIT = 3 s), as a busy TrueNAS answers late; 10 s (x the build's
+-- slowdown) is more than that. Runs with dropped replies use M.DROPS.
+M.FAST = string.format([[
 s.components = s.components or {}
 s.components.r630 = { redfish = { retries = { max = 8, base = 0.02, cap = 0.2 }, timeout = 10 },
   power = { timeout = 20 }, jobs = { timeout = 30 } }
-s.components.iscsi = { call_timeout = 1 }
-]]
+s.components.iscsi = { call_timeout = %d }
+]], 10 * helpers.slowdown)
+
+-- FAST for labs that drop TrueNAS replies (truenas:drop=...): a dropped reply
+-- is found by the call's timeout, so it is short; a read that gets no answer
+-- is asked again up to 3 times (docs/truenas.md), so 2 s (x the slowdown)
+-- rides out an istgt restart's pause.
+M.DROPS = M.FAST .. string.format("s.components.iscsi.call_timeout = %d\n", 2 * helpers.slowdown)
 
 --- The argument list of one run (extra: more arguments, site: a site file).
 function M.argv(lab, extra, site)
