@@ -170,10 +170,63 @@ local function random_api_key()
   return "1-" .. out .. out:sub(1, 16)
 end
 
+--- The lab's tasks: work that waits (an istgt restart lets logins finish,
+-- then waits for the new daemon to listen) runs as a coroutine that sleeps
+-- with tasks.sleep(s); the lab's loop resumes it when it is due and serves
+-- every other connection meanwhile (the lab is one thread).
+--   tasks.spawn(fn, on_error, ...) runs fn(...) now, as a task; if it raises,
+--     on_error(message with traceback) is called (the error is logged).
+--   tasks.current() -> whether the caller is a task that may sleep now.
+--   tasks.sleep(s) (only in a task) -> returns after s seconds.
+--   tasks.wait(max) -> seconds until the next task is due (at most max).
+--   tasks.run_due() resumes the tasks that are due.
+function M.tasks()
+  local T = { parked = {} }
+  local running
+  local function step(task, ...)
+    local prev = running
+    running = task
+    local ok, wake = coroutine.resume(task.co, ...)
+    running = prev
+    if not ok then
+      local msg = debug.traceback(task.co, tostring(wake))
+      log.error("lab task failed", { error = msg })
+      if task.on_error then pcall(task.on_error, msg) end
+    elseif coroutine.status(task.co) == "suspended" then
+      task.wake = wake
+      T.parked[#T.parked + 1] = task
+    end
+  end
+  function T.spawn(fn, on_error, ...)
+    step({ co = coroutine.create(fn), on_error = on_error }, ...)
+  end
+  function T.current()
+    return running ~= nil and coroutine.running() == running.co and coroutine.isyieldable()
+  end
+  function T.sleep(s)
+    if not T.current() then error("lab tasks.sleep: not called from a lab task", 2) end
+    coroutine.yield(httpd.now() + s)
+  end
+  function T.wait(max)
+    local now, w = httpd.now(), max
+    for _, t in ipairs(T.parked) do w = math.min(w, math.max(0, t.wake - now)) end
+    return w
+  end
+  function T.run_due()
+    local now, due, keep = httpd.now(), {}, {}
+    for _, t in ipairs(T.parked) do
+      if t.wake <= now then due[#due + 1] = t else keep[#keep + 1] = t end
+    end
+    T.parked = keep
+    for _, t in ipairs(due) do step(t) end
+  end
+  return T
+end
+
 --- Start a lab (without running its loop). Returns the lab object:
--- {devices, servers, site, info, poll(timeout), run(), stop(), state()}.
+-- {devices, servers, site, info, tasks, poll(timeout), run(), stop(), state()}.
 function M.start(o)
-  local lab = { devices = {}, servers = {}, options = o, stopping = false, boot_hooks = {} }
+  local lab = { devices = {}, servers = {}, options = o, stopping = false, boot_hooks = {}, tasks = M.tasks() }
   local t0 = httpd.now()
   lab.clock = httpd.now
   lab.started = os.time()
@@ -389,9 +442,15 @@ function M.start(o)
   ok, err = write_atomic(o.dir .. "/lab.json", json.encode(info, { indent = true }) .. "\n")
   if not ok then lab.stop(); return nil, err end
 
-  function lab.poll(timeout) return httpd.poll(lab.servers, timeout or 0) end
+  -- one round: the tasks that are due, then the servers (up to `timeout`
+  -- seconds, less when a task is due sooner)
+  function lab.poll(timeout)
+    lab.tasks.run_due()
+    return httpd.poll(lab.servers, lab.tasks.wait(timeout or 0))
+  end
   function lab.run()
-    return httpd.run(lab.servers, { ["until"] = function() return lab.stopping end, tick = 0.2 })
+    while not lab.stopping do lab.poll(0.2) end
+    return true
   end
   return lab
 end

@@ -29,12 +29,17 @@
 -- with the reason it does not): the old one must have exited (its portal
 -- released) before the new one binds, and both waits are bounded by time, not
 -- by a number of polls, so a loaded machine makes them slower, never wrong.
+-- Called from a lab task (controller.tasks, the lab's: sbot lab runs each
+-- TrueNAS call as one), those waits sleep in the task and the lab serves
+-- everything else meanwhile, as a TrueNAS's API does during a target reload.
 -- The portal's port is best outside the kernel's ephemeral range
 -- (M.free_port): while istgt restarts nothing listens there, and any outgoing
 -- connection on the host could take a free ephemeral port as its own.
 local sys = require "sbot.sys"
 
 local M = {}
+local Istgt = {}
+Istgt.__index = Istgt
 M.MAX_LUN = 63
 M.IDLE_WAIT = 3
 M.SPEED = 20
@@ -70,13 +75,19 @@ function M.free_port(host)
   return nil, "istgt: no free port found outside the ephemeral range " .. low .. "-" .. high
 end
 
-local Istgt = {}
-Istgt.__index = Istgt
 
--- A short pause without a shell: the lab is single-threaded and this is
--- only used while istgt starts or stops (milliseconds).
+-- A short pause without a shell, for a controller used outside a lab task
+-- (it blocks the thread).
 local function pause(s)
   sys.spawn { argv = { "sleep", string.format("%.3f", s) }, timeout = s + 5 }
+end
+
+-- A pause inside a restart: a lab task (self.tasks, see sbot.lab's
+-- M.tasks) sleeps and the lab serves every other connection meanwhile;
+-- anywhere else the thread waits.
+function Istgt:pause(s)
+  if self.tasks and self.tasks.current() then return self.tasks.sleep(s) end
+  pause(s)
 end
 
 local function exists(program)
@@ -101,7 +112,9 @@ end
 --- Start the controller (the daemon starts on the first apply with a target).
 -- opts: port (required), dir (required), host ("127.0.0.1"), istgt (program),
 -- faketime (path of libfaketimeMT.so.1, or false for none; default: found),
--- start_timeout (seconds, M.START_TIMEOUT).
+-- start_timeout (seconds, M.START_TIMEOUT), tasks (the lab's tasks: a restart
+-- applied from a task sleeps instead of blocking the lab; also settable later
+-- as controller.tasks).
 -- Returns the controller or nil, message.
 function M.start(opts)
   opts = opts or {}
@@ -134,7 +147,7 @@ function M.start(opts)
   local self = setmetatable({ faketime = faketime or nil, speed = faketime and M.SPEED or 1,
     port = port, host = opts.host or "127.0.0.1", dir = opts.dir, program = program,
     conf_file = opts.dir .. "/istgt.conf", pid_file = opts.dir .. "/istgt.pid", log = opts.dir .. "/istgt.log",
-    start_timeout = start_timeout,
+    start_timeout = start_timeout, tasks = opts.tasks, busy = false, ready_waiters = {},
     conf = nil, exported = {}, unexported = {}, files = {}, restarts = 0, errors = {}, timings = {} }, Istgt)
   return self
 end
@@ -299,7 +312,7 @@ function Istgt:kill()
         return nil, string.format("istgt pid %d is still running %g s after SIGKILL (its portal %s:%d stays "
           .. "bound)", pid, M.STOP_TIMEOUT, self.host, self.port)
       end
-      pause(0.005)
+      self:pause(0.005)
     end
   end
   self.pid = nil
@@ -336,7 +349,39 @@ end
 
 --- Export exactly what config says (see render); restarts istgt when the
 -- configuration changed. Returns true or nil, message.
+-- Applied from a lab task, the waits of a restart sleep (the lab keeps
+-- serving) and an apply that comes while another one restarts istgt waits
+-- for it; elsewhere they block, and an apply during a task's restart is
+-- refused (it could not wait without stopping that restart).
 function Istgt:apply(config)
+  if self.busy then
+    if not (self.tasks and self.tasks.current()) then
+      return nil, "istgt: a restart of istgt is in progress; this change cannot wait for it here (not a lab task)"
+    end
+    while self.busy do self.tasks.sleep(0.01) end
+  end
+  self.busy = true
+  local ok, done, err = pcall(self.apply_now, self, config)
+  self.busy = false
+  local waiters = self.ready_waiters
+  self.ready_waiters = {}
+  for _, fn in ipairs(waiters) do
+    local wok, werr = pcall(fn)
+    if not wok then self.errors[#self.errors + 1] = "istgt: after a restart: " .. tostring(werr) end
+  end
+  if not ok then error(done, 0) end
+  return done, err
+end
+
+--- Run fn() once no restart is in progress: now, or when the restart
+-- ends (whether istgt came up or not). Who logs in to istgt (the lab
+-- iDRAC's boot) waits so, never reaching a portal where nothing listens yet.
+function Istgt:when_ready(fn)
+  if not self.busy then return fn() end
+  self.ready_waiters[#self.ready_waiters + 1] = fn
+end
+
+function Istgt:apply_now(config)
   for _, t in ipairs(config.targets or {}) do
     for _, l in ipairs(t.luns) do
       local file, err = self:ensure_file(l.zvol, l.size)
@@ -368,7 +413,7 @@ function Istgt:apply(config)
   -- first (a login takes istgt a second), for at most IDLE_WAIT seconds.
   local t0 = sys.monotime()
   local deadline = t0 + M.IDLE_WAIT
-  while self:alive() and self:sessions() > 0 and sys.monotime() < deadline do pause(0.01) end
+  while self:alive() and self:sessions() > 0 and sys.monotime() < deadline do self:pause(0.01) end
   local t1 = sys.monotime()
   local killed, kerr = self:kill()
   if not killed then
@@ -414,7 +459,7 @@ function Istgt:apply(config)
       if #self.timings > 20 then table.remove(self.timings, 1) end
       return true
     end
-    pause(0.01)
+    self:pause(0.01)
   until sys.monotime() > deadline
   local log = read_file(self.log)
   local err = string.format("istgt on %s:%d did not come up%s: %s", self.host, self.port,

@@ -1750,6 +1750,8 @@ function M.new(opts)
     local terr
     started_tgt, terr = require("sbot.lab.istgt").start(opts.tgt)
     if not started_tgt then return nil, terr end
+    -- in sbot lab, a restart waits as a lab task: the lab keeps serving
+    started_tgt.tasks = opts.lab and opts.lab.tasks
     opts.tgt = started_tgt
     opts.iscsi_port = opts.iscsi_port or started_tgt.port
   end
@@ -1791,18 +1793,35 @@ function M.new(opts)
   -- The JSON-RPC connection loop. Not exported as `websocket` on purpose:
   -- sbot lab would then send every upgrade (any path) straight here, past
   -- its fault wrapper; handler() routes the upgrade instead.
+  -- In sbot lab each call runs as a lab task, as the middleware runs each
+  -- call as its own job: a call whose change restarts istgt answers once
+  -- istgt is back, and meanwhile this and every other connection are served.
+  local tasks = opts.lab and opts.lab.tasks
   function dev.serve_websocket(ws)
     local remote = ws.request and ws.request.remote or ""
     local session = model:session(remote:match("^%[(.*)%]:%d+$") or remote:match("^(.*):%d+$") or remote)
+    -- false: the connection ends
+    local function answer(text)
+      local reply = handle_rpc(dev, session, text)
+      -- fault lostanswers: the call happened, its answer is lost with the
+      -- connection (the client sees it closed)
+      if reply and dev.faults and dev.faults.lostanswer and dev.faults.lostanswer() then
+        if tasks then ws:close() end
+        return false
+      end
+      if reply and not ws:send(reply) then return false end
+      return true
+    end
+    local function failed() ws:close(1011) end
     while true do
       local text = ws:recv()
       if not text then break end
       dev.rpc_calls = dev.rpc_calls + 1
-      local reply = handle_rpc(dev, session, text)
-      -- fault lostanswers: the call happened, its answer is lost with the
-      -- connection (the client sees it closed)
-      if reply and dev.faults and dev.faults.lostanswer and dev.faults.lostanswer() then break end
-      if reply and not ws:send(reply) then break end
+      if tasks then
+        tasks.spawn(answer, failed, text)
+      elseif not answer(text) then
+        break
+      end
     end
   end
 
@@ -1848,6 +1867,11 @@ function M.new(opts)
   -- the result goes to boot.iscsi_login (shown in /lab/state; the secret never).
   function dev.boot_hook(boot, idrac)
     if boot.source ~= "iSCSI" or type(boot.target) ~= "table" then return end
+    -- a boot during an istgt restart logs in once istgt is back (its
+    -- iscsi_login appears then)
+    if model.tgt and model.tgt.busy and model.tgt.when_ready then
+      return model.tgt:when_ready(function() dev.boot_hook(boot, idrac) end)
+    end
     local t = boot.target
     local chap = idrac and idrac.boot_chap and idrac.boot_chap(boot) or nil
     local login = { target = t.name, portal = tostring(t.ip) .. ":" .. tostring(t.port), lun = t.lun,
