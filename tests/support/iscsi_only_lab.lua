@@ -39,10 +39,11 @@ function M.site(lab, name, patch)
 end
 
 -- Quick retries: 503s and SYS518 windows last milliseconds at --time-scale 0.1.
--- A TrueNAS call may wait: the lab's TrueNAS stands still while istgt restarts
--- for a configuration change (it lets logins in progress finish first, up to
--- istgt.IDLE_WAIT = 3 s), as a busy TrueNAS answers late; 10 s (x the build's
--- slowdown) is more than that. Runs with dropped replies use M.DROPS.
+-- A TrueNAS call may wait: the call whose configuration change restarts the
+-- lab's istgt answers once it is back (it lets logins in progress finish
+-- first, up to istgt.IDLE_WAIT = 3 s; other connections are answered
+-- meanwhile), as a busy TrueNAS answers late; 10 s (x the build's slowdown)
+-- is more than that. Runs with dropped replies use M.DROPS.
 M.FAST = string.format([[
 s.components = s.components or {}
 s.components.r630 = { redfish = { retries = { max = 8, base = 0.02, cap = 0.2 }, timeout = 10 },
