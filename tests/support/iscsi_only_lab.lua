@@ -52,9 +52,10 @@ s.components.iscsi = { call_timeout = %d }
 ]], 10 * helpers.slowdown)
 
 -- FAST for labs that drop TrueNAS replies (truenas:drop=...): a dropped reply
--- is found by the call's timeout, so it is short; a read that gets no answer
--- is asked again up to 3 times (docs/truenas.md), so 2 s (x the slowdown)
--- rides out an istgt restart's pause.
+-- is found by the call's timeout, so it is short (2 s x the slowdown); a
+-- read that gets no answer is asked again up to 3 times (docs/truenas.md),
+-- and the iSCSI component reads a write back before asking again, which also
+-- covers the one call that answers late because it restarts istgt.
 M.DROPS = M.FAST .. string.format("s.components.iscsi.call_timeout = %d\n", 2 * helpers.slowdown)
 
 --- The argument list of one run (extra: more arguments, site: a site file).
