@@ -1775,14 +1775,14 @@ static int l_older_in_tag(lua_State *L)
     lua_Integer tag = luaL_checkinteger(L, 2), id = luaL_checkinteger(L, 3);
     push_filter2(L, "tag", tag, NULL, NULL);
     auth_query(L, 1, 1);
-    int older = 0;
+    lua_Integer older = 0;
     for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TTABLE; i++) {
         lua_Integer other = ifield(L, -1, "id", -1);
         if (other >= 0 && other < id)
-            older = 1;
+            older++;
         lua_pop(L, 1);
     }
-    lua_pushboolean(L, older);
+    lua_pushinteger(L, older);
     return 1;
 }
 
@@ -1807,6 +1807,10 @@ static int chap_fail_made(lua_State *L, int res, lua_Integer id)
     return fail(L, "%s; the CHAP entry %lld this change made could not be deleted (%s): delete it by hand",
                 lua_tostring(L, msg), (long long)id, lua_tostring(L, -1));
 }
+
+/* Rounds a CHAP create may take before it gives up: each round a tag taken
+ * by an older entry at once (parallel runs) sends this one to another. */
+#define CHAP_TAG_ROUNDS 12
 
 /* The chap: change. create: the entry {tag, user, secret} (a lost answer is
  * looked up by tag and user and adopted); servers converging in parallel may
@@ -1888,7 +1892,7 @@ static void apply_chap(lua_State *L, int self, int res, const char *action, int 
         lua_pushinteger(L, id);
         if (lua_pcall(L, 3, 1, 0) != LUA_OK)
             chap_fail_made(L, res, id);
-        int older = lua_toboolean(L, -1);
+        lua_Integer older = lua_tointeger(L, -1);
         lua_pop(L, 1);
         if (!older) {
             lua_pushinteger(L, tag);
@@ -1902,15 +1906,19 @@ static void apply_chap(lua_State *L, int self, int res, const char *action, int 
             lua_setfield(L, out, "tag");
             break;
         }
-        if (round >= 5) {
+        if (round >= CHAP_TAG_ROUNDS - 1) {
             lua_pushfstring(L, "iscsi: CHAP tag %I was taken by another entry %d times in a row (servers converging "
                                "at once): run again", tag, round + 1);
             chap_fail_made(L, res, id);
         }
-        sbot_log(L, SBOT_INFO, "iscsi (%s): CHAP tag %lld was also taken by another run: moving to another",
-                 server_id(L, self), (long long)tag);
+        sbot_log(L, SBOT_INFO, "iscsi (%s): CHAP tag %lld was also taken by %lld older entr%s: moving to another",
+                 server_id(L, self), (long long)tag, (long long)older, older == 1 ? "y" : "ies");
         delete_id(L, res, "iscsi.auth.delete", "iscsi.auth.get_instance", id);
-        tag = free_tag(L, res);
+        /* k servers that took the same tag at once: the oldest keeps it, the
+         * others (ranked by how many older entries they saw) spread over the
+         * next free tags instead of all taking the same next one again (20
+         * servers at once needed up to 19 rounds that way) */
+        tag = free_tag(L, res) + (older - 1);
     }
     lua_pop(L, 2);
 }

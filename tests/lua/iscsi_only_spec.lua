@@ -335,6 +335,34 @@ describe("iscsi_only killed with SIGKILL in its process phase", function()
   end)
 end)
 
+describe("iscsi_only on twelve servers converging at once (CHAP)", function()
+  -- every server's iSCSI step picks the same free CHAP tag at the same
+  -- moment: the oldest entry keeps it and the others must each find one of
+  -- their own (before the rank-spread, 20 servers failed "taken 6 times in a row")
+  it("gives every server its own CHAP tag, each boots with its own user", function()
+    local ids = {}
+    for i = 1, 12 do ids[i] = string.format("r630-%02d", i) end
+    local lab = io_lab.start_lab(12)
+    local ok, err = pcall(function()
+      lab.fast_site = io_lab.site(lab, "fast", io_lab.FAST)
+      local r = io_lab.run(lab, { "--jobs", "12" })
+      assert_ok(r)
+      local st = io_lab.state(lab)
+      assert.are.same({}, io_lab.problems(st.truenas, ids))
+      local tags = {}
+      for _, a in ipairs(st.truenas.iscsi.auths) do
+        assert.is_nil(tags[a.tag], "two entries in CHAP tag " .. tostring(a.tag))
+        tags[a.tag] = a.user
+      end
+      for _, id in ipairs(ids) do
+        assert.are.same({}, io_lab.boot_problems(st, id, io_lab.SIZE, io_lab.chap_user(lab, id)))
+      end
+    end)
+    lab.stop()
+    assert(ok, err)
+  end)
+end)
+
 describe("iscsi_only when TrueNAS rate-limits logins (20 a minute from one address)", function()
   local lab
   setup(function()
