@@ -246,6 +246,7 @@ describe("sbot.lab.truenas model", function()
     -- with options.silent = false
     local tgt = { applied = 0, apply = function(self, cfg)
       self.applied = self.applied + 1
+      if type(cfg) == "function" then cfg = cfg() end
       if cfg.running then return nil, "istgt on 127.0.0.1:1 did not come up: bind: Address already in use" end
       return true
     end }

@@ -347,8 +347,9 @@ function Istgt:listening()
   return code ~= "connect"
 end
 
---- Export exactly what config says (see render); restarts istgt when the
--- configuration changed. Returns true or nil, message.
+--- Export exactly what config says (see render; config or a function that
+-- returns it); restarts istgt when the configuration changed. Returns true
+-- or nil, message.
 -- Applied from a lab task, the waits of a restart sleep (the lab keeps
 -- serving) and an apply that comes while another one restarts istgt waits
 -- for it; elsewhere they block, and an apply during a task's restart is
@@ -360,6 +361,10 @@ function Istgt:apply(config)
     end
     while self.busy do self.tasks.sleep(0.01) end
   end
+  -- config may be a function giving it: read after the wait, so that a task
+  -- that waited never applies what the model held before the changes the
+  -- restart it waited for (or others) made
+  if type(config) == "function" then config = config() end
   self.busy = true
   local ok, done, err = pcall(self.apply_now, self, config)
   self.busy = false

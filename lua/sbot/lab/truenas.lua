@@ -287,7 +287,8 @@ end
 --- Create a model (the state and the API, no network). opts: api_key (required), username ("root"),
 -- pool ("tank"), pool_size (bytes, default 1 TiB), hostname ("truenas-lab"),
 -- basename ("iqn.2005-10.org.freenas.ctl"), schemas (path or registry),
--- tgt (an object with :apply(export_config), see sbot.lab.istgt),
+-- tgt (an object with :apply(export_config), export_config a function that
+-- gives the configuration when the target takes it; see sbot.lab.istgt),
 -- clock (function returning seconds).
 function M.model(opts)
   opts = opts or {}
@@ -501,7 +502,9 @@ end
 -- target reload failed, but a service start does not (set_running).
 function Model:sync_export()
   if not self.tgt then return true end
-  local ok, err = self.tgt:apply(self:export_config())
+  -- the configuration as it is when istgt takes it (a call that waits for a
+  -- restart in progress must not apply what the model held before it)
+  local ok, err = self.tgt:apply(function() return self:export_config() end)
   if not ok then
     self.state.tgt_errors[#self.state.tgt_errors + 1] = tostring(err)
     return nil, tostring(err)
