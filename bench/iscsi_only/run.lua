@@ -8,8 +8,10 @@
 -- for the converged rerun (nothing to change). Median of RUNS runs.
 -- The workflow polls the iDRAC every --poll-interval 0.2 s (the demo's value;
 -- at --time-scale 0.1 that is 2 s on a real iDRAC, whose default is 5 s), with
--- --jobs N (every server at once).
--- Usage: build/sbot run bench/iscsi_only/run.lua [RUNS=3] [SIZES=1,20]
+-- --jobs N (every server at once). SCALE (default 0.1) is the lab's
+-- --time-scale: 1 runs the devices at their own pace (the lab's jobs and
+-- reboots as long as a real R630's), the poll interval scaled with it.
+-- Usage: build/sbot run bench/iscsi_only/run.lua [RUNS=3] [SIZES=1,20] [SCALE=0.1]
 local src = os.getenv("SBOT_SOURCE_DIR") or "."
 package.path = src .. "/tests/support/?.lua;" .. package.path
 local helpers = require "helpers"
@@ -18,6 +20,9 @@ local labclient = require "labclient"
 local RUNS = tonumber(arg[1]) or 3
 local SIZES = {}
 for n in (arg[2] or "1,20"):gmatch("%d+") do SIZES[#SIZES + 1] = tonumber(n) end
+local SCALE = tonumber(arg[3]) or 0.1
+assert(SCALE > 0 and SCALE <= 1, "SCALE must be in (0, 1]")
+local POLL = string.format("%g", 2 * SCALE)
 helpers.tmp_root = os.getenv("SBOT_TEST_TMP") or "/tmp/sbot-bench"
 local TICK = tonumber(select(3, helpers.sh("getconf CLK_TCK"))) or 100
 
@@ -44,7 +49,7 @@ local function timed_run(lab, n, extra)
   local dir = helpers.tmpdir("bench-iscsi")
   local argv = { "/usr/bin/time", "-f", "%e %U %S %M", "-o", dir .. "/time", helpers.sbot_bin, "run",
     src .. "/workflows/iscsi_only.lua", "--site", lab.site_file, "--runs-dir", lab.dir .. "/runs",
-    "--state-dir", lab.dir .. "/state", "--jobs", tostring(n), "--poll-interval", "0.2" }
+    "--state-dir", lab.dir .. "/state", "--jobs", tostring(n), "--poll-interval", POLL }
   for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
   local q = {}
   for i, a in ipairs(argv) do q[i] = helpers.shquote(a) end
@@ -68,19 +73,20 @@ local function row(label, runs)
     median(share), median(rss) / 1024, median(lab_cpu)))
 end
 
-print(string.format("iscsi_only on sbot lab --tgt --time-scale 0.1, median of %d run(s), each on a fresh lab", RUNS))
+print(string.format("iscsi_only on sbot lab --tgt --time-scale %g (--poll-interval %s), median of %d run(s), each on a fresh lab",
+  SCALE, POLL, RUNS))
 print(string.format("%-26s %10s %10s %9s %12s %11s", "", "wall", "sbot CPU", "share", "peak RSS", "lab CPU"))
 for _, n in ipairs(SIZES) do
   local first, again = {}, {}
   for i = 1, RUNS do
-    local lab = labclient.start_lab { "--servers", tostring(n), "--tgt", "--time-scale", "0.1" }
+    local lab = labclient.start_lab { "--servers", tostring(n), "--tgt", "--time-scale", string.format("%g", SCALE) }
     lab.site_file = lab.dir .. "/site.lua"
     local ok, err = pcall(function()
       first[i] = timed_run(lab, n)
       -- TrueNAS takes 20 logins a minute from one address (the lab's minute
-      -- is 6 s at --time-scale 0.1): let the window pass, so that the rerun
+      -- is 60 s x the time scale): let the window pass, so that the rerun
       -- measures sbot rather than the wait for it
-      if n > 10 then os.execute("sleep 6.5") end
+      if n > 10 then os.execute(string.format("sleep %g", 60 * SCALE + 0.5)) end
       again[i] = timed_run(lab, n)
     end)
     lab.stop()
