@@ -253,7 +253,7 @@ function M.man(version, date)
   end
   add(".SH SEE ALSO")
   add("The reference pages under share/doc or docs/ of the source: cli.md, workflow.md, repl.md, progress.md, "
-    .. "lab.md; LuaCATS stubs in share/sbot/types.")
+    .. "lab.md; LuaCATS type definitions in share/sbot/types.")
   return table.concat(out, "\n") .. "\n"
 end
 

@@ -11,7 +11,7 @@ test -f "$prefix/share/sbot/lua/sbot/json.lua"
 test -d "$prefix/share/sbot/workflows"
 ls "$prefix"/lib*/sbot/libsbot-ext.so >/dev/null
 # the man page and the bash completion (generated at build time from
-# lua/sbot/cli.lua), and the LuaCATS stubs for editors
+# lua/sbot/cli.lua), and the LuaCATS type definitions for editors
 man1="$prefix/share/man/man1/sbot.1"
 test -f "$man1" || { echo "FAIL: share/man/man1/sbot.1 not installed"; exit 1; }
 for c in run repl lab runs version help complete; do

@@ -85,7 +85,7 @@ describe("sbot.iscsi.probe", function()
   end)
 
   it("takes a CHAP secret as a string or a secret object, nothing that only names itself one", function()
-    local forged = setmetatable({}, { __name = "sbot.secret", __index = { reveal = function() return "xxxxxxxx" end } })
+    local forged = setmetatable({}, { __name = "sbot.secret", __index = { reveal = function() return "forged-secret-value" end } })
     assert.has_error(function()
       iscsi.probe({ portal = "127.0.0.1:1", target = "iqn.x:y", timeout = 1, chap = { user = "u", secret = forged } })
     end, "iscsi.probe: chap.secret must be a string or a secret")

@@ -1,5 +1,5 @@
 ---@meta sbot.component
--- LuaCATS stubs of sbot.component (lua/sbot/component.lua: the C core
+-- LuaCATS type definitions of sbot.component (lua/sbot/component.lua: the C core
 -- sbot.lifecycle, engine/lifecycle.c, wired to its collaborators): the
 -- component lifecycle discover -> process -> housekeep. Reference: docs/lifecycle.md.
 

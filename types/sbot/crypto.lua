@@ -1,5 +1,5 @@
 ---@meta sbot.crypto
--- LuaCATS stubs of sbot.crypto (engine/crypto.c, OpenSSL 3). Digests are raw
+-- LuaCATS type definitions of sbot.crypto (engine/crypto.c, OpenSSL 3). Digests are raw
 -- bytes: crypto.hex for text. Reference: docs/crypto.md.
 
 ---An incremental hash (a to-be-closed value).

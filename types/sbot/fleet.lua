@@ -1,5 +1,5 @@
 ---@meta sbot.fleet
--- LuaCATS stubs of sbot.fleet (engine/fleet.c): a function over many items,
+-- LuaCATS type definitions of sbot.fleet (engine/fleet.c): a function over many items,
 -- each in a forked worker with a fresh Lua state. Reference: docs/fleet.md.
 
 ---@class sbot.fleet.Options

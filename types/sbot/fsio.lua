@@ -1,5 +1,5 @@
 ---@meta sbot.fsio
--- LuaCATS stubs of sbot.fsio (engine/fsio.c): file primitives. Failures are
+-- LuaCATS type definitions of sbot.fsio (engine/fsio.c): file primitives. Failures are
 -- `nil, "what: path: reason", ERRNO_NAME`. Reference: docs/fsio.md.
 
 ---@class sbot.fsio.Stat

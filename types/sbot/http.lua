@@ -1,5 +1,5 @@
 ---@meta sbot.http
--- LuaCATS stubs of sbot.http (engine/http.c): the HTTP(S) client on libcurl.
+-- LuaCATS type definitions of sbot.http (engine/http.c): the HTTP(S) client on libcurl.
 -- Reference: docs/http.md. Failures are `nil, message, code` with code one of
 -- "resolve", "connect", "timeout", "tls", "closed", "io", "protocol", "too_large".
 

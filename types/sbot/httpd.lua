@@ -1,5 +1,5 @@
 ---@meta sbot.httpd
--- LuaCATS stubs of sbot.httpd (engine/httpd.c): a small HTTP/1.1 server with
+-- LuaCATS type definitions of sbot.httpd (engine/httpd.c): a small HTTP/1.1 server with
 -- Lua handlers (what `sbot lab` runs on). Reference: docs/httpd.md.
 
 ---@class sbot.httpd.Request

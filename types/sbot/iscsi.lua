@@ -1,5 +1,5 @@
 ---@meta sbot.iscsi
--- LuaCATS stubs of sbot.iscsi (engine/iscsi.c): an iSCSI login check on
+-- LuaCATS type definitions of sbot.iscsi (engine/iscsi.c): an iSCSI login check on
 -- libiscsi. Reference: docs/iscsi.md.
 
 ---@class sbot.iscsi.ProbeOptions

@@ -1,5 +1,5 @@
 ---@meta sbot.jsonscan
--- LuaCATS stubs of sbot.jsonscan (engine/jsonscan.c): what json.decode uses
+-- LuaCATS type definitions of sbot.jsonscan (engine/jsonscan.c): what json.decode uses
 -- to keep [] and {} apart. Reference: docs/json.md.
 
 local jsonscan = {}

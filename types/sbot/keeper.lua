@@ -1,5 +1,5 @@
 ---@meta sbot.keeper
--- LuaCATS stubs of sbot.keeper (engine/keeper.c): periodic work in a helper
+-- LuaCATS type definitions of sbot.keeper (engine/keeper.c): periodic work in a helper
 -- process beside a busy caller (lease renewal), and an interruptible sleep.
 -- Reference: docs/keeper.md.
 

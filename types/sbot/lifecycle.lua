@@ -1,5 +1,5 @@
 ---@meta sbot.lifecycle
--- LuaCATS stubs of sbot.lifecycle (engine/lifecycle.c): the C core of
+-- LuaCATS type definitions of sbot.lifecycle (engine/lifecycle.c): the C core of
 -- sbot.component, the same table; scripts require "sbot.component", which
 -- hands the core its collaborators. Reference: docs/lifecycle.md.
 

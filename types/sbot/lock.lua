@@ -1,5 +1,5 @@
 ---@meta sbot.lock
--- LuaCATS stubs of sbot.lock (engine/lock.c): per-server lock files held
+-- LuaCATS type definitions of sbot.lock (engine/lock.c): per-server lock files held
 -- by an flock for the holder's lifetime. Reference: docs/fleet.md (sbot.lock).
 
 ---A held lock (a to-be-closed value).

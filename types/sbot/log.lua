@@ -1,5 +1,5 @@
 ---@meta sbot.log
--- LuaCATS stubs of sbot.log (engine/log.c): levelled log lines with secret
+-- LuaCATS type definitions of sbot.log (engine/log.c): levelled log lines with secret
 -- redaction, and the core's secret type. Reference: docs/log.md.
 
 ---@alias sbot.log.Level "debug"|"info"|"warn"|"error"|"off"

@@ -1,5 +1,5 @@
 ---@meta sbot.progress
--- LuaCATS stubs of sbot.progress (engine/progress.c): long waits shown while
+-- LuaCATS type definitions of sbot.progress (engine/progress.c): long waits shown while
 -- they last. Reference: docs/progress.md.
 
 ---A wait begun with progress.start (a to-be-closed value: `local w <close> = ...`).

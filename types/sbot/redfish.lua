@@ -1,5 +1,5 @@
 ---@meta sbot.redfish
--- LuaCATS stubs of sbot.redfish (engine/redfish.c): a Redfish client for
+-- LuaCATS type definitions of sbot.redfish (engine/redfish.c): a Redfish client for
 -- BMCs (iDRAC 8/9): sessions, links followed verbatim, retries, jobs.
 -- Reference: docs/redfish.md. Failures are `nil, message, code[, status]`
 -- with code a transport word, the device's MessageId, or the HTTP status (an

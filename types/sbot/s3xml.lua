@@ -1,5 +1,5 @@
 ---@meta sbot.s3xml
--- LuaCATS stubs of sbot.s3xml (engine/s3xml.c): S3 XML answers as Lua
+-- LuaCATS type definitions of sbot.s3xml (engine/s3xml.c): S3 XML answers as Lua
 -- tables, on expat. Reference: docs/s3xml.md.
 
 local s3xml = {}

@@ -1,5 +1,5 @@
 ---@meta sbot.sigv4
--- LuaCATS stubs of sbot.sigv4 (engine/sigv4.c): AWS Signature Version 4.
+-- LuaCATS type definitions of sbot.sigv4 (engine/sigv4.c): AWS Signature Version 4.
 -- Reference: docs/sigv4.md.
 
 ---@class sbot.sigv4.Request

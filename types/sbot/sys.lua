@@ -1,5 +1,5 @@
 ---@meta sbot.sys
--- LuaCATS stubs of sbot.sys (engine/sys.c): processes and the host.
+-- LuaCATS type definitions of sbot.sys (engine/sys.c): processes and the host.
 -- Reference: docs/sys.md.
 
 ---@class sbot.sys.SpawnOptions

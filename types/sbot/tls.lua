@@ -1,5 +1,5 @@
 ---@meta sbot.tls
--- LuaCATS stubs of sbot.tls (engine/tls.c): the one parser of TLS options.
+-- LuaCATS type definitions of sbot.tls (engine/tls.c): the one parser of TLS options.
 -- Reference: docs/tls.md. Installed as share/sbot/types (docs/types.md).
 
 ---The TLS options every client takes (`tls = {...}`).

@@ -1,5 +1,5 @@
 ---@meta sbot.truenas
--- LuaCATS stubs of sbot.truenas (engine/truenas.c): the TrueNAS SCALE API
+-- LuaCATS type definitions of sbot.truenas (engine/truenas.c): the TrueNAS SCALE API
 -- client, JSON-RPC over WebSocket or REST. Reference: docs/truenas.md.
 
 ---@class sbot.truenas.Options

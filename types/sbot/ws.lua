@@ -1,5 +1,5 @@
 ---@meta sbot.ws
--- LuaCATS stubs of sbot.ws (engine/ws.c): the WebSocket client (TrueNAS's
+-- LuaCATS type definitions of sbot.ws (engine/ws.c): the WebSocket client (TrueNAS's
 -- JSON-RPC). Reference: docs/ws.md.
 
 ---@class sbot.ws.Options

@@ -1,5 +1,5 @@
 ---@meta sbot.yaml
--- LuaCATS stubs of sbot.yaml (engine/yaml.c, libyaml). Reference: docs/yaml.md.
+-- LuaCATS type definitions of sbot.yaml (engine/yaml.c, libyaml). Reference: docs/yaml.md.
 
 local yaml = {}
 
