@@ -7,10 +7,12 @@ local helpers = require "helpers"
 
 local MiB = 1024 * 1024
 
--- a portal that accepts and closes its first `close` connections
-local function closing_portal(host)
-  local fwd = helpers.spawn(string.format("python3 %s --close 100 --to 1 --host %s",
-    helpers.shquote(helpers.source_dir .. "/tests/servers/reloading_portal.py"), host))
+-- a portal that accepts and closes its first `close` connections (100 unless
+-- told), then forwards to port `to` (tests/servers/reloading_portal.py)
+local function closing_portal(host, close, to, extra)
+  local fwd = helpers.spawn(string.format("python3 %s --close %d --to %d --host %s %s",
+    helpers.shquote(helpers.source_dir .. "/tests/servers/reloading_portal.py"), close or 100, to or 1, host,
+    extra or ""))
   local port
   for _ = 1, 200 do
     port = tonumber(helpers.read_file(fwd.log):match("^(%d+)\n"))
@@ -160,6 +162,32 @@ describe("sbot.iscsi.probe against istgt", function()
       assert.are.equal("LOGICAL_UNIT_NOT_SUPPORTED", nolun[3])
     end)
   end
+
+  it("takes a target that closes the connection at the logout as logged out: no reconnect, no busy loop", function()
+    -- libiscsi reconnected after such a close and spun on the socket until the
+    -- probe's 2 s logout bound: a whole CPU for 2 s, once in a few runs of
+    -- a 20-server fleet (bench/iscsi_only)
+    local ctl, portal = start("127.0.0.1")
+    local fwd, port = closing_portal("127.0.0.1", 0, tonumber(portal:match(":(%d+)$")), "--drop-logout")
+    local r, err
+    local cpu0 = os.clock()
+    if port then
+      r, err = iscsi.probe { portal = "127.0.0.1:" .. port, target = NODE .. ":node1", initiator = GOOD, timeout = 10 }
+    end
+    local cpu = os.clock() - cpu0
+    os.execute("sleep 0.3") -- a reconnect would show as a second connection
+    fwd:stop()
+    ctl:stop()
+    local log = helpers.read_file(fwd.log)
+    assert(port, "the portal did not start: " .. log)
+    assert(r, err)
+    assert.are.equal(16 * MiB, r.capacity.bytes)
+    local _, forwarded = log:gsub("forwarded", "")
+    assert.are.equal(1, forwarded, log)
+    assert.matches("dropped at logout", log, 1, true)
+    -- the spin burnt the whole bound; a probe's own work is milliseconds
+    assert.is_true(cpu < 1.0, string.format("the probe used %.2f s of CPU", cpu))
+  end)
 
   it("gives AUTHENTICATION_FAILURE for a login without CHAP or with a wrong secret", function()
     local chap = { user = "chapuser", secret = "chapsecret1234" }

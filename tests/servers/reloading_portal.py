@@ -3,7 +3,13 @@
 connections: the first --close N connections are accepted and closed at once
 (what an initiator sees while a target restarts its listener), every later one
 is forwarded to --to PORT. Prints the port it listens on, then one line per
-connection ("closed" or "forwarded"). stdlib only.
+connection ("closed" or "forwarded").
+
+With --drop-logout the portal closes a forwarded connection when the
+initiator sends a Logout Request (opcode 0x06) instead of passing it on: a
+target that drops the session rather than answer the logout. The logout is
+recognised at the start of what one recv() returns (an idle session's next
+PDU arrives alone); the portal prints "dropped at logout". stdlib only.
 
   reloading_portal.py --close 2 --to 3260      # listens on a free port
   reloading_portal.py --close 1 --to 3260 --host ::1
@@ -14,11 +20,17 @@ import sys
 import threading
 
 
-def pipe(src, dst):
+LOGOUT_REQUEST = 0x06
+
+
+def pipe(src, dst, drop_logout=False):
     try:
         while True:
             data = src.recv(65536)
             if not data:
+                break
+            if drop_logout and len(data) >= 48 and data[0] & 0x3F == LOGOUT_REQUEST:
+                print("dropped at logout", flush=True)
                 break
             dst.sendall(data)
     except OSError:
@@ -35,6 +47,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--close", type=int, required=True)
     ap.add_argument("--to", type=int, required=True)
+    ap.add_argument("--drop-logout", action="store_true", help="close the connection at a Logout Request")
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on (IPv6: ::1)")
     args = ap.parse_args()
     srv = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
@@ -52,7 +65,7 @@ def main():
             continue
         up = socket.create_connection(("127.0.0.1", args.to))
         print("forwarded", flush=True)
-        threading.Thread(target=pipe, args=(conn, up), daemon=True).start()
+        threading.Thread(target=pipe, args=(conn, up, args.drop_logout), daemon=True).start()
         threading.Thread(target=pipe, args=(up, conn), daemon=True).start()
 
 
