@@ -117,3 +117,41 @@ describe("sbot.lab.faults", function()
     assert.are.equal(1, i2.counts.jobfail)
   end)
 end)
+
+describe("sbot lab --pace", function()
+  local lab = require "sbot.lab"
+
+  it("takes quick or field and names anything else", function()
+    assert.are.equal("quick", assert(lab.parse_args({})).pace)
+    assert.are.equal("field", assert(lab.parse_args({ "--pace", "field" })).pace)
+    assert.are.equal("field", assert(lab.parse_args({ "--pace=field" })).pace)
+    local o, err = lab.parse_args({ "--pace", "slow" })
+    assert.is_nil(o)
+    assert.are.equal("--pace: expected quick or field, got 'slow'", err)
+  end)
+
+  it("field: every answer takes its time, from a stream apart from the faults'", function()
+    local spec = faults.parse("idrac:503=0.3,reset=0.2")
+    local plain = faults.injector({ spec = spec, kind = "idrac", name = "idrac-1", seed = 9 })
+    local paced = faults.injector({ spec = spec, kind = "idrac", name = "idrac-1", seed = 9, answer_ms = { 30, 200 } })
+    local lo, hi = math.huge, 0
+    for _ = 1, 200 do
+      local a1, d1 = plain.request()
+      local a2, d2 = paced.request()
+      assert.are.equal(a1, a2) -- the same faults with the pace or without
+      assert.are.equal(0, d1)
+      lo, hi = math.min(lo, d2), math.max(hi, d2)
+    end
+    assert.is_true(lo >= 0.030 and hi <= 0.200, string.format("answer times %g..%g s", lo, hi))
+    assert.is_true(hi - lo > 0.1, "the answer times are drawn, not one value")
+  end)
+
+  it("field: the R630's job, reboot, not-ready and shutdown durations, scaled", function()
+    assert.are.same({ job = 120, reboot = 180, not_ready = 60, shutdown = 30 }, lab.PACES.field.durations)
+    assert.are.same({ job = 0.5, reboot = 1.0, not_ready = 1.0, shutdown = 0.5 }, lab.PACES.quick.durations)
+    local idrac = require "sbot.lab.idrac"
+    local dev = idrac.new({ index = 1, flavour = 8, clock = function() return 0 end, scale = 0.1,
+      durations = lab.PACES.field.durations, faults = faults.injector({ kind = "idrac", name = "idrac-1" }) })
+    assert.are.same({ job = 12, reboot = 18, not_ready = 6, shutdown = 3 }, dev.dur)
+  end)
+end)

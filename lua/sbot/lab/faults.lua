@@ -132,7 +132,10 @@ end
 
 --- An injector for one device: decisions come from its own random stream so
 -- they do not depend on the other devices' traffic.
--- opts: spec (parsed), kind, name, seed, latency_ms (global --latency)
+-- opts: spec (parsed), kind, name, seed, latency_ms (global --latency),
+-- answer_ms ({min, max}: the time every answer of the device takes, drawn
+-- from a random stream of its own so that the faults' stream is the same
+-- with it or without)
 function M.injector(opts)
   local cfg = {}
   local function configure(spec)
@@ -143,6 +146,7 @@ function M.injector(opts)
   end
   configure(opts.spec or {})
   local rand = M.rng(opts.seed or 0, opts.name or opts.kind or "")
+  local answer_rand = opts.answer_ms and M.rng(opts.seed or 0, (opts.name or opts.kind or "") .. ":answer")
   local inj = { config = cfg, counts = { requests = 0 } }
 
   --- Replace the configuration with a new parsed spec (the random stream
@@ -194,6 +198,10 @@ function M.injector(opts)
       return "lostanswer", 0
     end
     local delay = (opts.latency_ms or 0) / 1000
+    if answer_rand then
+      local lo, hi = opts.answer_ms[1], opts.answer_ms[2]
+      delay = delay + (lo + (hi - lo) * answer_rand()) / 1000
+    end
     if cfg.latency then
       local lo, hi = cfg.latency[1], cfg.latency[2]
       delay = delay + (lo + (hi - lo) * rand()) / 1000

@@ -14,7 +14,7 @@ local M = {}
 M.usage = [[
 usage: sbot lab [--servers N] [--dir DIR] [--site-out FILE] [--latency MS]
                 [--faults SPEC] [--seed N] [--time-scale X] [--tgt] [--idrac 8|9]
-                [--host ADDR] [--vault-namespace NS]
+                [--host ADDR] [--vault-namespace NS] [--pace quick|field]
 
 Runs simulated devices on loopback until Ctrl-C: N iDRACs (Dell R630, iDRAC 8
 Redfish, or iDRAC 9 with --idrac 9), each on its own HTTPS port with its own
@@ -38,8 +38,14 @@ in with AppRole; the root token is in DIR/vault-root-token).
                    vault:sealed=1: the Vault is sealed)
   --seed N         seed of the fault injection (default 1): same seed and same
                    requests give the same faults
-  --time-scale X   multiply job, reboot and not-ready durations by X
-                   (default 1: a config job ~0.5 s, a reboot ~1 s; 0.1 = 10x faster)
+  --time-scale X   multiply job, reboot and not-ready durations (and the
+                   iDRAC's answer time with --pace field) by X (default 1; 0.1 =
+                   10x faster)
+  --pace P         how long the iDRAC takes at --time-scale 1: quick (default:
+                   a config job 0.5 s, a reboot 1 s, answers at once) or field
+                   (an R630 as the field notes have it: a config job 120 s, a
+                   reboot to the OS 180 s, SYS518 for 60 s after a reset, a
+                   graceful shutdown 30 s, every answer 0.3-2 s)
   --tgt            export TrueNAS iSCSI targets for real with istgt (TrueNAS model)
   --idrac 8|9      iDRAC generation to simulate (default 8)
   --host ADDR      loopback address to listen on (default 127.0.0.1)
@@ -51,10 +57,21 @@ Every device port also answers GET /lab/state (JSON state of every device),
 POST /lab/faults (body: a new --faults spec) and POST /lab/stop (stops the lab).
 ]]
 
+--- How long a simulated iDRAC takes, at --time-scale 1 (seconds; answer:
+-- the {min, max} time every answer takes, milliseconds). quick is the
+-- lab's default, for tests; field is a Dell R630 with iDRAC 8 as
+-- FIELD_NOTES (docs/lab.md) describes it: Redfish answers take ~0.3 s to
+-- several seconds, a configuration job applied at a reboot takes minutes,
+-- the iDRAC says SYS518 for a while after a reset.
+M.PACES = {
+  quick = { durations = { job = 0.5, reboot = 1.0, not_ready = 1.0, shutdown = 0.5 } },
+  field = { durations = { job = 120, reboot = 180, not_ready = 60, shutdown = 30 }, answer = { 300, 2000 } },
+}
+
 --- Parse `sbot lab` arguments; returns options or nil, message.
 function M.parse_args(argv)
   local o = { servers = 2, dir = "sbot-lab", latency = 0, faults = "", seed = 1,
-    time_scale = 1, tgt = false, idrac = 8, host = "127.0.0.1" }
+    time_scale = 1, tgt = false, idrac = 8, host = "127.0.0.1", pace = "quick" }
   local i = 1
   local function value(name)
     i = i + 1
@@ -85,6 +102,9 @@ function M.parse_args(argv)
       elseif a == "--seed" then o.seed = number(a, value(a), 0, true)
       elseif a == "--time-scale" then o.time_scale = number(a, value(a), 0)
       elseif a == "--tgt" then o.tgt = true
+      elseif a == "--pace" then
+        o.pace = value(a)
+        if not M.PACES[o.pace] then error("--pace: expected quick or field, got '" .. o.pace .. "'", 0) end
       elseif a == "--idrac" then
         o.idrac = number(a, value(a), 8, true)
         if o.idrac ~= 8 and o.idrac ~= 9 then error("--idrac: expected 8 or 9, got " .. o.idrac, 0) end
@@ -243,10 +263,13 @@ function M.start(o)
   local idrac = require "sbot.lab.idrac"
   for i = 1, o.servers do
     local name = "idrac-" .. i
+    local pace = M.PACES[o.pace or "quick"]
+    local answer = pace.answer and { pace.answer[1] * o.time_scale, pace.answer[2] * o.time_scale }
     add(idrac.new({ index = i, flavour = o.idrac, clock = lab.clock, scale = o.time_scale,
+      durations = pace.durations,
       request = function(req) return lab.local_request(req) end,
       faults = faults.injector({ spec = o.fault_spec, kind = "idrac", name = name, seed = o.seed,
-        latency_ms = o.latency }),
+        latency_ms = o.latency, answer_ms = answer }),
       on_boot = function(dev, boot)
         for _, hook in ipairs(lab.boot_hooks) do hook(boot, dev) end
       end }))
@@ -271,7 +294,7 @@ function M.start(o)
   local function state()
     local devs = {}
     for _, d in ipairs(lab.devices) do devs[d.name] = d.state() end
-    return { devices = devs, seed = o.seed, time_scale = o.time_scale, idrac = o.idrac,
+    return { devices = devs, seed = o.seed, time_scale = o.time_scale, idrac = o.idrac, pace = o.pace or "quick",
       uptime = httpd.now() - t0, faults = o.faults, latency_ms = o.latency }
   end
   lab.state = state
