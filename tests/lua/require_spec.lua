@@ -34,9 +34,13 @@ describe("require", function()
     local m = require "reqmod_b"
     local ok, err = pcall(m.boom)
     assert.is_false(ok)
-    assert.are.equal(dir .. "/reqmod_b.lua:4: boom", err)
+    -- what Lua's own compile of the file says (a long path is shortened
+    -- with "..." in both)
+    local _, want = pcall(assert(loadfile(dir .. "/reqmod_b.lua"))().boom)
+    assert.matches("reqmod_b.lua:4: boom$", want)
+    assert.are.equal(want, err)
     local tb = select(2, xpcall(m.boom, debug.traceback))
-    assert.matches(dir .. "/reqmod_b.lua:4: in function", tb, 1, true)
+    assert.matches("reqmod_b.lua:4: in function", tb, 1, true)
   end)
 
   it("gives Lua's messages for a syntax error and for a module that is nowhere", function()
