@@ -4,7 +4,6 @@
 #include <lualib.h>
 #include <dlfcn.h>
 #include <limits.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,37 +151,27 @@ struct chunk {
     off_t size;
     struct timespec mtime;
     size_t len;
-    char *code;
+    char code[]; /* the bytecode */
 };
+/* Appended to, never freed, and only from the thread that runs Lua
+ * (every lua_State of sbot lives on the main thread) */
 static struct chunk *chunks;
-static pthread_mutex_t chunks_lock = PTHREAD_MUTEX_INITIALIZER;
 
-struct dump_buf {
-    char *p;
-    size_t len, cap;
-    int oom;
+/* lua_dump into a Lua string, as string.dump does (the buffer starts on the
+ * first write, above the function being dumped) */
+struct dump {
+    luaL_Buffer b;
+    int started;
 };
 
 static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud)
 {
-    (void)L;
-    struct dump_buf *b = ud;
-    if (b->oom)
-        return 1;
-    if (b->len + sz > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + sz)
-            cap *= 2;
-        char *n = realloc(b->p, cap);
-        if (!n) {
-            b->oom = 1;
-            return 1;
-        }
-        b->p = n;
-        b->cap = cap;
+    struct dump *d = ud;
+    if (!d->started) {
+        d->started = 1;
+        luaL_buffinit(L, &d->b);
     }
-    memcpy(b->p + b->len, p, sz);
-    b->len += sz;
+    luaL_addlstring(&d->b, p, sz);
     return 0;
 }
 
@@ -213,45 +202,37 @@ static int load_module_file(lua_State *L, const char *file)
     struct stat st;
     if (stat(file, &st) != 0)
         return luaL_loadfilex(L, file, NULL); /* its message */
-    pthread_mutex_lock(&chunks_lock);
-    struct chunk *hit = NULL;
-    for (struct chunk *c = chunks; c && !hit; c = c->next)
-        if (strcmp(c->file, file) == 0 && same_file(c, &st))
-            hit = c;
-    pthread_mutex_unlock(&chunks_lock);
-    if (hit) { /* never freed while the process lives: no lock needed to read it */
-        struct chunk_reader r = {hit->code, hit->len};
-        lua_pushfstring(L, "@%s", file);
-        int status = lua_load(L, chunk_read, &r, lua_tostring(L, -1), "b");
-        lua_remove(L, -2);
-        if (status == LUA_OK)
+    for (struct chunk *c = chunks; c; c = c->next) {
+        if (strcmp(c->file, file) != 0 || !same_file(c, &st))
+            continue;
+        /* the dump keeps the file's name ("@file") for messages */
+        struct chunk_reader r = {c->code, c->len};
+        if (lua_load(L, chunk_read, &r, file, "b") == LUA_OK)
             return LUA_OK;
-        lua_pop(L, 1); /* cannot happen (our own dump); compile the text */
+        lua_pop(L, 1); /* cannot happen (our own dump): compile the text */
+        break;
     }
     int status = luaL_loadfilex(L, file, NULL);
-    if (status != LUA_OK || st.st_size > 16 * 1024 * 1024)
+    if (status != LUA_OK)
         return status;
-    struct dump_buf b = {NULL, 0, 0, 0};
-    struct chunk *c = calloc(1, sizeof *c);
+    struct dump d = {.started = 0};
+    if (lua_dump(L, dump_writer, &d, 0) != 0 || !d.started)
+        return LUA_OK; /* not kept: the chunk loads all the same */
+    luaL_pushresult(&d.b);
+    size_t len;
+    const char *code = lua_tolstring(L, -1, &len);
+    struct chunk *c = malloc(sizeof *c + len);
     char *name = strdup(file);
-    if (c && name && lua_dump(L, dump_writer, &b, 0) == 0 && !b.oom) {
-        c->file = name;
-        c->dev = st.st_dev;
-        c->ino = st.st_ino;
-        c->size = st.st_size;
-        c->mtime = st.st_mtim;
-        c->code = b.p;
-        c->len = b.len;
-        pthread_mutex_lock(&chunks_lock);
-        c->next = chunks;
+    if (c && name) {
+        *c = (struct chunk){chunks, name, st.st_dev, st.st_ino, st.st_size, st.st_mtim, len};
+        memcpy(c->code, code, len);
         chunks = c;
-        pthread_mutex_unlock(&chunks_lock);
-        return LUA_OK;
+    } else {
+        free(c);
+        free(name);
     }
-    free(c);
-    free(name);
-    free(b.p);
-    return LUA_OK; /* not kept: the chunk loads all the same */
+    lua_pop(L, 1);
+    return LUA_OK;
 }
 
 /* package.searchers entry in place of Lua's own for Lua files: the same
