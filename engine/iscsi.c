@@ -56,35 +56,18 @@ static void on_done(struct iscsi_context *iscsi, int status, void *command_data,
 }
 
 /* Drive the context until step is done or the deadline passes.
- * 0 done, -1 timeout, -2 service error.
- *
- * Never a busy loop: libiscsi asks for no events while a reconnect waits
- * for its time (then the socket is not polled: a socket the peer closed
- * reports POLLHUP at once, whatever was asked), and a run of wake-ups that
- * come back at once (libiscsi's pending reconnect answers POLLOUT on a
- * connected socket without using it) is broken by a short sleep. */
-#define SPIN_WAKEUPS 64 /* wake-ups in a row that came back at once */
-#define SPIN_PAUSE_MS 10
+ * 0 done, -1 timeout, -2 service error. */
 static int run_until(struct iscsi_context *iscsi, struct step *s, double deadline)
 {
-    int quick = 0;
     while (!s->done) {
-        double now = now_mono(), left = deadline - now;
+        double left = deadline - now_mono();
         if (left <= 0)
             return -1;
+        struct pollfd p = {iscsi_get_fd(iscsi), (short)iscsi_which_events(iscsi), 0};
         int ms = left > 0.2 ? 200 : (int)(left * 1000) + 1;
-        short events = (short)iscsi_which_events(iscsi);
-        struct pollfd p = {iscsi_get_fd(iscsi), events, 0};
-        if (quick >= SPIN_WAKEUPS) {
-            quick = 0;
-            if (ms > SPIN_PAUSE_MS)
-                ms = SPIN_PAUSE_MS;
-            events = 0; /* sleep this one out, then service */
-        }
-        int r = events ? poll(&p, 1, ms) : poll(NULL, 0, ms);
+        int r = poll(&p, 1, ms);
         if (r < 0)
             continue; /* EINTR */
-        quick = r > 0 && now_mono() - now < 0.001 ? quick + 1 : 0;
         /* libiscsi sends with writev(): a target that reset the
          * connection must give an error, not a SIGPIPE */
         struct sbot_sigpipe_guard g;
@@ -172,7 +155,7 @@ static const char *task_error(struct iscsi_context *iscsi, struct step *s, char 
     if (s->status == SCSI_STATUS_TIMEOUT)
         return "timed out";
     if (s->status == SCSI_STATUS_CANCELLED)
-        return "cancelled";
+        return "the connection was lost (the target closed it)";
     snprintf(buf, n, "status 0x%x: %s", (unsigned)s->status, iscsi_get_error(iscsi));
     return buf;
 }
@@ -324,6 +307,12 @@ static int l_probe(lua_State *L)
     iscsi_set_session_type(p->iscsi, ISCSI_SESSION_NORMAL);
     iscsi_set_header_digest(p->iscsi, ISCSI_HEADER_DIGEST_NONE_CRC32C);
     iscsi_set_timeout(p->iscsi, (int)(timeout + 0.999));
+    /* One session, never a silent second one: a connection lost in the
+     * middle fails the command in flight ("closed") at once. libiscsi's
+     * reconnect would log in again out of sight; it did not even succeed
+     * here (the probe sat out its whole timeout), and a target that closed
+     * the connection at the logout set it off and spun on the socket. */
+    iscsi_set_noautoreconnect(p->iscsi, 1);
     if (chap_user && iscsi_set_initiator_username_pwd(p->iscsi, chap_user, chap_secret) != 0)
         return probe_fail(L, p, portal, target, lu, "CHAP setup", iscsi_get_error(p->iscsi), "ENOMEM");
 
@@ -470,11 +459,9 @@ static int l_probe(lua_State *L)
     scsi_free_scsi_task(p->task);
     p->task = NULL;
 
-    /* log out politely (bounded); the result does not change the probe's */
-    /* A target may close the connection instead of answering the logout:
-     * that is a logout too, not a reason for libiscsi to reconnect and log
-     * in again (it did, and spun on the socket until the bound below). */
-    iscsi_set_noautoreconnect(p->iscsi, 1);
+    /* log out politely (bounded); the result does not change the probe's,
+     * and a target that closes the connection instead of answering has
+     * logged us out too */
     struct step so = {0, 0, NULL};
     if (iscsi_logout_async(p->iscsi, on_done, &so) == 0)
         run_until(p->iscsi, &so, now_mono() + 2.0 < deadline ? now_mono() + 2.0 : deadline);

@@ -168,7 +168,7 @@ describe("sbot.iscsi.probe against istgt", function()
     -- probe's 2 s logout bound: a whole CPU for 2 s, once in a few runs of
     -- a 20-server fleet (bench/iscsi_only)
     local ctl, portal = start("127.0.0.1")
-    local fwd, port = closing_portal("127.0.0.1", 0, tonumber(portal:match(":(%d+)$")), "--drop-logout")
+    local fwd, port = closing_portal("127.0.0.1", 0, tonumber(portal:match(":(%d+)$")), "--drop-at logout")
     local r, err
     local cpu0 = os.clock()
     if port then
@@ -187,6 +187,31 @@ describe("sbot.iscsi.probe against istgt", function()
     assert.matches("dropped at logout", log, 1, true)
     -- the spin burnt the whole bound; a probe's own work is milliseconds
     assert.is_true(cpu < 1.0, string.format("the probe used %.2f s of CPU", cpu))
+  end)
+
+  it("fails a connection lost in the middle of the session as \"closed\", without logging in again", function()
+    -- the portal drops the connection at the first SCSI command; libiscsi's
+    -- reconnect did not get anywhere (the probe sat out its whole timeout and
+    -- said "timeout"): the command in flight fails at once instead
+    local ctl, portal = start("127.0.0.1")
+    local fwd, port = closing_portal("127.0.0.1", 0, tonumber(portal:match(":(%d+)$")), "--drop-at command --drops 1")
+    local r, err, code
+    if port then
+      r, err, code = iscsi.probe { portal = "127.0.0.1:" .. port, target = NODE .. ":node1", initiator = GOOD,
+        timeout = 10 }
+    end
+    os.execute("sleep 0.3") -- a reconnect would show as a second connection
+    fwd:stop()
+    ctl:stop()
+    local log = helpers.read_file(fwd.log)
+    assert(port, "the portal did not start: " .. log)
+    assert.is_nil(r)
+    assert.are.equal("iscsi probe 127.0.0.1:" .. port .. " " .. NODE .. ":node1 lun 0: TEST UNIT READY: "
+      .. "the connection was lost (the target closed it)", err)
+    assert.are.equal("closed", code)
+    local _, forwarded = log:gsub("forwarded", "")
+    assert.are.equal(1, forwarded, log)
+    assert.matches("dropped at command", log, 1, true)
   end)
 
   it("gives AUTHENTICATION_FAILURE for a login without CHAP or with a wrong secret", function()
