@@ -146,12 +146,14 @@ describe("sbot lab --pace", function()
     assert.is_true(hi - lo > 0.1, "the answer times are drawn, not one value")
   end)
 
-  it("field: the R630's job, reboot, not-ready and shutdown durations, scaled", function()
-    assert.are.same({ job = 120, reboot = 180, not_ready = 60, shutdown = 30 }, lab.PACES.field.durations)
-    assert.are.same({ job = 0.5, reboot = 1.0, not_ready = 1.0, shutdown = 0.5 }, lab.PACES.quick.durations)
+  it("field: the R630's job, reboot, not-ready and shutdown durations, scaled; quick: the test pace", function()
     local idrac = require "sbot.lab.idrac"
-    local dev = idrac.new({ index = 1, flavour = 8, clock = function() return 0 end, scale = 0.1,
-      durations = lab.PACES.field.durations, faults = faults.injector({ kind = "idrac", name = "idrac-1" }) })
-    assert.are.same({ job = 12, reboot = 18, not_ready = 6, shutdown = 3 }, dev.dur)
+    local function dur(pace)
+      return idrac.new({ index = 1, flavour = 8, clock = function() return 0 end, scale = 0.1, pace = pace,
+        faults = faults.injector({ kind = "idrac", name = "idrac-1" }) }).dur
+    end
+    assert.are.same({ job = 12, reboot = 18, not_ready = 6, shutdown = 3 }, dur("field"))
+    assert.are.same({ job = 0.05, reboot = 0.1, not_ready = 0.1, shutdown = 0.05 }, dur("quick"))
+    assert.are.same(dur("quick"), dur(nil))
   end)
 end)

@@ -8,6 +8,7 @@ local httpd = require "sbot.httpd"
 local json = require "sbot.json"
 local log = require "sbot.log"
 local faults = require "sbot.lab.faults"
+local idrac_model = require "sbot.lab.idrac.model"
 
 local M = {}
 
@@ -57,17 +58,6 @@ Every device port also answers GET /lab/state (JSON state of every device),
 POST /lab/faults (body: a new --faults spec) and POST /lab/stop (stops the lab).
 ]]
 
---- How long a simulated iDRAC takes, at --time-scale 1 (seconds; answer:
--- the {min, max} time every answer takes, milliseconds). quick is the
--- lab's default, for tests; field is a Dell R630 with iDRAC 8 as
--- FIELD_NOTES (docs/lab.md) describes it: Redfish answers take ~0.3 s to
--- several seconds, a configuration job applied at a reboot takes minutes,
--- the iDRAC says SYS518 for a while after a reset.
-M.PACES = {
-  quick = { durations = { job = 0.5, reboot = 1.0, not_ready = 1.0, shutdown = 0.5 } },
-  field = { durations = { job = 120, reboot = 180, not_ready = 60, shutdown = 30 }, answer = { 300, 2000 } },
-}
-
 --- Parse `sbot lab` arguments; returns options or nil, message.
 function M.parse_args(argv)
   local o = { servers = 2, dir = "sbot-lab", latency = 0, faults = "", seed = 1,
@@ -104,7 +94,7 @@ function M.parse_args(argv)
       elseif a == "--tgt" then o.tgt = true
       elseif a == "--pace" then
         o.pace = value(a)
-        if not M.PACES[o.pace] then error("--pace: expected quick or field, got '" .. o.pace .. "'", 0) end
+        if not idrac_model.PACES[o.pace] then error("--pace: expected quick or field, got '" .. o.pace .. "'", 0) end
       elseif a == "--idrac" then
         o.idrac = number(a, value(a), 8, true)
         if o.idrac ~= 8 and o.idrac ~= 9 then error("--idrac: expected 8 or 9, got " .. o.idrac, 0) end
@@ -261,12 +251,14 @@ function M.start(o)
   end
 
   local idrac = require "sbot.lab.idrac"
+  -- every answer of an iDRAC takes its pace's time, scaled like its durations
+  local pace = o.pace or "quick"
+  local answer = idrac_model.PACES[pace].answer
+  answer = answer and { answer[1] * o.time_scale, answer[2] * o.time_scale }
   for i = 1, o.servers do
     local name = "idrac-" .. i
-    local pace = M.PACES[o.pace or "quick"]
-    local answer = pace.answer and { pace.answer[1] * o.time_scale, pace.answer[2] * o.time_scale }
     add(idrac.new({ index = i, flavour = o.idrac, clock = lab.clock, scale = o.time_scale,
-      durations = pace.durations,
+      pace = pace,
       request = function(req) return lab.local_request(req) end,
       faults = faults.injector({ spec = o.fault_spec, kind = "idrac", name = name, seed = o.seed,
         latency_ms = o.latency, answer_ms = answer }),
@@ -294,7 +286,7 @@ function M.start(o)
   local function state()
     local devs = {}
     for _, d in ipairs(lab.devices) do devs[d.name] = d.state() end
-    return { devices = devs, seed = o.seed, time_scale = o.time_scale, idrac = o.idrac, pace = o.pace or "quick",
+    return { devices = devs, seed = o.seed, time_scale = o.time_scale, idrac = o.idrac, pace = pace,
       uptime = httpd.now() - t0, faults = o.faults, latency_ms = o.latency }
   end
   lab.state = state

@@ -38,8 +38,8 @@ end
 --- Create an iDRAC device.
 -- opts: index (1..), flavour (8|9), user, password, clock (function ->
 -- seconds), scale (duration multiplier), faults (injector, optional),
--- on_boot (function(dev, boot), optional), durations {job, reboot, not_ready,
--- shutdown} in unscaled seconds, session_timeout (seconds), fetch (function
+-- on_boot (function(dev, boot), optional), pace ("quick" | "field": how long
+-- jobs, reboots and answers take, model.PACES), session_timeout (seconds), fetch (function
 -- (url) -> {volume_id, size} | nil, why: replaces the HTTP read of images),
 -- request (function(req) -> response | nil, err | false: sends the image
 -- reads an sbot.http request table describes; false = not handled, use

@@ -56,16 +56,27 @@ local function copy(t)
   return setmetatable(c, getmetatable(t))
 end
 
---- The model of one server. opts: index, flavour, clock, scale, durations,
--- faults (injector), on_boot(dev, boot). dev: the device table being built
--- (gets st and the functions below).
+--- How long the server and its iDRAC take at time scale 1 (`sbot lab
+-- --pace`): durations in seconds, answer = the {min, max} milliseconds every
+-- Redfish answer takes (none: at once). quick is the lab's default, for
+-- tests; field is a Dell R630 with iDRAC 8 as the field notes describe it
+-- (docs/lab.md): answers ~0.3 s to several seconds, a configuration job
+-- applied at a reboot takes minutes, SYS518 for a while after a reset.
+M.PACES = {
+  quick = { durations = { job = 0.5, reboot = 1.0, not_ready = 1.0, shutdown = 0.5 } },
+  field = { durations = { job = 120, reboot = 180, not_ready = 60, shutdown = 30 }, answer = { 300, 2000 } },
+}
+
+--- The model of one server. opts: index, flavour, clock, scale, pace (a
+-- name in M.PACES, default quick), faults (injector), on_boot(dev, boot).
+-- dev: the device table being built (gets st and the functions below).
 function M.new(dev, opts)
   local F = dev.F
   local index = opts.index or 1
   local clock = opts.clock or os.time
-  local dur = { job = 0.5, reboot = 1.0, not_ready = 1.0, shutdown = 0.5 }
-  for k, v in pairs(opts.durations or {}) do dur[k] = v end
-  for k, v in pairs(dur) do dur[k] = v * (opts.scale or 1) end
+  local pace = M.PACES[opts.pace or "quick"] or error("lab iDRAC: unknown pace " .. tostring(opts.pace), 2)
+  local dur = {}
+  for k, v in pairs(pace.durations) do dur[k] = v * (opts.scale or 1) end
   dev.dur = dur
 
   local tag = string.format("LAB%04d", index)
