@@ -471,6 +471,30 @@ static int newer_first(lua_State *L)
     return 1;
 }
 
+/* Every version and delete marker under prefix in bucket (every page of
+ * client:list_object_versions): pushes the list; raises "<what>: <err>"
+ * when S3 refuses. */
+static void push_versions(lua_State *L, int client, const char *bucket, const char *prefix, const char *what)
+{
+    lua_newtable(L);
+    int out = lua_gettop(L), n = 0;
+    int a = args_bk(L, bucket, NULL);
+    sbot_set_str(L, a, "prefix", prefix);
+    sbot_call_method(L, client, "list_object_versions", 1, 1);
+    int iter = lua_gettop(L);
+    for (;;) {
+        lua_pushvalue(L, iter);
+        lua_call(L, 0, 3);
+        if (lua_isnil(L, -3))
+            break;
+        if (!lua_toboolean(L, -3))
+            luaL_error(L, "%s: %s", what, luaL_optstring(L, -2, "?"));
+        lua_pop(L, 2);
+        lua_rawseti(L, out, ++n);
+    }
+    lua_settop(L, out);
+}
+
 /* The versions of exactly `key` in a versioned bucket, each non-marker one
  * HEADed for its sbot-sha256: pushes {{version_id, delete_marker, is_latest,
  * sha256, content_type}}; raises when S3 refuses. */
@@ -478,23 +502,12 @@ static void key_versions(lua_State *L, int client, const char *bucket, const cha
 {
     lua_newtable(L);
     int out = lua_gettop(L), n = 0;
-    int a = args_bk(L, bucket, NULL);
-    sbot_set_str(L, a, "prefix", key);
-    lua_getfield(L, client, "list_object_versions");
-    lua_pushvalue(L, client);
-    lua_pushvalue(L, a);
-    lua_call(L, 2, 1);
-    int iter = lua_gettop(L);
-    for (;;) {
-        lua_pushvalue(L, iter);
-        lua_call(L, 0, 3);
-        if (lua_isnil(L, -3)) {
-            lua_pop(L, 3);
-            break;
-        }
-        if (!lua_toboolean(L, -3))
-            luaL_error(L, "listing the versions of s3://%s/%s: %s", bucket, key, luaL_optstring(L, -2, "?"));
-        int v = lua_gettop(L) - 2;
+    push_versions(L, client, bucket, key, lua_pushfstring(L, "listing the versions of s3://%s/%s", bucket, key));
+    int list = lua_gettop(L);
+    lua_Integer nl = (lua_Integer)lua_rawlen(L, list);
+    for (lua_Integer i = 1; i <= nl; i++) {
+        lua_rawgeti(L, list, i);
+        int v = lua_gettop(L);
         if (strcmp(sbot_field_tostr(L, v, "key"), key) == 0) {
             lua_createtable(L, 0, 5);
             int r = lua_gettop(L);
@@ -522,7 +535,7 @@ static void key_versions(lua_State *L, int client, const char *bucket, const cha
             }
             lua_rawseti(L, out, ++n);
         }
-        lua_pop(L, 3);
+        lua_settop(L, list);
     }
     lua_settop(L, out);
 }
@@ -645,9 +658,7 @@ static void discover_superseded(lua_State *L, int res, int d, int client, const 
                  * sbot's versions are deleted by id */
                 key_versions(L, client, pub, pk);
                 int vs = lua_gettop(L);
-                lua_pushvalue(L, vs);
                 json_array(L);
-                lua_pop(L, 1);
                 lua_newtable(L);
                 int del = lua_gettop(L), ndel = 0, data = 0, theirs = 0;
                 lua_Integer nv = luaL_len(L, vs);
@@ -662,12 +673,10 @@ static void discover_superseded(lua_State *L, int res, int d, int client, const 
                     if (ours && lua_toboolean(L, -1))
                         current = 1;
                     lua_pop(L, 1);
-                    if (!marker)
-                        sbot_set_bool(L, -1, "ours", ours);
                     if (!marker) {
+                        sbot_set_bool(L, -1, "ours", ours);
                         data++;
-                        if (!ours)
-                            theirs++;
+                        theirs += !ours;
                     }
                     if (ours) {
                         lua_createtable(L, 0, 2);
@@ -2151,42 +2160,18 @@ static int s3_undo(lua_State *L)
     if (strcmp(kind, "bucket") == 0) {
         /* the versions of sbot's own upload markers (released, so only old
          * versions and delete markers) would keep the bucket from going */
-        int a = args_bk(L, bucket, NULL);
-        sbot_set_str(L, a, "prefix", sbot_field_tostr(L, res, "marker_prefix"));
-        lua_newtable(L);
-        int objs = lua_gettop(L), n = 0;
-        lua_getfield(L, client, "list_object_versions");
-        lua_pushvalue(L, client);
-        lua_pushvalue(L, a);
-        lua_call(L, 2, 1);
-        int iter = lua_gettop(L);
-        for (;;) {
-            lua_pushvalue(L, iter);
-            lua_call(L, 0, 3);
-            if (lua_isnil(L, -3)) {
-                lua_pop(L, 3);
-                break;
-            }
-            if (lua_toboolean(L, -3) == 0)
-                return luaL_error(L, "%s: listing its upload markers: %s", bucket, luaL_optstring(L, -2, "?"));
-            lua_createtable(L, 0, 2);
-            lua_getfield(L, -4, "key");
-            lua_setfield(L, -2, "key");
-            lua_getfield(L, -4, "version_id");
-            lua_setfield(L, -2, "version_id");
-            lua_rawseti(L, objs, ++n);
-            lua_pop(L, 3);
-        }
-        if (n > 0) {
+        push_versions(L, client, bucket, sbot_field_tostr(L, res, "marker_prefix"),
+                      lua_pushfstring(L, "%s: listing its upload markers", bucket));
+        if (lua_rawlen(L, -1) > 0) { /* delete_objects takes their {key, version_id} */
             int d = args_bk(L, bucket, NULL);
-            lua_pushvalue(L, objs);
+            lua_pushvalue(L, -2);
             sbot_set_top(L, d, "objects");
             sbot_set_bool(L, d, "quiet", 1);
             if (!call_method(L, client, "delete_objects", d))
                 raise_call(L, bucket);
             lua_pop(L, 4);
         }
-        a = args_bk(L, bucket, NULL);
+        int a = args_bk(L, bucket, NULL);
         if (!call_method(L, client, "delete_bucket", a))
             raise_call(L, bucket);
         return 0;
