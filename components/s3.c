@@ -72,6 +72,17 @@ static int args_bk(lua_State *L, const char *bucket, const char *key)
     return lua_gettop(L);
 }
 
+/* The plain URL anonymous readers GET s3://bucket/key at (the readers'
+ * client, res.reader): pushed. res is an absolute index. */
+static const char *push_reader_url(lua_State *L, int res, const char *bucket, const char *key)
+{
+    lua_getfield(L, res, "reader");
+    args_bk(L, bucket, key);
+    sbot_call_method(L, -2, "object_url", 1, 1);
+    lua_remove(L, -2);
+    return lua_tostring(L, -1);
+}
+
 /* json.encode(value at idx) pushed */
 static const char *json_encode(lua_State *L, int idx)
 {
@@ -1000,12 +1011,8 @@ static int s3_discover(lua_State *L)
             }
             sbot_set_top(L, t, "public");
             /* where anonymous readers fetch it (plain, unsigned) */
-            lua_getfield(L, res, "reader");
-            int ua = args_bk(L, pub, object);
-            call_method(L, lua_gettop(L) - 1, "object_url", ua);
-            lua_pop(L, 2);
+            push_reader_url(L, res, pub, object);
             sbot_set_top(L, t, "public_url");
-            lua_pop(L, 2);
         }
         /* the URL readers are given: presigned when asked, else the public one */
         if (lua_getfield(L, t, "presigned_url") == LUA_TNIL) {
@@ -1277,12 +1284,8 @@ static void push_entry(lua_State *L, int res, int art, int priv, int pubo)
         lua_createtable(L, 0, 3);
         sbot_set_str(L, -1, "bucket", sbot_field_tostr(L, res, "public_bucket"));
         sbot_set_str(L, -1, "key", sbot_field_tostr(L, art, "object"));
-        lua_getfield(L, res, "reader");
-        int a = args_bk(L, sbot_field_tostr(L, res, "public_bucket"), sbot_field_tostr(L, art, "object"));
-        call_method(L, -2, "object_url", a);
-        lua_pop(L, 2);
-        sbot_set_top(L, -4, "url");
-        lua_pop(L, 2);
+        push_reader_url(L, res, sbot_field_tostr(L, res, "public_bucket"), sbot_field_tostr(L, art, "object"));
+        sbot_set_top(L, -2, "url");
         sbot_set_top(L, e, "public");
     }
 }
@@ -2316,6 +2319,22 @@ static lua_Integer anonymous_get(lua_State *L, int res, const char *url)
     return st;
 }
 
+/* An anonymous reader's GET of s3://bucket/key at the readers' address,
+ * recorded as {url, expect, status} in the list at anon: pushes the URL,
+ * returns the status. */
+static lua_Integer anonymous_check(lua_State *L, int res, int anon, const char *bucket, const char *key,
+                                   const char *expect)
+{
+    const char *url = push_reader_url(L, res, bucket, key);
+    lua_Integer st = anonymous_get(L, res, url);
+    lua_createtable(L, 0, 3);
+    sbot_set_str(L, -1, "url", url);
+    sbot_set_str(L, -1, "expect", expect);
+    sbot_set_int(L, -1, "status", st);
+    sbot_append(L, anon);
+    return st;
+}
+
 /* housekeep(self, res) */
 static int s3_housekeep(lua_State *L)
 {
@@ -2345,7 +2364,7 @@ static int s3_housekeep(lua_State *L)
     int checked = lua_gettop(L);
     lua_newtable(L);
     int anon = lua_gettop(L);
-    int nc = 0, nanon = 0;
+    int nc = 0;
     lua_Integer na = luaL_len(L, arts);
     for (lua_Integer i = 1; i <= na; i++) {
         lua_rawgeti(L, arts, i);
@@ -2410,35 +2429,14 @@ static int s3_housekeep(lua_State *L)
         }
         /* anonymous readers, at their address: the published copy readable,
          * the private one not */
-        lua_getfield(L, res, "reader");
-        lua_getfield(L, -1, "object_url");
-        lua_insert(L, -2);
-        args_bk(L, bucket, pobject);
-        lua_call(L, 2, 1);
-        const char *priv_url = lua_tostring(L, -1);
-        lua_Integer st = anonymous_get(L, res, priv_url);
-        lua_createtable(L, 0, 3);
-        sbot_set_str(L, -1, "url", priv_url);
-        sbot_set_str(L, -1, "expect", "refused");
-        sbot_set_int(L, -1, "status", st);
-        lua_rawseti(L, anon, ++nanon);
+        lua_Integer st = anonymous_check(L, res, anon, bucket, pobject, "refused");
         if (st != 403)
-            PROBLEM("an anonymous GET of the private object %s answered %d, not 403", priv_url, (int)st);
+            PROBLEM("an anonymous GET of the private object %s answered %d, not 403", lua_tostring(L, -1),
+                    (int)st);
         if (publish) {
-            lua_getfield(L, res, "reader");
-            lua_getfield(L, -1, "object_url");
-            lua_insert(L, -2);
-            args_bk(L, pub, object);
-            lua_call(L, 2, 1);
-            const char *pub_url = lua_tostring(L, -1);
-            st = anonymous_get(L, res, pub_url);
-            lua_createtable(L, 0, 3);
-            sbot_set_str(L, -1, "url", pub_url);
-            sbot_set_str(L, -1, "expect", "allowed");
-            sbot_set_int(L, -1, "status", st);
-            lua_rawseti(L, anon, ++nanon);
+            st = anonymous_check(L, res, anon, pub, object, "allowed");
             if (st != 200 && st != 206 && st != 416)
-                PROBLEM("an anonymous GET of the published object %s answered %d", pub_url, (int)st);
+                PROBLEM("an anonymous GET of the published object %s answered %d", lua_tostring(L, -1), (int)st);
         }
         lua_settop(L, a - 1);
     }
@@ -2464,18 +2462,8 @@ static int s3_housekeep(lua_State *L)
         lua_getfield(L, r, "others");
         int others = lua_tointeger(L, -1) > 0; /* versions someone else wrote: one may be current */
         lua_pop(L, 1);
-        lua_getfield(L, res, "reader");
-        lua_getfield(L, -1, "object_url");
-        lua_insert(L, -2);
-        args_bk(L, pub, pk);
-        lua_call(L, 2, 1);
+        lua_Integer st = anonymous_check(L, res, anon, pub, pk, others ? "not sbot's" : "gone");
         const char *url = lua_tostring(L, -1);
-        lua_Integer st = anonymous_get(L, res, url);
-        lua_createtable(L, 0, 3);
-        sbot_set_str(L, -1, "url", url);
-        sbot_set_str(L, -1, "expect", others ? "not sbot's" : "gone");
-        sbot_set_int(L, -1, "status", st);
-        lua_rawseti(L, anon, ++nanon);
         if (!others && st != 403 && st != 404)
             PROBLEM("the unpublished copy %s still answers an anonymous GET with %d", url, (int)st);
         lua_createtable(L, 0, 3);
@@ -2506,23 +2494,12 @@ static int s3_housekeep(lua_State *L)
     /* the public bucket outside the published prefixes: refused too (403,
      * also for a key that does not exist: a 404 would mean anyone may look) */
     {
-        lua_getfield(L, res, "reader");
-        lua_getfield(L, -1, "object_url");
-        lua_insert(L, -2);
-        lua_pushfstring(L, "%s.sbot/anonymous-probe", sbot_field_tostr(L, res, "prefix"));
-        args_bk(L, pub, lua_tostring(L, -1));
-        lua_remove(L, -2);
-        lua_call(L, 2, 1);
-        const char *url = lua_tostring(L, -1);
-        lua_Integer st = anonymous_get(L, res, url);
-        lua_createtable(L, 0, 3);
-        sbot_set_str(L, -1, "url", url);
-        sbot_set_str(L, -1, "expect", "refused");
-        sbot_set_int(L, -1, "status", st);
-        lua_rawseti(L, anon, ++nanon);
+        const char *probe = lua_pushfstring(L, "%s.sbot/anonymous-probe", sbot_field_tostr(L, res, "prefix"));
+        lua_Integer st = anonymous_check(L, res, anon, pub, probe, "refused");
         if (st != 403)
-            PROBLEM("an anonymous GET outside the published prefixes (%s) answered %d, not 403", url, (int)st);
-        lua_pop(L, 1);
+            PROBLEM("an anonymous GET outside the published prefixes (%s) answered %d, not 403", lua_tostring(L, -1),
+                    (int)st);
+        lua_pop(L, 2);
     }
     lua_pushvalue(L, checked);
     json_array(L);
