@@ -1939,9 +1939,8 @@ static void apply_unpublish(lua_State *L, int change, int res)
  * stored now, stale entries dropped (conditional writes: see update_index) */
 static int index_update(lua_State *L)
 {
-    /* upvalues: res, entries (key -> entry), drop (list); arg: the index doc */
-    int res = lua_upvalueindex(1);
-    (void)res;
+    /* upvalues: entries (key -> entry), drop (list), unpublish (list), the
+     * time; arg: the index doc */
     lua_settop(L, 1);
     sbot_push_require(L, "sbot.store", "normalise_index");
     lua_pushvalue(L, 1);
@@ -1950,26 +1949,26 @@ static int index_update(lua_State *L)
     lua_getfield(L, doc, "objects");
     int objs = lua_gettop(L);
     lua_pushnil(L);
-    while (lua_next(L, lua_upvalueindex(2))) {
+    while (lua_next(L, lua_upvalueindex(1))) {
         lua_pushvalue(L, -2);
         lua_insert(L, -2);
         lua_settable(L, objs);
     }
     /* the superseded copies deleted by this run: the entry stays (the
      * private object is kept) without its public copy, which it records as
-     * unpublished (upvalue 4: their keys, 5: the time) */
-    lua_Integer nu = luaL_len(L, lua_upvalueindex(4));
+     * unpublished (upvalue 3: their keys, 4: the time) */
+    lua_Integer nu = luaL_len(L, lua_upvalueindex(3));
     for (lua_Integer i = 1; i <= nu; i++) {
-        lua_rawgeti(L, lua_upvalueindex(4), i);
+        lua_rawgeti(L, lua_upvalueindex(3), i);
         if (lua_gettable(L, objs) == LUA_TTABLE) {
             int e = lua_gettop(L);
             if (lua_getfield(L, e, "public") == LUA_TTABLE) {
-                lua_pushvalue(L, lua_upvalueindex(5));
+                lua_pushvalue(L, lua_upvalueindex(4));
                 lua_setfield(L, -2, "at");
                 lua_setfield(L, e, "unpublished");
                 lua_pushnil(L);
                 lua_setfield(L, e, "public");
-                lua_pushvalue(L, lua_upvalueindex(5));
+                lua_pushvalue(L, lua_upvalueindex(4));
                 lua_setfield(L, e, "updated");
             } else {
                 lua_pop(L, 1);
@@ -1977,9 +1976,9 @@ static int index_update(lua_State *L)
         }
         lua_pop(L, 1);
     }
-    lua_Integer n = luaL_len(L, lua_upvalueindex(3));
+    lua_Integer n = luaL_len(L, lua_upvalueindex(2));
     for (lua_Integer i = 1; i <= n; i++) {
-        lua_rawgeti(L, lua_upvalueindex(3), i);
+        lua_rawgeti(L, lua_upvalueindex(2), i);
         lua_pushnil(L);
         lua_settable(L, objs);
     }
@@ -2063,12 +2062,11 @@ static void apply_index(lua_State *L, int self, int change, int res)
     lua_getfield(L, res, "client");
     int client = lua_gettop(L);
     int a = args_bk(L, sbot_field_tostr(L, res, "bucket"), sbot_field_tostr(L, res, "index_key"));
-    lua_pushvalue(L, res);
     lua_pushvalue(L, entries);
     lua_pushvalue(L, drop);
     lua_pushvalue(L, unpub);
     lua_pushstring(L, now);
-    lua_pushcclosure(L, index_update, 5);
+    lua_pushcclosure(L, index_update, 4);
     sbot_set_top(L, a, "update");
     if (!call_method(L, client, "update_json", a))
         luaL_error(L, "updating the index: %s", luaL_optstring(L, -2, "failed"));
