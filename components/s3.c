@@ -72,6 +72,17 @@ static int args_bk(lua_State *L, const char *bucket, const char *key)
     return lua_gettop(L);
 }
 
+/* The plain URL anonymous readers GET s3://bucket/key at (the readers'
+ * client, res.reader): pushed. res is an absolute index. */
+static const char *push_reader_url(lua_State *L, int res, const char *bucket, const char *key)
+{
+    lua_getfield(L, res, "reader");
+    args_bk(L, bucket, key);
+    sbot_call_method(L, -2, "object_url", 1, 1);
+    lua_remove(L, -2);
+    return lua_tostring(L, -1);
+}
+
 /* json.encode(value at idx) pushed */
 static const char *json_encode(lua_State *L, int idx)
 {
@@ -471,6 +482,30 @@ static int newer_first(lua_State *L)
     return 1;
 }
 
+/* Every version and delete marker under prefix in bucket (every page of
+ * client:list_object_versions): pushes the list; raises "<what>: <err>"
+ * when S3 refuses. */
+static void push_versions(lua_State *L, int client, const char *bucket, const char *prefix, const char *what)
+{
+    lua_newtable(L);
+    int out = lua_gettop(L), n = 0;
+    int a = args_bk(L, bucket, NULL);
+    sbot_set_str(L, a, "prefix", prefix);
+    sbot_call_method(L, client, "list_object_versions", 1, 1);
+    int iter = lua_gettop(L);
+    for (;;) {
+        lua_pushvalue(L, iter);
+        lua_call(L, 0, 3);
+        if (lua_isnil(L, -3))
+            break;
+        if (!lua_toboolean(L, -3))
+            luaL_error(L, "%s: %s", what, luaL_optstring(L, -2, "?"));
+        lua_pop(L, 2);
+        lua_rawseti(L, out, ++n);
+    }
+    lua_settop(L, out);
+}
+
 /* The versions of exactly `key` in a versioned bucket, each non-marker one
  * HEADed for its sbot-sha256: pushes {{version_id, delete_marker, is_latest,
  * sha256, content_type}}; raises when S3 refuses. */
@@ -478,23 +513,12 @@ static void key_versions(lua_State *L, int client, const char *bucket, const cha
 {
     lua_newtable(L);
     int out = lua_gettop(L), n = 0;
-    int a = args_bk(L, bucket, NULL);
-    sbot_set_str(L, a, "prefix", key);
-    lua_getfield(L, client, "list_object_versions");
-    lua_pushvalue(L, client);
-    lua_pushvalue(L, a);
-    lua_call(L, 2, 1);
-    int iter = lua_gettop(L);
-    for (;;) {
-        lua_pushvalue(L, iter);
-        lua_call(L, 0, 3);
-        if (lua_isnil(L, -3)) {
-            lua_pop(L, 3);
-            break;
-        }
-        if (!lua_toboolean(L, -3))
-            luaL_error(L, "listing the versions of s3://%s/%s: %s", bucket, key, luaL_optstring(L, -2, "?"));
-        int v = lua_gettop(L) - 2;
+    push_versions(L, client, bucket, key, lua_pushfstring(L, "listing the versions of s3://%s/%s", bucket, key));
+    int list = lua_gettop(L);
+    lua_Integer nl = (lua_Integer)lua_rawlen(L, list);
+    for (lua_Integer i = 1; i <= nl; i++) {
+        lua_rawgeti(L, list, i);
+        int v = lua_gettop(L);
         if (strcmp(sbot_field_tostr(L, v, "key"), key) == 0) {
             lua_createtable(L, 0, 5);
             int r = lua_gettop(L);
@@ -522,7 +546,7 @@ static void key_versions(lua_State *L, int client, const char *bucket, const cha
             }
             lua_rawseti(L, out, ++n);
         }
-        lua_pop(L, 3);
+        lua_settop(L, list);
     }
     lua_settop(L, out);
 }
@@ -645,9 +669,7 @@ static void discover_superseded(lua_State *L, int res, int d, int client, const 
                  * sbot's versions are deleted by id */
                 key_versions(L, client, pub, pk);
                 int vs = lua_gettop(L);
-                lua_pushvalue(L, vs);
                 json_array(L);
-                lua_pop(L, 1);
                 lua_newtable(L);
                 int del = lua_gettop(L), ndel = 0, data = 0, theirs = 0;
                 lua_Integer nv = luaL_len(L, vs);
@@ -662,12 +684,10 @@ static void discover_superseded(lua_State *L, int res, int d, int client, const 
                     if (ours && lua_toboolean(L, -1))
                         current = 1;
                     lua_pop(L, 1);
-                    if (!marker)
-                        sbot_set_bool(L, -1, "ours", ours);
                     if (!marker) {
+                        sbot_set_bool(L, -1, "ours", ours);
                         data++;
-                        if (!ours)
-                            theirs++;
+                        theirs += !ours;
                     }
                     if (ours) {
                         lua_createtable(L, 0, 2);
@@ -991,12 +1011,8 @@ static int s3_discover(lua_State *L)
             }
             sbot_set_top(L, t, "public");
             /* where anonymous readers fetch it (plain, unsigned) */
-            lua_getfield(L, res, "reader");
-            int ua = args_bk(L, pub, object);
-            call_method(L, lua_gettop(L) - 1, "object_url", ua);
-            lua_pop(L, 2);
+            push_reader_url(L, res, pub, object);
             sbot_set_top(L, t, "public_url");
-            lua_pop(L, 2);
         }
         /* the URL readers are given: presigned when asked, else the public one */
         if (lua_getfield(L, t, "presigned_url") == LUA_TNIL) {
@@ -1268,12 +1284,8 @@ static void push_entry(lua_State *L, int res, int art, int priv, int pubo)
         lua_createtable(L, 0, 3);
         sbot_set_str(L, -1, "bucket", sbot_field_tostr(L, res, "public_bucket"));
         sbot_set_str(L, -1, "key", sbot_field_tostr(L, art, "object"));
-        lua_getfield(L, res, "reader");
-        int a = args_bk(L, sbot_field_tostr(L, res, "public_bucket"), sbot_field_tostr(L, art, "object"));
-        call_method(L, -2, "object_url", a);
-        lua_pop(L, 2);
-        sbot_set_top(L, -4, "url");
-        lua_pop(L, 2);
+        push_reader_url(L, res, sbot_field_tostr(L, res, "public_bucket"), sbot_field_tostr(L, art, "object"));
+        sbot_set_top(L, -2, "url");
         sbot_set_top(L, e, "public");
     }
 }
@@ -1927,9 +1939,8 @@ static void apply_unpublish(lua_State *L, int change, int res)
  * stored now, stale entries dropped (conditional writes: see update_index) */
 static int index_update(lua_State *L)
 {
-    /* upvalues: res, entries (key -> entry), drop (list); arg: the index doc */
-    int res = lua_upvalueindex(1);
-    (void)res;
+    /* upvalues: entries (key -> entry), drop (list), unpublish (list), the
+     * time; arg: the index doc */
     lua_settop(L, 1);
     sbot_push_require(L, "sbot.store", "normalise_index");
     lua_pushvalue(L, 1);
@@ -1938,26 +1949,26 @@ static int index_update(lua_State *L)
     lua_getfield(L, doc, "objects");
     int objs = lua_gettop(L);
     lua_pushnil(L);
-    while (lua_next(L, lua_upvalueindex(2))) {
+    while (lua_next(L, lua_upvalueindex(1))) {
         lua_pushvalue(L, -2);
         lua_insert(L, -2);
         lua_settable(L, objs);
     }
     /* the superseded copies deleted by this run: the entry stays (the
      * private object is kept) without its public copy, which it records as
-     * unpublished (upvalue 4: their keys, 5: the time) */
-    lua_Integer nu = luaL_len(L, lua_upvalueindex(4));
+     * unpublished (upvalue 3: their keys, 4: the time) */
+    lua_Integer nu = luaL_len(L, lua_upvalueindex(3));
     for (lua_Integer i = 1; i <= nu; i++) {
-        lua_rawgeti(L, lua_upvalueindex(4), i);
+        lua_rawgeti(L, lua_upvalueindex(3), i);
         if (lua_gettable(L, objs) == LUA_TTABLE) {
             int e = lua_gettop(L);
             if (lua_getfield(L, e, "public") == LUA_TTABLE) {
-                lua_pushvalue(L, lua_upvalueindex(5));
+                lua_pushvalue(L, lua_upvalueindex(4));
                 lua_setfield(L, -2, "at");
                 lua_setfield(L, e, "unpublished");
                 lua_pushnil(L);
                 lua_setfield(L, e, "public");
-                lua_pushvalue(L, lua_upvalueindex(5));
+                lua_pushvalue(L, lua_upvalueindex(4));
                 lua_setfield(L, e, "updated");
             } else {
                 lua_pop(L, 1);
@@ -1965,9 +1976,9 @@ static int index_update(lua_State *L)
         }
         lua_pop(L, 1);
     }
-    lua_Integer n = luaL_len(L, lua_upvalueindex(3));
+    lua_Integer n = luaL_len(L, lua_upvalueindex(2));
     for (lua_Integer i = 1; i <= n; i++) {
-        lua_rawgeti(L, lua_upvalueindex(3), i);
+        lua_rawgeti(L, lua_upvalueindex(2), i);
         lua_pushnil(L);
         lua_settable(L, objs);
     }
@@ -2051,12 +2062,11 @@ static void apply_index(lua_State *L, int self, int change, int res)
     lua_getfield(L, res, "client");
     int client = lua_gettop(L);
     int a = args_bk(L, sbot_field_tostr(L, res, "bucket"), sbot_field_tostr(L, res, "index_key"));
-    lua_pushvalue(L, res);
     lua_pushvalue(L, entries);
     lua_pushvalue(L, drop);
     lua_pushvalue(L, unpub);
     lua_pushstring(L, now);
-    lua_pushcclosure(L, index_update, 5);
+    lua_pushcclosure(L, index_update, 4);
     sbot_set_top(L, a, "update");
     if (!call_method(L, client, "update_json", a))
         luaL_error(L, "updating the index: %s", luaL_optstring(L, -2, "failed"));
@@ -2151,42 +2161,18 @@ static int s3_undo(lua_State *L)
     if (strcmp(kind, "bucket") == 0) {
         /* the versions of sbot's own upload markers (released, so only old
          * versions and delete markers) would keep the bucket from going */
-        int a = args_bk(L, bucket, NULL);
-        sbot_set_str(L, a, "prefix", sbot_field_tostr(L, res, "marker_prefix"));
-        lua_newtable(L);
-        int objs = lua_gettop(L), n = 0;
-        lua_getfield(L, client, "list_object_versions");
-        lua_pushvalue(L, client);
-        lua_pushvalue(L, a);
-        lua_call(L, 2, 1);
-        int iter = lua_gettop(L);
-        for (;;) {
-            lua_pushvalue(L, iter);
-            lua_call(L, 0, 3);
-            if (lua_isnil(L, -3)) {
-                lua_pop(L, 3);
-                break;
-            }
-            if (lua_toboolean(L, -3) == 0)
-                return luaL_error(L, "%s: listing its upload markers: %s", bucket, luaL_optstring(L, -2, "?"));
-            lua_createtable(L, 0, 2);
-            lua_getfield(L, -4, "key");
-            lua_setfield(L, -2, "key");
-            lua_getfield(L, -4, "version_id");
-            lua_setfield(L, -2, "version_id");
-            lua_rawseti(L, objs, ++n);
-            lua_pop(L, 3);
-        }
-        if (n > 0) {
+        push_versions(L, client, bucket, sbot_field_tostr(L, res, "marker_prefix"),
+                      lua_pushfstring(L, "%s: listing its upload markers", bucket));
+        if (lua_rawlen(L, -1) > 0) { /* delete_objects takes their {key, version_id} */
             int d = args_bk(L, bucket, NULL);
-            lua_pushvalue(L, objs);
+            lua_pushvalue(L, -2);
             sbot_set_top(L, d, "objects");
             sbot_set_bool(L, d, "quiet", 1);
             if (!call_method(L, client, "delete_objects", d))
                 raise_call(L, bucket);
             lua_pop(L, 4);
         }
-        a = args_bk(L, bucket, NULL);
+        int a = args_bk(L, bucket, NULL);
         if (!call_method(L, client, "delete_bucket", a))
             raise_call(L, bucket);
         return 0;
@@ -2331,6 +2317,22 @@ static lua_Integer anonymous_get(lua_State *L, int res, const char *url)
     return st;
 }
 
+/* An anonymous reader's GET of s3://bucket/key at the readers' address,
+ * recorded as {url, expect, status} in the list at anon: pushes the URL,
+ * returns the status. */
+static lua_Integer anonymous_check(lua_State *L, int res, int anon, const char *bucket, const char *key,
+                                   const char *expect)
+{
+    const char *url = push_reader_url(L, res, bucket, key);
+    lua_Integer st = anonymous_get(L, res, url);
+    lua_createtable(L, 0, 3);
+    sbot_set_str(L, -1, "url", url);
+    sbot_set_str(L, -1, "expect", expect);
+    sbot_set_int(L, -1, "status", st);
+    sbot_append(L, anon);
+    return st;
+}
+
 /* housekeep(self, res) */
 static int s3_housekeep(lua_State *L)
 {
@@ -2360,7 +2362,7 @@ static int s3_housekeep(lua_State *L)
     int checked = lua_gettop(L);
     lua_newtable(L);
     int anon = lua_gettop(L);
-    int nc = 0, nanon = 0;
+    int nc = 0;
     lua_Integer na = luaL_len(L, arts);
     for (lua_Integer i = 1; i <= na; i++) {
         lua_rawgeti(L, arts, i);
@@ -2425,35 +2427,14 @@ static int s3_housekeep(lua_State *L)
         }
         /* anonymous readers, at their address: the published copy readable,
          * the private one not */
-        lua_getfield(L, res, "reader");
-        lua_getfield(L, -1, "object_url");
-        lua_insert(L, -2);
-        args_bk(L, bucket, pobject);
-        lua_call(L, 2, 1);
-        const char *priv_url = lua_tostring(L, -1);
-        lua_Integer st = anonymous_get(L, res, priv_url);
-        lua_createtable(L, 0, 3);
-        sbot_set_str(L, -1, "url", priv_url);
-        sbot_set_str(L, -1, "expect", "refused");
-        sbot_set_int(L, -1, "status", st);
-        lua_rawseti(L, anon, ++nanon);
+        lua_Integer st = anonymous_check(L, res, anon, bucket, pobject, "refused");
         if (st != 403)
-            PROBLEM("an anonymous GET of the private object %s answered %d, not 403", priv_url, (int)st);
+            PROBLEM("an anonymous GET of the private object %s answered %d, not 403", lua_tostring(L, -1),
+                    (int)st);
         if (publish) {
-            lua_getfield(L, res, "reader");
-            lua_getfield(L, -1, "object_url");
-            lua_insert(L, -2);
-            args_bk(L, pub, object);
-            lua_call(L, 2, 1);
-            const char *pub_url = lua_tostring(L, -1);
-            st = anonymous_get(L, res, pub_url);
-            lua_createtable(L, 0, 3);
-            sbot_set_str(L, -1, "url", pub_url);
-            sbot_set_str(L, -1, "expect", "allowed");
-            sbot_set_int(L, -1, "status", st);
-            lua_rawseti(L, anon, ++nanon);
+            st = anonymous_check(L, res, anon, pub, object, "allowed");
             if (st != 200 && st != 206 && st != 416)
-                PROBLEM("an anonymous GET of the published object %s answered %d", pub_url, (int)st);
+                PROBLEM("an anonymous GET of the published object %s answered %d", lua_tostring(L, -1), (int)st);
         }
         lua_settop(L, a - 1);
     }
@@ -2479,18 +2460,8 @@ static int s3_housekeep(lua_State *L)
         lua_getfield(L, r, "others");
         int others = lua_tointeger(L, -1) > 0; /* versions someone else wrote: one may be current */
         lua_pop(L, 1);
-        lua_getfield(L, res, "reader");
-        lua_getfield(L, -1, "object_url");
-        lua_insert(L, -2);
-        args_bk(L, pub, pk);
-        lua_call(L, 2, 1);
+        lua_Integer st = anonymous_check(L, res, anon, pub, pk, others ? "not sbot's" : "gone");
         const char *url = lua_tostring(L, -1);
-        lua_Integer st = anonymous_get(L, res, url);
-        lua_createtable(L, 0, 3);
-        sbot_set_str(L, -1, "url", url);
-        sbot_set_str(L, -1, "expect", others ? "not sbot's" : "gone");
-        sbot_set_int(L, -1, "status", st);
-        lua_rawseti(L, anon, ++nanon);
         if (!others && st != 403 && st != 404)
             PROBLEM("the unpublished copy %s still answers an anonymous GET with %d", url, (int)st);
         lua_createtable(L, 0, 3);
@@ -2521,23 +2492,12 @@ static int s3_housekeep(lua_State *L)
     /* the public bucket outside the published prefixes: refused too (403,
      * also for a key that does not exist: a 404 would mean anyone may look) */
     {
-        lua_getfield(L, res, "reader");
-        lua_getfield(L, -1, "object_url");
-        lua_insert(L, -2);
-        lua_pushfstring(L, "%s.sbot/anonymous-probe", sbot_field_tostr(L, res, "prefix"));
-        args_bk(L, pub, lua_tostring(L, -1));
-        lua_remove(L, -2);
-        lua_call(L, 2, 1);
-        const char *url = lua_tostring(L, -1);
-        lua_Integer st = anonymous_get(L, res, url);
-        lua_createtable(L, 0, 3);
-        sbot_set_str(L, -1, "url", url);
-        sbot_set_str(L, -1, "expect", "refused");
-        sbot_set_int(L, -1, "status", st);
-        lua_rawseti(L, anon, ++nanon);
+        const char *probe = lua_pushfstring(L, "%s.sbot/anonymous-probe", sbot_field_tostr(L, res, "prefix"));
+        lua_Integer st = anonymous_check(L, res, anon, pub, probe, "refused");
         if (st != 403)
-            PROBLEM("an anonymous GET outside the published prefixes (%s) answered %d, not 403", url, (int)st);
-        lua_pop(L, 1);
+            PROBLEM("an anonymous GET outside the published prefixes (%s) answered %d, not 403", lua_tostring(L, -1),
+                    (int)st);
+        lua_pop(L, 2);
     }
     lua_pushvalue(L, checked);
     json_array(L);
