@@ -2190,6 +2190,15 @@ static double cfgnum(lua_State *L, int self, const char *k, const char *f, doubl
     return v;
 }
 
+/* Is the failure code at idx a transport word for a request that got no
+ * answer (closed, io, timeout): it may or may not have arrived? (A device's
+ * MessageId or an HTTP status is an answer.) */
+static int no_answer(lua_State *L, int idx)
+{
+    const char *code = lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : NULL;
+    return code && (strcmp(code, "closed") == 0 || strcmp(code, "io") == 0 || strcmp(code, "timeout") == 0);
+}
+
 /* POST body (table at idx, or 0 for {}) to path. Returns 1 and pushes the
  * result, or 0 and pushes message, code (the failure, shortened). */
 static int post(lua_State *L, int cl, const char *path, int body)
@@ -2241,14 +2250,11 @@ static void reset(lua_State *L, int self, int cl, const char *target, const char
     sbot_set_str(L, -1, "ResetType", type);
     int top = lua_gettop(L);
     int ok = post(L, cl, target, top);
-    if (!ok) {
-        const char *code = lua_tostring(L, -1);
-        if (code && (strcmp(code, "closed") == 0 || strcmp(code, "io") == 0 || strcmp(code, "timeout") == 0)) {
-            /* no answer: the request may not have arrived; a second one of
-             * the same type does no harm (409 when it had) */
-            lua_settop(L, top);
-            ok = post(L, cl, target, top);
-        }
+    if (!ok && no_answer(L, -1)) {
+        /* no answer: the request may not have arrived; a second one of
+         * the same type does no harm (409 when it had) */
+        lua_settop(L, top);
+        ok = post(L, cl, target, top);
     }
     if (!ok) {
         /* the code: a MessageId or transport word, or the HTTP status (an
@@ -2256,9 +2262,7 @@ static void reset(lua_State *L, int self, int cl, const char *target, const char
         int conflict = lua_isinteger(L, -1) && lua_tointeger(L, -1) == 409;
         const char *code = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
         const char *msg = lua_tostring(L, -2);
-        if (!(conflict || (code && (strcmp(code, "RAC0508") == 0 || strcmp(code, "RAC0509") == 0 ||
-                                    strcmp(code, "closed") == 0 || strcmp(code, "io") == 0 ||
-                                    strcmp(code, "timeout") == 0))))
+        if (!(conflict || no_answer(L, -1) || (code && (strcmp(code, "RAC0508") == 0 || strcmp(code, "RAC0509") == 0))))
             luaL_error(L, "reboot: %s", msg);
         /* already there, or no answer: the power state read next decides */
         sbot_log(L, SBOT_INFO, "r630 (%s): reset %s: %s", id ? id : "?", type, msg);
@@ -2370,10 +2374,7 @@ static int apply_settings(lua_State *L, int self, int change, int cl)
             n = sbot_redfish_patch(L, cl, settings, body, count_keys(L, opts) ? opts : 0);
             if (n == 1)
                 break;
-            const char *code = lua_tostring(L, -n + 2);
-            int no_answer = code && (strcmp(code, "closed") == 0 || strcmp(code, "io") == 0 ||
-                                     strcmp(code, "timeout") == 0);
-            if (!no_answer || attempt == 3)
+            if (!no_answer(L, -n + 2) || attempt == 3)
                 return luaL_error(L, "PATCH %s: %s", settings, lua_tostring(L, -n + 1));
             /* no answer: did the values arrive? (a PATCH sets values: sending it again is harmless) */
             lua_pop(L, n);
@@ -2581,8 +2582,7 @@ static int media_action(lua_State *L, int cl, const char *target, const char *pa
             lua_settop(L, top);
             return 1;
         }
-        const char *code = lua_tostring(L, -1);
-        int no_answer = code && (strcmp(code, "closed") == 0 || strcmp(code, "io") == 0 || strcmp(code, "timeout") == 0);
+        int lost = no_answer(L, -1);
         rget(L, cl, path, 0);
         int inserted = sbot_field_bool(L, -1, "Inserted", 0);
         const char *img = sbot_field_str(L, -1, "Image");
@@ -2592,7 +2592,7 @@ static int media_action(lua_State *L, int cl, const char *target, const char *pa
             lua_settop(L, top);
             return 1;
         }
-        if (!no_answer || attempt == 3) {
+        if (!lost || attempt == 3) {
             lua_pushfstring(L, "%s %s: %s", insert ? "insert" : "eject", path, lua_tostring(L, -2));
             lua_copy(L, -1, top + 1);
             lua_settop(L, top + 1);

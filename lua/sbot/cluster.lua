@@ -244,31 +244,24 @@ function M.disks(ctx)
 end
 
 --- The cluster's nodes another run is working on now: their lock is held
--- (<state_dir>/locks/<id>.lock, and with an s3:// store the lease in it), so
--- their BMCs may be booting an earlier agent ISO from its public copy. A
--- list of "r630-01 (pid P on host H)"; in a run's site steps the run holds
--- no server lock of its own yet.
+-- (the run's lock file <lock_dir>/<id>.lock, and with an s3:// store the
+-- lease in it), so their BMCs may be booting an earlier agent ISO from its
+-- public copy. A list of "r630-01 (pid P on host H)"; in a run's site steps
+-- the run holds no server lock of its own yet. The lock directory and the
+-- store are the ones the runner resolved and locks with (ctx.lock_dir,
+-- ctx.store, ctx.store_opts).
 function M.nodes_in_use(ctx)
-  local site = ctx.site
-  local args = ctx.args or {}
+  local lock, store = require "sbot.lock", require "sbot.store"
   local out = {}
-  local dir = args.state_dir or site.state_dir
-  local store_url, store_opts = args.store or site.store, nil
-  if store_url and store_url:match("^s3://") then
-    local store = require "sbot.store"
-    store_url, store_opts = store.for_site(store_url, site)
-  else
-    store_url = nil
-  end
-  for _, s in ipairs(M.nodes(site)) do
+  for _, s in ipairs(M.nodes(ctx.site)) do
     local p, perr, pcode
-    if dir then p, perr, pcode = require("sbot.lock").probe(dir .. "/locks/" .. s.id .. ".lock") end
+    if ctx.lock_dir then p, perr, pcode = lock.probe(ctx.lock_dir .. "/" .. s.id .. ".lock") end
     if not p and perr and pcode ~= "ENOENT" then -- cannot tell: counted as in use
       out[#out + 1] = s.id .. " (its lock file cannot be read: " .. tostring(perr) .. ")"
     elseif p and p.held then
       out[#out + 1] = string.format("%s (pid %s on %s)", s.id, tostring(math.tointeger(p.pid) or p.pid), tostring(p.host))
-    elseif store_url then
-      local info, err = require("sbot.store").lock_info(store_url, store_opts, s.id)
+    elseif ctx.store then
+      local info, err = store.lock_info(ctx.store, ctx.store_opts, s.id)
       if info and not info.stale then
         local h = info.holder or {}
         out[#out + 1] = string.format("%s (pid %s on %s, run %s)", s.id, tostring(math.tointeger(h.pid) or h.pid),

@@ -404,6 +404,7 @@ local function work(job)
   local id = server and server.id or "(site)"
   local ctx = setmetatable({ site = job.site, server = server, id = id, args = args,
     run_id = job.run_id, run_dir = job.run_dir, artifact_dir = job.artifact_dir,
+    lock_dir = job.lock_dir, store = job.store, store_opts = job.store_opts,
     site_results = job.site_results or {}, results = {}, step_names = {} }, Ctx)
   local held
   if needs_lock(args) then

@@ -12,15 +12,7 @@ local SYS = "/redfish/v1/Systems/System.Embedded.1"
 local MGR = "/redfish/v1/Managers/iDRAC.Embedded.1"
 local TARGET = "iqn.2005-10.org.freenas.ctl:r630-boot"
 
-local function wait_for(fn, timeout, what)
-  local deadline = helpers.now() + (timeout or 15)
-  while helpers.now() < deadline do
-    local v = fn()
-    if v then return v end
-    os.execute("sleep 0.05")
-  end
-  error("timed out waiting for " .. (what or "a condition"))
-end
+local wait_for = helpers.wait_for
 
 local function merge(a, b)
   local out = {}

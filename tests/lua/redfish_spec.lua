@@ -11,15 +11,7 @@ local servers = require "test_servers"
 local SYS = "/redfish/v1/Systems/System.Embedded.1"
 local MGR = "/redfish/v1/Managers/iDRAC.Embedded.1"
 
-local function wait_for(fn, timeout, what)
-  local deadline = helpers.now() + (timeout or 15)
-  while helpers.now() < deadline do
-    local v = fn()
-    if v then return v end
-    os.execute("sleep 0.05")
-  end
-  error("timed out waiting for " .. (what or "a condition"))
-end
+local wait_for = helpers.wait_for
 
 -- fast retries: the lab runs at --time-scale 0.1
 local FAST = { max = 5, base = 0.05, cap = 0.3 }

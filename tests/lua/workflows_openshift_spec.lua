@@ -13,15 +13,7 @@ local http = require "sbot.http"
 local SYS = "/redfish/v1/Systems/System.Embedded.1"
 local MGR = "/redfish/v1/Managers/iDRAC.Embedded.1"
 
-local function wait_for(fn, timeout, what)
-  local deadline = h.now() + timeout
-  while h.now() < deadline do
-    local v = fn()
-    if v then return v end
-    os.execute("sleep 0.1")
-  end
-  error("timed out waiting for " .. what)
-end
+local wait_for = h.wait_for
 
 describe("the OpenShift workflows against sbot lab --tgt", function()
   local lab, tmp, n_site = nil, nil, 0

@@ -122,8 +122,9 @@ end
 
 --- Wait until pred() is true, polling every 0.05 s for at most `seconds`
 -- (monotonic time: a loaded machine polls less often, never waits less).
--- Returns pred()'s last result.
-function M.wait_for(pred, seconds)
+-- Returns pred()'s last result; with `what`, a result that is still false
+-- raises "timed out waiting for <what>".
+function M.wait_for(pred, seconds, what)
   local sys = require "sbot.sys"
   local deadline = sys.monotime() + seconds
   while sys.monotime() < deadline do
@@ -131,7 +132,9 @@ function M.wait_for(pred, seconds)
     if v then return v end
     os.execute("sleep 0.05")
   end
-  return pred()
+  local v = pred()
+  if not v and what then error("timed out waiting for " .. what, 2) end
+  return v
 end
 
 --- Wall-clock seconds (sub-second resolution).
