@@ -40,6 +40,16 @@ local function approle()
   return { method = "approle", role_id = V.auth.role_id, secret_id = V.auth.secret_id }
 end
 
+-- A new AppRole `name` whose tokens (policy sbot) live ttl, renewable up to
+-- max_ttl (Vault durations, "3s"): the auth section that logs in with it.
+local function new_approle(name, ttl, max_ttl)
+  assert.are.equal(204, (admin("POST", "auth/approle/role/" .. name, { token_policies = { "sbot" },
+    token_ttl = ttl, token_max_ttl = max_ttl })))
+  local _, rid = admin("GET", "auth/approle/role/" .. name .. "/role-id")
+  local _, sid = admin("POST", "auth/approle/role/" .. name .. "/secret-id")
+  return { method = "approle", role_id = rid.data.role_id, secret_id = sid.data.secret_id }
+end
+
 local function client(extra)
   local cfg = { addr = V.addr, tls = V.tls, auth = approle() }
   for k, v in pairs(extra or {}) do cfg[k] = v end
@@ -204,12 +214,7 @@ describe("sbot.vault client", function()
     local x = helpers.slowdown
     local tok = new_token({ policies = { "sbot" }, ttl = 3 * x .. "s", explicit_max_ttl = "60s" })
     local ct = vault.client { addr = V.addr, tls = V.tls, auth = { method = "token", token = tok } }
-    assert.are.equal(204, (admin("POST", "auth/approle/role/short", { token_policies = { "sbot" },
-      token_ttl = 3 * x .. "s", token_max_ttl = 5 * x .. "s" })))
-    local _, rid = admin("GET", "auth/approle/role/short/role-id")
-    local _, sid = admin("POST", "auth/approle/role/short/secret-id")
-    local ca = vault.client { addr = V.addr, tls = V.tls, auth = { method = "approle",
-      role_id = rid.data.role_id, secret_id = sid.data.secret_id } }
+    local ca = vault.client { addr = V.addr, tls = V.tls, auth = new_approle("short", 3 * x .. "s", 5 * x .. "s") }
     local before = counts()
     local paths = { "idrac/r630-01", "idrac/r630-02", "idrac/r630-03" }
     local first
@@ -242,12 +247,7 @@ describe("sbot.vault client", function()
   end)
 
   it("a token that expired before the new login: its revocation is skipped quietly (Vault no longer knows it)", function()
-    assert.are.equal(204, (admin("POST", "auth/approle/role/tiny", { token_policies = { "sbot" },
-      token_ttl = "1s", token_max_ttl = "60s" })))
-    local _, rid = admin("GET", "auth/approle/role/tiny/role-id")
-    local _, sid = admin("POST", "auth/approle/role/tiny/secret-id")
-    local ca = vault.client { addr = V.addr, tls = V.tls, auth = { method = "approle",
-      role_id = rid.data.role_id, secret_id = sid.data.secret_id } }
+    local ca = vault.client { addr = V.addr, tls = V.tls, auth = new_approle("tiny", "1s", "60s") }
     assert.truthy(ca:get("idrac/r630-01", "password"))
     local before = counts()
     os.execute("sleep 1.3")
@@ -398,6 +398,12 @@ return {
     return path, passwords
   end
 
+  -- the site's vault section: the lab's Vault, logging in with auth (new_approle)
+  local function approle_section(auth)
+    return string.format("{ addr = lab.vault.addr, tls = lab.vault.tls, auth = { method = 'approle', "
+      .. "role_id = %q, secret_id = %q } }", auth.role_id, auth.secret_id)
+  end
+
   local function run_wf(name, path, extra)
     local argv = { "run", helpers.source_dir .. "/tests/support/workflows/" .. name .. ".lua", "--site", path,
       "--jobs", "8", "--runs-dir", dir .. "/runs" }
@@ -473,12 +479,7 @@ return site
     -- an AppRole whose tokens live 3 s (at most 60 s): the site step starts 2.2 s after the login
     -- (x the build's slowdown: the worker must get the token before its lease runs out)
     local x = helpers.slowdown
-    assert.are.equal(204, (admin("POST", "auth/approle/role/brief", { token_policies = { "sbot" },
-      token_ttl = 3 * x .. "s", token_max_ttl = "60s" })))
-    local _, rid = admin("GET", "auth/approle/role/brief/role-id")
-    local _, sid = admin("POST", "auth/approle/role/brief/secret-id")
-    local path = fleet_site(2, string.format("{ addr = lab.vault.addr, tls = lab.vault.tls, auth = { method = 'approle', "
-      .. "role_id = %q, secret_id = %q } }", rid.data.role_id, sid.data.secret_id))
+    local path = fleet_site(2, approle_section(new_approle("brief", 3 * x .. "s", "60s")))
     local before = counts()
     local r = run_wf("vault_kv", path, { "--wait", tostring(2.2 * x) })
     assert.are.equal(0, r.code, r.stdout .. r.stderr)
@@ -496,12 +497,7 @@ return site
     -- check, then each server works 2 s before reading Vault - past the lease the token had left then;
     -- every duration x the build's slowdown (the renewal must come within the 5 s lease)
     local x = helpers.slowdown
-    assert.are.equal(204, (admin("POST", "auth/approle/role/iso", { token_policies = { "sbot" },
-      token_ttl = 5 * x .. "s", token_max_ttl = "60s" })))
-    local _, rid = admin("GET", "auth/approle/role/iso/role-id")
-    local _, sid = admin("POST", "auth/approle/role/iso/secret-id")
-    local path = fleet_site(2, string.format("{ addr = lab.vault.addr, tls = lab.vault.tls, auth = { method = 'approle', "
-      .. "role_id = %q, secret_id = %q } }", rid.data.role_id, sid.data.secret_id))
+    local path = fleet_site(2, approle_section(new_approle("iso", 5 * x .. "s", "60s")))
     local before = counts()
     local r = run_wf("vault_long", path, { "--site-wait", tostring(3.6 * x), "--server-wait", tostring(2 * x) })
     assert.are.equal(0, r.code, r.stdout .. r.stderr)
@@ -562,12 +558,7 @@ return site
 
   it("a Vault that does not answer when the servers' workers are handed the token is asked once, not per server", function()
     -- 3 s tokens: due for renewal when the 4 s site step ends; Vault is sealed by then
-    assert.are.equal(204, (admin("POST", "auth/approle/role/sealed", { token_policies = { "sbot" },
-      token_ttl = "3s", token_max_ttl = "60s" })))
-    local _, rid = admin("GET", "auth/approle/role/sealed/role-id")
-    local _, sid = admin("POST", "auth/approle/role/sealed/secret-id")
-    local path = fleet_site(3, string.format("{ addr = lab.vault.addr, tls = lab.vault.tls, auth = { method = 'approle', "
-      .. "role_id = %q, secret_id = %q } }", rid.data.role_id, sid.data.secret_id))
+    local path = fleet_site(3, approle_section(new_approle("sealed", "3s", "60s")))
     local before = counts()
     local cmd = { helpers.shquote(helpers.sbot_bin), "run",
       helpers.shquote(helpers.source_dir .. "/tests/support/workflows/vault_long.lua"), "--site", helpers.shquote(path),
