@@ -167,8 +167,11 @@ describe("the documented words", function()
     -- flock(1) holds the file's flock, as another sbot would
     local holder = helpers.spawn(string.format("flock %s -c %s", helpers.shquote(path),
       helpers.shquote("touch " .. helpers.shquote(dir .. "/held") .. "; exec sleep 30")))
-    local deadline = helpers.now() + 10
-    while not io.open(dir .. "/held") and helpers.now() < deadline do os.execute("sleep 0.05") end
+    helpers.wait_for(function()
+      local f = io.open(dir .. "/held")
+      if f then f:close() end
+      return f
+    end, 10)
     local l, err, code = lock.acquire(path, { name = "vocab" })
     holder:stop()
     assert.is_nil(l)

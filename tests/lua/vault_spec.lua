@@ -411,6 +411,27 @@ return {
     return helpers.sbot(argv, { cwd = dir })
   end
 
+  -- The workflow in the background (helpers.spawn), for a test that stops it.
+  local function spawn_wf(name, path, extra)
+    local cmd = { helpers.shquote(helpers.sbot_bin), "run",
+      helpers.shquote(helpers.source_dir .. "/tests/support/workflows/" .. name .. ".lua"),
+      "--site", helpers.shquote(path), "--runs-dir", helpers.shquote(dir .. "/runs") }
+    for _, a in ipairs(extra or {}) do cmd[#cmd + 1] = helpers.shquote(a) end
+    return helpers.spawn(table.concat(cmd, " "), { log = dir .. "/out.log" })
+  end
+
+  -- Wait (30 s at most) until cond() holds while p runs; p exiting first fails at once.
+  local function wait_running(p, cond, what)
+    helpers.wait_for(function() return cond() or not p:alive() end, 30)
+    assert(cond(), what .. ": " .. p:output())
+  end
+
+  -- Ctrl-C to p, and wait (30 s at most) until it has exited.
+  local function interrupt(p)
+    os.execute("kill -INT " .. p.pid)
+    assert(helpers.wait_for(function() return not p:alive() end, 30), "sbot did not stop on SIGINT")
+  end
+
   it("a run over 50 servers logs in once in the parent; no secret reaches the run dir or the output", function()
     local path, passwords = fleet_site(50)
     local before = counts()
@@ -526,27 +547,14 @@ return site
     local known = {}
     for _, a in ipairs(accessors()) do known[a] = true end
     local before = counts()
-    local cmd = { helpers.shquote(helpers.sbot_bin), "run",
-      helpers.shquote(helpers.source_dir .. "/tests/support/workflows/vault_long.lua"),
-      "--site", helpers.shquote(path), "--runs-dir", helpers.shquote(dir .. "/runs"), "--site-wait", "60" }
-    local p = helpers.spawn(table.concat(cmd, " "), { log = dir .. "/out.log" })
+    local p = spawn_wf("vault_long", path, { "--site-wait", "60" })
     -- the pre-flight site step has read both paths with the parent's token: the site step now sleeps
-    local deadline = helpers.now() + 30
-    while counts().reads < before.reads + 4 do
-      assert(p:alive(), p:output())
-      assert(helpers.now() < deadline, "the pre-flight did not run: " .. p:output())
-      os.execute("sleep 0.1")
-    end
+    wait_running(p, function() return counts().reads >= before.reads + 4 end, "the pre-flight did not run")
     local new = {}
     for _, a in ipairs(accessors()) do if not known[a] then new[#new + 1] = a end end
     assert.are.equal(1, #new, "one token made for the run")
     assert.are.equal(200, (admin("POST", "auth/token/lookup-accessor", { accessor = new[1] })))
-    os.execute("kill -INT " .. p.pid)
-    deadline = helpers.now() + 30
-    while p:alive() do
-      assert(helpers.now() < deadline, "sbot did not stop on SIGINT")
-      os.execute("sleep 0.1")
-    end
+    interrupt(p)
     assert.matches("run interrupted (Ctrl-C)", p:output(), 1, true)
     local after = counts()
     assert.are.equal(before.logins + 1, after.logins)
@@ -560,31 +568,15 @@ return site
     -- 3 s tokens: due for renewal when the 4 s site step ends; Vault is sealed by then
     local path = fleet_site(3, approle_section(new_approle("sealed", "3s", "60s")))
     local before = counts()
-    local cmd = { helpers.shquote(helpers.sbot_bin), "run",
-      helpers.shquote(helpers.source_dir .. "/tests/support/workflows/vault_long.lua"), "--site", helpers.shquote(path),
-      "--runs-dir", helpers.shquote(dir .. "/runs"), "--site-wait", "4", "--server-wait", "60" }
-    local p = helpers.spawn(table.concat(cmd, " "), { log = dir .. "/out.log" })
-    local function wait_until(cond, what)
-      local deadline = helpers.now() + 30
-      while not cond() do
-        assert(p:alive(), p:output())
-        assert(helpers.now() < deadline, what .. ": " .. p:output())
-        os.execute("sleep 0.1")
-      end
-    end
-    wait_until(function() return counts().reads >= before.reads + 6 end, "the pre-flight did not run")
+    local p = spawn_wf("vault_long", path, { "--site-wait", "4", "--server-wait", "60" })
+    wait_running(p, function() return counts().reads >= before.reads + 6 end, "the pre-flight did not run")
     faults("vault:sealed=1")
     local warning = "vault: could not renew the token before handing it to the workers"
-    wait_until(function() return p:output():find(warning, 1, true) end, "no warning")
+    wait_running(p, function() return p:output():find(warning, 1, true) end, "no warning")
     os.execute("sleep 0.5")
     local sealed = counts().sealed - before.sealed
     faults("")
-    os.execute("kill -INT " .. p.pid)
-    local deadline = helpers.now() + 30
-    while p:alive() do
-      assert(helpers.now() < deadline, "sbot did not stop on SIGINT")
-      os.execute("sleep 0.1")
-    end
+    interrupt(p)
     -- renew-self, then the AppRole login that would replace the token: both refused, once
     assert.are.equal(2, sealed)
     local out = p:output()
