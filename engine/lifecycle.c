@@ -107,15 +107,6 @@ static int l_configure(lua_State *L)
     return 0;
 }
 
-/* A new table marked as a JSON array (so an empty one encodes as []): the
- * metatable named "sbot.json.array" that sbot.json.is_array recognises. */
-static void push_array(lua_State *L)
-{
-    lua_newtable(L);
-    luaL_newmetatable(L, "sbot.json.array");
-    lua_setmetatable(L, -2);
-}
-
 /* The instance at idx, or a "bad argument" error. Pushes its module. */
 static void check_instance(lua_State *L, int idx)
 {
@@ -588,7 +579,7 @@ static void push_change_record(lua_State *L, lua_Integer i, int change)
  * outcome goes to processing.undone. */
 static void rollback(lua_State *L, int self, int plan, int processing, lua_Integer napplied, int res)
 {
-    push_array(L);
+    sbot_push_array(L);
     int undone = lua_gettop(L);
     lua_setfield(L, processing, "undone");
     lua_getfield(L, processing, "undone");
@@ -644,7 +635,7 @@ static int process_body(lua_State *L)
     lua_createtable(L, 0, 4);
     int processing = lua_gettop(L);
     sbot_set_str(L, processing, "mode", apply ? "apply" : "plan");
-    push_array(L);
+    sbot_push_array(L);
     lua_setfield(L, processing, "applied");
     lua_pushvalue(L, processing);
     lua_setfield(L, self, "processing");
@@ -804,7 +795,7 @@ static void reset(lua_State *L, int self)
     lua_setfield(L, self, "phases");
     lua_newtable(L); /* a failed or skipped component still has a discovery table */
     lua_setfield(L, self, "discovery");
-    push_array(L);
+    sbot_push_array(L);
     lua_setfield(L, self, "artifacts");
     sbot_set_str(L, self, "status", "pending");
 }
@@ -1156,7 +1147,7 @@ static int is_identifier(const char *s)
 static void ensure_metatables(lua_State *L)
 {
     if (luaL_newmetatable(L, PLAN_MT_KEY)) {
-        lua_pushliteral(L, "sbot.json.array"); /* encodes as a JSON array */
+        lua_pushliteral(L, SBOT_JSON_ARRAY_MT); /* encodes as a JSON array */
         lua_setfield(L, -2, "__name");
         lua_pushcfunction(L, plan_call);
         lua_setfield(L, -2, "__call");

@@ -185,12 +185,17 @@ end
 -- next tick is the retry, on a fresh connection), so a tick takes at most
 -- two requests: the PUT and, on a 412, the read.
 local keeper_clients = {} -- one client per lease for every tick of a keeper process
+
+-- Seconds between the keeper's renewals of a lease of ttl seconds.
+local function tick(ttl) return math.max(1, ttl / 3) end
+
 function M.keep(args, state)
+  local ttl = tonumber(args.ttl) or M.DEFAULT_TTL
   local client = keeper_clients[args.where]
   if not client then
     local opts = {}
     for k, v in pairs(args.client) do opts[k] = v end
-    local bound = math.max(1, (tonumber(args.ttl) or M.DEFAULT_TTL) / 4)
+    local bound = math.max(1, ttl / 4)
     if type(opts.timeout) ~= "number" or opts.timeout > bound then opts.timeout = bound end
     opts.retries = false
     client = assert(s3().client(opts))
@@ -205,7 +210,7 @@ function M.keep(args, state)
   if code == "LeaseLost" then return nil, err end
   local failures = (state and math.tointeger(state.failures) or 0) + 1
   log.warn(string.format("%s: renewing the lease failed (%d in a row), trying again in %s s: %s", tostring(args.name),
-    failures, tostring(math.max(1, (tonumber(args.ttl) or M.DEFAULT_TTL) / 3)), tostring(err)), { lease = args.where })
+    failures, tostring(tick(ttl)), tostring(err)), { lease = args.where })
   return { etag = l.etag, renewed = state and state.renewed, failures = failures, error = err,
     failed = (failed or 0) + 1 }
 end
@@ -213,7 +218,7 @@ end
 function Lease:_keep()
   local keeper = require "sbot.keeper"
   local k, err = keeper.start { module = "sbot.lease", fn = "keep", name = self.name,
-    interval = math.max(1, self.ttl / 3),
+    interval = tick(self.ttl),
     args = { client = self.client:options(), bucket = self.bucket, key = self.key, name = self.name,
       ttl = self.ttl, token = self.token, holder = self.holder, acquired = self.acquired,
       where = self.where, etag = self.etag } }

@@ -283,11 +283,9 @@ function M.adopt(h)
     end
     -- the lease runs from now (the handoff was just made), not from when
     -- a step first asks for the client
-    local now = sys.monotime()
     local a = {}
     for k, v in pairs(t) do a[k] = v end
-    a.expires_at = t.expires_in and (now + t.expires_in) or nil
-    a.renew_at = t.renew_in and (now + t.renew_in) or nil
+    a.received = sys.monotime()
     adopted[id] = a
     local cl = shared[id]
     if cl and not cl.token then cl:adopt(a) end
@@ -466,10 +464,10 @@ function Client:adopt(h)
   self.lease = tonumber(h.lease) or 0
   self.renewable = h.renewable and true or false
   self.issued_lease = h.issued_lease
-  -- expires_at/renew_at: on sys.monotime, set by M.adopt when it was handed over
-  local base = h.expires_at and (now - sys.monotime()) or now
-  self.expires = h.expires_at and (base + h.expires_at) or (h.expires_in and (now + h.expires_in)) or nil
-  self.renew_at = h.renew_at and (base + h.renew_at) or (h.renew_in and (now + h.renew_in)) or nil
+  -- expires_in/renew_in count from the handoff: less the time since M.adopt received it
+  local age = h.received and (sys.monotime() - h.received) or 0
+  self.expires = h.expires_in and (now + h.expires_in - age) or nil
+  self.renew_at = h.renew_in and (now + h.renew_in - age) or nil
   for k, v in pairs(type(h.mounts) == "table" and h.mounts or {}) do
     if self.mounts[k] == nil then self.mounts[k] = v end
   end

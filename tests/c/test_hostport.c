@@ -16,7 +16,6 @@
 #include "util.h"
 
 #define PORT_REQUIRED 1
-#define PORT_OPTIONAL 0
 
 static const char *const bare_v6 = "holds an IPv6 address without brackets: write [addr]:port";
 static const char *const not_v6 = "has no IPv6 address in its brackets";
@@ -47,7 +46,7 @@ static void shared_table(void **state)
     FILE *f = fopen(SBOT_SOURCE_DIR "/tests/fixtures/hostport_cases.txt", "r");
     assert_non_null(f);
     char line[1024];
-    int n = 0, seen_accept = 0, seen_refuse = 0;
+    int n = 0, seen_accept = 0, seen_refuse = 0, seen_bare_v6 = 0;
     while (fgets(line, sizeof line, f)) {
         line[strcspn(line, "\n")] = '\0';
         if (line[0] == '#' || line[0] == '\0')
@@ -71,6 +70,7 @@ static void shared_table(void **state)
         } else if (strcmp(fields[0], "refuse") == 0) {
             refused(fields[2], port_required, fields[3]);
             seen_refuse++;
+            seen_bare_v6 += strcmp(fields[3], bare_v6) == 0;
         } else {
             fail_msg("hostport_cases.txt: '%s' is not accept or refuse", fields[0]);
         }
@@ -79,7 +79,8 @@ static void shared_table(void **state)
     fclose(f);
     assert_true(n > 60);
     assert_true(seen_accept > 10 && seen_refuse > 40);
-    assert_non_null(strstr(bare_v6, "[addr]:port"));
+    /* the table holds bare IPv6 addresses, refused with the advice where the brackets go */
+    assert_true(seen_bare_v6 > 0);
 }
 
 /* far longer than any address (and a zone): refused, not copied past the buffer */

@@ -40,6 +40,16 @@ local function approle()
   return { method = "approle", role_id = V.auth.role_id, secret_id = V.auth.secret_id }
 end
 
+-- A new AppRole `name` whose tokens (policy sbot) live ttl, renewable up to
+-- max_ttl (Vault durations, "3s"): the auth section that logs in with it.
+local function new_approle(name, ttl, max_ttl)
+  assert.are.equal(204, (admin("POST", "auth/approle/role/" .. name, { token_policies = { "sbot" },
+    token_ttl = ttl, token_max_ttl = max_ttl })))
+  local _, rid = admin("GET", "auth/approle/role/" .. name .. "/role-id")
+  local _, sid = admin("POST", "auth/approle/role/" .. name .. "/secret-id")
+  return { method = "approle", role_id = rid.data.role_id, secret_id = sid.data.secret_id }
+end
+
 local function client(extra)
   local cfg = { addr = V.addr, tls = V.tls, auth = approle() }
   for k, v in pairs(extra or {}) do cfg[k] = v end
@@ -204,12 +214,7 @@ describe("sbot.vault client", function()
     local x = helpers.slowdown
     local tok = new_token({ policies = { "sbot" }, ttl = 3 * x .. "s", explicit_max_ttl = "60s" })
     local ct = vault.client { addr = V.addr, tls = V.tls, auth = { method = "token", token = tok } }
-    assert.are.equal(204, (admin("POST", "auth/approle/role/short", { token_policies = { "sbot" },
-      token_ttl = 3 * x .. "s", token_max_ttl = 5 * x .. "s" })))
-    local _, rid = admin("GET", "auth/approle/role/short/role-id")
-    local _, sid = admin("POST", "auth/approle/role/short/secret-id")
-    local ca = vault.client { addr = V.addr, tls = V.tls, auth = { method = "approle",
-      role_id = rid.data.role_id, secret_id = sid.data.secret_id } }
+    local ca = vault.client { addr = V.addr, tls = V.tls, auth = new_approle("short", 3 * x .. "s", 5 * x .. "s") }
     local before = counts()
     local paths = { "idrac/r630-01", "idrac/r630-02", "idrac/r630-03" }
     local first
@@ -242,12 +247,7 @@ describe("sbot.vault client", function()
   end)
 
   it("a token that expired before the new login: its revocation is skipped quietly (Vault no longer knows it)", function()
-    assert.are.equal(204, (admin("POST", "auth/approle/role/tiny", { token_policies = { "sbot" },
-      token_ttl = "1s", token_max_ttl = "60s" })))
-    local _, rid = admin("GET", "auth/approle/role/tiny/role-id")
-    local _, sid = admin("POST", "auth/approle/role/tiny/secret-id")
-    local ca = vault.client { addr = V.addr, tls = V.tls, auth = { method = "approle",
-      role_id = rid.data.role_id, secret_id = sid.data.secret_id } }
+    local ca = vault.client { addr = V.addr, tls = V.tls, auth = new_approle("tiny", "1s", "60s") }
     assert.truthy(ca:get("idrac/r630-01", "password"))
     local before = counts()
     os.execute("sleep 1.3")
@@ -398,11 +398,38 @@ return {
     return path, passwords
   end
 
+  -- the site's vault section: the lab's Vault, logging in with auth (new_approle)
+  local function approle_section(auth)
+    return string.format("{ addr = lab.vault.addr, tls = lab.vault.tls, auth = { method = 'approle', "
+      .. "role_id = %q, secret_id = %q } }", auth.role_id, auth.secret_id)
+  end
+
   local function run_wf(name, path, extra)
     local argv = { "run", helpers.source_dir .. "/tests/support/workflows/" .. name .. ".lua", "--site", path,
       "--jobs", "8", "--runs-dir", dir .. "/runs" }
     for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
     return helpers.sbot(argv, { cwd = dir })
+  end
+
+  -- The workflow in the background (helpers.spawn), for a test that stops it.
+  local function spawn_wf(name, path, extra)
+    local cmd = { helpers.shquote(helpers.sbot_bin), "run",
+      helpers.shquote(helpers.source_dir .. "/tests/support/workflows/" .. name .. ".lua"),
+      "--site", helpers.shquote(path), "--runs-dir", helpers.shquote(dir .. "/runs") }
+    for _, a in ipairs(extra or {}) do cmd[#cmd + 1] = helpers.shquote(a) end
+    return helpers.spawn(table.concat(cmd, " "), { log = dir .. "/out.log" })
+  end
+
+  -- Wait (30 s at most) until cond() holds while p runs; p exiting first fails at once.
+  local function wait_running(p, cond, what)
+    helpers.wait_for(function() return cond() or not p:alive() end, 30)
+    assert(cond(), what .. ": " .. p:output())
+  end
+
+  -- Ctrl-C to p, and wait (30 s at most) until it has exited.
+  local function interrupt(p)
+    os.execute("kill -INT " .. p.pid)
+    assert(helpers.wait_for(function() return not p:alive() end, 30), "sbot did not stop on SIGINT")
   end
 
   it("a run over 50 servers logs in once in the parent; no secret reaches the run dir or the output", function()
@@ -473,19 +500,16 @@ return site
     -- an AppRole whose tokens live 3 s (at most 60 s): the site step starts 2.2 s after the login
     -- (x the build's slowdown: the worker must get the token before its lease runs out)
     local x = helpers.slowdown
-    assert.are.equal(204, (admin("POST", "auth/approle/role/brief", { token_policies = { "sbot" },
-      token_ttl = 3 * x .. "s", token_max_ttl = "60s" })))
-    local _, rid = admin("GET", "auth/approle/role/brief/role-id")
-    local _, sid = admin("POST", "auth/approle/role/brief/secret-id")
-    local path = fleet_site(2, string.format("{ addr = lab.vault.addr, tls = lab.vault.tls, auth = { method = 'approle', "
-      .. "role_id = %q, secret_id = %q } }", rid.data.role_id, sid.data.secret_id))
+    local path = fleet_site(2, approle_section(new_approle("brief", 3 * x .. "s", "60s")))
     local before = counts()
     local r = run_wf("vault_kv", path, { "--wait", tostring(2.2 * x) })
     assert.are.equal(0, r.code, r.stdout .. r.stderr)
     local after = counts()
     assert.are.equal(before.logins + 1, after.logins)
-    assert.is_true(after.renewals > before.renewals, "the worker renewed the token")
-    -- the parent revokes it although its own idea of the lease ran out: the worker renewed it
+    -- two renewals: the site step's worker (2.2 s into a 3 s lease, past its renewal point), then
+    -- the parent, handing the token to the servers' workers after the site step; without the
+    -- worker's, the parent's alone would be one
+    assert.are.equal(before.renewals + 2, after.renewals, "the worker renewed the token")
     assert.are.equal(before.revocations + 1, after.revocations)
   end)
 
@@ -494,12 +518,7 @@ return site
     -- check, then each server works 2 s before reading Vault - past the lease the token had left then;
     -- every duration x the build's slowdown (the renewal must come within the 5 s lease)
     local x = helpers.slowdown
-    assert.are.equal(204, (admin("POST", "auth/approle/role/iso", { token_policies = { "sbot" },
-      token_ttl = 5 * x .. "s", token_max_ttl = "60s" })))
-    local _, rid = admin("GET", "auth/approle/role/iso/role-id")
-    local _, sid = admin("POST", "auth/approle/role/iso/secret-id")
-    local path = fleet_site(2, string.format("{ addr = lab.vault.addr, tls = lab.vault.tls, auth = { method = 'approle', "
-      .. "role_id = %q, secret_id = %q } }", rid.data.role_id, sid.data.secret_id))
+    local path = fleet_site(2, approle_section(new_approle("iso", 5 * x .. "s", "60s")))
     local before = counts()
     local r = run_wf("vault_long", path, { "--site-wait", tostring(3.6 * x), "--server-wait", tostring(2 * x) })
     assert.are.equal(0, r.code, r.stdout .. r.stderr)
@@ -528,27 +547,14 @@ return site
     local known = {}
     for _, a in ipairs(accessors()) do known[a] = true end
     local before = counts()
-    local cmd = { helpers.shquote(helpers.sbot_bin), "run",
-      helpers.shquote(helpers.source_dir .. "/tests/support/workflows/vault_long.lua"),
-      "--site", helpers.shquote(path), "--runs-dir", helpers.shquote(dir .. "/runs"), "--site-wait", "60" }
-    local p = helpers.spawn(table.concat(cmd, " "), { log = dir .. "/out.log" })
+    local p = spawn_wf("vault_long", path, { "--site-wait", "60" })
     -- the pre-flight site step has read both paths with the parent's token: the site step now sleeps
-    local deadline = helpers.now() + 30
-    while counts().reads < before.reads + 4 do
-      assert(p:alive(), p:output())
-      assert(helpers.now() < deadline, "the pre-flight did not run: " .. p:output())
-      os.execute("sleep 0.1")
-    end
+    wait_running(p, function() return counts().reads >= before.reads + 4 end, "the pre-flight did not run")
     local new = {}
     for _, a in ipairs(accessors()) do if not known[a] then new[#new + 1] = a end end
     assert.are.equal(1, #new, "one token made for the run")
     assert.are.equal(200, (admin("POST", "auth/token/lookup-accessor", { accessor = new[1] })))
-    os.execute("kill -INT " .. p.pid)
-    deadline = helpers.now() + 30
-    while p:alive() do
-      assert(helpers.now() < deadline, "sbot did not stop on SIGINT")
-      os.execute("sleep 0.1")
-    end
+    interrupt(p)
     assert.matches("run interrupted (Ctrl-C)", p:output(), 1, true)
     local after = counts()
     assert.are.equal(before.logins + 1, after.logins)
@@ -560,38 +566,17 @@ return site
 
   it("a Vault that does not answer when the servers' workers are handed the token is asked once, not per server", function()
     -- 3 s tokens: due for renewal when the 4 s site step ends; Vault is sealed by then
-    assert.are.equal(204, (admin("POST", "auth/approle/role/sealed", { token_policies = { "sbot" },
-      token_ttl = "3s", token_max_ttl = "60s" })))
-    local _, rid = admin("GET", "auth/approle/role/sealed/role-id")
-    local _, sid = admin("POST", "auth/approle/role/sealed/secret-id")
-    local path = fleet_site(3, string.format("{ addr = lab.vault.addr, tls = lab.vault.tls, auth = { method = 'approle', "
-      .. "role_id = %q, secret_id = %q } }", rid.data.role_id, sid.data.secret_id))
+    local path = fleet_site(3, approle_section(new_approle("sealed", "3s", "60s")))
     local before = counts()
-    local cmd = { helpers.shquote(helpers.sbot_bin), "run",
-      helpers.shquote(helpers.source_dir .. "/tests/support/workflows/vault_long.lua"), "--site", helpers.shquote(path),
-      "--runs-dir", helpers.shquote(dir .. "/runs"), "--site-wait", "4", "--server-wait", "60" }
-    local p = helpers.spawn(table.concat(cmd, " "), { log = dir .. "/out.log" })
-    local function wait_until(cond, what)
-      local deadline = helpers.now() + 30
-      while not cond() do
-        assert(p:alive(), p:output())
-        assert(helpers.now() < deadline, what .. ": " .. p:output())
-        os.execute("sleep 0.1")
-      end
-    end
-    wait_until(function() return counts().reads >= before.reads + 6 end, "the pre-flight did not run")
+    local p = spawn_wf("vault_long", path, { "--site-wait", "4", "--server-wait", "60" })
+    wait_running(p, function() return counts().reads >= before.reads + 6 end, "the pre-flight did not run")
     faults("vault:sealed=1")
     local warning = "vault: could not renew the token before handing it to the workers"
-    wait_until(function() return p:output():find(warning, 1, true) end, "no warning")
+    wait_running(p, function() return p:output():find(warning, 1, true) end, "no warning")
     os.execute("sleep 0.5")
     local sealed = counts().sealed - before.sealed
     faults("")
-    os.execute("kill -INT " .. p.pid)
-    local deadline = helpers.now() + 30
-    while p:alive() do
-      assert(helpers.now() < deadline, "sbot did not stop on SIGINT")
-      os.execute("sleep 0.1")
-    end
+    interrupt(p)
     -- renew-self, then the AppRole login that would replace the token: both refused, once
     assert.are.equal(2, sealed)
     local out = p:output()

@@ -103,13 +103,11 @@ function M.redfish_mockup(extra, ipv6)
     helpers.shquote(helpers.source_dir .. "/tests/fixtures/redfish-mockup") .. " " .. helpers.shquote(dir) ..
     " " .. (extra or "") .. (ipv6 and " --host ::1" or "")
   local p = helpers.spawn(cmd)
-  local deadline = helpers.now() + 20
-  while helpers.now() < deadline do
+  helpers.wait_for(function()
     local f = io.open(dir .. "/port")
-    if f then f:close(); break end
-    if not p:alive() then break end
-    os.execute("sleep 0.05")
-  end
+    if f then f:close() end
+    return f or not p:alive()
+  end, 20)
   local f = io.open(dir .. "/port")
   local port = f and tonumber(f:read("a"))
   if f then f:close() end
