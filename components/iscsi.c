@@ -1473,12 +1473,6 @@ static int c_plan(lua_State *L)
         add_change(L, list, lua_gettop(L) - 1, lua_tostring(L, -1), "create", "the server's target does not exist");
         lua_pop(L, 2);
     } else {
-        const char *alias = NULL;
-        lua_getfield(L, d, "target_alias");
-        alias = lua_tostring(L, -1);
-        int ours = alias && strncmp(alias, mark, strlen(mark)) == 0 && (alias[strlen(mark)] == '\0' || alias[strlen(mark)] == ' ');
-        lua_pop(L, 1);
-        (void)ours;
         /* the pair present? (ids known when both exist) */
         lua_getfield(L, d, "portal_id");
         lua_getfield(L, d, "initiator_group_id");
@@ -2560,10 +2554,8 @@ static int c_housekeep(lua_State *L)
     must(L, res, "iscsi.target.query", 0);
     int targets = lua_gettop(L);
     for (lua_Integer i = 1; lua_rawgeti(L, targets, i) == LUA_TTABLE; i++) {
-        const char *alias = sbot_field_tostr(L, -1, "alias");
         lua_Integer id = ifield(L, -1, "id", -1);
-        size_t ml = strlen(mark);
-        if (id != tid && alias && strncmp(alias, mark, ml) == 0 && (alias[ml] == '\0' || alias[ml] == ' ')) {
+        if (id != tid && marked_alias(sbot_field_tostr(L, -1, "alias"), mark)) {
             lua_pushinteger(L, id);
             query1(L, res, "iscsi.targetextent.query", "target");
             int mapped = !lua_isnil(L, -1);
