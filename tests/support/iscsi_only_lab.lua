@@ -202,9 +202,11 @@ end
 
 --- Where a run of r (io_lab.run's answer) shows any of the secrets: its
 -- output, its log, or a file of its run directory (results.json, artifacts,
--- the log). Returns a list of places, empty when none.
+-- the log). Returns a list of places, empty when none; a run without a
+-- directory (no run record found) is a place too: it could not be searched.
 function M.secret_leaks(r, secrets)
   local out = {}
+  if not r.dir then out[1] = "no run directory to search (no run record in its output)" end
   for _, s in ipairs(secrets) do
     if r.stdout:find(s, 1, true) then out[#out + 1] = "stdout" end
     if r.stderr:find(s, 1, true) then out[#out + 1] = "stderr" end
