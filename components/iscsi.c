@@ -2645,13 +2645,12 @@ static int c_housekeep(lua_State *L)
                 delete_id(L, res, "iscsi.auth.delete", "iscsi.auth.get_instance", ifield(L, e, "id", -1));
                 lua_pushfstring(L, "CHAP credentials of user %s (tag %d)", sbot_field_tostr(L, e, "user"), (int)tag);
                 lua_rawseti(L, removed, ++nrem);
-            } else if (!keep && lua_rawgeti(L, was_set, tag) != LUA_TNIL) {
-                sbot_log(L, SBOT_WARN,
-                         "iscsi housekeep (%s): CHAP tag %lld, which this server's targets named, keeps the entry of "
-                         "user %s: sbot did not make it for this server (delete it by hand if nothing needs it)",
-                         server_id(L, self), (long long)tag, sbot_field_tostr(L, e, "user"));
-                lua_pop(L, 1);
             } else if (!keep) {
+                if (lua_rawgeti(L, was_set, tag) != LUA_TNIL)
+                    sbot_log(L, SBOT_WARN,
+                             "iscsi housekeep (%s): CHAP tag %lld, which this server's targets named, keeps the entry "
+                             "of user %s: sbot did not make it for this server (delete it by hand if nothing needs it)",
+                             server_id(L, self), (long long)tag, sbot_field_tostr(L, e, "user"));
                 lua_pop(L, 1);
             }
             lua_pop(L, 1);
