@@ -1473,12 +1473,6 @@ static int c_plan(lua_State *L)
         add_change(L, list, lua_gettop(L) - 1, lua_tostring(L, -1), "create", "the server's target does not exist");
         lua_pop(L, 2);
     } else {
-        const char *alias = NULL;
-        lua_getfield(L, d, "target_alias");
-        alias = lua_tostring(L, -1);
-        int ours = alias && strncmp(alias, mark, strlen(mark)) == 0 && (alias[strlen(mark)] == '\0' || alias[strlen(mark)] == ' ');
-        lua_pop(L, 1);
-        (void)ours;
         /* the pair present? (ids known when both exist) */
         lua_getfield(L, d, "portal_id");
         lua_getfield(L, d, "initiator_group_id");
@@ -1677,29 +1671,48 @@ static void ids_set(lua_State *L, int self, const char *k, int value, int create
     lua_pop(L, 1);
 }
 
-/* Delete by id (method, id), tolerating a lost answer (read back) and an
- * object already gone. */
-static void delete_id(lua_State *L, int res, const char *method, const char *get, lua_Integer id)
+/* Delete by id (method, id): done when TrueNAS deletes it or answers that it
+ * does not exist. A lost answer is read back with get: gone is done; still
+ * there, or the read-back failing, raises. A refusal whose message contains
+ * keep (NULL: none) leaves the object: returns 0 with TrueNAS's message
+ * pushed; else returns 1, nothing pushed. Raises on any other failure. */
+static int delete_unless(lua_State *L, int res, const char *method, const char *get, lua_Integer id, const char *keep)
 {
     lua_pushinteger(L, id);
     int n = sbot_truenas_call(L, res, method, 1);
     if (n == 1) {
         lua_pop(L, 1);
-        return;
+        return 1;
     }
     const char *msg = lua_tostring(L, -2);
     if (msg && strstr(msg, "does not exist")) {
         lua_pop(L, 3);
-        return;
+        return 1;
+    }
+    if (keep && msg && strstr(msg, keep)) {
+        lua_pop(L, 1);     /* the code */
+        lua_remove(L, -2); /* the nil */
+        return 0;
     }
     if (!transport_code(lua_tostring(L, -1)))
-        fail(L, "%s", msg);
+        fail(L, "%s", msg ? msg : method);
     lua_pop(L, 3);
     lua_pushinteger(L, id);
     n = sbot_truenas_call(L, res, get, 1);
     if (n == 1)
         fail(L, "%s %lld: the answer was lost and it still exists", method, (long long)id);
+    msg = lua_tostring(L, -2);
+    if (!msg || !strstr(msg, "does not exist"))
+        fail(L, "%s %lld: the answer was lost and reading it back failed: %s", method, (long long)id,
+             msg ? msg : get);
     lua_pop(L, 3);
+    return 1;
+}
+
+/* delete_unless with no refusal tolerated. */
+static void delete_id(lua_State *L, int res, const char *method, const char *get, lua_Integer id)
+{
+    delete_unless(L, res, method, get, id, NULL);
 }
 
 /* The tag of the server's CHAP credentials: this run's (made by the chap:
@@ -2252,34 +2265,11 @@ static int c_undo(lua_State *L)
         lua_Integer id = ifield(L, st, "created_chap", -1);
         if (id < 0)
             return 0;
-        lua_pushinteger(L, id);
-        int n = sbot_truenas_call(L, res, "iscsi.auth.delete", 1);
-        if (n == 1)
-            return 0;
-        const char *msg = lua_tostring(L, -2);
-        if (msg && strstr(msg, "is being used")) {
-            /* a target kept from before this run names it now (its group
-             * update is not undone): left, and the next run finds it there */
-            sbot_log(L, SBOT_WARN, "iscsi undo: CHAP entry %lld stays: %s", (long long)id, msg);
-            return 0;
-        }
-        if (msg && strstr(msg, "does not exist"))
-            return 0;
-        if (transport_code(lua_tostring(L, -1))) {
-            /* the answer was lost: read back, as delete_id does */
-            lua_pop(L, 3);
-            lua_pushinteger(L, id);
-            n = sbot_truenas_call(L, res, "iscsi.auth.get_instance", 1);
-            if (n == 1)
-                return fail(L, "iscsi.auth.delete %lld: the answer was lost and the CHAP entry still exists",
-                            (long long)id);
-            msg = lua_tostring(L, -2);
-            if (msg && strstr(msg, "does not exist"))
-                return 0;
-            return fail(L, "iscsi.auth.delete %lld: the answer was lost and reading the entry back failed: %s",
-                        (long long)id, msg ? msg : "iscsi.auth.get_instance failed");
-        }
-        return fail(L, "%s", msg ? msg : "iscsi.auth.delete failed");
+        /* a target kept from before this run names it now (its group update
+         * is not undone): left, and the next run finds it there */
+        if (!delete_unless(L, res, "iscsi.auth.delete", "iscsi.auth.get_instance", id, "is being used"))
+            sbot_log(L, SBOT_WARN, "iscsi undo: CHAP entry %lld stays: %s", (long long)id, lua_tostring(L, -1));
+        return 0;
     }
     static const struct {
         const char *prefix, *key, *del, *get;
@@ -2560,10 +2550,8 @@ static int c_housekeep(lua_State *L)
     must(L, res, "iscsi.target.query", 0);
     int targets = lua_gettop(L);
     for (lua_Integer i = 1; lua_rawgeti(L, targets, i) == LUA_TTABLE; i++) {
-        const char *alias = sbot_field_tostr(L, -1, "alias");
         lua_Integer id = ifield(L, -1, "id", -1);
-        size_t ml = strlen(mark);
-        if (id != tid && alias && strncmp(alias, mark, ml) == 0 && (alias[ml] == '\0' || alias[ml] == ' ')) {
+        if (id != tid && marked_alias(sbot_field_tostr(L, -1, "alias"), mark)) {
             lua_pushinteger(L, id);
             query1(L, res, "iscsi.targetextent.query", "target");
             int mapped = !lua_isnil(L, -1);
@@ -2657,13 +2645,12 @@ static int c_housekeep(lua_State *L)
                 delete_id(L, res, "iscsi.auth.delete", "iscsi.auth.get_instance", ifield(L, e, "id", -1));
                 lua_pushfstring(L, "CHAP credentials of user %s (tag %d)", sbot_field_tostr(L, e, "user"), (int)tag);
                 lua_rawseti(L, removed, ++nrem);
-            } else if (!keep && lua_rawgeti(L, was_set, tag) != LUA_TNIL) {
-                sbot_log(L, SBOT_WARN,
-                         "iscsi housekeep (%s): CHAP tag %lld, which this server's targets named, keeps the entry of "
-                         "user %s: sbot did not make it for this server (delete it by hand if nothing needs it)",
-                         server_id(L, self), (long long)tag, sbot_field_tostr(L, e, "user"));
-                lua_pop(L, 1);
             } else if (!keep) {
+                if (lua_rawgeti(L, was_set, tag) != LUA_TNIL)
+                    sbot_log(L, SBOT_WARN,
+                             "iscsi housekeep (%s): CHAP tag %lld, which this server's targets named, keeps the entry "
+                             "of user %s: sbot did not make it for this server (delete it by hand if nothing needs it)",
+                             server_id(L, self), (long long)tag, sbot_field_tostr(L, e, "user"));
                 lua_pop(L, 1);
             }
             lua_pop(L, 1);

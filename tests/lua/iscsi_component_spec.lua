@@ -631,6 +631,29 @@ describe("iscsi component with CHAP", function()
     assert.is_nil(auth_by_id(st, entry.id))
   end)
 
+  it("the undo of a CHAP entry a target names leaves it (TrueNAS refuses: 'is being used')", function()
+    local server = assert(require("sbot.site").server(site, "r630-01"))
+    local conf = json.decode(json.encode(il.CONFIG))
+    conf.chap = { user = "r630-01", secret = NEW }
+    local comp = assert(Iscsi.new(conf, { id = "r630-01", site = site, server = server,
+      artifact_dir = lab.dir .. "/artifacts" }))
+    assert(comp:discover())
+    assert(comp:process { mode = "apply" })
+    local change
+    for _, ch in ipairs(comp.plan) do if ch.resource == "chap:r630-01" then change = ch end end
+    assert(change and change.action == "create", "no CHAP entry made")
+    local entry
+    for _, a in ipairs(il.truenas(lab).iscsi.auths) do if a.user == "r630-01" then entry = a end end
+    assert(entry, "no entry of r630-01")
+    -- the target's group update is not undone: it still names the entry's tag
+    local ok, err = pcall(Iscsi.spec.undo, comp, change, comp.resource)
+    comp:close()
+    assert(ok, tostring(err))
+    local st = il.truenas(lab)
+    assert.are.equal(entry.tag, auth_by_id(st, entry.id).tag)
+    assert.are.same({ "CHAP", entry.tag }, { group_of(st, "sbot:r630-01").authmethod, group_of(st, "sbot:r630-01").auth })
+  end)
+
   it("marks the server's entry made before sbot marked its entries (a change of its own, not a new secret)", function()
     local st = il.truenas(lab)
     local target

@@ -155,20 +155,25 @@ function M.boot_problems(st, id, size, chap_user)
   return out
 end
 
---- The CHAP user the lab's site gives server id (components.iscsi.chap), or nil.
-function M.chap_user(lab, id)
+-- The CHAP table ({user, secret}, in clear: lab.site holds plain values,
+-- labclient.read_site) the lab's site gives server id (components.iscsi.chap), or nil.
+local function chap_of(lab, id)
   for _, s in ipairs(lab.site.servers) do
-    local chap = s.id == id and s.components and s.components.iscsi and s.components.iscsi.chap
-    if chap then return chap.user end
+    if s.id == id then return s.components and s.components.iscsi and s.components.iscsi.chap or nil end
   end
 end
 
---- Every CHAP secret of the lab's site, in clear (lab.site holds plain
--- values: labclient.read_site), for the tests that look for them.
+--- The CHAP user the lab's site gives server id, or nil.
+function M.chap_user(lab, id)
+  local chap = chap_of(lab, id)
+  return chap and chap.user
+end
+
+--- Every CHAP secret of the lab's site, in clear, for the tests that look for them.
 function M.chap_secrets(lab)
   local out = {}
   for _, s in ipairs(lab.site.servers) do
-    local chap = s.components and s.components.iscsi and s.components.iscsi.chap
+    local chap = chap_of(lab, s.id)
     if chap then out[#out + 1] = chap.secret end
   end
   return out
@@ -176,10 +181,8 @@ end
 
 --- Server id's CHAP secret, in clear (nil: none).
 function M.chap_secrets_of(lab, id)
-  for _, s in ipairs(lab.site.servers) do
-    local chap = s.id == id and s.components and s.components.iscsi and s.components.iscsi.chap
-    if chap then return chap.secret end
-  end
+  local chap = chap_of(lab, id)
+  return chap and chap.secret
 end
 
 --- Give server id's CHAP secret a new value in the lab's Vault (a new
@@ -193,17 +196,17 @@ function M.rotate_chap(lab, id, new)
   assert(c:login())
   local res, doc = c:call("POST", "secret/data/iscsi/" .. id, { body = { data = { chap = new } } })
   assert(res and res.status == 200, "vault write of iscsi/" .. id .. ": " .. tostring(res and res.status or doc))
-  for _, s in ipairs(lab.site.servers) do
-    if s.id == id then s.components.iscsi.chap.secret = new end
-  end
+  chap_of(lab, id).secret = new
   return new
 end
 
 --- Where a run of r (io_lab.run's answer) shows any of the secrets: its
 -- output, its log, or a file of its run directory (results.json, artifacts,
--- the log). Returns a list of places, empty when none.
+-- the log). Returns a list of places, empty when none; a run without a
+-- directory (no run record found) is a place too: it could not be searched.
 function M.secret_leaks(r, secrets)
   local out = {}
+  if not r.dir then out[1] = "no run directory to search (no run record in its output)" end
   for _, s in ipairs(secrets) do
     if r.stdout:find(s, 1, true) then out[#out + 1] = "stdout" end
     if r.stderr:find(s, 1, true) then out[#out + 1] = "stderr" end
