@@ -95,14 +95,7 @@ describe("iscsi component", function()
     -- after one may find the portal closed. The first two connections here
     -- are closed at once, later ones reach the lab's istgt.
     local tgt_port = tonumber(lab.site.truenas.portal:match(":(%d+)$"))
-    local fwd = helpers.spawn(string.format("python3 %s --close 2 --to %d",
-      helpers.shquote(helpers.source_dir .. "/tests/servers/reloading_portal.py"), tgt_port))
-    local port
-    for _ = 1, 200 do
-      port = tonumber(helpers.read_file(fwd.log):match("^(%d+)\n"))
-      if port then break end
-      os.execute("sleep 0.02")
-    end
+    local fwd, port = helpers.reloading_portal("--close 2 --to " .. tgt_port)
     local r = port and il.run(lab, "r630-01", { portal = "127.0.0.1:" .. port })
     local out = fwd:output()
     fwd:stop()

@@ -10,16 +10,8 @@ local MiB = 1024 * 1024
 -- a portal that accepts and closes its first `close` connections (100 unless
 -- told), then forwards to port `to` (tests/servers/reloading_portal.py)
 local function closing_portal(host, close, to, extra)
-  local fwd = helpers.spawn(string.format("python3 %s --close %d --to %d --host %s %s",
-    helpers.shquote(helpers.source_dir .. "/tests/servers/reloading_portal.py"), close or 100, to or 1, host,
+  return helpers.reloading_portal(string.format("--close %d --to %d --host %s %s", close or 100, to or 1, host,
     extra or ""))
-  local port
-  for _ = 1, 200 do
-    port = tonumber(helpers.read_file(fwd.log):match("^(%d+)\n"))
-    if port then break end
-    os.execute("sleep 0.02")
-  end
-  return fwd, port
 end
 
 describe("sbot.iscsi.probe", function()

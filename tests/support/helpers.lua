@@ -137,6 +137,14 @@ function M.wait_for(pred, seconds, what)
   return v
 end
 
+--- tests/servers/reloading_portal.py with these arguments (a string): the
+-- process and the port it listens on (nil when it printed none within 10 s).
+function M.reloading_portal(args)
+  local fwd = M.spawn("python3 " .. M.shquote(M.source_dir .. "/tests/servers/reloading_portal.py") .. " " .. args)
+  local port = M.wait_for(function() return tonumber(M.read_file(fwd.log):match("^(%d+)\n")) end, 10)
+  return fwd, port
+end
+
 --- Wall-clock seconds (sub-second resolution).
 function M.now()
   local _, _, out = M.sh("date +%s.%N")
