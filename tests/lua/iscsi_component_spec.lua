@@ -587,10 +587,9 @@ describe("iscsi component with CHAP", function()
     assert.are.same({}, il.problems(il.truenas(lab), { "r630-01", "r630-02" }))
   end)
 
-  it("the undo of a CHAP entry whose delete answer is lost reads it back (lostanswers)", function()
-    local labclient = require "labclient"
-    local d = lab.info.devices.truenas
-    local f = labclient.new { base = d.url, cacert = d.cert_file }
+  -- r630-01 applied with a CHAP secret: the component, its chap change (a
+  -- create) and the entry TrueNAS holds now
+  local function apply_with_chap()
     local server = assert(require("sbot.site").server(site, "r630-01"))
     local conf = json.decode(json.encode(il.CONFIG))
     conf.chap = { user = "r630-01", secret = NEW }
@@ -601,10 +600,18 @@ describe("iscsi component with CHAP", function()
     local change
     for _, ch in ipairs(comp.plan) do if ch.resource == "chap:r630-01" then change = ch end end
     assert(change and change.action == "create", "no CHAP entry made")
-    local st = il.truenas(lab)
     local entry
-    for _, a in ipairs(st.iscsi.auths) do if a.user == "r630-01" then entry = a end end
+    for _, a in ipairs(il.truenas(lab).iscsi.auths) do if a.user == "r630-01" then entry = a end end
     assert(entry, "no entry of r630-01")
+    return comp, change, entry
+  end
+
+  it("the undo of a CHAP entry whose delete answer is lost reads it back (lostanswers)", function()
+    local labclient = require "labclient"
+    local d = lab.info.devices.truenas
+    local f = labclient.new { base = d.url, cacert = d.cert_file }
+    local comp, change, entry = apply_with_chap()
+    local st = il.truenas(lab)
     -- its target asks for none again (as before the run), so the entry can go
     local target
     for _, x in ipairs(st.iscsi.targets) do if (x.alias or ""):match("^sbot:r630%-01 ") then target = x end end
@@ -625,19 +632,7 @@ describe("iscsi component with CHAP", function()
   end)
 
   it("the undo of a CHAP entry a target names leaves it (TrueNAS refuses: 'is being used')", function()
-    local server = assert(require("sbot.site").server(site, "r630-01"))
-    local conf = json.decode(json.encode(il.CONFIG))
-    conf.chap = { user = "r630-01", secret = NEW }
-    local comp = assert(Iscsi.new(conf, { id = "r630-01", site = site, server = server,
-      artifact_dir = lab.dir .. "/artifacts" }))
-    assert(comp:discover())
-    assert(comp:process { mode = "apply" })
-    local change
-    for _, ch in ipairs(comp.plan) do if ch.resource == "chap:r630-01" then change = ch end end
-    assert(change and change.action == "create", "no CHAP entry made")
-    local entry
-    for _, a in ipairs(il.truenas(lab).iscsi.auths) do if a.user == "r630-01" then entry = a end end
-    assert(entry, "no entry of r630-01")
+    local comp, change, entry = apply_with_chap()
     -- the target's group update is not undone: it still names the entry's tag
     local ok, err = pcall(Iscsi.spec.undo, comp, change, comp.resource)
     comp:close()
