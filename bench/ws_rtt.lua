@@ -8,6 +8,11 @@
 -- sample; the server is a separate process (SERVER_BIN, default the sbot
 -- running this script: compare two builds with SERVER_BIN=old/build/sbot).
 --
+-- Then the client's CPU (os.clock of this process) for BATCH echoes of a
+-- 64 KB message, per MB received: what a big TrueNAS answer costs the client,
+-- where over wss:// the size of the server's TLS records matters (sbot.httpd
+-- sends full records; libmicrohttpd's own relay sent 4 bytes a record).
+--
 -- Usage: build/sbot run bench/ws_rtt.lua [RUNS (5)] [BATCH (50)]
 local src = os.getenv("SBOT_SOURCE_DIR") or "."
 package.path = src .. "/tests/support/?.lua;" .. package.path
@@ -71,11 +76,24 @@ local ok, err = pcall(function()
       end
       samples[#samples + 1] = (sys.monotime() - t) / batch
     end
+    local big, cpu = string.rep("x", 65536), {}
+    for _ = 1, runs do
+      local c <close> = assert(ws.connect(url, { tls = kind == "wss" and { pin_sha256 = pin } or nil, timeout = 10 }))
+      local t = os.clock()
+      for _ = 1, batch do
+        assert(c:send(big))
+        assert(#assert(c:recv(10)) == #big)
+      end
+      cpu[#cpu + 1] = (os.clock() - t) / (batch * #big / 1e6)
+    end
     p:stop()
     results[kind] = median(samples)
+    results[kind .. "_cpu"] = median(cpu)
   end
 end)
 os.execute("rm -rf " .. helpers.shquote(dir))
 assert(ok, err)
 print(string.format("round trip, median of %d x %d: ws %.3f ms, wss %.3f ms; wss / ws = %.1f",
   runs, batch, results.ws * 1000, results.wss * 1000, results.wss / results.ws))
+print(string.format("client CPU per MB received (64 KB echoes), median of %d x %d: ws %.2f ms, wss %.2f ms; wss / ws = %.1f",
+  runs, batch, results.ws_cpu * 1000, results.wss_cpu * 1000, results.wss_cpu / results.ws_cpu))

@@ -13,9 +13,10 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
-#include <linux/sockios.h>
+#include <poll.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -28,7 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/ioctl.h>
 #include <sys/select.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -82,7 +82,12 @@ struct websocket {
     int co_ref;   /* the coroutine running the websocket function */
     int waiting;  /* that coroutine is suspended in ws:recv() */
     int closing;  /* to be freed at the end of the poll round */
-    int corked;   /* TCP_CORK on while pump_upgraded relays */
+    /* Over TLS: libmicrohttpd's session of the connection (gnutls_session_t)
+     * and its TCP socket. Frames are sent on the session directly, not
+     * through the socket pair (see tls_flush); what arrives still comes
+     * through it. */
+    gnutls_session_t tls;
+    int tcp_fd;
     struct websocket *next;
 };
 
@@ -687,10 +692,65 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
     return n;
 }
 
+/* A TLS websocket sends on libmicrohttpd's session itself. libmicrohttpd
+ * 0.9.75 (Debian 12) would relay what the socket pair carries through
+ * buffers of 4 bytes each way (its connection memory pool is spent on the
+ * HTTP buffers by then; later versions free them first): every 4 bytes a
+ * TLS record of their own, i.e. 2,500 records for a 10 KB answer, each one
+ * decrypted by the client, where a real server (TrueNAS's nginx) sends
+ * records of up to 16 KB. So the session stays corked (gnutls_record_cork):
+ * frames are appended, and tls_flush sends them as full records at the end
+ * of each write. This thread is the only one using the session, and
+ * libmicrohttpd sends on it only what the socket pair carries, which is
+ * nothing; it still reads on it and relays what arrives. */
+#define TLS_BACKLOG_MAX (8u << 20) /* corked bytes beyond which a send waits */
+
+/* Send what is corked: 0 = all sent or the socket is full (the rest waits,
+ * still corked, for the socket to take more), -1 = the connection failed. */
+static int tls_flush(struct websocket *w)
+{
+    if (!w->tls || gnutls_record_check_corked(w->tls) == 0)
+        return 0;
+    int r = gnutls_record_uncork(w->tls, 0);
+    if (r >= 0) {
+        gnutls_record_cork(w->tls);
+        return 0;
+    }
+    /* on failure gnutls keeps the session corked with the rest */
+    return r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED ? 0 : -1;
+}
+
+/* Before the connection is handed back for closing: give what is corked up
+ * to a second to leave (the close frame is among it). */
+static void tls_drain(struct websocket *w)
+{
+    for (int i = 0; w->tls && i < 50 && gnutls_record_check_corked(w->tls) > 0; i++) {
+        if (tls_flush(w) != 0)
+            return;
+        if (gnutls_record_check_corked(w->tls) > 0) {
+            struct pollfd p = {w->tcp_fd, POLLOUT, 0};
+            poll(&p, 1, 20);
+        }
+    }
+}
+
 static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len,
                           int flags, void *user)
 {
     struct websocket *w = user;
+    if (w->tls) {
+        if (gnutls_record_check_corked(w->tls) >= TLS_BACKLOG_MAX &&
+            (tls_flush(w) != 0 || gnutls_record_check_corked(w->tls) >= TLS_BACKLOG_MAX)) {
+            wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+            return -1;
+        }
+        ssize_t n = gnutls_record_send(w->tls, data, len); /* corked: appended */
+        if (n < 0) {
+            wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+            return -1;
+        }
+        return n;
+    }
     int sflags = MSG_NOSIGNAL;
     if (flags & WSLAY_MSG_MORE)
         sflags |= MSG_MORE;
@@ -832,8 +892,10 @@ static void ws_free(struct websocket *w, int notify)
         }
     if (w->ctx)
         wslay_event_context_free(w->ctx);
-    if (w->urh)
+    if (w->urh) {
+        tls_drain(w); /* libmicrohttpd ends the session at once (gnutls_bye) */
         MHD_upgrade_action(w->urh, MHD_UPGRADE_ACTION_CLOSE);
+    }
     if (w->box)
         *w->box = NULL;
     drop_ref(srv, &w->co_ref);
@@ -851,6 +913,8 @@ struct ws_open {
     size_t extra_len;
     MHD_socket sock;
     struct MHD_UpgradeResponseHandle *urh;
+    gnutls_session_t tls; /* NULL without TLS */
+    int tcp_fd;
     int attached; /* the urh now belongs to a struct websocket */
 };
 
@@ -873,6 +937,10 @@ static int pws_open(lua_State *L)
     w->srv = srv;
     w->sock = o->sock;
     w->urh = o->urh;
+    w->tls = o->tls;
+    w->tcp_fd = o->tcp_fd;
+    if (w->tls)
+        gnutls_record_cork(w->tls);
     w->self_ref = w->co_ref = LUA_NOREF;
     w->box = box;
     *box = w;
@@ -938,15 +1006,25 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls,
 {
     struct request *r = cls;
     lua_State *L = r->srv->L;
-    struct ws_open o = {r, extra_in, extra_in_size, sock, urh, 0};
+    struct ws_open o = {r, extra_in, extra_in_size, sock, urh, NULL, -1, 0};
     (void)con_cls;
     /* libmicrohttpd turned Nagle back on for the connection; an upgraded
-     * connection sends small frames (under TLS, forwarded as several small
-     * records) that would each wait for the peer's delayed ACK (~40 ms) */
+     * connection sends small frames that would each wait for the peer's
+     * delayed ACK (~40 ms) */
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (ci) {
         int one = 1;
+        o.tcp_fd = ci->connect_fd;
         setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    if (r->srv->tls) {
+        ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+        if (!ci || !ci->tls_session || o.tcp_fd < 0) {
+            sbot_log(L, SBOT_ERROR, "httpd: no TLS session for an upgraded connection: closing it");
+            MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+            return;
+        }
+        o.tls = ci->tls_session;
     }
     if (L && lua_checkstack(L, 4)) {
         int top = lua_gettop(L);
@@ -1227,47 +1305,6 @@ static int collect_servers(lua_State *L, int idx, struct server **list)
     return n;
 }
 
-/* libmicrohttpd 0.9.75 (Debian 12) relays an upgraded TLS connection through
- * buffers of 4 bytes each way: its connection memory pool is spent on the
- * HTTP buffers by then (later versions free them first). Each MHD run moves 4
- * bytes, one TLS record; a 10 KB answer would take 2,500 poll rounds and
- * reach the client as 2,500 separate segments. So after the websockets have
- * written, run MHD until it has taken what they wrote (bounded). */
-static int ws_queued(struct websocket *w)
-{
-    int queued = 0;
-    return !w->closing && w->ctx && w->urh && ioctl(w->sock, SIOCOUTQ, &queued) == 0 && queued > 0;
-}
-
-static void pump_upgraded(struct server *s)
-{
-    if (!s->tls || !s->d)
-        return;
-    /* corked meanwhile, so that the records leave in full segments */
-    int corked = 0;
-    for (struct websocket *w = s->sockets; w; w = w->next)
-        if (ws_queued(w) && MHD_upgrade_action(w->urh, MHD_UPGRADE_ACTION_CORK_ON) == MHD_YES) {
-            w->corked = 1;
-            corked = 1;
-        }
-    if (!corked)
-        return;
-    for (int k = 0; k < 1 << 16; k++) {
-        int waiting = 0;
-        for (struct websocket *w = s->sockets; w && !waiting; w = w->next)
-            waiting = ws_queued(w);
-        if (!waiting)
-            break;
-        MHD_run(s->d);
-    }
-    for (struct websocket *w = s->sockets; w; w = w->next)
-        if (w->corked) {
-            w->corked = 0;
-            if (!w->closing && w->urh)
-                MHD_upgrade_action(w->urh, MHD_UPGRADE_ACTION_CORK_OFF);
-        }
-}
-
 /* One round: wait up to timeout seconds for activity on any of the servers,
  * then run every handler that is ready. */
 static void poll_round(lua_State *L, struct server **list, int n, double timeout)
@@ -1307,6 +1344,11 @@ static void poll_round(lua_State *L, struct server **list, int n, double timeout
                 FD_SET(w->sock, &wsets);
             if (w->sock > maxfd)
                 maxfd = w->sock;
+            if (w->tls && gnutls_record_check_corked(w->tls) > 0 && w->tcp_fd < FD_SETSIZE) {
+                FD_SET(w->tcp_fd, &wsets); /* the rest of a flush waits for room */
+                if (w->tcp_fd > maxfd)
+                    maxfd = w->tcp_fd;
+            }
         }
     }
     if (wait < 0)
@@ -1346,12 +1388,13 @@ static void poll_round(lua_State *L, struct server **list, int n, double timeout
                 w->closing = 1;
             if (!w->closing && wslay_event_want_write(w->ctx) && wslay_event_send(w->ctx) != 0)
                 w->closing = 1;
+            if (!w->closing && tls_flush(w) != 0)
+                w->closing = 1;
             if (!wslay_event_want_read(w->ctx) && !wslay_event_want_write(w->ctx))
                 w->closing = 1;
             if (wslay_event_get_close_sent(w->ctx) && !wslay_event_want_write(w->ctx))
                 w->closing = 1;
         }
-        pump_upgraded(s);
         now = now_mono();
         int resumed = 0;
         for (struct request **p = &s->delayed; *p;) {
@@ -1504,7 +1547,7 @@ static int ws_send(lua_State *L)
     }
     struct wslay_event_msg m = {kind ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME,
                                 (const uint8_t *)msg, len};
-    if (wslay_event_queue_msg(w->ctx, &m) != 0 || wslay_event_send(w->ctx) != 0) {
+    if (wslay_event_queue_msg(w->ctx, &m) != 0 || wslay_event_send(w->ctx) != 0 || tls_flush(w) != 0) {
         w->closing = 1;
         lua_pushnil(L);
         lua_pushliteral(L, "websocket send: the connection failed");
