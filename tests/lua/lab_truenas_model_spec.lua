@@ -389,6 +389,17 @@ describe("sbot.lab.truenas model", function()
     assert.are.equal(before + 1, m.writes)
   end)
 
+  it("counts calls per method (every call the model answered, refused ones too)", function()
+    local calls = m.calls
+    call("iscsi.target.query")
+    call("iscsi.target.query")
+    call("iscsi.target.create", { { name = "bad_name" } })
+    assert.are.equal(2, m.by_method["iscsi.target.query"])
+    assert.are.equal(1, m.by_method["iscsi.target.create"])
+    assert.are.equal(calls + 3, m.calls)
+    assert.are.same(m.by_method, m:lab_state().by_method)
+  end)
+
   it("keeps CHAP credentials (iscsi.auth) with the middleware's rules, and exports a target's users", function()
     -- the secret rules of plugins/iscsi_/auth.py, at the middleware's own attribute names
     local bad = {

@@ -312,6 +312,7 @@ function M.model(opts)
     fault = opts.fault or function() return false end,
     started = (opts.clock or os.time)(),
     calls = 0,
+    by_method = {},
     writes = 0,
     rate = {},
     state = {
@@ -588,6 +589,7 @@ function Model:lab_state()
     jobs = sorted_values(s.jobs),
     exports = self:export_view(),
     calls = self.calls,
+    by_method = self.by_method,
     writes = self.writes,
     tgt_errors = s.tgt_errors,
     tgt = self.tgt and self.tgt.state and self.tgt:state() or nil,
@@ -1525,6 +1527,7 @@ function Model:dispatch(method, params, session)
     args = out
   end
   self.calls = self.calls + 1
+  self.by_method[method] = (self.by_method[method] or 0) + 1
   if is_write(method) then self.writes = self.writes + 1 end
   if m.check then
     -- arguments are validated before a job exists
