@@ -18,7 +18,8 @@
  *   override is the physical drive; SCP import when the BIOS has no one-time
  *   attributes); exactly one reboot at the end with listed ResetTypes only;
  *   every job waited for with progress.
- * housekeep: read everything again: desired values must be current (pending
+ * housekeep: read everything again (but the attribute registry, kept from
+ *   discover while the BIOS names the same one): desired values must be current (pending
  *   is not success), jobs Completed, the one-time boot consumed, the media
  *   ejected if asked; an artifact with before/after and the job ids. */
 #define _GNU_SOURCE
@@ -157,6 +158,7 @@ struct disc {
     int docs;    /* path -> document */
     int absent;  /* list of paths that answered 404 */
     const char *expand; /* "?$expand=.($levels=1)" when the service offers it, else NULL */
+    const char *known_registry; /* the path of a registry already read (kept), or NULL */
 };
 
 /* Fetch every path of the list at `list` not in docs yet, concurrently.
@@ -359,11 +361,16 @@ static int job_done(const char *state)
     return 0;
 }
 
-/* Discover the server through the client at cl; pushes the discovery table. */
-static void discover_all(lua_State *L, int cl)
+/* Discover the server through the client at cl; pushes the discovery table.
+ * prev: the stack index of an earlier discovery of the same server (0 for
+ * none): its BIOS attribute registry is kept when the BIOS still names the
+ * same one, instead of reading it again (a real R630's is hundreds of KB and
+ * as many seconds; the housekeeping reads everything else again). */
+static void discover_all(lua_State *L, int cl, int prev)
 {
     luaL_checkstack(L, 80, "r630: discover");
     cl = lua_absindex(L, cl);
+    prev = prev ? lua_absindex(L, prev) : 0;
     int top = lua_gettop(L);
     lua_newtable(L);
     int D = lua_gettop(L);
@@ -371,7 +378,14 @@ static void discover_all(lua_State *L, int cl)
     int docs = lua_gettop(L);
     sbot_push_array(L);
     int absent = lua_gettop(L);
-    struct disc d = {cl, docs, absent, NULL};
+    struct disc d = {cl, docs, absent, NULL, NULL};
+    if (prev && sbot_field_table(L, prev, "registry")) {
+        /* anchored in docs (path -> document: no path starts with a space) */
+        lua_getfield(L, -1, "path");
+        lua_setfield(L, docs, " known registry");
+        d.known_registry = sbot_field_str(L, docs, " known registry");
+        lua_pop(L, 1);
+    }
 
     /* Rounds of concurrent GETs (get_many, per_host in flight), each taking
      * what the links read so far lead to; collections with $expand where the
@@ -463,7 +477,7 @@ static void discover_all(lua_State *L, int cl)
         lua_pushstring(L, bios_path);
         sbot_append(L, r1);
     }
-    if (reg_guess && bios_files == 1) {
+    if (reg_guess && bios_files == 1 && !(d.known_registry && strcmp(reg_guess, d.known_registry) == 0)) {
         lua_pushstring(L, reg_guess);
         sbot_append(L, r1);
     }
@@ -587,7 +601,8 @@ static void discover_all(lua_State *L, int cl)
             push_coll(L, &d, r2_colls[i]);
             sbot_append(L, r2);
         }
-    const char *r2_paths[] = {bios_settings, reg_uri};
+    int reg_known = reg_uri && d.known_registry && strcmp(reg_uri, d.known_registry) == 0;
+    const char *r2_paths[] = {bios_settings, reg_known ? NULL : reg_uri};
     for (int i = 0; i < 2; i++)
         if (r2_paths[i]) {
             lua_pushstring(L, r2_paths[i]);
@@ -773,7 +788,10 @@ static void discover_all(lua_State *L, int cl)
     lua_setfield(L, D, "bios");
 
     /* the registry entries of those attributes, and their dependencies */
-    if (doc_of(L, &d, reg_uri)) {
+    if (reg_known) {
+        lua_getfield(L, prev, "registry");
+        lua_setfield(L, D, "registry");
+    } else if (doc_of(L, &d, reg_uri)) {
         int rd = lua_gettop(L);
         lua_newtable(L);
         int rt = lua_gettop(L);
@@ -971,7 +989,7 @@ static int r630_discover(lua_State *L)
     lua_settop(L, 2);
     if (lua_isnil(L, 2))
         return luaL_error(L, "discover: no Redfish session (open did not run)");
-    discover_all(L, 2);
+    discover_all(L, 2, 0);
     return 1;
 }
 
@@ -2859,7 +2877,10 @@ static int r630_housekeep(lua_State *L)
     lua_settop(L, 2);
     int self = 1, cl = 2;
     const char *id = sbot_field_str(L, self, "id");
-    discover_all(L, cl); /* 3: the state now */
+    lua_getfield(L, self, "discovery");
+    discover_all(L, cl, lua_istable(L, -1) ? -1 : 0);
+    lua_remove(L, -2);
+    /* 3: the state now */
     int D2 = 3;
     push_desired(L, self, D2); /* 4 */
     int W = 4;

@@ -211,6 +211,7 @@ function M.new(opts)
     c.by_method[req.method] = (c.by_method[req.method] or 0) + 1
     local path = req.path:gsub("/+$", "")
     if path == "" then path = "/" end
+    if req.method == "GET" then c.gets[path] = (c.gets[path] or 0) + 1 end
     -- a write is any request that may change configuration; logins and
     -- logouts are counted apart (sessions, logins, logouts)
     local r = R[path] or dev.session_resource(path)
@@ -265,6 +266,7 @@ function M.new(opts)
       boots = json.array(dev.copy(st.boots)),
       last_boot = st.boots[#st.boots] and dev.copy(st.boots[#st.boots]) or json.null,
       requests = c.requests, by_status = dev.copy(c.by_status), by_method = dev.copy(c.by_method),
+      gets = dev.copy(c.gets),
       writes = c.writes, write_log = json.array(dev.copy(c.write_log)),
       logins = c.logins, logouts = c.logouts, leaked_logins = c.leaked_logins,
       unchanged_attributes = json.array(dev.copy(c.unchanged_attributes)),

@@ -121,7 +121,7 @@ function M.new(dev, opts)
     events = {},
     boots = {},
     resets = 0,
-    counts = { requests = 0, by_status = {}, by_method = {}, writes = 0, write_log = {},
+    counts = { requests = 0, by_status = {}, by_method = {}, gets = {}, writes = 0, write_log = {},
       logins = 0, logouts = 0, leaked_logins = 0, unchanged_attributes = {}, fetches = 0 },
   }
   dev.st = st
