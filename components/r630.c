@@ -2178,14 +2178,9 @@ static int noop(lua_State *L)
 /* Sleep, letting Ctrl-C (the runtime's hook) stop it. */
 static void nap(lua_State *L, double secs)
 {
-    while (secs > 0) {
-        double step = secs > 0.1 ? 0.1 : secs;
-        struct timespec ts = {(time_t)step, (long)((step - (double)(time_t)step) * 1e9)};
-        nanosleep(&ts, NULL);
-        secs -= step;
-        lua_pushcfunction(L, noop);
-        lua_call(L, 0, 0);
-    }
+    sbot_sleep(secs);
+    lua_pushcfunction(L, noop);
+    lua_call(L, 0, 0);
 }
 
 static double now_s(void)

@@ -485,8 +485,7 @@ static int l_sleep(lua_State *L)
     double s = luaL_checknumber(L, 1);
     if (!(s >= 0) || s > 86400)
         return luaL_error(L, "keeper.sleep: seconds must be from 0 to 86400");
-    struct timespec ts = {(time_t)s, (long)((s - floor(s)) * 1e9)};
-    nanosleep(&ts, NULL); /* EINTR: a signal (Ctrl-C) ends the wait */
+    sbot_sleep(s); /* a stop request (Ctrl-C) ends the wait; Lua raises it next */
     return 0;
 }
 

@@ -613,17 +613,8 @@ static void check_interrupt(lua_State *L)
 
 static void sleep_interruptible(lua_State *L, double secs)
 {
-    double end = now_mono() + secs;
-    for (;;) {
-        check_interrupt(L);
-        double left = end - now_mono();
-        if (left <= 0)
-            break;
-        double step = left > 0.1 ? 0.1 : left;
-        struct timespec ts = {(time_t)step, (long)((step - (double)(time_t)step) * 1e9)};
-        while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-            check_interrupt(L);
-    }
+    check_interrupt(L);
+    sbot_sleep(secs);
     check_interrupt(L);
 }
 

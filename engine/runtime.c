@@ -1,8 +1,12 @@
 /* runtime.c: builds the configured lua_State every sbot command runs in. */
+#define _GNU_SOURCE /* ppoll */
 #include "sbot.h"
 
 #include <lualib.h>
 #include <dlfcn.h>
+#include <errno.h>
+#include <poll.h>
+#include <time.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -504,6 +508,31 @@ void sbot_catch_stop_signals(void)
 int sbot_stop_requested(void)
 {
     return stop_signal;
+}
+
+void sbot_sleep(double secs)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double end = (double)now.tv_sec + (double)now.tv_nsec / 1e9 + secs;
+    sigset_t stops, old;
+    sigemptyset(&stops);
+    sigaddset(&stops, SIGINT);
+    sigaddset(&stops, SIGTERM);
+    /* blocked between the check and the wait, which unblocks them as it
+     * starts: a request that comes in between ends the wait at once */
+    sigprocmask(SIG_BLOCK, &stops, &old);
+    while (!stop_signal) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double left = end - ((double)now.tv_sec + (double)now.tv_nsec / 1e9);
+        if (left <= 0)
+            break;
+        struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
+        int saved = errno;
+        ppoll(NULL, 0, &ts, &old);
+        errno = saved;
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
 int sbot_docall(lua_State *L, int nargs, int nresults)

@@ -48,6 +48,10 @@ enum { SBOT_STOP_CTRL_C = 1, SBOT_STOP_SIGTERM = 2, SBOT_STOP_TIMEOUT = 3 };
  * code that waits (a poll loop, a transfer) should return early with an
  * "interrupted" failure when it sees it. Async-signal-safe. */
 int sbot_stop_requested(void);
+/* Sleep secs seconds, or until a stop request comes in (then return at once;
+ * a wait that has Lua on its stack calls into Lua next, which raises it).
+ * One wake-up however long the wait: no polling of the request. */
+void sbot_sleep(double secs);
 /* Catch SIGINT/SIGTERM as stop requests from now on, also outside
  * sbot_docall (a request then waits for Lua to run). Fleet workers. */
 void sbot_catch_stop_signals(void);

@@ -302,6 +302,30 @@ c:wait_job(j.location, {interval = 0.05, timeout = 600})
       assert.are.equal(base, dev(lab, "idrac-3").sessions, p:output())
     end)
 
+    it("sleeps between job polls in one wake-up, and a Ctrl-C still ends the sleep at once", function()
+      -- sleeping in 0.1 s slices (to look for Ctrl-C) woke every worker ten
+      -- times a second for the whole wait; the sleep now ends on the signal
+      -- itself (sbot_sleep: blocked between the check and the wait)
+      local p = run_until_waiting(scheduled_job_script(site.servers[3],
+        "local c <close> = assert(redfish.connect(o))\n" -- (an earlier case may have the values pending already)
+          .. WAIT:gsub("interval = 0.05", "interval = 30"):gsub("assert%(c:patch", "local _ = (c:patch")))
+      local function switches()
+        local st = helpers.read_file("/proc/" .. p.pid .. "/status")
+        return tonumber(st:match("voluntary_ctxt_switches:%s*(%d+)"))
+      end
+      os.execute("sleep 0.5") -- the first poll is done: asleep until the next
+      assert(p:alive(), p:output())
+      local before = switches()
+      os.execute("sleep 1.5")
+      local woke = switches() - before
+      assert(woke <= 3, "the waiting process woke " .. woke .. " times in 1.5 s")
+      local t = helpers.now()
+      os.execute("kill -INT " .. p.pid)
+      wait_for(function() return not p:alive() end, 15, "the script to stop")
+      assert(helpers.now() - t < 5, "Ctrl-C took " .. (helpers.now() - t) .. " s to end a 30 s sleep")
+      assert.matches("interrupted!", p:output())
+    end)
+
     it("deletes the session when the script fails with the client in a plain local (collected at exit)", function()
       local base = dev(lab, "idrac-3").sessions
       local q = spawn_script(helpers.tmpdir("rfscript"), scheduled_job_script(site.servers[3],
