@@ -28,6 +28,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,9 +140,106 @@ static int wait_fd(int fd, short events, double deadline)
 
 enum { IO_OK = 0, IO_WANT_READ, IO_WANT_WRITE, IO_EOF, IO_ERR };
 
-/* OpenSSL writes to its socket with write(), not send(MSG_NOSIGNAL): on a
+/* OpenSSL's socket BIO writes with write(), not send(MSG_NOSIGNAL): on a
  * connection the peer has dropped that raises SIGPIPE, which would kill the
- * process. Every SSL call runs inside sbot_sigpipe_block/unblock (util.h). */
+ * process. So TLS runs over a socket BIO of our own that sends with
+ * MSG_NOSIGNAL (and otherwise behaves as OpenSSL's: retry flags on EAGAIN,
+ * BIO_eof after an orderly close). It used to be a signal-mask guard around
+ * every SSL call: four system calls each, most of the calls a TrueNAS
+ * client made. */
+struct nosig_bio {
+    int fd;
+    int eof;
+};
+
+static int retriable(int e) { return e == EAGAIN || e == EWOULDBLOCK || e == EINTR || e == EINPROGRESS; }
+
+static int nosig_write(BIO *b, const char *buf, int len)
+{
+    struct nosig_bio *nb = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    ssize_t n = send(nb->fd, buf, (size_t)len, MSG_NOSIGNAL);
+    if (n < 0 && retriable(errno))
+        BIO_set_retry_write(b);
+    return (int)n;
+}
+
+static int nosig_read(BIO *b, char *buf, int len)
+{
+    struct nosig_bio *nb = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (!buf)
+        return 0;
+    ssize_t n = recv(nb->fd, buf, (size_t)len, 0);
+    if (n < 0 && retriable(errno))
+        BIO_set_retry_read(b);
+    else if (n == 0)
+        nb->eof = 1;
+    return (int)n;
+}
+
+static int nosig_puts(BIO *b, const char *s) { return nosig_write(b, s, (int)strlen(s)); }
+
+static long nosig_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    struct nosig_bio *nb = BIO_get_data(b);
+    (void)num;
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1;
+    case BIO_CTRL_EOF:
+        return nb && nb->eof;
+    case BIO_C_GET_FD:
+        if (!nb)
+            return -1;
+        if (ptr)
+            *(int *)ptr = nb->fd;
+        return nb->fd;
+    default:
+        return 0;
+    }
+}
+
+static int nosig_destroy(BIO *b)
+{
+    free(BIO_get_data(b)); /* the socket is conn_release's to close */
+    BIO_set_data(b, NULL);
+    BIO_set_init(b, 0);
+    return 1;
+}
+
+static BIO_METHOD *nosig_method;
+static void nosig_method_init(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR,
+                                 "sbot socket (MSG_NOSIGNAL)");
+    if (m && BIO_meth_set_write(m, nosig_write) && BIO_meth_set_read(m, nosig_read) &&
+        BIO_meth_set_puts(m, nosig_puts) && BIO_meth_set_ctrl(m, nosig_ctrl) &&
+        BIO_meth_set_destroy(m, nosig_destroy))
+        nosig_method = m;
+    else if (m)
+        BIO_meth_free(m);
+}
+
+/* A BIO over the connected socket fd, or NULL (out of memory). */
+static BIO *nosig_bio_new(int fd)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, nosig_method_init);
+    if (!nosig_method)
+        return NULL;
+    struct nosig_bio *nb = calloc(1, sizeof *nb);
+    BIO *b = nb ? BIO_new(nosig_method) : NULL;
+    if (!b) {
+        free(nb);
+        return NULL;
+    }
+    nb->fd = fd;
+    BIO_set_data(b, nb);
+    BIO_set_init(b, 1);
+    return b;
+}
+
 static void set_io_error(struct conn *c, const char *what)
 {
     unsigned long e = ERR_get_error();
@@ -159,13 +258,11 @@ static int tr_read(struct conn *c, void *buf, size_t len, size_t *got)
     *got = 0;
     if (c->ssl) {
         ERR_clear_error();
-        struct sbot_sigpipe_guard g;
-        sbot_sigpipe_block(&g); /* a read can write (TLS 1.3 key update, alerts) */
         int n = SSL_read(c->ssl, buf, (int)(len > 1 << 30 ? 1 << 30 : len));
         /* A record at a time, but what read-ahead holds already comes in the
          * same call: a peer sending tiny records (libmicrohttpd's TLS relay
-         * of upgraded connections, 4 bytes a record) must not cost a
-         * signal-mask round trip per record. */
+         * of upgraded connections, 4 bytes a record) must not cost a wslay
+         * callback round per record. */
         size_t total = n > 0 ? (size_t)n : 0;
         while (n > 0 && total < len && SSL_has_pending(c->ssl)) {
             size_t want = len - total;
@@ -173,7 +270,6 @@ static int tr_read(struct conn *c, void *buf, size_t len, size_t *got)
             if (n > 0)
                 total += (size_t)n;
         }
-        sbot_sigpipe_unblock(&g);
         c->tls_starved = 0;
         if (total > 0) {
             ERR_clear_error(); /* a WANT_READ after some data: the data first */
@@ -212,10 +308,7 @@ static int tr_write(struct conn *c, const void *buf, size_t len, size_t *sent)
     *sent = 0;
     if (c->ssl) {
         ERR_clear_error();
-        struct sbot_sigpipe_guard g;
-        sbot_sigpipe_block(&g);
         int n = SSL_write(c->ssl, buf, (int)(len > 1 << 30 ? 1 << 30 : len));
-        sbot_sigpipe_unblock(&g);
         if (n > 0) {
             *sent = (size_t)n;
             return IO_OK;
@@ -622,13 +715,15 @@ static int tls_start(lua_State *L, struct conn *c, const struct url *u, const st
         snprintf(err, errlen, "TLS: cannot set the expected host name '%s'", sni);
         return -1;
     }
-    SSL_set_fd(c->ssl, c->fd);
+    BIO *bio = nosig_bio_new(c->fd);
+    if (!bio) {
+        snprintf(err, errlen, "TLS: cannot create a socket BIO (out of memory)");
+        return -1;
+    }
+    SSL_set_bio(c->ssl, bio, bio); /* the session owns it now */
     for (;;) {
         ERR_clear_error();
-        struct sbot_sigpipe_guard g;
-        sbot_sigpipe_block(&g);
         int r = SSL_connect(c->ssl);
-        sbot_sigpipe_unblock(&g);
         if (r == 1)
             break;
         int e = SSL_get_error(c->ssl, r);
@@ -991,12 +1086,8 @@ static int fail_conn(lua_State *L, struct conn *c, const char *msg, const char *
 {
     if (c->ctx && c->fd >= 0 && wslay_event_want_write(c->ctx))
         flush(c, now_mono() + 0.5);
-    if (c->ssl && c->fd >= 0) {
-        struct sbot_sigpipe_guard g;
-        sbot_sigpipe_block(&g);
+    if (c->ssl && c->fd >= 0)
         SSL_shutdown(c->ssl);
-        sbot_sigpipe_unblock(&g);
-    }
     snprintf(c->closed_why, sizeof c->closed_why, "%s", msg);
     conn_release(c);
     return fail3(L, msg, code);
@@ -1144,12 +1235,8 @@ static int l_close(lua_State *L)
         if (wslay_event_queue_close(c->ctx, WSLAY_CODE_NORMAL_CLOSURE, NULL, 0) == 0)
             flush(c, now_mono() + 1.0);
     }
-    if (c->ssl && c->fd >= 0) {
-        struct sbot_sigpipe_guard g;
-        sbot_sigpipe_block(&g);
+    if (c->ssl && c->fd >= 0)
         SSL_shutdown(c->ssl);
-        sbot_sigpipe_unblock(&g);
-    }
     conn_release(c);
     return 0;
 }

@@ -275,8 +275,9 @@ describe("sbot.ws", function()
     end)
 
     it("reports a send to a server that went away as an error instead of dying of SIGPIPE", function()
-      -- OpenSSL writes with write(): without a guard the second write after
-      -- the peer's reset raises SIGPIPE and kills the process. A separate
+      -- OpenSSL's socket BIO writes with write(): the second write after
+      -- the peer's reset would raise SIGPIPE and kill the process (sbot.ws
+      -- sends through a BIO of its own, with MSG_NOSIGNAL). A separate
       -- sbot process, so the signal cannot take the test runner with it.
       local srv, sport = start(string.format("--tls %s/cert.pem %s/key.pem", dir, dir))
       local script = dir .. "/drop.lua"
