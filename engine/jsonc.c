@@ -41,17 +41,33 @@ int luaopen_sbot_jsonc(lua_State *L);
 
 /* ---- output buffer ---------------------------------------------------------- */
 
+struct kent {
+    const char *s;
+    size_t len;
+    lua_Integer slot; /* the key is anchor[slot], its string form anchor[slot + 1] */
+};
+
+/* The output text, and the sort space of object keys (a stack: each object
+ * being written holds a region), both malloc'ed and freed by __gc on errors. */
 struct ebuf {
     char *p;
     size_t len, cap;
+    struct kent *k;
+    size_t kcap;
 };
+
+static void ebuf_gc_now(struct ebuf *b)
+{
+    free(b->p);
+    free(b->k);
+    b->p = NULL;
+    b->k = NULL;
+    b->len = b->cap = b->kcap = 0;
+}
 
 static int ebuf_gc(lua_State *L)
 {
-    struct ebuf *b = lua_touserdata(L, 1);
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
+    ebuf_gc_now(lua_touserdata(L, 1));
     return 0;
 }
 
@@ -101,7 +117,10 @@ struct enc {
     struct ebuf *b;
     int flags;
     const char *who;
-    int tojson; /* nested __tojson calls */
+    int tojson;         /* nested __tojson calls */
+    int anchor;         /* stack index of a table anchoring object keys (a stack) */
+    lua_Integer atop;   /* its slots in use */
+    size_t ktop;        /* entries of b->k in use */
 };
 
 static void push_path(lua_State *L, luaL_Buffer *lb, const struct frame *f)
@@ -166,6 +185,12 @@ static const char *escape_of(unsigned char c)
     return table[c];
 }
 
+/* 1 for the bytes escape_of escapes: below 0x20, '"', '\\', 0x7f */
+static const unsigned char needs_escape[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    ['"'] = 1, ['\\'] = 1, [0x7f] = 1,
+};
+
 static void enc_string(lua_State *L, struct ebuf *b, const char *s, size_t len)
 {
     ebuf_reserve(L, b, len + 2);
@@ -173,7 +198,7 @@ static void enc_string(lua_State *L, struct ebuf *b, const char *s, size_t len)
     size_t i = 0;
     while (i < len) {
         size_t start = i;
-        while (i < len && escape_of((unsigned char)s[i]) == NULL)
+        while (i < len && !needs_escape[(unsigned char)s[i]])
             i++;
         if (i > start)
             ebuf_add(L, b, s + start, i - start);
@@ -226,24 +251,26 @@ static int is_raw(lua_State *L, int idx)
 }
 
 /* pairs(t) for a table that may have __pairs: pushes the iterator function,
- * state and control (3 slots), like Lua's pairs. */
-static void pairs_begin(lua_State *L, int idx)
+ * state and control (3 slots), like Lua's pairs; returns 1 when the table has
+ * no __pairs (then the slots are placeholders and lua_next walks it). */
+static int pairs_begin(lua_State *L, int idx)
 {
     if (luaL_getmetafield(L, idx, "__pairs") != LUA_TNIL) {
         lua_pushvalue(L, idx);
         lua_call(L, 1, 3);
-    } else {
-        lua_getglobal(L, "next");
-        lua_pushvalue(L, idx);
-        lua_pushnil(L);
+        return 0;
     }
+    lua_pushnil(L);
+    lua_pushnil(L);
+    lua_pushnil(L);
+    return 1;
 }
 
 /* Next pair of an iteration begun at base (pairs_begin's 3 slots): pushes
  * key and value and returns 1, or pushes nothing and returns 0. */
-static int pairs_next(lua_State *L, int base, int raw, int idx)
+static int pairs_next(lua_State *L, int base, int rawiter, int idx)
 {
-    if (raw) {
+    if (rawiter) {
         lua_pushvalue(L, base + 2);
         if (!lua_next(L, idx))
             return 0;
@@ -263,12 +290,6 @@ static int pairs_next(lua_State *L, int base, int raw, int idx)
     lua_replace(L, base + 2);
     return 1;
 }
-
-struct kent {
-    const char *s;
-    size_t len;
-    lua_Integer slot; /* the original key is keys[2 * slot - 1] */
-};
 
 static int kent_cmp(const void *a, const void *b)
 {
@@ -322,8 +343,8 @@ static void enc_table(struct enc *e, int idx, int depth, const struct frame *f)
     if (!array) {
         lua_Integer count = 0, maxk = 0;
         int seq = 1;
-        pairs_begin(L, idx);
-        while (pairs_next(L, top + 1, raw, idx)) {
+        int it = pairs_begin(L, idx);
+        while (pairs_next(L, top + 1, it, idx)) {
             lua_pop(L, 1);
             if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1) {
                 seq = 0;
@@ -346,8 +367,8 @@ static void enc_table(struct enc *e, int idx, int depth, const struct frame *f)
         }
     } else {
         n = raw ? (lua_Integer)lua_rawlen(L, idx) : luaL_len(L, idx);
-        pairs_begin(L, idx);
-        while (pairs_next(L, top + 1, raw, idx)) {
+        int it = pairs_begin(L, idx);
+        while (pairs_next(L, top + 1, it, idx)) {
             lua_pop(L, 1);
             if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1) {
                 const char *k = luaL_tolstring(L, -1, NULL);
@@ -387,66 +408,78 @@ static void enc_table(struct enc *e, int idx, int depth, const struct frame *f)
     }
 
     /* object: keys (strings, numbers as their string form) sorted bytewise;
-     * keys[2i-1] = the key, keys[2i] = its string form (anchors both) */
-    lua_newtable(L);
-    int keys = lua_gettop(L);
-    lua_Integer nk = 0;
-    pairs_begin(L, idx);
-    while (pairs_next(L, keys + 1, raw, idx)) {
+     * each key and its string form anchored in e->anchor while it is written */
+    lua_Integer abase = e->atop;
+    size_t nk = 0;
+    int it = pairs_begin(L, idx);
+    while (pairs_next(L, top + 1, it, idx)) {
         lua_pop(L, 1);
         int tk = lua_type(L, -1);
         if (tk != LUA_TSTRING && tk != LUA_TNUMBER)
             enc_error(e, f, "has a %s key, which JSON cannot represent", lua_typename(L, tk));
+        lua_Integer slot = abase + 2 * (lua_Integer)nk + 1;
         nk++;
         lua_pushvalue(L, -1);
-        lua_rawseti(L, keys, 2 * nk - 1);
-        if (tk == LUA_TNUMBER) {
-            lua_pushvalue(L, -1);
+        lua_rawseti(L, e->anchor, slot);
+        lua_pushvalue(L, -1);
+        if (tk == LUA_TNUMBER)
             lua_tolstring(L, -1, NULL); /* tostring(k) */
-        } else {
-            lua_pushvalue(L, -1);
-        }
-        lua_rawseti(L, keys, 2 * nk);
+        lua_rawseti(L, e->anchor, slot + 1);
         lua_pop(L, 1);
     }
-    lua_settop(L, keys);
+    lua_settop(L, top);
     if (nk == 0) {
-        lua_settop(L, top);
         ebuf_lit(L, e->b, "{}");
         return;
     }
-    struct kent *ks = lua_newuserdatauv(L, sizeof(struct kent) * (size_t)nk, 0);
-    for (lua_Integer i = 1; i <= nk; i++) {
-        lua_rawgeti(L, keys, 2 * i);
-        ks[i - 1].s = lua_tolstring(L, -1, &ks[i - 1].len); /* anchored in keys */
-        ks[i - 1].slot = i;
+    e->atop = abase + 2 * (lua_Integer)nk;
+    size_t kbase = e->ktop;
+    struct ebuf *b = e->b;
+    if (b->kcap - kbase < nk) {
+        size_t cap = b->kcap ? b->kcap : 64;
+        while (cap - kbase < nk)
+            cap *= 2;
+        struct kent *k = realloc(b->k, cap * sizeof *k);
+        if (!k)
+            luaL_error(L, "json.encode: out of memory");
+        b->k = k;
+        b->kcap = cap;
+    }
+    for (size_t i = 0; i < nk; i++) {
+        struct kent *k = &b->k[kbase + i];
+        k->slot = abase + 2 * (lua_Integer)i + 1;
+        lua_rawgeti(L, e->anchor, k->slot + 1);
+        k->s = lua_tolstring(L, -1, &k->len); /* anchored */
         lua_pop(L, 1);
     }
-    qsort(ks, (size_t)nk, sizeof *ks, kent_cmp);
+    e->ktop = kbase + nk;
+    qsort(b->k + kbase, nk, sizeof *b->k, kent_cmp);
     ebuf_char(L, e->b, '{');
-    for (lua_Integer i = 0; i < nk; i++) {
+    for (size_t i = 0; i < nk; i++) {
+        struct kent k = b->k[kbase + i]; /* a copy: b->k moves when a child grows it */
         if (i > 0)
             ebuf_char(L, e->b, ',');
         if (indent)
             enc_newline(e, depth + 1);
-        enc_string(L, e->b, ks[i].s, ks[i].len);
+        enc_string(L, e->b, k.s, k.len);
         if (indent)
             ebuf_lit(L, e->b, ": ");
         else
             ebuf_char(L, e->b, ':');
-        lua_rawgeti(L, keys, 2 * ks[i].slot - 1);
+        lua_rawgeti(L, e->anchor, k.slot);
         if (raw)
             lua_rawget(L, idx);
         else
             lua_gettable(L, idx);
-        struct frame child = {&here, ks[i].s, ks[i].len, 0, NULL};
+        struct frame child = {&here, k.s, k.len, 0, NULL};
         enc_value(e, lua_gettop(L), depth + 1, &child);
         lua_pop(L, 1);
     }
     if (indent)
         enc_newline(e, depth);
     ebuf_char(L, e->b, '}');
-    lua_settop(L, top);
+    e->ktop = kbase;
+    e->atop = abase;
 }
 
 static void enc_value(struct enc *e, int idx, int depth, const struct frame *f)
@@ -557,13 +590,13 @@ void sbot_json_encode(lua_State *L, int idx, int flags, const char *who)
         lua_setfield(L, -2, "__gc");
     }
     lua_setmetatable(L, -2);
-    struct enc e = {L, b, flags, who ? who : "json.encode", 0};
+    lua_createtable(L, 64, 0);
+    struct enc e = {L, b, flags, who ? who : "json.encode", 0, lua_gettop(L), 0, 0};
     struct frame root = {NULL, NULL, 0, 0, NULL};
     enc_value(&e, idx, 0, &root);
+    lua_pop(L, 1); /* the anchor */
     lua_pushlstring(L, b->p ? b->p : "", b->len);
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
+    ebuf_gc_now(b);
     lua_remove(L, -2); /* the buffer */
 }
 
