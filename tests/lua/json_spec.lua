@@ -72,6 +72,17 @@ describe("sbot.json", function()
     assert.has_error(function() json.encode(t) end, "json.encode: value.self refers to itself (cycle)")
   end)
 
+  it("stops a __tojson that keeps returning values with __tojson, naming the path", function()
+    local mt = {}
+    mt.__tojson = function(self) return self end
+    assert.has_error(function() json.encode({ a = { setmetatable({}, mt) } }) end,
+      "json.encode: value.a[1] has __tojson results nested too deeply")
+    -- a short chain is fine
+    local inner = setmetatable({}, { __tojson = function() return "end" end })
+    local outer = setmetatable({}, { __tojson = function() return inner end })
+    assert.are.equal('["end"]', json.encode({ outer }))
+  end)
+
   it("pretty-prints with indent", function()
     assert.are.equal('{\n  "a": [\n    1\n  ]\n}', json.encode({ a = { 1 } }, { indent = true }))
   end)
