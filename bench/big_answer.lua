@@ -3,8 +3,8 @@
 --
 -- Two 60 MB documents (BENCH_MB), both JSON arrays of records:
 --   objects  TrueNAS-like dataset records (nested objects, strings, numbers)
---   arrays   small records holding many empty arrays (the case sbot.json has
---            to rewrite before cjson decodes it, to tell [] from {})
+--   arrays   small records holding many empty arrays (the case the old
+--            sbot.json rewrote before cjson decoded it, to tell [] from {})
 -- For each, in a fresh sbot process per sample (peak RSS from the kernel's
 -- VmHWM, median of BENCH_RUNS = 3):
 --   floor      cjson.decode of the text read from a file: what any decoding

@@ -5,6 +5,7 @@
  *   SBOT_MODULE(name, fn):      in the extension library libsbot-ext.so,
  *                               opened on the first require of such a module. */
 SBOT_CORE_MODULE("cjson", luaopen_cjson)
+SBOT_CORE_MODULE("sbot.jsonc", luaopen_sbot_jsonc)
 SBOT_CORE_MODULE("sbot.log", luaopen_sbot_log)
 SBOT_CORE_MODULE("sbot.progress", luaopen_sbot_progress)
 SBOT_MODULE("sbot.sys", luaopen_sbot_sys)
@@ -18,7 +19,6 @@ SBOT_MODULE("sbot.httpd", luaopen_sbot_httpd)
 SBOT_MODULE("sbot.ws", luaopen_sbot_ws)
 SBOT_MODULE("sbot.truenas", luaopen_sbot_truenas)
 SBOT_MODULE("sbot.tls", luaopen_sbot_tls)
-SBOT_MODULE("sbot.jsonscan", luaopen_sbot_jsonscan)
 SBOT_MODULE("sbot.iscsi", luaopen_sbot_iscsi)
 SBOT_MODULE("sbot.sigv4", luaopen_sbot_sigv4)
 SBOT_MODULE("sbot.s3xml", luaopen_sbot_s3xml)

@@ -123,6 +123,33 @@ void sbot_secret_push(lua_State *L, const char *value, size_t len, const char *s
 /* Is the value at idx a secret object? (luaL_testudata: the one test) */
 int sbot_is_secret(lua_State *L, int idx);
 
+/* ---- JSON (jsonc.c: the one codec; sbot.json is its Lua face) ------------- */
+
+/* __name of the metatable that marks a table as a JSON array (docs/json.md). */
+#define SBOT_JSON_ARRAY_MT "sbot.json.array"
+/* Push that metatable (the registry's, created on first use). */
+void sbot_json_push_array_mt(lua_State *L);
+/* Encoding flags: one secrets mode, then options. */
+#define SBOT_JSON_ERROR 0      /* a secret object is an error (sbot.json's default) */
+#define SBOT_JSON_REDACT 1     /* a secret object is written "<redacted>" */
+#define SBOT_JSON_REVEAL 2     /* a secret object is written as its value */
+#define SBOT_JSON_SECRETS 3    /* (the mask of the mode) */
+#define SBOT_JSON_INDENT 0x10  /* pretty-print, two spaces */
+#define SBOT_JSON_REGISTER 0x20 /* with REVEAL: register each value with the log redactor */
+/* Push the JSON text of the value at idx (json.encode's rules, docs/json.md).
+ * Raises "<who>: value.a.b[3] is ..." on what JSON cannot hold (who NULL =
+ * "json.encode"); holds no malloc'ed memory when it raises. */
+void sbot_json_encode(lua_State *L, int idx, int flags, const char *who);
+/* Decoding flag: lua-cjson 2.1.0's dialect, what sbot.json.decode returns
+ * (every number a float, cjson's extra number spellings, 1000 levels; s must
+ * be followed by a NUL, as Lua strings are). Without it: strict JSON,
+ * integers kept (sbot.redfish). */
+#define SBOT_JSON_CJSON 1
+/* Decode s: pushes the value and returns 1 (arrays marked, null = NULL light
+ * userdata), or pushes nothing and returns 0 with *err (static text) and
+ * *pos (byte offset of the fault; pos may be NULL). Never raises on bad text. */
+int sbot_json_decode(lua_State *L, const char *s, size_t len, int flags, const char **err, size_t *pos);
+
 /* ---- components (lifecycle.c, sbot.lifecycle) --------------------------- */
 
 /* Define a component from the spec table at index spec ({name, description,

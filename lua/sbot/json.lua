@@ -1,7 +1,7 @@
---- sbot.json: JSON for sbot, on lua-cjson.
+--- sbot.json: JSON for sbot. The codec is C (engine/jsonc.c, sbot.jsonc),
+-- shared with sbot.redfish; this module is its face, with the array helpers.
 --
--- Decoding is cjson's. Encoding is done here so that the output is what an
--- operator wants to diff and a server expects:
+-- Encoding gives what an operator wants to diff and a server expects:
 --   * object keys are sorted, so the same table always gives the same text;
 --   * `json.null` encodes as null (and is what null decodes to);
 --   * an empty table encodes as {} unless marked as an array: `json.array{}`
@@ -15,16 +15,17 @@
 --     it is refused, so no JSON carries a secret, redacted or not, by accident;
 --   * NaN and infinities are errors (they are not JSON).
 -- `json.encode(v, {indent = true})` pretty-prints with two-space indentation.
-local cjson = require "cjson"
-local log = require "sbot.log"
+-- Decoding returns what lua-cjson 2.1.0 returned (every number a float), with
+-- arrays marked and null as json.null. See docs/json.md.
+local core = require "sbot.jsonc"
 
 local M = {}
 
-local math_type = math.type
+M.null = core.null
 
-M.null = cjson.null
-
-local array_mt = { __name = "sbot.json.array" }
+-- the registry's "sbot.json.array" metatable: the one the decoder (and
+-- sbot.redfish's) gives arrays
+local array_mt = core.array_mt
 M.array_mt = array_mt
 
 --- Mark t (or a new table) as a JSON array; returns it.
@@ -42,208 +43,14 @@ function M.is_array(t)
   return mt == array_mt or (mt and mt.__name == "sbot.json.array") or false
 end
 
--- cjson.encode of a string gives it quoted and escaped; it also escapes "/",
--- which JSON allows but nobody wants to read in a URL.
-local function quote(s)
-  return (cjson.encode(s):gsub("\\/", "/"))
-end
-
-local function is_sequence(t)
-  local n = 0
-  for k in pairs(t) do
-    if math.type(k) ~= "integer" or k < 1 then return false end
-    n = n + 1
-  end
-  return n > 0 and n == #t
-end
-
-local SECRETS = { redact = true, reveal = true, error = true }
-
-local function encode_value(v, out, opts, depth, path, seen)
-  local indent = opts.indent
-  local tv = type(v)
-  if v == nil or v == M.null then
-    out[#out + 1] = "null"
-  elseif tv == "boolean" then
-    out[#out + 1] = v and "true" or "false"
-  elseif tv == "number" then
-    if v ~= v or v == math.huge or v == -math.huge then
-      error("json.encode: " .. path .. " is " .. tostring(v) .. ", which JSON cannot represent", 0)
-    end
-    if math.type(v) == "integer" then
-      out[#out + 1] = string.format("%d", v)
-    else
-      out[#out + 1] = string.format("%.17g", v)
-    end
-  elseif tv == "string" then
-    out[#out + 1] = quote(v)
-  elseif tv == "table" or tv == "userdata" then
-    if log.is_secret(v) then
-      if opts.secrets == "reveal" then
-        out[#out + 1] = quote(v:reveal())
-      elseif opts.secrets == "redact" then
-        out[#out + 1] = '"' .. log.REDACTED .. '"'
-      else
-        error("json.encode: " .. path .. " is a secret, and this JSON was asked to carry none "
-          .. "(secrets = \"error\", the default): a record or a display encodes with secrets = \"redact\", "
-          .. "a protocol client that must send it with secrets = \"reveal\"", 0)
-      end
-      return
-    end
-    local mt = getmetatable(v)
-    if type(mt) == "table" and mt.__tojson then
-      return encode_value(mt.__tojson(v), out, opts, depth, path, seen)
-    end
-    if tv == "userdata" then
-      error("json.encode: " .. path .. " is a userdata, which JSON cannot represent", 0)
-    end
-    if seen[v] then error("json.encode: " .. path .. " refers to itself (cycle)", 0) end
-    if depth > 1000 then error("json.encode: " .. path .. " is nested too deeply", 0) end
-    seen[v] = true
-    local nl = indent and ("\n" .. string.rep("  ", depth + 1)) or ""
-    local close_nl = indent and ("\n" .. string.rep("  ", depth)) or ""
-    local colon = indent and ": " or ":"
-    if M.is_array(v) or is_sequence(v) then
-      local n = #v
-      for k in pairs(v) do
-        if math.type(k) ~= "integer" or k < 1 then
-          error("json.encode: " .. path .. " is an array with a non-integer key " .. tostring(k), 0)
-        end
-        if k > n then n = k end
-      end
-      if n == 0 then
-        out[#out + 1] = "[]"
-      else
-        out[#out + 1] = "["
-        for i = 1, n do
-          if i > 1 then out[#out + 1] = "," end
-          out[#out + 1] = nl
-          encode_value(v[i], out, opts, depth + 1, path .. "[" .. i .. "]", seen)
-        end
-        out[#out + 1] = close_nl .. "]"
-      end
-    else
-      local keys = {}
-      for k in pairs(v) do
-        local tk = type(k)
-        if tk == "string" then
-          keys[#keys + 1] = k
-        elseif tk == "number" then
-          keys[#keys + 1] = k -- numbers become string keys, like cjson
-        else
-          error("json.encode: " .. path .. " has a " .. tk .. " key, which JSON cannot represent", 0)
-        end
-      end
-      table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-      if #keys == 0 then
-        out[#out + 1] = "{}"
-      else
-        out[#out + 1] = "{"
-        for i, k in ipairs(keys) do
-          if i > 1 then out[#out + 1] = "," end
-          out[#out + 1] = nl
-          out[#out + 1] = quote(tostring(k))
-          out[#out + 1] = colon
-          encode_value(v[k], out, opts, depth + 1, path .. "." .. tostring(k), seen)
-        end
-        out[#out + 1] = close_nl .. "}"
-      end
-    end
-    seen[v] = nil
-  else
-    error("json.encode: " .. path .. " is a " .. tv .. ", which JSON cannot represent", 0)
-  end
-end
-
 --- Encode v as JSON text. opts.indent = true pretty-prints; opts.secrets is
 -- "error" (default), "redact" or "reveal" (see the header).
 -- Raises on values JSON cannot represent (misuse), naming their path.
-function M.encode(v, opts)
-  opts = opts or {}
-  if type(opts) ~= "table" then error("json.encode: opts must be a table, got " .. type(opts), 2) end
-  if opts.secrets ~= nil and not SECRETS[opts.secrets] then
-    error("json.encode: secrets must be \"error\", \"redact\" or \"reveal\", got " .. tostring(opts.secrets), 2)
-  end
-  local out = {}
-  encode_value(v, out, opts, 0, "value", {})
-  return table.concat(out)
-end
-
--- cjson decodes [] and {} to the same empty table. To keep the difference,
--- sbot.jsonscan (one pass in C) counts the empty arrays and empty objects
--- outside strings. When one kind is absent, every empty table is the other
--- kind: nothing to rewrite. When both occur, the rarer kind is rewritten to a
--- sentinel before decoding and turned back after. Sentinels are short (a
--- 60 MB answer may hold millions of []): a string or key of one NUL byte,
--- which JSON can only spell "\u0000"; a text that holds that string itself
--- gets the long ones.
-local SENTINELS = {
-  short = { value = "\0", array = '["\\u0000"]', object = '{"\\u0000":0}' },
-  long = { value = "\0sbot.json.empty\0", array = '["\\u0000sbot.json.empty\\u0000"]',
-           object = '{"\\u0000sbot.json.empty\\u0000":0}' },
-}
-
--- Mark the arrays of a decoded tree (tables with keys 1..n, n > 0) and give
--- empty tables their kind, one pass over each table. empty: "array" (every
--- empty table was []), "object", or nil (look for the sentinel: a sentinel
--- array is an empty array, a sentinel object an empty object, another empty
--- table the other kind).
-local function mark(v, empty, sentinel, sentinel_kind)
-  local k1, x1 = next(v)
-  if k1 == nil then
-    if empty == "array" then setmetatable(v, array_mt) end
-    return
-  end
-  if sentinel_kind == "array" and k1 == 1 and x1 == sentinel and next(v, 1) == nil then
-    v[1] = nil
-    setmetatable(v, array_mt)
-    return
-  elseif sentinel_kind == "object" and k1 == sentinel and x1 == 0 and next(v, k1) == nil then
-    v[k1] = nil
-    return
-  end
-  local n, seq = 0, true
-  for k, x in pairs(v) do
-    n = n + 1
-    if seq and (math_type(k) ~= "integer" or k < 1) then seq = false end
-    if type(x) == "table" then mark(x, empty, sentinel, sentinel_kind) end
-  end
-  if seq and n == #v then setmetatable(v, array_mt) end
-end
+M.encode = core.encode
 
 --- Decode JSON text. Returns the value, or nil and "invalid JSON: ..." for bad input.
 -- null becomes json.null; arrays (empty ones too) are marked as arrays, so a
 -- decoded document encodes back to the same structure.
-function M.decode(s)
-  if type(s) ~= "string" then
-    error("json.decode: expected a string, got " .. type(s), 2)
-  end
-  local text, empty, sentinel, kind = s, "object", nil, nil
-  if s:find("[%[{]%s*[%]}]") then
-    local scan = require "sbot.jsonscan"
-    local arrays, objects = scan.count(s)
-    if arrays > 0 and objects == 0 then
-      empty = "array"
-    elseif arrays > 0 then
-      local set = s:find('"\\u0000"', 1, true) and SENTINELS.long or SENTINELS.short
-      empty, sentinel = nil, set.value
-      if arrays <= objects then
-        kind = "array" -- [] rewritten; other empty tables are objects
-        text = scan.rewrite(s, "[", set.array)
-      else
-        kind = "object" -- {} rewritten; other empty tables are arrays
-        text = scan.rewrite(s, "{", set.object)
-      end
-    end
-  end
-  local ok, v = pcall(cjson.decode, text)
-  text = nil -- a rewritten copy can go while the tree is marked
-  if not ok then
-    return nil, "invalid JSON: " .. (tostring(v):gsub("^Expected", "expected"))
-  end
-  if type(v) ~= "table" then return v end
-  mark(v, empty or (kind == "array" and "object" or "array"), sentinel, kind)
-  return v
-end
+M.decode = core.decode
 
 return M

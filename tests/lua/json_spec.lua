@@ -19,7 +19,7 @@ describe("sbot.json", function()
   end)
 
   it("tells [] from {} around strings that look like them, and around the sentinels", function()
-    -- the rewrite before cjson decodes skips strings, escapes included
+    -- (texts that broke the old rewrite of [] and {} around cjson: strings, escapes, sentinels)
     local v = assert(json.decode('["a\\"[]", "[ ]", [\n\t ], {"k":"\\\\", "l":[]}, [[]]]'))
     assert.are.equal('a"[]', v[1])
     assert.are.equal("[ ]", v[2])
@@ -60,7 +60,7 @@ describe("sbot.json", function()
   it("returns nil and a message for invalid JSON", function()
     local v, err = json.decode('{"a":')
     assert.is_nil(v)
-    assert.are.equal("invalid JSON: expected value but found T_END at character 6", err)
+    assert.are.equal("invalid JSON: expected a value, found the end of the text at character 6", err)
   end)
 
   it("raises on values JSON cannot hold, naming the path", function()
@@ -70,6 +70,17 @@ describe("sbot.json", function()
       "json.encode: value.f is a function, which JSON cannot represent")
     local t = {}; t.self = t
     assert.has_error(function() json.encode(t) end, "json.encode: value.self refers to itself (cycle)")
+  end)
+
+  it("stops a __tojson that keeps returning values with __tojson, naming the path", function()
+    local mt = {}
+    mt.__tojson = function(self) return self end
+    assert.has_error(function() json.encode({ a = { setmetatable({}, mt) } }) end,
+      "json.encode: value.a[1] has __tojson results nested too deeply")
+    -- a short chain is fine
+    local inner = setmetatable({}, { __tojson = function() return "end" end })
+    local outer = setmetatable({}, { __tojson = function() return inner end })
+    assert.are.equal('["end"]', json.encode({ outer }))
   end)
 
   it("pretty-prints with indent", function()

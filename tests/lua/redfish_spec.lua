@@ -523,4 +523,19 @@ describe("sbot.redfish misuse", function()
     assert.is_nil(bad)
     assert.matches("redfish.decode:", err)
   end)
+
+  it("encodes and decodes with sbot.json's codec: integers kept, secrets revealed, misuse named by path", function()
+    local secret = require "sbot.secret"
+    -- integers stay integers (ids are compared), unlike sbot.json's cjson-compatible floats
+    local v = assert(redfish.decode('{"Id": 7, "f": 1.5, "l": [1, null]}'))
+    assert.are.equal("integer", math.type(v.Id))
+    assert.are.equal(json.null, v.l[2])
+    assert.is_true(json.is_array(v.l))
+    -- the same text sbot.json writes (number keys as strings, DEL escaped as cjson does)
+    local body = { [1.5] = "\127", n = 2, t = json.empty_array }
+    assert.are.equal(json.encode(body), redfish.encode(body))
+    assert.are.equal('{"p":"reveal-me-Q7"}', redfish.encode({ p = secret.new("reveal-me-Q7") }))
+    assert.has_error(function() redfish.encode({ a = { { f = print } } }) end,
+      "sbot.redfish: request body: value.a[1].f is a function, which JSON cannot represent")
+  end)
 end)
