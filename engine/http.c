@@ -1424,33 +1424,39 @@ static int ask_retry_if(lua_State *L, struct xfer *x, int nargs)
     return r;
 }
 
+/* One debug line per request: method, URL, status (or failure), time and
+ * attempts, then the request and the response headers (sensitive values
+ * hidden). One line, not three: each is a write to the run's log. */
 static void log_result(lua_State *L, struct xfer *x, long status, const char *err, const char *code)
 {
     if (!sbot_log_enabled(L, SBOT_DEBUG))
         return;
     int ms = (int)((now_mono() - x->started) * 1000 + 0.5);
+    luaL_Buffer hb;
+    luaL_buffinit(L, &hb);
     if (err)
-        sbot_log(L, SBOT_DEBUG, "http %s %s failed (%s) %d ms attempts=%d: %s", x->method,
-                 x->url_safe, code, ms, x->attempts, err);
+        lua_pushfstring(L, "http %s %s failed (%s) %d ms attempts=%d: %s", x->method, x->url_safe, code, ms,
+                        x->attempts, err);
     else
-        sbot_log(L, SBOT_DEBUG, "http %s %s %ld %d ms attempts=%d", x->method, x->url_safe, status,
-                 ms, x->attempts);
-    if (x->header_log.len)
-        sbot_log(L, SBOT_DEBUG, "http %s %s request headers: %s", x->method, x->url_safe,
-                 x->header_log.p);
+        lua_pushfstring(L, "http %s %s %d %d ms attempts=%d", x->method, x->url_safe, (int)status, ms,
+                        x->attempts);
+    luaL_addvalue(&hb);
+    if (x->header_log.len) {
+        luaL_addstring(&hb, "; request headers: ");
+        luaL_addlstring(&hb, x->header_log.p, x->header_log.len);
+    }
     if (!err && x->head_buf.len) {
-        /* response headers, sensitive values hidden, one line */
-        luaL_Buffer hb;
-        luaL_buffinit(L, &hb);
+        /* response headers, sensitive values hidden */
+        luaL_addstring(&hb, "; response headers: ");
         const char *p = x->head_buf.p, *end = p + x->head_buf.len;
-        int first = 1;
+        int first = 1, listed = 0;
         while (p < end) {
             const char *le = p + strcspn(p, "\r\n");
             const char *colon = memchr(p, ':', (size_t)(le - p));
             if (first) {
                 first = 0;
             } else if (colon) {
-                luaL_addstring(&hb, hb.n ? ", " : "");
+                luaL_addstring(&hb, listed++ ? ", " : "");
                 if (sensitive_header(p, (size_t)(colon - p))) {
                     luaL_addlstring(&hb, p, (size_t)(colon - p));
                     luaL_addstring(&hb, ": <redacted>");
@@ -1462,11 +1468,10 @@ static void log_result(lua_State *L, struct xfer *x, long status, const char *er
             while (p < end && (*p == '\r' || *p == '\n'))
                 p++;
         }
-        luaL_pushresult(&hb);
-        sbot_log(L, SBOT_DEBUG, "http %s %s response headers: %s", x->method, x->url_safe,
-                 lua_tostring(L, -1));
-        lua_pop(L, 1);
     }
+    luaL_pushresult(&hb);
+    sbot_log_fields(L, SBOT_DEBUG, lua_tostring(L, -1), 0);
+    lua_pop(L, 1);
 }
 
 /* Schedule another attempt of x after the backoff delay. */

@@ -556,6 +556,14 @@ print(r.status, r.attempts)
       assert.matches("http GET http://127%.0%.0%.1:%d+/echo%?X%-Amz%-Signature=<redacted>&X%-Amz%-Credential=<redacted>&q=<redacted> 200 %d+ ms attempts=1", run.stderr)
       assert.matches("Authorization: <redacted>", run.stderr, 1, true)
       assert.matches("X-Auth-Token: <redacted>", run.stderr, 1, true)
+      -- one line per request (each line is a write to the run's log), with both header lists
+      local lines = {}
+      for line in run.stderr:gmatch("[^\n]+") do
+        if line:find("http GET http://127.0.0.1", 1, true) then lines[#lines + 1] = line end
+      end
+      assert.are.equal(1, #lines, run.stderr)
+      assert.matches(" attempts=1; request headers: .*Authorization: <redacted>.*; response headers: .*Content%-Type: ",
+        lines[1])
       os.execute("rm -rf " .. helpers.shquote(dir))
     end)
   end)
