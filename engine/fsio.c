@@ -248,7 +248,7 @@ static const char *type_name(mode_t m)
     return S_ISREG(m) ? "file" : S_ISDIR(m) ? "directory" : S_ISLNK(m) ? "link" : "other";
 }
 
-/* fsio.stat(path [, follow]) -> {type, size, mtime, mode, uid} | nil, err, code
+/* fsio.stat(path [, follow]) -> {type, size, mtime, mode, uid, dev, ino} | nil, err, code
  * lstat (a link is type "link") unless follow is true. */
 static int l_stat(lua_State *L)
 {
@@ -256,7 +256,7 @@ static int l_stat(lua_State *L)
     int follow = lua_toboolean(L, 2);
     struct stat st;
     if ((follow ? stat(path, &st) : lstat(path, &st)) != 0) return fail(L, "stat", path, errno);
-    lua_createtable(L, 0, 5);
+    lua_createtable(L, 0, 7);
     lua_pushinteger(L, (lua_Integer)st.st_size);
     lua_setfield(L, -2, "size");
     lua_pushinteger(L, (lua_Integer)st.st_mtime);
@@ -267,6 +267,10 @@ static int l_stat(lua_State *L)
     lua_setfield(L, -2, "mode");
     lua_pushinteger(L, (lua_Integer)st.st_uid);
     lua_setfield(L, -2, "uid");
+    lua_pushinteger(L, (lua_Integer)st.st_dev);
+    lua_setfield(L, -2, "dev");
+    lua_pushinteger(L, (lua_Integer)st.st_ino);
+    lua_setfield(L, -2, "ino");
     return 1;
 }
 

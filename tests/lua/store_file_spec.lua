@@ -45,6 +45,22 @@ describe("sbot.store file://", function()
     assert.are.equal(sha256sum(src), sha256sum(out))
   end)
 
+  it("puts a file that is already the object (a run's artifact written in place) without copying it", function()
+    local path = root .. "/artifacts/runs/1/r630.json"
+    assert(fsio.mkdirs(root .. "/artifacts/runs/1"))
+    helpers.write_file(path, '{"after":{}}')
+    local before = assert(fsio.stat(path))
+    -- the same file through another spelling of its path
+    local r = assert(st:put("runs/1/r630.json", { file = root .. "/artifacts/runs//1/../1/r630.json" }, { run = "1" }))
+    assert.are.equal(before.ino, assert(fsio.stat(path)).ino, "the file was rewritten")
+    assert.are.equal(12, r.size)
+    assert.are.equal(sha256sum(path), r.sha256)
+    local data, info = assert(st:get("runs/1/r630.json"))
+    assert.are.equal('{"after":{}}', data)
+    assert.are.same({ run = "1" }, info.metadata)
+    assert.are.equal(r.sha256, assert(st:head("runs/1/r630.json")).sha256)
+  end)
+
   it("rejects keys that would escape the root or collide with its own files", function()
     for _, bad in ipairs { "../x", "a/../../x", "/etc/passwd", "a//b", "./a", "a/.", "",
                            "x.sbot-meta.json" } do
