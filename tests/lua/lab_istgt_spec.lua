@@ -83,6 +83,48 @@ describe("the lab's istgt", function()
     assert.are.equal(3, st.restarts)
   end)
 
+  it("keeps auth.conf in step with the running istgt while a restart waits for logins", function()
+    -- AuthGroup N is the Nth target: a target added in front renumbers
+    -- them. auth.conf used to be rewritten before the restart, which waits
+    -- for the logins in progress (IDLE_WAIT): meanwhile the running istgt
+    -- read node1's AuthGroup from the new file and refused node1's user.
+    local dir = helpers.tmpdir("istgtauth")
+    local port = assert(istgt.free_port())
+    local ctl = assert(istgt.start { port = port, dir = dir })
+    local a = config(16 * MiB)
+    a.targets[1].auth = { users = { { user = "r630-01", secret = "first-secret-01" } } }
+    local ok, err = ctl:apply(a)
+    local b = config(16 * MiB)
+    b.targets[1].auth = { users = { { user = "r630-01", secret = "first-secret-01" } } }
+    table.insert(b.targets, 1, { name = "node0",
+      groups = { { portals = { "127.0.0.1" }, initiators = { "ALL" }, netmasks = { "ALL" } } },
+      luns = { { lun = 0, zvol = "tank/node0", size = 16 * MiB, serial = "1e0a0b0c0d0e000" } },
+      auth = { users = { { user = "r630-00", secret = "other-secret-00" } } } })
+    local holder, prober
+    if ok then
+      -- a connection that holds the restart back, and a login of node1's
+      -- user while it waits
+      holder = helpers.spawn(string.format([[python3 -c 'import socket,time; s=socket.create_connection(("127.0.0.1",%d)); time.sleep(2.5)']], port))
+      helpers.write_file(dir .. "/probe.lua", string.format([[
+os.execute("sleep 0.8")
+local r, perr = require("sbot.iscsi").probe { portal = "127.0.0.1:%d", target = "iqn.2005-10.org.freenas.ctl:node1",
+  lun = 0, timeout = 10, chap = { user = "r630-01", secret = "first-secret-01" } }
+print(r and "login ok" or ("login failed: " .. tostring(perr)))
+]], port))
+      helpers.wait_for(function() return ctl:sessions() > 0 end, 10, "the holding connection")
+      prober = helpers.spawn(helpers.shquote(helpers.sbot_bin) .. " run " .. helpers.shquote(dir .. "/probe.lua"))
+      ok, err = ctl:apply(b)
+      helpers.wait_for(function() return not prober:alive() end, 20, "the probe")
+    end
+    local st = ctl:state()
+    ctl:stop()
+    if holder then holder:stop() end
+    assert(ok, err)
+    assert.matches("login ok", prober:output())
+    assert(st.timings[#st.timings].waited_ms >= 1000, "the restart did not wait for the logins")
+    assert.are.equal(2, st.restarts)
+  end)
+
   it("asks CHAP of a target with users, and takes a new secret without restarting", function()
     local dir = helpers.tmpdir("istgtchap")
     local port = assert(istgt.free_port())

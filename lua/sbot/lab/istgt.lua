@@ -406,13 +406,18 @@ function Istgt:apply_now(config)
   end
   -- istgt reads auth.conf at every login: a new CHAP secret needs no restart
   -- (TrueNAS reloads its target without dropping sessions too); the file is
-  -- replaced whole (rename), private to the lab's user
-  if auth ~= self.auth then
+  -- replaced whole (rename), private to the lab's user. It goes with the
+  -- istgt.conf it was rendered with (AuthGroup N is the Nth target): under a
+  -- running istgt only when that one stays, else while istgt is down, so that
+  -- a login meanwhile never meets another target's users.
+  local function write_auth()
+    if auth == self.auth then return true end
     local ok, aerr = require("sbot.fsio").write_atomic(self.dir .. "/auth.conf", auth, { mode = "0600" })
     if not ok then return nil, "istgt: cannot write " .. self.dir .. "/auth.conf: " .. tostring(aerr) end
     self.auth = auth
+    return true
   end
-  if text == self.conf and (text == nil or self:alive()) then return true end
+  if text == self.conf and (text == nil or self:alive()) then return write_auth() end
   -- A TrueNAS applies a configuration change without dropping the sessions
   -- it has; istgt must restart for it. Let the logins in progress finish
   -- first (a login takes istgt a second), for at most IDLE_WAIT seconds.
@@ -426,6 +431,8 @@ function Istgt:apply_now(config)
     return nil, kerr
   end
   self.conf = text
+  local wrote, werr = write_auth()
+  if not wrote then return nil, werr end
   if not text then return true end
   local f = io.open(self.conf_file, "wb")
   if not f then return nil, "istgt: cannot write " .. self.conf_file end
