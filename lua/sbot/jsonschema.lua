@@ -564,7 +564,7 @@ function M.load(path)
   local text = f:read("a")
   f:close()
   local doc, derr = json.decode(text)
-  if doc == nil then return nil, "jsonschema: " .. path .. ": invalid JSON: " .. tostring(derr) end
+  if doc == nil then return nil, "jsonschema: " .. path .. ": " .. tostring(derr) end
   if not is_object(doc) then return nil, "jsonschema: " .. path .. ": top level is not an object" end
   local reg, rerr = M.new(doc, text)
   if not reg then return nil, rerr .. " in " .. path end

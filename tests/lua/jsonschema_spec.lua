@@ -126,4 +126,13 @@ describe("sbot.jsonschema", function()
     assert.matches("/nonexistent/schemas.json", err)
     assert.has_error(function() reg:schema("nope.Nope") end)
   end)
+
+  it("names the file and the fault of a schema file that is not JSON, once", function()
+    local bad = helpers.tmpdir("jsonschema") .. "/bad.json"
+    helpers.write_file(bad, '{"a": ')
+    local r, err = jsonschema.load(bad)
+    assert.is_nil(r)
+    assert.matches("^jsonschema: " .. bad:gsub("%p", "%%%0") .. ": invalid JSON: ", err)
+    assert.is_nil(err:find("invalid JSON: invalid JSON", 1, true), err)
+  end)
 end)
