@@ -38,7 +38,6 @@
 #include "util.h"
 
 #define BOX_MT "sbot.yaml.box"
-#define ARRAY_MT "sbot.json.array" /* the name sbot.json.is_array recognises */
 #define MAX_DEPTH 1000
 #define MAX_EXPANSION 1000000 /* nodes a document's aliases may add */
 
@@ -94,16 +93,14 @@ static struct box *new_box(lua_State *L)
 /* The array marker shared with sbot.json (and lifecycle.c's plan lists). */
 static void push_array_mt(lua_State *L)
 {
-    if (luaL_newmetatable(L, ARRAY_MT)) {
-        /* luaL_newmetatable has set __name = "sbot.json.array" */
-    }
+    luaL_newmetatable(L, SBOT_JSON_ARRAY_MT); /* luax.h: created with its __name on first use */
 }
 
 static int is_array_marked(lua_State *L, int idx)
 {
     if (luaL_getmetafield(L, idx, "__name") == LUA_TNIL)
         return 0;
-    int yes = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), ARRAY_MT) == 0;
+    int yes = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), SBOT_JSON_ARRAY_MT) == 0;
     lua_pop(L, 1);
     return yes;
 }
