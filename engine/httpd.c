@@ -1340,12 +1340,16 @@ static void poll_round(lua_State *L, struct server **list, int n, double timeout
                 wait = 0;
             if (wslay_event_want_read(w->ctx))
                 FD_SET(w->sock, &rs);
-            if (wslay_event_want_write(w->ctx))
+            /* over TLS frames go to the session, not the socket pair (which
+             * is always writable): what waits (the rest of a flush, or frames
+             * held back by the backlog) waits for room on the TCP socket */
+            if (wslay_event_want_write(w->ctx) && !w->tls)
                 FD_SET(w->sock, &wsets);
             if (w->sock > maxfd)
                 maxfd = w->sock;
-            if (w->tls && gnutls_record_check_corked(w->tls) > 0 && w->tcp_fd < FD_SETSIZE) {
-                FD_SET(w->tcp_fd, &wsets); /* the rest of a flush waits for room */
+            if (w->tls && (gnutls_record_check_corked(w->tls) > 0 || wslay_event_want_write(w->ctx)) &&
+                w->tcp_fd < FD_SETSIZE) {
+                FD_SET(w->tcp_fd, &wsets);
                 if (w->tcp_fd > maxfd)
                     maxfd = w->tcp_fd;
             }
