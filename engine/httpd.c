@@ -703,7 +703,7 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
  * of each write. This thread is the only one using the session, and
  * libmicrohttpd sends on it only what the socket pair carries, which is
  * nothing; it still reads on it and relays what arrives. */
-#define TLS_BACKLOG_MAX (8u << 20) /* corked bytes beyond which a send waits */
+#define TLS_BACKLOG_MAX (8u << 20) /* corked bytes beyond which frames wait in wslay */
 
 /* Send what is corked: 0 = all sent or the socket is full (the rest waits,
  * still corked, for the socket to take more), -1 = the connection failed. */
