@@ -1160,19 +1160,14 @@ static void push_headers(lua_State *L, struct xfer *x)
         }
         const char *colon = memchr(p, ':', (size_t)(le - p));
         if (colon && colon > p) {
-            char name[256]; /* the name in lower case (a longer one through a Lua buffer) */
+            /* the name in lower case, written in place (no per-character
+             * buffer checks) */
             size_t nl = (size_t)(colon - p);
-            if (nl <= sizeof name) {
-                for (size_t i = 0; i < nl; i++)
-                    name[i] = (char)tolower((unsigned char)p[i]);
-                lua_pushlstring(L, name, nl);
-            } else {
-                luaL_Buffer nb;
-                luaL_buffinit(L, &nb);
-                for (const char *c = p; c < colon; c++)
-                    luaL_addchar(&nb, (char)tolower((unsigned char)*c));
-                luaL_pushresult(&nb);
-            }
+            luaL_Buffer nb;
+            char *name = luaL_buffinitsize(L, &nb, nl);
+            for (size_t i = 0; i < nl; i++)
+                name[i] = (char)tolower((unsigned char)p[i]);
+            luaL_pushresultsize(&nb, nl);
             const char *v = colon + 1;
             while (v < le && (*v == ' ' || *v == '\t'))
                 v++;

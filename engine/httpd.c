@@ -703,7 +703,7 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
  * of each write. This thread is the only one using the session, and
  * libmicrohttpd sends on it only what the socket pair carries, which is
  * nothing; it still reads on it and relays what arrives. */
-#define TLS_BACKLOG_MAX (8u << 20) /* corked bytes beyond which a send waits */
+#define TLS_BACKLOG_MAX (8u << 20) /* corked bytes beyond which frames wait in wslay */
 
 /* Send what is corked: 0 = all sent or the socket is full (the rest waits,
  * still corked, for the socket to take more), -1 = the connection failed. */
@@ -1340,12 +1340,16 @@ static void poll_round(lua_State *L, struct server **list, int n, double timeout
                 wait = 0;
             if (wslay_event_want_read(w->ctx))
                 FD_SET(w->sock, &rs);
-            if (wslay_event_want_write(w->ctx))
+            /* over TLS frames go to the session, not the socket pair (which
+             * is always writable): what waits (the rest of a flush, or frames
+             * held back by the backlog) waits for room on the TCP socket */
+            if (wslay_event_want_write(w->ctx) && !w->tls)
                 FD_SET(w->sock, &wsets);
             if (w->sock > maxfd)
                 maxfd = w->sock;
-            if (w->tls && gnutls_record_check_corked(w->tls) > 0 && w->tcp_fd < FD_SETSIZE) {
-                FD_SET(w->tcp_fd, &wsets); /* the rest of a flush waits for room */
+            if (w->tls && (gnutls_record_check_corked(w->tls) > 0 || wslay_event_want_write(w->ctx)) &&
+                w->tcp_fd < FD_SETSIZE) {
+                FD_SET(w->tcp_fd, &wsets);
                 if (w->tcp_fd > maxfd)
                     maxfd = w->tcp_fd;
             }

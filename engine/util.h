@@ -39,7 +39,8 @@ const char *sbot_check_hostport(const char *s, int port_required);
 void sbot_utc_iso(char *out, size_t size);
 
 /* Block SIGPIPE for this thread around calls into libraries that write to
- * sockets with write()/writev() (OpenSSL, libiscsi): a write to a connection
+ * sockets with write()/writev() (libiscsi; sbot.ws gives OpenSSL a socket BIO
+ * that sends with MSG_NOSIGNAL instead): a write to a connection
  * the peer has reset then fails with EPIPE instead of killing the process.
  * A SIGPIPE raised in between is consumed before unblocking; the process-wide
  * disposition is left alone. */

@@ -304,4 +304,42 @@ c:close()
     -- session tickets and the close add a few
     assert(records < 40, "the server sent " .. records .. " TLS records for a " .. size .. "-byte message")
   end)
+
+  it("waits for a client that stops reading instead of spinning", function()
+    -- 27 MiB to a client that reads nothing: the socket buffers fill, the
+    -- session holds its 8 MiB backlog, and the last message waits in wslay.
+    -- Waiting means waiting for room on the TCP socket; the socket pair the
+    -- frames no longer go through is always writable, and selecting on it
+    -- turned every poll round into a busy loop.
+    local cert = httpd.selfsigned { ips = { "127.0.0.1" } }
+    local big, sent = string.rep("x", 9 << 20), false
+    local srv = assert(httpd.listen { host = "127.0.0.1", port = 0, tls = { cert = cert.cert, key = cert.key },
+      handler = function() return 404 end,
+      websocket = function(ws)
+        for _ = 1, 3 do assert(ws:send(big)) end
+        sent = true
+        ws:recv()
+      end })
+    local script = helpers.tmpdir("wsstall") .. "/client.lua"
+    helpers.write_file(script, string.format([[
+local c = assert(require("sbot.ws").connect(%q, { tls = { pin_sha256 = %q }, timeout = 20 }))
+os.execute("sleep 20")
+]], "wss://127.0.0.1:" .. srv:port() .. "/", cert.pin_sha256))
+    local p = helpers.spawn(helpers.shquote(helpers.sbot_bin) .. " run " .. helpers.shquote(script))
+    local t = httpd.now()
+    while not sent and httpd.now() - t < 20 do httpd.poll(srv, 0.05) end
+    t = httpd.now()
+    while httpd.now() - t < 0.5 do httpd.poll(srv, 0.05) end -- the buffers fill up
+    local rounds = 0
+    t = httpd.now()
+    while httpd.now() - t < 1 do
+      httpd.poll(srv, 0.1)
+      rounds = rounds + 1
+    end
+    p:stop()
+    srv:close()
+    assert(sent, "the websocket function did not get its messages queued")
+    -- nothing to do: a round lasts its 0.1 s timeout (about 10 rounds)
+    assert(rounds < 100, rounds .. " poll rounds in one second with nothing to do")
+  end)
 end)
