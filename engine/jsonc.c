@@ -38,6 +38,7 @@ int luaopen_sbot_jsonc(lua_State *L);
 #define MAX_DEPTH 1000        /* encoder (and the cjson dialect's decoder) */
 #define STRICT_MAX_DEPTH 200  /* the strict decoder */
 #define TOJSON_MAX 100        /* __tojson returning values with __tojson */
+#define TOJSON_OPEN_MAX MAX_DEPTH /* __tojson results being written, nested (C stack) */
 
 /* ---- output buffer ---------------------------------------------------------- */
 
@@ -117,7 +118,8 @@ struct enc {
     struct ebuf *b;
     int flags;
     const char *who;
-    int tojson;         /* nested __tojson calls */
+    int tojson;         /* __tojson calls in a row at the place being encoded */
+    int tojson_open;    /* all __tojson results being written (each a C frame) */
     int anchor;         /* stack index of a table anchoring object keys (a stack) */
     lua_Integer atop;   /* its slots in use */
     size_t ktop;        /* entries of b->k in use */
@@ -556,13 +558,14 @@ static void enc_value(struct enc *e, int idx, int depth, const struct frame *f)
         if (get_mt(L, idx)) {
             if (lua_type(L, -1) == LUA_TTABLE && lua_getfield(L, -1, "__tojson") != LUA_TNIL &&
                 lua_toboolean(L, -1)) {
-                if (++e->tojson > TOJSON_MAX)
+                if (++e->tojson > TOJSON_MAX || ++e->tojson_open > TOJSON_OPEN_MAX)
                     enc_error(e, f, "has __tojson results nested too deeply", NULL);
                 lua_pushvalue(L, idx);
                 lua_call(L, 1, 1);
                 lua_remove(L, -2); /* the metatable */
                 enc_value(e, lua_gettop(L), depth, f);
                 e->tojson--;
+                e->tojson_open--;
                 lua_pop(L, 1);
                 return;
             }
@@ -574,7 +577,11 @@ static void enc_value(struct enc *e, int idx, int depth, const struct frame *f)
         break;
     }
     if (t == LUA_TTABLE) {
+        /* its members are other places: their __tojson rows start anew */
+        int row = e->tojson;
+        e->tojson = 0;
         enc_table(e, idx, depth, f);
+        e->tojson = row;
         return;
     }
     enc_error(e, f, "is a %s, which JSON cannot represent", luaL_typename(L, idx));
@@ -591,7 +598,7 @@ void sbot_json_encode(lua_State *L, int idx, int flags, const char *who)
     }
     lua_setmetatable(L, -2);
     lua_createtable(L, 64, 0);
-    struct enc e = {L, b, flags, who ? who : "json.encode", 0, lua_gettop(L), 0, 0};
+    struct enc e = {L, b, flags, who ? who : "json.encode", 0, 0, lua_gettop(L), 0, 0};
     struct frame root = {NULL, NULL, 0, 0, NULL};
     enc_value(&e, idx, 0, &root);
     lua_pop(L, 1); /* the anchor */
