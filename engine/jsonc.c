@@ -612,6 +612,7 @@ void sbot_json_encode(lua_State *L, int idx, int flags, const char *who)
 struct jdec {
     const char *s, *p, *end;
     int flags;
+    int array_mt; /* stack index of the array metatable */
     const char *err;
     const char *at; /* where the error is */
 };
@@ -874,7 +875,8 @@ static int dec_value(lua_State *L, struct jdec *d, int depth)
             return fail(d, "nested too deeply (more than 1000 levels)", d->p);
         d->p++;
         lua_newtable(L);
-        luaL_setmetatable(L, SBOT_JSON_ARRAY_MT);
+        lua_pushvalue(L, d->array_mt);
+        lua_setmetatable(L, -2);
         skip_ws(d);
         if (d->p < d->end && *d->p == ']') {
             d->p++;
@@ -934,12 +936,15 @@ int sbot_json_decode(lua_State *L, const char *s, size_t len, int flags, const c
         }
         len = strnlen(s, len);
     }
-    struct jdec d = {s, s, s + len, flags, NULL, NULL};
     int top = lua_gettop(L);
+    sbot_json_push_array_mt(L); /* whoever calls: created here if need be */
+    struct jdec d = {s, s, s + len, flags, top + 1, NULL, NULL};
     if (dec_value(L, &d, 0)) {
         skip_ws(&d);
-        if (d.p == d.end)
+        if (d.p == d.end) {
+            lua_remove(L, top + 1);
             return 1;
+        }
         d.err = "trailing characters after the value";
         d.at = d.p;
     }
