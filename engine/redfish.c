@@ -17,7 +17,6 @@
 #include "sbot.h"
 #include "util.h"
 
-#include <errno.h>
 #include <math.h>
 #include <regex.h>
 #include <stdint.h>
