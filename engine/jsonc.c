@@ -773,44 +773,58 @@ static int dec_number_cjson(lua_State *L, struct jdec *d)
     return 1;
 }
 
+static const char *digits(const char *p, const char *end)
+{
+    while (p < end && *p >= '0' && *p <= '9')
+        p++;
+    return p;
+}
+
+/* JSON's number grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
 static int dec_number_strict(lua_State *L, struct jdec *d)
 {
-    const char *start = d->p;
+    const char *start = d->p, *p = d->p, *end = d->end, *q;
     int is_float = 0;
-    if (d->p < d->end && *d->p == '-')
-        d->p++;
-    while (d->p < d->end) {
-        char c = *d->p;
-        if (c >= '0' && c <= '9') {
-            d->p++;
-        } else if (c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-') {
-            is_float = 1;
-            d->p++;
-        } else {
-            break;
-        }
+    if (p < end && *p == '-')
+        p++;
+    if (p < end && *p == '0')
+        p++;
+    else if ((q = digits(p, end)) > p)
+        p = q;
+    else
+        return fail(d, "bad number", start);
+    if (p < end && *p == '.') {
+        is_float = 1;
+        if ((q = digits(p + 1, end)) == p + 1)
+            return fail(d, "bad number", start);
+        p = q;
     }
-    size_t n = (size_t)(d->p - start);
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        is_float = 1;
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        if ((q = digits(p, end)) == p)
+            return fail(d, "bad number", start);
+        p = q;
+    }
+    d->p = p;
+    size_t n = (size_t)(p - start);
     char tmp[64];
-    if (n == 0 || n >= sizeof tmp || (n == 1 && *start == '-'))
+    if (n >= sizeof tmp)
         return fail(d, "bad number", start);
     memcpy(tmp, start, n);
     tmp[n] = '\0';
     if (!is_float) {
-        char *end;
-        long long v;
+        char *e;
         errno = 0;
-        v = strtoll(tmp, &end, 10);
-        if (errno == 0 && *end == '\0') {
+        long long v = strtoll(tmp, &e, 10);
+        if (errno == 0 && *e == '\0') {
             lua_pushinteger(L, (lua_Integer)v);
             return 1;
         }
     }
-    char *end;
-    double v = strtod(tmp, &end);
-    if (*end != '\0')
-        return fail(d, "bad number", start);
-    lua_pushnumber(L, v);
+    lua_pushnumber(L, strtod(tmp, NULL)); /* the grammar held: strtod reads it all */
     return 1;
 }
 
