@@ -38,6 +38,7 @@ int luaopen_sbot_jsonc(lua_State *L);
 #define MAX_DEPTH 1000        /* encoder (and the cjson dialect's decoder) */
 #define STRICT_MAX_DEPTH 200  /* the strict decoder */
 #define TOJSON_MAX 100        /* __tojson returning values with __tojson */
+#define TOJSON_OPEN_MAX MAX_DEPTH /* __tojson results being written, nested (C stack) */
 
 /* ---- output buffer ---------------------------------------------------------- */
 
@@ -117,7 +118,8 @@ struct enc {
     struct ebuf *b;
     int flags;
     const char *who;
-    int tojson;         /* nested __tojson calls */
+    int tojson;         /* __tojson calls in a row at the place being encoded */
+    int tojson_open;    /* all __tojson results being written (each a C frame) */
     int anchor;         /* stack index of a table anchoring object keys (a stack) */
     lua_Integer atop;   /* its slots in use */
     size_t ktop;        /* entries of b->k in use */
@@ -556,13 +558,14 @@ static void enc_value(struct enc *e, int idx, int depth, const struct frame *f)
         if (get_mt(L, idx)) {
             if (lua_type(L, -1) == LUA_TTABLE && lua_getfield(L, -1, "__tojson") != LUA_TNIL &&
                 lua_toboolean(L, -1)) {
-                if (++e->tojson > TOJSON_MAX)
+                if (++e->tojson > TOJSON_MAX || ++e->tojson_open > TOJSON_OPEN_MAX)
                     enc_error(e, f, "has __tojson results nested too deeply", NULL);
                 lua_pushvalue(L, idx);
                 lua_call(L, 1, 1);
                 lua_remove(L, -2); /* the metatable */
                 enc_value(e, lua_gettop(L), depth, f);
                 e->tojson--;
+                e->tojson_open--;
                 lua_pop(L, 1);
                 return;
             }
@@ -574,7 +577,11 @@ static void enc_value(struct enc *e, int idx, int depth, const struct frame *f)
         break;
     }
     if (t == LUA_TTABLE) {
+        /* its members are other places: their __tojson rows start anew */
+        int row = e->tojson;
+        e->tojson = 0;
         enc_table(e, idx, depth, f);
+        e->tojson = row;
         return;
     }
     enc_error(e, f, "is a %s, which JSON cannot represent", luaL_typename(L, idx));
@@ -591,7 +598,7 @@ void sbot_json_encode(lua_State *L, int idx, int flags, const char *who)
     }
     lua_setmetatable(L, -2);
     lua_createtable(L, 64, 0);
-    struct enc e = {L, b, flags, who ? who : "json.encode", 0, lua_gettop(L), 0, 0};
+    struct enc e = {L, b, flags, who ? who : "json.encode", 0, 0, lua_gettop(L), 0, 0};
     struct frame root = {NULL, NULL, 0, 0, NULL};
     enc_value(&e, idx, 0, &root);
     lua_pop(L, 1); /* the anchor */
@@ -605,6 +612,7 @@ void sbot_json_encode(lua_State *L, int idx, int flags, const char *who)
 struct jdec {
     const char *s, *p, *end;
     int flags;
+    int array_mt; /* stack index of the array metatable */
     const char *err;
     const char *at; /* where the error is */
 };
@@ -765,44 +773,58 @@ static int dec_number_cjson(lua_State *L, struct jdec *d)
     return 1;
 }
 
+static const char *digits(const char *p, const char *end)
+{
+    while (p < end && *p >= '0' && *p <= '9')
+        p++;
+    return p;
+}
+
+/* JSON's number grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
 static int dec_number_strict(lua_State *L, struct jdec *d)
 {
-    const char *start = d->p;
+    const char *start = d->p, *p = d->p, *end = d->end, *q;
     int is_float = 0;
-    if (d->p < d->end && *d->p == '-')
-        d->p++;
-    while (d->p < d->end) {
-        char c = *d->p;
-        if (c >= '0' && c <= '9') {
-            d->p++;
-        } else if (c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-') {
-            is_float = 1;
-            d->p++;
-        } else {
-            break;
-        }
+    if (p < end && *p == '-')
+        p++;
+    if (p < end && *p == '0')
+        p++;
+    else if ((q = digits(p, end)) > p)
+        p = q;
+    else
+        return fail(d, "bad number", start);
+    if (p < end && *p == '.') {
+        is_float = 1;
+        if ((q = digits(p + 1, end)) == p + 1)
+            return fail(d, "bad number", start);
+        p = q;
     }
-    size_t n = (size_t)(d->p - start);
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        is_float = 1;
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        if ((q = digits(p, end)) == p)
+            return fail(d, "bad number", start);
+        p = q;
+    }
+    d->p = p;
+    size_t n = (size_t)(p - start);
     char tmp[64];
-    if (n == 0 || n >= sizeof tmp || (n == 1 && *start == '-'))
+    if (n >= sizeof tmp)
         return fail(d, "bad number", start);
     memcpy(tmp, start, n);
     tmp[n] = '\0';
     if (!is_float) {
-        char *end;
-        long long v;
+        char *e;
         errno = 0;
-        v = strtoll(tmp, &end, 10);
-        if (errno == 0 && *end == '\0') {
+        long long v = strtoll(tmp, &e, 10);
+        if (errno == 0 && *e == '\0') {
             lua_pushinteger(L, (lua_Integer)v);
             return 1;
         }
     }
-    char *end;
-    double v = strtod(tmp, &end);
-    if (*end != '\0')
-        return fail(d, "bad number", start);
-    lua_pushnumber(L, v);
+    lua_pushnumber(L, strtod(tmp, NULL)); /* the grammar held: strtod reads it all */
     return 1;
 }
 
@@ -867,7 +889,8 @@ static int dec_value(lua_State *L, struct jdec *d, int depth)
             return fail(d, "nested too deeply (more than 1000 levels)", d->p);
         d->p++;
         lua_newtable(L);
-        luaL_setmetatable(L, SBOT_JSON_ARRAY_MT);
+        lua_pushvalue(L, d->array_mt);
+        lua_setmetatable(L, -2);
         skip_ws(d);
         if (d->p < d->end && *d->p == ']') {
             d->p++;
@@ -927,12 +950,15 @@ int sbot_json_decode(lua_State *L, const char *s, size_t len, int flags, const c
         }
         len = strnlen(s, len);
     }
-    struct jdec d = {s, s, s + len, flags, NULL, NULL};
     int top = lua_gettop(L);
+    sbot_json_push_array_mt(L); /* whoever calls: created here if need be */
+    struct jdec d = {s, s, s + len, flags, top + 1, NULL, NULL};
     if (dec_value(L, &d, 0)) {
         skip_ws(&d);
-        if (d.p == d.end)
+        if (d.p == d.end) {
+            lua_remove(L, top + 1);
             return 1;
+        }
         d.err = "trailing characters after the value";
         d.at = d.p;
     }

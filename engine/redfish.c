@@ -17,7 +17,6 @@
 #include "sbot.h"
 #include "util.h"
 
-#include <errno.h>
 #include <math.h>
 #include <regex.h>
 #include <stdint.h>
@@ -2314,9 +2313,7 @@ int luaopen_sbot_redfish(lua_State *L)
     /* the transport: sbot.http must be open in this state (sbot_http_request) */
     luaL_requiref(L, "sbot.http", luaopen_sbot_http, 0);
     lua_pop(L, 1);
-    if (luaL_newmetatable(L, ARRAY_MT)) {
-        /* the same __name sbot.json gives its arrays: encoders treat it as [] */
-    }
+    sbot_json_push_array_mt(L); /* get_many's results carry it */
     lua_pop(L, 1);
     if (luaL_newmetatable(L, CLIENT_MT)) {
         lua_pushcfunction(L, client_index);

@@ -81,6 +81,26 @@ describe("sbot.json", function()
     local inner = setmetatable({}, { __tojson = function() return "end" end })
     local outer = setmetatable({}, { __tojson = function() return inner end })
     assert.are.equal('["end"]', json.encode({ outer }))
+    -- the limit is on a row at one place, not on __tojson objects nested in
+    -- each other's results: 150 levels of them encode
+    local node_mt = { __tojson = function(self) return { child = self.child } end }
+    local root
+    for _ = 1, 150 do root = setmetatable({ child = root }, node_mt) end
+    assert.are.equal(string.rep('{"child":', 149) .. "{}" .. string.rep("}", 149), json.encode(root))
+    -- but each result being written is a C frame: rows of 99 at each of 20
+    -- levels (1980 in all) are refused, not left to overflow the C stack
+    local function wrap(v, n)
+      for _ = 1, n do
+        local inner = v
+        v = setmetatable({}, { __tojson = function() return inner end })
+      end
+      return v
+    end
+    local node = json.null
+    for _ = 1, 20 do node = wrap({ c = node }, 99) end
+    local ok, err = pcall(json.encode, node)
+    assert.is_false(ok)
+    assert.matches("^json.encode: value%.c%.c%.c%.c%.c%.c%.c%.c%.c%.c has __tojson results nested too deeply$", err)
   end)
 
   it("pretty-prints with indent", function()

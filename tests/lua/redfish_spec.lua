@@ -538,4 +538,18 @@ describe("sbot.redfish misuse", function()
     assert.has_error(function() redfish.encode({ a = { { f = print } } }) end,
       "sbot.redfish: request body: value.a[1].f is a function, which JSON cannot represent")
   end)
+
+  it("decodes only JSON's own number spellings (docs/redfish.md), integers as integers", function()
+    for _, text in ipairs({ "01", "-01", "00", "1.", "1.e5", ".5", "+1", "-", "1e", "1e+", "0x10", "1-2",
+      "[01]", '{"a":1.}', "inf", "nan" }) do
+      local v, err = redfish.decode(text)
+      assert(v == nil, ("%q decoded to %s"):format(text, tostring(v)))
+      assert.matches("^redfish.decode: ", err)
+    end
+    for text, want in pairs({ ["0"] = 0, ["-0"] = 0, ["10"] = 10, ["-7"] = -7, ["1.5"] = 1.5, ["1e2"] = 100.0,
+      ["1E+2"] = 100.0, ["-2.5e-3"] = -2.5e-3, ["0.0"] = 0.0, ["9223372036854775807"] = math.maxinteger }) do
+      local v = redfish.decode(text)
+      assert(v == want and math.type(v) == math.type(want), ("%q decoded to %s"):format(text, tostring(v)))
+    end
+  end)
 end)
