@@ -254,7 +254,8 @@ static int is_raw(lua_State *L, int idx)
 
 /* pairs(t) for a table that may have __pairs: pushes the iterator function,
  * state and control (3 slots), like Lua's pairs; returns 1 when the table has
- * no __pairs (then the slots are placeholders and lua_next walks it). */
+ * no __pairs (then the slots are three nils, the third lua_next's current
+ * key, and lua_next walks the table). */
 static int pairs_begin(lua_State *L, int idx)
 {
     if (luaL_getmetafield(L, idx, "__pairs") != LUA_TNIL) {

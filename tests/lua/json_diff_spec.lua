@@ -7,6 +7,7 @@ local json = require "sbot.json"
 local oracle = require "json_oracle"
 local cjson = require "cjson"
 local secret = require "sbot.secret"
+local yamlgen = require "yamlgen"
 
 local TREES = tonumber(os.getenv("JSON_DIFF_TREES")) or 2000
 local SEED = tonumber(os.getenv("JSON_DIFF_SEED")) or 20261201
@@ -129,33 +130,9 @@ local function expected(v, opts)
   return t
 end
 
--- Deep equality: number types and zero signs included; marks when asked.
-local function same(a, b, marks, path)
-  path = path or "value"
-  if type(a) ~= type(b) then return false, path .. ": " .. type(a) .. " vs " .. type(b) end
-  if type(a) == "number" then
-    if a ~= a and b ~= b then return true end -- NaN (cjson reads "nan")
-    if math.type(a) ~= math.type(b) or a ~= b or (a == 0 and 1 / a ~= 1 / b) then
-      return false, path .. ": " .. string.format("%s %.17g vs %s %.17g", math.type(a), a, math.type(b), b)
-    end
-    return true
-  end
-  if type(a) ~= "table" then
-    if a ~= b then return false, path .. ": " .. tostring(a) .. " vs " .. tostring(b) end
-    return true
-  end
-  if marks and json.is_array(a) ~= json.is_array(b) then
-    return false, path .. ": array mark " .. tostring(json.is_array(a)) .. " vs " .. tostring(json.is_array(b))
-  end
-  for k, x in pairs(a) do
-    local ok, why = same(x, b[k], marks, path .. "." .. tostring(k))
-    if not ok then return false, why end
-  end
-  for k in pairs(b) do
-    if a[k] == nil then return false, path .. "." .. tostring(k) .. ": missing on the left" end
-  end
-  return true
-end
+-- Deep equality (number types and zero signs included; array marks unless
+-- marks is false): yamlgen's, which the YAML round trips use too.
+local function same(a, b, marks) return yamlgen.same(a, b, nil, marks) end
 
 local function check(cond, seed, what)
   if not cond then error(("seed %d: %s"):format(seed, what), 2) end

@@ -74,8 +74,9 @@ function M.random_value(r, depth, opts)
 end
 
 --- Deep equality keeping apart what round trips must keep apart: integer vs
--- float, sequence vs mapping (empty ones too), null vs missing.
-function M.same(a, b, path)
+-- float, zero signs, sequence vs mapping (empty ones too: the JSON array
+-- mark; `marks = false` leaves it out), null vs missing. Also json_diff_spec's.
+function M.same(a, b, path, marks)
   path = path or "value"
   if type(a) ~= type(b) then return false, path .. ": " .. type(a) .. " vs " .. type(b) end
   if type(a) == "number" then
@@ -88,9 +89,9 @@ function M.same(a, b, path)
     if a ~= b then return false, path .. string.format(": %q vs %q", tostring(a), tostring(b)) end
     return true
   end
-  if json.is_array(a) ~= json.is_array(b) then return false, path .. ": sequence vs mapping" end
+  if marks ~= false and json.is_array(a) ~= json.is_array(b) then return false, path .. ": sequence vs mapping" end
   for k, v in pairs(a) do
-    local ok, why = M.same(v, b[k], path .. "." .. tostring(k))
+    local ok, why = M.same(v, b[k], path .. "." .. tostring(k), marks)
     if not ok then return false, why end
   end
   for k in pairs(b) do
