@@ -23,6 +23,7 @@
  * reading (integers stay integers, 200 levels, lone surrogates become U+FFFD,
  * raw control characters are errors). */
 #include "sbot.h"
+#include "util.h"
 
 #include <errno.h>
 #include <lauxlib.h>
@@ -631,7 +632,9 @@ static void skip_ws(struct jdec *d)
         d->p++;
 }
 
-static int hexval(int c)
+/* Value of one hex digit (either case), or -1. Declared in util.h: the
+ * extension's modules use it too (it is here, in the core, for this codec). */
+int sbot_hexval(int c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -646,7 +649,7 @@ static int hex4(const char *p, unsigned *out)
 {
     unsigned v = 0;
     for (int i = 0; i < 4; i++) {
-        int h = hexval((unsigned char)p[i]);
+        int h = sbot_hexval((unsigned char)p[i]);
         if (h < 0)
             return 0;
         v = v * 16 + (unsigned)h;

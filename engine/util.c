@@ -27,17 +27,6 @@ void sbot_hex(const unsigned char *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-int sbot_hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 size_t sbot_base64(const unsigned char *in, size_t n, char *out)
 {
     static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

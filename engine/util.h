@@ -12,7 +12,7 @@
 /* Lower-case hex of n bytes into out, NUL-terminated (out holds 2n + 1). */
 void sbot_hex(const unsigned char *in, size_t n, char *out);
 
-/* Value of one hex digit (either case), or -1. */
+/* Value of one hex digit (either case), or -1 (in the core: engine/jsonc.c). */
 int sbot_hexval(int c);
 
 /* Standard base64 with '=' padding, no line breaks, NUL-terminated (out holds
