@@ -22,10 +22,14 @@ local function ephemeral_range()
   return tonumber(low), tonumber(high)
 end
 
-local function config(size)
-  return { nodebase = "iqn.2005-10.org.freenas.ctl", targets = {
-    { name = "node1", groups = { { portals = { "127.0.0.1" }, initiators = { "ALL" }, netmasks = { "ALL" } } },
-      luns = { { lun = 0, zvol = "tank/node1", size = size, serial = "1e0a0b0c0d0e001" } } } } }
+local function target(name, size, serial, users)
+  return { name = name, groups = { { portals = { "127.0.0.1" }, initiators = { "ALL" }, netmasks = { "ALL" } } },
+    luns = { { lun = 0, zvol = "tank/" .. name, size = size, serial = serial } },
+    auth = users and { users = users } or nil }
+end
+
+local function config(size, users)
+  return { nodebase = "iqn.2005-10.org.freenas.ctl", targets = { target("node1", size, "1e0a0b0c0d0e001", users) } }
 end
 
 describe("the lab's istgt", function()
@@ -91,15 +95,11 @@ describe("the lab's istgt", function()
     local dir = helpers.tmpdir("istgtauth")
     local port = assert(istgt.free_port())
     local ctl = assert(istgt.start { port = port, dir = dir })
-    local a = config(16 * MiB)
-    a.targets[1].auth = { users = { { user = "r630-01", secret = "first-secret-01" } } }
-    local ok, err = ctl:apply(a)
-    local b = config(16 * MiB)
-    b.targets[1].auth = { users = { { user = "r630-01", secret = "first-secret-01" } } }
-    table.insert(b.targets, 1, { name = "node0",
-      groups = { { portals = { "127.0.0.1" }, initiators = { "ALL" }, netmasks = { "ALL" } } },
-      luns = { { lun = 0, zvol = "tank/node0", size = 16 * MiB, serial = "1e0a0b0c0d0e000" } },
-      auth = { users = { { user = "r630-00", secret = "other-secret-00" } } } })
+    local users = { { user = "r630-01", secret = "first-secret-01" } }
+    local ok, err = ctl:apply(config(16 * MiB, users))
+    local b = config(16 * MiB, users)
+    table.insert(b.targets, 1, target("node0", 16 * MiB, "1e0a0b0c0d0e000",
+      { { user = "r630-00", secret = "other-secret-00" } }))
     local holder, prober
     if ok then
       -- a connection that holds the restart back, and a login of node1's
@@ -129,8 +129,7 @@ print(r and "login ok" or ("login failed: " .. tostring(perr)))
     local dir = helpers.tmpdir("istgtchap")
     local port = assert(istgt.free_port())
     local ctl = assert(istgt.start { port = port, dir = dir })
-    local cfg = config(16 * MiB)
-    cfg.targets[1].auth = { users = { { user = "r630-01", secret = "first-secret-01" } } }
+    local cfg = config(16 * MiB, { { user = "r630-01", secret = "first-secret-01" } })
     local function login(chap)
       local r, perr = iscsi.probe { portal = "127.0.0.1:" .. port, target = "iqn.2005-10.org.freenas.ctl:node1",
         lun = 0, timeout = 10, chap = chap }
